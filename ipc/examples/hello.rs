@@ -1,0 +1,38 @@
+//! The classic first `multiprocessing` program: a child process says hello
+//! and tells who it is.
+//!
+//! ```text
+//! cargo run -p ipc --example hello            # fork
+//! cargo run -p ipc --example hello -- spawn   # spawn
+//! ```
+
+use ipc::{Process, StartMethod};
+
+fn info(title: &str) {
+    let me = ipc::current_process();
+    println!("{title}");
+    println!("  process name: {}", me.name);
+    println!("  parent process: {}", me.parent_pid);
+    println!("  process id: {}", me.pid);
+}
+
+fn f(name: String) {
+    info("function f");
+    println!("hello {name}");
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ipc::init();
+    let method = match std::env::args().nth(1).as_deref() {
+        Some("spawn") => StartMethod::Spawn,
+        _ => StartMethod::Fork,
+    };
+    info("main line");
+    let mut p = Process::new(f, "bob".to_string())
+        .named("bob-greeter")
+        .start_method(method);
+    p.start()?;
+    p.join()?;
+    println!("child exit code: {:?}", p.exit_code());
+    Ok(())
+}

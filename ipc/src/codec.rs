@@ -1,0 +1,166 @@
+//! The wire format: every message is one frame, a `u32` little-endian payload
+//! length followed by that many bytes of postcard.
+//!
+//! The length is checked against a maximum frame size *before* anything is
+//! allocated for the payload, so a peer that sends a wild length costs us an
+//! error, not memory. Decoding is strict: trailing bytes after a value are an
+//! error, because in a length-delimited stream they can only mean garbage.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Default maximum payload size of one frame: 64 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 << 20;
+
+/// Bytes in a frame header (the little-endian `u32` length).
+pub const HEADER_LEN: usize = 4;
+
+/// Why a value could not be turned into a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The serialized value is longer than the connection's maximum frame size.
+    #[error("message of {len} bytes exceeds the maximum frame size of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    /// serde/postcard refused the value (for example a map with an unknown length).
+    #[error("cannot serialize message: {0}")]
+    Serialize(#[from] postcard::Error),
+}
+
+/// Why bytes could not be turned back into a value.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The header announces more bytes than the maximum frame size allows.
+    #[error("frame header announces {len} bytes, above the maximum frame size of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    /// Fewer bytes are available than the header announced.
+    #[error("frame truncated: expected {expected} bytes, got {got}")]
+    Truncated { expected: usize, got: usize },
+    /// The payload is not a valid postcard encoding of the expected type.
+    #[error("undecodable frame payload: {0}")]
+    Malformed(postcard::Error),
+    /// The payload decoded, but bytes were left over: the stream is garbage.
+    #[error("undecodable frame payload: {extra} trailing bytes after the value")]
+    TrailingBytes { extra: usize },
+}
+
+/// Serializes `value` as one frame (header + payload) into `out`, replacing its contents.
+///
+/// `out` keeps its capacity between calls, so a connection can reuse one buffer.
+pub fn encode_frame_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    max_frame_size: usize,
+) -> Result<(), EncodeError> {
+    let mut buf = std::mem::take(out);
+    buf.clear();
+    buf.extend_from_slice(&[0u8; HEADER_LEN]);
+    let mut buf = postcard::to_extend(value, buf)?;
+    let len = buf.len() - HEADER_LEN;
+    let header = encode_header(len, max_frame_size)?;
+    buf[..HEADER_LEN].copy_from_slice(&header);
+    *out = buf;
+    Ok(())
+}
+
+/// Serializes `value` into a fresh frame.
+pub fn encode_frame<T: Serialize + ?Sized>(
+    value: &T,
+    max_frame_size: usize,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::new();
+    encode_frame_into(value, &mut out, max_frame_size)?;
+    Ok(out)
+}
+
+/// The header for a payload of `len` bytes, or `TooLarge`.
+pub fn encode_header(len: usize, max_frame_size: usize) -> Result<[u8; HEADER_LEN], EncodeError> {
+    let max = max_frame_size.min(u32::MAX as usize);
+    if len > max {
+        return Err(EncodeError::TooLarge { len, max });
+    }
+    Ok((len as u32).to_le_bytes())
+}
+
+/// Reads a header and checks the announced length against the maximum.
+pub fn decode_header(
+    header: [u8; HEADER_LEN],
+    max_frame_size: usize,
+) -> Result<usize, DecodeError> {
+    let len = u32::from_le_bytes(header) as usize;
+    if len > max_frame_size {
+        return Err(DecodeError::TooLarge {
+            len,
+            max: max_frame_size,
+        });
+    }
+    Ok(len)
+}
+
+/// Decodes one payload (without its header). Every byte must belong to the value.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+    let (value, rest) = postcard::take_from_bytes(payload).map_err(DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes { extra: rest.len() });
+    }
+    Ok(value)
+}
+
+/// Decodes the first frame of `bytes`, returning the value and how many bytes it used.
+pub fn decode_frame<T: DeserializeOwned>(
+    bytes: &[u8],
+    max_frame_size: usize,
+) -> Result<(T, usize), DecodeError> {
+    let Some(header) = bytes.get(..HEADER_LEN) else {
+        return Err(DecodeError::Truncated {
+            expected: HEADER_LEN,
+            got: bytes.len(),
+        });
+    };
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(header);
+    let len = decode_header(h, max_frame_size)?;
+    let payload = &bytes[HEADER_LEN..];
+    if payload.len() < len {
+        return Err(DecodeError::Truncated {
+            expected: len,
+            got: payload.len(),
+        });
+    }
+    let value = decode_payload(&payload[..len])?;
+    Ok((value, HEADER_LEN + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_over_maximum_is_rejected() {
+        let frame = 100u32.to_le_bytes();
+        assert!(matches!(
+            decode_header(frame, 99),
+            Err(DecodeError::TooLarge { len: 100, max: 99 })
+        ));
+        assert_eq!(decode_header(frame, 100).ok(), Some(100));
+    }
+
+    #[test]
+    fn encode_refuses_oversized_values() {
+        let big = vec![7u8; 1000];
+        assert!(matches!(
+            encode_frame(&big, 100),
+            Err(EncodeError::TooLarge { max: 100, .. })
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut frame = encode_frame(&5u32, 1024).unwrap_or_default();
+        frame.push(0);
+        frame[0] += 1;
+        assert!(matches!(
+            decode_frame::<u32>(&frame, 1024),
+            Err(DecodeError::TrailingBytes { extra: 1 })
+        ));
+    }
+}

@@ -1,0 +1,91 @@
+//! # ipc: Python's `multiprocessing`, in Rust, for real OS processes
+//!
+//! Start processes with `fork` or `spawn`, talk to them over pipes, and get
+//! their results or a precise account of how they died: never a hang.
+//!
+//! ```
+//! use ipc::{Connection, Pipe, Process};
+//!
+//! fn greeter(mut conn: Connection) -> String {
+//!     let name: String = conn.recv().unwrap_or_default();
+//!     format!("hello {name}")
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! ipc::init(); // must be the first line of main (see below)
+//! let (mut ours, theirs) = Pipe::duplex()?;
+//! let mut child = Process::new(greeter, theirs);
+//! child.start()?;
+//! ours.send("bob")?;
+//! assert_eq!(child.join()?, "hello bob");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## From Python
+//!
+//! | Python `multiprocessing` | `ipc` |
+//! |---|---|
+//! | `if __name__ == '__main__':` guard | `ipc::init();` as the first line of `main` |
+//! | `Process(target=f, args=(x,), name="bob")` | `Process::new(f, x).named("bob")` (`f` is a plain `fn(A) -> R`) |
+//! | `set_start_method("spawn")` / `get_context("fork")` | `.start_method(StartMethod::Spawn)` per process |
+//! | `p.start()`, `p.join()`, `p.join(timeout)` | `p.start()?`, `p.join()?` (gives `f`'s return value), `p.join_timeout(d)` |
+//! | `p.exitcode` (`-9` after SIGKILL) | `p.exit_code()` (same convention), `p.exit_status()` |
+//! | `p.is_alive()`, `p.pid`, `p.terminate()`, `p.kill()` | `p.is_alive()`, `p.pid()`, `p.terminate()`, `p.kill()` |
+//! | `current_process().name`, `.pid` | `ipc::current_process().name`, `.pid` |
+//! | `a, b = Pipe()` | `let (a, b) = Pipe::duplex()?;` |
+//! | `r, w = Pipe(duplex=False)` | `let (r, w) = Pipe::simplex()?;` |
+//! | `conn.send(obj)`, `conn.recv()` | `conn.send(&value)?`, `conn.recv::<T>()?` (serde, not pickle) |
+//! | `conn.send_bytes(b)`, `conn.recv_bytes()` | `conn.send_bytes(&b)?`, `conn.recv_bytes()?`, `recv_bytes_into(&mut buf)` |
+//! | `conn.poll(timeout)` | `conn.poll(d)?` |
+//! | `EOFError` from `recv` | `RecvError::Disconnected` (also when the peer was killed) |
+//! | blocking forever on a dead peer | every call has `try_` / `_timeout` forms |
+//!
+//! ## Start methods
+//!
+//! * **fork** (default): the child is a copy of the parent. Refused with
+//!   [`StartError::ThreadsPresent`] when other threads exist, because a lock
+//!   held by one of them (the allocator's, stdout's) would stay held forever in
+//!   the child; use spawn then. The child keeps only stdio and the handles it
+//!   was given: a stray pipe end inherited by a sibling can never keep a reader
+//!   from seeing end of file.
+//! * **spawn**: the child is a new exec of the same binary. Its `main` must call
+//!   [`init`] first; in the child, `init` runs the entry and never returns. A
+//!   child whose `main` lacks it says so on stderr and exits with
+//!   [`EXIT_INIT_MISSING`] instead of spawning children recursively.
+//!
+//! ## Handles
+//!
+//! A [`Connection`] inside a process's arguments is handed to the child: its
+//! descriptor stays open across fork or exec, and nothing else does. The
+//! parent's copy is closed once the child has started.
+//!
+//! ## Bad bytes and dead peers
+//!
+//! Frames are a little-endian `u32` length and postcard bytes ([`codec`]). A
+//! length above the maximum frame size (64 MiB unless set per connection) is
+//! an error before any allocation; a payload that does not decode is an error
+//! and the stream goes on with the next frame.
+
+pub mod codec;
+mod handle;
+pub mod pipe;
+pub mod process;
+mod sys;
+
+pub use handle::HandleError;
+pub use pipe::{
+    Connection, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+};
+pub use process::{
+    current_process, signal_name, ExitStatus, JoinError, JoinTimeoutError, Process, ProcessInfo,
+    StartError, StartMethod, EXIT_CHILD_FAILED, EXIT_INIT_MISSING,
+};
+
+/// Must be the first line of `main` in any program that starts processes.
+///
+/// In the parent it does nothing. In a child started with
+/// [`StartMethod::Spawn`] it runs the child's entry and exits: it never returns.
+pub fn init() {
+    process::run_if_spawned();
+}

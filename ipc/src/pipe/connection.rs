@@ -1,0 +1,477 @@
+//! [`Connection`]: one end of a [`Pipe`](super::Pipe), Python's
+//! `multiprocessing.connection.Connection` with Rust method families.
+//!
+//! The descriptor is non-blocking; blocking calls wait in `poll(2)`, which is
+//! what makes every call available with a deadline. Writes of one message are
+//! a single `write`/`writev` when the pipe has room, and reads pull whatever is
+//! there into an [`Inbox`] from which frames are cut.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
+use super::inbox::Inbox;
+use crate::codec::{self, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
+use crate::handle;
+use crate::sys::{self, Deadline};
+
+/// Payloads up to this size are copied next to their header and written with
+/// one plain `write`; larger ones go out with `writev` and no copy.
+const COPY_THRESHOLD: usize = 16 * 1024;
+
+/// One end of a pipe. Send and receive serde values (`send`/`recv`) or raw
+/// byte messages (`send_bytes`/`recv_bytes`); each has `try_`/`_timeout` forms.
+///
+/// A closed or dead peer is [`RecvError::Disconnected`] / [`SendError::Disconnected`],
+/// never a hang and never a `SIGPIPE`.
+#[derive(Debug)]
+pub struct Connection {
+    fd: OwnedFd,
+    is_socket: bool,
+    readable: bool,
+    writable: bool,
+    max_frame_size: usize,
+    inbox: Inbox,
+    /// Reused buffer for encoding outgoing frames.
+    scratch: Vec<u8>,
+    /// The tail of a frame whose `send_timeout` ran out after it had started.
+    unsent: Vec<u8>,
+}
+
+/// How a raw write attempt ended.
+enum WriteError {
+    Timeout,
+    Disconnected,
+    Io(io::Error),
+}
+
+impl Connection {
+    pub(crate) fn new(fd: OwnedFd, readable: bool, writable: bool) -> io::Result<Self> {
+        sys::set_nonblocking(fd.as_raw_fd(), true)?;
+        let is_socket = sys::is_socket(&fd);
+        if !is_socket {
+            sys::ignore_default_sigpipe();
+        }
+        Ok(Connection {
+            fd,
+            is_socket,
+            readable,
+            writable,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            inbox: Inbox::new(),
+            scratch: Vec::new(),
+            unsent: Vec::new(),
+        })
+    }
+
+    /// The largest payload this end will send or accept (default 64 MiB).
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// Sets the largest payload this end will send or accept. A received header
+    /// announcing more is an error raised before any allocation.
+    pub fn set_max_frame_size(&mut self, bytes: usize) {
+        self.max_frame_size = bytes.min(u32::MAX as usize);
+    }
+
+    pub fn is_readable(&self) -> bool {
+        self.readable
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    // ---- sending ------------------------------------------------------------
+
+    /// Sends a serde value as one message, waiting while the pipe is full.
+    pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SendError> {
+        self.send_deadline(value, Deadline::never())
+            .map_err(Self::expect_no_timeout)
+    }
+
+    /// Like [`send`](Self::send), giving up after `timeout` if no byte could be
+    /// written. If the deadline passes after the message has started, the rest
+    /// is kept here and written before the next message (or by [`flush_timeout`](Self::flush_timeout)),
+    /// so the stream is never left with half a frame.
+    pub fn send_timeout<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_deadline(value, Deadline::after(timeout))
+    }
+
+    /// Sends a byte message (Python's `send_bytes`). Bytes sent this way are
+    /// received with [`recv_bytes`](Self::recv_bytes).
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        self.send_bytes_deadline(bytes, Deadline::never())
+            .map_err(Self::expect_no_timeout)
+    }
+
+    /// [`send_bytes`](Self::send_bytes) with a deadline, as [`send_timeout`](Self::send_timeout).
+    pub fn send_bytes_timeout(
+        &mut self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_bytes_deadline(bytes, Deadline::after(timeout))
+    }
+
+    /// Writes the remainder of a message left by an expired `send_timeout`.
+    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<(), SendTimeoutError> {
+        self.flush_unsent(Deadline::after(timeout))
+            .map_err(Self::timeout_error)
+    }
+
+    /// True while part of a message waits to be written (see [`send_timeout`](Self::send_timeout)).
+    pub fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
+    }
+
+    fn send_deadline<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        deadline: Deadline,
+    ) -> Result<(), SendTimeoutError> {
+        self.check_writable()?;
+        codec::encode_frame_into(value, &mut self.scratch, self.max_frame_size)
+            .map_err(SendError::from)?;
+        self.flush_unsent(deadline).map_err(Self::timeout_error)?;
+        let frame = std::mem::take(&mut self.scratch);
+        let result = self.write_frame(&[&frame], deadline);
+        self.scratch = frame;
+        result
+    }
+
+    fn send_bytes_deadline(
+        &mut self,
+        bytes: &[u8],
+        deadline: Deadline,
+    ) -> Result<(), SendTimeoutError> {
+        self.check_writable()?;
+        let header =
+            codec::encode_header(bytes.len(), self.max_frame_size).map_err(SendError::from)?;
+        self.flush_unsent(deadline).map_err(Self::timeout_error)?;
+        if bytes.len() <= COPY_THRESHOLD {
+            let mut frame = std::mem::take(&mut self.scratch);
+            frame.clear();
+            frame.extend_from_slice(&header);
+            frame.extend_from_slice(bytes);
+            let result = self.write_frame(&[&frame], deadline);
+            self.scratch = frame;
+            result
+        } else {
+            self.write_frame(&[&header, bytes], deadline)
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), SendError> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(SendError::NotWritable)
+        }
+    }
+
+    /// Writes a whole frame given as up to two parts. If the deadline passes
+    /// after the first byte, the remainder moves to `unsent` and this succeeds.
+    fn write_frame(&mut self, parts: &[&[u8]], deadline: Deadline) -> Result<(), SendTimeoutError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut written = 0;
+        while written < total {
+            let (first, second) = remaining_parts(parts, written);
+            let bufs: &[&[u8]] = if second.is_empty() {
+                &[first]
+            } else {
+                &[first, second]
+            };
+            match self.write_once(bufs, deadline) {
+                Ok(n) => written += n,
+                Err(WriteError::Timeout) if written == 0 => return Err(SendTimeoutError::Timeout),
+                Err(WriteError::Timeout) => {
+                    let (first, second) = remaining_parts(parts, written);
+                    self.unsent.extend_from_slice(first);
+                    self.unsent.extend_from_slice(second);
+                    return Ok(());
+                }
+                Err(other) => return Err(Self::timeout_error(other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is left of an interrupted frame before anything else.
+    fn flush_unsent(&mut self, deadline: Deadline) -> Result<(), WriteError> {
+        while !self.unsent.is_empty() {
+            let pending = std::mem::take(&mut self.unsent);
+            let result = self.write_once(&[&pending], deadline);
+            self.unsent = pending;
+            let n = result?;
+            self.unsent.drain(..n);
+        }
+        Ok(())
+    }
+
+    /// One successful write of at least one byte, waiting for room until the deadline.
+    fn write_once(&mut self, bufs: &[&[u8]], deadline: Deadline) -> Result<usize, WriteError> {
+        loop {
+            match sys::write_some(self.fd.as_raw_fd(), bufs, self.is_socket) {
+                Ok(0) => return Err(WriteError::Disconnected),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLOUT, deadline)
+                        .map_err(WriteError::Io)?;
+                    if !ready.any() {
+                        return Err(WriteError::Timeout);
+                    }
+                }
+                Err(e) if is_peer_gone(&e) => return Err(WriteError::Disconnected),
+                Err(e) => return Err(WriteError::Io(e)),
+            }
+        }
+    }
+
+    fn timeout_error(e: WriteError) -> SendTimeoutError {
+        match e {
+            WriteError::Timeout => SendTimeoutError::Timeout,
+            WriteError::Disconnected => SendTimeoutError::Send(SendError::Disconnected),
+            WriteError::Io(e) => SendTimeoutError::Send(SendError::Io(e)),
+        }
+    }
+
+    /// Without a deadline a timeout cannot happen; map it to an I/O error rather than panic.
+    fn expect_no_timeout(e: SendTimeoutError) -> SendError {
+        match e {
+            SendTimeoutError::Send(e) => e,
+            SendTimeoutError::Timeout => SendError::Io(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    // ---- receiving ----------------------------------------------------------
+
+    /// Receives one serde value, waiting for it.
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        match self.recv_deadline(Deadline::never()) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(RecvError::Io(io::ErrorKind::TimedOut.into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives one serde value if a whole one is already available.
+    pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<T, TryRecvError> {
+        self.recv_deadline(Deadline::now())?
+            .ok_or(TryRecvError::Empty)
+    }
+
+    /// Receives one serde value, waiting at most `timeout`.
+    pub fn recv_timeout<T: DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(Deadline::after(timeout))?
+            .ok_or(RecvTimeoutError::Timeout)
+    }
+
+    /// Receives one byte message (Python's `recv_bytes`).
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
+        let mut out = Vec::new();
+        self.recv_bytes_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Receives one byte message, waiting at most `timeout`.
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
+        let mut out = Vec::new();
+        self.recv_bytes_into_timeout(&mut out, timeout)?;
+        Ok(out)
+    }
+
+    /// Receives one byte message into `out` (replacing its contents, reusing its
+    /// allocation) and returns its length.
+    pub fn recv_bytes_into(&mut self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
+        match self.recv_bytes_deadline(out, Deadline::never()) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(RecvError::Io(io::ErrorKind::TimedOut.into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into) with a deadline.
+    pub fn recv_bytes_into_timeout(
+        &mut self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_bytes_deadline(out, Deadline::after(timeout))?
+            .ok_or(RecvTimeoutError::Timeout)
+    }
+
+    /// Is a message (or the peer's end of file) waiting? Waits at most `timeout`.
+    pub fn poll(&mut self, timeout: Duration) -> Result<bool, RecvError> {
+        if !self.readable {
+            return Err(RecvError::NotReadable);
+        }
+        if self.complete_frame_len()?.is_some() {
+            return Ok(true);
+        }
+        let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, Deadline::after(timeout))
+            .map_err(RecvError::Io)?;
+        Ok(ready.readable || ready.hangup)
+    }
+
+    fn recv_deadline<T: DeserializeOwned>(
+        &mut self,
+        deadline: Deadline,
+    ) -> Result<Option<T>, RecvError> {
+        let Some(len) = self.next_frame(deadline)? else {
+            return Ok(None);
+        };
+        let payload = &self.inbox.available()[HEADER_LEN..HEADER_LEN + len];
+        let value = codec::decode_payload(payload);
+        self.inbox.consume(HEADER_LEN + len);
+        Ok(Some(value?))
+    }
+
+    fn recv_bytes_deadline(
+        &mut self,
+        out: &mut Vec<u8>,
+        deadline: Deadline,
+    ) -> Result<Option<usize>, RecvError> {
+        let Some(len) = self.next_frame(deadline)? else {
+            return Ok(None);
+        };
+        out.clear();
+        out.extend_from_slice(&self.inbox.available()[HEADER_LEN..HEADER_LEN + len]);
+        self.inbox.consume(HEADER_LEN + len);
+        Ok(Some(len))
+    }
+
+    /// The payload length of the complete frame at the head of the inbox, if any.
+    fn complete_frame_len(&self) -> Result<Option<usize>, RecvError> {
+        let available = self.inbox.available();
+        let Some(header) = available.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let len = codec::decode_header(*header, self.max_frame_size)?;
+        Ok((available.len() >= HEADER_LEN + len).then_some(len))
+    }
+
+    /// Reads until a whole frame is buffered; `Ok(None)` when the deadline passes first.
+    fn next_frame(&mut self, deadline: Deadline) -> Result<Option<usize>, RecvError> {
+        if !self.readable {
+            return Err(RecvError::NotReadable);
+        }
+        loop {
+            if let Some(len) = self.complete_frame_len()? {
+                return Ok(Some(len));
+            }
+            let available = self.inbox.available();
+            let want = match available.first_chunk::<HEADER_LEN>() {
+                // The header was validated by complete_frame_len: the total is bounded.
+                Some(h) => HEADER_LEN + u32::from_le_bytes(*h) as usize,
+                None => HEADER_LEN,
+            };
+            match self.inbox.fill_from(self.fd.as_raw_fd(), want) {
+                Ok(0) => return Err(self.disconnected()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, deadline)
+                        .map_err(RecvError::Io)?;
+                    if !ready.any() {
+                        return Ok(None);
+                    }
+                }
+                Err(e) if is_peer_gone(&e) => return Err(self.disconnected()),
+                Err(e) => return Err(RecvError::Io(e)),
+            }
+        }
+    }
+
+    /// End of file. A partial frame left behind (a peer killed mid-send) is
+    /// dropped: it can never be completed.
+    fn disconnected(&mut self) -> RecvError {
+        let partial = self.inbox.available().len();
+        self.inbox.consume(partial);
+        RecvError::Disconnected
+    }
+}
+
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Best effort, never blocking: push out the tail of a timed-out send.
+        if !self.unsent.is_empty() {
+            let _ = self.flush_unsent(Deadline::now());
+        }
+    }
+}
+
+/// The two parts of a frame that remain after `written` bytes.
+fn remaining_parts<'a>(parts: &[&'a [u8]], written: usize) -> (&'a [u8], &'a [u8]) {
+    let first = parts.first().copied().unwrap_or(&[]);
+    let second = parts.get(1).copied().unwrap_or(&[]);
+    if written < first.len() {
+        (&first[written..], second)
+    } else {
+        (&second[written - first.len()..], &[])
+    }
+}
+
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET))
+}
+
+/// What a connection looks like inside a serialized Process argument: the
+/// descriptor's slot in the handle table plus the connection's state.
+#[derive(Serialize, Deserialize)]
+struct ConnectionWire {
+    slot: u32,
+    readable: bool,
+    writable: bool,
+    max_frame_size: u64,
+    /// Bytes this copy had received but not yet handed out.
+    buffered: Vec<u8>,
+    /// The tail of a timed-out send, to be written first by the new owner.
+    unsent: Vec<u8>,
+}
+
+impl Serialize for Connection {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let slot = handle::export_fd(self.fd.as_raw_fd()).map_err(S::Error::custom)?;
+        ConnectionWire {
+            slot,
+            readable: self.readable,
+            writable: self.writable,
+            max_frame_size: self.max_frame_size as u64,
+            buffered: self.inbox.available().to_vec(),
+            unsent: self.unsent.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = ConnectionWire::deserialize(deserializer)?;
+        let fd = handle::import_fd(wire.slot).map_err(D::Error::custom)?;
+        let mut conn =
+            Connection::new(fd, wire.readable, wire.writable).map_err(D::Error::custom)?;
+        conn.max_frame_size = usize::try_from(wire.max_frame_size).unwrap_or(usize::MAX);
+        conn.inbox = Inbox::with_contents(wire.buffered);
+        conn.unsent = wire.unsent;
+        Ok(conn)
+    }
+}

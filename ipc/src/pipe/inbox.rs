@@ -1,0 +1,76 @@
+//! The receive buffer of a connection. Reading in large chunks and cutting
+//! frames out of the buffer costs one `read(2)` for many small messages, and it
+//! lets a timed-out receive keep a half-arrived frame for the next call instead
+//! of losing the stream's framing.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::sys;
+
+/// Initial (and resting) capacity: one default pipe buffer.
+const RESTING_CAPACITY: usize = 64 * 1024;
+/// Above this, a buffer that has drained is shrunk back to its resting size.
+const SHRINK_ABOVE: usize = 4 << 20;
+
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Inbox {
+    pub fn new() -> Self {
+        Inbox::with_contents(Vec::new())
+    }
+
+    /// An inbox that starts with bytes already received by another copy of the
+    /// connection (handed over with the handle).
+    pub fn with_contents(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        let mut buf = bytes;
+        if buf.len() < RESTING_CAPACITY {
+            buf.resize(RESTING_CAPACITY, 0);
+        }
+        Inbox { buf, start: 0, end }
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn available(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > SHRINK_ABOVE {
+                self.buf.truncate(RESTING_CAPACITY);
+                self.buf.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Reads once from `fd`, making room so that `want` bytes (counted from the
+    /// first unconsumed byte) fit. `want` is already bounded by the maximum frame size.
+    pub fn fill_from(&mut self, fd: RawFd, want: usize) -> io::Result<usize> {
+        if self.buf.len() - self.start < want {
+            // Move the unconsumed bytes to the front, then grow if still short.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = sys::read_some(fd, &mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,48 @@
+//! `Pipe`: two connected [`Connection`]s, Python's `multiprocessing.Pipe`.
+//!
+//! `Pipe::duplex()` is a Unix stream socket pair (both ends send and receive);
+//! `Pipe::simplex()` is a kernel pipe (one receiving end, one sending end),
+//! which is the faster of the two for one-way traffic. Both ends are
+//! close-on-exec: a child only gets an end it is handed as a `Process` argument.
+//!
+//! ```
+//! let (mut a, mut b) = ipc::Pipe::duplex()?;
+//! a.send(&("hello", 42u32))?;
+//! let (word, n): (String, u32) = b.recv()?;
+//! assert_eq!((word.as_str(), n), ("hello", 42));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod connection;
+mod error;
+mod inbox;
+
+pub use connection::Connection;
+pub use error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
+
+use std::io;
+
+use crate::sys;
+
+/// Constructors for connected pairs of [`Connection`]s.
+pub struct Pipe;
+
+impl Pipe {
+    /// Two ends that both send and receive (Python's `Pipe()`).
+    pub fn duplex() -> io::Result<(Connection, Connection)> {
+        let (a, b) = sys::socketpair_cloexec()?;
+        Ok((
+            Connection::new(a, true, true)?,
+            Connection::new(b, true, true)?,
+        ))
+    }
+
+    /// A receiving end and a sending end, in that order (Python's `Pipe(duplex=False)`).
+    pub fn simplex() -> io::Result<(Connection, Connection)> {
+        let (r, w) = sys::pipe_cloexec()?;
+        Ok((
+            Connection::new(r, true, false)?,
+            Connection::new(w, false, true)?,
+        ))
+    }
+}

@@ -1,0 +1,48 @@
+//! The child's side of every start method, once it knows what to run: call the
+//! entry through its trampoline, write the report frame, and leave with `_exit`
+//! (no destructors or atexit handlers of the parent's state run twice).
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::entry::{ChildReport, Trampoline};
+use super::EXIT_CHILD_FAILED;
+use crate::{codec, sys};
+
+pub(crate) fn run_entry_and_exit(
+    report: OwnedFd,
+    trampoline: Trampoline,
+    entry: usize,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> ! {
+    let outcome = trampoline(entry, args, fds);
+    exit_with_report(&report, &outcome)
+}
+
+/// Writes `outcome` on the report pipe and exits with the matching code:
+/// 0 for a return, 1 for a panic (Python's code for an uncaught exception).
+pub(crate) fn exit_with_report(report: &OwnedFd, outcome: &ChildReport) -> ! {
+    let code = match outcome {
+        ChildReport::Returned(_) => 0,
+        ChildReport::Panicked(_) => 1,
+        ChildReport::Failed(message) => {
+            eprintln!("ipc: child process could not run its entry: {message}");
+            EXIT_CHILD_FAILED
+        }
+    };
+    if let Ok(frame) = codec::encode_frame(outcome, usize::MAX) {
+        // A parent that went away is no reason to do anything but exit.
+        let _ = sys::set_nonblocking(report.as_raw_fd(), false);
+        let _ = sys::write_all_blocking(report.as_raw_fd(), &frame);
+    }
+    exit_now(code)
+}
+
+/// Flushes Rust's stdout buffer and leaves immediately.
+pub(crate) fn exit_now(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,79 @@
+//! How a child finds the function it must run.
+//!
+//! The entry is a plain `fn(A) -> R`. A forked child can call it directly; a
+//! spawned child is a fresh exec of the same binary, where ASLR has moved every
+//! address, but not the *distance* between two functions of one binary. So the
+//! parent sends code addresses as offsets from an anchor function, and the
+//! child adds its own anchor's address back. The child checks first that it
+//! runs the same executable file as its parent (see `spawn`).
+
+use std::os::fd::OwnedFd;
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{codec, handle};
+
+/// What the child writes on its report pipe when its entry is done.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ChildReport {
+    /// The entry returned; postcard bytes of its `R`.
+    Returned(Vec<u8>),
+    /// The entry panicked with this message.
+    Panicked(String),
+    /// The arguments could not be decoded or the result encoded.
+    Failed(String),
+}
+
+/// A monomorphized runner: decodes `A` (taking handles from `fds`), calls the
+/// entry at address `entry`, and encodes the outcome.
+pub(crate) type Trampoline = fn(entry: usize, args: &[u8], fds: Vec<OwnedFd>) -> ChildReport;
+
+pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(
+    entry: usize,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> ChildReport {
+    // SAFETY: `entry` is the address of a `fn(A) -> R` of this very binary: the
+    // parent took it from a value of that type (Process<A, R>) and the child
+    // checked it runs the same executable before resolving the offset; this
+    // trampoline was instantiated for the same A and R.
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(entry as *const ()) };
+    let args: A = match handle::providing_handles(fds, || codec::decode_payload(args)) {
+        Ok(args) => args,
+        Err(e) => return ChildReport::Failed(format!("cannot decode the arguments: {e}")),
+    };
+    match panic::catch_unwind(AssertUnwindSafe(move || f(args))) {
+        Ok(result) => match handle::collecting_handles(|| postcard::to_allocvec(&result)) {
+            (Ok(bytes), fds) if fds.is_empty() => ChildReport::Returned(bytes),
+            (Ok(_), _) => ChildReport::Failed("a result cannot carry handles".into()),
+            (Err(e), _) => ChildReport::Failed(format!("cannot serialize the result: {e}")),
+        },
+        Err(payload) => ChildReport::Panicked(panic_message(payload.as_ref())),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic with a non-string payload)".to_string()
+    }
+}
+
+/// The reference point for code offsets. Never inlined, so it has an address.
+#[inline(never)]
+fn anchor() {}
+
+/// The distance of a code address from the anchor.
+pub(crate) fn code_offset(addr: usize) -> i64 {
+    (addr as i64).wrapping_sub(anchor as *const () as usize as i64)
+}
+
+/// The address at `offset` from this process's anchor.
+pub(crate) fn code_address(offset: i64) -> usize {
+    (anchor as *const () as usize as i64).wrapping_add(offset) as usize
+}

@@ -1,0 +1,80 @@
+//! Errors of starting and joining a [`Process`](super::Process).
+
+use std::io;
+
+use super::exit::ExitStatus;
+
+/// Why `start` failed. No child is running afterwards.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the process was already started")]
+    AlreadyStarted,
+    /// `fork` with other threads alive could copy a lock (the allocator's, stdout's)
+    /// held by a thread that does not exist in the child, which then deadlocks.
+    #[error(
+        "refusing to fork: this process has {threads} threads, and a forked child \
+         could deadlock on a lock held by one of them (the allocator's, stdout's); \
+         use StartMethod::Spawn, or allow_threads(true) if you know every thread is idle"
+    )]
+    ThreadsPresent { threads: usize },
+    /// The arguments could not be serialized (for example an unsupported handle).
+    #[error("cannot serialize the process arguments: {0}")]
+    Args(String),
+    #[error("cannot start the process: {0}")]
+    Os(#[from] io::Error),
+}
+
+/// Why `join` did not produce the child's return value.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("the process was never started")]
+    NotStarted,
+    #[error("the process was already joined; it {0}")]
+    AlreadyJoined(ExitStatus),
+    /// The child ended through `exit` without returning from its entry.
+    #[error("the process exited with code {code} without returning a result")]
+    Exited { code: i32 },
+    /// A signal ended the child.
+    #[error("the process was {0}")]
+    Signaled(ExitStatus),
+    /// The entry function panicked; the child exited with code 1.
+    #[error("the process panicked: {message}")]
+    Panicked { message: String },
+    /// A spawned child's `main` does not call `ipc::init()` first.
+    #[error(
+        "the spawned child's main() does not call ipc::init() first, so it could not run \
+         its entry (exit code {})",
+        super::EXIT_INIT_MISSING
+    )]
+    InitMissing,
+    /// The child could not decode its arguments or encode its result.
+    #[error("the child could not run its entry: {message}")]
+    ChildFailed { message: String },
+    /// The child's report could not be decoded (it wrote garbage on its report pipe).
+    #[error("the child's report is garbage: {0}")]
+    BadReport(String),
+    #[error("waiting for the process failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why `join_timeout` did not produce the child's return value.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinTimeoutError {
+    /// The child is still running; join again later, or terminate it.
+    #[error("the process is still running")]
+    Timeout,
+    #[error(transparent)]
+    Join(#[from] JoinError),
+}
+
+impl JoinError {
+    /// How the child ended, where that is what the error is about.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        match self {
+            JoinError::Exited { code } => Some(ExitStatus::Exited(*code)),
+            JoinError::Signaled(status) | JoinError::AlreadyJoined(status) => Some(*status),
+            JoinError::Panicked { .. } => Some(ExitStatus::Exited(1)),
+            _ => None,
+        }
+    }
+}

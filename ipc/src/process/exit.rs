@@ -1,0 +1,68 @@
+//! How a child process ended, decoded from its wait status, with Python's
+//! exit-code convention (a negative signal number) and readable signal names.
+
+use std::fmt;
+
+/// The way a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExitStatus {
+    /// It called `exit` (or returned from its entry: code 0).
+    Exited(i32),
+    /// A signal ended it.
+    Signaled { signal: i32, core_dumped: bool },
+}
+
+impl ExitStatus {
+    /// Decodes a raw `waitpid` status.
+    pub fn from_wait_status(status: i32) -> Self {
+        if libc::WIFSIGNALED(status) {
+            ExitStatus::Signaled {
+                signal: libc::WTERMSIG(status),
+                core_dumped: libc::WCOREDUMP(status),
+            }
+        } else {
+            ExitStatus::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// Python's `Process.exitcode`: the exit code, or minus the signal number (-9 for SIGKILL).
+    pub fn code(&self) -> i32 {
+        match *self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled { signal, .. } => -signal,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Exited(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Exited(code) => write!(f, "exited with code {code}"),
+            ExitStatus::Signaled {
+                signal,
+                core_dumped,
+            } => {
+                write!(f, "killed by {}", signal_name(signal))?;
+                if core_dumped {
+                    write!(f, " (core dumped)")?;
+                }
+                if signal == libc::SIGKILL {
+                    write!(f, " (perhaps out of memory?)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// "SIGKILL" for 9, and so on; "signal N" for numbers without a name.
+pub fn signal_name(signal: i32) -> String {
+    match nix::sys::signal::Signal::try_from(signal) {
+        Ok(sig) => sig.as_str().to_string(),
+        Err(_) => format!("signal {signal}"),
+    }
+}

@@ -1,0 +1,73 @@
+//! The `fork` start method: the child is a copy of the parent that calls the
+//! entry directly. It refuses when other threads exist (their locks would be
+//! copied held), and the child closes every descriptor it was not handed.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::entry::Trampoline;
+use super::error::StartError;
+use super::{child, current, os, Launched};
+use crate::sys;
+
+pub(crate) struct ForkPlan<'a> {
+    pub name: &'a str,
+    pub trampoline: Trampoline,
+    pub entry: usize,
+    pub args: &'a [u8],
+    pub handle_fds: &'a [RawFd],
+    pub allow_threads: bool,
+    pub die_with_parent: bool,
+}
+
+pub(crate) fn start(plan: ForkPlan<'_>) -> Result<Launched, StartError> {
+    if !plan.allow_threads {
+        let threads = os::thread_count()?;
+        if threads > 1 {
+            return Err(StartError::ThreadsPresent { threads });
+        }
+    }
+    let (report_rx, report_tx) = sys::pipe_cloexec()?;
+    // Buffered output would otherwise be printed twice, once by each process.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let parent = std::process::id() as i32;
+
+    // SAFETY: fork is safe here because this process is single-threaded (checked
+    // above) unless the caller explicitly took responsibility with allow_threads.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(StartError::Os(std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        run_child(plan, parent, report_rx, report_tx);
+    }
+    drop(report_tx);
+    sys::set_nonblocking(report_rx.as_raw_fd(), true)?;
+    Ok(Launched { pid, report_rx })
+}
+
+/// In the forked child: never returns.
+fn run_child(plan: ForkPlan<'_>, parent: i32, report_rx: OwnedFd, report_tx: OwnedFd) -> ! {
+    drop(report_rx);
+    if plan.die_with_parent {
+        let _ = os::set_parent_death_signal(libc::SIGKILL);
+        // The parent may have died before the line above took effect.
+        if os::parent_pid() != parent {
+            child::exit_now(1);
+        }
+    }
+    os::stdin_from_devnull();
+    let mut keep: Vec<RawFd> = plan.handle_fds.to_vec();
+    keep.push(report_tx.as_raw_fd());
+    os::close_fds_except(&keep);
+    current::set_current_name(plan.name);
+    // SAFETY: these descriptors were inherited from the parent's handles and are
+    // owned by nothing in this process (the parent's objects are never dropped here).
+    let fds = plan
+        .handle_fds
+        .iter()
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    child::run_entry_and_exit(report_tx, plan.trampoline, plan.entry, plan.args, fds)
+}

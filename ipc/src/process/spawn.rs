@@ -1,0 +1,185 @@
+//! The `spawn` start method: the child is a fresh exec of this binary
+//! (`/proc/self/exe`). Its plan (entry, arguments, handle descriptors, where to
+//! report) travels in a memfd whose number is in the `IPC_SPAWN_BOOTSTRAP`
+//! environment variable; exactly the handle descriptors, the memfd and the
+//! report pipe survive the exec. `ipc::init()` at the top of the child's `main`
+//! reads the plan and runs it.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use super::entry::{self, ChildReport, Trampoline};
+use super::error::StartError;
+use super::{child, current, os, Launched, EXIT_CHILD_FAILED, EXIT_INIT_MISSING};
+use crate::{codec, sys};
+
+/// Names the descriptor of the bootstrap memfd in a spawned child.
+pub(crate) const BOOTSTRAP_ENV: &str = "IPC_SPAWN_BOOTSTRAP";
+
+/// Bumped whenever `Bootstrap` changes shape.
+const PROTOCOL_VERSION: u32 = 1;
+
+/// The plan a spawned child runs.
+#[derive(Serialize, Deserialize)]
+struct Bootstrap {
+    protocol: u32,
+    /// (device, inode) of the parent's executable.
+    exe: (u64, u64),
+    name: String,
+    trampoline_offset: i64,
+    entry_offset: i64,
+    args: Vec<u8>,
+    handle_fds: Vec<RawFd>,
+    report_fd: RawFd,
+}
+
+pub(crate) struct SpawnPlan<'a> {
+    pub name: &'a str,
+    pub trampoline: Trampoline,
+    pub entry: usize,
+    pub args: &'a [u8],
+    pub handle_fds: &'a [RawFd],
+    pub die_with_parent: bool,
+}
+
+pub(crate) fn start(plan: SpawnPlan<'_>) -> Result<Launched, StartError> {
+    let (report_rx, report_tx) = sys::pipe_cloexec()?;
+    let bootstrap = Bootstrap {
+        protocol: PROTOCOL_VERSION,
+        exe: os::exe_identity()?,
+        name: plan.name.to_string(),
+        trampoline_offset: entry::code_offset(plan.trampoline as usize),
+        entry_offset: entry::code_offset(plan.entry),
+        args: plan.args.to_vec(),
+        handle_fds: plan.handle_fds.to_vec(),
+        report_fd: report_tx.as_raw_fd(),
+    };
+    let frame =
+        codec::encode_frame(&bootstrap, usize::MAX).map_err(|e| StartError::Args(e.to_string()))?;
+    let memfd = os::memfd_with(c"ipc-spawn-bootstrap", &frame)?;
+
+    let mut inherit: Vec<RawFd> = plan.handle_fds.to_vec();
+    inherit.push(report_tx.as_raw_fd());
+    inherit.push(memfd.as_raw_fd());
+    let parent = std::process::id() as i32;
+    let die_with_parent = plan.die_with_parent;
+
+    let mut command = Command::new("/proc/self/exe");
+    if let Some(argv0) = std::env::args_os().next() {
+        command.arg0(argv0);
+    }
+    command
+        .env(BOOTSTRAP_ENV, memfd.as_raw_fd().to_string())
+        .stdin(Stdio::null());
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (fcntl, prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &inherit {
+                sys::set_cloexec(fd, false)?;
+            }
+            if die_with_parent {
+                os::set_parent_death_signal(libc::SIGKILL)?;
+                if os::parent_pid() != parent {
+                    libc::_exit(1);
+                }
+            }
+            Ok(())
+        });
+    }
+    let spawned = command.spawn()?;
+    let pid = spawned.id() as i32;
+    // Dropping std's Child neither waits nor kills: `Process` reaps this pid itself.
+    drop(spawned);
+    drop(report_tx);
+    drop(memfd);
+    sys::set_nonblocking(report_rx.as_raw_fd(), true)?;
+    Ok(Launched { pid, report_rx })
+}
+
+/// In a process that may be a spawned child: run the plan and exit, or return
+/// at once if this process was not spawned by `ipc`.
+pub(crate) fn run_if_spawned() {
+    let Some(value) = std::env::var_os(BOOTSTRAP_ENV) else {
+        return;
+    };
+    // Removed so that this child's own children are not mistaken for spawned ones.
+    std::env::remove_var(BOOTSTRAP_ENV);
+    let Some(fd) = value
+        .to_str()
+        .and_then(|s| s.parse::<RawFd>().ok())
+        .filter(|&fd| fd > 2)
+    else {
+        eprintln!("ipc: {BOOTSTRAP_ENV} does not name a descriptor; not a child of ipc");
+        child::exit_now(EXIT_CHILD_FAILED);
+    };
+    // SAFETY: the parent left exactly this descriptor open for us, and nothing
+    // else in this fresh process refers to it.
+    let memfd = unsafe { std::fs::File::from_raw_fd(fd) };
+    let bootstrap = match read_bootstrap(memfd) {
+        Ok(b) => b,
+        Err(message) => {
+            eprintln!("ipc: spawned child cannot start: {message}");
+            child::exit_now(EXIT_CHILD_FAILED);
+        }
+    };
+    // SAFETY: inherited descriptors named by the parent's plan; owned by nobody here.
+    let report = unsafe { OwnedFd::from_raw_fd(bootstrap.report_fd) };
+    let fds: Vec<OwnedFd> = bootstrap
+        .handle_fds
+        .iter()
+        // SAFETY: as above.
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    for fd in [bootstrap.report_fd].iter().chain(&bootstrap.handle_fds) {
+        let _ = sys::set_cloexec(*fd, true);
+    }
+    match os::exe_identity() {
+        Ok(id) if id == bootstrap.exe => {}
+        _ => child::exit_with_report(
+            &report,
+            &ChildReport::Failed("the child is not running its parent's executable".into()),
+        ),
+    }
+    current::set_current_name(&bootstrap.name);
+    let trampoline_addr = entry::code_address(bootstrap.trampoline_offset);
+    // SAFETY: the offset was computed in the parent from a `Trampoline` of this
+    // same executable (identity checked above), so the address is that function.
+    let trampoline: Trampoline =
+        unsafe { std::mem::transmute::<*const (), Trampoline>(trampoline_addr as *const ()) };
+    let entry = entry::code_address(bootstrap.entry_offset);
+    child::run_entry_and_exit(report, trampoline, entry, &bootstrap.args, fds)
+}
+
+fn read_bootstrap(mut memfd: std::fs::File) -> Result<Bootstrap, String> {
+    let mut frame = Vec::new();
+    memfd
+        .read_to_end(&mut frame)
+        .map_err(|e| format!("cannot read the bootstrap: {e}"))?;
+    let (bootstrap, _) = codec::decode_frame::<Bootstrap>(&frame, usize::MAX)
+        .map_err(|e| format!("undecodable bootstrap: {e}"))?;
+    if bootstrap.protocol != PROTOCOL_VERSION {
+        return Err(format!(
+            "bootstrap protocol {} from the parent, {} here",
+            bootstrap.protocol, PROTOCOL_VERSION
+        ));
+    }
+    Ok(bootstrap)
+}
+
+/// Called by every `start`: a spawned child whose `main` did not call
+/// `ipc::init()` would otherwise go on to spawn children of its own, forever.
+pub(crate) fn refuse_if_uninitialized_child() {
+    if std::env::var_os(BOOTSTRAP_ENV).is_some() {
+        eprintln!(
+            "ipc: this process was started by ipc's spawn start method, but its main() \
+             did not call ipc::init() first. Add `ipc::init();` as the first line of main; \
+             exiting with code {EXIT_INIT_MISSING} instead of starting processes recursively."
+        );
+        child::exit_now(EXIT_INIT_MISSING);
+    }
+}
