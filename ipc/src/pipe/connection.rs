@@ -41,6 +41,8 @@ pub struct Connection {
     scratch: Vec<u8>,
     /// The tail of a frame whose `send_timeout` ran out after it had started.
     unsent: Vec<u8>,
+    /// The last read returned less than it asked for: the pipe is probably empty.
+    drained: bool,
 }
 
 /// How a raw write attempt ended.
@@ -66,6 +68,7 @@ impl Connection {
             inbox: Inbox::new(),
             scratch: Vec::new(),
             unsent: Vec::new(),
+            drained: false,
         })
     }
 
@@ -379,9 +382,19 @@ impl Connection {
                 Some(h) => HEADER_LEN + u32::from_le_bytes(*h) as usize,
                 None => HEADER_LEN,
             };
+            if self.drained {
+                // The last read emptied the pipe: wait first instead of
+                // spending a read(2) on EAGAIN.
+                self.drained = false;
+                let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, deadline)
+                    .map_err(RecvError::Io)?;
+                if !ready.any() {
+                    return Ok(None);
+                }
+            }
             match self.inbox.fill_from(self.fd.as_raw_fd(), want) {
-                Ok(0) => return Err(self.disconnected()),
-                Ok(_) => {}
+                Ok((0, _)) => return Err(self.disconnected()),
+                Ok((n, offered)) => self.drained = n < offered,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, deadline)
                         .map_err(RecvError::Io)?;

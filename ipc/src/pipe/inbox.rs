@@ -10,6 +10,8 @@ use crate::sys;
 
 /// Initial (and resting) capacity: one default pipe buffer.
 const RESTING_CAPACITY: usize = 64 * 1024;
+/// Reads into less free space than this are not worth a syscall.
+const MIN_READ: usize = 16 * 1024;
 /// Above this, a buffer that has drained is shrunk back to its resting size.
 const SHRINK_ABOVE: usize = 4 << 20;
 
@@ -55,22 +57,22 @@ impl Inbox {
 
     /// Reads once from `fd`, making room so that `want` bytes (counted from the
     /// first unconsumed byte) fit. `want` is already bounded by the maximum frame size.
-    pub fn fill_from(&mut self, fd: RawFd, want: usize) -> io::Result<usize> {
-        if self.buf.len() - self.start < want {
-            // Move the unconsumed bytes to the front, then grow if still short.
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.buf.len() < want {
-                self.buf.resize(want, 0);
-            }
-        } else if self.end == self.buf.len() {
+    /// Returns the bytes read (0: end of file) and the room that was offered.
+    pub fn fill_from(&mut self, fd: RawFd, want: usize) -> io::Result<(usize, usize)> {
+        let free_tail = self.buf.len() - self.end;
+        // A read into a small tail costs a syscall for little data: move the
+        // (short) partial frame to the front first, and grow for big frames.
+        if self.start > 0 && (free_tail < MIN_READ || self.buf.len() - self.start < want) {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let offered = self.buf.len() - self.end;
         let n = sys::read_some(fd, &mut self.buf[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok((n, offered))
     }
 }

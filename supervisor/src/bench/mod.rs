@@ -1,0 +1,43 @@
+//! `supervisor bench ...`: IPC and process figures measured on this machine,
+//! with a baseline measured in the same run so that ratios survive noise.
+
+mod pipe;
+mod report;
+mod spawn;
+mod stats;
+
+pub use report::Row;
+
+/// What `supervisor bench` can measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bench {
+    /// Pipe throughput at 64 B, 4 KiB, 1 MiB against raw pipe writes.
+    Pipe,
+    /// Process start + join latency, fork and spawn.
+    Spawn,
+}
+
+/// Options shared by every benchmark.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchOptions {
+    /// Print one JSON object per result line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Repetitions per measurement; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Small message counts: seconds instead of tens of seconds (for tests).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Runs one benchmark and prints its rows.
+pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
+    let runs = options.runs.max(1);
+    let rows = match bench {
+        Bench::Pipe => pipe::run(runs, options.quick)?,
+        Bench::Spawn => spawn::run(options.quick)?,
+    };
+    report::print(&rows, options.json);
+    Ok(rows)
+}

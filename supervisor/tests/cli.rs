@@ -1,0 +1,62 @@
+//! Drives the real `supervisor` binary: its help, and the benchmarks in
+//! quick mode (their output shape, not their speed).
+
+use std::process::Command;
+
+fn supervisor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_supervisor"))
+}
+
+#[test]
+fn help_names_the_commands() {
+    let out = supervisor().arg("--help").output().expect("run supervisor");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bench"), "{text}");
+}
+
+fn bench_json(what: &str) -> Vec<serde_json::Value> {
+    let out = supervisor()
+        .args(["bench", what, "--quick", "--runs", "1", "--json"])
+        .output()
+        .expect("run supervisor bench");
+    assert!(
+        out.status.success(),
+        "bench {what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+        .collect()
+}
+
+#[test]
+fn bench_pipe_measures_three_subjects_at_three_sizes() {
+    let rows = bench_json("pipe");
+    assert_eq!(rows.len(), 9);
+    for size in [64, 4096, 1 << 20] {
+        let at_size: Vec<_> = rows.iter().filter(|r| r["size_bytes"] == size).collect();
+        assert_eq!(at_size.len(), 3, "size {size}");
+        for row in at_size {
+            assert!(row["msgs_per_s"].as_f64().is_some_and(|v| v > 0.0), "{row}");
+        }
+    }
+    let with_baseline = rows.iter().filter(|r| r["vs_baseline"].is_number()).count();
+    assert_eq!(
+        with_baseline, 6,
+        "every ipc row is compared with the raw pipe"
+    );
+}
+
+#[test]
+fn bench_spawn_reports_both_start_methods() {
+    let rows = bench_json("spawn");
+    let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
+    assert_eq!(subjects, ["start+join fork", "start+join spawn"]);
+    for row in &rows {
+        let median = row["median_ms"].as_f64().unwrap_or(-1.0);
+        let p90 = row["p90_ms"].as_f64().unwrap_or(-1.0);
+        assert!(median > 0.0 && p90 >= median, "{row}");
+    }
+}

@@ -1,0 +1,25 @@
+//! A program that forgets `ipc::init()` in `main` and starts a process with
+//! the spawn method. Its child must refuse to recurse, exit with
+//! `ipc::EXIT_INIT_MISSING`, and the parent's `join` must say why.
+
+use ipc::{Process, StartMethod};
+
+fn entry(x: u32) -> u32 {
+    x + 1
+}
+
+fn main() {
+    // Deliberately no `ipc::init();` here.
+    println!("main of pid {} runs", std::process::id());
+    let mut p = Process::new(entry, 1).start_method(StartMethod::Spawn);
+    if let Err(e) = p.start() {
+        println!("start failed: {e}");
+        return;
+    }
+    match p.join() {
+        Ok(v) => println!("join ok: {v}"),
+        Err(ipc::JoinError::InitMissing) => println!("join: InitMissing"),
+        Err(e) => println!("join failed otherwise: {e}"),
+    }
+    println!("exit code: {:?}", p.exit_code());
+}

@@ -1,0 +1,366 @@
+//! End-to-end tests of `ipc::Pipe` between real processes: peers killed in
+//! the middle of a send or a receive, garbage and wild lengths on the wire,
+//! and the timeout forms. Single-threaded harness (these tests fork).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ipc::codec::{self, DecodeError, EncodeError};
+use ipc::{
+    Connection, Pipe, Process, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    StartMethod, TryRecvError,
+};
+use tests::{cases, harness};
+
+/// Records the largest single allocation, to show that a wild length on the
+/// wire allocates nothing.
+struct PeakAllocation;
+
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: delegates every call to the system allocator unchanged.
+unsafe impl GlobalAlloc for PeakAllocation {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        PEAK.fetch_max(layout.size(), Ordering::Relaxed);
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: ptr was allocated by System with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        PEAK.fetch_max(new_size, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: PeakAllocation = PeakAllocation;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn main() {
+    ipc::init();
+    harness::run(cases![
+        peer_killed_mid_send_is_disconnected,
+        peer_killed_in_the_middle_of_a_large_frame,
+        peer_killed_while_receiving_is_disconnected,
+        wild_length_is_an_error_before_allocation,
+        undecodable_payload_is_skipped,
+        random_garbage_never_panics_or_hangs,
+        writer_exit_drains_then_disconnects,
+        timeouts_and_polls,
+        send_timeout_on_a_full_pipe_keeps_frames_whole,
+        direction_and_size_errors,
+    ]);
+}
+
+/// Writes raw bytes on the connection and optionally dies by SIGKILL.
+fn write_raw_then(args: (Connection, Vec<u8>, bool)) {
+    let (conn, bytes, die) = args;
+    let mut rest: &[u8] = &bytes;
+    while !rest.is_empty() {
+        // SAFETY: writing from a valid slice to our own descriptor.
+        let n = unsafe { libc::write(conn.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock {
+                return; // the reader is gone
+            }
+            let mut pfd = libc::pollfd {
+                fd: conn.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 1000) };
+            continue;
+        }
+        rest = &rest[n as usize..];
+    }
+    if die {
+        // SAFETY: raising a signal against ourselves.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+}
+
+/// Sends numbered messages until the pipe breaks.
+fn numbered_sender(mut conn: Connection) {
+    for i in 0u64.. {
+        if conn.send(&(i, format!("message {i}"))).is_err() {
+            return;
+        }
+    }
+}
+
+fn peer_killed_mid_send_is_disconnected() {
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        // Half a frame: a header announcing 100 bytes, then 10 of them, then death.
+        let mut bytes = 100u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[1u8; 10]);
+        let (mut rx, tx) = Pipe::simplex().expect("pipe");
+        let mut p = Process::new(write_raw_then, (tx, bytes, true)).start_method(method);
+        p.start().expect("start");
+        match rx.recv_timeout::<Vec<u8>>(LONG) {
+            Err(RecvTimeoutError::Recv(RecvError::Disconnected)) => {}
+            other => panic!("{method:?}: expected Disconnected, got {other:?}"),
+        }
+        assert!(p.join().is_err());
+        assert_eq!(p.exit_code(), Some(-9));
+    }
+
+    // A real kill from outside, while the child is busy sending.
+    let (mut rx, tx) = Pipe::simplex().expect("pipe");
+    let mut p = Process::new(numbered_sender, tx);
+    p.start().expect("start");
+    for expected in 0..1000u64 {
+        let (i, text): (u64, String) = rx.recv_timeout(LONG).expect("message");
+        assert_eq!((i, text), (expected, format!("message {expected}")));
+    }
+    p.kill().expect("kill");
+    assert!(p.join().is_err());
+    let mut next = 1000u64;
+    loop {
+        match rx.recv_timeout::<(u64, String)>(LONG) {
+            Ok((i, text)) => {
+                assert_eq!(
+                    (i, text),
+                    (next, format!("message {next}")),
+                    "in order and intact"
+                );
+                next += 1;
+            }
+            Err(e) => {
+                assert!(e.is_disconnected(), "expected Disconnected, got {e:?}");
+                break;
+            }
+        }
+    }
+}
+
+fn send_big(mut conn: Connection) -> bool {
+    conn.send_bytes(&vec![7u8; 8 << 20]).is_ok()
+}
+
+fn peer_killed_in_the_middle_of_a_large_frame() {
+    let (mut rx, tx) = Pipe::simplex().expect("pipe");
+    let mut p = Process::new(send_big, tx);
+    p.start().expect("start");
+    // Data in the pipe: the 8 MiB frame has started and cannot have finished.
+    assert!(rx.poll(LONG).expect("poll"));
+    p.kill().expect("kill");
+    assert!(matches!(p.join(), Err(ipc::JoinError::Signaled(_))));
+    match rx.recv_bytes_timeout(LONG) {
+        Err(RecvTimeoutError::Recv(RecvError::Disconnected)) => {}
+        other => panic!("expected Disconnected, got {:?}", other.map(|v| v.len())),
+    }
+}
+
+fn block_in_recv(mut conn: Connection) -> u32 {
+    conn.recv::<u32>().unwrap_or(0)
+}
+
+fn peer_killed_while_receiving_is_disconnected() {
+    for duplex in [false, true] {
+        let (mut ours, theirs) = if duplex {
+            let (a, b) = Pipe::duplex().expect("pipe");
+            (a, b)
+        } else {
+            let (r, w) = Pipe::simplex().expect("pipe");
+            (w, r)
+        };
+        let mut p = Process::new(block_in_recv, theirs);
+        p.start().expect("start");
+        p.kill().expect("kill");
+        assert!(p.join().is_err());
+        // No SIGPIPE kills us: the dead reader is an error value.
+        let payload = vec![0u8; 1 << 20];
+        match ours.send_bytes_timeout(&payload, LONG) {
+            Err(e) if e.is_disconnected() => {}
+            other => panic!("duplex={duplex}: expected Disconnected, got {other:?}"),
+        }
+        if duplex {
+            assert!(matches!(ours.recv::<u32>(), Err(RecvError::Disconnected)));
+        }
+    }
+}
+
+fn wild_length_is_an_error_before_allocation() {
+    let (mut rx, tx) = Pipe::simplex().expect("pipe");
+    let mut header = 0xFFFF_FFF0u32.to_le_bytes().to_vec();
+    header.extend_from_slice(&[0u8; 64]);
+    let mut p = Process::new(write_raw_then, (tx, header, false));
+    p.start().expect("start");
+    PEAK.store(0, Ordering::Relaxed);
+    match rx.recv_timeout::<Vec<u8>>(LONG) {
+        Err(RecvTimeoutError::Recv(RecvError::Frame(DecodeError::TooLarge { len, max }))) => {
+            assert_eq!(len, 0xFFFF_FFF0);
+            assert_eq!(max, codec::DEFAULT_MAX_FRAME_SIZE);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    let peak = PEAK.load(Ordering::Relaxed);
+    assert!(
+        peak <= 1 << 20,
+        "a wild length led to a {peak}-byte allocation"
+    );
+    // The stream cannot be resynchronized: the error stays.
+    assert!(matches!(
+        rx.try_recv::<Vec<u8>>(),
+        Err(TryRecvError::Recv(RecvError::Frame(_)))
+    ));
+    p.join().expect("join");
+
+    // A smaller per-connection maximum is enforced the same way.
+    let (mut rx, tx) = Pipe::simplex().expect("pipe");
+    rx.set_max_frame_size(1024);
+    let frame = codec::encode_frame(&vec![1u8; 2000], usize::MAX).expect("encode");
+    let mut p = Process::new(write_raw_then, (tx, frame, false));
+    p.start().expect("start");
+    assert!(matches!(
+        rx.recv_timeout::<Vec<u8>>(LONG),
+        Err(RecvTimeoutError::Recv(RecvError::Frame(
+            DecodeError::TooLarge { max: 1024, .. }
+        )))
+    ));
+    p.join().expect("join");
+}
+
+fn undecodable_payload_is_skipped() {
+    let mut bytes = 3u32.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF]);
+    bytes.extend(codec::encode_frame(&7u32, 1024).expect("encode"));
+    let (mut rx, tx) = Pipe::simplex().expect("pipe");
+    let mut p = Process::new(write_raw_then, (tx, bytes, false));
+    p.start().expect("start");
+    match rx.recv_timeout::<String>(LONG) {
+        Err(RecvTimeoutError::Recv(RecvError::Frame(DecodeError::Malformed(_)))) => {}
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    assert_eq!(rx.recv_timeout::<u32>(LONG).expect("the next frame"), 7);
+    assert!(rx
+        .recv_timeout::<u32>(LONG)
+        .is_err_and(|e| e.is_disconnected()));
+    p.join().expect("join");
+}
+
+fn random_garbage_never_panics_or_hangs() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for round in 0..20 {
+        let len = 1 + (round * 997) % 20_000;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let (mut rx, tx) = Pipe::simplex().expect("pipe");
+        rx.set_max_frame_size(64 * 1024);
+        let mut p = Process::new(write_raw_then, (tx, bytes, false));
+        p.start().expect("start");
+        let mut ended = false;
+        for _ in 0..100_000 {
+            match rx.recv_timeout::<(u32, String, Vec<u16>)>(LONG) {
+                Ok(_)
+                | Err(RecvTimeoutError::Recv(RecvError::Frame(DecodeError::Malformed(_))))
+                | Err(RecvTimeoutError::Recv(RecvError::Frame(DecodeError::TrailingBytes {
+                    ..
+                }))) => {}
+                Err(RecvTimeoutError::Recv(RecvError::Disconnected))
+                | Err(RecvTimeoutError::Recv(RecvError::Frame(DecodeError::TooLarge { .. }))) => {
+                    ended = true;
+                    break;
+                }
+                Err(other) => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert!(ended, "round {round}: garbage never ended the stream");
+        drop(rx);
+        p.join().expect("join");
+    }
+}
+
+fn send_three(mut conn: Connection) {
+    for word in ["a", "b", "c"] {
+        let _ = conn.send(word);
+    }
+}
+
+fn writer_exit_drains_then_disconnects() {
+    let (mut rx, tx) = Pipe::simplex().expect("pipe");
+    let mut p = Process::new(send_three, tx);
+    p.start().expect("start");
+    p.join().expect("join");
+    let got: Vec<String> = (0..3).map(|_| rx.recv().expect("message")).collect();
+    assert_eq!(got, ["a", "b", "c"]);
+    assert!(matches!(rx.recv::<String>(), Err(RecvError::Disconnected)));
+    assert!(
+        rx.poll(Duration::ZERO).expect("poll"),
+        "end of file counts as ready"
+    );
+}
+
+fn timeouts_and_polls() {
+    let (mut a, mut b) = Pipe::duplex().expect("pipe");
+    assert!(matches!(a.try_recv::<u32>(), Err(TryRecvError::Empty)));
+    assert!(a
+        .recv_timeout::<u32>(Duration::from_millis(20))
+        .is_err_and(|e| e.is_timeout()));
+    assert!(!a.poll(Duration::from_millis(5)).expect("poll"));
+    b.send(&5u32).expect("send");
+    assert!(a.poll(LONG).expect("poll"));
+    assert_eq!(a.try_recv::<u32>().expect("ready"), 5);
+}
+
+fn send_timeout_on_a_full_pipe_keeps_frames_whole() {
+    let (mut rx, mut tx) = Pipe::simplex().expect("pipe");
+    let message = |i: u32| vec![(i % 251) as u8; 10_000];
+    let mut sent = 0u32;
+    loop {
+        match tx.send_timeout(&message(sent), Duration::from_millis(20)) {
+            Ok(()) => sent += 1,
+            Err(SendTimeoutError::Timeout) => break,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert!(sent < 10_000, "a pipe nobody reads never filled up");
+    }
+    assert!(sent > 0);
+    // A message that timed out after starting is kept and finished first.
+    let pending = tx.has_unsent();
+    let mut received = 0u32;
+    while received < sent {
+        let got: Vec<u8> = rx.recv_timeout(LONG).expect("message");
+        assert_eq!(got, message(received));
+        received += 1;
+        if pending {
+            tx.flush_timeout(Duration::from_millis(1)).ok();
+        }
+    }
+    tx.send(&message(sent)).expect("send after draining");
+    assert_eq!(rx.recv::<Vec<u8>>().expect("last"), message(sent));
+}
+
+fn direction_and_size_errors() {
+    let (mut rx, mut tx) = Pipe::simplex().expect("pipe");
+    assert!(matches!(rx.send(&1u8), Err(SendError::NotWritable)));
+    assert!(matches!(tx.recv::<u8>(), Err(RecvError::NotReadable)));
+    tx.set_max_frame_size(100);
+    match tx.send_bytes(&[0u8; 101]) {
+        Err(SendError::Encode(EncodeError::TooLarge { len: 101, max: 100 })) => {}
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    match tx.send(&vec![0u8; 200]) {
+        Err(SendError::Encode(EncodeError::TooLarge { max: 100, .. })) => {}
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // Nothing was written by the refused sends.
+    tx.send_bytes(b"fits").expect("send");
+    assert_eq!(rx.recv_bytes().expect("recv"), b"fits");
+    // A handle outside a Process argument refuses to serialize.
+    assert!(codec::encode_frame(&rx, 1024).is_err());
+}

@@ -1,0 +1,269 @@
+//! End-to-end tests of `ipc::Process`: real children, real signals, both
+//! start methods. Runs under the single-threaded harness (see `tests::harness`),
+//! which also fails any case that leaves a child process behind.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipc::{JoinError, JoinTimeoutError, Pipe, Process, StartError, StartMethod};
+use tests::{cases, harness, procfs};
+
+const METHODS: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
+
+fn main() {
+    ipc::init();
+    harness::run(cases![
+        returns_value_and_exit_code_zero,
+        process_exit_code_is_reported,
+        panic_message_comes_back,
+        sigkill_is_minus_nine,
+        terminate_is_minus_fifteen,
+        join_timeout_times_out_then_joins,
+        child_sees_its_name_and_parent,
+        pipe_end_as_argument_in_both_methods,
+        fork_refuses_with_threads_unless_allowed,
+        dropping_a_running_process_kills_and_reaps_it,
+        second_join_says_already_joined,
+        children_die_with_their_parent,
+        spawn_without_init_exits_with_a_clear_code,
+    ]);
+}
+
+fn add_one(x: u64) -> u64 {
+    x + 1
+}
+
+fn exit_three(_: ()) {
+    std::process::exit(3);
+}
+
+fn panics(what: String) -> u8 {
+    panic!("boom: {what}");
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn returns_value_and_exit_code_zero() {
+    for method in METHODS {
+        let mut p = Process::new(add_one, 41).start_method(method);
+        p.start().expect("start");
+        assert!(p.pid().is_some());
+        assert_eq!(p.join().expect("join"), 42, "{method:?}");
+        assert_eq!(p.exit_code(), Some(0));
+        assert!(!p.is_alive());
+    }
+}
+
+fn process_exit_code_is_reported() {
+    for method in METHODS {
+        let mut p = Process::new(exit_three, ()).start_method(method);
+        p.start().expect("start");
+        match p.join() {
+            Err(JoinError::Exited { code: 3 }) => {}
+            other => panic!("{method:?}: expected Exited {{ code: 3 }}, got {other:?}"),
+        }
+        assert_eq!(p.exit_code(), Some(3));
+    }
+}
+
+fn panic_message_comes_back() {
+    for method in METHODS {
+        let mut p = Process::new(panics, "the message".to_string()).start_method(method);
+        p.start().expect("start");
+        match p.join() {
+            Err(JoinError::Panicked { message }) => assert_eq!(message, "boom: the message"),
+            other => panic!("{method:?}: expected a panic, got {other:?}"),
+        }
+        assert_eq!(p.exit_code(), Some(1));
+    }
+}
+
+fn sigkill_is_minus_nine() {
+    for method in METHODS {
+        let mut p = Process::new(sleep_ms, 60_000).start_method(method);
+        p.start().expect("start");
+        assert!(p.is_alive());
+        p.kill().expect("kill");
+        match p.join() {
+            Err(JoinError::Signaled(status)) => {
+                assert_eq!(status.code(), -9);
+                assert!(status.to_string().contains("SIGKILL"), "{status}");
+            }
+            other => panic!("{method:?}: expected SIGKILL, got {other:?}"),
+        }
+        assert_eq!(p.exit_code(), Some(-9));
+    }
+}
+
+fn terminate_is_minus_fifteen() {
+    for method in METHODS {
+        let mut p = Process::new(sleep_ms, 60_000).start_method(method);
+        p.start().expect("start");
+        p.terminate().expect("terminate");
+        assert!(matches!(p.join(), Err(JoinError::Signaled(_))));
+        assert_eq!(p.exit_code(), Some(-15));
+        // Signalling an ended child is a no-op, not an error.
+        p.kill().expect("kill after exit");
+    }
+}
+
+fn join_timeout_times_out_then_joins() {
+    let mut p = Process::new(sleep_ms, 300);
+    p.start().expect("start");
+    assert!(matches!(
+        p.join_timeout(Duration::from_millis(10)),
+        Err(JoinTimeoutError::Timeout)
+    ));
+    assert!(p.is_alive());
+    assert_eq!(p.exit_code(), None);
+    assert_eq!(p.join_timeout(Duration::from_secs(60)).expect("join"), 300);
+}
+
+fn whoami(_: ()) -> (String, u32, u32) {
+    let me = ipc::current_process();
+    (me.name, me.pid, me.parent_pid)
+}
+
+fn child_sees_its_name_and_parent() {
+    for method in METHODS {
+        let mut p = Process::new(whoami, ()).named("bob").start_method(method);
+        p.start().expect("start");
+        let pid = p.pid().expect("pid");
+        let (name, child_pid, parent_pid) = p.join().expect("join");
+        assert_eq!(name, "bob");
+        assert_eq!(child_pid, pid);
+        assert_eq!(parent_pid, std::process::id());
+    }
+    assert_eq!(ipc::current_process().name, "MainProcess");
+}
+
+fn echo_doubled(mut conn: ipc::Connection) -> usize {
+    let mut n = 0;
+    while let Ok(v) = conn.recv::<Vec<u32>>() {
+        let doubled: Vec<u32> = v.iter().map(|x| x * 2).collect();
+        if conn.send(&doubled).is_err() {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+fn pipe_end_as_argument_in_both_methods() {
+    for method in METHODS {
+        let (mut ours, theirs) = Pipe::duplex().expect("pipe");
+        let mut p = Process::new(echo_doubled, theirs).start_method(method);
+        p.start().expect("start");
+        for i in 0..100u32 {
+            ours.send(&vec![i, i + 1]).expect("send");
+            let back: Vec<u32> = ours.recv_timeout(Duration::from_secs(30)).expect("recv");
+            assert_eq!(back, vec![2 * i, 2 * i + 2]);
+        }
+        drop(ours);
+        // The parent's copy of the child's end was closed at start, so the
+        // child sees end of file as soon as `ours` is dropped.
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(30)).expect("join"),
+            100,
+            "{method:?}"
+        );
+    }
+}
+
+fn fork_refuses_with_threads_unless_allowed() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let mut p = Process::new(add_one, 1);
+    match p.start() {
+        Err(StartError::ThreadsPresent { threads }) => assert!(threads >= 2),
+        other => panic!("expected ThreadsPresent, got {other:?}"),
+    }
+    assert!(p.pid().is_none());
+    // Spawn is fine with threads; fork is fine once explicitly allowed.
+    let mut s = Process::new(add_one, 2).start_method(StartMethod::Spawn);
+    s.start().expect("spawn start");
+    assert_eq!(s.join().expect("spawn join"), 3);
+    let mut f = Process::new(add_one, 3).allow_threads(true);
+    f.start().expect("fork start");
+    assert_eq!(f.join().expect("fork join"), 4);
+    let _ = tx.send(());
+    thread.join().expect("thread");
+}
+
+fn dropping_a_running_process_kills_and_reaps_it() {
+    for method in METHODS {
+        let pid = {
+            let mut p = Process::new(sleep_ms, 60_000).start_method(method);
+            p.start().expect("start");
+            p.pid().expect("pid")
+        };
+        // Reaped synchronously by drop: no zombie, no running child.
+        assert!(!procfs::is_running(pid));
+        assert!(procfs::children_of(std::process::id()).is_empty());
+    }
+}
+
+fn second_join_says_already_joined() {
+    let mut p = Process::new(add_one, 1);
+    assert!(matches!(p.join(), Err(JoinError::NotStarted)));
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 2);
+    assert!(matches!(p.join(), Err(JoinError::AlreadyJoined(_))));
+    assert!(matches!(p.start(), Err(StartError::AlreadyStarted)));
+}
+
+fn children_die_with_their_parent() {
+    let binary = env!("CARGO_BIN_EXE_parent_of_sleeper");
+    for method in ["fork", "spawn"] {
+        let mut parent = Command::new(binary)
+            .arg(method)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run parent_of_sleeper");
+        let mut line = String::new();
+        let stdout = parent.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read child pid");
+        let child: u32 = line.trim().parse().expect("child pid");
+        assert!(
+            procfs::is_running(child),
+            "{method}: child {child} should run"
+        );
+        parent.kill().expect("SIGKILL the parent");
+        parent.wait().expect("reap the parent");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while procfs::is_running(child) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !procfs::is_running(child),
+            "{method}: child {child} outlived its parent"
+        );
+    }
+}
+
+fn spawn_without_init_exits_with_a_clear_code() {
+    let output = Command::new(env!("CARGO_BIN_EXE_no_init"))
+        .output()
+        .expect("run no_init");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stdout.contains("join: InitMissing"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("exit code: Some({})", ipc::EXIT_INIT_MISSING)),
+        "{stdout}"
+    );
+    assert!(stderr.contains("did not call ipc::init()"), "{stderr}");
+    // main ran twice (parent, then the child before it was stopped), never more.
+    assert_eq!(stdout.matches("main of pid").count(), 2, "{stdout}");
+}
