@@ -20,6 +20,9 @@ impl Deadline {
         // An absurd timeout (overflowing Instant) means "never".
         Deadline(Instant::now().checked_add(timeout))
     }
+    pub fn is_never(&self) -> bool {
+        self.0.is_none()
+    }
     pub fn now() -> Self {
         Deadline(Some(Instant::now()))
     }
@@ -179,8 +182,14 @@ pub fn read_some(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// One gathering write, retrying on `EINTR`. Sockets use `sendmsg` with
-/// `MSG_NOSIGNAL` so a vanished peer is `EPIPE`, never a `SIGPIPE`.
-pub fn write_some(fd: RawFd, bufs: &[&[u8]], is_socket: bool) -> io::Result<usize> {
+/// `MSG_NOSIGNAL` so a vanished peer is `EPIPE`, never a `SIGPIPE`, and with
+/// `MSG_DONTWAIT` when `dont_wait` is set.
+pub fn write_some(
+    fd: RawFd,
+    bufs: &[&[u8]],
+    is_socket: bool,
+    dont_wait: bool,
+) -> io::Result<usize> {
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
@@ -196,8 +205,9 @@ pub fn write_some(fd: RawFd, bufs: &[&[u8]], is_socket: bool) -> io::Result<usiz
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
             msg.msg_iov = iov.as_mut_ptr();
             msg.msg_iovlen = count as _;
+            let flags = libc::MSG_NOSIGNAL | if dont_wait { libc::MSG_DONTWAIT } else { 0 };
             // SAFETY: msg points at `count` iovecs that borrow live slices.
-            unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) }
+            unsafe { libc::sendmsg(fd, &msg, flags) }
         } else if count == 1 {
             // SAFETY: the slice is valid for reads of its length.
             unsafe { libc::write(fd, iov[0].iov_base, iov[0].iov_len) }
@@ -219,7 +229,7 @@ pub fn write_some(fd: RawFd, bufs: &[&[u8]], is_socket: bool) -> io::Result<usiz
 /// result reports, where the peer is known to be reading or the data fits).
 pub fn write_all_blocking(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        match write_some(fd, &[buf], false) {
+        match write_some(fd, &[buf], false, false) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => buf = &buf[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -250,6 +260,12 @@ pub fn ignore_default_sigpipe() {
             }
         }
     });
+}
+
+/// Asks for a kernel pipe buffer of `bytes`; keeps the current one if refused.
+pub fn grow_pipe(fd: &impl AsRawFd, bytes: usize) {
+    // SAFETY: F_SETPIPE_SZ takes an integer; failure leaves the pipe unchanged.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int) };
 }
 
 /// Is `fd` a socket (as opposed to a pipe)?

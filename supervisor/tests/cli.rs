@@ -53,7 +53,10 @@ fn bench_pipe_measures_three_subjects_at_three_sizes() {
 fn bench_spawn_reports_both_start_methods() {
     let rows = bench_json("spawn");
     let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
-    assert_eq!(subjects, ["start+join fork", "start+join spawn"]);
+    assert_eq!(
+        subjects,
+        ["bare fork+waitpid", "start+join fork", "start+join spawn"]
+    );
     for row in &rows {
         let median = row["median_ms"].as_f64().unwrap_or(-1.0);
         let p90 = row["p90_ms"].as_f64().unwrap_or(-1.0);

@@ -318,31 +318,37 @@ fn timeouts_and_polls() {
 }
 
 fn send_timeout_on_a_full_pipe_keeps_frames_whole() {
-    let (mut rx, mut tx) = Pipe::simplex().expect("pipe");
-    let message = |i: u32| vec![(i % 251) as u8; 10_000];
-    let mut sent = 0u32;
-    loop {
-        match tx.send_timeout(&message(sent), Duration::from_millis(20)) {
-            Ok(()) => sent += 1,
-            Err(SendTimeoutError::Timeout) => break,
-            Err(e) => panic!("unexpected {e:?}"),
+    for duplex in [false, true] {
+        let (mut rx, mut tx) = if duplex {
+            Pipe::duplex().expect("pipe")
+        } else {
+            Pipe::simplex().expect("pipe")
+        };
+        let message = |i: u32| vec![(i % 251) as u8; 10_000];
+        let mut sent = 0u32;
+        loop {
+            match tx.send_timeout(&message(sent), Duration::from_millis(20)) {
+                Ok(()) => sent += 1,
+                Err(SendTimeoutError::Timeout) => break,
+                Err(e) => panic!("duplex={duplex}: unexpected {e:?}"),
+            }
+            assert!(sent < 100_000, "a pipe nobody reads never filled up");
         }
-        assert!(sent < 10_000, "a pipe nobody reads never filled up");
-    }
-    assert!(sent > 0);
-    // A message that timed out after starting is kept and finished first.
-    let pending = tx.has_unsent();
-    let mut received = 0u32;
-    while received < sent {
-        let got: Vec<u8> = rx.recv_timeout(LONG).expect("message");
-        assert_eq!(got, message(received));
-        received += 1;
-        if pending {
-            tx.flush_timeout(Duration::from_millis(1)).ok();
+        assert!(sent > 0);
+        // A message that timed out after starting is kept and finished first.
+        let pending = tx.has_unsent();
+        let mut received = 0u32;
+        while received < sent {
+            let got: Vec<u8> = rx.recv_timeout(LONG).expect("message");
+            assert_eq!(got, message(received), "duplex={duplex}");
+            received += 1;
+            if pending {
+                tx.flush_timeout(Duration::from_millis(1)).ok();
+            }
         }
+        tx.send(&message(sent)).expect("send after draining");
+        assert_eq!(rx.recv::<Vec<u8>>().expect("last"), message(sent));
     }
-    tx.send(&message(sent)).expect("send after draining");
-    assert_eq!(rx.recv::<Vec<u8>>().expect("last"), message(sent));
 }
 
 fn direction_and_size_errors() {

@@ -1,10 +1,13 @@
 //! [`Connection`]: one end of a [`Pipe`](super::Pipe), Python's
 //! `multiprocessing.connection.Connection` with Rust method families.
 //!
-//! The descriptor is non-blocking; blocking calls wait in `poll(2)`, which is
-//! what makes every call available with a deadline. Writes of one message are
-//! a single `write`/`writev` when the pipe has room, and reads pull whatever is
-//! there into an [`Inbox`] from which frames are cut.
+//! The descriptor stays blocking, so `send`/`recv` without a deadline cost
+//! exactly the syscalls of a raw pipe: one `write` per message, one `read` for
+//! whatever has arrived (cut into frames from an [`Inbox`]). The deadline forms
+//! wait in `poll(2)` first; after that a pipe accepts `PIPE_BUF` bytes without
+//! blocking and a socket write uses `MSG_DONTWAIT`, so a deadline is kept.
+//! One reader and one writer per end, as with Python's pipes: a second process
+//! reading the same end could take the data `poll` announced.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -41,8 +44,6 @@ pub struct Connection {
     scratch: Vec<u8>,
     /// The tail of a frame whose `send_timeout` ran out after it had started.
     unsent: Vec<u8>,
-    /// The last read returned less than it asked for: the pipe is probably empty.
-    drained: bool,
 }
 
 /// How a raw write attempt ended.
@@ -54,7 +55,7 @@ enum WriteError {
 
 impl Connection {
     pub(crate) fn new(fd: OwnedFd, readable: bool, writable: bool) -> io::Result<Self> {
-        sys::set_nonblocking(fd.as_raw_fd(), true)?;
+        sys::set_nonblocking(fd.as_raw_fd(), false)?;
         let is_socket = sys::is_socket(&fd);
         if !is_socket {
             sys::ignore_default_sigpipe();
@@ -68,7 +69,6 @@ impl Connection {
             inbox: Inbox::new(),
             scratch: Vec::new(),
             unsent: Vec::new(),
-            drained: false,
         })
     }
 
@@ -224,14 +224,35 @@ impl Connection {
 
     /// One successful write of at least one byte, waiting for room until the deadline.
     fn write_once(&mut self, bufs: &[&[u8]], deadline: Deadline) -> Result<usize, WriteError> {
+        let fd = self.fd.as_raw_fd();
+        let timed = !deadline.is_never();
+        let mut clipped: [&[u8]; 2] = [&[], &[]];
+        let bufs = if timed {
+            // Wait for room first. Then a pipe takes PIPE_BUF bytes without
+            // blocking, and a socket write is made non-blocking by MSG_DONTWAIT.
+            if !self
+                .wait_ready(libc::POLLOUT, deadline)
+                .map_err(WriteError::Io)?
+            {
+                return Err(WriteError::Timeout);
+            }
+            if self.is_socket {
+                bufs
+            } else {
+                clip(bufs, libc::PIPE_BUF, &mut clipped)
+            }
+        } else {
+            bufs
+        };
         loop {
-            match sys::write_some(self.fd.as_raw_fd(), bufs, self.is_socket) {
+            match sys::write_some(fd, bufs, self.is_socket, timed) {
                 Ok(0) => return Err(WriteError::Disconnected),
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLOUT, deadline)
-                        .map_err(WriteError::Io)?;
-                    if !ready.any() {
+                    if !self
+                        .wait_ready(libc::POLLOUT, deadline)
+                        .map_err(WriteError::Io)?
+                    {
                         return Err(WriteError::Timeout);
                     }
                 }
@@ -239,6 +260,11 @@ impl Connection {
                 Err(e) => return Err(WriteError::Io(e)),
             }
         }
+    }
+
+    /// Waits for `events` (or a hang-up, which the next I/O turns into an error).
+    fn wait_ready(&self, events: i16, deadline: Deadline) -> io::Result<bool> {
+        Ok(sys::poll_one(self.fd.as_raw_fd(), events, deadline)?.any())
     }
 
     fn timeout_error(e: WriteError) -> SendTimeoutError {
@@ -382,23 +408,24 @@ impl Connection {
                 Some(h) => HEADER_LEN + u32::from_le_bytes(*h) as usize,
                 None => HEADER_LEN,
             };
-            if self.drained {
-                // The last read emptied the pipe: wait first instead of
-                // spending a read(2) on EAGAIN.
-                self.drained = false;
-                let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, deadline)
-                    .map_err(RecvError::Io)?;
-                if !ready.any() {
-                    return Ok(None);
-                }
+            // Untimed: a plain blocking read, as cheap as a raw pipe. Timed:
+            // wait for data first, so that the read cannot block past the deadline.
+            if !deadline.is_never()
+                && !self
+                    .wait_ready(libc::POLLIN, deadline)
+                    .map_err(RecvError::Io)?
+            {
+                return Ok(None);
             }
             match self.inbox.fill_from(self.fd.as_raw_fd(), want) {
-                Ok((0, _)) => return Err(self.disconnected()),
-                Ok((n, offered)) => self.drained = n < offered,
+                Ok(0) => return Err(self.disconnected()),
+                Ok(_) => {}
+                // Someone set O_NONBLOCK on the shared file description: wait in poll.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, deadline)
-                        .map_err(RecvError::Io)?;
-                    if !ready.any() {
+                    if !self
+                        .wait_ready(libc::POLLIN, deadline)
+                        .map_err(RecvError::Io)?
+                    {
                         return Ok(None);
                     }
                 }
@@ -430,6 +457,22 @@ impl Drop for Connection {
             let _ = self.flush_unsent(Deadline::now());
         }
     }
+}
+
+/// The first `limit` bytes of `bufs`, as up to two slices in `out`.
+fn clip<'a>(bufs: &[&'a [u8]], limit: usize, out: &'a mut [&'a [u8]; 2]) -> &'a [&'a [u8]] {
+    let mut left = limit;
+    let mut count = 0;
+    for buf in bufs.iter().take(2) {
+        if left == 0 {
+            break;
+        }
+        let take = buf.len().min(left);
+        out[count] = &buf[..take];
+        left -= take;
+        count += 1;
+    }
+    &out[..count]
 }
 
 /// The two parts of a frame that remain after `written` bytes.

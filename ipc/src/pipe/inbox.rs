@@ -57,8 +57,8 @@ impl Inbox {
 
     /// Reads once from `fd`, making room so that `want` bytes (counted from the
     /// first unconsumed byte) fit. `want` is already bounded by the maximum frame size.
-    /// Returns the bytes read (0: end of file) and the room that was offered.
-    pub fn fill_from(&mut self, fd: RawFd, want: usize) -> io::Result<(usize, usize)> {
+    /// Returns the bytes read (0: end of file).
+    pub fn fill_from(&mut self, fd: RawFd, want: usize) -> io::Result<usize> {
         let free_tail = self.buf.len() - self.end;
         // A read into a small tail costs a syscall for little data: move the
         // (short) partial frame to the front first, and grow for big frames.
@@ -70,9 +70,8 @@ impl Inbox {
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
-        let offered = self.buf.len() - self.end;
         let n = sys::read_some(fd, &mut self.buf[self.end..])?;
         self.end += n;
-        Ok((n, offered))
+        Ok(n)
     }
 }

@@ -24,6 +24,13 @@ use std::io;
 
 use crate::sys;
 
+/// Kernel buffer asked for each simplex pipe. A 64 KiB default pipe holds
+/// only 16 pages, so a frame of 4 KiB plus its header, which spans two pages,
+/// fills it after 8 messages; a larger buffer means fewer sleeps and wake-ups.
+/// Unprivileged processes get at most `/proc/sys/fs/pipe-max-size` (1 MiB by
+/// default); asking for more, or past the per-user limit, keeps the default.
+pub const PIPE_CAPACITY: usize = 256 << 10;
+
 /// Constructors for connected pairs of [`Connection`]s.
 pub struct Pipe;
 
@@ -40,6 +47,7 @@ impl Pipe {
     /// A receiving end and a sending end, in that order (Python's `Pipe(duplex=False)`).
     pub fn simplex() -> io::Result<(Connection, Connection)> {
         let (r, w) = sys::pipe_cloexec()?;
+        sys::grow_pipe(&w, PIPE_CAPACITY);
         Ok((
             Connection::new(r, true, false)?,
             Connection::new(w, false, true)?,

@@ -1,5 +1,6 @@
 //! `supervisor bench spawn`: start + join latency of a process running a
-//! no-op function, per start method.
+//! no-op function, per start method, next to the floor measured in the same
+//! run: a bare `fork()` + `_exit(0)` + `waitpid()` of this very process.
 
 use std::time::Instant;
 
@@ -15,7 +16,19 @@ pub fn run(quick: bool) -> Result<Vec<Row>, String> {
         ("fork", StartMethod::Fork, if quick { 20 } else { 300 }),
         ("spawn", StartMethod::Spawn, if quick { 10 } else { 100 }),
     ];
-    let mut rows = Vec::new();
+    let floor_iterations = if quick { 20 } else { 300 };
+    let floor: Vec<f64> = (0..floor_iterations)
+        .map(|_| bare_fork_and_wait().map_err(|e| format!("bare fork: {e}")))
+        .collect::<Result<_, _>>()?;
+    let floor_median = median(&floor);
+    let mut rows = vec![Row {
+        bench: "spawn",
+        subject: "bare fork+waitpid".to_string(),
+        median_ms: Some(floor_median),
+        p90_ms: Some(quantile(&floor, 0.9)),
+        runs: floor_iterations,
+        ..Row::default()
+    }];
     for (name, method, iterations) in plan {
         let mut samples = Vec::with_capacity(iterations);
         for _ in 0..iterations {
@@ -30,9 +43,31 @@ pub fn run(quick: bool) -> Result<Vec<Row>, String> {
             subject: format!("start+join {name}"),
             median_ms: Some(median(&samples)),
             p90_ms: Some(quantile(&samples, 0.9)),
+            vs_baseline: (method == StartMethod::Fork).then(|| median(&samples) / floor_median),
+            baseline: (method == StartMethod::Fork).then(|| "bare fork (time)".to_string()),
             runs: iterations,
             ..Row::default()
         });
     }
     Ok(rows)
+}
+
+/// The floor for `fork`: the kernel's cost of copying this process and reaping it.
+fn bare_fork_and_wait() -> std::io::Result<f64> {
+    let started = Instant::now();
+    // SAFETY: the child does nothing but _exit, which is async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: leaves the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a valid status pointer.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e3)
 }
