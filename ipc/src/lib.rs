@@ -82,6 +82,11 @@ pub use process::{
     StartError, StartMethod, EXIT_CHILD_FAILED, EXIT_INIT_MISSING,
 };
 
+/// The README's tour is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// Must be the first line of `main` in any program that starts processes.
 ///
 /// In the parent it does nothing. In a child started with
