@@ -7,6 +7,7 @@
 //! on the main thread, and prints libtest's summary line.
 
 pub mod harness;
+pub mod peak_alloc;
 pub mod procfs;
 
 use std::path::PathBuf;

@@ -2,9 +2,7 @@
 //! the middle of a send or a receive, garbage and wild lengths on the wire,
 //! and the timeout forms. Single-threaded harness (these tests fork).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ipc::codec::{self, DecodeError, EncodeError};
@@ -12,34 +10,10 @@ use ipc::{
     Connection, Pipe, Process, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     StartMethod, TryRecvError,
 };
-use tests::{cases, harness};
-
-/// Records the largest single allocation, to show that a wild length on the
-/// wire allocates nothing.
-struct PeakAllocation;
-
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: delegates every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for PeakAllocation {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        PEAK.fetch_max(layout.size(), Ordering::Relaxed);
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: ptr was allocated by System with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        PEAK.fetch_max(new_size, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use tests::{cases, harness, peak_alloc};
 
 #[global_allocator]
-static ALLOCATOR: PeakAllocation = PeakAllocation;
+static ALLOCATOR: peak_alloc::PeakAllocation = peak_alloc::PeakAllocation;
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -194,7 +168,7 @@ fn wild_length_is_an_error_before_allocation() {
     header.extend_from_slice(&[0u8; 64]);
     let mut p = Process::new(write_raw_then, (tx, header, false));
     p.start().expect("start");
-    PEAK.store(0, Ordering::Relaxed);
+    peak_alloc::reset();
     match rx.recv_timeout::<Vec<u8>>(LONG) {
         Err(RecvTimeoutError::Recv(RecvError::Frame(DecodeError::TooLarge { len, max }))) => {
             assert_eq!(len, 0xFFFF_FFF0);
@@ -202,7 +176,7 @@ fn wild_length_is_an_error_before_allocation() {
         }
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    let peak = PEAK.load(Ordering::Relaxed);
+    let peak = peak_alloc::peak();
     assert!(
         peak <= 1 << 20,
         "a wild length led to a {peak}-byte allocation"

@@ -5,23 +5,12 @@
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::entry::Trampoline;
 use super::error::StartError;
-use super::{child, current, os, Launched};
+use super::{child, current, os, ChildPlan, Launched};
 use crate::sys;
 
-pub(crate) struct ForkPlan<'a> {
-    pub name: &'a str,
-    pub trampoline: Trampoline,
-    pub entry: usize,
-    pub args: &'a [u8],
-    pub handle_fds: &'a [RawFd],
-    pub allow_threads: bool,
-    pub die_with_parent: bool,
-}
-
-pub(crate) fn start(plan: ForkPlan<'_>) -> Result<Launched, StartError> {
-    if !plan.allow_threads {
+pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched, StartError> {
+    if !allow_threads {
         let threads = os::thread_count()?;
         if threads > 1 {
             return Err(StartError::ThreadsPresent { threads });
@@ -48,7 +37,7 @@ pub(crate) fn start(plan: ForkPlan<'_>) -> Result<Launched, StartError> {
 }
 
 /// In the forked child: never returns.
-fn run_child(plan: ForkPlan<'_>, parent: i32, report_rx: OwnedFd, report_tx: OwnedFd) -> ! {
+fn run_child(plan: ChildPlan<'_>, parent: i32, report_rx: OwnedFd, report_tx: OwnedFd) -> ! {
     drop(report_rx);
     if plan.die_with_parent {
         let _ = os::set_parent_death_signal(libc::SIGKILL);

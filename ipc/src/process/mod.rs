@@ -88,6 +88,19 @@ pub struct Process<A, R> {
     _result: PhantomData<fn() -> R>,
 }
 
+/// What a start method needs to start a child.
+pub(crate) struct ChildPlan<'a> {
+    pub name: &'a str,
+    pub trampoline: entry::Trampoline,
+    /// Address of the `fn(A) -> R` the trampoline calls.
+    pub entry: usize,
+    /// postcard bytes of the arguments.
+    pub args: &'a [u8],
+    /// Descriptors the arguments refer to, in handle-slot order.
+    pub handle_fds: &'a [std::os::fd::RawFd],
+    pub die_with_parent: bool,
+}
+
 /// What a start method hands back: the child's pid and our end of its report pipe.
 pub(crate) struct Launched {
     pub pid: i32,
@@ -179,26 +192,17 @@ where
         };
         let (encoded, handle_fds) = handle::collecting_handles(|| postcard::to_allocvec(args));
         let encoded = encoded.map_err(|e| StartError::Args(e.to_string()))?;
-        let trampoline: entry::Trampoline = entry::trampoline::<A, R>;
-        let entry = self.entry as usize;
+        let plan = ChildPlan {
+            name: &self.name,
+            trampoline: entry::trampoline::<A, R>,
+            entry: self.entry as usize,
+            args: &encoded,
+            handle_fds: &handle_fds,
+            die_with_parent: self.die_with_parent,
+        };
         let launched = match self.method {
-            StartMethod::Fork => fork::start(fork::ForkPlan {
-                name: &self.name,
-                trampoline,
-                entry,
-                args: &encoded,
-                handle_fds: &handle_fds,
-                allow_threads: self.allow_threads,
-                die_with_parent: self.die_with_parent,
-            })?,
-            StartMethod::Spawn => spawn::start(spawn::SpawnPlan {
-                name: &self.name,
-                trampoline,
-                entry,
-                args: &encoded,
-                handle_fds: &handle_fds,
-                die_with_parent: self.die_with_parent,
-            })?,
+            StartMethod::Fork => fork::start(plan, self.allow_threads)?,
+            StartMethod::Spawn => spawn::start(plan)?,
         };
         // The child has its copies of the handles now; ours must close, or a
         // reader would never see end of file from a dead writer.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::{self, ChildReport, Trampoline};
 use super::error::StartError;
-use super::{child, current, os, Launched, EXIT_CHILD_FAILED, EXIT_INIT_MISSING};
+use super::{child, current, os, ChildPlan, Launched, EXIT_CHILD_FAILED, EXIT_INIT_MISSING};
 use crate::{codec, sys};
 
 /// Names the descriptor of the bootstrap memfd in a spawned child.
@@ -37,16 +37,7 @@ struct Bootstrap {
     report_fd: RawFd,
 }
 
-pub(crate) struct SpawnPlan<'a> {
-    pub name: &'a str,
-    pub trampoline: Trampoline,
-    pub entry: usize,
-    pub args: &'a [u8],
-    pub handle_fds: &'a [RawFd],
-    pub die_with_parent: bool,
-}
-
-pub(crate) fn start(plan: SpawnPlan<'_>) -> Result<Launched, StartError> {
+pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
     let (report_rx, report_tx) = sys::pipe_cloexec()?;
     let bootstrap = Bootstrap {
         protocol: PROTOCOL_VERSION,

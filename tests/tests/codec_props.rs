@@ -1,37 +1,13 @@
 //! Property tests of the frame codec: every value round-trips, and no
 //! corruption of bytes or lengths panics or allocates past the maximum.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use ipc::codec::{decode_frame, encode_frame, DecodeError};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-
-/// Tracks the largest single allocation of the current thread's tests.
-struct PeakAllocation;
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: delegates every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for PeakAllocation {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        PEAK.fetch_max(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: ptr came from System.alloc with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        PEAK.fetch_max(new_size, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use tests::peak_alloc;
 
 #[global_allocator]
-static ALLOCATOR: PeakAllocation = PeakAllocation;
+static ALLOCATOR: peak_alloc::PeakAllocation = peak_alloc::PeakAllocation;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Shape {
@@ -94,23 +70,23 @@ proptest! {
             let i = at.index(frame.len());
             frame[i] ^= byte | 1;
         }
-        PEAK.store(0, Ordering::Relaxed);
+        peak_alloc::reset();
         // Any outcome is fine but a panic; a decoded value must be a whole frame.
         if let Ok((_, used)) = decode_frame::<Message>(&frame, MAX) {
             prop_assert!(used <= frame.len());
         }
-        prop_assert!(PEAK.load(Ordering::Relaxed) <= 2 * MAX, "allocated past the maximum");
+        prop_assert!(peak_alloc::peak() <= 2 * MAX, "allocated past the maximum");
     }
 
     #[test]
     fn wild_lengths_are_refused_before_allocating(len in (MAX as u32 + 1)..=u32::MAX, tail in prop::collection::vec(any::<u8>(), 0..64)) {
         let mut frame = len.to_le_bytes().to_vec();
         frame.extend(tail);
-        PEAK.store(0, Ordering::Relaxed);
+        peak_alloc::reset();
         let result = decode_frame::<Message>(&frame, MAX);
         let is_too_large = matches!(result, Err(DecodeError::TooLarge { .. }));
         prop_assert!(is_too_large);
-        prop_assert!(PEAK.load(Ordering::Relaxed) < 4096);
+        prop_assert!(peak_alloc::peak() < 4096);
     }
 
     #[test]
@@ -123,9 +99,9 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        PEAK.store(0, Ordering::Relaxed);
+        peak_alloc::reset();
         let _ = decode_frame::<Message>(&bytes, MAX);
         let _ = decode_frame::<(String, Vec<u64>, Option<Shape>)>(&bytes, MAX);
-        prop_assert!(PEAK.load(Ordering::Relaxed) <= 2 * MAX);
+        prop_assert!(peak_alloc::peak() <= 2 * MAX);
     }
 }
