@@ -30,6 +30,7 @@ fn main() {
         timeouts_and_polls,
         send_timeout_on_a_full_pipe_keeps_frames_whole,
         direction_and_size_errors,
+        buffered_messages_travel_with_the_handle,
     ]);
 }
 
@@ -343,4 +344,27 @@ fn direction_and_size_errors() {
     assert_eq!(rx.recv_bytes().expect("recv"), b"fits");
     // A handle outside a Process argument refuses to serialize.
     assert!(codec::encode_frame(&rx, 1024).is_err());
+}
+
+fn receive_rest(mut conn: Connection) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Ok(word) = conn.recv::<String>() {
+        got.push(word);
+    }
+    got
+}
+
+fn buffered_messages_travel_with_the_handle() {
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let (mut rx, mut tx) = Pipe::simplex().expect("pipe");
+        for word in ["one", "two", "three"] {
+            tx.send(word).expect("send");
+        }
+        drop(tx);
+        // One read pulls all three frames into rx's buffer; two stay unread.
+        assert_eq!(rx.recv::<String>().expect("first"), "one");
+        let mut p = Process::new(receive_rest, rx).start_method(method);
+        p.start().expect("start");
+        assert_eq!(p.join().expect("join"), ["two", "three"], "{method:?}");
+    }
 }

@@ -500,12 +500,16 @@ struct ConnectionWire {
     max_frame_size: u64,
     /// Bytes this copy had received but not yet handed out.
     buffered: Vec<u8>,
-    /// The tail of a timed-out send, to be written first by the new owner.
-    unsent: Vec<u8>,
 }
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Both copies would write the tail of a timed-out send: refuse instead.
+        if !self.unsent.is_empty() {
+            return Err(S::Error::custom(
+                "this connection holds part of a timed-out send; flush_timeout() it before handing it to a process",
+            ));
+        }
         let slot = handle::export_fd(self.fd.as_raw_fd()).map_err(S::Error::custom)?;
         ConnectionWire {
             slot,
@@ -513,7 +517,6 @@ impl Serialize for Connection {
             writable: self.writable,
             max_frame_size: self.max_frame_size as u64,
             buffered: self.inbox.available().to_vec(),
-            unsent: self.unsent.clone(),
         }
         .serialize(serializer)
     }
@@ -527,7 +530,6 @@ impl<'de> Deserialize<'de> for Connection {
             Connection::new(fd, wire.readable, wire.writable).map_err(D::Error::custom)?;
         conn.max_frame_size = usize::try_from(wire.max_frame_size).unwrap_or(usize::MAX);
         conn.inbox = Inbox::with_contents(wire.buffered);
-        conn.unsent = wire.unsent;
         Ok(conn)
     }
 }
