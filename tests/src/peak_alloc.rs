@@ -1,5 +1,7 @@
-//! A global allocator that records the largest single allocation, so tests
-//! can show that a wild length on the wire allocates nothing.
+//! A global allocator that records the largest single allocation made by the
+//! current thread, so tests can show that a wild length on the wire
+//! allocates nothing. Per thread, because libtest runs tests side by side and
+//! another test's allocations must not count.
 //!
 //! ```text
 //! #[global_allocator]
@@ -7,27 +9,36 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 /// Delegates to the system allocator, recording the largest request.
 pub struct PeakAllocation;
 
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-/// Forgets the largest allocation seen so far.
-pub fn reset() {
-    PEAK.store(0, Ordering::Relaxed);
+thread_local! {
+    // A const-initialised Cell needs no destructor and never allocates, so
+    // the allocator may touch it at any point of a thread's life.
+    static PEAK: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The largest single allocation (or reallocation) since the last [`reset`].
+fn record(size: usize) {
+    let _ = PEAK.try_with(|peak| peak.set(peak.get().max(size)));
+}
+
+/// Forgets the largest allocation this thread has made so far.
+pub fn reset() {
+    let _ = PEAK.try_with(|peak| peak.set(0));
+}
+
+/// The largest single allocation (or reallocation) this thread has made
+/// since its last [`reset`].
 pub fn peak() -> usize {
-    PEAK.load(Ordering::Relaxed)
+    PEAK.try_with(Cell::get).unwrap_or(0)
 }
 
 // SAFETY: delegates every call to the system allocator unchanged.
 unsafe impl GlobalAlloc for PeakAllocation {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        PEAK.fetch_max(layout.size(), Ordering::Relaxed);
+        record(layout.size());
         // SAFETY: same layout contract as our caller's.
         unsafe { System.alloc(layout) }
     }
@@ -36,7 +47,7 @@ unsafe impl GlobalAlloc for PeakAllocation {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        PEAK.fetch_max(new_size, Ordering::Relaxed);
+        record(new_size);
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
