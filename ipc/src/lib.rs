@@ -71,6 +71,7 @@ pub mod codec;
 mod handle;
 pub mod pipe;
 pub mod process;
+pub mod shm;
 mod sys;
 
 pub use handle::HandleError;

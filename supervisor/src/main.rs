@@ -1,17 +1,34 @@
-//! The `supervisor` command line.
+//! The `supervisor` command line: `supervisor --workers 8 --job primes` runs a
+//! job; `supervisor bench ...` measures IPC figures.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use supervisor::bench::{self, Bench, BenchOptions};
+use supervisor::config::RunConfig;
+use supervisor::report::Outcome;
 
 /// Keeps N worker processes alive for a job: dispatches tasks with nothing lost
 /// when workers die, shows progress and IPC throughput, and reports the result.
+///
+/// Signals: TERM or INT drain (a second INT or a QUIT stops at once), HUP
+/// replaces every worker one by one, TTIN / TTOU add / remove a worker.
+///
+/// Exit codes: 0 success, 1 could not run, 2 usage error, 3 finished with
+/// dead letters, 4 restart limit reached, 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "supervisor", version, about, long_about = None)]
+#[command(
+    name = "supervisor",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: RunConfig,
 }
 
 #[derive(Debug, Subcommand)]
@@ -24,6 +41,8 @@ enum Command {
         #[command(flatten)]
         options: BenchOptions,
     },
+    /// List the built-in jobs.
+    Jobs,
 }
 
 fn main() -> ExitCode {
@@ -37,9 +56,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => {
-            eprintln!("supervisor: running jobs is not built yet; try `supervisor bench pipe`");
-            ExitCode::from(2)
+        Some(Command::Jobs) => {
+            for entry in worker::jobs::REGISTRY {
+                println!("{:8} {}", entry.name, entry.about);
+            }
+            ExitCode::SUCCESS
+        }
+        None => run_job(&cli.run),
+    }
+}
+
+fn run_job(config: &RunConfig) -> ExitCode {
+    match supervisor::run::run(config) {
+        Ok(report) => {
+            if config.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            ExitCode::from(report.exit_code)
+        }
+        Err(e) => {
+            eprintln!("supervisor: {e}");
+            ExitCode::from(Outcome::Failed.exit_code())
         }
     }
 }

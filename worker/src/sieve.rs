@@ -15,6 +15,12 @@ const SEGMENT: usize = 1 << 15;
 /// assert_eq!(worker::sieve::count_primes(0, 1_000_000), 78_498);
 /// ```
 pub fn count_primes(lo: u64, hi: u64) -> u64 {
+    count_primes_with(lo, hi, &mut || {})
+}
+
+/// [`count_primes`], calling `after_segment` once per segment sieved (a
+/// worker beats its heartbeat there, so a long range never looks like a hang).
+pub fn count_primes_with(lo: u64, hi: u64, after_segment: &mut dyn FnMut()) -> u64 {
     if hi <= lo {
         return 0;
     }
@@ -50,6 +56,7 @@ pub fn count_primes(lo: u64, hi: u64) -> u64 {
             }
         }
         count += flags.iter().filter(|&&c| !c).count() as u64;
+        after_segment();
         seg_lo = seg_hi + (seg_hi - seg_lo) % 2; // stays odd
     }
     count

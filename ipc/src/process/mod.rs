@@ -246,6 +246,18 @@ where
         Ok(child.outcome::<R>(max)?)
     }
 
+    /// A descriptor that becomes readable (`POLLIN`) when the child exits: its
+    /// pidfd, for event loops that watch many children. `None` before start,
+    /// after the child was reaped, or on kernels without pidfds (use `SIGCHLD`).
+    pub fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        let child = self.child.as_ref()?;
+        if child.status.is_some() {
+            return None;
+        }
+        child.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// The child's pid, once started.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.pid as u32)

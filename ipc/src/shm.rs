@@ -1,0 +1,164 @@
+//! Anonymous shared memory: a memfd mapped `MAP_SHARED`, handed to children
+//! like any other handle (as a `Process` argument, in fork and spawn alike).
+//!
+//! The segment never appears in `/dev/shm`, so nothing leaks when its users
+//! are SIGKILLed: the kernel frees it with the last descriptor and mapping.
+//! Its contents are bytes; typed views (atomics, `Value`, `Array`) are built
+//! on top by the caller.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let shm = ipc::shm::SharedMemory::anonymous(4096)?;
+//! assert_eq!(shm.len(), 4096);
+//! // Fresh segments are zeroed.
+//! // SAFETY: the mapping is 4096 bytes long and nothing else writes to it yet.
+//! assert_eq!(unsafe { *shm.as_ptr() }, 0);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::handle;
+
+/// A shared mapping of an anonymous memory file. Clones of it in children
+/// (through `Process` arguments) map the same pages.
+#[derive(Debug)]
+pub struct SharedMemory {
+    fd: OwnedFd,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; moving it to
+// another thread changes nothing about who may touch it.
+unsafe impl Send for SharedMemory {}
+// SAFETY: &SharedMemory only hands out raw pointers; data races are the
+// caller's to prevent (with atomics), exactly as across processes.
+unsafe impl Sync for SharedMemory {}
+
+/// Why a segment could not be created or mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    #[error("a shared memory segment cannot be empty")]
+    Empty,
+    #[error("cannot create or map shared memory: {0}")]
+    Os(#[from] io::Error),
+}
+
+impl SharedMemory {
+    /// A zero-filled segment of `len` bytes, close-on-exec, sized once.
+    pub fn anonymous(len: usize) -> Result<Self, ShmError> {
+        if len == 0 {
+            return Err(ShmError::Empty);
+        }
+        // SAFETY: memfd_create takes a NUL-terminated name and flags.
+        let raw = unsafe { libc::memfd_create(c"ipc-shm".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let size =
+            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: ftruncate on a descriptor we own.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> Result<Self, ShmError> {
+        // SAFETY: a fresh shared mapping of `len` bytes of a file at least that long.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error().into());
+        }
+        let ptr = NonNull::new(addr.cast::<u8>()).ok_or(io::Error::from(io::ErrorKind::Other))?;
+        Ok(SharedMemory { fd, ptr, len })
+    }
+
+    /// A second handle on the same memory: a duplicated descriptor and a new
+    /// mapping of the same pages (for example, to hand one to a child).
+    pub fn try_clone(&self) -> Result<Self, ShmError> {
+        let fd = self.fd.try_clone()?;
+        Self::map(fd, self.len)
+    }
+
+    /// The first byte of the mapping (page-aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: segments are never empty.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping this value made.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A segment inside a serialized Process argument: its descriptor's slot and length.
+#[derive(Serialize, Deserialize)]
+struct SharedMemoryWire {
+    slot: u32,
+    len: u64,
+}
+
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let slot = handle::export_fd(self.fd.as_raw_fd()).map_err(S::Error::custom)?;
+        SharedMemoryWire {
+            slot,
+            len: self.len as u64,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = SharedMemoryWire::deserialize(deserializer)?;
+        let fd = handle::import_fd(wire.slot).map_err(D::Error::custom)?;
+        let len = usize::try_from(wire.len).map_err(D::Error::custom)?;
+        // The length came from the parent; a file shorter than it would fault
+        // on access, so check it against the real size.
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat fills `stat` for a descriptor we own.
+        if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
+            return Err(D::Error::custom(io::Error::last_os_error()));
+        }
+        // SAFETY: fstat succeeded, so `stat` is initialised.
+        let real = unsafe { stat.assume_init() }.st_size;
+        if len == 0 || i64::try_from(len).map_or(true, |l| l > real) {
+            return Err(D::Error::custom(format!(
+                "shared memory of {len} bytes announced, but the segment has {real}"
+            )));
+        }
+        SharedMemory::map(fd, len).map_err(D::Error::custom)
+    }
+}

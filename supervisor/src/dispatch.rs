@@ -1,0 +1,342 @@
+//! The task ledger: at every instant, which tasks wait, which worker holds
+//! which, which are done and which are dead letters.
+//!
+//! Guarantees, whatever happens to workers:
+//! * a task is held by at most one worker at a time, and only results from
+//!   the worker holding it are accepted, so each task id is counted once;
+//! * when a worker is lost, every task it held goes back to the queue with
+//!   `attempt + 1`, ahead of tasks never dispatched;
+//! * a task that has *failed* `max_attempts` times (its worker died or hung
+//!   while running it, or it returned an error) becomes a dead letter and is
+//!   not retried. Tasks that were merely held by a dying worker are re-queued
+//!   without blame, so one bad task cannot take its neighbours down with it.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Identifies one worker process for its whole life (never reused).
+pub type WorkerId = u64;
+
+/// A task handed out: its id and which dispatch of it this is (1 = first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub id: u64,
+    pub attempt: u32,
+}
+
+/// A task given up on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    pub task: u64,
+    pub failures: u32,
+    /// What happened the last time, e.g. `worker killed by SIGABRT`.
+    pub last_cause: String,
+    /// Exit code of the last worker it killed, Python style (-6 for SIGABRT).
+    pub exit_code: Option<i32>,
+}
+
+/// What a result from a worker amounted to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// First result for this task: count it.
+    Counted,
+    /// This worker does not hold the task (a protocol violation).
+    NotHeld,
+}
+
+/// Why a held task is being given back.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub cause: String,
+    pub exit_code: Option<i32>,
+}
+
+/// What releasing a lost worker's tasks did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    pub requeued: usize,
+    pub dead: Vec<u64>,
+}
+
+/// The ledger itself.
+#[derive(Debug)]
+pub struct Ledger {
+    total: u64,
+    max_attempts: u32,
+    /// Ids at or above this were never dispatched.
+    next_fresh: u64,
+    /// Re-queued tasks with their next attempt number, dispatched first.
+    retry: VecDeque<Lease>,
+    held: HashMap<WorkerId, VecDeque<Lease>>,
+    done: Vec<u64>,
+    done_count: u64,
+    failures: HashMap<u64, u32>,
+    dead: Vec<DeadLetter>,
+    requeued_total: u64,
+}
+
+impl Ledger {
+    pub fn new(total: u64, max_attempts: u32) -> Self {
+        Ledger {
+            total,
+            max_attempts: max_attempts.max(1),
+            next_fresh: 0,
+            retry: VecDeque::new(),
+            held: HashMap::new(),
+            done: vec![0; total.div_ceil(64) as usize],
+            done_count: 0,
+            failures: HashMap::new(),
+            dead: Vec::new(),
+            requeued_total: 0,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn done(&self) -> u64 {
+        self.done_count
+    }
+
+    pub fn dead_letters(&self) -> &[DeadLetter] {
+        &self.dead
+    }
+
+    /// Tasks neither done nor dead.
+    pub fn remaining(&self) -> u64 {
+        self.total - self.done_count - self.dead.len() as u64
+    }
+
+    /// Tasks waiting to be dispatched.
+    pub fn waiting(&self) -> u64 {
+        self.retry.len() as u64 + (self.total - self.next_fresh)
+    }
+
+    /// How many times tasks went back to the queue.
+    pub fn requeued(&self) -> u64 {
+        self.requeued_total
+    }
+
+    /// Every task is done or dead.
+    pub fn is_finished(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    pub fn held_by(&self, worker: WorkerId) -> usize {
+        self.held.get(&worker).map_or(0, VecDeque::len)
+    }
+
+    /// Whether `worker` holds task `id` now.
+    pub fn holds(&self, worker: WorkerId, id: u64) -> bool {
+        self.held
+            .get(&worker)
+            .is_some_and(|held| held.iter().any(|l| l.id == id))
+    }
+
+    /// Hands up to `n` tasks to `worker`: re-queued ones first, then fresh ones.
+    pub fn take(&mut self, worker: WorkerId, n: usize) -> Vec<Lease> {
+        let mut leases = Vec::with_capacity(n.min(4096));
+        while leases.len() < n {
+            if let Some(lease) = self.retry.pop_front() {
+                leases.push(lease);
+            } else if self.next_fresh < self.total {
+                leases.push(Lease {
+                    id: self.next_fresh,
+                    attempt: 1,
+                });
+                self.next_fresh += 1;
+            } else {
+                break;
+            }
+        }
+        if !leases.is_empty() {
+            self.held.entry(worker).or_default().extend(&leases);
+        }
+        leases
+    }
+
+    /// Takes back tasks that never reached the worker (the send did not
+    /// start): they keep their attempt number and go to the front.
+    pub fn untake(&mut self, worker: WorkerId, leases: &[Lease]) {
+        if let Some(held) = self.held.get_mut(&worker) {
+            held.retain(|h| !leases.iter().any(|l| l.id == h.id));
+        }
+        for lease in leases.iter().rev() {
+            self.retry.push_front(*lease);
+        }
+    }
+
+    /// Removes `id` from what `worker` holds; its lease if it was there.
+    fn unhold(&mut self, worker: WorkerId, id: u64) -> Option<Lease> {
+        let held = self.held.get_mut(&worker)?;
+        // Results come back in dispatch order, so this is nearly always the front.
+        let at = held.iter().position(|l| l.id == id)?;
+        held.remove(at)
+    }
+
+    /// A result for `id` from `worker`.
+    pub fn complete(&mut self, worker: WorkerId, id: u64) -> Completion {
+        if self.unhold(worker, id).is_none() {
+            return Completion::NotHeld;
+        }
+        let (word, bit) = ((id / 64) as usize, id % 64);
+        // A held task is never done: leases are unique. Guard anyway.
+        if let Some(w) = self.done.get_mut(word) {
+            if *w & (1 << bit) == 0 {
+                *w |= 1 << bit;
+                self.done_count += 1;
+            }
+        }
+        self.failures.remove(&id);
+        Completion::Counted
+    }
+
+    /// The task `id` held by `worker` failed (it returned an error, or its
+    /// output was unusable): retried, or a dead letter. `None` if not held.
+    pub fn fail(&mut self, worker: WorkerId, id: u64, failure: &Failure) -> Option<Released> {
+        let lease = self.unhold(worker, id)?;
+        let mut released = Released::default();
+        self.blame(lease, failure, &mut released);
+        Some(released)
+    }
+
+    /// `worker` is gone: its tasks go back to the queue; `blamed` (the task it
+    /// was running when it died or hung) is charged a failure.
+    pub fn release(
+        &mut self,
+        worker: WorkerId,
+        blamed: Option<u64>,
+        failure: &Failure,
+    ) -> Released {
+        let mut released = Released::default();
+        let held = self.held.remove(&worker).unwrap_or_default();
+        // Behind earlier retries, in dispatch order, so no retry starves.
+        for lease in held {
+            if Some(lease.id) == blamed {
+                self.blame(lease, failure, &mut released);
+            } else {
+                self.requeue(lease, &mut released);
+            }
+        }
+        released
+    }
+
+    fn blame(&mut self, lease: Lease, failure: &Failure, released: &mut Released) {
+        let failures = self.failures.entry(lease.id).or_insert(0);
+        *failures += 1;
+        if *failures >= self.max_attempts {
+            let failures = *failures;
+            self.failures.remove(&lease.id);
+            self.dead.push(DeadLetter {
+                task: lease.id,
+                failures,
+                last_cause: failure.cause.clone(),
+                exit_code: failure.exit_code,
+            });
+            released.dead.push(lease.id);
+        } else {
+            self.requeue(lease, released);
+        }
+    }
+
+    fn requeue(&mut self, lease: Lease, released: &mut Released) {
+        self.retry.push_back(Lease {
+            id: lease.id,
+            attempt: lease.attempt.saturating_add(1),
+        });
+        self.requeued_total += 1;
+        released.requeued += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> Failure {
+        Failure {
+            cause: "killed by SIGKILL".into(),
+            exit_code: Some(-9),
+        }
+    }
+
+    #[test]
+    fn results_count_once_and_only_from_the_holder() {
+        let mut ledger = Ledger::new(4, 3);
+        let a = ledger.take(1, 2);
+        assert_eq!(a.iter().map(|l| l.id).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(ledger.complete(2, 0), Completion::NotHeld);
+        assert_eq!(ledger.complete(1, 0), Completion::Counted);
+        assert_eq!(ledger.complete(1, 0), Completion::NotHeld);
+        assert_eq!(ledger.done(), 1);
+    }
+
+    #[test]
+    fn a_lost_worker_gives_its_tasks_back_with_one_more_attempt() {
+        let mut ledger = Ledger::new(5, 3);
+        ledger.take(1, 3);
+        let released = ledger.release(1, Some(1), &failure());
+        assert_eq!(
+            released,
+            Released {
+                requeued: 3,
+                dead: vec![]
+            }
+        );
+        let again = ledger.take(2, 10);
+        assert_eq!(
+            again,
+            [
+                Lease { id: 0, attempt: 2 },
+                Lease { id: 1, attempt: 2 },
+                Lease { id: 2, attempt: 2 },
+                Lease { id: 3, attempt: 1 },
+                Lease { id: 4, attempt: 1 },
+            ]
+        );
+        for id in 0..5 {
+            assert_eq!(ledger.complete(2, id), Completion::Counted);
+        }
+        assert!(ledger.is_finished());
+        assert_eq!(ledger.requeued(), 3);
+    }
+
+    #[test]
+    fn only_the_blamed_task_becomes_a_dead_letter() {
+        let mut ledger = Ledger::new(3, 2);
+        for worker in 1..=2 {
+            ledger.take(worker, 3);
+            ledger.release(worker, Some(1), &failure());
+        }
+        assert_eq!(ledger.dead_letters().len(), 1);
+        assert_eq!(ledger.dead_letters()[0].task, 1);
+        assert_eq!(ledger.dead_letters()[0].failures, 2);
+        let rest = ledger.take(3, 10);
+        assert_eq!(rest.iter().map(|l| l.id).collect::<Vec<_>>(), [0, 2]);
+        ledger.complete(3, 0);
+        ledger.complete(3, 2);
+        assert!(ledger.is_finished());
+        assert_eq!(ledger.remaining(), 0);
+        assert_eq!(ledger.done(), 2);
+    }
+
+    #[test]
+    fn untaken_tasks_keep_their_attempt_and_come_first() {
+        let mut ledger = Ledger::new(3, 3);
+        let leases = ledger.take(1, 2);
+        ledger.untake(1, &leases);
+        assert_eq!(ledger.held_by(1), 0);
+        assert_eq!(ledger.take(2, 1), [Lease { id: 0, attempt: 1 }]);
+    }
+
+    #[test]
+    fn a_task_error_is_retried_then_dead() {
+        let mut ledger = Ledger::new(1, 2);
+        ledger.take(1, 1);
+        assert_eq!(ledger.fail(1, 0, &failure()).map(|r| r.requeued), Some(1));
+        ledger.take(1, 1);
+        assert_eq!(ledger.fail(1, 0, &failure()).map(|r| r.dead), Some(vec![0]));
+        assert!(ledger.is_finished());
+        assert_eq!(ledger.done(), 0);
+    }
+}

@@ -1,0 +1,178 @@
+//! The worker table: one entry per worker slot, each a live worker process
+//! with its channel, a slot waiting out a restart backoff, or a closed slot.
+//! Starting a worker and reading its exit live here; what to do about an
+//! exit is the run loop's business.
+
+use std::time::{Duration, Instant};
+
+use ipc::{Connection, JoinError, JoinTimeoutError, Pipe, Process, StartMethod};
+use worker::heartbeat::HeartbeatTable;
+use worker::job::JobSpec;
+use worker::runtime::{worker_main, WorkerArgs, WorkerExit};
+
+use crate::dispatch::WorkerId;
+
+/// Tasks a new worker is sent at first; the window doubles while the worker
+/// runs dry between batches (see the run loop).
+pub const FIRST_WINDOW: usize = 2;
+
+/// Why the supervisor asked a worker to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// It reached its --max-tasks-per-child.
+    Recycle,
+    /// SIGHUP: replaced one by one.
+    Reload,
+    /// SIGTTOU: one worker fewer.
+    Retire,
+    /// The run is ending.
+    Shutdown,
+}
+
+/// What to say, and measure, once a replacement is ready.
+#[derive(Clone, Debug)]
+pub struct Replacing {
+    /// The start of the event line, e.g. `worker 3 (pid 42) killed by SIGKILL; 2 tasks re-queued`.
+    pub what_happened: String,
+    pub exit_seen: Instant,
+    pub backoff: Duration,
+    /// A crash (measured for the report), not a recycle or reload.
+    pub crash: bool,
+}
+
+pub struct Worker {
+    pub id: WorkerId,
+    pub slot: usize,
+    pub process: Process<WorkerArgs, WorkerExit>,
+    pub pid: u32,
+    pub channel: Connection,
+    /// It sent `Ready`.
+    pub ready: bool,
+    /// The supervisor sent it `Stop`, and why.
+    pub stopping: Option<StopReason>,
+    /// The supervisor killed it, and why (heartbeat, garbage).
+    pub killed_because: Option<String>,
+    /// Its channel reached end of file; only its exit is left to see.
+    pub channel_closed: bool,
+    /// Tasks it may run before being recycled.
+    pub quota: Option<u64>,
+    pub completed: u64,
+    /// Tasks to keep in its hands.
+    pub window: usize,
+    pub replacing: Option<Replacing>,
+}
+
+/// A place in the fleet.
+pub enum Slot {
+    Live(Box<Worker>),
+    /// Restarts at `at` (backoff after repeated crashes).
+    Waiting {
+        at: Instant,
+        replacing: Replacing,
+    },
+    /// Retired by SIGTTOU or the end of the run.
+    Closed,
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartWorkerError {
+    #[error("cannot make the worker's channel: {0}")]
+    Channel(std::io::Error),
+    #[error("cannot share the heartbeat table: {0}")]
+    Heartbeat(#[from] ipc::shm::ShmError),
+    #[error(transparent)]
+    Start(#[from] ipc::StartError),
+}
+
+/// Starts a worker in `slot`, running `job`.
+pub fn start_worker(
+    id: WorkerId,
+    slot: usize,
+    job: &JobSpec,
+    method: StartMethod,
+    heartbeat: &HeartbeatTable,
+) -> Result<Worker, StartWorkerError> {
+    let (channel, theirs) = Pipe::duplex().map_err(StartWorkerError::Channel)?;
+    heartbeat.reset(slot);
+    let args = WorkerArgs {
+        worker: slot as u32 + 1,
+        slot: slot as u32,
+        job: job.clone(),
+        channel: theirs,
+        heartbeat: heartbeat.try_clone()?,
+    };
+    let mut process = Process::new(worker_main, args)
+        .named(format!("worker-{}", slot + 1))
+        .start_method(method);
+    process.start()?;
+    let pid = process.pid().unwrap_or(0);
+    Ok(Worker {
+        id,
+        slot,
+        process,
+        pid,
+        channel,
+        ready: false,
+        stopping: None,
+        killed_because: None,
+        channel_closed: false,
+        quota: None,
+        completed: 0,
+        window: FIRST_WINDOW,
+        replacing: None,
+    })
+}
+
+/// How a worker ended, for the ledger and the report.
+#[derive(Clone, Debug)]
+pub struct Ending {
+    /// `exited with code 0`, `killed by SIGKILL (perhaps out of memory?)`, ...
+    pub description: String,
+    /// Python-style exit code: -9 for SIGKILL.
+    pub exit_code: Option<i32>,
+    /// It exited with code 0 after returning from its loop.
+    pub clean: bool,
+}
+
+impl Worker {
+    /// The worker's ending, if it has exited (and is now reaped).
+    pub fn try_ending(&mut self) -> Option<Ending> {
+        match self.process.join_timeout(Duration::ZERO) {
+            Err(JoinTimeoutError::Timeout) => None,
+            Ok(exit) => Some(Ending {
+                description: format!("exited ({}) after {} tasks", exit.reason, exit.tasks_run),
+                exit_code: Some(0),
+                clean: true,
+            }),
+            Err(JoinTimeoutError::Join(e)) => Some(ending_of(&e)),
+        }
+    }
+
+    pub fn kill(&mut self, because: String) {
+        if self.killed_because.is_none() {
+            self.killed_because = Some(because);
+        }
+        let _ = self.process.kill();
+    }
+
+    /// `worker 3 (pid 4242)`.
+    pub fn label(&self) -> String {
+        format!("worker {} (pid {})", self.slot + 1, self.pid)
+    }
+}
+
+fn ending_of(e: &JoinError) -> Ending {
+    match e.exit_status() {
+        Some(status) => Ending {
+            description: status.to_string(),
+            exit_code: Some(status.code()),
+            clean: false,
+        },
+        None => Ending {
+            description: e.to_string(),
+            exit_code: None,
+            clean: false,
+        },
+    }
+}

@@ -1,0 +1,91 @@
+//! What the user watches while a run goes: a progress bar on a terminal
+//! (done/total, tasks/s, IPC messages/s and MB/s, workers alive, restarts)
+//! and one line per event (a worker lost and replaced, a signal acted on).
+//!
+//! The bar is drawn from the supervisor's own thread when it updates it (no
+//! ticker thread), so the supervisor stays single-threaded and fork-safe.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Figures the bar shows besides done/total.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    pub done: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub workers_alive: usize,
+    pub crashes: u64,
+}
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    /// Gauges at the last redraw, for rates.
+    last: Gauges,
+    last_at: Instant,
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal and not quiet; event lines unless quiet.
+    pub fn new(total: u64, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+            let style = ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30.cyan/blue}] {human_pos}/{human_len} tasks ({per_sec}) {msg}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        });
+        Progress {
+            bar,
+            quiet,
+            last: Gauges::default(),
+            last_at: Instant::now(),
+        }
+    }
+
+    /// Redraws with new figures (at most a few times a second).
+    pub fn update(&mut self, gauges: Gauges) {
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        let now = Instant::now();
+        let secs = now.duration_since(self.last_at).as_secs_f64();
+        if secs < 0.2 {
+            bar.set_position(gauges.done);
+            return;
+        }
+        let msgs = gauges.messages.saturating_sub(self.last.messages) as f64 / secs;
+        let mb = gauges.bytes.saturating_sub(self.last.bytes) as f64 / secs / 1e6;
+        bar.set_message(format!(
+            "| IPC {:.0} msg/s {:.1} MB/s | {} workers | {} restarts",
+            msgs, mb, gauges.workers_alive, gauges.crashes
+        ));
+        bar.set_position(gauges.done);
+        self.last = gauges;
+        self.last_at = now;
+    }
+
+    /// One line about something that happened.
+    pub fn event(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(format!("supervisor: {line}")),
+            None => eprintln!("supervisor: {line}"),
+        }
+    }
+
+    /// Removes the bar before the report is printed.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

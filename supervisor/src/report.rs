@@ -1,0 +1,222 @@
+//! The final report of a run: the answer, how long it took, what went
+//! through IPC, what crashed and what was given up on. Printed for people,
+//! or as one JSON object with `--json`; its outcome sets the exit code.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use serde::Serialize;
+use worker::numbers::group_thousands;
+
+use crate::dispatch::DeadLetter;
+
+/// How a run ended; each has its own exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every task done.
+    Success,
+    /// The run could not go on (a worker could not be started, bad job).
+    Failed,
+    /// Every task done or given up on, and some were given up on.
+    DeadLetters,
+    /// Workers crashed more than `--max-restarts` times within `--restart-window`.
+    RestartLimit,
+    /// Stopped by SIGTERM, SIGINT or SIGQUIT before the end.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The process exit code: 0, 1, 3, 4, 130 (2 is a usage error, from clap).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failed => 1,
+            Outcome::DeadLetters => 3,
+            Outcome::RestartLimit => 4,
+            Outcome::Interrupted => 130,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+            Outcome::DeadLetters => "finished with dead letters",
+            Outcome::RestartLimit => "stopped: restart limit reached",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TaskCounts {
+    pub total: u64,
+    pub done: u64,
+    pub dead: u64,
+    /// Neither done nor dead (only after an interruption or a stop).
+    pub remaining: u64,
+    /// Times a task went back to the queue because its worker was lost.
+    pub requeued: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IpcCounts {
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub messages_per_second: f64,
+    pub megabytes_per_second: f64,
+}
+
+/// Milliseconds from a worker's exit being seen to its replacement being ready.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    pub count: usize,
+    pub median_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl Latency {
+    pub fn of(mut samples_ms: Vec<f64>) -> Self {
+        samples_ms.sort_by(f64::total_cmp);
+        Latency {
+            count: samples_ms.len(),
+            median_ms: samples_ms.get(samples_ms.len() / 2).copied(),
+            max_ms: samples_ms.last().copied(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Restarts {
+    /// Workers that died or were killed unasked, and were replaced.
+    pub crashes: u64,
+    /// Crash causes, e.g. "killed by SIGKILL (perhaps out of memory?)": count.
+    pub causes: BTreeMap<String, u64>,
+    /// Replaced after --max-tasks-per-child.
+    pub recycled: u64,
+    /// Replaced by a SIGHUP reload.
+    pub reloaded: u64,
+    /// Crash to replacement ready, for replacements made without backoff.
+    pub replacement: Latency,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub exit_code: u8,
+    /// Why the run stopped early, when it did.
+    pub reason: Option<String>,
+    pub job: String,
+    pub description: String,
+    /// The answer (complete or not, see `complete`).
+    pub result: String,
+    pub summary: String,
+    /// Whether the answer was checked against a known value and matched.
+    pub verified: Option<bool>,
+    pub complete: bool,
+    pub workers: u32,
+    pub start_method: String,
+    pub wall_seconds: f64,
+    pub tasks: TaskCounts,
+    pub tasks_per_second: f64,
+    pub ipc: IpcCounts,
+    pub restarts: Restarts,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl RunReport {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
+}
+
+fn rate(per_second: f64) -> String {
+    if per_second >= 1e6 {
+        format!("{:.2} M/s", per_second / 1e6)
+    } else if per_second >= 1e3 {
+        format!("{:.1} k/s", per_second / 1e3)
+    } else {
+        format!("{per_second:.1}/s")
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.summary)?;
+        writeln!(f, "  job           {}", self.description)?;
+        writeln!(
+            f,
+            "  workers       {} ({})",
+            self.workers, self.start_method
+        )?;
+        writeln!(f, "  wall time     {:.3} s", self.wall_seconds)?;
+        let t = &self.tasks;
+        writeln!(
+            f,
+            "  tasks         {} of {} done, {} dead, {} remaining, {} re-queued ({})",
+            group_thousands(t.done),
+            group_thousands(t.total),
+            t.dead,
+            group_thousands(t.remaining),
+            t.requeued,
+            rate(self.tasks_per_second),
+        )?;
+        let i = &self.ipc;
+        writeln!(
+            f,
+            "  IPC           {} messages, {} ({} messages, {:.1} MB/s)",
+            group_thousands(i.messages_sent + i.messages_received),
+            bytes(i.bytes_sent + i.bytes_received),
+            rate(i.messages_per_second),
+            i.megabytes_per_second,
+        )?;
+        let r = &self.restarts;
+        let mut line = format!("{} crashes", r.crashes);
+        if !r.causes.is_empty() {
+            let causes: Vec<String> = r.causes.iter().map(|(c, n)| format!("{n} {c}")).collect();
+            let _ = write!(line, " ({})", causes.join("; "));
+        }
+        if r.recycled > 0 {
+            let _ = write!(line, ", {} recycled", r.recycled);
+        }
+        if r.reloaded > 0 {
+            let _ = write!(line, ", {} reloaded", r.reloaded);
+        }
+        if let (Some(median), Some(max)) = (r.replacement.median_ms, r.replacement.max_ms) {
+            let _ = write!(line, "; replaced in {median:.2} ms median, {max:.2} ms max");
+        }
+        writeln!(f, "  restarts      {line}")?;
+        for dead in &self.dead_letters {
+            let code = dead
+                .exit_code
+                .map(|c| format!(", exit code {c}"))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "  dead letter   task {}: failed {} times, last: {}{code}",
+                dead.task, dead.failures, dead.last_cause
+            )?;
+        }
+        if let Some(reason) = &self.reason {
+            writeln!(f, "  stopped       {reason}")?;
+        }
+        write!(
+            f,
+            "  outcome       {} (exit code {})",
+            self.outcome.describe(),
+            self.exit_code
+        )
+    }
+}

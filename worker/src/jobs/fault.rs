@@ -1,0 +1,175 @@
+//! `fault`: fault injection for demos and tests. Each attempt of a task may,
+//! at the given rates, abort, segfault, exit, hang, return an error or write
+//! garbage on the worker's channel; otherwise it waits `--task-ms` and returns
+//! its id. `crash_task` makes one task abort its worker on every attempt.
+//! The choice depends on (seed, task, attempt), so runs repeat exactly.
+
+use super::{read_u64, sleep_beating};
+use crate::job::{FaultSpec, Job, JobOutcome, JobSpec, TaskContext};
+use crate::numbers::group_thousands;
+
+/// Exit code of a worker that the `exit` fault ends.
+pub const FAULT_EXIT_CODE: i32 = 13;
+
+/// Bytes the `garbage` fault writes: a frame whose payload decodes as no message.
+pub const GARBAGE: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xffgarbage";
+
+/// What one attempt of a task does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Abort,
+    Segv,
+    Exit,
+    Hang,
+    Error,
+    Garbage,
+    Finish,
+}
+
+pub struct Fault {
+    tasks: u64,
+    task_ms: u64,
+    faults: FaultSpec,
+    done: u64,
+    id_sum: u128,
+}
+
+impl Fault {
+    pub fn new(spec: &JobSpec) -> Result<Self, String> {
+        let f = &spec.faults;
+        let rates = [f.abort, f.segv, f.exit, f.hang, f.error, f.garbage];
+        if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
+            return Err("fault rates are between 0 and 1".into());
+        }
+        if rates.iter().sum::<f64>() > 1.0 + 1e-9 {
+            return Err("fault rates add up to more than 1".into());
+        }
+        Ok(Fault {
+            tasks: spec.tasks,
+            task_ms: spec.task_ms,
+            faults: f.clone(),
+            done: 0,
+            id_sum: 0,
+        })
+    }
+
+    /// What attempt `attempt` of task `id` does.
+    pub fn action(&self, id: u64, attempt: u32) -> Action {
+        if self.faults.crash_task == Some(id) {
+            return Action::Abort;
+        }
+        let f = &self.faults;
+        let draw = unit(self.faults.seed, id, attempt);
+        let mut edge = 0.0;
+        for (rate, action) in [
+            (f.abort, Action::Abort),
+            (f.segv, Action::Segv),
+            (f.exit, Action::Exit),
+            (f.hang, Action::Hang),
+            (f.error, Action::Error),
+            (f.garbage, Action::Garbage),
+        ] {
+            edge += rate;
+            if draw < edge {
+                return action;
+            }
+        }
+        Action::Finish
+    }
+}
+
+/// A uniform number in [0, 1) from (seed, id, attempt): splitmix64.
+fn unit(seed: u64, id: u64, attempt: u32) -> f64 {
+    let mut z = seed
+        .wrapping_add(id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(u64::from(attempt).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Job for Fault {
+    fn describe(&self) -> String {
+        let f = &self.faults;
+        let mut text = format!(
+            "{} tasks of {} ms with faults (abort {}, segv {}, exit {}, hang {}, error {}, garbage {})",
+            group_thousands(self.tasks),
+            self.task_ms,
+            f.abort,
+            f.segv,
+            f.exit,
+            f.hang,
+            f.error,
+            f.garbage
+        );
+        if let Some(id) = f.crash_task {
+            text.push_str(&format!("; task {id} always crashes its worker"));
+        }
+        text
+    }
+
+    fn task_count(&self) -> u64 {
+        self.tasks
+    }
+
+    fn task_input(&self, id: u64) -> Vec<u8> {
+        id.to_le_bytes().to_vec()
+    }
+
+    fn run(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
+        let id = read_u64(input, 0).ok_or("a fault task input is its id")?;
+        match self.action(id, ctx.attempt()) {
+            Action::Abort => std::process::abort(),
+            Action::Segv => {
+                // SAFETY: restoring the default action and raising a signal at
+                // ourselves; the process ends as a real segfault would.
+                unsafe {
+                    libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                    libc::raise(libc::SIGSEGV);
+                }
+                Err("SIGSEGV did not end the process".into())
+            }
+            Action::Exit => std::process::exit(FAULT_EXIT_CODE),
+            Action::Hang => loop {
+                // No beat: the supervisor's --worker-timeout must find this.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            Action::Error => Err(format!("task {id} failed on purpose")),
+            Action::Garbage => {
+                ctx.write_garbage(GARBAGE).map_err(|e| e.to_string())?;
+                // A worker that wrote garbage is killed; wait for it.
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+            Action::Finish => {
+                sleep_beating(self.task_ms, ctx);
+                Ok(id.to_le_bytes().to_vec())
+            }
+        }
+    }
+
+    fn combine(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+        if output.len() != 8 || read_u64(output, 0) != Some(id) {
+            return Err(format!("task {id} returned someone else's id"));
+        }
+        self.done += 1;
+        self.id_sum += u128::from(id);
+        Ok(())
+    }
+
+    fn outcome(&self, complete: bool) -> JobOutcome {
+        let n = u128::from(self.tasks);
+        let expected = n * n.saturating_sub(1) / 2;
+        JobOutcome {
+            value: self.done.to_string(),
+            summary: format!(
+                "{} of {} tasks done",
+                group_thousands(self.done),
+                group_thousands(self.tasks)
+            ),
+            verified: complete.then_some(self.done == self.tasks && self.id_sum == expected),
+        }
+    }
+}

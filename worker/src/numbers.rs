@@ -1,0 +1,125 @@
+//! Numbers as people write them: `1e9`, `10^9`, `1_000_000_000`, `2.5e6`
+//! on the way in, `50,847,534` on the way out.
+
+/// Why a count could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{text}` is not a whole number (try 1000000, 1_000_000, 1e6 or 10^6)")]
+pub struct ParseCountError {
+    pub text: String,
+}
+
+/// Reads a non-negative whole number written plainly, with `_` or `,`
+/// separators, in scientific notation (`1e9`, `2.5e6`) or as a power (`10^9`).
+///
+/// ```
+/// use worker::numbers::parse_count;
+/// assert_eq!(parse_count("1e9"), Ok(1_000_000_000));
+/// assert_eq!(parse_count("10^9"), Ok(1_000_000_000));
+/// assert_eq!(parse_count("1_000_000_000"), Ok(1_000_000_000));
+/// assert_eq!(parse_count("2.5e3"), Ok(2_500));
+/// assert!(parse_count("1.5").is_err());
+/// ```
+pub fn parse_count(text: &str) -> Result<u64, ParseCountError> {
+    let error = || ParseCountError {
+        text: text.to_string(),
+    };
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c != '_' && *c != ',')
+        .collect();
+    if let Some((base, exponent)) = cleaned.split_once('^') {
+        let base: u64 = base.parse().map_err(|_| error())?;
+        let exponent: u32 = exponent.parse().map_err(|_| error())?;
+        return base.checked_pow(exponent).ok_or_else(error);
+    }
+    if let Some((mantissa, exponent)) = cleaned.split_once(['e', 'E']) {
+        let exponent: u32 = exponent.parse().map_err(|_| error())?;
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(error());
+        }
+        // 2.5e6 = 25 * 10^(6 - 1): shift the point right, exactly.
+        let digits = format!("{whole}{fraction}");
+        let shift = exponent
+            .checked_sub(fraction.len() as u32)
+            .ok_or_else(error)?;
+        let digits: u64 = digits.parse().map_err(|_| error())?;
+        return 10u64
+            .checked_pow(shift)
+            .and_then(|scale| digits.checked_mul(scale))
+            .ok_or_else(error);
+    }
+    cleaned.parse().map_err(|_| error())
+}
+
+/// `50847534` as `50,847,534`.
+///
+/// ```
+/// assert_eq!(worker::numbers::group_thousands(50_847_534), "50,847,534");
+/// assert_eq!(worker::numbers::group_thousands(999), "999");
+/// ```
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `1000000000` as `1e9` when it is a power of ten times a small number, else grouped.
+pub fn short_count(n: u64) -> String {
+    if n >= 1000 {
+        let mut m = n;
+        let mut e = 0;
+        while m.is_multiple_of(10) {
+            m /= 10;
+            e += 1;
+        }
+        if m < 10 && e >= 3 {
+            return format!("{m}e{e}");
+        }
+    }
+    group_thousands(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_of_a_billion() {
+        for text in [
+            "1000000000",
+            "1e9",
+            "1E9",
+            "10^9",
+            "1_000_000_000",
+            "1,000,000,000",
+            "0.001e12",
+        ] {
+            assert_eq!(parse_count(text), Ok(1_000_000_000), "{text}");
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        for text in [
+            "", "-5", "1.5", "1e", "e9", "10^99", "1e30", "abc", "1.25e1",
+        ] {
+            assert!(parse_count(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn short_forms() {
+        assert_eq!(short_count(1_000_000_000), "1e9");
+        assert_eq!(short_count(20_000_000), "2e7");
+        assert_eq!(short_count(1234), "1,234");
+        assert_eq!(short_count(7), "7");
+    }
+}

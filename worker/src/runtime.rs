@@ -1,0 +1,211 @@
+//! The worker loop: what a supervised worker process runs from start to exit.
+//!
+//! It builds its job, says `Ready`, then runs the tasks it is sent in order
+//! and reports results in batches: after each task that took a while, after
+//! 256 quick ones, or when it has nothing left to run. It beats its heartbeat
+//! slot between tasks, inside long tasks (the job calls `beat`), and while idle.
+//!
+//! Signals: `SIGTERM` lets the current task finish, reports, and exits
+//! (tasks held but not started go back to the supervisor's queue). `SIGINT` is
+//! ignored: a Ctrl-C on the terminal reaches the whole process group, and the
+//! supervisor decides what it means.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc::{Connection, RecvTimeoutError, TryRecvError};
+use serde::{Deserialize, Serialize};
+
+use crate::heartbeat::{HeartbeatTable, WorkerState};
+use crate::job::{self, JobSpec, TaskContext};
+use crate::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
+
+/// How often an idle worker beats.
+const IDLE_BEAT: Duration = Duration::from_millis(100);
+/// Results are sent at least this often while tasks run back to back.
+const REPORT_EVERY: Duration = Duration::from_millis(2);
+/// ... and at least every this many results.
+const REPORT_BATCH: usize = 256;
+
+/// Exit code of a worker that could not build its job.
+pub const EXIT_BAD_JOB: i32 = 78;
+/// Exit code of a worker whose channel broke (supervisor gone, or garbage from it).
+pub const EXIT_CHANNEL: i32 = 79;
+
+/// A worker's arguments, handed over by the supervisor at start.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerArgs {
+    /// The worker's number in the fleet, for logs.
+    pub worker: u32,
+    /// Its heartbeat slot in `heartbeat`.
+    pub slot: u32,
+    pub job: JobSpec,
+    pub channel: Connection,
+    pub heartbeat: HeartbeatTable,
+}
+
+/// What a worker returns when it exits normally.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerExit {
+    pub tasks_run: u64,
+    /// Why it stopped: `stop message`, `SIGTERM`, `supervisor gone`.
+    pub reason: String,
+}
+
+static TERM_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    TERM_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+/// Puts the signal dispositions of a worker in place: its own SIGTERM
+/// handler, SIGINT ignored, the rest as the defaults (a forked worker
+/// inherits the supervisor's handlers, which must not run here), and every
+/// signal unblocked.
+fn install_signal_handling() {
+    // SAFETY: sigaction/sigprocmask with fully initialised structures; the
+    // handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigterm as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+            libc::SIGCHLD,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+/// The entry of every worker process (`ipc::Process::new(worker_main, args)`).
+pub fn worker_main(args: WorkerArgs) -> WorkerExit {
+    install_signal_handling();
+    let WorkerArgs {
+        slot,
+        job,
+        mut channel,
+        heartbeat,
+        ..
+    } = args;
+    let slot = slot as usize;
+    let job = match job::build(&job) {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            std::process::exit(EXIT_BAD_JOB);
+        }
+    };
+    let pid = std::process::id();
+    heartbeat.set_pid(slot, pid);
+    heartbeat.beat(slot, WorkerState::Idle, None);
+    if channel
+        .send(&FromWorker::Ready {
+            protocol: PROTOCOL_VERSION,
+            pid,
+        })
+        .is_err()
+    {
+        std::process::exit(EXIT_CHANNEL);
+    }
+
+    let mut held: VecDeque<Task> = VecDeque::new();
+    let mut results: Vec<TaskResult> = Vec::new();
+    let mut last_report = Instant::now();
+    let mut stop_when_idle = false;
+    let mut tasks_run = 0u64;
+    let finish = |reason: &str, tasks_run: u64| WorkerExit {
+        tasks_run,
+        reason: reason.to_string(),
+    };
+
+    loop {
+        if TERM_REQUESTED.load(Ordering::Relaxed) {
+            heartbeat.beat(slot, WorkerState::Stopping, None);
+            let _ = report(&mut channel, &mut results);
+            return finish("SIGTERM", tasks_run);
+        }
+        // Take in whatever the supervisor sent, waiting only with nothing to do.
+        loop {
+            let message = if held.is_empty() && results.is_empty() && !stop_when_idle {
+                match channel.recv_timeout::<ToWorker>(IDLE_BEAT) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        heartbeat.beat(slot, WorkerState::Idle, None);
+                        break;
+                    }
+                    Err(RecvTimeoutError::Recv(_)) => std::process::exit(EXIT_CHANNEL),
+                }
+            } else {
+                match channel.try_recv::<ToWorker>() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Empty) => break,
+                    Err(_) => std::process::exit(EXIT_CHANNEL),
+                }
+            };
+            match message {
+                ToWorker::Tasks(tasks) => held.extend(tasks),
+                ToWorker::Stop => stop_when_idle = true,
+            }
+        }
+        let Some(task) = held.pop_front() else {
+            if report(&mut channel, &mut results).is_err() {
+                return finish("supervisor gone", tasks_run);
+            }
+            if stop_when_idle {
+                heartbeat.beat(slot, WorkerState::Stopping, None);
+                return finish("stop message", tasks_run);
+            }
+            continue;
+        };
+
+        heartbeat.beat(slot, WorkerState::Busy, Some(task.id));
+        let started = Instant::now();
+        let beat = || heartbeat.touch(slot);
+        let mut ctx = TaskContext {
+            id: task.id,
+            attempt: task.attempt,
+            beat: &beat,
+            channel: &mut channel,
+        };
+        let output = job.run(&task.input, &mut ctx);
+        tasks_run += 1;
+        heartbeat.add_done(slot, 1);
+        results.push(TaskResult {
+            id: task.id,
+            output,
+        });
+        let long_task = started.elapsed() >= REPORT_EVERY;
+        if held.is_empty()
+            || long_task
+            || results.len() >= REPORT_BATCH
+            || last_report.elapsed() >= REPORT_EVERY
+        {
+            if report(&mut channel, &mut results).is_err() {
+                return finish("supervisor gone", tasks_run);
+            }
+            last_report = Instant::now();
+        }
+        heartbeat.beat(slot, WorkerState::Idle, None);
+    }
+}
+
+/// Sends the results gathered so far, if any.
+fn report(channel: &mut Connection, results: &mut Vec<TaskResult>) -> Result<(), ipc::SendError> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let batch = FromWorker::Results(std::mem::take(results));
+    channel.send(&batch)
+}
