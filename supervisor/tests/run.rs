@@ -1,0 +1,434 @@
+//! End-to-end runs of the real `supervisor` binary with real workers: exact
+//! answers in both start methods, and recovery from workers the test kills,
+//! stops or makes misbehave, read back from the JSON report and exit code.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tests::procfs::{children_of, is_running};
+
+/// Any run taking longer than this has hung: fail rather than wait.
+const HANG: Duration = Duration::from_secs(120);
+
+fn supervisor(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_supervisor"));
+    cmd.args(args).arg("--json");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// A finished run: its exit code, report and event lines.
+struct Run {
+    code: i32,
+    report: Value,
+    events: String,
+}
+
+fn finish(mut child: Child) -> Run {
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > HANG => {
+                let _ = child.kill();
+                panic!("the supervisor hung");
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("waiting for the supervisor: {e}"),
+        }
+    }
+    let out = child.wait_with_output().expect("collect the output");
+    let events = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {stdout}\nstderr: {events}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        report,
+        events,
+    }
+}
+
+fn run(args: &[&str]) -> Run {
+    finish(supervisor(args).spawn().expect("start the supervisor"))
+}
+
+/// Live (not zombie) children of `pid`.
+fn workers_of(pid: u32) -> Vec<u32> {
+    children_of(pid)
+        .into_iter()
+        .filter(|(_, state)| *state != 'Z')
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Waits until the supervisor has `n` live workers, none of them in `not`.
+fn wait_for_workers(pid: u32, n: usize, not: &[u32]) -> Vec<u32> {
+    let started = Instant::now();
+    loop {
+        let workers: Vec<u32> = workers_of(pid)
+            .into_iter()
+            .filter(|w| !not.contains(w))
+            .collect();
+        if workers.len() >= n {
+            return workers;
+        }
+        assert!(started.elapsed() < HANG, "workers never appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: sending a signal to a process this test started.
+    let rc = unsafe { libc::kill(pid as i32, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+fn assert_exact_primes(run: &Run, expected: u64) {
+    assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["result"], expected.to_string(), "{}", run.report);
+    assert_eq!(run.report["tasks"]["done"], run.report["tasks"]["total"]);
+    if expected == 664_579 || expected == 50_847_534 {
+        // Powers of ten are checked against the known value by the report itself.
+        assert_eq!(run.report["verified"], true);
+    }
+}
+
+#[test]
+fn primes_1e7_with_three_workers_forked() {
+    let run = run(&[
+        "--workers",
+        "3",
+        "--job",
+        "primes",
+        "--limit",
+        "1e7",
+        "--start-method",
+        "fork",
+    ]);
+    assert_exact_primes(&run, 664_579);
+    assert_eq!(run.report["start_method"], "fork");
+    assert_eq!(run.report["restarts"]["crashes"], 0);
+}
+
+#[test]
+fn primes_1e7_with_three_workers_spawned() {
+    let run = run(&[
+        "--workers",
+        "3",
+        "--job",
+        "primes",
+        "--limit",
+        "10^7",
+        "--start-method",
+        "spawn",
+    ]);
+    assert_exact_primes(&run, 664_579);
+    assert_eq!(run.report["start_method"], "spawn");
+}
+
+#[test]
+fn killed_workers_are_replaced_and_the_answer_is_exact() {
+    let child = supervisor(&["-w", "2", "--limit", "2e9", "--chunk", "1e6"])
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    let mut killed = Vec::new();
+    for _ in 0..3 {
+        let victim = wait_for_workers(pid, 1, &killed)[0];
+        signal(victim, libc::SIGKILL);
+        killed.push(victim);
+    }
+    let run = finish(child);
+    // pi(2e9), from primecount.
+    assert_exact_primes(&run, 98_222_287);
+    assert_eq!(run.report["restarts"]["crashes"], 3, "{}", run.events);
+    assert_eq!(
+        run.report["restarts"]["causes"]["killed by SIGKILL (perhaps out of memory?)"],
+        3
+    );
+    assert!(run.events.contains("killed by SIGKILL"), "{}", run.events);
+    assert!(run.events.contains("replaced by pid"), "{}", run.events);
+}
+
+#[test]
+fn a_stopped_worker_is_found_by_its_heartbeat_and_replaced() {
+    let child = supervisor(&[
+        "-w",
+        "2",
+        "--limit",
+        "1e9",
+        "--chunk",
+        "1e6",
+        "--worker-timeout",
+        "0.5",
+    ])
+    .spawn()
+    .expect("start");
+    let victim = wait_for_workers(child.id(), 1, &[])[0];
+    // Let it take tasks first, so there is something to re-queue.
+    std::thread::sleep(Duration::from_millis(30));
+    signal(victim, libc::SIGSTOP);
+    let run = finish(child);
+    assert_exact_primes(&run, 50_847_534);
+    assert_eq!(run.report["restarts"]["crashes"], 1, "{}", run.events);
+    assert_eq!(
+        run.report["restarts"]["causes"]["killed: no heartbeat (--worker-timeout)"], 1,
+        "{}",
+        run.report
+    );
+    assert!(!is_running(victim));
+}
+
+#[test]
+fn a_task_that_always_crashes_becomes_a_dead_letter() {
+    let run = run(&[
+        "-w",
+        "2",
+        "--job",
+        "fault",
+        "--tasks",
+        "40",
+        "--task-ms",
+        "1",
+        "--crash-task",
+        "7",
+        "--max-attempts",
+        "3",
+    ]);
+    assert_eq!(run.code, 3, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["outcome"], "dead_letters");
+    let dead = run.report["dead_letters"].as_array().expect("a list");
+    assert_eq!(dead.len(), 1, "{}", run.report);
+    assert_eq!(dead[0]["task"], 7);
+    assert_eq!(dead[0]["failures"], 3);
+    assert_eq!(dead[0]["exit_code"], -libc::SIGABRT);
+    assert_eq!(run.report["tasks"]["done"], 39);
+    assert_eq!(run.report["tasks"]["dead"], 1);
+    assert_eq!(run.report["tasks"]["remaining"], 0);
+    assert_eq!(run.report["restarts"]["crashes"], 3);
+}
+
+#[test]
+fn every_task_crashing_hits_the_restart_limit() {
+    let started = Instant::now();
+    let run = run(&[
+        "-w",
+        "2",
+        "--job",
+        "fault",
+        "--tasks",
+        "1000",
+        "--abort-rate",
+        "1",
+        "--max-restarts",
+        "5",
+        "--restart-window",
+        "60",
+    ]);
+    assert_eq!(run.code, 4, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["outcome"], "restart_limit");
+    assert_eq!(run.report["restarts"]["crashes"], 6);
+    assert!(run.report["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("--max-restarts 5"));
+    assert!(run.report["tasks"]["remaining"].as_u64() > Some(900));
+    // No crash loop: it stopped instead of going on (generous for a loaded machine).
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn sigterm_drains_and_reports_what_remains() {
+    let child = supervisor(&[
+        "-w",
+        "2",
+        "--job",
+        "sleep",
+        "--tasks",
+        "400",
+        "--task-ms",
+        "20",
+    ])
+    .spawn()
+    .expect("start");
+    let pid = child.id();
+    wait_for_workers(pid, 2, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pid, libc::SIGTERM);
+    let run = finish(child);
+    assert_eq!(run.code, 130, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["outcome"], "interrupted");
+    let done = run.report["tasks"]["done"].as_u64().unwrap_or(0);
+    let remaining = run.report["tasks"]["remaining"].as_u64().unwrap_or(0);
+    assert!(done > 0 && remaining > 0, "{}", run.report);
+    assert_eq!(done + remaining, 400);
+    assert_eq!(run.report["tasks"]["dead"], 0);
+    assert_eq!(run.report["restarts"]["crashes"], 0, "{}", run.events);
+    assert!(
+        run.events.contains("SIGTERM: no new tasks"),
+        "{}",
+        run.events
+    );
+}
+
+#[test]
+fn a_second_sigint_stops_at_once() {
+    // Tasks of 60 s and a 60 s graceful timeout: only the second SIGINT ends this soon.
+    let child = supervisor(&[
+        "-w",
+        "2",
+        "--job",
+        "sleep",
+        "--tasks",
+        "10",
+        "--task-ms",
+        "60000",
+        "--graceful-timeout",
+        "60",
+    ])
+    .spawn()
+    .expect("start");
+    let pid = child.id();
+    let workers = wait_for_workers(pid, 2, &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    signal(pid, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGINT);
+    let run = finish(child);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(run.code, 130, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["tasks"]["remaining"], 10);
+    assert!(run.events.contains("second SIGINT"), "{}", run.events);
+    for w in workers {
+        assert!(!is_running(w), "worker {w} outlived the supervisor");
+    }
+}
+
+#[test]
+fn killing_the_supervisor_takes_its_workers_and_leaves_no_shared_memory() {
+    let shm_before = shm_entries();
+    let mut child = supervisor(&["-w", "3", "--limit", "1e12"])
+        .spawn()
+        .expect("start");
+    let workers = wait_for_workers(child.id(), 3, &[]);
+    signal(child.id(), libc::SIGKILL);
+    let _ = child.wait();
+    let started = Instant::now();
+    while workers.iter().any(|&w| is_running(w)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "workers outlived their supervisor by a second"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let new: Vec<String> = shm_entries()
+        .into_iter()
+        .filter(|e| !shm_before.contains(e))
+        .collect();
+    assert!(new.is_empty(), "left in /dev/shm: {new:?}");
+}
+
+fn shm_entries() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_worker_writing_garbage_is_replaced_and_the_run_completes() {
+    let run = run(&[
+        "-w",
+        "2",
+        "--job",
+        "fault",
+        "--tasks",
+        "300",
+        "--task-ms",
+        "0",
+        "--garbage-rate",
+        "0.02",
+        "--max-restarts",
+        "1000",
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["verified"], true);
+    assert_eq!(run.report["tasks"]["done"], 300);
+    let garbage = run.report["restarts"]["causes"]["killed: sent garbage"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(garbage >= 1, "{}", run.report);
+    assert_eq!(run.report["restarts"]["crashes"], garbage);
+}
+
+#[test]
+fn sighup_replaces_every_worker_and_loses_nothing() {
+    let child = supervisor(&[
+        "-w",
+        "2",
+        "--job",
+        "sleep",
+        "--tasks",
+        "300",
+        "--task-ms",
+        "10",
+    ])
+    .spawn()
+    .expect("start");
+    let pid = child.id();
+    let first = wait_for_workers(pid, 2, &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGHUP);
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["tasks"]["done"], 300);
+    assert_eq!(run.report["restarts"]["reloaded"], 2, "{}", run.events);
+    assert_eq!(run.report["restarts"]["crashes"], 0);
+    for w in first {
+        assert!(!is_running(w));
+    }
+}
+
+#[test]
+fn workers_are_recycled_after_their_task_quota() {
+    let run = run(&[
+        "-w",
+        "2",
+        "--job",
+        "sleep",
+        "--tasks",
+        "100",
+        "--task-ms",
+        "0",
+        "--max-tasks-per-child",
+        "20",
+        "--max-tasks-jitter",
+        "5",
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["tasks"]["done"], 100);
+    let recycled = run.report["restarts"]["recycled"].as_u64().unwrap_or(0);
+    // 100 tasks at 20 to 25 per worker: at least 3 recycles, at most 5.
+    assert!((3..=5).contains(&recycled), "{}", run.report);
+    assert_eq!(run.report["restarts"]["crashes"], 0);
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args(["--limit", "lots"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args(["--job", "nonesuch"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job"));
+}
