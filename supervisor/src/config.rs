@@ -132,7 +132,26 @@ pub struct RunConfig {
     pub quiet: bool,
 }
 
+/// Wraps [`RunConfig`] so it can be parsed on its own.
+#[derive(clap::Parser)]
+struct RunOnly {
+    #[command(flatten)]
+    run: RunConfig,
+}
+
 impl RunConfig {
+    /// Options as they would be written after `supervisor` on a command line.
+    ///
+    /// ```
+    /// let config = supervisor::config::RunConfig::from_args(&["--job", "sleep", "--tasks", "1e3"]).unwrap();
+    /// assert_eq!(config.tasks, 1000);
+    /// ```
+    pub fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
+        use clap::Parser;
+        let argv = std::iter::once("supervisor").chain(args.iter().copied());
+        RunOnly::try_parse_from(argv).map(|r| r.run)
+    }
+
     /// The number of workers, defaulting to the CPUs this process may use.
     pub fn worker_count(&self) -> u32 {
         self.workers

@@ -63,3 +63,11 @@ fn bench_spawn_reports_both_start_methods() {
         assert!(median > 0.0 && p90 >= median, "{row}");
     }
 }
+
+#[test]
+fn bench_dispatch_runs_no_op_tasks_through_the_supervisor() {
+    let rows = bench_json("dispatch");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["bench"], "dispatch");
+    assert!(rows[0]["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0));
+}

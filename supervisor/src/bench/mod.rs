@@ -1,6 +1,7 @@
 //! `supervisor bench ...`: IPC and process figures measured on this machine,
 //! with a baseline measured in the same run so that ratios survive noise.
 
+mod dispatch;
 mod pipe;
 mod report;
 mod spawn;
@@ -15,6 +16,8 @@ pub enum Bench {
     Pipe,
     /// Process start + join latency, fork and spawn.
     Spawn,
+    /// No-op tasks through the supervisor with 2 workers (tasks/s).
+    Dispatch,
 }
 
 /// Options shared by every benchmark.
@@ -37,6 +40,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
     let rows = match bench {
         Bench::Pipe => pipe::run(runs, options.quick)?,
         Bench::Spawn => spawn::run(options.quick)?,
+        Bench::Dispatch => dispatch::run(runs, options.quick)?,
     };
     report::print(&rows, options.json);
     Ok(rows)

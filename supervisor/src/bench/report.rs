@@ -39,12 +39,12 @@ pub fn print(rows: &[Row], json: bool) {
         return;
     }
     println!(
-        "{:<7} {:<24} {:>9} {:>14} {:>11} {:>11} {:>9} {:>16}",
-        "bench", "subject", "size", "msgs/s", "MB/s", "median ms", "p90 ms", "vs baseline"
+        "{:<8} {:<24} {:>9} {:>14} {:>11} {:>11} {:>9} {:>16}",
+        "bench", "subject", "size", "msgs|tasks/s", "MB/s", "median ms", "p90 ms", "vs baseline"
     );
     for r in rows {
         println!(
-            "{:<7} {:<24} {:>9} {:>14} {:>11} {:>11} {:>9} {:>16}",
+            "{:<8} {:<24} {:>9} {:>14} {:>11} {:>11} {:>9} {:>16}",
             r.bench,
             r.subject,
             r.size_bytes.map(human_size).unwrap_or_default(),
