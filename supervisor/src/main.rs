@@ -1,6 +1,7 @@
 //! The `supervisor` command line: `supervisor --workers 8 --job primes` runs a
 //! job; `supervisor bench ...` measures IPC figures.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Jobs) => {
             for entry in worker::jobs::REGISTRY {
-                println!("{:8} {}", entry.name, entry.about);
+                let _ = writeln!(std::io::stdout(), "{:8} {}", entry.name, entry.about);
             }
             ExitCode::SUCCESS
         }
@@ -69,11 +70,13 @@ fn main() -> ExitCode {
 fn run_job(config: &RunConfig) -> ExitCode {
     match supervisor::run::run(config) {
         Ok(report) => {
-            if config.json {
-                println!("{}", report.to_json());
+            let text = if config.json {
+                report.to_json()
             } else {
-                println!("{report}");
-            }
+                report.to_string()
+            };
+            // A closed stdout (`| head`) loses the report, not the exit code.
+            let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::from(report.exit_code)
         }
         Err(e) => {

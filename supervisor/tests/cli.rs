@@ -71,3 +71,13 @@ fn bench_dispatch_runs_no_op_tasks_through_the_supervisor() {
     assert_eq!(rows[0]["bench"], "dispatch");
     assert!(rows[0]["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0));
 }
+
+#[test]
+fn bench_sieve_compares_the_supervisor_with_one_process() {
+    let rows = bench_json("sieve");
+    assert_eq!(rows.len(), 2);
+    assert!(rows
+        .iter()
+        .all(|r| r["median_ms"].as_f64().is_some_and(|t| t > 0.0)));
+    assert!(rows[1]["vs_baseline"].as_f64().is_some());
+}

@@ -4,6 +4,7 @@
 mod dispatch;
 mod pipe;
 mod report;
+mod sieve;
 mod spawn;
 mod stats;
 
@@ -18,6 +19,8 @@ pub enum Bench {
     Spawn,
     /// No-op tasks through the supervisor with 2 workers (tasks/s).
     Dispatch,
+    /// The primes job through the supervisor against the same sieve in one process.
+    Sieve,
 }
 
 /// Options shared by every benchmark.
@@ -32,6 +35,12 @@ pub struct BenchOptions {
     /// Small message counts: seconds instead of tens of seconds (for tests).
     #[arg(long)]
     pub quick: bool,
+    /// sieve: count the primes below this.
+    #[arg(long, default_value = "1e10", value_parser = |s: &str| worker::numbers::parse_count(s).map_err(|e| e.to_string()))]
+    pub limit: u64,
+    /// sieve: worker processes, and threads for the in-process run.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u32,
 }
 
 /// Runs one benchmark and prints its rows.
@@ -41,6 +50,14 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Pipe => pipe::run(runs, options.quick)?,
         Bench::Spawn => spawn::run(options.quick)?,
         Bench::Dispatch => dispatch::run(runs, options.quick)?,
+        Bench::Sieve => {
+            let limit = if options.quick {
+                options.limit.min(10_000_000)
+            } else {
+                options.limit
+            };
+            sieve::run(runs, limit, options.workers)?
+        }
     };
     report::print(&rows, options.json);
     Ok(rows)
