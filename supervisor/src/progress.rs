@@ -34,7 +34,7 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
             let style = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30.cyan/blue}] {human_pos}/{human_len} tasks ({per_sec}) {msg}",
+                "{elapsed_precise} [{bar:40.cyan/blue}] {human_pos}/{human_len} tasks\n{msg}",
             )
             .map(|s| s.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -60,11 +60,14 @@ impl Progress {
             bar.set_position(gauges.done);
             return;
         }
-        let msgs = gauges.messages.saturating_sub(self.last.messages) as f64 / secs;
-        let mb = gauges.bytes.saturating_sub(self.last.bytes) as f64 / secs / 1e6;
+        let per_second = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
         bar.set_message(format!(
-            "| IPC {:.0} msg/s {:.1} MB/s | {} workers | {} restarts",
-            msgs, mb, gauges.workers_alive, gauges.crashes
+            "  {:.0} tasks/s · IPC {:.0} msgs/s, {:.1} MB/s · {} workers alive · {} restarts",
+            per_second(gauges.done, self.last.done),
+            per_second(gauges.messages, self.last.messages),
+            per_second(gauges.bytes, self.last.bytes) / 1e6,
+            gauges.workers_alive,
+            gauges.crashes
         ));
         bar.set_position(gauges.done);
         self.last = gauges;
