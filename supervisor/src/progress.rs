@@ -32,7 +32,8 @@ impl Progress {
     /// A bar when stderr is a terminal and not quiet; event lines unless quiet.
     pub fn new(total: u64, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+            let bar =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
             let style = ProgressStyle::with_template(
                 "{elapsed_precise} [{bar:40.cyan/blue}] {human_pos}/{human_len} tasks\n{msg}",
             )

@@ -191,9 +191,9 @@ impl<'c> Supervisor<'c> {
                 break;
             }
             let ready = self.wait();
-            self.handle_signals();
+            let child_exited = self.handle_signals();
             self.read_channels(&ready);
-            self.see_exits(&ready);
+            self.see_exits(&ready, child_exited);
             self.check_heartbeats();
             self.restart_due();
             if self.phase == Phase::Running {
@@ -281,7 +281,9 @@ impl<'c> Supervisor<'c> {
 
     // ---- signals --------------------------------------------------------------
 
-    fn handle_signals(&mut self) {
+    /// Acts on the signals received; true if one was SIGCHLD.
+    fn handle_signals(&mut self) -> bool {
+        let mut child_exited = false;
         for signal in self.signals.drain() {
             match signal {
                 libc::SIGTERM | libc::SIGINT => self.on_interrupt(signal),
@@ -293,10 +295,11 @@ impl<'c> Supervisor<'c> {
                 libc::SIGHUP => self.on_reload(),
                 libc::SIGTTIN => self.on_more(),
                 libc::SIGTTOU => self.on_fewer(),
-                // SIGCHLD only wakes the loop; exits are read below.
+                libc::SIGCHLD => child_exited = true,
                 _ => {}
             }
         }
+        child_exited
     }
 
     fn on_interrupt(&mut self, signal: libc::c_int) {
@@ -477,15 +480,18 @@ impl<'c> Supervisor<'c> {
         }
     }
 
-    /// Reaps workers that exited and deals with each.
-    fn see_exits(&mut self, ready: &[WorkerId]) {
+    /// Reaps workers that exited and deals with each. A worker is checked
+    /// when its pidfd or channel woke the loop, or on SIGCHLD (which also
+    /// covers kernels without pidfds).
+    fn see_exits(&mut self, ready: &[WorkerId], child_exited: bool) {
         for index in 0..self.slots.len() {
             let Slot::Live(w) = &mut self.slots[index] else {
                 continue;
             };
-            // Readiness of its pidfd or channel is the usual sign; a cheap
-            // non-blocking wait on every turn covers kernels without pidfds.
-            let _ = ready;
+            let woke = child_exited || ready.contains(&w.id) || w.process.exit_fd().is_none();
+            if !woke {
+                continue;
+            }
             let Some(ending) = w.try_ending() else {
                 continue;
             };

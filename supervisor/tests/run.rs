@@ -432,3 +432,65 @@ fn bad_options_are_usage_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job"));
 }
+
+#[test]
+fn sigttin_adds_a_worker_and_sigttou_removes_one() {
+    let child = supervisor(&[
+        "-w",
+        "2",
+        "--job",
+        "sleep",
+        "--tasks",
+        "400",
+        "--task-ms",
+        "10",
+    ])
+    .spawn()
+    .expect("start");
+    let pid = child.id();
+    wait_for_workers(pid, 2, &[]);
+    signal(pid, libc::SIGTTIN);
+    wait_for_workers(pid, 3, &[]);
+    // One at a time: two signals sent together may arrive as one.
+    for left in [2, 1] {
+        signal(pid, libc::SIGTTOU);
+        let started = Instant::now();
+        while workers_of(pid).len() != left {
+            assert!(started.elapsed() < HANG, "workers were not retired");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["tasks"]["done"], 400);
+    assert_eq!(run.report["restarts"]["crashes"], 0);
+    assert!(run.events.contains("SIGTTOU: retiring"), "{}", run.events);
+}
+
+#[test]
+fn control_signals_sent_to_workers_do_not_stop_them() {
+    // `pkill -TTIN -f supervisor` reaches the workers too (same command line).
+    let child = supervisor(&[
+        "-w",
+        "2",
+        "--job",
+        "sleep",
+        "--tasks",
+        "100",
+        "--task-ms",
+        "10",
+        "--worker-timeout",
+        "5",
+    ])
+    .spawn()
+    .expect("start");
+    for w in wait_for_workers(child.id(), 2, &[]) {
+        for sig in [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGINT] {
+            signal(w, sig);
+        }
+    }
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+    assert_eq!(run.report["tasks"]["done"], 100);
+    assert_eq!(run.report["restarts"]["crashes"], 0, "{}", run.events);
+}

@@ -8,7 +8,8 @@
 //! Signals: `SIGTERM` lets the current task finish, reports, and exits
 //! (tasks held but not started go back to the supervisor's queue). `SIGINT` is
 //! ignored: a Ctrl-C on the terminal reaches the whole process group, and the
-//! supervisor decides what it means.
+//! supervisor decides what it means. `SIGHUP`, `SIGTTIN` and `SIGTTOU` are the
+//! supervisor's control signals and are ignored here too.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,7 +61,7 @@ extern "C" fn on_sigterm(_: libc::c_int) {
 }
 
 /// Puts the signal dispositions of a worker in place: its own SIGTERM
-/// handler, SIGINT ignored, the rest as the defaults (a forked worker
+/// handler, SIGINT and the control signals ignored, the rest as the defaults (a forked worker
 /// inherits the supervisor's handlers, which must not run here), and every
 /// signal unblocked.
 fn install_signal_handling() {
@@ -71,16 +72,12 @@ fn install_signal_handling() {
         action.sa_sigaction = on_sigterm as extern "C" fn(libc::c_int) as usize;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        for sig in [
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGTTIN,
-            libc::SIGTTOU,
-            libc::SIGCHLD,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ] {
+        // `pkill -HUP -f supervisor` also reaches forked workers (same command
+        // line): the supervisor's control signals must not stop or kill them.
+        for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        for sig in [libc::SIGQUIT, libc::SIGCHLD, libc::SIGUSR1, libc::SIGUSR2] {
             libc::signal(sig, libc::SIG_DFL);
         }
         let mut none: libc::sigset_t = std::mem::zeroed();
