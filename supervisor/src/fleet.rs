@@ -163,6 +163,13 @@ impl Worker {
 }
 
 fn ending_of(e: &JoinError) -> Ending {
+    if let JoinError::Panicked { message } = e {
+        return Ending {
+            description: format!("panicked: {message}"),
+            exit_code: Some(1),
+            clean: false,
+        };
+    }
     match e.exit_status() {
         Some(status) => Ending {
             description: status.to_string(),

@@ -10,6 +10,20 @@
 //! * [`progress`], [`report`]: what the user sees during and after a run;
 //! * [`config`]: the options of a run; [`bench`]: `supervisor bench ...`.
 //!
+//! Running a job from Rust, as the binary does:
+//!
+//! ```
+//! use supervisor::config::RunConfig;
+//! use supervisor::report::Outcome;
+//!
+//! ipc::init(); // workers may be spawned from this binary
+//! let config = RunConfig::from_args(&["--workers", "2", "--job", "primes", "--limit", "1e6", "--quiet"]).unwrap();
+//! let report = supervisor::run::run(&config).unwrap();
+//! assert_eq!(report.outcome, Outcome::Success);
+//! assert_eq!(report.result, "78498");
+//! assert_eq!(report.verified, Some(true));
+//! ```
+//!
 //! Exit codes of a run: 0 success, 1 failed to run, 2 usage error,
 //! 3 finished with dead letters, 4 restart limit reached, 130 interrupted.
 
