@@ -1,0 +1,80 @@
+//! Steering a running fleet with signals, as gunicorn: HUP replaces every
+//! worker one by one (each finishes what it holds first), TTIN adds a
+//! worker, TTOU retires one.
+
+use super::shutdown::Phase;
+use super::{send_stop, Supervisor};
+use crate::fleet::{Slot, StopReason};
+
+impl Supervisor<'_> {
+    pub(super) fn on_reload(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.reload_queue = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Slot::Live(_)))
+            .map(|(i, _)| i)
+            .collect();
+        self.progress.event(&format!(
+            "SIGHUP: replacing {} workers one by one",
+            self.reload_queue.len()
+        ));
+    }
+
+    pub(super) fn on_more(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        if self.slots.len() >= self.heartbeat.slots() {
+            self.progress
+                .event("SIGTTIN: at the most workers this run allows");
+            return;
+        }
+        self.add_slot(Some("added (SIGTTIN)"));
+    }
+
+    pub(super) fn on_fewer(&mut self) {
+        if self.phase != Phase::Running || self.open_count() <= 1 {
+            return;
+        }
+        let Some(index) = (0..self.slots.len()).rev().find(|&i| match &self.slots[i] {
+            Slot::Live(w) => w.stopping.is_none(),
+            Slot::Waiting { .. } => true,
+            Slot::Closed => false,
+        }) else {
+            return;
+        };
+        match &mut self.slots[index] {
+            Slot::Live(w) => {
+                let label = w.label();
+                send_stop(w, StopReason::Retire);
+                self.progress.event(&format!("SIGTTOU: retiring {label}"));
+            }
+            slot => {
+                *slot = Slot::Closed;
+                self.progress.event(&format!(
+                    "SIGTTOU: worker {} will not be restarted",
+                    index + 1
+                ));
+            }
+        }
+    }
+
+    pub(super) fn step_reload(&mut self) {
+        if self.reloading.is_some() {
+            return;
+        }
+        while let Some(index) = self.reload_queue.pop_front() {
+            if let Some(Slot::Live(w)) = self.slots.get_mut(index) {
+                if w.stopping.is_none() {
+                    send_stop(w, StopReason::Reload);
+                    self.reloading = Some(index);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The supervisor's event loop: one thread, one `poll(2)` over the signal
+//! pipe, every worker's channel and every worker's pidfd. A worker's exit is
+//! seen the moment its pidfd becomes readable; heartbeats are read from
+//! shared memory on each turn; nothing sleeps and polls.
+//!
+//! Each turn: act on signals, read results, see exits (re-queue, replace or
+//! stop), kill workers whose heartbeat stalled, start replacements whose
+//! backoff is over, hand out tasks, and move the shutdown along.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use ipc::StartMethod;
+use worker::heartbeat::{monotonic_ns, HeartbeatTable};
+use worker::job::{self, Job, JobSpec};
+use worker::protocol::ToWorker;
+
+use crate::config::RunConfig;
+use crate::dispatch::{Ledger, WorkerId};
+use crate::fleet::{Slot, StopReason, Worker};
+use crate::progress::{Gauges, Progress};
+use crate::report::{IpcCounts, Latency, Outcome, Restarts, RunReport, TaskCounts};
+use crate::restart::RestartPolicy;
+use crate::signals::SignalPipe;
+
+mod control;
+mod recovery;
+mod shutdown;
+
+use shutdown::Phase;
+mod traffic;
+
+/// The loop wakes at least this often (progress, heartbeat checks).
+const TICK: Duration = Duration::from_millis(100);
+/// Batches of tasks are kept under this many bytes.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// And under this many tasks.
+const MAX_WINDOW: usize = 8192;
+/// Room in the heartbeat table for workers added by SIGTTIN.
+const EXTRA_SLOTS: usize = 64;
+
+/// Why a run could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Job(#[from] job::JobError),
+    #[error("--workers must be at least 1")]
+    NoWorkers,
+    #[error("cannot set up the supervisor: {0}")]
+    Setup(String),
+}
+
+/// IPC totals.
+#[derive(Default)]
+struct Traffic {
+    sent: u64,
+    received: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
+/// Runs a job to the end and reports.
+pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
+    let workers = config.worker_count();
+    if workers == 0 {
+        return Err(RunError::NoWorkers);
+    }
+    let spec = config.job_spec();
+    let job = job::build(&spec)?;
+    let mut supervisor = Supervisor::new(config, spec, job, workers)?;
+    supervisor.run_loop();
+    Ok(supervisor.report())
+}
+
+struct Supervisor<'c> {
+    config: &'c RunConfig,
+    spec: JobSpec,
+    job: Box<dyn Job>,
+    method: StartMethod,
+    ledger: Ledger,
+    heartbeat: HeartbeatTable,
+    signals: SignalPipe,
+    slots: Vec<Slot>,
+    /// Crashes in a row per slot without a finished task (for backoff).
+    crashes_in_a_row: Vec<u32>,
+    policy: RestartPolicy,
+    phase: Phase,
+    next_worker_id: WorkerId,
+    traffic: Traffic,
+    restarts: Restarts,
+    replacement_ms: Vec<f64>,
+    reload_queue: VecDeque<usize>,
+    reloading: Option<usize>,
+    interrupted: bool,
+    stop: Option<(Outcome, String)>,
+    progress: Progress,
+    started: Instant,
+    wall: Duration,
+    max_window: usize,
+    rng: u64,
+    buf: Vec<u8>,
+}
+
+impl<'c> Supervisor<'c> {
+    fn new(
+        config: &'c RunConfig,
+        spec: JobSpec,
+        job: Box<dyn Job>,
+        workers: u32,
+    ) -> Result<Self, RunError> {
+        let heartbeat = HeartbeatTable::new(workers as usize + EXTRA_SLOTS)
+            .map_err(|e| RunError::Setup(e.to_string()))?;
+        let signals = SignalPipe::install().map_err(|e| RunError::Setup(e.to_string()))?;
+        let total = job.task_count();
+        let input_len = if total > 0 {
+            job.task_input(0).len()
+        } else {
+            0
+        };
+        let max_window = (MAX_BATCH_BYTES / (input_len + 16)).clamp(1, MAX_WINDOW);
+        let mut supervisor = Supervisor {
+            config,
+            spec,
+            method: config.start_method.into(),
+            ledger: Ledger::new(total, config.max_attempts),
+            heartbeat,
+            signals,
+            slots: Vec::new(),
+            crashes_in_a_row: Vec::new(),
+            policy: RestartPolicy::new(config.max_restarts, config.restart_window),
+            phase: Phase::Running,
+            next_worker_id: 1,
+            traffic: Traffic::default(),
+            restarts: Restarts::default(),
+            replacement_ms: Vec::new(),
+            reload_queue: VecDeque::new(),
+            reloading: None,
+            interrupted: false,
+            stop: None,
+            progress: Progress::new(total, config.quiet),
+            started: Instant::now(),
+            wall: Duration::ZERO,
+            max_window,
+            rng: seed(),
+            buf: Vec::new(),
+            job,
+        };
+        supervisor.progress.event(&format!(
+            "{}: {} workers ({})",
+            supervisor.job.describe(),
+            workers,
+            method_name(supervisor.method)
+        ));
+        for _ in 0..workers {
+            supervisor.add_slot(None);
+        }
+        Ok(supervisor)
+    }
+
+    fn run_loop(&mut self) {
+        loop {
+            if self.phase == Phase::Running && self.ledger.is_finished() {
+                self.begin_finish();
+            }
+            if self.phase != Phase::Running && self.live_count() == 0 {
+                break;
+            }
+            if self.phase == Phase::Running && self.live_count() == 0 && !self.any_waiting() {
+                // Every slot closed (cannot happen unless all were retired): stop.
+                self.stop_with(Outcome::Failed, "no workers left".into());
+                break;
+            }
+            let ready = self.wait();
+            let child_exited = self.handle_signals();
+            self.read_channels(&ready);
+            self.see_exits(&ready, child_exited);
+            self.check_heartbeats();
+            self.restart_due();
+            if self.phase == Phase::Running {
+                self.dispatch();
+                self.step_reload();
+            }
+            self.advance_shutdown();
+            self.progress.update(self.gauges());
+        }
+        self.wall = self.started.elapsed();
+        self.progress.finish();
+    }
+
+    /// Polls until something happens or a deadline comes; returns the worker
+    /// ids whose channel or pidfd is ready.
+    fn wait(&mut self) -> Vec<WorkerId> {
+        let mut fds = vec![libc::pollfd {
+            fd: self.signals.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let mut owners = vec![0];
+        for slot in &self.slots {
+            if let Slot::Live(w) = slot {
+                if !w.channel_closed && w.killed_because.is_none() {
+                    let mut events = libc::POLLIN;
+                    if w.channel.has_unsent() {
+                        events |= libc::POLLOUT;
+                    }
+                    fds.push(libc::pollfd {
+                        fd: w.channel.as_raw_fd(),
+                        events,
+                        revents: 0,
+                    });
+                    owners.push(w.id);
+                }
+                if let Some(fd) = w.process.exit_fd() {
+                    fds.push(libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    owners.push(w.id);
+                }
+            }
+        }
+        let timeout = self
+            .next_deadline()
+            .saturating_duration_since(Instant::now());
+        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        if n <= 0 {
+            // Timeout, or EINTR from a signal whose byte is in the pipe now.
+            return Vec::new();
+        }
+        fds.iter()
+            .zip(owners)
+            .skip(1)
+            .filter(|(p, _)| p.revents != 0)
+            .map(|(_, id)| id)
+            .collect()
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let now = Instant::now();
+        let mut next = now
+            + TICK
+                .min(self.config.worker_timeout / 4)
+                .max(Duration::from_millis(5));
+        for slot in &self.slots {
+            if let Slot::Waiting { at, .. } = slot {
+                next = next.min(*at);
+            }
+        }
+        match self.phase {
+            Phase::Draining { until } => next = next.min(until),
+            Phase::Terminating { kill_at } | Phase::Finishing { kill_at } => {
+                next = next.min(kill_at)
+            }
+            _ => {}
+        }
+        next
+    }
+
+    fn live_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Live(_)))
+            .count()
+    }
+
+    fn any_waiting(&self) -> bool {
+        self.slots.iter().any(|s| matches!(s, Slot::Waiting { .. }))
+    }
+
+    fn open_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| match s {
+                Slot::Live(w) => w.stopping.is_none(),
+                Slot::Waiting { .. } => true,
+                Slot::Closed => false,
+            })
+            .count()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Live(w) => self.ledger.held_by(w.id),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn gauges(&self) -> Gauges {
+        Gauges {
+            done: self.ledger.done(),
+            messages: self.traffic.sent + self.traffic.received,
+            bytes: self.traffic.bytes_sent + self.traffic.bytes_received,
+            workers_alive: self.live_count(),
+            crashes: self.restarts.crashes,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn report(&mut self) -> RunReport {
+        let complete = self.ledger.done() == self.ledger.total();
+        let outcome = match &self.stop {
+            Some((outcome, _)) => *outcome,
+            None if self.interrupted && !self.ledger.is_finished() => Outcome::Interrupted,
+            None if !self.ledger.dead_letters().is_empty() => Outcome::DeadLetters,
+            None if complete => Outcome::Success,
+            None => Outcome::Interrupted,
+        };
+        let job_outcome = self.job.outcome(complete);
+        let secs = self.wall.as_secs_f64().max(1e-9);
+        let t = &self.traffic;
+        let messages = t.sent + t.received;
+        let bytes = t.bytes_sent + t.bytes_received;
+        let mut restarts = std::mem::take(&mut self.restarts);
+        restarts.replacement = Latency::of(std::mem::take(&mut self.replacement_ms));
+        RunReport {
+            outcome,
+            exit_code: outcome.exit_code(),
+            reason: self.stop.as_ref().map(|(_, r)| r.clone()),
+            job: self.spec.name.clone(),
+            description: self.job.describe(),
+            result: job_outcome.value,
+            summary: job_outcome.summary,
+            verified: job_outcome.verified,
+            complete,
+            workers: self.config.worker_count(),
+            start_method: method_name(self.method).into(),
+            wall_seconds: secs,
+            tasks: TaskCounts {
+                total: self.ledger.total(),
+                done: self.ledger.done(),
+                dead: self.ledger.dead_letters().len() as u64,
+                remaining: self.ledger.remaining(),
+                requeued: self.ledger.requeued(),
+            },
+            tasks_per_second: self.ledger.done() as f64 / secs,
+            ipc: IpcCounts {
+                messages_sent: t.sent,
+                messages_received: t.received,
+                bytes_sent: t.bytes_sent,
+                bytes_received: t.bytes_received,
+                messages_per_second: messages as f64 / secs,
+                megabytes_per_second: bytes as f64 / secs / 1e6,
+            },
+            restarts,
+            dead_letters: self.ledger.dead_letters().to_vec(),
+        }
+    }
+}
+
+fn send_stop(w: &mut Worker, reason: StopReason) {
+    if w.stopping.is_some() {
+        return;
+    }
+    w.stopping = Some(reason);
+    if let Ok(bytes) = postcard::to_allocvec(&ToWorker::Stop) {
+        // A full channel: the worker is stuck or dying; its heartbeat or exit settles it.
+        let _ = w
+            .channel
+            .send_bytes_timeout(&bytes, Duration::from_millis(10));
+    }
+}
+
+fn method_name(method: StartMethod) -> &'static str {
+    match method {
+        StartMethod::Fork => "fork",
+        StartMethod::Spawn => "spawn",
+    }
+}
+
+fn seed() -> u64 {
+    (monotonic_ns() ^ u64::from(std::process::id()).rotate_left(32)) | 1
+}
