@@ -11,9 +11,10 @@ use tests::procfs::{children_of, is_running};
 /// Any run taking longer than this has hung: fail rather than wait.
 const HANG: Duration = Duration::from_secs(120);
 
-fn supervisor(args: &[&str]) -> Command {
+/// The supervisor with these options (split at spaces) and `--json`.
+fn supervisor(args: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_supervisor"));
-    cmd.args(args).arg("--json");
+    cmd.args(args.split_whitespace()).arg("--json");
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
 }
@@ -50,7 +51,7 @@ fn finish(mut child: Child) -> Run {
     }
 }
 
-fn run(args: &[&str]) -> Run {
+fn run(args: &str) -> Run {
     finish(supervisor(args).spawn().expect("start the supervisor"))
 }
 
@@ -97,16 +98,7 @@ fn assert_exact_primes(run: &Run, expected: u64) {
 
 #[test]
 fn primes_1e7_with_three_workers_forked() {
-    let run = run(&[
-        "--workers",
-        "3",
-        "--job",
-        "primes",
-        "--limit",
-        "1e7",
-        "--start-method",
-        "fork",
-    ]);
+    let run = run("--workers 3 --job primes --limit 1e7 --start-method fork");
     assert_exact_primes(&run, 664_579);
     assert_eq!(run.report["start_method"], "fork");
     assert_eq!(run.report["restarts"]["crashes"], 0);
@@ -114,23 +106,14 @@ fn primes_1e7_with_three_workers_forked() {
 
 #[test]
 fn primes_1e7_with_three_workers_spawned() {
-    let run = run(&[
-        "--workers",
-        "3",
-        "--job",
-        "primes",
-        "--limit",
-        "10^7",
-        "--start-method",
-        "spawn",
-    ]);
+    let run = run("--workers 3 --job primes --limit 10^7 --start-method spawn");
     assert_exact_primes(&run, 664_579);
     assert_eq!(run.report["start_method"], "spawn");
 }
 
 #[test]
 fn killed_workers_are_replaced_and_the_answer_is_exact() {
-    let child = supervisor(&["-w", "2", "--limit", "2e9", "--chunk", "1e6"])
+    let child = supervisor("-w 2 --limit 2e9 --chunk 1e6")
         .spawn()
         .expect("start");
     let pid = child.id();
@@ -154,18 +137,9 @@ fn killed_workers_are_replaced_and_the_answer_is_exact() {
 
 #[test]
 fn a_stopped_worker_is_found_by_its_heartbeat_and_replaced() {
-    let child = supervisor(&[
-        "-w",
-        "2",
-        "--limit",
-        "1e9",
-        "--chunk",
-        "1e6",
-        "--worker-timeout",
-        "0.5",
-    ])
-    .spawn()
-    .expect("start");
+    let child = supervisor("-w 2 --limit 1e9 --chunk 1e6 --worker-timeout 0.5")
+        .spawn()
+        .expect("start");
     let victim = wait_for_workers(child.id(), 1, &[])[0];
     // Let it take tasks first, so there is something to re-queue.
     std::thread::sleep(Duration::from_millis(30));
@@ -183,20 +157,7 @@ fn a_stopped_worker_is_found_by_its_heartbeat_and_replaced() {
 
 #[test]
 fn a_task_that_always_crashes_becomes_a_dead_letter() {
-    let run = run(&[
-        "-w",
-        "2",
-        "--job",
-        "fault",
-        "--tasks",
-        "40",
-        "--task-ms",
-        "1",
-        "--crash-task",
-        "7",
-        "--max-attempts",
-        "3",
-    ]);
+    let run = run("-w 2 --job fault --tasks 40 --task-ms 1 --crash-task 7 --max-attempts 3");
     assert_eq!(run.code, 3, "{}\n{}", run.report, run.events);
     assert_eq!(run.report["outcome"], "dead_letters");
     let dead = run.report["dead_letters"].as_array().expect("a list");
@@ -213,20 +174,8 @@ fn a_task_that_always_crashes_becomes_a_dead_letter() {
 #[test]
 fn every_task_crashing_hits_the_restart_limit() {
     let started = Instant::now();
-    let run = run(&[
-        "-w",
-        "2",
-        "--job",
-        "fault",
-        "--tasks",
-        "1000",
-        "--abort-rate",
-        "1",
-        "--max-restarts",
-        "5",
-        "--restart-window",
-        "60",
-    ]);
+    let run =
+        run("-w 2 --job fault --tasks 1000 --abort-rate 1 --max-restarts 5 --restart-window 60");
     assert_eq!(run.code, 4, "{}\n{}", run.report, run.events);
     assert_eq!(run.report["outcome"], "restart_limit");
     assert_eq!(run.report["restarts"]["crashes"], 6);
@@ -241,18 +190,9 @@ fn every_task_crashing_hits_the_restart_limit() {
 
 #[test]
 fn sigterm_drains_and_reports_what_remains() {
-    let child = supervisor(&[
-        "-w",
-        "2",
-        "--job",
-        "sleep",
-        "--tasks",
-        "400",
-        "--task-ms",
-        "20",
-    ])
-    .spawn()
-    .expect("start");
+    let child = supervisor("-w 2 --job sleep --tasks 400 --task-ms 20")
+        .spawn()
+        .expect("start");
     let pid = child.id();
     wait_for_workers(pid, 2, &[]);
     std::thread::sleep(Duration::from_millis(300));
@@ -276,20 +216,9 @@ fn sigterm_drains_and_reports_what_remains() {
 #[test]
 fn a_second_sigint_stops_at_once() {
     // Tasks of 60 s and a 60 s graceful timeout: only the second SIGINT ends this soon.
-    let child = supervisor(&[
-        "-w",
-        "2",
-        "--job",
-        "sleep",
-        "--tasks",
-        "10",
-        "--task-ms",
-        "60000",
-        "--graceful-timeout",
-        "60",
-    ])
-    .spawn()
-    .expect("start");
+    let child = supervisor("-w 2 --job sleep --tasks 10 --task-ms 60000 --graceful-timeout 60")
+        .spawn()
+        .expect("start");
     let pid = child.id();
     let workers = wait_for_workers(pid, 2, &[]);
     std::thread::sleep(Duration::from_millis(200));
@@ -310,9 +239,7 @@ fn a_second_sigint_stops_at_once() {
 #[test]
 fn killing_the_supervisor_takes_its_workers_and_leaves_no_shared_memory() {
     let shm_before = shm_entries();
-    let mut child = supervisor(&["-w", "3", "--limit", "1e12"])
-        .spawn()
-        .expect("start");
+    let mut child = supervisor("-w 3 --limit 1e12").spawn().expect("start");
     let workers = wait_for_workers(child.id(), 3, &[]);
     signal(child.id(), libc::SIGKILL);
     let _ = child.wait();
@@ -342,20 +269,8 @@ fn shm_entries() -> Vec<String> {
 
 #[test]
 fn a_worker_writing_garbage_is_replaced_and_the_run_completes() {
-    let run = run(&[
-        "-w",
-        "2",
-        "--job",
-        "fault",
-        "--tasks",
-        "300",
-        "--task-ms",
-        "0",
-        "--garbage-rate",
-        "0.02",
-        "--max-restarts",
-        "1000",
-    ]);
+    let run =
+        run("-w 2 --job fault --tasks 300 --task-ms 0 --garbage-rate 0.02 --max-restarts 1000");
     assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
     assert_eq!(run.report["verified"], true);
     assert_eq!(run.report["tasks"]["done"], 300);
@@ -368,18 +283,9 @@ fn a_worker_writing_garbage_is_replaced_and_the_run_completes() {
 
 #[test]
 fn sighup_replaces_every_worker_and_loses_nothing() {
-    let child = supervisor(&[
-        "-w",
-        "2",
-        "--job",
-        "sleep",
-        "--tasks",
-        "300",
-        "--task-ms",
-        "10",
-    ])
-    .spawn()
-    .expect("start");
+    let child = supervisor("-w 2 --job sleep --tasks 300 --task-ms 10")
+        .spawn()
+        .expect("start");
     let pid = child.id();
     let first = wait_for_workers(pid, 2, &[]);
     std::thread::sleep(Duration::from_millis(200));
@@ -396,20 +302,9 @@ fn sighup_replaces_every_worker_and_loses_nothing() {
 
 #[test]
 fn workers_are_recycled_after_their_task_quota() {
-    let run = run(&[
-        "-w",
-        "2",
-        "--job",
-        "sleep",
-        "--tasks",
-        "100",
-        "--task-ms",
-        "0",
-        "--max-tasks-per-child",
-        "20",
-        "--max-tasks-jitter",
-        "5",
-    ]);
+    let run = run(
+        "-w 2 --job sleep --tasks 100 --task-ms 0 --max-tasks-per-child 20 --max-tasks-jitter 5",
+    );
     assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
     assert_eq!(run.report["tasks"]["done"], 100);
     let recycled = run.report["restarts"]["recycled"].as_u64().unwrap_or(0);
@@ -435,18 +330,9 @@ fn bad_options_are_usage_errors() {
 
 #[test]
 fn sigttin_adds_a_worker_and_sigttou_removes_one() {
-    let child = supervisor(&[
-        "-w",
-        "2",
-        "--job",
-        "sleep",
-        "--tasks",
-        "400",
-        "--task-ms",
-        "10",
-    ])
-    .spawn()
-    .expect("start");
+    let child = supervisor("-w 2 --job sleep --tasks 400 --task-ms 10")
+        .spawn()
+        .expect("start");
     let pid = child.id();
     wait_for_workers(pid, 2, &[]);
     signal(pid, libc::SIGTTIN);
@@ -470,20 +356,9 @@ fn sigttin_adds_a_worker_and_sigttou_removes_one() {
 #[test]
 fn control_signals_sent_to_workers_do_not_stop_them() {
     // `pkill -TTIN -f supervisor` reaches the workers too (same command line).
-    let child = supervisor(&[
-        "-w",
-        "2",
-        "--job",
-        "sleep",
-        "--tasks",
-        "100",
-        "--task-ms",
-        "10",
-        "--worker-timeout",
-        "5",
-    ])
-    .spawn()
-    .expect("start");
+    let child = supervisor("-w 2 --job sleep --tasks 100 --task-ms 10 --worker-timeout 5")
+        .spawn()
+        .expect("start");
     for w in wait_for_workers(child.id(), 2, &[]) {
         for sig in [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGINT] {
             signal(w, sig);

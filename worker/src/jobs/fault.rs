@@ -4,7 +4,7 @@
 //! its id. `crash_task` makes one task abort its worker on every attempt.
 //! The choice depends on (seed, task, attempt), so runs repeat exactly.
 
-use super::{read_u64, sleep_beating};
+use super::{read_u64, sleep_beating, tasks_done};
 use crate::job::{FaultSpec, Job, JobOutcome, JobSpec, TaskContext};
 use crate::numbers::group_thousands;
 
@@ -162,14 +162,7 @@ impl Job for Fault {
     fn outcome(&self, complete: bool) -> JobOutcome {
         let n = u128::from(self.tasks);
         let expected = n * n.saturating_sub(1) / 2;
-        JobOutcome {
-            value: self.done.to_string(),
-            summary: format!(
-                "{} of {} tasks done",
-                group_thousands(self.done),
-                group_thousands(self.tasks)
-            ),
-            verified: complete.then_some(self.done == self.tasks && self.id_sum == expected),
-        }
+        let verified = complete.then_some(self.done == self.tasks && self.id_sum == expected);
+        tasks_done(self.done, self.tasks, verified)
     }
 }

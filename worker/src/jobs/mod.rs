@@ -43,6 +43,20 @@ pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|e| e.name).collect()
 }
 
+/// The outcome of a job whose answer is how many of its tasks were done.
+pub(crate) fn tasks_done(done: u64, tasks: u64, verified: Option<bool>) -> crate::job::JobOutcome {
+    use crate::numbers::group_thousands;
+    crate::job::JobOutcome {
+        value: done.to_string(),
+        summary: format!(
+            "{} of {} tasks done",
+            group_thousands(done),
+            group_thousands(tasks)
+        ),
+        verified,
+    }
+}
+
 /// Reads a little-endian u64 at `at`, if the bytes are there.
 pub(crate) fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     let slice = bytes.get(at..at.checked_add(8)?)?;

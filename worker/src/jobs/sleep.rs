@@ -1,7 +1,7 @@
 //! `sleep`: tasks that only wait, an IO-bound stand-in (and, with
 //! `--task-ms 0`, the no-op task of `supervisor bench dispatch`).
 
-use super::sleep_beating;
+use super::{sleep_beating, tasks_done};
 use crate::job::{Job, JobOutcome, JobSpec, TaskContext};
 use crate::numbers::group_thousands;
 
@@ -54,14 +54,10 @@ impl Job for Sleep {
     }
 
     fn outcome(&self, complete: bool) -> JobOutcome {
-        JobOutcome {
-            value: self.done.to_string(),
-            summary: format!(
-                "{} of {} tasks done",
-                group_thousands(self.done),
-                group_thousands(self.tasks)
-            ),
-            verified: complete.then_some(self.done == self.tasks),
-        }
+        tasks_done(
+            self.done,
+            self.tasks,
+            complete.then_some(self.done == self.tasks),
+        )
     }
 }
