@@ -40,6 +40,14 @@ const MAX_WINDOW: usize = 8192;
 /// Room in the heartbeat table for workers added by SIGTTIN.
 const EXTRA_SLOTS: usize = 64;
 
+/// What woke the loop: workers whose channel is ready, and workers whose
+/// pidfd says they exited.
+#[derive(Default)]
+struct Wakeups {
+    channels: Vec<WorkerId>,
+    exited: Vec<WorkerId>,
+}
+
 /// Why a run could not start at all.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -171,10 +179,10 @@ impl<'c> Supervisor<'c> {
                 self.stop_with(Outcome::Failed, "no workers left".into());
                 break;
             }
-            let ready = self.wait();
+            let wakeups = self.wait();
             let child_exited = self.handle_signals();
-            self.read_channels(&ready);
-            self.see_exits(&ready, child_exited);
+            self.read_channels(&wakeups.channels);
+            self.see_exits(&wakeups.exited, child_exited);
             self.check_heartbeats();
             self.restart_due();
             if self.phase == Phase::Running {
@@ -188,15 +196,15 @@ impl<'c> Supervisor<'c> {
         self.progress.finish();
     }
 
-    /// Polls until something happens or a deadline comes; returns the worker
-    /// ids whose channel or pidfd is ready.
-    fn wait(&mut self) -> Vec<WorkerId> {
+    /// Polls until something happens or a deadline comes.
+    fn wait(&mut self) -> Wakeups {
         let mut fds = vec![libc::pollfd {
             fd: self.signals.fd(),
             events: libc::POLLIN,
             revents: 0,
         }];
-        let mut owners = vec![0];
+        // Who each descriptor belongs to, and whether it is a pidfd.
+        let mut owners = vec![(0, false)];
         for slot in &self.slots {
             if let Slot::Live(w) = slot {
                 if !w.channel_closed && w.killed_because.is_none() {
@@ -209,7 +217,7 @@ impl<'c> Supervisor<'c> {
                         events,
                         revents: 0,
                     });
-                    owners.push(w.id);
+                    owners.push((w.id, false));
                 }
                 if let Some(fd) = w.process.exit_fd() {
                     fds.push(libc::pollfd {
@@ -217,7 +225,7 @@ impl<'c> Supervisor<'c> {
                         events: libc::POLLIN,
                         revents: 0,
                     });
-                    owners.push(w.id);
+                    owners.push((w.id, true));
                 }
             }
         }
@@ -227,16 +235,26 @@ impl<'c> Supervisor<'c> {
         let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        let mut wakeups = Wakeups::default();
         if n <= 0 {
             // Timeout, or EINTR from a signal whose byte is in the pipe now.
-            return Vec::new();
+            return wakeups;
         }
-        fds.iter()
-            .zip(owners)
-            .skip(1)
-            .filter(|(p, _)| p.revents != 0)
-            .map(|(_, id)| id)
-            .collect()
+        for (p, (id, is_pidfd)) in fds.iter().zip(owners).skip(1) {
+            if p.revents == 0 {
+                continue;
+            }
+            if is_pidfd {
+                wakeups.exited.push(id);
+            } else {
+                wakeups.channels.push(id);
+                if p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                    // A closed channel usually means an exit: check for it.
+                    wakeups.exited.push(id);
+                }
+            }
+        }
+        wakeups
     }
 
     fn next_deadline(&self) -> Instant {

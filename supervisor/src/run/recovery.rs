@@ -113,14 +113,14 @@ impl Supervisor<'_> {
     }
 
     /// Reaps workers that exited and deals with each. A worker is checked
-    /// when its pidfd or channel woke the loop, or on SIGCHLD (which also
-    /// covers kernels without pidfds).
-    pub(super) fn see_exits(&mut self, ready: &[WorkerId], child_exited: bool) {
+    /// when its pidfd (or a hang-up on its channel) woke the loop, or on
+    /// SIGCHLD (which also covers kernels without pidfds).
+    pub(super) fn see_exits(&mut self, exited: &[WorkerId], child_exited: bool) {
         for index in 0..self.slots.len() {
             let Slot::Live(w) = &mut self.slots[index] else {
                 continue;
             };
-            let woke = child_exited || ready.contains(&w.id) || w.process.exit_fd().is_none();
+            let woke = child_exited || exited.contains(&w.id) || w.process.exit_fd().is_none();
             if !woke {
                 continue;
             }
