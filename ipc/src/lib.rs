@@ -72,7 +72,9 @@ mod handle;
 pub mod pipe;
 pub mod process;
 pub mod shm;
+pub mod sync;
 mod sys;
+pub mod value;
 
 pub use handle::HandleError;
 pub use pipe::{

@@ -49,6 +49,29 @@ impl Deadline {
     pub fn passed(&self) -> bool {
         matches!(self.0, Some(at) if Instant::now() >= at)
     }
+    /// Time left (zero once passed); `None` for a deadline that never comes.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+    /// The same moment on the `CLOCK_REALTIME` clock, as pthread timed calls want.
+    pub fn as_realtime(&self) -> Option<libc::timespec> {
+        let left = self.remaining()?;
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into a timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+        let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+        Some(libc::timespec {
+            tv_sec: now
+                .tv_sec
+                .saturating_add(left.as_secs().min(i64::MAX as u64 / 2) as libc::time_t)
+                + (nanos / 1_000_000_000) as libc::time_t,
+            tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+        })
+    }
 }
 
 /// Creates a pipe with both ends close-on-exec: `(read end, write end)`.

@@ -1,10 +1,17 @@
-//! Anonymous shared memory: a memfd mapped `MAP_SHARED`, handed to children
-//! like any other handle (as a `Process` argument, in fork and spawn alike).
+//! Shared memory segments, handed to children like any other handle (as a
+//! `Process` argument, in fork and spawn alike).
 //!
-//! The segment never appears in `/dev/shm`, so nothing leaks when its users
-//! are SIGKILLed: the kernel frees it with the last descriptor and mapping.
-//! Its contents are bytes; typed views (atomics, `Value`, `Array`) are built
-//! on top by the caller.
+//! * [`SharedMemory::anonymous`]: a memfd mapped `MAP_SHARED`. It never
+//!   appears in `/dev/shm`, so nothing leaks when its users are SIGKILLed:
+//!   the kernel frees it with the last descriptor and mapping.
+//! * [`SharedMemory::create`] / [`open`](SharedMemory::open) /
+//!   [`unlink`](SharedMemory::unlink): named segments, Python's
+//!   `shared_memory.SharedMemory(name, create=True, size=n)`. A resource
+//!   tracker process unlinks the names a process created once that process
+//!   is gone, even after a SIGKILL; [`create_untracked`](SharedMemory::create_untracked)
+//!   opts out (Python 3.13's `track=False`).
+//!
+//! Typed views (`Value`, `Array`, locks) are built on top.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +34,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::handle;
 
+pub(crate) mod cell;
+mod named;
+mod tracker;
+
 /// A shared mapping of an anonymous memory file. Clones of it in children
 /// (through `Process` arguments) map the same pages.
 #[derive(Debug)]
@@ -34,6 +45,8 @@ pub struct SharedMemory {
     fd: OwnedFd,
     ptr: NonNull<u8>,
     len: usize,
+    /// The name of a named segment (without the leading `/`).
+    name: Option<String>,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; moving it to
@@ -43,11 +56,27 @@ unsafe impl Send for SharedMemory {}
 // caller's to prevent (with atomics), exactly as across processes.
 unsafe impl Sync for SharedMemory {}
 
-/// Why a segment could not be created or mapped.
+/// Why a segment could not be created, opened or used as asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
     #[error("a shared memory segment cannot be empty")]
     Empty,
+    /// Names are 1 to 200 bytes, without `/` or NUL.
+    #[error("`{0}` is not a valid shared memory name (1 to 200 bytes, no `/` or NUL)")]
+    BadName(String),
+    #[error("no shared memory segment is named `{0}`")]
+    NotFound(String),
+    #[error("a shared memory segment named `{0}` already exists")]
+    AlreadyExists(String),
+    /// The segment is too small for what it was opened as.
+    #[error("the segment has {found} bytes, but {expected} are needed")]
+    WrongSize { expected: usize, found: usize },
+    /// The segment holds another kind of object (a Lock opened as an Array, ...).
+    #[error("the segment holds another kind of shared object")]
+    WrongKind,
+    /// An `Array<T>` opened with a `T` of another size than it was made with.
+    #[error("the segment holds elements of {found} bytes, not {expected}")]
+    WrongType { expected: usize, found: usize },
     #[error("cannot create or map shared memory: {0}")]
     Os(#[from] io::Error),
 }
@@ -74,7 +103,7 @@ impl SharedMemory {
         Self::map(fd, len)
     }
 
-    fn map(fd: OwnedFd, len: usize) -> Result<Self, ShmError> {
+    pub(crate) fn map(fd: OwnedFd, len: usize) -> Result<Self, ShmError> {
         // SAFETY: a fresh shared mapping of `len` bytes of a file at least that long.
         let addr = unsafe {
             libc::mmap(
@@ -90,14 +119,26 @@ impl SharedMemory {
             return Err(io::Error::last_os_error().into());
         }
         let ptr = NonNull::new(addr.cast::<u8>()).ok_or(io::Error::from(io::ErrorKind::Other))?;
-        Ok(SharedMemory { fd, ptr, len })
+        Ok(SharedMemory {
+            fd,
+            ptr,
+            len,
+            name: None,
+        })
     }
 
     /// A second handle on the same memory: a duplicated descriptor and a new
     /// mapping of the same pages (for example, to hand one to a child).
     pub fn try_clone(&self) -> Result<Self, ShmError> {
         let fd = self.fd.try_clone()?;
-        Self::map(fd, self.len)
+        let mut copy = Self::map(fd, self.len)?;
+        copy.name.clone_from(&self.name);
+        Ok(copy)
+    }
+
+    /// The name of a named segment.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The first byte of the mapping (page-aligned).
@@ -127,6 +168,7 @@ impl Drop for SharedMemory {
 struct SharedMemoryWire {
     slot: u32,
     len: u64,
+    name: Option<String>,
 }
 
 impl Serialize for SharedMemory {
@@ -135,6 +177,7 @@ impl Serialize for SharedMemory {
         SharedMemoryWire {
             slot,
             len: self.len as u64,
+            name: self.name.clone(),
         }
         .serialize(serializer)
     }
@@ -159,6 +202,8 @@ impl<'de> Deserialize<'de> for SharedMemory {
                 "shared memory of {len} bytes announced, but the segment has {real}"
             )));
         }
-        SharedMemory::map(fd, len).map_err(D::Error::custom)
+        let mut shm = SharedMemory::map(fd, len).map_err(D::Error::custom)?;
+        shm.name = wire.name;
+        Ok(shm)
     }
 }

@@ -1,0 +1,169 @@
+//! [`Barrier`]: Python's `multiprocessing.Barrier`. `parties` processes wait
+//! until all have arrived. A timeout, an `abort()`, or a party that dies
+//! (seen by the others as their timeout running out) breaks it: every waiter
+//! gets [`BarrierError`] instead of waiting forever.
+//!
+//! State: a count under a robust mutex, a generation, a broken flag, and an
+//! epoch word that moves on every change and is what waiters sleep on, so no
+//! wake-up can be missed between checking and sleeping.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let barrier = ipc::sync::Barrier::new(1)?;
+//! assert_eq!(barrier.wait(), Ok(0)); // a party of one passes at once
+//! barrier.abort();
+//! assert!(barrier.is_broken());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::BarrierError;
+use super::futex;
+use super::robust::{Acquired, RobustMutex};
+use crate::shm::cell::{ShmCell, ShmState};
+use crate::shm::ShmError;
+use crate::sys::Deadline;
+
+#[repr(C)]
+pub(crate) struct BarrierState {
+    mutex: RobustMutex,
+    parties: AtomicU32,
+    /// Parties arrived in this generation (changed under the mutex).
+    count: AtomicU32,
+    generation: AtomicU32,
+    broken: AtomicU32,
+    /// Moves on every generation change and every break: the futex word.
+    epoch: AtomicU32,
+}
+
+impl ShmState for BarrierState {
+    const TAG: u64 = 0x4950_4342_4152_5201; // "IPCBARR" v1
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Barrier {
+    cell: ShmCell<BarrierState>,
+}
+
+impl Barrier {
+    /// A barrier for `parties` processes (at least 1).
+    pub fn new(parties: u32) -> Result<Self, ShmError> {
+        let mut failed = None;
+        let cell = ShmCell::<BarrierState>::new(0, |s, _| {
+            s.parties.store(parties.max(1), Ordering::Release);
+            failed = s.mutex.init(false).err();
+        })?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(Barrier { cell }),
+        }
+    }
+
+    fn state(&self) -> &BarrierState {
+        self.cell.state()
+    }
+
+    pub fn parties(&self) -> u32 {
+        self.state().parties.load(Ordering::Acquire)
+    }
+
+    /// Parties waiting now.
+    pub fn n_waiting(&self) -> u32 {
+        self.state().count.load(Ordering::Acquire)
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.state().broken.load(Ordering::Acquire) != 0
+    }
+
+    /// Waits for every party; returns this party's arrival index (0 to parties - 1).
+    pub fn wait(&self) -> Result<u32, BarrierError> {
+        self.wait_deadline(Deadline::never())
+    }
+
+    /// Waits at most `timeout`; running out breaks the barrier for all.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierError> {
+        self.wait_deadline(Deadline::after(timeout))
+    }
+
+    fn wait_deadline(&self, deadline: Deadline) -> Result<u32, BarrierError> {
+        let s = self.state();
+        match s.mutex.lock(deadline) {
+            Ok(Acquired::Clean) => {}
+            Ok(Acquired::OwnerDied) => {
+                // A party died inside the barrier's bookkeeping: nothing can be trusted.
+                self.break_locked();
+                s.mutex.unlock();
+                return Err(BarrierError::Broken);
+            }
+            Err(_) => return Err(self.break_for_timeout()),
+        }
+        if self.is_broken() {
+            s.mutex.unlock();
+            return Err(BarrierError::Broken);
+        }
+        let generation = s.generation.load(Ordering::Acquire);
+        let index = s.count.fetch_add(1, Ordering::AcqRel);
+        if index + 1 >= s.parties.load(Ordering::Acquire) {
+            s.count.store(0, Ordering::Release);
+            s.generation.fetch_add(1, Ordering::AcqRel);
+            s.epoch.fetch_add(1, Ordering::AcqRel);
+            futex::wake_all(&s.epoch);
+            s.mutex.unlock();
+            return Ok(index);
+        }
+        s.mutex.unlock();
+        loop {
+            let epoch = s.epoch.load(Ordering::Acquire);
+            if s.generation.load(Ordering::Acquire) != generation {
+                return Ok(index);
+            }
+            if self.is_broken() {
+                return Err(BarrierError::Broken);
+            }
+            if !futex::wait(&s.epoch, epoch, deadline) {
+                if s.generation.load(Ordering::Acquire) != generation {
+                    return Ok(index);
+                }
+                return Err(self.break_for_timeout());
+            }
+        }
+    }
+
+    /// Breaks the barrier after this party's timeout.
+    fn break_for_timeout(&self) -> BarrierError {
+        let s = self.state();
+        s.broken.store(1, Ordering::Release);
+        s.epoch.fetch_add(1, Ordering::AcqRel);
+        futex::wake_all(&s.epoch);
+        BarrierError::Timeout
+    }
+
+    fn break_locked(&self) {
+        let s = self.state();
+        s.broken.store(1, Ordering::Release);
+        s.count.store(0, Ordering::Release);
+        s.epoch.fetch_add(1, Ordering::AcqRel);
+        futex::wake_all(&s.epoch);
+    }
+
+    /// Breaks the barrier: every waiter, now and later, gets `Broken`.
+    pub fn abort(&self) {
+        let s = self.state();
+        s.broken.store(1, Ordering::Release);
+        s.epoch.fetch_add(1, Ordering::AcqRel);
+        futex::wake_all(&s.epoch);
+    }
+
+    /// A second handle on the same barrier (for another process).
+    pub fn try_clone(&self) -> Result<Self, ShmError> {
+        Ok(Barrier {
+            cell: self.cell.try_clone()?,
+        })
+    }
+}

@@ -1,0 +1,28 @@
+//! Process-shared synchronization, Python's `multiprocessing` primitives:
+//! [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
+//! [`Condition`], [`Barrier`]. Each lives in its own anonymous shared
+//! segment and is handed to a child as a `Process` argument (or
+//! `try_clone`d first to keep a handle). Every blocking call has `try_` and
+//! `_timeout` forms.
+//!
+//! Death is expected: locks are robust pthread mutexes (a holder's death is
+//! [`LockError::OwnerDied`] for the next locker, with the lock held), and
+//! waiting is on futex words, which a dead waiter cannot leave blocked.
+
+mod barrier;
+mod condition;
+mod error;
+mod event;
+mod futex;
+mod lock;
+pub(crate) mod robust;
+mod semaphore;
+
+pub use barrier::Barrier;
+pub use condition::{Condition, ConditionGuard};
+pub use error::{BarrierError, LockError, LockResult, OwnerDied, ReleaseError};
+pub use event::Event;
+pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore};
+
+pub(crate) use lock::guard_or_error;

@@ -1,0 +1,177 @@
+//! [`Semaphore`] and [`BoundedSemaphore`]: a counter in shared memory, waited
+//! on with a futex. A waiter that dies leaves nothing behind. A holder that
+//! dies does not give its unit back (a semaphore has no owner, as in
+//! Python); use a [`Lock`](super::Lock) when that matters.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sem = ipc::sync::BoundedSemaphore::new(1)?;
+//! assert!(sem.try_acquire());
+//! assert!(!sem.try_acquire());
+//! sem.release()?;
+//! assert!(sem.release().is_err()); // above its bound
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ReleaseError;
+use super::futex;
+use crate::shm::cell::{ShmCell, ShmState};
+use crate::shm::ShmError;
+use crate::sys::Deadline;
+
+#[repr(C)]
+pub(crate) struct SemaphoreState {
+    value: AtomicU32,
+    /// 0: unbounded.
+    bound: AtomicU32,
+}
+
+impl ShmState for SemaphoreState {
+    const TAG: u64 = 0x4950_4353_454d_4101; // "IPCSEMA" v1
+}
+
+/// The shared part of both semaphores.
+#[derive(Debug, Serialize, Deserialize)]
+struct Counter {
+    cell: ShmCell<SemaphoreState>,
+}
+
+impl Counter {
+    fn new(value: u32, bound: u32) -> Result<Self, ShmError> {
+        let cell = ShmCell::<SemaphoreState>::new(0, |s, _| {
+            s.value.store(value, Ordering::Release);
+            s.bound.store(bound, Ordering::Release);
+        })?;
+        Ok(Counter { cell })
+    }
+
+    fn acquire(&self, deadline: Deadline) -> bool {
+        let value = &self.cell.state().value;
+        loop {
+            let v = value.load(Ordering::Acquire);
+            if v > 0 {
+                if value
+                    .compare_exchange_weak(v, v - 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return true;
+                }
+                continue;
+            }
+            if deadline.passed()
+                || !futex::wait(value, 0, deadline) && value.load(Ordering::Acquire) == 0
+            {
+                return false;
+            }
+        }
+    }
+
+    fn release(&self) -> Result<(), ReleaseError> {
+        let state = self.cell.state();
+        let bound = state.bound.load(Ordering::Acquire);
+        let mut v = state.value.load(Ordering::Acquire);
+        loop {
+            if bound > 0 && v >= bound {
+                return Err(ReleaseError::OverBound { bound });
+            }
+            match state
+                .value
+                .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        futex::wake(&state.value, 1);
+        Ok(())
+    }
+
+    fn value(&self) -> u32 {
+        self.cell.state().value.load(Ordering::Acquire)
+    }
+}
+
+macro_rules! define_semaphore {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct $name {
+            counter: Counter,
+        }
+
+        impl $name {
+            /// Waits for a unit.
+            pub fn acquire(&self) {
+                self.counter.acquire(Deadline::never());
+            }
+
+            /// Takes a unit if one is free now.
+            pub fn try_acquire(&self) -> bool {
+                self.counter.acquire(Deadline::now())
+            }
+
+            /// Waits at most `timeout` for a unit; false if none came.
+            pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+                self.counter.acquire(Deadline::after(timeout))
+            }
+
+            /// Units free now.
+            pub fn value(&self) -> u32 {
+                self.counter.value()
+            }
+
+            /// A second handle on the same semaphore (for another process).
+            pub fn try_clone(&self) -> Result<Self, ShmError> {
+                Ok($name {
+                    counter: Counter {
+                        cell: self.counter.cell.try_clone()?,
+                    },
+                })
+            }
+        }
+    };
+}
+
+define_semaphore!(
+    /// Python's `multiprocessing.Semaphore`: `value` units, shared by processes.
+    Semaphore
+);
+
+define_semaphore!(
+    /// Python's `BoundedSemaphore`: releasing above the initial value is an error.
+    BoundedSemaphore
+);
+
+impl Semaphore {
+    pub fn new(value: u32) -> Result<Self, ShmError> {
+        Ok(Semaphore {
+            counter: Counter::new(value, 0)?,
+        })
+    }
+
+    /// Gives a unit back.
+    pub fn release(&self) {
+        // Unbounded: cannot fail short of u32::MAX units.
+        let _ = self.counter.release();
+    }
+}
+
+impl BoundedSemaphore {
+    /// `value` units, which is also the most it can ever hold (at least 1).
+    pub fn new(value: u32) -> Result<Self, ShmError> {
+        Ok(BoundedSemaphore {
+            counter: Counter::new(value, value.max(1))?,
+        })
+    }
+
+    /// Gives a unit back; an error if that would exceed the initial value.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.counter.release()
+    }
+}
