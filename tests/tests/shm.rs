@@ -3,7 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::{Duration, Instant};
+
 use ipc::shm::{SharedMemory, ShmError};
+use ipc::sync::Event;
+use ipc::value::Array;
 use ipc::{Process, StartMethod};
 use tests::{cases, harness};
 
@@ -13,6 +17,9 @@ fn main() {
         a_child_writes_what_the_parent_reads,
         anonymous_segments_never_appear_in_dev_shm,
         an_empty_segment_is_refused,
+        a_killed_creators_named_segment_is_unlinked_by_the_tracker,
+        an_untracked_segment_outlives_its_creator,
+        bad_names_missing_segments_and_wrong_types_are_typed_errors,
     ]);
 }
 
@@ -54,4 +61,123 @@ fn anonymous_segments_never_appear_in_dev_shm() {
 
 fn an_empty_segment_is_refused() {
     assert!(matches!(SharedMemory::anonymous(0), Err(ShmError::Empty)));
+}
+
+fn unique(what: &str) -> String {
+    format!("ipc-test-{what}-{}", std::process::id())
+}
+
+fn in_dev_shm(name: &str) -> bool {
+    std::path::Path::new("/dev/shm").join(name).exists()
+}
+
+/// Creates a named segment (tracked or not), says so, and waits to be killed.
+fn create_and_wait((name, tracked, ready): (String, bool, Event)) {
+    let made = if tracked {
+        SharedMemory::create(&name, 4096)
+    } else {
+        SharedMemory::create_untracked(&name, 4096)
+    };
+    if made.is_ok() {
+        ready.set();
+    }
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+fn a_killed_creators_named_segment_is_unlinked_by_the_tracker() {
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let name = unique(&format!("tracked-{method:?}"));
+        let ready = Event::new().expect("event");
+        let mut creator = Process::new(
+            create_and_wait,
+            (name.clone(), true, ready.try_clone().expect("clone")),
+        )
+        .start_method(method);
+        creator.start().expect("start");
+        assert!(
+            ready.wait_timeout(Duration::from_secs(30)),
+            "the creator never made it"
+        );
+        assert!(in_dev_shm(&name));
+        creator.kill().expect("kill");
+        let _ = creator.join();
+        let started = Instant::now();
+        while in_dev_shm(&name) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name} outlived its creator"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn an_untracked_segment_outlives_its_creator() {
+    let name = unique("untracked");
+    let ready = Event::new().expect("event");
+    let mut creator = Process::new(
+        create_and_wait,
+        (name.clone(), false, ready.try_clone().expect("clone")),
+    );
+    creator.start().expect("start");
+    assert!(ready.wait_timeout(Duration::from_secs(30)));
+    creator.kill().expect("kill");
+    let _ = creator.join();
+    std::thread::sleep(Duration::from_millis(100));
+    let shm = SharedMemory::open(&name).expect("still there");
+    shm.unlink().expect("unlink");
+    assert!(!in_dev_shm(&name));
+}
+
+fn bad_names_missing_segments_and_wrong_types_are_typed_errors() {
+    for bad in ["", "a/b", ".", ".."] {
+        assert!(
+            matches!(SharedMemory::create(bad, 10), Err(ShmError::BadName(_))),
+            "{bad:?}"
+        );
+    }
+    let long = "x".repeat(300);
+    assert!(matches!(
+        SharedMemory::open(&long),
+        Err(ShmError::BadName(_))
+    ));
+    let missing = unique("missing");
+    assert!(matches!(
+        SharedMemory::open(&missing),
+        Err(ShmError::NotFound(_))
+    ));
+    assert!(matches!(
+        Array::<u32>::open_named(&missing),
+        Err(ShmError::NotFound(_))
+    ));
+
+    let name = unique("typed");
+    let array = Array::<u64>::create_named(&name, &[1, 2, 3]).expect("create");
+    assert!(matches!(
+        SharedMemory::create(&name, 10),
+        Err(ShmError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        Array::<u32>::open_named(&name),
+        Err(ShmError::WrongType {
+            expected: 4,
+            found: 8
+        })
+    ));
+    let same = Array::<u64>::open_named(&name).expect("the right type opens");
+    assert_eq!(same.to_vec().expect("read"), [1, 2, 3]);
+    array.segment().unlink().expect("unlink");
+
+    let plain = unique("plain");
+    let raw = SharedMemory::create(&plain, 4096).expect("create");
+    assert!(matches!(
+        Array::<u64>::open_named(&plain),
+        Err(ShmError::WrongKind)
+    ));
+    raw.unlink().expect("unlink");
+    assert!(matches!(raw.unlink(), Err(ShmError::NotFound(_))));
+    assert!(matches!(
+        SharedMemory::create(&unique("zero"), 0),
+        Err(ShmError::Empty)
+    ));
 }
