@@ -62,3 +62,57 @@ fn ping_pong_counts_every_round() {
         );
     }
 }
+
+#[test]
+fn value_array_counts_five_processes() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("value_array", method);
+        assert!(out.contains("Value: 5"), "{out}");
+        assert!(out.contains("Array: [5, 5, 5, 5, 5]"), "{out}");
+    }
+}
+
+#[test]
+fn locked_counter_reaches_exactly_a_million() {
+    let out = run_example("locked_counter", "fork");
+    assert!(
+        out.contains("10 processes x 100000 increments: counter = 1000000, reported 1000000"),
+        "{out}"
+    );
+}
+
+#[test]
+fn value_pi_is_set_and_the_array_negated_by_a_child() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("value_pi", method);
+        assert!(out.contains("3.1415927\n"), "{out}");
+        assert!(
+            out.contains("[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn bounded_buffer_passes_every_item_once() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("bounded_buffer", method);
+        assert!(
+            out.contains("consumed 1000 items through 4 slots, sum 500500 (expected 500500)"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn barrier_phases_see_every_quarter() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("barrier_phases", method);
+        for party in 0..4 {
+            assert!(
+                out.contains(&format!("party {party} saw sum 8002000 (expected 8002000)")),
+                "{out}"
+            );
+        }
+    }
+}

@@ -367,9 +367,13 @@ fn fetch_add_is_exact_across_processes() {
     assert_eq!(value.compare_exchange(400_000, 8), Err(7));
 }
 
+/// The value Python's documentation example stores.
+#[allow(clippy::approx_constant)]
+const DOCS_PI: f64 = 3.1415927;
+
 fn negate((num, arr): (Value<f64>, Array<i32>)) {
     if let Ok(mut n) = num.lock() {
-        *n = 3.1415927;
+        *n = DOCS_PI;
     }
     if let Ok(mut a) = arr.lock() {
         for x in a.iter_mut() {
@@ -392,7 +396,7 @@ fn a_value_array_round_trip_with_a_child() {
         .start_method(method);
         p.start().expect("start");
         p.join().expect("joined");
-        assert_eq!(num.get().expect("get"), 3.1415927);
+        assert_eq!(num.get().expect("get"), DOCS_PI);
         assert_eq!(
             arr.to_vec().expect("to_vec"),
             (0..10).map(|i| -i).collect::<Vec<i32>>()

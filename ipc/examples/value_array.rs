@@ -1,0 +1,43 @@
+//! Five processes each add 1 to a shared `Value` and to every element of a
+//! shared `Array`, under their locks (Python's Value/Array example).
+//!
+//! ```text
+//! cargo run -p ipc --example value_array [-- spawn]
+//! ```
+
+use ipc::value::{Array, Value};
+use ipc::{Process, StartMethod};
+
+fn add_one((counter, numbers): (Value<i32>, Array<i32>)) {
+    if let Ok(mut c) = counter.lock() {
+        *c += 1;
+    }
+    if let Ok(mut a) = numbers.lock() {
+        for x in a.iter_mut() {
+            *x += 1;
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ipc::init();
+    let method = match std::env::args().nth(1).as_deref() {
+        Some("spawn") => StartMethod::Spawn,
+        _ => StartMethod::Fork,
+    };
+    let counter = Value::new(0i32)?;
+    let numbers = Array::new(5, 0i32)?;
+    let mut children = Vec::new();
+    for _ in 0..5 {
+        let mut p = Process::new(add_one, (counter.try_clone()?, numbers.try_clone()?))
+            .start_method(method);
+        p.start()?;
+        children.push(p);
+    }
+    for p in &mut children {
+        p.join()?;
+    }
+    println!("Value: {}", counter.get()?);
+    println!("Array: {:?}", numbers.to_vec()?);
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Python's classic: a child sets a shared `Value` to 3.1415927 and negates
+//! every element of a shared `Array`.
+//!
+//! ```text
+//! cargo run -p ipc --example value_pi [-- spawn]
+//! ```
+
+use ipc::value::{Array, Value};
+use ipc::{Process, StartMethod};
+
+/// The value in Python's documentation example.
+#[allow(clippy::approx_constant)]
+const DOCS_PI: f64 = 3.1415927;
+
+fn f((num, arr): (Value<f64>, Array<i32>)) {
+    if let Ok(mut n) = num.lock() {
+        *n = DOCS_PI;
+    }
+    if let Ok(mut a) = arr.lock() {
+        for x in a.iter_mut() {
+            *x = -*x;
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ipc::init();
+    let method = match std::env::args().nth(1).as_deref() {
+        Some("spawn") => StartMethod::Spawn,
+        _ => StartMethod::Fork,
+    };
+    let num = Value::new(0.0f64)?;
+    let arr = Array::from_iter(0..10i32)?;
+    let mut p = Process::new(f, (num.try_clone()?, arr.try_clone()?)).start_method(method);
+    p.start()?;
+    p.join()?;
+    println!("{}", num.get()?);
+    println!("{:?}", arr.to_vec()?);
+    Ok(())
+}
