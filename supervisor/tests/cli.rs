@@ -81,3 +81,18 @@ fn bench_sieve_compares_the_supervisor_with_one_process() {
         .all(|r| r["median_ms"].as_f64().is_some_and(|t| t > 0.0)));
     assert!(rows[1]["vs_baseline"].as_f64().is_some());
 }
+
+#[test]
+fn bench_sync_measures_locks_counters_and_copies() {
+    let rows = bench_json("sync");
+    assert_eq!(rows.len(), 6);
+    let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
+    for expected in [
+        "ipc Lock lock+unlock",
+        "2 procs, Value under Lock",
+        "2 procs, Value fetch_add",
+        "Array copy_from_slice",
+    ] {
+        assert!(subjects.contains(&expected), "{subjects:?}");
+    }
+}

@@ -7,6 +7,7 @@ mod report;
 mod sieve;
 mod spawn;
 mod stats;
+mod sync;
 
 pub use report::Row;
 
@@ -21,6 +22,8 @@ pub enum Bench {
     Dispatch,
     /// The primes job through the supervisor against the same sieve in one process.
     Sieve,
+    /// Lock, locked and atomic counters across processes, Array bulk copy.
+    Sync,
 }
 
 /// Options shared by every benchmark.
@@ -50,6 +53,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Pipe => pipe::run(runs, options.quick)?,
         Bench::Spawn => spawn::run(options.quick)?,
         Bench::Dispatch => dispatch::run(runs, options.quick)?,
+        Bench::Sync => sync::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)

@@ -20,6 +20,9 @@ pub struct Row {
     pub median_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p90_ms: Option<f64>,
+    /// Nanoseconds per operation, for operations far below a millisecond.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_per_op: Option<f64>,
     /// This row's rate divided by the baseline's rate measured in the same run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_baseline: Option<f64>,
@@ -39,12 +42,20 @@ pub fn print(rows: &[Row], json: bool) {
         return;
     }
     println!(
-        "{:<8} {:<24} {:>9} {:>14} {:>11} {:>11} {:>9} {:>16}",
-        "bench", "subject", "size", "msgs|tasks/s", "MB/s", "median ms", "p90 ms", "vs baseline"
+        "{:<8} {:<28} {:>7} {:>14} {:>9} {:>10} {:>8} {:>7} {:>16}",
+        "bench",
+        "subject",
+        "size",
+        "msgs|tasks/s",
+        "MB/s",
+        "median ms",
+        "p90 ms",
+        "ns/op",
+        "vs baseline"
     );
     for r in rows {
         println!(
-            "{:<8} {:<24} {:>9} {:>14} {:>11} {:>11} {:>9} {:>16}",
+            "{:<8} {:<28} {:>7} {:>14} {:>9} {:>10} {:>8} {:>7} {:>16}",
             r.bench,
             r.subject,
             r.size_bytes.map(human_size).unwrap_or_default(),
@@ -52,6 +63,7 @@ pub fn print(rows: &[Row], json: bool) {
             r.mb_per_s.map(|v| format!("{v:.0}")).unwrap_or_default(),
             r.median_ms.map(|v| format!("{v:.3}")).unwrap_or_default(),
             r.p90_ms.map(|v| format!("{v:.3}")).unwrap_or_default(),
+            r.ns_per_op.map(|v| format!("{v:.1}")).unwrap_or_default(),
             match (&r.vs_baseline, &r.baseline) {
                 (Some(x), Some(b)) => format!("{:.0} % of {b}", x * 100.0),
                 _ => String::new(),
