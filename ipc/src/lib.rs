@@ -1,7 +1,9 @@
 //! # ipc: Python's `multiprocessing`, in Rust, for real OS processes
 //!
-//! Start processes with `fork` or `spawn`, talk to them over pipes, and get
-//! their results or a precise account of how they died: never a hang.
+//! Start processes with `fork` or `spawn`, talk to them over pipes, share
+//! memory, values and locks with them, and get their results or a precise
+//! account of how they died: never a hang, even when a process is SIGKILLed
+//! holding a lock.
 //!
 //! ```
 //! use ipc::{Connection, Pipe, Process};
@@ -40,6 +42,15 @@
 //! | `conn.poll(timeout)` | `conn.poll(d)?` |
 //! | `EOFError` from `recv` | `RecvError::Disconnected` (also when the peer was killed) |
 //! | blocking forever on a dead peer | every call has `try_` / `_timeout` forms |
+//! | `Value('d', 0.0)`, `Array('i', range(10))` | `value::Value::new(0.0f64)?`, `value::Array::from_iter(0..10i32)?` |
+//! | `with v.get_lock(): v.value += 1` | `*v.lock()? += 1` (a dead holder is `LockError::OwnerDied`, not a hang) |
+//! | `RawValue`, `RawArray` | `value::RawValue`, `value::RawArray` |
+//! | (none) | `v.fetch_add(1)`, `v.compare_exchange(a, b)` for integers, no lock |
+//! | `Lock()`, `RLock()` | `sync::Lock::new()?`, `sync::RLock::new()?`: `lock`, `try_lock`, `lock_timeout` |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | `sync::Semaphore::new(n)?`, `sync::BoundedSemaphore::new(n)?` |
+//! | `Event()`, `Condition()`, `Barrier(n)` | `sync::Event`, `sync::Condition`, `sync::Barrier` (`abort`, broken state) |
+//! | `shared_memory.SharedMemory(name, create=True, size=n)` | `shm::SharedMemory::create(name, n)?` (unlinked after a SIGKILL of its creator) |
+//! | `SharedMemory(name)`, `.unlink()`, `track=False` | `SharedMemory::open(name)?`, `.unlink()?`, `SharedMemory::create_untracked` |
 //!
 //! ## Start methods
 //!
