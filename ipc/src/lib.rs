@@ -82,6 +82,7 @@ pub mod codec;
 mod handle;
 pub mod pipe;
 pub mod process;
+pub mod queue;
 pub mod shm;
 pub mod sync;
 mod sys;

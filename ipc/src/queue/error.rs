@@ -1,0 +1,69 @@
+//! Errors of queue calls, one per call family (crossbeam style): each hands
+//! the failure's cause back, never a panic.
+
+use crate::codec::DecodeError;
+
+/// Why a `put` failed; nothing of the message is in the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    /// The message is larger than the queue's ring can ever hold.
+    #[error("a message of {len} bytes exceeds this queue's largest message ({max} bytes)")]
+    TooLarge { len: usize, max: usize },
+    /// This handle was closed.
+    #[error("this queue handle was closed")]
+    Closed,
+    #[error("cannot encode the message: {0}")]
+    Encode(String),
+    #[error("queue lock failed: {0}")]
+    Os(std::io::Error),
+}
+
+/// Why a `try_put` / `put_timeout` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PutTimeoutError {
+    /// No room (by count or by bytes) before the deadline.
+    #[error("the queue is full")]
+    Full,
+    #[error(transparent)]
+    Put(#[from] PutError),
+}
+
+/// Why a `get` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// Every producer closed its handle or died, and the queue is drained.
+    #[error("every producer is gone and the queue is empty")]
+    Disconnected,
+    /// A message was taken but does not decode as the requested type.
+    #[error("a message could not be decoded: {0}")]
+    Decode(#[from] DecodeError),
+    /// The ring holds impossible bytes (written outside this library).
+    #[error("the queue's shared memory is corrupted: {0}")]
+    Corrupted(String),
+    #[error("queue lock failed: {0}")]
+    Os(std::io::Error),
+}
+
+/// Why a `try_get` / `get_timeout` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GetTimeoutError {
+    /// Nothing arrived before the deadline.
+    #[error("the queue is empty")]
+    Empty,
+    #[error(transparent)]
+    Get(#[from] GetError),
+}
+
+impl GetTimeoutError {
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, GetTimeoutError::Get(GetError::Disconnected))
+    }
+}
+
+/// Why `task_done` failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TaskDoneError {
+    /// More `task_done` calls than items put (Python's `ValueError`).
+    #[error("task_done() called more times than there were items")]
+    TooManyCalls,
+}

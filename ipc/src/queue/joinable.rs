@@ -1,0 +1,107 @@
+//! [`JoinableQueue`]: a [`Queue`] that counts unfinished items: `put` adds
+//! one, `task_done` takes one away, `join` waits until none are left.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let q = ipc::queue::JoinableQueue::<u32>::new(0)?;
+//! q.put(&7)?;
+//! assert!(!q.join_timeout(std::time::Duration::from_millis(1)));
+//! assert_eq!(q.get()?, 7);
+//! q.task_done()?;
+//! assert!(q.join_timeout(std::time::Duration::ZERO));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::ops::Deref;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Queue, TaskDoneError};
+use crate::shm::ShmError;
+
+/// How often `join` re-reads the count (no futex: the count is 64-bit and
+/// changes on every put; a short sleep keeps it simple and cheap).
+const JOIN_POLL: Duration = Duration::from_millis(1);
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T> Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    pub fn new(maxsize: usize) -> Result<Self, ShmError> {
+        Ok(JoinableQueue {
+            queue: Queue::new(maxsize)?,
+        })
+    }
+
+    pub fn with_ring_bytes(maxsize: usize, ring_bytes: usize) -> Result<Self, ShmError> {
+        Ok(JoinableQueue {
+            queue: Queue::with_ring_bytes(maxsize, ring_bytes)?,
+        })
+    }
+
+    /// Items put and not yet marked done.
+    pub fn unfinished(&self) -> i64 {
+        self.queue.state().unfinished.load(Ordering::Acquire)
+    }
+
+    /// Marks one item taken with `get` as processed.
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        let unfinished = &self.queue.state().unfinished;
+        let mut now = unfinished.load(Ordering::Acquire);
+        loop {
+            if now <= 0 {
+                return Err(TaskDoneError::TooManyCalls);
+            }
+            match unfinished.compare_exchange_weak(
+                now,
+                now - 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) {
+        while self.unfinished() > 0 {
+            std::thread::sleep(JOIN_POLL);
+        }
+    }
+
+    /// Waits at most `timeout`; true if every item was done.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if self.unfinished() <= 0 {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(JOIN_POLL.min(end.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    pub fn try_clone(&self) -> Result<Self, ShmError> {
+        Ok(JoinableQueue {
+            queue: self.queue.try_clone()?,
+        })
+    }
+}

@@ -1,0 +1,433 @@
+//! Queues across processes, in shared memory: [`Queue`], [`JoinableQueue`]
+//! and [`SimpleQueue`] (Python's), for any serde type, with many producers
+//! and many consumers in any processes and either start method.
+//!
+//! * **Bounded twice**: by message count (`maxsize`, 0 for none, as in
+//!   Python) and by bytes (the ring, 64 MiB by default; a message may be as
+//!   large as the ring less 16 bytes, so the default takes any message up to
+//!   the 64 MiB frame limit). Pages of the ring are only allocated when first
+//!   touched; a small ring (`with_ring_bytes`) keeps small messages in cache.
+//! * **Kill-safe**: records are copied in and out *before* the position that
+//!   publishes or frees them is stored, under robust locks. A producer
+//!   SIGKILLed inside `put` leaves nothing visible; a consumer SIGKILLed inside
+//!   `get` leaves the message for the next consumer; nobody is ever blocked
+//!   by a dead process.
+//! * **Disconnected**: a handle becomes a producer on its first `put` and
+//!   stops being one on `close()` or drop, or when its process dies. Once
+//!   every producer is gone, consumers drain the queue and then get
+//!   [`GetError::Disconnected`].
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let q = ipc::queue::Queue::<String>::new(0)?;
+//! q.put(&"Item-0".to_string())?;
+//! assert_eq!(q.len(), 1);
+//! assert_eq!(q.get()?, "Item-0");
+//! q.close();
+//! assert!(matches!(q.get(), Err(ipc::queue::GetError::Disconnected)));
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod joinable;
+mod producers;
+mod ring;
+mod simple;
+
+pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
+pub use joinable::JoinableQueue;
+pub use simple::SimpleQueue;
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::shm::cell::{ShmCell, ShmState};
+use crate::shm::ShmError;
+use crate::sys::Deadline;
+use ring::{Ring, RingError, RingState};
+
+/// The default ring: room for one message at the 64 MiB frame limit.
+pub const DEFAULT_RING_BYTES: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE + 64 * 1024;
+
+#[repr(C)]
+pub(crate) struct QueueState {
+    ring: RingState,
+    /// JoinableQueue: items put and not yet `task_done`.
+    unfinished: AtomicI64,
+}
+
+impl ShmState for QueueState {
+    const TAG: u64 = 0x4950_4351_5545_5501; // "IPCQUEU" v1
+}
+
+/// This handle's producer registration.
+const NOT_PRODUCING: usize = usize::MAX;
+const CLOSED: usize = usize::MAX - 1;
+
+thread_local! {
+    static ENCODE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Python's `multiprocessing.Queue`, in shared memory.
+pub struct Queue<T> {
+    cell: ShmCell<QueueState>,
+    producer: AtomicUsize,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("cell", &self.cell).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// A queue of at most `maxsize` messages (0: no count limit) in the default ring.
+    pub fn new(maxsize: usize) -> Result<Self, ShmError> {
+        Self::with_ring_bytes(maxsize, DEFAULT_RING_BYTES)
+    }
+
+    /// A queue whose ring has `ring_bytes` bytes (at least 64, at most 1 GiB):
+    /// the byte bound, and the largest message plus 16.
+    pub fn with_ring_bytes(maxsize: usize, ring_bytes: usize) -> Result<Self, ShmError> {
+        let ring_bytes = ring_bytes.clamp(64, ring::MAX_RING).next_multiple_of(64);
+        let mut failed = None;
+        let cell = ShmCell::<QueueState>::new(ring_bytes, |s, _| {
+            failed = s.ring.init(ring_bytes, maxsize).err();
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        Ok(Queue {
+            cell,
+            producer: AtomicUsize::new(NOT_PRODUCING),
+            _t: PhantomData,
+        })
+    }
+
+    fn ring(&self) -> Ring<'_> {
+        Ring::new(
+            &self.cell.state().ring,
+            self.cell.extra_ptr(),
+            self.cell.extra_len(),
+        )
+    }
+
+    pub(crate) fn state(&self) -> &QueueState {
+        self.cell.state()
+    }
+
+    /// Messages in the queue now.
+    pub fn len(&self) -> usize {
+        self.ring().len() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// No room for another (empty) message, by count or by bytes.
+    pub fn is_full(&self) -> bool {
+        self.ring().is_full()
+    }
+
+    /// The largest encoded message this queue takes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.ring().max_message()
+    }
+
+    /// This handle will put no more (Python's `close()`). Consumers get
+    /// `Disconnected` once every producer has closed or died and the queue is empty.
+    pub fn close(&self) {
+        let previous = self.producer.swap(CLOSED, Ordering::AcqRel);
+        if previous < CLOSED {
+            self.state().ring.producers.close(previous);
+        } else if previous == NOT_PRODUCING {
+            // Closing without ever putting still tells consumers someone was here.
+            if let Some(slot) = self.state().ring.producers.register() {
+                self.state().ring.producers.close(slot);
+            }
+        }
+    }
+
+    fn ensure_producer(&self) -> Result<(), PutError> {
+        match self.producer.load(Ordering::Acquire) {
+            CLOSED => Err(PutError::Closed),
+            NOT_PRODUCING => {
+                let slot = self.state().ring.producers.register().unwrap_or(CLOSED - 1);
+                if self
+                    .producer
+                    .compare_exchange(NOT_PRODUCING, slot, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                    && slot < CLOSED - 1
+                {
+                    self.state().ring.producers.close(slot);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    // ---- putting --------------------------------------------------------------
+
+    /// Puts a message, waiting while the queue is full.
+    pub fn put(&self, item: &T) -> Result<(), PutError> {
+        self.put_deadline(item, Deadline::never())
+            .map_err(|e| match e {
+                PutTimeoutError::Put(e) => e,
+                PutTimeoutError::Full => PutError::Os(std::io::ErrorKind::TimedOut.into()),
+            })
+    }
+
+    /// Puts a message if there is room now.
+    pub fn try_put(&self, item: &T) -> Result<(), PutTimeoutError> {
+        self.put_deadline(item, Deadline::now())
+    }
+
+    /// Puts a message, waiting at most `timeout` for room.
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<(), PutTimeoutError> {
+        self.put_deadline(item, Deadline::after(timeout))
+    }
+
+    fn put_deadline(&self, item: &T, deadline: Deadline) -> Result<(), PutTimeoutError> {
+        ENCODE.with(|cell| {
+            let mut buf = cell
+                .try_borrow_mut()
+                .map_err(|_| PutError::Encode("re-entrant put".into()))?;
+            buf.clear();
+            let encoded = postcard::to_extend(item, std::mem::take(&mut *buf))
+                .map_err(|e| PutError::Encode(e.to_string()))?;
+            let result = self.put_bytes_deadline(&encoded, deadline);
+            *buf = encoded;
+            result
+        })
+    }
+
+    /// Puts raw bytes as one message (received with [`get_bytes`](Self::get_bytes)).
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(), PutTimeoutError> {
+        self.put_bytes_deadline(bytes, Deadline::never())
+    }
+
+    pub(crate) fn put_bytes_deadline(
+        &self,
+        bytes: &[u8],
+        deadline: Deadline,
+    ) -> Result<(), PutTimeoutError> {
+        let written = self.put_many_bytes_deadline(&[bytes], deadline)?;
+        if written == 1 {
+            Ok(())
+        } else {
+            Err(PutTimeoutError::Full)
+        }
+    }
+
+    /// Puts several messages under one lock; returns how many went in
+    /// before `timeout` (all of them unless the queue stayed full).
+    pub fn put_many(&self, items: &[T], timeout: Duration) -> Result<usize, PutError> {
+        let mut encoded = Vec::with_capacity(items.len());
+        for item in items {
+            encoded.push(postcard::to_allocvec(item).map_err(|e| PutError::Encode(e.to_string()))?);
+        }
+        let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        match self.put_many_bytes_deadline(&slices, Deadline::after(timeout)) {
+            Ok(n) => Ok(n),
+            Err(PutTimeoutError::Full) => Ok(0),
+            Err(PutTimeoutError::Put(e)) => Err(e),
+        }
+    }
+
+    /// Raw-bytes form of [`put_many`](Self::put_many).
+    pub fn put_many_bytes(
+        &self,
+        messages: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<usize, PutTimeoutError> {
+        self.put_many_bytes_deadline(messages, Deadline::after(timeout))
+    }
+
+    fn put_many_bytes_deadline(
+        &self,
+        messages: &[&[u8]],
+        deadline: Deadline,
+    ) -> Result<usize, PutTimeoutError> {
+        self.ensure_producer()?;
+        let ring = self.ring();
+        let max = ring.max_message();
+        if let Some(big) = messages.iter().find(|m| m.len() > max) {
+            return Err(PutError::TooLarge {
+                len: big.len(),
+                max,
+            }
+            .into());
+        }
+        self.before_put(messages.len());
+        let result = ring.put_many(&mut messages.iter().copied(), deadline);
+        let written = match &result {
+            Ok(n) => *n,
+            Err(_) => 0,
+        };
+        self.after_put(messages.len(), written);
+        match result {
+            Ok(n) => Ok(n),
+            Err(RingError::Timeout) => Err(PutTimeoutError::Full),
+            Err(RingError::Os(e)) => Err(PutError::Os(e).into()),
+            Err(RingError::Disconnected | RingError::Corrupted(_)) => Err(PutError::Closed.into()),
+        }
+    }
+
+    /// JoinableQueue counts items before they become visible (so `join`
+    /// never returns while one is in flight), then takes back the unsent.
+    fn before_put(&self, n: usize) {
+        self.state()
+            .unfinished
+            .fetch_add(n as i64, Ordering::AcqRel);
+    }
+
+    fn after_put(&self, tried: usize, written: usize) {
+        if written < tried {
+            self.state()
+                .unfinished
+                .fetch_sub((tried - written) as i64, Ordering::AcqRel);
+        }
+    }
+
+    // ---- getting --------------------------------------------------------------
+
+    /// Takes a message, waiting for one; `Disconnected` once every producer
+    /// is gone and the queue is empty.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_deadline(Deadline::never()).map_err(|e| match e {
+            GetTimeoutError::Get(e) => e,
+            GetTimeoutError::Empty => GetError::Os(std::io::ErrorKind::TimedOut.into()),
+        })
+    }
+
+    /// Takes a message if one is there now.
+    pub fn try_get(&self) -> Result<T, GetTimeoutError> {
+        self.get_deadline(Deadline::now())
+    }
+
+    /// Takes a message, waiting at most `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.get_deadline(Deadline::after(timeout))
+    }
+
+    fn get_deadline(&self, deadline: Deadline) -> Result<T, GetTimeoutError> {
+        let mut out: Option<Result<T, crate::codec::DecodeError>> = None;
+        self.get_many_with(1, deadline, &mut |bytes| {
+            out = Some(crate::codec::decode_payload(bytes))
+        })?;
+        match out {
+            Some(Ok(item)) => Ok(item),
+            Some(Err(e)) => Err(GetError::Decode(e).into()),
+            None => Err(GetTimeoutError::Empty),
+        }
+    }
+
+    /// Takes one message as raw bytes into `out` (reused); its length.
+    pub fn get_bytes(
+        &self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, GetTimeoutError> {
+        let mut len = 0;
+        self.get_many_with(1, Deadline::after(timeout), &mut |bytes| {
+            out.clear();
+            out.extend_from_slice(bytes);
+            len = bytes.len();
+        })?;
+        Ok(len)
+    }
+
+    /// Takes up to `max` messages under one lock, waiting at most `timeout`
+    /// for the first. Messages that do not decode are dropped; if none of
+    /// the batch decoded, the first decode error is returned.
+    pub fn get_many(&self, max: usize, timeout: Duration) -> Result<Vec<T>, GetTimeoutError> {
+        let mut items = Vec::new();
+        let mut first_error = None;
+        self.get_many_with(max, Deadline::after(timeout), &mut |bytes| {
+            match crate::codec::decode_payload(bytes) {
+                Ok(item) => items.push(item),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        })?;
+        match (items.is_empty(), first_error) {
+            (true, Some(e)) => Err(GetError::Decode(e).into()),
+            _ => Ok(items),
+        }
+    }
+
+    /// Takes up to `max` messages and shows each one's bytes to `each` in
+    /// place (no copy, no allocation); returns how many.
+    pub fn get_many_bytes_with(
+        &self,
+        max: usize,
+        timeout: Duration,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, GetTimeoutError> {
+        self.get_many_with(max, Deadline::after(timeout), each)
+    }
+
+    fn get_many_with(
+        &self,
+        max: usize,
+        deadline: Deadline,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, GetTimeoutError> {
+        match self.ring().get_many(max.max(1), deadline, each) {
+            Ok(n) => Ok(n),
+            Err(RingError::Timeout) => Err(GetTimeoutError::Empty),
+            Err(RingError::Disconnected) => Err(GetError::Disconnected.into()),
+            Err(RingError::Corrupted(what)) => Err(GetError::Corrupted(what).into()),
+            Err(RingError::Os(e)) => Err(GetError::Os(e).into()),
+        }
+    }
+
+    /// A second handle on the same queue (for another process). It is not a
+    /// producer until it puts.
+    pub fn try_clone(&self) -> Result<Self, ShmError> {
+        Ok(Queue {
+            cell: self.cell.try_clone()?,
+            producer: AtomicUsize::new(NOT_PRODUCING),
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        let slot = self.producer.swap(CLOSED, Ordering::AcqRel);
+        if slot < CLOSED - 1 {
+            self.cell.state().ring.producers.close(slot);
+        }
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.cell.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let cell = ShmCell::<QueueState>::deserialize(deserializer)?;
+        if cell.extra_len() < 64 {
+            return Err(D::Error::custom("the queue's segment has no ring"));
+        }
+        Ok(Queue {
+            cell,
+            producer: AtomicUsize::new(NOT_PRODUCING),
+            _t: PhantomData,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! Who may still put: a table of producer slots (pid, process start time,
+//! open flag) in the queue's shared memory. A handle registers on its first
+//! `put` and leaves on `close` or drop; a process that dies is noticed by
+//! the consumers (its pid is gone, a zombie, or now another process), so
+//! once every producer has closed or died, consumers drain and then get
+//! `Disconnected`. Python's `Queue` cannot tell a dead producer from a slow one.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub(crate) const SLOTS: usize = 256;
+
+#[repr(C)]
+pub(crate) struct ProducerSlot {
+    pid: AtomicU32,
+    open: AtomicU32,
+    start_time: AtomicU64,
+}
+
+#[repr(C)]
+pub(crate) struct Producers {
+    /// Someone has registered at least once.
+    ever: AtomicU32,
+    /// The table was full once: stop judging disconnection (never wrongly).
+    overflowed: AtomicU32,
+    slots: [ProducerSlot; SLOTS],
+}
+
+/// This process's start time (field 22 of /proc/self/stat), which with the
+/// pid names a process uniquely: a recycled pid has another start time.
+pub(crate) fn start_time_of(pid: u32) -> Option<(u64, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Field 22 overall is index 19 after the command name.
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, state))
+}
+
+impl Producers {
+    /// Registers this process; the slot index, or `None` if the table is full.
+    pub(crate) fn register(&self) -> Option<usize> {
+        let pid = std::process::id();
+        let start = start_time_of(pid).map_or(0, |(s, _)| s);
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot
+                .pid
+                .compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                slot.start_time.store(start, Ordering::Release);
+                slot.open.store(1, Ordering::Release);
+                // Only now: a consumer must never see "someone produced" and no one open.
+                self.ever.store(1, Ordering::Release);
+                return Some(i);
+            }
+        }
+        self.overflowed.store(1, Ordering::Release);
+        self.ever.store(1, Ordering::Release);
+        None
+    }
+
+    /// Closes a slot taken by `register`.
+    pub(crate) fn close(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.open.store(0, Ordering::Release);
+            slot.start_time.store(0, Ordering::Release);
+            slot.pid.store(0, Ordering::Release);
+        }
+    }
+
+    /// True once someone produced and no producer is open and alive.
+    /// Slots of dead producers are freed on the way.
+    pub(crate) fn all_gone(&self) -> bool {
+        if self.ever.load(Ordering::Acquire) == 0 || self.overflowed.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let mut any_alive = false;
+        for slot in &self.slots {
+            let pid = slot.pid.load(Ordering::Acquire);
+            if pid == 0 || slot.open.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            let registered = slot.start_time.load(Ordering::Acquire);
+            let alive = match start_time_of(pid) {
+                Some((start, state)) => {
+                    state != 'Z' && state != 'X' && (registered == 0 || start == registered)
+                }
+                None => false,
+            };
+            if alive {
+                any_alive = true;
+            } else {
+                // Free it for others; a racing re-registration wins the CAS.
+                let _ = slot
+                    .pid
+                    .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire);
+            }
+        }
+        !any_alive
+    }
+}

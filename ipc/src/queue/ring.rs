@@ -1,0 +1,322 @@
+//! The byte ring behind every queue: records of `[len: u32][kind: u32]
+//! [payload, padded to 8]` in shared memory, with two robust locks (one for
+//! producers, one for consumers) and two position words.
+//!
+//! Commit after copy: a producer copies a record in and only then publishes
+//! the new tail with one atomic store; a consumer copies a record out and only
+//! then publishes the new head. Each position word packs the byte position
+//! and the message count, so one store moves both. A process SIGKILLed in
+//! the middle of a put leaves a record nobody can see (its `put` never
+//! returned); one killed in the middle of a get leaves the record in place
+//! for the next consumer. The next locker gets `EOWNERDEAD`, which here
+//! needs no repair at all.
+//!
+//! Waiting: consumers sleep on the low 32 bits of the tail word (the byte
+//! position, which moves with every record), producers on the head word.
+//! Nobody holds a lock while sleeping.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::sync::robust::{Acquired, NotAcquired, RobustMutex};
+use crate::sys::Deadline;
+
+use super::producers::Producers;
+
+/// Bits of a position word that hold the byte position.
+const POS_BITS: u32 = 36;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+const COUNT_MASK: u64 = (1 << (64 - POS_BITS)) - 1;
+/// Largest ring: positions wrap at 2^36, and differences must stay unambiguous.
+pub(crate) const MAX_RING: usize = 1 << 30;
+
+const RECORD_HEADER: usize = 8;
+const KIND_MESSAGE: u32 = 0;
+const KIND_WRAP: u32 = 1;
+
+/// How long a waiter sleeps before re-checking whether its peers are alive.
+const LIVENESS_SLICE: Duration = Duration::from_millis(50);
+
+#[repr(C)]
+pub(crate) struct RingState {
+    pub(crate) tail_lock: RobustMutex,
+    pub(crate) head_lock: RobustMutex,
+    /// (count << 36) | byte position, of the end of the published records.
+    tail: AtomicU64,
+    /// The same, of the first unconsumed record.
+    head: AtomicU64,
+    capacity: AtomicU64,
+    /// Most messages held at once (0: bounded by bytes only).
+    max_count: AtomicU64,
+    consumers_waiting: AtomicU32,
+    producers_waiting: AtomicU32,
+    pub(crate) producers: Producers,
+}
+
+fn pos(word: u64) -> u64 {
+    word & POS_MASK
+}
+fn count(word: u64) -> u64 {
+    word >> POS_BITS
+}
+fn pack(count: u64, pos: u64) -> u64 {
+    ((count & COUNT_MASK) << POS_BITS) | (pos & POS_MASK)
+}
+fn low32(word: &AtomicU64) -> &AtomicU32 {
+    // SAFETY: the low half of an 8-aligned AtomicU64 is a 4-aligned u32 on
+    // little-endian targets; the futex only reads it atomically.
+    unsafe { &*(word.as_ptr() as *const AtomicU32) }
+}
+
+/// Bytes a record of `len` payload bytes takes.
+pub(crate) fn record_size(len: usize) -> usize {
+    RECORD_HEADER + len.next_multiple_of(8)
+}
+
+/// Why a ring operation stopped.
+pub(crate) enum RingError {
+    Timeout,
+    Disconnected,
+    Corrupted(String),
+    Os(std::io::Error),
+}
+
+/// The ring: its state and its bytes.
+pub(crate) struct Ring<'a> {
+    pub(crate) state: &'a RingState,
+    data: *mut u8,
+    cap: usize,
+}
+
+impl RingState {
+    pub(crate) fn init(&self, capacity: usize, max_count: usize) -> std::io::Result<()> {
+        self.tail_lock.init(false)?;
+        self.head_lock.init(false)?;
+        self.capacity.store(capacity as u64, Ordering::Release);
+        self.max_count.store(max_count as u64, Ordering::Release);
+        Ok(())
+    }
+}
+
+fn lock(mutex: &RobustMutex, deadline: Deadline) -> Result<(), RingError> {
+    match mutex.lock(deadline) {
+        // A dead holder left nothing visible half-done: commit after copy.
+        Ok(Acquired::Clean) | Ok(Acquired::OwnerDied) => Ok(()),
+        Err(NotAcquired::Timeout) => Err(RingError::Timeout),
+        Err(NotAcquired::Os(e)) => Err(RingError::Os(e)),
+    }
+}
+
+/// Sleeps on `word` while it reads `seen`, at most one liveness slice.
+fn sleep_on(word: &AtomicU64, seen: u64, waiting: &AtomicU32, deadline: Deadline) {
+    let slice = match deadline.remaining() {
+        Some(left) => left.min(LIVENESS_SLICE),
+        None => LIVENESS_SLICE,
+    };
+    waiting.fetch_add(1, Ordering::AcqRel);
+    crate::sync::futex_wait_u32(low32(word), seen as u32, Deadline::after(slice));
+    waiting.fetch_sub(1, Ordering::AcqRel);
+}
+
+impl<'a> Ring<'a> {
+    pub(crate) fn new(state: &'a RingState, data: *mut u8, data_len: usize) -> Self {
+        let cap = (state.capacity.load(Ordering::Acquire) as usize).min(data_len) & !7;
+        Ring { state, data, cap }
+    }
+
+    /// The largest payload a record can carry.
+    pub(crate) fn max_message(&self) -> usize {
+        self.cap.saturating_sub(RECORD_HEADER + 8)
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        let tail = self.state.tail.load(Ordering::Acquire);
+        let head = self.state.head.load(Ordering::Acquire);
+        count(tail).wrapping_sub(count(head)) & COUNT_MASK
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        let max = self.state.max_count.load(Ordering::Acquire);
+        (max > 0 && self.len() >= max) || self.free_bytes() < record_size(0) as u64
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let tail = self.state.tail.load(Ordering::Acquire);
+        let head = self.state.head.load(Ordering::Acquire);
+        self.cap as u64 - (pos(tail).wrapping_sub(pos(head)) & POS_MASK)
+    }
+
+    /// Writes as many of `messages` as fit by `deadline` (all, unless it
+    /// passes); returns how many went in. Each is published as it is written.
+    pub(crate) fn put_many(
+        &self,
+        messages: &mut dyn Iterator<Item = &[u8]>,
+        deadline: Deadline,
+    ) -> Result<usize, RingError> {
+        let s = self.state;
+        lock(&s.tail_lock, deadline)?;
+        let mut written = 0;
+        let mut pending = messages.next();
+        let mut tail = s.tail.load(Ordering::Acquire);
+        let result = loop {
+            let Some(message) = pending else { break Ok(()) };
+            let need = record_size(message.len());
+            let head = s.head.load(Ordering::Acquire);
+            let at = (pos(tail) % self.cap as u64) as usize;
+            let contiguous = self.cap - at;
+            let total = if contiguous < need {
+                contiguous + need
+            } else {
+                need
+            };
+            let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+            let held = count(tail).wrapping_sub(count(head)) & COUNT_MASK;
+            let max = s.max_count.load(Ordering::Acquire);
+            if self.cap as u64 - used < total as u64 || (max > 0 && held >= max) {
+                // Full: publish what we have, let go of the lock, wait for room.
+                s.tail.store(tail, Ordering::Release);
+                self.wake_consumers();
+                if deadline.passed() {
+                    break Err(RingError::Timeout);
+                }
+                s.tail_lock.unlock();
+                sleep_on(&s.head, head, &s.producers_waiting, deadline);
+                if let Err(e) = lock(&s.tail_lock, deadline) {
+                    // What was written is published; say how much.
+                    return if written > 0 { Ok(written) } else { Err(e) };
+                }
+                tail = s.tail.load(Ordering::Acquire);
+                continue;
+            }
+            let mut at = at;
+            let mut new_pos = pos(tail);
+            if contiguous < need {
+                // SAFETY: `at` is 8-aligned and at least 8 bytes remain before the end.
+                unsafe { self.write_header(at, 0, KIND_WRAP) };
+                new_pos += contiguous as u64;
+                at = 0;
+            }
+            // SAFETY: `need` bytes from `at` are inside the ring and free.
+            unsafe {
+                self.write_header(at, message.len() as u32, KIND_MESSAGE);
+                std::ptr::copy_nonoverlapping(
+                    message.as_ptr(),
+                    self.data.add(at + RECORD_HEADER),
+                    message.len(),
+                );
+            }
+            new_pos += need as u64;
+            tail = pack(count(tail) + 1, new_pos);
+            written += 1;
+            pending = messages.next();
+        };
+        // Commit: one store makes every record written above visible.
+        s.tail.store(tail, Ordering::Release);
+        s.tail_lock.unlock();
+        self.wake_consumers();
+        match result {
+            Ok(()) => Ok(written),
+            Err(RingError::Timeout) if written > 0 => Ok(written),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn wake_consumers(&self) {
+        if self.state.consumers_waiting.load(Ordering::Acquire) > 0 {
+            crate::sync::futex_wake_all_u32(low32(&self.state.tail));
+        }
+    }
+
+    fn wake_producers(&self) {
+        if self.state.producers_waiting.load(Ordering::Acquire) > 0 {
+            crate::sync::futex_wake_all_u32(low32(&self.state.head));
+        }
+    }
+
+    /// SAFETY: `at` must be 8-aligned with 8 bytes inside the ring.
+    unsafe fn write_header(&self, at: usize, len: u32, kind: u32) {
+        // SAFETY: per the caller; the ring start is 64-aligned.
+        unsafe {
+            let p = self.data.add(at) as *mut u32;
+            p.write(len);
+            p.add(1).write(kind);
+        }
+    }
+
+    /// Takes up to `max` messages, waiting for the first until `deadline`;
+    /// `each` sees every payload (in the shared memory, before it is freed).
+    pub(crate) fn get_many(
+        &self,
+        max: usize,
+        deadline: Deadline,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, RingError> {
+        let s = self.state;
+        lock(&s.head_lock, deadline)?;
+        let mut head = s.head.load(Ordering::Acquire);
+        let mut taken = 0;
+        let result = loop {
+            if taken == max {
+                break Ok(());
+            }
+            let tail = s.tail.load(Ordering::Acquire);
+            if pos(tail) == pos(head) {
+                if taken > 0 {
+                    break Ok(());
+                }
+                if s.producers.all_gone() && pos(s.tail.load(Ordering::Acquire)) == pos(head) {
+                    break Err(RingError::Disconnected);
+                }
+                if deadline.passed() {
+                    break Err(RingError::Timeout);
+                }
+                s.head_lock.unlock();
+                sleep_on(&s.tail, tail, &s.consumers_waiting, deadline);
+                lock(&s.head_lock, deadline)?;
+                head = s.head.load(Ordering::Acquire);
+                continue;
+            }
+            let mut at = (pos(head) % self.cap as u64) as usize;
+            let mut new_pos = pos(head);
+            // SAFETY: `at` is 8-aligned inside the ring; the record there is published.
+            let (mut len, mut kind) = unsafe { self.read_header(at) };
+            if kind == KIND_WRAP {
+                new_pos += (self.cap - at) as u64;
+                at = 0;
+                // SAFETY: as above, at the start of the ring.
+                (len, kind) = unsafe { self.read_header(0) };
+            }
+            let len = len as usize;
+            if kind != KIND_MESSAGE || record_size(len) > self.cap - at {
+                break Err(RingError::Corrupted(format!(
+                    "record of kind {kind}, {len} bytes at {at}"
+                )));
+            }
+            // SAFETY: the payload lies inside the ring (checked) and is published.
+            let payload =
+                unsafe { std::slice::from_raw_parts(self.data.add(at + RECORD_HEADER), len) };
+            each(payload);
+            new_pos += record_size(len) as u64;
+            head = pack(count(head) + 1, new_pos);
+            taken += 1;
+        };
+        // Commit: the records are freed only now.
+        s.head.store(head, Ordering::Release);
+        s.head_lock.unlock();
+        self.wake_producers();
+        match result {
+            Ok(()) => Ok(taken),
+            Err(RingError::Timeout | RingError::Disconnected) if taken > 0 => Ok(taken),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// SAFETY: `at` must be 8-aligned with 8 bytes inside the ring.
+    unsafe fn read_header(&self, at: usize) -> (u32, u32) {
+        // SAFETY: per the caller.
+        unsafe {
+            let p = self.data.add(at) as *const u32;
+            (p.read_volatile(), p.add(1).read_volatile())
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! [`SimpleQueue`]: Python's `multiprocessing.SimpleQueue`, an unbounded
+//! queue with only `put`, `get`, `empty` and `close`.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let q = ipc::queue::SimpleQueue::<(u8, String)>::new()?;
+//! q.put(&(1, "one".into()))?;
+//! assert!(!q.empty());
+//! assert_eq!(q.get()?, (1, "one".to_string()));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{GetError, GetTimeoutError, PutError, Queue};
+use crate::shm::ShmError;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct SimpleQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    pub fn new() -> Result<Self, ShmError> {
+        Ok(SimpleQueue {
+            queue: Queue::new(0)?,
+        })
+    }
+
+    pub fn put(&self, item: &T) -> Result<(), PutError> {
+        self.queue.put(item)
+    }
+
+    pub fn get(&self) -> Result<T, GetError> {
+        self.queue.get()
+    }
+
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.queue.get_timeout(timeout)
+    }
+
+    pub fn empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn close(&self) {
+        self.queue.close()
+    }
+
+    pub fn try_clone(&self) -> Result<Self, ShmError> {
+        Ok(SimpleQueue {
+            queue: self.queue.try_clone()?,
+        })
+    }
+}

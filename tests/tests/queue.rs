@@ -1,0 +1,382 @@
+//! End-to-end tests of `ipc::queue` with real processes: close and producer
+//! death lead to `Disconnected` after draining; typed errors; and the torture
+//! test, where producers and consumers are SIGKILLed at random and replaced
+//! while a million checksummed messages go through.
+
+use std::time::{Duration, Instant};
+
+use ipc::queue::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, SimpleQueue,
+};
+use ipc::value::{Array, Value};
+use ipc::{Process, StartMethod};
+use serde::{Deserialize, Serialize};
+use tests::{cases, harness};
+
+fn main() {
+    ipc::init();
+    harness::run(cases![
+        close_lets_consumers_drain_then_disconnect,
+        a_dead_producer_disconnects_after_draining,
+        full_oversized_and_timeouts_are_typed_errors,
+        messages_of_every_size_cross_in_both_methods,
+        joinable_queue_join_waits_for_task_done,
+        simple_queue_round_trip,
+        torture_with_only_producers_killed_loses_nothing,
+        torture_with_producers_and_consumers_killed,
+    ]);
+}
+
+fn produce_items((q, n): (Queue<String>, usize)) {
+    for i in 0..n {
+        if q.put(&format!("Item-{i}")).is_err() {
+            return;
+        }
+    }
+    q.close();
+}
+
+fn drain(q: &Queue<String>) -> (Vec<String>, bool) {
+    let mut got = Vec::new();
+    loop {
+        match q.get_timeout(Duration::from_secs(30)) {
+            Ok(item) => got.push(item),
+            Err(GetTimeoutError::Get(GetError::Disconnected)) => return (got, true),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+fn close_lets_consumers_drain_then_disconnect() {
+    let q = Queue::<String>::new(0).expect("queue");
+    let mut p = Process::new(produce_items, (q.try_clone().expect("clone"), 5));
+    p.start().expect("start");
+    p.join().expect("join");
+    let (got, disconnected) = drain(&q);
+    assert_eq!(got, ["Item-0", "Item-1", "Item-2", "Item-3", "Item-4"]);
+    assert!(disconnected);
+}
+
+fn produce_then_hang(q: Queue<String>) {
+    for i in 0..3 {
+        let _ = q.put(&format!("Item-{i}"));
+    }
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+fn a_dead_producer_disconnects_after_draining() {
+    let q = Queue::<String>::new(0).expect("queue");
+    let mut p = Process::new(produce_then_hang, q.try_clone().expect("clone"));
+    p.start().expect("start");
+    let started = Instant::now();
+    while q.len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Alive and silent: not disconnected, just empty after the three.
+    assert_eq!(q.get().expect("0"), "Item-0");
+    p.kill().expect("kill");
+    let _ = p.join();
+    let (got, disconnected) = drain(&q);
+    assert_eq!(got, ["Item-1", "Item-2"]);
+    assert!(disconnected);
+}
+
+fn full_oversized_and_timeouts_are_typed_errors() {
+    let q = Queue::<u64>::with_ring_bytes(2, 4096).expect("queue");
+    q.try_put(&1).expect("room");
+    q.try_put(&2).expect("room");
+    assert!(q.is_full());
+    assert!(matches!(q.try_put(&3), Err(PutTimeoutError::Full)));
+    assert!(matches!(
+        q.put_timeout(&3, Duration::from_millis(5)),
+        Err(PutTimeoutError::Full)
+    ));
+    assert_eq!(q.get_many(10, Duration::ZERO).expect("two"), [1, 2]);
+    assert!(matches!(q.try_get(), Err(GetTimeoutError::Empty)));
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(5)),
+        Err(GetTimeoutError::Empty)
+    ));
+
+    let bytes = Queue::<Vec<u8>>::with_ring_bytes(0, 4096).expect("queue");
+    let big = vec![7u8; 8192];
+    assert!(matches!(
+        bytes.try_put(&big),
+        Err(PutTimeoutError::Put(PutError::TooLarge { .. }))
+    ));
+    // Garbage in the ring's payload (raw bytes that are no Vec<u8> of that shape).
+    bytes
+        .put_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+        .expect("raw");
+    assert!(matches!(
+        bytes.try_get(),
+        Err(GetTimeoutError::Get(GetError::Decode(_)))
+    ));
+    bytes.close();
+    assert!(matches!(bytes.put(&vec![1]), Err(PutError::Closed)));
+}
+
+fn echo_sizes((inq, outq): (Queue<Vec<u8>>, Queue<Vec<u8>>)) {
+    while let Ok(m) = inq.get() {
+        if outq.put(&m).is_err() {
+            return;
+        }
+    }
+    outq.close();
+}
+
+fn messages_of_every_size_cross_in_both_methods() {
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let inq = Queue::<Vec<u8>>::new(0).expect("queue");
+        let outq = Queue::<Vec<u8>>::new(0).expect("queue");
+        let mut p = Process::new(
+            echo_sizes,
+            (
+                inq.try_clone().expect("clone"),
+                outq.try_clone().expect("clone"),
+            ),
+        )
+        .start_method(method);
+        p.start().expect("start");
+        let sizes = [0usize, 1, 7, 8, 9, 64, 4096, 1 << 20, 20 << 20];
+        for &size in &sizes {
+            let m: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            inq.put(&m).expect("put");
+            let back = outq.get_timeout(Duration::from_secs(60)).expect("echo");
+            assert_eq!(back, m, "size {size}");
+        }
+        inq.close();
+        p.join().expect("join");
+    }
+}
+
+fn work_and_mark_done(q: JoinableQueue<u32>) -> u32 {
+    let mut done = 0;
+    while let Ok(_item) = q.get_timeout(Duration::from_millis(300)) {
+        std::thread::sleep(Duration::from_millis(2));
+        if q.task_done().is_ok() {
+            done += 1;
+        }
+    }
+    done
+}
+
+fn joinable_queue_join_waits_for_task_done() {
+    let q = JoinableQueue::<u32>::new(0).expect("queue");
+    let mut workers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(work_and_mark_done, q.try_clone().expect("clone"));
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    for i in 0..20 {
+        q.put(&i).expect("put");
+    }
+    assert!(
+        q.join_timeout(Duration::from_secs(30)),
+        "join timed out with {} unfinished",
+        q.unfinished()
+    );
+    assert_eq!(q.unfinished(), 0);
+    let done: u32 = workers.iter_mut().map(|p| p.join().expect("join")).sum();
+    assert_eq!(done, 20);
+    assert!(q.task_done().is_err());
+}
+
+fn simple_queue_round_trip() {
+    let q = SimpleQueue::<(u32, String)>::new().expect("queue");
+    q.put(&(1, "a".into())).expect("put");
+    assert!(!q.empty());
+    assert_eq!(q.get().expect("get"), (1, "a".to_string()));
+    assert!(q.empty());
+}
+
+// ---- torture ------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct Message {
+    id: u64,
+    payload: [u8; 32],
+    checksum: u64,
+}
+
+fn checksum(id: u64, payload: &[u8; 32]) -> u64 {
+    payload
+        .iter()
+        .fold(id.wrapping_mul(0x9E37_79B9_7F4A_7C15), |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+}
+
+/// What every producer and consumer shares: the queue, the next message id,
+/// which ids had `put` return, and how often each id was received.
+#[derive(Serialize, Deserialize)]
+struct Torture {
+    queue: Queue<Message>,
+    next_id: Value<u64>,
+    total: u64,
+    put_returned: Array<u32>,
+    received: Array<u32>,
+    corrupted: Value<u64>,
+}
+
+impl Torture {
+    fn new(total: u64) -> Self {
+        Torture {
+            queue: Queue::with_ring_bytes(0, 64 * 1024).expect("queue"),
+            next_id: Value::new(0).expect("value"),
+            total,
+            put_returned: Array::new(total as usize, 0).expect("array"),
+            received: Array::new(total as usize, 0).expect("array"),
+            corrupted: Value::new(0).expect("value"),
+        }
+    }
+
+    fn try_clone(&self) -> Torture {
+        Torture {
+            queue: self.queue.try_clone().expect("clone"),
+            next_id: self.next_id.try_clone().expect("clone"),
+            total: self.total,
+            put_returned: self.put_returned.try_clone().expect("clone"),
+            received: self.received.try_clone().expect("clone"),
+            corrupted: self.corrupted.try_clone().expect("clone"),
+        }
+    }
+}
+
+fn producer(t: Torture) {
+    loop {
+        let id = t.next_id.fetch_add(1);
+        if id >= t.total {
+            t.queue.close();
+            return;
+        }
+        let mut payload = [0u8; 32];
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b = (id as u8).wrapping_add(i as u8);
+        }
+        let m = Message {
+            id,
+            payload,
+            checksum: checksum(id, &payload),
+        };
+        if t.queue.put(&m).is_err() {
+            return;
+        }
+        t.put_returned.fetch_add(id as usize, 1);
+    }
+}
+
+fn consumer(t: Torture) {
+    loop {
+        // One at a time: a consumer killed right after a get loses that one message.
+        match t.queue.get_timeout(Duration::from_secs(60)) {
+            Ok(m) => {
+                if m.id >= t.total || m.checksum != checksum(m.id, &m.payload) {
+                    t.corrupted.fetch_add(1);
+                } else {
+                    t.received.fetch_add(m.id as usize, 1);
+                }
+            }
+            Err(GetTimeoutError::Get(GetError::Decode(_))) => {
+                t.corrupted.fetch_add(1);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn start(role: fn(Torture), t: &Torture) -> Process<Torture, ()> {
+    let mut p = Process::new(role, t.try_clone());
+    p.start().expect("start");
+    p
+}
+
+/// Runs 4 producers and 4 consumers over `total` messages, SIGKILLing and
+/// replacing a random one every few milliseconds for `kills` kills; returns
+/// the shared state, the kills made, and how many of them were consumers.
+fn run_torture(total: u64, kills: usize, kill_consumers: bool) -> (Torture, usize, usize) {
+    let t = Torture::new(total);
+    let mut producers: Vec<_> = (0..4).map(|_| start(producer, &t)).collect();
+    let mut consumers: Vec<_> = (0..4).map(|_| start(consumer, &t)).collect();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut consumer_kills = 0;
+    let mut made = 0;
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(3));
+        if t.next_id.load() >= total {
+            break;
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let i = (rng % 4) as usize;
+        made += 1;
+        if kill_consumers && rng.is_multiple_of(2) {
+            let _ = consumers[i].kill();
+            let _ = consumers[i].join();
+            consumer_kills += 1;
+            consumers[i] = start(consumer, &t);
+        } else {
+            let _ = producers[i].kill();
+            let _ = producers[i].join();
+            producers[i] = start(producer, &t);
+        }
+    }
+    for p in producers.iter_mut().chain(consumers.iter_mut()) {
+        p.join().expect("every producer and consumer ends");
+    }
+    (t, made, consumer_kills)
+}
+
+/// (received twice or more, put returned but never received, in flight and received).
+fn tally(t: &Torture) -> (usize, usize, usize) {
+    let put = t.put_returned.to_vec().expect("read");
+    let got = t.received.to_vec().expect("read");
+    let duplicates = got.iter().filter(|&&n| n > 1).count();
+    let missing = put
+        .iter()
+        .zip(&got)
+        .filter(|(&p, &g)| p == 1 && g == 0)
+        .count();
+    let in_flight_received = put
+        .iter()
+        .zip(&got)
+        .filter(|(&p, &g)| p == 0 && g == 1)
+        .count();
+    (duplicates, missing, in_flight_received)
+}
+
+fn torture_with_only_producers_killed_loses_nothing() {
+    let (t, kills, _) = run_torture(300_000, 60, false);
+    assert!(kills >= 10, "only {kills} kills happened");
+    let (duplicates, missing, in_flight) = tally(&t);
+    assert_eq!(t.corrupted.get().expect("read"), 0);
+    assert_eq!(duplicates, 0);
+    assert_eq!(
+        missing, 0,
+        "a message whose put returned was never received"
+    );
+    // Only the message a killed producer was putting may be either way.
+    assert!(in_flight <= 60);
+    assert!(t.queue.is_empty());
+}
+
+fn torture_with_producers_and_consumers_killed() {
+    let (t, kills, consumer_kills) = run_torture(1_000_000, 150, true);
+    assert!(
+        kills >= 20 && consumer_kills >= 5,
+        "only {kills} kills ({consumer_kills} consumers)"
+    );
+    let (duplicates, missing, _) = tally(&t);
+    assert_eq!(t.corrupted.get().expect("read"), 0, "corrupted messages");
+    assert_eq!(duplicates, 0, "messages delivered twice");
+    // At most the one message each killed consumer had just taken.
+    assert!(
+        missing <= consumer_kills,
+        "{missing} missing after {consumer_kills} consumer kills"
+    );
+    assert!(t.queue.is_empty());
+}
