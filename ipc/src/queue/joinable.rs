@@ -42,25 +42,23 @@ impl<T> Deref for JoinableQueue<T> {
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn new(maxsize: usize) -> Result<Self, ShmError> {
-        Ok(JoinableQueue {
-            queue: Queue::new(maxsize)?,
-        })
+        Self::with_ring_bytes(maxsize, super::DEFAULT_RING_BYTES)
     }
 
     pub fn with_ring_bytes(maxsize: usize, ring_bytes: usize) -> Result<Self, ShmError> {
-        Ok(JoinableQueue {
-            queue: Queue::with_ring_bytes(maxsize, ring_bytes)?,
-        })
+        let queue = Queue::with_ring_bytes(maxsize, ring_bytes)?;
+        queue.enable_joining();
+        Ok(JoinableQueue { queue })
     }
 
     /// Items put and not yet marked done.
     pub fn unfinished(&self) -> i64 {
-        self.queue.state().unfinished.load(Ordering::Acquire)
+        self.queue.unfinished_count().load(Ordering::Acquire)
     }
 
     /// Marks one item taken with `get` as processed.
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        let unfinished = &self.queue.state().unfinished;
+        let unfinished = self.queue.unfinished_count();
         let mut now = unfinished.load(Ordering::Acquire);
         loop {
             if now <= 0 {

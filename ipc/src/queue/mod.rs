@@ -50,7 +50,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
 use crate::sys::Deadline;
-use ring::{Ring, RingError, RingState};
+use ring::{Ring, RingError, RingState, SeenPositions};
 
 /// The default ring: room for one message at the 64 MiB frame limit.
 pub const DEFAULT_RING_BYTES: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE + 64 * 1024;
@@ -58,7 +58,14 @@ pub const DEFAULT_RING_BYTES: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE + 64 
 #[repr(C)]
 pub(crate) struct QueueState {
     ring: RingState,
-    /// JoinableQueue: items put and not yet `task_done`.
+    joinable: Joinable,
+}
+
+/// JoinableQueue's count, on its own cache line (only joinable queues touch it).
+#[repr(C, align(64))]
+pub(crate) struct Joinable {
+    enabled: std::sync::atomic::AtomicU32,
+    /// Items put and not yet `task_done`.
     unfinished: AtomicI64,
 }
 
@@ -78,6 +85,7 @@ thread_local! {
 pub struct Queue<T> {
     cell: ShmCell<QueueState>,
     producer: AtomicUsize,
+    seen: SeenPositions,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -107,6 +115,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(Queue {
             cell,
             producer: AtomicUsize::new(NOT_PRODUCING),
+            seen: SeenPositions::default(),
             _t: PhantomData,
         })
     }
@@ -116,6 +125,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             &self.cell.state().ring,
             self.cell.extra_ptr(),
             self.cell.extra_len(),
+            &self.seen,
         )
     }
 
@@ -285,17 +295,27 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// JoinableQueue counts items before they become visible (so `join`
     /// never returns while one is in flight), then takes back the unsent.
     fn before_put(&self, n: usize) {
-        self.state()
-            .unfinished
-            .fetch_add(n as i64, Ordering::AcqRel);
+        let j = &self.state().joinable;
+        if j.enabled.load(Ordering::Relaxed) != 0 {
+            j.unfinished.fetch_add(n as i64, Ordering::AcqRel);
+        }
     }
 
     fn after_put(&self, tried: usize, written: usize) {
-        if written < tried {
-            self.state()
-                .unfinished
+        let j = &self.state().joinable;
+        if written < tried && j.enabled.load(Ordering::Relaxed) != 0 {
+            j.unfinished
                 .fetch_sub((tried - written) as i64, Ordering::AcqRel);
         }
+    }
+
+    /// Turns on the unfinished-item count (JoinableQueue, at creation).
+    pub(crate) fn enable_joining(&self) {
+        self.state().joinable.enabled.store(1, Ordering::Release);
+    }
+
+    pub(crate) fn unfinished_count(&self) -> &AtomicI64 {
+        &self.state().joinable.unfinished
     }
 
     // ---- getting --------------------------------------------------------------
@@ -398,6 +418,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(Queue {
             cell: self.cell.try_clone()?,
             producer: AtomicUsize::new(NOT_PRODUCING),
+            seen: SeenPositions::default(),
             _t: PhantomData,
         })
     }
@@ -427,6 +448,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
         Ok(Queue {
             cell,
             producer: AtomicUsize::new(NOT_PRODUCING),
+            seen: SeenPositions::default(),
             _t: PhantomData,
         })
     }

@@ -37,19 +37,44 @@ const KIND_WRAP: u32 = 1;
 /// How long a waiter sleeps before re-checking whether its peers are alive.
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 
-#[repr(C)]
-pub(crate) struct RingState {
-    pub(crate) tail_lock: RobustMutex,
-    pub(crate) head_lock: RobustMutex,
+/// The producers' side: their lock and the tail.
+#[repr(C, align(64))]
+pub(crate) struct TailSide {
+    lock: RobustMutex,
     /// (count << 36) | byte position, of the end of the published records.
-    tail: AtomicU64,
+    word: AtomicU64,
+}
+
+/// The consumers' side, on its own cache line so the two sides never share one.
+#[repr(C, align(64))]
+pub(crate) struct HeadSide {
+    lock: RobustMutex,
     /// The same, of the first unconsumed record.
-    head: AtomicU64,
+    word: AtomicU64,
+}
+
+/// A count of sleepers, alone on its line: it changes only when someone
+/// sleeps, so reading it on every put or get costs no cache traffic.
+#[repr(C, align(64))]
+pub(crate) struct Sleepers {
+    count: AtomicU32,
+}
+
+/// Written once at creation, read by everyone.
+#[repr(C, align(64))]
+struct Config {
     capacity: AtomicU64,
     /// Most messages held at once (0: bounded by bytes only).
     max_count: AtomicU64,
-    consumers_waiting: AtomicU32,
-    producers_waiting: AtomicU32,
+}
+
+#[repr(C)]
+pub(crate) struct RingState {
+    tail: TailSide,
+    head: HeadSide,
+    producers_waiting: Sleepers,
+    consumers_waiting: Sleepers,
+    config: Config,
     pub(crate) producers: Producers,
 }
 
@@ -81,19 +106,33 @@ pub(crate) enum RingError {
     Os(std::io::Error),
 }
 
-/// The ring: its state and its bytes.
+/// What one handle last saw of the other side's position. Stale values are
+/// safe (they show less room, or fewer records, than there are), and they
+/// save a cross-core cache miss on almost every put and get.
+#[derive(Debug, Default)]
+pub(crate) struct SeenPositions {
+    head: AtomicU64,
+    tail: AtomicU64,
+}
+
+/// The ring: its state and its bytes, seen through one handle.
 pub(crate) struct Ring<'a> {
     pub(crate) state: &'a RingState,
     data: *mut u8,
     cap: usize,
+    seen: &'a SeenPositions,
 }
 
 impl RingState {
     pub(crate) fn init(&self, capacity: usize, max_count: usize) -> std::io::Result<()> {
-        self.tail_lock.init(false)?;
-        self.head_lock.init(false)?;
-        self.capacity.store(capacity as u64, Ordering::Release);
-        self.max_count.store(max_count as u64, Ordering::Release);
+        self.tail.lock.init(false)?;
+        self.head.lock.init(false)?;
+        self.config
+            .capacity
+            .store(capacity as u64, Ordering::Release);
+        self.config
+            .max_count
+            .store(max_count as u64, Ordering::Release);
         Ok(())
     }
 }
@@ -107,8 +146,20 @@ fn lock(mutex: &RobustMutex, deadline: Deadline) -> Result<(), RingError> {
     }
 }
 
-/// Sleeps on `word` while it reads `seen`, at most one liveness slice.
+/// Checks of the other side's word before sleeping: a peer that is
+/// streaming usually moves it within a few microseconds, and a futex
+/// sleep and wake-up cost more than that.
+const SPINS: u32 = 400;
+
+/// Waits for `word` to move from `seen`: spins a little, then sleeps at
+/// most one liveness slice.
 fn sleep_on(word: &AtomicU64, seen: u64, waiting: &AtomicU32, deadline: Deadline) {
+    for _ in 0..SPINS {
+        if word.load(Ordering::Acquire) != seen {
+            return;
+        }
+        std::hint::spin_loop();
+    }
     let slice = match deadline.remaining() {
         Some(left) => left.min(LIVENESS_SLICE),
         None => LIVENESS_SLICE,
@@ -119,9 +170,19 @@ fn sleep_on(word: &AtomicU64, seen: u64, waiting: &AtomicU32, deadline: Deadline
 }
 
 impl<'a> Ring<'a> {
-    pub(crate) fn new(state: &'a RingState, data: *mut u8, data_len: usize) -> Self {
-        let cap = (state.capacity.load(Ordering::Acquire) as usize).min(data_len) & !7;
-        Ring { state, data, cap }
+    pub(crate) fn new(
+        state: &'a RingState,
+        data: *mut u8,
+        data_len: usize,
+        seen: &'a SeenPositions,
+    ) -> Self {
+        let cap = (state.config.capacity.load(Ordering::Acquire) as usize).min(data_len) & !7;
+        Ring {
+            state,
+            data,
+            cap,
+            seen,
+        }
     }
 
     /// The largest payload a record can carry.
@@ -130,19 +191,19 @@ impl<'a> Ring<'a> {
     }
 
     pub(crate) fn len(&self) -> u64 {
-        let tail = self.state.tail.load(Ordering::Acquire);
-        let head = self.state.head.load(Ordering::Acquire);
+        let tail = self.state.tail.word.load(Ordering::Acquire);
+        let head = self.state.head.word.load(Ordering::Acquire);
         count(tail).wrapping_sub(count(head)) & COUNT_MASK
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        let max = self.state.max_count.load(Ordering::Acquire);
+        let max = self.state.config.max_count.load(Ordering::Acquire);
         (max > 0 && self.len() >= max) || self.free_bytes() < record_size(0) as u64
     }
 
     fn free_bytes(&self) -> u64 {
-        let tail = self.state.tail.load(Ordering::Acquire);
-        let head = self.state.head.load(Ordering::Acquire);
+        let tail = self.state.tail.word.load(Ordering::Acquire);
+        let head = self.state.head.word.load(Ordering::Acquire);
         self.cap as u64 - (pos(tail).wrapping_sub(pos(head)) & POS_MASK)
     }
 
@@ -154,14 +215,13 @@ impl<'a> Ring<'a> {
         deadline: Deadline,
     ) -> Result<usize, RingError> {
         let s = self.state;
-        lock(&s.tail_lock, deadline)?;
+        lock(&s.tail.lock, deadline)?;
         let mut written = 0;
         let mut pending = messages.next();
-        let mut tail = s.tail.load(Ordering::Acquire);
+        let mut tail = s.tail.word.load(Ordering::Acquire);
         let result = loop {
             let Some(message) = pending else { break Ok(()) };
             let need = record_size(message.len());
-            let head = s.head.load(Ordering::Acquire);
             let at = (pos(tail) % self.cap as u64) as usize;
             let contiguous = self.cap - at;
             let total = if contiguous < need {
@@ -169,23 +229,33 @@ impl<'a> Ring<'a> {
             } else {
                 need
             };
-            let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
-            let held = count(tail).wrapping_sub(count(head)) & COUNT_MASK;
-            let max = s.max_count.load(Ordering::Acquire);
-            if self.cap as u64 - used < total as u64 || (max > 0 && held >= max) {
+            let max = s.config.max_count.load(Ordering::Relaxed);
+            let fits = |head: u64| {
+                let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+                let held = count(tail).wrapping_sub(count(head)) & COUNT_MASK;
+                used <= self.cap as u64
+                    && self.cap as u64 - used >= total as u64
+                    && (max == 0 || held < max)
+            };
+            let mut head = self.seen.head.load(Ordering::Relaxed);
+            if !fits(head) {
+                head = s.head.word.load(Ordering::Acquire);
+                self.seen.head.store(head, Ordering::Relaxed);
+            }
+            if !fits(head) {
                 // Full: publish what we have, let go of the lock, wait for room.
-                s.tail.store(tail, Ordering::Release);
+                s.tail.word.store(tail, Ordering::Release);
                 self.wake_consumers();
                 if deadline.passed() {
                     break Err(RingError::Timeout);
                 }
-                s.tail_lock.unlock();
-                sleep_on(&s.head, head, &s.producers_waiting, deadline);
-                if let Err(e) = lock(&s.tail_lock, deadline) {
+                s.tail.lock.unlock();
+                sleep_on(&s.head.word, head, &s.producers_waiting.count, deadline);
+                if let Err(e) = lock(&s.tail.lock, deadline) {
                     // What was written is published; say how much.
                     return if written > 0 { Ok(written) } else { Err(e) };
                 }
-                tail = s.tail.load(Ordering::Acquire);
+                tail = s.tail.word.load(Ordering::Acquire);
                 continue;
             }
             let mut at = at;
@@ -211,8 +281,8 @@ impl<'a> Ring<'a> {
             pending = messages.next();
         };
         // Commit: one store makes every record written above visible.
-        s.tail.store(tail, Ordering::Release);
-        s.tail_lock.unlock();
+        s.tail.word.store(tail, Ordering::Release);
+        s.tail.lock.unlock();
         self.wake_consumers();
         match result {
             Ok(()) => Ok(written),
@@ -222,14 +292,14 @@ impl<'a> Ring<'a> {
     }
 
     fn wake_consumers(&self) {
-        if self.state.consumers_waiting.load(Ordering::Acquire) > 0 {
-            crate::sync::futex_wake_all_u32(low32(&self.state.tail));
+        if self.state.consumers_waiting.count.load(Ordering::Acquire) > 0 {
+            crate::sync::futex_wake_all_u32(low32(&self.state.tail.word));
         }
     }
 
     fn wake_producers(&self) {
-        if self.state.producers_waiting.load(Ordering::Acquire) > 0 {
-            crate::sync::futex_wake_all_u32(low32(&self.state.head));
+        if self.state.producers_waiting.count.load(Ordering::Acquire) > 0 {
+            crate::sync::futex_wake_all_u32(low32(&self.state.head.word));
         }
     }
 
@@ -252,28 +322,33 @@ impl<'a> Ring<'a> {
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, RingError> {
         let s = self.state;
-        lock(&s.head_lock, deadline)?;
-        let mut head = s.head.load(Ordering::Acquire);
+        lock(&s.head.lock, deadline)?;
+        let mut head = s.head.word.load(Ordering::Acquire);
         let mut taken = 0;
         let result = loop {
             if taken == max {
                 break Ok(());
             }
-            let tail = s.tail.load(Ordering::Acquire);
+            let mut tail = self.seen.tail.load(Ordering::Relaxed);
+            let available = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+            if available == 0 || available > self.cap as u64 {
+                tail = s.tail.word.load(Ordering::Acquire);
+                self.seen.tail.store(tail, Ordering::Relaxed);
+            }
             if pos(tail) == pos(head) {
                 if taken > 0 {
                     break Ok(());
                 }
-                if s.producers.all_gone() && pos(s.tail.load(Ordering::Acquire)) == pos(head) {
+                if s.producers.all_gone() && pos(s.tail.word.load(Ordering::Acquire)) == pos(head) {
                     break Err(RingError::Disconnected);
                 }
                 if deadline.passed() {
                     break Err(RingError::Timeout);
                 }
-                s.head_lock.unlock();
-                sleep_on(&s.tail, tail, &s.consumers_waiting, deadline);
-                lock(&s.head_lock, deadline)?;
-                head = s.head.load(Ordering::Acquire);
+                s.head.lock.unlock();
+                sleep_on(&s.tail.word, tail, &s.consumers_waiting.count, deadline);
+                lock(&s.head.lock, deadline)?;
+                head = s.head.word.load(Ordering::Acquire);
                 continue;
             }
             let mut at = (pos(head) % self.cap as u64) as usize;
@@ -301,8 +376,8 @@ impl<'a> Ring<'a> {
             taken += 1;
         };
         // Commit: the records are freed only now.
-        s.head.store(head, Ordering::Release);
-        s.head_lock.unlock();
+        s.head.word.store(head, Ordering::Release);
+        s.head.lock.unlock();
         self.wake_producers();
         match result {
             Ok(()) => Ok(taken),

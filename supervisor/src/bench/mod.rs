@@ -3,6 +3,7 @@
 
 mod dispatch;
 mod pipe;
+mod queue;
 mod report;
 mod sieve;
 mod spawn;
@@ -24,6 +25,8 @@ pub enum Bench {
     Sieve,
     /// Lock, locked and atomic counters across processes, Array bulk copy.
     Sync,
+    /// ipc::queue::Queue: 1->1 at 64 B, 4 KiB, 1 MiB (single and batched), 2->2, ping-pong.
+    Queue,
 }
 
 /// Options shared by every benchmark.
@@ -54,6 +57,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Spawn => spawn::run(options.quick)?,
         Bench::Dispatch => dispatch::run(runs, options.quick)?,
         Bench::Sync => sync::run(runs, options.quick)?,
+        Bench::Queue => queue::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)

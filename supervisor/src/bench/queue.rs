@@ -1,0 +1,198 @@
+//! `supervisor bench queue`: `ipc::queue::Queue` between processes. One
+//! producer process and the measuring consumer at 64 B, 4 KiB and 1 MiB,
+//! one message per call and in batches; two producers and two consumers at
+//! 64 B; and the blocking ping-pong round trip (p50, p99). Raw bytes
+//! (`put_bytes` / `get_many_bytes_with`), so the figures are the queue's,
+//! not serde's.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ipc::queue::Queue;
+use ipc::Process;
+
+use super::report::Row;
+use super::stats::median;
+
+/// How long any single wait in a benchmark may take before it is a failure.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
+    let scale = if quick { 50 } else { 1 };
+    let mut rows = Vec::new();
+    for (size, count, ring) in [
+        (64usize, 4_000_000u64 / scale, 1usize << 20),
+        (4096, 400_000 / scale, 4 << 20),
+        (1 << 20, 4_000 / scale, 16 << 20),
+    ] {
+        for batch in [1usize, 64] {
+            let rates = (0..runs)
+                .map(|_| one_to_one(size, count, ring, batch))
+                .collect::<Result<Vec<f64>, String>>()?;
+            let rate = median(&rates);
+            rows.push(Row {
+                bench: "queue",
+                subject: if batch == 1 {
+                    "1->1 put/get".into()
+                } else {
+                    format!("1->1 batches of {batch}")
+                },
+                size_bytes: Some(size),
+                msgs_per_s: Some(rate),
+                mb_per_s: Some(rate * size as f64 / 1e6),
+                runs,
+                ..Row::default()
+            });
+        }
+    }
+    let rates = (0..runs)
+        .map(|_| two_to_two(64, 2_000_000 / scale, 1 << 20))
+        .collect::<Result<Vec<f64>, String>>()?;
+    rows.push(Row {
+        bench: "queue",
+        subject: "2->2 put/get".into(),
+        size_bytes: Some(64),
+        msgs_per_s: Some(median(&rates)),
+        mb_per_s: Some(median(&rates) * 64.0 / 1e6),
+        runs,
+        ..Row::default()
+    });
+    let (p50, p99) = ping_pong(20_000 / scale as usize)?;
+    rows.push(Row {
+        bench: "queue",
+        subject: "ping-pong round trip".into(),
+        size_bytes: Some(8),
+        median_ms: Some(p50 / 1e3),
+        p90_ms: None,
+        ns_per_op: Some(p99 * 1e3),
+        baseline: Some(format!("p50 {p50:.1} us, p99 {p99:.1} us")),
+        runs: 1,
+        ..Row::default()
+    });
+    Ok(rows)
+}
+
+fn produce((q, size, count, batch): (Queue<()>, usize, u64, usize)) -> Result<(), String> {
+    let payload = vec![0xA5u8; size];
+    let messages: Vec<&[u8]> = vec![payload.as_slice(); batch];
+    let mut sent = 0u64;
+    while sent < count {
+        let n = ((count - sent) as usize).min(batch);
+        let put = if n == 1 {
+            q.put_bytes(&payload).map(|_| 1)
+        } else {
+            q.put_many_bytes(&messages[..n], PATIENCE)
+        };
+        sent += put.map_err(|e| e.to_string())? as u64;
+    }
+    Ok(())
+}
+
+/// Messages per second from one producer process to this process.
+fn one_to_one(size: usize, count: u64, ring: usize, batch: usize) -> Result<f64, String> {
+    let q = Queue::<()>::with_ring_bytes(0, ring).map_err(|e| e.to_string())?;
+    let theirs = q.try_clone().map_err(|e| e.to_string())?;
+    let mut p = Process::new(produce, (theirs, size, count, batch));
+    p.start().map_err(|e| e.to_string())?;
+    let mut received = 0u64;
+    let mut bytes = 0usize;
+    let mut started = None;
+    while received < count {
+        let n = q
+            .get_many_bytes_with(batch, PATIENCE, &mut |m| bytes += m.len())
+            .map_err(|e| e.to_string())?;
+        started.get_or_insert_with(Instant::now);
+        received += n as u64;
+    }
+    let elapsed = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    p.join().map_err(|e| e.to_string())??;
+    if bytes != size * count as usize {
+        return Err(format!(
+            "received {bytes} bytes, expected {}",
+            size * count as usize
+        ));
+    }
+    Ok((count - 1) as f64 / elapsed.max(1e-9))
+}
+
+fn consume((q, count): (Queue<()>, u64)) -> u64 {
+    let mut got = 0;
+    while got < count {
+        match q.get_many_bytes_with(1, PATIENCE, &mut |_| {}) {
+            Ok(n) => got += n as u64,
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// Two producer processes, two consumer processes; total messages per second.
+fn two_to_two(size: usize, count: u64, ring: usize) -> Result<f64, String> {
+    let q = Queue::<()>::with_ring_bytes(0, ring).map_err(|e| e.to_string())?;
+    let clone = || q.try_clone().map_err(|e| e.to_string());
+    let started = Instant::now();
+    let mut consumers = Vec::new();
+    for _ in 0..2 {
+        let mut c = Process::new(consume, (clone()?, count / 2));
+        c.start().map_err(|e| e.to_string())?;
+        consumers.push(c);
+    }
+    let mut producers = Vec::new();
+    for _ in 0..2 {
+        let mut p = Process::new(produce, (clone()?, size, count / 2, 1));
+        p.start().map_err(|e| e.to_string())?;
+        producers.push(p);
+    }
+    for p in &mut producers {
+        p.join().map_err(|e| e.to_string())??;
+    }
+    let mut got = 0;
+    for c in &mut consumers {
+        got += c.join().map_err(|e| e.to_string())?;
+    }
+    if got != count / 2 * 2 {
+        return Err(format!("consumers got {got} of {count}"));
+    }
+    Ok(got as f64 / started.elapsed().as_secs_f64())
+}
+
+fn pong((ping, pong, rounds): (Queue<u64>, Queue<u64>, usize)) {
+    for _ in 0..rounds {
+        match ping.get_timeout(PATIENCE) {
+            Ok(n) => {
+                if pong.put(&(n + 1)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Blocking round trips through two queues: (p50, p99) in microseconds.
+fn ping_pong(rounds: usize) -> Result<(f64, f64), String> {
+    let ping = Queue::<u64>::with_ring_bytes(0, 64 * 1024).map_err(|e| e.to_string())?;
+    let back = Queue::<u64>::with_ring_bytes(0, 64 * 1024).map_err(|e| e.to_string())?;
+    let args = (
+        ping.try_clone().map_err(|e| e.to_string())?,
+        back.try_clone().map_err(|e| e.to_string())?,
+        rounds,
+    );
+    let mut p = Process::new(pong, args);
+    p.start().map_err(|e| e.to_string())?;
+    let mut histogram = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    for n in 0..rounds as u64 {
+        let started = Instant::now();
+        ping.put(&n).map_err(|e| e.to_string())?;
+        let answer = back.get_timeout(PATIENCE).map_err(|e| e.to_string())?;
+        if answer != n + 1 {
+            return Err(format!("ping-pong answered {answer} to {n}"));
+        }
+        let _ = histogram.record(started.elapsed().as_nanos() as u64);
+    }
+    p.join().map_err(|e| e.to_string())?;
+    Ok((
+        histogram.value_at_quantile(0.5) as f64 / 1e3,
+        histogram.value_at_quantile(0.99) as f64 / 1e3,
+    ))
+}
