@@ -37,6 +37,7 @@ mod simple;
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
 pub use joinable::JoinableQueue;
+pub use ring::DEFAULT_SPIN;
 pub use simple::SimpleQueue;
 
 use std::cell::RefCell;
@@ -50,7 +51,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
 use crate::sys::Deadline;
-use ring::{Ring, RingError, RingState, SeenPositions};
+use ring::{LocalView, Ring, RingError, RingState};
 
 /// The default ring: room for one message at the 64 MiB frame limit.
 pub const DEFAULT_RING_BYTES: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE + 64 * 1024;
@@ -85,7 +86,7 @@ thread_local! {
 pub struct Queue<T> {
     cell: ShmCell<QueueState>,
     producer: AtomicUsize,
-    seen: SeenPositions,
+    seen: LocalView,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -115,7 +116,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(Queue {
             cell,
             producer: AtomicUsize::new(NOT_PRODUCING),
-            seen: SeenPositions::default(),
+            seen: LocalView::default(),
             _t: PhantomData,
         })
     }
@@ -131,6 +132,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     pub(crate) fn state(&self) -> &QueueState {
         self.cell.state()
+    }
+
+    /// How long this handle spins before it sleeps when it must wait
+    /// (default 20 us). Zero: sleep at once (pure blocking, least CPU). Longer
+    /// spins give sub-microsecond hand-offs when both sides have a core
+    /// ("spin-then-park"), at the cost of a busy core while waiting.
+    pub fn set_spin(&self, spin: Duration) {
+        self.seen.set_spin(spin);
     }
 
     /// Messages in the queue now.
@@ -418,7 +427,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(Queue {
             cell: self.cell.try_clone()?,
             producer: AtomicUsize::new(NOT_PRODUCING),
-            seen: SeenPositions::default(),
+            seen: LocalView::default(),
             _t: PhantomData,
         })
     }
@@ -448,7 +457,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
         Ok(Queue {
             cell,
             producer: AtomicUsize::new(NOT_PRODUCING),
-            seen: SeenPositions::default(),
+            seen: LocalView::default(),
             _t: PhantomData,
         })
     }

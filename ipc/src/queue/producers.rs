@@ -69,11 +69,17 @@ impl Producers {
         }
     }
 
-    /// True once someone produced and no producer is open and alive.
-    /// Slots of dead producers are freed on the way.
-    pub(crate) fn all_gone(&self) -> bool {
+    /// True once someone produced and no producer is open and alive. Without
+    /// `check_liveness`, open producers count as alive (no /proc reads: cheap);
+    /// with it, slots of dead producers are found and freed on the way.
+    pub(crate) fn all_gone(&self, check_liveness: bool) -> bool {
         if self.ever.load(Ordering::Acquire) == 0 || self.overflowed.load(Ordering::Acquire) != 0 {
             return false;
+        }
+        if !check_liveness {
+            return !self.slots.iter().any(|slot| {
+                slot.pid.load(Ordering::Acquire) != 0 && slot.open.load(Ordering::Acquire) != 0
+            });
         }
         let mut any_alive = false;
         for slot in &self.slots {

@@ -106,13 +106,34 @@ pub(crate) enum RingError {
     Os(std::io::Error),
 }
 
-/// What one handle last saw of the other side's position. Stale values are
-/// safe (they show less room, or fewer records, than there are), and they
-/// save a cross-core cache miss on almost every put and get.
-#[derive(Debug, Default)]
-pub(crate) struct SeenPositions {
+/// One handle's private view: what it last saw of the other side's
+/// position (stale values are safe: they show less room, or fewer records,
+/// than there are, and they save a cross-core cache miss on almost every put
+/// and get), and how long it spins before sleeping.
+#[derive(Debug)]
+pub(crate) struct LocalView {
     head: AtomicU64,
     tail: AtomicU64,
+    spin_nanos: AtomicU64,
+}
+
+impl Default for LocalView {
+    fn default() -> Self {
+        LocalView {
+            head: AtomicU64::new(0),
+            tail: AtomicU64::new(0),
+            spin_nanos: AtomicU64::new(DEFAULT_SPIN.as_nanos() as u64),
+        }
+    }
+}
+
+impl LocalView {
+    pub(crate) fn set_spin(&self, spin: Duration) {
+        self.spin_nanos.store(
+            spin.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// The ring: its state and its bytes, seen through one handle.
@@ -120,7 +141,7 @@ pub(crate) struct Ring<'a> {
     pub(crate) state: &'a RingState,
     data: *mut u8,
     cap: usize,
-    seen: &'a SeenPositions,
+    seen: &'a LocalView,
 }
 
 impl RingState {
@@ -146,19 +167,37 @@ fn lock(mutex: &RobustMutex, deadline: Deadline) -> Result<(), RingError> {
     }
 }
 
-/// Checks of the other side's word before sleeping: a peer that is
-/// streaming usually moves it within a few microseconds, and a futex
-/// sleep and wake-up cost more than that.
-const SPINS: u32 = 400;
+/// How long a waiter spins on the other side's word before sleeping: a
+/// peer that is streaming or answering moves it within microseconds, and a
+/// futex sleep plus wake-up costs more than that on most machines.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
-/// Waits for `word` to move from `seen`: spins a little, then sleeps at
-/// most one liveness slice.
-fn sleep_on(word: &AtomicU64, seen: u64, waiting: &AtomicU32, deadline: Deadline) {
-    for _ in 0..SPINS {
-        if word.load(Ordering::Acquire) != seen {
-            return;
+/// Waits for `word` to move from `seen`: spins up to `spin`, then sleeps at
+/// most one liveness slice. True if the word moved.
+fn sleep_on(
+    word: &AtomicU64,
+    seen: u64,
+    waiting: &AtomicU32,
+    deadline: Deadline,
+    spin: Duration,
+) -> bool {
+    if !spin.is_zero() {
+        let started = std::time::Instant::now();
+        let limit = match deadline.remaining() {
+            Some(left) => left.min(spin),
+            None => spin,
+        };
+        loop {
+            for _ in 0..64 {
+                if word.load(Ordering::Acquire) != seen {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if started.elapsed() >= limit {
+                break;
+            }
         }
-        std::hint::spin_loop();
     }
     let slice = match deadline.remaining() {
         Some(left) => left.min(LIVENESS_SLICE),
@@ -167,6 +206,7 @@ fn sleep_on(word: &AtomicU64, seen: u64, waiting: &AtomicU32, deadline: Deadline
     waiting.fetch_add(1, Ordering::AcqRel);
     crate::sync::futex_wait_u32(low32(word), seen as u32, Deadline::after(slice));
     waiting.fetch_sub(1, Ordering::AcqRel);
+    word.load(Ordering::Acquire) != seen
 }
 
 impl<'a> Ring<'a> {
@@ -174,7 +214,7 @@ impl<'a> Ring<'a> {
         state: &'a RingState,
         data: *mut u8,
         data_len: usize,
-        seen: &'a SeenPositions,
+        seen: &'a LocalView,
     ) -> Self {
         let cap = (state.config.capacity.load(Ordering::Acquire) as usize).min(data_len) & !7;
         Ring {
@@ -183,6 +223,10 @@ impl<'a> Ring<'a> {
             cap,
             seen,
         }
+    }
+
+    fn spin(&self) -> Duration {
+        Duration::from_nanos(self.seen.spin_nanos.load(Ordering::Relaxed))
     }
 
     /// The largest payload a record can carry.
@@ -250,7 +294,13 @@ impl<'a> Ring<'a> {
                     break Err(RingError::Timeout);
                 }
                 s.tail.lock.unlock();
-                sleep_on(&s.head.word, head, &s.producers_waiting.count, deadline);
+                sleep_on(
+                    &s.head.word,
+                    head,
+                    &s.producers_waiting.count,
+                    deadline,
+                    self.spin(),
+                );
                 if let Err(e) = lock(&s.tail.lock, deadline) {
                     // What was written is published; say how much.
                     return if written > 0 { Ok(written) } else { Err(e) };
@@ -324,6 +374,7 @@ impl<'a> Ring<'a> {
         let s = self.state;
         lock(&s.head.lock, deadline)?;
         let mut head = s.head.word.load(Ordering::Acquire);
+        let mut idle_slices = 0u32;
         let mut taken = 0;
         let result = loop {
             if taken == max {
@@ -339,14 +390,27 @@ impl<'a> Ring<'a> {
                 if taken > 0 {
                     break Ok(());
                 }
-                if s.producers.all_gone() && pos(s.tail.word.load(Ordering::Acquire)) == pos(head) {
+                // Reading /proc for every producer costs microseconds: only
+                // after a whole slice without a record; before that, only
+                // the free check of whether any producer is still open.
+                if s.producers.all_gone(idle_slices > 0)
+                    && pos(s.tail.word.load(Ordering::Acquire)) == pos(head)
+                {
                     break Err(RingError::Disconnected);
                 }
                 if deadline.passed() {
                     break Err(RingError::Timeout);
                 }
                 s.head.lock.unlock();
-                sleep_on(&s.tail.word, tail, &s.consumers_waiting.count, deadline);
+                if !sleep_on(
+                    &s.tail.word,
+                    tail,
+                    &s.consumers_waiting.count,
+                    deadline,
+                    self.spin(),
+                ) {
+                    idle_slices += 1;
+                }
                 lock(&s.head.lock, deadline)?;
                 head = s.head.word.load(Ordering::Acquire);
                 continue;

@@ -57,18 +57,23 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         runs,
         ..Row::default()
     });
-    let (p50, p99) = ping_pong(20_000 / scale as usize)?;
-    rows.push(Row {
-        bench: "queue",
-        subject: "ping-pong round trip".into(),
-        size_bytes: Some(8),
-        median_ms: Some(p50 / 1e3),
-        p90_ms: None,
-        ns_per_op: Some(p99 * 1e3),
-        baseline: Some(format!("p50 {p50:.1} us, p99 {p99:.1} us")),
-        runs: 1,
-        ..Row::default()
-    });
+    for (mode, spin) in [
+        ("blocking (no spin)", Duration::ZERO),
+        ("default (20 us spin)", ipc::queue::DEFAULT_SPIN),
+        ("spin-then-park (1 ms)", Duration::from_millis(1)),
+    ] {
+        let (p50, p99) = ping_pong(20_000 / scale as usize, spin)?;
+        rows.push(Row {
+            bench: "queue",
+            subject: format!("ping-pong, {mode}"),
+            size_bytes: Some(8),
+            median_ms: Some(p50 / 1e3),
+            p90_ms: None,
+            baseline: Some(format!("round trip p50 {p50:.2} us, p99 {p99:.2} us")),
+            runs: 1,
+            ..Row::default()
+        });
+    }
     Ok(rows)
 }
 
@@ -156,7 +161,9 @@ fn two_to_two(size: usize, count: u64, ring: usize) -> Result<f64, String> {
     Ok(got as f64 / started.elapsed().as_secs_f64())
 }
 
-fn pong((ping, pong, rounds): (Queue<u64>, Queue<u64>, usize)) {
+fn pong((ping, pong, rounds, spin): (Queue<u64>, Queue<u64>, usize, Duration)) {
+    ping.set_spin(spin);
+    pong.set_spin(spin);
     for _ in 0..rounds {
         match ping.get_timeout(PATIENCE) {
             Ok(n) => {
@@ -170,13 +177,16 @@ fn pong((ping, pong, rounds): (Queue<u64>, Queue<u64>, usize)) {
 }
 
 /// Blocking round trips through two queues: (p50, p99) in microseconds.
-fn ping_pong(rounds: usize) -> Result<(f64, f64), String> {
+fn ping_pong(rounds: usize, spin: Duration) -> Result<(f64, f64), String> {
     let ping = Queue::<u64>::with_ring_bytes(0, 64 * 1024).map_err(|e| e.to_string())?;
     let back = Queue::<u64>::with_ring_bytes(0, 64 * 1024).map_err(|e| e.to_string())?;
+    ping.set_spin(spin);
+    back.set_spin(spin);
     let args = (
         ping.try_clone().map_err(|e| e.to_string())?,
         back.try_clone().map_err(|e| e.to_string())?,
         rounds,
+        spin,
     );
     let mut p = Process::new(pong, args);
     p.start().map_err(|e| e.to_string())?;
