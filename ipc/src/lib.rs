@@ -80,6 +80,7 @@
 
 pub mod codec;
 mod handle;
+pub mod mq;
 pub mod pipe;
 pub mod process;
 pub mod queue;

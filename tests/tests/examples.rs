@@ -116,3 +116,37 @@ fn barrier_phases_see_every_quarter() {
         }
     }
 }
+
+#[test]
+fn queue_items_arrive_in_order_until_the_end_marker() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("queue_items", method);
+        for i in 0..5 {
+            assert!(out.contains(&format!("Consuming: Item-{i}")), "{out}");
+        }
+        assert!(out.contains("produced 5, consumed 5"), "{out}");
+    }
+}
+
+#[test]
+fn task_distributor_collects_every_result() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("task_distributor", method);
+        // 1^2 + ... + 30^2 = 9455
+        assert!(
+            out.contains("30 tasks, 30 handled by 3 workers, sum of squares 9455"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn joinable_pool_joins_after_every_task_is_done() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("joinable_pool", method);
+        assert!(
+            out.contains("all tasks done: total 5050 (unfinished 0)"),
+            "{out}"
+        );
+    }
+}

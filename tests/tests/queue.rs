@@ -22,6 +22,7 @@ fn main() {
         messages_of_every_size_cross_in_both_methods,
         joinable_queue_join_waits_for_task_done,
         simple_queue_round_trip,
+        posix_message_queue_orders_by_priority_across_processes,
         torture_with_only_producers_killed_loses_nothing,
         torture_with_producers_and_consumers_killed,
     ]);
@@ -191,6 +192,61 @@ fn simple_queue_round_trip() {
     assert!(!q.empty());
     assert_eq!(q.get().expect("get"), (1, "a".to_string()));
     assert!(q.empty());
+}
+
+fn receive_all(mq: ipc::mq::MessageQueue) -> Vec<(Vec<u8>, u32)> {
+    let mut got = Vec::new();
+    while let Ok(m) = mq.receive_timeout(Duration::from_millis(500)) {
+        got.push(m);
+    }
+    got
+}
+
+fn posix_message_queue_orders_by_priority_across_processes() {
+    use ipc::mq::{MessageQueue, MqOpenError, MqRecvError, MqSendError};
+    let name = format!("ipc-test-mq-{}", std::process::id());
+    let mq = MessageQueue::create(&name, 4, 64).expect("create");
+    assert!(matches!(
+        MessageQueue::create(&name, 4, 64),
+        Err(MqOpenError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        MessageQueue::open("ipc-test-no-such-mq"),
+        Err(MqOpenError::NotFound(_))
+    ));
+    assert!(matches!(
+        MessageQueue::open("a/b"),
+        Err(MqOpenError::BadName(_))
+    ));
+    assert!(matches!(
+        mq.try_send(&[0; 65], 0),
+        Err(MqSendError::TooLarge { len: 65, max: 64 })
+    ));
+    assert!(matches!(mq.try_receive(), Err(MqRecvError::Empty)));
+    for (msg, prio) in [
+        (b"low".as_slice(), 1),
+        (b"high", 9),
+        (b"mid", 5),
+        (b"low2", 1),
+    ] {
+        mq.send(msg, prio).expect("send");
+    }
+    assert!(matches!(mq.try_send(b"x", 0), Err(MqSendError::Full)));
+    let opened = MessageQueue::open(&name).expect("open");
+    let mut p = Process::new(receive_all, opened).start_method(StartMethod::Spawn);
+    p.start().expect("start");
+    let got = p.join().expect("join");
+    let order: Vec<(&[u8], u32)> = got.iter().map(|(m, p)| (m.as_slice(), *p)).collect();
+    assert_eq!(
+        order,
+        [
+            (b"high".as_slice(), 9),
+            (b"mid", 5),
+            (b"low", 1),
+            (b"low2", 1)
+        ]
+    );
+    mq.unlink().expect("unlink");
 }
 
 // ---- torture ------------------------------------------------------------------

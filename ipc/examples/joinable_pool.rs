@@ -1,0 +1,52 @@
+//! A worker pool on a `JoinableQueue`: workers mark each task done, and the
+//! main process waits with `join()` until all are, as in Python's docs.
+//!
+//! ```text
+//! cargo run -p ipc --example joinable_pool [-- spawn]
+//! ```
+
+use std::time::Duration;
+
+use ipc::queue::JoinableQueue;
+use ipc::value::Value;
+use ipc::{Process, StartMethod};
+
+fn worker((tasks, total): (JoinableQueue<u64>, Value<u64>)) {
+    // Stop after a quiet second: the pool is done by then.
+    while let Ok(n) = tasks.get_timeout(Duration::from_secs(1)) {
+        total.fetch_add(n);
+        let _ = tasks.task_done();
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ipc::init();
+    let method = match std::env::args().nth(1).as_deref() {
+        Some("spawn") => StartMethod::Spawn,
+        _ => StartMethod::Fork,
+    };
+    let tasks = JoinableQueue::<u64>::new(0)?;
+    let total = Value::new(0u64)?;
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let mut p =
+            Process::new(worker, (tasks.try_clone()?, total.try_clone()?)).start_method(method);
+        p.start()?;
+        workers.push(p);
+    }
+    for n in 1..=100 {
+        tasks.put(&n)?;
+    }
+    if !tasks.join_timeout(Duration::from_secs(60)) {
+        return Err(format!("{} tasks never finished", tasks.unfinished()).into());
+    }
+    println!(
+        "all tasks done: total {} (unfinished {})",
+        total.load(),
+        tasks.unfinished()
+    );
+    for p in &mut workers {
+        p.join()?;
+    }
+    Ok(())
+}
