@@ -96,3 +96,24 @@ fn bench_sync_measures_locks_counters_and_copies() {
         assert!(subjects.contains(&expected), "{subjects:?}");
     }
 }
+
+#[test]
+fn bench_queue_measures_sizes_batches_and_ping_pong() {
+    let rows = bench_json("queue");
+    assert_eq!(rows.len(), 10);
+    for size in [64, 4096, 1 << 20] {
+        let at_size = rows
+            .iter()
+            .filter(|r| r["size_bytes"] == size && r["msgs_per_s"].as_f64().is_some())
+            .count();
+        assert!(at_size >= 2, "size {size}");
+    }
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("ping-pong")))
+            .count(),
+        3
+    );
+}
