@@ -1,7 +1,7 @@
 //! # ipc: Python's `multiprocessing`, in Rust, for real OS processes
 //!
-//! Start processes with `fork` or `spawn`, talk to them over pipes, share
-//! memory, values and locks with them, and get their results or a precise
+//! Start processes with `fork` or `spawn`, talk to them over pipes and
+//! queues, share memory, values and locks with them, and get their results or a precise
 //! account of how they died: never a hang, even when a process is SIGKILLed
 //! holding a lock.
 //!
@@ -51,6 +51,12 @@
 //! | `Event()`, `Condition()`, `Barrier(n)` | `sync::Event`, `sync::Condition`, `sync::Barrier` (`abort`, broken state) |
 //! | `shared_memory.SharedMemory(name, create=True, size=n)` | `shm::SharedMemory::create(name, n)?` (unlinked after a SIGKILL of its creator) |
 //! | `SharedMemory(name)`, `.unlink()`, `track=False` | `SharedMemory::open(name)?`, `.unlink()?`, `SharedMemory::create_untracked` |
+//! | `Queue(maxsize)`: `put`, `get`, `get(timeout=)`, `put_nowait` | `queue::Queue::new(maxsize)?`: `put`, `get`, `get_timeout`, `try_put`, plus `put_many` / `get_many` |
+//! | a Queue corrupted by a killed process (Python's docs warn) | kill-safe: nothing half-written is ever visible, nobody blocks on the dead |
+//! | `q.close()`; consumers of a dead producer wait forever | `q.close()`; once every producer closed or died, `get` drains then gives `Disconnected` |
+//! | `JoinableQueue`: `task_done`, `join` | `queue::JoinableQueue`: `task_done()?`, `join()`, `join_timeout(d)` |
+//! | `SimpleQueue` | `queue::SimpleQueue` |
+//! | (posix_ipc's `MessageQueue`) | `mq::MessageQueue`: POSIX message queues with priorities |
 //!
 //! ## Start methods
 //!
