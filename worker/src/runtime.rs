@@ -13,12 +13,12 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc::{Connection, RecvTimeoutError, TryRecvError};
 use serde::{Deserialize, Serialize};
 
-use crate::heartbeat::{HeartbeatTable, WorkerState};
+use crate::heartbeat::{monotonic_ns, HeartbeatTable, WorkerState};
 use crate::job::{self, JobSpec, TaskContext};
 use crate::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
 
@@ -28,6 +28,10 @@ const IDLE_BEAT: Duration = Duration::from_millis(100);
 const REPORT_EVERY: Duration = Duration::from_millis(2);
 /// ... and at least every this many results.
 const REPORT_BATCH: usize = 256;
+/// With fewer tasks than this held, look for new messages before each task;
+/// with more, only every `LOOK_EVERY` tasks.
+const LOW_WATER: usize = 32;
+const LOOK_EVERY: u32 = 64;
 
 /// Exit code of a worker that could not build its job.
 pub const EXIT_BAD_JOB: i32 = 78;
@@ -119,7 +123,8 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
 
     let mut held: VecDeque<Task> = VecDeque::new();
     let mut results: Vec<TaskResult> = Vec::new();
-    let mut last_report = Instant::now();
+    let mut last_report = monotonic_ns();
+    let mut since_look = 0u32;
     let mut stop_when_idle = false;
     let mut tasks_run = 0u64;
     let finish = |reason: &str, tasks_run: u64| WorkerExit {
@@ -133,8 +138,14 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
             let _ = report(&mut channel, &mut results);
             return finish("SIGTERM", tasks_run);
         }
-        // Take in whatever the supervisor sent, waiting only with nothing to do.
-        loop {
+        // Take in whatever the supervisor sent, waiting only with nothing to
+        // do. With plenty held, look only now and then: each look is a syscall.
+        since_look += 1;
+        let look = held.len() < LOW_WATER || since_look >= LOOK_EVERY || stop_when_idle;
+        if look {
+            since_look = 0;
+        }
+        while look || held.is_empty() {
             let message = if held.is_empty() && results.is_empty() && !stop_when_idle {
                 match channel.recv_timeout::<ToWorker>(IDLE_BEAT) {
                     Ok(m) => m,
@@ -168,7 +179,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
         };
 
         heartbeat.beat(slot, WorkerState::Busy, Some(task.id));
-        let started = Instant::now();
+        let started = monotonic_ns();
         let beat = || heartbeat.touch(slot);
         let mut ctx = TaskContext {
             id: task.id,
@@ -183,16 +194,18 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
             id: task.id,
             output,
         });
-        let long_task = started.elapsed() >= REPORT_EVERY;
+        let now = monotonic_ns();
+        let every = REPORT_EVERY.as_nanos() as u64;
+        let long_task = now.saturating_sub(started) >= every;
         if held.is_empty()
             || long_task
             || results.len() >= REPORT_BATCH
-            || last_report.elapsed() >= REPORT_EVERY
+            || now.saturating_sub(last_report) >= every
         {
             if report(&mut channel, &mut results).is_err() {
                 return finish("supervisor gone", tasks_run);
             }
-            last_report = Instant::now();
+            last_report = now;
         }
         heartbeat.beat(slot, WorkerState::Idle, None);
     }
