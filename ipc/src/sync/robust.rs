@@ -72,13 +72,18 @@ impl RobustMutex {
     pub(crate) fn lock(&self, deadline: Deadline) -> Result<Acquired, NotAcquired> {
         let ptr = self.inner.get();
         // SAFETY: the mutex was initialised by `init` and lives as long as self.
-        let rc = unsafe {
-            match (deadline.remaining(), deadline.as_realtime()) {
-                (Some(left), _) if left.is_zero() => libc::pthread_mutex_trylock(ptr),
-                (Some(_), Some(at)) => libc::pthread_mutex_timedlock(ptr, &at),
-                _ => libc::pthread_mutex_lock(ptr),
-            }
-        };
+        let mut rc = unsafe { libc::pthread_mutex_trylock(ptr) };
+        // Free (the usual case): taken without reading any clock. Otherwise
+        // wait as the deadline says.
+        if rc == libc::EBUSY && !deadline.passed() {
+            // SAFETY: as above.
+            rc = unsafe {
+                match deadline.as_realtime() {
+                    Some(at) => libc::pthread_mutex_timedlock(ptr, &at),
+                    None => libc::pthread_mutex_lock(ptr),
+                }
+            };
+        }
         match rc {
             0 => Ok(Acquired::Clean),
             libc::EOWNERDEAD => {
