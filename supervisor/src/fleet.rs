@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use ipc::{Connection, JoinError, JoinTimeoutError, Pipe, Process, StartMethod};
+use ipc::{JoinError, JoinTimeoutError, Process, StartMethod};
 use worker::heartbeat::HeartbeatTable;
 use worker::job::JobSpec;
+use worker::link::{Link, LinkError};
 use worker::runtime::{worker_main, WorkerArgs, WorkerExit};
 
 use crate::dispatch::WorkerId;
@@ -45,7 +46,8 @@ pub struct Worker {
     pub slot: usize,
     pub process: Process<WorkerArgs, WorkerExit>,
     pub pid: u32,
-    pub channel: Connection,
+    /// Its queues and doorbell.
+    pub link: Link,
     /// It sent `Ready`.
     pub ready: bool,
     /// The supervisor sent it `Stop`, and why.
@@ -77,29 +79,30 @@ pub enum Slot {
 /// Why a worker could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartWorkerError {
-    #[error("cannot make the worker's channel: {0}")]
-    Channel(std::io::Error),
+    #[error(transparent)]
+    Link(#[from] LinkError),
     #[error("cannot share the heartbeat table: {0}")]
     Heartbeat(#[from] ipc::shm::ShmError),
     #[error(transparent)]
     Start(#[from] ipc::StartError),
 }
 
-/// Starts a worker in `slot`, running `job`.
+/// Starts a worker in `slot`, running `job`, with queues of `ring_bytes`.
 pub fn start_worker(
     id: WorkerId,
     slot: usize,
     job: &JobSpec,
     method: StartMethod,
     heartbeat: &HeartbeatTable,
+    ring_bytes: usize,
 ) -> Result<Worker, StartWorkerError> {
-    let (channel, theirs) = Pipe::duplex().map_err(StartWorkerError::Channel)?;
+    let (link, theirs) = Link::pair(ring_bytes)?;
     heartbeat.reset(slot);
     let args = WorkerArgs {
         worker: slot as u32 + 1,
         slot: slot as u32,
         job: job.clone(),
-        channel: theirs,
+        link: theirs,
         heartbeat: heartbeat.try_clone()?,
     };
     let mut process = Process::new(worker_main, args)
@@ -112,7 +115,7 @@ pub fn start_worker(
         slot,
         process,
         pid,
-        channel,
+        link,
         ready: false,
         stopping: None,
         killed_because: None,

@@ -88,12 +88,12 @@ pub trait Job {
 
 /// What a running task may do besides computing: beat the heartbeat (long
 /// tasks should, at least every few hundred milliseconds) and, for fault
-/// injection, write bytes on the worker's channel.
+/// injection, write garbage for the supervisor.
 pub struct TaskContext<'a> {
     pub(crate) id: u64,
     pub(crate) attempt: u32,
     pub(crate) beat: &'a dyn Fn(),
-    pub(crate) channel: &'a mut ipc::Connection,
+    pub(crate) link: &'a mut crate::link::Link,
 }
 
 impl TaskContext<'_> {
@@ -112,10 +112,15 @@ impl TaskContext<'_> {
         (self.beat)()
     }
 
-    /// Writes a message that is not part of the protocol on the worker's
-    /// channel: only the `fault` job does this, to test the supervisor.
-    pub fn write_garbage(&mut self, bytes: &[u8]) -> Result<(), ipc::SendError> {
-        self.channel.send_bytes(bytes)
+    /// Puts a message that is not part of the protocol on the worker's
+    /// results queue: only the `fault` job does this, to test the supervisor.
+    pub fn write_garbage(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.link
+            .results
+            .put_bytes(bytes)
+            .map_err(|e| e.to_string())?;
+        self.link.ring();
+        Ok(())
     }
 }
 

@@ -4,7 +4,8 @@
 //!   combine results) and [`build`](job::build), the registry lookup;
 //! * [`jobs`]: the built-in jobs `primes`, `sleep`, `echo`, `fault`;
 //! * [`runtime`]: the worker loop ([`worker_main`](runtime::worker_main));
-//! * [`protocol`]: the messages between supervisor and worker;
+//! * [`protocol`]: the messages between supervisor and worker, which travel
+//!   over a [`link`] (two shared-memory queues and a doorbell);
 //! * [`heartbeat`]: heartbeat slots in shared memory;
 //! * [`sieve`]: the segmented prime sieve; [`numbers`]: `1e9` in, `1,000` out.
 //!
@@ -28,6 +29,7 @@
 pub mod heartbeat;
 pub mod job;
 pub mod jobs;
+pub mod link;
 pub mod numbers;
 pub mod protocol;
 pub mod runtime;

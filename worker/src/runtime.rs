@@ -15,11 +15,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ipc::{Connection, RecvTimeoutError, TryRecvError};
+use ipc::queue::GetTimeoutError;
 use serde::{Deserialize, Serialize};
 
 use crate::heartbeat::{monotonic_ns, HeartbeatTable, WorkerState};
 use crate::job::{self, JobSpec, TaskContext};
+use crate::link::Link;
 use crate::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
 
 /// How often an idle worker beats.
@@ -35,7 +36,7 @@ const LOOK_EVERY: u32 = 64;
 
 /// Exit code of a worker that could not build its job.
 pub const EXIT_BAD_JOB: i32 = 78;
-/// Exit code of a worker whose channel broke (supervisor gone, or garbage from it).
+/// Exit code of a worker whose link broke (supervisor gone, or garbage from it).
 pub const EXIT_CHANNEL: i32 = 79;
 
 /// A worker's arguments, handed over by the supervisor at start.
@@ -46,7 +47,7 @@ pub struct WorkerArgs {
     /// Its heartbeat slot in `heartbeat`.
     pub slot: u32,
     pub job: JobSpec,
-    pub channel: Connection,
+    pub link: Link,
     pub heartbeat: HeartbeatTable,
 }
 
@@ -96,7 +97,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
     let WorkerArgs {
         slot,
         job,
-        mut channel,
+        mut link,
         heartbeat,
         ..
     } = args;
@@ -111,7 +112,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
     let pid = std::process::id();
     heartbeat.set_pid(slot, pid);
     heartbeat.beat(slot, WorkerState::Idle, None);
-    if channel
+    if link
         .send(&FromWorker::Ready {
             protocol: PROTOCOL_VERSION,
             pid,
@@ -135,7 +136,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
     loop {
         if TERM_REQUESTED.load(Ordering::Relaxed) {
             heartbeat.beat(slot, WorkerState::Stopping, None);
-            let _ = report(&mut channel, &mut results);
+            let _ = report(&mut link, &mut results);
             return finish("SIGTERM", tasks_run);
         }
         // Take in whatever the supervisor sent, waiting only with nothing to
@@ -147,19 +148,20 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
         }
         while look || held.is_empty() {
             let message = if held.is_empty() && results.is_empty() && !stop_when_idle {
-                match channel.recv_timeout::<ToWorker>(IDLE_BEAT) {
+                match link.receive(IDLE_BEAT) {
                     Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
+                    Err(GetTimeoutError::Empty) => {
                         heartbeat.beat(slot, WorkerState::Idle, None);
                         break;
                     }
-                    Err(RecvTimeoutError::Recv(_)) => std::process::exit(EXIT_CHANNEL),
+                    // The supervisor is gone, or sent garbage.
+                    Err(GetTimeoutError::Get(_)) => std::process::exit(EXIT_CHANNEL),
                 }
             } else {
-                match channel.try_recv::<ToWorker>() {
+                match link.receive(Duration::ZERO) {
                     Ok(m) => m,
-                    Err(TryRecvError::Empty) => break,
-                    Err(_) => std::process::exit(EXIT_CHANNEL),
+                    Err(GetTimeoutError::Empty) => break,
+                    Err(GetTimeoutError::Get(_)) => std::process::exit(EXIT_CHANNEL),
                 }
             };
             match message {
@@ -168,7 +170,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
             }
         }
         let Some(task) = held.pop_front() else {
-            if report(&mut channel, &mut results).is_err() {
+            if report(&mut link, &mut results).is_err() {
                 return finish("supervisor gone", tasks_run);
             }
             if stop_when_idle {
@@ -185,7 +187,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
             id: task.id,
             attempt: task.attempt,
             beat: &beat,
-            channel: &mut channel,
+            link: &mut link,
         };
         let output = job.run(&task.input, &mut ctx);
         tasks_run += 1;
@@ -202,7 +204,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
             || results.len() >= REPORT_BATCH
             || now.saturating_sub(last_report) >= every
         {
-            if report(&mut channel, &mut results).is_err() {
+            if report(&mut link, &mut results).is_err() {
                 return finish("supervisor gone", tasks_run);
             }
             last_report = now;
@@ -212,10 +214,10 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
 }
 
 /// Sends the results gathered so far, if any.
-fn report(channel: &mut Connection, results: &mut Vec<TaskResult>) -> Result<(), ipc::SendError> {
+fn report(link: &mut Link, results: &mut Vec<TaskResult>) -> Result<(), ipc::queue::PutError> {
     if results.is_empty() {
         return Ok(());
     }
     let batch = FromWorker::Results(std::mem::take(results));
-    channel.send(&batch)
+    link.send(&batch)
 }

@@ -106,6 +106,8 @@ struct Supervisor<'c> {
     started: Instant,
     wall: Duration,
     max_window: usize,
+    /// Ring size of each worker's task and result queues.
+    ring_bytes: usize,
     rng: u64,
     buf: Vec<u8>,
 }
@@ -150,6 +152,7 @@ impl<'c> Supervisor<'c> {
             started: Instant::now(),
             wall: Duration::ZERO,
             max_window,
+            ring_bytes: ring_bytes_for(input_len),
             rng: seed(),
             buf: Vec::new(),
             job,
@@ -208,13 +211,9 @@ impl<'c> Supervisor<'c> {
         for slot in &self.slots {
             if let Slot::Live(w) = slot {
                 if !w.channel_closed && w.killed_because.is_none() {
-                    let mut events = libc::POLLIN;
-                    if w.channel.has_unsent() {
-                        events |= libc::POLLOUT;
-                    }
                     fds.push(libc::pollfd {
-                        fd: w.channel.as_raw_fd(),
-                        events,
+                        fd: w.link.doorbell.as_raw_fd(),
+                        events: libc::POLLIN,
                         revents: 0,
                     });
                     owners.push((w.id, false));
@@ -383,12 +382,11 @@ fn send_stop(w: &mut Worker, reason: StopReason) {
         return;
     }
     w.stopping = Some(reason);
-    if let Ok(bytes) = postcard::to_allocvec(&ToWorker::Stop) {
-        // A full channel: the worker is stuck or dying; its heartbeat or exit settles it.
-        let _ = w
-            .channel
-            .send_bytes_timeout(&bytes, Duration::from_millis(10));
-    }
+    // A full queue: the worker is stuck or dying; its heartbeat or exit settles it.
+    let _ = w
+        .link
+        .tasks
+        .put_timeout(&ToWorker::Stop, Duration::from_millis(10));
 }
 
 fn method_name(method: StartMethod) -> &'static str {
@@ -396,6 +394,14 @@ fn method_name(method: StartMethod) -> &'static str {
         StartMethod::Fork => "fork",
         StartMethod::Spawn => "spawn",
     }
+}
+
+/// Queue rings big enough for a full batch of tasks (or of results, which
+/// are about as large for the echo job) several times over, and for any one
+/// task: 1 MiB for small tasks, more for big payloads.
+fn ring_bytes_for(input_len: usize) -> usize {
+    let one = input_len + 4096;
+    (MAX_BATCH_BYTES * 4).max(one * 4).min(1 << 30)
 }
 
 fn seed() -> u64 {

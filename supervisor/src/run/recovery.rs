@@ -32,7 +32,14 @@ impl Supervisor<'_> {
     pub(super) fn start_in(&mut self, index: usize, replacing: Option<Replacing>) {
         let id = self.next_worker_id;
         self.next_worker_id += 1;
-        match start_worker(id, index, &self.spec, self.method, &self.heartbeat) {
+        match start_worker(
+            id,
+            index,
+            &self.spec,
+            self.method,
+            &self.heartbeat,
+            self.ring_bytes,
+        ) {
             Ok(mut w) => {
                 if self.config.max_tasks_per_child > 0 {
                     let jitter = match self.config.max_tasks_jitter {

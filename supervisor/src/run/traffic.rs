@@ -1,10 +1,12 @@
-//! The messages between the supervisor and its workers: reading `Ready` and
+//! The messages between the supervisor and its workers, over each worker's
+//! link (two shared-memory queues and a doorbell): reading `Ready` and
 //! results (garbage gets the worker killed), and handing out tasks in
-//! batches sized to keep each worker busy without flooding its channel.
+//! batches sized to keep each worker busy without flooding its queue.
 
 use std::time::Duration;
 
-use ipc::{RecvError, RecvTimeoutError, SendTimeoutError};
+use ipc::queue::{GetError, GetTimeoutError};
+use ipc::{RecvError, RecvTimeoutError};
 use worker::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
 
 use super::{send_stop, Supervisor};
@@ -20,9 +22,6 @@ impl Supervisor<'_> {
             if !ready.contains(&w.id) {
                 continue;
             }
-            if w.channel.has_unsent() {
-                let _ = w.channel.flush_timeout(Duration::ZERO);
-            }
             let Slot::Live(mut w) = std::mem::replace(&mut self.slots[index], Slot::Closed) else {
                 continue;
             };
@@ -31,39 +30,69 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Takes every message the worker has sent so far.
+    /// Takes every message the worker has sent so far: first the doorbell
+    /// rings (and whether its end is closed), then, with the bell cleared,
+    /// everything in its results queue.
     pub(super) fn read_worker(&mut self, w: &mut Worker) {
-        while !w.channel_closed && w.killed_because.is_none() {
-            let mut buf = std::mem::take(&mut self.buf);
-            let received = w.channel.recv_bytes_into_timeout(&mut buf, Duration::ZERO);
-            let message = match received {
+        if w.killed_because.is_some() {
+            return;
+        }
+        let mut rings = std::mem::take(&mut self.buf);
+        while !w.channel_closed {
+            match w
+                .link
+                .doorbell
+                .recv_bytes_into_timeout(&mut rings, Duration::ZERO)
+            {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Recv(RecvError::Disconnected)) => w.channel_closed = true,
+                // Nothing more now, or bytes that are no frame: either way
+                // the queue below is what counts.
+                Err(_) => break,
+            }
+        }
+        self.buf = rings;
+        // Cleared before draining: a result put after this rings again.
+        w.link.bell_pending.store(0);
+        while w.killed_because.is_none() {
+            let mut messages: Vec<Result<FromWorker, String>> = Vec::new();
+            let mut bytes = 0u64;
+            let taken = w
+                .link
+                .results
+                .get_many_bytes_with(256, Duration::ZERO, &mut |payload| {
+                    bytes += payload.len() as u64 + 8;
+                    messages.push(
+                        ipc::codec::decode_payload::<FromWorker>(payload)
+                            .map_err(|e| format!("sent garbage ({e}); killed")),
+                    );
+                });
+            match taken {
                 Ok(n) => {
-                    self.traffic.received += 1;
-                    self.traffic.bytes_received += n as u64 + 4;
-                    ipc::codec::decode_payload::<FromWorker>(&buf[..n])
-                        .map_err(|e| format!("sent garbage ({e}); killed"))
+                    self.traffic.received += n as u64;
+                    self.traffic.bytes_received += bytes;
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.buf = buf;
+                Err(GetTimeoutError::Empty) => return,
+                Err(GetTimeoutError::Get(GetError::Disconnected)) => return,
+                Err(GetTimeoutError::Get(e)) => {
+                    w.kill(format!("broke its results queue ({e}); killed"));
                     return;
                 }
-                Err(RecvTimeoutError::Recv(RecvError::Disconnected)) => {
-                    w.channel_closed = true;
-                    self.buf = buf;
-                    return;
+            }
+            for message in messages {
+                if w.killed_because.is_some() {
+                    break;
                 }
-                Err(RecvTimeoutError::Recv(e)) => Err(format!("sent garbage ({e}); killed")),
-            };
-            self.buf = buf;
-            match message {
-                Ok(FromWorker::Ready { protocol, .. }) if protocol != PROTOCOL_VERSION => {
-                    w.kill(format!(
-                        "speaks protocol {protocol}, not {PROTOCOL_VERSION}; killed"
-                    ));
+                match message {
+                    Ok(FromWorker::Ready { protocol, .. }) if protocol != PROTOCOL_VERSION => {
+                        w.kill(format!(
+                            "speaks protocol {protocol}, not {PROTOCOL_VERSION}; killed"
+                        ));
+                    }
+                    Ok(FromWorker::Ready { .. }) => self.on_ready(w),
+                    Ok(FromWorker::Results(results)) => self.on_results(w, results),
+                    Err(why) => w.kill(why),
                 }
-                Ok(FromWorker::Ready { .. }) => self.on_ready(w),
-                Ok(FromWorker::Results(results)) => self.on_results(w, results),
-                Err(why) => w.kill(why),
             }
         }
     }
@@ -142,12 +171,7 @@ impl Supervisor<'_> {
             let Slot::Live(w) = &mut self.slots[index] else {
                 continue;
             };
-            if !w.ready
-                || w.stopping.is_some()
-                || w.killed_because.is_some()
-                || w.channel_closed
-                || w.channel.has_unsent()
-            {
+            if !w.ready || w.stopping.is_some() || w.killed_because.is_some() || w.channel_closed {
                 continue;
             }
             let held = self.ledger.held_by(w.id);
@@ -180,17 +204,14 @@ impl Supervisor<'_> {
                     continue;
                 }
             };
-            match w.channel.send_bytes_timeout(&bytes, Duration::ZERO) {
-                Ok(()) => {
+            match w.link.tasks.put_many_bytes(&[&bytes], Duration::ZERO) {
+                Ok(1) => {
                     self.traffic.sent += 1;
-                    self.traffic.bytes_sent += bytes.len() as u64 + 4;
+                    self.traffic.bytes_sent += bytes.len() as u64 + 8;
                 }
-                Err(SendTimeoutError::Timeout) => self.ledger.untake(w.id, &leases),
-                Err(SendTimeoutError::Send(_)) => {
-                    // Its end is gone: its exit follows; the tasks are not lost.
-                    self.ledger.untake(w.id, &leases);
-                    w.channel_closed = true;
-                }
+                // Its queue is full: it is behind, stopped or dying; the
+                // tasks wait here instead.
+                _ => self.ledger.untake(w.id, &leases),
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::numbers::group_thousands;
 /// Exit code of a worker that the `exit` fault ends.
 pub const FAULT_EXIT_CODE: i32 = 13;
 
-/// Bytes the `garbage` fault writes: a frame whose payload decodes as no message.
+/// Bytes the `garbage` fault writes: a message that decodes as no `FromWorker`.
 pub const GARBAGE: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xffgarbage";
 
 /// What one attempt of a task does.
@@ -137,7 +137,7 @@ impl Job for Fault {
             },
             Action::Error => Err(format!("task {id} failed on purpose")),
             Action::Garbage => {
-                ctx.write_garbage(GARBAGE).map_err(|e| e.to_string())?;
+                ctx.write_garbage(GARBAGE)?;
                 // A worker that wrote garbage is killed; wait for it.
                 loop {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
