@@ -18,7 +18,9 @@ pub struct Task {
     pub id: u64,
     /// 1 on the first dispatch, one more each time it is re-queued.
     pub attempt: u32,
-    /// Job-defined input (for `primes`, the range).
+    /// Job-defined input (for `primes`, the range). Encoded as one byte
+    /// string (a copy), not byte by byte.
+    #[serde(with = "serde_bytes")]
     pub input: Vec<u8>,
 }
 
@@ -35,8 +37,32 @@ pub enum ToWorker {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskResult {
     pub id: u64,
-    /// Job-defined output, or the error the task returned.
-    pub output: Result<Vec<u8>, String>,
+    pub output: TaskOutput,
+}
+
+/// Job-defined output, or the error the task returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskOutput {
+    Done(#[serde(with = "serde_bytes")] Vec<u8>),
+    Failed(String),
+}
+
+impl From<Result<Vec<u8>, String>> for TaskOutput {
+    fn from(result: Result<Vec<u8>, String>) -> Self {
+        match result {
+            Ok(bytes) => TaskOutput::Done(bytes),
+            Err(e) => TaskOutput::Failed(e),
+        }
+    }
+}
+
+impl From<TaskOutput> for Result<Vec<u8>, String> {
+    fn from(output: TaskOutput) -> Self {
+        match output {
+            TaskOutput::Done(bytes) => Ok(bytes),
+            TaskOutput::Failed(e) => Err(e),
+        }
+    }
 }
 
 /// Worker to supervisor.

@@ -194,7 +194,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
         heartbeat.add_done(slot, 1);
         results.push(TaskResult {
             id: task.id,
-            output,
+            output: output.into(),
         });
         let now = monotonic_ns();
         let every = REPORT_EVERY.as_nanos() as u64;

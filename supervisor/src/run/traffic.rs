@@ -128,7 +128,7 @@ impl Supervisor<'_> {
                 ));
                 return;
             }
-            let failure = match result.output {
+            let failure = match Result::<Vec<u8>, String>::from(result.output) {
                 Ok(output) => match self.job.combine(result.id, &output) {
                     Ok(()) => {
                         if self.ledger.complete(w.id, result.id) == Completion::NotHeld {
