@@ -1,5 +1,6 @@
 //! The worker table: one entry per worker slot, each a live worker process
-//! with its channel, a slot waiting out a restart backoff, or a closed slot.
+//! with its link (queues and doorbell), a slot waiting out a restart
+//! backoff, or a closed slot.
 //! Starting a worker and reading its exit live here; what to do about an
 //! exit is the run loop's business.
 
@@ -54,7 +55,7 @@ pub struct Worker {
     pub stopping: Option<StopReason>,
     /// The supervisor killed it, and why (heartbeat, garbage).
     pub killed_because: Option<String>,
-    /// Its channel reached end of file; only its exit is left to see.
+    /// Its doorbell reached end of file; only its exit is left to see.
     pub channel_closed: bool,
     /// Tasks it may run before being recycled.
     pub quota: Option<u64>,

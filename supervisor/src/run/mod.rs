@@ -1,5 +1,6 @@
 //! The supervisor's event loop: one thread, one `poll(2)` over the signal
-//! pipe, every worker's channel and every worker's pidfd. A worker's exit is
+//! pipe, every worker's doorbell (its results wait in a shared-memory
+//! queue) and every worker's pidfd. A worker's exit is
 //! seen the moment its pidfd becomes readable; heartbeats are read from
 //! shared memory on each turn; nothing sleeps and polls.
 //!
@@ -40,7 +41,7 @@ const MAX_WINDOW: usize = 8192;
 /// Room in the heartbeat table for workers added by SIGTTIN.
 const EXTRA_SLOTS: usize = 64;
 
-/// What woke the loop: workers whose channel is ready, and workers whose
+/// What woke the loop: workers whose doorbell rang, and workers whose
 /// pidfd says they exited.
 #[derive(Default)]
 struct Wakeups {
@@ -248,7 +249,7 @@ impl<'c> Supervisor<'c> {
             } else {
                 wakeups.channels.push(id);
                 if p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                    // A closed channel usually means an exit: check for it.
+                    // A closed doorbell usually means an exit: check for it.
                     wakeups.exited.push(id);
                 }
             }

@@ -120,7 +120,7 @@ impl Supervisor<'_> {
     }
 
     /// Reaps workers that exited and deals with each. A worker is checked
-    /// when its pidfd (or a hang-up on its channel) woke the loop, or on
+    /// when its pidfd (or a hang-up on its doorbell) woke the loop, or on
     /// SIGCHLD (which also covers kernels without pidfds).
     pub(super) fn see_exits(&mut self, exited: &[WorkerId], child_exited: bool) {
         for index in 0..self.slots.len() {
