@@ -384,6 +384,7 @@ fn run_torture(total: u64, kills: usize, kill_consumers: bool) -> (Torture, usiz
     for p in producers.iter_mut().chain(consumers.iter_mut()) {
         p.join().expect("every producer and consumer ends");
     }
+    eprintln!("torture: {made} kills, {consumer_kills} of consumers");
     (t, made, consumer_kills)
 }
 
