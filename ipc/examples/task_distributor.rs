@@ -22,6 +22,8 @@ struct Done {
 }
 
 fn worker((me, tasks, results): (usize, Queue<u64>, Queue<Done>)) -> usize {
+    // Workers only take tasks: their handle on the task queue puts nothing.
+    tasks.close();
     let mut handled = 0;
     loop {
         match tasks.get() {
@@ -63,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tasks.put(&task)?;
     }
     tasks.close();
+    results.close();
     let mut sum = 0;
     let mut per_worker = [0usize; WORKERS];
     for _ in 0..TASKS {

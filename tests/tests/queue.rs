@@ -17,6 +17,7 @@ fn main() {
     ipc::init();
     harness::run(cases![
         close_lets_consumers_drain_then_disconnect,
+        a_child_counts_as_a_producer_before_it_runs,
         a_dead_producer_disconnects_after_draining,
         full_oversized_and_timeouts_are_typed_errors,
         messages_of_every_size_cross_in_both_methods,
@@ -48,10 +49,28 @@ fn drain(q: &Queue<String>) -> (Vec<String>, bool) {
     }
 }
 
+fn a_child_counts_as_a_producer_before_it_runs() {
+    // The only other handle is closed at once: the child must still count,
+    // from the moment it was handed its handle, until it closes.
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let q = Queue::<String>::new(0).expect("queue");
+        let mut p =
+            Process::new(produce_items, (q.try_clone().expect("clone"), 5)).start_method(method);
+        p.start().expect("start");
+        q.close();
+        let (got, disconnected) = drain(&q);
+        assert_eq!(got.len(), 5, "{method:?}: {got:?}");
+        assert!(disconnected);
+        p.join().expect("join");
+    }
+}
+
 fn close_lets_consumers_drain_then_disconnect() {
     let q = Queue::<String>::new(0).expect("queue");
     let mut p = Process::new(produce_items, (q.try_clone().expect("clone"), 5));
     p.start().expect("start");
+    // This process only consumes: it says so, as a Python reader would.
+    q.close();
     p.join().expect("join");
     let (got, disconnected) = drain(&q);
     assert_eq!(got, ["Item-0", "Item-1", "Item-2", "Item-3", "Item-4"]);
@@ -69,6 +88,7 @@ fn a_dead_producer_disconnects_after_draining() {
     let q = Queue::<String>::new(0).expect("queue");
     let mut p = Process::new(produce_then_hang, q.try_clone().expect("clone"));
     p.start().expect("start");
+    q.close();
     let started = Instant::now();
     while q.len() < 3 {
         assert!(started.elapsed() < Duration::from_secs(30));
@@ -119,6 +139,7 @@ fn full_oversized_and_timeouts_are_typed_errors() {
 }
 
 fn echo_sizes((inq, outq): (Queue<Vec<u8>>, Queue<Vec<u8>>)) {
+    inq.close();
     while let Ok(m) = inq.get() {
         if outq.put(&m).is_err() {
             return;
@@ -326,6 +347,7 @@ fn producer(t: Torture) {
 }
 
 fn consumer(t: Torture) {
+    t.queue.close();
     loop {
         // One at a time: a consumer killed right after a get loses that one message.
         match t.queue.get_timeout(Duration::from_secs(60)) {
@@ -357,6 +379,8 @@ fn run_torture(total: u64, kills: usize, kill_consumers: bool) -> (Torture, usiz
     let t = Torture::new(total);
     let mut producers: Vec<_> = (0..4).map(|_| start(producer, &t)).collect();
     let mut consumers: Vec<_> = (0..4).map(|_| start(consumer, &t)).collect();
+    // The test process only watches; its children hold their own handles.
+    t.queue.close();
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut consumer_kills = 0;
     let mut made = 0;

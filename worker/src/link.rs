@@ -49,6 +49,9 @@ impl Link {
             bell_pending: bell_pending.try_clone()?,
             doorbell: theirs,
         };
+        // The supervisor only reads results; its handle must not keep the
+        // worker's results queue open after the worker is gone.
+        results.close();
         let supervisor_side = Link {
             tasks,
             results,

@@ -102,6 +102,9 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
         ..
     } = args;
     let slot = slot as usize;
+    // The worker only takes from its task queue; when the supervisor's
+    // handle is gone too, the queue reports Disconnected.
+    link.tasks.close();
     let job = match job::build(&job) {
         Ok(job) => job,
         Err(e) => {

@@ -12,10 +12,12 @@
 //!   SIGKILLed inside `put` leaves nothing visible; a consumer SIGKILLed inside
 //!   `get` leaves the message for the next consumer; nobody is ever blocked
 //!   by a dead process.
-//! * **Disconnected**: a handle becomes a producer on its first `put` and
-//!   stops being one on `close()` or drop, or when its process dies. Once
-//!   every producer is gone, consumers drain the queue and then get
-//!   [`GetError::Disconnected`].
+//! * **Disconnected**: every handle is a producer from the moment it exists
+//!   (made, cloned, or handed to a child, which counts from before it runs)
+//!   until `close()` or drop, or until its process dies. Once every producer
+//!   is gone, consumers drain the queue and then get
+//!   [`GetError::Disconnected`]. A process that only consumes calls `close()`
+//!   on its handle first, as a Python process that only reads would.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -75,8 +77,9 @@ impl ShmState for QueueState {
 }
 
 /// This handle's producer registration.
-const NOT_PRODUCING: usize = usize::MAX;
-const CLOSED: usize = usize::MAX - 1;
+/// No slot: the producer table was full when this handle was made.
+const UNTRACKED: usize = usize::MAX - 1;
+const CLOSED: usize = usize::MAX;
 
 thread_local! {
     static ENCODE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -113,12 +116,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if let Some(e) = failed {
             return Err(e.into());
         }
-        Ok(Queue {
-            cell,
-            producer: AtomicUsize::new(NOT_PRODUCING),
-            seen: LocalView::default(),
-            _t: PhantomData,
-        })
+        let slot = cell.state().ring.producers.register();
+        Ok(Queue::registered(cell, slot))
     }
 
     fn ring(&self) -> Ring<'_> {
@@ -162,34 +161,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// This handle will put no more (Python's `close()`). Consumers get
-    /// `Disconnected` once every producer has closed or died and the queue is empty.
+    /// `Disconnected` once every handle has closed (or been dropped, or its
+    /// process died) and the queue is empty: a process that only consumes
+    /// closes its handle first.
     pub fn close(&self) {
         let previous = self.producer.swap(CLOSED, Ordering::AcqRel);
-        if previous < CLOSED {
+        if previous < UNTRACKED {
             self.state().ring.producers.close(previous);
-        } else if previous == NOT_PRODUCING {
-            // Closing without ever putting still tells consumers someone was here.
-            if let Some(slot) = self.state().ring.producers.register() {
-                self.state().ring.producers.close(slot);
-            }
         }
     }
 
     fn ensure_producer(&self) -> Result<(), PutError> {
         match self.producer.load(Ordering::Acquire) {
             CLOSED => Err(PutError::Closed),
-            NOT_PRODUCING => {
-                let slot = self.state().ring.producers.register().unwrap_or(CLOSED - 1);
-                if self
-                    .producer
-                    .compare_exchange(NOT_PRODUCING, slot, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                    && slot < CLOSED - 1
-                {
-                    self.state().ring.producers.close(slot);
-                }
-                Ok(())
-            }
             _ => Ok(()),
         }
     }
@@ -421,44 +405,77 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// A second handle on the same queue (for another process). It is not a
-    /// producer until it puts.
+    /// A second handle on the same queue (for another process); a producer
+    /// until it is closed or dropped, like every handle.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(Queue {
-            cell: self.cell.try_clone()?,
-            producer: AtomicUsize::new(NOT_PRODUCING),
+        let cell = self.cell.try_clone()?;
+        let slot = cell.state().ring.producers.register();
+        Ok(Queue::registered(cell, slot))
+    }
+}
+
+impl<T> Queue<T> {
+    /// A handle on `cell` registered as a producer (or untracked if the
+    /// table is full, which also stops consumers from judging disconnection).
+    fn registered(cell: ShmCell<QueueState>, slot: Option<usize>) -> Self {
+        Queue {
+            producer: AtomicUsize::new(slot.unwrap_or(UNTRACKED)),
+            cell,
             seen: LocalView::default(),
             _t: PhantomData,
-        })
+        }
     }
 }
 
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         let slot = self.producer.swap(CLOSED, Ordering::AcqRel);
-        if slot < CLOSED - 1 {
+        if slot < UNTRACKED {
             self.cell.state().ring.producers.close(slot);
         }
     }
 }
 
+/// A queue inside a serialized Process argument: its segment, and the
+/// producer slot reserved for the child (so it counts before it runs).
+#[derive(Serialize, Deserialize)]
+struct QueueWire<C> {
+    cell: C,
+    reserved: Option<u32>,
+}
+
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.cell.serialize(serializer)
+        // A closed handle hands over a closed one; otherwise the child is a
+        // producer from now, held by this process until the child adopts it.
+        let reserved = match self.producer.load(Ordering::Acquire) {
+            CLOSED => None,
+            _ => self.cell.state().ring.producers.reserve().map(|s| s as u32),
+        };
+        QueueWire {
+            cell: &self.cell,
+            reserved,
+        }
+        .serialize(serializer)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let cell = ShmCell::<QueueState>::deserialize(deserializer)?;
+        let wire = QueueWire::<ShmCell<QueueState>>::deserialize(deserializer)?;
+        let cell = wire.cell;
         if cell.extra_len() < 64 {
             return Err(D::Error::custom("the queue's segment has no ring"));
         }
-        Ok(Queue {
-            cell,
-            producer: AtomicUsize::new(NOT_PRODUCING),
-            seen: LocalView::default(),
-            _t: PhantomData,
-        })
+        let producers = &cell.state().ring.producers;
+        let slot = match wire.reserved {
+            Some(index) => producers.adopt(index as usize),
+            None => None,
+        };
+        let queue = Queue::registered(cell, slot);
+        if wire.reserved.is_none() {
+            queue.producer.store(CLOSED, Ordering::Release);
+        }
+        Ok(queue)
     }
 }

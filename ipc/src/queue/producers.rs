@@ -1,9 +1,12 @@
 //! Who may still put: a table of producer slots (pid, process start time,
-//! open flag) in the queue's shared memory. A handle registers on its first
-//! `put` and leaves on `close` or drop; a process that dies is noticed by
-//! the consumers (its pid is gone, a zombie, or now another process), so
-//! once every producer has closed or died, consumers drain and then get
-//! `Disconnected`. Python's `Queue` cannot tell a dead producer from a slow one.
+//! open flag) in the queue's shared memory. Every handle is a producer from
+//! the moment it exists until `close` or drop: it registers when it is made
+//! or cloned, and a handle sent to a child reserves a slot *before* the child
+//! runs, which the child then adopts, so there is never a moment when a
+//! producer-to-be is unknown. A process that dies is noticed by the consumers
+//! (its pid is gone, a zombie, or now another process). Once every producer
+//! has closed or died, consumers drain and then get `Disconnected`. Python's
+//! `Queue` cannot tell a dead producer from a slow one.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -14,6 +17,23 @@ pub(crate) struct ProducerSlot {
     pid: AtomicU32,
     open: AtomicU32,
     start_time: AtomicU64,
+    /// For a slot reserved for a child that has not adopted it yet: when the
+    /// reservation lapses (monotonic ns). A child killed before it ran would
+    /// otherwise keep the queue open for as long as its parent lives.
+    reserved_until: AtomicU64,
+}
+
+/// How long a child has to adopt the producer slot reserved for it.
+const RESERVATION: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 #[repr(C)]
@@ -60,11 +80,51 @@ impl Producers {
         None
     }
 
+    /// Registers a slot on behalf of a child about to be started.
+    pub(crate) fn reserve(&self) -> Option<usize> {
+        let index = self.register()?;
+        if let Some(slot) = self.slots.get(index) {
+            slot.reserved_until.store(
+                monotonic_ns() + RESERVATION.as_nanos() as u64,
+                Ordering::Release,
+            );
+        }
+        Some(index)
+    }
+
+    /// A child process takes over a slot its parent reserved for it (or,
+    /// if the reservation lapsed, registers afresh).
+    pub(crate) fn adopt(&self, index: usize) -> Option<usize> {
+        self.adopt_reserved(index).or_else(|| self.register())
+    }
+
+    fn adopt_reserved(&self, index: usize) -> Option<usize> {
+        let slot = self.slots.get(index)?;
+        let me = std::process::id();
+        let start = start_time_of(me).map_or(0, |(s, _)| s);
+        let owner = slot.pid.load(Ordering::Acquire);
+        if owner == 0 || slot.open.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        // The reserving parent's pid becomes ours; the start time with it.
+        if slot
+            .pid
+            .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        slot.start_time.store(start, Ordering::Release);
+        slot.reserved_until.store(0, Ordering::Release);
+        Some(index)
+    }
+
     /// Closes a slot taken by `register`.
     pub(crate) fn close(&self, index: usize) {
         if let Some(slot) = self.slots.get(index) {
             slot.open.store(0, Ordering::Release);
             slot.start_time.store(0, Ordering::Release);
+            slot.reserved_until.store(0, Ordering::Release);
             slot.pid.store(0, Ordering::Release);
         }
     }
@@ -88,12 +148,15 @@ impl Producers {
                 continue;
             }
             let registered = slot.start_time.load(Ordering::Acquire);
-            let alive = match start_time_of(pid) {
-                Some((start, state)) => {
-                    state != 'Z' && state != 'X' && (registered == 0 || start == registered)
-                }
-                None => false,
-            };
+            let reserved_until = slot.reserved_until.load(Ordering::Acquire);
+            let lapsed = reserved_until != 0 && monotonic_ns() > reserved_until;
+            let alive = !lapsed
+                && match start_time_of(pid) {
+                    Some((start, state)) => {
+                        state != 'Z' && state != 'X' && (registered == 0 || start == registered)
+                    }
+                    None => false,
+                };
             if alive {
                 any_alive = true;
             } else {
