@@ -172,6 +172,10 @@ fn lock(mutex: &RobustMutex, deadline: Deadline) -> Result<(), RingError> {
 /// futex sleep plus wake-up costs more than that on most machines.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
+/// The longest pause between two looks while spinning (in `spin_loop` hints,
+/// each some tens of nanoseconds).
+const MAX_PAUSE: u32 = 64;
+
 /// Waits for `word` to move from `seen`: spins up to `spin`, then sleeps at
 /// most one liveness slice. True if the word moved.
 fn sleep_on(
@@ -187,12 +191,18 @@ fn sleep_on(
             Some(left) => left.min(spin),
             None => spin,
         };
+        // Look less and less often: each look pulls the other side's line
+        // over, and a writer that finds it gone pays for it on every record.
+        let mut pause = 4u32;
         loop {
-            for _ in 0..64 {
+            for _ in 0..16 {
                 if word.load(Ordering::Acquire) != seen {
                     return true;
                 }
-                std::hint::spin_loop();
+                for _ in 0..pause {
+                    std::hint::spin_loop();
+                }
+                pause = (pause * 2).min(MAX_PAUSE);
             }
             if started.elapsed() >= limit {
                 break;
