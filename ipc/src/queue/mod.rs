@@ -52,8 +52,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
-use crate::sys::Deadline;
-use ring::{LocalView, Ring, RingError, RingState};
+
+use ring::{LocalView, Patience, Ring, RingError, RingState};
 
 /// The default ring: room for one message at the 64 MiB frame limit.
 pub const DEFAULT_RING_BYTES: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE + 64 * 1024;
@@ -182,7 +182,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts a message, waiting while the queue is full.
     pub fn put(&self, item: &T) -> Result<(), PutError> {
-        self.put_deadline(item, Deadline::never())
+        self.put_deadline(item, Patience::never())
             .map_err(|e| match e {
                 PutTimeoutError::Put(e) => e,
                 PutTimeoutError::Full => PutError::Os(std::io::ErrorKind::TimedOut.into()),
@@ -191,15 +191,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts a message if there is room now.
     pub fn try_put(&self, item: &T) -> Result<(), PutTimeoutError> {
-        self.put_deadline(item, Deadline::now())
+        self.put_deadline(item, Patience::now())
     }
 
     /// Puts a message, waiting at most `timeout` for room.
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<(), PutTimeoutError> {
-        self.put_deadline(item, Deadline::after(timeout))
+        self.put_deadline(item, Patience::after(timeout))
     }
 
-    fn put_deadline(&self, item: &T, deadline: Deadline) -> Result<(), PutTimeoutError> {
+    fn put_deadline(&self, item: &T, deadline: Patience) -> Result<(), PutTimeoutError> {
         ENCODE.with(|cell| {
             let mut buf = cell
                 .try_borrow_mut()
@@ -215,13 +215,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts raw bytes as one message (received with [`get_bytes`](Self::get_bytes)).
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(), PutTimeoutError> {
-        self.put_bytes_deadline(bytes, Deadline::never())
+        self.put_bytes_deadline(bytes, Patience::never())
     }
 
     pub(crate) fn put_bytes_deadline(
         &self,
         bytes: &[u8],
-        deadline: Deadline,
+        deadline: Patience,
     ) -> Result<(), PutTimeoutError> {
         let written = self.put_many_bytes_deadline(&[bytes], deadline)?;
         if written == 1 {
@@ -239,7 +239,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             encoded.push(postcard::to_allocvec(item).map_err(|e| PutError::Encode(e.to_string()))?);
         }
         let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        match self.put_many_bytes_deadline(&slices, Deadline::after(timeout)) {
+        match self.put_many_bytes_deadline(&slices, Patience::after(timeout)) {
             Ok(n) => Ok(n),
             Err(PutTimeoutError::Full) => Ok(0),
             Err(PutTimeoutError::Put(e)) => Err(e),
@@ -252,13 +252,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         messages: &[&[u8]],
         timeout: Duration,
     ) -> Result<usize, PutTimeoutError> {
-        self.put_many_bytes_deadline(messages, Deadline::after(timeout))
+        self.put_many_bytes_deadline(messages, Patience::after(timeout))
     }
 
     fn put_many_bytes_deadline(
         &self,
         messages: &[&[u8]],
-        deadline: Deadline,
+        deadline: Patience,
     ) -> Result<usize, PutTimeoutError> {
         self.ensure_producer()?;
         let ring = self.ring();
@@ -316,7 +316,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Takes a message, waiting for one; `Disconnected` once every producer
     /// is gone and the queue is empty.
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_deadline(Deadline::never()).map_err(|e| match e {
+        self.get_deadline(Patience::never()).map_err(|e| match e {
             GetTimeoutError::Get(e) => e,
             GetTimeoutError::Empty => GetError::Os(std::io::ErrorKind::TimedOut.into()),
         })
@@ -324,15 +324,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Takes a message if one is there now.
     pub fn try_get(&self) -> Result<T, GetTimeoutError> {
-        self.get_deadline(Deadline::now())
+        self.get_deadline(Patience::now())
     }
 
     /// Takes a message, waiting at most `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.get_deadline(Deadline::after(timeout))
+        self.get_deadline(Patience::after(timeout))
     }
 
-    fn get_deadline(&self, deadline: Deadline) -> Result<T, GetTimeoutError> {
+    fn get_deadline(&self, deadline: Patience) -> Result<T, GetTimeoutError> {
         let mut out: Option<Result<T, crate::codec::DecodeError>> = None;
         self.get_many_with(1, deadline, &mut |bytes| {
             out = Some(crate::codec::decode_payload(bytes))
@@ -351,7 +351,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         timeout: Duration,
     ) -> Result<usize, GetTimeoutError> {
         let mut len = 0;
-        self.get_many_with(1, Deadline::after(timeout), &mut |bytes| {
+        self.get_many_with(1, Patience::after(timeout), &mut |bytes| {
             out.clear();
             out.extend_from_slice(bytes);
             len = bytes.len();
@@ -365,7 +365,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn get_many(&self, max: usize, timeout: Duration) -> Result<Vec<T>, GetTimeoutError> {
         let mut items = Vec::new();
         let mut first_error = None;
-        self.get_many_with(max, Deadline::after(timeout), &mut |bytes| {
+        self.get_many_with(max, Patience::after(timeout), &mut |bytes| {
             match crate::codec::decode_payload(bytes) {
                 Ok(item) => items.push(item),
                 Err(e) => {
@@ -387,13 +387,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         timeout: Duration,
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, GetTimeoutError> {
-        self.get_many_with(max, Deadline::after(timeout), each)
+        self.get_many_with(max, Patience::after(timeout), each)
     }
 
     fn get_many_with(
         &self,
         max: usize,
-        deadline: Deadline,
+        deadline: Patience,
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, GetTimeoutError> {
         match self.ring().get_many(max.max(1), deadline, each) {

@@ -158,8 +158,56 @@ impl RingState {
     }
 }
 
-fn lock(mutex: &RobustMutex, deadline: Deadline) -> Result<(), RingError> {
-    match mutex.lock(deadline) {
+/// How long a call may wait, with its deadline read from the clock only
+/// once waiting is needed: most puts and gets never wait, and a clock read
+/// is a good part of their cost.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Patience {
+    /// `None`: forever.
+    timeout: Option<Duration>,
+    started: Option<Deadline>,
+}
+
+impl Patience {
+    pub(crate) fn never() -> Self {
+        Patience {
+            timeout: None,
+            started: None,
+        }
+    }
+    pub(crate) fn now() -> Self {
+        Self::after(Duration::ZERO)
+    }
+    pub(crate) fn after(timeout: Duration) -> Self {
+        Patience {
+            timeout: Some(timeout),
+            started: None,
+        }
+    }
+    /// The deadline, fixed the first time it is asked for.
+    fn deadline(&mut self) -> Deadline {
+        *self.started.get_or_insert_with(|| match self.timeout {
+            None => Deadline::never(),
+            Some(t) => Deadline::after(t),
+        })
+    }
+    fn passed(&mut self) -> bool {
+        match self.timeout {
+            None => false,
+            Some(t) if t.is_zero() => true,
+            Some(_) => self.deadline().passed(),
+        }
+    }
+}
+
+fn lock(mutex: &RobustMutex, patience: &mut Patience) -> Result<(), RingError> {
+    // Free (the usual case): no clock, no deadline.
+    let first = mutex.try_lock();
+    let outcome = match first {
+        Err(NotAcquired::Timeout) if !patience.passed() => mutex.lock(patience.deadline()),
+        other => other,
+    };
+    match outcome {
         // A dead holder left nothing visible half-done: commit after copy.
         Ok(Acquired::Clean) | Ok(Acquired::OwnerDied) => Ok(()),
         Err(NotAcquired::Timeout) => Err(RingError::Timeout),
@@ -266,10 +314,10 @@ impl<'a> Ring<'a> {
     pub(crate) fn put_many(
         &self,
         messages: &mut dyn Iterator<Item = &[u8]>,
-        deadline: Deadline,
+        mut deadline: Patience,
     ) -> Result<usize, RingError> {
         let s = self.state;
-        lock(&s.tail.lock, deadline)?;
+        lock(&s.tail.lock, &mut deadline)?;
         let mut written = 0;
         let mut pending = messages.next();
         let mut tail = s.tail.word.load(Ordering::Acquire);
@@ -308,10 +356,10 @@ impl<'a> Ring<'a> {
                     &s.head.word,
                     head,
                     &s.producers_waiting.count,
-                    deadline,
+                    deadline.deadline(),
                     self.spin(),
                 );
-                if let Err(e) = lock(&s.tail.lock, deadline) {
+                if let Err(e) = lock(&s.tail.lock, &mut deadline) {
                     // What was written is published; say how much.
                     return if written > 0 { Ok(written) } else { Err(e) };
                 }
@@ -378,11 +426,11 @@ impl<'a> Ring<'a> {
     pub(crate) fn get_many(
         &self,
         max: usize,
-        deadline: Deadline,
+        mut deadline: Patience,
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, RingError> {
         let s = self.state;
-        lock(&s.head.lock, deadline)?;
+        lock(&s.head.lock, &mut deadline)?;
         let mut head = s.head.word.load(Ordering::Acquire);
         let mut idle_slices = 0u32;
         let mut taken = 0;
@@ -416,12 +464,12 @@ impl<'a> Ring<'a> {
                     &s.tail.word,
                     tail,
                     &s.consumers_waiting.count,
-                    deadline,
+                    deadline.deadline(),
                     self.spin(),
                 ) {
                     idle_slices += 1;
                 }
-                lock(&s.head.lock, deadline)?;
+                lock(&s.head.lock, &mut deadline)?;
                 head = s.head.word.load(Ordering::Acquire);
                 continue;
             }

@@ -84,6 +84,18 @@ impl RobustMutex {
                 }
             };
         }
+        self.outcome(rc)
+    }
+
+    /// Takes the lock only if it is free now, without reading any clock.
+    pub(crate) fn try_lock(&self) -> Result<Acquired, NotAcquired> {
+        // SAFETY: the mutex was initialised by `init` and lives as long as self.
+        let rc = unsafe { libc::pthread_mutex_trylock(self.inner.get()) };
+        self.outcome(rc)
+    }
+
+    /// What a pthread lock call's return code means.
+    fn outcome(&self, rc: libc::c_int) -> Result<Acquired, NotAcquired> {
         match rc {
             0 => Ok(Acquired::Clean),
             libc::EOWNERDEAD => {
