@@ -140,8 +140,10 @@ fn full_oversized_and_timeouts_are_typed_errors() {
 
 fn echo_sizes((inq, outq): (Queue<Vec<u8>>, Queue<Vec<u8>>)) {
     inq.close();
-    while let Ok(m) = inq.get() {
-        if outq.put(&m).is_err() {
+    let mut buf = Vec::new();
+    // Raw bytes: the sizes go up to 64 MiB, and this is a debug build.
+    while inq.get_bytes(&mut buf, Duration::from_secs(60)).is_ok() {
+        if outq.put_bytes(&buf).is_err() {
             return;
         }
     }
@@ -161,12 +163,31 @@ fn messages_of_every_size_cross_in_both_methods() {
         )
         .start_method(method);
         p.start().expect("start");
-        let sizes = [0usize, 1, 7, 8, 9, 64, 4096, 1 << 20, 20 << 20];
+        // 40 MiB after 20 MiB: more than half the ring, starting mid-ring, so
+        // it must skip to the next lap on its own; 64 MiB is the frame limit.
+        let sizes = [
+            0usize,
+            1,
+            7,
+            8,
+            9,
+            64,
+            4096,
+            1 << 20,
+            20 << 20,
+            40 << 20,
+            64 << 20,
+        ];
+        let mut back = Vec::new();
         for &size in &sizes {
-            let m: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            inq.put(&m).expect("put");
-            let back = outq.get_timeout(Duration::from_secs(60)).expect("echo");
-            assert_eq!(back, m, "size {size}");
+            let mut m = vec![(size % 251) as u8; size];
+            if let Some(last) = m.last_mut() {
+                *last = 0x5a;
+            }
+            inq.put_bytes(&m).expect("put");
+            outq.get_bytes(&mut back, Duration::from_secs(60))
+                .expect("echo");
+            assert!(back == m, "size {size} came back altered");
         }
         inq.close();
         p.join().expect("join");

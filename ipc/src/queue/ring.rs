@@ -344,6 +344,20 @@ impl<'a> Ring<'a> {
                 head = s.head.word.load(Ordering::Acquire);
                 self.seen.head.store(head, Ordering::Relaxed);
             }
+            if !fits(head) && contiguous < need && at != 0 {
+                // A record that must start a new lap and cannot fit behind
+                // this one's end (larger than half the ring, say) would wait
+                // forever: skip to the next lap now, with a wrap record of
+                // its own, and wait for room there.
+                let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+                if used <= self.cap as u64 && self.cap as u64 - used >= contiguous as u64 {
+                    // SAFETY: `at` is 8-aligned, 8 bytes remain, and the
+                    // `contiguous` bytes from `at` are free.
+                    unsafe { self.write_header(at, 0, KIND_WRAP) };
+                    tail = pack(count(tail), pos(tail) + contiguous as u64);
+                    continue;
+                }
+            }
             if !fits(head) {
                 // Full: publish what we have, let go of the lock, wait for room.
                 s.tail.word.store(tail, Ordering::Release);
@@ -480,6 +494,14 @@ impl<'a> Ring<'a> {
             if kind == KIND_WRAP {
                 new_pos += (self.cap - at) as u64;
                 at = 0;
+                if (new_pos & POS_MASK) == pos(tail) {
+                    // A wrap published alone (its record waits for room):
+                    // consume it, so the producer finds that room.
+                    head = pack(count(head), new_pos);
+                    s.head.word.store(head, Ordering::Release);
+                    self.wake_producers();
+                    continue;
+                }
                 // SAFETY: as above, at the start of the ring.
                 (len, kind) = unsafe { self.read_header(0) };
             }
