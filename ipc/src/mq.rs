@@ -71,6 +71,15 @@ pub struct MessageQueue {
     max_size: usize,
 }
 
+/// The deadline as the absolute `CLOCK_REALTIME` time the `mq_timed*` calls
+/// take; far in the future for a deadline that never comes.
+fn absolute(deadline: Deadline) -> libc::timespec {
+    deadline.as_realtime().unwrap_or(libc::timespec {
+        tv_sec: libc::time_t::MAX / 2,
+        tv_nsec: 0,
+    })
+}
+
 fn path(name: &str) -> Result<CString, MqOpenError> {
     if name.is_empty() || name.len() > 200 || name.contains('/') {
         return Err(MqOpenError::BadName(name.to_string()));
@@ -192,10 +201,7 @@ impl MessageQueue {
             });
         }
         loop {
-            let at = deadline.as_realtime().unwrap_or(libc::timespec {
-                tv_sec: libc::time_t::MAX / 2,
-                tv_nsec: 0,
-            });
+            let at = absolute(deadline);
             // SAFETY: our descriptor, a buffer of message.len() bytes, a timespec we own.
             let rc = unsafe {
                 libc::mq_timedsend(
@@ -235,10 +241,7 @@ impl MessageQueue {
         let mut buf = vec![0u8; self.max_size.max(1)];
         let mut priority = 0u32;
         loop {
-            let at = deadline.as_realtime().unwrap_or(libc::timespec {
-                tv_sec: libc::time_t::MAX / 2,
-                tv_nsec: 0,
-            });
+            let at = absolute(deadline);
             // SAFETY: our descriptor, a buffer of buf.len() >= mq_msgsize bytes, out-pointers we own.
             let n = unsafe {
                 libc::mq_timedreceive(
