@@ -93,6 +93,7 @@ pub mod queue;
 pub mod shm;
 pub mod sync;
 mod sys;
+mod thread_id;
 pub mod value;
 
 pub use handle::HandleError;

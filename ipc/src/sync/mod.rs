@@ -15,6 +15,7 @@ mod error;
 mod event;
 mod futex;
 mod lock;
+pub(crate) mod membarrier;
 pub(crate) mod robust;
 mod semaphore;
 
