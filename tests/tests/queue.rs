@@ -26,6 +26,8 @@ fn main() {
         posix_message_queue_orders_by_priority_across_processes,
         torture_with_only_producers_killed_loses_nothing,
         torture_with_producers_and_consumers_killed,
+        torture_one_to_one_kills_the_lock_free_owners,
+        threads_and_a_forked_copy_share_one_handle_safely,
     ]);
 }
 
@@ -393,13 +395,19 @@ fn start(role: fn(Torture), t: &Torture) -> Process<Torture, ()> {
     p
 }
 
-/// Runs 4 producers and 4 consumers over `total` messages, SIGKILLing and
-/// replacing a random one every few milliseconds for `kills` kills; returns
-/// the shared state, the kills made, and how many of them were consumers.
-fn run_torture(total: u64, kills: usize, kill_consumers: bool) -> (Torture, usize, usize) {
+/// Runs `each` producers and `each` consumers over `total` messages,
+/// SIGKILLing and replacing a random one every few milliseconds for `kills`
+/// kills; returns the shared state, the kills made, and how many of them
+/// were consumers.
+fn run_torture(
+    total: u64,
+    kills: usize,
+    kill_consumers: bool,
+    each: usize,
+) -> (Torture, usize, usize) {
     let t = Torture::new(total);
-    let mut producers: Vec<_> = (0..4).map(|_| start(producer, &t)).collect();
-    let mut consumers: Vec<_> = (0..4).map(|_| start(consumer, &t)).collect();
+    let mut producers: Vec<_> = (0..each).map(|_| start(producer, &t)).collect();
+    let mut consumers: Vec<_> = (0..each).map(|_| start(consumer, &t)).collect();
     // The test process only watches; its children hold their own handles.
     t.queue.close();
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
@@ -413,7 +421,7 @@ fn run_torture(total: u64, kills: usize, kill_consumers: bool) -> (Torture, usiz
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let i = (rng % 4) as usize;
+        let i = (rng % each as u64) as usize;
         made += 1;
         if kill_consumers && rng.is_multiple_of(2) {
             let _ = consumers[i].kill();
@@ -452,7 +460,7 @@ fn tally(t: &Torture) -> (usize, usize, usize) {
 }
 
 fn torture_with_only_producers_killed_loses_nothing() {
-    let (t, kills, _) = run_torture(300_000, 60, false);
+    let (t, kills, _) = run_torture(300_000, 60, false, 4);
     assert!(kills >= 10, "only {kills} kills happened");
     let (duplicates, missing, in_flight) = tally(&t);
     assert_eq!(t.corrupted.get().expect("read"), 0);
@@ -467,12 +475,29 @@ fn torture_with_only_producers_killed_loses_nothing() {
 }
 
 fn torture_with_producers_and_consumers_killed() {
-    let (t, kills, consumer_kills) = run_torture(1_000_000, 150, true);
+    let (t, kills, consumer_kills) = run_torture(1_000_000, 150, true, 4);
     assert!(
         kills >= 20 && consumer_kills >= 5,
         "only {kills} kills ({consumer_kills} consumers)"
     );
-    let (duplicates, missing, _) = tally(&t);
+    assert_killed_safely(&t, consumer_kills);
+}
+
+/// One producer and one consumer at a time: each soon owns its side of the
+/// ring and works without the lock (see `ipc::queue`), so most kills land
+/// on an owner, often in the middle of a put or a get, and the replacement
+/// must take the side over from a dead owner.
+fn torture_one_to_one_kills_the_lock_free_owners() {
+    let (t, kills, consumer_kills) = run_torture(400_000, 80, true, 1);
+    assert!(
+        kills >= 10 && consumer_kills >= 3,
+        "only {kills} kills ({consumer_kills} consumers)"
+    );
+    assert_killed_safely(&t, consumer_kills);
+}
+
+fn assert_killed_safely(t: &Torture, consumer_kills: usize) {
+    let (duplicates, missing, _) = tally(t);
     assert_eq!(t.corrupted.get().expect("read"), 0, "corrupted messages");
     assert_eq!(duplicates, 0, "messages delivered twice");
     // At most the one message each killed consumer had just taken.
@@ -481,4 +506,86 @@ fn torture_with_producers_and_consumers_killed() {
         "{missing} missing after {consumer_kills} consumer kills"
     );
     assert!(t.queue.is_empty());
+}
+
+/// Puts `(source, seq)` as 16 raw bytes (no allocation: safe in a child
+/// forked from a process with threads).
+fn put_numbered(q: &Queue<()>, source: u64, seq: u64) -> bool {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&source.to_le_bytes());
+    bytes[8..].copy_from_slice(&seq.to_le_bytes());
+    matches!(q.put_many_bytes(&[&bytes], Duration::from_secs(10)), Ok(1))
+}
+
+/// Two threads put through one shared handle while a raw `fork` of this
+/// process puts through its copy of the same handle, and this thread, which
+/// owned the producers' side before the fork, keeps putting. The lock-free
+/// owner is only ever one thread: every source's numbers arrive complete,
+/// once each, in order.
+fn threads_and_a_forked_copy_share_one_handle_safely() {
+    const EACH: u64 = 100_000;
+    const SOURCES: usize = 4;
+    let q = std::sync::Arc::new(Queue::<()>::with_ring_bytes(0, 64 * 1024).expect("queue"));
+    let reader = q.try_clone().expect("clone");
+    let consumer = std::thread::spawn(move || {
+        let mut next = [0u64; SOURCES];
+        let mut wrong = 0u64;
+        let mut buf = Vec::new();
+        for _ in 0..SOURCES as u64 * EACH {
+            match reader.get_bytes(&mut buf, Duration::from_secs(10)) {
+                Ok(16) => {
+                    let source = u64::from_le_bytes(buf[..8].try_into().unwrap_or_default());
+                    let seq = u64::from_le_bytes(buf[8..].try_into().unwrap_or_default());
+                    match next.get_mut(source as usize) {
+                        Some(n) if *n == seq => *n += 1,
+                        _ => wrong += 1,
+                    }
+                }
+                Ok(_) => wrong += 1,
+                Err(_) => break,
+            }
+        }
+        (next, wrong)
+    });
+    // Long enough a streak for this thread to own the side.
+    for seq in 0..1_000 {
+        assert!(put_numbered(&q, 0, seq));
+    }
+    // SAFETY: the child only puts raw bytes through the queue (no
+    // allocation, no lock another thread could hold) and then _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let all = (0..EACH).all(|seq| put_numbered(&q, 3, seq));
+        // SAFETY: leaving the forked child without running destructors.
+        unsafe { libc::_exit(if all { 0 } else { 1 }) };
+    }
+    assert!(pid > 0, "fork failed");
+    // Alone with the child for a while: the child's copy carries this
+    // thread's token, which must not let it in.
+    for seq in 1_000..EACH / 2 {
+        assert!(put_numbered(&q, 0, seq));
+    }
+    let threads: Vec<_> = [1u64, 2]
+        .into_iter()
+        .map(|source| {
+            let q = std::sync::Arc::clone(&q);
+            std::thread::spawn(move || (0..EACH).all(|seq| put_numbered(&q, source, seq)))
+        })
+        .collect();
+    for seq in EACH / 2..EACH {
+        assert!(put_numbered(&q, 0, seq));
+    }
+    for t in threads {
+        assert_eq!(t.join().ok(), Some(true), "a thread's put failed");
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child's puts failed: status {status:#x}"
+    );
+    let (next, wrong) = consumer.join().expect("consumer");
+    assert_eq!(wrong, 0, "messages out of order, twice, or garbled");
+    assert_eq!(next, [EACH; SOURCES]);
 }

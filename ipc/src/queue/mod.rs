@@ -12,6 +12,14 @@
 //!   SIGKILLed inside `put` leaves nothing visible; a consumer SIGKILLed inside
 //!   `get` leaves the message for the next consumer; nobody is ever blocked
 //!   by a dead process.
+//! * **Lock-free while one thread has a side to itself**: a thread that
+//!   made every recent put (or every recent get) becomes that side's owner
+//!   and then works with plain loads and stores, no lock and no atomic
+//!   read-modify-write. Another thread or process that wants the side
+//!   revokes the ownership first (a `membarrier(2)` and a wait for the
+//!   owner's call in flight, or for its death), so only a change of hands
+//!   costs anything. Where the kernel refuses `membarrier`, every call takes
+//!   the locks. All users of a queue must share one pid namespace.
 //! * **Disconnected**: every handle is a producer from the moment it exists
 //!   (made, cloned, or handed to a child, which counts from before it runs)
 //!   until `close()` or drop, or until its process dies. Once every producer
@@ -31,16 +39,18 @@
 //! # }
 //! ```
 
+mod bias;
 mod error;
 mod joinable;
 mod producers;
 mod ring;
 mod simple;
+mod wait;
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
 pub use joinable::JoinableQueue;
-pub use ring::DEFAULT_SPIN;
 pub use simple::SimpleQueue;
+pub use wait::DEFAULT_SPIN;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -53,7 +63,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
 
-use ring::{LocalView, Patience, Ring, RingError, RingState};
+use ring::{LocalView, Ring, RingError, RingState};
+use wait::Patience;
 
 /// The default ring: room for one message at the 64 MiB frame limit.
 pub const DEFAULT_RING_BYTES: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE + 64 * 1024;
@@ -73,7 +84,7 @@ pub(crate) struct Joinable {
 }
 
 impl ShmState for QueueState {
-    const TAG: u64 = 0x4950_4351_5545_5501; // "IPCQUEU" v1
+    const TAG: u64 = 0x4950_4351_5545_5502; // "IPCQUEU" v2
 }
 
 /// This handle's producer registration.
