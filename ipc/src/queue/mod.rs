@@ -282,7 +282,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .into());
         }
         self.before_put(messages.len());
-        let result = ring.put_many(&mut messages.iter().copied(), deadline);
+        let result = ring.put_many(messages, deadline);
         let written = match &result {
             Ok(n) => *n,
             Err(_) => 0,

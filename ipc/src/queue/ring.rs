@@ -335,11 +335,10 @@ impl<'a> Ring<'a> {
     /// passes); returns how many went in. Each is published as it is written.
     pub(crate) fn put_many(
         &self,
-        messages: &mut dyn Iterator<Item = &[u8]>,
+        messages: &[&[u8]],
         deadline: Patience,
     ) -> Result<usize, RingError> {
-        let mut pending = messages.next();
-        if pending.is_none() {
+        if messages.is_empty() {
             return Ok(0);
         }
         let thread = thread_id();
@@ -348,34 +347,32 @@ impl<'a> Ring<'a> {
         if let Some(_owned) = self.tail_bias().enter(token, thread) {
             // The owner: no mutex, plain stores.
             let mut tail = self.load_tail_to_put();
-            while let Some(message) = pending {
+            for message in messages {
                 if self.place(&mut tail, message).is_err() {
                     break;
                 }
                 written += 1;
-                pending = messages.next();
             }
             self.publish_tail(tail);
             // Pairs with a sleeping consumer's membarrier (see `sleep_on`).
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
             self.wake_consumers();
-            if pending.is_none() {
+            if written == messages.len() {
                 return Ok(written);
             }
             // Full: wait for room the slow way, still the owner.
         }
         add_up(
             written,
-            self.put_locked(pending, messages, deadline, thread),
+            self.put_locked(&messages[written..], deadline, thread),
         )
     }
 
     /// The slow path: under the producers' mutex, waiting for room as the
     /// deadline allows.
-    fn put_locked<'m>(
+    fn put_locked(
         &self,
-        mut pending: Option<&'m [u8]>,
-        messages: &mut dyn Iterator<Item = &'m [u8]>,
+        messages: &[&[u8]],
         mut deadline: Patience,
         thread: u32,
     ) -> Result<usize, RingError> {
@@ -387,11 +384,12 @@ impl<'a> Ring<'a> {
         let mut written = 0;
         let mut tail = self.load_tail_to_put();
         let result = loop {
-            let Some(message) = pending else { break Ok(()) };
+            let Some(message) = messages.get(written) else {
+                break Ok(());
+            };
             let head = match self.place(&mut tail, message) {
                 Ok(()) => {
                     written += 1;
-                    pending = messages.next();
                     continue;
                 }
                 Err(head) => head,
