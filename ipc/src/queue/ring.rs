@@ -484,11 +484,16 @@ impl<'a> Ring<'a> {
                 new_pos = self.advance(new_pos, contiguous);
                 at = 0;
             }
-            let mut ahead = at + need + WRITE_AHEAD;
-            if ahead >= self.cap {
-                ahead %= self.cap;
+            // Only into free space: in a nearly full ring the lines ahead
+            // are records the consumer is about to read.
+            let used = self.distance(pos(tail_now), pos(head));
+            if used + (total + WRITE_AHEAD + 64) as u64 <= self.cap as u64 {
+                let mut ahead = at + need + WRITE_AHEAD;
+                if ahead >= self.cap {
+                    ahead %= self.cap;
+                }
+                prefetch_for_write(self.data.wrapping_add(ahead));
             }
-            prefetch_for_write(self.data.wrapping_add(ahead));
             // SAFETY: `need` bytes from `at` are inside the ring and free.
             unsafe {
                 self.write_header(at, message.len() as u32, KIND_MESSAGE);
