@@ -195,10 +195,17 @@ impl<'a> Bias<'a> {
         if n == 0 || run < self.streak_needed() || self.word.load(Ordering::Acquire) != 0 {
             return None;
         }
-        if !membarrier::register() {
-            return None;
-        }
-        let start = start_time_of(thread)?.0;
+        // Without membarrier (or /proc) there is no safe bias: start the
+        // streak over, so a refusing kernel is asked once per streak, not
+        // once per call.
+        let start = match start_time_of(thread) {
+            Some((start, _)) if membarrier::register() => start,
+            _ => {
+                self.streak
+                    .store(u64::from(thread) << 32, Ordering::Relaxed);
+                return None;
+            }
+        };
         let generation = self.state.generation.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
         let token = (u64::from(generation) << 32) | u64::from(thread);
         busy_of(self.state, token).store(0, Ordering::Relaxed);

@@ -13,6 +13,8 @@ const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
 
 /// The pid that registered (a forked child must register again).
 static REGISTERED_PID: AtomicU32 = AtomicU32::new(0);
+/// The pid the kernel refused: asked once per process, not once per call.
+static REFUSED_PID: AtomicU32 = AtomicU32::new(0);
 
 /// Registers this process to receive [`global_fence`]s; false if the
 /// kernel (or a seccomp filter) refuses. A fast path may rely on the
@@ -21,6 +23,9 @@ pub(crate) fn register() -> bool {
     let pid = std::process::id();
     if REGISTERED_PID.load(Ordering::Acquire) == pid {
         return true;
+    }
+    if REFUSED_PID.load(Ordering::Acquire) == pid {
+        return false;
     }
     // SAFETY: membarrier with a command and zero flags touches no memory of ours.
     let rc = unsafe {
@@ -32,6 +37,7 @@ pub(crate) fn register() -> bool {
         )
     };
     if rc != 0 {
+        REFUSED_PID.store(pid, Ordering::Release);
         return false;
     }
     REGISTERED_PID.store(pid, Ordering::Release);
