@@ -301,21 +301,23 @@ mod tests {
         let s = shared();
         let (tx, rx) = mpsc::channel();
         let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
         let s2 = Arc::clone(&s);
         let owner = std::thread::spawn(move || {
             let me = crate::thread_id::thread_id();
             let token = own(&s2, me);
-            let entered = bias(&s2).enter(token, me).is_some();
-            let _ = tx.send(entered);
+            let _ = tx.send(bias(&s2).enter(token, me).is_some());
             let _ = go_rx.recv();
-            // The guard was dropped at once; set busy by hand to hold it.
+            // The guard was dropped at once; hold busy by hand, as a put in
+            // flight would, until told to finish.
             busy_of(&s2.state, token).store(1, Ordering::Release);
-            std::thread::sleep(Duration::from_millis(30));
+            let _ = tx.send(true);
+            let _ = release_rx.recv();
             busy_of(&s2.state, token).store(0, Ordering::Release);
         });
-        assert_eq!(rx.recv().ok(), Some(true));
+        assert_eq!(rx.recv().ok(), Some(true), "the owner enters");
         let _ = go_tx.send(());
-        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(rx.recv().ok(), Some(true), "the owner is busy");
         let me = crate::thread_id::thread_id();
         let quick = bias(&s).settle(0, me, &mut Patience::after(Duration::from_millis(1)));
         assert!(matches!(quick, Err(RingError::Timeout)), "owner still busy");
@@ -324,6 +326,7 @@ mod tests {
             0,
             "left revoking"
         );
+        let _ = release_tx.send(());
         let patient = bias(&s).settle(0, me, &mut Patience::never());
         assert!(patient.is_ok());
         assert_eq!(s.word.load(Ordering::Acquire), 0);
