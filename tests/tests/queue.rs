@@ -22,6 +22,7 @@ fn main() {
         full_oversized_and_timeouts_are_typed_errors,
         messages_of_every_size_cross_in_both_methods,
         joinable_queue_join_waits_for_task_done,
+        a_producer_killed_inside_put_leaves_join_working,
         simple_queue_round_trip,
         posix_message_queue_orders_by_priority_across_processes,
         torture_with_only_producers_killed_loses_nothing,
@@ -205,6 +206,49 @@ fn work_and_mark_done(q: JoinableQueue<u32>) -> u32 {
         }
     }
     done
+}
+
+fn put_forever(q: JoinableQueue<u64>) {
+    for i in 0.. {
+        if q.put(&i).is_err() {
+            return;
+        }
+    }
+}
+
+/// A producer SIGKILLed while it puts as fast as it can (so the kill
+/// usually lands inside a put): whatever it committed is received and
+/// marked done, and then `join` returns. Five rounds.
+fn a_producer_killed_inside_put_leaves_join_working() {
+    for round in 0..5 {
+        let q = JoinableQueue::<u64>::with_ring_bytes(0, 1 << 20).expect("queue");
+        let mut p = Process::new(put_forever, q.try_clone().expect("clone"));
+        p.start().expect("start");
+        // Let it put a while (the ring fills and it waits for room too).
+        std::thread::sleep(Duration::from_millis(20 + 7 * round));
+        let _ = p.kill();
+        let _ = p.join();
+        q.close();
+        let mut next = 0u64;
+        loop {
+            match q.get_timeout(Duration::from_secs(10)) {
+                Ok(i) => {
+                    assert_eq!(i, next, "round {round}: out of order");
+                    next += 1;
+                    q.task_done().expect("task_done");
+                }
+                Err(GetTimeoutError::Get(GetError::Disconnected)) => break,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert!(next > 0, "round {round}: the producer put nothing");
+        assert!(
+            q.join_timeout(Duration::from_secs(5)),
+            "round {round}: join stuck with {} unfinished after {next} items",
+            q.unfinished()
+        );
+        assert!(q.task_done().is_err());
+    }
 }
 
 fn joinable_queue_join_waits_for_task_done() {

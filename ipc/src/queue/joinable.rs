@@ -1,5 +1,8 @@
 //! [`JoinableQueue`]: a [`Queue`] that counts unfinished items: `put` adds
-//! one, `task_done` takes one away, `join` waits until none are left.
+//! one, `task_done` takes one away, `join` waits until none are left. An
+//! item counts once its `put` has committed it, from the ring's own count
+//! of messages, so a producer SIGKILLed in the middle of a put leaves the
+//! count right.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,7 +17,6 @@
 //! ```
 
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -47,32 +49,20 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 
     pub fn with_ring_bytes(maxsize: usize, ring_bytes: usize) -> Result<Self, ShmError> {
         let queue = Queue::with_ring_bytes(maxsize, ring_bytes)?;
-        queue.enable_joining();
         Ok(JoinableQueue { queue })
     }
 
     /// Items put and not yet marked done.
     pub fn unfinished(&self) -> i64 {
-        self.queue.unfinished_count().load(Ordering::Acquire)
+        self.queue.unfinished() as i64
     }
 
     /// Marks one item taken with `get` as processed.
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        let unfinished = self.queue.unfinished_count();
-        let mut now = unfinished.load(Ordering::Acquire);
-        loop {
-            if now <= 0 {
-                return Err(TaskDoneError::TooManyCalls);
-            }
-            match unfinished.compare_exchange_weak(
-                now,
-                now - 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(()),
-                Err(seen) => now = seen,
-            }
+        if self.queue.mark_done() {
+            Ok(())
+        } else {
+            Err(TaskDoneError::TooManyCalls)
         }
     }
 

@@ -54,7 +54,7 @@ pub use wait::DEFAULT_SPIN;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -75,12 +75,12 @@ pub(crate) struct QueueState {
     joinable: Joinable,
 }
 
-/// JoinableQueue's count, on its own cache line (only joinable queues touch it).
+/// JoinableQueue's count of `task_done` calls, on its own cache line. The
+/// items put are the ring's own count of committed messages, so a producer
+/// killed in the middle of a put cannot leave the difference wrong.
 #[repr(C, align(64))]
 pub(crate) struct Joinable {
-    enabled: std::sync::atomic::AtomicU32,
-    /// Items put and not yet `task_done`.
-    unfinished: AtomicI64,
+    done: AtomicU64,
 }
 
 impl ShmState for QueueState {
@@ -281,14 +281,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             .into());
         }
-        self.before_put(messages.len());
-        let result = ring.put_many(messages, deadline);
-        let written = match &result {
-            Ok(n) => *n,
-            Err(_) => 0,
-        };
-        self.after_put(messages.len(), written);
-        match result {
+        match ring.put_many(messages, deadline) {
             Ok(n) => Ok(n),
             Err(RingError::Timeout) => Err(PutTimeoutError::Full),
             Err(RingError::Os(e)) => Err(PutError::Os(e).into()),
@@ -296,30 +289,25 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// JoinableQueue counts items before they become visible (so `join`
-    /// never returns while one is in flight), then takes back the unsent.
-    fn before_put(&self, n: usize) {
-        let j = &self.state().joinable;
-        if j.enabled.load(Ordering::Relaxed) != 0 {
-            j.unfinished.fetch_add(n as i64, Ordering::AcqRel);
+    /// Items put (committed) and not yet marked done, for JoinableQueue.
+    pub(crate) fn unfinished(&self) -> u64 {
+        let done = self.state().joinable.done.load(Ordering::Acquire);
+        self.ring().unfinished_since(done)
+    }
+
+    /// Counts one `task_done`; false if every item put is already done.
+    pub(crate) fn mark_done(&self) -> bool {
+        let done = &self.state().joinable.done;
+        let mut now = done.load(Ordering::Acquire);
+        loop {
+            if self.ring().unfinished_since(now) == 0 {
+                return false;
+            }
+            match done.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(seen) => now = seen,
+            }
         }
-    }
-
-    fn after_put(&self, tried: usize, written: usize) {
-        let j = &self.state().joinable;
-        if written < tried && j.enabled.load(Ordering::Relaxed) != 0 {
-            j.unfinished
-                .fetch_sub((tried - written) as i64, Ordering::AcqRel);
-        }
-    }
-
-    /// Turns on the unfinished-item count (JoinableQueue, at creation).
-    pub(crate) fn enable_joining(&self) {
-        self.state().joinable.enabled.store(1, Ordering::Release);
-    }
-
-    pub(crate) fn unfinished_count(&self) -> &AtomicI64 {
-        &self.state().joinable.unfinished
     }
 
     // ---- getting --------------------------------------------------------------

@@ -289,6 +289,13 @@ impl<'a> Ring<'a> {
         count(tail).wrapping_sub(count(head)) & COUNT_MASK
     }
 
+    /// Messages ever committed less `done` (both counted modulo the count
+    /// field, so the difference stays right across its wrap).
+    pub(crate) fn unfinished_since(&self, done: u64) -> u64 {
+        let tail = self.state.tail.word.load(Ordering::Acquire);
+        count(tail).wrapping_sub(done) & COUNT_MASK
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         let max = self.state.config.max_count.load(Ordering::Acquire);
         (max > 0 && self.len() >= max) || self.free_bytes() < record_size(0) as u64
