@@ -24,6 +24,7 @@ thread_local! {
 }
 
 /// The calling thread's id (`gettid`), without a syscall after the first call.
+#[inline]
 pub(crate) fn thread_id() -> u32 {
     WATCH_FORKS.call_once(|| {
         // SAFETY: registers a handler that only does an atomic add; glibc's

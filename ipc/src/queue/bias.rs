@@ -52,10 +52,12 @@ pub(crate) struct BiasState {
     generation: AtomicU32,
 }
 
+#[inline]
 fn tid_of(token: u64) -> u32 {
     token as u32
 }
 
+#[inline]
 fn busy_of(state: &BiasState, token: u64) -> &AtomicU32 {
     &state.busy[((token >> 32) as usize) % BUSY_FLAGS]
 }
@@ -75,12 +77,14 @@ pub(crate) struct Owned<'a> {
 }
 
 impl Drop for Owned<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.busy.store(0, Ordering::Release);
     }
 }
 
 impl<'a> Bias<'a> {
+    #[inline]
     pub(crate) fn new(word: &'a AtomicU64, streak: &'a AtomicU64, state: &'a BiasState) -> Self {
         Bias {
             word,
@@ -91,6 +95,7 @@ impl<'a> Bias<'a> {
 
     /// Enters the fast path if `token` (this handle's) still owns the side
     /// and the caller is its thread.
+    #[inline]
     pub(crate) fn enter(&self, token: u64, thread: u32) -> Option<Owned<'a>> {
         if token == 0 || tid_of(token) != thread {
             return None;

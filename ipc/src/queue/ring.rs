@@ -219,6 +219,7 @@ fn add_up(before: usize, after: Result<usize, RingError>) -> Result<usize, RingE
 }
 
 impl<'a> Ring<'a> {
+    #[inline]
     pub(crate) fn new(
         state: &'a RingState,
         data: *mut u8,
@@ -234,15 +235,18 @@ impl<'a> Ring<'a> {
         }
     }
 
+    #[inline]
     fn spin(&self) -> Duration {
         Duration::from_nanos(self.seen.spin_nanos.load(Ordering::Relaxed))
     }
 
+    #[inline]
     fn tail_bias(&self) -> Bias<'a> {
         let s = self.state;
         Bias::new(&s.tail.bias, &s.tail.streak, &s.tail_bias)
     }
 
+    #[inline]
     fn head_bias(&self) -> Bias<'a> {
         let s = self.state;
         Bias::new(&s.head.bias, &s.head.streak, &s.head_bias)
@@ -250,6 +254,7 @@ impl<'a> Ring<'a> {
 
     /// The largest payload a record can carry.
     /// Where position `pos` lies in the ring.
+    #[inline]
     fn offset(&self, pos: u64) -> usize {
         let cap = self.cap as u64;
         let at = if pos >= cap { pos - cap } else { pos };
@@ -258,6 +263,7 @@ impl<'a> Ring<'a> {
     }
 
     /// The position `n` bytes after `pos` (n at most one lap).
+    #[inline]
     fn advance(&self, pos: u64, n: usize) -> u64 {
         let lap = 2 * self.cap as u64;
         let next = pos + n as u64;
@@ -269,6 +275,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Bytes from position `from` forward to position `to`.
+    #[inline]
     fn distance(&self, to: u64, from: u64) -> u64 {
         let lap = 2 * self.cap as u64;
         if to >= from {
@@ -278,6 +285,7 @@ impl<'a> Ring<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn max_message(&self) -> usize {
         self.cap.saturating_sub(RECORD_HEADER + 8)
     }
@@ -307,12 +315,14 @@ impl<'a> Ring<'a> {
         (self.cap as u64).saturating_sub(self.distance(pos(tail), pos(head)))
     }
 
+    #[inline]
     fn wake_consumers(&self) {
         if self.state.consumers_waiting.count.load(Ordering::Acquire) > 0 {
             crate::sync::futex_wake_all_u32(low32(&self.state.tail.word));
         }
     }
 
+    #[inline]
     fn wake_producers(&self) {
         if self.state.producers_waiting.count.load(Ordering::Acquire) > 0 {
             crate::sync::futex_wake_all_u32(low32(&self.state.head.word));
@@ -324,6 +334,7 @@ impl<'a> Ring<'a> {
     /// The shared tail, for a caller holding the producers' side. If some
     /// other handle has put since this one last published, the cached head
     /// may be laps behind (positions only tell apart two laps): drop it.
+    #[inline]
     fn load_tail_to_put(&self) -> u64 {
         let tail = self.state.tail.word.load(Ordering::Acquire);
         if tail != self.seen.published_tail.load(Ordering::Relaxed) {
@@ -333,6 +344,7 @@ impl<'a> Ring<'a> {
         tail
     }
 
+    #[inline]
     fn publish_tail(&self, tail: u64) {
         self.state.tail.word.store(tail, Ordering::Release);
         self.seen.published_tail.store(tail, Ordering::Relaxed);
@@ -340,6 +352,7 @@ impl<'a> Ring<'a> {
 
     /// Writes as many of `messages` as fit by `deadline` (all, unless it
     /// passes); returns how many went in. Each is published as it is written.
+    #[inline]
     pub(crate) fn put_many(
         &self,
         messages: &[&[u8]],
@@ -439,6 +452,7 @@ impl<'a> Ring<'a> {
     /// Writes one record at `*tail` and moves `*tail` past it (not yet
     /// published), or returns the head it saw if there is no room. The
     /// caller holds the producers' side (its mutex, or the bias).
+    #[inline]
     fn place(&self, tail: &mut u64, message: &[u8]) -> Result<(), u64> {
         let s = self.state;
         let need = record_size(message.len());
@@ -516,6 +530,7 @@ impl<'a> Ring<'a> {
     }
 
     /// SAFETY: `at` must be 8-aligned with 8 bytes inside the ring.
+    #[inline]
     unsafe fn write_header(&self, at: usize, len: u32, kind: u32) {
         // SAFETY: per the caller; the ring start is 64-aligned.
         unsafe {
@@ -530,6 +545,7 @@ impl<'a> Ring<'a> {
     /// The shared head, for a caller holding the consumers' side. If some
     /// other handle has taken since this one last published, the cached
     /// tail may be laps behind: forget it (the next look reads the tail).
+    #[inline]
     fn load_head_to_get(&self) -> u64 {
         let head = self.state.head.word.load(Ordering::Acquire);
         if head != self.seen.published_head.load(Ordering::Relaxed) {
@@ -538,6 +554,7 @@ impl<'a> Ring<'a> {
         head
     }
 
+    #[inline]
     fn publish_head(&self, head: u64) {
         self.state.head.word.store(head, Ordering::Release);
         self.seen.published_head.store(head, Ordering::Relaxed);
@@ -545,6 +562,7 @@ impl<'a> Ring<'a> {
 
     /// Takes up to `max` messages, waiting for the first until `deadline`;
     /// `each` sees every payload (in the shared memory, before it is freed).
+    #[inline]
     pub(crate) fn get_many(
         &self,
         max: usize,
@@ -647,6 +665,7 @@ impl<'a> Ring<'a> {
     /// reaches `max` or no record is left. The caller holds the consumers'
     /// side (its mutex, or the bias: only the owner may `hold_back` before
     /// looking at the tail, since nobody waits for it).
+    #[inline]
     fn take(
         &self,
         head: &mut u64,
@@ -707,6 +726,7 @@ impl<'a> Ring<'a> {
     /// next look (at most 63 hints, about 1.6 us here), letting the producer
     /// get ahead. A consumer that had to wait (a ping-pong, a trickle) does
     /// not hold back.
+    #[inline]
     fn look_at_tail(&self, head: u64, hold_back: bool) -> u64 {
         let last = self.seen.last_found.load(Ordering::Relaxed);
         if hold_back && last > 0 && last < LOOK_GOAL {
@@ -723,6 +743,7 @@ impl<'a> Ring<'a> {
     }
 
     /// SAFETY: `at` must be 8-aligned with 8 bytes inside the ring.
+    #[inline]
     unsafe fn read_header(&self, at: usize) -> (u32, u32) {
         // SAFETY: per the caller.
         unsafe {
