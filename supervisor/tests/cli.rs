@@ -102,7 +102,18 @@ fn bench_sync_measures_locks_counters_and_copies() {
 #[test]
 fn bench_queue_measures_sizes_batches_and_ping_pong() {
     let rows = bench_json("queue");
-    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.len(), 11);
+    // The 64 B put/get is measured beside the minimal ring, in the same run.
+    let reference = rows
+        .iter()
+        .find(|r| r["subject"] == "minimal SPSC ring (reference)")
+        .expect("a reference row");
+    assert!(reference["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0));
+    let ours = rows
+        .iter()
+        .find(|r| r["subject"] == "1->1 put/get" && r["size_bytes"] == 64)
+        .expect("64 B put/get");
+    assert!(ours["vs_baseline"].as_f64().is_some_and(|v| v > 0.0));
     for size in [64, 4096, 1 << 20] {
         let at_size = rows
             .iter()

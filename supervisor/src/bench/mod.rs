@@ -7,6 +7,7 @@ mod queue;
 mod report;
 mod sieve;
 mod spawn;
+mod spsc_ring;
 mod stats;
 mod sync;
 

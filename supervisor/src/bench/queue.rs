@@ -1,7 +1,8 @@
 //! `supervisor bench queue`: `ipc::queue::Queue` between processes. One
 //! producer process and the measuring consumer at 64 B, 4 KiB and 1 MiB,
 //! one message per call and in batches; two producers and two consumers at
-//! 64 B; and the blocking ping-pong round trip (p50, p99). Raw bytes
+//! 64 B; the blocking ping-pong round trip (p50, p99); and, beside the 64 B
+//! put/get, a minimal SPSC ring (`spsc_ring`) as a reference. Raw bytes
 //! (`put_bytes` / `get_many_bytes_with`), so the figures are the queue's,
 //! not serde's.
 
@@ -26,10 +27,19 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         (1 << 20, 4_000 / scale, 16 << 20),
     ] {
         for batch in [1usize, 64] {
-            let rates = (0..runs)
-                .map(|_| one_to_one(size, count, ring, batch))
-                .collect::<Result<Vec<f64>, String>>()?;
+            // At 64 B one at a time, the minimal ring runs right after each
+            // of ours: what the machine allows at that moment, side by side.
+            let with_reference = size == 64 && batch == 1;
+            let mut rates = Vec::new();
+            let mut references = Vec::new();
+            for _ in 0..runs {
+                rates.push(one_to_one(size, count, ring, batch)?);
+                if with_reference {
+                    references.push(super::spsc_ring::rate(count)?);
+                }
+            }
             let rate = median(&rates);
+            let reference = (!references.is_empty()).then(|| median(&references));
             rows.push(Row {
                 bench: "queue",
                 subject: if batch == 1 {
@@ -40,9 +50,22 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
                 size_bytes: Some(size),
                 msgs_per_s: Some(rate),
                 mb_per_s: Some(rate * size as f64 / 1e6),
+                vs_baseline: reference.map(|r| rate / r),
+                baseline: reference.map(|_| "minimal SPSC ring".to_string()),
                 runs,
                 ..Row::default()
             });
+            if let Some(reference) = reference {
+                rows.push(Row {
+                    bench: "queue",
+                    subject: "minimal SPSC ring (reference)".into(),
+                    size_bytes: Some(size),
+                    msgs_per_s: Some(reference),
+                    mb_per_s: Some(reference * size as f64 / 1e6),
+                    runs,
+                    ..Row::default()
+                });
+            }
         }
     }
     let rates = (0..runs)
