@@ -48,7 +48,7 @@
 //! | (none) | `v.fetch_add(1)`, `v.compare_exchange(a, b)` for integers, no lock |
 //! | `Lock()`, `RLock()` | `sync::Lock::new()?`, `sync::RLock::new()?`: `lock`, `try_lock`, `lock_timeout` |
 //! | `Semaphore(n)`, `BoundedSemaphore(n)` | `sync::Semaphore::new(n)?`, `sync::BoundedSemaphore::new(n)?` |
-//! | `Event()`, `Condition()`, `Barrier(n)` | `sync::Event`, `sync::Condition`, `sync::Barrier` (`abort`, broken state) |
+//! | `Event()`, `Condition()`, `Barrier(n)` | `sync::Event`, `sync::Condition`, `sync::Barrier` (`abort`, `reset`, broken state) |
 //! | `shared_memory.SharedMemory(name, create=True, size=n)` | `shm::SharedMemory::create(name, n)?` (unlinked after a SIGKILL of its creator) |
 //! | `SharedMemory(name)`, `.unlink()`, `track=False` | `SharedMemory::open(name)?`, `.unlink()?`, `SharedMemory::create_untracked` |
 //! | `Queue(maxsize)`: `put`, `get`, `get(timeout=)`, `put_nowait` | `queue::Queue::new(maxsize)?`: `put`, `get`, `get_timeout`, `try_put`, plus `put_many` / `get_many` |

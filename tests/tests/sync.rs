@@ -20,6 +20,7 @@ fn main() {
         a_condition_holder_killed_is_owner_died,
         a_barrier_party_that_dies_breaks_it_after_the_timeout,
         abort_releases_barrier_waiters,
+        reset_releases_barrier_waiters_and_makes_it_new,
         a_barrier_passes_every_party_in_both_methods,
         semaphores_count_across_processes,
         an_event_wakes_a_waiting_process,
@@ -251,6 +252,51 @@ fn abort_releases_barrier_waiters() {
         .join_timeout(Duration::from_secs(30))
         .expect("joined");
     assert_eq!(result, Err("Broken".to_string()));
+}
+
+fn reset_releases_barrier_waiters_and_makes_it_new() {
+    let barrier = Barrier::new(3).expect("barrier");
+    let mut waiter = Process::new(
+        wait_at_barrier,
+        (barrier.try_clone().expect("clone"), 600_000),
+    );
+    waiter.start().expect("start");
+    eventually("the waiter arrives", || barrier.n_waiting() == 1);
+    barrier.reset().expect("reset");
+    let result = waiter
+        .join_timeout(Duration::from_secs(30))
+        .expect("joined");
+    assert_eq!(
+        result,
+        Err("Broken".to_string()),
+        "a waiter at reset is told"
+    );
+    assert!(!barrier.is_broken());
+    assert_eq!(barrier.n_waiting(), 0);
+    // A broken barrier is new again after a reset, too.
+    barrier.abort();
+    assert!(barrier.is_broken());
+    barrier.reset().expect("reset");
+    assert!(!barrier.is_broken());
+    // And all three parties pass, each with its own index.
+    let mut parties: Vec<_> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(
+                wait_at_barrier,
+                (barrier.try_clone().expect("clone"), 60_000),
+            );
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    let mut indices = vec![barrier
+        .wait_timeout(Duration::from_secs(60))
+        .expect("passes after the reset")];
+    for p in &mut parties {
+        indices.push(p.join().expect("joined").expect("passes"));
+    }
+    indices.sort_unstable();
+    assert_eq!(indices, [0, 1, 2]);
 }
 
 fn a_barrier_passes_every_party_in_both_methods() {

@@ -1,11 +1,13 @@
 //! [`Barrier`]: Python's `multiprocessing.Barrier`. `parties` processes wait
 //! until all have arrived. A timeout, an `abort()`, or a party that dies
 //! (seen by the others as their timeout running out) breaks it: every waiter
-//! gets [`BarrierError`] instead of waiting forever.
+//! gets [`BarrierError`] instead of waiting forever. `reset()` makes it new
+//! again (the parties waiting at that moment get `Broken`).
 //!
-//! State: a count under a robust mutex, a generation, a broken flag, and an
-//! epoch word that moves on every change and is what waiters sleep on, so no
-//! wake-up can be missed between checking and sleeping.
+//! State: a count under a robust mutex, a generation, a broken flag, which
+//! of the last 64 generations ended by a reset, and an epoch word that moves
+//! on every change and is what waiters sleep on, so no wake-up can be missed
+//! between checking and sleeping.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,14 +19,14 @@
 //! # }
 //! ```
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::error::BarrierError;
 use super::futex;
-use super::robust::{Acquired, RobustMutex};
+use super::robust::{Acquired, NotAcquired, RobustMutex};
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
 use crate::sys::Deadline;
@@ -39,10 +41,17 @@ pub(crate) struct BarrierState {
     broken: AtomicU32,
     /// Moves on every generation change and every break: the futex word.
     epoch: AtomicU32,
+    /// Bit `g % 64` is set if generation `g` ended by `reset()` (its
+    /// waiters get `Broken`), clear if all its parties arrived.
+    reset_ends: AtomicU64,
 }
 
 impl ShmState for BarrierState {
-    const TAG: u64 = 0x4950_4342_4152_5201; // "IPCBARR" v1
+    const TAG: u64 = 0x4950_4342_4152_5202; // "IPCBARR" v2
+}
+
+fn generation_bit(generation: u32) -> u64 {
+    1 << (generation % 64)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -111,6 +120,8 @@ impl Barrier {
         let index = s.count.fetch_add(1, Ordering::AcqRel);
         if index + 1 >= s.parties.load(Ordering::Acquire) {
             s.count.store(0, Ordering::Release);
+            s.reset_ends
+                .fetch_and(!generation_bit(generation), Ordering::AcqRel);
             s.generation.fetch_add(1, Ordering::AcqRel);
             s.epoch.fetch_add(1, Ordering::AcqRel);
             futex::wake_all(&s.epoch);
@@ -120,18 +131,31 @@ impl Barrier {
         s.mutex.unlock();
         loop {
             let epoch = s.epoch.load(Ordering::Acquire);
-            if s.generation.load(Ordering::Acquire) != generation {
-                return Ok(index);
+            if let Some(done) = self.ended(generation, index) {
+                return done;
             }
             if self.is_broken() {
                 return Err(BarrierError::Broken);
             }
             if !futex::wait(&s.epoch, epoch, deadline) {
-                if s.generation.load(Ordering::Acquire) != generation {
-                    return Ok(index);
+                if let Some(done) = self.ended(generation, index) {
+                    return done;
                 }
                 return Err(self.break_for_timeout());
             }
+        }
+    }
+
+    /// How a wait in `generation` ended, once it has: passed, or reset.
+    fn ended(&self, generation: u32, index: u32) -> Option<Result<u32, BarrierError>> {
+        let s = self.state();
+        if s.generation.load(Ordering::Acquire) == generation {
+            return None;
+        }
+        if s.reset_ends.load(Ordering::Acquire) & generation_bit(generation) != 0 {
+            Some(Err(BarrierError::Broken))
+        } else {
+            Some(Ok(index))
         }
     }
 
@@ -158,6 +182,31 @@ impl Barrier {
         s.broken.store(1, Ordering::Release);
         s.epoch.fetch_add(1, Ordering::AcqRel);
         futex::wake_all(&s.epoch);
+    }
+
+    /// Makes the barrier new again, empty and unbroken (Python's `reset()`):
+    /// the parties waiting at this moment get `Broken`; waits after it work
+    /// as on a new barrier. Fails only if the barrier's lock cannot be taken.
+    pub fn reset(&self) -> std::io::Result<()> {
+        let s = self.state();
+        match s.mutex.lock(Deadline::never()) {
+            // A holder that died left the count unknown: resetting repairs it.
+            Ok(Acquired::Clean) | Ok(Acquired::OwnerDied) => {}
+            Err(NotAcquired::Timeout) => return Err(std::io::ErrorKind::TimedOut.into()),
+            Err(NotAcquired::Os(e)) => return Err(e),
+        }
+        let generation = s.generation.load(Ordering::Acquire);
+        if s.count.load(Ordering::Acquire) > 0 || self.is_broken() {
+            s.reset_ends
+                .fetch_or(generation_bit(generation), Ordering::AcqRel);
+            s.count.store(0, Ordering::Release);
+            s.generation.fetch_add(1, Ordering::AcqRel);
+            s.broken.store(0, Ordering::Release);
+            s.epoch.fetch_add(1, Ordering::AcqRel);
+            futex::wake_all(&s.epoch);
+        }
+        s.mutex.unlock();
+        Ok(())
     }
 
     /// A second handle on the same barrier (for another process).
