@@ -13,6 +13,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::settled::Settled;
+
 /// Identifies one worker process for its whole life (never reused).
 pub type WorkerId = u64;
 
@@ -67,7 +69,8 @@ pub struct Ledger {
     /// Re-queued tasks with their next attempt number, dispatched first.
     retry: VecDeque<Lease>,
     held: HashMap<WorkerId, VecDeque<Lease>>,
-    done: Vec<u64>,
+    /// Done or dead: a task is counted once, whatever comes back later.
+    settled: Settled,
     done_count: u64,
     failures: HashMap<u64, u32>,
     dead: Vec<DeadLetter>,
@@ -82,7 +85,7 @@ impl Ledger {
             next_fresh: 0,
             retry: VecDeque::new(),
             held: HashMap::new(),
-            done: vec![0; total.div_ceil(64) as usize],
+            settled: Settled::default(),
             done_count: 0,
             failures: HashMap::new(),
             dead: Vec::new(),
@@ -179,13 +182,9 @@ impl Ledger {
         if self.unhold(worker, id).is_none() {
             return Completion::NotHeld;
         }
-        let (word, bit) = ((id / 64) as usize, id % 64);
-        // A held task is never done: leases are unique. Guard anyway.
-        if let Some(w) = self.done.get_mut(word) {
-            if *w & (1 << bit) == 0 {
-                *w |= 1 << bit;
-                self.done_count += 1;
-            }
+        // A held task is never settled: leases are unique. Guard anyway.
+        if id < self.total && self.settled.insert(id) {
+            self.done_count += 1;
         }
         self.failures.remove(&id);
         Completion::Counted
@@ -227,6 +226,7 @@ impl Ledger {
         if *failures >= self.max_attempts {
             let failures = *failures;
             self.failures.remove(&lease.id);
+            self.settled.insert(lease.id);
             self.dead.push(DeadLetter {
                 task: lease.id,
                 failures,
@@ -258,6 +258,19 @@ mod tests {
             cause: "killed by SIGKILL".into(),
             exit_code: Some(-9),
         }
+    }
+
+    #[test]
+    fn a_ledger_for_billions_of_tasks_starts_at_once() {
+        // The done set grows with what is in flight, not with the total
+        // (a bit per task would want 2^59 bytes here).
+        let mut ledger = Ledger::new(1 << 62, 3);
+        let leases = ledger.take(1, 1000);
+        for lease in leases.iter().rev() {
+            assert_eq!(ledger.complete(1, lease.id), Completion::Counted);
+        }
+        assert_eq!(ledger.done(), 1000);
+        assert_eq!(ledger.remaining(), (1 << 62) - 1000);
     }
 
     #[test]

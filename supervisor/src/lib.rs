@@ -35,4 +35,5 @@ pub mod progress;
 pub mod report;
 pub mod restart;
 pub mod run;
+pub mod settled;
 pub mod signals;
