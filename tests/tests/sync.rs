@@ -279,29 +279,24 @@ fn reset_releases_barrier_waiters_and_makes_it_new() {
     barrier.reset().expect("reset");
     assert!(!barrier.is_broken());
     // And all three parties pass, each with its own index.
-    let mut parties: Vec<_> = (0..2)
-        .map(|_| {
-            let mut p = Process::new(
-                wait_at_barrier,
-                (barrier.try_clone().expect("clone"), 60_000),
-            );
-            p.start().expect("start");
-            p
-        })
-        .collect();
-    let mut indices = vec![barrier
-        .wait_timeout(Duration::from_secs(60))
-        .expect("passes after the reset")];
-    for p in &mut parties {
-        indices.push(p.join().expect("joined").expect("passes"));
-    }
-    indices.sort_unstable();
-    assert_eq!(indices, [0, 1, 2]);
+    assert_eq!(
+        pass_with_children(&barrier, [StartMethod::Fork, StartMethod::Fork]),
+        [0, 1, 2]
+    );
 }
 
 fn a_barrier_passes_every_party_in_both_methods() {
     let barrier = Barrier::new(3).expect("barrier");
-    let mut parties: Vec<Process<_, Result<u32, String>>> = [StartMethod::Fork, StartMethod::Spawn]
+    assert_eq!(
+        pass_with_children(&barrier, [StartMethod::Fork, StartMethod::Spawn]),
+        [0, 1, 2]
+    );
+}
+
+/// This process and one child per start method wait at `barrier`; their
+/// arrival indices, sorted.
+fn pass_with_children<const N: usize>(barrier: &Barrier, methods: [StartMethod; N]) -> Vec<u32> {
+    let mut parties: Vec<Process<_, Result<u32, String>>> = methods
         .into_iter()
         .map(|m| {
             let mut p = Process::new(
@@ -320,7 +315,7 @@ fn a_barrier_passes_every_party_in_both_methods() {
         indices.push(p.join().expect("joined").expect("passes"));
     }
     indices.sort_unstable();
-    assert_eq!(indices, [0, 1, 2]);
+    indices
 }
 
 fn take_and_give((sem, n): (Semaphore, u32)) -> u32 {
