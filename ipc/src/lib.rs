@@ -87,13 +87,12 @@
 pub mod codec;
 mod handle;
 pub mod mq;
+pub mod os;
 pub mod pipe;
 pub mod process;
 pub mod queue;
 pub mod shm;
 pub mod sync;
-mod sys;
-mod thread_id;
 pub mod value;
 
 pub use handle::HandleError;

@@ -25,7 +25,7 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::handle;
-use crate::sys::Deadline;
+use crate::os::Deadline;
 
 /// Why a queue could not be created or opened.
 #[derive(Debug, thiserror::Error)]

@@ -58,13 +58,7 @@ pub struct Beat {
 /// when a worker beats between tasks of a microsecond. Its resolution (a few
 /// milliseconds) is far below any heartbeat timeout.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+    ipc::os::clock::coarse_monotonic_ns()
 }
 
 /// A table of heartbeat slots in one shared segment.

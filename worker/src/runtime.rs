@@ -70,25 +70,17 @@ extern "C" fn on_sigterm(_: libc::c_int) {
 /// inherits the supervisor's handlers, which must not run here), and every
 /// signal unblocked.
 fn install_signal_handling() {
-    // SAFETY: sigaction/sigprocmask with fully initialised structures; the
-    // handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigterm as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        // `pkill -HUP -f supervisor` also reaches forked workers (same command
-        // line): the supervisor's control signals must not stop or kill them.
-        for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU] {
-            libc::signal(sig, libc::SIG_IGN);
-        }
-        for sig in [libc::SIGQUIT, libc::SIGCHLD, libc::SIGUSR1, libc::SIGUSR2] {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    use ipc::os::signals;
+    let _ = signals::set_handler(libc::SIGTERM, on_sigterm);
+    // `pkill -HUP -f supervisor` also reaches forked workers (same command
+    // line): the supervisor's control signals must not stop or kill them.
+    for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU] {
+        let _ = signals::ignore(sig);
     }
+    for sig in [libc::SIGQUIT, libc::SIGCHLD, libc::SIGUSR1, libc::SIGUSR2] {
+        let _ = signals::set_default(sig);
+    }
+    let _ = signals::unblock_all();
 }
 
 /// The entry of every worker process (`ipc::Process::new(worker_main, args)`).

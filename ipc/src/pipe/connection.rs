@@ -21,7 +21,7 @@ use super::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, Try
 use super::inbox::Inbox;
 use crate::codec::{self, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
 use crate::handle;
-use crate::sys::{self, Deadline};
+use crate::os::{self, Deadline};
 
 /// Payloads up to this size are copied next to their header and written with
 /// one plain `write`; larger ones go out with `writev` and no copy.
@@ -55,10 +55,10 @@ enum WriteError {
 
 impl Connection {
     pub(crate) fn new(fd: OwnedFd, readable: bool, writable: bool) -> io::Result<Self> {
-        sys::set_nonblocking(fd.as_raw_fd(), false)?;
-        let is_socket = sys::is_socket(&fd);
+        os::fd::set_nonblocking(fd.as_raw_fd(), false)?;
+        let is_socket = os::fd::is_socket(&fd);
         if !is_socket {
-            sys::ignore_default_sigpipe();
+            os::signals::ignore_default_sigpipe();
         }
         Ok(Connection {
             fd,
@@ -245,7 +245,7 @@ impl Connection {
             bufs
         };
         loop {
-            match sys::write_some(fd, bufs, self.is_socket, timed) {
+            match os::fd::write_some(fd, bufs, self.is_socket, timed) {
                 Ok(0) => return Err(WriteError::Disconnected),
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -264,7 +264,7 @@ impl Connection {
 
     /// Waits for `events` (or a hang-up, which the next I/O turns into an error).
     fn wait_ready(&self, events: i16, deadline: Deadline) -> io::Result<bool> {
-        Ok(sys::poll_one(self.fd.as_raw_fd(), events, deadline)?.any())
+        Ok(os::poll::poll_one(self.fd.as_raw_fd(), events, deadline)?.any())
     }
 
     fn timeout_error(e: WriteError) -> SendTimeoutError {
@@ -351,7 +351,7 @@ impl Connection {
         if self.complete_frame_len()?.is_some() {
             return Ok(true);
         }
-        let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, Deadline::after(timeout))
+        let ready = os::poll::poll_one(self.fd.as_raw_fd(), libc::POLLIN, Deadline::after(timeout))
             .map_err(RecvError::Io)?;
         Ok(ready.readable || ready.hangup)
     }

@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use crate::sys;
+use crate::os;
 
 /// Initial (and resting) capacity: one default pipe buffer.
 const RESTING_CAPACITY: usize = 64 * 1024;
@@ -70,7 +70,7 @@ impl Inbox {
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
-        let n = sys::read_some(fd, &mut self.buf[self.end..])?;
+        let n = os::fd::read_some(fd, &mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
     }

@@ -22,7 +22,7 @@ pub use error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRec
 
 use std::io;
 
-use crate::sys;
+use crate::os;
 
 /// Kernel buffer asked for each simplex pipe. A 64 KiB default pipe holds
 /// only 16 pages, so a frame of 4 KiB plus its header, which spans two pages,
@@ -37,7 +37,7 @@ pub struct Pipe;
 impl Pipe {
     /// Two ends that both send and receive (Python's `Pipe()`).
     pub fn duplex() -> io::Result<(Connection, Connection)> {
-        let (a, b) = sys::socketpair_cloexec()?;
+        let (a, b) = os::fd::socketpair_cloexec()?;
         Ok((
             Connection::new(a, true, true)?,
             Connection::new(b, true, true)?,
@@ -46,8 +46,8 @@ impl Pipe {
 
     /// A receiving end and a sending end, in that order (Python's `Pipe(duplex=False)`).
     pub fn simplex() -> io::Result<(Connection, Connection)> {
-        let (r, w) = sys::pipe_cloexec()?;
-        sys::grow_pipe(&w, PIPE_CAPACITY);
+        let (r, w) = os::fd::pipe_cloexec()?;
+        os::fd::grow_pipe(&w, PIPE_CAPACITY);
         Ok((
             Connection::new(r, true, false)?,
             Connection::new(w, false, true)?,

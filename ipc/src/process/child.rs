@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::entry::{ChildReport, Trampoline};
 use super::EXIT_CHILD_FAILED;
-use crate::{codec, sys};
+use crate::{codec, os};
 
 pub(crate) fn run_entry_and_exit(
     report: OwnedFd,
@@ -33,8 +33,8 @@ pub(crate) fn exit_with_report(report: &OwnedFd, outcome: &ChildReport) -> ! {
     };
     if let Ok(frame) = codec::encode_frame(outcome, usize::MAX) {
         // A parent that went away is no reason to do anything but exit.
-        let _ = sys::set_nonblocking(report.as_raw_fd(), false);
-        let _ = sys::write_all_blocking(report.as_raw_fd(), &frame);
+        let _ = os::fd::set_nonblocking(report.as_raw_fd(), false);
+        let _ = os::fd::write_all_blocking(report.as_raw_fd(), &frame);
     }
     exit_now(code)
 }

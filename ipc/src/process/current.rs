@@ -26,7 +26,7 @@ pub fn current_process() -> ProcessInfo {
     ProcessInfo {
         name,
         pid: std::process::id(),
-        parent_pid: super::os::parent_pid() as u32,
+        parent_pid: crate::os::process::parent_pid() as u32,
     }
 }
 

@@ -6,17 +6,17 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::error::StartError;
-use super::{child, current, os, ChildPlan, Launched};
-use crate::sys;
+use super::{child, current, ChildPlan, Launched};
+use crate::os;
 
 pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched, StartError> {
     if !allow_threads {
-        let threads = os::thread_count()?;
+        let threads = os::procfs::thread_count()?;
         if threads > 1 {
             return Err(StartError::ThreadsPresent { threads });
         }
     }
-    let (report_rx, report_tx) = sys::pipe_cloexec()?;
+    let (report_rx, report_tx) = os::fd::pipe_cloexec()?;
     // Buffered output would otherwise be printed twice, once by each process.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -32,7 +32,7 @@ pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched
         run_child(plan, parent, report_rx, report_tx);
     }
     drop(report_tx);
-    sys::set_nonblocking(report_rx.as_raw_fd(), true)?;
+    os::fd::set_nonblocking(report_rx.as_raw_fd(), true)?;
     Ok(Launched { pid, report_rx })
 }
 
@@ -40,16 +40,19 @@ pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched
 fn run_child(plan: ChildPlan<'_>, parent: i32, report_rx: OwnedFd, report_tx: OwnedFd) -> ! {
     drop(report_rx);
     if plan.die_with_parent {
-        let _ = os::set_parent_death_signal(libc::SIGKILL);
+        let _ = os::process::set_parent_death_signal(libc::SIGKILL);
         // The parent may have died before the line above took effect.
-        if os::parent_pid() != parent {
+        if os::process::parent_pid() != parent {
             child::exit_now(1);
         }
     }
-    os::stdin_from_devnull();
+    os::fd::stdin_from_devnull();
+    // Only the handles given to this child: their descriptors (below) and
+    // their mappings, which decoding the arguments maps afresh.
+    crate::shm::forget_parent_mappings();
     let mut keep: Vec<RawFd> = plan.handle_fds.to_vec();
     keep.push(report_tx.as_raw_fd());
-    os::close_fds_except(&keep);
+    os::fd::close_fds_except(&keep);
     current::set_current_name(plan.name);
     // SAFETY: these descriptors were inherited from the parent's handles and are
     // owned by nothing in this process (the parent's objects are never dropped here).

@@ -37,7 +37,6 @@ mod entry;
 mod error;
 mod exit;
 mod fork;
-mod os;
 mod spawn;
 
 pub use current::{current_process, ProcessInfo};
@@ -55,7 +54,7 @@ use serde::Serialize;
 
 use crate::codec::{self, DEFAULT_MAX_FRAME_SIZE};
 use crate::handle;
-use crate::sys::{self, Deadline};
+use crate::os::{self, Deadline};
 use entry::ChildReport;
 
 /// Exit code of a spawned child whose `main` lacks `ipc::init()`.
@@ -207,7 +206,7 @@ where
         // The child has its copies of the handles now; ours must close, or a
         // reader would never see end of file from a dead writer.
         self.args = None;
-        let pidfd = os::pidfd_open(launched.pid).unwrap_or(None);
+        let pidfd = os::process::pidfd_open(launched.pid).unwrap_or(None);
         self.child = Some(Child {
             pid: launched.pid,
             pidfd,
@@ -299,7 +298,7 @@ where
     /// Sends any signal to a child that has not been reaped yet.
     pub fn signal(&mut self, signal: i32) -> std::io::Result<()> {
         match &self.child {
-            Some(child) if child.status.is_none() => os::send_signal(child.pid, signal),
+            Some(child) if child.status.is_none() => os::process::send_signal(child.pid, signal),
             _ => Ok(()),
         }
     }
@@ -309,8 +308,8 @@ impl<A, R> Drop for Process<A, R> {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             if child.status.is_none() {
-                let _ = os::send_signal(child.pid, libc::SIGKILL);
-                child.status = os::reap(child.pid, true).ok().flatten();
+                let _ = os::process::send_signal(child.pid, libc::SIGKILL);
+                child.status = os::process::reap(child.pid, true).ok().flatten();
             }
         }
     }
@@ -322,7 +321,7 @@ impl Child {
     fn wait(&mut self, deadline: Deadline, max_report: usize) -> std::io::Result<bool> {
         loop {
             if self.status.is_none() {
-                self.status = os::reap(self.pid, false)?;
+                self.status = os::process::reap(self.pid, false)?;
             }
             if self.status.is_some() {
                 // Dead: whatever it wrote is in the pipe now; take it without waiting.
@@ -348,11 +347,14 @@ impl Child {
                     revents: 0,
                 });
             }
-            let ready = sys::poll_many(&mut fds, step)?;
+            let ready = os::poll::poll_many(&mut fds, step)?;
             if ready == 0 && deadline.passed() {
                 return Ok(false);
             }
-            if fds.get(1).is_some_and(|p| sys::ready_of(p.revents).any()) {
+            if fds
+                .get(1)
+                .is_some_and(|p| os::poll::ready_of(p.revents).any())
+            {
                 self.read_report(max_report)?;
             }
         }
@@ -365,7 +367,7 @@ impl Child {
             return Ok(false);
         };
         let mut chunk = [0u8; 16 * 1024];
-        match sys::read_some(rx.as_raw_fd(), &mut chunk) {
+        match os::fd::read_some(rx.as_raw_fd(), &mut chunk) {
             Ok(0) => {
                 self.report_rx = None;
                 Ok(false)

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::{self, ChildReport, Trampoline};
 use super::error::StartError;
-use super::{child, current, os, ChildPlan, Launched, EXIT_CHILD_FAILED, EXIT_INIT_MISSING};
-use crate::{codec, sys};
+use super::{child, current, ChildPlan, Launched, EXIT_CHILD_FAILED, EXIT_INIT_MISSING};
+use crate::{codec, os};
 
 /// Names the descriptor of the bootstrap memfd in a spawned child.
 pub(crate) const BOOTSTRAP_ENV: &str = "IPC_SPAWN_BOOTSTRAP";
@@ -38,10 +38,10 @@ struct Bootstrap {
 }
 
 pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
-    let (report_rx, report_tx) = sys::pipe_cloexec()?;
+    let (report_rx, report_tx) = os::fd::pipe_cloexec()?;
     let bootstrap = Bootstrap {
         protocol: PROTOCOL_VERSION,
-        exe: os::exe_identity()?,
+        exe: os::process::exe_identity()?,
         name: plan.name.to_string(),
         trampoline_offset: entry::code_offset(plan.trampoline as usize),
         entry_offset: entry::code_offset(plan.entry),
@@ -51,7 +51,7 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
     };
     let frame =
         codec::encode_frame(&bootstrap, usize::MAX).map_err(|e| StartError::Args(e.to_string()))?;
-    let memfd = os::memfd_with(c"ipc-spawn-bootstrap", &frame)?;
+    let memfd = os::memory::sealed_memfd_with(c"ipc-spawn-bootstrap", &frame)?;
 
     let mut inherit: Vec<RawFd> = plan.handle_fds.to_vec();
     inherit.push(report_tx.as_raw_fd());
@@ -67,15 +67,20 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
         .env(BOOTSTRAP_ENV, memfd.as_raw_fd().to_string())
         .stdin(Stdio::null());
     // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe calls (fcntl, prctl, getppid, _exit); it allocates nothing.
+    // async-signal-safe calls (close_range or fcntl, prctl, getppid, _exit); it
+    // allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            // Exactly the handed descriptors survive the exec: everything
+            // else this process has open is marked close-on-exec (CPython
+            // closes all but the ones it passes, too).
+            os::fd::cloexec_fds_except(&inherit);
             for &fd in &inherit {
-                sys::set_cloexec(fd, false)?;
+                os::fd::set_cloexec(fd, false)?;
             }
             if die_with_parent {
-                os::set_parent_death_signal(libc::SIGKILL)?;
-                if os::parent_pid() != parent {
+                os::process::set_parent_death_signal(libc::SIGKILL)?;
+                if os::process::parent_pid() != parent {
                     libc::_exit(1);
                 }
             }
@@ -88,7 +93,7 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
     drop(spawned);
     drop(report_tx);
     drop(memfd);
-    sys::set_nonblocking(report_rx.as_raw_fd(), true)?;
+    os::fd::set_nonblocking(report_rx.as_raw_fd(), true)?;
     Ok(Launched { pid, report_rx })
 }
 
@@ -127,9 +132,9 @@ pub(crate) fn run_if_spawned() {
         .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
     for fd in [bootstrap.report_fd].iter().chain(&bootstrap.handle_fds) {
-        let _ = sys::set_cloexec(*fd, true);
+        let _ = os::fd::set_cloexec(*fd, true);
     }
-    match os::exe_identity() {
+    match os::process::exe_identity() {
         Ok(id) if id == bootstrap.exe => {}
         _ => child::exit_with_report(
             &report,

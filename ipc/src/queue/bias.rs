@@ -25,10 +25,10 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::producers::start_time_of;
 use super::ring::RingError;
 use super::wait::Patience;
-use crate::sync::membarrier;
+use crate::os::membarrier;
+use crate::os::procfs::start_time_of;
 
 /// Token bit: a revocation has started (the owner must not write).
 const REVOKING: u64 = 1 << 63;
@@ -255,7 +255,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let handle = std::thread::spawn(move || {
-            let _ = tx.send(crate::thread_id::thread_id());
+            let _ = tx.send(crate::os::thread_id::thread_id());
             let _ = done_rx.recv();
         });
         let tid = rx.recv().expect("the thread's id");
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn a_streak_makes_an_owner_and_only_its_thread_enters() {
         let s = shared();
-        let me = crate::thread_id::thread_id();
+        let me = crate::os::thread_id::thread_id();
         let (other, done, handle) = other_thread();
         let b = bias(&s);
         assert_eq!(b.after_turn(me, 10), None);
@@ -290,7 +290,7 @@ mod tests {
         let s = shared();
         let (tid, done_tx, owner) = other_thread();
         let token = own(&s, tid);
-        let me = crate::thread_id::thread_id();
+        let me = crate::os::thread_id::thread_id();
         bias(&s)
             .settle(0, me, &mut Patience::never())
             .unwrap_or_else(|_| panic!("revoke"));
@@ -309,7 +309,7 @@ mod tests {
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let s2 = Arc::clone(&s);
         let owner = std::thread::spawn(move || {
-            let me = crate::thread_id::thread_id();
+            let me = crate::os::thread_id::thread_id();
             let token = own(&s2, me);
             let _ = tx.send(bias(&s2).enter(token, me).is_some());
             let _ = go_rx.recv();
@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(rx.recv().ok(), Some(true), "the owner enters");
         let _ = go_tx.send(());
         assert_eq!(rx.recv().ok(), Some(true), "the owner is busy");
-        let me = crate::thread_id::thread_id();
+        let me = crate::os::thread_id::thread_id();
         let quick = bias(&s).settle(0, me, &mut Patience::after(Duration::from_millis(1)));
         assert!(matches!(quick, Err(RingError::Timeout)), "owner still busy");
         assert_ne!(
@@ -355,7 +355,7 @@ mod tests {
         let token = (7u64 << 32) | pid as u64;
         s.word.store(token, Ordering::Release);
         busy_of(&s.state, token).store(1, Ordering::Release);
-        let me = crate::thread_id::thread_id();
+        let me = crate::os::thread_id::thread_id();
         let revoked = bias(&s).settle(0, me, &mut Patience::after(Duration::from_secs(10)));
         assert!(revoked.is_ok(), "a dead owner must not block the revoker");
         assert_eq!(s.word.load(Ordering::Acquire), 0);

@@ -10,6 +10,9 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::os::clock::monotonic_ns;
+use crate::os::procfs::start_time_of;
+
 pub(crate) const SLOTS: usize = 256;
 
 #[repr(C)]
@@ -26,16 +29,6 @@ pub(crate) struct ProducerSlot {
 /// How long a child has to adopt the producer slot reserved for it.
 const RESERVATION: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
-}
-
 #[repr(C)]
 pub(crate) struct Producers {
     /// Someone has registered at least once.
@@ -43,18 +36,6 @@ pub(crate) struct Producers {
     /// The table was full once: stop judging disconnection (never wrongly).
     overflowed: AtomicU32,
     slots: [ProducerSlot; SLOTS],
-}
-
-/// This process's start time (field 22 of /proc/self/stat), which with the
-/// pid names a process uniquely: a recycled pid has another start time.
-pub(crate) fn start_time_of(pid: u32) -> Option<(u64, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    // Field 22 overall is index 19 after the command name.
-    let start = fields.get(19)?.parse().ok()?;
-    Some((start, state))
 }
 
 impl Producers {

@@ -19,8 +19,8 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::os::thread_id::thread_id;
 use crate::sync::robust::RobustMutex;
-use crate::thread_id::thread_id;
 
 use super::bias::{Bias, BiasState};
 use super::producers::Producers;
@@ -318,14 +318,14 @@ impl<'a> Ring<'a> {
     #[inline]
     fn wake_consumers(&self) {
         if self.state.consumers_waiting.count.load(Ordering::Acquire) > 0 {
-            crate::sync::futex_wake_all_u32(low32(&self.state.tail.word));
+            crate::os::futex::wake_all(low32(&self.state.tail.word));
         }
     }
 
     #[inline]
     fn wake_producers(&self) {
         if self.state.producers_waiting.count.load(Ordering::Acquire) > 0 {
-            crate::sync::futex_wake_all_u32(low32(&self.state.head.word));
+            crate::os::futex::wake_all(low32(&self.state.head.word));
         }
     }
 

@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::os::Deadline;
 use crate::sync::robust::{Acquired, NotAcquired, RobustMutex};
-use crate::sys::Deadline;
 
 use super::bias::Bias;
 use super::ring::RingError;
@@ -146,10 +146,10 @@ pub(crate) fn sleep_on(
     waiting.fetch_add(1, Ordering::AcqRel);
     // Either the owner sees us counted, or we see its new position. If that
     // cannot be made sure, sleep briefly instead.
-    if writer_bias.active() && crate::sync::membarrier::global_fence().is_err() {
+    if writer_bias.active() && crate::os::membarrier::global_fence().is_err() {
         slice = slice.min(Duration::from_millis(1));
     }
-    crate::sync::futex_wait_u32(low32(word), seen as u32, Deadline::after(slice));
+    crate::os::futex::wait(low32(word), seen as u32, Deadline::after(slice));
     waiting.fetch_sub(1, Ordering::AcqRel);
     word.load(Ordering::Acquire) != seen
 }

@@ -13,6 +13,20 @@
 //!
 //! Typed views (`Value`, `Array`, locks) are built on top.
 //!
+//! # What a holder of a segment can and cannot do
+//!
+//! * Anonymous segments are memfds **sealed** against shrinking and growing
+//!   once sized: no holder of the descriptor, not even a process that
+//!   corrupted its own memory, can truncate the file under another
+//!   process's mapping, so a mapped length stays valid (no SIGBUS).
+//! * Named segments cannot be sealed: any process that can open the name
+//!   can `ftruncate` it, and every process mapping it then faults (SIGBUS)
+//!   past the new end. Use them among processes that trust each other.
+//! * A child started with ipc's `fork` keeps only the mappings of the
+//!   handles it was given: right after the fork it unmaps every other
+//!   mapping this crate made in the parent, as it closes every other
+//!   descriptor. A raw `libc::fork` keeps them all, as `fork(2)` does.
+//!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let shm = ipc::shm::SharedMemory::anonymous(4096)?;
@@ -25,18 +39,21 @@
 //! ```
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::handle;
+use crate::{handle, os};
 
 pub(crate) mod cell;
+mod mappings;
 mod named;
 mod tracker;
+
+pub(crate) use mappings::forget_parent_mappings;
 
 /// A shared mapping of an anonymous memory file. Clones of it in children
 /// (through `Process` arguments) map the same pages.
@@ -47,6 +64,9 @@ pub struct SharedMemory {
     len: usize,
     /// The name of a named segment (without the leading `/`).
     name: Option<String>,
+    /// The process that mapped it: only that process unmaps it (a forked
+    /// child either never had the mapping or dropped it right after fork).
+    mapped_by: u32,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; moving it to
@@ -82,49 +102,47 @@ pub enum ShmError {
 }
 
 impl SharedMemory {
-    /// A zero-filled segment of `len` bytes, close-on-exec, sized once.
+    /// A zero-filled segment of `len` bytes, close-on-exec, sealed
+    /// against any change of size.
     pub fn anonymous(len: usize) -> Result<Self, ShmError> {
         if len == 0 {
             return Err(ShmError::Empty);
         }
-        // SAFETY: memfd_create takes a NUL-terminated name and flags.
-        let raw = unsafe { libc::memfd_create(c"ipc-shm".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let size =
-            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: ftruncate on a descriptor we own.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
-            return Err(io::Error::last_os_error().into());
-        }
+        let fd = os::memory::sealed_memfd(c"ipc-shm", len)?;
         Self::map(fd, len)
     }
 
     pub(crate) fn map(fd: OwnedFd, len: usize) -> Result<Self, ShmError> {
-        // SAFETY: a fresh shared mapping of `len` bytes of a file at least that long.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error().into());
-        }
-        let ptr = NonNull::new(addr.cast::<u8>()).ok_or(io::Error::from(io::ErrorKind::Other))?;
+        let ptr = os::memory::map_shared(&fd, len)?;
+        mappings::register(ptr, len);
         Ok(SharedMemory {
             fd,
             ptr,
             len,
             name: None,
+            mapped_by: std::process::id(),
         })
+    }
+
+    /// Keeps this mapping out of every child forked from now on, by any
+    /// means (`MADV_DONTFORK`): for an object only this process may use
+    /// (one end of a link), which a forked copy could only misuse.
+    pub fn exclude_from_forks(&self) -> Result<(), ShmError> {
+        os::memory::keep_out_of_forks(self.ptr, self.len)?;
+        mappings::exclude_from_forks(self.ptr);
+        Ok(())
+    }
+
+    /// Whether no holder can change the segment's size (anonymous segments:
+    /// always; named ones: never).
+    pub fn is_sealed(&self) -> bool {
+        os::memory::is_sealed_against_shrinking(&self.fd)
+    }
+
+    /// The descriptor behind the mapping (for tests that play a hostile holder).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
     }
 
     /// A second handle on the same memory: a duplicated descriptor and a new
@@ -158,8 +176,15 @@ impl SharedMemory {
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping this value made.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        if self.mapped_by != std::process::id() {
+            // A copy in a forked child: the mapping is not (or no longer)
+            // ours to unmap; the address may belong to another mapping now.
+            return;
+        }
+        mappings::unregister(self.ptr);
+        // SAFETY: unmapping exactly the mapping this value made, in the
+        // process that made it; nothing borrows it past this value.
+        unsafe { os::memory::unmap(self.ptr.as_ptr(), self.len) };
     }
 }
 
@@ -190,14 +215,8 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let len = usize::try_from(wire.len).map_err(D::Error::custom)?;
         // The length came from the parent; a file shorter than it would fault
         // on access, so check it against the real size.
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstat fills `stat` for a descriptor we own.
-        if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
-            return Err(D::Error::custom(io::Error::last_os_error()));
-        }
-        // SAFETY: fstat succeeded, so `stat` is initialised.
-        let real = unsafe { stat.assume_init() }.st_size;
-        if len == 0 || i64::try_from(len).map_or(true, |l| l > real) {
+        let real = os::fd::file_size(&fd).map_err(D::Error::custom)?;
+        if len == 0 || u64::try_from(len).map_or(true, |l| l > real) {
             return Err(D::Error::custom(format!(
                 "shared memory of {len} bytes announced, but the segment has {real}"
             )));

@@ -2,10 +2,9 @@
 //! `shared_memory.SharedMemory(name=..., create=True, size=n)`.
 
 use std::ffi::CString;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::{tracker, SharedMemory, ShmError};
+use crate::os;
 
 /// The longest name accepted (Linux allows 255 for the file in /dev/shm).
 const MAX_NAME: usize = 200;
@@ -53,38 +52,16 @@ impl SharedMemory {
             return Err(ShmError::Empty);
         }
         let path = shm_path(name)?;
-        let size =
-            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: shm_open with a NUL-terminated path and flags; it returns a new descriptor.
-        let raw = unsafe {
-            libc::shm_open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                0o600,
-            )
-        };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EEXIST) => ShmError::AlreadyExists(name.to_string()),
-                Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) => {
-                    ShmError::BadName(name.to_string())
-                }
-                _ => ShmError::Os(e),
-            });
-        }
-        // SAFETY: shm_open returned a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: ftruncate on our descriptor.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
-            let e = io::Error::last_os_error();
-            // SAFETY: removing the name we just created.
-            unsafe { libc::shm_unlink(path.as_ptr()) };
-            return Err(e.into());
-        }
-        let mut shm = SharedMemory::map(fd, len).inspect_err(|_| {
-            // SAFETY: removing the name we just created.
-            unsafe { libc::shm_unlink(path.as_ptr()) };
+        let fd = os::memory::shm_open(&path, true).map_err(|e| match e.raw_os_error() {
+            Some(libc::EEXIST) => ShmError::AlreadyExists(name.to_string()),
+            Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) => ShmError::BadName(name.to_string()),
+            _ => ShmError::Os(e),
+        })?;
+        let sized = os::memory::set_len(&fd, len)
+            .map_err(ShmError::from)
+            .and_then(|()| SharedMemory::map(fd, len));
+        let mut shm = sized.inspect_err(|_| {
+            let _ = os::memory::shm_unlink(&path);
         })?;
         shm.name = Some(name.to_string());
         Ok(shm)
@@ -93,24 +70,11 @@ impl SharedMemory {
     /// Opens the existing segment `name`, at its full size.
     pub fn open(name: &str) -> Result<Self, ShmError> {
         let path = shm_path(name)?;
-        // SAFETY: shm_open with a NUL-terminated path; it returns a new descriptor.
-        let raw = unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::ENOENT) => ShmError::NotFound(name.to_string()),
-                _ => ShmError::Os(e),
-            });
-        }
-        // SAFETY: shm_open returned a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstat fills `stat` for our descriptor.
-        if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        // SAFETY: fstat succeeded.
-        let len = usize::try_from(unsafe { stat.assume_init() }.st_size).unwrap_or(0);
+        let fd = os::memory::shm_open(&path, false).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => ShmError::NotFound(name.to_string()),
+            _ => ShmError::Os(e),
+        })?;
+        let len = usize::try_from(os::fd::file_size(&fd)?).unwrap_or(0);
         if len == 0 {
             return Err(ShmError::Empty);
         }
@@ -126,14 +90,10 @@ impl SharedMemory {
             return Err(ShmError::BadName(String::new()));
         };
         let path = shm_path(name)?;
-        // SAFETY: shm_unlink with a NUL-terminated path.
-        if unsafe { libc::shm_unlink(path.as_ptr()) } != 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::ENOENT) => ShmError::NotFound(name.clone()),
-                _ => ShmError::Os(e),
-            });
-        }
+        os::memory::shm_unlink(&path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => ShmError::NotFound(name.clone()),
+            _ => ShmError::Os(e),
+        })?;
         tracker::unregister(name);
         Ok(())
     }

@@ -55,12 +55,12 @@ fn send(op: u8, name: &str) -> io::Result<()> {
     line.extend_from_slice(name.as_bytes());
     line.push(b'\n');
     // At most PIPE_BUF bytes: one atomic write.
-    crate::sys::write_all_blocking(fd.as_raw_fd(), &line)
+    crate::os::fd::write_all_blocking(fd.as_raw_fd(), &line)
 }
 
 /// Starts a tracker; returns the write end of its pipe.
 fn start() -> io::Result<OwnedFd> {
-    let (read, write) = crate::sys::pipe_cloexec()?;
+    let (read, write) = crate::os::fd::pipe_cloexec()?;
     // SAFETY: fork; the child only calls async-signal-safe functions (below)
     // before _exit, so a multi-threaded parent is fine.
     let pid = unsafe { libc::fork() };
@@ -102,7 +102,7 @@ unsafe fn tracker_main(read_fd: libc::c_int) -> ! {
             libc::SIGQUIT,
             libc::SIGPIPE,
         ] {
-            libc::signal(sig, libc::SIG_IGN);
+            let _ = crate::os::signals::ignore(sig);
         }
         // Keep only the pipe (as fd 3) and /dev/null on 0, 1, 2.
         if libc::dup2(read_fd, 3) < 0 {

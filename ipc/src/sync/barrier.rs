@@ -25,11 +25,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::BarrierError;
-use super::futex;
 use super::robust::{Acquired, NotAcquired, RobustMutex};
+use crate::os::futex;
+use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
-use crate::sys::Deadline;
 
 #[repr(C)]
 pub(crate) struct BarrierState {

@@ -24,12 +24,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::{LockError, LockResult, OwnerDied};
-use super::futex;
 use super::lock::guard_or_error;
 use super::robust::RobustMutex;
+use crate::os::futex;
+use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
-use crate::sys::Deadline;
 
 #[repr(C)]
 pub(crate) struct ConditionState {

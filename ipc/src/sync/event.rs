@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::futex;
+use crate::os::futex;
+use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
-use crate::sys::Deadline;
 
 #[repr(C)]
 pub(crate) struct EventState {

@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{LockError, LockResult, OwnerDied};
 use super::robust::{Acquired, NotAcquired, RobustMutex};
+use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
-use crate::sys::Deadline;
 
 #[repr(C)]
 pub(crate) struct MutexState {

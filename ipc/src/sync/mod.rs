@@ -13,9 +13,7 @@ mod barrier;
 mod condition;
 mod error;
 mod event;
-mod futex;
 mod lock;
-pub(crate) mod membarrier;
 pub(crate) mod robust;
 mod semaphore;
 
@@ -27,16 +25,3 @@ pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 
 pub(crate) use lock::guard_or_error;
-
-/// Futex calls for other modules of this crate (the queue's position words).
-pub(crate) fn futex_wait_u32(
-    word: &std::sync::atomic::AtomicU32,
-    expected: u32,
-    deadline: crate::sys::Deadline,
-) -> bool {
-    futex::wait(word, expected, deadline)
-}
-
-pub(crate) fn futex_wake_all_u32(word: &std::sync::atomic::AtomicU32) {
-    futex::wake_all(word)
-}

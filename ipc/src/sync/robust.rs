@@ -6,7 +6,7 @@
 use std::cell::UnsafeCell;
 use std::io;
 
-use crate::sys::Deadline;
+use crate::os::Deadline;
 
 /// A `pthread_mutex_t` set up robust and process-shared.
 #[repr(C)]

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::atomic::AtomicInt;
 use super::{open_named, Elements};
+use crate::os::Deadline;
 use crate::shm::{SharedMemory, ShmError};
 use crate::sync::robust::RobustMutex;
 use crate::sync::{guard_or_error, LockError, LockResult};
-use crate::sys::Deadline;
 
 /// Python's `multiprocessing.Array(typecode, values)`: elements behind a robust lock.
 #[derive(Debug, Serialize, Deserialize)]

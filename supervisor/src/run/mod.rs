@@ -23,7 +23,7 @@ use crate::fleet::{Slot, StopReason, Worker};
 use crate::progress::{Gauges, Progress};
 use crate::report::{IpcCounts, Latency, Outcome, Restarts, RunReport, TaskCounts};
 use crate::restart::RestartPolicy;
-use crate::signals::SignalPipe;
+use ipc::os::signals::SelfPipe;
 
 mod control;
 mod recovery;
@@ -89,7 +89,7 @@ struct Supervisor<'c> {
     method: StartMethod,
     ledger: Ledger,
     heartbeat: HeartbeatTable,
-    signals: SignalPipe,
+    signals: SelfPipe,
     slots: Vec<Slot>,
     /// Crashes in a row per slot without a finished task (for backoff).
     crashes_in_a_row: Vec<u32>,
@@ -122,7 +122,7 @@ impl<'c> Supervisor<'c> {
     ) -> Result<Self, RunError> {
         let heartbeat = HeartbeatTable::new(workers as usize + EXTRA_SLOTS)
             .map_err(|e| RunError::Setup(e.to_string()))?;
-        let signals = SignalPipe::install().map_err(|e| RunError::Setup(e.to_string()))?;
+        let signals = crate::signals::install().map_err(|e| RunError::Setup(e.to_string()))?;
         let total = job.task_count();
         let input_len = if total > 0 {
             job.task_input(0).len()

@@ -122,12 +122,10 @@ impl Job for Fault {
         match self.action(id, ctx.attempt()) {
             Action::Abort => std::process::abort(),
             Action::Segv => {
-                // SAFETY: restoring the default action and raising a signal at
-                // ourselves; the process ends as a real segfault would.
-                unsafe {
-                    libc::signal(libc::SIGSEGV, libc::SIG_DFL);
-                    libc::raise(libc::SIGSEGV);
-                }
+                let _ = ipc::os::signals::set_default(libc::SIGSEGV);
+                // SAFETY: raising a signal at ourselves; with the default
+                // action the process ends as a real segfault would.
+                unsafe { libc::raise(libc::SIGSEGV) };
                 Err("SIGSEGV did not end the process".into())
             }
             Action::Exit => std::process::exit(FAULT_EXIT_CODE),

@@ -8,8 +8,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
-const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+use rustix::thread::{membarrier, MembarrierCommand};
 
 /// The pid that registered (a forked child must register again).
 static REGISTERED_PID: AtomicU32 = AtomicU32::new(0);
@@ -27,16 +26,7 @@ pub(crate) fn register() -> bool {
     if REFUSED_PID.load(Ordering::Acquire) == pid {
         return false;
     }
-    // SAFETY: membarrier with a command and zero flags touches no memory of ours.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_membarrier,
-            MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
-            0 as libc::c_long,
-            0 as libc::c_long,
-        )
-    };
-    if rc != 0 {
+    if membarrier(MembarrierCommand::RegisterGlobalExpedited).is_err() {
         REFUSED_PID.store(pid, Ordering::Release);
         return false;
     }
@@ -47,18 +37,5 @@ pub(crate) fn register() -> bool {
 /// A full memory barrier on every running thread of every registered
 /// process, before this returns.
 pub(crate) fn global_fence() -> std::io::Result<()> {
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_membarrier,
-            MEMBARRIER_CMD_GLOBAL_EXPEDITED,
-            0 as libc::c_long,
-            0 as libc::c_long,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    membarrier(MembarrierCommand::GlobalExpedited).map_err(std::io::Error::from)
 }

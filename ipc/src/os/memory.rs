@@ -1,0 +1,143 @@
+//! Memory that processes share: memfds (sealed against resizing once
+//! sized), named POSIX segments, shared mappings, and keeping a mapping out
+//! of forked children.
+//!
+//! Why seals: a mapping of a file that another holder shrinks faults with
+//! SIGBUS on the next access past the new end. Every holder of a memfd
+//! descriptor could `ftruncate` it; with `F_SEAL_SHRINK | F_SEAL_GROW |
+//! F_SEAL_SEAL` no holder can, not even the creator, so a mapped length is
+//! valid for as long as the mapping lives. Named segments (`shm_open`)
+//! cannot be sealed: anyone who can open the name can resize the file.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+
+/// The seals every sized segment carries.
+fn size_seals() -> SealFlag {
+    SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL
+}
+
+/// A memfd of `len` zero bytes, close-on-exec, sealed against any change
+/// of size. `name` shows in `/proc/<pid>/maps` and `/proc/<pid>/fd`.
+pub fn sealed_memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let size =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    nix::unistd::ftruncate(&fd, size)?;
+    fcntl(fd.as_fd(), FcntlArg::F_ADD_SEALS(size_seals()))?;
+    Ok(fd)
+}
+
+/// Whether `fd` is sealed against shrinking: a mapping of it cannot fault
+/// past the size it had when mapped.
+pub fn is_sealed_against_shrinking(fd: &impl AsFd) -> bool {
+    fcntl(fd.as_fd(), FcntlArg::F_GET_SEALS)
+        .is_ok_and(|seals| SealFlag::from_bits_retain(seals).contains(SealFlag::F_SEAL_SHRINK))
+}
+
+/// An anonymous file holding `bytes`, positioned at the start, sealed
+/// against writes and resizing (a spawned child's bootstrap).
+pub fn sealed_memfd_with(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+    use std::io::{Seek, Write};
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)?;
+    file.rewind()?;
+    let fd = OwnedFd::from(file);
+    fcntl(
+        fd.as_fd(),
+        FcntlArg::F_ADD_SEALS(size_seals() | SealFlag::F_SEAL_WRITE),
+    )?;
+    Ok(fd)
+}
+
+/// Opens (or with `create`, exclusively creates) the named segment
+/// `path` (`/name`), close-on-exec, mode 0600.
+pub fn shm_open(path: &CStr, create: bool) -> io::Result<OwnedFd> {
+    let flags = if create {
+        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC
+    } else {
+        libc::O_RDWR | libc::O_CLOEXEC
+    };
+    // SAFETY: shm_open with a NUL-terminated path and flags; it returns a new descriptor.
+    let raw = unsafe { libc::shm_open(path.as_ptr(), flags, 0o600) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: shm_open returned a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Removes the name `path` (`/name`).
+pub fn shm_unlink(path: &CStr) -> io::Result<()> {
+    // SAFETY: shm_unlink with a NUL-terminated path.
+    if unsafe { libc::shm_unlink(path.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the size of a (named, unsealed) segment.
+pub fn set_len(fd: &impl AsFd, len: usize) -> io::Result<()> {
+    let size =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    nix::unistd::ftruncate(fd, size)?;
+    Ok(())
+}
+
+/// Maps `len` bytes of `fd` shared, readable and writable.
+pub fn map_shared(fd: &impl AsRawFd, len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh shared mapping chosen by the kernel; it aliases no
+    // memory of ours.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))
+}
+
+/// Unmaps a mapping made by [`map_shared`].
+///
+/// # Safety
+/// `ptr..ptr + len` must be a mapping of ours that nothing uses any more.
+pub unsafe fn unmap(ptr: *mut u8, len: usize) {
+    // SAFETY: per the caller.
+    unsafe { libc::munmap(ptr.cast(), len) };
+}
+
+/// Keeps a mapping out of children forked from now on (`MADV_DONTFORK`):
+/// the child has no such pages at all, and forking costs nothing for them.
+pub fn keep_out_of_forks(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: madvise on a mapping of ours changes only its inheritance.
+    if unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTFORK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the pages `ptr..ptr + len` inaccessible (a guard page in tests).
+///
+/// # Safety
+/// The range must be page-aligned and part of a mapping of ours that no
+/// one reads or writes any more.
+pub unsafe fn protect_none(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: per the caller.
+    if unsafe { libc::mprotect(ptr.cast(), len, libc::PROT_NONE) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

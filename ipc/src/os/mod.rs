@@ -1,0 +1,35 @@
+//! The OS layer: the system calls of every crate in this workspace, in one
+//! place, so each Linux mechanism (pidfds, futexes, memfd seals,
+//! `membarrier`, `/proc`, `PR_SET_PDEATHSIG`) has exactly one home and a
+//! port to another kernel is a bounded job: replace these files.
+//!
+//! Built on `nix` where it covers a call, `rustix` for futexes, `libc`
+//! where neither does. Everything here either returns an `io::Result` or
+//! documents why it cannot fail; nothing panics.
+//!
+//! * [`clock`]: deadlines, the monotonic clocks (precise and coarse);
+//! * [`fd`]: pipes, socketpairs, descriptor flags, reads and writes,
+//!   descriptor hygiene for children;
+//! * [`poll`]: `poll(2)` with a deadline;
+//! * [`process`]: pidfds, `waitpid`, signals to children, the parent-death
+//!   signal, the executable's identity;
+//! * [`procfs`]: what `/proc` says (thread counts, start times, states, RSS,
+//!   available memory, processes of a user);
+//! * [`memory`]: memfds, seals, shared mappings, `MADV_DONTFORK`;
+//! * [`futex`]: shared futex words; `membarrier` fences (crate-internal);
+//! * [`signals`]: signal dispositions and the self-pipe of an event loop;
+//! * [`limits`]: resource limits (descriptors, processes).
+
+pub mod clock;
+pub mod fd;
+pub mod futex;
+pub mod limits;
+pub(crate) mod membarrier;
+pub mod memory;
+pub mod poll;
+pub mod process;
+pub mod procfs;
+pub mod signals;
+pub(crate) mod thread_id;
+
+pub use clock::Deadline;

@@ -1,0 +1,100 @@
+//! Processes: pidfds, `waitpid`, signals to children, the parent-death
+//! signal, the executable's identity. A macOS port replaces this file
+//! (kqueue `EVFILT_PROC` instead of pidfds, no `PR_SET_PDEATHSIG`).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use crate::process::ExitStatus;
+
+/// Opens a pidfd for `pid`: readable once the process exits. `Ok(None)` on
+/// kernels before 5.3, where callers fall back to short polling.
+pub fn pidfd_open(pid: i32) -> io::Result<Option<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOSYS) | Some(libc::EPERM) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    // pidfds are close-on-exec by default.
+    // SAFETY: the syscall returned a fresh descriptor that nothing else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+}
+
+/// Reaps `pid` if it has exited (`block` waits for it). `Ok(None)`: still running.
+pub fn reap(pid: i32, block: bool) -> io::Result<Option<ExitStatus>> {
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer; pid is our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if rc == pid {
+            return Ok(Some(ExitStatus::from_wait_status(status)));
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Whether our child `pid` has exited, without reaping it (its status stays
+/// for whoever joins it).
+pub fn has_exited(pid: i32) -> bool {
+    // SAFETY: a zeroed siginfo_t is a valid out-buffer for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid fills `info`; WNOWAIT leaves the child waitable.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is valid to read for a siginfo waitid filled (0 if none).
+    rc != 0 || unsafe { info.si_pid() } == pid
+}
+
+/// Sends `signal` to `pid`. Only called on children not yet reaped, so the pid
+/// cannot have been reused by another process.
+pub fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory arguments.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        let err = io::Error::last_os_error();
+        // Already exited but not reaped: nothing to signal, not an error.
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Asks the kernel to send `signal` to this process when its parent *thread*
+/// exits. Async-signal-safe: usable between fork and exec.
+pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The parent's pid. Async-signal-safe.
+pub fn parent_pid() -> i32 {
+    nix::unistd::getppid().as_raw()
+}
+
+/// (device, inode) of the running executable: a spawned child checks that it
+/// runs the very binary its parent runs before trusting code addresses.
+pub fn exe_identity() -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata("/proc/self/exe")?;
+    Ok((meta.dev(), meta.ino()))
+}

@@ -1,0 +1,141 @@
+//! What `/proc` says about processes and the machine: thread counts, a
+//! thread's start time and state (which with its id names it uniquely, as
+//! a recycled id gets another start time), resident memory, available
+//! memory, and how many processes a user runs. Every reader returns `None`
+//! or an error on a file it cannot parse: `/proc` of another process may
+//! vanish between two reads.
+
+use std::io;
+
+/// Number of threads in this process.
+pub fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// A process or thread as its `stat` file describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskStat {
+    /// `R`, `S`, `D`, `T`, `Z`, `X`, ...
+    pub state: char,
+    /// Clock ticks after boot at which it started (field 22).
+    pub start_time: u64,
+    pub parent: i32,
+    /// User + system CPU time in clock ticks (fields 14 and 15).
+    pub cpu_ticks: u64,
+    /// Resident pages (field 24).
+    pub rss_pages: u64,
+}
+
+impl TaskStat {
+    /// Alive: neither a zombie nor dead.
+    pub fn is_alive(&self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
+/// `/proc/<id>/stat` of a process or thread (any thread id works there).
+pub fn task_stat(id: u32) -> Option<TaskStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+fn parse_stat(stat: &str) -> Option<TaskStat> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field n overall is index n - 3 here.
+    let field = |n: usize| fields.get(n - 3).copied();
+    Some(TaskStat {
+        state: field(3)?.chars().next()?,
+        parent: field(4)?.parse().ok()?,
+        cpu_ticks: field(14)?.parse::<u64>().ok()? + field(15)?.parse::<u64>().ok()?,
+        start_time: field(22)?.parse().ok()?,
+        rss_pages: field(24)?.parse().ok()?,
+    })
+}
+
+/// (start time, state) of a process or thread, the pair that names it.
+pub fn start_time_of(id: u32) -> Option<(u64, char)> {
+    task_stat(id).map(|s| (s.start_time, s.state))
+}
+
+/// Bytes of memory the kernel could give without swapping (`MemAvailable`).
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The kernel's process-wide limits: (`pid_max`, `threads-max`).
+pub fn kernel_task_limits() -> (Option<u64>, Option<u64>) {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    (
+        read("/proc/sys/kernel/pid_max"),
+        read("/proc/sys/kernel/threads-max"),
+    )
+}
+
+/// Threads of every process whose real user is `uid` (what
+/// `RLIMIT_NPROC` counts), read from `/proc/<pid>/status`.
+pub fn tasks_of_user(uid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut tasks = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if field("Uid:") == Some(u64::from(uid)) {
+            tasks += field("Threads:").unwrap_or(1);
+        }
+    }
+    tasks
+}
+
+/// The page size, for RSS in bytes.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer and touches no memory.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_name_with_spaces_and_parentheses_parses() {
+        let line = "42 (a (b) c) S 7 42 42 0 -1 4194560 100 0 0 0 11 5 0 0 20 0 1 0 12345 1000000 250 18446744073709551615";
+        let stat = parse_stat(line).expect("parses");
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.parent, 7);
+        assert_eq!(stat.cpu_ticks, 16);
+        assert_eq!(stat.start_time, 12345);
+        assert_eq!(stat.rss_pages, 250);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_garbage_is_none() {
+        let me = task_stat(std::process::id()).expect("our own stat");
+        assert!(me.is_alive());
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S"), None);
+    }
+}
