@@ -2,7 +2,7 @@
 //! call gives up), the precise and the coarse monotonic clocks in
 //! nanoseconds (the same clocks in every process of a machine, so values
 //! written into shared memory by one process mean the same in another),
-//! and the realtime form some pthread and mq calls want.
+//! and the realtime form the mq calls want.
 
 use std::time::{Duration, Instant};
 

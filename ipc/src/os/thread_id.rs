@@ -3,7 +3,8 @@
 //! thread: a fork handler bumps a counter in the child, which invalidates
 //! every cached id there. The id tells which thread owns a queue's biased
 //! producer side (`queue::bias`), so a stale one would let two threads write
-//! at once.
+//! at once. The thread's start time is cached the same way: with the id it
+//! names a lock's holder (`sync::robust`).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,6 +22,8 @@ extern "C" fn count_fork_in_child() {
 thread_local! {
     /// (value of FORKS when cached, tid); FORKS never reaches u32::MAX first.
     static CACHED: Cell<(u32, u32)> = const { Cell::new((u32::MAX, 0)) };
+    /// (value of FORKS when cached, the thread's start time).
+    static START: Cell<(u32, u64)> = const { Cell::new((u32::MAX, 0)) };
 }
 
 /// The calling thread's id (`gettid`), without a syscall after the first call.
@@ -37,9 +40,27 @@ pub(crate) fn thread_id() -> u32 {
         if at == forks {
             return tid;
         }
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() } as u32;
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         cached.set((forks, tid));
         tid
+    })
+}
+
+/// The calling thread's start time (clock ticks after boot, from `/proc`),
+/// read once per thread: with the id, it names the thread uniquely, so a
+/// lock holder's record cannot be mistaken for a later thread that got
+/// the same id. 0 if `/proc` cannot say.
+#[inline]
+pub(crate) fn thread_start_time() -> u64 {
+    let tid = thread_id();
+    let forks = FORKS.load(Ordering::Relaxed);
+    START.with(|cached| {
+        let (at, start) = cached.get();
+        if at == forks {
+            return start;
+        }
+        let start = super::procfs::start_time_of(tid).map_or(0, |(s, _)| s);
+        cached.set((forks, start));
+        start
     })
 }

@@ -84,7 +84,7 @@ pub(crate) struct Joinable {
 }
 
 impl ShmState for QueueState {
-    const TAG: u64 = 0x4950_4351_5545_5502; // "IPCQUEU" v2
+    const TAG: u64 = 0x4950_4351_5545_5503; // "IPCQUEU" v3
 }
 
 /// This handle's producer registration.

@@ -83,7 +83,7 @@ impl<S: ShmState> ShmCell<S> {
 
     pub(crate) fn state(&self) -> &S {
         // SAFETY: S lives at HEADER, which is 64-aligned in a page-aligned
-        // mapping long enough for it; S is made of atomics and pthread objects
+        // mapping long enough for it; S is made of atomics
         // meant to be shared, so a shared reference is what every user holds.
         unsafe { &*(self.shm.as_ptr().add(HEADER) as *const S) }
     }

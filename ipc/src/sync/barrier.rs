@@ -47,7 +47,7 @@ pub(crate) struct BarrierState {
 }
 
 impl ShmState for BarrierState {
-    const TAG: u64 = 0x4950_4342_4152_5202; // "IPCBARR" v2
+    const TAG: u64 = 0x4950_4342_4152_5203; // "IPCBARR" v3
 }
 
 fn generation_bit(generation: u32) -> u64 {

@@ -1,8 +1,11 @@
 //! [`Condition`]: Python's `multiprocessing.Condition`, a robust lock plus a
-//! futex sequence word. `wait` reads the sequence, unlocks, sleeps until the
-//! sequence moves (a `notify`), and locks again. A waiter that is SIGKILLed
-//! leaves nothing behind: the others keep waiting and being notified. A
-//! holder that dies is reported to the next locker as
+//! table of waiter slots (`waiters`). `wait` takes a slot (under the
+//! lock), unlocks, and sleeps on it; `notify(n)` signals the `n` oldest
+//! waiters present, so it wakes at most `n`, as Python promises, even one
+//! that had not reached its sleep yet, and a waiter that comes later cannot
+//! take another's wake-up. A waiter that is SIGKILLed is found dead and its
+//! slot freed: the others keep waiting and being notified. A holder that dies is
+//! reported to the next locker as
 //! [`LockError::OwnerDied`](super::LockError::OwnerDied), as with [`Lock`](super::Lock).
 //!
 //! ```
@@ -18,7 +21,6 @@
 //! # }
 //! ```
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{LockError, LockResult, OwnerDied};
 use super::lock::guard_or_error;
 use super::robust::RobustMutex;
-use crate::os::futex;
+use super::waiters::Waiters;
 use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
@@ -34,11 +36,11 @@ use crate::shm::ShmError;
 #[repr(C)]
 pub(crate) struct ConditionState {
     mutex: RobustMutex,
-    sequence: AtomicU32,
+    waiters: Waiters,
 }
 
 impl ShmState for ConditionState {
-    const TAG: u64 = 0x4950_4343_4f4e_4401; // "IPCCOND" v1
+    const TAG: u64 = 0x4950_4343_4f4e_4402; // "IPCCOND" v2
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -131,34 +133,32 @@ impl Condition {
         guard: ConditionGuard<'a>,
         deadline: Deadline,
     ) -> LockResult<(ConditionGuard<'a>, bool)> {
-        let state = self.state();
-        // Read before unlocking: a notify after this point moves the word,
-        // and the futex wait then returns at once.
-        let seen = state.sequence.load(Ordering::Acquire);
+        let waiters = &self.state().waiters;
+        // In place before unlocking: a notify from now on sees this waiter.
+        let place = waiters.enter();
         drop(guard);
-        let in_time = futex::wait(&state.sequence, seen, deadline);
+        let woken = waiters.wait(place, deadline);
         // The lock is taken back without a deadline, as Python does.
         match self.lock_deadline(Deadline::never()) {
-            Ok(g) => Ok((g, !in_time)),
+            Ok(g) => Ok((g, !woken)),
             Err(LockError::OwnerDied(died)) => Err(LockError::OwnerDied(OwnerDied::new((
                 died.into_inner(),
-                !in_time,
+                !woken,
             )))),
             Err(LockError::Timeout) => Err(LockError::Timeout),
             Err(LockError::Os(e)) => Err(LockError::Os(e)),
         }
     }
 
-    /// Wakes up to `n` waiters.
-    pub fn notify(&self, n: u32) {
-        self.state().sequence.fetch_add(1, Ordering::AcqRel);
-        futex::wake(&self.state().sequence, n);
+    /// Wakes up to `n` waiters, oldest first (Python's `notify(n)`; call it
+    /// holding the lock, as Python requires). Returns how many it woke.
+    pub fn notify(&self, n: u32) -> u32 {
+        self.state().waiters.wake(n)
     }
 
     /// Wakes every waiter.
-    pub fn notify_all(&self) {
-        self.state().sequence.fetch_add(1, Ordering::AcqRel);
-        futex::wake_all(&self.state().sequence);
+    pub fn notify_all(&self) -> u32 {
+        self.state().waiters.wake(u32::MAX)
     }
 
     /// A second handle on the same condition (for another process).

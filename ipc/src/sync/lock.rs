@@ -40,10 +40,10 @@ pub(crate) struct RLockTag;
 pub(crate) struct Tagged<T>(std::marker::PhantomData<T>, MutexState);
 
 impl ShmState for Tagged<LockTag> {
-    const TAG: u64 = 0x4950_434c_4f43_4b01; // "IPCLOCK" v1
+    const TAG: u64 = 0x4950_434c_4f43_4b02; // "IPCLOCK" v2
 }
 impl ShmState for Tagged<RLockTag> {
-    const TAG: u64 = 0x4950_4352_4c4f_4301; // "IPCRLOC" v1
+    const TAG: u64 = 0x4950_4352_4c4f_4302; // "IPCRLOC" v2
 }
 
 /// Turns a raw lock outcome into the guard or error.

@@ -5,7 +5,7 @@
 //! `try_clone`d first to keep a handle). Every blocking call has `try_` and
 //! `_timeout` forms.
 //!
-//! Death is expected: locks are robust pthread mutexes (a holder's death is
+//! Death is expected: locks are robust lock words of our own (a holder's death is
 //! [`LockError::OwnerDied`] for the next locker, with the lock held), and
 //! waiting is on futex words, which a dead waiter cannot leave blocked.
 
@@ -16,6 +16,7 @@ mod event;
 mod lock;
 pub(crate) mod robust;
 mod semaphore;
+mod waiters;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};

@@ -1,24 +1,51 @@
-//! A robust, process-shared pthread mutex living in shared memory. When its
-//! holder dies, the kernel marks it and the next locker gets `EOWNERDEAD`:
-//! we make it consistent at once and report [`Acquired::OwnerDied`], so the
-//! caller can repair the data it guards. Nobody ever hangs on a dead holder.
+//! [`RobustMutex`]: the lock word behind every lock of this crate (Lock,
+//! RLock, Condition, Barrier, Value/Array, the queue's two sides), in shared
+//! memory, written by nobody but the lock code itself.
+//!
+//! Why not a robust pthread mutex: glibc keeps a robust mutex on a list
+//! that runs *through the mutex* (`__prev`/`__next` pointers inside the
+//! shared bytes) and unlinks it by writing through those pointers, and it
+//! asserts (aborts) on a `__kind` it does not expect. A process that
+//! scribbles on the shared bytes could then make every other user write
+//! chosen values at chosen addresses, or abort. This lock has no pointer in
+//! shared memory and no assertion: whatever the words hold, it writes only
+//! its own words, and a timed call returns by its deadline.
+//!
+//! The word holds the holder's thread id (bit 31: someone may be asleep).
+//! Locking is one compare-and-swap when free; unlocking one swap, plus a
+//! futex wake if someone sleeps. A holder that dies is found by its
+//! waiters: every slice of waiting they check the holder's thread in
+//! `/proc` (gone, a zombie, or a newer thread with the same id, told apart
+//! by the start time the holder recorded), take the lock over with a
+//! compare-and-swap of the exact word they judged, and report
+//! [`Acquired::OwnerDied`]. All users of a lock must share a pid namespace.
 
-use std::cell::UnsafeCell;
 use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
-use crate::os::Deadline;
+use crate::os::thread_id::{thread_id, thread_start_time};
+use crate::os::{futex, procfs, Deadline};
 
-/// A `pthread_mutex_t` set up robust and process-shared.
+/// Set in the word when a waiter may be asleep on it.
+const WAITERS: u32 = 1 << 31;
+const TID_MASK: u32 = WAITERS - 1;
+/// How long a waiter sleeps before it checks whether the holder lives.
+const FIRST_LOOK: Duration = Duration::from_millis(5);
+const LIVENESS_SLICE: Duration = Duration::from_millis(50);
+
+/// A lock word and its holder's record, in shared memory.
 #[repr(C)]
 pub(crate) struct RobustMutex {
-    inner: UnsafeCell<libc::pthread_mutex_t>,
+    /// 0 when free; else the holder's thread id, with `WAITERS`.
+    word: AtomicU32,
+    /// Times the holder re-entered (recursive locks only).
+    depth: AtomicU32,
+    /// The holder's thread id and start time: its identity beyond the id.
+    owner_tid: AtomicU32,
+    recursive: AtomicU32,
+    owner_start: AtomicU64,
 }
-
-// SAFETY: a process-shared pthread mutex is made to be used from many
-// threads and processes at once; all access goes through pthread calls.
-unsafe impl Sync for RobustMutex {}
-// SAFETY: as above.
-unsafe impl Send for RobustMutex {}
 
 /// How a lock was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,89 +64,226 @@ pub(crate) enum NotAcquired {
 }
 
 impl RobustMutex {
-    /// Initialises the mutex in place: robust, process-shared, error-checking
-    /// (or recursive). Must run once, before any other process can see it.
+    /// Sets the lock up, free (a zeroed one is free and non-recursive).
+    /// Runs once, before any other process can see it.
     pub(crate) fn init(&self, recursive: bool) -> io::Result<()> {
-        let kind = if recursive {
-            libc::PTHREAD_MUTEX_RECURSIVE
-        } else {
-            libc::PTHREAD_MUTEX_ERRORCHECK
-        };
-        // SAFETY: a local attribute object, initialised, configured, used to
-        // initialise our (not yet shared) mutex, then destroyed.
-        unsafe {
-            let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-            check(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
-            let attr_ptr = attr.as_mut_ptr();
-            let result = (|| {
-                check(libc::pthread_mutexattr_setpshared(
-                    attr_ptr,
-                    libc::PTHREAD_PROCESS_SHARED,
-                ))?;
-                check(libc::pthread_mutexattr_setrobust(
-                    attr_ptr,
-                    libc::PTHREAD_MUTEX_ROBUST,
-                ))?;
-                check(libc::pthread_mutexattr_settype(attr_ptr, kind))?;
-                check(libc::pthread_mutex_init(self.inner.get(), attr_ptr))
-            })();
-            libc::pthread_mutexattr_destroy(attr_ptr);
-            result
+        self.word.store(0, Ordering::Relaxed);
+        self.depth.store(0, Ordering::Relaxed);
+        self.recursive
+            .store(u32::from(recursive), Ordering::Release);
+        Ok(())
+    }
+
+    fn is_recursive(&self) -> bool {
+        self.recursive.load(Ordering::Relaxed) != 0
+    }
+
+    /// Records the caller as the holder, after it won the word.
+    #[inline]
+    fn took(&self, tid: u32) {
+        self.depth.store(0, Ordering::Relaxed);
+        self.owner_tid.store(tid, Ordering::Relaxed);
+        self.owner_start
+            .store(thread_start_time(), Ordering::Relaxed);
+    }
+
+    /// Takes the lock only if it is free now, without reading any clock.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Result<Acquired, NotAcquired> {
+        let tid = thread_id();
+        match self
+            .word
+            .compare_exchange(0, tid, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                self.took(tid);
+                Ok(Acquired::Clean)
+            }
+            Err(held) => self.held_by_caller(held, tid, true),
         }
+    }
+
+    /// When the word names the caller: a recursive lock is taken again; a
+    /// plain one would deadlock, which a try or a timed call reports as the
+    /// lock being busy (as Python's `acquire(False)` does).
+    fn held_by_caller(&self, held: u32, tid: u32, trying: bool) -> Result<Acquired, NotAcquired> {
+        if held & TID_MASK == tid && self.owner_tid.load(Ordering::Relaxed) == tid {
+            if self.is_recursive() {
+                self.depth.fetch_add(1, Ordering::Relaxed);
+                return Ok(Acquired::Clean);
+            }
+            if !trying {
+                return Err(NotAcquired::Os(io::Error::from_raw_os_error(libc::EDEADLK)));
+            }
+        }
+        Err(NotAcquired::Timeout)
     }
 
     /// Locks, waiting until `deadline`.
     pub(crate) fn lock(&self, deadline: Deadline) -> Result<Acquired, NotAcquired> {
-        let ptr = self.inner.get();
-        // SAFETY: the mutex was initialised by `init` and lives as long as self.
-        let mut rc = unsafe { libc::pthread_mutex_trylock(ptr) };
-        // Free (the usual case): taken without reading any clock. Otherwise
-        // wait as the deadline says.
-        if rc == libc::EBUSY && !deadline.passed() {
-            // SAFETY: as above.
-            rc = unsafe {
-                match deadline.as_realtime() {
-                    Some(at) => libc::pthread_mutex_timedlock(ptr, &at),
-                    None => libc::pthread_mutex_lock(ptr),
+        let tid = thread_id();
+        let first = self.try_lock();
+        if !matches!(first, Err(NotAcquired::Timeout)) || deadline.passed() {
+            return first;
+        }
+        if let Err(NotAcquired::Os(e)) =
+            self.held_by_caller(self.word.load(Ordering::Relaxed), tid, !deadline.is_never())
+        {
+            return Err(NotAcquired::Os(e));
+        }
+        let mut slice = FIRST_LOOK;
+        loop {
+            let word = self.word.load(Ordering::Relaxed);
+            if word == 0 {
+                // Free: take it, keeping the mark (others may sleep still).
+                if self
+                    .word
+                    .compare_exchange(0, tid | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.took(tid);
+                    return Ok(Acquired::Clean);
                 }
-            };
-        }
-        self.outcome(rc)
-    }
-
-    /// Takes the lock only if it is free now, without reading any clock.
-    pub(crate) fn try_lock(&self) -> Result<Acquired, NotAcquired> {
-        // SAFETY: the mutex was initialised by `init` and lives as long as self.
-        let rc = unsafe { libc::pthread_mutex_trylock(self.inner.get()) };
-        self.outcome(rc)
-    }
-
-    /// What a pthread lock call's return code means.
-    fn outcome(&self, rc: libc::c_int) -> Result<Acquired, NotAcquired> {
-        match rc {
-            0 => Ok(Acquired::Clean),
-            libc::EOWNERDEAD => {
-                // SAFETY: we hold the mutex now; marking it consistent lets it
-                // be used again after the caller repairs the data.
-                unsafe { libc::pthread_mutex_consistent(self.inner.get()) };
-                Ok(Acquired::OwnerDied)
+                continue;
             }
-            libc::ETIMEDOUT | libc::EBUSY => Err(NotAcquired::Timeout),
-            e => Err(NotAcquired::Os(io::Error::from_raw_os_error(e))),
+            if word & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(word, word | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            if deadline.passed() {
+                return Err(NotAcquired::Timeout);
+            }
+            let woken = futex::wait(
+                &self.word,
+                word | WAITERS,
+                deadline.min(Deadline::after(slice)),
+            );
+            if !woken && deadline.passed() {
+                return Err(NotAcquired::Timeout);
+            }
+            let now = self.word.load(Ordering::Relaxed);
+            if now == word | WAITERS && !self.holder_alive(now & TID_MASK) {
+                // Take over the exact word judged dead; anyone faster wins.
+                if self
+                    .word
+                    .compare_exchange(now, tid | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.took(tid);
+                    return Ok(Acquired::OwnerDied);
+                }
+            }
+            slice = LIVENESS_SLICE;
         }
+    }
+
+    /// Whether the thread `tid` named by the word still lives and is the
+    /// one that took the lock.
+    fn holder_alive(&self, tid: u32) -> bool {
+        if tid == 0 {
+            return false;
+        }
+        let Some((start, state)) = procfs::start_time_of(tid) else {
+            return false;
+        };
+        if state == 'Z' || state == 'X' {
+            return false;
+        }
+        // The record is the holder's only if it names the same id (a
+        // holder killed between winning the word and writing its record
+        // leaves a record of someone else: judge by the id alone then).
+        let recorded = self.owner_start.load(Ordering::Relaxed);
+        self.owner_tid.load(Ordering::Relaxed) != tid || recorded == 0 || start == recorded
     }
 
     /// Unlocks; the caller must hold it.
+    #[inline]
     pub(crate) fn unlock(&self) {
-        // SAFETY: called only by guards, which exist only while locked.
-        unsafe { libc::pthread_mutex_unlock(self.inner.get()) };
+        if self.is_recursive() && self.depth.load(Ordering::Relaxed) > 0 {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        // A full fence: what the holder wrote is out before the lock is free.
+        if self.word.swap(0, Ordering::SeqCst) & WAITERS != 0 {
+            futex::wake(&self.word, 1);
+        }
+    }
+
+    /// The raw word, for tests that play a process corrupting it.
+    #[cfg(test)]
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.word
     }
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(recursive: bool) -> RobustMutex {
+        // SAFETY: every field is an atomic integer; all zeroes is a free lock.
+        let m: RobustMutex = unsafe { std::mem::zeroed() };
+        let _ = m.init(recursive);
+        m
+    }
+
+    #[test]
+    fn a_held_lock_is_busy_for_a_try_even_from_its_own_thread() {
+        let m = fresh(false);
+        assert_eq!(m.try_lock().ok(), Some(Acquired::Clean));
+        assert!(matches!(m.try_lock(), Err(NotAcquired::Timeout)));
+        assert!(matches!(
+            m.lock(Deadline::after(Duration::from_millis(20))),
+            Err(NotAcquired::Timeout)
+        ));
+        assert!(matches!(m.lock(Deadline::never()), Err(NotAcquired::Os(_))));
+        m.unlock();
+        assert_eq!(m.try_lock().ok(), Some(Acquired::Clean));
+        m.unlock();
+    }
+
+    #[test]
+    fn a_recursive_lock_counts_its_depth() {
+        let m = fresh(true);
+        for _ in 0..3 {
+            assert_eq!(m.try_lock().ok(), Some(Acquired::Clean));
+        }
+        m.unlock();
+        m.unlock();
+        assert_eq!(m.word.load(Ordering::Relaxed) & TID_MASK, thread_id());
+        m.unlock();
+        assert_eq!(m.word.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_word_naming_a_dead_thread_is_taken_over() {
+        let m = fresh(false);
+        let dead = std::thread::spawn(thread_id).join().unwrap_or(0);
+        m.word().store(dead, Ordering::Relaxed);
+        let got = m.lock(Deadline::after(Duration::from_secs(30)));
+        assert_eq!(got.ok(), Some(Acquired::OwnerDied));
+        m.unlock();
+    }
+
+    #[test]
+    fn a_word_naming_a_live_foreign_thread_times_out_on_time() {
+        let m = fresh(false);
+        // Our parent process: alive for the whole test.
+        m.word()
+            .store(crate::os::process::parent_pid() as u32, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let got = m.lock(Deadline::after(Duration::from_millis(120)));
+        assert!(matches!(got, Err(NotAcquired::Timeout)));
+        assert!(started.elapsed() >= Duration::from_millis(120));
+        // Garbage in every bit: still no write but our own, still on time.
+        m.word().store(u32::MAX, Ordering::Relaxed);
+        assert!(matches!(
+            m.lock(Deadline::after(Duration::from_millis(30))),
+            Err(NotAcquired::Timeout) | Ok(Acquired::OwnerDied)
+        ));
     }
 }

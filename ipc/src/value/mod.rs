@@ -46,7 +46,7 @@ pub(crate) struct ArrayState {
 }
 
 impl ShmState for ArrayState {
-    const TAG: u64 = 0x4950_4341_5252_5901; // "IPCARRY" v1
+    const TAG: u64 = 0x4950_4341_5252_5902; // "IPCARRY" v2
 }
 
 /// Elements of `T` in a shared segment, behind a robust mutex.
