@@ -14,6 +14,10 @@ pub enum PutError {
     Closed,
     #[error("cannot encode the message: {0}")]
     Encode(String),
+    /// The ring's positions are impossible (written outside this library):
+    /// nothing was written.
+    #[error("the queue's shared memory is corrupted: {0}")]
+    Corrupted(String),
     #[error("queue lock failed: {0}")]
     Os(std::io::Error),
 }

@@ -285,7 +285,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(n) => Ok(n),
             Err(RingError::Timeout) => Err(PutTimeoutError::Full),
             Err(RingError::Os(e)) => Err(PutError::Os(e).into()),
-            Err(RingError::Disconnected | RingError::Corrupted(_)) => Err(PutError::Closed.into()),
+            Err(RingError::Disconnected) => Err(PutError::Closed.into()),
+            Err(RingError::Corrupted(what)) => Err(PutError::Corrupted(what).into()),
         }
     }
 

@@ -15,6 +15,12 @@
 //! Waiting: consumers sleep on the low 32 bits of the tail word (the byte
 //! position, which moves with every record), producers on the head word.
 //! Nobody holds a lock while sleeping.
+//!
+//! Corrupted words: every position read from shared memory is checked
+//! before it is used (8-aligned, inside two laps of the ring), and every
+//! record's length against the bytes left before the ring's end, so no
+//! value written into the segment by anyone can make a put write, or a get
+//! read, outside the ring: such a value is `RingError::Corrupted`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -285,6 +291,20 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// A position word read from shared memory, checked: 8-aligned and
+    /// inside two laps (what every writer of this library leaves there).
+    #[inline]
+    fn checked(&self, word: u64, which: &str) -> Result<u64, RingError> {
+        let p = pos(word);
+        if p % 8 != 0 || p >= 2 * self.cap as u64 || self.cap < 64 {
+            return Err(RingError::Corrupted(format!(
+                "{which} position {p} is impossible in a ring of {} bytes",
+                self.cap
+            )));
+        }
+        Ok(word)
+    }
+
     #[inline]
     pub(crate) fn max_message(&self) -> usize {
         self.cap.saturating_sub(RECORD_HEADER + 8)
@@ -335,13 +355,13 @@ impl<'a> Ring<'a> {
     /// other handle has put since this one last published, the cached head
     /// may be laps behind (positions only tell apart two laps): drop it.
     #[inline]
-    fn load_tail_to_put(&self) -> u64 {
-        let tail = self.state.tail.word.load(Ordering::Acquire);
+    fn load_tail_to_put(&self) -> Result<u64, RingError> {
+        let tail = self.checked(self.state.tail.word.load(Ordering::Acquire), "tail")?;
         if tail != self.seen.published_tail.load(Ordering::Relaxed) {
             let head = self.state.head.word.load(Ordering::Acquire);
             self.seen.head.store(head, Ordering::Relaxed);
         }
-        tail
+        Ok(tail)
     }
 
     #[inline]
@@ -366,7 +386,7 @@ impl<'a> Ring<'a> {
         let token = self.seen.tail_token.load(Ordering::Relaxed);
         if let Some(_owned) = self.tail_bias().enter(token, thread) {
             // The owner: no mutex, plain stores.
-            let mut tail = self.load_tail_to_put();
+            let mut tail = self.load_tail_to_put()?;
             for message in messages {
                 if self.place(&mut tail, message).is_err() {
                     break;
@@ -402,7 +422,7 @@ impl<'a> Ring<'a> {
         let mut locked = lock_side(&s.tail.lock, &mut deadline)?;
         bias.settle(mine, thread, &mut deadline)?;
         let mut written = 0;
-        let mut tail = self.load_tail_to_put();
+        let mut tail = self.load_tail_to_put()?;
         let result = loop {
             let Some(message) = messages.get(written) else {
                 break Ok(());
@@ -436,7 +456,10 @@ impl<'a> Ring<'a> {
                 // What was written is published; say how much.
                 Err(e) => return add_up(written, Err(e)),
             };
-            tail = self.load_tail_to_put();
+            tail = match self.load_tail_to_put() {
+                Ok(t) => t,
+                Err(e) => break Err(e),
+            };
         };
         // Commit: one store makes every record written above visible.
         self.publish_tail(tail);
@@ -546,12 +569,12 @@ impl<'a> Ring<'a> {
     /// other handle has taken since this one last published, the cached
     /// tail may be laps behind: forget it (the next look reads the tail).
     #[inline]
-    fn load_head_to_get(&self) -> u64 {
-        let head = self.state.head.word.load(Ordering::Acquire);
+    fn load_head_to_get(&self) -> Result<u64, RingError> {
+        let head = self.checked(self.state.head.word.load(Ordering::Acquire), "head")?;
         if head != self.seen.published_head.load(Ordering::Relaxed) {
             self.seen.tail.store(head, Ordering::Relaxed);
         }
-        head
+        Ok(head)
     }
 
     #[inline]
@@ -574,7 +597,7 @@ impl<'a> Ring<'a> {
         let token = self.seen.head_token.load(Ordering::Relaxed);
         if let Some(_owned) = self.head_bias().enter(token, thread) {
             // The owner: no mutex, plain stores.
-            let start = self.load_head_to_get();
+            let start = self.load_head_to_get()?;
             let mut head = start;
             let result = self.take(&mut head, max, &mut taken, each, true);
             if head != start {
@@ -606,7 +629,7 @@ impl<'a> Ring<'a> {
         let mine = self.seen.head_token.load(Ordering::Relaxed);
         let mut locked = lock_side(&s.head.lock, &mut deadline)?;
         bias.settle(mine, thread, &mut deadline)?;
-        let mut head = self.load_head_to_get();
+        let mut head = self.load_head_to_get()?;
         let mut idle_slices = 0u32;
         let mut taken = 0;
         let result = loop {
@@ -643,7 +666,10 @@ impl<'a> Ring<'a> {
             self.seen.last_found.store(AFTER_WAIT, Ordering::Relaxed);
             locked = lock_side(&s.head.lock, &mut deadline)?;
             bias.settle(mine, thread, &mut deadline)?;
-            head = self.load_head_to_get();
+            head = match self.load_head_to_get() {
+                Ok(h) => h,
+                Err(e) => break Err(e),
+            };
         };
         // Commit: the records are freed only now.
         self.publish_head(head);
@@ -734,7 +760,11 @@ impl<'a> Ring<'a> {
                 std::hint::spin_loop();
             }
         }
-        let tail = self.state.tail.word.load(Ordering::Acquire);
+        let mut tail = self.state.tail.word.load(Ordering::Acquire);
+        if self.checked(tail, "tail").is_err() {
+            // Read as "nothing new": the consumer never follows it.
+            tail = head;
+        }
         self.seen.tail.store(tail, Ordering::Relaxed);
         let new = count(tail).wrapping_sub(count(head)) & COUNT_MASK;
         let found = if last == AFTER_WAIT { 0 } else { new };
@@ -752,3 +782,7 @@ impl<'a> Ring<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ring_corruption_tests.rs"]
+mod corruption_tests;
