@@ -92,6 +92,7 @@ pub mod pipe;
 pub mod process;
 pub mod queue;
 pub mod shm;
+pub mod spsc;
 pub mod sync;
 pub mod value;
 

@@ -1,0 +1,374 @@
+//! [`Receiver`]: the reading end. Its own head is private; the sender's
+//! tail is read from shared memory and checked, and each record's header
+//! is read once and checked against the bytes the tail vouches for before
+//! the record is copied out.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::error::SpscError;
+use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::sender::EndpointWire;
+use super::{record_size, MAX_CAPACITY, MIN_CAPACITY};
+use crate::codec::DecodeError;
+use crate::os::{futex, Deadline};
+use crate::shm::cell::ShmCell;
+
+/// How long an empty receiver spins before it sleeps, and how long it
+/// sleeps before it checks that the sender still lives.
+const SPIN: Duration = Duration::from_micros(20);
+const SLICE: Duration = Duration::from_millis(50);
+
+/// The reading end of an SPSC channel. One process uses it; handing it to
+/// a child (as a `Process` argument) gives it away.
+pub struct Receiver {
+    cell: ShmCell<Header>,
+    cap: usize,
+    aux_bytes: usize,
+    /// The start of what this receiver has not taken (private; published).
+    head: u64,
+    /// The sender's tail as last checked: it only ever moves forward.
+    seen_tail: u64,
+    broken: Option<SpscError>,
+    handed_over: AtomicBool,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("capacity", &self.cap)
+            .field("head", &self.head)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+/// Why a typed receive failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvValueError {
+    #[error(transparent)]
+    Channel(#[from] SpscError),
+    /// A record arrived but is no value of the type asked for.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl Receiver {
+    pub(super) fn new(cell: ShmCell<Header>, cap: usize, aux_bytes: usize) -> Self {
+        Receiver {
+            cell,
+            cap,
+            aux_bytes,
+            head: 0,
+            seen_tail: 0,
+            broken: None,
+            handed_over: AtomicBool::new(false),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn header(&self) -> &Header {
+        self.cell.state()
+    }
+
+    fn ring(&self) -> *const u8 {
+        // SAFETY: the segment holds aux_bytes + cap bytes after the header.
+        unsafe { self.cell.extra_ptr().add(self.aux_bytes) }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The aux words (shared with the sender, who may write them too).
+    pub fn aux(&self) -> &[AtomicU64] {
+        aux_words(&self.cell, self.aux_bytes)
+    }
+
+    /// Why this end refuses to work, once the peer broke the channel.
+    pub fn broken(&self) -> Option<&SpscError> {
+        self.broken.as_ref()
+    }
+
+    fn corrupted(&mut self, what: String) -> SpscError {
+        let e = SpscError::Corrupted(what);
+        self.broken = Some(e.clone());
+        e
+    }
+
+    /// The sender's published tail, checked: 8-aligned, not behind what was
+    /// seen before, not behind our head, at most a ring ahead of it.
+    fn checked_tail(&mut self) -> Result<u64, SpscError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let tail = self.header().tail.0.load(Ordering::Acquire);
+        if !tail.is_multiple_of(8)
+            || tail < self.seen_tail
+            || tail < self.head
+            || tail - self.head > self.cap as u64
+        {
+            return Err(self.corrupted(format!(
+                "the sender's tail {tail} is impossible (head {}, last tail {}, ring {})",
+                self.head, self.seen_tail, self.cap
+            )));
+        }
+        self.seen_tail = tail;
+        Ok(tail)
+    }
+
+    /// The next record's (payload offset, length, new head), if one is there.
+    fn next_record(&mut self) -> Result<Option<(usize, usize, u64)>, SpscError> {
+        loop {
+            if self.head == self.seen_tail {
+                self.checked_tail()?;
+                if self.head == self.seen_tail {
+                    return Ok(None);
+                }
+            }
+            let at = (self.head as usize) & (self.cap - 1);
+            // SAFETY: `at` is 8-aligned (heads only move by multiples of 8)
+            // and the ring's size is a multiple of 8: 8 bytes are inside.
+            // One 8-byte load: the length is read once.
+            let word = unsafe { (self.ring().add(at) as *const u64).read_volatile() };
+            let (len, kind) = (word as u32 as usize, (word >> 32) as u32);
+            let contiguous = self.cap - at;
+            match kind {
+                KIND_WRAP => {
+                    if self.head + contiguous as u64 > self.seen_tail {
+                        return Err(self.corrupted(format!(
+                            "a wrap record at {at} runs past the published tail"
+                        )));
+                    }
+                    self.head += contiguous as u64;
+                }
+                KIND_MESSAGE => {
+                    let need = record_size(len);
+                    if len > self.cap
+                        || need > contiguous
+                        || self.head + need as u64 > self.seen_tail
+                    {
+                        return Err(self.corrupted(format!(
+                            "a record of {len} bytes at {at} runs past the ring or the tail"
+                        )));
+                    }
+                    return Ok(Some((at + RECORD_HEADER, len, self.head + need as u64)));
+                }
+                other => {
+                    return Err(
+                        self.corrupted(format!("a record of unknown kind {other:#x} at {at}"))
+                    )
+                }
+            }
+        }
+    }
+
+    /// Copies the payload at `offset` out of the ring into `out`.
+    fn copy_out(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        out.clear();
+        // SAFETY: `offset + len` is inside the ring (checked in next_record).
+        let bytes = unsafe { std::slice::from_raw_parts(self.ring().add(offset), len) };
+        out.extend_from_slice(bytes);
+    }
+
+    /// Makes the taken room free for the sender and wakes it if it sleeps.
+    fn publish_head(&self) {
+        let h = self.header();
+        h.head.0.store(self.head, Ordering::Release);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if h.sender_sleeping.0.load(Ordering::Relaxed) != 0 {
+            futex::wake_all(low32(&h.head.0));
+        }
+    }
+
+    /// Takes one message into `out` if one is there; false if empty.
+    pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, SpscError> {
+        let Some((offset, len, next)) = self.next_record()? else {
+            // Wrap records taken on the way free their room too.
+            if self.header().head.0.load(Ordering::Relaxed) != self.head {
+                self.publish_head();
+            }
+            return Ok(false);
+        };
+        self.copy_out(offset, len, out);
+        self.head = next;
+        self.publish_head();
+        Ok(true)
+    }
+
+    /// Takes up to `max` messages, each copied into `buf` and shown to
+    /// `each`, then frees their room at once; how many.
+    pub fn drain(
+        &mut self,
+        max: usize,
+        buf: &mut Vec<u8>,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, SpscError> {
+        let start = self.head;
+        let mut taken = 0;
+        let result = loop {
+            if taken >= max {
+                break Ok(());
+            }
+            match self.next_record() {
+                Ok(Some((offset, len, next))) => {
+                    self.copy_out(offset, len, buf);
+                    self.head = next;
+                    taken += 1;
+                    each(buf);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if self.head != start {
+            self.publish_head();
+        }
+        result.map(|()| taken)
+    }
+
+    /// Whether a record may be waiting (without taking it).
+    pub fn has_pending(&self) -> bool {
+        self.broken.is_none() && self.header().tail.0.load(Ordering::Acquire) != self.head
+    }
+
+    /// Takes one message into `out`, waiting at most `timeout`: `Ok(false)`
+    /// if none came; `Disconnected` once the sender closed or died and the
+    /// ring is empty.
+    pub fn recv_timeout_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<bool, SpscError> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            if self.try_recv_into(out)? {
+                return Ok(true);
+            }
+            if self.header().sender.0.gone() {
+                // Anything it published before it went is taken first.
+                return match self.try_recv_into(out)? {
+                    true => Ok(true),
+                    false => Err(SpscError::Disconnected),
+                };
+            }
+            if deadline.passed() {
+                return Ok(false);
+            }
+            self.wait_for_records(deadline);
+        }
+    }
+
+    /// Takes one value (postcard), waiting at most `timeout`; `Ok(None)` if none came.
+    pub fn recv_value_timeout<T: DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<T>, RecvValueError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        let got = self.recv_timeout_into(&mut buf, timeout);
+        let out = match got {
+            Ok(true) => crate::codec::decode_payload(&buf)
+                .map(Some)
+                .map_err(RecvValueError::from),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+        self.scratch = buf;
+        out
+    }
+
+    /// Waits (spin, then sleep a slice) for the sender's tail to move.
+    fn wait_for_records(&self, deadline: Deadline) {
+        let h = self.header();
+        let seen = self.head;
+        let started = std::time::Instant::now();
+        while started.elapsed() < SPIN {
+            if h.tail.0.load(Ordering::Acquire) != seen {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        h.receiver_sleeping.0.store(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if h.tail.0.load(Ordering::Acquire) == seen {
+            futex::wait(
+                low32(&h.tail.0),
+                seen as u32,
+                deadline.min(Deadline::after(SLICE)),
+            );
+        }
+        h.receiver_sleeping.0.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if !self.handed_over.load(Ordering::Acquire) {
+            self.header().receiver.0.close();
+            futex::wake_all(low32(&self.header().head.0));
+        }
+    }
+}
+
+/// The aux area of a channel as words.
+pub(super) fn aux_words(cell: &ShmCell<Header>, aux_bytes: usize) -> &[AtomicU64] {
+    // SAFETY: the aux area is `aux_bytes` (a multiple of 64) bytes at the
+    // 64-aligned start of the extra area, inside the segment; it is only
+    // ever accessed through atomics.
+    unsafe { std::slice::from_raw_parts(cell.extra_ptr() as *const AtomicU64, aux_bytes / 8) }
+}
+
+/// Checks a received endpoint's sizes against its segment: (cap, aux bytes).
+pub(super) fn check_wire(wire: &EndpointWire<ShmCell<Header>>) -> Result<(usize, usize), String> {
+    let cap = usize::try_from(wire.cap).map_err(|e| e.to_string())?;
+    let aux = usize::try_from(wire.aux_bytes).map_err(|e| e.to_string())?;
+    let ok = cap.is_power_of_two()
+        && (MIN_CAPACITY..=MAX_CAPACITY).contains(&cap)
+        && aux.is_multiple_of(64)
+        && aux
+            .checked_add(cap)
+            .is_some_and(|n| n <= wire.cell.extra_len())
+        && wire.pos.is_multiple_of(8)
+        && wire.seen.is_multiple_of(8);
+    if ok {
+        Ok((cap, aux))
+    } else {
+        Err(format!(
+            "an SPSC endpoint of {cap} ring bytes and {aux} aux bytes does not fit its segment"
+        ))
+    }
+}
+
+impl Serialize for Receiver {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.handed_over.store(true, Ordering::Release);
+        EndpointWire {
+            cell: &self.cell,
+            cap: self.cap as u64,
+            aux_bytes: self.aux_bytes as u64,
+            pos: self.head,
+            seen: self.seen_tail,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Receiver {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = EndpointWire::<ShmCell<Header>>::deserialize(deserializer)?;
+        let (cap, aux_bytes) = check_wire(&wire).map_err(D::Error::custom)?;
+        wire.cell
+            .segment()
+            .exclude_from_forks()
+            .map_err(D::Error::custom)?;
+        wire.cell.state().receiver.0.claim();
+        let mut receiver = Receiver::new(wire.cell, cap, aux_bytes);
+        receiver.head = wire.pos;
+        receiver.seen_tail = wire.seen;
+        Ok(receiver)
+    }
+}

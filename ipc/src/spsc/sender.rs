@@ -1,0 +1,322 @@
+//! [`Sender`]: the writing end. Its own tail is private; the receiver's
+//! head is read from shared memory and checked before it decides how much
+//! room there is, so a corrupted head can at worst make it see the ring as
+//! full, never write outside it or over records not yet taken.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::error::{SpscError, TrySendError};
+use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::{max_payload, record_size};
+use crate::os::{futex, Deadline};
+use crate::shm::cell::ShmCell;
+
+/// How long a full sender spins before it sleeps, and how long it sleeps
+/// before it checks that the receiver still lives.
+const SPIN: Duration = Duration::from_micros(20);
+const SLICE: Duration = Duration::from_millis(50);
+
+/// The writing end of an SPSC channel. One process uses it; handing it to a
+/// child (as a `Process` argument) gives it away.
+pub struct Sender {
+    pub(super) cell: ShmCell<Header>,
+    pub(super) cap: usize,
+    pub(super) aux_bytes: usize,
+    /// The end of what this sender wrote (private; published as `tail`).
+    tail: u64,
+    /// The receiver's head as last checked: it only ever moves forward.
+    seen_head: u64,
+    broken: Option<SpscError>,
+    /// Serialized into a child's arguments: the child owns the end now.
+    handed_over: AtomicBool,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("capacity", &self.cap)
+            .field("tail", &self.tail)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+impl Sender {
+    pub(super) fn new(cell: ShmCell<Header>, cap: usize, aux_bytes: usize) -> Self {
+        Sender {
+            cell,
+            cap,
+            aux_bytes,
+            tail: 0,
+            seen_head: 0,
+            broken: None,
+            handed_over: AtomicBool::new(false),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn header(&self) -> &Header {
+        self.cell.state()
+    }
+
+    fn ring(&self) -> *mut u8 {
+        // SAFETY: the segment holds aux_bytes + cap bytes after the header
+        // (checked when the endpoint was made or received).
+        unsafe { self.cell.extra_ptr().add(self.aux_bytes) }
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The largest message this channel carries.
+    pub fn max_message(&self) -> usize {
+        max_payload(self.cap)
+    }
+
+    /// The aux words (shared with the receiver, who may write them too).
+    pub fn aux(&self) -> &[AtomicU64] {
+        super::receiver::aux_words(&self.cell, self.aux_bytes)
+    }
+
+    /// Why this end refuses to work, once the peer broke the channel.
+    pub fn broken(&self) -> Option<&SpscError> {
+        self.broken.as_ref()
+    }
+
+    /// The receiver's published head, checked: 8-aligned, not behind what
+    /// was seen before, not ahead of our tail, not more than a ring behind it.
+    fn checked_head(&mut self) -> Result<u64, SpscError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let head = self.header().head.0.load(Ordering::Acquire);
+        if !head.is_multiple_of(8)
+            || head < self.seen_head
+            || head > self.tail
+            || self.tail - head > self.cap as u64
+        {
+            let e = SpscError::Corrupted(format!(
+                "the receiver's head {head} is impossible (tail {}, last head {}, ring {})",
+                self.tail, self.seen_head, self.cap
+            ));
+            self.broken = Some(e.clone());
+            return Err(e);
+        }
+        self.seen_head = head;
+        Ok(head)
+    }
+
+    /// Writes one record at our tail if it fits; false if the ring is full.
+    fn place(&mut self, message: &[u8], head: u64) -> bool {
+        let need = record_size(message.len());
+        let at = (self.tail as usize) & (self.cap - 1);
+        let contiguous = self.cap - at;
+        let free = self.cap - (self.tail - head) as usize;
+        let ring = self.ring();
+        if need <= contiguous {
+            if free < need {
+                return false;
+            }
+            // SAFETY: `at + need <= cap`: inside the ring, and free.
+            unsafe { write_record(ring, at, message) };
+            self.tail += need as u64;
+        } else {
+            if free < contiguous + need {
+                return false;
+            }
+            // SAFETY: `at` is 8-aligned with `contiguous >= 8` bytes left;
+            // then `need <= cap` bytes from the start; all of it free.
+            unsafe {
+                write_header(ring, at, 0, KIND_WRAP);
+                write_record(ring, 0, message);
+            }
+            self.tail += (contiguous + need) as u64;
+        }
+        true
+    }
+
+    /// Makes what was placed visible and wakes a sleeping receiver.
+    fn publish(&self) {
+        let h = self.header();
+        h.tail.0.store(self.tail, Ordering::Release);
+        // Dekker with the receiver: our tail before its flag, its flag before
+        // its look at our tail.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if h.receiver_sleeping.0.load(Ordering::Relaxed) != 0 {
+            futex::wake_all(low32(&h.tail.0));
+        }
+    }
+
+    /// Sends one message if there is room now.
+    pub fn try_send(&mut self, message: &[u8]) -> Result<(), TrySendError> {
+        match self.try_send_many(&[message])? {
+            1 => Ok(()),
+            _ => Err(TrySendError::Full),
+        }
+    }
+
+    /// Sends as many of `messages` as fit now, published at once; how many.
+    pub fn try_send_many(&mut self, messages: &[&[u8]]) -> Result<usize, TrySendError> {
+        let max = self.max_message();
+        if let Some(big) = messages.iter().find(|m| m.len() > max) {
+            return Err(TrySendError::TooLarge {
+                len: big.len(),
+                max,
+            });
+        }
+        let head = self.checked_head()?;
+        let mut sent = 0;
+        for message in messages {
+            if !self.place(message, head) {
+                break;
+            }
+            sent += 1;
+        }
+        if sent > 0 {
+            self.publish();
+        }
+        Ok(sent)
+    }
+
+    /// Sends one message, waiting at most `timeout` for room.
+    pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<(), TrySendError> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            match self.try_send(message) {
+                Err(TrySendError::Full) => {}
+                other => return other,
+            }
+            if deadline.passed() {
+                return Err(TrySendError::Full);
+            }
+            if self.header().receiver.0.gone() {
+                return Err(SpscError::Disconnected.into());
+            }
+            self.wait_for_room(deadline);
+        }
+    }
+
+    /// Encodes `value` (postcard) and sends it, waiting at most `timeout`.
+    pub fn send_value_timeout<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), TrySendError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let encoded =
+            postcard::to_extend(value, buf).map_err(|e| TrySendError::Encode(e.to_string()))?;
+        let result = self.send_timeout(&encoded, timeout);
+        self.scratch = encoded;
+        result
+    }
+
+    /// Waits (spin, then sleep a slice) for the receiver's head to move.
+    fn wait_for_room(&self, deadline: Deadline) {
+        let h = self.header();
+        let seen = h.head.0.load(Ordering::Acquire);
+        let started = std::time::Instant::now();
+        while started.elapsed() < SPIN {
+            if h.head.0.load(Ordering::Acquire) != seen {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        h.sender_sleeping.0.store(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if h.head.0.load(Ordering::Acquire) == seen {
+            futex::wait(
+                low32(&h.head.0),
+                seen as u32,
+                deadline.min(Deadline::after(SLICE)),
+            );
+        }
+        h.sender_sleeping.0.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Writes a record header at `at`.
+///
+/// # Safety
+/// `at` is 8-aligned with 8 bytes inside the ring at `ring`.
+unsafe fn write_header(ring: *mut u8, at: usize, len: u32, kind: u32) {
+    let word = u64::from(len) | (u64::from(kind) << 32);
+    // SAFETY: per the caller; one 8-byte store, so a reader sees the
+    // length and the kind of one write.
+    unsafe { (ring.add(at) as *mut u64).write_volatile(word) };
+}
+
+/// Writes `message` as a record at `at`.
+///
+/// # Safety
+/// `at` is 8-aligned and `record_size(message.len())` bytes from it are
+/// inside the ring at `ring`.
+unsafe fn write_record(ring: *mut u8, at: usize, message: &[u8]) {
+    // SAFETY: per the caller.
+    unsafe {
+        write_header(ring, at, message.len() as u32, KIND_MESSAGE);
+        std::ptr::copy_nonoverlapping(
+            message.as_ptr(),
+            ring.add(at + RECORD_HEADER),
+            message.len(),
+        );
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if !self.handed_over.load(Ordering::Acquire) {
+            self.header().sender.0.close();
+            // A receiver asleep on the tail learns at once.
+            futex::wake_all(low32(&self.header().tail.0));
+        }
+    }
+}
+
+/// An endpoint inside a serialized Process argument.
+#[derive(Serialize, Deserialize)]
+pub(super) struct EndpointWire<C> {
+    pub(super) cell: C,
+    pub(super) cap: u64,
+    pub(super) aux_bytes: u64,
+    /// The endpoint's private position and its last view of the other's.
+    pub(super) pos: u64,
+    pub(super) seen: u64,
+}
+
+impl Serialize for Sender {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.handed_over.store(true, Ordering::Release);
+        EndpointWire {
+            cell: &self.cell,
+            cap: self.cap as u64,
+            aux_bytes: self.aux_bytes as u64,
+            pos: self.tail,
+            seen: self.seen_head,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sender {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = EndpointWire::<ShmCell<Header>>::deserialize(deserializer)?;
+        let (cap, aux_bytes) = super::receiver::check_wire(&wire).map_err(D::Error::custom)?;
+        wire.cell
+            .segment()
+            .exclude_from_forks()
+            .map_err(D::Error::custom)?;
+        wire.cell.state().sender.0.claim();
+        let mut sender = Sender::new(wire.cell, cap, aux_bytes);
+        sender.tail = wire.pos;
+        sender.seen_head = wire.seen;
+        Ok(sender)
+    }
+}

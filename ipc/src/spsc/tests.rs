@@ -1,0 +1,196 @@
+//! The channel against a peer that corrupts what it can write: every
+//! impossible word or record is `Corrupted`, nothing is read or written
+//! outside the ring, and good traffic survives laps of wrapping.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::layout::{Header, KIND_MESSAGE};
+use super::*;
+
+fn header(tx: &Sender) -> &Header {
+    tx.cell.state()
+}
+
+fn ring_word(tx: &Sender, at: usize) -> &AtomicU64 {
+    assert!(at + 8 <= tx.cap && at.is_multiple_of(8));
+    // SAFETY: inside the ring, 8-aligned; atomics only.
+    unsafe { &*(tx.cell.extra_ptr().add(tx.aux_bytes + at) as *const AtomicU64) }
+}
+
+#[test]
+fn messages_of_every_size_come_back_intact_over_many_laps() {
+    let (mut tx, mut rx) = channel(1024, 2).expect("channel");
+    assert_eq!(tx.capacity(), 1024);
+    let mut out = Vec::new();
+    let mut x = 7u64;
+    for i in 0..5000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 300) as usize;
+        let message: Vec<u8> = (0..len).map(|j| (i as u8).wrapping_add(j as u8)).collect();
+        tx.try_send(&message).expect("room: the receiver keeps up");
+        assert!(rx.try_recv_into(&mut out).expect("receive"));
+        assert_eq!(out, message, "message {i}");
+    }
+    assert!(!rx.try_recv_into(&mut out).expect("empty"));
+}
+
+#[test]
+fn a_full_ring_says_full_and_a_huge_message_too_large() {
+    let (mut tx, mut rx) = channel(256, 0).expect("channel");
+    let mut sent = 0;
+    while tx.try_send(&[1u8; 40]).is_ok() {
+        sent += 1;
+    }
+    assert_eq!(sent, 256 / 48);
+    assert!(matches!(tx.try_send(&[0u8; 40]), Err(TrySendError::Full)));
+    assert!(matches!(
+        tx.try_send(&[0u8; 300]),
+        Err(TrySendError::TooLarge { .. })
+    ));
+    let mut buf = Vec::new();
+    assert_eq!(rx.drain(100, &mut buf, &mut |_| {}), Ok(sent));
+    assert!(tx.try_send(&[1u8; 40]).is_ok());
+}
+
+#[test]
+fn impossible_tails_are_corrupted_and_stay_so() {
+    for bad in [4u64, 2000, u64::MAX] {
+        let (tx, mut rx) = channel(1024, 0).expect("channel");
+        header(&tx).tail.0.store(bad, Ordering::Release);
+        let mut out = Vec::new();
+        assert!(
+            matches!(rx.try_recv_into(&mut out), Err(SpscError::Corrupted(_))),
+            "tail {bad}"
+        );
+        header(&tx).tail.0.store(0, Ordering::Release);
+        assert!(matches!(
+            rx.try_recv_into(&mut out),
+            Err(SpscError::Corrupted(_))
+        ));
+    }
+    // A tail moved backwards after it was seen.
+    let (mut tx, mut rx) = channel(1024, 0).expect("channel");
+    tx.try_send(b"one").expect("send");
+    tx.try_send(b"two").expect("send");
+    let mut out = Vec::new();
+    assert!(rx.try_recv_into(&mut out).expect("first"));
+    header(&tx).tail.0.store(16, Ordering::Release);
+    assert!(rx
+        .try_recv_into(&mut out)
+        .expect("second, from what was seen"));
+    assert!(matches!(
+        rx.try_recv_into(&mut out),
+        Err(SpscError::Corrupted(_))
+    ));
+}
+
+#[test]
+fn wild_records_are_corrupted() {
+    for word in [
+        u64::from(u32::MAX) | (u64::from(KIND_MESSAGE) << 32),
+        2000 | (u64::from(KIND_MESSAGE) << 32),
+        5 | (0xdead_beef << 32),
+    ] {
+        let (mut tx, mut rx) = channel(1024, 0).expect("channel");
+        tx.try_send(b"hello").expect("send");
+        ring_word(&tx, 0).store(word, Ordering::Release);
+        let mut out = Vec::new();
+        assert!(
+            matches!(rx.try_recv_into(&mut out), Err(SpscError::Corrupted(_))),
+            "{word:#x}"
+        );
+    }
+    // A length that fits the ring but not what the tail vouches for.
+    let (mut tx, mut rx) = channel(1024, 0).expect("channel");
+    tx.try_send(b"hello").expect("send");
+    ring_word(&tx, 0).store(100 | (u64::from(KIND_MESSAGE) << 32), Ordering::Release);
+    let mut out = Vec::new();
+    assert!(matches!(
+        rx.try_recv_into(&mut out),
+        Err(SpscError::Corrupted(_))
+    ));
+}
+
+#[test]
+fn impossible_heads_are_corrupted_for_the_sender() {
+    for bad in [4u64, 8, 4096, u64::MAX - 7] {
+        let (mut tx, _rx) = channel(1024, 0).expect("channel");
+        header(&tx).head.0.store(bad, Ordering::Release);
+        assert!(
+            matches!(
+                tx.try_send(b"x"),
+                Err(TrySendError::Failed(SpscError::Corrupted(_)))
+            ),
+            "head {bad}"
+        );
+    }
+}
+
+#[test]
+fn a_flood_is_taken_a_bounded_number_at_a_time() {
+    let (mut tx, mut rx) = channel(1 << 16, 0).expect("channel");
+    let mut sent = 0;
+    while tx.try_send(&[3u8; 8]).is_ok() {
+        sent += 1;
+    }
+    let mut buf = Vec::new();
+    let mut total = 0;
+    loop {
+        let n = rx.drain(64, &mut buf, &mut |_| {}).expect("drain");
+        assert!(n <= 64);
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, sent);
+}
+
+#[test]
+fn a_dropped_sender_disconnects_after_the_last_record() {
+    let (mut tx, mut rx) = channel(1024, 0).expect("channel");
+    tx.try_send(b"last words").expect("send");
+    drop(tx);
+    let mut out = Vec::new();
+    assert_eq!(
+        rx.recv_timeout_into(&mut out, Duration::from_secs(5)),
+        Ok(true)
+    );
+    assert_eq!(out, b"last words");
+    assert_eq!(
+        rx.recv_timeout_into(&mut out, Duration::from_secs(5)),
+        Err(SpscError::Disconnected)
+    );
+}
+
+#[test]
+fn a_receive_times_out_on_an_empty_ring() {
+    let (_tx, mut rx) = channel(1024, 0).expect("channel");
+    let mut out = Vec::new();
+    assert_eq!(
+        rx.recv_timeout_into(&mut out, Duration::from_millis(30)),
+        Ok(false)
+    );
+}
+
+#[test]
+fn the_aux_words_are_shared_by_both_ends() {
+    let (tx, rx) = channel(1024, 3).expect("channel");
+    assert_eq!(tx.aux().len(), 8, "rounded up to a cache line");
+    tx.aux()[2].store(42, Ordering::Release);
+    assert_eq!(rx.aux()[2].load(Ordering::Acquire), 42);
+}
+
+#[test]
+fn the_segment_is_sealed() {
+    let (tx, _rx) = channel(1024, 0).expect("channel");
+    assert!(tx.cell.segment().is_sealed());
+    let fd = tx.cell.segment().as_fd();
+    assert!(
+        nix::unistd::ftruncate(fd, 0).is_err(),
+        "a sealed memfd cannot shrink"
+    );
+}
