@@ -1,18 +1,18 @@
 //! The worker table: one entry per worker slot, each a live worker process
-//! with its link (queues and doorbell), a slot waiting out a restart
-//! backoff, or a closed slot.
+//! with its link (two SPSC rings, its heartbeat, a doorbell), a slot
+//! waiting out a restart backoff, or a closed slot.
 //! Starting a worker and reading its exit live here; what to do about an
 //! exit is the run loop's business.
 
 use std::time::{Duration, Instant};
 
 use ipc::{JoinError, JoinTimeoutError, Process, StartMethod};
-use worker::heartbeat::HeartbeatTable;
 use worker::job::JobSpec;
-use worker::link::{Link, LinkError};
+use worker::link::{self, LinkError, SupervisorLink};
 use worker::runtime::{worker_main, WorkerArgs, WorkerExit};
 
 use crate::dispatch::WorkerId;
+use crate::kill::KillCause;
 
 /// Tasks a new worker is sent at first; the window doubles while the worker
 /// runs dry between batches (see the run loop).
@@ -47,14 +47,21 @@ pub struct Worker {
     pub slot: usize,
     pub process: Process<WorkerArgs, WorkerExit>,
     pub pid: u32,
-    /// Its queues and doorbell.
-    pub link: Link,
+    /// Its rings, heartbeat and doorbell.
+    pub link: SupervisorLink,
     /// It sent `Ready`.
     pub ready: bool,
     /// The supervisor sent it `Stop`, and why.
     pub stopping: Option<StopReason>,
-    /// The supervisor killed it, and why (heartbeat, garbage).
-    pub killed_because: Option<String>,
+    /// `Stop` is decided but its ring was full: sent again each turn.
+    pub stop_unsent: bool,
+    /// The supervisor killed it, and why.
+    pub killed_because: Option<KillCause>,
+    /// Records were left in its results ring at the end of a turn (each
+    /// turn takes a bounded number): read it again without waiting.
+    pub backlog: bool,
+    /// The last heartbeat claim found good (a claim is judged once).
+    pub last_claim: Option<worker::heartbeat::Claim>,
     /// Its doorbell reached end of file; only its exit is left to see.
     pub channel_closed: bool,
     /// Tasks it may run before being recycled.
@@ -73,6 +80,8 @@ pub enum Slot {
         at: Instant,
         replacing: Replacing,
     },
+    /// Not started yet: the loop starts a batch of these per turn.
+    Pending,
     /// Retired by SIGTTOU or the end of the run.
     Closed,
 }
@@ -82,29 +91,23 @@ pub enum Slot {
 pub enum StartWorkerError {
     #[error(transparent)]
     Link(#[from] LinkError),
-    #[error("cannot share the heartbeat table: {0}")]
-    Heartbeat(#[from] ipc::shm::ShmError),
     #[error(transparent)]
     Start(#[from] ipc::StartError),
 }
 
-/// Starts a worker in `slot`, running `job`, with queues of `ring_bytes`.
+/// Starts a worker in `slot`, running `job`, with rings of `ring_bytes`.
 pub fn start_worker(
     id: WorkerId,
     slot: usize,
     job: &JobSpec,
     method: StartMethod,
-    heartbeat: &HeartbeatTable,
     ring_bytes: usize,
 ) -> Result<Worker, StartWorkerError> {
-    let (link, theirs) = Link::pair(ring_bytes)?;
-    heartbeat.reset(slot);
+    let (link, theirs) = link::pair(ring_bytes)?;
     let args = WorkerArgs {
         worker: slot as u32 + 1,
-        slot: slot as u32,
         job: job.clone(),
         link: theirs,
-        heartbeat: heartbeat.try_clone()?,
     };
     let mut process = Process::new(worker_main, args)
         .named(format!("worker-{}", slot + 1))
@@ -119,7 +122,10 @@ pub fn start_worker(
         link,
         ready: false,
         stopping: None,
+        stop_unsent: false,
         killed_because: None,
+        backlog: false,
+        last_claim: None,
         channel_closed: false,
         quota: None,
         completed: 0,
@@ -153,7 +159,8 @@ impl Worker {
         }
     }
 
-    pub fn kill(&mut self, because: String) {
+    /// SIGKILL, remembering why (the first reason counts).
+    pub fn kill(&mut self, because: KillCause) {
         if self.killed_because.is_none() {
             self.killed_because = Some(because);
         }

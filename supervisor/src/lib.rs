@@ -5,6 +5,8 @@
 //! * [`run`]: the event loop ([`run::run`] runs a job and returns its report);
 //! * [`dispatch`]: the task ledger (who holds what; re-queue; dead letters);
 //! * [`fleet`]: the worker table, starting workers and reading their exits;
+//! * [`kill`]: why the supervisor killed a worker; [`limits`]: how many
+//!   workers the machine can hold;
 //! * [`restart`]: the restart policy (backoff, restart limit);
 //! * [`signals`]: signals into the loop through a self-pipe;
 //! * [`progress`], [`report`]: what the user sees during and after a run;
@@ -31,6 +33,8 @@ pub mod bench;
 pub mod config;
 pub mod dispatch;
 pub mod fleet;
+pub mod kill;
+pub mod limits;
 pub mod progress;
 pub mod report;
 pub mod restart;

@@ -91,10 +91,20 @@ impl Latency {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Restarts {
-    /// Workers that died or were killed unasked, and were replaced.
+    /// Workers that died without the supervisor's doing (a signal from
+    /// elsewhere, an exit, a panic), and were replaced.
     pub crashes: u64,
     /// Crash causes, e.g. "killed by SIGKILL (perhaps out of memory?)": count.
     pub causes: BTreeMap<String, u64>,
+    /// Workers the supervisor killed for a fault of theirs (no heartbeat, a
+    /// corrupted link, garbage), and replaced.
+    pub killed: u64,
+    /// Their causes, e.g. "no heartbeat (--worker-timeout)": count.
+    pub kill_causes: BTreeMap<String, u64>,
+    /// Workers the supervisor killed to end the run (a second interrupt,
+    /// SIGQUIT, the restart limit, a stop that took too long): not restarts.
+    pub stopped: u64,
+    pub stop_causes: BTreeMap<String, u64>,
     /// Replaced after --max-tasks-per-child.
     pub recycled: u64,
     /// Replaced by a SIGHUP reload.
@@ -118,6 +128,8 @@ pub struct RunReport {
     pub verified: Option<bool>,
     pub complete: bool,
     pub workers: u32,
+    /// How the run was set up, where it differs from what was asked.
+    pub notes: Vec<String>,
     pub start_method: String,
     pub wall_seconds: f64,
     pub tasks: TaskCounts,
@@ -188,6 +200,19 @@ impl fmt::Display for RunReport {
             let causes: Vec<String> = r.causes.iter().map(|(c, n)| format!("{n} {c}")).collect();
             let _ = write!(line, " ({})", causes.join("; "));
         }
+        if r.killed > 0 {
+            let causes: Vec<String> = r
+                .kill_causes
+                .iter()
+                .map(|(c, n)| format!("{n} {c}"))
+                .collect();
+            let _ = write!(
+                line,
+                ", {} killed by the supervisor ({})",
+                r.killed,
+                causes.join("; ")
+            );
+        }
         if r.recycled > 0 {
             let _ = write!(line, ", {} recycled", r.recycled);
         }
@@ -198,6 +223,19 @@ impl fmt::Display for RunReport {
             let _ = write!(line, "; replaced in {median:.2} ms median, {max:.2} ms max");
         }
         writeln!(f, "  restarts      {line}")?;
+        if r.stopped > 0 {
+            let causes: Vec<String> = r
+                .stop_causes
+                .iter()
+                .map(|(c, n)| format!("{n} {c}"))
+                .collect();
+            writeln!(
+                f,
+                "  supervisor    stopped {} workers at once ({})",
+                r.stopped,
+                causes.join("; ")
+            )?;
+        }
         for dead in &self.dead_letters {
             let code = dead
                 .exit_code

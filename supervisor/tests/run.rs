@@ -146,9 +146,11 @@ fn a_stopped_worker_is_found_by_its_heartbeat_and_replaced() {
     signal(victim, libc::SIGSTOP);
     let run = finish(child);
     assert_exact_primes(&run, 50_847_534);
-    assert_eq!(run.report["restarts"]["crashes"], 1, "{}", run.events);
+    // The supervisor's own kill, counted apart from crashes.
+    assert_eq!(run.report["restarts"]["crashes"], 0, "{}", run.events);
+    assert_eq!(run.report["restarts"]["killed"], 1, "{}", run.events);
     assert_eq!(
-        run.report["restarts"]["causes"]["killed: no heartbeat (--worker-timeout)"], 1,
+        run.report["restarts"]["kill_causes"]["no heartbeat (--worker-timeout)"], 1,
         "{}",
         run.report
     );
@@ -231,6 +233,23 @@ fn a_second_sigint_stops_at_once() {
     assert_eq!(run.code, 130, "{}\n{}", run.report, run.events);
     assert_eq!(run.report["tasks"]["remaining"], 10);
     assert!(run.events.contains("second SIGINT"), "{}", run.events);
+    // The supervisor says it killed them; nothing blames memory, and the
+    // tasks they held are not charged.
+    assert!(
+        run.events
+            .contains("stopped by the supervisor: second interrupt"),
+        "{}",
+        run.events
+    );
+    assert!(!run.events.contains("out of memory"), "{}", run.events);
+    assert_eq!(run.report["restarts"]["crashes"], 0, "{}", run.report);
+    assert_eq!(run.report["restarts"]["stopped"], 2, "{}", run.report);
+    assert_eq!(
+        run.report["restarts"]["stop_causes"]["second interrupt"], 2,
+        "{}",
+        run.report
+    );
+    assert_eq!(run.report["tasks"]["dead"], 0);
     for w in workers {
         assert!(!is_running(w), "worker {w} outlived the supervisor");
     }
@@ -274,11 +293,12 @@ fn a_worker_writing_garbage_is_replaced_and_the_run_completes() {
     assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
     assert_eq!(run.report["verified"], true);
     assert_eq!(run.report["tasks"]["done"], 300);
-    let garbage = run.report["restarts"]["causes"]["killed: sent garbage"]
+    let garbage = run.report["restarts"]["kill_causes"]["sent garbage"]
         .as_u64()
         .unwrap_or(0);
     assert!(garbage >= 1, "{}", run.report);
-    assert_eq!(run.report["restarts"]["crashes"], garbage);
+    assert_eq!(run.report["restarts"]["killed"], garbage);
+    assert_eq!(run.report["restarts"]["crashes"], 0);
 }
 
 #[test]

@@ -1,20 +1,38 @@
-//! Heartbeat slots in shared memory: one cache line per worker, written by the
-//! worker with plain atomic stores and read by the supervisor without any
-//! message. A worker that stops beating (stopped, hung, spinning in a task)
-//! is seen by its slot's last beat, gunicorn's timeout without a file per worker.
+//! A worker's heartbeat: a few words in the aux area of its own results
+//! channel, written by the worker with plain atomic stores and read by the
+//! supervisor without any message. A worker that stops beating (stopped,
+//! hung, spinning in a task) is seen by its last beat, gunicorn's timeout
+//! without a file per worker.
 //!
-//! The words are independent atomics, so a worker SIGKILLed mid-update
-//! leaves each word either old or new: never a torn value.
+//! Each worker can reach only its own slot (it is in its own link), so no
+//! worker can make the supervisor blame another. The supervisor reads a
+//! slot as a *claim* and [`judge`]s it: a beat in the future, an unknown
+//! state, another pid, or a task the worker does not hold is that worker's
+//! fault. The words are independent atomics, so a worker SIGKILLed
+//! mid-update leaves each word either old or new: never a torn value.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use ipc::shm::{SharedMemory, ShmError};
+/// Words of the aux area a heartbeat takes.
+pub const WORDS: usize = 6;
 
-/// Bytes per slot: one cache line, so workers never share one.
-pub const SLOT_BYTES: usize = 64;
+// Word offsets.
+const PID: usize = 0;
+const STATE: usize = 1;
+/// Task id + 1 while busy, 0 otherwise.
+const CURRENT: usize = 2;
+const TASKS_DONE: usize = 3;
+const LAST_BEAT_NS: usize = 4;
+/// Set by the worker when it rings its doorbell, cleared by the supervisor.
+pub(crate) const BELL: usize = 5;
+
+/// How far in the future a beat may claim to be before it is a forgery:
+/// both sides read the same coarse clock, a few milliseconds apart.
+const FUTURE_SLACK: Duration = Duration::from_secs(1);
 
 /// What a worker is doing, as its slot says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WorkerState {
     Starting = 0,
     Idle = 1,
@@ -23,34 +41,15 @@ pub enum WorkerState {
 }
 
 impl WorkerState {
-    fn from_word(word: u64) -> Self {
-        match word {
+    fn from_word(word: u64) -> Option<Self> {
+        Some(match word {
+            0 => WorkerState::Starting,
             1 => WorkerState::Idle,
             2 => WorkerState::Busy,
             3 => WorkerState::Stopping,
-            _ => WorkerState::Starting,
-        }
+            _ => return None,
+        })
     }
-}
-
-// Word offsets inside a slot.
-const PID: usize = 0;
-const STATE: usize = 1;
-/// Task id + 1 while busy, 0 otherwise.
-const CURRENT: usize = 2;
-const TASKS_DONE: usize = 3;
-const LAST_BEAT_NS: usize = 4;
-
-/// A snapshot of one slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Beat {
-    pub pid: u32,
-    pub state: WorkerState,
-    /// The task running now, if any.
-    pub current_task: Option<u64>,
-    pub tasks_done: u64,
-    /// `CLOCK_MONOTONIC_COARSE` nanoseconds of the last beat (same clock in every process).
-    pub last_beat_ns: u64,
 }
 
 /// `CLOCK_MONOTONIC_COARSE` in nanoseconds: comparable across processes on
@@ -61,98 +60,226 @@ pub fn monotonic_ns() -> u64 {
     ipc::os::clock::coarse_monotonic_ns()
 }
 
-/// A table of heartbeat slots in one shared segment.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct HeartbeatTable {
-    shm: SharedMemory,
+/// A heartbeat slot: `WORDS` words of a link's aux area.
+#[derive(Clone, Copy)]
+pub struct Heartbeat<'a> {
+    words: &'a [AtomicU64],
 }
 
-impl HeartbeatTable {
-    /// Room for `slots` workers.
-    pub fn new(slots: usize) -> Result<Self, ShmError> {
-        Ok(HeartbeatTable {
-            shm: SharedMemory::anonymous(slots.max(1) * SLOT_BYTES)?,
-        })
+impl<'a> Heartbeat<'a> {
+    /// The slot in `aux` (at least `WORDS` words; fewer make every call a no-op).
+    pub fn new(aux: &'a [AtomicU64]) -> Self {
+        Heartbeat { words: aux }
     }
 
-    pub fn slots(&self) -> usize {
-        self.shm.len() / SLOT_BYTES
-    }
-
-    /// A second handle on the same slots (for handing to a worker).
-    pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(HeartbeatTable {
-            shm: self.shm.try_clone()?,
-        })
-    }
-
-    /// The word `word` of slot `slot`; `None` past the end of the table.
-    fn word(&self, slot: usize, word: usize) -> Option<&AtomicU64> {
-        if slot >= self.slots() || word >= SLOT_BYTES / 8 {
-            return None;
-        }
-        let offset = slot * SLOT_BYTES + word * 8;
-        // SAFETY: offset + 8 is inside the mapping (checked above); the mapping
-        // is page-aligned so the offset is 8-aligned; every process touches
-        // these bytes only through atomics.
-        Some(unsafe { &*(self.shm.as_ptr().add(offset) as *const AtomicU64) })
-    }
-
-    fn store(&self, slot: usize, word: usize, value: u64) {
-        if let Some(w) = self.word(slot, word) {
+    fn store(&self, word: usize, value: u64) {
+        if let Some(w) = self.words.get(word) {
             w.store(value, Ordering::Release);
         }
     }
 
-    fn load(&self, slot: usize, word: usize) -> u64 {
-        self.word(slot, word)
+    fn load(&self, word: usize) -> u64 {
+        self.words
+            .get(word)
             .map_or(0, |w| w.load(Ordering::Acquire))
     }
 
-    /// Supervisor side: clears a slot for a worker about to start, dated now.
-    pub fn reset(&self, slot: usize) {
-        self.store(slot, PID, 0);
-        self.store(slot, STATE, WorkerState::Starting as u64);
-        self.store(slot, CURRENT, 0);
-        self.store(slot, TASKS_DONE, 0);
-        self.store(slot, LAST_BEAT_NS, monotonic_ns());
+    /// Supervisor side: a slot for a worker about to start, dated now.
+    pub fn reset(&self) {
+        for word in [PID, STATE, CURRENT, TASKS_DONE, BELL] {
+            self.store(word, 0);
+        }
+        self.store(LAST_BEAT_NS, monotonic_ns());
     }
 
     /// Worker side: records a beat, with what the worker is doing.
-    pub fn beat(&self, slot: usize, state: WorkerState, current_task: Option<u64>) {
-        self.store(slot, STATE, state as u64);
-        self.store(
-            slot,
-            CURRENT,
-            current_task.map_or(0, |id| id.saturating_add(1)),
-        );
-        self.touch(slot);
+    pub fn beat(&self, state: WorkerState, current_task: Option<u64>) {
+        self.store(STATE, state as u64);
+        self.store(CURRENT, current_task.map_or(0, |id| id.saturating_add(1)));
+        self.touch();
     }
 
     /// Worker side: only moves the last-beat time (cheap enough per sieve segment).
-    pub fn touch(&self, slot: usize) {
-        self.store(slot, LAST_BEAT_NS, monotonic_ns());
+    pub fn touch(&self) {
+        self.store(LAST_BEAT_NS, monotonic_ns());
     }
 
-    pub fn set_pid(&self, slot: usize, pid: u32) {
-        self.store(slot, PID, u64::from(pid));
+    pub fn set_pid(&self, pid: u32) {
+        self.store(PID, u64::from(pid));
     }
 
-    pub fn add_done(&self, slot: usize, n: u64) {
-        if let Some(w) = self.word(slot, TASKS_DONE) {
+    pub fn add_done(&self, n: u64) {
+        if let Some(w) = self.words.get(TASKS_DONE) {
             w.fetch_add(n, Ordering::Release);
         }
     }
 
-    /// A snapshot of a slot.
-    pub fn read(&self, slot: usize) -> Beat {
-        let current = self.load(slot, CURRENT);
-        Beat {
-            pid: self.load(slot, PID) as u32,
-            state: WorkerState::from_word(self.load(slot, STATE)),
-            current_task: current.checked_sub(1),
-            tasks_done: self.load(slot, TASKS_DONE),
-            last_beat_ns: self.load(slot, LAST_BEAT_NS),
+    /// Worker side: claims the doorbell; true if the caller must ring it.
+    pub(crate) fn claim_bell(&self) -> bool {
+        self.words.get(BELL).is_some_and(|w| {
+            w.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
+    }
+
+    /// Supervisor side: rings are read; the next result must ring again.
+    pub fn clear_bell(&self) {
+        self.store(BELL, 0);
+    }
+
+    /// A snapshot of the words, as claimed.
+    pub fn read(&self) -> Claim {
+        Claim {
+            pid: self.load(PID),
+            state: self.load(STATE),
+            current: self.load(CURRENT),
+            tasks_done: self.load(TASKS_DONE),
+            last_beat_ns: self.load(LAST_BEAT_NS),
         }
+    }
+}
+
+/// The words of a slot as the worker wrote them: nothing is trusted yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub pid: u64,
+    pub state: u64,
+    pub current: u64,
+    pub tasks_done: u64,
+    pub last_beat_ns: u64,
+}
+
+/// A slot that passed [`judge`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Beat {
+    pub state: WorkerState,
+    /// The task running now, if any (one the worker holds).
+    pub current_task: Option<u64>,
+    pub tasks_done: u64,
+    /// How long since the last beat.
+    pub silent: Duration,
+}
+
+/// What a claim amounts to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Alive(Beat),
+    /// No beat for longer than the timeout.
+    Silent(Beat),
+    /// Words no honest worker writes: the worker corrupted its slot.
+    Forged(String),
+}
+
+/// Judges a slot: `pid` is the worker's real pid, `now` the coarse clock,
+/// `holds(task)` whether the ledger says the worker holds that task.
+pub fn judge(
+    claim: &Claim,
+    pid: u32,
+    now: u64,
+    timeout: Duration,
+    holds: impl FnOnce(u64) -> bool,
+) -> Verdict {
+    let Some(state) = WorkerState::from_word(claim.state) else {
+        return Verdict::Forged(format!(
+            "its heartbeat claims an unknown state {}",
+            claim.state
+        ));
+    };
+    if claim.pid != 0 && claim.pid != u64::from(pid) {
+        return Verdict::Forged(format!("its heartbeat claims to be pid {}", claim.pid));
+    }
+    let slack = FUTURE_SLACK.as_nanos() as u64;
+    if claim.last_beat_ns > now.saturating_add(slack) {
+        return Verdict::Forged(format!(
+            "its heartbeat claims a beat {:.1} s in the future",
+            (claim.last_beat_ns - now) as f64 / 1e9
+        ));
+    }
+    let current_task = match (state, claim.current) {
+        (WorkerState::Busy, 0) => {
+            return Verdict::Forged("its heartbeat claims to be busy with no task".into())
+        }
+        (WorkerState::Busy, n) => {
+            let task = n - 1;
+            if !holds(task) {
+                return Verdict::Forged(format!(
+                    "its heartbeat claims to run task {task}, which it does not hold"
+                ));
+            }
+            Some(task)
+        }
+        _ => None,
+    };
+    let beat = Beat {
+        state,
+        current_task,
+        tasks_done: claim.tasks_done,
+        silent: Duration::from_nanos(now.saturating_sub(claim.last_beat_ns)),
+    };
+    if beat.silent > timeout {
+        Verdict::Silent(beat)
+    } else {
+        Verdict::Alive(beat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot() -> Vec<AtomicU64> {
+        (0..WORDS).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    fn judged(words: &[AtomicU64], holds: bool) -> Verdict {
+        let hb = Heartbeat::new(words);
+        judge(
+            &hb.read(),
+            42,
+            monotonic_ns(),
+            Duration::from_secs(30),
+            |_| holds,
+        )
+    }
+
+    #[test]
+    fn honest_beats_are_alive_and_old_ones_silent() {
+        let words = slot();
+        let hb = Heartbeat::new(&words);
+        hb.reset();
+        hb.set_pid(42);
+        hb.beat(WorkerState::Busy, Some(7));
+        match judged(&words, true) {
+            Verdict::Alive(beat) => assert_eq!(beat.current_task, Some(7)),
+            other => panic!("{other:?}"),
+        }
+        words[LAST_BEAT_NS].store(1, Ordering::Release);
+        assert!(matches!(judged(&words, true), Verdict::Silent(_)));
+    }
+
+    #[test]
+    fn wild_words_are_forgeries() {
+        let words = slot();
+        let hb = Heartbeat::new(&words);
+        hb.reset();
+        words[LAST_BEAT_NS].store(u64::MAX, Ordering::Release);
+        assert!(matches!(judged(&words, true), Verdict::Forged(_)), "future");
+        hb.reset();
+        words[STATE].store(99, Ordering::Release);
+        assert!(matches!(judged(&words, true), Verdict::Forged(_)), "state");
+        hb.reset();
+        words[PID].store(1, Ordering::Release);
+        assert!(matches!(judged(&words, true), Verdict::Forged(_)), "pid");
+        hb.reset();
+        hb.beat(WorkerState::Busy, Some(3));
+        assert!(
+            matches!(judged(&words, false), Verdict::Forged(_)),
+            "task not held"
+        );
+        words[CURRENT].store(0, Ordering::Release);
+        assert!(
+            matches!(judged(&words, true), Verdict::Forged(_)),
+            "busy, no task"
+        );
     }
 }

@@ -92,8 +92,7 @@ pub trait Job {
 pub struct TaskContext<'a> {
     pub(crate) id: u64,
     pub(crate) attempt: u32,
-    pub(crate) beat: &'a dyn Fn(),
-    pub(crate) link: &'a mut crate::link::Link,
+    pub(crate) link: &'a mut crate::link::WorkerLink,
 }
 
 impl TaskContext<'_> {
@@ -109,18 +108,13 @@ impl TaskContext<'_> {
 
     /// Tells the supervisor this worker is alive and working.
     pub fn beat(&self) {
-        (self.beat)()
+        self.link.heartbeat().touch();
     }
 
-    /// Puts a message that is not part of the protocol on the worker's
-    /// results queue: only the `fault` job does this, to test the supervisor.
+    /// Puts a record that is not part of the protocol on the worker's
+    /// results ring: only the `fault` job does this, to test the supervisor.
     pub fn write_garbage(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.link
-            .results
-            .put_bytes(bytes)
-            .map_err(|e| e.to_string())?;
-        self.link.ring();
-        Ok(())
+        self.link.send_raw(bytes).map_err(|e| e.to_string())
     }
 }
 

@@ -1,83 +1,150 @@
-//! [`Link`]: what connects the supervisor and one worker. Tasks and results
-//! travel through two shared-memory queues (no syscall per message); a
-//! socketpair carries only a doorbell, so the supervisor's single `poll`
-//! wakes when results are waiting, and its end of file says the worker is gone.
+//! The link between the supervisor and one worker: two single-producer
+//! single-consumer rings in shared memory ([`ipc::spsc`]), tasks one way
+//! and results the other, with the worker's heartbeat slot in the aux area
+//! of its results ring, and a socketpair that carries only a doorbell, so
+//! the supervisor's single `poll` wakes when results are waiting and its end
+//! of file says the worker is gone.
+//!
+//! Nothing in the link is a lock, and the supervisor trusts no word of it:
+//! its ends check every position the worker publishes and copy each record
+//! out before decoding it (see `ipc::spsc`), and the heartbeat is a claim
+//! it judges (see [`heartbeat`](crate::heartbeat)). Each worker has its
+//! own link, and a forked worker maps no other worker's: one worker's
+//! corrupted memory can break only its own link, and then it is killed.
 //!
 //! The doorbell is rung only when no ring is pending: the worker sets the
-//! shared `bell_pending` flag from 0 to 1 and writes one byte; the supervisor
-//! reads the bytes, clears the flag, *then* drains the results queue, so a
-//! result put after the drain started always rings again.
+//! bell word from 0 to 1 and writes one byte; the supervisor reads the
+//! bytes, clears the word, *then* drains the results, so a result published
+//! after the drain started always rings again. (The supervisor also looks
+//! at every results ring on each turn, so a worker that never rings only
+//! delays itself.)
 
 use std::time::Duration;
 
-use ipc::queue::{GetTimeoutError, PutError, Queue};
-use ipc::value::Value;
+use ipc::spsc::{self, Receiver, RecvValueError, Sender, SpscError, TrySendError};
 use ipc::{Connection, Pipe};
 use serde::{Deserialize, Serialize};
 
+use crate::heartbeat::{self, Heartbeat};
 use crate::protocol::{FromWorker, ToWorker};
 
-/// One side of the link.
+/// The supervisor's end of a link.
+#[derive(Debug)]
+pub struct SupervisorLink {
+    pub tasks: Sender,
+    pub results: Receiver,
+    pub doorbell: Connection,
+}
+
+/// The worker's end of a link (a `Process` argument).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Link {
-    pub tasks: Queue<ToWorker>,
-    pub results: Queue<FromWorker>,
-    pub bell_pending: Value<u32>,
+pub struct WorkerLink {
+    pub tasks: Receiver,
+    pub results: Sender,
     pub doorbell: Connection,
 }
 
 /// Why a link could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("cannot make the link's queues: {0}")]
+    #[error("cannot make the link's rings: {0}")]
     Shm(#[from] ipc::shm::ShmError),
     #[error("cannot make the link's doorbell: {0}")]
     Doorbell(#[from] std::io::Error),
 }
 
-impl Link {
-    /// The supervisor's side and the worker's side of a new link whose
-    /// queues each have `ring_bytes` of ring.
-    pub fn pair(ring_bytes: usize) -> Result<(Link, Link), LinkError> {
-        let tasks = Queue::with_ring_bytes(0, ring_bytes)?;
-        let results = Queue::with_ring_bytes(0, ring_bytes)?;
-        let bell_pending = Value::new(0u32)?;
-        let (ours, theirs) = Pipe::duplex()?;
-        let worker_side = Link {
-            tasks: tasks.try_clone()?,
-            results: results.try_clone()?,
-            bell_pending: bell_pending.try_clone()?,
-            doorbell: theirs,
-        };
-        // The supervisor only reads results; its handle must not keep the
-        // worker's results queue open after the worker is gone.
-        results.close();
-        let supervisor_side = Link {
-            tasks,
-            results,
-            bell_pending,
-            doorbell: ours,
-        };
-        Ok((supervisor_side, worker_side))
+/// Why a worker could not send to its supervisor.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkSendError {
+    #[error("the supervisor is gone")]
+    Gone,
+    #[error("the results ring stayed full for {0:?}")]
+    Stuck(Duration),
+    #[error("the link broke: {0}")]
+    Broken(String),
+}
+
+/// The supervisor's end and the worker's end of a new link whose rings
+/// each have `ring_bytes` (rounded up to a power of two).
+pub fn pair(ring_bytes: usize) -> Result<(SupervisorLink, WorkerLink), LinkError> {
+    let (task_tx, task_rx) = spsc::channel(ring_bytes, 0)?;
+    let (result_tx, result_rx) = spsc::channel(ring_bytes, heartbeat::WORDS)?;
+    let (ours, theirs) = Pipe::duplex()?;
+    let supervisor = SupervisorLink {
+        tasks: task_tx,
+        results: result_rx,
+        doorbell: ours,
+    };
+    supervisor.heartbeat().reset();
+    let worker = WorkerLink {
+        tasks: task_rx,
+        results: result_tx,
+        doorbell: theirs,
+    };
+    Ok((supervisor, worker))
+}
+
+impl SupervisorLink {
+    /// The worker's heartbeat slot (its claims, to be judged).
+    pub fn heartbeat(&self) -> Heartbeat<'_> {
+        Heartbeat::new(self.results.aux())
+    }
+}
+
+impl WorkerLink {
+    pub fn heartbeat(&self) -> Heartbeat<'_> {
+        Heartbeat::new(self.results.aux())
     }
 
-    /// Worker side: puts a message for the supervisor and rings if needed.
-    pub fn send(&mut self, message: &FromWorker) -> Result<(), PutError> {
-        self.results.put(message)?;
+    /// Sends a message to the supervisor, waiting for room in slices of
+    /// `beat_every` and beating between them, for at most `patience`.
+    pub fn send(
+        &mut self,
+        message: &FromWorker,
+        beat_every: Duration,
+        patience: Duration,
+    ) -> Result<(), LinkSendError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.results.send_value_timeout(message, beat_every) {
+                Ok(()) => {
+                    self.ring();
+                    return Ok(());
+                }
+                Err(TrySendError::Full) if started.elapsed() < patience => {
+                    self.heartbeat().touch();
+                    // The supervisor may have missed a ring while busy.
+                    self.ring();
+                }
+                Err(TrySendError::Full) => return Err(LinkSendError::Stuck(patience)),
+                Err(TrySendError::Failed(SpscError::Disconnected)) => {
+                    return Err(LinkSendError::Gone)
+                }
+                Err(e) => return Err(LinkSendError::Broken(e.to_string())),
+            }
+        }
+    }
+
+    /// Writes raw bytes as one record (fault injection only).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), LinkSendError> {
+        self.results
+            .send_timeout(bytes, Duration::from_secs(1))
+            .map_err(|e| LinkSendError::Broken(e.to_string()))?;
         self.ring();
         Ok(())
     }
 
-    /// Worker side: rings the doorbell unless a ring is already pending.
+    /// Rings the doorbell unless a ring is already pending.
     pub fn ring(&mut self) {
-        if self.bell_pending.compare_exchange(0, 1).is_ok() {
+        if self.heartbeat().claim_bell() {
             // A full socket means rings are waiting to be read: enough.
             let _ = self.doorbell.send_bytes_timeout(&[1], Duration::ZERO);
         }
     }
 
-    /// Worker side: the next message from the supervisor, waiting at most `timeout`.
-    pub fn receive(&self, timeout: Duration) -> Result<ToWorker, GetTimeoutError> {
-        self.tasks.get_timeout(timeout)
+    /// The next message from the supervisor, waiting at most `timeout`:
+    /// `Ok(None)` if none came.
+    pub fn receive(&mut self, timeout: Duration) -> Result<Option<ToWorker>, RecvValueError> {
+        self.tasks.recv_value_timeout(timeout)
     }
 }

@@ -15,16 +15,17 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ipc::queue::GetTimeoutError;
 use serde::{Deserialize, Serialize};
 
-use crate::heartbeat::{monotonic_ns, HeartbeatTable, WorkerState};
+use crate::heartbeat::{monotonic_ns, WorkerState};
 use crate::job::{self, JobSpec, TaskContext};
-use crate::link::Link;
+use crate::link::{LinkSendError, WorkerLink};
 use crate::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
 
-/// How often an idle worker beats.
+/// How often an idle worker beats (and a worker waiting for room to send).
 const IDLE_BEAT: Duration = Duration::from_millis(100);
+/// How long a worker waits for room in its results ring before it gives up.
+const SEND_PATIENCE: Duration = Duration::from_secs(3600);
 /// Results are sent at least this often while tasks run back to back.
 const REPORT_EVERY: Duration = Duration::from_millis(2);
 /// ... and at least every this many results.
@@ -44,11 +45,9 @@ pub const EXIT_CHANNEL: i32 = 79;
 pub struct WorkerArgs {
     /// The worker's number in the fleet, for logs.
     pub worker: u32,
-    /// Its heartbeat slot in `heartbeat`.
-    pub slot: u32,
     pub job: JobSpec,
-    pub link: Link,
-    pub heartbeat: HeartbeatTable,
+    /// Its link to the supervisor, heartbeat slot included.
+    pub link: WorkerLink,
 }
 
 /// What a worker returns when it exits normally.
@@ -86,17 +85,7 @@ fn install_signal_handling() {
 /// The entry of every worker process (`ipc::Process::new(worker_main, args)`).
 pub fn worker_main(args: WorkerArgs) -> WorkerExit {
     install_signal_handling();
-    let WorkerArgs {
-        slot,
-        job,
-        mut link,
-        heartbeat,
-        ..
-    } = args;
-    let slot = slot as usize;
-    // The worker only takes from its task queue; when the supervisor's
-    // handle is gone too, the queue reports Disconnected.
-    link.tasks.close();
+    let WorkerArgs { job, mut link, .. } = args;
     let job = match job::build(&job) {
         Ok(job) => job,
         Err(e) => {
@@ -105,15 +94,13 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
         }
     };
     let pid = std::process::id();
-    heartbeat.set_pid(slot, pid);
-    heartbeat.beat(slot, WorkerState::Idle, None);
-    if link
-        .send(&FromWorker::Ready {
-            protocol: PROTOCOL_VERSION,
-            pid,
-        })
-        .is_err()
-    {
+    link.heartbeat().set_pid(pid);
+    link.heartbeat().beat(WorkerState::Idle, None);
+    let ready = FromWorker::Ready {
+        protocol: PROTOCOL_VERSION,
+        pid,
+    };
+    if link.send(&ready, IDLE_BEAT, SEND_PATIENCE).is_err() {
         std::process::exit(EXIT_CHANNEL);
     }
 
@@ -130,34 +117,30 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
 
     loop {
         if TERM_REQUESTED.load(Ordering::Relaxed) {
-            heartbeat.beat(slot, WorkerState::Stopping, None);
+            link.heartbeat().beat(WorkerState::Stopping, None);
             let _ = report(&mut link, &mut results);
             return finish("SIGTERM", tasks_run);
         }
         // Take in whatever the supervisor sent, waiting only with nothing to
-        // do. With plenty held, look only now and then: each look is a syscall.
+        // do. With plenty held, look only now and then.
         since_look += 1;
         let look = held.len() < LOW_WATER || since_look >= LOOK_EVERY || stop_when_idle;
         if look {
             since_look = 0;
         }
         while look || held.is_empty() {
-            let message = if held.is_empty() && results.is_empty() && !stop_when_idle {
-                match link.receive(IDLE_BEAT) {
-                    Ok(m) => m,
-                    Err(GetTimeoutError::Empty) => {
-                        heartbeat.beat(slot, WorkerState::Idle, None);
-                        break;
+            let idle = held.is_empty() && results.is_empty() && !stop_when_idle;
+            let wait = if idle { IDLE_BEAT } else { Duration::ZERO };
+            let message = match link.receive(wait) {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    if idle {
+                        link.heartbeat().beat(WorkerState::Idle, None);
                     }
-                    // The supervisor is gone, or sent garbage.
-                    Err(GetTimeoutError::Get(_)) => std::process::exit(EXIT_CHANNEL),
+                    break;
                 }
-            } else {
-                match link.receive(Duration::ZERO) {
-                    Ok(m) => m,
-                    Err(GetTimeoutError::Empty) => break,
-                    Err(GetTimeoutError::Get(_)) => std::process::exit(EXIT_CHANNEL),
-                }
+                // The supervisor is gone, or sent garbage.
+                Err(_) => std::process::exit(EXIT_CHANNEL),
             };
             match message {
                 ToWorker::Tasks(tasks) => held.extend(tasks),
@@ -169,28 +152,29 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
                 return finish("supervisor gone", tasks_run);
             }
             if stop_when_idle {
-                heartbeat.beat(slot, WorkerState::Stopping, None);
+                link.heartbeat().beat(WorkerState::Stopping, None);
                 return finish("stop message", tasks_run);
             }
             continue;
         };
 
-        heartbeat.beat(slot, WorkerState::Busy, Some(task.id));
+        link.heartbeat().beat(WorkerState::Busy, Some(task.id));
         let started = monotonic_ns();
-        let beat = || heartbeat.touch(slot);
         let mut ctx = TaskContext {
             id: task.id,
             attempt: task.attempt,
-            beat: &beat,
             link: &mut link,
         };
         let output = job.run(&task.input, &mut ctx);
         tasks_run += 1;
-        heartbeat.add_done(slot, 1);
+        link.heartbeat().add_done(1);
         results.push(TaskResult {
             id: task.id,
             output: output.into(),
         });
+        // Idle before the result can reach the supervisor: once it has
+        // counted the task, the slot never claims it again.
+        link.heartbeat().beat(WorkerState::Idle, None);
         let now = monotonic_ns();
         let every = REPORT_EVERY.as_nanos() as u64;
         let long_task = now.saturating_sub(started) >= every;
@@ -204,15 +188,14 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
             }
             last_report = now;
         }
-        heartbeat.beat(slot, WorkerState::Idle, None);
     }
 }
 
 /// Sends the results gathered so far, if any.
-fn report(link: &mut Link, results: &mut Vec<TaskResult>) -> Result<(), ipc::queue::PutError> {
+fn report(link: &mut WorkerLink, results: &mut Vec<TaskResult>) -> Result<(), LinkSendError> {
     if results.is_empty() {
         return Ok(());
     }
     let batch = FromWorker::Results(std::mem::take(results));
-    link.send(&batch)
+    link.send(&batch, IDLE_BEAT, SEND_PATIENCE)
 }

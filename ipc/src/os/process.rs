@@ -86,6 +86,11 @@ pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// This process's real user id.
+pub fn user_id() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
 /// The parent's pid. Async-signal-safe.
 pub fn parent_pid() -> i32 {
     nix::unistd::getppid().as_raw()

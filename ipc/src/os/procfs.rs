@@ -109,6 +109,26 @@ pub fn tasks_of_user(uid: u32) -> u64 {
     tasks
 }
 
+/// Threads of every process on the machine (what pid_max and threads-max bound).
+pub fn task_count() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("Threads:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                })
+                .unwrap_or(1)
+        })
+        .sum()
+}
+
 /// The page size, for RSS in bytes.
 pub fn page_size() -> u64 {
     // SAFETY: sysconf takes an integer and touches no memory.

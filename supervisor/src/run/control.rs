@@ -28,9 +28,9 @@ impl Supervisor<'_> {
         if self.phase != Phase::Running {
             return;
         }
-        if self.slots.len() >= self.heartbeat.slots() {
+        if self.slots.len() >= self.max_workers {
             self.progress
-                .event("SIGTTIN: at the most workers this run allows");
+                .event("SIGTTIN: at the most workers this machine allows");
             return;
         }
         self.add_slot(Some("added (SIGTTIN)"));
@@ -42,7 +42,7 @@ impl Supervisor<'_> {
         }
         let Some(index) = (0..self.slots.len()).rev().find(|&i| match &self.slots[i] {
             Slot::Live(w) => w.stopping.is_none(),
-            Slot::Waiting { .. } => true,
+            Slot::Waiting { .. } | Slot::Pending => true,
             Slot::Closed => false,
         }) else {
             return;

@@ -1,6 +1,6 @@
 //! The supervisor's event loop: one thread, one `poll(2)` over the signal
 //! pipe, every worker's doorbell (its results wait in a shared-memory
-//! queue) and every worker's pidfd. A worker's exit is
+//! ring) and every worker's pidfd. A worker's exit is
 //! seen the moment its pidfd becomes readable; heartbeats are read from
 //! shared memory on each turn; nothing sleeps and polls.
 //!
@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use ipc::StartMethod;
-use worker::heartbeat::{monotonic_ns, HeartbeatTable};
+use worker::heartbeat::monotonic_ns;
 use worker::job::{self, Job, JobSpec};
 use worker::protocol::ToWorker;
 
@@ -38,8 +38,6 @@ const TICK: Duration = Duration::from_millis(100);
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// And under this many tasks.
 const MAX_WINDOW: usize = 8192;
-/// Room in the heartbeat table for workers added by SIGTTIN.
-const EXTRA_SLOTS: usize = 64;
 
 /// What woke the loop: workers whose doorbell rang, and workers whose
 /// pidfd says they exited.
@@ -56,6 +54,8 @@ pub enum RunError {
     Job(#[from] job::JobError),
     #[error("--workers must be at least 1")]
     NoWorkers,
+    #[error(transparent)]
+    TooManyWorkers(#[from] crate::limits::TooManyWorkers),
     #[error("cannot set up the supervisor: {0}")]
     Setup(String),
 }
@@ -77,7 +77,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
     let spec = config.job_spec();
     let job = job::build(&spec)?;
-    let mut supervisor = Supervisor::new(config, spec, job, workers)?;
+    let mut supervisor = Supervisor::new(config, spec, job, u64::from(workers))?;
     supervisor.run_loop();
     Ok(supervisor.report())
 }
@@ -88,7 +88,6 @@ struct Supervisor<'c> {
     job: Box<dyn Job>,
     method: StartMethod,
     ledger: Ledger,
-    heartbeat: HeartbeatTable,
     signals: SelfPipe,
     slots: Vec<Slot>,
     /// Crashes in a row per slot without a finished task (for backoff).
@@ -107,8 +106,14 @@ struct Supervisor<'c> {
     started: Instant,
     wall: Duration,
     max_window: usize,
-    /// Ring size of each worker's task and result queues.
+    /// Ring size of each worker's task and result rings.
     ring_bytes: usize,
+    /// Workers in this run (after capping to the task count).
+    workers: u64,
+    /// The most workers the machine holds (SIGTTIN stops there).
+    max_workers: usize,
+    /// Things the user should know about how the run was set up.
+    notes: Vec<String>,
     rng: u64,
     buf: Vec<u8>,
 }
@@ -118,24 +123,32 @@ impl<'c> Supervisor<'c> {
         config: &'c RunConfig,
         spec: JobSpec,
         job: Box<dyn Job>,
-        workers: u32,
+        asked: u64,
     ) -> Result<Self, RunError> {
-        let heartbeat = HeartbeatTable::new(workers as usize + EXTRA_SLOTS)
-            .map_err(|e| RunError::Setup(e.to_string()))?;
-        let signals = crate::signals::install().map_err(|e| RunError::Setup(e.to_string()))?;
         let total = job.task_count();
         let input_len = if total > 0 {
             job.task_input(0).len()
         } else {
             0
         };
+        let ring_bytes = ring_bytes_for(input_len);
+        let mut notes = Vec::new();
+        let mut workers = asked;
+        if workers > total.max(1) {
+            workers = total.max(1);
+            notes.push(format!(
+                "{asked} workers asked for {total} tasks: starting {workers}"
+            ));
+        }
+        let capacity = crate::limits::capacity(ring_bytes);
+        capacity.check(workers)?;
+        let signals = crate::signals::install().map_err(|e| RunError::Setup(e.to_string()))?;
         let max_window = (MAX_BATCH_BYTES / (input_len + 16)).clamp(1, MAX_WINDOW);
         let mut supervisor = Supervisor {
             config,
             spec,
             method: config.start_method.into(),
             ledger: Ledger::new(total, config.max_attempts),
-            heartbeat,
             signals,
             slots: Vec::new(),
             crashes_in_a_row: Vec::new(),
@@ -153,19 +166,28 @@ impl<'c> Supervisor<'c> {
             started: Instant::now(),
             wall: Duration::ZERO,
             max_window,
-            ring_bytes: ring_bytes_for(input_len),
+            ring_bytes,
+            workers,
+            max_workers: usize::try_from(capacity.max_workers).unwrap_or(usize::MAX),
+            notes,
             rng: seed(),
             buf: Vec::new(),
             job,
         };
+        for note in supervisor.notes.clone() {
+            supervisor.progress.event(&format!("note: {note}"));
+        }
         supervisor.progress.event(&format!(
             "{}: {} workers ({})",
             supervisor.job.describe(),
             workers,
             method_name(supervisor.method)
         ));
+        // Started by the loop, a batch per turn, so that a signal is heard
+        // however many there are.
         for _ in 0..workers {
-            supervisor.add_slot(None);
+            supervisor.slots.push(Slot::Pending);
+            supervisor.crashes_in_a_row.push(0);
         }
         Ok(supervisor)
     }
@@ -185,6 +207,7 @@ impl<'c> Supervisor<'c> {
             }
             let wakeups = self.wait();
             let child_exited = self.handle_signals();
+            self.start_pending();
             self.read_channels(&wakeups.channels);
             self.see_exits(&wakeups.exited, child_exited);
             self.check_heartbeats();
@@ -193,6 +216,7 @@ impl<'c> Supervisor<'c> {
                 self.dispatch();
                 self.step_reload();
             }
+            self.resend_stops();
             self.advance_shutdown();
             self.progress.update(self.gauges());
         }
@@ -229,9 +253,16 @@ impl<'c> Supervisor<'c> {
                 }
             }
         }
-        let timeout = self
-            .next_deadline()
-            .saturating_duration_since(Instant::now());
+        let backlog = self
+            .slots
+            .iter()
+            .any(|s| matches!(s, Slot::Live(w) if w.backlog) || matches!(s, Slot::Pending));
+        let timeout = if backlog {
+            Duration::ZERO
+        } else {
+            self.next_deadline()
+                .saturating_duration_since(Instant::now())
+        };
         let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
@@ -255,6 +286,16 @@ impl<'c> Supervisor<'c> {
             }
         }
         wakeups
+    }
+
+    fn resend_stops(&mut self) {
+        for slot in &mut self.slots {
+            if let Slot::Live(w) = slot {
+                if w.killed_because.is_none() {
+                    resend_stop(w);
+                }
+            }
+        }
     }
 
     fn next_deadline(&self) -> Instant {
@@ -286,7 +327,9 @@ impl<'c> Supervisor<'c> {
     }
 
     fn any_waiting(&self) -> bool {
-        self.slots.iter().any(|s| matches!(s, Slot::Waiting { .. }))
+        self.slots
+            .iter()
+            .any(|s| matches!(s, Slot::Waiting { .. } | Slot::Pending))
     }
 
     fn open_count(&self) -> usize {
@@ -294,7 +337,7 @@ impl<'c> Supervisor<'c> {
             .iter()
             .filter(|s| match s {
                 Slot::Live(w) => w.stopping.is_none(),
-                Slot::Waiting { .. } => true,
+                Slot::Waiting { .. } | Slot::Pending => true,
                 Slot::Closed => false,
             })
             .count()
@@ -353,7 +396,8 @@ impl<'c> Supervisor<'c> {
             summary: job_outcome.summary,
             verified: job_outcome.verified,
             complete,
-            workers: self.config.worker_count(),
+            workers: self.workers as u32,
+            notes: self.notes.clone(),
             start_method: method_name(self.method).into(),
             wall_seconds: secs,
             tasks: TaskCounts {
@@ -383,11 +427,24 @@ fn send_stop(w: &mut Worker, reason: StopReason) {
         return;
     }
     w.stopping = Some(reason);
-    // A full queue: the worker is stuck or dying; its heartbeat or exit settles it.
-    let _ = w
-        .link
-        .tasks
-        .put_timeout(&ToWorker::Stop, Duration::from_millis(10));
+    w.stop_unsent = true;
+    resend_stop(w);
+}
+
+/// Sends a `Stop` that could not go yet (the worker's ring was full).
+fn resend_stop(w: &mut Worker) {
+    if !w.stop_unsent {
+        return;
+    }
+    let Ok(bytes) = postcard::to_allocvec(&ToWorker::Stop) else {
+        return;
+    };
+    match w.link.tasks.try_send(&bytes) {
+        Ok(()) => w.stop_unsent = false,
+        // Full: next turn. Broken: its heartbeat or exit settles it.
+        Err(ipc::spsc::TrySendError::Full) => {}
+        Err(_) => w.stop_unsent = false,
+    }
 }
 
 fn method_name(method: StartMethod) -> &'static str {

@@ -5,14 +5,18 @@
 
 use std::time::{Duration, Instant};
 
-use worker::heartbeat::{monotonic_ns, WorkerState};
+use worker::heartbeat::{self, monotonic_ns, Verdict as Heartbeat};
 
 use super::shutdown::Phase;
 use super::Supervisor;
 use crate::dispatch::{Failure, WorkerId};
 use crate::fleet::{start_worker, Ending, Replacing, Slot, StopReason, Worker};
+use crate::kill::KillCause;
 use crate::report::Outcome;
 use crate::restart::Verdict;
+
+/// Workers started per turn of the loop before it looks at signals again.
+const START_BATCH: usize = 32;
 
 impl Supervisor<'_> {
     pub(super) fn add_slot(&mut self, why: Option<&str>) {
@@ -28,18 +32,31 @@ impl Supervisor<'_> {
         self.start_in(index, replacing);
     }
 
+    /// Starts up to `START_BATCH` of the workers not started yet (all of
+    /// them, a batch per turn, while the run goes on; none once it stops).
+    pub(super) fn start_pending(&mut self) {
+        let mut started = 0;
+        for index in 0..self.slots.len() {
+            if !matches!(self.slots[index], Slot::Pending) {
+                continue;
+            }
+            if self.phase != Phase::Running {
+                self.slots[index] = Slot::Closed;
+                continue;
+            }
+            if started == START_BATCH {
+                return;
+            }
+            self.start_in(index, None);
+            started += 1;
+        }
+    }
+
     /// Starts a worker in slot `index`; a failure to start counts as a crash.
     pub(super) fn start_in(&mut self, index: usize, replacing: Option<Replacing>) {
         let id = self.next_worker_id;
         self.next_worker_id += 1;
-        match start_worker(
-            id,
-            index,
-            &self.spec,
-            self.method,
-            &self.heartbeat,
-            self.ring_bytes,
-        ) {
+        match start_worker(id, index, &self.spec, self.method, self.ring_bytes) {
             Ok(mut w) => {
                 if self.config.max_tasks_per_child > 0 {
                     let jitter = match self.config.max_tasks_jitter {
@@ -54,6 +71,7 @@ impl Supervisor<'_> {
             Err(e) => {
                 let what = format!("worker {} could not start: {e}", index + 1);
                 self.progress.event(&what);
+                self.restarts.crashes += 1;
                 *self
                     .restarts
                     .causes
@@ -65,8 +83,8 @@ impl Supervisor<'_> {
     }
 
     /// After a crash in slot `index`: restart now, later, or stop the run.
+    /// Counts toward the restart policy (crashes and kills for a fault alike).
     pub(super) fn after_crash(&mut self, index: usize, what_happened: String) {
-        self.restarts.crashes += 1;
         self.crashes_in_a_row[index] += 1;
         let now = Instant::now();
         match self.policy.on_crash(now, self.crashes_in_a_row[index]) {
@@ -95,7 +113,7 @@ impl Supervisor<'_> {
                 );
                 self.progress.event(&format!("giving up: {reason}"));
                 self.stop_with(Outcome::RestartLimit, reason);
-                self.halt();
+                self.halt(KillCause::RestartLimit);
             }
         }
     }
@@ -148,22 +166,31 @@ impl Supervisor<'_> {
         }
         let planned = ending.clean && w.stopping.is_some() && w.killed_because.is_none();
         let cause = match (&w.killed_because, planned) {
-            (Some(why), _) => why.clone(),
+            (Some(kill), _) => kill.to_string(),
             (None, true) => "stopped".into(),
             (None, false) if ending.clean => "exited unasked".into(),
             (None, false) => ending.description.clone(),
         };
-        let beat = self.heartbeat.read(index);
-        let blamed = (beat.state == WorkerState::Busy)
-            .then_some(beat.current_task)
-            .flatten();
+        // The task it was running is charged, if its heartbeat says so
+        // believably; nothing is charged for a stop the supervisor decided.
+        let ends_run = w.killed_because.as_ref().is_some_and(KillCause::ends_run);
+        let blamed = if planned || ends_run {
+            None
+        } else {
+            let claim = w.link.heartbeat().read();
+            let ledger = &self.ledger;
+            match heartbeat::judge(&claim, w.pid, monotonic_ns(), Duration::MAX, |task| {
+                ledger.holds(w.id, task)
+            }) {
+                Heartbeat::Alive(beat) | Heartbeat::Silent(beat) => beat.current_task,
+                Heartbeat::Forged(_) => None,
+            }
+        };
         let failure = Failure {
             cause: format!("worker {cause}"),
             exit_code: ending.exit_code,
         };
-        let released = self
-            .ledger
-            .release(w.id, if planned { None } else { blamed }, &failure);
+        let released = self.ledger.release(w.id, blamed, &failure);
         for task in &released.dead {
             self.progress.event(&format!(
                 "task {task} is a dead letter: it failed {} times, last: {}",
@@ -174,12 +201,33 @@ impl Supervisor<'_> {
         if released.requeued > 0 {
             what.push_str(&format!("; {} tasks re-queued", released.requeued));
         }
-        if !planned {
-            *self
-                .restarts
-                .causes
-                .entry(strip_counts(&cause))
-                .or_default() += 1;
+        match (&w.killed_because, planned) {
+            (Some(kill), _) if kill.ends_run() => {
+                self.restarts.stopped += 1;
+                *self
+                    .restarts
+                    .stop_causes
+                    .entry(kill.kind().into())
+                    .or_default() += 1;
+            }
+            (Some(kill), _) => {
+                self.restarts.killed += 1;
+                *self
+                    .restarts
+                    .kill_causes
+                    .entry(kill.kind().into())
+                    .or_default() += 1;
+            }
+            (None, false) => {
+                self.restarts.crashes += 1;
+                let kind = if ending.clean {
+                    "exited unasked".to_string()
+                } else {
+                    ending.description.clone()
+                };
+                *self.restarts.causes.entry(kind).or_default() += 1;
+            }
+            (None, true) => {}
         }
         if self.reloading == Some(index) && !(planned && w.stopping == Some(StopReason::Reload)) {
             // The worker being reloaded died some other way: the reload goes on.
@@ -208,25 +256,34 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Judges every live worker's heartbeat claim: silent past the
+    /// timeout, or forged, gets it killed (and replaced).
     pub(super) fn check_heartbeats(&mut self) {
         let now = monotonic_ns();
-        let limit = self.config.worker_timeout.as_nanos() as u64;
+        let timeout = self.config.worker_timeout;
+        let ledger = &self.ledger;
         for slot in &mut self.slots {
             let Slot::Live(w) = slot else { continue };
             if w.killed_because.is_some() {
                 continue;
             }
-            let beat = self.heartbeat.read(w.slot);
-            let silent = now.saturating_sub(beat.last_beat_ns);
-            if silent > limit {
-                let what = match beat.current_task {
-                    Some(task) if beat.state == WorkerState::Busy => format!(" during task {task}"),
-                    _ => String::new(),
-                };
-                w.kill(format!(
-                    "had no heartbeat for {:.1} s{what} (--worker-timeout); killed",
-                    silent as f64 / 1e9
-                ));
+            let claim = w.link.heartbeat().read();
+            // The same task as last time was held then (a task is never
+            // claimed again once its result is in): no need to look it up.
+            let same_task = w
+                .last_claim
+                .is_some_and(|c| c.state == claim.state && c.current == claim.current);
+            let id = w.id;
+            let verdict = heartbeat::judge(&claim, w.pid, now, timeout, |task| {
+                same_task || ledger.holds(id, task)
+            });
+            match verdict {
+                Heartbeat::Alive(_) => w.last_claim = Some(claim),
+                Heartbeat::Silent(beat) => w.kill(KillCause::NoHeartbeat {
+                    silent: beat.silent,
+                    task: beat.current_task,
+                }),
+                Heartbeat::Forged(why) => w.kill(KillCause::ForgedHeartbeat(why)),
             }
         }
     }
@@ -239,15 +296,4 @@ fn planned_replacement(what_happened: String) -> Replacing {
         backoff: Duration::ZERO,
         crash: false,
     }
-}
-
-/// A cause without its figures, so causes group in the report.
-fn strip_counts(cause: &str) -> String {
-    if cause.starts_with("had no heartbeat") {
-        return "killed: no heartbeat (--worker-timeout)".into();
-    }
-    if cause.starts_with("sent garbage") {
-        return "killed: sent garbage".into();
-    }
-    cause.to_string()
 }

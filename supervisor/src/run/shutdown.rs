@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{send_stop, Supervisor};
 use crate::fleet::{Slot, StopReason};
+use crate::kill::KillCause;
 use crate::report::Outcome;
 
 /// After SIGTERM to workers, how long before SIGKILL.
@@ -44,7 +45,7 @@ impl Supervisor<'_> {
                 libc::SIGQUIT => {
                     self.progress.event("SIGQUIT: stopping at once");
                     self.interrupted = true;
-                    self.halt();
+                    self.halt(KillCause::Quit);
                 }
                 libc::SIGHUP => self.on_reload(),
                 libc::SIGTTIN => self.on_more(),
@@ -73,21 +74,19 @@ impl Supervisor<'_> {
             _ if signal == libc::SIGINT => {
                 self.progress.event("second SIGINT: stopping at once");
                 self.interrupted = true;
-                self.halt();
+                self.halt(KillCause::SecondInterrupt);
             }
             _ => self.progress.event(&format!("{name}: already stopping")),
         }
     }
 
-    /// Stops the run at once: SIGKILL to every worker.
-    pub(super) fn halt(&mut self) {
+    /// Stops the run at once: SIGKILL to every worker, for `cause`.
+    pub(super) fn halt(&mut self, cause: KillCause) {
         self.phase = Phase::Halting;
         for slot in &mut self.slots {
             match slot {
-                Slot::Live(w) => {
-                    let _ = w.process.kill();
-                }
-                Slot::Waiting { .. } => *slot = Slot::Closed,
+                Slot::Live(w) => w.kill(cause.clone()),
+                Slot::Waiting { .. } | Slot::Pending => *slot = Slot::Closed,
                 Slot::Closed => {}
             }
         }
@@ -103,7 +102,7 @@ impl Supervisor<'_> {
         for slot in &mut self.slots {
             match slot {
                 Slot::Live(w) => send_stop(w, reason),
-                Slot::Waiting { .. } => *slot = Slot::Closed,
+                Slot::Waiting { .. } | Slot::Pending => *slot = Slot::Closed,
                 Slot::Closed => {}
             }
         }
@@ -135,7 +134,7 @@ impl Supervisor<'_> {
             }
             Phase::Terminating { kill_at } | Phase::Finishing { kill_at } if now >= kill_at => {
                 self.progress.event("workers did not exit in time: SIGKILL");
-                self.halt();
+                self.halt(KillCause::ShutdownTimeout);
             }
             _ => {}
         }

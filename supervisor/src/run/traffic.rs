@@ -1,25 +1,38 @@
 //! The messages between the supervisor and its workers, over each worker's
-//! link (two shared-memory queues and a doorbell): reading `Ready` and
-//! results (garbage gets the worker killed), and handing out tasks in
-//! batches sized to keep each worker busy without flooding its queue.
+//! link (two SPSC rings and a doorbell): reading `Ready` and results, and
+//! handing out tasks in batches sized to keep each worker busy without
+//! flooding its ring.
+//!
+//! A worker is untrusted: a record that is not a protocol message, a
+//! position its ring cannot have, or a result for a task it does not hold
+//! gets it killed (and replaced), and each turn takes at most
+//! `RECORDS_PER_TURN` records from one worker, so a flood from one cannot
+//! keep the supervisor from the others.
 
 use std::time::Duration;
 
-use ipc::queue::{GetError, GetTimeoutError};
+use ipc::spsc::TrySendError;
 use ipc::{RecvError, RecvTimeoutError};
 use worker::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
 
 use super::{send_stop, Supervisor};
 use crate::dispatch::{Completion, Failure, WorkerId};
 use crate::fleet::{Slot, StopReason, Worker};
+use crate::kill::KillCause;
+
+/// The most records taken from one worker's results ring in one turn.
+const RECORDS_PER_TURN: usize = 64;
 
 impl Supervisor<'_> {
-    pub(super) fn read_channels(&mut self, ready: &[WorkerId]) {
+    /// Reads every worker whose doorbell rang, that has records left from
+    /// an earlier turn, or whose ring holds records though it did not ring.
+    pub(super) fn read_channels(&mut self, rang: &[WorkerId]) {
         for index in 0..self.slots.len() {
-            let Slot::Live(w) = &mut self.slots[index] else {
+            let Slot::Live(w) = &self.slots[index] else {
                 continue;
             };
-            if !ready.contains(&w.id) {
+            let due = w.backlog || rang.contains(&w.id) || w.link.results.has_pending();
+            if !due {
                 continue;
             }
             let Slot::Live(mut w) = std::mem::replace(&mut self.slots[index], Slot::Closed) else {
@@ -30,9 +43,9 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Takes every message the worker has sent so far: first the doorbell
-    /// rings (and whether its end is closed), then, with the bell cleared,
-    /// everything in its results queue.
+    /// Takes what the worker has sent so far, up to `RECORDS_PER_TURN`
+    /// records: first the doorbell rings (and whether its end is closed),
+    /// then, with the bell cleared, the results ring.
     pub(super) fn read_worker(&mut self, w: &mut Worker) {
         if w.killed_because.is_some() {
             return;
@@ -47,52 +60,48 @@ impl Supervisor<'_> {
                 Ok(_) => {}
                 Err(RecvTimeoutError::Recv(RecvError::Disconnected)) => w.channel_closed = true,
                 // Nothing more now, or bytes that are no frame: either way
-                // the queue below is what counts.
+                // the ring below is what counts.
                 Err(_) => break,
             }
         }
+        // Cleared before draining: a result published after this rings again.
+        w.link.heartbeat().clear_bell();
+        let mut messages: Vec<Result<FromWorker, String>> = Vec::new();
+        let mut bytes = 0u64;
+        let taken = w
+            .link
+            .results
+            .drain(RECORDS_PER_TURN, &mut rings, &mut |payload| {
+                bytes += payload.len() as u64 + 8;
+                messages.push(
+                    ipc::codec::decode_payload::<FromWorker>(payload).map_err(|e| e.to_string()),
+                );
+            });
         self.buf = rings;
-        // Cleared before draining: a result put after this rings again.
-        w.link.bell_pending.store(0);
-        while w.killed_because.is_none() {
-            let mut messages: Vec<Result<FromWorker, String>> = Vec::new();
-            let mut bytes = 0u64;
-            let taken = w
-                .link
-                .results
-                .get_many_bytes_with(256, Duration::ZERO, &mut |payload| {
-                    bytes += payload.len() as u64 + 8;
-                    messages.push(
-                        ipc::codec::decode_payload::<FromWorker>(payload)
-                            .map_err(|e| format!("sent garbage ({e}); killed")),
-                    );
-                });
-            match taken {
-                Ok(n) => {
-                    self.traffic.received += n as u64;
-                    self.traffic.bytes_received += bytes;
-                }
-                Err(GetTimeoutError::Empty) => return,
-                Err(GetTimeoutError::Get(GetError::Disconnected)) => return,
-                Err(GetTimeoutError::Get(e)) => {
-                    w.kill(format!("broke its results queue ({e}); killed"));
-                    return;
-                }
+        match taken {
+            Ok(n) => {
+                self.traffic.received += n as u64;
+                self.traffic.bytes_received += bytes;
+                w.backlog = n == RECORDS_PER_TURN;
             }
-            for message in messages {
-                if w.killed_because.is_some() {
-                    break;
+            Err(e) => {
+                w.backlog = false;
+                w.kill(KillCause::CorruptedLink(e.to_string()));
+            }
+        }
+        for message in messages {
+            if w.killed_because.is_some() {
+                break;
+            }
+            match message {
+                Ok(FromWorker::Ready { protocol, .. }) if protocol != PROTOCOL_VERSION => {
+                    w.kill(KillCause::ProtocolViolation(format!(
+                        "speaks protocol {protocol}, not {PROTOCOL_VERSION}"
+                    )));
                 }
-                match message {
-                    Ok(FromWorker::Ready { protocol, .. }) if protocol != PROTOCOL_VERSION => {
-                        w.kill(format!(
-                            "speaks protocol {protocol}, not {PROTOCOL_VERSION}; killed"
-                        ));
-                    }
-                    Ok(FromWorker::Ready { .. }) => self.on_ready(w),
-                    Ok(FromWorker::Results(results)) => self.on_results(w, results),
-                    Err(why) => w.kill(why),
-                }
+                Ok(FromWorker::Ready { .. }) => self.on_ready(w),
+                Ok(FromWorker::Results(results)) => self.on_results(w, results),
+                Err(why) => w.kill(KillCause::SentGarbage(why)),
             }
         }
     }
@@ -122,10 +131,10 @@ impl Supervisor<'_> {
     pub(super) fn on_results(&mut self, w: &mut Worker, results: Vec<TaskResult>) {
         for result in results {
             if !self.ledger.holds(w.id, result.id) {
-                w.kill(format!(
-                    "sent a result for task {}, which it does not hold; killed",
+                w.kill(KillCause::ProtocolViolation(format!(
+                    "sent a result for task {}, which it does not hold",
                     result.id
-                ));
+                )));
                 return;
             }
             let failure = match Result::<Vec<u8>, String>::from(result.output) {
@@ -204,14 +213,20 @@ impl Supervisor<'_> {
                     continue;
                 }
             };
-            match w.link.tasks.put_many_bytes(&[&bytes], Duration::ZERO) {
-                Ok(1) => {
+            match w.link.tasks.try_send(&bytes) {
+                Ok(()) => {
                     self.traffic.sent += 1;
                     self.traffic.bytes_sent += bytes.len() as u64 + 8;
                 }
-                // Its queue is full: it is behind, stopped or dying; the
+                // Its ring is full: it is behind, stopped or dying; the
                 // tasks wait here instead.
-                _ => self.ledger.untake(w.id, &leases),
+                Err(
+                    TrySendError::Full | TrySendError::TooLarge { .. } | TrySendError::Encode(_),
+                ) => self.ledger.untake(w.id, &leases),
+                Err(TrySendError::Failed(e)) => {
+                    self.ledger.untake(w.id, &leases);
+                    w.kill(KillCause::CorruptedLink(e.to_string()));
+                }
             }
         }
     }
