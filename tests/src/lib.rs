@@ -6,6 +6,7 @@
 //! `harness = false` and [`harness::run`], which runs cases one after another
 //! on the main thread, and prints libtest's summary line.
 
+pub mod attack;
 pub mod harness;
 pub mod peak_alloc;
 pub mod procfs;

@@ -143,8 +143,9 @@ impl WorkerLink {
     }
 
     /// The next message from the supervisor, waiting at most `timeout`:
-    /// `Ok(None)` if none came.
+    /// `Ok(None)` if none came. Decoded in place: a worker trusts its
+    /// supervisor (the other way round, records are copied out first).
     pub fn receive(&mut self, timeout: Duration) -> Result<Option<ToWorker>, RecvValueError> {
-        self.tasks.recv_value_timeout(timeout)
+        self.tasks.recv_value_in_place_timeout(timeout)
     }
 }

@@ -75,6 +75,11 @@ impl<S: ShmState> ShmCell<S> {
         (HEADER + std::mem::size_of::<S>()).next_multiple_of(64)
     }
 
+    /// Where the bytes after an `S` begin in its segment.
+    pub(crate) fn state_offset_end() -> usize {
+        Self::state_end()
+    }
+
     fn tag_word(&self) -> &std::sync::atomic::AtomicU64 {
         // SAFETY: the mapping is page-aligned and at least HEADER bytes long;
         // the tag is only ever accessed atomically.

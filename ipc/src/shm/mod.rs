@@ -124,6 +124,16 @@ impl SharedMemory {
         })
     }
 
+    /// Maps the whole file behind `fd` (a memfd or a shm segment someone
+    /// handed over, or one reopened through `/proc/<pid>/fd`).
+    pub fn from_fd(fd: OwnedFd) -> Result<Self, ShmError> {
+        let len = usize::try_from(os::fd::file_size(&fd)?).unwrap_or(0);
+        if len == 0 {
+            return Err(ShmError::Empty);
+        }
+        Self::map(fd, len)
+    }
+
     /// Keeps this mapping out of every child forked from now on, by any
     /// means (`MADV_DONTFORK`): for an object only this process may use
     /// (one end of a link), which a forked copy could only misuse.

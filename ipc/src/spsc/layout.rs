@@ -39,6 +39,11 @@ impl PeerRecord {
         self.closed.store(1, Ordering::Release);
     }
 
+    /// Closed by its endpoint (a cheap look: no /proc).
+    pub(crate) fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) != 0
+    }
+
     /// Closed, or its process is gone (or is another process by now).
     pub(crate) fn gone(&self) -> bool {
         if self.closed.load(Ordering::Acquire) != 0 {

@@ -38,6 +38,7 @@
 
 mod error;
 mod layout;
+pub mod raw;
 mod receiver;
 mod sender;
 

@@ -200,6 +200,29 @@ impl Receiver {
         Ok(true)
     }
 
+    /// Takes one message and shows it to `read` where it lies in the ring,
+    /// without copying it out; `None` if empty. Only for a receiver that
+    /// trusts its sender: a hostile sender could change the bytes while
+    /// `read` looks at them (the record's bounds are checked either way).
+    pub fn try_recv_in_place<R>(
+        &mut self,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, SpscError> {
+        let Some((offset, len, next)) = self.next_record()? else {
+            if self.header().head.0.load(Ordering::Relaxed) != self.head {
+                self.publish_head();
+            }
+            return Ok(None);
+        };
+        // SAFETY: `offset + len` is inside the ring (checked in next_record),
+        // and the sender does not reuse it before our head moves past it.
+        let bytes = unsafe { std::slice::from_raw_parts(self.ring().add(offset), len) };
+        let out = read(bytes);
+        self.head = next;
+        self.publish_head();
+        Ok(Some(out))
+    }
+
     /// Takes up to `max` messages, each copied into `buf` and shown to
     /// `each`, then frees their room at once; how many.
     pub fn drain(
@@ -245,11 +268,15 @@ impl Receiver {
         timeout: Duration,
     ) -> Result<bool, SpscError> {
         let deadline = Deadline::after(timeout);
+        // Whether the sender lives is read from /proc (microseconds): only
+        // after a slice of waiting found nothing, never on a quick look.
+        let mut check_liveness = false;
         loop {
             if self.try_recv_into(out)? {
                 return Ok(true);
             }
-            if self.header().sender.0.gone() {
+            let sender = &self.header().sender.0;
+            if sender.closed() || (check_liveness && sender.gone()) {
                 // Anything it published before it went is taken first.
                 return match self.try_recv_into(out)? {
                     true => Ok(true),
@@ -259,7 +286,7 @@ impl Receiver {
             if deadline.passed() {
                 return Ok(false);
             }
-            self.wait_for_records(deadline);
+            check_liveness = !self.wait_for_records(deadline);
         }
     }
 
@@ -281,14 +308,42 @@ impl Receiver {
         out
     }
 
-    /// Waits (spin, then sleep a slice) for the sender's tail to move.
-    fn wait_for_records(&self, deadline: Deadline) {
+    /// Takes one value (postcard), decoded where it lies in the ring,
+    /// waiting at most `timeout`; `Ok(None)` if none came. For a receiver
+    /// that trusts its sender (see [`try_recv_in_place`](Self::try_recv_in_place)).
+    pub fn recv_value_in_place_timeout<T: DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<T>, RecvValueError> {
+        let deadline = Deadline::after(timeout);
+        let mut check_liveness = false;
+        loop {
+            if let Some(value) = self.try_recv_in_place(crate::codec::decode_payload::<T>)? {
+                return Ok(Some(value?));
+            }
+            let sender = &self.header().sender.0;
+            if sender.closed() || (check_liveness && sender.gone()) {
+                return match self.try_recv_in_place(crate::codec::decode_payload::<T>)? {
+                    Some(value) => Ok(Some(value?)),
+                    None => Err(SpscError::Disconnected.into()),
+                };
+            }
+            if deadline.passed() {
+                return Ok(None);
+            }
+            check_liveness = !self.wait_for_records(deadline);
+        }
+    }
+
+    /// Waits (spin, then sleep a slice) for the sender's tail to move;
+    /// true if it moved.
+    fn wait_for_records(&self, deadline: Deadline) -> bool {
         let h = self.header();
         let seen = self.head;
         let started = std::time::Instant::now();
         while started.elapsed() < SPIN {
             if h.tail.0.load(Ordering::Acquire) != seen {
-                return;
+                return true;
             }
             std::hint::spin_loop();
         }
@@ -302,6 +357,7 @@ impl Receiver {
             );
         }
         h.receiver_sleeping.0.store(0, Ordering::Relaxed);
+        h.tail.0.load(Ordering::Acquire) != seen
     }
 }
 

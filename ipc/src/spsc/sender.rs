@@ -188,6 +188,8 @@ impl Sender {
     /// Sends one message, waiting at most `timeout` for room.
     pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<(), TrySendError> {
         let deadline = Deadline::after(timeout);
+        // /proc is read only after a slice of waiting saw no room.
+        let mut check_liveness = false;
         loop {
             match self.try_send(message) {
                 Err(TrySendError::Full) => {}
@@ -196,10 +198,11 @@ impl Sender {
             if deadline.passed() {
                 return Err(TrySendError::Full);
             }
-            if self.header().receiver.0.gone() {
+            let receiver = &self.header().receiver.0;
+            if receiver.closed() || (check_liveness && receiver.gone()) {
                 return Err(SpscError::Disconnected.into());
             }
-            self.wait_for_room(deadline);
+            check_liveness = !self.wait_for_room(deadline);
         }
     }
 
@@ -218,14 +221,15 @@ impl Sender {
         result
     }
 
-    /// Waits (spin, then sleep a slice) for the receiver's head to move.
-    fn wait_for_room(&self, deadline: Deadline) {
+    /// Waits (spin, then sleep a slice) for the receiver's head to move;
+    /// true if it moved.
+    fn wait_for_room(&self, deadline: Deadline) -> bool {
         let h = self.header();
         let seen = h.head.0.load(Ordering::Acquire);
         let started = std::time::Instant::now();
         while started.elapsed() < SPIN {
             if h.head.0.load(Ordering::Acquire) != seen {
-                return;
+                return true;
             }
             std::hint::spin_loop();
         }
@@ -239,6 +243,7 @@ impl Sender {
             );
         }
         h.sender_sleeping.0.store(0, Ordering::Relaxed);
+        h.head.0.load(Ordering::Acquire) != seen
     }
 }
 

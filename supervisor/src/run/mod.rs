@@ -34,6 +34,8 @@ mod traffic;
 
 /// The loop wakes at least this often (progress, heartbeat checks).
 const TICK: Duration = Duration::from_millis(100);
+/// Heartbeats are judged at most this often (a turn can be microseconds).
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(10);
 /// Batches of tasks are kept under this many bytes.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// And under this many tasks.
@@ -114,8 +116,12 @@ struct Supervisor<'c> {
     max_workers: usize,
     /// Things the user should know about how the run was set up.
     notes: Vec<String>,
+    /// When heartbeats were last judged.
+    heartbeats_judged: Instant,
     rng: u64,
     buf: Vec<u8>,
+    /// Where task batches are encoded, reused.
+    encoded: Vec<u8>,
 }
 
 impl<'c> Supervisor<'c> {
@@ -170,8 +176,10 @@ impl<'c> Supervisor<'c> {
             workers,
             max_workers: usize::try_from(capacity.max_workers).unwrap_or(usize::MAX),
             notes,
+            heartbeats_judged: Instant::now(),
             rng: seed(),
             buf: Vec::new(),
+            encoded: Vec::new(),
             job,
         };
         for note in supervisor.notes.clone() {
@@ -210,7 +218,10 @@ impl<'c> Supervisor<'c> {
             self.start_pending();
             self.read_channels(&wakeups.channels);
             self.see_exits(&wakeups.exited, child_exited);
-            self.check_heartbeats();
+            if self.heartbeats_judged.elapsed() >= HEARTBEAT_EVERY {
+                self.heartbeats_judged = Instant::now();
+                self.check_heartbeats();
+            }
             self.restart_due();
             if self.phase == Phase::Running {
                 self.dispatch();

@@ -206,7 +206,11 @@ impl Supervisor<'_> {
                     input: self.job.task_input(l.id),
                 })
                 .collect();
-            let bytes = match postcard::to_allocvec(&ToWorker::Tasks(tasks)) {
+            // Encoded into a buffer kept from batch to batch: a fresh one
+            // per batch faulted its pages in every time.
+            let mut out = std::mem::take(&mut self.encoded);
+            out.clear();
+            let bytes = match postcard::to_extend(&ToWorker::Tasks(tasks), out) {
                 Ok(bytes) => bytes,
                 Err(_) => {
                     self.ledger.untake(w.id, &leases);
@@ -228,6 +232,7 @@ impl Supervisor<'_> {
                     w.kill(KillCause::CorruptedLink(e.to_string()));
                 }
             }
+            self.encoded = bytes;
         }
     }
 }

@@ -53,11 +53,13 @@ impl Job for Echo {
     }
 
     fn combine(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
-        let intact = output.len() == self.payload_bytes
-            && output
-                .iter()
-                .enumerate()
-                .all(|(i, &b)| b == Self::byte(id, i));
+        // Every byte checked, with no early exit so the loop vectorizes.
+        let base = Self::byte(id, 0);
+        let differs = output
+            .iter()
+            .enumerate()
+            .fold(0u8, |acc, (i, &b)| acc | (b ^ base.wrapping_add(i as u8)));
+        let intact = output.len() == self.payload_bytes && differs == 0;
         if !intact {
             return Err(format!("the payload of task {id} came back altered"));
         }
