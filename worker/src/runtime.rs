@@ -30,6 +30,8 @@ const SEND_PATIENCE: Duration = Duration::from_secs(3600);
 const REPORT_EVERY: Duration = Duration::from_millis(2);
 /// ... and at least every this many results.
 const REPORT_BATCH: usize = 256;
+/// Bytes a result takes in a batch besides its output (id, tags, lengths).
+const RESULT_OVERHEAD: usize = 64;
 /// With fewer tasks than this held, look for new messages before each task;
 /// with more, only every `LOOK_EVERY` tasks.
 const LOW_WATER: usize = 32;
@@ -110,6 +112,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
     let mut since_look = 0u32;
     let mut stop_when_idle = false;
     let mut tasks_run = 0u64;
+    let mut pending_bytes = 0usize;
     let finish = |reason: &str, tasks_run: u64| WorkerExit {
         tasks_run,
         reason: reason.to_string(),
@@ -165,9 +168,29 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
             attempt: task.attempt,
             link: &mut link,
         };
-        let output = job.run(&task.input, &mut ctx);
+        let mut output = job.run(&task.input, &mut ctx);
         tasks_run += 1;
         link.heartbeat().add_done(1);
+        // A batch must fit the results ring: one output that cannot is
+        // that task's failure, not the link's.
+        let max = link.results.max_message();
+        if let Ok(bytes) = &output {
+            if bytes.len() + RESULT_OVERHEAD > max {
+                output = Err(format!(
+                    "its output of {} bytes exceeds the link's largest message ({max} bytes)",
+                    bytes.len()
+                ));
+            }
+        }
+        let size = output.as_ref().map_or(RESULT_OVERHEAD, |b| b.len() + RESULT_OVERHEAD);
+        if pending_bytes + size > max && !results.is_empty() {
+            // This one would not fit behind the ones gathered: send those first.
+            if report(&mut link, &mut results).is_err() {
+                return finish("supervisor gone", tasks_run);
+            }
+            pending_bytes = 0;
+        }
+        pending_bytes += size;
         results.push(TaskResult {
             id: task.id,
             output: output.into(),
@@ -178,8 +201,12 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
         let now = monotonic_ns();
         let every = REPORT_EVERY.as_nanos() as u64;
         let long_task = now.saturating_sub(started) >= every;
+        // A batch past a quarter of the ring goes now, so rings never fill
+        // with one record.
+        let full = pending_bytes >= max / 4;
         if held.is_empty()
             || long_task
+            || full
             || results.len() >= REPORT_BATCH
             || now.saturating_sub(last_report) >= every
         {
@@ -187,6 +214,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
                 return finish("supervisor gone", tasks_run);
             }
             last_report = now;
+            pending_bytes = 0;
         }
     }
 }
