@@ -128,6 +128,10 @@ pub struct RunReport {
     pub verified: Option<bool>,
     pub complete: bool,
     pub workers: u32,
+    /// Worker processes started in all, replacements included.
+    pub workers_started: u64,
+    /// Seconds from the start until every first worker was ready.
+    pub startup_seconds: Option<f64>,
     /// How the run was set up, where it differs from what was asked.
     pub notes: Vec<String>,
     pub start_method: String,
@@ -168,9 +172,13 @@ impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.summary)?;
         writeln!(f, "  job           {}", self.description)?;
+        let ready = self
+            .startup_seconds
+            .map(|s| format!(", all ready after {:.0} ms", s * 1e3))
+            .unwrap_or_default();
         writeln!(
             f,
-            "  workers       {} ({})",
+            "  workers       {} ({}{ready})",
             self.workers, self.start_method
         )?;
         writeln!(f, "  wall time     {:.3} s", self.wall_seconds)?;

@@ -20,7 +20,49 @@ fn main() {
         a_killed_creators_named_segment_is_unlinked_by_the_tracker,
         an_untracked_segment_outlives_its_creator,
         bad_names_missing_segments_and_wrong_types_are_typed_errors,
+        a_forked_child_maps_only_the_segments_it_was_given,
+        segments_cannot_be_resized_by_any_holder,
     ]);
+}
+
+/// (start, end) of every ipc segment this process maps.
+fn own_segment_mappings(_: ()) -> Vec<(u64, u64)> {
+    tests::attack::segment_mappings(std::process::id())
+}
+
+fn a_forked_child_maps_only_the_segments_it_was_given() {
+    // The parent holds several segments; the child is given one.
+    let kept: Vec<SharedMemory> = (0..5)
+        .map(|_| SharedMemory::anonymous(8192).expect("segment"))
+        .collect();
+    let lock = ipc::sync::Lock::new().expect("lock");
+    let given = SharedMemory::anonymous(4096).expect("segment");
+    let mut p = Process::new(add_in_child, (given, 1));
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 1);
+    let mut child = Process::new(own_segment_mappings, ());
+    child.start().expect("start");
+    let theirs = child.join().expect("join");
+    assert!(
+        theirs.is_empty(),
+        "the child maps {} of the parent's segments: {theirs:?}",
+        theirs.len()
+    );
+    drop((kept, lock));
+}
+
+fn segments_cannot_be_resized_by_any_holder() {
+    let shm = SharedMemory::anonymous(4096).expect("segment");
+    assert!(shm.is_sealed());
+    for len in [0, 1, 8192] {
+        assert!(
+            nix::unistd::ftruncate(shm.as_fd(), len).is_err(),
+            "resized to {len}"
+        );
+    }
+    // Still whole and usable.
+    word(&shm).store(9, Ordering::SeqCst);
+    assert_eq!(word(&shm).load(Ordering::SeqCst), 9);
 }
 
 /// The first word of the segment, as an atomic.

@@ -182,7 +182,9 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
                 ));
             }
         }
-        let size = output.as_ref().map_or(RESULT_OVERHEAD, |b| b.len() + RESULT_OVERHEAD);
+        let size = output
+            .as_ref()
+            .map_or(RESULT_OVERHEAD, |b| b.len() + RESULT_OVERHEAD);
         if pending_bytes + size > max && !results.is_empty() {
             // This one would not fit behind the ones gathered: send those first.
             if report(&mut link, &mut results).is_err() {

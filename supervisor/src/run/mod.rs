@@ -118,6 +118,11 @@ struct Supervisor<'c> {
     notes: Vec<String>,
     /// When heartbeats were last judged.
     heartbeats_judged: Instant,
+    /// Worker processes started, replacements included.
+    workers_started: u64,
+    /// `Ready` messages received, and when the first `workers` of them had come.
+    readies: u64,
+    all_ready_after: Option<Duration>,
     rng: u64,
     buf: Vec<u8>,
     /// Where task batches are encoded, reused.
@@ -177,6 +182,9 @@ impl<'c> Supervisor<'c> {
             max_workers: usize::try_from(capacity.max_workers).unwrap_or(usize::MAX),
             notes,
             heartbeats_judged: Instant::now(),
+            workers_started: 0,
+            readies: 0,
+            all_ready_after: None,
             rng: seed(),
             buf: Vec::new(),
             encoded: Vec::new(),
@@ -408,6 +416,8 @@ impl<'c> Supervisor<'c> {
             verified: job_outcome.verified,
             complete,
             workers: self.workers as u32,
+            workers_started: self.workers_started,
+            startup_seconds: self.all_ready_after.map(|d| d.as_secs_f64()),
             notes: self.notes.clone(),
             start_method: method_name(self.method).into(),
             wall_seconds: secs,

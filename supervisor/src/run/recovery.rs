@@ -58,6 +58,7 @@ impl Supervisor<'_> {
         self.next_worker_id += 1;
         match start_worker(id, index, &self.spec, self.method, self.ring_bytes) {
             Ok(mut w) => {
+                self.workers_started += 1;
                 if self.config.max_tasks_per_child > 0 {
                     let jitter = match self.config.max_tasks_jitter {
                         0 => 0,

@@ -107,7 +107,14 @@ impl Supervisor<'_> {
     }
 
     pub(super) fn on_ready(&mut self, w: &mut Worker) {
+        if w.ready {
+            return;
+        }
         w.ready = true;
+        self.readies += 1;
+        if self.readies >= self.workers && self.all_ready_after.is_none() {
+            self.all_ready_after = Some(self.started.elapsed());
+        }
         if let Some(r) = w.replacing.take() {
             let ms = r.exit_seen.elapsed().as_secs_f64() * 1e3;
             if r.crash && r.backoff.is_zero() {
