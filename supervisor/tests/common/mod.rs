@@ -2,7 +2,7 @@
 //! starting it with `--json`, waiting for it (with a hang limit), reading
 //! its report, finding its workers.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
