@@ -15,6 +15,8 @@ pub enum KillCause {
     ForgedHeartbeat(String),
     /// Its link's positions or records were impossible.
     CorruptedLink(String),
+    /// Its link could not be mapped in the supervisor (out of memory?).
+    LinkUnavailable(String),
     /// A record that is no protocol message.
     SentGarbage(String),
     /// A well-formed message it had no business sending (another protocol
@@ -53,6 +55,7 @@ impl KillCause {
             KillCause::NoHeartbeat { .. } => "no heartbeat (--worker-timeout)",
             KillCause::ForgedHeartbeat(_) => "forged its heartbeat",
             KillCause::CorruptedLink(_) => "corrupted its link",
+            KillCause::LinkUnavailable(_) => "link not mappable",
             KillCause::SentGarbage(_) => "sent garbage",
             KillCause::ProtocolViolation(_) => "broke the protocol",
             KillCause::SecondInterrupt => "second interrupt",
@@ -75,6 +78,9 @@ impl fmt::Display for KillCause {
             }
             KillCause::ForgedHeartbeat(why) => write!(f, "killed: {why}"),
             KillCause::CorruptedLink(why) => write!(f, "killed: corrupted its link ({why})"),
+            KillCause::LinkUnavailable(why) => {
+                write!(f, "killed: its link could not be mapped here ({why})")
+            }
             KillCause::SentGarbage(why) => write!(f, "killed: sent garbage ({why})"),
             KillCause::ProtocolViolation(why) => write!(f, "killed: {why}"),
             KillCause::SecondInterrupt => write!(f, "stopped by the supervisor: second interrupt"),

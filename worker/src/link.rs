@@ -1,9 +1,9 @@
 //! The link between the supervisor and one worker: two single-producer
 //! single-consumer rings in shared memory ([`ipc::spsc`]), tasks one way
 //! and results the other, with the worker's heartbeat slot in the aux area
-//! of its results ring, and a socketpair that carries only a doorbell, so
-//! the supervisor's single `poll` wakes when results are waiting and its end
-//! of file says the worker is gone.
+//! of its results ring, and a pipe that carries only a doorbell, so the
+//! supervisor's single `poll` wakes when results are waiting and its end of
+//! file says the worker is gone.
 //!
 //! Nothing in the link is a lock, and the supervisor trusts no word of it:
 //! its ends check every position the worker publishes and copy each record
@@ -21,8 +21,8 @@
 
 use std::time::Duration;
 
+use ipc::spsc::doorbell::{self, Listener, Ringer};
 use ipc::spsc::{self, Receiver, RecvValueError, Sender, SpscError, TrySendError};
-use ipc::{Connection, Pipe};
 use serde::{Deserialize, Serialize};
 
 use crate::heartbeat::{self, Heartbeat};
@@ -33,7 +33,7 @@ use crate::protocol::{FromWorker, ToWorker};
 pub struct SupervisorLink {
     pub tasks: Sender,
     pub results: Receiver,
-    pub doorbell: Connection,
+    pub doorbell: Listener,
 }
 
 /// The worker's end of a link (a `Process` argument).
@@ -41,7 +41,7 @@ pub struct SupervisorLink {
 pub struct WorkerLink {
     pub tasks: Receiver,
     pub results: Sender,
-    pub doorbell: Connection,
+    pub doorbell: Ringer,
 }
 
 /// Why a link could not be made.
@@ -66,16 +66,23 @@ pub enum LinkSendError {
 
 /// The supervisor's end and the worker's end of a new link whose rings
 /// each have `ring_bytes` (rounded up to a power of two).
+///
+/// Both ends are parked (not mapped here): hand the worker's to its
+/// process, and [`open`](SupervisorLink::open) the supervisor's when it is
+/// needed. A supervisor forking a thousand workers keeps its own ends
+/// parked until they have all started, since each mapping it holds makes
+/// every fork slower.
 pub fn pair(ring_bytes: usize) -> Result<(SupervisorLink, WorkerLink), LinkError> {
-    let (task_tx, task_rx) = spsc::channel(ring_bytes, 0)?;
-    let (result_tx, result_rx) = spsc::channel(ring_bytes, heartbeat::WORDS)?;
-    let (ours, theirs) = Pipe::duplex()?;
+    let (task_tx, task_rx) = spsc::channel_parked(ring_bytes, 0, |_| {})?;
+    let (result_tx, result_rx) = spsc::channel_parked(ring_bytes, heartbeat::WORDS, |aux| {
+        Heartbeat::new(aux).reset()
+    })?;
+    let (theirs, ours) = doorbell::doorbell()?;
     let supervisor = SupervisorLink {
         tasks: task_tx,
         results: result_rx,
         doorbell: ours,
     };
-    supervisor.heartbeat().reset();
     let worker = WorkerLink {
         tasks: task_rx,
         results: result_tx,
@@ -85,7 +92,19 @@ pub fn pair(ring_bytes: usize) -> Result<(SupervisorLink, WorkerLink), LinkError
 }
 
 impl SupervisorLink {
-    /// The worker's heartbeat slot (its claims, to be judged).
+    /// Maps the supervisor's ends (a no-op once they are).
+    pub fn open(&mut self) -> Result<(), ipc::shm::ShmError> {
+        self.tasks.open()?;
+        self.results.open()
+    }
+
+    /// Whether the supervisor's ends are mapped.
+    pub fn is_open(&self) -> bool {
+        self.tasks.is_open() && self.results.is_open()
+    }
+
+    /// The worker's heartbeat slot (its claims, to be judged; empty while
+    /// the link is parked).
     pub fn heartbeat(&self) -> Heartbeat<'_> {
         Heartbeat::new(self.results.aux())
     }
@@ -137,8 +156,7 @@ impl WorkerLink {
     /// Rings the doorbell unless a ring is already pending.
     pub fn ring(&mut self) {
         if self.heartbeat().claim_bell() {
-            // A full socket means rings are waiting to be read: enough.
-            let _ = self.doorbell.send_bytes_timeout(&[1], Duration::ZERO);
+            self.doorbell.ring();
         }
     }
 

@@ -54,6 +54,23 @@ fn parse_stat(stat: &str) -> Option<TaskStat> {
     })
 }
 
+/// This process's start time, read from `/proc` once per process (a forked
+/// child reads its own): with the pid it names the process uniquely.
+pub fn own_start_time() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // (pid << 40 | 1) once known: a forked child sees another pid and reads again.
+    static CACHED: AtomicU64 = AtomicU64::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
+    let pid = u64::from(std::process::id());
+    if CACHED.load(Ordering::Acquire) == (pid << 1) | 1 {
+        return START.load(Ordering::Relaxed);
+    }
+    let start = start_time_of(pid as u32).map_or(0, |(s, _)| s);
+    START.store(start, Ordering::Relaxed);
+    CACHED.store((pid << 1) | 1, Ordering::Release);
+    start
+}
+
 /// (start time, state) of a process or thread, the pair that names it.
 pub fn start_time_of(id: u32) -> Option<(u64, char)> {
     task_stat(id).map(|s| (s.start_time, s.state))

@@ -42,7 +42,7 @@ impl Producers {
     /// Registers this process; the slot index, or `None` if the table is full.
     pub(crate) fn register(&self) -> Option<usize> {
         let pid = std::process::id();
-        let start = start_time_of(pid).map_or(0, |(s, _)| s);
+        let start = crate::os::procfs::own_start_time();
         for (i, slot) in self.slots.iter().enumerate() {
             if slot
                 .pid
@@ -82,7 +82,7 @@ impl Producers {
     fn adopt_reserved(&self, index: usize) -> Option<usize> {
         let slot = self.slots.get(index)?;
         let me = std::process::id();
-        let start = start_time_of(me).map_or(0, |(s, _)| s);
+        let start = crate::os::procfs::own_start_time();
         let owner = slot.pid.load(Ordering::Acquire);
         if owner == 0 || slot.open.load(Ordering::Acquire) == 0 {
             return None;

@@ -123,6 +123,10 @@ impl<S: ShmState> ShmCell<S> {
     pub(crate) fn segment(&self) -> &SharedMemory {
         &self.shm
     }
+
+    pub(crate) fn into_segment(self) -> SharedMemory {
+        self.shm
+    }
 }
 
 impl<S> std::fmt::Debug for ShmCell<S> {

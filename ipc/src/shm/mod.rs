@@ -184,6 +184,68 @@ impl SharedMemory {
     }
 }
 
+impl SharedMemory {
+    /// Unmaps the segment but keeps its descriptor: it can be mapped again
+    /// later, or handed to a child, and costs this process no mapping
+    /// meanwhile (a process with thousands of mappings forks slowly).
+    pub fn unmap(self) -> UnmappedSegment {
+        let this = std::mem::ManuallyDrop::new(self);
+        if this.mapped_by == std::process::id() {
+            mappings::unregister(this.ptr);
+            // SAFETY: the mapping this value made, in the process that made
+            // it; `this` is never used or dropped after this.
+            unsafe { os::memory::unmap(this.ptr.as_ptr(), this.len) };
+        }
+        // SAFETY: each field is moved out exactly once and `this` is never
+        // dropped, so nothing is freed twice.
+        let (fd, name) = unsafe { (std::ptr::read(&this.fd), std::ptr::read(&this.name)) };
+        drop(name);
+        UnmappedSegment { fd, len: this.len }
+    }
+}
+
+/// A segment's descriptor and length, not mapped in this process. Handed
+/// to a child, it arrives as a [`SharedMemory`] (mapped there).
+#[derive(Debug)]
+pub struct UnmappedSegment {
+    fd: OwnedFd,
+    len: usize,
+}
+
+impl UnmappedSegment {
+    /// Maps it (again).
+    pub fn map(self) -> Result<SharedMemory, ShmError> {
+        SharedMemory::map(self.fd, self.len)
+    }
+
+    pub fn try_clone(&self) -> Result<Self, ShmError> {
+        Ok(UnmappedSegment {
+            fd: self.fd.try_clone()?,
+            len: self.len,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Serialize for UnmappedSegment {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let slot = handle::export_fd(self.fd.as_raw_fd()).map_err(S::Error::custom)?;
+        SharedMemoryWire {
+            slot,
+            len: self.len as u64,
+            name: None,
+        }
+        .serialize(serializer)
+    }
+}
+
 impl Drop for SharedMemory {
     fn drop(&mut self) {
         if self.mapped_by != std::process::id() {

@@ -11,6 +11,9 @@ pub enum SpscError {
     /// (receivers), or the receiver did (senders).
     #[error("the other end is gone")]
     Disconnected,
+    /// The end is parked (not mapped in this process): `open` it first.
+    #[error("the channel end is parked: open it first")]
+    Parked,
 }
 
 /// Why a send did not happen.

@@ -29,7 +29,7 @@ impl PeerRecord {
     /// The calling process takes this end.
     pub(crate) fn claim(&self) {
         let pid = std::process::id();
-        let start = procfs::start_time_of(pid).map_or(0, |(s, _)| s);
+        let start = procfs::own_start_time();
         self.start_time.store(start, Ordering::Relaxed);
         self.pid.store(pid, Ordering::Relaxed);
         self.closed.store(0, Ordering::Release);

@@ -36,10 +36,12 @@
 //! # }
 //! ```
 
+pub mod doorbell;
 mod error;
 mod layout;
 pub mod raw;
 mod receiver;
+mod segment;
 mod sender;
 
 pub use error::{SpscError, TrySendError};
@@ -57,6 +59,22 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 /// A channel whose ring holds `capacity` bytes (rounded up to a power of
 /// two, at least 64), with `aux_words` 64-bit words of aux area.
 pub fn channel(capacity: usize, aux_words: usize) -> Result<(Sender, Receiver), ShmError> {
+    let (mut tx, mut rx) = channel_parked(capacity, aux_words, |_| {})?;
+    tx.open()?;
+    rx.open()?;
+    Ok((tx, rx))
+}
+
+/// A channel whose two ends are *parked*: made, with `init_aux` run on
+/// its aux words, but not mapped in this process. Hand either end to a
+/// child (it arrives open there), and [`open`](Sender::open) the one kept
+/// when it is needed: a process that forks many children stays cheap to
+/// fork meanwhile.
+pub fn channel_parked(
+    capacity: usize,
+    aux_words: usize,
+    init_aux: impl FnOnce(&[std::sync::atomic::AtomicU64]),
+) -> Result<(Sender, Receiver), ShmError> {
     let cap = capacity
         .clamp(MIN_CAPACITY, MAX_CAPACITY)
         .next_power_of_two();
@@ -64,11 +82,11 @@ pub fn channel(capacity: usize, aux_words: usize) -> Result<(Sender, Receiver), 
     let cell = ShmCell::<Header>::new(aux_bytes + cap, |h, _| {
         h.init(cap, aux_bytes);
     })?;
-    cell.segment().exclude_from_forks()?;
-    let theirs = cell.try_clone()?;
-    theirs.segment().exclude_from_forks()?;
-    let sender = Sender::new(cell, cap, aux_bytes);
-    let receiver = Receiver::new(theirs, cap, aux_bytes);
+    init_aux(receiver::aux_words(&cell, aux_bytes));
+    let parked = cell.into_segment().unmap();
+    let theirs = parked.try_clone()?;
+    let sender = Sender::new(segment::Segment::Parked(parked), cap, aux_bytes);
+    let receiver = Receiver::new(segment::Segment::Parked(theirs), cap, aux_bytes);
     Ok((sender, receiver))
 }
 

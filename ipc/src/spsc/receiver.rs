@@ -11,21 +11,26 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::SpscError;
 use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::segment::Segment;
 use super::sender::EndpointWire;
 use super::{record_size, MAX_CAPACITY, MIN_CAPACITY};
 use crate::codec::DecodeError;
 use crate::os::{futex, Deadline};
 use crate::shm::cell::ShmCell;
+use crate::shm::ShmError;
 
-/// How long an empty receiver spins before it sleeps, and how long it
-/// sleeps before it checks that the sender still lives.
+/// How long an empty receiver spins before it sleeps (only while records
+/// keep coming: an idle receiver sleeps at once, so a thousand idle ones
+/// cost no CPU), how long it sleeps at a time, and how often at most it
+/// reads `/proc` to see whether the sender still lives.
 const SPIN: Duration = Duration::from_micros(20);
-const SLICE: Duration = Duration::from_millis(50);
+const SLICE: Duration = Duration::from_millis(100);
+const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The reading end of an SPSC channel. One process uses it; handing it to
 /// a child (as a `Process` argument) gives it away.
 pub struct Receiver {
-    cell: ShmCell<Header>,
+    seg: Segment,
     cap: usize,
     aux_bytes: usize,
     /// The start of what this receiver has not taken (private; published).
@@ -35,6 +40,10 @@ pub struct Receiver {
     broken: Option<SpscError>,
     handed_over: AtomicBool,
     scratch: Vec<u8>,
+    /// The last wait found records: the sender is active, spin before sleeping.
+    streaming: bool,
+    /// When `/proc` was last read for the sender's liveness.
+    liveness_checked: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -58,9 +67,9 @@ pub enum RecvValueError {
 }
 
 impl Receiver {
-    pub(super) fn new(cell: ShmCell<Header>, cap: usize, aux_bytes: usize) -> Self {
+    pub(super) fn new(seg: Segment, cap: usize, aux_bytes: usize) -> Self {
         Receiver {
-            cell,
+            seg,
             cap,
             aux_bytes,
             head: 0,
@@ -68,25 +77,57 @@ impl Receiver {
             broken: None,
             handed_over: AtomicBool::new(false),
             scratch: Vec::new(),
+            streaming: false,
+            liveness_checked: None,
         }
     }
 
-    fn header(&self) -> &Header {
-        self.cell.state()
+    /// After a slice of waiting without records: whether it is time to
+    /// read `/proc` for the sender's liveness.
+    fn liveness_due(&mut self, idle_slice: bool) -> bool {
+        if !idle_slice {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        match self.liveness_checked {
+            Some(at) if now.duration_since(at) < LIVENESS_EVERY => false,
+            _ => {
+                self.liveness_checked = Some(now);
+                true
+            }
+        }
     }
 
-    fn ring(&self) -> *const u8 {
+    fn header(&self) -> Result<&Header, SpscError> {
+        Ok(self.seg.cell()?.state())
+    }
+
+    fn ring(&self) -> Result<*const u8, SpscError> {
         // SAFETY: the segment holds aux_bytes + cap bytes after the header.
-        unsafe { self.cell.extra_ptr().add(self.aux_bytes) }
+        Ok(unsafe { self.seg.cell()?.extra_ptr().add(self.aux_bytes) })
+    }
+
+    /// Maps a parked end in this process; an open one is left as it is.
+    pub fn open(&mut self) -> Result<(), ShmError> {
+        self.seg.open()
+    }
+
+    /// Whether the end is mapped here (not parked).
+    pub fn is_open(&self) -> bool {
+        self.seg.is_open()
     }
 
     pub fn capacity(&self) -> usize {
         self.cap
     }
 
-    /// The aux words (shared with the sender, who may write them too).
+    /// The aux words (shared with the sender, who may write them too);
+    /// none while parked.
     pub fn aux(&self) -> &[AtomicU64] {
-        aux_words(&self.cell, self.aux_bytes)
+        match self.seg.cell() {
+            Ok(cell) => aux_words(cell, self.aux_bytes),
+            Err(_) => &[],
+        }
     }
 
     /// Why this end refuses to work, once the peer broke the channel.
@@ -106,7 +147,7 @@ impl Receiver {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
-        let tail = self.header().tail.0.load(Ordering::Acquire);
+        let tail = self.header()?.tail.0.load(Ordering::Acquire);
         if !tail.is_multiple_of(8)
             || tail < self.seen_tail
             || tail < self.head
@@ -123,6 +164,7 @@ impl Receiver {
 
     /// The next record's (payload offset, length, new head), if one is there.
     fn next_record(&mut self) -> Result<Option<(usize, usize, u64)>, SpscError> {
+        let ring = self.ring()?;
         loop {
             if self.head == self.seen_tail {
                 self.checked_tail()?;
@@ -134,7 +176,7 @@ impl Receiver {
             // SAFETY: `at` is 8-aligned (heads only move by multiples of 8)
             // and the ring's size is a multiple of 8: 8 bytes are inside.
             // One 8-byte load: the length is read once.
-            let word = unsafe { (self.ring().add(at) as *const u64).read_volatile() };
+            let word = unsafe { (ring.add(at) as *const u64).read_volatile() };
             let (len, kind) = (word as u32 as usize, (word >> 32) as u32);
             let contiguous = self.cap - at;
             match kind {
@@ -168,16 +210,17 @@ impl Receiver {
     }
 
     /// Copies the payload at `offset` out of the ring into `out`.
-    fn copy_out(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+    fn copy_out(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> Result<(), SpscError> {
         out.clear();
         // SAFETY: `offset + len` is inside the ring (checked in next_record).
-        let bytes = unsafe { std::slice::from_raw_parts(self.ring().add(offset), len) };
+        let bytes = unsafe { std::slice::from_raw_parts(self.ring()?.add(offset), len) };
         out.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// Makes the taken room free for the sender and wakes it if it sleeps.
     fn publish_head(&self) {
-        let h = self.header();
+        let Ok(h) = self.header() else { return };
         h.head.0.store(self.head, Ordering::Release);
         std::sync::atomic::fence(Ordering::SeqCst);
         if h.sender_sleeping.0.load(Ordering::Relaxed) != 0 {
@@ -189,12 +232,12 @@ impl Receiver {
     pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, SpscError> {
         let Some((offset, len, next)) = self.next_record()? else {
             // Wrap records taken on the way free their room too.
-            if self.header().head.0.load(Ordering::Relaxed) != self.head {
+            if self.header()?.head.0.load(Ordering::Relaxed) != self.head {
                 self.publish_head();
             }
             return Ok(false);
         };
-        self.copy_out(offset, len, out);
+        self.copy_out(offset, len, out)?;
         self.head = next;
         self.publish_head();
         Ok(true)
@@ -209,14 +252,14 @@ impl Receiver {
         read: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, SpscError> {
         let Some((offset, len, next)) = self.next_record()? else {
-            if self.header().head.0.load(Ordering::Relaxed) != self.head {
+            if self.header()?.head.0.load(Ordering::Relaxed) != self.head {
                 self.publish_head();
             }
             return Ok(None);
         };
         // SAFETY: `offset + len` is inside the ring (checked in next_record),
         // and the sender does not reuse it before our head moves past it.
-        let bytes = unsafe { std::slice::from_raw_parts(self.ring().add(offset), len) };
+        let bytes = unsafe { std::slice::from_raw_parts(self.ring()?.add(offset), len) };
         let out = read(bytes);
         self.head = next;
         self.publish_head();
@@ -239,7 +282,9 @@ impl Receiver {
             }
             match self.next_record() {
                 Ok(Some((offset, len, next))) => {
-                    self.copy_out(offset, len, buf);
+                    if let Err(e) = self.copy_out(offset, len, buf) {
+                        break Err(e);
+                    }
                     self.head = next;
                     taken += 1;
                     each(buf);
@@ -256,7 +301,10 @@ impl Receiver {
 
     /// Whether a record may be waiting (without taking it).
     pub fn has_pending(&self) -> bool {
-        self.broken.is_none() && self.header().tail.0.load(Ordering::Acquire) != self.head
+        self.broken.is_none()
+            && self
+                .header()
+                .is_ok_and(|h| h.tail.0.load(Ordering::Acquire) != self.head)
     }
 
     /// Takes one message into `out`, waiting at most `timeout`: `Ok(false)`
@@ -275,7 +323,7 @@ impl Receiver {
             if self.try_recv_into(out)? {
                 return Ok(true);
             }
-            let sender = &self.header().sender.0;
+            let sender = &self.header()?.sender.0;
             if sender.closed() || (check_liveness && sender.gone()) {
                 // Anything it published before it went is taken first.
                 return match self.try_recv_into(out)? {
@@ -286,7 +334,8 @@ impl Receiver {
             if deadline.passed() {
                 return Ok(false);
             }
-            check_liveness = !self.wait_for_records(deadline);
+            let moved = self.wait_for_records(deadline);
+            check_liveness = self.liveness_due(!moved);
         }
     }
 
@@ -321,7 +370,7 @@ impl Receiver {
             if let Some(value) = self.try_recv_in_place(crate::codec::decode_payload::<T>)? {
                 return Ok(Some(value?));
             }
-            let sender = &self.header().sender.0;
+            let sender = &self.header()?.sender.0;
             if sender.closed() || (check_liveness && sender.gone()) {
                 return match self.try_recv_in_place(crate::codec::decode_payload::<T>)? {
                     Some(value) => Ok(Some(value?)),
@@ -331,21 +380,30 @@ impl Receiver {
             if deadline.passed() {
                 return Ok(None);
             }
-            check_liveness = !self.wait_for_records(deadline);
+            let moved = self.wait_for_records(deadline);
+            check_liveness = self.liveness_due(!moved);
         }
     }
 
     /// Waits (spin, then sleep a slice) for the sender's tail to move;
     /// true if it moved.
-    fn wait_for_records(&self, deadline: Deadline) -> bool {
-        let h = self.header();
+    fn wait_for_records(&mut self, deadline: Deadline) -> bool {
+        let moved = self.wait_once(deadline);
+        self.streaming = moved;
+        moved
+    }
+
+    fn wait_once(&self, deadline: Deadline) -> bool {
+        let Ok(h) = self.header() else { return false };
         let seen = self.head;
-        let started = std::time::Instant::now();
-        while started.elapsed() < SPIN {
-            if h.tail.0.load(Ordering::Acquire) != seen {
-                return true;
+        if self.streaming {
+            let started = std::time::Instant::now();
+            while started.elapsed() < SPIN {
+                if h.tail.0.load(Ordering::Acquire) != seen {
+                    return true;
+                }
+                std::hint::spin_loop();
             }
-            std::hint::spin_loop();
         }
         h.receiver_sleeping.0.store(1, Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -363,9 +421,12 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        if !self.handed_over.load(Ordering::Acquire) {
-            self.header().receiver.0.close();
-            futex::wake_all(low32(&self.header().head.0));
+        if self.handed_over.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(h) = self.header() {
+            h.receiver.0.close();
+            futex::wake_all(low32(&h.head.0));
         }
     }
 }
@@ -403,7 +464,7 @@ impl Serialize for Receiver {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.handed_over.store(true, Ordering::Release);
         EndpointWire {
-            cell: &self.cell,
+            cell: &self.seg,
             cap: self.cap as u64,
             aux_bytes: self.aux_bytes as u64,
             pos: self.head,
@@ -422,7 +483,7 @@ impl<'de> Deserialize<'de> for Receiver {
             .exclude_from_forks()
             .map_err(D::Error::custom)?;
         wire.cell.state().receiver.0.claim();
-        let mut receiver = Receiver::new(wire.cell, cap, aux_bytes);
+        let mut receiver = Receiver::new(Segment::Open(wire.cell), cap, aux_bytes);
         receiver.head = wire.pos;
         receiver.seen_tail = wire.seen;
         Ok(receiver)

@@ -11,19 +11,23 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{SpscError, TrySendError};
 use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::segment::Segment;
 use super::{max_payload, record_size};
 use crate::os::{futex, Deadline};
 use crate::shm::cell::ShmCell;
+use crate::shm::ShmError;
 
-/// How long a full sender spins before it sleeps, and how long it sleeps
-/// before it checks that the receiver still lives.
+/// How long a full sender spins before it sleeps (only while room keeps
+/// coming), how long it sleeps at a time, and how often at most it reads
+/// `/proc` to see whether the receiver still lives.
 const SPIN: Duration = Duration::from_micros(20);
-const SLICE: Duration = Duration::from_millis(50);
+const SLICE: Duration = Duration::from_millis(100);
+const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The writing end of an SPSC channel. One process uses it; handing it to a
 /// child (as a `Process` argument) gives it away.
 pub struct Sender {
-    pub(super) cell: ShmCell<Header>,
+    pub(super) seg: Segment,
     pub(super) cap: usize,
     pub(super) aux_bytes: usize,
     /// The end of what this sender wrote (private; published as `tail`).
@@ -34,6 +38,9 @@ pub struct Sender {
     /// Serialized into a child's arguments: the child owns the end now.
     handed_over: AtomicBool,
     scratch: Vec<u8>,
+    /// The last wait found room: the receiver is active, spin before sleeping.
+    streaming: bool,
+    liveness_checked: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -47,9 +54,9 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    pub(super) fn new(cell: ShmCell<Header>, cap: usize, aux_bytes: usize) -> Self {
+    pub(super) fn new(seg: Segment, cap: usize, aux_bytes: usize) -> Self {
         Sender {
-            cell,
+            seg,
             cap,
             aux_bytes,
             tail: 0,
@@ -57,17 +64,30 @@ impl Sender {
             broken: None,
             handed_over: AtomicBool::new(false),
             scratch: Vec::new(),
+            streaming: false,
+            liveness_checked: None,
         }
     }
 
-    fn header(&self) -> &Header {
-        self.cell.state()
+    fn header(&self) -> Result<&Header, SpscError> {
+        Ok(self.seg.cell()?.state())
     }
 
-    fn ring(&self) -> *mut u8 {
+    fn ring(&self) -> Result<*mut u8, SpscError> {
         // SAFETY: the segment holds aux_bytes + cap bytes after the header
         // (checked when the endpoint was made or received).
-        unsafe { self.cell.extra_ptr().add(self.aux_bytes) }
+        Ok(unsafe { self.seg.cell()?.extra_ptr().add(self.aux_bytes) })
+    }
+
+    /// Maps a parked end in this process (see `channel_parked`); an open
+    /// one is left as it is.
+    pub fn open(&mut self) -> Result<(), ShmError> {
+        self.seg.open()
+    }
+
+    /// Whether the end is mapped here (not parked).
+    pub fn is_open(&self) -> bool {
+        self.seg.is_open()
     }
 
     /// The ring's size in bytes.
@@ -80,9 +100,13 @@ impl Sender {
         max_payload(self.cap)
     }
 
-    /// The aux words (shared with the receiver, who may write them too).
+    /// The aux words (shared with the receiver, who may write them too);
+    /// none while parked.
     pub fn aux(&self) -> &[AtomicU64] {
-        super::receiver::aux_words(&self.cell, self.aux_bytes)
+        match self.seg.cell() {
+            Ok(cell) => super::receiver::aux_words(cell, self.aux_bytes),
+            Err(_) => &[],
+        }
     }
 
     /// Why this end refuses to work, once the peer broke the channel.
@@ -96,7 +120,7 @@ impl Sender {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
-        let head = self.header().head.0.load(Ordering::Acquire);
+        let head = self.header()?.head.0.load(Ordering::Acquire);
         if !head.is_multiple_of(8)
             || head < self.seen_head
             || head > self.tail
@@ -114,12 +138,11 @@ impl Sender {
     }
 
     /// Writes one record at our tail if it fits; false if the ring is full.
-    fn place(&mut self, message: &[u8], head: u64) -> bool {
+    fn place(&mut self, ring: *mut u8, message: &[u8], head: u64) -> bool {
         let need = record_size(message.len());
         let at = (self.tail as usize) & (self.cap - 1);
         let contiguous = self.cap - at;
         let free = self.cap - (self.tail - head) as usize;
-        let ring = self.ring();
         if need <= contiguous {
             if free < need {
                 return false;
@@ -144,7 +167,7 @@ impl Sender {
 
     /// Makes what was placed visible and wakes a sleeping receiver.
     fn publish(&self) {
-        let h = self.header();
+        let Ok(h) = self.header() else { return };
         h.tail.0.store(self.tail, Ordering::Release);
         // Dekker with the receiver: our tail before its flag, its flag before
         // its look at our tail.
@@ -172,9 +195,10 @@ impl Sender {
             });
         }
         let head = self.checked_head()?;
+        let ring = self.ring()?;
         let mut sent = 0;
         for message in messages {
-            if !self.place(message, head) {
+            if !self.place(ring, message, head) {
                 break;
             }
             sent += 1;
@@ -198,11 +222,22 @@ impl Sender {
             if deadline.passed() {
                 return Err(TrySendError::Full);
             }
-            let receiver = &self.header().receiver.0;
+            let receiver = &self.header()?.receiver.0;
             if receiver.closed() || (check_liveness && receiver.gone()) {
                 return Err(SpscError::Disconnected.into());
             }
-            check_liveness = !self.wait_for_room(deadline);
+            let moved = self.wait_for_room(deadline);
+            self.streaming = moved;
+            check_liveness = !moved && {
+                let now = std::time::Instant::now();
+                let due = self
+                    .liveness_checked
+                    .is_none_or(|at| now.duration_since(at) >= LIVENESS_EVERY);
+                if due {
+                    self.liveness_checked = Some(now);
+                }
+                due
+            };
         }
     }
 
@@ -224,14 +259,16 @@ impl Sender {
     /// Waits (spin, then sleep a slice) for the receiver's head to move;
     /// true if it moved.
     fn wait_for_room(&self, deadline: Deadline) -> bool {
-        let h = self.header();
+        let Ok(h) = self.header() else { return false };
         let seen = h.head.0.load(Ordering::Acquire);
-        let started = std::time::Instant::now();
-        while started.elapsed() < SPIN {
-            if h.head.0.load(Ordering::Acquire) != seen {
-                return true;
+        if self.streaming {
+            let started = std::time::Instant::now();
+            while started.elapsed() < SPIN {
+                if h.head.0.load(Ordering::Acquire) != seen {
+                    return true;
+                }
+                std::hint::spin_loop();
             }
-            std::hint::spin_loop();
         }
         h.sender_sleeping.0.store(1, Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -277,10 +314,13 @@ unsafe fn write_record(ring: *mut u8, at: usize, message: &[u8]) {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        if !self.handed_over.load(Ordering::Acquire) {
-            self.header().sender.0.close();
+        if self.handed_over.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(h) = self.header() {
+            h.sender.0.close();
             // A receiver asleep on the tail learns at once.
-            futex::wake_all(low32(&self.header().tail.0));
+            futex::wake_all(low32(&h.tail.0));
         }
     }
 }
@@ -300,7 +340,7 @@ impl Serialize for Sender {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.handed_over.store(true, Ordering::Release);
         EndpointWire {
-            cell: &self.cell,
+            cell: &self.seg,
             cap: self.cap as u64,
             aux_bytes: self.aux_bytes as u64,
             pos: self.tail,
@@ -319,7 +359,7 @@ impl<'de> Deserialize<'de> for Sender {
             .exclude_from_forks()
             .map_err(D::Error::custom)?;
         wire.cell.state().sender.0.claim();
-        let mut sender = Sender::new(wire.cell, cap, aux_bytes);
+        let mut sender = Sender::new(Segment::Open(wire.cell), cap, aux_bytes);
         sender.tail = wire.pos;
         sender.seen_head = wire.seen;
         Ok(sender)

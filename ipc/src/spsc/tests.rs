@@ -8,14 +8,18 @@ use std::time::Duration;
 use super::layout::{Header, KIND_MESSAGE};
 use super::*;
 
+fn cell(tx: &Sender) -> &crate::shm::cell::ShmCell<Header> {
+    tx.seg.cell().expect("an open end")
+}
+
 fn header(tx: &Sender) -> &Header {
-    tx.cell.state()
+    cell(tx).state()
 }
 
 fn ring_word(tx: &Sender, at: usize) -> &AtomicU64 {
     assert!(at + 8 <= tx.cap && at.is_multiple_of(8));
     // SAFETY: inside the ring, 8-aligned; atomics only.
-    unsafe { &*(tx.cell.extra_ptr().add(tx.aux_bytes + at) as *const AtomicU64) }
+    unsafe { &*(cell(tx).extra_ptr().add(tx.aux_bytes + at) as *const AtomicU64) }
 }
 
 #[test]
@@ -187,10 +191,34 @@ fn the_aux_words_are_shared_by_both_ends() {
 #[test]
 fn the_segment_is_sealed() {
     let (tx, _rx) = channel(1024, 0).expect("channel");
-    assert!(tx.cell.segment().is_sealed());
-    let fd = tx.cell.segment().as_fd();
+    assert!(cell(&tx).segment().is_sealed());
+    let fd = cell(&tx).segment().as_fd();
     assert!(
         nix::unistd::ftruncate(fd, 0).is_err(),
         "a sealed memfd cannot shrink"
     );
+}
+
+#[test]
+fn a_parked_end_refuses_until_opened_and_its_peer_sees_nothing_until_then() {
+    let (mut tx, mut rx) =
+        channel_parked(1024, 1, |aux| aux[0].store(7, Ordering::Release)).expect("channel");
+    assert!(!tx.is_open() && !rx.is_open());
+    assert!(tx.aux().is_empty());
+    assert!(matches!(
+        tx.try_send(b"x"),
+        Err(TrySendError::Failed(SpscError::Parked))
+    ));
+    let mut out = Vec::new();
+    assert_eq!(rx.try_recv_into(&mut out), Err(SpscError::Parked));
+    tx.open().expect("open");
+    rx.open().expect("open");
+    assert_eq!(
+        rx.aux()[0].load(Ordering::Acquire),
+        7,
+        "aux set up before parking"
+    );
+    tx.try_send(b"now").expect("send");
+    assert!(rx.try_recv_into(&mut out).expect("receive"));
+    assert_eq!(out, b"now");
 }

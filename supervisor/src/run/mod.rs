@@ -254,9 +254,10 @@ impl<'c> Supervisor<'c> {
         let mut owners = vec![(0, false)];
         for slot in &self.slots {
             if let Slot::Live(w) = slot {
-                if !w.channel_closed && w.killed_because.is_none() {
+                // A parked link's rings wait until it is open: so does its bell.
+                if !w.channel_closed && w.killed_because.is_none() && w.link.is_open() {
                     fds.push(libc::pollfd {
-                        fd: w.link.doorbell.as_raw_fd(),
+                        fd: w.link.doorbell.fd(),
                         events: libc::POLLIN,
                         revents: 0,
                     });
@@ -460,10 +461,12 @@ fn resend_stop(w: &mut Worker) {
     let Ok(bytes) = postcard::to_allocvec(&ToWorker::Stop) else {
         return;
     };
+    use ipc::spsc::{SpscError, TrySendError};
     match w.link.tasks.try_send(&bytes) {
         Ok(()) => w.stop_unsent = false,
-        // Full: next turn. Broken: its heartbeat or exit settles it.
-        Err(ipc::spsc::TrySendError::Full) => {}
+        // Full, or not open yet: next turn. Broken: its heartbeat or exit
+        // settles it.
+        Err(TrySendError::Full | TrySendError::Failed(SpscError::Parked)) => {}
         Err(_) => w.stop_unsent = false,
     }
 }

@@ -50,6 +50,25 @@ impl Supervisor<'_> {
             self.start_in(index, None);
             started += 1;
         }
+        // The last of them started: now the supervisor maps its ends.
+        self.open_links();
+    }
+
+    /// Maps the supervisor's ends of every link still parked, unless
+    /// workers are still to be started (each mapping would slow their forks).
+    pub(super) fn open_links(&mut self) {
+        if self.slots.iter().any(|s| matches!(s, Slot::Pending)) {
+            return;
+        }
+        for slot in &mut self.slots {
+            if let Slot::Live(w) = slot {
+                if !w.link.is_open() && w.killed_because.is_none() {
+                    if let Err(e) = w.link.open() {
+                        w.kill(KillCause::LinkUnavailable(e.to_string()));
+                    }
+                }
+            }
+        }
     }
 
     /// Starts a worker in slot `index`; a failure to start counts as a crash.
@@ -68,6 +87,7 @@ impl Supervisor<'_> {
                 }
                 w.replacing = replacing;
                 self.slots[index] = Slot::Live(Box::new(w));
+                self.open_links();
             }
             Err(e) => {
                 let what = format!("worker {} could not start: {e}", index + 1);
@@ -162,7 +182,7 @@ impl Supervisor<'_> {
 
     pub(super) fn on_exit(&mut self, index: usize, mut w: Worker, ending: Ending) {
         // Results it sent before dying still count.
-        if w.killed_because.is_none() {
+        if w.killed_because.is_none() && w.link.is_open() {
             self.read_worker(&mut w);
         }
         let planned = ending.clean && w.stopping.is_some() && w.killed_because.is_none();
@@ -265,7 +285,7 @@ impl Supervisor<'_> {
         let ledger = &self.ledger;
         for slot in &mut self.slots {
             let Slot::Live(w) = slot else { continue };
-            if w.killed_because.is_some() {
+            if w.killed_because.is_some() || !w.link.is_open() {
                 continue;
             }
             let claim = w.link.heartbeat().read();

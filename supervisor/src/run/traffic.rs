@@ -9,10 +9,8 @@
 //! `RECORDS_PER_TURN` records from one worker, so a flood from one cannot
 //! keep the supervisor from the others.
 
-use std::time::Duration;
-
+use ipc::spsc::doorbell::Heard;
 use ipc::spsc::TrySendError;
-use ipc::{RecvError, RecvTimeoutError};
 use worker::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
 
 use super::{send_stop, Supervisor};
@@ -31,7 +29,8 @@ impl Supervisor<'_> {
             let Slot::Live(w) = &self.slots[index] else {
                 continue;
             };
-            let due = w.backlog || rang.contains(&w.id) || w.link.results.has_pending();
+            let due = w.link.is_open()
+                && (w.backlog || rang.contains(&w.id) || w.link.results.has_pending());
             if !due {
                 continue;
             }
@@ -44,26 +43,16 @@ impl Supervisor<'_> {
     }
 
     /// Takes what the worker has sent so far, up to `RECORDS_PER_TURN`
-    /// records: first the doorbell rings (and whether its end is closed),
+    /// records: first the doorbell's rings (and whether its end is closed),
     /// then, with the bell cleared, the results ring.
     pub(super) fn read_worker(&mut self, w: &mut Worker) {
         if w.killed_because.is_some() {
             return;
         }
-        let mut rings = std::mem::take(&mut self.buf);
-        while !w.channel_closed {
-            match w
-                .link
-                .doorbell
-                .recv_bytes_into_timeout(&mut rings, Duration::ZERO)
-            {
-                Ok(_) => {}
-                Err(RecvTimeoutError::Recv(RecvError::Disconnected)) => w.channel_closed = true,
-                // Nothing more now, or bytes that are no frame: either way
-                // the ring below is what counts.
-                Err(_) => break,
-            }
+        if !w.channel_closed && w.link.doorbell.drain() == Heard::Closed {
+            w.channel_closed = true;
         }
+        let mut rings = std::mem::take(&mut self.buf);
         // Cleared before draining: a result published after this rings again.
         w.link.heartbeat().clear_bell();
         let mut messages: Vec<Result<FromWorker, String>> = Vec::new();
@@ -190,6 +179,7 @@ impl Supervisor<'_> {
             if !w.ready || w.stopping.is_some() || w.killed_because.is_some() || w.channel_closed {
                 continue;
             }
+            // (Ready implies an open link: its message was read there.)
             let held = self.ledger.held_by(w.id);
             if held > w.window / 2 {
                 continue;
