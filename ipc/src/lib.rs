@@ -95,15 +95,18 @@ pub mod shm;
 pub mod spsc;
 pub mod sync;
 pub mod value;
+mod wait;
 
 pub use handle::HandleError;
 pub use pipe::{
     Connection, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
 };
 pub use process::{
-    current_process, signal_name, ExitStatus, JoinError, JoinTimeoutError, Process, ProcessInfo,
-    StartError, StartMethod, EXIT_CHILD_FAILED, EXIT_INIT_MISSING,
+    active_children, current_process, parent_process, signal_name, ChildInfo, ExitStatus,
+    JoinError, JoinTimeoutError, ParentProcess, Process, ProcessInfo, StartError, StartMethod,
+    EXIT_CHILD_FAILED, EXIT_INIT_MISSING,
 };
+pub use wait::{wait, Readable, Waitable};
 
 /// The README's tour is compiled and run as a doctest, so it cannot rot.
 #[cfg(doctest)]

@@ -72,6 +72,18 @@ impl Connection {
         })
     }
 
+    /// A second handle on the same end (its descriptor duplicated), for
+    /// instance to hand one writing end to several children (as Python
+    /// pickles one `Connection` into many). Each whole frame goes in one
+    /// piece up to the pipe's atomic size; readers sharing an end split
+    /// what arrives between them. Nothing already received by this handle
+    /// is copied.
+    pub fn try_clone(&self) -> io::Result<Connection> {
+        let mut copy = Connection::new(self.fd.try_clone()?, self.readable, self.writable)?;
+        copy.max_frame_size = self.max_frame_size;
+        Ok(copy)
+    }
+
     /// The largest payload this end will send or accept (default 64 MiB).
     pub fn max_frame_size(&self) -> usize {
         self.max_frame_size
@@ -531,5 +543,16 @@ impl<'de> Deserialize<'de> for Connection {
         conn.max_frame_size = usize::try_from(wire.max_frame_size).unwrap_or(usize::MAX);
         conn.inbox = Inbox::with_contents(wire.buffered);
         Ok(conn)
+    }
+}
+
+impl crate::wait::Waitable for Connection {
+    fn ready_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.readable.then(|| self.fd.as_raw_fd())
+    }
+    fn ready_now(&self) -> bool {
+        // A frame's first bytes are here already (or more to come): a recv
+        // will not wait for the kernel.
+        self.readable && self.inbox.buffered() > 0
     }
 }

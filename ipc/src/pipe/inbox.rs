@@ -39,6 +39,11 @@ impl Inbox {
     }
 
     /// Bytes received and not yet consumed.
+    /// Bytes received and not yet taken.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
     pub fn available(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }

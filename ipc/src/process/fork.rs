@@ -53,6 +53,7 @@ fn run_child(plan: ChildPlan<'_>, parent: i32, report_rx: OwnedFd, report_tx: Ow
     let mut keep: Vec<RawFd> = plan.handle_fds.to_vec();
     keep.push(report_tx.as_raw_fd());
     os::fd::close_fds_except(&keep);
+    super::family::become_child(parent, plan.parent_name.clone());
     current::set_current_name(plan.name);
     // SAFETY: these descriptors were inherited from the parent's handles and are
     // owned by nothing in this process (the parent's objects are never dropped here).

@@ -36,13 +36,16 @@ mod current;
 mod entry;
 mod error;
 mod exit;
+mod family;
 mod fork;
 mod spawn;
 
 pub use current::{current_process, ProcessInfo};
 pub use error::{JoinError, JoinTimeoutError, StartError};
 pub use exit::{signal_name, ExitStatus};
+pub use family::{active_children, parent_process, ChildInfo, ParentProcess};
 
+pub(crate) use entry::{code_address, code_offset, panic_message};
 pub(crate) use spawn::run_if_spawned;
 
 use std::marker::PhantomData;
@@ -98,6 +101,8 @@ pub(crate) struct ChildPlan<'a> {
     /// Descriptors the arguments refer to, in handle-slot order.
     pub handle_fds: &'a [std::os::fd::RawFd],
     pub die_with_parent: bool,
+    /// This process's name, for the child's `parent_process()`.
+    pub parent_name: String,
 }
 
 /// What a start method hands back: the child's pid and our end of its report pipe.
@@ -198,6 +203,7 @@ where
             args: &encoded,
             handle_fds: &handle_fds,
             die_with_parent: self.die_with_parent,
+            parent_name: current::current_process().name,
         };
         let launched = match self.method {
             StartMethod::Fork => fork::start(plan, self.allow_threads)?,
@@ -207,6 +213,7 @@ where
         // reader would never see end of file from a dead writer.
         self.args = None;
         let pidfd = os::process::pidfd_open(launched.pid).unwrap_or(None);
+        family::started(launched.pid, &self.name);
         self.child = Some(Child {
             pid: launched.pid,
             pidfd,
@@ -310,6 +317,7 @@ impl<A, R> Drop for Process<A, R> {
             if child.status.is_none() {
                 let _ = os::process::send_signal(child.pid, libc::SIGKILL);
                 child.status = os::process::reap(child.pid, true).ok().flatten();
+                family::reaped(child.pid);
             }
         }
     }
@@ -322,6 +330,9 @@ impl Child {
         loop {
             if self.status.is_none() {
                 self.status = os::process::reap(self.pid, false)?;
+                if self.status.is_some() {
+                    family::reaped(self.pid);
+                }
             }
             if self.status.is_some() {
                 // Dead: whatever it wrote is in the pipe now; take it without waiting.
@@ -417,5 +428,30 @@ impl Child {
             }),
             Err(e) => Err(JoinError::BadReport(e.to_string())),
         }
+    }
+}
+
+impl<A, R> crate::wait::Waitable for Process<A, R> {
+    fn ready_fd(&self) -> Option<std::os::fd::RawFd> {
+        let child = self.child.as_ref()?;
+        if child.status.is_some() {
+            return None;
+        }
+        child.pidfd.as_ref().map(|fd| fd.as_raw_fd())
+    }
+    fn ready_now(&self) -> bool {
+        match &self.child {
+            Some(child) => child.status.is_some() || os::process::has_exited(child.pid),
+            None => false,
+        }
+    }
+}
+
+impl crate::wait::Waitable for ParentProcess {
+    fn ready_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.sentinel()
+    }
+    fn ready_now(&self) -> bool {
+        self.sentinel().is_none() && !self.is_alive()
     }
 }

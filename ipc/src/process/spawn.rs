@@ -21,7 +21,7 @@ use crate::{codec, os};
 pub(crate) const BOOTSTRAP_ENV: &str = "IPC_SPAWN_BOOTSTRAP";
 
 /// Bumped whenever `Bootstrap` changes shape.
-const PROTOCOL_VERSION: u32 = 1;
+const PROTOCOL_VERSION: u32 = 2;
 
 /// The plan a spawned child runs.
 #[derive(Serialize, Deserialize)]
@@ -30,6 +30,8 @@ struct Bootstrap {
     /// (device, inode) of the parent's executable.
     exe: (u64, u64),
     name: String,
+    parent_pid: i32,
+    parent_name: String,
     trampoline_offset: i64,
     entry_offset: i64,
     args: Vec<u8>,
@@ -43,6 +45,8 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
         protocol: PROTOCOL_VERSION,
         exe: os::process::exe_identity()?,
         name: plan.name.to_string(),
+        parent_pid: std::process::id() as i32,
+        parent_name: plan.parent_name.clone(),
         trampoline_offset: entry::code_offset(plan.trampoline as usize),
         entry_offset: entry::code_offset(plan.entry),
         args: plan.args.to_vec(),
@@ -141,6 +145,7 @@ pub(crate) fn run_if_spawned() {
             &ChildReport::Failed("the child is not running its parent's executable".into()),
         ),
     }
+    super::family::become_child(bootstrap.parent_pid, bootstrap.parent_name.clone());
     current::set_current_name(&bootstrap.name);
     let trampoline_addr = entry::code_address(bootstrap.trampoline_offset);
     // SAFETY: the offset was computed in the parent from a `Trampoline` of this

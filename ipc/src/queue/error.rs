@@ -12,6 +12,9 @@ pub enum PutError {
     /// This handle was closed.
     #[error("this queue handle was closed")]
     Closed,
+    /// The queue was shut down (Python 3.13's `ShutDown`).
+    #[error("the queue was shut down")]
+    ShutDown,
     #[error("cannot encode the message: {0}")]
     Encode(String),
     /// The ring's positions are impossible (written outside this library):
@@ -38,6 +41,9 @@ pub enum GetError {
     /// Every producer closed its handle or died, and the queue is drained.
     #[error("every producer is gone and the queue is empty")]
     Disconnected,
+    /// The queue was shut down and is empty (Python 3.13's `ShutDown`).
+    #[error("the queue was shut down and is empty")]
+    ShutDown,
     /// A message was taken but does not decode as the requested type.
     #[error("a message could not be decoded: {0}")]
     Decode(#[from] DecodeError),
@@ -61,6 +67,16 @@ pub enum GetTimeoutError {
 impl GetTimeoutError {
     pub fn is_disconnected(&self) -> bool {
         matches!(self, GetTimeoutError::Get(GetError::Disconnected))
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        matches!(self, GetTimeoutError::Get(GetError::ShutDown))
+    }
+}
+
+impl PutTimeoutError {
+    pub fn is_shut_down(&self) -> bool {
+        matches!(self, PutTimeoutError::Put(PutError::ShutDown))
     }
 }
 

@@ -84,7 +84,7 @@ pub(crate) struct Joinable {
 }
 
 impl ShmState for QueueState {
-    const TAG: u64 = 0x4950_4351_5545_5503; // "IPCQUEU" v3
+    const TAG: u64 = 0x4950_4351_5545_5504; // "IPCQUEU" v4
 }
 
 /// This handle's producer registration.
@@ -286,6 +286,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Err(RingError::Timeout) => Err(PutTimeoutError::Full),
             Err(RingError::Os(e)) => Err(PutError::Os(e).into()),
             Err(RingError::Disconnected) => Err(PutError::Closed.into()),
+            Err(RingError::ShutDown) => Err(PutError::ShutDown.into()),
             Err(RingError::Corrupted(what)) => Err(PutError::Corrupted(what).into()),
         }
     }
@@ -400,9 +401,39 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(n) => Ok(n),
             Err(RingError::Timeout) => Err(GetTimeoutError::Empty),
             Err(RingError::Disconnected) => Err(GetError::Disconnected.into()),
+            Err(RingError::ShutDown) => Err(GetError::ShutDown.into()),
             Err(RingError::Corrupted(what)) => Err(GetError::Corrupted(what).into()),
             Err(RingError::Os(e)) => Err(GetError::Os(e).into()),
         }
+    }
+
+    /// Shuts the queue down (Python 3.13's `shutdown`): every handle's
+    /// puts fail with `ShutDown` from now on, and so do gets once the queue
+    /// is empty; everyone waiting on the queue wakes up. With `immediate`,
+    /// what the queue holds is dropped now (for a `JoinableQueue`, counted
+    /// as done), so gets fail at once.
+    pub fn shutdown(&self, immediate: bool) {
+        let ring = self.ring();
+        ring.shut_down(if immediate {
+            ring::SHUTDOWN_NOW
+        } else {
+            ring::SHUTDOWN
+        });
+        if immediate {
+            let mut dropped = 0u64;
+            while let Ok(n) = ring.get_many(usize::MAX, Patience::now(), &mut |_| {}) {
+                dropped += n as u64;
+            }
+            self.state()
+                .joinable
+                .done
+                .fetch_add(dropped, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether `shutdown` was called (by any handle).
+    pub fn is_shut_down(&self) -> bool {
+        self.ring().shutdown_state() != 0
     }
 
     /// A second handle on the same queue (for another process); a producer
@@ -477,5 +508,21 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
             queue.producer.store(CLOSED, Ordering::Release);
         }
         Ok(queue)
+    }
+}
+
+impl<T> crate::wait::Waitable for Queue<T> {
+    fn ready_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    fn ready_now(&self) -> bool {
+        let ring = Ring::new(
+            &self.cell.state().ring,
+            self.cell.extra_ptr(),
+            self.cell.extra_len(),
+            &self.seen,
+        );
+        // A get would not wait: a message, a shutdown, or nobody left to put.
+        ring.len() > 0 || ring.shutdown_state() != 0 || ring.state.producers.all_gone(false)
     }
 }

@@ -121,7 +121,19 @@ pub(crate) struct RingState {
     tail_bias: BiasState,
     head_bias: BiasState,
     pub(crate) producers: Producers,
+    shutdown: Shutdown,
 }
+
+/// `Queue::shutdown` (Python 3.13): 0 open, 1 shut down (gets drain what
+/// is left), 2 shut down at once (nothing is left). On its own line: only
+/// empty gets and refused puts read it.
+#[repr(C, align(64))]
+struct Shutdown {
+    state: AtomicU32,
+}
+
+pub(crate) const SHUTDOWN: u32 = 1;
+pub(crate) const SHUTDOWN_NOW: u32 = 2;
 
 fn pos(word: u64) -> u64 {
     word & POS_MASK
@@ -142,6 +154,8 @@ pub(crate) fn record_size(len: usize) -> usize {
 pub(crate) enum RingError {
     Timeout,
     Disconnected,
+    /// `shutdown` was called: no puts; gets once empty.
+    ShutDown,
     Corrupted(String),
     Os(std::io::Error),
 }
@@ -335,6 +349,19 @@ impl<'a> Ring<'a> {
         (self.cap as u64).saturating_sub(self.distance(pos(tail), pos(head)))
     }
 
+    /// How far the queue is shut down (0: not at all).
+    #[inline]
+    pub(crate) fn shutdown_state(&self) -> u32 {
+        self.state.shutdown.state.load(Ordering::Acquire)
+    }
+
+    /// Shuts the queue down and wakes everyone waiting on it.
+    pub(crate) fn shut_down(&self, how: u32) {
+        self.state.shutdown.state.fetch_max(how, Ordering::AcqRel);
+        crate::os::futex::wake_all(low32(&self.state.tail.word));
+        crate::os::futex::wake_all(low32(&self.state.head.word));
+    }
+
     #[inline]
     fn wake_consumers(&self) {
         if self.state.consumers_waiting.count.load(Ordering::Acquire) > 0 {
@@ -380,6 +407,9 @@ impl<'a> Ring<'a> {
     ) -> Result<usize, RingError> {
         if messages.is_empty() {
             return Ok(0);
+        }
+        if self.shutdown_state() != 0 {
+            return Err(RingError::ShutDown);
         }
         let thread = thread_id();
         let mut written = 0;
@@ -436,6 +466,9 @@ impl<'a> Ring<'a> {
             };
             // Full: publish what we have, let go of the lock, wait for room.
             self.publish_tail(tail);
+            if self.shutdown_state() != 0 {
+                break Err(RingError::ShutDown);
+            }
             if deadline.passed() {
                 break Err(RingError::Timeout);
             }
@@ -640,6 +673,9 @@ impl<'a> Ring<'a> {
             // Empty. Reading /proc for every producer costs microseconds:
             // only after a whole slice without a record; before that, only
             // the free check of whether any producer is still open.
+            if self.shutdown_state() != 0 {
+                break Err(RingError::ShutDown);
+            }
             if s.producers.all_gone(idle_slices > 0)
                 && pos(s.tail.word.load(Ordering::Acquire)) == pos(head)
             {
@@ -681,7 +717,11 @@ impl<'a> Ring<'a> {
         self.wake_producers();
         match result {
             Ok(()) => Ok(taken),
-            Err(RingError::Timeout | RingError::Disconnected) if taken > 0 => Ok(taken),
+            Err(RingError::Timeout | RingError::Disconnected | RingError::ShutDown)
+                if taken > 0 =>
+            {
+                Ok(taken)
+            }
             Err(e) => Err(e),
         }
     }

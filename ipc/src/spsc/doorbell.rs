@@ -71,6 +71,15 @@ impl Listener {
     }
 }
 
+impl crate::wait::Waitable for Listener {
+    fn ready_fd(&self) -> Option<RawFd> {
+        Some(self.fd())
+    }
+    fn ready_now(&self) -> bool {
+        false
+    }
+}
+
 /// A doorbell end inside a serialized Process argument: its descriptor's slot.
 #[derive(Serialize, Deserialize)]
 struct EndWire {

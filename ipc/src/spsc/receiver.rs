@@ -489,3 +489,12 @@ impl<'de> Deserialize<'de> for Receiver {
         Ok(receiver)
     }
 }
+
+impl crate::wait::Waitable for Receiver {
+    fn ready_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    fn ready_now(&self) -> bool {
+        self.has_pending()
+    }
+}

@@ -4,6 +4,11 @@
 //! gets [`BarrierError`] instead of waiting forever. `reset()` makes it new
 //! again (the parties waiting at that moment get `Broken`).
 //!
+//! As in Python, a barrier may have an *action*, run by the last party to
+//! arrive before the others are released (a plain `fn()`; each handle
+//! carries its own, so give every process's handle the same one), and a
+//! default timeout for `wait()`.
+//!
 //! State: a count under a robust mutex, a generation, a broken flag, which
 //! of the last 64 generations ended by a reset, and an epoch word that moves
 //! on every change and is what waiters sleep on, so no wake-up can be missed
@@ -44,19 +49,67 @@ pub(crate) struct BarrierState {
     /// Bit `g % 64` is set if generation `g` ended by `reset()` (its
     /// waiters get `Broken`), clear if all its parties arrived.
     reset_ends: AtomicU64,
+    /// `wait()`'s timeout in nanoseconds; 0 for none.
+    default_timeout_ns: AtomicU64,
 }
 
 impl ShmState for BarrierState {
-    const TAG: u64 = 0x4950_4342_4152_5203; // "IPCBARR" v3
+    const TAG: u64 = 0x4950_4342_4152_5204; // "IPCBARR" v4
 }
 
 fn generation_bit(generation: u32) -> u64 {
     1 << (generation % 64)
 }
 
-#[derive(Debug, Serialize, Deserialize)]
 pub struct Barrier {
     cell: ShmCell<BarrierState>,
+    /// Run by the last party to arrive, before the others go.
+    action: Option<fn()>,
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("action", &self.action.is_some())
+            .finish()
+    }
+}
+
+/// A barrier inside a serialized Process argument: its segment, and its
+/// action as an offset in the code (the child runs the same executable).
+#[derive(Serialize, Deserialize)]
+struct BarrierWire<C> {
+    cell: C,
+    action: Option<i64>,
+}
+
+impl Serialize for Barrier {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        BarrierWire {
+            cell: &self.cell,
+            action: self.action.map(|f| crate::process::code_offset(f as usize)),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = BarrierWire::<ShmCell<BarrierState>>::deserialize(deserializer)?;
+        let action = wire.action.map(|offset| {
+            let addr = crate::process::code_address(offset);
+            // SAFETY: the offset was taken in the parent from an `fn()` of
+            // this same executable (a spawned child checks that it runs its
+            // parent's executable before decoding its arguments), so the
+            // address is that function.
+            unsafe { std::mem::transmute::<*const (), fn()>(addr as *const ()) }
+        });
+        Ok(Barrier {
+            cell: wire.cell,
+            action,
+        })
+    }
 }
 
 impl Barrier {
@@ -69,7 +122,31 @@ impl Barrier {
         })?;
         match failed {
             Some(e) => Err(e.into()),
-            None => Ok(Barrier { cell }),
+            None => Ok(Barrier { cell, action: None }),
+        }
+    }
+
+    /// The same barrier, with `action` run by the last party to arrive in
+    /// each generation, before the others are released (Python's `action`).
+    pub fn with_action(mut self, action: fn()) -> Self {
+        self.action = Some(action);
+        self
+    }
+
+    /// Sets the timeout `wait()` uses (Python's `timeout`), for every handle.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.state().default_timeout_ns.store(
+            timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Release,
+        );
+        self
+    }
+
+    /// The default timeout of `wait()`, if one was set.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.state().default_timeout_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
         }
     }
 
@@ -90,9 +167,13 @@ impl Barrier {
         self.state().broken.load(Ordering::Acquire) != 0
     }
 
-    /// Waits for every party; returns this party's arrival index (0 to parties - 1).
+    /// Waits for every party (at most the default timeout, if one was
+    /// set); returns this party's arrival index (0 to parties - 1).
     pub fn wait(&self) -> Result<u32, BarrierError> {
-        self.wait_deadline(Deadline::never())
+        match self.timeout() {
+            Some(t) => self.wait_deadline(Deadline::after(t)),
+            None => self.wait_deadline(Deadline::never()),
+        }
     }
 
     /// Waits at most `timeout`; running out breaks the barrier for all.
@@ -119,6 +200,16 @@ impl Barrier {
         let generation = s.generation.load(Ordering::Acquire);
         let index = s.count.fetch_add(1, Ordering::AcqRel);
         if index + 1 >= s.parties.load(Ordering::Acquire) {
+            if let Some(action) = self.action {
+                // Run before anyone is released, holding the lock, as Python.
+                if let Err(payload) = std::panic::catch_unwind(action) {
+                    self.break_locked();
+                    s.mutex.unlock();
+                    return Err(BarrierError::ActionPanicked(crate::process::panic_message(
+                        payload.as_ref(),
+                    )));
+                }
+            }
             s.count.store(0, Ordering::Release);
             s.reset_ends
                 .fetch_and(!generation_bit(generation), Ordering::AcqRel);
@@ -209,10 +300,12 @@ impl Barrier {
         Ok(())
     }
 
-    /// A second handle on the same barrier (for another process).
+    /// A second handle on the same barrier (for another process), with
+    /// the same action.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
         Ok(Barrier {
             cell: self.cell.try_clone()?,
+            action: self.action,
         })
     }
 }

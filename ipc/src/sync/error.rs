@@ -102,4 +102,8 @@ pub enum BarrierError {
     /// This party's timeout ran out; the barrier is broken for everyone.
     #[error("timed out waiting at the barrier; it is now broken")]
     Timeout,
+    /// This party ran the barrier's action and it panicked: the barrier is
+    /// broken for everyone (Python re-raises the action's exception).
+    #[error("the barrier's action panicked: {0}; the barrier is now broken")]
+    ActionPanicked(String),
 }

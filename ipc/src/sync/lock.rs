@@ -96,12 +96,25 @@ macro_rules! define_lock {
                 &self.cell.state().1.mutex
             }
 
+            /// The lock word itself, for objects that lock with it (a
+            /// `Value` or `Array` given this lock).
+            pub(crate) fn raw_mutex(&self) -> &RobustMutex {
+                self.mutex()
+            }
+
             /// Waits for the lock.
             pub fn lock(&self) -> LockResult<$guard<'_>> {
                 self.lock_deadline(Deadline::never())
             }
 
-            /// Takes the lock if it is free now; `Err(LockError::Timeout)` if held.
+            /// Whether anyone (any thread, any process) holds it now
+            /// (Python's `locked()`).
+            pub fn is_locked(&self) -> bool {
+                self.mutex().is_locked()
+            }
+
+            /// Takes the lock if it is free now; `Err(LockError::Timeout)` if
+            /// held, by anyone, this thread included (Python's `acquire(False)`).
             pub fn try_lock(&self) -> LockResult<$guard<'_>> {
                 self.lock_deadline(Deadline::now())
             }
@@ -142,3 +155,41 @@ define_lock!(
     RLockTag,
     true
 );
+
+/// A [`Lock`] or an [`RLock`], given to a `Value` or an `Array` to guard it
+/// (Python's `Value('i', 0, lock=RLock())`): several objects can share one
+/// lock this way.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SharedLock {
+    Lock(Lock),
+    RLock(RLock),
+}
+
+impl SharedLock {
+    pub(crate) fn raw_mutex(&self) -> &RobustMutex {
+        match self {
+            SharedLock::Lock(l) => l.raw_mutex(),
+            SharedLock::RLock(l) => l.raw_mutex(),
+        }
+    }
+
+    /// A second handle on the same lock.
+    pub fn try_clone(&self) -> Result<Self, ShmError> {
+        Ok(match self {
+            SharedLock::Lock(l) => SharedLock::Lock(l.try_clone()?),
+            SharedLock::RLock(l) => SharedLock::RLock(l.try_clone()?),
+        })
+    }
+}
+
+impl From<Lock> for SharedLock {
+    fn from(lock: Lock) -> Self {
+        SharedLock::Lock(lock)
+    }
+}
+
+impl From<RLock> for SharedLock {
+    fn from(lock: RLock) -> Self {
+        SharedLock::RLock(lock)
+    }
+}

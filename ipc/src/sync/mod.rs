@@ -22,7 +22,7 @@ pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use error::{BarrierError, LockError, LockResult, OwnerDied, ReleaseError};
 pub use event::Event;
-pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use lock::{Lock, LockGuard, RLock, RLockGuard, SharedLock};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 
 pub(crate) use lock::guard_or_error;

@@ -200,6 +200,11 @@ impl RobustMutex {
         self.owner_tid.load(Ordering::Relaxed) != tid || recorded == 0 || start == recorded
     }
 
+    /// Whether someone holds the lock now (Python's `locked()`).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.word.load(Ordering::Acquire) & TID_MASK != 0
+    }
+
     /// Unlocks; the caller must hold it.
     #[inline]
     pub(crate) fn unlock(&self) {

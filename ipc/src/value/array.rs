@@ -12,13 +12,16 @@ use super::{open_named, Elements};
 use crate::os::Deadline;
 use crate::shm::{SharedMemory, ShmError};
 use crate::sync::robust::RobustMutex;
-use crate::sync::{guard_or_error, LockError, LockResult};
+use crate::sync::{guard_or_error, LockError, LockResult, SharedLock};
 
-/// Python's `multiprocessing.Array(typecode, values)`: elements behind a robust lock.
+/// Python's `multiprocessing.Array(typecode, values)`: elements behind a
+/// robust lock, their own or one given ([`with_lock`](Self::with_lock)).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(bound = "T: Pod")]
 pub struct Array<T> {
     elements: Elements<T>,
+    /// A lock given at creation, used instead of the array's own.
+    lock: Option<SharedLock>,
 }
 
 /// The locked elements, until dropped.
@@ -56,6 +59,7 @@ impl<T: Pod> Array<T> {
     pub fn from_slice(values: &[T]) -> Result<Self, ShmError> {
         Ok(Array {
             elements: Elements::from_slice(values)?,
+            lock: None,
         })
     }
 
@@ -71,6 +75,7 @@ impl<T: Pod> Array<T> {
         let shm = SharedMemory::create(name, bytes + 4096)?;
         Ok(Array {
             elements: Elements::from_slice_in(shm, values)?,
+            lock: None,
         })
     }
 
@@ -79,6 +84,7 @@ impl<T: Pod> Array<T> {
     pub fn open_named(name: &str) -> Result<Self, ShmError> {
         Ok(Array {
             elements: open_named(name)?,
+            lock: None,
         })
     }
 
@@ -101,7 +107,10 @@ impl<T: Pod> Array<T> {
     }
 
     fn lock_deadline(&self, deadline: Deadline) -> LockResult<ArrayGuard<'_, T>> {
-        let mutex = self.elements.mutex();
+        let mutex = match &self.lock {
+            Some(given) => given.raw_mutex(),
+            None => self.elements.mutex(),
+        };
         guard_or_error(mutex.lock(deadline), || ArrayGuard {
             mutex,
             // SAFETY: the mutex is held for the guard's life, so no other
@@ -166,7 +175,28 @@ impl<T: Pod> Array<T> {
     pub fn try_clone(&self) -> Result<Self, ShmError> {
         Ok(Array {
             elements: self.elements.try_clone()?,
+            lock: self.lock.as_ref().map(SharedLock::try_clone).transpose()?,
         })
+    }
+
+    /// Elements guarded by `lock` (a [`Lock`](crate::sync::Lock) or an
+    /// [`RLock`](crate::sync::RLock)) instead of a lock of their own:
+    /// Python's `Array('i', values, lock=lock)`.
+    pub fn with_lock(values: &[T], lock: impl Into<SharedLock>) -> Result<Self, ShmError> {
+        let mut array = Self::from_slice(values)?;
+        array.lock = Some(lock.into());
+        Ok(array)
+    }
+
+    /// Python's `Array('i', values, lock=False)`: the elements with no lock
+    /// at all, which is a [`RawArray`].
+    pub fn without_lock(values: &[T]) -> Result<RawArray<T>, ShmError> {
+        RawArray::from_slice(values)
+    }
+
+    /// The lock given at creation, if one was (Python's `get_lock()` for it).
+    pub fn given_lock(&self) -> Option<&SharedLock> {
+        self.lock.as_ref()
     }
 
     /// The segment behind the array (to `unlink` a named one).

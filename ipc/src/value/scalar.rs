@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::array::{Array, ArrayGuard, RawArray};
 use super::atomic::AtomicInt;
 use crate::shm::ShmError;
-use crate::sync::{LockError, LockResult, OwnerDied};
+use crate::sync::{LockError, LockResult, OwnerDied, SharedLock};
 
 /// One `T` behind a robust lock.
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,6 +54,26 @@ impl<T: Pod> Value<T> {
         Ok(Value {
             array: Array::from_slice(&[value])?,
         })
+    }
+
+    /// A value guarded by `lock` (a [`Lock`](crate::sync::Lock) or an
+    /// [`RLock`](crate::sync::RLock)) instead of a lock of its own: Python's
+    /// `Value('i', 0, lock=lock)`, so that several values share one lock.
+    pub fn with_lock(value: T, lock: impl Into<SharedLock>) -> Result<Self, ShmError> {
+        Ok(Value {
+            array: Array::with_lock(&[value], lock)?,
+        })
+    }
+
+    /// Python's `Value('i', 0, lock=False)`: a value with no lock at all,
+    /// which is a [`RawValue`].
+    pub fn without_lock(value: T) -> Result<RawValue<T>, ShmError> {
+        RawValue::new(value)
+    }
+
+    /// The lock given at creation, if one was.
+    pub fn given_lock(&self) -> Option<&SharedLock> {
+        self.array.given_lock()
     }
 
     /// Locks the value and gives `&mut T`.
