@@ -156,3 +156,20 @@ fn the_ipc_channel_peer_example_measures_three_sizes() {
         .iter()
         .all(|r| r["msgs_per_s"].as_f64().is_some_and(|v| v > 0.0)));
 }
+
+#[test]
+fn bench_startup_measures_workers_until_ready() {
+    let rows = bench_json("startup");
+    let ours: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| {
+            r["subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("supervisor"))
+        })
+        .collect();
+    assert_eq!(ours.len(), 2, "{rows:?}");
+    for row in ours {
+        assert!(row["median_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{row}");
+    }
+}

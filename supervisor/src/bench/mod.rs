@@ -8,6 +8,7 @@ mod report;
 mod sieve;
 mod spawn;
 mod spsc_ring;
+mod startup;
 mod stats;
 mod sync;
 
@@ -28,6 +29,8 @@ pub enum Bench {
     Sync,
     /// ipc::queue::Queue: 1->1 at 64 B, 4 KiB, 1 MiB (single and batched), 2->2, ping-pong.
     Queue,
+    /// Start-up: 100, 300 and 1,000 workers until all are ready, beside Python's Pool(n).
+    Startup,
 }
 
 /// Options shared by every benchmark.
@@ -59,6 +62,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Dispatch => dispatch::run(runs, options.quick)?,
         Bench::Sync => sync::run(runs, options.quick)?,
         Bench::Queue => queue::run(runs, options.quick)?,
+        Bench::Startup => startup::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)
