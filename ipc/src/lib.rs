@@ -35,6 +35,8 @@
 //! | `p.exitcode` (`-9` after SIGKILL) | `p.exit_code()` (same convention), `p.exit_status()` |
 //! | `p.is_alive()`, `p.pid`, `p.terminate()`, `p.kill()` | `p.is_alive()`, `p.pid()`, `p.terminate()`, `p.kill()` |
 //! | `current_process().name`, `.pid` | `ipc::current_process().name`, `.pid` |
+//! | `active_children()`, `parent_process()` | [`active_children`], [`parent_process`] |
+//! | `connection.wait([...], timeout)` | [`wait`]`(&[&conn, &process, &queue], Some(timeout))?` |
 //! | `a, b = Pipe()` | `let (a, b) = Pipe::duplex()?;` |
 //! | `r, w = Pipe(duplex=False)` | `let (r, w) = Pipe::simplex()?;` |
 //! | `conn.send(obj)`, `conn.recv()` | `conn.send(&value)?`, `conn.recv::<T>()?` (serde, not pickle) |
@@ -55,6 +57,9 @@
 //! | a Queue corrupted by a killed process (Python's docs warn) | kill-safe: nothing half-written is ever visible, nobody blocks on the dead |
 //! | `q.close()`; consumers of a dead producer wait forever | `q.close()`; once every producer closed or died, `get` drains then gives `Disconnected` |
 //! | `JoinableQueue`: `task_done`, `join` | `queue::JoinableQueue`: `task_done()?`, `join()`, `join_timeout(d)` |
+//! | `q.shutdown(immediate)`, `ShutDown` (3.13) | `q.shutdown(immediate)`, `PutError::ShutDown`, `GetError::ShutDown` |
+//! | `Barrier(n, action, timeout)` | `sync::Barrier::new(n)?.with_action(f).with_timeout(t)` |
+//! | `Value('i', 0, lock=RLock())`, `lock=False` | `value::Value::with_lock(0, rlock)?`, `Value::without_lock(0)?` |
 //! | `SimpleQueue` | `queue::SimpleQueue` |
 //! | (posix_ipc's `MessageQueue`) | `mq::MessageQueue`: POSIX message queues with priorities |
 //!
@@ -76,6 +81,17 @@
 //! A [`Connection`] inside a process's arguments is handed to the child: its
 //! descriptor stays open across fork or exec, and nothing else does. The
 //! parent's copy is closed once the child has started.
+//!
+//! ## Trust
+//!
+//! The processes sharing a `Queue`, a `Lock` or a `Value` are one trust
+//! domain, as threads sharing a heap are. Still, no word written into a
+//! segment makes this crate write outside it, die by a signal, or wait
+//! past a deadline: segments are sealed memfds, locks are lock words of
+//! our own with no pointer in shared memory, and positions are checked
+//! before use. For a peer that is *not* trusted (a supervised worker),
+//! [`spsc`] is a ring whose reader checks everything its writer publishes.
+//! Named segments cannot be sealed: share them only among trusting processes.
 //!
 //! ## Bad bytes and dead peers
 //!
