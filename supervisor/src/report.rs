@@ -158,6 +158,12 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// `2 no heartbeat; 1 sent garbage`: causes with their counts.
+fn counted(causes: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = causes.iter().map(|(c, n)| format!("{n} {c}")).collect();
+    parts.join("; ")
+}
+
 fn rate(per_second: f64) -> String {
     if per_second >= 1e6 {
         format!("{:.2} M/s", per_second / 1e6)
@@ -205,20 +211,14 @@ impl fmt::Display for RunReport {
         let r = &self.restarts;
         let mut line = format!("{} crashes", r.crashes);
         if !r.causes.is_empty() {
-            let causes: Vec<String> = r.causes.iter().map(|(c, n)| format!("{n} {c}")).collect();
-            let _ = write!(line, " ({})", causes.join("; "));
+            let _ = write!(line, " ({})", counted(&r.causes));
         }
         if r.killed > 0 {
-            let causes: Vec<String> = r
-                .kill_causes
-                .iter()
-                .map(|(c, n)| format!("{n} {c}"))
-                .collect();
             let _ = write!(
                 line,
                 ", {} killed by the supervisor ({})",
                 r.killed,
-                causes.join("; ")
+                counted(&r.kill_causes)
             );
         }
         if r.recycled > 0 {
@@ -232,16 +232,11 @@ impl fmt::Display for RunReport {
         }
         writeln!(f, "  restarts      {line}")?;
         if r.stopped > 0 {
-            let causes: Vec<String> = r
-                .stop_causes
-                .iter()
-                .map(|(c, n)| format!("{n} {c}"))
-                .collect();
             writeln!(
                 f,
                 "  supervisor    stopped {} workers at once ({})",
                 r.stopped,
-                causes.join("; ")
+                counted(&r.stop_causes)
             )?;
         }
         for dead in &self.dead_letters {

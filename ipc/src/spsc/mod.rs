@@ -37,6 +37,7 @@
 //! ```
 
 pub mod doorbell;
+mod end;
 mod error;
 mod layout;
 pub mod raw;
@@ -82,7 +83,7 @@ pub fn channel_parked(
     let cell = ShmCell::<Header>::new(aux_bytes + cap, |h, _| {
         h.init(cap, aux_bytes);
     })?;
-    init_aux(receiver::aux_words(&cell, aux_bytes));
+    init_aux(end::aux_words(&cell, aux_bytes));
     let parked = cell.into_segment().unmap();
     let theirs = parked.try_clone()?;
     let sender = Sender::new(segment::Segment::Parked(parked), cap, aux_bytes);

@@ -3,12 +3,13 @@
 //! is read once and checked against the bytes the tail vouches for before
 //! the record is copied out.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::end::End;
 use super::error::SpscError;
 use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
 use super::segment::Segment;
@@ -21,37 +22,26 @@ use crate::shm::ShmError;
 
 /// How long an empty receiver spins before it sleeps (only while records
 /// keep coming: an idle receiver sleeps at once, so a thousand idle ones
-/// cost no CPU), how long it sleeps at a time, and how often at most it
-/// reads `/proc` to see whether the sender still lives.
+/// cost no CPU), and how long it sleeps at a time.
 const SPIN: Duration = Duration::from_micros(20);
 const SLICE: Duration = Duration::from_millis(100);
-const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The reading end of an SPSC channel. One process uses it; handing it to
 /// a child (as a `Process` argument) gives it away.
 pub struct Receiver {
-    seg: Segment,
-    cap: usize,
-    aux_bytes: usize,
+    end: End,
     /// The start of what this receiver has not taken (private; published).
     head: u64,
     /// The sender's tail as last checked: it only ever moves forward.
     seen_tail: u64,
-    broken: Option<SpscError>,
-    handed_over: AtomicBool,
-    scratch: Vec<u8>,
-    /// The last wait found records: the sender is active, spin before sleeping.
-    streaming: bool,
-    /// When `/proc` was last read for the sender's liveness.
-    liveness_checked: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
-            .field("capacity", &self.cap)
+            .field("capacity", &self.end.cap)
             .field("head", &self.head)
-            .field("broken", &self.broken)
+            .field("broken", &self.end.broken)
             .finish()
     }
 }
@@ -69,93 +59,66 @@ pub enum RecvValueError {
 impl Receiver {
     pub(super) fn new(seg: Segment, cap: usize, aux_bytes: usize) -> Self {
         Receiver {
-            seg,
-            cap,
-            aux_bytes,
+            end: End::new(seg, cap, aux_bytes),
             head: 0,
             seen_tail: 0,
-            broken: None,
-            handed_over: AtomicBool::new(false),
-            scratch: Vec::new(),
-            streaming: false,
-            liveness_checked: None,
-        }
-    }
-
-    /// After a slice of waiting without records: whether it is time to
-    /// read `/proc` for the sender's liveness.
-    fn liveness_due(&mut self, idle_slice: bool) -> bool {
-        if !idle_slice {
-            return false;
-        }
-        let now = std::time::Instant::now();
-        match self.liveness_checked {
-            Some(at) if now.duration_since(at) < LIVENESS_EVERY => false,
-            _ => {
-                self.liveness_checked = Some(now);
-                true
-            }
         }
     }
 
     fn header(&self) -> Result<&Header, SpscError> {
-        Ok(self.seg.cell()?.state())
+        self.end.header()
     }
 
     fn ring(&self) -> Result<*const u8, SpscError> {
-        // SAFETY: the segment holds aux_bytes + cap bytes after the header.
-        Ok(unsafe { self.seg.cell()?.extra_ptr().add(self.aux_bytes) })
+        self.end.ring().map(|p| p as *const u8)
     }
 
     /// Maps a parked end in this process; an open one is left as it is.
     pub fn open(&mut self) -> Result<(), ShmError> {
-        self.seg.open()
+        self.end.open()
     }
 
     /// Whether the end is mapped here (not parked).
     pub fn is_open(&self) -> bool {
-        self.seg.is_open()
+        self.end.is_open()
     }
 
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.end.cap
     }
 
     /// The aux words (shared with the sender, who may write them too);
     /// none while parked.
     pub fn aux(&self) -> &[AtomicU64] {
-        match self.seg.cell() {
-            Ok(cell) => aux_words(cell, self.aux_bytes),
-            Err(_) => &[],
-        }
+        self.end.aux()
     }
 
     /// Why this end refuses to work, once the peer broke the channel.
     pub fn broken(&self) -> Option<&SpscError> {
-        self.broken.as_ref()
+        self.end.broken.as_ref()
     }
 
     fn corrupted(&mut self, what: String) -> SpscError {
         let e = SpscError::Corrupted(what);
-        self.broken = Some(e.clone());
+        self.end.broken = Some(e.clone());
         e
     }
 
     /// The sender's published tail, checked: 8-aligned, not behind what was
     /// seen before, not behind our head, at most a ring ahead of it.
     fn checked_tail(&mut self) -> Result<u64, SpscError> {
-        if let Some(e) = &self.broken {
+        if let Some(e) = &self.end.broken {
             return Err(e.clone());
         }
         let tail = self.header()?.tail.0.load(Ordering::Acquire);
         if !tail.is_multiple_of(8)
             || tail < self.seen_tail
             || tail < self.head
-            || tail - self.head > self.cap as u64
+            || tail - self.head > self.end.cap as u64
         {
             return Err(self.corrupted(format!(
                 "the sender's tail {tail} is impossible (head {}, last tail {}, ring {})",
-                self.head, self.seen_tail, self.cap
+                self.head, self.seen_tail, self.end.cap
             )));
         }
         self.seen_tail = tail;
@@ -172,13 +135,13 @@ impl Receiver {
                     return Ok(None);
                 }
             }
-            let at = (self.head as usize) & (self.cap - 1);
+            let at = (self.head as usize) & (self.end.cap - 1);
             // SAFETY: `at` is 8-aligned (heads only move by multiples of 8)
             // and the ring's size is a multiple of 8: 8 bytes are inside.
             // One 8-byte load: the length is read once.
             let word = unsafe { (ring.add(at) as *const u64).read_volatile() };
             let (len, kind) = (word as u32 as usize, (word >> 32) as u32);
-            let contiguous = self.cap - at;
+            let contiguous = self.end.cap - at;
             match kind {
                 KIND_WRAP => {
                     if self.head + contiguous as u64 > self.seen_tail {
@@ -190,7 +153,7 @@ impl Receiver {
                 }
                 KIND_MESSAGE => {
                     let need = record_size(len);
-                    if len > self.cap
+                    if len > self.end.cap
                         || need > contiguous
                         || self.head + need as u64 > self.seen_tail
                     {
@@ -301,7 +264,7 @@ impl Receiver {
 
     /// Whether a record may be waiting (without taking it).
     pub fn has_pending(&self) -> bool {
-        self.broken.is_none()
+        self.end.broken.is_none()
             && self
                 .header()
                 .is_ok_and(|h| h.tail.0.load(Ordering::Acquire) != self.head)
@@ -335,7 +298,7 @@ impl Receiver {
                 return Ok(false);
             }
             let moved = self.wait_for_records(deadline);
-            check_liveness = self.liveness_due(!moved);
+            check_liveness = self.end.liveness_due(!moved);
         }
     }
 
@@ -344,7 +307,7 @@ impl Receiver {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<T>, RecvValueError> {
-        let mut buf = std::mem::take(&mut self.scratch);
+        let mut buf = std::mem::take(&mut self.end.scratch);
         let got = self.recv_timeout_into(&mut buf, timeout);
         let out = match got {
             Ok(true) => crate::codec::decode_payload(&buf)
@@ -353,7 +316,7 @@ impl Receiver {
             Ok(false) => Ok(None),
             Err(e) => Err(e.into()),
         };
-        self.scratch = buf;
+        self.end.scratch = buf;
         out
     }
 
@@ -381,7 +344,7 @@ impl Receiver {
                 return Ok(None);
             }
             let moved = self.wait_for_records(deadline);
-            check_liveness = self.liveness_due(!moved);
+            check_liveness = self.end.liveness_due(!moved);
         }
     }
 
@@ -389,14 +352,14 @@ impl Receiver {
     /// true if it moved.
     fn wait_for_records(&mut self, deadline: Deadline) -> bool {
         let moved = self.wait_once(deadline);
-        self.streaming = moved;
+        self.end.streaming = moved;
         moved
     }
 
     fn wait_once(&self, deadline: Deadline) -> bool {
         let Ok(h) = self.header() else { return false };
         let seen = self.head;
-        if self.streaming {
+        if self.end.streaming {
             let started = std::time::Instant::now();
             while started.elapsed() < SPIN {
                 if h.tail.0.load(Ordering::Acquire) != seen {
@@ -421,7 +384,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        if self.handed_over.load(Ordering::Acquire) {
+        if self.end.handed_over.load(Ordering::Acquire) {
             return;
         }
         if let Ok(h) = self.header() {
@@ -429,14 +392,6 @@ impl Drop for Receiver {
             futex::wake_all(low32(&h.head.0));
         }
     }
-}
-
-/// The aux area of a channel as words.
-pub(super) fn aux_words(cell: &ShmCell<Header>, aux_bytes: usize) -> &[AtomicU64] {
-    // SAFETY: the aux area is `aux_bytes` (a multiple of 64) bytes at the
-    // 64-aligned start of the extra area, inside the segment; it is only
-    // ever accessed through atomics.
-    unsafe { std::slice::from_raw_parts(cell.extra_ptr() as *const AtomicU64, aux_bytes / 8) }
 }
 
 /// Checks a received endpoint's sizes against its segment: (cap, aux bytes).
@@ -462,11 +417,11 @@ pub(super) fn check_wire(wire: &EndpointWire<ShmCell<Header>>) -> Result<(usize,
 
 impl Serialize for Receiver {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.handed_over.store(true, Ordering::Release);
+        self.end.handed_over.store(true, Ordering::Release);
         EndpointWire {
-            cell: &self.seg,
-            cap: self.cap as u64,
-            aux_bytes: self.aux_bytes as u64,
+            cell: &self.end.seg,
+            cap: self.end.cap as u64,
+            aux_bytes: self.end.aux_bytes as u64,
             pos: self.head,
             seen: self.seen_tail,
         }

@@ -3,12 +3,13 @@
 //! room there is, so a corrupted head can at worst make it see the ring as
 //! full, never write outside it or over records not yet taken.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::end::End;
 use super::error::{SpscError, TrySendError};
 use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
 use super::segment::Segment;
@@ -18,37 +19,26 @@ use crate::shm::cell::ShmCell;
 use crate::shm::ShmError;
 
 /// How long a full sender spins before it sleeps (only while room keeps
-/// coming), how long it sleeps at a time, and how often at most it reads
-/// `/proc` to see whether the receiver still lives.
+/// coming), and how long it sleeps at a time.
 const SPIN: Duration = Duration::from_micros(20);
 const SLICE: Duration = Duration::from_millis(100);
-const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The writing end of an SPSC channel. One process uses it; handing it to a
 /// child (as a `Process` argument) gives it away.
 pub struct Sender {
-    pub(super) seg: Segment,
-    pub(super) cap: usize,
-    pub(super) aux_bytes: usize,
+    pub(super) end: End,
     /// The end of what this sender wrote (private; published as `tail`).
     tail: u64,
     /// The receiver's head as last checked: it only ever moves forward.
     seen_head: u64,
-    broken: Option<SpscError>,
-    /// Serialized into a child's arguments: the child owns the end now.
-    handed_over: AtomicBool,
-    scratch: Vec<u8>,
-    /// The last wait found room: the receiver is active, spin before sleeping.
-    streaming: bool,
-    liveness_checked: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
-            .field("capacity", &self.cap)
+            .field("capacity", &self.end.cap)
             .field("tail", &self.tail)
-            .field("broken", &self.broken)
+            .field("broken", &self.end.broken)
             .finish()
     }
 }
@@ -56,81 +46,69 @@ impl std::fmt::Debug for Sender {
 impl Sender {
     pub(super) fn new(seg: Segment, cap: usize, aux_bytes: usize) -> Self {
         Sender {
-            seg,
-            cap,
-            aux_bytes,
+            end: End::new(seg, cap, aux_bytes),
             tail: 0,
             seen_head: 0,
-            broken: None,
-            handed_over: AtomicBool::new(false),
-            scratch: Vec::new(),
-            streaming: false,
-            liveness_checked: None,
         }
     }
 
     fn header(&self) -> Result<&Header, SpscError> {
-        Ok(self.seg.cell()?.state())
+        self.end.header()
     }
 
     fn ring(&self) -> Result<*mut u8, SpscError> {
-        // SAFETY: the segment holds aux_bytes + cap bytes after the header
-        // (checked when the endpoint was made or received).
-        Ok(unsafe { self.seg.cell()?.extra_ptr().add(self.aux_bytes) })
+        self.end.ring()
     }
 
     /// Maps a parked end in this process (see `channel_parked`); an open
     /// one is left as it is.
     pub fn open(&mut self) -> Result<(), ShmError> {
-        self.seg.open()
+        self.end.open()
     }
 
     /// Whether the end is mapped here (not parked).
     pub fn is_open(&self) -> bool {
-        self.seg.is_open()
+        self.end.is_open()
     }
 
     /// The ring's size in bytes.
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.end.cap
     }
 
     /// The largest message this channel carries.
     pub fn max_message(&self) -> usize {
-        max_payload(self.cap)
+        max_payload(self.end.cap)
     }
 
     /// The aux words (shared with the receiver, who may write them too);
     /// none while parked.
     pub fn aux(&self) -> &[AtomicU64] {
-        match self.seg.cell() {
-            Ok(cell) => super::receiver::aux_words(cell, self.aux_bytes),
-            Err(_) => &[],
-        }
+        self.end.aux()
     }
 
     /// Why this end refuses to work, once the peer broke the channel.
     pub fn broken(&self) -> Option<&SpscError> {
-        self.broken.as_ref()
+        self.end.broken.as_ref()
     }
 
     /// The receiver's published head, checked: 8-aligned, not behind what
     /// was seen before, not ahead of our tail, not more than a ring behind it.
     fn checked_head(&mut self) -> Result<u64, SpscError> {
-        if let Some(e) = &self.broken {
+        if let Some(e) = &self.end.broken {
             return Err(e.clone());
         }
         let head = self.header()?.head.0.load(Ordering::Acquire);
         if !head.is_multiple_of(8)
             || head < self.seen_head
             || head > self.tail
-            || self.tail - head > self.cap as u64
+            || self.tail - head > self.end.cap as u64
         {
             let e = SpscError::Corrupted(format!(
                 "the receiver's head {head} is impossible (tail {}, last head {}, ring {})",
-                self.tail, self.seen_head, self.cap
+                self.tail, self.seen_head, self.end.cap
             ));
-            self.broken = Some(e.clone());
+            self.end.broken = Some(e.clone());
             return Err(e);
         }
         self.seen_head = head;
@@ -140,9 +118,9 @@ impl Sender {
     /// Writes one record at our tail if it fits; false if the ring is full.
     fn place(&mut self, ring: *mut u8, message: &[u8], head: u64) -> bool {
         let need = record_size(message.len());
-        let at = (self.tail as usize) & (self.cap - 1);
-        let contiguous = self.cap - at;
-        let free = self.cap - (self.tail - head) as usize;
+        let at = (self.tail as usize) & (self.end.cap - 1);
+        let contiguous = self.end.cap - at;
+        let free = self.end.cap - (self.tail - head) as usize;
         if need <= contiguous {
             if free < need {
                 return false;
@@ -227,17 +205,8 @@ impl Sender {
                 return Err(SpscError::Disconnected.into());
             }
             let moved = self.wait_for_room(deadline);
-            self.streaming = moved;
-            check_liveness = !moved && {
-                let now = std::time::Instant::now();
-                let due = self
-                    .liveness_checked
-                    .is_none_or(|at| now.duration_since(at) >= LIVENESS_EVERY);
-                if due {
-                    self.liveness_checked = Some(now);
-                }
-                due
-            };
+            self.end.streaming = moved;
+            check_liveness = self.end.liveness_due(!moved);
         }
     }
 
@@ -247,12 +216,12 @@ impl Sender {
         value: &T,
         timeout: Duration,
     ) -> Result<(), TrySendError> {
-        let mut buf = std::mem::take(&mut self.scratch);
+        let mut buf = std::mem::take(&mut self.end.scratch);
         buf.clear();
         let encoded =
             postcard::to_extend(value, buf).map_err(|e| TrySendError::Encode(e.to_string()))?;
         let result = self.send_timeout(&encoded, timeout);
-        self.scratch = encoded;
+        self.end.scratch = encoded;
         result
     }
 
@@ -261,7 +230,7 @@ impl Sender {
     fn wait_for_room(&self, deadline: Deadline) -> bool {
         let Ok(h) = self.header() else { return false };
         let seen = h.head.0.load(Ordering::Acquire);
-        if self.streaming {
+        if self.end.streaming {
             let started = std::time::Instant::now();
             while started.elapsed() < SPIN {
                 if h.head.0.load(Ordering::Acquire) != seen {
@@ -314,7 +283,7 @@ unsafe fn write_record(ring: *mut u8, at: usize, message: &[u8]) {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        if self.handed_over.load(Ordering::Acquire) {
+        if self.end.handed_over.load(Ordering::Acquire) {
             return;
         }
         if let Ok(h) = self.header() {
@@ -338,11 +307,11 @@ pub(super) struct EndpointWire<C> {
 
 impl Serialize for Sender {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.handed_over.store(true, Ordering::Release);
+        self.end.handed_over.store(true, Ordering::Release);
         EndpointWire {
-            cell: &self.seg,
-            cap: self.cap as u64,
-            aux_bytes: self.aux_bytes as u64,
+            cell: &self.end.seg,
+            cap: self.end.cap as u64,
+            aux_bytes: self.end.aux_bytes as u64,
             pos: self.tail,
             seen: self.seen_head,
         }

@@ -9,7 +9,7 @@ use super::layout::{Header, KIND_MESSAGE};
 use super::*;
 
 fn cell(tx: &Sender) -> &crate::shm::cell::ShmCell<Header> {
-    tx.seg.cell().expect("an open end")
+    tx.end.seg.cell().expect("an open end")
 }
 
 fn header(tx: &Sender) -> &Header {
@@ -17,9 +17,9 @@ fn header(tx: &Sender) -> &Header {
 }
 
 fn ring_word(tx: &Sender, at: usize) -> &AtomicU64 {
-    assert!(at + 8 <= tx.cap && at.is_multiple_of(8));
+    assert!(at + 8 <= tx.end.cap && at.is_multiple_of(8));
     // SAFETY: inside the ring, 8-aligned; atomics only.
-    unsafe { &*(cell(tx).extra_ptr().add(tx.aux_bytes + at) as *const AtomicU64) }
+    unsafe { &*(cell(tx).extra_ptr().add(tx.end.aux_bytes + at) as *const AtomicU64) }
 }
 
 #[test]

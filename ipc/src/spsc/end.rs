@@ -1,0 +1,96 @@
+//! What a sender and a receiver have alike: their segment (open or
+//! parked), the ring's size and where it starts, the aux words, whether the
+//! peer broke the channel, whether the end was handed to a child, and how
+//! the end waits (spin only while the peer is active; `/proc` at most once
+//! a second).
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, Instant};
+
+use super::error::SpscError;
+use super::layout::Header;
+use super::segment::Segment;
+use crate::shm::cell::ShmCell;
+use crate::shm::ShmError;
+
+/// How often at most an end reads `/proc` to see whether its peer lives.
+const LIVENESS_EVERY: Duration = Duration::from_secs(1);
+
+pub(super) struct End {
+    pub(super) seg: Segment,
+    pub(super) cap: usize,
+    pub(super) aux_bytes: usize,
+    pub(super) broken: Option<SpscError>,
+    /// Serialized into a child's arguments: the child owns the end now.
+    pub(super) handed_over: AtomicBool,
+    pub(super) scratch: Vec<u8>,
+    /// The last wait saw the peer move: spin before sleeping next time.
+    pub(super) streaming: bool,
+    liveness_checked: Option<Instant>,
+}
+
+impl End {
+    pub(super) fn new(seg: Segment, cap: usize, aux_bytes: usize) -> Self {
+        End {
+            seg,
+            cap,
+            aux_bytes,
+            broken: None,
+            handed_over: AtomicBool::new(false),
+            scratch: Vec::new(),
+            streaming: false,
+            liveness_checked: None,
+        }
+    }
+
+    pub(super) fn header(&self) -> Result<&Header, SpscError> {
+        Ok(self.seg.cell()?.state())
+    }
+
+    /// The first byte of the ring.
+    pub(super) fn ring(&self) -> Result<*mut u8, SpscError> {
+        // SAFETY: the segment holds aux_bytes + cap bytes after the header
+        // (checked when the endpoint was made or received).
+        Ok(unsafe { self.seg.cell()?.extra_ptr().add(self.aux_bytes) })
+    }
+
+    pub(super) fn open(&mut self) -> Result<(), ShmError> {
+        self.seg.open()
+    }
+
+    pub(super) fn is_open(&self) -> bool {
+        self.seg.is_open()
+    }
+
+    /// The aux words; none while parked.
+    pub(super) fn aux(&self) -> &[AtomicU64] {
+        match self.seg.cell() {
+            Ok(cell) => aux_words(cell, self.aux_bytes),
+            Err(_) => &[],
+        }
+    }
+
+    /// After a slice of waiting in which the peer did not move: whether it
+    /// is time to read `/proc` for its liveness.
+    pub(super) fn liveness_due(&mut self, idle_slice: bool) -> bool {
+        if !idle_slice {
+            return false;
+        }
+        let now = Instant::now();
+        match self.liveness_checked {
+            Some(at) if now.duration_since(at) < LIVENESS_EVERY => false,
+            _ => {
+                self.liveness_checked = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// The aux area of a channel as words.
+pub(super) fn aux_words(cell: &ShmCell<Header>, aux_bytes: usize) -> &[AtomicU64] {
+    // SAFETY: the aux area is `aux_bytes` (a multiple of 64) bytes at the
+    // 64-aligned start of the extra area, inside the segment; it is only
+    // ever accessed through atomics.
+    unsafe { std::slice::from_raw_parts(cell.extra_ptr() as *const AtomicU64, aux_bytes / 8) }
+}
