@@ -284,12 +284,11 @@ impl<'c> Supervisor<'c> {
                 .saturating_duration_since(Instant::now())
         };
         let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
         let mut wakeups = Wakeups::default();
-        if n <= 0 {
+        match ipc::os::poll::poll_once(&mut fds, millis) {
+            Ok(n) if n > 0 => {}
             // Timeout, or EINTR from a signal whose byte is in the pipe now.
-            return wakeups;
+            _ => return wakeups,
         }
         for (p, (id, is_pidfd)) in fds.iter().zip(owners).skip(1) {
             if p.revents == 0 {
