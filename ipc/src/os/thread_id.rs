@@ -53,6 +53,7 @@ pub(crate) fn thread_id() -> u32 {
 #[inline]
 pub(crate) fn thread_start_time() -> u64 {
     let tid = thread_id();
+    // (thread_id() above registered the fork handler.)
     let forks = FORKS.load(Ordering::Relaxed);
     START.with(|cached| {
         let (at, start) = cached.get();

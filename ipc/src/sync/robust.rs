@@ -82,9 +82,14 @@ impl RobustMutex {
     #[inline]
     fn took(&self, tid: u32) {
         self.depth.store(0, Ordering::Relaxed);
-        self.owner_tid.store(tid, Ordering::Relaxed);
-        self.owner_start
-            .store(thread_start_time(), Ordering::Relaxed);
+        // The record is rewritten only when the holder changes: a thread
+        // locking again and again pays nothing for it.
+        if self.owner_tid.load(Ordering::Relaxed) != tid {
+            self.owner_start.store(0, Ordering::Relaxed);
+            self.owner_tid.store(tid, Ordering::Relaxed);
+            self.owner_start
+                .store(thread_start_time(), Ordering::Relaxed);
+        }
     }
 
     /// Takes the lock only if it is free now, without reading any clock.
