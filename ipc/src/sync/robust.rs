@@ -82,13 +82,16 @@ impl RobustMutex {
     #[inline]
     fn took(&self, tid: u32) {
         self.depth.store(0, Ordering::Relaxed);
-        // The record is rewritten only when the holder changes: a thread
-        // locking again and again pays nothing for it.
-        if self.owner_tid.load(Ordering::Relaxed) != tid {
+        // The record is rewritten only when the holder changes (a thread
+        // locking again and again writes nothing); the start time tells a
+        // new thread that got a dead one's id from that one.
+        let start = thread_start_time();
+        if self.owner_tid.load(Ordering::Relaxed) != tid
+            || self.owner_start.load(Ordering::Relaxed) != start
+        {
             self.owner_start.store(0, Ordering::Relaxed);
             self.owner_tid.store(tid, Ordering::Relaxed);
-            self.owner_start
-                .store(thread_start_time(), Ordering::Relaxed);
+            self.owner_start.store(start, Ordering::Relaxed);
         }
     }
 
