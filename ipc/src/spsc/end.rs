@@ -4,17 +4,23 @@
 //! the end waits (spin only while the peer is active; `/proc` at most once
 //! a second).
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::SpscError;
-use super::layout::Header;
+use super::layout::{low32, Header};
 use super::segment::Segment;
+use crate::os::{futex, Deadline};
 use crate::shm::cell::ShmCell;
 use crate::shm::ShmError;
 
 /// How often at most an end reads `/proc` to see whether its peer lives.
 const LIVENESS_EVERY: Duration = Duration::from_secs(1);
+/// How long an end spins before it sleeps (only while the peer is active:
+/// an idle end sleeps at once, so a thousand idle ones cost no CPU), and
+/// how long it sleeps at a time.
+const SPIN: Duration = Duration::from_micros(20);
+const SLICE: Duration = Duration::from_millis(100);
 
 pub(super) struct End {
     pub(super) seg: Segment,
@@ -84,6 +90,50 @@ impl End {
                 true
             }
         }
+    }
+}
+
+impl End {
+    /// Waits for the peer's `word` to move from `seen` (spinning first
+    /// while the peer is active, then asleep for a slice, with `sleeping`
+    /// raised so the peer wakes us); true if it moved.
+    pub(super) fn wait_for_move(
+        &mut self,
+        word: fn(&Header) -> &AtomicU64,
+        sleeping: fn(&Header) -> &AtomicU32,
+        seen: u64,
+        deadline: Deadline,
+    ) -> bool {
+        let Ok(h) = self.header() else { return false };
+        let (word, sleeping) = (word(h), sleeping(h));
+        let mut moved = false;
+        if self.streaming {
+            let started = Instant::now();
+            while started.elapsed() < SPIN {
+                if word.load(Ordering::Acquire) != seen {
+                    moved = true;
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        if !moved {
+            sleeping.store(1, Ordering::Relaxed);
+            // Dekker with the peer: our flag before our look at its word,
+            // its word before its look at our flag.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if word.load(Ordering::Acquire) == seen {
+                futex::wait(
+                    low32(word),
+                    seen as u32,
+                    deadline.min(Deadline::after(SLICE)),
+                );
+            }
+            sleeping.store(0, Ordering::Relaxed);
+            moved = word.load(Ordering::Acquire) != seen;
+        }
+        self.streaming = moved;
+        moved
     }
 }
 

@@ -20,12 +20,6 @@ use crate::os::{futex, Deadline};
 use crate::shm::cell::ShmCell;
 use crate::shm::ShmError;
 
-/// How long an empty receiver spins before it sleeps (only while records
-/// keep coming: an idle receiver sleeps at once, so a thousand idle ones
-/// cost no CPU), and how long it sleeps at a time.
-const SPIN: Duration = Duration::from_micros(20);
-const SLICE: Duration = Duration::from_millis(100);
-
 /// The reading end of an SPSC channel. One process uses it; handing it to
 /// a child (as a `Process` argument) gives it away.
 pub struct Receiver {
@@ -348,37 +342,11 @@ impl Receiver {
         }
     }
 
-    /// Waits (spin, then sleep a slice) for the sender's tail to move;
-    /// true if it moved.
+    /// Waits for the sender's tail to move; true if it did.
     fn wait_for_records(&mut self, deadline: Deadline) -> bool {
-        let moved = self.wait_once(deadline);
-        self.end.streaming = moved;
-        moved
-    }
-
-    fn wait_once(&self, deadline: Deadline) -> bool {
-        let Ok(h) = self.header() else { return false };
         let seen = self.head;
-        if self.end.streaming {
-            let started = std::time::Instant::now();
-            while started.elapsed() < SPIN {
-                if h.tail.0.load(Ordering::Acquire) != seen {
-                    return true;
-                }
-                std::hint::spin_loop();
-            }
-        }
-        h.receiver_sleeping.0.store(1, Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if h.tail.0.load(Ordering::Acquire) == seen {
-            futex::wait(
-                low32(&h.tail.0),
-                seen as u32,
-                deadline.min(Deadline::after(SLICE)),
-            );
-        }
-        h.receiver_sleeping.0.store(0, Ordering::Relaxed);
-        h.tail.0.load(Ordering::Acquire) != seen
+        self.end
+            .wait_for_move(|h| &h.tail.0, |h| &h.receiver_sleeping.0, seen, deadline)
     }
 }
 

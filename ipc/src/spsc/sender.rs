@@ -18,11 +18,6 @@ use crate::os::{futex, Deadline};
 use crate::shm::cell::ShmCell;
 use crate::shm::ShmError;
 
-/// How long a full sender spins before it sleeps (only while room keeps
-/// coming), and how long it sleeps at a time.
-const SPIN: Duration = Duration::from_micros(20);
-const SLICE: Duration = Duration::from_millis(100);
-
 /// The writing end of an SPSC channel. One process uses it; handing it to a
 /// child (as a `Process` argument) gives it away.
 pub struct Sender {
@@ -205,7 +200,6 @@ impl Sender {
                 return Err(SpscError::Disconnected.into());
             }
             let moved = self.wait_for_room(deadline);
-            self.end.streaming = moved;
             check_liveness = self.end.liveness_due(!moved);
         }
     }
@@ -225,31 +219,12 @@ impl Sender {
         result
     }
 
-    /// Waits (spin, then sleep a slice) for the receiver's head to move;
-    /// true if it moved.
-    fn wait_for_room(&self, deadline: Deadline) -> bool {
+    /// Waits for the receiver's head to move; true if it did.
+    fn wait_for_room(&mut self, deadline: Deadline) -> bool {
         let Ok(h) = self.header() else { return false };
         let seen = h.head.0.load(Ordering::Acquire);
-        if self.end.streaming {
-            let started = std::time::Instant::now();
-            while started.elapsed() < SPIN {
-                if h.head.0.load(Ordering::Acquire) != seen {
-                    return true;
-                }
-                std::hint::spin_loop();
-            }
-        }
-        h.sender_sleeping.0.store(1, Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if h.head.0.load(Ordering::Acquire) == seen {
-            futex::wait(
-                low32(&h.head.0),
-                seen as u32,
-                deadline.min(Deadline::after(SLICE)),
-            );
-        }
-        h.sender_sleeping.0.store(0, Ordering::Relaxed);
-        h.head.0.load(Ordering::Acquire) != seen
+        self.end
+            .wait_for_move(|h| &h.head.0, |h| &h.sender_sleeping.0, seen, deadline)
     }
 }
 
