@@ -44,6 +44,7 @@ pub mod raw;
 mod receiver;
 mod segment;
 mod sender;
+mod wire;
 
 pub use error::{SpscError, TrySendError};
 pub use receiver::{Receiver, RecvValueError};

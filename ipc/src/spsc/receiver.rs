@@ -6,18 +6,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::end::End;
 use super::error::SpscError;
 use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::record_size;
 use super::segment::Segment;
-use super::sender::EndpointWire;
-use super::{record_size, MAX_CAPACITY, MIN_CAPACITY};
+use super::wire;
 use crate::codec::DecodeError;
 use crate::os::{futex, Deadline};
-use crate::shm::cell::ShmCell;
 use crate::shm::ShmError;
 
 /// The reading end of an SPSC channel. One process uses it; handing it to
@@ -362,54 +361,20 @@ impl Drop for Receiver {
     }
 }
 
-/// Checks a received endpoint's sizes against its segment: (cap, aux bytes).
-pub(super) fn check_wire(wire: &EndpointWire<ShmCell<Header>>) -> Result<(usize, usize), String> {
-    let cap = usize::try_from(wire.cap).map_err(|e| e.to_string())?;
-    let aux = usize::try_from(wire.aux_bytes).map_err(|e| e.to_string())?;
-    let ok = cap.is_power_of_two()
-        && (MIN_CAPACITY..=MAX_CAPACITY).contains(&cap)
-        && aux.is_multiple_of(64)
-        && aux
-            .checked_add(cap)
-            .is_some_and(|n| n <= wire.cell.extra_len())
-        && wire.pos.is_multiple_of(8)
-        && wire.seen.is_multiple_of(8);
-    if ok {
-        Ok((cap, aux))
-    } else {
-        Err(format!(
-            "an SPSC endpoint of {cap} ring bytes and {aux} aux bytes does not fit its segment"
-        ))
-    }
-}
-
 impl Serialize for Receiver {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.end.handed_over.store(true, Ordering::Release);
-        EndpointWire {
-            cell: &self.end.seg,
-            cap: self.end.cap as u64,
-            aux_bytes: self.end.aux_bytes as u64,
-            pos: self.head,
-            seen: self.seen_tail,
-        }
-        .serialize(serializer)
+        wire::serialize(&self.end, self.head, self.seen_tail, serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Receiver {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = EndpointWire::<ShmCell<Header>>::deserialize(deserializer)?;
-        let (cap, aux_bytes) = check_wire(&wire).map_err(D::Error::custom)?;
-        wire.cell
-            .segment()
-            .exclude_from_forks()
-            .map_err(D::Error::custom)?;
-        wire.cell.state().receiver.0.claim();
-        let mut receiver = Receiver::new(Segment::Open(wire.cell), cap, aux_bytes);
-        receiver.head = wire.pos;
-        receiver.seen_tail = wire.seen;
-        Ok(receiver)
+        let (end, head, seen_tail) = wire::deserialize(deserializer, |h| h.receiver.0.claim())?;
+        Ok(Receiver {
+            end,
+            head,
+            seen_tail,
+        })
     }
 }
 

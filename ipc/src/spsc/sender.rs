@@ -6,16 +6,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::end::End;
 use super::error::{SpscError, TrySendError};
 use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
 use super::segment::Segment;
+use super::wire;
 use super::{max_payload, record_size};
 use crate::os::{futex, Deadline};
-use crate::shm::cell::ShmCell;
 use crate::shm::ShmError;
 
 /// The writing end of an SPSC channel. One process uses it; handing it to a
@@ -269,43 +268,19 @@ impl Drop for Sender {
     }
 }
 
-/// An endpoint inside a serialized Process argument.
-#[derive(Serialize, Deserialize)]
-pub(super) struct EndpointWire<C> {
-    pub(super) cell: C,
-    pub(super) cap: u64,
-    pub(super) aux_bytes: u64,
-    /// The endpoint's private position and its last view of the other's.
-    pub(super) pos: u64,
-    pub(super) seen: u64,
-}
-
 impl Serialize for Sender {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.end.handed_over.store(true, Ordering::Release);
-        EndpointWire {
-            cell: &self.end.seg,
-            cap: self.end.cap as u64,
-            aux_bytes: self.end.aux_bytes as u64,
-            pos: self.tail,
-            seen: self.seen_head,
-        }
-        .serialize(serializer)
+        wire::serialize(&self.end, self.tail, self.seen_head, serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Sender {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = EndpointWire::<ShmCell<Header>>::deserialize(deserializer)?;
-        let (cap, aux_bytes) = super::receiver::check_wire(&wire).map_err(D::Error::custom)?;
-        wire.cell
-            .segment()
-            .exclude_from_forks()
-            .map_err(D::Error::custom)?;
-        wire.cell.state().sender.0.claim();
-        let mut sender = Sender::new(Segment::Open(wire.cell), cap, aux_bytes);
-        sender.tail = wire.pos;
-        sender.seen_head = wire.seen;
-        Ok(sender)
+        let (end, tail, seen_head) = wire::deserialize(deserializer, |h| h.sender.0.claim())?;
+        Ok(Sender {
+            end,
+            tail,
+            seen_head,
+        })
     }
 }
