@@ -1,12 +1,22 @@
-//! The options of a run (`supervisor --workers N --job NAME ...`), as parsed
-//! from the command line, and the job spec they make.
+//! The options of a run as written on the command line (`supervisor
+//! --workers N --job NAME ...`), converted into [`RunOptions`]. Each job's
+//! own options are its own (see `worker::jobs`); [`crate::cli`] puts the two together.
 
 use std::time::Duration;
 
 use clap::Args;
 use ipc::StartMethod;
-use worker::job::{FaultSpec, JobSpec};
-use worker::numbers::parse_count;
+use worker::jobs::args::{count, seconds};
+
+use crate::options::RunOptions;
+
+fn workers(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a number of workers")),
+    }
+}
 
 /// How to start workers, as written on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -24,85 +34,23 @@ impl From<StartMethodArg> for StartMethod {
     }
 }
 
-fn count(text: &str) -> Result<u64, String> {
-    parse_count(text).map_err(|e| e.to_string())
-}
-
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .trim_end_matches('s')
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if !(0.0..=1e9).contains(&secs) {
-        return Err(format!("`{text}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(format!("`{text}` is not a rate between 0 and 1")),
-    }
-}
-
 /// Everything a run is told.
 #[derive(Clone, Debug, Args)]
 pub struct RunConfig {
     /// Worker processes to keep alive [default: the number of CPUs].
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = workers)]
     pub workers: Option<u32>,
-    /// The job: primes, sleep, echo or fault.
+    /// The job (`supervisor jobs` lists them; `--job NAME --help` shows its
+    /// options). `--exec COMMAND` runs a command per input line instead.
     #[arg(short, long, default_value = "primes")]
     pub job: String,
     /// How workers start.
     #[arg(long, value_enum, default_value = "fork")]
     pub start_method: StartMethodArg,
 
-    /// primes: count the primes below this (1e9, 10^9 and 1_000_000_000 all work).
-    #[arg(long, default_value = "1e9", value_parser = count, help_heading = "Job")]
-    pub limit: u64,
-    /// primes: numbers per task [default: about limit/256, at least 1e6].
-    #[arg(long, value_parser = count, help_heading = "Job")]
-    pub chunk: Option<u64>,
-    /// sleep, echo, fault: how many tasks.
-    #[arg(long, default_value = "1000", value_parser = count, help_heading = "Job")]
-    pub tasks: u64,
-    /// sleep, fault: milliseconds each task takes.
-    #[arg(long, default_value = "10", value_parser = count, help_heading = "Job")]
-    pub task_ms: u64,
-    /// echo: bytes sent to a worker and back per task.
-    #[arg(long, default_value = "64", value_parser = count, help_heading = "Job")]
-    pub payload_bytes: u64,
-
-    /// fault: chance that an attempt aborts its worker (SIGABRT).
-    #[arg(long, default_value = "0", value_parser = rate, help_heading = "Fault injection")]
-    pub abort_rate: f64,
-    /// fault: chance that an attempt segfaults its worker.
-    #[arg(long, default_value = "0", value_parser = rate, help_heading = "Fault injection")]
-    pub segv_rate: f64,
-    /// fault: chance that an attempt exits its worker (code 13).
-    #[arg(long, default_value = "0", value_parser = rate, help_heading = "Fault injection")]
-    pub exit_rate: f64,
-    /// fault: chance that an attempt hangs without beating.
-    #[arg(long, default_value = "0", value_parser = rate, help_heading = "Fault injection")]
-    pub hang_rate: f64,
-    /// fault: chance that an attempt returns an error.
-    #[arg(long, default_value = "0", value_parser = rate, help_heading = "Fault injection")]
-    pub error_rate: f64,
-    /// fault: chance that an attempt writes garbage on its channel.
-    #[arg(long, default_value = "0", value_parser = rate, help_heading = "Fault injection")]
-    pub garbage_rate: f64,
-    /// fault: this task crashes its worker on every attempt.
-    #[arg(long, value_parser = count, help_heading = "Fault injection")]
-    pub crash_task: Option<u64>,
-    /// fault: seed for which attempts fail.
-    #[arg(long, default_value = "1", value_parser = count, help_heading = "Fault injection")]
-    pub seed: u64,
-
     /// A task that has failed this many times (its worker died or hung while
     /// running it, or it returned an error) is a dead letter, not retried.
-    #[arg(long, default_value = "3", help_heading = "Recovery")]
+    #[arg(long, default_value = "3", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recovery")]
     pub max_attempts: u32,
     /// More crashes than this within --restart-window stop the run.
     #[arg(long, default_value = "20", help_heading = "Recovery")]
@@ -132,50 +80,22 @@ pub struct RunConfig {
     pub quiet: bool,
 }
 
-/// Wraps [`RunConfig`] so it can be parsed on its own.
-#[derive(clap::Parser)]
-struct RunOnly {
-    #[command(flatten)]
-    run: RunConfig,
-}
-
 impl RunConfig {
-    /// Options as they would be written after `supervisor` on a command line.
-    ///
-    /// ```
-    /// let config = supervisor::config::RunConfig::from_args(&["--job", "sleep", "--tasks", "1e3"]).unwrap();
-    /// assert_eq!(config.tasks, 1000);
-    /// ```
-    pub fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
-        use clap::Parser;
-        let argv = std::iter::once("supervisor").chain(args.iter().copied());
-        RunOnly::try_parse_from(argv).map(|r| r.run)
-    }
-
-    /// The number of workers, defaulting to the CPUs this process may use.
-    pub fn worker_count(&self) -> u32 {
-        self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
-    }
-
-    pub fn job_spec(&self) -> JobSpec {
-        JobSpec {
-            name: self.job.clone(),
-            limit: self.limit,
-            chunk: self.chunk.unwrap_or(0),
-            tasks: self.tasks,
-            task_ms: self.task_ms,
-            payload_bytes: usize::try_from(self.payload_bytes).unwrap_or(usize::MAX),
-            faults: FaultSpec {
-                abort: self.abort_rate,
-                segv: self.segv_rate,
-                exit: self.exit_rate,
-                hang: self.hang_rate,
-                error: self.error_rate,
-                garbage: self.garbage_rate,
-                crash_task: self.crash_task,
-                seed: self.seed,
-            },
+    /// The library's options for these arguments.
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            workers: self.workers,
+            start_method: self.start_method.into(),
+            max_attempts: self.max_attempts,
+            max_restarts: self.max_restarts,
+            restart_window: self.restart_window,
+            worker_timeout: self.worker_timeout,
+            graceful_timeout: self.graceful_timeout,
+            max_tasks_per_child: (self.max_tasks_per_child > 0).then_some(self.max_tasks_per_child),
+            max_tasks_jitter: self.max_tasks_jitter,
+            max_window: None,
+            quiet: self.quiet,
+            handle_signals: true,
         }
     }
 }

@@ -6,13 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use ipc::{JoinError, JoinTimeoutError, Process, StartMethod};
-use worker::job::JobSpec;
+use ipc::{JoinError, JoinTimeoutError, StartMethod};
+use worker::launch::{Launch, WorkerProcess};
 use worker::link::{self, LinkError, SupervisorLink};
-use worker::runtime::{worker_main, WorkerArgs, WorkerExit};
 
-use crate::dispatch::WorkerId;
 use crate::kill::KillCause;
+use crate::ledger::WorkerId;
 
 /// Tasks a new worker is sent at first; the window doubles while the worker
 /// runs dry between batches (see the run loop).
@@ -40,12 +39,14 @@ pub struct Replacing {
     pub backoff: Duration,
     /// A crash (measured for the report), not a recycle or reload.
     pub crash: bool,
+    /// A worker added (TTIN), not one replacing another.
+    pub added: bool,
 }
 
 pub struct Worker {
     pub id: WorkerId,
     pub slot: usize,
-    pub process: Process<WorkerArgs, WorkerExit>,
+    pub process: Box<dyn WorkerProcess>,
     pub pid: u32,
     /// Its rings, heartbeat and doorbell.
     pub link: SupervisorLink,
@@ -95,24 +96,16 @@ pub enum StartWorkerError {
     Start(#[from] ipc::StartError),
 }
 
-/// Starts a worker in `slot`, running `job`, with rings of `ring_bytes`.
+/// Starts a worker in `slot` through `launch`, with rings of `ring_bytes`.
 pub fn start_worker(
     id: WorkerId,
     slot: usize,
-    job: &JobSpec,
+    launch: &dyn Launch,
     method: StartMethod,
     ring_bytes: usize,
 ) -> Result<Worker, StartWorkerError> {
     let (link, theirs) = link::pair(ring_bytes)?;
-    let args = WorkerArgs {
-        worker: slot as u32 + 1,
-        job: job.clone(),
-        link: theirs,
-    };
-    let mut process = Process::new(worker_main, args)
-        .named(format!("worker-{}", slot + 1))
-        .start_method(method);
-    process.start()?;
+    let process = launch.start(slot as u32 + 1, theirs, method)?;
     let pid = process.pid().unwrap_or(0);
     Ok(Worker {
         id,

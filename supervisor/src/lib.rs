@@ -1,43 +1,61 @@
 //! # supervisor: keeps worker processes alive for a job
 //!
-//! The library behind the `supervisor` binary:
+//! The library behind the `supervisor` binary, for any [`Job`] of yours:
 //!
-//! * [`run`]: the event loop ([`run::run`] runs a job and returns its report);
-//! * [`dispatch`]: the task ledger (who holds what; re-queue; dead letters);
-//! * [`fleet`]: the worker table, starting workers and reading their exits;
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use supervisor::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
+//!
+//! /// Sums the squares of 0..n, one task per number.
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Squares { n: u64, #[serde(skip)] sum: u64 }
+//!
+//! impl Job for Squares {
+//!     type Input = u64;
+//!     type Output = u64;
+//!     type Error = String;
+//!     fn describe(&self) -> String { format!("squares below {}", self.n) }
+//!     fn task_count(&self) -> u64 { self.n }
+//!     fn input(&self, id: u64) -> u64 { id }
+//!     fn run(&self, x: u64, _: &mut TaskContext<'_>) -> Result<u64, String> { Ok(x * x) }
+//!     fn combine(&mut self, _id: u64, y: u64) -> Result<(), BadOutput> { self.sum += y; Ok(()) }
+//!     fn outcome(&self, _complete: bool) -> JobOutcome { JobOutcome::value(self.sum) }
+//! }
+//!
+//! ipc::init(); // first line of main: workers may be spawned from this binary
+//! let report = Supervisor::new(Squares { n: 1000, sum: 0 }).workers(2).quiet(true).run().unwrap();
+//! assert_eq!(report.result, "332833500");
+//! ```
+//!
+//! * [`Supervisor`]: runs a job with [`RunOptions`]; [`pool::Pool`]: Python's
+//!   `Pool` for plain functions, on the same engine;
+//! * [`run`]: the event loop; [`ledger`]: who holds which task, re-queues,
+//!   dead letters; [`fleet`]: the worker table; [`restart`]: the restart policy;
 //! * [`kill`]: why the supervisor killed a worker; [`limits`]: how many
-//!   workers the machine can hold;
-//! * [`restart`]: the restart policy (backoff, restart limit);
-//! * [`signals`]: signals into the loop through a self-pipe;
+//!   workers the machine can hold; [`signals`]: signals into the loop;
 //! * [`progress`], [`report`]: what the user sees during and after a run;
-//! * [`config`]: the options of a run; [`bench`]: `supervisor bench ...`.
-//!
-//! Running a job from Rust, as the binary does:
-//!
-//! ```
-//! use supervisor::config::RunConfig;
-//! use supervisor::report::Outcome;
-//!
-//! ipc::init(); // workers may be spawned from this binary
-//! let config = RunConfig::from_args(&["--workers", "2", "--job", "primes", "--limit", "1e6", "--quiet"]).unwrap();
-//! let report = supervisor::run::run(&config).unwrap();
-//! assert_eq!(report.outcome, Outcome::Success);
-//! assert_eq!(report.result, "78498");
-//! assert_eq!(report.verified, Some(true));
-//! ```
+//! * [`cli`], [`config`]: the command line; [`bench`]: `supervisor bench ...`.
 //!
 //! Exit codes of a run: 0 success, 1 failed to run, 2 usage error,
 //! 3 finished with dead letters, 4 restart limit reached, 130 interrupted.
 
 pub mod bench;
+pub mod cli;
 pub mod config;
-pub mod dispatch;
 pub mod fleet;
 pub mod kill;
+pub mod ledger;
 pub mod limits;
+pub mod options;
+pub mod pool;
 pub mod progress;
 pub mod report;
 pub mod restart;
 pub mod run;
 pub mod settled;
 pub mod signals;
+mod supervise;
+
+pub use options::RunOptions;
+pub use supervise::Supervisor;
+pub use worker::job::{BadOutput, Job, JobOutcome, TaskContext};

@@ -1,87 +1,75 @@
 //! The `supervisor` command line: `supervisor --workers 8 --job primes` runs a
-//! job; `supervisor bench ...` measures IPC figures.
+//! job; `supervisor --exec 'CMD {}' < lines` runs a command per line;
+//! `supervisor bench ...` measures IPC figures.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use supervisor::bench::{self, Bench, BenchOptions};
+use supervisor::cli::{self, Invocation};
 use supervisor::config::RunConfig;
 use supervisor::report::Outcome;
-
-/// Keeps N worker processes alive for a job: dispatches tasks with nothing lost
-/// when workers die, shows progress and IPC throughput, and reports the result.
-///
-/// Signals: TERM or INT drain (a second INT or a QUIT stops at once), HUP
-/// replaces every worker one by one, TTIN / TTOU add / remove a worker.
-///
-/// Exit codes: 0 success, 1 could not run, 2 usage error, 3 finished with
-/// dead letters, 4 restart limit reached, 130 interrupted.
-#[derive(Debug, Parser)]
-#[command(
-    name = "supervisor",
-    version,
-    about,
-    long_about,
-    args_conflicts_with_subcommands = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    run: RunConfig,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Measure IPC and process figures on this machine, with a baseline from the same run.
-    Bench {
-        /// What to measure.
-        #[arg(value_enum)]
-        what: Bench,
-        #[command(flatten)]
-        options: BenchOptions,
-    },
-    /// List the built-in jobs.
-    Jobs,
-}
+use supervisor::Supervisor;
+use worker::work::AnyJob;
 
 fn main() -> ExitCode {
     ipc::init();
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Bench { what, options }) => match bench::run(what, &options) {
+    let invocation = match cli::parse(std::env::args_os()) {
+        Ok(invocation) => invocation,
+        Err(e) => e.exit(),
+    };
+    match invocation {
+        Invocation::Bench { what, options } => match supervisor::bench::run(what, &options) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("supervisor bench: {e}");
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Jobs) => {
+        Invocation::Jobs => {
+            let mut out = std::io::stdout().lock();
             for entry in worker::jobs::REGISTRY {
-                let _ = writeln!(std::io::stdout(), "{:8} {}", entry.name, entry.about);
+                if writeln!(out, "{:8} {}", entry.name, entry.about).is_err() {
+                    return ExitCode::FAILURE;
+                }
             }
             ExitCode::SUCCESS
         }
-        None => run_job(&cli.run),
+        Invocation::Run { config, job } => run_job(&config, job),
     }
 }
 
-fn run_job(config: &RunConfig) -> ExitCode {
-    match supervisor::run::run(config) {
-        Ok(report) => {
-            let text = if config.json {
-                report.to_json()
-            } else {
-                report.to_string()
-            };
-            // A closed stdout (`| head`) loses the report, not the exit code.
-            let _ = writeln!(std::io::stdout(), "{text}");
-            ExitCode::from(report.exit_code)
-        }
+fn run_job(config: &RunConfig, job: AnyJob) -> ExitCode {
+    let report = match Supervisor::from_any(job).options(config.options()).run() {
+        Ok(report) => report,
         Err(e) => {
             eprintln!("supervisor: {e}");
-            ExitCode::from(Outcome::Failed.exit_code())
+            return ExitCode::from(Outcome::Failed.exit_code());
+        }
+    };
+    let text = if config.json {
+        report.to_json()
+    } else {
+        report.to_string()
+    };
+    match write_report(&text) {
+        Ok(()) => ExitCode::from(report.exit_code),
+        Err(e) => {
+            eprintln!("supervisor: cannot write the report: {e}");
+            // The run's own failure code if it has one, else 1.
+            ExitCode::from(report.exit_code.max(Outcome::Failed.exit_code()))
         }
     }
+}
+
+/// Writes the report on stdout, failing when it cannot be written (full
+/// disk, closed stdout, a reader gone).
+fn write_report(text: &str) -> std::io::Result<()> {
+    // Rust's stdout swallows EBADF: a closed descriptor 1 must be seen here.
+    // SAFETY: F_GETFD only reads descriptor flags.
+    if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
 }

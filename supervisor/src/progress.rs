@@ -23,6 +23,8 @@ pub struct Gauges {
 pub struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// What is counted: `tasks`, or a pool's `items`.
+    noun: &'static str,
     /// Gauges at the last redraw, for rates.
     last: Gauges,
     last_at: Instant,
@@ -30,13 +32,13 @@ pub struct Progress {
 
 impl Progress {
     /// A bar when stderr is a terminal and not quiet; event lines unless quiet.
-    pub fn new(total: u64, quiet: bool) -> Self {
+    pub fn new(total: u64, quiet: bool, noun: &'static str) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
-            let style = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40.cyan/blue}] {human_pos}/{human_len} tasks\n{msg}",
-            )
+            let template =
+                format!("{{elapsed_precise}} [{{bar:40.cyan/blue}}] {{human_pos}}/{{human_len}} {noun}\n{{msg}}");
+            let style = ProgressStyle::with_template(&template)
             .map(|s| s.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
@@ -45,6 +47,7 @@ impl Progress {
         Progress {
             bar,
             quiet,
+            noun,
             last: Gauges::default(),
             last_at: Instant::now(),
         }
@@ -63,8 +66,9 @@ impl Progress {
         }
         let per_second = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
         bar.set_message(format!(
-            "  {:.0} tasks/s · IPC {:.0} msgs/s, {:.1} MB/s · {} workers alive · {} restarts",
+            "  {:.0} {}/s · IPC {:.0} msgs/s, {:.1} MB/s · {} workers alive · {} restarts",
             per_second(gauges.done, self.last.done),
+            self.noun,
             per_second(gauges.messages, self.last.messages),
             per_second(gauges.bytes, self.last.bytes) / 1e6,
             gauges.workers_alive,
@@ -73,6 +77,15 @@ impl Progress {
         bar.set_position(gauges.done);
         self.last = gauges;
         self.last_at = now;
+    }
+
+    /// The total grew (a pool's submissions).
+    pub fn set_length(&self, total: u64) {
+        if let Some(bar) = &self.bar {
+            if bar.length() != Some(total) {
+                bar.set_length(total);
+            }
+        }
     }
 
     /// One line about something that happened.

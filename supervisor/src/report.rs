@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
-use worker::numbers::group_thousands;
+use worker::numbers::{group_thousands, plural};
 
-use crate::dispatch::DeadLetter;
+use crate::ledger::DeadLetter;
 
 /// How a run ended; each has its own exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -127,7 +127,12 @@ pub struct RunReport {
     /// Whether the answer was checked against a known value and matched.
     pub verified: Option<bool>,
     pub complete: bool,
+    /// Workers the run started with.
     pub workers: u32,
+    /// Workers the fleet had at the end (TTIN / TTOU change it).
+    pub workers_at_end: u64,
+    /// The most worker processes alive at once.
+    pub workers_peak: u64,
     /// Worker processes started in all, replacements included.
     pub workers_started: u64,
     /// Seconds from the start until every first worker was ready.
@@ -158,6 +163,11 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// `1 time`, `3 times`.
+fn times(n: u32) -> String {
+    plural(u64::from(n), "time")
+}
+
 /// `2 no heartbeat; 1 sent garbage`: causes with their counts.
 fn counted(causes: &BTreeMap<String, u64>) -> String {
     let parts: Vec<String> = causes.iter().map(|(c, n)| format!("{n} {c}")).collect();
@@ -182,9 +192,19 @@ impl fmt::Display for RunReport {
             .startup_seconds
             .map(|s| format!(", all ready after {:.0} ms", s * 1e3))
             .unwrap_or_default();
+        let resized = if self.workers_at_end != u64::from(self.workers)
+            || self.workers_peak > u64::from(self.workers)
+        {
+            format!(
+                "; {} at the end, {} at the peak",
+                self.workers_at_end, self.workers_peak
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "  workers       {} ({}{ready})",
+            "  workers       {} ({}{ready}){resized}",
             self.workers, self.start_method
         )?;
         writeln!(f, "  wall time     {:.3} s", self.wall_seconds)?;
@@ -194,9 +214,9 @@ impl fmt::Display for RunReport {
             "  tasks         {} of {} done, {} dead, {} remaining, {} re-queued ({})",
             group_thousands(t.done),
             group_thousands(t.total),
-            t.dead,
+            group_thousands(t.dead),
             group_thousands(t.remaining),
-            t.requeued,
+            group_thousands(t.requeued),
             rate(self.tasks_per_second),
         )?;
         let i = &self.ipc;
@@ -209,7 +229,7 @@ impl fmt::Display for RunReport {
             i.megabytes_per_second,
         )?;
         let r = &self.restarts;
-        let mut line = format!("{} crashes", r.crashes);
+        let mut line = plural(r.crashes, "crash");
         if !r.causes.is_empty() {
             let _ = write!(line, " ({})", counted(&r.causes));
         }
@@ -234,8 +254,8 @@ impl fmt::Display for RunReport {
         if r.stopped > 0 {
             writeln!(
                 f,
-                "  supervisor    stopped {} workers at once ({})",
-                r.stopped,
+                "  supervisor    stopped {} at once ({})",
+                plural(r.stopped, "worker"),
                 counted(&r.stop_causes)
             )?;
         }
@@ -246,8 +266,10 @@ impl fmt::Display for RunReport {
                 .unwrap_or_default();
             writeln!(
                 f,
-                "  dead letter   task {}: failed {} times, last: {}{code}",
-                dead.task, dead.failures, dead.last_cause
+                "  dead letter   task {}: failed {}, last: {}{code}",
+                dead.task,
+                times(dead.failures),
+                dead.last_cause
             )?;
         }
         if let Some(reason) = &self.reason {

@@ -17,12 +17,12 @@ fn more_workers_than_tasks_are_capped_to_the_tasks() {
     assert_eq!(run.report["workers_started"], 3);
     let notes = run.report["notes"].to_string();
     assert!(
-        notes.contains("100000 workers asked for 3 tasks"),
+        notes.contains("100,000 workers asked for 3 tasks"),
         "{notes}"
     );
     assert!(
         run.events
-            .contains("note: 100000 workers asked for 3 tasks"),
+            .contains("note: 100,000 workers asked for 3 tasks"),
         "{}",
         run.events
     );

@@ -1,60 +1,44 @@
 //! The [`Job`] trait: how work is split into tasks, how one task runs inside
-//! a worker, and how results combine in the supervisor. Both sides build the
-//! same job from one [`JobSpec`], so a task travels as an id and a few bytes.
+//! a worker, and how results combine in the supervisor.
+//!
+//! A job is an ordinary serde type of its author's crate. The supervisor
+//! keeps one value of it (to make inputs and combine outputs) and hands a
+//! copy to every worker as a process argument (to run tasks), so fields the
+//! workers do not need can be `#[serde(skip)]`. Inputs, outputs and errors
+//! are typed; the bytes between them are this crate's business.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use worker::job::{BadOutput, Job, JobOutcome, TaskContext};
+//!
+//! /// Sums the squares of 0..n, one task per number.
+//! #[derive(Serialize, Deserialize)]
+//! struct Squares { n: u64, #[serde(skip)] sum: u64 }
+//!
+//! impl Job for Squares {
+//!     type Input = u64;
+//!     type Output = u64;
+//!     type Error = String;
+//!     fn describe(&self) -> String { format!("sum of the squares below {}", self.n) }
+//!     fn task_count(&self) -> u64 { self.n }
+//!     fn input(&self, id: u64) -> u64 { id }
+//!     fn run(&self, x: u64, _ctx: &mut TaskContext<'_>) -> Result<u64, String> { Ok(x * x) }
+//!     fn combine(&mut self, _id: u64, square: u64) -> Result<(), BadOutput> {
+//!         self.sum += square;
+//!         Ok(())
+//!     }
+//!     fn outcome(&self, _complete: bool) -> JobOutcome { JobOutcome::value(self.sum) }
+//! }
+//!
+//! let mut job = Squares { n: 4, sum: 0 };
+//! for id in 0..job.task_count() {
+//!     job.combine(id, id * id).unwrap();
+//! }
+//! assert_eq!(job.outcome(true).value, "14");
+//! ```
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use crate::jobs;
-
-/// Everything needed to build a job, on the supervisor's side and in every
-/// worker. Fields a job does not use are ignored by it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobSpec {
-    /// Registry name: `primes`, `sleep`, `echo`, `fault`.
-    pub name: String,
-    /// primes: count the primes below this.
-    pub limit: u64,
-    /// primes: numbers per task (0: chosen from the limit).
-    pub chunk: u64,
-    /// sleep, echo, fault: how many tasks.
-    pub tasks: u64,
-    /// sleep, fault: how long each task takes.
-    pub task_ms: u64,
-    /// echo: bytes sent to the worker and back per task.
-    pub payload_bytes: usize,
-    /// fault: what goes wrong, and how often.
-    pub faults: FaultSpec,
-}
-
-/// Fault injection for the `fault` job: each rate is the chance (0 to 1) that
-/// an attempt of a task does that instead of finishing.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct FaultSpec {
-    pub abort: f64,
-    pub segv: f64,
-    pub exit: f64,
-    pub hang: f64,
-    pub error: f64,
-    pub garbage: f64,
-    /// This task id crashes its worker (abort) on every attempt.
-    pub crash_task: Option<u64>,
-    /// Seeds the choice of faulty attempts, so a run can be repeated.
-    pub seed: u64,
-}
-
-impl Default for JobSpec {
-    fn default() -> Self {
-        JobSpec {
-            name: "primes".into(),
-            limit: 1_000_000_000,
-            chunk: 0,
-            tasks: 1000,
-            task_ms: 10,
-            payload_bytes: 64,
-            faults: FaultSpec::default(),
-        }
-    }
-}
 
 /// What a finished (or stopped) job says about itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,27 +52,79 @@ pub struct JobOutcome {
     pub verified: Option<bool>,
 }
 
+impl JobOutcome {
+    /// An answer with nothing to check it against; its summary is the value.
+    pub fn value(value: impl std::fmt::Display) -> Self {
+        let value = value.to_string();
+        JobOutcome {
+            summary: value.clone(),
+            value,
+            verified: None,
+        }
+    }
+}
+
+/// An output the supervisor cannot use for its task: the attempt counts
+/// as failed (retried, then a dead letter).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadOutput(pub String);
+
+impl From<String> for BadOutput {
+    fn from(why: String) -> Self {
+        BadOutput(why)
+    }
+}
+
+impl From<&str> for BadOutput {
+    fn from(why: &str) -> Self {
+        BadOutput(why.to_string())
+    }
+}
+
 /// A job: split into tasks (ids `0..task_count`), each run in a worker, the
-/// results combined in the supervisor. Inputs and outputs are bytes the job
-/// encodes itself, so the supervisor needs no knowledge of any job.
-pub trait Job {
+/// results combined in the supervisor, each task id exactly once.
+pub trait Job: Serialize + DeserializeOwned + 'static {
+    /// What task `id` is given (sent to a worker with the task).
+    type Input: Serialize + DeserializeOwned;
+    /// What a task gives back.
+    type Output: Serialize + DeserializeOwned;
+    /// Why a task failed; the attempt is retried up to `max_attempts`.
+    type Error: std::fmt::Display;
+
     /// One line: what this job computes, e.g. `count the primes below 1e9`.
     fn describe(&self) -> String;
+    /// How many tasks (ids `0..task_count`).
     fn task_count(&self) -> u64;
-    /// The input of task `id` (sent to a worker with the task).
-    fn task_input(&self, id: u64) -> Vec<u8>;
+    /// The input of task `id`.
+    fn input(&self, id: u64) -> Self::Input;
     /// Runs one task inside a worker.
-    fn run(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String>;
-    /// Supervisor side: folds in the output of task `id`, counted once per id.
-    /// An error means the output is not a valid answer for that task.
-    fn combine(&mut self, id: u64, output: &[u8]) -> Result<(), String>;
+    fn run(
+        &self,
+        input: Self::Input,
+        ctx: &mut TaskContext<'_>,
+    ) -> Result<Self::Output, Self::Error>;
+    /// Supervisor side: folds in the output of task `id`, once per id.
+    fn combine(&mut self, id: u64, output: Self::Output) -> Result<(), BadOutput>;
     /// The answer so far; `complete` says whether every task was combined.
     fn outcome(&self, complete: bool) -> JobOutcome;
+    /// A short name for reports (default: the type's name).
+    fn name(&self) -> String {
+        let full = std::any::type_name::<Self>();
+        full.rsplit("::").next().unwrap_or(full).to_lowercase()
+    }
+    /// Supervisor side: task `id` failed `max_attempts` times and is a dead
+    /// letter; it will never be combined.
+    fn gave_up(&mut self, _id: u64, _why: &crate::work::GaveUp) {}
+    /// Runs once in each worker before its first task (replacements
+    /// included): open files, warm caches. An error ends that worker.
+    fn start_worker(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a running task may do besides computing: beat the heartbeat (long
-/// tasks should, at least every few hundred milliseconds) and, for fault
-/// injection, write garbage for the supervisor.
+/// tasks should, at least every few hundred milliseconds).
 pub struct TaskContext<'a> {
     pub(crate) id: u64,
     pub(crate) attempt: u32,
@@ -112,29 +148,9 @@ impl TaskContext<'_> {
     }
 
     /// Puts a record that is not part of the protocol on the worker's
-    /// results ring: only the `fault` job does this, to test the supervisor.
-    pub fn write_garbage(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// results ring: only the built-in `fault` job does this, to test the
+    /// supervisor, so it is not public.
+    pub(crate) fn write_garbage(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.link.send_raw(bytes).map_err(|e| e.to_string())
     }
-}
-
-/// Why a job could not be built from its spec.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum JobError {
-    #[error("unknown job `{0}`; the jobs are: {names}", names = jobs::names().join(", "))]
-    Unknown(String),
-    #[error("bad parameters for job `{job}`: {reason}")]
-    BadSpec { job: String, reason: String },
-}
-
-/// Builds the job `spec.name` from the registry.
-pub fn build(spec: &JobSpec) -> Result<Box<dyn Job>, JobError> {
-    let entry = jobs::REGISTRY
-        .iter()
-        .find(|e| e.name == spec.name)
-        .ok_or_else(|| JobError::Unknown(spec.name.clone()))?;
-    (entry.build)(spec).map_err(|reason| JobError::BadSpec {
-        job: spec.name.clone(),
-        reason,
-    })
 }

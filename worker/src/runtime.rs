@@ -1,6 +1,6 @@
 //! The worker loop: what a supervised worker process runs from start to exit.
 //!
-//! It builds its job, says `Ready`, then runs the tasks it is sent in order
+//! It starts its runner (a job's `start_worker`, a pool's initializer), says `Ready`, then runs the tasks it is sent in order
 //! and reports results in batches: after each task that took a while, after
 //! 256 quick ones, or when it has nothing left to run. It beats its heartbeat
 //! slot between tasks, inside long tasks (the job calls `beat`), and while idle.
@@ -18,9 +18,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::heartbeat::{monotonic_ns, WorkerState};
-use crate::job::{self, JobSpec, TaskContext};
+use crate::job::TaskContext;
 use crate::link::{LinkSendError, WorkerLink};
 use crate::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
+use crate::runner::Runner;
 
 /// How often an idle worker beats (and a worker waiting for room to send).
 const IDLE_BEAT: Duration = Duration::from_millis(100);
@@ -37,17 +38,19 @@ const RESULT_OVERHEAD: usize = 64;
 const LOW_WATER: usize = 32;
 const LOOK_EVERY: u32 = 64;
 
-/// Exit code of a worker that could not build its job.
-pub const EXIT_BAD_JOB: i32 = 78;
+/// Exit code of a worker whose runner could not start (a job's
+/// `start_worker` or a pool's initializer failed).
+pub const EXIT_START_FAILED: i32 = 78;
 /// Exit code of a worker whose link broke (supervisor gone, or garbage from it).
 pub const EXIT_CHANNEL: i32 = 79;
 
 /// A worker's arguments, handed over by the supervisor at start.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct WorkerArgs {
+pub struct WorkerArgs<W> {
     /// The worker's number in the fleet, for logs.
     pub worker: u32,
-    pub job: JobSpec,
+    /// What runs the tasks: the job's copy for this worker.
+    pub runner: W,
     /// Its link to the supervisor, heartbeat slot included.
     pub link: WorkerLink,
 }
@@ -84,17 +87,18 @@ fn install_signal_handling() {
     let _ = signals::unblock_all();
 }
 
-/// The entry of every worker process (`ipc::Process::new(worker_main, args)`).
-pub fn worker_main(args: WorkerArgs) -> WorkerExit {
+/// The entry of every worker process (`ipc::Process::new(worker_main::<W>, args)`).
+pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
     install_signal_handling();
-    let WorkerArgs { job, mut link, .. } = args;
-    let job = match job::build(&job) {
-        Ok(job) => job,
-        Err(e) => {
-            eprintln!("worker: {e}");
-            std::process::exit(EXIT_BAD_JOB);
-        }
-    };
+    let WorkerArgs {
+        runner: mut job,
+        mut link,
+        worker,
+    } = args;
+    if let Err(e) = job.start() {
+        eprintln!("worker {worker}: cannot start: {e}");
+        std::process::exit(EXIT_START_FAILED);
+    }
     let pid = std::process::id();
     link.heartbeat().set_pid(pid);
     link.heartbeat().beat(WorkerState::Idle, None);
@@ -168,7 +172,7 @@ pub fn worker_main(args: WorkerArgs) -> WorkerExit {
             attempt: task.attempt,
             link: &mut link,
         };
-        let mut output = job.run(&task.input, &mut ctx);
+        let mut output = job.run_task(&task.input, &mut ctx);
         tasks_run += 1;
         link.heartbeat().add_done(1);
         // A batch must fit the results ring: one output that cannot is

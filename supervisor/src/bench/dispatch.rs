@@ -6,51 +6,32 @@
 
 use super::report::Row;
 use super::stats::median;
-use crate::config::RunConfig;
 use crate::report::Outcome;
+use crate::Supervisor;
+use worker::jobs::echo::Echo;
+use worker::jobs::sleep::Sleep;
 
 pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
-    let tasks = if quick { "20000" } else { "2000000" };
-    let echo_tasks = if quick { "5000" } else { "200000" };
+    let tasks = if quick { 20_000 } else { 2_000_000 };
+    let echo_tasks = if quick { 5_000 } else { 200_000 };
     let mut rows = Vec::new();
-    for (subject, args, payload) in [
-        (
-            "no-op tasks, 2 workers",
-            vec!["--job", "sleep", "--task-ms", "0", "--tasks", tasks],
-            None,
-        ),
-        (
-            "echo 64 B, 2 workers",
-            vec![
-                "--job",
-                "echo",
-                "--payload-bytes",
-                "64",
-                "--tasks",
-                echo_tasks,
-            ],
-            Some(64),
-        ),
-        (
-            "echo 4 KiB, 2 workers",
-            vec![
-                "--job",
-                "echo",
-                "--payload-bytes",
-                "4096",
-                "--tasks",
-                echo_tasks,
-            ],
-            Some(4096),
-        ),
+    for (subject, payload) in [
+        ("no-op tasks, 2 workers", None),
+        ("echo 64 B, 2 workers", Some(64)),
+        ("echo 4 KiB, 2 workers", Some(4096)),
     ] {
         let mut rates = Vec::with_capacity(runs);
         let mut mbs = Vec::with_capacity(runs);
         for _ in 0..runs {
-            let mut all = vec!["--workers", "2", "--quiet"];
-            all.extend(&args);
-            let config = RunConfig::from_args(&all).map_err(|e| e.to_string())?;
-            let report = crate::run::run(&config).map_err(|e| e.to_string())?;
+            let supervisor = match payload {
+                None => Supervisor::new(Sleep::new(tasks, 0)),
+                Some(bytes) => Supervisor::new(Echo::new(echo_tasks, bytes as u64)?),
+            };
+            let report = supervisor
+                .workers(2)
+                .quiet(true)
+                .run()
+                .map_err(|e| e.to_string())?;
             if report.outcome != Outcome::Success {
                 return Err(format!("the dispatch run ended: {:?}", report.outcome));
             }

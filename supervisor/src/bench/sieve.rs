@@ -5,31 +5,26 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use worker::job::{self, JobSpec};
-use worker::jobs::primes::default_chunk;
+use worker::job::Job;
+use worker::jobs::primes::{default_chunk, Primes};
 use worker::sieve::count_primes;
 
 use super::report::Row;
 use super::stats::median;
-use crate::config::RunConfig;
 use crate::report::Outcome;
+use crate::Supervisor;
 
 pub fn run(runs: usize, limit: u64, workers: u32) -> Result<Vec<Row>, String> {
-    let limit_text = limit.to_string();
-    let workers_text = workers.to_string();
     let mut ours = Vec::with_capacity(runs);
     let mut expected = None;
     // The supervisor first: fork refuses while the threads below exist.
     for _ in 0..runs {
-        let config = RunConfig::from_args(&[
-            "--workers",
-            &workers_text,
-            "--limit",
-            &limit_text,
-            "--quiet",
-        ])
-        .map_err(|e| e.to_string())?;
-        let report = crate::run::run(&config).map_err(|e| e.to_string())?;
+        let job = Primes::new(limit, None)?;
+        let report = Supervisor::new(job)
+            .workers(workers)
+            .quiet(true)
+            .run()
+            .map_err(|e| e.to_string())?;
         if report.outcome != Outcome::Success {
             return Err(format!("the primes run ended: {:?}", report.outcome));
         }
@@ -72,11 +67,7 @@ pub fn run(runs: usize, limit: u64, workers: u32) -> Result<Vec<Row>, String> {
 /// pi(limit) over the primes job's task ranges, with `threads` threads
 /// taking tasks from a shared counter.
 fn sieve_with_threads(limit: u64, threads: u32) -> Result<u64, String> {
-    let spec = JobSpec {
-        limit,
-        ..JobSpec::default()
-    };
-    let tasks = job::build(&spec).map_err(|e| e.to_string())?.task_count();
+    let tasks = Primes::new(limit, None)?.task_count();
     let chunk = default_chunk(limit);
     let next = AtomicU64::new(0);
     let total = AtomicU64::new(0);

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use super::report::Row;
 use super::stats::median;
-use crate::config::RunConfig;
+use crate::Supervisor;
+use worker::jobs::sleep::Sleep;
 
 /// Seconds for Python's `Pool(n)` and a no-op task per worker, or `None`.
 fn python_pool_seconds(n: usize) -> Option<f64> {
@@ -43,20 +44,11 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         let mut python = Vec::with_capacity(runs);
         for _ in 0..runs {
             // Tasks long enough that no worker finishes before the last starts.
-            let args = [
-                "--workers".to_string(),
-                n.to_string(),
-                "--job".into(),
-                "sleep".into(),
-                "--tasks".into(),
-                (2 * n).to_string(),
-                "--task-ms".into(),
-                "500".into(),
-                "--quiet".into(),
-            ];
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let config = RunConfig::from_args(&refs).map_err(|e| e.to_string())?;
-            let report = crate::run::run(&config).map_err(|e| e.to_string())?;
+            let report = Supervisor::new(Sleep::new(2 * n as u64, 500))
+                .workers(n as u32)
+                .quiet(true)
+                .run()
+                .map_err(|e| e.to_string())?;
             let seconds = report
                 .startup_seconds
                 .ok_or_else(|| format!("not all {n} workers became ready"))?;

@@ -3,10 +3,10 @@
 //! worker, TTOU retires one.
 
 use super::shutdown::Phase;
-use super::{send_stop, Supervisor};
+use super::{send_stop, Engine};
 use crate::fleet::{Slot, StopReason};
 
-impl Supervisor<'_> {
+impl Engine {
     pub(super) fn on_reload(&mut self) {
         if self.phase != Phase::Running {
             return;
@@ -33,6 +33,7 @@ impl Supervisor<'_> {
                 .event("SIGTTIN: at the most workers this machine allows");
             return;
         }
+        self.fleet_size += 1;
         self.add_slot(Some("added (SIGTTIN)"));
     }
 
@@ -47,6 +48,7 @@ impl Supervisor<'_> {
         }) else {
             return;
         };
+        self.fleet_size = self.fleet_size.saturating_sub(1);
         match &mut self.slots[index] {
             Slot::Live(w) => {
                 let label = w.label();

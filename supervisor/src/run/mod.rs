@@ -14,16 +14,18 @@ use std::time::{Duration, Instant};
 
 use ipc::StartMethod;
 use worker::heartbeat::monotonic_ns;
-use worker::job::{self, Job, JobSpec};
+use worker::launch::Launch;
 use worker::protocol::ToWorker;
+use worker::work::{AnyJob, Work};
 
-use crate::config::RunConfig;
-use crate::dispatch::{Ledger, WorkerId};
 use crate::fleet::{Slot, StopReason, Worker};
+use crate::ledger::{Ledger, WorkerId};
+use crate::options::RunOptions;
 use crate::progress::{Gauges, Progress};
 use crate::report::{IpcCounts, Latency, Outcome, Restarts, RunReport, TaskCounts};
 use crate::restart::RestartPolicy;
 use ipc::os::signals::SelfPipe;
+use worker::numbers::plural;
 
 mod control;
 mod recovery;
@@ -52,8 +54,6 @@ struct Wakeups {
 /// Why a run could not start at all.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error(transparent)]
-    Job(#[from] job::JobError),
     #[error("--workers must be at least 1")]
     NoWorkers,
     #[error(transparent)]
@@ -71,26 +71,18 @@ struct Traffic {
     bytes_received: u64,
 }
 
-/// Runs a job to the end and reports.
-pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
-    let workers = config.worker_count();
-    if workers == 0 {
-        return Err(RunError::NoWorkers);
-    }
-    let spec = config.job_spec();
-    let job = job::build(&spec)?;
-    let mut supervisor = Supervisor::new(config, spec, job, u64::from(workers))?;
-    supervisor.run_loop();
-    Ok(supervisor.report())
-}
-
-struct Supervisor<'c> {
-    config: &'c RunConfig,
-    spec: JobSpec,
-    job: Box<dyn Job>,
+/// One run of the loop: the fleet, the ledger and the job's work. The
+/// [`Supervisor`](crate::Supervisor) runs it to the end; a
+/// [`Pool`](crate::pool::Pool) turns it whenever its caller waits.
+pub(crate) struct Engine {
+    options: RunOptions,
+    work: Box<dyn Work>,
+    launch: Box<dyn Launch>,
+    /// A pool's run: it goes on with no task left, until told to finish.
+    open_ended: bool,
     method: StartMethod,
     ledger: Ledger,
-    signals: SelfPipe,
+    signals: Option<SelfPipe>,
     slots: Vec<Slot>,
     /// Crashes in a row per slot without a finished task (for backoff).
     crashes_in_a_row: Vec<u32>,
@@ -112,6 +104,10 @@ struct Supervisor<'c> {
     ring_bytes: usize,
     /// Workers in this run (after capping to the task count).
     workers: u64,
+    /// The most workers alive at once.
+    workers_peak: u64,
+    /// Workers the fleet is meant to have now (TTIN adds, TTOU retires).
+    fleet_size: u64,
     /// The most workers the machine holds (SIGTTIN stops there).
     max_workers: usize,
     /// Things the user should know about how the run was set up.
@@ -127,43 +123,53 @@ struct Supervisor<'c> {
     buf: Vec<u8>,
     /// Where task batches are encoded, reused.
     encoded: Vec<u8>,
+    /// The loop is over: every worker is gone.
+    over: bool,
 }
 
-impl<'c> Supervisor<'c> {
-    fn new(
-        config: &'c RunConfig,
-        spec: JobSpec,
-        job: Box<dyn Job>,
-        asked: u64,
+impl Engine {
+    pub(crate) fn new(
+        options: RunOptions,
+        job: AnyJob,
+        open_ended: bool,
     ) -> Result<Self, RunError> {
-        let total = job.task_count();
-        let input_len = if total > 0 {
-            job.task_input(0).len()
-        } else {
-            0
-        };
+        let asked = u64::from(options.worker_count());
+        if asked == 0 {
+            return Err(RunError::NoWorkers);
+        }
+        let AnyJob { mut work, launch } = job;
+        let total = work.task_count();
+        let input_len = work.input_size_hint();
         let ring_bytes = ring_bytes_for(input_len);
         let mut notes = Vec::new();
         let mut workers = asked;
-        if workers > total.max(1) {
+        if !open_ended && workers > total.max(1) {
             workers = total.max(1);
             notes.push(format!(
-                "{asked} workers asked for {total} tasks: starting {workers}"
+                "{} asked for {}: starting {workers}",
+                plural(asked, "worker"),
+                plural(total, "task")
             ));
         }
         let capacity = crate::limits::capacity(ring_bytes);
         capacity.check(workers)?;
-        let signals = crate::signals::install().map_err(|e| RunError::Setup(e.to_string()))?;
-        let max_window = (MAX_BATCH_BYTES / (input_len + 16)).clamp(1, MAX_WINDOW);
-        let mut supervisor = Supervisor {
-            config,
-            spec,
-            method: config.start_method.into(),
-            ledger: Ledger::new(total, config.max_attempts),
+        let signals = if options.handle_signals {
+            Some(crate::signals::install().map_err(|e| RunError::Setup(e.to_string()))?)
+        } else {
+            None
+        };
+        let adaptive = (MAX_BATCH_BYTES / (input_len + 16)).clamp(1, MAX_WINDOW);
+        let max_window = options
+            .max_window
+            .map_or(adaptive, |w| w.clamp(1, MAX_WINDOW));
+        let noun = if open_ended { "items" } else { "tasks" };
+        let mut engine = Engine {
+            method: options.start_method,
+            ledger: Ledger::new(total, options.max_attempts),
             signals,
             slots: Vec::new(),
             crashes_in_a_row: Vec::new(),
-            policy: RestartPolicy::new(config.max_restarts, config.restart_window),
+            policy: RestartPolicy::new(options.max_restarts, options.restart_window),
             phase: Phase::Running,
             next_worker_id: 1,
             traffic: Traffic::default(),
@@ -173,12 +179,14 @@ impl<'c> Supervisor<'c> {
             reloading: None,
             interrupted: false,
             stop: None,
-            progress: Progress::new(total, config.quiet),
+            progress: Progress::new(total, options.quiet, noun),
             started: Instant::now(),
             wall: Duration::ZERO,
             max_window,
             ring_bytes,
             workers,
+            workers_peak: 0,
+            fleet_size: workers,
             max_workers: usize::try_from(capacity.max_workers).unwrap_or(usize::MAX),
             notes,
             heartbeats_judged: Instant::now(),
@@ -188,65 +196,90 @@ impl<'c> Supervisor<'c> {
             rng: seed(),
             buf: Vec::new(),
             encoded: Vec::new(),
-            job,
+            over: false,
+            options,
+            work,
+            launch,
+            open_ended,
         };
-        for note in supervisor.notes.clone() {
-            supervisor.progress.event(&format!("note: {note}"));
+        for note in engine.notes.clone() {
+            engine.progress.event(&format!("note: {note}"));
         }
-        supervisor.progress.event(&format!(
-            "{}: {} workers ({})",
-            supervisor.job.describe(),
-            workers,
-            method_name(supervisor.method)
-        ));
+        if !open_ended {
+            engine.progress.event(&format!(
+                "{}: {} ({})",
+                engine.work.describe(),
+                plural(workers, "worker"),
+                method_name(engine.method)
+            ));
+        }
         // Started by the loop, a batch per turn, so that a signal is heard
         // however many there are.
         for _ in 0..workers {
-            supervisor.slots.push(Slot::Pending);
-            supervisor.crashes_in_a_row.push(0);
+            engine.slots.push(Slot::Pending);
+            engine.crashes_in_a_row.push(0);
         }
-        Ok(supervisor)
+        Ok(engine)
     }
 
-    fn run_loop(&mut self) {
-        loop {
-            if self.phase == Phase::Running && self.ledger.is_finished() {
-                self.begin_finish();
-            }
-            if self.phase != Phase::Running && self.live_count() == 0 {
-                break;
-            }
-            if self.phase == Phase::Running && self.live_count() == 0 && !self.any_waiting() {
-                // Every slot closed (cannot happen unless all were retired): stop.
-                self.stop_with(Outcome::Failed, "no workers left".into());
-                break;
-            }
-            let wakeups = self.wait();
-            let child_exited = self.handle_signals();
-            self.start_pending();
-            self.read_channels(&wakeups.channels);
-            self.see_exits(&wakeups.exited, child_exited);
-            if self.heartbeats_judged.elapsed() >= HEARTBEAT_EVERY {
-                self.heartbeats_judged = Instant::now();
-                self.check_heartbeats();
-            }
-            self.restart_due();
-            if self.phase == Phase::Running {
-                self.dispatch();
-                self.step_reload();
-            }
-            self.resend_stops();
-            self.advance_shutdown();
-            self.progress.update(self.gauges());
+    /// Turns the loop until every worker is gone.
+    pub(crate) fn run_to_end(&mut self) {
+        while !self.turn(None) {}
+    }
+
+    /// One turn of the loop, waiting at most `max_wait` (and never past
+    /// the loop's own deadlines) for something to happen. True once the
+    /// run is over.
+    pub(crate) fn turn(&mut self, max_wait: Option<Duration>) -> bool {
+        if self.over {
+            return true;
         }
+        if self.phase == Phase::Running && !self.open_ended && self.ledger.is_finished() {
+            self.begin_finish();
+        }
+        if self.phase != Phase::Running && self.live_count() == 0 {
+            self.end();
+            return true;
+        }
+        if self.phase == Phase::Running && self.live_count() == 0 && !self.any_waiting() {
+            // Every slot closed (cannot happen unless all were retired): stop.
+            self.stop_with(Outcome::Failed, "no workers left".into());
+            self.end();
+            return true;
+        }
+        let wakeups = self.wait(max_wait);
+        let child_exited = self.handle_signals();
+        self.start_pending();
+        self.read_channels(&wakeups.channels);
+        self.see_exits(&wakeups.exited, child_exited);
+        if self.heartbeats_judged.elapsed() >= HEARTBEAT_EVERY {
+            self.heartbeats_judged = Instant::now();
+            self.check_heartbeats();
+        }
+        self.restart_due();
+        if self.phase == Phase::Running {
+            self.dispatch();
+            self.step_reload();
+        }
+        self.resend_stops();
+        self.advance_shutdown();
+        self.workers_peak = self.workers_peak.max(self.live_count() as u64);
+        self.progress.set_length(self.ledger.total());
+        self.progress.update(self.gauges());
+        false
+    }
+
+    fn end(&mut self) {
+        self.over = true;
         self.wall = self.started.elapsed();
         self.progress.finish();
     }
 
     /// Polls until something happens or a deadline comes.
-    fn wait(&mut self) -> Wakeups {
+    fn wait(&mut self, max_wait: Option<Duration>) -> Wakeups {
+        // Without a signal pipe, -1: poll skips it.
         let mut fds = vec![libc::pollfd {
-            fd: self.signals.fd(),
+            fd: self.signals.as_ref().map_or(-1, SelfPipe::fd),
             events: libc::POLLIN,
             revents: 0,
         }];
@@ -282,6 +315,7 @@ impl<'c> Supervisor<'c> {
         } else {
             self.next_deadline()
                 .saturating_duration_since(Instant::now())
+                .min(max_wait.unwrap_or(Duration::MAX))
         };
         let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
         let mut wakeups = Wakeups::default();
@@ -321,7 +355,7 @@ impl<'c> Supervisor<'c> {
         let now = Instant::now();
         let mut next = now
             + TICK
-                .min(self.config.worker_timeout / 4)
+                .min(self.options.worker_timeout / 4)
                 .max(Duration::from_millis(5));
         for slot in &self.slots {
             if let Slot::Waiting { at, .. } = slot {
@@ -389,7 +423,7 @@ impl<'c> Supervisor<'c> {
         self.rng
     }
 
-    fn report(&mut self) -> RunReport {
+    pub(crate) fn report(&mut self) -> RunReport {
         let complete = self.ledger.done() == self.ledger.total();
         let outcome = match &self.stop {
             Some((outcome, _)) => *outcome,
@@ -398,7 +432,7 @@ impl<'c> Supervisor<'c> {
             None if complete => Outcome::Success,
             None => Outcome::Interrupted,
         };
-        let job_outcome = self.job.outcome(complete);
+        let job_outcome = self.work.outcome(complete);
         let secs = self.wall.as_secs_f64().max(1e-9);
         let t = &self.traffic;
         let messages = t.sent + t.received;
@@ -409,13 +443,15 @@ impl<'c> Supervisor<'c> {
             outcome,
             exit_code: outcome.exit_code(),
             reason: self.stop.as_ref().map(|(_, r)| r.clone()),
-            job: self.spec.name.clone(),
-            description: self.job.describe(),
+            job: self.work.name(),
+            description: self.work.describe(),
             result: job_outcome.value,
             summary: job_outcome.summary,
             verified: job_outcome.verified,
             complete,
             workers: self.workers as u32,
+            workers_at_end: self.fleet_size,
+            workers_peak: self.workers_peak,
             workers_started: self.workers_started,
             startup_seconds: self.all_ready_after.map(|d| d.as_secs_f64()),
             notes: self.notes.clone(),
@@ -470,7 +506,7 @@ fn resend_stop(w: &mut Worker) {
     }
 }
 
-fn method_name(method: StartMethod) -> &'static str {
+pub(crate) fn method_name(method: StartMethod) -> &'static str {
     match method {
         StartMethod::Fork => "fork",
         StartMethod::Spawn => "spawn",

@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 use worker::heartbeat::{self, monotonic_ns, Verdict as Heartbeat};
 
 use super::shutdown::Phase;
-use super::Supervisor;
-use crate::dispatch::{Failure, WorkerId};
+use super::Engine;
 use crate::fleet::{start_worker, Ending, Replacing, Slot, StopReason, Worker};
 use crate::kill::KillCause;
+use crate::ledger::{Failure, WorkerId};
 use crate::report::Outcome;
 use crate::restart::Verdict;
 
 /// Workers started per turn of the loop before it looks at signals again.
 const START_BATCH: usize = 32;
 
-impl Supervisor<'_> {
+impl Engine {
     pub(super) fn add_slot(&mut self, why: Option<&str>) {
         let index = self.slots.len();
         self.slots.push(Slot::Closed);
@@ -28,6 +28,7 @@ impl Supervisor<'_> {
             exit_seen: Instant::now(),
             backoff: Duration::ZERO,
             crash: false,
+            added: true,
         });
         self.start_in(index, replacing);
     }
@@ -75,15 +76,21 @@ impl Supervisor<'_> {
     pub(super) fn start_in(&mut self, index: usize, replacing: Option<Replacing>) {
         let id = self.next_worker_id;
         self.next_worker_id += 1;
-        match start_worker(id, index, &self.spec, self.method, self.ring_bytes) {
+        match start_worker(
+            id,
+            index,
+            self.launch.as_ref(),
+            self.method,
+            self.ring_bytes,
+        ) {
             Ok(mut w) => {
                 self.workers_started += 1;
-                if self.config.max_tasks_per_child > 0 {
-                    let jitter = match self.config.max_tasks_jitter {
+                if let Some(quota) = self.options.max_tasks_per_child.filter(|&q| q > 0) {
+                    let jitter = match self.options.max_tasks_jitter {
                         0 => 0,
                         j => self.random() % (j + 1),
                     };
-                    w.quota = Some(self.config.max_tasks_per_child + jitter);
+                    w.quota = Some(quota + jitter);
                 }
                 w.replacing = replacing;
                 self.slots[index] = Slot::Live(Box::new(w));
@@ -115,6 +122,7 @@ impl Supervisor<'_> {
                     exit_seen: now,
                     backoff,
                     crash: true,
+                    added: false,
                 };
                 if backoff.is_zero() {
                     self.start_in(index, Some(replacing));
@@ -130,7 +138,7 @@ impl Supervisor<'_> {
                 let reason = format!(
                     "{crashes} worker crashes within {:.0} s (more than --max-restarts {}); last: {what_happened}",
                     window.as_secs_f64(),
-                    self.config.max_restarts
+                    self.options.max_restarts
                 );
                 self.progress.event(&format!("giving up: {reason}"));
                 self.stop_with(Outcome::RestartLimit, reason);
@@ -212,12 +220,7 @@ impl Supervisor<'_> {
             exit_code: ending.exit_code,
         };
         let released = self.ledger.release(w.id, blamed, &failure);
-        for task in &released.dead {
-            self.progress.event(&format!(
-                "task {task} is a dead letter: it failed {} times, last: {}",
-                self.config.max_attempts, failure.cause
-            ));
-        }
+        self.gave_up(&released.dead, &failure);
         let mut what = format!("{} {cause}", w.label());
         if released.requeued > 0 {
             what.push_str(&format!("; {} tasks re-queued", released.requeued));
@@ -281,7 +284,7 @@ impl Supervisor<'_> {
     /// timeout, or forged, gets it killed (and replaced).
     pub(super) fn check_heartbeats(&mut self) {
         let now = monotonic_ns();
-        let timeout = self.config.worker_timeout;
+        let timeout = self.options.worker_timeout;
         let ledger = &self.ledger;
         for slot in &mut self.slots {
             let Slot::Live(w) = slot else { continue };
@@ -316,5 +319,6 @@ fn planned_replacement(what_happened: String) -> Replacing {
         exit_seen: Instant::now(),
         backoff: Duration::ZERO,
         crash: false,
+        added: false,
     }
 }

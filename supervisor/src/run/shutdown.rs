@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{send_stop, Supervisor};
+use super::{send_stop, Engine};
 use crate::fleet::{Slot, StopReason};
 use crate::kill::KillCause;
 use crate::report::Outcome;
@@ -35,11 +35,15 @@ pub(super) enum Phase {
     Halting,
 }
 
-impl Supervisor<'_> {
+impl Engine {
     /// Acts on the signals received; true if one was SIGCHLD.
     pub(super) fn handle_signals(&mut self) -> bool {
+        let Some(signals) = self.signals.as_mut() else {
+            // No SIGCHLD to hear: see_exits looks at workers without pidfds anyway.
+            return false;
+        };
         let mut child_exited = false;
-        for signal in self.signals.drain() {
+        for signal in signals.drain() {
             match signal {
                 libc::SIGTERM | libc::SIGINT => self.on_interrupt(signal),
                 libc::SIGQUIT => {
@@ -62,11 +66,11 @@ impl Supervisor<'_> {
         match self.phase {
             Phase::Running => {
                 self.interrupted = true;
-                let until = Instant::now() + self.config.graceful_timeout;
+                let until = Instant::now() + self.options.graceful_timeout;
                 self.phase = Phase::Draining { until };
                 self.progress.event(&format!(
                     "{name}: no new tasks; waiting up to {:.1} s for the {} in flight (SIGINT again: stop at once)",
-                    self.config.graceful_timeout.as_secs_f64(),
+                    self.options.graceful_timeout.as_secs_f64(),
                     self.in_flight()
                 ));
                 self.stop_all(StopReason::Shutdown);

@@ -13,15 +13,18 @@ use ipc::spsc::doorbell::Heard;
 use ipc::spsc::TrySendError;
 use worker::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
 
-use super::{send_stop, Supervisor};
-use crate::dispatch::{Completion, Failure, WorkerId};
+use worker::numbers::plural;
+use worker::work::GaveUp;
+
+use super::{send_stop, Engine};
 use crate::fleet::{Slot, StopReason, Worker};
 use crate::kill::KillCause;
+use crate::ledger::{Completion, Failure, WorkerId};
 
 /// The most records taken from one worker's results ring in one turn.
 const RECORDS_PER_TURN: usize = 64;
 
-impl Supervisor<'_> {
+impl Engine {
     /// Reads every worker whose doorbell rang, that has records left from
     /// an earlier turn, or whose ring holds records though it did not ring.
     pub(super) fn read_channels(&mut self, rang: &[WorkerId]) {
@@ -114,8 +117,9 @@ impl Supervisor<'_> {
             } else {
                 format!(" (after a {} ms backoff)", r.backoff.as_millis())
             };
+            let verb = if r.added { "started as" } else { "replaced by" };
             self.progress.event(&format!(
-                "{}; replaced by pid {} in {ms:.1} ms{backoff}",
+                "{}; {verb} pid {} in {ms:.1} ms{backoff}",
                 r.what_happened, w.pid
             ));
         }
@@ -134,7 +138,7 @@ impl Supervisor<'_> {
                 return;
             }
             let failure = match Result::<Vec<u8>, String>::from(result.output) {
-                Ok(output) => match self.job.combine(result.id, &output) {
+                Ok(output) => match self.work.accept(result.id, &output) {
                     Ok(()) => {
                         if self.ledger.complete(w.id, result.id) == Completion::NotHeld {
                             continue;
@@ -152,12 +156,7 @@ impl Supervisor<'_> {
                 exit_code: None,
             };
             if let Some(released) = self.ledger.fail(w.id, result.id, &failure) {
-                for task in released.dead {
-                    self.progress.event(&format!(
-                        "task {task} is a dead letter: it failed {} times, last: {}",
-                        self.config.max_attempts, failure.cause
-                    ));
-                }
+                self.gave_up(&released.dead, &failure);
             }
         }
         // It ran dry before hearing from us: hand it more at a time.
@@ -172,6 +171,7 @@ impl Supervisor<'_> {
     }
 
     pub(super) fn dispatch(&mut self) {
+        let mut dead_now = Vec::new();
         for index in 0..self.slots.len() {
             let Slot::Live(w) = &mut self.slots[index] else {
                 continue;
@@ -195,14 +195,34 @@ impl Supervisor<'_> {
             if leases.is_empty() {
                 return;
             }
-            let tasks: Vec<Task> = leases
-                .iter()
-                .map(|l| Task {
+            let mut tasks: Vec<Task> = Vec::with_capacity(leases.len());
+            for l in &leases {
+                let mut input = Vec::new();
+                if let Err(e) = self.work.input(l.id, &mut input) {
+                    // Not this worker's fault: the task alone fails.
+                    let failure = Failure {
+                        cause: e,
+                        exit_code: None,
+                    };
+                    if let Some(released) = self.ledger.fail(w.id, l.id, &failure) {
+                        let dead = released.dead;
+                        dead_now.push((dead, failure));
+                    }
+                    continue;
+                }
+                tasks.push(Task {
                     id: l.id,
                     attempt: l.attempt,
-                    input: self.job.task_input(l.id),
-                })
+                    input,
+                });
+            }
+            let leases: Vec<_> = leases
+                .into_iter()
+                .filter(|l| tasks.iter().any(|t| t.id == l.id))
                 .collect();
+            if tasks.is_empty() {
+                continue;
+            }
             // Encoded into a buffer kept from batch to batch: a fresh one
             // per batch faulted its pages in every time.
             let mut out = std::mem::take(&mut self.encoded);
@@ -221,15 +241,63 @@ impl Supervisor<'_> {
                 }
                 // Its ring is full: it is behind, stopped or dying; the
                 // tasks wait here instead.
-                Err(
-                    TrySendError::Full | TrySendError::TooLarge { .. } | TrySendError::Encode(_),
-                ) => self.ledger.untake(w.id, &leases),
+                Err(TrySendError::Full) => self.ledger.untake(w.id, &leases),
+                // Too big for the ring together: fewer at a time. One
+                // task too big on its own can never go: it fails.
+                Err(TrySendError::TooLarge { .. } | TrySendError::Encode(_)) => {
+                    if leases.len() == 1 {
+                        let failure = Failure {
+                            cause: format!(
+                                "its input of {} bytes does not fit the link's largest message ({} bytes)",
+                                bytes.len(),
+                                w.link.tasks.max_message()
+                            ),
+                            exit_code: None,
+                        };
+                        // Every attempt would fail the same way.
+                        if let Some(released) = self.ledger.give_up(w.id, leases[0].id, &failure) {
+                            dead_now.push((released.dead, failure));
+                        }
+                    } else {
+                        self.ledger.untake(w.id, &leases);
+                        w.window = (leases.len() / 2).max(1);
+                    }
+                }
                 Err(TrySendError::Failed(e)) => {
                     self.ledger.untake(w.id, &leases);
                     w.kill(KillCause::CorruptedLink(e.to_string()));
                 }
             }
             self.encoded = bytes;
+        }
+        for (dead, failure) in dead_now {
+            self.gave_up(&dead, &failure);
+        }
+    }
+
+    /// Tasks that became dead letters: said, and told to the work.
+    pub(super) fn gave_up(&mut self, dead: &[u64], failure: &Failure) {
+        for &task in dead {
+            self.progress.event(&format!(
+                "task {task} is a dead letter: it failed {}, last: {}",
+                plural(u64::from(self.options.max_attempts.max(1)), "time"),
+                failure.cause
+            ));
+            let failures = self
+                .ledger
+                .dead_letters()
+                .iter()
+                .rev()
+                .find(|d| d.task == task)
+                .map_or(self.options.max_attempts, |d| d.failures);
+            self.work.gave_up(
+                task,
+                &GaveUp {
+                    failures,
+                    last_cause: failure.cause.clone(),
+                    exit_code: failure.exit_code,
+                },
+            );
         }
     }
 }

@@ -1,26 +1,44 @@
 //! `echo`: each task carries a payload to a worker, which sends it back; the
 //! supervisor checks every byte. The IPC-throughput job.
 
-use crate::job::{Job, JobOutcome, JobSpec, TaskContext};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use super::{args, CliJob};
+use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::group_thousands;
 
 /// Payloads above this would not fit a frame with room to spare.
-const MAX_PAYLOAD: usize = 32 * 1024 * 1024;
+const MAX_PAYLOAD: u64 = 32 * 1024 * 1024;
 
+/// The options of `--job echo`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Options of --job echo")]
+pub struct EchoArgs {
+    /// How many payloads.
+    #[arg(long, default_value = "1000", value_parser = args::count)]
+    pub tasks: u64,
+    /// Bytes sent to a worker and back per task.
+    #[arg(long, default_value = "64", value_parser = args::count)]
+    pub payload_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Echo {
     tasks: u64,
     payload_bytes: usize,
+    #[serde(skip)]
     intact: u64,
 }
 
 impl Echo {
-    pub fn new(spec: &JobSpec) -> Result<Self, String> {
-        if spec.payload_bytes > MAX_PAYLOAD {
+    pub fn new(tasks: u64, payload_bytes: u64) -> Result<Self, String> {
+        if payload_bytes > MAX_PAYLOAD {
             return Err(format!("--payload-bytes is at most {MAX_PAYLOAD}"));
         }
         Ok(Echo {
-            tasks: spec.tasks,
-            payload_bytes: spec.payload_bytes,
+            tasks,
+            payload_bytes: payload_bytes as usize,
             intact: 0,
         })
     }
@@ -31,7 +49,25 @@ impl Echo {
     }
 }
 
+impl CliJob for Echo {
+    const NAME: &'static str = "echo";
+    const ABOUT: &'static str = "--tasks payloads of --payload-bytes sent to a worker and back";
+    type Args = EchoArgs;
+
+    fn from_args(args: EchoArgs) -> Result<Self, String> {
+        Echo::new(args.tasks, args.payload_bytes)
+    }
+}
+
 impl Job for Echo {
+    type Input = ByteBuf;
+    type Output = ByteBuf;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> String {
+        Self::NAME.into()
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} payloads of {} bytes to a worker and back",
@@ -44,15 +80,23 @@ impl Job for Echo {
         self.tasks
     }
 
-    fn task_input(&self, id: u64) -> Vec<u8> {
-        (0..self.payload_bytes).map(|i| Self::byte(id, i)).collect()
+    fn input(&self, id: u64) -> ByteBuf {
+        ByteBuf::from(
+            (0..self.payload_bytes)
+                .map(|i| Self::byte(id, i))
+                .collect::<Vec<u8>>(),
+        )
     }
 
-    fn run(&self, input: &[u8], _ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
-        Ok(input.to_vec())
+    fn run(
+        &self,
+        input: ByteBuf,
+        _ctx: &mut TaskContext<'_>,
+    ) -> Result<ByteBuf, std::convert::Infallible> {
+        Ok(input)
     }
 
-    fn combine(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+    fn combine(&mut self, id: u64, output: ByteBuf) -> Result<(), BadOutput> {
         // Every byte checked, with no early exit so the loop vectorizes.
         let base = Self::byte(id, 0);
         let differs = output
@@ -61,7 +105,7 @@ impl Job for Echo {
             .fold(0u8, |acc, (i, &b)| acc | (b ^ base.wrapping_add(i as u8)));
         let intact = output.len() == self.payload_bytes && differs == 0;
         if !intact {
-            return Err(format!("the payload of task {id} came back altered"));
+            return Err(format!("the payload of task {id} came back altered").into());
         }
         self.intact += 1;
         Ok(())

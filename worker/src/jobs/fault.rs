@@ -4,8 +4,10 @@
 //! its id. `crash_task` makes one task abort its worker on every attempt.
 //! The choice depends on (seed, task, attempt), so runs repeat exactly.
 
-use super::{read_u64, sleep_beating, tasks_done};
-use crate::job::{FaultSpec, Job, JobOutcome, JobSpec, TaskContext};
+use serde::{Deserialize, Serialize};
+
+use super::{args, sleep_beating, tasks_done, CliJob};
+use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::group_thousands;
 
 /// Exit code of a worker that the `exit` fault ends.
@@ -26,17 +28,76 @@ pub enum Action {
     Finish,
 }
 
+/// What goes wrong, and how often: each rate is the chance (0 to 1) that
+/// an attempt of a task does that instead of finishing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[command(next_help_heading = "Options of --job fault")]
+pub struct FaultSpec {
+    /// Chance that an attempt aborts its worker (SIGABRT).
+    #[arg(long = "abort-rate", default_value = "0", value_parser = args::rate)]
+    pub abort: f64,
+    /// Chance that an attempt segfaults its worker.
+    #[arg(long = "segv-rate", default_value = "0", value_parser = args::rate)]
+    pub segv: f64,
+    /// Chance that an attempt exits its worker (code 13).
+    #[arg(long = "exit-rate", default_value = "0", value_parser = args::rate)]
+    pub exit: f64,
+    /// Chance that an attempt hangs without beating.
+    #[arg(long = "hang-rate", default_value = "0", value_parser = args::rate)]
+    pub hang: f64,
+    /// Chance that an attempt returns an error.
+    #[arg(long = "error-rate", default_value = "0", value_parser = args::rate)]
+    pub error: f64,
+    /// Chance that an attempt writes garbage on its link.
+    #[arg(long = "garbage-rate", default_value = "0", value_parser = args::rate)]
+    pub garbage: f64,
+    /// This task crashes its worker (abort) on every attempt.
+    #[arg(long, value_parser = args::count)]
+    pub crash_task: Option<u64>,
+    /// Seeds the choice of faulty attempts, so a run can be repeated.
+    #[arg(long, default_value = "1", value_parser = args::count)]
+    pub seed: u64,
+}
+
+/// The options of `--job fault`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Options of --job fault")]
+pub struct FaultArgs {
+    /// How many tasks.
+    #[arg(long, default_value = "1000", value_parser = args::count)]
+    pub tasks: u64,
+    /// Milliseconds each task takes when it finishes.
+    #[arg(long, default_value = "10", value_parser = args::count)]
+    pub task_ms: u64,
+    #[command(flatten)]
+    pub faults: FaultSpec,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fault {
     tasks: u64,
     task_ms: u64,
     faults: FaultSpec,
+    #[serde(skip)]
     done: u64,
+    #[serde(skip)]
     id_sum: u128,
 }
 
+impl CliJob for Fault {
+    const NAME: &'static str = "fault";
+    const ABOUT: &'static str =
+        "tasks that abort, segfault, exit, hang, fail or write garbage at given rates";
+    type Args = FaultArgs;
+
+    fn from_args(args: FaultArgs) -> Result<Self, String> {
+        Fault::new(args.tasks, args.task_ms, args.faults)
+    }
+}
+
 impl Fault {
-    pub fn new(spec: &JobSpec) -> Result<Self, String> {
-        let f = &spec.faults;
+    pub fn new(tasks: u64, task_ms: u64, faults: FaultSpec) -> Result<Self, String> {
+        let f = &faults;
         let rates = [f.abort, f.segv, f.exit, f.hang, f.error, f.garbage];
         if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
             return Err("fault rates are between 0 and 1".into());
@@ -45,9 +106,9 @@ impl Fault {
             return Err("fault rates add up to more than 1".into());
         }
         Ok(Fault {
-            tasks: spec.tasks,
-            task_ms: spec.task_ms,
-            faults: f.clone(),
+            tasks,
+            task_ms,
+            faults,
             done: 0,
             id_sum: 0,
         })
@@ -90,6 +151,16 @@ fn unit(seed: u64, id: u64, attempt: u32) -> f64 {
 }
 
 impl Job for Fault {
+    /// The task's id.
+    type Input = u64;
+    /// The task's id, given back.
+    type Output = u64;
+    type Error = String;
+
+    fn name(&self) -> String {
+        Self::NAME.into()
+    }
+
     fn describe(&self) -> String {
         let f = &self.faults;
         let mut text = format!(
@@ -113,12 +184,11 @@ impl Job for Fault {
         self.tasks
     }
 
-    fn task_input(&self, id: u64) -> Vec<u8> {
-        id.to_le_bytes().to_vec()
+    fn input(&self, id: u64) -> u64 {
+        id
     }
 
-    fn run(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
-        let id = read_u64(input, 0).ok_or("a fault task input is its id")?;
+    fn run(&self, id: u64, ctx: &mut TaskContext<'_>) -> Result<u64, String> {
         match self.action(id, ctx.attempt()) {
             Action::Abort => std::process::abort(),
             Action::Segv => {
@@ -143,14 +213,14 @@ impl Job for Fault {
             }
             Action::Finish => {
                 sleep_beating(self.task_ms, ctx);
-                Ok(id.to_le_bytes().to_vec())
+                Ok(id)
             }
         }
     }
 
-    fn combine(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
-        if output.len() != 8 || read_u64(output, 0) != Some(id) {
-            return Err(format!("task {id} returned someone else's id"));
+    fn combine(&mut self, id: u64, output: u64) -> Result<(), BadOutput> {
+        if output != id {
+            return Err(format!("task {id} returned someone else's id ({output})").into());
         }
         self.done += 1;
         self.id_sum += u128::from(id);

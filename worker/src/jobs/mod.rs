@@ -1,42 +1,71 @@
-//! The built-in jobs, one file each, and the registry that finds them by name.
+//! The built-in jobs, one file each, and the registry that finds them by
+//! name for the command line. Each is an ordinary [`Job`] with its own
+//! clap options ([`CliJob`]); adding one is a file here and a line in
+//! [`REGISTRY`].
 
+pub mod args;
 pub mod echo;
+pub mod exec;
 pub mod fault;
 pub mod primes;
 pub mod sleep;
 
-use crate::job::{Job, JobSpec};
+use crate::job::Job;
+use crate::work::AnyJob;
 
-/// A job's name, a one-line description, and how to build it.
+/// A job the `supervisor` command line can run by name (`--job NAME`).
+pub trait CliJob: Job + Clone {
+    /// Its name after `--job`.
+    const NAME: &'static str;
+    /// One line for `supervisor jobs`.
+    const ABOUT: &'static str;
+    /// Its own options.
+    type Args: clap::Args + clap::FromArgMatches;
+    /// The job, from its options.
+    fn from_args(args: Self::Args) -> Result<Self, String>;
+}
+
+/// A job's name, a one-line description, its options and how to build it.
 pub struct RegistryEntry {
     pub name: &'static str,
     pub about: &'static str,
-    pub build: fn(&JobSpec) -> Result<Box<dyn Job>, String>,
+    /// Adds the job's options to a command.
+    pub augment: fn(clap::Command) -> clap::Command,
+    /// The job, from parsed options.
+    pub build: fn(&clap::ArgMatches) -> Result<AnyJob, String>,
+}
+
+impl RegistryEntry {
+    /// The entry of job `J`.
+    pub const fn of<J: CliJob>() -> Self {
+        RegistryEntry {
+            name: J::NAME,
+            about: J::ABOUT,
+            augment: <J::Args as clap::Args>::augment_args,
+            build: build_from::<J>,
+        }
+    }
+}
+
+fn build_from<J: CliJob>(matches: &clap::ArgMatches) -> Result<AnyJob, String> {
+    let args =
+        <J::Args as clap::FromArgMatches>::from_arg_matches(matches).map_err(|e| e.to_string())?;
+    J::from_args(args).map(AnyJob::new)
 }
 
 /// Every built-in job.
 pub const REGISTRY: &[RegistryEntry] = &[
-    RegistryEntry {
-        name: "primes",
-        about: "count the primes below --limit, in ranges of --chunk numbers",
-        build: |spec| Ok(Box::new(primes::Primes::new(spec)?)),
-    },
-    RegistryEntry {
-        name: "sleep",
-        about: "--tasks tasks that each wait --task-ms (an IO-bound stand-in)",
-        build: |spec| Ok(Box::new(sleep::Sleep::new(spec)?)),
-    },
-    RegistryEntry {
-        name: "echo",
-        about: "--tasks payloads of --payload-bytes sent to a worker and back",
-        build: |spec| Ok(Box::new(echo::Echo::new(spec)?)),
-    },
-    RegistryEntry {
-        name: "fault",
-        about: "tasks that abort, segfault, exit, hang, fail or write garbage at given rates",
-        build: |spec| Ok(Box::new(fault::Fault::new(spec)?)),
-    },
+    RegistryEntry::of::<primes::Primes>(),
+    RegistryEntry::of::<sleep::Sleep>(),
+    RegistryEntry::of::<echo::Echo>(),
+    RegistryEntry::of::<fault::Fault>(),
+    RegistryEntry::of::<exec::Exec>(),
 ];
+
+/// The entry named `name`.
+pub fn find(name: &str) -> Option<&'static RegistryEntry> {
+    REGISTRY.iter().find(|e| e.name == name)
+}
 
 /// The names of the built-in jobs.
 pub fn names() -> Vec<&'static str> {
@@ -45,22 +74,16 @@ pub fn names() -> Vec<&'static str> {
 
 /// The outcome of a job whose answer is how many of its tasks were done.
 pub(crate) fn tasks_done(done: u64, tasks: u64, verified: Option<bool>) -> crate::job::JobOutcome {
-    use crate::numbers::group_thousands;
+    use crate::numbers::{group_thousands, plural};
     crate::job::JobOutcome {
         value: done.to_string(),
         summary: format!(
-            "{} of {} tasks done",
+            "{} of {} done",
             group_thousands(done),
-            group_thousands(tasks)
+            plural(tasks, "task")
         ),
         verified,
     }
-}
-
-/// Reads a little-endian u64 at `at`, if the bytes are there.
-pub(crate) fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    let slice = bytes.get(at..at.checked_add(8)?)?;
-    Some(u64::from_le_bytes(slice.try_into().ok()?))
 }
 
 /// Sleeps `ms` milliseconds in slices, beating between them.

@@ -1,8 +1,10 @@
 //! `primes`: counts the primes below a limit. Task `i` is the range
 //! `[i * chunk, (i + 1) * chunk)`; its output is the count in that range.
 
-use super::read_u64;
-use crate::job::{Job, JobOutcome, JobSpec, TaskContext};
+use serde::{Deserialize, Serialize};
+
+use super::{args, CliJob};
+use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::{group_thousands, short_count};
 use crate::sieve;
 
@@ -36,24 +38,52 @@ pub fn default_chunk(limit: u64) -> u64 {
     limit.div_ceil(256).clamp(1_000_000, 1_000_000_000)
 }
 
+/// The most tasks a run may have: past this the ledger and the report
+/// cost more than the sieving.
+pub const MAX_TASKS: u64 = 100_000_000;
+
+/// The options of `--job primes`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Options of --job primes")]
+pub struct PrimesArgs {
+    /// Count the primes below this (1e9, 10^9 and 1_000_000_000 all work).
+    #[arg(long, default_value = "1e9", value_parser = args::count)]
+    pub limit: u64,
+    /// Numbers per task [default: about limit/256, at least 1e6].
+    #[arg(long, value_parser = args::positive_count)]
+    pub chunk: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Primes {
     limit: u64,
     chunk: u64,
+    /// Supervisor side: the primes counted so far.
+    #[serde(skip)]
     count: u64,
 }
 
 impl Primes {
-    pub fn new(spec: &JobSpec) -> Result<Self, String> {
-        let chunk = if spec.chunk == 0 {
-            default_chunk(spec.limit)
-        } else {
-            spec.chunk
-        };
-        if spec.limit > 1_000_000_000_000_000 {
+    /// Counts the primes below `limit` in tasks of `chunk` numbers
+    /// (`None`: [`default_chunk`]).
+    pub fn new(limit: u64, chunk: Option<u64>) -> Result<Self, String> {
+        if limit > 1_000_000_000_000_000 {
             return Err("--limit above 1e15 would take years".into());
         }
+        let chunk = match chunk {
+            None => default_chunk(limit),
+            Some(0) => return Err("--chunk must be at least 1".into()),
+            Some(chunk) => chunk,
+        };
+        let tasks = limit.div_ceil(chunk);
+        if tasks > MAX_TASKS {
+            return Err(format!(
+                "--chunk {chunk} makes {tasks} tasks, more than the {MAX_TASKS} a run may have: use --chunk {} or more",
+                limit.div_ceil(MAX_TASKS)
+            ));
+        }
         Ok(Primes {
-            limit: spec.limit,
+            limit,
             chunk,
             count: 0,
         })
@@ -65,7 +95,27 @@ impl Primes {
     }
 }
 
+impl CliJob for Primes {
+    const NAME: &'static str = "primes";
+    const ABOUT: &'static str = "count the primes below --limit, in ranges of --chunk numbers";
+    type Args = PrimesArgs;
+
+    fn from_args(args: PrimesArgs) -> Result<Self, String> {
+        Primes::new(args.limit, args.chunk)
+    }
+}
+
 impl Job for Primes {
+    /// The range `[lo, hi)`.
+    type Input = (u64, u64);
+    /// The primes in it.
+    type Output = u64;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> String {
+        Self::NAME.into()
+    }
+
     fn describe(&self) -> String {
         format!(
             "count the primes below {} in {} tasks of {} numbers",
@@ -79,33 +129,25 @@ impl Job for Primes {
         self.limit.div_ceil(self.chunk)
     }
 
-    fn task_input(&self, id: u64) -> Vec<u8> {
-        let (lo, hi) = self.range(id);
-        let mut input = lo.to_le_bytes().to_vec();
-        input.extend_from_slice(&hi.to_le_bytes());
-        input
+    fn input(&self, id: u64) -> (u64, u64) {
+        self.range(id)
     }
 
-    fn run(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
-        let (Some(lo), Some(hi)) = (read_u64(input, 0), read_u64(input, 8)) else {
-            return Err(format!(
-                "a primes task input is 16 bytes, not {}",
-                input.len()
-            ));
-        };
-        let count = sieve::count_primes_with(lo, hi, &mut || ctx.beat());
-        Ok(count.to_le_bytes().to_vec())
+    fn run(
+        &self,
+        (lo, hi): (u64, u64),
+        ctx: &mut TaskContext<'_>,
+    ) -> Result<u64, std::convert::Infallible> {
+        Ok(sieve::count_primes_with(lo, hi, &mut || ctx.beat()))
     }
 
-    fn combine(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+    fn combine(&mut self, id: u64, count: u64) -> Result<(), BadOutput> {
         let (lo, hi) = self.range(id);
-        match read_u64(output, 0) {
-            Some(count) if output.len() == 8 && count <= hi - lo => {
-                self.count += count;
-                Ok(())
-            }
-            _ => Err(format!("not a prime count for [{lo}, {hi})")),
+        if count > hi - lo {
+            return Err(format!("{count} is not a prime count for [{lo}, {hi})").into());
         }
+        self.count += count;
+        Ok(())
     }
 
     fn outcome(&self, complete: bool) -> JobOutcome {

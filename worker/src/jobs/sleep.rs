@@ -1,27 +1,61 @@
 //! `sleep`: tasks that only wait, an IO-bound stand-in (and, with
 //! `--task-ms 0`, the no-op task of `supervisor bench dispatch`).
 
-use super::{sleep_beating, tasks_done};
-use crate::job::{Job, JobOutcome, JobSpec, TaskContext};
+use serde::{Deserialize, Serialize};
+
+use super::{args, sleep_beating, tasks_done, CliJob};
+use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::group_thousands;
 
+/// The options of `--job sleep`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Options of --job sleep")]
+pub struct SleepArgs {
+    /// How many tasks.
+    #[arg(long, default_value = "1000", value_parser = args::count)]
+    pub tasks: u64,
+    /// Milliseconds each task waits (0: a no-op task).
+    #[arg(long, default_value = "10", value_parser = args::count)]
+    pub task_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sleep {
     tasks: u64,
     task_ms: u64,
+    #[serde(skip)]
     done: u64,
 }
 
 impl Sleep {
-    pub fn new(spec: &JobSpec) -> Result<Self, String> {
-        Ok(Sleep {
-            tasks: spec.tasks,
-            task_ms: spec.task_ms,
+    pub fn new(tasks: u64, task_ms: u64) -> Self {
+        Sleep {
+            tasks,
+            task_ms,
             done: 0,
-        })
+        }
+    }
+}
+
+impl CliJob for Sleep {
+    const NAME: &'static str = "sleep";
+    const ABOUT: &'static str = "--tasks tasks that each wait --task-ms (an IO-bound stand-in)";
+    type Args = SleepArgs;
+
+    fn from_args(args: SleepArgs) -> Result<Self, String> {
+        Ok(Sleep::new(args.tasks, args.task_ms))
     }
 }
 
 impl Job for Sleep {
+    type Input = ();
+    type Output = ();
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> String {
+        Self::NAME.into()
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} tasks that each wait {} ms",
@@ -34,21 +68,16 @@ impl Job for Sleep {
         self.tasks
     }
 
-    fn task_input(&self, _id: u64) -> Vec<u8> {
-        Vec::new()
-    }
+    fn input(&self, _id: u64) {}
 
-    fn run(&self, _input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
+    fn run(&self, _input: (), ctx: &mut TaskContext<'_>) -> Result<(), std::convert::Infallible> {
         if self.task_ms > 0 {
             sleep_beating(self.task_ms, ctx);
         }
-        Ok(Vec::new())
+        Ok(())
     }
 
-    fn combine(&mut self, _id: u64, output: &[u8]) -> Result<(), String> {
-        if !output.is_empty() {
-            return Err("a sleep task returns nothing".into());
-        }
+    fn combine(&mut self, _id: u64, _output: ()) -> Result<(), BadOutput> {
         self.done += 1;
         Ok(())
     }

@@ -199,6 +199,33 @@ impl Ledger {
         Some(released)
     }
 
+    /// The task `id` held by `worker` can never succeed: a dead letter now,
+    /// whatever its attempts. `None` if not held.
+    pub fn give_up(&mut self, worker: WorkerId, id: u64, failure: &Failure) -> Option<Released> {
+        let lease = self.unhold(worker, id)?;
+        let failures = self.failures.remove(&id).unwrap_or(0) + 1;
+        self.settled.insert(id);
+        self.dead.push(DeadLetter {
+            task: id,
+            failures,
+            last_cause: failure.cause.clone(),
+            exit_code: failure.exit_code,
+        });
+        let _ = lease;
+        Some(Released {
+            requeued: 0,
+            dead: vec![id],
+        })
+    }
+
+    /// More tasks: ids `total..total + n`, after every task known so far.
+    /// Returns the first new id.
+    pub fn extend(&mut self, n: u64) -> u64 {
+        let first = self.total;
+        self.total = self.total.saturating_add(n);
+        first
+    }
+
     /// `worker` is gone: its tasks go back to the queue; `blamed` (the task it
     /// was running when it died or hung) is charged a failure.
     pub fn release(

@@ -1,0 +1,169 @@
+//! The command line: the run's options ([`RunConfig`]), the subcommands,
+//! and the chosen job's own options, which only that job has: the job is
+//! found first (`--job NAME`, or `--exec`), then its options are added to
+//! the command and everything is parsed at once, so `--job sleep --help`
+//! shows the sleep job's options and a usage error is clap's (exit code 2).
+
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use worker::jobs::{self, RegistryEntry};
+use worker::work::AnyJob;
+
+use crate::bench::{Bench, BenchOptions};
+use crate::config::RunConfig;
+
+/// Keeps N worker processes alive for a job: dispatches tasks with nothing lost
+/// when workers die, shows progress and IPC throughput, and reports the result.
+///
+/// Signals: TERM or INT drain (a second INT or a QUIT stops at once), HUP
+/// replaces every worker one by one, TTIN / TTOU add / remove a worker.
+///
+/// Exit codes: 0 success, 1 could not run, 2 usage error, 3 finished with
+/// dead letters, 4 restart limit reached, 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(
+    name = "supervisor",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure IPC and process figures on this machine, with a baseline from the same run.
+    Bench {
+        /// What to measure.
+        #[arg(value_enum)]
+        what: Bench,
+        #[command(flatten)]
+        options: BenchOptions,
+    },
+    /// List the built-in jobs.
+    Jobs,
+}
+
+/// What the command line asks for.
+pub enum Invocation {
+    /// Run `job` with `config`.
+    Run {
+        config: RunConfig,
+        job: AnyJob,
+    },
+    Bench {
+        what: Bench,
+        options: BenchOptions,
+    },
+    Jobs,
+}
+
+/// Parses `argv` (program name first). Errors are clap's: print them with
+/// `exit()` (usage errors exit with code 2).
+pub fn parse<I, T>(argv: I) -> Result<Invocation, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let name = job_named(&argv);
+    let mut command = Cli::command();
+    let entry = jobs::find(&name);
+    if let Some(entry) = entry {
+        command = (entry.augment)(command);
+    }
+    let matches = command.clone().try_get_matches_from(&argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    match cli.command {
+        Some(Command::Bench { what, options }) => Ok(Invocation::Bench { what, options }),
+        Some(Command::Jobs) => Ok(Invocation::Jobs),
+        None => {
+            let Some(entry) = entry else {
+                return Err(command.error(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!(
+                        "unknown job `{name}`; the jobs are: {}",
+                        jobs::names().join(", ")
+                    ),
+                ));
+            };
+            let job = build(entry, &matches, &mut command)?;
+            Ok(Invocation::Run {
+                config: cli.run,
+                job,
+            })
+        }
+    }
+}
+
+fn build(
+    entry: &RegistryEntry,
+    matches: &clap::ArgMatches,
+    command: &mut clap::Command,
+) -> Result<AnyJob, clap::Error> {
+    (entry.build)(matches).map_err(|why| {
+        command.error(
+            clap::error::ErrorKind::ValueValidation,
+            format!("--job {}: {why}", entry.name),
+        )
+    })
+}
+
+/// The job the arguments name: `--job NAME` (or `-j`), `exec` when
+/// `--exec` is given, else the default.
+fn job_named(argv: &[OsString]) -> String {
+    let mut named = None;
+    let mut exec = false;
+    let mut args = argv.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--job" || arg == "-j" {
+            named = args.next().map(|v| v.into_owned());
+        } else if let Some(v) = arg.strip_prefix("--job=") {
+            named = Some(v.to_string());
+        } else if let Some(v) = arg.strip_prefix("-j").filter(|v| !v.is_empty()) {
+            named = Some(v.trim_start_matches('=').to_string());
+        } else if arg == "--exec" || arg.starts_with("--exec=") {
+            exec = true;
+            if arg == "--exec" {
+                // Its value may look like an option: never read it as one.
+                let _ = args.next();
+            }
+        }
+    }
+    match (named, exec) {
+        (Some(name), _) => name,
+        (None, true) => "exec".into(),
+        (None, false) => "primes".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_of(args: &[&str]) -> String {
+        let argv: Vec<OsString> = std::iter::once("supervisor")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        job_named(&argv)
+    }
+
+    #[test]
+    fn the_job_is_found_before_parsing() {
+        assert_eq!(job_of(&[]), "primes");
+        assert_eq!(job_of(&["--job", "sleep"]), "sleep");
+        assert_eq!(job_of(&["--job=echo"]), "echo");
+        assert_eq!(job_of(&["-jfault"]), "fault");
+        assert_eq!(job_of(&["--exec", "--job x", "--workers", "2"]), "exec");
+    }
+}

@@ -1,0 +1,66 @@
+//! The options of a run, as a plain struct with defaults: what the library
+//! takes ([`Supervisor`](crate::Supervisor) sets them through a builder)
+//! and what the command line's arguments are converted into.
+
+use std::time::Duration;
+
+use ipc::StartMethod;
+
+/// How a run treats its workers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    /// Worker processes to keep alive (`None`: the CPUs this process may use).
+    pub workers: Option<u32>,
+    /// How workers start.
+    pub start_method: StartMethod,
+    /// A task that failed this many times (its worker died or hung while
+    /// running it, or it returned an error) is a dead letter.
+    pub max_attempts: u32,
+    /// More crashes than this within `restart_window` stop the run.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    /// A worker silent this long is killed and replaced.
+    pub worker_timeout: Duration,
+    /// After TERM/INT, how long in-flight tasks get to finish.
+    pub graceful_timeout: Duration,
+    /// Replace a worker after it has run this many tasks (`None`: never).
+    pub max_tasks_per_child: Option<u64>,
+    /// Adds 0..=this to each worker's `max_tasks_per_child`, so workers do
+    /// not all recycle at once.
+    pub max_tasks_jitter: u64,
+    /// The most tasks a worker holds at once (`None`: adaptive, from 2,
+    /// doubling while it runs dry, up to 8192). A pool's `chunksize`.
+    pub max_window: Option<usize>,
+    /// No progress bar and no event lines.
+    pub quiet: bool,
+    /// TERM/INT drain, HUP reloads, TTIN/TTOU resize (the binary's
+    /// behaviour). Off, the run leaves the process's signals alone.
+    pub handle_signals: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            workers: None,
+            start_method: StartMethod::Fork,
+            max_attempts: 3,
+            max_restarts: 20,
+            restart_window: Duration::from_secs(10),
+            worker_timeout: Duration::from_secs(30),
+            graceful_timeout: Duration::from_secs(30),
+            max_tasks_per_child: None,
+            max_tasks_jitter: 0,
+            max_window: None,
+            quiet: false,
+            handle_signals: true,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The number of workers, defaulting to the CPUs this process may use.
+    pub fn worker_count(&self) -> u32 {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+    }
+}

@@ -1,0 +1,107 @@
+//! [`Supervisor`]: runs any [`Job`] under supervision, from Rust.
+//!
+//! ```
+//! use supervisor::Supervisor;
+//! use worker::jobs::primes::Primes;
+//!
+//! ipc::init(); // first line of main: workers may be spawned from this binary
+//! let report = Supervisor::new(Primes::new(1_000_000, None).unwrap())
+//!     .workers(2)
+//!     .max_attempts(3)
+//!     .quiet(true)
+//!     .run()
+//!     .unwrap();
+//! assert_eq!(report.result, "78498");
+//! ```
+
+use std::time::Duration;
+
+use ipc::StartMethod;
+use worker::job::Job;
+use worker::work::AnyJob;
+
+use crate::options::RunOptions;
+use crate::report::RunReport;
+use crate::run::{Engine, RunError};
+
+/// A job and the options to run it with.
+pub struct Supervisor {
+    job: AnyJob,
+    options: RunOptions,
+}
+
+impl Supervisor {
+    /// Runs `job` with the default [`RunOptions`]. The supervisor keeps
+    /// `job` (to make inputs and combine outputs); each worker gets a copy.
+    pub fn new<J: Job + Clone>(job: J) -> Self {
+        Supervisor::from_any(AnyJob::new(job))
+    }
+
+    /// A job whose types are already erased (the command line's).
+    pub fn from_any(job: AnyJob) -> Self {
+        Supervisor {
+            job,
+            options: RunOptions::default(),
+        }
+    }
+
+    /// Every option at once.
+    pub fn options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn workers(mut self, n: u32) -> Self {
+        self.options.workers = Some(n);
+        self
+    }
+
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.options.start_method = method;
+        self
+    }
+
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.options.max_attempts = n;
+        self
+    }
+
+    pub fn max_restarts(mut self, n: u32, window: Duration) -> Self {
+        self.options.max_restarts = n;
+        self.options.restart_window = window;
+        self
+    }
+
+    pub fn worker_timeout(mut self, timeout: Duration) -> Self {
+        self.options.worker_timeout = timeout;
+        self
+    }
+
+    pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
+        self.options.graceful_timeout = timeout;
+        self
+    }
+
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.options.max_tasks_per_child = Some(n);
+        self
+    }
+
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.options.quiet = quiet;
+        self
+    }
+
+    /// Whether the run acts on TERM, INT, HUP, TTIN and TTOU (default: yes).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.options.handle_signals = on;
+        self
+    }
+
+    /// Runs the job to its end and reports.
+    pub fn run(self) -> Result<RunReport, RunError> {
+        let mut engine = Engine::new(self.options, self.job, false)?;
+        engine.run_to_end();
+        Ok(engine.report())
+    }
+}

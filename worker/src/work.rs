@@ -1,0 +1,113 @@
+//! The supervisor side of a job, as bytes: [`Work`] makes each task's input
+//! and takes each output. [`AnyJob`] pairs it with how to start workers for
+//! it, so the supervisor's loop needs to know no job's types.
+
+use serde::Serialize;
+
+use crate::job::{Job, JobOutcome};
+use crate::launch::{Launch, Launcher};
+use crate::runner::Typed;
+
+/// A task given up on, as the supervisor tells its work about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GaveUp {
+    pub failures: u32,
+    /// What happened the last time, e.g. `worker killed by SIGSEGV`.
+    pub last_cause: String,
+    /// Exit code of the last worker it killed, Python style (-11 for SIGSEGV).
+    pub exit_code: Option<i32>,
+}
+
+/// The supervisor's side of a job.
+pub trait Work {
+    /// A short name for reports.
+    fn name(&self) -> String;
+    fn describe(&self) -> String;
+    /// Tasks known now (a pool adds more as they are submitted).
+    fn task_count(&self) -> u64;
+    /// Appends the encoded input of task `id` to `out`.
+    fn input(&mut self, id: u64, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Roughly how many bytes an input takes (sizes the rings).
+    fn input_size_hint(&mut self) -> usize;
+    /// The output of task `id`, once per id; `Err` fails the attempt.
+    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String>;
+    /// Task `id` will not be retried.
+    fn gave_up(&mut self, _id: u64, _why: &GaveUp) {}
+    /// The answer so far.
+    fn outcome(&self, complete: bool) -> JobOutcome;
+}
+
+/// A typed [`Job`] as [`Work`].
+pub struct JobWork<J>(pub J);
+
+impl<J: Job> Work for JobWork<J> {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn task_count(&self) -> u64 {
+        self.0.task_count()
+    }
+
+    fn input(&mut self, id: u64, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(&self.0.input(id), out)
+    }
+
+    fn input_size_hint(&mut self) -> usize {
+        if self.0.task_count() == 0 {
+            return 0;
+        }
+        postcard::to_allocvec(&self.0.input(0)).map_or(0, |b| b.len())
+    }
+
+    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+        let output: J::Output =
+            postcard::from_bytes(output).map_err(|e| format!("undecodable output: {e}"))?;
+        self.0.combine(id, output).map_err(|e| e.0)
+    }
+
+    fn gave_up(&mut self, id: u64, why: &GaveUp) {
+        self.0.gave_up(id, why);
+    }
+
+    fn outcome(&self, complete: bool) -> JobOutcome {
+        self.0.outcome(complete)
+    }
+}
+
+/// Appends the postcard bytes of `value` to `out`.
+pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    let taken = std::mem::take(out);
+    match postcard::to_extend(value, taken) {
+        Ok(bytes) => {
+            *out = bytes;
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot encode a task's input: {e}")),
+    }
+}
+
+/// A job with its types erased: what the supervisor's loop runs.
+pub struct AnyJob {
+    pub work: Box<dyn Work>,
+    pub launch: Box<dyn Launch>,
+}
+
+impl AnyJob {
+    /// The job `job`: the supervisor keeps it, each worker gets a copy.
+    pub fn new<J: Job + Clone>(job: J) -> Self {
+        AnyJob {
+            launch: Box::new(Launcher::new(Typed(job.clone()))),
+            work: Box::new(JobWork(job)),
+        }
+    }
+
+    /// Work and a launcher made separately (a pool's).
+    pub fn from_parts(work: Box<dyn Work>, launch: Box<dyn Launch>) -> Self {
+        AnyJob { work, launch }
+    }
+}
