@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::*;
 use ipc::spsc::raw::RawChannel;
 use tests::attack::{segment_mappings, Victim};
+use worker::heartbeat::WorkerState;
 
 const PRIMES: &str = "-w 2 --limit 2e9 --chunk 1e6";
 const PI_2E9: u64 = 98_222_287;
@@ -157,7 +158,8 @@ fn a_head_moved_anywhere_never_steers_the_supervisor() {
 
 #[test]
 fn wild_heartbeat_values_are_forgeries() {
-    // Words of the slot: pid, state, current task + 1, tasks done, last beat.
+    // Words of the slot: pid, state (with the current task + 1 above its
+    // low 8 bits), reserved, tasks done, last beat.
     for (word, value) in [
         (4usize, u64::MAX), // a beat in the far future
         (1, 77),            // an unknown state
@@ -172,8 +174,8 @@ fn wild_heartbeat_values_are_forgeries() {
     // Busy with a task it does not hold.
     let (run, gone, pid) = attack(|victim| {
         let results = victim.results();
-        results.aux()[2].store(1 << 40, Ordering::Release);
-        results.aux()[1].store(2, Ordering::Release);
+        let busy = worker::heartbeat::pack(WorkerState::Busy, Some(1 << 40));
+        results.aux()[1].store(busy, Ordering::Release);
     });
     assert!(gone);
     assert_killed_for(&run, pid, "forged its heartbeat");

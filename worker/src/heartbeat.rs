@@ -19,9 +19,13 @@ pub const WORDS: usize = 6;
 
 // Word offsets.
 const PID: usize = 0;
+/// The state in the low 8 bits, the current task's id + 1 above them (0
+/// when not busy): one word, so a reader never sees a new state with an
+/// old task (two words once made an honest worker look forged).
 const STATE: usize = 1;
-/// Task id + 1 while busy, 0 otherwise.
-const CURRENT: usize = 2;
+/// Unused (was the current task before it joined the state word).
+const RESERVED: usize = 2;
+const STATE_BITS: u32 = 8;
 const TASKS_DONE: usize = 3;
 const LAST_BEAT_NS: usize = 4;
 /// Set by the worker when it rings its doorbell, cleared by the supervisor.
@@ -86,7 +90,7 @@ impl<'a> Heartbeat<'a> {
 
     /// Supervisor side: a slot for a worker about to start, dated now.
     pub fn reset(&self) {
-        for word in [PID, STATE, CURRENT, TASKS_DONE, BELL] {
+        for word in [PID, STATE, RESERVED, TASKS_DONE, BELL] {
             self.store(word, 0);
         }
         self.store(LAST_BEAT_NS, monotonic_ns());
@@ -94,8 +98,7 @@ impl<'a> Heartbeat<'a> {
 
     /// Worker side: records a beat, with what the worker is doing.
     pub fn beat(&self, state: WorkerState, current_task: Option<u64>) {
-        self.store(STATE, state as u64);
-        self.store(CURRENT, current_task.map_or(0, |id| id.saturating_add(1)));
+        self.store(STATE, pack(state, current_task));
         self.touch();
     }
 
@@ -129,14 +132,23 @@ impl<'a> Heartbeat<'a> {
 
     /// A snapshot of the words, as claimed.
     pub fn read(&self) -> Claim {
+        let word = self.load(STATE);
         Claim {
             pid: self.load(PID),
-            state: self.load(STATE),
-            current: self.load(CURRENT),
+            state: word & ((1 << STATE_BITS) - 1),
+            current: word >> STATE_BITS,
             tasks_done: self.load(TASKS_DONE),
             last_beat_ns: self.load(LAST_BEAT_NS),
         }
     }
+}
+
+/// The state word for `state` and `current_task` (ids past 2^56 - 2 are
+/// claimed as that; no run has so many tasks).
+pub fn pack(state: WorkerState, current_task: Option<u64>) -> u64 {
+    let max = (1u64 << (64 - STATE_BITS)) - 1;
+    let current = current_task.map_or(0, |id| id.saturating_add(1).min(max));
+    (current << STATE_BITS) | state as u64
 }
 
 /// The words of a slot as the worker wrote them: nothing is trusted yet.
@@ -258,6 +270,44 @@ mod tests {
     }
 
     #[test]
+    fn state_and_task_are_read_together() {
+        let words = slot();
+        let hb = Heartbeat::new(&words);
+        hb.beat(WorkerState::Busy, Some(41));
+        let claim = hb.read();
+        assert_eq!((claim.state, claim.current), (WorkerState::Busy as u64, 42));
+        hb.beat(WorkerState::Idle, None);
+        let claim = hb.read();
+        assert_eq!((claim.state, claim.current), (WorkerState::Idle as u64, 0));
+    }
+
+    #[test]
+    fn a_reader_racing_honest_beats_never_sees_a_forgery() {
+        // One thread beats Busy(task) / Idle as the worker loop does; the
+        // other judges as the supervisor does. A torn read (new state, old
+        // task) would be "busy with no task".
+        let words = slot();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let hb = Heartbeat::new(&words);
+                hb.set_pid(42);
+                let mut id = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    hb.beat(WorkerState::Busy, Some(id));
+                    hb.beat(WorkerState::Idle, None);
+                    id += 1;
+                }
+            });
+            let forged = (0..200_000)
+                .map(|_| judged(&words, true))
+                .find(|v| matches!(v, Verdict::Forged(_)));
+            stop.store(true, Ordering::Relaxed);
+            assert_eq!(forged, None);
+        });
+    }
+
+    #[test]
     fn wild_words_are_forgeries() {
         let words = slot();
         let hb = Heartbeat::new(&words);
@@ -276,7 +326,7 @@ mod tests {
             matches!(judged(&words, false), Verdict::Forged(_)),
             "task not held"
         );
-        words[CURRENT].store(0, Ordering::Release);
+        words[STATE].store(WorkerState::Busy as u64, Ordering::Release);
         assert!(
             matches!(judged(&words, true), Verdict::Forged(_)),
             "busy, no task"

@@ -216,10 +216,16 @@ impl Engine {
                     input,
                 });
             }
-            let leases: Vec<_> = leases
-                .into_iter()
-                .filter(|l| tasks.iter().any(|t| t.id == l.id))
-                .collect();
+            // (Rare) inputs that failed to encode left the batch.
+            let leases: Vec<_> = if tasks.len() == leases.len() {
+                leases
+            } else {
+                let sent: std::collections::HashSet<u64> = tasks.iter().map(|t| t.id).collect();
+                leases
+                    .into_iter()
+                    .filter(|l| sent.contains(&l.id))
+                    .collect()
+            };
             if tasks.is_empty() {
                 continue;
             }
