@@ -30,6 +30,8 @@ pub enum KillCause {
     RestartLimit,
     /// Ending the run: it did not exit in time after being told to stop.
     ShutdownTimeout,
+    /// Ending the run: a pool's `terminate` (or its drop).
+    Terminated,
 }
 
 impl KillCause {
@@ -43,6 +45,7 @@ impl KillCause {
         matches!(
             self,
             KillCause::SecondInterrupt
+                | KillCause::Terminated
                 | KillCause::Quit
                 | KillCause::RestartLimit
                 | KillCause::ShutdownTimeout
@@ -62,6 +65,7 @@ impl KillCause {
             KillCause::Quit => "SIGQUIT",
             KillCause::RestartLimit => "restart limit reached",
             KillCause::ShutdownTimeout => "did not stop in time",
+            KillCause::Terminated => "pool terminated",
         }
     }
 }
@@ -92,6 +96,7 @@ impl fmt::Display for KillCause {
                 f,
                 "stopped by the supervisor: it did not exit in time after SIGTERM"
             ),
+            KillCause::Terminated => write!(f, "stopped: the pool was terminated"),
         }
     }
 }

@@ -32,6 +32,7 @@
 //!   lives as long as they should. `die_with_parent(false)` turns this off.
 
 mod child;
+mod code_ref;
 mod current;
 mod entry;
 mod error;
@@ -40,6 +41,7 @@ mod family;
 mod fork;
 mod spawn;
 
+pub use code_ref::CodeRef;
 pub use current::{current_process, ProcessInfo};
 pub use error::{JoinError, JoinTimeoutError, StartError};
 pub use exit::{signal_name, ExitStatus};

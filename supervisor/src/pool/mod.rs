@@ -1,1 +1,454 @@
-//! Pool (in progress).
+//! [`Pool`]: Python's `multiprocessing.Pool` and `ProcessPoolExecutor` for
+//! plain Rust functions, on the supervisor's engine: the same ledger,
+//! restart policy and heartbeats as the `supervisor` binary. A worker
+//! killed by anything: its items run again on a replacement. An item that
+//! killed `max_attempts` workers: an error for that item alone. A panic: an
+//! error for that item, with its message and location. No call hangs on a
+//! dead worker.
+//!
+//! ```
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! ipc::init(); // first line of main: in a spawned worker, runs the worker
+//! let pool = supervisor::pool::Pool::new(2)?;
+//! assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pool makes progress whenever its caller is inside one of its calls
+//! (`map`, `get`, `next`, `join`, ...): it has no thread of its own, so it
+//! can fork. Items already handed to workers run meanwhile.
+//!
+//! A pool leaves the process's signals alone: Ctrl-C ends the program as
+//! usual, and its workers die with it (they ignore SIGINT and get SIGKILL
+//! when their parent dies).
+
+mod call;
+mod error;
+mod handles;
+mod imap;
+mod store;
+
+pub use error::{PoolError, TaskError};
+pub use handles::{as_completed, wait, AsCompleted, AsyncResult, Future, ReturnWhen};
+pub use imap::{Imap, ImapUnordered};
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ipc::StartMethod;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::launch::Launcher;
+use worker::work::AnyJob;
+
+use crate::options::RunOptions;
+use crate::run::Engine;
+use call::{Call, InitCall, PoolRunner, Reply};
+use store::{PoolWork, Settled, Store};
+
+/// The longest one turn of the engine waits inside a pool call.
+const TURN: Duration = Duration::from_millis(100);
+
+/// How to build a [`Pool`].
+pub struct PoolBuilder {
+    workers: u32,
+    options: RunOptions,
+    init: Result<Option<InitCall>, String>,
+    chunksize: Option<usize>,
+}
+
+impl PoolBuilder {
+    /// Runs `f(args)` once in every worker before its first item,
+    /// replacements included (Python's `initializer`, `initargs`).
+    pub fn initializer<A>(mut self, f: fn(A), args: A) -> Self
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        self.init = InitCall::new(f, &args).map(Some);
+        self
+    }
+
+    /// Replaces a worker after this many items (Python's `maxtasksperchild`).
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.options.max_tasks_per_child = Some(n);
+        self
+    }
+
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.options.start_method = method;
+        self
+    }
+
+    /// Workers an item may kill (or hang) before it is given up on (default 3).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.options.max_attempts = n.max(1);
+        self
+    }
+
+    /// A worker silent this long (an item stuck in a loop) is killed and
+    /// replaced, and its item charged an attempt (default 30 s).
+    pub fn worker_timeout(mut self, timeout: Duration) -> Self {
+        self.options.worker_timeout = timeout;
+        self
+    }
+
+    /// Items handed to a worker at a time (default: adaptive, from 2 up
+    /// to thousands while workers run dry). 1 balances long items best.
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunksize = Some(n.max(1));
+        self.options.max_window = Some(n.max(1));
+        self
+    }
+
+    /// A progress bar of items done, with items/s, and a line per worker
+    /// lost and replaced (on a terminal only; default off).
+    pub fn progress(mut self, on: bool) -> Self {
+        self.options.quiet = !on;
+        self
+    }
+
+    /// Starts the workers.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        if self.workers == 0 {
+            return Err(PoolError::Start(crate::run::RunError::NoWorkers));
+        }
+        let init = self.init.map_err(PoolError::Encode)?;
+        let store = Rc::new(RefCell::new(Store::default()));
+        let work = PoolWork {
+            store: Rc::clone(&store),
+            workers: self.workers,
+        };
+        let job = AnyJob::from_parts(Box::new(work), Box::new(Launcher::new(PoolRunner { init })));
+        let mut options = self.options;
+        options.workers = Some(self.workers);
+        let mut engine = Engine::new(options, job, true)?;
+        // Starts the workers: a pool that cannot start says so now.
+        while engine.workers_started() == 0 && !engine.is_over() {
+            engine.turn(Some(Duration::ZERO));
+        }
+        if engine.is_over() {
+            let why = engine
+                .stop_reason()
+                .unwrap_or_else(|| "no worker started".into());
+            return Err(PoolError::Stopped(why));
+        }
+        let window =
+            self.chunksize.unwrap_or(256).saturating_mul(4).max(1024) * self.workers as usize;
+        Ok(Pool {
+            shared: Rc::new(Shared {
+                engine: RefCell::new(engine),
+                store,
+                closed: Cell::new(false),
+                window,
+                next_group: Cell::new(0),
+            }),
+        })
+    }
+}
+
+/// A pool of worker processes running plain `fn(T) -> R` functions.
+///
+/// Cheap to clone (handles share it); not `Send`. Dropping the last handle
+/// kills and reaps every worker.
+#[derive(Clone)]
+pub struct Pool {
+    shared: Rc<Shared>,
+}
+
+struct Shared {
+    engine: RefCell<Engine>,
+    store: Rc<RefCell<Store>>,
+    closed: Cell<bool>,
+    /// Items a lazy stream keeps in flight.
+    window: usize,
+    next_group: Cell<u64>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let engine = self.engine.get_mut();
+        engine.terminate();
+        while !engine.turn(Some(TURN)) {}
+    }
+}
+
+impl Pool {
+    /// `n` workers, started now, with the defaults (fork, 3 attempts, 30 s
+    /// worker timeout, adaptive chunks).
+    pub fn new(n: u32) -> Result<Pool, PoolError> {
+        Pool::builder(n).build()
+    }
+
+    /// A pool of `n` workers to set up first.
+    pub fn builder(n: u32) -> PoolBuilder {
+        PoolBuilder {
+            workers: n,
+            options: RunOptions {
+                quiet: true,
+                handle_signals: false,
+                ..RunOptions::default()
+            },
+            init: Ok(None),
+            chunksize: None,
+        }
+    }
+
+    /// `[f(x) for x in items]`, in order. The first item that failed is
+    /// the error (every other item still ran); see [`imap`](Self::imap) for
+    /// each item's own outcome.
+    pub fn map<T, R>(
+        &self,
+        f: fn(T) -> R,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.map_call(Call::one(f), items)
+    }
+
+    /// `[f(a, b) for (a, b) in items]`, in order.
+    pub fn starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.map_call(Call::two(f), items)
+    }
+
+    fn map_call<T: Serialize, R: DeserializeOwned>(
+        &self,
+        call: Call,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<R>, PoolError> {
+        let mut inputs = Vec::new();
+        for item in items {
+            inputs.push(call.encode(&item).map_err(PoolError::Encode)?);
+        }
+        let n = inputs.len() as u64;
+        let first = self.submit_inputs(inputs.len(), &mut inputs.into_iter(), None)?;
+        let last = first + n;
+        // A cursor, so each turn looks only past what was settled before.
+        let mut next = first;
+        self.pump(None, |store| {
+            while next < last && store.is_settled(next) {
+                next += 1;
+            }
+            next == last
+        })?;
+        let mut out = Vec::with_capacity((last - first) as usize);
+        let mut failed = None;
+        for (index, id) in (first..last).enumerate() {
+            let settled = self.shared.store.borrow_mut().take(id);
+            match decode::<R>(settled) {
+                Ok(value) => out.push(value),
+                Err(error) if failed.is_none() => failed = Some(PoolError::Task { index, error }),
+                Err(_) => {}
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// `f(arg)` in a worker, waiting for it.
+    pub fn apply<T, R>(&self, f: fn(T) -> R, arg: T) -> Result<R, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.apply_async(f, arg)?.get()
+    }
+
+    /// `f(arg)` in a worker; the handle gives the result later.
+    pub fn apply_async<T, R>(&self, f: fn(T) -> R, arg: T) -> Result<AsyncResult<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let input = Call::one(f).encode(&arg).map_err(PoolError::Encode)?;
+        let id = self.submit_inputs(1, &mut std::iter::once(input), None)?;
+        Ok(AsyncResult::new(self.clone(), id))
+    }
+
+    /// `ProcessPoolExecutor.submit`: the same as [`apply_async`](Self::apply_async).
+    pub fn submit<T, R>(&self, f: fn(T) -> R, arg: T) -> Result<Future<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.apply_async(f, arg)
+    }
+
+    /// `f(x)` for each item, in order, lazily: items are taken from `items`
+    /// as workers free up, with a bounded number in flight, so an endless
+    /// iterator works in bounded memory.
+    pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Imap<T, R, I::IntoIter>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = T>,
+    {
+        Imap::new(self.clone(), Call::one(f), items.into_iter())
+    }
+
+    /// As [`imap`](Self::imap), in the order items finish.
+    pub fn imap_unordered<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+    ) -> ImapUnordered<T, R, I::IntoIter>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = T>,
+    {
+        let group = self.shared.next_group.get();
+        self.shared.next_group.set(group + 1);
+        ImapUnordered::new(self.clone(), Call::one(f), items.into_iter(), group)
+    }
+
+    /// No more submissions; workers stay until [`join`](Self::join).
+    pub fn close(&self) {
+        self.shared.closed.set(true);
+    }
+
+    /// After [`close`](Self::close): waits for every item, then for every
+    /// worker to exit.
+    pub fn join(&self) -> Result<(), PoolError> {
+        if !self.shared.closed.get() {
+            return Err(PoolError::Encode("join before close".into()));
+        }
+        let outcome = self.pump(None, |store| store.unsettled() == 0);
+        let mut engine = self.shared.engine.borrow_mut();
+        engine.finish();
+        while !engine.turn(Some(TURN)) {}
+        outcome
+    }
+
+    /// Kills every worker now; unfinished items are lost.
+    pub fn terminate(&self) {
+        self.shared.closed.set(true);
+        let mut engine = self.shared.engine.borrow_mut();
+        engine.terminate();
+        while !engine.turn(Some(TURN)) {}
+        drop(engine);
+        self.shared
+            .store
+            .borrow_mut()
+            .lose_all("the pool was terminated");
+    }
+
+    /// The pids of the workers alive now.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.shared.engine.borrow().worker_pids()
+    }
+
+    /// Worker processes started so far, replacements included.
+    pub fn workers_started(&self) -> u64 {
+        self.shared.engine.borrow().workers_started()
+    }
+
+    /// Hands `n` encoded items to the engine; returns the first's id.
+    fn submit_inputs(
+        &self,
+        n: usize,
+        inputs: &mut dyn Iterator<Item = Vec<u8>>,
+        group: Option<u64>,
+    ) -> Result<u64, PoolError> {
+        if self.shared.closed.get() {
+            return Err(PoolError::Closed);
+        }
+        let mut engine = self.shared.engine.borrow_mut();
+        if engine.is_over() {
+            return Err(PoolError::Stopped(
+                engine
+                    .stop_reason()
+                    .unwrap_or_else(|| "its workers are gone".into()),
+            ));
+        }
+        let first = engine.add_tasks(n as u64);
+        let mut store = self.shared.store.borrow_mut();
+        for (id, input) in (first..).zip(inputs.take(n)) {
+            store.put_input(id, input);
+            if let Some(group) = group {
+                store.join_group(id, group);
+            }
+        }
+        Ok(first)
+    }
+
+    /// Turns the engine until `done` holds, `deadline` passes, or the engine stops.
+    fn pump(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&Store) -> bool,
+    ) -> Result<(), PoolError> {
+        loop {
+            if done(&self.shared.store.borrow()) {
+                return Ok(());
+            }
+            let wait = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(PoolError::Timeout);
+                    }
+                    left.min(TURN)
+                }
+                None => TURN,
+            };
+            let over = self.shared.engine.borrow_mut().turn(Some(wait));
+            if over {
+                let why = self
+                    .shared
+                    .engine
+                    .borrow()
+                    .stop_reason()
+                    .unwrap_or_else(|| "its workers are gone".into());
+                self.shared.store.borrow_mut().lose_all(&why);
+                if done(&self.shared.store.borrow()) {
+                    return Ok(());
+                }
+                return Err(PoolError::Stopped(why));
+            }
+        }
+    }
+}
+
+/// A settled item as its function's result.
+fn decode<R: DeserializeOwned>(settled: Option<Settled>) -> Result<R, TaskError> {
+    match settled {
+        None => Err(TaskError::Failed("its result was already taken".into())),
+        Some(Err(e)) => Err(e),
+        Some(Ok(bytes)) => match postcard::from_bytes::<Reply<R>>(&bytes) {
+            Ok(Reply::Returned(value)) => Ok(value),
+            Ok(Reply::Panicked { message, location }) => {
+                Err(TaskError::Panicked { message, location })
+            }
+            Ok(Reply::Failed(why)) => Err(TaskError::Failed(why)),
+            Err(e) => Err(TaskError::Failed(format!(
+                "its worker sent an undecodable result: {e}"
+            ))),
+        },
+    }
+}
+
+/// Whether a settled item is a success, without decoding it.
+fn succeeded(settled: &Settled) -> bool {
+    // Reply::Returned is variant 0: its first byte.
+    matches!(settled, Ok(bytes) if bytes.first() == Some(&0))
+}

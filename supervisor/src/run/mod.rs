@@ -269,6 +269,51 @@ impl Engine {
         false
     }
 
+    /// More tasks (a pool's submissions): ids `first..first + n`.
+    pub(crate) fn add_tasks(&mut self, n: u64) -> u64 {
+        self.ledger.extend(n)
+    }
+
+    /// Whether every worker is gone and the loop is over.
+    pub(crate) fn is_over(&self) -> bool {
+        self.over
+    }
+
+    /// Why the run stopped early, if it did.
+    pub(crate) fn stop_reason(&self) -> Option<String> {
+        self.stop.as_ref().map(|(_, reason)| reason.clone())
+    }
+
+    /// Asks every worker to finish what it holds and exit.
+    pub(crate) fn finish(&mut self) {
+        if self.phase == Phase::Running {
+            self.begin_finish();
+        }
+    }
+
+    /// Kills every worker now.
+    pub(crate) fn terminate(&mut self) {
+        if !self.over {
+            self.halt(crate::kill::KillCause::Terminated);
+        }
+    }
+
+    /// The pids of the workers alive now.
+    pub(crate) fn worker_pids(&self) -> Vec<u32> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Live(w) => Some(w.pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Worker processes started so far, replacements included.
+    pub(crate) fn workers_started(&self) -> u64 {
+        self.workers_started
+    }
+
     fn end(&mut self) {
         self.over = true;
         self.wall = self.started.elapsed();

@@ -1,0 +1,229 @@
+//! Handles on single items: [`AsyncResult`] (Python's `AsyncResult`, and
+//! `concurrent.futures.Future` as [`Future`]), [`as_completed`] and
+//! [`wait`] over several of them.
+
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::{decode, succeeded, Pool, PoolError};
+
+/// The result of an item submitted with `apply_async` or `submit`.
+pub struct AsyncResult<R> {
+    pool: Pool,
+    id: u64,
+    _result: PhantomData<fn() -> R>,
+}
+
+/// `concurrent.futures.Future`: the same handle.
+pub type Future<R> = AsyncResult<R>;
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    pub(super) fn new(pool: Pool, id: u64) -> Self {
+        AsyncResult {
+            pool,
+            id,
+            _result: PhantomData,
+        }
+    }
+
+    /// Waits for the result (as often as asked: it is kept).
+    pub fn get(&self) -> Result<R, PoolError> {
+        self.wait_until(None)?;
+        self.decoded()
+    }
+
+    /// Waits at most `timeout`; `PoolError::Timeout` if not ready by then.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R, PoolError> {
+        self.wait_until(Some(Instant::now() + timeout))?;
+        self.decoded()
+    }
+
+    /// `Future.result()`.
+    pub fn result(&self) -> Result<R, PoolError> {
+        self.get()
+    }
+
+    /// Waits until the item is settled (or the pool stops).
+    pub fn wait(&self) {
+        let _ = self.wait_until(None);
+    }
+
+    /// Waits at most `timeout`; true if it is settled.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Some(Instant::now() + timeout)).is_ok()
+    }
+
+    /// Whether the item is settled (a look, after letting the pool move on).
+    pub fn ready(&self) -> bool {
+        let _ = self.pool.pump(Some(Instant::now()), |_| false);
+        self.pool.shared.store.borrow().is_settled(self.id)
+    }
+
+    /// `Future.done()`.
+    pub fn done(&self) -> bool {
+        self.ready()
+    }
+
+    /// Whether it returned (`None` while not ready; Python raises then).
+    pub fn successful(&self) -> Option<bool> {
+        if !self.ready() {
+            return None;
+        }
+        self.pool
+            .shared
+            .store
+            .borrow()
+            .result(self.id)
+            .map(succeeded)
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<(), PoolError> {
+        let id = self.id;
+        self.pool.pump(deadline, |store| store.is_settled(id))
+    }
+
+    fn decoded(&self) -> Result<R, PoolError> {
+        let settled = self.pool.shared.store.borrow().result(self.id).cloned();
+        decode(settled).map_err(|error| PoolError::Task { index: 0, error })
+    }
+
+    fn is_settled(&self) -> bool {
+        self.pool.shared.store.borrow().is_settled(self.id)
+    }
+}
+
+impl<R> Drop for AsyncResult<R> {
+    fn drop(&mut self) {
+        if let Ok(mut store) = self.pool.shared.store.try_borrow_mut() {
+            store.abandon(self.id);
+        }
+    }
+}
+
+/// The futures of `futures` as they finish (`concurrent.futures.as_completed`).
+pub fn as_completed<R: DeserializeOwned>(futures: &[AsyncResult<R>]) -> AsCompleted<'_, R> {
+    let mut ready = std::collections::VecDeque::new();
+    let mut waiting = std::collections::HashMap::new();
+    let pool = futures.first().map(|f| f.pool.clone());
+    if let Some(pool) = &pool {
+        let mut store = pool.shared.store.borrow_mut();
+        store.log_readers += 1;
+        for (index, future) in futures.iter().enumerate() {
+            if store.is_settled(future.id) {
+                ready.push_back(index);
+            } else {
+                waiting.insert(future.id, index);
+            }
+        }
+    }
+    let cursor = pool
+        .as_ref()
+        .map_or(0, |p| p.shared.store.borrow().log.len());
+    AsCompleted {
+        futures,
+        pool,
+        ready,
+        waiting,
+        cursor,
+    }
+}
+
+/// The iterator of [`as_completed`].
+pub struct AsCompleted<'a, R> {
+    futures: &'a [AsyncResult<R>],
+    pool: Option<Pool>,
+    ready: std::collections::VecDeque<usize>,
+    /// Unsettled futures by item id.
+    waiting: std::collections::HashMap<u64, usize>,
+    /// How far into the store's settled log this has read.
+    cursor: usize,
+}
+
+impl<'a, R: DeserializeOwned> Iterator for AsCompleted<'a, R> {
+    type Item = &'a AsyncResult<R>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let pool = self.pool.clone()?;
+        loop {
+            if let Some(index) = self.ready.pop_front() {
+                return self.futures.get(index);
+            }
+            if self.waiting.is_empty() {
+                return None;
+            }
+            {
+                let store = pool.shared.store.borrow();
+                for id in store.log.get(self.cursor..).unwrap_or_default() {
+                    if let Some(index) = self.waiting.remove(id) {
+                        self.ready.push_back(index);
+                    }
+                }
+                self.cursor = store.log.len();
+            }
+            if self.ready.is_empty() {
+                let cursor = self.cursor;
+                if pool.pump(None, |store| store.log.len() > cursor).is_err() {
+                    // The pool stopped: what is left is settled as lost.
+                    let left: Vec<usize> = self.waiting.drain().map(|(_, i)| i).collect();
+                    self.ready.extend(left);
+                }
+            }
+        }
+    }
+}
+
+impl<R> Drop for AsCompleted<'_, R> {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            if let Ok(mut store) = pool.shared.store.try_borrow_mut() {
+                store.log_readers = store.log_readers.saturating_sub(1);
+                if store.log_readers == 0 {
+                    store.log.clear();
+                }
+            }
+        }
+    }
+}
+
+/// When [`wait`] returns (`concurrent.futures.wait`'s `return_when`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReturnWhen {
+    FirstCompleted,
+    /// The first that failed, or all.
+    FirstError,
+    AllCompleted,
+}
+
+/// Waits for `futures` as `when` says, at most `timeout`: the indices of
+/// those done and of those not done.
+pub fn wait<R: DeserializeOwned>(
+    futures: &[AsyncResult<R>],
+    timeout: Option<Duration>,
+    when: ReturnWhen,
+) -> (Vec<usize>, Vec<usize>) {
+    let split = || {
+        let (done, pending): (Vec<usize>, Vec<usize>) =
+            (0..futures.len()).partition(|&i| futures[i].is_settled());
+        (done, pending)
+    };
+    let Some(pool) = futures.first().map(|f| f.pool.clone()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let _ = pool.pump(deadline, |store| {
+        let settled = |f: &AsyncResult<R>| store.is_settled(f.id);
+        match when {
+            ReturnWhen::FirstCompleted => futures.iter().any(settled),
+            ReturnWhen::AllCompleted => futures.iter().all(settled),
+            ReturnWhen::FirstError => {
+                futures.iter().all(settled)
+                    || futures
+                        .iter()
+                        .any(|f| store.result(f.id).is_some_and(|r| !succeeded(r)))
+            }
+        }
+    });
+    split()
+}
