@@ -150,3 +150,45 @@ fn joinable_pool_joins_after_every_task_is_done() {
         );
     }
 }
+
+#[test]
+fn pool_map_squares_one_two_three() {
+    for method in ["fork", "spawn"] {
+        assert_eq!(run_example("pool_map", method), "[1, 4, 9]\n");
+    }
+}
+
+#[test]
+fn pool_primes_counts_each_range_and_the_total() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("pool_primes", method);
+        for line in [
+            "primes in [0, 100000): 9592",
+            "primes in [700000, 800000): 7408",
+            "total: 63951",
+        ] {
+            assert!(out.contains(line), "{line} missing:\n{out}");
+        }
+        assert_eq!(out.lines().count(), 9, "{out}");
+    }
+}
+
+#[test]
+fn pool_initializer_scales_every_chunk() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("pool_initializer", method);
+        assert!(out.contains("[999000, 999000, 999000, 999000]"), "{out}");
+        assert!(out.contains("total: 3996000"), "{out}");
+    }
+}
+
+#[test]
+fn custom_job_sums_the_squares() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("custom_job", method);
+        assert!(
+            out.contains("sum of squares below 1e6: 333332833333500000"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! `Pool` with real processes killed for real: SIGKILLs from outside
+//! during `map`, an item that segfaults, a panicking item, an endless
+//! `imap`, initializers and recycling, dropping a pool mid-flight, SIGINT
+//! to a program mid-`map`, and a user's own `Job` under the supervisor.
+//! Single-threaded cases (fork needs that), each checked for leftover
+//! children by the harness.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc::value::Value;
+use ipc::{Process, StartMethod};
+use serde::{Deserialize, Serialize};
+use supervisor::pool::{as_completed, wait, Pool, ReturnWhen, TaskError};
+use supervisor::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
+use tests::procfs;
+
+fn main() {
+    ipc::init();
+    // The SIGINT case runs this binary again as the program to interrupt.
+    if std::env::args().nth(1).as_deref() == Some("--pool-until-interrupted") {
+        pool_until_interrupted();
+    }
+    tests::harness::run(tests::cases![
+        map_is_exact_while_workers_are_killed_fork,
+        map_is_exact_while_workers_are_killed_spawn,
+        an_item_that_segfaults_is_an_error_alone,
+        a_panicking_item_gives_its_message_and_the_pool_goes_on,
+        imap_over_an_endless_iterator_takes_what_it_needs,
+        imap_unordered_gives_every_item_once,
+        initializer_runs_in_every_worker_and_recycling_replaces_them,
+        submit_as_completed_and_wait,
+        dropping_a_pool_mid_flight_leaves_no_process,
+        sigint_mid_map_ends_the_program_and_its_workers,
+        a_users_job_is_exact_under_the_supervisor_with_a_worker_killed,
+    ]);
+}
+
+/// Busy for about `micros`, so items take real time.
+fn spin(micros: u64) {
+    let end = Instant::now() + Duration::from_micros(micros);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
+fn triple_slowly(x: u64) -> u64 {
+    spin(20);
+    x * 3
+}
+
+/// A process outside the pool: SIGKILLs a random live child of `parent`
+/// (other than itself) every `every_ms`, up to `kills` times, counting
+/// in `killed`.
+fn killer((parent, kills, every_ms, killed): (u32, u32, u64, Value<u32>)) {
+    let me = std::process::id();
+    let mut rng = u64::from(me) | 1;
+    while killed.load() < kills {
+        std::thread::sleep(Duration::from_millis(every_ms));
+        let victims: Vec<u32> = procfs::children_of(parent)
+            .into_iter()
+            .filter(|&(p, state)| p != me && state != 'Z')
+            .map(|(p, _)| p)
+            .collect();
+        if victims.is_empty() {
+            continue;
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let victim = victims[(rng % victims.len() as u64) as usize];
+        // SAFETY: kill has no memory arguments.
+        if unsafe { libc::kill(victim as i32, libc::SIGKILL) } == 0 {
+            killed.fetch_add(1);
+        }
+    }
+}
+
+/// Starts [`killer`]; stop it with [`stop_killer`].
+fn start_killer(kills: u32, every_ms: u64) -> (Process<(u32, u32, u64, Value<u32>), ()>, Value<u32>) {
+    let killed = Value::new(0u32).expect("counter");
+    let mut chaos = Process::new(killer, (std::process::id(), kills, every_ms, killed.try_clone().expect("counter")));
+    chaos.start().expect("killer");
+    (chaos, killed)
+}
+
+/// Stops the killer; how many it killed.
+fn stop_killer(mut chaos: Process<(u32, u32, u64, Value<u32>), ()>, killed: &Value<u32>) -> u32 {
+    let _ = chaos.kill();
+    let _ = chaos.join();
+    killed.load()
+}
+
+fn map_while_killed(method: StartMethod) {
+    let pool = Pool::builder(2)
+        .start_method(method)
+        .max_attempts(10)
+        .build()
+        .expect("pool");
+    let (chaos, counter) = start_killer(4, 40);
+    let n = 100_000u64;
+    let out = pool.map(triple_slowly, 0..n).expect("map");
+    let killed = stop_killer(chaos, &counter);
+    assert_eq!(out.len(), n as usize);
+    for (i, v) in out.iter().enumerate() {
+        assert_eq!(*v, i as u64 * 3, "item {i}");
+    }
+    assert!(killed > 0, "the killer killed nobody");
+    assert!(
+        pool.workers_started() >= 2 + u64::from(killed),
+        "{} started for {killed} kills",
+        pool.workers_started()
+    );
+}
+
+fn map_is_exact_while_workers_are_killed_fork() {
+    map_while_killed(StartMethod::Fork);
+}
+
+fn map_is_exact_while_workers_are_killed_spawn() {
+    map_while_killed(StartMethod::Spawn);
+}
+
+fn segfault_on_13(x: u64) -> u64 {
+    if x == 13 {
+        let _ = ipc::os::signals::set_default(libc::SIGSEGV);
+        // SAFETY: raising a signal at ourselves, to die as a segfault does.
+        unsafe { libc::raise(libc::SIGSEGV) };
+    }
+    x + 1
+}
+
+fn an_item_that_segfaults_is_an_error_alone() {
+    let pool = Pool::builder(2).max_attempts(3).build().expect("pool");
+    let results: Vec<Result<u64, TaskError>> = pool.imap(segfault_on_13, 0..50u64).collect();
+    for (i, r) in results.iter().enumerate() {
+        if i == 13 {
+            match r {
+                Err(TaskError::WorkerDied {
+                    attempts,
+                    cause,
+                    exit_code,
+                }) => {
+                    assert_eq!(*attempts, 3);
+                    assert_eq!(*exit_code, Some(-11), "{cause}");
+                    assert!(cause.contains("SIGSEGV"), "{cause}");
+                }
+                other => panic!("item 13: {other:?}"),
+            }
+        } else {
+            assert_eq!(r.as_ref().ok(), Some(&(i as u64 + 1)), "item {i}");
+        }
+    }
+    // map says which item failed.
+    match pool.map(segfault_on_13, [12, 13, 14]) {
+        Err(supervisor::pool::PoolError::Task { index, .. }) => assert_eq!(index, 1),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn panic_on_7(x: u32) -> u32 {
+    if x == 7 {
+        panic!("seven is not allowed");
+    }
+    x
+}
+
+fn a_panicking_item_gives_its_message_and_the_pool_goes_on() {
+    let pool = Pool::new(2).expect("pool");
+    let results: Vec<_> = pool.imap(panic_on_7, 0..10u32).collect();
+    match &results[7] {
+        Err(TaskError::Panicked { message, location }) => {
+            assert_eq!(message, "seven is not allowed");
+            let at = location.as_deref().unwrap_or("");
+            assert!(at.contains("pool.rs"), "{at}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 9);
+    // A panic is not a crash: no worker was replaced.
+    assert_eq!(pool.workers_started(), 2);
+    assert_eq!(pool.map(panic_on_7, [1, 2, 3]).expect("map"), [1, 2, 3]);
+}
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+fn imap_over_an_endless_iterator_takes_what_it_needs() {
+    let pool = Pool::new(2).expect("pool");
+    let pulled = std::cell::Cell::new(0u64);
+    let endless = (0u64..).inspect(|_| pulled.set(pulled.get() + 1));
+    let got: Vec<u64> = pool
+        .imap(double, endless)
+        .take(1000)
+        .map(|r| r.expect("item"))
+        .collect();
+    assert_eq!(got, (0..1000).map(|x| x * 2).collect::<Vec<_>>());
+    // Lazy: it read a bounded window past what was taken, not forever.
+    assert!(pulled.get() < 1000 + 100_000, "pulled {}", pulled.get());
+    pool.close();
+    pool.join().expect("join");
+}
+
+fn imap_unordered_gives_every_item_once() {
+    let pool = Pool::builder(2).chunksize(1).build().expect("pool");
+    let mut got: Vec<u64> = pool
+        .imap_unordered(double, 0..5000u64)
+        .map(|r| r.expect("item"))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..5000).map(|x| x * 2).collect::<Vec<_>>());
+}
+
+static FACTOR: AtomicU64 = AtomicU64::new(0);
+
+fn set_factor(f: u64) {
+    FACTOR.store(f, Ordering::Relaxed);
+}
+
+fn factor_and_pid(_: u32) -> (u64, u32) {
+    (FACTOR.load(Ordering::Relaxed), std::process::id())
+}
+
+fn initializer_runs_in_every_worker_and_recycling_replaces_them() {
+    let pool = Pool::builder(2)
+        .initializer(set_factor, 2)
+        .max_tasks_per_child(10)
+        .chunksize(1)
+        .build()
+        .expect("pool");
+    let out = pool.map(factor_and_pid, 0..100u32).expect("map");
+    assert!(out.iter().all(|(f, _)| *f == 2), "{out:?}");
+    let pids: std::collections::HashSet<u32> = out.iter().map(|(_, p)| *p).collect();
+    // 100 items, 10 per worker: at least 10 workers ran them.
+    assert!(pids.len() >= 10, "{} workers", pids.len());
+    assert!(pool.workers_started() >= 10);
+}
+
+fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20 * (10 - x.min(9))));
+    x * x
+}
+
+fn submit_as_completed_and_wait() {
+    let pool = Pool::new(2).expect("pool");
+    let futures: Vec<_> = (0..10u64)
+        .map(|x| pool.submit(slow_square, x).expect("submit"))
+        .collect();
+    let (done, _) = wait(&futures, None, ReturnWhen::FirstCompleted);
+    assert!(!done.is_empty());
+    let mut seen: Vec<u64> = as_completed(&futures)
+        .map(|f| f.result().expect("result"))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).map(|x| x * x).collect::<Vec<_>>());
+    let (done, not_done) = wait(&futures, None, ReturnWhen::AllCompleted);
+    assert_eq!((done.len(), not_done.len()), (10, 0));
+    assert!(futures.iter().all(|f| f.successful() == Some(true)));
+    assert_eq!(futures[3].get().expect("again"), 9);
+    let slow = pool.apply_async(sleep_ms, 5000).expect("apply_async");
+    assert!(matches!(
+        slow.get_timeout(Duration::from_millis(50)),
+        Err(supervisor::pool::PoolError::Timeout)
+    ));
+    assert_eq!(pool.apply(double, 21).expect("apply"), 42);
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn dropping_a_pool_mid_flight_leaves_no_process() {
+    let pool = Pool::new(2).expect("pool");
+    let pending: Vec<_> = (0..4)
+        .map(|_| pool.apply_async(sleep_ms, 60_000).expect("apply_async"))
+        .collect();
+    let pids = pool.worker_pids();
+    assert_eq!(pids.len(), 2);
+    let started = Instant::now();
+    drop(pending);
+    drop(pool);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // Reaped: not even zombies (the harness checks every child too).
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "{pid}");
+    }
+}
+
+/// The program interrupted by the SIGINT case: prints its workers' pids,
+/// then maps slow items until killed.
+fn pool_until_interrupted() -> ! {
+    let pool = Pool::new(2).expect("pool");
+    let pids: Vec<String> = pool.worker_pids().iter().map(u32::to_string).collect();
+    println!("{}", pids.join(" "));
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = pool.map(sleep_ms, (0..10_000).map(|_| 100u64));
+    std::process::exit(0)
+}
+
+fn sigint_mid_map_ends_the_program_and_its_workers() {
+    let exe = std::env::current_exe().expect("exe");
+    let mut child = Command::new(exe)
+        .arg("--pool-until-interrupted")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("program");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("pids");
+    let workers: Vec<i32> = line.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(workers.len(), 2, "{line}");
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill has no memory arguments.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "{status:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for pid in workers {
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < deadline, "worker {pid} outlived its program");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A user's job, defined here and not in the worker crate: the sum of
+/// 0..n in tasks of 100 numbers, each task slowed a little.
+#[derive(Clone, Serialize, Deserialize)]
+struct SlowSum {
+    n: u64,
+    #[serde(skip)]
+    sum: u64,
+    #[serde(skip)]
+    combined: u64,
+}
+
+impl Job for SlowSum {
+    type Input = (u64, u64);
+    type Output = u64;
+    type Error = String;
+    fn describe(&self) -> String {
+        format!("the sum below {}", self.n)
+    }
+    fn task_count(&self) -> u64 {
+        self.n.div_ceil(100)
+    }
+    fn input(&self, id: u64) -> (u64, u64) {
+        (id * 100, ((id + 1) * 100).min(self.n))
+    }
+    fn run(&self, (lo, hi): (u64, u64), ctx: &mut TaskContext<'_>) -> Result<u64, String> {
+        std::thread::sleep(Duration::from_millis(2));
+        ctx.beat();
+        Ok((lo..hi).sum())
+    }
+    fn combine(&mut self, _id: u64, part: u64) -> Result<(), BadOutput> {
+        self.sum += part;
+        self.combined += 1;
+        Ok(())
+    }
+    fn outcome(&self, complete: bool) -> JobOutcome {
+        let expected = self.n * (self.n - 1) / 2;
+        JobOutcome {
+            value: self.sum.to_string(),
+            summary: format!("{} tasks combined", self.combined),
+            verified: complete.then_some(self.sum == expected),
+        }
+    }
+}
+
+fn a_users_job_is_exact_under_the_supervisor_with_a_worker_killed() {
+    let (chaos, counter) = start_killer(2, 100);
+    let n = 100_000;
+    let report = Supervisor::new(SlowSum {
+        n,
+        sum: 0,
+        combined: 0,
+    })
+    .workers(2)
+    .max_attempts(10)
+    .quiet(true)
+    .handle_signals(false)
+    .run()
+    .expect("run");
+    let killed = stop_killer(chaos, &counter);
+    assert_eq!(report.result, (n * (n - 1) / 2).to_string());
+    assert_eq!(report.verified, Some(true));
+    assert_eq!(report.summary, "1000 tasks combined");
+    assert!(killed > 0);
+    assert!(report.restarts.crashes >= u64::from(killed), "{}", report.restarts.crashes);
+}
