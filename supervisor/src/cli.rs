@@ -56,6 +56,8 @@ pub enum Invocation {
     Run {
         config: RunConfig,
         job: AnyJob,
+        /// Its registry name.
+        name: String,
     },
     Bench {
         what: Bench,
@@ -97,6 +99,7 @@ where
             Ok(Invocation::Run {
                 config: cli.run,
                 job,
+                name: entry.name.to_string(),
             })
         }
     }

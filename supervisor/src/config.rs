@@ -72,9 +72,13 @@ pub struct RunConfig {
     #[arg(long, default_value = "0", value_parser = count, help_heading = "Recovery")]
     pub max_tasks_jitter: u64,
 
-    /// Print the final report as one JSON object on stdout.
+    /// Print the final report as one JSON object.
     #[arg(long, help_heading = "Output")]
     pub json: bool,
+    /// Write the report to this file [default: stdout; stderr for --exec,
+    /// whose stdout is the commands' output].
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub report: Option<std::path::PathBuf>,
     /// No progress bar and no event lines (the report is still printed).
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,

@@ -34,6 +34,9 @@ pub struct DeadLetter {
     pub last_cause: String,
     /// Exit code of the last worker it killed, Python style (-6 for SIGABRT).
     pub exit_code: Option<i32>,
+    /// What the task was, when its job says (an exec job's input line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 /// What a result from a worker amounted to.
@@ -103,6 +106,13 @@ impl Ledger {
 
     pub fn dead_letters(&self) -> &[DeadLetter] {
         &self.dead
+    }
+
+    /// Says what dead letter `task` was.
+    pub fn describe_dead(&mut self, task: u64, input: String) {
+        if let Some(dead) = self.dead.iter_mut().rev().find(|d| d.task == task) {
+            dead.input = Some(input);
+        }
     }
 
     /// Tasks neither done nor dead.
@@ -210,6 +220,7 @@ impl Ledger {
             failures,
             last_cause: failure.cause.clone(),
             exit_code: failure.exit_code,
+            input: None,
         });
         let _ = lease;
         Some(Released {
@@ -259,6 +270,7 @@ impl Ledger {
                 failures,
                 last_cause: failure.cause.clone(),
                 exit_code: failure.exit_code,
+                input: None,
             });
             released.dead.push(lease.id);
         } else {

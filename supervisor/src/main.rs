@@ -34,11 +34,25 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Invocation::Run { config, job } => run_job(&config, job),
+        Invocation::Run { config, job, name } => {
+            let to = match (&config.report, name.as_str()) {
+                (Some(path), _) => ReportTo::File(path.clone()),
+                (None, "exec") => ReportTo::Stderr,
+                (None, _) => ReportTo::Stdout,
+            };
+            run_job(&config, job, &to)
+        }
     }
 }
 
-fn run_job(config: &RunConfig, job: AnyJob) -> ExitCode {
+/// Where the report goes.
+enum ReportTo {
+    Stdout,
+    Stderr,
+    File(std::path::PathBuf),
+}
+
+fn run_job(config: &RunConfig, job: AnyJob, to: &ReportTo) -> ExitCode {
     let report = match Supervisor::from_any(job).options(config.options()).run() {
         Ok(report) => report,
         Err(e) => {
@@ -51,7 +65,7 @@ fn run_job(config: &RunConfig, job: AnyJob) -> ExitCode {
     } else {
         report.to_string()
     };
-    match write_report(&text) {
+    match write_report(&text, to) {
         Ok(()) => ExitCode::from(report.exit_code),
         Err(e) => {
             eprintln!("supervisor: cannot write the report: {e}");
@@ -61,13 +75,24 @@ fn run_job(config: &RunConfig, job: AnyJob) -> ExitCode {
     }
 }
 
-/// Writes the report on stdout, failing when it cannot be written (full
-/// disk, closed stdout, a reader gone).
-fn write_report(text: &str) -> std::io::Result<()> {
-    // Rust's stdout swallows EBADF: a closed descriptor 1 must be seen here.
-    // SAFETY: F_GETFD only reads descriptor flags.
-    if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
-        return Err(std::io::Error::last_os_error());
+/// Writes the report, failing when it cannot be written (full disk,
+/// closed descriptor, a reader gone).
+fn write_report(text: &str, to: &ReportTo) -> std::io::Result<()> {
+    let fd = match to {
+        ReportTo::Stdout => libc::STDOUT_FILENO,
+        ReportTo::Stderr => libc::STDERR_FILENO,
+        ReportTo::File(path) => {
+            let mut file = std::fs::File::create(path)?;
+            writeln!(file, "{text}")?;
+            return file.sync_all();
+        }
+    };
+    // (A descriptor closed at exec, `>&-`, is /dev/null by now: Rust's
+    // runtime reopens 0, 1 and 2 there before main.)
+    if fd == libc::STDERR_FILENO {
+        let mut out = std::io::stderr().lock();
+        writeln!(out, "{text}")?;
+        return out.flush();
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;

@@ -264,9 +264,14 @@ impl fmt::Display for RunReport {
                 .exit_code
                 .map(|c| format!(", exit code {c}"))
                 .unwrap_or_default();
+            let input = dead
+                .input
+                .as_ref()
+                .map(|i| format!(" (`{i}`)"))
+                .unwrap_or_default();
             writeln!(
                 f,
-                "  dead letter   task {}: failed {}, last: {}{code}",
+                "  dead letter   task {}{input}: failed {}, last: {}{code}",
                 dead.task,
                 times(dead.failures),
                 dead.last_cause

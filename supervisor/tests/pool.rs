@@ -77,16 +77,27 @@ fn killer((parent, kills, every_ms, killed): (u32, u32, u64, Value<u32>)) {
     }
 }
 
+/// The killer process: (parent, kills, every_ms, counter).
+type Killer = Process<(u32, u32, u64, Value<u32>), ()>;
+
 /// Starts [`killer`]; stop it with [`stop_killer`].
-fn start_killer(kills: u32, every_ms: u64) -> (Process<(u32, u32, u64, Value<u32>), ()>, Value<u32>) {
+fn start_killer(kills: u32, every_ms: u64) -> (Killer, Value<u32>) {
     let killed = Value::new(0u32).expect("counter");
-    let mut chaos = Process::new(killer, (std::process::id(), kills, every_ms, killed.try_clone().expect("counter")));
+    let mut chaos = Process::new(
+        killer,
+        (
+            std::process::id(),
+            kills,
+            every_ms,
+            killed.try_clone().expect("counter"),
+        ),
+    );
     chaos.start().expect("killer");
     (chaos, killed)
 }
 
 /// Stops the killer; how many it killed.
-fn stop_killer(mut chaos: Process<(u32, u32, u64, Value<u32>), ()>, killed: &Value<u32>) -> u32 {
+fn stop_killer(mut chaos: Killer, killed: &Value<u32>) -> u32 {
     let _ = chaos.kill();
     let _ = chaos.join();
     killed.load()
@@ -285,7 +296,10 @@ fn dropping_a_pool_mid_flight_leaves_no_process() {
     assert!(started.elapsed() < Duration::from_secs(30));
     // Reaped: not even zombies (the harness checks every child too).
     for pid in pids {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "{pid}");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid}"
+        );
     }
 }
 
@@ -310,7 +324,10 @@ fn sigint_mid_map_ends_the_program_and_its_workers() {
     let mut line = String::new();
     let stdout = child.stdout.take().expect("stdout");
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("pids");
-    let workers: Vec<i32> = line.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    let workers: Vec<i32> = line
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     assert_eq!(workers.len(), 2, "{line}");
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: kill has no memory arguments.
@@ -320,7 +337,10 @@ fn sigint_mid_map_ends_the_program_and_its_workers() {
     let deadline = Instant::now() + Duration::from_secs(10);
     for pid in workers {
         while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(Instant::now() < deadline, "worker {pid} outlived its program");
+            assert!(
+                Instant::now() < deadline,
+                "worker {pid} outlived its program"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -389,5 +409,9 @@ fn a_users_job_is_exact_under_the_supervisor_with_a_worker_killed() {
     assert_eq!(report.verified, Some(true));
     assert_eq!(report.summary, "1000 tasks combined");
     assert!(killed > 0);
-    assert!(report.restarts.crashes >= u64::from(killed), "{}", report.restarts.crashes);
+    assert!(
+        report.restarts.crashes >= u64::from(killed),
+        "{}",
+        report.restarts.crashes
+    );
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -248,17 +248,93 @@ fn workers_are_recycled_after_their_task_quota() {
 
 #[test]
 fn bad_options_are_usage_errors() {
+    // Each is exit code 2 with clap's error on stderr, saying what is wrong.
+    for (args, says) in [
+        (&["--limit", "lots"][..], "is not a whole number"),
+        (&["--limit", "1e30"], "is too large"),
+        (&["--workers", "0"], "must be at least 1"),
+        (&["--job", "nonesuch"], "unknown job `nonesuch`"),
+        (&["--chunk", "0"], "must be at least 1"),
+        (
+            &["--limit", "1e12", "--chunk", "10"],
+            "more than the 100000000 a run may have",
+        ),
+        (&["--max-attempts", "0"], "--max-attempts"),
+        (&["--job", "sleep", "--limit", "5"], "--limit"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .args(args)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_report_that_cannot_be_written_is_an_error() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
     let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .args(["--limit", "lots"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .args(["--job", "nonesuch"])
+        .args([
+            "--job",
+            "sleep",
+            "--tasks",
+            "3",
+            "--task-ms",
+            "0",
+            "--quiet",
+        ])
+        .stdout(full)
+        .stderr(Stdio::piped())
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the report"));
+    // A reader that is gone before the report comes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args([
+            "--job",
+            "sleep",
+            "--tasks",
+            "3",
+            "--task-ms",
+            "100",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the report"));
+}
+
+#[test]
+fn counts_are_said_in_the_singular_when_one() {
+    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args([
+            "--job",
+            "sleep",
+            "--tasks",
+            "1",
+            "--task-ms",
+            "0",
+            "-w",
+            "1",
+            "--quiet",
+        ])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 of 1 task done"), "{text}");
+    assert!(text.contains("0 crashes"), "{text}");
+    assert!(!text.contains("1 tasks"), "{text}");
 }
 
 #[test]
@@ -284,6 +360,20 @@ fn sigttin_adds_a_worker_and_sigttou_removes_one() {
     assert_eq!(run.report["tasks"]["done"], 400);
     assert_eq!(run.report["restarts"]["crashes"], 0);
     assert!(run.events.contains("SIGTTOU: retiring"), "{}", run.events);
+    // The added worker is said to be added, not a replacement.
+    assert!(
+        run.events.contains("added (SIGTTIN); started as pid"),
+        "{}",
+        run.events
+    );
+    assert!(
+        !run.events.contains("added (SIGTTIN); replaced"),
+        "{}",
+        run.events
+    );
+    assert_eq!(run.report["workers"], 2);
+    assert_eq!(run.report["workers_peak"], 3);
+    assert_eq!(run.report["workers_at_end"], 1);
 }
 
 #[test]

@@ -113,6 +113,10 @@ pub trait Job: Serialize + DeserializeOwned + 'static {
         let full = std::any::type_name::<Self>();
         full.rsplit("::").next().unwrap_or(full).to_lowercase()
     }
+    /// What task `id` is, for a dead letter's line (`None`: its id says it).
+    fn describe_task(&self, _id: u64) -> Option<String> {
+        None
+    }
     /// Supervisor side: task `id` failed `max_attempts` times and is a dead
     /// letter; it will never be combined.
     fn gave_up(&mut self, _id: u64, _why: &crate::work::GaveUp) {}

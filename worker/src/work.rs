@@ -31,6 +31,10 @@ pub trait Work {
     fn input_size_hint(&mut self) -> usize;
     /// The output of task `id`, once per id; `Err` fails the attempt.
     fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String>;
+    /// What task `id` is, for a dead letter (`None`: its id says it).
+    fn describe_task(&self, _id: u64) -> Option<String> {
+        None
+    }
     /// Task `id` will not be retried.
     fn gave_up(&mut self, _id: u64, _why: &GaveUp) {}
     /// The answer so far.
@@ -72,6 +76,10 @@ impl<J: Job> Work for JobWork<J> {
 
     fn gave_up(&mut self, id: u64, why: &GaveUp) {
         self.0.gave_up(id, why);
+    }
+
+    fn describe_task(&self, id: u64) -> Option<String> {
+        self.0.describe_task(id)
     }
 
     fn outcome(&self, complete: bool) -> JobOutcome {

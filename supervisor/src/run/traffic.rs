@@ -284,8 +284,16 @@ impl Engine {
     /// Tasks that became dead letters: said, and told to the work.
     pub(super) fn gave_up(&mut self, dead: &[u64], failure: &Failure) {
         for &task in dead {
+            let what = match self.work.describe_task(task) {
+                Some(input) => {
+                    let said = format!("task {task} (`{input}`)");
+                    self.ledger.describe_dead(task, input);
+                    said
+                }
+                None => format!("task {task}"),
+            };
             self.progress.event(&format!(
-                "task {task} is a dead letter: it failed {}, last: {}",
+                "{what} is a dead letter: it failed {}, last: {}",
                 plural(u64::from(self.options.max_attempts.max(1)), "time"),
                 failure.cause
             ));

@@ -97,3 +97,13 @@ pub fn assert_exact_primes(run: &Run, expected: u64) {
         assert_eq!(run.report["verified"], true);
     }
 }
+
+/// Every pid on the machine.
+pub fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -6,7 +6,7 @@ use serde_bytes::ByteBuf;
 
 use super::{args, CliJob};
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
-use crate::numbers::group_thousands;
+use crate::numbers::{group_thousands, plural};
 
 /// Payloads above this would not fit a frame with room to spare.
 const MAX_PAYLOAD: u64 = 32 * 1024 * 1024;
@@ -70,9 +70,9 @@ impl Job for Echo {
 
     fn describe(&self) -> String {
         format!(
-            "{} payloads of {} bytes to a worker and back",
-            group_thousands(self.tasks),
-            group_thousands(self.payload_bytes as u64)
+            "{} of {} to a worker and back",
+            plural(self.tasks, "payload"),
+            plural(self.payload_bytes as u64, "byte")
         )
     }
 
@@ -115,9 +115,9 @@ impl Job for Echo {
         JobOutcome {
             value: self.intact.to_string(),
             summary: format!(
-                "{} of {} payloads came back intact",
+                "{} of {} came back intact",
                 group_thousands(self.intact),
-                group_thousands(self.tasks)
+                plural(self.tasks, "payload")
             ),
             verified: complete.then_some(self.intact == self.tasks),
         }

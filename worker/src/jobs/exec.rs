@@ -245,6 +245,10 @@ impl Job for Exec {
         Ok(())
     }
 
+    fn describe_task(&self, id: u64) -> Option<String> {
+        self.lines.get(id as usize).cloned()
+    }
+
     fn gave_up(&mut self, id: u64, _why: &GaveUp) {
         self.settle(id, None);
     }

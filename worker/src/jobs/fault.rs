@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{args, sleep_beating, tasks_done, CliJob};
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
-use crate::numbers::group_thousands;
+use crate::numbers::plural;
 
 /// Exit code of a worker that the `exit` fault ends.
 pub const FAULT_EXIT_CODE: i32 = 13;
@@ -164,8 +164,8 @@ impl Job for Fault {
     fn describe(&self) -> String {
         let f = &self.faults;
         let mut text = format!(
-            "{} tasks of {} ms with faults (abort {}, segv {}, exit {}, hang {}, error {}, garbage {})",
-            group_thousands(self.tasks),
+            "{} of {} ms with faults (abort {}, segv {}, exit {}, hang {}, error {}, garbage {})",
+            plural(self.tasks, "task"),
             self.task_ms,
             f.abort,
             f.segv,

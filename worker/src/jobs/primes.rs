@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{args, CliJob};
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
-use crate::numbers::{group_thousands, short_count};
+use crate::numbers::{group_thousands, plural, short_count};
 use crate::sieve;
 
 /// pi(10^k) for k = 0..=12.
@@ -118,9 +118,9 @@ impl Job for Primes {
 
     fn describe(&self) -> String {
         format!(
-            "count the primes below {} in {} tasks of {} numbers",
+            "count the primes below {} in {} of {} numbers",
             short_count(self.limit),
-            group_thousands(self.task_count()),
+            plural(self.task_count(), "task"),
             short_count(self.chunk)
         )
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{args, sleep_beating, tasks_done, CliJob};
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
-use crate::numbers::group_thousands;
+use crate::numbers::plural;
 
 /// The options of `--job sleep`.
 #[derive(Clone, Debug, clap::Args)]
@@ -58,8 +58,8 @@ impl Job for Sleep {
 
     fn describe(&self) -> String {
         format!(
-            "{} tasks that each wait {} ms",
-            group_thousands(self.tasks),
+            "{} that each wait {} ms",
+            plural(self.tasks, "task"),
             self.task_ms
         )
     }
