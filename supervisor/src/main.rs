@@ -84,7 +84,7 @@ fn write_report(text: &str, to: &ReportTo) -> std::io::Result<()> {
         ReportTo::File(path) => {
             let mut file = std::fs::File::create(path)?;
             writeln!(file, "{text}")?;
-            return file.sync_all();
+            return file.flush();
         }
     };
     // (A descriptor closed at exec, `>&-`, is /dev/null by now: Rust's

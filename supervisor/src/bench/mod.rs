@@ -3,6 +3,7 @@
 
 mod dispatch;
 mod pipe;
+mod pool;
 mod queue;
 mod report;
 mod sieve;
@@ -31,6 +32,8 @@ pub enum Bench {
     Queue,
     /// Start-up: 100, 300 and 1,000 workers until all are ready, beside Python's Pool(n).
     Startup,
+    /// Pool::map / imap / submit with 2 workers, imap memory, --exec beside xargs -P2.
+    Pool,
 }
 
 /// Options shared by every benchmark.
@@ -63,6 +66,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Sync => sync::run(runs, options.quick)?,
         Bench::Queue => queue::run(runs, options.quick)?,
         Bench::Startup => startup::run(runs, options.quick)?,
+        Bench::Pool => pool::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)

@@ -4,7 +4,7 @@
 //! the same [`Store`].
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use worker::job::JobOutcome;
@@ -15,16 +15,31 @@ use super::error::TaskError;
 /// A result: the encoded reply, or why there is none.
 pub(crate) type Settled = Result<Vec<u8>, TaskError>;
 
-/// Where the inputs and results of a pool's items live.
+/// One item, from submission until its result is taken or abandoned.
+#[derive(Default)]
+struct Entry {
+    /// Until settled (kept for retries).
+    input: Option<Vec<u8>>,
+    /// Settled and not yet taken.
+    result: Option<Settled>,
+    settled: bool,
+    /// Its handle is gone: its result is dropped on arrival.
+    abandoned: bool,
+    /// The unordered stream it belongs to.
+    group: Option<u64>,
+}
+
+/// Where the inputs and results of a pool's items live: a deque indexed
+/// by item id (ids are handed out in order), trimmed at the front as
+/// items are consumed, so every operation is O(1).
 #[derive(Default)]
 pub(crate) struct Store {
-    inputs: HashMap<u64, Vec<u8>>,
-    results: HashMap<u64, Settled>,
-    /// Items whose handle is gone: their results are dropped on arrival.
-    abandoned: HashSet<u64>,
-    /// Items of an unordered stream: their group, and each group's
-    /// settled items in order of arrival.
-    group_of: HashMap<u64, u64>,
+    /// The id of `entries[0]`.
+    base: u64,
+    entries: VecDeque<Entry>,
+    /// Items not settled yet.
+    pending: usize,
+    /// Each unordered stream's settled items in order of arrival.
     finished: HashMap<u64, VecDeque<u64>>,
     /// Every item settled while someone reads this log (`as_completed`).
     pub(crate) log: Vec<u64>,
@@ -33,25 +48,70 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    fn entry(&self, id: u64) -> Option<&Entry> {
+        self.entries.get(usize::try_from(id.checked_sub(self.base)?).ok()?)
+    }
+
+    fn entry_mut(&mut self, id: u64) -> Option<&mut Entry> {
+        let at = usize::try_from(id.checked_sub(self.base)?).ok()?;
+        self.entries.get_mut(at)
+    }
+
+    /// Drops consumed items from the front.
+    fn compact(&mut self) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.settled && e.result.is_none())
+        {
+            self.entries.pop_front();
+            self.base += 1;
+        }
+    }
+
     pub(crate) fn put_input(&mut self, id: u64, input: Vec<u8>) {
-        self.inputs.insert(id, input);
+        if self.entries.is_empty() {
+            self.base = id;
+        }
+        let Some(at) = id.checked_sub(self.base).and_then(|a| usize::try_from(a).ok()) else {
+            return;
+        };
+        while self.entries.len() <= at {
+            // Ids skipped (none are, but a gap must not shift the rest):
+            // settled with nothing to take.
+            self.entries.push_back(Entry {
+                settled: true,
+                ..Entry::default()
+            });
+        }
+        let entry = &mut self.entries[at];
+        *entry = Entry {
+            input: Some(input),
+            ..Entry::default()
+        };
+        self.pending += 1;
     }
 
     /// Puts item `id` in `group` (an unordered stream).
     pub(crate) fn join_group(&mut self, id: u64, group: u64) {
-        self.group_of.insert(id, group);
+        if let Some(entry) = self.entry_mut(id) {
+            entry.group = Some(group);
+        }
     }
 
+    /// Whether `id` has a result waiting.
     pub(crate) fn is_settled(&self, id: u64) -> bool {
-        self.results.contains_key(&id)
+        self.entry(id).is_some_and(|e| e.result.is_some())
     }
 
     pub(crate) fn result(&self, id: u64) -> Option<&Settled> {
-        self.results.get(&id)
+        self.entry(id)?.result.as_ref()
     }
 
     pub(crate) fn take(&mut self, id: u64) -> Option<Settled> {
-        self.results.remove(&id)
+        let taken = self.entry_mut(id)?.result.take();
+        self.compact();
+        taken
     }
 
     /// The next settled item of `group`.
@@ -68,53 +128,65 @@ impl Store {
     pub(crate) fn abandon_group(&mut self, group: u64) {
         if let Some(done) = self.finished.remove(&group) {
             for id in done {
-                self.results.remove(&id);
+                self.abandon(id);
             }
         }
-        let members: Vec<u64> = self
-            .group_of
-            .iter()
-            .filter(|(_, g)| **g == group)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in members {
-            self.group_of.remove(&id);
-            self.abandoned.insert(id);
+        for entry in self.entries.iter_mut() {
+            if entry.group == Some(group) && !entry.settled {
+                entry.abandoned = true;
+                entry.group = None;
+            }
         }
     }
 
     /// Nobody will read `id`'s result.
     pub(crate) fn abandon(&mut self, id: u64) {
-        if self.results.remove(&id).is_none() {
-            self.abandoned.insert(id);
+        if let Some(entry) = self.entry_mut(id) {
+            entry.abandoned = true;
+            entry.result = None;
         }
+        self.compact();
     }
 
-    /// Items whose input is held, not yet settled.
+    /// Items submitted and not yet settled.
     pub(crate) fn unsettled(&self) -> usize {
-        self.inputs.len()
+        self.pending
+    }
+
+    fn input(&self, id: u64) -> Option<&[u8]> {
+        self.entry(id)?.input.as_deref()
     }
 
     fn settle(&mut self, id: u64, result: Settled) {
-        if self.inputs.remove(&id).is_none() {
+        let Some(entry) = self.entry_mut(id) else {
+            return;
+        };
+        if entry.input.take().is_none() {
             return;
         }
+        entry.settled = true;
+        let group = entry.group.take();
+        if !entry.abandoned {
+            entry.result = Some(result);
+        }
+        self.pending -= 1;
         self.done += 1;
         if self.log_readers > 0 {
             self.log.push(id);
         }
-        if let Some(group) = self.group_of.remove(&id) {
+        if let Some(group) = group {
             self.finished.entry(group).or_default().push_back(id);
         }
-        if self.abandoned.remove(&id) {
-            return;
-        }
-        self.results.insert(id, result);
+        self.compact();
     }
 
     /// Every item still unsettled fails with `why` (the engine stopped).
     pub(crate) fn lose_all(&mut self, why: &str) {
-        let ids: Vec<u64> = self.inputs.keys().copied().collect();
+        let ids: Vec<u64> = (self.base..)
+            .zip(self.entries.iter())
+            .filter(|(_, e)| e.input.is_some())
+            .map(|(id, _)| id)
+            .collect();
         for id in ids {
             self.settle(id, Err(TaskError::Lost(why.to_string())));
         }
@@ -141,7 +213,7 @@ impl Work for PoolWork {
     }
 
     fn input(&mut self, id: u64, out: &mut Vec<u8>) -> Result<(), String> {
-        match self.store.borrow().inputs.get(&id) {
+        match self.store.borrow().input(id) {
             Some(input) => {
                 out.extend_from_slice(input);
                 Ok(())
