@@ -39,6 +39,17 @@ pub trait Work {
     fn gave_up(&mut self, _id: u64, _why: &GaveUp) {}
     /// The answer so far.
     fn outcome(&self, complete: bool) -> JobOutcome;
+    /// Tasks made on the way (a pool's chunks, cut as workers free up):
+    /// called each turn before tasks are handed out; returns how many new
+    /// tasks, with ids `first..first + n`.
+    fn top_up(&mut self, _first: u64) -> u64 {
+        0
+    }
+    /// (done, total) in the units the user counts, when tasks are not
+    /// them (a pool's tasks are chunks of items).
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// A typed [`Job`] as [`Work`].

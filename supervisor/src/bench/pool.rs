@@ -42,12 +42,10 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             return Err("map gave a wrong result".into());
         }
         let started = Instant::now();
-        let mut n = 0u64;
-        for r in pool.imap(noop, 0..items) {
+        for (n, r) in (0u64..).zip(pool.imap(noop, 0..items)) {
             if r.map_err(|e| e.to_string())? != n {
                 return Err("imap gave a wrong result".into());
             }
-            n += 1;
         }
         imap_rates.push(items as f64 / started.elapsed().as_secs_f64());
         let started = Instant::now();

@@ -1,9 +1,14 @@
-//! What a pool's workers run. Each task names its function and a
-//! trampoline instantiated for its types (both as [`CodeRef`]s, like a
-//! `Process` entry); the worker's [`PoolRunner`] decodes the arguments,
-//! calls the function, catches a panic with its location, and encodes the
-//! [`Reply`]. A panic is the item's answer, not a failed attempt: it is
-//! not retried (the same input would panic again).
+//! What a pool's workers run. A task is a chunk of items of one call: it
+//! names the function and a trampoline instantiated for its types (both
+//! as [`CodeRef`]s, like a `Process` entry), then the items' arguments.
+//! The worker's [`PoolRunner`] decodes each item, calls the function,
+//! catches a panic with its location, and appends the item's [`Reply`],
+//! length-prefixed. A panic is the item's answer, not a failed attempt: it
+//! is not retried (the same input would panic again).
+//!
+//! A chunk's input: `Call`, the item count (varint), each item's postcard
+//! bytes. Its output: each item's reply as a little-endian `u32` length
+//! and its bytes.
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
@@ -15,8 +20,9 @@ use serde_bytes::ByteBuf;
 use worker::job::TaskContext;
 use worker::runner::Runner;
 
-/// Calls the function at `func` on postcard `args`; gives the encoded [`Reply`].
-pub(crate) type Trampoline = fn(func: *const (), args: &[u8]) -> Vec<u8>;
+/// Calls the function at `func` on the item at the front of `args`
+/// (moving past it) and appends its framed [`Reply`] to `out`.
+pub(crate) type Trampoline = fn(func: *const (), args: &mut &[u8], out: &mut Vec<u8>);
 /// Runs an initializer at `func` on postcard `args`.
 pub(crate) type InitTrampoline = fn(func: *const (), args: &[u8]) -> Result<(), String>;
 
@@ -66,10 +72,11 @@ impl Call {
         }
     }
 
-    /// A task's input: this call, then `args`.
-    pub(crate) fn encode<T: Serialize>(&self, args: &T) -> Result<Vec<u8>, String> {
-        let head = postcard::to_allocvec(self).map_err(|e| e.to_string())?;
-        postcard::to_extend(args, head).map_err(|e| format!("cannot encode the item: {e}"))
+    /// Starts a chunk of `count` items in `out`.
+    pub(crate) fn write_head(&self, count: usize, out: &mut Vec<u8>) -> Result<(), String> {
+        worker::work::encode_into(self, out)?;
+        write_varint(count as u64, out);
+        Ok(())
     }
 }
 
@@ -130,9 +137,10 @@ impl Runner for PoolRunner {
         trampoline(func, &init.args)
     }
 
-    fn run_task(&self, input: &[u8], _ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
-        let (call, args): (Call, &[u8]) =
+    fn run_task(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
+        let (call, rest): (Call, &[u8]) =
             postcard::take_from_bytes(input).map_err(|e| format!("not a pool task: {e}"))?;
+        let (count, mut args) = read_varint(rest).ok_or("not a pool task: no item count")?;
         // SAFETY: the parent made `call` with Call::one / Call::two from a
         // Trampoline of this executable and the function it was
         // instantiated for; the parent is trusted by its workers.
@@ -140,22 +148,36 @@ impl Runner for PoolRunner {
             unsafe { std::mem::transmute::<*const (), Trampoline>(call.trampoline.address()) };
         // SAFETY: as above; the trampoline casts it back to its own type.
         let func = unsafe { call.func.address() };
-        Ok(trampoline(func, args))
+        let mut out = Vec::with_capacity(args.len() + 16);
+        for i in 0..count {
+            trampoline(func, &mut args, &mut out);
+            if i % 64 == 63 {
+                ctx.beat();
+            }
+        }
+        Ok(out)
     }
 }
 
-fn call_one<T: DeserializeOwned, R: Serialize>(func: *const (), args: &[u8]) -> Vec<u8> {
+fn call_one<T: DeserializeOwned, R: Serialize>(
+    func: *const (),
+    args: &mut &[u8],
+    out: &mut Vec<u8>,
+) {
     // SAFETY: `func` came from `Call::one::<T, R>`, which took it from a
     // `fn(T) -> R` and paired it with this very instantiation.
     let f = unsafe { std::mem::transmute::<*const (), fn(T) -> R>(func) };
-    let reply = match postcard::from_bytes::<T>(args) {
-        Ok(item) => guarded(move || f(item)),
+    let reply = match postcard::take_from_bytes::<T>(args) {
+        Ok((item, rest)) => {
+            *args = rest;
+            guarded(move || f(item))
+        }
         Err(e) => Reply::Failed(format!("cannot decode the item: {e}")),
     };
-    encode_reply(&reply)
+    append_reply(&reply, out);
 }
 
-fn call_two<A, B, R>(func: *const (), args: &[u8]) -> Vec<u8>
+fn call_two<A, B, R>(func: *const (), args: &mut &[u8], out: &mut Vec<u8>)
 where
     A: DeserializeOwned,
     B: DeserializeOwned,
@@ -164,11 +186,14 @@ where
     // SAFETY: `func` came from `Call::two::<A, B, R>`, which took it from
     // a `fn(A, B) -> R` and paired it with this very instantiation.
     let f = unsafe { std::mem::transmute::<*const (), fn(A, B) -> R>(func) };
-    let reply = match postcard::from_bytes::<(A, B)>(args) {
-        Ok((a, b)) => guarded(move || f(a, b)),
+    let reply = match postcard::take_from_bytes::<(A, B)>(args) {
+        Ok(((a, b), rest)) => {
+            *args = rest;
+            guarded(move || f(a, b))
+        }
         Err(e) => Reply::Failed(format!("cannot decode the item: {e}")),
     };
-    encode_reply(&reply)
+    append_reply(&reply, out);
 }
 
 fn init_one<A: DeserializeOwned>(func: *const (), args: &[u8]) -> Result<(), String> {
@@ -205,12 +230,98 @@ fn guarded<R>(f: impl FnOnce() -> R) -> Reply<R> {
     }
 }
 
-fn encode_reply<R: Serialize>(reply: &Reply<R>) -> Vec<u8> {
-    postcard::to_allocvec(reply).unwrap_or_else(|e| {
-        // A `Failed` is the same bytes whatever R is.
-        postcard::to_allocvec(&Reply::<()>::Failed(format!(
-            "cannot encode the result: {e}"
-        )))
-        .unwrap_or_default()
-    })
+/// Appends `reply` to `out` as a `u32` length and its postcard bytes,
+/// encoded in place.
+fn append_reply<R: Serialize>(reply: &Reply<R>, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let taken = std::mem::take(out);
+    *out = match postcard::to_extend(reply, taken) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // A `Failed` is the same bytes whatever R is.
+            let mut bytes = postcard::to_allocvec(&Reply::<()>::Failed(format!(
+                "cannot encode the result: {e}"
+            )))
+            .unwrap_or_default();
+            let mut fresh = Vec::new();
+            std::mem::swap(&mut fresh, &mut bytes);
+            // The failed encoding left `out` behind: start over from `at`.
+            let mut rebuilt = Vec::with_capacity(at + 4 + fresh.len());
+            rebuilt.resize(at + 4, 0);
+            rebuilt.extend_from_slice(&fresh);
+            rebuilt
+        }
+    };
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// LEB128, as postcard writes lengths.
+pub(crate) fn write_varint(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A LEB128 number at the front of `bytes`, and what follows it.
+pub(crate) fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut n = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        n |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((n, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+/// Where each framed reply of a chunk's output lies in it, one per item;
+/// `None` if the output does not hold exactly `count` of them.
+pub(crate) fn split_replies(output: &[u8], count: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    let mut replies = Vec::with_capacity(count);
+    let mut at = 0usize;
+    while replies.len() < count {
+        let len = output.get(at..at.checked_add(4)?)?;
+        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+        let start = at + 4;
+        let end = start.checked_add(len)?;
+        if end > output.len() {
+            return None;
+        }
+        replies.push(start..end);
+        at = end;
+    }
+    (at == output.len()).then_some(replies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_and_replies_round_trip() {
+        let mut out = Vec::new();
+        for n in [0u64, 1, 127, 128, 300, u64::MAX] {
+            out.clear();
+            write_varint(n, &mut out);
+            assert_eq!(read_varint(&out), Some((n, &[][..])));
+        }
+        out.clear();
+        append_reply(&Reply::Returned(7u32), &mut out);
+        append_reply(&Reply::<u32>::Failed("x".into()), &mut out);
+        let replies = split_replies(&out, 2).expect("two replies");
+        assert!(matches!(
+            postcard::from_bytes(&out[replies[0].clone()]),
+            Ok(Reply::Returned(7u32))
+        ));
+        assert!(split_replies(&out, 3).is_none(), "too few");
+        assert!(split_replies(&out, 1).is_none(), "too many");
+        assert!(
+            split_replies(&[0xff; 11], 1).is_none(),
+            "a length past the end"
+        );
+    }
 }

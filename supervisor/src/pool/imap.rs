@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::call::Call;
+use super::store::Encoded;
 use super::{decode, Pool, PoolError, TaskError};
 
 /// Pulls up to `room` items from `items`, submits them; their ids.
@@ -20,20 +21,20 @@ fn refill<T: Serialize>(
     group: Option<u64>,
     exhausted: &mut bool,
 ) -> Result<Vec<u64>, TaskError> {
-    let mut inputs = Vec::with_capacity(room.min(4096));
+    let mut inputs = Encoded::default();
     while inputs.len() < room {
         let Some(item) = items.next() else {
             *exhausted = true;
             break;
         };
-        inputs.push(call.encode(&item).map_err(TaskError::Failed)?);
+        inputs.push(&item).map_err(TaskError::Failed)?;
     }
-    if inputs.is_empty() {
+    if inputs.len() == 0 {
         return Ok(Vec::new());
     }
     let n = inputs.len();
     let first = pool
-        .submit_inputs(n, &mut inputs.into_iter(), group)
+        .submit_items(call, inputs, group)
         .map_err(|e| TaskError::Lost(e.to_string()))?;
     Ok((first..first + n as u64).collect())
 }
@@ -75,7 +76,7 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let window = self.pool.shared.window;
+        let window = self.pool.shared.window();
         if !self.exhausted && self.in_flight.len() <= window / 2 {
             let room = window - self.in_flight.len();
             match refill(
@@ -149,7 +150,7 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let window = self.pool.shared.window;
+        let window = self.pool.shared.window();
         if !self.exhausted && self.in_flight <= window / 2 {
             let room = window - self.in_flight;
             let group = Some(self.group);

@@ -50,7 +50,7 @@ use worker::work::AnyJob;
 use crate::options::RunOptions;
 use crate::run::Engine;
 use call::{Call, InitCall, PoolRunner, Reply};
-use store::{PoolWork, Settled, Store};
+use store::{Encoded, PoolWork, Settled, Store};
 
 /// The longest one turn of the engine waits inside a pool call.
 const TURN: Duration = Duration::from_millis(100);
@@ -98,11 +98,12 @@ impl PoolBuilder {
         self
     }
 
-    /// Items handed to a worker at a time (default: adaptive, from 2 up
-    /// to thousands while workers run dry). 1 balances long items best.
+    /// Items per task sent to a worker (Python's `chunksize`). Default:
+    /// adaptive, from 1 up to what keeps a worker busy for about 2 ms (at
+    /// most 4096). 1 balances long items best. Progress and errors are per
+    /// item whatever the chunk size.
     pub fn chunksize(mut self, n: usize) -> Self {
-        self.chunksize = Some(n.max(1));
-        self.options.max_window = Some(n.max(1));
+        self.chunksize = Some(n.clamp(1, store::MAX_CHUNK));
         self
     }
 
@@ -119,7 +120,7 @@ impl PoolBuilder {
             return Err(PoolError::Start(crate::run::RunError::NoWorkers));
         }
         let init = self.init.map_err(PoolError::Encode)?;
-        let store = Rc::new(RefCell::new(Store::default()));
+        let store = Rc::new(RefCell::new(Store::new(self.workers, self.chunksize)));
         let work = PoolWork {
             store: Rc::clone(&store),
             workers: self.workers,
@@ -138,14 +139,12 @@ impl PoolBuilder {
                 .unwrap_or_else(|| "no worker started".into());
             return Err(PoolError::Stopped(why));
         }
-        let window =
-            self.chunksize.unwrap_or(256).saturating_mul(4).max(1024) * self.workers as usize;
         Ok(Pool {
             shared: Rc::new(Shared {
                 engine: RefCell::new(engine),
                 store,
                 closed: Cell::new(false),
-                window,
+                workers: self.workers as usize,
                 next_group: Cell::new(0),
             }),
         })
@@ -165,9 +164,16 @@ struct Shared {
     engine: RefCell<Engine>,
     store: Rc<RefCell<Store>>,
     closed: Cell<bool>,
-    /// Items a lazy stream keeps in flight.
-    window: usize,
+    workers: usize,
     next_group: Cell<u64>,
+}
+
+impl Shared {
+    /// Items a lazy stream keeps in flight: every worker's open chunks at
+    /// the largest chunk size, twice (it refills at half).
+    fn window(&self) -> usize {
+        (self.workers * 2 * store::OPEN_PER_WORKER * store::MAX_CHUNK).max(1024)
+    }
 }
 
 impl Drop for Shared {
@@ -228,31 +234,18 @@ impl Pool {
         self.map_call(Call::two(f), items)
     }
 
+    /// A map is an [`Imap`] collected: items are encoded while workers
+    /// run the ones before, and memory holds only the window and results.
     fn map_call<T: Serialize, R: DeserializeOwned>(
         &self,
         call: Call,
         items: impl IntoIterator<Item = T>,
     ) -> Result<Vec<R>, PoolError> {
-        let mut inputs = Vec::new();
-        for item in items {
-            inputs.push(call.encode(&item).map_err(PoolError::Encode)?);
-        }
-        let n = inputs.len() as u64;
-        let first = self.submit_inputs(inputs.len(), &mut inputs.into_iter(), None)?;
-        let last = first + n;
-        // A cursor, so each turn looks only past what was settled before.
-        let mut next = first;
-        self.pump(None, |store| {
-            while next < last && store.is_settled(next) {
-                next += 1;
-            }
-            next == last
-        })?;
-        let mut out = Vec::with_capacity((last - first) as usize);
+        let items = items.into_iter();
+        let mut out = Vec::with_capacity(items.size_hint().0);
         let mut failed = None;
-        for (index, id) in (first..last).enumerate() {
-            let settled = self.shared.store.borrow_mut().take(id);
-            match decode::<R>(settled) {
+        for (index, result) in Imap::new(self.clone(), call, items).enumerate() {
+            match result {
                 Ok(value) => out.push(value),
                 Err(error) if failed.is_none() => failed = Some(PoolError::Task { index, error }),
                 Err(_) => {}
@@ -279,8 +272,9 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let input = Call::one(f).encode(&arg).map_err(PoolError::Encode)?;
-        let id = self.submit_inputs(1, &mut std::iter::once(input), None)?;
+        let mut input = Encoded::default();
+        input.push(&arg).map_err(PoolError::Encode)?;
+        let id = self.submit_items(Call::one(f), input, None)?;
         Ok(AsyncResult::new(self.clone(), id))
     }
 
@@ -362,17 +356,18 @@ impl Pool {
         self.shared.engine.borrow().workers_started()
     }
 
-    /// Hands `n` encoded items to the engine; returns the first's id.
-    fn submit_inputs(
+    /// Hands encoded items of `call` to the store; the first's id. They
+    /// go to workers, in chunks, at the next turn of the engine.
+    fn submit_items(
         &self,
-        n: usize,
-        inputs: &mut dyn Iterator<Item = Vec<u8>>,
+        call: Call,
+        inputs: Encoded,
         group: Option<u64>,
     ) -> Result<u64, PoolError> {
         if self.shared.closed.get() {
             return Err(PoolError::Closed);
         }
-        let mut engine = self.shared.engine.borrow_mut();
+        let engine = self.shared.engine.borrow();
         if engine.is_over() {
             return Err(PoolError::Stopped(
                 engine
@@ -380,15 +375,7 @@ impl Pool {
                     .unwrap_or_else(|| "its workers are gone".into()),
             ));
         }
-        let first = engine.add_tasks(n as u64);
-        let mut store = self.shared.store.borrow_mut();
-        for (id, input) in (first..).zip(inputs.take(n)) {
-            store.put_input(id, input);
-            if let Some(group) = group {
-                store.join_group(id, group);
-            }
-        }
-        Ok(first)
+        Ok(self.shared.store.borrow_mut().submit(call, inputs, group))
     }
 
     /// Turns the engine until `done` holds, `deadline` passes, or the engine stops.
@@ -433,8 +420,8 @@ impl Pool {
 fn decode<R: DeserializeOwned>(settled: Option<Settled>) -> Result<R, TaskError> {
     match settled {
         None => Err(TaskError::Failed("its result was already taken".into())),
-        Some(Err(e)) => Err(e),
-        Some(Ok(bytes)) => match postcard::from_bytes::<Reply<R>>(&bytes) {
+        Some(Err(e)) => Err(*e),
+        Some(Ok(bytes)) => match postcard::from_bytes::<Reply<R>>(bytes.as_slice()) {
             Ok(Reply::Returned(value)) => Ok(value),
             Ok(Reply::Panicked { message, location }) => {
                 Err(TaskError::Panicked { message, location })
@@ -450,5 +437,5 @@ fn decode<R: DeserializeOwned>(settled: Option<Settled>) -> Result<R, TaskError>
 /// Whether a settled item is a success, without decoding it.
 fn succeeded(settled: &Settled) -> bool {
     // Reply::Returned is variant 0: its first byte.
-    matches!(settled, Ok(bytes) if bytes.first() == Some(&0))
+    matches!(settled, Ok(bytes) if bytes.as_slice().first() == Some(&0))
 }

@@ -1,55 +1,181 @@
-//! The pool's side of the engine: inputs waiting for a worker (kept until
-//! their item is settled, for retries) and results waiting for their
-//! handle. [`PoolWork`] is what the engine calls; the pool's handles read
-//! the same [`Store`].
+//! The pool's side of the engine. Items are kept one by one (input until
+//! settled, then result until taken); the engine's tasks are *chunks*: runs
+//! of consecutive items of one call, formed when the pool next turns the
+//! engine, as large as keeps each worker busy for a few milliseconds. A
+//! chunk that killed `max_attempts` workers is split: each of its items
+//! goes again alone, so only a poisonous item ends up an error.
+//! [`PoolWork`] is what the engine calls; the pool's handles read the
+//! same [`Store`].
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::rc::Rc;
+use std::time::Instant;
 
 use worker::job::JobOutcome;
 use worker::work::{GaveUp, Work};
 
+use super::call::{split_replies, Call};
 use super::error::TaskError;
 
 /// A result: the encoded reply, or why there is none.
-pub(crate) type Settled = Result<Vec<u8>, TaskError>;
+pub(crate) type Settled = Result<Bytes, Box<TaskError>>;
 
-/// One item, from submission until its result is taken or abandoned.
-#[derive(Default)]
-struct Entry {
-    /// Until settled (kept for retries).
-    input: Option<Vec<u8>>,
-    /// Settled and not yet taken.
-    result: Option<Settled>,
-    settled: bool,
-    /// Its handle is gone: its result is dropped on arrival.
-    abandoned: bool,
-    /// The unordered stream it belongs to.
-    group: Option<u64>,
+/// A piece of a shared buffer: one item's bytes within a submission's
+/// inputs or a chunk's output (one allocation for many items).
+#[derive(Clone, Debug)]
+pub(crate) struct Bytes {
+    buf: Rc<[u8]>,
+    range: Range<usize>,
 }
 
-/// Where the inputs and results of a pool's items live: a deque indexed
-/// by item id (ids are handed out in order), trimmed at the front as
-/// items are consumed, so every operation is O(1).
+impl Bytes {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        self.buf.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+/// Items' arguments encoded into one buffer, for [`Store::submit`].
 #[derive(Default)]
+pub(crate) struct Encoded {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Encoded {
+    pub(crate) fn push<T: serde::Serialize>(&mut self, item: &T) -> Result<(), String> {
+        worker::work::encode_into(item, &mut self.buf)
+            .map_err(|e| format!("cannot encode the item: {e}"))?;
+        self.ends.push(self.buf.len());
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+/// A chunk's items stop growing past this many input bytes.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// The most items in one chunk.
+pub(crate) const MAX_CHUNK: usize = 4096;
+/// Chunks aim at this much work per worker.
+const CHUNK_SECONDS: f64 = 0.002;
+/// Chunks open (cut, not yet settled) per worker: enough that none waits
+/// for the next, few enough that a new chunk size takes effect soon.
+pub(crate) const OPEN_PER_WORKER: usize = 4;
+
+/// One item, from submission until its result is taken or abandoned.
+struct Entry {
+    state: State,
+    /// Its handle is gone: its result is dropped on arrival.
+    abandoned: bool,
+    /// The unordered stream it belongs to, plus one (0: none).
+    group: u32,
+}
+
+enum State {
+    /// Not settled: its input, kept for retries.
+    Waiting(Bytes),
+    /// Settled, the result not yet taken.
+    Ready(Settled),
+    /// Settled, and the result taken or dropped.
+    Consumed,
+}
+
+impl Entry {
+    fn input(&self) -> Option<&Bytes> {
+        match &self.state {
+            State::Waiting(input) => Some(input),
+            _ => None,
+        }
+    }
+
+    fn result(&self) -> Option<&Settled> {
+        match &self.state {
+            State::Ready(result) => Some(result),
+            _ => None,
+        }
+    }
+
+    fn take_result(&mut self) -> Option<Settled> {
+        match std::mem::replace(&mut self.state, State::Consumed) {
+            State::Ready(result) => Some(result),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+}
+
+/// One engine task: consecutive items of one call.
+struct Chunk {
+    call: Call,
+    items: Range<u64>,
+    done: bool,
+}
+
+/// Where the items and chunks of a pool live, in deques indexed by id
+/// (ids are handed out in order) trimmed at the front as they are
+/// consumed, so every operation is O(1).
 pub(crate) struct Store {
     /// The id of `entries[0]`.
     base: u64,
     entries: VecDeque<Entry>,
+    /// The id the next submitted item gets.
+    next_item: u64,
     /// Items not settled yet.
     pending: usize,
+    /// Submitted items not in a chunk yet, runs per call.
+    unchunked: VecDeque<(Call, Range<u64>)>,
+    /// The engine task id of `chunks[0]`.
+    chunk_base: u64,
+    chunks: VecDeque<Chunk>,
+    /// Chunks cut and not yet done.
+    open_chunks: usize,
     /// Each unordered stream's settled items in order of arrival.
     finished: HashMap<u64, VecDeque<u64>>,
     /// Every item settled while someone reads this log (`as_completed`).
     pub(crate) log: Vec<u64>,
     pub(crate) log_readers: usize,
     pub(crate) done: u64,
+    /// Items per chunk: fixed (the user's chunksize), or adapted.
+    fixed_chunk: Option<usize>,
+    workers: usize,
+    /// Items settled per second, measured over the last stretch.
+    rate: f64,
+    rate_since: Instant,
+    rate_done: u64,
 }
 
 impl Store {
+    pub(crate) fn new(workers: u32, fixed_chunk: Option<usize>) -> Self {
+        Store {
+            base: 0,
+            entries: VecDeque::new(),
+            next_item: 0,
+            pending: 0,
+            unchunked: VecDeque::new(),
+            chunk_base: 0,
+            chunks: VecDeque::new(),
+            open_chunks: 0,
+            finished: HashMap::new(),
+            log: Vec::new(),
+            log_readers: 0,
+            done: 0,
+            fixed_chunk,
+            workers: workers.max(1) as usize,
+            rate: 0.0,
+            rate_since: Instant::now(),
+            rate_done: 0,
+        }
+    }
+
     fn entry(&self, id: u64) -> Option<&Entry> {
-        self.entries.get(usize::try_from(id.checked_sub(self.base)?).ok()?)
+        self.entries
+            .get(usize::try_from(id.checked_sub(self.base)?).ok()?)
     }
 
     fn entry_mut(&mut self, id: u64) -> Option<&mut Entry> {
@@ -57,59 +183,153 @@ impl Store {
         self.entries.get_mut(at)
     }
 
-    /// Drops consumed items from the front.
+    /// Drops consumed items and chunks from the fronts.
     fn compact(&mut self) {
         while self
             .entries
             .front()
-            .is_some_and(|e| e.settled && e.result.is_none())
+            .is_some_and(|e| matches!(e.state, State::Consumed))
         {
             self.entries.pop_front();
             self.base += 1;
         }
+        while self.chunks.front().is_some_and(|c| c.done) {
+            self.chunks.pop_front();
+            self.chunk_base += 1;
+        }
     }
 
-    pub(crate) fn put_input(&mut self, id: u64, input: Vec<u8>) {
-        if self.entries.is_empty() {
-            self.base = id;
-        }
-        let Some(at) = id.checked_sub(self.base).and_then(|a| usize::try_from(a).ok()) else {
-            return;
-        };
-        while self.entries.len() <= at {
-            // Ids skipped (none are, but a gap must not shift the rest):
-            // settled with nothing to take.
+    /// New items of `call`, in order; the first's id. `group` puts them
+    /// in an unordered stream.
+    pub(crate) fn submit(&mut self, call: Call, inputs: Encoded, group: Option<u64>) -> u64 {
+        let first = self.next_item;
+        let buf: Rc<[u8]> = inputs.buf.into();
+        let mut start = 0;
+        for end in inputs.ends {
+            let input = Bytes {
+                buf: Rc::clone(&buf),
+                range: start..end,
+            };
+            start = end;
             self.entries.push_back(Entry {
-                settled: true,
-                ..Entry::default()
+                state: State::Waiting(input),
+                abandoned: false,
+                group: group.map_or(0, |g| g as u32 + 1),
+            });
+            self.next_item += 1;
+            self.pending += 1;
+        }
+        if self.next_item > first {
+            // Right after earlier items of the same call (one submit after
+            // another): one run, so they can share chunks.
+            match self.unchunked.back_mut() {
+                Some((last, run)) if *last == call && run.end == first => run.end = self.next_item,
+                _ => self.unchunked.push_back((call, first..self.next_item)),
+            }
+        }
+        first
+    }
+
+    /// Items per chunk now: what keeps a worker busy for a couple of
+    /// milliseconds at the rate items settle, 1 to start with.
+    fn chunk_size(&mut self) -> usize {
+        if let Some(fixed) = self.fixed_chunk {
+            return fixed;
+        }
+        let elapsed = self.rate_since.elapsed().as_secs_f64();
+        if elapsed >= 0.05 {
+            let now = (self.done - self.rate_done) as f64 / elapsed;
+            self.rate = if self.rate == 0.0 {
+                now
+            } else {
+                0.5 * (self.rate + now)
+            };
+            self.rate_since = Instant::now();
+            self.rate_done = self.done;
+        }
+        let per_worker = self.rate / self.workers as f64 * CHUNK_SECONDS;
+        (per_worker as usize).clamp(1, MAX_CHUNK)
+    }
+
+    /// Cuts chunks from the items waiting for one, while fewer than
+    /// `OPEN_PER_WORKER` chunks per worker are open: each is cut at the
+    /// size the latest rate calls for.
+    fn cut_chunks(&mut self) -> Vec<(Call, Range<u64>)> {
+        let size = self.chunk_size();
+        let mut cut = Vec::new();
+        let room = (self.workers * OPEN_PER_WORKER).saturating_sub(self.open_chunks);
+        while cut.len() < room {
+            let Some((call, items)) = self.unchunked.pop_front() else {
+                break;
+            };
+            let mut end = items.start;
+            let mut bytes = 0;
+            while end < items.end && ((end - items.start) as usize) < size && bytes < CHUNK_BYTES {
+                bytes += self
+                    .entry(end)
+                    .and_then(Entry::input)
+                    .map_or(0, |b| b.range.len());
+                end += 1;
+            }
+            cut.push((call, items.start..end));
+            if end < items.end {
+                self.unchunked.push_front((call, end..items.end));
+            }
+        }
+        cut
+    }
+
+    /// The chunks `cut` are engine tasks from `first` on.
+    fn chunks_added(&mut self, first: u64, cut: Vec<(Call, Range<u64>)>) {
+        if self.chunks.is_empty() {
+            self.chunk_base = first;
+        }
+        self.open_chunks += cut.len();
+        for (call, items) in cut {
+            self.chunks.push_back(Chunk {
+                call,
+                items,
+                done: false,
             });
         }
-        let entry = &mut self.entries[at];
-        *entry = Entry {
-            input: Some(input),
-            ..Entry::default()
-        };
-        self.pending += 1;
     }
 
-    /// Puts item `id` in `group` (an unordered stream).
-    pub(crate) fn join_group(&mut self, id: u64, group: u64) {
-        if let Some(entry) = self.entry_mut(id) {
-            entry.group = Some(group);
+    /// Whether items wait for a chunk.
+    fn has_unchunked(&self) -> bool {
+        !self.unchunked.is_empty()
+    }
+
+    /// Chunk `task` is settled, whichever way.
+    fn close_chunk(&mut self, task: u64) {
+        if let Some(chunk) = self.chunk_mut(task) {
+            if !chunk.done {
+                chunk.done = true;
+                self.open_chunks -= 1;
+            }
         }
+    }
+
+    fn chunk(&self, task: u64) -> Option<&Chunk> {
+        self.chunks
+            .get(usize::try_from(task.checked_sub(self.chunk_base)?).ok()?)
+    }
+
+    fn chunk_mut(&mut self, task: u64) -> Option<&mut Chunk> {
+        let at = usize::try_from(task.checked_sub(self.chunk_base)?).ok()?;
+        self.chunks.get_mut(at)
     }
 
     /// Whether `id` has a result waiting.
     pub(crate) fn is_settled(&self, id: u64) -> bool {
-        self.entry(id).is_some_and(|e| e.result.is_some())
+        self.entry(id).is_some_and(|e| e.result().is_some())
     }
 
     pub(crate) fn result(&self, id: u64) -> Option<&Settled> {
-        self.entry(id)?.result.as_ref()
+        self.entry(id)?.result()
     }
 
     pub(crate) fn take(&mut self, id: u64) -> Option<Settled> {
-        let taken = self.entry_mut(id)?.result.take();
+        let taken = self.entry_mut(id)?.take_result();
         self.compact();
         taken
     }
@@ -132,9 +352,9 @@ impl Store {
             }
         }
         for entry in self.entries.iter_mut() {
-            if entry.group == Some(group) && !entry.settled {
+            if entry.group == group as u32 + 1 && entry.input().is_some() {
                 entry.abandoned = true;
-                entry.group = None;
+                entry.group = 0;
             }
         }
     }
@@ -143,7 +363,9 @@ impl Store {
     pub(crate) fn abandon(&mut self, id: u64) {
         if let Some(entry) = self.entry_mut(id) {
             entry.abandoned = true;
-            entry.result = None;
+            if entry.result().is_some() {
+                entry.state = State::Consumed;
+            }
         }
         self.compact();
     }
@@ -153,22 +375,21 @@ impl Store {
         self.pending
     }
 
-    fn input(&self, id: u64) -> Option<&[u8]> {
-        self.entry(id)?.input.as_deref()
-    }
-
     fn settle(&mut self, id: u64, result: Settled) {
         let Some(entry) = self.entry_mut(id) else {
             return;
         };
-        if entry.input.take().is_none() {
+        if entry.input().is_none() {
             return;
         }
-        entry.settled = true;
-        let group = entry.group.take();
-        if !entry.abandoned {
-            entry.result = Some(result);
-        }
+        entry.state = if entry.abandoned {
+            State::Consumed
+        } else {
+            State::Ready(result)
+        };
+        let group = std::mem::take(&mut entry.group)
+            .checked_sub(1)
+            .map(u64::from);
         self.pending -= 1;
         self.done += 1;
         if self.log_readers > 0 {
@@ -177,19 +398,29 @@ impl Store {
         if let Some(group) = group {
             self.finished.entry(group).or_default().push_back(id);
         }
-        self.compact();
     }
 
     /// Every item still unsettled fails with `why` (the engine stopped).
     pub(crate) fn lose_all(&mut self, why: &str) {
         let ids: Vec<u64> = (self.base..)
             .zip(self.entries.iter())
-            .filter(|(_, e)| e.input.is_some())
+            .filter(|(_, e)| e.input().is_some())
             .map(|(id, _)| id)
             .collect();
         for id in ids {
-            self.settle(id, Err(TaskError::Lost(why.to_string())));
+            self.settle(id, Err(Box::new(TaskError::Lost(why.to_string()))));
         }
+        self.unchunked.clear();
+        for chunk in &mut self.chunks {
+            chunk.done = true;
+        }
+        self.open_chunks = 0;
+        self.compact();
+    }
+
+    /// Items submitted in all.
+    pub(crate) fn submitted(&self) -> u64 {
+        self.next_item
     }
 }
 
@@ -212,35 +443,109 @@ impl Work for PoolWork {
         0
     }
 
-    fn input(&mut self, id: u64, out: &mut Vec<u8>) -> Result<(), String> {
-        match self.store.borrow().input(id) {
-            Some(input) => {
-                out.extend_from_slice(input);
-                Ok(())
+    fn input(&mut self, task: u64, out: &mut Vec<u8>) -> Result<(), String> {
+        let store = self.store.borrow();
+        let chunk = store
+            .chunk(task)
+            .ok_or_else(|| format!("no chunk {task}"))?;
+        chunk
+            .call
+            .write_head((chunk.items.end - chunk.items.start) as usize, out)?;
+        // Items submitted together lie side by side in one buffer: copy
+        // each run of them at once.
+        let mut run: Option<(&Rc<[u8]>, Range<usize>)> = None;
+        for id in chunk.items.clone() {
+            let input = store
+                .entry(id)
+                .and_then(Entry::input)
+                .ok_or_else(|| format!("item {id} has no input"))?;
+            match &mut run {
+                Some((buf, range))
+                    if Rc::ptr_eq(buf, &input.buf) && range.end == input.range.start =>
+                {
+                    range.end = input.range.end;
+                }
+                _ => {
+                    if let Some((buf, range)) = run.take() {
+                        out.extend_from_slice(buf.get(range).unwrap_or_default());
+                    }
+                    run = Some((&input.buf, input.range.clone()));
+                }
             }
-            None => Err(format!("item {id} has no input")),
         }
+        if let Some((buf, range)) = run {
+            out.extend_from_slice(buf.get(range).unwrap_or_default());
+        }
+        Ok(())
     }
 
     fn input_size_hint(&mut self) -> usize {
         0
     }
 
-    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
-        self.store.borrow_mut().settle(id, Ok(output.to_vec()));
+    fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), String> {
+        let mut store = self.store.borrow_mut();
+        let items = store
+            .chunk(task)
+            .map(|c| c.items.clone())
+            .ok_or_else(|| format!("no chunk {task}"))?;
+        let count = (items.end - items.start) as usize;
+        // All or nothing: a short or long output settles no item.
+        let replies = split_replies(output, count).ok_or_else(|| format!("not {count} replies"))?;
+        let buf: Rc<[u8]> = output.into();
+        for (id, range) in items.zip(replies) {
+            let reply = Bytes {
+                buf: Rc::clone(&buf),
+                range,
+            };
+            store.settle(id, Ok(reply));
+        }
+        store.close_chunk(task);
+        store.compact();
         Ok(())
     }
 
-    fn gave_up(&mut self, id: u64, why: &GaveUp) {
-        let error = TaskError::WorkerDied {
-            attempts: why.failures,
-            cause: why.last_cause.clone(),
-            exit_code: why.exit_code,
+    fn gave_up(&mut self, task: u64, why: &GaveUp) {
+        let mut store = self.store.borrow_mut();
+        let Some(chunk) = store.chunk(task) else {
+            return;
         };
-        self.store.borrow_mut().settle(id, Err(error));
+        let (call, items) = (chunk.call, chunk.items.clone());
+        store.close_chunk(task);
+        if items.end - items.start > 1 {
+            // Which item killed the workers is not known: each goes again
+            // alone, with attempts of its own.
+            for id in items {
+                store.unchunked.push_back((call, id..id + 1));
+            }
+        } else {
+            let error = TaskError::WorkerDied {
+                attempts: why.failures,
+                cause: why.last_cause.clone(),
+                exit_code: why.exit_code,
+            };
+            store.settle(items.start, Err(Box::new(error)));
+        }
+        store.compact();
     }
 
     fn outcome(&self, _complete: bool) -> JobOutcome {
         JobOutcome::value(self.store.borrow().done)
+    }
+
+    fn top_up(&mut self, first: u64) -> u64 {
+        let mut store = self.store.borrow_mut();
+        if !store.has_unchunked() {
+            return 0;
+        }
+        let cut = store.cut_chunks();
+        let n = cut.len() as u64;
+        store.chunks_added(first, cut);
+        n
+    }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        let store = self.store.borrow();
+        Some((store.done, store.submitted()))
     }
 }

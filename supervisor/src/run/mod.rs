@@ -258,20 +258,28 @@ impl Engine {
         }
         self.restart_due();
         if self.phase == Phase::Running {
+            let first = self.ledger.total();
+            let made = self.work.top_up(first);
+            if made > 0 {
+                self.ledger.extend(made);
+            }
             self.dispatch();
             self.step_reload();
         }
         self.resend_stops();
         self.advance_shutdown();
         self.workers_peak = self.workers_peak.max(self.live_count() as u64);
-        self.progress.set_length(self.ledger.total());
-        self.progress.update(self.gauges());
+        let mut gauges = self.gauges();
+        let total = match self.work.progress() {
+            Some((done, total)) => {
+                gauges.done = done;
+                total
+            }
+            None => self.ledger.total(),
+        };
+        self.progress.set_length(total);
+        self.progress.update(gauges);
         false
-    }
-
-    /// More tasks (a pool's submissions): ids `first..first + n`.
-    pub(crate) fn add_tasks(&mut self, n: u64) -> u64 {
-        self.ledger.extend(n)
     }
 
     /// Whether every worker is gone and the loop is over.
