@@ -60,7 +60,7 @@ impl Encoded {
 const CHUNK_BYTES: usize = 64 * 1024;
 /// The most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 4096;
-/// Chunks aim at this much work per worker.
+/// A chunk aims to come back this long after it is cut.
 const CHUNK_SECONDS: f64 = 0.002;
 /// Chunks open (cut, not yet settled) per worker: enough that none waits
 /// for the next, few enough that a new chunk size takes effect soon.
@@ -115,6 +115,7 @@ struct Chunk {
     call: Call,
     items: Range<u64>,
     done: bool,
+    cut_at: Instant,
 }
 
 /// Where the items and chunks of a pool live, in deques indexed by id
@@ -144,10 +145,8 @@ pub(crate) struct Store {
     /// Items per chunk: fixed (the user's chunksize), or adapted.
     fixed_chunk: Option<usize>,
     workers: usize,
-    /// Items settled per second, measured over the last stretch.
-    rate: f64,
-    rate_since: Instant,
-    rate_done: u64,
+    /// Items per chunk now, when adapted.
+    size: usize,
 }
 
 impl Store {
@@ -167,9 +166,7 @@ impl Store {
             done: 0,
             fixed_chunk,
             workers: workers.max(1) as usize,
-            rate: 0.0,
-            rate_since: Instant::now(),
-            rate_done: 0,
+            size: 1,
         }
     }
 
@@ -230,25 +227,22 @@ impl Store {
         first
     }
 
-    /// Items per chunk now: what keeps a worker busy for a couple of
-    /// milliseconds at the rate items settle, 1 to start with.
-    fn chunk_size(&mut self) -> usize {
-        if let Some(fixed) = self.fixed_chunk {
-            return fixed;
-        }
-        let elapsed = self.rate_since.elapsed().as_secs_f64();
-        if elapsed >= 0.05 {
-            let now = (self.done - self.rate_done) as f64 / elapsed;
-            self.rate = if self.rate == 0.0 {
-                now
-            } else {
-                0.5 * (self.rate + now)
-            };
-            self.rate_since = Instant::now();
-            self.rate_done = self.done;
-        }
-        let per_worker = self.rate / self.workers as f64 * CHUNK_SECONDS;
-        (per_worker as usize).clamp(1, MAX_CHUNK)
+    /// Items per chunk now: the user's, or adapted (see [`Store::learn`]).
+    fn chunk_size(&self) -> usize {
+        self.fixed_chunk.unwrap_or(self.size)
+    }
+
+    /// A chunk of `items` came back `elapsed` after it was cut: the next
+    /// ones hold what that pace fits in `CHUNK_SECONDS`, growing at most
+    /// twofold at a time (1, 2, 4, ... for fast items; 1 for slow ones).
+    fn learn(&mut self, items: usize, elapsed: f64) {
+        let per_item = elapsed / items.max(1) as f64;
+        let fits = if per_item > 0.0 {
+            (CHUNK_SECONDS / per_item) as usize
+        } else {
+            MAX_CHUNK
+        };
+        self.size = fits.min(self.size.saturating_mul(2)).clamp(1, MAX_CHUNK);
     }
 
     /// Cuts chunks from the items waiting for one, while fewer than
@@ -290,6 +284,7 @@ impl Store {
                 call,
                 items,
                 done: false,
+                cut_at: Instant::now(),
             });
         }
     }
@@ -485,9 +480,9 @@ impl Work for PoolWork {
 
     fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), String> {
         let mut store = self.store.borrow_mut();
-        let items = store
+        let (items, cut_at) = store
             .chunk(task)
-            .map(|c| c.items.clone())
+            .map(|c| (c.items.clone(), c.cut_at))
             .ok_or_else(|| format!("no chunk {task}"))?;
         let count = (items.end - items.start) as usize;
         // All or nothing: a short or long output settles no item.
@@ -501,6 +496,7 @@ impl Work for PoolWork {
             store.settle(id, Ok(reply));
         }
         store.close_chunk(task);
+        store.learn(count, cut_at.elapsed().as_secs_f64());
         store.compact();
         Ok(())
     }

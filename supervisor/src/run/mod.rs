@@ -247,6 +247,9 @@ impl Engine {
             self.end();
             return true;
         }
+        // Tasks made since the last turn (a pool's submissions) go out
+        // before the wait, not after it.
+        self.hand_out();
         let wakeups = self.wait(max_wait);
         let child_exited = self.handle_signals();
         self.start_pending();
@@ -257,13 +260,8 @@ impl Engine {
             self.check_heartbeats();
         }
         self.restart_due();
+        self.hand_out();
         if self.phase == Phase::Running {
-            let first = self.ledger.total();
-            let made = self.work.top_up(first);
-            if made > 0 {
-                self.ledger.extend(made);
-            }
-            self.dispatch();
             self.step_reload();
         }
         self.resend_stops();
@@ -320,6 +318,19 @@ impl Engine {
     /// Worker processes started so far, replacements included.
     pub(crate) fn workers_started(&self) -> u64 {
         self.workers_started
+    }
+
+    /// New tasks from the work, then tasks to workers with room.
+    fn hand_out(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let first = self.ledger.total();
+        let made = self.work.top_up(first);
+        if made > 0 {
+            self.ledger.extend(made);
+        }
+        self.dispatch();
     }
 
     fn end(&mut self) {
