@@ -124,11 +124,6 @@ pub use process::{
 };
 pub use wait::{wait, Readable, Waitable};
 
-/// The README's tour is compiled and run as a doctest, so it cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
 /// Must be the first line of `main` in any program that starts processes.
 ///
 /// In the parent it does nothing. In a child started with

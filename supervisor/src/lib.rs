@@ -34,7 +34,7 @@
 //! * [`kill`]: why the supervisor killed a worker; [`limits`]: how many
 //!   workers the machine can hold; [`signals`]: signals into the loop;
 //! * [`progress`], [`report`]: what the user sees during and after a run;
-//! * [`cli`], [`config`]: the command line; [`bench`]: `supervisor bench ...`.
+//! * [`cli`], [`config`]: the command line; [`bench`](mod@bench): `supervisor bench ...`.
 //!
 //! Exit codes of a run: 0 success, 1 failed to run, 2 usage error,
 //! 3 finished with dead letters, 4 restart limit reached, 130 interrupted.
@@ -55,6 +55,12 @@ pub mod run;
 pub mod settled;
 pub mod signals;
 mod supervise;
+
+/// The README's code is compiled and run as doctests (here, where both
+/// `ipc` and `supervisor` are in reach), so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 
 pub use options::RunOptions;
 pub use supervise::Supervisor;

@@ -16,7 +16,7 @@ pub fn children_of(parent: u32) -> Vec<(u32, char)> {
     .collect()
 }
 
-/// State letter and parent pid from /proc/<pid>/stat.
+/// State letter and parent pid from `/proc/<pid>/stat`.
 pub fn stat_state_and_ppid(pid: u32) -> Option<(char, u32)> {
     let stat = task_stat(pid)?;
     Some((stat.state, u32::try_from(stat.parent).ok()?))

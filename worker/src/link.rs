@@ -8,7 +8,7 @@
 //! Nothing in the link is a lock, and the supervisor trusts no word of it:
 //! its ends check every position the worker publishes and copy each record
 //! out before decoding it (see `ipc::spsc`), and the heartbeat is a claim
-//! it judges (see [`heartbeat`](crate::heartbeat)). Each worker has its
+//! it judges (see [`crate::heartbeat`]). Each worker has its
 //! own link, and a forked worker maps no other worker's: one worker's
 //! corrupted memory can break only its own link, and then it is killed.
 //!

@@ -85,7 +85,9 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         ("default (20 us spin)", ipc::queue::DEFAULT_SPIN),
         ("spin-then-park (1 ms)", Duration::from_millis(1)),
     ] {
-        let (p50, p99) = ping_pong(20_000 / scale as usize, spin)?;
+        // Enough rounds, even in --quick, that the first ones (page faults,
+        // a cold futex) do not decide the median.
+        let (p50, p99) = ping_pong((20_000 / scale as usize).max(5_000), spin)?;
         rows.push(Row {
             bench: "queue",
             subject: format!("ping-pong, {mode}"),
@@ -214,6 +216,8 @@ fn ping_pong(rounds: usize, spin: Duration) -> Result<(f64, f64), String> {
     let mut p = Process::new(pong, args);
     p.start().map_err(|e| e.to_string())?;
     let mut histogram = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    // The first tenth warms both sides up and is not recorded.
+    let warm_up = rounds as u64 / 10;
     for n in 0..rounds as u64 {
         let started = Instant::now();
         ping.put(&n).map_err(|e| e.to_string())?;
@@ -221,7 +225,9 @@ fn ping_pong(rounds: usize, spin: Duration) -> Result<(f64, f64), String> {
         if answer != n + 1 {
             return Err(format!("ping-pong answered {answer} to {n}"));
         }
-        let _ = histogram.record(started.elapsed().as_nanos() as u64);
+        if n >= warm_up {
+            let _ = histogram.record(started.elapsed().as_nanos() as u64);
+        }
     }
     p.join().map_err(|e| e.to_string())?;
     Ok((

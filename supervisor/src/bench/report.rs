@@ -61,14 +61,24 @@ pub fn print(rows: &[Row], json: bool) {
             r.size_bytes.map(human_size).unwrap_or_default(),
             r.msgs_per_s.map(|v| format!("{v:.0}")).unwrap_or_default(),
             r.mb_per_s.map(|v| format!("{v:.0}")).unwrap_or_default(),
-            r.median_ms.map(|v| format!("{v:.3}")).unwrap_or_default(),
-            r.p90_ms.map(|v| format!("{v:.3}")).unwrap_or_default(),
+            r.median_ms.map(millis).unwrap_or_default(),
+            r.p90_ms.map(millis).unwrap_or_default(),
             r.ns_per_op.map(|v| format!("{v:.1}")).unwrap_or_default(),
             match (&r.vs_baseline, &r.baseline) {
                 (Some(x), Some(b)) => format!("{:.0} % of {b}", x * 100.0),
                 _ => String::new(),
             }
         );
+    }
+}
+
+/// A time in milliseconds, in microseconds when it is below 0.1 ms (so a
+/// sub-millisecond figure never prints as 0.000).
+fn millis(ms: f64) -> String {
+    if ms < 0.1 {
+        format!("{:.2} us", ms * 1e3)
+    } else {
+        format!("{ms:.3}")
     }
 }
 

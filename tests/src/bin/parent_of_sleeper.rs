@@ -1,4 +1,4 @@
-//! Starts one child (fork or spawn, from argv[1]) that sleeps for a minute,
+//! Starts one child (fork or spawn, from `argv[1]`) that sleeps for a minute,
 //! prints the child's pid, and then sleeps itself. The orphan test SIGKILLs
 //! this process and checks that the child dies with it.
 
