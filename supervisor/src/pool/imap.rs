@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,41 +13,49 @@ use super::call::Call;
 use super::store::Encoded;
 use super::{decode, Pool, PoolError, TaskError};
 
-/// Pulls up to `room` items from `items`, submits them; their ids.
-fn refill<T: Serialize>(
-    pool: &Pool,
+/// The input side both maps share: pulls items and submits them.
+struct Feed<T, R, I> {
+    pool: Pool,
     call: Call,
-    items: &mut dyn Iterator<Item = T>,
-    room: usize,
+    items: I,
+    /// The unordered stream the items belong to, if any.
     group: Option<u64>,
-    exhausted: &mut bool,
-) -> Result<Vec<u64>, TaskError> {
-    let mut inputs = Encoded::default();
-    while inputs.len() < room {
-        let Some(item) = items.next() else {
-            *exhausted = true;
-            break;
-        };
-        inputs.push(&item).map_err(TaskError::Failed)?;
+    exhausted: bool,
+    _types: PhantomData<fn(T) -> R>,
+}
+
+impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
+    /// With `in_flight` items out, pulls and submits more once at most
+    /// half the window is left; the new items' ids.
+    fn refill(&mut self, in_flight: usize) -> Result<Range<u64>, TaskError> {
+        let window = self.pool.shared.window();
+        if self.exhausted || in_flight > window / 2 {
+            return Ok(0..0);
+        }
+        let mut inputs = Encoded::default();
+        while inputs.len() < window - in_flight {
+            let Some(item) = self.items.next() else {
+                self.exhausted = true;
+                break;
+            };
+            inputs.push(&item).map_err(TaskError::Failed)?;
+        }
+        if inputs.len() == 0 {
+            return Ok(0..0);
+        }
+        let n = inputs.len() as u64;
+        let first = self
+            .pool
+            .submit_items(self.call, inputs, self.group)
+            .map_err(|e| TaskError::Lost(e.to_string()))?;
+        Ok(first..first + n)
     }
-    if inputs.len() == 0 {
-        return Ok(Vec::new());
-    }
-    let n = inputs.len();
-    let first = pool
-        .submit_items(call, inputs, group)
-        .map_err(|e| TaskError::Lost(e.to_string()))?;
-    Ok((first..first + n as u64).collect())
 }
 
 /// `Pool.imap`: results in input order.
 pub struct Imap<T, R, I> {
-    pool: Pool,
-    call: Call,
-    items: I,
+    feed: Feed<T, R, I>,
     in_flight: VecDeque<u64>,
-    exhausted: bool,
-    _types: PhantomData<fn(T) -> R>,
 }
 
 impl<T, R, I> Imap<T, R, I>
@@ -57,12 +66,15 @@ where
 {
     pub(super) fn new(pool: Pool, call: Call, items: I) -> Self {
         Imap {
-            pool,
-            call,
-            items,
+            feed: Feed {
+                pool,
+                call,
+                items,
+                group: None,
+                exhausted: false,
+                _types: PhantomData,
+            },
             in_flight: VecDeque::new(),
-            exhausted: false,
-            _types: PhantomData,
         }
     }
 }
@@ -76,34 +88,23 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let window = self.pool.shared.window();
-        if !self.exhausted && self.in_flight.len() <= window / 2 {
-            let room = window - self.in_flight.len();
-            match refill(
-                &self.pool,
-                self.call,
-                &mut self.items,
-                room,
-                None,
-                &mut self.exhausted,
-            ) {
-                Ok(ids) => self.in_flight.extend(ids),
-                Err(e) => return Some(Err(e)),
-            }
+        match self.feed.refill(self.in_flight.len()) {
+            Ok(ids) => self.in_flight.extend(ids),
+            Err(e) => return Some(Err(e)),
         }
         let id = self.in_flight.pop_front()?;
-        let outcome = self.pool.pump(None, |store| store.is_settled(id));
-        if let Err(e) = outcome {
+        let pool = &self.feed.pool;
+        if let Err(e) = pool.pump(None, |store| store.is_settled(id)) {
             return Some(Err(lost(e)));
         }
-        let settled = self.pool.shared.store.borrow_mut().take(id);
+        let settled = pool.shared.store.borrow_mut().take(id);
         Some(decode(settled))
     }
 }
 
 impl<T, R, I> Drop for Imap<T, R, I> {
     fn drop(&mut self) {
-        if let Ok(mut store) = self.pool.shared.store.try_borrow_mut() {
+        if let Ok(mut store) = self.feed.pool.shared.store.try_borrow_mut() {
             for &id in &self.in_flight {
                 store.abandon(id);
             }
@@ -113,13 +114,9 @@ impl<T, R, I> Drop for Imap<T, R, I> {
 
 /// `Pool.imap_unordered`: results as items finish.
 pub struct ImapUnordered<T, R, I> {
-    pool: Pool,
-    call: Call,
-    items: I,
+    feed: Feed<T, R, I>,
     group: u64,
     in_flight: usize,
-    exhausted: bool,
-    _types: PhantomData<fn(T) -> R>,
 }
 
 impl<T, R, I> ImapUnordered<T, R, I>
@@ -130,13 +127,16 @@ where
 {
     pub(super) fn new(pool: Pool, call: Call, items: I, group: u64) -> Self {
         ImapUnordered {
-            pool,
-            call,
-            items,
+            feed: Feed {
+                pool,
+                call,
+                items,
+                group: Some(group),
+                exhausted: false,
+                _types: PhantomData,
+            },
             group,
             in_flight: 0,
-            exhausted: false,
-            _types: PhantomData,
         }
     }
 }
@@ -150,35 +150,21 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let window = self.pool.shared.window();
-        if !self.exhausted && self.in_flight <= window / 2 {
-            let room = window - self.in_flight;
-            let group = Some(self.group);
-            match refill(
-                &self.pool,
-                self.call,
-                &mut self.items,
-                room,
-                group,
-                &mut self.exhausted,
-            ) {
-                Ok(ids) => self.in_flight += ids.len(),
-                Err(e) => return Some(Err(e)),
-            }
+        match self.feed.refill(self.in_flight) {
+            Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,
+            Err(e) => return Some(Err(e)),
         }
         if self.in_flight == 0 {
             return None;
         }
         let group = self.group;
+        let pool = &self.feed.pool;
         // (pump lends the store; the pop happens below.)
-        let outcome = self
-            .pool
-            .pump(None, |store| store.peek_group(group).is_some());
-        if let Err(e) = outcome {
+        if let Err(e) = pool.pump(None, |store| store.peek_group(group).is_some()) {
             self.in_flight -= 1;
             return Some(Err(lost(e)));
         }
-        let mut store = self.pool.shared.store.borrow_mut();
+        let mut store = pool.shared.store.borrow_mut();
         let id = store.next_of_group(group)?;
         self.in_flight -= 1;
         let settled = store.take(id);
@@ -189,7 +175,7 @@ where
 
 impl<T, R, I> Drop for ImapUnordered<T, R, I> {
     fn drop(&mut self) {
-        if let Ok(mut store) = self.pool.shared.store.try_borrow_mut() {
+        if let Ok(mut store) = self.feed.pool.shared.store.try_borrow_mut() {
             store.abandon_group(self.group);
         }
     }
