@@ -33,6 +33,65 @@ pub enum ToWorker {
     Stop,
 }
 
+/// Writes a `ToWorker::Tasks` batch into a reused buffer, byte for byte
+/// as postcard would encode it, with each input written in place by its
+/// job: no `Task` and no input `Vec` per task.
+#[derive(Default)]
+pub struct TaskBatch {
+    body: Vec<u8>,
+    scratch: Vec<u8>,
+    count: usize,
+}
+
+impl TaskBatch {
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.count = 0;
+    }
+
+    /// Adds task `id`, whose input `write` appends to the buffer it is given.
+    pub fn push<E>(
+        &mut self,
+        id: u64,
+        attempt: u32,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.scratch.clear();
+        write(&mut self.scratch)?;
+        varint(id, &mut self.body);
+        varint(u64::from(attempt), &mut self.body);
+        varint(self.scratch.len() as u64, &mut self.body);
+        self.body.extend_from_slice(&self.scratch);
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The whole message, written over `out`.
+    pub fn finish_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        varint(0, out); // ToWorker::Tasks
+        varint(self.count as u64, out);
+        out.extend_from_slice(&self.body);
+    }
+}
+
+/// LEB128, as postcard writes integers and lengths.
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
 /// What became of one task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskResult {
@@ -72,4 +131,47 @@ pub enum FromWorker {
     Ready { protocol: u32, pid: u32 },
     /// Results in the order the tasks ran.
     Results(Vec<TaskResult>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_batch_is_what_postcard_writes() {
+        let tasks = vec![
+            Task {
+                id: 0,
+                attempt: 1,
+                input: vec![],
+            },
+            Task {
+                id: 300,
+                attempt: 2,
+                input: vec![7; 200],
+            },
+            Task {
+                id: u64::MAX,
+                attempt: u32::MAX,
+                input: b"abc".to_vec(),
+            },
+        ];
+        let mut batch = TaskBatch::default();
+        for t in &tasks {
+            batch
+                .push::<()>(t.id, t.attempt, |out| {
+                    out.extend_from_slice(&t.input);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let mut ours = Vec::new();
+        batch.finish_into(&mut ours);
+        let theirs = postcard::to_allocvec(&ToWorker::Tasks(tasks.clone())).unwrap();
+        assert_eq!(ours, theirs);
+        assert_eq!(
+            postcard::from_bytes::<ToWorker>(&ours).unwrap(),
+            ToWorker::Tasks(tasks)
+        );
+    }
 }

@@ -123,6 +123,7 @@ pub(crate) struct Engine {
     buf: Vec<u8>,
     /// Where task batches are encoded, reused.
     encoded: Vec<u8>,
+    batch: worker::protocol::TaskBatch,
     /// The loop is over: every worker is gone.
     over: bool,
 }
@@ -196,6 +197,7 @@ impl Engine {
             rng: seed(),
             buf: Vec::new(),
             encoded: Vec::new(),
+            batch: worker::protocol::TaskBatch::default(),
             over: false,
             options,
             work,

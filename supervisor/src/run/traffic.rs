@@ -11,7 +11,7 @@
 
 use ipc::spsc::doorbell::Heard;
 use ipc::spsc::TrySendError;
-use worker::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
+use worker::protocol::{FromWorker, TaskResult, PROTOCOL_VERSION};
 
 use worker::numbers::plural;
 use worker::work::GaveUp;
@@ -195,51 +195,43 @@ impl Engine {
             if leases.is_empty() {
                 return;
             }
-            let mut tasks: Vec<Task> = Vec::with_capacity(leases.len());
+            let mut batch = std::mem::take(&mut self.batch);
+            batch.clear();
+            let mut failed = Vec::new();
             for l in &leases {
-                let mut input = Vec::new();
-                if let Err(e) = self.work.input(l.id, &mut input) {
-                    // Not this worker's fault: the task alone fails.
-                    let failure = Failure {
-                        cause: e,
-                        exit_code: None,
-                    };
-                    if let Some(released) = self.ledger.fail(w.id, l.id, &failure) {
-                        let dead = released.dead;
-                        dead_now.push((dead, failure));
-                    }
-                    continue;
+                let work = &mut self.work;
+                if let Err(e) = batch.push(l.id, l.attempt, |out| work.input(l.id, out)) {
+                    failed.push((l.id, e));
                 }
-                tasks.push(Task {
-                    id: l.id,
-                    attempt: l.attempt,
-                    input,
-                });
             }
-            // (Rare) inputs that failed to encode left the batch.
-            let leases: Vec<_> = if tasks.len() == leases.len() {
+            // (Rare) inputs that failed to encode leave the batch and fail
+            // alone: not this worker's fault.
+            let leases: Vec<_> = if failed.is_empty() {
                 leases
             } else {
-                let sent: std::collections::HashSet<u64> = tasks.iter().map(|t| t.id).collect();
+                for (id, cause) in &failed {
+                    let failure = Failure {
+                        cause: cause.clone(),
+                        exit_code: None,
+                    };
+                    if let Some(released) = self.ledger.fail(w.id, *id, &failure) {
+                        dead_now.push((released.dead, failure));
+                    }
+                }
                 leases
                     .into_iter()
-                    .filter(|l| sent.contains(&l.id))
+                    .filter(|l| !failed.iter().any(|(id, _)| *id == l.id))
                     .collect()
             };
-            if tasks.is_empty() {
+            if batch.is_empty() {
+                self.batch = batch;
                 continue;
             }
-            // Encoded into a buffer kept from batch to batch: a fresh one
-            // per batch faulted its pages in every time.
-            let mut out = std::mem::take(&mut self.encoded);
-            out.clear();
-            let bytes = match postcard::to_extend(&ToWorker::Tasks(tasks), out) {
-                Ok(bytes) => bytes,
-                Err(_) => {
-                    self.ledger.untake(w.id, &leases);
-                    continue;
-                }
-            };
+            // Written into buffers kept from batch to batch: fresh ones
+            // per batch faulted their pages in every time.
+            let mut bytes = std::mem::take(&mut self.encoded);
+            batch.finish_into(&mut bytes);
+            self.batch = batch;
             match w.link.tasks.try_send(&bytes) {
                 Ok(()) => {
                     self.traffic.sent += 1;
