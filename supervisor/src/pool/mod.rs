@@ -198,6 +198,9 @@ impl Pool {
             options: RunOptions {
                 quiet: true,
                 handle_signals: false,
+                // Tasks are chunks: a worker holding more than its share
+                // would leave the others idle.
+                max_window: Some(store::OPEN_PER_WORKER),
                 ..RunOptions::default()
             },
             init: Ok(None),
