@@ -29,6 +29,7 @@ pub mod memory;
 pub mod poll;
 pub mod process;
 pub mod procfs;
+pub mod random;
 pub mod signals;
 pub(crate) mod thread_id;
 

@@ -1,0 +1,236 @@
+//! Python's `multiprocessing.connection.Listener` and `Client(address,
+//! authkey)`: a [`Connection`] between processes that need not be related,
+//! over a Unix socket or TCP, opened only after both sides proved they
+//! hold the same key (see [`auth`]). What follows is the same typed
+//! `send`/`recv` with the same frame limits as any `Connection`.
+//!
+//! ```
+//! use ipc::net::{connect, Address, Listener};
+//!
+//! fn client(addr: String) -> String {
+//!     let mut conn = connect(&addr.parse::<Address>().unwrap(), b"secret").unwrap();
+//!     conn.send("hello").unwrap();
+//!     conn.recv().unwrap()
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! ipc::init();
+//! let listener = Listener::bind(&"127.0.0.1:0".parse()?, b"secret")?;
+//! let mut child = ipc::Process::new(client, listener.address().to_string());
+//! child.start()?;
+//! let mut conn = listener.accept()?;
+//! let greeting: String = conn.recv()?;
+//! conn.send(&format!("{greeting}, back"))?;
+//! assert_eq!(child.join()?, "hello, back");
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod auth;
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use auth::AuthError;
+
+use crate::pipe::Connection;
+
+/// How long a new connection has to finish its handshake by default.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a listener listens: a Unix socket path or a TCP address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::Tcp(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// Why a text is no address.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is neither unix:PATH, a path, nor HOST:PORT")]
+pub struct BadAddress(String);
+
+impl FromStr for Address {
+    type Err = BadAddress;
+
+    /// `unix:/run/x.sock` or `/run/x.sock`: a Unix socket; `host:port`: TCP.
+    fn from_str(text: &str) -> Result<Self, BadAddress> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            return Ok(Address::Unix(path.into()));
+        }
+        if text.starts_with('/') || text.starts_with('.') {
+            return Ok(Address::Unix(text.into()));
+        }
+        text.to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .map(Address::Tcp)
+            .ok_or_else(|| BadAddress(text.to_string()))
+    }
+}
+
+/// Why a connection was not made or not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("authentication failed: {0}")]
+    Auth(#[from] AuthError),
+    #[error("no connection came within {0:?}")]
+    Timeout(Duration),
+}
+
+enum Socket {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// Accepts authenticated connections (Python's `Listener(address, authkey=...)`).
+pub struct Listener {
+    socket: Socket,
+    address: Address,
+    key: Vec<u8>,
+    handshake_timeout: Duration,
+}
+
+impl Listener {
+    /// Listens at `address` (a TCP port 0 picks a free port). A Unix
+    /// socket is readable and writable by this user only; a stale socket
+    /// file left by a dead listener is replaced.
+    pub fn bind(address: &Address, key: &[u8]) -> Result<Listener, NetError> {
+        if key.is_empty() {
+            return Err(AuthError::EmptyKey.into());
+        }
+        let (socket, address) = match address {
+            Address::Unix(path) => {
+                if UnixStream::connect(path).is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let listener = UnixListener::bind(path)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                (Socket::Unix(listener), Address::Unix(path.clone()))
+            }
+            Address::Tcp(addr) => {
+                let listener = TcpListener::bind(addr)?;
+                let bound = listener.local_addr()?;
+                (Socket::Tcp(listener), Address::Tcp(bound))
+            }
+        };
+        Ok(Listener {
+            socket,
+            address,
+            key: key.to_vec(),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    /// Where it listens (with the port a TCP port 0 became).
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// How long each new connection has to authenticate (default 5 s).
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.handshake_timeout = timeout;
+    }
+
+    /// Waits for a connection and authenticates it. A peer without the key,
+    /// or silent past the handshake timeout, is an error (and dropped);
+    /// call again for the next one.
+    pub fn accept(&self) -> Result<Connection, NetError> {
+        let fd = self.accept_fd(None)?;
+        self.authenticate(fd)
+    }
+
+    /// [`accept`](Self::accept), waiting at most `timeout` for a
+    /// connection to arrive (the handshake has its own timeout).
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection, NetError> {
+        let fd = self.accept_fd(Some(timeout))?;
+        self.authenticate(fd)
+    }
+
+    fn accept_fd(&self, timeout: Option<Duration>) -> Result<OwnedFd, NetError> {
+        if let Some(timeout) = timeout {
+            let deadline = crate::os::Deadline::after(timeout);
+            let ready = crate::os::poll::poll_one(self.raw_fd(), libc::POLLIN, deadline)?;
+            if !ready.any() {
+                return Err(NetError::Timeout(timeout));
+            }
+        }
+        let fd: OwnedFd = match &self.socket {
+            Socket::Unix(l) => l.accept()?.0.into(),
+            Socket::Tcp(l) => {
+                let (stream, _) = l.accept()?;
+                let _ = stream.set_nodelay(true);
+                stream.into()
+            }
+        };
+        Ok(fd)
+    }
+
+    fn authenticate(&self, fd: OwnedFd) -> Result<Connection, NetError> {
+        let mut conn = Connection::new(fd, true, true)?;
+        auth::serve(&mut conn, &self.key, self.handshake_timeout)?;
+        Ok(conn)
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match &self.socket {
+            Socket::Unix(l) => l.as_raw_fd(),
+            Socket::Tcp(l) => l.as_raw_fd(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Address::Unix(path) = &self.address {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Connects to a [`Listener`] and authenticates both ways (Python's
+/// `Client(address, authkey=...)`): a listener without the key is refused
+/// too.
+pub fn connect(address: &Address, key: &[u8]) -> Result<Connection, NetError> {
+    connect_timeout(address, key, HANDSHAKE_TIMEOUT)
+}
+
+/// [`connect`] with a deadline for connecting and for the handshake.
+pub fn connect_timeout(
+    address: &Address,
+    key: &[u8],
+    timeout: Duration,
+) -> Result<Connection, NetError> {
+    if key.is_empty() {
+        return Err(AuthError::EmptyKey.into());
+    }
+    let fd: OwnedFd = match address {
+        Address::Unix(path) => UnixStream::connect(path)?.into(),
+        Address::Tcp(addr) => {
+            let stream = TcpStream::connect_timeout(addr, timeout)?;
+            let _ = stream.set_nodelay(true);
+            stream.into()
+        }
+    };
+    let mut conn = Connection::new(fd, true, true)?;
+    auth::answer(&mut conn, key, timeout)?;
+    Ok(conn)
+}

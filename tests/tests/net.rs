@@ -1,0 +1,188 @@
+//! `ipc::net`: authenticated connections between unrelated processes over
+//! Unix sockets and TCP. Right keys talk; a wrong key is refused on both
+//! sides; a fake server cannot pass for one; garbage, a 4 GiB length and
+//! silence are dropped with a typed error and the listener goes on.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use ipc::net::{connect, Address, AuthError, Listener, NetError};
+use ipc::{Process, StartMethod};
+use tests::peak_alloc;
+
+#[global_allocator]
+static ALLOCATOR: peak_alloc::PeakAllocation = peak_alloc::PeakAllocation;
+
+fn main() {
+    ipc::init();
+    tests::harness::run(tests::cases![
+        typed_messages_over_unix_and_tcp_in_fork_and_spawn_children,
+        a_wrong_key_is_refused_on_both_sides,
+        a_server_without_the_key_cannot_pass_for_one,
+        another_protocol_version_is_named,
+        garbage_huge_lengths_and_silence_are_dropped_and_the_listener_goes_on,
+        an_empty_key_is_refused,
+    ]);
+}
+
+fn socket_path(name: &str) -> Address {
+    let dir = std::env::temp_dir().join(format!("ipc-net-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    Address::Unix(dir.join(name))
+}
+
+/// A client in a child: connects with `key`, sends `n`, expects `n + 1`.
+fn client((address, key, n): (String, Vec<u8>, u64)) -> Result<u64, String> {
+    let address: Address = address.parse().map_err(|e| format!("{e}"))?;
+    let mut conn = connect(&address, &key).map_err(|e| e.to_string())?;
+    conn.send(&n).map_err(|e| e.to_string())?;
+    conn.recv::<u64>().map_err(|e| e.to_string())
+}
+
+fn typed_messages_over_unix_and_tcp_in_fork_and_spawn_children() {
+    for address in [socket_path("round.sock"), "127.0.0.1:0".parse().unwrap()] {
+        let listener = Listener::bind(&address, b"key").unwrap();
+        for method in [StartMethod::Fork, StartMethod::Spawn] {
+            let args = (listener.address().to_string(), b"key".to_vec(), 41);
+            let mut child = Process::new(client, args).start_method(method);
+            child.start().unwrap();
+            let mut conn = listener.accept_timeout(Duration::from_secs(30)).unwrap();
+            let n: u64 = conn.recv().unwrap();
+            conn.send(&(n + 1)).unwrap();
+            assert_eq!(child.join().unwrap(), Ok(42), "{address} {method:?}");
+        }
+    }
+}
+
+fn a_wrong_key_is_refused_on_both_sides() {
+    let listener = Listener::bind(&socket_path("wrong.sock"), b"right").unwrap();
+    let args = (listener.address().to_string(), b"wrong".to_vec(), 1);
+    let mut child = Process::new(client, args);
+    child.start().unwrap();
+    match listener.accept_timeout(Duration::from_secs(30)) {
+        Err(NetError::Auth(AuthError::WrongKey)) => {}
+        other => panic!("{other:?}"),
+    }
+    let err = child.join().unwrap().unwrap_err();
+    assert!(err.contains("refused our key"), "{err}");
+}
+
+/// Writes one frame as `Connection` frames it: a u32 LE length, the bytes.
+fn write_frame(stream: &mut UnixStream, bytes: &[u8]) {
+    stream
+        .write_all(&(bytes.len() as u32).to_le_bytes())
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+}
+
+fn read_frame(stream: &mut UnixStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).unwrap();
+    let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+    stream.read_exact(&mut bytes).unwrap();
+    bytes
+}
+
+/// A fake server: speaks the handshake's first line, ignores the client's
+/// proof, and claims success with a proof it cannot make.
+fn fake_server(version: u32) -> (Address, std::thread::JoinHandle<()>) {
+    let address = socket_path(&format!("fake-{version}.sock"));
+    let Address::Unix(path) = &address else {
+        unreachable!()
+    };
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut hello = b"ipc-auth".to_vec();
+        hello.extend_from_slice(&version.to_le_bytes());
+        hello.extend_from_slice(&[7u8; 32]);
+        write_frame(&mut stream, &hello);
+        if version == ipc::net::auth::PROTOCOL_VERSION {
+            let _proof = read_frame(&mut stream);
+            let mut welcome = b"welcome!".to_vec();
+            welcome.extend_from_slice(&[0u8; 32]);
+            write_frame(&mut stream, &welcome);
+        }
+        // Keep the socket open until the client has judged.
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    });
+    (address, server)
+}
+
+fn a_server_without_the_key_cannot_pass_for_one() {
+    let (address, server) = fake_server(ipc::net::auth::PROTOCOL_VERSION);
+    // (A thread serves the fake: fork is refused while it runs, and the
+    // client needs no process of its own to be tested.)
+    match connect(&address, b"key") {
+        Err(NetError::Auth(AuthError::WrongKey)) => {}
+        other => panic!("{other:?}"),
+    }
+    server.join().unwrap();
+}
+
+fn another_protocol_version_is_named() {
+    let (address, server) = fake_server(99);
+    match connect(&address, b"key") {
+        Err(NetError::Auth(AuthError::Version { theirs: 99 })) => {}
+        other => panic!("{other:?}"),
+    }
+    server.join().unwrap();
+}
+
+fn garbage_huge_lengths_and_silence_are_dropped_and_the_listener_goes_on() {
+    let address = socket_path("garbage.sock");
+    let mut listener = Listener::bind(&address, b"key").unwrap();
+    listener.set_handshake_timeout(Duration::from_millis(300));
+    let Address::Unix(path) = &address else {
+        unreachable!()
+    };
+    peak_alloc::reset();
+    // Garbage: a well-formed frame of the wrong protocol.
+    let mut garbage = UnixStream::connect(path).unwrap();
+    write_frame(&mut garbage, b"GET / HTTP/1.1\r\n\r\n");
+    match listener.accept_timeout(Duration::from_secs(30)) {
+        Err(NetError::Auth(AuthError::NotOurProtocol)) => {}
+        other => panic!("garbage: {other:?}"),
+    }
+    // A length prefix of 4 GiB: an error before any allocation.
+    let mut huge = UnixStream::connect(path).unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+    match listener.accept_timeout(Duration::from_secs(30)) {
+        Err(NetError::Auth(AuthError::NotOurProtocol)) => {}
+        other => panic!("4 GiB: {other:?}"),
+    }
+    assert!(
+        peak_alloc::peak() < 1 << 20,
+        "it allocated {} bytes for the length",
+        peak_alloc::peak()
+    );
+    // Silence: a timeout, not a hang.
+    let _silent = UnixStream::connect(path).unwrap();
+    match listener.accept_timeout(Duration::from_secs(30)) {
+        Err(NetError::Auth(AuthError::Timeout(_))) => {}
+        other => panic!("silence: {other:?}"),
+    }
+    drop((garbage, huge));
+    // And then an honest client is served.
+    let args = (listener.address().to_string(), b"key".to_vec(), 9);
+    let mut child = Process::new(client, args);
+    child.start().unwrap();
+    let mut conn = listener.accept_timeout(Duration::from_secs(30)).unwrap();
+    let n: u64 = conn.recv().unwrap();
+    conn.send(&(n + 1)).unwrap();
+    assert_eq!(child.join().unwrap(), Ok(10));
+}
+
+fn an_empty_key_is_refused() {
+    assert!(matches!(
+        Listener::bind(&socket_path("empty.sock"), b""),
+        Err(NetError::Auth(AuthError::EmptyKey))
+    ));
+    assert!(matches!(
+        connect(&socket_path("nobody.sock"), b""),
+        Err(NetError::Auth(AuthError::EmptyKey))
+    ));
+}
