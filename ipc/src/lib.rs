@@ -62,6 +62,7 @@
 //! | `Value('i', 0, lock=RLock())`, `lock=False` | `value::Value::with_lock(0, rlock)?`, `Value::without_lock(0)?` |
 //! | `SimpleQueue` | `queue::SimpleQueue` |
 //! | (posix_ipc's `MessageQueue`) | `mq::MessageQueue`: POSIX message queues with priorities |
+//! | `Manager()`, `.Namespace()`, `.dict()` | [`manager::Manager`]: `namespace()`, `dict::<K, V>()`, atomic `fetch_add`, `Disconnected` when it dies |
 //! | `connection.Listener(address, authkey)`, `Client(address, authkey)` | [`net::Listener`], [`net::connect`]: mutual HMAC-SHA256 authentication, Unix socket or TCP |
 //!
 //! ## Start methods
@@ -103,6 +104,7 @@
 
 pub mod codec;
 mod handle;
+pub mod manager;
 pub mod mq;
 pub mod net;
 pub mod os;

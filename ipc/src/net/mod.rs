@@ -198,6 +198,14 @@ impl Listener {
     }
 }
 
+impl std::os::fd::AsRawFd for Listener {
+    /// The listening socket: readable when a connection waits (for `poll`
+    /// or [`crate::wait`] with [`crate::Readable`]).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.raw_fd()
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Address::Unix(path) = &self.address {

@@ -1,0 +1,114 @@
+//! A process's connections to the managers it uses: one per manager per
+//! process, opened on first use (a forked child never uses its parent's,
+//! whose descriptor it did not keep), dropped on any error so that the
+//! next call starts afresh.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{Reply, Request};
+use super::ManagerError;
+use crate::net::{self, Address, NetError};
+use crate::pipe::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError};
+
+/// How a proxy reaches its manager: plain data, so a proxy can travel
+/// into a child as any `Process` argument (the key is the manager's secret,
+/// shared with the processes it is handed to, as Python's `authkey`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Link {
+    pub address: String,
+    pub key: Vec<u8>,
+}
+
+thread_local! {
+    /// Open connections by manager address, with the pid that opened each.
+    static CONNECTIONS: RefCell<HashMap<String, (u32, Connection)>> = RefCell::new(HashMap::new());
+}
+
+impl Link {
+    /// Sends `request` and waits for its reply, at most `timeout` (`None`:
+    /// as long as the manager lives; its death is `Disconnected` at once).
+    pub(super) fn call(
+        &self,
+        request: &Request,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, ManagerError> {
+        let started = Instant::now();
+        let left = || timeout.map(|t| t.saturating_sub(started.elapsed()));
+        let mut conn = self.take_connection(left())?;
+        let sent = match left() {
+            None => conn.send(request).map_err(send_error),
+            Some(t) => conn.send_timeout(request, t).map_err(send_timeout_error),
+        };
+        sent?;
+        let reply = match left() {
+            None => conn.recv::<Reply>().map_err(recv_error),
+            Some(t) => conn.recv_timeout::<Reply>(t).map_err(recv_timeout_error),
+        }?;
+        // Only a connection whose last reply came back in full is kept.
+        self.put_back(conn);
+        match reply {
+            Reply::Error(why) => Err(ManagerError::Server(why)),
+            reply => Ok(reply),
+        }
+    }
+
+    fn take_connection(&self, timeout: Option<Duration>) -> Result<Connection, ManagerError> {
+        let pid = std::process::id();
+        let cached = CONNECTIONS.with(|c| c.borrow_mut().remove(&self.address));
+        if let Some((opener, conn)) = cached {
+            if opener == pid {
+                return Ok(conn);
+            }
+            // Inherited through fork: its descriptor is not ours to use.
+            std::mem::forget(conn);
+        }
+        let address: Address = self
+            .address
+            .parse()
+            .map_err(|e: net::BadAddress| ManagerError::Server(e.to_string()))?;
+        let timeout = timeout.unwrap_or(net::HANDSHAKE_TIMEOUT);
+        net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
+            NetError::Auth(auth) => ManagerError::Auth(auth),
+            NetError::Timeout(_) => ManagerError::Timeout,
+            // No socket, or nobody behind it: the manager is gone.
+            NetError::Io(_) => ManagerError::Disconnected,
+        })
+    }
+
+    fn put_back(&self, conn: Connection) {
+        let pid = std::process::id();
+        CONNECTIONS.with(|c| c.borrow_mut().insert(self.address.clone(), (pid, conn)));
+    }
+}
+
+fn send_error(e: SendError) -> ManagerError {
+    match e {
+        SendError::Disconnected => ManagerError::Disconnected,
+        other => ManagerError::Encode(other.to_string()),
+    }
+}
+
+fn send_timeout_error(e: SendTimeoutError) -> ManagerError {
+    match e {
+        SendTimeoutError::Timeout => ManagerError::Timeout,
+        SendTimeoutError::Send(e) => send_error(e),
+    }
+}
+
+fn recv_error(e: RecvError) -> ManagerError {
+    match e {
+        RecvError::Disconnected => ManagerError::Disconnected,
+        other => ManagerError::Protocol(other.to_string()),
+    }
+}
+
+fn recv_timeout_error(e: RecvTimeoutError) -> ManagerError {
+    match e {
+        RecvTimeoutError::Timeout => ManagerError::Timeout,
+        RecvTimeoutError::Recv(e) => recv_error(e),
+    }
+}

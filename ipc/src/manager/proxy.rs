@@ -1,0 +1,217 @@
+//! Typed proxies: each call is one request to the manager and its reply.
+//! Cheap to clone, and plain data, so they travel into children.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::client::Link;
+use super::protocol::{Op, Reply, Request};
+use super::ManagerError;
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ManagerError> {
+    postcard::to_allocvec(value).map_err(|e| ManagerError::Encode(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ManagerError> {
+    postcard::from_bytes(bytes).map_err(|e| ManagerError::Encode(e.to_string()))
+}
+
+fn unexpected(reply: Reply) -> ManagerError {
+    ManagerError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+/// What both proxies share: the link, the object, the timeout.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Target {
+    link: Link,
+    id: u64,
+    timeout: Option<Duration>,
+}
+
+impl Target {
+    fn call(&self, op: Op) -> Result<Reply, ManagerError> {
+        self.link
+            .call(&Request::On { id: self.id, op }, self.timeout)
+    }
+}
+
+/// Python's `manager.Namespace()`: named fields of any serde type, and
+/// `i64` counters updated on the server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Namespace {
+    target: Target,
+}
+
+impl Namespace {
+    pub(super) fn new(link: Link, id: u64) -> Self {
+        Namespace {
+            target: Target {
+                link,
+                id,
+                timeout: None,
+            },
+        }
+    }
+
+    /// The same proxy, its calls bounded by `timeout` (`ManagerError::Timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.target.timeout = Some(timeout);
+        self
+    }
+
+    /// The field `name`, if set.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
+        match self.target.call(Op::Get(name.as_bytes().to_vec()))? {
+            Reply::Value(None) => Ok(None),
+            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets the field `name` (`ns.name = value`).
+    pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
+        match self
+            .target
+            .call(Op::Set(name.as_bytes().to_vec(), encode(value)?))?
+        {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds `delta` to the `i64` field `name` (0 if unset) on the server,
+    /// atomically: the answer to `ns.count += 1` racing. The new value.
+    pub fn fetch_add(&self, name: &str, delta: i64) -> Result<i64, ManagerError> {
+        match self
+            .target
+            .call(Op::FetchAdd(name.as_bytes().to_vec(), delta))?
+        {
+            Reply::Int(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Python's `manager.dict()`, typed: keys `K`, values `V`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Dict<K, V> {
+    target: Target,
+    #[serde(skip)]
+    _types: PhantomData<fn(K) -> V>,
+}
+
+impl<K, V> Clone for Dict<K, V> {
+    fn clone(&self) -> Self {
+        Dict {
+            target: self.target.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> Dict<K, V> {
+    pub(super) fn new(link: Link, id: u64) -> Self {
+        Dict {
+            target: Target {
+                link,
+                id,
+                timeout: None,
+            },
+            _types: PhantomData,
+        }
+    }
+
+    /// The same proxy, its calls bounded by `timeout` (`ManagerError::Timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.target.timeout = Some(timeout);
+        self
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
+    /// `d.get(key)`.
+    pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        match self.target.call(Op::Get(encode(key)?))? {
+            Reply::Value(None) => Ok(None),
+            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `d[key] = value`.
+    pub fn set(&self, key: &K, value: &V) -> Result<(), ManagerError> {
+        match self.target.call(Op::Set(encode(key)?, encode(value)?))? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `d.pop(key, None)`.
+    pub fn pop(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        match self.target.call(Op::Pop(encode(key)?))? {
+            Reply::Value(None) => Ok(None),
+            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `key in d`.
+    pub fn contains(&self, key: &K) -> Result<bool, ManagerError> {
+        match self.target.call(Op::Contains(encode(key)?))? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `len(d)`.
+    pub fn len(&self) -> Result<u64, ManagerError> {
+        match self.target.call(Op::Len)? {
+            Reply::Len(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `len(d) == 0`.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// `d.keys()`, in the order of their encoded bytes.
+    pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
+        match self.target.call(Op::Keys)? {
+            Reply::Keys(keys) => keys.iter().map(|k| decode(k)).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `d.items()`, in the order of their keys' encoded bytes.
+    pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        match self.target.call(Op::Items)? {
+            Reply::Items(items) => items
+                .iter()
+                .map(|(k, v)| Ok((decode(k)?, decode(v)?)))
+                .collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `d.clear()`.
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        match self.target.call(Op::Clear)? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds `delta` to the `i64` value at `key` (0 if absent) on the server.
+    pub fn fetch_add(&self, key: &K, delta: i64) -> Result<i64, ManagerError> {
+        match self.target.call(Op::FetchAdd(encode(key)?, delta))? {
+            Reply::Int(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+}
