@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipc::manager::{Dict, Manager, ManagerError, Namespace};
+use ipc::manager::{Acquired, Dict, Lock, Manager, ManagerError, Namespace};
 use ipc::{Process, StartMethod};
 
 fn main() {
@@ -16,6 +16,9 @@ fn main() {
         a_killed_manager_is_disconnected_for_its_clients,
         a_stopped_manager_is_a_timeout_not_a_hang,
         garbage_at_the_socket_leaves_the_manager_serving,
+        four_processes_under_a_manager_lock_get_and_set_exactly,
+        a_holder_killed_with_the_lock_frees_it_and_the_next_is_told,
+        lock_timeouts_and_reentrance,
     ]);
 }
 
@@ -148,4 +151,114 @@ fn garbage_at_the_socket_leaves_the_manager_serving() {
     let _silent = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     ns.set("after", &7i64).unwrap();
     assert_eq!(ns.get::<i64>("after").unwrap(), Some(7));
+}
+
+fn locked_increments((ns, lock): (Namespace, Lock)) -> Result<(), String> {
+    for _ in 0..2_500 {
+        lock.acquire().map_err(|e| e.to_string())?;
+        let n = ns
+            .get::<i64>("count")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0);
+        ns.set("count", &(n + 1)).map_err(|e| e.to_string())?;
+        lock.release().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn four_processes_under_a_manager_lock_get_and_set_exactly() {
+    let manager = Manager::start().unwrap();
+    let ns = manager.namespace().unwrap();
+    let lock = manager.lock().unwrap();
+    let mut children: Vec<_> = (0..4)
+        .map(|_| Process::new(locked_increments, (ns.clone(), lock.clone())))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    for c in &mut children {
+        assert_eq!(c.join().unwrap(), Ok(()));
+    }
+    assert_eq!(ns.get::<i64>("count").unwrap(), Some(10_000));
+}
+
+/// Takes the lock, says so, and waits to be killed.
+fn hold_forever((lock, ns): (Lock, Namespace)) {
+    if lock.acquire().is_ok() {
+        let _ = ns.set("held", &true);
+    }
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+fn a_holder_killed_with_the_lock_frees_it_and_the_next_is_told() {
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let ns = manager.namespace().unwrap();
+    let mut holder = Process::new(hold_forever, (lock.clone(), ns.clone()));
+    holder.start().unwrap();
+    let started = Instant::now();
+    while ns.get::<bool>("held").unwrap() != Some(true) {
+        assert!(started.elapsed() < Duration::from_secs(60), "never held");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(lock.try_acquire().unwrap(), None, "held by the other");
+    holder.kill().unwrap();
+    let _ = holder.join();
+    assert_eq!(
+        lock.acquire_timeout(Duration::from_secs(30)).unwrap(),
+        Some(Acquired {
+            previous_owner_died: true
+        })
+    );
+    lock.release().unwrap();
+    // Told once: the next holder took it from a live one.
+    assert_eq!(
+        lock.acquire().unwrap(),
+        Acquired {
+            previous_owner_died: false
+        }
+    );
+}
+
+fn hold_then_wait((lock, ns): (Lock, Namespace)) -> Option<bool> {
+    lock.acquire().ok()?;
+    ns.set("held", &true).ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    lock.release().ok()?;
+    Some(true)
+}
+
+fn lock_timeouts_and_reentrance() {
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let ns = manager.namespace().unwrap();
+    let mut other = Process::new(hold_then_wait, (lock.clone(), ns.clone()));
+    other.start().unwrap();
+    while ns.get::<bool>("held").unwrap() != Some(true) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Busy: a short wait gives up by its deadline...
+    assert_eq!(
+        lock.acquire_timeout(Duration::from_millis(20)).unwrap(),
+        None
+    );
+    // ...a long one gets it once the other releases.
+    assert!(lock
+        .acquire_timeout(Duration::from_secs(30))
+        .unwrap()
+        .is_some());
+    assert_eq!(other.join().unwrap(), Some(true));
+    // A plain lock is not reentrant: a second take by its holder times out.
+    assert_eq!(lock.try_acquire().unwrap(), None);
+    lock.release().unwrap();
+    assert!(
+        matches!(lock.release(), Err(ManagerError::Server(_))),
+        "not held"
+    );
+    let rlock = manager.rlock().unwrap();
+    rlock.acquire().unwrap();
+    rlock.acquire().unwrap();
+    rlock.release().unwrap();
+    rlock.release().unwrap();
+    assert!(rlock.release().is_err());
 }

@@ -29,7 +29,10 @@
 //! ```
 //!
 //! Atomic updates happen on the server (`fetch_add`), so the two classic
-//! Python races have a correct answer. When the server dies, every call
+//! Python races have a correct answer. A manager [`Lock`] whose holder's
+//! process dies is released, and the next holder is told
+//! ([`Acquired::previous_owner_died`]); waits for it have deadlines the
+//! server keeps. When the server dies, every call
 //! is [`ManagerError::Disconnected`] at once, never a hang. The server
 //! listens on a Unix socket in a directory only this user can enter, and
 //! every connection proves the manager's random key (see [`crate::net`]).
@@ -40,7 +43,7 @@ mod proxy;
 mod server;
 
 pub use protocol::{Kind, Op, Reply, Request};
-pub use proxy::{Dict, Namespace};
+pub use proxy::{Acquired, Dict, Lock, Namespace};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -142,6 +145,18 @@ impl Manager {
     /// A new shared dict (Python's `manager.dict()`), typed.
     pub fn dict<K, V>(&self) -> Result<Dict<K, V>, ManagerError> {
         Ok(Dict::new(self.link.clone(), self.create(Kind::Dict)?))
+    }
+
+    /// A new lock (Python's `manager.Lock()`): released if its holder's
+    /// process dies, the next holder told so.
+    pub fn lock(&self) -> Result<Lock, ManagerError> {
+        Ok(Lock::new(self.link.clone(), self.create(Kind::Lock)?))
+    }
+
+    /// A new reentrant lock (Python's `manager.RLock()`): its holder may
+    /// take it again, and releases it as often.
+    pub fn rlock(&self) -> Result<Lock, ManagerError> {
+        Ok(Lock::new(self.link.clone(), self.create(Kind::RLock)?))
     }
 
     fn create(&self, kind: Kind) -> Result<u64, ManagerError> {

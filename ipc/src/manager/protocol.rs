@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub enum Kind {
     Namespace,
     Dict,
+    Lock,
+    RLock,
 }
 
 /// One request; the server answers each with one [`Reply`].
@@ -38,6 +40,12 @@ pub enum Op {
     Clear,
     /// Adds to the `i64` at a key (0 when absent); gives the new value.
     FetchAdd(Vec<u8>, i64),
+    /// Takes a lock: at once (`wait_ms` 0), by a deadline, or whenever
+    /// (`None`). Answered `Acquired` or, past the deadline, `Bool(false)`.
+    Acquire {
+        wait_ms: Option<u64>,
+    },
+    Release,
 }
 
 /// The server's answer.
@@ -52,6 +60,11 @@ pub enum Reply {
     Items(Vec<(Vec<u8>, Vec<u8>)>),
     Done,
     Batch(Vec<Reply>),
+    /// A lock is the caller's; `owner_died`: its last holder's process died
+    /// holding it (the state it guarded may be half-updated).
+    Acquired {
+        owner_died: bool,
+    },
     /// The request could not be carried out (no such object, a value that
     /// is not a counter); the connection goes on.
     Error(String),

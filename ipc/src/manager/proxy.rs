@@ -215,3 +215,76 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         }
     }
 }
+
+/// A manager lock was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acquired {
+    /// Its previous holder's process died holding it: what it guarded may
+    /// be half-updated (as the shared-memory locks' `OwnerDied`).
+    pub previous_owner_died: bool,
+}
+
+/// How long past a lock's own deadline a call waits for the server's answer.
+const LOCK_SLACK: Duration = Duration::from_secs(10);
+
+/// A lock kept by the manager (Python's `manager.Lock()`; `manager.RLock()`
+/// when made reentrant). Held by a thread's connection: a holder whose
+/// process dies releases it, and the next holder is told.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Lock {
+    target: Target,
+}
+
+impl Lock {
+    pub(super) fn new(link: Link, id: u64) -> Self {
+        Lock {
+            target: Target {
+                link,
+                id,
+                timeout: None,
+            },
+        }
+    }
+
+    fn take(&self, wait: Option<Duration>) -> Result<Option<Acquired>, ManagerError> {
+        let wait_ms = wait.map(|d| d.as_millis().min(u64::MAX as u128) as u64);
+        let reply = self.target.link.call(
+            &Request::On {
+                id: self.target.id,
+                op: Op::Acquire { wait_ms },
+            },
+            wait.map(|d| d + LOCK_SLACK),
+        )?;
+        match reply {
+            Reply::Acquired { owner_died } => Ok(Some(Acquired {
+                previous_owner_died: owner_died,
+            })),
+            Reply::Bool(false) => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits for the lock as long as the manager lives.
+    pub fn acquire(&self) -> Result<Acquired, ManagerError> {
+        self.take(None)?
+            .ok_or(ManagerError::Protocol("a wait without end ended".into()))
+    }
+
+    /// Takes the lock if it is free now.
+    pub fn try_acquire(&self) -> Result<Option<Acquired>, ManagerError> {
+        self.take(Some(Duration::ZERO))
+    }
+
+    /// Waits at most `timeout` for the lock (the manager keeps the deadline).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>, ManagerError> {
+        self.take(Some(timeout))
+    }
+
+    /// Gives the lock back (an error if this thread does not hold it).
+    pub fn release(&self) -> Result<(), ManagerError> {
+        match self.target.call(Op::Release)? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}

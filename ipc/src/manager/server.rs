@@ -1,25 +1,54 @@
 //! The manager's server process: one thread, one `poll` over the listener
-//! and every client, one request answered at a time. A client that sends
-//! garbage is dropped; one that disconnects takes nothing with it.
+//! and every client, requests answered in arrival order. A lock request
+//! that must wait is parked and answered when the lock is granted or its
+//! deadline passes; a client that disconnects (its process died) gives up
+//! every lock it held, and the next holder is told so. A client that
+//! sends garbage is dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::protocol::{Kind, Op, Reply, Request};
 use crate::net::{Address, Listener};
 use crate::pipe::{Connection, TryRecvError};
 use crate::{Readable, Waitable};
 
-/// Each accepted client gets this long to authenticate.
+/// Each accepted client gets this long to authenticate (the loop waits
+/// for it meanwhile).
 const HANDSHAKE: Duration = Duration::from_secs(1);
 /// The most requests one batch may hold.
 const MAX_BATCH: usize = 4096;
+
+type ClientId = u64;
+
+/// A lock on the server.
+#[derive(Default)]
+struct LockState {
+    reentrant: bool,
+    holder: Option<ClientId>,
+    /// How many times the holder took it (an `RLock` counts).
+    depth: u32,
+    /// Clients waiting, oldest first, with their deadlines.
+    waiters: VecDeque<(ClientId, Option<Instant>)>,
+    /// The last holder died holding it; told to the next one.
+    owner_died: bool,
+}
 
 /// A shared object on the server.
 enum Object {
     /// Keys in order, so `keys()` and `items()` are stable.
     Map(BTreeMap<Vec<u8>, Vec<u8>>),
+    Lock(LockState),
+}
+
+/// What the server knows.
+#[derive(Default)]
+struct State {
+    objects: HashMap<u64, Object>,
+    next_id: u64,
+    /// Replies owed to parked clients, to send once this turn is over.
+    owed: Vec<(ClientId, Reply)>,
 }
 
 /// What the server process runs: `(socket path, key, ready)`; `ready`
@@ -37,75 +66,221 @@ pub(super) fn serve((path, key, mut ready): (std::path::PathBuf, Vec<u8>, Connec
         return;
     }
     drop(ready);
-    let mut objects: HashMap<u64, Object> = HashMap::new();
-    let mut next_id = 1u64;
-    let mut clients: Vec<Connection> = Vec::new();
+    let mut state = State {
+        next_id: 1,
+        ..State::default()
+    };
+    let mut clients: BTreeMap<ClientId, Connection> = BTreeMap::new();
+    let mut next_client: ClientId = 1;
     loop {
-        let listening = Readable(listener.as_raw_fd());
-        let mut waitables: Vec<&dyn Waitable> = vec![&listening];
-        waitables.extend(clients.iter().map(|c| c as &dyn Waitable));
-        let Ok(ready) = crate::wait(&waitables, Some(Duration::from_secs(1))) else {
-            continue;
+        let wait = state.next_deadline().map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let ids: Vec<ClientId> = clients.keys().copied().collect();
+        let ready = {
+            let listening = Readable(listener.as_raw_fd());
+            let mut waitables: Vec<&dyn Waitable> = vec![&listening];
+            waitables.extend(clients.values().map(|c| c as &dyn Waitable));
+            crate::wait(&waitables, Some(wait)).unwrap_or_default()
         };
         let mut gone = Vec::new();
         for index in ready {
             if index == 0 {
                 if let Ok(conn) = listener.accept_timeout(Duration::ZERO) {
-                    clients.push(conn);
+                    clients.insert(next_client, conn);
+                    next_client += 1;
                 }
                 continue;
             }
-            let client = &mut clients[index - 1];
+            let id = ids[index - 1];
+            let Some(client) = clients.get_mut(&id) else {
+                continue;
+            };
             loop {
                 match client.try_recv::<Request>() {
                     Ok(request) => {
-                        let reply = handle(&mut objects, &mut next_id, request);
-                        if client.send(&reply).is_err() {
-                            gone.push(index - 1);
-                            break;
+                        if let Some(reply) = state.handle(id, request) {
+                            if client.send(&reply).is_err() {
+                                gone.push(id);
+                                break;
+                            }
                         }
                     }
                     Err(TryRecvError::Empty) => break,
                     // Gone, or garbage: either way it is dropped.
                     Err(_) => {
-                        gone.push(index - 1);
+                        gone.push(id);
                         break;
                     }
                 }
             }
         }
-        gone.sort_unstable();
-        gone.dedup();
-        for index in gone.into_iter().rev() {
-            clients.swap_remove(index);
+        state.expire(Instant::now());
+        // A client's death can grant a lock, whose reply can find another
+        // client dead: until nothing changes.
+        loop {
+            for id in gone.drain(..) {
+                if clients.remove(&id).is_some() {
+                    state.client_gone(id);
+                }
+            }
+            for (id, reply) in std::mem::take(&mut state.owed) {
+                let sent = clients.get_mut(&id).is_some_and(|c| c.send(&reply).is_ok());
+                if !sent {
+                    gone.push(id);
+                }
+            }
+            if gone.is_empty() {
+                break;
+            }
         }
     }
 }
 
-fn handle(objects: &mut HashMap<u64, Object>, next_id: &mut u64, request: Request) -> Reply {
-    match request {
-        Request::Create(Kind::Namespace | Kind::Dict) => {
-            let id = *next_id;
-            *next_id += 1;
-            objects.insert(id, Object::Map(BTreeMap::new()));
-            Reply::Created(id)
+impl State {
+    /// The reply to `request` from `client`, or `None` if it waits.
+    fn handle(&mut self, client: ClientId, request: Request) -> Option<Reply> {
+        Some(match request {
+            Request::Create(kind) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let object = match kind {
+                    Kind::Namespace | Kind::Dict => Object::Map(BTreeMap::new()),
+                    Kind::Lock | Kind::RLock => Object::Lock(LockState {
+                        reentrant: kind == Kind::RLock,
+                        ..LockState::default()
+                    }),
+                };
+                self.objects.insert(id, object);
+                Reply::Created(id)
+            }
+            Request::On { id, op } => match self.objects.get_mut(&id) {
+                Some(Object::Map(map)) => apply(map, op),
+                Some(Object::Lock(lock)) => return lock_op(lock, client, op, &mut self.owed),
+                None => Reply::Error(format!("no object {id}")),
+            },
+            Request::Batch(requests) if requests.len() > MAX_BATCH => {
+                Reply::Error(format!("a batch holds at most {MAX_BATCH} requests"))
+            }
+            Request::Batch(requests) => Reply::Batch(
+                requests
+                    .into_iter()
+                    .map(|r| match r {
+                        Request::Batch(_) => Reply::Error("batches do not nest".into()),
+                        Request::On {
+                            op: Op::Acquire { .. },
+                            ..
+                        } => Reply::Error("a batch cannot wait for a lock".into()),
+                        r => self
+                            .handle(client, r)
+                            .unwrap_or_else(|| Reply::Error("a batch cannot wait".into())),
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    /// The earliest deadline of a parked request.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.objects
+            .values()
+            .filter_map(|o| match o {
+                Object::Lock(lock) => lock.waiters.iter().filter_map(|w| w.1).min(),
+                Object::Map(_) => None,
+            })
+            .min()
+    }
+
+    /// Parked requests past their deadline are answered "not acquired".
+    fn expire(&mut self, now: Instant) {
+        for object in self.objects.values_mut() {
+            if let Object::Lock(lock) = object {
+                lock.waiters.retain(|&(client, deadline)| {
+                    let late = deadline.is_some_and(|d| d <= now);
+                    if late {
+                        self.owed.push((client, Reply::Bool(false)));
+                    }
+                    !late
+                });
+            }
         }
-        Request::On { id, op } => match objects.get_mut(&id) {
-            Some(Object::Map(map)) => apply(map, op),
-            None => Reply::Error(format!("no object {id}")),
-        },
-        Request::Batch(requests) if requests.len() > MAX_BATCH => {
-            Reply::Error(format!("a batch holds at most {MAX_BATCH} requests"))
+    }
+
+    /// `client` disconnected: what it held is released (and marked), what
+    /// it waited for is forgotten.
+    fn client_gone(&mut self, client: ClientId) {
+        for object in self.objects.values_mut() {
+            if let Object::Lock(lock) = object {
+                lock.waiters.retain(|w| w.0 != client);
+                if lock.holder == Some(client) {
+                    lock.holder = None;
+                    lock.depth = 0;
+                    lock.owner_died = true;
+                    if let Some((next, reply)) = grant_next(lock) {
+                        self.owed.push((next, reply));
+                    }
+                }
+            }
         }
-        Request::Batch(requests) => Reply::Batch(
-            requests
-                .into_iter()
-                .map(|r| match r {
-                    Request::Batch(_) => Reply::Error("batches do not nest".into()),
-                    r => handle(objects, next_id, r),
-                })
-                .collect(),
-        ),
+    }
+}
+
+/// Gives a free lock to its oldest waiter.
+fn grant_next(lock: &mut LockState) -> Option<(ClientId, Reply)> {
+    let (next, _) = lock.waiters.pop_front()?;
+    lock.holder = Some(next);
+    lock.depth = 1;
+    let owner_died = std::mem::take(&mut lock.owner_died);
+    Some((next, Reply::Acquired { owner_died }))
+}
+
+/// A lock operation; `None` if the caller waits. Grants to others are
+/// pushed on `owed`.
+fn lock_op(
+    lock: &mut LockState,
+    client: ClientId,
+    op: Op,
+    owed: &mut Vec<(ClientId, Reply)>,
+) -> Option<Reply> {
+    match op {
+        Op::Acquire { wait_ms } => {
+            match lock.holder {
+                None => {
+                    lock.holder = Some(client);
+                    lock.depth = 1;
+                    let owner_died = std::mem::take(&mut lock.owner_died);
+                    Some(Reply::Acquired { owner_died })
+                }
+                Some(h) if h == client && lock.reentrant => {
+                    lock.depth = lock.depth.saturating_add(1);
+                    Some(Reply::Acquired { owner_died: false })
+                }
+                // A plain Lock taken again by its holder waits, as Python's
+                // does (a deadlock unless it has a timeout).
+                Some(_) if wait_ms == Some(0) => Some(Reply::Bool(false)),
+                Some(_) => {
+                    let deadline = wait_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+                    lock.waiters.push_back((client, deadline));
+                    None
+                }
+            }
+        }
+        Op::Release => {
+            if lock.holder != Some(client) {
+                return Some(Reply::Error("release of a lock not held".into()));
+            }
+            lock.depth -= 1;
+            if lock.depth > 0 {
+                return Some(Reply::Done);
+            }
+            lock.holder = None;
+            // The releaser's reply goes now; the next holder's is owed.
+            if let Some(grant) = grant_next(lock) {
+                owed.push(grant);
+            }
+            Some(Reply::Done)
+        }
+        _ => Some(Reply::Error("not an operation on a lock".into())),
     }
 }
 
@@ -142,5 +317,6 @@ fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, op: Op) -> Reply {
                 Err(e) => Reply::Error(e.to_string()),
             }
         }
+        Op::Acquire { .. } | Op::Release => Reply::Error("not an operation on a dict".into()),
     }
 }
