@@ -192,3 +192,19 @@ fn custom_job_sums_the_squares() {
         );
     }
 }
+
+#[test]
+fn manager_workers_share_a_count_a_list_and_a_dict() {
+    for method in ["fork", "spawn"] {
+        let out = run_example("manager_workers", method);
+        assert!(out.contains("count: 3\n"), "{out}");
+        assert!(
+            out.contains(r#"names: ["Worker-0", "Worker-1", "Worker-2"]"#),
+            "{out}"
+        );
+        assert!(out.contains("dict: 3 entries"), "{out}");
+        for name in ["Worker-0", "Worker-1", "Worker-2"] {
+            assert!(out.contains(&format!("  {name}: ")), "{out}");
+        }
+    }
+}

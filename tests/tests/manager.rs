@@ -19,6 +19,8 @@ fn main() {
         four_processes_under_a_manager_lock_get_and_set_exactly,
         a_holder_killed_with_the_lock_frees_it_and_the_next_is_told,
         lock_timeouts_and_reentrance,
+        a_list_proxy_has_pythons_list_methods,
+        a_batch_is_one_round_trip_of_many_operations,
     ]);
 }
 
@@ -261,4 +263,40 @@ fn lock_timeouts_and_reentrance() {
     rlock.release().unwrap();
     rlock.release().unwrap();
     assert!(rlock.release().is_err());
+}
+
+fn a_list_proxy_has_pythons_list_methods() {
+    let manager = Manager::start().unwrap();
+    let l = manager.list::<u32>().unwrap();
+    l.append(&3).unwrap();
+    l.extend(&[1, 4, 1, 5]).unwrap();
+    l.insert(0, &9).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [9, 3, 1, 4, 1, 5]);
+    assert_eq!(l.get(2).unwrap(), Some(1));
+    assert_eq!(l.get(99).unwrap(), None);
+    l.set(0, &2).unwrap();
+    assert!(l.set(99, &2).is_err());
+    assert_eq!(l.slice(1..3).unwrap(), [3, 1]);
+    assert_eq!(l.slice(4..100).unwrap(), [1, 5]);
+    assert_eq!(l.count(&1).unwrap(), 2);
+    assert_eq!(l.index(&4).unwrap(), Some(3));
+    assert_eq!(l.index(&7).unwrap(), None);
+    assert!(l.remove(&1).unwrap());
+    assert_eq!(l.pop().unwrap(), Some(5));
+    assert_eq!(l.pop_at(0).unwrap(), Some(2));
+    assert_eq!(l.to_vec().unwrap(), [3, 4, 1]);
+    assert_eq!(l.len().unwrap(), 3);
+}
+
+fn a_batch_is_one_round_trip_of_many_operations() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u32, String>().unwrap();
+    let items: Vec<(u32, String)> = (0..64).map(|i| (i, format!("v{i}"))).collect();
+    d.set_many(items.iter().map(|(k, v)| (k, v))).unwrap();
+    let keys: Vec<u32> = (0..70).collect();
+    let got = d.get_many(&keys).unwrap();
+    assert_eq!(got.len(), 70);
+    assert_eq!(got[63].as_deref(), Some("v63"));
+    assert_eq!(got[64], None);
+    assert_eq!(d.len().unwrap(), 64);
 }

@@ -43,7 +43,7 @@ mod proxy;
 mod server;
 
 pub use protocol::{Kind, Op, Reply, Request};
-pub use proxy::{Acquired, Dict, Lock, Namespace};
+pub use proxy::{Acquired, Dict, List, Lock, Namespace};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -145,6 +145,11 @@ impl Manager {
     /// A new shared dict (Python's `manager.dict()`), typed.
     pub fn dict<K, V>(&self) -> Result<Dict<K, V>, ManagerError> {
         Ok(Dict::new(self.link.clone(), self.create(Kind::Dict)?))
+    }
+
+    /// A new shared list (Python's `manager.list()`), typed.
+    pub fn list<T>(&self) -> Result<List<T>, ManagerError> {
+        Ok(List::new(self.link.clone(), self.create(Kind::List)?))
     }
 
     /// A new lock (Python's `manager.Lock()`): released if its holder's

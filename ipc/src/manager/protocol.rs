@@ -12,6 +12,7 @@ pub enum Kind {
     Dict,
     Lock,
     RLock,
+    List,
 }
 
 /// One request; the server answers each with one [`Reply`].
@@ -46,6 +47,19 @@ pub enum Op {
         wait_ms: Option<u64>,
     },
     Release,
+    /// Lists: `append`, `extend`, `insert(i, v)`, `l[i]`, `l[i] = v`,
+    /// `pop(i)` (`None`: the last), `l[start:end]`, `remove(v)`,
+    /// `index(v)`, `count(v)` (values compared as encoded bytes).
+    Append(Vec<u8>),
+    Extend(Vec<Vec<u8>>),
+    Insert(u64, Vec<u8>),
+    At(u64),
+    SetAt(u64, Vec<u8>),
+    PopAt(Option<u64>),
+    Slice(u64, u64),
+    Remove(Vec<u8>),
+    IndexOf(Vec<u8>),
+    Count(Vec<u8>),
 }
 
 /// The server's answer.

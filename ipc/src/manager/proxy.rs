@@ -207,6 +207,72 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         }
     }
 
+    /// `d.update(items)`, in one round trip.
+    pub fn set_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a K, &'a V)>,
+    ) -> Result<(), ManagerError>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let requests = items
+            .into_iter()
+            .map(|(k, v)| {
+                Ok(Request::On {
+                    id: self.target.id,
+                    op: Op::Set(encode(k)?, encode(v)?),
+                })
+            })
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        for reply in self.batch(requests)? {
+            if reply != Reply::Done {
+                return Err(unexpected(reply));
+            }
+        }
+        Ok(())
+    }
+
+    /// Many `d.get(key)`, in one round trip.
+    pub fn get_many<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a K>,
+    ) -> Result<Vec<Option<V>>, ManagerError>
+    where
+        K: 'a,
+    {
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                Ok(Request::On {
+                    id: self.target.id,
+                    op: Op::Get(encode(k)?),
+                })
+            })
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        self.batch(requests)?
+            .into_iter()
+            .map(|reply| match reply {
+                Reply::Value(None) => Ok(None),
+                Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
+                Reply::Error(why) => Err(ManagerError::Server(why)),
+                other => Err(unexpected(other)),
+            })
+            .collect()
+    }
+
+    fn batch(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
+        let n = requests.len();
+        match self
+            .target
+            .link
+            .call(&Request::Batch(requests), self.target.timeout)?
+        {
+            Reply::Batch(replies) if replies.len() == n => Ok(replies),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Adds `delta` to the `i64` value at `key` (0 if absent) on the server.
     pub fn fetch_add(&self, key: &K, delta: i64) -> Result<i64, ManagerError> {
         match self.target.call(Op::FetchAdd(encode(key)?, delta))? {
@@ -286,5 +352,149 @@ impl Lock {
             Reply::Done => Ok(()),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+/// Python's `manager.list()`, typed: items `T`. Values are compared as
+/// their encoded bytes (`remove`, `index`, `count`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct List<T> {
+    target: Target,
+    #[serde(skip)]
+    _types: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for List<T> {
+    fn clone(&self) -> Self {
+        List {
+            target: self.target.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T> List<T> {
+    pub(super) fn new(link: Link, id: u64) -> Self {
+        List {
+            target: Target {
+                link,
+                id,
+                timeout: None,
+            },
+            _types: PhantomData,
+        }
+    }
+
+    /// The same proxy, its calls bounded by `timeout` (`ManagerError::Timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.target.timeout = Some(timeout);
+        self
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> List<T> {
+    fn done(&self, op: Op) -> Result<(), ManagerError> {
+        match self.target.call(op)? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn value(&self, op: Op) -> Result<Option<T>, ManagerError> {
+        match self.target.call(op)? {
+            Reply::Value(None) => Ok(None),
+            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `l.append(v)`.
+    pub fn append(&self, value: &T) -> Result<(), ManagerError> {
+        self.done(Op::Append(encode(value)?))
+    }
+
+    /// `l.extend(values)`, in one round trip.
+    pub fn extend<'a>(&self, values: impl IntoIterator<Item = &'a T>) -> Result<(), ManagerError>
+    where
+        T: 'a,
+    {
+        let values = values.into_iter().map(encode).collect::<Result<_, _>>()?;
+        self.done(Op::Extend(values))
+    }
+
+    /// `l.insert(i, v)` (past the end: at the end).
+    pub fn insert(&self, index: u64, value: &T) -> Result<(), ManagerError> {
+        self.done(Op::Insert(index, encode(value)?))
+    }
+
+    /// `l[i]`, or `None` past the end.
+    pub fn get(&self, index: u64) -> Result<Option<T>, ManagerError> {
+        self.value(Op::At(index))
+    }
+
+    /// `l[i] = v` (an error past the end).
+    pub fn set(&self, index: u64, value: &T) -> Result<(), ManagerError> {
+        self.done(Op::SetAt(index, encode(value)?))
+    }
+
+    /// `l.pop()`: the last item.
+    pub fn pop(&self) -> Result<Option<T>, ManagerError> {
+        self.value(Op::PopAt(None))
+    }
+
+    /// `l.pop(i)`.
+    pub fn pop_at(&self, index: u64) -> Result<Option<T>, ManagerError> {
+        self.value(Op::PopAt(Some(index)))
+    }
+
+    /// `l[range]` (clamped to the list, as Python's slices).
+    pub fn slice(&self, range: std::ops::Range<u64>) -> Result<Vec<T>, ManagerError> {
+        match self.target.call(Op::Slice(range.start, range.end))? {
+            Reply::Keys(items) => items.iter().map(|b| decode(b)).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `list(l)`.
+    pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
+        self.slice(0..u64::MAX)
+    }
+
+    /// `l.remove(v)`: whether it was there.
+    pub fn remove(&self, value: &T) -> Result<bool, ManagerError> {
+        match self.target.call(Op::Remove(encode(value)?))? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `l.index(v)`, `None` if absent.
+    pub fn index(&self, value: &T) -> Result<Option<u64>, ManagerError> {
+        match self.target.call(Op::IndexOf(encode(value)?))? {
+            Reply::Int(i) => Ok(u64::try_from(i).ok()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `l.count(v)`.
+    pub fn count(&self, value: &T) -> Result<u64, ManagerError> {
+        match self.target.call(Op::Count(encode(value)?))? {
+            Reply::Len(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `len(l)`.
+    pub fn len(&self) -> Result<u64, ManagerError> {
+        match self.target.call(Op::Len)? {
+            Reply::Len(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `len(l) == 0`.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
     }
 }

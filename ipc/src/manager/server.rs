@@ -40,6 +40,7 @@ enum Object {
     /// Keys in order, so `keys()` and `items()` are stable.
     Map(BTreeMap<Vec<u8>, Vec<u8>>),
     Lock(LockState),
+    List(Vec<Vec<u8>>),
 }
 
 /// What the server knows.
@@ -146,6 +147,7 @@ impl State {
                 self.next_id += 1;
                 let object = match kind {
                     Kind::Namespace | Kind::Dict => Object::Map(BTreeMap::new()),
+                    Kind::List => Object::List(Vec::new()),
                     Kind::Lock | Kind::RLock => Object::Lock(LockState {
                         reentrant: kind == Kind::RLock,
                         ..LockState::default()
@@ -157,6 +159,7 @@ impl State {
             Request::On { id, op } => match self.objects.get_mut(&id) {
                 Some(Object::Map(map)) => apply(map, op),
                 Some(Object::Lock(lock)) => return lock_op(lock, client, op, &mut self.owed),
+                Some(Object::List(list)) => list_op(list, op),
                 None => Reply::Error(format!("no object {id}")),
             },
             Request::Batch(requests) if requests.len() > MAX_BATCH => {
@@ -186,7 +189,7 @@ impl State {
             .values()
             .filter_map(|o| match o {
                 Object::Lock(lock) => lock.waiters.iter().filter_map(|w| w.1).min(),
-                Object::Map(_) => None,
+                Object::Map(_) | Object::List(_) => None,
             })
             .min()
     }
@@ -317,6 +320,66 @@ fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, op: Op) -> Reply {
                 Err(e) => Reply::Error(e.to_string()),
             }
         }
-        Op::Acquire { .. } | Op::Release => Reply::Error("not an operation on a dict".into()),
+        _ => Reply::Error("not an operation on a dict".into()),
+    }
+}
+
+/// The most items a list may hold, so no client can make the server
+/// allocate without bound through one object.
+const MAX_LIST: usize = 1 << 24;
+
+fn list_op(list: &mut Vec<Vec<u8>>, op: Op) -> Reply {
+    let index = |i: u64, len: usize| usize::try_from(i).ok().filter(|&i| i < len);
+    match op {
+        Op::Append(v) if list.len() < MAX_LIST => {
+            list.push(v);
+            Reply::Done
+        }
+        Op::Extend(vs) if list.len().saturating_add(vs.len()) <= MAX_LIST => {
+            list.extend(vs);
+            Reply::Done
+        }
+        Op::Insert(i, v) if list.len() < MAX_LIST => {
+            let at = usize::try_from(i).unwrap_or(usize::MAX).min(list.len());
+            list.insert(at, v);
+            Reply::Done
+        }
+        Op::Append(_) | Op::Extend(_) | Op::Insert(..) => {
+            Reply::Error(format!("a list holds at most {MAX_LIST} items"))
+        }
+        Op::At(i) => Reply::Value(index(i, list.len()).map(|i| list[i].clone())),
+        Op::SetAt(i, v) => match index(i, list.len()) {
+            Some(i) => {
+                list[i] = v;
+                Reply::Done
+            }
+            None => Reply::Error(format!("index {i} out of range")),
+        },
+        Op::PopAt(None) => Reply::Value(list.pop()),
+        Op::PopAt(Some(i)) => Reply::Value(index(i, list.len()).map(|i| list.remove(i))),
+        Op::Slice(start, end) => {
+            let len = list.len();
+            let start = usize::try_from(start).unwrap_or(len).min(len);
+            let end = usize::try_from(end).unwrap_or(len).clamp(start, len);
+            Reply::Keys(list[start..end].to_vec())
+        }
+        Op::Remove(v) => match list.iter().position(|x| *x == v) {
+            Some(i) => {
+                list.remove(i);
+                Reply::Bool(true)
+            }
+            None => Reply::Bool(false),
+        },
+        Op::IndexOf(v) => match list.iter().position(|x| *x == v) {
+            Some(i) => Reply::Int(i as i64),
+            None => Reply::Int(-1),
+        },
+        Op::Count(v) => Reply::Len(list.iter().filter(|x| **x == v).count() as u64),
+        Op::Len => Reply::Len(list.len() as u64),
+        Op::Clear => {
+            list.clear();
+            Reply::Done
+        }
+        _ => Reply::Error("not an operation on a list".into()),
     }
 }
