@@ -2,6 +2,7 @@
 //! with a baseline measured in the same run so that ratios survive noise.
 
 mod dispatch;
+mod manager;
 mod pipe;
 mod pool;
 mod queue;
@@ -34,6 +35,8 @@ pub enum Bench {
     Startup,
     /// Pool::map / imap / submit with 2 workers, imap memory, --exec beside xargs -P2.
     Pool,
+    /// ipc::manager dict round trips: 1 and 4 clients, batches of 64.
+    Manager,
 }
 
 /// Options shared by every benchmark.
@@ -67,6 +70,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Queue => queue::run(runs, options.quick)?,
         Bench::Startup => startup::run(runs, options.quick)?,
         Bench::Pool => pool::run(runs, options.quick)?,
+        Bench::Manager => manager::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)

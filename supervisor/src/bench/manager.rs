@@ -1,0 +1,90 @@
+//! `supervisor bench manager`: `ipc::manager` dict round trips over its
+//! Unix socket: `set` + `get` from one client and from four client
+//! processes at once (on one dict each), and batches of 64 operations per
+//! round trip. Python's `Manager().dict()` comes from `scripts/compare-python`.
+
+use std::time::Instant;
+
+use ipc::manager::{Dict, Manager};
+use ipc::Process;
+
+use super::report::Row;
+use super::stats::median;
+
+/// `set` + `get` round trips per second on `d`, `n` of each.
+fn round_trips((d, n): (Dict<u64, u64>, u64)) -> Result<f64, String> {
+    let started = Instant::now();
+    for i in 0..n {
+        d.set(&i, &i).map_err(|e| e.to_string())?;
+        if d.get(&i).map_err(|e| e.to_string())? != Some(i) {
+            return Err(format!("lost key {i}"));
+        }
+    }
+    Ok(2.0 * n as f64 / started.elapsed().as_secs_f64())
+}
+
+pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
+    let n: u64 = if quick { 2_000 } else { 20_000 };
+    let manager = Manager::start().map_err(|e| e.to_string())?;
+    let mut one = Vec::new();
+    let mut four = Vec::new();
+    let mut batched = Vec::new();
+    for _ in 0..runs {
+        let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
+        one.push(round_trips((d, n))?);
+
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
+            let mut p = Process::new(round_trips, (d, n));
+            p.start().map_err(|e| e.to_string())?;
+            clients.push(p);
+        }
+        let started = Instant::now();
+        for mut p in clients {
+            p.join().map_err(|e| e.to_string())??;
+        }
+        four.push(4.0 * 2.0 * n as f64 / started.elapsed().as_secs_f64());
+
+        let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
+        let keys: Vec<u64> = (0..64).collect();
+        let items: Vec<(u64, u64)> = keys.iter().map(|&k| (k, k)).collect();
+        let rounds = n / 16;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            d.set_many(items.iter().map(|(k, v)| (k, v)))
+                .map_err(|e| e.to_string())?;
+            let got = d.get_many(&keys).map_err(|e| e.to_string())?;
+            if got.len() != 64 {
+                return Err("a batch lost replies".into());
+            }
+        }
+        batched.push(rounds as f64 * 128.0 / started.elapsed().as_secs_f64());
+    }
+    let one_rate = median(&one);
+    Ok(vec![
+        Row {
+            bench: "manager",
+            subject: "dict set+get, 1 client, unix socket".into(),
+            msgs_per_s: Some(one_rate),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "manager",
+            subject: "dict set+get, 4 clients, unix socket".into(),
+            msgs_per_s: Some(median(&four)),
+            vs_baseline: Some(median(&four) / one_rate),
+            baseline: Some("1 client".into()),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "manager",
+            subject: "dict set/get in batches of 64, 1 client".into(),
+            msgs_per_s: Some(median(&batched)),
+            runs,
+            ..Row::default()
+        },
+    ])
+}
