@@ -44,10 +44,13 @@ impl Link {
             Some(t) => conn.send_timeout(request, t).map_err(send_timeout_error),
         };
         sent?;
-        let reply = match left() {
-            None => conn.recv::<Reply>().map_err(recv_error),
-            Some(t) => conn.recv_timeout::<Reply>(t).map_err(recv_timeout_error),
-        }?;
+        let reply = match spin_for_reply(&mut conn)? {
+            Some(reply) => reply,
+            None => match left() {
+                None => conn.recv::<Reply>().map_err(recv_error),
+                Some(t) => conn.recv_timeout::<Reply>(t).map_err(recv_timeout_error),
+            }?,
+        };
         // Only a connection whose last reply came back in full is kept.
         self.put_back(conn);
         match reply {
@@ -83,6 +86,24 @@ impl Link {
         let pid = std::process::id();
         CONNECTIONS.with(|c| c.borrow_mut().insert(self.address.clone(), (pid, conn)));
     }
+}
+
+/// How long a caller spins for its reply before it sleeps: a sleeping
+/// process takes tens of microseconds to wake on a busy VM, while the
+/// manager usually answers in a few.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// The reply, if it comes within [`SPIN`].
+fn spin_for_reply(conn: &mut Connection) -> Result<Option<Reply>, ManagerError> {
+    let started = Instant::now();
+    while started.elapsed() < SPIN {
+        match conn.try_recv::<Reply>() {
+            Ok(reply) => return Ok(Some(reply)),
+            Err(crate::pipe::TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(crate::pipe::TryRecvError::Recv(e)) => return Err(recv_error(e)),
+        }
+    }
+    Ok(None)
 }
 
 fn send_error(e: SendError) -> ManagerError {
