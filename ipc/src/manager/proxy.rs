@@ -32,6 +32,14 @@ struct Target {
 }
 
 impl Target {
+    fn new(link: Link, id: u64) -> Self {
+        Target {
+            link,
+            id,
+            timeout: None,
+        }
+    }
+
     fn call(&self, op: Op) -> Result<Reply, ManagerError> {
         self.link
             .call(&Request::On { id: self.id, op }, self.timeout)
@@ -48,11 +56,7 @@ pub struct Namespace {
 impl Namespace {
     pub(super) fn new(link: Link, id: u64) -> Self {
         Namespace {
-            target: Target {
-                link,
-                id,
-                timeout: None,
-            },
+            target: Target::new(link, id),
         }
     }
 
@@ -116,11 +120,7 @@ impl<K, V> Clone for Dict<K, V> {
 impl<K, V> Dict<K, V> {
     pub(super) fn new(link: Link, id: u64) -> Self {
         Dict {
-            target: Target {
-                link,
-                id,
-                timeout: None,
-            },
+            target: Target::new(link, id),
             _types: PhantomData,
         }
     }
@@ -304,11 +304,7 @@ pub struct Lock {
 impl Lock {
     pub(super) fn new(link: Link, id: u64) -> Self {
         Lock {
-            target: Target {
-                link,
-                id,
-                timeout: None,
-            },
+            target: Target::new(link, id),
         }
     }
 
@@ -377,11 +373,7 @@ impl<T> Clone for List<T> {
 impl<T> List<T> {
     pub(super) fn new(link: Link, id: u64) -> Self {
         List {
-            target: Target {
-                link,
-                id,
-                timeout: None,
-            },
+            target: Target::new(link, id),
             _types: PhantomData,
         }
     }
