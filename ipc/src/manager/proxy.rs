@@ -44,6 +44,47 @@ impl Target {
         self.link
             .call(&Request::On { id: self.id, op }, self.timeout)
     }
+
+    /// An operation answered `Done`.
+    fn done(&self, op: Op) -> Result<(), ManagerError> {
+        match self.call(op)? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// An operation answered with a value, or none.
+    fn value<T: DeserializeOwned>(&self, op: Op) -> Result<Option<T>, ManagerError> {
+        match self.call(op)? {
+            Reply::Value(None) => Ok(None),
+            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// An operation answered yes or no.
+    fn boolean(&self, op: Op) -> Result<bool, ManagerError> {
+        match self.call(op)? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// An operation answered with a count.
+    fn count(&self, op: Op) -> Result<u64, ManagerError> {
+        match self.call(op)? {
+            Reply::Len(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// An operation answered with an integer.
+    fn int(&self, op: Op) -> Result<i64, ManagerError> {
+        match self.call(op)? {
+            Reply::Int(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 /// Python's `manager.Namespace()`: named fields of any serde type, and
@@ -68,34 +109,20 @@ impl Namespace {
 
     /// The field `name`, if set.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
-        match self.target.call(Op::Get(name.as_bytes().to_vec()))? {
-            Reply::Value(None) => Ok(None),
-            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
-            other => Err(unexpected(other)),
-        }
+        self.target.value(Op::Get(name.as_bytes().to_vec()))
     }
 
     /// Sets the field `name` (`ns.name = value`).
     pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        match self
-            .target
-            .call(Op::Set(name.as_bytes().to_vec(), encode(value)?))?
-        {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.target
+            .done(Op::Set(name.as_bytes().to_vec(), encode(value)?))
     }
 
     /// Adds `delta` to the `i64` field `name` (0 if unset) on the server,
     /// atomically: the answer to `ns.count += 1` racing. The new value.
     pub fn fetch_add(&self, name: &str, delta: i64) -> Result<i64, ManagerError> {
-        match self
-            .target
-            .call(Op::FetchAdd(name.as_bytes().to_vec(), delta))?
-        {
-            Reply::Int(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.target
+            .int(Op::FetchAdd(name.as_bytes().to_vec(), delta))
     }
 }
 
@@ -135,44 +162,27 @@ impl<K, V> Dict<K, V> {
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
     /// `d.get(key)`.
     pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
-        match self.target.call(Op::Get(encode(key)?))? {
-            Reply::Value(None) => Ok(None),
-            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
-            other => Err(unexpected(other)),
-        }
+        self.target.value(Op::Get(encode(key)?))
     }
 
     /// `d[key] = value`.
     pub fn set(&self, key: &K, value: &V) -> Result<(), ManagerError> {
-        match self.target.call(Op::Set(encode(key)?, encode(value)?))? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.target.done(Op::Set(encode(key)?, encode(value)?))
     }
 
     /// `d.pop(key, None)`.
     pub fn pop(&self, key: &K) -> Result<Option<V>, ManagerError> {
-        match self.target.call(Op::Pop(encode(key)?))? {
-            Reply::Value(None) => Ok(None),
-            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
-            other => Err(unexpected(other)),
-        }
+        self.target.value(Op::Pop(encode(key)?))
     }
 
     /// `key in d`.
     pub fn contains(&self, key: &K) -> Result<bool, ManagerError> {
-        match self.target.call(Op::Contains(encode(key)?))? {
-            Reply::Bool(b) => Ok(b),
-            other => Err(unexpected(other)),
-        }
+        self.target.boolean(Op::Contains(encode(key)?))
     }
 
     /// `len(d)`.
     pub fn len(&self) -> Result<u64, ManagerError> {
-        match self.target.call(Op::Len)? {
-            Reply::Len(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.target.count(Op::Len)
     }
 
     /// `len(d) == 0`.
@@ -201,10 +211,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// `d.clear()`.
     pub fn clear(&self) -> Result<(), ManagerError> {
-        match self.target.call(Op::Clear)? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.target.done(Op::Clear)
     }
 
     /// `d.update(items)`, in one round trip.
@@ -275,10 +282,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// Adds `delta` to the `i64` value at `key` (0 if absent) on the server.
     pub fn fetch_add(&self, key: &K, delta: i64) -> Result<i64, ManagerError> {
-        match self.target.call(Op::FetchAdd(encode(key)?, delta))? {
-            Reply::Int(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.target.int(Op::FetchAdd(encode(key)?, delta))
     }
 }
 
@@ -344,10 +348,7 @@ impl Lock {
 
     /// Gives the lock back (an error if this thread does not hold it).
     pub fn release(&self) -> Result<(), ManagerError> {
-        match self.target.call(Op::Release)? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.target.done(Op::Release)
     }
 }
 
@@ -386,24 +387,9 @@ impl<T> List<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> List<T> {
-    fn done(&self, op: Op) -> Result<(), ManagerError> {
-        match self.target.call(op)? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    fn value(&self, op: Op) -> Result<Option<T>, ManagerError> {
-        match self.target.call(op)? {
-            Reply::Value(None) => Ok(None),
-            Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
-            other => Err(unexpected(other)),
-        }
-    }
-
     /// `l.append(v)`.
     pub fn append(&self, value: &T) -> Result<(), ManagerError> {
-        self.done(Op::Append(encode(value)?))
+        self.target.done(Op::Append(encode(value)?))
     }
 
     /// `l.extend(values)`, in one round trip.
@@ -412,32 +398,32 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         T: 'a,
     {
         let values = values.into_iter().map(encode).collect::<Result<_, _>>()?;
-        self.done(Op::Extend(values))
+        self.target.done(Op::Extend(values))
     }
 
     /// `l.insert(i, v)` (past the end: at the end).
     pub fn insert(&self, index: u64, value: &T) -> Result<(), ManagerError> {
-        self.done(Op::Insert(index, encode(value)?))
+        self.target.done(Op::Insert(index, encode(value)?))
     }
 
     /// `l[i]`, or `None` past the end.
     pub fn get(&self, index: u64) -> Result<Option<T>, ManagerError> {
-        self.value(Op::At(index))
+        self.target.value(Op::At(index))
     }
 
     /// `l[i] = v` (an error past the end).
     pub fn set(&self, index: u64, value: &T) -> Result<(), ManagerError> {
-        self.done(Op::SetAt(index, encode(value)?))
+        self.target.done(Op::SetAt(index, encode(value)?))
     }
 
     /// `l.pop()`: the last item.
     pub fn pop(&self) -> Result<Option<T>, ManagerError> {
-        self.value(Op::PopAt(None))
+        self.target.value(Op::PopAt(None))
     }
 
     /// `l.pop(i)`.
     pub fn pop_at(&self, index: u64) -> Result<Option<T>, ManagerError> {
-        self.value(Op::PopAt(Some(index)))
+        self.target.value(Op::PopAt(Some(index)))
     }
 
     /// `l[range]` (clamped to the list, as Python's slices).
@@ -455,10 +441,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// `l.remove(v)`: whether it was there.
     pub fn remove(&self, value: &T) -> Result<bool, ManagerError> {
-        match self.target.call(Op::Remove(encode(value)?))? {
-            Reply::Bool(b) => Ok(b),
-            other => Err(unexpected(other)),
-        }
+        self.target.boolean(Op::Remove(encode(value)?))
     }
 
     /// `l.index(v)`, `None` if absent.
@@ -471,18 +454,12 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// `l.count(v)`.
     pub fn count(&self, value: &T) -> Result<u64, ManagerError> {
-        match self.target.call(Op::Count(encode(value)?))? {
-            Reply::Len(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.target.count(Op::Count(encode(value)?))
     }
 
     /// `len(l)`.
     pub fn len(&self) -> Result<u64, ManagerError> {
-        match self.target.call(Op::Len)? {
-            Reply::Len(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.target.count(Op::Len)
     }
 
     /// `len(l) == 0`.
