@@ -106,7 +106,10 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 // ---- _TestProcess -----------------------------------------------------------
 
-fn report_self(expected_name: String) -> (String, u32, u32, bool) {
+/// Reports who it is once the parent says go, so the parent can first see
+/// it running (a child that returned at once made `exit_code()` racy).
+fn report_self((expected_name, go): (String, Event)) -> (String, u32, u32, bool) {
+    go.wait_timeout(PATIENCE);
     let me = ipc::current_process();
     (
         me.name.clone(),
@@ -118,13 +121,17 @@ fn report_self(expected_name: String) -> (String, u32, u32, bool) {
 
 fn process_test_process() {
     both(|method| {
-        let mut p = Process::new(report_self, "P-conformance".to_string())
+        let go = Event::new().expect("event");
+        let args = ("P-conformance".to_string(), go.try_clone().expect("clone"));
+        let mut p = Process::new(report_self, args)
             .named("P-conformance")
             .start_method(method);
         assert_eq!(p.exit_code(), None);
         assert!(!p.is_alive());
         p.start().expect("start");
         assert_eq!(p.exit_code(), None);
+        assert!(p.is_alive());
+        go.set();
         let pid = p.pid().expect("a pid");
         let (name, child_pid, parent_pid, named) = p.join().expect("join");
         assert_eq!(name, "P-conformance");
