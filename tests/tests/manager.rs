@@ -292,7 +292,7 @@ fn a_batch_is_one_round_trip_of_many_operations() {
     let manager = Manager::start().unwrap();
     let d = manager.dict::<u32, String>().unwrap();
     let items: Vec<(u32, String)> = (0..64).map(|i| (i, format!("v{i}"))).collect();
-    d.set_many(items.iter().map(|(k, v)| (k, v))).unwrap();
+    d.update(items.iter().map(|(k, v)| (k, v))).unwrap();
     let keys: Vec<u32> = (0..70).collect();
     let got = d.get_many(&keys).unwrap();
     assert_eq!(got.len(), 70);

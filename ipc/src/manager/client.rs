@@ -18,7 +18,7 @@ use crate::pipe::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeou
 /// into a child as any `Process` argument (the key is the manager's secret,
 /// shared with the processes it is handed to, as Python's `authkey`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Link {
+pub struct Link {
     pub address: String,
     pub key: Vec<u8>,
 }
@@ -31,14 +31,32 @@ thread_local! {
 impl Link {
     /// Sends `request` and waits for its reply, at most `timeout` (`None`:
     /// as long as the manager lives; its death is `Disconnected` at once).
-    pub(super) fn call(
+    pub fn call(
         &self,
         request: &Request,
         timeout: Option<Duration>,
     ) -> Result<Reply, ManagerError> {
         let started = Instant::now();
         let left = || timeout.map(|t| t.saturating_sub(started.elapsed()));
-        let mut conn = self.take_connection(left())?;
+        let (conn, cached) = self.take_connection(left())?;
+        match self.exchange(conn, request, left) {
+            // A kept connection the manager closed while we were away (its
+            // idle timeout) was closed before our request arrived: ask once
+            // more on a fresh one. If the manager is gone, that fails too.
+            Err(ManagerError::Disconnected) if cached => {
+                let (conn, _) = self.take_connection(left())?;
+                self.exchange(conn, request, left)
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn exchange(
+        &self,
+        mut conn: Connection,
+        request: &Request,
+        left: impl Fn() -> Option<Duration>,
+    ) -> Result<Reply, ManagerError> {
         let sent = match left() {
             None => conn.send(request).map_err(send_error),
             Some(t) => conn.send_timeout(request, t).map_err(send_timeout_error),
@@ -59,12 +77,16 @@ impl Link {
         }
     }
 
-    fn take_connection(&self, timeout: Option<Duration>) -> Result<Connection, ManagerError> {
+    /// A connection, and whether it was kept from an earlier call.
+    fn take_connection(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(Connection, bool), ManagerError> {
         let pid = std::process::id();
         let cached = CONNECTIONS.with(|c| c.borrow_mut().remove(&self.address));
         if let Some((opener, conn)) = cached {
             if opener == pid {
-                return Ok(conn);
+                return Ok((conn, true));
             }
             // Inherited through fork: its descriptor is not ours to use.
             std::mem::forget(conn);
@@ -74,12 +96,13 @@ impl Link {
             .parse()
             .map_err(|e: net::BadAddress| ManagerError::Server(e.to_string()))?;
         let timeout = timeout.unwrap_or(net::HANDSHAKE_TIMEOUT);
-        net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
+        let conn = net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
             NetError::Auth(auth) => ManagerError::Auth(auth),
             NetError::Timeout(_) => ManagerError::Timeout,
             // No socket, or nobody behind it: the manager is gone.
             NetError::Io(_) => ManagerError::Disconnected,
-        })
+        })?;
+        Ok((conn, false))
     }
 
     fn put_back(&self, conn: Connection) {

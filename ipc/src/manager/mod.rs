@@ -28,30 +28,49 @@
 //! # }
 //! ```
 //!
-//! Atomic updates happen on the server (`fetch_add`), so the two classic
-//! Python races have a correct answer. A manager [`Lock`] whose holder's
+//! Objects: [`Dict`], [`List`], [`Namespace`], [`Lock`] (and reentrant),
+//! [`Semaphore`] (and bounded), [`Condition`], [`Event`], [`Barrier`],
+//! [`Queue`], [`JoinableQueue`], [`Value`], [`Array`], and types of your
+//! own ([`SharedType`], [`Shared`]). Atomic updates happen on the server
+//! (`fetch_add`, `update_with`, `compare_and_set`), and objects nest
+//! (`dict.list_at(key)`), so the two classic Python races have a correct
+//! answer. A manager [`Lock`] whose holder's
 //! process dies is released, and the next holder is told
 //! ([`Acquired::previous_owner_died`]); waits for it have deadlines the
 //! server keeps. When the server dies, every call
 //! is [`ManagerError::Disconnected`] at once, never a hang. The server
 //! listens on a Unix socket in a directory only this user can enter, and
 //! every connection proves the manager's random key (see [`crate::net`]).
+//!
+//! Remote: [`Manager::serve`] listens on TCP with a key of your choosing,
+//! [`Manager::connect`] reaches it from another machine, and both sides
+//! share objects by name ([`Manager::open`]).
 
 mod client;
 mod protocol;
 mod proxy;
+mod register;
 mod server;
 
-pub use protocol::{Kind, Op, Reply, Request};
-pub use proxy::{Acquired, Dict, List, Lock, Namespace};
+pub use protocol::{Kind, Op, Reply, Request, Update};
+pub use proxy::{
+    Acquired, Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Lock, Namespace, Proxy,
+    Queue, Semaphore, Shared, Value,
+};
+pub use register::SharedType;
+pub use server::ServeOptions;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::net::AuthError;
+use serde::Serialize;
+
+use crate::net::{Address, AuthError, Listener, NetError};
 use crate::pipe::{Connection, Pipe};
 use crate::{Process, StartMethod};
 use client::Link;
+use proxy::{Made, Target};
+use register::Registry;
 
 /// How long the server has to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,121 +92,378 @@ pub enum ManagerError {
     /// The manager could not carry the request out.
     #[error("the manager says: {0}")]
     Server(String),
+    /// A barrier broke while (or before) this party waited.
+    #[error("the barrier is broken")]
+    BrokenBarrier,
     #[error("cannot encode or decode a value: {0}")]
     Encode(String),
     #[error("cannot start the manager: {0}")]
     Start(String),
 }
 
-/// A running manager: its server process and where to reach it. Dropping
-/// it (or [`shutdown`](Self::shutdown)) stops the server; proxies then
-/// give `Disconnected`.
-pub struct Manager {
-    process: Process<(PathBuf, Vec<u8>, Connection), ()>,
-    dir: PathBuf,
-    link: Link,
+/// What the server process is given.
+type ServerArgs = (String, Vec<u8>, Registry, ServeOptions, Connection);
+
+/// The manager's server process, when this handle started it.
+struct ServerProcess {
+    process: Process<ServerArgs, ()>,
+    /// Closing it tells the server to stop.
+    control: Connection,
+    /// The private directory of a local manager's socket.
+    dir: Option<PathBuf>,
 }
 
-impl Manager {
-    /// Starts a manager's server by fork.
-    pub fn start() -> Result<Manager, ManagerError> {
-        Manager::start_with(StartMethod::Fork)
+/// How a manager is started: its start method, its address and key, its
+/// limits, and the user types it may make.
+pub struct ManagerBuilder {
+    method: StartMethod,
+    address: Option<Address>,
+    key: Option<Vec<u8>>,
+    options: ServeOptions,
+    registry: Registry,
+}
+
+impl ManagerBuilder {
+    /// How the server process starts (default fork).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = method;
+        self
     }
 
-    /// Starts a manager's server with `method`.
-    pub fn start_with(method: StartMethod) -> Result<Manager, ManagerError> {
+    /// Listen at `address` (TCP to be reached from other machines) instead
+    /// of a private Unix socket.
+    pub fn listen(mut self, address: Address) -> Self {
+        self.address = Some(address);
+        self
+    }
+
+    /// The key clients must prove (default: 32 random bytes, handed to
+    /// children inside the proxies).
+    pub fn authkey(mut self, key: &[u8]) -> Self {
+        self.key = Some(key.to_vec());
+        self
+    }
+
+    /// The server's limits.
+    pub fn options(mut self, options: ServeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Lets the manager make `T`s ([`Manager::shared`]).
+    pub fn register<T: SharedType>(mut self) -> Self {
+        self.registry.add::<T>();
+        self
+    }
+
+    /// Starts the server process.
+    pub fn start(self) -> Result<Manager, ManagerError> {
         let start = |e: &dyn std::fmt::Display| ManagerError::Start(e.to_string());
-        let mut key = vec![0u8; 32];
-        crate::os::random::fill(&mut key).map_err(|e| start(&e))?;
-        let dir = private_dir().map_err(|e| start(&e))?;
-        let path = dir.join("manager.sock");
-        let (mut ours, theirs) = Pipe::duplex().map_err(|e| start(&e))?;
-        let mut process = Process::new(server::serve, (path.clone(), key.clone(), theirs))
-            .named("manager")
-            .start_method(method);
-        let cleanup = |dir: &PathBuf| {
-            let _ = std::fs::remove_dir_all(dir);
+        let key = match self.key {
+            Some(key) if key.is_empty() => return Err(start(&AuthError::EmptyKey)),
+            Some(key) => key,
+            None => {
+                let mut key = vec![0u8; 32];
+                crate::os::random::fill(&mut key).map_err(|e| start(&e))?;
+                key
+            }
         };
+        let (address, dir) = match self.address {
+            Some(address) => (address, None),
+            None => {
+                let dir = private_dir().map_err(|e| start(&e))?;
+                (Address::Unix(dir.join("manager.sock")), Some(dir))
+            }
+        };
+        let cleanup = |dir: &Option<PathBuf>| {
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        };
+        let (mut control, theirs) = Pipe::duplex().map_err(|e| start(&e))?;
+        let args = (
+            address.to_string(),
+            key.clone(),
+            self.registry,
+            self.options,
+            theirs,
+        );
+        let mut process = Process::new(serve_in_child, args)
+            .named("manager")
+            .start_method(self.method);
         if let Err(e) = process.start() {
             cleanup(&dir);
             return Err(start(&e));
         }
-        match ours.recv_timeout::<bool>(START_TIMEOUT) {
-            Ok(true) => {}
-            Ok(false) => {
+        let bound = match control.recv_timeout::<Result<String, String>>(START_TIMEOUT) {
+            Ok(Ok(bound)) => bound,
+            Ok(Err(why)) => {
+                let _ = process.join_timeout(START_TIMEOUT);
                 cleanup(&dir);
-                return Err(ManagerError::Start("the server cannot listen".into()));
+                return Err(ManagerError::Start(why));
             }
             Err(e) => {
                 let _ = process.kill();
+                let _ = process.join_timeout(START_TIMEOUT);
                 cleanup(&dir);
                 return Err(start(&e));
             }
-        }
+        };
         Ok(Manager {
-            process,
-            dir,
+            server: Some(ServerProcess {
+                process,
+                control,
+                dir,
+            }),
             link: Link {
-                address: format!("unix:{}", path.display()),
+                address: bound,
                 key,
             },
         })
     }
+}
 
-    /// A new shared namespace (Python's `manager.Namespace()`).
-    pub fn namespace(&self) -> Result<Namespace, ManagerError> {
-        Ok(Namespace::new(
-            self.link.clone(),
-            self.create(Kind::Namespace)?,
-        ))
+/// A manager: a handle on its server, started here ([`start`](Self::start),
+/// [`serve`](Self::serve)) or elsewhere ([`connect`](Self::connect)).
+/// Dropping one that started its server (or [`shutdown`](Self::shutdown))
+/// stops it; proxies then give `Disconnected`.
+pub struct Manager {
+    server: Option<ServerProcess>,
+    link: Link,
+}
+
+impl Manager {
+    /// Starts a manager's server by fork, on a private Unix socket.
+    pub fn start() -> Result<Manager, ManagerError> {
+        Manager::builder().start()
     }
 
-    /// A new shared dict (Python's `manager.dict()`), typed.
-    pub fn dict<K, V>(&self) -> Result<Dict<K, V>, ManagerError> {
-        Ok(Dict::new(self.link.clone(), self.create(Kind::Dict)?))
+    /// Starts a manager's server with `method`.
+    pub fn start_with(method: StartMethod) -> Result<Manager, ManagerError> {
+        Manager::builder().start_method(method).start()
     }
 
-    /// A new shared list (Python's `manager.list()`), typed.
-    pub fn list<T>(&self) -> Result<List<T>, ManagerError> {
-        Ok(List::new(self.link.clone(), self.create(Kind::List)?))
+    /// A manager to configure before it starts.
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder {
+            method: StartMethod::Fork,
+            address: None,
+            key: None,
+            options: ServeOptions::default(),
+            registry: Registry::default(),
+        }
     }
 
-    /// A new lock (Python's `manager.Lock()`): released if its holder's
-    /// process dies, the next holder told so.
-    pub fn lock(&self) -> Result<Lock, ManagerError> {
-        Ok(Lock::new(self.link.clone(), self.create(Kind::Lock)?))
+    /// Starts a server reachable at `address` (e.g. `0.0.0.0:50000`) by
+    /// anyone with `key` (Python's `BaseManager(address, authkey).start()`).
+    pub fn serve(address: &Address, key: &[u8]) -> Result<Manager, ManagerError> {
+        Manager::builder()
+            .listen(address.clone())
+            .authkey(key)
+            .start()
     }
 
-    /// A new reentrant lock (Python's `manager.RLock()`): its holder may
-    /// take it again, and releases it as often.
-    pub fn rlock(&self) -> Result<Lock, ManagerError> {
-        Ok(Lock::new(self.link.clone(), self.create(Kind::RLock)?))
-    }
-
-    fn create(&self, kind: Kind) -> Result<u64, ManagerError> {
-        match self
+    /// Reaches a manager served elsewhere (Python's `BaseManager(address,
+    /// authkey).connect()`); a wrong key on either side is `Auth`, nobody
+    /// there is `Disconnected`.
+    pub fn connect(address: &Address, key: &[u8]) -> Result<Manager, ManagerError> {
+        let manager = Manager {
+            server: None,
+            link: Link {
+                address: address.to_string(),
+                key: key.to_vec(),
+            },
+        };
+        // An empty batch: proves the address, the key and the protocol.
+        match manager
             .link
-            .call(&Request::Create(kind), Some(START_TIMEOUT))?
+            .call(&Request::Batch(Vec::new()), Some(START_TIMEOUT))?
         {
+            Reply::Batch(_) => Ok(manager),
+            other => Err(ManagerError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Where the server listens (a TCP port 0 resolved).
+    pub fn address(&self) -> &str {
+        &self.link.address
+    }
+
+    fn make<P: Made>(&self, kind: Kind) -> Result<P, ManagerError> {
+        Ok(P::made(self.target(self.create(&Request::Create(kind))?)))
+    }
+
+    fn target(&self, id: u64) -> Target {
+        Target::new(self.link.clone(), id)
+    }
+
+    fn create(&self, request: &Request) -> Result<u64, ManagerError> {
+        match self.link.call(request, Some(START_TIMEOUT))? {
             Reply::Created(id) => Ok(id),
             other => Err(ManagerError::Protocol(format!("{other:?}"))),
         }
     }
 
-    /// The server's pid.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
+    /// The object called `name`, made (of its default kind: an unbounded
+    /// queue, a one-party barrier, a semaphore of 1) if nobody made it yet:
+    /// how clients of one manager share objects without passing proxies.
+    pub fn open<P: Proxy>(&self, name: &str) -> Result<P, ManagerError> {
+        self.open_as(name, P::default_kind())
     }
 
-    /// Stops the server and removes its socket.
+    /// [`open`](Self::open), made of `kind` if it does not exist yet.
+    pub fn open_as<P: Proxy>(&self, name: &str, kind: Kind) -> Result<P, ManagerError> {
+        let id = self.create(&Request::Open {
+            name: name.to_string(),
+            kind,
+        })?;
+        Ok(P::made(self.target(id)))
+    }
+
+    /// A new shared namespace (Python's `manager.Namespace()`).
+    pub fn namespace(&self) -> Result<Namespace, ManagerError> {
+        self.make(Kind::Namespace)
+    }
+
+    /// A new shared dict (Python's `manager.dict()`), typed.
+    pub fn dict<K, V>(&self) -> Result<Dict<K, V>, ManagerError> {
+        self.make(Kind::Dict)
+    }
+
+    /// A new shared list (Python's `manager.list()`), typed.
+    pub fn list<T>(&self) -> Result<List<T>, ManagerError> {
+        self.make(Kind::List)
+    }
+
+    /// A new lock (Python's `manager.Lock()`): released if its holder's
+    /// process dies, the next holder told so.
+    pub fn lock(&self) -> Result<Lock, ManagerError> {
+        self.make(Kind::Lock)
+    }
+
+    /// A new reentrant lock (Python's `manager.RLock()`): its holder may
+    /// take it again, and releases it as often.
+    pub fn rlock(&self) -> Result<Lock, ManagerError> {
+        self.make(Kind::RLock)
+    }
+
+    /// Python's `manager.Semaphore(value)`.
+    pub fn semaphore(&self, value: u64) -> Result<Semaphore, ManagerError> {
+        self.make(Kind::Semaphore {
+            value,
+            bounded: false,
+        })
+    }
+
+    /// Python's `manager.BoundedSemaphore(value)`: a release past `value`
+    /// is an error.
+    pub fn bounded_semaphore(&self, value: u64) -> Result<Semaphore, ManagerError> {
+        self.make(Kind::Semaphore {
+            value,
+            bounded: true,
+        })
+    }
+
+    /// Python's `manager.Event()`.
+    pub fn event(&self) -> Result<Event, ManagerError> {
+        self.make(Kind::Event)
+    }
+
+    /// Python's `manager.Condition()`, with its own reentrant lock.
+    pub fn condition(&self) -> Result<Condition, ManagerError> {
+        self.make(Kind::Condition)
+    }
+
+    /// Python's `manager.Barrier(parties)`.
+    pub fn barrier(&self, parties: u64) -> Result<Barrier, ManagerError> {
+        self.make(Kind::Barrier { parties })
+    }
+
+    /// Python's `manager.Queue()`, unbounded.
+    pub fn queue<T>(&self) -> Result<Queue<T>, ManagerError> {
+        self.bounded_queue(0)
+    }
+
+    /// Python's `manager.Queue(maxsize)` (0: unbounded).
+    pub fn bounded_queue<T>(&self, maxsize: u64) -> Result<Queue<T>, ManagerError> {
+        self.make(Kind::Queue {
+            maxsize,
+            joinable: false,
+        })
+    }
+
+    /// Python's `manager.JoinableQueue()`.
+    pub fn joinable_queue<T>(&self) -> Result<JoinableQueue<T>, ManagerError> {
+        self.make(Kind::Queue {
+            maxsize: 0,
+            joinable: true,
+        })
+    }
+
+    /// Python's `manager.Value(typecode, value)`, typed.
+    pub fn value<T: Serialize>(&self, value: &T) -> Result<Value<T>, ManagerError> {
+        self.make(Kind::Value(proxy::encode(value)?))
+    }
+
+    /// Python's `manager.Array(typecode, items)`, typed: its length is fixed.
+    pub fn array<T: Serialize>(&self, items: &[T]) -> Result<Array<T>, ManagerError> {
+        let items = items.iter().map(proxy::encode).collect::<Result<_, _>>()?;
+        self.make(Kind::Array(items))
+    }
+
+    /// A new `T` on the server, from `state` (`T` registered with
+    /// [`ManagerBuilder::register`]).
+    pub fn shared<T: SharedType>(&self, state: &T) -> Result<Shared<T>, ManagerError> {
+        let kind = Self::user_kind(state)?;
+        Ok(Shared::new(
+            self.target(self.create(&Request::Create(kind))?),
+        ))
+    }
+
+    /// The `T` called `name`, made from `state` if nobody made it yet.
+    pub fn open_shared<T: SharedType>(
+        &self,
+        name: &str,
+        state: &T,
+    ) -> Result<Shared<T>, ManagerError> {
+        let id = self.create(&Request::Open {
+            name: name.to_string(),
+            kind: Self::user_kind(state)?,
+        })?;
+        Ok(Shared::new(self.target(id)))
+    }
+
+    fn user_kind<T: SharedType>(state: &T) -> Result<Kind, ManagerError> {
+        Ok(Kind::User {
+            type_name: T::NAME.to_string(),
+            state: proxy::encode(state)?,
+        })
+    }
+
+    /// The server's pid, if this handle started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().and_then(|s| s.process.pid())
+    }
+
+    /// Stops the server (if this handle started it) and removes its socket.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.join_timeout(Duration::from_secs(5));
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        // Closing the control pipe asks it to stop; a server that does not
+        // within a moment is killed.
+        drop(server.control);
+        if server.process.join_timeout(Duration::from_secs(2)).is_err() {
+            let _ = server.process.kill();
+            let _ = server.process.join_timeout(Duration::from_secs(5));
+        }
+        if let Some(dir) = &server.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -195,6 +471,44 @@ impl Drop for Manager {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// What the server process runs: binds, says where (or why not) on the
+/// control pipe, serves until that pipe closes.
+fn serve_in_child((address, key, registry, options, mut control): ServerArgs) {
+    let bound = address
+        .parse::<Address>()
+        .map_err(|e| e.to_string())
+        .and_then(|a| Listener::bind(&a, &key).map_err(|e| e.to_string()));
+    match bound {
+        Ok(listener) => {
+            if control
+                .send(&Ok::<String, String>(listener.address().to_string()))
+                .is_ok()
+            {
+                server::run(listener, registry, options, Some(control));
+            }
+        }
+        Err(why) => {
+            let _ = control.send(&Err::<String, String>(why));
+        }
+    }
+}
+
+/// Serves a manager in this process until it is killed: the standalone
+/// server (`supervisor manager serve`). No user types: a standalone
+/// server holds the built-in objects only.
+pub fn serve_forever(address: &Address, key: &[u8], options: ServeOptions) -> Result<(), NetError> {
+    let listener = Listener::bind(address, key)?;
+    if options.log {
+        eprintln!(
+            "manager[{}]: listening on {}",
+            std::process::id(),
+            listener.address()
+        );
+    }
+    server::run(listener, Registry::default(), options, None);
+    Ok(())
 }
 
 /// A fresh directory only this user can enter, for the manager's socket.

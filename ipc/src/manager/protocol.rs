@@ -1,24 +1,72 @@
 //! What a manager's clients and its server say to each other. Values
 //! travel as postcard bytes the server stores without knowing their types
 //! (typing is the proxies' business); the only values it reads are the
-//! `i64` counters of `fetch_add`. Nothing received is ever run as code.
+//! `i64` counters of `fetch_add` and `update_with`. Nothing received is
+//! ever run as code: a user-registered type is chosen by name from the
+//! types the server was started with, and only its data travels.
 
 use serde::{Deserialize, Serialize};
 
-/// The kinds of shared object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The kinds of shared object, with what each is made from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     Namespace,
     Dict,
+    List,
     Lock,
     RLock,
-    List,
+    /// A counting semaphore; `bounded`: releasing past `value` is an error.
+    Semaphore {
+        value: u64,
+        bounded: bool,
+    },
+    Event,
+    /// A condition variable with its own reentrant lock.
+    Condition,
+    Barrier {
+        parties: u64,
+    },
+    /// A FIFO queue (`maxsize` 0: unbounded); `joinable` adds
+    /// `task_done` and `join`.
+    Queue {
+        maxsize: u64,
+        joinable: bool,
+    },
+    /// One value.
+    Value(Vec<u8>),
+    /// A fixed-length array of values.
+    Array(Vec<Vec<u8>>),
+    /// A type registered with the manager, by its name, from its initial
+    /// state.
+    User {
+        type_name: String,
+        state: Vec<u8>,
+    },
+}
+
+impl Kind {
+    /// Whether an existing object of kind `self` serves a request to open
+    /// one of kind `other` by name (parameters aside).
+    pub fn same_kind(&self, other: &Kind) -> bool {
+        match (self, other) {
+            (Kind::User { type_name: a, .. }, Kind::User { type_name: b, .. }) => a == b,
+            (Kind::Semaphore { bounded: a, .. }, Kind::Semaphore { bounded: b, .. }) => a == b,
+            (Kind::Queue { joinable: a, .. }, Kind::Queue { joinable: b, .. }) => a == b,
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
 }
 
 /// One request; the server answers each with one [`Reply`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Create(Kind),
+    /// The object called `name`, made of `kind` if it does not exist yet
+    /// (how clients of a remote manager share objects).
+    Open {
+        name: String,
+        kind: Kind,
+    },
     /// An operation on object `id`.
     On {
         id: u64,
@@ -28,28 +76,66 @@ pub enum Request {
     Batch(Vec<Request>),
 }
 
-/// An operation on one object. Namespaces are dicts keyed by field name.
+/// An atomic update of an `i64` on the server (`update_with`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Update {
+    Add(i64),
+    Sub(i64),
+    Mul(i64),
+    Min(i64),
+    Max(i64),
+}
+
+impl Update {
+    /// The value after the update (wrapping, as `fetch_add` does).
+    pub fn apply(self, now: i64) -> i64 {
+        match self {
+            Update::Add(n) => now.wrapping_add(n),
+            Update::Sub(n) => now.wrapping_sub(n),
+            Update::Mul(n) => now.wrapping_mul(n),
+            Update::Min(n) => now.min(n),
+            Update::Max(n) => now.max(n),
+        }
+    }
+}
+
+/// An operation on one object. Namespaces are dicts keyed by field name;
+/// a `Value` is a dict of one key (the empty key). `wait_ms`: `Some(0)`
+/// tries once, `Some(ms)` waits at most that long (the server keeps the
+/// deadline), `None` waits as long as it takes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
+    // ---- dicts, namespaces, values ----
     Get(Vec<u8>),
     Set(Vec<u8>, Vec<u8>),
     Pop(Vec<u8>),
     Contains(Vec<u8>),
+    /// `d.setdefault(k, v)`: the value there, after setting `v` if absent.
+    SetDefault(Vec<u8>, Vec<u8>),
     Len,
     Keys,
+    Values,
     Items,
     Clear,
     /// Adds to the `i64` at a key (0 when absent); gives the new value.
     FetchAdd(Vec<u8>, i64),
-    /// Takes a lock: at once (`wait_ms` 0), by a deadline, or whenever
-    /// (`None`). Answered `Acquired` or, past the deadline, `Bool(false)`.
-    Acquire {
-        wait_ms: Option<u64>,
+    /// Applies an update to the `i64` at a key (0 when absent); the new value.
+    UpdateWith(Vec<u8>, Update),
+    /// Sets the key to `new` (`None`: removes it) only if it holds
+    /// `expected` (`None`: absent) now. Answered `Bool`.
+    CompareAndSet {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
     },
-    Release,
-    /// Lists: `append`, `extend`, `insert(i, v)`, `l[i]`, `l[i] = v`,
-    /// `pop(i)` (`None`: the last), `l[start:end]`, `remove(v)`,
-    /// `index(v)`, `count(v)` (values compared as encoded bytes).
+    /// The object kept at a key of a dict (made of `kind` if the key is
+    /// free): `Created(id)`.
+    NestedAt(Vec<u8>, Kind),
+
+    // ---- lists and arrays ----
+    /// `append`, `extend`, `insert(i, v)`, `l[i]`, `l[i] = v`, `pop(i)`
+    /// (`None`: the last), `l[start:end]`, `remove(v)`, `index(v)`,
+    /// `count(v)` (values compared as encoded bytes).
     Append(Vec<u8>),
     Extend(Vec<Vec<u8>>),
     Insert(u64, Vec<u8>),
@@ -60,6 +146,60 @@ pub enum Op {
     Remove(Vec<u8>),
     IndexOf(Vec<u8>),
     Count(Vec<u8>),
+    /// The list and its version (`Versioned`).
+    Snapshot,
+    /// Replaces the whole list if its version is still `version`; `Bool`.
+    /// (How `sort` stays atomic: sorted by the client, swapped in whole.)
+    ReplaceIf(u64, Vec<Vec<u8>>),
+
+    // ---- locks, semaphores, conditions ----
+    /// Answered `Acquired` or, past the deadline, `Bool(false)`.
+    Acquire {
+        wait_ms: Option<u64>,
+    },
+    Release,
+    /// Condition: releases its lock, waits for a notify (or the
+    /// deadline), takes the lock back: `Notified`.
+    Wait {
+        wait_ms: Option<u64>,
+    },
+    /// Condition: wakes at most `n` waiters.
+    Notify(u64),
+    NotifyAll,
+
+    // ---- events ----
+    SetFlag,
+    ClearFlag,
+    IsSet,
+    /// Event: `Bool(true)` once set, `Bool(false)` at the deadline.
+    WaitSet {
+        wait_ms: Option<u64>,
+    },
+
+    // ---- barriers ----
+    /// `Int(index)` once all parties arrive; `Broken` if it breaks.
+    Arrive {
+        wait_ms: Option<u64>,
+    },
+    Abort,
+    Reset,
+    /// `Len` of parties waiting now.
+    Waiting,
+    IsBroken,
+
+    // ---- queues ----
+    /// `Done`, or `Bool(false)` if still full at the deadline.
+    Put(Vec<u8>, Option<u64>),
+    /// `Value(Some)`, or `Value(None)` if still empty at the deadline.
+    Take(Option<u64>),
+    IsFull,
+    TaskDone,
+    /// `Done` once every item put was marked done; `Bool(false)` at the deadline.
+    Join(Option<u64>),
+
+    // ---- registered user types ----
+    /// A request for a user type, in its own encoding.
+    Call(Vec<u8>),
 }
 
 /// The server's answer.
@@ -72,6 +212,7 @@ pub enum Reply {
     Bool(bool),
     Keys(Vec<Vec<u8>>),
     Items(Vec<(Vec<u8>, Vec<u8>)>),
+    Versioned(u64, Vec<Vec<u8>>),
     Done,
     Batch(Vec<Reply>),
     /// A lock is the caller's; `owner_died`: its last holder's process died
@@ -79,6 +220,14 @@ pub enum Reply {
     Acquired {
         owner_died: bool,
     },
+    /// A condition wait ended with the lock held again: `notified` false
+    /// when it was the deadline that ended it.
+    Notified {
+        notified: bool,
+        owner_died: bool,
+    },
+    /// A barrier broke (aborted, a waiter timed out, or died).
+    Broken,
     /// The request could not be carried out (no such object, a value that
     /// is not a counter); the connection goes on.
     Error(String),

@@ -124,23 +124,62 @@ fn limited<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> T) -> T 
 
 /// The accepting side: challenges the client, then proves itself.
 pub fn serve(conn: &mut Connection, key: &[u8], timeout: Duration) -> Result<(), AuthError> {
-    if key.is_empty() {
-        return Err(AuthError::EmptyKey);
-    }
     let started = std::time::Instant::now();
-    limited(conn, |conn| {
+    let challenge = Challenge::send(conn, key, timeout)?;
+    let answer = limited(conn, |conn| recv(conn, timeout, started))?;
+    challenge.check(conn, &answer, timeout)
+}
+
+/// The accepting side's handshake, split where it waits for the client, so
+/// a server can hold many handshakes at once and let none stall it.
+pub struct Challenge {
+    key: Vec<u8>,
+    ours: [u8; NONCE],
+}
+
+impl Challenge {
+    /// Sends the opening (nonce and version) to a new connection.
+    pub fn send(conn: &mut Connection, key: &[u8], timeout: Duration) -> Result<Self, AuthError> {
+        if key.is_empty() {
+            return Err(AuthError::EmptyKey);
+        }
         let ours = nonce()?;
         let mut hello = MAGIC.to_vec();
         hello.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
         hello.extend_from_slice(&ours);
         send(conn, &hello, timeout)?;
-        let answer = recv(conn, timeout, started)?;
-        let rest = opening(&answer)?;
+        Ok(Challenge {
+            key: key.to_vec(),
+            ours,
+        })
+    }
+
+    /// The client's answer, if a whole one has arrived (frames past the
+    /// handshake's size limit are refused, so a hostile length costs nothing).
+    pub fn poll_answer(conn: &mut Connection) -> Result<Option<Vec<u8>>, AuthError> {
+        limited(conn, |conn| match conn.recv_bytes_timeout(Duration::ZERO) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Recv(crate::pipe::RecvError::Disconnected)) => {
+                Err(AuthError::Disconnected)
+            }
+            Err(RecvTimeoutError::Recv(_)) => Err(AuthError::NotOurProtocol),
+        })
+    }
+
+    /// Checks the client's answer and, if it proves the key, proves ours.
+    pub fn check(
+        self,
+        conn: &mut Connection,
+        answer: &[u8],
+        timeout: Duration,
+    ) -> Result<(), AuthError> {
+        let rest = opening(answer)?;
         if rest.len() != NONCE + TAG {
             return Err(AuthError::NotOurProtocol);
         }
         let (theirs, tag) = rest.split_at(NONCE);
-        if proof(key, b"client", &ours, theirs)?
+        if proof(&self.key, b"client", &self.ours, theirs)?
             .verify_slice(tag)
             .is_err()
         {
@@ -149,12 +188,12 @@ pub fn serve(conn: &mut Connection, key: &[u8], timeout: Duration) -> Result<(),
         }
         let mut welcome = WELCOME.to_vec();
         welcome.extend_from_slice(
-            &proof(key, b"server", theirs, &ours)?
+            &proof(&self.key, b"server", theirs, &self.ours)?
                 .finalize()
                 .into_bytes(),
         );
         send(conn, &welcome, timeout)
-    })
+    }
 }
 
 /// The connecting side: answers the server's challenge, then checks the

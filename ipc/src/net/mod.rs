@@ -164,7 +164,30 @@ impl Listener {
         self.authenticate(fd)
     }
 
+    /// Accepts a waiting connection without waiting for its handshake: the
+    /// challenge is sent, and [`Pending::advance`] finishes it once the
+    /// peer answers, so a server can hold many handshakes and let a silent
+    /// peer stall none (Python's `Listener` authenticates one at a time).
+    /// `Timeout` when no connection is waiting.
+    pub fn accept_pending(&self) -> Result<Pending, NetError> {
+        let (fd, peer) = self.accept_fd_from(Some(Duration::ZERO))?;
+        let mut conn = Connection::new(fd, true, true)?;
+        let challenge = auth::Challenge::send(&mut conn, &self.key, Duration::ZERO)?;
+        Ok(Pending {
+            conn,
+            challenge,
+            peer,
+            started: std::time::Instant::now(),
+        })
+    }
+
     fn accept_fd(&self, timeout: Option<Duration>) -> Result<OwnedFd, NetError> {
+        self.accept_fd_from(timeout).map(|(fd, _)| fd)
+    }
+
+    /// A connection and who it is from (TCP: the peer's address; a Unix
+    /// socket: the peer's pid, from its credentials).
+    fn accept_fd_from(&self, timeout: Option<Duration>) -> Result<(OwnedFd, String), NetError> {
         if let Some(timeout) = timeout {
             let deadline = crate::os::Deadline::after(timeout);
             let ready = crate::os::poll::poll_one(self.raw_fd(), libc::POLLIN, deadline)?;
@@ -172,15 +195,20 @@ impl Listener {
                 return Err(NetError::Timeout(timeout));
             }
         }
-        let fd: OwnedFd = match &self.socket {
-            Socket::Unix(l) => l.accept()?.0.into(),
-            Socket::Tcp(l) => {
-                let (stream, _) = l.accept()?;
-                let _ = stream.set_nodelay(true);
-                stream.into()
+        Ok(match &self.socket {
+            Socket::Unix(l) => {
+                let stream = l.accept()?.0;
+                let peer = peer_pid(&stream).map_or("a local process".to_string(), |pid| {
+                    format!("local pid {pid}")
+                });
+                (stream.into(), peer)
             }
-        };
-        Ok(fd)
+            Socket::Tcp(l) => {
+                let (stream, from) = l.accept()?;
+                let _ = stream.set_nodelay(true);
+                (stream.into(), from.to_string())
+            }
+        })
     }
 
     fn authenticate(&self, fd: OwnedFd) -> Result<Connection, NetError> {
@@ -203,6 +231,82 @@ impl std::os::fd::AsRawFd for Listener {
     /// or [`crate::wait`] with [`crate::Readable`]).
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.raw_fd()
+    }
+}
+
+/// The pid of a Unix socket's peer, from `SO_PEERCRED`.
+fn peer_pid(stream: &UnixStream) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given,
+    // and the descriptor is an open socket owned by `stream`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.pid)
+}
+
+/// An accepted connection whose handshake is under way (see
+/// [`Listener::accept_pending`]). Wait for it to be readable (it is a
+/// [`crate::Waitable`]), then call [`advance`](Self::advance).
+pub struct Pending {
+    conn: Connection,
+    challenge: auth::Challenge,
+    peer: String,
+    started: std::time::Instant,
+}
+
+/// What [`Pending::advance`] found.
+pub enum Advance {
+    /// The peer proved the key and was told ours: the connection is theirs.
+    Authenticated(Connection, String),
+    /// No whole answer yet.
+    NotYet(Pending),
+}
+
+impl Pending {
+    /// Who connected.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// When it was accepted (for a server's handshake deadline).
+    pub fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
+    /// Finishes the handshake if the peer's answer is here, without waiting.
+    /// The error says why the peer was refused (the connection is dropped).
+    pub fn advance(mut self) -> Result<Advance, AuthError> {
+        match auth::Challenge::poll_answer(&mut self.conn)? {
+            None => Ok(Advance::NotYet(self)),
+            Some(answer) => {
+                self.challenge
+                    .check(&mut self.conn, &answer, Duration::ZERO)?;
+                Ok(Advance::Authenticated(self.conn, self.peer))
+            }
+        }
+    }
+}
+
+impl crate::Waitable for Pending {
+    fn ready_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.conn.as_raw_fd())
+    }
+    fn ready_now(&self) -> bool {
+        false
     }
 }
 

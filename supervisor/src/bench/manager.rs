@@ -52,7 +52,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         let rounds = n / 16;
         let started = Instant::now();
         for _ in 0..rounds {
-            d.set_many(items.iter().map(|(k, v)| (k, v)))
+            d.update(items.iter().map(|(k, v)| (k, v)))
                 .map_err(|e| e.to_string())?;
             let got = d.get_many(&keys).map_err(|e| e.to_string())?;
             if got.len() != 64 {

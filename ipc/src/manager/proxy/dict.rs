@@ -1,0 +1,231 @@
+//! Dicts, namespaces and single values, with the updates Python's manager
+//! cannot make atomic (`fetch_add`, `update_with`, `compare_and_set`) and
+//! objects nested at a key (`list_at`, `dict_at`), whose changes everyone
+//! sees (the answer to `d['k'].append(x)` changing a copy).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::super::protocol::{Kind, Op, Reply, Update};
+use super::super::ManagerError;
+use super::{decode, encode, expect_done, expect_value, proxy, unexpected, List, Made};
+
+proxy! {
+    /// Python's `manager.Namespace()`: named fields of any serde type, and
+    /// `i64` counters updated on the server.
+    Namespace [] = Kind::Namespace
+}
+
+impl Namespace {
+    /// The field `name`, if set.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
+        self.target.value(Op::Get(name.as_bytes().to_vec()))
+    }
+
+    /// Sets the field `name` (`ns.name = value`).
+    pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
+        self.target
+            .done(Op::Set(name.as_bytes().to_vec(), encode(value)?))
+    }
+
+    /// Adds `delta` to the `i64` field `name` (0 if unset) on the server,
+    /// atomically: the answer to `ns.count += 1` racing. The new value.
+    pub fn fetch_add(&self, name: &str, delta: i64) -> Result<i64, ManagerError> {
+        self.target
+            .int(Op::FetchAdd(name.as_bytes().to_vec(), delta))
+    }
+
+    /// Applies `update` to the `i64` field `name` (0 if unset), atomically.
+    pub fn update_with(&self, name: &str, update: Update) -> Result<i64, ManagerError> {
+        self.target
+            .int(Op::UpdateWith(name.as_bytes().to_vec(), update))
+    }
+}
+
+proxy! {
+    /// Python's `manager.dict()`, typed: keys `K`, values `V`. Keys are
+    /// compared, and ordered, as their encoded bytes.
+    Dict [K, V] = Kind::Dict
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
+    /// `d.get(key)`.
+    pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        self.target.value(Op::Get(encode(key)?))
+    }
+
+    /// `d[key] = value`.
+    pub fn set(&self, key: &K, value: &V) -> Result<(), ManagerError> {
+        self.target.done(Op::Set(encode(key)?, encode(value)?))
+    }
+
+    /// `d.pop(key, None)`.
+    pub fn pop(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        self.target.value(Op::Pop(encode(key)?))
+    }
+
+    /// `key in d`.
+    pub fn contains(&self, key: &K) -> Result<bool, ManagerError> {
+        self.target.boolean(Op::Contains(encode(key)?))
+    }
+
+    /// `d.setdefault(key, value)`: the value at `key`, `value` set first if
+    /// there was none (one atomic step).
+    pub fn setdefault(&self, key: &K, value: &V) -> Result<V, ManagerError> {
+        self.target
+            .value(Op::SetDefault(encode(key)?, encode(value)?))?
+            .ok_or_else(|| ManagerError::Protocol("setdefault gave nothing".into()))
+    }
+
+    /// `len(d)`.
+    pub fn len(&self) -> Result<u64, ManagerError> {
+        self.target.count(Op::Len)
+    }
+
+    /// `len(d) == 0`.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// `d.keys()`, in the order of their encoded bytes.
+    pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
+        self.target.list(Op::Keys)
+    }
+
+    /// `d.values()`, in the order of their keys (nested objects are not values).
+    pub fn values(&self) -> Result<Vec<V>, ManagerError> {
+        self.target.list(Op::Values)
+    }
+
+    /// `d.items()`, in the order of their keys (nested objects are left out).
+    pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        match self.target.call(Op::Items)? {
+            Reply::Items(items) => items
+                .iter()
+                .map(|(k, v)| Ok((decode(k)?, decode(v)?)))
+                .collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `d.clear()`.
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.target.done(Op::Clear)
+    }
+
+    /// `d.update(items)`, in one round trip.
+    pub fn update<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a K, &'a V)>,
+    ) -> Result<(), ManagerError>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let ops = items
+            .into_iter()
+            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode(v)?)))
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        self.target
+            .batch(ops)?
+            .into_iter()
+            .try_for_each(expect_done)
+    }
+
+    /// Many `d.get(key)`, in one round trip.
+    pub fn get_many<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a K>,
+    ) -> Result<Vec<Option<V>>, ManagerError>
+    where
+        K: 'a,
+    {
+        let ops = keys
+            .into_iter()
+            .map(|k| Ok(Op::Get(encode(k)?)))
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        self.target
+            .batch(ops)?
+            .into_iter()
+            .map(expect_value)
+            .collect()
+    }
+
+    /// Adds `delta` to the `i64` value at `key` (0 if absent) on the server.
+    pub fn fetch_add(&self, key: &K, delta: i64) -> Result<i64, ManagerError> {
+        self.target.int(Op::FetchAdd(encode(key)?, delta))
+    }
+
+    /// Applies `update` to the `i64` value at `key` (0 if absent),
+    /// atomically; the new value.
+    pub fn update_with(&self, key: &K, update: Update) -> Result<i64, ManagerError> {
+        self.target.int(Op::UpdateWith(encode(key)?, update))
+    }
+
+    /// Sets `key` to `new` (`None`: removes it) only if it holds `expected`
+    /// (`None`: absent) now, compared as encoded bytes; whether it did.
+    pub fn compare_and_set(
+        &self,
+        key: &K,
+        expected: Option<&V>,
+        new: Option<&V>,
+    ) -> Result<bool, ManagerError> {
+        self.target.boolean(Op::CompareAndSet {
+            key: encode(key)?,
+            expected: expected.map(encode).transpose()?,
+            new: new.map(encode).transpose()?,
+        })
+    }
+
+    /// The list kept at `key` (made empty if the key is free): its changes
+    /// happen on the server, for everyone, unlike a value fetched, changed
+    /// and forgotten (`d[k].append(x)` in Python changes a copy).
+    pub fn list_at<T>(&self, key: &K) -> Result<List<T>, ManagerError> {
+        Ok(List::made(self.target.nested(encode(key)?, Kind::List)?))
+    }
+
+    /// The dict kept at `key` (made empty if the key is free).
+    pub fn dict_at<K2, V2>(&self, key: &K) -> Result<Dict<K2, V2>, ManagerError> {
+        Ok(Dict::made(self.target.nested(encode(key)?, Kind::Dict)?))
+    }
+}
+
+proxy! {
+    /// Python's `manager.Value(typecode, v)`, typed: one value of type `T`.
+    Value [T] = Kind::Value(Vec::new())
+}
+
+impl<T: Serialize + DeserializeOwned> Value<T> {
+    /// `v.value`.
+    pub fn get(&self) -> Result<T, ManagerError> {
+        self.target
+            .value(Op::Get(Vec::new()))?
+            .ok_or_else(|| ManagerError::Server("the value was never set".into()))
+    }
+
+    /// `v.value = x`.
+    pub fn set(&self, value: &T) -> Result<(), ManagerError> {
+        self.target.done(Op::Set(Vec::new(), encode(value)?))
+    }
+
+    /// Sets it to `new` only if it is `expected` now; whether it did.
+    pub fn compare_and_set(&self, expected: &T, new: &T) -> Result<bool, ManagerError> {
+        self.target.boolean(Op::CompareAndSet {
+            key: Vec::new(),
+            expected: Some(encode(expected)?),
+            new: Some(encode(new)?),
+        })
+    }
+}
+
+impl Value<i64> {
+    /// Adds `delta` on the server, atomically; the new value.
+    pub fn fetch_add(&self, delta: i64) -> Result<i64, ManagerError> {
+        self.target.int(Op::FetchAdd(Vec::new(), delta))
+    }
+
+    /// Applies `update` on the server, atomically; the new value.
+    pub fn update_with(&self, update: Update) -> Result<i64, ManagerError> {
+        self.target.int(Op::UpdateWith(Vec::new(), update))
+    }
+}

@@ -1,0 +1,171 @@
+//! Lists and fixed-length arrays. `sort` is atomic: the list is read with
+//! its version, sorted here by `T`'s own order, and swapped back only if
+//! nobody changed it meanwhile (else read again).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::super::protocol::{Kind, Op, Reply};
+use super::super::ManagerError;
+use super::{decode, encode, proxy, unexpected};
+
+proxy! {
+    /// Python's `manager.list()`, typed: items `T`. Values are compared as
+    /// their encoded bytes (`remove`, `index`, `count`).
+    List [T] = Kind::List
+}
+
+impl<T: Serialize + DeserializeOwned> List<T> {
+    /// `l.append(v)`.
+    pub fn append(&self, value: &T) -> Result<(), ManagerError> {
+        self.target.done(Op::Append(encode(value)?))
+    }
+
+    /// `l.extend(values)`, in one round trip.
+    pub fn extend<'a>(&self, values: impl IntoIterator<Item = &'a T>) -> Result<(), ManagerError>
+    where
+        T: 'a,
+    {
+        let values = values.into_iter().map(encode).collect::<Result<_, _>>()?;
+        self.target.done(Op::Extend(values))
+    }
+
+    /// `l.insert(i, v)` (past the end: at the end).
+    pub fn insert(&self, index: u64, value: &T) -> Result<(), ManagerError> {
+        self.target.done(Op::Insert(index, encode(value)?))
+    }
+
+    /// `l[i]`, or `None` past the end.
+    pub fn get(&self, index: u64) -> Result<Option<T>, ManagerError> {
+        self.target.value(Op::At(index))
+    }
+
+    /// `l[i] = v` (an error past the end).
+    pub fn set(&self, index: u64, value: &T) -> Result<(), ManagerError> {
+        self.target.done(Op::SetAt(index, encode(value)?))
+    }
+
+    /// `l.pop()`: the last item.
+    pub fn pop(&self) -> Result<Option<T>, ManagerError> {
+        self.target.value(Op::PopAt(None))
+    }
+
+    /// `l.pop(i)`.
+    pub fn pop_at(&self, index: u64) -> Result<Option<T>, ManagerError> {
+        self.target.value(Op::PopAt(Some(index)))
+    }
+
+    /// `l[range]` (clamped to the list, as Python's slices).
+    pub fn slice(&self, range: std::ops::Range<u64>) -> Result<Vec<T>, ManagerError> {
+        self.target.list(Op::Slice(range.start, range.end))
+    }
+
+    /// `list(l)`.
+    pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
+        self.slice(0..u64::MAX)
+    }
+
+    /// `l.remove(v)`: whether it was there.
+    pub fn remove(&self, value: &T) -> Result<bool, ManagerError> {
+        self.target.boolean(Op::Remove(encode(value)?))
+    }
+
+    /// `l.index(v)`, `None` if absent.
+    pub fn index(&self, value: &T) -> Result<Option<u64>, ManagerError> {
+        let i = self.target.int(Op::IndexOf(encode(value)?))?;
+        Ok(u64::try_from(i).ok())
+    }
+
+    /// `l.count(v)`.
+    pub fn count(&self, value: &T) -> Result<u64, ManagerError> {
+        self.target.count(Op::Count(encode(value)?))
+    }
+
+    /// `len(l)`.
+    pub fn len(&self) -> Result<u64, ManagerError> {
+        self.target.count(Op::Len)
+    }
+
+    /// `len(l) == 0`.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// `l.clear()`.
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.target.done(Op::Clear)
+    }
+
+    /// `l.sort()`, by `T`'s order, atomically.
+    pub fn sort(&self) -> Result<(), ManagerError>
+    where
+        T: Ord,
+    {
+        self.rewrite(|items| items.sort())
+    }
+
+    /// `l.sort(key=f)`, atomically.
+    pub fn sort_by_key<Key: Ord>(
+        &self,
+        mut key: impl FnMut(&T) -> Key,
+    ) -> Result<(), ManagerError> {
+        self.rewrite(|items| items.sort_by_key(|t| key(t)))
+    }
+
+    /// Applies `change` to the whole list as one atomic step: retried on a
+    /// fresh copy whenever someone changed the list in between.
+    pub fn rewrite(&self, mut change: impl FnMut(&mut Vec<T>)) -> Result<(), ManagerError> {
+        loop {
+            let (version, bytes) = match self.target.call(Op::Snapshot)? {
+                Reply::Versioned(version, bytes) => (version, bytes),
+                other => return Err(unexpected(other)),
+            };
+            let mut items = bytes
+                .iter()
+                .map(|b| decode(b))
+                .collect::<Result<Vec<T>, _>>()?;
+            change(&mut items);
+            let bytes = items.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+            if self.target.boolean(Op::ReplaceIf(version, bytes))? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+proxy! {
+    /// Python's `manager.Array(typecode, seq)`, typed: a fixed number of `T`s.
+    Array [T] = Kind::Array(Vec::new())
+}
+
+impl<T: Serialize + DeserializeOwned> Array<T> {
+    /// `a[i]`, or `None` past the end.
+    pub fn get(&self, index: u64) -> Result<Option<T>, ManagerError> {
+        self.target.value(Op::At(index))
+    }
+
+    /// `a[i] = v` (an error past the end).
+    pub fn set(&self, index: u64, value: &T) -> Result<(), ManagerError> {
+        self.target.done(Op::SetAt(index, encode(value)?))
+    }
+
+    /// `len(a)`.
+    pub fn len(&self) -> Result<u64, ManagerError> {
+        self.target.count(Op::Len)
+    }
+
+    /// `len(a) == 0`.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// `a[range]`.
+    pub fn slice(&self, range: std::ops::Range<u64>) -> Result<Vec<T>, ManagerError> {
+        self.target.list(Op::Slice(range.start, range.end))
+    }
+
+    /// `a[:]`.
+    pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
+        self.slice(0..u64::MAX)
+    }
+}

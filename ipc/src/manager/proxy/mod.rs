@@ -1,0 +1,213 @@
+//! Typed proxies: each call is one request to the manager and its reply.
+//! Cheap to clone, and plain data, so they travel into children. Every
+//! proxy has `with_timeout`, bounding each of its calls (`Timeout`);
+//! operations that wait have their own `_timeout` forms, whose deadline
+//! the manager keeps.
+
+mod dict;
+mod list;
+mod queue;
+mod shared;
+mod sync;
+
+pub use dict::{Dict, Namespace, Value};
+pub use list::{Array, List};
+pub use queue::{JoinableQueue, Queue};
+pub use shared::Shared;
+pub use sync::{Acquired, Barrier, Condition, Event, Lock, Semaphore};
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::client::Link;
+use super::protocol::{Kind, Op, Reply, Request};
+use super::ManagerError;
+
+pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ManagerError> {
+    postcard::to_allocvec(value).map_err(|e| ManagerError::Encode(e.to_string()))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ManagerError> {
+    postcard::from_bytes(bytes).map_err(|e| ManagerError::Encode(e.to_string()))
+}
+
+pub(super) fn unexpected(reply: Reply) -> ManagerError {
+    ManagerError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+/// How long past a wait's own deadline a call waits for the manager's
+/// answer (the manager keeps the deadline; this only bounds a lost reply).
+const WAIT_SLACK: Duration = Duration::from_secs(10);
+
+/// What every proxy is: where its object lives, and its calls' timeout.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Target {
+    link: Link,
+    id: u64,
+    timeout: Option<Duration>,
+}
+
+impl Target {
+    pub(super) fn new(link: Link, id: u64) -> Self {
+        Target {
+            link,
+            id,
+            timeout: None,
+        }
+    }
+
+    fn request(&self, op: Op) -> Request {
+        Request::On { id: self.id, op }
+    }
+
+    fn call(&self, op: Op) -> Result<Reply, ManagerError> {
+        self.link.call(&self.request(op), self.timeout)
+    }
+
+    /// An operation that may wait `wait` (`None`: without end) on the server.
+    fn call_waiting(&self, op: Op, wait: Option<Duration>) -> Result<Reply, ManagerError> {
+        let timeout = match (wait, self.timeout) {
+            (Some(w), _) => Some(w.saturating_add(WAIT_SLACK)),
+            (None, t) => t,
+        };
+        self.link.call(&self.request(op), timeout)
+    }
+
+    /// Several operations on this object in one round trip.
+    fn batch(&self, ops: Vec<Op>) -> Result<Vec<Reply>, ManagerError> {
+        let n = ops.len();
+        let requests = ops.into_iter().map(|op| self.request(op)).collect();
+        match self.link.call(&Request::Batch(requests), self.timeout)? {
+            Reply::Batch(replies) if replies.len() == n => Ok(replies),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The object kept at `key` of this dict, made of `kind` if free.
+    fn nested(&self, key: Vec<u8>, kind: Kind) -> Result<Target, ManagerError> {
+        match self.call(Op::NestedAt(key, kind))? {
+            Reply::Created(id) => Ok(Target {
+                link: self.link.clone(),
+                id,
+                timeout: self.timeout,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn done(&self, op: Op) -> Result<(), ManagerError> {
+        expect_done(self.call(op)?)
+    }
+
+    fn value<T: DeserializeOwned>(&self, op: Op) -> Result<Option<T>, ManagerError> {
+        expect_value(self.call(op)?)
+    }
+
+    fn boolean(&self, op: Op) -> Result<bool, ManagerError> {
+        match self.call(op)? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn count(&self, op: Op) -> Result<u64, ManagerError> {
+        match self.call(op)? {
+            Reply::Len(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn int(&self, op: Op) -> Result<i64, ManagerError> {
+        match self.call(op)? {
+            Reply::Int(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn list<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, ManagerError> {
+        match self.call(op)? {
+            Reply::Keys(items) => items.iter().map(|b| decode(b)).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn expect_done(reply: Reply) -> Result<(), ManagerError> {
+    match reply {
+        Reply::Done => Ok(()),
+        Reply::Error(why) => Err(ManagerError::Server(why)),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn expect_value<T: DeserializeOwned>(reply: Reply) -> Result<Option<T>, ManagerError> {
+    match reply {
+        Reply::Value(None) => Ok(None),
+        Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
+        Reply::Error(why) => Err(ManagerError::Server(why)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The wait of a `_timeout` call, in the protocol's milliseconds.
+fn wait_ms(wait: Option<Duration>) -> Option<u64> {
+    wait.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+mod sealed {
+    /// How a manager makes a proxy (not for other crates to implement).
+    pub trait Made {
+        /// The kind a `Manager::open` makes when the name is free.
+        fn default_kind() -> super::Kind;
+        fn made(target: super::Target) -> Self;
+    }
+}
+
+/// A proxy type a manager can make or open by name ([`crate::manager::Manager::open`]).
+pub trait Proxy: sealed::Made {}
+
+impl<T: sealed::Made> Proxy for T {}
+
+pub(super) use sealed::Made;
+
+/// Declares a proxy struct over a [`Target`], typed by `$param`s, with
+/// `Clone`, `with_timeout`, and the kind `open` makes.
+macro_rules! proxy {
+    ($(#[$doc:meta])* $name:ident [$($param:ident),*] = $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, serde::Serialize, serde::Deserialize)]
+        #[serde(bound = "")]
+        pub struct $name<$($param),*> {
+            target: super::Target,
+            #[serde(skip)]
+            _types: std::marker::PhantomData<fn() -> ($($param,)*)>,
+        }
+
+        impl<$($param),*> Clone for $name<$($param),*> {
+            fn clone(&self) -> Self {
+                $name { target: self.target.clone(), _types: std::marker::PhantomData }
+            }
+        }
+
+        impl<$($param),*> $name<$($param),*> {
+            /// The same proxy, each call bounded by `timeout` (`ManagerError::Timeout`).
+            pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.target.timeout = Some(timeout);
+                self
+            }
+        }
+
+        impl<$($param),*> super::Made for $name<$($param),*> {
+            fn default_kind() -> super::Kind {
+                $kind
+            }
+            fn made(target: super::Target) -> Self {
+                $name { target, _types: std::marker::PhantomData }
+            }
+        }
+    };
+}
+
+pub(super) use proxy;

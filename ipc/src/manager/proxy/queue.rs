@@ -1,0 +1,113 @@
+//! Queues kept by the manager (Python's `manager.Queue()` and
+//! `manager.JoinableQueue()`), typed. Unlike an [`crate::queue::Queue`]
+//! they are reachable over the network, by any process with the key.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::super::protocol::{Kind, Op, Reply};
+use super::super::ManagerError;
+use super::{encode, expect_value, proxy, unexpected, wait_ms, Target};
+
+fn put(target: &Target, item: Vec<u8>, wait: Option<Duration>) -> Result<bool, ManagerError> {
+    match target.call_waiting(Op::Put(item, wait_ms(wait)), wait)? {
+        Reply::Done => Ok(true),
+        Reply::Bool(false) => Ok(false),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn take<T: DeserializeOwned>(
+    target: &Target,
+    wait: Option<Duration>,
+) -> Result<Option<T>, ManagerError> {
+    expect_value(target.call_waiting(Op::Take(wait_ms(wait)), wait)?)
+}
+
+/// What both queue proxies have.
+macro_rules! queue_methods {
+    ($name:ident) => {
+        impl<T: Serialize + DeserializeOwned> $name<T> {
+            /// Puts `item`, waiting while the queue is full.
+            pub fn put(&self, item: &T) -> Result<(), ManagerError> {
+                put(&self.target, encode(item)?, None).map(|_| ())
+            }
+
+            /// Puts `item` if there is room within `timeout`; whether it did.
+            pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool, ManagerError> {
+                put(&self.target, encode(item)?, Some(timeout))
+            }
+
+            /// Takes the oldest item, waiting for one.
+            pub fn get(&self) -> Result<T, ManagerError> {
+                take(&self.target, None)?
+                    .ok_or(ManagerError::Protocol("a wait without end ended".into()))
+            }
+
+            /// Takes the oldest item if one comes within `timeout`.
+            pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
+                take(&self.target, Some(timeout))
+            }
+
+            /// Takes the oldest item if there is one now (`get_nowait`).
+            pub fn try_get(&self) -> Result<Option<T>, ManagerError> {
+                take(&self.target, Some(Duration::ZERO))
+            }
+
+            /// `qsize()`: exact, as the manager keeps the queue.
+            pub fn len(&self) -> Result<u64, ManagerError> {
+                self.target.count(Op::Len)
+            }
+
+            /// `empty()`.
+            pub fn is_empty(&self) -> Result<bool, ManagerError> {
+                self.len().map(|n| n == 0)
+            }
+
+            /// `full()`.
+            pub fn is_full(&self) -> Result<bool, ManagerError> {
+                self.target.boolean(Op::IsFull)
+            }
+        }
+    };
+}
+
+proxy! {
+    /// Python's `manager.Queue(maxsize)`.
+    Queue [T] = Kind::Queue { maxsize: 0, joinable: false }
+}
+queue_methods!(Queue);
+
+proxy! {
+    /// Python's `manager.JoinableQueue(maxsize)`: a queue whose consumers
+    /// mark each item done, and whose `join` waits until all are.
+    JoinableQueue [T] = Kind::Queue { maxsize: 0, joinable: true }
+}
+queue_methods!(JoinableQueue);
+
+impl<T> JoinableQueue<T> {
+    /// Marks one item taken as done.
+    pub fn task_done(&self) -> Result<(), ManagerError> {
+        self.target.done(Op::TaskDone)
+    }
+
+    fn join_wait(&self, wait: Option<Duration>) -> Result<bool, ManagerError> {
+        match self.target.call_waiting(Op::Join(wait_ms(wait)), wait)? {
+            Reply::Done => Ok(true),
+            Reply::Bool(false) => Ok(false),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) -> Result<(), ManagerError> {
+        self.join_wait(None).map(|_| ())
+    }
+
+    /// [`join`](Self::join) for at most `timeout`; whether all were done.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
+        self.join_wait(Some(timeout))
+    }
+}

@@ -1,0 +1,122 @@
+//! Lists and fixed-length arrays on the server. Every change bumps a
+//! version, so a client can sort (or rewrite) a list atomically: read it
+//! with its version, swap in the result only if nobody changed it since.
+
+use super::super::protocol::{Op, Reply};
+use super::step::{refuse, Step};
+use super::MAX_ITEMS;
+
+pub(super) struct List {
+    items: Vec<Vec<u8>>,
+    version: u64,
+    /// An array: its length never changes.
+    fixed: bool,
+}
+
+impl List {
+    pub fn new(items: Vec<Vec<u8>>, fixed: bool) -> Self {
+        List {
+            items,
+            version: 0,
+            fixed,
+        }
+    }
+
+    pub fn op(&mut self, op: &Op) -> Step {
+        let step = self.apply(op);
+        let reads = matches!(
+            op,
+            Op::At(_) | Op::Slice(..) | Op::IndexOf(_) | Op::Count(_) | Op::Len | Op::Snapshot
+        );
+        // Only a change bumps the version (a failed swap must not make the
+        // next one fail too).
+        let unchanged = matches!(step, Step::Reply(Reply::Error(_) | Reply::Bool(false)));
+        if !reads && !unchanged {
+            self.version = self.version.wrapping_add(1);
+        }
+        step
+    }
+
+    fn apply(&mut self, op: &Op) -> Step {
+        let len = self.items.len();
+        let index = |i: u64| usize::try_from(i).ok().filter(|&i| i < len);
+        let resizes = matches!(
+            op,
+            Op::Append(_)
+                | Op::Extend(_)
+                | Op::Insert(..)
+                | Op::PopAt(_)
+                | Op::Remove(_)
+                | Op::Clear
+        );
+        if self.fixed && resizes {
+            return refuse("an array's length is fixed");
+        }
+        let room = |n: usize| len.saturating_add(n) <= MAX_ITEMS;
+        match op {
+            Op::Append(_) | Op::Insert(..) if !room(1) => {
+                refuse(format!("a list holds at most {MAX_ITEMS} items"))
+            }
+            Op::Extend(vs) if !room(vs.len()) => {
+                refuse(format!("a list holds at most {MAX_ITEMS} items"))
+            }
+            Op::Append(v) => {
+                self.items.push(v.clone());
+                Reply::Done.into()
+            }
+            Op::Extend(vs) => {
+                self.items.extend(vs.iter().cloned());
+                Reply::Done.into()
+            }
+            Op::Insert(i, v) => {
+                let at = usize::try_from(*i).unwrap_or(usize::MAX).min(len);
+                self.items.insert(at, v.clone());
+                Reply::Done.into()
+            }
+            Op::At(i) => Reply::Value(index(*i).map(|i| self.items[i].clone())).into(),
+            Op::SetAt(i, v) => match index(*i) {
+                Some(i) => {
+                    self.items[i] = v.clone();
+                    Reply::Done.into()
+                }
+                None => refuse(format!("index {i} out of range")),
+            },
+            Op::PopAt(None) => Reply::Value(self.items.pop()).into(),
+            Op::PopAt(Some(i)) => Reply::Value(index(*i).map(|i| self.items.remove(i))).into(),
+            Op::Slice(start, end) => {
+                let start = usize::try_from(*start).unwrap_or(len).min(len);
+                let end = usize::try_from(*end).unwrap_or(len).clamp(start, len);
+                Reply::Keys(self.items[start..end].to_vec()).into()
+            }
+            Op::Remove(v) => match self.items.iter().position(|x| x == v) {
+                Some(i) => {
+                    self.items.remove(i);
+                    Reply::Bool(true).into()
+                }
+                None => Reply::Bool(false).into(),
+            },
+            Op::IndexOf(v) => match self.items.iter().position(|x| x == v) {
+                Some(i) => Reply::Int(i as i64).into(),
+                None => Reply::Int(-1).into(),
+            },
+            Op::Count(v) => Reply::Len(self.items.iter().filter(|x| *x == v).count() as u64).into(),
+            Op::Len => Reply::Len(len as u64).into(),
+            Op::Clear => {
+                self.items.clear();
+                Reply::Done.into()
+            }
+            Op::Snapshot => Reply::Versioned(self.version, self.items.clone()).into(),
+            Op::ReplaceIf(version, items) => {
+                if *version != self.version {
+                    return Reply::Bool(false).into();
+                }
+                if items.len() > MAX_ITEMS || (self.fixed && items.len() != len) {
+                    return refuse("the new contents do not fit");
+                }
+                self.items = items.clone();
+                Reply::Bool(true).into()
+            }
+            _ => refuse("not an operation on a list"),
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Everything the server keeps: the objects, their names, and the requests
+//! parked until an object lets them through. A parked request is tried
+//! again, oldest first, after every change to its object; past its
+//! deadline it gets its "no" (or, for a condition's wait, takes its lock
+//! back first). A client that disconnects gives back what it held.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::super::protocol::{Kind, Op, Reply, Request};
+use super::super::register::{ErasedShared, Factories};
+use super::barrier::{Barrier, Event};
+use super::condition::Condition;
+use super::list::List;
+use super::lock::{LockCore, Semaphore};
+use super::map::{Map, Slot};
+use super::queue::Queue;
+use super::step::{may_wait, refuse, timed_out, wait_of, ClientId, Step};
+use super::{MAX_BATCH, MAX_ITEMS};
+
+/// The most objects one manager keeps, so no client can make it allocate
+/// without bound by creating them.
+const MAX_OBJECTS: usize = 1 << 20;
+
+enum Object {
+    Map(Map),
+    List(List),
+    Lock(LockCore),
+    Semaphore(Semaphore),
+    Condition(Condition),
+    Event(Event),
+    Barrier(Barrier),
+    Queue(Queue),
+    User(Box<dyn ErasedShared>),
+}
+
+struct Parked {
+    client: ClientId,
+    op: Op,
+    deadline: Option<Instant>,
+}
+
+pub(super) struct State {
+    objects: HashMap<u64, (Kind, Object)>,
+    names: HashMap<String, u64>,
+    next_id: u64,
+    /// Requests waiting on each object, oldest first.
+    parked: HashMap<u64, VecDeque<Parked>>,
+    /// Objects a dead client may hold something of.
+    holdable: Vec<u64>,
+    /// Replies owed to parked clients, to send once this turn is over.
+    pub owed: Vec<(ClientId, Reply)>,
+    factories: Factories,
+}
+
+impl State {
+    pub fn new(factories: Factories) -> Self {
+        State {
+            objects: HashMap::new(),
+            names: HashMap::new(),
+            next_id: 1,
+            parked: HashMap::new(),
+            holdable: Vec::new(),
+            owed: Vec::new(),
+            factories,
+        }
+    }
+
+    /// The reply to `request` from `client`, or `None` if it waits.
+    pub fn handle(&mut self, client: ClientId, request: Request) -> Option<Reply> {
+        Some(match request {
+            Request::Create(kind) => match self.create(kind) {
+                Ok(id) => Reply::Created(id),
+                Err(why) => Reply::Error(why),
+            },
+            Request::Open { name, kind } => self.open(name, kind),
+            Request::On { id, op } => return self.on(client, id, op),
+            Request::Batch(requests) if requests.len() > MAX_BATCH => {
+                Reply::Error(format!("a batch holds at most {MAX_BATCH} requests"))
+            }
+            Request::Batch(requests) => Reply::Batch(
+                requests
+                    .into_iter()
+                    .map(|r| match r {
+                        Request::Batch(_) => Reply::Error("batches do not nest".into()),
+                        Request::On { ref op, .. } if may_wait(op) => {
+                            Reply::Error("a batch cannot wait (give it a timeout of zero)".into())
+                        }
+                        r => self
+                            .handle(client, r)
+                            .unwrap_or_else(|| Reply::Error("a batch cannot wait".into())),
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    fn create(&mut self, kind: Kind) -> Result<u64, String> {
+        if self.objects.len() >= MAX_OBJECTS {
+            return Err(format!("a manager keeps at most {MAX_OBJECTS} objects"));
+        }
+        let object = match &kind {
+            Kind::Namespace | Kind::Dict => Object::Map(Map::default()),
+            Kind::Value(v) => Object::Map(Map::cell(v.clone())),
+            Kind::List => Object::List(List::new(Vec::new(), false)),
+            Kind::Array(items) if items.len() > MAX_ITEMS => {
+                return Err(format!("an array holds at most {MAX_ITEMS} items"))
+            }
+            Kind::Array(items) => Object::List(List::new(items.clone(), true)),
+            Kind::Lock => Object::Lock(LockCore::new(false)),
+            Kind::RLock => Object::Lock(LockCore::new(true)),
+            Kind::Semaphore { value, bounded } => {
+                Object::Semaphore(Semaphore::new(*value, *bounded))
+            }
+            Kind::Condition => Object::Condition(Condition::new()),
+            Kind::Event => Object::Event(Event::default()),
+            Kind::Barrier { parties: 0 } => return Err("a barrier needs one party or more".into()),
+            Kind::Barrier { parties } => Object::Barrier(Barrier::new(*parties)),
+            Kind::Queue { maxsize, joinable } => Object::Queue(Queue::new(*maxsize, *joinable)),
+            Kind::User { type_name, state } => Object::User(self.factories.make(type_name, state)?),
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        if matches!(
+            object,
+            Object::Lock(_) | Object::Semaphore(_) | Object::Condition(_) | Object::Barrier(_)
+        ) {
+            self.holdable.push(id);
+        }
+        // Kept without their initial contents: only the kind is compared.
+        let kind = match kind {
+            Kind::Value(_) => Kind::Value(Vec::new()),
+            Kind::Array(_) => Kind::Array(Vec::new()),
+            Kind::User { type_name, .. } => Kind::User {
+                type_name,
+                state: Vec::new(),
+            },
+            kind => kind,
+        };
+        self.objects.insert(id, (kind, object));
+        Ok(id)
+    }
+
+    fn open(&mut self, name: String, kind: Kind) -> Reply {
+        if let Some(&id) = self.names.get(&name) {
+            return match self.objects.get(&id) {
+                Some((have, _)) if have.same_kind(&kind) => Reply::Created(id),
+                Some((have, _)) => Reply::Error(format!("`{name}` is a {have:?}, not a {kind:?}")),
+                None => Reply::Error(format!("`{name}` is gone")),
+            };
+        }
+        match self.create(kind) {
+            Ok(id) => {
+                self.names.insert(name, id);
+                Reply::Created(id)
+            }
+            Err(why) => Reply::Error(why),
+        }
+    }
+
+    fn on(&mut self, client: ClientId, id: u64, op: Op) -> Option<Reply> {
+        if let Op::NestedAt(key, kind) = op {
+            return Some(self.nested(id, key, kind));
+        }
+        let step = match self.objects.get_mut(&id) {
+            Some((_, object)) => attempt(object, client, &op),
+            None => refuse(format!("no object {id}")),
+        };
+        let reply = match step {
+            Step::Reply(reply) => Some(reply),
+            Step::Wait => {
+                let deadline = wait_of(&op)
+                    .flatten()
+                    .map(|ms| Instant::now() + Duration::from_millis(ms));
+                self.parked.entry(id).or_default().push_back(Parked {
+                    client,
+                    op,
+                    deadline,
+                });
+                None
+            }
+        };
+        self.retry(id);
+        reply
+    }
+
+    /// The object at `key` of dict `id`, made if the key is free.
+    fn nested(&mut self, id: u64, key: Vec<u8>, kind: Kind) -> Reply {
+        let held = match self.objects.get(&id) {
+            Some((_, Object::Map(map))) => match map.entries.get(&key) {
+                Some(Slot::Nested(n)) => Some(*n),
+                Some(Slot::Value(_)) => {
+                    return Reply::Error("that key holds a value, not an object".into())
+                }
+                None => None,
+            },
+            Some(_) => return Reply::Error("only a dict holds nested objects".into()),
+            None => return Reply::Error(format!("no object {id}")),
+        };
+        if let Some(n) = held {
+            return match self.objects.get(&n) {
+                Some((have, _)) if have.same_kind(&kind) => Reply::Created(n),
+                _ => Reply::Error("that key holds another kind of object".into()),
+            };
+        }
+        let new = match self.create(kind) {
+            Ok(new) => new,
+            Err(why) => return Reply::Error(why),
+        };
+        if let Some((_, Object::Map(map))) = self.objects.get_mut(&id) {
+            map.entries.insert(key, Slot::Nested(new));
+        }
+        Reply::Created(new)
+    }
+
+    /// Tries the requests parked on `id` again, oldest first, until none
+    /// gets through (one getting through may let another through).
+    fn retry(&mut self, id: u64) {
+        let Some(queue) = self.parked.get_mut(&id) else {
+            return;
+        };
+        let Some((_, object)) = self.objects.get_mut(&id) else {
+            return;
+        };
+        loop {
+            let mut progress = false;
+            let mut i = 0;
+            while i < queue.len() {
+                if let Step::Reply(reply) = attempt(object, queue[i].client, &queue[i].op) {
+                    if let Some(done) = queue.remove(i) {
+                        self.owed.push((done.client, reply));
+                    }
+                    progress = true;
+                } else {
+                    i += 1;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if queue.is_empty() {
+            self.parked.remove(&id);
+        }
+    }
+
+    /// The earliest deadline of a parked request.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.parked
+            .values()
+            .flat_map(|q| q.iter().filter_map(|p| p.deadline))
+            .min()
+    }
+
+    /// Parked requests past their deadline are answered.
+    pub fn expire(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .parked
+            .iter()
+            .filter(|(_, q)| q.iter().any(|p| p.deadline.is_some_and(|d| d <= now)))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            let (Some(queue), Some((_, object))) =
+                (self.parked.get_mut(&id), self.objects.get_mut(&id))
+            else {
+                continue;
+            };
+            queue.retain_mut(|p| {
+                if p.deadline.is_none_or(|d| d > now) {
+                    return true;
+                }
+                let answer = match object {
+                    // Still to take its lock back: stays parked, without deadline.
+                    Object::Condition(c) => {
+                        c.expire(p.client);
+                        p.deadline = None;
+                        return true;
+                    }
+                    Object::Barrier(b) => b.expire(p.client),
+                    _ => timed_out(&p.op),
+                };
+                self.owed.push((p.client, answer));
+                false
+            });
+            self.retry(id);
+        }
+    }
+
+    /// `client` disconnected: what it held is released (and marked), what
+    /// it waited for is forgotten.
+    pub fn client_gone(&mut self, client: ClientId) {
+        for queue in self.parked.values_mut() {
+            queue.retain(|p| p.client != client);
+        }
+        self.parked.retain(|_, q| !q.is_empty());
+        let mut changed = Vec::new();
+        for &id in &self.holdable {
+            let gave_back = match self.objects.get_mut(&id) {
+                Some((_, Object::Lock(lock))) => lock.gone(client),
+                Some((_, Object::Semaphore(s))) => s.gone(client),
+                Some((_, Object::Condition(c))) => c.gone(client),
+                Some((_, Object::Barrier(b))) => b.gone(client),
+                _ => false,
+            };
+            if gave_back {
+                changed.push(id);
+            }
+        }
+        for id in changed {
+            self.retry(id);
+        }
+    }
+
+    /// Whether `client` holds a lock or a semaphore, or waits for anything
+    /// (an idle timeout must not take those from it).
+    pub fn involves(&self, client: ClientId) -> bool {
+        if self
+            .parked
+            .values()
+            .any(|q| q.iter().any(|p| p.client == client))
+        {
+            return true;
+        }
+        self.holdable.iter().any(|id| match self.objects.get(id) {
+            Some((_, Object::Lock(lock))) => lock.holder == Some(client),
+            Some((_, Object::Semaphore(s))) => s.holds(client),
+            Some((_, Object::Condition(c))) => c.holds(client),
+            _ => false,
+        })
+    }
+}
+
+/// One attempt at `op` on `object` for `client`.
+fn attempt(object: &mut Object, client: ClientId, op: &Op) -> Step {
+    match object {
+        Object::Map(map) => map.op(op),
+        Object::List(list) => list.op(op),
+        Object::Lock(lock) => lock
+            .op(client, op)
+            .unwrap_or_else(|| refuse("not an operation on a lock")),
+        Object::Semaphore(s) => s.op(client, op),
+        Object::Condition(c) => c.op(client, op),
+        Object::Event(e) => e.op(op),
+        Object::Barrier(b) => b.op(client, op),
+        Object::Queue(q) => q.op(op),
+        Object::User(user) => match op {
+            Op::Call(request) => match user.call(request) {
+                Ok(reply) => Reply::Value(Some(reply)).into(),
+                Err(why) => refuse(why),
+            },
+            _ => refuse("a registered type takes calls only"),
+        },
+    }
+}

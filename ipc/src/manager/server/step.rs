@@ -1,0 +1,53 @@
+//! What an object does with one operation: answer it, or have the caller
+//! wait (the server parks the request and tries it again whenever the
+//! object changes, until it is answered or its deadline passes).
+
+use super::super::protocol::{Op, Reply};
+
+/// Clients by the server's number for their connection.
+pub(super) type ClientId = u64;
+
+/// The outcome of one attempt at an operation.
+pub(super) enum Step {
+    Reply(Reply),
+    /// Not now: park it (only for an operation that may wait).
+    Wait,
+}
+
+impl From<Reply> for Step {
+    fn from(reply: Reply) -> Self {
+        Step::Reply(reply)
+    }
+}
+
+/// An error reply.
+pub(super) fn refuse(why: impl Into<String>) -> Step {
+    Step::Reply(Reply::Error(why.into()))
+}
+
+/// How long an operation may wait: `None` not at all (it has no wait),
+/// `Some(None)` without end, `Some(Some(ms))` at most `ms`.
+pub(super) fn wait_of(op: &Op) -> Option<Option<u64>> {
+    match op {
+        Op::Acquire { wait_ms }
+        | Op::Wait { wait_ms }
+        | Op::WaitSet { wait_ms }
+        | Op::Arrive { wait_ms } => Some(*wait_ms),
+        Op::Put(_, wait_ms) | Op::Take(wait_ms) | Op::Join(wait_ms) => Some(*wait_ms),
+        _ => None,
+    }
+}
+
+/// Whether a request may end up parked (batches refuse those).
+pub(super) fn may_wait(op: &Op) -> bool {
+    matches!(op, Op::Wait { .. }) || wait_of(op).is_some_and(|w| w != Some(0))
+}
+
+/// The answer to a waiting operation whose deadline passed, for the kinds
+/// whose answer is plain "no".
+pub(super) fn timed_out(op: &Op) -> Reply {
+    match op {
+        Op::Take(_) => Reply::Value(None),
+        _ => Reply::Bool(false),
+    }
+}
