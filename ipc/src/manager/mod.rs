@@ -289,6 +289,12 @@ impl Manager {
         &self.link.address
     }
 
+    /// The key its clients prove (Python's `authkey`): what another
+    /// process needs, beside the address, to [`connect`](Self::connect).
+    pub fn authkey(&self) -> &[u8] {
+        &self.link.key
+    }
+
     fn make<P: Made>(&self, kind: Kind) -> Result<P, ManagerError> {
         Ok(P::made(self.target(self.create(&Request::Create(kind))?)))
     }

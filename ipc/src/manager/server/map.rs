@@ -110,9 +110,10 @@ impl Map {
     fn update(&mut self, key: &[u8], update: Update) -> Step {
         let now = match self.entries.get(key) {
             None => 0,
-            Some(Slot::Value(bytes)) => match postcard::from_bytes::<i64>(bytes) {
-                Ok(n) => n,
-                Err(_) => return refuse("the value there is not an i64"),
+            // The whole value, not a prefix that happens to decode.
+            Some(Slot::Value(bytes)) => match postcard::take_from_bytes::<i64>(bytes) {
+                Ok((n, [])) => n,
+                _ => return refuse("the value there is not an i64"),
             },
             Some(Slot::Nested(_)) => return refuse(NESTED),
         };

@@ -1,0 +1,592 @@
+//! The manager's objects beyond dicts and locks: semaphores, conditions,
+//! events, barriers, queues, values, arrays, nested objects and atomic
+//! updates, each driven from real child processes, and each waiting
+//! object's behaviour when a holder or a waiter is SIGKILLed.
+
+use std::time::Duration;
+
+use ipc::manager::{
+    Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Manager, ManagerError, Namespace,
+    Queue, Semaphore, Update, Value,
+};
+use ipc::{Process, StartMethod};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn main() {
+    ipc::init();
+    tests::harness::run(tests::cases![
+        a_semaphore_of_two_lets_at_most_two_in,
+        a_semaphore_unit_held_by_a_killed_process_comes_back,
+        a_bounded_semaphore_refuses_a_release_too_many,
+        a_condition_wakes_its_waiter_and_times_out_without_notify,
+        a_condition_holder_killed_frees_its_lock,
+        an_event_wakes_waiters_in_other_processes,
+        a_barrier_lets_three_through_with_distinct_indices,
+        a_barrier_party_killed_while_waiting_breaks_it_for_the_others,
+        a_barrier_wait_that_times_out_breaks_it,
+        a_queue_carries_items_in_order_between_processes,
+        a_bounded_queue_is_full_and_an_empty_one_times_out,
+        a_joinable_queue_joins_when_every_item_is_done,
+        a_consumer_blocked_on_a_killed_manager_is_disconnected,
+        a_value_and_an_array_are_shared,
+        compare_and_set_from_four_processes_counts_exactly,
+        update_with_setdefault_and_values,
+        a_nested_list_sees_every_process_append,
+        sort_is_atomic_beside_appends,
+        named_objects_are_shared_and_kinds_checked,
+        a_batch_refuses_an_operation_that_waits,
+    ]);
+}
+
+fn err(e: ManagerError) -> String {
+    e.to_string()
+}
+
+// ---- semaphores -------------------------------------------------------------
+
+/// Holds the semaphore a moment, counting who is inside at once.
+fn inside((sem, ns): (Semaphore, Namespace)) -> Result<(), String> {
+    for _ in 0..20 {
+        sem.acquire().map_err(err)?;
+        let now = ns.fetch_add("inside", 1).map_err(err)?;
+        ns.update_with("most", Update::Max(now)).map_err(err)?;
+        std::thread::sleep(Duration::from_millis(1));
+        ns.fetch_add("inside", -1).map_err(err)?;
+        sem.release().map_err(err)?;
+    }
+    Ok(())
+}
+
+fn a_semaphore_of_two_lets_at_most_two_in() {
+    let manager = Manager::start().unwrap();
+    let sem = manager.semaphore(2).unwrap();
+    let ns = manager.namespace().unwrap();
+    let mut children: Vec<_> = (0..4)
+        .map(|_| Process::new(inside, (sem.clone(), ns.clone())))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    for c in &mut children {
+        assert_eq!(c.join().unwrap(), Ok(()));
+    }
+    let most = ns.get::<i64>("most").unwrap().unwrap();
+    assert!((1..=2).contains(&most), "{most} inside at once");
+    assert_eq!(ns.get::<i64>("inside").unwrap(), Some(0));
+    assert_eq!(sem.value().unwrap(), 2);
+}
+
+fn take_and_hang((sem, ready): (Semaphore, Event)) {
+    if sem.acquire().is_ok() && ready.set().is_ok() {
+        std::thread::sleep(Duration::from_secs(600));
+    }
+}
+
+fn a_semaphore_unit_held_by_a_killed_process_comes_back() {
+    let manager = Manager::start().unwrap();
+    let sem = manager.semaphore(1).unwrap();
+    let ready = manager.event().unwrap();
+    let mut child = Process::new(take_and_hang, (sem.clone(), ready.clone()));
+    child.start().unwrap();
+    assert!(ready.wait_timeout(PATIENCE).unwrap());
+    assert_eq!(sem.try_acquire().unwrap(), None);
+    child.kill().unwrap();
+    child.join_timeout(PATIENCE).ok();
+    let taken = sem.acquire_timeout(PATIENCE).unwrap().expect("the unit came back");
+    assert!(taken.previous_owner_died);
+    sem.release().unwrap();
+}
+
+fn a_bounded_semaphore_refuses_a_release_too_many() {
+    let manager = Manager::start().unwrap();
+    let sem = manager.bounded_semaphore(1).unwrap();
+    assert!(matches!(sem.release(), Err(ManagerError::Server(_))));
+    assert!(sem.try_acquire().unwrap().is_some());
+    assert_eq!(sem.try_acquire().unwrap(), None);
+    sem.release().unwrap();
+    assert!(matches!(sem.release(), Err(ManagerError::Server(_))));
+    // An unbounded one just grows.
+    let open = manager.semaphore(0).unwrap();
+    open.release().unwrap();
+    assert_eq!(open.value().unwrap(), 1);
+}
+
+// ---- conditions and events ----------------------------------------------------
+
+/// Waits under the condition until the namespace's `ready` is set.
+fn wait_ready((cond, ns): (Condition, Namespace)) -> Result<i64, String> {
+    cond.acquire().map_err(err)?;
+    let ready = || ns.get::<i64>("ready").ok().flatten().is_some();
+    if !cond.wait_for(ready, Some(PATIENCE)).map_err(err)? {
+        return Err("never ready".into());
+    }
+    let value = ns.get::<i64>("ready").map_err(err)?.unwrap_or(-1);
+    cond.release().map_err(err)?;
+    Ok(value)
+}
+
+fn a_condition_wakes_its_waiter_and_times_out_without_notify() {
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let ns = manager.namespace().unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|_| Process::new(wait_ready, (cond.clone(), ns.clone())))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    cond.acquire().unwrap();
+    ns.set("ready", &7i64).unwrap();
+    cond.notify_all().unwrap();
+    cond.release().unwrap();
+    for c in &mut children {
+        assert_eq!(c.join().unwrap(), Ok(7));
+    }
+    // No notify: false, with the lock held again (reentrant: twice).
+    cond.acquire().unwrap();
+    cond.acquire().unwrap();
+    assert!(!cond.wait_timeout(Duration::from_millis(30)).unwrap());
+    cond.release().unwrap();
+    cond.release().unwrap();
+    assert!(matches!(cond.release(), Err(ManagerError::Server(_))));
+    // Waiting or notifying without the lock is an error, as in Python.
+    assert!(matches!(cond.notify(1), Err(ManagerError::Server(_))));
+    assert!(matches!(
+        cond.wait_timeout(Duration::from_millis(1)),
+        Err(ManagerError::Server(_))
+    ));
+}
+
+fn hold_condition((cond, ready): (Condition, Event)) {
+    if cond.acquire().is_ok() && ready.set().is_ok() {
+        std::thread::sleep(Duration::from_secs(600));
+    }
+}
+
+fn a_condition_holder_killed_frees_its_lock() {
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let ready = manager.event().unwrap();
+    let mut child = Process::new(hold_condition, (cond.clone(), ready.clone()));
+    child.start().unwrap();
+    assert!(ready.wait_timeout(PATIENCE).unwrap());
+    assert_eq!(cond.try_acquire().unwrap(), None);
+    child.kill().unwrap();
+    let taken = cond.acquire_timeout(PATIENCE).unwrap().expect("freed");
+    assert!(taken.previous_owner_died);
+}
+
+fn wait_event(event: Event) -> Result<bool, String> {
+    event.wait_timeout(PATIENCE).map_err(err)
+}
+
+fn an_event_wakes_waiters_in_other_processes() {
+    let manager = Manager::start().unwrap();
+    let event = manager.event().unwrap();
+    assert!(!event.is_set().unwrap());
+    assert!(!event.wait_timeout(Duration::from_millis(20)).unwrap());
+    let mut children: Vec<_> = [StartMethod::Fork, StartMethod::Spawn]
+        .into_iter()
+        .map(|m| Process::new(wait_event, event.clone()).start_method(m))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    event.set().unwrap();
+    for c in &mut children {
+        assert_eq!(c.join().unwrap(), Ok(true));
+    }
+    assert!(event.is_set().unwrap());
+    event.clear().unwrap();
+    assert!(!event.is_set().unwrap());
+}
+
+// ---- barriers ---------------------------------------------------------------
+
+fn pass_barrier(barrier: Barrier) -> Result<u64, String> {
+    barrier.wait_timeout(PATIENCE).map_err(err)
+}
+
+fn a_barrier_lets_three_through_with_distinct_indices() {
+    let manager = Manager::start().unwrap();
+    let barrier = manager.barrier(3).unwrap();
+    assert_eq!(barrier.parties().unwrap(), 3);
+    let mut children: Vec<_> = (0..2)
+        .map(|_| Process::new(pass_barrier, barrier.clone()))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    let mut indices = vec![barrier.wait_timeout(PATIENCE).unwrap()];
+    for c in &mut children {
+        indices.push(c.join().unwrap().unwrap());
+    }
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
+    assert!(!barrier.broken().unwrap());
+}
+
+fn wait_at_barrier(barrier: Barrier) -> String {
+    match barrier.wait() {
+        Ok(i) => format!("passed {i}"),
+        Err(ManagerError::BrokenBarrier) => "broken".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn a_barrier_party_killed_while_waiting_breaks_it_for_the_others() {
+    let manager = Manager::start().unwrap();
+    let barrier = manager.barrier(3).unwrap();
+    let mut doomed = Process::new(wait_at_barrier, barrier.clone());
+    let mut other = Process::new(wait_at_barrier, barrier.clone());
+    doomed.start().unwrap();
+    other.start().unwrap();
+    let started = std::time::Instant::now();
+    while barrier.n_waiting().unwrap() < 2 {
+        assert!(started.elapsed() < PATIENCE, "the parties never arrived");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    doomed.kill().unwrap();
+    // The survivor is told, instead of waiting for a party that cannot come.
+    assert_eq!(other.join().unwrap(), "broken");
+    assert!(barrier.broken().unwrap());
+    assert!(matches!(barrier.wait(), Err(ManagerError::BrokenBarrier)));
+    barrier.reset().unwrap();
+    assert!(!barrier.broken().unwrap());
+}
+
+fn a_barrier_wait_that_times_out_breaks_it() {
+    let manager = Manager::start().unwrap();
+    let barrier = manager.barrier(2).unwrap();
+    assert!(matches!(
+        barrier.wait_timeout(Duration::from_millis(20)),
+        Err(ManagerError::BrokenBarrier)
+    ));
+    assert!(barrier.broken().unwrap());
+    barrier.reset().unwrap();
+    barrier.abort().unwrap();
+    assert!(matches!(
+        barrier.wait_timeout(PATIENCE),
+        Err(ManagerError::BrokenBarrier)
+    ));
+}
+
+// ---- queues -----------------------------------------------------------------
+
+fn produce(q: Queue<(u32, String)>) -> Result<(), String> {
+    for i in 0..1000 {
+        q.put(&(i, format!("item {i}"))).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn a_queue_carries_items_in_order_between_processes() {
+    let manager = Manager::start().unwrap();
+    let q = manager.queue::<(u32, String)>().unwrap();
+    let mut producer = Process::new(produce, q.clone()).start_method(StartMethod::Spawn);
+    producer.start().unwrap();
+    for i in 0..1000 {
+        assert_eq!(q.get().unwrap(), (i, format!("item {i}")));
+    }
+    assert_eq!(producer.join().unwrap(), Ok(()));
+    assert!(q.is_empty().unwrap());
+    assert_eq!(q.try_get().unwrap(), None);
+}
+
+fn fill_later((q, n): (Queue<u32>, u32)) {
+    std::thread::sleep(Duration::from_millis(50));
+    for i in 0..n {
+        let _ = q.put(&i);
+    }
+}
+
+fn a_bounded_queue_is_full_and_an_empty_one_times_out() {
+    let manager = Manager::start().unwrap();
+    let q = manager.bounded_queue::<u32>(2).unwrap();
+    q.put(&1).unwrap();
+    q.put(&2).unwrap();
+    assert!(q.is_full().unwrap());
+    assert!(!q.put_timeout(&3, Duration::from_millis(20)).unwrap());
+    assert_eq!(q.len().unwrap(), 2);
+    assert_eq!(q.get().unwrap(), 1);
+    assert!(q.put_timeout(&3, Duration::ZERO).unwrap());
+    assert_eq!(q.get().unwrap(), 2);
+    assert_eq!(q.get().unwrap(), 3);
+    assert_eq!(q.get_timeout(Duration::from_millis(20)).unwrap(), None);
+    // A get that waits is answered by a put from another process.
+    let mut child = Process::new(fill_later, (q.clone(), 1));
+    child.start().unwrap();
+    assert_eq!(q.get_timeout(PATIENCE).unwrap(), Some(0));
+    child.join().unwrap();
+}
+
+fn work_off(q: JoinableQueue<u64>) -> Result<u64, String> {
+    let mut sum = 0;
+    while let Some(n) = q.get_timeout(Duration::from_millis(200)).map_err(err)? {
+        sum += n;
+        q.task_done().map_err(err)?;
+    }
+    Ok(sum)
+}
+
+fn a_joinable_queue_joins_when_every_item_is_done() {
+    let manager = Manager::start().unwrap();
+    let q = manager.joinable_queue::<u64>().unwrap();
+    assert!(q.join_timeout(Duration::ZERO).unwrap());
+    for n in 1..=100 {
+        q.put(&n).unwrap();
+    }
+    assert!(!q.join_timeout(Duration::from_millis(10)).unwrap());
+    let mut workers: Vec<_> = (0..2)
+        .map(|_| Process::new(work_off, q.clone()))
+        .collect();
+    for w in &mut workers {
+        w.start().unwrap();
+    }
+    assert!(q.join_timeout(PATIENCE).unwrap());
+    let total: u64 = workers.iter_mut().map(|w| w.join().unwrap().unwrap()).sum();
+    assert_eq!(total, 5050);
+    assert!(matches!(q.task_done(), Err(ManagerError::Server(_))));
+}
+
+fn block_on_get(q: Queue<u32>) -> String {
+    match q.get() {
+        Ok(n) => format!("got {n}"),
+        Err(ManagerError::Disconnected) => "disconnected".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn a_consumer_blocked_on_a_killed_manager_is_disconnected() {
+    let manager = Manager::start().unwrap();
+    let q = manager.queue::<u32>().unwrap();
+    let mut child = Process::new(block_on_get, q.clone());
+    child.start().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = manager.pid().unwrap() as i32;
+    // SAFETY: kill has no memory arguments.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(child.join().unwrap(), "disconnected");
+}
+
+// ---- values, arrays, atomic updates ------------------------------------------
+
+fn bump((v, a): (Value<i64>, Array<u32>)) -> Result<(), String> {
+    for _ in 0..500 {
+        v.fetch_add(1).map_err(err)?;
+    }
+    let me = ipc::current_process().pid % 4;
+    a.set(u64::from(me), &me).map_err(err)
+}
+
+fn a_value_and_an_array_are_shared() {
+    let manager = Manager::start().unwrap();
+    let v = manager.value(&0i64).unwrap();
+    let a = manager.array(&[9u32; 4]).unwrap();
+    let mut children: Vec<_> = (0..4)
+        .map(|_| Process::new(bump, (v.clone(), a.clone())))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    for c in &mut children {
+        assert_eq!(c.join().unwrap(), Ok(()));
+    }
+    assert_eq!(v.get().unwrap(), 2000);
+    assert!(v.compare_and_set(&2000, &5).unwrap());
+    assert!(!v.compare_and_set(&2000, &6).unwrap());
+    assert_eq!(v.update_with(Update::Mul(3)).unwrap(), 15);
+    assert_eq!(a.len().unwrap(), 4);
+    assert_eq!(a.get(4).unwrap(), None);
+    assert!(matches!(a.set(4, &1), Err(ManagerError::Server(_))));
+    let text = manager.value(&"hello".to_string()).unwrap();
+    text.set(&"world".into()).unwrap();
+    assert_eq!(text.get().unwrap(), "world");
+}
+
+/// Increments `d["n"]` by compare-and-set: read, then swap only if unchanged.
+fn cas_increments(d: Dict<String, u64>) -> Result<u64, String> {
+    let key = "n".to_string();
+    let mut retries = 0;
+    for _ in 0..500 {
+        loop {
+            let now = d.get(&key).map_err(err)?;
+            let next = now.unwrap_or(0) + 1;
+            if d.compare_and_set(&key, now.as_ref(), Some(&next)).map_err(err)? {
+                break;
+            }
+            retries += 1;
+        }
+    }
+    Ok(retries)
+}
+
+fn compare_and_set_from_four_processes_counts_exactly() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, u64>().unwrap();
+    let mut children: Vec<_> = (0..4)
+        .map(|_| Process::new(cas_increments, d.clone()))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    for c in &mut children {
+        assert!(c.join().unwrap().is_ok());
+    }
+    assert_eq!(d.get(&"n".into()).unwrap(), Some(2000));
+    // Absent to present, present to absent.
+    assert!(d.compare_and_set(&"m".into(), None, Some(&1)).unwrap());
+    assert!(!d.compare_and_set(&"m".into(), None, Some(&2)).unwrap());
+    assert!(d.compare_and_set(&"m".into(), Some(&1), None).unwrap());
+    assert!(!d.contains(&"m".into()).unwrap());
+}
+
+fn update_with_setdefault_and_values() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, i64>().unwrap();
+    assert_eq!(d.setdefault(&"a".into(), &5).unwrap(), 5);
+    assert_eq!(d.setdefault(&"a".into(), &9).unwrap(), 5);
+    assert_eq!(d.update_with(&"a".into(), Update::Add(10)).unwrap(), 15);
+    assert_eq!(d.update_with(&"a".into(), Update::Min(3)).unwrap(), 3);
+    assert_eq!(d.update_with(&"b".into(), Update::Sub(2)).unwrap(), -2);
+    assert_eq!(d.values().unwrap(), [3, -2]);
+    let text = manager.dict::<String, String>().unwrap();
+    text.set(&"t".into(), &"not a number".into()).unwrap();
+    assert!(matches!(
+        text.fetch_add(&"t".into(), 1),
+        Err(ManagerError::Server(_))
+    ));
+}
+
+fn append_to_nested(d: Dict<String, u8>) -> Result<(), String> {
+    let list = d.list_at::<u32>(&"shared".into()).map_err(err)?;
+    for i in 0..100 {
+        list.append(&i).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn a_nested_list_sees_every_process_append() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, u8>().unwrap();
+    let mut children: Vec<_> = (0..3)
+        .map(|_| Process::new(append_to_nested, d.clone()))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    for c in &mut children {
+        assert_eq!(c.join().unwrap(), Ok(()));
+    }
+    let list = d.list_at::<u32>(&"shared".into()).unwrap();
+    assert_eq!(list.len().unwrap(), 300);
+    assert_eq!(list.count(&7).unwrap(), 3);
+    // The key holds an object, not a value; it is listed as a key.
+    assert!(matches!(d.get(&"shared".into()), Err(ManagerError::Server(_))));
+    assert_eq!(d.keys().unwrap(), ["shared"]);
+    // Another kind of object at that key is refused; a dict nests too.
+    assert!(d.dict_at::<u8, u8>(&"shared".into()).is_err());
+    let inner = d.dict_at::<String, u32>(&"inner".into()).unwrap();
+    inner.set(&"x".into(), &1).unwrap();
+    assert_eq!(
+        d.dict_at::<String, u32>(&"inner".into())
+            .unwrap()
+            .get(&"x".into())
+            .unwrap(),
+        Some(1)
+    );
+}
+
+fn append_many(list: List<i32>) -> Result<(), String> {
+    for i in 0..300 {
+        list.append(&(1000 + i)).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn sort_is_atomic_beside_appends() {
+    let manager = Manager::start().unwrap();
+    let list = manager.list::<i32>().unwrap();
+    list.extend(&[5, 3, 9, 1]).unwrap();
+    list.sort().unwrap();
+    assert_eq!(list.to_vec().unwrap(), [1, 3, 5, 9]);
+    list.sort_by_key(|n| -n).unwrap();
+    assert_eq!(list.to_vec().unwrap(), [9, 5, 3, 1]);
+    let mut child = Process::new(append_many, list.clone());
+    child.start().unwrap();
+    for _ in 0..20 {
+        list.sort().unwrap();
+    }
+    assert_eq!(child.join().unwrap(), Ok(()));
+    // Nothing an append added was lost to a sort's swap.
+    assert_eq!(list.len().unwrap(), 304);
+    list.sort().unwrap();
+    let items = list.to_vec().unwrap();
+    assert!(items.windows(2).all(|w| w[0] <= w[1]));
+}
+
+fn named_objects_are_shared_and_kinds_checked() {
+    let manager = Manager::start().unwrap();
+    let a = manager.open::<Queue<String>>("jobs").unwrap();
+    let b = manager.open::<Queue<String>>("jobs").unwrap();
+    a.put(&"one".into()).unwrap();
+    assert_eq!(b.get().unwrap(), "one");
+    assert!(matches!(
+        manager.open::<Dict<String, u8>>("jobs"),
+        Err(ManagerError::Server(_))
+    ));
+    let sem = manager
+        .open_as::<Semaphore>(
+            "slots",
+            ipc::manager::Kind::Semaphore {
+                value: 3,
+                bounded: true,
+            },
+        )
+        .unwrap();
+    assert_eq!(sem.value().unwrap(), 3);
+    // The name keeps the object it was made with, not a later kind's size.
+    let again = manager
+        .open_as::<Semaphore>(
+            "slots",
+            ipc::manager::Kind::Semaphore {
+                value: 9,
+                bounded: true,
+            },
+        )
+        .unwrap();
+    assert_eq!(again.value().unwrap(), 3);
+}
+
+fn a_batch_refuses_an_operation_that_waits() {
+    use ipc::manager::{Kind, Op, Reply, Request};
+    let manager = Manager::start().unwrap();
+    // Through the wire protocol, as a hand-made client would send it.
+    let address = manager.address().parse().unwrap();
+    let mut conn = ipc::net::connect(&address, manager.authkey()).unwrap();
+    conn.send(&Request::Create(Kind::Lock)).unwrap();
+    let Reply::Created(id) = conn.recv::<Reply>().unwrap() else {
+        panic!("no lock made");
+    };
+    let waits = Request::On {
+        id,
+        op: Op::Acquire { wait_ms: None },
+    };
+    let tries = Request::On {
+        id,
+        op: Op::Acquire { wait_ms: Some(0) },
+    };
+    conn.send(&Request::Batch(vec![waits, tries.clone(), tries]))
+        .unwrap();
+    let Reply::Batch(replies) = conn.recv::<Reply>().unwrap() else {
+        panic!("no batch reply");
+    };
+    assert!(matches!(replies[0], Reply::Error(_)));
+    assert_eq!(replies[1], Reply::Acquired { owner_died: false });
+    assert_eq!(replies[2], Reply::Bool(false));
+    // A wrong key is refused.
+    assert!(ipc::net::connect(&address, b"not the key").is_err());
+}
