@@ -12,6 +12,7 @@ use worker::work::AnyJob;
 
 use crate::bench::{Bench, BenchOptions};
 use crate::config::RunConfig;
+use crate::manager_serve::ManagerCommand;
 
 /// Keeps N worker processes alive for a job: dispatches tasks with nothing lost
 /// when workers die, shows progress and IPC throughput, and reports the result.
@@ -48,6 +49,11 @@ enum Command {
     },
     /// List the built-in jobs.
     Jobs,
+    /// Run a standalone manager server (shared dicts, queues, locks over TCP).
+    Manager {
+        #[command(subcommand)]
+        command: ManagerCommand,
+    },
 }
 
 /// What the command line asks for.
@@ -64,6 +70,7 @@ pub enum Invocation {
         options: BenchOptions,
     },
     Jobs,
+    Manager(ManagerCommand),
 }
 
 /// Parses `argv` (program name first). Errors are clap's: print them with
@@ -85,6 +92,7 @@ where
     match cli.command {
         Some(Command::Bench { what, options }) => Ok(Invocation::Bench { what, options }),
         Some(Command::Jobs) => Ok(Invocation::Jobs),
+        Some(Command::Manager { command }) => Ok(Invocation::Manager(command)),
         None => {
             let Some(entry) = entry else {
                 return Err(command.error(

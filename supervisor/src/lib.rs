@@ -46,6 +46,7 @@ pub mod fleet;
 pub mod kill;
 pub mod ledger;
 pub mod limits;
+pub mod manager_serve;
 pub mod options;
 pub mod pool;
 pub mod progress;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use supervisor::cli::{self, Invocation};
 use supervisor::config::RunConfig;
+use supervisor::manager_serve::ManagerCommand;
 use supervisor::report::Outcome;
 use supervisor::Supervisor;
 use worker::work::AnyJob;
@@ -33,6 +34,15 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Invocation::Manager(ManagerCommand::Serve(args)) => {
+            match supervisor::manager_serve::serve(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("supervisor manager serve: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Invocation::Run { config, job, name } => {
             let to = match (&config.report, name.as_str()) {

@@ -34,6 +34,7 @@ fn main() {
         dropping_a_pool_mid_flight_leaves_no_process,
         sigint_mid_map_ends_the_program_and_its_workers,
         a_users_job_is_exact_under_the_supervisor_with_a_worker_killed,
+        manager_proxies_work_as_pool_task_arguments,
     ]);
 }
 
@@ -414,4 +415,29 @@ fn a_users_job_is_exact_under_the_supervisor_with_a_worker_killed() {
         "{}",
         report.restarts.crashes
     );
+}
+
+/// Records `x` in the manager's dict from a pool worker: the proxy came
+/// in the task's arguments.
+fn record_square((squares, x): (ipc::manager::Dict<u64, u64>, u64)) -> bool {
+    squares.set(&x, &(x * x)).is_ok()
+}
+
+fn manager_proxies_work_as_pool_task_arguments() {
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let manager = ipc::manager::Manager::start().expect("manager");
+        let squares = manager.dict::<u64, u64>().expect("dict");
+        let pool = Pool::builder(2).start_method(method).build().expect("pool");
+        let stored = pool
+            .map(record_square, (0..100u64).map(|x| (squares.clone(), x)))
+            .expect("map");
+        assert!(stored.iter().all(|ok| *ok));
+        drop(pool);
+        assert_eq!(squares.len().expect("len"), 100);
+        assert_eq!(squares.get(&9).expect("get"), Some(81));
+        assert_eq!(
+            squares.values().expect("values").iter().sum::<u64>(),
+            (0..100u64).map(|x| x * x).sum::<u64>()
+        );
+    }
 }

@@ -208,3 +208,13 @@ fn manager_workers_share_a_count_a_list_and_a_dict() {
         }
     }
 }
+
+#[test]
+fn manager_remote_clients_share_a_job_queue_and_a_results_dict_over_tcp() {
+    let out = run_example("manager_remote", "demo");
+    assert!(out.contains("manager serving on 127.0.0.1:"), "{out}");
+    assert!(out.contains("results: 20 entries"), "{out}");
+    assert!(out.contains("sum of squares: 2870\n"), "{out}");
+    assert!(out.contains("  3^2 = 9\n"), "{out}");
+    assert!(out.contains("a wrong key: the manager refused us"), "{out}");
+}

@@ -36,6 +36,8 @@ fn main() {
         sort_is_atomic_beside_appends,
         named_objects_are_shared_and_kinds_checked,
         a_batch_refuses_an_operation_that_waits,
+        a_registered_type_round_trips_in_fork_and_spawn,
+        an_unregistered_type_or_a_garbage_call_is_refused,
     ]);
 }
 
@@ -93,7 +95,10 @@ fn a_semaphore_unit_held_by_a_killed_process_comes_back() {
     assert_eq!(sem.try_acquire().unwrap(), None);
     child.kill().unwrap();
     child.join_timeout(PATIENCE).ok();
-    let taken = sem.acquire_timeout(PATIENCE).unwrap().expect("the unit came back");
+    let taken = sem
+        .acquire_timeout(PATIENCE)
+        .unwrap()
+        .expect("the unit came back");
     assert!(taken.previous_owner_died);
     sem.release().unwrap();
 }
@@ -340,9 +345,7 @@ fn a_joinable_queue_joins_when_every_item_is_done() {
         q.put(&n).unwrap();
     }
     assert!(!q.join_timeout(Duration::from_millis(10)).unwrap());
-    let mut workers: Vec<_> = (0..2)
-        .map(|_| Process::new(work_off, q.clone()))
-        .collect();
+    let mut workers: Vec<_> = (0..2).map(|_| Process::new(work_off, q.clone())).collect();
     for w in &mut workers {
         w.start().unwrap();
     }
@@ -415,7 +418,9 @@ fn cas_increments(d: Dict<String, u64>) -> Result<u64, String> {
         loop {
             let now = d.get(&key).map_err(err)?;
             let next = now.unwrap_or(0) + 1;
-            if d.compare_and_set(&key, now.as_ref(), Some(&next)).map_err(err)? {
+            if d.compare_and_set(&key, now.as_ref(), Some(&next))
+                .map_err(err)?
+            {
                 break;
             }
             retries += 1;
@@ -485,7 +490,10 @@ fn a_nested_list_sees_every_process_append() {
     assert_eq!(list.len().unwrap(), 300);
     assert_eq!(list.count(&7).unwrap(), 3);
     // The key holds an object, not a value; it is listed as a key.
-    assert!(matches!(d.get(&"shared".into()), Err(ManagerError::Server(_))));
+    assert!(matches!(
+        d.get(&"shared".into()),
+        Err(ManagerError::Server(_))
+    ));
     assert_eq!(d.keys().unwrap(), ["shared"]);
     // Another kind of object at that key is refused; a dict nests too.
     assert!(d.dict_at::<u8, u8>(&"shared".into()).is_err());
@@ -589,4 +597,168 @@ fn a_batch_refuses_an_operation_that_waits() {
     assert_eq!(replies[2], Reply::Bool(false));
     // A wrong key is refused.
     assert!(ipc::net::connect(&address, b"not the key").is_err());
+}
+
+// ---- user-registered types ---------------------------------------------------
+
+/// A type of "the user's own": names seen, and a total.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Tally {
+    seen: Vec<String>,
+    total: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum TallyRequest {
+    Add(String, u64),
+    Report,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum TallyReply {
+    Added(usize),
+    Report { names: Vec<String>, total: u64 },
+}
+
+impl ipc::manager::SharedType for Tally {
+    const NAME: &'static str = "tally";
+    type Request = TallyRequest;
+    type Reply = TallyReply;
+    fn handle(&mut self, request: TallyRequest) -> TallyReply {
+        match request {
+            TallyRequest::Add(name, n) => {
+                self.seen.push(name);
+                self.total += n;
+                TallyReply::Added(self.seen.len())
+            }
+            TallyRequest::Report => TallyReply::Report {
+                names: self.seen.clone(),
+                total: self.total,
+            },
+        }
+    }
+}
+
+fn add_to_tally((tally, name): (ipc::manager::Shared<Tally>, String)) -> Result<(), String> {
+    for n in 1..=10 {
+        tally
+            .call(&TallyRequest::Add(name.clone(), n))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn a_registered_type_round_trips_in_fork_and_spawn() {
+    for server_method in [StartMethod::Fork, StartMethod::Spawn] {
+        let manager = Manager::builder()
+            .register::<Tally>()
+            .start_method(server_method)
+            .start()
+            .unwrap();
+        let tally = manager
+            .shared(&Tally {
+                seen: vec!["start".into()],
+                total: 0,
+            })
+            .unwrap();
+        let mut children: Vec<_> = [("fork", StartMethod::Fork), ("spawn", StartMethod::Spawn)]
+            .into_iter()
+            .map(|(name, m)| {
+                Process::new(add_to_tally, (tally.clone(), name.to_string())).start_method(m)
+            })
+            .collect();
+        for c in &mut children {
+            c.start().unwrap();
+        }
+        for c in &mut children {
+            assert_eq!(c.join().unwrap(), Ok(()));
+        }
+        let TallyReply::Report { names, total } = tally.call(&TallyRequest::Report).unwrap() else {
+            panic!("not a report");
+        };
+        assert_eq!(total, 110);
+        assert_eq!(names.len(), 21);
+        assert_eq!(names.iter().filter(|n| *n == "spawn").count(), 10);
+        // Opened by name, the same object.
+        let again = manager
+            .open_shared(
+                "t",
+                &Tally {
+                    seen: vec![],
+                    total: 5,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            again.call(&TallyRequest::Add("x".into(), 1)).unwrap(),
+            TallyReply::Added(1)
+        );
+        let same = manager
+            .open_shared(
+                "t",
+                &Tally {
+                    seen: vec![],
+                    total: 0,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            same.call(&TallyRequest::Report).unwrap(),
+            TallyReply::Report {
+                names: vec!["x".into()],
+                total: 6
+            }
+        );
+    }
+}
+
+fn an_unregistered_type_or_a_garbage_call_is_refused() {
+    use ipc::manager::{Kind, Op, Reply, Request};
+    let manager = Manager::builder().register::<Tally>().start().unwrap();
+    let plain = Manager::start().unwrap();
+    assert!(matches!(
+        plain.shared(&Tally {
+            seen: vec![],
+            total: 0
+        }),
+        Err(ManagerError::Server(_))
+    ));
+    // Bytes that are not a Tally, and a call that is not a TallyRequest:
+    // errors, and the manager goes on.
+    let address = manager.address().parse().unwrap();
+    let mut conn = ipc::net::connect(&address, manager.authkey()).unwrap();
+    conn.send(&Request::Create(Kind::User {
+        type_name: "tally".into(),
+        state: vec![0xff; 3],
+    }))
+    .unwrap();
+    assert!(matches!(conn.recv::<Reply>().unwrap(), Reply::Error(_)));
+    let tally = manager
+        .shared(&Tally {
+            seen: vec![],
+            total: 0,
+        })
+        .unwrap();
+    conn.send(&Request::Create(Kind::User {
+        type_name: "tally".into(),
+        state: postcard::to_allocvec(&Tally {
+            seen: vec![],
+            total: 0,
+        })
+        .unwrap(),
+    }))
+    .unwrap();
+    let Reply::Created(id) = conn.recv::<Reply>().unwrap() else {
+        panic!("not made");
+    };
+    conn.send(&Request::On {
+        id,
+        op: Op::Call(vec![9, 9, 9]),
+    })
+    .unwrap();
+    assert!(matches!(conn.recv::<Reply>().unwrap(), Reply::Error(_)));
+    assert_eq!(
+        tally.call(&TallyRequest::Add("ok".into(), 2)).unwrap(),
+        TallyReply::Added(1)
+    );
 }

@@ -17,15 +17,17 @@ use crate::pipe::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeou
 /// How a proxy reaches its manager: plain data, so a proxy can travel
 /// into a child as any `Process` argument (the key is the manager's secret,
 /// shared with the processes it is handed to, as Python's `authkey`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Link {
     pub address: String,
     pub key: Vec<u8>,
 }
 
 thread_local! {
-    /// Open connections by manager address, with the pid that opened each.
-    static CONNECTIONS: RefCell<HashMap<String, (u32, Connection)>> = RefCell::new(HashMap::new());
+    /// Open connections by manager address and key (a connection proved
+    /// one key: another key must prove itself afresh), with the pid that
+    /// opened each.
+    static CONNECTIONS: RefCell<HashMap<Link, (u32, Connection)>> = RefCell::new(HashMap::new());
 }
 
 impl Link {
@@ -83,7 +85,7 @@ impl Link {
         timeout: Option<Duration>,
     ) -> Result<(Connection, bool), ManagerError> {
         let pid = std::process::id();
-        let cached = CONNECTIONS.with(|c| c.borrow_mut().remove(&self.address));
+        let cached = CONNECTIONS.with(|c| c.borrow_mut().remove(self));
         if let Some((opener, conn)) = cached {
             if opener == pid {
                 return Ok((conn, true));
@@ -107,7 +109,7 @@ impl Link {
 
     fn put_back(&self, conn: Connection) {
         let pid = std::process::id();
-        CONNECTIONS.with(|c| c.borrow_mut().insert(self.address.clone(), (pid, conn)));
+        CONNECTIONS.with(|c| c.borrow_mut().insert(self.clone(), (pid, conn)));
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::protocol::{Reply, Request};
 use super::register::Registry;
 use crate::net::{Advance, Listener, NetError, Pending};
-use crate::pipe::{Connection, SendTimeoutError, TryRecvError};
+use crate::pipe::{Connection, RecvError, SendTimeoutError, TryRecvError};
 use crate::{Readable, Waitable};
 use state::State;
 use step::ClientId;
@@ -72,6 +72,19 @@ struct Client {
     conn: Connection,
     peer: String,
     last_heard: Instant,
+    /// Since when a reply has been waiting to go out whole.
+    stuck_since: Option<Instant>,
+}
+
+/// A client that leaves a reply unread this long is dropped.
+const STUCK: Duration = Duration::from_secs(10);
+
+/// Why a client is dropped.
+enum Leaving {
+    /// It closed its end (or its process died): normal, not logged.
+    Left,
+    Garbage,
+    NotReading,
 }
 
 /// Serves until `stop` (a pipe end whose other end is the manager's
@@ -137,6 +150,20 @@ pub(super) fn run(
         };
         let pending_count = pending.len();
         let mut gone: Vec<ClientId> = Vec::new();
+        let dropped = |id: ClientId,
+                       why: Leaving,
+                       clients: &BTreeMap<ClientId, Client>,
+                       gone: &mut Vec<ClientId>| {
+            let peer = clients.get(&id).map_or("a client", |c| c.peer.as_str());
+            match why {
+                Leaving::Left => {}
+                Leaving::Garbage => log(format!(
+                    "dropped {peer}: it sent something that is not a request"
+                )),
+                Leaving::NotReading => log(format!("dropped {peer}: it does not read its replies")),
+            }
+            gone.push(id);
+        };
         let mut ready_pending = Vec::new();
         for index in ready {
             match index {
@@ -149,11 +176,12 @@ pub(super) fn run(
                 i if i < 2 + pending_count => ready_pending.push(i - 2),
                 i => {
                     let id = readers[i - 2 - pending_count];
-                    if let Some(client) = clients.get_mut(&id) {
+                    let served = clients.get_mut(&id).map(|client| {
                         client.last_heard = Instant::now();
-                        if !serve_client(&mut state, id, client) {
-                            gone.push(id);
-                        }
+                        serve_client(&mut state, id, client)
+                    });
+                    if let Some(Err(why)) = served {
+                        dropped(id, why, &clients, &mut gone);
                     }
                 }
             }
@@ -190,6 +218,7 @@ pub(super) fn run(
                             conn,
                             peer,
                             last_heard: now,
+                            stuck_since: None,
                         },
                     );
                     next_client += 1;
@@ -198,14 +227,29 @@ pub(super) fn run(
             }
         }
         pending = still;
-        // Replies left half-sent go on.
+        // Replies left half-sent go on; once one is out, the requests
+        // that came meanwhile are answered.
+        let mut stuck = Vec::new();
         for (&id, client) in clients.iter_mut() {
-            if client.conn.has_unsent() {
-                match client.conn.flush_timeout(Duration::ZERO) {
-                    Ok(()) | Err(SendTimeoutError::Timeout) => {}
-                    Err(_) => gone.push(id),
-                }
+            if !client.conn.has_unsent() {
+                client.stuck_since = None;
+                continue;
             }
+            let since = *client.stuck_since.get_or_insert(now);
+            match client.conn.flush_timeout(Duration::ZERO) {
+                Ok(()) if !client.conn.has_unsent() => {
+                    client.stuck_since = None;
+                    if let Err(why) = serve_client(&mut state, id, client) {
+                        stuck.push((id, why));
+                    }
+                }
+                Ok(()) | Err(SendTimeoutError::Timeout) if now.duration_since(since) < STUCK => {}
+                Ok(()) | Err(SendTimeoutError::Timeout) => stuck.push((id, Leaving::NotReading)),
+                Err(_) => stuck.push((id, Leaving::Left)),
+            }
+        }
+        for (id, why) in stuck {
+            dropped(id, why, &clients, &mut gone);
         }
         state.expire(now);
         if let Some(idle) = options.idle_timeout {
@@ -268,24 +312,24 @@ fn accept(listener: &Listener, pending: &mut VecDeque<Pending>, max: usize, log:
     }
 }
 
-/// Answers every whole request a client has sent; false when it is to go
-/// (gone, garbage, or not reading its replies).
-fn serve_client(state: &mut State, id: ClientId, client: &mut Client) -> bool {
+/// Answers every whole request a client has sent; why it is to go, if it is.
+fn serve_client(state: &mut State, id: ClientId, client: &mut Client) -> Result<(), Leaving> {
     loop {
         match client.conn.try_recv::<Request>() {
             Ok(request) => {
                 if let Some(reply) = state.handle(id, request) {
                     if !send(&mut client.conn, &reply) {
-                        return false;
+                        return Err(Leaving::NotReading);
                     }
                     if client.conn.has_unsent() {
                         // Read no more until it has taken this one.
-                        return true;
+                        return Ok(());
                     }
                 }
             }
-            Err(TryRecvError::Empty) => return true,
-            Err(_) => return false,
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Recv(RecvError::Disconnected)) => return Err(Leaving::Left),
+            Err(_) => return Err(Leaving::Garbage),
         }
     }
 }

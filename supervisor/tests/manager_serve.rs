@@ -1,0 +1,377 @@
+//! `supervisor manager serve`: the standalone manager over loopback TCP,
+//! started as a real process, with honest clients beside hostile peers
+//! (a wrong key, garbage, a 4 GiB length, silence, 200 connections at
+//! once, half a frame, a client that never reads): each refused or
+//! dropped with a log line, the honest client served throughout, the
+//! server's memory bounded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipc::manager::{Dict, Manager, ManagerError, Queue};
+use ipc::net::{Address, AuthError};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Server {
+    child: Child,
+    address: Address,
+    key: Vec<u8>,
+    log: Arc<Mutex<Vec<String>>>,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = std::env::temp_dir().join(format!(
+            "manager-serve-test-{}-{}",
+            std::process::id(),
+            extra.len() as u64 * 1000 + rand_tag()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("key");
+        let key = format!("test-key-{}", rand_tag()).into_bytes();
+        std::fs::write(&key_file, [key.as_slice(), b"\n"].concat()).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .args([
+                "manager",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--authkey-file",
+            ])
+            .arg(&key_file)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let address = rx
+            .recv_timeout(PATIENCE)
+            .expect("the server never listened");
+        Server {
+            child,
+            address: address.parse().unwrap(),
+            key,
+            log,
+            dir,
+        }
+    }
+
+    fn connect(&self) -> Manager {
+        Manager::connect(&self.address, &self.key).unwrap()
+    }
+
+    fn tcp(&self) -> TcpStream {
+        let Address::Tcp(addr) = self.address else {
+            panic!("not TCP")
+        };
+        TcpStream::connect(addr).unwrap()
+    }
+
+    /// Waits until a log line contains `what`.
+    fn logged(&self, what: &str) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < PATIENCE {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(what)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_tag() -> u64 {
+    let mut b = [0u8; 8];
+    ipc::os::random::fill(&mut b).unwrap();
+    u64::from_le_bytes(b) % 1_000_000
+}
+
+/// 100 set+get round trips on `results`, each checked.
+fn honest_round_trips(manager: &Manager, tag: u64) {
+    let d = manager.open::<Dict<u64, u64>>("results").unwrap();
+    for i in 0..100 {
+        d.set(&(tag * 1000 + i), &i).unwrap();
+        assert_eq!(d.get(&(tag * 1000 + i)).unwrap(), Some(i));
+    }
+}
+
+#[test]
+fn two_remote_clients_share_a_queue_and_a_dict_by_name() {
+    let server = Server::start(&[]);
+    let producer = server.connect();
+    let jobs = producer.open::<Queue<Option<u64>>>("jobs").unwrap();
+    for n in 1..=50 {
+        jobs.put(&Some(n)).unwrap();
+    }
+    jobs.put(&None).unwrap();
+    jobs.put(&None).unwrap();
+    let address = server.address.clone();
+    let key = server.key.clone();
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let (address, key) = (address.clone(), key.clone());
+            std::thread::spawn(move || {
+                let m = Manager::connect(&address, &key).unwrap();
+                let jobs = m.open::<Queue<Option<u64>>>("jobs").unwrap();
+                let results = m.open::<Dict<u64, u64>>("squares").unwrap();
+                let mut done = 0;
+                while let Some(n) = jobs.get().unwrap() {
+                    results.set(&n, &(n * n)).unwrap();
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let done: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(done, 50);
+    let results = producer.open::<Dict<u64, u64>>("squares").unwrap();
+    assert_eq!(results.len().unwrap(), 50);
+    assert_eq!(results.values().unwrap().iter().sum::<u64>(), 42_925);
+}
+
+#[test]
+fn a_wrong_key_is_refused_both_ways_and_logged() {
+    let server = Server::start(&[]);
+    let honest = server.connect();
+    honest_round_trips(&honest, 1);
+    // Client side: this process holds a connection to the same address
+    // already; a wrong key must still prove itself, and fail.
+    match Manager::connect(&server.address, b"wrong key") {
+        Err(ManagerError::Auth(AuthError::Refused)) => {}
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a wrong key was let in"),
+    }
+    assert!(server.logged("the peer does not know the key"));
+    // Server side: an honest listener with another key refuses us...
+    let other = ipc::net::Listener::bind(&"127.0.0.1:0".parse().unwrap(), b"other key").unwrap();
+    let other_address = other.address().clone();
+    let answering = std::thread::spawn(move || {
+        let _ = other.accept();
+    });
+    assert!(matches!(
+        Manager::connect(&other_address, &server.key),
+        Err(ManagerError::Auth(AuthError::Refused))
+    ));
+    answering.join().unwrap();
+    // ...and a lying one, which welcomes anybody, cannot pass for the
+    // manager: it cannot prove the key back.
+    let liar = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let liar_address: Address = liar.local_addr().unwrap().to_string().parse().unwrap();
+    let lying = std::thread::spawn(move || {
+        let (mut s, _) = liar.accept().unwrap();
+        let frame = |payload: &[u8]| [&(payload.len() as u32).to_le_bytes()[..], payload].concat();
+        let mut hello = b"ipc-auth".to_vec();
+        hello.extend_from_slice(&1u32.to_le_bytes());
+        hello.extend_from_slice(&[5; 32]);
+        s.write_all(&frame(&hello)).unwrap();
+        let mut answer = [0u8; 4 + 8 + 4 + 64];
+        s.read_exact(&mut answer).unwrap();
+        let mut welcome = b"welcome!".to_vec();
+        welcome.extend_from_slice(&[0; 32]);
+        s.write_all(&frame(&welcome)).unwrap();
+    });
+    match Manager::connect(&liar_address, &server.key) {
+        Err(ManagerError::Auth(AuthError::WrongKey)) => {}
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a fake server fooled the client"),
+    }
+    lying.join().unwrap();
+    honest_round_trips(&honest, 2);
+}
+
+#[test]
+fn garbage_a_huge_length_and_silence_are_dropped_with_log_lines() {
+    let server = Server::start(&["--handshake-timeout", "1"]);
+    let honest = server.connect();
+    let mut garbage = server.tcp();
+    garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut huge = server.tcp();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+    let silent = server.tcp();
+    honest_round_trips(&honest, 3);
+    assert!(server.logged("does not speak this protocol"));
+    assert!(server.logged("no handshake within"));
+    // Each was closed by the server: reading gives end of file (or a reset).
+    for mut stream in [garbage, huge, silent] {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    honest_round_trips(&honest, 4);
+}
+
+#[test]
+fn two_hundred_connections_at_once_leave_the_honest_client_served_in_bounded_memory() {
+    let server = Server::start(&["--handshake-timeout", "2"]);
+    let honest = server.connect();
+    honest_round_trips(&honest, 5);
+    let before = server.rss_kb();
+    let crowd: Vec<TcpStream> = (0..200).map(|_| server.tcp()).collect();
+    // Half of them start a frame and stop.
+    for (i, mut s) in crowd.iter().enumerate() {
+        if i % 2 == 0 {
+            let _ = s.write_all(&[200, 0]);
+        }
+    }
+    honest_round_trips(&honest, 6);
+    // A new honest client gets in while the crowd is there.
+    let late = server.connect();
+    honest_round_trips(&late, 7);
+    assert!(server.logged("too many handshakes at once"));
+    let after = server.rss_kb();
+    assert!(
+        after < before + 16 * 1024,
+        "the server grew from {before} kB to {after} kB"
+    );
+    drop(crowd);
+    honest_round_trips(&honest, 8);
+}
+
+#[test]
+fn a_client_that_never_reads_its_replies_stalls_nobody_and_is_dropped() {
+    use ipc::manager::{Kind, Op, Reply, Request};
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let server = Server::start(&[]);
+    let honest = server.connect();
+    // Authenticated, makes a list of 600 kB, then asks for it over and
+    // over without reading a reply.
+    let mut rude = ipc::net::connect(&server.address, &server.key).unwrap();
+    rude.send(&Request::Create(Kind::List)).unwrap();
+    let Reply::Created(id) = rude.recv::<Reply>().unwrap() else {
+        panic!("no list made");
+    };
+    rude.send(&Request::On {
+        id,
+        op: Op::Extend(vec![vec![7; 60_000]; 10]),
+    })
+    .unwrap();
+    assert_eq!(rude.recv::<Reply>().unwrap(), Reply::Done);
+    let whole = Request::On {
+        id,
+        op: Op::Slice(0, u64::MAX),
+    };
+    for _ in 0..50 {
+        if rude
+            .send_timeout(&whole, Duration::from_millis(100))
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Another sends the first byte of a frame's header and stops.
+    let half = ipc::net::connect(&server.address, &server.key).unwrap();
+    // SAFETY: the descriptor is `half`'s, open for as long as `half` lives.
+    let fd = unsafe { BorrowedFd::borrow_raw(half.as_raw_fd()) };
+    nix::unistd::write(fd, &[9]).unwrap();
+    honest_round_trips(&honest, 9);
+    assert!(server.logged("does not read its replies"));
+    honest_round_trips(&honest, 10);
+    drop((rude, half));
+}
+
+#[test]
+fn an_idle_client_is_dropped_and_its_proxy_reconnects() {
+    let server = Server::start(&["--idle-timeout", "1"]);
+    let m = server.connect();
+    let d = m.open::<Dict<String, u32>>("idle").unwrap();
+    d.set(&"a".into(), &1).unwrap();
+    assert!(server.logged("idle for"));
+    // The proxy's connection was closed meanwhile; the call still works.
+    assert_eq!(d.get(&"a".into()).unwrap(), Some(1));
+    // A lock holder is never dropped for being idle.
+    let lock = m.open::<ipc::manager::Lock>("held").unwrap();
+    lock.acquire().unwrap();
+    let before = server.log.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(2500));
+    let idle_drops = server.log.lock().unwrap()[before..]
+        .iter()
+        .filter(|l| l.contains("idle for"))
+        .count();
+    assert_eq!(idle_drops, 0, "a lock holder was dropped as idle");
+    lock.release().unwrap();
+}
+
+#[test]
+fn past_the_client_limit_a_client_is_refused_and_told() {
+    let server = Server::start(&["--max-clients", "1"]);
+    let first = server.connect();
+    honest_round_trips(&first, 11);
+    let second = std::thread::spawn({
+        let (address, key) = (server.address.clone(), server.key.clone());
+        move || Manager::connect(&address, &key).map(|_| ())
+    });
+    assert!(matches!(second.join().unwrap(), Err(ManagerError::Auth(_))));
+    assert!(server.logged("clients already"));
+    honest_round_trips(&first, 12);
+}
+
+#[test]
+fn a_bad_key_file_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("manager-key-{}", rand_tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let open_key = dir.join("open");
+    std::fs::write(&open_key, "k").unwrap();
+    std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for (file, says) in [
+        (open_key, "can be read by others"),
+        (empty, "is empty"),
+        (dir.join("missing"), "cannot read the key"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .args([
+                "manager",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--authkey-file",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
