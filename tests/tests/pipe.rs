@@ -31,6 +31,7 @@ fn main() {
         send_timeout_on_a_full_pipe_keeps_frames_whole,
         direction_and_size_errors,
         buffered_messages_travel_with_the_handle,
+        try_recv_on_a_socket_takes_partial_frames_wild_lengths_and_death,
     ]);
 }
 
@@ -367,4 +368,58 @@ fn buffered_messages_travel_with_the_handle() {
         p.start().expect("start");
         assert_eq!(p.join().expect("join"), ["two", "three"], "{method:?}");
     }
+}
+
+/// `try_recv` on a socket reads without polling first (one `recv` with
+/// `MSG_DONTWAIT`): half a frame is `Empty` until the rest comes, a wild
+/// length is an error without a big allocation, a killed peer is
+/// `Disconnected`.
+fn try_recv_on_a_socket_takes_partial_frames_wild_lengths_and_death() {
+    let frame = codec::encode_frame(&"whole".to_string(), usize::MAX).expect("encode");
+    let (mut rx, tx) = Pipe::duplex().expect("socketpair");
+    let mut p = Process::new(write_raw_then, (tx, frame[..3].to_vec(), false));
+    p.start().expect("start");
+    p.join().expect("join");
+    // Half a frame, then the writer gone: disconnected, not "empty" for ever.
+    assert!(matches!(
+        rx.try_recv::<String>(),
+        Err(TryRecvError::Recv(RecvError::Disconnected))
+    ));
+
+    let (mut rx, tx) = Pipe::duplex().expect("socketpair");
+    let (first, rest) = frame.split_at(3);
+    let mut p = Process::new(
+        write_raw_then,
+        (tx.try_clone().expect("clone"), first.to_vec(), false),
+    );
+    p.start().expect("start");
+    p.join().expect("join");
+    assert!(matches!(rx.try_recv::<String>(), Err(TryRecvError::Empty)));
+    let mut p = Process::new(write_raw_then, (tx, rest.to_vec(), true));
+    p.start().expect("start");
+    let _ = p.join();
+    drop(p);
+    assert!(rx.poll(LONG).expect("poll"));
+    assert_eq!(rx.try_recv::<String>().expect("the whole frame"), "whole");
+    assert!(matches!(
+        rx.try_recv::<String>(),
+        Err(TryRecvError::Recv(RecvError::Disconnected))
+    ));
+
+    let (mut rx, tx) = Pipe::duplex().expect("socketpair");
+    let mut p = Process::new(
+        write_raw_then,
+        (tx, vec![0xF0, 0xFF, 0xFF, 0xFF, 1, 2], false),
+    );
+    p.start().expect("start");
+    p.join().expect("join");
+    assert!(rx.poll(LONG).expect("poll"));
+    peak_alloc::reset();
+    assert!(matches!(
+        rx.try_recv::<Vec<u8>>(),
+        Err(TryRecvError::Recv(RecvError::Frame(
+            DecodeError::TooLarge { .. }
+        )))
+    ));
+    assert!(peak_alloc::peak() <= 1 << 20);
 }

@@ -77,6 +77,18 @@ pub fn read_some(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// One read from a socket that never waits (`MSG_DONTWAIT`): `WouldBlock`
+/// when nothing is there. One system call, where poll-then-read is two.
+pub fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// One gathering write, retrying on `EINTR`. Sockets use `sendmsg` with
 /// `MSG_NOSIGNAL` so a vanished peer is `EPIPE`, never a `SIGPIPE`, and with
 /// `MSG_DONTWAIT` when `dont_wait` is set.

@@ -308,8 +308,46 @@ impl Connection {
 
     /// Receives one serde value if a whole one is already available.
     pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<T, TryRecvError> {
-        self.recv_deadline(Deadline::now())?
-            .ok_or(TryRecvError::Empty)
+        if !self.is_socket {
+            return self
+                .recv_deadline(Deadline::now())?
+                .ok_or(TryRecvError::Empty);
+        }
+        // A socket is read without waiting in one call, not polled first:
+        // what spinning callers (a manager and its clients) do most.
+        let Some(len) = self.next_frame_now()? else {
+            return Err(TryRecvError::Empty);
+        };
+        let payload = &self.inbox.available()[HEADER_LEN..HEADER_LEN + len];
+        let value = codec::decode_payload(payload);
+        self.inbox.consume(HEADER_LEN + len);
+        Ok(value.map_err(RecvError::from)?)
+    }
+
+    /// A whole frame's length if one is buffered or can be read from the
+    /// socket without waiting.
+    fn next_frame_now(&mut self) -> Result<Option<usize>, RecvError> {
+        if !self.readable {
+            return Err(RecvError::NotReadable);
+        }
+        loop {
+            if let Some(len) = self.complete_frame_len()? {
+                return Ok(Some(len));
+            }
+            let available = self.inbox.available();
+            let want = match available.first_chunk::<HEADER_LEN>() {
+                // Validated by complete_frame_len: the total is bounded.
+                Some(h) => HEADER_LEN + u32::from_le_bytes(*h) as usize,
+                None => HEADER_LEN,
+            };
+            match self.inbox.fill_from_socket_now(self.fd.as_raw_fd(), want) {
+                Ok(0) => return Err(self.disconnected()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if is_peer_gone(&e) => return Err(self.disconnected()),
+                Err(e) => return Err(RecvError::Io(e)),
+            }
+        }
     }
 
     /// Receives one serde value, waiting at most `timeout`.

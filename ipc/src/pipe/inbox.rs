@@ -64,6 +64,20 @@ impl Inbox {
     /// first unconsumed byte) fit. `want` is already bounded by the maximum frame size.
     /// Returns the bytes read (0: end of file).
     pub fn fill_from(&mut self, fd: RawFd, want: usize) -> io::Result<usize> {
+        self.fill_with(want, |buf| os::fd::read_some(fd, buf))
+    }
+
+    /// [`fill_from`](Self::fill_from) for a socket, without waiting
+    /// (`WouldBlock` when nothing is there).
+    pub fn fill_from_socket_now(&mut self, fd: RawFd, want: usize) -> io::Result<usize> {
+        self.fill_with(want, |buf| os::fd::recv_now(fd, buf))
+    }
+
+    fn fill_with(
+        &mut self,
+        want: usize,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         let free_tail = self.buf.len() - self.end;
         // A read into a small tail costs a syscall for little data: move the
         // (short) partial frame to the front first, and grow for big frames.
@@ -75,7 +89,7 @@ impl Inbox {
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
-        let n = os::fd::read_some(fd, &mut self.buf[self.end..])?;
+        let n = read(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
     }
