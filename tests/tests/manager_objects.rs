@@ -36,6 +36,7 @@ fn main() {
         sort_is_atomic_beside_appends,
         named_objects_are_shared_and_kinds_checked,
         a_batch_refuses_an_operation_that_waits,
+        a_mixed_batch_is_one_step_nobody_else_cuts_into,
         a_registered_type_round_trips_in_fork_and_spawn,
         an_unregistered_type_or_a_garbage_call_is_refused,
     ]);
@@ -597,6 +598,79 @@ fn a_batch_refuses_an_operation_that_waits() {
     assert_eq!(replies[2], Reply::Bool(false));
     // A wrong key is refused.
     assert!(ipc::net::connect(&address, b"not the key").is_err());
+}
+
+// ---- mixed batches ------------------------------------------------------------
+
+/// Batches of two `fetch_add`s and an append: the two counts a batch gets
+/// must be consecutive (nobody else's operation ran between them).
+fn batched_steps((ns, list): (Namespace, List<i64>)) -> Result<u32, String> {
+    let mut torn = 0;
+    for _ in 0..200 {
+        let mut batch = ipc::manager::Batch::new();
+        let first = batch.fetch_add(&ns, "n", 1).map_err(err)?;
+        let second = batch.fetch_add(&ns, "n", 1).map_err(err)?;
+        let appended = batch.append(&list, &0).map_err(err)?;
+        let replies = batch.run().map_err(err)?;
+        let (a, b) = (
+            replies.take(first).map_err(err)?,
+            replies.take(second).map_err(err)?,
+        );
+        replies.take(appended).map_err(err)?;
+        if b != a + 1 {
+            torn += 1;
+        }
+    }
+    Ok(torn)
+}
+
+fn a_mixed_batch_is_one_step_nobody_else_cuts_into() {
+    let manager = Manager::start().unwrap();
+    let ns = manager.namespace().unwrap();
+    let list = manager.list::<i64>().unwrap();
+    let args = (ns.clone(), list.clone());
+    let mut children: Vec<_> = (0..3)
+        .map(|_| Process::new(batched_steps, args.clone()))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    for c in &mut children {
+        assert_eq!(c.join().unwrap(), Ok(0), "a batch was cut into");
+    }
+    assert_eq!(ns.get::<i64>("n").unwrap(), Some(1200));
+    assert_eq!(list.len().unwrap(), 600);
+    // An operation the server refuses is its own error; the rest stand.
+    let d = manager.dict::<String, String>().unwrap();
+    d.set(&"text".into(), &"x".into()).unwrap();
+    let mut batch = manager.batch();
+    let bad = batch.dict_fetch_add(&d, &"text".into(), 1).unwrap();
+    let good = batch.set(&d, &"other".into(), &"y".into()).unwrap();
+    let replies = batch.run().unwrap();
+    assert!(matches!(replies.take(bad), Err(ManagerError::Server(_))));
+    assert!(replies.take(good).is_ok());
+    // Objects of two managers do not mix.
+    let other = Manager::start().unwrap();
+    let foreign = other.namespace().unwrap();
+    let mut batch = manager.batch();
+    batch.fetch_add(&ns, "n", 1).unwrap();
+    assert!(batch.fetch_add(&foreign, "n", 1).is_err());
+    assert_eq!(
+        ipc::manager::Batch::new()
+            .run()
+            .unwrap()
+            .take(first_of_nothing())
+            .ok(),
+        None
+    );
+}
+
+/// A ticket no batch gave (reading it from an empty batch's replies is an error).
+fn first_of_nothing() -> ipc::manager::Ticket<i64> {
+    let manager = Manager::start().unwrap();
+    let ns = manager.namespace().unwrap();
+    let mut batch = ipc::manager::Batch::new();
+    batch.fetch_add(&ns, "x", 1).unwrap()
 }
 
 // ---- user-registered types ---------------------------------------------------

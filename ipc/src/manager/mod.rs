@@ -54,8 +54,8 @@ mod server;
 
 pub use protocol::{Kind, Op, Reply, Request, Update};
 pub use proxy::{
-    Acquired, Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Lock, Namespace, Proxy,
-    Queue, Semaphore, Shared, Value,
+    Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, Event, JoinableQueue, List,
+    Lock, Namespace, Proxy, Queue, Semaphore, Shared, Ticket, Value,
 };
 pub use register::SharedType;
 pub use server::ServeOptions;
@@ -324,6 +324,12 @@ impl Manager {
             kind,
         })?;
         Ok(P::made(self.target(id)))
+    }
+
+    /// Operations on several of this manager's objects, sent in one round
+    /// trip ([`Batch`]; `Batch::new()` does the same from proxies alone).
+    pub fn batch(&self) -> Batch {
+        Batch::new()
     }
 
     /// A new shared namespace (Python's `manager.Namespace()`).

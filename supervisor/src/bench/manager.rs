@@ -1,7 +1,8 @@
 //! `supervisor bench manager`: `ipc::manager` dict round trips over its
 //! Unix socket: `set` + `get` from one client and from four client
 //! processes at once (on one dict each), and batches of 64 operations per
-//! round trip. Python's `Manager().dict()` comes from `scripts/compare-python`.
+//! round trip; then the same from one client over loopback TCP. Python's
+//! `Manager().dict()` comes from `scripts/compare-python`.
 
 use std::time::Instant;
 
@@ -23,9 +24,34 @@ fn round_trips((d, n): (Dict<u64, u64>, u64)) -> Result<f64, String> {
     Ok(2.0 * n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Batches of 64 `set`s then 64 `get`s: operations per second.
+fn batched_rate(d: &Dict<u64, u64>, n: u64) -> Result<f64, String> {
+    let keys: Vec<u64> = (0..64).collect();
+    let items: Vec<(u64, u64)> = keys.iter().map(|&k| (k, k)).collect();
+    let rounds = n / 16;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        d.update(items.iter().map(|(k, v)| (k, v)))
+            .map_err(|e| e.to_string())?;
+        let got = d.get_many(&keys).map_err(|e| e.to_string())?;
+        if got.len() != 64 {
+            return Err("a batch lost replies".into());
+        }
+    }
+    Ok(rounds as f64 * 128.0 / started.elapsed().as_secs_f64())
+}
+
 pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     let n: u64 = if quick { 2_000 } else { 20_000 };
     let manager = Manager::start().map_err(|e| e.to_string())?;
+    let mut key = [0u8; 16];
+    ipc::os::random::fill(&mut key).map_err(|e| e.to_string())?;
+    let loopback = "127.0.0.1:0"
+        .parse()
+        .map_err(|e: ipc::net::BadAddress| e.to_string())?;
+    let tcp = Manager::serve(&loopback, &key).map_err(|e| e.to_string())?;
+    let mut tcp_one = Vec::new();
+    let mut tcp_batched = Vec::new();
     let mut one = Vec::new();
     let mut four = Vec::new();
     let mut batched = Vec::new();
@@ -47,19 +73,11 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         four.push(4.0 * 2.0 * n as f64 / started.elapsed().as_secs_f64());
 
         let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
-        let keys: Vec<u64> = (0..64).collect();
-        let items: Vec<(u64, u64)> = keys.iter().map(|&k| (k, k)).collect();
-        let rounds = n / 16;
-        let started = Instant::now();
-        for _ in 0..rounds {
-            d.update(items.iter().map(|(k, v)| (k, v)))
-                .map_err(|e| e.to_string())?;
-            let got = d.get_many(&keys).map_err(|e| e.to_string())?;
-            if got.len() != 64 {
-                return Err("a batch lost replies".into());
-            }
-        }
-        batched.push(rounds as f64 * 128.0 / started.elapsed().as_secs_f64());
+        batched.push(batched_rate(&d, n)?);
+
+        let d = tcp.dict::<u64, u64>().map_err(|e| e.to_string())?;
+        tcp_one.push(round_trips((d.clone(), n))?);
+        tcp_batched.push(batched_rate(&d, n)?);
     }
     let one_rate = median(&one);
     Ok(vec![
@@ -83,6 +101,22 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             bench: "manager",
             subject: "dict set/get in batches of 64, 1 client".into(),
             msgs_per_s: Some(median(&batched)),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "manager",
+            subject: "dict set+get, 1 client, loopback TCP".into(),
+            msgs_per_s: Some(median(&tcp_one)),
+            vs_baseline: Some(median(&tcp_one) / one_rate),
+            baseline: Some("unix socket".into()),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "manager",
+            subject: "dict batches of 64, loopback TCP".into(),
+            msgs_per_s: Some(median(&tcp_batched)),
             runs,
             ..Row::default()
         },

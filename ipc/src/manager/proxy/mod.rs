@@ -4,12 +4,14 @@
 //! operations that wait have their own `_timeout` forms, whose deadline
 //! the manager keeps.
 
+mod batch;
 mod dict;
 mod list;
 mod queue;
 mod shared;
 mod sync;
 
+pub use batch::{Batch, BatchReplies, Ticket};
 pub use dict::{Dict, Namespace, Value};
 pub use list::{Array, List};
 pub use queue::{JoinableQueue, Queue};
@@ -180,7 +182,7 @@ macro_rules! proxy {
         #[derive(Debug, serde::Serialize, serde::Deserialize)]
         #[serde(bound = "")]
         pub struct $name<$($param),*> {
-            target: super::Target,
+            pub(super) target: super::Target,
             #[serde(skip)]
             _types: std::marker::PhantomData<fn() -> ($($param,)*)>,
         }
