@@ -37,7 +37,6 @@ pub struct Batch {
 }
 
 /// Where one operation's reply will be in a batch's replies.
-#[must_use = "a ticket is how the reply is read"]
 pub struct Ticket<T> {
     index: usize,
     read: fn(Reply) -> Result<T, ManagerError>,
