@@ -28,6 +28,10 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_at("127.0.0.1:0", extra)
+    }
+
+    fn start_at(listen: &str, extra: &[&str]) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "manager-serve-test-{}-{}",
             std::process::id(),
@@ -39,13 +43,7 @@ impl Server {
         std::fs::write(&key_file, [key.as_slice(), b"\n"].concat()).unwrap();
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-            .args([
-                "manager",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--authkey-file",
-            ])
+            .args(["manager", "serve", "--listen", listen, "--authkey-file"])
             .arg(&key_file)
             .args(extra)
             .stderr(Stdio::piped())
@@ -374,4 +372,57 @@ fn a_bad_key_file_is_a_clear_error() {
         assert!(err.contains(says), "{err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_local_client_that_corrupts_its_lane_is_dropped_alone() {
+    use ipc::manager::{Reply, Request};
+    use ipc::shm::SharedMemory;
+    use ipc::spsc::raw::RawChannel;
+    use std::os::fd::AsRawFd;
+    let socket = std::env::temp_dir().join(format!("manager-lane-{}.sock", rand_tag()));
+    let listen = format!("unix:{}", socket.display());
+    let server = Server::start_at(&listen, &[]);
+    let honest = server.connect();
+    honest_round_trips(&honest, 13);
+    for seed in 1..=3u64 {
+        // A client that takes a lane, then scribbles over its rings.
+        let mut rogue = ipc::net::connect(&server.address, &server.key).unwrap();
+        rogue.send(&Request::OpenLane).unwrap();
+        let (bytes, fds) = rogue.recv_bytes_with_fds(PATIENCE).unwrap();
+        assert!(matches!(
+            postcard::from_bytes::<Reply>(&bytes),
+            Ok(Reply::Lane(_))
+        ));
+        let mut segments = Vec::new();
+        let mut bell = None;
+        for fd in fds {
+            let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if target.starts_with("/memfd:") {
+                segments.push(SharedMemory::from_fd(fd).expect("a ring segment"));
+            } else {
+                bell = Some(fd);
+            }
+        }
+        assert_eq!(segments.len(), 2, "a lane is two rings");
+        for shm in &segments {
+            let ring = RawChannel::new(shm).expect("a ring");
+            tests::attack::Victim::scribble(&ring, seed);
+        }
+        if let Some(fd) = &bell {
+            // SAFETY: one byte from a valid buffer to a descriptor we own.
+            unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        }
+        honest_round_trips(&honest, 14 + seed);
+        drop(segments);
+        drop(rogue);
+    }
+    assert!(
+        server.logged("its lane is corrupted") || server.logged("not a request"),
+        "no log line for the corrupted lanes"
+    );
+    honest_round_trips(&honest, 20);
+    let _ = std::fs::remove_file(&socket);
 }

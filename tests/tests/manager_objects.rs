@@ -36,6 +36,7 @@ fn main() {
         sort_is_atomic_beside_appends,
         named_objects_are_shared_and_kinds_checked,
         a_batch_refuses_an_operation_that_waits,
+        values_larger_than_the_lane_travel_on_the_socket,
         a_mixed_batch_is_one_step_nobody_else_cuts_into,
         a_registered_type_round_trips_in_fork_and_spawn,
         an_unregistered_type_or_a_garbage_call_is_refused,
@@ -598,6 +599,23 @@ fn a_batch_refuses_an_operation_that_waits() {
     assert_eq!(replies[2], Reply::Bool(false));
     // A wrong key is refused.
     assert!(ipc::net::connect(&address, b"not the key").is_err());
+}
+
+/// A local client's requests and replies go through shared-memory rings;
+/// what does not fit them (here 1 MiB each way) goes over the socket.
+fn values_larger_than_the_lane_travel_on_the_socket() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u32, Vec<u8>>().unwrap();
+    let big = vec![7u8; 1 << 20];
+    let small = vec![1u8; 100 << 10];
+    d.set(&1, &big).unwrap();
+    d.set(&2, &small).unwrap();
+    for _ in 0..3 {
+        assert_eq!(d.get(&1).unwrap().as_deref(), Some(&big[..]));
+        assert_eq!(d.get(&2).unwrap().as_deref(), Some(&small[..]));
+    }
+    assert_eq!(d.items().unwrap().len(), 2);
+    assert_eq!(d.len().unwrap(), 2);
 }
 
 // ---- mixed batches ------------------------------------------------------------

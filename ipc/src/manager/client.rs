@@ -1,7 +1,8 @@
-//! A process's connections to the managers it uses: one per manager per
-//! process, opened on first use (a forked child never uses its parent's,
-//! whose descriptor it did not keep), dropped on any error so that the
-//! next call starts afresh.
+//! A process's connections to the managers it uses: one per manager (and
+//! key) per thread, opened on first use (a forked child never uses its
+//! parent's, whose descriptor it did not keep), dropped on any error so
+//! that the next call starts afresh. A connection to a local manager gets
+//! a fast lane (see [`super::lane`]) and sends requests through it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::lane::{ClientLane, LaneError};
 use super::protocol::{Reply, Request};
 use super::ManagerError;
 use crate::net::{self, Address, NetError};
@@ -23,12 +25,22 @@ pub struct Link {
     pub key: Vec<u8>,
 }
 
+/// An open connection to a manager, with its fast lane if it has one.
+struct Open {
+    /// The process that opened it (a forked child must not use it).
+    pid: u32,
+    conn: Connection,
+    lane: Option<ClientLane>,
+}
+
 thread_local! {
     /// Open connections by manager address and key (a connection proved
-    /// one key: another key must prove itself afresh), with the pid that
-    /// opened each.
-    static CONNECTIONS: RefCell<HashMap<Link, (u32, Connection)>> = RefCell::new(HashMap::new());
+    /// one key: another key must prove itself afresh).
+    static CONNECTIONS: RefCell<HashMap<Link, Open>> = RefCell::new(HashMap::new());
 }
+
+/// How long a client has to get its lane.
+const LANE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Link {
     /// Sends `request` and waits for its reply, at most `timeout` (`None`:
@@ -40,14 +52,14 @@ impl Link {
     ) -> Result<Reply, ManagerError> {
         let started = Instant::now();
         let left = || timeout.map(|t| t.saturating_sub(started.elapsed()));
-        let (conn, cached) = self.take_connection(left())?;
-        match self.exchange(conn, request, left) {
+        let (open, cached) = self.take_connection(left())?;
+        match self.exchange(open, request, left) {
             // A kept connection the manager closed while we were away (its
             // idle timeout) was closed before our request arrived: ask once
             // more on a fresh one. If the manager is gone, that fails too.
             Err(ManagerError::Disconnected) if cached => {
-                let (conn, _) = self.take_connection(left())?;
-                self.exchange(conn, request, left)
+                let (open, _) = self.take_connection(left())?;
+                self.exchange(open, request, left)
             }
             outcome => outcome,
         }
@@ -55,24 +67,33 @@ impl Link {
 
     fn exchange(
         &self,
-        mut conn: Connection,
+        mut open: Open,
         request: &Request,
         left: impl Fn() -> Option<Duration>,
     ) -> Result<Reply, ManagerError> {
-        let sent = match left() {
-            None => conn.send(request).map_err(send_error),
-            Some(t) => conn.send_timeout(request, t).map_err(send_timeout_error),
-        };
-        sent?;
-        let reply = match spin_for_reply(&mut conn)? {
-            Some(reply) => reply,
-            None => match left() {
-                None => conn.recv::<Reply>().map_err(recv_error),
-                Some(t) => conn.recv_timeout::<Reply>(t).map_err(recv_timeout_error),
-            }?,
+        let reply = match open.lane.as_mut() {
+            Some(lane) => {
+                let bytes = postcard::to_allocvec(request)
+                    .map_err(|e| ManagerError::Encode(e.to_string()))?;
+                match lane.send(&bytes, left()) {
+                    Ok(()) => {
+                        let mut out = Vec::new();
+                        lane.receive(&mut out, SPIN, left()).map_err(lane_error)?;
+                        match postcard::from_bytes::<Reply>(&out) {
+                            Ok(Reply::OnSocket) => socket_reply(&mut open.conn, &left)?,
+                            Ok(reply) => reply,
+                            Err(e) => return Err(ManagerError::Protocol(e.to_string())),
+                        }
+                    }
+                    // Too big for the ring: the socket carries it.
+                    Err(LaneError::TooLarge) => socket_exchange(&mut open.conn, request, &left)?,
+                    Err(e) => return Err(lane_error(e)),
+                }
+            }
+            None => socket_exchange(&mut open.conn, request, &left)?,
         };
         // Only a connection whose last reply came back in full is kept.
-        self.put_back(conn);
+        self.put_back(open);
         match reply {
             Reply::Error(why) => Err(ManagerError::Server(why)),
             reply => Ok(reply),
@@ -80,36 +101,93 @@ impl Link {
     }
 
     /// A connection, and whether it was kept from an earlier call.
-    fn take_connection(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Result<(Connection, bool), ManagerError> {
+    fn take_connection(&self, timeout: Option<Duration>) -> Result<(Open, bool), ManagerError> {
         let pid = std::process::id();
         let cached = CONNECTIONS.with(|c| c.borrow_mut().remove(self));
-        if let Some((opener, conn)) = cached {
-            if opener == pid {
-                return Ok((conn, true));
+        if let Some(open) = cached {
+            if open.pid == pid {
+                return Ok((open, true));
             }
-            // Inherited through fork: its descriptor is not ours to use.
-            std::mem::forget(conn);
+            // Inherited through fork: its descriptor is not ours to use, and
+            // its lane's rings are not mapped here (kept out of forks).
+            std::mem::forget(open);
         }
         let address: Address = self
             .address
             .parse()
             .map_err(|e: net::BadAddress| ManagerError::Server(e.to_string()))?;
         let timeout = timeout.unwrap_or(net::HANDSHAKE_TIMEOUT);
-        let conn = net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
+        let mut conn = net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
             NetError::Auth(auth) => ManagerError::Auth(auth),
             NetError::Timeout(_) => ManagerError::Timeout,
             // No socket, or nobody behind it: the manager is gone.
             NetError::Io(_) => ManagerError::Disconnected,
         })?;
-        Ok((conn, false))
+        let lane = match address {
+            Address::Unix(_) => open_lane(&mut conn)?,
+            Address::Tcp(_) => None,
+        };
+        Ok((Open { pid, conn, lane }, false))
     }
 
-    fn put_back(&self, conn: Connection) {
-        let pid = std::process::id();
-        CONNECTIONS.with(|c| c.borrow_mut().insert(self.clone(), (pid, conn)));
+    fn put_back(&self, open: Open) {
+        CONNECTIONS.with(|c| c.borrow_mut().insert(self.clone(), open));
+    }
+}
+
+/// Asks a local manager for a fast lane; `None` if it has none to give.
+fn open_lane(conn: &mut Connection) -> Result<Option<ClientLane>, ManagerError> {
+    conn.send_timeout(&Request::OpenLane, LANE_TIMEOUT)
+        .map_err(send_timeout_error)?;
+    let (bytes, fds) = conn
+        .recv_bytes_with_fds(LANE_TIMEOUT)
+        .map_err(recv_timeout_error)?;
+    match postcard::from_bytes::<Reply>(&bytes) {
+        Ok(Reply::Lane(encoded)) => {
+            let lane = crate::handle::providing_handles(fds, || {
+                postcard::from_bytes::<ClientLane>(&encoded)
+            });
+            lane.map(Some)
+                .map_err(|e| ManagerError::Protocol(format!("a lane that does not decode: {e}")))
+        }
+        Ok(_) => Ok(None),
+        Err(e) => Err(ManagerError::Protocol(e.to_string())),
+    }
+}
+
+/// One request and its reply over the socket.
+fn socket_exchange(
+    conn: &mut Connection,
+    request: &Request,
+    left: &impl Fn() -> Option<Duration>,
+) -> Result<Reply, ManagerError> {
+    match left() {
+        None => conn.send(request).map_err(send_error),
+        Some(t) => conn.send_timeout(request, t).map_err(send_timeout_error),
+    }?;
+    socket_reply(conn, left)
+}
+
+/// The reply on the socket: looked for a moment, then waited for.
+fn socket_reply(
+    conn: &mut Connection,
+    left: &impl Fn() -> Option<Duration>,
+) -> Result<Reply, ManagerError> {
+    match spin_for_reply(conn)? {
+        Some(reply) => Ok(reply),
+        None => match left() {
+            None => conn.recv::<Reply>().map_err(recv_error),
+            Some(t) => conn.recv_timeout::<Reply>(t).map_err(recv_timeout_error),
+        },
+    }
+}
+
+fn lane_error(e: LaneError) -> ManagerError {
+    match e {
+        LaneError::Timeout => ManagerError::Timeout,
+        LaneError::Gone => ManagerError::Disconnected,
+        LaneError::TooLarge => ManagerError::Encode("too large for the lane".into()),
+        LaneError::Broken(why) => ManagerError::Protocol(why),
     }
 }
 

@@ -47,6 +47,7 @@
 //! share objects by name ([`Manager::open`]).
 
 mod client;
+mod lane;
 mod protocol;
 mod proxy;
 mod register;

@@ -74,6 +74,9 @@ pub enum Request {
     },
     /// Several requests in one round trip, answered by `Reply::Batch`.
     Batch(Vec<Request>),
+    /// A local client asks for a fast lane: answered `Lane`, its rings'
+    /// descriptors attached, or `Error` (no lane: the socket serves).
+    OpenLane,
 }
 
 /// An atomic update of an `i64` on the server (`update_with`).
@@ -228,6 +231,10 @@ pub enum Reply {
     },
     /// A barrier broke (aborted, a waiter timed out, or died).
     Broken,
+    /// The client's lane, encoded (its descriptors came with this reply).
+    Lane(Vec<u8>),
+    /// Sent on the lane: the reply did not fit, it follows on the socket.
+    OnSocket,
     /// The request could not be carried out (no such object, a value that
     /// is not a counter); the connection goes on.
     Error(String),

@@ -30,6 +30,7 @@ pub mod poll;
 pub mod process;
 pub mod procfs;
 pub mod random;
+pub mod rights;
 pub mod signals;
 pub(crate) mod thread_id;
 

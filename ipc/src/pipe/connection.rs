@@ -139,6 +139,42 @@ impl Connection {
         self.send_bytes_deadline(bytes, Deadline::after(timeout))
     }
 
+    /// Sends a byte message with descriptors attached (`SCM_RIGHTS`; a Unix
+    /// socket only), waiting at most `timeout` for room. The receiver takes
+    /// both with [`recv_bytes_with_fds`](Self::recv_bytes_with_fds).
+    pub fn send_bytes_with_fds(
+        &mut self,
+        bytes: &[u8],
+        fds: &[RawFd],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.check_writable()?;
+        if !self.is_socket {
+            return Err(SendError::Io(io::ErrorKind::Unsupported.into()).into());
+        }
+        let deadline = Deadline::after(timeout);
+        let header =
+            codec::encode_header(bytes.len(), self.max_frame_size).map_err(SendError::from)?;
+        self.flush_unsent(deadline).map_err(Self::timeout_error)?;
+        let frame = [&header[..], bytes].concat();
+        loop {
+            match os::rights::send_with_fds(self.fd.as_raw_fd(), &frame, fds) {
+                // The descriptors went with the first byte; the rest is plain.
+                Ok(n) => return self.write_frame(&[&frame[n..]], deadline),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !self
+                        .wait_ready(libc::POLLOUT, deadline)
+                        .map_err(|e| SendTimeoutError::Send(SendError::Io(e)))?
+                    {
+                        return Err(SendTimeoutError::Timeout);
+                    }
+                }
+                Err(e) if is_peer_gone(&e) => return Err(SendError::Disconnected.into()),
+                Err(e) => return Err(SendError::Io(e).into()),
+            }
+        }
+    }
+
     /// Writes the remainder of a message left by an expired `send_timeout`.
     pub fn flush_timeout(&mut self, timeout: Duration) -> Result<(), SendTimeoutError> {
         self.flush_unsent(Deadline::after(timeout))
@@ -391,6 +427,47 @@ impl Connection {
     ) -> Result<usize, RecvTimeoutError> {
         self.recv_bytes_deadline(out, Deadline::after(timeout))?
             .ok_or(RecvTimeoutError::Timeout)
+    }
+
+    /// Receives one byte message and the descriptors sent with it (see
+    /// [`send_bytes_with_fds`](Self::send_bytes_with_fds)), waiting at most
+    /// `timeout`. Descriptors come with the first byte of a message, so this
+    /// must be called with nothing of it received yet.
+    pub fn recv_bytes_with_fds(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
+        if !self.readable {
+            return Err(RecvError::NotReadable.into());
+        }
+        let deadline = Deadline::after(timeout);
+        let mut fds = Vec::new();
+        if self.inbox.buffered() == 0 {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                if !self
+                    .wait_ready(libc::POLLIN, deadline)
+                    .map_err(RecvError::Io)?
+                {
+                    return Err(RecvTimeoutError::Timeout);
+                }
+                match os::rights::recv_with_fds(self.fd.as_raw_fd(), &mut buf) {
+                    Ok((0, _)) => return Err(self.disconnected().into()),
+                    Ok((n, got)) => {
+                        fds = got;
+                        self.inbox.push(&buf[..n]);
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if is_peer_gone(&e) => return Err(self.disconnected().into()),
+                    Err(e) => return Err(RecvError::Io(e).into()),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        self.recv_bytes_deadline(&mut out, deadline)?
+            .ok_or(RecvTimeoutError::Timeout)?;
+        Ok((out, fds))
     }
 
     /// Is a message (or the peer's end of file) waiting? Waits at most `timeout`.

@@ -67,6 +67,16 @@ impl Inbox {
         self.fill_with(want, |buf| os::fd::read_some(fd, buf))
     }
 
+    /// Appends bytes received by other means (a `recvmsg` that brought
+    /// descriptors along).
+    pub fn push(&mut self, bytes: &[u8]) {
+        let want = self.buffered() + bytes.len();
+        let _ = self.fill_with(want, |buf| {
+            buf[..bytes.len()].copy_from_slice(bytes);
+            Ok(bytes.len())
+        });
+    }
+
     /// [`fill_from`](Self::fill_from) for a socket, without waiting
     /// (`WouldBlock` when nothing is there).
     pub fn fill_from_socket_now(&mut self, fd: RawFd, want: usize) -> io::Result<usize> {

@@ -1,7 +1,8 @@
-//! `supervisor bench manager`: `ipc::manager` dict round trips over its
-//! Unix socket: `set` + `get` from one client and from four client
-//! processes at once (on one dict each), and batches of 64 operations per
-//! round trip; then the same from one client over loopback TCP. Python's
+//! `supervisor bench manager`: `ipc::manager` dict round trips from local
+//! clients (their shared-memory lanes, the Unix socket beside them):
+//! `set` + `get` from one client and from four client processes at once
+//! (on one dict each), and batches of 64 operations per round trip; then
+//! the same from one client over loopback TCP. Python's
 //! `Manager().dict()` comes from `scripts/compare-python`.
 
 use std::time::Instant;
@@ -83,14 +84,14 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     Ok(vec![
         Row {
             bench: "manager",
-            subject: "dict set+get, 1 client, unix socket".into(),
+            subject: "dict set+get, 1 client, local (lane)".into(),
             msgs_per_s: Some(one_rate),
             runs,
             ..Row::default()
         },
         Row {
             bench: "manager",
-            subject: "dict set+get, 4 clients, unix socket".into(),
+            subject: "dict set+get, 4 clients, local (lane)".into(),
             msgs_per_s: Some(median(&four)),
             vs_baseline: Some(median(&four) / one_rate),
             baseline: Some("1 client".into()),
@@ -109,7 +110,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             subject: "dict set+get, 1 client, loopback TCP".into(),
             msgs_per_s: Some(median(&tcp_one)),
             vs_baseline: Some(median(&tcp_one) / one_rate),
-            baseline: Some("unix socket".into()),
+            baseline: Some("local".into()),
             runs,
             ..Row::default()
         },

@@ -7,6 +7,7 @@
 //! the limits are refused with a log line.
 
 mod barrier;
+mod client;
 mod condition;
 mod list;
 mod lock;
@@ -19,11 +20,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::protocol::{Reply, Request};
 use super::register::Registry;
-use crate::net::{Advance, Listener, NetError, Pending};
-use crate::pipe::{Connection, RecvError, SendTimeoutError, TryRecvError};
+use crate::net::{Address, Advance, Listener, NetError, Pending};
+use crate::pipe::{Connection, SendTimeoutError};
 use crate::{Readable, Waitable};
+use client::{Client, Leaving};
 use state::State;
 use step::ClientId;
 
@@ -68,23 +69,14 @@ impl Default for ServeOptions {
     }
 }
 
-struct Client {
-    conn: Connection,
-    peer: String,
-    last_heard: Instant,
-    /// Since when a reply has been waiting to go out whole.
-    stuck_since: Option<Instant>,
-}
-
 /// A client that leaves a reply unread this long is dropped.
 const STUCK: Duration = Duration::from_secs(10);
 
-/// Why a client is dropped.
-enum Leaving {
-    /// It closed its end (or its process died): normal, not logged.
-    Left,
-    Garbage,
-    NotReading,
+/// What a ready descriptor of a client is.
+#[derive(Clone, Copy)]
+enum Source {
+    Socket,
+    Bell,
 }
 
 /// Serves until `stop` (a pipe end whose other end is the manager's
@@ -100,6 +92,8 @@ pub(super) fn run(
             eprintln!("manager[{}]: {what}", std::process::id());
         }
     };
+    // Lanes are shared memory: for clients on this machine only.
+    let local = matches!(listener.address(), Address::Unix(_));
     let mut state = State::new(registry.factories());
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut clients: BTreeMap<ClientId, Client> = BTreeMap::new();
@@ -114,39 +108,37 @@ pub(super) fn run(
         if let Some(p) = pending.front() {
             wake_at = wake_at.min(p.started() + options.handshake_timeout);
         }
-        let flushing = clients.values().any(|c| c.conn.has_unsent());
-        if flushing {
+        if clients.values().any(|c| c.conn.has_unsent()) {
             wake_at = wake_at.min(now + Duration::from_millis(1));
         }
-        // Who to read: a client with a reply still going out is not read
-        // from until it takes it.
-        let readers: Vec<ClientId> = clients
+        // What to wait for: each client's socket (unless a reply to it is
+        // still going out: it is not read until it takes that) and bell.
+        let sources: Vec<(ClientId, Source)> = clients
             .iter()
-            .filter(|(_, c)| !c.conn.has_unsent())
-            .map(|(&id, _)| id)
+            .flat_map(|(&id, c)| {
+                let socket = (!c.conn.has_unsent()).then_some((id, Source::Socket));
+                let bell = c.lane.is_some().then_some((id, Source::Bell));
+                socket.into_iter().chain(bell)
+            })
             .collect();
         let ready = {
             let listening = Readable(listener.as_raw_fd());
             let stopping = stop.as_ref().map(|s| Readable(s.as_raw_fd()));
-            let fds: Vec<Readable> = readers
+            let fds: Vec<Readable> = sources
                 .iter()
-                .filter_map(|id| clients.get(id))
-                .map(|c| Readable(c.conn.as_raw_fd()))
+                .filter_map(|&(id, source)| {
+                    let c = clients.get(&id)?;
+                    Some(match source {
+                        Source::Socket => Readable(c.conn.as_raw_fd()),
+                        Source::Bell => Readable(c.lane.as_ref()?.doorbell.fd()),
+                    })
+                })
                 .collect();
             let mut waitables: Vec<&dyn Waitable> = vec![&listening];
             waitables.push(stopping.as_ref().map_or(&listening as &dyn Waitable, |s| s));
             waitables.extend(pending.iter().map(|p| p as &dyn Waitable));
             waitables.extend(fds.iter().map(|f| f as &dyn Waitable));
-            let spun = Instant::now();
-            let mut ready = Vec::new();
-            while ready.is_empty() && spun.elapsed() < SPIN {
-                ready = crate::wait(&waitables, Some(Duration::ZERO)).unwrap_or_default();
-            }
-            if ready.is_empty() {
-                let wait = wake_at.saturating_duration_since(Instant::now());
-                ready = crate::wait(&waitables, Some(wait)).unwrap_or_default();
-            }
-            ready
+            wait_for_work(&waitables, &clients, wake_at)
         };
         let pending_count = pending.len();
         let mut gone: Vec<ClientId> = Vec::new();
@@ -161,6 +153,9 @@ pub(super) fn run(
                     "dropped {peer}: it sent something that is not a request"
                 )),
                 Leaving::NotReading => log(format!("dropped {peer}: it does not read its replies")),
+                Leaving::Corrupted(why) => {
+                    log(format!("dropped {peer}: its lane is corrupted ({why})"))
+                }
             }
             gone.push(id);
         };
@@ -175,16 +170,34 @@ pub(super) fn run(
                 1 => {}
                 i if i < 2 + pending_count => ready_pending.push(i - 2),
                 i => {
-                    let id = readers[i - 2 - pending_count];
+                    let (id, source) = sources[i - 2 - pending_count];
                     let served = clients.get_mut(&id).map(|client| {
                         client.last_heard = Instant::now();
-                        serve_client(&mut state, id, client)
+                        match source {
+                            Source::Socket => client.serve_socket(&mut state, id),
+                            Source::Bell if !client.heard() => Err(Leaving::Left),
+                            // Served below, with every lane that holds requests.
+                            Source::Bell => Ok(()),
+                        }
                     });
                     if let Some(Err(why)) = served {
                         dropped(id, why, &clients, &mut gone);
                     }
                 }
             }
+        }
+        // Every lane with requests, rung or not (a look at memory each).
+        let mut broken = Vec::new();
+        for (&id, client) in clients.iter_mut() {
+            if client.lane_pending() && !gone.contains(&id) {
+                client.last_heard = Instant::now();
+                if let Err(why) = client.serve_lane(&mut state, id) {
+                    broken.push((id, why));
+                }
+            }
+        }
+        for (id, why) in broken {
+            dropped(id, why, &clients, &mut gone);
         }
         // Handshakes: the ready ones advance, the late ones are dropped.
         let now = Instant::now();
@@ -212,15 +225,7 @@ pub(super) fn run(
                 Ok(Advance::NotYet(p)) => still.push_back(p),
                 Ok(Advance::Authenticated(mut conn, peer)) => {
                     conn.set_max_frame_size(options.max_frame);
-                    clients.insert(
-                        next_client,
-                        Client {
-                            conn,
-                            peer,
-                            last_heard: now,
-                            stuck_since: None,
-                        },
-                    );
+                    clients.insert(next_client, Client::new(conn, peer, now, local));
                     next_client += 1;
                 }
                 Err(e) => log(format!("refused {peer}: {e}")),
@@ -239,7 +244,7 @@ pub(super) fn run(
             match client.conn.flush_timeout(Duration::ZERO) {
                 Ok(()) if !client.conn.has_unsent() => {
                     client.stuck_since = None;
-                    if let Err(why) = serve_client(&mut state, id, client) {
+                    if let Err(why) = client.serve_socket(&mut state, id) {
                         stuck.push((id, why));
                     }
                 }
@@ -274,7 +279,7 @@ pub(super) fn run(
             for (id, reply) in std::mem::take(&mut state.owed) {
                 let sent = clients
                     .get_mut(&id)
-                    .is_some_and(|c| send(&mut c.conn, &reply));
+                    .is_some_and(|c| c.reply(&reply).is_ok());
                 if !sent {
                     gone.push(id);
                 }
@@ -284,6 +289,43 @@ pub(super) fn run(
             }
         }
     }
+}
+
+/// Waits for something to do: looks (yielding the CPU between looks) for
+/// [`SPIN`], then sleeps until `wake_at`, unless a lane holds a request.
+/// The indices of the ready waitables (none: a lane, or the time, is up).
+fn wait_for_work(
+    waitables: &[&dyn Waitable],
+    clients: &BTreeMap<ClientId, Client>,
+    wake_at: Instant,
+) -> Vec<usize> {
+    let lanes_pending = || clients.values().any(Client::lane_pending);
+    let spun = Instant::now();
+    loop {
+        if lanes_pending() {
+            return Vec::new();
+        }
+        let ready = crate::wait(waitables, Some(Duration::ZERO)).unwrap_or_default();
+        if !ready.is_empty() {
+            return ready;
+        }
+        if spun.elapsed() >= SPIN {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    // About to sleep: a lane's next request must ring, and one published
+    // before the bells were cleared is seen now.
+    for client in clients.values() {
+        if let Some(lane) = &client.lane {
+            lane.clear_bell();
+        }
+    }
+    if lanes_pending() {
+        return Vec::new();
+    }
+    let wait = wake_at.saturating_duration_since(Instant::now());
+    crate::wait(waitables, Some(wait)).unwrap_or_default()
 }
 
 /// Takes every connection waiting at the listener into a handshake.
@@ -310,32 +352,4 @@ fn accept(listener: &Listener, pending: &mut VecDeque<Pending>, max: usize, log:
             }
         }
     }
-}
-
-/// Answers every whole request a client has sent; why it is to go, if it is.
-fn serve_client(state: &mut State, id: ClientId, client: &mut Client) -> Result<(), Leaving> {
-    loop {
-        match client.conn.try_recv::<Request>() {
-            Ok(request) => {
-                if let Some(reply) = state.handle(id, request) {
-                    if !send(&mut client.conn, &reply) {
-                        return Err(Leaving::NotReading);
-                    }
-                    if client.conn.has_unsent() {
-                        // Read no more until it has taken this one.
-                        return Ok(());
-                    }
-                }
-            }
-            Err(TryRecvError::Empty) => return Ok(()),
-            Err(TryRecvError::Recv(RecvError::Disconnected)) => return Err(Leaving::Left),
-            Err(_) => return Err(Leaving::Garbage),
-        }
-    }
-}
-
-/// Sends without waiting: what does not fit goes out on later turns; a
-/// client whose buffer is full (it does not read) fails.
-fn send(conn: &mut Connection, reply: &Reply) -> bool {
-    conn.send_timeout(reply, Duration::ZERO).is_ok()
 }

@@ -75,6 +75,8 @@ impl State {
             },
             Request::Open { name, kind } => self.open(name, kind),
             Request::On { id, op } => return self.on(client, id, op),
+            // The loop opens lanes; one asked for where none can be.
+            Request::OpenLane => Reply::Error("no lane here".into()),
             Request::Batch(requests) if requests.len() > MAX_BATCH => {
                 Reply::Error(format!("a batch holds at most {MAX_BATCH} requests"))
             }
@@ -83,6 +85,7 @@ impl State {
                     .into_iter()
                     .map(|r| match r {
                         Request::Batch(_) => Reply::Error("batches do not nest".into()),
+                        Request::OpenLane => Reply::Error("a lane is not opened in a batch".into()),
                         Request::On { ref op, .. } if may_wait(op) => {
                             Reply::Error("a batch cannot wait (give it a timeout of zero)".into())
                         }

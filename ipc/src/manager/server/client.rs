@@ -1,0 +1,164 @@
+//! One authenticated client as the server sees it: its socket, its fast
+//! lane if it asked for one, and how its requests are read and its replies
+//! sent without ever waiting on it.
+
+use std::time::{Duration, Instant};
+
+use super::super::lane::{self, ServerLane};
+use super::super::protocol::{Reply, Request};
+use super::state::State;
+use super::step::ClientId;
+use crate::pipe::{Connection, RecvError, TryRecvError};
+use crate::spsc::{SpscError, TrySendError};
+
+/// Why a client is dropped.
+pub(super) enum Leaving {
+    /// It closed its end (or its process died): normal, not logged.
+    Left,
+    Garbage,
+    NotReading,
+    /// Its lane's rings hold impossible positions or records.
+    Corrupted(String),
+}
+
+pub(super) struct Client {
+    pub conn: Connection,
+    pub peer: String,
+    pub last_heard: Instant,
+    /// Since when a reply has been waiting to go out whole.
+    pub stuck_since: Option<Instant>,
+    pub lane: Option<ServerLane>,
+    /// Whether a lane may be opened (a local client on a Unix socket).
+    may_open_lane: bool,
+    /// Where its last request came from: its reply, even one owed later
+    /// to a parked request, goes back the same way.
+    via_lane: bool,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(conn: Connection, peer: String, now: Instant, may_open_lane: bool) -> Self {
+        Client {
+            conn,
+            peer,
+            last_heard: now,
+            stuck_since: None,
+            lane: None,
+            may_open_lane,
+            via_lane: false,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Whether its lane holds a request (a look at shared memory, no call).
+    pub fn lane_pending(&self) -> bool {
+        self.lane.as_ref().is_some_and(|l| l.requests.has_pending())
+    }
+
+    /// Answers every whole request on its socket.
+    pub fn serve_socket(&mut self, state: &mut State, id: ClientId) -> Result<(), Leaving> {
+        loop {
+            match self.conn.try_recv::<Request>() {
+                Ok(Request::OpenLane) => self.open_lane()?,
+                Ok(request) => {
+                    self.via_lane = false;
+                    if let Some(reply) = state.handle(id, request) {
+                        self.reply(&reply)?;
+                        if self.conn.has_unsent() {
+                            // Read no more until it has taken this one.
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Recv(RecvError::Disconnected)) => return Err(Leaving::Left),
+                Err(_) => return Err(Leaving::Garbage),
+            }
+        }
+    }
+
+    /// Answers every request waiting in its lane.
+    pub fn serve_lane(&mut self, state: &mut State, id: ClientId) -> Result<(), Leaving> {
+        loop {
+            let Some(lane) = self.lane.as_mut() else {
+                return Ok(());
+            };
+            match lane.requests.try_recv_into(&mut self.buf) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(SpscError::Disconnected) => return Err(Leaving::Left),
+                Err(e) => return Err(Leaving::Corrupted(e.to_string())),
+            }
+            let request: Request = postcard::from_bytes(&self.buf).map_err(|_| Leaving::Garbage)?;
+            if matches!(request, Request::OpenLane) {
+                return Err(Leaving::Garbage);
+            }
+            self.via_lane = true;
+            if let Some(reply) = state.handle(id, request) {
+                self.reply(&reply)?;
+            }
+        }
+    }
+
+    /// The bell rang: read it (false: the client is gone).
+    pub fn heard(&self) -> bool {
+        self.lane.as_ref().is_none_or(|l| l.heard())
+    }
+
+    /// Sends a reply the way its request came, without waiting: what does
+    /// not fit the lane goes on the socket, announced on the lane.
+    pub fn reply(&mut self, reply: &Reply) -> Result<(), Leaving> {
+        if self.via_lane {
+            if let Some(lane) = self.lane.as_mut() {
+                let bytes = postcard::to_allocvec(reply).map_err(|_| Leaving::Garbage)?;
+                match lane.replies.try_send(&bytes) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySendError::TooLarge { .. }) => {
+                        let marker = postcard::to_allocvec(&Reply::OnSocket)
+                            .map_err(|_| Leaving::Garbage)?;
+                        lane.replies
+                            .try_send(&marker)
+                            .map_err(|_| Leaving::NotReading)?;
+                    }
+                    // One reply per request: a full ring is a client not reading.
+                    Err(TrySendError::Full) => return Err(Leaving::NotReading),
+                    Err(_) => return Err(Leaving::Left),
+                }
+            }
+        }
+        if self.conn.send_timeout(reply, Duration::ZERO).is_err() {
+            return Err(Leaving::NotReading);
+        }
+        Ok(())
+    }
+
+    /// Makes its lane and hands it over with the rings' descriptors.
+    fn open_lane(&mut self) -> Result<(), Leaving> {
+        if !self.may_open_lane || self.lane.is_some() {
+            return self.refuse_lane("no lane on this connection");
+        }
+        let (ours, theirs) = match lane::pair() {
+            Ok(pair) => pair,
+            Err(why) => return self.refuse_lane(&why),
+        };
+        let (encoded, fds) = crate::handle::collecting_handles(|| postcard::to_allocvec(&theirs));
+        let Ok(encoded) = encoded else {
+            return self.refuse_lane("cannot encode the lane");
+        };
+        let Ok(reply) = postcard::to_allocvec(&Reply::Lane(encoded)) else {
+            return self.refuse_lane("cannot encode the lane");
+        };
+        self.conn
+            .send_bytes_with_fds(&reply, &fds, Duration::ZERO)
+            .map_err(|_| Leaving::NotReading)?;
+        // Our copies of its ends close here; the client holds them now.
+        drop(theirs);
+        self.lane = Some(ours);
+        Ok(())
+    }
+
+    fn refuse_lane(&mut self, why: &str) -> Result<(), Leaving> {
+        self.via_lane = false;
+        self.reply(&Reply::Error(why.to_string()))
+    }
+}
