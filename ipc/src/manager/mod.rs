@@ -34,13 +34,20 @@
 //! own ([`SharedType`], [`Shared`]). Atomic updates happen on the server
 //! (`fetch_add`, `update_with`, `compare_and_set`), and objects nest
 //! (`dict.list_at(key)`), so the two classic Python races have a correct
-//! answer. A manager [`Lock`] whose holder's
+//! answer; [`Batch`] sends operations on several objects in one round
+//! trip. A manager [`Lock`], [`Semaphore`] or [`Condition`] whose holder's
 //! process dies is released, and the next holder is told
-//! ([`Acquired::previous_owner_died`]); waits for it have deadlines the
-//! server keeps. When the server dies, every call
-//! is [`ManagerError::Disconnected`] at once, never a hang. The server
-//! listens on a Unix socket in a directory only this user can enter, and
-//! every connection proves the manager's random key (see [`crate::net`]).
+//! ([`Acquired::previous_owner_died`]); a [`Barrier`] party that dies
+//! breaks the barrier; waits have deadlines the server keeps. When the
+//! server dies, every call is [`ManagerError::Disconnected`] at once,
+//! never a hang.
+//!
+//! A local manager listens on a Unix socket in a directory only this user
+//! can enter, and every connection proves the manager's random key (see
+//! [`crate::net`]). Each local client then gets a fast lane: two
+//! shared-memory rings the server hands over the socket, so a round trip
+//! costs no system call while both sides are awake; the server checks
+//! everything a client writes there, as it checks the socket.
 //!
 //! Remote: [`Manager::serve`] listens on TCP with a key of your choosing,
 //! [`Manager::connect`] reaches it from another machine, and both sides
