@@ -1036,12 +1036,15 @@ fn action_party((barrier, counter): (Barrier, Array<u32>)) -> bool {
 }
 
 fn barrier_test_action() {
+    // One counter for both start methods: the action in this process uses
+    // the handle it was first given (a second counter made a spawn round
+    // fail whenever this process happened to arrive last).
+    let counter = Array::<u32>::new(1, 0).expect("counter");
     both(|method| {
         let barrier = Barrier::new(N)
             .expect("barrier")
             .with_timeout(PATIENCE)
             .with_action(count_action);
-        let counter = Array::<u32>::new(1, 0).expect("counter");
         let mut procs: Vec<_> = (0..N - 1)
             .map(|_| {
                 start(
