@@ -30,3 +30,21 @@ pub fn example_path(name: &str) -> PathBuf {
 pub fn bin_path(name: &str) -> PathBuf {
     target_profile_dir().join(name)
 }
+
+/// Starts one child per argument, each running `f` (fork), and joins them
+/// all: their results, in order. Panics if one cannot start or did not
+/// return (a test helper: the failure is the test's).
+pub fn run_children<A, R>(f: fn(A) -> R, args: impl IntoIterator<Item = A>) -> Vec<R>
+where
+    A: serde::Serialize + serde::de::DeserializeOwned,
+    R: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut children: Vec<_> = args.into_iter().map(|a| ipc::Process::new(f, a)).collect();
+    for c in &mut children {
+        c.start().expect("start a child");
+    }
+    children
+        .iter_mut()
+        .map(|c| c.join().expect("the child returned"))
+        .collect()
+}

@@ -66,14 +66,8 @@ fn a_semaphore_of_two_lets_at_most_two_in() {
     let manager = Manager::start().unwrap();
     let sem = manager.semaphore(2).unwrap();
     let ns = manager.namespace().unwrap();
-    let mut children: Vec<_> = (0..4)
-        .map(|_| Process::new(inside, (sem.clone(), ns.clone())))
-        .collect();
-    for c in &mut children {
-        c.start().unwrap();
-    }
-    for c in &mut children {
-        assert_eq!(c.join().unwrap(), Ok(()));
+    for outcome in tests::run_children(inside, (0..4).map(|_| (sem.clone(), ns.clone()))) {
+        assert_eq!(outcome, Ok(()));
     }
     let most = ns.get::<i64>("most").unwrap().unwrap();
     assert!((1..=2).contains(&most), "{most} inside at once");
@@ -391,14 +385,8 @@ fn a_value_and_an_array_are_shared() {
     let manager = Manager::start().unwrap();
     let v = manager.value(&0i64).unwrap();
     let a = manager.array(&[9u32; 4]).unwrap();
-    let mut children: Vec<_> = (0..4)
-        .map(|_| Process::new(bump, (v.clone(), a.clone())))
-        .collect();
-    for c in &mut children {
-        c.start().unwrap();
-    }
-    for c in &mut children {
-        assert_eq!(c.join().unwrap(), Ok(()));
+    for outcome in tests::run_children(bump, (0..4).map(|_| (v.clone(), a.clone()))) {
+        assert_eq!(outcome, Ok(()));
     }
     assert_eq!(v.get().unwrap(), 2000);
     assert!(v.compare_and_set(&2000, &5).unwrap());
@@ -479,14 +467,8 @@ fn append_to_nested(d: Dict<String, u8>) -> Result<(), String> {
 fn a_nested_list_sees_every_process_append() {
     let manager = Manager::start().unwrap();
     let d = manager.dict::<String, u8>().unwrap();
-    let mut children: Vec<_> = (0..3)
-        .map(|_| Process::new(append_to_nested, d.clone()))
-        .collect();
-    for c in &mut children {
-        c.start().unwrap();
-    }
-    for c in &mut children {
-        assert_eq!(c.join().unwrap(), Ok(()));
+    for outcome in tests::run_children(append_to_nested, (0..3).map(|_| d.clone())) {
+        assert_eq!(outcome, Ok(()));
     }
     let list = d.list_at::<u32>(&"shared".into()).unwrap();
     assert_eq!(list.len().unwrap(), 300);

@@ -354,10 +354,16 @@ impl Connection {
         let Some(len) = self.next_frame_now()? else {
             return Err(TryRecvError::Empty);
         };
+        Ok(self.take_value(len)?)
+    }
+
+    /// Decodes the whole frame of payload length `len` at the head of the
+    /// inbox, and consumes it (an undecodable one too: the stream goes on).
+    fn take_value<T: DeserializeOwned>(&mut self, len: usize) -> Result<T, RecvError> {
         let payload = &self.inbox.available()[HEADER_LEN..HEADER_LEN + len];
         let value = codec::decode_payload(payload);
         self.inbox.consume(HEADER_LEN + len);
-        Ok(value.map_err(RecvError::from)?)
+        Ok(value?)
     }
 
     /// A whole frame's length if one is buffered or can be read from the
@@ -370,12 +376,7 @@ impl Connection {
             if let Some(len) = self.complete_frame_len()? {
                 return Ok(Some(len));
             }
-            let available = self.inbox.available();
-            let want = match available.first_chunk::<HEADER_LEN>() {
-                // Validated by complete_frame_len: the total is bounded.
-                Some(h) => HEADER_LEN + u32::from_le_bytes(*h) as usize,
-                None => HEADER_LEN,
-            };
+            let want = self.bytes_wanted();
             match self.inbox.fill_from_socket_now(self.fd.as_raw_fd(), want) {
                 Ok(0) => return Err(self.disconnected()),
                 Ok(_) => {}
@@ -490,10 +491,7 @@ impl Connection {
         let Some(len) = self.next_frame(deadline)? else {
             return Ok(None);
         };
-        let payload = &self.inbox.available()[HEADER_LEN..HEADER_LEN + len];
-        let value = codec::decode_payload(payload);
-        self.inbox.consume(HEADER_LEN + len);
-        Ok(Some(value?))
+        self.take_value(len).map(Some)
     }
 
     fn recv_bytes_deadline(
@@ -520,6 +518,16 @@ impl Connection {
         Ok((available.len() >= HEADER_LEN + len).then_some(len))
     }
 
+    /// How many bytes the inbox needs for the frame at its head (its
+    /// header, or the whole frame once the header is in: bounded, since
+    /// `complete_frame_len` validated the header).
+    fn bytes_wanted(&self) -> usize {
+        match self.inbox.available().first_chunk::<HEADER_LEN>() {
+            Some(h) => HEADER_LEN + u32::from_le_bytes(*h) as usize,
+            None => HEADER_LEN,
+        }
+    }
+
     /// Reads until a whole frame is buffered; `Ok(None)` when the deadline passes first.
     fn next_frame(&mut self, deadline: Deadline) -> Result<Option<usize>, RecvError> {
         if !self.readable {
@@ -529,12 +537,7 @@ impl Connection {
             if let Some(len) = self.complete_frame_len()? {
                 return Ok(Some(len));
             }
-            let available = self.inbox.available();
-            let want = match available.first_chunk::<HEADER_LEN>() {
-                // The header was validated by complete_frame_len: the total is bounded.
-                Some(h) => HEADER_LEN + u32::from_le_bytes(*h) as usize,
-                None => HEADER_LEN,
-            };
+            let want = self.bytes_wanted();
             // Untimed: a plain blocking read, as cheap as a raw pipe. Timed:
             // wait for data first, so that the read cannot block past the deadline.
             if !deadline.is_never()
