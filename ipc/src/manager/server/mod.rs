@@ -31,6 +31,8 @@ use step::ClientId;
 /// How long the loop looks for new requests before it sleeps (a wake
 /// costs tens of microseconds on a busy machine).
 const SPIN: Duration = Duration::from_micros(50);
+/// While it looks for work, how often the loop polls its descriptors.
+const POLL_EVERY: Duration = Duration::from_micros(5);
 /// The most requests one batch may hold.
 pub(super) const MAX_BATCH: usize = 4096;
 /// The most items one list, dict or queue may hold, so no client can make
@@ -291,9 +293,10 @@ pub(super) fn run(
     }
 }
 
-/// Waits for something to do: looks (yielding the CPU between looks) for
-/// [`SPIN`], then sleeps until `wake_at`, unless a lane holds a request.
-/// The indices of the ready waitables (none: a lane, or the time, is up).
+/// Waits for something to do: looks for [`SPIN`] (lanes, a look at memory,
+/// all the while; descriptors, a system call, every [`POLL_EVERY`]), then
+/// sleeps until `wake_at`, unless a lane holds a request. The indices of
+/// the ready waitables (none: a lane, or the time, is up).
 fn wait_for_work(
     waitables: &[&dyn Waitable],
     clients: &BTreeMap<ClientId, Client>,
@@ -301,18 +304,22 @@ fn wait_for_work(
 ) -> Vec<usize> {
     let lanes_pending = || clients.values().any(Client::lane_pending);
     let spun = Instant::now();
+    let mut polled: Option<Instant> = None;
     loop {
         if lanes_pending() {
             return Vec::new();
         }
-        let ready = crate::wait(waitables, Some(Duration::ZERO)).unwrap_or_default();
-        if !ready.is_empty() {
-            return ready;
+        if polled.is_none_or(|at| at.elapsed() >= POLL_EVERY) {
+            let ready = crate::wait(waitables, Some(Duration::ZERO)).unwrap_or_default();
+            if !ready.is_empty() {
+                return ready;
+            }
+            polled = Some(Instant::now());
         }
         if spun.elapsed() >= SPIN {
             break;
         }
-        std::thread::yield_now();
+        std::hint::spin_loop();
     }
     // About to sleep: a lane's next request must ring, and one published
     // before the bells were cleared is seen now.
