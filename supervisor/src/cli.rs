@@ -13,6 +13,7 @@ use worker::work::AnyJob;
 use crate::bench::{Bench, BenchOptions};
 use crate::config::RunConfig;
 use crate::manager_serve::ManagerCommand;
+use crate::steer::SteerCommand;
 
 /// Keeps N worker processes alive for a job: dispatches tasks with nothing lost
 /// when workers die, shows progress and IPC throughput, and reports the result.
@@ -54,6 +55,8 @@ enum Command {
         #[command(subcommand)]
         command: ManagerCommand,
     },
+    #[command(flatten)]
+    Steer(SteerCommand),
 }
 
 /// What the command line asks for.
@@ -71,6 +74,7 @@ pub enum Invocation {
     },
     Jobs,
     Manager(ManagerCommand),
+    Steer(SteerCommand),
 }
 
 /// Parses `argv` (program name first). Errors are clap's: print them with
@@ -93,6 +97,7 @@ where
         Some(Command::Bench { what, options }) => Ok(Invocation::Bench { what, options }),
         Some(Command::Jobs) => Ok(Invocation::Jobs),
         Some(Command::Manager { command }) => Ok(Invocation::Manager(command)),
+        Some(Command::Steer(command)) => Ok(Invocation::Steer(command)),
         None => {
             let Some(entry) = entry else {
                 return Err(command.error(

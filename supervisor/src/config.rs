@@ -8,6 +8,7 @@ use clap::Args;
 use ipc::StartMethod;
 use worker::jobs::args::{count, seconds};
 
+use crate::control::ControlAt;
 use crate::options::RunOptions;
 
 fn workers(text: &str) -> Result<u32, String> {
@@ -82,6 +83,13 @@ pub struct RunConfig {
     /// No progress bar and no event lines (the report is still printed).
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+    /// Listen for `supervisor status`, `scale`, `kill`, ... at PATH
+    /// (default: a socket named after this run's pid, listed by `supervisor list`).
+    #[arg(long, value_name = "PATH", help_heading = "Control")]
+    pub control: Option<std::path::PathBuf>,
+    /// No control socket.
+    #[arg(long, conflicts_with = "control", help_heading = "Control")]
+    pub no_control: bool,
 }
 
 impl RunConfig {
@@ -100,6 +108,11 @@ impl RunConfig {
             max_window: None,
             quiet: self.quiet,
             handle_signals: true,
+            control: match (&self.control, self.no_control) {
+                (_, true) => ControlAt::Off,
+                (Some(path), false) => ControlAt::Path(path.clone()),
+                (None, false) => ControlAt::Default,
+            },
         }
     }
 }

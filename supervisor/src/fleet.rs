@@ -63,6 +63,8 @@ pub struct Worker {
     pub backlog: bool,
     /// The last heartbeat claim found good (a claim is judged once).
     pub last_claim: Option<worker::heartbeat::Claim>,
+    /// The task its heartbeat says it runs, and since when it has said so.
+    pub busy_since: Option<(u64, Instant)>,
     /// Its doorbell reached end of file; only its exit is left to see.
     pub channel_closed: bool,
     /// Tasks it may run before being recycled.
@@ -119,6 +121,7 @@ pub fn start_worker(
         killed_because: None,
         backlog: false,
         last_claim: None,
+        busy_since: None,
         channel_closed: false,
         quota: None,
         completed: 0,

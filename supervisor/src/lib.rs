@@ -42,6 +42,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod fleet;
 pub mod kill;
 pub mod ledger;
@@ -55,6 +56,7 @@ pub mod restart;
 pub mod run;
 pub mod settled;
 pub mod signals;
+pub mod steer;
 mod supervise;
 
 /// The README's code is compiled and run as doctests (here, where both

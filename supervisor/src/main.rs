@@ -44,6 +44,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Invocation::Steer(command) => ExitCode::from(supervisor::steer::run(command)),
         Invocation::Run { config, job, name } => {
             let to = match (&config.report, name.as_str()) {
                 (Some(path), _) => ReportTo::File(path.clone()),

@@ -36,6 +36,9 @@ pub struct RunOptions {
     /// TERM/INT drain, HUP reloads, TTIN/TTOU resize (the binary's
     /// behaviour). Off, the run leaves the process's signals alone.
     pub handle_signals: bool,
+    /// Where the run listens for `supervisor status`, `scale`, ... (off
+    /// by default in the library; the command line's default is on).
+    pub control: crate::control::ControlAt,
 }
 
 impl Default for RunOptions {
@@ -53,6 +56,7 @@ impl Default for RunOptions {
             max_window: None,
             quiet: false,
             handle_signals: true,
+            control: crate::control::ControlAt::Off,
         }
     }
 }

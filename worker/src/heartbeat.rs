@@ -45,7 +45,7 @@ pub enum WorkerState {
 }
 
 impl WorkerState {
-    fn from_word(word: u64) -> Option<Self> {
+    pub fn from_word(word: u64) -> Option<Self> {
         Some(match word {
             0 => WorkerState::Starting,
             1 => WorkerState::Idle,

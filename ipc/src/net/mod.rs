@@ -237,24 +237,9 @@ impl std::os::fd::AsRawFd for Listener {
 /// The pid of a Unix socket's peer, from `SO_PEERCRED`.
 fn peer_pid(stream: &UnixStream) -> Option<i32> {
     use std::os::fd::AsRawFd;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes of the sizes given,
-    // and the descriptor is an open socket owned by `stream`.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(cred.pid)
+    crate::os::fd::peer_credentials(stream.as_raw_fd())
+        .ok()
+        .map(|c| c.pid)
 }
 
 /// An accepted connection whose handshake is under way (see

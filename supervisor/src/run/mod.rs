@@ -27,6 +27,7 @@ use crate::restart::RestartPolicy;
 use ipc::os::signals::SelfPipe;
 use worker::numbers::plural;
 
+mod commands;
 mod control;
 mod recovery;
 mod shutdown;
@@ -49,6 +50,19 @@ const MAX_WINDOW: usize = 8192;
 struct Wakeups {
     channels: Vec<WorkerId>,
     exited: Vec<WorkerId>,
+    /// The control socket has a client or a request.
+    control: bool,
+}
+
+/// The owner of the control socket's descriptors in the poll set.
+const CONTROL: WorkerId = WorkerId::MAX;
+
+/// What a slot has been through (for `supervisor status`).
+#[derive(Default)]
+pub(super) struct SlotHistory {
+    pub started: bool,
+    pub restarts: u64,
+    pub last_exit: Option<String>,
 }
 
 /// Why a run could not start at all.
@@ -86,6 +100,10 @@ pub(crate) struct Engine {
     slots: Vec<Slot>,
     /// Crashes in a row per slot without a finished task (for backoff).
     crashes_in_a_row: Vec<u32>,
+    /// Per slot: its workers after the first, and how the last one ended.
+    history: Vec<SlotHistory>,
+    /// The control socket (`supervisor status`, `scale`, ...), if any.
+    control: Option<crate::control::server::ControlServer>,
     policy: RestartPolicy,
     phase: Phase,
     next_worker_id: WorkerId,
@@ -164,12 +182,16 @@ impl Engine {
             .max_window
             .map_or(adaptive, |w| w.clamp(1, MAX_WINDOW));
         let noun = if open_ended { "items" } else { "tasks" };
+        let control = crate::control::server::ControlServer::bind(&options.control)
+            .map_err(|e| RunError::Setup(e.to_string()))?;
         let mut engine = Engine {
             method: options.start_method,
             ledger: Ledger::new(total, options.max_attempts),
             signals,
             slots: Vec::new(),
             crashes_in_a_row: Vec::new(),
+            history: Vec::new(),
+            control,
             policy: RestartPolicy::new(options.max_restarts, options.restart_window),
             phase: Phase::Running,
             next_worker_id: 1,
@@ -220,6 +242,7 @@ impl Engine {
         for _ in 0..workers {
             engine.slots.push(Slot::Pending);
             engine.crashes_in_a_row.push(0);
+            engine.history.push(SlotHistory::default());
         }
         Ok(engine)
     }
@@ -254,6 +277,9 @@ impl Engine {
         self.hand_out();
         let wakeups = self.wait(max_wait);
         let child_exited = self.handle_signals();
+        if wakeups.control || self.control.as_ref().is_some_and(|c| c.fds().len() > 1) {
+            self.serve_control();
+        }
         self.start_pending();
         self.read_channels(&wakeups.channels);
         self.see_exits(&wakeups.exited, child_exited);
@@ -372,6 +398,16 @@ impl Engine {
                 }
             }
         }
+        if let Some(control) = &self.control {
+            for fd in control.fds() {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                owners.push((CONTROL, false));
+            }
+        }
         let backlog = self
             .slots
             .iter()
@@ -394,7 +430,9 @@ impl Engine {
             if p.revents == 0 {
                 continue;
             }
-            if is_pidfd {
+            if id == CONTROL {
+                wakeups.control = true;
+            } else if is_pidfd {
                 wakeups.exited.push(id);
             } else {
                 wakeups.channels.push(id);

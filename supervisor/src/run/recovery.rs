@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use worker::heartbeat::{self, monotonic_ns, Verdict as Heartbeat};
 
 use super::shutdown::Phase;
-use super::Engine;
+use super::{Engine, SlotHistory};
 use crate::fleet::{start_worker, Ending, Replacing, Slot, StopReason, Worker};
 use crate::kill::KillCause;
 use crate::ledger::{Failure, WorkerId};
@@ -23,6 +23,7 @@ impl Engine {
         let index = self.slots.len();
         self.slots.push(Slot::Closed);
         self.crashes_in_a_row.push(0);
+        self.history.push(SlotHistory::default());
         let replacing = why.map(|w| Replacing {
             what_happened: format!("worker {} {w}", index + 1),
             exit_seen: Instant::now(),
@@ -93,6 +94,12 @@ impl Engine {
                     w.quota = Some(quota + jitter);
                 }
                 w.replacing = replacing;
+                if let Some(h) = self.history.get_mut(index) {
+                    if h.started {
+                        h.restarts += 1;
+                    }
+                    h.started = true;
+                }
                 self.slots[index] = Slot::Live(Box::new(w));
                 self.open_links();
             }
@@ -221,6 +228,9 @@ impl Engine {
         };
         let released = self.ledger.release(w.id, blamed, &failure);
         self.gave_up(&released.dead, &failure);
+        if let Some(h) = self.history.get_mut(index) {
+            h.last_exit = Some(cause.clone());
+        }
         let mut what = format!("{} {cause}", w.label());
         if released.requeued > 0 {
             what.push_str(&format!("; {} tasks re-queued", released.requeued));
@@ -302,7 +312,14 @@ impl Engine {
                 same_task || ledger.holds(id, task)
             });
             match verdict {
-                Heartbeat::Alive(_) => w.last_claim = Some(claim),
+                Heartbeat::Alive(beat) => {
+                    w.last_claim = Some(claim);
+                    w.busy_since = match (beat.current_task, w.busy_since) {
+                        (Some(task), Some((held, since))) if held == task => Some((task, since)),
+                        (Some(task), _) => Some((task, Instant::now())),
+                        (None, _) => None,
+                    };
+                }
                 Heartbeat::Silent(beat) => w.kill(KillCause::NoHeartbeat {
                     silent: beat.silent,
                     task: beat.current_task,

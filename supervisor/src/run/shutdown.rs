@@ -61,20 +61,27 @@ impl Engine {
         child_exited
     }
 
+    /// No new tasks; the ones in flight get the graceful timeout to
+    /// finish. `by` says who asked (a signal, the control socket).
+    pub(super) fn drain(&mut self, by: &str) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.interrupted = true;
+        let until = Instant::now() + self.options.graceful_timeout;
+        self.phase = Phase::Draining { until };
+        self.progress.event(&format!(
+            "{by}: no new tasks; waiting up to {:.1} s for the {} in flight (SIGINT again: stop at once)",
+            self.options.graceful_timeout.as_secs_f64(),
+            self.in_flight()
+        ));
+        self.stop_all(StopReason::Shutdown);
+    }
+
     pub(super) fn on_interrupt(&mut self, signal: libc::c_int) {
         let name = ipc::signal_name(signal);
         match self.phase {
-            Phase::Running => {
-                self.interrupted = true;
-                let until = Instant::now() + self.options.graceful_timeout;
-                self.phase = Phase::Draining { until };
-                self.progress.event(&format!(
-                    "{name}: no new tasks; waiting up to {:.1} s for the {} in flight (SIGINT again: stop at once)",
-                    self.options.graceful_timeout.as_secs_f64(),
-                    self.in_flight()
-                ));
-                self.stop_all(StopReason::Shutdown);
-            }
+            Phase::Running => self.drain(&name),
             _ if signal == libc::SIGINT => {
                 self.progress.event("second SIGINT: stopping at once");
                 self.interrupted = true;

@@ -1,0 +1,95 @@
+//! The other end of the control socket: finding this user's running
+//! supervisors and sending one of them a command.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::protocol::{Command, Reply, Request};
+use super::{frame, MAX_FRAME, VERSION};
+
+/// How long a command waits for its reply.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a command got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no supervisor answers at {0}")]
+    NotThere(PathBuf),
+    #[error("no supervisor of this user is running")]
+    NoneRunning,
+    #[error("{0} supervisors are running; say which (its pid): {1}")]
+    Several(usize, String),
+    #[error("the supervisor's reply did not come: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the supervisor's reply is not understood: {0}")]
+    Reply(String),
+}
+
+/// The pids and sockets of this user's supervisors that answer. Sockets
+/// nobody answers at (their supervisor was SIGKILLed) are removed.
+pub fn running() -> Vec<(u32, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(super::socket_dir()) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let pid = path.file_stem()?.to_str()?.parse::<u32>().ok()?;
+            (path.extension()? == "sock").then_some((pid, path))
+        })
+        .filter(|(_, path)| {
+            let alive = UnixStream::connect(path).is_ok();
+            if !alive {
+                let _ = std::fs::remove_file(path);
+            }
+            alive
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The socket of supervisor `pid`, or of the only one running.
+pub fn socket_of(pid: Option<u32>) -> Result<PathBuf, ClientError> {
+    if let Some(pid) = pid {
+        return Ok(super::default_path(pid));
+    }
+    let mut all = running();
+    match all.len() {
+        0 => Err(ClientError::NoneRunning),
+        1 => Ok(all.remove(0).1),
+        n => Err(ClientError::Several(
+            n,
+            all.iter()
+                .map(|(pid, _)| pid.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+/// Sends `command` to the supervisor at `path`; its reply.
+pub fn send(path: &Path, command: Command) -> Result<Reply, ClientError> {
+    let mut stream =
+        UnixStream::connect(path).map_err(|_| ClientError::NotThere(path.to_path_buf()))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    let request = Request {
+        version: VERSION,
+        command,
+    };
+    let json = serde_json::to_vec(&request).map_err(|e| ClientError::Reply(e.to_string()))?;
+    stream.write_all(&frame(&json))?;
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header)?;
+    let len = u32::from_le_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(ClientError::Reply(format!("a reply of {len} bytes")));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    serde_json::from_slice(&body).map_err(|e| ClientError::Reply(e.to_string()))
+}

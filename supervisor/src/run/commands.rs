@@ -1,0 +1,204 @@
+//! What the run does with a control-socket command: a status snapshot,
+//! scaling the fleet, killing one worker (it is replaced as any dead
+//! worker), a reload, a drain or an immediate stop. Each is logged as an
+//! event, as the signals that do the same are.
+
+use super::shutdown::Phase;
+use super::Engine;
+use crate::control::{Command, IpcStatus, Reply, Status, TaskStatus, WorkerRef, WorkerStatus};
+use crate::fleet::Slot;
+use crate::kill::KillCause;
+use worker::heartbeat::WorkerState;
+
+impl Engine {
+    /// Serves the control socket's clients (never waits).
+    pub(super) fn serve_control(&mut self) {
+        let Some(mut control) = self.control.take() else {
+            return;
+        };
+        control.serve(|command| self.command(command));
+        self.control = Some(control);
+    }
+
+    fn command(&mut self, command: Command) -> Reply {
+        match command {
+            Command::Status => Reply::status(self.status()),
+            Command::Scale { workers } => self.scale(workers),
+            Command::Kill { worker, signal } => self.kill_one(worker, signal),
+            Command::Reload if self.phase != Phase::Running => Reply::error("the run is stopping"),
+            Command::Reload => {
+                self.reload("control");
+                Reply::done(format!(
+                    "replacing {} workers one by one",
+                    self.reload_queue.len()
+                ))
+            }
+            Command::Stop { now: false } if self.phase != Phase::Running => {
+                Reply::error("the run is stopping already")
+            }
+            Command::Stop { now: false } => {
+                self.drain("control: stop");
+                Reply::done(format!("draining: {} tasks in flight", self.in_flight()))
+            }
+            Command::Stop { now: true } => {
+                self.progress.event("control: stopping at once");
+                self.interrupted = true;
+                self.halt(KillCause::Terminated);
+                Reply::done("stopping at once")
+            }
+        }
+    }
+
+    fn scale(&mut self, workers: u64) -> Reply {
+        if workers == 0 {
+            return Reply::error("at least 1 worker");
+        }
+        if self.phase != Phase::Running {
+            return Reply::error("the run is stopping");
+        }
+        let before = self.fleet_size;
+        while self.fleet_size < workers && self.add_worker("control") {}
+        while self.fleet_size > workers && self.retire_worker("control") {}
+        Reply::done(format!("{before} -> {} workers", self.fleet_size))
+    }
+
+    fn kill_one(&mut self, which: WorkerRef, signal: i32) -> Reply {
+        if signal <= 0 || signal >= 65 {
+            return Reply::error(format!("no signal {signal}"));
+        }
+        let found = self.slots.iter().find_map(|s| match s {
+            Slot::Live(w) => {
+                let hit = match which {
+                    WorkerRef::Slot(n) => w.slot + 1 == n,
+                    WorkerRef::Pid(pid) => w.pid == pid,
+                };
+                hit.then(|| (w.pid, w.label()))
+            }
+            _ => None,
+        });
+        let Some((pid, label)) = found else {
+            return Reply::error(format!("no live worker {which:?}"));
+        };
+        // SAFETY: kill has no memory arguments; the pid is a live worker
+        // of ours, not yet reaped (its pidfd is open), so it is not reused.
+        let rc = unsafe { libc::kill(pid as i32, signal) };
+        if rc != 0 {
+            return Reply::error(format!(
+                "cannot signal {label}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let what = format!("sent {} to {label}", ipc::signal_name(signal));
+        self.progress.event(&format!("control: {what}"));
+        Reply::done(what)
+    }
+
+    fn status(&self) -> Status {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let t = &self.traffic;
+        let messages = t.sent + t.received;
+        let bytes = t.bytes_sent + t.bytes_received;
+        let workers = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| {
+                let history = self.history.get(index);
+                let mut s = WorkerStatus {
+                    slot: index + 1,
+                    pid: None,
+                    state: String::new(),
+                    task: None,
+                    task_ms: None,
+                    tasks_done: 0,
+                    rss_kb: None,
+                    cpu_percent: None,
+                    restarts: history.map_or(0, |h| h.restarts),
+                    last_exit: history.and_then(|h| h.last_exit.clone()),
+                };
+                s.state = match slot {
+                    Slot::Live(w) => {
+                        s.pid = Some(w.pid);
+                        s.tasks_done = w.completed;
+                        s.rss_kb = rss_kb(w.pid);
+                        s.cpu_percent = cpu_percent(w.pid);
+                        if let Some((task, since)) = w.busy_since {
+                            s.task = Some(task);
+                            s.task_ms = Some(since.elapsed().as_millis() as u64);
+                        }
+                        let state = w.last_claim.and_then(|c| WorkerState::from_word(c.state));
+                        match (w.stopping, w.ready, state) {
+                            (Some(_), _, _) => "stopping",
+                            (None, false, _) => "starting",
+                            (None, true, Some(WorkerState::Busy)) => "busy",
+                            (None, true, _) => "idle",
+                        }
+                    }
+                    Slot::Waiting { .. } | Slot::Pending => "restarting",
+                    Slot::Closed => "closed",
+                }
+                .to_string();
+                s
+            })
+            .collect();
+        Status {
+            pid: std::process::id(),
+            job: self.work.describe(),
+            phase: match self.phase {
+                Phase::Running => "running",
+                Phase::Draining { .. } => "draining",
+                _ => "stopping",
+            }
+            .into(),
+            elapsed_s: secs,
+            workers_target: self.fleet_size,
+            tasks: TaskStatus {
+                done: self.ledger.done(),
+                total: self.ledger.total(),
+                requeued: self.ledger.requeued(),
+                dead: self.ledger.dead_letters().len() as u64,
+                per_s: self.ledger.done() as f64 / secs,
+            },
+            ipc: IpcStatus {
+                messages,
+                bytes,
+                messages_per_s: messages as f64 / secs,
+                mb_per_s: bytes as f64 / secs / 1e6,
+            },
+            workers,
+        }
+    }
+}
+
+/// A process's resident memory, from /proc.
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A process's CPU time over its life, in percent of one CPU.
+fn cpu_percent(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let start_ticks: f64 = fields.get(19)?.parse().ok()?;
+    // SAFETY: sysconf has no memory arguments.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let age = uptime - start_ticks / hz;
+    (age > 0.0 && hz > 0.0).then(|| 100.0 * (utime + stime) / hz / age)
+}

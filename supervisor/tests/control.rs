@@ -1,0 +1,302 @@
+//! The control socket of a real `supervisor` run, driven by the real
+//! `supervisor status`/`scale`/`kill`/`stop` commands: the workers it
+//! lists are the processes the test sees, the fleet follows `scale`, a
+//! worker killed by slot is replaced and the answer stays exact; garbage,
+//! a 4 GiB length and silence get an error or a closed connection, a peer
+//! of another uid is refused by its credentials; no socket file outlives
+//! a run, and a stale one is replaced.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Runs `supervisor ARGS`; its exit code and stdout.
+fn steer(args: &str) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args(args.split_whitespace())
+        .output()
+        .expect("run the command");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `supervisor status PID --json`, once the run answers.
+fn status(pid: u32) -> Value {
+    let started = Instant::now();
+    loop {
+        let (code, out) = steer(&format!("status {pid} --json"));
+        if code == 0 {
+            let reply: Value = serde_json::from_str(&out).expect("JSON");
+            return reply["status"].clone();
+        }
+        assert!(
+            started.elapsed() < HANG,
+            "the control socket never answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pids of the live workers a status lists.
+fn listed_pids(status: &Value) -> Vec<u32> {
+    let mut pids: Vec<u32> = status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|w| w["pid"].as_u64().map(|p| p as u32))
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// Waits until the run lists `n` live workers and the test sees `n` processes.
+fn wait_for_fleet(pid: u32, n: usize) -> Value {
+    let started = Instant::now();
+    loop {
+        let s = status(pid);
+        let mut seen = workers_of(pid);
+        seen.sort();
+        if listed_pids(&s).len() == n && seen.len() == n && listed_pids(&s) == seen {
+            return s;
+        }
+        assert!(started.elapsed() < HANG, "the fleet never became {n}: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn status_lists_exactly_the_live_workers_and_the_fleet_follows_scale() {
+    let child = supervisor("-w 2 --job sleep --tasks 1000000 --task-ms 1")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    let s = wait_for_fleet(pid, 2);
+    assert_eq!(s["pid"], pid);
+    assert_eq!(s["phase"], "running");
+    for w in s["workers"].as_array().unwrap() {
+        let state = w["state"].as_str().unwrap();
+        assert!(["busy", "idle", "starting"].contains(&state), "{w}");
+        assert!(w["rss_kb"].as_u64().unwrap() > 0, "{w}");
+    }
+    let (code, out) = steer(&format!("scale {pid} 4"));
+    assert_eq!(code, 0, "{out}");
+    let s = wait_for_fleet(pid, 4);
+    assert_eq!(s["workers_target"], 4);
+    let (code, _) = steer(&format!("scale {pid} 1"));
+    assert_eq!(code, 0);
+    wait_for_fleet(pid, 1);
+    // Human words too.
+    let (code, out) = steer(&format!("status {pid}"));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("slot") && out.contains("busy") || out.contains("idle"),
+        "{out}"
+    );
+    let (code, out) = steer(&format!("stop {pid}"));
+    assert_eq!(code, 0, "{out}");
+    let run = finish(child);
+    assert_eq!(run.code, 130, "{}", run.events);
+    assert!(run.events.contains("control: stop"), "{}", run.events);
+    let done = run.report["tasks"]["done"].as_u64().unwrap();
+    let remaining = run.report["tasks"]["remaining"].as_u64().unwrap();
+    assert_eq!(done + remaining, 1_000_000);
+}
+
+#[test]
+fn a_worker_killed_by_slot_is_replaced_and_the_answer_is_exact() {
+    let child = supervisor("-w 2 --limit 2e9 --chunk 1e6")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    let s = wait_for_fleet(pid, 2);
+    let first = s["workers"][0]["pid"].as_u64().unwrap();
+    let (code, out) = steer(&format!("kill {pid} 1"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sent SIGKILL to worker 1"), "{out}");
+    let started = Instant::now();
+    loop {
+        let s = status(pid);
+        let now = s["workers"][0]["pid"].as_u64();
+        if now.is_some() && now != Some(first) {
+            assert_eq!(s["workers"][0]["restarts"], 1, "{s}");
+            assert!(
+                s["workers"][0]["last_exit"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("SIGKILL")),
+                "{s}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < HANG, "worker 1 was never replaced");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A slot that does not exist is an error.
+    let (code, _) = steer(&format!("kill {pid} 9"));
+    assert_eq!(code, 1);
+    let run = finish(child);
+    assert_exact_primes(&run, 98_222_287);
+    assert_eq!(run.report["restarts"]["crashes"], 1, "{}", run.events);
+    assert!(
+        run.events.contains("control: sent SIGKILL to worker 1"),
+        "{}",
+        run.events
+    );
+}
+
+/// One raw request on the socket at `path`: the reply, or `None` if the
+/// supervisor closed the connection.
+fn raw(path: &Path, bytes: &[u8]) -> Option<Value> {
+    let mut s = UnixStream::connect(path).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).ok()?;
+    let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+    s.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+#[test]
+fn garbage_a_huge_length_and_silence_are_refused() {
+    let child = supervisor("-w 2 --job sleep --tasks 3000 --task-ms 2")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    wait_for_fleet(pid, 2);
+    let path = supervisor::control::default_path(pid);
+    // Bytes that are not JSON: an error reply.
+    let garbage = b"\x05\x00\x00\x00hello";
+    let reply = raw(&path, garbage).expect("a reply");
+    assert_eq!(reply["ok"], false, "{reply}");
+    // Another protocol version: an error reply naming it.
+    let json = br#"{"version":99,"command":"status"}"#;
+    let mut framed = (json.len() as u32).to_le_bytes().to_vec();
+    framed.extend_from_slice(json);
+    let reply = raw(&path, &framed).expect("a reply");
+    assert!(reply["error"].as_str().unwrap().contains("99"), "{reply}");
+    // A 4 GiB length: refused before anything is read.
+    let reply = raw(&path, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).expect("a reply");
+    assert!(
+        reply["error"].as_str().unwrap().contains("at most"),
+        "{reply}"
+    );
+    // Silence: the connection is closed.
+    let started = Instant::now();
+    assert!(raw(&path, b"").is_none());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The run went on, untouched, to the end.
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}", run.events);
+    assert_eq!(run.report["tasks"]["done"], 3000);
+}
+
+#[test]
+fn a_peer_of_another_uid_is_refused_by_its_credentials() {
+    // SAFETY: getuid touches no memory.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("SKIPPED: dropping to uid 65534 needs root; run the tests as root to check this");
+        return;
+    }
+    // A socket anyone may connect to (the file's mode opened up), so
+    // that only the credential check stands between nobody and the run.
+    let dir = std::env::temp_dir().join(format!("control-uid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = dir.join("run.sock");
+    let args = format!(
+        "-w 2 --job sleep --tasks 2000 --task-ms 2 --control {}",
+        path.display()
+    );
+    let child = supervisor(&args).spawn().expect("start");
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed() < HANG, "no socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let as_nobody = |command: &str| {
+        Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .args([command, "--control"])
+            .arg(&path)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run as nobody")
+    };
+    let out = as_nobody("stop");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reply did not come"),
+        "{out:?}"
+    );
+    // The same command from this uid is answered.
+    let (code, out) = steer(&format!("status --control {} --json", path.display()));
+    assert_eq!(code, 0, "{out}");
+    let run = finish(child);
+    assert_eq!(
+        run.code, 0,
+        "the refused stop stopped the run: {}",
+        run.events
+    );
+    assert_eq!(run.report["tasks"]["done"], 2000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_socket_outlives_a_run_and_a_stale_one_is_replaced() {
+    // A normal end.
+    let child = supervisor("-w 1 --job sleep --tasks 20 --task-ms 1")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    let run = finish(child);
+    assert_eq!(run.code, 0);
+    assert!(!supervisor::control::default_path(pid).exists());
+    // A TERM drain.
+    let child = supervisor("-w 1 --job sleep --tasks 100000 --task-ms 1")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    wait_for_fleet(pid, 1);
+    signal(pid, libc::SIGTERM);
+    let run = finish(child);
+    assert_eq!(run.code, 130);
+    assert!(!supervisor::control::default_path(pid).exists());
+    // SIGKILL leaves the file; the next run at that path replaces it.
+    let dir = std::env::temp_dir().join(format!("control-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path: PathBuf = dir.join("run.sock");
+    let args = format!(
+        "-w 1 --job sleep --tasks 100000 --task-ms 1 --control {}",
+        path.display()
+    );
+    let mut child = supervisor(&args).spawn().expect("start");
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed() < HANG, "no socket at {}", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(child.id(), libc::SIGKILL);
+    let _ = child.wait();
+    assert!(path.exists(), "a SIGKILLed run cannot remove its socket");
+    let child = supervisor(&format!(
+        "-w 1 --job sleep --tasks 20 --task-ms 1 --control {}",
+        path.display()
+    ))
+    .spawn()
+    .expect("start");
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}", run.events);
+    assert!(!path.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
