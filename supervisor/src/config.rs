@@ -113,6 +113,7 @@ impl RunConfig {
                 (Some(path), false) => ControlAt::Path(path.clone()),
                 (None, false) => ControlAt::Default,
             },
+            systemd_notify: true,
         }
     }
 }

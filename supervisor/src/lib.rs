@@ -48,6 +48,7 @@ pub mod kill;
 pub mod ledger;
 pub mod limits;
 pub mod manager_serve;
+pub mod notify;
 pub mod options;
 pub mod pool;
 pub mod progress;

@@ -39,6 +39,9 @@ pub struct RunOptions {
     /// Where the run listens for `supervisor status`, `scale`, ... (off
     /// by default in the library; the command line's default is on).
     pub control: crate::control::ControlAt,
+    /// Tell systemd (`NOTIFY_SOCKET`) when workers are up, the progress,
+    /// and a drain (the binary's behaviour).
+    pub systemd_notify: bool,
 }
 
 impl Default for RunOptions {
@@ -57,6 +60,7 @@ impl Default for RunOptions {
             quiet: false,
             handle_signals: true,
             control: crate::control::ControlAt::Off,
+            systemd_notify: false,
         }
     }
 }

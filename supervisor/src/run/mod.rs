@@ -104,6 +104,8 @@ pub(crate) struct Engine {
     history: Vec<SlotHistory>,
     /// The control socket (`supervisor status`, `scale`, ...), if any.
     control: Option<crate::control::server::ControlServer>,
+    /// systemd's notify socket, if the run was asked to use one and has one.
+    notifier: Option<crate::notify::Notifier>,
     policy: RestartPolicy,
     phase: Phase,
     next_worker_id: WorkerId,
@@ -144,6 +146,8 @@ pub(crate) struct Engine {
     batch: worker::protocol::TaskBatch,
     /// The loop is over: every worker is gone.
     over: bool,
+    /// systemd was told `STOPPING=1`.
+    told_stopping: bool,
 }
 
 impl Engine {
@@ -192,6 +196,10 @@ impl Engine {
             crashes_in_a_row: Vec::new(),
             history: Vec::new(),
             control,
+            notifier: options
+                .systemd_notify
+                .then(crate::notify::Notifier::from_env)
+                .flatten(),
             policy: RestartPolicy::new(options.max_restarts, options.restart_window),
             phase: Phase::Running,
             next_worker_id: 1,
@@ -221,6 +229,7 @@ impl Engine {
             encoded: Vec::new(),
             batch: worker::protocol::TaskBatch::default(),
             over: false,
+            told_stopping: false,
             options,
             work,
             launch,
@@ -304,8 +313,29 @@ impl Engine {
             None => self.ledger.total(),
         };
         self.progress.set_length(total);
+        self.notify(&gauges, total);
         self.progress.update(gauges);
         false
+    }
+
+    /// systemd: ready once every worker is, then the progress; the drain.
+    fn notify(&mut self, gauges: &Gauges, total: u64) {
+        let Some(notifier) = self.notifier.as_mut() else {
+            return;
+        };
+        let status = format!(
+            "{}/{total} tasks done, {} workers alive",
+            gauges.done, gauges.workers_alive
+        );
+        if self.phase != Phase::Running {
+            if !self.told_stopping {
+                self.told_stopping = true;
+                notifier.stopping(&status);
+            }
+        } else if self.all_ready_after.is_some() {
+            notifier.ready(&status);
+            notifier.status(&status);
+        }
     }
 
     /// Whether every worker is gone and the loop is over.
