@@ -300,3 +300,27 @@ fn no_socket_outlives_a_run_and_a_stale_one_is_replaced() {
     assert!(!path.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn workers_name_themselves_after_their_slot_and_job_in_fork_and_spawn() {
+    for method in ["fork", "spawn"] {
+        let child = supervisor(&format!(
+            "-w 2 --job sleep --tasks 100000 --task-ms 1 --start-method {method}"
+        ))
+        .spawn()
+        .expect("start");
+        let pid = child.id();
+        let s = wait_for_fleet(pid, 2);
+        for w in s["workers"].as_array().unwrap() {
+            let worker = w["pid"].as_u64().unwrap();
+            let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
+            assert_eq!(comm.trim(), format!("w{} sleep", w["slot"]), "{method}");
+        }
+        let own = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(own.trim(), "supervisor");
+        let (code, _) = steer(&format!("stop {pid} --now"));
+        assert_eq!(code, 0);
+        let run = finish(child);
+        assert_eq!(run.code, 130, "{}", run.events);
+    }
+}

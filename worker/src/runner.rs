@@ -17,6 +17,10 @@ pub trait Runner: Serialize + DeserializeOwned + Clone + 'static {
     }
     /// Runs one task. `Err` is a failed attempt (retried, then a dead letter).
     fn run_task(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String>;
+    /// A short name for the worker process (`ps -o comm`, `top`).
+    fn name(&self) -> String {
+        "job".into()
+    }
 }
 
 /// A typed [`Job`] as a [`Runner`]: decodes the input, runs, encodes the
@@ -28,6 +32,10 @@ pub struct Typed<J>(pub J);
 impl<J: Job + Clone> Runner for Typed<J> {
     fn start(&mut self) -> Result<(), String> {
         self.0.start_worker()
+    }
+
+    fn name(&self) -> String {
+        self.0.name()
     }
 
     fn run_task(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {

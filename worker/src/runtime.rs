@@ -95,6 +95,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         mut link,
         worker,
     } = args;
+    name_this_process(worker, &job.name());
     if let Err(e) = job.start() {
         eprintln!("worker {worker}: cannot start: {e}");
         std::process::exit(EXIT_START_FAILED);
@@ -232,4 +233,17 @@ fn report(link: &mut WorkerLink, results: &mut Vec<TaskResult>) -> Result<(), Li
     }
     let batch = FromWorker::Results(std::mem::take(results));
     link.send(&batch, IDLE_BEAT, SEND_PATIENCE)
+}
+
+/// Names the worker's process `w3 primes` (its slot and job; the kernel
+/// keeps 15 bytes), so `ps -o comm` and `top` tell workers from the
+/// supervisor in fork and spawn mode alike.
+fn name_this_process(worker: u32, job: &str) {
+    let mut name = format!("w{worker} {job}").into_bytes();
+    name.truncate(15);
+    name.retain(|&b| b != 0);
+    name.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes from a valid buffer, which `name` is.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }

@@ -116,6 +116,10 @@ thread_local! {
 }
 
 impl Runner for PoolRunner {
+    fn name(&self) -> String {
+        "pool".into()
+    }
+
     fn start(&mut self) -> Result<(), String> {
         // A panicking item is an answer sent back, not noise on stderr.
         panic::set_hook(Box::new(|info| {
