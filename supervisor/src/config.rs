@@ -68,6 +68,10 @@ pub struct RunConfig {
     /// Replace a worker after it has run this many tasks (0: never).
     #[arg(long, default_value = "0", value_parser = count, help_heading = "Recovery")]
     pub max_tasks_per_child: u64,
+    /// Replace a worker whose resident memory passes SIZE (`512M`, `2G`),
+    /// once it has finished the tasks it holds.
+    #[arg(long, value_name = "SIZE", value_parser = worker::jobs::args::bytes, help_heading = "Recovery")]
+    pub max_worker_memory: Option<u64>,
     /// Adds 0..=this many tasks to each worker's --max-tasks-per-child, so
     /// workers do not all recycle at once.
     #[arg(long, default_value = "0", value_parser = count, help_heading = "Recovery")]
@@ -104,6 +108,7 @@ impl RunConfig {
             worker_timeout: self.worker_timeout,
             graceful_timeout: self.graceful_timeout,
             max_tasks_per_child: (self.max_tasks_per_child > 0).then_some(self.max_tasks_per_child),
+            max_worker_memory: self.max_worker_memory,
             max_tasks_jitter: self.max_tasks_jitter,
             max_window: None,
             quiet: self.quiet,

@@ -22,6 +22,8 @@ pub const FIRST_WINDOW: usize = 2;
 pub enum StopReason {
     /// It reached its --max-tasks-per-child.
     Recycle,
+    /// Its memory passed --max-worker-memory.
+    Memory,
     /// SIGHUP: replaced one by one.
     Reload,
     /// SIGTTOU: one worker fewer.

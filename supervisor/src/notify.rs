@@ -53,7 +53,10 @@ impl Notifier {
 
     /// A `STATUS=` line, at most every [`STATUS_EVERY`].
     pub fn status(&mut self, status: &str) {
-        if self.last_status.is_some_and(|at| at.elapsed() < STATUS_EVERY) {
+        if self
+            .last_status
+            .is_some_and(|at| at.elapsed() < STATUS_EVERY)
+        {
             return;
         }
         self.last_status = Some(Instant::now());

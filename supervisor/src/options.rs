@@ -25,6 +25,9 @@ pub struct RunOptions {
     pub graceful_timeout: Duration,
     /// Replace a worker after it has run this many tasks (`None`: never).
     pub max_tasks_per_child: Option<u64>,
+    /// Replace a worker whose resident memory passes this many bytes,
+    /// once it has finished the tasks it holds (`None`: never).
+    pub max_worker_memory: Option<u64>,
     /// Adds 0..=this to each worker's `max_tasks_per_child`, so workers do
     /// not all recycle at once.
     pub max_tasks_jitter: u64,
@@ -55,6 +58,7 @@ impl Default for RunOptions {
             worker_timeout: Duration::from_secs(30),
             graceful_timeout: Duration::from_secs(30),
             max_tasks_per_child: None,
+            max_worker_memory: None,
             max_tasks_jitter: 0,
             max_window: None,
             quiet: false,

@@ -107,6 +107,8 @@ pub struct Restarts {
     pub stop_causes: BTreeMap<String, u64>,
     /// Replaced after --max-tasks-per-child.
     pub recycled: u64,
+    /// Replaced after passing --max-worker-memory.
+    pub memory: u64,
     /// Replaced by a SIGHUP reload.
     pub reloaded: u64,
     /// Crash to replacement ready, for replacements made without backoff.
@@ -246,6 +248,9 @@ impl fmt::Display for RunReport {
         }
         if r.reloaded > 0 {
             let _ = write!(line, ", {} reloaded", r.reloaded);
+        }
+        if r.memory > 0 {
+            let _ = write!(line, ", {} past --max-worker-memory", r.memory);
         }
         if let (Some(median), Some(max)) = (r.replacement.median_ms, r.replacement.max_ms) {
             let _ = write!(line, "; replaced in {median:.2} ms median, {max:.2} ms max");

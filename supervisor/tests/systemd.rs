@@ -39,7 +39,10 @@ fn the_run_tells_systemd_it_is_ready_how_far_it_is_and_that_it_stops() {
         .position(|m| m.starts_with("STOPPING=1"))
         .unwrap_or_else(|| panic!("no STOPPING=1 in {messages:?}"));
     assert!(ready < stopping, "{messages:?}");
-    assert!(messages.iter().all(|m| m.contains("STATUS=")), "{messages:?}");
+    assert!(
+        messages.iter().all(|m| m.contains("STATUS=")),
+        "{messages:?}"
+    );
     assert_eq!(
         messages.iter().filter(|m| m.starts_with("READY=1")).count(),
         1,

@@ -171,7 +171,7 @@ impl Engine {
 }
 
 /// A process's resident memory, from /proc.
-fn rss_kb(pid: u32) -> Option<u64> {
+pub(super) fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

@@ -39,6 +39,8 @@ mod traffic;
 const TICK: Duration = Duration::from_millis(100);
 /// Heartbeats are judged at most this often (a turn can be microseconds).
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(10);
+/// Workers' memory is read at most this often (from /proc, per worker).
+const MEMORY_EVERY: Duration = Duration::from_millis(250);
 /// Batches of tasks are kept under this many bytes.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// And under this many tasks.
@@ -134,6 +136,8 @@ pub(crate) struct Engine {
     notes: Vec<String>,
     /// When heartbeats were last judged.
     heartbeats_judged: Instant,
+    /// When workers' memory was last read (--max-worker-memory).
+    memory_checked: Instant,
     /// Worker processes started, replacements included.
     workers_started: u64,
     /// `Ready` messages received, and when the first `workers` of them had come.
@@ -221,6 +225,7 @@ impl Engine {
             max_workers: usize::try_from(capacity.max_workers).unwrap_or(usize::MAX),
             notes,
             heartbeats_judged: Instant::now(),
+            memory_checked: Instant::now(),
             workers_started: 0,
             readies: 0,
             all_ready_after: None,
@@ -295,6 +300,10 @@ impl Engine {
         if self.heartbeats_judged.elapsed() >= HEARTBEAT_EVERY {
             self.heartbeats_judged = Instant::now();
             self.check_heartbeats();
+        }
+        if self.memory_checked.elapsed() >= MEMORY_EVERY {
+            self.memory_checked = Instant::now();
+            self.check_memory();
         }
         self.restart_due();
         self.hand_out();

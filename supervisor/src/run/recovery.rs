@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use worker::heartbeat::{self, monotonic_ns, Verdict as Heartbeat};
 
 use super::shutdown::Phase;
-use super::{Engine, SlotHistory};
+use super::{send_stop, Engine, SlotHistory};
 use crate::fleet::{start_worker, Ending, Replacing, Slot, StopReason, Worker};
 use crate::kill::KillCause;
 use crate::ledger::{Failure, WorkerId};
@@ -229,7 +229,12 @@ impl Engine {
         let released = self.ledger.release(w.id, blamed, &failure);
         self.gave_up(&released.dead, &failure);
         if let Some(h) = self.history.get_mut(index) {
-            h.last_exit = Some(cause.clone());
+            h.last_exit = Some(match (planned, w.stopping) {
+                (true, Some(StopReason::Memory)) => "stopped: past --max-worker-memory".into(),
+                (true, Some(StopReason::Recycle)) => "stopped: --max-tasks-per-child".into(),
+                (true, Some(StopReason::Reload)) => "stopped: reload".into(),
+                _ => cause.clone(),
+            });
         }
         let mut what = format!("{} {cause}", w.label());
         if released.requeued > 0 {
@@ -281,12 +286,48 @@ impl Engine {
                     planned_replacement(format!("{what} (recycled after {} tasks)", w.completed));
                 self.start_in(index, Some(replacing));
             }
+            (true, Some(StopReason::Memory)) if planned => {
+                self.restarts.memory += 1;
+                let replacing = planned_replacement(format!("{what} (past --max-worker-memory)"));
+                self.start_in(index, Some(replacing));
+            }
             (true, Some(StopReason::Reload)) if planned => {
                 self.restarts.reloaded += 1;
                 let replacing = planned_replacement(format!("{what} (reload)"));
                 self.start_in(index, Some(replacing));
             }
             _ => self.after_crash(index, what),
+        }
+    }
+
+    /// Asks every worker whose resident memory passed
+    /// `--max-worker-memory` to finish what it holds and exit (it is then
+    /// replaced, as a recycled worker is).
+    pub(super) fn check_memory(&mut self) {
+        let Some(limit) = self.options.max_worker_memory else {
+            return;
+        };
+        if self.phase != Phase::Running {
+            return;
+        }
+        for slot in &mut self.slots {
+            let Slot::Live(w) = slot else { continue };
+            if w.stopping.is_some() || w.killed_because.is_some() || !w.ready {
+                continue;
+            }
+            let Some(kb) = crate::run::commands::rss_kb(w.pid) else {
+                continue;
+            };
+            if kb.saturating_mul(1024) > limit {
+                let what = format!(
+                    "{} uses {:.1} MB, past --max-worker-memory {:.1} MB: replaced once it finishes its tasks",
+                    w.label(),
+                    kb as f64 / 1024.0,
+                    limit as f64 / 1048576.0
+                );
+                send_stop(w, StopReason::Memory);
+                self.progress.event(&what);
+            }
         }
     }
 

@@ -57,6 +57,10 @@ pub struct FaultSpec {
     /// Seeds the choice of faulty attempts, so a run can be repeated.
     #[arg(long, default_value = "1", value_parser = args::count)]
     pub seed: u64,
+    /// Each finished task leaks this much memory, never freed (`4M`): a
+    /// worker that grows, for --max-worker-memory.
+    #[arg(long, default_value = "0", value_parser = args::bytes)]
+    pub leak: u64,
 }
 
 /// The options of `--job fault`.
@@ -213,6 +217,7 @@ impl Job for Fault {
             }
             Action::Finish => {
                 sleep_beating(self.task_ms, ctx);
+                leak(self.faults.leak);
                 Ok(id)
             }
         }
@@ -233,4 +238,20 @@ impl Job for Fault {
         let verified = complete.then_some(self.done == self.tasks && self.id_sum == expected);
         tasks_done(self.done, self.tasks, verified)
     }
+}
+
+/// Allocates `bytes`, touches every page (so it counts as resident), and
+/// forgets it.
+fn leak(bytes: u64) {
+    let Ok(len) = usize::try_from(bytes) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    let mut block = vec![0u8; len];
+    for page in block.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    std::mem::forget(block);
 }
