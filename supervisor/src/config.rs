@@ -94,6 +94,9 @@ pub struct RunConfig {
     /// No control socket.
     #[arg(long, conflicts_with = "control", help_heading = "Control")]
     pub no_control: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR", help_heading = "Control")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl RunConfig {
@@ -119,6 +122,7 @@ impl RunConfig {
                 (None, false) => ControlAt::Default,
             },
             systemd_notify: true,
+            metrics: self.metrics,
         }
     }
 }

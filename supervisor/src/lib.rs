@@ -48,6 +48,7 @@ pub mod kill;
 pub mod ledger;
 pub mod limits;
 pub mod manager_serve;
+pub mod metrics_http;
 pub mod notify;
 pub mod options;
 pub mod pool;

@@ -42,6 +42,8 @@ pub struct RunOptions {
     /// Where the run listens for `supervisor status`, `scale`, ... (off
     /// by default in the library; the command line's default is on).
     pub control: crate::control::ControlAt,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (`None`: no).
+    pub metrics: Option<std::net::SocketAddr>,
     /// Tell systemd (`NOTIFY_SOCKET`) when workers are up, the progress,
     /// and a drain (the binary's behaviour).
     pub systemd_notify: bool,
@@ -65,6 +67,7 @@ impl Default for RunOptions {
             handle_signals: true,
             control: crate::control::ControlAt::Off,
             systemd_notify: false,
+            metrics: None,
         }
     }
 }

@@ -11,13 +11,17 @@ use crate::kill::KillCause;
 use worker::heartbeat::WorkerState;
 
 impl Engine {
-    /// Serves the control socket's clients (never waits).
+    /// Serves the control socket's clients and the metrics' scrapers
+    /// (never waits).
     pub(super) fn serve_control(&mut self) {
-        let Some(mut control) = self.control.take() else {
-            return;
-        };
-        control.serve(|command| self.command(command));
-        self.control = Some(control);
+        if let Some(mut control) = self.control.take() {
+            control.serve(|command| self.command(command));
+            self.control = Some(control);
+        }
+        if let Some(mut metrics) = self.metrics.take() {
+            metrics.serve(|| self.metrics_text());
+            self.metrics = Some(metrics);
+        }
     }
 
     fn command(&mut self, command: Command) -> Reply {
@@ -93,7 +97,7 @@ impl Engine {
         Reply::done(what)
     }
 
-    fn status(&self) -> Status {
+    pub(super) fn status(&self) -> Status {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         let t = &self.traffic;
         let messages = t.sent + t.received;

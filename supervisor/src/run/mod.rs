@@ -29,6 +29,7 @@ use worker::numbers::plural;
 
 mod commands;
 mod control;
+mod metrics;
 mod recovery;
 mod shutdown;
 
@@ -106,6 +107,8 @@ pub(crate) struct Engine {
     history: Vec<SlotHistory>,
     /// The control socket (`supervisor status`, `scale`, ...), if any.
     control: Option<crate::control::server::ControlServer>,
+    /// The Prometheus endpoint (`--metrics ADDR`), if any.
+    metrics: Option<crate::metrics_http::MetricsServer>,
     /// systemd's notify socket, if the run was asked to use one and has one.
     notifier: Option<crate::notify::Notifier>,
     policy: RestartPolicy,
@@ -192,6 +195,13 @@ impl Engine {
         let noun = if open_ended { "items" } else { "tasks" };
         let control = crate::control::server::ControlServer::bind(&options.control)
             .map_err(|e| RunError::Setup(e.to_string()))?;
+        let metrics = match options.metrics {
+            None => None,
+            Some(addr) => Some(
+                crate::metrics_http::MetricsServer::bind(addr)
+                    .map_err(|e| RunError::Setup(format!("cannot serve metrics at {addr}: {e}")))?,
+            ),
+        };
         let mut engine = Engine {
             method: options.start_method,
             ledger: Ledger::new(total, options.max_attempts),
@@ -200,6 +210,7 @@ impl Engine {
             crashes_in_a_row: Vec::new(),
             history: Vec::new(),
             control,
+            metrics,
             notifier: options
                 .systemd_notify
                 .then(crate::notify::Notifier::from_env)
@@ -291,7 +302,9 @@ impl Engine {
         self.hand_out();
         let wakeups = self.wait(max_wait);
         let child_exited = self.handle_signals();
-        if wakeups.control || self.control.as_ref().is_some_and(|c| c.fds().len() > 1) {
+        let clients_waiting = self.control.as_ref().is_some_and(|c| c.fds().len() > 1)
+            || self.metrics.as_ref().is_some_and(|m| m.has_peers());
+        if wakeups.control || clients_waiting {
             self.serve_control();
         }
         self.start_pending();
@@ -437,8 +450,10 @@ impl Engine {
                 }
             }
         }
-        if let Some(control) = &self.control {
-            for fd in control.fds() {
+        let control_fds = self.control.as_ref().map(|c| c.fds()).unwrap_or_default();
+        let metrics_fds = self.metrics.as_ref().map(|m| m.fds()).unwrap_or_default();
+        {
+            for fd in control_fds.into_iter().chain(metrics_fds) {
                 fds.push(libc::pollfd {
                     fd,
                     events: libc::POLLIN,
