@@ -60,6 +60,7 @@ pub mod settled;
 pub mod signals;
 pub mod steer;
 mod supervise;
+pub mod top;
 
 /// The README's code is compiled and run as doctests (here, where both
 /// `ipc` and `supervisor` are in reach), so it cannot rot.

@@ -59,6 +59,14 @@ pub enum SteerCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// A live view of a running supervisor: its workers, totals, tasks/s;
+    /// keys to kill a worker and to scale.
+    Top {
+        pid: Option<u32>,
+        /// The run's control socket, when it was started with `--control PATH`.
+        #[arg(long, value_name = "PATH")]
+        control: Option<std::path::PathBuf>,
+    },
     /// Drain: finish the tasks in flight, then stop (as SIGTERM); `--now`: stop at once.
     Stop {
         pid: Option<u32>,
@@ -71,6 +79,9 @@ pub enum SteerCommand {
 
 /// Runs a steering command; the exit code (0, or 1 with the reason on stderr).
 pub fn run(command: SteerCommand) -> u8 {
+    if let SteerCommand::Top { pid, control } = command {
+        return crate::top::run(pid, control);
+    }
     match steer(command) {
         Ok(text) => {
             print!("{text}");
@@ -87,6 +98,8 @@ fn steer(command: SteerCommand) -> Result<String, String> {
     let e = |e: ClientError| e.to_string();
     let (pid, command, common) = match command {
         SteerCommand::List { json } => return list(json),
+        // Handled by `run`: it owns the terminal and its own messages.
+        SteerCommand::Top { .. } => return Ok(String::new()),
         SteerCommand::Status { pid, common } => (pid, Command::Status, common),
         SteerCommand::Scale { args, common } => {
             let (pid, n) = split(&args)?;
