@@ -1,6 +1,7 @@
 //! `supervisor bench ...`: IPC and process figures measured on this machine,
 //! with a baseline measured in the same run so that ratios survive noise.
 
+mod control;
 mod dispatch;
 mod manager;
 mod pipe;
@@ -37,6 +38,9 @@ pub enum Bench {
     Pool,
     /// ipc::manager dict round trips: 1 and 4 clients, batches of 64.
     Manager,
+    /// A status request's latency while 2 workers sieve; primes with and
+    /// without the control socket and metrics in use.
+    Control,
 }
 
 /// Options shared by every benchmark.
@@ -71,6 +75,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Startup => startup::run(runs, options.quick)?,
         Bench::Pool => pool::run(runs, options.quick)?,
         Bench::Manager => manager::run(runs, options.quick)?,
+        Bench::Control => control::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)
