@@ -324,3 +324,28 @@ fn workers_name_themselves_after_their_slot_and_job_in_fork_and_spawn() {
         assert_eq!(run.code, 130, "{}", run.events);
     }
 }
+
+#[test]
+fn a_subscription_streams_snapshots_until_the_run_ends() {
+    let child = supervisor("-w 2 --job sleep --tasks 400 --task-ms 5")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    wait_for_fleet(pid, 2);
+    let path = supervisor::control::default_path(pid);
+    let stream = supervisor::control::client::subscribe(&path, Duration::from_millis(100))
+        .expect("subscribe");
+    let mut elapsed = Vec::new();
+    let mut ended_with_error = false;
+    for reply in stream {
+        match reply {
+            Ok(reply) => elapsed.push(reply.status.expect("a status").elapsed_s),
+            Err(_) => ended_with_error = true,
+        }
+    }
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}", run.events);
+    assert!(ended_with_error, "the stream ends with the run");
+    assert!(elapsed.len() >= 3, "{elapsed:?}");
+    assert!(elapsed.windows(2).all(|w| w[0] < w[1]), "{elapsed:?}");
+}

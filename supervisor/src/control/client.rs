@@ -73,6 +73,32 @@ pub fn socket_of(pid: Option<u32>) -> Result<PathBuf, ClientError> {
 
 /// Sends `command` to the supervisor at `path`; its reply.
 pub fn send(path: &Path, command: Command) -> Result<Reply, ClientError> {
+    let mut stream = request(path, command)?;
+    read_reply(&mut stream)
+}
+
+/// Statuses from the supervisor at `path`, one every `every` (at least
+/// 100 ms), until it ends (the iterator's last item is then an error).
+pub fn subscribe(
+    path: &Path,
+    every: Duration,
+) -> Result<impl Iterator<Item = Result<Reply, ClientError>>, ClientError> {
+    let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+    let mut stream = request(path, Command::Subscribe { every_ms })?;
+    stream.set_read_timeout(Some(TIMEOUT + every))?;
+    let mut ended = false;
+    Ok(std::iter::from_fn(move || {
+        if ended {
+            return None;
+        }
+        let reply = read_reply(&mut stream);
+        ended = reply.is_err();
+        Some(reply)
+    }))
+}
+
+/// Connects to `path` and sends one request.
+fn request(path: &Path, command: Command) -> Result<UnixStream, ClientError> {
     let mut stream =
         UnixStream::connect(path).map_err(|_| ClientError::NotThere(path.to_path_buf()))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
@@ -83,6 +109,11 @@ pub fn send(path: &Path, command: Command) -> Result<Reply, ClientError> {
     };
     let json = serde_json::to_vec(&request).map_err(|e| ClientError::Reply(e.to_string()))?;
     stream.write_all(&frame(&json))?;
+    Ok(stream)
+}
+
+/// One reply frame.
+fn read_reply(stream: &mut UnixStream) -> Result<Reply, ClientError> {
     let mut header = [0u8; 4];
     stream.read_exact(&mut header)?;
     let len = u32::from_le_bytes(header) as usize;

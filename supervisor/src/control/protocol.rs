@@ -30,6 +30,11 @@ pub enum Command {
     Stop {
         now: bool,
     },
+    /// A status now, then one every `every_ms` (at least 100), for as long
+    /// as the client reads them.
+    Subscribe {
+        every_ms: u64,
+    },
 }
 
 /// A worker, by its slot (1-based, as in the events) or its pid.

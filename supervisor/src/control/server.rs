@@ -38,7 +38,12 @@ struct Peer {
     since: Instant,
     /// Its request was answered: it goes once the reply is out.
     answered: bool,
+    /// A subscriber: statuses every so often, and when the last went.
+    subscription: Option<(Duration, Instant)>,
 }
+
+/// The shortest interval between two statuses to a subscriber.
+const MIN_EVERY: Duration = Duration::from_millis(100);
 
 pub struct ControlServer {
     listener: UnixListener,
@@ -108,6 +113,14 @@ impl ControlServer {
                         "protocol version {} is not {VERSION}",
                         request.version
                     )),
+                    Ok(Request {
+                        command: Command::Subscribe { every_ms },
+                        ..
+                    }) => {
+                        let every = Duration::from_millis(every_ms).max(MIN_EVERY);
+                        peer.subscription = Some((every, Instant::now()));
+                        handle(Command::Status)
+                    }
                     Ok(request) => handle(request.command),
                     Err(why) => Reply::error(why),
                 }) {
@@ -116,19 +129,33 @@ impl ControlServer {
                     peer.answered = true;
                 }
             }
+            if let Some((every, last)) = peer.subscription {
+                if peer.outbox.is_empty() && last.elapsed() >= every {
+                    peer.subscription = Some((every, Instant::now()));
+                    peer.since = Instant::now();
+                    let json = serde_json::to_vec(&handle(Command::Status)).unwrap_or_default();
+                    peer.outbox = frame(&json);
+                }
+            }
             if !peer.outbox.is_empty() {
                 match peer.stream.write(&peer.outbox) {
                     Ok(n) => {
                         peer.outbox.drain(..n);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => peer.outbox.clear(),
+                    Err(_) => {
+                        peer.outbox.clear();
+                        peer.subscription = None;
+                    }
                 }
             }
         }
+        // A subscriber stays while it takes its statuses (one that stops
+        // taking them is late like anyone); the others go once answered.
         self.peers.retain(|p| {
-            let done = p.answered && p.outbox.is_empty();
-            let late = p.since.elapsed() > PATIENCE;
+            let done = p.answered && p.outbox.is_empty() && p.subscription.is_none();
+            let waiting_its_turn = p.subscription.is_some() && p.outbox.is_empty();
+            let late = p.since.elapsed() > PATIENCE && !waiting_its_turn;
             !(done || late)
         });
     }
@@ -150,6 +177,7 @@ impl ControlServer {
                 outbox: Vec::new(),
                 since: Instant::now(),
                 answered: false,
+                subscription: None,
             });
         }
     }

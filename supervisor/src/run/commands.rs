@@ -44,6 +44,8 @@ impl Engine {
                 self.drain("control: stop");
                 Reply::done(format!("draining: {} tasks in flight", self.in_flight()))
             }
+            // The socket's server streams these itself.
+            Command::Subscribe { .. } => Reply::status(self.status()),
             Command::Stop { now: true } => {
                 self.progress.event("control: stopping at once");
                 self.interrupted = true;
