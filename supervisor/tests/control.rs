@@ -315,6 +315,12 @@ fn workers_name_themselves_after_their_slot_and_job_in_fork_and_spawn() {
             let worker = w["pid"].as_u64().unwrap();
             let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
             assert_eq!(comm.trim(), format!("w{} sleep", w["slot"]), "{method}");
+            let title = std::fs::read(format!("/proc/{worker}/cmdline")).unwrap();
+            let title = String::from_utf8_lossy(&title);
+            assert!(
+                title.starts_with(&format!("supervisor: worker {} (sleep)", w["slot"])),
+                "{method}: {title:?}"
+            );
         }
         let own = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
         assert_eq!(own.trim(), "supervisor");

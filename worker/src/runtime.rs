@@ -235,9 +235,10 @@ fn report(link: &mut WorkerLink, results: &mut Vec<TaskResult>) -> Result<(), Li
     link.send(&batch, IDLE_BEAT, SEND_PATIENCE)
 }
 
-/// Names the worker's process `w3 primes` (its slot and job; the kernel
-/// keeps 15 bytes), so `ps -o comm` and `top` tell workers from the
-/// supervisor in fork and spawn mode alike.
+/// Names the worker's process: `w3 primes` (its slot and job; the kernel
+/// keeps 15 bytes) for `ps -o comm` and `top`, and the title `supervisor:
+/// worker 3 (primes)` for `ps` (over its own copy of the command line),
+/// so workers are told from the supervisor in fork and spawn mode alike.
 fn name_this_process(worker: u32, job: &str) {
     let mut name = format!("w{worker} {job}").into_bytes();
     name.truncate(15);
@@ -246,4 +247,40 @@ fn name_this_process(worker: u32, job: &str) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
     // bytes from a valid buffer, which `name` is.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    set_title(&format!("supervisor: worker {worker} ({job})"));
+}
+
+extern "C" {
+    /// glibc's pointer to `argv[0]`, where the command line's strings begin.
+    static program_invocation_name: *mut libc::c_char;
+}
+
+/// Writes `title` over this process's command line (as `setproctitle`):
+/// only after checking that the memory at `argv[0]` holds exactly what
+/// `/proc/self/cmdline` says, and never past its end.
+fn set_title(title: &str) {
+    let Ok(cmdline) = std::fs::read("/proc/self/cmdline") else {
+        return;
+    };
+    if cmdline.len() < 2 {
+        return;
+    }
+    // SAFETY: reading a pointer-sized static glibc sets before main.
+    let start = unsafe { program_invocation_name } as *mut u8;
+    if start.is_null() {
+        return;
+    }
+    // SAFETY: the kernel says the command line is `cmdline.len()` bytes
+    // from argv[0]; we only read them if argv[0] is their start, which the
+    // comparison below checks byte by byte before anything is written.
+    let here = unsafe { std::slice::from_raw_parts(start, cmdline.len()) };
+    if here != cmdline.as_slice() {
+        return;
+    }
+    let mut bytes = title.as_bytes().to_vec();
+    bytes.truncate(cmdline.len() - 1);
+    bytes.resize(cmdline.len(), 0);
+    // SAFETY: the same `cmdline.len()` bytes, checked above to be this
+    // process's own command line (its copy, after fork or exec).
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), start, bytes.len()) };
 }
