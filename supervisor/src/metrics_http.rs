@@ -3,7 +3,7 @@
 //! a non-blocking listener in the loop's `poll`, requests read and
 //! answered a turn at a time, never waited on. `GET /metrics` gets the
 //! text exposition format; anything else a 404; a request past 8 KiB, or
-//! slower than [`PATIENCE`], a closed connection.
+//! slower than 5 s, a closed connection.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -51,7 +51,7 @@ impl Notifier {
         }
     }
 
-    /// A `STATUS=` line, at most every [`STATUS_EVERY`].
+    /// A `STATUS=` line, at most once a second.
     pub fn status(&mut self, status: &str) {
         if self
             .last_status

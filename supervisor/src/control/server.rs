@@ -1,7 +1,7 @@
 //! The supervisor's end of the control socket: a non-blocking listener
 //! and its clients, read and answered from the run loop's own turns (their
 //! descriptors are in its `poll`). A client of another uid is refused; a
-//! frame past [`MAX_FRAME`](super::MAX_FRAME), bytes that are not a
+//! frame past [`super::MAX_FRAME`], bytes that are not a
 //! request, or a client silent past [`PATIENCE`] get an error reply or a
 //! closed connection. The socket file goes when the server is dropped.
 
