@@ -51,6 +51,13 @@ fn labelled<
     registry.register(name, help, family);
 }
 
+/// A counter with no labels, at `value`.
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
 impl Engine {
     /// The metrics text a scrape gets.
     pub(super) fn metrics_text(&self) -> String {
@@ -66,22 +73,24 @@ impl Engine {
                 (outcome("dead"), status.tasks.dead),
             ],
         );
-        let requeued = Counter::<u64>::default();
-        requeued.inc_by(status.tasks.requeued);
-        registry.register(
+        counter(
+            &mut registry,
             "supervisor_task_requeues",
             "Tasks put back in the queue because their worker died",
-            requeued,
+            status.tasks.requeued,
         );
-        let dead = Counter::<u64>::default();
-        dead.inc_by(status.tasks.dead);
-        registry.register(
+        counter(
+            &mut registry,
             "supervisor_dead_letters",
             "Tasks given up after --max-attempts",
-            dead,
+            status.tasks.dead,
         );
         let remaining = Gauge::<i64>::default();
-        remaining.set((status.tasks.total - status.tasks.done - status.tasks.dead) as i64);
+        let left = status
+            .tasks
+            .total
+            .saturating_sub(status.tasks.done + status.tasks.dead);
+        remaining.set(i64::try_from(left).unwrap_or(i64::MAX));
         registry.register(
             "supervisor_tasks_remaining",
             "Tasks not finished yet",
