@@ -94,6 +94,11 @@ impl ControlServer {
         &self.path
     }
 
+    /// Whether a client is connected (it is then served every turn).
+    pub fn has_peers(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
     /// The descriptors to poll for reading: the listener's and each client's.
     pub fn fds(&self) -> Vec<RawFd> {
         std::iter::once(self.listener.as_raw_fd())

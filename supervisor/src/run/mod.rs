@@ -302,7 +302,7 @@ impl Engine {
         self.hand_out();
         let wakeups = self.wait(max_wait);
         let child_exited = self.handle_signals();
-        let clients_waiting = self.control.as_ref().is_some_and(|c| c.fds().len() > 1)
+        let clients_waiting = self.control.as_ref().is_some_and(|c| c.has_peers())
             || self.metrics.as_ref().is_some_and(|m| m.has_peers());
         if wakeups.control || clients_waiting {
             self.serve_control();
