@@ -51,12 +51,15 @@ impl Notifier {
         }
     }
 
+    /// Whether a `STATUS=` line is due (at most one a second).
+    pub fn status_due(&self) -> bool {
+        self.last_status
+            .is_none_or(|at| at.elapsed() >= STATUS_EVERY)
+    }
+
     /// A `STATUS=` line, at most once a second.
     pub fn status(&mut self, status: &str) {
-        if self
-            .last_status
-            .is_some_and(|at| at.elapsed() < STATUS_EVERY)
-        {
+        if !self.status_due() {
             return;
         }
         self.last_status = Some(Instant::now());

@@ -345,6 +345,12 @@ impl Engine {
         let Some(notifier) = self.notifier.as_mut() else {
             return;
         };
+        // Most turns have nothing to tell: no line is built for them.
+        let news = (self.phase != Phase::Running && !self.told_stopping)
+            || (self.all_ready_after.is_some() && notifier.status_due());
+        if !news {
+            return;
+        }
         let status = format!(
             "{}/{total} tasks done, {} workers alive",
             gauges.done, gauges.workers_alive
