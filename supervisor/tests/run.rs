@@ -26,7 +26,11 @@ fn primes_1e7_with_three_workers_spawned() {
 
 #[test]
 fn killed_workers_are_replaced_and_the_answer_is_exact() {
-    let child = supervisor("-w 2 --limit 2e9 --chunk 1e6")
+    // Three kills can land on three workers running the same task (each
+    // replacement takes the re-queued task first): with the default of 3
+    // attempts that task would rightly be a dead letter. This test is about
+    // replacement and exactness, so it allows more attempts than kills.
+    let child = supervisor("-w 2 --limit 2e9 --chunk 1e6 --max-attempts 5")
         .spawn()
         .expect("start");
     let pid = child.id();
