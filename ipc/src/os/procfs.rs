@@ -153,6 +153,19 @@ pub fn page_size() -> u64 {
     u64::try_from(size).unwrap_or(4096).max(1)
 }
 
+/// A process's resident memory in kB (`VmRSS` in `/proc/PID/status`);
+/// `None` once it is gone (or a kernel thread).
+pub fn resident_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,9 +18,7 @@ fn noop(x: u64) -> u64 {
 
 /// Resident memory of this process, in kB.
 fn rss_kb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    ipc::os::procfs::resident_kb(std::process::id()).map(|kb| kb as f64)
 }
 
 pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {

@@ -126,7 +126,7 @@ impl Engine {
                     Slot::Live(w) => {
                         s.pid = Some(w.pid);
                         s.tasks_done = w.completed;
-                        s.rss_kb = rss_kb(w.pid);
+                        s.rss_kb = ipc::os::procfs::resident_kb(w.pid);
                         s.cpu_percent = cpu_percent(w.pid);
                         if let Some((task, since)) = w.busy_since {
                             s.task = Some(task);
@@ -174,18 +174,6 @@ impl Engine {
             workers,
         }
     }
-}
-
-/// A process's resident memory, from /proc.
-pub(super) fn rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// A process's CPU time over its life, in percent of one CPU.

@@ -315,7 +315,7 @@ impl Engine {
             if w.stopping.is_some() || w.killed_because.is_some() || !w.ready {
                 continue;
             }
-            let Some(kb) = crate::run::commands::rss_kb(w.pid) else {
+            let Some(kb) = ipc::os::procfs::resident_kb(w.pid) else {
                 continue;
             };
             if kb.saturating_mul(1024) > limit {
