@@ -122,17 +122,22 @@ pub use handle::HandleError;
 pub use pipe::{
     Connection, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
 };
+pub use process::forkserver;
 pub use process::{
-    active_children, current_process, parent_process, signal_name, ChildInfo, ExitStatus,
-    JoinError, JoinTimeoutError, ParentProcess, Process, ProcessInfo, StartError, StartMethod,
-    EXIT_CHILD_FAILED, EXIT_INIT_MISSING,
+    active_children, current_process, force_start_method, get_all_start_methods, get_start_method,
+    parent_process, set_start_method, signal_name, ChildInfo, ExitStatus, JoinError,
+    JoinTimeoutError, ParentProcess, Process, ProcessInfo, StartError, StartMethod,
+    StartMethodAlreadySet, UnknownStartMethod, EXIT_CHILD_FAILED, EXIT_INIT_MISSING,
 };
 pub use wait::{wait, Readable, Waitable};
 
 /// Must be the first line of `main` in any program that starts processes.
 ///
 /// In the parent it does nothing. In a child started with
-/// [`StartMethod::Spawn`] it runs the child's entry and exits: it never returns.
+/// [`StartMethod::Spawn`] it runs the child's entry and exits, and in the
+/// fork server ([`StartMethod::ForkServer`]) it serves until its creator is
+/// gone: in both it never returns.
 pub fn init() {
     process::run_if_spawned();
+    process::forkserver::run_if_server();
 }

@@ -24,6 +24,7 @@ fn workers(text: &str) -> Result<u32, String> {
 pub enum StartMethodArg {
     Fork,
     Spawn,
+    Forkserver,
 }
 
 impl From<StartMethodArg> for StartMethod {
@@ -31,6 +32,7 @@ impl From<StartMethodArg> for StartMethod {
         match arg {
             StartMethodArg::Fork => StartMethod::Fork,
             StartMethodArg::Spawn => StartMethod::Spawn,
+            StartMethodArg::Forkserver => StartMethod::ForkServer,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A minimal test harness for tests that fork: every case runs on the main
 //! thread, one after another, under an `alarm(2)` so that a hang fails the run
 //! instead of stalling it. After each case it checks that the case left no
-//! child process behind, running or zombie.
+//! child process behind, running or zombie (the fork server's children
+//! count as the case's).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
@@ -37,7 +38,7 @@ pub fn run(cases: &[Case]) -> ! {
         let outcome = panic::catch_unwind(AssertUnwindSafe(case.run));
         // SAFETY: as above; 0 disarms the timer.
         unsafe { libc::alarm(0) };
-        let leftovers = procfs::children_of(std::process::id());
+        let leftovers = leftover_children();
         let verdict = match (&outcome, leftovers.is_empty()) {
             (Ok(()), true) => "ok".to_string(),
             (Ok(()), false) => format!("FAILED (left child processes behind: {leftovers:?})"),
@@ -71,4 +72,18 @@ macro_rules! cases {
     ($($f:path),* $(,)?) => {
         &[$($crate::harness::Case { name: stringify!($f), run: $f }),*]
     };
+}
+
+/// This process's children, and the fork server's, except the fork server
+/// itself (it serves every case, and goes when this process does).
+pub fn leftover_children() -> Vec<(u32, char)> {
+    let server = ipc::forkserver::pid();
+    let mut children: Vec<_> = procfs::children_of(std::process::id())
+        .into_iter()
+        .filter(|(pid, _)| Some(*pid) != server)
+        .collect();
+    if let Some(server) = server {
+        children.extend(procfs::children_of(server));
+    }
+    children
 }

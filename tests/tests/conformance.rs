@@ -15,7 +15,7 @@ use ipc::value::{Array, RawArray, RawValue, Value};
 use ipc::{Connection, Pipe, Process, StartMethod, Waitable};
 use tests::{cases, harness};
 
-const METHODS: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
+const METHODS: [StartMethod; 3] = StartMethod::ALL;
 /// Long enough for any child on a loaded machine; tests never wait this long when they pass.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -78,7 +78,7 @@ fn main() {
     ]);
 }
 
-/// Runs `f(method)` for fork and spawn.
+/// Runs `f(method)` for fork, spawn and forkserver.
 fn both(f: impl Fn(StartMethod)) {
     for method in METHODS {
         f(method);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipc::{JoinError, JoinTimeoutError, Pipe, Process, StartError, StartMethod};
 use tests::{cases, harness, procfs};
 
-const METHODS: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
+const METHODS: [StartMethod; 3] = StartMethod::ALL;
 
 fn main() {
     ipc::init();
@@ -205,7 +205,7 @@ fn dropping_a_running_process_kills_and_reaps_it() {
         };
         // Reaped synchronously by drop: no zombie, no running child.
         assert!(!procfs::is_running(pid));
-        assert!(procfs::children_of(std::process::id()).is_empty());
+        assert!(harness::leftover_children().is_empty());
     }
 }
 
@@ -220,7 +220,7 @@ fn second_join_says_already_joined() {
 
 fn children_die_with_their_parent() {
     let binary = env!("CARGO_BIN_EXE_parent_of_sleeper");
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let mut parent = Command::new(binary)
             .arg(method)
             .stdout(Stdio::piped())

@@ -58,8 +58,41 @@ pub fn has_exited(pid: i32) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
+    if rc != 0 {
+        // Not our child (a fork server's): gone once no signal can reach it.
+        return io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD) || !exists(pid);
+    }
     // SAFETY: si_pid is valid to read for a siginfo waitid filled (0 if none).
-    rc != 0 || unsafe { info.si_pid() } == pid
+    unsafe { info.si_pid() == pid }
+}
+
+/// Whether a process `pid` exists (a zombie counts).
+fn exists(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the pid could be signalled.
+    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+}
+
+/// Sends `signal` through a pidfd: reaches that very process even if it is
+/// not our child and its pid has since been reused. Gone already: not an error.
+pub fn pidfd_send_signal(pidfd: RawFd, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal, a null siginfo
+    // (meaning: as kill(2) would) and flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// Sends `signal` to `pid`. Only called on children not yet reaped, so the pid

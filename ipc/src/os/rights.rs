@@ -9,8 +9,8 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 
-/// The most descriptors one message may carry.
-pub const MAX_FDS: usize = 16;
+/// The most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
+pub const MAX_FDS: usize = 253;
 
 /// One `sendmsg` of `bytes` with `fds` attached, without waiting: the
 /// bytes written (the descriptors travel with the first of them).

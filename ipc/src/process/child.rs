@@ -3,40 +3,48 @@
 //! (no destructors or atexit handlers of the parent's state run twice).
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{OwnedFd, RawFd};
 
 use super::entry::{ChildReport, Trampoline};
 use super::EXIT_CHILD_FAILED;
-use crate::{codec, os};
+use crate::codec;
 
 pub(crate) fn run_entry_and_exit(
-    report: OwnedFd,
+    report: RawFd,
     trampoline: Trampoline,
     entry: usize,
     args: &[u8],
     fds: Vec<OwnedFd>,
 ) -> ! {
     let outcome = trampoline(entry, args, fds);
-    exit_with_report(&report, &outcome)
+    exit_with_report(report, &outcome)
 }
 
-/// Writes `outcome` on the report pipe and exits with the matching code:
+/// Writes `outcome` in the report file and exits with the matching code:
 /// 0 for a return, 1 for a panic (Python's code for an uncaught exception).
-pub(crate) fn exit_with_report(report: &OwnedFd, outcome: &ChildReport) -> ! {
-    let code = match outcome {
+pub(crate) fn exit_with_report(report: RawFd, outcome: &ChildReport) -> ! {
+    if let Ok(frame) = codec::encode_frame(outcome, usize::MAX) {
+        if let Err(e) = super::report::write(report, &frame) {
+            // Too large for the parent: say so instead, if that fits.
+            let failed = ChildReport::Failed(e.to_string());
+            if let Ok(frame) = codec::encode_frame(&failed, usize::MAX) {
+                let _ = super::report::write(report, &frame);
+            }
+            exit_now(exit_code_of(&failed));
+        }
+    }
+    exit_now(exit_code_of(outcome))
+}
+
+fn exit_code_of(outcome: &ChildReport) -> i32 {
+    match outcome {
         ChildReport::Returned(_) => 0,
         ChildReport::Panicked(_) => 1,
         ChildReport::Failed(message) => {
             eprintln!("ipc: child process could not run its entry: {message}");
             EXIT_CHILD_FAILED
         }
-    };
-    if let Ok(frame) = codec::encode_frame(outcome, usize::MAX) {
-        // A parent that went away is no reason to do anything but exit.
-        let _ = os::fd::set_nonblocking(report.as_raw_fd(), false);
-        let _ = os::fd::write_all_blocking(report.as_raw_fd(), &frame);
     }
-    exit_now(code)
 }
 
 /// Flushes Rust's stdout buffer and leaves immediately.

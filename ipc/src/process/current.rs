@@ -13,6 +13,8 @@ pub struct ProcessInfo {
     /// "MainProcess", or the name given to `Process::named` in the parent.
     pub name: String,
     pub pid: u32,
+    /// The process that started this one (for a fork-server child: the
+    /// process that asked, not the server that forked it).
     pub parent_pid: u32,
 }
 
@@ -26,7 +28,8 @@ pub fn current_process() -> ProcessInfo {
     ProcessInfo {
         name,
         pid: std::process::id(),
-        parent_pid: crate::os::process::parent_pid() as u32,
+        parent_pid: super::family::parent_process()
+            .map_or_else(|| crate::os::process::parent_pid() as u32, |p| p.pid()),
     }
 }
 

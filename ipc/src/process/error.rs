@@ -14,12 +14,16 @@ pub enum StartError {
     #[error(
         "refusing to fork: this process has {threads} threads, and a forked child \
          could deadlock on a lock held by one of them (the allocator's, stdout's); \
-         use StartMethod::Spawn, or allow_threads(true) if you know every thread is idle"
+         use StartMethod::ForkServer or StartMethod::Spawn, or allow_threads(true) if you \
+         know every thread is idle"
     )]
     ThreadsPresent { threads: usize },
     /// The arguments could not be serialized (for example an unsupported handle).
     #[error("cannot serialize the process arguments: {0}")]
     Args(String),
+    /// The fork server could not start the child (see its error).
+    #[error(transparent)]
+    ForkServer(#[from] super::forkserver::ForkServerError),
     #[error("cannot start the process: {0}")]
     Os(#[from] io::Error),
 }

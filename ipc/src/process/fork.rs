@@ -3,7 +3,7 @@
 //! copied held), and the child closes every descriptor it was not handed.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use super::error::StartError;
 use super::{child, current, ChildPlan, Launched};
@@ -16,7 +16,6 @@ pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched
             return Err(StartError::ThreadsPresent { threads });
         }
     }
-    let (report_rx, report_tx) = os::fd::pipe_cloexec()?;
     // Buffered output would otherwise be printed twice, once by each process.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -29,16 +28,13 @@ pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched
         return Err(StartError::Os(std::io::Error::last_os_error()));
     }
     if pid == 0 {
-        run_child(plan, parent, report_rx, report_tx);
+        run_child(plan, parent);
     }
-    drop(report_tx);
-    os::fd::set_nonblocking(report_rx.as_raw_fd(), true)?;
-    Ok(Launched { pid, report_rx })
+    Ok(Launched { pid, relay: None })
 }
 
 /// In the forked child: never returns.
-fn run_child(plan: ChildPlan<'_>, parent: i32, report_rx: OwnedFd, report_tx: OwnedFd) -> ! {
-    drop(report_rx);
+fn run_child(plan: ChildPlan<'_>, parent: i32) -> ! {
     if plan.die_with_parent {
         let _ = os::process::set_parent_death_signal(libc::SIGKILL);
         // The parent may have died before the line above took effect.
@@ -51,7 +47,7 @@ fn run_child(plan: ChildPlan<'_>, parent: i32, report_rx: OwnedFd, report_tx: Ow
     // their mappings, which decoding the arguments maps afresh.
     crate::shm::forget_parent_mappings();
     let mut keep: Vec<RawFd> = plan.handle_fds.to_vec();
-    keep.push(report_tx.as_raw_fd());
+    keep.push(plan.report);
     os::fd::close_fds_except(&keep);
     super::family::become_child(parent, plan.parent_name.clone());
     current::set_current_name(plan.name);
@@ -62,5 +58,5 @@ fn run_child(plan: ChildPlan<'_>, parent: i32, report_rx: OwnedFd, report_tx: Ow
         .iter()
         .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
-    child::run_entry_and_exit(report_tx, plan.trampoline, plan.entry, plan.args, fds)
+    child::run_entry_and_exit(plan.report, plan.trampoline, plan.entry, plan.args, fds)
 }

@@ -39,13 +39,20 @@ mod error;
 mod exit;
 mod family;
 mod fork;
+pub mod forkserver;
+mod report;
 mod spawn;
+mod start_method;
 
 pub use code_ref::CodeRef;
 pub use current::{current_process, ProcessInfo};
 pub use error::{JoinError, JoinTimeoutError, StartError};
 pub use exit::{signal_name, ExitStatus};
 pub use family::{active_children, parent_process, ChildInfo, ParentProcess};
+pub use start_method::{
+    force_start_method, get_all_start_methods, get_start_method, set_start_method, StartMethod,
+    StartMethodAlreadySet, UnknownStartMethod,
+};
 
 pub(crate) use entry::{code_address, code_offset, panic_message};
 pub(crate) use spawn::run_if_spawned;
@@ -68,23 +75,16 @@ pub const EXIT_INIT_MISSING: i32 = 86;
 /// or read its bootstrap.
 pub const EXIT_CHILD_FAILED: i32 = 87;
 
-/// How a child process is created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum StartMethod {
-    /// A copy of this process calls the entry directly: fastest, but refused
-    /// while other threads exist.
-    #[default]
-    Fork,
-    /// A fresh exec of this binary; `ipc::init()` in its `main` runs the entry.
-    Spawn,
-}
+/// How long a dropped fork-server child's status may take to be relayed.
+const RELAY_GRACE: Duration = Duration::from_secs(5);
 
 /// A child process running `fn(A) -> R`.
 pub struct Process<A, R> {
     entry: fn(A) -> R,
     args: Option<A>,
     name: String,
-    method: StartMethod,
+    /// `None`: the program's default ([`get_start_method`]) when it starts.
+    method: Option<StartMethod>,
     allow_threads: bool,
     die_with_parent: bool,
     max_result_size: usize,
@@ -102,15 +102,26 @@ pub(crate) struct ChildPlan<'a> {
     pub args: &'a [u8],
     /// Descriptors the arguments refer to, in handle-slot order.
     pub handle_fds: &'a [std::os::fd::RawFd],
+    /// The report file the child writes its outcome in (see `report`).
+    pub report: std::os::fd::RawFd,
     pub die_with_parent: bool,
     /// This process's name, for the child's `parent_process()`.
     pub parent_name: String,
 }
 
-/// What a start method hands back: the child's pid and our end of its report pipe.
+/// What a start method hands back: the child's pid, and how to follow it.
 pub(crate) struct Launched {
     pub pid: i32,
-    pub report_rx: OwnedFd,
+    /// For a child of the fork server, which reaps it: how we learn its end.
+    pub relay: Option<Relayed>,
+}
+
+/// How a child that is not ours to reap (the fork server's) is followed.
+pub(crate) struct Relayed {
+    /// The server writes the child's wait status here once it has reaped it.
+    pub status_rx: OwnedFd,
+    /// The child's pidfd, opened by the server before anyone could reap it.
+    pub pidfd: Option<OwnedFd>,
 }
 
 /// A started child, until it is reaped and its report read.
@@ -118,11 +129,10 @@ struct Child {
     pid: i32,
     /// Readable when the child exits; `None` on kernels without pidfds.
     pidfd: Option<OwnedFd>,
-    /// Our end of the report pipe, until end of file.
-    report_rx: Option<OwnedFd>,
-    report: Vec<u8>,
-    /// The child wrote more than `max_result_size`: it is not trusted.
-    report_overflow: bool,
+    /// For a fork-server child: its wait status, relayed by the server.
+    status_rx: Option<OwnedFd>,
+    /// The report file the child writes its outcome in; read once it exited.
+    report: OwnedFd,
     status: Option<ExitStatus>,
     joined: bool,
 }
@@ -138,7 +148,7 @@ where
             entry,
             args: Some(args),
             name: current::default_child_name(),
-            method: StartMethod::default(),
+            method: None,
             allow_threads: false,
             die_with_parent: true,
             max_result_size: DEFAULT_MAX_FRAME_SIZE,
@@ -153,9 +163,9 @@ where
         self
     }
 
-    /// Chooses fork (default) or spawn.
+    /// Chooses fork, spawn or forkserver (default: [`get_start_method`]).
     pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.method = method;
+        self.method = Some(method);
         self
     }
 
@@ -182,8 +192,9 @@ where
         &self.name
     }
 
+    /// The start method this process uses (or will use).
     pub fn method(&self) -> StartMethod {
-        self.method
+        self.method.unwrap_or_else(get_start_method)
     }
 
     /// Starts the child. The arguments (and the handles in them) are given to
@@ -198,30 +209,37 @@ where
         };
         let (encoded, handle_fds) = handle::collecting_handles(|| postcard::to_allocvec(args));
         let encoded = encoded.map_err(|e| StartError::Args(e.to_string()))?;
+        let report = report::create(self.max_result_size)?;
         let plan = ChildPlan {
             name: &self.name,
             trampoline: entry::trampoline::<A, R>,
             entry: self.entry as usize,
             args: &encoded,
             handle_fds: &handle_fds,
+            report: report.as_raw_fd(),
             die_with_parent: self.die_with_parent,
             parent_name: current::current_process().name,
         };
-        let launched = match self.method {
+        let method = self.method();
+        self.method = Some(method);
+        let launched = match method {
             StartMethod::Fork => fork::start(plan, self.allow_threads)?,
             StartMethod::Spawn => spawn::start(plan)?,
+            StartMethod::ForkServer => forkserver::start_child(&plan)?,
         };
         // The child has its copies of the handles now; ours must close, or a
         // reader would never see end of file from a dead writer.
         self.args = None;
-        let pidfd = os::process::pidfd_open(launched.pid).unwrap_or(None);
+        let (pidfd, status_rx) = match launched.relay {
+            Some(relay) => (relay.pidfd, Some(relay.status_rx)),
+            None => (os::process::pidfd_open(launched.pid).unwrap_or(None), None),
+        };
         family::started(launched.pid, &self.name);
         self.child = Some(Child {
             pid: launched.pid,
             pidfd,
-            report_rx: Some(launched.report_rx),
-            report: Vec::new(),
-            report_overflow: false,
+            status_rx,
+            report,
             status: None,
             joined: false,
         });
@@ -247,7 +265,7 @@ where
         if let (true, Some(status)) = (child.joined, child.status) {
             return Err(JoinError::AlreadyJoined(status).into());
         }
-        if !child.wait(deadline, max).map_err(JoinError::Io)? {
+        if !child.wait(deadline).map_err(JoinError::Io)? {
             return Err(JoinTimeoutError::Timeout);
         }
         child.joined = true;
@@ -263,7 +281,7 @@ where
         if child.status.is_some() {
             return None;
         }
-        child.pidfd.as_ref().map(|fd| fd.as_fd())
+        child.exit_watch().map(|fd| fd.as_fd())
     }
 
     /// The child's pid, once started.
@@ -273,11 +291,10 @@ where
 
     /// True from `start` until the child has exited.
     pub fn is_alive(&mut self) -> bool {
-        let max = self.max_result_size;
         match self.child.as_mut() {
             None => false,
             Some(child) => {
-                child.status.is_none() && !matches!(child.wait(Deadline::now(), max), Ok(true))
+                child.status.is_none() && !matches!(child.wait(Deadline::now()), Ok(true))
             }
         }
     }
@@ -307,7 +324,7 @@ where
     /// Sends any signal to a child that has not been reaped yet.
     pub fn signal(&mut self, signal: i32) -> std::io::Result<()> {
         match &self.child {
-            Some(child) if child.status.is_none() => os::process::send_signal(child.pid, signal),
+            Some(child) if child.status.is_none() => child.signal(signal),
             _ => Ok(()),
         }
     }
@@ -317,8 +334,8 @@ impl<A, R> Drop for Process<A, R> {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             if child.status.is_none() {
-                let _ = os::process::send_signal(child.pid, libc::SIGKILL);
-                child.status = os::process::reap(child.pid, true).ok().flatten();
+                let _ = child.signal(libc::SIGKILL);
+                child.status = child.collect_status(true).ok().flatten();
                 family::reaped(child.pid);
             }
         }
@@ -326,75 +343,90 @@ impl<A, R> Drop for Process<A, R> {
 }
 
 impl Child {
-    /// Waits until the child has exited and been reaped and its report read.
-    /// `Ok(false)` if the deadline passed first.
-    fn wait(&mut self, deadline: Deadline, max_report: usize) -> std::io::Result<bool> {
+    /// What becomes readable when the child's end is known: for a fork
+    /// server's child the status pipe (the server has reaped it), else the pidfd.
+    fn exit_watch(&self) -> Option<&OwnedFd> {
+        self.status_rx.as_ref().or(self.pidfd.as_ref())
+    }
+
+    /// Sends `signal` to a child not known to have ended. A fork server's
+    /// child is not ours to reap, so its pid could be reused once the server
+    /// reaps it: it is signalled through its pidfd when there is one.
+    fn signal(&self, signal: i32) -> std::io::Result<()> {
+        match (&self.status_rx, &self.pidfd) {
+            (Some(_), Some(pidfd)) => os::process::pidfd_send_signal(pidfd.as_raw_fd(), signal),
+            _ => os::process::send_signal(self.pid, signal),
+        }
+    }
+
+    /// The child's exit status if it has ended (`block`: wait for it).
+    fn collect_status(&mut self, block: bool) -> std::io::Result<Option<ExitStatus>> {
+        let Some(rx) = &self.status_rx else {
+            return os::process::reap(self.pid, block);
+        };
+        let deadline = if block {
+            Deadline::after(RELAY_GRACE)
+        } else {
+            Deadline::now()
+        };
+        let mut raw = [0u8; 4];
+        loop {
+            match os::fd::read_some(rx.as_raw_fd(), &mut raw) {
+                Ok(4) => return Ok(Some(ExitStatus::from_wait_status(i32::from_le_bytes(raw)))),
+                // The server died before it could say: the child died with
+                // it (its parent-death signal is SIGKILL).
+                Ok(_) => {
+                    return Ok(Some(ExitStatus::Signaled {
+                        signal: libc::SIGKILL,
+                        core_dumped: false,
+                    }))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if deadline.passed() {
+                        return Ok(None);
+                    }
+                    os::poll::poll_one(rx.as_raw_fd(), libc::POLLIN, deadline)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the child has ended, without reaping or reading anything.
+    fn has_ended(&self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        match &self.status_rx {
+            Some(rx) => os::poll::poll_one(rx.as_raw_fd(), libc::POLLIN, Deadline::now())
+                .map(|ready| ready.any())
+                .unwrap_or(true),
+            None => os::process::has_exited(self.pid),
+        }
+    }
+
+    /// Waits until the child has exited and been reaped. `Ok(false)` if the
+    /// deadline passed first.
+    fn wait(&mut self, deadline: Deadline) -> std::io::Result<bool> {
         loop {
             if self.status.is_none() {
-                self.status = os::process::reap(self.pid, false)?;
+                self.status = self.collect_status(false)?;
                 if self.status.is_some() {
                     family::reaped(self.pid);
                 }
             }
             if self.status.is_some() {
-                // Dead: whatever it wrote is in the pipe now; take it without waiting.
-                while self.report_rx.is_some() && self.read_report(max_report)? {}
-                self.report_rx = None;
                 return Ok(true);
             }
-            let mut fds = Vec::with_capacity(2);
             // Without a pidfd, wake up every few milliseconds to check on the child.
-            let (pid_events, step) = match &self.pidfd {
-                Some(fd) => ((fd.as_raw_fd(), libc::POLLIN), deadline),
-                None => ((-1, 0), deadline.or_sooner(Duration::from_millis(5))),
+            let (fd, step) = match self.exit_watch() {
+                Some(fd) => (fd.as_raw_fd(), deadline),
+                None => (-1, deadline.or_sooner(Duration::from_millis(5))),
             };
-            fds.push(libc::pollfd {
-                fd: pid_events.0,
-                events: pid_events.1,
-                revents: 0,
-            });
-            if let Some(rx) = &self.report_rx {
-                fds.push(libc::pollfd {
-                    fd: rx.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-            let ready = os::poll::poll_many(&mut fds, step)?;
-            if ready == 0 && deadline.passed() {
+            let ready = os::poll::poll_one(fd, libc::POLLIN, step)?;
+            if !ready.any() && deadline.passed() {
                 return Ok(false);
             }
-            if fds
-                .get(1)
-                .is_some_and(|p| os::poll::ready_of(p.revents).any())
-            {
-                self.read_report(max_report)?;
-            }
-        }
-    }
-
-    /// Reads what is available of the report. Returns false at end of file or
-    /// when nothing more is available right now.
-    fn read_report(&mut self, max_report: usize) -> std::io::Result<bool> {
-        let Some(rx) = &self.report_rx else {
-            return Ok(false);
-        };
-        let mut chunk = [0u8; 16 * 1024];
-        match os::fd::read_some(rx.as_raw_fd(), &mut chunk) {
-            Ok(0) => {
-                self.report_rx = None;
-                Ok(false)
-            }
-            Ok(n) => {
-                if self.report.len() + n > max_report + codec::HEADER_LEN + 16 {
-                    self.report_overflow = true;
-                } else {
-                    self.report.extend_from_slice(&chunk[..n]);
-                }
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
         }
     }
 
@@ -403,19 +435,17 @@ impl Child {
         let Some(status) = self.status else {
             return Err(JoinError::NotStarted);
         };
-        if self.report_overflow {
-            return Err(JoinError::BadReport(format!(
-                "the child's result exceeds {max_report} bytes"
-            )));
-        }
-        if self.report.is_empty() {
-            return Err(match status {
-                ExitStatus::Exited(EXIT_INIT_MISSING) => JoinError::InitMissing,
-                ExitStatus::Exited(code) => JoinError::Exited { code },
-                signaled => JoinError::Signaled(signaled),
-            });
-        }
-        let report = std::mem::take(&mut self.report);
+        let report = match report::read(&self.report, max_report) {
+            Ok(Some(report)) => report,
+            Ok(None) => {
+                return Err(match status {
+                    ExitStatus::Exited(EXIT_INIT_MISSING) => JoinError::InitMissing,
+                    ExitStatus::Exited(code) => JoinError::Exited { code },
+                    signaled => JoinError::Signaled(signaled),
+                })
+            }
+            Err(why) => return Err(JoinError::BadReport(why)),
+        };
         let decoded = codec::decode_frame::<ChildReport>(&report, max_report + 16);
         match decoded {
             Ok((ChildReport::Returned(bytes), _)) => {
@@ -439,13 +469,10 @@ impl<A, R> crate::wait::Waitable for Process<A, R> {
         if child.status.is_some() {
             return None;
         }
-        child.pidfd.as_ref().map(|fd| fd.as_raw_fd())
+        child.exit_watch().map(|fd| fd.as_raw_fd())
     }
     fn ready_now(&self) -> bool {
-        match &self.child {
-            Some(child) => child.status.is_some() || os::process::has_exited(child.pid),
-            None => false,
-        }
+        self.child.as_ref().is_some_and(Child::has_ended)
     }
 }
 

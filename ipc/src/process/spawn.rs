@@ -40,7 +40,6 @@ struct Bootstrap {
 }
 
 pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
-    let (report_rx, report_tx) = os::fd::pipe_cloexec()?;
     let bootstrap = Bootstrap {
         protocol: PROTOCOL_VERSION,
         exe: os::process::exe_identity()?,
@@ -51,14 +50,14 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
         entry_offset: entry::code_offset(plan.entry),
         args: plan.args.to_vec(),
         handle_fds: plan.handle_fds.to_vec(),
-        report_fd: report_tx.as_raw_fd(),
+        report_fd: plan.report,
     };
     let frame =
         codec::encode_frame(&bootstrap, usize::MAX).map_err(|e| StartError::Args(e.to_string()))?;
     let memfd = os::memory::sealed_memfd_with(c"ipc-spawn-bootstrap", &frame)?;
 
     let mut inherit: Vec<RawFd> = plan.handle_fds.to_vec();
-    inherit.push(report_tx.as_raw_fd());
+    inherit.push(plan.report);
     inherit.push(memfd.as_raw_fd());
     let parent = std::process::id() as i32;
     let die_with_parent = plan.die_with_parent;
@@ -95,10 +94,8 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
     let pid = spawned.id() as i32;
     // Dropping std's Child neither waits nor kills: `Process` reaps this pid itself.
     drop(spawned);
-    drop(report_tx);
     drop(memfd);
-    os::fd::set_nonblocking(report_rx.as_raw_fd(), true)?;
-    Ok(Launched { pid, report_rx })
+    Ok(Launched { pid, relay: None })
 }
 
 /// In a process that may be a spawned child: run the plan and exit, or return
@@ -127,8 +124,8 @@ pub(crate) fn run_if_spawned() {
             child::exit_now(EXIT_CHILD_FAILED);
         }
     };
-    // SAFETY: inherited descriptors named by the parent's plan; owned by nobody here.
-    let report = unsafe { OwnedFd::from_raw_fd(bootstrap.report_fd) };
+    // Inherited, and never closed here: the child exits with it open.
+    let report = bootstrap.report_fd;
     let fds: Vec<OwnedFd> = bootstrap
         .handle_fds
         .iter()
@@ -141,7 +138,7 @@ pub(crate) fn run_if_spawned() {
     match os::process::exe_identity() {
         Ok(id) if id == bootstrap.exe => {}
         _ => child::exit_with_report(
-            &report,
+            report,
             &ChildReport::Failed("the child is not running its parent's executable".into()),
         ),
     }
@@ -175,10 +172,11 @@ fn read_bootstrap(mut memfd: std::fs::File) -> Result<Bootstrap, String> {
 /// Called by every `start`: a spawned child whose `main` did not call
 /// `ipc::init()` would otherwise go on to spawn children of its own, forever.
 pub(crate) fn refuse_if_uninitialized_child() {
-    if std::env::var_os(BOOTSTRAP_ENV).is_some() {
+    let server = super::forkserver::SERVER_ENV;
+    if std::env::var_os(BOOTSTRAP_ENV).is_some() || std::env::var_os(server).is_some() {
         eprintln!(
-            "ipc: this process was started by ipc's spawn start method, but its main() \
-             did not call ipc::init() first. Add `ipc::init();` as the first line of main; \
+            "ipc: this process was started by ipc's spawn or forkserver start method, but \
+             its main() did not call ipc::init() first. Add `ipc::init();` as the first line of main; \
              exiting with code {EXIT_INIT_MISSING} instead of starting processes recursively."
         );
         child::exit_now(EXIT_INIT_MISSING);

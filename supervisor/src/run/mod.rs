@@ -259,7 +259,7 @@ impl Engine {
                 "{}: {} ({})",
                 engine.work.describe(),
                 plural(workers, "worker"),
-                method_name(engine.method)
+                engine.method.name()
             ));
         }
         // Started by the loop, a batch per turn, so that a signal is heard
@@ -619,7 +619,7 @@ impl Engine {
             workers_started: self.workers_started,
             startup_seconds: self.all_ready_after.map(|d| d.as_secs_f64()),
             notes: self.notes.clone(),
-            start_method: method_name(self.method).into(),
+            start_method: self.method.name().into(),
             wall_seconds: secs,
             tasks: TaskCounts {
                 total: self.ledger.total(),
@@ -667,13 +667,6 @@ fn resend_stop(w: &mut Worker) {
         // settles it.
         Err(TrySendError::Full | TrySendError::Failed(SpscError::Parked)) => {}
         Err(_) => w.stop_unsent = false,
-    }
-}
-
-pub(crate) fn method_name(method: StartMethod) -> &'static str {
-    match method {
-        StartMethod::Fork => "fork",
-        StartMethod::Spawn => "spawn",
     }
 }
 

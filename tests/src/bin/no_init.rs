@@ -1,6 +1,7 @@
 //! A program that forgets `ipc::init()` in `main` and starts a process with
-//! the spawn method. Its child must refuse to recurse, exit with
-//! `ipc::EXIT_INIT_MISSING`, and the parent's `join` must say why.
+//! the spawn method (or the one named in `argv[1]`). Its child must refuse
+//! to recurse, exit with `ipc::EXIT_INIT_MISSING`, and the parent's `join`
+//! must say why; with forkserver, the server does the same and `start` says why.
 
 use ipc::{Process, StartMethod};
 
@@ -11,7 +12,11 @@ fn entry(x: u32) -> u32 {
 fn main() {
     // Deliberately no `ipc::init();` here.
     println!("main of pid {} runs", std::process::id());
-    let mut p = Process::new(entry, 1).start_method(StartMethod::Spawn);
+    let method = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(StartMethod::Spawn);
+    let mut p = Process::new(entry, 1).start_method(method);
     if let Err(e) = p.start() {
         println!("start failed: {e}");
         return;

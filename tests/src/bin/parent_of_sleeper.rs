@@ -1,4 +1,4 @@
-//! Starts one child (fork or spawn, from `argv[1]`) that sleeps for a minute,
+//! Starts one child (fork, spawn or forkserver, from `argv[1]`) that sleeps for a minute,
 //! prints the child's pid, and then sleeps itself. The orphan test SIGKILLs
 //! this process and checks that the child dies with it.
 
@@ -12,10 +12,10 @@ fn sleeper(seconds: u64) {
 
 fn main() {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    let method = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(StartMethod::Fork);
     let mut p = Process::new(sleeper, 60).start_method(method);
     if let Err(e) = p.start() {
         eprintln!("start failed: {e}");

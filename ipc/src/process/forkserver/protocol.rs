@@ -1,0 +1,43 @@
+//! What the creator and its fork server say to each other over their
+//! socketpair: postcard frames, descriptors beside them (`SCM_RIGHTS`).
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a message changes shape.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// The server's first message, once it runs its loop.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Hello {
+    Ready {
+        protocol: u32,
+        pid: i32,
+    },
+    /// It cannot serve (threads started before `ipc::init()`, ...).
+    Refused(String),
+}
+
+/// Fork one child. Descriptors, in order: the report file, the
+/// status pipe's write end, the creator's stdout and stderr, then the
+/// handles of the arguments in slot order.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StartRequest {
+    pub name: String,
+    pub parent_pid: i32,
+    pub parent_name: String,
+    pub trampoline_offset: i64,
+    pub entry_offset: i64,
+    pub args: Vec<u8>,
+    pub die_with_parent: bool,
+}
+
+/// The descriptors in a request before its handles.
+pub(crate) const FIXED_FDS: usize = 4;
+
+/// The answer to a [`StartRequest`]. `Started` carries the child's pidfd
+/// when the kernel has them.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum StartReply {
+    Started { pid: i32 },
+    Failed(String),
+}

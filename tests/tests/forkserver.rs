@@ -1,0 +1,416 @@
+//! The forkserver start method, end to end: children of a threaded parent,
+//! handles through `SCM_RIGHTS`, exit reporting through the server, the
+//! creator or the server SIGKILLed, and nobody else able to use the server.
+//! Runs under the single-threaded harness, which also fails a case that
+//! leaves a child (of this process or of the server) behind.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc::forkserver::ForkServerError;
+use ipc::queue::Queue;
+use ipc::{Connection, JoinError, Pipe, Process, StartError, StartMethod};
+use tests::{cases, harness, procfs};
+
+const FS: StartMethod = StartMethod::ForkServer;
+
+fn main() {
+    ipc::init();
+    harness::run(cases![
+        a_threaded_parent_gets_forkserver_children_but_no_fork,
+        exits_are_reported_through_the_server,
+        the_child_is_the_servers_and_knows_its_creator,
+        killing_the_server_between_starts_costs_at_most_one_start,
+        the_creator_sigkilled_leaves_nothing,
+        no_other_process_can_reach_the_server,
+        a_main_without_init_is_a_clear_error,
+        join_timeout_and_wait_see_a_forkserver_child,
+        the_default_start_method_is_set_once,
+    ]);
+}
+
+fn add_one(x: u64) -> u64 {
+    x + 1
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code);
+}
+
+fn panics(what: String) -> u8 {
+    panic!("boom: {what}");
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Reads a number from the pipe, writes back its square, and puts its
+/// triple on the queue.
+fn square_and_triple((mut conn, queue): (Connection, Queue<u64>)) -> u64 {
+    let x: u64 = conn.recv().expect("a number from the parent");
+    conn.send(&(x * x)).expect("send the square");
+    queue.put(&(3 * x)).expect("put the triple");
+    x
+}
+
+/// Four threads busy until dropped.
+struct BusyThreads {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyThreads {
+    fn start(n: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                })
+            })
+            .collect();
+        BusyThreads { stop, threads }
+    }
+}
+
+impl Drop for BusyThreads {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn a_threaded_parent_gets_forkserver_children_but_no_fork() {
+    let busy = BusyThreads::start(4);
+    assert!(ipc::os::procfs::thread_count().expect("threads") >= 5);
+    let queue: Queue<u64> = Queue::new(16).expect("queue");
+    let mut children = Vec::new();
+    let mut ours = Vec::new();
+    for x in [2u64, 5, 7] {
+        let (mine, theirs) = Pipe::duplex().expect("pipe");
+        let mut p = Process::new(
+            square_and_triple,
+            (theirs, queue.try_clone().expect("queue clone")),
+        )
+        .start_method(FS);
+        p.start().expect("forkserver start with threads running");
+        ours.push((x, mine));
+        children.push(p);
+    }
+    for (x, conn) in &mut ours {
+        conn.send(x).expect("send");
+        let square: u64 = conn
+            .recv_timeout(Duration::from_secs(30))
+            .expect("square back");
+        assert_eq!(square, *x * *x);
+    }
+    let mut returned: Vec<u64> = children
+        .iter_mut()
+        .map(|p| p.join().expect("join"))
+        .collect();
+    returned.sort_unstable();
+    assert_eq!(returned, [2, 5, 7]);
+    let mut triples: Vec<u64> = (0..3)
+        .map(|_| queue.get_timeout(Duration::from_secs(30)).expect("triple"))
+        .collect();
+    triples.sort_unstable();
+    assert_eq!(triples, [6, 15, 21]);
+    // The same parent, asking for fork, is refused.
+    let mut forked = Process::new(add_one, 1).start_method(StartMethod::Fork);
+    match forked.start() {
+        Err(StartError::ThreadsPresent { threads }) => assert!(threads >= 5),
+        other => panic!("fork with threads: {other:?}"),
+    }
+    drop(busy);
+}
+
+fn exits_are_reported_through_the_server() {
+    let mut p = Process::new(add_one, 41).start_method(FS);
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 42);
+    assert_eq!(p.exit_code(), Some(0));
+    assert!(!p.is_alive());
+
+    let mut p = Process::new(exit_with, 3).start_method(FS);
+    p.start().expect("start");
+    assert!(matches!(p.join(), Err(JoinError::Exited { code: 3 })));
+    assert_eq!(p.exit_code(), Some(3));
+
+    let mut p = Process::new(panics, "in the child".to_string()).start_method(FS);
+    p.start().expect("start");
+    match p.join() {
+        Err(JoinError::Panicked { message }) => assert_eq!(message, "boom: in the child"),
+        other => panic!("panic: {other:?}"),
+    }
+    assert_eq!(p.exit_code(), Some(1));
+
+    for (signal, code) in [(libc::SIGKILL, -9), (libc::SIGTERM, -15)] {
+        let mut p = Process::new(sleep_ms, 60_000).start_method(FS);
+        p.start().expect("start");
+        assert!(p.is_alive());
+        if signal == libc::SIGKILL {
+            p.kill().expect("kill");
+        } else {
+            p.terminate().expect("terminate");
+        }
+        assert!(matches!(p.join(), Err(JoinError::Signaled(_))));
+        assert_eq!(p.exit_code(), Some(code));
+        // Signals after the end reach nobody and are no error.
+        p.kill().expect("kill after the end");
+    }
+}
+
+fn report_family(_: ()) -> (u32, u32, String) {
+    let parent = ipc::parent_process().expect("a parent");
+    (
+        parent.pid(),
+        ipc::os::process::parent_pid() as u32,
+        ipc::current_process().name,
+    )
+}
+
+fn the_child_is_the_servers_and_knows_its_creator() {
+    let server = ipc::forkserver::start().expect("server");
+    assert_eq!(
+        ipc::forkserver::start().expect("again"),
+        server,
+        "one server"
+    );
+    let mut p = Process::new(report_family, ())
+        .named("fs-child")
+        .start_method(FS);
+    p.start().expect("start");
+    let child = p.pid().expect("pid");
+    let listed = ipc::active_children();
+    assert!(listed.iter().any(|c| c.pid == child), "{listed:?}");
+    let (creator, os_parent, name) = p.join().expect("join");
+    assert_eq!(
+        creator,
+        std::process::id(),
+        "parent_process() is the creator"
+    );
+    assert_eq!(os_parent, server, "the OS parent is the server");
+    assert_eq!(name, "fs-child");
+    assert!(ipc::active_children().iter().all(|c| c.pid != child));
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn killing_the_server_between_starts_costs_at_most_one_start() {
+    // Killed and seen dead: the next start simply works, on a new server.
+    let old = ipc::forkserver::start().expect("server");
+    ipc::os::process::send_signal(old as i32, libc::SIGKILL).expect("kill the server");
+    wait_until("the server to die", || {
+        procfs::stat_state_and_ppid(old).is_none_or(|(state, _)| state == 'Z')
+    });
+    let mut p = Process::new(add_one, 1).start_method(FS);
+    p.start().expect("the start after a dead server");
+    assert_eq!(p.join().expect("join"), 2);
+    let new = ipc::forkserver::pid().expect("a new server");
+    assert_ne!(new, old);
+    assert!(
+        procfs::stat_state_and_ppid(old).is_none(),
+        "the old server was reaped"
+    );
+
+    // Killed just before a start: that start works or says the server
+    // was lost; the one after works.
+    for _ in 0..5 {
+        let server = ipc::forkserver::start().expect("server");
+        ipc::os::process::send_signal(server as i32, libc::SIGKILL).expect("kill the server");
+        let mut p = Process::new(add_one, 10).start_method(FS);
+        match p.start() {
+            Ok(()) => assert_eq!(p.join().expect("join"), 11),
+            Err(StartError::ForkServer(ForkServerError::Lost { .. })) => {
+                let mut again = Process::new(add_one, 20).start_method(FS);
+                again.start().expect("the start after a lost one");
+                assert_eq!(again.join().expect("join"), 21);
+            }
+            Err(e) => panic!("start after killing the server: {e}"),
+        }
+    }
+
+    // Killed while a child runs: the child dies with it, and its join says SIGKILL.
+    let server = ipc::forkserver::start().expect("server");
+    let mut p = Process::new(sleep_ms, 60_000).start_method(FS);
+    p.start().expect("start");
+    let child = p.pid().expect("pid");
+    ipc::os::process::send_signal(server as i32, libc::SIGKILL).expect("kill the server");
+    assert!(matches!(p.join(), Err(JoinError::Signaled(_))));
+    assert_eq!(p.exit_code(), Some(-9));
+    wait_until("the orphan to go", || !procfs::is_running(child));
+}
+
+fn the_creator_sigkilled_leaves_nothing() {
+    let mut creator = Command::new(env!("CARGO_BIN_EXE_forkserver_creator"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run forkserver_creator");
+    let stdout = creator.stdout.take().expect("stdout");
+    let mut server = None;
+    let mut children = Vec::new();
+    let mut shm = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("a line");
+        match line.split_once(' ') {
+            Some(("server", pid)) => server = pid.parse::<u32>().ok(),
+            Some(("child", pid)) => children.extend(pid.parse::<u32>().ok()),
+            Some(("shm", name)) => shm = Some(name.to_string()),
+            _ if line == "ready" => break,
+            _ => {}
+        }
+    }
+    let server = server.expect("the server's pid");
+    let shm = shm.expect("the segment's name");
+    assert_eq!(children.len(), 2);
+    let segment = std::path::Path::new("/dev/shm").join(&shm);
+    assert!(segment.exists());
+    for &child in &children {
+        assert!(procfs::is_running(child));
+        assert_eq!(
+            procfs::stat_state_and_ppid(child).map(|s| s.1),
+            Some(server)
+        );
+    }
+    creator.kill().expect("SIGKILL the creator");
+    creator.wait().expect("reap the creator");
+    for pid in children.iter().copied().chain([server]) {
+        wait_until("every child and the server to go", || {
+            !procfs::is_running(pid)
+        });
+    }
+    wait_until("the segment to be unlinked", || !segment.exists());
+}
+
+/// In another process of this user: every way in to the server we can
+/// think of. A socketpair has no name to connect to, and a socket cannot
+/// be opened through /proc.
+fn try_to_reach(server: u32) -> Vec<String> {
+    let mut ways_in = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{server}/fd")) else {
+        return vec!["cannot list the server's descriptors".into()];
+    };
+    let mut inodes = Vec::new();
+    for entry in dir.flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().to_string();
+        if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.push(inode.to_string());
+            if std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(entry.path())
+                .is_ok()
+            {
+                ways_in.push(format!("opened {target} through /proc"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        ways_in.push("the server has no socket?".into());
+    }
+    // /proc/net/unix: "Num RefCount Protocol Flags Type St Inode [Path]".
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    for row in table.lines().skip(1) {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        if fields.len() > 7 && inodes.iter().any(|i| i == fields[6]) {
+            ways_in.push(format!("the server's socket has an address: {}", fields[7]));
+        }
+    }
+    ways_in
+}
+
+fn no_other_process_can_reach_the_server() {
+    let server = ipc::forkserver::start().expect("server");
+    let before = procfs::children_of(server).len();
+    let mut intruder = Process::new(try_to_reach, server).start_method(StartMethod::Spawn);
+    intruder.start().expect("start the intruder");
+    let ways_in = intruder.join().expect("join the intruder");
+    assert!(ways_in.is_empty(), "{ways_in:?}");
+    assert_eq!(procfs::children_of(server).len(), before);
+    // The intruder also cannot borrow ours: a spawned child of this
+    // process holds no copy of the socket, so it starts a server of its own.
+    let mut p = Process::new(server_of_child, ()).start_method(StartMethod::Spawn);
+    p.start().expect("start");
+    let theirs = p.join().expect("join");
+    assert_ne!(theirs, server);
+}
+
+fn server_of_child(_: ()) -> u32 {
+    let mut p = Process::new(add_one, 1).start_method(FS);
+    p.start().expect("start in a child");
+    assert_eq!(p.join().expect("join in a child"), 2);
+    let pid = ipc::forkserver::pid().unwrap_or(0);
+    ipc::forkserver::stop();
+    pid
+}
+
+fn a_main_without_init_is_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_no_init"))
+        .arg("forkserver")
+        .output()
+        .expect("run no_init");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("start failed: the fork server exited before it was ready (exited with code 86); does main() call ipc::init() first?"),
+        "stdout: {stdout}"
+    );
+}
+
+fn join_timeout_and_wait_see_a_forkserver_child() {
+    let mut p = Process::new(sleep_ms, 300).start_method(FS);
+    p.start().expect("start");
+    assert!(matches!(
+        p.join_timeout(Duration::from_millis(1)),
+        Err(ipc::JoinTimeoutError::Timeout)
+    ));
+    assert!(p.exit_fd().is_some());
+    let ready =
+        ipc::wait(&[&p as &dyn ipc::Waitable], Some(Duration::from_secs(30))).expect("wait");
+    assert_eq!(ready, [0]);
+    assert_eq!(p.join().expect("join"), 300);
+}
+
+fn the_default_start_method_is_set_once() {
+    assert_eq!(ipc::get_all_start_methods()[0], StartMethod::Fork);
+    ipc::set_start_method(FS).expect("first set");
+    assert_eq!(
+        ipc::set_start_method(StartMethod::Spawn),
+        Err(ipc::StartMethodAlreadySet { current: FS })
+    );
+    assert_eq!(ipc::get_start_method(), FS);
+    assert_eq!(
+        ipc::get_all_start_methods(),
+        [FS, StartMethod::Fork, StartMethod::Spawn]
+    );
+    let mut p = Process::new(report_family, ());
+    assert_eq!(p.method(), FS);
+    p.start().expect("start with the default");
+    let (_, os_parent, _) = p.join().expect("join");
+    assert_eq!(Some(os_parent), ipc::forkserver::pid());
+    ipc::force_start_method(StartMethod::Fork);
+    assert_eq!(ipc::get_start_method(), StartMethod::Fork);
+    assert_eq!("forkserver".parse::<StartMethod>(), Ok(FS));
+    assert!("threads".parse::<StartMethod>().is_err());
+}
