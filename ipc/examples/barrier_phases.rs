@@ -33,10 +33,11 @@ fn phases((me, data, barrier): (usize, Array<u64>, Barrier)) -> Result<u64, Stri
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let data = Array::new(PARTIES * PER_PARTY, 0u64)?;
     let barrier = Barrier::new(PARTIES as u32)?;
     let mut parties = Vec::new();

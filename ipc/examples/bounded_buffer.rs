@@ -65,10 +65,11 @@ fn consumer(buf: Buffer) -> (u64, u64) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let buf: Buffer = (
         Condition::new()?,
         RawArray::from_slice(&[0u64; CAPACITY])?,

@@ -21,10 +21,11 @@ fn worker((tasks, total): (JoinableQueue<u64>, Value<u64>)) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let tasks = JoinableQueue::<u64>::new(0)?;
     let total = Value::new(0u64)?;
     let mut workers = Vec::new();

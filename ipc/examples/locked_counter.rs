@@ -30,10 +30,11 @@ fn increment(counter: Value<u64>) -> u64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let counter = Value::new(0u64)?;
     let mut children = Vec::new();
     for _ in 0..PROCESSES {

@@ -28,10 +28,11 @@ fn worker((ns, names, times, lock): Shared) -> Result<(), String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let manager = Manager::start()?;
     let shared: Shared = (
         manager.namespace()?,

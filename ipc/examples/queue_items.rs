@@ -23,10 +23,11 @@ fn producer(q: Queue<Option<String>>) -> usize {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let q = Queue::<Option<String>>::new(0)?;
     let mut p = Process::new(producer, q.try_clone()?).start_method(method);
     p.start()?;

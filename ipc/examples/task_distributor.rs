@@ -48,10 +48,11 @@ fn worker((me, tasks, results): (usize, Queue<u64>, Queue<Done>)) -> usize {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let tasks = Queue::<u64>::new(8)?;
     let results = Queue::<Done>::new(0)?;
     let mut workers = Vec::new();

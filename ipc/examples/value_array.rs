@@ -21,10 +21,11 @@ fn add_one((counter, numbers): (Value<i32>, Array<i32>)) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let counter = Value::new(0i32)?;
     let numbers = Array::new(5, 0i32)?;
     let mut children = Vec::new();

@@ -25,10 +25,11 @@ fn f((num, arr): (Value<f64>, Array<i32>)) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let num = Value::new(0.0f64)?;
     let arr = Array::from_iter(0..10i32)?;
     let mut p = Process::new(f, (num.try_clone()?, arr.try_clone()?)).start_method(method);

@@ -1,6 +1,6 @@
 //! # ipc: Python's `multiprocessing`, in Rust, for real OS processes
 //!
-//! Start processes with `fork` or `spawn`, talk to them over pipes and
+//! Start processes with `fork`, `spawn` or `forkserver`, talk to them over pipes and
 //! queues, share memory, values and locks with them, and get their results or a precise
 //! account of how they died: never a hang, even when a process is SIGKILLed
 //! holding a lock.
@@ -30,7 +30,8 @@
 //! |---|---|
 //! | `if __name__ == '__main__':` guard | `ipc::init();` as the first line of `main` |
 //! | `Process(target=f, args=(x,), name="bob")` | `Process::new(f, x).named("bob")` (`f` is a plain `fn(A) -> R`) |
-//! | `set_start_method("spawn")` / `get_context("fork")` | `.start_method(StartMethod::Spawn)` per process |
+//! | `get_context("fork")` | `.start_method(StartMethod::Fork)` per process |
+//! | `set_start_method("forkserver")`, `get_start_method()`, `get_all_start_methods()` | [`set_start_method`], [`get_start_method`], [`get_all_start_methods`] |
 //! | `p.start()`, `p.join()`, `p.join(timeout)` | `p.start()?`, `p.join()?` (gives `f`'s return value), `p.join_timeout(d)` |
 //! | `p.exitcode` (`-9` after SIGKILL) | `p.exit_code()` (same convention), `p.exit_status()` |
 //! | `p.is_alive()`, `p.pid`, `p.terminate()`, `p.kill()` | `p.is_alive()`, `p.pid()`, `p.terminate()`, `p.kill()` |

@@ -20,10 +20,11 @@ fn is_prime(n: u64) -> bool {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     ipc::init();
-    let method = match std::env::args().nth(1).as_deref() {
-        Some("spawn") => StartMethod::Spawn,
-        _ => StartMethod::Fork,
-    };
+    // fork (the default), spawn or forkserver, from the command line.
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
     let pool = Pool::builder(4).start_method(method).build()?;
     let ranges: Vec<(u64, u64)> = (0..8).map(|i| (i * 100_000, (i + 1) * 100_000)).collect();
     let mut futures = Vec::new();

@@ -53,7 +53,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             workers: None,
-            start_method: StartMethod::Fork,
+            start_method: ipc::get_start_method(),
             max_attempts: 3,
             max_restarts: 20,
             restart_window: Duration::from_secs(10),

@@ -25,6 +25,7 @@ fn main() {
     tests::harness::run(tests::cases![
         map_is_exact_while_workers_are_killed_fork,
         map_is_exact_while_workers_are_killed_spawn,
+        map_is_exact_while_workers_and_their_fork_server_are_killed,
         an_item_that_segfaults_is_an_error_alone,
         a_panicking_item_gives_its_message_and_the_pool_goes_on,
         imap_over_an_endless_iterator_takes_what_it_needs,
@@ -51,19 +52,25 @@ fn triple_slowly(x: u64) -> u64 {
     x * 3
 }
 
-/// A process outside the pool: SIGKILLs a random live child of `parent`
-/// (other than itself) every `every_ms`, up to `kills` times, counting
-/// in `killed`.
+/// A process outside the pool: SIGKILLs a random live child or grandchild
+/// of `parent` (other than itself) every `every_ms`, up to `kills` times,
+/// counting in `killed`. Grandchildren are a fork server's workers; the
+/// server itself is a child, and fair game.
 fn killer((parent, kills, every_ms, killed): (u32, u32, u64, Value<u32>)) {
     let me = std::process::id();
     let mut rng = u64::from(me) | 1;
-    while killed.load() < kills {
-        std::thread::sleep(Duration::from_millis(every_ms));
-        let victims: Vec<u32> = procfs::children_of(parent)
+    let live = |of: u32| -> Vec<u32> {
+        procfs::children_of(of)
             .into_iter()
             .filter(|&(p, state)| p != me && state != 'Z')
             .map(|(p, _)| p)
-            .collect();
+            .collect()
+    };
+    while killed.load() < kills {
+        std::thread::sleep(Duration::from_millis(every_ms));
+        let children = live(parent);
+        let grandchildren: Vec<u32> = children.iter().flat_map(|&c| live(c)).collect();
+        let victims: Vec<u32> = children.into_iter().chain(grandchildren).collect();
         if victims.is_empty() {
             continue;
         }
@@ -132,6 +139,13 @@ fn map_is_exact_while_workers_are_killed_fork() {
 
 fn map_is_exact_while_workers_are_killed_spawn() {
     map_while_killed(StartMethod::Spawn);
+}
+
+fn map_is_exact_while_workers_and_their_fork_server_are_killed() {
+    map_while_killed(StartMethod::ForkServer);
+    // The next cases' killers must find only their own workers.
+    ipc::forkserver::stop();
+    assert_eq!(ipc::forkserver::pid(), None);
 }
 
 fn segfault_on_13(x: u64) -> u64 {

@@ -53,6 +53,46 @@ fn killed_workers_are_replaced_and_the_answer_is_exact() {
 }
 
 #[test]
+fn forkserver_workers_killed_are_replaced_and_the_answer_is_exact() {
+    let child =
+        supervisor("-w 2 --limit 2e9 --chunk 1e6 --max-attempts 5 --start-method forkserver")
+            .spawn()
+            .expect("start");
+    let pid = child.id();
+    let mut killed = Vec::new();
+    for _ in 0..2 {
+        let victim = wait_for_forkserver_workers(pid, 1, &killed)[0];
+        signal(victim, libc::SIGKILL);
+        killed.push(victim);
+    }
+    let run = finish(child);
+    assert_exact_primes(&run, 98_222_287);
+    assert_eq!(run.report["start_method"], "forkserver");
+    assert_eq!(run.report["restarts"]["crashes"], 2, "{}", run.events);
+    assert!(run.events.contains("replaced by pid"), "{}", run.events);
+}
+
+#[test]
+fn killing_a_forkserver_supervisor_takes_the_server_and_its_workers() {
+    let mut child = supervisor("-w 3 --limit 1e12 --start-method forkserver")
+        .spawn()
+        .expect("start");
+    let workers = wait_for_forkserver_workers(child.id(), 3, &[]);
+    let servers = workers_of(child.id());
+    assert_eq!(servers.len(), 1, "one fork server: {servers:?}");
+    signal(child.id(), libc::SIGKILL);
+    let _ = child.wait();
+    let started = Instant::now();
+    while workers.iter().chain(&servers).any(|&p| is_running(p)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server or its workers outlived their supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
 fn a_stopped_worker_is_found_by_its_heartbeat_and_replaced() {
     let child = supervisor("-w 2 --limit 1e9 --chunk 1e6 --worker-timeout 0.5")
         .spawn()

@@ -1,4 +1,5 @@
-//! Runs every example of the `ipc` crate, with each start method, and checks
+//! Runs every example of the `ipc` crate, with each start method (fork,
+//! spawn, forkserver), and checks
 //! what it prints. The examples are built by `cargo test --workspace`.
 
 use std::process::Command;
@@ -26,7 +27,7 @@ fn run_example(name: &str, method: &str) -> String {
 
 #[test]
 fn hello_greets_bob_from_a_child() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("hello", method);
         assert!(out.contains("hello bob"), "{out}");
         assert!(out.contains("process name: bob-greeter"), "{out}");
@@ -37,7 +38,7 @@ fn hello_greets_bob_from_a_child() {
 
 #[test]
 fn pipe_messages_arrive_in_order_until_the_end_marker() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("pipe_messages", method);
         assert!(
             out.contains("sent 4, received 4: Hello World Python Concurrency"),
@@ -54,7 +55,7 @@ fn pipe_messages_arrive_in_order_until_the_end_marker() {
 
 #[test]
 fn ping_pong_counts_every_round() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("ping_pong", method);
         assert!(
             out.contains("1000 rounds, final value 1000, child answered 1000"),
@@ -65,7 +66,7 @@ fn ping_pong_counts_every_round() {
 
 #[test]
 fn value_array_counts_five_processes() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("value_array", method);
         assert!(out.contains("Value: 5"), "{out}");
         assert!(out.contains("Array: [5, 5, 5, 5, 5]"), "{out}");
@@ -83,7 +84,7 @@ fn locked_counter_reaches_exactly_a_million() {
 
 #[test]
 fn value_pi_is_set_and_the_array_negated_by_a_child() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("value_pi", method);
         assert!(out.contains("3.1415927\n"), "{out}");
         assert!(
@@ -95,7 +96,7 @@ fn value_pi_is_set_and_the_array_negated_by_a_child() {
 
 #[test]
 fn bounded_buffer_passes_every_item_once() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("bounded_buffer", method);
         assert!(
             out.contains("consumed 1000 items through 4 slots, sum 500500 (expected 500500)"),
@@ -106,7 +107,7 @@ fn bounded_buffer_passes_every_item_once() {
 
 #[test]
 fn barrier_phases_see_every_quarter() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("barrier_phases", method);
         for party in 0..4 {
             assert!(
@@ -119,7 +120,7 @@ fn barrier_phases_see_every_quarter() {
 
 #[test]
 fn queue_items_arrive_in_order_until_the_end_marker() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("queue_items", method);
         for i in 0..5 {
             assert!(out.contains(&format!("Consuming: Item-{i}")), "{out}");
@@ -130,7 +131,7 @@ fn queue_items_arrive_in_order_until_the_end_marker() {
 
 #[test]
 fn task_distributor_collects_every_result() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("task_distributor", method);
         // 1^2 + ... + 30^2 = 9455
         assert!(
@@ -142,7 +143,7 @@ fn task_distributor_collects_every_result() {
 
 #[test]
 fn joinable_pool_joins_after_every_task_is_done() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("joinable_pool", method);
         assert!(
             out.contains("all tasks done: total 5050 (unfinished 0)"),
@@ -153,14 +154,14 @@ fn joinable_pool_joins_after_every_task_is_done() {
 
 #[test]
 fn pool_map_squares_one_two_three() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         assert_eq!(run_example("pool_map", method), "[1, 4, 9]\n");
     }
 }
 
 #[test]
 fn pool_primes_counts_each_range_and_the_total() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("pool_primes", method);
         for line in [
             "primes in [0, 100000): 9592",
@@ -175,7 +176,7 @@ fn pool_primes_counts_each_range_and_the_total() {
 
 #[test]
 fn pool_initializer_scales_every_chunk() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("pool_initializer", method);
         assert!(out.contains("[999000, 999000, 999000, 999000]"), "{out}");
         assert!(out.contains("total: 3996000"), "{out}");
@@ -184,7 +185,7 @@ fn pool_initializer_scales_every_chunk() {
 
 #[test]
 fn custom_job_sums_the_squares() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("custom_job", method);
         assert!(
             out.contains("sum of squares below 1e6: 333332833333500000"),
@@ -195,7 +196,7 @@ fn custom_job_sums_the_squares() {
 
 #[test]
 fn manager_workers_share_a_count_a_list_and_a_dict() {
-    for method in ["fork", "spawn"] {
+    for method in ["fork", "spawn", "forkserver"] {
         let out = run_example("manager_workers", method);
         assert!(out.contains("count: 3\n"), "{out}");
         assert!(

@@ -132,7 +132,7 @@ pub struct ManagerBuilder {
 }
 
 impl ManagerBuilder {
-    /// How the server process starts (default fork).
+    /// How the server process starts (default: [`get_start_method`](crate::get_start_method)).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = method;
         self
@@ -241,7 +241,8 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// Starts a manager's server by fork, on a private Unix socket.
+    /// Starts a manager's server with the default start method, on a
+    /// private Unix socket.
     pub fn start() -> Result<Manager, ManagerError> {
         Manager::builder().start()
     }
@@ -254,7 +255,7 @@ impl Manager {
     /// A manager to configure before it starts.
     pub fn builder() -> ManagerBuilder {
         ManagerBuilder {
-            method: StartMethod::Fork,
+            method: crate::get_start_method(),
             address: None,
             key: None,
             options: ServeOptions::default(),

@@ -80,6 +80,8 @@ impl PoolBuilder {
         self
     }
 
+    /// How workers start (default: [`ipc::get_start_method`]; forkserver
+    /// for a program with threads).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.options.start_method = method;
         self

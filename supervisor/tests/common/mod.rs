@@ -66,14 +66,26 @@ pub fn workers_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The live workers of a supervisor whose workers start by forkserver:
+/// the children of its children (the server's).
+pub fn forkserver_workers_of(pid: u32) -> Vec<u32> {
+    workers_of(pid).into_iter().flat_map(workers_of).collect()
+}
+
 /// Waits until the supervisor has `n` live workers, none of them in `not`.
 pub fn wait_for_workers(pid: u32, n: usize, not: &[u32]) -> Vec<u32> {
+    wait_for(|| workers_of(pid), n, not)
+}
+
+/// As [`wait_for_workers`], for workers started by forkserver.
+pub fn wait_for_forkserver_workers(pid: u32, n: usize, not: &[u32]) -> Vec<u32> {
+    wait_for(|| forkserver_workers_of(pid), n, not)
+}
+
+fn wait_for(list: impl Fn() -> Vec<u32>, n: usize, not: &[u32]) -> Vec<u32> {
     let started = Instant::now();
     loop {
-        let workers: Vec<u32> = workers_of(pid)
-            .into_iter()
-            .filter(|w| !not.contains(w))
-            .collect();
+        let workers: Vec<u32> = list().into_iter().filter(|w| !not.contains(w)).collect();
         if workers.len() >= n {
             return workers;
         }
