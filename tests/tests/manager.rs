@@ -12,6 +12,7 @@ fn main() {
     tests::harness::run(tests::cases![
         four_processes_fetch_add_exactly_forty_thousand_fork,
         four_processes_fetch_add_exactly_forty_thousand_spawn,
+        four_processes_fetch_add_exactly_forty_thousand_forkserver,
         a_dict_proxy_works_in_a_spawned_child,
         a_killed_manager_is_disconnected_for_its_clients,
         a_stopped_manager_is_a_timeout_not_a_hang,
@@ -32,7 +33,8 @@ fn add_ten_thousand(ns: Namespace) -> Result<(), String> {
 }
 
 fn fetch_add_from_four(method: StartMethod) {
-    let manager = Manager::start().unwrap();
+    // The server starts by the same method as its clients.
+    let manager = Manager::start_with(method).unwrap();
     let ns = manager.namespace().unwrap();
     let mut children: Vec<_> = (0..4)
         .map(|_| Process::new(add_ten_thousand, ns.clone()).start_method(method))
@@ -52,6 +54,10 @@ fn four_processes_fetch_add_exactly_forty_thousand_fork() {
 
 fn four_processes_fetch_add_exactly_forty_thousand_spawn() {
     fetch_add_from_four(StartMethod::Spawn);
+}
+
+fn four_processes_fetch_add_exactly_forty_thousand_forkserver() {
+    fetch_add_from_four(StartMethod::ForkServer);
 }
 
 fn fill(d: Dict<String, Vec<u32>>) -> Result<u64, String> {

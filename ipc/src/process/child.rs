@@ -54,3 +54,23 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit ends the process at once; nothing after it runs.
     unsafe { libc::_exit(code) }
 }
+
+/// The descriptor named by the environment variable `var`, which ipc set
+/// for this process before exec; the variable is removed so that this
+/// process's own children do not take it for theirs. `None` if unset; a
+/// value that names no descriptor ends the process (`what` says whose).
+pub(crate) fn descriptor_from_env(var: &str, what: &str) -> Option<RawFd> {
+    let value = std::env::var_os(var)?;
+    std::env::remove_var(var);
+    match value
+        .to_str()
+        .and_then(|s| s.parse::<RawFd>().ok())
+        .filter(|&fd| fd > 2)
+    {
+        Some(fd) => Some(fd),
+        None => {
+            eprintln!("ipc: {var} does not name a descriptor; not {what}");
+            exit_now(EXIT_CHILD_FAILED);
+        }
+    }
+}

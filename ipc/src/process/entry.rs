@@ -78,3 +78,43 @@ pub(crate) fn code_offset(addr: usize) -> i64 {
 pub(crate) fn code_address(offset: i64) -> usize {
     (anchor as *const () as usize as i64).wrapping_add(offset) as usize
 }
+
+/// What a child of another executable image (spawned, or forked by the
+/// fork server) is told to run: who it is, and its entry as offsets.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PortableEntry {
+    name: String,
+    parent_pid: i32,
+    parent_name: String,
+    trampoline_offset: i64,
+    entry_offset: i64,
+    args: Vec<u8>,
+}
+
+impl PortableEntry {
+    /// In the parent: the plan's entry, as offsets this binary's children resolve.
+    pub(crate) fn of(plan: &super::ChildPlan<'_>) -> Self {
+        PortableEntry {
+            name: plan.name.to_string(),
+            parent_pid: std::process::id() as i32,
+            parent_name: plan.parent_name.clone(),
+            trampoline_offset: code_offset(plan.trampoline as usize),
+            entry_offset: code_offset(plan.entry),
+            args: plan.args.to_vec(),
+        }
+    }
+
+    /// In the child, which runs the parent's very executable (the caller
+    /// made sure): takes its name and parent, runs the entry, and exits.
+    pub(crate) fn run(self, report: std::os::fd::RawFd, fds: Vec<OwnedFd>) -> ! {
+        super::family::become_child(self.parent_pid, self.parent_name);
+        super::current::set_current_name(&self.name);
+        let trampoline_addr = code_address(self.trampoline_offset);
+        // SAFETY: the offset was computed in the parent from a `Trampoline`
+        // of this same executable, so the address is that function.
+        let trampoline: Trampoline =
+            unsafe { std::mem::transmute::<*const (), Trampoline>(trampoline_addr as *const ()) };
+        let entry = code_address(self.entry_offset);
+        super::child::run_entry_and_exit(report, trampoline, entry, &self.args, fds)
+    }
+}

@@ -12,16 +12,16 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::{self, ChildReport, Trampoline};
+use super::entry::{ChildReport, PortableEntry};
 use super::error::StartError;
-use super::{child, current, ChildPlan, Launched, EXIT_CHILD_FAILED, EXIT_INIT_MISSING};
+use super::{child, ChildPlan, Launched, EXIT_CHILD_FAILED, EXIT_INIT_MISSING};
 use crate::{codec, os};
 
 /// Names the descriptor of the bootstrap memfd in a spawned child.
 pub(crate) const BOOTSTRAP_ENV: &str = "IPC_SPAWN_BOOTSTRAP";
 
 /// Bumped whenever `Bootstrap` changes shape.
-const PROTOCOL_VERSION: u32 = 2;
+const PROTOCOL_VERSION: u32 = 3;
 
 /// The plan a spawned child runs.
 #[derive(Serialize, Deserialize)]
@@ -29,12 +29,7 @@ struct Bootstrap {
     protocol: u32,
     /// (device, inode) of the parent's executable.
     exe: (u64, u64),
-    name: String,
-    parent_pid: i32,
-    parent_name: String,
-    trampoline_offset: i64,
-    entry_offset: i64,
-    args: Vec<u8>,
+    entry: PortableEntry,
     handle_fds: Vec<RawFd>,
     report_fd: RawFd,
 }
@@ -43,12 +38,7 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
     let bootstrap = Bootstrap {
         protocol: PROTOCOL_VERSION,
         exe: os::process::exe_identity()?,
-        name: plan.name.to_string(),
-        parent_pid: std::process::id() as i32,
-        parent_name: plan.parent_name.clone(),
-        trampoline_offset: entry::code_offset(plan.trampoline as usize),
-        entry_offset: entry::code_offset(plan.entry),
-        args: plan.args.to_vec(),
+        entry: PortableEntry::of(&plan),
         handle_fds: plan.handle_fds.to_vec(),
         report_fd: plan.report,
     };
@@ -101,18 +91,8 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
 /// In a process that may be a spawned child: run the plan and exit, or return
 /// at once if this process was not spawned by `ipc`.
 pub(crate) fn run_if_spawned() {
-    let Some(value) = std::env::var_os(BOOTSTRAP_ENV) else {
+    let Some(fd) = child::descriptor_from_env(BOOTSTRAP_ENV, "a child of ipc") else {
         return;
-    };
-    // Removed so that this child's own children are not mistaken for spawned ones.
-    std::env::remove_var(BOOTSTRAP_ENV);
-    let Some(fd) = value
-        .to_str()
-        .and_then(|s| s.parse::<RawFd>().ok())
-        .filter(|&fd| fd > 2)
-    else {
-        eprintln!("ipc: {BOOTSTRAP_ENV} does not name a descriptor; not a child of ipc");
-        child::exit_now(EXIT_CHILD_FAILED);
     };
     // SAFETY: the parent left exactly this descriptor open for us, and nothing
     // else in this fresh process refers to it.
@@ -142,15 +122,7 @@ pub(crate) fn run_if_spawned() {
             &ChildReport::Failed("the child is not running its parent's executable".into()),
         ),
     }
-    super::family::become_child(bootstrap.parent_pid, bootstrap.parent_name.clone());
-    current::set_current_name(&bootstrap.name);
-    let trampoline_addr = entry::code_address(bootstrap.trampoline_offset);
-    // SAFETY: the offset was computed in the parent from a `Trampoline` of this
-    // same executable (identity checked above), so the address is that function.
-    let trampoline: Trampoline =
-        unsafe { std::mem::transmute::<*const (), Trampoline>(trampoline_addr as *const ()) };
-    let entry = entry::code_address(bootstrap.entry_offset);
-    child::run_entry_and_exit(report, trampoline, entry, &bootstrap.args, fds)
+    bootstrap.entry.run(report, fds)
 }
 
 fn read_bootstrap(mut memfd: std::fs::File) -> Result<Bootstrap, String> {

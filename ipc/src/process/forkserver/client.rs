@@ -13,9 +13,10 @@ use super::server::SERVER_ENV;
 use super::ForkServerError;
 use crate::os::{self, Deadline};
 use crate::pipe::{Connection, RecvTimeoutError, SendError, SendTimeoutError};
+use crate::process::entry::PortableEntry;
 use crate::process::error::StartError;
 use crate::process::exit::ExitStatus;
-use crate::process::{entry, ChildPlan, Launched, Relayed};
+use crate::process::{ChildPlan, Launched, Relayed};
 
 /// How long a new server may take to say it is ready.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,12 +77,7 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
         .into());
     }
     let request = StartRequest {
-        name: plan.name.to_string(),
-        parent_pid: std::process::id() as i32,
-        parent_name: plan.parent_name.clone(),
-        trampoline_offset: entry::code_offset(plan.trampoline as usize),
-        entry_offset: entry::code_offset(plan.entry),
-        args: plan.args.to_vec(),
+        entry: PortableEntry::of(plan),
         die_with_parent: plan.die_with_parent,
     };
     let bytes = postcard::to_allocvec(&request).map_err(|e| StartError::Args(e.to_string()))?;

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::process::entry::PortableEntry;
+
 /// Bumped whenever a message changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// The server's first message, once it runs its loop.
 #[derive(Debug, Serialize, Deserialize)]
@@ -22,12 +24,7 @@ pub(crate) enum Hello {
 /// handles of the arguments in slot order.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StartRequest {
-    pub name: String,
-    pub parent_pid: i32,
-    pub parent_name: String,
-    pub trampoline_offset: i64,
-    pub entry_offset: i64,
-    pub args: Vec<u8>,
+    pub entry: PortableEntry,
     pub die_with_parent: bool,
 }
 

@@ -13,8 +13,7 @@ use std::time::Duration;
 use super::protocol::{Hello, StartReply, StartRequest, FIXED_FDS, PROTOCOL_VERSION};
 use crate::os::{self, Deadline};
 use crate::pipe::{Connection, RecvError, RecvTimeoutError};
-use crate::process::entry::{self, Trampoline};
-use crate::process::{child, current, family, EXIT_CHILD_FAILED};
+use crate::process::{child, EXIT_CHILD_FAILED};
 
 /// Names the server's end of the creator's socketpair in a fork server.
 pub(crate) const SERVER_ENV: &str = "IPC_FORKSERVER";
@@ -31,18 +30,8 @@ struct Forked {
 
 /// In a process that may be a fork server: serve and exit, or return at once.
 pub(crate) fn run_if_server() {
-    let Some(value) = std::env::var_os(SERVER_ENV) else {
+    let Some(fd) = child::descriptor_from_env(SERVER_ENV, "a fork server") else {
         return;
-    };
-    // Neither this server's children nor anything they exec are servers.
-    std::env::remove_var(SERVER_ENV);
-    let Some(fd) = value
-        .to_str()
-        .and_then(|s| s.parse::<RawFd>().ok())
-        .filter(|&fd| fd > 2)
-    else {
-        eprintln!("ipc: {SERVER_ENV} does not name a descriptor; not a fork server");
-        child::exit_now(EXIT_CHILD_FAILED);
     };
     let _ = os::fd::set_cloexec(fd, true);
     // SAFETY: the creator left exactly this descriptor open for us, and
@@ -239,20 +228,7 @@ fn run_child(request: StartRequest, fds: Vec<OwnedFd>, server: i32) -> ! {
     // pipes: none of them is this child's. Their owners live in the
     // server's frames above, which this child never returns to.
     os::fd::close_fds_except(&keep);
-    family::become_child(request.parent_pid, request.parent_name);
-    current::set_current_name(&request.name);
-    let trampoline_addr = entry::code_address(request.trampoline_offset);
-    // SAFETY: the creator computed the offset from a `Trampoline` of this
-    // same executable (the server is an exec of `/proc/self/exe` of the
-    // creator), so the address is that function.
-    let trampoline: Trampoline =
-        unsafe { std::mem::transmute::<*const (), Trampoline>(trampoline_addr as *const ()) };
-    let entry = entry::code_address(request.entry_offset);
-    child::run_entry_and_exit(
-        report.as_raw_fd(),
-        trampoline,
-        entry,
-        &request.args,
-        handles,
-    )
+    // The server is an exec of the creator's `/proc/self/exe`: the
+    // creator's offsets are this binary's.
+    request.entry.run(report.as_raw_fd(), handles)
 }
