@@ -50,12 +50,17 @@ fn bench_pipe_measures_three_subjects_at_three_sizes() {
 }
 
 #[test]
-fn bench_spawn_reports_both_start_methods() {
+fn bench_spawn_reports_every_start_method() {
     let rows = bench_json("spawn");
     let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
     assert_eq!(
         subjects,
-        ["bare fork+waitpid", "start+join fork", "start+join spawn"]
+        [
+            "bare fork+waitpid",
+            "start+join fork",
+            "start+join spawn",
+            "start+join forkserver"
+        ]
     );
     for row in &rows {
         let median = row["median_ms"].as_f64().unwrap_or(-1.0);
