@@ -57,13 +57,28 @@ enum Command {
     },
     #[command(flatten)]
     Steer(SteerCommand),
+    /// Wait until a broker job is complete, then print its exact answer and
+    /// the cluster's report (tasks per host, re-deliveries, dead letters).
+    Result {
+        /// The job's id (as given to --job-id, or shown in a run's report).
+        job_id: String,
+        /// The broker: redis://HOST:PORT/DB.
+        #[arg(long, value_name = "URL")]
+        broker: String,
+        /// Seconds to wait for the job to complete.
+        #[arg(long, default_value = "3600", value_parser = worker::jobs::args::seconds)]
+        timeout: std::time::Duration,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What the command line asks for.
 pub enum Invocation {
     /// Run `job` with `config`.
     Run {
-        config: RunConfig,
+        config: Box<RunConfig>,
         job: AnyJob,
         /// Its registry name.
         name: String,
@@ -75,6 +90,12 @@ pub enum Invocation {
     Jobs,
     Manager(ManagerCommand),
     Steer(SteerCommand),
+    Result {
+        job_id: String,
+        broker: String,
+        timeout: std::time::Duration,
+        json: bool,
+    },
 }
 
 /// Parses `argv` (program name first). Errors are clap's: print them with
@@ -98,6 +119,17 @@ where
         Some(Command::Jobs) => Ok(Invocation::Jobs),
         Some(Command::Manager { command }) => Ok(Invocation::Manager(command)),
         Some(Command::Steer(command)) => Ok(Invocation::Steer(command)),
+        Some(Command::Result {
+            job_id,
+            broker,
+            timeout,
+            json,
+        }) => Ok(Invocation::Result {
+            job_id,
+            broker,
+            timeout,
+            json,
+        }),
         None => {
             let Some(entry) = entry else {
                 return Err(command.error(
@@ -110,7 +142,7 @@ where
             };
             let job = build(entry, &matches, &mut command)?;
             Ok(Invocation::Run {
-                config: cli.run,
+                config: Box::new(cli.run),
                 job,
                 name: entry.name.to_string(),
             })

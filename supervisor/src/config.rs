@@ -99,6 +99,25 @@ pub struct RunConfig {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR", help_heading = "Control")]
     pub metrics: Option<std::net::SocketAddr>,
+
+    /// Share the job with other supervisors through Redis Streams at URL
+    /// (`redis://[:PASSWORD@]HOST:PORT/DB`; or the password in
+    /// SUPERVISOR_BROKER_PASSWORD).
+    #[arg(long, value_name = "URL", help_heading = "Across machines")]
+    pub broker: Option<String>,
+    /// The shared job's id [default: made from the job and its options, so
+    /// the same command on every host joins the same job].
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "broker",
+        help_heading = "Across machines"
+    )]
+    pub job_id: Option<String>,
+    /// Seconds a task may stay with a silent supervisor before another
+    /// takes it over.
+    #[arg(long, default_value = "5", value_parser = seconds, help_heading = "Across machines")]
+    pub lease: Duration,
 }
 
 impl RunConfig {

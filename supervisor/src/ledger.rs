@@ -108,6 +108,14 @@ impl Ledger {
         &self.dead
     }
 
+    /// Task `id` already failed `n` times elsewhere (another host's worker,
+    /// as the broker's delivery count says): its attempts go on from there.
+    pub fn set_prior_failures(&mut self, id: u64, n: u32) {
+        if n > 0 {
+            self.failures.insert(id, n);
+        }
+    }
+
     /// Says what dead letter `task` was.
     pub fn describe_dead(&mut self, task: u64, input: String) {
         if let Some(dead) = self.dead.iter_mut().rev().find(|d| d.task == task) {

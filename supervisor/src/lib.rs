@@ -40,6 +40,7 @@
 //! 3 finished with dead letters, 4 restart limit reached, 130 interrupted.
 
 pub mod bench;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -9,7 +9,7 @@ use supervisor::cli::{self, Invocation};
 use supervisor::config::RunConfig;
 use supervisor::manager_serve::ManagerCommand;
 use supervisor::report::Outcome;
-use supervisor::Supervisor;
+use supervisor::{broker, Supervisor};
 use worker::work::AnyJob;
 
 fn main() -> ExitCode {
@@ -45,6 +45,12 @@ fn main() -> ExitCode {
             }
         }
         Invocation::Steer(command) => ExitCode::from(supervisor::steer::run(command)),
+        Invocation::Result {
+            job_id,
+            broker,
+            timeout,
+            json,
+        } => cluster_result(&broker, &job_id, timeout, json),
         Invocation::Run { config, job, name } => {
             let to = match (&config.report, name.as_str()) {
                 (Some(path), _) => ReportTo::File(path.clone()),
@@ -64,7 +70,14 @@ enum ReportTo {
 }
 
 fn run_job(config: &RunConfig, job: AnyJob, to: &ReportTo) -> ExitCode {
-    let report = match Supervisor::from_any(job).options(config.options()).run() {
+    let ran = match &config.broker {
+        Some(url) => broker_run(config, url, job),
+        None => Supervisor::from_any(job)
+            .options(config.options())
+            .run()
+            .map_err(|e| e.to_string()),
+    };
+    let report = match ran {
         Ok(report) => report,
         Err(e) => {
             eprintln!("supervisor: {e}");
@@ -82,6 +95,55 @@ fn run_job(config: &RunConfig, job: AnyJob, to: &ReportTo) -> ExitCode {
             eprintln!("supervisor: cannot write the report: {e}");
             // The run's own failure code if it has one, else 1.
             ExitCode::from(report.exit_code.max(Outcome::Failed.exit_code()))
+        }
+    }
+}
+
+/// This supervisor's part of a job shared through the broker at `url`.
+fn broker_run(
+    config: &RunConfig,
+    url: &str,
+    job: AnyJob,
+) -> Result<supervisor::report::RunReport, String> {
+    let job_id = match (&config.job_id, &job.spec) {
+        (Some(id), _) => id.clone(),
+        (None, Some(spec)) => broker::default_job_id(spec, job.work.task_count()),
+        (None, None) => return Err(broker::BrokerError::NoSpec.to_string()),
+    };
+    let options = broker::BrokerOptions {
+        url: url.to_string(),
+        job_id,
+        lease: config.lease,
+        consumer: None,
+    };
+    broker::run(config.options(), job, &options).map_err(|e| e.to_string())
+}
+
+/// `supervisor result JOB --broker URL`.
+fn cluster_result(url: &str, job_id: &str, timeout: std::time::Duration, json: bool) -> ExitCode {
+    let from_spec = |name: &str, bytes: &[u8]| {
+        let entry = worker::jobs::find(name).ok_or_else(|| format!("no built-in job `{name}`"))?;
+        (entry.from_spec)(bytes).map(|job| job.work)
+    };
+    match broker::result(url, job_id, timeout, &from_spec) {
+        Ok(report) => {
+            let text = if json {
+                serde_json::to_string(&report).unwrap_or_default()
+            } else {
+                report.to_string()
+            };
+            if write_report(text.trim_end(), &ReportTo::Stdout).is_err() {
+                return ExitCode::FAILURE;
+            }
+            if report.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(Outcome::DeadLetters.exit_code())
+            }
+        }
+        Err(e) => {
+            eprintln!("supervisor result: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -148,6 +148,9 @@ pub struct RunReport {
     pub ipc: IpcCounts,
     pub restarts: Restarts,
     pub dead_letters: Vec<DeadLetter>,
+    /// This supervisor's part of a broker job (`--broker`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<crate::broker::BrokerReport>,
 }
 
 impl RunReport {
@@ -256,6 +259,21 @@ impl fmt::Display for RunReport {
             let _ = write!(line, "; replaced in {median:.2} ms median, {max:.2} ms max");
         }
         writeln!(f, "  restarts      {line}")?;
+        if let Some(b) = &self.broker {
+            writeln!(
+                f,
+                "  broker        job {} at {} as {}: {} computed here ({} stored first, {} already stored), {} taken over, {} dead letters sent",
+                b.job_id, b.url, b.consumer, b.computed, b.stored, b.duplicates, b.claimed, b.dead_letters
+            )?;
+            writeln!(
+                f,
+                "  whole job     {} of {} tasks settled{}; the answer: supervisor result {} --broker URL",
+                b.cluster_done + b.cluster_dead,
+                b.total,
+                if b.complete { " (complete)" } else { "" },
+                b.job_id
+            )?;
+        }
         if r.stopped > 0 {
             writeln!(
                 f,

@@ -26,9 +26,16 @@ pub enum SteerCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A running supervisor's workers (state, task, memory, CPU, restarts) and totals.
+    /// A running supervisor's workers (state, task, memory, CPU, restarts)
+    /// and totals; with `--broker URL JOB`, a broker job's supervisors
+    /// (consumers), their pending tasks and idle times.
     Status {
-        pid: Option<u32>,
+        /// The supervisor's pid (or, with --broker, the job's id).
+        #[arg(value_name = "PID|JOB")]
+        target: Option<String>,
+        /// The broker of a shared job: redis://HOST:PORT/DB.
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -100,7 +107,24 @@ fn steer(command: SteerCommand) -> Result<String, String> {
         SteerCommand::List { json } => return list(json),
         // Handled by `run`: it owns the terminal and its own messages.
         SteerCommand::Top { .. } => return Ok(String::new()),
-        SteerCommand::Status { pid, common } => (pid, Command::Status, common),
+        SteerCommand::Status {
+            target,
+            broker: Some(url),
+            common,
+        } => {
+            let job = target.ok_or("status --broker URL needs the job's id")?;
+            return broker_status(&url, &job, common.json);
+        }
+        SteerCommand::Status { target, common, .. } => {
+            let pid = match target {
+                None => None,
+                Some(t) => Some(
+                    t.parse::<u32>()
+                        .map_err(|_| format!("`{t}` is not a pid (a job id needs --broker URL)"))?,
+                ),
+            };
+            (pid, Command::Status, common)
+        }
         SteerCommand::Scale { args, common } => {
             let (pid, n) = split(&args)?;
             (pid.map(|p| p as u32), Command::Scale { workers: n }, common)
@@ -137,6 +161,34 @@ fn steer(command: SteerCommand) -> Result<String, String> {
 }
 
 /// `[PID] N` as given: the pid if there are two.
+/// A broker job's consumers and progress.
+fn broker_status(url: &str, job: &str, json: bool) -> Result<String, String> {
+    let (consumers, settled, total) = crate::broker::status(url, job).map_err(|e| e.to_string())?;
+    if json {
+        let value = serde_json::json!({
+            "job_id": job,
+            "settled": settled,
+            "total": total,
+            "consumers": consumers,
+        });
+        return Ok(format!("{value}\n"));
+    }
+    let mut out = format!("job {job}: {settled} of {total} tasks settled\n");
+    out.push_str(&format!(
+        "{:<32} {:>8} {:>10}\n",
+        "consumer", "pending", "idle"
+    ));
+    for c in consumers {
+        out.push_str(&format!(
+            "{:<32} {:>8} {:>8.1} s\n",
+            c.name,
+            c.pending,
+            c.idle_ms as f64 / 1000.0
+        ));
+    }
+    Ok(out)
+}
+
 fn split<T: Copy>(args: &[T]) -> Result<(Option<T>, T), String> {
     match args {
         [n] => Ok((None, *n)),

@@ -45,6 +45,11 @@ pub trait Work {
     fn top_up(&mut self, _first: u64) -> u64 {
         0
     }
+    /// Times task `id` already failed before it came here (a broker's
+    /// re-delivery after a host died); its attempts go on from there.
+    fn prior_failures(&self, _id: u64) -> u32 {
+        0
+    }
     /// (done, total) in the units the user counts, when tasks are not
     /// them (a pool's tasks are chunks of items).
     fn progress(&self) -> Option<(u64, u64)> {
@@ -110,23 +115,43 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Str
     }
 }
 
+/// A job as data: its name and its serde (postcard) bytes, enough for a
+/// process that knows the type to make the same job again (the broker
+/// stores it once per job id, and `supervisor result` rebuilds it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSpec {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
 /// A job with its types erased: what the supervisor's loop runs.
 pub struct AnyJob {
     pub work: Box<dyn Work>,
     pub launch: Box<dyn Launch>,
+    /// The job as data, when it is one (a pool's work is not).
+    pub spec: Option<JobSpec>,
 }
 
 impl AnyJob {
     /// The job `job`: the supervisor keeps it, each worker gets a copy.
     pub fn new<J: Job + Clone>(job: J) -> Self {
+        let spec = postcard::to_allocvec(&job).ok().map(|bytes| JobSpec {
+            name: job.name(),
+            bytes,
+        });
         AnyJob {
             launch: Box::new(Launcher::new(Typed(job.clone()))),
             work: Box::new(JobWork(job)),
+            spec,
         }
     }
 
     /// Work and a launcher made separately (a pool's).
     pub fn from_parts(work: Box<dyn Work>, launch: Box<dyn Launch>) -> Self {
-        AnyJob { work, launch }
+        AnyJob {
+            work,
+            launch,
+            spec: None,
+        }
     }
 }

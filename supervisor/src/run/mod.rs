@@ -167,7 +167,9 @@ impl Engine {
         if asked == 0 {
             return Err(RunError::NoWorkers);
         }
-        let AnyJob { mut work, launch } = job;
+        let AnyJob {
+            mut work, launch, ..
+        } = job;
         let total = work.task_count();
         let input_len = work.input_size_hint();
         let ring_bytes = ring_bytes_for(input_len);
@@ -415,6 +417,10 @@ impl Engine {
         let made = self.work.top_up(first);
         if made > 0 {
             self.ledger.extend(made);
+            for id in first..first + made {
+                self.ledger
+                    .set_prior_failures(id, self.work.prior_failures(id));
+            }
         }
         self.dispatch();
     }
@@ -639,6 +645,7 @@ impl Engine {
             },
             restarts,
             dead_letters: self.ledger.dead_letters().to_vec(),
+            broker: None,
         }
     }
 }

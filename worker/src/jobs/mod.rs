@@ -33,6 +33,8 @@ pub struct RegistryEntry {
     pub augment: fn(clap::Command) -> clap::Command,
     /// The job, from parsed options.
     pub build: fn(&clap::ArgMatches) -> Result<AnyJob, String>,
+    /// The job, from its spec's bytes (see [`JobSpec`](crate::work::JobSpec)).
+    pub from_spec: fn(&[u8]) -> Result<AnyJob, String>,
 }
 
 impl RegistryEntry {
@@ -43,6 +45,7 @@ impl RegistryEntry {
             about: J::ABOUT,
             augment: <J::Args as clap::Args>::augment_args,
             build: build_from::<J>,
+            from_spec: from_spec::<J>,
         }
     }
 }
@@ -50,7 +53,22 @@ impl RegistryEntry {
 fn build_from<J: CliJob>(matches: &clap::ArgMatches) -> Result<AnyJob, String> {
     let args =
         <J::Args as clap::FromArgMatches>::from_arg_matches(matches).map_err(|e| e.to_string())?;
-    J::from_args(args).map(AnyJob::new)
+    J::from_args(args).map(named::<J>)
+}
+
+fn from_spec<J: CliJob>(bytes: &[u8]) -> Result<AnyJob, String> {
+    let job: J =
+        postcard::from_bytes(bytes).map_err(|e| format!("undecodable {} job: {e}", J::NAME))?;
+    Ok(named(job))
+}
+
+/// The job, its spec named as the registry names it.
+fn named<J: CliJob>(job: J) -> AnyJob {
+    let mut any = AnyJob::new(job);
+    if let Some(spec) = any.spec.as_mut() {
+        spec.name = J::NAME.to_string();
+    }
+    any
 }
 
 /// Every built-in job.

@@ -1,0 +1,114 @@
+//! Many supervisors, one job, through Redis Streams.
+//!
+//! The job's spec and its tasks go into a stream once per job id; every
+//! supervisor reads tasks through one consumer group into its own ledger
+//! and workers, stores each result once per task id and acks it. The
+//! stream's pending-entries list is the cluster's ledger: the entries of a
+//! supervisor that died (SIGKILL, a lost host) sit there unacked, and the
+//! others take them over once they have been idle past the lease
+//! (`XAUTOCLAIM`). A task delivered more than `--max-attempts` times, or
+//! that failed that often in one place, is a dead letter with its reasons.
+//! Delivery is at least once; results are stored once: each task counts
+//! once in the answer (`supervisor result JOB`).
+
+mod job;
+mod keys;
+mod link;
+mod result;
+mod run;
+mod work;
+
+pub use link::{redacted, LinkError, PASSWORD_ENV};
+pub use result::{result, status, ClusterDeadLetter, ClusterReport, ConsumerStatus, HostCounts};
+pub use run::run;
+
+use std::time::Duration;
+
+/// Where the job is and how this supervisor takes part in it.
+#[derive(Clone, Debug)]
+pub struct BrokerOptions {
+    /// `redis://[:PASSWORD@]HOST:PORT/DB`.
+    pub url: String,
+    /// The job every supervisor given this id works on.
+    pub job_id: String,
+    /// Entries idle this long belong to a consumer that stopped: taken over.
+    pub lease: Duration,
+    /// This supervisor's name in the consumer group (default `host:pid`).
+    pub consumer: Option<String>,
+}
+
+/// Why a broker run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("job {job_id} exists at the broker as a different job ({stored}, {total} tasks); use another --job-id")]
+    DifferentJob {
+        job_id: String,
+        stored: String,
+        total: u64,
+    },
+    #[error("no job {0} at the broker")]
+    NoJob(String),
+    #[error("this job cannot be described to other supervisors (it has no spec)")]
+    NoSpec,
+    #[error("the broker's job `{0}` is not one this supervisor knows")]
+    UnknownJob(String),
+    #[error("job {job_id} is not complete after the timeout: {done} of {total} tasks settled")]
+    Timeout {
+        job_id: String,
+        done: u64,
+        total: u64,
+    },
+    #[error("{0}")]
+    Broker(String),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+}
+
+/// What one supervisor did for a broker job (in its own report).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BrokerReport {
+    /// The broker, without credentials.
+    pub url: String,
+    pub job_id: String,
+    pub consumer: String,
+    /// Whether this supervisor created the job.
+    pub created: bool,
+    pub total: u64,
+    /// Results computed here.
+    pub computed: u64,
+    /// Results stored first from here.
+    pub stored: u64,
+    /// Results computed here that another host had stored already.
+    pub duplicates: u64,
+    /// Entries taken over from consumers that stopped.
+    pub claimed: u64,
+    /// Dead letters sent from here.
+    pub dead_letters: u64,
+    /// Stream entries that were not tasks of this job.
+    pub garbage: u64,
+    /// Reconnections to the broker.
+    pub reconnects: u64,
+    /// The whole job's settled tasks when this supervisor left.
+    pub cluster_done: u64,
+    pub cluster_dead: u64,
+    /// Whether every task of the job has a result or is a dead letter.
+    pub complete: bool,
+}
+
+/// A job id from the job's spec: the same command on every host names the same job.
+pub fn default_job_id(spec: &worker::work::JobSpec, total: u64) -> String {
+    // FNV-1a: stable across builds and hosts.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in spec
+        .name
+        .bytes()
+        .chain(spec.bytes.iter().copied())
+        .chain(total.to_le_bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{}-{hash:016x}", spec.name)
+}

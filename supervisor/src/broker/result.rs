@@ -1,0 +1,321 @@
+//! The cluster's view of a job: `supervisor result JOB` waits until every
+//! task has a result or is a dead letter, rebuilds the job from its spec,
+//! combines the stored results in task order, and says who did what;
+//! `supervisor status --broker URL JOB` lists the consumers and their
+//! pending entries.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use worker::work::{GaveUp, Work};
+
+use super::job::{self, JobRecord};
+use super::keys::{Keys, GROUP};
+use super::link::Link;
+use super::BrokerError;
+
+/// Results read per round trip.
+const SCAN_BATCH: usize = 1000;
+
+/// One dead letter of the job.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterDeadLetter {
+    pub task: u64,
+    pub failures: u32,
+    pub cause: String,
+    pub host: String,
+}
+
+/// What one consumer (a supervisor) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HostCounts {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub claimed: u64,
+    pub dead: u64,
+}
+
+/// The whole job's answer and account.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClusterReport {
+    pub job_id: String,
+    pub job: String,
+    pub description: String,
+    pub result: String,
+    pub summary: String,
+    pub verified: Option<bool>,
+    pub complete: bool,
+    pub tasks: u64,
+    pub results: u64,
+    /// Entries taken over from supervisors that stopped.
+    pub redeliveries: u64,
+    /// Results computed twice (a host presumed dead that was not).
+    pub duplicates: u64,
+    pub dead_letters: Vec<ClusterDeadLetter>,
+    /// Per consumer (`host:pid`).
+    pub hosts: BTreeMap<String, HostCounts>,
+    /// From the job's creation until it was first seen complete.
+    pub wall_seconds: Option<f64>,
+}
+
+impl std::fmt::Display for ClusterReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.summary)?;
+        writeln!(f, "job {}: {}", self.job_id, self.description)?;
+        writeln!(
+            f,
+            "tasks: {} of {} with a result, {} dead letters, {} re-delivered, {} computed twice",
+            self.results,
+            self.tasks,
+            self.dead_letters.len(),
+            self.redeliveries,
+            self.duplicates
+        )?;
+        if let Some(wall) = self.wall_seconds {
+            writeln!(f, "wall time: {wall:.2} s")?;
+        }
+        for (host, c) in &self.hosts {
+            writeln!(
+                f,
+                "  {host}: {} stored, {} duplicates, {} claimed, {} dead letters",
+                c.stored, c.duplicates, c.claimed, c.dead
+            )?;
+        }
+        for d in &self.dead_letters {
+            writeln!(
+                f,
+                "  dead letter: task {} after {} failures ({}), on {}",
+                d.task, d.failures, d.cause, d.host
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds a job's work from its spec: (name, bytes) -> work.
+pub type FromSpec<'a> = &'a dyn Fn(&str, &[u8]) -> Result<Box<dyn Work>, String>;
+
+/// Waits (up to `timeout`) until job `job_id` is complete, then combines
+/// its results.
+pub fn result(
+    url: &str,
+    job_id: &str,
+    timeout: Duration,
+    from_spec: FromSpec<'_>,
+) -> Result<ClusterReport, BrokerError> {
+    let mut link = Link::open(url)?;
+    let keys = Keys::of(job_id);
+    let record = job::record(&mut link, &keys)?.ok_or_else(|| BrokerError::NoJob(job_id.into()))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (done, dead) = counts(&mut link, &keys)?;
+        if done + dead >= record.total {
+            // Whoever sees the job complete first says when.
+            let now = job::now_ms();
+            link.call_patiently(Duration::from_secs(10), |c| {
+                redis::cmd("SET")
+                    .arg(&keys.finished)
+                    .arg(now)
+                    .arg("NX")
+                    .query::<Option<String>>(c)
+            })?;
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(BrokerError::Timeout {
+                job_id: job_id.into(),
+                done: done + dead,
+                total: record.total,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    combine(&mut link, &keys, job_id, &record, from_spec)
+}
+
+fn counts(link: &mut Link, keys: &Keys) -> Result<(u64, u64), BrokerError> {
+    Ok(link.call_patiently(Duration::from_secs(10), |c| {
+        redis::pipe()
+            .cmd("HLEN")
+            .arg(&keys.results)
+            .cmd("HLEN")
+            .arg(&keys.dead_set)
+            .query::<(u64, u64)>(c)
+    })?)
+}
+
+fn combine(
+    link: &mut Link,
+    keys: &Keys,
+    job_id: &str,
+    record: &JobRecord,
+    from_spec: FromSpec<'_>,
+) -> Result<ClusterReport, BrokerError> {
+    let patience = Duration::from_secs(10);
+    let mut work = from_spec(&record.name, &record.bytes)
+        .map_err(|why| BrokerError::UnknownJob(format!("{} ({why})", record.name)))?;
+    let mut outputs: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let (next, flat): (String, Vec<Vec<u8>>) = link.call_patiently(patience, |c| {
+            redis::cmd("HSCAN")
+                .arg(&keys.results)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .query(c)
+        })?;
+        for pair in flat.chunks(2) {
+            if let [task, output] = pair {
+                if let Some(task) = std::str::from_utf8(task).ok().and_then(|t| t.parse().ok()) {
+                    outputs.push((task, output.clone()));
+                }
+            }
+        }
+        cursor = next;
+        if cursor == "0" {
+            break;
+        }
+    }
+    outputs.sort_unstable_by_key(|(task, _)| *task);
+    outputs.dedup_by_key(|(task, _)| *task);
+    let mut bad = 0u64;
+    for (task, output) in &outputs {
+        if *task >= record.total || work.accept(*task, output).is_err() {
+            bad += 1;
+        }
+    }
+    let dead_rows: Vec<(String, Vec<String>)> = link.call_patiently(patience, |c| {
+        redis::cmd("XRANGE")
+            .arg(&keys.dead)
+            .arg("-")
+            .arg("+")
+            .query(c)
+    })?;
+    let dead_set: Vec<String> = link.call_patiently(patience, |c| {
+        redis::cmd("HKEYS").arg(&keys.dead_set).query(c)
+    })?;
+    let mut dead_letters = Vec::new();
+    for (_, fields) in dead_rows {
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|p| p.first().map(String::as_str) == Some(name))
+                .and_then(|p| p.get(1).cloned())
+                .unwrap_or_default()
+        };
+        let Ok(task) = field("task").parse::<u64>() else {
+            continue;
+        };
+        // Only tasks still without a result.
+        if !dead_set.contains(&task.to_string()) {
+            continue;
+        }
+        let letter = ClusterDeadLetter {
+            task,
+            failures: field("failures").parse().unwrap_or(0),
+            cause: field("cause"),
+            host: field("host"),
+        };
+        work.gave_up(
+            task,
+            &GaveUp {
+                failures: letter.failures,
+                last_cause: letter.cause.clone(),
+                exit_code: None,
+            },
+        );
+        dead_letters.push(letter);
+    }
+    let stats: BTreeMap<String, u64> = link.call_patiently(patience, |c| {
+        redis::cmd("HGETALL").arg(&keys.stats).query(c)
+    })?;
+    let mut hosts: BTreeMap<String, HostCounts> = BTreeMap::new();
+    for (field, n) in stats {
+        let Some((host, what)) = field.rsplit_once(':') else {
+            continue;
+        };
+        let counts = hosts.entry(host.to_string()).or_default();
+        match what {
+            "stored" => counts.stored = n,
+            "duplicates" => counts.duplicates = n,
+            "claimed" => counts.claimed = n,
+            "dead" => counts.dead = n,
+            _ => {}
+        }
+    }
+    let times: (Option<u64>, Option<u64>) = link.call_patiently(patience, |c| {
+        redis::pipe()
+            .cmd("GET")
+            .arg(&keys.started)
+            .cmd("GET")
+            .arg(&keys.finished)
+            .query(c)
+    })?;
+    let wall_seconds = match times {
+        (Some(start), Some(end)) if end >= start => Some((end - start) as f64 / 1000.0),
+        _ => None,
+    };
+    let results = outputs.len() as u64 - bad;
+    let complete = dead_letters.is_empty() && results == record.total;
+    let outcome = work.outcome(complete);
+    Ok(ClusterReport {
+        job_id: job_id.to_string(),
+        job: record.name.clone(),
+        description: work.describe(),
+        result: outcome.value,
+        summary: outcome.summary,
+        verified: outcome.verified,
+        complete,
+        tasks: record.total,
+        results,
+        redeliveries: hosts.values().map(|h| h.claimed).sum(),
+        duplicates: hosts.values().map(|h| h.duplicates).sum(),
+        dead_letters,
+        hosts,
+        wall_seconds,
+    })
+}
+
+/// One consumer of the job's group, as the broker sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ConsumerStatus {
+    pub name: String,
+    /// Entries delivered to it and not acked.
+    pub pending: u64,
+    /// Since its last read or claim.
+    pub idle_ms: u64,
+}
+
+/// The job's consumers and its progress: (consumers, settled, total).
+pub fn status(url: &str, job_id: &str) -> Result<(Vec<ConsumerStatus>, u64, u64), BrokerError> {
+    let mut link = Link::open(url)?;
+    let keys = Keys::of(job_id);
+    let record = job::record(&mut link, &keys)?.ok_or_else(|| BrokerError::NoJob(job_id.into()))?;
+    let (done, dead) = counts(&mut link, &keys)?;
+    let rows: Vec<BTreeMap<String, redis::Value>> =
+        link.call_patiently(Duration::from_secs(10), |c| {
+            redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&keys.tasks)
+                .arg(GROUP)
+                .query(c)
+        })?;
+    let number = |row: &BTreeMap<String, redis::Value>, key: &str| -> u64 {
+        row.get(key)
+            .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+            .unwrap_or(0)
+    };
+    let consumers = rows
+        .iter()
+        .map(|row| ConsumerStatus {
+            name: row
+                .get("name")
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                .unwrap_or_default(),
+            pending: number(row, "pending"),
+            idle_ms: number(row, "idle"),
+        })
+        .collect();
+    Ok((consumers, done + dead, record.total))
+}
