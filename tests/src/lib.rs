@@ -10,6 +10,7 @@ pub mod attack;
 pub mod harness;
 pub mod peak_alloc;
 pub mod procfs;
+pub mod redis;
 
 use std::path::PathBuf;
 

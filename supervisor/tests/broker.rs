@@ -1,0 +1,179 @@
+//! Many supervisors on one job through a real redis-server (started here,
+//! on loopback): the exact answer when a supervisor is SIGKILLed mid-run or
+//! the broker itself is killed and restarted, dead letters for a task that
+//! crashes every worker, a job id started twice, and the broker's errors.
+
+mod common;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tests::redis::RedisServer;
+
+/// pi(1e10).
+const PI_1E10: u64 = 455_052_511;
+
+fn broker_run(url: &str, job_id: &str, rest: &str) -> std::process::Command {
+    supervisor(&format!("--broker {url} --job-id {job_id} --quiet --lease 1 {rest}"))
+}
+
+/// Waits until the job has at least `n` results.
+fn wait_for_results(redis: &RedisServer, job_id: &str, n: u64) {
+    let key = format!("supervisor:{job_id}:results");
+    let started = Instant::now();
+    while redis.number(&["HLEN", &key]) < n {
+        assert!(started.elapsed() < HANG, "the job never reached {n} results");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `supervisor result JOB --broker URL --json`: (exit code, report).
+fn cluster_result(url: &str, job_id: &str) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args(["result", job_id, "--broker", url, "--json", "--timeout", "120"])
+        .output()
+        .expect("supervisor result");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON from supervisor result ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn spawn(cmd: &mut std::process::Command) -> Child {
+    cmd.spawn().expect("start a supervisor")
+}
+
+#[test]
+fn three_supervisors_one_sigkilled_the_answer_is_exact() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let job = "three-one-killed";
+    let args = "-w 2 --job primes --limit 1e10 --chunk 1e8";
+    let mut victim = spawn(&mut broker_run(&url, job, args));
+    let others: Vec<Child> = (0..2).map(|_| spawn(&mut broker_run(&url, job, args))).collect();
+    wait_for_results(&redis, job, 15);
+    let workers = workers_of(victim.id());
+    signal(victim.id(), libc::SIGKILL);
+    let _ = victim.wait();
+    for run in others.into_iter().map(finish) {
+        assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+        assert_eq!(run.report["broker"]["complete"], true, "{}", run.report);
+    }
+    let (code, report) = cluster_result(&url, job);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["result"], PI_1E10.to_string(), "{report}");
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["results"], 100);
+    let hosts = report["hosts"].as_object().expect("hosts");
+    assert_eq!(hosts.len(), 3, "{report}");
+    let stored: u64 = hosts.values().map(|h| h["stored"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(stored, 100, "each task stored once: {report}");
+    assert!(
+        report["redeliveries"].as_u64().unwrap_or(0) > 0,
+        "the dead supervisor's tasks were taken over: {report}"
+    );
+    assert_eq!(redis.number(&["XLEN", &format!("supervisor:{job}:tasks")]), 100);
+    for w in workers {
+        assert!(!is_running(w), "a worker of the killed supervisor lives on");
+    }
+}
+
+#[test]
+fn a_task_that_crashes_every_worker_is_a_dead_letter_the_rest_exact() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let job = "crashing-task";
+    let args = "-w 2 --job fault --tasks 40 --task-ms 1 --crash-task 7 --max-attempts 3";
+    let runs: Vec<Child> = (0..2).map(|_| spawn(&mut broker_run(&url, job, args))).collect();
+    for run in runs.into_iter().map(finish) {
+        assert!(run.report["broker"]["complete"] == true, "{}", run.report);
+    }
+    let (code, report) = cluster_result(&url, job);
+    assert_eq!(code, 3, "dead letters: exit 3: {report}");
+    assert_eq!(report["results"], 39, "{report}");
+    let dead = report["dead_letters"].as_array().expect("dead letters");
+    assert_eq!(dead.len(), 1, "{report}");
+    assert_eq!(dead[0]["task"], 7);
+    assert_eq!(dead[0]["failures"], 3);
+    assert!(
+        dead[0]["cause"].as_str().unwrap_or("").contains("SIGABRT"),
+        "{report}"
+    );
+    let stream = redis.cli(&["XRANGE", &format!("supervisor:{job}:dead"), "-", "+"]);
+    assert!(stream.contains("task") && stream.contains('7'), "{stream}");
+}
+
+#[test]
+fn the_broker_killed_and_restarted_mid_run_loses_nothing() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let job = "broker-restart";
+    let child = spawn(&mut broker_run(&url, job, "-w 2 --job primes --limit 1e10 --chunk 1e8"));
+    wait_for_results(&redis, job, 20);
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.restart();
+    let run = finish(child);
+    assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+    assert!(
+        run.report["broker"]["reconnects"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        run.report
+    );
+    let (code, report) = cluster_result(&url, job);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["result"], PI_1E10.to_string(), "{report}");
+    assert_eq!(report["results"], 100);
+}
+
+#[test]
+fn the_same_job_id_twice_adds_no_tasks_and_another_job_is_refused() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let job = "twice";
+    let args = "-w 2 --job primes --limit 1e8 --chunk 1e6";
+    for _ in 0..2 {
+        let run = finish(spawn(&mut broker_run(&url, job, args)));
+        assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+    }
+    assert_eq!(redis.number(&["XLEN", &format!("supervisor:{job}:tasks")]), 100);
+    let (_, report) = cluster_result(&url, job);
+    assert_eq!(report["result"], "5761455");
+    let other = broker_run(&url, job, "-w 2 --job primes --limit 1e9")
+        .output()
+        .expect("run");
+    assert_eq!(other.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(stderr.contains("exists at the broker as a different job"), "{stderr}");
+}
+
+#[test]
+fn broker_errors_are_clear_and_never_show_the_password() {
+    let redis = RedisServer::start_with_password(Some("s3cret-pw"));
+    let port = redis.port();
+    let cases = [
+        (format!("redis://:wrong-pw@127.0.0.1:{port}/0"), "refused the password"),
+        ("redis://127.0.0.1:1/0".to_string(), "cannot reach the broker"),
+        ("http://nowhere".to_string(), "is not a broker URL"),
+    ];
+    for (url, says) in cases {
+        let out = broker_run(&url, "errors", "-w 1 --job sleep --tasks 2 --task-ms 1")
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(!stderr.contains("wrong-pw"), "the password was printed: {stderr}");
+    }
+    // The right password, from the environment: works.
+    let out = broker_run(&redis.url(), "errors", "-w 1 --job sleep --tasks 2 --task-ms 1")
+        .env("SUPERVISOR_BROKER_PASSWORD", "s3cret-pw")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
