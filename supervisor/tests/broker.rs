@@ -9,13 +9,15 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tests::redis::RedisServer;
+use supervisor::broker::local_server::RedisServer;
 
 /// pi(1e10).
 const PI_1E10: u64 = 455_052_511;
 
 fn broker_run(url: &str, job_id: &str, rest: &str) -> std::process::Command {
-    supervisor(&format!("--broker {url} --job-id {job_id} --quiet --lease 1 {rest}"))
+    supervisor(&format!(
+        "--broker {url} --job-id {job_id} --quiet --lease 1 {rest}"
+    ))
 }
 
 /// Waits until the job has at least `n` results.
@@ -23,7 +25,10 @@ fn wait_for_results(redis: &RedisServer, job_id: &str, n: u64) {
     let key = format!("supervisor:{job_id}:results");
     let started = Instant::now();
     while redis.number(&["HLEN", &key]) < n {
-        assert!(started.elapsed() < HANG, "the job never reached {n} results");
+        assert!(
+            started.elapsed() < HANG,
+            "the job never reached {n} results"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -31,7 +36,15 @@ fn wait_for_results(redis: &RedisServer, job_id: &str, n: u64) {
 /// `supervisor result JOB --broker URL --json`: (exit code, report).
 fn cluster_result(url: &str, job_id: &str) -> (i32, serde_json::Value) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .args(["result", job_id, "--broker", url, "--json", "--timeout", "120"])
+        .args([
+            "result",
+            job_id,
+            "--broker",
+            url,
+            "--json",
+            "--timeout",
+            "120",
+        ])
         .output()
         .expect("supervisor result");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -50,12 +63,14 @@ fn spawn(cmd: &mut std::process::Command) -> Child {
 
 #[test]
 fn three_supervisors_one_sigkilled_the_answer_is_exact() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("the broker tests need redis-server");
     let url = redis.url();
     let job = "three-one-killed";
     let args = "-w 2 --job primes --limit 1e10 --chunk 1e8";
     let mut victim = spawn(&mut broker_run(&url, job, args));
-    let others: Vec<Child> = (0..2).map(|_| spawn(&mut broker_run(&url, job, args))).collect();
+    let others: Vec<Child> = (0..2)
+        .map(|_| spawn(&mut broker_run(&url, job, args)))
+        .collect();
     wait_for_results(&redis, job, 15);
     let workers = workers_of(victim.id());
     signal(victim.id(), libc::SIGKILL);
@@ -71,13 +86,19 @@ fn three_supervisors_one_sigkilled_the_answer_is_exact() {
     assert_eq!(report["results"], 100);
     let hosts = report["hosts"].as_object().expect("hosts");
     assert_eq!(hosts.len(), 3, "{report}");
-    let stored: u64 = hosts.values().map(|h| h["stored"].as_u64().unwrap_or(0)).sum();
+    let stored: u64 = hosts
+        .values()
+        .map(|h| h["stored"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(stored, 100, "each task stored once: {report}");
     assert!(
         report["redeliveries"].as_u64().unwrap_or(0) > 0,
         "the dead supervisor's tasks were taken over: {report}"
     );
-    assert_eq!(redis.number(&["XLEN", &format!("supervisor:{job}:tasks")]), 100);
+    assert_eq!(
+        redis.number(&["XLEN", &format!("supervisor:{job}:tasks")]),
+        100
+    );
     for w in workers {
         assert!(!is_running(w), "a worker of the killed supervisor lives on");
     }
@@ -85,11 +106,13 @@ fn three_supervisors_one_sigkilled_the_answer_is_exact() {
 
 #[test]
 fn a_task_that_crashes_every_worker_is_a_dead_letter_the_rest_exact() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("the broker tests need redis-server");
     let url = redis.url();
     let job = "crashing-task";
     let args = "-w 2 --job fault --tasks 40 --task-ms 1 --crash-task 7 --max-attempts 3";
-    let runs: Vec<Child> = (0..2).map(|_| spawn(&mut broker_run(&url, job, args))).collect();
+    let runs: Vec<Child> = (0..2)
+        .map(|_| spawn(&mut broker_run(&url, job, args)))
+        .collect();
     for run in runs.into_iter().map(finish) {
         assert!(run.report["broker"]["complete"] == true, "{}", run.report);
     }
@@ -110,14 +133,18 @@ fn a_task_that_crashes_every_worker_is_a_dead_letter_the_rest_exact() {
 
 #[test]
 fn the_broker_killed_and_restarted_mid_run_loses_nothing() {
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start().expect("the broker tests need redis-server");
     let url = redis.url();
     let job = "broker-restart";
-    let child = spawn(&mut broker_run(&url, job, "-w 2 --job primes --limit 1e10 --chunk 1e8"));
+    let child = spawn(&mut broker_run(
+        &url,
+        job,
+        "-w 2 --job primes --limit 1e10 --chunk 1e8",
+    ));
     wait_for_results(&redis, job, 20);
     redis.kill();
     std::thread::sleep(Duration::from_millis(300));
-    redis.restart();
+    redis.restart().expect("restart redis-server");
     let run = finish(child);
     assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
     assert!(
@@ -133,7 +160,7 @@ fn the_broker_killed_and_restarted_mid_run_loses_nothing() {
 
 #[test]
 fn the_same_job_id_twice_adds_no_tasks_and_another_job_is_refused() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("the broker tests need redis-server");
     let url = redis.url();
     let job = "twice";
     let args = "-w 2 --job primes --limit 1e8 --chunk 1e6";
@@ -141,7 +168,10 @@ fn the_same_job_id_twice_adds_no_tasks_and_another_job_is_refused() {
         let run = finish(spawn(&mut broker_run(&url, job, args)));
         assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
     }
-    assert_eq!(redis.number(&["XLEN", &format!("supervisor:{job}:tasks")]), 100);
+    assert_eq!(
+        redis.number(&["XLEN", &format!("supervisor:{job}:tasks")]),
+        100
+    );
     let (_, report) = cluster_result(&url, job);
     assert_eq!(report["result"], "5761455");
     let other = broker_run(&url, job, "-w 2 --job primes --limit 1e9")
@@ -149,16 +179,26 @@ fn the_same_job_id_twice_adds_no_tasks_and_another_job_is_refused() {
         .expect("run");
     assert_eq!(other.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&other.stderr);
-    assert!(stderr.contains("exists at the broker as a different job"), "{stderr}");
+    assert!(
+        stderr.contains("exists at the broker as a different job"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn broker_errors_are_clear_and_never_show_the_password() {
-    let redis = RedisServer::start_with_password(Some("s3cret-pw"));
+    let redis = RedisServer::start_with_password(Some("s3cret-pw"))
+        .expect("the broker tests need redis-server");
     let port = redis.port();
     let cases = [
-        (format!("redis://:wrong-pw@127.0.0.1:{port}/0"), "refused the password"),
-        ("redis://127.0.0.1:1/0".to_string(), "cannot reach the broker"),
+        (
+            format!("redis://:wrong-pw@127.0.0.1:{port}/0"),
+            "refused the password",
+        ),
+        (
+            "redis://127.0.0.1:1/0".to_string(),
+            "cannot reach the broker",
+        ),
         ("http://nowhere".to_string(), "is not a broker URL"),
     ];
     for (url, says) in cases {
@@ -168,12 +208,24 @@ fn broker_errors_are_clear_and_never_show_the_password() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{url}: {stderr}");
         assert!(stderr.contains(says), "{url}: {stderr}");
-        assert!(!stderr.contains("wrong-pw"), "the password was printed: {stderr}");
+        assert!(
+            !stderr.contains("wrong-pw"),
+            "the password was printed: {stderr}"
+        );
     }
     // The right password, from the environment: works.
-    let out = broker_run(&redis.url(), "errors", "-w 1 --job sleep --tasks 2 --task-ms 1")
-        .env("SUPERVISOR_BROKER_PASSWORD", "s3cret-pw")
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = broker_run(
+        &redis.url(),
+        "errors",
+        "-w 1 --job sleep --tasks 2 --task-ms 1",
+    )
+    .env("SUPERVISOR_BROKER_PASSWORD", "s3cret-pw")
+    .output()
+    .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

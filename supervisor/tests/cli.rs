@@ -178,3 +178,18 @@ fn bench_startup_measures_workers_until_ready() {
         assert!(row["median_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{row}");
     }
 }
+
+#[test]
+fn bench_broker_runs_through_its_own_redis_server_and_is_exact() {
+    let rows = bench_json("broker");
+    let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
+    assert_eq!(subjects.len(), 6, "{subjects:?}");
+    assert!(subjects[1].starts_with("no-op via broker"), "{subjects:?}");
+    assert!(
+        subjects[5].starts_with("3 supervisors") && subjects[5].ends_with("(exact)"),
+        "{subjects:?}"
+    );
+    for row in &rows[..3] {
+        assert!(row["msgs_per_s"].as_f64().is_some_and(|v| v > 0.0), "{row}");
+    }
+}

@@ -10,7 +10,6 @@ pub mod attack;
 pub mod harness;
 pub mod peak_alloc;
 pub mod procfs;
-pub mod redis;
 
 use std::path::PathBuf;
 

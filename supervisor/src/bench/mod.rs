@@ -1,6 +1,7 @@
 //! `supervisor bench ...`: IPC and process figures measured on this machine,
 //! with a baseline measured in the same run so that ratios survive noise.
 
+mod broker;
 mod control;
 mod dispatch;
 mod manager;
@@ -41,6 +42,10 @@ pub enum Bench {
     /// A status request's latency while 2 workers sieve; primes with and
     /// without the control socket and metrics in use.
     Control,
+    /// No-op tasks and primes through a Redis Streams broker (a
+    /// redis-server started here), beside the same without; three
+    /// supervisors sharing one job.
+    Broker,
 }
 
 /// Options shared by every benchmark.
@@ -76,6 +81,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Pool => pool::run(runs, options.quick)?,
         Bench::Manager => manager::run(runs, options.quick)?,
         Bench::Control => control::run(runs, options.quick)?,
+        Bench::Broker => broker::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)

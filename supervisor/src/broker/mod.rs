@@ -14,6 +14,7 @@
 mod job;
 mod keys;
 mod link;
+pub mod local_server;
 mod result;
 mod run;
 mod work;

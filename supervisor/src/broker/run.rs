@@ -33,16 +33,27 @@ const FINAL_FLUSH: Duration = Duration::from_secs(30);
 /// The most entries held at once.
 const MAX_WINDOW: usize = 8192;
 
+/// Stores a batch of results, each once per task, and acks their entries.
+/// KEYS: results, tasks, dead set, stats. ARGV: group, consumer, then
+/// (entry id, task, output) triples. Returns 1 (stored) or 0 (already
+/// stored) per result.
 const STORE: &str = r"
-local stored = redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
-if stored == 1 then
-  redis.call('HDEL', KEYS[3], ARGV[3])
-  redis.call('HINCRBY', KEYS[4], ARGV[5] .. ':stored', 1)
-else
-  redis.call('HINCRBY', KEYS[4], ARGV[5] .. ':duplicates', 1)
+local out, ids, stored, dups = {}, {}, 0, 0
+for i = 3, #ARGV, 3 do
+  local s = redis.call('HSETNX', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  if s == 1 then
+    redis.call('HDEL', KEYS[3], ARGV[i + 1])
+    stored = stored + 1
+  else
+    dups = dups + 1
+  end
+  out[#out + 1] = s
+  ids[#ids + 1] = ARGV[i]
 end
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
-return stored
+if stored > 0 then redis.call('HINCRBY', KEYS[4], ARGV[2] .. ':stored', stored) end
+if dups > 0 then redis.call('HINCRBY', KEYS[4], ARGV[2] .. ':duplicates', dups) end
+if #ids > 0 then redis.call('XACK', KEYS[2], ARGV[1], unpack(ids)) end
+return out
 ";
 
 const DEAD: &str = r"
@@ -75,10 +86,14 @@ struct Broker {
     last_claim: Instant,
     last_keepalive: Instant,
     last_completion: Instant,
-    /// Results counted in the last second, for the window.
-    rate_started: Instant,
-    rate_count: u64,
-    rate: f64,
+    /// Entries held at most now: doubles while tasks finish fast.
+    window: usize,
+    /// Results settled here in all, and when and at what count entries were last read.
+    settled: u64,
+    fetched_at: Instant,
+    settled_at_fetch: u64,
+    /// The store and dead-letter scripts are loaded (EVALSHA works).
+    scripts_loaded: bool,
 }
 
 /// Runs this supervisor's part of the broker job `job` until the whole
@@ -132,9 +147,11 @@ pub fn run(
         last_claim: now,
         last_keepalive: now,
         last_completion: now - COMPLETION_EVERY,
-        rate_started: now,
-        rate_count: 0,
-        rate: 0.0,
+        window: (2 * workers).clamp(1, MAX_WINDOW),
+        settled: 0,
+        fetched_at: now,
+        settled_at_fetch: 0,
+        scripts_loaded: false,
     };
     state.report.url = state.link.shown().to_string();
     while !engine.turn(Some(TURN)) {
@@ -180,23 +197,31 @@ impl Broker {
             self.last_keepalive = now;
             self.keep_alive();
         }
-        if now.duration_since(self.last_completion) >= COMPLETION_EVERY {
+        // Nothing held and nothing left to read: the end may be near, so look often.
+        let idle = self.drained && self.shared.borrow().holding() == 0;
+        let every = if idle {
+            COMPLETION_EVERY / 20
+        } else {
+            COMPLETION_EVERY
+        };
+        if now.duration_since(self.last_completion) >= every {
             self.last_completion = now;
             self.check_completion();
         }
     }
 
-    /// How many entries to hold: a couple per worker for long tasks, a
-    /// twentieth of a second's worth for short ones.
+    /// How many entries to hold: two per worker while tasks are long (the
+    /// rest stay in the stream for other supervisors), doubled whenever half
+    /// a window settled within a few milliseconds (short tasks need many
+    /// in flight to keep workers busy between round trips).
     fn window(&mut self) -> usize {
-        let elapsed = self.rate_started.elapsed();
-        if elapsed >= Duration::from_secs(1) {
-            self.rate = self.rate_count as f64 / elapsed.as_secs_f64();
-            self.rate_count = 0;
-            self.rate_started = Instant::now();
+        let settled = self.settled - self.settled_at_fetch;
+        if settled as usize * 2 >= self.window
+            && self.fetched_at.elapsed() < Duration::from_millis(20)
+        {
+            self.window = (self.window * 2).min(MAX_WINDOW);
         }
-        let by_rate = (self.rate / 20.0) as usize;
-        (2 * self.workers).max(by_rate).clamp(1, MAX_WINDOW)
+        self.window.max(2 * self.workers).clamp(1, MAX_WINDOW)
     }
 
     /// Reads new entries while the window has room.
@@ -205,6 +230,8 @@ impl Broker {
             return;
         }
         let room = self.window().saturating_sub(self.shared.borrow().holding());
+        self.fetched_at = Instant::now();
+        self.settled_at_fetch = self.settled;
         if room == 0 {
             return;
         }
@@ -379,66 +406,111 @@ impl Broker {
         if batch.is_empty() {
             return true;
         }
+        if !self.scripts_loaded {
+            let loaded = self.link.call(|c| {
+                redis::pipe()
+                    .cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(STORE)
+                    .cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(DEAD)
+                    .query::<(String, String)>(c)
+            });
+            if loaded.is_err() {
+                return false;
+            }
+            self.scripts_loaded = true;
+        }
+        let (store, dead) = (script_sha(STORE), script_sha(DEAD));
         let (keys, consumer) = (&self.keys, &self.consumer);
+        let results: Vec<&Outgoing> = batch
+            .iter()
+            .filter(|o| matches!(o, Outgoing::Result { .. }))
+            .collect();
+        let deads: Vec<&Outgoing> = batch
+            .iter()
+            .filter(|o| matches!(o, Outgoing::Dead { .. }))
+            .collect();
         let replies = self.link.call(|c| {
             let mut pipe = redis::pipe();
-            for out in &batch {
-                match out {
-                    Outgoing::Result {
+            if !results.is_empty() {
+                let call = pipe
+                    .cmd("EVALSHA")
+                    .arg(&store)
+                    .arg(4)
+                    .arg(&keys.results)
+                    .arg(&keys.tasks)
+                    .arg(&keys.dead_set)
+                    .arg(&keys.stats)
+                    .arg(GROUP)
+                    .arg(consumer);
+                for out in &results {
+                    if let Outgoing::Result {
                         stream_id,
                         task,
                         output,
-                    } => {
-                        pipe.cmd("EVAL")
-                            .arg(STORE)
-                            .arg(4)
-                            .arg(&keys.results)
-                            .arg(&keys.tasks)
-                            .arg(&keys.dead_set)
-                            .arg(&keys.stats)
-                            .arg(GROUP)
-                            .arg(stream_id)
-                            .arg(task)
-                            .arg(output.as_slice())
-                            .arg(consumer);
-                    }
-                    Outgoing::Dead {
-                        stream_id,
-                        task,
-                        failures,
-                        cause,
-                    } => {
-                        pipe.cmd("EVAL")
-                            .arg(DEAD)
-                            .arg(5)
-                            .arg(&keys.results)
-                            .arg(&keys.tasks)
-                            .arg(&keys.dead_set)
-                            .arg(&keys.stats)
-                            .arg(&keys.dead)
-                            .arg(GROUP)
-                            .arg(stream_id)
-                            .arg(task)
-                            .arg(failures)
-                            .arg(cause)
-                            .arg(consumer);
+                    } = out
+                    {
+                        call.arg(stream_id).arg(task).arg(output.as_slice());
                     }
                 }
             }
-            pipe.query::<Vec<i64>>(c)
+            for out in &deads {
+                if let Outgoing::Dead {
+                    stream_id,
+                    task,
+                    failures,
+                    cause,
+                } = out
+                {
+                    pipe.cmd("EVALSHA")
+                        .arg(&dead)
+                        .arg(5)
+                        .arg(&keys.results)
+                        .arg(&keys.tasks)
+                        .arg(&keys.dead_set)
+                        .arg(&keys.stats)
+                        .arg(&keys.dead)
+                        .arg(GROUP)
+                        .arg(stream_id)
+                        .arg(task)
+                        .arg(failures)
+                        .arg(cause)
+                        .arg(consumer);
+                }
+            }
+            pipe.query::<Vec<redis::Value>>(c)
         });
-        let Ok(replies) = replies else {
-            return false;
+        let replies = match replies {
+            Ok(replies) => replies,
+            // A restarted broker has forgotten the scripts: load them again.
+            Err(CallError::Command(e)) if e.contains("NOSCRIPT") => {
+                self.scripts_loaded = false;
+                return false;
+            }
+            Err(CallError::Down) => {
+                self.scripts_loaded = false;
+                return false;
+            }
+            Err(CallError::Command(_)) => return false,
         };
-        for (out, reply) in batch.iter().zip(&replies) {
-            match (out, reply) {
-                (Outgoing::Result { .. }, 1) => self.report.stored += 1,
-                (Outgoing::Result { .. }, _) => self.report.duplicates += 1,
-                (Outgoing::Dead { .. }, 1) => self.report.dead_letters += 1,
-                (Outgoing::Dead { .. }, _) => {}
+        let mut replies = replies.into_iter();
+        if !results.is_empty() {
+            let stored: Vec<i64> = replies
+                .next()
+                .and_then(|v| redis::from_redis_value(v).ok())
+                .unwrap_or_default();
+            let firsts = stored.iter().filter(|&&s| s == 1).count() as u64;
+            self.report.stored += firsts;
+            self.report.duplicates += results.len() as u64 - firsts.min(results.len() as u64);
+        }
+        for reply in replies {
+            if redis::from_redis_value::<i64>(reply).is_ok_and(|n| n == 1) {
+                self.report.dead_letters += 1;
             }
         }
-        self.rate_count += batch.len() as u64;
+        self.settled += batch.len() as u64;
         let mut shared = self.shared.borrow_mut();
         for out in &batch {
             if let Outgoing::Dead { stream_id, .. } = out {
@@ -491,6 +563,11 @@ impl Broker {
         }
         self.check_completion();
     }
+}
+
+/// The SHA-1 Redis knows a script by.
+fn script_sha(source: &str) -> String {
+    redis::Script::new(source).get_hash().to_string()
 }
 
 impl From<CallError> for BrokerError {

@@ -1,8 +1,8 @@
-//! A real `redis-server` for the broker tests: started on loopback, on a
-//! free port, with its own temporary directory and an append-only file
-//! (fsync on every write), killed and removed when dropped. Tests that
-//! need it fail with a clear message when it cannot start; they never
-//! pass without a server.
+//! A `redis-server` of our own, for `supervisor bench broker` and the
+//! broker tests: started on loopback, on a free port, with its own
+//! temporary directory and an append-only file (fsync on every write),
+//! killed and removed when dropped. Whoever needs one is told clearly when
+//! it cannot start.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,59 +19,69 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server; panics, saying why, if it cannot.
-    pub fn start() -> Self {
+    /// Starts a server, or says why it cannot.
+    pub fn start() -> Result<Self, String> {
         Self::start_with_password(None)
     }
 
     /// Starts a server that requires `password`.
-    pub fn start_with_password(password: Option<&str>) -> Self {
+    pub fn start_with_password(password: Option<&str>) -> Result<Self, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port for redis-server: {e}"));
-        let dir = std::env::temp_dir().join(format!("supervisor-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("temp dir for redis-server: {e}"));
+            .map_err(|e| format!("no free port for redis-server: {e}"))?;
+        let dir =
+            std::env::temp_dir().join(format!("supervisor-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("temp dir for redis-server: {e}"))?;
         let mut server = RedisServer {
             child: None,
             port,
             dir,
             password: password.map(str::to_string),
         };
-        server.launch();
-        server
+        server.launch()?;
+        Ok(server)
     }
 
-    fn launch(&mut self) {
+    fn launch(&mut self) -> Result<(), String> {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--protected-mode", "no", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .arg("--port")
+        .arg(self.port.to_string())
+        .arg("--dir")
+        .arg(&self.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "cannot start redis-server ({e}): the broker tests need it \
-                 (apt-get install redis-server; .ci/run installs it)"
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start redis-server ({e}): install it (apt-get install redis-server; \
+                 .ci/run does)"
             )
-        });
+        })?;
         self.child = Some(child);
         let started = Instant::now();
         while !self.answers() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "redis-server on port {} did not answer within 20 s",
-                self.port
-            );
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err(format!(
+                    "redis-server on port {} did not answer within 20 s",
+                    self.port
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Whether it answers PING (a server still loading its AOF does not).
@@ -116,23 +126,23 @@ impl RedisServer {
     }
 
     /// Starts it again on the same port and data.
-    pub fn restart(&mut self) {
+    pub fn restart(&mut self) -> Result<(), String> {
         self.kill();
-        self.launch();
+        self.launch()
     }
 
-    /// Runs `redis-cli` against it; its output, trimmed.
+    /// Runs `redis-cli` against it; its output, trimmed (empty if it
+    /// cannot run).
     pub fn cli(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("redis-cli");
         cmd.arg("-p").arg(self.port.to_string());
         if let Some(p) = &self.password {
             cmd.args(["-a", p, "--no-auth-warning"]);
         }
-        let out = cmd
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run redis-cli: {e}"));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        match cmd.args(args).output() {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            Err(_) => String::new(),
+        }
     }
 
     /// `redis-cli` answering a number (0 when it does not).
