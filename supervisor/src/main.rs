@@ -121,11 +121,7 @@ fn broker_run(
 
 /// `supervisor result JOB --broker URL`.
 fn cluster_result(url: &str, job_id: &str, timeout: std::time::Duration, json: bool) -> ExitCode {
-    let from_spec = |name: &str, bytes: &[u8]| {
-        let entry = worker::jobs::find(name).ok_or_else(|| format!("no built-in job `{name}`"))?;
-        (entry.from_spec)(bytes).map(|job| job.work)
-    };
-    match broker::result(url, job_id, timeout, &from_spec) {
+    match broker::result(url, job_id, timeout, &worker::jobs::work_from_spec) {
         Ok(report) => {
             let text = if json {
                 serde_json::to_string(&report).unwrap_or_default()

@@ -168,12 +168,13 @@ fn share_three(url: &str, limit: &str) -> Result<Row, String> {
         child.wait().map_err(|e| e.to_string())?;
     }
     let wall = started.elapsed().as_secs_f64();
-    let from_spec = |name: &str, bytes: &[u8]| {
-        let entry = worker::jobs::find(name).ok_or_else(|| format!("no job `{name}`"))?;
-        (entry.from_spec)(bytes).map(|job| job.work)
-    };
-    let report = broker::result(url, &id, Duration::from_secs(600), &from_spec)
-        .map_err(|e| e.to_string())?;
+    let report = broker::result(
+        url,
+        &id,
+        Duration::from_secs(600),
+        &worker::jobs::work_from_spec,
+    )
+    .map_err(|e| e.to_string())?;
     let counts: Vec<String> = report
         .hosts
         .values()

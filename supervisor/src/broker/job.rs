@@ -190,3 +190,24 @@ fn present(link: &mut Link, keys: &Keys) -> Result<u64, BrokerError> {
         .and_then(|(id, _)| keys::task_of(id))
         .map_or(0, |t| t + 1))
 }
+
+/// (tasks with a result, dead letters without one): the job is complete
+/// once they add up to its task count.
+pub(crate) fn settled(c: &mut redis::Connection, keys: &Keys) -> redis::RedisResult<(u64, u64)> {
+    redis::pipe()
+        .cmd("HLEN")
+        .arg(&keys.results)
+        .cmd("HLEN")
+        .arg(&keys.dead_set)
+        .query(c)
+}
+
+/// Records when the job was first seen complete (whoever sees it first).
+pub(crate) fn mark_finished(c: &mut redis::Connection, keys: &Keys) -> redis::RedisResult<()> {
+    redis::cmd("SET")
+        .arg(&keys.finished)
+        .arg(now_ms())
+        .arg("NX")
+        .query::<Option<String>>(c)
+        .map(drop)
+}

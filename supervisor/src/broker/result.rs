@@ -110,15 +110,7 @@ pub fn result(
     loop {
         let (done, dead) = counts(&mut link, &keys)?;
         if done + dead >= record.total {
-            // Whoever sees the job complete first says when.
-            let now = job::now_ms();
-            link.call_patiently(Duration::from_secs(10), |c| {
-                redis::cmd("SET")
-                    .arg(&keys.finished)
-                    .arg(now)
-                    .arg("NX")
-                    .query::<Option<String>>(c)
-            })?;
+            link.call_patiently(Duration::from_secs(10), |c| job::mark_finished(c, &keys))?;
             break;
         }
         if Instant::now() >= deadline {
@@ -134,14 +126,7 @@ pub fn result(
 }
 
 fn counts(link: &mut Link, keys: &Keys) -> Result<(u64, u64), BrokerError> {
-    Ok(link.call_patiently(Duration::from_secs(10), |c| {
-        redis::pipe()
-            .cmd("HLEN")
-            .arg(&keys.results)
-            .cmd("HLEN")
-            .arg(&keys.dead_set)
-            .query::<(u64, u64)>(c)
-    })?)
+    Ok(link.call_patiently(Duration::from_secs(10), |c| job::settled(c, keys))?)
 }
 
 fn combine(

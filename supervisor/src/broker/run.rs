@@ -527,27 +527,14 @@ impl Broker {
     /// Whether every task has a result or is a dead letter.
     fn check_completion(&mut self) {
         let keys = &self.keys;
-        let counts = self.link.call(|c| {
-            redis::pipe()
-                .cmd("HLEN")
-                .arg(&keys.results)
-                .cmd("HLEN")
-                .arg(&keys.dead_set)
-                .query::<(u64, u64)>(c)
-        });
+        let counts = self.link.call(|c| job::settled(c, keys));
         if let Ok((done, dead)) = counts {
             self.report.cluster_done = done;
             self.report.cluster_dead = dead;
             if done + dead >= self.total && !self.complete {
                 self.complete = true;
-                let (keys, now) = (&self.keys, job::now_ms());
-                let _ = self.link.call(|c| {
-                    redis::cmd("SET")
-                        .arg(&keys.finished)
-                        .arg(now)
-                        .arg("NX")
-                        .query::<Option<String>>(c)
-                });
+                let keys = &self.keys;
+                let _ = self.link.call(|c| job::mark_finished(c, keys));
             }
         }
     }

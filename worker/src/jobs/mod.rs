@@ -85,6 +85,12 @@ pub fn find(name: &str) -> Option<&'static RegistryEntry> {
     REGISTRY.iter().find(|e| e.name == name)
 }
 
+/// The work of the built-in job `name` made again from its spec's bytes.
+pub fn work_from_spec(name: &str, bytes: &[u8]) -> Result<Box<dyn crate::work::Work>, String> {
+    let entry = find(name).ok_or_else(|| format!("no built-in job `{name}`"))?;
+    (entry.from_spec)(bytes).map(|job| job.work)
+}
+
 /// The names of the built-in jobs.
 pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|e| e.name).collect()
