@@ -34,6 +34,7 @@
 //! * [`kill`]: why the supervisor killed a worker; [`limits`]: how many
 //!   workers the machine can hold; [`signals`]: signals into the loop;
 //! * [`progress`], [`report`]: what the user sees during and after a run;
+//! * [`broker`]: one job over many supervisors (and machines) through Redis Streams;
 //! * [`cli`], [`config`]: the command line; [`bench`](mod@bench): `supervisor bench ...`.
 //!
 //! Exit codes of a run: 0 success, 1 failed to run, 2 usage error,
@@ -72,3 +73,4 @@ struct ReadmeDoctests;
 pub use options::RunOptions;
 pub use supervise::Supervisor;
 pub use worker::job::{BadOutput, Job, JobOutcome, TaskContext};
+pub use worker::work::AnyJob;

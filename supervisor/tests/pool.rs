@@ -35,6 +35,7 @@ fn main() {
         dropping_a_pool_mid_flight_leaves_no_process,
         sigint_mid_map_ends_the_program_and_its_workers,
         a_users_job_is_exact_under_the_supervisor_with_a_worker_killed,
+        a_users_job_through_the_broker_is_exact,
         manager_proxies_work_as_pool_task_arguments,
     ]);
 }
@@ -454,4 +455,51 @@ fn manager_proxies_work_as_pool_task_arguments() {
             (0..100u64).map(|x| x * x).sum::<u64>()
         );
     }
+}
+
+/// The same user's job, shared through a real redis-server: this process's
+/// supervisor runs it, and the cluster's answer is made from the job's
+/// stored spec with the user's type. (The broker tests kill supervisors
+/// and workers; a random killer here could hit the redis-server, a child
+/// of this process too.)
+fn a_users_job_through_the_broker_is_exact() {
+    use supervisor::broker::{self, local_server::RedisServer, BrokerOptions};
+    let redis = RedisServer::start().expect("this case needs redis-server");
+    let options = BrokerOptions {
+        url: redis.url(),
+        job_id: "users-job".into(),
+        lease: Duration::from_secs(1),
+        consumer: None,
+    };
+    let n = 100_000;
+    let run_options = supervisor::RunOptions {
+        workers: Some(2),
+        max_attempts: 10,
+        quiet: true,
+        handle_signals: false,
+        control: supervisor::control::ControlAt::Off,
+        ..supervisor::RunOptions::default()
+    };
+    let job = SlowSum {
+        n,
+        sum: 0,
+        combined: 0,
+    };
+    let mine =
+        broker::run(run_options, supervisor::AnyJob::new(job), &options).expect("broker run");
+    let part = mine.broker.as_ref().expect("a broker section");
+    assert!(part.complete, "{part:?}");
+    assert_eq!(part.stored, 1000, "{part:?}");
+    let all = broker::result(
+        &options.url,
+        "users-job",
+        Duration::from_secs(60),
+        &broker::typed_work::<SlowSum>,
+    )
+    .expect("the cluster's result");
+    assert_eq!(all.result, (n * (n - 1) / 2).to_string());
+    assert_eq!(all.verified, Some(true));
+    assert_eq!(all.results, 1000);
+    assert_eq!(all.hosts.len(), 1);
+    drop(redis);
 }

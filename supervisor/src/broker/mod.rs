@@ -10,6 +10,48 @@
 //! that failed that often in one place, is a dead letter with its reasons.
 //! Delivery is at least once; results are stored once: each task counts
 //! once in the answer (`supervisor result JOB`).
+//!
+//! Any job can run this way, a user's too: every supervisor runs the same
+//! job value, and [`result`] makes it again from the stored spec.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use serde::{Deserialize, Serialize};
+//! use supervisor::broker::{self, BrokerOptions};
+//! use supervisor::{AnyJob, BadOutput, Job, JobOutcome, RunOptions, TaskContext};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Squares { n: u64, #[serde(skip)] sum: u64 }
+//!
+//! impl Job for Squares {
+//!     type Input = u64;
+//!     type Output = u64;
+//!     type Error = String;
+//!     fn describe(&self) -> String { format!("squares below {}", self.n) }
+//!     fn task_count(&self) -> u64 { self.n }
+//!     fn input(&self, id: u64) -> u64 { id }
+//!     fn run(&self, x: u64, _: &mut TaskContext<'_>) -> Result<u64, String> { Ok(x * x) }
+//!     fn combine(&mut self, _id: u64, y: u64) -> Result<(), BadOutput> { self.sum += y; Ok(()) }
+//!     fn outcome(&self, _complete: bool) -> JobOutcome { JobOutcome::value(self.sum) }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! ipc::init();
+//! let options = BrokerOptions {
+//!     url: "redis://127.0.0.1:6379/0".into(),
+//!     job_id: "squares".into(),
+//!     lease: Duration::from_secs(5),
+//!     consumer: None,
+//! };
+//! // On every host: this supervisor's part of the job.
+//! let mine = broker::run(RunOptions::default(), AnyJob::new(Squares { n: 1000, sum: 0 }), &options)?;
+//! // Anywhere: the whole job's answer.
+//! let all = broker::result(&options.url, "squares", Duration::from_secs(60), &broker::typed_work::<Squares>)?;
+//! assert_eq!(all.result, "332833500");
+//! # let _ = mine;
+//! # Ok(())
+//! # }
+//! ```
 
 mod job;
 mod keys;
@@ -112,4 +154,14 @@ pub fn default_job_id(spec: &worker::work::JobSpec, total: u64) -> String {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{}-{hash:016x}", spec.name)
+}
+
+/// Makes job `J`'s work again from a spec's bytes: the `from_spec` of
+/// [`result`] for a job type of your own.
+pub fn typed_work<J: crate::Job + Clone>(
+    _name: &str,
+    bytes: &[u8],
+) -> Result<Box<dyn worker::work::Work>, String> {
+    let job: J = postcard::from_bytes(bytes).map_err(|e| format!("undecodable job: {e}"))?;
+    Ok(worker::work::AnyJob::new(job).work)
 }
