@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use ipc::sync::Barrier;
-use ipc::value::Array;
-use ipc::{Process, StartMethod};
+use outlast_ipc::sync::Barrier;
+use outlast_ipc::value::Array;
+use outlast_ipc::{Process, StartMethod};
 
 const PARTIES: usize = 4;
 const PER_PARTY: usize = 1000;
@@ -32,7 +32,7 @@ fn phases((me, data, barrier): (usize, Array<u64>, Barrier)) -> Result<u64, Stri
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use ipc::sync::Condition;
-use ipc::value::{RawArray, RawValue};
-use ipc::{Process, StartMethod};
+use outlast_ipc::sync::Condition;
+use outlast_ipc::value::{RawArray, RawValue};
+use outlast_ipc::{Process, StartMethod};
 
 const CAPACITY: usize = 4;
 const ITEMS: u64 = 1000;
@@ -64,7 +64,7 @@ fn consumer(buf: Buffer) -> (u64, u64) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -6,10 +6,10 @@
 //! cargo run -p ipc --example hello -- spawn   # spawn
 //! ```
 
-use ipc::{Process, StartMethod};
+use outlast_ipc::{Process, StartMethod};
 
 fn info(title: &str) {
-    let me = ipc::current_process();
+    let me = outlast_ipc::current_process();
     println!("{title}");
     println!("  process name: {}", me.name);
     println!("  parent process: {}", me.parent_pid);
@@ -22,7 +22,7 @@ fn f(name: String) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use ipc::queue::JoinableQueue;
-use ipc::value::Value;
-use ipc::{Process, StartMethod};
+use outlast_ipc::queue::JoinableQueue;
+use outlast_ipc::value::Value;
+use outlast_ipc::{Process, StartMethod};
 
 fn worker((tasks, total): (JoinableQueue<u64>, Value<u64>)) {
     // Stop after a quiet second: the pool is done by then.
@@ -20,7 +20,7 @@ fn worker((tasks, total): (JoinableQueue<u64>, Value<u64>)) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -5,8 +5,8 @@
 //! cargo run --release -p ipc --example locked_counter [-- spawn]
 //! ```
 
-use ipc::value::Value;
-use ipc::{Process, StartMethod};
+use outlast_ipc::value::Value;
+use outlast_ipc::{Process, StartMethod};
 
 const PROCESSES: u64 = 10;
 const INCREMENTS: u64 = 100_000;
@@ -29,7 +29,7 @@ fn increment(counter: Value<u64>) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -12,7 +12,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ipc::manager::{Dict, Manager, Queue};
+use outlast_ipc::manager::{Dict, Manager, Queue};
 
 const JOBS: u64 = 20;
 const CLIENTS: usize = 2;
@@ -30,7 +30,7 @@ fn client(address: &str, key: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("client") {
         let address = args.get(2).ok_or("usage: manager_remote client ADDRESS")?;
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The key only the three programs know (a file, in real use).
     let mut raw = [0u8; 16];
-    ipc::os::random::fill(&mut raw)?;
+    outlast_ipc::os::random::fill(&mut raw)?;
     let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let manager = Manager::serve(&"127.0.0.1:0".parse()?, key.as_bytes())?;
     println!("manager serving on {}", manager.address());

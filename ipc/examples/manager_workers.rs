@@ -7,14 +7,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ipc::manager::{Dict, List, Lock, Manager, Namespace};
-use ipc::{Process, StartMethod};
+use outlast_ipc::manager::{Dict, List, Lock, Manager, Namespace};
+use outlast_ipc::{Process, StartMethod};
 
 type Shared = (Namespace, List<String>, Dict<String, f64>, Lock);
 
 fn worker((ns, names, times, lock): Shared) -> Result<(), String> {
-    let name = ipc::current_process().name;
-    let e = |e: ipc::manager::ManagerError| e.to_string();
+    let name = outlast_ipc::current_process().name;
+    let e = |e: outlast_ipc::manager::ManagerError| e.to_string();
     lock.acquire().map_err(e)?;
     ns.fetch_add("count", 1).map_err(e)?;
     names.append(&name).map_err(e)?;
@@ -27,7 +27,7 @@ fn worker((ns, names, times, lock): Shared) -> Result<(), String> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipc::{Connection, Pipe, Process, StartMethod};
+use outlast_ipc::{Connection, Pipe, Process, StartMethod};
 
 const ROUNDS: u64 = 1000;
 
@@ -24,7 +24,7 @@ fn ponger(mut conn: Connection) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -5,7 +5,7 @@
 //! cargo run -p ipc --example pipe_messages [-- spawn]
 //! ```
 
-use ipc::{Connection, Pipe, Process, StartMethod};
+use outlast_ipc::{Connection, Pipe, Process, StartMethod};
 
 fn sender(mut conn: Connection) -> usize {
     let words = ["Hello", "World", "Python", "Concurrency"];
@@ -31,7 +31,7 @@ fn receiver(mut conn: Connection) -> Vec<String> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -5,8 +5,8 @@
 //! cargo run -p ipc --example queue_items [-- spawn]
 //! ```
 
-use ipc::queue::Queue;
-use ipc::{Process, StartMethod};
+use outlast_ipc::queue::Queue;
+use outlast_ipc::{Process, StartMethod};
 
 fn producer(q: Queue<Option<String>>) -> usize {
     for i in 0..5 {
@@ -22,7 +22,7 @@ fn producer(q: Queue<Option<String>>) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

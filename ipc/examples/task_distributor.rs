@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use ipc::queue::{GetError, Queue};
-use ipc::{Process, StartMethod};
+use outlast_ipc::queue::{GetError, Queue};
+use outlast_ipc::{Process, StartMethod};
 
 const WORKERS: usize = 3;
 const TASKS: u64 = 30;
@@ -47,7 +47,7 @@ fn worker((me, tasks, results): (usize, Queue<u64>, Queue<Done>)) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -5,8 +5,8 @@
 //! cargo run -p ipc --example value_array [-- spawn]
 //! ```
 
-use ipc::value::{Array, Value};
-use ipc::{Process, StartMethod};
+use outlast_ipc::value::{Array, Value};
+use outlast_ipc::{Process, StartMethod};
 
 fn add_one((counter, numbers): (Value<i32>, Array<i32>)) {
     if let Ok(mut c) = counter.lock() {
@@ -20,7 +20,7 @@ fn add_one((counter, numbers): (Value<i32>, Array<i32>)) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

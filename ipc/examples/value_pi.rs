@@ -5,8 +5,8 @@
 //! cargo run -p ipc --example value_pi [-- spawn]
 //! ```
 
-use ipc::value::{Array, Value};
-use ipc::{Process, StartMethod};
+use outlast_ipc::value::{Array, Value};
+use outlast_ipc::{Process, StartMethod};
 
 /// The value in Python's documentation example.
 #[allow(clippy::approx_constant)]
@@ -24,7 +24,7 @@ fn f((num, arr): (Value<f64>, Array<i32>)) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

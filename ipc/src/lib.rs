@@ -6,7 +6,7 @@
 //! holding a lock.
 //!
 //! ```
-//! use ipc::{Connection, Pipe, Process};
+//! use outlast_ipc::{Connection, Pipe, Process};
 //!
 //! fn greeter(mut conn: Connection) -> String {
 //!     let name: String = conn.recv().unwrap_or_default();
@@ -14,7 +14,7 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! ipc::init(); // must be the first line of main (see below)
+//! outlast_ipc::init(); // must be the first line of main (see below)
 //! let (mut ours, theirs) = Pipe::duplex()?;
 //! let mut child = Process::new(greeter, theirs);
 //! child.start()?;
@@ -28,14 +28,14 @@
 //!
 //! | Python `multiprocessing` | `ipc` |
 //! |---|---|
-//! | `if __name__ == '__main__':` guard | `ipc::init();` as the first line of `main` |
+//! | `if __name__ == '__main__':` guard | `outlast_ipc::init();` as the first line of `main` |
 //! | `Process(target=f, args=(x,), name="bob")` | `Process::new(f, x).named("bob")` (`f` is a plain `fn(A) -> R`) |
 //! | `get_context("fork")` | `.start_method(StartMethod::Fork)` per process |
 //! | `set_start_method("forkserver")`, `get_start_method()`, `get_all_start_methods()` | [`set_start_method`], [`get_start_method`], [`get_all_start_methods`] |
 //! | `p.start()`, `p.join()`, `p.join(timeout)` | `p.start()?`, `p.join()?` (gives `f`'s return value), `p.join_timeout(d)` |
 //! | `p.exitcode` (`-9` after SIGKILL) | `p.exit_code()` (same convention), `p.exit_status()` |
 //! | `p.is_alive()`, `p.pid`, `p.terminate()`, `p.kill()` | `p.is_alive()`, `p.pid()`, `p.terminate()`, `p.kill()` |
-//! | `current_process().name`, `.pid` | `ipc::current_process().name`, `.pid` |
+//! | `current_process().name`, `.pid` | `outlast_ipc::current_process().name`, `.pid` |
 //! | `active_children()`, `parent_process()` | [`active_children`], [`parent_process`] |
 //! | `connection.wait([...], timeout)` | [`wait`]`(&[&conn, &process, &queue], Some(timeout))?` |
 //! | `a, b = Pipe()` | `let (a, b) = Pipe::duplex()?;` |

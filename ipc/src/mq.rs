@@ -5,7 +5,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use ipc::mq::MessageQueue;
+//! use outlast_ipc::mq::MessageQueue;
 //! let name = format!("ipc-doc-mq-{}", std::process::id());
 //! let mq = MessageQueue::create(&name, 8, 128)?;
 //! mq.send(b"low", 1)?;

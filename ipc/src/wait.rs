@@ -14,11 +14,11 @@
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! let (mut a, b) = ipc::Pipe::duplex()?;
-//! let (c, _d) = ipc::Pipe::duplex()?;
-//! assert!(ipc::wait(&[&b, &c], Some(Duration::from_millis(10)))?.is_empty());
+//! let (mut a, b) = outlast_ipc::Pipe::duplex()?;
+//! let (c, _d) = outlast_ipc::Pipe::duplex()?;
+//! assert!(outlast_ipc::wait(&[&b, &c], Some(Duration::from_millis(10)))?.is_empty());
 //! a.send(&1u8)?;
-//! assert_eq!(ipc::wait(&[&b, &c], None)?, vec![0]);
+//! assert_eq!(outlast_ipc::wait(&[&b, &c], None)?, vec![0]);
 //! # Ok(())
 //! # }
 //! ```

@@ -4,9 +4,9 @@
 //!
 //! `cargo run --example custom_job [fork|spawn]`
 
-use ipc::StartMethod;
+use outlast::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
+use outlast_ipc::StartMethod;
 use serde::{Deserialize, Serialize};
-use supervisor::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
 
 /// The sum of the squares of 0..n, one task per 1000 numbers.
 #[derive(Clone, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ impl Job for SumOfSquares {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

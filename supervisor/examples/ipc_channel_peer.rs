@@ -4,7 +4,7 @@
 //! `Queue` in the same run.
 //!
 //! ```text
-//! cargo run --release -p supervisor --example ipc_channel_peer [-- --quick]
+//! cargo run --release -p outlast --example ipc_channel_peer [-- --quick]
 //! ```
 
 use std::time::Instant;

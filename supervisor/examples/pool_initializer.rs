@@ -6,8 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ipc::StartMethod;
-use supervisor::pool::Pool;
+use outlast::pool::Pool;
+use outlast_ipc::StartMethod;
 
 /// Set in each worker by `init`.
 static FACTOR: AtomicU64 = AtomicU64::new(0);
@@ -21,7 +21,7 @@ fn scaled_sum(chunk: Vec<u64>) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

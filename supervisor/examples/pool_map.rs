@@ -2,15 +2,15 @@
 //!
 //! `cargo run --example pool_map [fork|spawn]`
 
-use ipc::StartMethod;
-use supervisor::pool::Pool;
+use outlast::pool::Pool;
+use outlast_ipc::StartMethod;
 
 fn square(x: u64) -> u64 {
     x * x
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

@@ -4,22 +4,19 @@
 //!
 //! `cargo run --example pool_primes [fork|spawn]`
 
-use ipc::StartMethod;
-use supervisor::pool::{as_completed, Pool};
+use outlast::pool::{as_completed, Pool};
+use outlast_ipc::StartMethod;
 
 fn count_primes((lo, hi): (u64, u64)) -> u64 {
     (lo..hi).filter(|&n| is_prime(n)).count() as u64
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2
-        && (2..)
-            .take_while(|d| d * d <= n)
-            .all(|d| !n.is_multiple_of(d))
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ipc::init();
+    outlast_ipc::init();
     // fork (the default), spawn or forkserver, from the command line.
     let method: StartMethod = std::env::args()
         .nth(1)

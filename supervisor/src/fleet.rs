@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use ipc::{JoinError, JoinTimeoutError, StartMethod};
-use worker::launch::{Launch, WorkerProcess};
-use worker::link::{self, LinkError, SupervisorLink};
+use outlast_ipc::{JoinError, JoinTimeoutError, StartMethod};
+use outlast_worker::launch::{Launch, WorkerProcess};
+use outlast_worker::link::{self, LinkError, SupervisorLink};
 
 use crate::kill::KillCause;
 use crate::ledger::WorkerId;
@@ -64,7 +64,7 @@ pub struct Worker {
     /// turn takes a bounded number): read it again without waiting.
     pub backlog: bool,
     /// The last heartbeat claim found good (a claim is judged once).
-    pub last_claim: Option<worker::heartbeat::Claim>,
+    pub last_claim: Option<outlast_worker::heartbeat::Claim>,
     /// The task its heartbeat says it runs, and since when it has said so.
     pub busy_since: Option<(u64, Instant)>,
     /// Its doorbell reached end of file; only its exit is left to see.
@@ -97,7 +97,7 @@ pub enum StartWorkerError {
     #[error(transparent)]
     Link(#[from] LinkError),
     #[error(transparent)]
-    Start(#[from] ipc::StartError),
+    Start(#[from] outlast_ipc::StartError),
 }
 
 /// Starts a worker in `slot` through `launch`, with rings of `ring_bytes`.

@@ -36,6 +36,7 @@ pub enum KillCause {
 
 impl KillCause {
     /// The worker misbehaved (it is replaced); otherwise the run is ending.
+    #[cfg(test)]
     pub fn is_fault(&self) -> bool {
         !self.ends_run()
     }

@@ -128,11 +128,6 @@ impl Ledger {
         self.total - self.done_count - self.dead.len() as u64
     }
 
-    /// Tasks waiting to be dispatched.
-    pub fn waiting(&self) -> u64 {
-        self.retry.len() as u64 + (self.total - self.next_fresh)
-    }
-
     /// How many times tasks went back to the queue.
     pub fn requeued(&self) -> u64 {
         self.requeued_total

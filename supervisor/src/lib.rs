@@ -1,10 +1,39 @@
-//! # supervisor: keeps worker processes alive for a job
+//! # outlast: worker processes that outlast `kill -9`
 //!
-//! The library behind the `supervisor` binary, for any [`Job`] of yours:
+//! Python's `multiprocessing.Pool` and an Erlang-style supervisor for Rust:
+//! your function or your job runs in real worker processes; a worker that
+//! dies (a segfault, an OOM kill, a `kill -9`) is replaced, the tasks it
+//! held go back to the queue, and every result is counted once.
+//!
+//! ## Where to start
+//!
+//! * [`pool::Pool`]: Python's `Pool` and `ProcessPoolExecutor` for a plain
+//!   `fn(T) -> R` (`map`, `imap`, `starmap`, `apply_async`, `submit`, ...).
+//! * [`Supervisor`]: runs a [`Job`] of yours (typed inputs and outputs,
+//!   split into tasks, combined into one answer) with [`RunOptions`].
+//! * [`ipc`] (the `outlast-ipc` crate, re-exported): `Process`, `Pipe`,
+//!   `Queue`, shared memory, locks and the `Manager`, for when you want
+//!   the processes yourself.
+//!
+//! `ipc::init()` is the first line of `main` in a program that uses the
+//! spawn or forkserver start method: a child started from your binary runs
+//! its entry there and never returns to your `main`.
+//!
+//! ```
+//! use outlast::pool::Pool;
+//!
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! outlast::ipc::init(); // first line of main
+//! let pool = Pool::new(2).unwrap();
+//! assert_eq!(pool.map(square, 1..=3u64).unwrap(), vec![1, 4, 9]);
+//! ```
+//!
+//! A job of your own:
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
-//! use supervisor::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
+//! use outlast::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
 //!
 //! /// Sums the squares of 0..n, one task per number.
 //! #[derive(Clone, Serialize, Deserialize)]
@@ -22,55 +51,64 @@
 //!     fn outcome(&self, _complete: bool) -> JobOutcome { JobOutcome::value(self.sum) }
 //! }
 //!
-//! ipc::init(); // first line of main: workers may be spawned from this binary
+//! outlast::ipc::init(); // first line of main
 //! let report = Supervisor::new(Squares { n: 1000, sum: 0 }).workers(2).quiet(true).run().unwrap();
 //! assert_eq!(report.result, "332833500");
 //! ```
 //!
-//! * [`Supervisor`]: runs a job with [`RunOptions`]; [`pool::Pool`]: Python's
-//!   `Pool` for plain functions, on the same engine;
-//! * [`run`]: the event loop; [`ledger`]: who holds which task, re-queues,
-//!   dead letters; [`fleet`]: the worker table; [`restart`]: the restart policy;
-//! * [`kill`]: why the supervisor killed a worker; [`limits`]: how many
-//!   workers the machine can hold; [`signals`]: signals into the loop;
-//! * [`progress`], [`report`]: what the user sees during and after a run;
-//! * [`broker`]: one job over many supervisors (and machines) through Redis Streams;
-//! * [`cli`], [`config`]: the command line; [`bench`](mod@bench): `supervisor bench ...`.
+//! ## Features
+//!
+//! None is on by default; a program that uses only `Pool` or `Supervisor`
+//! compiles no terminal, HTTP or Redis code.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `progress` | a progress bar on a terminal while a run goes (indicatif) |
+//! | `metrics` | [`RunOptions::metrics`]: a Prometheus endpoint served by the run loop |
+//! | `broker` | `broker`: one job shared by many supervisors through Redis Streams |
+//!
+//! The `supervisor` command (crate `outlast-cli`) is this library with every
+//! feature on.
+//!
+//! ## Modules
+//!
+//! * [`pool`]: `Pool` and its futures; [`report`]: what a run returns;
+//! * [`control`]: the control socket (`supervisor status`, `scale`, ...)
+//!   and its client; [`limits`]: how many workers the machine can hold;
+//! * [`run`]: the errors a run can end with.
 //!
 //! Exit codes of a run: 0 success, 1 failed to run, 2 usage error,
 //! 3 finished with dead letters, 4 restart limit reached, 130 interrupted.
 
-pub mod bench;
+#[cfg(feature = "broker")]
 pub mod broker;
-pub mod cli;
-pub mod config;
 pub mod control;
-pub mod fleet;
-pub mod kill;
-pub mod ledger;
+mod fleet;
+mod kill;
+mod ledger;
 pub mod limits;
-pub mod manager_serve;
-pub mod metrics_http;
-pub mod notify;
-pub mod options;
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+mod metrics_http;
+mod notify;
+mod options;
 pub mod pool;
-pub mod progress;
+mod progress;
 pub mod report;
-pub mod restart;
+mod restart;
 pub mod run;
-pub mod settled;
-pub mod signals;
-pub mod steer;
+mod settled;
+mod signals;
 mod supervise;
-pub mod top;
 
 /// The README's code is compiled and run as doctests (here, where both
-/// `ipc` and `supervisor` are in reach), so it cannot rot.
+/// `outlast_ipc` and `outlast` are in reach), so it cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
 pub use options::RunOptions;
+pub use outlast_ipc as ipc;
+pub use outlast_worker as worker;
+pub use outlast_worker::job::{BadOutput, Job, JobOutcome, TaskContext};
+pub use outlast_worker::work::AnyJob;
 pub use supervise::Supervisor;
-pub use worker::job::{BadOutput, Job, JobOutcome, TaskContext};
-pub use worker::work::AnyJob;

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use ipc::os::{limits, procfs};
+use outlast_ipc::os::{limits, procfs};
 
 /// Descriptors the supervisor holds per live worker (its two ring
 /// segments, doorbell, pidfd, report pipe), plus the worker's ends while it
@@ -56,7 +56,7 @@ pub fn capacity(ring_bytes: usize) -> Capacity {
         );
     }
     // RLIMIT_NPROC counts this user's threads; root is not held to it.
-    let uid = ipc::os::process::user_id();
+    let uid = outlast_ipc::os::process::user_id();
     if uid != 0 {
         if let Ok(limits::Limit {
             soft: Some(max), ..

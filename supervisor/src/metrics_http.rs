@@ -43,10 +43,6 @@ impl MetricsServer {
         })
     }
 
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
-    }
-
     /// The listener's descriptor and each scraper's.
     pub fn fds(&self) -> Vec<RawFd> {
         std::iter::once(self.listener.as_raw_fd())

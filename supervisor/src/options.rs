@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ipc::StartMethod;
+use outlast_ipc::StartMethod;
 
 /// How a run treats its workers.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +43,8 @@ pub struct RunOptions {
     /// by default in the library; the command line's default is on).
     pub control: crate::control::ControlAt,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (`None`: no).
+    /// Needs the crate's `metrics` feature; without it a run asked to
+    /// serve metrics fails at its start with [`RunError::Setup`](crate::run::RunError::Setup).
     pub metrics: Option<std::net::SocketAddr>,
     /// Tell systemd (`NOTIFY_SOCKET`) when workers are up, the progress,
     /// and a drain (the binary's behaviour).
@@ -53,7 +55,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             workers: None,
-            start_method: ipc::get_start_method(),
+            start_method: outlast_ipc::get_start_method(),
             max_attempts: 3,
             max_restarts: 20,
             restart_window: Duration::from_secs(10),

@@ -4,11 +4,33 @@
 //!
 //! The bar is drawn from the supervisor's own thread when it updates it (no
 //! ticker thread), so the supervisor stays single-threaded and fork-safe.
+//! The bar is the crate's `progress` feature (indicatif); without it, a
+//! run prints its event lines alone.
 
+#[cfg(feature = "progress")]
 use std::io::IsTerminal;
 use std::time::Instant;
 
+#[cfg(feature = "progress")]
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Without the `progress` feature: no bar, ever.
+#[cfg(not(feature = "progress"))]
+struct ProgressBar;
+
+#[cfg(not(feature = "progress"))]
+impl ProgressBar {
+    fn set_position(&self, _: u64) {}
+    fn set_message(&self, _: String) {}
+    fn length(&self) -> Option<u64> {
+        None
+    }
+    fn set_length(&self, _: u64) {}
+    fn println(&self, line: String) {
+        eprintln!("{line}");
+    }
+    fn finish_and_clear(&self) {}
+}
 
 /// Figures the bar shows besides done/total.
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,6 +55,12 @@ pub struct Progress {
 impl Progress {
     /// A bar when stderr is a terminal and not quiet; event lines unless quiet.
     pub fn new(total: u64, quiet: bool, noun: &'static str) -> Self {
+        #[cfg(not(feature = "progress"))]
+        let bar: Option<ProgressBar> = {
+            let _ = total;
+            None
+        };
+        #[cfg(feature = "progress")]
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));

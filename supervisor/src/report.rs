@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
+use outlast_worker::numbers::{group_thousands, plural};
 use serde::Serialize;
-use worker::numbers::{group_thousands, plural};
 
 use crate::ledger::DeadLetter;
 
@@ -150,7 +150,7 @@ pub struct RunReport {
     pub dead_letters: Vec<DeadLetter>,
     /// This supervisor's part of a broker job (`--broker`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub broker: Option<crate::broker::BrokerReport>,
+    pub broker: Option<BrokerReport>,
 }
 
 impl RunReport {
@@ -310,4 +310,36 @@ impl fmt::Display for RunReport {
             self.exit_code
         )
     }
+}
+
+/// What one supervisor did for a broker job (in its own report; the
+/// `broker` feature).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BrokerReport {
+    /// The broker, without credentials.
+    pub url: String,
+    pub job_id: String,
+    pub consumer: String,
+    /// Whether this supervisor created the job.
+    pub created: bool,
+    pub total: u64,
+    /// Results computed here.
+    pub computed: u64,
+    /// Results stored first from here.
+    pub stored: u64,
+    /// Results computed here that another host had stored already.
+    pub duplicates: u64,
+    /// Entries taken over from consumers that stopped.
+    pub claimed: u64,
+    /// Dead letters sent from here.
+    pub dead_letters: u64,
+    /// Stream entries that were not tasks of this job.
+    pub garbage: u64,
+    /// Reconnections to the broker.
+    pub reconnects: u64,
+    /// The whole job's settled tasks when this supervisor left.
+    pub cluster_done: u64,
+    pub cluster_dead: u64,
+    /// Whether every task of the job has a result or is a dead letter.
+    pub complete: bool,
 }

@@ -16,6 +16,7 @@ pub struct Settled {
 }
 
 impl Settled {
+    #[cfg(test)]
     pub fn contains(&self, id: u64) -> bool {
         if id < self.base {
             return true;
@@ -52,6 +53,7 @@ impl Settled {
     }
 
     /// Words the window holds now (for tests: what the fold keeps small).
+    #[cfg(test)]
     pub fn window_words(&self) -> usize {
         self.window.len()
     }

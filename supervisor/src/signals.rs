@@ -1,7 +1,7 @@
 //! The signals the supervisor acts on, delivered into its event loop by
-//! `ipc::os::signals::SelfPipe` (a byte per signal on a pipe it polls).
+//! `outlast_ipc::os::signals::SelfPipe` (a byte per signal on a pipe it polls).
 
-use ipc::os::signals::SelfPipe;
+use outlast_ipc::os::signals::SelfPipe;
 
 /// The signals the supervisor acts on.
 pub const HANDLED: [libc::c_int; 7] = [

@@ -1,10 +1,10 @@
 //! [`Supervisor`]: runs any [`Job`] under supervision, from Rust.
 //!
 //! ```
-//! use supervisor::Supervisor;
-//! use worker::jobs::primes::Primes;
+//! use outlast::Supervisor;
+//! use outlast_worker::jobs::primes::Primes;
 //!
-//! ipc::init(); // first line of main: workers may be spawned from this binary
+//! outlast_ipc::init(); // first line of main: workers may be spawned from this binary
 //! let report = Supervisor::new(Primes::new(1_000_000, None).unwrap())
 //!     .workers(2)
 //!     .max_attempts(3)
@@ -16,9 +16,9 @@
 
 use std::time::Duration;
 
-use ipc::StartMethod;
-use worker::job::Job;
-use worker::work::AnyJob;
+use outlast_ipc::StartMethod;
+use outlast_worker::job::Job;
+use outlast_worker::work::AnyJob;
 
 use crate::options::RunOptions;
 use crate::report::RunReport;

@@ -9,15 +9,15 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc::value::Value;
-use ipc::{Process, StartMethod};
+use outlast::pool::{as_completed, wait, Pool, ReturnWhen, TaskError};
+use outlast::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
+use outlast_ipc::value::Value;
+use outlast_ipc::{Process, StartMethod};
 use serde::{Deserialize, Serialize};
-use supervisor::pool::{as_completed, wait, Pool, ReturnWhen, TaskError};
-use supervisor::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
 use tests::procfs;
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     // The SIGINT case runs this binary again as the program to interrupt.
     if std::env::args().nth(1).as_deref() == Some("--pool-until-interrupted") {
         pool_until_interrupted();
@@ -145,13 +145,13 @@ fn map_is_exact_while_workers_are_killed_spawn() {
 fn map_is_exact_while_workers_and_their_fork_server_are_killed() {
     map_while_killed(StartMethod::ForkServer);
     // The next cases' killers must find only their own workers.
-    ipc::forkserver::stop();
-    assert_eq!(ipc::forkserver::pid(), None);
+    outlast_ipc::forkserver::stop();
+    assert_eq!(outlast_ipc::forkserver::pid(), None);
 }
 
 fn segfault_on_13(x: u64) -> u64 {
     if x == 13 {
-        let _ = ipc::os::signals::set_default(libc::SIGSEGV);
+        let _ = outlast_ipc::os::signals::set_default(libc::SIGSEGV);
         // SAFETY: raising a signal at ourselves, to die as a segfault does.
         unsafe { libc::raise(libc::SIGSEGV) };
     }
@@ -181,7 +181,7 @@ fn an_item_that_segfaults_is_an_error_alone() {
     }
     // map says which item failed.
     match pool.map(segfault_on_13, [12, 13, 14]) {
-        Err(supervisor::pool::PoolError::Task { index, .. }) => assert_eq!(index, 1),
+        Err(outlast::pool::PoolError::Task { index, .. }) => assert_eq!(index, 1),
         other => panic!("{other:?}"),
     }
 }
@@ -289,7 +289,7 @@ fn submit_as_completed_and_wait() {
     let slow = pool.apply_async(sleep_ms, 5000).expect("apply_async");
     assert!(matches!(
         slow.get_timeout(Duration::from_millis(50)),
-        Err(supervisor::pool::PoolError::Timeout)
+        Err(outlast::pool::PoolError::Timeout)
     ));
     assert_eq!(pool.apply(double, 21).expect("apply"), 42);
 }
@@ -434,13 +434,13 @@ fn a_users_job_is_exact_under_the_supervisor_with_a_worker_killed() {
 
 /// Records `x` in the manager's dict from a pool worker: the proxy came
 /// in the task's arguments.
-fn record_square((squares, x): (ipc::manager::Dict<u64, u64>, u64)) -> bool {
+fn record_square((squares, x): (outlast_ipc::manager::Dict<u64, u64>, u64)) -> bool {
     squares.set(&x, &(x * x)).is_ok()
 }
 
 fn manager_proxies_work_as_pool_task_arguments() {
     for method in [StartMethod::Fork, StartMethod::Spawn] {
-        let manager = ipc::manager::Manager::start().expect("manager");
+        let manager = outlast_ipc::manager::Manager::start().expect("manager");
         let squares = manager.dict::<u64, u64>().expect("dict");
         let pool = Pool::builder(2).start_method(method).build().expect("pool");
         let stored = pool
@@ -462,8 +462,14 @@ fn manager_proxies_work_as_pool_task_arguments() {
 /// stored spec with the user's type. (The broker tests kill supervisors
 /// and workers; a random killer here could hit the redis-server, a child
 /// of this process too.)
+#[cfg(not(feature = "broker"))]
 fn a_users_job_through_the_broker_is_exact() {
-    use supervisor::broker::{self, local_server::RedisServer, BrokerOptions};
+    println!("(built without the broker feature: `cargo test --workspace` turns it on)");
+}
+
+#[cfg(feature = "broker")]
+fn a_users_job_through_the_broker_is_exact() {
+    use outlast::broker::{self, local_server::RedisServer, BrokerOptions};
     let redis = RedisServer::start().expect("this case needs redis-server");
     let options = BrokerOptions {
         url: redis.url(),
@@ -472,21 +478,20 @@ fn a_users_job_through_the_broker_is_exact() {
         consumer: None,
     };
     let n = 100_000;
-    let run_options = supervisor::RunOptions {
+    let run_options = outlast::RunOptions {
         workers: Some(2),
         max_attempts: 10,
         quiet: true,
         handle_signals: false,
-        control: supervisor::control::ControlAt::Off,
-        ..supervisor::RunOptions::default()
+        control: outlast::control::ControlAt::Off,
+        ..outlast::RunOptions::default()
     };
     let job = SlowSum {
         n,
         sum: 0,
         combined: 0,
     };
-    let mine =
-        broker::run(run_options, supervisor::AnyJob::new(job), &options).expect("broker run");
+    let mine = broker::run(run_options, outlast::AnyJob::new(job), &options).expect("broker run");
     let part = mine.broker.as_ref().expect("a broker section");
     assert!(part.complete, "{part:?}");
     assert_eq!(part.stored, 1000, "{part:?}");

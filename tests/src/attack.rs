@@ -6,8 +6,8 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ipc::shm::SharedMemory;
-use ipc::spsc::raw::RawChannel;
+use outlast_ipc::shm::SharedMemory;
+use outlast_ipc::spsc::raw::RawChannel;
 
 use crate::procfs::stat_state_and_ppid;
 

@@ -77,7 +77,7 @@ macro_rules! cases {
 /// This process's children, and the fork server's, except the fork server
 /// itself (it serves every case, and goes when this process does).
 pub fn leftover_children() -> Vec<(u32, char)> {
-    let server = ipc::forkserver::pid();
+    let server = outlast_ipc::forkserver::pid();
     let mut children: Vec<_> = procfs::children_of(std::process::id())
         .into_iter()
         .filter(|(pid, _)| Some(*pid) != server)

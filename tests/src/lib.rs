@@ -39,7 +39,10 @@ where
     A: serde::Serialize + serde::de::DeserializeOwned,
     R: serde::Serialize + serde::de::DeserializeOwned,
 {
-    let mut children: Vec<_> = args.into_iter().map(|a| ipc::Process::new(f, a)).collect();
+    let mut children: Vec<_> = args
+        .into_iter()
+        .map(|a| outlast_ipc::Process::new(f, a))
+        .collect();
     for c in &mut children {
         c.start().expect("start a child");
     }

@@ -1,7 +1,7 @@
-//! Looking at processes through /proc (with `ipc::os::procfs`): who are my
+//! Looking at processes through /proc (with `outlast_ipc::os::procfs`): who are my
 //! children, is a pid alive.
 
-use ipc::os::procfs::task_stat;
+use outlast_ipc::os::procfs::task_stat;
 
 /// (pid, state letter) of every process whose parent is `parent`.
 pub fn children_of(parent: u32) -> Vec<(u32, char)> {

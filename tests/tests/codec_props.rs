@@ -1,7 +1,7 @@
 //! Property tests of the frame codec: every value round-trips, and no
 //! corruption of bytes or lengths panics or allocates past the maximum.
 
-use ipc::codec::{decode_frame, encode_frame, DecodeError};
+use outlast_ipc::codec::{decode_frame, encode_frame, DecodeError};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use tests::peak_alloc;

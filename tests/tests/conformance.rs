@@ -7,12 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use ipc::queue::{GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue};
-use ipc::sync::{
+use outlast_ipc::queue::{GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue};
+use outlast_ipc::sync::{
     Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore,
 };
-use ipc::value::{Array, RawArray, RawValue, Value};
-use ipc::{Connection, Pipe, Process, StartMethod, Waitable};
+use outlast_ipc::value::{Array, RawArray, RawValue, Value};
+use outlast_ipc::{Connection, Pipe, Process, StartMethod, Waitable};
 use tests::{cases, harness};
 
 const METHODS: [StartMethod; 3] = StartMethod::ALL;
@@ -20,7 +20,7 @@ const METHODS: [StartMethod; 3] = StartMethod::ALL;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     harness::run(cases![
         process_test_process,
         process_test_terminate,
@@ -110,7 +110,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 /// it running (a child that returned at once made `exit_code()` racy).
 fn report_self((expected_name, go): (String, Event)) -> (String, u32, u32, bool) {
     go.wait_timeout(PATIENCE);
-    let me = ipc::current_process();
+    let me = outlast_ipc::current_process();
     (
         me.name.clone(),
         me.pid,
@@ -153,12 +153,12 @@ fn kill_process(method: StartMethod, meth: fn(&mut Process<Event, ()>)) -> i32 {
     let event = Event::new().expect("event");
     let mut p = start(sleep_on_event, event.try_clone().expect("clone"), method);
     assert!(p.is_alive());
-    assert!(ipc::active_children()
+    assert!(outlast_ipc::active_children()
         .iter()
         .any(|c| Some(c.pid) == p.pid()));
     assert!(matches!(
         p.join_timeout(Duration::ZERO),
-        Err(ipc::JoinTimeoutError::Timeout)
+        Err(outlast_ipc::JoinTimeoutError::Timeout)
     ));
     assert!(
         event.wait_timeout(PATIENCE),
@@ -167,7 +167,7 @@ fn kill_process(method: StartMethod, meth: fn(&mut Process<Event, ()>)) -> i32 {
     meth(&mut p);
     let _ = p.join();
     assert!(!p.is_alive());
-    assert!(!ipc::active_children()
+    assert!(!outlast_ipc::active_children()
         .iter()
         .any(|c| Some(c.pid) == p.pid()));
     p.exit_code().expect("an exit code")
@@ -196,13 +196,13 @@ fn process_test_active_children() {
         let event = Event::new().expect("event");
         let mut p =
             Process::new(wait_event, event.try_clone().expect("clone")).start_method(method);
-        assert!(ipc::active_children().is_empty());
+        assert!(outlast_ipc::active_children().is_empty());
         p.start().expect("start");
         let pid = p.pid().expect("pid");
-        assert!(ipc::active_children().iter().any(|c| c.pid == pid));
+        assert!(outlast_ipc::active_children().iter().any(|c| c.pid == pid));
         event.set();
         p.join().expect("join");
-        assert!(!ipc::active_children().iter().any(|c| c.pid == pid));
+        assert!(!outlast_ipc::active_children().iter().any(|c| c.pid == pid));
     });
 }
 
@@ -251,11 +251,14 @@ fn process_test_sentinel() {
         let event = Event::new().expect("event");
         let mut p = start(wait_event, event.try_clone().expect("clone"), method);
         assert!(p.ready_fd().is_some(), "a sentinel while it runs");
-        assert!(ipc::wait(&[&p], Some(Duration::ZERO))
+        assert!(outlast_ipc::wait(&[&p], Some(Duration::ZERO))
             .expect("wait")
             .is_empty());
         event.set();
-        assert_eq!(ipc::wait(&[&p], Some(PATIENCE)).expect("wait"), vec![0]);
+        assert_eq!(
+            outlast_ipc::wait(&[&p], Some(PATIENCE)).expect("wait"),
+            vec![0]
+        );
         p.join().expect("join");
     });
 }
@@ -299,7 +302,7 @@ fn process_test_child_fd_inflation() {
 }
 
 fn parent_attributes(_: ()) -> (u32, String) {
-    match ipc::parent_process() {
+    match outlast_ipc::parent_process() {
         Some(parent) => (parent.pid(), parent.name().to_string()),
         None => (0, String::new()),
     }
@@ -307,7 +310,7 @@ fn parent_attributes(_: ()) -> (u32, String) {
 
 fn process_test_parent_process_attributes() {
     assert!(
-        ipc::parent_process().is_none(),
+        outlast_ipc::parent_process().is_none(),
         "the main process has no parent_process()"
     );
     both(|method| {
@@ -331,8 +334,8 @@ fn create_grandchild((out, method): (Connection, StartMethod)) {
 }
 
 fn watch_parent(mut out: Connection) {
-    let alive_first = ipc::parent_process().is_some_and(|p| p.is_alive());
-    let died = ipc::parent_process().is_some_and(|p| p.join_timeout(PATIENCE));
+    let alive_first = outlast_ipc::parent_process().is_some_and(|p| p.is_alive());
+    let died = outlast_ipc::parent_process().is_some_and(|p| p.join_timeout(PATIENCE));
     let _ = out.send(&(alive_first, died));
 }
 
@@ -591,7 +594,7 @@ fn lock_test_lock() {
     let guard = lock.lock().expect("acquire");
     assert!(lock.is_locked());
     assert!(
-        matches!(lock.try_lock(), Err(ipc::sync::LockError::Timeout)),
+        matches!(lock.try_lock(), Err(outlast_ipc::sync::LockError::Timeout)),
         "acquire(False) on a held lock is False, from its own thread too"
     );
     drop(guard);
@@ -1390,7 +1393,7 @@ fn value_test_getobj_getlock() {
     let held = lock.lock().expect("lock");
     assert!(matches!(
         given.lock_timeout(Duration::from_millis(20)),
-        Err(ipc::sync::LockError::Timeout)
+        Err(outlast_ipc::sync::LockError::Timeout)
     ));
     drop(held);
     *given.lock().expect("lock") += 1;
@@ -1506,7 +1509,7 @@ fn wait_test_wait() {
                 .map(|(r, _)| r as &dyn Waitable)
                 .collect();
             let indices: Vec<usize> = (0..readers.len()).filter(|&i| open[i]).collect();
-            let ready = ipc::wait(&waiting, Some(PATIENCE)).expect("wait");
+            let ready = outlast_ipc::wait(&waiting, Some(PATIENCE)).expect("wait");
             assert!(
                 !ready.is_empty(),
                 "wait timed out with messages still coming"
@@ -1533,19 +1536,24 @@ fn wait_test_wait_timeout() {
     let (a, _a_writer) = Pipe::duplex().expect("pipe");
     let (b, mut b_writer) = Pipe::duplex().expect("pipe");
     let started = Instant::now();
-    let ready = ipc::wait(&[&a, &b], Some(Duration::from_millis(100))).expect("wait");
+    let ready = outlast_ipc::wait(&[&a, &b], Some(Duration::from_millis(100))).expect("wait");
     assert!(ready.is_empty());
     assert!(started.elapsed() >= Duration::from_millis(100));
     b_writer.send(&1u8).expect("send");
-    let ready = ipc::wait(&[&a, &b], Some(PATIENCE)).expect("wait");
+    let ready = outlast_ipc::wait(&[&a, &b], Some(PATIENCE)).expect("wait");
     assert_eq!(ready, vec![1]);
     // Queues and rings take part too (they have no descriptor).
     let q = Queue::<u8>::new(0).expect("queue");
-    assert!(ipc::wait(&[&a, &q], Some(Duration::from_millis(20)))
-        .expect("wait")
-        .is_empty());
+    assert!(
+        outlast_ipc::wait(&[&a, &q], Some(Duration::from_millis(20)))
+            .expect("wait")
+            .is_empty()
+    );
     q.put(&7).expect("put");
-    assert_eq!(ipc::wait(&[&a, &q], Some(PATIENCE)).expect("wait"), vec![1]);
+    assert_eq!(
+        outlast_ipc::wait(&[&a, &q], Some(PATIENCE)).expect("wait"),
+        vec![1]
+    );
 }
 
 fn signal_then_sleep((event, ms): (Event, u64)) {
@@ -1564,11 +1572,13 @@ fn wait_test_wait_integer() {
         let (a, _aw) = Pipe::duplex().expect("pipe");
         let (b, _bw) = Pipe::duplex().expect("pipe");
         assert!(event.wait_timeout(PATIENCE));
-        let sentinel = ipc::Readable(p.ready_fd().expect("a sentinel"));
-        assert!(ipc::wait(&[&a, &sentinel, &b], Some(Duration::ZERO))
-            .expect("wait")
-            .is_empty());
-        let ready = ipc::wait(&[&a, &sentinel, &b], Some(PATIENCE)).expect("wait");
+        let sentinel = outlast_ipc::Readable(p.ready_fd().expect("a sentinel"));
+        assert!(
+            outlast_ipc::wait(&[&a, &sentinel, &b], Some(Duration::ZERO))
+                .expect("wait")
+                .is_empty()
+        );
+        let ready = outlast_ipc::wait(&[&a, &sentinel, &b], Some(PATIENCE)).expect("wait");
         assert_eq!(ready, vec![1], "the sentinel is ready once the child exits");
         p.join().expect("join");
     });

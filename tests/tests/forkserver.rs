@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipc::forkserver::ForkServerError;
-use ipc::queue::Queue;
-use ipc::{Connection, JoinError, Pipe, Process, StartError, StartMethod};
+use outlast_ipc::forkserver::ForkServerError;
+use outlast_ipc::queue::Queue;
+use outlast_ipc::{Connection, JoinError, Pipe, Process, StartError, StartMethod};
 use tests::{cases, harness, procfs};
 
 const FS: StartMethod = StartMethod::ForkServer;
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     harness::run(cases![
         a_threaded_parent_gets_forkserver_children_but_no_fork,
         exits_are_reported_through_the_server,
@@ -92,7 +92,7 @@ impl Drop for BusyThreads {
 
 fn a_threaded_parent_gets_forkserver_children_but_no_fork() {
     let busy = BusyThreads::start(4);
-    assert!(ipc::os::procfs::thread_count().expect("threads") >= 5);
+    assert!(outlast_ipc::os::procfs::thread_count().expect("threads") >= 5);
     let queue: Queue<u64> = Queue::new(16).expect("queue");
     let mut children = Vec::new();
     let mut ours = Vec::new();
@@ -171,18 +171,18 @@ fn exits_are_reported_through_the_server() {
 }
 
 fn report_family(_: ()) -> (u32, u32, String) {
-    let parent = ipc::parent_process().expect("a parent");
+    let parent = outlast_ipc::parent_process().expect("a parent");
     (
         parent.pid(),
-        ipc::os::process::parent_pid() as u32,
-        ipc::current_process().name,
+        outlast_ipc::os::process::parent_pid() as u32,
+        outlast_ipc::current_process().name,
     )
 }
 
 fn the_child_is_the_servers_and_knows_its_creator() {
-    let server = ipc::forkserver::start().expect("server");
+    let server = outlast_ipc::forkserver::start().expect("server");
     assert_eq!(
-        ipc::forkserver::start().expect("again"),
+        outlast_ipc::forkserver::start().expect("again"),
         server,
         "one server"
     );
@@ -191,7 +191,7 @@ fn the_child_is_the_servers_and_knows_its_creator() {
         .start_method(FS);
     p.start().expect("start");
     let child = p.pid().expect("pid");
-    let listed = ipc::active_children();
+    let listed = outlast_ipc::active_children();
     assert!(listed.iter().any(|c| c.pid == child), "{listed:?}");
     let (creator, os_parent, name) = p.join().expect("join");
     assert_eq!(
@@ -201,7 +201,9 @@ fn the_child_is_the_servers_and_knows_its_creator() {
     );
     assert_eq!(os_parent, server, "the OS parent is the server");
     assert_eq!(name, "fs-child");
-    assert!(ipc::active_children().iter().all(|c| c.pid != child));
+    assert!(outlast_ipc::active_children()
+        .iter()
+        .all(|c| c.pid != child));
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -214,15 +216,15 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 fn killing_the_server_between_starts_costs_at_most_one_start() {
     // Killed and seen dead: the next start simply works, on a new server.
-    let old = ipc::forkserver::start().expect("server");
-    ipc::os::process::send_signal(old as i32, libc::SIGKILL).expect("kill the server");
+    let old = outlast_ipc::forkserver::start().expect("server");
+    outlast_ipc::os::process::send_signal(old as i32, libc::SIGKILL).expect("kill the server");
     wait_until("the server to die", || {
         procfs::stat_state_and_ppid(old).is_none_or(|(state, _)| state == 'Z')
     });
     let mut p = Process::new(add_one, 1).start_method(FS);
     p.start().expect("the start after a dead server");
     assert_eq!(p.join().expect("join"), 2);
-    let new = ipc::forkserver::pid().expect("a new server");
+    let new = outlast_ipc::forkserver::pid().expect("a new server");
     assert_ne!(new, old);
     assert!(
         procfs::stat_state_and_ppid(old).is_none(),
@@ -232,8 +234,9 @@ fn killing_the_server_between_starts_costs_at_most_one_start() {
     // Killed just before a start: that start works or says the server
     // was lost; the one after works.
     for _ in 0..5 {
-        let server = ipc::forkserver::start().expect("server");
-        ipc::os::process::send_signal(server as i32, libc::SIGKILL).expect("kill the server");
+        let server = outlast_ipc::forkserver::start().expect("server");
+        outlast_ipc::os::process::send_signal(server as i32, libc::SIGKILL)
+            .expect("kill the server");
         let mut p = Process::new(add_one, 10).start_method(FS);
         match p.start() {
             Ok(()) => assert_eq!(p.join().expect("join"), 11),
@@ -247,11 +250,11 @@ fn killing_the_server_between_starts_costs_at_most_one_start() {
     }
 
     // Killed while a child runs: the child dies with it, and its join says SIGKILL.
-    let server = ipc::forkserver::start().expect("server");
+    let server = outlast_ipc::forkserver::start().expect("server");
     let mut p = Process::new(sleep_ms, 60_000).start_method(FS);
     p.start().expect("start");
     let child = p.pid().expect("pid");
-    ipc::os::process::send_signal(server as i32, libc::SIGKILL).expect("kill the server");
+    outlast_ipc::os::process::send_signal(server as i32, libc::SIGKILL).expect("kill the server");
     assert!(matches!(p.join(), Err(JoinError::Signaled(_))));
     assert_eq!(p.exit_code(), Some(-9));
     wait_until("the orphan to go", || !procfs::is_running(child));
@@ -342,7 +345,7 @@ fn try_to_reach(server: u32) -> Vec<String> {
 }
 
 fn no_other_process_can_reach_the_server() {
-    let server = ipc::forkserver::start().expect("server");
+    let server = outlast_ipc::forkserver::start().expect("server");
     let before = procfs::children_of(server).len();
     let mut intruder = Process::new(try_to_reach, server).start_method(StartMethod::Spawn);
     intruder.start().expect("start the intruder");
@@ -361,8 +364,8 @@ fn server_of_child(_: ()) -> u32 {
     let mut p = Process::new(add_one, 1).start_method(FS);
     p.start().expect("start in a child");
     assert_eq!(p.join().expect("join in a child"), 2);
-    let pid = ipc::forkserver::pid().unwrap_or(0);
-    ipc::forkserver::stop();
+    let pid = outlast_ipc::forkserver::pid().unwrap_or(0);
+    outlast_ipc::forkserver::stop();
     pid
 }
 
@@ -373,7 +376,7 @@ fn a_main_without_init_is_a_clear_error() {
         .expect("run no_init");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("start failed: the fork server exited before it was ready (exited with code 86); does main() call ipc::init() first?"),
+        stdout.contains("start failed: the fork server exited before it was ready (exited with code 86); does main() call outlast_ipc::init() first?"),
         "stdout: {stdout}"
     );
 }
@@ -383,34 +386,37 @@ fn join_timeout_and_wait_see_a_forkserver_child() {
     p.start().expect("start");
     assert!(matches!(
         p.join_timeout(Duration::from_millis(1)),
-        Err(ipc::JoinTimeoutError::Timeout)
+        Err(outlast_ipc::JoinTimeoutError::Timeout)
     ));
     assert!(p.exit_fd().is_some());
-    let ready =
-        ipc::wait(&[&p as &dyn ipc::Waitable], Some(Duration::from_secs(30))).expect("wait");
+    let ready = outlast_ipc::wait(
+        &[&p as &dyn outlast_ipc::Waitable],
+        Some(Duration::from_secs(30)),
+    )
+    .expect("wait");
     assert_eq!(ready, [0]);
     assert_eq!(p.join().expect("join"), 300);
 }
 
 fn the_default_start_method_is_set_once() {
-    assert_eq!(ipc::get_all_start_methods()[0], StartMethod::Fork);
-    ipc::set_start_method(FS).expect("first set");
+    assert_eq!(outlast_ipc::get_all_start_methods()[0], StartMethod::Fork);
+    outlast_ipc::set_start_method(FS).expect("first set");
     assert_eq!(
-        ipc::set_start_method(StartMethod::Spawn),
-        Err(ipc::StartMethodAlreadySet { current: FS })
+        outlast_ipc::set_start_method(StartMethod::Spawn),
+        Err(outlast_ipc::StartMethodAlreadySet { current: FS })
     );
-    assert_eq!(ipc::get_start_method(), FS);
+    assert_eq!(outlast_ipc::get_start_method(), FS);
     assert_eq!(
-        ipc::get_all_start_methods(),
+        outlast_ipc::get_all_start_methods(),
         [FS, StartMethod::Fork, StartMethod::Spawn]
     );
     let mut p = Process::new(report_family, ());
     assert_eq!(p.method(), FS);
     p.start().expect("start with the default");
     let (_, os_parent, _) = p.join().expect("join");
-    assert_eq!(Some(os_parent), ipc::forkserver::pid());
-    ipc::force_start_method(StartMethod::Fork);
-    assert_eq!(ipc::get_start_method(), StartMethod::Fork);
+    assert_eq!(Some(os_parent), outlast_ipc::forkserver::pid());
+    outlast_ipc::force_start_method(StartMethod::Fork);
+    assert_eq!(outlast_ipc::get_start_method(), StartMethod::Fork);
     assert_eq!("forkserver".parse::<StartMethod>(), Ok(FS));
     assert!("threads".parse::<StartMethod>().is_err());
 }

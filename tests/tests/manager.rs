@@ -1,14 +1,14 @@
-//! `ipc::manager`: shared objects in a server process, with real client
+//! `outlast_ipc::manager`: shared objects in a server process, with real client
 //! processes (fork and spawn), a SIGKILLed and a SIGSTOPped manager, and
 //! garbage at its socket.
 
 use std::time::{Duration, Instant};
 
-use ipc::manager::{Acquired, Dict, Lock, Manager, ManagerError, Namespace};
-use ipc::{Process, StartMethod};
+use outlast_ipc::manager::{Acquired, Dict, Lock, Manager, ManagerError, Namespace};
+use outlast_ipc::{Process, StartMethod};
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     tests::harness::run(tests::cases![
         four_processes_fetch_add_exactly_forty_thousand_fork,
         four_processes_fetch_add_exactly_forty_thousand_spawn,

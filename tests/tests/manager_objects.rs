@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use ipc::manager::{
+use outlast_ipc::manager::{
     Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Manager, ManagerError, Namespace,
     Queue, Semaphore, Update, Value,
 };
-use ipc::{Process, StartMethod};
+use outlast_ipc::{Process, StartMethod};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     tests::harness::run(tests::cases![
         a_semaphore_of_two_lets_at_most_two_in,
         a_semaphore_unit_held_by_a_killed_process_comes_back,
@@ -377,7 +377,7 @@ fn bump((v, a): (Value<i64>, Array<u32>)) -> Result<(), String> {
     for _ in 0..500 {
         v.fetch_add(1).map_err(err)?;
     }
-    let me = ipc::current_process().pid % 4;
+    let me = outlast_ipc::current_process().pid % 4;
     a.set(u64::from(me), &me).map_err(err)
 }
 
@@ -533,7 +533,7 @@ fn named_objects_are_shared_and_kinds_checked() {
     let sem = manager
         .open_as::<Semaphore>(
             "slots",
-            ipc::manager::Kind::Semaphore {
+            outlast_ipc::manager::Kind::Semaphore {
                 value: 3,
                 bounded: true,
             },
@@ -544,7 +544,7 @@ fn named_objects_are_shared_and_kinds_checked() {
     let again = manager
         .open_as::<Semaphore>(
             "slots",
-            ipc::manager::Kind::Semaphore {
+            outlast_ipc::manager::Kind::Semaphore {
                 value: 9,
                 bounded: true,
             },
@@ -554,11 +554,11 @@ fn named_objects_are_shared_and_kinds_checked() {
 }
 
 fn a_batch_refuses_an_operation_that_waits() {
-    use ipc::manager::{Kind, Op, Reply, Request};
+    use outlast_ipc::manager::{Kind, Op, Reply, Request};
     let manager = Manager::start().unwrap();
     // Through the wire protocol, as a hand-made client would send it.
     let address = manager.address().parse().unwrap();
-    let mut conn = ipc::net::connect(&address, manager.authkey()).unwrap();
+    let mut conn = outlast_ipc::net::connect(&address, manager.authkey()).unwrap();
     conn.send(&Request::Create(Kind::Lock)).unwrap();
     let Reply::Created(id) = conn.recv::<Reply>().unwrap() else {
         panic!("no lock made");
@@ -580,7 +580,7 @@ fn a_batch_refuses_an_operation_that_waits() {
     assert_eq!(replies[1], Reply::Acquired { owner_died: false });
     assert_eq!(replies[2], Reply::Bool(false));
     // A wrong key is refused.
-    assert!(ipc::net::connect(&address, b"not the key").is_err());
+    assert!(outlast_ipc::net::connect(&address, b"not the key").is_err());
 }
 
 /// A local client's requests and replies go through shared-memory rings;
@@ -607,7 +607,7 @@ fn values_larger_than_the_lane_travel_on_the_socket() {
 fn batched_steps((ns, list): (Namespace, List<i64>)) -> Result<u32, String> {
     let mut torn = 0;
     for _ in 0..200 {
-        let mut batch = ipc::manager::Batch::new();
+        let mut batch = outlast_ipc::manager::Batch::new();
         let first = batch.fetch_add(&ns, "n", 1).map_err(err)?;
         let second = batch.fetch_add(&ns, "n", 1).map_err(err)?;
         let appended = batch.append(&list, &0).map_err(err)?;
@@ -656,7 +656,7 @@ fn a_mixed_batch_is_one_step_nobody_else_cuts_into() {
     batch.fetch_add(&ns, "n", 1).unwrap();
     assert!(batch.fetch_add(&foreign, "n", 1).is_err());
     assert_eq!(
-        ipc::manager::Batch::new()
+        outlast_ipc::manager::Batch::new()
             .run()
             .unwrap()
             .take(first_of_nothing())
@@ -666,10 +666,10 @@ fn a_mixed_batch_is_one_step_nobody_else_cuts_into() {
 }
 
 /// A ticket no batch gave (reading it from an empty batch's replies is an error).
-fn first_of_nothing() -> ipc::manager::Ticket<i64> {
+fn first_of_nothing() -> outlast_ipc::manager::Ticket<i64> {
     let manager = Manager::start().unwrap();
     let ns = manager.namespace().unwrap();
-    let mut batch = ipc::manager::Batch::new();
+    let mut batch = outlast_ipc::manager::Batch::new();
     batch.fetch_add(&ns, "x", 1).unwrap()
 }
 
@@ -694,7 +694,7 @@ enum TallyReply {
     Report { names: Vec<String>, total: u64 },
 }
 
-impl ipc::manager::SharedType for Tally {
+impl outlast_ipc::manager::SharedType for Tally {
     const NAME: &'static str = "tally";
     type Request = TallyRequest;
     type Reply = TallyReply;
@@ -713,7 +713,9 @@ impl ipc::manager::SharedType for Tally {
     }
 }
 
-fn add_to_tally((tally, name): (ipc::manager::Shared<Tally>, String)) -> Result<(), String> {
+fn add_to_tally(
+    (tally, name): (outlast_ipc::manager::Shared<Tally>, String),
+) -> Result<(), String> {
     for n in 1..=10 {
         tally
             .call(&TallyRequest::Add(name.clone(), n))
@@ -787,7 +789,7 @@ fn a_registered_type_round_trips_in_fork_and_spawn() {
 }
 
 fn an_unregistered_type_or_a_garbage_call_is_refused() {
-    use ipc::manager::{Kind, Op, Reply, Request};
+    use outlast_ipc::manager::{Kind, Op, Reply, Request};
     let manager = Manager::builder().register::<Tally>().start().unwrap();
     let plain = Manager::start().unwrap();
     assert!(matches!(
@@ -800,7 +802,7 @@ fn an_unregistered_type_or_a_garbage_call_is_refused() {
     // Bytes that are not a Tally, and a call that is not a TallyRequest:
     // errors, and the manager goes on.
     let address = manager.address().parse().unwrap();
-    let mut conn = ipc::net::connect(&address, manager.authkey()).unwrap();
+    let mut conn = outlast_ipc::net::connect(&address, manager.authkey()).unwrap();
     conn.send(&Request::Create(Kind::User {
         type_name: "tally".into(),
         state: vec![0xff; 3],

@@ -1,4 +1,4 @@
-//! `ipc::net`: authenticated connections between unrelated processes over
+//! `outlast_ipc::net`: authenticated connections between unrelated processes over
 //! Unix sockets and TCP. Right keys talk; a wrong key is refused on both
 //! sides; a fake server cannot pass for one; garbage, a 4 GiB length and
 //! silence are dropped with a typed error and the listener goes on.
@@ -7,15 +7,15 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use ipc::net::{connect, Address, AuthError, Listener, NetError};
-use ipc::{Process, StartMethod};
+use outlast_ipc::net::{connect, Address, AuthError, Listener, NetError};
+use outlast_ipc::{Process, StartMethod};
 use tests::peak_alloc;
 
 #[global_allocator]
 static ALLOCATOR: peak_alloc::PeakAllocation = peak_alloc::PeakAllocation;
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     tests::harness::run(tests::cases![
         typed_messages_over_unix_and_tcp_in_fork_and_spawn_children,
         a_wrong_key_is_refused_on_both_sides,
@@ -99,7 +99,7 @@ fn fake_server(version: u32) -> (Address, std::thread::JoinHandle<()>) {
         hello.extend_from_slice(&version.to_le_bytes());
         hello.extend_from_slice(&[7u8; 32]);
         write_frame(&mut stream, &hello);
-        if version == ipc::net::auth::PROTOCOL_VERSION {
+        if version == outlast_ipc::net::auth::PROTOCOL_VERSION {
             let _proof = read_frame(&mut stream);
             let mut welcome = b"welcome!".to_vec();
             welcome.extend_from_slice(&[0u8; 32]);
@@ -113,7 +113,7 @@ fn fake_server(version: u32) -> (Address, std::thread::JoinHandle<()>) {
 }
 
 fn a_server_without_the_key_cannot_pass_for_one() {
-    let (address, server) = fake_server(ipc::net::auth::PROTOCOL_VERSION);
+    let (address, server) = fake_server(outlast_ipc::net::auth::PROTOCOL_VERSION);
     // (A thread serves the fake: fork is refused while it runs, and the
     // client needs no process of its own to be tested.)
     match connect(&address, b"key") {

@@ -1,12 +1,12 @@
-//! End-to-end tests of `ipc::Pipe` between real processes: peers killed in
+//! End-to-end tests of `outlast_ipc::Pipe` between real processes: peers killed in
 //! the middle of a send or a receive, garbage and wild lengths on the wire,
 //! and the timeout forms. Single-threaded harness (these tests fork).
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use ipc::codec::{self, DecodeError, EncodeError};
-use ipc::{
+use outlast_ipc::codec::{self, DecodeError, EncodeError};
+use outlast_ipc::{
     Connection, Pipe, Process, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     StartMethod, TryRecvError,
 };
@@ -18,7 +18,7 @@ static ALLOCATOR: peak_alloc::PeakAllocation = peak_alloc::PeakAllocation;
 const LONG: Duration = Duration::from_secs(30);
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     harness::run(cases![
         peer_killed_mid_send_is_disconnected,
         peer_killed_in_the_middle_of_a_large_frame,
@@ -128,7 +128,7 @@ fn peer_killed_in_the_middle_of_a_large_frame() {
     // Data in the pipe: the 8 MiB frame has started and cannot have finished.
     assert!(rx.poll(LONG).expect("poll"));
     p.kill().expect("kill");
-    assert!(matches!(p.join(), Err(ipc::JoinError::Signaled(_))));
+    assert!(matches!(p.join(), Err(outlast_ipc::JoinError::Signaled(_))));
     match rx.recv_bytes_timeout(LONG) {
         Err(RecvTimeoutError::Recv(RecvError::Disconnected)) => {}
         other => panic!("expected Disconnected, got {:?}", other.map(|v| v.len())),

@@ -1,4 +1,4 @@
-//! End-to-end tests of `ipc::Process`: real children, real signals, both
+//! End-to-end tests of `outlast_ipc::Process`: real children, real signals, both
 //! start methods. Runs under the single-threaded harness (see `tests::harness`),
 //! which also fails any case that leaves a child process behind.
 
@@ -6,13 +6,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipc::{JoinError, JoinTimeoutError, Pipe, Process, StartError, StartMethod};
+use outlast_ipc::{JoinError, JoinTimeoutError, Pipe, Process, StartError, StartMethod};
 use tests::{cases, harness, procfs};
 
 const METHODS: [StartMethod; 3] = StartMethod::ALL;
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     harness::run(cases![
         returns_value_and_exit_code_zero,
         process_exit_code_is_reported,
@@ -124,7 +124,7 @@ fn join_timeout_times_out_then_joins() {
 }
 
 fn whoami(_: ()) -> (String, u32, u32) {
-    let me = ipc::current_process();
+    let me = outlast_ipc::current_process();
     (me.name, me.pid, me.parent_pid)
 }
 
@@ -138,10 +138,10 @@ fn child_sees_its_name_and_parent() {
         assert_eq!(child_pid, pid);
         assert_eq!(parent_pid, std::process::id());
     }
-    assert_eq!(ipc::current_process().name, "MainProcess");
+    assert_eq!(outlast_ipc::current_process().name, "MainProcess");
 }
 
-fn echo_doubled(mut conn: ipc::Connection) -> usize {
+fn echo_doubled(mut conn: outlast_ipc::Connection) -> usize {
     let mut n = 0;
     while let Ok(v) = conn.recv::<Vec<u32>>() {
         let doubled: Vec<u32> = v.iter().map(|x| x * 2).collect();
@@ -260,10 +260,16 @@ fn spawn_without_init_exits_with_a_clear_code() {
         "stdout: {stdout}\nstderr: {stderr}"
     );
     assert!(
-        stdout.contains(&format!("exit code: Some({})", ipc::EXIT_INIT_MISSING)),
+        stdout.contains(&format!(
+            "exit code: Some({})",
+            outlast_ipc::EXIT_INIT_MISSING
+        )),
         "{stdout}"
     );
-    assert!(stderr.contains("did not call ipc::init()"), "{stderr}");
+    assert!(
+        stderr.contains("did not call outlast_ipc::init()"),
+        "{stderr}"
+    );
     // main ran twice (parent, then the child before it was stopped), never more.
     assert_eq!(stdout.matches("main of pid").count(), 2, "{stdout}");
 }

@@ -1,20 +1,20 @@
-//! End-to-end tests of `ipc::queue` with real processes: close and producer
+//! End-to-end tests of `outlast_ipc::queue` with real processes: close and producer
 //! death lead to `Disconnected` after draining; typed errors; and the torture
 //! test, where producers and consumers are SIGKILLed at random and replaced
 //! while a million checksummed messages go through.
 
 use std::time::{Duration, Instant};
 
-use ipc::queue::{
+use outlast_ipc::queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, SimpleQueue,
 };
-use ipc::value::{Array, Value};
-use ipc::{Process, StartMethod};
+use outlast_ipc::value::{Array, Value};
+use outlast_ipc::{Process, StartMethod};
 use serde::{Deserialize, Serialize};
 use tests::{cases, harness};
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     harness::run(cases![
         close_lets_consumers_drain_then_disconnect,
         a_child_counts_as_a_producer_before_it_runs,
@@ -282,7 +282,7 @@ fn simple_queue_round_trip() {
     assert!(q.empty());
 }
 
-fn receive_all(mq: ipc::mq::MessageQueue) -> Vec<(Vec<u8>, u32)> {
+fn receive_all(mq: outlast_ipc::mq::MessageQueue) -> Vec<(Vec<u8>, u32)> {
     let mut got = Vec::new();
     while let Ok(m) = mq.receive_timeout(Duration::from_millis(500)) {
         got.push(m);
@@ -291,7 +291,7 @@ fn receive_all(mq: ipc::mq::MessageQueue) -> Vec<(Vec<u8>, u32)> {
 }
 
 fn posix_message_queue_orders_by_priority_across_processes() {
-    use ipc::mq::{MessageQueue, MqOpenError, MqRecvError, MqSendError};
+    use outlast_ipc::mq::{MessageQueue, MqOpenError, MqRecvError, MqSendError};
     let name = format!("ipc-test-mq-{}", std::process::id());
     let mq = MessageQueue::create(&name, 4, 64).expect("create");
     assert!(matches!(
@@ -467,7 +467,7 @@ fn run_torture(
         rng ^= rng << 17;
         let i = (rng % each as u64) as usize;
         made += 1;
-        if kill_consumers && rng.is_multiple_of(2) {
+        if kill_consumers && rng % 2 == 0 {
             let _ = consumers[i].kill();
             let _ = consumers[i].join();
             consumer_kills += 1;
@@ -528,7 +528,7 @@ fn torture_with_producers_and_consumers_killed() {
 }
 
 /// One producer and one consumer at a time: each soon owns its side of the
-/// ring and works without the lock (see `ipc::queue`), so most kills land
+/// ring and works without the lock (see `outlast_ipc::queue`), so most kills land
 /// on an owner, often in the middle of a put or a get, and the replacement
 /// must take the side over from a dead owner.
 fn torture_one_to_one_kills_the_lock_free_owners() {

@@ -1,18 +1,18 @@
-//! End-to-end tests of `ipc::shm`: a segment handed to a child (fork and
+//! End-to-end tests of `outlast_ipc::shm`: a segment handed to a child (fork and
 //! spawn) is the same memory in both processes, and never shows in /dev/shm.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::{Duration, Instant};
 
-use ipc::shm::{SharedMemory, ShmError};
-use ipc::sync::Event;
-use ipc::value::Array;
-use ipc::{Process, StartMethod};
+use outlast_ipc::shm::{SharedMemory, ShmError};
+use outlast_ipc::sync::Event;
+use outlast_ipc::value::Array;
+use outlast_ipc::{Process, StartMethod};
 use tests::{cases, harness};
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     harness::run(cases![
         a_child_writes_what_the_parent_reads,
         anonymous_segments_never_appear_in_dev_shm,
@@ -35,7 +35,7 @@ fn a_forked_child_maps_only_the_segments_it_was_given() {
     let kept: Vec<SharedMemory> = (0..5)
         .map(|_| SharedMemory::anonymous(8192).expect("segment"))
         .collect();
-    let lock = ipc::sync::Lock::new().expect("lock");
+    let lock = outlast_ipc::sync::Lock::new().expect("lock");
     let given = SharedMemory::anonymous(4096).expect("segment");
     let mut p = Process::new(add_in_child, (given, 1));
     p.start().expect("start");

@@ -1,18 +1,18 @@
-//! End-to-end tests of `ipc::sync` and `ipc::value` with real processes:
+//! End-to-end tests of `outlast_ipc::sync` and `outlast_ipc::value` with real processes:
 //! holders and waiters SIGKILLed at the worst moment, exact counts under
 //! contention, and typed errors for bad segments. Single-threaded harness.
 
 use std::time::{Duration, Instant};
 
-use ipc::sync::{
+use outlast_ipc::sync::{
     Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,
 };
-use ipc::value::{Array, RawValue, Value};
-use ipc::{Process, StartMethod};
+use outlast_ipc::value::{Array, RawValue, Value};
+use outlast_ipc::{Process, StartMethod};
 use tests::{cases, harness};
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     harness::run(cases![
         a_lock_whose_holder_is_killed_is_owner_died_then_normal,
         an_rlock_whose_holder_is_killed_is_owner_died_then_normal,

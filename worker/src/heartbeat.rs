@@ -61,7 +61,7 @@ impl WorkerState {
 /// when a worker beats between tasks of a microsecond. Its resolution (a few
 /// milliseconds) is far below any heartbeat timeout.
 pub fn monotonic_ns() -> u64 {
-    ipc::os::clock::coarse_monotonic_ns()
+    outlast_ipc::os::clock::coarse_monotonic_ns()
 }
 
 /// A heartbeat slot: `WORDS` words of a link's aux area.

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
-//! use worker::job::{BadOutput, Job, JobOutcome, TaskContext};
+//! use outlast_worker::job::{BadOutput, Job, JobOutcome, TaskContext};
 //!
 //! /// Sums the squares of 0..n, one task per number.
 //! #[derive(Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use ipc::{JoinTimeoutError, Process, StartError, StartMethod};
+use outlast_ipc::{JoinTimeoutError, Process, StartError, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -16,14 +16,14 @@
 //! A job computed without any process, to show the trait:
 //!
 //! ```
-//! use worker::job::Job;
-//! use worker::jobs::primes::Primes;
+//! use outlast_worker::job::Job;
+//! use outlast_worker::jobs::primes::Primes;
 //!
 //! let mut job = Primes::new(1_000_000, Some(100_000)).unwrap();
 //! assert_eq!(job.task_count(), 10);
 //! for id in 0..job.task_count() {
 //!     let (lo, hi) = job.input(id);
-//!     job.combine(id, worker::sieve::count_primes(lo, hi)).unwrap();
+//!     job.combine(id, outlast_worker::sieve::count_primes(lo, hi)).unwrap();
 //! }
 //! assert_eq!(job.outcome(true).value, "78498");
 //! assert_eq!(job.outcome(true).verified, Some(true));

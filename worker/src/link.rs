@@ -1,5 +1,5 @@
 //! The link between the supervisor and one worker: two single-producer
-//! single-consumer rings in shared memory ([`ipc::spsc`]), tasks one way
+//! single-consumer rings in shared memory ([`outlast_ipc::spsc`]), tasks one way
 //! and results the other, with the worker's heartbeat slot in the aux area
 //! of its results ring, and a pipe that carries only a doorbell, so the
 //! supervisor's single `poll` wakes when results are waiting and its end of
@@ -7,7 +7,7 @@
 //!
 //! Nothing in the link is a lock, and the supervisor trusts no word of it:
 //! its ends check every position the worker publishes and copy each record
-//! out before decoding it (see `ipc::spsc`), and the heartbeat is a claim
+//! out before decoding it (see `outlast_ipc::spsc`), and the heartbeat is a claim
 //! it judges (see [`crate::heartbeat`]). Each worker has its
 //! own link, and a forked worker maps no other worker's: one worker's
 //! corrupted memory can break only its own link, and then it is killed.
@@ -21,8 +21,8 @@
 
 use std::time::Duration;
 
-use ipc::spsc::doorbell::{self, Listener, Ringer};
-use ipc::spsc::{self, Receiver, RecvValueError, Sender, SpscError, TrySendError};
+use outlast_ipc::spsc::doorbell::{self, Listener, Ringer};
+use outlast_ipc::spsc::{self, Receiver, RecvValueError, Sender, SpscError, TrySendError};
 use serde::{Deserialize, Serialize};
 
 use crate::heartbeat::{self, Heartbeat};
@@ -48,7 +48,7 @@ pub struct WorkerLink {
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("cannot make the link's rings: {0}")]
-    Shm(#[from] ipc::shm::ShmError),
+    Shm(#[from] outlast_ipc::shm::ShmError),
     #[error("cannot make the link's doorbell: {0}")]
     Doorbell(#[from] std::io::Error),
 }
@@ -93,7 +93,7 @@ pub fn pair(ring_bytes: usize) -> Result<(SupervisorLink, WorkerLink), LinkError
 
 impl SupervisorLink {
     /// Maps the supervisor's ends (a no-op once they are).
-    pub fn open(&mut self) -> Result<(), ipc::shm::ShmError> {
+    pub fn open(&mut self) -> Result<(), outlast_ipc::shm::ShmError> {
         self.tasks.open()?;
         self.results.open()
     }

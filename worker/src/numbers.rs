@@ -14,7 +14,7 @@ pub enum ParseCountError {
 /// separators, in scientific notation (`1e9`, `2.5e6`) or as a power (`10^9`).
 ///
 /// ```
-/// use worker::numbers::{parse_count, ParseCountError};
+/// use outlast_worker::numbers::{parse_count, ParseCountError};
 /// assert_eq!(parse_count("1e9"), Ok(1_000_000_000));
 /// assert_eq!(parse_count("10^9"), Ok(1_000_000_000));
 /// assert_eq!(parse_count("1_000_000_000"), Ok(1_000_000_000));
@@ -75,7 +75,7 @@ pub fn parse_count(text: &str) -> Result<u64, ParseCountError> {
 /// `1 task`, `2 tasks`, `1,000 tasks`: a count with its noun (plural in `s`).
 ///
 /// ```
-/// use worker::numbers::plural;
+/// use outlast_worker::numbers::plural;
 /// assert_eq!(plural(1, "crash"), "1 crash");
 /// assert_eq!(plural(2, "crash"), "2 crashes");
 /// assert_eq!(plural(1000, "task"), "1,000 tasks");
@@ -98,14 +98,14 @@ pub fn plural(n: u64, noun: &str) -> String {
 /// `50847534` as `50,847,534`.
 ///
 /// ```
-/// assert_eq!(worker::numbers::group_thousands(50_847_534), "50,847,534");
-/// assert_eq!(worker::numbers::group_thousands(999), "999");
+/// assert_eq!(outlast_worker::numbers::group_thousands(50_847_534), "50,847,534");
+/// assert_eq!(outlast_worker::numbers::group_thousands(999), "999");
 /// ```
 pub fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
             out.push(',');
         }
         out.push(c);
@@ -118,7 +118,7 @@ pub fn short_count(n: u64) -> String {
     if n >= 1000 {
         let mut m = n;
         let mut e = 0;
-        while m.is_multiple_of(10) {
+        while m % 10 == 0 {
             m /= 10;
             e += 1;
         }

@@ -1,5 +1,5 @@
 //! The messages between the supervisor and a worker, over one duplex
-//! [`Connection`](ipc::Connection) per worker. Task inputs and outputs are
+//! [`Connection`](outlast_ipc::Connection) per worker. Task inputs and outputs are
 //! job-defined bytes, so the supervisor stays independent of any job.
 //!
 //! Tasks travel in batches and results come back in batches: that is how

@@ -74,7 +74,7 @@ extern "C" fn on_sigterm(_: libc::c_int) {
 /// inherits the supervisor's handlers, which must not run here), and every
 /// signal unblocked.
 fn install_signal_handling() {
-    use ipc::os::signals;
+    use outlast_ipc::os::signals;
     let _ = signals::set_handler(libc::SIGTERM, on_sigterm);
     // `pkill -HUP -f supervisor` also reaches forked workers (same command
     // line): the supervisor's control signals must not stop or kill them.
@@ -87,7 +87,7 @@ fn install_signal_handling() {
     let _ = signals::unblock_all();
 }
 
-/// The entry of every worker process (`ipc::Process::new(worker_main::<W>, args)`).
+/// The entry of every worker process (`outlast_ipc::Process::new(worker_main::<W>, args)`).
 pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
     install_signal_handling();
     let WorkerArgs {

@@ -64,8 +64,8 @@ fn presieve_pattern() -> &'static [u8] {
 /// How many primes `p` satisfy `lo <= p < hi`.
 ///
 /// ```
-/// assert_eq!(worker::sieve::count_primes(0, 100), 25);
-/// assert_eq!(worker::sieve::count_primes(0, 1_000_000), 78_498);
+/// assert_eq!(outlast_worker::sieve::count_primes(0, 100), 25);
+/// assert_eq!(outlast_worker::sieve::count_primes(0, 1_000_000), 78_498);
 /// ```
 pub fn count_primes(lo: u64, hi: u64) -> u64 {
     count_primes_with(lo, hi, &mut || {})
@@ -259,10 +259,7 @@ mod tests {
     use super::*;
 
     fn is_prime(n: u64) -> bool {
-        n >= 2
-            && (2..)
-                .take_while(|d| d * d <= n)
-                .all(|d| !n.is_multiple_of(d))
+        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! spawn children alike).
 //!
 //! ```
-//! use ipc::manager::{Manager, Namespace};
+//! use outlast_ipc::manager::{Manager, Namespace};
 //!
 //! fn count(ns: Namespace) -> i64 {
 //!     for _ in 0..100 {
@@ -14,10 +14,10 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! ipc::init();
+//! outlast_ipc::init();
 //! let manager = Manager::start()?;
 //! let ns = manager.namespace()?;
-//! let mut children: Vec<_> = (0..3).map(|_| ipc::Process::new(count, ns.clone())).collect();
+//! let mut children: Vec<_> = (0..3).map(|_| outlast_ipc::Process::new(count, ns.clone())).collect();
 //! for c in &mut children { c.start()?; }
 //! for c in &mut children { c.join()?; }
 //! assert_eq!(ns.get::<i64>("count")?, Some(300)); // no lost update, unlike `ns.count += 1`

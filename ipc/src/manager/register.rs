@@ -16,7 +16,7 @@ use crate::process::CodeRef;
 /// A type a manager can keep and serve (see [`crate::manager::Shared`]).
 ///
 /// ```
-/// use ipc::manager::SharedType;
+/// use outlast_ipc::manager::SharedType;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Serialize, Deserialize)]

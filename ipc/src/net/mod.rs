@@ -5,7 +5,7 @@
 //! `send`/`recv` with the same frame limits as any `Connection`.
 //!
 //! ```
-//! use ipc::net::{connect, Address, Listener};
+//! use outlast_ipc::net::{connect, Address, Listener};
 //!
 //! fn client(addr: String) -> String {
 //!     let mut conn = connect(&addr.parse::<Address>().unwrap(), b"secret").unwrap();
@@ -14,9 +14,9 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! ipc::init();
+//! outlast_ipc::init();
 //! let listener = Listener::bind(&"127.0.0.1:0".parse()?, b"secret")?;
-//! let mut child = ipc::Process::new(client, listener.address().to_string());
+//! let mut child = outlast_ipc::Process::new(client, listener.address().to_string());
 //! child.start()?;
 //! let mut conn = listener.accept()?;
 //! let greeting: String = conn.recv()?;

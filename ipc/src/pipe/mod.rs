@@ -6,7 +6,7 @@
 //! close-on-exec: a child only gets an end it is handed as a `Process` argument.
 //!
 //! ```
-//! let (mut a, mut b) = ipc::Pipe::duplex()?;
+//! let (mut a, mut b) = outlast_ipc::Pipe::duplex()?;
 //! a.send(&("hello", 42u32))?;
 //! let (word, n): (String, u32) = b.recv()?;
 //! assert_eq!((word.as_str(), n), ("hello", 42));

@@ -1,4 +1,4 @@
-//! Who this process is, in `multiprocessing` terms: `ipc::current_process()`
+//! Who this process is, in `multiprocessing` terms: `outlast_ipc::current_process()`
 //! gives the name the parent chose ("MainProcess" for the root) and the pid.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +7,7 @@ use std::sync::Mutex;
 static NAME: Mutex<String> = Mutex::new(String::new());
 static CHILDREN_STARTED: AtomicU64 = AtomicU64::new(0);
 
-/// This process, as `ipc::current_process()` describes it.
+/// This process, as `outlast_ipc::current_process()` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
     /// "MainProcess", or the name given to `Process::named` in the parent.

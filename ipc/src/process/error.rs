@@ -44,9 +44,9 @@ pub enum JoinError {
     /// The entry function panicked; the child exited with code 1.
     #[error("the process panicked: {message}")]
     Panicked { message: String },
-    /// A spawned child's `main` does not call `ipc::init()` first.
+    /// A spawned child's `main` does not call `outlast_ipc::init()` first.
     #[error(
-        "the spawned child's main() does not call ipc::init() first, so it could not run \
+        "the spawned child's main() does not call outlast_ipc::init() first, so it could not run \
          its entry (exit code {})",
         super::EXIT_INIT_MISSING
     )]

@@ -11,8 +11,8 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! ipc::init(); // first line of main: in a spawned child, runs the child instead
-//! let mut p = ipc::Process::new(square, 12).named("squarer");
+//! outlast_ipc::init(); // first line of main: in a spawned child, runs the child instead
+//! let mut p = outlast_ipc::Process::new(square, 12).named("squarer");
 //! p.start()?;
 //! assert_eq!(p.join()?, 144);
 //! assert_eq!(p.exit_code(), Some(0));
@@ -69,7 +69,7 @@ use crate::handle;
 use crate::os::{self, Deadline};
 use entry::ChildReport;
 
-/// Exit code of a spawned child whose `main` lacks `ipc::init()`.
+/// Exit code of a spawned child whose `main` lacks `outlast_ipc::init()`.
 pub const EXIT_INIT_MISSING: i32 = 86;
 /// Exit code of a child that could not decode its arguments, encode its result,
 /// or read its bootstrap.
@@ -157,7 +157,7 @@ where
         }
     }
 
-    /// Sets the name the child sees in `ipc::current_process().name`.
+    /// Sets the name the child sees in `outlast_ipc::current_process().name`.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self

@@ -2,7 +2,7 @@
 //! (`/proc/self/exe`). Its plan (entry, arguments, handle descriptors, where to
 //! report) travels in a memfd whose number is in the `IPC_SPAWN_BOOTSTRAP`
 //! environment variable; exactly the handle descriptors, the memfd and the
-//! report pipe survive the exec. `ipc::init()` at the top of the child's `main`
+//! report pipe survive the exec. `outlast_ipc::init()` at the top of the child's `main`
 //! reads the plan and runs it.
 
 use std::io::Read;
@@ -142,13 +142,13 @@ fn read_bootstrap(mut memfd: std::fs::File) -> Result<Bootstrap, String> {
 }
 
 /// Called by every `start`: a spawned child whose `main` did not call
-/// `ipc::init()` would otherwise go on to spawn children of its own, forever.
+/// `outlast_ipc::init()` would otherwise go on to spawn children of its own, forever.
 pub(crate) fn refuse_if_uninitialized_child() {
     let server = super::forkserver::SERVER_ENV;
     if std::env::var_os(BOOTSTRAP_ENV).is_some() || std::env::var_os(server).is_some() {
         eprintln!(
             "ipc: this process was started by ipc's spawn or forkserver start method, but \
-             its main() did not call ipc::init() first. Add `ipc::init();` as the first line of main; \
+             its main() did not call outlast_ipc::init() first. Add `outlast_ipc::init();` as the first line of main; \
              exiting with code {EXIT_INIT_MISSING} instead of starting processes recursively."
         );
         child::exit_now(EXIT_INIT_MISSING);

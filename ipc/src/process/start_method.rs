@@ -19,7 +19,7 @@ pub enum StartMethod {
     /// while other threads exist.
     #[default]
     Fork,
-    /// A fresh exec of this binary; `ipc::init()` in its `main` runs the entry.
+    /// A fresh exec of this binary; `outlast_ipc::init()` in its `main` runs the entry.
     Spawn,
     /// A small single-threaded server, an exec of this binary started once,
     /// forks each child: as safe as spawn in a threaded program, nearly as

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let q = ipc::queue::JoinableQueue::<u32>::new(0)?;
+//! let q = outlast_ipc::queue::JoinableQueue::<u32>::new(0)?;
 //! q.put(&7)?;
 //! assert!(!q.join_timeout(std::time::Duration::from_millis(1)));
 //! assert_eq!(q.get()?, 7);

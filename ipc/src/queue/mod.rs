@@ -29,12 +29,12 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let q = ipc::queue::Queue::<String>::new(0)?;
+//! let q = outlast_ipc::queue::Queue::<String>::new(0)?;
 //! q.put(&"Item-0".to_string())?;
 //! assert_eq!(q.len(), 1);
 //! assert_eq!(q.get()?, "Item-0");
 //! q.close();
-//! assert!(matches!(q.get(), Err(ipc::queue::GetError::Disconnected)));
+//! assert!(matches!(q.get(), Err(outlast_ipc::queue::GetError::Disconnected)));
 //! # Ok(())
 //! # }
 //! ```

@@ -310,7 +310,7 @@ impl<'a> Ring<'a> {
     #[inline]
     fn checked(&self, word: u64, which: &str) -> Result<u64, RingError> {
         let p = pos(word);
-        if !p.is_multiple_of(8) || p >= 2 * self.cap as u64 || self.cap < 64 {
+        if p % 8 != 0 || p >= 2 * self.cap as u64 || self.cap < 64 {
             return Err(RingError::Corrupted(format!(
                 "{which} position {p} is impossible in a ring of {} bytes",
                 self.cap

@@ -49,7 +49,7 @@ impl Guarded {
     }
 
     fn data_word(&self, at: usize) -> &AtomicU32 {
-        assert!(at + 4 <= RING && at.is_multiple_of(4));
+        assert!(at + 4 <= RING && at % 4 == 0);
         // SAFETY: inside the ring, 4-aligned; only atomics touch it here.
         unsafe { &*(self.shm.as_ptr().add(self.data_offset + at) as *const AtomicU32) }
     }

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let q = ipc::queue::SimpleQueue::<(u8, String)>::new()?;
+//! let q = outlast_ipc::queue::SimpleQueue::<(u8, String)>::new()?;
 //! q.put(&(1, "one".into()))?;
 //! assert!(!q.empty());
 //! assert_eq!(q.get()?, (1, "one".to_string()));

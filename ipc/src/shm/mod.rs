@@ -29,7 +29,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let shm = ipc::shm::SharedMemory::anonymous(4096)?;
+//! let shm = outlast_ipc::shm::SharedMemory::anonymous(4096)?;
 //! assert_eq!(shm.len(), 4096);
 //! // Fresh segments are zeroed.
 //! // SAFETY: the mapping is 4096 bytes long and nothing else writes to it yet.

@@ -26,7 +26,7 @@ impl SharedMemory {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use ipc::shm::{SharedMemory, ShmError};
+    /// use outlast_ipc::shm::{SharedMemory, ShmError};
     /// let name = format!("ipc-doc-{}", std::process::id());
     /// let shm = SharedMemory::create(&name, 4096)?;
     /// let again = SharedMemory::open(&name)?;

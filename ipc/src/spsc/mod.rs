@@ -26,7 +26,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let (mut tx, mut rx) = ipc::spsc::channel(4096, 0)?;
+//! let (mut tx, mut rx) = outlast_ipc::spsc::channel(4096, 0)?;
 //! tx.try_send(b"hello")?;
 //! let mut out = Vec::new();
 //! assert!(rx.try_recv_into(&mut out)?);

@@ -104,7 +104,7 @@ impl Receiver {
             return Err(e.clone());
         }
         let tail = self.header()?.tail.0.load(Ordering::Acquire);
-        if !tail.is_multiple_of(8)
+        if tail % 8 != 0
             || tail < self.seen_tail
             || tail < self.head
             || tail - self.head > self.end.cap as u64

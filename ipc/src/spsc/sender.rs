@@ -93,7 +93,7 @@ impl Sender {
             return Err(e.clone());
         }
         let head = self.header()?.head.0.load(Ordering::Acquire);
-        if !head.is_multiple_of(8)
+        if head % 8 != 0
             || head < self.seen_head
             || head > self.tail
             || self.tail - head > self.end.cap as u64

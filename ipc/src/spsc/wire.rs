@@ -66,12 +66,12 @@ fn check(wire: &EndpointWire<ShmCell<Header>>) -> Result<(usize, usize), String>
     let aux = usize::try_from(wire.aux_bytes).map_err(|e| e.to_string())?;
     let ok = cap.is_power_of_two()
         && (MIN_CAPACITY..=MAX_CAPACITY).contains(&cap)
-        && aux.is_multiple_of(64)
+        && aux % 64 == 0
         && aux
             .checked_add(cap)
             .is_some_and(|n| n <= wire.cell.extra_len())
-        && wire.pos.is_multiple_of(8)
-        && wire.seen.is_multiple_of(8);
+        && wire.pos % 8 == 0
+        && wire.seen % 8 == 0;
     if ok {
         Ok((cap, aux))
     } else {

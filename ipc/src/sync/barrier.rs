@@ -16,7 +16,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let barrier = ipc::sync::Barrier::new(1)?;
+//! let barrier = outlast_ipc::sync::Barrier::new(1)?;
 //! assert_eq!(barrier.wait(), Ok(0)); // a party of one passes at once
 //! barrier.abort();
 //! assert!(barrier.is_broken());

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let cond = ipc::sync::Condition::new()?;
+//! let cond = outlast_ipc::sync::Condition::new()?;
 //! let guard = cond.lock().map_err(|e| e.to_string())?;
 //! let (guard, timed_out) = cond
 //!     .wait_timeout(guard, std::time::Duration::from_millis(1))

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let ev = ipc::sync::Event::new()?;
+//! let ev = outlast_ipc::sync::Event::new()?;
 //! assert!(!ev.wait_timeout(std::time::Duration::from_millis(1)));
 //! ev.set();
 //! assert!(ev.is_set() && ev.wait_timeout(std::time::Duration::ZERO));

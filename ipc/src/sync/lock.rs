@@ -6,7 +6,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let lock = ipc::sync::Lock::new()?;
+//! let lock = outlast_ipc::sync::Lock::new()?;
 //! {
 //!     let _held = lock.lock().map_err(|e| e.to_string())?;
 //!     assert!(lock.try_lock().is_err()); // held: Timeout

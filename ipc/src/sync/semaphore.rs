@@ -5,7 +5,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let sem = ipc::sync::BoundedSemaphore::new(1)?;
+//! let sem = outlast_ipc::sync::BoundedSemaphore::new(1)?;
 //! assert!(sem.try_acquire());
 //! assert!(!sem.try_acquire());
 //! sem.release()?;

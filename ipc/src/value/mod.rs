@@ -6,7 +6,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use ipc::value::{Array, Value};
+//! use outlast_ipc::value::{Array, Value};
 //! let counter = Value::new(0u64)?;
 //! counter.fetch_add(5);
 //! *counter.lock().map_err(|e| e.to_string())? += 1;

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use outlast_worker::work::JobSpec;
 use serde::{Deserialize, Serialize};
-use worker::work::JobSpec;
 
 use super::keys::{self, Keys, GROUP};
 use super::link::{CallError, Link};

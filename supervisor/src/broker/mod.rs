@@ -17,8 +17,8 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use serde::{Deserialize, Serialize};
-//! use supervisor::broker::{self, BrokerOptions};
-//! use supervisor::{AnyJob, BadOutput, Job, JobOutcome, RunOptions, TaskContext};
+//! use outlast::broker::{self, BrokerOptions};
+//! use outlast::{AnyJob, BadOutput, Job, JobOutcome, RunOptions, TaskContext};
 //!
 //! #[derive(Clone, Serialize, Deserialize)]
 //! struct Squares { n: u64, #[serde(skip)] sum: u64 }
@@ -36,7 +36,7 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! ipc::init();
+//! outlast_ipc::init();
 //! let options = BrokerOptions {
 //!     url: "redis://127.0.0.1:6379/0".into(),
 //!     job_id: "squares".into(),
@@ -56,6 +56,9 @@
 mod job;
 mod keys;
 mod link;
+// A redis-server of our own on loopback, for the tests and `supervisor bench
+// broker`: not part of the API (hidden, no semver promise).
+#[doc(hidden)]
 pub mod local_server;
 mod result;
 mod run;
@@ -109,39 +112,10 @@ pub enum BrokerError {
     Run(#[from] crate::run::RunError),
 }
 
-/// What one supervisor did for a broker job (in its own report).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct BrokerReport {
-    /// The broker, without credentials.
-    pub url: String,
-    pub job_id: String,
-    pub consumer: String,
-    /// Whether this supervisor created the job.
-    pub created: bool,
-    pub total: u64,
-    /// Results computed here.
-    pub computed: u64,
-    /// Results stored first from here.
-    pub stored: u64,
-    /// Results computed here that another host had stored already.
-    pub duplicates: u64,
-    /// Entries taken over from consumers that stopped.
-    pub claimed: u64,
-    /// Dead letters sent from here.
-    pub dead_letters: u64,
-    /// Stream entries that were not tasks of this job.
-    pub garbage: u64,
-    /// Reconnections to the broker.
-    pub reconnects: u64,
-    /// The whole job's settled tasks when this supervisor left.
-    pub cluster_done: u64,
-    pub cluster_dead: u64,
-    /// Whether every task of the job has a result or is a dead letter.
-    pub complete: bool,
-}
+pub use crate::report::BrokerReport;
 
 /// A job id from the job's spec: the same command on every host names the same job.
-pub fn default_job_id(spec: &worker::work::JobSpec, total: u64) -> String {
+pub fn default_job_id(spec: &outlast_worker::work::JobSpec, total: u64) -> String {
     // FNV-1a: stable across builds and hosts.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in spec
@@ -161,7 +135,7 @@ pub fn default_job_id(spec: &worker::work::JobSpec, total: u64) -> String {
 pub fn typed_work<J: crate::Job + Clone>(
     _name: &str,
     bytes: &[u8],
-) -> Result<Box<dyn worker::work::Work>, String> {
+) -> Result<Box<dyn outlast_worker::work::Work>, String> {
     let job: J = postcard::from_bytes(bytes).map_err(|e| format!("undecodable job: {e}"))?;
-    Ok(worker::work::AnyJob::new(job).work)
+    Ok(outlast_worker::work::AnyJob::new(job).work)
 }

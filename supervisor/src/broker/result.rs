@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use worker::work::{GaveUp, Work};
+use outlast_worker::work::{GaveUp, Work};
 
 use super::job::{self, JobRecord};
 use super::keys::{Keys, GROUP};

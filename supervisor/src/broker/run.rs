@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use worker::work::AnyJob;
+use outlast_worker::work::AnyJob;
 
 use super::job::{self, JobRecord};
 use super::keys::{self, Keys, GROUP};

@@ -8,8 +8,8 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
-use worker::job::JobOutcome;
-use worker::work::{GaveUp, Work};
+use outlast_worker::job::JobOutcome;
+use outlast_worker::work::{GaveUp, Work};
 
 /// A stream entry this supervisor holds.
 #[derive(Clone, Debug)]

@@ -171,7 +171,7 @@ impl ControlServer {
                 return;
             };
             // Another user's process is refused, root aside.
-            let allowed = ipc::os::fd::peer_credentials(stream.as_raw_fd())
+            let allowed = outlast_ipc::os::fd::peer_credentials(stream.as_raw_fd())
                 .is_ok_and(|c| c.uid == self.uid || c.uid == 0);
             if !allowed || stream.set_nonblocking(true).is_err() {
                 continue;

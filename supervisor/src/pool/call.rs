@@ -13,12 +13,12 @@
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 
-use ipc::process::CodeRef;
+use outlast_ipc::process::CodeRef;
+use outlast_worker::job::TaskContext;
+use outlast_worker::runner::Runner;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
-use worker::job::TaskContext;
-use worker::runner::Runner;
 
 /// Calls the function at `func` on the item at the front of `args`
 /// (moving past it) and appends its framed [`Reply`] to `out`.
@@ -74,7 +74,7 @@ impl Call {
 
     /// Starts a chunk of `count` items in `out`.
     pub(crate) fn write_head(&self, count: usize, out: &mut Vec<u8>) -> Result<(), String> {
-        worker::work::encode_into(self, out)?;
+        outlast_worker::work::encode_into(self, out)?;
         write_varint(count as u64, out);
         Ok(())
     }

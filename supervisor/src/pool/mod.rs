@@ -12,8 +12,8 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! ipc::init(); // first line of main: in a spawned worker, runs the worker
-//! let pool = supervisor::pool::Pool::new(2)?;
+//! outlast_ipc::init(); // first line of main: in a spawned worker, runs the worker
+//! let pool = outlast::pool::Pool::new(2)?;
 //! assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
 //! # Ok(())
 //! # }
@@ -41,11 +41,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ipc::StartMethod;
+use outlast_ipc::StartMethod;
+use outlast_worker::launch::Launcher;
+use outlast_worker::work::AnyJob;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::launch::Launcher;
-use worker::work::AnyJob;
 
 use crate::options::RunOptions;
 use crate::run::Engine;
@@ -80,7 +80,7 @@ impl PoolBuilder {
         self
     }
 
-    /// How workers start (default: [`ipc::get_start_method`]; forkserver
+    /// How workers start (default: [`outlast_ipc::get_start_method`]; forkserver
     /// for a program with threads).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.options.start_method = method;

@@ -13,8 +13,8 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::Instant;
 
-use worker::job::JobOutcome;
-use worker::work::{GaveUp, Work};
+use outlast_worker::job::JobOutcome;
+use outlast_worker::work::{GaveUp, Work};
 
 use super::call::{split_replies, Call};
 use super::error::TaskError;
@@ -45,7 +45,7 @@ pub(crate) struct Encoded {
 
 impl Encoded {
     pub(crate) fn push<T: serde::Serialize>(&mut self, item: &T) -> Result<(), String> {
-        worker::work::encode_into(item, &mut self.buf)
+        outlast_worker::work::encode_into(item, &mut self.buf)
             .map_err(|e| format!("cannot encode the item: {e}"))?;
         self.ends.push(self.buf.len());
         Ok(())

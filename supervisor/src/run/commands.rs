@@ -8,7 +8,7 @@ use super::Engine;
 use crate::control::{Command, IpcStatus, Reply, Status, TaskStatus, WorkerRef, WorkerStatus};
 use crate::fleet::Slot;
 use crate::kill::KillCause;
-use worker::heartbeat::WorkerState;
+use outlast_worker::heartbeat::WorkerState;
 
 impl Engine {
     /// Serves the control socket's clients and the metrics' scrapers
@@ -18,6 +18,7 @@ impl Engine {
             control.serve(|command| self.command(command));
             self.control = Some(control);
         }
+        #[cfg(feature = "metrics")]
         if let Some(mut metrics) = self.metrics.take() {
             metrics.serve(|| self.metrics_text());
             self.metrics = Some(metrics);
@@ -94,7 +95,7 @@ impl Engine {
                 std::io::Error::last_os_error()
             ));
         }
-        let what = format!("sent {} to {label}", ipc::signal_name(signal));
+        let what = format!("sent {} to {label}", outlast_ipc::signal_name(signal));
         self.progress.event(&format!("control: {what}"));
         Reply::done(what)
     }
@@ -126,7 +127,7 @@ impl Engine {
                     Slot::Live(w) => {
                         s.pid = Some(w.pid);
                         s.tasks_done = w.completed;
-                        s.rss_kb = ipc::os::procfs::resident_kb(w.pid);
+                        s.rss_kb = outlast_ipc::os::procfs::resident_kb(w.pid);
                         s.cpu_percent = cpu_percent(w.pid);
                         if let Some((task, since)) = w.busy_since {
                             s.task = Some(task);

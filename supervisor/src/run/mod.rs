@@ -12,11 +12,11 @@ use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use ipc::StartMethod;
-use worker::heartbeat::monotonic_ns;
-use worker::launch::Launch;
-use worker::protocol::ToWorker;
-use worker::work::{AnyJob, Work};
+use outlast_ipc::StartMethod;
+use outlast_worker::heartbeat::monotonic_ns;
+use outlast_worker::launch::Launch;
+use outlast_worker::protocol::ToWorker;
+use outlast_worker::work::{AnyJob, Work};
 
 use crate::fleet::{Slot, StopReason, Worker};
 use crate::ledger::{Ledger, WorkerId};
@@ -24,11 +24,12 @@ use crate::options::RunOptions;
 use crate::progress::{Gauges, Progress};
 use crate::report::{IpcCounts, Latency, Outcome, Restarts, RunReport, TaskCounts};
 use crate::restart::RestartPolicy;
-use ipc::os::signals::SelfPipe;
-use worker::numbers::plural;
+use outlast_ipc::os::signals::SelfPipe;
+use outlast_worker::numbers::plural;
 
 mod commands;
 mod control;
+#[cfg(feature = "metrics")]
 mod metrics;
 mod recovery;
 mod shutdown;
@@ -150,7 +151,7 @@ pub(crate) struct Engine {
     buf: Vec<u8>,
     /// Where task batches are encoded, reused.
     encoded: Vec<u8>,
-    batch: worker::protocol::TaskBatch,
+    batch: outlast_worker::protocol::TaskBatch,
     /// The loop is over: every worker is gone.
     over: bool,
     /// systemd was told `STOPPING=1`.
@@ -199,6 +200,13 @@ impl Engine {
             .map_err(|e| RunError::Setup(e.to_string()))?;
         let metrics = match options.metrics {
             None => None,
+            #[cfg(not(feature = "metrics"))]
+            Some(addr) => {
+                return Err(RunError::Setup(format!(
+                "cannot serve metrics at {addr}: outlast was built without its `metrics` feature"
+            )))
+            }
+            #[cfg(feature = "metrics")]
             Some(addr) => Some(
                 crate::metrics_http::MetricsServer::bind(addr)
                     .map_err(|e| RunError::Setup(format!("cannot serve metrics at {addr}: {e}")))?,
@@ -245,7 +253,7 @@ impl Engine {
             rng: seed(),
             buf: Vec::new(),
             encoded: Vec::new(),
-            batch: worker::protocol::TaskBatch::default(),
+            batch: outlast_worker::protocol::TaskBatch::default(),
             over: false,
             told_stopping: false,
             options,
@@ -487,7 +495,7 @@ impl Engine {
         };
         let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
         let mut wakeups = Wakeups::default();
-        match ipc::os::poll::poll_once(&mut fds, millis) {
+        match outlast_ipc::os::poll::poll_once(&mut fds, millis) {
             Ok(n) if n > 0 => {}
             // Timeout, or EINTR from a signal whose byte is in the pipe now.
             _ => return wakeups,
@@ -667,7 +675,7 @@ fn resend_stop(w: &mut Worker) {
     let Ok(bytes) = postcard::to_allocvec(&ToWorker::Stop) else {
         return;
     };
-    use ipc::spsc::{SpscError, TrySendError};
+    use outlast_ipc::spsc::{SpscError, TrySendError};
     match w.link.tasks.try_send(&bytes) {
         Ok(()) => w.stop_unsent = false,
         // Full, or not open yet: next turn. Broken: its heartbeat or exit

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use worker::heartbeat::{self, monotonic_ns, Verdict as Heartbeat};
+use outlast_worker::heartbeat::{self, monotonic_ns, Verdict as Heartbeat};
 
 use super::shutdown::Phase;
 use super::{send_stop, Engine, SlotHistory};
@@ -315,7 +315,7 @@ impl Engine {
             if w.stopping.is_some() || w.killed_because.is_some() || !w.ready {
                 continue;
             }
-            let Some(kb) = ipc::os::procfs::resident_kb(w.pid) else {
+            let Some(kb) = outlast_ipc::os::procfs::resident_kb(w.pid) else {
                 continue;
             };
             if kb.saturating_mul(1024) > limit {

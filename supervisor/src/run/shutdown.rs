@@ -79,7 +79,7 @@ impl Engine {
     }
 
     pub(super) fn on_interrupt(&mut self, signal: libc::c_int) {
-        let name = ipc::signal_name(signal);
+        let name = outlast_ipc::signal_name(signal);
         match self.phase {
             Phase::Running => self.drain(&name),
             _ if signal == libc::SIGINT => {

@@ -9,12 +9,12 @@
 //! `RECORDS_PER_TURN` records from one worker, so a flood from one cannot
 //! keep the supervisor from the others.
 
-use ipc::spsc::doorbell::Heard;
-use ipc::spsc::TrySendError;
-use worker::protocol::{FromWorker, TaskResult, PROTOCOL_VERSION};
+use outlast_ipc::spsc::doorbell::Heard;
+use outlast_ipc::spsc::TrySendError;
+use outlast_worker::protocol::{FromWorker, TaskResult, PROTOCOL_VERSION};
 
-use worker::numbers::plural;
-use worker::work::GaveUp;
+use outlast_worker::numbers::plural;
+use outlast_worker::work::GaveUp;
 
 use super::{send_stop, Engine};
 use crate::fleet::{Slot, StopReason, Worker};
@@ -66,7 +66,8 @@ impl Engine {
             .drain(RECORDS_PER_TURN, &mut rings, &mut |payload| {
                 bytes += payload.len() as u64 + 8;
                 messages.push(
-                    ipc::codec::decode_payload::<FromWorker>(payload).map_err(|e| e.to_string()),
+                    outlast_ipc::codec::decode_payload::<FromWorker>(payload)
+                        .map_err(|e| e.to_string()),
                 );
             });
         self.buf = rings;

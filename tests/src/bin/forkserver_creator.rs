@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use ipc::shm::SharedMemory;
-use ipc::{Process, StartMethod};
+use outlast_ipc::shm::SharedMemory;
+use outlast_ipc::{Process, StartMethod};
 
 fn hold(segment: SharedMemory) {
     let _ = segment.len();
@@ -15,8 +15,8 @@ fn hold(segment: SharedMemory) {
 }
 
 fn main() {
-    ipc::init();
-    let server = match ipc::forkserver::start() {
+    outlast_ipc::init();
+    let server = match outlast_ipc::forkserver::start() {
         Ok(pid) => pid,
         Err(e) => {
             eprintln!("forkserver: {e}");

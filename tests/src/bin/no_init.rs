@@ -1,16 +1,16 @@
-//! A program that forgets `ipc::init()` in `main` and starts a process with
+//! A program that forgets `outlast_ipc::init()` in `main` and starts a process with
 //! the spawn method (or the one named in `argv[1]`). Its child must refuse
-//! to recurse, exit with `ipc::EXIT_INIT_MISSING`, and the parent's `join`
+//! to recurse, exit with `outlast_ipc::EXIT_INIT_MISSING`, and the parent's `join`
 //! must say why; with forkserver, the server does the same and `start` says why.
 
-use ipc::{Process, StartMethod};
+use outlast_ipc::{Process, StartMethod};
 
 fn entry(x: u32) -> u32 {
     x + 1
 }
 
 fn main() {
-    // Deliberately no `ipc::init();` here.
+    // Deliberately no `outlast_ipc::init();` here.
     println!("main of pid {} runs", std::process::id());
     let method = std::env::args()
         .nth(1)
@@ -23,7 +23,7 @@ fn main() {
     }
     match p.join() {
         Ok(v) => println!("join ok: {v}"),
-        Err(ipc::JoinError::InitMissing) => println!("join: InitMissing"),
+        Err(outlast_ipc::JoinError::InitMissing) => println!("join: InitMissing"),
         Err(e) => println!("join failed otherwise: {e}"),
     }
     println!("exit code: {:?}", p.exit_code());

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use ipc::{Process, StartMethod};
+use outlast_ipc::{Process, StartMethod};
 
 fn sleeper(seconds: u64) {
     std::thread::sleep(Duration::from_secs(seconds));
 }
 
 fn main() {
-    ipc::init();
+    outlast_ipc::init();
     let method = std::env::args()
         .nth(1)
         .and_then(|m| m.parse().ok())

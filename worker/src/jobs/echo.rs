@@ -4,24 +4,12 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::{args, CliJob};
+use super::BuiltinJob;
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::{group_thousands, plural};
 
 /// Payloads above this would not fit a frame with room to spare.
 const MAX_PAYLOAD: u64 = 32 * 1024 * 1024;
-
-/// The options of `--job echo`.
-#[derive(Clone, Debug, clap::Args)]
-#[command(next_help_heading = "Options of --job echo")]
-pub struct EchoArgs {
-    /// How many payloads.
-    #[arg(long, default_value = "1000", value_parser = args::count)]
-    pub tasks: u64,
-    /// Bytes sent to a worker and back per task.
-    #[arg(long, default_value = "64", value_parser = args::count)]
-    pub payload_bytes: u64,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Echo {
@@ -49,14 +37,9 @@ impl Echo {
     }
 }
 
-impl CliJob for Echo {
+impl BuiltinJob for Echo {
     const NAME: &'static str = "echo";
     const ABOUT: &'static str = "--tasks payloads of --payload-bytes sent to a worker and back";
-    type Args = EchoArgs;
-
-    fn from_args(args: EchoArgs) -> Result<Self, String> {
-        Echo::new(args.tasks, args.payload_bytes)
-    }
 }
 
 impl Job for Echo {

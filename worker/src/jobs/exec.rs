@@ -10,16 +10,15 @@
 //! group), and gets SIGKILL when its worker dies, so none outlives the run.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::{args, CliJob};
+use super::BuiltinJob;
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::{group_thousands, plural};
 use crate::work::GaveUp;
@@ -30,30 +29,6 @@ const STDERR_TAIL: usize = 2048;
 const BEAT_EVERY: Duration = Duration::from_millis(100);
 /// The most output (stdout and stderr together) one command may give.
 pub const MAX_OUTPUT: usize = 512 * 1024;
-
-/// The options of `--exec`.
-#[derive(Clone, Debug, clap::Args)]
-#[command(next_help_heading = "Options of --exec")]
-pub struct ExecArgs {
-    /// The command run for each input line. `{}` is the line, `{.}` the
-    /// line without its extension, `{/}` its base name, `{//}` its
-    /// directory, `{/.}` its base name without extension; with none of
-    /// these, the line is the last argument.
-    #[arg(long, value_name = "COMMAND")]
-    pub exec: String,
-    /// Read the lines from this file [default: standard input].
-    #[arg(long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
-    /// Run the command with `sh -c` (replacements are shell-quoted).
-    #[arg(long)]
-    pub shell: bool,
-    /// Print outputs in input order (each waits for the ones before it).
-    #[arg(long)]
-    pub keep_order: bool,
-    /// Seconds a command may run before it is killed and its attempt fails.
-    #[arg(long, value_parser = args::seconds, value_name = "SECONDS")]
-    pub task_timeout: Option<Duration>,
-}
 
 /// What a command gave.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -82,39 +57,10 @@ pub struct Exec {
     succeeded: u64,
 }
 
-impl CliJob for Exec {
+impl BuiltinJob for Exec {
     const NAME: &'static str = "exec";
     const ABOUT: &'static str =
         "--exec COMMAND once per input line (stdin or --input), as GNU parallel";
-    type Args = ExecArgs;
-
-    fn from_args(args: ExecArgs) -> Result<Self, String> {
-        let lines = match &args.input {
-            Some(path) => {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| format!("cannot read --input {}: {e}", path.display()))?;
-                read_lines(std::io::BufReader::new(file))
-            }
-            None => read_lines(std::io::stdin().lock()),
-        }
-        .map_err(|e| format!("cannot read the input lines: {e}"))?;
-        let mut exec = Exec::new(&args.exec, lines)?;
-        exec.shell = args.shell;
-        exec.keep_order = args.keep_order;
-        exec.task_timeout = args.task_timeout;
-        Ok(exec)
-    }
-}
-
-fn read_lines(reader: impl BufRead) -> std::io::Result<Vec<String>> {
-    let mut lines = Vec::new();
-    for line in reader.lines() {
-        let line = line?;
-        if !line.is_empty() {
-            lines.push(line);
-        }
-    }
-    Ok(lines)
 }
 
 impl Exec {
@@ -309,7 +255,7 @@ pub fn run_command(
     use std::os::unix::process::ExitStatusExt;
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!("killed by {}", ipc::signal_name(sig)),
+        (None, Some(sig)) => format!("killed by {}", outlast_ipc::signal_name(sig)),
         _ => status.to_string(),
     };
     Err(with_stderr_tail(how, &output.stderr))
@@ -332,7 +278,7 @@ fn with_stderr_tail(how: String, stderr: &[u8]) -> String {
 /// Kills the command's whole process group.
 fn kill_group(child: &Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = ipc::os::process::send_signal(-pid, libc::SIGKILL);
+        let _ = outlast_ipc::os::process::send_signal(-pid, libc::SIGKILL);
     }
 }
 
@@ -371,7 +317,7 @@ fn collect(
     .into_iter()
     .flatten()
     {
-        ipc::os::fd::set_nonblocking(fd, true)
+        outlast_ipc::os::fd::set_nonblocking(fd, true)
             .map_err(|e| format!("cannot read the command's output: {e}"))?;
     }
     let mut out = Vec::new();
@@ -405,7 +351,7 @@ fn collect(
             }
             wait = wait.min(left);
         }
-        let _ = ipc::os::poll::poll_once(&mut fds, wait.as_millis() as i32);
+        let _ = outlast_ipc::os::poll::poll_once(&mut fds, wait.as_millis() as i32);
         beat();
         if let Some(s) = stdout.as_mut() {
             if read_some(s, &mut buf, &mut out)? {

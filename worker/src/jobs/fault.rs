@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{args, sleep_beating, tasks_done, CliJob};
+use super::{sleep_beating, tasks_done, BuiltinJob};
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::plural;
 
@@ -30,51 +30,27 @@ pub enum Action {
 
 /// What goes wrong, and how often: each rate is the chance (0 to 1) that
 /// an attempt of a task does that instead of finishing.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, clap::Args)]
-#[command(next_help_heading = "Options of --job fault")]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FaultSpec {
     /// Chance that an attempt aborts its worker (SIGABRT).
-    #[arg(long = "abort-rate", default_value = "0", value_parser = args::rate)]
     pub abort: f64,
     /// Chance that an attempt segfaults its worker.
-    #[arg(long = "segv-rate", default_value = "0", value_parser = args::rate)]
     pub segv: f64,
     /// Chance that an attempt exits its worker (code 13).
-    #[arg(long = "exit-rate", default_value = "0", value_parser = args::rate)]
     pub exit: f64,
     /// Chance that an attempt hangs without beating.
-    #[arg(long = "hang-rate", default_value = "0", value_parser = args::rate)]
     pub hang: f64,
     /// Chance that an attempt returns an error.
-    #[arg(long = "error-rate", default_value = "0", value_parser = args::rate)]
     pub error: f64,
     /// Chance that an attempt writes garbage on its link.
-    #[arg(long = "garbage-rate", default_value = "0", value_parser = args::rate)]
     pub garbage: f64,
     /// This task crashes its worker (abort) on every attempt.
-    #[arg(long, value_parser = args::count)]
     pub crash_task: Option<u64>,
     /// Seeds the choice of faulty attempts, so a run can be repeated.
-    #[arg(long, default_value = "1", value_parser = args::count)]
     pub seed: u64,
     /// Each finished task leaks this much memory, never freed (`4M`): a
     /// worker that grows, for --max-worker-memory.
-    #[arg(long, default_value = "0", value_parser = args::bytes)]
     pub leak: u64,
-}
-
-/// The options of `--job fault`.
-#[derive(Clone, Debug, clap::Args)]
-#[command(next_help_heading = "Options of --job fault")]
-pub struct FaultArgs {
-    /// How many tasks.
-    #[arg(long, default_value = "1000", value_parser = args::count)]
-    pub tasks: u64,
-    /// Milliseconds each task takes when it finishes.
-    #[arg(long, default_value = "10", value_parser = args::count)]
-    pub task_ms: u64,
-    #[command(flatten)]
-    pub faults: FaultSpec,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -88,15 +64,10 @@ pub struct Fault {
     id_sum: u128,
 }
 
-impl CliJob for Fault {
+impl BuiltinJob for Fault {
     const NAME: &'static str = "fault";
     const ABOUT: &'static str =
         "tasks that abort, segfault, exit, hang, fail or write garbage at given rates";
-    type Args = FaultArgs;
-
-    fn from_args(args: FaultArgs) -> Result<Self, String> {
-        Fault::new(args.tasks, args.task_ms, args.faults)
-    }
 }
 
 impl Fault {
@@ -196,7 +167,7 @@ impl Job for Fault {
         match self.action(id, ctx.attempt()) {
             Action::Abort => std::process::abort(),
             Action::Segv => {
-                let _ = ipc::os::signals::set_default(libc::SIGSEGV);
+                let _ = outlast_ipc::os::signals::set_default(libc::SIGSEGV);
                 // SAFETY: raising a signal at ourselves; with the default
                 // action the process ends as a real segfault would.
                 unsafe { libc::raise(libc::SIGSEGV) };

@@ -1,9 +1,9 @@
 //! The built-in jobs, one file each, and the registry that finds them by
-//! name for the command line. Each is an ordinary [`Job`] with its own
-//! clap options ([`CliJob`]); adding one is a file here and a line in
+//! name (for the `supervisor` binary and for rebuilding a job from its
+//! spec in broker mode). Each is an ordinary [`Job`]; its command-line
+//! options live with the binary. Adding one is a file here and a line in
 //! [`REGISTRY`].
 
-pub mod args;
 pub mod echo;
 pub mod exec;
 pub mod fault;
@@ -13,57 +13,41 @@ pub mod sleep;
 use crate::job::Job;
 use crate::work::AnyJob;
 
-/// A job the `supervisor` command line can run by name (`--job NAME`).
-pub trait CliJob: Job + Clone {
+/// A job known by name (`--job NAME` on the command line).
+pub trait BuiltinJob: Job + Clone {
     /// Its name after `--job`.
     const NAME: &'static str;
     /// One line for `supervisor jobs`.
     const ABOUT: &'static str;
-    /// Its own options.
-    type Args: clap::Args + clap::FromArgMatches;
-    /// The job, from its options.
-    fn from_args(args: Self::Args) -> Result<Self, String>;
 }
 
-/// A job's name, a one-line description, its options and how to build it.
+/// A job's name, a one-line description and how to rebuild it.
 pub struct RegistryEntry {
     pub name: &'static str,
     pub about: &'static str,
-    /// Adds the job's options to a command.
-    pub augment: fn(clap::Command) -> clap::Command,
-    /// The job, from parsed options.
-    pub build: fn(&clap::ArgMatches) -> Result<AnyJob, String>,
     /// The job, from its spec's bytes (see [`JobSpec`](crate::work::JobSpec)).
     pub from_spec: fn(&[u8]) -> Result<AnyJob, String>,
 }
 
 impl RegistryEntry {
     /// The entry of job `J`.
-    pub const fn of<J: CliJob>() -> Self {
+    pub const fn of<J: BuiltinJob>() -> Self {
         RegistryEntry {
             name: J::NAME,
             about: J::ABOUT,
-            augment: <J::Args as clap::Args>::augment_args,
-            build: build_from::<J>,
             from_spec: from_spec::<J>,
         }
     }
 }
 
-fn build_from<J: CliJob>(matches: &clap::ArgMatches) -> Result<AnyJob, String> {
-    let args =
-        <J::Args as clap::FromArgMatches>::from_arg_matches(matches).map_err(|e| e.to_string())?;
-    J::from_args(args).map(named::<J>)
-}
-
-fn from_spec<J: CliJob>(bytes: &[u8]) -> Result<AnyJob, String> {
+fn from_spec<J: BuiltinJob>(bytes: &[u8]) -> Result<AnyJob, String> {
     let job: J =
         postcard::from_bytes(bytes).map_err(|e| format!("undecodable {} job: {e}", J::NAME))?;
     Ok(named(job))
 }
 
-/// The job, its spec named as the registry names it.
-fn named<J: CliJob>(job: J) -> AnyJob {
+/// The job with its types erased, its spec named as the registry names it.
+pub fn named<J: BuiltinJob>(job: J) -> AnyJob {
     let mut any = AnyJob::new(job);
     if let Some(spec) = any.spec.as_mut() {
         spec.name = J::NAME.to_string();

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{args, CliJob};
+use super::BuiltinJob;
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::{group_thousands, plural, short_count};
 use crate::sieve;
@@ -41,18 +41,6 @@ pub fn default_chunk(limit: u64) -> u64 {
 /// The most tasks a run may have: past this the ledger and the report
 /// cost more than the sieving.
 pub const MAX_TASKS: u64 = 100_000_000;
-
-/// The options of `--job primes`.
-#[derive(Clone, Debug, clap::Args)]
-#[command(next_help_heading = "Options of --job primes")]
-pub struct PrimesArgs {
-    /// Count the primes below this (1e9, 10^9 and 1_000_000_000 all work).
-    #[arg(long, default_value = "1e9", value_parser = args::count)]
-    pub limit: u64,
-    /// Numbers per task [default: about limit/256, at least 1e6].
-    #[arg(long, value_parser = args::positive_count)]
-    pub chunk: Option<u64>,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Primes {
@@ -95,14 +83,9 @@ impl Primes {
     }
 }
 
-impl CliJob for Primes {
+impl BuiltinJob for Primes {
     const NAME: &'static str = "primes";
     const ABOUT: &'static str = "count the primes below --limit, in ranges of --chunk numbers";
-    type Args = PrimesArgs;
-
-    fn from_args(args: PrimesArgs) -> Result<Self, String> {
-        Primes::new(args.limit, args.chunk)
-    }
 }
 
 impl Job for Primes {

@@ -3,21 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{args, sleep_beating, tasks_done, CliJob};
+use super::{sleep_beating, tasks_done, BuiltinJob};
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
 use crate::numbers::plural;
-
-/// The options of `--job sleep`.
-#[derive(Clone, Debug, clap::Args)]
-#[command(next_help_heading = "Options of --job sleep")]
-pub struct SleepArgs {
-    /// How many tasks.
-    #[arg(long, default_value = "1000", value_parser = args::count)]
-    pub tasks: u64,
-    /// Milliseconds each task waits (0: a no-op task).
-    #[arg(long, default_value = "10", value_parser = args::count)]
-    pub task_ms: u64,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sleep {
@@ -37,14 +25,9 @@ impl Sleep {
     }
 }
 
-impl CliJob for Sleep {
+impl BuiltinJob for Sleep {
     const NAME: &'static str = "sleep";
     const ABOUT: &'static str = "--tasks tasks that each wait --task-ms (an IO-bound stand-in)";
-    type Args = SleepArgs;
-
-    fn from_args(args: SleepArgs) -> Result<Self, String> {
-        Ok(Sleep::new(args.tasks, args.task_ms))
-    }
 }
 
 impl Job for Sleep {

@@ -15,8 +15,8 @@ use super::{encode, expect_done, expect_value, unexpected, Dict, List, Namespace
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// ipc::init();
-/// let manager = ipc::manager::Manager::start()?;
+/// outlast_ipc::init();
+/// let manager = outlast_ipc::manager::Manager::start()?;
 /// let ns = manager.namespace()?;
 /// let d = manager.dict::<String, u32>()?;
 /// let mut batch = manager.batch();

@@ -264,7 +264,7 @@ fn launch() -> Result<ServerLink, ForkServerError> {
         Ok(Hello::Refused(why)) => Err(fail(ForkServerError::Refused(why))),
         Err(RecvTimeoutError::Timeout) => Err(fail(ForkServerError::Unresponsive)),
         Err(_) => {
-            // It left without a word: most likely main() lacks ipc::init()
+            // It left without a word: most likely main() lacks outlast_ipc::init()
             // and ran to its end (or exited with EXIT_INIT_MISSING).
             let status = os::process::reap(pid, true).ok().flatten();
             Err(ForkServerError::NoInit { status })

@@ -2,19 +2,19 @@
 //! started once, forks every child. A program with threads (a logger, a
 //! runtime, rayon) cannot fork safely, since other threads' locks would be
 //! copied held, and `spawn` execs the whole binary for each child; the
-//! server is an exec of this binary that ran nothing but `ipc::init()`, so
+//! server is an exec of this binary that ran nothing but `outlast_ipc::init()`, so
 //! its forks are safe whatever this process does, and cheap.
 //!
 //! ```
-//! use ipc::{Process, StartMethod};
+//! use outlast_ipc::{Process, StartMethod};
 //!
 //! fn double(x: u64) -> u64 {
 //!     x * 2
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! ipc::init(); // first line of main: in the server it serves, and never returns
-//! ipc::forkserver::start()?; // optional: early, before threads exist
+//! outlast_ipc::init(); // first line of main: in the server it serves, and never returns
+//! outlast_ipc::forkserver::start()?; // optional: early, before threads exist
 //! let busy = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(50)));
 //! let mut p = Process::new(double, 21).start_method(StartMethod::ForkServer);
 //! p.start()?; // fork would refuse here: another thread runs
@@ -58,13 +58,13 @@ use crate::process::exit::ExitStatus;
 #[derive(Debug, thiserror::Error)]
 pub enum ForkServerError {
     /// The server exited before it answered: its `main` does not call
-    /// `ipc::init()` first, so it ran the program instead of serving.
+    /// `outlast_ipc::init()` first, so it ran the program instead of serving.
     #[error(
-        "the fork server exited before it was ready ({}); does main() call ipc::init() first?",
+        "the fork server exited before it was ready ({}); does main() call outlast_ipc::init() first?",
         status.map_or_else(|| "status unknown".to_string(), |s| s.to_string())
     )]
     NoInit { status: Option<ExitStatus> },
-    /// The server cannot serve (threads were started before `ipc::init()`).
+    /// The server cannot serve (threads were started before `outlast_ipc::init()`).
     #[error("the fork server refused to serve: {0}")]
     Refused(String),
     /// The server died while it was starting this child. The next start

@@ -15,7 +15,7 @@ pub(crate) enum Hello {
         protocol: u32,
         pid: i32,
     },
-    /// It cannot serve (threads started before `ipc::init()`, ...).
+    /// It cannot serve (threads started before `outlast_ipc::init()`, ...).
     Refused(String),
 }
 

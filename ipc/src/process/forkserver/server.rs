@@ -1,5 +1,5 @@
 //! The fork server's own loop. It is an exec of the program's binary whose
-//! `ipc::init()` found [`SERVER_ENV`]: it never runs the program's `main`.
+//! `outlast_ipc::init()` found [`SERVER_ENV`]: it never runs the program's `main`.
 //! Single-threaded, it waits on its creator's socket and on `SIGCHLD`;
 //! forks a child per request; relays each child's wait status on the
 //! status pipe that came with the request; and when the creator is gone
@@ -52,7 +52,7 @@ fn serve(mut conn: Connection) -> i32 {
     if threads != 1 {
         let why = format!(
             "the fork server has {threads} threads: something in main() started threads \
-             before ipc::init(), and forking would copy their locks held"
+             before outlast_ipc::init(), and forking would copy their locks held"
         );
         let _ = conn.send(&Hello::Refused(why));
         return EXIT_CHILD_FAILED;

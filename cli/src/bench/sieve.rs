@@ -5,14 +5,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use worker::job::Job;
-use worker::jobs::primes::{default_chunk, Primes};
-use worker::sieve::count_primes;
+use outlast_worker::job::Job;
+use outlast_worker::jobs::primes::{default_chunk, Primes};
+use outlast_worker::sieve::count_primes;
 
 use super::report::Row;
 use super::stats::median;
-use crate::report::Outcome;
-use crate::Supervisor;
+use outlast::report::Outcome;
+use outlast::Supervisor;
 
 pub fn run(runs: usize, limit: u64, workers: u32) -> Result<Vec<Row>, String> {
     let mut ours = Vec::with_capacity(runs);

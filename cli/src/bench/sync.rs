@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use ipc::sync::Lock;
-use ipc::value::{Array, Value};
-use ipc::Process;
+use outlast_ipc::sync::Lock;
+use outlast_ipc::value::{Array, Value};
+use outlast_ipc::Process;
 
 use super::report::Row;
 use super::stats::median;

@@ -1,15 +1,15 @@
 //! The options of a run as written on the command line (`supervisor
 //! --workers N --job NAME ...`), converted into [`RunOptions`]. Each job's
-//! own options are its own (see `worker::jobs`); [`crate::cli`] puts the two together.
+//! own options are its own (see `outlast_worker::jobs`); [`crate::cli`] puts the two together.
 
 use std::time::Duration;
 
+use crate::jobs::args::{count, seconds};
 use clap::Args;
-use ipc::StartMethod;
-use worker::jobs::args::{count, seconds};
+use outlast_ipc::StartMethod;
 
-use crate::control::ControlAt;
-use crate::options::RunOptions;
+use outlast::control::ControlAt;
+use outlast::RunOptions;
 
 fn workers(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
@@ -72,7 +72,7 @@ pub struct RunConfig {
     pub max_tasks_per_child: u64,
     /// Replace a worker whose resident memory passes SIZE (`512M`, `2G`),
     /// once it has finished the tasks it holds.
-    #[arg(long, value_name = "SIZE", value_parser = worker::jobs::args::bytes, help_heading = "Recovery")]
+    #[arg(long, value_name = "SIZE", value_parser = crate::jobs::args::bytes, help_heading = "Recovery")]
     pub max_worker_memory: Option<u64>,
     /// Adds 0..=this many tasks to each worker's --max-tasks-per-child, so
     /// workers do not all recycle at once.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::report::Row;
 use super::stats::median;
-use crate::pool::{as_completed, Pool};
+use outlast::pool::{as_completed, Pool};
 
 fn noop(x: u64) -> u64 {
     x
@@ -18,7 +18,7 @@ fn noop(x: u64) -> u64 {
 
 /// Resident memory of this process, in kB.
 fn rss_kb() -> Option<f64> {
-    ipc::os::procfs::resident_kb(std::process::id()).map(|kb| kb as f64)
+    outlast_ipc::os::procfs::resident_kb(std::process::id()).map(|kb| kb as f64)
 }
 
 pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {

@@ -1,25 +1,37 @@
 //! The `supervisor` command line: `supervisor --workers 8 --job primes` runs a
 //! job; `supervisor --exec 'CMD {}' < lines` runs a command per line;
 //! `supervisor bench ...` measures IPC figures.
+//!
+//! The binary's parts live here, over the `outlast` library: the command
+//! line ([`cli`], [`config`], [`jobs`]), the benches, `supervisor top`, the
+//! control commands ([`steer`]) and `supervisor manager serve`.
+
+mod bench;
+mod cli;
+mod config;
+mod jobs;
+mod manager_serve;
+mod steer;
+mod top;
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use supervisor::cli::{self, Invocation};
-use supervisor::config::RunConfig;
-use supervisor::manager_serve::ManagerCommand;
-use supervisor::report::Outcome;
-use supervisor::{broker, Supervisor};
-use worker::work::AnyJob;
+use cli::Invocation;
+use config::RunConfig;
+use manager_serve::ManagerCommand;
+use outlast::report::Outcome;
+use outlast::{broker, Supervisor};
+use outlast_worker::work::AnyJob;
 
 fn main() -> ExitCode {
-    ipc::init();
+    outlast_ipc::init();
     let invocation = match cli::parse(std::env::args_os()) {
         Ok(invocation) => invocation,
         Err(e) => e.exit(),
     };
     match invocation {
-        Invocation::Bench { what, options } => match supervisor::bench::run(what, &options) {
+        Invocation::Bench { what, options } => match bench::run(what, &options) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("supervisor bench: {e}");
@@ -28,23 +40,21 @@ fn main() -> ExitCode {
         },
         Invocation::Jobs => {
             let mut out = std::io::stdout().lock();
-            for entry in worker::jobs::REGISTRY {
+            for entry in jobs::JOBS {
                 if writeln!(out, "{:8} {}", entry.name, entry.about).is_err() {
                     return ExitCode::FAILURE;
                 }
             }
             ExitCode::SUCCESS
         }
-        Invocation::Manager(ManagerCommand::Serve(args)) => {
-            match supervisor::manager_serve::serve(&args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("supervisor manager serve: {e}");
-                    ExitCode::FAILURE
-                }
+        Invocation::Manager(ManagerCommand::Serve(args)) => match manager_serve::serve(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("supervisor manager serve: {e}");
+                ExitCode::FAILURE
             }
-        }
-        Invocation::Steer(command) => ExitCode::from(supervisor::steer::run(command)),
+        },
+        Invocation::Steer(command) => ExitCode::from(steer::run(command)),
         Invocation::Result {
             job_id,
             broker,
@@ -104,7 +114,7 @@ fn broker_run(
     config: &RunConfig,
     url: &str,
     job: AnyJob,
-) -> Result<supervisor::report::RunReport, String> {
+) -> Result<outlast::report::RunReport, String> {
     let job_id = match (&config.job_id, &job.spec) {
         (Some(id), _) => id.clone(),
         (None, Some(spec)) => broker::default_job_id(spec, job.work.task_count()),
@@ -121,7 +131,7 @@ fn broker_run(
 
 /// `supervisor result JOB --broker URL`.
 fn cluster_result(url: &str, job_id: &str, timeout: std::time::Duration, json: bool) -> ExitCode {
-    match broker::result(url, job_id, timeout, &worker::jobs::work_from_spec) {
+    match broker::result(url, job_id, timeout, &outlast_worker::jobs::work_from_spec) {
         Ok(report) => {
             let text = if json {
                 serde_json::to_string(&report).unwrap_or_default()

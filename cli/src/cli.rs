@@ -7,11 +7,11 @@
 use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use worker::jobs::{self, RegistryEntry};
-use worker::work::AnyJob;
+use outlast_worker::work::AnyJob;
 
 use crate::bench::{Bench, BenchOptions};
 use crate::config::RunConfig;
+use crate::jobs::{self, CliEntry};
 use crate::manager_serve::ManagerCommand;
 use crate::steer::SteerCommand;
 
@@ -66,7 +66,7 @@ enum Command {
         #[arg(long, value_name = "URL")]
         broker: String,
         /// Seconds to wait for the job to complete.
-        #[arg(long, default_value = "3600", value_parser = worker::jobs::args::seconds)]
+        #[arg(long, default_value = "3600", value_parser = crate::jobs::args::seconds)]
         timeout: std::time::Duration,
         /// Print the report as one JSON object.
         #[arg(long)]
@@ -136,7 +136,11 @@ where
                     clap::error::ErrorKind::InvalidValue,
                     format!(
                         "unknown job `{name}`; the jobs are: {}",
-                        jobs::names().join(", ")
+                        jobs::JOBS
+                            .iter()
+                            .map(|e| e.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             };
@@ -151,7 +155,7 @@ where
 }
 
 fn build(
-    entry: &RegistryEntry,
+    entry: &CliEntry,
     matches: &clap::ArgMatches,
     command: &mut clap::Command,
 ) -> Result<AnyJob, clap::Error> {

@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use ipc::{Connection, Pipe, Process};
+use outlast_ipc::{Connection, Pipe, Process};
 use serde::{Deserialize, Serialize};
 
 use super::report::Row;
@@ -106,7 +106,11 @@ fn measure(size: usize, count: usize, mode: Mode, duplex: bool) -> Result<f64, S
     Ok(rate)
 }
 
-fn read_framed(reader: &mut Connection, size: usize, count: usize) -> Result<f64, ipc::RecvError> {
+fn read_framed(
+    reader: &mut Connection,
+    size: usize,
+    count: usize,
+) -> Result<f64, outlast_ipc::RecvError> {
     let mut buf = Vec::with_capacity(size);
     reader.recv_bytes_into(&mut buf)?;
     let started = Instant::now();

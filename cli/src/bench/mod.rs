@@ -31,13 +31,13 @@ pub enum Bench {
     Sieve,
     /// Lock, locked and atomic counters across processes, Array bulk copy.
     Sync,
-    /// ipc::queue::Queue: 1->1 at 64 B, 4 KiB, 1 MiB (single and batched), 2->2, ping-pong.
+    /// outlast_ipc::queue::Queue: 1->1 at 64 B, 4 KiB, 1 MiB (single and batched), 2->2, ping-pong.
     Queue,
     /// Start-up: 100, 300 and 1,000 workers until all are ready, beside Python's Pool(n).
     Startup,
     /// Pool::map / imap / submit with 2 workers, imap memory, --exec beside xargs -P2.
     Pool,
-    /// ipc::manager dict round trips: 1 and 4 clients, batches of 64.
+    /// outlast_ipc::manager dict round trips: 1 and 4 clients, batches of 64.
     Manager,
     /// A status request's latency while 2 workers sieve; primes with and
     /// without the control socket and metrics in use.
@@ -61,7 +61,7 @@ pub struct BenchOptions {
     #[arg(long)]
     pub quick: bool,
     /// sieve: count the primes below this.
-    #[arg(long, default_value = "1e10", value_parser = |s: &str| worker::numbers::parse_count(s).map_err(|e| e.to_string()))]
+    #[arg(long, default_value = "1e10", value_parser = |s: &str| outlast_worker::numbers::parse_count(s).map_err(|e| e.to_string()))]
     pub limit: u64,
     /// sieve: worker processes, and threads for the in-process run.
     #[arg(long, default_value_t = 2)]

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use super::report::Row;
 use super::stats::median;
-use crate::Supervisor;
-use worker::jobs::sleep::Sleep;
+use outlast::Supervisor;
+use outlast_worker::jobs::sleep::Sleep;
 
 /// Seconds for Python's `Pool(n)` and a no-op task per worker, or `None`.
 fn python_pool_seconds(n: usize) -> Option<f64> {

@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use ipc::spsc::raw::RawChannel;
+use outlast_ipc::spsc::raw::RawChannel;
+use outlast_worker::heartbeat::WorkerState;
 use tests::attack::{segment_mappings, Victim};
-use worker::heartbeat::WorkerState;
 
 const PRIMES: &str = "-w 2 --limit 2e9 --chunk 1e6";
 const PI_2E9: u64 = 98_222_287;
@@ -174,7 +174,7 @@ fn wild_heartbeat_values_are_forgeries() {
     // Busy with a task it does not hold.
     let (run, gone, pid) = attack(|victim| {
         let results = victim.results();
-        let busy = worker::heartbeat::pack(WorkerState::Busy, Some(1 << 40));
+        let busy = outlast_worker::heartbeat::pack(WorkerState::Busy, Some(1 << 40));
         results.aux()[1].store(busy, Ordering::Release);
     });
     assert!(gone);
@@ -236,8 +236,8 @@ fn a_worker_maps_no_segment_but_its_own() {
 fn a_flood_of_well_formed_records_with_the_head_rewound_is_taken_in_turns() {
     let (run, _, _) = attack(|victim| {
         let results = victim.results();
-        let ready = postcard::to_allocvec(&worker::protocol::FromWorker::Ready {
-            protocol: worker::protocol::PROTOCOL_VERSION,
+        let ready = postcard::to_allocvec(&outlast_worker::protocol::FromWorker::Ready {
+            protocol: outlast_worker::protocol::PROTOCOL_VERSION,
             pid: victim.pid,
         })
         .expect("encode");

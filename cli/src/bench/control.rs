@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::report::Row;
 use super::stats::median;
-use crate::control::{client, Command as ControlCommand};
+use outlast::control::{client, Command as ControlCommand};
 
 /// Starts this binary as a supervisor with `args`.
 fn start(args: &[String]) -> Result<std::process::Child, String> {
@@ -38,7 +38,7 @@ fn wall_of(child: std::process::Child) -> Result<f64, String> {
 
 /// Waits until the supervisor `pid` answers on its control socket.
 fn wait_for_socket(pid: u32) -> Result<std::path::PathBuf, String> {
-    let path = crate::control::default_path(pid);
+    let path = outlast::control::default_path(pid);
     let started = Instant::now();
     while client::send(&path, ControlCommand::Status).is_err() {
         if started.elapsed() > Duration::from_secs(30) {

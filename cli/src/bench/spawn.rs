@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use ipc::{Process, StartMethod};
+use outlast_ipc::{Process, StartMethod};
 
 use super::report::Row;
 use super::stats::{median, quantile};

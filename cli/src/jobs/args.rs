@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::numbers::parse_count;
+use outlast_worker::numbers::parse_count;
 
 /// `1e9`, `10^9`, `1_000_000_000`.
 pub fn count(text: &str) -> Result<u64, String> {

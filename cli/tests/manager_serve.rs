@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ipc::manager::{Dict, Manager, ManagerError, Queue};
-use ipc::net::{Address, AuthError};
+use outlast_ipc::manager::{Dict, Manager, ManagerError, Queue};
+use outlast_ipc::net::{Address, AuthError};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -97,7 +97,7 @@ impl Server {
     }
 
     fn rss_kb(&self) -> u64 {
-        ipc::os::procfs::resident_kb(self.child.id()).expect("the server's memory")
+        outlast_ipc::os::procfs::resident_kb(self.child.id()).expect("the server's memory")
     }
 }
 
@@ -111,7 +111,7 @@ impl Drop for Server {
 
 fn rand_tag() -> u64 {
     let mut b = [0u8; 8];
-    ipc::os::random::fill(&mut b).unwrap();
+    outlast_ipc::os::random::fill(&mut b).unwrap();
     u64::from_le_bytes(b) % 1_000_000
 }
 
@@ -173,7 +173,8 @@ fn a_wrong_key_is_refused_both_ways_and_logged() {
     }
     assert!(server.logged("the peer does not know the key"));
     // Server side: an honest listener with another key refuses us...
-    let other = ipc::net::Listener::bind(&"127.0.0.1:0".parse().unwrap(), b"other key").unwrap();
+    let other =
+        outlast_ipc::net::Listener::bind(&"127.0.0.1:0".parse().unwrap(), b"other key").unwrap();
     let other_address = other.address().clone();
     let answering = std::thread::spawn(move || {
         let _ = other.accept();
@@ -259,13 +260,13 @@ fn two_hundred_connections_at_once_leave_the_honest_client_served_in_bounded_mem
 
 #[test]
 fn a_client_that_never_reads_its_replies_stalls_nobody_and_is_dropped() {
-    use ipc::manager::{Kind, Op, Reply, Request};
+    use outlast_ipc::manager::{Kind, Op, Reply, Request};
     use std::os::fd::{AsRawFd, BorrowedFd};
     let server = Server::start(&[]);
     let honest = server.connect();
     // Authenticated, makes a list of 600 kB, then asks for it over and
     // over without reading a reply.
-    let mut rude = ipc::net::connect(&server.address, &server.key).unwrap();
+    let mut rude = outlast_ipc::net::connect(&server.address, &server.key).unwrap();
     rude.send(&Request::Create(Kind::List)).unwrap();
     let Reply::Created(id) = rude.recv::<Reply>().unwrap() else {
         panic!("no list made");
@@ -289,7 +290,7 @@ fn a_client_that_never_reads_its_replies_stalls_nobody_and_is_dropped() {
         }
     }
     // Another sends the first byte of a frame's header and stops.
-    let half = ipc::net::connect(&server.address, &server.key).unwrap();
+    let half = outlast_ipc::net::connect(&server.address, &server.key).unwrap();
     // SAFETY: the descriptor is `half`'s, open for as long as `half` lives.
     let fd = unsafe { BorrowedFd::borrow_raw(half.as_raw_fd()) };
     nix::unistd::write(fd, &[9]).unwrap();
@@ -309,7 +310,7 @@ fn an_idle_client_is_dropped_and_its_proxy_reconnects() {
     // The proxy's connection was closed meanwhile; the call still works.
     assert_eq!(d.get(&"a".into()).unwrap(), Some(1));
     // A lock holder is never dropped for being idle.
-    let lock = m.open::<ipc::manager::Lock>("held").unwrap();
+    let lock = m.open::<outlast_ipc::manager::Lock>("held").unwrap();
     lock.acquire().unwrap();
     let before = server.log.lock().unwrap().len();
     std::thread::sleep(Duration::from_millis(2500));
@@ -370,9 +371,9 @@ fn a_bad_key_file_is_a_clear_error() {
 
 #[test]
 fn a_local_client_that_corrupts_its_lane_is_dropped_alone() {
-    use ipc::manager::{Reply, Request};
-    use ipc::shm::SharedMemory;
-    use ipc::spsc::raw::RawChannel;
+    use outlast_ipc::manager::{Reply, Request};
+    use outlast_ipc::shm::SharedMemory;
+    use outlast_ipc::spsc::raw::RawChannel;
     use std::os::fd::AsRawFd;
     let socket = std::env::temp_dir().join(format!("manager-lane-{}.sock", rand_tag()));
     let listen = format!("unix:{}", socket.display());
@@ -381,7 +382,7 @@ fn a_local_client_that_corrupts_its_lane_is_dropped_alone() {
     honest_round_trips(&honest, 13);
     for seed in 1..=3u64 {
         // A client that takes a lane, then scribbles over its rings.
-        let mut rogue = ipc::net::connect(&server.address, &server.key).unwrap();
+        let mut rogue = outlast_ipc::net::connect(&server.address, &server.key).unwrap();
         rogue.send(&Request::OpenLane).unwrap();
         let (bytes, fds) = rogue.recv_bytes_with_fds(PATIENCE).unwrap();
         assert!(matches!(

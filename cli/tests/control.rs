@@ -173,7 +173,7 @@ fn garbage_a_huge_length_and_silence_are_refused() {
         .expect("start");
     let pid = child.id();
     wait_for_fleet(pid, 2);
-    let path = supervisor::control::default_path(pid);
+    let path = outlast::control::default_path(pid);
     // Bytes that are not JSON: an error reply.
     let garbage = b"\x05\x00\x00\x00hello";
     let reply = raw(&path, garbage).expect("a reply");
@@ -261,7 +261,7 @@ fn no_socket_outlives_a_run_and_a_stale_one_is_replaced() {
     let pid = child.id();
     let run = finish(child);
     assert_eq!(run.code, 0);
-    assert!(!supervisor::control::default_path(pid).exists());
+    assert!(!outlast::control::default_path(pid).exists());
     // A TERM drain.
     let child = supervisor("-w 1 --job sleep --tasks 100000 --task-ms 1")
         .spawn()
@@ -271,7 +271,7 @@ fn no_socket_outlives_a_run_and_a_stale_one_is_replaced() {
     signal(pid, libc::SIGTERM);
     let run = finish(child);
     assert_eq!(run.code, 130);
-    assert!(!supervisor::control::default_path(pid).exists());
+    assert!(!outlast::control::default_path(pid).exists());
     // SIGKILL leaves the file; the next run at that path replaces it.
     let dir = std::env::temp_dir().join(format!("control-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -338,9 +338,9 @@ fn a_subscription_streams_snapshots_until_the_run_ends() {
         .expect("start");
     let pid = child.id();
     wait_for_fleet(pid, 2);
-    let path = supervisor::control::default_path(pid);
-    let stream = supervisor::control::client::subscribe(&path, Duration::from_millis(100))
-        .expect("subscribe");
+    let path = outlast::control::default_path(pid);
+    let stream =
+        outlast::control::client::subscribe(&path, Duration::from_millis(100)).expect("subscribe");
     let mut elapsed = Vec::new();
     let mut ended_with_error = false;
     for reply in stream {

@@ -11,8 +11,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc::shm::SharedMemory;
-use ipc::Process;
+use outlast_ipc::shm::SharedMemory;
+use outlast_ipc::Process;
 
 const DATA: u64 = 1 << 20;
 const RECORD: u64 = 72;

@@ -9,7 +9,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
-use supervisor::broker::local_server::RedisServer;
+use outlast::broker::local_server::RedisServer;
 
 /// pi(1e10).
 const PI_1E10: u64 = 455_052_511;

@@ -17,8 +17,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Row, Sparkline, Table, TableState};
 use ratatui::{DefaultTerminal, Frame};
 
-use crate::control::client;
-use crate::control::{Command, Reply, Status, WorkerRef};
+use outlast::control::client;
+use outlast::control::{Command, Reply, Status, WorkerRef};
 
 /// How often the view asks for a status.
 const REFRESH: Duration = Duration::from_millis(250);

@@ -6,10 +6,10 @@
 
 use super::report::Row;
 use super::stats::median;
-use crate::report::Outcome;
-use crate::Supervisor;
-use worker::jobs::echo::Echo;
-use worker::jobs::sleep::Sleep;
+use outlast::report::Outcome;
+use outlast::Supervisor;
+use outlast_worker::jobs::echo::Echo;
+use outlast_worker::jobs::sleep::Sleep;
 
 pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     let tasks = if quick { 20_000 } else { 2_000_000 };

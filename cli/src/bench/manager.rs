@@ -1,4 +1,4 @@
-//! `supervisor bench manager`: `ipc::manager` dict round trips from local
+//! `supervisor bench manager`: `outlast_ipc::manager` dict round trips from local
 //! clients (their shared-memory lanes, the Unix socket beside them):
 //! `set` + `get` from one client and from four client processes at once
 //! (on one dict each), and batches of 64 operations per round trip; then
@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
-use ipc::manager::{Dict, Manager};
-use ipc::Process;
+use outlast_ipc::manager::{Dict, Manager};
+use outlast_ipc::Process;
 
 use super::report::Row;
 use super::stats::median;
@@ -46,10 +46,10 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     let n: u64 = if quick { 2_000 } else { 20_000 };
     let manager = Manager::start().map_err(|e| e.to_string())?;
     let mut key = [0u8; 16];
-    ipc::os::random::fill(&mut key).map_err(|e| e.to_string())?;
+    outlast_ipc::os::random::fill(&mut key).map_err(|e| e.to_string())?;
     let loopback = "127.0.0.1:0"
         .parse()
-        .map_err(|e: ipc::net::BadAddress| e.to_string())?;
+        .map_err(|e: outlast_ipc::net::BadAddress| e.to_string())?;
     let tcp = Manager::serve(&loopback, &key).map_err(|e| e.to_string())?;
     let mut tcp_one = Vec::new();
     let mut tcp_batched = Vec::new();

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipc::manager::ServeOptions;
-use ipc::net::Address;
+use outlast_ipc::manager::ServeOptions;
+use outlast_ipc::net::Address;
 
 /// What `supervisor manager` can do.
 #[derive(Debug, clap::Subcommand)]
@@ -45,7 +45,7 @@ pub struct ServeArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
-    Address(#[from] ipc::net::BadAddress),
+    Address(#[from] outlast_ipc::net::BadAddress),
     #[error("cannot read the key from {path}: {source}")]
     KeyFile {
         path: PathBuf,
@@ -56,7 +56,7 @@ pub enum ServeError {
     #[error("the key file {0} can be read by others than its owner (chmod 600 it)")]
     KeyReadable(PathBuf),
     #[error("cannot listen: {0}")]
-    Listen(#[from] ipc::net::NetError),
+    Listen(#[from] outlast_ipc::net::NetError),
 }
 
 /// Reads a key file: its bytes without a trailing newline, refused when
@@ -95,6 +95,6 @@ pub fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         log: !args.quiet,
         ..ServeOptions::default()
     };
-    ipc::manager::serve_forever(&address, &key, options)?;
+    outlast_ipc::manager::serve_forever(&address, &key, options)?;
     Ok(())
 }

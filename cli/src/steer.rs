@@ -5,8 +5,8 @@
 
 use std::fmt::Write as _;
 
-use crate::control::client::{self, ClientError};
-use crate::control::{Command, Reply, Status, WorkerRef};
+use outlast::control::client::{self, ClientError};
+use outlast::control::{Command, Reply, Status, WorkerRef};
 
 /// What every steering command takes.
 #[derive(Debug, clap::Args)]
@@ -163,7 +163,8 @@ fn steer(command: SteerCommand) -> Result<String, String> {
 /// `[PID] N` as given: the pid if there are two.
 /// A broker job's consumers and progress.
 fn broker_status(url: &str, job: &str, json: bool) -> Result<String, String> {
-    let (consumers, settled, total) = crate::broker::status(url, job).map_err(|e| e.to_string())?;
+    let (consumers, settled, total) =
+        outlast::broker::status(url, job).map_err(|e| e.to_string())?;
     if json {
         let value = serde_json::json!({
             "job_id": job,

@@ -11,21 +11,21 @@ use std::time::{Duration, Instant};
 
 use super::report::Row;
 use super::stats::median;
-use crate::broker::local_server::RedisServer;
-use crate::broker::{self, BrokerOptions};
-use crate::options::RunOptions;
-use crate::report::Outcome;
-use crate::Supervisor;
-use worker::jobs::primes::Primes;
-use worker::jobs::sleep::Sleep;
-use worker::work::AnyJob;
+use outlast::broker::local_server::RedisServer;
+use outlast::broker::{self, BrokerOptions};
+use outlast::report::Outcome;
+use outlast::RunOptions;
+use outlast::Supervisor;
+use outlast_worker::jobs::primes::Primes;
+use outlast_worker::jobs::sleep::Sleep;
+use outlast_worker::work::AnyJob;
 
 fn options(workers: u32) -> RunOptions {
     RunOptions {
         workers: Some(workers),
         quiet: true,
         handle_signals: false,
-        control: crate::control::ControlAt::Off,
+        control: outlast::control::ControlAt::Off,
         ..RunOptions::default()
     }
 }
@@ -172,7 +172,7 @@ fn share_three(url: &str, limit: &str) -> Result<Row, String> {
         url,
         &id,
         Duration::from_secs(600),
-        &worker::jobs::work_from_spec,
+        &outlast_worker::jobs::work_from_spec,
     )
     .map_err(|e| e.to_string())?;
     let counts: Vec<String> = report

@@ -1,4 +1,4 @@
-//! `supervisor bench queue`: `ipc::queue::Queue` between processes. One
+//! `supervisor bench queue`: `outlast_ipc::queue::Queue` between processes. One
 //! producer process and the measuring consumer at 64 B, 4 KiB and 1 MiB,
 //! one message per call and in batches; two producers and two consumers at
 //! 64 B; the blocking ping-pong round trip (p50, p99); and, beside the 64 B
@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ipc::queue::Queue;
-use ipc::Process;
+use outlast_ipc::queue::Queue;
+use outlast_ipc::Process;
 
 use super::report::Row;
 use super::stats::median;
@@ -82,7 +82,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     });
     for (mode, spin) in [
         ("blocking (no spin)", Duration::ZERO),
-        ("default (20 us spin)", ipc::queue::DEFAULT_SPIN),
+        ("default (20 us spin)", outlast_ipc::queue::DEFAULT_SPIN),
         ("spin-then-park (1 ms)", Duration::from_millis(1)),
     ] {
         // Enough rounds, even in --quick, that the first ones (page faults,
