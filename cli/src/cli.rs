@@ -112,6 +112,9 @@ where
     if let Some(entry) = entry {
         command = (entry.augment)(command);
     }
+    // A job's options bring their own doc as `about`: say what the program
+    // is instead, and which jobs there are.
+    let command = &mut with_about(command);
     let matches = command.clone().try_get_matches_from(&argv)?;
     let cli = Cli::from_arg_matches(&matches)?;
     match cli.command {
@@ -144,7 +147,7 @@ where
                     ),
                 ));
             };
-            let job = build(entry, &matches, &mut command)?;
+            let job = build(entry, &matches, command)?;
             Ok(Invocation::Run {
                 config: Box::new(cli.run),
                 job,
@@ -165,6 +168,27 @@ fn build(
             format!("--job {}: {why}", entry.name),
         )
     })
+}
+
+/// The program's own description, then the built-in jobs.
+fn with_about(command: clap::Command) -> clap::Command {
+    let jobs: String = jobs::JOBS
+        .iter()
+        .map(|job| format!("\n  {:8} {}", job.name, job.about))
+        .collect();
+    let about = format!(
+        "supervisor: keeps N worker processes alive for a job, replaces the ones that die, \
+         and finishes with the exact answer (nothing lost, nothing counted twice).\n\n\
+         Jobs (--job NAME; `--job NAME --help` shows its options):{jobs}"
+    );
+    let long_about = format!(
+        "{about}\n\n\
+         Signals: TERM or INT drain (a second INT or a QUIT stops at once), HUP replaces \
+         every worker one by one, TTIN / TTOU add / remove a worker.\n\n\
+         Exit codes: 0 success, 1 could not run, 2 usage error, 3 finished with dead \
+         letters, 4 restart limit reached, 130 interrupted."
+    );
+    command.about(about).long_about(long_about)
 }
 
 /// The job the arguments name: `--job NAME` (or `-j`), `exec` when

@@ -15,6 +15,29 @@ fn help_names_the_commands() {
     assert!(text.contains("bench"), "{text}");
 }
 
+/// `--help` (and `-h`, and a job's own `--help`) opens with what the
+/// program is, then lists every built-in job; never with a job's options'
+/// own doc, which clap would take as the command's description.
+#[test]
+fn help_says_first_what_the_program_is_and_lists_the_jobs() {
+    for args in [&["--help"][..], &["-h"], &["--job", "sleep", "--help"]] {
+        let out = supervisor().args(args).output().expect("run supervisor");
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with("supervisor: keeps N worker processes alive for a job"),
+            "{args:?}: {text}"
+        );
+        let jobs = text.split("Usage:").next().unwrap_or_default();
+        for job in ["primes", "sleep", "echo", "fault", "exec"] {
+            assert!(
+                jobs.contains(&format!("\n  {job} ")),
+                "{args:?}: {job} in {jobs}"
+            );
+        }
+    }
+}
+
 fn bench_json(what: &str) -> Vec<serde_json::Value> {
     let out = supervisor()
         .args(["bench", what, "--quick", "--runs", "1", "--json"])
@@ -138,7 +161,7 @@ fn bench_queue_measures_sizes_batches_and_ping_pong() {
 
 #[test]
 fn the_ipc_channel_peer_example_measures_three_sizes() {
-    // Built by `cargo test -p supervisor` or `cargo test --workspace` (with the examples).
+    // Built by `cargo test --workspace`, which builds the `outlast` examples too.
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_supervisor"))
         .parent()
         .map(|dir| dir.join("examples").join("ipc_channel_peer"))

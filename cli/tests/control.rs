@@ -313,10 +313,16 @@ fn workers_name_themselves_after_their_slot_and_job_in_fork_and_spawn() {
         let s = wait_for_fleet(pid, 2);
         for w in s["workers"].as_array().unwrap() {
             let worker = w["pid"].as_u64().unwrap();
+            // A worker is listed once it exists; it names itself (comm,
+            // then the title over its command line) a moment later, after
+            // its exec when spawned. Wait for the title, the last of the two.
+            let title = common::wait_until("the worker to set its title", || {
+                let cmdline = std::fs::read(format!("/proc/{worker}/cmdline")).ok()?;
+                let text = String::from_utf8_lossy(&cmdline).into_owned();
+                text.starts_with("supervisor: ").then_some(text)
+            });
             let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
             assert_eq!(comm.trim(), format!("w{} sleep", w["slot"]), "{method}");
-            let title = std::fs::read(format!("/proc/{worker}/cmdline")).unwrap();
-            let title = String::from_utf8_lossy(&title);
             assert!(
                 title.starts_with(&format!("supervisor: worker {} (sleep)", w["slot"])),
                 "{method}: {title:?}"

@@ -23,6 +23,8 @@ const PI_2E9: u64 = 98_222_287;
 fn attack(harm: impl FnOnce(&Victim)) -> (Run, bool, u32) {
     let child = supervisor(PRIMES).spawn().expect("start the supervisor");
     let victim_pid = wait_for_workers(child.id(), 2, &[])[0];
+    // A worker exists before it maps its rings: wait for them, not a guess.
+    wait_for_rings(victim_pid);
     // Let it take tasks first, so there is something to re-queue.
     std::thread::sleep(Duration::from_millis(30));
     let victim = Victim::stop(victim_pid);
@@ -31,6 +33,13 @@ fn attack(harm: impl FnOnce(&Victim)) -> (Run, bool, u32) {
     let gone = victim.release(Duration::from_secs(2));
     let run = finish(child);
     (run, gone, victim_pid)
+}
+
+/// Waits until `worker` maps its two rings.
+fn wait_for_rings(worker: u32) {
+    wait_until("the worker to map its two rings", || {
+        (segment_mappings(worker).len() >= 2).then_some(())
+    });
 }
 
 fn assert_exact(run: &Run) {
@@ -201,7 +210,10 @@ fn a_worker_maps_no_segment_but_its_own() {
         .expect("start");
     let supervisor_pid = child.id();
     let workers = wait_for_workers(supervisor_pid, 3, &[]);
-    std::thread::sleep(Duration::from_millis(30));
+    wait_for_rings(workers[0]);
+    wait_until("the supervisor to map its three workers' rings", || {
+        (segment_mappings(supervisor_pid).len() >= 6).then_some(())
+    });
     let victim = Victim::stop(workers[0]);
     let own = segment_mappings(victim.pid);
     assert_eq!(own.len(), 2, "its two rings and nothing else: {own:?}");

@@ -3,7 +3,7 @@
 //! whole array (phase 2), which is only right if every quarter is done.
 //!
 //! ```text
-//! cargo run -p ipc --example barrier_phases [-- spawn]
+//! cargo run -p outlast-ipc --example barrier_phases [-- spawn]
 //! ```
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! The buffer is a `RawArray` ring guarded by the condition's lock.
 //!
 //! ```text
-//! cargo run -p ipc --example bounded_buffer [-- spawn]
+//! cargo run -p outlast-ipc --example bounded_buffer [-- spawn]
 //! ```
 
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! and tells who it is.
 //!
 //! ```text
-//! cargo run -p ipc --example hello            # fork
-//! cargo run -p ipc --example hello -- spawn   # spawn
+//! cargo run -p outlast-ipc --example hello            # fork
+//! cargo run -p outlast-ipc --example hello -- spawn   # spawn
 //! ```
 
 use outlast_ipc::{Process, StartMethod};

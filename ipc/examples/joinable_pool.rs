@@ -2,7 +2,7 @@
 //! main process waits with `join()` until all are, as in Python's docs.
 //!
 //! ```text
-//! cargo run -p ipc --example joinable_pool [-- spawn]
+//! cargo run -p outlast-ipc --example joinable_pool [-- spawn]
 //! ```
 
 use std::time::Duration;

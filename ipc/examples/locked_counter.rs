@@ -2,7 +2,7 @@
 //! its lock: exactly 1,000,000, never a lost update.
 //!
 //! ```text
-//! cargo run --release -p ipc --example locked_counter [-- spawn]
+//! cargo run --release -p outlast-ipc --example locked_counter [-- spawn]
 //! ```
 
 use outlast_ipc::value::Value;

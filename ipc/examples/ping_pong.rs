@@ -2,7 +2,7 @@
 //! it back plus one, a thousand times; then the parent reports the round trip.
 //!
 //! ```text
-//! cargo run -p ipc --example ping_pong [-- spawn]
+//! cargo run -p outlast-ipc --example ping_pong [-- spawn]
 //! ```
 
 use std::time::{Duration, Instant};

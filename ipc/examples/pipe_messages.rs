@@ -2,7 +2,7 @@
 //! sender sends four words and an end marker; the receiver prints what it gets.
 //!
 //! ```text
-//! cargo run -p ipc --example pipe_messages [-- spawn]
+//! cargo run -p outlast-ipc --example pipe_messages [-- spawn]
 //! ```
 
 use outlast_ipc::{Connection, Pipe, Process, StartMethod};

@@ -2,7 +2,7 @@
 //! docs: the producer puts "Item-0" to "Item-4", then `None`.
 //!
 //! ```text
-//! cargo run -p ipc --example queue_items [-- spawn]
+//! cargo run -p outlast-ipc --example queue_items [-- spawn]
 //! ```
 
 use outlast_ipc::queue::Queue;

@@ -3,7 +3,7 @@
 //! collects every result.
 //!
 //! ```text
-//! cargo run -p ipc --example task_distributor [-- spawn]
+//! cargo run -p outlast-ipc --example task_distributor [-- spawn]
 //! ```
 
 use serde::{Deserialize, Serialize};

@@ -2,7 +2,7 @@
 //! shared `Array`, under their locks (Python's Value/Array example).
 //!
 //! ```text
-//! cargo run -p ipc --example value_array [-- spawn]
+//! cargo run -p outlast-ipc --example value_array [-- spawn]
 //! ```
 
 use outlast_ipc::value::{Array, Value};

@@ -2,7 +2,7 @@
 //! every element of a shared `Array`.
 //!
 //! ```text
-//! cargo run -p ipc --example value_pi [-- spawn]
+//! cargo run -p outlast-ipc --example value_pi [-- spawn]
 //! ```
 
 use outlast_ipc::value::{Array, Value};

@@ -65,7 +65,7 @@
 //! |---|---|
 //! | `progress` | a progress bar on a terminal while a run goes (indicatif) |
 //! | `metrics` | [`RunOptions::metrics`]: a Prometheus endpoint served by the run loop |
-//! | `broker` | `broker`: one job shared by many supervisors through Redis Streams |
+//! | `broker` | `broker`: one job shared by many supervisors through Redis Streams (Rust 1.88, for redis) |
 //!
 //! The `supervisor` command (crate `outlast-cli`) is this library with every
 //! feature on.

@@ -94,6 +94,19 @@ fn wait_for(list: impl Fn() -> Vec<u32>, n: usize, not: &[u32]) -> Vec<u32> {
     }
 }
 
+/// Polls `probe` until it gives a value, for at most [`HANG`]; a fresh
+/// process does what a test reads in `/proc` some time after it exists.
+pub fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(started.elapsed() < HANG, "{what}: still not after {HANG:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 pub fn signal(pid: u32, signal: i32) {
     // SAFETY: sending a signal to a process this test started.
     let rc = unsafe { libc::kill(pid as i32, signal) };

@@ -67,8 +67,12 @@ fn prefetch_for_write(p: *const u8) {
     {
         static HAS_PREFETCHW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let has = *HAS_PREFETCHW.get_or_init(|| {
-            // CPUID leaf 0x8000_0001 exists on every x86-64 CPU.
-            let ecx = std::arch::x86_64::__cpuid(0x8000_0001).ecx;
+            // `__cpuid` is a safe function from Rust 1.87 and an unsafe
+            // one before: the block keeps 1.85 (our rust-version) building.
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID leaf 0x8000_0001 exists on every x86-64 CPU;
+            // the instruction reads no memory.
+            let ecx = unsafe { std::arch::x86_64::__cpuid(0x8000_0001) }.ecx;
             ecx & (1 << 8) != 0 // 3DNowPrefetch: PREFETCH / PREFETCHW
         });
         if has {
