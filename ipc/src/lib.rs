@@ -1,4 +1,9 @@
-//! # ipc: Python's `multiprocessing`, in Rust, for real OS processes
+//! # outlast-ipc: Python's `multiprocessing`, in Rust, for real OS processes
+//!
+//! Part of [outlast](https://docs.rs/outlast): this crate has the processes
+//! and the ways they talk; `outlast` has `Pool` and the supervisor on top
+//! (and re-exports this crate as `outlast::ipc`). Start with [`Process`]
+//! and [`Pipe`] below, then the table: each Python name and its Rust one.
 //!
 //! Start processes with `fork`, `spawn` or `forkserver`, talk to them over pipes and
 //! queues, share memory, values and locks with them, and get their results or a precise
@@ -26,7 +31,7 @@
 //!
 //! ## From Python
 //!
-//! | Python `multiprocessing` | `ipc` |
+//! | Python `multiprocessing` | `outlast_ipc` |
 //! |---|---|
 //! | `if __name__ == '__main__':` guard | `outlast_ipc::init();` as the first line of `main` |
 //! | `Process(target=f, args=(x,), name="bob")` | `Process::new(f, x).named("bob")` (`f` is a plain `fn(A) -> R`) |

@@ -1,16 +1,24 @@
-//! # worker: what runs inside a supervised worker process
+//! # outlast-worker: what runs inside a supervised worker process
+//!
+//! Part of [outlast](https://docs.rs/outlast), which re-exports what a user
+//! needs from here ([`Job`](job::Job), [`TaskContext`](job::TaskContext),
+//! [`BadOutput`](job::BadOutput), [`JobOutcome`](job::JobOutcome)): start
+//! with the [`job`] module if you write a job, or with `outlast` itself.
+//! The modules marked *internal* below are shared by the supervisor and
+//! its workers; they are public because the two are separate crates, and
+//! hidden from these docs because they are no promise.
 //!
 //! * [`job`]: the [`Job`](job::Job) trait, typed: split into tasks, run one
 //!   task, combine results;
-//! * [`runner`], [`work`], [`launch`]: a job with its types erased, for the
-//!   worker ([`Runner`](runner::Runner), bytes in and out), for the
-//!   supervisor ([`Work`](work::Work)) and for starting workers;
+//! * [`work`]: a job with its types erased, for the supervisor
+//!   ([`AnyJob`](work::AnyJob)); *internal*: `runner` (the same for the
+//!   worker, bytes in and out) and `launch` (starting workers);
 //! * [`jobs`]: the built-in jobs `primes`, `sleep`, `echo`, `fault`, `exec`
 //!   and their registry;
-//! * [`runtime`]: the worker loop ([`worker_main`](runtime::worker_main));
-//! * [`protocol`]: the messages between supervisor and worker, which travel
-//!   over a [`link`] (two shared-memory rings and a doorbell);
-//! * [`heartbeat`]: heartbeat slots in shared memory;
+//! * *internal*: `runtime` (the worker loop), `protocol` (the messages
+//!   between supervisor and worker, which travel over a `link`: two
+//!   shared-memory rings and a doorbell), `heartbeat` (the slots in shared
+//!   memory);
 //! * [`sieve`]: the segmented prime sieve; [`numbers`]: `1e9` in, `1,000` out.
 //!
 //! A job computed without any process, to show the trait:
@@ -29,14 +37,20 @@
 //! assert_eq!(job.outcome(true).verified, Some(true));
 //! ```
 
+#[doc(hidden)]
 pub mod heartbeat;
 pub mod job;
 pub mod jobs;
+#[doc(hidden)]
 pub mod launch;
+#[doc(hidden)]
 pub mod link;
 pub mod numbers;
+#[doc(hidden)]
 pub mod protocol;
+#[doc(hidden)]
 pub mod runner;
+#[doc(hidden)]
 pub mod runtime;
 pub mod sieve;
 pub mod work;

@@ -12,7 +12,7 @@
 
 pub mod client;
 mod protocol;
-pub mod server;
+pub(crate) mod server;
 
 pub use protocol::{Command, IpcStatus, Reply, Status, TaskStatus, WorkerRef, WorkerStatus};
 

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::protocol::{Command, Reply, Request};
@@ -88,10 +88,6 @@ impl ControlServer {
             // SAFETY: getuid cannot fail and touches no memory.
             uid: unsafe { libc::getuid() },
         }))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Whether a client is connected (it is then served every turn).
