@@ -83,15 +83,10 @@ pub fn wait_for_forkserver_workers(pid: u32, n: usize, not: &[u32]) -> Vec<u32> 
 }
 
 fn wait_for(list: impl Fn() -> Vec<u32>, n: usize, not: &[u32]) -> Vec<u32> {
-    let started = Instant::now();
-    loop {
+    wait_until("workers to appear", || {
         let workers: Vec<u32> = list().into_iter().filter(|w| !not.contains(w)).collect();
-        if workers.len() >= n {
-            return workers;
-        }
-        assert!(started.elapsed() < HANG, "workers never appeared");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        (workers.len() >= n).then_some(workers)
+    })
 }
 
 /// Polls `probe` until it gives a value, for at most [`HANG`]; a fresh
