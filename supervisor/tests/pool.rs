@@ -322,6 +322,11 @@ fn dropping_a_pool_mid_flight_leaves_no_process() {
 /// The program interrupted by the SIGINT case: prints its workers' pids,
 /// then maps slow items until killed.
 fn pool_until_interrupted() -> ! {
+    // A program started by a shell's background job (`cmd &` without job
+    // control) inherits SIGINT ignored, and so does everything it execs:
+    // this case is about SIGINT's default action, so ask for it.
+    // SAFETY: signal() with SIG_DFL installs no handler and touches no memory.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     let pool = Pool::new(2).expect("pool");
     let pids: Vec<String> = pool.worker_pids().iter().map(u32::to_string).collect();
     println!("{}", pids.join(" "));
