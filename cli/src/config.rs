@@ -126,6 +126,8 @@ impl RunConfig {
         RunOptions {
             workers: self.workers,
             start_method: self.start_method.into(),
+            // The binary has no thread of its own: nothing to allow.
+            allow_threads: false,
             max_attempts: self.max_attempts,
             max_restarts: self.max_restarts,
             restart_window: self.restart_window,

@@ -19,7 +19,6 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! outlast_ipc::init(); // must be the first line of main (see below)
 //! let (mut ours, theirs) = Pipe::duplex()?;
 //! let mut child = Process::new(greeter, theirs);
 //! child.start()?;
@@ -33,7 +32,7 @@
 //!
 //! | Python `multiprocessing` | `outlast_ipc` |
 //! |---|---|
-//! | `if __name__ == '__main__':` guard | `outlast_ipc::init();` as the first line of `main` |
+//! | `if __name__ == '__main__':` guard | nothing: a child never runs `main` (it is taken over before it) |
 //! | `Process(target=f, args=(x,), name="bob")` | `Process::new(f, x).named("bob")` (`f` is a plain `fn(A) -> R`) |
 //! | `get_context("fork")` | `.start_method(StartMethod::Fork)` per process |
 //! | `set_start_method("forkserver")`, `get_start_method()`, `get_all_start_methods()` | [`set_start_method`], [`get_start_method`], [`get_all_start_methods`] |
@@ -74,16 +73,23 @@
 //!
 //! ## Start methods
 //!
-//! * **fork** (default): the child is a copy of the parent. Refused with
+//! * **forkserver** (the default, as in Python 3.14 on Linux): a small
+//!   single-threaded server, an exec of this binary started on first use
+//!   (or by [`forkserver::start`]), forks each child. Safe whatever threads
+//!   the program has; a start costs about what a fork does.
+//! * **fork**: the child is a copy of the parent. Refused with
 //!   [`StartError::ThreadsPresent`] when other threads exist, because a lock
 //!   held by one of them (the allocator's, stdout's) would stay held forever in
-//!   the child; use spawn then. The child keeps only stdio and the handles it
-//!   was given: a stray pipe end inherited by a sibling can never keep a reader
-//!   from seeing end of file.
-//! * **spawn**: the child is a new exec of the same binary. Its `main` must call
-//!   [`init`] first; in the child, `init` runs the entry and never returns. A
-//!   child whose `main` lacks it says so on stderr and exits with
-//!   [`EXIT_INIT_MISSING`] instead of spawning children recursively.
+//!   the child; `allow_threads(true)` takes that risk knowingly. The child
+//!   keeps only stdio and the handles it was given: a stray pipe end inherited
+//!   by a sibling can never keep a reader from seeing end of file.
+//! * **spawn**: the child is a new exec of the same binary, which runs only
+//!   the child's entry.
+//!
+//! A spawned child and the fork server take over before `main` (a
+//! constructor runs [`init`]), so a binary's `main` needs no line for them,
+//! a test binary included: a child never runs the test harness. Calling
+//! [`init`] first thing in `main` does no harm.
 //!
 //! ## Handles
 //!
@@ -137,13 +143,31 @@ pub use process::{
 };
 pub use wait::{wait, Readable, Waitable};
 
-/// Must be the first line of `main` in any program that starts processes.
+/// What makes a spawned child or the fork server take over: done before
+/// `main` by a constructor, so calling it is optional.
 ///
 /// In the parent it does nothing. In a child started with
 /// [`StartMethod::Spawn`] it runs the child's entry and exits, and in the
 /// fork server ([`StartMethod::ForkServer`]) it serves until its creator is
-/// gone: in both it never returns.
+/// gone: in both it never returns. The constructor does this before `main`
+/// (and before a test harness or an async runtime starts its threads), so
+/// a program needs no line of its own; calling `init()` first thing in
+/// `main` is harmless, and it is what to do on a platform where
+/// constructors do not run.
 pub fn init() {
     process::run_if_spawned();
     process::forkserver::run_if_server();
+}
+
+/// Runs [`init`] before `main`: a child of any binary that links this
+/// crate, a test binary included, runs only its entry, and the fork server
+/// starts with no thread but its own.
+///
+/// The work it may do there (decode a bootstrap, run a child's entry)
+/// uses the standard library before `main`; the child then runs without
+/// what Rust's `main` sets up (the main thread's name and its stack
+/// overflow message), and SIGPIPE is set ignored as that `main` would.
+#[ctor::ctor(unsafe)]
+fn take_over_before_main() {
+    init();
 }

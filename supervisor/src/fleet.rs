@@ -106,10 +106,11 @@ pub fn start_worker(
     slot: usize,
     launch: &dyn Launch,
     method: StartMethod,
+    allow_threads: bool,
     ring_bytes: usize,
 ) -> Result<Worker, StartWorkerError> {
     let (link, theirs) = link::pair(ring_bytes)?;
-    let process = launch.start(slot as u32 + 1, theirs, method)?;
+    let process = launch.start(slot as u32 + 1, theirs, method, allow_threads)?;
     let pid = process.pid().unwrap_or(0);
     Ok(Worker {
         id,

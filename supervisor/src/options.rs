@@ -11,8 +11,15 @@ use outlast_ipc::StartMethod;
 pub struct RunOptions {
     /// Worker processes to keep alive (`None`: the CPUs this process may use).
     pub workers: Option<u32>,
-    /// How workers start.
+    /// How workers start (default: [`outlast_ipc::get_start_method`],
+    /// forkserver unless the program chose another).
     pub start_method: StartMethod,
+    /// Let `fork` copy a process that has other threads (default: no, and
+    /// a run asked to fork then fails at once with
+    /// [`RunError::ThreadsPresent`](crate::run::RunError::ThreadsPresent)).
+    /// Only for a program whose other threads hold no lock at any fork:
+    /// a forked child that needs a lock one of them held waits forever.
+    pub allow_threads: bool,
     /// A task that failed this many times (its worker died or hung while
     /// running it, or it returned an error) is a dead letter.
     pub max_attempts: u32,
@@ -56,6 +63,7 @@ impl Default for RunOptions {
         RunOptions {
             workers: None,
             start_method: outlast_ipc::get_start_method(),
+            allow_threads: false,
             max_attempts: 3,
             max_restarts: 20,
             restart_window: Duration::from_secs(10),

@@ -61,6 +61,13 @@ impl Supervisor {
         self
     }
 
+    /// Lets the fork start method copy a process that has other threads
+    /// (see [`RunOptions::allow_threads`]).
+    pub fn allow_threads(mut self, allow: bool) -> Self {
+        self.options.allow_threads = allow;
+        self
+    }
+
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.options.max_attempts = n;
         self

@@ -100,7 +100,10 @@ fn start_killer(kills: u32, every_ms: u64) -> (Killer, Value<u32>) {
             every_ms,
             killed.try_clone().expect("counter"),
         ),
-    );
+    )
+    // A child of this process, beside the workers it hunts (under the
+    // default, forkserver, it would be the server's child).
+    .start_method(StartMethod::Fork);
     chaos.start().expect("killer");
     (chaos, killed)
 }

@@ -40,20 +40,27 @@ fn workspace() -> PathBuf {
 /// A crate named `users_program` in a fresh temp dir, locked to the
 /// workspace's versions (so no registry is asked for anything new).
 fn users_crate(features: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "outlast-users-crate-{}-{}",
-        std::process::id(),
-        features.replace([',', ' ', '"'], "")
-    ));
+    let name = format!(
+        "users_pool{}",
+        features.replace(|c: char| !c.is_alphanumeric(), "_")
+    );
+    users_program(&name, features, "", MAIN)
+}
+
+/// The same with more dependencies and a `main.rs` of its own. Each
+/// program has a name of its own: they share a target dir, and the tests
+/// run at once.
+fn users_program(name: &str, features: &str, more_dependencies: &str, main: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("outlast-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("src")).expect("make the crate's dir");
     let manifest = format!(
-        "[package]\nname = \"users_program\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-         [dependencies]\noutlast = {{ path = {:?}{features} }}\n\n[workspace]\n",
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\noutlast = {{ path = {:?}{features} }}\n{more_dependencies}\n[workspace]\n",
         workspace().join("supervisor"),
     );
     std::fs::write(dir.join("Cargo.toml"), manifest).expect("write Cargo.toml");
-    std::fs::write(dir.join("src/main.rs"), MAIN).expect("write main.rs");
+    std::fs::write(dir.join("src/main.rs"), main).expect("write main.rs");
     std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).expect("copy the lock");
     dir
 }
@@ -130,4 +137,61 @@ fn each_feature_brings_only_its_own_crate() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// A program that has threads before its pool, with no setup line and
+/// default options (the forkserver start method).
+const WITH_THREADS: &str = r#"use outlast::pool::Pool;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {
+    for _ in 0..2 {
+        std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(600)));
+    }
+    let pool = Pool::new(2).expect("a pool in a program with threads");
+    let squares = pool.map(square, 0..1_000u64).expect("map");
+    println!("sum of squares: {}", squares.iter().sum::<u64>());
+}
+"#;
+
+/// The same under tokio's multi-thread runtime, whose threads exist before
+/// the first line of `main`.
+const WITH_TOKIO: &str = r#"use outlast::pool::Pool;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[tokio::main]
+async fn main() {
+    let pool = Pool::new(2).expect("a pool under tokio");
+    let squares = pool.map(square, 0..1_000u64).expect("map");
+    println!("sum of squares: {}", squares.iter().sum::<u64>());
+}
+"#;
+
+fn run_program(dir: &Path) -> String {
+    let out = cargo(dir, &["run", "--quiet"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn programs_with_threads_use_a_pool_with_default_options() {
+    // sum of x^2 for x < 1,000.
+    let dir = users_program("users_threads", "", "", WITH_THREADS);
+    assert_eq!(run_program(&dir).trim(), "sum of squares: 332833500");
+    let _ = std::fs::remove_dir_all(&dir);
+    let tokio = "tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }\n";
+    let dir = users_program("users_tokio", "", tokio, WITH_TOKIO);
+    assert_eq!(run_program(&dir).trim(), "sum of squares: 332833500");
+    let _ = std::fs::remove_dir_all(&dir);
 }

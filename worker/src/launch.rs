@@ -51,12 +51,14 @@ where
 
 /// Starts workers for one job.
 pub trait Launch {
-    /// Starts worker number `worker` (1-based, for its name) on `link`.
+    /// Starts worker number `worker` (1-based, for its name) on `link`;
+    /// `allow_threads` lets `fork` copy a process that has threads.
     fn start(
         &self,
         worker: u32,
         link: WorkerLink,
         method: StartMethod,
+        allow_threads: bool,
     ) -> Result<Box<dyn WorkerProcess>, StartError>;
 }
 
@@ -77,6 +79,7 @@ impl<W: Runner> Launch for Launcher<W> {
         worker: u32,
         link: WorkerLink,
         method: StartMethod,
+        allow_threads: bool,
     ) -> Result<Box<dyn WorkerProcess>, StartError> {
         let args = WorkerArgs {
             worker,
@@ -85,7 +88,8 @@ impl<W: Runner> Launch for Launcher<W> {
         };
         let mut process = Process::new(worker_main::<W>, args)
             .named(format!("worker-{worker}"))
-            .start_method(method);
+            .start_method(method)
+            .allow_threads(allow_threads);
         process.start()?;
         Ok(Box::new(process))
     }

@@ -94,6 +94,9 @@ pub(crate) fn run_if_spawned() {
     let Some(fd) = child::descriptor_from_env(BOOTSTRAP_ENV, "a child of ipc") else {
         return;
     };
+    // Perhaps before Rust's main (see `take_over_before_main`): ignore
+    // SIGPIPE as that main would, so a write to a closed pipe is an error.
+    os::signals::ignore_default_sigpipe();
     // SAFETY: the parent left exactly this descriptor open for us, and nothing
     // else in this fresh process refers to it.
     let memfd = unsafe { std::fs::File::from_raw_fd(fd) };

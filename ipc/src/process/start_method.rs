@@ -17,13 +17,15 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub enum StartMethod {
     /// A copy of this process calls the entry directly: fastest, but refused
     /// while other threads exist.
-    #[default]
     Fork,
-    /// A fresh exec of this binary; `outlast_ipc::init()` in its `main` runs the entry.
+    /// A fresh exec of this binary, which runs only the entry (taken over
+    /// before `main`; see [`crate::init`]).
     Spawn,
-    /// A small single-threaded server, an exec of this binary started once,
-    /// forks each child: as safe as spawn in a threaded program, nearly as
-    /// fast as fork. See [`crate::forkserver`].
+    /// The default (as in Python 3.14 on Linux): a small single-threaded
+    /// server, an exec of this binary started once, forks each child: safe
+    /// in a program with threads (a test harness, an async runtime), nearly
+    /// as fast as fork. See [`crate::forkserver`].
+    #[default]
     ForkServer,
 }
 
@@ -107,11 +109,12 @@ pub fn force_start_method(method: StartMethod) {
 }
 
 /// The program's default start method, fixed from now on (Python's
-/// `get_start_method()`): the one set, else [`StartMethod::Fork`].
+/// `get_start_method()`): the one set, else [`StartMethod::ForkServer`],
+/// which works whether or not the program has threads.
 pub fn get_start_method() -> StartMethod {
     let _ = DEFAULT.compare_exchange(
         0,
-        StartMethod::Fork.code(),
+        StartMethod::ForkServer.code(),
         Ordering::AcqRel,
         Ordering::Acquire,
     );

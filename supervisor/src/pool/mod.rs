@@ -80,10 +80,19 @@ impl PoolBuilder {
         self
     }
 
-    /// How workers start (default: [`outlast_ipc::get_start_method`]; forkserver
-    /// for a program with threads).
+    /// How workers start (default: [`outlast_ipc::get_start_method`], which
+    /// is forkserver unless the program set another).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.options.start_method = method;
+        self
+    }
+
+    /// Lets the fork start method copy a process that has other threads,
+    /// such as a `#[test]` under the default test harness (see
+    /// [`RunOptions::allow_threads`]). Without it, asking for fork in a
+    /// process with threads fails at [`build`](Self::build).
+    pub fn allow_threads(mut self, allow: bool) -> Self {
+        self.options.allow_threads = allow;
         self
     }
 
@@ -187,7 +196,7 @@ impl Drop for Shared {
 }
 
 impl Pool {
-    /// `n` workers, started now, with the defaults (fork, 3 attempts, 30 s
+    /// `n` workers, started now, with the defaults (forkserver, 3 attempts, 30 s
     /// worker timeout, adaptive chunks).
     pub fn new(n: u32) -> Result<Pool, PoolError> {
         Pool::builder(n).build()

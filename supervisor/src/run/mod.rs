@@ -78,6 +78,13 @@ pub enum RunError {
     TooManyWorkers(#[from] crate::limits::TooManyWorkers),
     #[error("cannot set up the supervisor: {0}")]
     Setup(String),
+    /// `fork` was asked for in a process with other threads.
+    #[error(
+        "the fork start method was asked for, but this process has {threads} threads: a forked \
+         worker could wait forever on a lock one of them held; use the forkserver start method \
+         (the default) or spawn, or allow_threads(true) if no other thread can hold a lock at a fork"
+    )]
+    ThreadsPresent { threads: usize },
 }
 
 /// IPC totals.
@@ -167,6 +174,14 @@ impl Engine {
         let asked = u64::from(options.worker_count());
         if asked == 0 {
             return Err(RunError::NoWorkers);
+        }
+        // Every fork would be refused: say so once, now, rather than
+        // through a restart loop of workers that cannot start.
+        if options.start_method == StartMethod::Fork && !options.allow_threads {
+            let threads = outlast_ipc::os::procfs::thread_count().unwrap_or(1);
+            if threads > 1 {
+                return Err(RunError::ThreadsPresent { threads });
+            }
         }
         let AnyJob {
             mut work, launch, ..

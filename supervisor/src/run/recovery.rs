@@ -82,6 +82,7 @@ impl Engine {
             index,
             self.launch.as_ref(),
             self.method,
+            self.options.allow_threads,
             self.ring_bytes,
         ) {
             Ok(mut w) => {

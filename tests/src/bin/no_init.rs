@@ -1,7 +1,7 @@
-//! A program that forgets `outlast_ipc::init()` in `main` and starts a process with
-//! the spawn method (or the one named in `argv[1]`). Its child must refuse
-//! to recurse, exit with `outlast_ipc::EXIT_INIT_MISSING`, and the parent's `join`
-//! must say why; with forkserver, the server does the same and `start` says why.
+//! A program with no `outlast_ipc::init()` in `main` that starts a process
+//! with the spawn method (or the one named in `argv[1]`). Its child (or the
+//! fork server) is taken over before `main`, so `main` runs once, in the
+//! parent, and `join` gives the entry's value.
 
 use outlast_ipc::{Process, StartMethod};
 

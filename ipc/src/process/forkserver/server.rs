@@ -33,6 +33,9 @@ pub(crate) fn run_if_server() {
     let Some(fd) = child::descriptor_from_env(SERVER_ENV, "a fork server") else {
         return;
     };
+    // Perhaps before Rust's main (see `take_over_before_main`): ignore
+    // SIGPIPE as that main would, so a write to a closed pipe is an error.
+    os::signals::ignore_default_sigpipe();
     let _ = os::fd::set_cloexec(fd, true);
     // SAFETY: the creator left exactly this descriptor open for us, and
     // nothing else in this fresh process refers to it.
