@@ -15,16 +15,15 @@
 //!   `Queue`, shared memory, locks and the `Manager`, for when you want
 //!   the processes yourself.
 //!
-//! `ipc::init()` is the first line of `main` in a program that uses the
-//! spawn or forkserver start method: a child started from your binary runs
-//! its entry there and never returns to your `main`.
+//! No setup line is needed: the default start method (forkserver) works in
+//! a program with threads, under `#[tokio::main]` and inside `#[test]`,
+//! because a spawned child or the fork server is taken over before `main`.
 //!
 //! ```
 //! use outlast::pool::Pool;
 //!
 //! fn square(x: u64) -> u64 { x * x }
 //!
-//! outlast::ipc::init(); // first line of main
 //! let pool = Pool::new(2).unwrap();
 //! assert_eq!(pool.map(square, 1..=3u64).unwrap(), vec![1, 4, 9]);
 //! ```
@@ -51,7 +50,6 @@
 //!     fn outcome(&self, _complete: bool) -> JobOutcome { JobOutcome::value(self.sum) }
 //! }
 //!
-//! outlast::ipc::init(); // first line of main
 //! let report = Supervisor::new(Squares { n: 1000, sum: 0 }).workers(2).quiet(true).run().unwrap();
 //! assert_eq!(report.result, "332833500");
 //! ```

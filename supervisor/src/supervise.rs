@@ -4,7 +4,6 @@
 //! use outlast::Supervisor;
 //! use outlast_worker::jobs::primes::Primes;
 //!
-//! outlast_ipc::init(); // first line of main: workers may be spawned from this binary
 //! let report = Supervisor::new(Primes::new(1_000_000, None).unwrap())
 //!     .workers(2)
 //!     .max_attempts(3)

@@ -12,7 +12,6 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! outlast_ipc::init(); // first line of main: in a spawned worker, runs the worker
 //! let pool = outlast::pool::Pool::new(2)?;
 //! assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
 //! # Ok(())
