@@ -179,6 +179,12 @@ fn report_family(_: ()) -> (u32, u32, String) {
     )
 }
 
+/// [`report_family`] once the parent says go: alive until then.
+fn report_family_when_told(mut go: Connection) -> (u32, u32, String) {
+    let _ = go.recv::<()>();
+    report_family(())
+}
+
 fn the_child_is_the_servers_and_knows_its_creator() {
     let server = outlast_ipc::forkserver::start().expect("server");
     assert_eq!(
@@ -186,13 +192,17 @@ fn the_child_is_the_servers_and_knows_its_creator() {
         server,
         "one server"
     );
-    let mut p = Process::new(report_family, ())
+    // The child waits to be told, so it is certainly alive when listed
+    // (active_children drops the children that have ended, as Python's).
+    let (mut go, theirs) = Pipe::duplex().expect("pipe");
+    let mut p = Process::new(report_family_when_told, theirs)
         .named("fs-child")
         .start_method(FS);
     p.start().expect("start");
     let child = p.pid().expect("pid");
     let listed = outlast_ipc::active_children();
     assert!(listed.iter().any(|c| c.pid == child), "{listed:?}");
+    go.send(&()).expect("go");
     let (creator, os_parent, name) = p.join().expect("join");
     assert_eq!(
         creator,
