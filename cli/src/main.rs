@@ -25,7 +25,10 @@ use outlast::{broker, Supervisor};
 use outlast_worker::work::AnyJob;
 
 fn main() -> ExitCode {
-    outlast_ipc::init();
+    // This binary has no thread of its own: fork, the fastest start, is
+    // its default (the library's is forkserver); `--start-method` and the
+    // benches' own choices still pick per use.
+    let _ = outlast_ipc::set_start_method(outlast_ipc::StartMethod::Fork);
     let invocation = match cli::parse(std::env::args_os()) {
         Ok(invocation) => invocation,
         Err(e) => e.exit(),
