@@ -129,3 +129,36 @@ fn children_never_run_the_test_harness() {
     assert_eq!(stdout.matches("running 1 test").count(), 1, "{stdout}");
     assert!(stdout.contains("1 passed"), "{stdout}");
 }
+
+#[test]
+fn join_before_close_and_calls_after_close_are_their_own_errors() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = Pool::new(1).expect("pool");
+    assert!(matches!(pool.join(), Err(PoolError::StillRunning)));
+    pool.close();
+    assert!(matches!(pool.map(square, [1u64]), Err(PoolError::Closed)));
+    pool.join().expect("join after close");
+}
+
+fn abort_always(_: u64) -> u64 {
+    std::process::abort()
+}
+
+/// A function that kills every worker ends the pool with the restart limit,
+/// said in the library's words (no command-line flag in it).
+#[test]
+fn a_crash_loop_stops_the_pool_in_the_librarys_words() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Attempts far above the limit: no item is given up on before it trips.
+    let pool = Pool::builder(2)
+        .max_attempts(100)
+        .max_restarts(2, std::time::Duration::from_secs(600))
+        .build()
+        .expect("pool");
+    let err = pool
+        .map(abort_always, 0..10u64)
+        .expect_err("every item kills its worker");
+    let text = err.to_string();
+    assert!(text.contains("more than the restart limit of 2"), "{text}");
+    assert!(!text.contains("--"), "{text}");
+}

@@ -64,6 +64,9 @@ pub enum PoolError {
     /// `close` or `terminate` was called: no more submissions.
     #[error("the pool is closed")]
     Closed,
+    /// `join` before `close` or `terminate` (Python's "Pool is still running").
+    #[error("the pool is still running: join comes after close or terminate")]
+    StillRunning,
     #[error("timed out")]
     Timeout,
     /// The pool could not start.

@@ -86,6 +86,15 @@ impl PoolBuilder {
         self
     }
 
+    /// Stops the pool when more than `n` workers crash within `window`
+    /// (default: 20 within 10 s), so a function that kills every worker at
+    /// start ends in [`PoolError::Stopped`] instead of a crash loop.
+    pub fn max_restarts(mut self, n: u32, window: Duration) -> Self {
+        self.options.max_restarts = n;
+        self.options.restart_window = window;
+        self
+    }
+
     /// Lets the fork start method copy a process that has other threads,
     /// such as a `#[test]` under the default test harness (see
     /// [`RunOptions::allow_threads`]). Without it, asking for fork in a
@@ -254,6 +263,10 @@ impl Pool {
         call: Call,
         items: impl IntoIterator<Item = T>,
     ) -> Result<Vec<R>, PoolError> {
+        // The call itself is refused, as Python's "Pool not running".
+        if self.shared.closed.get() {
+            return Err(PoolError::Closed);
+        }
         let items = items.into_iter();
         let mut out = Vec::with_capacity(items.size_hint().0);
         let mut failed = None;
@@ -337,7 +350,7 @@ impl Pool {
     /// worker to exit.
     pub fn join(&self) -> Result<(), PoolError> {
         if !self.shared.closed.get() {
-            return Err(PoolError::Encode("join before close".into()));
+            return Err(PoolError::StillRunning);
         }
         let outcome = self.pump(None, |store| store.unsettled() == 0);
         let mut engine = self.shared.engine.borrow_mut();

@@ -144,7 +144,7 @@ impl Engine {
             Verdict::GiveUp { crashes, window } => {
                 self.slots[index] = Slot::Closed;
                 let reason = format!(
-                    "{crashes} worker crashes within {:.0} s (more than --max-restarts {}); last: {what_happened}",
+                    "{crashes} worker crashes within {:.0} s, more than the restart limit of {}; last: {what_happened}",
                     window.as_secs_f64(),
                     self.options.max_restarts
                 );
