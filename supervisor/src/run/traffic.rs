@@ -194,7 +194,8 @@ impl Engine {
             }
             let leases = self.ledger.take(w.id, n);
             if leases.is_empty() {
-                return;
+                // Nothing left to hand out; what failed above still settles.
+                break;
             }
             let mut batch = std::mem::take(&mut self.batch);
             batch.clear();
