@@ -74,6 +74,10 @@ pub struct RunConfig {
     /// once it has finished the tasks it holds.
     #[arg(long, value_name = "SIZE", value_parser = crate::jobs::args::bytes, help_heading = "Recovery")]
     pub max_worker_memory: Option<u64>,
+    /// The largest task input or output (`64M`, `2G`); one over it fails
+    /// alone, at once, without a retry.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = crate::jobs::args::bytes, help_heading = "Recovery")]
+    pub max_message_bytes: u64,
     /// Adds 0..=this many tasks to each worker's --max-tasks-per-child, so
     /// workers do not all recycle at once.
     #[arg(long, default_value = "0", value_parser = count, help_heading = "Recovery")]
@@ -146,6 +150,7 @@ impl RunConfig {
             },
             systemd_notify: true,
             metrics: self.metrics,
+            max_message_bytes: self.max_message_bytes,
         }
     }
 }

@@ -100,7 +100,8 @@ pub enum StartWorkerError {
     Start(#[from] outlast_ipc::StartError),
 }
 
-/// Starts a worker in `slot` through `launch`, with rings of `ring_bytes`.
+/// Starts a worker in `slot` through `launch`, with rings of `ring_bytes`
+/// and messages of at most `max_message` bytes.
 pub fn start_worker(
     id: WorkerId,
     slot: usize,
@@ -108,8 +109,9 @@ pub fn start_worker(
     method: StartMethod,
     allow_threads: bool,
     ring_bytes: usize,
+    max_message: u64,
 ) -> Result<Worker, StartWorkerError> {
-    let (link, theirs) = link::pair(ring_bytes)?;
+    let (link, theirs) = link::pair(ring_bytes, max_message)?;
     let process = launch.start(slot as u32 + 1, theirs, method, allow_threads)?;
     let pid = process.pid().unwrap_or(0);
     Ok(Worker {

@@ -53,6 +53,8 @@ pub enum Completion {
 pub struct Failure {
     pub cause: String,
     pub exit_code: Option<i32>,
+    /// An input or output over the cap (a final failure).
+    pub oversize: Option<outlast_worker::work::Oversize>,
 }
 
 /// What releasing a lost worker's tasks did.
@@ -297,6 +299,7 @@ mod tests {
 
     fn failure() -> Failure {
         Failure {
+            oversize: None,
             cause: "killed by SIGKILL".into(),
             exit_code: Some(-9),
         }

@@ -104,7 +104,7 @@ mod supervise;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-pub use options::RunOptions;
+pub use options::{RunOptions, DEFAULT_MAX_MESSAGE_BYTES};
 pub use outlast_ipc as ipc;
 pub use outlast_worker as worker;
 pub use outlast_worker::job::{BadOutput, Job, JobOutcome, TaskContext};

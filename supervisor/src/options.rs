@@ -56,7 +56,16 @@ pub struct RunOptions {
     /// Tell systemd (`NOTIFY_SOCKET`) when workers are up, the progress,
     /// and a drain (the binary's behaviour).
     pub systemd_notify: bool,
+    /// The largest task input or output, in bytes (default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`], 1 GiB). One over it fails alone, at
+    /// once and without a retry, with an error that names its size and
+    /// this cap. Anything larger than a worker's ring (about 1 MiB) travels
+    /// in a sealed memfd instead, checked against this cap on arrival.
+    pub max_message_bytes: u64,
 }
+
+/// The default cap on one task's input or output: 1 GiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1 << 30;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -78,6 +87,7 @@ impl Default for RunOptions {
             control: crate::control::ControlAt::Off,
             systemd_notify: false,
             metrics: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }

@@ -12,6 +12,11 @@
 //! own link, and a forked worker maps no other worker's: one worker's
 //! corrupted memory can break only its own link, and then it is killed.
 //!
+//! A message too large for its ring (a big task input or result) goes
+//! through the link's spill port instead: a sealed memfd handed over a
+//! socket, announced in the ring by a `Spilled { len }` record, and checked
+//! on arrival against the link's cap ([`outlast_ipc::spsc::spill`]).
+//!
 //! The doorbell is rung only when no ring is pending: the worker sets the
 //! bell word from 0 to 1 and writes one byte; the supervisor reads the
 //! bytes, clears the word, *then* drains the results, so a result published
@@ -22,6 +27,7 @@
 use std::time::Duration;
 
 use outlast_ipc::spsc::doorbell::{self, Listener, Ringer};
+use outlast_ipc::spsc::spill::{self, SpillError, SpillPort};
 use outlast_ipc::spsc::{self, Receiver, RecvValueError, Sender, SpscError, TrySendError};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +40,10 @@ pub struct SupervisorLink {
     pub tasks: Sender,
     pub results: Receiver,
     pub doorbell: Listener,
+    /// Where messages too large for a ring go, both ways.
+    pub spill: SpillPort,
+    /// The largest message either side may send, in bytes.
+    pub max_message: u64,
 }
 
 /// The worker's end of a link (a `Process` argument).
@@ -42,6 +52,13 @@ pub struct WorkerLink {
     pub tasks: Receiver,
     pub results: Sender,
     pub doorbell: Ringer,
+    pub spill: SpillPort,
+    /// The largest message the supervisor takes, in bytes: a task's output
+    /// above it is that task's error ([`crate::protocol::TaskOutput::TooLarge`]).
+    pub max_message: u64,
+    /// Where messages are encoded, kept from one to the next.
+    #[serde(skip)]
+    scratch: Vec<u8>,
 }
 
 /// Why a link could not be made.
@@ -62,31 +79,57 @@ pub enum LinkSendError {
     Stuck(Duration),
     #[error("the link broke: {0}")]
     Broken(String),
+    #[error("cannot hand over a large message: {0}")]
+    Spill(#[from] SpillError),
+}
+
+/// Why a worker could not take its supervisor's next message.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkRecvError {
+    #[error(transparent)]
+    Ring(#[from] RecvValueError),
+    #[error("cannot take a large message: {0}")]
+    Spill(#[from] SpillError),
+    #[error("a spilled message is itself a spill record")]
+    NestedSpill,
+    #[error("a spilled message does not decode: {0}")]
+    Decode(String),
 }
 
 /// The supervisor's end and the worker's end of a new link whose rings
-/// each have `ring_bytes` (rounded up to a power of two).
+/// each have `ring_bytes` (rounded up to a power of two), carrying
+/// messages of at most `max_message` bytes (larger than a ring's go
+/// through the spill port).
 ///
 /// Both ends are parked (not mapped here): hand the worker's to its
 /// process, and [`open`](SupervisorLink::open) the supervisor's when it is
 /// needed. A supervisor forking a thousand workers keeps its own ends
 /// parked until they have all started, since each mapping it holds makes
 /// every fork slower.
-pub fn pair(ring_bytes: usize) -> Result<(SupervisorLink, WorkerLink), LinkError> {
+pub fn pair(
+    ring_bytes: usize,
+    max_message: u64,
+) -> Result<(SupervisorLink, WorkerLink), LinkError> {
     let (task_tx, task_rx) = spsc::channel_parked(ring_bytes, 0, |_| {})?;
     let (result_tx, result_rx) = spsc::channel_parked(ring_bytes, heartbeat::WORDS, |aux| {
         Heartbeat::new(aux).reset()
     })?;
     let (theirs, ours) = doorbell::doorbell()?;
+    let (spill_ours, spill_theirs) = spill::ports()?;
     let supervisor = SupervisorLink {
         tasks: task_tx,
         results: result_rx,
         doorbell: ours,
+        spill: spill_ours,
+        max_message,
     };
     let worker = WorkerLink {
         tasks: task_rx,
         results: result_tx,
         doorbell: theirs,
+        spill: spill_theirs,
+        max_message,
+        scratch: Vec::new(),
     };
     Ok((supervisor, worker))
 }
@@ -116,16 +159,47 @@ impl WorkerLink {
     }
 
     /// Sends a message to the supervisor, waiting for room in slices of
-    /// `beat_every` and beating between them, for at most `patience`.
+    /// `beat_every` and beating between them, for at most `patience`. One
+    /// too large for the ring is spilled: handed over first, then announced.
     pub fn send(
         &mut self,
         message: &FromWorker,
         beat_every: Duration,
         patience: Duration,
     ) -> Result<(), LinkSendError> {
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        let bytes = postcard::to_extend(message, bytes)
+            .map_err(|e| LinkSendError::Broken(e.to_string()))?;
+        let sent = if bytes.len() <= self.results.max_message() {
+            self.send_bytes(&bytes, beat_every, patience)
+        } else {
+            self.spill
+                .send(&bytes)
+                .map_err(LinkSendError::from)
+                .and_then(|()| {
+                    let record = FromWorker::Spilled {
+                        len: bytes.len() as u64,
+                    };
+                    let record = postcard::to_allocvec(&record)
+                        .map_err(|e| LinkSendError::Broken(e.to_string()))?;
+                    self.send_bytes(&record, beat_every, patience)
+                })
+        };
+        self.scratch = bytes;
+        sent
+    }
+
+    /// Writes one record, waiting for room as [`send`](Self::send) does.
+    fn send_bytes(
+        &mut self,
+        bytes: &[u8],
+        beat_every: Duration,
+        patience: Duration,
+    ) -> Result<(), LinkSendError> {
         let started = std::time::Instant::now();
         loop {
-            match self.results.send_value_timeout(message, beat_every) {
+            match self.results.send_timeout(bytes, beat_every) {
                 Ok(()) => {
                     self.ring();
                     return Ok(());
@@ -163,7 +237,17 @@ impl WorkerLink {
     /// The next message from the supervisor, waiting at most `timeout`:
     /// `Ok(None)` if none came. Decoded in place: a worker trusts its
     /// supervisor (the other way round, records are copied out first).
-    pub fn receive(&mut self, timeout: Duration) -> Result<Option<ToWorker>, RecvValueError> {
-        self.tasks.recv_value_in_place_timeout(timeout)
+    pub fn receive(&mut self, timeout: Duration) -> Result<Option<ToWorker>, LinkRecvError> {
+        match self.tasks.recv_value_in_place_timeout(timeout)? {
+            Some(ToWorker::Spilled { len }) => {
+                let bytes = self.spill.take(len, u64::MAX)?;
+                match postcard::from_bytes::<ToWorker>(&bytes) {
+                    Ok(ToWorker::Spilled { .. }) => Err(LinkRecvError::NestedSpill),
+                    Ok(message) => Ok(Some(message)),
+                    Err(e) => Err(LinkRecvError::Decode(e.to_string())),
+                }
+            }
+            other => Ok(other),
+        }
     }
 }

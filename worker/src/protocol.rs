@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Sent in [`FromWorker::Ready`]; the supervisor refuses a worker speaking another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One unit of work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,9 @@ pub enum ToWorker {
     Tasks(Vec<Task>),
     /// Finish every task held, report, and exit with code 0.
     Stop,
+    /// The next message is on the link's spill port, `len` bytes long
+    /// (it was too large for the ring).
+    Spilled { len: u64 },
 }
 
 /// Writes a `ToWorker::Tasks` batch into a reused buffer, byte for byte
@@ -104,6 +107,12 @@ pub struct TaskResult {
 pub enum TaskOutput {
     Done(#[serde(with = "serde_bytes")] Vec<u8>),
     Failed(String),
+    /// The output had `len` bytes, over the link's cap of `max`: running
+    /// it again would end the same way, so the task is not retried.
+    TooLarge {
+        len: u64,
+        max: u64,
+    },
 }
 
 impl From<Result<Vec<u8>, String>> for TaskOutput {
@@ -115,14 +124,14 @@ impl From<Result<Vec<u8>, String>> for TaskOutput {
     }
 }
 
-impl From<TaskOutput> for Result<Vec<u8>, String> {
-    fn from(output: TaskOutput) -> Self {
-        match output {
-            TaskOutput::Done(bytes) => Ok(bytes),
-            TaskOutput::Failed(e) => Err(e),
-        }
-    }
+/// The most bytes a spilled message may have on a link whose cap is
+/// `max_message`: one task's input or output, and the framing around it.
+pub fn spilled_limit(max_message: u64) -> u64 {
+    max_message.saturating_add(SPILL_FRAMING)
 }
+
+/// Ids, lengths and tags around one input or output in a message.
+const SPILL_FRAMING: u64 = 256;
 
 /// Worker to supervisor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +140,8 @@ pub enum FromWorker {
     Ready { protocol: u32, pid: u32 },
     /// Results in the order the tasks ran.
     Results(Vec<TaskResult>),
+    /// The next message is on the link's spill port, `len` bytes long.
+    Spilled { len: u64 },
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::heartbeat::{monotonic_ns, WorkerState};
 use crate::job::TaskContext;
 use crate::link::{LinkSendError, WorkerLink};
-use crate::protocol::{FromWorker, Task, TaskResult, ToWorker, PROTOCOL_VERSION};
+use crate::protocol::{FromWorker, Task, TaskOutput, TaskResult, ToWorker, PROTOCOL_VERSION};
 use crate::runner::Runner;
 
 /// How often an idle worker beats (and a worker waiting for room to send).
@@ -153,6 +153,8 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
             match message {
                 ToWorker::Tasks(tasks) => held.extend(tasks),
                 ToWorker::Stop => stop_when_idle = true,
+                // (`receive` takes a spilled message itself.)
+                ToWorker::Spilled { .. } => std::process::exit(EXIT_CHANNEL),
             }
         }
         let Some(task) = held.pop_front() else {
@@ -166,6 +168,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
             continue;
         };
 
+        let task_id = task.id;
         link.heartbeat().beat(WorkerState::Busy, Some(task.id));
         let started = monotonic_ns();
         let mut ctx = TaskContext {
@@ -173,25 +176,27 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
             attempt: task.attempt,
             link: &mut link,
         };
-        let mut output = job.run_task(&task.input, &mut ctx);
+        let output = job.run_task(&task.input, &mut ctx);
+        drop(task);
         tasks_run += 1;
         link.heartbeat().add_done(1);
-        // A batch must fit the results ring: one output that cannot is
-        // that task's failure, not the link's.
+        // An output over the link's cap is that task's error, final: the
+        // supervisor would refuse it, and running it again changes nothing.
+        let output = match output {
+            Ok(bytes) if bytes.len() as u64 > link.max_message => TaskOutput::TooLarge {
+                len: bytes.len() as u64,
+                max: link.max_message,
+            },
+            other => TaskOutput::from(other),
+        };
+        let size = match &output {
+            TaskOutput::Done(bytes) => bytes.len() + RESULT_OVERHEAD,
+            _ => RESULT_OVERHEAD,
+        };
+        // Results gathered go in one ring record; one too large for the
+        // ring goes alone (spilled), so send those before it first.
         let max = link.results.max_message();
-        if let Ok(bytes) = &output {
-            if bytes.len() + RESULT_OVERHEAD > max {
-                output = Err(format!(
-                    "its output of {} bytes exceeds the link's largest message ({max} bytes)",
-                    bytes.len()
-                ));
-            }
-        }
-        let size = output
-            .as_ref()
-            .map_or(RESULT_OVERHEAD, |b| b.len() + RESULT_OVERHEAD);
         if pending_bytes + size > max && !results.is_empty() {
-            // This one would not fit behind the ones gathered: send those first.
             if report(&mut link, &mut results).is_err() {
                 return finish("supervisor gone", tasks_run);
             }
@@ -199,8 +204,8 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         }
         pending_bytes += size;
         results.push(TaskResult {
-            id: task.id,
-            output: output.into(),
+            id: task_id,
+            output,
         });
         // Idle before the result can reach the supervisor: once it has
         // counted the task, the slot never claims it again.

@@ -16,6 +16,16 @@ pub struct GaveUp {
     pub last_cause: String,
     /// Exit code of the last worker it killed, Python style (-11 for SIGSEGV).
     pub exit_code: Option<i32>,
+    /// Set when it was given up because its input or output is over the
+    /// link's cap (after one attempt: another would end the same way).
+    pub oversize: Option<Oversize>,
+}
+
+/// A message over the cap: its size and the cap, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Oversize {
+    pub len: u64,
+    pub max: u64,
 }
 
 /// The supervisor's side of a job.
@@ -105,14 +115,8 @@ impl<J: Job> Work for JobWork<J> {
 
 /// Appends the postcard bytes of `value` to `out`.
 pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-    let taken = std::mem::take(out);
-    match postcard::to_extend(value, taken) {
-        Ok(bytes) => {
-            *out = bytes;
-            Ok(())
-        }
-        Err(e) => Err(format!("cannot encode a task's input: {e}")),
-    }
+    outlast_ipc::codec::encode_append(value, out)
+        .map_err(|e| format!("cannot encode a task's input: {e}"))
 }
 
 /// A job as data: its name and its serde (postcard) bytes, enough for a

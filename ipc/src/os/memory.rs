@@ -110,7 +110,28 @@ pub fn map_shared(fd: &impl AsRawFd, len: usize) -> io::Result<NonNull<u8>> {
     NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))
 }
 
-/// Unmaps a mapping made by [`map_shared`].
+/// Maps `len` bytes of `fd` read-only, its pages read in at once (a
+/// sealed message about to be read through).
+pub fn map_read_only(fd: &impl AsRawFd, len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh read-only mapping chosen by the kernel; it aliases no
+    // memory of ours.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))
+}
+
+/// Unmaps a mapping made by [`map_shared`] or [`map_read_only`].
 ///
 /// # Safety
 /// `ptr..ptr + len` must be a mapping of ours that nothing uses any more.

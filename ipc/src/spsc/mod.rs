@@ -44,6 +44,7 @@ pub mod raw;
 mod receiver;
 mod segment;
 mod sender;
+pub mod spill;
 mod wire;
 
 pub use error::{SpscError, TrySendError};

@@ -109,6 +109,25 @@ impl Sender {
         Ok(head)
     }
 
+    /// Whether a message of `len` bytes fits in the ring now. Only this
+    /// end adds records, so room seen here stays until it sends: what a
+    /// caller needs before it hands over something the record announces.
+    pub fn has_room_for(&mut self, len: usize) -> Result<bool, SpscError> {
+        if len > self.max_message() {
+            return Ok(false);
+        }
+        let head = self.checked_head()?;
+        let need = record_size(len);
+        let at = (self.tail as usize) & (self.end.cap - 1);
+        let contiguous = self.end.cap - at;
+        let free = self.end.cap - (self.tail - head) as usize;
+        Ok(if need <= contiguous {
+            free >= need
+        } else {
+            free >= contiguous + need
+        })
+    }
+
     /// Writes one record at our tail if it fits; false if the ring is full.
     fn place(&mut self, ring: *mut u8, message: &[u8], head: u64) -> bool {
         let need = record_size(message.len());

@@ -208,6 +208,7 @@ fn combine(
                 failures: letter.failures,
                 last_cause: letter.cause.clone(),
                 exit_code: None,
+                oversize: None,
             },
         );
         dead_letters.push(letter);

@@ -239,24 +239,12 @@ fn guarded<R>(f: impl FnOnce() -> R) -> Reply<R> {
 fn append_reply<R: Serialize>(reply: &Reply<R>, out: &mut Vec<u8>) {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    let taken = std::mem::take(out);
-    *out = match postcard::to_extend(reply, taken) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            // A `Failed` is the same bytes whatever R is.
-            let mut bytes = postcard::to_allocvec(&Reply::<()>::Failed(format!(
-                "cannot encode the result: {e}"
-            )))
-            .unwrap_or_default();
-            let mut fresh = Vec::new();
-            std::mem::swap(&mut fresh, &mut bytes);
-            // The failed encoding left `out` behind: start over from `at`.
-            let mut rebuilt = Vec::with_capacity(at + 4 + fresh.len());
-            rebuilt.resize(at + 4, 0);
-            rebuilt.extend_from_slice(&fresh);
-            rebuilt
-        }
-    };
+    if let Err(e) = outlast_ipc::codec::encode_append(reply, out) {
+        // (`out` is back at `at + 4`.) A `Failed` is the same bytes
+        // whatever R is.
+        let failed = Reply::<()>::Failed(format!("cannot encode the result: {e}"));
+        let _ = outlast_ipc::codec::encode_append(&failed, out);
+    }
     let len = (out.len() - at - 4) as u32;
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }

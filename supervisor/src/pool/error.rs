@@ -21,6 +21,11 @@ pub enum TaskError {
         /// Python-style exit code of the last worker (-11 for SIGSEGV).
         exit_code: Option<i32>,
     },
+    /// The item's input or its result (with the framing around it) is
+    /// `len` bytes, over the pool's cap of `max` bytes
+    /// ([`PoolBuilder::max_message_bytes`](super::PoolBuilder::max_message_bytes)).
+    /// Not retried: it would end the same way.
+    TooLarge { len: u64, max: u64 },
     /// The item could not be encoded or decoded, or its result not used.
     Failed(String),
     /// The pool stopped (terminated, or its workers kept dying at start)
@@ -47,6 +52,10 @@ impl fmt::Display for TaskError {
                 }
                 Ok(())
             }
+            TaskError::TooLarge { len, max } => write!(
+                f,
+                "{len} bytes, over the largest message allowed ({max} bytes; see max_message_bytes)"
+            ),
             TaskError::Failed(why) => write!(f, "{why}"),
             TaskError::Lost(why) => write!(f, "lost: {why}"),
         }

@@ -104,6 +104,17 @@ impl PoolBuilder {
         self
     }
 
+    /// The largest item or result, in bytes (default 1 GiB, as
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`](crate::DEFAULT_MAX_MESSAGE_BYTES)).
+    /// One over it is that item's [`TaskError::TooLarge`], at once and
+    /// after one attempt; the others are unaffected. Items and results of
+    /// any size up to it work: those over about 1 MiB travel in a sealed
+    /// memfd instead of the worker's ring.
+    pub fn max_message_bytes(mut self, bytes: u64) -> Self {
+        self.options.max_message_bytes = bytes;
+        self
+    }
+
     /// Workers an item may kill (or hang) before it is given up on (default 3).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.options.max_attempts = n.max(1);

@@ -515,10 +515,16 @@ impl Work for PoolWork {
                 store.unchunked.push_back((call, id..id + 1));
             }
         } else {
-            let error = TaskError::WorkerDied {
-                attempts: why.failures,
-                cause: why.last_cause.clone(),
-                exit_code: why.exit_code,
+            let error = match why.oversize {
+                Some(o) => TaskError::TooLarge {
+                    len: o.len,
+                    max: o.max,
+                },
+                None => TaskError::WorkerDied {
+                    attempts: why.failures,
+                    cause: why.last_cause.clone(),
+                    exit_code: why.exit_code,
+                },
             };
             store.settle(items.start, Err(Box::new(error)));
         }

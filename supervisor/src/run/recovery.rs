@@ -84,6 +84,7 @@ impl Engine {
             self.method,
             self.options.allow_threads,
             self.ring_bytes,
+            self.options.max_message_bytes,
         ) {
             Ok(mut w) => {
                 self.workers_started += 1;
@@ -226,6 +227,7 @@ impl Engine {
         let failure = Failure {
             cause: format!("worker {cause}"),
             exit_code: ending.exit_code,
+            oversize: None,
         };
         let released = self.ledger.release(w.id, blamed, &failure);
         self.gave_up(&released.dead, &failure);

@@ -11,10 +11,12 @@
 
 use outlast_ipc::spsc::doorbell::Heard;
 use outlast_ipc::spsc::TrySendError;
-use outlast_worker::protocol::{FromWorker, TaskResult, PROTOCOL_VERSION};
+use outlast_worker::protocol::{
+    spilled_limit, FromWorker, TaskOutput, TaskResult, ToWorker, PROTOCOL_VERSION,
+};
 
 use outlast_worker::numbers::plural;
-use outlast_worker::work::GaveUp;
+use outlast_worker::work::{GaveUp, Oversize};
 
 use super::{send_stop, Engine};
 use crate::fleet::{Slot, StopReason, Worker};
@@ -87,16 +89,44 @@ impl Engine {
                 break;
             }
             match message {
-                Ok(FromWorker::Ready { protocol, .. }) if protocol != PROTOCOL_VERSION => {
-                    w.kill(KillCause::ProtocolViolation(format!(
-                        "speaks protocol {protocol}, not {PROTOCOL_VERSION}"
-                    )));
-                }
-                Ok(FromWorker::Ready { .. }) => self.on_ready(w),
-                Ok(FromWorker::Results(results)) => self.on_results(w, results),
+                Ok(FromWorker::Spilled { len }) => match self.take_spilled(w, len) {
+                    Ok(message) => self.on_message(w, message),
+                    Err(cause) => w.kill(cause),
+                },
+                Ok(message) => self.on_message(w, message),
                 Err(why) => w.kill(KillCause::SentGarbage(why)),
             }
         }
+    }
+
+    fn on_message(&mut self, w: &mut Worker, message: FromWorker) {
+        match message {
+            FromWorker::Ready { protocol, .. } if protocol != PROTOCOL_VERSION => {
+                w.kill(KillCause::ProtocolViolation(format!(
+                    "speaks protocol {protocol}, not {PROTOCOL_VERSION}"
+                )));
+            }
+            FromWorker::Ready { .. } => self.on_ready(w),
+            FromWorker::Results(results) => self.on_results(w, results),
+            FromWorker::Spilled { .. } => w.kill(KillCause::ProtocolViolation(
+                "a spilled message announced another".into(),
+            )),
+        }
+    }
+
+    /// The message a `Spilled { len }` record announced, from the link's
+    /// spill port: a sealed memfd of exactly `len` bytes, no more than one
+    /// result over the cap allows, decoded in place (it cannot change).
+    fn take_spilled(&mut self, w: &mut Worker, len: u64) -> Result<FromWorker, KillCause> {
+        let limit = spilled_limit(w.link.max_message);
+        let bytes = w
+            .link
+            .spill
+            .take(len, limit)
+            .map_err(|e| KillCause::ProtocolViolation(format!("spilled message: {e}")))?;
+        self.traffic.bytes_received += bytes.len() as u64;
+        postcard::from_bytes::<FromWorker>(&bytes)
+            .map_err(|e| KillCause::SentGarbage(format!("a spilled message: {e}")))
     }
 
     pub(super) fn on_ready(&mut self, w: &mut Worker) {
@@ -138,8 +168,20 @@ impl Engine {
                 )));
                 return;
             }
-            let failure = match Result::<Vec<u8>, String>::from(result.output) {
-                Ok(output) => match self.work.accept(result.id, &output) {
+            let failure = match result.output {
+                TaskOutput::TooLarge { len, max } => {
+                    // Final: another run would make the same output.
+                    let failure = Failure {
+                        cause: too_large("output", len, max),
+                        exit_code: None,
+                        oversize: Some(Oversize { len, max }),
+                    };
+                    if let Some(released) = self.ledger.give_up(w.id, result.id, &failure) {
+                        self.gave_up(&released.dead, &failure);
+                    }
+                    continue;
+                }
+                TaskOutput::Done(output) => match self.work.accept(result.id, &output) {
                     Ok(()) => {
                         if self.ledger.complete(w.id, result.id) == Completion::NotHeld {
                             continue;
@@ -150,11 +192,12 @@ impl Engine {
                     }
                     Err(e) => format!("bad output: {e}"),
                 },
-                Err(e) => format!("task error: {e}"),
+                TaskOutput::Failed(e) => format!("task error: {e}"),
             };
             let failure = Failure {
                 cause: failure,
                 exit_code: None,
+                oversize: None,
             };
             if let Some(released) = self.ledger.fail(w.id, result.id, &failure) {
                 self.gave_up(&released.dead, &failure);
@@ -215,6 +258,7 @@ impl Engine {
                     let failure = Failure {
                         cause: cause.clone(),
                         exit_code: None,
+                        oversize: None,
                     };
                     if let Some(released) = self.ledger.fail(w.id, *id, &failure) {
                         dead_now.push((released.dead, failure));
@@ -234,38 +278,33 @@ impl Engine {
             let mut bytes = std::mem::take(&mut self.encoded);
             batch.finish_into(&mut bytes);
             self.batch = batch;
-            match w.link.tasks.try_send(&bytes) {
+            match send_tasks(w, &bytes, leases.len()) {
                 Ok(()) => {
                     self.traffic.sent += 1;
                     self.traffic.bytes_sent += bytes.len() as u64 + 8;
                 }
                 // Its ring is full: it is behind, stopped or dying; the
                 // tasks wait here instead.
-                Err(TrySendError::Full) => self.ledger.untake(w.id, &leases),
-                // Too big for the ring together: fewer at a time. One
-                // task too big on its own can never go: it fails.
-                Err(TrySendError::TooLarge { .. } | TrySendError::Encode(_)) => {
-                    if leases.len() == 1 {
-                        let failure = Failure {
-                            cause: format!(
-                                "its input of {} bytes does not fit the link's largest message ({} bytes)",
-                                bytes.len(),
-                                w.link.tasks.max_message()
-                            ),
-                            exit_code: None,
-                        };
-                        // Every attempt would fail the same way.
-                        if let Some(released) = self.ledger.give_up(w.id, leases[0].id, &failure) {
-                            dead_now.push((released.dead, failure));
-                        }
-                    } else {
-                        self.ledger.untake(w.id, &leases);
-                        w.window = (leases.len() / 2).max(1);
+                Err(Unsent::Full) => self.ledger.untake(w.id, &leases),
+                // Too big for the ring together: fewer at a time.
+                Err(Unsent::TooManyForRing) => {
+                    self.ledger.untake(w.id, &leases);
+                    w.window = (leases.len() / 2).max(1);
+                }
+                // One task over the cap can never go: it fails, once.
+                Err(Unsent::OverCap(oversize)) => {
+                    let failure = Failure {
+                        cause: too_large("input", oversize.len, oversize.max),
+                        exit_code: None,
+                        oversize: Some(oversize),
+                    };
+                    if let Some(released) = self.ledger.give_up(w.id, leases[0].id, &failure) {
+                        dead_now.push((released.dead, failure));
                     }
                 }
-                Err(TrySendError::Failed(e)) => {
+                Err(Unsent::Broken(why)) => {
                     self.ledger.untake(w.id, &leases);
-                    w.kill(KillCause::CorruptedLink(e.to_string()));
+                    w.kill(KillCause::CorruptedLink(why));
                 }
             }
             self.encoded = bytes;
@@ -286,11 +325,8 @@ impl Engine {
                 }
                 None => format!("task {task}"),
             };
-            self.progress.event(&format!(
-                "{what} is a dead letter: it failed {}, last: {}",
-                plural(u64::from(self.options.max_attempts.max(1)), "time"),
-                failure.cause
-            ));
+            // What the ledger counted: 1 for a final failure (an
+            // oversize message), up to max_attempts otherwise.
             let failures = self
                 .ledger
                 .dead_letters()
@@ -298,9 +334,15 @@ impl Engine {
                 .rev()
                 .find(|d| d.task == task)
                 .map_or(self.options.max_attempts, |d| d.failures);
+            self.progress.event(&format!(
+                "{what} is a dead letter: it failed {}, last: {}",
+                plural(u64::from(failures.max(1)), "time"),
+                failure.cause
+            ));
             self.work.gave_up(
                 task,
                 &GaveUp {
+                    oversize: failure.oversize,
                     failures,
                     last_cause: failure.cause.clone(),
                     exit_code: failure.exit_code,
@@ -308,4 +350,51 @@ impl Engine {
             );
         }
     }
+}
+
+/// Sends one batch of `count` tasks: in the ring when it fits there;
+/// a single task too large for the ring is spilled (handed over, then
+/// announced in the ring); one over the cap is refused.
+fn send_tasks(w: &mut Worker, bytes: &[u8], count: usize) -> Result<(), Unsent> {
+    let broken = |e: &dyn std::fmt::Display| Unsent::Broken(e.to_string());
+    if bytes.len() <= w.link.tasks.max_message() {
+        return match w.link.tasks.try_send(bytes) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full) => Err(Unsent::Full),
+            Err(e) => Err(broken(&e)),
+        };
+    }
+    if count > 1 {
+        return Err(Unsent::TooManyForRing);
+    }
+    let len = bytes.len() as u64;
+    if len > spilled_limit(w.link.max_message) {
+        return Err(Unsent::OverCap(Oversize {
+            len,
+            max: w.link.max_message,
+        }));
+    }
+    let record = postcard::to_allocvec(&ToWorker::Spilled { len }).map_err(|e| broken(&e))?;
+    // Room for the record first: once the message is handed over, the
+    // record announcing it must follow.
+    match w.link.tasks.has_room_for(record.len()) {
+        Ok(true) => {}
+        Ok(false) => return Err(Unsent::Full),
+        Err(e) => return Err(broken(&e)),
+    }
+    w.link.spill.send(bytes).map_err(|e| broken(&e))?;
+    w.link.tasks.try_send(&record).map_err(|e| broken(&e))
+}
+
+/// Why a batch of tasks did not go to a worker.
+enum Unsent {
+    Full,
+    TooManyForRing,
+    OverCap(Oversize),
+    Broken(String),
+}
+
+/// A message over the link's cap, in words.
+fn too_large(what: &str, len: u64, max: u64) -> String {
+    format!("its {what} of {len} bytes is over the largest message allowed ({max} bytes, max_message_bytes)")
 }
