@@ -242,26 +242,44 @@ impl Engine {
             }
             let mut batch = std::mem::take(&mut self.batch);
             batch.clear();
-            let mut failed = Vec::new();
+            let mut failed: Vec<(u64, Failure)> = Vec::new();
+            let cap = w.link.max_message;
             for l in &leases {
                 let work = &mut self.work;
-                if let Err(e) = batch.push(l.id, l.attempt, |out| work.input(l.id, out)) {
-                    failed.push((l.id, e));
+                let pushed = batch.push(l.id, l.attempt, |out| {
+                    work.input(l.id, out).map_err(|cause| Failure {
+                        cause,
+                        exit_code: None,
+                        oversize: None,
+                    })?;
+                    let len = out.len() as u64;
+                    if len > cap {
+                        return Err(Failure {
+                            cause: too_large("input", len, cap),
+                            exit_code: None,
+                            oversize: Some(Oversize { len, max: cap }),
+                        });
+                    }
+                    Ok(())
+                });
+                if let Err(failure) = pushed {
+                    failed.push((l.id, failure));
                 }
             }
-            // (Rare) inputs that failed to encode leave the batch and fail
-            // alone: not this worker's fault.
+            // (Rare) inputs that failed to encode, or are over the cap,
+            // leave the batch and fail alone: not this worker's fault. One
+            // over the cap fails for good: every attempt would.
             let leases: Vec<_> = if failed.is_empty() {
                 leases
             } else {
-                for (id, cause) in &failed {
-                    let failure = Failure {
-                        cause: cause.clone(),
-                        exit_code: None,
-                        oversize: None,
+                for (id, failure) in failed.iter() {
+                    let released = if failure.oversize.is_some() {
+                        self.ledger.give_up(w.id, *id, failure)
+                    } else {
+                        self.ledger.fail(w.id, *id, failure)
                     };
-                    if let Some(released) = self.ledger.fail(w.id, *id, &failure) {
-                        dead_now.push((released.dead, failure));
+                    if let Some(released) = released {
+                        dead_now.push((released.dead, failure.clone()));
                     }
                 }
                 leases

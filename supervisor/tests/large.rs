@@ -1,0 +1,209 @@
+//! Items and results of any size through a `Pool`, in every start method:
+//! just over a worker's ring (about 1 MiB), 100 MB each way, and over the
+//! cap, which is that item's own error after one attempt. The other items
+//! of the same call are unaffected, and nothing hangs.
+
+use outlast::pool::{Pool, PoolError, TaskError};
+use outlast_ipc::StartMethod;
+use serde_bytes::ByteBuf;
+
+fn main() {
+    outlast_ipc::init();
+    tests::harness::run(tests::cases![
+        an_item_just_over_the_ring_round_trips_ten_times_in_each_start_method,
+        a_hundred_megabyte_argument_and_result,
+        an_input_over_the_cap_fails_alone_at_once,
+        a_result_over_the_cap_fails_alone_after_one_run,
+        a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk,
+    ]);
+}
+
+const METHODS: [StartMethod; 3] = [
+    StartMethod::Fork,
+    StartMethod::Spawn,
+    StartMethod::ForkServer,
+];
+
+/// A check that reads every byte, so a lost or shifted byte shows.
+fn checksum(bytes: Vec<u8>) -> (usize, u64) {
+    let sum = bytes
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (i as u64 % 251) * u64::from(b))
+        .sum();
+    (bytes.len(), sum)
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 253) as u8).collect()
+}
+
+fn make_pattern(n: usize) -> Vec<u8> {
+    pattern(n)
+}
+
+fn an_item_just_over_the_ring_round_trips_ten_times_in_each_start_method() {
+    let item = pattern(1_100_000);
+    let expected = checksum(item.clone());
+    for method in METHODS {
+        let pool = Pool::builder(2).start_method(method).build().expect("pool");
+        for run in 0..10 {
+            let got = pool.apply(checksum, item.clone());
+            assert_eq!(got.ok(), Some(expected), "{method:?}, run {run}");
+            let back = pool.apply(make_pattern, 1_100_000).expect("result");
+            assert!(back == item, "{method:?}, run {run}: the result differs");
+        }
+        // Several at once, beside small ones, in one map.
+        let items = vec![item.clone(), vec![1, 2, 3], item.clone(), Vec::new()];
+        let sums = pool.map(checksum, items.clone()).expect("map");
+        let want: Vec<_> = items.into_iter().map(checksum).collect();
+        assert_eq!(sums, want, "{method:?}");
+    }
+}
+
+fn total(bytes: ByteBuf) -> (usize, u64) {
+    (bytes.len(), bytes.iter().map(|&b| u64::from(b)).sum())
+}
+
+fn fill(n: usize) -> ByteBuf {
+    ByteBuf::from(vec![3u8; n])
+}
+
+fn a_hundred_megabyte_argument_and_result() {
+    const N: usize = 100_000_000;
+    for method in METHODS {
+        let pool = Pool::builder(1).start_method(method).build().expect("pool");
+        let got = pool.apply(total, ByteBuf::from(vec![2u8; N]));
+        assert_eq!(got.ok(), Some((N, 2 * N as u64)), "{method:?}");
+        let back = pool.apply(fill, N).expect("result");
+        assert_eq!(back.len(), N, "{method:?}");
+        assert!(back.iter().all(|&b| b == 3), "{method:?}");
+    }
+}
+
+/// Each run appends a line to `log` (a file, so runs in any worker and
+/// any retry show in the test).
+fn count_run(log: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+    {
+        let _ = f.write_all(b"run\n");
+    }
+}
+
+fn runs_in(log: &str) -> usize {
+    std::fs::read_to_string(log).map_or(0, |s| s.lines().count())
+}
+
+fn run_log(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("outlast-large-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path.to_string_lossy().into_owned()
+}
+
+fn count_and_len((log, bytes): (String, ByteBuf)) -> usize {
+    count_run(&log);
+    bytes.len()
+}
+
+fn an_input_over_the_cap_fails_alone_at_once() {
+    let log = run_log("input");
+    let pool = Pool::builder(2)
+        .max_message_bytes(100_000)
+        .build()
+        .expect("pool");
+    let items = vec![
+        (log.clone(), ByteBuf::from(vec![0u8; 10])),
+        (log.clone(), ByteBuf::from(vec![0u8; 300_000])),
+        (log.clone(), ByteBuf::from(vec![0u8; 20])),
+    ];
+    let results: Vec<_> = pool.imap(count_and_len, items).collect();
+    assert_eq!(results[0], Ok(10));
+    assert_eq!(results[2], Ok(20));
+    match &results[1] {
+        Err(TaskError::TooLarge { len, max: 100_000 }) if *len >= 300_000 => {}
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(results[1]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("100000 bytes"));
+    // The oversize item never ran; the two others ran once each.
+    assert_eq!(runs_in(&log), 2);
+    let _ = std::fs::remove_file(&log);
+    // No worker was blamed.
+    assert_eq!(pool.workers_started(), 2);
+}
+
+fn big_result((log, n): (String, usize)) -> ByteBuf {
+    count_run(&log);
+    ByteBuf::from(vec![1u8; n])
+}
+
+fn a_result_over_the_cap_fails_alone_after_one_run() {
+    for method in METHODS {
+        let log = run_log(&format!("{method:?}"));
+        let pool = Pool::builder(2)
+            .start_method(method)
+            .max_message_bytes(2_000_000)
+            .build()
+            .expect("pool");
+        let got = pool.apply(big_result, (log.clone(), 3_000_000));
+        match got {
+            Err(PoolError::Task {
+                error:
+                    TaskError::TooLarge {
+                        len,
+                        max: 2_000_000,
+                    },
+                ..
+            }) if len >= 3_000_000 => {}
+            other => panic!("{method:?}: expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(runs_in(&log), 1, "{method:?}: it ran more than once");
+        // Just under the cap (and over the ring) still comes back.
+        let ok = pool
+            .apply(big_result, (log.clone(), 1_900_000))
+            .expect("under the cap");
+        assert_eq!(ok.len(), 1_900_000);
+        assert_eq!(pool.workers_started(), 2, "{method:?}: a worker was blamed");
+        let _ = std::fs::remove_file(&log);
+    }
+}
+
+/// A value whose encoding fails for 7.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Picky(u64);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 7 {
+            return Err(serde::ser::Error::custom("seven cannot be encoded"));
+        }
+        s.serialize_u64(self.0 * 10 + 1)
+    }
+}
+
+fn picky(x: u64) -> Picky {
+    Picky(x)
+}
+
+fn a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk() {
+    let pool = Pool::builder(1).chunksize(50).build().expect("pool");
+    let results: Vec<_> = pool.imap(picky, 0..50u64).collect();
+    for (i, r) in results.iter().enumerate() {
+        if i == 7 {
+            assert!(
+                matches!(r, Err(TaskError::Failed(why)) if why.contains("cannot encode the result")),
+                "{r:?}"
+            );
+        } else {
+            // Picky decodes what it encoded: x * 10 + 1.
+            assert_eq!(r, &Ok(Picky(i as u64 * 10 + 1)), "item {i}");
+        }
+    }
+}
