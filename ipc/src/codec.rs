@@ -9,8 +9,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Default maximum payload size of one frame: 64 MiB.
-pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 << 20;
+/// Default maximum payload size of one frame: 1 GiB. A receiver's buffer
+/// grows with the bytes that arrive, not with the length announced.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 30;
 
 /// Bytes in a frame header (the little-endian `u32` length).
 pub const HEADER_LEN: usize = 4;

@@ -111,7 +111,7 @@
 //! ## Bad bytes and dead peers
 //!
 //! Frames are a little-endian `u32` length and postcard bytes ([`codec`]). A
-//! length above the maximum frame size (64 MiB unless set per connection) is
+//! length above the maximum frame size (1 GiB unless set per connection) is
 //! an error before any allocation; a payload that does not decode is an error
 //! and the stream goes on with the next frame.
 

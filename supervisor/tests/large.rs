@@ -1,7 +1,8 @@
 //! Items and results of any size through a `Pool`, in every start method:
 //! just over a worker's ring (about 1 MiB), 100 MB each way, and over the
 //! cap, which is that item's own error after one attempt. The other items
-//! of the same call are unaffected, and nothing hangs.
+//! of the same call are unaffected, and nothing hangs. Then a `Process`
+//! argument and result and a `Pipe` message of 100 MB.
 
 use outlast::pool::{Pool, PoolError, TaskError};
 use outlast_ipc::StartMethod;
@@ -15,6 +16,8 @@ fn main() {
         an_input_over_the_cap_fails_alone_at_once,
         a_result_over_the_cap_fails_alone_after_one_run,
         a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk,
+        a_process_takes_and_gives_a_hundred_megabytes_in_each_start_method,
+        a_pipe_carries_a_hundred_megabyte_message,
     ]);
 }
 
@@ -61,8 +64,13 @@ fn an_item_just_over_the_ring_round_trips_ten_times_in_each_start_method() {
     }
 }
 
-fn total(bytes: ByteBuf) -> (usize, u64) {
-    (bytes.len(), bytes.iter().map(|&b| u64::from(b)).sum())
+/// Whether every byte is `value` (a memcmp: quick in a debug build too).
+fn all_are(bytes: &[u8], value: u8) -> bool {
+    bytes == vec![value; bytes.len()].as_slice()
+}
+
+fn total(bytes: ByteBuf) -> (usize, bool) {
+    (bytes.len(), all_are(&bytes, 2))
 }
 
 fn fill(n: usize) -> ByteBuf {
@@ -74,10 +82,10 @@ fn a_hundred_megabyte_argument_and_result() {
     for method in METHODS {
         let pool = Pool::builder(1).start_method(method).build().expect("pool");
         let got = pool.apply(total, ByteBuf::from(vec![2u8; N]));
-        assert_eq!(got.ok(), Some((N, 2 * N as u64)), "{method:?}");
+        assert_eq!(got.ok(), Some((N, true)), "{method:?}");
         let back = pool.apply(fill, N).expect("result");
         assert_eq!(back.len(), N, "{method:?}");
-        assert!(back.iter().all(|&b| b == 3), "{method:?}");
+        assert!(all_are(&back, 3), "{method:?}");
     }
 }
 
@@ -206,4 +214,46 @@ fn a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk() {
             assert_eq!(r, &Ok(Picky(i as u64 * 10 + 1)), "item {i}");
         }
     }
+}
+
+/// Sends back what it got, with its first byte changed (so a result that
+/// is not this child's shows).
+fn process_round_trip(mut bytes: ByteBuf) -> ByteBuf {
+    if let Some(first) = bytes.first_mut() {
+        *first = 1;
+    }
+    bytes
+}
+
+fn a_process_takes_and_gives_a_hundred_megabytes_in_each_start_method() {
+    const N: usize = 100_000_000;
+    for method in METHODS {
+        let mut child = outlast_ipc::Process::new(process_round_trip, ByteBuf::from(vec![4u8; N]))
+            .start_method(method);
+        child.start().unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        let back = child.join().unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        assert_eq!(back.len(), N, "{method:?}");
+        assert_eq!(back[0], 1, "{method:?}");
+        assert!(all_are(&back[1..], 4), "{method:?}");
+    }
+}
+
+fn a_pipe_carries_a_hundred_megabyte_message() {
+    const N: usize = 100_000_000;
+    let (mut ours, theirs) = outlast_ipc::Pipe::duplex().expect("pipe");
+    let mut child = outlast_ipc::Process::new(
+        |mut conn: outlast_ipc::Connection| -> usize {
+            let got: ByteBuf = conn.recv().expect("recv");
+            conn.send(&process_round_trip(got)).expect("send");
+            N
+        },
+        theirs,
+    );
+    child.start().expect("start");
+    ours.send(&ByteBuf::from(vec![8u8; N])).expect("send");
+    let back: ByteBuf = ours.recv().expect("recv");
+    assert_eq!(back.len(), N);
+    assert_eq!(back[0], 1);
+    assert!(all_are(&back[1..], 8));
+    assert_eq!(child.join().expect("join"), N);
 }

@@ -84,7 +84,7 @@ impl Connection {
         Ok(copy)
     }
 
-    /// The largest payload this end will send or accept (default 64 MiB).
+    /// The largest payload this end will send or accept (default 1 GiB).
     pub fn max_frame_size(&self) -> usize {
         self.max_frame_size
     }

@@ -71,6 +71,11 @@ impl Inbox {
     /// descriptors along).
     pub fn push(&mut self, bytes: &[u8]) {
         let want = self.buffered() + bytes.len();
+        // Already received: room for all of it at once.
+        if self.buf.len() - self.end < bytes.len() {
+            let need = self.end + bytes.len();
+            self.buf.resize(need, 0);
+        }
         let _ = self.fill_with(want, |buf| {
             buf[..bytes.len()].copy_from_slice(bytes);
             Ok(bytes.len())
@@ -96,11 +101,41 @@ impl Inbox {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
+        // Grow with what arrived, not with what a header announced: at
+        // most double, and only once the room left is used up, so a peer
+        // that announces a huge frame and sends little costs little.
+        if self.buf.len() < want && self.buf.len() - self.end < MIN_READ {
+            let grown = (self.buf.len() * 2).clamp(RESTING_CAPACITY, want.max(RESTING_CAPACITY));
+            self.buf.resize(grown, 0);
         }
         let n = read(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_grows_with_bytes_received_not_announced() {
+        let mut inbox = Inbox::new();
+        // A header announced a 1 GiB frame; 100 bytes come per read.
+        let want = 1 << 30;
+        for _ in 0..1000 {
+            inbox
+                .fill_with(want, |buf| {
+                    buf[..100].fill(7);
+                    Ok(100)
+                })
+                .expect("fill");
+        }
+        assert_eq!(inbox.buffered(), 100_000);
+        assert!(
+            inbox.buf.len() <= 4 * 100_000,
+            "{} bytes held for 100000 received",
+            inbox.buf.len()
+        );
     }
 }

@@ -182,7 +182,8 @@ where
         self
     }
 
-    /// The largest result the parent accepts from the child (default 64 MiB).
+    /// The largest result the parent accepts from the child (default 1 GiB;
+    /// the report file that carries it only takes the pages it is written).
     pub fn max_result_size(mut self, bytes: usize) -> Self {
         self.max_result_size = bytes;
         self

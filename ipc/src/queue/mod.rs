@@ -5,7 +5,7 @@
 //! * **Bounded twice**: by message count (`maxsize`, 0 for none, as in
 //!   Python) and by bytes (the ring, 64 MiB by default; a message may be as
 //!   large as the ring less 16 bytes, so the default takes any message up to
-//!   the 64 MiB frame limit). Pages of the ring are only allocated when first
+//!   64 MiB, and `with_ring_bytes` makes room for larger ones). Pages of the ring are only allocated when first
 //!   touched; a small ring (`with_ring_bytes`) keeps small messages in cache.
 //! * **Kill-safe**: records are copied in and out *before* the position that
 //!   publishes or frees them is stored, under robust locks. A producer
@@ -66,8 +66,10 @@ use crate::shm::ShmError;
 use ring::{LocalView, Ring, RingError, RingState};
 use wait::Patience;
 
-/// The default ring: room for one message at the 64 MiB frame limit.
-pub const DEFAULT_RING_BYTES: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE + 64 * 1024;
+/// The default ring: room for one message of 64 MiB (a queue's largest
+/// message is its ring less 16 bytes; pages are only allocated once
+/// touched, but a ring in use cycles through all of them).
+pub const DEFAULT_RING_BYTES: usize = (64 << 20) + 64 * 1024;
 
 #[repr(C)]
 pub(crate) struct QueueState {

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::protocol::{Hello, StartReply, StartRequest, FIXED_FDS, PROTOCOL_VERSION};
+use super::protocol::{
+    Hello, RequestFrame, StartReply, StartRequest, FIXED_FDS, INLINE_REQUEST_MAX, PROTOCOL_VERSION,
+};
 use super::server::SERVER_ENV;
 use super::ForkServerError;
 use crate::os::{self, Deadline};
@@ -68,7 +70,8 @@ pub fn stop() {
 
 /// Asks the server for a child running `plan`.
 pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> {
-    let most = os::rights::MAX_FDS - FIXED_FDS;
+    // (One descriptor more may carry the request itself.)
+    let most = os::rights::MAX_FDS - FIXED_FDS - 1;
     if plan.handle_fds.len() > most {
         return Err(ForkServerError::TooManyHandles {
             handles: plan.handle_fds.len(),
@@ -80,7 +83,17 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
         entry: PortableEntry::of(plan),
         die_with_parent: plan.die_with_parent,
     };
-    let bytes = postcard::to_allocvec(&request).map_err(|e| StartError::Args(e.to_string()))?;
+    let encode = |frame: &RequestFrame| {
+        postcard::to_allocvec(frame).map_err(|e| StartError::Args(e.to_string()))
+    };
+    let whole = postcard::to_allocvec(&request).map_err(|e| StartError::Args(e.to_string()))?;
+    let (bytes, memfd) = if whole.len() > INLINE_REQUEST_MAX {
+        let memfd = os::memory::sealed_memfd_with(c"ipc-forkserver-request", &whole)?;
+        (encode(&RequestFrame::InMemfd)?, Some(memfd))
+    } else {
+        drop(whole);
+        (encode(&RequestFrame::Inline(request))?, None)
+    };
     let stdout = stdio_or_devnull(1)?;
     let stderr = stdio_or_devnull(2)?;
     let mut guard = lock();
@@ -97,6 +110,7 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
             stderr.as_raw(),
         ];
         fds.extend_from_slice(plan.handle_fds);
+        fds.extend(memfd.as_ref().map(|fd| fd.as_raw_fd()));
         match link
             .conn
             .send_bytes_with_fds(&bytes, &fds, EXCHANGE_TIMEOUT)

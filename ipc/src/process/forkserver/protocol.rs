@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::process::entry::PortableEntry;
 
 /// Bumped whenever a message changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// The server's first message, once it runs its loop.
 #[derive(Debug, Serialize, Deserialize)]
@@ -27,6 +27,18 @@ pub(crate) struct StartRequest {
     pub entry: PortableEntry,
     pub die_with_parent: bool,
 }
+
+/// What a request's frame holds: the request, or word that it is in a
+/// sealed memfd, the request's last descriptor (a request with a large
+/// argument, which would otherwise be one huge frame through the socket).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RequestFrame {
+    Inline(StartRequest),
+    InMemfd,
+}
+
+/// Requests above this many bytes travel in a memfd.
+pub(crate) const INLINE_REQUEST_MAX: usize = 1 << 20;
 
 /// The descriptors in a request before its handles.
 pub(crate) const FIXED_FDS: usize = 4;

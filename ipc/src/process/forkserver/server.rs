@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::protocol::{Hello, StartReply, StartRequest, FIXED_FDS, PROTOCOL_VERSION};
+use super::protocol::{Hello, RequestFrame, StartReply, StartRequest, FIXED_FDS, PROTOCOL_VERSION};
 use crate::os::{self, Deadline};
 use crate::pipe::{Connection, RecvError, RecvTimeoutError};
 use crate::process::{child, EXIT_CHILD_FAILED};
@@ -166,8 +166,16 @@ fn start_child(
     me: i32,
     children: &mut HashMap<i32, Forked>,
 ) -> Result<(i32, Option<OwnedFd>), String> {
-    let request: StartRequest =
+    let mut fds = fds;
+    let frame: RequestFrame =
         crate::codec::decode_payload(bytes).map_err(|e| format!("undecodable request: {e}"))?;
+    let request = match frame {
+        RequestFrame::Inline(request) => request,
+        RequestFrame::InMemfd => {
+            let memfd = fds.pop().ok_or("a request in a memfd came without it")?;
+            read_request(memfd)?
+        }
+    };
     if fds.len() < FIXED_FDS {
         return Err(format!(
             "a request carries {} descriptors, fewer than {FIXED_FDS}",
@@ -197,6 +205,15 @@ fn start_child(
     }
     // The rest (stdio, handles) are the child's now; ours close here.
     Ok((pid, pidfd))
+}
+
+/// A request from the memfd its creator sealed (the creator is this very
+/// program, so its size is not bounded here).
+fn read_request(memfd: OwnedFd) -> Result<StartRequest, String> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(memfd), &mut bytes)
+        .map_err(|e| format!("cannot read the request: {e}"))?;
+    postcard::from_bytes(&bytes).map_err(|e| format!("undecodable request: {e}"))
 }
 
 /// In the forked child: never returns.
