@@ -6,6 +6,7 @@ mod control;
 mod dispatch;
 mod manager;
 mod pipe;
+mod large;
 mod pool;
 mod queue;
 mod report;
@@ -39,6 +40,8 @@ pub enum Bench {
     Pool,
     /// outlast_ipc::manager dict round trips: 1 and 4 clients, batches of 64.
     Manager,
+    /// Pool::apply with a 100 MB argument, and with a 100 MB result.
+    Large,
     /// A status request's latency while 2 workers sieve; primes with and
     /// without the control socket and metrics in use.
     Control,
@@ -79,6 +82,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Queue => queue::run(runs, options.quick)?,
         Bench::Startup => startup::run(runs, options.quick)?,
         Bench::Pool => pool::run(runs, options.quick)?,
+        Bench::Large => large::run(runs, options.quick)?,
         Bench::Manager => manager::run(runs, options.quick)?,
         Bench::Control => control::run(runs, options.quick)?,
         Bench::Broker => broker::run(runs, options.quick)?,

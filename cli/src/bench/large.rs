@@ -1,0 +1,71 @@
+//! `supervisor bench large`: one `Pool::apply` round trip with a 100 MB
+//! argument (a byte buffer, as Python's `bytes`), and one with a 100 MB
+//! result, with 2 workers in the default start method. Python's rows
+//! (`Pool.apply` with a 100 MB `bytes` each way) come from
+//! `scripts/compare-python`.
+
+use std::time::Instant;
+
+use serde_bytes::ByteBuf;
+
+use super::report::Row;
+use super::stats::median;
+use outlast::pool::Pool;
+
+/// Checks the argument cheaply: its length and two bytes.
+fn take(bytes: ByteBuf) -> (usize, u8, u8) {
+    (
+        bytes.len(),
+        bytes.first().copied().unwrap_or(0),
+        bytes.last().copied().unwrap_or(0),
+    )
+}
+
+fn give(n: usize) -> ByteBuf {
+    ByteBuf::from(vec![7u8; n])
+}
+
+pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
+    let size: usize = if quick { 10_000_000 } else { 100_000_000 };
+    let pool = Pool::new(2).map_err(|e| e.to_string())?;
+    // Warm: both workers up, their first pages touched.
+    pool.apply(give, 1000).map_err(|e| e.to_string())?;
+    let mut argument_ms = Vec::new();
+    let mut result_ms = Vec::new();
+    for _ in 0..runs {
+        let data = ByteBuf::from(vec![1u8; size]);
+        let started = Instant::now();
+        let got = pool.apply(take, data).map_err(|e| e.to_string())?;
+        argument_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        if got != (size, 1, 1) {
+            return Err(format!("the argument arrived as {got:?}"));
+        }
+        let started = Instant::now();
+        let back = pool.apply(give, size).map_err(|e| e.to_string())?;
+        result_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        if back.len() != size || back.last() != Some(&7) {
+            return Err("the result came back wrong".into());
+        }
+    }
+    let mb = size as f64 / 1e6;
+    Ok(vec![
+        Row {
+            bench: "large",
+            subject: format!("Pool::apply, a {mb:.0} MB argument"),
+            size_bytes: Some(size),
+            median_ms: Some(median(&argument_ms)),
+            mb_per_s: Some(mb / (median(&argument_ms) / 1e3)),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "large",
+            subject: format!("Pool::apply, a {mb:.0} MB result"),
+            size_bytes: Some(size),
+            median_ms: Some(median(&result_ms)),
+            mb_per_s: Some(mb / (median(&result_ms) / 1e3)),
+            runs,
+            ..Row::default()
+        },
+    ])
+}
