@@ -67,6 +67,12 @@ impl Supervisor {
         self
     }
 
+    /// The largest task input or output (see [`RunOptions::max_message_bytes`]).
+    pub fn max_message_bytes(mut self, bytes: u64) -> Self {
+        self.options.max_message_bytes = bytes;
+        self
+    }
+
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.options.max_attempts = n;
         self

@@ -4,9 +4,9 @@
 mod broker;
 mod control;
 mod dispatch;
+mod large;
 mod manager;
 mod pipe;
-mod large;
 mod pool;
 mod queue;
 mod report;

@@ -22,6 +22,39 @@
 //! (`map`, `get`, `next`, `join`, ...): it has no thread of its own, so it
 //! can fork. Items already handed to workers run meanwhile.
 //!
+//! # Sizes
+//!
+//! Items and results may be as large as memory allows: what fits a
+//! worker's ring (about 1 MiB) goes through it, anything larger in a sealed
+//! memfd. [`PoolBuilder::max_message_bytes`] (1 GiB by default) caps what
+//! a worker may send back; an item or result over it is that item's
+//! [`TaskError::TooLarge`], after one attempt. Pass bytes as
+//! `serde_bytes::ByteBuf`: serde encodes a `Vec<u8>` element by element,
+//! which an unoptimised (debug) build pays for byte by byte.
+//!
+//! # Closures
+//!
+//! The function runs in another process, so it is a plain `fn`: a closure
+//! that captures does not coerce to one. Pass what it would capture with
+//! each item ([`starmap`](Pool::starmap) over `(x, factor)` pairs), or once
+//! per worker with [`PoolBuilder::initializer`] into a `thread_local!`:
+//!
+//! ```
+//! use std::cell::Cell;
+//! thread_local! { static FACTOR: Cell<u64> = const { Cell::new(1) }; }
+//!
+//! fn set_factor(f: u64) { FACTOR.with(|c| c.set(f)); }
+//! fn scale(x: u64) -> u64 { x * FACTOR.with(Cell::get) }
+//! fn scale_by((x, f): (u64, u64)) -> u64 { x * f }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = outlast::pool::Pool::builder(2).initializer(set_factor, 10).build()?;
+//! assert_eq!(pool.map(scale, [1, 2, 3])?, [10, 20, 30]);
+//! assert_eq!(pool.map(scale_by, [(1, 5), (2, 5)])?, [5, 10]);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! A pool leaves the process's signals alone: Ctrl-C ends the program as
 //! usual, and its workers die with it (they ignore SIGINT and get SIGKILL
 //! when their parent dies).
