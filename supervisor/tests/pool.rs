@@ -37,6 +37,7 @@ fn main() {
         a_users_job_is_exact_under_the_supervisor_with_a_worker_killed,
         a_users_job_through_the_broker_is_exact,
         manager_proxies_work_as_pool_task_arguments,
+        a_quick_result_arrives_while_its_worker_runs_a_long_item,
     ]);
 }
 
@@ -515,4 +516,24 @@ fn a_users_job_through_the_broker_is_exact() {
     assert_eq!(all.results, 1000);
     assert_eq!(all.hosts.len(), 1);
     drop(redis);
+}
+
+/// One worker: a quick item, then one that blocks for seconds. The quick
+/// item's result must not wait for the long one (CPython's
+/// `test_first_completed` shape).
+fn a_quick_result_arrives_while_its_worker_runs_a_long_item() {
+    let pool = Pool::new(1).expect("pool");
+    let quick = pool.submit(double, 21).expect("submit");
+    let long = pool.submit(sleep_ms, 5_000).expect("submit");
+    assert_eq!(quick.get_timeout(Duration::from_secs(3)).ok(), Some(42));
+    assert!(!long.ready(), "the long item cannot be done yet");
+    // FIRST_COMPLETED among both: the quick one, at once.
+    let futures = [quick, long];
+    let (done, pending) = wait(
+        &futures,
+        Some(Duration::from_secs(3)),
+        ReturnWhen::FirstCompleted,
+    );
+    assert_eq!((done.len(), pending.len()), (1, 1));
+    pool.terminate();
 }

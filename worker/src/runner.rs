@@ -21,6 +21,14 @@ pub trait Runner: Serialize + DeserializeOwned + Clone + 'static {
     fn name(&self) -> String {
         "job".into()
     }
+    /// Whether each task's result goes to the supervisor as soon as it is
+    /// made, instead of with the next ones (default: batched, which is
+    /// what carries millions of tiny tasks a second). A runner whose tasks
+    /// are already batches (a pool's chunks) says yes, so a result never
+    /// waits behind a long task that follows it.
+    fn report_each_task(&self) -> bool {
+        false
+    }
 }
 
 /// A typed [`Job`] as a [`Runner`]: decodes the input, runs, encodes the

@@ -2,7 +2,8 @@
 //!
 //! It starts its runner (a job's `start_worker`, a pool's initializer), says `Ready`, then runs the tasks it is sent in order
 //! and reports results in batches: after each task that took a while, after
-//! 256 quick ones, or when it has nothing left to run. It beats its heartbeat
+//! 256 quick ones, when it has nothing left to run, or after every task for
+//! a runner that asks (a pool: its tasks are chunks). It beats its heartbeat
 //! slot between tasks, inside long tasks (the job calls `beat`), and while idle.
 //!
 //! Signals: `SIGTERM` lets the current task finish, reports, and exits
@@ -118,6 +119,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
     let mut stop_when_idle = false;
     let mut tasks_run = 0u64;
     let mut pending_bytes = 0usize;
+    let each_task = job.report_each_task();
     let finish = |reason: &str, tasks_run: u64| WorkerExit {
         tasks_run,
         reason: reason.to_string(),
@@ -217,6 +219,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         // with one record.
         let full = pending_bytes >= max / 4;
         if held.is_empty()
+            || each_task
             || long_task
             || full
             || results.len() >= REPORT_BATCH

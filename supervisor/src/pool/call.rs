@@ -120,6 +120,13 @@ impl Runner for PoolRunner {
         "pool".into()
     }
 
+    /// A task is a chunk sized to about 2 ms of work: reporting each costs
+    /// little, and a caller waiting on one item gets it while its worker
+    /// runs the next chunk, however long that one takes.
+    fn report_each_task(&self) -> bool {
+        true
+    }
+
     fn start(&mut self) -> Result<(), String> {
         // A panicking item is an answer sent back, not noise on stderr.
         panic::set_hook(Box::new(|info| {
