@@ -38,6 +38,9 @@ fn main() {
         a_users_job_through_the_broker_is_exact,
         manager_proxies_work_as_pool_task_arguments,
         a_quick_result_arrives_while_its_worker_runs_a_long_item,
+        a_pool_is_a_handle_that_threads_share,
+        a_result_is_a_future_an_executor_awaits,
+        done_callbacks_run_once_each_and_cannot_wait_on_their_pool,
     ]);
 }
 
@@ -103,8 +106,10 @@ fn start_killer(kills: u32, every_ms: u64) -> (Killer, Value<u32>) {
         ),
     )
     // A child of this process, beside the workers it hunts (under the
-    // default, forkserver, it would be the server's child).
-    .start_method(StartMethod::Fork);
+    // default, forkserver, it would be the server's child). The pool's
+    // own thread is running: the killer touches nothing it could hold.
+    .start_method(StartMethod::Fork)
+    .allow_threads(true);
     chaos.start().expect("killer");
     (chaos, killed)
 }
@@ -536,4 +541,134 @@ fn a_quick_result_arrives_while_its_worker_runs_a_long_item() {
     );
     assert_eq!((done.len(), pending.len()), (1, 1));
     pool.terminate();
+}
+
+fn a_pool_is_a_handle_that_threads_share() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Pool>();
+    send_and_sync::<outlast::pool::AsyncResult<u64>>();
+    let pool = Pool::new(2).expect("pool");
+    // Moved into another thread and used there while this one maps too.
+    let theirs = pool.clone();
+    let other = std::thread::spawn(move || theirs.map(double, 0..5_000u64));
+    let ours = pool.map(double, 5_000..10_000u64).expect("map");
+    let theirs = other.join().expect("thread").expect("map");
+    assert_eq!(theirs, (0..5_000).map(|x| x * 2).collect::<Vec<u64>>());
+    assert_eq!(ours, (5_000..10_000).map(|x| x * 2).collect::<Vec<u64>>());
+    // Four threads applying one item at a time, at once.
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                (0..100u64)
+                    .map(|x| pool.apply(double, t * 1_000 + x).expect("apply"))
+                    .sum::<u64>()
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    let expected: u64 = (0..4u64)
+        .flat_map(|t| (0..100u64).map(move |x| 2 * (t * 1_000 + x)))
+        .sum();
+    assert_eq!(total, expected);
+}
+
+/// The smallest executor: polls on this thread, parks between wakes.
+fn block_on<F: std::future::Future>(future: F) -> (F::Output, u32) {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return (out, polls);
+        }
+        std::thread::park_timeout(Duration::from_secs(30));
+    }
+}
+
+fn a_result_is_a_future_an_executor_awaits() {
+    let pool = Pool::new(1).expect("pool");
+    let (out, polls) = block_on(pool.submit(sleep_ms, 300).expect("submit"));
+    assert_eq!(out.ok(), Some(300));
+    // Woken once it settled, not polled in a loop.
+    assert!(polls <= 5, "polled {polls} times");
+    let (out, _) = block_on(pool.submit(panic_on_7, 7).expect("submit"));
+    assert!(matches!(
+        out,
+        Err(outlast::pool::PoolError::Task {
+            error: TaskError::Panicked { .. },
+            ..
+        })
+    ));
+}
+
+fn done_callbacks_run_once_each_and_cannot_wait_on_their_pool() {
+    use std::sync::{Arc, Mutex};
+    let pool = Pool::new(2).expect("pool");
+    let values = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let mut results = Vec::new();
+    for x in 0..20u32 {
+        let (values, errors) = (Arc::clone(&values), Arc::clone(&errors));
+        let r = pool
+            .apply_async_with(
+                panic_on_7,
+                x,
+                move |v| values.lock().expect("lock").push(v),
+                move |e| errors.lock().expect("lock").push(e.to_string()),
+            )
+            .expect("apply_async");
+        results.push(r);
+    }
+    for r in &results {
+        r.wait();
+    }
+    // Callbacks run on the pool's thread right after it settles: give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while values.lock().expect("lock").len() + errors.lock().expect("lock").len() < 20
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut got = values.lock().expect("lock").clone();
+    got.sort_unstable();
+    let want: Vec<u32> = (0..20).filter(|&x| x != 7).collect();
+    assert_eq!(got, want, "each value once");
+    let errors = errors.lock().expect("lock").clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("panicked"), "{errors:?}");
+    // On a settled result, a callback runs at once, here.
+    let here = std::thread::current().id();
+    let ran_on = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&ran_on);
+    results[0].add_done_callback(move |_| {
+        *slot.lock().expect("lock") = Some(std::thread::current().id())
+    });
+    assert_eq!(*ran_on.lock().expect("lock"), Some(here));
+    // A callback that waits on its pool gets an error, not a hang.
+    let waited = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&waited);
+    let inner = pool.clone();
+    let r = pool.submit(sleep_ms, 100).expect("submit");
+    r.add_done_callback(move |_| {
+        *slot.lock().expect("lock") = Some(inner.map(double, 0..3u64).map_err(|e| e.to_string()));
+    });
+    r.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waited.lock().expect("lock").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let waited = waited.lock().expect("lock").clone();
+    assert!(
+        matches!(&waited, Some(Err(e)) if e.contains("cannot wait on its pool")),
+        "{waited:?}"
+    );
 }

@@ -170,6 +170,18 @@ async fn main() {
     let pool = Pool::new(2).expect("a pool under tokio");
     let squares = pool.map(square, 0..1_000u64).expect("map");
     println!("sum of squares: {}", squares.iter().sum::<u64>());
+    // Awaited: the runtime's threads stay free meanwhile.
+    let mut sum = 0;
+    for x in 0..100u64 {
+        sum += pool.submit(square, x).expect("submit").await.expect("awaited");
+    }
+    // Moved into a blocking task (a Pool is Send), and back.
+    let moved = pool.clone();
+    let blocking = tokio::task::spawn_blocking(move || moved.map(square, 100..1_000u64))
+        .await
+        .expect("joined")
+        .expect("map");
+    println!("awaited: {}", sum + blocking.iter().sum::<u64>());
 }
 "#;
 
@@ -192,6 +204,9 @@ fn programs_with_threads_use_a_pool_with_default_options() {
     let _ = std::fs::remove_dir_all(&dir);
     let tokio = "tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }\n";
     let dir = users_program("users_tokio", "", tokio, WITH_TOKIO);
-    assert_eq!(run_program(&dir).trim(), "sum of squares: 332833500");
+    assert_eq!(
+        run_program(&dir).trim(),
+        "sum of squares: 332833500\nawaited: 332833500"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

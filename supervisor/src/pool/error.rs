@@ -78,6 +78,12 @@ pub enum PoolError {
     StillRunning,
     #[error("timed out")]
     Timeout,
+    /// A wait on the pool from its own thread (in a done callback): it
+    /// would wait for itself forever.
+    #[error(
+        "a done callback cannot wait on its pool (it runs on the thread that would settle it)"
+    )]
+    WouldDeadlock,
     /// The pool could not start.
     #[error("cannot start the pool: {0}")]
     Start(#[from] crate::run::RunError),

@@ -1,8 +1,11 @@
 //! Handles on single items: [`AsyncResult`] (Python's `AsyncResult`, and
 //! `concurrent.futures.Future` as [`Future`]), [`as_completed`] and
-//! [`wait`] over several of them.
+//! [`wait`] over several of them. An `AsyncResult` is also a
+//! [`std::future::Future`]: `.await` it under any executor.
 
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -10,9 +13,15 @@ use serde::de::DeserializeOwned;
 use super::{decode, succeeded, Pool, PoolError};
 
 /// The result of an item submitted with `apply_async` or `submit`.
+///
+/// `Send + Sync`; `.await` gives the same as [`get`](Self::get) without
+/// blocking the executor's thread.
 pub struct AsyncResult<R> {
     pool: Pool,
     id: u64,
+    /// The handle the caller got (its drop frees the result); a done
+    /// callback's view of it is not.
+    owner: bool,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -24,6 +33,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         AsyncResult {
             pool,
             id,
+            owner: true,
             _result: PhantomData,
         }
     }
@@ -55,10 +65,9 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         self.wait_until(Some(Instant::now() + timeout)).is_ok()
     }
 
-    /// Whether the item is settled (a look, after letting the pool move on).
+    /// Whether the item is settled.
     pub fn ready(&self) -> bool {
-        let _ = self.pool.pump(Some(Instant::now()), |_| false);
-        self.pool.shared.store.borrow().is_settled(self.id)
+        self.is_settled()
     }
 
     /// `Future.done()`.
@@ -71,12 +80,38 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         if !self.ready() {
             return None;
         }
-        self.pool
-            .shared
-            .store
-            .borrow()
-            .result(self.id)
-            .map(succeeded)
+        self.pool.state().store.result(self.id).map(succeeded)
+    }
+
+    /// `Future.exception()`: waits, then the item's error, if it failed.
+    pub fn exception(&self) -> Option<PoolError> {
+        self.get().err()
+    }
+
+    /// `Future.add_done_callback(fn)`: calls `f` with this handle once the
+    /// item is settled: at once (on this thread) if it already is, else on
+    /// the pool's thread, as CPython's result handler does. Keep it short:
+    /// results wait meanwhile; a call in it that would wait on the pool
+    /// gives [`PoolError::WouldDeadlock`]. A panic in it is reported, not
+    /// spread.
+    pub fn add_done_callback(&self, f: impl FnOnce(&AsyncResult<R>) + Send + 'static)
+    where
+        R: 'static,
+    {
+        let view = AsyncResult::<R> {
+            pool: self.pool.clone(),
+            id: self.id,
+            owner: false,
+            _result: PhantomData,
+        };
+        let callback: super::shared::Callback = Box::new(move || f(&view));
+        let mut state = self.pool.state();
+        if state.store.is_settled(self.id) || state.stopped.is_some() {
+            drop(state);
+            super::shared::run_callback(callback);
+        } else {
+            state.callbacks.push((self.id, callback));
+        }
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<(), PoolError> {
@@ -85,19 +120,40 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 
     fn decoded(&self) -> Result<R, PoolError> {
-        let settled = self.pool.shared.store.borrow().result(self.id).cloned();
+        let settled = self.pool.state().store.result(self.id).cloned();
         decode(settled).map_err(|error| PoolError::Task { index: 0, error })
     }
 
     fn is_settled(&self) -> bool {
-        self.pool.shared.store.borrow().is_settled(self.id)
+        self.pool.state().store.is_settled(self.id)
+    }
+}
+
+impl<R: DeserializeOwned> std::future::Future for AsyncResult<R> {
+    type Output = Result<R, PoolError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.pool.state();
+        if state.store.is_settled(self.id) {
+            drop(state);
+            return Poll::Ready(self.decoded());
+        }
+        if let Some(why) = &state.stopped {
+            return Poll::Ready(Err(PoolError::Stopped(why.clone())));
+        }
+        // (The pool's thread wakes it once the item settles or the pool stops.)
+        match state.wakers.iter_mut().find(|(id, _)| *id == self.id) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => state.wakers.push((self.id, cx.waker().clone())),
+        }
+        Poll::Pending
     }
 }
 
 impl<R> Drop for AsyncResult<R> {
     fn drop(&mut self) {
-        if let Ok(mut store) = self.pool.shared.store.try_borrow_mut() {
-            store.abandon(self.id);
+        if self.owner {
+            self.pool.state().store.abandon(self.id);
         }
     }
 }
@@ -108,7 +164,8 @@ pub fn as_completed<R: DeserializeOwned>(futures: &[AsyncResult<R>]) -> AsComple
     let mut waiting = std::collections::HashMap::new();
     let pool = futures.first().map(|f| f.pool.clone());
     if let Some(pool) = &pool {
-        let mut store = pool.shared.store.borrow_mut();
+        let mut state = pool.state();
+        let store = &mut state.store;
         store.log_readers += 1;
         for (index, future) in futures.iter().enumerate() {
             if store.is_settled(future.id) {
@@ -118,9 +175,7 @@ pub fn as_completed<R: DeserializeOwned>(futures: &[AsyncResult<R>]) -> AsComple
             }
         }
     }
-    let cursor = pool
-        .as_ref()
-        .map_or(0, |p| p.shared.store.borrow().log.len());
+    let cursor = pool.as_ref().map_or(0, |p| p.state().store.log.len());
     AsCompleted {
         futures,
         pool,
@@ -154,7 +209,8 @@ impl<'a, R: DeserializeOwned> Iterator for AsCompleted<'a, R> {
                 return None;
             }
             {
-                let store = pool.shared.store.borrow();
+                let state = pool.state();
+                let store = &state.store;
                 for id in store.log.get(self.cursor..).unwrap_or_default() {
                     if let Some(index) = self.waiting.remove(id) {
                         self.ready.push_back(index);
@@ -177,11 +233,11 @@ impl<'a, R: DeserializeOwned> Iterator for AsCompleted<'a, R> {
 impl<R> Drop for AsCompleted<'_, R> {
     fn drop(&mut self) {
         if let Some(pool) = &self.pool {
-            if let Ok(mut store) = pool.shared.store.try_borrow_mut() {
-                store.log_readers = store.log_readers.saturating_sub(1);
-                if store.log_readers == 0 {
-                    store.log.clear();
-                }
+            let mut state = pool.state();
+            let store = &mut state.store;
+            store.log_readers = store.log_readers.saturating_sub(1);
+            if store.log_readers == 0 {
+                store.log.clear();
             }
         }
     }

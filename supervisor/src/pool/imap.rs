@@ -97,17 +97,16 @@ where
         if let Err(e) = pool.pump(None, |store| store.is_settled(id)) {
             return Some(Err(lost(e)));
         }
-        let settled = pool.shared.store.borrow_mut().take(id);
+        let settled = pool.state().store.take(id);
         Some(decode(settled))
     }
 }
 
 impl<T, R, I> Drop for Imap<T, R, I> {
     fn drop(&mut self) {
-        if let Ok(mut store) = self.feed.pool.shared.store.try_borrow_mut() {
-            for &id in &self.in_flight {
-                store.abandon(id);
-            }
+        let mut state = self.feed.pool.state();
+        for &id in &self.in_flight {
+            state.store.abandon(id);
         }
     }
 }
@@ -164,20 +163,18 @@ where
             self.in_flight -= 1;
             return Some(Err(lost(e)));
         }
-        let mut store = pool.shared.store.borrow_mut();
-        let id = store.next_of_group(group)?;
+        let mut state = pool.state();
+        let id = state.store.next_of_group(group)?;
         self.in_flight -= 1;
-        let settled = store.take(id);
-        drop(store);
+        let settled = state.store.take(id);
+        drop(state);
         Some(decode(settled))
     }
 }
 
 impl<T, R, I> Drop for ImapUnordered<T, R, I> {
     fn drop(&mut self) {
-        if let Ok(mut store) = self.feed.pool.shared.store.try_borrow_mut() {
-            store.abandon_group(self.group);
-        }
+        self.feed.pool.state().store.abandon_group(self.group);
     }
 }
 

@@ -18,9 +18,12 @@
 //! # }
 //! ```
 //!
-//! The pool makes progress whenever its caller is inside one of its calls
-//! (`map`, `get`, `next`, `join`, ...): it has no thread of its own, so it
-//! can fork. Items already handed to workers run meanwhile.
+//! The pool has a thread of its own, which hands items to workers, takes
+//! their results and replaces workers that die: results arrive while the
+//! caller does something else. A `Pool` is a handle, `Send + Sync` and
+//! cheap to clone: share it between threads, move it into
+//! `spawn_blocking`, or `.await` an item's [`AsyncResult`], which is a
+//! [`std::future::Future`] under any executor.
 //!
 //! # Sizes
 //!
@@ -63,29 +66,25 @@ mod call;
 mod error;
 mod handles;
 mod imap;
+mod shared;
 mod store;
 
 pub use error::{PoolError, TaskError};
 pub use handles::{as_completed, wait, AsCompleted, AsyncResult, Future, ReturnWhen};
 pub use imap::{Imap, ImapUnordered};
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use outlast_ipc::StartMethod;
-use outlast_worker::launch::Launcher;
-use outlast_worker::work::AnyJob;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::options::RunOptions;
-use crate::run::Engine;
-use call::{Call, InitCall, PoolRunner, Reply};
-use store::{Encoded, PoolWork, Settled, Store};
-
-/// The longest one turn of the engine waits inside a pool call.
-const TURN: Duration = Duration::from_millis(100);
+use call::{Call, InitCall, Reply};
+use shared::{Command, Inner, State};
+use store::{Encoded, Settled, Store};
 
 /// How to build a [`Pool`].
 pub struct PoolBuilder {
@@ -177,38 +176,38 @@ impl PoolBuilder {
         self
     }
 
-    /// Starts the workers.
+    /// Starts the pool's thread and its workers.
     pub fn build(self) -> Result<Pool, PoolError> {
         if self.workers == 0 {
             return Err(PoolError::Start(crate::run::RunError::NoWorkers));
         }
         let init = self.init.map_err(PoolError::Encode)?;
-        let store = Rc::new(RefCell::new(Store::new(self.workers, self.chunksize)));
-        let work = PoolWork {
-            store: Rc::clone(&store),
-            workers: self.workers,
-        };
-        let job = AnyJob::from_parts(Box::new(work), Box::new(Launcher::new(PoolRunner { init })));
         let mut options = self.options;
-        options.workers = Some(self.workers);
-        let mut engine = Engine::new(options, job, true)?;
-        // Starts the workers: a pool that cannot start says so now.
-        while engine.workers_started() == 0 && !engine.is_over() {
-            engine.turn(Some(Duration::ZERO));
+        if options.start_method == StartMethod::Fork {
+            // Checked here, on the caller's thread: the pool's own thread
+            // forks workers while this one waits in a call or runs on.
+            if !options.allow_threads {
+                let threads = outlast_ipc::os::procfs::thread_count().unwrap_or(1);
+                if threads > 1 {
+                    return Err(PoolError::Start(crate::run::RunError::ThreadsPresent {
+                        threads,
+                    }));
+                }
+            }
+            options.allow_threads = true;
         }
-        if engine.is_over() {
-            let why = engine
-                .stop_reason()
-                .unwrap_or_else(|| "no worker started".into());
-            return Err(PoolError::Stopped(why));
-        }
+        let (inner, thread) = shared::start(shared::Start {
+            options,
+            init,
+            workers: self.workers,
+            chunksize: self.chunksize,
+        })?;
         Ok(Pool {
-            shared: Rc::new(Shared {
-                engine: RefCell::new(engine),
-                store,
-                closed: Cell::new(false),
+            shared: Arc::new(Shared {
+                inner,
+                thread: Mutex::new(Some(thread)),
                 workers: self.workers as usize,
-                next_group: Cell::new(0),
+                next_group: AtomicU64::new(0),
             }),
         })
     }
@@ -216,19 +215,20 @@ impl PoolBuilder {
 
 /// A pool of worker processes running plain `fn(T) -> R` functions.
 ///
-/// Cheap to clone (handles share it); not `Send`. Dropping the last handle
-/// kills and reaps every worker.
+/// A handle: `Send + Sync`, cheap to clone, shared by every clone and by
+/// the results it gave. When the last one goes, the workers are killed and
+/// reaped (see [`close`](Self::close) and [`join`](Self::join) to let them
+/// finish first).
 #[derive(Clone)]
 pub struct Pool {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
 }
 
 struct Shared {
-    engine: RefCell<Engine>,
-    store: Rc<RefCell<Store>>,
-    closed: Cell<bool>,
+    inner: Arc<Inner>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     workers: usize,
-    next_group: Cell<u64>,
+    next_group: AtomicU64,
 }
 
 impl Shared {
@@ -237,13 +237,27 @@ impl Shared {
     fn window(&self) -> usize {
         (self.workers * 2 * store::OPEN_PER_WORKER * store::MAX_CHUNK).max(1024)
     }
+
+    /// Waits for the pool's thread to end (not from that thread itself).
+    fn join_thread(&self) {
+        if shared::on_pool_thread() {
+            return;
+        }
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let engine = self.engine.get_mut();
-        engine.terminate();
-        while !engine.turn(Some(TURN)) {}
+        self.inner.command(Command::Terminate);
+        self.join_thread();
     }
 }
 
@@ -308,7 +322,7 @@ impl Pool {
         items: impl IntoIterator<Item = T>,
     ) -> Result<Vec<R>, PoolError> {
         // The call itself is refused, as Python's "Pool not running".
-        if self.shared.closed.get() {
+        if self.state().closed {
             return Err(PoolError::Closed);
         }
         let items = items.into_iter();
@@ -348,6 +362,29 @@ impl Pool {
         Ok(AsyncResult::new(self.clone(), id))
     }
 
+    /// `apply_async(f, (arg,), callback=..., error_callback=...)`: `f(arg)`
+    /// in a worker; once it is settled, `callback` gets its value or
+    /// `error_callback` its error, exactly one of them, once, on the pool's
+    /// thread (see [`AsyncResult::add_done_callback`]).
+    pub fn apply_async_with<T, R>(
+        &self,
+        f: fn(T) -> R,
+        arg: T,
+        callback: impl FnOnce(R) + Send + 'static,
+        error_callback: impl FnOnce(PoolError) + Send + 'static,
+    ) -> Result<AsyncResult<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let result = self.apply_async(f, arg)?;
+        result.add_done_callback(move |done| match done.get() {
+            Ok(value) => callback(value),
+            Err(e) => error_callback(e),
+        });
+        Ok(result)
+    }
+
     /// `ProcessPoolExecutor.submit`: the same as [`apply_async`](Self::apply_async).
     pub fn submit<T, R>(&self, f: fn(T) -> R, arg: T) -> Result<Future<R>, PoolError>
     where
@@ -380,83 +417,93 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = T>,
     {
-        let group = self.shared.next_group.get();
-        self.shared.next_group.set(group + 1);
+        let group = self.shared.next_group.fetch_add(1, Ordering::Relaxed);
         ImapUnordered::new(self.clone(), Call::one(f), items.into_iter(), group)
     }
 
     /// No more submissions; workers stay until [`join`](Self::join).
     pub fn close(&self) {
-        self.shared.closed.set(true);
+        self.state().closed = true;
     }
 
     /// After [`close`](Self::close): waits for every item, then for every
     /// worker to exit.
     pub fn join(&self) -> Result<(), PoolError> {
-        if !self.shared.closed.get() {
+        if !self.state().closed {
             return Err(PoolError::StillRunning);
         }
         let outcome = self.pump(None, |store| store.unsettled() == 0);
-        let mut engine = self.shared.engine.borrow_mut();
-        engine.finish();
-        while !engine.turn(Some(TURN)) {}
-        outcome
+        self.shared.inner.command(Command::Finish);
+        self.shared.inner.wait_stopped();
+        self.shared.join_thread();
+        match outcome {
+            // Stopped after every item settled: that is the finish.
+            Err(PoolError::Stopped(_)) if self.state().store.unsettled() == 0 => Ok(()),
+            other => other,
+        }
     }
 
     /// Kills every worker now; unfinished items are lost.
     pub fn terminate(&self) {
-        self.shared.closed.set(true);
-        let mut engine = self.shared.engine.borrow_mut();
-        engine.terminate();
-        while !engine.turn(Some(TURN)) {}
-        drop(engine);
-        self.shared
-            .store
-            .borrow_mut()
-            .lose_all("the pool was terminated");
+        self.state().closed = true;
+        self.shared.inner.command(Command::Terminate);
+        self.shared.inner.wait_stopped();
+        self.shared.join_thread();
     }
 
     /// The pids of the workers alive now.
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.shared.engine.borrow().worker_pids()
+        self.state().pids.clone()
     }
 
     /// Worker processes started so far, replacements included.
     pub fn workers_started(&self) -> u64 {
-        self.shared.engine.borrow().workers_started()
+        self.state().started
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.inner.lock()
     }
 
     /// Hands encoded items of `call` to the store; the first's id. They
-    /// go to workers, in chunks, at the next turn of the engine.
+    /// go to workers, in chunks, as soon as the pool's thread wakes.
     fn submit_items(
         &self,
         call: Call,
         inputs: Encoded,
         group: Option<u64>,
     ) -> Result<u64, PoolError> {
-        if self.shared.closed.get() {
-            return Err(PoolError::Closed);
-        }
-        let engine = self.shared.engine.borrow();
-        if engine.is_over() {
-            return Err(PoolError::Stopped(
-                engine
-                    .stop_reason()
-                    .unwrap_or_else(|| "its workers are gone".into()),
-            ));
-        }
-        Ok(self.shared.store.borrow_mut().submit(call, inputs, group))
+        let first = {
+            let mut state = self.state();
+            if state.closed {
+                return Err(PoolError::Closed);
+            }
+            if let Some(why) = &state.stopped {
+                return Err(PoolError::Stopped(why.clone()));
+            }
+            state.store.submit(call, inputs, group)
+        };
+        self.shared.inner.wake_engine();
+        Ok(first)
     }
 
-    /// Turns the engine until `done` holds, `deadline` passes, or the engine stops.
+    /// Waits until `done` holds, `deadline` passes, or the pool stops.
     fn pump(
         &self,
         deadline: Option<Instant>,
         mut done: impl FnMut(&Store) -> bool,
     ) -> Result<(), PoolError> {
+        let inner = &self.shared.inner;
+        let mut state = inner.lock();
         loop {
-            if done(&self.shared.store.borrow()) {
+            if done(&state.store) {
                 return Ok(());
+            }
+            if let Some(why) = &state.stopped {
+                return Err(PoolError::Stopped(why.clone()));
+            }
+            if shared::on_pool_thread() {
+                return Err(PoolError::WouldDeadlock);
             }
             let wait = match deadline {
                 Some(d) => {
@@ -464,24 +511,11 @@ impl Pool {
                     if left.is_zero() {
                         return Err(PoolError::Timeout);
                     }
-                    left.min(TURN)
+                    Some(left)
                 }
-                None => TURN,
+                None => None,
             };
-            let over = self.shared.engine.borrow_mut().turn(Some(wait));
-            if over {
-                let why = self
-                    .shared
-                    .engine
-                    .borrow()
-                    .stop_reason()
-                    .unwrap_or_else(|| "its workers are gone".into());
-                self.shared.store.borrow_mut().lose_all(&why);
-                if done(&self.shared.store.borrow()) {
-                    return Ok(());
-                }
-                return Err(PoolError::Stopped(why));
-            }
+            state = inner.wait(state, wait);
         }
     }
 }

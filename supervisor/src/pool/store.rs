@@ -7,10 +7,9 @@
 //! [`PoolWork`] is what the engine calls; the pool's handles read the
 //! same [`Store`].
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use outlast_worker::job::JobOutcome;
@@ -26,7 +25,7 @@ pub(crate) type Settled = Result<Bytes, Box<TaskError>>;
 /// inputs or a chunk's output (one allocation for many items).
 #[derive(Clone, Debug)]
 pub(crate) struct Bytes {
-    buf: Rc<[u8]>,
+    buf: Arc<[u8]>,
     range: Range<usize>,
 }
 
@@ -200,11 +199,11 @@ impl Store {
     /// in an unordered stream.
     pub(crate) fn submit(&mut self, call: Call, inputs: Encoded, group: Option<u64>) -> u64 {
         let first = self.next_item;
-        let buf: Rc<[u8]> = inputs.buf.into();
+        let buf: Arc<[u8]> = inputs.buf.into();
         let mut start = 0;
         for end in inputs.ends {
             let input = Bytes {
-                buf: Rc::clone(&buf),
+                buf: Arc::clone(&buf),
                 range: start..end,
             };
             start = end;
@@ -421,7 +420,7 @@ impl Store {
 
 /// The engine's view of a pool: [`Work`] over the shared [`Store`].
 pub(crate) struct PoolWork {
-    pub(crate) store: Rc<RefCell<Store>>,
+    pub(crate) shared: Arc<super::shared::Inner>,
     pub(crate) workers: u32,
 }
 
@@ -439,7 +438,8 @@ impl Work for PoolWork {
     }
 
     fn input(&mut self, task: u64, out: &mut Vec<u8>) -> Result<(), String> {
-        let store = self.store.borrow();
+        let mut state = self.shared.lock();
+        let store = &mut state.store;
         let chunk = store
             .chunk(task)
             .ok_or_else(|| format!("no chunk {task}"))?;
@@ -448,7 +448,7 @@ impl Work for PoolWork {
             .write_head((chunk.items.end - chunk.items.start) as usize, out)?;
         // Items submitted together lie side by side in one buffer: copy
         // each run of them at once.
-        let mut run: Option<(&Rc<[u8]>, Range<usize>)> = None;
+        let mut run: Option<(&Arc<[u8]>, Range<usize>)> = None;
         for id in chunk.items.clone() {
             let input = store
                 .entry(id)
@@ -456,7 +456,7 @@ impl Work for PoolWork {
                 .ok_or_else(|| format!("item {id} has no input"))?;
             match &mut run {
                 Some((buf, range))
-                    if Rc::ptr_eq(buf, &input.buf) && range.end == input.range.start =>
+                    if Arc::ptr_eq(buf, &input.buf) && range.end == input.range.start =>
                 {
                     range.end = input.range.end;
                 }
@@ -479,7 +479,8 @@ impl Work for PoolWork {
     }
 
     fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), String> {
-        let mut store = self.store.borrow_mut();
+        let mut state = self.shared.lock();
+        let store = &mut state.store;
         let (items, cut_at) = store
             .chunk(task)
             .map(|c| (c.items.clone(), c.cut_at))
@@ -487,10 +488,10 @@ impl Work for PoolWork {
         let count = (items.end - items.start) as usize;
         // All or nothing: a short or long output settles no item.
         let replies = split_replies(output, count).ok_or_else(|| format!("not {count} replies"))?;
-        let buf: Rc<[u8]> = output.into();
+        let buf: Arc<[u8]> = output.into();
         for (id, range) in items.zip(replies) {
             let reply = Bytes {
-                buf: Rc::clone(&buf),
+                buf: Arc::clone(&buf),
                 range,
             };
             store.settle(id, Ok(reply));
@@ -502,7 +503,8 @@ impl Work for PoolWork {
     }
 
     fn gave_up(&mut self, task: u64, why: &GaveUp) {
-        let mut store = self.store.borrow_mut();
+        let mut state = self.shared.lock();
+        let store = &mut state.store;
         let Some(chunk) = store.chunk(task) else {
             return;
         };
@@ -532,11 +534,12 @@ impl Work for PoolWork {
     }
 
     fn outcome(&self, _complete: bool) -> JobOutcome {
-        JobOutcome::value(self.store.borrow().done)
+        JobOutcome::value(self.shared.lock().store.done)
     }
 
     fn top_up(&mut self, first: u64) -> u64 {
-        let mut store = self.store.borrow_mut();
+        let mut state = self.shared.lock();
+        let store = &mut state.store;
         if !store.has_unchunked() {
             return 0;
         }
@@ -547,7 +550,8 @@ impl Work for PoolWork {
     }
 
     fn progress(&self) -> Option<(u64, u64)> {
-        let store = self.store.borrow();
+        let mut state = self.shared.lock();
+        let store = &mut state.store;
         Some((store.done, store.submitted()))
     }
 }

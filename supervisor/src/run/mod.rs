@@ -60,6 +60,8 @@ struct Wakeups {
 
 /// The owner of the control socket's descriptors in the poll set.
 const CONTROL: WorkerId = WorkerId::MAX;
+/// The owner of [`Engine::wake_fd`] in a wait.
+const WAKE: WorkerId = WorkerId::MAX - 1;
 
 /// What a slot has been through (for `supervisor status`).
 #[derive(Default)]
@@ -117,6 +119,9 @@ pub(crate) struct Engine {
     control: Option<crate::control::server::ControlServer>,
     /// The Prometheus endpoint (`--metrics ADDR`), if any.
     metrics: Option<crate::metrics_http::MetricsServer>,
+    /// One more descriptor whose readiness ends a wait: a pool's thread
+    /// is woken through it when its handles submit or command.
+    wake_fd: Option<std::os::fd::RawFd>,
     /// systemd's notify socket, if the run was asked to use one and has one.
     notifier: Option<crate::notify::Notifier>,
     policy: RestartPolicy,
@@ -236,6 +241,7 @@ impl Engine {
             history: Vec::new(),
             control,
             metrics,
+            wake_fd: None,
             notifier: options
                 .systemd_notify
                 .then(crate::notify::Notifier::from_env)
@@ -392,6 +398,11 @@ impl Engine {
     }
 
     /// Whether every worker is gone and the loop is over.
+    /// Ends each wait as soon as `fd` is readable (its owner drains it).
+    pub(crate) fn wake_on(&mut self, fd: std::os::fd::RawFd) {
+        self.wake_fd = Some(fd);
+    }
+
     pub(crate) fn is_over(&self) -> bool {
         self.over
     }
@@ -485,6 +496,14 @@ impl Engine {
                 }
             }
         }
+        if let Some(fd) = self.wake_fd {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            owners.push((WAKE, false));
+        }
         let control_fds = self.control.as_ref().map(|c| c.fds()).unwrap_or_default();
         let metrics_fds = self.metrics.as_ref().map(|m| m.fds()).unwrap_or_default();
         {
@@ -519,7 +538,9 @@ impl Engine {
             if p.revents == 0 {
                 continue;
             }
-            if id == CONTROL {
+            if id == WAKE {
+                // Its reader drains it; this wait only had to end.
+            } else if id == CONTROL {
                 wakeups.control = true;
             } else if is_pidfd {
                 wakeups.exited.push(id);
