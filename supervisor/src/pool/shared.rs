@@ -13,6 +13,7 @@
 //! descriptors, so a submission is dispatched at once, not at the next tick.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
@@ -63,6 +64,10 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     changed: Condvar,
     bell: Ringer,
+    /// A ring the pool's thread has not taken yet: more submissions
+    /// meanwhile need no write of their own (a `write(2)` per `submit`
+    /// was most of its cost).
+    rung: AtomicBool,
 }
 
 impl Inner {
@@ -94,7 +99,16 @@ impl Inner {
 
     /// Wakes the pool's thread (something was submitted or commanded).
     pub(crate) fn wake_engine(&self) {
-        self.bell.ring();
+        if !self.rung.swap(true, Ordering::SeqCst) {
+            self.bell.ring();
+        }
+    }
+
+    /// The pool's thread took the rings: it looks at the store after this,
+    /// so what was submitted before is seen, and what comes after rings.
+    fn rings_taken(&self, listener: &Listener) {
+        listener.drain();
+        self.rung.store(false, Ordering::SeqCst);
     }
 
     pub(crate) fn command(&self, command: Command) {
@@ -147,6 +161,7 @@ pub(crate) fn start(start: Start) -> Result<(Arc<Inner>, std::thread::JoinHandle
         }),
         changed: Condvar::new(),
         bell,
+        rung: AtomicBool::new(false),
     });
     let (ready_tx, ready_rx) = mpsc::channel();
     let theirs = Arc::clone(&inner);
@@ -221,7 +236,7 @@ fn run(
             }
         }
         let over = engine.turn(Some(TURN));
-        listener.drain();
+        inner.rings_taken(&listener);
         let why = over.then(|| {
             why_over
                 .clone()
