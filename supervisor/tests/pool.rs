@@ -41,6 +41,7 @@ fn main() {
         a_pool_is_a_handle_that_threads_share,
         a_result_is_a_future_an_executor_awaits,
         done_callbacks_run_once_each_and_cannot_wait_on_their_pool,
+        imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel,
     ]);
 }
 
@@ -671,4 +672,84 @@ fn done_callbacks_run_once_each_and_cannot_wait_on_their_pool() {
         matches!(&waited, Some(Err(e)) if e.contains("cannot wait on its pool")),
         "{waited:?}"
     );
+}
+
+fn imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel() {
+    use outlast::pool::PoolError;
+    let pool = Pool::new(1).expect("pool");
+    // imap: the first item takes 400 ms; a 50 ms wait times out and
+    // leaves it for the next call.
+    let mut items = pool.imap(sleep_ms, [400u64, 1, 2]);
+    assert!(matches!(
+        items.next_timeout(Duration::from_millis(50)),
+        Err(PoolError::Timeout)
+    ));
+    assert_eq!(
+        items
+            .next_timeout(Duration::from_secs(20))
+            .expect("in time"),
+        Some(Ok(400))
+    );
+    assert_eq!(items.next(), Some(Ok(1)));
+    assert_eq!(items.next(), Some(Ok(2)));
+    assert_eq!(items.next(), None);
+    drop(items);
+    // as_completed: the same.
+    let futures: Vec<_> = [300u64, 10]
+        .iter()
+        .map(|&ms| pool.submit(sleep_ms, ms).expect("submit"))
+        .collect();
+    let mut finished = as_completed(&futures);
+    assert!(matches!(
+        finished.next_timeout(Duration::from_millis(50)),
+        Err(PoolError::Timeout)
+    ));
+    let mut got = Vec::new();
+    while let Some(f) = finished
+        .next_timeout(Duration::from_secs(20))
+        .expect("in time")
+    {
+        got.push(f.get().expect("value"));
+    }
+    got.sort_unstable();
+    assert_eq!(got, [10, 300]);
+    drop(finished);
+    // cancel: with the one worker busy, items queued behind it come back.
+    let marker = std::env::temp_dir().join(format!("outlast-running-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let long = pool
+        .submit(
+            mark_then_sleep,
+            (marker.to_string_lossy().into_owned(), 500),
+        )
+        .expect("submit");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_file(&marker);
+    let queued: Vec<_> = (0..50u64)
+        .map(|i| pool.submit(sleep_ms, i % 2).expect("submit"))
+        .collect();
+    let last = queued.last().expect("queued");
+    assert!(last.cancel(), "the last queued item was already handed out");
+    assert!(last.cancelled());
+    assert!(matches!(
+        last.get(),
+        Err(PoolError::Task {
+            error: TaskError::Cancelled,
+            ..
+        })
+    ));
+    assert!(!long.cancel(), "a running item cannot be cancelled");
+    assert_eq!(long.get().ok(), Some(500));
+    for (i, q) in queued.iter().enumerate().take(49) {
+        assert_eq!(q.get().ok(), Some(i as u64 % 2), "item {i}");
+    }
+}
+
+/// Says it runs (creates `path`), then sleeps `ms`.
+fn mark_then_sleep((path, ms): (String, u64)) -> u64 {
+    let _ = std::fs::write(path, b"running");
+    sleep_ms(ms)
 }

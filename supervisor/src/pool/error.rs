@@ -31,6 +31,9 @@ pub enum TaskError {
     /// The pool stopped (terminated, or its workers kept dying at start)
     /// before this item finished.
     Lost(String),
+    /// [`AsyncResult::cancel`](super::AsyncResult::cancel) took it back
+    /// before a worker got it.
+    Cancelled,
 }
 
 impl fmt::Display for TaskError {
@@ -58,6 +61,7 @@ impl fmt::Display for TaskError {
             ),
             TaskError::Failed(why) => write!(f, "{why}"),
             TaskError::Lost(why) => write!(f, "lost: {why}"),
+            TaskError::Cancelled => write!(f, "cancelled"),
         }
     }
 }

@@ -83,6 +83,27 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         self.pool.state().store.result(self.id).map(succeeded)
     }
 
+    /// `Future.cancel()`: takes the item back if no worker has it yet (it
+    /// waits behind busy workers); it then settles as
+    /// [`TaskError::Cancelled`](super::TaskError::Cancelled). False if it
+    /// already runs or is done.
+    pub fn cancel(&self) -> bool {
+        let cancelled = self.pool.state().store.cancel(self.id);
+        if cancelled {
+            // Its callbacks and awaiting tasks learn at the next turn.
+            self.pool.shared.inner.wake_engine();
+        }
+        cancelled
+    }
+
+    /// `Future.cancelled()`.
+    pub fn cancelled(&self) -> bool {
+        matches!(
+            self.pool.state().store.result(self.id),
+            Some(Err(e)) if matches!(**e, super::TaskError::Cancelled)
+        )
+    }
+
     /// `Future.exception()`: waits, then the item's error, if it failed.
     pub fn exception(&self) -> Option<PoolError> {
         self.get().err()
@@ -200,13 +221,34 @@ impl<'a, R: DeserializeOwned> Iterator for AsCompleted<'a, R> {
     type Item = &'a AsyncResult<R>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let pool = self.pool.clone()?;
+        self.next_until(None).ok().flatten()
+    }
+}
+
+impl<'a, R: DeserializeOwned> AsCompleted<'a, R> {
+    /// The next future to finish, waiting at most `timeout`
+    /// (`as_completed(fs, timeout)`): `Err(PoolError::Timeout)` if none
+    /// did by then; the others are still there for the next call.
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<&'a AsyncResult<R>>, PoolError> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
+
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<&'a AsyncResult<R>>, PoolError> {
+        let Some(pool) = self.pool.clone() else {
+            return Ok(None);
+        };
         loop {
             if let Some(index) = self.ready.pop_front() {
-                return self.futures.get(index);
+                return Ok(self.futures.get(index));
             }
             if self.waiting.is_empty() {
-                return None;
+                return Ok(None);
             }
             {
                 let state = pool.state();
@@ -220,10 +262,15 @@ impl<'a, R: DeserializeOwned> Iterator for AsCompleted<'a, R> {
             }
             if self.ready.is_empty() {
                 let cursor = self.cursor;
-                if pool.pump(None, |store| store.log.len() > cursor).is_err() {
-                    // The pool stopped: what is left is settled as lost.
-                    let left: Vec<usize> = self.waiting.drain().map(|(_, i)| i).collect();
-                    self.ready.extend(left);
+                match pool.pump(deadline, |store| store.log.len() > cursor) {
+                    Ok(()) => {}
+                    Err(PoolError::Stopped(_)) => {
+                        // The pool stopped: what is left is settled as lost.
+                        let left: Vec<usize> = self.waiting.drain().map(|(_, i)| i).collect();
+                        self.ready.extend(left);
+                    }
+                    // A timeout, or a wait from the pool's own thread.
+                    Err(e) => return Err(e),
                 }
             }
         }

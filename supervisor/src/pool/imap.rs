@@ -88,17 +88,51 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        match self.next_until(None) {
+            Ok(item) => item,
+            Err(e) => Some(Err(lost(e))),
+        }
+    }
+}
+
+impl<T, R, I> Imap<T, R, I>
+where
+    T: Serialize,
+    R: DeserializeOwned,
+    I: Iterator<Item = T>,
+{
+    /// `IMapIterator.next(timeout)`: the next result in order, waiting at
+    /// most `timeout`; `Err(PoolError::Timeout)` leaves it for the next call.
+    pub fn next_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Result<R, TaskError>>, PoolError> {
+        self.next_until(Some(std::time::Instant::now() + timeout))
+    }
+
+    fn next_until(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<Result<R, TaskError>>, PoolError> {
         match self.feed.refill(self.in_flight.len()) {
             Ok(ids) => self.in_flight.extend(ids),
-            Err(e) => return Some(Err(e)),
+            Err(e) => return Ok(Some(Err(e))),
         }
-        let id = self.in_flight.pop_front()?;
+        let Some(&id) = self.in_flight.front() else {
+            return Ok(None);
+        };
         let pool = &self.feed.pool;
-        if let Err(e) = pool.pump(None, |store| store.is_settled(id)) {
-            return Some(Err(lost(e)));
+        match pool.pump(deadline, |store| store.is_settled(id)) {
+            Err(PoolError::Timeout) => return Err(PoolError::Timeout),
+            Err(e) => {
+                self.in_flight.pop_front();
+                return Ok(Some(Err(lost(e))));
+            }
+            Ok(()) => {}
         }
+        self.in_flight.pop_front();
         let settled = pool.state().store.take(id);
-        Some(decode(settled))
+        Ok(Some(decode(settled)))
     }
 }
 
@@ -149,26 +183,58 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        match self.next_until(None) {
+            Ok(item) => item,
+            Err(e) => Some(Err(lost(e))),
+        }
+    }
+}
+
+impl<T, R, I> ImapUnordered<T, R, I>
+where
+    T: Serialize,
+    R: DeserializeOwned,
+    I: Iterator<Item = T>,
+{
+    /// The next result to finish, waiting at most `timeout`;
+    /// `Err(PoolError::Timeout)` if none did by then.
+    pub fn next_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Result<R, TaskError>>, PoolError> {
+        self.next_until(Some(std::time::Instant::now() + timeout))
+    }
+
+    fn next_until(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<Result<R, TaskError>>, PoolError> {
         match self.feed.refill(self.in_flight) {
             Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,
-            Err(e) => return Some(Err(e)),
+            Err(e) => return Ok(Some(Err(e))),
         }
         if self.in_flight == 0 {
-            return None;
+            return Ok(None);
         }
         let group = self.group;
         let pool = &self.feed.pool;
         // (pump lends the store; the pop happens below.)
-        if let Err(e) = pool.pump(None, |store| store.peek_group(group).is_some()) {
-            self.in_flight -= 1;
-            return Some(Err(lost(e)));
+        match pool.pump(deadline, |store| store.peek_group(group).is_some()) {
+            Err(PoolError::Timeout) => return Err(PoolError::Timeout),
+            Err(e) => {
+                self.in_flight -= 1;
+                return Ok(Some(Err(lost(e))));
+            }
+            Ok(()) => {}
         }
         let mut state = pool.state();
-        let id = state.store.next_of_group(group)?;
+        let Some(id) = state.store.next_of_group(group) else {
+            return Ok(None);
+        };
         self.in_flight -= 1;
         let settled = state.store.take(id);
         drop(state);
-        Some(decode(settled))
+        Ok(Some(decode(settled)))
     }
 }
 

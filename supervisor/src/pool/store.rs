@@ -354,6 +354,26 @@ impl Store {
     }
 
     /// Nobody will read `id`'s result.
+    /// Cancels item `id` if no chunk holds it yet (it waits behind busy
+    /// workers): it settles as [`TaskError::Cancelled`]; true if so.
+    pub(crate) fn cancel(&mut self, id: u64) -> bool {
+        let Some(at) = self.unchunked.iter().position(|(_, run)| run.contains(&id)) else {
+            return false;
+        };
+        let Some((call, run)) = self.unchunked.remove(at) else {
+            return false;
+        };
+        // The run without it: what came after, then what came before.
+        if id + 1 < run.end {
+            self.unchunked.insert(at, (call, id + 1..run.end));
+        }
+        if run.start < id {
+            self.unchunked.insert(at, (call, run.start..id));
+        }
+        self.settle(id, Err(Box::new(TaskError::Cancelled)));
+        true
+    }
+
     pub(crate) fn abandon(&mut self, id: u64) {
         if let Some(entry) = self.entry_mut(id) {
             entry.abandoned = true;
