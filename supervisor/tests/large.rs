@@ -16,6 +16,7 @@ fn main() {
         an_input_over_the_cap_fails_alone_at_once,
         a_result_over_the_cap_fails_alone_after_one_run,
         a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk,
+        an_item_that_cannot_be_encoded_fails_alone_in_imap_and_map,
         a_process_takes_and_gives_a_hundred_megabytes_in_each_start_method,
         a_pipe_carries_a_hundred_megabyte_message,
     ]);
@@ -223,6 +224,30 @@ fn process_round_trip(mut bytes: ByteBuf) -> ByteBuf {
         *first = 1;
     }
     bytes
+}
+
+fn unpick(p: Picky) -> u64 {
+    p.0
+}
+
+fn an_item_that_cannot_be_encoded_fails_alone_in_imap_and_map() {
+    let pool = Pool::new(2).expect("pool");
+    let results: Vec<_> = pool.imap(unpick, (0..20u64).map(Picky)).collect();
+    for (i, r) in results.iter().enumerate() {
+        if i == 7 {
+            assert!(
+                matches!(r, Err(TaskError::Failed(why)) if why.contains("cannot encode the item")),
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(r, &Ok(i as u64 * 10 + 1), "item {i}");
+        }
+    }
+    // map: the first failure is the error, at its index.
+    match pool.map(unpick, (0..20u64).map(Picky)) {
+        Err(PoolError::Task { index: 7, .. }) => {}
+        other => panic!("expected item 7's error, got {other:?}"),
+    }
 }
 
 fn a_process_takes_and_gives_a_hundred_megabytes_in_each_start_method() {

@@ -264,15 +264,32 @@ fn initializer_runs_in_every_worker_and_recycling_replaces_them() {
     let pool = Pool::builder(2)
         .initializer(set_factor, 2)
         .max_tasks_per_child(10)
-        .chunksize(1)
         .build()
         .expect("pool");
     let out = pool.map(factor_and_pid, 0..100u32).expect("map");
     assert!(out.iter().all(|(f, _)| *f == 2), "{out:?}");
-    let pids: std::collections::HashSet<u32> = out.iter().map(|(_, p)| *p).collect();
-    // 100 items, 10 per worker: at least 10 workers ran them.
-    assert!(pids.len() >= 10, "{} workers", pids.len());
+    let mut per_pid = std::collections::HashMap::<u32, usize>::new();
+    for (_, pid) in &out {
+        *per_pid.entry(*pid).or_default() += 1;
+    }
+    // 100 items, 10 per worker, counted in items (not chunks).
+    assert!(per_pid.values().all(|&n| n == 10), "{per_pid:?}");
+    assert_eq!(per_pid.len(), 10);
     assert!(pool.workers_started() >= 10);
+    // 0 is refused, as Python refuses it.
+    assert!(matches!(
+        Pool::builder(1).max_tasks_per_child(0).build(),
+        Err(outlast::pool::PoolError::InvalidOption(_))
+    ));
+    // No size: one worker per CPU this process may use.
+    let pool = Pool::per_cpu().expect("pool");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (pool.worker_pids().len() as u32) < outlast::pool::cpu_count()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(pool.worker_pids().len() as u32, outlast::pool::cpu_count());
 }
 
 fn slow_square(x: u64) -> u64 {

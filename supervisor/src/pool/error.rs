@@ -97,4 +97,7 @@ pub enum PoolError {
     /// An argument could not be encoded.
     #[error("{0}")]
     Encode(String),
+    /// A builder option has a value the pool refuses (Python's `ValueError`).
+    #[error("invalid pool option: {0}")]
+    InvalidOption(String),
 }

@@ -38,7 +38,7 @@ impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
                 self.exhausted = true;
                 break;
             };
-            inputs.push(&item).map_err(TaskError::Failed)?;
+            inputs.push_or_fail(&item);
         }
         if inputs.len() == 0 {
             return Ok(0..0);

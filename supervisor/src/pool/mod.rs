@@ -105,7 +105,10 @@ impl PoolBuilder {
         self
     }
 
-    /// Replaces a worker after this many items (Python's `maxtasksperchild`).
+    /// Replaces a worker after this many items (Python's
+    /// `maxtasksperchild`). Items go to workers one at a time then (a
+    /// chunk of several would overshoot the count). 0 is refused at
+    /// [`build`](Self::build), as Python refuses it.
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
         self.options.max_tasks_per_child = Some(n);
         self
@@ -183,6 +186,16 @@ impl PoolBuilder {
         }
         let init = self.init.map_err(PoolError::Encode)?;
         let mut options = self.options;
+        let mut chunksize = self.chunksize;
+        if let Some(n) = options.max_tasks_per_child {
+            if n == 0 {
+                return Err(PoolError::InvalidOption(
+                    "max_tasks_per_child must be at least 1".into(),
+                ));
+            }
+            // The engine counts tasks; a task is then one item.
+            chunksize = Some(1);
+        }
         if options.start_method == StartMethod::Fork {
             // Checked here, on the caller's thread: the pool's own thread
             // forks workers while this one waits in a call or runs on.
@@ -200,7 +213,7 @@ impl PoolBuilder {
             options,
             init,
             workers: self.workers,
-            chunksize: self.chunksize,
+            chunksize,
         })?;
         Ok(Pool {
             shared: Arc::new(Shared {
@@ -266,6 +279,12 @@ impl Pool {
     /// worker timeout, adaptive chunks).
     pub fn new(n: u32) -> Result<Pool, PoolError> {
         Pool::builder(n).build()
+    }
+
+    /// One worker per CPU this process may use (Python's `Pool()`, which
+    /// uses `os.process_cpu_count()`): see [`cpu_count`].
+    pub fn per_cpu() -> Result<Pool, PoolError> {
+        Pool::builder(cpu_count()).build()
     }
 
     /// A pool of `n` workers to set up first.
@@ -518,6 +537,13 @@ impl Pool {
             state = inner.wait(state, wait);
         }
     }
+}
+
+/// The CPUs this process may run on: its affinity mask (`taskset`,
+/// `sched_setaffinity`), and a cgroup CPU quota when one is lower (as
+/// [`std::thread::available_parallelism`]); at least 1.
+pub fn cpu_count() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
 }
 
 /// A settled item as its function's result.

@@ -40,6 +40,8 @@ impl Bytes {
 pub(crate) struct Encoded {
     buf: Vec<u8>,
     ends: Vec<usize>,
+    /// Items that could not be encoded: their place, and why.
+    failed: Vec<(usize, String)>,
 }
 
 impl Encoded {
@@ -48,6 +50,15 @@ impl Encoded {
             .map_err(|e| format!("cannot encode the item: {e}"))?;
         self.ends.push(self.buf.len());
         Ok(())
+    }
+
+    /// As [`push`](Self::push), but an item that cannot be encoded keeps
+    /// its place and settles as that item's error (the others still run).
+    pub(crate) fn push_or_fail<T: serde::Serialize>(&mut self, item: &T) {
+        if let Err(why) = self.push(item) {
+            self.failed.push((self.ends.len(), why));
+            self.ends.push(self.buf.len());
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -200,8 +211,9 @@ impl Store {
     pub(crate) fn submit(&mut self, call: Call, inputs: Encoded, group: Option<u64>) -> u64 {
         let first = self.next_item;
         let buf: Arc<[u8]> = inputs.buf.into();
+        let mut failed = inputs.failed.into_iter().peekable();
         let mut start = 0;
-        for end in inputs.ends {
+        for (index, end) in inputs.ends.into_iter().enumerate() {
             let input = Bytes {
                 buf: Arc::clone(&buf),
                 range: start..end,
@@ -212,15 +224,19 @@ impl Store {
                 abandoned: false,
                 group: group.map_or(0, |g| g as u32 + 1),
             });
+            let id = self.next_item;
             self.next_item += 1;
             self.pending += 1;
-        }
-        if self.next_item > first {
+            if let Some((_, why)) = failed.next_if(|(at, _)| *at == index) {
+                // Settled where it stands; it goes to no worker.
+                self.settle(id, Err(Box::new(TaskError::Failed(why))));
+                continue;
+            }
             // Right after earlier items of the same call (one submit after
             // another): one run, so they can share chunks.
             match self.unchunked.back_mut() {
-                Some((last, run)) if *last == call && run.end == first => run.end = self.next_item,
-                _ => self.unchunked.push_back((call, first..self.next_item)),
+                Some((last, run)) if *last == call && run.end == id => run.end = id + 1,
+                _ => self.unchunked.push_back((call, id..id + 1)),
             }
         }
         first
