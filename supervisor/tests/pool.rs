@@ -42,6 +42,7 @@ fn main() {
         a_result_is_a_future_an_executor_awaits,
         done_callbacks_run_once_each_and_cannot_wait_on_their_pool,
         imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel,
+        starmap_takes_tuples_of_one_to_six,
     ]);
 }
 
@@ -769,4 +770,48 @@ fn imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel() {
 fn mark_then_sleep((path, ms): (String, u64)) -> u64 {
     let _ = std::fs::write(path, b"running");
     sleep_ms(ms)
+}
+
+fn one(a: u64) -> u64 {
+    a
+}
+fn sum3(a: u64, b: u32, c: u8) -> u64 {
+    a + u64::from(b) + u64::from(c)
+}
+fn sum4(a: u64, b: u64, c: u64, d: String) -> String {
+    format!("{}{d}", a + b + c)
+}
+fn sum5(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+    a + b + c + d + e
+}
+fn sum6(a: u64, b: u64, c: u64, d: u64, e: u64, f: Vec<u64>) -> u64 {
+    a + b + c + d + e + f.iter().sum::<u64>()
+}
+
+fn starmap_takes_tuples_of_one_to_six() {
+    let pool = Pool::new(2).expect("pool");
+    assert_eq!(
+        pool.starmap1(one, (0..5u64).map(|x| (x,))).expect("1"),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(
+        pool.starmap(|a: u64, b: u64| a * b, [(2, 3), (4, 5)])
+            .expect("2"),
+        [6, 20]
+    );
+    assert_eq!(
+        pool.starmap3(sum3, [(1, 2, 3), (10, 20, 30)]).expect("3"),
+        [6, 60]
+    );
+    assert_eq!(
+        pool.starmap4(sum4, [(1, 2, 3, "x".to_string())])
+            .expect("4"),
+        ["6x"]
+    );
+    assert_eq!(pool.starmap5(sum5, [(1, 2, 3, 4, 5)]).expect("5"), [15]);
+    assert_eq!(
+        pool.starmap6(sum6, (0..100u64).map(|i| (i, 1, 1, 1, 1, vec![i; 3])))
+            .expect("6"),
+        (0..100u64).map(|i| 4 * i + 4).collect::<Vec<_>>()
+    );
 }

@@ -207,6 +207,52 @@ where
     append_reply(&reply, out);
 }
 
+/// `Call` constructors and trampolines for functions of 1 and 3 to 6
+/// arguments, given as a tuple (`starmap`): each like [`Call::two`].
+macro_rules! star_calls {
+    ($($ctor:ident $trampoline:ident ($($arg:ident $var:ident),+);)+) => {$(
+        impl Call {
+            pub(crate) fn $ctor<$($arg,)+ R>(f: fn($($arg),+) -> R) -> Self
+            where
+                $($arg: DeserializeOwned,)+
+                R: Serialize,
+            {
+                Call {
+                    trampoline: CodeRef::new($trampoline::<$($arg,)+ R> as Trampoline as *const ()),
+                    func: CodeRef::new(f as *const ()),
+                }
+            }
+        }
+
+        fn $trampoline<$($arg: DeserializeOwned,)+ R: Serialize>(
+            func: *const (),
+            args: &mut &[u8],
+            out: &mut Vec<u8>,
+        ) {
+            // SAFETY: `func` came from the constructor above, which took it
+            // from a function of exactly these argument and result types and
+            // paired it with this very instantiation.
+            let f = unsafe { std::mem::transmute::<*const (), fn($($arg),+) -> R>(func) };
+            let reply = match postcard::take_from_bytes::<($($arg,)+)>(args) {
+                Ok((($($var,)+), rest)) => {
+                    *args = rest;
+                    guarded(move || f($($var),+))
+                }
+                Err(e) => Reply::Failed(format!("cannot decode the item: {e}")),
+            };
+            append_reply(&reply, out);
+        }
+    )+};
+}
+
+star_calls! {
+    star_one call_star_one (A a);
+    three call_three (A a, B b, C c);
+    four call_four (A a, B b, C c, D d);
+    five call_five (A a, B b, C c, D d, E e);
+    six call_six (A a, B b, C c, D d, E e, F f6);
+}
+
 fn init_one<A: DeserializeOwned>(func: *const (), args: &[u8]) -> Result<(), String> {
     // SAFETY: `func` came from `InitCall::new::<A>`, which took it from a
     // `fn(A)` and paired it with this very instantiation.

@@ -333,6 +333,86 @@ impl Pool {
         self.map_call(Call::two(f), items)
     }
 
+    /// `[f(a) for (a,) in items]`: `starmap` over 1-tuples.
+    pub fn starmap1<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = (A,)>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.map_call(Call::star_one(f), items)
+    }
+
+    /// `[f(a, b, c) for (a, b, c) in items]`, in order.
+    pub fn starmap3<A, B, C, R>(
+        &self,
+        f: fn(A, B, C) -> R,
+        items: impl IntoIterator<Item = (A, B, C)>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        C: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.map_call(Call::three(f), items)
+    }
+
+    /// `starmap` over 4-tuples.
+    pub fn starmap4<A, B, C, D, R>(
+        &self,
+        f: fn(A, B, C, D) -> R,
+        items: impl IntoIterator<Item = (A, B, C, D)>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        C: Serialize + DeserializeOwned,
+        D: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.map_call(Call::four(f), items)
+    }
+
+    /// `starmap` over 5-tuples.
+    pub fn starmap5<A, B, C, D, E, R>(
+        &self,
+        f: fn(A, B, C, D, E) -> R,
+        items: impl IntoIterator<Item = (A, B, C, D, E)>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        C: Serialize + DeserializeOwned,
+        D: Serialize + DeserializeOwned,
+        E: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.map_call(Call::five(f), items)
+    }
+
+    /// `starmap` over 6-tuples.
+    #[allow(clippy::type_complexity)]
+    pub fn starmap6<A, B, C, D, E, F, R>(
+        &self,
+        f: fn(A, B, C, D, E, F) -> R,
+        items: impl IntoIterator<Item = (A, B, C, D, E, F)>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        C: Serialize + DeserializeOwned,
+        D: Serialize + DeserializeOwned,
+        E: Serialize + DeserializeOwned,
+        F: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.map_call(Call::six(f), items)
+    }
+
     /// A map is an [`Imap`] collected: items are encoded while workers
     /// run the ones before, and memory holds only the window and results.
     fn map_call<T: Serialize, R: DeserializeOwned>(
