@@ -43,6 +43,7 @@ fn main() {
         done_callbacks_run_once_each_and_cannot_wait_on_their_pool,
         imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel,
         starmap_takes_tuples_of_one_to_six,
+        an_initializer_hands_a_shared_counter_to_every_worker,
     ]);
 }
 
@@ -814,4 +815,38 @@ fn starmap_takes_tuples_of_one_to_six() {
             .expect("6"),
         (0..100u64).map(|i| 4 * i + 4).collect::<Vec<_>>()
     );
+}
+
+thread_local! {
+    /// In each worker: the counter its initializer was given.
+    static COUNTER: std::cell::RefCell<Option<Value<u64>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn keep_counter(counter: Value<u64>) {
+    COUNTER.with(|c| *c.borrow_mut() = Some(counter));
+}
+
+fn count_one(x: u64) -> u64 {
+    COUNTER.with(|c| {
+        if let Some(counter) = c.borrow().as_ref() {
+            counter.fetch_add(1);
+        }
+    });
+    x
+}
+
+/// CPython's `Pool(initializer=init, initargs=(counter,))`: a shared
+/// `Value` handed to every worker, replacements included.
+fn an_initializer_hands_a_shared_counter_to_every_worker() {
+    let counter = Value::new(0u64).expect("value");
+    let pool = Pool::builder(2)
+        .initializer(keep_counter, counter.try_clone().expect("clone"))
+        .max_tasks_per_child(50)
+        .build()
+        .expect("pool");
+    let out = pool.map(count_one, 0..500u64).expect("map");
+    assert_eq!(out.len(), 500);
+    assert_eq!(counter.load(), 500);
+    // Recycled every 50 items: the replacements got the counter too.
+    assert!(pool.workers_started() >= 10);
 }

@@ -18,13 +18,10 @@ use outlast_worker::job::TaskContext;
 use outlast_worker::runner::Runner;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 
 /// Calls the function at `func` on the item at the front of `args`
 /// (moving past it) and appends its framed [`Reply`] to `out`.
 pub(crate) type Trampoline = fn(func: *const (), args: &mut &[u8], out: &mut Vec<u8>);
-/// Runs an initializer at `func` on postcard `args`.
-pub(crate) type InitTrampoline = fn(func: *const (), args: &[u8]) -> Result<(), String>;
 
 /// What a pool's worker gives back for one item.
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,34 +77,10 @@ impl Call {
     }
 }
 
-/// An initializer and its encoded arguments.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct InitCall {
-    trampoline: CodeRef,
-    func: CodeRef,
-    args: ByteBuf,
-}
-
-impl InitCall {
-    pub(crate) fn new<A>(f: fn(A), args: &A) -> Result<Self, String>
-    where
-        A: Serialize + DeserializeOwned,
-    {
-        Ok(InitCall {
-            trampoline: CodeRef::new(init_one::<A> as InitTrampoline as *const ()),
-            func: CodeRef::new(f as *const ()),
-            args: ByteBuf::from(
-                postcard::to_allocvec(args)
-                    .map_err(|e| format!("cannot encode the initializer's arguments: {e}"))?,
-            ),
-        })
-    }
-}
-
 /// The worker side of a pool: any function, per task.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct PoolRunner {
-    pub(crate) init: Option<InitCall>,
+    pub(crate) init: Option<super::init::InitCall>,
 }
 
 thread_local! {
@@ -135,17 +108,10 @@ impl Runner for PoolRunner {
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             PANIC_LOCATION.with(|slot| *slot.borrow_mut() = at);
         }));
-        let Some(init) = &self.init else {
-            return Ok(());
-        };
-        // SAFETY: the parent (trusted by its workers) made both references
-        // with CodeRef::new from an InitTrampoline and the fn(A) it was
-        // instantiated for, in this same executable.
-        let trampoline =
-            unsafe { std::mem::transmute::<*const (), InitTrampoline>(init.trampoline.address()) };
-        // SAFETY: as above; the trampoline casts it back to its own fn(A).
-        let func = unsafe { init.func.address() };
-        trampoline(func, &init.args)
+        match &self.init {
+            Some(init) => init.run(),
+            None => Ok(()),
+        }
     }
 
     fn run_task(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
@@ -253,24 +219,8 @@ star_calls! {
     six call_six (A a, B b, C c, D d, E e, F f6);
 }
 
-fn init_one<A: DeserializeOwned>(func: *const (), args: &[u8]) -> Result<(), String> {
-    // SAFETY: `func` came from `InitCall::new::<A>`, which took it from a
-    // `fn(A)` and paired it with this very instantiation.
-    let f = unsafe { std::mem::transmute::<*const (), fn(A)>(func) };
-    let args: A = postcard::from_bytes(args)
-        .map_err(|e| format!("cannot decode the initializer's arguments: {e}"))?;
-    match guarded(move || f(args)) {
-        Reply::Returned(()) => Ok(()),
-        Reply::Panicked { message, location } => Err(format!(
-            "the initializer panicked{}: {message}",
-            location.map(|l| format!(" at {l}")).unwrap_or_default()
-        )),
-        Reply::Failed(why) => Err(why),
-    }
-}
-
 /// Runs `f`, turning a panic into its message and location.
-fn guarded<R>(f: impl FnOnce() -> R) -> Reply<R> {
+pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Reply<R> {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Reply::Returned(value),
         Err(payload) => {

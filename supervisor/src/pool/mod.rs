@@ -66,6 +66,7 @@ mod call;
 mod error;
 mod handles;
 mod imap;
+mod init;
 mod shared;
 mod store;
 
@@ -82,7 +83,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::options::RunOptions;
-use call::{Call, InitCall, Reply};
+use call::{Call, Reply};
+use init::InitCall;
 use shared::{Command, Inner, State};
 use store::{Encoded, Settled, Store};
 
@@ -90,18 +92,20 @@ use store::{Encoded, Settled, Store};
 pub struct PoolBuilder {
     workers: u32,
     options: RunOptions,
-    init: Result<Option<InitCall>, String>,
+    init: Option<InitCall>,
     chunksize: Option<usize>,
 }
 
 impl PoolBuilder {
     /// Runs `f(args)` once in every worker before its first item,
-    /// replacements included (Python's `initializer`, `initargs`).
+    /// replacements included (Python's `initializer`, `initargs`). Handles
+    /// in `args` (a `Value`, a `Queue`, a `Lock`) reach every worker, as
+    /// they reach a `Process`; the pool keeps `args` while it lives.
     pub fn initializer<A>(mut self, f: fn(A), args: A) -> Self
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        self.init = InitCall::new(f, &args).map(Some);
+        self.init = Some(InitCall::new(f, args));
         self
     }
 
@@ -184,7 +188,7 @@ impl PoolBuilder {
         if self.workers == 0 {
             return Err(PoolError::Start(crate::run::RunError::NoWorkers));
         }
-        let init = self.init.map_err(PoolError::Encode)?;
+        let init = self.init;
         let mut options = self.options;
         let mut chunksize = self.chunksize;
         if let Some(n) = options.max_tasks_per_child {
@@ -299,7 +303,7 @@ impl Pool {
                 max_window: Some(store::OPEN_PER_WORKER),
                 ..RunOptions::default()
             },
-            init: Ok(None),
+            init: None,
             chunksize: None,
         }
     }

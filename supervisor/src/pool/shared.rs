@@ -22,7 +22,8 @@ use outlast_ipc::spsc::doorbell::{self, Listener, Ringer};
 use outlast_worker::launch::Launcher;
 use outlast_worker::work::AnyJob;
 
-use super::call::{InitCall, PoolRunner};
+use super::call::PoolRunner;
+use super::init::InitCall;
 use super::store::{PoolWork, Store};
 use super::PoolError;
 use crate::options::RunOptions;
