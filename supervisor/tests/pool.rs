@@ -274,9 +274,12 @@ fn initializer_runs_in_every_worker_and_recycling_replaces_them() {
     for (_, pid) in &out {
         *per_pid.entry(*pid).or_default() += 1;
     }
-    // 100 items, 10 per worker, counted in items (not chunks).
-    assert!(per_pid.values().all(|&n| n == 10), "{per_pid:?}");
-    assert_eq!(per_pid.len(), 10);
+    // Counted in items (not chunks): no worker ran more than 10; all but
+    // the two alive at the end ran exactly 10 (those two share the rest).
+    assert!(per_pid.values().all(|&n| n <= 10), "{per_pid:?}");
+    let short = per_pid.values().filter(|&&n| n < 10).count();
+    assert!(short <= 2, "{per_pid:?}");
+    assert!(per_pid.len() >= 10, "{per_pid:?}");
     assert!(pool.workers_started() >= 10);
     // 0 is refused, as Python refuses it.
     assert!(matches!(
