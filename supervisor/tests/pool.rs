@@ -44,6 +44,7 @@ fn main() {
         imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel,
         starmap_takes_tuples_of_one_to_six,
         an_initializer_hands_a_shared_counter_to_every_worker,
+        as_completed_misses_nothing_that_settles_while_it_starts,
     ]);
 }
 
@@ -852,4 +853,28 @@ fn an_initializer_hands_a_shared_counter_to_every_worker() {
     assert_eq!(counter.load(), 500);
     // Recycled every 50 items: the replacements got the counter too.
     assert!(pool.workers_started() >= 10);
+}
+
+/// Items settle on the pool's thread while `as_completed` looks at the
+/// futures: none of those may be missed (one was: a hang, seen in
+/// `bench pool` under load).
+fn as_completed_misses_nothing_that_settles_while_it_starts() {
+    use outlast::pool::PoolError;
+    let pool = Pool::new(2).expect("pool");
+    for round in 0..30 {
+        let futures: Vec<_> = (0..20_000u64)
+            .map(|x| pool.submit(double, x).expect("submit"))
+            .collect();
+        let mut finished = as_completed(&futures);
+        let mut seen = 0;
+        loop {
+            match finished.next_timeout(Duration::from_secs(20)) {
+                Ok(Some(_)) => seen += 1,
+                Ok(None) => break,
+                Err(PoolError::Timeout) => panic!("round {round}: stuck after {seen} of 20000"),
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(seen, 20_000, "round {round}");
+    }
 }

@@ -184,7 +184,11 @@ pub fn as_completed<R: DeserializeOwned>(futures: &[AsyncResult<R>]) -> AsComple
     let mut ready = std::collections::VecDeque::new();
     let mut waiting = std::collections::HashMap::new();
     let pool = futures.first().map(|f| f.pool.clone());
+    let mut cursor = 0;
     if let Some(pool) = &pool {
+        // One look, under one lock: the pool's thread settles items
+        // meanwhile, and one settled between a look at the futures and a
+        // look at the log would be in neither.
         let mut state = pool.state();
         let store = &mut state.store;
         store.log_readers += 1;
@@ -195,8 +199,8 @@ pub fn as_completed<R: DeserializeOwned>(futures: &[AsyncResult<R>]) -> AsComple
                 waiting.insert(future.id, index);
             }
         }
+        cursor = store.log.len();
     }
-    let cursor = pool.as_ref().map_or(0, |p| p.state().store.log.len());
     AsCompleted {
         futures,
         pool,
