@@ -681,7 +681,7 @@ fn done_callbacks_run_once_each_and_cannot_wait_on_their_pool() {
     let waited = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&waited);
     let inner = pool.clone();
-    let r = pool.submit(sleep_ms, 100).expect("submit");
+    let r = pool.submit(sleep_ms, 1_000).expect("submit");
     r.add_done_callback(move |_| {
         *slot.lock().expect("lock") = Some(inner.map(double, 0..3u64).map_err(|e| e.to_string()));
     });
@@ -695,6 +695,31 @@ fn done_callbacks_run_once_each_and_cannot_wait_on_their_pool() {
         matches!(&waited, Some(Err(e)) if e.contains("cannot wait on its pool")),
         "{waited:?}"
     );
+    // join and terminate from a callback: an error and a request, no hang.
+    let other = Pool::new(1).expect("pool");
+    let joined = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&joined);
+    let inner = other.clone();
+    // (Long enough to be pending when the callback is added: one added
+    // to a settled result runs at once on this thread instead.)
+    let r = other.submit(sleep_ms, 1_000).expect("submit");
+    other.close();
+    r.add_done_callback(move |_| {
+        let join = inner.join().map_err(|e| e.to_string());
+        inner.terminate();
+        *slot.lock().expect("lock") = Some(join);
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while joined.lock().expect("lock").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let joined = joined.lock().expect("lock").clone();
+    assert!(
+        matches!(&joined, Some(Err(e)) if e.contains("cannot wait on its pool")),
+        "{joined:?}"
+    );
+    drop(r);
+    other.terminate();
 }
 
 fn imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel() {

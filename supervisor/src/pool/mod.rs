@@ -535,6 +535,10 @@ impl Pool {
         if !self.state().closed {
             return Err(PoolError::StillRunning);
         }
+        if shared::on_pool_thread() {
+            // A done callback: the thread it runs on is the one to stop.
+            return Err(PoolError::WouldDeadlock);
+        }
         let outcome = self.pump(None, |store| store.unsettled() == 0);
         self.shared.inner.command(Command::Finish);
         self.shared.inner.wait_stopped();
@@ -546,10 +550,14 @@ impl Pool {
         }
     }
 
-    /// Kills every worker now; unfinished items are lost.
+    /// Kills every worker now; unfinished items are lost. From a done
+    /// callback it only asks: the pool stops once the callback returns.
     pub fn terminate(&self) {
         self.state().closed = true;
         self.shared.inner.command(Command::Terminate);
+        if shared::on_pool_thread() {
+            return;
+        }
         self.shared.inner.wait_stopped();
         self.shared.join_thread();
     }
