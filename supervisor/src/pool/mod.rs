@@ -200,17 +200,10 @@ impl PoolBuilder {
             // The engine counts tasks; a task is then one item.
             chunksize = Some(1);
         }
+        // Checked here, on the caller's thread: the pool's own thread
+        // forks workers while this one waits in a call or runs on.
+        crate::run::refuse_fork_with_threads(&options)?;
         if options.start_method == StartMethod::Fork {
-            // Checked here, on the caller's thread: the pool's own thread
-            // forks workers while this one waits in a call or runs on.
-            if !options.allow_threads {
-                let threads = outlast_ipc::os::procfs::thread_count().unwrap_or(1);
-                if threads > 1 {
-                    return Err(PoolError::Start(crate::run::RunError::ThreadsPresent {
-                        threads,
-                    }));
-                }
-            }
             options.allow_threads = true;
         }
         let (inner, thread) = shared::start(shared::Start {

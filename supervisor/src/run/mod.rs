@@ -182,12 +182,7 @@ impl Engine {
         }
         // Every fork would be refused: say so once, now, rather than
         // through a restart loop of workers that cannot start.
-        if options.start_method == StartMethod::Fork && !options.allow_threads {
-            let threads = outlast_ipc::os::procfs::thread_count().unwrap_or(1);
-            if threads > 1 {
-                return Err(RunError::ThreadsPresent { threads });
-            }
-        }
+        refuse_fork_with_threads(&options)?;
         let AnyJob {
             mut work, launch, ..
         } = job;
@@ -724,6 +719,18 @@ fn resend_stop(w: &mut Worker) {
 /// Queue rings big enough for a full batch of tasks (or of results, which
 /// are about as large for the echo job) several times over, and for any one
 /// task: 1 MiB for small tasks, more for big payloads.
+/// `fork` asked for in a process with other threads, not allowed: the
+/// typed error, at once (checked on the thread that asked).
+pub(crate) fn refuse_fork_with_threads(options: &RunOptions) -> Result<(), RunError> {
+    if options.start_method == StartMethod::Fork && !options.allow_threads {
+        let threads = outlast_ipc::os::procfs::thread_count().unwrap_or(1);
+        if threads > 1 {
+            return Err(RunError::ThreadsPresent { threads });
+        }
+    }
+    Ok(())
+}
+
 fn ring_bytes_for(input_len: usize) -> usize {
     let one = input_len + 4096;
     (MAX_BATCH_BYTES * 4).max(one * 4).min(1 << 30)
