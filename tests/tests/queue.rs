@@ -28,6 +28,9 @@ fn main() {
         torture_with_only_producers_killed_loses_nothing,
         torture_with_producers_and_consumers_killed,
         torture_one_to_one_kills_the_lock_free_owners,
+        torture_with_large_messages_killed_in_flight,
+        messages_larger_than_the_ring_keep_their_order_in_every_method,
+        a_message_over_a_handles_cap_is_its_own_error,
         threads_and_a_forked_copy_share_one_handle_safely,
     ]);
 }
@@ -124,10 +127,14 @@ fn full_oversized_and_timeouts_are_typed_errors() {
     ));
 
     let bytes = Queue::<Vec<u8>>::with_ring_bytes(0, 4096).expect("queue");
+    bytes.set_max_message_bytes(8000);
     let big = vec![7u8; 8192];
     assert!(matches!(
         bytes.try_put(&big),
-        Err(PutTimeoutError::Put(PutError::TooLarge { .. }))
+        Err(PutTimeoutError::Put(PutError::TooLarge {
+            len: 8194,
+            max: 8000
+        }))
     ));
     // Garbage in the ring's payload (raw bytes that are no Vec<u8> of that shape).
     bytes
@@ -195,6 +202,108 @@ fn messages_of_every_size_cross_in_both_methods() {
         inq.close();
         p.join().expect("join");
     }
+}
+
+fn numbered(size: usize, n: usize) -> Vec<u8> {
+    (0..size).map(|i| (i * 31 + n * 7) as u8).collect()
+}
+
+/// Messages under, at and over a 64 KiB ring's largest, put all at once
+/// (so spilled ones wait beside inline ones), come back whole and in order
+/// through a child of each start method; and a 100 MB message through the
+/// default ring.
+fn messages_larger_than_the_ring_keep_their_order_in_every_method() {
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
+        let inq = Queue::<Vec<u8>>::with_ring_bytes(0, 64 * 1024).expect("queue");
+        let outq = Queue::<Vec<u8>>::with_ring_bytes(0, 64 * 1024).expect("queue");
+        let inline = inq.ring_message_bytes();
+        let sizes = [
+            10,
+            inline + 1,
+            5,
+            inline,
+            200_000,
+            0,
+            3 << 20,
+            inline - 1,
+            1 << 20,
+        ];
+        let mut p = Process::new(
+            echo_sizes,
+            (
+                inq.try_clone().expect("clone"),
+                outq.try_clone().expect("clone"),
+            ),
+        )
+        .start_method(method);
+        p.start().expect("start");
+        let messages: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(n, &s)| numbered(s, n))
+            .collect();
+        let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let mut back = Vec::new();
+        std::thread::scope(|scope| {
+            // Put them all in one call while this thread takes the echoes:
+            // the child waits for room in either ring as often as it must.
+            let putter = scope.spawn(|| inq.put_many_bytes(&slices, Duration::from_secs(60)));
+            for (n, m) in messages.iter().enumerate() {
+                outq.get_bytes(&mut back, Duration::from_secs(60))
+                    .expect("echo");
+                assert!(
+                    back == *m,
+                    "{method:?}: message {n} ({} bytes) came back altered",
+                    m.len()
+                );
+            }
+            let put = putter.join().expect("putter").expect("put");
+            assert_eq!(put, sizes.len());
+        });
+        // 100 MB, through the default 64 MiB ring.
+        let huge = numbered(100_000_000, 3);
+        let big_in = Queue::<Vec<u8>>::new(0).expect("queue");
+        big_in.put_bytes(&huge).expect("put");
+        let mut got = Vec::new();
+        big_in
+            .get_bytes(&mut got, Duration::from_secs(60))
+            .expect("get");
+        assert!(got == huge, "{method:?}: 100 MB came back altered");
+        inq.close();
+        p.join().expect("join");
+    }
+}
+
+/// A consumer whose cap is below a message gets a typed error naming both
+/// sizes for that message alone; the next one comes through.
+fn a_message_over_a_handles_cap_is_its_own_error() {
+    let q = Queue::<Vec<u8>>::with_ring_bytes(0, 4096).expect("queue");
+    let consumer = q.try_clone().expect("clone");
+    consumer.set_max_message_bytes(10_000);
+    q.put(&vec![1u8; 20_000]).expect("put");
+    q.put(&vec![2u8; 9_000]).expect("put");
+    q.put(&vec![3u8; 20]).expect("put");
+    match consumer.get_timeout(Duration::from_secs(10)) {
+        Err(GetTimeoutError::Get(GetError::TooLarge {
+            len: 20_003,
+            max: 10_000,
+        })) => {}
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(consumer.get().expect("second"), vec![2u8; 9_000]);
+    assert_eq!(consumer.get().expect("third"), vec![3u8; 20]);
+    // A put over the handle's cap fails the same way.
+    assert!(matches!(
+        consumer.put(&vec![0u8; 10_001]),
+        Err(PutError::TooLarge {
+            len: 10_003,
+            max: 10_000
+        })
+    ));
 }
 
 fn work_and_mark_done(q: JoinableQueue<u32>) -> u32 {
@@ -344,6 +453,9 @@ struct Message {
     id: u64,
     payload: [u8; 32],
     checksum: u64,
+    /// `Torture::pad` bytes, each the id's low byte: large enough, the
+    /// message no longer fits the ring and travels beside it.
+    padding: Vec<u8>,
 }
 
 fn checksum(id: u64, payload: &[u8; 32]) -> u64 {
@@ -364,12 +476,14 @@ struct Torture {
     put_returned: Array<u32>,
     received: Array<u32>,
     corrupted: Value<u64>,
+    pad: usize,
 }
 
 impl Torture {
-    fn new(total: u64) -> Self {
+    fn new(total: u64, ring: usize, pad: usize) -> Self {
         Torture {
-            queue: Queue::with_ring_bytes(0, 64 * 1024).expect("queue"),
+            pad,
+            queue: Queue::with_ring_bytes(0, ring).expect("queue"),
             next_id: Value::new(0).expect("value"),
             total,
             put_returned: Array::new(total as usize, 0).expect("array"),
@@ -386,6 +500,7 @@ impl Torture {
             put_returned: self.put_returned.try_clone().expect("clone"),
             received: self.received.try_clone().expect("clone"),
             corrupted: self.corrupted.try_clone().expect("clone"),
+            pad: self.pad,
         }
     }
 }
@@ -405,6 +520,7 @@ fn producer(t: Torture) {
             id,
             payload,
             checksum: checksum(id, &payload),
+            padding: vec![id as u8; t.pad],
         };
         if t.queue.put(&m).is_err() {
             return;
@@ -419,7 +535,8 @@ fn consumer(t: Torture) {
         // One at a time: a consumer killed right after a get loses that one message.
         match t.queue.get_timeout(Duration::from_secs(60)) {
             Ok(m) => {
-                if m.id >= t.total || m.checksum != checksum(m.id, &m.payload) {
+                let padded = m.padding.len() == t.pad && m.padding.iter().all(|&b| b == m.id as u8);
+                if m.id >= t.total || m.checksum != checksum(m.id, &m.payload) || !padded {
                     t.corrupted.fetch_add(1);
                 } else {
                     t.received.fetch_add(m.id as usize, 1);
@@ -428,6 +545,9 @@ fn consumer(t: Torture) {
             Err(GetTimeoutError::Get(GetError::Decode(_))) => {
                 t.corrupted.fetch_add(1);
             }
+            // A large message whose consumer was killed holding it: lost,
+            // said so, and counted as missing below.
+            Err(GetTimeoutError::Get(GetError::Spilled(_))) => {}
             Err(_) => return,
         }
     }
@@ -449,7 +569,21 @@ fn run_torture(
     kill_consumers: bool,
     each: usize,
 ) -> (Torture, usize, usize) {
-    let t = Torture::new(total);
+    run_torture_with(
+        Torture::new(total, 64 * 1024, 0),
+        kills,
+        kill_consumers,
+        each,
+    )
+}
+
+fn run_torture_with(
+    t: Torture,
+    kills: usize,
+    kill_consumers: bool,
+    each: usize,
+) -> (Torture, usize, usize) {
+    let total = t.total;
     let mut producers: Vec<_> = (0..each).map(|_| start(producer, &t)).collect();
     let mut consumers: Vec<_> = (0..each).map(|_| start(consumer, &t)).collect();
     // The test process only watches; its children hold their own handles.
@@ -533,6 +667,20 @@ fn torture_with_producers_and_consumers_killed() {
 /// must take the side over from a dead owner.
 fn torture_one_to_one_kills_the_lock_free_owners() {
     let (t, kills, consumer_kills) = run_torture(400_000, 80, true, 1);
+    assert!(
+        kills >= 10 && consumer_kills >= 3,
+        "only {kills} kills ({consumer_kills} consumers)"
+    );
+    assert_killed_safely(&t, consumer_kills);
+}
+
+/// The same with every message too large for the (4 KiB) ring, so each
+/// travels in a memfd beside it: a producer killed between handing one over
+/// and publishing its record, or a consumer killed holding one, must never
+/// make another consumer take the wrong message.
+fn torture_with_large_messages_killed_in_flight() {
+    let t = Torture::new(6_000, 4096, 5_000);
+    let (t, kills, consumer_kills) = run_torture_with(t, 60, true, 2);
     assert!(
         kills >= 10 && consumer_kills >= 3,
         "only {kills} kills ({consumer_kills} consumers)"

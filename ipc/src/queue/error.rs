@@ -2,12 +2,23 @@
 //! the failure's cause back, never a panic.
 
 use crate::codec::DecodeError;
+use crate::spsc::spill::SpillError;
+
+impl From<SpillError> for GetError {
+    fn from(e: SpillError) -> Self {
+        match e {
+            SpillError::TooLarge { len, max } => GetError::TooLarge { len, max },
+            other => GetError::Spilled(other),
+        }
+    }
+}
 
 /// Why a `put` failed; nothing of the message is in the queue.
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
-    /// The message is larger than the queue's ring can ever hold.
-    #[error("a message of {len} bytes exceeds this queue's largest message ({max} bytes)")]
+    /// The encoded message is larger than this handle's cap
+    /// (`set_max_message_bytes`).
+    #[error("a message of {len} bytes is over this queue handle's cap of {max} bytes")]
     TooLarge { len: usize, max: usize },
     /// This handle was closed.
     #[error("this queue handle was closed")]
@@ -47,6 +58,15 @@ pub enum GetError {
     /// A message was taken but does not decode as the requested type.
     #[error("a message could not be decoded: {0}")]
     Decode(#[from] DecodeError),
+    /// A message over this handle's cap (`set_max_message_bytes`) was
+    /// taken and thrown away unread.
+    #[error("a message of {len} bytes is over this queue handle's cap of {max} bytes")]
+    TooLarge { len: u64, max: u64 },
+    /// A message too large for the ring was announced, but what came with
+    /// it was not a message of the announced size (or it went with a
+    /// consumer that died holding it); it was thrown away.
+    #[error("a large message could not be taken: {0}")]
+    Spilled(SpillError),
     /// The ring holds impossible bytes (written outside this library).
     #[error("the queue's shared memory is corrupted: {0}")]
     Corrupted(String),

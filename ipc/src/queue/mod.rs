@@ -3,10 +3,16 @@
 //! and many consumers in any processes and either start method.
 //!
 //! * **Bounded twice**: by message count (`maxsize`, 0 for none, as in
-//!   Python) and by bytes (the ring, 64 MiB by default; a message may be as
-//!   large as the ring less 16 bytes, so the default takes any message up to
-//!   64 MiB, and `with_ring_bytes` makes room for larger ones). Pages of the ring are only allocated when first
-//!   touched; a small ring (`with_ring_bytes`) keeps small messages in cache.
+//!   Python) and by bytes (the ring, 64 MiB by default). Pages of the ring
+//!   are only allocated when first touched; a small ring
+//!   (`with_ring_bytes`) keeps small messages in cache.
+//! * **Messages of any size**: one too large for the ring (more than the
+//!   ring less 16 bytes) travels in a sealed memfd handed over a socket
+//!   beside the ring, in order with the rest, and is read in place by the
+//!   consumer. Each handle caps the messages it puts and takes
+//!   ([`set_max_message_bytes`](Queue::set_max_message_bytes), 1 GiB by
+//!   default): a larger one is [`PutError::TooLarge`] or
+//!   [`GetError::TooLarge`], naming both sizes.
 //! * **Kill-safe**: records are copied in and out *before* the position that
 //!   publishes or frees them is stored, under robust locks. A producer
 //!   SIGKILLed inside `put` leaves nothing visible; a consumer SIGKILLed inside
@@ -45,6 +51,7 @@ mod joinable;
 mod producers;
 mod ring;
 mod simple;
+mod spill;
 mod wait;
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
@@ -63,8 +70,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
 
-use ring::{LocalView, Ring, RingError, RingState};
+use ring::{LocalView, Record, Ring, RingError, RingState};
+use spill::SpillSocket;
 use wait::Patience;
+
+/// The largest message a handle puts or takes unless told otherwise.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+/// A thread's encoding buffer keeps its capacity between puts only up to
+/// this size: one large message must not hold its memory for good.
+const KEEP_ENCODE_BUFFER: usize = 4 << 20;
 
 /// The default ring: room for one message of 64 MiB (a queue's largest
 /// message is its ring less 16 bytes; pages are only allocated once
@@ -75,6 +90,14 @@ pub const DEFAULT_RING_BYTES: usize = (64 << 20) + 64 * 1024;
 pub(crate) struct QueueState {
     ring: RingState,
     joinable: Joinable,
+    spill_tags: SpillTags,
+}
+
+/// The next tag of a spilled message (see `spill`): drawn by producers
+/// while they hold their side, so tags grow in the ring's order.
+#[repr(C, align(64))]
+pub(crate) struct SpillTags {
+    next: AtomicU64,
 }
 
 /// JoinableQueue's count of `task_done` calls, on its own cache line. The
@@ -86,7 +109,7 @@ pub(crate) struct Joinable {
 }
 
 impl ShmState for QueueState {
-    const TAG: u64 = 0x4950_4351_5545_5504; // "IPCQUEU" v4
+    const TAG: u64 = 0x4950_4351_5545_5505; // "IPCQUEU" v5
 }
 
 /// This handle's producer registration.
@@ -101,6 +124,8 @@ thread_local! {
 /// Python's `multiprocessing.Queue`, in shared memory.
 pub struct Queue<T> {
     cell: ShmCell<QueueState>,
+    spill: SpillSocket,
+    max_message: AtomicUsize,
     producer: AtomicUsize,
     seen: LocalView,
     _t: PhantomData<fn(T) -> T>,
@@ -129,8 +154,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if let Some(e) = failed {
             return Err(e.into());
         }
+        let spill = SpillSocket::new()?;
         let slot = cell.state().ring.producers.register();
-        Ok(Queue::registered(cell, slot))
+        Ok(Queue::registered(cell, spill, slot))
     }
 
     fn ring(&self) -> Ring<'_> {
@@ -168,9 +194,29 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.ring().is_full()
     }
 
-    /// The largest encoded message this queue takes.
+    /// The largest encoded message this handle puts or takes.
     pub fn max_message_bytes(&self) -> usize {
+        self.max_message.load(Ordering::Relaxed)
+    }
+
+    /// Caps the encoded messages this handle puts and takes (default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`]): a larger put is
+    /// [`PutError::TooLarge`]; a larger message taken is thrown away
+    /// unread as [`GetError::TooLarge`]. Messages up to the ring's own
+    /// largest ([`ring_message_bytes`](Self::ring_message_bytes)) always go.
+    pub fn set_max_message_bytes(&self, max: usize) {
+        self.max_message.store(max, Ordering::Relaxed);
+    }
+
+    /// The largest encoded message that travels inside the ring; larger
+    /// ones travel in a memfd beside it.
+    pub fn ring_message_bytes(&self) -> usize {
         self.ring().max_message()
+    }
+
+    /// This handle's cap, never below what the ring holds inline.
+    fn cap(&self) -> usize {
+        self.max_message_bytes().max(self.ring_message_bytes())
     }
 
     /// This handle will put no more (Python's `close()`). Consumers get
@@ -221,7 +267,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let encoded = postcard::to_extend(item, std::mem::take(&mut *buf))
                 .map_err(|e| PutError::Encode(e.to_string()))?;
             let result = self.put_bytes_deadline(&encoded, deadline);
-            *buf = encoded;
+            if encoded.capacity() <= KEEP_ENCODE_BUFFER {
+                *buf = encoded;
+            }
             result
         })
     }
@@ -271,25 +319,76 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_many_bytes_deadline(
         &self,
         messages: &[&[u8]],
-        deadline: Patience,
+        mut deadline: Patience,
     ) -> Result<usize, PutTimeoutError> {
         self.ensure_producer()?;
         let ring = self.ring();
-        let max = ring.max_message();
-        if let Some(big) = messages.iter().find(|m| m.len() > max) {
-            return Err(PutError::TooLarge {
-                len: big.len(),
-                max,
-            }
-            .into());
+        let inline = ring.max_message();
+        let largest = messages.iter().fold(0, |most, m| most.max(m.len()));
+        if largest <= inline {
+            // The common case, and the hot path: every message fits the ring.
+            return ring.put_many(messages, deadline).map_err(put_error);
         }
-        match ring.put_many(messages, deadline) {
-            Ok(n) => Ok(n),
-            Err(RingError::Timeout) => Err(PutTimeoutError::Full),
-            Err(RingError::Os(e)) => Err(PutError::Os(e).into()),
-            Err(RingError::Disconnected) => Err(PutError::Closed.into()),
-            Err(RingError::ShutDown) => Err(PutError::ShutDown.into()),
-            Err(RingError::Corrupted(what)) => Err(PutError::Corrupted(what).into()),
+        let cap = self.cap();
+        if largest > cap {
+            return Err(PutError::TooLarge { len: largest, max: cap }.into());
+        }
+        let mut written = 0;
+        // Runs of messages that fit go in together; each larger one alone.
+        while written < messages.len() {
+            let rest = &messages[written..];
+            let result = match rest.iter().position(|m| m.len() > inline) {
+                Some(0) => self.put_spilled(rest[0], &mut deadline).map(|()| 1),
+                Some(fitting) => self.put_inline(&rest[..fitting], deadline),
+                None => self.put_inline(rest, deadline),
+            };
+            match result {
+                Ok(n) => {
+                    written += n;
+                    if written < messages.len() && n == 0 {
+                        break;
+                    }
+                }
+                Err(_) if written > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+
+    fn put_inline(&self, messages: &[&[u8]], deadline: Patience) -> Result<usize, PutTimeoutError> {
+        self.ring().put_many(messages, deadline).map_err(put_error)
+    }
+
+    /// One message too large for the ring: into a sealed memfd, handed
+    /// over beside the ring, announced by a record in it.
+    fn put_spilled(&self, message: &[u8], deadline: &mut Patience) -> Result<(), PutTimeoutError> {
+        let memfd = crate::os::memory::sealed_memfd_with(c"ipc-queue-message", message)
+            .map_err(PutError::Os)?;
+        let ring = self.ring();
+        let tags = &self.state().spill_tags.next;
+        let len = message.len() as u64;
+        loop {
+            let mut hand_over = |tag| self.spill.hand_over(&memfd, tag);
+            match ring.put_spilled(len, tags, &mut hand_over, *deadline) {
+                Ok(()) => return Ok(()),
+                Err(RingError::Spill(e)) if socket_full(&e) => {
+                    // Consumers have many large messages to take: wait for
+                    // room on the socket, not holding the producers' side.
+                    if deadline.passed() {
+                        return Err(PutTimeoutError::Full);
+                    }
+                    let until = deadline
+                        .deadline()
+                        .min(crate::os::Deadline::after(Duration::from_millis(10)));
+                    if e.raw_os_error() == Some(libc::ETOOMANYREFS) {
+                        std::thread::sleep(until.remaining().unwrap_or_default());
+                    } else {
+                        self.spill.wait_for_room(until).map_err(PutError::Os)?;
+                    }
+                }
+                Err(e) => return Err(put_error(e)),
+            }
         }
     }
 
@@ -399,13 +498,33 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         deadline: Patience,
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, GetTimeoutError> {
-        match self.ring().get_many(max.max(1), deadline, each) {
-            Ok(n) => Ok(n),
-            Err(RingError::Timeout) => Err(GetTimeoutError::Empty),
-            Err(RingError::Disconnected) => Err(GetError::Disconnected.into()),
-            Err(RingError::ShutDown) => Err(GetError::ShutDown.into()),
-            Err(RingError::Corrupted(what)) => Err(GetError::Corrupted(what).into()),
-            Err(RingError::Os(e)) => Err(GetError::Os(e).into()),
+        let mut shown = 0;
+        let mut failed = None;
+        let taken = self
+            .ring()
+            .get_many(max.max(1), deadline, &mut |record| match record {
+                Record::Inline(bytes) => {
+                    shown += 1;
+                    each(bytes);
+                }
+                Record::Spilled { tag, len } => match self.spill.take(tag, len, self.cap() as u64) {
+                    Ok(message) => {
+                        shown += 1;
+                        each(&message);
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                },
+            });
+        match (taken, failed) {
+            (Ok(_), Some(e)) if shown == 0 => Err(GetError::from(e).into()),
+            (Ok(_), _) => Ok(shown),
+            (Err(RingError::Timeout), _) => Err(GetTimeoutError::Empty),
+            (Err(RingError::Disconnected), _) => Err(GetError::Disconnected.into()),
+            (Err(RingError::ShutDown), _) => Err(GetError::ShutDown.into()),
+            (Err(RingError::Corrupted(what)), _) => Err(GetError::Corrupted(what).into()),
+            (Err(RingError::Os(e) | RingError::Spill(e)), _) => Err(GetError::Os(e).into()),
         }
     }
 
@@ -423,7 +542,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         });
         if immediate {
             let mut dropped = 0u64;
-            while let Ok(n) = ring.get_many(usize::MAX, Patience::now(), &mut |_| {}) {
+            let mut drop_record = |record: Record<'_>| {
+                if let Record::Spilled { tag, .. } = record {
+                    self.spill.discard(tag);
+                }
+            };
+            while let Ok(n) = ring.get_many(usize::MAX, Patience::now(), &mut drop_record) {
                 dropped += n as u64;
             }
             self.state()
@@ -442,17 +566,22 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// until it is closed or dropped, like every handle.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
         let cell = self.cell.try_clone()?;
+        let spill = self.spill.try_clone()?;
         let slot = cell.state().ring.producers.register();
-        Ok(Queue::registered(cell, slot))
+        let queue = Queue::registered(cell, spill, slot);
+        queue.set_max_message_bytes(self.max_message_bytes());
+        Ok(queue)
     }
 }
 
 impl<T> Queue<T> {
     /// A handle on `cell` registered as a producer (or untracked if the
     /// table is full, which also stops consumers from judging disconnection).
-    fn registered(cell: ShmCell<QueueState>, slot: Option<usize>) -> Self {
+    fn registered(cell: ShmCell<QueueState>, spill: SpillSocket, slot: Option<usize>) -> Self {
         Queue {
             producer: AtomicUsize::new(slot.unwrap_or(UNTRACKED)),
+            spill,
+            max_message: AtomicUsize::new(DEFAULT_MAX_MESSAGE_BYTES),
             cell,
             seen: LocalView::default(),
             _t: PhantomData,
@@ -469,12 +598,15 @@ impl<T> Drop for Queue<T> {
     }
 }
 
-/// A queue inside a serialized Process argument: its segment, and the
-/// producer slot reserved for the child (so it counts before it runs).
+/// A queue inside a serialized Process argument: its segment, its spill
+/// socket, the producer slot reserved for the child (so it counts before
+/// it runs) and the handle's cap.
 #[derive(Serialize, Deserialize)]
-struct QueueWire<C> {
+struct QueueWire<C, P> {
     cell: C,
+    spill: P,
     reserved: Option<u32>,
+    max_message: u64,
 }
 
 impl<T> Serialize for Queue<T> {
@@ -487,7 +619,9 @@ impl<T> Serialize for Queue<T> {
         };
         QueueWire {
             cell: &self.cell,
+            spill: &self.spill,
             reserved,
+            max_message: self.max_message.load(Ordering::Relaxed) as u64,
         }
         .serialize(serializer)
     }
@@ -495,7 +629,7 @@ impl<T> Serialize for Queue<T> {
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = QueueWire::<ShmCell<QueueState>>::deserialize(deserializer)?;
+        let wire = QueueWire::<ShmCell<QueueState>, SpillSocket>::deserialize(deserializer)?;
         let cell = wire.cell;
         if cell.extra_len() < 64 {
             return Err(D::Error::custom("the queue's segment has no ring"));
@@ -505,7 +639,11 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
             Some(index) => producers.adopt(index as usize),
             None => None,
         };
-        let queue = Queue::registered(cell, slot);
+        let queue = Queue::registered(cell, wire.spill, slot);
+        queue.max_message.store(
+            usize::try_from(wire.max_message).unwrap_or(usize::MAX),
+            Ordering::Relaxed,
+        );
         if wire.reserved.is_none() {
             queue.producer.store(CLOSED, Ordering::Release);
         }
@@ -527,4 +665,21 @@ impl<T> crate::wait::Waitable for Queue<T> {
         // A get would not wait: a message, a shutdown, or nobody left to put.
         ring.len() > 0 || ring.shutdown_state() != 0 || ring.state.producers.all_gone(false)
     }
+}
+
+/// A ring error of a put, in the queue's words.
+fn put_error(e: RingError) -> PutTimeoutError {
+    match e {
+        RingError::Timeout => PutTimeoutError::Full,
+        RingError::Os(e) | RingError::Spill(e) => PutError::Os(e).into(),
+        RingError::Disconnected => PutError::Closed.into(),
+        RingError::ShutDown => PutError::ShutDown.into(),
+        RingError::Corrupted(what) => PutError::Corrupted(what).into(),
+    }
+}
+
+/// The spill socket has no room now (consumers are behind), or the kernel
+/// holds as many descriptors in flight for this user as it allows.
+fn socket_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ETOOMANYREFS)
 }

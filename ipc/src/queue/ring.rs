@@ -46,6 +46,27 @@ pub(crate) const MAX_RING: usize = 1 << 30;
 const RECORD_HEADER: usize = 8;
 const KIND_MESSAGE: u32 = 0;
 const KIND_WRAP: u32 = 1;
+/// A message too large for the ring: the record holds `[tag: u64][len:
+/// u64]`, and the message itself went over the queue's spill socket, tagged
+/// alike, before the record was published (see `queue::spill`).
+const KIND_SPILLED: u32 = 2;
+const SPILLED_RECORD: usize = 16;
+
+/// One record as a consumer sees it.
+pub(crate) enum Record<'a> {
+    /// The message's bytes, in the ring.
+    Inline(&'a [u8]),
+    /// The announcement of a spilled message.
+    Spilled { tag: u64, len: u64 },
+}
+
+/// Why one record could not be placed.
+enum Placing {
+    /// No room: the head seen.
+    NoRoom(u64),
+    /// A spilled message's memfd could not be handed over.
+    Failed(std::io::Error),
+}
 
 /// How many new records a streaming consumer aims to find each time it
 /// looks at the tail; finding fewer, it holds back one `spin_loop` hint per
@@ -162,6 +183,9 @@ pub(crate) enum RingError {
     ShutDown,
     Corrupted(String),
     Os(std::io::Error),
+    /// A spilled message's hand-over failed (the socket is full, say):
+    /// nothing of it was published.
+    Spill(std::io::Error),
 }
 
 /// One handle's private view: what it last saw of the other side's
@@ -409,7 +433,49 @@ impl<'a> Ring<'a> {
         messages: &[&[u8]],
         deadline: Patience,
     ) -> Result<usize, RingError> {
-        if messages.is_empty() {
+        self.put_with(messages.len(), deadline, |ring, i, tail| {
+            ring.place(tail, messages[i], KIND_MESSAGE)
+                .map_err(Placing::NoRoom)
+        })
+    }
+
+    /// Publishes the announcement of one spilled message of `len` bytes.
+    /// While this side is held, it draws the next tag from `tags` and calls
+    /// `send(tag)`, which hands the memfd over; the record is published
+    /// only if that worked. Records and hand-overs are thus in the same
+    /// order, which is what lets a consumer pair them (see `queue::spill`).
+    pub(crate) fn put_spilled(
+        &self,
+        len: u64,
+        tags: &AtomicU64,
+        send: &mut dyn FnMut(u64) -> std::io::Result<()>,
+        deadline: Patience,
+    ) -> Result<(), RingError> {
+        let n = self.put_with(1, deadline, |ring, _, tail| {
+            let tag = tags.fetch_add(1, Ordering::AcqRel);
+            let mut record = [0u8; SPILLED_RECORD];
+            record[..8].copy_from_slice(&tag.to_le_bytes());
+            record[8..].copy_from_slice(&len.to_le_bytes());
+            let mut placed = *tail;
+            ring.place(&mut placed, &record, KIND_SPILLED)
+                .map_err(Placing::NoRoom)?;
+            send(tag).map_err(Placing::Failed)?;
+            *tail = placed;
+            Ok(())
+        })?;
+        match n {
+            1 => Ok(()),
+            _ => Err(RingError::Timeout),
+        }
+    }
+
+    /// The put paths, for `n` records that `place(ring, i, tail)` writes.
+    #[inline]
+    fn put_with<F>(&self, n: usize, deadline: Patience, mut place: F) -> Result<usize, RingError>
+    where
+        F: FnMut(&Self, usize, &mut u64) -> Result<(), Placing>,
+    {
+        if n == 0 {
             return Ok(0);
         }
         if self.shutdown_state() != 0 {
@@ -421,35 +487,48 @@ impl<'a> Ring<'a> {
         if let Some(_owned) = self.tail_bias().enter(token, thread) {
             // The owner: no mutex, plain stores.
             let mut tail = self.load_tail_to_put()?;
-            for message in messages {
-                if self.place(&mut tail, message).is_err() {
-                    break;
+            let mut failed = None;
+            while written < n {
+                match place(self, written, &mut tail) {
+                    Ok(()) => written += 1,
+                    Err(Placing::NoRoom(_)) => break,
+                    Err(Placing::Failed(e)) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
-                written += 1;
             }
             self.publish_tail(tail);
             // Pairs with a sleeping consumer's membarrier (see `sleep_on`).
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
             self.wake_consumers();
-            if written == messages.len() {
+            if let Some(e) = failed {
+                return add_up(written, Err(RingError::Spill(e)));
+            }
+            if written == n {
                 return Ok(written);
             }
             // Full: wait for room the slow way, still the owner.
         }
         add_up(
             written,
-            self.put_locked(&messages[written..], deadline, thread),
+            self.put_locked(written, n, deadline, thread, &mut place),
         )
     }
 
     /// The slow path: under the producers' mutex, waiting for room as the
-    /// deadline allows.
-    fn put_locked(
+    /// deadline allows; places records `from..n`.
+    fn put_locked<F>(
         &self,
-        messages: &[&[u8]],
+        from: usize,
+        n: usize,
         mut deadline: Patience,
         thread: u32,
-    ) -> Result<usize, RingError> {
+        place: &mut F,
+    ) -> Result<usize, RingError>
+    where
+        F: FnMut(&Self, usize, &mut u64) -> Result<(), Placing>,
+    {
         let s = self.state;
         let bias = self.tail_bias();
         let mine = self.seen.tail_token.load(Ordering::Relaxed);
@@ -458,15 +537,16 @@ impl<'a> Ring<'a> {
         let mut written = 0;
         let mut tail = self.load_tail_to_put()?;
         let result = loop {
-            let Some(message) = messages.get(written) else {
+            if from + written == n {
                 break Ok(());
-            };
-            let head = match self.place(&mut tail, message) {
+            }
+            let head = match place(self, from + written, &mut tail) {
                 Ok(()) => {
                     written += 1;
                     continue;
                 }
-                Err(head) => head,
+                Err(Placing::Failed(e)) => break Err(RingError::Spill(e)),
+                Err(Placing::NoRoom(head)) => head,
             };
             // Full: publish what we have, let go of the lock, wait for room.
             self.publish_tail(tail);
@@ -513,7 +593,7 @@ impl<'a> Ring<'a> {
     /// published), or returns the head it saw if there is no room. The
     /// caller holds the producers' side (its mutex, or the bias).
     #[inline]
-    fn place(&self, tail: &mut u64, message: &[u8]) -> Result<(), u64> {
+    fn place(&self, tail: &mut u64, message: &[u8], kind: u32) -> Result<(), u64> {
         let s = self.state;
         let need = record_size(message.len());
         let max = s.config.max_count.load(Ordering::Relaxed);
@@ -577,7 +657,7 @@ impl<'a> Ring<'a> {
             }
             // SAFETY: `need` bytes from `at` are inside the ring and free.
             unsafe {
-                self.write_header(at, message.len() as u32, KIND_MESSAGE);
+                self.write_header(at, message.len() as u32, kind);
                 std::ptr::copy_nonoverlapping(
                     message.as_ptr(),
                     self.data.add(at + RECORD_HEADER),
@@ -623,11 +703,11 @@ impl<'a> Ring<'a> {
     /// Takes up to `max` messages, waiting for the first until `deadline`;
     /// `each` sees every payload (in the shared memory, before it is freed).
     #[inline]
-    pub(crate) fn get_many(
+    pub(crate) fn get_many<F: FnMut(Record<'_>)>(
         &self,
         max: usize,
         deadline: Patience,
-        each: &mut dyn FnMut(&[u8]),
+        each: &mut F,
     ) -> Result<usize, RingError> {
         let thread = thread_id();
         let mut taken = 0;
@@ -654,11 +734,11 @@ impl<'a> Ring<'a> {
 
     /// The slow path: under the consumers' mutex, waiting for a record as
     /// the deadline allows, and seeing whether every producer is gone.
-    fn get_locked(
+    fn get_locked<F: FnMut(Record<'_>)>(
         &self,
         max: usize,
         mut deadline: Patience,
-        each: &mut dyn FnMut(&[u8]),
+        each: &mut F,
         thread: u32,
     ) -> Result<usize, RingError> {
         let s = self.state;
@@ -736,12 +816,12 @@ impl<'a> Ring<'a> {
     /// side (its mutex, or the bias: only the owner may `hold_back` before
     /// looking at the tail, since nobody waits for it).
     #[inline]
-    fn take(
+    fn take<F: FnMut(Record<'_>)>(
         &self,
         head: &mut u64,
         max: usize,
         taken: &mut usize,
-        each: &mut dyn FnMut(&[u8]),
+        each: &mut F,
         hold_back: bool,
     ) -> Result<(), RingError> {
         while *taken < max {
@@ -770,7 +850,8 @@ impl<'a> Ring<'a> {
                 (len, kind) = unsafe { self.read_header(0) };
             }
             let len = len as usize;
-            if kind != KIND_MESSAGE || record_size(len) > self.cap - at {
+            let spilled = kind == KIND_SPILLED && len == SPILLED_RECORD;
+            if !(kind == KIND_MESSAGE || spilled) || record_size(len) > self.cap - at {
                 return Err(RingError::Corrupted(format!(
                     "record of kind {kind}, {len} bytes at {at}"
                 )));
@@ -778,7 +859,19 @@ impl<'a> Ring<'a> {
             // SAFETY: the payload lies inside the ring (checked) and is published.
             let payload =
                 unsafe { std::slice::from_raw_parts(self.data.add(at + RECORD_HEADER), len) };
-            each(payload);
+            if spilled {
+                let word = |i: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&payload[i..i + 8]);
+                    u64::from_le_bytes(b)
+                };
+                each(Record::Spilled {
+                    tag: word(0),
+                    len: word(8),
+                });
+            } else {
+                each(Record::Inline(payload));
+            }
             *head = pack(count(*head) + 1, self.advance(new_pos, record_size(len)));
             *taken += 1;
         }

@@ -128,29 +128,40 @@ impl SpillPort {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(SpillError::Missing),
             Err(e) => return Err(e.into()),
         };
-        let mut fds = fds.into_iter();
-        let (Some(memfd), None) = (fds.next(), fds.next()) else {
-            return Err(if n == 0 {
-                SpillError::Disconnected
-            } else {
-                SpillError::Missing
-            });
-        };
-        check_sealed(&memfd)?;
-        let len = os::fd::file_size(&memfd)?;
-        if len > max {
-            return Err(SpillError::TooLarge { len, max });
-        }
-        if len != announced {
-            return Err(SpillError::WrongSize { len, announced });
-        }
-        Spilled::map(&memfd, len as usize)
+        checked_message(n, fds, announced, max)
     }
 
     /// The descriptor (to poll, or to tell ports apart).
     pub fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// The one descriptor a message of `n` bytes brought, checked (a sealed
+/// memfd of exactly `announced` bytes, at most `max`) and mapped read-only.
+pub(crate) fn checked_message(
+    n: usize,
+    fds: Vec<OwnedFd>,
+    announced: u64,
+    max: u64,
+) -> Result<Spilled, SpillError> {
+    let mut fds = fds.into_iter();
+    let (Some(memfd), None) = (fds.next(), fds.next()) else {
+        return Err(if n == 0 {
+            SpillError::Disconnected
+        } else {
+            SpillError::Missing
+        });
+    };
+    check_sealed(&memfd)?;
+    let len = os::fd::file_size(&memfd)?;
+    if len > max {
+        return Err(SpillError::TooLarge { len, max });
+    }
+    if len != announced {
+        return Err(SpillError::WrongSize { len, announced });
+    }
+    Spilled::map(&memfd, len as usize)
 }
 
 /// Sealed against writing, shrinking and growing: its bytes and size are
