@@ -33,13 +33,14 @@ pub enum Kind {
         joinable: bool,
     },
     /// One value.
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A fixed-length array of values.
     Array(Vec<Vec<u8>>),
     /// A type registered with the manager, by its name, from its initial
     /// state.
     User {
         type_name: String,
+        #[serde(with = "serde_bytes")]
         state: Vec<u8>,
     },
 }
@@ -109,10 +110,10 @@ impl Update {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     // ---- dicts, namespaces, values ----
-    Get(Vec<u8>),
+    Get(#[serde(with = "serde_bytes")] Vec<u8>),
     Set(Vec<u8>, Vec<u8>),
-    Pop(Vec<u8>),
-    Contains(Vec<u8>),
+    Pop(#[serde(with = "serde_bytes")] Vec<u8>),
+    Contains(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `d.setdefault(k, v)`: the value there, after setting `v` if absent.
     SetDefault(Vec<u8>, Vec<u8>),
     Len,
@@ -127,6 +128,7 @@ pub enum Op {
     /// Sets the key to `new` (`None`: removes it) only if it holds
     /// `expected` (`None`: absent) now. Answered `Bool`.
     CompareAndSet {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
@@ -139,16 +141,16 @@ pub enum Op {
     /// `append`, `extend`, `insert(i, v)`, `l[i]`, `l[i] = v`, `pop(i)`
     /// (`None`: the last), `l[start:end]`, `remove(v)`, `index(v)`,
     /// `count(v)` (values compared as encoded bytes).
-    Append(Vec<u8>),
+    Append(#[serde(with = "serde_bytes")] Vec<u8>),
     Extend(Vec<Vec<u8>>),
     Insert(u64, Vec<u8>),
     At(u64),
     SetAt(u64, Vec<u8>),
     PopAt(Option<u64>),
     Slice(u64, u64),
-    Remove(Vec<u8>),
-    IndexOf(Vec<u8>),
-    Count(Vec<u8>),
+    Remove(#[serde(with = "serde_bytes")] Vec<u8>),
+    IndexOf(#[serde(with = "serde_bytes")] Vec<u8>),
+    Count(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The list and its version (`Versioned`).
     Snapshot,
     /// Replaces the whole list if its version is still `version`; `Bool`.
@@ -202,7 +204,7 @@ pub enum Op {
 
     // ---- registered user types ----
     /// A request for a user type, in its own encoding.
-    Call(Vec<u8>),
+    Call(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// The server's answer.
@@ -232,7 +234,7 @@ pub enum Reply {
     /// A barrier broke (aborted, a waiter timed out, or died).
     Broken,
     /// The client's lane, encoded (its descriptors came with this reply).
-    Lane(Vec<u8>),
+    Lane(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Sent on the lane: the reply did not fit, it follows on the socket.
     OnSocket,
     /// The request could not be carried out (no such object, a value that

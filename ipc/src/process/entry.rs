@@ -18,8 +18,9 @@ use crate::{codec, handle};
 /// What the child writes on its report pipe when its entry is done.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ChildReport {
-    /// The entry returned; postcard bytes of its `R`.
-    Returned(Vec<u8>),
+    /// The entry returned; postcard bytes of its `R` (copied whole, not
+    /// one element at a time: the same bytes either way).
+    Returned(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The entry panicked with this message.
     Panicked(String),
     /// The arguments could not be decoded or the result encoded.
@@ -45,7 +46,10 @@ pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(
         Err(e) => return ChildReport::Failed(format!("cannot decode the arguments: {e}")),
     };
     match panic::catch_unwind(AssertUnwindSafe(move || f(args))) {
-        Ok(result) => match handle::collecting_handles(|| postcard::to_allocvec(&result)) {
+        Ok(result) => match handle::collecting_handles(|| {
+            let mut bytes = Vec::new();
+            codec::encode_append(&result, &mut bytes).map(|()| bytes)
+        }) {
             (Ok(bytes), fds) if fds.is_empty() => ChildReport::Returned(bytes),
             (Ok(_), _) => ChildReport::Failed("a result cannot carry handles".into()),
             (Err(e), _) => ChildReport::Failed(format!("cannot serialize the result: {e}")),
@@ -88,6 +92,7 @@ pub(crate) struct PortableEntry {
     parent_name: String,
     trampoline_offset: i64,
     entry_offset: i64,
+    #[serde(with = "serde_bytes")]
     args: Vec<u8>,
 }
 

@@ -208,7 +208,10 @@ where
         let Some(args) = self.args.as_ref() else {
             return Err(StartError::AlreadyStarted);
         };
-        let (encoded, handle_fds) = handle::collecting_handles(|| postcard::to_allocvec(args));
+        let (encoded, handle_fds) = handle::collecting_handles(|| {
+            let mut bytes = Vec::new();
+            codec::encode_append(args, &mut bytes).map(|()| bytes)
+        });
         let encoded = encoded.map_err(|e| StartError::Args(e.to_string()))?;
         let report = report::create(self.max_result_size)?;
         let plan = ChildPlan {

@@ -264,7 +264,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .try_borrow_mut()
                 .map_err(|_| PutError::Encode("re-entrant put".into()))?;
             buf.clear();
-            let encoded = postcard::to_extend(item, std::mem::take(&mut *buf))
+            let mut encoded = std::mem::take(&mut *buf);
+            crate::codec::encode_append(item, &mut encoded)
                 .map_err(|e| PutError::Encode(e.to_string()))?;
             let result = self.put_bytes_deadline(&encoded, deadline);
             if encoded.capacity() <= KEEP_ENCODE_BUFFER {
@@ -297,7 +298,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn put_many(&self, items: &[T], timeout: Duration) -> Result<usize, PutError> {
         let mut encoded = Vec::with_capacity(items.len());
         for item in items {
-            encoded.push(postcard::to_allocvec(item).map_err(|e| PutError::Encode(e.to_string()))?);
+            let mut bytes = Vec::new();
+            crate::codec::encode_append(item, &mut bytes)
+                .map_err(|e| PutError::Encode(e.to_string()))?;
+            encoded.push(bytes);
         }
         let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         match self.put_many_bytes_deadline(&slices, Patience::after(timeout)) {
@@ -331,7 +335,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let cap = self.cap();
         if largest > cap {
-            return Err(PutError::TooLarge { len: largest, max: cap }.into());
+            return Err(PutError::TooLarge {
+                len: largest,
+                max: cap,
+            }
+            .into());
         }
         let mut written = 0;
         // Runs of messages that fit go in together; each larger one alone.
@@ -507,15 +515,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     shown += 1;
                     each(bytes);
                 }
-                Record::Spilled { tag, len } => match self.spill.take(tag, len, self.cap() as u64) {
-                    Ok(message) => {
-                        shown += 1;
-                        each(&message);
+                Record::Spilled { tag, len } => {
+                    match self.spill.take(tag, len, self.cap() as u64) {
+                        Ok(message) => {
+                            shown += 1;
+                            each(&message);
+                        }
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
                     }
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                    }
-                },
+                }
             });
         match (taken, failed) {
             (Ok(_), Some(e)) if shown == 0 => Err(GetError::from(e).into()),

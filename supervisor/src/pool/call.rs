@@ -144,7 +144,7 @@ fn call_one<T: DeserializeOwned, R: Serialize>(
     // SAFETY: `func` came from `Call::one::<T, R>`, which took it from a
     // `fn(T) -> R` and paired it with this very instantiation.
     let f = unsafe { std::mem::transmute::<*const (), fn(T) -> R>(func) };
-    let reply = match postcard::take_from_bytes::<T>(args) {
+    let reply = match outlast_ipc::codec::take_payload::<T>(args) {
         Ok((item, rest)) => {
             *args = rest;
             guarded(move || f(item))
@@ -242,9 +242,18 @@ pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Reply<R> {
 fn append_reply<R: Serialize>(reply: &Reply<R>, out: &mut Vec<u8>) {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    if let Err(e) = outlast_ipc::codec::encode_append(reply, out) {
-        // (`out` is back at `at + 4`.) A `Failed` is the same bytes
-        // whatever R is.
+    let encoded = match reply {
+        // Variant 0, then the value: postcard's bytes for the enum, with
+        // the value through `encode_append` (a byte vector copied whole).
+        Reply::Returned(value) => {
+            out.push(0);
+            outlast_ipc::codec::encode_append(value, out)
+        }
+        other => outlast_ipc::codec::encode_append(other, out),
+    };
+    if let Err(e) = encoded {
+        out.truncate(at + 4);
+        // A `Failed` is the same bytes whatever R is.
         let failed = Reply::<()>::Failed(format!("cannot encode the result: {e}"));
         let _ = outlast_ipc::codec::encode_append(&failed, out);
     }

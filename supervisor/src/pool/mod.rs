@@ -636,6 +636,15 @@ fn decode<R: DeserializeOwned>(settled: Option<Settled>) -> Result<R, TaskError>
     match settled {
         None => Err(TaskError::Failed("its result was already taken".into())),
         Some(Err(e)) => Err(*e),
+        // Reply::Returned is variant 0 and then the value: decoded with
+        // `take_payload`, which copies a byte vector whole.
+        Some(Ok(bytes)) if bytes.as_slice().first() == Some(&0) => {
+            outlast_ipc::codec::take_payload::<R>(&bytes.as_slice()[1..])
+                .map(|(value, _)| value)
+                .map_err(|e| {
+                    TaskError::Failed(format!("its worker sent an undecodable result: {e}"))
+                })
+        }
         Some(Ok(bytes)) => match postcard::from_bytes::<Reply<R>>(bytes.as_slice()) {
             Ok(Reply::Returned(value)) => Ok(value),
             Ok(Reply::Panicked { message, location }) => {

@@ -9,6 +9,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod bulk;
+
 /// Default maximum payload size of one frame: 1 GiB. A receiver's buffer
 /// grows with the bytes that arrive, not with the length announced.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 30;
@@ -50,11 +52,15 @@ pub enum DecodeError {
 /// Each byte goes straight into `out` (one `push`), not through an
 /// iterator as postcard's `to_extend` does: in a debug build, where every
 /// layer of a per-byte call costs, that makes large values several times
-/// faster to encode.
+/// faster to encode. A `Vec<u8>`, `Vec<i8>`, `Vec<f32>` or `Vec<f64>` is
+/// copied whole (the same bytes).
 pub fn encode_append<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), postcard::Error> {
+    if bulk::try_append(value, out) {
+        return Ok(());
+    }
     let at = out.len();
     let encoded = postcard::serialize_with_flavor(value, Append(out));
     if encoded.is_err() {
@@ -139,11 +145,21 @@ pub fn decode_header(
 
 /// Decodes one payload (without its header). Every byte must belong to the value.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
-    let (value, rest) = postcard::take_from_bytes(payload).map_err(DecodeError::Malformed)?;
+    let (value, rest) = take_payload(payload)?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes { extra: rest.len() });
     }
     Ok(value)
+}
+
+/// Decodes a value from the front of `payload`: the value and the bytes
+/// after it (postcard's `take_from_bytes`, with a `Vec<u8>`, `Vec<i8>`,
+/// `Vec<f32>` or `Vec<f64>` copied whole).
+pub fn take_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, &[u8]), DecodeError> {
+    match bulk::try_take(payload) {
+        Some(taken) => taken,
+        None => postcard::take_from_bytes(payload).map_err(DecodeError::Malformed),
+    }
 }
 
 /// Decodes the first frame of `bytes`, returning the value and how many bytes it used.
