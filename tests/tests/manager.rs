@@ -22,6 +22,9 @@ fn main() {
         lock_timeouts_and_reentrance,
         a_list_proxy_has_pythons_list_methods,
         a_batch_is_one_round_trip_of_many_operations,
+        a_deeply_nested_batch_drops_its_client_not_the_server,
+        announced_frames_cost_the_server_nothing_until_they_arrive,
+        a_batch_larger_than_one_round_trip_is_split,
     ]);
 }
 
@@ -305,4 +308,97 @@ fn a_batch_is_one_round_trip_of_many_operations() {
     assert_eq!(got[63].as_deref(), Some("v63"));
     assert_eq!(got[64], None);
     assert_eq!(d.len().unwrap(), 64);
+}
+
+/// A manager on loopback TCP, its address and its key.
+fn tcp_manager(key: &[u8]) -> (Manager, outlast_ipc::net::Address) {
+    let manager = Manager::builder()
+        .listen("127.0.0.1:0".parse().expect("address"))
+        .authkey(key)
+        .start()
+        .expect("manager");
+    let address = manager.address().parse().expect("its address");
+    (manager, address)
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+/// The resident memory of `pid`, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// An authenticated client sends a `Batch` nested 50,000 deep (100 KB):
+/// it used to overflow the server's stack (SIGABRT). Now the frame does not
+/// decode, that client is dropped, and the others are served.
+fn a_deeply_nested_batch_drops_its_client_not_the_server() {
+    let (manager, address) = tcp_manager(b"nested");
+    let ns = manager.namespace().expect("namespace");
+    ns.set("x", &1i64).expect("set");
+    let pid = manager.pid().expect("pid");
+    for depth in [2usize, 50_000] {
+        let mut attacker = outlast_ipc::net::connect(&address, b"nested").expect("connect");
+        let mut nested = [3u8, 1].repeat(depth);
+        nested.extend([3, 0]);
+        attacker.send_bytes(&nested).expect("send");
+        // No answer, but an end: the server closed this connection.
+        assert!(attacker
+            .recv_bytes_timeout(Duration::from_secs(30))
+            .is_err());
+        assert!(alive(pid), "the manager died of a {depth}-deep batch");
+        assert_eq!(ns.get::<i64>("x").expect("get"), Some(1));
+    }
+}
+
+/// Sixteen authenticated clients each send only a 4-byte header announcing
+/// 64 MiB: the server used to allocate 64 MiB for each at once (1 GB). Its
+/// buffers grow with the bytes that arrive, so its memory stays put, and
+/// it serves an honest client meanwhile.
+fn announced_frames_cost_the_server_nothing_until_they_arrive() {
+    use std::os::fd::AsRawFd;
+    let (manager, address) = tcp_manager(b"announce");
+    let ns = manager.namespace().expect("namespace");
+    ns.set("x", &1i64).expect("set");
+    let pid = manager.pid().expect("pid");
+    let before = rss_kb(pid);
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        let conn = outlast_ipc::net::connect(&address, b"announce").expect("connect");
+        let header = (64u32 << 20).to_le_bytes();
+        // SAFETY: writes 4 bytes from a live array to a socket we own.
+        let n = unsafe { libc::write(conn.as_raw_fd(), header.as_ptr().cast(), 4) };
+        assert_eq!(n, 4);
+        silent.push(conn);
+    }
+    // Served after all sixteen announced.
+    ns.set("y", &2i64).expect("set");
+    assert_eq!(ns.get::<i64>("y").expect("get"), Some(2));
+    let after = rss_kb(pid);
+    assert!(
+        after < before + 16 * 1024,
+        "the server grew from {before} kB to {after} kB for 16 announced frames"
+    );
+}
+
+/// `get_many` of more keys than one batch may hold goes in several round
+/// trips, not as a batch the server refuses.
+fn a_batch_larger_than_one_round_trip_is_split() {
+    let manager = Manager::start().expect("manager");
+    let d: Dict<u32, u32> = manager.dict().expect("dict");
+    let keys: Vec<u32> = (0..10_000).collect();
+    for &k in keys.iter().step_by(1000) {
+        d.set(&k, &(k * 2)).expect("set");
+    }
+    let got = d.get_many(&keys).expect("get_many");
+    assert_eq!(got.len(), 10_000);
+    assert_eq!(got.iter().flatten().count(), 10);
+    assert_eq!(got[3000], Some(6000));
 }

@@ -5,7 +5,15 @@
 //! ever run as code: a user-registered type is chosen by name from the
 //! types the server was started with, and only its data travels.
 
-use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+use serde::de::{Error as _, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The most requests (or replies) one batch may hold. Checked while it is
+/// decoded, so a frame of a million empty requests is refused before it
+/// becomes a million decoded ones.
+pub const MAX_BATCH: usize = 4096;
 
 /// The kinds of shared object, with what each is made from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,8 +81,10 @@ pub enum Request {
         id: u64,
         op: Op,
     },
-    /// Several requests in one round trip, answered by `Reply::Batch`.
-    Batch(Vec<Request>),
+    /// Several requests in one round trip, answered by `Reply::Batch`: at
+    /// most [`MAX_BATCH`], none of them a batch (refused as it is decoded:
+    /// a batch nested 50,000 deep must not take the decoder's stack).
+    Batch(#[serde(deserialize_with = "flat_batch")] Vec<Request>),
     /// A local client asks for a fast lane: answered `Lane`, its rings'
     /// descriptors attached, or `Error` (no lane: the socket serves).
     OpenLane,
@@ -219,7 +229,7 @@ pub enum Reply {
     Items(Vec<(Vec<u8>, Vec<u8>)>),
     Versioned(u64, Vec<Vec<u8>>),
     Done,
-    Batch(Vec<Reply>),
+    Batch(#[serde(deserialize_with = "flat_batch")] Vec<Reply>),
     /// A lock is the caller's; `owner_died`: its last holder's process died
     /// holding it (the state it guarded may be half-updated).
     Acquired {
@@ -240,4 +250,103 @@ pub enum Reply {
     /// The request could not be carried out (no such object, a value that
     /// is not a counter); the connection goes on.
     Error(String),
+}
+
+thread_local! {
+    /// How many batches the decoder of this thread is inside.
+    static BATCH_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Leaves a batch: the depth goes back down however decoding ended.
+struct InBatch;
+
+impl Drop for InBatch {
+    fn drop(&mut self) {
+        BATCH_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// A batch's members: at most [`MAX_BATCH`], and no batch among them.
+fn flat_batch<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    if BATCH_DEPTH.with(|d| d.replace(d.get() + 1)) > 0 {
+        BATCH_DEPTH.with(|d| d.set(d.get() - 1));
+        return Err(D::Error::custom("batches do not nest"));
+    }
+    let _leave = InBatch;
+    deserializer.deserialize_seq(Members(std::marker::PhantomData))
+}
+
+struct Members<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Members<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a batch of at most {MAX_BATCH}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let announced = seq.size_hint().unwrap_or(0);
+        if announced > MAX_BATCH {
+            return Err(A::Error::custom(format!(
+                "a batch of {announced} (at most {MAX_BATCH})"
+            )));
+        }
+        let mut members = Vec::with_capacity(announced);
+        while let Some(member) = seq.next_element()? {
+            if members.len() == MAX_BATCH {
+                return Err(A::Error::custom(format!(
+                    "a batch holds at most {MAX_BATCH}"
+                )));
+            }
+            members.push(member);
+        }
+        Ok(members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[Batch, 1 member]` repeated: a batch nested `depth` deep.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut bytes = [3u8, 1].repeat(depth);
+        bytes.extend([3, 0]);
+        bytes
+    }
+
+    #[test]
+    fn a_deeply_nested_batch_is_refused_without_recursing() {
+        assert_eq!(
+            postcard::from_bytes::<Request>(&nested(0)).expect("flat"),
+            Request::Batch(Vec::new())
+        );
+        for depth in [1, 2, 50_000] {
+            let e = postcard::from_bytes::<Request>(&nested(depth)).expect_err("nested");
+            assert!(format!("{e:?}").len() < 200, "{depth}: {e:?}");
+        }
+        // The decoder's depth is back to zero after a refusal.
+        assert!(postcard::from_bytes::<Request>(&nested(0)).is_ok());
+    }
+
+    #[test]
+    fn a_batch_announcing_more_than_its_cap_is_refused_before_allocating() {
+        // Batch of 2^32 members, announced; none present.
+        let bytes = [3u8, 0x80, 0x80, 0x80, 0x80, 0x10];
+        assert!(postcard::from_bytes::<Request>(&bytes).is_err());
+        let ok = Request::Batch(vec![Request::OpenLane; MAX_BATCH]);
+        let encoded = postcard::to_allocvec(&ok).expect("encode");
+        assert_eq!(
+            postcard::from_bytes::<Request>(&encoded).expect("decode"),
+            ok
+        );
+        let over = Request::Batch(vec![Request::OpenLane; MAX_BATCH + 1]);
+        let encoded = postcard::to_allocvec(&over).expect("encode");
+        assert!(postcard::from_bytes::<Request>(&encoded).is_err());
+    }
 }

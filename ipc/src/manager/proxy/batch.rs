@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::super::client::Link;
-use super::super::protocol::{Op, Reply, Request};
+use super::super::protocol::{Op, Reply, Request, MAX_BATCH};
 use super::super::ManagerError;
 use super::{encode, expect_done, expect_value, unexpected, Dict, List, Namespace, Queue, Target};
 
@@ -178,6 +178,11 @@ impl Batch {
         timeout: Option<std::time::Duration>,
     ) -> Result<BatchReplies, ManagerError> {
         let n = self.requests.len();
+        if n > MAX_BATCH {
+            return Err(ManagerError::Server(format!(
+                "a batch holds at most {MAX_BATCH} operations, not {n}"
+            )));
+        }
         let Some(link) = self.link else {
             return Ok(BatchReplies {
                 replies: Vec::new(),

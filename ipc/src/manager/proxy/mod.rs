@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::client::Link;
-use super::protocol::{Kind, Op, Reply, Request};
+use super::protocol::{Kind, Op, Reply, Request, MAX_BATCH};
 use super::ManagerError;
 
 pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ManagerError> {
@@ -77,14 +77,23 @@ impl Target {
         self.link.call(&self.request(op), timeout)
     }
 
-    /// Several operations on this object in one round trip.
+    /// Several operations on this object, [`MAX_BATCH`] to a round trip.
     fn batch(&self, ops: Vec<Op>) -> Result<Vec<Reply>, ManagerError> {
-        let n = ops.len();
-        let requests = ops.into_iter().map(|op| self.request(op)).collect();
-        match self.link.call(&Request::Batch(requests), self.timeout)? {
-            Reply::Batch(replies) if replies.len() == n => Ok(replies),
-            other => Err(unexpected(other)),
+        let mut all = Vec::with_capacity(ops.len());
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let requests: Vec<Request> = ops
+                .by_ref()
+                .take(MAX_BATCH)
+                .map(|op| self.request(op))
+                .collect();
+            let n = requests.len();
+            match self.link.call(&Request::Batch(requests), self.timeout)? {
+                Reply::Batch(replies) if replies.len() == n => all.extend(replies),
+                other => return Err(unexpected(other)),
+            }
         }
+        Ok(all)
     }
 
     /// The object kept at `key` of this dict, made of `kind` if free.

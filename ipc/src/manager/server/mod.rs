@@ -33,8 +33,7 @@ use step::ClientId;
 const SPIN: Duration = Duration::from_micros(50);
 /// While it looks for work, how often the loop polls its descriptors.
 const POLL_EVERY: Duration = Duration::from_micros(5);
-/// The most requests one batch may hold.
-pub(super) const MAX_BATCH: usize = 4096;
+pub(super) use super::protocol::MAX_BATCH;
 /// The most items one list, dict or queue may hold, so no client can make
 /// the server allocate without bound through one object.
 pub(super) const MAX_ITEMS: usize = 1 << 24;
