@@ -234,7 +234,7 @@ fn words(reply: &Reply) -> Result<String, String> {
 
 fn list(json: bool) -> Result<String, String> {
     let mut rows = Vec::new();
-    for (pid, path) in client::running() {
+    for (pid, path) in client::running().map_err(|e| e.to_string())? {
         if let Ok(Reply {
             status: Some(status),
             ..

@@ -361,3 +361,108 @@ fn a_subscription_streams_snapshots_until_the_run_ends() {
     assert!(elapsed.len() >= 3, "{elapsed:?}");
     assert!(elapsed.windows(2).all(|w| w[0] < w[1]), "{elapsed:?}");
 }
+
+/// A runtime directory of this test's own, with `supervisor` in it made
+/// by `prepare`: what a run and `list` do there.
+fn in_runtime_dir(name: &str, prepare: impl FnOnce(&Path)) -> (PathBuf, Command, Command) {
+    let runtime = std::env::temp_dir().join(format!("ctl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&runtime);
+    std::fs::create_dir_all(&runtime).expect("runtime dir");
+    prepare(&runtime.join("supervisor"));
+    let mut run = Command::new(env!("CARGO_BIN_EXE_supervisor"));
+    run.args([
+        "-w",
+        "1",
+        "--job",
+        "sleep",
+        "--tasks",
+        "2",
+        "--task-ms",
+        "1",
+    ])
+    .env("XDG_RUNTIME_DIR", &runtime);
+    let mut list = Command::new(env!("CARGO_BIN_EXE_supervisor"));
+    list.arg("list").env("XDG_RUNTIME_DIR", &runtime);
+    (runtime, run, list)
+}
+
+fn refused(cmd: &mut Command, words: &str) {
+    let out = cmd.output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran anyway: {stderr}");
+    assert!(
+        stderr.contains("refused") && stderr.contains(words),
+        "not refused in words ({words}): {stderr}"
+    );
+}
+
+/// Someone made the sockets' directory first, open to all (0777): a run
+/// refuses to bind there and `list` to look there, each saying why.
+#[test]
+fn a_sockets_directory_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (runtime, mut run, mut list) = in_runtime_dir("wide", |dir| {
+        std::fs::create_dir(dir).expect("mkdir");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    });
+    refused(&mut run, "mode 0777");
+    refused(&mut list, "mode 0777");
+    let _ = std::fs::remove_dir_all(runtime);
+}
+
+/// The sockets' directory is a symlink to someone else's directory holding
+/// a stale-looking `123.sock`: `list` refuses, and deletes nothing there.
+#[test]
+fn a_symlinked_sockets_directory_is_refused_and_nothing_is_deleted() {
+    let elsewhere = std::env::temp_dir().join(format!("ctl-theirs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&elsewhere);
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let theirs = elsewhere.join("123.sock");
+    std::fs::write(&theirs, b"not ours").expect("their file");
+    let target = elsewhere.clone();
+    let (runtime, mut run, mut list) = in_runtime_dir("link", move |dir| {
+        std::os::unix::fs::symlink(&target, dir).expect("symlink");
+    });
+    refused(&mut list, "symlink");
+    refused(&mut run, "symlink");
+    assert!(theirs.exists(), "list deleted a file it does not own");
+    let _ = std::fs::remove_dir_all(runtime);
+    let _ = std::fs::remove_dir_all(elsewhere);
+}
+
+/// As root, a private directory that belongs to another user is not ours
+/// either (skipped for other users: they cannot make one).
+#[test]
+fn a_sockets_directory_of_another_owner_is_refused() {
+    // SAFETY: getuid cannot fail and touches no memory.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: only root can give a directory to another user");
+        return;
+    }
+    let (runtime, mut run, _) = in_runtime_dir("owner", |dir| {
+        std::fs::create_dir(dir).expect("mkdir");
+        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).expect("chown");
+    });
+    refused(&mut run, "belongs to uid 65534");
+    let _ = std::fs::remove_dir_all(runtime);
+}
+
+/// `status PID` does not talk to a socket in a directory others can write.
+#[test]
+fn status_refuses_a_socket_in_a_directory_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let (runtime, _, _) = in_runtime_dir("status", |dir| {
+        std::fs::create_dir(dir).expect("mkdir");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    });
+    // A fake supervisor's socket, as someone else could have put there.
+    let fake =
+        std::os::unix::net::UnixListener::bind(runtime.join("supervisor/4242.sock")).expect("bind");
+    let mut status = Command::new(env!("CARGO_BIN_EXE_supervisor"));
+    status
+        .args(["status", "4242"])
+        .env("XDG_RUNTIME_DIR", &runtime);
+    refused(&mut status, "mode 0777");
+    drop(fake);
+    let _ = std::fs::remove_dir_all(runtime);
+}

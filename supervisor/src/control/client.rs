@@ -2,6 +2,7 @@
 //! supervisors and sending one of them a command.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,14 +26,24 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("the supervisor's reply is not understood: {0}")]
     Reply(String),
+    #[error(transparent)]
+    Dir(#[from] super::DirError),
 }
 
 /// The pids and sockets of this user's supervisors that answer. Sockets
-/// nobody answers at (their supervisor was SIGKILLed) are removed.
-pub fn running() -> Vec<(u32, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(super::socket_dir()) else {
-        return Vec::new();
+/// nobody answers at (their supervisor was SIGKILLed) are removed: only
+/// sockets of this user, in a directory [`ours`](super::ours) accepts.
+pub fn running() -> Result<Vec<(u32, PathBuf)>, ClientError> {
+    let dir = super::socket_dir();
+    if !dir.exists() && std::fs::symlink_metadata(&dir).is_err() {
+        return Ok(Vec::new());
+    }
+    super::ours(&dir)?;
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
     };
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
     let mut found: Vec<(u32, PathBuf)> = entries
         .flatten()
         .filter_map(|e| {
@@ -42,22 +53,25 @@ pub fn running() -> Vec<(u32, PathBuf)> {
         })
         .filter(|(_, path)| {
             let alive = UnixStream::connect(path).is_ok();
-            if !alive {
+            let stale_socket_of_ours = std::fs::symlink_metadata(path)
+                .is_ok_and(|m| m.file_type().is_socket() && m.uid() == uid);
+            if !alive && stale_socket_of_ours {
                 let _ = std::fs::remove_file(path);
             }
             alive
         })
         .collect();
     found.sort();
-    found
+    Ok(found)
 }
 
 /// The socket of supervisor `pid`, or of the only one running.
 pub fn socket_of(pid: Option<u32>) -> Result<PathBuf, ClientError> {
     if let Some(pid) = pid {
+        super::ours(&super::socket_dir())?;
         return Ok(super::default_path(pid));
     }
-    let mut all = running();
+    let mut all = running()?;
     match all.len() {
         0 => Err(ClientError::NoneRunning),
         1 => Ok(all.remove(0).1),

@@ -11,8 +11,11 @@
 //! closed connection; nothing a client sends can stall or crash the run.
 
 pub mod client;
+mod dir;
 mod protocol;
 pub(crate) mod server;
+
+pub use dir::{ours, DirError};
 
 pub use protocol::{Command, IpcStatus, Reply, Status, TaskStatus, WorkerRef, WorkerStatus};
 
@@ -36,7 +39,8 @@ pub enum ControlAt {
 }
 
 /// The directory of this user's supervisors' sockets:
-/// `$XDG_RUNTIME_DIR/supervisor`, else `/tmp/supervisor-<uid>`.
+/// `$XDG_RUNTIME_DIR/supervisor`, else `/tmp/supervisor-<uid>`. Nothing is
+/// bound, listed or removed there before [`ours`] has checked it.
 pub fn socket_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(dir) if dir.is_dir() => dir.join("supervisor"),

@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -23,8 +23,8 @@ const MAX_CLIENTS: usize = 32;
 /// Why the control socket could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("cannot make {0}: {1}")]
-    Dir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Dir(#[from] super::DirError),
     #[error("another supervisor answers at {0}")]
     InUse(PathBuf),
     #[error("cannot listen at {0}: {1}")]
@@ -59,12 +59,7 @@ impl ControlServer {
         let path = match at {
             ControlAt::Off => return Ok(None),
             ControlAt::Default => {
-                let dir = super::socket_dir();
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| ControlError::Dir(dir.clone(), e))?;
+                super::ours(&super::socket_dir())?;
                 super::default_path(std::process::id())
             }
             ControlAt::Path(path) => path.clone(),
