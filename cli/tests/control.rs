@@ -466,3 +466,32 @@ fn status_refuses_a_socket_in_a_directory_open_to_others() {
     drop(fake);
     let _ = std::fs::remove_dir_all(runtime);
 }
+
+/// `scale PID 100000` on a run of 1,000 tasks: the reply says what was
+/// asked and what it was capped at, `status` keeps answering while the new
+/// workers start a batch per turn, no honest worker is killed as a forger
+/// (a heartbeat read after a slow turn used to look "in the future"), and
+/// the answer is exact.
+#[test]
+fn scaling_far_past_the_tasks_left_is_capped_and_keeps_the_answer_exact() {
+    let child = supervisor("-w 2 --limit 2e9 --chunk 2e6")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    wait_for_fleet(pid, 2);
+    let (code, out) = steer(&format!("scale {pid} 100000"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("100000 asked"), "{out}");
+    assert!(
+        out.contains("tasks are left") || out.contains("this machine holds"),
+        "{out}"
+    );
+    // Answered while they start.
+    let s = status(pid);
+    assert!(s["workers"].as_array().is_some_and(|w| w.len() > 2), "{s}");
+    let run = finish(child);
+    assert_exact_primes(&run, 98_222_287);
+    assert!(!run.events.contains("forged"), "{}", run.events);
+    assert!(!run.events.contains("in the future"), "{}", run.events);
+    assert_eq!(run.report["restarts"]["crashes"], 0, "{}", run.events);
+}

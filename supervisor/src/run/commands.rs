@@ -5,6 +5,7 @@
 
 use super::shutdown::Phase;
 use super::Engine;
+use super::SlotHistory;
 use crate::control::{Command, IpcStatus, Reply, Status, TaskStatus, WorkerRef, WorkerStatus};
 use crate::fleet::Slot;
 use crate::kill::KillCause;
@@ -56,6 +57,10 @@ impl Engine {
         }
     }
 
+    /// Scales the fleet to `workers`, capped at what this machine holds and
+    /// (for a job of known size) at the tasks not yet settled. New workers
+    /// start over the next turns, a batch per turn, as at the start of a
+    /// run: the reply, `status` and the heartbeats are served meanwhile.
     fn scale(&mut self, workers: u64) -> Reply {
         if workers == 0 {
             return Reply::error("at least 1 worker");
@@ -64,9 +69,38 @@ impl Engine {
             return Reply::error("the run is stopping");
         }
         let before = self.fleet_size;
-        while self.fleet_size < workers && self.add_worker("control") {}
-        while self.fleet_size > workers && self.retire_worker("control") {}
-        Reply::done(format!("{before} -> {} workers", self.fleet_size))
+        let mut target = workers;
+        let mut capped = Vec::new();
+        let machine = self.max_workers as u64;
+        if target > machine {
+            target = machine;
+            capped.push(format!("this machine holds at most {machine}"));
+        }
+        let useful = self.ledger.remaining().max(1);
+        if !self.open_ended && target > useful {
+            target = useful.max(before.min(target));
+            capped.push(format!("{useful} tasks are left"));
+        }
+        let mut added = 0u64;
+        while self.fleet_size < target && self.slots.len() < self.max_workers {
+            self.fleet_size += 1;
+            self.slots.push(Slot::Pending);
+            self.crashes_in_a_row.push(0);
+            self.history.push(SlotHistory::default());
+            added += 1;
+        }
+        while self.fleet_size > target && self.retire_worker("control") {}
+        if added > 0 {
+            self.progress.event(&format!(
+                "control: adding {added} workers ({before} -> {})",
+                self.fleet_size
+            ));
+        }
+        let mut said = format!("{before} -> {} workers", self.fleet_size);
+        if !capped.is_empty() {
+            said.push_str(&format!(" ({workers} asked; {})", capped.join(", ")));
+        }
+        Reply::done(said)
     }
 
     fn kill_one(&mut self, which: WorkerRef, signal: i32) -> Reply {

@@ -337,7 +337,6 @@ impl Engine {
     /// Judges every live worker's heartbeat claim: silent past the
     /// timeout, or forged, gets it killed (and replaced).
     pub(super) fn check_heartbeats(&mut self) {
-        let now = monotonic_ns();
         let timeout = self.options.worker_timeout;
         let ledger = &self.ledger;
         for slot in &mut self.slots {
@@ -346,6 +345,11 @@ impl Engine {
                 continue;
             }
             let claim = w.link.heartbeat().read();
+            // The clock is read after the claim: a beat written before we
+            // read it is never "in the future", however long this loop over
+            // thousands of workers has taken (it took seconds under load,
+            // and honest workers were killed as forgers).
+            let now = monotonic_ns();
             // The same task as last time was held then (a task is never
             // claimed again once its result is in): no need to look it up.
             let same_task = w
