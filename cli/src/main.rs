@@ -144,7 +144,12 @@ fn cluster_result(url: &str, job_id: &str, timeout: std::time::Duration, json: b
             if write_report(text.trim_end(), &ReportTo::Stdout).is_err() {
                 return ExitCode::FAILURE;
             }
-            if report.complete {
+            if report.verified == Some(false) || !report.conflicts.is_empty() {
+                // The combined answer contradicts the known value, or rests
+                // on a result someone else computed differently: whatever
+                // else, that is a failure.
+                ExitCode::from(Outcome::Failed.exit_code())
+            } else if report.complete {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(Outcome::DeadLetters.exit_code())

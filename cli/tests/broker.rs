@@ -229,3 +229,46 @@ fn broker_errors_are_clear_and_never_show_the_password() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Before any supervisor runs, someone with access to Redis writes a
+/// well-formed false result for task 5, fields that are no task of the
+/// job, and a "NaN" counter. The run still settles every real task (the
+/// stray fields used to end it early, "complete" with 103 of 100), and
+/// `supervisor result` exits non-zero: the answer contradicts the known
+/// value, task 5 is named as a conflict, the stray fields as ignored.
+#[test]
+fn forged_and_garbage_results_in_the_hash_are_named_and_fail_the_result() {
+    let redis = RedisServer::start().expect("the broker tests need redis-server");
+    let url = redis.url();
+    let job = "forged";
+    let results = format!("supervisor:{job}:results");
+    // Task 5's count as postcard's varint: 1, a well-formed lie.
+    redis.cli(&["HSET", &results, "5", "\u{1}"]);
+    redis.cli(&["HSET", &results, "abc", "garbage"]);
+    redis.cli(&["HSET", &results, "100", "\u{1}"]);
+    redis.cli(&["HSET", &results, "99999", "\u{2}"]);
+    redis.cli(&[
+        "HSET",
+        &format!("supervisor:{job}:stats"),
+        "evil:stored",
+        "NaN",
+    ]);
+    let run = finish(spawn(&mut broker_run(
+        &url,
+        job,
+        "-w 2 --job primes --limit 1e9 --chunk 1e7",
+    )));
+    assert_eq!(run.report["broker"]["complete"], true, "{}", run.report);
+    assert_eq!(run.report["broker"]["cluster_done"], 100, "{}", run.report);
+    assert_eq!(run.report["broker"]["foreign_fields"], 3, "{}", run.report);
+    let (code, report) = cluster_result(&url, job);
+    assert_eq!(code, 1, "a wrong answer must not exit 0: {report}");
+    assert_eq!(report["verified"], false, "{report}");
+    assert_eq!(report["conflicts"], serde_json::json!([5]), "{report}");
+    assert_eq!(report["ignored_count"], 3, "{report}");
+    let ignored = report["ignored"].to_string();
+    assert!(
+        ignored.contains("abc") && ignored.contains("99999"),
+        "{report}"
+    );
+}

@@ -335,6 +335,9 @@ pub struct BrokerReport {
     pub dead_letters: u64,
     /// Stream entries that were not tasks of this job.
     pub garbage: u64,
+    /// Fields of the results and dead-letter hashes that are no task of
+    /// this job (written there by someone else): not counted as settled.
+    pub foreign_fields: u64,
     /// Reconnections to the broker.
     pub reconnects: u64,
     /// The whole job's settled tasks when this supervisor left.

@@ -191,8 +191,37 @@ fn present(link: &mut Link, keys: &Keys) -> Result<u64, BrokerError> {
         .map_or(0, |t| t + 1))
 }
 
-/// (tasks with a result, dead letters without one): the job is complete
-/// once they add up to its task count.
+/// The settled tasks, counted exactly: (tasks `0..total` with a result,
+/// tasks `0..total` given up on without one). Fields that are no task of
+/// this job (anyone with access to Redis can write there) are not counted,
+/// so they cannot end a job early. Reads every field of both hashes: only
+/// worth it once [`settled`]'s quick counts say the job may be complete.
+pub(crate) fn settled_exactly(
+    c: &mut redis::Connection,
+    keys: &Keys,
+    total: u64,
+) -> redis::RedisResult<(u64, u64)> {
+    let (results, dead): (Vec<String>, Vec<String>) = redis::pipe()
+        .cmd("HKEYS")
+        .arg(&keys.results)
+        .cmd("HKEYS")
+        .arg(&keys.dead_set)
+        .query(c)?;
+    let ids = |fields: &[String]| -> std::collections::HashSet<u64> {
+        fields
+            .iter()
+            .filter_map(|f| f.parse::<u64>().ok())
+            .filter(|&t| t < total)
+            .collect()
+    };
+    let done = ids(&results);
+    let dead = ids(&dead).difference(&done).count() as u64;
+    Ok((done.len() as u64, dead))
+}
+
+/// (tasks with a result, dead letters without one), from the hashes'
+/// lengths: an upper bound (fields that are no task count too), exact
+/// unless someone else wrote there. See [`settled_exactly`].
 pub(crate) fn settled(c: &mut redis::Connection, keys: &Keys) -> redis::RedisResult<(u64, u64)> {
     redis::pipe()
         .cmd("HLEN")

@@ -19,6 +19,9 @@ pub(crate) struct Keys {
     pub dead_set: String,
     /// The dead letters, with their reasons, in the order they died.
     pub dead: String,
+    /// Task id -> the consumer that computed a result different from the
+    /// one stored first.
+    pub conflicts: String,
     /// `consumer:stored`, `consumer:duplicates`, `consumer:claimed`, `consumer:dead` counters.
     pub stats: String,
     /// When the job was created, and when it was first seen complete (ms since the epoch).
@@ -37,6 +40,7 @@ impl Keys {
             dead_set: key("dead-set"),
             dead: key("dead"),
             stats: key("stats"),
+            conflicts: key("conflicts"),
             started: key("started"),
             finished: key("finished"),
         }

@@ -16,6 +16,8 @@ use super::BrokerError;
 
 /// Results read per round trip.
 const SCAN_BATCH: usize = 1000;
+/// Ignored entries and conflicts named one by one (the rest are counted).
+const MAX_SAID: usize = 10;
 
 /// One dead letter of the job.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -52,6 +54,16 @@ pub struct ClusterReport {
     /// Results computed twice (a host presumed dead that was not).
     pub duplicates: u64,
     pub dead_letters: Vec<ClusterDeadLetter>,
+    /// Entries of the results hash that are no result of this job (a field
+    /// that is not one of its task ids, an output that does not decode):
+    /// ignored, each said in a line (the first few).
+    pub ignored: Vec<String>,
+    /// How many were ignored in all.
+    pub ignored_count: u64,
+    /// Tasks for which two supervisors stored different results: the first
+    /// was kept, so the answer may be wrong (someone wrote to the hash, or
+    /// the task is not deterministic).
+    pub conflicts: Vec<u64>,
     /// Per consumer (`host:pid`).
     pub hosts: BTreeMap<String, HostCounts>,
     /// From the job's creation until it was first seen complete.
@@ -88,6 +100,29 @@ impl std::fmt::Display for ClusterReport {
                 d.task, d.failures, d.cause, d.host
             )?;
         }
+        if self.ignored_count > 0 {
+            writeln!(
+                f,
+                "ignored {} entries of the results hash that are no result of this job:",
+                self.ignored_count
+            )?;
+            for line in &self.ignored {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        if !self.conflicts.is_empty() {
+            let shown: Vec<String> = self
+                .conflicts
+                .iter()
+                .take(MAX_SAID)
+                .map(u64::to_string)
+                .collect();
+            writeln!(
+                f,
+                "conflicting results (two different outputs stored; the first was kept) for task(s) {}",
+                shown.join(", ")
+            )?;
+        }
         Ok(())
     }
 }
@@ -108,7 +143,7 @@ pub fn result(
     let record = job::record(&mut link, &keys)?.ok_or_else(|| BrokerError::NoJob(job_id.into()))?;
     let deadline = Instant::now() + timeout;
     loop {
-        let (done, dead) = counts(&mut link, &keys)?;
+        let (done, dead) = counts(&mut link, &keys, record.total)?;
         if done + dead >= record.total {
             link.call_patiently(Duration::from_secs(10), |c| job::mark_finished(c, &keys))?;
             break;
@@ -125,8 +160,15 @@ pub fn result(
     combine(&mut link, &keys, job_id, &record, from_spec)
 }
 
-fn counts(link: &mut Link, keys: &Keys) -> Result<(u64, u64), BrokerError> {
-    Ok(link.call_patiently(Duration::from_secs(10), |c| job::settled(c, keys))?)
+/// The settled tasks (see `job::settled_exactly`): exact once the quick
+/// counts say the job may be complete.
+fn counts(link: &mut Link, keys: &Keys, total: u64) -> Result<(u64, u64), BrokerError> {
+    let patience = Duration::from_secs(10);
+    let (done, dead) = link.call_patiently(patience, |c| job::settled(c, keys))?;
+    if done + dead < total {
+        return Ok((done, dead));
+    }
+    Ok(link.call_patiently(patience, |c| job::settled_exactly(c, keys, total))?)
 }
 
 fn combine(
@@ -140,6 +182,7 @@ fn combine(
     let mut work = from_spec(&record.name, &record.bytes)
         .map_err(|why| BrokerError::UnknownJob(format!("{} ({why})", record.name)))?;
     let mut outputs: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut ignored: Vec<String> = Vec::new();
     let mut cursor = "0".to_string();
     loop {
         let (next, flat): (String, Vec<Vec<u8>>) = link.call_patiently(patience, |c| {
@@ -151,9 +194,20 @@ fn combine(
                 .query(c)
         })?;
         for pair in flat.chunks(2) {
-            if let [task, output] = pair {
-                if let Some(task) = std::str::from_utf8(task).ok().and_then(|t| t.parse().ok()) {
-                    outputs.push((task, output.clone()));
+            if let [field, output] = pair {
+                match std::str::from_utf8(field)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok())
+                {
+                    Some(task) if task < record.total => outputs.push((task, output.clone())),
+                    Some(task) => ignored.push(format!(
+                        "task {task}: the job has tasks 0 to {}",
+                        record.total.saturating_sub(1)
+                    )),
+                    None => ignored.push(format!(
+                        "field {:?}: not a task id",
+                        String::from_utf8_lossy(field)
+                    )),
                 }
             }
         }
@@ -166,8 +220,9 @@ fn combine(
     outputs.dedup_by_key(|(task, _)| *task);
     let mut bad = 0u64;
     for (task, output) in &outputs {
-        if *task >= record.total || work.accept(*task, output).is_err() {
+        if let Err(e) = work.accept(*task, output) {
             bad += 1;
+            ignored.push(format!("task {task}: its result is refused ({e})"));
         }
     }
     let dead_rows: Vec<(String, Vec<String>)> = link.call_patiently(patience, |c| {
@@ -213,12 +268,13 @@ fn combine(
         );
         dead_letters.push(letter);
     }
-    let stats: BTreeMap<String, u64> = link.call_patiently(patience, |c| {
+    // Read as text: a counter someone set to "NaN" is skipped, not fatal.
+    let stats: BTreeMap<String, String> = link.call_patiently(patience, |c| {
         redis::cmd("HGETALL").arg(&keys.stats).query(c)
     })?;
     let mut hosts: BTreeMap<String, HostCounts> = BTreeMap::new();
     for (field, n) in stats {
-        let Some((host, what)) = field.rsplit_once(':') else {
+        let (Some((host, what)), Ok(n)) = (field.rsplit_once(':'), n.parse::<u64>()) else {
             continue;
         };
         let counts = hosts.entry(host.to_string()).or_default();
@@ -242,8 +298,19 @@ fn combine(
         (Some(start), Some(end)) if end >= start => Some((end - start) as f64 / 1000.0),
         _ => None,
     };
+    let conflicts: Vec<String> = link.call_patiently(patience, |c| {
+        redis::cmd("HKEYS").arg(&keys.conflicts).query(c)
+    })?;
+    let mut conflicts: Vec<u64> = conflicts
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .filter(|&t| t < record.total)
+        .collect();
+    conflicts.sort_unstable();
     let results = outputs.len() as u64 - bad;
     let complete = dead_letters.is_empty() && results == record.total;
+    let ignored_count = ignored.len() as u64;
+    ignored.truncate(MAX_SAID);
     let outcome = work.outcome(complete);
     Ok(ClusterReport {
         job_id: job_id.to_string(),
@@ -258,6 +325,9 @@ fn combine(
         redeliveries: hosts.values().map(|h| h.claimed).sum(),
         duplicates: hosts.values().map(|h| h.duplicates).sum(),
         dead_letters,
+        ignored,
+        ignored_count,
+        conflicts,
         hosts,
         wall_seconds,
     })
@@ -278,7 +348,7 @@ pub fn status(url: &str, job_id: &str) -> Result<(Vec<ConsumerStatus>, u64, u64)
     let mut link = Link::open(url)?;
     let keys = Keys::of(job_id);
     let record = job::record(&mut link, &keys)?.ok_or_else(|| BrokerError::NoJob(job_id.into()))?;
-    let (done, dead) = counts(&mut link, &keys)?;
+    let (done, dead) = counts(&mut link, &keys, record.total)?;
     let rows: Vec<BTreeMap<String, redis::Value>> =
         link.call_patiently(Duration::from_secs(10), |c| {
             redis::cmd("XINFO")

@@ -34,9 +34,11 @@ const FINAL_FLUSH: Duration = Duration::from_secs(30);
 const MAX_WINDOW: usize = 8192;
 
 /// Stores a batch of results, each once per task, and acks their entries.
-/// KEYS: results, tasks, dead set, stats. ARGV: group, consumer, then
-/// (entry id, task, output) triples. Returns 1 (stored) or 0 (already
-/// stored) per result.
+/// A result already stored with other bytes is a conflict, noted for
+/// `supervisor result` (someone wrote there, or the task is not
+/// deterministic). KEYS: results, tasks, dead set, stats, conflicts. ARGV:
+/// group, consumer, then (entry id, task, output) triples. Returns 1
+/// (stored) or 0 (already stored) per result.
 const STORE: &str = r"
 local out, ids, stored, dups = {}, {}, 0, 0
 for i = 3, #ARGV, 3 do
@@ -46,6 +48,9 @@ for i = 3, #ARGV, 3 do
     stored = stored + 1
   else
     dups = dups + 1
+    if redis.call('HGET', KEYS[1], ARGV[i + 1]) ~= ARGV[i + 2] then
+      redis.call('HSET', KEYS[5], ARGV[i + 1], ARGV[2])
+    end
   end
   out[#out + 1] = s
   ids[#ids + 1] = ARGV[i]
@@ -94,6 +99,8 @@ struct Broker {
     settled_at_fetch: u64,
     /// The store and dead-letter scripts are loaded (EVALSHA works).
     scripts_loaded: bool,
+    /// The quick counts the last exact count was made at, and its result.
+    last_exact: Option<((u64, u64), (u64, u64))>,
 }
 
 /// Runs this supervisor's part of the broker job `job` until the whole
@@ -152,6 +159,7 @@ pub fn run(
         fetched_at: now,
         settled_at_fetch: 0,
         scripts_loaded: false,
+        last_exact: None,
     };
     state.report.url = state.link.shown().to_string();
     while !engine.turn(Some(TURN)) {
@@ -438,11 +446,12 @@ impl Broker {
                 let call = pipe
                     .cmd("EVALSHA")
                     .arg(&store)
-                    .arg(4)
+                    .arg(5)
                     .arg(&keys.results)
                     .arg(&keys.tasks)
                     .arg(&keys.dead_set)
                     .arg(&keys.stats)
+                    .arg(&keys.conflicts)
                     .arg(GROUP)
                     .arg(consumer);
                 for out in &results {
@@ -524,10 +533,27 @@ impl Broker {
         true
     }
 
-    /// Whether every task has a result or is a dead letter.
+    /// Whether every task has a result or is a dead letter: the quick
+    /// counts first, and an exact count (task ids only) when they say so,
+    /// once per change of the quick counts.
     fn check_completion(&mut self) {
         let keys = &self.keys;
-        let counts = self.link.call(|c| job::settled(c, keys));
+        let mut counts = self.link.call(|c| job::settled(c, keys));
+        if let Ok(quick) = counts {
+            if quick.0 + quick.1 >= self.total {
+                if self.last_exact.is_some_and(|(seen, _)| seen == quick) {
+                    counts = Ok(self.last_exact.map_or(quick, |(_, exact)| exact));
+                } else {
+                    let total = self.total;
+                    counts = self.link.call(|c| job::settled_exactly(c, keys, total));
+                    if let Ok(exact) = counts {
+                        self.last_exact = Some((quick, exact));
+                        let foreign = quick.0 + quick.1 - (exact.0 + exact.1);
+                        self.report.foreign_fields = foreign;
+                    }
+                }
+            }
+        }
         if let Ok((done, dead)) = counts {
             self.report.cluster_done = done;
             self.report.cluster_dead = dead;
