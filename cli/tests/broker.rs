@@ -272,3 +272,36 @@ fn forged_and_garbage_results_in_the_hash_are_named_and_fail_the_result() {
         "{report}"
     );
 }
+
+/// Redis loses every key mid-run (as a restart without its data does):
+/// the supervisors used to sit idle for minutes, saying nothing. Within a
+/// lease one of them makes the job again from its own spec, both say so,
+/// and the job ends with the exact answer.
+#[test]
+fn a_broker_that_lost_the_job_gets_it_again_and_the_answer_is_exact() {
+    let redis = RedisServer::start().expect("the broker tests need redis-server");
+    let url = redis.url();
+    let job = "wiped";
+    let args = "-w 1 --job primes --limit 1e10 --chunk 1e8";
+    let runs: Vec<Child> = (0..2)
+        .map(|_| spawn(&mut broker_run(&url, job, args)))
+        .collect();
+    wait_for_results(&redis, job, 20);
+    redis.cli(&["FLUSHALL"]);
+    let started = Instant::now();
+    let finished: Vec<Run> = runs.into_iter().map(finish).collect();
+    assert!(started.elapsed() < HANG);
+    let recreated: u64 = finished
+        .iter()
+        .map(|r| r.report["broker"]["recreated"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(recreated >= 1, "nobody made the job again");
+    for run in &finished {
+        assert_eq!(run.code, 0, "{}\n{}", run.report, run.events);
+        assert_eq!(run.report["broker"]["complete"], true, "{}", run.report);
+    }
+    let (code, report) = cluster_result(&url, job);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["result"], PI_1E10.to_string(), "{report}");
+    assert_eq!(report["results"], 100);
+}

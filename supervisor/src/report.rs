@@ -338,6 +338,8 @@ pub struct BrokerReport {
     /// Fields of the results and dead-letter hashes that are no task of
     /// this job (written there by someone else): not counted as settled.
     pub foreign_fields: u64,
+    /// Times the job was gone from the broker and made again from here.
+    pub recreated: u64,
     /// Reconnections to the broker.
     pub reconnects: u64,
     /// The whole job's settled tasks when this supervisor left.

@@ -101,6 +101,12 @@ struct Broker {
     scripts_loaded: bool,
     /// The quick counts the last exact count was made at, and its result.
     last_exact: Option<((u64, u64), (u64, u64))>,
+    /// The job as this supervisor knows it: made again from this if it
+    /// vanishes from the broker (a Redis restarted without its data).
+    wanted: JobRecord,
+    last_presence: Instant,
+    /// What the run should say (drained into its events by the loop).
+    notes: Vec<String>,
 }
 
 /// Runs this supervisor's part of the broker job `job` until the whole
@@ -121,6 +127,7 @@ pub fn run(
     let keys = Keys::of(&broker.job_id);
     let wanted = JobRecord::new(&spec, total);
     let created = job::ensure(&mut link, &keys, &broker.job_id, &wanted)?;
+    let job_id = broker.job_id.clone();
     let consumer = broker.consumer.clone().unwrap_or_else(default_consumer);
     let shared = Rc::new(RefCell::new(Shared::default()));
     let work = BrokerWork {
@@ -160,11 +167,21 @@ pub fn run(
         settled_at_fetch: 0,
         scripts_loaded: false,
         last_exact: None,
+        wanted,
+        last_presence: now,
+        notes: Vec::new(),
     };
     state.report.url = state.link.shown().to_string();
     while !engine.turn(Some(TURN)) {
         let was_complete = state.complete;
         state.step();
+        if state.last_presence.elapsed() >= state.lease {
+            state.last_presence = Instant::now();
+            state.ensure_present(&job_id);
+        }
+        for note in state.notes.drain(..) {
+            engine.event(&note);
+        }
         if state.complete && !was_complete {
             engine.finish();
         }
@@ -531,6 +548,39 @@ impl Broker {
         }
         shared.outbox.drain(..batch.len());
         true
+    }
+
+    /// Makes the job again if the broker lost it (no spec: a Redis
+    /// restarted without its data, or someone deleted it): from this
+    /// supervisor's own spec, with every task in a new stream. What was
+    /// settled only in the lost data is computed again (each result is
+    /// still stored once); nothing waits silently for a job that is gone.
+    fn ensure_present(&mut self, job_id: &str) {
+        if self.complete {
+            return;
+        }
+        let keys = &self.keys;
+        let present = self
+            .link
+            .call(|c| redis::cmd("EXISTS").arg(&keys.spec).query::<u64>(c));
+        if !matches!(present, Ok(0)) {
+            return;
+        }
+        match job::ensure(&mut self.link, &self.keys, job_id, &self.wanted) {
+            Ok(_) => {
+                self.notes.push(format!(
+                    "broker: job {job_id} was gone from the broker (no spec, no tasks): made it again from this supervisor's spec; {} tasks to settle",
+                    self.total
+                ));
+                self.report.recreated += 1;
+                self.drained = false;
+                self.scripts_loaded = false;
+                self.last_exact = None;
+            }
+            Err(e) => self.notes.push(format!(
+                "broker: job {job_id} is gone from the broker and cannot be made again: {e}"
+            )),
+        }
     }
 
     /// Whether every task has a result or is a dead letter: the quick

@@ -392,12 +392,18 @@ impl Engine {
         }
     }
 
-    /// Whether every worker is gone and the loop is over.
     /// Ends each wait as soon as `fd` is readable (its owner drains it).
     pub(crate) fn wake_on(&mut self, fd: std::os::fd::RawFd) {
         self.wake_fd = Some(fd);
     }
 
+    /// Says `line` as an event of the run (what a caller driving the
+    /// engine, such as the broker's loop, saw).
+    pub(crate) fn event(&self, line: &str) {
+        self.progress.event(line);
+    }
+
+    /// Whether every worker is gone and the loop is over.
     pub(crate) fn is_over(&self) -> bool {
         self.over
     }
