@@ -1,6 +1,9 @@
 //! `--metrics ADDR`: `/metrics` fetched over real HTTP from a running
-//! supervisor parses as Prometheus text, and its counts are the final
-//! report's once the run stands still.
+//! supervisor parses as Prometheus text under promtool's rules (and passes
+//! `promtool check metrics` itself where it is installed), its counts are
+//! the final report's once the run stands still; HEAD, bare-LF heads and
+//! OpenMetrics on request; slow and silent scrapers cannot keep an honest
+//! one out.
 
 mod common;
 
@@ -42,10 +45,13 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
-/// Parses the text exposition format strictly: every sample's family has
-/// a TYPE line first, names and labels are well formed, counters end in
-/// `_total`, values are numbers. Samples by `name{labels}`.
+/// Parses the text exposition format strictly, as promtool does: every
+/// sample's family has HELP and TYPE lines first under the sample's own
+/// name (a histogram's `_bucket`, `_sum` and `_count` aside), names and
+/// labels are well formed, counters end in `_total`, values are numbers,
+/// and there is no OpenMetrics `# EOF`. Samples by `name{labels}`.
 fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut helped = std::collections::BTreeSet::new();
     let name_ok = |n: &str| {
         !n.is_empty()
             && n.chars()
@@ -70,9 +76,11 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
             types.insert(name.to_string(), kind.to_string());
             continue;
         }
-        if line.starts_with("# HELP ") || line == "# EOF" {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap_or("").to_string());
             continue;
         }
+        assert_ne!(line, "# EOF", "OpenMetrics' end in Prometheus text");
         assert!(!line.starts_with('#'), "unknown comment: {line}");
         let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
         let value: f64 = value
@@ -90,11 +98,18 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
                 }
             }
         }
-        let family = types
-            .keys()
-            .filter(|f| name.starts_with(f.as_str()))
-            .max_by_key(|f| f.len())
-            .unwrap_or_else(|| panic!("no TYPE for {name}"));
+        let family = if types.contains_key(name) {
+            name
+        } else {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let base = name.strip_suffix(suffix)?;
+                    (types.get(base).map(String::as_str) == Some("histogram")).then_some(base)
+                })
+                .unwrap_or_else(|| panic!("no TYPE for {name} under its own name"))
+        };
+        assert!(helped.contains(family), "no HELP for {family}");
         if types[family] == "counter" {
             assert!(name.ends_with("_total"), "a counter named {name}");
         }
@@ -138,6 +153,24 @@ fn metrics_parse_and_match_the_final_report() {
     // Other paths and methods.
     assert_eq!(http(addr, "GET", "/").map(|r| r.0), Some(404));
     assert_eq!(http(addr, "POST", "/metrics").map(|r| r.0), Some(405));
+    // HEAD: the head alone, its length the body's.
+    let head = raw_request(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").expect("HEAD");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD sent a body: {head}");
+    // A head ended by bare LFs (as `printf 'GET /metrics\n\n' | nc` sends).
+    let bare = raw_request(addr, b"GET /metrics HTTP/1.0\n\n").expect("bare LF");
+    assert!(bare.starts_with("HTTP/1.1 200"), "{bare}");
+    // OpenMetrics, when asked for.
+    let open = raw_request(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n",
+    )
+    .expect("OpenMetrics");
+    assert!(open.contains("application/openmetrics-text"), "{open}");
+    assert!(open.trim_end().ends_with("# EOF"), "{open}");
+    if let Some(verdict) = promtool_check(&http(addr, "GET", "/metrics").expect("scrape").1) {
+        assert!(verdict.is_empty(), "promtool check metrics: {verdict}");
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
         .args(["stop", &pid.to_string(), "--now"])
         .output()
@@ -166,4 +199,91 @@ fn metrics_parse_and_match_the_final_report() {
         .keys()
         .any(|k| k.starts_with("supervisor_worker_resident_bytes{slot=")));
     assert!(still.contains_key("supervisor_replacement_seconds_count"));
+}
+
+/// Sends `request` as it is; the whole response, if one came in 10 s.
+fn raw_request(addr: SocketAddr, request: &[u8]) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(request).ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    Some(raw)
+}
+
+/// What `promtool check metrics` says of `text` (empty: clean); `None`
+/// where promtool is not installed (Debian's `prometheus` package has it).
+fn promtool_check(text: &str) -> Option<String> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(if out.status.success() {
+        String::new()
+    } else {
+        said
+    })
+}
+
+/// 64 scrapers that connect and trickle a byte now and then, never
+/// finishing a request (slowloris), fill every place the endpoint has; an
+/// honest scrape still gets its answer at once (before, it waited behind
+/// them for their 5 s patience, each time).
+#[test]
+fn slow_scrapers_cannot_keep_an_honest_one_out() {
+    let addr = free_addr();
+    let child = supervisor(&format!(
+        "-w 1 --job sleep --tasks 1000000 --task-ms 1 --metrics {addr}"
+    ))
+    .spawn()
+    .expect("start");
+    let started = Instant::now();
+    while http(addr, "GET", "/metrics").is_none() {
+        assert!(started.elapsed() < HANG, "the endpoint never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut slow: Vec<TcpStream> = (0..64)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    assert_eq!(slow.len(), 64);
+    for s in &mut slow {
+        let _ = s.write_all(b"GET /metr");
+    }
+    for round in 0..3 {
+        for s in &mut slow {
+            let _ = s.write_all(b"i");
+        }
+        let mut honest = TcpStream::connect(addr).expect("connect");
+        // Far longer than a turn of the loop, far shorter than the 5 s a
+        // slow peer is given.
+        honest
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        honest
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .expect("send");
+        let mut reply = String::new();
+        let _ = honest.read_to_string(&mut reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "round {round}: the honest scrape got {reply:?}"
+        );
+    }
+    drop(slow);
+    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args(["stop", &child.id().to_string(), "--now"])
+        .output()
+        .expect("stop");
+    assert!(out.status.success(), "{out:?}");
+    let _ = finish(child);
 }

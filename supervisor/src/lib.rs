@@ -86,6 +86,8 @@ mod kill;
 mod ledger;
 pub mod limits;
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+mod metrics_format;
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 mod metrics_http;
 mod notify;
 mod options;
