@@ -233,12 +233,31 @@ fn a_peer_of_another_uid_is_refused_by_its_credentials() {
             .output()
             .expect("run as nobody")
     };
+    // The command says in words that the socket is another user's...
     let out = as_nobody("stop");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("reply did not come"),
+        String::from_utf8_lossy(&out.stderr).contains("refused: the socket"),
         "{out:?}"
     );
+    // ...and a raw `stop --now` request from that user gets no reply: the
+    // run closes the connection by its credentials.
+    let request = serde_json::json!({"version": 1, "command": "stop", "now": true});
+    let mut framed = (request.to_string().len() as u32).to_le_bytes().to_vec();
+    framed.extend(request.to_string().bytes());
+    let hex: String = framed.iter().map(|b| format!("{b:02x}")).collect();
+    let raw = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(bytes.fromhex(sys.argv[2]))\ns.settimeout(10)\ntry:\n    print(len(s.recv(100)))\nexcept OSError:\n    print(0)",
+        ])
+        .arg(&path)
+        .arg(&hex)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("python3 as nobody");
+    assert_eq!(String::from_utf8_lossy(&raw.stdout).trim(), "0", "{raw:?}");
     // The same command from this uid is answered.
     let (code, out) = steer(&format!("status --control {} --json", path.display()));
     assert_eq!(code, 0, "{out}");
@@ -494,4 +513,29 @@ fn scaling_far_past_the_tasks_left_is_capped_and_keeps_the_answer_exact() {
     assert!(!run.events.contains("forged"), "{}", run.events);
     assert!(!run.events.contains("in the future"), "{}", run.events);
     assert_eq!(run.report["restarts"]["crashes"], 0, "{}", run.events);
+}
+
+/// A stopped (SIGSTOP) supervisor: `status` says it did not answer within
+/// its timeout, in those words (it used to print "Resource temporarily
+/// unavailable (os error 11)").
+#[test]
+fn a_status_that_times_out_says_so_in_words() {
+    let child = supervisor("-w 1 --job sleep --tasks 100000 --task-ms 1")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    status(pid);
+    signal(pid, libc::SIGSTOP);
+    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args(["status", &pid.to_string()])
+        .output()
+        .expect("status");
+    signal(pid, libc::SIGCONT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not answer within 5 s"), "{stderr}");
+    assert!(!stderr.contains("os error"), "{stderr}");
+    let (code, out) = steer(&format!("stop {pid} --now"));
+    assert_eq!(code, 0, "{out}");
+    let _ = finish(child);
 }

@@ -24,6 +24,18 @@ pub enum ClientError {
     Several(usize, String),
     #[error("the supervisor's reply did not come: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the supervisor did not answer within {} s", .0.as_secs())]
+    TimedOut(Duration),
+    /// The socket is another user's: the supervisor there refuses us (by
+    /// our credentials), so nothing is sent.
+    #[error(
+        "refused: the socket {path} belongs to another user (uid {owner}); run this as that user"
+    )]
+    AnotherUser { path: PathBuf, owner: u32 },
+    #[error(
+        "the supervisor closed the connection without a reply (is the socket another user's?)"
+    )]
+    Closed,
     #[error("the supervisor's reply is not understood: {0}")]
     Reply(String),
     #[error(transparent)]
@@ -111,8 +123,33 @@ pub fn subscribe(
     }))
 }
 
+/// An I/O error of a request, in words: a timeout as one, a peer that
+/// hung up as one.
+fn said(e: std::io::Error, waited: Duration) -> ClientError {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            ClientError::TimedOut(waited)
+        }
+        std::io::ErrorKind::BrokenPipe
+        | std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::UnexpectedEof => ClientError::Closed,
+        _ => ClientError::Io(e),
+    }
+}
+
 /// Connects to `path` and sends one request.
 fn request(path: &Path, command: Command) -> Result<UnixStream, ClientError> {
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        // Root may talk to anyone's (the supervisor lets root in).
+        if meta.uid() != uid && uid != 0 {
+            return Err(ClientError::AnotherUser {
+                path: path.to_path_buf(),
+                owner: meta.uid(),
+            });
+        }
+    }
     let mut stream =
         UnixStream::connect(path).map_err(|_| ClientError::NotThere(path.to_path_buf()))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
@@ -122,19 +159,24 @@ fn request(path: &Path, command: Command) -> Result<UnixStream, ClientError> {
         command,
     };
     let json = serde_json::to_vec(&request).map_err(|e| ClientError::Reply(e.to_string()))?;
-    stream.write_all(&frame(&json))?;
+    stream
+        .write_all(&frame(&json))
+        .map_err(|e| said(e, TIMEOUT))?;
     Ok(stream)
 }
 
 /// One reply frame.
 fn read_reply(stream: &mut UnixStream) -> Result<Reply, ClientError> {
+    let waited = stream.read_timeout().ok().flatten().unwrap_or(TIMEOUT);
     let mut header = [0u8; 4];
-    stream.read_exact(&mut header)?;
+    stream
+        .read_exact(&mut header)
+        .map_err(|e| said(e, waited))?;
     let len = u32::from_le_bytes(header) as usize;
     if len > MAX_FRAME {
         return Err(ClientError::Reply(format!("a reply of {len} bytes")));
     }
     let mut body = vec![0u8; len];
-    stream.read_exact(&mut body)?;
+    stream.read_exact(&mut body).map_err(|e| said(e, waited))?;
     serde_json::from_slice(&body).map_err(|e| ClientError::Reply(e.to_string()))
 }
