@@ -185,6 +185,20 @@ fn the_same_job_id_twice_adds_no_tasks_and_another_job_is_refused() {
     );
 }
 
+/// A loopback server that answers every connection as a web server would.
+fn http_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::Write;
+            let mut stream = stream;
+            let _ = stream.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n<html>nope</html>");
+        }
+    });
+    addr
+}
+
 #[test]
 fn broker_errors_are_clear_and_never_show_the_password() {
     let redis = RedisServer::start_with_password(Some("s3cret-pw"))
@@ -200,6 +214,10 @@ fn broker_errors_are_clear_and_never_show_the_password() {
             "cannot reach the broker",
         ),
         ("http://nowhere".to_string(), "is not a broker URL"),
+        (
+            format!("redis://{}", http_server()),
+            "is not a Redis server",
+        ),
     ];
     for (url, says) in cases {
         let out = broker_run(&url, "errors", "-w 1 --job sleep --tasks 2 --task-ms 1")

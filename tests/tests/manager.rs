@@ -25,6 +25,7 @@ fn main() {
         a_deeply_nested_batch_drops_its_client_not_the_server,
         announced_frames_cost_the_server_nothing_until_they_arrive,
         a_batch_larger_than_one_round_trip_is_split,
+        a_reply_over_the_frame_cap_is_an_error_and_the_client_stays,
     ]);
 }
 
@@ -401,4 +402,31 @@ fn a_batch_larger_than_one_round_trip_is_split() {
     assert_eq!(got.len(), 10_000);
     assert_eq!(got.iter().flatten().count(), 10);
     assert_eq!(got[3000], Some(6000));
+}
+
+/// A reply larger than the server's frame cap (here 1 MiB: three values of
+/// 400 KB in one `items()`) is an error that says so, and the connection
+/// goes on; it used to drop the client as one that "does not read its
+/// replies".
+fn a_reply_over_the_frame_cap_is_an_error_and_the_client_stays() {
+    let options = outlast_ipc::manager::ServeOptions {
+        max_frame: 1 << 20,
+        ..Default::default()
+    };
+    let manager = Manager::builder()
+        .options(options)
+        .start()
+        .expect("manager");
+    let d: Dict<u8, serde_bytes::ByteBuf> = manager.dict().expect("dict");
+    for k in 0..3u8 {
+        d.set(&k, &serde_bytes::ByteBuf::from(vec![k; 400_000]))
+            .expect("set");
+    }
+    match d.items() {
+        Err(ManagerError::Server(why)) => {
+            assert!(why.contains("over the connection's largest frame"), "{why}")
+        }
+        other => panic!("expected the cap's error, got {:?}", other.map(|v| v.len())),
+    }
+    assert_eq!(d.get(&1).expect("get").map(|v| v.len()), Some(400_000));
 }

@@ -25,6 +25,10 @@ pub enum LinkError {
     Auth(String),
     #[error("cannot reach the broker at {0}: {1}")]
     Unreachable(String, String),
+    /// Something answered there, but not in Redis' protocol (an HTTP
+    /// server, say).
+    #[error("what answers at {0} is not a Redis server ({1})")]
+    NotRedis(String, String),
 }
 
 /// A call that did not get an answer.
@@ -104,6 +108,9 @@ impl Link {
             || text.contains("NOAUTH")
         {
             LinkError::Auth(self.shown.clone())
+        } else if text.contains("Parse error") || text.contains("Unexpected") {
+            let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            LinkError::NotRedis(self.shown.clone(), one_line)
         } else {
             LinkError::Unreachable(self.shown.clone(), text)
         }

@@ -8,7 +8,8 @@ use super::super::lane::{self, ServerLane};
 use super::super::protocol::{Reply, Request};
 use super::state::State;
 use super::step::ClientId;
-use crate::pipe::{Connection, RecvError, TryRecvError};
+use crate::codec::EncodeError;
+use crate::pipe::{Connection, RecvError, SendError, SendTimeoutError, TryRecvError};
 use crate::spsc::{SpscError, TrySendError};
 
 /// Why a client is dropped.
@@ -126,10 +127,20 @@ impl Client {
                 }
             }
         }
-        if self.conn.send_timeout(reply, Duration::ZERO).is_err() {
-            return Err(Leaving::NotReading);
+        match self.conn.send_timeout(reply, Duration::ZERO) {
+            Ok(()) => Ok(()),
+            // Too large to frame: the client is told so, and stays.
+            Err(SendTimeoutError::Send(SendError::Encode(EncodeError::TooLarge { len, max }))) => {
+                let why = Reply::Error(format!(
+                    "the reply of {len} bytes is over the connection's largest frame ({max} bytes)"
+                ));
+                self.conn
+                    .send_timeout(&why, Duration::ZERO)
+                    .map_err(|_| Leaving::NotReading)
+            }
+            Err(SendTimeoutError::Send(SendError::Disconnected)) => Err(Leaving::Left),
+            Err(_) => Err(Leaving::NotReading),
         }
-        Ok(())
     }
 
     /// Makes its lane and hands it over with the rings' descriptors.
