@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use outlast_ipc::forkserver::ForkServerError;
 use outlast_ipc::queue::Queue;
-use outlast_ipc::{Connection, JoinError, Pipe, Process, StartError, StartMethod};
+use outlast_ipc::{Connection, ExitStatus, JoinError, Pipe, Process, StartError, StartMethod};
 use tests::{cases, harness, procfs};
 
 const FS: StartMethod = StartMethod::ForkServer;
@@ -29,6 +29,7 @@ fn main() {
         a_main_without_init_gets_forkserver_children,
         join_timeout_and_wait_see_a_forkserver_child,
         the_default_start_method_is_set_once,
+        a_stopped_server_does_not_stop_join,
     ]);
 }
 
@@ -432,4 +433,32 @@ fn the_default_start_method_is_set_once() {
     assert_eq!(outlast_ipc::get_start_method(), StartMethod::Fork);
     assert_eq!("forkserver".parse::<StartMethod>(), Ok(FS));
     assert!("threads".parse::<StartMethod>().is_err());
+}
+
+/// The fork server is SIGSTOPped while its child runs: the child ends, the
+/// server cannot relay how, and `join` used to wait forever. The child's
+/// pidfd says it ended; its report still gives its result, and the status
+/// says that the server did not tell. A server killed while its child runs
+/// is named as such (not "perhaps out of memory").
+fn a_stopped_server_does_not_stop_join() {
+    let server = outlast_ipc::forkserver::start().expect("server");
+    let mut p = Process::new(sleep_ms, 300).start_method(FS);
+    p.start().expect("start");
+    outlast_ipc::os::process::send_signal(server as i32, libc::SIGSTOP).expect("stop the server");
+    let joined = p.join_timeout(Duration::from_secs(60));
+    outlast_ipc::os::process::send_signal(server as i32, libc::SIGCONT).expect("continue it");
+    assert_eq!(joined.expect("join with the server stopped"), 300);
+    let status = p.exit_status().expect("a status");
+    assert!(
+        status == ExitStatus::NotRelayed || status == ExitStatus::Exited(0),
+        "{status}"
+    );
+
+    let server = outlast_ipc::forkserver::start().expect("server");
+    let mut p = Process::new(sleep_ms, 60_000).start_method(FS);
+    p.start().expect("start");
+    outlast_ipc::os::process::send_signal(server as i32, libc::SIGKILL).expect("kill the server");
+    let e = p.join().expect_err("killed with the server");
+    assert!(e.to_string().contains("killed with its fork server"), "{e}");
+    assert!(!e.to_string().contains("out of memory"), "{e}");
 }

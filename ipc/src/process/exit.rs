@@ -10,6 +10,13 @@ pub enum ExitStatus {
     Exited(i32),
     /// A signal ended it.
     Signaled { signal: i32, core_dumped: bool },
+    /// A fork server's child whose server died first: the child was
+    /// killed with it (its parent-death signal, SIGKILL).
+    KilledWithForkServer,
+    /// A fork server's child that ended while its server could not say
+    /// how (the server was stopped): its pidfd showed the end, and its
+    /// report, if it wrote one, still gives its result.
+    NotRelayed,
 }
 
 impl ExitStatus {
@@ -30,6 +37,9 @@ impl ExitStatus {
         match *self {
             ExitStatus::Exited(code) => code,
             ExitStatus::Signaled { signal, .. } => -signal,
+            ExitStatus::KilledWithForkServer => -libc::SIGKILL,
+            // Python's `exitcode` would be None; -1 is no signal's number.
+            ExitStatus::NotRelayed => -1,
         }
     }
 
@@ -54,6 +64,15 @@ impl fmt::Display for ExitStatus {
                     write!(f, " (perhaps out of memory?)")?;
                 }
                 Ok(())
+            }
+            ExitStatus::KilledWithForkServer => {
+                write!(f, "killed with its fork server, which died first (SIGKILL)")
+            }
+            ExitStatus::NotRelayed => {
+                write!(
+                    f,
+                    "ended, but its fork server (not answering) did not say how"
+                )
             }
         }
     }

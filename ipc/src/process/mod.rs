@@ -379,12 +379,7 @@ impl Child {
                 Ok(4) => return Ok(Some(ExitStatus::from_wait_status(i32::from_le_bytes(raw)))),
                 // The server died before it could say: the child died with
                 // it (its parent-death signal is SIGKILL).
-                Ok(_) => {
-                    return Ok(Some(ExitStatus::Signaled {
-                        signal: libc::SIGKILL,
-                        core_dumped: false,
-                    }))
-                }
+                Ok(_) => return Ok(Some(ExitStatus::KilledWithForkServer)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if deadline.passed() {
                         return Ok(None);
@@ -402,15 +397,20 @@ impl Child {
             return true;
         }
         match &self.status_rx {
-            Some(rx) => os::poll::poll_one(rx.as_raw_fd(), libc::POLLIN, Deadline::now())
-                .map(|ready| ready.any())
-                .unwrap_or(true),
+            Some(rx) => {
+                os::poll::poll_one(rx.as_raw_fd(), libc::POLLIN, Deadline::now())
+                    .map(|ready| ready.any())
+                    .unwrap_or(true)
+                    || self.ended_unrelayed().unwrap_or(false)
+            }
             None => os::process::has_exited(self.pid),
         }
     }
 
     /// Waits until the child has exited and been reaped. `Ok(false)` if the
-    /// deadline passed first.
+    /// deadline passed first. A fork server's child is watched twice: the
+    /// server's relay says how it ended, and its pidfd that it ended, so a
+    /// stopped server (which cannot relay) does not stop the wait.
     fn wait(&mut self, deadline: Deadline) -> std::io::Result<bool> {
         loop {
             if self.status.is_none() {
@@ -422,15 +422,53 @@ impl Child {
             if self.status.is_some() {
                 return Ok(true);
             }
+            if self.ended_unrelayed()? {
+                // Ended: the server has a little longer to say how.
+                self.status = Some(self.collect_status(true)?.unwrap_or(ExitStatus::NotRelayed));
+                family::reaped(self.pid);
+                return Ok(true);
+            }
             // Without a pidfd, wake up every few milliseconds to check on the child.
-            let (fd, step) = match self.exit_watch() {
-                Some(fd) => (fd.as_raw_fd(), deadline),
-                None => (-1, deadline.or_sooner(Duration::from_millis(5))),
+            let mut fds = Vec::with_capacity(2);
+            for fd in [self.exit_watch(), self.relayed_pidfd()]
+                .into_iter()
+                .flatten()
+            {
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            let step = match fds.is_empty() {
+                true => deadline.or_sooner(Duration::from_millis(5)),
+                false => deadline,
             };
-            let ready = os::poll::poll_one(fd, libc::POLLIN, step)?;
-            if !ready.any() && deadline.passed() {
+            let ready = if fds.is_empty() {
+                os::poll::poll_one(-1, libc::POLLIN, step)?.any()
+            } else {
+                os::poll::poll_many(&mut fds, step)? > 0
+            };
+            if !ready && deadline.passed() {
                 return Ok(false);
             }
+        }
+    }
+
+    /// A fork server's child's pidfd (readable once it ended, whether or
+    /// not its server has reaped it).
+    fn relayed_pidfd(&self) -> Option<&OwnedFd> {
+        self.status_rx.as_ref().and(self.pidfd.as_ref())
+    }
+
+    /// Whether a fork server's child has ended by its pidfd, with nothing
+    /// relayed yet.
+    fn ended_unrelayed(&self) -> std::io::Result<bool> {
+        match self.relayed_pidfd() {
+            Some(pidfd) => {
+                Ok(os::poll::poll_one(pidfd.as_raw_fd(), libc::POLLIN, Deadline::now())?.any())
+            }
+            None => Ok(false),
         }
     }
 
