@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// no lock and waits for nothing. Its proxies reconnect by themselves.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     pub idle_timeout: u64,
+    /// Disconnect a client silent this long (seconds; 0: never) while it
+    /// holds a lock and waits for nothing: its locks go to the next holder,
+    /// who is told their holder died (a stopped holder keeps none forever).
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub holder_timeout: u64,
     /// Seconds a new connection has to prove the key.
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub handshake_timeout: u64,
@@ -91,6 +96,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let options = ServeOptions {
         max_clients: args.max_clients,
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+        holder_timeout: (args.holder_timeout > 0).then(|| Duration::from_secs(args.holder_timeout)),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         log: !args.quiet,
         ..ServeOptions::default()

@@ -26,6 +26,7 @@ fn main() {
         announced_frames_cost_the_server_nothing_until_they_arrive,
         a_batch_larger_than_one_round_trip_is_split,
         a_reply_over_the_frame_cap_is_an_error_and_the_client_stays,
+        a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout,
     ]);
 }
 
@@ -429,4 +430,41 @@ fn a_reply_over_the_frame_cap_is_an_error_and_the_client_stays() {
         other => panic!("expected the cap's error, got {:?}", other.map(|v| v.len())),
     }
     assert_eq!(d.get(&1).expect("get").map(|v| v.len()), Some(400_000));
+}
+
+/// A process that holds a manager lock is SIGSTOPped: it used to keep the
+/// lock forever (the idle timeout spared holders), and a waiter waited
+/// forever. Silent past the holder timeout, it loses the lock as a dead
+/// holder would, and the waiter is told so.
+fn a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout() {
+    let options = outlast_ipc::manager::ServeOptions {
+        holder_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let manager = Manager::builder().options(options).start().unwrap();
+    let lock = manager.lock().unwrap();
+    let ns = manager.namespace().unwrap();
+    let mut holder = Process::new(hold_forever, (lock.clone(), ns.clone()));
+    holder.start().unwrap();
+    let started = Instant::now();
+    while ns.get::<bool>("held").unwrap() != Some(true) {
+        assert!(started.elapsed() < Duration::from_secs(60), "never held");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = holder.pid().unwrap() as i32;
+    // SAFETY: kill has no memory arguments.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // A waiter: the lock comes to it, told that its holder "died".
+    let got = lock.acquire_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        got,
+        Some(Acquired {
+            previous_owner_died: true
+        })
+    );
+    lock.release().unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    holder.kill().unwrap();
+    let _ = holder.join();
 }

@@ -51,6 +51,13 @@ pub struct ServeOptions {
     /// A client silent this long, holding nothing and waiting for
     /// nothing, is disconnected (a proxy reconnects by itself).
     pub idle_timeout: Option<Duration>,
+    /// A client silent this long while it holds a lock (or a semaphore's
+    /// unit, or a condition) and waits for nothing is disconnected as if it
+    /// had died: what it holds goes to the next in line, told that the
+    /// holder died. A stopped (SIGSTOP) or hung holder otherwise keeps a
+    /// lock forever. Hold a lock longer than this without a request on
+    /// that connection only with `None`.
+    pub holder_timeout: Option<Duration>,
     /// The largest request frame, in bytes.
     pub max_frame: usize,
     /// Log refused and dropped peers to stderr.
@@ -64,11 +71,15 @@ impl Default for ServeOptions {
             max_pending: 64,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
+            holder_timeout: Some(Duration::from_secs(600)),
             max_frame: 64 << 20,
             log: true,
         }
     }
 }
+
+/// How often silent clients are looked for.
+const IDLE_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// A client that leaves a reply unread this long is dropped.
 const STUCK: Duration = Duration::from_secs(10);
@@ -258,14 +269,22 @@ pub(super) fn run(
             dropped(id, why, &clients, &mut gone);
         }
         state.expire(now);
-        if let Some(idle) = options.idle_timeout {
-            if now.duration_since(last_idle_check) >= Duration::from_secs(1) {
-                last_idle_check = now;
-                for (&id, client) in &clients {
-                    if now.duration_since(client.last_heard) >= idle && !state.involves(id) {
-                        log(format!("dropped {}: idle for {idle:?}", client.peer));
-                        gone.push(id);
-                    }
+        if now.duration_since(last_idle_check) >= IDLE_CHECK_EVERY {
+            last_idle_check = now;
+            for (&id, client) in &clients {
+                let silent = now.duration_since(client.last_heard);
+                if options.idle_timeout.is_some_and(|idle| silent >= idle) && !state.involves(id) {
+                    log(format!("dropped {}: idle for {silent:.0?}", client.peer));
+                    gone.push(id);
+                } else if options.holder_timeout.is_some_and(|hold| silent >= hold)
+                    && state.holds(id)
+                    && !state.waits(id)
+                {
+                    log(format!(
+                        "dropped {}: silent for {silent:.0?} while holding a lock; what it holds goes on as a dead holder's",
+                        client.peer
+                    ));
+                    gone.push(id);
                 }
             }
         }

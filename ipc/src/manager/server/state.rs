@@ -316,15 +316,20 @@ impl State {
     }
 
     /// Whether `client` holds a lock or a semaphore, or waits for anything
-    /// (an idle timeout must not take those from it).
+    /// (the idle timeout must not take those from it).
     pub fn involves(&self, client: ClientId) -> bool {
-        if self
-            .parked
+        self.waits(client) || self.holds(client)
+    }
+
+    /// Whether `client` waits for something (a request of its is parked).
+    pub fn waits(&self, client: ClientId) -> bool {
+        self.parked
             .values()
             .any(|q| q.iter().any(|p| p.client == client))
-        {
-            return true;
-        }
+    }
+
+    /// Whether `client` holds a lock, a semaphore's unit or a condition.
+    pub fn holds(&self, client: ClientId) -> bool {
         self.holdable.iter().any(|id| match self.objects.get(id) {
             Some((_, Object::Lock(lock))) => lock.holder == Some(client),
             Some((_, Object::Semaphore(s))) => s.holds(client),
