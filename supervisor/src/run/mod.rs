@@ -399,6 +399,7 @@ impl Engine {
 
     /// Says `line` as an event of the run (what a caller driving the
     /// engine, such as the broker's loop, saw).
+    #[cfg(feature = "broker")]
     pub(crate) fn event(&self, line: &str) {
         self.progress.event(line);
     }
