@@ -539,3 +539,29 @@ fn a_status_that_times_out_says_so_in_words() {
     assert_eq!(code, 0, "{out}");
     let _ = finish(child);
 }
+
+/// 500 connections that say nothing take every place the control socket
+/// has, again and again: `status` is still answered (a new client takes
+/// the place of the one silent longest; before, it waited behind them all
+/// for their 2 s each and timed out).
+#[test]
+fn five_hundred_silent_connections_do_not_keep_status_out() {
+    let child = supervisor("-w 1 --job sleep --tasks 1000000 --task-ms 1")
+        .spawn()
+        .expect("start");
+    let pid = child.id();
+    status(pid);
+    let path = outlast::control::default_path(pid);
+    let silent: Vec<UnixStream> = (0..500)
+        .filter_map(|_| UnixStream::connect(&path).ok())
+        .collect();
+    assert_eq!(silent.len(), 500);
+    for round in 0..2 {
+        let (code, out) = steer(&format!("status {pid} --json"));
+        assert_eq!(code, 0, "round {round}: {out}");
+    }
+    drop(silent);
+    let (code, out) = steer(&format!("stop {pid} --now"));
+    assert_eq!(code, 0, "{out}");
+    let _ = finish(child);
+}

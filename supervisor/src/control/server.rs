@@ -19,6 +19,8 @@ use super::{frame, ControlAt, MAX_FRAME, VERSION};
 pub const PATIENCE: Duration = Duration::from_secs(2);
 /// Clients served at once; more wait in the listen backlog.
 const MAX_CLIENTS: usize = 32;
+/// Connections taken per turn at most (the rest wait in the backlog).
+const ACCEPTS_PER_TURN: usize = 64;
 
 /// Why the control socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -156,8 +158,12 @@ impl ControlServer {
         });
     }
 
+    /// Takes new clients. When every place is taken, a new client takes
+    /// the place of the one that has waited longest without sending a
+    /// whole request (subscribers keep theirs): silent or slow peers cannot
+    /// keep an honest `status` out.
     fn accept(&mut self) {
-        while self.peers.len() < MAX_CLIENTS {
+        for _ in 0..ACCEPTS_PER_TURN {
             let Ok((stream, _)) = self.listener.accept() else {
                 return;
             };
@@ -166,6 +172,19 @@ impl ControlServer {
                 .is_ok_and(|c| c.uid == self.uid || c.uid == 0);
             if !allowed || stream.set_nonblocking(true).is_err() {
                 continue;
+            }
+            if self.peers.len() >= MAX_CLIENTS {
+                let slowest = self
+                    .peers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.answered && p.subscription.is_none())
+                    .min_by_key(|(_, p)| p.since)
+                    .map(|(i, _)| i);
+                match slowest {
+                    Some(i) => drop(self.peers.swap_remove(i)),
+                    None => continue,
+                }
             }
             self.peers.push(Peer {
                 stream,
