@@ -27,6 +27,7 @@ fn main() {
         a_batch_larger_than_one_round_trip_is_split,
         a_reply_over_the_frame_cap_is_an_error_and_the_client_stays,
         a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout,
+        silent_clients_filling_the_manager_make_room_for_a_new_one,
     ]);
 }
 
@@ -467,4 +468,36 @@ fn a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout() {
     unsafe { libc::kill(pid, libc::SIGCONT) };
     holder.kill().unwrap();
     let _ = holder.join();
+}
+
+/// Authenticated clients that say nothing fill every place (here 4): a
+/// new client is still served, in the place of the one silent longest
+/// (before, it was refused until their idle timeout, 10 minutes).
+fn silent_clients_filling_the_manager_make_room_for_a_new_one() {
+    let options = outlast_ipc::manager::ServeOptions {
+        max_clients: 4,
+        ..Default::default()
+    };
+    let manager = Manager::builder()
+        .listen("127.0.0.1:0".parse().expect("address"))
+        .authkey(b"full")
+        .options(options)
+        .start()
+        .expect("manager");
+    let address: outlast_ipc::net::Address = manager.address().parse().expect("address");
+    let silent: Vec<_> = (0..4)
+        .map(|_| outlast_ipc::net::connect(&address, b"full").expect("connect"))
+        .collect();
+    // A fresh thread: a connection of its own.
+    let served = std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = manager.namespace()?;
+            ns.set("x", &5i64)?;
+            ns.get::<i64>("x")
+        })
+        .join()
+        .expect("thread")
+    });
+    assert_eq!(served.expect("served while full"), Some(5));
+    drop(silent);
 }

@@ -229,9 +229,30 @@ pub(super) fn run(
             }
             let peer = p.peer().to_string();
             if clients.len() >= options.max_clients {
-                // Before the welcome, so the peer knows it was refused.
-                log(format!("refused {peer}: {} clients already", clients.len()));
-                continue;
+                // Full: the client silent longest that holds and waits for
+                // nothing makes room (its proxies reconnect when next
+                // used); if every client is involved, the new one is
+                // refused before the welcome, so it knows.
+                let idlest = clients
+                    .iter()
+                    .filter(|(id, _)| !gone.contains(id) && !state.involves(**id))
+                    .min_by_key(|(_, c)| c.last_heard)
+                    .map(|(&id, c)| (id, c.peer.clone()));
+                match idlest {
+                    Some((id, idle_peer)) => {
+                        log(format!(
+                            "dropped {idle_peer}: the idlest of {} clients, for {peer}",
+                            clients.len()
+                        ));
+                        if clients.remove(&id).is_some() {
+                            state.client_gone(id);
+                        }
+                    }
+                    None => {
+                        log(format!("refused {peer}: {} clients already", clients.len()));
+                        continue;
+                    }
+                }
             }
             match p.advance() {
                 Ok(Advance::NotYet(p)) => still.push_back(p),
