@@ -60,7 +60,7 @@ mod proxy;
 mod register;
 mod server;
 
-pub use protocol::{Kind, Op, Reply, Request, Update};
+pub use protocol::{Kind, Op, Reply, Request, Update, MAX_BATCH};
 pub use proxy::{
     Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, Event, JoinableQueue, List,
     Lock, Namespace, Proxy, Queue, Semaphore, Shared, Ticket, Value,
