@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// who is told their holder died (a stopped holder keeps none forever).
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     pub holder_timeout: u64,
+    /// The most bytes of keys, values and items the manager stores, all
+    /// objects together; a request that would store more is refused.
+    #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
+    pub max_stored_bytes: usize,
     /// Seconds a new connection has to prove the key.
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub handshake_timeout: u64,
@@ -96,6 +100,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let options = ServeOptions {
         max_clients: args.max_clients,
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+        max_stored_bytes: args.max_stored_bytes,
         holder_timeout: (args.holder_timeout > 0).then(|| Duration::from_secs(args.holder_timeout)),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         log: !args.quiet,

@@ -28,6 +28,7 @@ fn main() {
         a_reply_over_the_frame_cap_is_an_error_and_the_client_stays,
         a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout,
         silent_clients_filling_the_manager_make_room_for_a_new_one,
+        stores_past_the_byte_budget_are_refused_and_room_comes_back,
     ]);
 }
 
@@ -500,4 +501,40 @@ fn silent_clients_filling_the_manager_make_room_for_a_new_one() {
     });
     assert_eq!(served.expect("served while full"), Some(5));
     drop(silent);
+}
+
+/// One client storing 8 MiB values under new keys grew a server to 3 GB,
+/// never refused. With a budget of 20 MiB, the third is refused in words,
+/// the server's memory stays near the budget, and popping a value makes
+/// room again.
+fn stores_past_the_byte_budget_are_refused_and_room_comes_back() {
+    let options = outlast_ipc::manager::ServeOptions {
+        max_stored_bytes: 20 << 20,
+        ..Default::default()
+    };
+    let manager = Manager::builder()
+        .options(options)
+        .start()
+        .expect("manager");
+    let pid = manager.pid().expect("pid");
+    let d: Dict<u32, serde_bytes::ByteBuf> = manager.dict().expect("dict");
+    let value = serde_bytes::ByteBuf::from(vec![7u8; 8 << 20]);
+    d.set(&0, &value).expect("first");
+    d.set(&1, &value).expect("second");
+    let before = rss_kb(pid);
+    for k in 2..20u32 {
+        match d.set(&k, &value) {
+            Err(ManagerError::Server(why)) => assert!(why.contains("budget"), "{why}"),
+            other => panic!("value {k} past the budget: {other:?}"),
+        }
+    }
+    // The same key again replaces: no more bytes than before.
+    d.set(&1, &value).expect("a replacement fits");
+    let after = rss_kb(pid);
+    assert!(
+        after < before + 64 * 1024,
+        "the server grew from {before} kB to {after} kB"
+    );
+    assert!(d.pop(&0).expect("pop").is_some());
+    d.set(&2, &value).expect("room again after a pop");
 }

@@ -121,11 +121,17 @@ impl Update {
 pub enum Op {
     // ---- dicts, namespaces, values ----
     Get(#[serde(with = "serde_bytes")] Vec<u8>),
-    Set(Vec<u8>, Vec<u8>),
+    Set(
+        #[serde(with = "serde_bytes")] Vec<u8>,
+        #[serde(with = "serde_bytes")] Vec<u8>,
+    ),
     Pop(#[serde(with = "serde_bytes")] Vec<u8>),
     Contains(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `d.setdefault(k, v)`: the value there, after setting `v` if absent.
-    SetDefault(Vec<u8>, Vec<u8>),
+    SetDefault(
+        #[serde(with = "serde_bytes")] Vec<u8>,
+        #[serde(with = "serde_bytes")] Vec<u8>,
+    ),
     Len,
     Keys,
     Values,
@@ -153,9 +159,9 @@ pub enum Op {
     /// `count(v)` (values compared as encoded bytes).
     Append(#[serde(with = "serde_bytes")] Vec<u8>),
     Extend(Vec<Vec<u8>>),
-    Insert(u64, Vec<u8>),
+    Insert(u64, #[serde(with = "serde_bytes")] Vec<u8>),
     At(u64),
-    SetAt(u64, Vec<u8>),
+    SetAt(u64, #[serde(with = "serde_bytes")] Vec<u8>),
     PopAt(Option<u64>),
     Slice(u64, u64),
     Remove(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -204,7 +210,7 @@ pub enum Op {
 
     // ---- queues ----
     /// `Done`, or `Bool(false)` if still full at the deadline.
-    Put(Vec<u8>, Option<u64>),
+    Put(#[serde(with = "serde_bytes")] Vec<u8>, Option<u64>),
     /// `Value(Some)`, or `Value(None)` if still empty at the deadline.
     Take(Option<u64>),
     IsFull,
@@ -221,7 +227,7 @@ pub enum Op {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     Created(u64),
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Int(i64),
     Len(u64),
     Bool(bool),

@@ -8,6 +8,8 @@ use super::MAX_ITEMS;
 
 pub(super) struct List {
     items: Vec<Vec<u8>>,
+    /// Bytes of its items (the server's byte budget counts them).
+    bytes: usize,
     version: u64,
     /// An array: its length never changes.
     fixed: bool,
@@ -16,10 +18,24 @@ pub(super) struct List {
 impl List {
     pub fn new(items: Vec<Vec<u8>>, fixed: bool) -> Self {
         List {
+            bytes: total(&items),
             items,
             version: 0,
             fixed,
         }
+    }
+
+    /// Bytes of its items.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Bytes of item `i` (0 if there is none).
+    pub fn len_at(&self, i: u64) -> usize {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.items.get(i))
+            .map_or(0, Vec::len)
     }
 
     pub fn op(&mut self, op: &Op) -> Step {
@@ -61,28 +77,40 @@ impl List {
                 refuse(format!("a list holds at most {MAX_ITEMS} items"))
             }
             Op::Append(v) => {
+                self.bytes = self.bytes.saturating_add(v.len());
                 self.items.push(v.clone());
                 Reply::Done.into()
             }
             Op::Extend(vs) => {
+                self.bytes = self.bytes.saturating_add(total(vs));
                 self.items.extend(vs.iter().cloned());
                 Reply::Done.into()
             }
             Op::Insert(i, v) => {
                 let at = usize::try_from(*i).unwrap_or(usize::MAX).min(len);
+                self.bytes = self.bytes.saturating_add(v.len());
                 self.items.insert(at, v.clone());
                 Reply::Done.into()
             }
             Op::At(i) => Reply::Value(index(*i).map(|i| self.items[i].clone())).into(),
             Op::SetAt(i, v) => match index(*i) {
                 Some(i) => {
+                    self.bytes = self.bytes.saturating_sub(self.items[i].len()) + v.len();
                     self.items[i] = v.clone();
                     Reply::Done.into()
                 }
                 None => refuse(format!("index {i} out of range")),
             },
-            Op::PopAt(None) => Reply::Value(self.items.pop()).into(),
-            Op::PopAt(Some(i)) => Reply::Value(index(*i).map(|i| self.items.remove(i))).into(),
+            Op::PopAt(at) => {
+                let popped = match at {
+                    None => self.items.pop(),
+                    Some(i) => index(*i).map(|i| self.items.remove(i)),
+                };
+                if let Some(v) = &popped {
+                    self.bytes = self.bytes.saturating_sub(v.len());
+                }
+                Reply::Value(popped).into()
+            }
             Op::Slice(start, end) => {
                 let start = usize::try_from(*start).unwrap_or(len).min(len);
                 let end = usize::try_from(*end).unwrap_or(len).clamp(start, len);
@@ -90,7 +118,8 @@ impl List {
             }
             Op::Remove(v) => match self.items.iter().position(|x| x == v) {
                 Some(i) => {
-                    self.items.remove(i);
+                    let removed = self.items.remove(i);
+                    self.bytes = self.bytes.saturating_sub(removed.len());
                     Reply::Bool(true).into()
                 }
                 None => Reply::Bool(false).into(),
@@ -103,6 +132,7 @@ impl List {
             Op::Len => Reply::Len(len as u64).into(),
             Op::Clear => {
                 self.items.clear();
+                self.bytes = 0;
                 Reply::Done.into()
             }
             Op::Snapshot => Reply::Versioned(self.version, self.items.clone()).into(),
@@ -114,9 +144,15 @@ impl List {
                     return refuse("the new contents do not fit");
                 }
                 self.items = items.clone();
+                self.bytes = total(&self.items);
                 Reply::Bool(true).into()
             }
             _ => refuse("not an operation on a list"),
         }
     }
+}
+
+/// Bytes of `items`.
+fn total(items: &[Vec<u8>]) -> usize {
+    items.iter().map(Vec::len).sum()
 }

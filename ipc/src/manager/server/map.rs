@@ -17,7 +17,9 @@ pub(super) enum Slot {
 
 #[derive(Default)]
 pub(super) struct Map {
-    pub entries: BTreeMap<Vec<u8>, Slot>,
+    entries: BTreeMap<Vec<u8>, Slot>,
+    /// Bytes of its keys and values (the server's byte budget counts them).
+    bytes: usize,
 }
 
 const NESTED: &str = "that key holds a nested object (reach it with its proxy)";
@@ -25,17 +27,46 @@ const NESTED: &str = "that key holds a nested object (reach it with its proxy)";
 impl Map {
     /// A single value (`manager.value(v)`): the empty key.
     pub fn cell(value: Vec<u8>) -> Self {
-        let mut map = Map::default();
+        let mut map = Map {
+            bytes: value.len(),
+            ..Map::default()
+        };
         map.entries.insert(Vec::new(), Slot::Value(value));
         map
+    }
+
+    /// Bytes of its keys and values.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// What is at `key`.
+    pub fn slot(&self, key: &[u8]) -> Option<&Slot> {
+        self.entries.get(key)
+    }
+
+    /// Keeps object `id` at `key` (a free key).
+    pub fn insert_nested(&mut self, key: Vec<u8>, id: u64) {
+        self.bytes = self.bytes.saturating_add(key.len());
+        self.entries.insert(key, Slot::Nested(id));
     }
 
     fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Step {
         if self.entries.len() >= MAX_ITEMS && !self.entries.contains_key(&key) {
             return refuse(format!("a dict holds at most {MAX_ITEMS} keys"));
         }
-        self.entries.insert(key, Slot::Value(value));
+        let added = key.len() + value.len();
+        if let Some(old) = self.entries.insert(key.clone(), Slot::Value(value)) {
+            self.bytes = self.bytes.saturating_sub(key.len() + slot_bytes(&old));
+        }
+        self.bytes = self.bytes.saturating_add(added);
         Reply::Done.into()
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Slot> {
+        let old = self.entries.remove(key)?;
+        self.bytes = self.bytes.saturating_sub(key.len() + slot_bytes(&old));
+        Some(old)
     }
 
     pub fn op(&mut self, op: &Op) -> Step {
@@ -48,7 +79,7 @@ impl Map {
             Op::Set(key, value) => self.insert(key.clone(), value.clone()),
             Op::Pop(key) => match self.entries.get(key) {
                 Some(Slot::Nested(_)) => refuse(NESTED),
-                _ => match self.entries.remove(key) {
+                _ => match self.remove(key) {
                     Some(Slot::Value(v)) => Reply::Value(Some(v)).into(),
                     _ => Reply::Value(None).into(),
                 },
@@ -70,6 +101,7 @@ impl Map {
             }
             Op::Clear => {
                 self.entries.clear();
+                self.bytes = 0;
                 Reply::Done.into()
             }
             Op::FetchAdd(key, delta) => self.update(key, Update::Add(*delta)),
@@ -85,7 +117,7 @@ impl Map {
                 }
                 match new {
                     None => {
-                        self.entries.remove(key);
+                        self.remove(key);
                     }
                     Some(v) => {
                         if let Step::Reply(Reply::Error(e)) = self.insert(key.clone(), v.clone()) {
@@ -125,5 +157,13 @@ impl Map {
             },
             Err(e) => refuse(e.to_string()),
         }
+    }
+}
+
+/// Bytes a slot's value takes (a nested object's are its own).
+fn slot_bytes(slot: &Slot) -> usize {
+    match slot {
+        Slot::Value(v) => v.len(),
+        Slot::Nested(_) => 0,
     }
 }

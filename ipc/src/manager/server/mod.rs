@@ -60,6 +60,11 @@ pub struct ServeOptions {
     pub holder_timeout: Option<Duration>,
     /// The largest request frame, in bytes.
     pub max_frame: usize,
+    /// The most bytes of keys, values and items the manager stores, all
+    /// objects together (user-registered types aside): a request that would
+    /// store more is refused with an error that says so, and the server's
+    /// memory stays bounded whatever its clients send.
+    pub max_stored_bytes: usize,
     /// Log refused and dropped peers to stderr.
     pub log: bool,
 }
@@ -73,6 +78,7 @@ impl Default for ServeOptions {
             idle_timeout: Some(Duration::from_secs(600)),
             holder_timeout: Some(Duration::from_secs(600)),
             max_frame: 64 << 20,
+            max_stored_bytes: 1 << 30,
             log: true,
         }
     }
@@ -106,7 +112,7 @@ pub(super) fn run(
     };
     // Lanes are shared memory: for clients on this machine only.
     let local = matches!(listener.address(), Address::Unix(_));
-    let mut state = State::new(registry.factories());
+    let mut state = State::new(registry.factories(), options.max_stored_bytes);
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut clients: BTreeMap<ClientId, Client> = BTreeMap::new();
     let mut next_client: ClientId = 1;

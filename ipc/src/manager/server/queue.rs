@@ -14,6 +14,8 @@ pub(super) struct Queue {
     joinable: bool,
     /// Put and not yet marked done.
     unfinished: u64,
+    /// Bytes of its items (the server's byte budget counts them).
+    bytes: usize,
 }
 
 impl Queue {
@@ -23,7 +25,13 @@ impl Queue {
             maxsize,
             joinable,
             unfinished: 0,
+            bytes: 0,
         }
+    }
+
+    /// Bytes of its items.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn is_full(&self) -> bool {
@@ -36,6 +44,7 @@ impl Queue {
             Op::Put(item, wait_ms) => {
                 if !self.is_full() {
                     self.items.push_back(item.clone());
+                    self.bytes = self.bytes.saturating_add(item.len());
                     self.unfinished += 1;
                     Reply::Done.into()
                 } else if *wait_ms == Some(0) {
@@ -45,7 +54,10 @@ impl Queue {
                 }
             }
             Op::Take(wait_ms) => match self.items.pop_front() {
-                Some(item) => Reply::Value(Some(item)).into(),
+                Some(item) => {
+                    self.bytes = self.bytes.saturating_sub(item.len());
+                    Reply::Value(Some(item)).into()
+                }
                 None if *wait_ms == Some(0) => Reply::Value(None).into(),
                 None => Step::Wait,
             },

@@ -51,11 +51,17 @@ pub(super) struct State {
     /// Replies owed to parked clients, to send once this turn is over.
     pub owed: Vec<(ClientId, Reply)>,
     factories: Factories,
+    /// Bytes of every stored key, value and item (user types aside), and
+    /// the most it may reach.
+    stored: usize,
+    budget: usize,
 }
 
 impl State {
-    pub fn new(factories: Factories) -> Self {
+    pub fn new(factories: Factories, budget: usize) -> Self {
         State {
+            stored: 0,
+            budget,
             objects: HashMap::new(),
             names: HashMap::new(),
             next_id: 1,
@@ -102,6 +108,12 @@ impl State {
         if self.objects.len() >= MAX_OBJECTS {
             return Err(format!("a manager keeps at most {MAX_OBJECTS} objects"));
         }
+        let incoming = match &kind {
+            Kind::Value(v) => v.len(),
+            Kind::Array(items) => items.iter().map(Vec::len).sum(),
+            _ => 0,
+        };
+        self.admit(incoming)?;
         let object = match &kind {
             Kind::Namespace | Kind::Dict => Object::Map(Map::default()),
             Kind::Value(v) => Object::Map(Map::cell(v.clone())),
@@ -122,6 +134,7 @@ impl State {
             Kind::Queue { maxsize, joinable } => Object::Queue(Queue::new(*maxsize, *joinable)),
             Kind::User { type_name, state } => Object::User(self.factories.make(type_name, state)?),
         };
+        self.stored = self.stored.saturating_add(bytes_of(&object));
         let id = self.next_id;
         self.next_id += 1;
         if matches!(
@@ -165,8 +178,20 @@ impl State {
         if let Op::NestedAt(key, kind) = op {
             return Some(self.nested(id, key, kind));
         }
+        let freed = self
+            .objects
+            .get(&id)
+            .map_or(0, |(_, o)| freed_bytes(o, &op));
+        if let Err(why) = self.admit(incoming_bytes(&op).saturating_sub(freed)) {
+            return Some(Reply::Error(why));
+        }
         let step = match self.objects.get_mut(&id) {
-            Some((_, object)) => attempt(object, client, &op),
+            Some((_, object)) => {
+                let before = bytes_of(object);
+                let step = attempt(object, client, &op);
+                self.stored = (self.stored + bytes_of(object)).saturating_sub(before);
+                step
+            }
             None => refuse(format!("no object {id}")),
         };
         let reply = match step {
@@ -190,7 +215,7 @@ impl State {
     /// The object at `key` of dict `id`, made if the key is free.
     fn nested(&mut self, id: u64, key: Vec<u8>, kind: Kind) -> Reply {
         let held = match self.objects.get(&id) {
-            Some((_, Object::Map(map))) => match map.entries.get(&key) {
+            Some((_, Object::Map(map))) => match map.slot(&key) {
                 Some(Slot::Nested(n)) => Some(*n),
                 Some(Slot::Value(_)) => {
                     return Reply::Error("that key holds a value, not an object".into())
@@ -211,7 +236,8 @@ impl State {
             Err(why) => return Reply::Error(why),
         };
         if let Some((_, Object::Map(map))) = self.objects.get_mut(&id) {
-            map.entries.insert(key, Slot::Nested(new));
+            self.stored = self.stored.saturating_add(key.len());
+            map.insert_nested(key, new);
         }
         Reply::Created(new)
     }
@@ -229,7 +255,10 @@ impl State {
             let mut progress = false;
             let mut i = 0;
             while i < queue.len() {
-                if let Step::Reply(reply) = attempt(object, queue[i].client, &queue[i].op) {
+                let before = bytes_of(object);
+                let step = attempt(object, queue[i].client, &queue[i].op);
+                self.stored = (self.stored + bytes_of(object)).saturating_sub(before);
+                if let Step::Reply(reply) = step {
                     if let Some(done) = queue.remove(i) {
                         self.owed.push((done.client, reply));
                     }
@@ -336,6 +365,58 @@ impl State {
             Some((_, Object::Condition(c))) => c.holds(client),
             _ => false,
         })
+    }
+}
+
+impl State {
+    /// Whether `incoming` more bytes fit the byte budget, in words if not.
+    fn admit(&self, incoming: usize) -> Result<(), String> {
+        if incoming > 0 && self.stored.saturating_add(incoming) > self.budget {
+            return Err(format!(
+                "the manager holds {} bytes; {incoming} more would pass its budget of {} bytes",
+                self.stored, self.budget
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes an object's keys, values and items take.
+fn bytes_of(object: &Object) -> usize {
+    match object {
+        Object::Map(map) => map.bytes(),
+        Object::List(list) => list.bytes(),
+        Object::Queue(queue) => queue.bytes(),
+        _ => 0,
+    }
+}
+
+/// Bytes a request brings to store (at most: a replaced value frees some).
+fn incoming_bytes(op: &Op) -> usize {
+    match op {
+        Op::Set(k, v) | Op::SetDefault(k, v) => k.len() + v.len(),
+        Op::Append(v) | Op::Insert(_, v) | Op::SetAt(_, v) | Op::Put(v, _) => v.len(),
+        Op::Extend(vs) | Op::ReplaceIf(_, vs) => vs.iter().map(Vec::len).sum(),
+        Op::CompareAndSet {
+            key, new: Some(v), ..
+        } => key.len() + v.len(),
+        _ => 0,
+    }
+}
+
+/// Bytes `op` frees as it stores (what it replaces), so that a
+/// replacement is judged by what it adds.
+fn freed_bytes(object: &Object, op: &Op) -> usize {
+    match (object, op) {
+        (Object::Map(map), Op::Set(key, _) | Op::CompareAndSet { key, .. }) => {
+            match map.slot(key) {
+                Some(Slot::Value(v)) => key.len() + v.len(),
+                _ => 0,
+            }
+        }
+        (Object::List(list), Op::SetAt(i, _)) => list.len_at(*i),
+        (Object::List(list), Op::ReplaceIf(..)) => list.bytes(),
+        _ => 0,
     }
 }
 
