@@ -192,7 +192,7 @@ fn a_wrong_key_is_refused_both_ways_and_logged() {
         let (mut s, _) = liar.accept().unwrap();
         let frame = |payload: &[u8]| [&(payload.len() as u32).to_le_bytes()[..], payload].concat();
         let mut hello = b"ipc-auth".to_vec();
-        hello.extend_from_slice(&1u32.to_le_bytes());
+        hello.extend_from_slice(&outlast_ipc::net::PROTOCOL_VERSION.to_le_bytes());
         hello.extend_from_slice(&[5; 32]);
         s.write_all(&frame(&hello)).unwrap();
         let mut answer = [0u8; 4 + 8 + 4 + 64];
@@ -322,17 +322,33 @@ fn an_idle_client_is_dropped_and_its_proxy_reconnects() {
     lock.release().unwrap();
 }
 
+/// Past `--max-clients`, the client silent longest that holds nothing
+/// makes room for a new one; when every client holds something, the new
+/// one is refused and told.
 #[test]
-fn past_the_client_limit_a_client_is_refused_and_told() {
+fn past_the_client_limit_the_idlest_makes_room_and_a_busy_server_refuses() {
     let server = Server::start(&["--max-clients", "1"]);
     let first = server.connect();
     honest_round_trips(&first, 11);
-    let second = std::thread::spawn({
+    let connect = || {
         let (address, key) = (server.address.clone(), server.key.clone());
-        move || Manager::connect(&address, &key).map(|_| ())
-    });
-    assert!(matches!(second.join().unwrap(), Err(ManagerError::Auth(_))));
+        std::thread::spawn(move || Manager::connect(&address, &key).map(|_| ()))
+    };
+    assert!(
+        connect().join().unwrap().is_ok(),
+        "an idle client kept a new one out"
+    );
+    assert!(server.logged("the idlest of"));
+    // This thread's client comes back (making room again) and holds a lock:
+    // now nobody can be let go for a newcomer.
+    let lock = first.open::<outlast_ipc::manager::Lock>("busy").unwrap();
+    lock.acquire().unwrap();
+    assert!(matches!(
+        connect().join().unwrap(),
+        Err(ManagerError::Auth(_))
+    ));
     assert!(server.logged("clients already"));
+    lock.release().unwrap();
     honest_round_trips(&first, 12);
 }
 

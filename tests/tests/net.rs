@@ -1,7 +1,9 @@
 //! `outlast_ipc::net`: authenticated connections between unrelated processes over
 //! Unix sockets and TCP. Right keys talk; a wrong key is refused on both
 //! sides; a fake server cannot pass for one; garbage, a 4 GiB length and
-//! silence are dropped with a typed error and the listener goes on.
+//! silence are dropped with a typed error and the listener goes on; over
+//! TCP, a relay on the path can neither inject nor replay a frame once the
+//! handshake is done.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -23,6 +25,7 @@ fn main() {
         another_protocol_version_is_named,
         garbage_huge_lengths_and_silence_are_dropped_and_the_listener_goes_on,
         an_empty_key_is_refused,
+        a_relay_cannot_inject_or_replay_a_frame_after_the_handshake,
     ]);
 }
 
@@ -185,4 +188,115 @@ fn an_empty_key_is_refused() {
         connect(&socket_path("nobody.sock"), b""),
         Err(NetError::Auth(AuthError::EmptyKey))
     ));
+}
+
+/// A TCP relay to `target` for one connection: forwards both ways, keeps
+/// each chunk the client sent, and writes what is pushed on `inject`
+/// toward the server.
+struct Relay {
+    address: Address,
+    inject: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+fn relay(target: std::net::SocketAddr) -> Relay {
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener
+        .local_addr()
+        .expect("address")
+        .to_string()
+        .parse()
+        .expect("address");
+    let inject: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let (to_inject, record) = (inject.clone(), sent.clone());
+    std::thread::spawn(move || {
+        let Ok((mut client, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(mut upstream) = std::net::TcpStream::connect(target) else {
+            return;
+        };
+        let (mut up_read, mut client_write) = (
+            upstream.try_clone().expect("clone"),
+            client.try_clone().expect("clone"),
+        );
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut up_read, &mut client_write);
+        });
+        client
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .expect("timeout");
+        let mut buf = [0u8; 4096];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    record.lock().expect("lock").push(buf[..n].to_vec());
+                    if upstream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return,
+            }
+            for frame in to_inject.lock().expect("lock").drain(..) {
+                if upstream.write_all(&frame).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Relay {
+        address,
+        inject,
+        sent,
+    }
+}
+
+/// Python's manager connections are authenticated only at the start: a
+/// relay that lets the honest client through the handshake can then speak
+/// in its name. Here every later TCP frame carries a tag under keys from
+/// that handshake: a frame the relay makes up, or one it replays, is
+/// refused as forged, never read as the client's.
+fn a_relay_cannot_inject_or_replay_a_frame_after_the_handshake() {
+    for attack in ["inject", "replay"] {
+        let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap(), b"key").unwrap();
+        let Address::Tcp(target) = listener.address().clone() else {
+            panic!("not TCP")
+        };
+        let relay = relay(target);
+        let server = std::thread::spawn(move || {
+            let mut conn = listener.accept_timeout(Duration::from_secs(30)).unwrap();
+            assert!(conn.is_authenticated());
+            let first: u64 = conn.recv().unwrap();
+            let second = conn.recv::<u64>();
+            (first, second.map_err(|e| e.to_string()))
+        });
+        let mut conn = connect(&relay.address, b"key").unwrap();
+        conn.send(&7u64).unwrap();
+        // Wait until the relay has passed the honest frame on.
+        let started = std::time::Instant::now();
+        while relay.sent.lock().unwrap().len() < 2 {
+            assert!(started.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let forged = match attack {
+            // A well-formed frame of our own: length, then postcard's 666.
+            "inject" => {
+                let payload = postcard::to_allocvec(&666u64).unwrap();
+                [&(payload.len() as u32).to_le_bytes()[..], &payload].concat()
+            }
+            // The honest client's own frame, again.
+            _ => relay.sent.lock().unwrap().last().unwrap().clone(),
+        };
+        relay.inject.lock().unwrap().push(forged);
+        let (first, second) = server.join().unwrap();
+        assert_eq!(first, 7, "{attack}");
+        let why = second.expect_err("the forged frame was read");
+        assert!(why.contains("failed its authentication"), "{attack}: {why}");
+    }
 }

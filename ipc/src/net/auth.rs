@@ -13,6 +13,12 @@
 //!
 //! Every message is a frame of at most `MAX_HANDSHAKE` bytes, and the
 //! whole exchange has a deadline: a silent or slow peer is a timeout.
+//!
+//! Both sides then hold [`FrameKeys`], one per direction, derived from the
+//! key and both nonces (`HMAC(key, "frames client->server", nonce_s,
+//! nonce_c)` and the other way): a TCP connection seals every later frame
+//! with them (`pipe::mac`), so nobody on the path can add, replay or alter
+//! one after the handshake.
 
 use std::time::Duration;
 
@@ -24,8 +30,9 @@ use crate::pipe::{Connection, RecvTimeoutError};
 /// Opens every handshake, so a stray peer (an HTTP client, say) is told
 /// apart from a wrong key.
 const MAGIC: &[u8; 8] = b"ipc-auth";
-/// Changes when the handshake or what follows it changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Changes when the handshake or what follows it changes (2: frames
+/// sealed after the handshake over TCP).
+pub const PROTOCOL_VERSION: u32 = 2;
 const NONCE: usize = 32;
 const TAG: usize = 32;
 const WELCOME: &[u8; 8] = b"welcome!";
@@ -59,6 +66,30 @@ pub enum AuthError {
 }
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// The two frame keys of one authenticated connection.
+#[derive(Clone)]
+pub struct FrameKeys {
+    pub client_to_server: [u8; 32],
+    pub server_to_client: [u8; 32],
+}
+
+impl FrameKeys {
+    fn derive(key: &[u8], server_nonce: &[u8], client_nonce: &[u8]) -> Result<Self, AuthError> {
+        let one = |role: &[u8]| -> Result<[u8; 32], AuthError> {
+            let tag = proof(key, role, server_nonce, client_nonce)?
+                .finalize()
+                .into_bytes();
+            let mut out = [0u8; 32];
+            out.copy_from_slice(&tag);
+            Ok(out)
+        };
+        Ok(FrameKeys {
+            client_to_server: one(b"frames client->server")?,
+            server_to_client: one(b"frames server->client")?,
+        })
+    }
+}
 
 fn proof(key: &[u8], role: &[u8], first: &[u8], second: &[u8]) -> Result<HmacSha256, AuthError> {
     let mut mac = HmacSha256::new_from_slice(key).map_err(|_| AuthError::EmptyKey)?;
@@ -123,7 +154,7 @@ fn limited<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> T) -> T 
 }
 
 /// The accepting side: challenges the client, then proves itself.
-pub fn serve(conn: &mut Connection, key: &[u8], timeout: Duration) -> Result<(), AuthError> {
+pub fn serve(conn: &mut Connection, key: &[u8], timeout: Duration) -> Result<FrameKeys, AuthError> {
     let started = std::time::Instant::now();
     let challenge = Challenge::send(conn, key, timeout)?;
     let answer = limited(conn, |conn| recv(conn, timeout, started))?;
@@ -173,7 +204,7 @@ impl Challenge {
         conn: &mut Connection,
         answer: &[u8],
         timeout: Duration,
-    ) -> Result<(), AuthError> {
+    ) -> Result<FrameKeys, AuthError> {
         let rest = opening(answer)?;
         if rest.len() != NONCE + TAG {
             return Err(AuthError::NotOurProtocol);
@@ -192,13 +223,18 @@ impl Challenge {
                 .finalize()
                 .into_bytes(),
         );
-        send(conn, &welcome, timeout)
+        send(conn, &welcome, timeout)?;
+        FrameKeys::derive(&self.key, &self.ours, theirs)
     }
 }
 
 /// The connecting side: answers the server's challenge, then checks the
 /// server's own proof (a server without the key cannot pass for one).
-pub fn answer(conn: &mut Connection, key: &[u8], timeout: Duration) -> Result<(), AuthError> {
+pub fn answer(
+    conn: &mut Connection,
+    key: &[u8],
+    timeout: Duration,
+) -> Result<FrameKeys, AuthError> {
     if key.is_empty() {
         return Err(AuthError::EmptyKey);
     }
@@ -228,6 +264,7 @@ pub fn answer(conn: &mut Connection, key: &[u8], timeout: Duration) -> Result<()
             .ok_or(AuthError::NotOurProtocol)?;
         proof(key, b"server", &ours, theirs)?
             .verify_slice(tag)
-            .map_err(|_| AuthError::WrongKey)
+            .map_err(|_| AuthError::WrongKey)?;
+        FrameKeys::derive(key, theirs, &ours)
     })
 }

@@ -37,8 +37,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use auth::AuthError;
+pub use auth::{AuthError, PROTOCOL_VERSION};
 
+use crate::pipe::mac::FrameMac;
 use crate::pipe::Connection;
 
 /// How long a new connection has to finish its handshake by default.
@@ -178,6 +179,7 @@ impl Listener {
             challenge,
             peer,
             started: std::time::Instant::now(),
+            tcp: matches!(self.socket, Socket::Tcp(_)),
         })
     }
 
@@ -213,7 +215,10 @@ impl Listener {
 
     fn authenticate(&self, fd: OwnedFd) -> Result<Connection, NetError> {
         let mut conn = Connection::new(fd, true, true)?;
-        auth::serve(&mut conn, &self.key, self.handshake_timeout)?;
+        let keys = auth::serve(&mut conn, &self.key, self.handshake_timeout)?;
+        if matches!(self.socket, Socket::Tcp(_)) {
+            seal_as_server(&mut conn, &keys);
+        }
         Ok(conn)
     }
 
@@ -250,6 +255,8 @@ pub struct Pending {
     challenge: auth::Challenge,
     peer: String,
     started: std::time::Instant,
+    /// Over TCP: its frames are sealed once it is authenticated.
+    tcp: bool,
 }
 
 /// What [`Pending::advance`] found.
@@ -277,8 +284,12 @@ impl Pending {
         match auth::Challenge::poll_answer(&mut self.conn)? {
             None => Ok(Advance::NotYet(self)),
             Some(answer) => {
-                self.challenge
+                let keys = self
+                    .challenge
                     .check(&mut self.conn, &answer, Duration::ZERO)?;
+                if self.tcp {
+                    seal_as_server(&mut self.conn, &keys);
+                }
                 Ok(Advance::Authenticated(self.conn, self.peer))
             }
         }
@@ -328,6 +339,22 @@ pub fn connect_timeout(
         }
     };
     let mut conn = Connection::new(fd, true, true)?;
-    auth::answer(&mut conn, key, timeout)?;
+    let keys = auth::answer(&mut conn, key, timeout)?;
+    // Over TCP, nobody on the path may add or replay a frame: each is
+    // sealed. A Unix socket is local and its peer's credentials known.
+    if matches!(address, Address::Tcp(_)) {
+        conn.set_mac(FrameMac::new(
+            &keys.client_to_server,
+            &keys.server_to_client,
+        ));
+    }
     Ok(conn)
+}
+
+/// The server's side of a TCP connection's frame keys.
+fn seal_as_server(conn: &mut Connection, keys: &auth::FrameKeys) {
+    conn.set_mac(FrameMac::new(
+        &keys.server_to_client,
+        &keys.client_to_server,
+    ));
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
 use super::inbox::Inbox;
+use super::mac::FrameMac;
 use crate::codec::{self, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
 use crate::handle;
 use crate::os::{self, Deadline};
@@ -44,6 +45,8 @@ pub struct Connection {
     scratch: Vec<u8>,
     /// The tail of a frame whose `send_timeout` ran out after it had started.
     unsent: Vec<u8>,
+    /// Frame tags, on a connection authenticated over TCP (see `mac`).
+    mac: Option<Box<FrameMac>>,
 }
 
 /// How a raw write attempt ended.
@@ -69,7 +72,19 @@ impl Connection {
             inbox: Inbox::new(),
             scratch: Vec::new(),
             unsent: Vec::new(),
+            mac: None,
         })
+    }
+
+    /// Seals every frame sent from now on and checks every frame received
+    /// (see `mac`): set by the handshake of a TCP connection.
+    pub(crate) fn set_mac(&mut self, mac: FrameMac) {
+        self.mac = Some(Box::new(mac));
+    }
+
+    /// Whether frames are sealed and checked.
+    pub fn is_authenticated(&self) -> bool {
+        self.mac.is_some()
     }
 
     /// A second handle on the same end (its descriptor duplicated), for
@@ -79,6 +94,12 @@ impl Connection {
     /// what arrives between them. Nothing already received by this handle
     /// is copied.
     pub fn try_clone(&self) -> io::Result<Connection> {
+        if self.mac.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an authenticated connection cannot be shared: its frame counters are its own",
+            ));
+        }
         let mut copy = Connection::new(self.fd.try_clone()?, self.readable, self.writable)?;
         copy.max_frame_size = self.max_frame_size;
         Ok(copy)
@@ -153,10 +174,8 @@ impl Connection {
             return Err(SendError::Io(io::ErrorKind::Unsupported.into()).into());
         }
         let deadline = Deadline::after(timeout);
-        let header =
-            codec::encode_header(bytes.len(), self.max_frame_size).map_err(SendError::from)?;
+        let frame = self.sealed_frame(bytes)?;
         self.flush_unsent(deadline).map_err(Self::timeout_error)?;
-        let frame = [&header[..], bytes].concat();
         loop {
             match os::rights::send_with_fds(self.fd.as_raw_fd(), &frame, fds) {
                 // The descriptors went with the first byte; the rest is plain.
@@ -194,6 +213,13 @@ impl Connection {
         self.check_writable()?;
         codec::encode_frame_into(value, &mut self.scratch, self.max_frame_size)
             .map_err(SendError::from)?;
+        if let Some(mac) = self.mac.as_mut() {
+            let tag = mac.seal(&self.scratch[HEADER_LEN..]);
+            self.scratch.extend_from_slice(&tag);
+            let len = self.scratch.len() - HEADER_LEN;
+            let header = codec::encode_header(len, self.max_frame_size).map_err(SendError::from)?;
+            self.scratch[..HEADER_LEN].copy_from_slice(&header);
+        }
         self.flush_unsent(deadline).map_err(Self::timeout_error)?;
         let frame = std::mem::take(&mut self.scratch);
         let result = self.write_frame(&[&frame], deadline);
@@ -207,6 +233,11 @@ impl Connection {
         deadline: Deadline,
     ) -> Result<(), SendTimeoutError> {
         self.check_writable()?;
+        if self.mac.is_some() {
+            let frame = self.sealed_frame(bytes)?;
+            self.flush_unsent(deadline).map_err(Self::timeout_error)?;
+            return self.write_frame(&[&frame], deadline);
+        }
         let header =
             codec::encode_header(bytes.len(), self.max_frame_size).map_err(SendError::from)?;
         self.flush_unsent(deadline).map_err(Self::timeout_error)?;
@@ -221,6 +252,21 @@ impl Connection {
         } else {
             self.write_frame(&[&header, bytes], deadline)
         }
+    }
+
+    /// `bytes` as one whole frame: header, payload and, on an
+    /// authenticated connection, its tag.
+    fn sealed_frame(&mut self, bytes: &[u8]) -> Result<Vec<u8>, SendError> {
+        let tag = self.mac.as_mut().map(|mac| mac.seal(bytes));
+        let len = bytes.len() + tag.map_or(0, |t| t.len());
+        let header = codec::encode_header(len, self.max_frame_size)?;
+        let mut frame = Vec::with_capacity(HEADER_LEN + len);
+        frame.extend_from_slice(&header);
+        frame.extend_from_slice(bytes);
+        if let Some(tag) = tag {
+            frame.extend_from_slice(&tag);
+        }
+        Ok(frame)
     }
 
     fn check_writable(&self) -> Result<(), SendError> {
@@ -360,10 +406,22 @@ impl Connection {
     /// Decodes the whole frame of payload length `len` at the head of the
     /// inbox, and consumes it (an undecodable one too: the stream goes on).
     fn take_value<T: DeserializeOwned>(&mut self, len: usize) -> Result<T, RecvError> {
-        let payload = &self.inbox.available()[HEADER_LEN..HEADER_LEN + len];
-        let value = codec::decode_payload(payload);
+        let payload_len = self.opened(len);
+        let value = payload_len
+            .map(|n| codec::decode_payload(&self.inbox.available()[HEADER_LEN..HEADER_LEN + n]));
         self.inbox.consume(HEADER_LEN + len);
-        Ok(value?)
+        Ok(value??)
+    }
+
+    /// The payload length of the frame of length `len` at the head of the
+    /// inbox: all of it, or on an authenticated connection what is before
+    /// its tag, once the tag is checked.
+    fn opened(&mut self, len: usize) -> Result<usize, RecvError> {
+        let Some(mac) = self.mac.as_mut() else {
+            return Ok(len);
+        };
+        mac.open(&self.inbox.available()[HEADER_LEN..HEADER_LEN + len])
+            .ok_or(RecvError::Forged)
     }
 
     /// A whole frame's length if one is buffered or can be read from the
@@ -502,10 +560,13 @@ impl Connection {
         let Some(len) = self.next_frame(deadline)? else {
             return Ok(None);
         };
-        out.clear();
-        out.extend_from_slice(&self.inbox.available()[HEADER_LEN..HEADER_LEN + len]);
+        let opened = self.opened(len);
+        if let Ok(n) = opened {
+            out.clear();
+            out.extend_from_slice(&self.inbox.available()[HEADER_LEN..HEADER_LEN + n]);
+        }
         self.inbox.consume(HEADER_LEN + len);
-        Ok(Some(len))
+        opened.map(Some)
     }
 
     /// The payload length of the complete frame at the head of the inbox, if any.
@@ -634,6 +695,12 @@ struct ConnectionWire {
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Its frame counters cannot be in two processes at once.
+        if self.mac.is_some() {
+            return Err(S::Error::custom(
+                "an authenticated (TCP) connection cannot be handed to another process",
+            ));
+        }
         // Both copies would write the tail of a timed-out send: refuse instead.
         if !self.unsent.is_empty() {
             return Err(S::Error::custom(

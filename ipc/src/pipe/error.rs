@@ -46,6 +46,11 @@ pub enum RecvError {
     /// This end was made write-only (`Pipe::simplex`'s sending end).
     #[error("this end of the pipe is not readable")]
     NotReadable,
+    /// On an authenticated (TCP) connection, a frame whose tag does not
+    /// match: injected, replayed, reordered or altered on the way. The
+    /// frame is dropped; the connection is not to be trusted any more.
+    #[error("a frame failed its authentication (injected, replayed or altered on the way)")]
+    Forged,
     /// Any other OS error.
     #[error("pipe read failed: {0}")]
     Io(#[source] io::Error),

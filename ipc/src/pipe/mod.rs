@@ -16,6 +16,7 @@
 mod connection;
 mod error;
 mod inbox;
+pub(crate) mod mac;
 
 pub use connection::Connection;
 pub use error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
