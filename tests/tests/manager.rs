@@ -416,10 +416,7 @@ fn a_reply_over_the_frame_cap_is_an_error_and_the_client_stays() {
         max_frame: 1 << 20,
         ..Default::default()
     };
-    let manager = Manager::builder()
-        .options(options)
-        .start()
-        .expect("manager");
+    let manager = with_options(options);
     let d: Dict<u8, serde_bytes::ByteBuf> = manager.dict().expect("dict");
     for k in 0..3u8 {
         d.set(&k, &serde_bytes::ByteBuf::from(vec![k; 400_000]))
@@ -443,7 +440,7 @@ fn a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout() {
         holder_timeout: Some(Duration::from_secs(1)),
         ..Default::default()
     };
-    let manager = Manager::builder().options(options).start().unwrap();
+    let manager = with_options(options);
     let lock = manager.lock().unwrap();
     let ns = manager.namespace().unwrap();
     let mut holder = Process::new(hold_forever, (lock.clone(), ns.clone()));
@@ -512,10 +509,7 @@ fn stores_past_the_byte_budget_are_refused_and_room_comes_back() {
         max_stored_bytes: 20 << 20,
         ..Default::default()
     };
-    let manager = Manager::builder()
-        .options(options)
-        .start()
-        .expect("manager");
+    let manager = with_options(options);
     let pid = manager.pid().expect("pid");
     let d: Dict<u32, serde_bytes::ByteBuf> = manager.dict().expect("dict");
     let value = serde_bytes::ByteBuf::from(vec![7u8; 8 << 20]);
@@ -537,4 +531,12 @@ fn stores_past_the_byte_budget_are_refused_and_room_comes_back() {
     );
     assert!(d.pop(&0).expect("pop").is_some());
     d.set(&2, &value).expect("room again after a pop");
+}
+
+/// A local manager with these limits.
+fn with_options(options: outlast_ipc::manager::ServeOptions) -> Manager {
+    Manager::builder()
+        .options(options)
+        .start()
+        .expect("manager")
 }

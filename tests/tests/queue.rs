@@ -160,19 +160,26 @@ fn echo_sizes((inq, outq): (Queue<Vec<u8>>, Queue<Vec<u8>>)) {
     outq.close();
 }
 
+/// A child of `method` echoing what `inq` brings into `outq`.
+fn start_echo(
+    inq: &Queue<Vec<u8>>,
+    outq: &Queue<Vec<u8>>,
+    method: StartMethod,
+) -> Process<(Queue<Vec<u8>>, Queue<Vec<u8>>), ()> {
+    let handles = (
+        inq.try_clone().expect("clone"),
+        outq.try_clone().expect("clone"),
+    );
+    let mut p = Process::new(echo_sizes, handles).start_method(method);
+    p.start().expect("start");
+    p
+}
+
 fn messages_of_every_size_cross_in_both_methods() {
     for method in [StartMethod::Fork, StartMethod::Spawn] {
         let inq = Queue::<Vec<u8>>::new(0).expect("queue");
         let outq = Queue::<Vec<u8>>::new(0).expect("queue");
-        let mut p = Process::new(
-            echo_sizes,
-            (
-                inq.try_clone().expect("clone"),
-                outq.try_clone().expect("clone"),
-            ),
-        )
-        .start_method(method);
-        p.start().expect("start");
+        let mut p = start_echo(&inq, &outq, method);
         // 40 MiB after 20 MiB: more than half the ring, starting mid-ring, so
         // it must skip to the next lap on its own; 64 MiB is the frame limit.
         let sizes = [
@@ -232,15 +239,7 @@ fn messages_larger_than_the_ring_keep_their_order_in_every_method() {
             inline - 1,
             1 << 20,
         ];
-        let mut p = Process::new(
-            echo_sizes,
-            (
-                inq.try_clone().expect("clone"),
-                outq.try_clone().expect("clone"),
-            ),
-        )
-        .start_method(method);
-        p.start().expect("start");
+        let mut p = start_echo(&inq, &outq, method);
         let messages: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()
