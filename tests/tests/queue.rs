@@ -148,7 +148,7 @@ fn full_oversized_and_timeouts_are_typed_errors() {
     assert!(matches!(bytes.put(&vec![1]), Err(PutError::Closed)));
 }
 
-fn echo_sizes((inq, outq): (Queue<Vec<u8>>, Queue<Vec<u8>>)) {
+fn echo_sizes((inq, outq): Echoing) {
     inq.close();
     let mut buf = Vec::new();
     // Raw bytes: the sizes go up to 64 MiB, and this is a debug build.
@@ -160,12 +160,15 @@ fn echo_sizes((inq, outq): (Queue<Vec<u8>>, Queue<Vec<u8>>)) {
     outq.close();
 }
 
+/// A pair of byte queues: in, then out.
+type Echoing = (Queue<Vec<u8>>, Queue<Vec<u8>>);
+
 /// A child of `method` echoing what `inq` brings into `outq`.
 fn start_echo(
     inq: &Queue<Vec<u8>>,
     outq: &Queue<Vec<u8>>,
     method: StartMethod,
-) -> Process<(Queue<Vec<u8>>, Queue<Vec<u8>>), ()> {
+) -> Process<Echoing, ()> {
     let handles = (
         inq.try_clone().expect("clone"),
         outq.try_clone().expect("clone"),
