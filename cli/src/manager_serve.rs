@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// objects together; a request that would store more is refused.
     #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
     pub max_stored_bytes: usize,
+    /// The most bytes one client connection may add to what is stored.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub max_client_stored_bytes: usize,
     /// Seconds a new connection has to prove the key.
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub handshake_timeout: u64,
@@ -101,6 +104,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         max_clients: args.max_clients,
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
         max_stored_bytes: args.max_stored_bytes,
+        max_client_stored_bytes: args.max_client_stored_bytes,
         holder_timeout: (args.holder_timeout > 0).then(|| Duration::from_secs(args.holder_timeout)),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         log: !args.quiet,

@@ -29,6 +29,7 @@ fn main() {
         a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout,
         silent_clients_filling_the_manager_make_room_for_a_new_one,
         stores_past_the_byte_budget_are_refused_and_room_comes_back,
+        one_client_cannot_take_the_whole_byte_budget,
     ]);
 }
 
@@ -531,6 +532,30 @@ fn stores_past_the_byte_budget_are_refused_and_room_comes_back() {
     );
     assert!(d.pop(&0).expect("pop").is_some());
     d.set(&2, &value).expect("room again after a pop");
+}
+
+/// One client past its own byte budget (10 MiB here) is refused, in
+/// words, while another client still stores.
+fn one_client_cannot_take_the_whole_byte_budget() {
+    let manager = with_options(outlast_ipc::manager::ServeOptions {
+        max_client_stored_bytes: 10 << 20,
+        ..Default::default()
+    });
+    let d: Dict<u32, serde_bytes::ByteBuf> = manager.dict().expect("dict");
+    let value = serde_bytes::ByteBuf::from(vec![1u8; 8 << 20]);
+    d.set(&0, &value).expect("first");
+    match d.set(&1, &value) {
+        Err(ManagerError::Server(why)) => assert!(why.contains("a client's budget"), "{why}"),
+        other => panic!("past the client's budget: {other:?}"),
+    }
+    // Another thread: a connection, and a budget, of its own.
+    std::thread::scope(|s| {
+        s.spawn(|| d.set(&1, &value))
+            .join()
+            .expect("thread")
+            .expect("another client stores");
+    });
+    assert_eq!(d.len().expect("len"), 2);
 }
 
 /// A local manager with these limits.

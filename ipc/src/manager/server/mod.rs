@@ -65,6 +65,9 @@ pub struct ServeOptions {
     /// store more is refused with an error that says so, and the server's
     /// memory stays bounded whatever its clients send.
     pub max_stored_bytes: usize,
+    /// The most bytes one client connection may add to what is stored
+    /// (less what it took away): one client cannot take the whole budget.
+    pub max_client_stored_bytes: usize,
     /// Log refused and dropped peers to stderr.
     pub log: bool,
 }
@@ -79,6 +82,7 @@ impl Default for ServeOptions {
             holder_timeout: Some(Duration::from_secs(600)),
             max_frame: 64 << 20,
             max_stored_bytes: 1 << 30,
+            max_client_stored_bytes: 256 << 20,
             log: true,
         }
     }
@@ -112,7 +116,11 @@ pub(super) fn run(
     };
     // Lanes are shared memory: for clients on this machine only.
     let local = matches!(listener.address(), Address::Unix(_));
-    let mut state = State::new(registry.factories(), options.max_stored_bytes);
+    let mut state = State::new(
+        registry.factories(),
+        options.max_stored_bytes,
+        options.max_client_stored_bytes,
+    );
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut clients: BTreeMap<ClientId, Client> = BTreeMap::new();
     let mut next_client: ClientId = 1;

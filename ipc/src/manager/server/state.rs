@@ -55,13 +55,19 @@ pub(super) struct State {
     /// the most it may reach.
     stored: usize,
     budget: usize,
+    /// Bytes each connected client's requests have added (less what they
+    /// took away), and the most one client may reach.
+    stored_by: HashMap<ClientId, usize>,
+    client_budget: usize,
 }
 
 impl State {
-    pub fn new(factories: Factories, budget: usize) -> Self {
+    pub fn new(factories: Factories, budget: usize, client_budget: usize) -> Self {
         State {
             stored: 0,
             budget,
+            stored_by: HashMap::new(),
+            client_budget,
             objects: HashMap::new(),
             names: HashMap::new(),
             next_id: 1,
@@ -182,14 +188,20 @@ impl State {
             .objects
             .get(&id)
             .map_or(0, |(_, o)| freed_bytes(o, &op));
-        if let Err(why) = self.admit(incoming_bytes(&op).saturating_sub(freed)) {
+        let adds = incoming_bytes(&op).saturating_sub(freed);
+        if let Err(why) = self
+            .admit(adds)
+            .and_then(|()| self.admit_client(client, adds))
+        {
             return Some(Reply::Error(why));
         }
         let step = match self.objects.get_mut(&id) {
             Some((_, object)) => {
                 let before = bytes_of(object);
                 let step = attempt(object, client, &op);
-                self.stored = (self.stored + bytes_of(object)).saturating_sub(before);
+                let after = bytes_of(object);
+                self.stored = (self.stored + after).saturating_sub(before);
+                charge(&mut self.stored_by, client, before, after);
                 step
             }
             None => refuse(format!("no object {id}")),
@@ -257,7 +269,9 @@ impl State {
             while i < queue.len() {
                 let before = bytes_of(object);
                 let step = attempt(object, queue[i].client, &queue[i].op);
-                self.stored = (self.stored + bytes_of(object)).saturating_sub(before);
+                let after = bytes_of(object);
+                self.stored = (self.stored + after).saturating_sub(before);
+                charge(&mut self.stored_by, queue[i].client, before, after);
                 if let Step::Reply(reply) = step {
                     if let Some(done) = queue.remove(i) {
                         self.owed.push((done.client, reply));
@@ -322,6 +336,8 @@ impl State {
     /// `client` disconnected: what it held is released (and marked), what
     /// it waited for is forgotten.
     pub fn client_gone(&mut self, client: ClientId) {
+        // What it stored stays (shared objects), counted in the total.
+        self.stored_by.remove(&client);
         for queue in self.parked.values_mut() {
             queue.retain(|p| p.client != client);
         }
@@ -379,6 +395,28 @@ impl State {
         }
         Ok(())
     }
+
+    /// Whether `client` may add `incoming` more bytes, in words if not.
+    fn admit_client(&self, client: ClientId, incoming: usize) -> Result<(), String> {
+        let had = self.stored_by.get(&client).copied().unwrap_or(0);
+        if incoming > 0 && had.saturating_add(incoming) > self.client_budget {
+            return Err(format!(
+                "this client has stored {had} bytes; {incoming} more would pass a client's budget of {} bytes",
+                self.client_budget
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counts what a request changed to its client: what it added, less what
+/// it took away.
+fn charge(stored_by: &mut HashMap<ClientId, usize>, client: ClientId, before: usize, after: usize) {
+    if before == after {
+        return;
+    }
+    let mine = stored_by.entry(client).or_default();
+    *mine = (*mine + after).saturating_sub(before);
 }
 
 /// Bytes an object's keys, values and items take.
