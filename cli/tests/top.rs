@@ -120,5 +120,9 @@ fn top_shows_the_workers_steers_them_and_restores_the_terminal() {
         "{}",
         run.events
     );
-    assert!(run.events.contains("added (control)"), "{}", run.events);
+    assert!(
+        run.events.contains("control: adding 1 worker (2 -> 3)"),
+        "{}",
+        run.events
+    );
 }

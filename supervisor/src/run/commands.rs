@@ -92,7 +92,8 @@ impl Engine {
         while self.fleet_size > target && self.retire_worker("control") {}
         if added > 0 {
             self.progress.event(&format!(
-                "control: adding {added} workers ({before} -> {})",
+                "control: adding {} ({before} -> {})",
+                outlast_worker::numbers::plural(added, "worker"),
                 self.fleet_size
             ));
         }
