@@ -9,7 +9,9 @@
 //! * **Messages of any size**: one too large for the ring (more than the
 //!   ring less 16 bytes) travels in a sealed memfd handed over a socket
 //!   beside the ring, in order with the rest, and is read in place by the
-//!   consumer. Each handle caps the messages it puts and takes
+//!   consumer. Such messages count towards `maxsize`; their bytes are their
+//!   memfds', outside the ring's bound (the socket holds a few hundred at
+//!   most, and a put waits for room there as for room in the ring). Each handle caps the messages it puts and takes
 //!   ([`set_max_message_bytes`](Queue::set_max_message_bytes), 1 GiB by
 //!   default): a larger one is [`PutError::TooLarge`] or
 //!   [`GetError::TooLarge`], naming both sizes.
@@ -81,9 +83,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 30;
 /// this size: one large message must not hold its memory for good.
 const KEEP_ENCODE_BUFFER: usize = 4 << 20;
 
-/// The default ring: room for one message of 64 MiB (a queue's largest
-/// message is its ring less 16 bytes; pages are only allocated once
-/// touched, but a ring in use cycles through all of them).
+/// The default ring: room for one message of 64 MiB inside it (larger
+/// ones travel beside it; pages are only allocated once touched, but a
+/// ring in use cycles through all of them).
 pub const DEFAULT_RING_BYTES: usize = (64 << 20) + 64 * 1024;
 
 #[repr(C)]
@@ -144,7 +146,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// A queue whose ring has `ring_bytes` bytes (at least 64, at most 1 GiB):
-    /// the byte bound, and the largest message plus 16.
+    /// the byte bound, and the largest message that travels inside the ring
+    /// plus 16 (larger ones travel beside it, each in a sealed memfd).
     pub fn with_ring_bytes(maxsize: usize, ring_bytes: usize) -> Result<Self, ShmError> {
         let ring_bytes = ring_bytes.clamp(64, ring::MAX_RING).next_multiple_of(64);
         let mut failed = None;
