@@ -206,9 +206,8 @@ fn hold_forever((lock, ns): (Lock, Namespace)) {
     std::thread::sleep(Duration::from_secs(3600));
 }
 
-fn a_holder_killed_with_the_lock_frees_it_and_the_next_is_told() {
-    let manager = Manager::start().unwrap();
-    let lock = manager.lock().unwrap();
+/// A child that holds `lock` (and sleeps), once it does.
+fn holding(manager: &Manager, lock: &Lock) -> Process<(Lock, Namespace), ()> {
     let ns = manager.namespace().unwrap();
     let mut holder = Process::new(hold_forever, (lock.clone(), ns.clone()));
     holder.start().unwrap();
@@ -217,6 +216,13 @@ fn a_holder_killed_with_the_lock_frees_it_and_the_next_is_told() {
         assert!(started.elapsed() < Duration::from_secs(60), "never held");
         std::thread::sleep(Duration::from_millis(5));
     }
+    holder
+}
+
+fn a_holder_killed_with_the_lock_frees_it_and_the_next_is_told() {
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let mut holder = holding(&manager, &lock);
     assert_eq!(lock.try_acquire().unwrap(), None, "held by the other");
     holder.kill().unwrap();
     let _ = holder.join();
@@ -443,14 +449,7 @@ fn a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout() {
     };
     let manager = with_options(options);
     let lock = manager.lock().unwrap();
-    let ns = manager.namespace().unwrap();
-    let mut holder = Process::new(hold_forever, (lock.clone(), ns.clone()));
-    holder.start().unwrap();
-    let started = Instant::now();
-    while ns.get::<bool>("held").unwrap() != Some(true) {
-        assert!(started.elapsed() < Duration::from_secs(60), "never held");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut holder = holding(&manager, &lock);
     let pid = holder.pid().unwrap() as i32;
     // SAFETY: kill has no memory arguments.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
