@@ -125,6 +125,7 @@ pub mod pipe;
 pub mod process;
 pub mod queue;
 pub mod shm;
+mod spin;
 pub mod spsc;
 pub mod sync;
 pub mod value;

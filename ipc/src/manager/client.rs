@@ -15,6 +15,7 @@ use super::protocol::{Reply, Request};
 use super::ManagerError;
 use crate::net::{self, Address, NetError};
 use crate::pipe::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError};
+use crate::spin::SpinBudget;
 
 /// How a proxy reaches its manager: plain data, so a proxy can travel
 /// into a child as any `Process` argument (the key is the manager's secret,
@@ -31,6 +32,8 @@ struct Open {
     pid: u32,
     conn: Connection,
     lane: Option<ClientLane>,
+    /// How long replies on the socket took lately.
+    budget: SpinBudget,
 }
 
 thread_local! {
@@ -78,19 +81,23 @@ impl Link {
                 match lane.send(&bytes, left()) {
                     Ok(()) => {
                         let mut out = Vec::new();
-                        lane.receive(&mut out, SPIN, left()).map_err(lane_error)?;
+                        lane.receive(&mut out, left()).map_err(lane_error)?;
                         match postcard::from_bytes::<Reply>(&out) {
-                            Ok(Reply::OnSocket) => socket_reply(&mut open.conn, &left)?,
+                            Ok(Reply::OnSocket) => {
+                                socket_reply(&mut open.conn, &open.budget, &left)?
+                            }
                             Ok(reply) => reply,
                             Err(e) => return Err(ManagerError::Protocol(e.to_string())),
                         }
                     }
                     // Too big for the ring: the socket carries it.
-                    Err(LaneError::TooLarge) => socket_exchange(&mut open.conn, request, &left)?,
+                    Err(LaneError::TooLarge) => {
+                        socket_exchange(&mut open.conn, &open.budget, request, &left)?
+                    }
                     Err(e) => return Err(lane_error(e)),
                 }
             }
-            None => socket_exchange(&mut open.conn, request, &left)?,
+            None => socket_exchange(&mut open.conn, &open.budget, request, &left)?,
         };
         // Only a connection whose last reply came back in full is kept.
         self.put_back(open);
@@ -127,7 +134,15 @@ impl Link {
             Address::Unix(_) => open_lane(&mut conn)?,
             Address::Tcp(_) => None,
         };
-        Ok((Open { pid, conn, lane }, false))
+        Ok((
+            Open {
+                pid,
+                conn,
+                lane,
+                budget: SpinBudget::default(),
+            },
+            false,
+        ))
     }
 
     fn put_back(&self, open: Open) {
@@ -158,6 +173,7 @@ fn open_lane(conn: &mut Connection) -> Result<Option<ClientLane>, ManagerError> 
 /// One request and its reply over the socket.
 fn socket_exchange(
     conn: &mut Connection,
+    budget: &SpinBudget,
     request: &Request,
     left: &impl Fn() -> Option<Duration>,
 ) -> Result<Reply, ManagerError> {
@@ -165,15 +181,16 @@ fn socket_exchange(
         None => conn.send(request).map_err(send_error),
         Some(t) => conn.send_timeout(request, t).map_err(send_timeout_error),
     }?;
-    socket_reply(conn, left)
+    socket_reply(conn, budget, left)
 }
 
 /// The reply on the socket: looked for a moment, then waited for.
 fn socket_reply(
     conn: &mut Connection,
+    budget: &SpinBudget,
     left: &impl Fn() -> Option<Duration>,
 ) -> Result<Reply, ManagerError> {
-    match spin_for_reply(conn)? {
+    match spin_for_reply(conn, budget)? {
         Some(reply) => Ok(reply),
         None => match left() {
             None => conn.recv::<Reply>().map_err(recv_error),
@@ -191,25 +208,39 @@ fn lane_error(e: LaneError) -> ManagerError {
     }
 }
 
-/// How long a caller looks for its reply before it sleeps: a sleeping
-/// process takes tens of microseconds to wake on a busy VM, while the
-/// manager usually answers in a few. Each look yields the CPU, so with
-/// more clients than cores the waiting ones let the server (and the
-/// clients it answered) run: 4 clients went from 0.45x one client's rate
-/// with a pure spin to 1.2x.
+/// The longest a caller looks for its reply on the socket before it
+/// sleeps: a sleeping process takes tens of microseconds to wake on a busy
+/// VM, while the manager usually answers in a few. Each look yields the
+/// CPU, so with more clients than cores the waiting ones let the server
+/// (and the clients it answered) run: 4 clients went from 0.45x one
+/// client's rate with a pure spin to 1.2x. Within it, as long as recent
+/// replies say pays; not at all while the CPUs are oversubscribed.
 const SPIN: Duration = Duration::from_micros(200);
 
-/// The reply, if it comes within [`SPIN`].
-fn spin_for_reply(conn: &mut Connection) -> Result<Option<Reply>, ManagerError> {
+/// The reply, if it comes within what `budget` allows of [`SPIN`].
+fn spin_for_reply(
+    conn: &mut Connection,
+    budget: &SpinBudget,
+) -> Result<Option<Reply>, ManagerError> {
     let started = Instant::now();
-    while started.elapsed() < SPIN {
+    let spin = budget.limit(SPIN);
+    loop {
         match conn.try_recv::<Reply>() {
-            Ok(reply) => return Ok(Some(reply)),
-            Err(crate::pipe::TryRecvError::Empty) => std::thread::yield_now(),
+            Ok(reply) => {
+                budget.record(started.elapsed());
+                return Ok(Some(reply));
+            }
+            Err(crate::pipe::TryRecvError::Empty) if started.elapsed() < spin => {
+                std::thread::yield_now()
+            }
+            Err(crate::pipe::TryRecvError::Empty) => {
+                // Counted as a long wait: the sleep that follows is.
+                budget.record(SPIN * 2);
+                return Ok(None);
+            }
             Err(crate::pipe::TryRecvError::Recv(e)) => return Err(recv_error(e)),
         }
     }
-    Ok(None)
 }
 
 fn send_error(e: SendError) -> ManagerError {

@@ -18,9 +18,12 @@
 //! * [`memory`]: memfds, seals, shared mappings, `MADV_DONTFORK`;
 //! * [`futex`]: shared futex words; `membarrier` fences (crate-internal);
 //! * [`signals`]: signal dispositions and the self-pipe of an event loop;
-//! * [`limits`]: resource limits (descriptors, processes).
+//! * [`limits`]: resource limits (descriptors, processes);
+//! * [`contention`]: whether more threads are runnable than CPUs (spinning
+//!   cannot pay).
 
 pub mod clock;
+pub mod contention;
 pub mod fd;
 pub mod futex;
 pub mod limits;

@@ -12,6 +12,23 @@ pub fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
+/// A small `/proc` file read into `buf` without allocating (for readers
+/// called often); `None` if it cannot be read or is not text.
+pub(crate) fn read_small<'a>(path: &str, buf: &'a mut [u8]) -> Option<&'a str> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    std::str::from_utf8(&buf[..len]).ok()
+}
+
 /// A process or thread as its `stat` file describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskStat {

@@ -38,6 +38,9 @@ const BUSY_FLAGS: usize = 256;
 /// Calls by one thread in a row (through the mutex) before it owns the side.
 const FIRST_STREAK: u32 = 64;
 const LONGEST_STREAK: u32 = 1 << 20;
+/// How many times a revoker looks at the owner's busy word, with a spin
+/// hint between, before it sleeps between looks.
+const SPINS: u32 = 4096;
 /// How often a revoker waiting on a busy owner checks that it still lives.
 const LIVENESS_EVERY: Duration = Duration::from_millis(5);
 
@@ -135,10 +138,16 @@ impl<'a> Bias<'a> {
         membarrier::global_fence().map_err(RingError::Os)?;
         // The owner either saw REVOKING (and will not write) or is busy now.
         let busy = busy_of(self.state, token);
-        let mut spins = 0u32;
+        // Spinning while the CPUs are oversubscribed would hold the CPU the
+        // owner needs to finish its put.
+        let mut spins = if crate::os::contention::oversubscribed() {
+            SPINS
+        } else {
+            0
+        };
         let mut next_check = std::time::Instant::now() + LIVENESS_EVERY;
         while busy.load(Ordering::Acquire) != 0 {
-            if spins < 4096 {
+            if spins < SPINS {
                 spins += 1;
                 std::hint::spin_loop();
                 continue;

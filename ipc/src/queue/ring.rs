@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::os::thread_id::thread_id;
+use crate::spin::SpinBudget;
 use crate::sync::robust::RobustMutex;
 
 use super::bias::{Bias, BiasState};
@@ -202,6 +203,8 @@ pub(crate) struct LocalView {
     published_tail: AtomicU64,
     published_head: AtomicU64,
     spin_nanos: AtomicU64,
+    /// What this handle's recent waits say about spinning.
+    budget: SpinBudget,
     /// This handle's bias tokens, if it became the owner of a side.
     tail_token: AtomicU64,
     head_token: AtomicU64,
@@ -219,6 +222,7 @@ impl Default for LocalView {
             published_tail: AtomicU64::new(0),
             published_head: AtomicU64::new(0),
             spin_nanos: AtomicU64::new(DEFAULT_SPIN.as_nanos() as u64),
+            budget: SpinBudget::default(),
             tail_token: AtomicU64::new(0),
             head_token: AtomicU64::new(0),
             last_found: AtomicU64::new(0),
@@ -564,6 +568,7 @@ impl<'a> Ring<'a> {
                 &s.producers_waiting.count,
                 deadline.deadline(),
                 self.spin(),
+                &self.seen.budget,
                 &self.head_bias(),
             );
             let again = lock_side(&s.tail.lock, &mut deadline)
@@ -779,6 +784,7 @@ impl<'a> Ring<'a> {
                 &s.consumers_waiting.count,
                 deadline.deadline(),
                 self.spin(),
+                &self.seen.budget,
                 &self.tail_bias(),
             ) {
                 idle_slices += 1;

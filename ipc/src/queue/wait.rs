@@ -1,12 +1,13 @@
 //! How the ring's callers wait: `Patience` (a timeout whose deadline is read
 //! from the clock only once waiting is needed), `lock_side` (a robust mutex
 //! taken under that patience, released by a guard), and `sleep_on` (spin on
-//! a position word, then sleep on its futex).
+//! a position word while that pays, then sleep on its futex).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::os::Deadline;
+use crate::spin::SpinBudget;
 use crate::sync::robust::{Acquired, NotAcquired, RobustMutex};
 
 use super::bias::Bias;
@@ -15,9 +16,11 @@ use super::ring::RingError;
 /// How long a waiter sleeps before re-checking whether its peers are alive.
 pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 
-/// How long a waiter spins on the other side's word before sleeping: a
+/// The longest a waiter spins on the other side's word before sleeping: a
 /// peer that is streaming or answering moves it within microseconds, and a
-/// futex sleep plus wake-up costs more than that on most machines.
+/// futex sleep plus wake-up costs more than that on most machines. Within
+/// it, each handle spins as long as its recent waits say pays, and not at
+/// all while more threads are runnable than CPUs.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
 /// The longest pause between two looks while spinning (in `spin_loop` hints,
@@ -103,20 +106,24 @@ pub(crate) fn low32(word: &AtomicU64) -> &AtomicU32 {
     unsafe { &*(word.as_ptr() as *const AtomicU32) }
 }
 
-/// Waits for `word` to move from `seen`: spins up to `spin`, then sleeps at
-/// most one liveness slice. True if the word moved. `writer_bias`: the bias
-/// of the side that moves `word`, whose owner publishes and then checks for
-/// sleepers with no fence of its own.
+/// Waits for `word` to move from `seen`: spins as `budget` allows within
+/// `spin` (not at all while the CPUs are oversubscribed), then sleeps at
+/// most one liveness slice; records how long that took in `budget`. True
+/// if the word moved. `writer_bias`: the bias of the side that moves
+/// `word`, whose owner publishes and then checks for sleepers with no
+/// fence of its own.
 pub(crate) fn sleep_on(
     word: &AtomicU64,
     seen: u64,
     waiting: &AtomicU32,
     deadline: Deadline,
     spin: Duration,
+    budget: &SpinBudget,
     writer_bias: &Bias<'_>,
 ) -> bool {
+    let started = std::time::Instant::now();
+    let spin = budget.limit(spin);
     if !spin.is_zero() {
-        let started = std::time::Instant::now();
         let limit = match deadline.remaining() {
             Some(left) => left.min(spin),
             None => spin,
@@ -127,6 +134,7 @@ pub(crate) fn sleep_on(
         loop {
             for _ in 0..16 {
                 if word.load(Ordering::Acquire) != seen {
+                    budget.record(started.elapsed());
                     return true;
                 }
                 for _ in 0..pause {
@@ -151,5 +159,6 @@ pub(crate) fn sleep_on(
     }
     crate::os::futex::wait(low32(word), seen as u32, Deadline::after(slice));
     waiting.fetch_sub(1, Ordering::AcqRel);
+    budget.record(started.elapsed());
     word.load(Ordering::Acquire) != seen
 }

@@ -13,12 +13,14 @@ use super::segment::Segment;
 use crate::os::{futex, Deadline};
 use crate::shm::cell::ShmCell;
 use crate::shm::ShmError;
+use crate::spin::SpinBudget;
 
 /// How often at most an end reads `/proc` to see whether its peer lives.
 const LIVENESS_EVERY: Duration = Duration::from_secs(1);
-/// How long an end spins before it sleeps (only while the peer is active:
-/// an idle end sleeps at once, so a thousand idle ones cost no CPU), and
-/// how long it sleeps at a time.
+/// The longest an end spins before it sleeps (only while the peer is
+/// active: an idle end sleeps at once, so a thousand idle ones cost no
+/// CPU; within it, as long as recent waits say pays, and not at all while
+/// the CPUs are oversubscribed), and how long it sleeps at a time.
 const SPIN: Duration = Duration::from_micros(20);
 const SLICE: Duration = Duration::from_millis(100);
 
@@ -32,6 +34,7 @@ pub(super) struct End {
     pub(super) scratch: Vec<u8>,
     /// The last wait saw the peer move: spin before sleeping next time.
     pub(super) streaming: bool,
+    budget: SpinBudget,
     liveness_checked: Option<Instant>,
 }
 
@@ -45,6 +48,7 @@ impl End {
             handed_over: AtomicBool::new(false),
             scratch: Vec::new(),
             streaming: false,
+            budget: SpinBudget::default(),
             liveness_checked: None,
         }
     }
@@ -107,9 +111,14 @@ impl End {
         let Ok(h) = self.header() else { return false };
         let (word, sleeping) = (word(h), sleeping(h));
         let mut moved = false;
-        if self.streaming {
-            let started = Instant::now();
-            while started.elapsed() < SPIN {
+        let started = Instant::now();
+        let spin = if self.streaming {
+            self.budget.limit(SPIN)
+        } else {
+            Duration::ZERO
+        };
+        if !spin.is_zero() {
+            while started.elapsed() < spin {
                 if word.load(Ordering::Acquire) != seen {
                     moved = true;
                     break;
@@ -133,6 +142,7 @@ impl End {
             moved = word.load(Ordering::Acquire) != seen;
         }
         self.streaming = moved;
+        self.budget.record(started.elapsed());
         moved
     }
 }

@@ -23,13 +23,16 @@ use std::time::{Duration, Instant};
 use super::register::Registry;
 use crate::net::{Address, Advance, Listener, NetError, Pending};
 use crate::pipe::{Connection, SendTimeoutError};
+use crate::spin::SpinBudget;
 use crate::{Readable, Waitable};
 use client::{Client, Leaving};
 use state::State;
 use step::ClientId;
 
-/// How long the loop looks for new requests before it sleeps (a wake
-/// costs tens of microseconds on a busy machine).
+/// The longest the loop looks for new requests before it sleeps (a wake
+/// costs tens of microseconds on a busy machine); within it, as long as the
+/// recent gaps between requests say pays, and not at all while the CPUs
+/// are oversubscribed (the spin would take the quantum a client needs).
 const SPIN: Duration = Duration::from_micros(50);
 /// While it looks for work, how often the loop polls its descriptors.
 const POLL_EVERY: Duration = Duration::from_micros(5);
@@ -88,6 +91,10 @@ impl Default for ServeOptions {
     }
 }
 
+/// A client heard from within this counts as busy with us (see
+/// `ServerLane::set_peers`).
+const ACTIVE: Duration = Duration::from_millis(20);
+
 /// How often silent clients are looked for.
 const IDLE_CHECK_EVERY: Duration = Duration::from_millis(250);
 
@@ -125,6 +132,7 @@ pub(super) fn run(
     let mut clients: BTreeMap<ClientId, Client> = BTreeMap::new();
     let mut next_client: ClientId = 1;
     let mut last_idle_check = Instant::now();
+    let budget = SpinBudget::default();
     loop {
         let now = Instant::now();
         let mut wake_at = now + Duration::from_secs(1);
@@ -164,7 +172,7 @@ pub(super) fn run(
             waitables.push(stopping.as_ref().map_or(&listening as &dyn Waitable, |s| s));
             waitables.extend(pending.iter().map(|p| p as &dyn Waitable));
             waitables.extend(fds.iter().map(|f| f as &dyn Waitable));
-            wait_for_work(&waitables, &clients, wake_at)
+            wait_for_work(&waitables, &clients, wake_at, &budget)
         };
         let pending_count = pending.len();
         let mut gone: Vec<ClientId> = Vec::new();
@@ -213,10 +221,20 @@ pub(super) fn run(
             }
         }
         // Every lane with requests, rung or not (a look at memory each).
+        // Each is told how many threads are busy with us lately (this one
+        // and the clients heard from), so that it knows whether yielding
+        // to them pays.
+        let peers = 1 + clients
+            .values()
+            .filter(|c| now.saturating_duration_since(c.last_heard) < ACTIVE)
+            .count();
         let mut broken = Vec::new();
         for (&id, client) in clients.iter_mut() {
             if client.lane_pending() && !gone.contains(&id) {
                 client.last_heard = Instant::now();
+                if let Some(lane) = &client.lane {
+                    lane.set_peers(peers);
+                }
                 if let Err(why) = client.serve_lane(&mut state, id) {
                     broken.push((id, why));
                 }
@@ -346,30 +364,35 @@ pub(super) fn run(
     }
 }
 
-/// Waits for something to do: looks for [`SPIN`] (lanes, a look at memory,
-/// all the while; descriptors, a system call, every [`POLL_EVERY`]), then
-/// sleeps until `wake_at`, unless a lane holds a request. The indices of
-/// the ready waitables (none: a lane, or the time, is up).
+/// Waits for something to do: looks for what `budget` allows of [`SPIN`]
+/// (lanes, a look at memory, all the while; descriptors, a system call,
+/// every [`POLL_EVERY`]), then sleeps until `wake_at`, unless a lane holds
+/// a request. The indices of the ready waitables (none: a lane, or the
+/// time, is up).
 fn wait_for_work(
     waitables: &[&dyn Waitable],
     clients: &BTreeMap<ClientId, Client>,
     wake_at: Instant,
+    budget: &SpinBudget,
 ) -> Vec<usize> {
     let lanes_pending = || clients.values().any(Client::lane_pending);
     let spun = Instant::now();
+    let spin = budget.limit(SPIN);
     let mut polled: Option<Instant> = None;
     loop {
         if lanes_pending() {
+            budget.record(spun.elapsed());
             return Vec::new();
         }
         if polled.is_none_or(|at| at.elapsed() >= POLL_EVERY) {
             let ready = crate::wait(waitables, Some(Duration::ZERO)).unwrap_or_default();
             if !ready.is_empty() {
+                budget.record(spun.elapsed());
                 return ready;
             }
             polled = Some(Instant::now());
         }
-        if spun.elapsed() >= SPIN {
+        if spun.elapsed() >= spin {
             break;
         }
         std::hint::spin_loop();
@@ -385,7 +408,9 @@ fn wait_for_work(
         return Vec::new();
     }
     let wait = wake_at.saturating_duration_since(Instant::now());
-    crate::wait(waitables, Some(wait)).unwrap_or_default()
+    let ready = crate::wait(waitables, Some(wait)).unwrap_or_default();
+    budget.record(spun.elapsed());
+    ready
 }
 
 /// Takes every connection waiting at the listener into a handshake.
