@@ -2,11 +2,14 @@
 //! thread, one after another, under an `alarm(2)` so that a hang fails the run
 //! instead of stalling it. After each case it checks that the case left no
 //! child process behind, running or zombie (the fork server's children
-//! count as the case's).
+//! count as the case's). With `OUTLAST_TEST_LOAD` set, the cases run beside
+//! one busy process per CPU.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::OnceLock;
 use std::time::Instant;
 
+use crate::load::BusyLoops;
 use crate::procfs;
 
 /// One named test case.
@@ -29,8 +32,16 @@ pub fn run(cases: &[Case]) -> ! {
         .iter()
         .filter(|c| filters.is_empty() || filters.iter().any(|f| c.name.contains(f.as_str())))
         .collect();
+    // OUTLAST_TEST_LOAD: every case beside one busy process per CPU.
+    let load = std::env::var_os("OUTLAST_TEST_LOAD").map(|_| BusyLoops::one_per_cpu());
+    if let Some(load) = &load {
+        let _ = LOAD_PIDS.set(load.pids());
+    }
     let started = Instant::now();
     println!("\nrunning {} tests", selected.len());
+    if let Some(load) = &load {
+        println!("(beside {} busy processes, one per CPU)", load.pids().len());
+    }
     let mut failed = Vec::new();
     for case in &selected {
         // SAFETY: alarm only arms a timer; its default action ends the process.
@@ -63,6 +74,7 @@ pub fn run(cases: &[Case]) -> ! {
         cases.len() - selected.len(),
         started.elapsed().as_secs_f64()
     );
+    drop(load);
     std::process::exit(if failed.is_empty() { 0 } else { 101 })
 }
 
@@ -74,13 +86,18 @@ macro_rules! cases {
     };
 }
 
+/// The busy loops of `OUTLAST_TEST_LOAD`: children that are not a case's.
+static LOAD_PIDS: OnceLock<Vec<u32>> = OnceLock::new();
+
 /// This process's children, and the fork server's, except the fork server
-/// itself (it serves every case, and goes when this process does).
+/// itself (it serves every case, and goes when this process does) and the
+/// busy loops of `OUTLAST_TEST_LOAD`.
 pub fn leftover_children() -> Vec<(u32, char)> {
     let server = outlast_ipc::forkserver::pid();
+    let load = LOAD_PIDS.get().map_or(&[][..], Vec::as_slice);
     let mut children: Vec<_> = procfs::children_of(std::process::id())
         .into_iter()
-        .filter(|(pid, _)| Some(*pid) != server)
+        .filter(|(pid, _)| Some(*pid) != server && !load.contains(pid))
         .collect();
     if let Some(server) = server {
         children.extend(procfs::children_of(server));

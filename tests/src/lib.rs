@@ -8,6 +8,7 @@
 
 pub mod attack;
 pub mod harness;
+pub mod load;
 pub mod peak_alloc;
 pub mod procfs;
 

@@ -30,6 +30,8 @@ fn main() {
         silent_clients_filling_the_manager_make_room_for_a_new_one,
         stores_past_the_byte_budget_are_refused_and_room_comes_back,
         one_client_cannot_take_the_whole_byte_budget,
+        an_idle_manager_with_three_idle_clients_uses_no_cpu,
+        beside_busy_loops_every_request_is_answered_exactly,
     ]);
 }
 
@@ -563,4 +565,74 @@ fn with_options(options: outlast_ipc::manager::ServeOptions) -> Manager {
         .options(options)
         .start()
         .expect("manager")
+}
+
+/// Sets one key (so the client has its connection and lane), then stays
+/// connected and silent for `idle`.
+fn connect_then_idle((d, key, idle): (Dict<u64, u64>, u64, Duration)) -> Result<(), String> {
+    d.set(&key, &key).map_err(|e| e.to_string())?;
+    std::thread::sleep(idle);
+    d.get(&key).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A manager whose three clients are connected and silent is on a CPU for
+/// under 1 % of 2 s (it sleeps in `poll` until a deadline or a request).
+fn an_idle_manager_with_three_idle_clients_uses_no_cpu() {
+    let manager = Manager::start().unwrap();
+    let server = manager.pid().unwrap();
+    let d = manager.dict::<u64, u64>().unwrap();
+    let mut clients: Vec<_> = (0..3)
+        .map(|key| Process::new(connect_then_idle, (d.clone(), key, Duration::from_secs(3))))
+        .collect();
+    for c in &mut clients {
+        c.start().unwrap();
+    }
+    // Until all three have set their key (then they are silent).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.len().unwrap() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = tests::load::process_cpu(server);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = Duration::from_nanos(tests::load::process_cpu(server) - before);
+    for c in &mut clients {
+        assert_eq!(c.join().unwrap(), Ok(()));
+    }
+    assert!(
+        used < Duration::from_millis(20),
+        "an idle manager was on a CPU for {used:?} of 2 s"
+    );
+}
+
+/// With every CPU taken by a busy loop (every wait parks), four clients'
+/// 1,000 increments each come to exactly 4,000, and each request of a
+/// client beside them is answered.
+fn beside_busy_loops_every_request_is_answered_exactly() {
+    let _load = tests::load::BusyLoops::one_per_cpu();
+    let manager = Manager::start().unwrap();
+    let ns = manager.namespace().unwrap();
+    let mut children: Vec<_> = (0..4)
+        .map(|_| Process::new(add_a_thousand, ns.clone()))
+        .collect();
+    for c in &mut children {
+        c.start().unwrap();
+    }
+    let d = manager.dict::<u64, u64>().unwrap();
+    for i in 0..1_000 {
+        d.set(&i, &i).unwrap();
+        assert_eq!(d.get(&i).unwrap(), Some(i));
+    }
+    for c in &mut children {
+        assert_eq!(c.join().unwrap(), Ok(()));
+    }
+    assert_eq!(ns.get::<i64>("count").unwrap(), Some(4_000));
+}
+
+fn add_a_thousand(ns: Namespace) -> Result<(), String> {
+    for _ in 0..1_000 {
+        ns.fetch_add("count", 1).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -32,6 +32,10 @@ fn main() {
         messages_larger_than_the_ring_keep_their_order_in_every_method,
         a_message_over_a_handles_cap_is_its_own_error,
         threads_and_a_forked_copy_share_one_handle_safely,
+        a_consumer_blocked_on_an_empty_queue_uses_no_cpu,
+        beside_busy_loops_a_ping_pong_loses_no_wake_up,
+        a_consumer_fed_slowly_learns_not_to_spin,
+        beside_busy_loops_the_cpus_count_as_oversubscribed,
     ]);
 }
 
@@ -782,4 +786,106 @@ fn threads_and_a_forked_copy_share_one_handle_safely() {
     let (next, wrong) = consumer.join().expect("consumer");
     assert_eq!(wrong, 0, "messages out of order, twice, or garbled");
     assert_eq!(next, [EACH; SOURCES]);
+}
+
+/// Blocked 2 s on an empty queue, a consumer is on a CPU for a sliver of
+/// it (the bound is 1 % of a core; it spins microseconds per liveness
+/// slice, then sleeps on a futex).
+fn a_consumer_blocked_on_an_empty_queue_uses_no_cpu() {
+    let q: Queue<u64> = Queue::new(0).unwrap();
+    let before = tests::load::thread_cpu();
+    let waited = Instant::now();
+    assert!(matches!(
+        q.get_timeout(Duration::from_secs(2)),
+        Err(GetTimeoutError::Empty)
+    ));
+    assert!(waited.elapsed() >= Duration::from_secs(2));
+    let used = Duration::from_nanos(tests::load::thread_cpu() - before);
+    assert!(
+        used < Duration::from_millis(20),
+        "a blocked consumer was on a CPU for {used:?} of 2 s"
+    );
+}
+
+/// Echoes `n` numbers from `from` to `to`.
+fn echo((from, to, n): (Queue<u64>, Queue<u64>, u64)) -> Result<(), String> {
+    for _ in 0..n {
+        let x = from.get().map_err(|e| e.to_string())?;
+        to.put(&x).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// With every CPU taken by a busy loop, 2,000 round trips through two
+/// queues with a child come back exactly, none lost to a missed wake-up
+/// (every wait parks there: the CPUs are oversubscribed).
+fn beside_busy_loops_a_ping_pong_loses_no_wake_up() {
+    const ROUNDS: u64 = 2_000;
+    let _load = tests::load::BusyLoops::one_per_cpu();
+    let (ping, pong) = (Queue::<u64>::new(0).unwrap(), Queue::<u64>::new(0).unwrap());
+    let mut child = Process::new(
+        echo,
+        (ping.try_clone().unwrap(), pong.try_clone().unwrap(), ROUNDS),
+    );
+    child.start().unwrap();
+    for i in 0..ROUNDS {
+        ping.put(&i).unwrap();
+        assert_eq!(pong.get_timeout(Duration::from_secs(30)).unwrap(), i);
+    }
+    assert_eq!(child.join().unwrap(), Ok(()));
+}
+
+/// Puts `n` numbers, `every` apart.
+fn trickle((q, n, every): (Queue<u64>, u64, Duration)) -> Result<(), String> {
+    for i in 0..n {
+        std::thread::sleep(every);
+        q.put(&i).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A consumer allowed to spin 1 ms before it sleeps, fed a message every
+/// 5 ms, learns that spinning does not pay: after a few waits it spins a
+/// couple of microseconds, not the millisecond, per message. Asserted on
+/// its CPU time (a consumer that always spins its bound uses over 1 ms per
+/// message), with a wide margin.
+fn a_consumer_fed_slowly_learns_not_to_spin() {
+    const MESSAGES: u64 = 60;
+    let q: Queue<u64> = Queue::new(0).unwrap();
+    q.set_spin(Duration::from_millis(1));
+    let mut child = Process::new(
+        trickle,
+        (q.try_clone().unwrap(), MESSAGES, Duration::from_millis(5)),
+    );
+    child.start().unwrap();
+    // The first waits teach it.
+    for i in 0..10 {
+        assert_eq!(q.get_timeout(Duration::from_secs(30)).unwrap(), i);
+    }
+    let before = tests::load::thread_cpu();
+    for i in 10..MESSAGES {
+        assert_eq!(q.get_timeout(Duration::from_secs(30)).unwrap(), i);
+    }
+    let per_message = Duration::from_nanos((tests::load::thread_cpu() - before) / (MESSAGES - 10));
+    assert_eq!(child.join().unwrap(), Ok(()));
+    assert!(
+        per_message < Duration::from_micros(300),
+        "{per_message:?} on a CPU per message 5 ms apart: the consumer spins its whole bound"
+    );
+}
+
+/// Beside two busy loops per CPU, the CPUs count as oversubscribed (and
+/// every wait in this crate parks rather than spins) within a second.
+fn beside_busy_loops_the_cpus_count_as_oversubscribed() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _load = tests::load::BusyLoops::start(2 * cpus);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !outlast_ipc::os::contention::oversubscribed() {
+        assert!(
+            Instant::now() < deadline,
+            "{} runnable on {cpus} CPUs, not counted as oversubscribed",
+            outlast_ipc::os::contention::runnable()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
