@@ -5,6 +5,7 @@ mod broker;
 mod control;
 mod dispatch;
 mod large;
+mod load;
 mod manager;
 mod pipe;
 mod pool;
@@ -69,12 +70,17 @@ pub struct BenchOptions {
     /// sieve: worker processes, and threads for the in-process run.
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
+    /// Run N busy processes beside the measurement (`--load` alone: one
+    /// per CPU), as on a machine whose cores are all taken.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "0")]
+    pub load: Option<usize>,
 }
 
 /// Runs one benchmark and prints its rows.
 pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
     let runs = options.runs.max(1);
-    let rows = match bench {
+    let load = options.load.map(load::Load::start).transpose()?;
+    let mut rows = match bench {
         Bench::Pipe => pipe::run(runs, options.quick)?,
         Bench::Spawn => spawn::run(options.quick)?,
         Bench::Dispatch => dispatch::run(runs, options.quick)?,
@@ -95,6 +101,16 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
             sieve::run(runs, limit, options.workers)?
         }
     };
+    if let Some(load) = load {
+        let busy = load.count();
+        drop(load);
+        for row in &mut rows {
+            row.load = Some(busy);
+        }
+        if !options.json {
+            println!("(beside {busy} busy processes)");
+        }
+    }
     report::print(&rows, options.json);
     Ok(rows)
 }

@@ -29,6 +29,9 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
     pub runs: usize,
+    /// Busy processes that ran beside the measurement (`--load`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<usize>,
 }
 
 pub fn print(rows: &[Row], json: bool) {
