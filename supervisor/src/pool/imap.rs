@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::call::Call;
-use super::store::Encoded;
+use super::store::{Encoded, Settled};
 use super::{decode, Pool, PoolError, TaskError};
 
 /// The input side both maps share: pulls items and submits them.
@@ -56,6 +56,10 @@ impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
 pub struct Imap<T, R, I> {
     feed: Feed<T, R, I>,
     in_flight: VecDeque<u64>,
+    /// Results already taken from the pool, in order, not yet yielded:
+    /// once the first in line is settled, every settled one after it is
+    /// taken under the same lock (one lock per run, not two per item).
+    taken: VecDeque<Option<Settled>>,
 }
 
 impl<T, R, I> Imap<T, R, I>
@@ -75,6 +79,7 @@ where
                 _types: PhantomData,
             },
             in_flight: VecDeque::new(),
+            taken: VecDeque::new(),
         }
     }
 }
@@ -114,6 +119,9 @@ where
         &mut self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {
+        if let Some(settled) = self.taken.pop_front() {
+            return Ok(Some(decode(settled)));
+        }
         match self.feed.refill(self.in_flight.len()) {
             Ok(ids) => self.in_flight.extend(ids),
             Err(e) => return Ok(Some(Err(e))),
@@ -130,9 +138,17 @@ where
             }
             Ok(()) => {}
         }
-        self.in_flight.pop_front();
-        let settled = pool.state().store.take(id);
-        Ok(Some(decode(settled)))
+        {
+            let mut state = pool.state();
+            while let Some(&next) = self.in_flight.front() {
+                if next != id && !state.store.is_settled(next) {
+                    break;
+                }
+                self.in_flight.pop_front();
+                self.taken.push_back(state.store.take(next));
+            }
+        }
+        Ok(self.taken.pop_front().map(decode))
     }
 }
 
