@@ -175,10 +175,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.cell.state()
     }
 
-    /// How long this handle spins before it sleeps when it must wait
+    /// The longest this handle spins before it sleeps when it must wait
     /// (default 20 us). Zero: sleep at once (pure blocking, least CPU). Longer
     /// spins give sub-microsecond hand-offs when both sides have a core
     /// ("spin-then-park"), at the cost of a busy core while waiting.
+    ///
+    /// Within this bound the handle spins only as long as its recent waits
+    /// say pays (twice the typical wait; a couple of microseconds when
+    /// waits are longer than the bound), and not at all while more threads
+    /// are runnable on the machine than CPUs this process may use, unless
+    /// its waits typically end within 2 us (a peer streaming on another
+    /// CPU): a spin on an oversubscribed machine holds the CPU the peer
+    /// needs.
     pub fn set_spin(&self, spin: Duration) {
         self.seen.set_spin(spin);
     }
