@@ -83,7 +83,16 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
     #[inline]
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
+        // Varints (1 to 10 bytes) come here: a byte loop beats a call to
+        // memcpy for them (a no-op Pool item spent 5 % of its time there).
+        if bytes.len() <= 16 {
+            self.0.reserve(bytes.len());
+            for &b in bytes {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(bytes);
+        }
         Ok(())
     }
 
