@@ -378,7 +378,8 @@ fn wait_for_work(
     let lanes_pending = || clients.values().any(Client::lane_pending);
     let spun = Instant::now();
     let spin = budget.limit(SPIN);
-    let mut polled: Option<Instant> = None;
+    // Not spinning: the blocking poll below sees what is ready at once.
+    let mut polled: Option<Instant> = spin.is_zero().then_some(spun);
     loop {
         if lanes_pending() {
             budget.record(spun.elapsed());
