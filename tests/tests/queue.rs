@@ -801,6 +801,7 @@ fn a_consumer_blocked_on_an_empty_queue_uses_no_cpu() {
     ));
     assert!(waited.elapsed() >= Duration::from_secs(2));
     let used = Duration::from_nanos(tests::load::thread_cpu() - before);
+    eprintln!("a consumer blocked 2 s was on a CPU for {used:?}");
     assert!(
         used < Duration::from_millis(20),
         "a blocked consumer was on a CPU for {used:?} of 2 s"
