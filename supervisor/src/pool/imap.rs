@@ -138,16 +138,9 @@ where
             }
             Ok(()) => {}
         }
-        {
-            let mut state = pool.state();
-            while let Some(&next) = self.in_flight.front() {
-                if next != id && !state.store.is_settled(next) {
-                    break;
-                }
-                self.in_flight.pop_front();
-                self.taken.push_back(state.store.take(next));
-            }
-        }
+        pool.state()
+            .store
+            .take_run(&mut self.in_flight, id, &mut self.taken);
         Ok(self.taken.pop_front().map(decode))
     }
 }

@@ -344,6 +344,25 @@ impl Store {
         taken
     }
 
+    /// Takes the results of the ids at the front of `ids` while they are
+    /// settled (`first` taken regardless: its caller saw it settled) into
+    /// `out`, compacting once for the run.
+    pub(crate) fn take_run(
+        &mut self,
+        ids: &mut VecDeque<u64>,
+        first: u64,
+        out: &mut VecDeque<Option<Settled>>,
+    ) {
+        while let Some(&id) = ids.front() {
+            if id != first && !self.is_settled(id) {
+                break;
+            }
+            ids.pop_front();
+            out.push_back(self.entry_mut(id).and_then(Entry::take_result));
+        }
+        self.compact();
+    }
+
     /// The next settled item of `group`.
     pub(crate) fn next_of_group(&mut self, group: u64) -> Option<u64> {
         self.finished.get_mut(&group)?.pop_front()
