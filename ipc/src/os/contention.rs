@@ -1,16 +1,19 @@
 //! Whether the CPUs are oversubscribed: more threads runnable on the
 //! machine than there are CPUs this process may run on. A waiter that
 //! spins then takes the quantum the peer it waits for needs (measured on a
-//! 2-core machine with one busy loop per core: a manager round trip went
-//! from 75 us with the server and client spinning to a third of that with
-//! both parked), so every spin in this crate asks [`oversubscribed`] first.
+//! 2-core machine with one busy loop per core: a manager round trip took
+//! 75 us on average with the server and client spinning, 10-40 us at the
+//! median with both parked), so every spin in this crate asks
+//! [`oversubscribed`] first.
 //!
 //! The count is the running field of `/proc/loadavg` (the kernel's
 //! `nr_running`, a snapshot that includes the reader), read at most once
 //! per clock tick and shared by every thread of the process through two
-//! atomics; the CPUs are `available_parallelism` (affinity and cgroup
-//! quota), read once. Without `/proc`, nothing is oversubscribed (spinning
-//! stays bounded by each waiter's budget).
+//! atomics; the CPUs are this process's affinity mask, read once. Without
+//! `/proc`, nothing is oversubscribed (spinning stays bounded by each
+//! waiter's budget). The count is the whole machine's: a process confined
+//! by `taskset` or a cpuset to a few CPUs of a busy larger host sees the
+//! host's runnable threads and parks at once (correct, a little slower).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -52,10 +55,29 @@ pub fn runnable() -> usize {
     count
 }
 
-/// CPUs this process may run on (affinity, cgroup quota), read once.
+/// CPUs this process may run on (its affinity mask), read once. The count
+/// of runnable threads is machine-wide, so it is weighed against CPUs, not
+/// against a cgroup's CPU quota: a container limited to two CPUs' worth of
+/// time on a 64-CPU host is not oversubscribed while the host is not.
 pub fn usable_cpus() -> usize {
     static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    *CPUS.get_or_init(|| {
+        affinity_count()
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+fn affinity_count() -> Option<usize> {
+    // SAFETY: a zeroed cpu_set_t is an empty set, and sched_getaffinity
+    // writes at most size_of::<cpu_set_t>() bytes into it.
+    let count = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        libc::CPU_COUNT(&set)
+    };
+    usize::try_from(count).ok().filter(|&n| n > 0)
 }
 
 /// Threads runnable on the machine now, this one included.
