@@ -11,7 +11,9 @@
 //!   not retried. Tasks that were merely held by a dying worker are re-queued
 //!   without blame, so one bad task cannot take its neighbours down with it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::id_hash::IdMap;
 
 use crate::settled::Settled;
 
@@ -73,11 +75,11 @@ pub struct Ledger {
     next_fresh: u64,
     /// Re-queued tasks with their next attempt number, dispatched first.
     retry: VecDeque<Lease>,
-    held: HashMap<WorkerId, VecDeque<Lease>>,
+    held: IdMap<WorkerId, VecDeque<Lease>>,
     /// Done or dead: a task is counted once, whatever comes back later.
     settled: Settled,
     done_count: u64,
-    failures: HashMap<u64, u32>,
+    failures: IdMap<u64, u32>,
     dead: Vec<DeadLetter>,
     requeued_total: u64,
 }
@@ -89,10 +91,10 @@ impl Ledger {
             max_attempts: max_attempts.max(1),
             next_fresh: 0,
             retry: VecDeque::new(),
-            held: HashMap::new(),
+            held: IdMap::default(),
             settled: Settled::default(),
             done_count: 0,
-            failures: HashMap::new(),
+            failures: IdMap::default(),
             dead: Vec::new(),
             requeued_total: 0,
         }

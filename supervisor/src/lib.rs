@@ -82,6 +82,7 @@
 pub mod broker;
 pub mod control;
 mod fleet;
+mod id_hash;
 mod kill;
 mod ledger;
 pub mod limits;
