@@ -168,8 +168,8 @@ impl ClientLane {
     /// The next reply, waited for at most `timeout` (`None`: as long as the
     /// server lives). The ring's receiver spins first while replies come
     /// quickly and the CPUs are not oversubscribed, then sleeps. When they
-    /// are oversubscribed, a few yields come first when recent waits say
-    /// that pays (the others runnable are our peers: the server, other
+    /// are oversubscribed, a few yields come first if the threads runnable
+    /// are no more than the manager's busy peers (the server, its active
     /// clients; measured on two idle cores, four clients and the server:
     /// 1.0x one client's rate with yields, 0.45x parking at once).
     pub fn receive(
