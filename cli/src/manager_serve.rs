@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// Do not log refused and dropped peers.
     #[arg(long)]
     pub quiet: bool,
+    /// Threads serving clients (0: one per CPU, at most 8).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
 }
 
 /// Why the server could not run.
@@ -108,6 +111,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         holder_timeout: (args.holder_timeout > 0).then(|| Duration::from_secs(args.holder_timeout)),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         log: !args.quiet,
+        threads: args.threads,
         ..ServeOptions::default()
     };
     outlast_ipc::manager::serve_forever(&address, &key, options)?;

@@ -1,13 +1,14 @@
 //! `supervisor bench manager`: `outlast_ipc::manager` dict round trips from local
 //! clients (their shared-memory lanes, the Unix socket beside them):
 //! `set` + `get` from one client and from four client processes at once
-//! (on one dict each), and batches of 64 operations per round trip; then
-//! the same from one client over loopback TCP. Python's
+//! (on one dict each, with a server of one thread and of one thread per
+//! CPU, at least 2), and batches of 64 operations per round trip; then the same from
+//! one client over loopback TCP. Python's
 //! `Manager().dict()` comes from `scripts/compare-python`.
 
 use std::time::Instant;
 
-use outlast_ipc::manager::{Dict, Manager};
+use outlast_ipc::manager::{Dict, Manager, ServeOptions};
 use outlast_ipc::Process;
 
 use super::report::Row;
@@ -42,9 +43,37 @@ fn batched_rate(d: &Dict<u64, u64>, n: u64) -> Result<f64, String> {
     Ok(rounds as f64 * 128.0 / started.elapsed().as_secs_f64())
 }
 
+/// Four client processes at once, one dict each: operations per second.
+fn four_clients(manager: &Manager, n: u64) -> Result<f64, String> {
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
+        let mut p = Process::new(round_trips, (d, n));
+        p.start().map_err(|e| e.to_string())?;
+        clients.push(p);
+    }
+    let started = Instant::now();
+    for mut p in clients {
+        p.join().map_err(|e| e.to_string())??;
+    }
+    Ok(4.0 * 2.0 * n as f64 / started.elapsed().as_secs_f64())
+}
+
 pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     let n: u64 = if quick { 2_000 } else { 20_000 };
     let manager = Manager::start().map_err(|e| e.to_string())?;
+    let with_threads = |threads: usize| {
+        Manager::builder()
+            .options(ServeOptions {
+                threads,
+                ..ServeOptions::default()
+            })
+            .start()
+            .map_err(|e| e.to_string())
+    };
+    let one_thread = with_threads(1)?;
+    let threads = outlast_ipc::os::contention::usable_cpus().clamp(2, 8);
+    let many_threads = with_threads(threads)?;
     let mut key = [0u8; 16];
     outlast_ipc::os::random::fill(&mut key).map_err(|e| e.to_string())?;
     let loopback = "127.0.0.1:0"
@@ -55,23 +84,14 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     let mut tcp_batched = Vec::new();
     let mut one = Vec::new();
     let mut four = Vec::new();
+    let mut four_one_thread = Vec::new();
     let mut batched = Vec::new();
     for _ in 0..runs {
         let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
         one.push(round_trips((d, n))?);
 
-        let mut clients = Vec::new();
-        for _ in 0..4 {
-            let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
-            let mut p = Process::new(round_trips, (d, n));
-            p.start().map_err(|e| e.to_string())?;
-            clients.push(p);
-        }
-        let started = Instant::now();
-        for mut p in clients {
-            p.join().map_err(|e| e.to_string())??;
-        }
-        four.push(4.0 * 2.0 * n as f64 / started.elapsed().as_secs_f64());
+        four_one_thread.push(four_clients(&one_thread, n)?);
+        four.push(four_clients(&many_threads, n)?);
 
         let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
         batched.push(batched_rate(&d, n)?);
@@ -91,7 +111,16 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         },
         Row {
             bench: "manager",
-            subject: "dict set+get, 4 clients, local (lane)".into(),
+            subject: "dict set+get, 4 clients, 1 server thread".into(),
+            msgs_per_s: Some(median(&four_one_thread)),
+            vs_baseline: Some(median(&four_one_thread) / one_rate),
+            baseline: Some("1 client".into()),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "manager",
+            subject: format!("dict set+get, 4 clients, {threads} server threads"),
             msgs_per_s: Some(median(&four)),
             vs_baseline: Some(median(&four) / one_rate),
             baseline: Some("1 client".into()),

@@ -2,11 +2,13 @@
 //! lane if it asked for one, and how its requests are read and its replies
 //! sent without ever waiting on it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::lane::{self, ServerLane};
 use super::super::protocol::{Reply, Request};
-use super::state::State;
+use super::hub::{Hub, Presence};
+use super::state::Handled;
 use super::step::ClientId;
 use crate::codec::EncodeError;
 use crate::pipe::{Connection, RecvError, SendError, SendTimeoutError, TryRecvError};
@@ -25,7 +27,9 @@ pub(super) enum Leaving {
 pub(super) struct Client {
     pub conn: Connection,
     pub peer: String,
+    /// When it was last heard (also told to the other threads: `presence`).
     pub last_heard: Instant,
+    presence: Arc<Presence>,
     /// Since when a reply has been waiting to go out whole.
     pub stuck_since: Option<Instant>,
     pub lane: Option<ServerLane>,
@@ -38,11 +42,18 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub fn new(conn: Connection, peer: String, now: Instant, may_open_lane: bool) -> Self {
+    pub fn new(
+        conn: Connection,
+        peer: String,
+        presence: Arc<Presence>,
+        now: Instant,
+        may_open_lane: bool,
+    ) -> Self {
         Client {
             conn,
             peer,
             last_heard: now,
+            presence,
             stuck_since: None,
             lane: None,
             may_open_lane,
@@ -51,19 +62,25 @@ impl Client {
         }
     }
 
+    /// It was just heard from.
+    pub fn hear(&mut self, hub: &Hub, now: Instant) {
+        self.last_heard = now;
+        self.presence.heard(hub, now);
+    }
+
     /// Whether its lane holds a request (a look at shared memory, no call).
     pub fn lane_pending(&self) -> bool {
         self.lane.as_ref().is_some_and(|l| l.requests.has_pending())
     }
 
     /// Answers every whole request on its socket.
-    pub fn serve_socket(&mut self, state: &mut State, id: ClientId) -> Result<(), Leaving> {
+    pub fn serve_socket(&mut self, hub: &Hub, id: ClientId) -> Result<(), Leaving> {
         loop {
             match self.conn.try_recv::<Request>() {
                 Ok(Request::OpenLane) => self.open_lane()?,
                 Ok(request) => {
                     self.via_lane = false;
-                    if let Some(reply) = state.handle(id, request) {
+                    if let Some(reply) = answer(hub, id, request) {
                         self.reply(&reply)?;
                         if self.conn.has_unsent() {
                             // Read no more until it has taken this one.
@@ -79,7 +96,7 @@ impl Client {
     }
 
     /// Answers every request waiting in its lane.
-    pub fn serve_lane(&mut self, state: &mut State, id: ClientId) -> Result<(), Leaving> {
+    pub fn serve_lane(&mut self, hub: &Hub, id: ClientId) -> Result<(), Leaving> {
         loop {
             let Some(lane) = self.lane.as_mut() else {
                 return Ok(());
@@ -95,7 +112,7 @@ impl Client {
                 return Err(Leaving::Garbage);
             }
             self.via_lane = true;
-            if let Some(reply) = state.handle(id, request) {
+            if let Some(reply) = answer(hub, id, request) {
                 self.reply(&reply)?;
             }
         }
@@ -171,5 +188,17 @@ impl Client {
     fn refuse_lane(&mut self, why: &str) -> Result<(), Leaving> {
         self.via_lane = false;
         self.reply(&Reply::Error(why.to_string()))
+    }
+}
+
+/// The reply to `request`, or `None` if it is parked: the objects' lock is
+/// held for the operation alone, and let go before a registered type's
+/// call (which may take long) is made.
+fn answer(hub: &Hub, id: ClientId, request: Request) -> Option<Reply> {
+    let handled = hub.state().take(id, request);
+    match handled {
+        Handled::Reply(reply) => Some(reply),
+        Handled::Parked => None,
+        Handled::Call(call) => Some(call.run()),
     }
 }

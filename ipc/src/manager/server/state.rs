@@ -5,6 +5,8 @@
 //! back first). A client that disconnects gives back what it held.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::protocol::{Kind, Op, Reply, Request};
@@ -31,7 +33,41 @@ enum Object {
     Event(Event),
     Barrier(Barrier),
     Queue(Queue),
-    User(Box<dyn ErasedShared>),
+    /// Behind a lock of its own: a call is made outside the objects' lock
+    /// (it may take long), one at a time on each object.
+    User(Arc<Mutex<Box<dyn ErasedShared>>>),
+}
+
+/// What became of a request.
+pub(super) enum Handled {
+    Reply(Reply),
+    /// Parked: its reply is owed later (see [`State::owed`]).
+    Parked,
+    /// A call on a registered type, for the caller to make once the
+    /// objects' lock is let go.
+    Call(UserCall),
+}
+
+/// A call on a registered type's object.
+pub(super) struct UserCall {
+    object: Arc<Mutex<Box<dyn ErasedShared>>>,
+    request: Vec<u8>,
+}
+
+impl UserCall {
+    /// Makes the call; a handler that panics is an error reply, and its
+    /// object stays as the panic left it.
+    pub fn run(self) -> Reply {
+        let mut object = self
+            .object
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match catch_unwind(AssertUnwindSafe(|| object.call(&self.request))) {
+            Ok(Ok(reply)) => Reply::Value(Some(reply)),
+            Ok(Err(why)) => Reply::Error(why),
+            Err(_) => Reply::Error("the registered type's handler panicked".into()),
+        }
+    }
 }
 
 struct Parked {
@@ -78,7 +114,42 @@ impl State {
         }
     }
 
-    /// The reply to `request` from `client`, or `None` if it waits.
+    /// Takes `request` from `client`: answered, parked, or a call on a
+    /// registered type for the caller to make outside this lock.
+    pub fn take(&mut self, client: ClientId, request: Request) -> Handled {
+        let user = match &request {
+            Request::On {
+                id,
+                op: Op::Call(_),
+            } => match self.objects.get(id) {
+                Some((_, Object::User(object))) => Some(object.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let request = match (user, request) {
+            (
+                Some(object),
+                Request::On {
+                    op: Op::Call(bytes),
+                    ..
+                },
+            ) => {
+                return Handled::Call(UserCall {
+                    object,
+                    request: bytes,
+                })
+            }
+            (_, request) => request,
+        };
+        match self.handle(client, request) {
+            Some(reply) => Handled::Reply(reply),
+            None => Handled::Parked,
+        }
+    }
+
+    /// The reply to `request` from `client`, or `None` if it waits (a
+    /// call on a registered type is made here, under the lock: a batch).
     pub fn handle(&mut self, client: ClientId, request: Request) -> Option<Reply> {
         Some(match request {
             Request::Create(kind) => match self.create(kind) {
@@ -138,7 +209,9 @@ impl State {
             Kind::Barrier { parties: 0 } => return Err("a barrier needs one party or more".into()),
             Kind::Barrier { parties } => Object::Barrier(Barrier::new(*parties)),
             Kind::Queue { maxsize, joinable } => Object::Queue(Queue::new(*maxsize, *joinable)),
-            Kind::User { type_name, state } => Object::User(self.factories.make(type_name, state)?),
+            Kind::User { type_name, state } => {
+                Object::User(Arc::new(Mutex::new(self.factories.make(type_name, state)?)))
+            }
         };
         self.stored = self.stored.saturating_add(bytes_of(&object));
         let id = self.next_id;
@@ -472,10 +545,13 @@ fn attempt(object: &mut Object, client: ClientId, op: &Op) -> Step {
         Object::Barrier(b) => b.op(client, op),
         Object::Queue(q) => q.op(op),
         Object::User(user) => match op {
-            Op::Call(request) => match user.call(request) {
-                Ok(reply) => Reply::Value(Some(reply)).into(),
-                Err(why) => refuse(why),
-            },
+            Op::Call(request) => Step::Reply(
+                UserCall {
+                    object: user.clone(),
+                    request: request.clone(),
+                }
+                .run(),
+            ),
             _ => refuse("a registered type takes calls only"),
         },
     }
