@@ -98,22 +98,40 @@ impl<'a> Heartbeat<'a> {
 
     /// Worker side: records a beat, with what the worker is doing.
     pub fn beat(&self, state: WorkerState, current_task: Option<u64>) {
+        self.beat_at(state, current_task, monotonic_ns());
+    }
+
+    /// Worker side: a beat at `now` (a [`monotonic_ns`] the caller read
+    /// lately: a worker running tasks of a microsecond reads the clock once
+    /// a task, not once a beat).
+    pub fn beat_at(&self, state: WorkerState, current_task: Option<u64>, now: u64) {
         self.store(STATE, pack(state, current_task));
-        self.touch();
+        self.touch_at(now);
     }
 
     /// Worker side: only moves the last-beat time (cheap enough per sieve segment).
     pub fn touch(&self) {
-        self.store(LAST_BEAT_NS, monotonic_ns());
+        self.touch_at(monotonic_ns());
+    }
+
+    /// Moves the last-beat time forward to `now`, writing only when the
+    /// coarse clock has moved (the supervisor's copy of the line stays
+    /// valid) and never back (a time read before a wait that beat).
+    fn touch_at(&self, now: u64) {
+        if now > self.load(LAST_BEAT_NS) {
+            self.store(LAST_BEAT_NS, now);
+        }
     }
 
     pub fn set_pid(&self, pid: u32) {
         self.store(PID, u64::from(pid));
     }
 
+    /// Worker side (the only writer of this word: a load and a store, not
+    /// a locked add).
     pub fn add_done(&self, n: u64) {
         if let Some(w) = self.words.get(TASKS_DONE) {
-            w.fetch_add(n, Ordering::Release);
+            w.store(w.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
         }
     }
 
@@ -267,6 +285,24 @@ mod tests {
         }
         words[LAST_BEAT_NS].store(1, Ordering::Release);
         assert!(matches!(judged(&words, true), Verdict::Silent(_)));
+    }
+
+    #[test]
+    fn a_beat_dated_before_the_last_does_not_move_it_back() {
+        // A worker dates a beat with the clock it read before a wait in
+        // which it beat: the later time stays.
+        let words = slot();
+        let hb = Heartbeat::new(&words);
+        hb.beat_at(WorkerState::Idle, None, 2_000);
+        hb.beat_at(WorkerState::Busy, Some(5), 1_000);
+        let claim = hb.read();
+        assert_eq!(claim.last_beat_ns, 2_000);
+        assert_eq!(claim.current, 6);
+        hb.beat_at(WorkerState::Idle, None, 3_000);
+        assert_eq!(hb.read().last_beat_ns, 3_000);
+        hb.add_done(2);
+        hb.add_done(3);
+        assert_eq!(hb.read().tasks_done, 5);
     }
 
     #[test]

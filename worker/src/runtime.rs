@@ -115,6 +115,8 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
     let mut held: VecDeque<Task> = VecDeque::new();
     let mut results: Vec<TaskResult> = Vec::new();
     let mut last_report = monotonic_ns();
+    // The coarse clock, read once a task (and after each wait).
+    let mut clock = last_report;
     let mut since_look = 0u32;
     let mut stop_when_idle = false;
     let mut tasks_run = 0u64;
@@ -141,11 +143,15 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         while look || held.is_empty() {
             let idle = held.is_empty() && results.is_empty() && !stop_when_idle;
             let wait = if idle { IDLE_BEAT } else { Duration::ZERO };
-            let message = match link.receive(wait) {
+            let received = link.receive(wait);
+            if !wait.is_zero() {
+                clock = monotonic_ns();
+            }
+            let message = match received {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     if idle {
-                        link.heartbeat().beat(WorkerState::Idle, None);
+                        link.heartbeat().beat_at(WorkerState::Idle, None, clock);
                     }
                     break;
                 }
@@ -171,8 +177,9 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         };
 
         let task_id = task.id;
-        link.heartbeat().beat(WorkerState::Busy, Some(task.id));
-        let started = monotonic_ns();
+        link.heartbeat()
+            .beat_at(WorkerState::Busy, Some(task.id), clock);
+        let started = clock;
         let mut ctx = TaskContext {
             id: task.id,
             attempt: task.attempt,
@@ -211,8 +218,9 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         });
         // Idle before the result can reach the supervisor: once it has
         // counted the task, the slot never claims it again.
-        link.heartbeat().beat(WorkerState::Idle, None);
-        let now = monotonic_ns();
+        clock = monotonic_ns();
+        link.heartbeat().beat_at(WorkerState::Idle, None, clock);
+        let now = clock;
         let every = REPORT_EVERY.as_nanos() as u64;
         let long_task = now.saturating_sub(started) >= every;
         // A batch past a quarter of the ring goes now, so rings never fill
