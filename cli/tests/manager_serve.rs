@@ -311,7 +311,7 @@ fn an_idle_client_is_dropped_and_its_proxy_reconnects() {
     assert_eq!(d.get(&"a".into()).unwrap(), Some(1));
     // A lock holder is never dropped for being idle.
     let lock = m.open::<outlast_ipc::manager::Lock>("held").unwrap();
-    lock.acquire().unwrap();
+    let held = lock.acquire().unwrap();
     let before = server.log.lock().unwrap().len();
     std::thread::sleep(Duration::from_millis(2500));
     let idle_drops = server.log.lock().unwrap()[before..]
@@ -319,7 +319,7 @@ fn an_idle_client_is_dropped_and_its_proxy_reconnects() {
         .filter(|l| l.contains("idle for"))
         .count();
     assert_eq!(idle_drops, 0, "a lock holder was dropped as idle");
-    lock.release().unwrap();
+    held.release().unwrap();
 }
 
 /// Past `--max-clients`, the client silent longest that holds nothing
@@ -342,7 +342,7 @@ fn past_the_client_limit_the_idlest_makes_room_and_a_busy_server_refuses() {
     // This thread's client comes back (making room again) and holds a lock:
     // now nobody can be let go for a newcomer.
     let lock = first.open::<outlast_ipc::manager::Lock>("busy").unwrap();
-    lock.acquire().unwrap();
+    let _held = lock.acquire().unwrap();
     assert!(matches!(
         connect().join().unwrap(),
         Err(ManagerError::Auth(_))

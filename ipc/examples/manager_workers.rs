@@ -15,14 +15,15 @@ type Shared = (Namespace, List<String>, Dict<String, f64>, Lock);
 fn worker((ns, names, times, lock): Shared) -> Result<(), String> {
     let name = outlast_ipc::current_process().name;
     let e = |e: outlast_ipc::manager::ManagerError| e.to_string();
-    lock.acquire().map_err(e)?;
+    // Held until `held` is dropped (Python's `with lock:`).
+    let held = lock.acquire().map_err(e)?;
     ns.fetch_add("count", 1).map_err(e)?;
     names.append(&name).map_err(e)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     times.set(&name, &now).map_err(e)?;
-    lock.release().map_err(e)?;
+    held.release().map_err(e)?;
     Ok(())
 }
 

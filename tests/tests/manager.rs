@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use outlast_ipc::manager::{Acquired, Dict, Lock, Manager, ManagerError, Namespace};
+use outlast_ipc::manager::{Dict, Lock, Manager, ManagerError, Namespace};
 use outlast_ipc::{Process, StartMethod};
 
 fn main() {
@@ -19,6 +19,7 @@ fn main() {
         garbage_at_the_socket_leaves_the_manager_serving,
         four_processes_under_a_manager_lock_get_and_set_exactly,
         a_holder_killed_with_the_lock_frees_it_and_the_next_is_told,
+        a_guard_released_by_a_panic_frees_the_lock_cleanly,
         lock_timeouts_and_reentrance,
         a_list_proxy_has_pythons_list_methods,
         a_batch_is_one_round_trip_of_many_operations,
@@ -173,13 +174,12 @@ fn garbage_at_the_socket_leaves_the_manager_serving() {
 
 fn locked_increments((ns, lock): (Namespace, Lock)) -> Result<(), String> {
     for _ in 0..2_500 {
-        lock.acquire().map_err(|e| e.to_string())?;
+        let _held = lock.acquire().map_err(|e| e.to_string())?;
         let n = ns
             .get::<i64>("count")
             .map_err(|e| e.to_string())?
             .unwrap_or(0);
         ns.set("count", &(n + 1)).map_err(|e| e.to_string())?;
-        lock.release().map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -202,10 +202,12 @@ fn four_processes_under_a_manager_lock_get_and_set_exactly() {
 
 /// Takes the lock, says so, and waits to be killed.
 fn hold_forever((lock, ns): (Lock, Namespace)) {
-    if lock.acquire().is_ok() {
+    let held = lock.acquire();
+    if held.is_ok() {
         let _ = ns.set("held", &true);
     }
     std::thread::sleep(Duration::from_secs(3600));
+    drop(held);
 }
 
 /// A child that holds `lock` (and sleeps), once it does.
@@ -225,30 +227,42 @@ fn a_holder_killed_with_the_lock_frees_it_and_the_next_is_told() {
     let manager = Manager::start().unwrap();
     let lock = manager.lock().unwrap();
     let mut holder = holding(&manager, &lock);
-    assert_eq!(lock.try_acquire().unwrap(), None, "held by the other");
+    assert!(lock.try_acquire().unwrap().is_none(), "held by the other");
     holder.kill().unwrap();
     let _ = holder.join();
-    assert_eq!(
-        lock.acquire_timeout(Duration::from_secs(30)).unwrap(),
-        Some(Acquired {
-            previous_owner_died: true
-        })
-    );
-    lock.release().unwrap();
+    let held = lock.acquire_timeout(Duration::from_secs(30)).unwrap();
+    assert!(held.expect("freed").previous_owner_died());
     // Told once: the next holder took it from a live one.
-    assert_eq!(
-        lock.acquire().unwrap(),
-        Acquired {
-            previous_owner_died: false
-        }
-    );
+    assert!(!lock.acquire().unwrap().previous_owner_died());
+}
+
+/// Takes the lock and panics while holding its guard.
+fn panic_holding((lock, ns): (Lock, Namespace)) {
+    let _held = lock.acquire().expect("the lock");
+    let _ = ns.set("held", &true);
+    panic!("a task that fails while it holds a manager lock");
+}
+
+/// A guard dropped as its thread unwinds releases the lock before the
+/// process ends: the next taker is not told of a death (nobody died
+/// holding it), and nothing waits for the server to see the exit.
+fn a_guard_released_by_a_panic_frees_the_lock_cleanly() {
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let ns = manager.namespace().unwrap();
+    let mut child = Process::new(panic_holding, (lock.clone(), ns.clone()));
+    child.start().unwrap();
+    assert!(child.join().is_err(), "the child panicked");
+    assert_eq!(ns.get::<bool>("held").unwrap(), Some(true));
+    let held = lock.acquire_timeout(Duration::from_secs(30)).unwrap();
+    assert!(!held.expect("released").previous_owner_died());
 }
 
 fn hold_then_wait((lock, ns): (Lock, Namespace)) -> Option<bool> {
-    lock.acquire().ok()?;
+    let held = lock.acquire().ok()?;
     ns.set("held", &true).ok()?;
     std::thread::sleep(Duration::from_millis(300));
-    lock.release().ok()?;
+    held.release().ok()?;
     Some(true)
 }
 
@@ -262,28 +276,30 @@ fn lock_timeouts_and_reentrance() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // Busy: a short wait gives up by its deadline...
-    assert_eq!(
-        lock.acquire_timeout(Duration::from_millis(20)).unwrap(),
-        None
-    );
-    // ...a long one gets it once the other releases.
     assert!(lock
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(Duration::from_millis(20))
         .unwrap()
-        .is_some());
+        .is_none());
+    // ...a long one gets it once the other releases.
+    let held = lock.acquire_timeout(Duration::from_secs(30)).unwrap();
+    assert!(held.is_some());
     assert_eq!(other.join().unwrap(), Some(true));
     // A plain lock is not reentrant: a second take by its holder times out.
-    assert_eq!(lock.try_acquire().unwrap(), None);
-    lock.release().unwrap();
+    assert!(lock.try_acquire().unwrap().is_none());
+    drop(held);
     assert!(
         matches!(lock.release(), Err(ManagerError::Server(_))),
         "not held"
     );
+    // Python's style: kept past the guard, released by the proxy.
+    lock.acquire().unwrap().keep();
+    assert!(lock.try_acquire().unwrap().is_none());
+    lock.release().unwrap();
     let rlock = manager.rlock().unwrap();
-    rlock.acquire().unwrap();
-    rlock.acquire().unwrap();
-    rlock.release().unwrap();
-    rlock.release().unwrap();
+    let outer = rlock.acquire().unwrap();
+    let inner = rlock.acquire().unwrap();
+    inner.release().unwrap();
+    outer.release().unwrap();
     assert!(rlock.release().is_err());
 }
 
@@ -457,13 +473,7 @@ fn a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout() {
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     // A waiter: the lock comes to it, told that its holder "died".
     let got = lock.acquire_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(
-        got,
-        Some(Acquired {
-            previous_owner_died: true
-        })
-    );
-    lock.release().unwrap();
+    assert!(got.expect("handed on").previous_owner_died());
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
     holder.kill().unwrap();

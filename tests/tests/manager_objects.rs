@@ -17,7 +17,8 @@ fn main() {
     outlast_ipc::init();
     tests::harness::run(tests::cases![
         a_semaphore_of_two_lets_at_most_two_in,
-        a_semaphore_unit_held_by_a_killed_process_comes_back,
+        an_owned_semaphore_unit_held_by_a_killed_process_comes_back,
+        a_semaphore_counts_across_processes_as_pythons,
         a_bounded_semaphore_refuses_a_release_too_many,
         a_condition_wakes_its_waiter_and_times_out_without_notify,
         a_condition_holder_killed_frees_its_lock,
@@ -32,6 +33,8 @@ fn main() {
         a_value_and_an_array_are_shared,
         compare_and_set_from_four_processes_counts_exactly,
         update_with_setdefault_and_values,
+        a_dict_keeps_insertion_order_as_pythons,
+        iterating_a_dict_sees_a_change_by_another_process,
         a_nested_list_sees_every_process_append,
         sort_is_atomic_beside_appends,
         named_objects_are_shared_and_kinds_checked,
@@ -47,17 +50,108 @@ fn err(e: ManagerError) -> String {
     e.to_string()
 }
 
+// ---- dicts -------------------------------------------------------------------
+
+/// Insertion order, `popitem` and a change during iteration, each as
+/// Python's `SyncManager().dict()` gives them (python3 3.11 says:
+/// ['b', 'a', 'c']; ['a', 'c', 'b'] with ('a', 2), ('c', 1), ('b', 3);
+/// popitem ('b', 3); RuntimeError on a key added while iterating, none on
+/// a value set again; KeyError from popitem on an empty dict).
+fn a_dict_keeps_insertion_order_as_pythons() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, i64>().unwrap();
+    for k in ["b", "a", "c"] {
+        d.set(&k.into(), &1).unwrap();
+    }
+    d.set(&"a".into(), &2).unwrap();
+    assert_eq!(
+        d.keys().unwrap(),
+        ["b", "a", "c"],
+        "a value set again keeps its place"
+    );
+    d.pop(&"b".into()).unwrap();
+    d.set(&"b".into(), &3).unwrap();
+    assert_eq!(
+        d.keys().unwrap(),
+        ["a", "c", "b"],
+        "removed and set again goes last"
+    );
+    assert_eq!(
+        d.items().unwrap(),
+        [("a".into(), 2), ("c".into(), 1), ("b".into(), 3)]
+    );
+    assert_eq!(d.values().unwrap(), [2, 1, 3]);
+    assert_eq!(d.popitem().unwrap(), Some(("b".into(), 3)));
+    assert_eq!(d.keys().unwrap(), ["a", "c"]);
+    // A value set again while iterating is no change of size...
+    let mut seen = Vec::new();
+    for k in d.iter() {
+        let k = k.unwrap();
+        d.set(&"a".into(), &5).unwrap();
+        seen.push(k);
+    }
+    assert_eq!(seen, ["a", "c"]);
+    // ...a key added is.
+    let mut keys = d.iter();
+    assert_eq!(keys.next().unwrap().unwrap(), "a");
+    d.set(&"new".into(), &0).unwrap();
+    // The first page was fetched whole; the change shows at the next page.
+    let rest: Vec<_> = keys.collect();
+    assert!(
+        matches!(rest.last(), Some(Err(ManagerError::ChangedDuringIteration))),
+        "{rest:?}"
+    );
+    let empty = manager.dict::<String, i64>().unwrap();
+    assert_eq!(empty.popitem().unwrap(), None);
+    // Many pages, in order, keys and items alike.
+    let big = manager.dict::<u32, u32>().unwrap();
+    let order: Vec<u32> = (0..5_000u32).map(|i| (i * 7_919) % 5_000).collect();
+    big.update(order.iter().map(|k| (k, k))).unwrap();
+    let keys: Vec<u32> = big.iter().map(Result::unwrap).collect();
+    assert_eq!(keys, order);
+    let items: Vec<(u32, u32)> = big.iter_items().map(Result::unwrap).collect();
+    assert_eq!(items.len(), 5_000);
+    assert!(items.iter().zip(&order).all(|((k, v), o)| k == o && v == o));
+}
+
+/// Adds one key to the dict it is given.
+fn add_a_key(d: Dict<u32, u32>) -> Result<(), String> {
+    d.set(&1_000_000, &0).map_err(err)
+}
+
+/// A key added by another process between two pages ends the iteration
+/// with `ChangedDuringIteration`; a new iteration sees the key.
+fn iterating_a_dict_sees_a_change_by_another_process() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u32, u32>().unwrap();
+    let keys: Vec<u32> = (0..3_000).collect();
+    d.update(keys.iter().map(|k| (k, k))).unwrap();
+    let mut it = d.iter();
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    let mut child = Process::new(add_a_key, d.clone());
+    child.start().unwrap();
+    assert_eq!(child.join().unwrap(), Ok(()));
+    let rest: Vec<_> = it.collect();
+    let taken = rest.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(taken, 1_023, "the rest of the first page, then the change");
+    assert!(matches!(
+        rest.last(),
+        Some(Err(ManagerError::ChangedDuringIteration))
+    ));
+    assert_eq!(d.iter().count(), 3_001);
+}
+
 // ---- semaphores -------------------------------------------------------------
 
 /// Holds the semaphore a moment, counting who is inside at once.
 fn inside((sem, ns): (Semaphore, Namespace)) -> Result<(), String> {
     for _ in 0..20 {
-        sem.acquire().map_err(err)?;
+        let held = sem.acquire().map_err(err)?;
         let now = ns.fetch_add("inside", 1).map_err(err)?;
         ns.update_with("most", Update::Max(now)).map_err(err)?;
         std::thread::sleep(Duration::from_millis(1));
         ns.fetch_add("inside", -1).map_err(err)?;
-        sem.release().map_err(err)?;
+        held.release().map_err(err)?;
     }
     Ok(())
 }
@@ -76,36 +170,91 @@ fn a_semaphore_of_two_lets_at_most_two_in() {
 }
 
 fn take_and_hang((sem, ready): (Semaphore, Event)) {
-    if sem.acquire().is_ok() && ready.set().is_ok() {
+    let held = sem.acquire();
+    if held.is_ok() && ready.set().is_ok() {
         std::thread::sleep(Duration::from_secs(600));
     }
 }
 
-fn a_semaphore_unit_held_by_a_killed_process_comes_back() {
+/// An owned semaphore (not Python's): the unit a killed process held
+/// comes back, and the next taker is told.
+fn an_owned_semaphore_unit_held_by_a_killed_process_comes_back() {
     let manager = Manager::start().unwrap();
-    let sem = manager.semaphore(1).unwrap();
+    let sem = manager.owned_semaphore(1).unwrap();
     let ready = manager.event().unwrap();
     let mut child = Process::new(take_and_hang, (sem.clone(), ready.clone()));
     child.start().unwrap();
     assert!(ready.wait_timeout(PATIENCE).unwrap());
-    assert_eq!(sem.try_acquire().unwrap(), None);
+    assert!(sem.try_acquire().unwrap().is_none());
     child.kill().unwrap();
     child.join_timeout(PATIENCE).ok();
     let taken = sem
         .acquire_timeout(PATIENCE)
         .unwrap()
         .expect("the unit came back");
-    assert!(taken.previous_owner_died);
-    sem.release().unwrap();
+    assert!(taken.previous_owner_died());
+}
+
+/// Takes one unit and keeps it past its guard: a consumer counting what
+/// it took, as with Python's `sem.acquire()` and no `release()`.
+fn take_one_and_exit(sem: Semaphore) -> Result<(), String> {
+    sem.acquire().map_err(err)?.keep();
+    Ok(())
+}
+
+fn release_one(sem: Semaphore) -> Result<(), String> {
+    sem.release().map_err(err)
+}
+
+fn take_one_and_hang((sem, ready): (Semaphore, Event)) {
+    if let Ok(held) = sem.acquire() {
+        held.keep();
+        if ready.set().is_ok() {
+            std::thread::sleep(Duration::from_secs(600));
+        }
+    }
+}
+
+/// Python's semaphore is a count with no owner: a unit taken by a process
+/// that then exits stays taken; another process releases it; a unit taken
+/// by a killed process stays taken too. Each count as Python's
+/// `SyncManager().Semaphore(2)` gives: 2, 1, 2, 1.
+fn a_semaphore_counts_across_processes_as_pythons() {
+    let manager = Manager::start().unwrap();
+    let sem = manager.semaphore(2).unwrap();
+    assert_eq!(sem.value().unwrap(), 2);
+    let mut taker = Process::new(take_one_and_exit, sem.clone());
+    taker.start().unwrap();
+    assert_eq!(taker.join().unwrap(), Ok(()));
+    assert_eq!(
+        sem.value().unwrap(),
+        1,
+        "the taker's exit gave nothing back"
+    );
+    let mut releaser = Process::new(release_one, sem.clone());
+    releaser.start().unwrap();
+    assert_eq!(releaser.join().unwrap(), Ok(()));
+    assert_eq!(sem.value().unwrap(), 2, "another process released it");
+    let ready = manager.event().unwrap();
+    let mut killed = Process::new(take_one_and_hang, (sem.clone(), ready.clone()));
+    killed.start().unwrap();
+    assert!(ready.wait_timeout(PATIENCE).unwrap());
+    killed.kill().unwrap();
+    killed.join_timeout(PATIENCE).ok();
+    // Its connection is closed once the server has seen the death; the
+    // count does not move either way.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(sem.value().unwrap(), 1, "a killed taker's unit stays taken");
 }
 
 fn a_bounded_semaphore_refuses_a_release_too_many() {
     let manager = Manager::start().unwrap();
     let sem = manager.bounded_semaphore(1).unwrap();
     assert!(matches!(sem.release(), Err(ManagerError::Server(_))));
-    assert!(sem.try_acquire().unwrap().is_some());
-    assert_eq!(sem.try_acquire().unwrap(), None);
-    sem.release().unwrap();
+    let held = sem.try_acquire().unwrap();
+    assert!(held.is_some());
+    assert!(sem.try_acquire().unwrap().is_none());
+    drop(held);
     assert!(matches!(sem.release(), Err(ManagerError::Server(_))));
     // An unbounded one just grows.
     let open = manager.semaphore(0).unwrap();
@@ -117,13 +266,13 @@ fn a_bounded_semaphore_refuses_a_release_too_many() {
 
 /// Waits under the condition until the namespace's `ready` is set.
 fn wait_ready((cond, ns): (Condition, Namespace)) -> Result<i64, String> {
-    cond.acquire().map_err(err)?;
+    let held = cond.acquire().map_err(err)?;
     let ready = || ns.get::<i64>("ready").ok().flatten().is_some();
     if !cond.wait_for(ready, Some(PATIENCE)).map_err(err)? {
         return Err("never ready".into());
     }
     let value = ns.get::<i64>("ready").map_err(err)?.unwrap_or(-1);
-    cond.release().map_err(err)?;
+    held.release().map_err(err)?;
     Ok(value)
 }
 
@@ -138,19 +287,20 @@ fn a_condition_wakes_its_waiter_and_times_out_without_notify() {
         c.start().unwrap();
     }
     std::thread::sleep(Duration::from_millis(50));
-    cond.acquire().unwrap();
-    ns.set("ready", &7i64).unwrap();
-    cond.notify_all().unwrap();
-    cond.release().unwrap();
+    {
+        let _held = cond.acquire().unwrap();
+        ns.set("ready", &7i64).unwrap();
+        cond.notify_all().unwrap();
+    }
     for c in &mut children {
         assert_eq!(c.join().unwrap(), Ok(7));
     }
     // No notify: false, with the lock held again (reentrant: twice).
-    cond.acquire().unwrap();
-    cond.acquire().unwrap();
+    let outer = cond.acquire().unwrap();
+    let inner = cond.acquire().unwrap();
     assert!(!cond.wait_timeout(Duration::from_millis(30)).unwrap());
-    cond.release().unwrap();
-    cond.release().unwrap();
+    inner.release().unwrap();
+    outer.release().unwrap();
     assert!(matches!(cond.release(), Err(ManagerError::Server(_))));
     // Waiting or notifying without the lock is an error, as in Python.
     assert!(matches!(cond.notify(1), Err(ManagerError::Server(_))));
@@ -161,7 +311,8 @@ fn a_condition_wakes_its_waiter_and_times_out_without_notify() {
 }
 
 fn hold_condition((cond, ready): (Condition, Event)) {
-    if cond.acquire().is_ok() && ready.set().is_ok() {
+    let held = cond.acquire();
+    if held.is_ok() && ready.set().is_ok() {
         std::thread::sleep(Duration::from_secs(600));
     }
 }
@@ -173,10 +324,10 @@ fn a_condition_holder_killed_frees_its_lock() {
     let mut child = Process::new(hold_condition, (cond.clone(), ready.clone()));
     child.start().unwrap();
     assert!(ready.wait_timeout(PATIENCE).unwrap());
-    assert_eq!(cond.try_acquire().unwrap(), None);
+    assert!(cond.try_acquire().unwrap().is_none());
     child.kill().unwrap();
     let taken = cond.acquire_timeout(PATIENCE).unwrap().expect("freed");
-    assert!(taken.previous_owner_died);
+    assert!(taken.previous_owner_died());
 }
 
 fn wait_event(event: Event) -> Result<bool, String> {
@@ -528,29 +679,26 @@ fn named_objects_are_shared_and_kinds_checked() {
     assert_eq!(b.get().unwrap(), "one");
     assert!(matches!(
         manager.open::<Dict<String, u8>>("jobs"),
-        Err(ManagerError::Server(_))
+        Err(ManagerError::WrongKind(_))
     ));
-    let sem = manager
-        .open_as::<Semaphore>(
-            "slots",
-            outlast_ipc::manager::Kind::Semaphore {
-                value: 3,
-                bounded: true,
-            },
-        )
-        .unwrap();
+    let slots = |value| outlast_ipc::manager::Kind::Semaphore {
+        value,
+        bounded: true,
+        owned: false,
+    };
+    let sem = manager.open_as::<Semaphore>("slots", slots(3)).unwrap();
     assert_eq!(sem.value().unwrap(), 3);
-    // The name keeps the object it was made with, not a later kind's size.
-    let again = manager
-        .open_as::<Semaphore>(
-            "slots",
-            outlast_ipc::manager::Kind::Semaphore {
-                value: 9,
-                bounded: true,
-            },
-        )
-        .unwrap();
-    assert_eq!(again.value().unwrap(), 3);
+    // Opened exactly with another size: an error, not the first one
+    // silently; with the same parameters, or by name alone, the same one.
+    match manager.open_as::<Semaphore>("slots", slots(9)) {
+        Err(ManagerError::WrongKind(why)) => assert!(why.contains("slots"), "{why}"),
+        other => panic!("another size gave {:?}", other.map(|_| ())),
+    }
+    sem.acquire().unwrap().keep();
+    let same = manager.open_as::<Semaphore>("slots", slots(3)).unwrap();
+    assert_eq!(same.value().unwrap(), 2);
+    let by_name = manager.open::<Semaphore>("slots").unwrap();
+    assert_eq!(by_name.value().unwrap(), 2);
 }
 
 fn a_batch_refuses_an_operation_that_waits() {

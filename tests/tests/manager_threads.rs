@@ -94,10 +94,9 @@ fn calls_on_independent_objects_are_served_at_once() {
 
 fn locked_increments((ns, lock): (Namespace, Lock)) -> Result<(), String> {
     for _ in 0..1_000 {
-        lock.acquire().map_err(|e| e.to_string())?;
+        let _held = lock.acquire().map_err(|e| e.to_string())?;
         let n: i64 = ns.get("count").map_err(|e| e.to_string())?.unwrap_or(0);
         ns.set("count", &(n + 1)).map_err(|e| e.to_string())?;
-        lock.release().map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -122,7 +121,7 @@ fn four_processes_under_one_lock_across_threads_count_exactly() {
 }
 
 fn take_and_hold((lock, ns): (Lock, Namespace)) {
-    if lock.acquire().is_ok() {
+    if let Ok(_held) = lock.acquire() {
         let _ = ns.set("held", &true);
         std::thread::sleep(Duration::from_secs(60));
     }
@@ -132,7 +131,7 @@ fn wait_for_lock(lock: Lock) -> Result<bool, String> {
     let acquired = lock
         .acquire_timeout(Duration::from_secs(30))
         .map_err(|e| e.to_string())?;
-    Ok(acquired.is_some_and(|a| a.previous_owner_died))
+    Ok(acquired.is_some_and(|a| a.previous_owner_died()))
 }
 
 /// A holder is SIGKILLed while a client of another thread waits for its

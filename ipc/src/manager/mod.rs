@@ -35,10 +35,15 @@
 //! (`fetch_add`, `update_with`, `compare_and_set`), and objects nest
 //! (`dict.list_at(key)`), so the two classic Python races have a correct
 //! answer; [`Batch`] sends operations on several objects in one round
-//! trip. A manager [`Lock`], [`Semaphore`] or [`Condition`] whose holder's
-//! process dies is released, and the next holder is told
-//! ([`Acquired::previous_owner_died`]); a [`Barrier`] party that dies
-//! breaks the barrier; waits have deadlines the server keeps. When the
+//! trip. `acquire()` on a [`Lock`], [`Semaphore`] or [`Condition`]
+//! returns a guard ([`Held`]) that releases it when dropped, as Python's
+//! `with lock:`; `held.keep()` then `release()` is Python's other style.
+//! A manager [`Lock`] or [`Condition`] whose holder's process dies is
+//! released, and the next holder is told ([`Held::previous_owner_died`]);
+//! a [`Semaphore`] is a count with no owner, as Python's (an
+//! [`owned_semaphore`](Manager::owned_semaphore) gives back a dead
+//! holder's units); a [`Barrier`] party that dies breaks the barrier;
+//! waits have deadlines the server keeps. When the
 //! server dies, every call is [`ManagerError::Disconnected`] at once,
 //! never a hang.
 //!
@@ -62,8 +67,8 @@ mod server;
 
 pub use protocol::{Kind, Op, Reply, Request, Update, MAX_BATCH};
 pub use proxy::{
-    Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, Event, JoinableQueue, List,
-    Lock, Namespace, Proxy, Queue, Semaphore, Shared, Ticket, Value,
+    Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, DictItems, DictKeys, Event,
+    Held, JoinableQueue, List, Lock, Namespace, Proxy, Queue, Semaphore, Shared, Ticket, Value,
 };
 pub use register::SharedType;
 pub use server::ServeOptions;
@@ -103,6 +108,14 @@ pub enum ManagerError {
     /// A barrier broke while (or before) this party waited.
     #[error("the barrier is broken")]
     BrokenBarrier,
+    /// A name is taken by an object of another kind, or (opened with
+    /// [`Manager::open_as`]) made with other parameters.
+    #[error("{0}")]
+    WrongKind(String),
+    /// A key was added to or removed from a dict while it was iterated
+    /// (Python's "dictionary changed size during iteration").
+    #[error("the dict changed size during iteration")]
+    ChangedDuringIteration,
     #[error("cannot encode or decode a value: {0}")]
     Encode(String),
     #[error("cannot start the manager: {0}")]
@@ -315,6 +328,7 @@ impl Manager {
     fn create(&self, request: &Request) -> Result<u64, ManagerError> {
         match self.link.call(request, Some(START_TIMEOUT))? {
             Reply::Created(id) => Ok(id),
+            Reply::WrongKind(why) => Err(ManagerError::WrongKind(why)),
             other => Err(ManagerError::Protocol(format!("{other:?}"))),
         }
     }
@@ -323,14 +337,22 @@ impl Manager {
     /// queue, a one-party barrier, a semaphore of 1) if nobody made it yet:
     /// how clients of one manager share objects without passing proxies.
     pub fn open<P: Proxy>(&self, name: &str) -> Result<P, ManagerError> {
-        self.open_as(name, P::default_kind())
+        let id = self.create(&Request::Open {
+            name: name.to_string(),
+            kind: P::default_kind(),
+            exact: false,
+        })?;
+        Ok(P::made(self.target(id)))
     }
 
-    /// [`open`](Self::open), made of `kind` if it does not exist yet.
+    /// [`open`](Self::open), made of `kind` if it does not exist yet; an
+    /// existing one made with other parameters (a semaphore of another
+    /// value, a queue of another size) is [`ManagerError::WrongKind`].
     pub fn open_as<P: Proxy>(&self, name: &str, kind: Kind) -> Result<P, ManagerError> {
         let id = self.create(&Request::Open {
             name: name.to_string(),
             kind,
+            exact: true,
         })?;
         Ok(P::made(self.target(id)))
     }
@@ -368,11 +390,15 @@ impl Manager {
         self.make(Kind::RLock)
     }
 
-    /// Python's `manager.Semaphore(value)`.
+    /// Python's `manager.Semaphore(value)`: a count with no owner. A unit
+    /// taken by one process may be released by another (a producer counts
+    /// what a consumer takes), and one taken by a process that exits or
+    /// dies stays taken, as in Python.
     pub fn semaphore(&self, value: u64) -> Result<Semaphore, ManagerError> {
         self.make(Kind::Semaphore {
             value,
             bounded: false,
+            owned: false,
         })
     }
 
@@ -382,6 +408,19 @@ impl Manager {
         self.make(Kind::Semaphore {
             value,
             bounded: true,
+            owned: false,
+        })
+    }
+
+    /// A semaphore whose units are held by the connections that took them
+    /// (not in Python): the units a process holds come back when it exits
+    /// or dies, and the next taker is told (`previous_owner_died`). For a
+    /// pool of `value` resources that a killed holder must not leak.
+    pub fn owned_semaphore(&self, value: u64) -> Result<Semaphore, ManagerError> {
+        self.make(Kind::Semaphore {
+            value,
+            bounded: true,
+            owned: true,
         })
     }
 
@@ -450,6 +489,7 @@ impl Manager {
         let id = self.create(&Request::Open {
             name: name.to_string(),
             kind: Self::user_kind(state)?,
+            exact: false,
         })?;
         Ok(Shared::new(self.target(id)))
     }

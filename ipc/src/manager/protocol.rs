@@ -23,10 +23,13 @@ pub enum Kind {
     List,
     Lock,
     RLock,
-    /// A counting semaphore; `bounded`: releasing past `value` is an error.
+    /// A counting semaphore; `bounded`: releasing past `value` is an error;
+    /// `owned`: the units a client holds come back when it disconnects
+    /// (Python's semaphores have no owner: `false`).
     Semaphore {
         value: u64,
         bounded: bool,
+        owned: bool,
     },
     Event,
     /// A condition variable with its own reentrant lock.
@@ -59,9 +62,19 @@ impl Kind {
     pub fn same_kind(&self, other: &Kind) -> bool {
         match (self, other) {
             (Kind::User { type_name: a, .. }, Kind::User { type_name: b, .. }) => a == b,
-            (Kind::Semaphore { bounded: a, .. }, Kind::Semaphore { bounded: b, .. }) => a == b,
             (Kind::Queue { joinable: a, .. }, Kind::Queue { joinable: b, .. }) => a == b,
             (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+
+    /// Whether `other` is this kind made with the same parameters (initial
+    /// contents aside: a value's, an array's, a registered type's state).
+    pub fn same_parameters(&self, other: &Kind) -> bool {
+        match (self, other) {
+            (Kind::Semaphore { .. }, Kind::Semaphore { .. })
+            | (Kind::Barrier { .. }, Kind::Barrier { .. })
+            | (Kind::Queue { .. }, Kind::Queue { .. }) => self == other,
+            _ => self.same_kind(other),
         }
     }
 }
@@ -71,10 +84,13 @@ impl Kind {
 pub enum Request {
     Create(Kind),
     /// The object called `name`, made of `kind` if it does not exist yet
-    /// (how clients of a remote manager share objects).
+    /// (how clients of a remote manager share objects). An existing one
+    /// of another kind is `WrongKind`; with `exact`, so is one made with
+    /// other parameters (a semaphore's value, a queue's size).
     Open {
         name: String,
         kind: Kind,
+        exact: bool,
     },
     /// An operation on object `id`.
     On {
@@ -152,6 +168,18 @@ pub enum Op {
     /// The object kept at a key of a dict (made of `kind` if the key is
     /// free): `Created(id)`.
     NestedAt(Vec<u8>, Kind),
+    /// Python's `popitem()`: the key set last and its value, as `Items`
+    /// (none: the dict is empty).
+    PopItem,
+    /// One page of an iteration in insertion order: the keys after place
+    /// `after` (`None`: from the first), with their values if `values`,
+    /// while the dict is at `version` (`None`: the first page). `Page`, or
+    /// `Changed` if a key was added or removed since the first page.
+    Page {
+        after: Option<u64>,
+        version: Option<u64>,
+        values: bool,
+    },
 
     // ---- lists and arrays ----
     /// `append`, `extend`, `insert(i, v)`, `l[i]`, `l[i] = v`, `pop(i)`
@@ -234,6 +262,19 @@ pub enum Reply {
     Keys(Vec<Vec<u8>>),
     Items(Vec<(Vec<u8>, Vec<u8>)>),
     Versioned(u64, Vec<Vec<u8>>),
+    /// A page of an iteration: the dict's version, the place of the last
+    /// key given (`None`: no more), and the keys with their values (`None`
+    /// for a nested object, or when values were not asked for).
+    Page {
+        version: u64,
+        last: Option<u64>,
+        items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    },
+    /// The dict changed size since the iteration began.
+    Changed,
+    /// The name is taken by an object of another kind (or, opened exactly,
+    /// made with other parameters).
+    WrongKind(String),
     Done,
     Batch(#[serde(deserialize_with = "flat_batch")] Vec<Reply>),
     /// A lock is the caller's; `owner_died`: its last holder's process died

@@ -3,12 +3,15 @@
 //! objects nested at a key (`list_at`, `dict_at`), whose changes everyone
 //! sees (the answer to `d['k'].append(x)` changing a copy).
 
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::super::protocol::{Kind, Op, Reply, Update};
 use super::super::ManagerError;
-use super::{decode, encode, expect_done, expect_value, proxy, unexpected, List, Made};
+use super::{decode, encode, expect_done, expect_value, proxy, unexpected, List, Made, Target};
 
 proxy! {
     /// Python's `manager.Namespace()`: named fields of any serde type, and
@@ -43,8 +46,11 @@ impl Namespace {
 }
 
 proxy! {
-    /// Python's `manager.dict()`, typed: keys `K`, values `V`. Keys are
-    /// compared, and ordered, as their encoded bytes.
+    /// Python's `manager.dict()`, typed: keys `K`, values `V`, kept in
+    /// insertion order as Python's dicts (a key set again keeps its place;
+    /// removed and set again, it goes last). Keys are compared as their
+    /// encoded bytes: `1.0` and `1.00` are one key, but `0.0` and `-0.0`,
+    /// equal in Python, are two, and each `NaN` with the same bits is one.
     Dict [K, V] = Kind::Dict
 }
 
@@ -87,17 +93,50 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         self.len().map(|n| n == 0)
     }
 
-    /// `d.keys()`, in the order of their encoded bytes.
+    /// `list(d.keys())`, in insertion order, in one round trip.
     pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
         self.target.list(Op::Keys)
     }
 
-    /// `d.values()`, in the order of their keys (nested objects are not values).
+    /// `list(d.values())`, in insertion order (nested objects are not values).
     pub fn values(&self) -> Result<Vec<V>, ManagerError> {
         self.target.list(Op::Values)
     }
 
-    /// `d.items()`, in the order of their keys (nested objects are left out).
+    /// `d.popitem()`: the key set last and its value, removed (`None`: the
+    /// dict is empty, where Python raises `KeyError`).
+    pub fn popitem(&self) -> Result<Option<(K, V)>, ManagerError> {
+        match self.target.call(Op::PopItem)? {
+            Reply::Items(items) => match items.first() {
+                Some((k, v)) => Ok(Some((decode(k)?, decode(v)?))),
+                None => Ok(None),
+            },
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `for key in d`: the keys in insertion order, fetched a page (up to
+    /// 1,024 keys) at a time. A key added or removed meanwhile, by anyone,
+    /// ends it with [`ManagerError::ChangedDuringIteration`], as Python's
+    /// "dictionary changed size during iteration"; a value set again does
+    /// not.
+    pub fn iter(&self) -> DictKeys<'_, K> {
+        DictKeys {
+            pages: Pages::new(&self.target, false),
+            kind: PhantomData,
+        }
+    }
+
+    /// `for key, value in d.items()`, a page at a time, as [`iter`](Self::iter)
+    /// (nested objects are left out).
+    pub fn iter_items(&self) -> DictItems<'_, K, V> {
+        DictItems {
+            pages: Pages::new(&self.target, true),
+            kind: PhantomData,
+        }
+    }
+
+    /// `list(d.items())`, in insertion order (nested objects are left out).
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
         match self.target.call(Op::Items)? {
             Reply::Items(items) => items
@@ -187,6 +226,111 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// The dict kept at `key` (made empty if the key is free).
     pub fn dict_at<K2, V2>(&self, key: &K) -> Result<Dict<K2, V2>, ManagerError> {
         Ok(Dict::made(self.target.nested(encode(key)?, Kind::Dict)?))
+    }
+}
+
+/// An encoded key, and its encoded value (`None`: a nested object, or
+/// values not asked for).
+type RawItem = (Vec<u8>, Option<Vec<u8>>);
+
+/// A dict's pages, fetched as an iteration needs them.
+struct Pages<'a> {
+    target: &'a Target,
+    values: bool,
+    /// The dict's version when the first page came.
+    version: Option<u64>,
+    /// The place of the last key fetched.
+    after: Option<u64>,
+    ready: VecDeque<RawItem>,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    fn new(target: &'a Target, values: bool) -> Self {
+        Pages {
+            target,
+            values,
+            version: None,
+            after: None,
+            ready: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The next key (and value), fetching a page when none is left.
+    fn next_raw(&mut self) -> Option<Result<RawItem, ManagerError>> {
+        while self.ready.is_empty() {
+            if self.done {
+                return None;
+            }
+            let op = Op::Page {
+                after: self.after,
+                version: self.version,
+                values: self.values,
+            };
+            match self.target.call(op) {
+                Ok(Reply::Page {
+                    version,
+                    last,
+                    items,
+                }) => {
+                    self.version = Some(version);
+                    match last {
+                        Some(place) => self.after = Some(place),
+                        None => self.done = true,
+                    }
+                    self.ready.extend(items);
+                }
+                Ok(Reply::Changed) => {
+                    self.done = true;
+                    return Some(Err(ManagerError::ChangedDuringIteration));
+                }
+                Ok(other) => {
+                    self.done = true;
+                    return Some(Err(unexpected(other)));
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.ready.pop_front().map(Ok)
+    }
+}
+
+/// A dict's keys, in insertion order ([`Dict::iter`]).
+pub struct DictKeys<'a, K> {
+    pages: Pages<'a>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K: DeserializeOwned> Iterator for DictKeys<'_, K> {
+    type Item = Result<K, ManagerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.pages.next_raw()?.and_then(|(k, _)| decode(&k)))
+    }
+}
+
+/// A dict's keys and values, in insertion order ([`Dict::iter_items`]).
+pub struct DictItems<'a, K, V> {
+    pages: Pages<'a>,
+    kind: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: DeserializeOwned, V: DeserializeOwned> Iterator for DictItems<'_, K, V> {
+    type Item = Result<(K, V), ManagerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.pages.next_raw()? {
+                Ok((k, Some(v))) => return Some(decode(&k).and_then(|k| Ok((k, decode(&v)?)))),
+                // A nested object: not a value.
+                Ok((_, None)) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }
 

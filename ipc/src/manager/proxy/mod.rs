@@ -12,11 +12,11 @@ mod shared;
 mod sync;
 
 pub use batch::{Batch, BatchReplies, Ticket};
-pub use dict::{Dict, Namespace, Value};
+pub use dict::{Dict, DictItems, DictKeys, Namespace, Value};
 pub use list::{Array, List};
 pub use queue::{JoinableQueue, Queue};
 pub use shared::Shared;
-pub use sync::{Acquired, Barrier, Condition, Event, Lock, Semaphore};
+pub use sync::{Acquired, Barrier, Condition, Event, Held, Lock, Semaphore};
 
 use std::time::Duration;
 

@@ -10,7 +10,8 @@ use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{expect_done, proxy, unexpected, wait_ms, Target};
 
-/// A manager lock or semaphore was taken.
+/// A manager lock or semaphore was taken (a condition's `wait` took its
+/// lock back).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Acquired {
     /// Its previous holder's process died holding it: what it guarded may
@@ -18,21 +19,72 @@ pub struct Acquired {
     pub previous_owner_died: bool,
 }
 
+/// A manager lock, semaphore unit or condition's lock, held until this
+/// guard is dropped (Python's `with lock:`), or [`release`](Held::release)d
+/// with its error, or [`keep`](Held::keep)-t for a `release()` later.
+///
+/// A guard dropped while its thread unwinds releases too; a process that
+/// dies holding one gives it back through the server, which sees its
+/// connection close, and the next taker is told (`previous_owner_died`).
+#[must_use = "the manager lock is released as soon as this guard is dropped"]
+#[derive(Debug)]
+pub struct Held<'a> {
+    target: &'a Target,
+    previous_owner_died: bool,
+    /// Still to release when dropped.
+    held: bool,
+}
+
+impl Held<'_> {
+    /// Its previous holder's process died holding it: what it guarded may
+    /// be half-updated.
+    pub fn previous_owner_died(&self) -> bool {
+        self.previous_owner_died
+    }
+
+    /// Releases it now, with the manager's answer (a drop releases too, but
+    /// cannot say that the manager was gone).
+    pub fn release(mut self) -> Result<(), ManagerError> {
+        self.held = false;
+        self.target.done(Op::Release)
+    }
+
+    /// Keeps it held past this guard, Python's way: the proxy's `release()`
+    /// gives it back (or the holder's death).
+    pub fn keep(mut self) -> Acquired {
+        self.held = false;
+        Acquired {
+            previous_owner_died: self.previous_owner_died,
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            // A manager that is gone holds nothing any more.
+            let _ = self.target.done(Op::Release);
+        }
+    }
+}
+
 /// `acquire` in its three forms, for locks, semaphores and conditions.
-fn take(target: &Target, wait: Option<Duration>) -> Result<Option<Acquired>, ManagerError> {
+fn take(target: &Target, wait: Option<Duration>) -> Result<Option<Held<'_>>, ManagerError> {
     let op = Op::Acquire {
         wait_ms: wait_ms(wait),
     };
     match target.call_waiting(op, wait)? {
-        Reply::Acquired { owner_died } => Ok(Some(Acquired {
+        Reply::Acquired { owner_died } => Ok(Some(Held {
+            target,
             previous_owner_died: owner_died,
+            held: true,
         })),
         Reply::Bool(false) => Ok(None),
         other => Err(unexpected(other)),
     }
 }
 
-fn forever(taken: Option<Acquired>) -> Result<Acquired, ManagerError> {
+fn forever(taken: Option<Held<'_>>) -> Result<Held<'_>, ManagerError> {
     taken.ok_or(ManagerError::Protocol("a wait without end ended".into()))
 }
 
@@ -40,13 +92,14 @@ fn forever(taken: Option<Acquired>) -> Result<Acquired, ManagerError> {
 macro_rules! acquire_release {
     ($name:ident) => {
         impl $name {
-            /// Waits for it as long as the manager lives.
-            pub fn acquire(&self) -> Result<Acquired, ManagerError> {
+            /// Waits for it as long as the manager lives; held until the
+            /// guard is dropped.
+            pub fn acquire(&self) -> Result<Held<'_>, ManagerError> {
                 forever(take(&self.target, None)?)
             }
 
             /// Takes it if it is free now.
-            pub fn try_acquire(&self) -> Result<Option<Acquired>, ManagerError> {
+            pub fn try_acquire(&self) -> Result<Option<Held<'_>>, ManagerError> {
                 take(&self.target, Some(Duration::ZERO))
             }
 
@@ -54,11 +107,11 @@ macro_rules! acquire_release {
             pub fn acquire_timeout(
                 &self,
                 timeout: Duration,
-            ) -> Result<Option<Acquired>, ManagerError> {
+            ) -> Result<Option<Held<'_>>, ManagerError> {
                 take(&self.target, Some(timeout))
             }
 
-            /// Gives it back.
+            /// Gives back what [`Held::keep`] kept (Python's `release()`).
             pub fn release(&self) -> Result<(), ManagerError> {
                 self.target.done(Op::Release)
             }
@@ -76,7 +129,7 @@ acquire_release!(Lock);
 proxy! {
     /// Python's `manager.Semaphore(n)` (or `BoundedSemaphore(n)`, whose
     /// release past `n` is an error).
-    Semaphore [] = Kind::Semaphore { value: 1, bounded: false }
+    Semaphore [] = Kind::Semaphore { value: 1, bounded: false, owned: false }
 }
 acquire_release!(Semaphore);
 

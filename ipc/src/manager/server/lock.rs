@@ -1,6 +1,8 @@
-//! Locks, reentrant locks and semaphores on the server. Each remembers who
-//! holds it, so a holder whose connection closes (its process died) gives
-//! it back, and the next taker is told the previous holder died.
+//! Locks, reentrant locks and semaphores on the server. A lock remembers
+//! who holds it, so a holder whose connection closes (its process died)
+//! gives it back, and the next taker is told the previous holder died. A
+//! semaphore is a count with no owner, as Python's, unless it is made
+//! owned: then it remembers who holds its units, as a lock does.
 
 use std::collections::HashMap;
 
@@ -88,21 +90,24 @@ impl LockCore {
     }
 }
 
-/// A counting semaphore, with who holds how many of its units.
+/// A counting semaphore; an owned one also keeps who holds how many of
+/// its units.
 pub(super) struct Semaphore {
     value: u64,
     initial: u64,
     bounded: bool,
+    owned: bool,
     holders: HashMap<ClientId, u64>,
     owner_died: bool,
 }
 
 impl Semaphore {
-    pub fn new(value: u64, bounded: bool) -> Self {
+    pub fn new(value: u64, bounded: bool, owned: bool) -> Self {
         Semaphore {
             value,
             initial: value,
             bounded,
+            owned,
             holders: HashMap::new(),
             owner_died: false,
         }
@@ -113,7 +118,9 @@ impl Semaphore {
             Op::Acquire { wait_ms } => {
                 if self.value > 0 {
                     self.value -= 1;
-                    *self.holders.entry(client).or_default() += 1;
+                    if self.owned {
+                        *self.holders.entry(client).or_default() += 1;
+                    }
                     let owner_died = std::mem::take(&mut self.owner_died);
                     Reply::Acquired { owner_died }.into()
                 } else if *wait_ms == Some(0) {
@@ -149,7 +156,8 @@ impl Semaphore {
         }
     }
 
-    /// `client` died: the units it held come back, and the next taker is told.
+    /// `client` disconnected: the units it held of an owned semaphore come
+    /// back, and the next taker is told.
     pub fn gone(&mut self, client: ClientId) -> bool {
         let Some(held) = self.holders.remove(&client) else {
             return false;

@@ -156,7 +156,7 @@ impl State {
                 Ok(id) => Reply::Created(id),
                 Err(why) => Reply::Error(why),
             },
-            Request::Open { name, kind } => self.open(name, kind),
+            Request::Open { name, kind, exact } => self.open(name, kind, exact),
             Request::On { id, op } => return self.on(client, id, op),
             // The loop opens lanes; one asked for where none can be.
             Request::OpenLane => Reply::Error("no lane here".into()),
@@ -201,9 +201,11 @@ impl State {
             Kind::Array(items) => Object::List(List::new(items.clone(), true)),
             Kind::Lock => Object::Lock(LockCore::new(false)),
             Kind::RLock => Object::Lock(LockCore::new(true)),
-            Kind::Semaphore { value, bounded } => {
-                Object::Semaphore(Semaphore::new(*value, *bounded))
-            }
+            Kind::Semaphore {
+                value,
+                bounded,
+                owned,
+            } => Object::Semaphore(Semaphore::new(*value, *bounded, *owned)),
             Kind::Condition => Object::Condition(Condition::new()),
             Kind::Event => Object::Event(Event::default()),
             Kind::Barrier { parties: 0 } => return Err("a barrier needs one party or more".into()),
@@ -236,11 +238,14 @@ impl State {
         Ok(id)
     }
 
-    fn open(&mut self, name: String, kind: Kind) -> Reply {
+    fn open(&mut self, name: String, kind: Kind, exact: bool) -> Reply {
         if let Some(&id) = self.names.get(&name) {
             return match self.objects.get(&id) {
-                Some((have, _)) if have.same_kind(&kind) => Reply::Created(id),
-                Some((have, _)) => Reply::Error(format!("`{name}` is a {have:?}, not a {kind:?}")),
+                Some((have, _)) if exact && have.same_parameters(&kind) => Reply::Created(id),
+                Some((have, _)) if !exact && have.same_kind(&kind) => Reply::Created(id),
+                Some((have, _)) => {
+                    Reply::WrongKind(format!("`{name}` is a {have:?}, not a {kind:?}"))
+                }
                 None => Reply::Error(format!("`{name}` is gone")),
             };
         }
