@@ -35,6 +35,8 @@ fn main() {
         update_with_setdefault_and_values,
         a_dict_keeps_insertion_order_as_pythons,
         iterating_a_dict_sees_a_change_by_another_process,
+        a_set_has_pythons_set_methods_across_processes,
+        a_namespace_field_is_deleted_and_its_debug_names_its_fields,
         a_nested_list_sees_every_process_append,
         sort_is_atomic_beside_appends,
         named_objects_are_shared_and_kinds_checked,
@@ -139,6 +141,75 @@ fn iterating_a_dict_sees_a_change_by_another_process() {
         Some(Err(ManagerError::ChangedDuringIteration))
     ));
     assert_eq!(d.iter().count(), 3_001);
+}
+
+/// Adds its members to the set.
+fn add_members(
+    (s, members): (outlast_ipc::manager::Set<String>, Vec<String>),
+) -> Result<(), String> {
+    for m in &members {
+        s.add(m).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Python 3.14's `manager.set()`: `add` (twice is once), `discard`,
+/// `remove` of a missing member (`KeyError` there, `NotFound` here), `in`,
+/// `len`, `pop` (here the member added last), `update`,
+/// `difference_update`, iteration; members added by other processes.
+fn a_set_has_pythons_set_methods_across_processes() {
+    let manager = Manager::start().unwrap();
+    let s = manager.set::<String>().unwrap();
+    let groups: Vec<Vec<String>> = vec![
+        vec!["a".into(), "b".into(), "c".into()],
+        vec!["c".into(), "d".into(), "a".into()],
+    ];
+    for outcome in tests::run_children(add_members, groups.into_iter().map(|g| (s.clone(), g))) {
+        assert_eq!(outcome, Ok(()));
+    }
+    assert_eq!(s.len().unwrap(), 4, "a member added twice is there once");
+    let mut members = s.members().unwrap();
+    members.sort();
+    assert_eq!(members, ["a", "b", "c", "d"]);
+    assert!(s.contains(&"d".into()).unwrap());
+    assert!(s.discard(&"d".into()).unwrap());
+    assert!(!s.discard(&"d".into()).unwrap());
+    assert!(matches!(s.remove(&"d".into()), Err(ManagerError::NotFound)));
+    s.update(&["x".to_string(), "y".to_string()]).unwrap();
+    assert_eq!(s.pop().unwrap(), Some("y".to_string()));
+    s.difference_update(&["a".to_string(), "zzz".to_string()])
+        .unwrap();
+    let mut left: Vec<String> = s.iter().map(Result::unwrap).collect();
+    left.sort();
+    assert_eq!(left, ["b", "c", "x"]);
+    s.clear().unwrap();
+    assert!(s.is_empty().unwrap());
+    assert_eq!(s.pop().unwrap(), None);
+    // A dict's name is not a set's.
+    let _named = manager
+        .open::<outlast_ipc::manager::Set<u8>>("tags")
+        .unwrap();
+    assert!(matches!(
+        manager.open::<Dict<u8, u8>>("tags"),
+        Err(ManagerError::WrongKind(_))
+    ));
+}
+
+/// `del ns.x` and a `Debug` that says which fields are set.
+fn a_namespace_field_is_deleted_and_its_debug_names_its_fields() {
+    let manager = Manager::start().unwrap();
+    let ns = manager.namespace().unwrap();
+    ns.set("name", &"job").unwrap();
+    ns.set("count", &3i64).unwrap();
+    assert_eq!(ns.fields().unwrap(), ["name", "count"]);
+    let shown = format!("{ns:?}");
+    assert!(shown.ends_with("{ name, count }"), "{shown}");
+    assert!(ns.delete("name").unwrap());
+    assert!(!ns.delete("name").unwrap(), "gone already");
+    assert_eq!(ns.get::<String>("name").unwrap(), None);
+    assert_eq!(ns.fields().unwrap(), ["count"]);
+    let d = manager.dict::<u8, u8>().unwrap();
+    assert!(format!("{d:?}").starts_with("Dict(#"), "{d:?}");
 }
 
 // ---- semaphores -------------------------------------------------------------

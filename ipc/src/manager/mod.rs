@@ -68,7 +68,8 @@ mod server;
 pub use protocol::{Kind, Op, Reply, Request, Update, MAX_BATCH};
 pub use proxy::{
     Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, DictItems, DictKeys, Event,
-    Held, JoinableQueue, List, Lock, Namespace, Proxy, Queue, Semaphore, Shared, Ticket, Value,
+    Held, JoinableQueue, List, Lock, Namespace, Proxy, Queue, Semaphore, Set, Shared, Ticket,
+    Value,
 };
 pub use register::SharedType;
 pub use server::ServeOptions;
@@ -108,6 +109,9 @@ pub enum ManagerError {
     /// A barrier broke while (or before) this party waited.
     #[error("the barrier is broken")]
     BrokenBarrier,
+    /// A member or key that is not there (Python's `KeyError`).
+    #[error("no such member")]
+    NotFound,
     /// A name is taken by an object of another kind, or (opened with
     /// [`Manager::open_as`]) made with other parameters.
     #[error("{0}")]
@@ -371,6 +375,11 @@ impl Manager {
     /// A new shared dict (Python's `manager.dict()`), typed.
     pub fn dict<K, V>(&self) -> Result<Dict<K, V>, ManagerError> {
         self.make(Kind::Dict)
+    }
+
+    /// A new shared set (Python's `manager.set()`, 3.14), typed.
+    pub fn set<T>(&self) -> Result<Set<T>, ManagerError> {
+        self.make(Kind::Set)
     }
 
     /// A new shared list (Python's `manager.list()`), typed.

@@ -20,6 +20,8 @@ pub const MAX_BATCH: usize = 4096;
 pub enum Kind {
     Namespace,
     Dict,
+    /// Python's `manager.set()` (3.14): a dict whose values are empty.
+    Set,
     List,
     Lock,
     RLock,

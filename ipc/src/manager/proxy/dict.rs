@@ -14,12 +14,46 @@ use super::super::ManagerError;
 use super::{decode, encode, expect_done, expect_value, proxy, unexpected, List, Made, Target};
 
 proxy! {
+    custom_debug
     /// Python's `manager.Namespace()`: named fields of any serde type, and
-    /// `i64` counters updated on the server.
+    /// `i64` counters updated on the server. Its `Debug` asks the manager
+    /// for the field names (`Namespace(#3) { count, name }`).
     Namespace [] = Kind::Namespace
 }
 
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Namespace(#{}) ", self.target.id)?;
+        // A Debug must not hang on a stopped manager.
+        let quick = self.clone().with_timeout(std::time::Duration::from_secs(1));
+        match quick.fields() {
+            Ok(fields) => write!(f, "{{ {} }}", fields.join(", ")),
+            Err(e) => write!(f, "{{ <{e}> }}"),
+        }
+    }
+}
+
 impl Namespace {
+    /// The names of the fields set, in the order they were first set.
+    pub fn fields(&self) -> Result<Vec<String>, ManagerError> {
+        match self.target.call(Op::Keys)? {
+            Reply::Keys(keys) => Ok(keys
+                .into_iter()
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `del ns.name`: whether it was set (Python raises `AttributeError`
+    /// when it was not).
+    pub fn delete(&self, name: &str) -> Result<bool, ManagerError> {
+        match self.target.call(Op::Pop(name.as_bytes().to_vec()))? {
+            Reply::Value(v) => Ok(v.is_some()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The field `name`, if set.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
         self.target.value(Op::Get(name.as_bytes().to_vec()))
@@ -121,10 +155,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// "dictionary changed size during iteration"; a value set again does
     /// not.
     pub fn iter(&self) -> DictKeys<'_, K> {
-        DictKeys {
-            pages: Pages::new(&self.target, false),
-            kind: PhantomData,
-        }
+        DictKeys::new(Pages::new(&self.target, false))
     }
 
     /// `for key, value in d.items()`, a page at a time, as [`iter`](Self::iter)
@@ -234,7 +265,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 type RawItem = (Vec<u8>, Option<Vec<u8>>);
 
 /// A dict's pages, fetched as an iteration needs them.
-struct Pages<'a> {
+pub(super) struct Pages<'a> {
     target: &'a Target,
     values: bool,
     /// The dict's version when the first page came.
@@ -246,7 +277,7 @@ struct Pages<'a> {
 }
 
 impl<'a> Pages<'a> {
-    fn new(target: &'a Target, values: bool) -> Self {
+    pub(super) fn new(target: &'a Target, values: bool) -> Self {
         Pages {
             target,
             values,
@@ -303,6 +334,15 @@ impl<'a> Pages<'a> {
 pub struct DictKeys<'a, K> {
     pages: Pages<'a>,
     kind: PhantomData<fn() -> K>,
+}
+
+impl<'a, K> DictKeys<'a, K> {
+    pub(super) fn new(pages: Pages<'a>) -> Self {
+        DictKeys {
+            pages,
+            kind: PhantomData,
+        }
+    }
 }
 
 impl<K: DeserializeOwned> Iterator for DictKeys<'_, K> {

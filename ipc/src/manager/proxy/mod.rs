@@ -8,6 +8,7 @@ mod batch;
 mod dict;
 mod list;
 mod queue;
+mod set;
 mod shared;
 mod sync;
 
@@ -15,6 +16,7 @@ pub use batch::{Batch, BatchReplies, Ticket};
 pub use dict::{Dict, DictItems, DictKeys, Namespace, Value};
 pub use list::{Array, List};
 pub use queue::{JoinableQueue, Queue};
+pub use set::Set;
 pub use shared::Shared;
 pub use sync::{Acquired, Barrier, Condition, Event, Held, Lock, Semaphore};
 
@@ -184,11 +186,21 @@ impl<T: sealed::Made> Proxy for T {}
 pub(super) use sealed::Made;
 
 /// Declares a proxy struct over a [`Target`], typed by `$param`s, with
-/// `Clone`, `with_timeout`, and the kind `open` makes.
+/// `Clone`, `with_timeout`, the kind `open` makes, and a `Debug` that
+/// names the object (`Dict(#3)`; `custom_debug`: the proxy writes its own).
 macro_rules! proxy {
     ($(#[$doc:meta])* $name:ident [$($param:ident),*] = $kind:expr) => {
+        super::proxy!(custom_debug $(#[$doc])* $name [$($param),*] = $kind);
+
+        impl<$($param),*> std::fmt::Debug for $name<$($param),*> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}(#{})", stringify!($name), self.target.id)
+            }
+        }
+    };
+    (custom_debug $(#[$doc:meta])* $name:ident [$($param:ident),*] = $kind:expr) => {
         $(#[$doc])*
-        #[derive(Debug, serde::Serialize, serde::Deserialize)]
+        #[derive(serde::Serialize, serde::Deserialize)]
         #[serde(bound = "")]
         pub struct $name<$($param),*> {
             pub(super) target: super::Target,

@@ -192,7 +192,7 @@ impl State {
         };
         self.admit(incoming)?;
         let object = match &kind {
-            Kind::Namespace | Kind::Dict => Object::Map(Map::default()),
+            Kind::Namespace | Kind::Dict | Kind::Set => Object::Map(Map::default()),
             Kind::Value(v) => Object::Map(Map::cell(v.clone())),
             Kind::List => Object::List(List::new(Vec::new(), false)),
             Kind::Array(items) if items.len() > MAX_ITEMS => {

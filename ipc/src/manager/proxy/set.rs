@@ -1,0 +1,122 @@
+//! Python's `manager.set()` (Python 3.14): members kept by the manager,
+//! compared as their encoded bytes, in the order they were added. On the
+//! server a set is a dict whose values are empty.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::super::protocol::{Kind, Op, Reply};
+use super::super::ManagerError;
+use super::dict::{DictKeys, Pages};
+use super::{encode, expect_done, proxy, unexpected};
+
+proxy! {
+    /// Python's `manager.set()`, typed: members `T`, compared as their
+    /// encoded bytes (as a [`Dict`](super::Dict)'s keys), in the order
+    /// they were added.
+    Set [T] = Kind::Set
+}
+
+impl<T: Serialize + DeserializeOwned> Set<T> {
+    /// `s.add(member)`.
+    pub fn add(&self, member: &T) -> Result<(), ManagerError> {
+        self.target.done(Op::Set(encode(member)?, Vec::new()))
+    }
+
+    /// `s.discard(member)`: whether it was a member.
+    pub fn discard(&self, member: &T) -> Result<bool, ManagerError> {
+        match self.target.call(Op::Pop(encode(member)?))? {
+            Reply::Value(was) => Ok(was.is_some()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `s.remove(member)`: as `discard`, where Python raises `KeyError`
+    /// for a member that is not there ([`ManagerError::NotFound`]).
+    pub fn remove(&self, member: &T) -> Result<(), ManagerError> {
+        match self.discard(member)? {
+            true => Ok(()),
+            false => Err(ManagerError::NotFound),
+        }
+    }
+
+    /// `member in s`.
+    pub fn contains(&self, member: &T) -> Result<bool, ManagerError> {
+        self.target.boolean(Op::Contains(encode(member)?))
+    }
+
+    /// `len(s)`.
+    pub fn len(&self) -> Result<u64, ManagerError> {
+        self.target.count(Op::Len)
+    }
+
+    /// `len(s) == 0`.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// `s.clear()`.
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.target.done(Op::Clear)
+    }
+
+    /// `s.pop()`: a member, removed (the one added last; `None`: the set
+    /// is empty, where Python raises `KeyError`).
+    pub fn pop(&self) -> Result<Option<T>, ManagerError> {
+        match self.target.call(Op::PopItem)? {
+            Reply::Items(items) => items
+                .first()
+                .map(|(member, _)| super::decode(member))
+                .transpose(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `s.update(members)` (`s |= members`), in one round trip per 64 Ki.
+    pub fn update<'a>(&self, members: impl IntoIterator<Item = &'a T>) -> Result<(), ManagerError>
+    where
+        T: 'a,
+    {
+        let ops = members
+            .into_iter()
+            .map(|m| Ok(Op::Set(encode(m)?, Vec::new())))
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        self.target
+            .batch(ops)?
+            .into_iter()
+            .try_for_each(expect_done)
+    }
+
+    /// `s.difference_update(members)` (`s -= members`).
+    pub fn difference_update<'a>(
+        &self,
+        members: impl IntoIterator<Item = &'a T>,
+    ) -> Result<(), ManagerError>
+    where
+        T: 'a,
+    {
+        let ops = members
+            .into_iter()
+            .map(|m| Ok(Op::Pop(encode(m)?)))
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        for reply in self.target.batch(ops)? {
+            match reply {
+                Reply::Value(_) => {}
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every member, in the order they were added, in one round trip
+    /// (`set(s)`; `union`, `intersection` and the rest are then Rust's).
+    pub fn members(&self) -> Result<Vec<T>, ManagerError> {
+        self.target.list(Op::Keys)
+    }
+
+    /// `for member in s`, a page at a time; a member added or removed
+    /// meanwhile ends it with [`ManagerError::ChangedDuringIteration`].
+    pub fn iter(&self) -> DictKeys<'_, T> {
+        DictKeys::new(Pages::new(&self.target, false))
+    }
+}
