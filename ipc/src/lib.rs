@@ -45,7 +45,7 @@
 //! | `a, b = Pipe()` | `let (a, b) = Pipe::duplex()?;` |
 //! | `r, w = Pipe(duplex=False)` | `let (r, w) = Pipe::simplex()?;` |
 //! | `conn.send(obj)`, `conn.recv()` | `conn.send(&value)?`, `conn.recv::<T>()?` (serde, not pickle) |
-//! | `conn.send_bytes(b)`, `conn.recv_bytes()` | `conn.send_bytes(&b)?`, `conn.recv_bytes()?`, `recv_bytes_into(&mut buf)` |
+//! | `conn.send_bytes(b)`, `conn.recv_bytes()` | `conn.send_bytes(&b)?`, `conn.recv_bytes()?`, `recv_bytes_into(&mut buf, offset)` |
 //! | `conn.poll(timeout)` | `conn.poll(d)?` |
 //! | `EOFError` from `recv` | `RecvError::Disconnected` (also when the peer was killed) |
 //! | blocking forever on a dead peer | every call has `try_` / `_timeout` forms |

@@ -26,6 +26,7 @@ fn main() {
         garbage_huge_lengths_and_silence_are_dropped_and_the_listener_goes_on,
         an_empty_key_is_refused,
         a_relay_cannot_inject_or_replay_a_frame_after_the_handshake,
+        an_abstract_socket_serves_like_a_path_and_leaves_no_file,
     ]);
 }
 
@@ -43,8 +44,19 @@ fn client((address, key, n): (String, Vec<u8>, u64)) -> Result<u64, String> {
     conn.recv::<u64>().map_err(|e| e.to_string())
 }
 
+/// A name in the abstract namespace, unique to this test process.
+fn abstract_name(name: &str) -> Address {
+    format!("@outlast-test-{}-{name}", std::process::id())
+        .parse()
+        .unwrap()
+}
+
 fn typed_messages_over_unix_and_tcp_in_fork_and_spawn_children() {
-    for address in [socket_path("round.sock"), "127.0.0.1:0".parse().unwrap()] {
+    for address in [
+        socket_path("round.sock"),
+        abstract_name("round"),
+        "127.0.0.1:0".parse().unwrap(),
+    ] {
         let listener = Listener::bind(&address, b"key").unwrap();
         for method in [StartMethod::Fork, StartMethod::Spawn] {
             let args = (listener.address().to_string(), b"key".to_vec(), 41);
@@ -299,4 +311,50 @@ fn a_relay_cannot_inject_or_replay_a_frame_after_the_handshake() {
         let why = second.expect_err("the forged frame was read");
         assert!(why.contains("failed its authentication"), "{attack}: {why}");
     }
+}
+
+/// Python's `Listener('\0name')`: spelled that way, `unix:@name` or
+/// `@name`, an abstract socket listens, authenticates and serves as a path
+/// does (a manager's local lanes included), and leaves no file behind.
+fn an_abstract_socket_serves_like_a_path_and_leaves_no_file() {
+    let pythons: Address = format!("\0outlast-test-{}-py", std::process::id())
+        .parse()
+        .unwrap();
+    let name = format!("outlast-test-{}-py", std::process::id());
+    assert_eq!(pythons, Address::Abstract(name.clone().into_bytes()));
+    assert_eq!(pythons.to_string(), format!("unix:@{name}"));
+    assert_eq!(pythons.to_string().parse::<Address>().unwrap(), pythons);
+    assert!("@".parse::<Address>().is_err(), "an empty name");
+    assert!(format!("@{}", "x".repeat(108)).parse::<Address>().is_err());
+    let listener = Listener::bind(&pythons, b"key").unwrap();
+    // A second listener on the same name is refused, as for a live path.
+    assert!(Listener::bind(&pythons, b"key").is_err());
+    let args = (pythons.to_string(), b"key".to_vec(), 1);
+    let mut child = Process::new(client, args);
+    child.start().unwrap();
+    let mut conn = listener.accept_timeout(Duration::from_secs(30)).unwrap();
+    let n: u64 = conn.recv().unwrap();
+    conn.send(&(n + 1)).unwrap();
+    assert_eq!(child.join().unwrap(), Ok(2));
+    assert!(matches!(
+        connect(&pythons, b"wrong key"),
+        Err(NetError::Auth(_))
+    ));
+    drop(listener);
+    assert!(
+        connect(&pythons, b"key").is_err(),
+        "nobody listens any more"
+    );
+    // A manager served there: its local clients get lanes.
+    let at = abstract_name("manager");
+    let manager = outlast_ipc::manager::Manager::serve(&at, b"manager key").unwrap();
+    let remote = outlast_ipc::manager::Manager::connect(&at, b"manager key").unwrap();
+    let d = remote
+        .open::<outlast_ipc::manager::Dict<u32, u32>>("d")
+        .unwrap();
+    d.set(&1, &2).unwrap();
+    let mine = manager
+        .open::<outlast_ipc::manager::Dict<u32, u32>>("d")
+        .unwrap();
+    assert_eq!(mine.get(&1).unwrap(), Some(2));
 }

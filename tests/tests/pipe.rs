@@ -32,7 +32,62 @@ fn main() {
         direction_and_size_errors,
         buffered_messages_travel_with_the_handle,
         try_recv_on_a_socket_takes_partial_frames_wild_lengths_and_death,
+        recv_bytes_into_a_slice_at_an_offset_as_pythons,
     ]);
+}
+
+/// Sends each of its messages, then exits.
+fn send_each((mut conn, messages): (Connection, Vec<Vec<u8>>)) -> Result<(), String> {
+    for m in &messages {
+        conn.send_bytes(m).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Python's `conn.recv_bytes_into(buf, offset)`: the message lands at the
+/// offset; one longer than the room is `BufferTooShort` with the message
+/// whole, and the next message is still there; an offset past the end is
+/// refused before anything is taken.
+fn recv_bytes_into_a_slice_at_an_offset_as_pythons() {
+    use outlast_ipc::pipe::RecvIntoError;
+    let (ours, theirs) = Pipe::duplex().unwrap();
+    let long = vec![7u8; 100_000];
+    let messages = vec![
+        b"hello".to_vec(),
+        long.clone(),
+        b"after".to_vec(),
+        Vec::new(),
+    ];
+    let mut sender = Process::new(send_each, (theirs, messages));
+    sender.start().unwrap();
+    let mut conn = ours;
+    let mut buf = [0u8; 16];
+    assert!(matches!(
+        conn.recv_bytes_into(&mut buf, 17),
+        Err(RecvIntoError::OffsetOutOfBounds {
+            offset: 17,
+            len: 16
+        })
+    ));
+    assert_eq!(conn.recv_bytes_into(&mut buf, 11).unwrap(), 5);
+    assert_eq!(&buf[11..], b"hello");
+    match conn.recv_bytes_into(&mut buf, 0) {
+        Err(RecvIntoError::BufferTooShort(message)) => assert_eq!(message, long),
+        other => panic!("a long message gave {other:?}"),
+    }
+    assert_eq!(
+        conn.recv_bytes_into_timeout(&mut buf, 16 - 5, Duration::from_secs(30))
+            .unwrap(),
+        5
+    );
+    assert_eq!(&buf[11..], b"after");
+    // An empty message fits at the very end.
+    assert_eq!(conn.recv_bytes_into(&mut buf, 16).unwrap(), 0);
+    assert_eq!(sender.join().unwrap(), Ok(()));
+    assert!(matches!(
+        conn.recv_bytes_into_timeout(&mut buf, 0, Duration::from_millis(50)),
+        Err(RecvIntoError::Recv(RecvError::Disconnected))
+    ));
 }
 
 /// Writes raw bytes on the connection and optionally dies by SIGKILL.

@@ -19,7 +19,7 @@ use super::stats::median;
 enum Mode {
     /// One `write(2)` per message, reads of whatever is there.
     Raw,
-    /// `send_bytes` / `recv_bytes_into`.
+    /// `send_bytes` / `recv_bytes_reusing`.
     Framed,
 }
 
@@ -112,10 +112,10 @@ fn read_framed(
     count: usize,
 ) -> Result<f64, outlast_ipc::RecvError> {
     let mut buf = Vec::with_capacity(size);
-    reader.recv_bytes_into(&mut buf)?;
+    reader.recv_bytes_reusing(&mut buf)?;
     let started = Instant::now();
     for _ in 1..count {
-        reader.recv_bytes_into(&mut buf)?;
+        reader.recv_bytes_reusing(&mut buf)?;
     }
     Ok((count - 1) as f64 / started.elapsed().as_secs_f64())
 }

@@ -131,7 +131,7 @@ impl Link {
             NetError::Io(_) => ManagerError::Disconnected,
         })?;
         let lane = match address {
-            Address::Unix(_) => open_lane(&mut conn)?,
+            Address::Unix(_) | Address::Abstract(_) => open_lane(&mut conn)?,
             Address::Tcp(_) => None,
         };
         Ok((

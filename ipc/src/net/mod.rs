@@ -45,17 +45,31 @@ use crate::pipe::Connection;
 /// How long a new connection has to finish its handshake by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where a listener listens: a Unix socket path or a TCP address.
+/// Where a listener listens: a Unix socket path, a name in Linux's
+/// abstract socket namespace, or a TCP address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Address {
     Unix(PathBuf),
+    /// A Unix socket with no file (Python's `'\0name'`): nothing to clean
+    /// up, but no file permissions either: any process in this network
+    /// namespace may connect, and only the key keeps it out. Written
+    /// `unix:@name` or `@name`.
+    Abstract(Vec<u8>),
     Tcp(SocketAddr),
+}
+
+impl Address {
+    /// Whether it is on this machine (a Unix socket, with a file or not).
+    pub fn is_local(&self) -> bool {
+        !matches!(self, Address::Tcp(_))
+    }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::Abstract(name) => write!(f, "unix:@{}", String::from_utf8_lossy(name)),
             Address::Tcp(addr) => write!(f, "{addr}"),
         }
     }
@@ -63,15 +77,31 @@ impl fmt::Display for Address {
 
 /// Why a text is no address.
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is neither unix:PATH, a path, nor HOST:PORT")]
+#[error("`{0}` is neither unix:PATH, a path, unix:@NAME, @NAME, nor HOST:PORT")]
 pub struct BadAddress(String);
+
+/// The longest abstract name (`sun_path` less its leading NUL).
+const MAX_ABSTRACT: usize = 107;
 
 impl FromStr for Address {
     type Err = BadAddress;
 
-    /// `unix:/run/x.sock` or `/run/x.sock`: a Unix socket; `host:port`: TCP.
+    /// `unix:/run/x.sock` or `/run/x.sock`: a Unix socket; `unix:@name`,
+    /// `@name` or `\0name` (Python's spelling): an abstract one;
+    /// `host:port`: TCP.
     fn from_str(text: &str) -> Result<Self, BadAddress> {
-        if let Some(path) = text.strip_prefix("unix:") {
+        let unix = text.strip_prefix("unix:");
+        let abstract_name = unix
+            .unwrap_or(text)
+            .strip_prefix('@')
+            .or_else(|| unix.unwrap_or(text).strip_prefix('\0'));
+        if let Some(name) = abstract_name {
+            if name.is_empty() || name.len() > MAX_ABSTRACT {
+                return Err(BadAddress(text.to_string()));
+            }
+            return Ok(Address::Abstract(name.as_bytes().to_vec()));
+        }
+        if let Some(path) = unix {
             return Ok(Address::Unix(path.into()));
         }
         if text.starts_with('/') || text.starts_with('.') {
@@ -125,6 +155,11 @@ impl Listener {
                 let listener = UnixListener::bind(path)?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
                 (Socket::Unix(listener), Address::Unix(path.clone()))
+            }
+            Address::Abstract(name) => {
+                let at = abstract_address(name)?;
+                let listener = UnixListener::bind_addr(&at)?;
+                (Socket::Unix(listener), Address::Abstract(name.clone()))
             }
             Address::Tcp(addr) => {
                 let listener = TcpListener::bind(addr)?;
@@ -239,6 +274,12 @@ impl std::os::fd::AsRawFd for Listener {
     }
 }
 
+/// The socket address of an abstract name.
+fn abstract_address(name: &[u8]) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
+}
+
 /// The pid of a Unix socket's peer, from `SO_PEERCRED`.
 fn peer_pid(stream: &UnixStream) -> Option<i32> {
     use std::os::fd::AsRawFd;
@@ -332,6 +373,7 @@ pub fn connect_timeout(
     }
     let fd: OwnedFd = match address {
         Address::Unix(path) => UnixStream::connect(path)?.into(),
+        Address::Abstract(name) => UnixStream::connect_addr(&abstract_address(name)?)?.into(),
         Address::Tcp(addr) => {
             let stream = TcpStream::connect_timeout(addr, timeout)?;
             let _ = stream.set_nodelay(true);

@@ -17,7 +17,9 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
+use super::error::{
+    RecvError, RecvIntoError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+};
 use super::inbox::Inbox;
 use super::mac::FrameMac;
 use crate::codec::{self, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
@@ -457,20 +459,91 @@ impl Connection {
     /// Receives one byte message (Python's `recv_bytes`).
     pub fn recv_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
         let mut out = Vec::new();
-        self.recv_bytes_into(&mut out)?;
+        self.recv_bytes_reusing(&mut out)?;
         Ok(out)
     }
 
     /// Receives one byte message, waiting at most `timeout`.
     pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         let mut out = Vec::new();
-        self.recv_bytes_into_timeout(&mut out, timeout)?;
+        self.recv_bytes_reusing_timeout(&mut out, timeout)?;
         Ok(out)
+    }
+
+    /// Python's `recv_bytes_into(buf, offset)`: receives one byte message
+    /// into `buf` from `offset` on, and returns its length. A message
+    /// longer than the room is [`RecvIntoError::BufferTooShort`], carrying
+    /// it whole (it is not lost); an `offset` past the end is an error
+    /// before anything is received.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use outlast_ipc::pipe::RecvIntoError;
+    /// let (mut a, mut b) = outlast_ipc::Pipe::duplex()?;
+    /// a.send_bytes(b"hello")?;
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(b.recv_bytes_into(&mut buf, 2)?, 5);
+    /// assert_eq!(&buf[2..7], b"hello");
+    /// a.send_bytes(b"far too long")?;
+    /// match b.recv_bytes_into(&mut buf, 0) {
+    ///     Err(RecvIntoError::BufferTooShort(message)) => assert_eq!(message, b"far too long"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recv_bytes_into(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+    ) -> Result<usize, RecvIntoError> {
+        self.recv_bytes_into_deadline(buf, offset, Deadline::never())
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting at most `timeout`.
+    pub fn recv_bytes_into_timeout(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        timeout: Duration,
+    ) -> Result<usize, RecvIntoError> {
+        self.recv_bytes_into_deadline(buf, offset, Deadline::after(timeout))
+    }
+
+    fn recv_bytes_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        deadline: Deadline,
+    ) -> Result<usize, RecvIntoError> {
+        let len = buf.len();
+        let Some(room) = buf.get_mut(offset..) else {
+            return Err(RecvIntoError::OffsetOutOfBounds { offset, len });
+        };
+        let Some(frame) = self.next_frame(deadline)? else {
+            return Err(RecvIntoError::Timeout);
+        };
+        let opened = self.opened(frame);
+        let outcome = match opened {
+            Ok(n) => {
+                let message = &self.inbox.available()[HEADER_LEN..HEADER_LEN + n];
+                match room.get_mut(..n) {
+                    Some(to) => {
+                        to.copy_from_slice(message);
+                        Ok(n)
+                    }
+                    None => Err(RecvIntoError::BufferTooShort(message.to_vec())),
+                }
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.inbox.consume(HEADER_LEN + frame);
+        outcome
     }
 
     /// Receives one byte message into `out` (replacing its contents, reusing its
     /// allocation) and returns its length.
-    pub fn recv_bytes_into(&mut self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
+    pub fn recv_bytes_reusing(&mut self, out: &mut Vec<u8>) -> Result<usize, RecvError> {
         match self.recv_bytes_deadline(out, Deadline::never()) {
             Ok(Some(n)) => Ok(n),
             Ok(None) => Err(RecvError::Io(io::ErrorKind::TimedOut.into())),
@@ -478,8 +551,8 @@ impl Connection {
         }
     }
 
-    /// [`recv_bytes_into`](Self::recv_bytes_into) with a deadline.
-    pub fn recv_bytes_into_timeout(
+    /// [`recv_bytes_reusing`](Self::recv_bytes_reusing) with a deadline.
+    pub fn recv_bytes_reusing_timeout(
         &mut self,
         out: &mut Vec<u8>,
         timeout: Duration,

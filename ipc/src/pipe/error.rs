@@ -56,6 +56,25 @@ pub enum RecvError {
     Io(#[source] io::Error),
 }
 
+/// Why a `recv_bytes_into` (Python's, into a slice at an offset) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvIntoError {
+    /// The message is longer than the room after `offset`: it was taken
+    /// off the connection, and is here whole (Python's `BufferTooShort`,
+    /// whose `args[0]` is the message).
+    #[error("the buffer is too short for the message of {} bytes", .0.len())]
+    BufferTooShort(Vec<u8>),
+    /// `offset` is past the end of the buffer (Python's `ValueError`);
+    /// nothing was received.
+    #[error("offset {offset} is past the end of a buffer of {len} bytes")]
+    OffsetOutOfBounds { offset: usize, len: usize },
+    /// The deadline passed before a whole message came (the timeout form).
+    #[error("timed out waiting for a message")]
+    Timeout,
+    #[error(transparent)]
+    Recv(#[from] RecvError),
+}
+
 /// Why a `try_recv` returned no message.
 #[derive(Debug, thiserror::Error)]
 pub enum TryRecvError {

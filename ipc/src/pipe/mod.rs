@@ -19,7 +19,9 @@ mod inbox;
 pub(crate) mod mac;
 
 pub use connection::Connection;
-pub use error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
+pub use error::{
+    RecvError, RecvIntoError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+};
 
 use std::io;
 

@@ -16,7 +16,7 @@ use super::client::{Client, Leaving};
 use super::hub::{Hub, Message};
 use super::step::ClientId;
 use super::{ServeOptions, ACTIVE, IDLE_CHECK_EVERY, POLL_AT_LEAST, POLL_EVERY, SPIN, STUCK};
-use crate::net::{Address, Advance, Listener, NetError, Pending};
+use crate::net::{Advance, Listener, NetError, Pending};
 use crate::pipe::{Connection, SendTimeoutError};
 use crate::spin::SpinBudget;
 use crate::{Readable, Waitable};
@@ -49,7 +49,7 @@ pub(super) fn serve(hub: &Hub, me: usize, front: Option<Front>, options: &ServeO
     // Lanes are shared memory: for clients on this machine only.
     let local = front
         .as_ref()
-        .is_some_and(|f| matches!(f.listener.address(), Address::Unix(_)));
+        .is_some_and(|f| f.listener.address().is_local());
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut clients: BTreeMap<ClientId, Client> = BTreeMap::new();
     let mut next_sequence: u64 = 1;
