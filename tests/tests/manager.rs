@@ -530,7 +530,7 @@ fn stores_past_the_byte_budget_are_refused_and_room_comes_back() {
     let before = rss_kb(pid);
     for k in 2..20u32 {
         match d.set(&k, &value) {
-            Err(ManagerError::Server(why)) => assert!(why.contains("budget"), "{why}"),
+            Err(ManagerError::OverBudget(why)) => assert!(why.contains("budget"), "{why}"),
             other => panic!("value {k} past the budget: {other:?}"),
         }
     }
@@ -556,7 +556,7 @@ fn one_client_cannot_take_the_whole_byte_budget() {
     let value = serde_bytes::ByteBuf::from(vec![1u8; 8 << 20]);
     d.set(&0, &value).expect("first");
     match d.set(&1, &value) {
-        Err(ManagerError::Server(why)) => assert!(why.contains("a client's budget"), "{why}"),
+        Err(ManagerError::OverBudget(why)) => assert!(why.contains("a client's budget"), "{why}"),
         other => panic!("past the client's budget: {other:?}"),
     }
     // Another thread: a connection, and a budget, of its own.

@@ -6,12 +6,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::lane::{ClientLane, LaneError};
-use super::protocol::{Reply, Request};
+use super::protocol::{Op, Reply, Request, MAX_BATCH};
 use super::ManagerError;
 use crate::net::{self, Address, NetError};
 use crate::pipe::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError};
@@ -45,10 +47,111 @@ thread_local! {
 /// How long a client has to get its lane.
 const LANE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Proxies dropped in this process whose manager is still to be told
+/// (pid, manager, object): told with the next call to that manager, in the
+/// same round trip.
+static DROPPED: Mutex<Vec<(u32, Link, u64)>> = Mutex::new(Vec::new());
+
+/// The most dropped proxies kept untold (past it, a reference goes with
+/// the process instead).
+const MAX_DROPPED: usize = 1 << 16;
+
+/// A proxy to object `id` of `link` was dropped: its manager is told with
+/// this process's next call to it. Never blocks (a lock another thread
+/// held across a fork is skipped: the reference then goes with the
+/// process).
+pub(super) fn dropped(link: &Link, id: u64) {
+    if let Ok(mut dropped) = DROPPED.try_lock() {
+        if dropped.len() < MAX_DROPPED {
+            dropped.push((std::process::id(), link.clone(), id));
+        }
+    }
+}
+
+/// This process's name at its managers (see `Request::Owner`): random,
+/// and made again in a forked child.
+fn process_token() -> u64 {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static TOKEN: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    if PID.load(Ordering::Acquire) != pid {
+        let mut bytes = [0u8; 8];
+        let _ = crate::os::random::fill(&mut bytes);
+        TOKEN.store(u64::from_le_bytes(bytes) | 1, Ordering::Release);
+        PID.store(pid, Ordering::Release);
+    }
+    TOKEN.load(Ordering::Acquire)
+}
+
+/// Whether `request` may ride in a batch (one that cannot wait, and no
+/// registered type's call, which would run under the objects' lock).
+fn batchable(request: &Request) -> bool {
+    match request {
+        Request::Create(_) | Request::Open { .. } => true,
+        Request::On { op, .. } => !op.may_wait() && !matches!(op, Op::Call(_)),
+        _ => false,
+    }
+}
+
 impl Link {
     /// Sends `request` and waits for its reply, at most `timeout` (`None`:
     /// as long as the manager lives; its death is `Disconnected` at once).
+    /// Proxies of this manager dropped since the last call are told first,
+    /// in the same round trip when `request` may ride in a batch.
     pub fn call(
+        &self,
+        request: &Request,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, ManagerError> {
+        let gone = self.take_dropped();
+        if gone.is_empty() {
+            return self.call_alone(request, timeout);
+        }
+        let mut batch: Vec<Request> = gone
+            .into_iter()
+            .map(|id| Request::On { id, op: Op::DecRef })
+            .collect();
+        if !batchable(request) {
+            let _ = self.call_alone(&Request::Batch(batch), timeout);
+            return self.call_alone(request, timeout);
+        }
+        batch.push(request.clone());
+        match self.call_alone(&Request::Batch(batch), timeout)? {
+            Reply::Batch(mut replies) => match replies.pop() {
+                Some(Reply::Error(why)) => Err(ManagerError::Server(why)),
+                Some(Reply::OverBudget(why)) => Err(ManagerError::OverBudget(why)),
+                Some(reply) => Ok(reply),
+                None => Err(ManagerError::Protocol("an empty batch reply".into())),
+            },
+            other => Err(ManagerError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// The objects of this manager whose proxies this process dropped.
+    fn take_dropped(&self) -> Vec<u64> {
+        let Ok(mut dropped) = DROPPED.try_lock() else {
+            return Vec::new();
+        };
+        if dropped.is_empty() {
+            return Vec::new();
+        }
+        let pid = std::process::id();
+        let mut mine = Vec::new();
+        dropped.retain(|(p, link, id)| {
+            // A parent's drops, inherited through fork, are not ours.
+            if *p != pid {
+                return false;
+            }
+            if link == self && mine.len() < MAX_BATCH - 1 {
+                mine.push(*id);
+                return false;
+            }
+            true
+        });
+        mine
+    }
+
+    fn call_alone(
         &self,
         request: &Request,
         timeout: Option<Duration>,
@@ -103,6 +206,7 @@ impl Link {
         self.put_back(open);
         match reply {
             Reply::Error(why) => Err(ManagerError::Server(why)),
+            Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
             reply => Ok(reply),
         }
     }
@@ -130,6 +234,7 @@ impl Link {
             // No socket, or nobody behind it: the manager is gone.
             NetError::Io(_) => ManagerError::Disconnected,
         })?;
+        announce(&mut conn)?;
         let lane = match address {
             Address::Unix(_) | Address::Abstract(_) => open_lane(&mut conn)?,
             Address::Tcp(_) => None,
@@ -147,6 +252,20 @@ impl Link {
 
     fn put_back(&self, open: Open) {
         CONNECTIONS.with(|c| c.borrow_mut().insert(self.clone(), open));
+    }
+}
+
+/// Tells the manager which process this connection belongs to.
+fn announce(conn: &mut Connection) -> Result<(), ManagerError> {
+    conn.send_timeout(&Request::Owner(process_token()), LANE_TIMEOUT)
+        .map_err(send_timeout_error)?;
+    match conn
+        .recv_timeout::<Reply>(LANE_TIMEOUT)
+        .map_err(recv_timeout_error)?
+    {
+        Reply::Done => Ok(()),
+        Reply::Error(why) => Err(ManagerError::Server(why)),
+        other => Err(ManagerError::Protocol(format!("{other:?}"))),
     }
 }
 

@@ -109,6 +109,11 @@ pub enum ManagerError {
     /// A barrier broke while (or before) this party waited.
     #[error("the barrier is broken")]
     BrokenBarrier,
+    /// A store would pass the manager's byte budget
+    /// ([`ServeOptions::max_stored_bytes`]) or this client's share of it;
+    /// nothing was stored, and the manager serves on.
+    #[error("{0}")]
+    OverBudget(String),
     /// A member or key that is not there (Python's `KeyError`).
     #[error("no such member")]
     NotFound,
@@ -322,7 +327,8 @@ impl Manager {
     }
 
     fn make<P: Made>(&self, kind: Kind) -> Result<P, ManagerError> {
-        Ok(P::made(self.target(self.create(&Request::Create(kind))?)))
+        let id = self.create(&Request::Create(kind))?;
+        Ok(P::made(Target::made_here(self.link.clone(), id)))
     }
 
     fn target(&self, id: u64) -> Target {
@@ -484,9 +490,31 @@ impl Manager {
     /// [`ManagerBuilder::register`]).
     pub fn shared<T: SharedType>(&self, state: &T) -> Result<Shared<T>, ManagerError> {
         let kind = Self::user_kind(state)?;
-        Ok(Shared::new(
-            self.target(self.create(&Request::Create(kind))?),
-        ))
+        let id = self.create(&Request::Create(kind))?;
+        Ok(Shared::new(Target::made_here(self.link.clone(), id)))
+    }
+
+    /// How many objects the manager keeps now (Python's
+    /// `_number_of_objects()`): one made anonymously goes when no process
+    /// holds a proxy to it any more; a named one stays until deleted.
+    pub fn object_count(&self) -> Result<u64, ManagerError> {
+        match self.link.call(&Request::Objects, Some(START_TIMEOUT))? {
+            Reply::Len(n) => Ok(n),
+            other => Err(ManagerError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Frees the object called `name` (a named object otherwise lives as
+    /// long as the manager): whether there was one. Proxies to it left
+    /// anywhere get an error in words.
+    pub fn delete(&self, name: &str) -> Result<bool, ManagerError> {
+        match self
+            .link
+            .call(&Request::Delete(name.to_string()), Some(START_TIMEOUT))?
+        {
+            Reply::Bool(b) => Ok(b),
+            other => Err(ManagerError::Protocol(format!("{other:?}"))),
+        }
     }
 
     /// The `T` called `name`, made from `state` if nobody made it yet.

@@ -106,6 +106,15 @@ pub enum Request {
     /// A local client asks for a fast lane: answered `Lane`, its rings'
     /// descriptors attached, or `Error` (no lane: the socket serves).
     OpenLane,
+    /// How many objects the manager keeps now: `Len`.
+    Objects,
+    /// Frees the object called this (and what is nested in it): `Bool`,
+    /// whether there was one.
+    Delete(String),
+    /// The connection belongs to the client process that calls itself
+    /// this (a random number of its own): the references its proxies hold
+    /// are that process's, and outlive this one connection. `Done`.
+    Owner(u64),
 }
 
 /// An atomic update of an `i64` on the server (`update_with`).
@@ -248,9 +257,35 @@ pub enum Op {
     /// `Done` once every item put was marked done; `Bool(false)` at the deadline.
     Join(Option<u64>),
 
+    // ---- lifetimes (objects made anonymously; others ignore them) ----
+    /// One more proxy to it in the caller's process (`Done`).
+    IncRef,
+    /// One fewer (`Done`); the last one of every process frees it.
+    DecRef,
+
     // ---- registered user types ----
     /// A request for a user type, in its own encoding.
     Call(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+impl Op {
+    /// How long it may wait: `None` not at all (it has no wait),
+    /// `Some(None)` without end, `Some(Some(ms))` at most `ms`.
+    pub fn wait_of(&self) -> Option<Option<u64>> {
+        match self {
+            Op::Acquire { wait_ms }
+            | Op::Wait { wait_ms }
+            | Op::WaitSet { wait_ms }
+            | Op::Arrive { wait_ms } => Some(*wait_ms),
+            Op::Put(_, wait_ms) | Op::Take(wait_ms) | Op::Join(wait_ms) => Some(*wait_ms),
+            _ => None,
+        }
+    }
+
+    /// Whether it may end up parked on the server (batches refuse those).
+    pub fn may_wait(&self) -> bool {
+        matches!(self, Op::Wait { .. }) || self.wait_of().is_some_and(|w| w != Some(0))
+    }
 }
 
 /// The server's answer.
@@ -274,6 +309,9 @@ pub enum Reply {
     },
     /// The dict changed size since the iteration began.
     Changed,
+    /// A store past the manager's byte budget, or past this client's share
+    /// of it, was refused; nothing changed.
+    OverBudget(String),
     /// The name is taken by an object of another kind (or, opened exactly,
     /// made with other parameters).
     WrongKind(String),

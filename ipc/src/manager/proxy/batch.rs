@@ -212,6 +212,7 @@ fn expect_int(reply: Reply) -> Result<i64, ManagerError> {
     match reply {
         Reply::Int(n) => Ok(n),
         Reply::Error(why) => Err(ManagerError::Server(why)),
+        Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
         other => Err(unexpected(other)),
     }
 }
@@ -221,6 +222,7 @@ fn expect_put(reply: Reply) -> Result<bool, ManagerError> {
         Reply::Done => Ok(true),
         Reply::Bool(b) => Ok(b),
         Reply::Error(why) => Err(ManagerError::Server(why)),
+        Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
         other => Err(unexpected(other)),
     }
 }

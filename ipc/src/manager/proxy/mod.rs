@@ -20,6 +20,8 @@ pub use set::Set;
 pub use shared::Shared;
 pub use sync::{Acquired, Barrier, Condition, Event, Held, Lock, Semaphore};
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -51,14 +53,87 @@ pub struct Target {
     link: Link,
     id: u64,
     timeout: Option<Duration>,
+    /// Made anonymously: the manager counts the processes' proxies to it,
+    /// and frees it when none is left.
+    counted: bool,
+    /// This process's reference, shared by the clones made here (a proxy
+    /// that arrives from another process makes its own on first use).
+    #[serde(skip)]
+    reference: OnceLock<Arc<Reference>>,
+}
+
+/// A process's reference to a counted object: told to the manager on the
+/// first call through it, given back when the last proxy sharing it is
+/// dropped in that process.
+#[derive(Debug)]
+struct Reference {
+    link: Link,
+    id: u64,
+    /// The process the manager counts this reference for (0: none yet; a
+    /// forked child's copy still names its parent).
+    pid: AtomicU32,
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        if self.pid.load(Ordering::Acquire) == std::process::id() {
+            super::client::dropped(&self.link, self.id);
+        }
+    }
 }
 
 impl Target {
+    /// A proxy to a named or nested object (not counted: it lives until it
+    /// is deleted, or with its key).
     pub(super) fn new(link: Link, id: u64) -> Self {
         Target {
             link,
             id,
             timeout: None,
+            counted: false,
+            reference: OnceLock::new(),
+        }
+    }
+
+    /// A proxy to an object this process just made, which the manager
+    /// counted with this process's first reference.
+    pub(super) fn made_here(link: Link, id: u64) -> Self {
+        let target = Target {
+            counted: true,
+            ..Target::new(link.clone(), id)
+        };
+        let _ = target.reference.set(Arc::new(Reference {
+            link,
+            id,
+            pid: AtomicU32::new(std::process::id()),
+        }));
+        target
+    }
+
+    /// Before a counted object's first call in this process: the manager
+    /// counts this process's reference.
+    fn hold(&self) {
+        if !self.counted {
+            return;
+        }
+        let reference = self.reference.get_or_init(|| {
+            Arc::new(Reference {
+                link: self.link.clone(),
+                id: self.id,
+                pid: AtomicU32::new(0),
+            })
+        });
+        let me = std::process::id();
+        let had = reference.pid.load(Ordering::Acquire);
+        if had != me
+            && reference
+                .pid
+                .compare_exchange(had, me, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // Refused only by a manager that is gone or full: the call
+            // that follows says so.
+            let _ = self.link.call(&self.request(Op::IncRef), self.timeout);
         }
     }
 
@@ -67,11 +142,13 @@ impl Target {
     }
 
     fn call(&self, op: Op) -> Result<Reply, ManagerError> {
+        self.hold();
         self.link.call(&self.request(op), self.timeout)
     }
 
     /// An operation that may wait `wait` (`None`: without end) on the server.
     fn call_waiting(&self, op: Op, wait: Option<Duration>) -> Result<Reply, ManagerError> {
+        self.hold();
         let timeout = match (wait, self.timeout) {
             (Some(w), _) => Some(w.saturating_add(WAIT_SLACK)),
             (None, t) => t,
@@ -81,6 +158,7 @@ impl Target {
 
     /// Several operations on this object, [`MAX_BATCH`] to a round trip.
     fn batch(&self, ops: Vec<Op>) -> Result<Vec<Reply>, ManagerError> {
+        self.hold();
         let mut all = Vec::with_capacity(ops.len());
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
@@ -102,9 +180,8 @@ impl Target {
     fn nested(&self, key: Vec<u8>, kind: Kind) -> Result<Target, ManagerError> {
         match self.call(Op::NestedAt(key, kind))? {
             Reply::Created(id) => Ok(Target {
-                link: self.link.clone(),
-                id,
                 timeout: self.timeout,
+                ..Target::new(self.link.clone(), id)
             }),
             other => Err(unexpected(other)),
         }
@@ -151,6 +228,7 @@ fn expect_done(reply: Reply) -> Result<(), ManagerError> {
     match reply {
         Reply::Done => Ok(()),
         Reply::Error(why) => Err(ManagerError::Server(why)),
+        Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
         other => Err(unexpected(other)),
     }
 }
@@ -160,6 +238,7 @@ fn expect_value<T: DeserializeOwned>(reply: Reply) -> Result<Option<T>, ManagerE
         Reply::Value(None) => Ok(None),
         Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
         Reply::Error(why) => Err(ManagerError::Server(why)),
+        Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
         other => Err(unexpected(other)),
     }
 }

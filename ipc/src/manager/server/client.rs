@@ -2,6 +2,7 @@
 //! lane if it asked for one, and how its requests are read and its replies
 //! sent without ever waiting on it.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,8 @@ pub(super) struct Client {
     pub lane: Option<ServerLane>,
     /// Whether a lane may be opened (a local client on a Unix socket).
     may_open_lane: bool,
+    /// Its process, if local (from the socket's credentials).
+    pid: Option<u32>,
     /// Where its last request came from: its reply, even one owed later
     /// to a parked request, goes back the same way.
     via_lane: bool,
@@ -49,7 +52,11 @@ impl Client {
         now: Instant,
         may_open_lane: bool,
     ) -> Self {
+        let pid = crate::os::fd::peer_credentials(conn.as_raw_fd())
+            .ok()
+            .and_then(|c| u32::try_from(c.pid).ok());
         Client {
+            pid,
             conn,
             peer,
             last_heard: now,
@@ -78,6 +85,11 @@ impl Client {
         loop {
             match self.conn.try_recv::<Request>() {
                 Ok(Request::OpenLane) => self.open_lane()?,
+                Ok(Request::Owner(token)) => {
+                    self.via_lane = false;
+                    let reply = hub.state().announce(id, token, self.pid);
+                    self.reply(&reply)?;
+                }
                 Ok(request) => {
                     self.via_lane = false;
                     if let Some(reply) = answer(hub, id, request) {

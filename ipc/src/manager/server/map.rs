@@ -33,6 +33,9 @@ pub(super) struct Map {
     version: u64,
     /// Bytes of its keys and values (the server's byte budget counts them).
     bytes: usize,
+    /// Nested objects whose key was overwritten or cleared: for the server
+    /// to free ([`Map::take_orphans`]).
+    orphans: Vec<u64>,
 }
 
 /// The most items, and about the most bytes, one page of an iteration
@@ -72,6 +75,9 @@ impl Map {
             Some((_, old)) => {
                 let old = std::mem::replace(old, slot);
                 self.bytes = self.bytes.saturating_sub(key.len() + slot_bytes(&old));
+                if let Slot::Nested(n) = old {
+                    self.orphans.push(n);
+                }
             }
             None => {
                 let place = self.next_place;
@@ -184,6 +190,7 @@ impl Map {
                 Reply::Items(self.values().map(|(k, v)| (k.clone(), v.clone())).collect()).into()
             }
             Op::Clear => {
+                self.orphans.extend(self.nested());
                 self.entries.clear();
                 self.order.clear();
                 self.version = self.version.wrapping_add(1);
@@ -221,6 +228,22 @@ impl Map {
             }
             _ => refuse("not an operation on a dict"),
         }
+    }
+
+    /// The objects nested at its keys.
+    pub fn nested(&self) -> Vec<u64> {
+        self.entries
+            .values()
+            .filter_map(|(_, slot)| match slot {
+                Slot::Nested(n) => Some(*n),
+                Slot::Value(_) => None,
+            })
+            .collect()
+    }
+
+    /// Nested objects no key holds any more.
+    pub fn take_orphans(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.orphans)
     }
 
     /// The plain values, with their keys (nested objects are not values).

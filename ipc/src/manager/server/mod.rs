@@ -11,6 +11,7 @@ mod barrier;
 mod client;
 mod condition;
 mod hub;
+mod lifetimes;
 mod list;
 mod lock;
 mod map;
@@ -72,6 +73,10 @@ pub struct ServeOptions {
     /// The most bytes one client connection may add to what is stored
     /// (less what it took away): one client cannot take the whole budget.
     pub max_client_stored_bytes: usize,
+    /// How long a remote process's references to anonymous objects last
+    /// after its last connection closed (a local process's last until its
+    /// pid is dead); past it, objects only it held are freed.
+    pub remote_refs_grace: Duration,
     /// Log refused and dropped peers to stderr.
     pub log: bool,
     /// Threads serving clients (each client is served by one; objects
@@ -111,6 +116,7 @@ impl Default for ServeOptions {
             max_frame: 64 << 20,
             max_stored_bytes: 1 << 30,
             max_client_stored_bytes: 256 << 20,
+            remote_refs_grace: Duration::from_secs(3600),
             log: true,
             threads: 0,
         }

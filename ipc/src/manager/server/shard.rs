@@ -239,7 +239,10 @@ pub(super) fn serve(hub: &Hub, me: usize, front: Option<Front>, options: &ServeO
         hub.state().expire(now);
         if now.duration_since(last_idle_check) >= IDLE_CHECK_EVERY {
             last_idle_check = now;
-            let state = hub.state();
+            let mut state = hub.state();
+            if me == 0 {
+                state.sweep(now, options.remote_refs_grace);
+            }
             for (&id, client) in &clients {
                 let silent = now.duration_since(client.last_heard);
                 if options.idle_timeout.is_some_and(|idle| silent >= idle) && !state.involves(id) {

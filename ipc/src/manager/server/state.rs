@@ -13,6 +13,7 @@ use super::super::protocol::{Kind, Op, Reply, Request};
 use super::super::register::{ErasedShared, Factories};
 use super::barrier::{Barrier, Event};
 use super::condition::Condition;
+use super::lifetimes::{Lifetimes, Token};
 use super::list::List;
 use super::lock::{LockCore, Semaphore};
 use super::map::{Map, Slot};
@@ -95,6 +96,8 @@ pub(super) struct State {
     /// took away), and the most one client may reach.
     stored_by: HashMap<ClientId, usize>,
     client_budget: usize,
+    /// Who holds proxies to the objects made anonymously.
+    lifetimes: Lifetimes,
 }
 
 impl State {
@@ -111,6 +114,7 @@ impl State {
             holdable: Vec::new(),
             owed: Vec::new(),
             factories,
+            lifetimes: Lifetimes::default(),
         }
     }
 
@@ -153,9 +157,22 @@ impl State {
     pub fn handle(&mut self, client: ClientId, request: Request) -> Option<Reply> {
         Some(match request {
             Request::Create(kind) => match self.create(kind) {
-                Ok(id) => Reply::Created(id),
-                Err(why) => Reply::Error(why),
+                Ok(id) => {
+                    self.lifetimes.made(client, id);
+                    Reply::Created(id)
+                }
+                Err(refused) => refused,
             },
+            Request::Objects => Reply::Len(self.objects.len() as u64),
+            Request::Delete(name) => match self.names.remove(&name) {
+                Some(id) => {
+                    self.free(id);
+                    Reply::Bool(true)
+                }
+                None => Reply::Bool(false),
+            },
+            // The connection says it before anything else (see `Client`).
+            Request::Owner(_) => Reply::Error("the owner is told once, first".into()),
             Request::Open { name, kind, exact } => self.open(name, kind, exact),
             Request::On { id, op } => return self.on(client, id, op),
             // The loop opens lanes; one asked for where none can be.
@@ -168,7 +185,9 @@ impl State {
                     .into_iter()
                     .map(|r| match r {
                         Request::Batch(_) => Reply::Error("batches do not nest".into()),
-                        Request::OpenLane => Reply::Error("a lane is not opened in a batch".into()),
+                        Request::OpenLane | Request::Owner(_) => {
+                            Reply::Error("not in a batch".into())
+                        }
                         Request::On { ref op, .. } if may_wait(op) => {
                             Reply::Error("a batch cannot wait (give it a timeout of zero)".into())
                         }
@@ -181,22 +200,26 @@ impl State {
         })
     }
 
-    fn create(&mut self, kind: Kind) -> Result<u64, String> {
+    fn create(&mut self, kind: Kind) -> Result<u64, Reply> {
         if self.objects.len() >= MAX_OBJECTS {
-            return Err(format!("a manager keeps at most {MAX_OBJECTS} objects"));
+            return Err(Reply::Error(format!(
+                "a manager keeps at most {MAX_OBJECTS} objects"
+            )));
         }
         let incoming = match &kind {
             Kind::Value(v) => v.len(),
             Kind::Array(items) => items.iter().map(Vec::len).sum(),
             _ => 0,
         };
-        self.admit(incoming)?;
+        self.admit(incoming).map_err(Reply::OverBudget)?;
         let object = match &kind {
             Kind::Namespace | Kind::Dict | Kind::Set => Object::Map(Map::default()),
             Kind::Value(v) => Object::Map(Map::cell(v.clone())),
             Kind::List => Object::List(List::new(Vec::new(), false)),
             Kind::Array(items) if items.len() > MAX_ITEMS => {
-                return Err(format!("an array holds at most {MAX_ITEMS} items"))
+                return Err(Reply::Error(format!(
+                    "an array holds at most {MAX_ITEMS} items"
+                )))
             }
             Kind::Array(items) => Object::List(List::new(items.clone(), true)),
             Kind::Lock => Object::Lock(LockCore::new(false)),
@@ -208,12 +231,16 @@ impl State {
             } => Object::Semaphore(Semaphore::new(*value, *bounded, *owned)),
             Kind::Condition => Object::Condition(Condition::new()),
             Kind::Event => Object::Event(Event::default()),
-            Kind::Barrier { parties: 0 } => return Err("a barrier needs one party or more".into()),
+            Kind::Barrier { parties: 0 } => {
+                return Err(Reply::Error("a barrier needs one party or more".into()))
+            }
             Kind::Barrier { parties } => Object::Barrier(Barrier::new(*parties)),
             Kind::Queue { maxsize, joinable } => Object::Queue(Queue::new(*maxsize, *joinable)),
-            Kind::User { type_name, state } => {
-                Object::User(Arc::new(Mutex::new(self.factories.make(type_name, state)?)))
-            }
+            Kind::User { type_name, state } => Object::User(Arc::new(Mutex::new(
+                self.factories
+                    .make(type_name, state)
+                    .map_err(Reply::Error)?,
+            ))),
         };
         self.stored = self.stored.saturating_add(bytes_of(&object));
         let id = self.next_id;
@@ -254,13 +281,26 @@ impl State {
                 self.names.insert(name, id);
                 Reply::Created(id)
             }
-            Err(why) => Reply::Error(why),
+            Err(refused) => refused,
         }
     }
 
     fn on(&mut self, client: ClientId, id: u64, op: Op) -> Option<Reply> {
-        if let Op::NestedAt(key, kind) = op {
-            return Some(self.nested(id, key, kind));
+        match op {
+            Op::NestedAt(key, kind) => return Some(self.nested(id, key, kind)),
+            Op::IncRef => {
+                return Some(match self.lifetimes.incref(client, id) {
+                    Ok(()) => Reply::Done,
+                    Err(why) => Reply::Error(why),
+                })
+            }
+            Op::DecRef => {
+                if self.lifetimes.decref(client, id) {
+                    self.free(id);
+                }
+                return Some(Reply::Done);
+            }
+            _ => {}
         }
         let freed = self
             .objects
@@ -271,7 +311,7 @@ impl State {
             .admit(adds)
             .and_then(|()| self.admit_client(client, adds))
         {
-            return Some(Reply::Error(why));
+            return Some(Reply::OverBudget(why));
         }
         let step = match self.objects.get_mut(&id) {
             Some((_, object)) => {
@@ -284,6 +324,7 @@ impl State {
             }
             None => refuse(format!("no object {id}")),
         };
+        self.free_orphans(id);
         let reply = match step {
             Step::Reply(reply) => Some(reply),
             Step::Wait => {
@@ -323,7 +364,7 @@ impl State {
         }
         let new = match self.create(kind) {
             Ok(new) => new,
-            Err(why) => return Reply::Error(why),
+            Err(refused) => return refused,
         };
         if let Some((_, Object::Map(map))) = self.objects.get_mut(&id) {
             self.stored = self.stored.saturating_add(key.len());
@@ -411,9 +452,62 @@ impl State {
         }
     }
 
+    /// Connection `client` belongs to process `token` (its pid, if local).
+    pub fn announce(&mut self, client: ClientId, token: Token, pid: Option<u32>) -> Reply {
+        match self.lifetimes.announce(client, token, pid) {
+            Ok(()) => Reply::Done,
+            Err(why) => Reply::Error(why),
+        }
+    }
+
+    /// Frees the objects of processes gone without a word (see
+    /// [`Lifetimes::sweep`]).
+    pub fn sweep(&mut self, now: Instant, grace: Duration) {
+        for id in self.lifetimes.sweep(now, grace) {
+            self.free(id);
+        }
+    }
+
+    /// Frees object `id` and what is nested in it: its bytes leave the
+    /// budget, a request parked on it is told, its id is never served again.
+    fn free(&mut self, id: u64) {
+        let mut doomed = vec![id];
+        while let Some(id) = doomed.pop() {
+            let Some((_, object)) = self.objects.remove(&id) else {
+                continue;
+            };
+            self.lifetimes.forget(id);
+            self.stored = self.stored.saturating_sub(bytes_of(&object));
+            if let Object::Map(map) = &object {
+                doomed.extend(map.nested());
+            }
+            if let Some(parked) = self.parked.remove(&id) {
+                for p in parked {
+                    self.owed
+                        .push((p.client, Reply::Error(format!("object {id} was freed"))));
+                }
+            }
+            self.holdable.retain(|&h| h != id);
+        }
+    }
+
+    /// Objects nested in `id` whose keys were overwritten or cleared.
+    fn free_orphans(&mut self, id: u64) {
+        let orphans = match self.objects.get_mut(&id) {
+            Some((_, Object::Map(map))) => map.take_orphans(),
+            _ => return,
+        };
+        for n in orphans {
+            self.free(n);
+        }
+    }
+
     /// `client` disconnected: what it held is released (and marked), what
-    /// it waited for is forgotten.
+    /// it waited for is forgotten, and the objects it alone kept are freed.
     pub fn client_gone(&mut self, client: ClientId) {
+        for id in self.lifetimes.client_gone(client, Instant::now()) {
+            self.free(id);
+        }
         // What it stored stays (shared objects), counted in the total.
         self.stored_by.remove(&client);
         for queue in self.parked.values_mut() {
@@ -441,7 +535,7 @@ impl State {
     /// Whether `client` holds a lock or a semaphore, or waits for anything
     /// (the idle timeout must not take those from it).
     pub fn involves(&self, client: ClientId) -> bool {
-        self.waits(client) || self.holds(client)
+        self.waits(client) || self.holds(client) || self.lifetimes.connection_holds_refs(client)
     }
 
     /// Whether `client` waits for something (a request of its is parked).

@@ -25,22 +25,14 @@ pub(super) fn refuse(why: impl Into<String>) -> Step {
     Step::Reply(Reply::Error(why.into()))
 }
 
-/// How long an operation may wait: `None` not at all (it has no wait),
-/// `Some(None)` without end, `Some(Some(ms))` at most `ms`.
+/// How long an operation may wait (see [`Op::wait_of`]).
 pub(super) fn wait_of(op: &Op) -> Option<Option<u64>> {
-    match op {
-        Op::Acquire { wait_ms }
-        | Op::Wait { wait_ms }
-        | Op::WaitSet { wait_ms }
-        | Op::Arrive { wait_ms } => Some(*wait_ms),
-        Op::Put(_, wait_ms) | Op::Take(wait_ms) | Op::Join(wait_ms) => Some(*wait_ms),
-        _ => None,
-    }
+    op.wait_of()
 }
 
 /// Whether a request may end up parked (batches refuse those).
 pub(super) fn may_wait(op: &Op) -> bool {
-    matches!(op, Op::Wait { .. }) || wait_of(op).is_some_and(|w| w != Some(0))
+    op.may_wait()
 }
 
 /// The answer to a waiting operation whose deadline passed, for the kinds
