@@ -291,6 +291,11 @@ fn lock_timeouts_and_reentrance() {
         matches!(lock.release(), Err(ManagerError::Server(_))),
         "not held"
     );
+    // The shared-memory lock's names read the same.
+    let same = lock.lock().unwrap();
+    assert!(lock.try_lock().unwrap().is_none());
+    drop(same);
+    assert!(lock.lock_timeout(Duration::from_secs(1)).unwrap().is_some());
     // Python's style: kept past the guard, released by the proxy.
     lock.acquire().unwrap().keep();
     assert!(lock.try_acquire().unwrap().is_none());

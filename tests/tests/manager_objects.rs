@@ -36,6 +36,7 @@ fn main() {
         a_dict_keeps_insertion_order_as_pythons,
         iterating_a_dict_sees_a_change_by_another_process,
         a_set_has_pythons_set_methods_across_processes,
+        entries_give_nested_objects_as_proxies,
         a_namespace_field_is_deleted_and_its_debug_names_its_fields,
         a_nested_list_sees_every_process_append,
         sort_is_atomic_beside_appends,
@@ -191,6 +192,40 @@ fn a_set_has_pythons_set_methods_across_processes() {
         .unwrap();
     assert!(matches!(
         manager.open::<Dict<u8, u8>>("tags"),
+        Err(ManagerError::WrongKind(_))
+    ));
+}
+
+/// Python's `d.items()` gives the proxies of nested objects among the
+/// values: `entries` does, each turned into its proxy by its kind.
+fn entries_give_nested_objects_as_proxies() {
+    use outlast_ipc::manager::{Entry, List};
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, u32>().unwrap();
+    d.set(&"a".into(), &1).unwrap();
+    d.list_at::<String>(&"names".into())
+        .unwrap()
+        .append(&"x".into())
+        .unwrap();
+    d.set(&"b".into(), &2).unwrap();
+    let entries = d.entries().unwrap();
+    let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["a", "names", "b"]);
+    let mut entries = entries.into_iter();
+    assert!(matches!(entries.next(), Some((_, Entry::Value(1)))));
+    let Some((_, Entry::Nested(nested))) = entries.next() else {
+        panic!("no nested list");
+    };
+    assert!(matches!(nested.kind(), outlast_ipc::manager::Kind::List));
+    let names: List<String> = nested.into_proxy().unwrap();
+    assert_eq!(names.get(0).unwrap().as_deref(), Some("x"));
+    // The same nested object asked for as another kind: refused.
+    let again = d.entries().unwrap().into_iter().nth(1).unwrap().1;
+    let Entry::Nested(again) = again else {
+        panic!("no nested list");
+    };
+    assert!(matches!(
+        again.into_proxy::<Dict<u8, u8>>(),
         Err(ManagerError::WrongKind(_))
     ));
 }

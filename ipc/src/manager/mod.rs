@@ -65,11 +65,11 @@ mod proxy;
 mod register;
 mod server;
 
-pub use protocol::{Kind, Op, Reply, Request, Update, MAX_BATCH};
+pub use protocol::{KeyHolds, Kind, Op, Reply, Request, Update, MAX_BATCH};
 pub use proxy::{
-    Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, DictItems, DictKeys, Event,
-    Held, JoinableQueue, List, Lock, Namespace, Proxy, Queue, Semaphore, Set, Shared, Ticket,
-    Value,
+    Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, DictItems, DictKeys, Entry,
+    Event, Held, JoinableQueue, List, Lock, Namespace, Nested, Proxy, Queue, Semaphore, Set,
+    Shared, Ticket, Value,
 };
 pub use register::SharedType;
 pub use server::ServeOptions;

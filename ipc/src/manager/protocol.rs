@@ -182,6 +182,9 @@ pub enum Op {
     /// Python's `popitem()`: the key set last and its value, as `Items`
     /// (none: the dict is empty).
     PopItem,
+    /// Every key with its value or the nested object it holds, in
+    /// insertion order: `Entries`.
+    Entries,
     /// One page of an iteration in insertion order: the keys after place
     /// `after` (`None`: from the first), with their values if `values`,
     /// while the dict is at `version` (`None`: the first page). `Page`, or
@@ -288,6 +291,14 @@ impl Op {
     }
 }
 
+/// What a dict's key holds, as `Entries` says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyHolds {
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// An object nested there: its id and kind.
+    Nested(u64, Kind),
+}
+
 /// The server's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -309,6 +320,8 @@ pub enum Reply {
     },
     /// The dict changed size since the iteration began.
     Changed,
+    /// A dict's keys with what each holds.
+    Entries(Vec<(Vec<u8>, KeyHolds)>),
     /// A store past the manager's byte budget, or past this client's share
     /// of it, was refused; nothing changed.
     OverBudget(String),

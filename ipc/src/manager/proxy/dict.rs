@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::super::protocol::{Kind, Op, Reply, Update};
+use super::super::protocol::{KeyHolds, Kind, Op, Reply, Update};
 use super::super::ManagerError;
 use super::{decode, encode, expect_done, expect_value, proxy, unexpected, List, Made, Target};
 
@@ -167,7 +167,30 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         }
     }
 
-    /// `list(d.items())`, in insertion order (nested objects are left out).
+    /// Every key with what it holds, in insertion order: its value, or the
+    /// object nested there ([`Nested`], whose proxy you take by its kind),
+    /// as Python's `d.items()` gives nested proxies.
+    pub fn entries(&self) -> Result<Vec<(K, Entry<V>)>, ManagerError> {
+        match self.target.call(Op::Entries)? {
+            Reply::Entries(entries) => entries
+                .into_iter()
+                .map(|(k, held)| {
+                    let entry = match held {
+                        KeyHolds::Value(v) => Entry::Value(decode(&v)?),
+                        KeyHolds::Nested(id, kind) => Entry::Nested(Nested {
+                            target: self.target.nested_at(id),
+                            kind,
+                        }),
+                    };
+                    Ok((decode(&k)?, entry))
+                })
+                .collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `list(d.items())`, in insertion order (nested objects are left out:
+    /// [`entries`](Self::entries) has them).
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
         match self.target.call(Op::Items)? {
             Reply::Items(items) => items
@@ -257,6 +280,41 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// The dict kept at `key` (made empty if the key is free).
     pub fn dict_at<K2, V2>(&self, key: &K) -> Result<Dict<K2, V2>, ManagerError> {
         Ok(Dict::made(self.target.nested(encode(key)?, Kind::Dict)?))
+    }
+}
+
+/// What a key of a [`Dict`] holds ([`Dict::entries`]).
+#[derive(Debug)]
+pub enum Entry<V> {
+    Value(V),
+    Nested(Nested),
+}
+
+/// An object nested at a dict's key: its kind, and its proxy once you
+/// name the proxy's type.
+#[derive(Debug)]
+pub struct Nested {
+    target: Target,
+    kind: Kind,
+}
+
+impl Nested {
+    /// What it is, as the manager says.
+    pub fn kind(&self) -> &Kind {
+        &self.kind
+    }
+
+    /// Its proxy as a `P` (`Dict<K, V>`, `List<T>`, ...):
+    /// [`ManagerError::WrongKind`] if it is another kind of object.
+    pub fn into_proxy<P: super::Proxy>(self) -> Result<P, ManagerError> {
+        if !P::default_kind().same_kind(&self.kind) {
+            return Err(ManagerError::WrongKind(format!(
+                "the nested object is a {:?}, not a {:?}",
+                self.kind,
+                P::default_kind()
+            )));
+        }
+        Ok(P::made(self.target))
     }
 }
 

@@ -13,7 +13,7 @@ mod shared;
 mod sync;
 
 pub use batch::{Batch, BatchReplies, Ticket};
-pub use dict::{Dict, DictItems, DictKeys, Namespace, Value};
+pub use dict::{Dict, DictItems, DictKeys, Entry, Namespace, Nested, Value};
 pub use list::{Array, List};
 pub use queue::{JoinableQueue, Queue};
 pub use set::Set;
@@ -174,6 +174,14 @@ impl Target {
             }
         }
         Ok(all)
+    }
+
+    /// A proxy to object `id`, nested in this one.
+    fn nested_at(&self, id: u64) -> Target {
+        Target {
+            timeout: self.timeout,
+            ..Target::new(self.link.clone(), id)
+        }
     }
 
     /// The object kept at `key` of this dict, made of `kind` if free.

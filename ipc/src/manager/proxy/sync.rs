@@ -126,6 +126,25 @@ proxy! {
 }
 acquire_release!(Lock);
 
+/// The shared-memory locks' names ([`crate::sync::Lock::lock`]), so that
+/// a manager lock reads the same.
+impl Lock {
+    /// [`acquire`](Self::acquire).
+    pub fn lock(&self) -> Result<Held<'_>, ManagerError> {
+        self.acquire()
+    }
+
+    /// [`try_acquire`](Self::try_acquire).
+    pub fn try_lock(&self) -> Result<Option<Held<'_>>, ManagerError> {
+        self.try_acquire()
+    }
+
+    /// [`acquire_timeout`](Self::acquire_timeout).
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<Held<'_>>, ManagerError> {
+        self.acquire_timeout(timeout)
+    }
+}
+
 proxy! {
     /// Python's `manager.Semaphore(n)` (or `BoundedSemaphore(n)`, whose
     /// release past `n` is an error).

@@ -230,6 +230,11 @@ impl Map {
         }
     }
 
+    /// Every key and what it holds, in insertion order.
+    pub fn in_order_slots(&self) -> impl Iterator<Item = (&Vec<u8>, &Slot)> {
+        self.in_order()
+    }
+
     /// The objects nested at its keys.
     pub fn nested(&self) -> Vec<u64> {
         self.entries

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::super::protocol::{Kind, Op, Reply, Request};
+use super::super::protocol::{KeyHolds, Kind, Op, Reply, Request};
 use super::super::register::{ErasedShared, Factories};
 use super::barrier::{Barrier, Event};
 use super::condition::Condition;
@@ -288,6 +288,7 @@ impl State {
     fn on(&mut self, client: ClientId, id: u64, op: Op) -> Option<Reply> {
         match op {
             Op::NestedAt(key, kind) => return Some(self.nested(id, key, kind)),
+            Op::Entries => return Some(self.entries(id)),
             Op::IncRef => {
                 return Some(match self.lifetimes.incref(client, id) {
                     Ok(()) => Reply::Done,
@@ -341,6 +342,24 @@ impl State {
         };
         self.retry(id);
         reply
+    }
+
+    /// Dict `id`'s keys with their values or nested objects (and kinds).
+    fn entries(&self, id: u64) -> Reply {
+        let Some((_, Object::Map(map))) = self.objects.get(&id) else {
+            return Reply::Error(format!("object {id} is not a dict"));
+        };
+        let entries = map
+            .in_order_slots()
+            .filter_map(|(key, slot)| {
+                let held = match slot {
+                    Slot::Value(v) => KeyHolds::Value(v.clone()),
+                    Slot::Nested(n) => KeyHolds::Nested(*n, self.objects.get(n)?.0.clone()),
+                };
+                Some((key.clone(), held))
+            })
+            .collect();
+        Reply::Entries(entries)
     }
 
     /// The object at `key` of dict `id`, made if the key is free.
