@@ -183,6 +183,21 @@ fn a_set_has_pythons_set_methods_across_processes() {
     let mut left: Vec<String> = s.iter().map(Result::unwrap).collect();
     left.sort();
     assert_eq!(left, ["b", "c", "x"]);
+    // {b, c, x} ^= {x, q, q}: {b, c, q}; &= {b, q, zzz}: {b, q}.
+    let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    s.symmetric_difference_update(&names(&["x", "q", "q"]))
+        .unwrap();
+    let mut now = s.members().unwrap();
+    now.sort();
+    assert_eq!(now, ["b", "c", "q"]);
+    s.intersection_update(&names(&["b", "q", "zzz"])).unwrap();
+    let mut now = s.members().unwrap();
+    now.sort();
+    assert_eq!(now, ["b", "q"]);
+    assert!(s.is_superset(&names(&["q"])).unwrap());
+    assert!(!s.is_superset(&names(&["q", "zzz"])).unwrap());
+    assert!(s.is_disjoint(&names(&["zzz", "a"])).unwrap());
+    assert!(!s.is_disjoint(&names(&["b"])).unwrap());
     s.clear().unwrap();
     assert!(s.is_empty().unwrap());
     assert_eq!(s.pop().unwrap(), None);

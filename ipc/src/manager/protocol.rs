@@ -185,6 +185,11 @@ pub enum Op {
     /// Every key with its value or the nested object it holds, in
     /// insertion order: `Entries`.
     Entries,
+    /// A set's `intersection_update`: keeps only these keys (`Done`).
+    RetainKeys(Vec<Vec<u8>>),
+    /// A set's `symmetric_difference_update`: each of these keys is
+    /// removed if there, added (with an empty value) if not (`Done`).
+    ToggleKeys(Vec<Vec<u8>>),
     /// One page of an iteration in insertion order: the keys after place
     /// `after` (`None`: from the first), with their values if `values`,
     /// while the dict is at `version` (`None`: the first page). `Page`, or

@@ -108,8 +108,83 @@ impl<T: Serialize + DeserializeOwned> Set<T> {
         Ok(())
     }
 
+    /// `s.intersection_update(others)` (`s &= others`): keeps only the
+    /// members among `others`, in one step on the server.
+    pub fn intersection_update<'a>(
+        &self,
+        others: impl IntoIterator<Item = &'a T>,
+    ) -> Result<(), ManagerError>
+    where
+        T: 'a,
+    {
+        let keys = others.into_iter().map(encode).collect::<Result<_, _>>()?;
+        self.target.done(Op::RetainKeys(keys))
+    }
+
+    /// `s.symmetric_difference_update(others)` (`s ^= others`): each of
+    /// `others` removed if a member, added if not, in one step.
+    pub fn symmetric_difference_update<'a>(
+        &self,
+        others: impl IntoIterator<Item = &'a T>,
+    ) -> Result<(), ManagerError>
+    where
+        T: 'a,
+    {
+        let mut keys: Vec<Vec<u8>> = others.into_iter().map(encode).collect::<Result<_, _>>()?;
+        // Python's `^=` takes a set: a member named twice counts once.
+        keys.sort();
+        keys.dedup();
+        self.target.done(Op::ToggleKeys(keys))
+    }
+
+    /// `s.issuperset(others)`: whether every one of `others` is a member
+    /// (asked in one round trip).
+    pub fn is_superset<'a>(
+        &self,
+        others: impl IntoIterator<Item = &'a T>,
+    ) -> Result<bool, ManagerError>
+    where
+        T: 'a,
+    {
+        Ok(self.memberships(others)?.into_iter().all(|m| m))
+    }
+
+    /// `s.isdisjoint(others)`: whether none of `others` is a member.
+    pub fn is_disjoint<'a>(
+        &self,
+        others: impl IntoIterator<Item = &'a T>,
+    ) -> Result<bool, ManagerError>
+    where
+        T: 'a,
+    {
+        Ok(!self.memberships(others)?.into_iter().any(|m| m))
+    }
+
+    /// Whether each of `others` is a member, in one round trip.
+    fn memberships<'a>(
+        &self,
+        others: impl IntoIterator<Item = &'a T>,
+    ) -> Result<Vec<bool>, ManagerError>
+    where
+        T: 'a,
+    {
+        let ops = others
+            .into_iter()
+            .map(|m| Ok(Op::Contains(encode(m)?)))
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        self.target
+            .batch(ops)?
+            .into_iter()
+            .map(|r| match r {
+                Reply::Bool(b) => Ok(b),
+                other => Err(unexpected(other)),
+            })
+            .collect()
+    }
+
     /// Every member, in the order they were added, in one round trip
-    /// (`set(s)`; `union`, `intersection` and the rest are then Rust's).
+    /// (`set(s)`, `s.copy()`; `union`, `intersection`, `issubset` and the
+    /// rest of Python's read-only methods are then Rust's).
     pub fn members(&self) -> Result<Vec<T>, ManagerError> {
         self.target.list(Op::Keys)
     }

@@ -198,6 +198,40 @@ impl Map {
                 Reply::Done.into()
             }
             Op::PopItem => self.pop_last(),
+            Op::RetainKeys(keep) => {
+                let keep: std::collections::HashSet<&[u8]> =
+                    keep.iter().map(Vec::as_slice).collect();
+                let doomed: Vec<Vec<u8>> = self
+                    .order
+                    .values()
+                    .filter(|k| !keep.contains(k.as_slice()))
+                    .cloned()
+                    .collect();
+                for key in doomed {
+                    if let Some(Slot::Nested(n)) = self.remove(&key) {
+                        self.orphans.push(n);
+                    }
+                }
+                Reply::Done.into()
+            }
+            Op::ToggleKeys(keys) => {
+                for key in keys {
+                    match self.slot(key) {
+                        Some(Slot::Nested(_)) => return refuse(NESTED),
+                        Some(Slot::Value(_)) => {
+                            self.remove(key);
+                        }
+                        None => {
+                            if let Step::Reply(Reply::Error(e)) =
+                                self.insert(key.clone(), Vec::new())
+                            {
+                                return refuse(e);
+                            }
+                        }
+                    }
+                }
+                Reply::Done.into()
+            }
             Op::Page {
                 after,
                 version,

@@ -625,7 +625,7 @@ fn incoming_bytes(op: &Op) -> usize {
     match op {
         Op::Set(k, v) | Op::SetDefault(k, v) => k.len() + v.len(),
         Op::Append(v) | Op::Insert(_, v) | Op::SetAt(_, v) | Op::Put(v, _) => v.len(),
-        Op::Extend(vs) | Op::ReplaceIf(_, vs) => vs.iter().map(Vec::len).sum(),
+        Op::Extend(vs) | Op::ReplaceIf(_, vs) | Op::ToggleKeys(vs) => vs.iter().map(Vec::len).sum(),
         Op::CompareAndSet {
             key, new: Some(v), ..
         } => key.len() + v.len(),
