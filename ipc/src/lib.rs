@@ -67,7 +67,8 @@
 //! | `Value('i', 0, lock=RLock())`, `lock=False` | `value::Value::with_lock(0, rlock)?`, `Value::without_lock(0)?` |
 //! | `SimpleQueue` | `queue::SimpleQueue` |
 //! | (posix_ipc's `MessageQueue`) | `mq::MessageQueue`: POSIX message queues with priorities |
-//! | `Manager()`, `.Namespace()`, `.dict()`, `.Queue()`, `.Lock()`, ... | [`manager::Manager`]: typed proxies, atomic `fetch_add`/`update_with`, nested `list_at`, locks freed when their holder dies, `Disconnected` when it dies |
+//! | `Manager()`, `.Namespace()`, `.dict()`, `.set()`, `.Queue()`, `.Lock()`, ... | [`manager::Manager`]: typed proxies, dicts in insertion order, atomic `fetch_add`/`update_with`, nested `list_at`, objects freed when no process holds a proxy, locks freed when their holder dies, `Disconnected` when it dies |
+//! | `with manager_lock:` | `let _held = lock.acquire()?;` ([`manager::Held`] releases when dropped) |
 //! | `BaseManager(address, authkey)`, `register` | [`manager::Manager::serve`], [`manager::Manager::connect`], [`manager::SharedType`] |
 //! | `connection.Listener(address, authkey)`, `Client(address, authkey)` | [`net::Listener`], [`net::connect`]: mutual HMAC-SHA256 authentication, Unix socket or TCP |
 //!
