@@ -27,6 +27,7 @@ fn main() {
         announced_frames_cost_the_server_nothing_until_they_arrive,
         a_batch_larger_than_one_round_trip_is_split,
         a_reply_over_the_frame_cap_is_an_error_and_the_client_stays,
+        a_request_over_the_frame_cap_is_refused_in_words_and_100_mb_fits,
         a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout,
         silent_clients_filling_the_manager_make_room_for_a_new_one,
         stores_past_the_byte_budget_are_refused_and_room_comes_back,
@@ -465,6 +466,35 @@ fn a_reply_over_the_frame_cap_is_an_error_and_the_client_stays() {
 /// lock forever (the idle timeout spared holders), and a waiter waited
 /// forever. Silent past the holder timeout, it loses the lock as a dead
 /// holder would, and the waiter is told so.
+/// A request larger than the server takes used to close the connection
+/// ("the manager is gone", and "not a request" in the server's log): the
+/// client now refuses it itself, typed, and goes on. By default a 100 MB
+/// value goes there and back.
+fn a_request_over_the_frame_cap_is_refused_in_words_and_100_mb_fits() {
+    let manager = with_options(outlast_ipc::manager::ServeOptions {
+        max_frame: 1 << 20,
+        ..Default::default()
+    });
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    let big = serde_bytes::ByteBuf::from(vec![7u8; 2 << 20]);
+    match d.set(&1, &big) {
+        Err(ManagerError::TooLarge { len, max }) => {
+            assert!(len > 2 << 20, "{len}");
+            assert_eq!(max, 1 << 20);
+        }
+        other => panic!("a request over the cap gave {other:?}"),
+    }
+    let small = serde_bytes::ByteBuf::from(vec![1u8; 1000]);
+    d.set(&2, &small).unwrap();
+    assert_eq!(d.get(&2).unwrap(), Some(small));
+    // The default cap takes a 100 MB item.
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u8, serde_bytes::ByteBuf>().unwrap();
+    let item = serde_bytes::ByteBuf::from(vec![9u8; 100 << 20]);
+    d.set(&1, &item).unwrap();
+    assert_eq!(d.get(&1).unwrap().map(|b| b.len()), Some(100 << 20));
+}
+
 fn a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout() {
     let options = outlast_ipc::manager::ServeOptions {
         holder_timeout: Some(Duration::from_secs(1)),

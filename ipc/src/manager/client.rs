@@ -263,7 +263,12 @@ fn announce(conn: &mut Connection) -> Result<(), ManagerError> {
         .recv_timeout::<Reply>(LANE_TIMEOUT)
         .map_err(recv_timeout_error)?
     {
-        Reply::Done => Ok(()),
+        // A request over the server's largest frame is refused here, in
+        // words, instead of dropping the connection there.
+        Reply::Len(max_frame) => {
+            conn.set_max_frame_size(usize::try_from(max_frame).unwrap_or(usize::MAX));
+            Ok(())
+        }
         Reply::Error(why) => Err(ManagerError::Server(why)),
         other => Err(ManagerError::Protocol(format!("{other:?}"))),
     }
@@ -365,6 +370,9 @@ fn spin_for_reply(
 fn send_error(e: SendError) -> ManagerError {
     match e {
         SendError::Disconnected => ManagerError::Disconnected,
+        SendError::Encode(crate::codec::EncodeError::TooLarge { len, max }) => {
+            ManagerError::TooLarge { len, max }
+        }
         other => ManagerError::Encode(other.to_string()),
     }
 }

@@ -114,6 +114,10 @@ pub enum ManagerError {
     /// nothing was stored, and the manager serves on.
     #[error("{0}")]
     OverBudget(String),
+    /// A request of `len` bytes is over the manager's largest frame
+    /// ([`ServeOptions::max_frame`]): refused before anything was sent.
+    #[error("a request of {len} bytes is over the manager's largest frame of {max} bytes (ServeOptions::max_frame)")]
+    TooLarge { len: usize, max: usize },
     /// A member or key that is not there (Python's `KeyError`).
     #[error("no such member")]
     NotFound,

@@ -113,7 +113,8 @@ pub enum Request {
     Delete(String),
     /// The connection belongs to the client process that calls itself
     /// this (a random number of its own): the references its proxies hold
-    /// are that process's, and outlive this one connection. `Done`.
+    /// are that process's, and outlive this one connection. Answered
+    /// `Len`: the largest request frame the server takes.
     Owner(u64),
 }
 

@@ -87,7 +87,12 @@ impl Client {
                 Ok(Request::OpenLane) => self.open_lane()?,
                 Ok(Request::Owner(token)) => {
                     self.via_lane = false;
-                    let reply = hub.state().announce(id, token, self.pid);
+                    // Told back: the largest request this connection takes,
+                    // so that the client refuses a larger one itself.
+                    let reply = match hub.state().announce(id, token, self.pid) {
+                        Reply::Done => Reply::Len(self.conn.max_frame_size() as u64),
+                        refused => refused,
+                    };
                     self.reply(&reply)?;
                 }
                 Ok(request) => {

@@ -63,7 +63,10 @@ pub struct ServeOptions {
     /// lock forever. Hold a lock longer than this without a request on
     /// that connection only with `None`.
     pub holder_timeout: Option<Duration>,
-    /// The largest request frame, in bytes.
+    /// The largest request frame, in bytes (256 MiB by default). Each
+    /// client is told it when it connects and refuses a larger request
+    /// itself (`ManagerError::TooLarge`); a peer that sends one anyway is
+    /// dropped.
     pub max_frame: usize,
     /// The most bytes of keys, values and items the manager stores, all
     /// objects together (user-registered types aside): a request that would
@@ -113,7 +116,7 @@ impl Default for ServeOptions {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             holder_timeout: Some(Duration::from_secs(600)),
-            max_frame: 64 << 20,
+            max_frame: 256 << 20,
             max_stored_bytes: 1 << 30,
             max_client_stored_bytes: 256 << 20,
             remote_refs_grace: Duration::from_secs(3600),
