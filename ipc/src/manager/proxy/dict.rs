@@ -27,6 +27,7 @@ impl std::fmt::Debug for Namespace {
         // A Debug must not hang on a stopped manager.
         let quick = self.clone().with_timeout(std::time::Duration::from_secs(1));
         match quick.fields() {
+            Ok(fields) if fields.is_empty() => write!(f, "{{}}"),
             Ok(fields) => write!(f, "{{ {} }}", fields.join(", ")),
             Err(e) => write!(f, "{{ <{e}> }}"),
         }
