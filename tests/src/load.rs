@@ -72,6 +72,14 @@ pub fn process_cpu(pid: u32) -> u64 {
         .sum()
 }
 
+/// How long all threads of process `pid` spent on a CPU during the next
+/// `window`.
+pub fn process_cpu_during(pid: u32, window: std::time::Duration) -> std::time::Duration {
+    let before = process_cpu(pid);
+    std::thread::sleep(window);
+    std::time::Duration::from_nanos(process_cpu(pid).saturating_sub(before))
+}
+
 fn schedstat(path: &str) -> u64 {
     std::fs::read_to_string(path)
         .ok()

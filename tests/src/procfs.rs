@@ -1,5 +1,5 @@
 //! Looking at processes through /proc (with `outlast_ipc::os::procfs`): who are my
-//! children, is a pid alive.
+//! children, is a pid alive, how much memory it holds.
 
 use outlast_ipc::os::procfs::task_stat;
 
@@ -25,4 +25,14 @@ pub fn stat_state_and_ppid(pid: u32) -> Option<(char, u32)> {
 /// True while `pid` exists and is not a zombie.
 pub fn is_running(pid: u32) -> bool {
     task_stat(pid).is_some_and(|s| s.is_alive())
+}
+
+/// Resident memory of process `pid`, in kB (`VmRSS`).
+pub fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }

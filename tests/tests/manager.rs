@@ -362,15 +362,6 @@ fn alive(pid: u32) -> bool {
 }
 
 /// The resident memory of `pid`, in kB.
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// An authenticated client sends a `Batch` nested 50,000 deep (100 KB):
 /// it used to overflow the server's stack (SIGABRT). Now the frame does not
 /// decode, that client is dropped, and the others are served.
@@ -403,7 +394,7 @@ fn announced_frames_cost_the_server_nothing_until_they_arrive() {
     let ns = manager.namespace().expect("namespace");
     ns.set("x", &1i64).expect("set");
     let pid = manager.pid().expect("pid");
-    let before = rss_kb(pid);
+    let before = tests::procfs::rss_kb(pid);
     let mut silent = Vec::new();
     for _ in 0..16 {
         let conn = outlast_ipc::net::connect(&address, b"announce").expect("connect");
@@ -416,7 +407,7 @@ fn announced_frames_cost_the_server_nothing_until_they_arrive() {
     // Served after all sixteen announced.
     ns.set("y", &2i64).expect("set");
     assert_eq!(ns.get::<i64>("y").expect("get"), Some(2));
-    let after = rss_kb(pid);
+    let after = tests::procfs::rss_kb(pid);
     assert!(
         after < before + 16 * 1024,
         "the server grew from {before} kB to {after} kB for 16 announced frames"
@@ -562,7 +553,7 @@ fn stores_past_the_byte_budget_are_refused_and_room_comes_back() {
     let value = serde_bytes::ByteBuf::from(vec![7u8; 8 << 20]);
     d.set(&0, &value).expect("first");
     d.set(&1, &value).expect("second");
-    let before = rss_kb(pid);
+    let before = tests::procfs::rss_kb(pid);
     for k in 2..20u32 {
         match d.set(&k, &value) {
             Err(ManagerError::OverBudget(why)) => assert!(why.contains("budget"), "{why}"),
@@ -571,7 +562,7 @@ fn stores_past_the_byte_budget_are_refused_and_room_comes_back() {
     }
     // The same key again replaces: no more bytes than before.
     d.set(&1, &value).expect("a replacement fits");
-    let after = rss_kb(pid);
+    let after = tests::procfs::rss_kb(pid);
     assert!(
         after < before + 64 * 1024,
         "the server grew from {before} kB to {after} kB"
@@ -639,9 +630,7 @@ fn an_idle_manager_with_three_idle_clients_uses_no_cpu() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let before = tests::load::process_cpu(server);
-    std::thread::sleep(Duration::from_secs(2));
-    let used = Duration::from_nanos(tests::load::process_cpu(server) - before);
+    let used = tests::load::process_cpu_during(server, Duration::from_secs(2));
     for c in &mut clients {
         assert_eq!(c.join().unwrap(), Ok(()));
     }

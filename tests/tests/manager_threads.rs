@@ -194,9 +194,7 @@ fn idle_server_threads_use_no_cpu() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let before = tests::load::process_cpu(server);
-    std::thread::sleep(Duration::from_secs(2));
-    let used = Duration::from_nanos(tests::load::process_cpu(server) - before);
+    let used = tests::load::process_cpu_during(server, Duration::from_secs(2));
     for c in &mut clients {
         assert_eq!(c.join().unwrap(), Ok(()));
     }
