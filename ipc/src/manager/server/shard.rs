@@ -195,9 +195,8 @@ pub(super) fn serve(hub: &Hub, me: usize, front: Option<Front>, options: &ServeO
         for (id, why) in broken {
             dropped(id, why, &clients, &mut gone);
         }
-        if let Some(front) = &front {
+        if front.is_some() {
             let pending_now = std::mem::take(&mut pending);
-            let _ = front;
             pending = handshakes(
                 hub,
                 me,
