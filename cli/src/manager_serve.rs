@@ -51,7 +51,11 @@ pub struct ServeArgs {
     /// Do not log refused and dropped peers.
     #[arg(long)]
     pub quiet: bool,
-    /// Threads serving clients (0: one per CPU, at most 8).
+    /// Seconds a remote process's references to objects it made last after
+    /// its last connection closed (objects only it held are then freed).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub remote_refs_grace: u64,
+    /// Threads serving clients (0: one per two CPUs, at most 8).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
 }
@@ -112,6 +116,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         log: !args.quiet,
         threads: args.threads,
+        remote_refs_grace: Duration::from_secs(args.remote_refs_grace),
         ..ServeOptions::default()
     };
     outlast_ipc::manager::serve_forever(&address, &key, options)?;

@@ -118,6 +118,7 @@
 
 pub mod codec;
 mod handle;
+mod lend;
 pub mod manager;
 pub mod mq;
 pub mod net;

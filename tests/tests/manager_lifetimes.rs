@@ -16,6 +16,7 @@ fn main() {
     tests::harness::run(tests::cases![
         a_dict_nobody_holds_any_more_is_freed,
         a_proxy_in_a_child_keeps_the_object_after_the_parent_drops_its_own,
+        a_proxy_moved_into_a_child_outlives_the_parents_next_calls,
         a_killed_process_gives_its_objects_back,
         a_thread_that_ends_takes_nothing_with_it,
         nested_objects_go_with_their_key_and_named_ones_when_deleted,
@@ -83,6 +84,43 @@ fn a_proxy_in_a_child_keeps_the_object_after_the_parent_drops_its_own() {
     done.set().unwrap();
     assert_eq!(child.join().unwrap(), Ok(3));
     // The child exited: its reference went with it.
+    assert_eq!(settles_at(&manager, base), base);
+}
+
+/// Waits for `go`, then uses the dict it was given.
+fn wait_then_use(
+    (d, go): (Dict<u32, u32>, outlast_ipc::manager::Event),
+) -> Result<Option<u32>, String> {
+    go.wait_timeout(Duration::from_secs(60))
+        .map_err(|e| e.to_string())?;
+    d.set(&1, &5).map_err(|e| e.to_string())?;
+    d.get(&1).map_err(|e| e.to_string())
+}
+
+/// `Process::new(f, d)` moves the parent's only proxy into the child; the
+/// parent's next calls tell the manager it dropped it, before the child's
+/// first call. The `Process` keeps the parent's reference until it is
+/// joined, so the child finds its dict (it found "no object 1" before:
+/// `supervisor bench manager` did exactly this).
+fn a_proxy_moved_into_a_child_outlives_the_parents_next_calls() {
+    let manager = Manager::start().unwrap();
+    let go = manager.event().unwrap();
+    let base = manager.object_count().unwrap();
+    let d = manager.dict::<u32, u32>().unwrap();
+    let mut child = Process::new(wait_then_use, (d, go.clone()));
+    child.start().unwrap();
+    for _ in 0..3 {
+        drop(manager.dict::<u8, u8>().unwrap());
+    }
+    assert_eq!(
+        manager.object_count().unwrap(),
+        base + 1,
+        "the lent dict stays"
+    );
+    go.set().unwrap();
+    assert_eq!(child.join().unwrap(), Ok(Some(5)));
+    // Joined: the parent's lent reference goes with its next call, and
+    // the child's went with the child.
     assert_eq!(settles_at(&manager, base), base);
 }
 

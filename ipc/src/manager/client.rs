@@ -63,7 +63,7 @@ const MAX_DROPPED: usize = 1 << 16;
 pub(super) fn dropped(link: &Link, id: u64) {
     if let Ok(mut dropped) = DROPPED.try_lock() {
         if dropped.len() < MAX_DROPPED {
-            dropped.push((std::process::id(), link.clone(), id));
+            dropped.push((crate::os::thread_id::process_id(), link.clone(), id));
         }
     }
 }
@@ -73,7 +73,7 @@ pub(super) fn dropped(link: &Link, id: u64) {
 fn process_token() -> u64 {
     static PID: AtomicU32 = AtomicU32::new(0);
     static TOKEN: AtomicU64 = AtomicU64::new(0);
-    let pid = std::process::id();
+    let pid = crate::os::thread_id::process_id();
     if PID.load(Ordering::Acquire) != pid {
         let mut bytes = [0u8; 8];
         let _ = crate::os::random::fill(&mut bytes);
@@ -135,7 +135,7 @@ impl Link {
         if dropped.is_empty() {
             return Vec::new();
         }
-        let pid = std::process::id();
+        let pid = crate::os::thread_id::process_id();
         let mut mine = Vec::new();
         dropped.retain(|(p, link, id)| {
             // A parent's drops, inherited through fork, are not ours.
@@ -213,7 +213,7 @@ impl Link {
 
     /// A connection, and whether it was kept from an earlier call.
     fn take_connection(&self, timeout: Option<Duration>) -> Result<(Open, bool), ManagerError> {
-        let pid = std::process::id();
+        let pid = crate::os::thread_id::process_id();
         let cached = CONNECTIONS.with(|c| c.borrow_mut().remove(self));
         if let Some(open) = cached {
             if open.pid == pid {

@@ -1,4 +1,5 @@
-//! The calling thread's kernel id, cached per thread. A `fork` copies the
+//! The calling thread's kernel id, cached per thread, and this process's
+//! id, cached per process (glibc asks the kernel on every `getpid`). A `fork` copies the
 //! forking thread's cache into the child, where it would name the parent's
 //! thread: a fork handler bumps a counter in the child, which invalidates
 //! every cached id there. The id tells which thread owns a queue's biased
@@ -26,14 +27,39 @@ thread_local! {
     static START: Cell<(u32, u64)> = const { Cell::new((u32::MAX, 0)) };
 }
 
-/// The calling thread's id (`gettid`), without a syscall after the first call.
+/// (value of FORKS when cached + 1, pid): 0 until first asked.
+static PID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// This process's id, without a syscall after the first call (nor after
+/// the first call in a forked child).
 #[inline]
-pub(crate) fn thread_id() -> u32 {
+pub(crate) fn process_id() -> u32 {
+    watch_forks();
+    let forks = FORKS.load(Ordering::Relaxed);
+    let cached = PID.load(Ordering::Relaxed);
+    if cached >> 32 == u64::from(forks) + 1 {
+        return cached as u32;
+    }
+    let pid = std::process::id();
+    PID.store(
+        (u64::from(forks) + 1) << 32 | u64::from(pid),
+        Ordering::Relaxed,
+    );
+    pid
+}
+
+fn watch_forks() {
     WATCH_FORKS.call_once(|| {
         // SAFETY: registers a handler that only does an atomic add; glibc's
         // fork runs it in the child.
         unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
     });
+}
+
+/// The calling thread's id (`gettid`), without a syscall after the first call.
+#[inline]
+pub(crate) fn thread_id() -> u32 {
+    watch_forks();
     let forks = FORKS.load(Ordering::Relaxed);
     CACHED.with(|cached| {
         let (at, tid) = cached.get();

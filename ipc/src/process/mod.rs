@@ -89,6 +89,9 @@ pub struct Process<A, R> {
     die_with_parent: bool,
     max_result_size: usize,
     child: Option<Child>,
+    /// What the arguments lent the child (manager references), kept until
+    /// the child is joined or this is dropped.
+    lent: Vec<crate::lend::Lent>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -153,6 +156,7 @@ where
             die_with_parent: true,
             max_result_size: DEFAULT_MAX_FRAME_SIZE,
             child: None,
+            lent: Vec::new(),
             _result: PhantomData,
         }
     }
@@ -208,10 +212,13 @@ where
         let Some(args) = self.args.as_ref() else {
             return Err(StartError::AlreadyStarted);
         };
-        let (encoded, handle_fds) = handle::collecting_handles(|| {
-            let mut bytes = Vec::new();
-            codec::encode_append(args, &mut bytes).map(|()| bytes)
+        let ((encoded, handle_fds), lent) = crate::lend::collecting(|| {
+            handle::collecting_handles(|| {
+                let mut bytes = Vec::new();
+                codec::encode_append(args, &mut bytes).map(|()| bytes)
+            })
         });
+        self.lent = lent;
         let encoded = encoded.map_err(|e| StartError::Args(e.to_string()))?;
         let report = report::create(self.max_result_size)?;
         let plan = ChildPlan {
@@ -273,6 +280,7 @@ where
             return Err(JoinTimeoutError::Timeout);
         }
         child.joined = true;
+        self.lent.clear();
         Ok(child.outcome::<R>(max)?)
     }
 

@@ -48,7 +48,7 @@ pub(super) fn unexpected(reply: Reply) -> ManagerError {
 const WAIT_SLACK: Duration = Duration::from_secs(10);
 
 /// What every proxy is: where its object lives, and its calls' timeout.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct Target {
     link: Link,
     id: u64,
@@ -60,6 +60,32 @@ pub struct Target {
     /// that arrives from another process makes its own on first use).
     #[serde(skip)]
     reference: OnceLock<Arc<Reference>>,
+}
+
+/// A proxy as it travels: a child's `Process` arguments also lend this
+/// process's reference, kept until that child is joined (see
+/// [`crate::lend`]), so the object outlives the gap before the child's
+/// first call.
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            link: &'a Link,
+            id: u64,
+            timeout: Option<Duration>,
+            counted: bool,
+        }
+        if let Some(reference) = self.reference.get() {
+            crate::lend::lend(reference.clone());
+        }
+        Wire {
+            link: &self.link,
+            id: self.id,
+            timeout: self.timeout,
+            counted: self.counted,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// A process's reference to a counted object: told to the manager on the
@@ -76,7 +102,7 @@ struct Reference {
 
 impl Drop for Reference {
     fn drop(&mut self) {
-        if self.pid.load(Ordering::Acquire) == std::process::id() {
+        if self.pid.load(Ordering::Acquire) == crate::os::thread_id::process_id() {
             super::client::dropped(&self.link, self.id);
         }
     }
@@ -105,7 +131,7 @@ impl Target {
         let _ = target.reference.set(Arc::new(Reference {
             link,
             id,
-            pid: AtomicU32::new(std::process::id()),
+            pid: AtomicU32::new(crate::os::thread_id::process_id()),
         }));
         target
     }
@@ -123,7 +149,7 @@ impl Target {
                 pid: AtomicU32::new(0),
             })
         });
-        let me = std::process::id();
+        let me = crate::os::thread_id::process_id();
         let had = reference.pid.load(Ordering::Acquire);
         if had != me
             && reference
