@@ -623,7 +623,11 @@ fn a_joinable_queue_joins_when_every_item_is_done() {
     assert!(matches!(q.task_done(), Err(ManagerError::Server(_))));
 }
 
-fn block_on_get(q: Queue<u32>) -> String {
+fn block_on_get((q, ready): (Queue<u32>, Event)) -> String {
+    // Connected (and counted) before the manager is killed.
+    if let Err(e) = ready.set() {
+        return e.to_string();
+    }
     match q.get() {
         Ok(n) => format!("got {n}"),
         Err(ManagerError::Disconnected) => "disconnected".into(),
@@ -634,8 +638,10 @@ fn block_on_get(q: Queue<u32>) -> String {
 fn a_consumer_blocked_on_a_killed_manager_is_disconnected() {
     let manager = Manager::start().unwrap();
     let q = manager.queue::<u32>().unwrap();
-    let mut child = Process::new(block_on_get, q.clone());
+    let ready = manager.event().unwrap();
+    let mut child = Process::new(block_on_get, (q.clone(), ready.clone()));
     child.start().unwrap();
+    assert!(ready.wait_timeout(PATIENCE).unwrap());
     std::thread::sleep(Duration::from_millis(100));
     let pid = manager.pid().unwrap() as i32;
     // SAFETY: kill has no memory arguments.
