@@ -164,7 +164,15 @@ impl Link {
             // idle timeout) was closed before our request arrived: ask once
             // more on a fresh one. If the manager is gone, that fails too.
             Err(ManagerError::Disconnected) if cached => {
-                let (open, _) = self.take_connection(left())?;
+                let open = match self.take_connection(left()) {
+                    Ok((open, _)) => open,
+                    // A manager being killed may still take the connection
+                    // and then close it: gone, as the first try said.
+                    Err(ManagerError::Auth(crate::net::AuthError::Disconnected)) => {
+                        return Err(ManagerError::Disconnected)
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.exchange(open, request, left)
             }
             outcome => outcome,
