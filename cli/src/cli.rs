@@ -57,6 +57,15 @@ enum Command {
     },
     #[command(flatten)]
     Steer(SteerCommand),
+    /// Show what a journal (--journal FILE) holds: its job, the tasks done
+    /// and dead, its runs, its last write, and any torn tail.
+    Journal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// Print it as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Wait until a broker job is complete, then print its exact answer and
     /// the cluster's report (tasks per host, re-deliveries, dead letters).
     Result {
@@ -90,6 +99,10 @@ pub enum Invocation {
     Jobs,
     Manager(ManagerCommand),
     Steer(SteerCommand),
+    Journal {
+        path: std::path::PathBuf,
+        json: bool,
+    },
     Result {
         job_id: String,
         broker: String,
@@ -122,6 +135,7 @@ where
         Some(Command::Jobs) => Ok(Invocation::Jobs),
         Some(Command::Manager { command }) => Ok(Invocation::Manager(command)),
         Some(Command::Steer(command)) => Ok(Invocation::Steer(command)),
+        Some(Command::Journal { path, json }) => Ok(Invocation::Journal { path, json }),
         Some(Command::Result {
             job_id,
             broker,

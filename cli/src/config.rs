@@ -9,6 +9,7 @@ use clap::Args;
 use outlast_ipc::StartMethod;
 
 use outlast::control::ControlAt;
+use outlast::journal::{JournalOptions, SyncPolicy};
 use outlast::RunOptions;
 
 fn workers(text: &str) -> Result<u32, String> {
@@ -33,6 +34,24 @@ impl From<StartMethodArg> for StartMethod {
             StartMethodArg::Fork => StartMethod::Fork,
             StartMethodArg::Spawn => StartMethod::Spawn,
             StartMethodArg::Forkserver => StartMethod::ForkServer,
+        }
+    }
+}
+
+/// `--journal-sync`, as written on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum JournalSyncArg {
+    Always,
+    Batch,
+    Never,
+}
+
+impl From<JournalSyncArg> for SyncPolicy {
+    fn from(arg: JournalSyncArg) -> Self {
+        match arg {
+            JournalSyncArg::Always => SyncPolicy::Always,
+            JournalSyncArg::Batch => SyncPolicy::Batch,
+            JournalSyncArg::Never => SyncPolicy::Never,
         }
     }
 }
@@ -104,6 +123,31 @@ pub struct RunConfig {
     #[arg(long, value_name = "ADDR", help_heading = "Control")]
     pub metrics: Option<std::net::SocketAddr>,
 
+    /// Keep each settled task in the journal FILE, and resume from it: the
+    /// same command run again (after a kill, a reboot) runs only the tasks
+    /// not settled yet. Not with --broker, whose Redis is the journal.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "broker",
+        help_heading = "Durability"
+    )]
+    pub journal: Option<std::path::PathBuf>,
+    /// When the journal is synced to disk: at the end of every turn that
+    /// settled a task (always), at most every 50 ms (batch), or by the
+    /// kernel (never; a killed supervisor still loses nothing).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "batch",
+        requires = "journal",
+        help_heading = "Durability"
+    )]
+    pub journal_sync: JournalSyncArg,
+    /// Run the journal's dead letters again (their attempts start over).
+    #[arg(long, requires = "journal", help_heading = "Durability")]
+    pub resume_failed: bool,
+
     /// Share the job with other supervisors through Redis Streams at URL
     /// (`redis://[:PASSWORD@]HOST:PORT/DB`; or the password in
     /// SUPERVISOR_BROKER_PASSWORD).
@@ -151,6 +195,11 @@ impl RunConfig {
             systemd_notify: true,
             metrics: self.metrics,
             max_message_bytes: self.max_message_bytes,
+            journal: self.journal.as_ref().map(|path| {
+                JournalOptions::new(path)
+                    .sync(self.journal_sync.into())
+                    .resume_failed(self.resume_failed)
+            }),
         }
     }
 }

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             }
         },
         Invocation::Steer(command) => ExitCode::from(steer::run(command)),
+        Invocation::Journal { path, json } => show_journal(&path, json),
         Invocation::Result {
             job_id,
             broker,
@@ -130,6 +131,27 @@ fn broker_run(
         consumer: None,
     };
     broker::run(config.options(), job, &options).map_err(|e| e.to_string())
+}
+
+/// `supervisor journal PATH [--json]`.
+fn show_journal(path: &std::path::Path, json: bool) -> ExitCode {
+    match outlast::journal::summary(path) {
+        Ok(summary) => {
+            let text = if json {
+                serde_json::to_string(&summary).unwrap_or_default()
+            } else {
+                summary.to_string()
+            };
+            match write_report(text.trim_end(), &ReportTo::Stdout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("supervisor journal: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `supervisor result JOB --broker URL`.

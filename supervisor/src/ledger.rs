@@ -82,6 +82,10 @@ pub struct Ledger {
     failures: IdMap<u64, u32>,
     dead: Vec<DeadLetter>,
     requeued_total: u64,
+    /// Tasks settled before the run started (read back from a journal),
+    /// and how many of them were done (the rest are dead letters).
+    resumed: u64,
+    resumed_done: u64,
 }
 
 impl Ledger {
@@ -97,7 +101,56 @@ impl Ledger {
             failures: IdMap::default(),
             dead: Vec::new(),
             requeued_total: 0,
+            resumed: 0,
+            resumed_done: 0,
         }
+    }
+
+    /// Task `id` was done before this run (a journal says so): it is
+    /// counted and never handed out. False if unknown or settled already.
+    pub fn resume_done(&mut self, id: u64) -> bool {
+        if id >= self.total || !self.settled.insert(id) {
+            return false;
+        }
+        self.done_count += 1;
+        self.resumed += 1;
+        self.resumed_done += 1;
+        true
+    }
+
+    /// Task `dead.task` was given up on before this run: a dead letter of
+    /// this one, never handed out. False if unknown or settled already.
+    pub fn resume_dead(&mut self, dead: DeadLetter) -> bool {
+        if dead.task >= self.total || !self.settled.insert(dead.task) {
+            return false;
+        }
+        self.resumed += 1;
+        self.dead.push(dead);
+        true
+    }
+
+    /// Whether task `id` is done or dead.
+    pub fn is_settled(&self, id: u64) -> bool {
+        self.settled.contains(id)
+    }
+
+    /// Tasks settled before this run started.
+    pub fn resumed(&self) -> u64 {
+        self.resumed
+    }
+
+    /// Of those, the ones done.
+    pub fn done_resumed(&self) -> u64 {
+        self.resumed_done
+    }
+
+    /// The attempt `worker` holds task `id` in.
+    pub fn attempt_of(&self, worker: WorkerId, id: u64) -> Option<u32> {
+        self.held
+            .get(&worker)?
+            .iter()
+            .find(|l| l.id == id)
+            .map(|l| l.attempt)
     }
 
     pub fn total(&self) -> u64 {
@@ -160,6 +213,11 @@ impl Ledger {
             if let Some(lease) = self.retry.pop_front() {
                 leases.push(lease);
             } else if self.next_fresh < self.total {
+                if self.settled.contains(self.next_fresh) {
+                    // Settled before this run (resumed from a journal).
+                    self.next_fresh += 1;
+                    continue;
+                }
                 leases.push(Lease {
                     id: self.next_fresh,
                     attempt: 1,
@@ -387,6 +445,31 @@ mod tests {
         ledger.untake(1, &leases);
         assert_eq!(ledger.held_by(1), 0);
         assert_eq!(ledger.take(2, 1), [Lease { id: 0, attempt: 1 }]);
+    }
+
+    #[test]
+    fn resumed_tasks_are_counted_and_never_handed_out() {
+        let mut ledger = Ledger::new(6, 3);
+        assert!(ledger.resume_done(1));
+        assert!(ledger.resume_done(2));
+        assert!(!ledger.resume_done(2), "settled twice");
+        assert!(!ledger.resume_done(6), "not a task");
+        assert!(ledger.resume_dead(DeadLetter {
+            task: 4,
+            failures: 3,
+            last_cause: "exited with code 1".into(),
+            exit_code: None,
+            input: None,
+        }));
+        assert_eq!(ledger.resumed(), 3);
+        let ids: Vec<u64> = ledger.take(1, 10).iter().map(|l| l.id).collect();
+        assert_eq!(ids, [0, 3, 5]);
+        for id in ids {
+            ledger.complete(1, id);
+        }
+        assert!(ledger.is_finished());
+        assert_eq!(ledger.done(), 5);
+        assert_eq!(ledger.dead_letters().len(), 1);
     }
 
     #[test]

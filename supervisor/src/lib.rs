@@ -83,6 +83,7 @@ pub mod broker;
 pub mod control;
 mod fleet;
 mod id_hash;
+pub mod journal;
 mod kill;
 mod ledger;
 pub mod limits;

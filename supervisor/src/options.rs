@@ -62,6 +62,11 @@ pub struct RunOptions {
     /// this cap. Anything larger than a worker's ring (about 1 MiB) travels
     /// in a sealed memfd instead, checked against this cap on arrival.
     pub max_message_bytes: u64,
+    /// Keep each settled task in a journal on disk, and resume from it:
+    /// a run killed at any instant, started again with the same job and
+    /// journal, runs only what was not settled (see [`crate::journal`]).
+    /// Not with a broker, whose Redis is the journal.
+    pub journal: Option<crate::journal::JournalOptions>,
 }
 
 /// The default cap on one task's input or output: 1 GiB.
@@ -88,6 +93,7 @@ impl Default for RunOptions {
             systemd_notify: false,
             metrics: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            journal: None,
         }
     }
 }

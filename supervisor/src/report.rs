@@ -58,6 +58,9 @@ pub struct TaskCounts {
     pub remaining: u64,
     /// Times a task went back to the queue because its worker was lost.
     pub requeued: u64,
+    /// Tasks settled before this run, read back from its journal (done
+    /// and dead letters; both are counted in `done` and `dead` too).
+    pub resumed: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -214,9 +217,14 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(f, "  wall time     {:.3} s", self.wall_seconds)?;
         let t = &self.tasks;
+        let resumed = if t.resumed > 0 {
+            format!(", {} resumed from the journal", group_thousands(t.resumed))
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "  tasks         {} of {} done, {} dead, {} remaining, {} re-queued ({})",
+            "  tasks         {} of {} done, {} dead, {} remaining, {} re-queued{resumed} ({})",
             group_thousands(t.done),
             group_thousands(t.total),
             group_thousands(t.dead),

@@ -16,7 +16,6 @@ pub struct Settled {
 }
 
 impl Settled {
-    #[cfg(test)]
     pub fn contains(&self, id: u64) -> bool {
         if id < self.base {
             return true;

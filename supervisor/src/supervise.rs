@@ -99,6 +99,13 @@ impl Supervisor {
         self
     }
 
+    /// Keeps settled tasks in the journal `journal` and resumes from it
+    /// (see [`crate::journal`]).
+    pub fn journal(mut self, journal: crate::journal::JournalOptions) -> Self {
+        self.options.journal = Some(journal);
+        self
+    }
+
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.options.quiet = quiet;
         self

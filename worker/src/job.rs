@@ -106,6 +106,15 @@ pub trait Job: Serialize + DeserializeOwned + 'static {
     ) -> Result<Self::Output, Self::Error>;
     /// Supervisor side: folds in the output of task `id`, once per id.
     fn combine(&mut self, id: u64, output: Self::Output) -> Result<(), BadOutput>;
+    /// Supervisor side: folds in the output of task `id` read back from a
+    /// journal (a resumed run), once per id, before any task runs. The
+    /// default is [`combine`](Job::combine); a job whose `combine` has a
+    /// side effect that happened already (printing, writing a file)
+    /// overrides it to count without doing it again. An error runs the
+    /// task again.
+    fn resume(&mut self, id: u64, output: Self::Output) -> Result<(), BadOutput> {
+        self.combine(id, output)
+    }
     /// The answer so far; `complete` says whether every task was combined.
     fn outcome(&self, complete: bool) -> JobOutcome;
     /// A short name for reports (default: the type's name).

@@ -41,6 +41,11 @@ pub trait Work {
     fn input_size_hint(&mut self) -> usize;
     /// The output of task `id`, once per id; `Err` fails the attempt.
     fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String>;
+    /// The output of task `id` read back from a journal, once per id,
+    /// before any task runs (default: [`accept`](Work::accept)).
+    fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+        self.accept(id, output)
+    }
     /// What task `id` is, for a dead letter (`None`: its id says it).
     fn describe_task(&self, _id: u64) -> Option<String> {
         None
@@ -98,6 +103,12 @@ impl<J: Job> Work for JobWork<J> {
         let output: J::Output =
             postcard::from_bytes(output).map_err(|e| format!("undecodable output: {e}"))?;
         self.0.combine(id, output).map_err(|e| e.0)
+    }
+
+    fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+        let output: J::Output =
+            postcard::from_bytes(output).map_err(|e| format!("undecodable output: {e}"))?;
+        self.0.resume(id, output).map_err(|e| e.0)
     }
 
     fn gave_up(&mut self, id: u64, why: &GaveUp) {

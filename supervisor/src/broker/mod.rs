@@ -108,6 +108,8 @@ pub enum BrokerError {
     },
     #[error("{0}")]
     Broker(String),
+    #[error("a broker run keeps no local journal: the broker's Redis is the journal (a supervisor that dies leaves its tasks there for the others, and a new one joins the same job); drop --journal")]
+    JournalWithBroker,
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
 }

@@ -121,6 +121,9 @@ pub fn run(
         launch,
         spec,
     } = job;
+    if options.journal.is_some() {
+        return Err(BrokerError::JournalWithBroker);
+    }
     let spec = spec.ok_or(BrokerError::NoSpec)?;
     let total = inner.task_count();
     let mut link = Link::open(&broker.url)?;

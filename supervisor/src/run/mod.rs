@@ -29,6 +29,7 @@ use outlast_worker::numbers::plural;
 
 mod commands;
 mod control;
+mod journal;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod recovery;
@@ -87,6 +88,9 @@ pub enum RunError {
          (the default) or spawn, or allow_threads(true) if no other thread can hold a lock at a fork"
     )]
     ThreadsPresent { threads: usize },
+    /// The journal could not be opened or read, or is another job's.
+    #[error(transparent)]
+    Journal(crate::journal::JournalError),
 }
 
 /// IPC totals.
@@ -168,6 +172,8 @@ pub(crate) struct Engine {
     over: bool,
     /// systemd was told `STOPPING=1`.
     told_stopping: bool,
+    /// Where settled tasks are kept (`RunOptions::journal`), if anywhere.
+    journal: Option<journal::RunJournal>,
 }
 
 impl Engine {
@@ -184,7 +190,9 @@ impl Engine {
         // through a restart loop of workers that cannot start.
         refuse_fork_with_threads(&options)?;
         let AnyJob {
-            mut work, launch, ..
+            mut work,
+            launch,
+            spec,
         } = job;
         let total = work.task_count();
         let input_len = work.input_size_hint();
@@ -199,6 +207,16 @@ impl Engine {
                 plural(total, "task")
             ));
         }
+        let mut ledger = Ledger::new(total, options.max_attempts);
+        let journal = match &options.journal {
+            Some(journal_options) => {
+                let resumed =
+                    journal::open(journal_options, spec.as_ref(), work.as_mut(), &mut ledger)?;
+                notes.extend(resumed.notes);
+                Some(resumed.journal)
+            }
+            None => None,
+        };
         let capacity = crate::limits::capacity(ring_bytes);
         capacity.check(workers)?;
         let signals = if options.handle_signals {
@@ -229,7 +247,7 @@ impl Engine {
         };
         let mut engine = Engine {
             method: options.start_method,
-            ledger: Ledger::new(total, options.max_attempts),
+            ledger,
             signals,
             slots: Vec::new(),
             crashes_in_a_row: Vec::new(),
@@ -272,6 +290,7 @@ impl Engine {
             batch: outlast_worker::protocol::TaskBatch::default(),
             over: false,
             told_stopping: false,
+            journal,
             options,
             work,
             launch,
@@ -349,6 +368,7 @@ impl Engine {
         if self.phase == Phase::Running {
             self.step_reload();
         }
+        self.journal_end_turn();
         self.resend_stops();
         self.advance_shutdown();
         self.workers_peak = self.workers_peak.max(self.live_count() as u64);
@@ -462,6 +482,7 @@ impl Engine {
     }
 
     fn end(&mut self) {
+        self.journal_finish();
         self.over = true;
         self.wall = self.started.elapsed();
         self.progress.finish();
@@ -679,8 +700,10 @@ impl Engine {
                 dead: self.ledger.dead_letters().len() as u64,
                 remaining: self.ledger.remaining(),
                 requeued: self.ledger.requeued(),
+                resumed: self.ledger.resumed(),
             },
-            tasks_per_second: self.ledger.done() as f64 / secs,
+            // This run's own: what the journal gave back took no time.
+            tasks_per_second: (self.ledger.done() - self.ledger.done_resumed()) as f64 / secs,
             ipc: IpcCounts {
                 messages_sent: t.sent,
                 messages_received: t.received,

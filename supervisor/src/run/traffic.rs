@@ -183,9 +183,11 @@ impl Engine {
                 }
                 TaskOutput::Done(output) => match self.work.accept(result.id, &output) {
                     Ok(()) => {
+                        let attempt = self.ledger.attempt_of(w.id, result.id).unwrap_or(1);
                         if self.ledger.complete(w.id, result.id) == Completion::NotHeld {
                             continue;
                         }
+                        self.journal_done(result.id, attempt, &output);
                         w.completed += 1;
                         self.crashes_in_a_row[w.slot] = 0;
                         continue;
@@ -357,6 +359,7 @@ impl Engine {
                 plural(u64::from(failures.max(1)), "time"),
                 failure.cause
             ));
+            self.journal_dead(task, failures, failure.exit_code, &failure.cause);
             self.work.gave_up(
                 task,
                 &GaveUp {

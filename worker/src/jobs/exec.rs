@@ -191,6 +191,16 @@ impl Job for Exec {
         Ok(())
     }
 
+    /// Counted, not printed again: it was printed by the run that did it.
+    fn resume(&mut self, id: u64, _output: CommandOutput) -> Result<(), BadOutput> {
+        self.succeeded += 1;
+        if self.keep_order {
+            self.waiting.insert(id, None);
+            self.print_ready();
+        }
+        Ok(())
+    }
+
     fn describe_task(&self, id: u64) -> Option<String> {
         self.lines.get(id as usize).cloned()
     }
