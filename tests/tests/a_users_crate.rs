@@ -210,3 +210,87 @@ fn programs_with_threads_use_a_pool_with_default_options() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A user's own `Job` with a journal: SIGKILLed while it runs, started
+/// again, it finishes with the exact answer and says what it resumed.
+const WITH_A_JOURNAL: &str = r#"use outlast::journal::JournalOptions;
+use outlast::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
+use serde::{Deserialize, Serialize};
+
+/// Sums the squares below n, a task per number, each taking a moment.
+#[derive(Clone, Serialize, Deserialize)]
+struct SlowSquares { n: u64, #[serde(skip)] sum: u64 }
+
+impl Job for SlowSquares {
+    type Input = u64;
+    type Output = u64;
+    type Error = String;
+    fn describe(&self) -> String { format!("squares below {}", self.n) }
+    fn task_count(&self) -> u64 { self.n }
+    fn input(&self, id: u64) -> u64 { id }
+    fn run(&self, x: u64, _: &mut TaskContext<'_>) -> Result<u64, String> {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        Ok(x * x)
+    }
+    fn combine(&mut self, _id: u64, y: u64) -> Result<(), BadOutput> { self.sum += y; Ok(()) }
+    fn outcome(&self, _complete: bool) -> JobOutcome { JobOutcome::value(self.sum) }
+}
+
+fn main() {
+    let journal = std::env::args().nth(1).expect("the journal's path");
+    let report = Supervisor::new(SlowSquares { n: 3000, sum: 0 })
+        .workers(2)
+        .quiet(true)
+        .journal(JournalOptions::new(journal))
+        .run()
+        .expect("a run");
+    println!("{} resumed {} done {}", report.result, report.tasks.resumed, report.tasks.done);
+}
+"#;
+
+#[test]
+fn a_users_job_with_a_journal_resumes_after_kills_with_the_exact_answer() {
+    let serde = "serde = { version = \"1\", features = [\"derive\"] }\n";
+    let dir = users_program("users_journal", "", serde, WITH_A_JOURNAL);
+    let built = cargo(&dir, &["build", "--quiet"]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let program = workspace().join("target/users-crate/debug/users_journal");
+    let journal = dir.join("journal");
+    let mut killed = 0;
+    for delay_ms in [150, 250, 350] {
+        let mut child = Command::new(&program)
+            .arg(&journal)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the program");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().expect("wait").is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = Command::new(&program)
+        .arg(&journal)
+        .output()
+        .expect("the last run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    // sum of x^2 for x < 3,000.
+    assert_eq!(fields[0], "8995500500", "{stdout}");
+    assert_eq!(fields[4], "3000", "{stdout}");
+    let resumed: u64 = fields[2].parse().expect("a count");
+    // 3,000 tasks of 1 ms on 2 workers outlast each kill's delay.
+    assert_eq!(killed, 3, "{stdout}");
+    assert!(resumed > 0, "{stdout}: nothing resumed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,7 +11,6 @@ use serde::Serialize;
 use super::record::{JobIdentity, Record};
 use super::scan::{scan, Dropped};
 use super::JournalError;
-use crate::settled::Settled;
 
 /// A dead letter as the journal has it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,6 +29,9 @@ pub struct JournalSummary {
     pub job: Option<JobIdentity>,
     /// Tasks done (each once, however many runs).
     pub done: u64,
+    /// Which: `[first, last]` ranges of task ids, in order (few: tasks
+    /// settle nearly in order).
+    pub done_ranges: Vec<(u64, u64)>,
     /// Dead letters not done since (a `--resume-failed` run may do them).
     pub dead: Vec<JournalDeadLetter>,
     /// Runs that wrote to it.
@@ -48,7 +50,7 @@ pub struct JournalSummary {
 /// Reads the journal at `path`.
 pub fn summary(path: &Path) -> Result<JournalSummary, JournalError> {
     let mut job = None;
-    let mut done_ids = Settled::default();
+    let mut done_ids = BTreeMap::new();
     let mut done = 0u64;
     let mut dead = BTreeMap::new();
     let mut runs = 0;
@@ -63,7 +65,7 @@ pub fn summary(path: &Path) -> Result<JournalSummary, JournalError> {
                 last_run = Some((pid, unix_ms));
             }
             Record::Done { id, .. } => {
-                if done_ids.insert(id) {
+                if add(&mut done_ids, id) {
                     done += 1;
                 }
                 dead.remove(&id);
@@ -96,6 +98,7 @@ pub fn summary(path: &Path) -> Result<JournalSummary, JournalError> {
         path: path.display().to_string(),
         job,
         done,
+        done_ranges: done_ids.into_iter().collect(),
         dead: dead.into_values().collect(),
         runs,
         last_run_pid: last_run.map(|(pid, _)| pid),
@@ -153,6 +156,36 @@ impl std::fmt::Display for JournalSummary {
     }
 }
 
+/// Adds `id` to `ranges` (first id -> last id of each run of consecutive
+/// ids), merging neighbours; false if it was there. Memory goes with the
+/// runs, not the ids.
+fn add(ranges: &mut BTreeMap<u64, u64>, id: u64) -> bool {
+    let before = ranges.range(..=id).next_back().map(|(&s, &e)| (s, e));
+    if matches!(before, Some((_, end)) if id <= end) {
+        return false;
+    }
+    let after = id
+        .checked_add(1)
+        .and_then(|n| ranges.get(&n).copied().map(|e| (n, e)));
+    match (before, after) {
+        (Some((start, end)), Some((next, last))) if end + 1 == id => {
+            ranges.remove(&next);
+            ranges.insert(start, last);
+        }
+        (Some((start, end)), _) if end + 1 == id => {
+            ranges.insert(start, id);
+        }
+        (_, Some((next, last))) => {
+            ranges.remove(&next);
+            ranges.insert(id, last);
+        }
+        _ => {
+            ranges.insert(id, id);
+        }
+    }
+    true
+}
+
 /// `2026-12-04 23:20:20.123 UTC` from milliseconds since the epoch.
 fn unix_ms_text(ms: u64) -> String {
     let secs = ms / 1000;
@@ -185,6 +218,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn done_ids_become_ranges() {
+        let mut ranges = std::collections::BTreeMap::new();
+        for id in [5, 0, 1, 2, 7, 6, 9, 3] {
+            assert!(super::add(&mut ranges, id));
+        }
+        assert!(!super::add(&mut ranges, 6), "there already");
+        let got: Vec<(u64, u64)> = ranges.into_iter().collect();
+        assert_eq!(got, [(0, 3), (5, 7), (9, 9)]);
+    }
+
     #[test]
     fn dates_are_civil() {
         assert_eq!(super::unix_ms_text(0), "1970-01-01 00:00:00.000 UTC");
