@@ -32,6 +32,8 @@ pub enum KillCause {
     ShutdownTimeout,
     /// Ending the run: a pool's `terminate` (or its drop).
     Terminated,
+    /// Ending the run: the job asked to stop now (`--halt now,...`).
+    Halted,
 }
 
 impl KillCause {
@@ -50,6 +52,7 @@ impl KillCause {
                 | KillCause::Quit
                 | KillCause::RestartLimit
                 | KillCause::ShutdownTimeout
+                | KillCause::Halted
         )
     }
 
@@ -67,6 +70,7 @@ impl KillCause {
             KillCause::RestartLimit => "restart limit reached",
             KillCause::ShutdownTimeout => "did not stop in time",
             KillCause::Terminated => "pool terminated",
+            KillCause::Halted => "halted (--halt now)",
         }
     }
 }
@@ -98,6 +102,9 @@ impl fmt::Display for KillCause {
                 "stopped by the supervisor: it did not exit in time after SIGTERM"
             ),
             KillCause::Terminated => write!(f, "stopped: the pool was terminated"),
+            KillCause::Halted => {
+                write!(f, "stopped by the supervisor: the job halted (--halt now)")
+            }
         }
     }
 }

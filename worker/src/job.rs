@@ -64,21 +64,70 @@ impl JobOutcome {
     }
 }
 
+/// A job's wish to stop its run before every task is done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Halt {
+    /// Kill the tasks running now (`false`: start no new one, let them finish).
+    pub now: bool,
+    /// Stopped for failures: the run's outcome says dead letters (exit
+    /// code 3); else it is a success (0), with the tasks not run remaining.
+    pub failed: bool,
+    /// Why, for the report: `--halt soon,fail=1: 1 command failed`.
+    pub why: String,
+}
+
 /// An output the supervisor cannot use for its task: the attempt counts
 /// as failed (retried, then a dead letter).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadOutput(pub String);
+#[error("{why}")]
+pub struct BadOutput {
+    why: String,
+    task_failed: bool,
+}
+
+impl BadOutput {
+    /// An output that is wrong: said as `bad output: WHY`.
+    pub fn new(why: impl Into<String>) -> Self {
+        BadOutput {
+            why: why.into(),
+            task_failed: false,
+        }
+    }
+
+    /// The output says the task itself failed (a command's exit status,
+    /// which only the supervisor side judges): said as `task error: WHY`,
+    /// as an error returned by `run` is.
+    pub fn task_failed(why: impl Into<String>) -> Self {
+        BadOutput {
+            why: why.into(),
+            task_failed: true,
+        }
+    }
+
+    /// Why, in the job's words.
+    pub fn why(&self) -> &str {
+        &self.why
+    }
+
+    /// What the attempt's failure is called in events and dead letters.
+    pub fn cause(&self) -> String {
+        if self.task_failed {
+            format!("task error: {}", self.why)
+        } else {
+            format!("bad output: {}", self.why)
+        }
+    }
+}
 
 impl From<String> for BadOutput {
     fn from(why: String) -> Self {
-        BadOutput(why)
+        BadOutput::new(why)
     }
 }
 
 impl From<&str> for BadOutput {
     fn from(why: &str) -> Self {
-        BadOutput(why.to_string())
+        BadOutput::new(why)
     }
 }
 
@@ -129,6 +178,18 @@ pub trait Job: Serialize + DeserializeOwned + 'static {
     /// Supervisor side: task `id` failed `max_attempts` times and is a dead
     /// letter; it will never be combined.
     fn gave_up(&mut self, _id: u64, _why: &crate::work::GaveUp) {}
+    /// Supervisor side, asked after each turn: stop the run early (GNU
+    /// parallel's `--halt`). `None`, the default, runs every task.
+    fn halt(&self) -> Option<Halt> {
+        None
+    }
+    /// The most tasks a worker holds at once (`None`, the default: an
+    /// adaptive window, from 2, doubling while workers run dry). A job of
+    /// long, uneven tasks says 1: no task waits behind a slow one while
+    /// another worker idles.
+    fn tasks_per_worker(&self) -> Option<usize> {
+        None
+    }
     /// Runs once in each worker before its first task (replacements
     /// included): open files, warm caches. An error ends that worker.
     fn start_worker(&mut self) -> Result<(), String> {
@@ -141,6 +202,7 @@ pub trait Job: Serialize + DeserializeOwned + 'static {
 pub struct TaskContext<'a> {
     pub(crate) id: u64,
     pub(crate) attempt: u32,
+    pub(crate) worker: u32,
     pub(crate) link: &'a mut crate::link::WorkerLink,
 }
 
@@ -153,6 +215,13 @@ impl TaskContext<'_> {
     /// 1 on the first attempt.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The worker's slot in the fleet, from 1 (GNU parallel's `{%}`): a
+    /// replacement takes the slot of the worker it replaces, so no two
+    /// tasks running at once have the same.
+    pub fn worker(&self) -> u32 {
+        self.worker
     }
 
     /// Tells the supervisor this worker is alive and working.

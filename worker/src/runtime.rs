@@ -183,6 +183,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         let mut ctx = TaskContext {
             id: task.id,
             attempt: task.attempt,
+            worker,
             link: &mut link,
         };
         let output = job.run_task(&task.input, &mut ctx);

@@ -39,7 +39,8 @@ pub trait Work {
     fn input(&mut self, id: u64, out: &mut Vec<u8>) -> Result<(), String>;
     /// Roughly how many bytes an input takes (sizes the rings).
     fn input_size_hint(&mut self) -> usize;
-    /// The output of task `id`, once per id; `Err` fails the attempt.
+    /// The output of task `id`, once per id; `Err` fails the attempt,
+    /// with that cause (`bad output: ...`).
     fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String>;
     /// The output of task `id` read back from a journal, once per id,
     /// before any task runs (default: [`accept`](Work::accept)).
@@ -54,6 +55,15 @@ pub trait Work {
     fn gave_up(&mut self, _id: u64, _why: &GaveUp) {}
     /// The answer so far.
     fn outcome(&self, complete: bool) -> JobOutcome;
+    /// The most tasks a worker should hold at once (`None`: the run's
+    /// adaptive window). `RunOptions::max_window` overrides it.
+    fn tasks_per_worker(&self) -> Option<usize> {
+        None
+    }
+    /// Stop the run early (asked after each turn; default: never).
+    fn halt(&self) -> Option<crate::job::Halt> {
+        None
+    }
     /// Tasks made on the way (a pool's chunks, cut as workers free up):
     /// called each turn before tasks are handed out; returns how many new
     /// tasks, with ids `first..first + n`.
@@ -100,15 +110,15 @@ impl<J: Job> Work for JobWork<J> {
     }
 
     fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
-        let output: J::Output =
-            postcard::from_bytes(output).map_err(|e| format!("undecodable output: {e}"))?;
-        self.0.combine(id, output).map_err(|e| e.0)
+        let output: J::Output = postcard::from_bytes(output)
+            .map_err(|e| format!("bad output: undecodable output: {e}"))?;
+        self.0.combine(id, output).map_err(|e| e.cause())
     }
 
     fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
-        let output: J::Output =
-            postcard::from_bytes(output).map_err(|e| format!("undecodable output: {e}"))?;
-        self.0.resume(id, output).map_err(|e| e.0)
+        let output: J::Output = postcard::from_bytes(output)
+            .map_err(|e| format!("bad output: undecodable output: {e}"))?;
+        self.0.resume(id, output).map_err(|e| e.cause())
     }
 
     fn gave_up(&mut self, id: u64, why: &GaveUp) {
@@ -121,6 +131,14 @@ impl<J: Job> Work for JobWork<J> {
 
     fn outcome(&self, complete: bool) -> JobOutcome {
         self.0.outcome(complete)
+    }
+
+    fn halt(&self) -> Option<crate::job::Halt> {
+        self.0.halt()
+    }
+
+    fn tasks_per_worker(&self) -> Option<usize> {
+        self.0.tasks_per_worker()
     }
 }
 

@@ -1,55 +1,226 @@
-//! `--exec COMMAND`: its options, and the input lines read from a file or stdin.
+//! `--exec COMMAND`: its options, and the tasks' arguments: input lines
+//! (from `--input` or stdin, split at `--colsep`), or GNU parallel's
+//! `::: A B C` sources on the command line (several: every combination).
 
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use outlast_worker::jobs::exec::output::{HaltRule, Joblog};
 use outlast_worker::jobs::exec::Exec;
 
 use super::{args, CliJob};
 
+/// The most tasks `:::` sources may combine into.
+const MAX_COMBINATIONS: usize = 100_000_000;
+
 /// The options of `--exec`.
 #[derive(Clone, Debug, clap::Args)]
-#[command(next_help_heading = "Options of --exec")]
+#[command(next_help_heading = "Options of --exec (GNU parallel's names)")]
 pub struct ExecArgs {
-    /// The command run for each input line. `{}` is the line, `{.}` the
-    /// line without its extension, `{/}` its base name, `{//}` its
-    /// directory, `{/.}` its base name without extension; with none of
-    /// these, the line is the last argument.
+    /// The command run for each input. `{}` is the input, `{.}` it without
+    /// its extension, `{/}` its base name, `{//}` its directory, `{/.}` its
+    /// base name without extension; `{1}`, `{2}`, ... a column (--colsep)
+    /// or a ::: source, with the same modifiers (`{1.}`); `{#}` the task's
+    /// number, `{%}` the worker slot. With none of these, the input is the
+    /// last argument.
     #[arg(long, value_name = "COMMAND")]
     pub exec: String,
     /// Read the lines from this file [default: standard input].
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
+    /// Split each input line into columns at SEP (a literal string; `\t`
+    /// is a TAB), each trimmed of spaces: `{1}`, `{2}`, ...
+    #[arg(long, value_name = "SEP")]
+    pub colsep: Option<String>,
     /// Run the command with `sh -c` (replacements are shell-quoted).
     #[arg(long)]
     pub shell: bool,
     /// Print outputs in input order (each waits for the ones before it).
     #[arg(long)]
     pub keep_order: bool,
+    /// Prefix each output line with the task's input and a TAB.
+    #[arg(long)]
+    pub tag: bool,
+    /// Keep each task's stdout, stderr and number in DIR/1/INPUT/{stdout,
+    /// stderr,seq} instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// Log each command run to FILE in GNU parallel's joblog format
+    /// (`+FILE` appends; a resumed --journal run appends too).
+    #[arg(long, value_name = "FILE")]
+    pub joblog: Option<String>,
+    /// Stop early: `soon,fail=N` (no new commands after N failed; the
+    /// running ones finish), `now,fail=N` (kill them too), `success=N`,
+    /// `done=N`, or `N%` of all; GNU parallel's 0, 1, 2, -1, -2 too.
+    #[arg(long, value_name = "WHEN", value_parser = halt_rule)]
+    pub halt: Option<HaltArg>,
     /// Seconds a command may run before it is killed and its attempt fails.
     #[arg(long, value_parser = args::seconds, value_name = "SECONDS")]
     pub task_timeout: Option<Duration>,
+    /// Inputs on the command line instead of stdin: `::: a b c` (several
+    /// `:::` sources run every combination, `{1}` `{2}`); `:::: FILE`
+    /// reads a source's values from FILE's lines.
+    #[arg(
+        value_name = "::: ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub sources: Vec<String>,
+}
+
+/// A parsed `--halt` (`never` is `None` inside).
+#[derive(Clone, Debug)]
+pub struct HaltArg(Option<HaltRule>);
+
+fn halt_rule(text: &str) -> Result<HaltArg, String> {
+    HaltRule::parse(text).map(HaltArg)
 }
 
 impl CliJob for Exec {
     type Args = ExecArgs;
 
     fn build(args: ExecArgs) -> Result<Exec, String> {
-        let lines = match &args.input {
-            Some(path) => {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| format!("cannot read --input {}: {e}", path.display()))?;
-                read_lines(std::io::BufReader::new(file))
+        let colsep = args.colsep.as_deref().map(unescape);
+        let inputs = if args.sources.is_empty() {
+            let lines = match &args.input {
+                Some(path) => {
+                    let file = std::fs::File::open(path)
+                        .map_err(|e| format!("cannot read --input {}: {e}", path.display()))?;
+                    read_lines(std::io::BufReader::new(file))
+                }
+                None => read_lines(std::io::stdin().lock()),
             }
-            None => read_lines(std::io::stdin().lock()),
-        }
-        .map_err(|e| format!("cannot read the input lines: {e}"))?;
-        Ok(Exec::new(&args.exec, lines)?
+            .map_err(|e| format!("cannot read the input lines: {e}"))?;
+            lines
+                .into_iter()
+                .map(|line| columns(line, colsep.as_deref()))
+                .collect()
+        } else {
+            if args.input.is_some() {
+                return Err("give the inputs with --input or with :::, not both".into());
+            }
+            combinations(&sources(&args.sources)?, colsep.as_deref())?
+        };
+        let joblog = match &args.joblog {
+            None => None,
+            Some(path) => {
+                let (path, append) = match path.strip_prefix('+') {
+                    Some(rest) => (rest, true),
+                    None => (path.as_str(), false),
+                };
+                Some(
+                    Joblog::open(std::path::Path::new(path), append || resuming())
+                        .map_err(|e| format!("cannot write --joblog {path}: {e}"))?,
+                )
+            }
+        };
+        Ok(Exec::with_args(&args.exec, inputs)?
             .shell(args.shell)
             .keep_order(args.keep_order)
+            .tag(args.tag)
+            .results(args.results)
+            .joblog(joblog)
+            .halt(args.halt.and_then(|h| h.0))
             .task_timeout(args.task_timeout))
     }
+}
+
+/// Whether this run resumes a journal that holds something: its joblog
+/// is then appended to, as GNU parallel's `--resume` does.
+fn resuming() -> bool {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.iter()
+        .position(|a| a == "--journal")
+        .and_then(|i| argv.get(i + 1))
+        .map(String::as_str)
+        .or_else(|| argv.iter().find_map(|a| a.strip_prefix("--journal=")))
+        .is_some_and(|path| std::fs::metadata(path).is_ok_and(|m| m.len() > 0))
+}
+
+/// `\t` as a TAB, `\\` as a backslash.
+fn unescape(sep: &str) -> String {
+    sep.replace("\\t", "\t").replace("\\\\", "\\")
+}
+
+/// A line as a task's arguments: itself, or its columns.
+fn columns(line: String, colsep: Option<&str>) -> Vec<String> {
+    match colsep {
+        Some(sep) if !sep.is_empty() => line
+            .split(sep)
+            .map(|c| c.trim_matches([' ', '\t']).to_string())
+            .collect(),
+        _ => vec![line],
+    }
+}
+
+/// The `:::` and `::::` sources after the options, each a list of values.
+fn sources(words: &[String]) -> Result<Vec<Vec<String>>, String> {
+    let mut sources: Vec<Vec<String>> = Vec::new();
+    let mut from_files = false;
+    for word in words {
+        match word.as_str() {
+            ":::" => {
+                sources.push(Vec::new());
+                from_files = false;
+            }
+            "::::" => {
+                sources.push(Vec::new());
+                from_files = true;
+            }
+            value => {
+                let Some(source) = sources.last_mut() else {
+                    return Err(format!(
+                        "unexpected argument `{value}`: inputs on the command line follow `:::`"
+                    ));
+                };
+                if from_files {
+                    let file = std::fs::File::open(value)
+                        .map_err(|e| format!("cannot read :::: {value}: {e}"))?;
+                    source.extend(
+                        read_lines(std::io::BufReader::new(file))
+                            .map_err(|e| format!("cannot read :::: {value}: {e}"))?,
+                    );
+                } else {
+                    source.push(value.to_string());
+                }
+            }
+        }
+    }
+    if sources.iter().any(Vec::is_empty) {
+        return Err("a ::: source with no values".into());
+    }
+    Ok(sources)
+}
+
+/// Every combination of one value from each source, the first source
+/// varying slowest (GNU parallel's order); each value split at `colsep`.
+fn combinations(sources: &[Vec<String>], colsep: Option<&str>) -> Result<Vec<Vec<String>>, String> {
+    let count = sources
+        .iter()
+        .try_fold(1usize, |n, s| n.checked_mul(s.len()))
+        .filter(|&n| n <= MAX_COMBINATIONS)
+        .ok_or_else(|| {
+            format!("the ::: sources combine into more than {MAX_COMBINATIONS} tasks")
+        })?;
+    let mut out = Vec::with_capacity(count);
+    let mut at = vec![0usize; sources.len()];
+    for _ in 0..count {
+        let mut args = Vec::new();
+        for (source, &i) in sources.iter().zip(&at) {
+            args.extend(columns(source[i].clone(), colsep));
+        }
+        out.push(args);
+        // The last source varies fastest.
+        for k in (0..at.len()).rev() {
+            at[k] += 1;
+            if at[k] < sources[k].len() {
+                break;
+            }
+            at[k] = 0;
+        }
+    }
+    Ok(out)
 }
 
 fn read_lines(reader: impl BufRead) -> std::io::Result<Vec<String>> {
@@ -61,4 +232,27 @@ fn read_lines(reader: impl BufRead) -> std::io::Result<Vec<String>> {
         }
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_combine_first_slowest() {
+        let words: Vec<String> = [":::", "a", "b", ":::", "c", "d"]
+            .map(String::from)
+            .to_vec();
+        let got = combinations(&sources(&words).unwrap(), None).unwrap();
+        assert_eq!(got, [["a", "c"], ["a", "d"], ["b", "c"], ["b", "d"]]);
+        assert!(sources(&["x".to_string()]).is_err());
+        assert!(sources(&[":::".to_string()]).is_err());
+    }
+
+    #[test]
+    fn columns_are_split_and_trimmed() {
+        assert_eq!(columns("a , b,c".into(), Some(",")), ["a", "b", "c"]);
+        assert_eq!(columns("a\tb".into(), Some(&unescape("\\t"))), ["a", "b"]);
+        assert_eq!(columns("a,b".into(), None), ["a,b"]);
+    }
 }

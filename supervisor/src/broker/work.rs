@@ -109,7 +109,9 @@ impl Work for BrokerWork {
     }
 
     fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
-        let task = self.task_of(id).ok_or("a result for a task not held")?;
+        let task = self
+            .task_of(id)
+            .ok_or("bad output: a result for a task not held")?;
         self.inner.accept(task, output)?;
         let mut shared = self.shared.borrow_mut();
         if let Some(entry) = shared.settle(id) {
@@ -144,6 +146,14 @@ impl Work for BrokerWork {
     /// the whole job's known answer (`supervisor result` gives that).
     fn outcome(&self, _complete: bool) -> JobOutcome {
         self.inner.outcome(false)
+    }
+
+    fn halt(&self) -> Option<outlast_worker::job::Halt> {
+        self.inner.halt()
+    }
+
+    fn tasks_per_worker(&self) -> Option<usize> {
+        self.inner.tasks_per_worker()
     }
 
     fn top_up(&mut self, first: u64) -> u64 {

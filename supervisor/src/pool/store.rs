@@ -539,10 +539,11 @@ impl Work for PoolWork {
         let (items, cut_at) = store
             .chunk(task)
             .map(|c| (c.items.clone(), c.cut_at))
-            .ok_or_else(|| format!("no chunk {task}"))?;
+            .ok_or_else(|| format!("bad output: no chunk {task}"))?;
         let count = (items.end - items.start) as usize;
         // All or nothing: a short or long output settles no item.
-        let replies = split_replies(output, count).ok_or_else(|| format!("not {count} replies"))?;
+        let replies = split_replies(output, count)
+            .ok_or_else(|| format!("bad output: not {count} replies"))?;
         let buf: Arc<[u8]> = output.into();
         for (id, range) in items.zip(replies) {
             let reply = Bytes {

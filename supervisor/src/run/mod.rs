@@ -227,6 +227,7 @@ impl Engine {
         let adaptive = (MAX_BATCH_BYTES / (input_len + 16)).clamp(1, MAX_WINDOW);
         let max_window = options
             .max_window
+            .or(work.tasks_per_worker())
             .map_or(adaptive, |w| w.clamp(1, MAX_WINDOW));
         let noun = if open_ended { "items" } else { "tasks" };
         let control = crate::control::server::ControlServer::bind(&options.control)
@@ -355,6 +356,11 @@ impl Engine {
         self.start_pending();
         self.read_channels(&wakeups.channels);
         self.see_exits(&wakeups.exited, child_exited);
+        if self.phase == Phase::Running && !self.open_ended {
+            if let Some(halt) = self.work.halt() {
+                self.on_halt(halt);
+            }
+        }
         if self.heartbeats_judged.elapsed() >= HEARTBEAT_EVERY {
             self.heartbeats_judged = Instant::now();
             self.check_heartbeats();

@@ -103,6 +103,33 @@ impl Engine {
         }
     }
 
+    /// The job asked to stop early (`--halt`): with `now`, every worker
+    /// is killed; else no new task goes out and the ones running finish.
+    pub(super) fn on_halt(&mut self, halt: outlast_worker::job::Halt) {
+        let outcome = if halt.failed {
+            Outcome::DeadLetters
+        } else {
+            Outcome::Success
+        };
+        if halt.now {
+            self.progress
+                .event(&format!("{}: stopping the tasks running now", halt.why));
+            self.stop_with(outcome, halt.why);
+            self.halt(KillCause::Halted);
+        } else {
+            self.progress.event(&format!(
+                "{}: no new tasks; waiting for the {} running",
+                halt.why,
+                self.in_flight()
+            ));
+            self.stop_with(outcome, halt.why);
+            self.phase = Phase::Draining {
+                until: Instant::now() + self.options.graceful_timeout,
+            };
+            self.stop_all(StopReason::Shutdown);
+        }
+    }
+
     pub(super) fn stop_with(&mut self, outcome: Outcome, reason: String) {
         if self.stop.is_none() {
             self.stop = Some((outcome, reason));

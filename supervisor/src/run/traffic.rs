@@ -192,7 +192,8 @@ impl Engine {
                         self.crashes_in_a_row[w.slot] = 0;
                         continue;
                     }
-                    Err(e) => format!("bad output: {e}"),
+                    // The work words its cause (`bad output: ...`).
+                    Err(cause) => cause,
                 },
                 TaskOutput::Failed(e) => format!("task error: {e}"),
             };
@@ -227,10 +228,12 @@ impl Engine {
             }
             // (Ready implies an open link: its message was read there.)
             let held = self.ledger.held_by(w.id);
-            if held > w.window / 2 {
+            // (A first window may be over a job's own cap.)
+            let window = w.window.min(self.max_window);
+            if held > window / 2 {
                 continue;
             }
-            let mut n = w.window - held;
+            let mut n = window.saturating_sub(held);
             if let Some(quota) = w.quota {
                 n = n.min(quota.saturating_sub(w.completed + held as u64) as usize);
             }

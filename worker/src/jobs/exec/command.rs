@@ -1,0 +1,228 @@
+//! Running one command in a worker: in a process group of its own (a
+//! timeout kills the group), with SIGKILL when its worker dies (so none
+//! outlives the run), its stdout and stderr read to their ends (at most
+//! [`MAX_OUTPUT`] bytes), beating the worker's heartbeat while it runs.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_bytes::ByteBuf;
+
+use super::CommandOutput;
+
+/// Bytes of a failed command's stderr kept for its error.
+const STDERR_TAIL: usize = 2048;
+/// How often a worker waiting for its command beats.
+const BEAT_EVERY: Duration = Duration::from_millis(100);
+/// The most output (stdout and stderr together) one command may give.
+pub const MAX_OUTPUT: usize = 512 * 1024;
+
+/// Runs `argv` to its end (or `timeout`), beating while it runs, and
+/// gives its output and how it ended, whatever its exit status (the
+/// supervisor side judges it: see [`CommandOutput::failure`]). `Err` when
+/// it could not run, ran past `timeout` or gave too much output: it was
+/// killed, and the error says so with its stderr's tail.
+pub fn run_command(
+    argv: &[String],
+    timeout: Option<Duration>,
+    beat: &mut dyn FnMut(),
+) -> Result<CommandOutput, String> {
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let started = Instant::now();
+    let (program, rest) = argv.split_first().ok_or("an empty command")?;
+    let mut command = Command::new(program);
+    command
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    die_with_parent(&mut command);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let collected = collect(&mut child, deadline, beat);
+    let status = match &collected {
+        Ok(_) => child
+            .wait()
+            .map_err(|e| format!("cannot wait for it: {e}"))?,
+        Err(_) => {
+            // Before the leader is reaped, so the group id is still its.
+            kill_group(&child);
+            let _ = child.wait();
+            return Err(collected.err().unwrap_or_default());
+        }
+    };
+    let (stdout, stderr) = collected?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(CommandOutput {
+        stdout: ByteBuf::from(stdout),
+        stderr: ByteBuf::from(stderr),
+        exit_code: status.code().unwrap_or(0),
+        signal: status.signal().unwrap_or(0),
+        started_unix,
+        runtime: started.elapsed().as_secs_f64(),
+        slot: 0,
+    })
+}
+
+/// `how`, followed by the end of `stderr` if there is any.
+pub(super) fn with_stderr_tail(how: String, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim_end();
+    if text.is_empty() {
+        return how;
+    }
+    let mut start = text.len().saturating_sub(STDERR_TAIL);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("{how}; stderr: {}", &text[start..])
+}
+
+/// Kills the command's whole process group.
+fn kill_group(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = outlast_ipc::os::process::send_signal(-pid, libc::SIGKILL);
+    }
+}
+
+/// The command gets SIGKILL when the worker that started it dies.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as i32;
+    // SAFETY: the closure runs in the child between fork and exec and
+    // calls only async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The worker died before the prctl: do not run orphaned.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Reads the command's stdout and stderr to their ends, by `deadline`.
+fn collect(
+    child: &mut Child,
+    deadline: Option<Instant>,
+    beat: &mut dyn FnMut(),
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    for fd in [
+        stdout.as_ref().map(|s| s.as_raw_fd()),
+        stderr.as_ref().map(|s| s.as_raw_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        outlast_ipc::os::fd::set_nonblocking(fd, true)
+            .map_err(|e| format!("cannot read the command's output: {e}"))?;
+    }
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    while stdout.is_some() || stderr.is_some() {
+        let mut fds = Vec::with_capacity(2);
+        for stream in [
+            stdout.as_ref().map(|s| s.as_raw_fd()),
+            stderr.as_ref().map(|s| s.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fds.push(libc::pollfd {
+                fd: stream,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let mut wait = BEAT_EVERY;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let secs = started.elapsed().as_secs_f64();
+                return Err(with_stderr_tail(
+                    format!("timed out after {secs:.1} s (--task-timeout): killed"),
+                    &err,
+                ));
+            }
+            wait = wait.min(left);
+        }
+        let _ = outlast_ipc::os::poll::poll_once(&mut fds, wait.as_millis() as i32);
+        beat();
+        if let Some(s) = stdout.as_mut() {
+            if read_some(s, &mut buf, &mut out)? {
+                stdout = None;
+            }
+        }
+        if let Some(s) = stderr.as_mut() {
+            if read_some(s, &mut buf, &mut err)? {
+                stderr = None;
+            }
+        }
+        if out.len() + err.len() > MAX_OUTPUT {
+            return Err(format!(
+                "its output passed {MAX_OUTPUT} bytes, the most a task may give: killed"
+            ));
+        }
+    }
+    Ok((out, err))
+}
+
+/// Reads what `stream` has now into `into`; true at end of file.
+fn read_some(stream: &mut impl Read, buf: &mut [u8], into: &mut Vec<u8>) -> Result<bool, String> {
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read the command's output: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_command_says_how_with_its_stderr() {
+        let argv: Vec<String> = ["sh", "-c", "echo oops >&2; exit 3"]
+            .map(String::from)
+            .to_vec();
+        let out = run_command(&argv, None, &mut || {}).unwrap();
+        assert_eq!((out.exit_code, out.signal), (3, 0));
+        assert_eq!(
+            out.failure().as_deref(),
+            Some("exited with code 3; stderr: oops")
+        );
+        let argv: Vec<String> = ["sh", "-c", "kill -9 $$"].map(String::from).to_vec();
+        let out = run_command(&argv, None, &mut || {}).unwrap();
+        assert_eq!((out.exit_code, out.signal), (0, 9));
+        assert_eq!(out.failure().as_deref(), Some("killed by SIGKILL"));
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed() {
+        let argv: Vec<String> = ["sleep", "30"].map(String::from).to_vec();
+        let err = run_command(&argv, Some(Duration::from_millis(100)), &mut || {}).unwrap_err();
+        assert!(err.starts_with("timed out after"), "{err}");
+    }
+}
