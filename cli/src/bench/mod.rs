@@ -4,6 +4,7 @@
 mod broker;
 mod control;
 mod dispatch;
+mod journal;
 mod large;
 mod load;
 mod manager;
@@ -46,6 +47,9 @@ pub enum Bench {
     /// A status request's latency while 2 workers sieve; primes with and
     /// without the control socket and metrics in use.
     Control,
+    /// What --journal costs: no-op tasks and --exec true with and without
+    /// one, beside this disk's rate of synced appends.
+    Journal,
     /// No-op tasks and primes through a Redis Streams broker (a
     /// redis-server started here), beside the same without; three
     /// supervisors sharing one job.
@@ -92,6 +96,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Manager => manager::run(runs, options.quick)?,
         Bench::Control => control::run(runs, options.quick)?,
         Bench::Broker => broker::run(runs, options.quick)?,
+        Bench::Journal => journal::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)
