@@ -35,7 +35,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     }
     let base = median(&none);
     rows.push(row(
-        format!("no-op tasks, no journal"),
+        "no-op tasks, no journal".to_string(),
         Some(base),
         None,
         None,
