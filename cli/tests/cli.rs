@@ -103,6 +103,19 @@ fn bench_dispatch_runs_no_op_tasks_through_the_supervisor() {
 }
 
 #[test]
+fn bench_journal_compares_runs_with_and_without_a_journal() {
+    let rows = bench_json("journal");
+    let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
+    assert_eq!(rows.len(), 6, "{subjects:?}");
+    assert_eq!(subjects[0], "no-op tasks, no journal");
+    for row in &rows[1..3] {
+        assert!(row["vs_baseline"].as_f64().is_some_and(|r| r > 0.0), "{row}");
+    }
+    assert!(rows[3]["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0), "the disk's sync rate");
+    assert!(rows[5]["vs_baseline"].as_f64().is_some_and(|r| r > 0.0), "{}", rows[5]);
+}
+
+#[test]
 fn bench_sieve_compares_the_supervisor_with_one_process() {
     let rows = bench_json("sieve");
     assert_eq!(rows.len(), 2);
