@@ -109,10 +109,20 @@ fn bench_journal_compares_runs_with_and_without_a_journal() {
     assert_eq!(rows.len(), 6, "{subjects:?}");
     assert_eq!(subjects[0], "no-op tasks, no journal");
     for row in &rows[1..3] {
-        assert!(row["vs_baseline"].as_f64().is_some_and(|r| r > 0.0), "{row}");
+        assert!(
+            row["vs_baseline"].as_f64().is_some_and(|r| r > 0.0),
+            "{row}"
+        );
     }
-    assert!(rows[3]["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0), "the disk's sync rate");
-    assert!(rows[5]["vs_baseline"].as_f64().is_some_and(|r| r > 0.0), "{}", rows[5]);
+    assert!(
+        rows[3]["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "the disk's sync rate"
+    );
+    assert!(
+        rows[5]["vs_baseline"].as_f64().is_some_and(|r| r > 0.0),
+        "{}",
+        rows[5]
+    );
 }
 
 #[test]

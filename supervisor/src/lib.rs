@@ -73,6 +73,8 @@
 //! * [`pool`]: `Pool` and its futures; [`report`]: what a run returns;
 //! * [`control`]: the control socket (`supervisor status`, `scale`, ...)
 //!   and its client; [`limits`]: how many workers the machine can hold;
+//! * [`journal`]: a run's settled tasks kept on disk, and resuming from
+//!   them (`RunOptions::journal`);
 //! * [`run`]: the errors a run can end with.
 //!
 //! Exit codes of a run: 0 success, 1 failed to run, 2 usage error,

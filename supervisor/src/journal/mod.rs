@@ -28,6 +28,45 @@
 //! holds an exclusive lock (`flock`) on the file: two runs never write it
 //! at once.
 //!
+//! ```
+//! use outlast::journal::JournalOptions;
+//! use outlast::{BadOutput, Job, JobOutcome, Supervisor, TaskContext};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Squares { n: u64, #[serde(skip)] sum: u64 }
+//!
+//! impl Job for Squares {
+//!     type Input = u64;
+//!     type Output = u64;
+//!     type Error = String;
+//!     fn describe(&self) -> String { format!("squares below {}", self.n) }
+//!     fn task_count(&self) -> u64 { self.n }
+//!     fn input(&self, id: u64) -> u64 { id }
+//!     fn run(&self, x: u64, _: &mut TaskContext<'_>) -> Result<u64, String> { Ok(x * x) }
+//!     fn combine(&mut self, _id: u64, y: u64) -> Result<(), BadOutput> { self.sum += y; Ok(()) }
+//!     fn outcome(&self, _complete: bool) -> JobOutcome { JobOutcome::value(self.sum) }
+//! }
+//!
+//! let path = std::env::temp_dir().join(format!("squares-{}.journal", std::process::id()));
+//! let run = || {
+//!     Supervisor::new(Squares { n: 100, sum: 0 })
+//!         .workers(2)
+//!         .quiet(true)
+//!         .journal(JournalOptions::new(&path))
+//!         .run()
+//!         .unwrap()
+//! };
+//! let first = run();
+//! assert_eq!((first.result.as_str(), first.tasks.resumed), ("328350", 0));
+//! // Run again (as after a kill): every task comes back from the journal.
+//! let again = run();
+//! assert_eq!((again.result.as_str(), again.tasks.resumed), ("328350", 100));
+//! let held = outlast::journal::summary(&path).unwrap();
+//! assert_eq!((held.done, held.runs), (100, 2));
+//! # std::fs::remove_file(&path).unwrap();
+//! ```
+//!
 //! [`Job::resume`]: outlast_worker::job::Job::resume
 
 pub(crate) mod record;
