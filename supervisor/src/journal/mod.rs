@@ -17,7 +17,7 @@
 //! disk's speed (millions of records a second), where SQLite or redb
 //! would add a B-tree per record, a C build or a second copy of every
 //! output, and nothing we read back. What a log must get right is its torn
-//! tail, and [`scan`](scan::scan) does: the first frame cut short, with a
+//! tail, and reading (`scan.rs`) does: the first frame cut short, with a
 //! wrong checksum or undecodable, ends the valid prefix; the rest is
 //! dropped with one line saying so, and the file is cut back to the prefix
 //! before anything is appended.

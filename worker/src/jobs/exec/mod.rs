@@ -11,7 +11,7 @@
 //!
 //! A command runs in a process group of its own (a timeout kills the
 //! group), and gets SIGKILL when its worker dies, so none outlives the run
-//! ([`command`]).
+//! (`command.rs`).
 
 mod command;
 pub mod output;
