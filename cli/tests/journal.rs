@@ -68,6 +68,22 @@ fn done_ids(summary: &Value) -> BTreeSet<u64> {
     ids
 }
 
+/// The JSON report a run wrote to `dir/report.json`.
+fn report_in(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("a report");
+    serde_json::from_str(&text).expect("a JSON report")
+}
+
+/// Asserts a run exited 0, showing its stderr if not.
+fn succeeded(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// How many times each line is in `path`.
 fn line_counts(path: &Path) -> BTreeMap<u64, u64> {
     let mut counts = BTreeMap::new();
@@ -154,15 +170,8 @@ fn a_supervisor_killed_five_times_finishes_exec_with_every_line_and_none_settled
         kills.push((line_counts(&out), done_ids(&summary)));
     }
     let run = exec_command(&dir, &[]).output().expect("the last run");
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report"))
-            .expect("JSON");
+    succeeded(&run);
+    let report = report_in(&dir);
     assert_eq!(report["result"], "1000", "{report}");
     assert_eq!(report["tasks"]["done"], 1000);
     let settled_last = kills.last().map_or(0, |(_, s)| s.len() as u64);
@@ -274,9 +283,7 @@ fn a_torn_journal_is_cut_back_said_and_resumed() {
     let again = exec_command(&dir, &[]).output().expect("run");
     let events = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(0), "{events}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report"))
-            .expect("JSON");
+    let report = report_in(&dir);
     assert_eq!(report["tasks"]["done"], 50);
     assert_eq!(report["tasks"]["resumed"], done);
     let notes = report["notes"].to_string();
@@ -344,9 +351,7 @@ fn a_full_disk_stops_the_run_cleanly_and_keeps_what_settled() {
         .expect("unshare (util-linux) runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report"))
-            .expect("JSON");
+    let report = report_in(&dir);
     let reason = report["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("cannot be written"), "{report}");
     assert!(
@@ -378,15 +383,8 @@ fn a_full_disk_stops_the_run_cleanly_and_keeps_what_settled() {
         .stdout(Stdio::null())
         .output()
         .expect("run");
-    assert_eq!(
-        again.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report"))
-            .expect("JSON");
+    succeeded(&again);
+    let report = report_in(&dir);
     assert_eq!(report["tasks"]["done"], 400);
     assert_eq!(report["tasks"]["resumed"], kept);
     let _ = std::fs::remove_dir_all(&dir);
@@ -425,10 +423,7 @@ fn dead_letters_stay_dead_unless_resume_failed() {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let status = cmd.status().expect("run");
-        let report: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("report.json")).expect("report"),
-        )
-        .expect("JSON");
+        let report = report_in(&dir);
         (status.code(), report)
     };
     let (code, report) = run(&[]);

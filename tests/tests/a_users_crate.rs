@@ -238,7 +238,7 @@ impl Job for SlowSquares {
 
 fn main() {
     let journal = std::env::args().nth(1).expect("the journal's path");
-    let report = Supervisor::new(SlowSquares { n: 3000, sum: 0 })
+    let report = Supervisor::new(SlowSquares { n: 6000, sum: 0 })
         .workers(2)
         .quiet(true)
         .journal(JournalOptions::new(journal))
@@ -261,7 +261,7 @@ fn a_users_job_with_a_journal_resumes_after_kills_with_the_exact_answer() {
     let program = workspace().join("target/users-crate/debug/users_journal");
     let journal = dir.join("journal");
     let mut killed = 0;
-    for delay_ms in [150, 250, 350] {
+    for delay_ms in [150, 250, 200, 300, 350] {
         let mut child = Command::new(&program)
             .arg(&journal)
             .stdout(std::process::Stdio::null())
@@ -285,12 +285,12 @@ fn a_users_job_with_a_journal_resumes_after_kills_with_the_exact_answer() {
         String::from_utf8_lossy(&out.stderr)
     );
     let fields: Vec<&str> = stdout.split_whitespace().collect();
-    // sum of x^2 for x < 3,000.
-    assert_eq!(fields[0], "8995500500", "{stdout}");
-    assert_eq!(fields[4], "3000", "{stdout}");
+    // sum of x^2 for x < 6,000.
+    assert_eq!(fields[0], "71982001000", "{stdout}");
+    assert_eq!(fields[4], "6000", "{stdout}");
     let resumed: u64 = fields[2].parse().expect("a count");
-    // 3,000 tasks of 1 ms on 2 workers outlast each kill's delay.
-    assert_eq!(killed, 3, "{stdout}");
+    // 6,000 tasks of 1 ms on 2 workers outlast the five kills' delays.
+    assert_eq!(killed, 5, "{stdout}");
     assert!(resumed > 0, "{stdout}: nothing resumed");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -61,13 +61,11 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     ));
 
     let input: String = (0..lines).map(|i| format!("{i}\n")).collect();
-    let input_path = dir.join("lines");
-    std::fs::write(&input_path, input).map_err(|e| e.to_string())?;
     let mut plain = Vec::new();
     let mut journaled = Vec::new();
     for _ in 0..runs {
-        plain.push(exec_true(&input_path, None)?);
-        journaled.push(exec_true(&input_path, Some(&journal))?);
+        plain.push(exec_true(&input, None)?);
+        journaled.push(exec_true(&input, Some(&journal))?);
     }
     let plain_ms = median(&plain);
     let journaled_ms = median(&journaled);
@@ -122,34 +120,24 @@ fn noop(tasks: u64, journal: Option<(&Path, SyncPolicy)>) -> Result<f64, String>
     Ok(report.tasks_per_second)
 }
 
-/// Milliseconds of `supervisor --exec true` over `input`'s lines.
-fn exec_true(input: &Path, journal: Option<&PathBuf>) -> Result<f64, String> {
+/// Milliseconds of `supervisor --exec true` over the lines of `input`.
+fn exec_true(input: &str, journal: Option<&PathBuf>) -> Result<f64, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut command = std::process::Command::new(exe);
-    command
-        .args([
-            "--exec",
-            "true",
-            "--workers",
-            "2",
-            "--quiet",
-            "--report",
-            "/dev/null",
-        ])
-        .arg("--input")
-        .arg(input)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    command.args([
+        "--exec",
+        "true",
+        "--workers",
+        "2",
+        "--quiet",
+        "--report",
+        "/dev/null",
+    ]);
     if let Some(path) = journal {
         let _ = std::fs::remove_file(path);
         command.arg("--journal").arg(path);
     }
-    let started = Instant::now();
-    let status = command.status().map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("--exec true failed: {status}"));
-    }
-    Ok(started.elapsed().as_secs_f64() * 1e3)
+    super::pool::timed_with_input(&mut command, input)
 }
 
 /// Small appends each followed by `fdatasync`, per second, for 1 s.

@@ -176,7 +176,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
 }
 
 /// Milliseconds `command` takes with `input` on its stdin.
-fn timed_with_input(command: &mut Command, input: &str) -> Result<f64, String> {
+pub(super) fn timed_with_input(command: &mut Command, input: &str) -> Result<f64, String> {
     use std::io::Write;
     let started = Instant::now();
     let mut child = command

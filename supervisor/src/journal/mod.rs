@@ -219,7 +219,7 @@ pub(crate) fn open(
     let scanned = scan::scan(path, &mut |record, _at| {
         match record {
             Record::Job(journal) => {
-                if !has_job && journal != *this {
+                if !has_job && !journal.same_job(this) {
                     return Err(JournalError::OtherJob {
                         path: path.to_path_buf(),
                         journal: Box::new(journal),

@@ -32,6 +32,14 @@ pub struct JobIdentity {
     pub digest: u64,
 }
 
+impl JobIdentity {
+    /// The same job: name, task count and digest (the description is for
+    /// people, and may say things that change from run to run).
+    pub fn same_job(&self, other: &JobIdentity) -> bool {
+        self.name == other.name && self.tasks == other.tasks && self.digest == other.digest
+    }
+}
+
 /// One entry of the journal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Record {

@@ -152,6 +152,17 @@ fn another_jobs_journal_is_refused_and_left_alone() {
 }
 
 #[test]
+fn a_new_description_of_the_same_job_is_the_same_job() {
+    let path = temp("describe");
+    written(&path, 3);
+    let mut same = job(100);
+    same.describe = "squares below 100, started at 10:02".into();
+    let mut ids = 0;
+    open(&JournalOptions::new(&path), &same, &mut |_| ids += 1).expect("the same job");
+    assert_eq!(ids, 3);
+}
+
+#[test]
 fn a_file_that_is_not_a_journal_is_refused_and_left_alone() {
     let path = temp("notours");
     std::fs::write(&path, "precious data\n").expect("write");
