@@ -66,6 +66,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that a worker program speaks the worker protocol (any
+    /// client: run it with the client's echo worker).
+    WorkerConformance {
+        /// The program, as given to --worker-cmd.
+        command: String,
+    },
     /// Wait until a broker job is complete, then print its exact answer and
     /// the cluster's report (tasks per host, re-deliveries, dead letters).
     Result {
@@ -103,6 +109,9 @@ pub enum Invocation {
         path: std::path::PathBuf,
         json: bool,
     },
+    WorkerConformance {
+        command: String,
+    },
     Result {
         job_id: String,
         broker: String,
@@ -136,6 +145,9 @@ where
         Some(Command::Manager { command }) => Ok(Invocation::Manager(command)),
         Some(Command::Steer(command)) => Ok(Invocation::Steer(command)),
         Some(Command::Journal { path, json }) => Ok(Invocation::Journal { path, json }),
+        Some(Command::WorkerConformance { command }) => {
+            Ok(Invocation::WorkerConformance { command })
+        }
         Some(Command::Result {
             job_id,
             broker,
@@ -206,10 +218,10 @@ fn with_about(command: clap::Command) -> clap::Command {
 }
 
 /// The job the arguments name: `--job NAME` (or `-j`), `exec` when
-/// `--exec` is given, else the default.
+/// `--exec` is given, `worker-cmd` for `--worker-cmd`, else the default.
 fn job_named(argv: &[OsString]) -> String {
     let mut named = None;
-    let mut exec = false;
+    let mut exec = None;
     let mut args = argv.iter().skip(1).map(|a| a.to_string_lossy());
     while let Some(arg) = args.next() {
         if arg == "--" {
@@ -221,18 +233,22 @@ fn job_named(argv: &[OsString]) -> String {
             named = Some(v.to_string());
         } else if let Some(v) = arg.strip_prefix("-j").filter(|v| !v.is_empty()) {
             named = Some(v.trim_start_matches('=').to_string());
-        } else if arg == "--exec" || arg.starts_with("--exec=") {
-            exec = true;
-            if arg == "--exec" {
-                // Its value may look like an option: never read it as one.
-                let _ = args.next();
+        } else {
+            for (flag, job) in [("--exec", "exec"), ("--worker-cmd", "worker-cmd")] {
+                if arg == flag || arg.starts_with(&format!("{flag}=")) {
+                    exec = Some(job);
+                    if arg == flag {
+                        // Its value may look like an option: never read it as one.
+                        let _ = args.next();
+                    }
+                }
             }
         }
     }
     match (named, exec) {
         (Some(name), _) => name,
-        (None, true) => "exec".into(),
-        (None, false) => "primes".into(),
+        (None, Some(job)) => job.into(),
+        (None, None) => "primes".into(),
     }
 }
 
@@ -255,5 +271,6 @@ mod tests {
         assert_eq!(job_of(&["--job=echo"]), "echo");
         assert_eq!(job_of(&["-jfault"]), "fault");
         assert_eq!(job_of(&["--exec", "--job x", "--workers", "2"]), "exec");
+        assert_eq!(job_of(&["--worker-cmd", "python3 w.py"]), "worker-cmd");
     }
 }

@@ -9,6 +9,7 @@
 mod bench;
 mod cli;
 mod config;
+mod conformance;
 mod jobs;
 mod manager_serve;
 mod steer;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         },
         Invocation::Steer(command) => ExitCode::from(steer::run(command)),
         Invocation::Journal { path, json } => show_journal(&path, json),
+        Invocation::WorkerConformance { command } => ExitCode::from(conformance::run(&command)),
         Invocation::Result {
             job_id,
             broker,
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
         Invocation::Run { config, job, name } => {
             let to = match (&config.report, name.as_str()) {
                 (Some(path), _) => ReportTo::File(path.clone()),
-                (None, "exec") => ReportTo::Stderr,
+                (None, "exec" | "worker-cmd") => ReportTo::Stderr,
                 (None, _) => ReportTo::Stdout,
             };
             run_job(&config, job, &to)

@@ -32,8 +32,9 @@ pub struct RunOptions {
     pub graceful_timeout: Duration,
     /// Replace a worker after it has run this many tasks (`None`: never).
     pub max_tasks_per_child: Option<u64>,
-    /// Replace a worker whose resident memory passes this many bytes,
-    /// once it has finished the tasks it holds (`None`: never).
+    /// Replace a worker whose resident memory (with the processes it
+    /// started: its whole tree) passes this many bytes, once it has
+    /// finished the tasks it holds (`None`: never).
     pub max_worker_memory: Option<u64>,
     /// Adds 0..=this to each worker's `max_tasks_per_child`, so workers do
     /// not all recycle at once.

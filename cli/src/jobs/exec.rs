@@ -83,16 +83,7 @@ impl CliJob for Exec {
     fn build(args: ExecArgs) -> Result<Exec, String> {
         let colsep = args.colsep.as_deref().map(unescape);
         let inputs = if args.sources.is_empty() {
-            let lines = match &args.input {
-                Some(path) => {
-                    let file = std::fs::File::open(path)
-                        .map_err(|e| format!("cannot read --input {}: {e}", path.display()))?;
-                    read_lines(std::io::BufReader::new(file))
-                }
-                None => read_lines(std::io::stdin().lock()),
-            }
-            .map_err(|e| format!("cannot read the input lines: {e}"))?;
-            lines
+            input_lines(args.input.as_deref())?
                 .into_iter()
                 .map(|line| columns(line, colsep.as_deref()))
                 .collect()
@@ -124,6 +115,19 @@ impl CliJob for Exec {
             .halt(args.halt.and_then(|h| h.0))
             .task_timeout(args.task_timeout))
     }
+}
+
+/// The non-empty lines of `path`, or of stdin.
+pub fn input_lines(path: Option<&std::path::Path>) -> Result<Vec<String>, String> {
+    match path {
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| format!("cannot read --input {}: {e}", path.display()))?;
+            read_lines(std::io::BufReader::new(file))
+        }
+        None => read_lines(std::io::stdin().lock()),
+    }
+    .map_err(|e| format!("cannot read the input lines: {e}"))
 }
 
 /// Whether this run resumes a journal that holds something: its joblog

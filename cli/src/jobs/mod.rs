@@ -9,6 +9,7 @@ mod exec;
 mod fault;
 mod primes;
 mod sleep;
+mod worker_cmd;
 
 use outlast_worker::jobs::{named, BuiltinJob};
 use outlast_worker::work::AnyJob;
@@ -55,6 +56,7 @@ pub const JOBS: &[CliEntry] = &[
     CliEntry::of::<outlast_worker::jobs::echo::Echo>(),
     CliEntry::of::<outlast_worker::jobs::fault::Fault>(),
     CliEntry::of::<outlast_worker::jobs::exec::Exec>(),
+    CliEntry::of::<outlast_worker::jobs::worker_cmd::WorkerCmd>(),
 ];
 
 /// The entry named `name`.

@@ -183,9 +183,60 @@ pub fn resident_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The children of process `pid` (of each of its threads), from
+/// `/proc/PID/task/TID/children`; empty when unreadable.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+/// Resident memory (kB) of `pid` and all its descendants: what a worker
+/// costs with the programs it started. `None` if `pid` itself is gone.
+/// At most 4,096 processes are counted (a fork bomb is not walked).
+pub fn tree_resident_kb(pid: u32) -> Option<u64> {
+    let mut total = resident_kb(pid)?;
+    let mut queue = children(pid);
+    let mut seen = 1usize;
+    while let Some(next) = queue.pop() {
+        seen += 1;
+        if seen > 4096 {
+            break;
+        }
+        total += resident_kb(next).unwrap_or(0);
+        queue.extend(children(next));
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_counts_its_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep");
+        let own = resident_kb(std::process::id()).expect("own");
+        let with = tree_resident_kb(std::process::id()).expect("tree");
+        assert!(children(std::process::id()).contains(&child.id()));
+        assert!(with > own, "{with} kB with a child, {own} kB alone");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     #[test]
     fn a_command_name_with_spaces_and_parentheses_parses() {

@@ -318,7 +318,9 @@ impl Engine {
             if w.stopping.is_some() || w.killed_because.is_some() || !w.ready {
                 continue;
             }
-            let Some(kb) = outlast_ipc::os::procfs::resident_kb(w.pid) else {
+            // The worker and what it started (an --exec command, a
+            // --worker-cmd program): its whole tree.
+            let Some(kb) = outlast_ipc::os::procfs::tree_resident_kb(w.pid) else {
                 continue;
             };
             if kb.saturating_mul(1024) > limit {

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod fault;
 pub mod primes;
 pub mod sleep;
+pub mod worker_cmd;
 
 use crate::job::Job;
 use crate::work::AnyJob;
@@ -62,6 +63,7 @@ pub const REGISTRY: &[RegistryEntry] = &[
     RegistryEntry::of::<echo::Echo>(),
     RegistryEntry::of::<fault::Fault>(),
     RegistryEntry::of::<exec::Exec>(),
+    RegistryEntry::of::<worker_cmd::WorkerCmd>(),
 ];
 
 /// The entry named `name`.

@@ -89,14 +89,14 @@ pub(super) fn with_stderr_tail(how: String, stderr: &[u8]) -> String {
 }
 
 /// Kills the command's whole process group.
-fn kill_group(child: &Child) {
+pub(crate) fn kill_group(child: &Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = outlast_ipc::os::process::send_signal(-pid, libc::SIGKILL);
     }
 }
 
 /// The command gets SIGKILL when the worker that started it dies.
-fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as i32;
     // SAFETY: the closure runs in the child between fork and exec and

@@ -13,7 +13,7 @@
 //! group), and gets SIGKILL when its worker dies, so none outlives the run
 //! (`command.rs`).
 
-mod command;
+pub(crate) mod command;
 pub mod output;
 pub mod template;
 

@@ -1,0 +1,48 @@
+//! `--worker-cmd PROGRAM`: its options; the task inputs are lines, read
+//! from `--input` or stdin as for `--exec`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use outlast_worker::jobs::worker_cmd::WorkerCmd;
+
+use super::{args, CliJob};
+
+/// The options of `--worker-cmd`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Options of --worker-cmd")]
+pub struct WorkerCmdArgs {
+    /// The worker program, started once per worker and handed one task at
+    /// a time over its stdin and stdout (JSON lines: docs/worker-protocol.md;
+    /// Python: clients/python/outlast_worker.py).
+    #[arg(long, value_name = "PROGRAM")]
+    pub worker_cmd: String,
+    /// Read the tasks' inputs, one a line, from this file [default: standard input].
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Run PROGRAM with `sh -c`.
+    #[arg(long)]
+    pub shell: bool,
+    /// Print outputs (one JSON value a line) in input order.
+    #[arg(long)]
+    pub keep_order: bool,
+    /// Seconds a task may take; a program silent longer is killed and
+    /// replaced, and the task's attempt fails.
+    #[arg(long, value_parser = args::seconds, value_name = "SECONDS")]
+    pub task_timeout: Option<Duration>,
+    /// The largest frame a program may write (`16M`).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = args::bytes)]
+    pub max_frame: u64,
+}
+
+impl CliJob for WorkerCmd {
+    type Args = WorkerCmdArgs;
+
+    fn build(args: WorkerCmdArgs) -> Result<WorkerCmd, String> {
+        let lines = super::exec::input_lines(args.input.as_deref())?;
+        Ok(WorkerCmd::new(&args.worker_cmd, args.shell, lines)?
+            .keep_order(args.keep_order)
+            .task_timeout(args.task_timeout)
+            .max_frame(usize::try_from(args.max_frame).unwrap_or(usize::MAX)))
+    }
+}

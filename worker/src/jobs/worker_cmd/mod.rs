@@ -1,0 +1,251 @@
+//! `worker-cmd`: long-lived worker programs in any language. Each worker
+//! process starts the program once (on its first task, and again after
+//! the program breaks or dies) and hands it tasks over its stdin and
+//! stdout in the [`protocol`]: a program that needs a second of imports
+//! pays it once per worker, not per task. The supervisor's guarantees hold
+//! as for any job, because the worker process is still ours: the ledger,
+//! retries and dead letters, heartbeats (the worker beats while its
+//! program works), `--max-tasks-per-child`, `--max-worker-memory` (the
+//! worker's whole process tree), graceful drain, status and metrics,
+//! `--broker`.
+//!
+//! A program that breaks the protocol (garbage, a frame over the cap, an
+//! answer for a task it does not hold, its stdout closed, no answer
+//! within `--task-timeout`) is killed; the task's attempt fails with that
+//! reason (retried, then a dead letter) and a new program takes its place.
+//! Nothing it writes reaches the supervisor but a checked output.
+
+pub mod program;
+pub mod protocol;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::BuiltinJob;
+use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
+use crate::numbers::{group_thousands, plural};
+use crate::work::GaveUp;
+use program::{Answer, Program};
+
+/// The largest frame a program may write, unless told otherwise.
+pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
+/// How long a program has to say hello.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Serialize, Deserialize)]
+pub struct WorkerCmd {
+    /// The program and its arguments (`sh -c CMD` with `--shell`).
+    argv: Vec<String>,
+    task_timeout: Option<Duration>,
+    max_frame: usize,
+    /// Worker side: the running program, started on the first task.
+    #[serde(skip)]
+    program: RefCell<Option<Program>>,
+    /// Supervisor side from here on.
+    #[serde(skip)]
+    lines: Vec<String>,
+    #[serde(skip)]
+    keep_order: bool,
+    #[serde(skip)]
+    next_to_print: u64,
+    #[serde(skip)]
+    waiting: BTreeMap<u64, Option<String>>,
+    #[serde(skip)]
+    succeeded: u64,
+}
+
+impl Clone for WorkerCmd {
+    /// A copy without the running program (each worker starts its own).
+    fn clone(&self) -> Self {
+        WorkerCmd {
+            argv: self.argv.clone(),
+            task_timeout: self.task_timeout,
+            max_frame: self.max_frame,
+            program: RefCell::new(None),
+            lines: self.lines.clone(),
+            keep_order: self.keep_order,
+            next_to_print: self.next_to_print,
+            waiting: self.waiting.clone(),
+            succeeded: self.succeeded,
+        }
+    }
+}
+
+impl BuiltinJob for WorkerCmd {
+    const NAME: &'static str = "worker-cmd";
+    const ABOUT: &'static str =
+        "--worker-cmd PROGRAM: long-lived workers in any language, a task per input line";
+}
+
+impl WorkerCmd {
+    /// Hands each of `lines` to a worker program started as `command`
+    /// (split into words as `sh` would, or run by `sh -c` with `shell`).
+    pub fn new(command: &str, shell: bool, lines: Vec<String>) -> Result<Self, String> {
+        let argv = if shell {
+            vec!["sh".into(), "-c".into(), command.to_string()]
+        } else {
+            super::exec::template::split_words(command)?
+        };
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err("--worker-cmd needs a program".into());
+        }
+        Ok(WorkerCmd {
+            argv,
+            task_timeout: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            program: RefCell::new(None),
+            lines,
+            keep_order: false,
+            next_to_print: 0,
+            waiting: BTreeMap::new(),
+            succeeded: 0,
+        })
+    }
+
+    /// A program silent this long on a task is killed and its attempt fails.
+    pub fn task_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.task_timeout = timeout;
+        self
+    }
+
+    /// The largest frame a program may write.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes.max(1024);
+        self
+    }
+
+    /// Prints outputs in input order.
+    pub fn keep_order(mut self, keep: bool) -> Self {
+        self.keep_order = keep;
+        self
+    }
+
+    fn print(output: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(output.as_bytes());
+        let _ = out.write_all(b"\n");
+    }
+
+    fn settle(&mut self, id: u64, output: Option<String>) {
+        if self.keep_order {
+            self.waiting.insert(id, output);
+            while let Some(entry) = self.waiting.remove(&self.next_to_print) {
+                if let Some(output) = entry {
+                    Self::print(&output);
+                }
+                self.next_to_print += 1;
+            }
+        } else if let Some(output) = output {
+            Self::print(&output);
+        }
+        let _ = std::io::stdout().flush();
+    }
+
+    /// The program, started (again) if it is not running.
+    fn ensure_started(&self, slot: u32, beat: &mut dyn FnMut()) -> Result<(), String> {
+        let mut held = self.program.borrow_mut();
+        if held.as_mut().is_some_and(|p| !p.exited()) {
+            return Ok(());
+        }
+        // Gone between tasks (it exited, or was killed): a new one, and
+        // no task pays for it.
+        *held = None;
+        let started = Program::start(&self.argv, slot, self.max_frame, START_TIMEOUT, beat)
+            .map_err(|why| format!("the worker program did not start: {why}"))?;
+        *held = Some(started);
+        Ok(())
+    }
+}
+
+impl Job for WorkerCmd {
+    type Input = String;
+    /// The output value's JSON text.
+    type Output = String;
+    type Error = String;
+
+    fn name(&self) -> String {
+        Self::NAME.into()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "`{}` for each of {}",
+            self.argv.join(" "),
+            plural(self.lines.len() as u64, "line")
+        )
+    }
+
+    fn task_count(&self) -> u64 {
+        self.lines.len() as u64
+    }
+
+    fn input(&self, id: u64) -> String {
+        self.lines.get(id as usize).cloned().unwrap_or_default()
+    }
+
+    fn run(&self, line: String, ctx: &mut TaskContext<'_>) -> Result<String, String> {
+        let slot = ctx.worker();
+        self.ensure_started(slot, &mut || ctx.beat())?;
+        let mut held = self.program.borrow_mut();
+        let Some(program) = held.as_mut() else {
+            return Err("the worker program is not running".into());
+        };
+        match program.call(ctx.id(), &line, self.task_timeout, &mut || ctx.beat()) {
+            Ok(Answer::Output(value)) => Ok(value),
+            Ok(Answer::Error(message)) => Err(message),
+            Err(broke) => {
+                // Killed (its drop), and a new one for the next task.
+                *held = None;
+                let why = format!(
+                    "the worker program failed task {}: {broke}; it was killed, and a new one takes its place",
+                    ctx.id()
+                );
+                eprintln!("[worker {slot}] {why}");
+                Err(why)
+            }
+        }
+    }
+
+    fn combine(&mut self, id: u64, output: String) -> Result<(), BadOutput> {
+        // A worker's output is checked again here: it must be one JSON value.
+        if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_err() {
+            return Err(BadOutput::new("not a JSON value"));
+        }
+        self.succeeded += 1;
+        self.settle(id, Some(output));
+        Ok(())
+    }
+
+    fn resume(&mut self, id: u64, _output: String) -> Result<(), BadOutput> {
+        self.succeeded += 1;
+        if self.keep_order {
+            self.settle(id, None);
+        }
+        Ok(())
+    }
+
+    fn describe_task(&self, id: u64) -> Option<String> {
+        self.lines.get(id as usize).cloned()
+    }
+
+    fn gave_up(&mut self, id: u64, _why: &GaveUp) {
+        self.settle(id, None);
+    }
+
+    fn outcome(&self, complete: bool) -> JobOutcome {
+        let total = self.lines.len() as u64;
+        JobOutcome {
+            value: self.succeeded.to_string(),
+            summary: format!(
+                "{} of {} succeeded",
+                group_thousands(self.succeeded),
+                plural(total, "task")
+            ),
+            verified: complete.then_some(self.succeeded == total),
+        }
+    }
+}

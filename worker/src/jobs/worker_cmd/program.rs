@@ -1,0 +1,309 @@
+//! One long-lived worker program, as a worker process holds it: started
+//! (in a process group of its own, SIGKILLed if its worker dies), greeted,
+//! handed one task at a time, read back within the task's time, its stderr
+//! passed through with the slot in front of each line, and shut down by
+//! closing its stdin. Its stdout is read without blocking into a buffer
+//! bounded by the frame cap: a program that writes without end, or never
+//! ends a line, costs at most that much.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::protocol::{parse_frame, task_frame, Frame, PROTOCOL};
+use crate::jobs::exec::command::{die_with_parent, kill_group};
+
+/// How often a worker waiting on its program beats.
+const BEAT_EVERY: Duration = Duration::from_millis(100);
+/// How long a program shut down gets to exit before SIGKILL.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// What a task's answer was.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The output value's JSON text.
+    Output(String),
+    /// The program's error message.
+    Error(String),
+}
+
+/// A running worker program.
+pub struct Program {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    stderr: Option<ChildStderr>,
+    /// Bytes of stdout after the last complete line.
+    pending: Vec<u8>,
+    /// Bytes of stderr after the last complete line.
+    err_pending: Vec<u8>,
+    slot: u32,
+    max_frame: usize,
+}
+
+impl Program {
+    /// Starts `argv` for worker `slot` and waits (beating) for its hello.
+    pub fn start(
+        argv: &[String],
+        slot: u32,
+        max_frame: usize,
+        start_timeout: Duration,
+        beat: &mut dyn FnMut(),
+    ) -> Result<Program, String> {
+        let (program, rest) = argv.split_first().ok_or("an empty --worker-cmd")?;
+        let mut command = Command::new(program);
+        command
+            .args(rest)
+            .env("OUTLAST_WORKER_SLOT", slot.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
+        die_with_parent(&mut command);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            kill_group(&child);
+            let _ = child.wait();
+            return Err("the program's pipes were not made".into());
+        };
+        for fd in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
+            if let Err(e) = outlast_ipc::os::fd::set_nonblocking(fd, true) {
+                kill_group(&child);
+                let _ = child.wait();
+                return Err(format!("cannot read the program's output: {e}"));
+            }
+        }
+        let mut started = Program {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            stderr: Some(stderr),
+            pending: Vec::new(),
+            err_pending: Vec::new(),
+            slot,
+            max_frame,
+        };
+        let deadline = Instant::now() + start_timeout;
+        match started.next_frame(Some(deadline), "its hello", beat)? {
+            Frame::Hello { protocol } if protocol == PROTOCOL => Ok(started),
+            Frame::Hello { protocol } => Err(format!(
+                "it speaks protocol {protocol}; this supervisor speaks {PROTOCOL}"
+            )),
+            other => Err(format!("its first frame is not a hello: {other:?}")),
+        }
+    }
+
+    /// Closes its stdin (no more tasks) and waits for it to exit by
+    /// itself within `within`: how it ended, or `Err` if it did not.
+    pub fn finish(mut self, within: Duration) -> Result<String, String> {
+        drop(self.stdin.take());
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                _ => return Ok(self.how_it_ended()),
+            }
+        }
+        Err(format!(
+            "it did not exit within {:.0} s of its stdin closing",
+            within.as_secs_f64()
+        ))
+    }
+
+    /// Whether it has exited (it is then reaped).
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Runs task `id` on `input`, waiting (beating) until `timeout`.
+    pub fn call(
+        &mut self,
+        id: u64,
+        input: &str,
+        timeout: Option<Duration>,
+        beat: &mut dyn FnMut(),
+    ) -> Result<Answer, String> {
+        let frame = task_frame(id, input);
+        let stdin = self.stdin.as_mut().ok_or("its stdin is closed")?;
+        stdin
+            .write_all(frame.as_bytes())
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("cannot hand it the task: {e}"))?;
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        loop {
+            match self.next_frame(deadline, "the task's answer", beat)? {
+                Frame::Beat => {}
+                Frame::Output { id: got, value } if got == id => return Ok(Answer::Output(value)),
+                Frame::Error { id: got, message } if got == id => {
+                    return Ok(Answer::Error(message))
+                }
+                Frame::Output { id: got, .. } | Frame::Error { id: got, .. } => {
+                    return Err(format!(
+                        "it answered task {got}, which it does not hold (it holds {id})"
+                    ))
+                }
+                Frame::Hello { .. } => return Err("a second hello".into()),
+            }
+        }
+    }
+
+    /// The next frame from its stdout, passing its stderr through, by
+    /// `deadline`. `Err` for a line that is no frame, a frame over the
+    /// cap, its stdout closed, or the deadline.
+    fn next_frame(
+        &mut self,
+        deadline: Option<Instant>,
+        waiting_for: &str,
+        beat: &mut dyn FnMut(),
+    ) -> Result<Frame, String> {
+        let started = Instant::now();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return parse_frame(&line);
+            }
+            if self.pending.len() > self.max_frame {
+                return Err(format!(
+                    "a frame over {} bytes, the most allowed (--max-message-bytes)",
+                    self.max_frame
+                ));
+            }
+            let mut wait = BEAT_EVERY;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!(
+                        "no answer after {:.1} s (--task-timeout) while waiting for {waiting_for}",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                wait = wait.min(left);
+            }
+            let mut fds = vec![libc::pollfd {
+                fd: self.stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if let Some(err) = &self.stderr {
+                fds.push(libc::pollfd {
+                    fd: err.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            let _ = outlast_ipc::os::poll::poll_once(&mut fds, wait.as_millis() as i32);
+            beat();
+            self.pass_stderr(&mut buf);
+            // Read at most up to the cap (and a line end) before parsing.
+            let room = (self.max_frame + 1)
+                .saturating_sub(self.pending.len())
+                .max(1);
+            let take = room.min(buf.len());
+            match self.stdout.read(&mut buf[..take]) {
+                Ok(0) => {
+                    self.pass_stderr(&mut buf);
+                    return Err(format!(
+                        "its stdout closed ({}) while waiting for {waiting_for}",
+                        self.how_it_ended()
+                    ));
+                }
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("cannot read its stdout: {e}")),
+            }
+        }
+    }
+
+    /// How the program ended, if it did within a moment: `exited with
+    /// code 0`, `killed by SIGKILL`, or `still running`.
+    fn how_it_ended(&mut self) -> String {
+        let until = Instant::now() + Duration::from_millis(200);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    return match (status.code(), status.signal()) {
+                        (Some(code), _) => format!("it exited with code {code}"),
+                        (None, Some(sig)) => format!("killed by {}", outlast_ipc::signal_name(sig)),
+                        _ => status.to_string(),
+                    };
+                }
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+                _ => return "it is still running".into(),
+            }
+        }
+    }
+
+    /// Copies what its stderr holds now to ours, a line at a time with
+    /// `[worker N]` in front.
+    fn pass_stderr(&mut self, buf: &mut [u8]) {
+        let Some(err) = self.stderr.as_mut() else {
+            return;
+        };
+        loop {
+            match err.read(buf) {
+                Ok(0) => {
+                    self.stderr = None;
+                    break;
+                }
+                Ok(n) => self.err_pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        // Whole lines go now; a line without its end waits for the rest,
+        // unless it is long (a program that never ends its lines).
+        let cut = match self.err_pending.iter().rposition(|&b| b == b'\n') {
+            Some(end) => end + 1,
+            None if self.err_pending.len() >= 4096 || self.stderr.is_none() => {
+                self.err_pending.len()
+            }
+            None => return,
+        };
+        let mut out = Vec::with_capacity(cut + 16);
+        for line in self.err_pending[..cut].split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(format!("[worker {}] ", self.slot).as_bytes());
+            out.extend_from_slice(line);
+            if !line.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+        }
+        self.err_pending.drain(..cut);
+        let _ = std::io::stderr().lock().write_all(&out);
+    }
+}
+
+impl Drop for Program {
+    /// No more tasks: its stdin closes, it gets a moment to exit, then
+    /// its process group is killed.
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let until = Instant::now() + EXIT_GRACE;
+        while Instant::now() < until {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                let mut buf = vec![0u8; 4096];
+                self.pass_stderr(&mut buf);
+                kill_group(&self.child);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        kill_group(&self.child);
+        let _ = self.child.wait();
+    }
+}
