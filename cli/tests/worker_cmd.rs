@@ -331,3 +331,22 @@ fn a_broken_worker_fails_the_conformance_check_in_words() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn any_json_value_is_an_output_null_included() {
+    let dir = temp_dir("values");
+    let body = "def work(line):\n    return [None, {'n': int(line)}, 'x', 1.5, True][int(line)]\n";
+    let cmd = python_worker(&dir, body);
+    let out = run(&dir, &cmd, "0\n1\n2\n3\n4\n", &["--workers", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "null\n{\"n\":1}\n\"x\"\n1.5\ntrue\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -47,7 +47,8 @@ pub fn parse_frame(line: &[u8]) -> Result<Frame, String> {
         hello: Option<String>,
         protocol: Option<u64>,
         id: Option<u64>,
-        #[serde(borrow)]
+        /// Present, even as `null` (which `Option` alone would read as absent).
+        #[serde(borrow, default, deserialize_with = "present")]
         output: Option<&'a RawValue>,
         error: Option<String>,
         beat: Option<bool>,
@@ -112,6 +113,14 @@ pub fn parse_frame(line: &[u8]) -> Result<Frame, String> {
     }
 }
 
+/// A field that is there, whatever its value (`null` included).
+fn present<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue as Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// The start of `text`, for an error.
 fn excerpt(text: &str) -> String {
     let mut end = text.len().min(80);
@@ -144,6 +153,13 @@ mod tests {
             Ok(Frame::Error {
                 id: 3,
                 message: "no".into()
+            })
+        );
+        assert_eq!(
+            parse_frame(br#"{"id":4,"output":null}"#),
+            Ok(Frame::Output {
+                id: 4,
+                value: "null".into()
             })
         );
         assert_eq!(parse_frame(br#"{"beat":true}"#), Ok(Frame::Beat));
