@@ -323,3 +323,67 @@ fn a_broker_that_lost_the_job_gets_it_again_and_the_answer_is_exact() {
     assert_eq!(report["result"], PI_1E10.to_string(), "{report}");
     assert_eq!(report["results"], 100);
 }
+
+#[test]
+fn long_lived_worker_programs_share_a_job_through_the_broker() {
+    let redis = RedisServer::start().expect("the broker tests need redis-server");
+    let url = redis.url();
+    let dir = std::env::temp_dir().join(format!("broker-worker-cmd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let inputs = dir.join("inputs");
+    let lines: String = (1..=300).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&inputs, lines).expect("inputs");
+    let program = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../clients/python/examples/squares.py");
+    let run = |_: usize| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_supervisor"));
+        cmd.args([
+            "--broker",
+            &url,
+            "--job-id",
+            "worker-cmd",
+            "--quiet",
+            "--lease",
+            "1",
+        ])
+        .args([
+            "--workers",
+            "2",
+            "--json",
+            "--report",
+            "/dev/null",
+            "--input",
+        ])
+        .arg(&inputs)
+        .arg("--worker-cmd")
+        .arg(format!("python3 {}", program.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        spawn(&mut cmd)
+    };
+    let hosts: Vec<Child> = (0..2).map(run).collect();
+    let mut printed = Vec::new();
+    for host in hosts {
+        let out = host.wait_with_output().expect("a host");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        printed.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.parse::<u64>().expect("an output")),
+        );
+    }
+    // Every output printed by one host or the other, once.
+    printed.sort_unstable();
+    let mut want: Vec<u64> = (1..=300u64).map(|n| (0..n).map(|i| i * i).sum()).collect();
+    want.sort_unstable();
+    assert_eq!(printed, want);
+    let (code, report) = cluster_result(&url, "worker-cmd");
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["result"], "300", "{report}");
+    assert_eq!(report["complete"], true, "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

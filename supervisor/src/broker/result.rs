@@ -219,8 +219,10 @@ fn combine(
     outputs.sort_unstable_by_key(|(task, _)| *task);
     outputs.dedup_by_key(|(task, _)| *task);
     let mut bad = 0u64;
+    // As a resumed run reads its journal: checked and counted, without
+    // the side effects of a live run (an --exec job's printing).
     for (task, output) in &outputs {
-        if let Err(e) = work.accept(*task, output) {
+        if let Err(e) = work.resume(*task, output) {
             bad += 1;
             ignored.push(format!("task {task}: its result is refused ({e})"));
         }

@@ -161,6 +161,14 @@ impl WorkerCmd {
     }
 }
 
+/// An output is checked again on this side: it must be one JSON value
+/// (it came from a worker, or from a store others write to).
+fn check_json(output: &str) -> Result<(), BadOutput> {
+    serde_json::from_str::<serde::de::IgnoredAny>(output)
+        .map(|_| ())
+        .map_err(|e| BadOutput::new(format!("not a JSON value: {e}")))
+}
+
 impl Job for WorkerCmd {
     type Input = String;
     /// The output value's JSON text.
@@ -211,16 +219,15 @@ impl Job for WorkerCmd {
     }
 
     fn combine(&mut self, id: u64, output: String) -> Result<(), BadOutput> {
-        // A worker's output is checked again here: it must be one JSON value.
-        if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_err() {
-            return Err(BadOutput::new("not a JSON value"));
-        }
+        check_json(&output)?;
         self.succeeded += 1;
         self.settle(id, Some(output));
         Ok(())
     }
 
-    fn resume(&mut self, id: u64, _output: String) -> Result<(), BadOutput> {
+    /// Counted, not printed again (a journal's, or a broker's stored results).
+    fn resume(&mut self, id: u64, output: String) -> Result<(), BadOutput> {
+        check_json(&output)?;
         self.succeeded += 1;
         if self.keep_order {
             self.settle(id, None);
@@ -237,15 +244,23 @@ impl Job for WorkerCmd {
     }
 
     fn outcome(&self, complete: bool) -> JobOutcome {
+        // Rebuilt from its spec (`supervisor result` of a broker job), it
+        // does not know its inputs: it counts, and checks nothing.
+        let known = !self.lines.is_empty();
         let total = self.lines.len() as u64;
-        JobOutcome {
-            value: self.succeeded.to_string(),
-            summary: format!(
+        let summary = if known {
+            format!(
                 "{} of {} succeeded",
                 group_thousands(self.succeeded),
                 plural(total, "task")
-            ),
-            verified: complete.then_some(self.succeeded == total),
+            )
+        } else {
+            format!("{} succeeded", plural(self.succeeded, "task"))
+        };
+        JobOutcome {
+            value: self.succeeded.to_string(),
+            summary,
+            verified: (complete && known).then_some(self.succeeded == total),
         }
     }
 }
