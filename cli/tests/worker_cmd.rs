@@ -348,5 +348,15 @@ fn any_json_value_is_an_output_null_included() {
         String::from_utf8_lossy(&out.stdout),
         "null\n{\"n\":1}\n\"x\"\n1.5\ntrue\n"
     );
+    // --results: in files, not printed.
+    let out = run(&dir, &cmd, "1\n2\n", &["--results", "res"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let one = dir.join("res/1/1");
+    assert_eq!(
+        std::fs::read_to_string(one.join("output")).expect("output"),
+        "{\"n\":1}\n"
+    );
+    assert_eq!(std::fs::read_to_string(one.join("seq")).expect("seq"), "1");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -26,6 +26,10 @@ pub struct WorkerCmdArgs {
     /// Print outputs (one JSON value a line) in input order.
     #[arg(long)]
     pub keep_order: bool,
+    /// Keep each output in DIR/1/INPUT/output (with its number in `seq`)
+    /// instead of printing it.
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
     /// Seconds a task may take; a program silent longer is killed and
     /// replaced, and the task's attempt fails.
     #[arg(long, value_parser = args::seconds, value_name = "SECONDS")]
@@ -42,6 +46,7 @@ impl CliJob for WorkerCmd {
         let lines = super::exec::input_lines(args.input.as_deref())?;
         Ok(WorkerCmd::new(&args.worker_cmd, args.shell, lines)?
             .keep_order(args.keep_order)
+            .results(args.results)
             .task_timeout(args.task_timeout)
             .max_frame(usize::try_from(args.max_frame).unwrap_or(usize::MAX)))
     }

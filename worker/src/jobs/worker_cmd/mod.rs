@@ -21,6 +21,7 @@ pub mod protocol;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,9 @@ pub struct WorkerCmd {
     lines: Vec<String>,
     #[serde(skip)]
     keep_order: bool,
+    /// Outputs in files under this directory instead of stdout.
+    #[serde(skip)]
+    results: Option<PathBuf>,
     #[serde(skip)]
     next_to_print: u64,
     #[serde(skip)]
@@ -68,6 +72,7 @@ impl Clone for WorkerCmd {
             program: RefCell::new(None),
             lines: self.lines.clone(),
             keep_order: self.keep_order,
+            results: self.results.clone(),
             next_to_print: self.next_to_print,
             waiting: self.waiting.clone(),
             succeeded: self.succeeded,
@@ -100,6 +105,7 @@ impl WorkerCmd {
             program: RefCell::new(None),
             lines,
             keep_order: false,
+            results: None,
             next_to_print: 0,
             waiting: BTreeMap::new(),
             succeeded: 0,
@@ -122,6 +128,28 @@ impl WorkerCmd {
     pub fn keep_order(mut self, keep: bool) -> Self {
         self.keep_order = keep;
         self
+    }
+
+    /// Keeps each task's output (its JSON text and a newline) in
+    /// `DIR/1/INPUT/output`, with its number in `seq`, instead of printing it.
+    pub fn results(mut self, dir: Option<PathBuf>) -> Self {
+        self.results = dir;
+        self
+    }
+
+    /// Writes task `id`'s output under `--results`.
+    fn keep(&self, root: &std::path::Path, id: u64, output: &str) {
+        let line = self.lines.get(id as usize).cloned().unwrap_or_default();
+        let dir = super::exec::output::results_dir(root, &[line]);
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("seq"), (id + 1).to_string()))
+            .and_then(|()| std::fs::write(dir.join("output"), format!("{output}\n")));
+        if let Err(e) = written {
+            eprintln!(
+                "supervisor: cannot write --results for task {}: {e}",
+                id + 1
+            );
+        }
     }
 
     fn print(output: &str) {
@@ -221,6 +249,10 @@ impl Job for WorkerCmd {
     fn combine(&mut self, id: u64, output: String) -> Result<(), BadOutput> {
         check_json(&output)?;
         self.succeeded += 1;
+        if let Some(root) = &self.results {
+            self.keep(root, id, &output);
+            return Ok(());
+        }
         self.settle(id, Some(output));
         Ok(())
     }
