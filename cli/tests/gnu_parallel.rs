@@ -4,6 +4,8 @@
 //! inputs), and `--halt`.
 
 use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output, Stdio};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -15,20 +17,13 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// The supervisor with `args`, quiet, in `dir`, with `stdin` as input.
 fn supervisor(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .current_dir(dir)
-        .arg("--quiet")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the supervisor");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("wait")
+    common::with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .current_dir(dir)
+            .arg("--quiet")
+            .args(args),
+        stdin,
+    )
 }
 
 fn stdout(out: &Output) -> String {

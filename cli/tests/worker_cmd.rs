@@ -5,6 +5,8 @@
 //! its reason, and every answer is exact. The conformance check runs
 //! against both clients.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -37,27 +39,20 @@ fn python_worker(dir: &Path, body: &str) -> String {
 
 /// `supervisor --worker-cmd CMD` over `inputs`, with `args`.
 fn run(dir: &Path, cmd: &str, inputs: &str, args: &[&str]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .current_dir(dir)
-        .args([
-            "--quiet",
-            "--json",
-            "--report",
-            "report.json",
-            "--keep-order",
-        ])
-        .args(["--worker-cmd", cmd])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the supervisor");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(inputs.as_bytes()).expect("inputs");
-    drop(stdin);
-    child.wait_with_output().expect("wait")
+    common::with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .current_dir(dir)
+            .args([
+                "--quiet",
+                "--json",
+                "--report",
+                "report.json",
+                "--keep-order",
+            ])
+            .args(["--worker-cmd", cmd])
+            .args(args),
+        inputs,
+    )
 }
 
 fn report(dir: &Path) -> serde_json::Value {

@@ -127,3 +127,18 @@ pub fn all_pids() -> Vec<u32> {
         })
         .unwrap_or_default()
 }
+
+/// Runs `cmd` with `input` on its stdin (stdout and stderr collected).
+pub fn with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the supervisor");
+    let mut stdin = child.stdin.take().expect("its stdin");
+    stdin.write_all(input.as_bytes()).expect("write its input");
+    drop(stdin);
+    child.wait_with_output().expect("wait for it")
+}

@@ -34,17 +34,8 @@ pub fn run_command(
         .map_or(0.0, |d| d.as_secs_f64());
     let started = Instant::now();
     let (program, rest) = argv.split_first().ok_or("an empty command")?;
-    let mut command = Command::new(program);
-    command
-        .args(rest)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    {
-        use std::os::unix::process::CommandExt;
-        command.process_group(0);
-    }
-    die_with_parent(&mut command);
+    let mut command = contained(program, rest);
+    command.stdin(Stdio::null());
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run `{program}`: {e}"))?;
@@ -74,6 +65,23 @@ pub fn run_command(
     })
 }
 
+/// `program rest...` with its stdout and stderr piped, in a process group
+/// of its own (so the group can be killed whole), and SIGKILLed when the
+/// worker that starts it dies.
+pub(crate) fn contained(program: &str, rest: &[String]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(rest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    die_with_parent(&mut command);
+    command
+}
+
 /// `how`, followed by the end of `stderr` if there is any.
 pub(super) fn with_stderr_tail(how: String, stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
@@ -96,7 +104,7 @@ pub(crate) fn kill_group(child: &Child) {
 }
 
 /// The command gets SIGKILL when the worker that started it dies.
-pub(crate) fn die_with_parent(command: &mut Command) {
+fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as i32;
     // SAFETY: the closure runs in the child between fork and exec and

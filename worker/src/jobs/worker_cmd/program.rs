@@ -8,11 +8,11 @@
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use super::protocol::{parse_frame, task_frame, Frame, PROTOCOL};
-use crate::jobs::exec::command::{die_with_parent, kill_group};
+use crate::jobs::exec::command::{contained, kill_group};
 
 /// How often a worker waiting on its program beats.
 const BEAT_EVERY: Duration = Duration::from_millis(100);
@@ -52,18 +52,10 @@ impl Program {
         beat: &mut dyn FnMut(),
     ) -> Result<Program, String> {
         let (program, rest) = argv.split_first().ok_or("an empty --worker-cmd")?;
-        let mut command = Command::new(program);
+        let mut command = contained(program, rest);
         command
-            .args(rest)
             .env("OUTLAST_WORKER_SLOT", slot.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        {
-            use std::os::unix::process::CommandExt;
-            command.process_group(0);
-        }
-        die_with_parent(&mut command);
+            .stdin(Stdio::piped());
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start `{program}`: {e}"))?;
