@@ -22,6 +22,10 @@ pub fn run(command: &str) -> u8 {
             return 2;
         }
     };
+    println!(
+        "checking `{command}` as its client's echo worker (each output is the task's input; \
+         the input `fail` is an error): docs/worker-protocol.md"
+    );
     let mut failed = 0;
     let mut passed = 0;
     let mut report = |name: &str, result: Result<(), String>| match result {
