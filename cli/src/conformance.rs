@@ -10,6 +10,14 @@ use std::time::Duration;
 use outlast_worker::jobs::exec::template::split_words;
 use outlast_worker::jobs::worker_cmd::program::{Answer, Program};
 
+/// A line on stdout; a reader gone (`| head`) is not an error here.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Each check's time limit.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -22,7 +30,7 @@ pub fn run(command: &str) -> u8 {
             return 2;
         }
     };
-    println!(
+    say!(
         "checking `{command}` as its client's echo worker (each output is the task's input; \
          the input `fail` is an error): docs/worker-protocol.md"
     );
@@ -31,11 +39,11 @@ pub fn run(command: &str) -> u8 {
     let mut report = |name: &str, result: Result<(), String>| match result {
         Ok(()) => {
             passed += 1;
-            println!("ok    {name}");
+            say!("ok    {name}");
         }
         Err(why) => {
             failed += 1;
-            println!("FAIL  {name}: {why}");
+            say!("FAIL  {name}: {why}");
         }
     };
     let mut program = match Program::start(&argv, 1, 64 << 20, PATIENCE, &mut || {}) {
@@ -45,7 +53,7 @@ pub fn run(command: &str) -> u8 {
         }
         Err(why) => {
             report("says hello with protocol 1 first", Err(why));
-            println!("failed: the program cannot be checked further");
+            say!("failed: the program cannot be checked further");
             return 1;
         }
     };
@@ -99,10 +107,10 @@ pub fn run(command: &str) -> u8 {
     };
     report("exits with code 0 when its stdin closes", ended);
     if failed == 0 {
-        println!("passed ({passed} checks)");
+        say!("passed ({passed} checks)");
         0
     } else {
-        println!("failed ({failed} of {} checks)", failed + passed);
+        say!("failed ({failed} of {} checks)", failed + passed);
         1
     }
 }
