@@ -452,3 +452,28 @@ fn dead_letters_stay_dead_unless_resume_failed() {
     assert_eq!(summary["dead"], Value::Array(vec![]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_resumed_run_appends_to_its_joblog() {
+    let dir = temp_dir("joblog");
+    std::fs::write(dir.join("lines"), "a\nb\nc\n").expect("lines");
+    let first = exec_command(&dir, &["--joblog", "log"])
+        .output()
+        .expect("run");
+    succeeded(&first);
+    let rows = || {
+        std::fs::read_to_string(dir.join("log"))
+            .expect("joblog")
+            .lines()
+            .count()
+    };
+    assert_eq!(rows(), 4, "a header and three commands");
+    // Resumed: nothing runs again, and the log keeps what it had.
+    let again = exec_command(&dir, &["--joblog", "log"])
+        .output()
+        .expect("run");
+    succeeded(&again);
+    assert_eq!(report_in(&dir)["tasks"]["resumed"], 3);
+    assert_eq!(rows(), 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,7 +19,7 @@ pub struct EchoArgs {
 impl CliJob for Echo {
     type Args = EchoArgs;
 
-    fn build(args: EchoArgs) -> Result<Echo, String> {
+    fn build(args: EchoArgs, _run: &super::RunContext) -> Result<Echo, String> {
         Echo::new(args.tasks, args.payload_bytes)
     }
 }

@@ -80,7 +80,7 @@ fn halt_rule(text: &str) -> Result<HaltArg, String> {
 impl CliJob for Exec {
     type Args = ExecArgs;
 
-    fn build(args: ExecArgs) -> Result<Exec, String> {
+    fn build(args: ExecArgs, run: &super::RunContext) -> Result<Exec, String> {
         let colsep = args.colsep.as_deref().map(unescape);
         let inputs = if args.sources.is_empty() {
             input_lines(args.input.as_deref())?
@@ -101,7 +101,7 @@ impl CliJob for Exec {
                     None => (path.as_str(), false),
                 };
                 Some(
-                    Joblog::open(std::path::Path::new(path), append || resuming())
+                    Joblog::open(std::path::Path::new(path), append || run.resuming)
                         .map_err(|e| format!("cannot write --joblog {path}: {e}"))?,
                 )
             }
@@ -128,18 +128,6 @@ pub fn input_lines(path: Option<&std::path::Path>) -> Result<Vec<String>, String
         None => read_lines(std::io::stdin().lock()),
     }
     .map_err(|e| format!("cannot read the input lines: {e}"))
-}
-
-/// Whether this run resumes a journal that holds something: its joblog
-/// is then appended to, as GNU parallel's `--resume` does.
-fn resuming() -> bool {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == "--journal")
-        .and_then(|i| argv.get(i + 1))
-        .map(String::as_str)
-        .or_else(|| argv.iter().find_map(|a| a.strip_prefix("--journal=")))
-        .is_some_and(|path| std::fs::metadata(path).is_ok_and(|m| m.len() > 0))
 }
 
 /// `\t` as a TAB, `\\` as a backslash.

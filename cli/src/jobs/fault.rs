@@ -71,7 +71,7 @@ impl From<FaultRates> for FaultSpec {
 impl CliJob for Fault {
     type Args = FaultArgs;
 
-    fn build(args: FaultArgs) -> Result<Fault, String> {
+    fn build(args: FaultArgs, _run: &super::RunContext) -> Result<Fault, String> {
         Fault::new(args.tasks, args.task_ms, args.faults.into())
     }
 }

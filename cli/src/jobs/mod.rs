@@ -18,8 +18,8 @@ use outlast_worker::work::AnyJob;
 pub trait CliJob: BuiltinJob {
     /// Its own options.
     type Args: clap::Args + clap::FromArgMatches;
-    /// The job, from its options.
-    fn build(args: Self::Args) -> Result<Self, String>;
+    /// The job, from its options and what the run around it says.
+    fn build(args: Self::Args, run: &RunContext) -> Result<Self, String>;
 }
 
 /// A job's name, a one-line description, its options and how to build it.
@@ -43,10 +43,29 @@ impl CliEntry {
     }
 }
 
+/// What a job's options may depend on in the run's own options.
+pub struct RunContext {
+    /// The run resumes a journal that holds something (`--journal` of a
+    /// non-empty file): logs are appended to, not started again.
+    pub resuming: bool,
+}
+
+impl RunContext {
+    fn of(matches: &clap::ArgMatches) -> Self {
+        let journal = matches
+            .try_get_one::<std::path::PathBuf>("journal")
+            .ok()
+            .flatten();
+        RunContext {
+            resuming: journal.is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0)),
+        }
+    }
+}
+
 fn build_from<J: CliJob>(matches: &clap::ArgMatches) -> Result<AnyJob, String> {
     let args =
         <J::Args as clap::FromArgMatches>::from_arg_matches(matches).map_err(|e| e.to_string())?;
-    J::build(args).map(named::<J>)
+    J::build(args, &RunContext::of(matches)).map(named::<J>)
 }
 
 /// Every built-in job, in the order `supervisor jobs` lists them.

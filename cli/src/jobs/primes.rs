@@ -19,7 +19,7 @@ pub struct PrimesArgs {
 impl CliJob for Primes {
     type Args = PrimesArgs;
 
-    fn build(args: PrimesArgs) -> Result<Primes, String> {
+    fn build(args: PrimesArgs, _run: &super::RunContext) -> Result<Primes, String> {
         Primes::new(args.limit, args.chunk)
     }
 }

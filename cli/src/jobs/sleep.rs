@@ -19,7 +19,7 @@ pub struct SleepArgs {
 impl CliJob for Sleep {
     type Args = SleepArgs;
 
-    fn build(args: SleepArgs) -> Result<Sleep, String> {
+    fn build(args: SleepArgs, _run: &super::RunContext) -> Result<Sleep, String> {
         Ok(Sleep::new(args.tasks, args.task_ms))
     }
 }

@@ -42,7 +42,7 @@ pub struct WorkerCmdArgs {
 impl CliJob for WorkerCmd {
     type Args = WorkerCmdArgs;
 
-    fn build(args: WorkerCmdArgs) -> Result<WorkerCmd, String> {
+    fn build(args: WorkerCmdArgs, _run: &super::RunContext) -> Result<WorkerCmd, String> {
         let lines = super::exec::input_lines(args.input.as_deref())?;
         Ok(WorkerCmd::new(&args.worker_cmd, args.shell, lines)?
             .keep_order(args.keep_order)
