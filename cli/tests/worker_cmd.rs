@@ -330,7 +330,7 @@ fn a_broken_worker_fails_the_conformance_check_in_words() {
 #[test]
 fn any_json_value_is_an_output_null_included() {
     let dir = temp_dir("values");
-    let body = "def work(line):\n    return [None, {'n': int(line)}, 'x', 1.5, True][int(line)]\n";
+    let body = "def work(line):\n    print('noise', line)\n    return [None, {'n': int(line)}, 'x', 1.5, True][int(line)]\n";
     let cmd = python_worker(&dir, body);
     let out = run(&dir, &cmd, "0\n1\n2\n3\n4\n", &["--workers", "2"]);
     assert_eq!(
@@ -343,6 +343,14 @@ fn any_json_value_is_an_output_null_included() {
         String::from_utf8_lossy(&out.stdout),
         "null\n{\"n\":1}\n\"x\"\n1.5\ntrue\n"
     );
+    // What the function printed went to stderr, with its worker's slot.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for n in 0..5 {
+        assert!(
+            stderr.contains(&format!("] noise {n}\n")) && stderr.contains("[worker "),
+            "{stderr}"
+        );
+    }
     // --results: in files, not printed.
     let out = run(&dir, &cmd, "1\n2\n", &["--results", "res"]);
     assert_eq!(out.status.code(), Some(0));

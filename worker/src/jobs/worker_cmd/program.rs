@@ -1,12 +1,12 @@
 //! One long-lived worker program, as a worker process holds it: started
 //! (in a process group of its own, SIGKILLed if its worker dies), greeted,
 //! handed one task at a time, read back within the task's time, its stderr
-//! passed through with the slot in front of each line, and shut down by
+//! passed through (by a thread) with the slot in front of each line, and shut down by
 //! closing its stdin. Its stdout is read without blocking into a buffer
 //! bounded by the frame cap: a program that writes without end, or never
 //! ends a line, costs at most that much.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
@@ -33,12 +33,8 @@ pub struct Program {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
-    stderr: Option<ChildStderr>,
     /// Bytes of stdout after the last complete line.
     pending: Vec<u8>,
-    /// Bytes of stderr after the last complete line.
-    err_pending: Vec<u8>,
-    slot: u32,
     max_frame: usize,
 }
 
@@ -66,21 +62,17 @@ impl Program {
             let _ = child.wait();
             return Err("the program's pipes were not made".into());
         };
-        for fd in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
-            if let Err(e) = outlast_ipc::os::fd::set_nonblocking(fd, true) {
-                kill_group(&child);
-                let _ = child.wait();
-                return Err(format!("cannot read the program's output: {e}"));
-            }
+        if let Err(e) = outlast_ipc::os::fd::set_nonblocking(stdout.as_raw_fd(), true) {
+            kill_group(&child);
+            let _ = child.wait();
+            return Err(format!("cannot read the program's output: {e}"));
         }
+        forward_stderr(stderr, slot);
         let mut started = Program {
             child,
             stdin: Some(stdin),
             stdout,
-            stderr: Some(stderr),
             pending: Vec::new(),
-            err_pending: Vec::new(),
-            slot,
             max_frame,
         };
         let deadline = Instant::now() + start_timeout;
@@ -148,7 +140,7 @@ impl Program {
         }
     }
 
-    /// The next frame from its stdout, passing its stderr through, by
+    /// The next frame from its stdout, by
     /// `deadline`. `Err` for a line that is no frame, a frame over the
     /// cap, its stdout closed, or the deadline.
     fn next_frame(
@@ -184,21 +176,13 @@ impl Program {
                 }
                 wait = wait.min(left);
             }
-            let mut fds = vec![libc::pollfd {
+            let mut fds = [libc::pollfd {
                 fd: self.stdout.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             }];
-            if let Some(err) = &self.stderr {
-                fds.push(libc::pollfd {
-                    fd: err.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
             let _ = outlast_ipc::os::poll::poll_once(&mut fds, wait.as_millis() as i32);
             beat();
-            self.pass_stderr(&mut buf);
             // Read at most up to the cap (and a line end) before parsing.
             let room = (self.max_frame + 1)
                 .saturating_sub(self.pending.len())
@@ -206,7 +190,6 @@ impl Program {
             let take = room.min(buf.len());
             match self.stdout.read(&mut buf[..take]) {
                 Ok(0) => {
-                    self.pass_stderr(&mut buf);
                     return Err(format!(
                         "its stdout closed ({}) while waiting for {waiting_for}",
                         self.how_it_ended()
@@ -240,44 +223,6 @@ impl Program {
             }
         }
     }
-
-    /// Copies what its stderr holds now to ours, a line at a time with
-    /// `[worker N]` in front.
-    fn pass_stderr(&mut self, buf: &mut [u8]) {
-        let Some(err) = self.stderr.as_mut() else {
-            return;
-        };
-        loop {
-            match err.read(buf) {
-                Ok(0) => {
-                    self.stderr = None;
-                    break;
-                }
-                Ok(n) => self.err_pending.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        // Whole lines go now; a line without its end waits for the rest,
-        // unless it is long (a program that never ends its lines).
-        let cut = match self.err_pending.iter().rposition(|&b| b == b'\n') {
-            Some(end) => end + 1,
-            None if self.err_pending.len() >= 4096 || self.stderr.is_none() => {
-                self.err_pending.len()
-            }
-            None => return,
-        };
-        let mut out = Vec::with_capacity(cut + 16);
-        for line in self.err_pending[..cut].split_inclusive(|&b| b == b'\n') {
-            out.extend_from_slice(format!("[worker {}] ", self.slot).as_bytes());
-            out.extend_from_slice(line);
-            if !line.ends_with(b"\n") {
-                out.push(b'\n');
-            }
-        }
-        self.err_pending.drain(..cut);
-        let _ = std::io::stderr().lock().write_all(&out);
-    }
 }
 
 impl Drop for Program {
@@ -288,8 +233,6 @@ impl Drop for Program {
         let until = Instant::now() + EXIT_GRACE;
         while Instant::now() < until {
             if !matches!(self.child.try_wait(), Ok(None)) {
-                let mut buf = vec![0u8; 4096];
-                self.pass_stderr(&mut buf);
                 kill_group(&self.child);
                 return;
             }
@@ -297,5 +240,39 @@ impl Drop for Program {
         }
         kill_group(&self.child);
         let _ = self.child.wait();
+    }
+}
+
+/// Copies the program's stderr to ours on a thread of its own, a line at
+/// a time with `[worker N]` in front, for as long as it is open: a program
+/// that logs while it waits for its next task never blocks on a full pipe.
+/// A line that never ends is cut every 4 KiB. The thread ends with the
+/// pipe (the program and whatever inherited its stderr gone).
+fn forward_stderr(stderr: ChildStderr, slot: u32) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("stderr-{slot}"))
+        .spawn(move || {
+            let mut reader = std::io::BufReader::new(stderr);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let read = std::io::Read::by_ref(&mut reader)
+                    .take(4096)
+                    .read_until(b'\n', &mut line);
+                match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let mut out = format!("[worker {slot}] ").into_bytes();
+                        out.extend_from_slice(&line);
+                        if !line.ends_with(b"\n") {
+                            out.push(b'\n');
+                        }
+                        let _ = std::io::stderr().lock().write_all(&out);
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("[worker {slot}] cannot pass the program's stderr through: {e}");
     }
 }
