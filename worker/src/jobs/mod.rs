@@ -108,3 +108,31 @@ pub(crate) fn sleep_beating(ms: u64, ctx: &crate::job::TaskContext<'_>) {
         ctx.beat();
     }
 }
+
+/// The outcome of a job whose answer is how many of its `total` inputs
+/// succeeded (exec, worker-cmd). Rebuilt from its spec (`supervisor
+/// result` of a broker job), such a job does not know its inputs
+/// (`total` is 0): it counts, and checks nothing.
+pub(crate) fn succeeded_outcome(
+    succeeded: u64,
+    total: u64,
+    noun: &str,
+    complete: bool,
+) -> crate::job::JobOutcome {
+    use crate::numbers::{group_thousands, plural};
+    let known = total > 0;
+    let summary = if known {
+        format!(
+            "{} of {} succeeded",
+            group_thousands(succeeded),
+            plural(total, noun)
+        )
+    } else {
+        format!("{} succeeded", plural(succeeded, noun))
+    };
+    crate::job::JobOutcome {
+        value: succeeded.to_string(),
+        summary,
+        verified: (complete && known).then_some(succeeded == total),
+    }
+}

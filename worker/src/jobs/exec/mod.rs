@@ -27,7 +27,7 @@ use serde_bytes::ByteBuf;
 
 use super::BuiltinJob;
 use crate::job::{BadOutput, Halt, Job, JobOutcome, TaskContext};
-use crate::numbers::{group_thousands, plural};
+use crate::numbers::plural;
 use crate::work::GaveUp;
 
 pub use command::{run_command, MAX_OUTPUT};
@@ -348,23 +348,11 @@ impl Job for Exec {
     }
 
     fn outcome(&self, complete: bool) -> JobOutcome {
-        // Rebuilt from its spec (`supervisor result` of a broker job), it
-        // does not know its inputs: it counts, and checks nothing.
-        let known = !self.inputs.is_empty();
-        let total = self.inputs.len() as u64;
-        let summary = if known {
-            format!(
-                "{} of {} succeeded",
-                group_thousands(self.succeeded),
-                plural(total, "command")
-            )
-        } else {
-            format!("{} succeeded", plural(self.succeeded, "command"))
-        };
-        JobOutcome {
-            value: self.succeeded.to_string(),
-            summary,
-            verified: (complete && known).then_some(self.succeeded == total),
-        }
+        super::succeeded_outcome(
+            self.succeeded,
+            self.inputs.len() as u64,
+            "command",
+            complete,
+        )
     }
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BuiltinJob;
 use crate::job::{BadOutput, Job, JobOutcome, TaskContext};
-use crate::numbers::{group_thousands, plural};
+use crate::numbers::plural;
 use crate::work::GaveUp;
 use program::{Answer, Program};
 
@@ -276,23 +276,6 @@ impl Job for WorkerCmd {
     }
 
     fn outcome(&self, complete: bool) -> JobOutcome {
-        // Rebuilt from its spec (`supervisor result` of a broker job), it
-        // does not know its inputs: it counts, and checks nothing.
-        let known = !self.lines.is_empty();
-        let total = self.lines.len() as u64;
-        let summary = if known {
-            format!(
-                "{} of {} succeeded",
-                group_thousands(self.succeeded),
-                plural(total, "task")
-            )
-        } else {
-            format!("{} succeeded", plural(self.succeeded, "task"))
-        };
-        JobOutcome {
-            value: self.succeeded.to_string(),
-            summary,
-            verified: (complete && known).then_some(self.succeeded == total),
-        }
+        super::succeeded_outcome(self.succeeded, self.lines.len() as u64, "task", complete)
     }
 }
