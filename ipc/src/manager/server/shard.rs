@@ -393,7 +393,12 @@ fn wait_for_work(
     }
     let spin = budget.limit(SPIN);
     // Not spinning: the blocking poll below sees what is ready at once.
-    let mut polled: Option<Instant> = spin.is_zero().then_some(spun);
+    // Spinning for lanes alone: their next request is a look at memory
+    // away, and a poll now (a system call over every descriptor) would
+    // stand between it and its answer; the descriptors wait
+    // [`POLL_EVERY`]. A client on its socket alone is polled for at once.
+    let lanes_only = clients.values().all(|c| c.lane.is_some());
+    let mut polled: Option<Instant> = (spin.is_zero() || lanes_only).then_some(spun);
     loop {
         if lanes_pending() {
             budget.record(spun.elapsed());
