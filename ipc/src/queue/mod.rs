@@ -180,9 +180,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// spins give sub-microsecond hand-offs when both sides have a core
     /// ("spin-then-park"), at the cost of a busy core while waiting.
     ///
-    /// Within this bound the handle spins only as long as its recent waits
-    /// say pays (twice the typical wait; a couple of microseconds when
-    /// waits are longer than the bound), and not at all while more threads
+    /// Within this bound the handle spins only while its recent waits say
+    /// it pays (the whole bound while they typically end within it; a
+    /// couple of microseconds when they are longer), and not at all while more threads
     /// are runnable on the machine than CPUs this process may use, unless
     /// its waits typically end within 2 us (a peer streaming on another
     /// CPU): a spin on an oversubscribed machine holds the CPU the peer
