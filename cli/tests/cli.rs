@@ -153,7 +153,7 @@ fn bench_sync_measures_locks_counters_and_copies() {
 #[test]
 fn bench_queue_measures_sizes_batches_and_ping_pong() {
     let rows = bench_json("queue");
-    assert_eq!(rows.len(), 11);
+    assert_eq!(rows.len(), 12);
     // The 64 B put/get is measured beside the minimal ring, in the same run.
     let reference = rows
         .iter()
@@ -180,6 +180,17 @@ fn bench_queue_measures_sizes_batches_and_ping_pong() {
             .count(),
         3
     );
+    // The blocking ping-pong is read against two bare futex words, in turns.
+    let floor = rows
+        .iter()
+        .find(|r| r["subject"] == "futex floor: 2 processes waking each other (reference)")
+        .expect("a futex floor row");
+    assert!(floor["median_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    let blocking = rows
+        .iter()
+        .find(|r| r["subject"] == "ping-pong, blocking (no spin)")
+        .expect("the blocking ping-pong");
+    assert!(blocking["vs_baseline"].as_f64().is_some_and(|v| v > 0.0));
 }
 
 #[test]

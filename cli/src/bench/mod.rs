@@ -4,6 +4,7 @@
 mod broker;
 mod control;
 mod dispatch;
+mod futex_floor;
 mod journal;
 mod large;
 mod load;

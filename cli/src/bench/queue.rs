@@ -1,8 +1,9 @@
 //! `supervisor bench queue`: `outlast_ipc::queue::Queue` between processes. One
 //! producer process and the measuring consumer at 64 B, 4 KiB and 1 MiB,
 //! one message per call and in batches; two producers and two consumers at
-//! 64 B; the blocking ping-pong round trip (p50, p99); and, beside the 64 B
-//! put/get, a minimal SPSC ring (`spsc_ring`) as a reference. Raw bytes
+//! 64 B; the blocking ping-pong round trip (p50, p99); and, as references,
+//! a minimal SPSC ring (`spsc_ring`) beside the 64 B put/get and two bare
+//! futex words (`futex_floor`) beside the blocking ping-pong. Raw bytes
 //! (`put_bytes` / `get_many_bytes_with`), so the figures are the queue's,
 //! not serde's.
 
@@ -80,14 +81,58 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         runs,
         ..Row::default()
     });
+    // Enough rounds, even in --quick, that the first ones (page faults, a
+    // cold futex) do not decide the median.
+    let rounds = (20_000 / scale as usize).max(5_000);
+    // The blocking ping-pong can be no faster than two processes waking
+    // each other: the two are measured in turns, three times each, and
+    // their medians compared. (Right after a busy benchmark the CPUs are
+    // not yet idle and a wake-up is several times cheaper: in turns, both
+    // see the same.)
+    let mut floors = Vec::new();
+    let mut floor_tails = Vec::new();
+    let mut blocking = Vec::new();
+    let mut blocking_tails = Vec::new();
+    for _ in 0..3 {
+        let (p50, p99) = super::futex_floor::round_trip(rounds as u32)?;
+        floors.push(p50);
+        floor_tails.push(p99);
+        let (p50, p99) = ping_pong(rounds, Duration::ZERO)?;
+        blocking.push(p50);
+        blocking_tails.push(p99);
+    }
+    let (floor_p50, floor_p99) = (median(&floors), median(&floor_tails));
+    let (p50, p99) = (median(&blocking), median(&blocking_tails));
+    rows.push(Row {
+        bench: "queue",
+        subject: "ping-pong, blocking (no spin)".into(),
+        size_bytes: Some(8),
+        median_ms: Some(p50 / 1e3),
+        p90_ms: None,
+        vs_baseline: Some(p50 / floor_p50.max(1e-3)),
+        baseline: Some(format!(
+            "the futex floor (round trip p50 {p50:.2} us, p99 {p99:.2} us)"
+        )),
+        runs: 3,
+        ..Row::default()
+    });
+    rows.push(Row {
+        bench: "queue",
+        subject: "futex floor: 2 processes waking each other (reference)".into(),
+        size_bytes: Some(4),
+        median_ms: Some(floor_p50 / 1e3),
+        p90_ms: None,
+        baseline: Some(format!(
+            "round trip p50 {floor_p50:.2} us, p99 {floor_p99:.2} us"
+        )),
+        runs: 3,
+        ..Row::default()
+    });
     for (mode, spin) in [
-        ("blocking (no spin)", Duration::ZERO),
         ("default (20 us spin)", outlast_ipc::queue::DEFAULT_SPIN),
         ("spin-then-park (1 ms)", Duration::from_millis(1)),
     ] {
-        // Enough rounds, even in --quick, that the first ones (page faults,
-        // a cold futex) do not decide the median.
-        let (p50, p99) = ping_pong((20_000 / scale as usize).max(5_000), spin)?;
+        let (p50, p99) = ping_pong(rounds, spin)?;
         rows.push(Row {
             bench: "queue",
             subject: format!("ping-pong, {mode}"),
