@@ -83,6 +83,7 @@ pub struct Halt {
 pub struct BadOutput {
     why: String,
     task_failed: bool,
+    retry: bool,
 }
 
 impl BadOutput {
@@ -91,6 +92,7 @@ impl BadOutput {
         BadOutput {
             why: why.into(),
             task_failed: false,
+            retry: true,
         }
     }
 
@@ -101,7 +103,21 @@ impl BadOutput {
         BadOutput {
             why: why.into(),
             task_failed: true,
+            retry: true,
         }
+    }
+
+    /// No other attempt: the task is a dead letter at once, whatever
+    /// attempts it has left (a command that exited non-zero, run once as
+    /// GNU parallel runs it unless `--retries` asks for more).
+    pub fn no_retry(mut self) -> Self {
+        self.retry = false;
+        self
+    }
+
+    /// Whether the task may be attempted again.
+    pub fn may_retry(&self) -> bool {
+        self.retry
     }
 
     /// Why, in the job's words.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::job::{Job, JobOutcome};
+use crate::job::{BadOutput, Job, JobOutcome};
 use crate::launch::{Launch, Launcher};
 use crate::runner::Typed;
 
@@ -28,6 +28,43 @@ pub struct Oversize {
     pub max: u64,
 }
 
+/// An output the supervisor side refused: the attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// In the failure's words (`bad output: ...`, `task error: ...`).
+    pub cause: String,
+    /// Whether another attempt may follow (else a dead letter at once).
+    pub retry: bool,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.cause)
+    }
+}
+
+impl From<String> for Refused {
+    /// A refusal that leaves the task its other attempts.
+    fn from(cause: String) -> Self {
+        Refused { cause, retry: true }
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(cause: &str) -> Self {
+        Refused::from(cause.to_string())
+    }
+}
+
+impl From<BadOutput> for Refused {
+    fn from(bad: BadOutput) -> Self {
+        Refused {
+            cause: bad.cause(),
+            retry: bad.may_retry(),
+        }
+    }
+}
+
 /// The supervisor's side of a job.
 pub trait Work {
     /// A short name for reports.
@@ -40,11 +77,11 @@ pub trait Work {
     /// Roughly how many bytes an input takes (sizes the rings).
     fn input_size_hint(&mut self) -> usize;
     /// The output of task `id`, once per id; `Err` fails the attempt,
-    /// with that cause (`bad output: ...`).
-    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String>;
+    /// with its cause (`bad output: ...`).
+    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), Refused>;
     /// The output of task `id` read back from a journal, once per id,
     /// before any task runs (default: [`accept`](Work::accept)).
-    fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+    fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), Refused> {
         self.accept(id, output)
     }
     /// What task `id` is, for a dead letter (`None`: its id says it).
@@ -109,16 +146,16 @@ impl<J: Job> Work for JobWork<J> {
         postcard::to_allocvec(&self.0.input(0)).map_or(0, |b| b.len())
     }
 
-    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), Refused> {
         let output: J::Output = postcard::from_bytes(output)
             .map_err(|e| format!("bad output: undecodable output: {e}"))?;
-        self.0.combine(id, output).map_err(|e| e.cause())
+        self.0.combine(id, output).map_err(Refused::from)
     }
 
-    fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+    fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), Refused> {
         let output: J::Output = postcard::from_bytes(output)
             .map_err(|e| format!("bad output: undecodable output: {e}"))?;
-        self.0.resume(id, output).map_err(|e| e.cause())
+        self.0.resume(id, output).map_err(Refused::from)
     }
 
     fn gave_up(&mut self, id: u64, why: &GaveUp) {

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 use outlast_worker::job::JobOutcome;
-use outlast_worker::work::{GaveUp, Work};
+use outlast_worker::work::{GaveUp, Refused, Work};
 
 /// A stream entry this supervisor holds.
 #[derive(Clone, Debug)]
@@ -108,7 +108,7 @@ impl Work for BrokerWork {
         self.inner.input_size_hint()
     }
 
-    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), String> {
+    fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), Refused> {
         let task = self
             .task_of(id)
             .ok_or("bad output: a result for a task not held")?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use outlast_worker::job::JobOutcome;
-use outlast_worker::work::{GaveUp, Work};
+use outlast_worker::work::{GaveUp, Refused, Work};
 
 use super::call::{split_replies, Call};
 use super::error::TaskError;
@@ -533,7 +533,7 @@ impl Work for PoolWork {
         0
     }
 
-    fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), String> {
+    fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), Refused> {
         let mut state = self.shared.lock();
         let store = &mut state.store;
         let (items, cut_at) = store

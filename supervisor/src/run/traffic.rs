@@ -16,7 +16,7 @@ use outlast_worker::protocol::{
 };
 
 use outlast_worker::numbers::plural;
-use outlast_worker::work::{GaveUp, Oversize};
+use outlast_worker::work::{GaveUp, Oversize, Refused};
 
 use super::{send_stop, Engine};
 use crate::fleet::{Slot, StopReason, Worker};
@@ -192,17 +192,24 @@ impl Engine {
                         self.crashes_in_a_row[w.slot] = 0;
                         continue;
                     }
-                    // The work words its cause (`bad output: ...`).
-                    Err(cause) => cause,
+                    // The work words its cause (`bad output: ...`), and
+                    // says whether another attempt may follow.
+                    Err(refused) => refused,
                 },
-                TaskOutput::Failed(e) => format!("task error: {e}"),
+                TaskOutput::Failed(e) => Refused::from(format!("task error: {e}")),
             };
+            let retry = failure.retry;
             let failure = Failure {
-                cause: failure,
+                cause: failure.cause,
                 exit_code: None,
                 oversize: None,
             };
-            if let Some(released) = self.ledger.fail(w.id, result.id, &failure) {
+            let released = if retry {
+                self.ledger.fail(w.id, result.id, &failure)
+            } else {
+                self.ledger.give_up(w.id, result.id, &failure)
+            };
+            if let Some(released) = released {
                 self.gave_up(&released.dead, &failure);
             }
         }
