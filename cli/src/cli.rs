@@ -174,8 +174,14 @@ where
                 ));
             };
             let job = build(entry, &matches, command)?;
+            let mut run = cli.run;
+            // `--retries N` (--exec, as GNU parallel) runs a failing command
+            // up to N times: the run allows a task that many attempts.
+            if let Ok(Some(&retries)) = matches.try_get_one::<u32>("retries") {
+                run.max_attempts = run.max_attempts.max(retries);
+            }
             Ok(Invocation::Run {
-                config: Box::new(cli.run),
+                config: Box::new(run),
                 job,
                 name: entry.name.to_string(),
             })

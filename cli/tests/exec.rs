@@ -96,20 +96,13 @@ fn keep_order_prints_in_input_order() {
 }
 
 #[test]
-fn failures_are_retried_then_dead_letters_with_their_status() {
+fn failures_are_retried_as_asked_then_dead_letters_with_their_status() {
     let lines = "ok\nexit7\nsegv\nhang\n";
     let script = "case $1 in ok) echo fine;; exit7) echo bad >&2; exit 7;; segv) kill -SEGV $$;; hang) sleep 60;; esac";
     let started = Instant::now();
     let (code, stdout, report) = exec(
         &format!("sh -c '{script}' sh {{}}"),
-        &[
-            "--workers",
-            "2",
-            "--max-attempts",
-            "2",
-            "--task-timeout",
-            "0.5",
-        ],
+        &["--workers", "2", "--retries", "2", "--task-timeout", "0.5"],
         lines,
     );
     assert!(started.elapsed() < Duration::from_secs(60));

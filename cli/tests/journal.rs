@@ -296,13 +296,23 @@ fn a_torn_journal_is_cut_back_said_and_resumed() {
 fn another_jobs_journal_is_refused_in_words() {
     let dir = temp_dir("other");
     std::fs::write(dir.join("lines"), "a\nb\n").expect("lines");
-    let first = exec_command(&dir, &[]).output().expect("run");
+    let first = exec_command(&dir, &["--joblog", "log"])
+        .output()
+        .expect("run");
     assert_eq!(first.status.code(), Some(0));
+    let log = std::fs::read_to_string(dir.join("log")).expect("joblog");
     std::fs::write(dir.join("lines"), "a\nc\n").expect("other lines");
-    let other = exec_command(&dir, &[]).output().expect("run");
+    let other = exec_command(&dir, &["--joblog", "log"])
+        .output()
+        .expect("run");
     let stderr = String::from_utf8_lossy(&other.stderr);
     assert_eq!(other.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is for another job"), "{stderr}");
+    // The refused run leaves the first run's joblog as it was.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("log")).expect("joblog"),
+        log
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -407,14 +417,7 @@ fn dead_letters_stay_dead_unless_resume_failed() {
                 "--report",
                 "report.json",
             ])
-            .args([
-                "--max-attempts",
-                "2",
-                "--input",
-                "lines",
-                "--journal",
-                "journal",
-            ])
+            .args(["--retries", "2", "--input", "lines", "--journal", "journal"])
             .args([
                 "--exec",
                 "sh -c 'echo $0 >> out; [ $0 != 7 ] || [ -e fixed ]'",

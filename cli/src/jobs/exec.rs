@@ -55,6 +55,11 @@ pub struct ExecArgs {
     /// `done=N`, or `N%` of all; GNU parallel's 0, 1, 2, -1, -2 too.
     #[arg(long, value_name = "WHEN", value_parser = halt_rule)]
     pub halt: Option<HaltArg>,
+    /// How many times a command runs when it fails (a non-zero exit, a
+    /// signal, --task-timeout) before it is a dead letter, as GNU
+    /// parallel's --retries; raises --max-attempts to match.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retries: u32,
     /// Seconds a command may run before it is killed and its attempt fails.
     #[arg(long, value_parser = args::seconds, value_name = "SECONDS")]
     pub task_timeout: Option<Duration>,
@@ -113,6 +118,7 @@ impl CliJob for Exec {
             .results(args.results)
             .joblog(joblog)
             .halt(args.halt.and_then(|h| h.0))
+            .retries(args.retries)
             .task_timeout(args.task_timeout))
     }
 }

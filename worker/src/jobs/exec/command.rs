@@ -21,9 +21,12 @@ pub const MAX_OUTPUT: usize = 512 * 1024;
 
 /// Runs `argv` to its end (or `timeout`), beating while it runs, and
 /// gives its output and how it ended, whatever its exit status (the
-/// supervisor side judges it: see [`CommandOutput::failure`]). `Err` when
-/// it could not run, ran past `timeout` or gave too much output: it was
-/// killed, and the error says so with its stderr's tail.
+/// supervisor side judges it: see [`CommandOutput::failure`]). Past
+/// `timeout` its group is killed, and the output says so (exit code
+/// [`TIMED_OUT`], SIGKILL), with what it wrote until then, as GNU parallel
+/// logs and prints a timed-out job. `Err` when it could not run or gave
+/// too much output: it was killed, and the error says so with its
+/// stderr's tail.
 pub fn run_command(
     argv: &[String],
     timeout: Option<Duration>,
@@ -41,28 +44,52 @@ pub fn run_command(
         .map_err(|e| format!("cannot run `{program}`: {e}"))?;
     let deadline = timeout.map(|t| Instant::now() + t);
     let collected = collect(&mut child, deadline, beat);
-    let status = match &collected {
-        Ok(_) => child
-            .wait()
-            .map_err(|e| format!("cannot wait for it: {e}"))?,
-        Err(_) => {
+    let (exit_code, signal, stdout, stderr) = match collected {
+        Ok(Collected::Ended(stdout, stderr)) => {
+            let status = child
+                .wait()
+                .map_err(|e| format!("cannot wait for it: {e}"))?;
+            use std::os::unix::process::ExitStatusExt;
+            (
+                status.code().unwrap_or(0),
+                status.signal().unwrap_or(0),
+                stdout,
+                stderr,
+            )
+        }
+        Ok(Collected::TimedOut(stdout, stderr)) => {
             // Before the leader is reaped, so the group id is still its.
             kill_group(&child);
             let _ = child.wait();
-            return Err(collected.err().unwrap_or_default());
+            (TIMED_OUT, libc::SIGKILL, stdout, stderr)
+        }
+        Err(e) => {
+            kill_group(&child);
+            let _ = child.wait();
+            return Err(e);
         }
     };
-    let (stdout, stderr) = collected?;
-    use std::os::unix::process::ExitStatusExt;
     Ok(CommandOutput {
         stdout: ByteBuf::from(stdout),
         stderr: ByteBuf::from(stderr),
-        exit_code: status.code().unwrap_or(0),
-        signal: status.signal().unwrap_or(0),
+        exit_code,
+        signal,
         started_unix,
         runtime: started.elapsed().as_secs_f64(),
         slot: 0,
     })
+}
+
+/// The exit code of a command killed for running past its timeout (GNU
+/// parallel's joblog says -1 too; a process's own exit code is 0-255).
+pub const TIMED_OUT: i32 = -1;
+
+/// How reading a command's output ended: stdout and stderr.
+enum Collected {
+    /// Both reached their end: the command is done (or about to be).
+    Ended(Vec<u8>, Vec<u8>),
+    /// Its deadline came first.
+    TimedOut(Vec<u8>, Vec<u8>),
 }
 
 /// `program rest...` with its stdout and stderr piped, in a process group
@@ -128,7 +155,7 @@ fn collect(
     child: &mut Child,
     deadline: Option<Instant>,
     beat: &mut dyn FnMut(),
-) -> Result<(Vec<u8>, Vec<u8>), String> {
+) -> Result<Collected, String> {
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     for fd in [
@@ -144,7 +171,6 @@ fn collect(
     let mut out = Vec::new();
     let mut err = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let started = Instant::now();
     while stdout.is_some() || stderr.is_some() {
         let mut fds = Vec::with_capacity(2);
         for stream in [
@@ -164,11 +190,7 @@ fn collect(
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let secs = started.elapsed().as_secs_f64();
-                return Err(with_stderr_tail(
-                    format!("timed out after {secs:.1} s (--task-timeout): killed"),
-                    &err,
-                ));
+                return Ok(Collected::TimedOut(out, err));
             }
             wait = wait.min(left);
         }
@@ -190,7 +212,7 @@ fn collect(
             ));
         }
     }
-    Ok((out, err))
+    Ok(Collected::Ended(out, err))
 }
 
 /// Reads what `stream` has now into `into`; true at end of file.
@@ -228,9 +250,14 @@ mod tests {
     }
 
     #[test]
-    fn a_command_past_its_timeout_is_killed() {
-        let argv: Vec<String> = ["sleep", "30"].map(String::from).to_vec();
-        let err = run_command(&argv, Some(Duration::from_millis(100)), &mut || {}).unwrap_err();
-        assert!(err.starts_with("timed out after"), "{err}");
+    fn a_command_past_its_timeout_is_killed_and_keeps_what_it_wrote() {
+        let argv: Vec<String> = ["sh", "-c", "echo started; exec sleep 30"]
+            .map(String::from)
+            .to_vec();
+        let out = run_command(&argv, Some(Duration::from_millis(300)), &mut || {}).unwrap();
+        assert_eq!((out.exit_code, out.signal), (TIMED_OUT, libc::SIGKILL));
+        assert_eq!(out.stdout.as_slice(), b"started\n");
+        let why = out.failure().unwrap_or_default();
+        assert!(why.starts_with("timed out after"), "{why}");
     }
 }

@@ -54,6 +54,10 @@ impl CommandOutput {
     pub fn failure(&self) -> Option<String> {
         let how = match (self.exit_code, self.signal) {
             (0, 0) => return None,
+            (command::TIMED_OUT, _) => format!(
+                "timed out after {:.1} s (--task-timeout): killed",
+                self.runtime
+            ),
             (_, 0) => format!("exited with code {}", self.exit_code),
             (_, sig) => format!("killed by {}", outlast_ipc::signal_name(sig)),
         };
@@ -90,6 +94,16 @@ pub struct Exec {
     /// Tasks given up on (every attempt failed).
     #[serde(skip)]
     failed: u64,
+    /// How many times a failing command runs (GNU parallel's `--retries`).
+    #[serde(skip)]
+    retries: u32,
+    /// Failed runs so far of each task not settled yet.
+    #[serde(skip)]
+    failures: BTreeMap<u64, u32>,
+    /// The last failed run of each task not settled yet: printed if the
+    /// task is given up, as GNU parallel prints a failed job's output.
+    #[serde(skip)]
+    last_failed: BTreeMap<u64, CommandOutput>,
 }
 
 impl BuiltinJob for Exec {
@@ -124,6 +138,9 @@ impl Exec {
             waiting: BTreeMap::new(),
             succeeded: 0,
             failed: 0,
+            retries: 1,
+            failures: BTreeMap::new(),
+            last_failed: BTreeMap::new(),
         })
     }
 
@@ -161,6 +178,17 @@ impl Exec {
     /// Logs each command run in GNU parallel's joblog format.
     pub fn joblog(mut self, joblog: Option<Joblog>) -> Self {
         self.joblog = joblog;
+        self
+    }
+
+    /// How many times a command runs when it fails (exits non-zero, is
+    /// killed by a signal or by `task_timeout`) before its task is a dead
+    /// letter: GNU parallel's `--retries`, 1 by default (the command's
+    /// verdict stands). The run's `max_attempts` bounds it too; a worker
+    /// that dies while a command runs is retried within `max_attempts`
+    /// whatever this says.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries.max(1);
         self
     }
 
@@ -293,8 +321,19 @@ impl Job for Exec {
     fn combine(&mut self, id: u64, output: CommandOutput) -> Result<(), BadOutput> {
         self.keep(id, &output);
         if let Some(why) = output.failure() {
-            return Err(BadOutput::task_failed(why));
+            let failures = self.failures.entry(id).or_insert(0);
+            *failures += 1;
+            let failed = BadOutput::task_failed(why);
+            let failed = if *failures >= self.retries {
+                failed.no_retry()
+            } else {
+                failed
+            };
+            self.last_failed.insert(id, output);
+            return Err(failed);
         }
+        self.failures.remove(&id);
+        self.last_failed.remove(&id);
         self.succeeded += 1;
         self.settle(id, Some(output));
         Ok(())
@@ -317,9 +356,13 @@ impl Job for Exec {
         self.inputs.get(id as usize).map(|args| args.join(" "))
     }
 
+    /// Its last failed run's output is printed (GNU parallel prints a
+    /// failed job's output too); a task whose worker died has none.
     fn gave_up(&mut self, id: u64, _why: &GaveUp) {
         self.failed += 1;
-        self.settle(id, None);
+        self.failures.remove(&id);
+        let last = self.last_failed.remove(&id);
+        self.settle(id, last);
     }
 
     /// One command per worker at a time, as GNU parallel's job slots: a
