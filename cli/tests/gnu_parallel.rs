@@ -118,6 +118,29 @@ fn columns_tags_and_results() {
         "x, y\nz,w\n",
     );
     assert_eq!(stdout(&out), "y-x\nw-z\n");
+    // A regular expression, as GNU parallel's: runs of digits; TABs with
+    // an empty column between two; spaces around a separator trimmed.
+    let gnu_installed = Command::new("parallel").arg("--version").output().is_ok();
+    let cases = [
+        ("[0-9]+", "a1b22c\n", "[a] [b] [c]\n"),
+        ("\\t", "a\t\tb\n", "[a] [] [b]\n"),
+        (",", " a , b \n", "[a] [b] []\n"),
+    ];
+    for (sep, input, expected) in cases {
+        let template = "echo [{1}] [{2}] [{3}]";
+        let out = supervisor(&dir, &["--colsep", sep, "--exec", template], input);
+        assert_eq!(stdout(&out), expected, "--colsep {sep}");
+        if gnu_installed {
+            let gnu = common::with_stdin(
+                Command::new("parallel").args(["--will-cite", "--colsep", sep, template]),
+                input,
+            );
+            assert_eq!(stdout(&gnu), expected, "GNU parallel, --colsep {sep}");
+        }
+    }
+    let bad = supervisor(&dir, &["--colsep", "(", "--exec", "echo"], "a\n");
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a regular expression"));
     let out = supervisor(
         &dir,
         &[

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use outlast_worker::jobs::exec::output::{HaltRule, Joblog};
 use outlast_worker::jobs::exec::Exec;
+use regex::Regex;
 
 use super::{args, CliJob};
 
@@ -29,10 +30,11 @@ pub struct ExecArgs {
     /// Read the lines from this file [default: standard input].
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Split each input line into columns at SEP (a literal string; `\t`
-    /// is a TAB), each trimmed of spaces: `{1}`, `{2}`, ...
-    #[arg(long, value_name = "SEP")]
-    pub colsep: Option<String>,
+    /// Split each input line into columns where the regular expression
+    /// REGEX matches (`,`, `\t`, ` +`, `[;|]`), each trimmed of spaces and
+    /// TABs, as GNU parallel: `{1}`, `{2}`, ...
+    #[arg(long, value_name = "REGEX", value_parser = column_separator)]
+    pub colsep: Option<Regex>,
     /// Run the command with `sh -c` (replacements are shell-quoted).
     #[arg(long)]
     pub shell: bool,
@@ -86,17 +88,17 @@ impl CliJob for Exec {
     type Args = ExecArgs;
 
     fn build(args: ExecArgs, run: &super::RunContext) -> Result<Exec, String> {
-        let colsep = args.colsep.as_deref().map(unescape);
+        let colsep = args.colsep.as_ref();
         let inputs = if args.sources.is_empty() {
             input_lines(args.input.as_deref())?
                 .into_iter()
-                .map(|line| columns(line, colsep.as_deref()))
+                .map(|line| columns(line, colsep))
                 .collect()
         } else {
             if args.input.is_some() {
                 return Err("give the inputs with --input or with :::, not both".into());
             }
-            combinations(&sources(&args.sources)?, colsep.as_deref())?
+            combinations(&sources(&args.sources)?, colsep)?
         };
         let joblog = match &args.joblog {
             None => None,
@@ -137,18 +139,22 @@ pub fn input_lines(path: Option<&std::path::Path>) -> Result<Vec<String>, String
 }
 
 /// `\t` as a TAB, `\\` as a backslash.
-fn unescape(sep: &str) -> String {
-    sep.replace("\\t", "\t").replace("\\\\", "\\")
+/// `--colsep`'s regular expression; an empty one splits nothing.
+fn column_separator(text: &str) -> Result<Regex, String> {
+    if text.is_empty() {
+        return Err("an empty separator".into());
+    }
+    Regex::new(text).map_err(|e| format!("not a regular expression: {e}"))
 }
 
 /// A line as a task's arguments: itself, or its columns.
-fn columns(line: String, colsep: Option<&str>) -> Vec<String> {
+fn columns(line: String, colsep: Option<&Regex>) -> Vec<String> {
     match colsep {
-        Some(sep) if !sep.is_empty() => line
-            .split(sep)
+        Some(sep) => sep
+            .split(&line)
             .map(|c| c.trim_matches([' ', '\t']).to_string())
             .collect(),
-        _ => vec![line],
+        None => vec![line],
     }
 }
 
@@ -193,7 +199,10 @@ fn sources(words: &[String]) -> Result<Vec<Vec<String>>, String> {
 
 /// Every combination of one value from each source, the first source
 /// varying slowest (GNU parallel's order); each value split at `colsep`.
-fn combinations(sources: &[Vec<String>], colsep: Option<&str>) -> Result<Vec<Vec<String>>, String> {
+fn combinations(
+    sources: &[Vec<String>],
+    colsep: Option<&Regex>,
+) -> Result<Vec<Vec<String>>, String> {
     let count = sources
         .iter()
         .try_fold(1usize, |n, s| n.checked_mul(s.len()))
@@ -248,9 +257,18 @@ mod tests {
     }
 
     #[test]
-    fn columns_are_split_and_trimmed() {
-        assert_eq!(columns("a , b,c".into(), Some(",")), ["a", "b", "c"]);
-        assert_eq!(columns("a\tb".into(), Some(&unescape("\\t"))), ["a", "b"]);
+    fn columns_are_split_at_a_regular_expression_and_trimmed() {
+        let sep = |re: &str| column_separator(re).expect("a regular expression");
+        assert_eq!(columns("a , b,c".into(), Some(&sep(","))), ["a", "b", "c"]);
+        assert_eq!(columns("a\tb".into(), Some(&sep("\\t"))), ["a", "b"]);
+        assert_eq!(columns("a\t\tb".into(), Some(&sep("\\t"))), ["a", "", "b"]);
+        assert_eq!(
+            columns("a1b22c".into(), Some(&sep("[0-9]+"))),
+            ["a", "b", "c"]
+        );
+        assert_eq!(columns("a  b".into(), Some(&sep(" +"))), ["a", "b"]);
         assert_eq!(columns("a,b".into(), None), ["a,b"]);
+        assert!(column_separator("(").is_err());
+        assert!(column_separator("").is_err());
     }
 }
