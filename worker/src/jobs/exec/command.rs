@@ -23,7 +23,7 @@ pub const MAX_OUTPUT: usize = 512 * 1024;
 /// gives its output and how it ended, whatever its exit status (the
 /// supervisor side judges it: see [`CommandOutput::failure`]). Past
 /// `timeout` its group is killed, and the output says so (exit code
-/// [`TIMED_OUT`], SIGKILL), with what it wrote until then, as GNU parallel
+/// -1, signal SIGKILL), with what it wrote until then, as GNU parallel
 /// logs and prints a timed-out job. `Err` when it could not run or gave
 /// too much output: it was killed, and the error says so with its
 /// stderr's tail.
