@@ -7,11 +7,11 @@
 //! needs.
 //!
 //! Why the whole bound and not twice the typical wait: a park is dear. A
-//! sleeping process takes 20-45 us to wake on an idle VM (measured here:
-//! two processes waking each other through a futex, a pipe or a socket,
-//! 42-43 us a round trip), so a wait that runs a little past twice the
-//! typical one (a page fault in the peer, an allocation that grows) costs
-//! a wake-up far longer than the spin it saved. With twice the typical
+//! sleeping process takes 20-45 us to wake on an idle VM (`supervisor
+//! bench queue` measures two processes waking each other through bare
+//! futex words: 42 us a round trip here), so a wait that runs a little
+//! past twice the typical one (a page fault in the peer, an allocation
+//! that grows) costs a wake-up far longer than the spin it saved. With twice the typical
 //! wait, a manager client filling a new dict parked on about one call in
 //! 24 (the server's page faults); spinning the bound, its calls went from
 //! 2.1 us to 1.6 us each, the same build otherwise, runs taken in turns.
