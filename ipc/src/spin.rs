@@ -11,10 +11,11 @@
 //! bench queue` measures two processes waking each other through bare
 //! futex words: 42 us a round trip here), so a wait that runs a little
 //! past twice the typical one (a page fault in the peer, an allocation
-//! that grows) costs a wake-up far longer than the spin it saved. With twice the typical
-//! wait, a manager client filling a new dict parked on about one call in
-//! 24 (the server's page faults); spinning the bound, its calls went from
-//! 2.1 us to 1.6 us each, the same build otherwise, runs taken in turns.
+//! that grows) costs a wake-up far longer than the spin it saved. With
+//! twice the typical wait, a manager client filling a new dict parked on
+//! about one call in 24 (the server's page faults); spinning the bound,
+//! its calls went from 2.1 us to 1.6 us each, the same build otherwise,
+//! runs taken in turns.
 //!
 //! When the CPUs are oversubscribed by the waiter's own peers (four
 //! manager clients and the server on two cores), giving the CPU away with
