@@ -1,7 +1,8 @@
 //! `supervisor --exec`: any command as the job. Failures, hangs past
-//! `--task-timeout` and deaths by signal are retried then dead-lettered
-//! with their status; outputs never interleave; `--keep-order` holds; a
-//! SIGKILLed supervisor leaves no command running.
+//! `--task-timeout` and deaths by signal run as often as `--retries` asks,
+//! then are dead-lettered with their status; outputs of megabytes come out
+//! whole and never interleave, one over `--max-message-bytes` fails once;
+//! `--keep-order` holds; a SIGKILLed supervisor leaves no command running.
 
 mod common;
 
@@ -170,4 +171,46 @@ fn a_killed_supervisor_leaves_no_command_running() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_large_output_is_printed_whole_and_one_over_the_message_cap_fails_once() {
+    // 3 MB per command, a line each of its own digit, from 4 commands on 2
+    // workers: every byte printed, no output cut into another's.
+    let script = "sh -c 'yes $0 | head -c 3000000' {}";
+    let (code, stdout, report) = exec(script, &["--workers", "2"], "1\n2\n3\n4\n");
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(stdout.len(), 4 * 3_000_000);
+    for digit in ["1", "2", "3", "4"] {
+        let lines = stdout.lines().filter(|l| *l == digit).count();
+        assert_eq!(lines, 1_500_000, "lines of {digit}");
+    }
+    // Over --max-message-bytes: killed, a dead letter after one run, not
+    // three (running it again would write as much).
+    let dir = std::env::temp_dir().join(format!("exec-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let runs = dir.join("runs");
+    let script = format!(
+        "sh -c 'echo run >> {}; yes | head -c 500000' {{}}",
+        runs.display()
+    );
+    let (code, stdout, report) = exec(&script, &["--max-message-bytes", "100K"], "a\n");
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(stdout, "");
+    let dead = &report["dead_letters"][0];
+    assert_eq!(dead["failures"], 1, "{report}");
+    assert!(
+        dead["last_cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("over the largest message allowed")),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&runs)
+            .expect("runs")
+            .lines()
+            .count(),
+        1
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -240,6 +240,14 @@ impl TaskContext<'_> {
         self.worker
     }
 
+    /// The most bytes this task's encoded output may take (the run's
+    /// `max_message_bytes`): an output over it is refused, at once and
+    /// for good, so a task that gathers output (a command's) can stop
+    /// reading there instead of holding more.
+    pub fn max_output(&self) -> u64 {
+        self.link.max_message
+    }
+
     /// Tells the supervisor this worker is alive and working.
     pub fn beat(&self) {
         self.link.heartbeat().touch();

@@ -1,7 +1,8 @@
 //! Running one command in a worker: in a process group of its own (a
 //! timeout kills the group), with SIGKILL when its worker dies (so none
-//! outlives the run), its stdout and stderr read to their ends (at most
-//! [`MAX_OUTPUT`] bytes), beating the worker's heartbeat while it runs.
+//! outlives the run), its stdout and stderr read to their ends (past the
+//! task's largest output it is killed), beating the worker's heartbeat
+//! while it runs.
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -16,20 +17,20 @@ use super::CommandOutput;
 const STDERR_TAIL: usize = 2048;
 /// How often a worker waiting for its command beats.
 const BEAT_EVERY: Duration = Duration::from_millis(100);
-/// The most output (stdout and stderr together) one command may give.
-pub const MAX_OUTPUT: usize = 512 * 1024;
 
 /// Runs `argv` to its end (or `timeout`), beating while it runs, and
 /// gives its output and how it ended, whatever its exit status (the
 /// supervisor side judges it: see [`CommandOutput::failure`]). Past
 /// `timeout` its group is killed, and the output says so (exit code
 /// -1, signal SIGKILL), with what it wrote until then, as GNU parallel
-/// logs and prints a timed-out job. `Err` when it could not run or gave
-/// too much output: it was killed, and the error says so with its
-/// stderr's tail.
+/// logs and prints a timed-out job. Past `max_output` bytes of stdout and
+/// stderr together it is killed too, and the output gives what was read
+/// (over `max_output`: the worker refuses it as too large, for good).
+/// `Err` when it could not run.
 pub fn run_command(
     argv: &[String],
     timeout: Option<Duration>,
+    max_output: u64,
     beat: &mut dyn FnMut(),
 ) -> Result<CommandOutput, String> {
     let started_unix = std::time::SystemTime::now()
@@ -43,7 +44,7 @@ pub fn run_command(
         .spawn()
         .map_err(|e| format!("cannot run `{program}`: {e}"))?;
     let deadline = timeout.map(|t| Instant::now() + t);
-    let collected = collect(&mut child, deadline, beat);
+    let collected = collect(&mut child, deadline, max_output, beat);
     let (exit_code, signal, stdout, stderr) = match collected {
         Ok(Collected::Ended(stdout, stderr)) => {
             let status = child
@@ -62,6 +63,11 @@ pub fn run_command(
             kill_group(&child);
             let _ = child.wait();
             (TIMED_OUT, libc::SIGKILL, stdout, stderr)
+        }
+        Ok(Collected::TooMuch(stdout, stderr)) => {
+            kill_group(&child);
+            let _ = child.wait();
+            (0, libc::SIGKILL, stdout, stderr)
         }
         Err(e) => {
             kill_group(&child);
@@ -90,6 +96,8 @@ enum Collected {
     Ended(Vec<u8>, Vec<u8>),
     /// Its deadline came first.
     TimedOut(Vec<u8>, Vec<u8>),
+    /// It wrote more than the task's output may take.
+    TooMuch(Vec<u8>, Vec<u8>),
 }
 
 /// `program rest...` with its stdout and stderr piped, in a process group
@@ -154,6 +162,7 @@ fn die_with_parent(command: &mut Command) {
 fn collect(
     child: &mut Child,
     deadline: Option<Instant>,
+    max_output: u64,
     beat: &mut dyn FnMut(),
 ) -> Result<Collected, String> {
     let mut stdout = child.stdout.take();
@@ -206,10 +215,8 @@ fn collect(
                 stderr = None;
             }
         }
-        if out.len() + err.len() > MAX_OUTPUT {
-            return Err(format!(
-                "its output passed {MAX_OUTPUT} bytes, the most a task may give: killed"
-            ));
+        if (out.len() + err.len()) as u64 > max_output {
+            return Ok(Collected::TooMuch(out, err));
         }
     }
     Ok(Collected::Ended(out, err))
@@ -237,14 +244,14 @@ mod tests {
         let argv: Vec<String> = ["sh", "-c", "echo oops >&2; exit 3"]
             .map(String::from)
             .to_vec();
-        let out = run_command(&argv, None, &mut || {}).unwrap();
+        let out = run_command(&argv, None, u64::MAX, &mut || {}).unwrap();
         assert_eq!((out.exit_code, out.signal), (3, 0));
         assert_eq!(
             out.failure().as_deref(),
             Some("exited with code 3; stderr: oops")
         );
         let argv: Vec<String> = ["sh", "-c", "kill -9 $$"].map(String::from).to_vec();
-        let out = run_command(&argv, None, &mut || {}).unwrap();
+        let out = run_command(&argv, None, u64::MAX, &mut || {}).unwrap();
         assert_eq!((out.exit_code, out.signal), (0, 9));
         assert_eq!(out.failure().as_deref(), Some("killed by SIGKILL"));
     }
@@ -254,7 +261,13 @@ mod tests {
         let argv: Vec<String> = ["sh", "-c", "echo started; exec sleep 30"]
             .map(String::from)
             .to_vec();
-        let out = run_command(&argv, Some(Duration::from_millis(300)), &mut || {}).unwrap();
+        let out = run_command(
+            &argv,
+            Some(Duration::from_millis(300)),
+            u64::MAX,
+            &mut || {},
+        )
+        .unwrap();
         assert_eq!((out.exit_code, out.signal), (TIMED_OUT, libc::SIGKILL));
         assert_eq!(out.stdout.as_slice(), b"started\n");
         let why = out.failure().unwrap_or_default();

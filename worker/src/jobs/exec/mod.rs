@@ -2,9 +2,11 @@
 //! an input line (or its `--colsep` columns, or one combination of the
 //! `:::` sources); the command is run once per task with GNU parallel's
 //! replacement strings filled in ([`template`]), without a shell unless
-//! `--shell`. A non-zero exit or a signal fails the attempt, and so do a
-//! `--task-timeout` and output past [`MAX_OUTPUT`] (the command is killed):
-//! retried, then a dead letter with its status and the tail of its stderr.
+//! `--shell`. A non-zero exit, a signal or a `--task-timeout` (the command
+//! is killed) fails it: run again up to [`Exec::retries`] times (1, as GNU
+//! parallel), then a dead letter with its status and the tail of its
+//! stderr. A command that writes more than the run's largest message
+//! (`--max-message-bytes`) is killed, and its task fails for good.
 //! Each task's output is printed whole by the supervisor, never
 //! interleaved with another's, in input order with `--keep-order`; or
 //! tagged, or kept in files, or logged ([`output`]).
@@ -30,7 +32,7 @@ use crate::job::{BadOutput, Halt, Job, JobOutcome, TaskContext};
 use crate::numbers::plural;
 use crate::work::GaveUp;
 
-pub use command::{run_command, MAX_OUTPUT};
+pub use command::run_command;
 use output::{HaltOn, HaltRule, Joblog};
 pub use template::{command_for, shell_quote, ExecInput};
 
@@ -313,7 +315,8 @@ impl Job for Exec {
     fn run(&self, input: ExecInput, ctx: &mut TaskContext<'_>) -> Result<CommandOutput, String> {
         let slot = ctx.worker();
         let argv = self.command_for(&input, slot)?;
-        let mut output = run_command(&argv, self.task_timeout, &mut || ctx.beat())?;
+        let max_output = ctx.max_output();
+        let mut output = run_command(&argv, self.task_timeout, max_output, &mut || ctx.beat())?;
         output.slot = slot;
         Ok(output)
     }
