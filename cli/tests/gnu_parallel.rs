@@ -404,6 +404,12 @@ fn a_failing_command_runs_once_and_its_output_is_printed_as_gnu_parallel_does() 
     let (retried, runs) = run("ours", &["--retries", "3"]);
     assert_eq!(runs, [1, 3, 1]);
     assert_eq!(sorted_lines(&stdout(&retried)), ["out a", "out b", "out c"]);
+    // The joblog has a line per input, its last run's, as GNU's.
+    let (_, runs) = run("ours", &["--retries", "3", "--joblog", "retried.log"]);
+    assert_eq!(runs, [1, 3, 1]);
+    let rows = joblog_rows(&dir.join("retried.log"));
+    let exits: Vec<&str> = rows.iter().map(|r| r[4].as_str()).collect();
+    assert_eq!(exits, ["0", "1", "0"], "{rows:?}");
     // --keep-order prints the failed one in its place.
     let (ordered, _) = run("ours", &["--keep-order"]);
     assert_eq!(stdout(&ordered), "out a\nout b\nout c\n");
@@ -415,6 +421,15 @@ fn a_failing_command_runs_once_and_its_output_is_printed_as_gnu_parallel_does() 
         let (gnu, gnu_runs) = run("gnu", extra);
         let (ours, our_runs) = run("ours", extra);
         assert_eq!(our_runs, gnu_runs, "runs with {extra:?}: ours, then GNU's");
+        let (_, _) = run(
+            "gnu",
+            &[extra, &["--joblog", "gnu-retried.log"][..]].concat(),
+        );
+        assert_eq!(
+            rows,
+            joblog_rows(&dir.join("gnu-retried.log")),
+            "the joblog with {extra:?}: ours (--retries 3), then GNU's"
+        );
         assert_eq!(
             sorted_lines(&stdout(&ours)),
             sorted_lines(&stdout(&gnu)),

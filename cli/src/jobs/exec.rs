@@ -48,7 +48,7 @@ pub struct ExecArgs {
     /// stderr,seq} instead of printing them.
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
-    /// Log each command run to FILE in GNU parallel's joblog format
+    /// Log each command's last run to FILE in GNU parallel's joblog format
     /// (`+FILE` appends; a resumed --journal run appends too).
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<String>,

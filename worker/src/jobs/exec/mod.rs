@@ -321,8 +321,10 @@ impl Job for Exec {
         Ok(output)
     }
 
+    /// A success is logged and printed; a failure waits for its task's
+    /// last run (GNU parallel logs, keeps and prints a job's last run
+    /// only), which [`gave_up`](Job::gave_up) logs and prints.
     fn combine(&mut self, id: u64, output: CommandOutput) -> Result<(), BadOutput> {
-        self.keep(id, &output);
         if let Some(why) = output.failure() {
             let failures = self.failures.entry(id).or_insert(0);
             *failures += 1;
@@ -337,6 +339,7 @@ impl Job for Exec {
         }
         self.failures.remove(&id);
         self.last_failed.remove(&id);
+        self.keep(id, &output);
         self.succeeded += 1;
         self.settle(id, Some(output));
         Ok(())
@@ -359,12 +362,15 @@ impl Job for Exec {
         self.inputs.get(id as usize).map(|args| args.join(" "))
     }
 
-    /// Its last failed run's output is printed (GNU parallel prints a
+    /// Its last failed run is logged and printed (GNU parallel prints a
     /// failed job's output too); a task whose worker died has none.
     fn gave_up(&mut self, id: u64, _why: &GaveUp) {
         self.failed += 1;
         self.failures.remove(&id);
         let last = self.last_failed.remove(&id);
+        if let Some(output) = &last {
+            self.keep(id, output);
+        }
         self.settle(id, last);
     }
 
