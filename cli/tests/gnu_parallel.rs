@@ -138,7 +138,8 @@ fn columns_tags_and_results() {
             assert_eq!(stdout(&gnu), expected, "GNU parallel, --colsep {sep}");
         }
     }
-    let bad = supervisor(&dir, &["--colsep", "(", "--exec", "echo"], "a\n");
+    // (Inputs on the command line: a usage error exits before reading stdin.)
+    let bad = supervisor(&dir, &["--colsep", "(", "--exec", "echo", ":::", "a"], "");
     assert_eq!(bad.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a regular expression"));
     let out = supervisor(
