@@ -183,6 +183,13 @@ fn ending_of(e: &JoinError) -> Ending {
         };
     }
     match e.exit_status() {
+        Some(status) if status.code() == outlast_worker::runtime::EXIT_START_FAILED => Ending {
+            description: format!(
+                "{status}: it could not start (why: its `cannot start` line on stderr)"
+            ),
+            exit_code: Some(status.code()),
+            clean: false,
+        },
         Some(status) => Ending {
             description: status.to_string(),
             exit_code: Some(status.code()),

@@ -45,6 +45,7 @@ fn main() {
         starmap_takes_tuples_of_one_to_six,
         an_initializer_hands_a_shared_counter_to_every_worker,
         as_completed_misses_nothing_that_settles_while_it_starts,
+        a_failing_initializer_ends_the_map_with_its_cause_not_a_hang,
     ]);
 }
 
@@ -902,4 +903,29 @@ fn as_completed_misses_nothing_that_settles_while_it_starts() {
         }
         assert_eq!(seen, 20_000, "round {round}");
     }
+}
+
+fn failing_init(_: u64) {
+    panic!("no database here");
+}
+
+/// Python's `Pool` respawns workers whose initializer raises, forever, and
+/// `map` never returns. Here the restart limit ends the pool's run: `map`
+/// fails, saying why, and no item was charged for it.
+fn a_failing_initializer_ends_the_map_with_its_cause_not_a_hang() {
+    let pool = Pool::builder(2)
+        .initializer(failing_init, 0)
+        .build()
+        .expect("pool");
+    let started = Instant::now();
+    let out = pool.map(double, 0..10u64);
+    let Err(outlast::pool::PoolError::Task {
+        error: TaskError::Lost(why),
+        ..
+    }) = out
+    else {
+        panic!("{out:?}");
+    };
+    assert!(why.contains("could not start"), "{why}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{why}");
 }

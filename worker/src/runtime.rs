@@ -40,7 +40,10 @@ const LOW_WATER: usize = 32;
 const LOOK_EVERY: u32 = 64;
 
 /// Exit code of a worker whose runner could not start (a job's
-/// `start_worker` or a pool's initializer failed).
+/// `start_worker` or a pool's initializer failed, or a `--worker-cmd`
+/// program never said hello). The supervisor charges no task for it: the
+/// tasks it held go back, and its restart limit stops a run whose workers
+/// never start.
 pub const EXIT_START_FAILED: i32 = 78;
 /// Exit code of a worker whose link broke (supervisor gone, or garbage from it).
 pub const EXIT_CHANNEL: i32 = 79;

@@ -117,6 +117,8 @@ pub(crate) struct Engine {
     slots: Vec<Slot>,
     /// Crashes in a row per slot without a finished task (for backoff).
     crashes_in_a_row: Vec<u32>,
+    /// Workers that could not start since a task last finished (run-wide).
+    start_failures_in_a_row: u32,
     /// Per slot: its workers after the first, and how the last one ended.
     history: Vec<SlotHistory>,
     /// The control socket (`supervisor status`, `scale`, ...), if any.
@@ -252,6 +254,7 @@ impl Engine {
             signals,
             slots: Vec::new(),
             crashes_in_a_row: Vec::new(),
+            start_failures_in_a_row: 0,
             history: Vec::new(),
             control,
             metrics,

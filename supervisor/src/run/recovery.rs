@@ -212,7 +212,12 @@ impl Engine {
         // The task it was running is charged, if its heartbeat says so
         // believably; nothing is charged for a stop the supervisor decided.
         let ends_run = w.killed_because.as_ref().is_some_and(KillCause::ends_run);
-        let blamed = if planned || ends_run {
+        // A worker that could not start (its job's start, or a program it
+        // starts, failed) ran no task: what it held goes back uncharged,
+        // and the restart limit ends a run whose workers never start.
+        let could_not_start = w.killed_because.is_none()
+            && ending.exit_code == Some(outlast_worker::runtime::EXIT_START_FAILED);
+        let blamed = if planned || ends_run || could_not_start {
             None
         } else {
             let claim = w.link.heartbeat().read();
@@ -299,8 +304,31 @@ impl Engine {
                 let replacing = planned_replacement(format!("{what} (reload)"));
                 self.start_in(index, Some(replacing));
             }
+            _ if could_not_start && running => self.after_start_failure(index, what),
             _ => self.after_crash(index, what),
         }
+    }
+
+    /// After a worker could not start: a crash, and one more in a row
+    /// with no task finished in between. More of those than the restart
+    /// limit stop the run, however slowly they come (a `--worker-cmd`
+    /// program that never says hello fails once a minute, never 20 times
+    /// in 10 s).
+    fn after_start_failure(&mut self, index: usize, what: String) {
+        self.start_failures_in_a_row += 1;
+        let failures = self.start_failures_in_a_row;
+        if failures > self.options.max_restarts {
+            self.slots[index] = Slot::Closed;
+            let reason = format!(
+                "workers could not start {failures} times in a row, more than the restart limit of {}; last: {what}",
+                self.options.max_restarts
+            );
+            self.progress.event(&format!("giving up: {reason}"));
+            self.stop_with(Outcome::RestartLimit, reason);
+            self.halt(KillCause::RestartLimit);
+            return;
+        }
+        self.after_crash(index, what);
     }
 
     /// Asks every worker whose resident memory passed

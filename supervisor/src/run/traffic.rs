@@ -190,6 +190,7 @@ impl Engine {
                         self.journal_done(result.id, attempt, &output);
                         w.completed += 1;
                         self.crashes_in_a_row[w.slot] = 0;
+                        self.start_failures_in_a_row = 0;
                         continue;
                     }
                     // The work words its cause (`bad output: ...`), and

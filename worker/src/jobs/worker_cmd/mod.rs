@@ -34,14 +34,15 @@ use program::{Answer, Program};
 
 /// The largest frame a program may write, unless told otherwise.
 pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
-/// How long a program has to say hello.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a program has to say hello, unless told otherwise.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Serialize, Deserialize)]
 pub struct WorkerCmd {
     /// The program and its arguments (`sh -c CMD` with `--shell`).
     argv: Vec<String>,
     task_timeout: Option<Duration>,
+    start_timeout: Duration,
     max_frame: usize,
     /// Worker side: the running program, started on the first task.
     #[serde(skip)]
@@ -68,6 +69,7 @@ impl Clone for WorkerCmd {
         WorkerCmd {
             argv: self.argv.clone(),
             task_timeout: self.task_timeout,
+            start_timeout: self.start_timeout,
             max_frame: self.max_frame,
             program: RefCell::new(None),
             lines: self.lines.clone(),
@@ -101,6 +103,7 @@ impl WorkerCmd {
         Ok(WorkerCmd {
             argv,
             task_timeout: None,
+            start_timeout: DEFAULT_START_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
             program: RefCell::new(None),
             lines,
@@ -115,6 +118,13 @@ impl WorkerCmd {
     /// A program silent this long on a task is killed and its attempt fails.
     pub fn task_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.task_timeout = timeout;
+        self
+    }
+
+    /// How long a program has to say hello after it starts (a program
+    /// that loads a large model first needs more than the default 60 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
         self
     }
 
@@ -182,7 +192,7 @@ impl WorkerCmd {
         // Gone between tasks (it exited, or was killed): a new one, and
         // no task pays for it.
         *held = None;
-        let started = Program::start(&self.argv, slot, self.max_frame, START_TIMEOUT, beat)
+        let started = Program::start(&self.argv, slot, self.max_frame, self.start_timeout, beat)
             .map_err(|why| format!("the worker program did not start: {why}"))?;
         *held = Some(started);
         Ok(())
@@ -225,7 +235,15 @@ impl Job for WorkerCmd {
 
     fn run(&self, line: String, ctx: &mut TaskContext<'_>) -> Result<String, String> {
         let slot = ctx.worker();
-        self.ensure_started(slot, &mut || ctx.beat())?;
+        if let Err(why) = self.ensure_started(slot, &mut || ctx.beat()) {
+            // It would fail every task the same way (a syntax error, a
+            // missing module): this worker ends as one that could not
+            // start, so the run's restart limit stops a run whose program
+            // never starts, instead of each task failing in turn with the
+            // program's complaint printed for every attempt.
+            eprintln!("worker {slot}: cannot start: {why}");
+            std::process::exit(crate::runtime::EXIT_START_FAILED);
+        }
         let mut held = self.program.borrow_mut();
         let Some(program) = held.as_mut() else {
             return Err("the worker program is not running".into());

@@ -36,7 +36,15 @@ pub struct Program {
     /// Bytes of stdout after the last complete line.
     pending: Vec<u8>,
     max_frame: usize,
+    /// Its worker's slot, for the lines it says about the program.
+    slot: u32,
+    /// While waiting for the hello: when to say that it is slow to come.
+    hello_hint_at: Option<Instant>,
 }
+
+/// A program silent this long after its start is told about (it may not
+/// be a worker program at all: `cat` waits for its input forever).
+const HELLO_HINT_AFTER: Duration = Duration::from_secs(5);
 
 impl Program {
     /// Starts `argv` for worker `slot` and waits (beating) for its hello.
@@ -74,9 +82,13 @@ impl Program {
             stdout,
             pending: Vec::new(),
             max_frame,
+            slot,
+            hello_hint_at: Some(Instant::now() + HELLO_HINT_AFTER),
         };
         let deadline = Instant::now() + start_timeout;
-        match started.next_frame(Some(deadline), "its hello", beat)? {
+        let hello = started.next_frame(Some(deadline), "its hello", "--start-timeout", beat);
+        started.hello_hint_at = None;
+        match hello? {
             Frame::Hello { protocol } if protocol == PROTOCOL => Ok(started),
             Frame::Hello { protocol } => Err(format!(
                 "it speaks protocol {protocol}; this supervisor speaks {PROTOCOL}"
@@ -124,7 +136,7 @@ impl Program {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
         loop {
-            match self.next_frame(deadline, "the task's answer", beat)? {
+            match self.next_frame(deadline, "the task's answer", "--task-timeout", beat)? {
                 Frame::Beat => {}
                 Frame::Output { id: got, value } if got == id => return Ok(Answer::Output(value)),
                 Frame::Error { id: got, message } if got == id => {
@@ -140,13 +152,14 @@ impl Program {
         }
     }
 
-    /// The next frame from its stdout, by
-    /// `deadline`. `Err` for a line that is no frame, a frame over the
-    /// cap, its stdout closed, or the deadline.
+    /// The next frame from its stdout, by `deadline` (the option named
+    /// `limit` sets it). `Err` for a line that is no frame, a frame over
+    /// the cap, its stdout closed, or the deadline.
     fn next_frame(
         &mut self,
         deadline: Option<Instant>,
         waiting_for: &str,
+        limit: &str,
         beat: &mut dyn FnMut(),
     ) -> Result<Frame, String> {
         let started = Instant::now();
@@ -170,11 +183,26 @@ impl Program {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(format!(
-                        "no answer after {:.1} s (--task-timeout) while waiting for {waiting_for}",
+                        "no answer after {:.1} s ({limit}) while waiting for {waiting_for}",
                         started.elapsed().as_secs_f64()
                     ));
                 }
                 wait = wait.min(left);
+            }
+            if self.hello_hint_at.is_some_and(|at| Instant::now() >= at) {
+                self.hello_hint_at = None;
+                let left = deadline.map_or(String::new(), |d| {
+                    format!(
+                        "; waiting {:.0} s more ({limit})",
+                        d.saturating_duration_since(Instant::now()).as_secs_f64()
+                    )
+                });
+                eprintln!(
+                    "[worker {}] the program has said nothing for {} s: a worker program \
+                     says hello first (docs/worker-protocol.md){left}",
+                    self.slot,
+                    HELLO_HINT_AFTER.as_secs()
+                );
             }
             let mut fds = [libc::pollfd {
                 fd: self.stdout.as_raw_fd(),
