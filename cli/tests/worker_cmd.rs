@@ -363,3 +363,57 @@ fn any_json_value_is_an_output_null_included() {
     assert_eq!(std::fs::read_to_string(one.join("seq")).expect("seq"), "1");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_program_that_never_starts_stops_the_run_and_charges_no_task() {
+    let dir = temp_dir("never-starts");
+    // A Python syntax error: the program complains and exits before its
+    // hello, every time. Each failed start ends its worker (exit 78); the
+    // restart limit (20) stops the run in seconds, with every task still
+    // to do (a journal would run them all once the program is fixed),
+    // and the complaint is printed once per start, not once per attempt
+    // of each of the 200 tasks.
+    std::fs::write(dir.join("broken.py"), "def broken(:\n").expect("write");
+    let out = run(
+        &dir,
+        "python3 broken.py",
+        &numbers(200),
+        &["--workers", "2"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let first = report(&dir);
+    assert_eq!(first["tasks"]["done"], 0, "{first}");
+    assert_eq!(first["tasks"]["dead"], 0, "{first}");
+    assert_eq!(first["tasks"]["remaining"], 200, "{first}");
+    let complaints = stderr.matches("SyntaxError").count();
+    assert!((21..=30).contains(&complaints), "{complaints}: {stderr}");
+    assert!(stderr.contains("cannot start"), "{stderr}");
+    // A program that is no worker (`cat` waits for input and says
+    // nothing) is given --start-timeout each time; starts failing in a
+    // row, however slowly, stop the run past --max-restarts.
+    let out = run(
+        &dir,
+        "cat",
+        &numbers(3),
+        &[
+            "--workers",
+            "1",
+            "--start-timeout",
+            "0.3",
+            "--max-restarts",
+            "2",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let second = report(&dir);
+    assert_eq!(second["tasks"]["dead"], 0, "{second}");
+    assert!(
+        second["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("could not start 3 times in a row")),
+        "{second}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

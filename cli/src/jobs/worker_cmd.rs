@@ -34,6 +34,11 @@ pub struct WorkerCmdArgs {
     /// replaced, and the task's attempt fails.
     #[arg(long, value_parser = args::seconds, value_name = "SECONDS")]
     pub task_timeout: Option<Duration>,
+    /// Seconds a program has to say hello after it starts (one that loads
+    /// a large model first needs more). One that cannot start ends its
+    /// worker; --max-restarts stops a run whose program never starts.
+    #[arg(long, value_parser = args::seconds, value_name = "SECONDS", default_value = "60")]
+    pub start_timeout: Duration,
     /// The largest frame a program may write (`16M`).
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = args::bytes)]
     pub max_frame: u64,
@@ -48,6 +53,7 @@ impl CliJob for WorkerCmd {
             .keep_order(args.keep_order)
             .results(args.results)
             .task_timeout(args.task_timeout)
+            .start_timeout(args.start_timeout)
             .max_frame(usize::try_from(args.max_frame).unwrap_or(usize::MAX)))
     }
 }
