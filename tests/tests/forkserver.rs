@@ -30,6 +30,7 @@ fn main() {
         join_timeout_and_wait_see_a_forkserver_child,
         the_default_start_method_is_set_once,
         a_stopped_server_does_not_stop_join,
+        a_child_killed_with_its_server_is_gone_when_join_returns,
     ]);
 }
 
@@ -461,4 +462,25 @@ fn a_stopped_server_does_not_stop_join() {
     let e = p.join().expect_err("killed with the server");
     assert!(e.to_string().contains("killed with its fork server"), "{e}");
     assert!(!e.to_string().contains("out of memory"), "{e}");
+}
+
+/// The server's end of the relay closes before the kernel sends its
+/// children their parent-death SIGKILL, so `join` used to say "killed with
+/// its fork server" while the child still ran (CI saw it left behind). It
+/// now returns once the child has ended, each of many times.
+fn a_child_killed_with_its_server_is_gone_when_join_returns() {
+    for round in 0..40 {
+        let server = outlast_ipc::forkserver::start().expect("server");
+        let mut p = Process::new(sleep_ms, 60_000).start_method(FS);
+        p.start().expect("start");
+        let child = p.pid().expect("a pid");
+        outlast_ipc::os::process::send_signal(server as i32, libc::SIGKILL)
+            .expect("kill the server");
+        let e = p.join().expect_err("killed with the server");
+        assert!(e.to_string().contains("killed with its fork server"), "{e}");
+        assert!(
+            !procfs::is_running(child),
+            "round {round}: join returned while the child {child} still ran"
+        );
+    }
 }

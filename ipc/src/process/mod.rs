@@ -385,9 +385,21 @@ impl Child {
         loop {
             match os::fd::read_some(rx.as_raw_fd(), &mut raw) {
                 Ok(4) => return Ok(Some(ExitStatus::from_wait_status(i32::from_le_bytes(raw)))),
-                // The server died before it could say: the child died with
-                // it (its parent-death signal is SIGKILL).
-                Ok(_) => return Ok(Some(ExitStatus::KilledWithForkServer)),
+                // The server died before it could say: the child dies with
+                // it (its parent-death signal is SIGKILL). The server's end
+                // of the relay closes before the kernel sends that signal,
+                // so wait for the child's pidfd: join returns once the
+                // child is gone, not while it still runs.
+                Ok(_) => {
+                    if let Some(pidfd) = &self.pidfd {
+                        os::poll::poll_one(
+                            pidfd.as_raw_fd(),
+                            libc::POLLIN,
+                            Deadline::after(RELAY_GRACE),
+                        )?;
+                    }
+                    return Ok(Some(ExitStatus::KilledWithForkServer));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if deadline.passed() {
                         return Ok(None);
