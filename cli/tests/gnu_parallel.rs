@@ -443,18 +443,24 @@ fn a_failing_command_runs_once_and_its_output_is_printed_as_gnu_parallel_does() 
 #[test]
 fn a_timed_out_command_is_logged_and_printed_as_gnu_parallel_does() {
     let dir = temp_dir("timeout");
+    // `a` dies of the first SIGTERM; `b` ignores SIGTERM and needs the
+    // SIGKILL at the end of GNU's --termseq.
+    let command = "[ {} = b ] && trap '' TERM; echo start {}; sleep 30";
     let out = supervisor(
         &dir,
         &[
+            "--workers",
+            "2",
             "--task-timeout",
             "0.3",
             "--joblog",
             "log",
             "--shell",
             "--exec",
-            "echo start {}; exec sleep 30",
+            command,
             ":::",
             "a",
+            "b",
         ],
         "",
     );
@@ -464,10 +470,34 @@ fn a_timed_out_command_is_logged_and_printed_as_gnu_parallel_does() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout(&out), "start a\n");
-    let rows = joblog_rows(&dir.join("log"));
-    assert_eq!(rows.len(), 1, "one run: {rows:?}");
-    assert_eq!(rows[0][4..6], ["-1", "9"], "Exitval, Signal: {:?}", rows[0]);
+    assert_eq!(sorted_lines(&stdout(&out)), ["start a", "start b"]);
+    let exit_and_signal = |rows: Vec<Vec<String>>| -> Vec<(String, String, String)> {
+        let mut rows: Vec<_> = rows
+            .into_iter()
+            .map(|r| (r[6].clone(), r[4].clone(), r[5].clone()))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let ours = exit_and_signal(joblog_rows(&dir.join("log")));
+    let expected = |v: &str, signal: &str| {
+        (
+            command.replace("{}", v),
+            "-1".to_string(),
+            signal.to_string(),
+        )
+    };
+    assert_eq!(ours, [expected("a", "15"), expected("b", "9")]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out after"));
+    // GNU parallel's own joblog for the same commands says the same.
+    if let Ok(gnu) = Command::new("parallel")
+        .current_dir(&dir)
+        .args(["--will-cite", "-j2", "--timeout", "0.3", "--joblog", "gnu.log"])
+        .args([command, ":::", "a", "b"])
+        .output()
+    {
+        assert_eq!(sorted_lines(&stdout(&gnu)), ["start a", "start b"]);
+        assert_eq!(exit_and_signal(joblog_rows(&dir.join("gnu.log"))), ours);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -62,7 +62,9 @@ pub struct ExecArgs {
     /// parallel's --retries; raises --max-attempts to match.
     #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u32).range(1..))]
     pub retries: u32,
-    /// Seconds a command may run before it is killed and its attempt fails.
+    /// Seconds a command may run before its attempt fails; it is then
+    /// ended as GNU parallel's --termseq ends it (SIGTERM three times, 350
+    /// ms in all, then SIGKILL), with its whole process group.
     #[arg(long, value_parser = args::seconds, value_name = "SECONDS")]
     pub task_timeout: Option<Duration>,
     /// Inputs on the command line instead of stdin: `::: a b c` (several

@@ -1,5 +1,5 @@
 //! Running one command in a worker: in a process group of its own (a
-//! timeout kills the group), with SIGKILL when its worker dies (so none
+//! timeout ends the group with GNU parallel's `--termseq`), with SIGKILL when its worker dies (so none
 //! outlives the run), its stdout and stderr read to their ends (past the
 //! task's largest output it is killed), beating the worker's heartbeat
 //! while it runs.
@@ -21,9 +21,10 @@ const BEAT_EVERY: Duration = Duration::from_millis(100);
 /// Runs `argv` to its end (or `timeout`), beating while it runs, and
 /// gives its output and how it ended, whatever its exit status (the
 /// supervisor side judges it: see [`CommandOutput::failure`]). Past
-/// `timeout` its group is killed, and the output says so (exit code
-/// -1, signal SIGKILL), with what it wrote until then, as GNU parallel
-/// logs and prints a timed-out job. Past `max_output` bytes of stdout and
+/// `timeout` its group is ended as GNU parallel ends it (SIGTERM, 200 ms,
+/// SIGTERM, 100 ms, SIGTERM, 50 ms, SIGKILL), and the output says so
+/// (exit code -1, and the signal it died of), with what it wrote until
+/// then, as GNU parallel logs and prints a timed-out job. Past `max_output` bytes of stdout and
 /// stderr together it is killed too, and the output gives what was read
 /// (over `max_output`: the worker refuses it as too large, for good).
 /// `Err` when it could not run.
@@ -59,10 +60,8 @@ pub fn run_command(
             )
         }
         Ok(Collected::TimedOut(stdout, stderr)) => {
-            // Before the leader is reaped, so the group id is still its.
-            kill_group(&child);
-            let _ = child.wait();
-            (TIMED_OUT, libc::SIGKILL, stdout, stderr)
+            let signal = terminate_group(&mut child);
+            (TIMED_OUT, signal, stdout, stderr)
         }
         Ok(Collected::TooMuch(stdout, stderr)) => {
             kill_group(&child);
@@ -129,6 +128,60 @@ pub(super) fn with_stderr_tail(how: String, stderr: &[u8]) -> String {
         start += 1;
     }
     format!("{how}; stderr: {}", &text[start..])
+}
+
+/// GNU parallel's default `--termseq`: each signal, then how long to wait
+/// for the command to end before the next.
+const TERM_SEQUENCE: [(i32, Duration); 4] = [
+    (libc::SIGTERM, Duration::from_millis(200)),
+    (libc::SIGTERM, Duration::from_millis(100)),
+    (libc::SIGTERM, Duration::from_millis(50)),
+    (libc::SIGKILL, Duration::from_millis(25)),
+];
+
+/// Ends the command's process group as GNU parallel ends a timed-out
+/// job ([`TERM_SEQUENCE`]), so a command may clean up on SIGTERM; what is
+/// left of the group then gets SIGKILL. Gives the signal the command
+/// died of (0 when it exited by itself).
+fn terminate_group(child: &mut Child) -> i32 {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return 0;
+    };
+    for (signal, grace) in TERM_SEQUENCE {
+        let _ = outlast_ipc::os::process::send_signal(-pid, signal);
+        let until = Instant::now() + grace;
+        while !has_ended(pid) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if has_ended(pid) {
+            break;
+        }
+    }
+    // Before the leader is reaped, so the group id is still its.
+    kill_group(child);
+    use std::os::unix::process::ExitStatusExt;
+    child
+        .wait()
+        .map_or(libc::SIGKILL, |status| status.signal().unwrap_or(0))
+}
+
+/// Whether process `pid` (a child of ours) has ended, without reaping it.
+fn has_ended(pid: i32) -> bool {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes only into `info`; WNOWAIT leaves the child
+    // unreaped, so its pid (and the group id) stays ours.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is set by waitid when a child has changed state
+    // (and left zero by the zeroing when none has).
+    rc != 0 || unsafe { info.si_pid() } != 0
 }
 
 /// Kills the command's whole process group.
@@ -257,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn a_command_past_its_timeout_is_killed_and_keeps_what_it_wrote() {
+    fn a_command_past_its_timeout_gets_sigterm_and_keeps_what_it_wrote() {
         let argv: Vec<String> = ["sh", "-c", "echo started; exec sleep 30"]
             .map(String::from)
             .to_vec();
@@ -268,9 +321,50 @@ mod tests {
             &mut || {},
         )
         .unwrap();
-        assert_eq!((out.exit_code, out.signal), (TIMED_OUT, libc::SIGKILL));
+        assert_eq!((out.exit_code, out.signal), (TIMED_OUT, libc::SIGTERM));
         assert_eq!(out.stdout.as_slice(), b"started\n");
         let why = out.failure().unwrap_or_default();
         assert!(why.starts_with("timed out after"), "{why}");
+    }
+
+    #[test]
+    fn a_command_that_ignores_sigterm_gets_sigkill_and_its_group_goes_too() {
+        let dir = std::env::temp_dir().join(format!("outlast-termseq-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let pidfile = dir.join("grandchild");
+        // The command ignores TERM, and leaves a grandchild (in its group)
+        // that ignores it too.
+        let script = format!(
+            "trap '' TERM; sh -c 'trap \"\" TERM; echo $$ > {0}; exec sleep 30' & \
+             while [ ! -s {0} ]; do sleep 0.01; done; echo started; sleep 30",
+            pidfile.display()
+        );
+        let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
+        let out = run_command(
+            &argv,
+            Some(Duration::from_millis(300)),
+            u64::MAX,
+            &mut || {},
+        )
+        .unwrap();
+        assert_eq!((out.exit_code, out.signal), (TIMED_OUT, libc::SIGKILL));
+        assert_eq!(out.stdout.as_slice(), b"started\n");
+        let grandchild: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed with its group: gone (or a zombie of init) within a moment.
+        let gone = (0..200).any(|_| {
+            let state = std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .map(|s| s.rsplit(')').next().unwrap_or("").trim().starts_with('Z'));
+            if state.unwrap_or(true) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            false
+        });
+        assert!(gone, "the grandchild {grandchild} outlived its group's kill");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -56,9 +56,14 @@ impl CommandOutput {
     pub fn failure(&self) -> Option<String> {
         let how = match (self.exit_code, self.signal) {
             (0, 0) => return None,
-            (command::TIMED_OUT, _) => format!(
-                "timed out after {:.1} s (--task-timeout): killed",
+            (command::TIMED_OUT, 0) => format!(
+                "timed out after {:.1} s (--task-timeout): exited on SIGTERM",
                 self.runtime
+            ),
+            (command::TIMED_OUT, sig) => format!(
+                "timed out after {:.1} s (--task-timeout): ended by {}",
+                self.runtime,
+                outlast_ipc::signal_name(sig)
             ),
             (_, 0) => format!("exited with code {}", self.exit_code),
             (_, sig) => format!("killed by {}", outlast_ipc::signal_name(sig)),
