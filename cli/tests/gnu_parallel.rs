@@ -492,7 +492,14 @@ fn a_timed_out_command_is_logged_and_printed_as_gnu_parallel_does() {
     // GNU parallel's own joblog for the same commands says the same.
     if let Ok(gnu) = Command::new("parallel")
         .current_dir(&dir)
-        .args(["--will-cite", "-j2", "--timeout", "0.3", "--joblog", "gnu.log"])
+        .args([
+            "--will-cite",
+            "-j2",
+            "--timeout",
+            "0.3",
+            "--joblog",
+            "gnu.log",
+        ])
         .args([command, ":::", "a", "b"])
         .output()
     {

@@ -27,7 +27,7 @@ impl ProgressBar {
     }
     fn set_length(&self, _: u64) {}
     fn println(&self, line: String) {
-        eprintln!("{line}");
+        outlast_ipc::os::stderr::line(format_args!("{line}"));
     }
     fn finish_and_clear(&self) {}
 }
@@ -123,7 +123,7 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.println(format!("supervisor: {line}")),
-            None => eprintln!("supervisor: {line}"),
+            None => outlast_ipc::os::stderr::line(format_args!("supervisor: {line}")),
         }
     }
 

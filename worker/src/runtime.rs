@@ -101,7 +101,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
     } = args;
     name_this_process(worker, &job.name());
     if let Err(e) = job.start() {
-        eprintln!("worker {worker}: cannot start: {e}");
+        outlast_ipc::os::stderr::line(format_args!("worker {worker}: cannot start: {e}"));
         std::process::exit(EXIT_START_FAILED);
     }
     let pid = std::process::id();

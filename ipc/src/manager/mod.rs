@@ -603,11 +603,11 @@ fn serve_in_child((address, key, registry, options, mut control): ServerArgs) {
 pub fn serve_forever(address: &Address, key: &[u8], options: ServeOptions) -> Result<(), NetError> {
     let listener = Listener::bind(address, key)?;
     if options.log {
-        eprintln!(
+        crate::os::stderr::line(format_args!(
             "manager[{}]: listening on {}",
             std::process::id(),
             listener.address()
-        );
+        ));
     }
     server::run(listener, Registry::default(), options, None);
     Ok(())

@@ -20,7 +20,9 @@
 //! * [`signals`]: signal dispositions and the self-pipe of an event loop;
 //! * [`limits`]: resource limits (descriptors, processes);
 //! * [`contention`]: whether more threads are runnable than CPUs (spinning
-//!   cannot pay).
+//!   cannot pay);
+//! * [`stderr`]: diagnostic lines in one write each, whole among other
+//!   processes' lines.
 
 pub mod clock;
 pub mod contention;
@@ -35,6 +37,7 @@ pub mod procfs;
 pub mod random;
 pub mod rights;
 pub mod signals;
+pub mod stderr;
 pub(crate) mod thread_id;
 
 pub use clock::Deadline;

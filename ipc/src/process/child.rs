@@ -41,7 +41,9 @@ fn exit_code_of(outcome: &ChildReport) -> i32 {
         ChildReport::Returned(_) => 0,
         ChildReport::Panicked(_) => 1,
         ChildReport::Failed(message) => {
-            eprintln!("ipc: child process could not run its entry: {message}");
+            crate::os::stderr::line(format_args!(
+                "ipc: child process could not run its entry: {message}"
+            ));
             EXIT_CHILD_FAILED
         }
     }
@@ -69,7 +71,9 @@ pub(crate) fn descriptor_from_env(var: &str, what: &str) -> Option<RawFd> {
     {
         Some(fd) => Some(fd),
         None => {
-            eprintln!("ipc: {var} does not name a descriptor; not {what}");
+            crate::os::stderr::line(format_args!(
+                "ipc: {var} does not name a descriptor; not {what}"
+            ));
             exit_now(EXIT_CHILD_FAILED);
         }
     }

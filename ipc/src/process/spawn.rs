@@ -103,7 +103,7 @@ pub(crate) fn run_if_spawned() {
     let bootstrap = match read_bootstrap(memfd) {
         Ok(b) => b,
         Err(message) => {
-            eprintln!("ipc: spawned child cannot start: {message}");
+            crate::os::stderr::line(format_args!("ipc: spawned child cannot start: {message}"));
             child::exit_now(EXIT_CHILD_FAILED);
         }
     };
@@ -149,11 +149,11 @@ fn read_bootstrap(mut memfd: std::fs::File) -> Result<Bootstrap, String> {
 pub(crate) fn refuse_if_uninitialized_child() {
     let server = super::forkserver::SERVER_ENV;
     if std::env::var_os(BOOTSTRAP_ENV).is_some() || std::env::var_os(server).is_some() {
-        eprintln!(
+        crate::os::stderr::line(format_args!(
             "ipc: this process was started by ipc's spawn or forkserver start method, but \
              its main() did not call outlast_ipc::init() first. Add `outlast_ipc::init();` as the first line of main; \
              exiting with code {EXIT_INIT_MISSING} instead of starting processes recursively."
-        );
+        ));
         child::exit_now(EXIT_INIT_MISSING);
     }
 }

@@ -288,6 +288,8 @@ pub(crate) fn run_callback(callback: Callback) {
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "(not a string)".into());
-        eprintln!("outlast: a pool's done callback panicked: {message}");
+        outlast_ipc::os::stderr::line(format_args!(
+            "outlast: a pool's done callback panicked: {message}"
+        ));
     }
 }

@@ -152,7 +152,10 @@ pub(super) fn run(
     let hub = match Hub::new(state, options.thread_count()) {
         Ok(hub) => hub,
         Err(e) => {
-            eprintln!("manager[{}]: cannot start: {e}", std::process::id());
+            crate::os::stderr::line(format_args!(
+                "manager[{}]: cannot start: {e}",
+                std::process::id()
+            ));
             return;
         }
     };
@@ -166,10 +169,10 @@ pub(super) fn run(
                 // Serve with the threads there are: no client is given to
                 // one that does not run.
                 if options.log {
-                    eprintln!(
+                    crate::os::stderr::line(format_args!(
                         "manager[{}]: serving with {me} threads: {e}",
                         std::process::id()
-                    );
+                    ));
                 }
                 hub.serve_with(me);
                 break;

@@ -43,7 +43,7 @@ enum Ready {
 pub(super) fn serve(hub: &Hub, me: usize, front: Option<Front>, options: &ServeOptions) {
     let log = |what: String| {
         if options.log {
-            eprintln!("manager[{}]: {what}", std::process::id());
+            crate::os::stderr::line(format_args!("manager[{}]: {what}", std::process::id()));
         }
     };
     // Lanes are shared memory: for clients on this machine only.

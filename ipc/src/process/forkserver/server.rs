@@ -43,7 +43,7 @@ pub(crate) fn run_if_server() {
     let code = match Connection::new(socket, true, true) {
         Ok(conn) => serve(conn),
         Err(e) => {
-            eprintln!("ipc: fork server cannot use its socket: {e}");
+            crate::os::stderr::line(format_args!("ipc: fork server cannot use its socket: {e}"));
             EXIT_CHILD_FAILED
         }
     };

@@ -364,7 +364,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
             false
         });
-        assert!(gone, "the grandchild {grandchild} outlived its group's kill");
+        assert!(
+            gone,
+            "the grandchild {grandchild} outlived its group's kill"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

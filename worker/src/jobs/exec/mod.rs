@@ -279,13 +279,17 @@ impl Exec {
         let seq = id + 1;
         if let Some(joblog) = &self.joblog {
             if let Err(e) = joblog.record(seq, output, &self.command_line(id, output.slot)) {
-                eprintln!("supervisor: cannot write the joblog: {e}");
+                outlast_ipc::os::stderr::line(format_args!(
+                    "supervisor: cannot write the joblog: {e}"
+                ));
             }
         }
         if let Some(dir) = &self.results {
             let args = self.inputs.get(id as usize).map_or(&[][..], Vec::as_slice);
             if let Err(e) = output::write_results(dir, args, seq, output) {
-                eprintln!("supervisor: cannot write --results for task {seq}: {e}");
+                outlast_ipc::os::stderr::line(format_args!(
+                    "supervisor: cannot write --results for task {seq}: {e}"
+                ));
             }
         }
     }

@@ -155,10 +155,10 @@ impl WorkerCmd {
             .and_then(|()| std::fs::write(dir.join("seq"), (id + 1).to_string()))
             .and_then(|()| std::fs::write(dir.join("output"), format!("{output}\n")));
         if let Err(e) = written {
-            eprintln!(
+            outlast_ipc::os::stderr::line(format_args!(
                 "supervisor: cannot write --results for task {}: {e}",
                 id + 1
-            );
+            ));
         }
     }
 
@@ -241,7 +241,7 @@ impl Job for WorkerCmd {
             // start, so the run's restart limit stops a run whose program
             // never starts, instead of each task failing in turn with the
             // program's complaint printed for every attempt.
-            eprintln!("worker {slot}: cannot start: {why}");
+            outlast_ipc::os::stderr::line(format_args!("worker {slot}: cannot start: {why}"));
             std::process::exit(crate::runtime::EXIT_START_FAILED);
         }
         let mut held = self.program.borrow_mut();
@@ -258,7 +258,7 @@ impl Job for WorkerCmd {
                     "the worker program failed task {}: {broke}; it was killed, and a new one takes its place",
                     ctx.id()
                 );
-                eprintln!("[worker {slot}] {why}");
+                outlast_ipc::os::stderr::line(format_args!("[worker {slot}] {why}"));
                 Err(why)
             }
         }

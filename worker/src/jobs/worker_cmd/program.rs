@@ -197,12 +197,12 @@ impl Program {
                         d.saturating_duration_since(Instant::now()).as_secs_f64()
                     )
                 });
-                eprintln!(
+                outlast_ipc::os::stderr::line(format_args!(
                     "[worker {}] the program has said nothing for {} s: a worker program \
                      says hello first (docs/worker-protocol.md){left}",
                     self.slot,
                     HELLO_HINT_AFTER.as_secs()
-                );
+                ));
             }
             let mut fds = [libc::pollfd {
                 fd: self.stdout.as_raw_fd(),
@@ -301,6 +301,8 @@ fn forward_stderr(stderr: ChildStderr, slot: u32) {
             }
         });
     if let Err(e) = spawned {
-        eprintln!("[worker {slot}] cannot pass the program's stderr through: {e}");
+        outlast_ipc::os::stderr::line(format_args!(
+            "[worker {slot}] cannot pass the program's stderr through: {e}"
+        ));
     }
 }
