@@ -67,6 +67,9 @@ pub struct Worker {
     pub last_claim: Option<outlast_worker::heartbeat::Claim>,
     /// The task its heartbeat says it runs, and since when it has said so.
     pub busy_since: Option<(u64, Instant)>,
+    /// Programs it has said it started again (`restarts.programs`), as
+    /// counted so far.
+    pub programs_replaced: u64,
     /// Its doorbell reached end of file; only its exit is left to see.
     pub channel_closed: bool,
     /// Tasks it may run before being recycled.
@@ -127,6 +130,7 @@ pub fn start_worker(
         backlog: false,
         last_claim: None,
         busy_since: None,
+        programs_replaced: 0,
         channel_closed: false,
         quota: None,
         completed: 0,

@@ -114,6 +114,12 @@ pub struct Restarts {
     pub memory: u64,
     /// Replaced by a SIGHUP reload.
     pub reloaded: u64,
+    /// Programs started again inside their workers (`--worker-cmd`, or a
+    /// job's [`TaskContext::count_program_restart`]): a program that died
+    /// or was killed, while its worker lived on.
+    ///
+    /// [`TaskContext::count_program_restart`]: crate::TaskContext::count_program_restart
+    pub programs: u64,
     /// Crash to replacement ready, for replacements made without backoff.
     pub replacement: Latency,
 }
@@ -262,6 +268,9 @@ impl fmt::Display for RunReport {
         }
         if r.memory > 0 {
             let _ = write!(line, ", {} past --max-worker-memory", r.memory);
+        }
+        if r.programs > 0 {
+            let _ = write!(line, ", {} worker programs started again", r.programs);
         }
         if let (Some(median), Some(max)) = (r.replacement.median_ms, r.replacement.max_ms) {
             let _ = write!(line, "; replaced in {median:.2} ms median, {max:.2} ms max");

@@ -23,8 +23,9 @@ const PID: usize = 0;
 /// when not busy): one word, so a reader never sees a new state with an
 /// old task (two words once made an honest worker look forged).
 const STATE: usize = 1;
-/// Unused (was the current task before it joined the state word).
-const RESERVED: usize = 2;
+/// Programs this worker started again for its tasks (a `--worker-cmd`
+/// program that died or was killed): counted by the worker alone.
+const PROGRAMS_REPLACED: usize = 2;
 const STATE_BITS: u32 = 8;
 const TASKS_DONE: usize = 3;
 const LAST_BEAT_NS: usize = 4;
@@ -90,7 +91,7 @@ impl<'a> Heartbeat<'a> {
 
     /// Supervisor side: a slot for a worker about to start, dated now.
     pub fn reset(&self) {
-        for word in [PID, STATE, RESERVED, TASKS_DONE, BELL] {
+        for word in [PID, STATE, PROGRAMS_REPLACED, TASKS_DONE, BELL] {
             self.store(word, 0);
         }
         self.store(LAST_BEAT_NS, monotonic_ns());
@@ -135,6 +136,14 @@ impl<'a> Heartbeat<'a> {
         }
     }
 
+    /// Worker side (the only writer of this word): one more program
+    /// started again.
+    pub fn add_program_replaced(&self) {
+        if let Some(w) = self.words.get(PROGRAMS_REPLACED) {
+            w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+        }
+    }
+
     /// Worker side: claims the doorbell; true if the caller must ring it.
     pub(crate) fn claim_bell(&self) -> bool {
         self.words.get(BELL).is_some_and(|w| {
@@ -157,6 +166,7 @@ impl<'a> Heartbeat<'a> {
             current: word >> STATE_BITS,
             tasks_done: self.load(TASKS_DONE),
             last_beat_ns: self.load(LAST_BEAT_NS),
+            programs_replaced: self.load(PROGRAMS_REPLACED),
         }
     }
 }
@@ -177,6 +187,9 @@ pub struct Claim {
     pub current: u64,
     pub tasks_done: u64,
     pub last_beat_ns: u64,
+    /// Programs the worker says it started again (a statistic: a worker
+    /// can only make its own count wrong).
+    pub programs_replaced: u64,
 }
 
 /// A slot that passed [`judge`].

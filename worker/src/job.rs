@@ -253,6 +253,14 @@ impl TaskContext<'_> {
         self.link.heartbeat().touch();
     }
 
+    /// Tells the supervisor that a program this worker runs for its tasks
+    /// died or was killed and has been started again (as `--worker-cmd`
+    /// does): the run's report counts these under `restarts.programs`,
+    /// beside the workers replaced.
+    pub fn count_program_restart(&self) {
+        self.link.heartbeat().add_program_replaced();
+    }
+
     /// Puts a record that is not part of the protocol on the worker's
     /// results ring: only the built-in `fault` job does this, to test the
     /// supervisor, so it is not public.

@@ -101,13 +101,14 @@ impl Engine {
         labelled(
             &mut registry,
             "supervisor_restarts",
-            "Workers replaced, by cause",
+            "Workers replaced, by cause (program: a --worker-cmd program started again inside its worker)",
             [
                 (cause("crash"), r.crashes),
                 (cause("killed"), r.killed),
                 (cause("recycled"), r.recycled),
                 (cause("memory"), r.memory),
                 (cause("reloaded"), r.reloaded),
+                (cause("program"), r.programs),
             ],
         );
         let workers = Family::<State, Gauge>::default();

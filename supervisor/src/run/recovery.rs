@@ -202,6 +202,9 @@ impl Engine {
         if w.killed_because.is_none() && w.link.is_open() {
             self.read_worker(&mut w);
         }
+        // Programs it started again since its last beat was read.
+        let replaced = w.link.heartbeat().read().programs_replaced;
+        self.restarts.programs += program_restarts(w.programs_replaced, replaced);
         let planned = ending.clean && w.stopping.is_some() && w.killed_because.is_none();
         let cause = match (&w.killed_because, planned) {
             (Some(kill), _) => kill.to_string(),
@@ -391,6 +394,9 @@ impl Engine {
             });
             match verdict {
                 Heartbeat::Alive(beat) => {
+                    let seen = w.programs_replaced;
+                    w.programs_replaced = claim.programs_replaced.max(seen);
+                    self.restarts.programs += program_restarts(seen, claim.programs_replaced);
                     w.last_claim = Some(claim);
                     w.busy_since = match (beat.current_task, w.busy_since) {
                         (Some(task), Some((held, since))) if held == task => Some((task, since)),
@@ -407,6 +413,18 @@ impl Engine {
         }
     }
 }
+
+/// Programs started again since `seen`, as a worker claims it: a count
+/// that goes back is ignored, and one step counts at most
+/// `MAX_PROGRAM_RESTARTS_A_LOOK` (a worker's claim moves only its own
+/// statistic, and not without bound).
+fn program_restarts(seen: u64, claimed: u64) -> u64 {
+    claimed
+        .saturating_sub(seen)
+        .min(MAX_PROGRAM_RESTARTS_A_LOOK)
+}
+
+const MAX_PROGRAM_RESTARTS_A_LOOK: u64 = 10_000;
 
 fn planned_replacement(what_happened: String) -> Replacing {
     Replacing {

@@ -18,7 +18,7 @@
 pub mod program;
 pub mod protocol;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +47,9 @@ pub struct WorkerCmd {
     /// Worker side: the running program, started on the first task.
     #[serde(skip)]
     program: RefCell<Option<Program>>,
+    /// Worker side: programs this worker has started.
+    #[serde(skip)]
+    program_starts: Cell<u64>,
     /// Supervisor side from here on.
     #[serde(skip)]
     lines: Vec<String>,
@@ -72,6 +75,7 @@ impl Clone for WorkerCmd {
             start_timeout: self.start_timeout,
             max_frame: self.max_frame,
             program: RefCell::new(None),
+            program_starts: Cell::new(0),
             lines: self.lines.clone(),
             keep_order: self.keep_order,
             results: self.results.clone(),
@@ -106,6 +110,7 @@ impl WorkerCmd {
             start_timeout: DEFAULT_START_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
             program: RefCell::new(None),
+            program_starts: Cell::new(0),
             lines,
             keep_order: false,
             results: None,
@@ -183,11 +188,12 @@ impl WorkerCmd {
         let _ = std::io::stdout().flush();
     }
 
-    /// The program, started (again) if it is not running.
-    fn ensure_started(&self, slot: u32, beat: &mut dyn FnMut()) -> Result<(), String> {
+    /// The program, started (again) if it is not running; true when it
+    /// was started again (an earlier one of this worker's had ended).
+    fn ensure_started(&self, slot: u32, beat: &mut dyn FnMut()) -> Result<bool, String> {
         let mut held = self.program.borrow_mut();
         if held.as_mut().is_some_and(|p| !p.exited()) {
-            return Ok(());
+            return Ok(false);
         }
         // Gone between tasks (it exited, or was killed): a new one, and
         // no task pays for it.
@@ -195,7 +201,9 @@ impl WorkerCmd {
         let started = Program::start(&self.argv, slot, self.max_frame, self.start_timeout, beat)
             .map_err(|why| format!("the worker program did not start: {why}"))?;
         *held = Some(started);
-        Ok(())
+        let starts = self.program_starts.get();
+        self.program_starts.set(starts + 1);
+        Ok(starts > 0)
     }
 }
 
@@ -235,14 +243,18 @@ impl Job for WorkerCmd {
 
     fn run(&self, line: String, ctx: &mut TaskContext<'_>) -> Result<String, String> {
         let slot = ctx.worker();
-        if let Err(why) = self.ensure_started(slot, &mut || ctx.beat()) {
-            // It would fail every task the same way (a syntax error, a
-            // missing module): this worker ends as one that could not
-            // start, so the run's restart limit stops a run whose program
-            // never starts, instead of each task failing in turn with the
-            // program's complaint printed for every attempt.
-            outlast_ipc::os::stderr::line(format_args!("worker {slot}: cannot start: {why}"));
-            std::process::exit(crate::runtime::EXIT_START_FAILED);
+        match self.ensure_started(slot, &mut || ctx.beat()) {
+            Ok(true) => ctx.count_program_restart(),
+            Ok(false) => {}
+            Err(why) => {
+                // It would fail every task the same way (a syntax error, a
+                // missing module): this worker ends as one that could not
+                // start, so the run's restart limit stops a run whose program
+                // never starts, instead of each task failing in turn with the
+                // program's complaint printed for every attempt.
+                outlast_ipc::os::stderr::line(format_args!("worker {slot}: cannot start: {why}"));
+                std::process::exit(crate::runtime::EXIT_START_FAILED);
+            }
         }
         let mut held = self.program.borrow_mut();
         let Some(program) = held.as_mut() else {
