@@ -46,7 +46,9 @@ pub fn run(command: &str) -> u8 {
             say!("FAIL  {name}: {why}");
         }
     };
-    let mut program = match Program::start(&argv, 1, 64 << 20, PATIENCE, &mut || {}) {
+    // Frames up to 64 MiB: the largest it is asked to echo is 1 MiB.
+    let frames = (64 << 20, "the conformance check's 64 MiB");
+    let mut program = match Program::start(&argv, 1, frames, PATIENCE, &mut || {}) {
         Ok(program) => {
             report("says hello with protocol 1 first", Ok(()));
             program

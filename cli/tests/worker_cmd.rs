@@ -202,14 +202,55 @@ fn a_program_answering_another_task_is_replaced() {
     );
 }
 
+/// Input `big` answers with a string of SIZE bytes (its JSON frame a
+/// little more); the others with their number.
+const BIG_ANSWER: &str = "def work(line):\n    if line.startswith('big'):\n        return 'x' * int(line.split()[1])\n    return int(line)\n";
+
+/// An 80 MB output goes through with the default caps (it passed 64 MiB,
+/// --max-frame's old default, which failed it three times). Over
+/// --max-message-bytes, or an explicit --max-frame, it is the task's
+/// error at once, for good, as any task's output over the cap is: one
+/// attempt, no retry, every other answer exact, the program replaced.
 #[test]
-fn a_frame_over_the_cap_is_refused() {
-    misbehaves_once(
-        "big",
-        "        sys.__stdout__.write('{\"id\": 1, \"output\": \"' + 'x' * 300000); sys.__stdout__.flush(); time.sleep(60)",
-        &["--max-frame", "100K"],
-        "a frame over 102400 bytes",
-    );
+fn a_large_output_passes_and_one_over_the_cap_fails_once() {
+    let dir = temp_dir("big");
+    let cmd = python_worker(&dir, BIG_ANSWER);
+    let inputs = "1\nbig 80000000\n3\n";
+    let out = run(&dir, &cmd, inputs, &["--workers", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').collect();
+    assert_eq!(lines[0], b"1");
+    assert_eq!(lines[1].len(), 80_000_002, "the string's JSON text, quoted");
+    assert!(lines[1][1..80_000_001].iter().all(|&b| b == b'x'));
+    assert_eq!(lines[2], b"3");
+
+    for (args, cap, option) in [
+        (
+            &["--max-message-bytes", "10M"][..],
+            10 << 20,
+            "--max-message-bytes",
+        ),
+        (&["--max-frame", "100K"][..], 100 << 10, "--max-frame"),
+    ] {
+        let mut all = vec!["--workers", "2"];
+        all.extend_from_slice(args);
+        let out = run(&dir, &cmd, "1\nbig 20000000\n3\n", &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "a dead letter: {stderr}");
+        assert_eq!(outputs(&out), [1, 3], "{stderr}");
+        let report = report(&dir);
+        let dead = &report["dead_letters"][0];
+        assert_eq!(dead["input"], "big 20000000", "{report}");
+        assert_eq!(dead["failures"], 1, "not retried: {report}");
+        let cause = dead["last_cause"].as_str().unwrap_or("");
+        assert!(cause.contains(&cap.to_string()), "{cause}");
+        assert!(
+            stderr.contains(&format!("the most allowed ({option})")),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -220,6 +220,9 @@ pub struct TaskContext<'a> {
     pub(crate) attempt: u32,
     pub(crate) worker: u32,
     pub(crate) link: &'a mut crate::link::WorkerLink,
+    /// Set by a built-in job whose output was over a cap before it was
+    /// whole (a worker program's frame): `(bytes seen, the cap)`.
+    pub(crate) too_large: Option<(u64, u64)>,
 }
 
 impl TaskContext<'_> {
@@ -259,6 +262,13 @@ impl TaskContext<'_> {
     /// beside the workers replaced.
     pub fn count_program_restart(&self) {
         self.link.heartbeat().add_program_replaced();
+    }
+
+    /// The task's output passed `max` bytes (`len` seen) before it was
+    /// whole: the task fails as too large, for good, as an output over
+    /// [`max_output`](Self::max_output) does.
+    pub(crate) fn refuse_as_too_large(&mut self, len: u64, max: u64) {
+        self.too_large = Some((len, max));
     }
 
     /// Puts a record that is not part of the protocol on the worker's

@@ -188,19 +188,22 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
             attempt: task.attempt,
             worker,
             link: &mut link,
+            too_large: None,
         };
         let output = job.run_task(&task.input, &mut ctx);
+        let too_large = ctx.too_large;
         drop(task);
         tasks_run += 1;
         link.heartbeat().add_done(1);
         // An output over the link's cap is that task's error, final: the
         // supervisor would refuse it, and running it again changes nothing.
-        let output = match output {
-            Ok(bytes) if bytes.len() as u64 > link.max_message => TaskOutput::TooLarge {
+        let output = match (too_large, output) {
+            (Some((len, max)), _) => TaskOutput::TooLarge { len, max },
+            (None, Ok(bytes)) if bytes.len() as u64 > link.max_message => TaskOutput::TooLarge {
                 len: bytes.len() as u64,
                 max: link.max_message,
             },
-            other => TaskOutput::from(other),
+            (None, other) => TaskOutput::from(other),
         };
         let size = match &output {
             TaskOutput::Done(bytes) => bytes.len() + RESULT_OVERHEAD,

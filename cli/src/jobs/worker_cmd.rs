@@ -39,9 +39,10 @@ pub struct WorkerCmdArgs {
     /// worker; --max-restarts stops a run whose program never starts.
     #[arg(long, value_parser = args::seconds, value_name = "SECONDS", default_value = "60")]
     pub start_timeout: Duration,
-    /// The largest frame a program may write (`16M`).
-    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = args::bytes)]
-    pub max_frame: u64,
+    /// The largest frame a program may write (`16M`); by default
+    /// --max-message-bytes (the largest output) and a few bytes more.
+    #[arg(long, value_name = "SIZE", value_parser = args::bytes)]
+    pub max_frame: Option<u64>,
 }
 
 impl CliJob for WorkerCmd {
@@ -54,6 +55,9 @@ impl CliJob for WorkerCmd {
             .results(args.results)
             .task_timeout(args.task_timeout)
             .start_timeout(args.start_timeout)
-            .max_frame(usize::try_from(args.max_frame).unwrap_or(usize::MAX)))
+            .max_frame(
+                args.max_frame
+                    .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+            ))
     }
 }

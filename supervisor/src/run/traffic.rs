@@ -171,8 +171,16 @@ impl Engine {
             let failure = match result.output {
                 TaskOutput::TooLarge { len, max } => {
                     // Final: another run would make the same output.
+                    // A job may have a cap of its own below the run's (a
+                    // worker program's --max-frame).
+                    let cause = match max == w.link.max_message {
+                        true => too_large("output", len, max),
+                        false => format!(
+                            "its output of {len} bytes is over its job's own cap ({max} bytes)"
+                        ),
+                    };
                     let failure = Failure {
-                        cause: too_large("output", len, max),
+                        cause,
                         exit_code: None,
                         oversize: Some(Oversize { len, max }),
                     };

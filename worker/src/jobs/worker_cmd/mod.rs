@@ -32,8 +32,10 @@ use crate::numbers::plural;
 use crate::work::GaveUp;
 use program::{Answer, Program};
 
-/// The largest frame a program may write, unless told otherwise.
-pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
+/// What a frame holds beside its output's JSON text (`{"id":N,"output":`
+/// and `}`), with room to spare: the default frame cap is the run's
+/// largest output plus this, so one cap (`max_message_bytes`) bounds both.
+const FRAME_OVERHEAD: u64 = 4096;
 /// How long a program has to say hello, unless told otherwise.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -43,7 +45,9 @@ pub struct WorkerCmd {
     argv: Vec<String>,
     task_timeout: Option<Duration>,
     start_timeout: Duration,
-    max_frame: usize,
+    /// The largest frame; `None`: the run's largest output and the frame's
+    /// own bytes.
+    max_frame: Option<usize>,
     /// Worker side: the running program, started on the first task.
     #[serde(skip)]
     program: RefCell<Option<Program>>,
@@ -108,7 +112,7 @@ impl WorkerCmd {
             argv,
             task_timeout: None,
             start_timeout: DEFAULT_START_TIMEOUT,
-            max_frame: DEFAULT_MAX_FRAME,
+            max_frame: None,
             program: RefCell::new(None),
             program_starts: Cell::new(0),
             lines,
@@ -133,9 +137,11 @@ impl WorkerCmd {
         self
     }
 
-    /// The largest frame a program may write.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes.max(1024);
+    /// The largest frame a program may write; by default the run's
+    /// largest output (`max_message_bytes`, 1 GiB unless set) and the
+    /// frame's few bytes of its own.
+    pub fn max_frame(mut self, bytes: Option<usize>) -> Self {
+        self.max_frame = bytes.map(|b| b.max(1024));
         self
     }
 
@@ -190,7 +196,12 @@ impl WorkerCmd {
 
     /// The program, started (again) if it is not running; true when it
     /// was started again (an earlier one of this worker's had ended).
-    fn ensure_started(&self, slot: u32, beat: &mut dyn FnMut()) -> Result<bool, String> {
+    fn ensure_started(
+        &self,
+        slot: u32,
+        max_output: u64,
+        beat: &mut dyn FnMut(),
+    ) -> Result<bool, String> {
         let mut held = self.program.borrow_mut();
         if held.as_mut().is_some_and(|p| !p.exited()) {
             return Ok(false);
@@ -198,7 +209,14 @@ impl WorkerCmd {
         // Gone between tasks (it exited, or was killed): a new one, and
         // no task pays for it.
         *held = None;
-        let started = Program::start(&self.argv, slot, self.max_frame, self.start_timeout, beat)
+        let max_frame = match self.max_frame {
+            Some(bytes) => (bytes, "--max-frame"),
+            None => (
+                usize::try_from(max_output.saturating_add(FRAME_OVERHEAD)).unwrap_or(usize::MAX),
+                "--max-message-bytes",
+            ),
+        };
+        let started = Program::start(&self.argv, slot, max_frame, self.start_timeout, beat)
             .map_err(|why| format!("the worker program did not start: {why}"))?;
         *held = Some(started);
         let starts = self.program_starts.get();
@@ -243,7 +261,8 @@ impl Job for WorkerCmd {
 
     fn run(&self, line: String, ctx: &mut TaskContext<'_>) -> Result<String, String> {
         let slot = ctx.worker();
-        match self.ensure_started(slot, &mut || ctx.beat()) {
+        let max_output = ctx.max_output();
+        match self.ensure_started(slot, max_output, &mut || ctx.beat()) {
             Ok(true) => ctx.count_program_restart(),
             Ok(false) => {}
             Err(why) => {
@@ -264,6 +283,14 @@ impl Job for WorkerCmd {
             Ok(Answer::Output(value)) => Ok(value),
             Ok(Answer::Error(message)) => Err(message),
             Err(broke) => {
+                // An output too large is too large every time: final, as
+                // any task's output over the cap is.
+                if let Some(len) = program.frame_over_cap() {
+                    // The cap the user set: --max-frame's, else the
+                    // largest output's (the frame's own bytes aside).
+                    let max = self.max_frame.map_or(max_output, |b| b as u64);
+                    ctx.refuse_as_too_large(len, max);
+                }
                 // Killed (its drop), and a new one for the next task.
                 *held = None;
                 let why = format!(

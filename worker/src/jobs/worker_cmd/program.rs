@@ -35,7 +35,15 @@ pub struct Program {
     stdout: ChildStdout,
     /// Bytes of stdout after the last complete line.
     pending: Vec<u8>,
+    /// How many of `pending` are known to hold no line end: each read is
+    /// searched once (searching all of it after every read made an 80 MB
+    /// answer take a minute).
+    scanned: usize,
     max_frame: usize,
+    /// The option that set `max_frame`, for the error that names it.
+    frame_option: &'static str,
+    /// Bytes of a frame that passed `max_frame`, once one has.
+    over_cap: Option<usize>,
     /// Its worker's slot, for the lines it says about the program.
     slot: u32,
     /// While waiting for the hello: when to say that it is slow to come.
@@ -51,7 +59,7 @@ impl Program {
     pub fn start(
         argv: &[String],
         slot: u32,
-        max_frame: usize,
+        (max_frame, frame_option): (usize, &'static str),
         start_timeout: Duration,
         beat: &mut dyn FnMut(),
     ) -> Result<Program, String> {
@@ -81,7 +89,10 @@ impl Program {
             stdin: Some(stdin),
             stdout,
             pending: Vec::new(),
+            scanned: 0,
             max_frame,
+            frame_option,
+            over_cap: None,
             slot,
             hello_hint_at: Some(Instant::now() + HELLO_HINT_AFTER),
         };
@@ -112,6 +123,12 @@ impl Program {
             "it did not exit within {:.0} s of its stdin closing",
             within.as_secs_f64()
         ))
+    }
+
+    /// The bytes seen of a frame that passed the frame cap, once one has:
+    /// the same input would do it again.
+    pub fn frame_over_cap(&self) -> Option<u64> {
+        self.over_cap.map(|len| len as u64)
     }
 
     /// Whether it has exited (it is then reaped).
@@ -165,17 +182,22 @@ impl Program {
         let started = Instant::now();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let unsearched = self.pending.get(self.scanned..).unwrap_or_default();
+            if let Some(at) = unsearched.iter().position(|&b| b == b'\n') {
+                let end = self.scanned + at;
+                self.scanned = 0;
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
                 return parse_frame(&line);
             }
+            self.scanned = self.pending.len();
             if self.pending.len() > self.max_frame {
+                self.over_cap = Some(self.pending.len());
                 return Err(format!(
-                    "a frame over {} bytes, the most allowed (--max-message-bytes)",
-                    self.max_frame
+                    "a frame over {} bytes, the most allowed ({})",
+                    self.max_frame, self.frame_option
                 ));
             }
             let mut wait = BEAT_EVERY;
