@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outlast_ipc::{JoinError, JoinTimeoutError, Pipe, Process, StartError, StartMethod};
+use outlast_ipc::{
+    ExitStatus, JoinError, JoinTimeoutError, Pipe, Process, StartError, StartMethod,
+};
 use tests::{cases, harness, procfs};
 
 const METHODS: [StartMethod; 3] = StartMethod::ALL;
@@ -18,6 +20,7 @@ fn main() {
         process_exit_code_is_reported,
         panic_message_comes_back,
         sigkill_is_minus_nine,
+        a_child_whose_starting_thread_ended_says_so,
         terminate_is_minus_fifteen,
         join_timeout_times_out_then_joins,
         child_sees_its_name_and_parent,
@@ -96,6 +99,49 @@ fn sigkill_is_minus_nine() {
             other => panic!("{method:?}: expected SIGKILL, got {other:?}"),
         }
         assert_eq!(p.exit_code(), Some(-9));
+    }
+}
+
+/// Linux sends a child its parent-death signal when the *thread* that
+/// started it exits. A fork or spawn child started by a thread that then
+/// ends is killed, and its join says why in words (it said "perhaps out of
+/// memory?"); a fork server child, or one with `die_with_parent(false)`,
+/// runs on and returns.
+fn a_child_whose_starting_thread_ended_says_so() {
+    for (method, die_with_parent) in [
+        (StartMethod::Fork, true),
+        (StartMethod::Spawn, true),
+        (StartMethod::ForkServer, true),
+        (StartMethod::Spawn, false),
+    ] {
+        let mut p = std::thread::spawn(move || {
+            let mut p = Process::new(sleep_ms, 500)
+                .start_method(method)
+                .allow_threads(true)
+                .die_with_parent(die_with_parent);
+            p.start().expect("start");
+            p
+        })
+        .join()
+        .expect("the starting thread");
+        let joined = p.join();
+        if method == StartMethod::ForkServer || !die_with_parent {
+            assert_eq!(joined.expect("runs on"), 500, "{method:?}");
+            continue;
+        }
+        match joined {
+            Err(JoinError::Signaled(status)) => {
+                assert_eq!(status, ExitStatus::KilledWithStartingThread, "{method:?}");
+                assert_eq!(status.code(), -9);
+                assert!(
+                    status
+                        .to_string()
+                        .contains("the thread that started it ended"),
+                    "{status}"
+                );
+            }
+            other => panic!("{method:?}: expected a kill with its thread, got {other:?}"),
+        }
     }
 }
 

@@ -12,6 +12,11 @@ pub fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
+/// Whether thread `tid` of this process still exists.
+pub fn thread_exists(tid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
 /// A small `/proc` file read into `buf` without allocating (for readers
 /// called often); `None` if it cannot be read or is not text.
 pub(crate) fn read_small<'a>(path: &str, buf: &'a mut [u8]) -> Option<&'a str> {

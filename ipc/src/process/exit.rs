@@ -13,6 +13,10 @@ pub enum ExitStatus {
     /// A fork server's child whose server died first: the child was
     /// killed with it (its parent-death signal, SIGKILL).
     KilledWithForkServer,
+    /// A `fork` or `spawn` child killed by SIGKILL after the thread that
+    /// started it had ended: Linux sends the parent-death signal when that
+    /// *thread* exits (a `tokio` blocking thread, a scoped thread).
+    KilledWithStartingThread,
     /// A fork server's child that ended while its server could not say
     /// how (the server was stopped): its pidfd showed the end, and its
     /// report, if it wrote one, still gives its result.
@@ -37,7 +41,9 @@ impl ExitStatus {
         match *self {
             ExitStatus::Exited(code) => code,
             ExitStatus::Signaled { signal, .. } => -signal,
-            ExitStatus::KilledWithForkServer => -libc::SIGKILL,
+            ExitStatus::KilledWithForkServer | ExitStatus::KilledWithStartingThread => {
+                -libc::SIGKILL
+            }
             // Python's `exitcode` would be None; -1 is no signal's number.
             ExitStatus::NotRelayed => -1,
         }
@@ -68,6 +74,12 @@ impl fmt::Display for ExitStatus {
             ExitStatus::KilledWithForkServer => {
                 write!(f, "killed with its fork server, which died first (SIGKILL)")
             }
+            ExitStatus::KilledWithStartingThread => write!(
+                f,
+                "killed by SIGKILL after the thread that started it ended (a child dies \
+                 with that thread: start it from one that outlives it, or use \
+                 die_with_parent(false) or the forkserver start method)"
+            ),
             ExitStatus::NotRelayed => {
                 write!(
                     f,

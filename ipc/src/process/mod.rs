@@ -29,7 +29,10 @@
 //!   for `SIGKILL` when its parent dies (`PR_SET_PDEATHSIG`). Linux delivers it
 //!   when the parent *thread* that started the child exits, not the whole
 //!   process: start long-lived children from the main thread or a thread that
-//!   lives as long as they should. `die_with_parent(false)` turns this off.
+//!   lives as long as they should (a child killed so joins as
+//!   [`ExitStatus::KilledWithStartingThread`], in words).
+//!   `die_with_parent(false)` turns this off. The default start method,
+//!   forkserver, is not concerned: its server starts every child.
 
 mod child;
 mod code_ref;
@@ -138,6 +141,9 @@ struct Child {
     report: OwnedFd,
     status: Option<ExitStatus>,
     joined: bool,
+    /// The thread that forked it, when its parent-death signal follows
+    /// that thread (fork and spawn): a SIGKILL after it ended is named.
+    starter: Option<u32>,
 }
 
 impl<A, R> Process<A, R>
@@ -246,6 +252,8 @@ where
             None => (os::process::pidfd_open(launched.pid).unwrap_or(None), None),
         };
         family::started(launched.pid, &self.name);
+        let starter = (self.die_with_parent && method != StartMethod::ForkServer)
+            .then(crate::os::thread_id::thread_id);
         self.child = Some(Child {
             pid: launched.pid,
             pidfd,
@@ -253,6 +261,7 @@ where
             report,
             status: None,
             joined: false,
+            starter,
         });
         Ok(())
     }
@@ -374,7 +383,8 @@ impl Child {
     /// The child's exit status if it has ended (`block`: wait for it).
     fn collect_status(&mut self, block: bool) -> std::io::Result<Option<ExitStatus>> {
         let Some(rx) = &self.status_rx else {
-            return os::process::reap(self.pid, block);
+            let status = os::process::reap(self.pid, block)?;
+            return Ok(status.map(|s| self.named(s)));
         };
         let deadline = if block {
             Deadline::after(RELAY_GRACE)
@@ -408,6 +418,20 @@ impl Child {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// A SIGKILL that came after the thread that started the child ended
+    /// is most likely that thread's parent-death signal: said so, instead
+    /// of "perhaps out of memory".
+    fn named(&self, status: ExitStatus) -> ExitStatus {
+        let sigkill =
+            matches!(status, ExitStatus::Signaled { signal, .. } if signal == libc::SIGKILL);
+        match self.starter {
+            Some(tid) if sigkill && !os::procfs::thread_exists(tid) => {
+                ExitStatus::KilledWithStartingThread
+            }
+            _ => status,
         }
     }
 
