@@ -166,7 +166,7 @@ fn misbehaves_once(name: &str, misbehave: &str, args: &[&str], reason: &str) {
     );
     let report = report(&dir);
     assert_eq!(report["tasks"]["done"], 40);
-    // Its program started again once, inside a worker that lived on.
+    // Its program was replaced once, inside a worker that lived on.
     assert_eq!(report["restarts"]["programs"], 1, "{report}");
     assert_eq!(report["restarts"]["crashes"], 0, "{report}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -267,7 +267,8 @@ fn a_program_that_exits_after_ten_tasks_is_started_again() {
     );
     let want: Vec<u64> = (1..=100).map(sum_of_squares_below).collect();
     assert_eq!(outputs(&out), want);
-    // A program answers at most 10: at least 10 ran, 2 of them first starts.
+    // A program answers at most 10: at least 10 ran, and each died but
+    // the last of each worker.
     let report = report(&dir);
     let again = report["restarts"]["programs"].as_u64().unwrap_or(0);
     assert!(again >= 8, "{report}");

@@ -114,9 +114,9 @@ pub struct Restarts {
     pub memory: u64,
     /// Replaced by a SIGHUP reload.
     pub reloaded: u64,
-    /// Programs started again inside their workers (`--worker-cmd`, or a
-    /// job's [`TaskContext::count_program_restart`]): a program that died
-    /// or was killed, while its worker lived on.
+    /// Programs that died or were killed inside a worker that lived on,
+    /// each started again before that worker's next task (`--worker-cmd`,
+    /// or a job's [`TaskContext::count_program_restart`]).
     ///
     /// [`TaskContext::count_program_restart`]: crate::TaskContext::count_program_restart
     pub programs: u64,
@@ -270,7 +270,7 @@ impl fmt::Display for RunReport {
             let _ = write!(line, ", {} past --max-worker-memory", r.memory);
         }
         if r.programs > 0 {
-            let _ = write!(line, ", {} worker programs started again", r.programs);
+            let _ = write!(line, ", {} worker programs replaced", r.programs);
         }
         if let (Some(median), Some(max)) = (r.replacement.median_ms, r.replacement.max_ms) {
             let _ = write!(line, "; replaced in {median:.2} ms median, {max:.2} ms max");

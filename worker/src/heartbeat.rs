@@ -23,8 +23,8 @@ const PID: usize = 0;
 /// when not busy): one word, so a reader never sees a new state with an
 /// old task (two words once made an honest worker look forged).
 const STATE: usize = 1;
-/// Programs this worker started again for its tasks (a `--worker-cmd`
-/// program that died or was killed): counted by the worker alone.
+/// Programs this worker runs for its tasks (`--worker-cmd`'s) that died
+/// or were killed: counted by the worker alone.
 const PROGRAMS_REPLACED: usize = 2;
 const STATE_BITS: u32 = 8;
 const TASKS_DONE: usize = 3;
@@ -136,8 +136,8 @@ impl<'a> Heartbeat<'a> {
         }
     }
 
-    /// Worker side (the only writer of this word): one more program
-    /// started again.
+    /// Worker side (the only writer of this word): one more program died
+    /// or was killed.
     pub fn add_program_replaced(&self) {
         if let Some(w) = self.words.get(PROGRAMS_REPLACED) {
             w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);

@@ -257,7 +257,7 @@ impl TaskContext<'_> {
     }
 
     /// Tells the supervisor that a program this worker runs for its tasks
-    /// died or was killed and has been started again (as `--worker-cmd`
+    /// died or was killed, and is to be started again (as `--worker-cmd`
     /// does): the run's report counts these under `restarts.programs`,
     /// beside the workers replaced.
     pub fn count_program_restart(&self) {

@@ -101,7 +101,7 @@ impl Engine {
         labelled(
             &mut registry,
             "supervisor_restarts",
-            "Workers replaced, by cause (program: a --worker-cmd program started again inside its worker)",
+            "Workers replaced, by cause (program: a --worker-cmd program that died or was killed inside its worker)",
             [
                 (cause("crash"), r.crashes),
                 (cause("killed"), r.killed),

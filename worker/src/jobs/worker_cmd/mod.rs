@@ -18,7 +18,7 @@
 pub mod program;
 pub mod protocol;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,9 +51,6 @@ pub struct WorkerCmd {
     /// Worker side: the running program, started on the first task.
     #[serde(skip)]
     program: RefCell<Option<Program>>,
-    /// Worker side: programs this worker has started.
-    #[serde(skip)]
-    program_starts: Cell<u64>,
     /// Supervisor side from here on.
     #[serde(skip)]
     lines: Vec<String>,
@@ -79,7 +76,6 @@ impl Clone for WorkerCmd {
             start_timeout: self.start_timeout,
             max_frame: self.max_frame,
             program: RefCell::new(None),
-            program_starts: Cell::new(0),
             lines: self.lines.clone(),
             keep_order: self.keep_order,
             results: self.results.clone(),
@@ -114,7 +110,6 @@ impl WorkerCmd {
             start_timeout: DEFAULT_START_TIMEOUT,
             max_frame: None,
             program: RefCell::new(None),
-            program_starts: Cell::new(0),
             lines,
             keep_order: false,
             results: None,
@@ -194,8 +189,8 @@ impl WorkerCmd {
         let _ = std::io::stdout().flush();
     }
 
-    /// The program, started (again) if it is not running; true when it
-    /// was started again (an earlier one of this worker's had ended).
+    /// The program, started (again) if it is not running; true when the
+    /// one before had ended between tasks (it exited, or was killed).
     fn ensure_started(
         &self,
         slot: u32,
@@ -208,7 +203,7 @@ impl WorkerCmd {
         }
         // Gone between tasks (it exited, or was killed): a new one, and
         // no task pays for it.
-        *held = None;
+        let ended = held.take().is_some();
         let max_frame = match self.max_frame {
             Some(bytes) => (bytes, "--max-frame"),
             None => (
@@ -219,9 +214,7 @@ impl WorkerCmd {
         let started = Program::start(&self.argv, slot, max_frame, self.start_timeout, beat)
             .map_err(|why| format!("the worker program did not start: {why}"))?;
         *held = Some(started);
-        let starts = self.program_starts.get();
-        self.program_starts.set(starts + 1);
-        Ok(starts > 0)
+        Ok(ended)
     }
 }
 
@@ -293,6 +286,7 @@ impl Job for WorkerCmd {
                 }
                 // Killed (its drop), and a new one for the next task.
                 *held = None;
+                ctx.count_program_restart();
                 let why = format!(
                     "the worker program failed task {}: {broke}; it was killed, and a new one takes its place",
                     ctx.id()
