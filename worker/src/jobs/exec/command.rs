@@ -9,6 +9,8 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use outlast_ipc::os::process::has_exited;
+
 use serde_bytes::ByteBuf;
 
 use super::CommandOutput;
@@ -150,10 +152,10 @@ fn terminate_group(child: &mut Child) -> i32 {
     for (signal, grace) in TERM_SEQUENCE {
         let _ = outlast_ipc::os::process::send_signal(-pid, signal);
         let until = Instant::now() + grace;
-        while !has_ended(pid) && Instant::now() < until {
+        while !has_exited(pid) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
-        if has_ended(pid) {
+        if has_exited(pid) {
             break;
         }
     }
@@ -163,25 +165,6 @@ fn terminate_group(child: &mut Child) -> i32 {
     child
         .wait()
         .map_or(libc::SIGKILL, |status| status.signal().unwrap_or(0))
-}
-
-/// Whether process `pid` (a child of ours) has ended, without reaping it.
-fn has_ended(pid: i32) -> bool {
-    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid writes only into `info`; WNOWAIT leaves the child
-    // unreaped, so its pid (and the group id) stays ours.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    // SAFETY: si_pid is set by waitid when a child has changed state
-    // (and left zero by the zeroing when none has).
-    rc != 0 || unsafe { info.si_pid() } != 0
 }
 
 /// Kills the command's whole process group.
@@ -309,18 +292,16 @@ mod tests {
         assert_eq!(out.failure().as_deref(), Some("killed by SIGKILL"));
     }
 
+    fn run_with_a_300_ms_timeout(argv: &[String]) -> CommandOutput {
+        run_command(argv, Some(Duration::from_millis(300)), u64::MAX, &mut || {}).unwrap()
+    }
+
     #[test]
     fn a_command_past_its_timeout_gets_sigterm_and_keeps_what_it_wrote() {
         let argv: Vec<String> = ["sh", "-c", "echo started; exec sleep 30"]
             .map(String::from)
             .to_vec();
-        let out = run_command(
-            &argv,
-            Some(Duration::from_millis(300)),
-            u64::MAX,
-            &mut || {},
-        )
-        .unwrap();
+        let out = run_with_a_300_ms_timeout(&argv);
         assert_eq!((out.exit_code, out.signal), (TIMED_OUT, libc::SIGTERM));
         assert_eq!(out.stdout.as_slice(), b"started\n");
         let why = out.failure().unwrap_or_default();
@@ -340,13 +321,7 @@ mod tests {
             pidfile.display()
         );
         let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
-        let out = run_command(
-            &argv,
-            Some(Duration::from_millis(300)),
-            u64::MAX,
-            &mut || {},
-        )
-        .unwrap();
+        let out = run_with_a_300_ms_timeout(&argv);
         assert_eq!((out.exit_code, out.signal), (TIMED_OUT, libc::SIGKILL));
         assert_eq!(out.stdout.as_slice(), b"started\n");
         let grandchild: i32 = std::fs::read_to_string(&pidfile)
