@@ -438,7 +438,9 @@ fn a_program_that_never_starts_stops_the_run_and_charges_no_task() {
     assert_eq!(first["tasks"]["remaining"], 200, "{first}");
     let complaints = stderr.matches("SyntaxError").count();
     assert!((21..=30).contains(&complaints), "{complaints}: {stderr}");
-    assert!(stderr.contains("cannot start"), "{stderr}");
+    // Each failed start's complaint came out whole, its last line too
+    // (the worker exited before passing it on, under load).
+    every_start_failure_follows(&stderr, "] SyntaxError: invalid syntax");
     // A program that is no worker (`cat` waits for input and says
     // nothing) is given --start-timeout each time; starts failing in a
     // row, however slowly, stop the run past --max-restarts.
@@ -465,5 +467,40 @@ fn a_program_that_never_starts_stops_the_run_and_charges_no_task() {
             .is_some_and(|s| s.contains("could not start 3 times in a row")),
         "{second}"
     );
+    // A program that says much on stderr (more than a pipe holds) before
+    // it exits: all of it is passed on before its worker exits, each time.
+    let out = run(
+        &dir,
+        "sh -c 'seq 1 30000 >&2; exit 1'",
+        &numbers(3),
+        &["--workers", "2", "--max-restarts", "3"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.matches("cannot start: ").count() >= 4, "{stderr}");
+    every_start_failure_follows(&stderr, "] 30000");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each `worker N: cannot start` line in `stderr` comes after worker N's
+/// program wrote `last` (its complaint's last line) since its previous one.
+fn every_start_failure_follows(stderr: &str, last: &str) {
+    let mut seen = std::collections::HashMap::new();
+    for line in stderr.lines() {
+        if let Some(rest) = line.strip_prefix("[worker ") {
+            if let Some((slot, _)) = rest.split_once(']') {
+                if line.ends_with(last) {
+                    seen.insert(slot.to_string(), true);
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("worker ") {
+            if let Some((slot, _)) = rest.split_once(": cannot start: ") {
+                let complained = seen.insert(slot.to_string(), false).unwrap_or(false);
+                assert!(
+                    complained,
+                    "worker {slot}'s start failed without its program's `{last}`: {stderr}"
+                );
+            }
+        }
+    }
 }

@@ -44,6 +44,8 @@ pub struct Program {
     frame_option: &'static str,
     /// Bytes of a frame that passed `max_frame`, once one has.
     over_cap: Option<usize>,
+    /// The thread passing its stderr on; joined when it is dropped.
+    stderr_forwarder: Option<std::thread::JoinHandle<()>>,
     /// Its worker's slot, for the lines it says about the program.
     slot: u32,
     /// While waiting for the hello: when to say that it is slow to come.
@@ -83,7 +85,7 @@ impl Program {
             let _ = child.wait();
             return Err(format!("cannot read the program's output: {e}"));
         }
-        forward_stderr(stderr, slot);
+        let stderr_forwarder = forward_stderr(stderr, slot);
         let mut started = Program {
             child,
             stdin: Some(stdin),
@@ -93,6 +95,7 @@ impl Program {
             max_frame,
             frame_option,
             over_cap: None,
+            stderr_forwarder,
             slot,
             hello_hint_at: Some(Instant::now() + HELLO_HINT_AFTER),
         };
@@ -277,28 +280,46 @@ impl Program {
 
 impl Drop for Program {
     /// No more tasks: its stdin closes, it gets a moment to exit, then
-    /// its process group is killed.
+    /// its process group is killed. What it wrote to stderr is passed on
+    /// before this returns (its last lines, a Python traceback's
+    /// `SyntaxError` among them, were lost when the worker exited first).
     fn drop(&mut self) {
         drop(self.stdin.take());
         let until = Instant::now() + EXIT_GRACE;
-        while Instant::now() < until {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                kill_group(&self.child);
-                return;
+        let mut exited = false;
+        while !exited && Instant::now() < until {
+            exited = !matches!(self.child.try_wait(), Ok(None));
+            if !exited {
+                std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
         kill_group(&self.child);
-        let _ = self.child.wait();
+        if !exited {
+            let _ = self.child.wait();
+        }
+        // Its stderr ends once no process of its group holds it (a
+        // descendant outside the group could keep it open: bounded).
+        if let Some(forwarder) = self.stderr_forwarder.take() {
+            let until = Instant::now() + STDERR_DRAIN;
+            while !forwarder.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if forwarder.is_finished() {
+                let _ = forwarder.join();
+            }
+        }
     }
 }
+
+/// How long a program's stderr may take to end after the program did.
+const STDERR_DRAIN: Duration = Duration::from_secs(1);
 
 /// Copies the program's stderr to ours on a thread of its own, a line at
 /// a time with `[worker N]` in front, for as long as it is open: a program
 /// that logs while it waits for its next task never blocks on a full pipe.
 /// A line that never ends is cut every 4 KiB. The thread ends with the
 /// pipe (the program and whatever inherited its stderr gone).
-fn forward_stderr(stderr: ChildStderr, slot: u32) {
+fn forward_stderr(stderr: ChildStderr, slot: u32) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
         .name(format!("stderr-{slot}"))
         .spawn(move || {
@@ -322,9 +343,13 @@ fn forward_stderr(stderr: ChildStderr, slot: u32) {
                 }
             }
         });
-    if let Err(e) = spawned {
-        outlast_ipc::os::stderr::line(format_args!(
-            "[worker {slot}] cannot pass the program's stderr through: {e}"
-        ));
+    match spawned {
+        Ok(forwarder) => Some(forwarder),
+        Err(e) => {
+            outlast_ipc::os::stderr::line(format_args!(
+                "[worker {slot}] cannot pass the program's stderr through: {e}"
+            ));
+            None
+        }
     }
 }
