@@ -115,11 +115,17 @@ fn a_child_whose_starting_thread_ended_says_so() {
         (StartMethod::Spawn, false),
     ] {
         let mut p = std::thread::spawn(move || {
-            let mut p = Process::new(sleep_ms, 500)
+            let (mut ours, theirs) = Pipe::duplex().expect("pipe");
+            let mut p = Process::new(say_ready_then_sleep, theirs)
                 .start_method(method)
                 .allow_threads(true)
                 .die_with_parent(die_with_parent);
             p.start().expect("start");
+            // The child's entry runs after it asked for its parent-death
+            // signal: the thread ends only then (before, the kernel has
+            // no signal to send, and the child lives on).
+            let ready: u8 = ours.recv_timeout(Duration::from_secs(60)).expect("ready");
+            assert_eq!(ready, 1);
             p
         })
         .join()
@@ -143,6 +149,11 @@ fn a_child_whose_starting_thread_ended_says_so() {
             other => panic!("{method:?}: expected a kill with its thread, got {other:?}"),
         }
     }
+}
+
+fn say_ready_then_sleep(mut conn: outlast_ipc::Connection) -> u64 {
+    let _ = conn.send(&1u8);
+    sleep_ms(500)
 }
 
 fn terminate_is_minus_fifteen() {
