@@ -21,6 +21,7 @@ fn main() {
         panic_message_comes_back,
         sigkill_is_minus_nine,
         a_child_whose_starting_thread_ended_says_so,
+        a_child_whose_starting_thread_ends_at_once_dies_every_time,
         terminate_is_minus_fifteen,
         join_timeout_times_out_then_joins,
         child_sees_its_name_and_parent,
@@ -147,6 +148,36 @@ fn a_child_whose_starting_thread_ended_says_so() {
                 );
             }
             other => panic!("{method:?}: expected a kill with its thread, got {other:?}"),
+        }
+    }
+}
+
+/// The starting thread ends at once after `start`, perhaps before the
+/// child asked for its parent-death signal (then the kernel has nothing to
+/// send): the child checks for the thread itself, so it dies every time
+/// (under load it used to run on, now and then).
+fn a_child_whose_starting_thread_ends_at_once_dies_every_time() {
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        for round in 0..20 {
+            let mut p = std::thread::spawn(move || {
+                let mut p = Process::new(sleep_ms, 60_000)
+                    .start_method(method)
+                    .allow_threads(true);
+                p.start().expect("start");
+                p
+            })
+            .join()
+            .expect("the starting thread");
+            match p.join_timeout(Duration::from_secs(30)) {
+                Err(JoinTimeoutError::Join(JoinError::Signaled(status))) => {
+                    assert_eq!(
+                        status,
+                        ExitStatus::KilledWithStartingThread,
+                        "{method:?} round {round}"
+                    );
+                }
+                other => panic!("{method:?} round {round}: it ran on: {other:?}"),
+            }
         }
     }
 }

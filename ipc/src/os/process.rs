@@ -119,6 +119,18 @@ pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// In a child between fork and its entry (or exec): whether thread
+/// `starter` of process `parent` (the thread that forked us) still runs.
+/// Linux sends the parent-death signal when that *thread* exits; one that
+/// exited before the child asked for the signal has nothing to send, so
+/// the child checks. Async-signal-safe (one `tgkill` with signal 0).
+pub fn starter_alive(parent: i32, starter: i32) -> bool {
+    // SAFETY: tgkill with signal 0 sends nothing; it only checks that the
+    // thread exists in that thread group.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, parent, starter, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// This process's real user id.
 pub fn user_id() -> u32 {
     rustix::process::getuid().as_raw()

@@ -20,6 +20,7 @@ pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let parent = std::process::id() as i32;
+    let starter = os::thread_id::thread_id() as i32;
 
     // SAFETY: fork is safe here because this process is single-threaded (checked
     // above) unless the caller explicitly took responsibility with allow_threads.
@@ -28,18 +29,24 @@ pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched
         return Err(StartError::Os(std::io::Error::last_os_error()));
     }
     if pid == 0 {
-        run_child(plan, parent);
+        run_child(plan, parent, starter);
     }
     Ok(Launched { pid, relay: None })
 }
 
 /// In the forked child: never returns.
-fn run_child(plan: ChildPlan<'_>, parent: i32) -> ! {
+fn run_child(plan: ChildPlan<'_>, parent: i32, starter: i32) -> ! {
     if plan.die_with_parent {
         let _ = os::process::set_parent_death_signal(libc::SIGKILL);
         // The parent may have died before the line above took effect.
         if os::process::parent_pid() != parent {
             child::exit_now(1);
+        }
+        // Or only the thread that forked us, which the signal follows: as
+        // it would have, SIGKILL (so the child never outlives it by luck).
+        if !os::process::starter_alive(parent, starter) {
+            // SAFETY: raise is async-signal-safe; SIGKILL ends this process.
+            unsafe { libc::raise(libc::SIGKILL) };
         }
     }
     os::fd::stdin_from_devnull();

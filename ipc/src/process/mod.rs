@@ -29,8 +29,9 @@
 //!   for `SIGKILL` when its parent dies (`PR_SET_PDEATHSIG`). Linux delivers it
 //!   when the parent *thread* that started the child exits, not the whole
 //!   process: start long-lived children from the main thread or a thread that
-//!   lives as long as they should (a child killed so joins as
-//!   [`ExitStatus::KilledWithStartingThread`], in words).
+//!   lives as long as they should. A child whose thread ended, even before
+//!   the child asked for the signal, is killed every time, and joins as
+//!   [`ExitStatus::KilledWithStartingThread`], in words.
 //!   `die_with_parent(false)` turns this off. The default start method,
 //!   forkserver, is not concerned: its server starts every child.
 

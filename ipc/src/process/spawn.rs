@@ -50,6 +50,7 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
     inherit.push(plan.report);
     inherit.push(memfd.as_raw_fd());
     let parent = std::process::id() as i32;
+    let starter = crate::os::thread_id::thread_id() as i32;
     let die_with_parent = plan.die_with_parent;
 
     let mut command = Command::new("/proc/self/exe");
@@ -75,6 +76,11 @@ pub(crate) fn start(plan: ChildPlan<'_>) -> Result<Launched, StartError> {
                 os::process::set_parent_death_signal(libc::SIGKILL)?;
                 if os::process::parent_pid() != parent {
                     libc::_exit(1);
+                }
+                // Or only the thread that forks us, which the signal
+                // follows: SIGKILL, as it would have sent.
+                if !os::process::starter_alive(parent, starter) {
+                    libc::raise(libc::SIGKILL);
                 }
             }
             Ok(())
