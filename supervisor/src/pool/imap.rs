@@ -25,11 +25,15 @@ struct Feed<T, R, I> {
 }
 
 impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
-    /// With `in_flight` items out, pulls and submits more once at most
-    /// half the window is left; the new items' ids.
+    /// With `in_flight` items out, pulls and submits more once a sixteenth
+    /// of the window is free; the new items' ids. Small batches hold the
+    /// store's lock briefly: a batch of half the window (32,768 items on 2
+    /// workers) held it for most of a millisecond while the pool's thread
+    /// waited to hand out chunks (`Pool::map` of 1 M no-ops, two builds in
+    /// turns: 13.1-16.6 M items/s before, 13.8-17.5 M after).
     fn refill(&mut self, in_flight: usize) -> Result<Range<u64>, TaskError> {
         let window = self.pool.shared.window();
-        if self.exhausted || in_flight > window / 2 {
+        if self.exhausted || in_flight > window - window / 16 {
             return Ok(0..0);
         }
         let mut inputs = Encoded::default();
