@@ -80,7 +80,12 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         if !self.ready() {
             return None;
         }
-        self.pool.state().store.result(self.id).map(succeeded)
+        self.pool
+            .state()
+            .store
+            .result(self.id)
+            .as_ref()
+            .map(succeeded)
     }
 
     /// `Future.cancel()`: takes the item back if no worker has it yet (it
@@ -100,7 +105,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     pub fn cancelled(&self) -> bool {
         matches!(
             self.pool.state().store.result(self.id),
-            Some(Err(e)) if matches!(**e, super::TaskError::Cancelled)
+            Some(Err(e)) if matches!(*e, super::TaskError::Cancelled)
         )
     }
 
@@ -141,7 +146,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 
     fn decoded(&self) -> Result<R, PoolError> {
-        let settled = self.pool.state().store.result(self.id).cloned();
+        let settled = self.pool.state().store.result(self.id);
         decode(settled).map_err(|error| PoolError::Task { index: 0, error })
     }
 
@@ -328,7 +333,7 @@ pub fn wait<R: DeserializeOwned>(
                 futures.iter().all(settled)
                     || futures
                         .iter()
-                        .any(|f| store.result(f.id).is_some_and(|r| !succeeded(r)))
+                        .any(|f| store.result(f.id).is_some_and(|r| !succeeded(&r)))
             }
         }
     });

@@ -1,5 +1,8 @@
 //! The pool's side of the engine. Items are kept one by one (input until
-//! settled, then result until taken); the engine's tasks are *chunks*: runs
+//! settled, then result until taken), each as a small entry naming where
+//! its bytes are: a submission's inputs stay in one buffer until its last
+//! item settles, a chunk's replies in its output until the last is taken.
+//! The engine's tasks are *chunks*: runs
 //! of consecutive items of one call, formed when the pool next turns the
 //! engine, as large as keeps each worker busy for a few milliseconds. A
 //! chunk that killed `max_attempts` workers is split: each of its items
@@ -21,17 +24,42 @@ use super::error::TaskError;
 /// A result: the encoded reply, or why there is none.
 pub(crate) type Settled = Result<Bytes, Box<TaskError>>;
 
-/// A piece of a shared buffer: one item's bytes within a submission's
-/// inputs or a chunk's output (one allocation for many items).
+/// An item's reply as handed out: kept in place when short (most are a
+/// few bytes: no allocation, no reference count), else a piece of its
+/// chunk's output.
 #[derive(Clone, Debug)]
-pub(crate) struct Bytes {
-    buf: Arc<[u8]>,
-    range: Range<usize>,
+pub(crate) enum Bytes {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared { buf: Arc<[u8]>, range: Range<usize> },
 }
 
+/// The longest reply handed out in place.
+const INLINE: usize = 22;
+
 impl Bytes {
+    /// `range` of `buf`: copied if short, else shared.
+    fn piece(buf: &Arc<[u8]>, range: Range<usize>) -> Self {
+        match buf.get(range.clone()) {
+            Some(part) if part.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..part.len()].copy_from_slice(part);
+                Bytes::Inline {
+                    len: part.len() as u8,
+                    bytes,
+                }
+            }
+            _ => Bytes::Shared {
+                buf: Arc::clone(buf),
+                range,
+            },
+        }
+    }
+
     pub(crate) fn as_slice(&self) -> &[u8] {
-        self.buf.get(self.range.clone()).unwrap_or_default()
+        match self {
+            Bytes::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Bytes::Shared { buf, range } => buf.get(range.clone()).unwrap_or_default(),
+        }
     }
 }
 
@@ -76,46 +104,99 @@ const CHUNK_SECONDS: f64 = 0.002;
 /// for the next, few enough that a new chunk size takes effect soon.
 pub(crate) const OPEN_PER_WORKER: usize = 4;
 
-/// One item, from submission until its result is taken or abandoned.
+/// One item, from submission until its result is taken or abandoned. It
+/// names where its bytes are rather than holding them: 16 bytes, where a
+/// map keeps some 65,000 in flight and each is written by the caller's
+/// thread, then the pool's, then the caller's again (at 48 bytes, with a
+/// reference count per item, that traffic was most of the caller's time).
 struct Entry {
-    state: State,
+    phase: Phase,
     /// Its handle is gone: its result is dropped on arrival.
     abandoned: bool,
     /// The unordered stream it belongs to, plus one (0: none).
     group: u32,
+    /// Waiting: its submission's number; ready: its chunk output's number
+    /// (the low 32 bits: fewer than 2^32 of either are ever kept at once).
+    home: u32,
+    /// Its place in that submission or output.
+    slot: u32,
 }
 
-enum State {
-    /// Not settled: its input, kept for retries.
-    Waiting(Bytes),
-    /// Settled, the result not yet taken.
-    Ready(Settled),
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not settled: its input is kept (for retries) in its submission.
+    Waiting,
+    /// Settled with a reply, in its chunk's output, not yet taken.
+    Ready,
+    /// Settled with an error (in `Store::errors`), not yet taken.
+    Failed,
     /// Settled, and the result taken or dropped.
     Consumed,
 }
 
-impl Entry {
-    fn input(&self) -> Option<&Bytes> {
-        match &self.state {
-            State::Waiting(input) => Some(input),
-            _ => None,
+/// The inputs of one submission, kept until each of its items is settled.
+struct Submission {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    /// Its items not settled yet; at 0 the bytes are freed.
+    live: usize,
+}
+
+impl Submission {
+    fn range(&self, slot: u32) -> Option<Range<usize>> {
+        let slot = slot as usize;
+        let start = match slot.checked_sub(1) {
+            Some(before) => *self.ends.get(before)?,
+            None => 0,
+        };
+        Some(start..*self.ends.get(slot)?)
+    }
+}
+
+/// The output of one chunk: its items' replies, kept until each is taken.
+struct Output {
+    buf: Arc<[u8]>,
+    replies: Vec<Range<usize>>,
+    /// Its replies not taken or dropped yet; at 0 the bytes are freed.
+    live: usize,
+}
+
+/// Numbered things kept in order of their numbers (submissions, outputs),
+/// freed one by one and trimmed at the front once freed.
+struct Numbered<T> {
+    base: u64,
+    items: VecDeque<T>,
+}
+
+impl<T> Numbered<T> {
+    fn new() -> Self {
+        Numbered {
+            base: 0,
+            items: VecDeque::new(),
         }
     }
 
-    fn result(&self) -> Option<&Settled> {
-        match &self.state {
-            State::Ready(result) => Some(result),
-            _ => None,
-        }
+    /// Adds `item`; its number's low 32 bits.
+    fn push(&mut self, item: T) -> u32 {
+        let number = self.base + self.items.len() as u64;
+        self.items.push_back(item);
+        number as u32
     }
 
-    fn take_result(&mut self) -> Option<Settled> {
-        match std::mem::replace(&mut self.state, State::Consumed) {
-            State::Ready(result) => Some(result),
-            other => {
-                self.state = other;
-                None
-            }
+    fn get(&self, number: u32) -> Option<&T> {
+        let at = number.wrapping_sub(self.base as u32) as usize;
+        self.items.get(at)
+    }
+
+    fn get_mut(&mut self, number: u32) -> Option<&mut T> {
+        let at = number.wrapping_sub(self.base as u32) as usize;
+        self.items.get_mut(at)
+    }
+
+    fn trim(&mut self, freed: impl Fn(&T) -> bool) {
+        while self.items.front().is_some_and(&freed) {
+            self.items.pop_front();
+            self.base += 1;
         }
     }
 }
@@ -135,6 +216,10 @@ pub(crate) struct Store {
     /// The id of `entries[0]`.
     base: u64,
     entries: VecDeque<Entry>,
+    submissions: Numbered<Submission>,
+    outputs: Numbered<Output>,
+    /// The errors of failed items not yet taken, by item id.
+    errors: HashMap<u64, Box<TaskError>>,
     /// The id the next submitted item gets.
     next_item: u64,
     /// Items not settled yet.
@@ -164,6 +249,9 @@ impl Store {
         Store {
             base: 0,
             entries: VecDeque::new(),
+            submissions: Numbered::new(),
+            outputs: Numbered::new(),
+            errors: HashMap::new(),
             next_item: 0,
             pending: 0,
             unchunked: VecDeque::new(),
@@ -190,16 +278,28 @@ impl Store {
         self.entries.get_mut(at)
     }
 
-    /// Drops consumed items and chunks from the fronts.
+    /// A waiting entry's input: its submission and its range there.
+    fn input(&self, entry: &Entry) -> Option<(&Submission, Range<usize>)> {
+        if entry.phase != Phase::Waiting {
+            return None;
+        }
+        let submission = self.submissions.get(entry.home)?;
+        Some((submission, submission.range(entry.slot)?))
+    }
+
+    /// Drops consumed items, and freed submissions, outputs and chunks,
+    /// from the fronts.
     fn compact(&mut self) {
         while self
             .entries
             .front()
-            .is_some_and(|e| matches!(e.state, State::Consumed))
+            .is_some_and(|e| e.phase == Phase::Consumed)
         {
             self.entries.pop_front();
             self.base += 1;
         }
+        self.submissions.trim(|s| s.live == 0);
+        self.outputs.trim(|o| o.live == 0);
         while self.chunks.front().is_some_and(|c| c.done) {
             self.chunks.pop_front();
             self.chunk_base += 1;
@@ -210,26 +310,27 @@ impl Store {
     /// in an unordered stream.
     pub(crate) fn submit(&mut self, call: Call, inputs: Encoded, group: Option<u64>) -> u64 {
         let first = self.next_item;
-        let buf: Arc<[u8]> = inputs.buf.into();
+        let count = inputs.ends.len();
+        let home = self.submissions.push(Submission {
+            buf: inputs.buf,
+            ends: inputs.ends,
+            live: count,
+        });
         let mut failed = inputs.failed.into_iter().peekable();
-        let mut start = 0;
-        for (index, end) in inputs.ends.into_iter().enumerate() {
-            let input = Bytes {
-                buf: Arc::clone(&buf),
-                range: start..end,
-            };
-            start = end;
+        for index in 0..count {
             self.entries.push_back(Entry {
-                state: State::Waiting(input),
+                phase: Phase::Waiting,
                 abandoned: false,
                 group: group.map_or(0, |g| g as u32 + 1),
+                home,
+                slot: index as u32,
             });
             let id = self.next_item;
             self.next_item += 1;
             self.pending += 1;
             if let Some((_, why)) = failed.next_if(|(at, _)| *at == index) {
                 // Settled where it stands; it goes to no worker.
-                self.settle(id, Err(Box::new(TaskError::Failed(why))));
+                self.fail(id, Box::new(TaskError::Failed(why)));
                 continue;
             }
             // Right after earlier items of the same call (one submit after
@@ -276,8 +377,8 @@ impl Store {
             while end < items.end && ((end - items.start) as usize) < size && bytes < CHUNK_BYTES {
                 bytes += self
                     .entry(end)
-                    .and_then(Entry::input)
-                    .map_or(0, |b| b.range.len());
+                    .and_then(|e| self.input(e))
+                    .map_or(0, |(_, range)| range.len());
                 end += 1;
             }
             cut.push((call, items.start..end));
@@ -331,17 +432,64 @@ impl Store {
 
     /// Whether `id` has a result waiting.
     pub(crate) fn is_settled(&self, id: u64) -> bool {
-        self.entry(id).is_some_and(|e| e.result().is_some())
+        self.entry(id)
+            .is_some_and(|e| matches!(e.phase, Phase::Ready | Phase::Failed))
     }
 
-    pub(crate) fn result(&self, id: u64) -> Option<&Settled> {
-        self.entry(id)?.result()
+    /// `id`'s result, left in place.
+    pub(crate) fn result(&self, id: u64) -> Option<Settled> {
+        let entry = self.entry(id)?;
+        match entry.phase {
+            Phase::Ready => {
+                let output = self.outputs.get(entry.home)?;
+                let range = output.replies.get(entry.slot as usize)?.clone();
+                Some(Ok(Bytes::piece(&output.buf, range)))
+            }
+            Phase::Failed => Some(Err(self.errors.get(&id)?.clone())),
+            Phase::Waiting | Phase::Consumed => None,
+        }
     }
 
+    /// `id`'s result, taken: it is not kept any more.
     pub(crate) fn take(&mut self, id: u64) -> Option<Settled> {
-        let taken = self.entry_mut(id)?.take_result();
+        let taken = self.take_one(id);
         self.compact();
         taken
+    }
+
+    fn take_one(&mut self, id: u64) -> Option<Settled> {
+        let taken = match self.entry(id)?.phase {
+            Phase::Ready => self.result(id),
+            Phase::Failed => self.errors.remove(&id).map(Err),
+            Phase::Waiting | Phase::Consumed => return None,
+        };
+        self.consume(id);
+        taken
+    }
+
+    /// `id` is settled and its result taken or dropped: what held the
+    /// result is freed once nothing else needs it.
+    fn consume(&mut self, id: u64) {
+        let Some(entry) = self.entry_mut(id) else {
+            return;
+        };
+        let (phase, home) = (entry.phase, entry.home);
+        entry.phase = Phase::Consumed;
+        match phase {
+            Phase::Ready => {
+                if let Some(output) = self.outputs.get_mut(home) {
+                    output.live -= 1;
+                    if output.live == 0 {
+                        output.buf = Arc::from([]);
+                        output.replies = Vec::new();
+                    }
+                }
+            }
+            Phase::Failed => {
+                self.errors.remove(&id);
+            }
+            Phase::Waiting | Phase::Consumed => {}
+        }
     }
 
     /// Takes the results of the ids at the front of `ids` while they are
@@ -358,7 +506,7 @@ impl Store {
                 break;
             }
             ids.pop_front();
-            out.push_back(self.entry_mut(id).and_then(Entry::take_result));
+            out.push_back(self.take_one(id));
         }
         self.compact();
     }
@@ -381,14 +529,13 @@ impl Store {
             }
         }
         for entry in self.entries.iter_mut() {
-            if entry.group == group as u32 + 1 && entry.input().is_some() {
+            if entry.group == group as u32 + 1 && entry.phase == Phase::Waiting {
                 entry.abandoned = true;
                 entry.group = 0;
             }
         }
     }
 
-    /// Nobody will read `id`'s result.
     /// Cancels item `id` if no chunk holds it yet (it waits behind busy
     /// workers): it settles as [`TaskError::Cancelled`]; true if so.
     pub(crate) fn cancel(&mut self, id: u64) -> bool {
@@ -405,16 +552,18 @@ impl Store {
         if run.start < id {
             self.unchunked.insert(at, (call, run.start..id));
         }
-        self.settle(id, Err(Box::new(TaskError::Cancelled)));
+        self.fail(id, Box::new(TaskError::Cancelled));
         true
     }
 
+    /// Nobody will read `id`'s result.
     pub(crate) fn abandon(&mut self, id: u64) {
-        if let Some(entry) = self.entry_mut(id) {
-            entry.abandoned = true;
-            if entry.result().is_some() {
-                entry.state = State::Consumed;
-            }
+        let Some(entry) = self.entry_mut(id) else {
+            return;
+        };
+        entry.abandoned = true;
+        if matches!(entry.phase, Phase::Ready | Phase::Failed) {
+            self.consume(id);
         }
         self.compact();
     }
@@ -424,21 +573,47 @@ impl Store {
         self.pending
     }
 
-    fn settle(&mut self, id: u64, result: Settled) {
-        let Some(entry) = self.entry_mut(id) else {
-            return;
-        };
-        if entry.input().is_none() {
-            return;
+    /// Settles waiting item `id` with its reply, `slot` of output `home`.
+    fn reply(&mut self, id: u64, home: u32, slot: u32) {
+        if self.settle(id, Phase::Ready, home, slot) {
+            if let Some(output) = self.outputs.get_mut(home) {
+                output.live += 1;
+            }
         }
-        entry.state = if entry.abandoned {
-            State::Consumed
-        } else {
-            State::Ready(result)
+    }
+
+    /// Settles waiting item `id` with `error`.
+    fn fail(&mut self, id: u64, error: Box<TaskError>) {
+        if self.settle(id, Phase::Failed, 0, 0) {
+            self.errors.insert(id, error);
+        }
+    }
+
+    /// Moves waiting item `id` to `phase` (its result kept at `home` and
+    /// `slot`), or to consumed if abandoned, and frees its input once its
+    /// submission's last item is settled. True if its result is kept.
+    fn settle(&mut self, id: u64, phase: Phase, home: u32, slot: u32) -> bool {
+        let Some(entry) = self.entry_mut(id) else {
+            return false;
         };
+        if entry.phase != Phase::Waiting {
+            return false;
+        }
+        let submission = entry.home;
+        let kept = !entry.abandoned;
+        entry.phase = if kept { phase } else { Phase::Consumed };
+        entry.home = home;
+        entry.slot = slot;
         let group = std::mem::take(&mut entry.group)
             .checked_sub(1)
             .map(u64::from);
+        if let Some(submission) = self.submissions.get_mut(submission) {
+            submission.live -= 1;
+            if submission.live == 0 {
+                submission.buf = Vec::new();
+                submission.ends = Vec::new();
+            }
+        }
         self.pending -= 1;
         self.done += 1;
         if self.log_readers > 0 {
@@ -447,17 +622,18 @@ impl Store {
         if let Some(group) = group {
             self.finished.entry(group).or_default().push_back(id);
         }
+        kept
     }
 
     /// Every item still unsettled fails with `why` (the engine stopped).
     pub(crate) fn lose_all(&mut self, why: &str) {
         let ids: Vec<u64> = (self.base..)
             .zip(self.entries.iter())
-            .filter(|(_, e)| e.input().is_some())
+            .filter(|(_, e)| e.phase == Phase::Waiting)
             .map(|(id, _)| id)
             .collect();
         for id in ids {
-            self.settle(id, Err(Box::new(TaskError::Lost(why.to_string()))));
+            self.fail(id, Box::new(TaskError::Lost(why.to_string())));
         }
         self.unchunked.clear();
         for chunk in &mut self.chunks {
@@ -465,6 +641,67 @@ impl Store {
         }
         self.open_chunks = 0;
         self.compact();
+    }
+
+    /// Chunk `task`'s input: the call, the count, and each item's input.
+    fn chunk_input(&self, task: u64, out: &mut Vec<u8>) -> Result<(), String> {
+        let store = self;
+        let chunk = store
+            .chunk(task)
+            .ok_or_else(|| format!("no chunk {task}"))?;
+        chunk
+            .call
+            .write_head((chunk.items.end - chunk.items.start) as usize, out)?;
+        // Items submitted together lie side by side in one buffer: copy
+        // each run of them at once.
+        let mut run: Option<(&Submission, Range<usize>)> = None;
+        for id in chunk.items.clone() {
+            let (submission, range) = store
+                .entry(id)
+                .and_then(|e| store.input(e))
+                .ok_or_else(|| format!("item {id} has no input"))?;
+            match &mut run {
+                Some((last, pending))
+                    if std::ptr::eq(*last, submission) && pending.end == range.start =>
+                {
+                    pending.end = range.end;
+                }
+                _ => {
+                    if let Some((last, pending)) = run.take() {
+                        out.extend_from_slice(last.buf.get(pending).unwrap_or_default());
+                    }
+                    run = Some((submission, range));
+                }
+            }
+        }
+        if let Some((last, pending)) = run {
+            out.extend_from_slice(last.buf.get(pending).unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Chunk `task`'s output: one reply per item, all or nothing (a short
+    /// or long output settles no item).
+    fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), String> {
+        let (items, cut_at) = self
+            .chunk(task)
+            .map(|c| (c.items.clone(), c.cut_at))
+            .ok_or_else(|| format!("bad output: no chunk {task}"))?;
+        let count = (items.end - items.start) as usize;
+        let replies = split_replies(output, count)
+            .ok_or_else(|| format!("bad output: not {count} replies"))?;
+        let home = self.outputs.push(Output {
+            buf: output.into(),
+            replies,
+            live: 0,
+        });
+        for (slot, id) in items.enumerate() {
+            self.reply(id, home, slot as u32);
+        }
+        self.close_chunk(task);
+        self.learn(count, cut_at.elapsed().as_secs_f64());
+        self.compact();
+        Ok(())
     }
 
     /// Items submitted in all.
@@ -493,40 +730,7 @@ impl Work for PoolWork {
     }
 
     fn input(&mut self, task: u64, out: &mut Vec<u8>) -> Result<(), String> {
-        let mut state = self.shared.lock();
-        let store = &mut state.store;
-        let chunk = store
-            .chunk(task)
-            .ok_or_else(|| format!("no chunk {task}"))?;
-        chunk
-            .call
-            .write_head((chunk.items.end - chunk.items.start) as usize, out)?;
-        // Items submitted together lie side by side in one buffer: copy
-        // each run of them at once.
-        let mut run: Option<(&Arc<[u8]>, Range<usize>)> = None;
-        for id in chunk.items.clone() {
-            let input = store
-                .entry(id)
-                .and_then(Entry::input)
-                .ok_or_else(|| format!("item {id} has no input"))?;
-            match &mut run {
-                Some((buf, range))
-                    if Arc::ptr_eq(buf, &input.buf) && range.end == input.range.start =>
-                {
-                    range.end = input.range.end;
-                }
-                _ => {
-                    if let Some((buf, range)) = run.take() {
-                        out.extend_from_slice(buf.get(range).unwrap_or_default());
-                    }
-                    run = Some((&input.buf, input.range.clone()));
-                }
-            }
-        }
-        if let Some((buf, range)) = run {
-            out.extend_from_slice(buf.get(range).unwrap_or_default());
-        }
-        Ok(())
+        self.shared.lock().store.chunk_input(task, out)
     }
 
     fn input_size_hint(&mut self) -> usize {
@@ -534,27 +738,7 @@ impl Work for PoolWork {
     }
 
     fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), Refused> {
-        let mut state = self.shared.lock();
-        let store = &mut state.store;
-        let (items, cut_at) = store
-            .chunk(task)
-            .map(|c| (c.items.clone(), c.cut_at))
-            .ok_or_else(|| format!("bad output: no chunk {task}"))?;
-        let count = (items.end - items.start) as usize;
-        // All or nothing: a short or long output settles no item.
-        let replies = split_replies(output, count)
-            .ok_or_else(|| format!("bad output: not {count} replies"))?;
-        let buf: Arc<[u8]> = output.into();
-        for (id, range) in items.zip(replies) {
-            let reply = Bytes {
-                buf: Arc::clone(&buf),
-                range,
-            };
-            store.settle(id, Ok(reply));
-        }
-        store.close_chunk(task);
-        store.learn(count, cut_at.elapsed().as_secs_f64());
-        store.compact();
+        self.shared.lock().store.accept(task, output)?;
         Ok(())
     }
 
@@ -584,7 +768,7 @@ impl Work for PoolWork {
                     exit_code: why.exit_code,
                 },
             };
-            store.settle(items.start, Err(Box::new(error)));
+            store.fail(items.start, Box::new(error));
         }
         store.compact();
     }
@@ -609,5 +793,125 @@ impl Work for PoolWork {
         let mut state = self.shared.lock();
         let store = &mut state.store;
         Some((store.done, store.submitted()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(x: u64) -> u64 {
+        x
+    }
+
+    /// A store of one worker and chunks of 3, with `submissions` of 5
+    /// items each, every chunk cut (engine tasks from 0).
+    fn store_with(submissions: usize) -> Store {
+        let mut store = Store::new(1, Some(3));
+        for s in 0..submissions {
+            let mut inputs = Encoded::default();
+            for i in 0..5u64 {
+                inputs.push(&(s as u64 * 5 + i)).unwrap();
+            }
+            store.submit(Call::one(identity), inputs, None);
+        }
+        let mut first = 0;
+        while store.has_unchunked() {
+            store.open_chunks = 0;
+            let cut = store.cut_chunks();
+            let n = cut.len() as u64;
+            store.chunks_added(first, cut);
+            first += n;
+        }
+        store
+    }
+
+    /// A chunk's output: item `id`'s reply is `id` bytes of `id`, so some
+    /// are handed out in place and some as pieces of the output.
+    fn output_of(store: &Store, task: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for id in store.chunk(task).unwrap().items.clone() {
+            out.extend_from_slice(&(id as u32 * 3).to_le_bytes());
+            out.extend(std::iter::repeat_n(id as u8, id as usize * 3));
+        }
+        out
+    }
+
+    fn held_bytes(store: &Store) -> usize {
+        let inputs: usize = store.submissions.items.iter().map(|s| s.buf.len()).sum();
+        let outputs: usize = store.outputs.items.iter().map(|o| o.buf.len()).sum();
+        inputs + outputs
+    }
+
+    #[test]
+    fn results_are_whole_and_free_their_bytes_once_taken() {
+        let mut store = store_with(2);
+        for task in 0..4 {
+            let output = output_of(&store, task);
+            store.accept(task, &output).unwrap();
+        }
+        // Inputs are freed as their items settle; replies wait.
+        assert!(store.submissions.items.iter().all(|s| s.buf.is_empty()));
+        for id in 0..10u64 {
+            let reply = store.take(id).unwrap().unwrap();
+            assert_eq!(
+                reply.as_slice(),
+                vec![id as u8; id as usize * 3],
+                "item {id}"
+            );
+            assert!(store.take(id).is_none(), "item {id} taken twice");
+        }
+        assert_eq!(held_bytes(&store), 0);
+        assert!(store.entries.is_empty());
+        assert!(store.submissions.items.is_empty() && store.outputs.items.is_empty());
+    }
+
+    #[test]
+    fn an_untaken_result_holds_only_its_own_chunk() {
+        let mut store = store_with(2);
+        for task in 0..4 {
+            let output = output_of(&store, task);
+            store.accept(task, &output).unwrap();
+        }
+        // Item 0 stays; every other result is taken, and read twice first.
+        for id in 1..10u64 {
+            let kept = store.result(id).unwrap().unwrap();
+            assert_eq!(
+                kept.as_slice(),
+                store.result(id).unwrap().unwrap().as_slice()
+            );
+            store.take(id).unwrap().unwrap();
+        }
+        assert_eq!(held_bytes(&store), output_of(&store_with(2), 0).len());
+        store.abandon(0);
+        assert_eq!(held_bytes(&store), 0);
+        assert!(store.entries.is_empty());
+    }
+
+    #[test]
+    fn errors_abandoned_items_and_retried_inputs() {
+        let mut store = store_with(1);
+        // Item 3 is abandoned before its chunk (items 3 and 4) comes back.
+        store.abandon(3);
+        let output = output_of(&store, 1);
+        store.accept(1, &output).unwrap();
+        // Chunk 0 (items 0-2) is sent again, as after its worker died:
+        // its inputs are still there though others of theirs settled.
+        let mut again = Vec::new();
+        store.chunk_input(0, &mut again).unwrap();
+        let mut first = Vec::new();
+        store_with(1).chunk_input(0, &mut first).unwrap();
+        assert_eq!(again, first);
+        store.fail(0, Box::new(TaskError::Cancelled));
+        assert!(matches!(store.take(0), Some(Err(e)) if matches!(*e, TaskError::Cancelled)));
+        assert!(store.errors.is_empty());
+        assert!(store.take(3).is_none(), "an abandoned result is dropped");
+        assert_eq!(store.take(4).unwrap().unwrap().as_slice(), vec![4u8; 12]);
+        store.lose_all("over");
+        for id in 1..3 {
+            assert!(matches!(store.take(id), Some(Err(e)) if matches!(*e, TaskError::Lost(_))));
+        }
+        assert_eq!(held_bytes(&store), 0);
+        assert!(store.entries.is_empty() && store.errors.is_empty());
     }
 }
