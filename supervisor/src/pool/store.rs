@@ -161,6 +161,16 @@ struct Output {
     live: usize,
 }
 
+impl Output {
+    /// Frees the bytes once no reply is left to read.
+    fn free_if_unread(&mut self) {
+        if self.live == 0 {
+            self.buf = Arc::from([]);
+            self.replies = Vec::new();
+        }
+    }
+}
+
 /// Numbered things kept in order of their numbers (submissions, outputs),
 /// freed one by one and trimmed at the front once freed.
 struct Numbered<T> {
@@ -479,10 +489,7 @@ impl Store {
             Phase::Ready => {
                 if let Some(output) = self.outputs.get_mut(home) {
                     output.live -= 1;
-                    if output.live == 0 {
-                        output.buf = Arc::from([]);
-                        output.replies = Vec::new();
-                    }
+                    output.free_if_unread();
                 }
             }
             Phase::Failed => {
@@ -698,6 +705,11 @@ impl Store {
         for (slot, id) in items.enumerate() {
             self.reply(id, home, slot as u32);
         }
+        // Every item was abandoned: nothing will read these replies, even
+        // while an older output ahead of this one is kept.
+        if let Some(output) = self.outputs.get_mut(home) {
+            output.free_if_unread();
+        }
         self.close_chunk(task);
         self.learn(count, cut_at.elapsed().as_secs_f64());
         self.compact();
@@ -886,6 +898,19 @@ mod tests {
         store.abandon(0);
         assert_eq!(held_bytes(&store), 0);
         assert!(store.entries.is_empty());
+    }
+
+    #[test]
+    fn replies_nobody_will_read_are_freed_behind_a_kept_one() {
+        let mut store = store_with(1);
+        let output = output_of(&store, 0);
+        store.accept(0, &output).unwrap();
+        store.abandon(3);
+        store.abandon(4);
+        let late = output_of(&store, 1);
+        store.accept(1, &late).unwrap();
+        assert_eq!(store.outputs.items.len(), 2);
+        assert_eq!(held_bytes(&store), output.len());
     }
 
     #[test]
