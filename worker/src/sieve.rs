@@ -591,15 +591,24 @@ mod tests {
         assert_eq!(count_primes(1, 2), 0);
     }
 
+    /// `count` pseudo-random ranges (xorshift from `seed`) starting below
+    /// `max_lo`, each shorter than `max_len`.
+    fn random_ranges(seed: u64, count: usize, max_lo: u64, max_len: u64) -> Vec<(u64, u64)> {
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let lo = state % max_lo;
+                (lo, lo + (state >> 40) % max_len)
+            })
+            .collect()
+    }
+
     #[test]
     fn agrees_with_trial_division_on_many_ranges() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..120 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let lo = state % 200_000;
-            let hi = lo + (state >> 40) % 20_000;
+        for (lo, hi) in random_ranges(0x9E37_79B9_7F4A_7C15, 120, 200_000, 20_000) {
             let expected = (lo..hi).filter(|&n| is_prime(n)).count() as u64;
             assert_eq!(count_primes(lo, hi), expected, "[{lo}, {hi})");
         }
@@ -637,13 +646,7 @@ mod tests {
 
     #[test]
     fn tiny_blocks_and_segments_agree_with_trial_division() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        for _ in 0..60 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let lo = state % 3_000_000;
-            let hi = lo + (state >> 40) % 40_000;
+        for (lo, hi) in random_ranges(0x2545_F491_4F6C_DD1D, 60, 3_000_000, 40_000) {
             let expected = (lo..hi).filter(|&n| is_prime(n)).count() as u64;
             assert_eq!(
                 count_sized(lo, hi, tiny, &mut || {}),

@@ -849,6 +849,13 @@ mod tests {
         out
     }
 
+    fn accept_all(store: &mut Store, tasks: Range<u64>) {
+        for task in tasks {
+            let output = output_of(store, task);
+            store.accept(task, &output).unwrap();
+        }
+    }
+
     fn held_bytes(store: &Store) -> usize {
         let inputs: usize = store.submissions.items.iter().map(|s| s.buf.len()).sum();
         let outputs: usize = store.outputs.items.iter().map(|o| o.buf.len()).sum();
@@ -858,10 +865,7 @@ mod tests {
     #[test]
     fn results_are_whole_and_free_their_bytes_once_taken() {
         let mut store = store_with(2);
-        for task in 0..4 {
-            let output = output_of(&store, task);
-            store.accept(task, &output).unwrap();
-        }
+        accept_all(&mut store, 0..4);
         // Inputs are freed as their items settle; replies wait.
         assert!(store.submissions.items.iter().all(|s| s.buf.is_empty()));
         for id in 0..10u64 {
@@ -881,10 +885,7 @@ mod tests {
     #[test]
     fn an_untaken_result_holds_only_its_own_chunk() {
         let mut store = store_with(2);
-        for task in 0..4 {
-            let output = output_of(&store, task);
-            store.accept(task, &output).unwrap();
-        }
+        accept_all(&mut store, 0..4);
         // Item 0 stays; every other result is taken, and read twice first.
         for id in 1..10u64 {
             let kept = store.result(id).unwrap().unwrap();
