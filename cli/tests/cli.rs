@@ -153,7 +153,7 @@ fn bench_sync_measures_locks_counters_and_copies() {
 #[test]
 fn bench_queue_measures_sizes_batches_and_ping_pong() {
     let rows = bench_json("queue");
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 14);
     // The 64 B put/get is measured beside the minimal ring, in the same run.
     let reference = rows
         .iter()
@@ -178,9 +178,10 @@ fn bench_queue_measures_sizes_batches_and_ping_pong() {
                 .as_str()
                 .is_some_and(|s| s.starts_with("ping-pong")))
             .count(),
-        3
+        4
     );
-    // The blocking ping-pong is read against two bare futex words, in turns.
+    // The blocking ping-pong is read against two bare futex words, in turns,
+    // as the processes land, and again with both on one CPU.
     let floor = rows
         .iter()
         .find(|r| r["subject"] == "futex floor: 2 processes waking each other (reference)")
@@ -191,6 +192,19 @@ fn bench_queue_measures_sizes_batches_and_ping_pong() {
         .find(|r| r["subject"] == "ping-pong, blocking (no spin)")
         .expect("the blocking ping-pong");
     assert!(blocking["vs_baseline"].as_f64().is_some_and(|v| v > 0.0));
+    for subject in [
+        "ping-pong, blocking (no spin), one CPU",
+        "futex floor: 2 processes waking each other, one CPU (reference)",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["subject"] == subject)
+            .expect(subject);
+        assert!(
+            row["median_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{subject}"
+        );
+    }
 }
 
 #[test]

@@ -47,7 +47,8 @@ fn await_value(word: &AtomicU32, want: u32) -> bool {
     }
 }
 
-fn answer((shm, rounds): (SharedMemory, u32)) -> Result<(), String> {
+fn answer((shm, rounds, cpu): (SharedMemory, u32, Option<usize>)) -> Result<(), String> {
+    super::affinity::pin(cpu)?;
     let (ping, pong) = words(&shm).ok_or("segment too small")?;
     for n in 1..=rounds {
         if !await_value(ping, n) {
@@ -59,13 +60,14 @@ fn answer((shm, rounds): (SharedMemory, u32)) -> Result<(), String> {
     Ok(())
 }
 
-/// Round trips through two futex words between this process and a child:
-/// (p50, p99) in microseconds.
-pub fn round_trip(rounds: u32) -> Result<(f64, f64), String> {
+/// Round trips through two futex words between this process and a child
+/// (both on `cpu` if given, the caller pinned there already): (p50, p99)
+/// in microseconds.
+pub fn round_trip(rounds: u32, cpu: Option<usize>) -> Result<(f64, f64), String> {
     let shm = SharedMemory::anonymous(4096).map_err(|e| e.to_string())?;
     let (ping, pong) = words(&shm).ok_or("segment too small")?;
     let theirs = shm.try_clone().map_err(|e| e.to_string())?;
-    let mut p = Process::new(answer, (theirs, rounds));
+    let mut p = Process::new(answer, (theirs, rounds, cpu));
     p.start().map_err(|e| e.to_string())?;
     let mut histogram = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
     // The first tenth warms both sides up and is not recorded.

@@ -1,6 +1,7 @@
 //! `supervisor bench ...`: IPC and process figures measured on this machine,
 //! with a baseline measured in the same run so that ratios survive noise.
 
+mod affinity;
 mod broker;
 mod control;
 mod dispatch;

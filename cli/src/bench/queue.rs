@@ -88,51 +88,20 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     // each other: the two are measured in turns, three times each, and
     // their medians compared. (Right after a busy benchmark the CPUs are
     // not yet idle and a wake-up is several times cheaper: in turns, both
-    // see the same.)
-    let mut floors = Vec::new();
-    let mut floor_tails = Vec::new();
-    let mut blocking = Vec::new();
-    let mut blocking_tails = Vec::new();
-    for _ in 0..3 {
-        let (p50, p99) = super::futex_floor::round_trip(rounds as u32)?;
-        floors.push(p50);
-        floor_tails.push(p99);
-        let (p50, p99) = ping_pong(rounds, Duration::ZERO)?;
-        blocking.push(p50);
-        blocking_tails.push(p99);
-    }
-    let (floor_p50, floor_p99) = (median(&floors), median(&floor_tails));
-    let (p50, p99) = (median(&blocking), median(&blocking_tails));
-    rows.push(Row {
-        bench: "queue",
-        subject: "ping-pong, blocking (no spin)".into(),
-        size_bytes: Some(8),
-        median_ms: Some(p50 / 1e3),
-        p90_ms: None,
-        vs_baseline: Some(p50 / floor_p50.max(1e-3)),
-        baseline: Some(format!(
-            "the futex floor (round trip p50 {p50:.2} us, p99 {p99:.2} us)"
-        )),
-        runs: 3,
-        ..Row::default()
-    });
-    rows.push(Row {
-        bench: "queue",
-        subject: "futex floor: 2 processes waking each other (reference)".into(),
-        size_bytes: Some(4),
-        median_ms: Some(floor_p50 / 1e3),
-        p90_ms: None,
-        baseline: Some(format!(
-            "round trip p50 {floor_p50:.2} us, p99 {floor_p99:.2} us"
-        )),
-        runs: 3,
-        ..Row::default()
-    });
+    // see the same.) Then again with both processes on one CPU, where a
+    // wake-up is a context switch rather than an idle CPU's.
+    rows.extend(blocking_rows(rounds, None)?);
+    let mine = super::affinity::get()?;
+    let cpu = super::affinity::current_cpu();
+    super::affinity::pin(cpu)?;
+    let pinned = blocking_rows(rounds, cpu);
+    super::affinity::set(&mine)?;
+    rows.extend(pinned?);
     for (mode, spin) in [
         ("default (20 us spin)", outlast_ipc::queue::DEFAULT_SPIN),
         ("spin-then-park (1 ms)", Duration::from_millis(1)),
     ] {
-        let (p50, p99) = ping_pong(rounds, spin)?;
+        let (p50, p99) = ping_pong(rounds, spin, None)?;
         rows.push(Row {
             bench: "queue",
             subject: format!("ping-pong, {mode}"),
@@ -231,7 +200,57 @@ fn two_to_two(size: usize, count: u64, ring: usize) -> Result<f64, String> {
     Ok(got as f64 / started.elapsed().as_secs_f64())
 }
 
-fn pong((ping, pong, rounds, spin): (Queue<u64>, Queue<u64>, usize, Duration)) {
+/// The blocking ping-pong and, in turns with it, the futex floor: two
+/// rows; both processes on `cpu` if given (the caller pinned there).
+fn blocking_rows(rounds: usize, cpu: Option<usize>) -> Result<Vec<Row>, String> {
+    let place = if cpu.is_some() { ", one CPU" } else { "" };
+    let mut rows = Vec::new();
+    let mut floors = Vec::new();
+    let mut floor_tails = Vec::new();
+    let mut blocking = Vec::new();
+    let mut blocking_tails = Vec::new();
+    for _ in 0..3 {
+        let (p50, p99) = super::futex_floor::round_trip(rounds as u32, cpu)?;
+        floors.push(p50);
+        floor_tails.push(p99);
+        let (p50, p99) = ping_pong(rounds, Duration::ZERO, cpu)?;
+        blocking.push(p50);
+        blocking_tails.push(p99);
+    }
+    let (floor_p50, floor_p99) = (median(&floors), median(&floor_tails));
+    let (p50, p99) = (median(&blocking), median(&blocking_tails));
+    rows.push(Row {
+        bench: "queue",
+        subject: format!("ping-pong, blocking (no spin){place}"),
+        size_bytes: Some(8),
+        median_ms: Some(p50 / 1e3),
+        p90_ms: None,
+        vs_baseline: Some(p50 / floor_p50.max(1e-3)),
+        baseline: Some(format!(
+            "the futex floor (round trip p50 {p50:.2} us, p99 {p99:.2} us)"
+        )),
+        runs: 3,
+        ..Row::default()
+    });
+    rows.push(Row {
+        bench: "queue",
+        subject: format!("futex floor: 2 processes waking each other{place} (reference)"),
+        size_bytes: Some(4),
+        median_ms: Some(floor_p50 / 1e3),
+        p90_ms: None,
+        baseline: Some(format!(
+            "round trip p50 {floor_p50:.2} us, p99 {floor_p99:.2} us"
+        )),
+        runs: 3,
+        ..Row::default()
+    });
+    Ok(rows)
+}
+
+fn pong((ping, pong, rounds, spin, cpu): (Queue<u64>, Queue<u64>, usize, Duration, Option<usize>)) {
+    if super::affinity::pin(cpu).is_err() {
+        return;
+    }
     ping.set_spin(spin);
     pong.set_spin(spin);
     for _ in 0..rounds {
@@ -247,7 +266,7 @@ fn pong((ping, pong, rounds, spin): (Queue<u64>, Queue<u64>, usize, Duration)) {
 }
 
 /// Blocking round trips through two queues: (p50, p99) in microseconds.
-fn ping_pong(rounds: usize, spin: Duration) -> Result<(f64, f64), String> {
+fn ping_pong(rounds: usize, spin: Duration, cpu: Option<usize>) -> Result<(f64, f64), String> {
     let ping = Queue::<u64>::with_ring_bytes(0, 64 * 1024).map_err(|e| e.to_string())?;
     let back = Queue::<u64>::with_ring_bytes(0, 64 * 1024).map_err(|e| e.to_string())?;
     ping.set_spin(spin);
@@ -257,6 +276,7 @@ fn ping_pong(rounds: usize, spin: Duration) -> Result<(f64, f64), String> {
         back.try_clone().map_err(|e| e.to_string())?,
         rounds,
         spin,
+        cpu,
     );
     let mut p = Process::new(pong, args);
     p.start().map_err(|e| e.to_string())?;
