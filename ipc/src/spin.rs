@@ -75,12 +75,19 @@ impl Clone for SpinBudget {
 impl SpinBudget {
     /// How long to spin now, at most `bound`: all of it when the typical
     /// wait is within `bound`, else [`FLOOR`]. While the CPUs are
-    /// oversubscribed, only a waiter whose waits typically end within
-    /// [`CROWDED`] (a peer streaming on another CPU) spins, that long at
-    /// most; any other spin would hold the CPU the peer needs.
+    /// oversubscribed, a waiter that would spin more than the floor spins
+    /// only if its waits typically end within [`CROWDED`] (a peer
+    /// streaming on another CPU), that long at most; any longer spin would
+    /// hold the CPU the peer needs.
     pub(crate) fn limit(&self, bound: Duration) -> Duration {
         if bound.is_zero() {
             return Duration::ZERO;
+        }
+        let learnt = self.learnt(bound);
+        // A floor's spin costs too little to ask the machine's load about
+        // (a read of /proc/loadavg, tens of microseconds after a sleep).
+        if learnt <= FLOOR {
+            return learnt;
         }
         if oversubscribed() {
             return match self.typical() {
@@ -88,7 +95,7 @@ impl SpinBudget {
                 _ => Duration::ZERO,
             };
         }
-        self.learnt(bound)
+        learnt
     }
 
     /// The moving average; `None` before the first wait.

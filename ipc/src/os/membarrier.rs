@@ -34,8 +34,17 @@ pub(crate) fn register() -> bool {
     true
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many fences this thread asked for: what the tests of the paths
+    /// that should rarely fence count.
+    pub(crate) static FENCES_ON_THIS_THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// A full memory barrier on every running thread of every registered
 /// process, before this returns.
 pub(crate) fn global_fence() -> std::io::Result<()> {
+    #[cfg(test)]
+    FENCES_ON_THIS_THREAD.with(|n| n.set(n.get() + 1));
     membarrier(MembarrierCommand::GlobalExpedited).map_err(std::io::Error::from)
 }

@@ -23,6 +23,13 @@ pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 /// all while more threads are runnable than CPUs.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
+/// How long a sleeper waits for a bias owner's wake-up before it makes
+/// sure, with a membarrier, that the owner cannot have missed it: the bound
+/// on what a missed wake-up would cost. Not shorter: on a VM (measured here,
+/// Firecracker, one CPU), a futex timeout under about half a millisecond
+/// made every blocking round trip 16 us slower.
+pub(crate) const UNFENCED_NAP: Duration = Duration::from_millis(2);
+
 /// The longest pause between two looks while spinning (in `spin_loop` hints,
 /// each some tens of nanoseconds).
 const MAX_PAUSE: u32 = 64;
@@ -108,7 +115,8 @@ pub(crate) fn low32(word: &AtomicU64) -> &AtomicU32 {
 
 /// Waits for `word` to move from `seen`: spins as `budget` allows within
 /// `spin` (not at all while the CPUs are oversubscribed), then sleeps at
-/// most one liveness slice; records how long that took in `budget`. True
+/// most until `deadline` (the caller's, capped at a liveness slice or so);
+/// records how long that took in `budget`. True
 /// if the word moved. `writer_bias`: the bias of the side that moves
 /// `word`, whose owner publishes and then checks for sleepers with no
 /// fence of its own.
@@ -130,35 +138,97 @@ pub(crate) fn sleep_on(
         };
         // Look less and less often: each look pulls the other side's line
         // over, and a writer that finds it gone pays for it on every record.
+        // The clock is read after every look: a `spin_loop` hint is 40-140
+        // cycles, so even the first 16 looks would spin 50 us, where the
+        // limit may be 2.
         let mut pause = 4u32;
         loop {
-            for _ in 0..16 {
-                if word.load(Ordering::Acquire) != seen {
-                    budget.record(started.elapsed());
-                    return true;
-                }
-                for _ in 0..pause {
-                    std::hint::spin_loop();
-                }
-                pause = (pause * 2).min(MAX_PAUSE);
+            if word.load(Ordering::Acquire) != seen {
+                budget.record(started.elapsed());
+                return true;
             }
             if started.elapsed() >= limit {
                 break;
             }
+            for _ in 0..pause {
+                std::hint::spin_loop();
+            }
+            pause = (pause * 2).min(MAX_PAUSE);
         }
     }
-    let mut slice = match deadline.remaining() {
-        Some(left) => left.min(LIVENESS_SLICE),
-        None => LIVENESS_SLICE,
-    };
+    let mut slice = deadline.remaining().unwrap_or(LIVENESS_SLICE);
     waiting.fetch_add(1, Ordering::AcqRel);
-    // Either the owner sees us counted, or we see its new position. If that
-    // cannot be made sure, sleep briefly instead.
-    if writer_bias.active() && crate::os::membarrier::global_fence().is_err() {
-        slice = slice.min(Duration::from_millis(1));
+    let futex = low32(word);
+    if writer_bias.active() {
+        // The bias owner publishes and then reads the count with no fence
+        // of its own, so in theory it can miss our count. A first nap bounds
+        // what such a miss costs; only a wait that outlasts it pays for the
+        // membarrier that rules the miss out. That fence interrupts every
+        // CPU running one of our processes, the peer about to answer among
+        // them: on a VM, each such interrupt is tens of microseconds.
+        let nap = slice.min(UNFENCED_NAP);
+        crate::os::futex::wait(futex, seen as u32, Deadline::after(nap));
+        slice = slice.saturating_sub(nap);
+        if word.load(Ordering::Acquire) != seen {
+            slice = Duration::ZERO;
+        } else if crate::os::membarrier::global_fence().is_err() {
+            // Either the owner sees us counted, or we see its new position.
+            // If that cannot be made sure, sleep briefly instead.
+            slice = slice.min(Duration::from_millis(1));
+        }
     }
-    crate::os::futex::wait(low32(word), seen as u32, Deadline::after(slice));
+    if !slice.is_zero() {
+        crate::os::futex::wait(futex, seen as u32, Deadline::after(slice));
+    }
     waiting.fetch_sub(1, Ordering::AcqRel);
     budget.record(started.elapsed());
     word.load(Ordering::Acquire) != seen
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::os::membarrier::FENCES_ON_THIS_THREAD;
+    use crate::queue::Queue;
+    use std::time::Duration;
+
+    const ROUNDS: u64 = 400;
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// Answers `ROUNDS` pings; returns how many fences it asked for.
+    fn answer(ping: Queue<u64>, pong: Queue<u64>) -> u64 {
+        for _ in 0..ROUNDS {
+            let n = ping.get_timeout(PATIENCE).expect("a ping");
+            pong.put(&(n + 1)).expect("room for the answer");
+        }
+        FENCES_ON_THIS_THREAD.with(|n| n.get())
+    }
+
+    /// A blocking round trip wakes its sleeper within the nap, so neither
+    /// side interrupts every CPU with a membarrier (each one made a round
+    /// trip on a VM 5x slower). A wait longer than the nap (a loaded
+    /// machine) may fence: the bound leaves room for a quarter of them.
+    #[test]
+    fn a_blocking_ping_pong_asks_for_no_fences() {
+        let ping = Queue::<u64>::with_ring_bytes(0, 64 * 1024).expect("a queue");
+        let pong = Queue::<u64>::with_ring_bytes(0, 64 * 1024).expect("a queue");
+        for q in [&ping, &pong] {
+            q.set_spin(Duration::ZERO);
+        }
+        let theirs = (
+            ping.try_clone().expect("a clone"),
+            pong.try_clone().expect("a clone"),
+        );
+        let answering = std::thread::spawn(move || answer(theirs.0, theirs.1));
+        let before = FENCES_ON_THIS_THREAD.with(|n| n.get());
+        for n in 0..ROUNDS {
+            ping.put(&n).expect("room for the ping");
+            assert_eq!(pong.get_timeout(PATIENCE).expect("an answer"), n + 1);
+        }
+        let ours = FENCES_ON_THIS_THREAD.with(|n| n.get()) - before;
+        let theirs = answering.join().expect("the answering thread");
+        assert!(
+            ours + theirs < ROUNDS / 2,
+            "{ours} + {theirs} fences in {ROUNDS} round trips"
+        );
+    }
 }
