@@ -13,6 +13,8 @@
 //! * [`poll`]: `poll(2)` with a deadline;
 //! * [`process`]: pidfds, `waitpid`, signals to children, the parent-death
 //!   signal, the executable's identity;
+//! * [`liveness`]: whether a process named by pid and start time still
+//!   runs, asked often (a pidfd polled, `/proc` read once);
 //! * [`procfs`]: what `/proc` says (thread counts, start times, states, RSS,
 //!   available memory, processes of a user);
 //! * [`memory`]: memfds, seals, shared mappings, `MADV_DONTFORK`;
@@ -29,6 +31,7 @@ pub mod contention;
 pub mod fd;
 pub mod futex;
 pub mod limits;
+pub mod liveness;
 pub(crate) mod membarrier;
 pub mod memory;
 pub mod poll;

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::os::clock::monotonic_ns;
-use crate::os::procfs::start_time_of;
+use crate::os::liveness::process_alive;
 
 pub(crate) const SLOTS: usize = 256;
 
@@ -131,13 +131,7 @@ impl Producers {
             let registered = slot.start_time.load(Ordering::Acquire);
             let reserved_until = slot.reserved_until.load(Ordering::Acquire);
             let lapsed = reserved_until != 0 && monotonic_ns() > reserved_until;
-            let alive = !lapsed
-                && match start_time_of(pid) {
-                    Some((start, state)) => {
-                        state != 'Z' && state != 'X' && (registered == 0 || start == registered)
-                    }
-                    None => false,
-                };
+            let alive = !lapsed && process_alive(pid, registered);
             if alive {
                 any_alive = true;
             } else {

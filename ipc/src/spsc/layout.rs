@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::os::clock::monotonic_ns;
-use crate::os::procfs;
+use crate::os::{liveness, procfs};
 use crate::shm::cell::ShmState;
 
 pub(crate) const RECORD_HEADER: usize = 8;
@@ -53,12 +53,7 @@ impl PeerRecord {
         if pid == 0 {
             return false; // not claimed yet: a child about to start
         }
-        match procfs::start_time_of(pid) {
-            Some((start, state)) => {
-                state == 'Z' || state == 'X' || start != self.start_time.load(Ordering::Acquire)
-            }
-            None => true,
-        }
+        !liveness::process_alive(pid, self.start_time.load(Ordering::Acquire))
     }
 }
 
