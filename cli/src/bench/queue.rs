@@ -227,7 +227,11 @@ fn blocking_rows(rounds: usize, cpu: Option<usize>) -> Result<Vec<Row>, String> 
         p90_ms: None,
         vs_baseline: Some(p50 / floor_p50.max(1e-3)),
         baseline: Some(format!(
-            "the futex floor (round trip p50 {p50:.2} us, p99 {p99:.2} us)"
+            "the futex floor (round trip p50 {p50:.2} us, p99 {p99:.2} us){}",
+            match cpu {
+                None => super::futex_floor::halt_polling_note(),
+                Some(_) => String::new(),
+            }
         )),
         runs: 3,
         ..Row::default()
