@@ -169,9 +169,10 @@ pub(crate) fn sleep_on(
         let nap = slice.min(UNFENCED_NAP);
         crate::os::futex::wait(futex, seen as u32, Deadline::after(nap));
         slice = slice.saturating_sub(nap);
+        // Nothing left to sleep (a short timeout): no fence either.
         if word.load(Ordering::Acquire) != seen {
             slice = Duration::ZERO;
-        } else if crate::os::membarrier::global_fence().is_err() {
+        } else if !slice.is_zero() && crate::os::membarrier::global_fence().is_err() {
             // Either the owner sees us counted, or we see its new position.
             // If that cannot be made sure, sleep briefly instead.
             slice = slice.min(Duration::from_millis(1));
@@ -201,6 +202,31 @@ mod tests {
             pong.put(&(n + 1)).expect("room for the answer");
         }
         FENCES_ON_THIS_THREAD.with(|n| n.get())
+    }
+
+    /// A caller polling with short timeouts (a loop of `get_timeout(1 ms)`
+    /// beside other work) sleeps out its timeouts within the nap: a fence
+    /// for each would interrupt every CPU a thousand times a second.
+    #[test]
+    fn short_timeouts_on_an_empty_queue_ask_for_no_fences() {
+        let q = Queue::<u64>::with_ring_bytes(0, 64 * 1024).expect("a queue");
+        let writer = q.try_clone().expect("a clone");
+        // A thread that puts in streaks becomes the producers' owner, so
+        // the sleeps below are the ones that pair with a fence-less writer.
+        std::thread::spawn(move || {
+            for n in 0..1_000 {
+                writer.put(&n).expect("room");
+            }
+        })
+        .join()
+        .expect("the writer");
+        while q.try_get().is_ok() {}
+        let before = FENCES_ON_THIS_THREAD.with(|n| n.get());
+        for _ in 0..20 {
+            assert!(q.get_timeout(Duration::from_millis(1)).is_err(), "empty");
+        }
+        let fences = FENCES_ON_THIS_THREAD.with(|n| n.get()) - before;
+        assert_eq!(fences, 0, "fences in 20 short waits");
     }
 
     /// A blocking round trip wakes its sleeper within the nap, so neither
