@@ -86,6 +86,17 @@ enum Placing {
 const LOOK_GOAL: u64 = 64;
 const AFTER_WAIT: u64 = u64::MAX;
 
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread found the ring full and waited for room.
+    pub(crate) static WAITS_FOR_ROOM: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The room a producer that found the ring full waits for before it puts
+/// again (at most an eighth of the ring), and for how long at most.
+const RESUME_ROOM: usize = 16384;
+const RESUME_PATIENCE: Duration = Duration::from_micros(200);
+
 /// How far ahead of its records a producer asks for lines in writable
 /// state. The consumer read those lines a lap ago; without the hint each
 /// first store to a line waits for the other core to give it up, in order,
@@ -573,15 +584,7 @@ impl<'a> Ring<'a> {
             }
             drop(locked);
             self.wake_consumers();
-            sleep_on(
-                &s.head.word,
-                head,
-                &s.producers_waiting.count,
-                deadline.deadline().min(Deadline::after(LIVENESS_SLICE)),
-                self.spin(),
-                &self.seen.budget,
-                &self.head_bias(),
-            );
+            self.wait_for_room(head, &mut deadline);
             let again = lock_side(&s.tail.lock, &mut deadline)
                 .and_then(|l| bias.settle(mine, thread, &mut deadline).map(|()| l));
             locked = match again {
@@ -603,6 +606,45 @@ impl<'a> Ring<'a> {
         drop(locked);
         self.wake_consumers();
         add_up(written, result.map(|()| 0))
+    }
+
+    /// Waits, after a put found the ring full at `head`, until the
+    /// consumers have freed a run of room ([`RESUME_ROOM`]), not one record:
+    /// a producer that resumes at each freed record writes into the lines
+    /// the consumer is reading, and both then pay a cross-core transfer per
+    /// message. Only for [`RESUME_PATIENCE`] (a slow consumer, or other
+    /// producers taking the room, must not hold this one back), and never
+    /// past a slice in which nothing moved, the deadline, or a shutdown.
+    fn wait_for_room(&self, mut head: u64, deadline: &mut Patience) {
+        #[cfg(test)]
+        WAITS_FOR_ROOM.with(|n| n.set(n.get() + 1));
+        let s = self.state;
+        let want = (self.cap / 8).min(RESUME_ROOM) as u64;
+        let mut started = None;
+        loop {
+            sleep_on(
+                &s.head.word,
+                head,
+                &s.producers_waiting.count,
+                deadline.deadline().min(Deadline::after(LIVENESS_SLICE)),
+                self.spin(),
+                &self.seen.budget,
+                &self.head_bias(),
+            );
+            let now = s.head.word.load(Ordering::Acquire);
+            if now == head || deadline.passed() || self.shutdown_state() != 0 {
+                return;
+            }
+            // A heuristic only: a corrupted tail word makes it stop early.
+            let tail = s.tail.word.load(Ordering::Acquire);
+            let used = self.distance(pos(tail), pos(now));
+            let free = (self.cap as u64).saturating_sub(used);
+            let since = *started.get_or_insert_with(std::time::Instant::now);
+            if free >= want || since.elapsed() >= RESUME_PATIENCE {
+                return;
+            }
+            head = now;
+        }
     }
 
     /// Writes one record at `*tail` and moves `*tail` past it (not yet
