@@ -28,7 +28,7 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 /// on what a missed wake-up would cost. Not shorter: on a VM (measured here,
 /// Firecracker, one CPU), a futex timeout under about half a millisecond
 /// made every blocking round trip 16 us slower.
-pub(crate) const UNFENCED_NAP: Duration = Duration::from_millis(2);
+const UNFENCED_NAP: Duration = Duration::from_millis(2);
 
 /// The longest pause between two looks while spinning (in `spin_loop` hints,
 /// each some tens of nanoseconds).
@@ -169,10 +169,10 @@ pub(crate) fn sleep_on(
         let nap = slice.min(UNFENCED_NAP);
         crate::os::futex::wait(futex, seen as u32, Deadline::after(nap));
         slice = slice.saturating_sub(nap);
-        // Nothing left to sleep (a short timeout): no fence either.
         if word.load(Ordering::Acquire) != seen {
             slice = Duration::ZERO;
         } else if !slice.is_zero() && crate::os::membarrier::global_fence().is_err() {
+            // (Nothing left to sleep, a short timeout: no fence either.)
             // Either the owner sees us counted, or we see its new position.
             // If that cannot be made sure, sleep briefly instead.
             slice = slice.min(Duration::from_millis(1));
