@@ -45,7 +45,7 @@ impl Table {
     /// given, and the numbers are soon reused: a child forgets them,
     /// without closing descriptors that may be someone else's by now.
     fn entries(&mut self) -> &mut Vec<Watched> {
-        let me = std::process::id();
+        let me = super::thread_id::process_id();
         if self.owner != me {
             for stale in self.watched.drain(..) {
                 std::mem::forget(stale.pidfd);
