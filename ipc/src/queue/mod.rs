@@ -287,16 +287,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts raw bytes as one message (received with [`get_bytes`](Self::get_bytes)).
+    #[inline]
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(), PutTimeoutError> {
         self.put_bytes_deadline(bytes, Patience::never())
     }
 
+    #[inline(always)]
     pub(crate) fn put_bytes_deadline(
         &self,
         bytes: &[u8],
         deadline: Patience,
     ) -> Result<(), PutTimeoutError> {
-        let written = self.put_many_bytes_deadline(&[bytes], deadline)?;
+        let ring = self.ring();
+        let written = if bytes.len() <= ring.max_message() {
+            // The hot path, apart from the batch's (which sizes up every
+            // message first), so that it inlines into the caller's loop.
+            self.ensure_producer()?;
+            ring.put_many(&[bytes], deadline).map_err(put_error)?
+        } else {
+            self.put_many_bytes_deadline(&[bytes], deadline)?
+        };
         if written == 1 {
             Ok(())
         } else {
@@ -502,6 +512,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Takes up to `max` messages and shows each one's bytes to `each` in
     /// place (no copy, no allocation); returns how many.
+    #[inline]
     pub fn get_many_bytes_with(
         &self,
         max: usize,
@@ -511,6 +522,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.get_many_with(max, Patience::after(timeout), each)
     }
 
+    #[inline(always)]
     fn get_many_with(
         &self,
         max: usize,

@@ -103,6 +103,29 @@ const RESUME_PATIENCE: Duration = Duration::from_micros(200);
 /// and small puts stall on a full store buffer (this machine: 2x slower).
 const WRITE_AHEAD: usize = 512;
 
+/// How far ahead of its head a consumer asks for the lines of records
+/// already published. Without the hint a consumer that is behind (a full
+/// ring) waits for each line to cross from the producer's core in turn
+/// (this machine, 64 B puts one by one: 39-43 M msgs/s without it; with
+/// it 42-44 M at 128 B ahead, 46-49 M at 256, 49-55 M at 512, 50-56 M at
+/// 1 KiB, 48-56 M at 2 KiB, 44-53 M at 4 KiB).
+const READ_AHEAD: usize = 1024;
+
+/// Hints that the line at `p` will be read soon.
+#[inline(always)]
+fn prefetch_for_read(p: *const u8) {
+    // Safe to call in newer Rust, unsafe in 1.85 (our rust-version).
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unused_unsafe)]
+    // SAFETY: a prefetch is only a hint: it never faults, whatever the
+    // address, and changes no register or memory.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Hints that the line at `p` will be written soon (PREFETCHW where the CPU
 /// has it; nothing elsewhere).
 #[inline(always)]
@@ -453,7 +476,7 @@ impl<'a> Ring<'a> {
 
     /// Writes as many of `messages` as fit by `deadline` (all, unless it
     /// passes); returns how many went in. Each is published as it is written.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put_many(
         &self,
         messages: &[&[u8]],
@@ -496,7 +519,10 @@ impl<'a> Ring<'a> {
     }
 
     /// The put paths, for `n` records that `place(ring, i, tail)` writes.
-    #[inline]
+    /// Always inlined: the owner's path is a few dozen instructions, and
+    /// the call cost a third (a user crate's loop of 64 B `put_bytes`: 40 M
+    /// msgs/s through the call, 57-60 M inlined).
+    #[inline(always)]
     fn put_with<F>(&self, n: usize, deadline: Patience, mut place: F) -> Result<usize, RingError>
     where
         F: FnMut(&Self, usize, &mut u64) -> Result<(), Placing>,
@@ -760,7 +786,7 @@ impl<'a> Ring<'a> {
 
     /// Takes up to `max` messages, waiting for the first until `deadline`;
     /// `each` sees every payload (in the shared memory, before it is freed).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_many<F: FnMut(Record<'_>)>(
         &self,
         max: usize,
@@ -902,6 +928,17 @@ impl<'a> Ring<'a> {
             }
             let mut at = self.offset(pos(*head));
             let mut new_pos = pos(*head);
+            // Published records lie ahead: ask for their lines now, so the
+            // reads below do not wait for each one to cross from the
+            // producer's core in turn (never past the tail, where the
+            // producer is still writing).
+            if available > READ_AHEAD as u64 && available <= self.cap as u64 {
+                let mut ahead = at + READ_AHEAD;
+                if ahead >= self.cap {
+                    ahead -= self.cap;
+                }
+                prefetch_for_read(self.data.wrapping_add(ahead));
+            }
             // SAFETY: `at` is 8-aligned inside the ring; the record there is published.
             let (mut len, mut kind) = unsafe { self.read_header(at) };
             if kind == KIND_WRAP {
