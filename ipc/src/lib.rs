@@ -124,6 +124,7 @@ pub mod mq;
 pub mod net;
 pub mod os;
 pub mod pipe;
+mod prefetch;
 pub mod process;
 pub mod queue;
 pub mod shm;

@@ -111,49 +111,6 @@ const WRITE_AHEAD: usize = 512;
 /// 1 KiB, 48-56 M at 2 KiB, 44-53 M at 4 KiB).
 const READ_AHEAD: usize = 1024;
 
-/// Hints that the line at `p` will be read soon.
-#[inline(always)]
-fn prefetch_for_read(p: *const u8) {
-    // Safe to call in newer Rust, unsafe in 1.85 (our rust-version).
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unused_unsafe)]
-    // SAFETY: a prefetch is only a hint: it never faults, whatever the
-    // address, and changes no register or memory.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// Hints that the line at `p` will be written soon (PREFETCHW where the CPU
-/// has it; nothing elsewhere).
-#[inline(always)]
-fn prefetch_for_write(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAS_PREFETCHW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let has = *HAS_PREFETCHW.get_or_init(|| {
-            // `__cpuid` is a safe function from Rust 1.87 and an unsafe
-            // one before: the block keeps 1.85 (our rust-version) building.
-            #[allow(unused_unsafe)]
-            // SAFETY: CPUID leaf 0x8000_0001 exists on every x86-64 CPU;
-            // the instruction reads no memory.
-            let ecx = unsafe { std::arch::x86_64::__cpuid(0x8000_0001) }.ecx;
-            ecx & (1 << 8) != 0 // 3DNowPrefetch: PREFETCH / PREFETCHW
-        });
-        if has {
-            // SAFETY: a prefetch is only a hint: it never faults, whatever
-            // the address, and changes no register or memory.
-            unsafe {
-                std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// One side of the ring (producers' or consumers'), on its own cache line.
 #[repr(C, align(64))]
 pub(crate) struct Side {
@@ -737,7 +694,7 @@ impl<'a> Ring<'a> {
                 if ahead >= self.cap {
                     ahead %= self.cap;
                 }
-                prefetch_for_write(self.data.wrapping_add(ahead));
+                crate::prefetch::for_write(self.data.wrapping_add(ahead));
             }
             // SAFETY: `need` bytes from `at` are inside the ring and free.
             unsafe {
@@ -937,7 +894,7 @@ impl<'a> Ring<'a> {
                 if ahead >= self.cap {
                     ahead -= self.cap;
                 }
-                prefetch_for_read(self.data.wrapping_add(ahead));
+                crate::prefetch::for_read(self.data.wrapping_add(ahead));
             }
             // SAFETY: `at` is 8-aligned inside the ring; the record there is published.
             let (mut len, mut kind) = unsafe { self.read_header(at) };
