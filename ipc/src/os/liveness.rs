@@ -1,6 +1,7 @@
-//! Whether a process, named by its pid and start time, still runs, for
-//! callers that ask again and again: a consumer blocked on a queue asks
-//! about every producer after each idle slice, an SPSC end about its peer.
+//! Whether a process (or one thread), named by its id and start time,
+//! still runs, for callers that ask again and again: a consumer blocked on
+//! a queue asks about every producer after each idle slice, an SPSC end
+//! about its peer, a lock's waiter about the thread holding it.
 //!
 //! `/proc/<pid>/stat` answers, but it is dear for a thread that has just
 //! woken: on a VM, 0.5-0.7 ms of CPU per read (against 20-30 us for a bare
@@ -8,8 +9,9 @@
 //! queue use 1 % of a core. So the first question about a process opens a
 //! pidfd and checks with `/proc` that the pid still names that process;
 //! later questions poll the pidfd, which turns readable once the process has
-//! exited (a zombie counts as exited). Where pidfds are refused, or the
-//! table is busy or full, `/proc` answers as before.
+//! exited (a zombie counts as exited). A thread is watched the same way
+//! through a thread pidfd (Linux 6.9 and later). Where pidfds are refused,
+//! or the table is busy or full, `/proc` answers as before.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
@@ -24,6 +26,9 @@ struct Watched {
     pid: u32,
     /// 0: unknown (any process with the pid is taken for it).
     start_time: u64,
+    /// A thread's pidfd (readable when that thread exits), not a process's
+    /// (readable when its last thread does).
+    thread: bool,
     pidfd: OwnedFd,
 }
 
@@ -59,17 +64,27 @@ impl Table {
 /// True while process `pid`, started `start_time` clock ticks after boot
 /// (0: unknown, any start time), has not exited.
 pub fn process_alive(pid: u32, start_time: u64) -> bool {
-    if pid == 0 {
+    alive(pid, start_time, false)
+}
+
+/// True while thread `tid` (of any process), started `start_time` clock
+/// ticks after boot (0: any), has not exited.
+pub fn thread_alive(tid: u32, start_time: u64) -> bool {
+    alive(tid, start_time, true)
+}
+
+fn alive(id: u32, start_time: u64, thread: bool) -> bool {
+    if id == 0 {
         return false;
     }
     // Never wait for the table: a forked child may have inherited it locked.
     let Ok(mut table) = TABLE.try_lock() else {
-        return alive_by_proc(pid, start_time);
+        return alive_by_proc(id, start_time);
     };
     let table = table.entries();
     if let Some(i) = table
         .iter()
-        .position(|w| w.pid == pid && w.start_time == start_time)
+        .position(|w| w.pid == id && w.start_time == start_time && w.thread == thread)
     {
         return match exited(&table[i].pidfd) {
             Some(true) => {
@@ -77,26 +92,32 @@ pub fn process_alive(pid: u32, start_time: u64) -> bool {
                 false
             }
             Some(false) => true,
-            None => alive_by_proc(pid, start_time),
+            None => alive_by_proc(id, start_time),
         };
     }
-    let pidfd = match super::process::pidfd_open(pid as i32) {
+    let opened = if thread {
+        super::process::pidfd_open_thread(id as i32)
+    } else {
+        super::process::pidfd_open(id as i32)
+    };
+    let pidfd = match opened {
         Ok(Some(fd)) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return false,
         // Refused, or out of descriptors: ask /proc every time.
-        Ok(None) | Err(_) => return alive_by_proc(pid, start_time),
+        Ok(None) | Err(_) => return alive_by_proc(id, start_time),
     };
-    // The pidfd names whoever had the pid when it was opened: /proc, asked
-    // after, says whether that is still the process meant.
-    if !alive_by_proc(pid, start_time) {
+    // The pidfd names whoever had the id when it was opened: /proc, asked
+    // after, says whether that is still the one meant.
+    if !alive_by_proc(id, start_time) {
         return false;
     }
     if table.len() >= WATCHED {
         table.remove(0);
     }
     table.push(Watched {
-        pid,
+        pid: id,
         start_time,
+        thread,
         pidfd,
     });
     true
@@ -170,6 +191,27 @@ mod tests {
         assert!(!process_alive(pid, 0));
         let _ = child.wait();
         assert!(!process_alive(pid, start), "reaped");
+    }
+
+    #[test]
+    fn a_thread_is_alive_until_it_ends() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let tid = super::super::thread_id::thread_id();
+            let _ = tx.send((tid, super::super::thread_id::thread_start_time()));
+            let _ = done_rx.recv();
+        });
+        let (tid, start) = rx.recv().expect("the thread's id");
+        assert!(thread_alive(tid, start));
+        assert!(thread_alive(tid, start), "asked again");
+        assert!(thread_alive(tid, 0), "any start time");
+        assert!(!thread_alive(tid, start + 1), "another thread's start time");
+        let _ = done_tx.send(());
+        thread.join().expect("the thread ends");
+        assert!(!thread_alive(tid, start), "ended");
+        assert!(!thread_alive(tid, 0), "ended, any start time");
+        assert!(!thread_alive(0, 0));
     }
 
     /// Forks a child that looks at the inherited table: its exit code.

@@ -10,8 +10,27 @@ use crate::process::ExitStatus;
 /// Opens a pidfd for `pid`: readable once the process exits. `Ok(None)` on
 /// kernels before 5.3, where callers fall back to short polling.
 pub fn pidfd_open(pid: i32) -> io::Result<Option<OwnedFd>> {
+    pidfd_open_with(pid, 0)
+}
+
+/// `PIDFD_THREAD` (Linux 6.9): the pidfd names one thread, and turns
+/// readable when that thread exits.
+const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
+
+/// A pidfd for thread `tid` of any process, readable once that thread has
+/// exited. `Ok(None)` where the kernel has no thread pidfds (before 6.9)
+/// or refuses them.
+pub fn pidfd_open_thread(tid: i32) -> io::Result<Option<OwnedFd>> {
+    match pidfd_open_with(tid, PIDFD_THREAD) {
+        // An older kernel does not know the flag.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        other => other,
+    }
+}
+
+fn pidfd_open_with(pid: i32, flags: libc::c_int) -> io::Result<Option<OwnedFd>> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
     if fd < 0 {
         let err = io::Error::last_os_error();
         return match err.raw_os_error() {

@@ -57,8 +57,16 @@ impl TaskStat {
 
 /// `/proc/<id>/stat` of a process or thread (any thread id works there).
 pub fn task_stat(id: u32) -> Option<TaskStat> {
+    #[cfg(test)]
+    STAT_READS.with(|n| n.set(n.get() + 1));
     let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
     parse_stat(&stat)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread read a `/proc/<id>/stat`.
+    pub(crate) static STAT_READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 fn parse_stat(stat: &str) -> Option<TaskStat> {

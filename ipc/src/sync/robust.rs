@@ -14,9 +14,10 @@
 //! The word holds the holder's thread id (bit 31: someone may be asleep).
 //! Locking is one compare-and-swap when free; unlocking one swap, plus a
 //! futex wake if someone sleeps. A holder that dies is found by its
-//! waiters: every slice of waiting they check the holder's thread in
-//! `/proc` (gone, a zombie, or a newer thread with the same id, told apart
-//! by the start time the holder recorded), take the lock over with a
+//! waiters: every slice of waiting they check the holder's thread (gone, a
+//! zombie, or a newer thread with the same id, told apart by the start
+//! time the holder recorded: `/proc` the first time, a thread pidfd after,
+//! see [`crate::os::liveness`]), take the lock over with a
 //! compare-and-swap of the exact word they judged, and report
 //! [`Acquired::OwnerDied`]. All users of a lock must share a pid namespace.
 
@@ -25,16 +26,17 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::os::thread_id::{thread_id, thread_start_time};
-use crate::os::{futex, procfs, Deadline};
+use crate::os::{futex, liveness, Deadline};
 
 /// Set in the word when a waiter may be asleep on it.
 const WAITERS: u32 = 1 << 31;
 const TID_MASK: u32 = WAITERS - 1;
 /// How long a waiter sleeps before it checks whether the holder lives;
-/// then twice as long each time, up to `LONGEST_SLICE`. Each check reads
-/// `/proc` (0.5-0.7 ms of CPU for a thread just woken, on a VM): a thread
-/// waiting on a lock held for seconds would otherwise use half a percent
-/// of a core. The cost is a later notice of a holder's death, at most the
+/// then twice as long each time, up to `LONGEST_SLICE`. A check read
+/// `/proc` every time (0.5-0.7 ms of CPU for a thread just woken, on a VM;
+/// now only the first time where the kernel has thread pidfds), and a
+/// thread waiting on a lock held for seconds used half a percent of a
+/// core. The cost is a later notice of a holder's death, at most the
 /// longest slice after it.
 const FIRST_LOOK: Duration = Duration::from_millis(5);
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
@@ -200,20 +202,16 @@ impl RobustMutex {
     fn holder_alive(&self, tid: u32) -> bool {
         #[cfg(test)]
         tests::HOLDER_CHECKS.with(|n| n.set(n.get() + 1));
-        if tid == 0 {
-            return false;
-        }
-        let Some((start, state)) = procfs::start_time_of(tid) else {
-            return false;
-        };
-        if state == 'Z' || state == 'X' {
-            return false;
-        }
         // The record is the holder's only if it names the same id (a
         // holder killed between winning the word and writing its record
         // leaves a record of someone else: judge by the id alone then).
-        let recorded = self.owner_start.load(Ordering::Relaxed);
-        self.owner_tid.load(Ordering::Relaxed) != tid || recorded == 0 || start == recorded
+        let start = match self.owner_tid.load(Ordering::Relaxed) == tid {
+            true => self.owner_start.load(Ordering::Relaxed),
+            false => 0,
+        };
+        // A thread pidfd after the first ask: /proc is dear for a waiter
+        // just woken.
+        liveness::thread_alive(tid, start)
     }
 
     /// Whether someone holds the lock now (Python's `locked()`).
@@ -327,5 +325,46 @@ mod tests {
         assert!(matches!(got, Err(NotAcquired::Timeout)));
         let checks = HOLDER_CHECKS.with(|n| n.get()) - before;
         assert!((3..=8).contains(&checks), "{checks} checks in 2 s");
+    }
+
+    /// Where the kernel has thread pidfds, only the first ask about a
+    /// holder reads /proc (0.5-0.7 ms of CPU for a waiter just woken, on
+    /// a VM); the later ones poll the pidfd. Every ask read it before.
+    #[test]
+    fn asking_again_about_a_live_holder_reads_no_proc() {
+        use crate::os::procfs::STAT_READS;
+        let me = crate::os::thread_id::thread_id() as i32;
+        let thread_pidfds = matches!(crate::os::process::pidfd_open_thread(me), Ok(Some(_)));
+        // A thread that holds the lock for the whole wait.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _ = tx.send(crate::os::thread_id::thread_id());
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().expect("the holder's id");
+        let m = fresh(false);
+        m.word().store(tid, Ordering::Relaxed);
+        let (checks_before, reads_before) = (
+            HOLDER_CHECKS.with(|n| n.get()),
+            STAT_READS.with(|n| n.get()),
+        );
+        let got = m.lock(Deadline::after(Duration::from_millis(700)));
+        assert!(matches!(got, Err(NotAcquired::Timeout)));
+        let checks = HOLDER_CHECKS.with(|n| n.get()) - checks_before;
+        let reads = STAT_READS.with(|n| n.get()) - reads_before;
+        assert!(checks >= 3, "{checks} checks in 0.7 s");
+        if thread_pidfds {
+            assert!(reads <= 1, "{reads} reads of /proc in {checks} checks");
+        } else {
+            crate::os::stderr::line(format_args!(
+                "no thread pidfds on this kernel: {reads} reads in {checks} checks"
+            ));
+            assert_eq!(reads, checks);
+        }
+        // Once the holder has ended, the next ask says so.
+        let _ = done_tx.send(());
+        holder.join().expect("the holder ends");
+        assert!(!m.holder_alive(tid));
     }
 }
