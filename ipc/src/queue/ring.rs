@@ -32,7 +32,7 @@ use crate::sync::robust::RobustMutex;
 
 use super::bias::{Bias, BiasState};
 use super::producers::Producers;
-use super::wait::{lock_side, low32, sleep_on, Patience, DEFAULT_SPIN, LIVENESS_SLICE};
+use super::wait::{lock_side, owes_wake, sleep_on, Patience, DEFAULT_SPIN, LIVENESS_SLICE};
 
 /// Bits of a position word that hold the byte position. Positions run over
 /// two laps of the ring, `[0, 2 * capacity)`: an offset is then the
@@ -90,6 +90,8 @@ const AFTER_WAIT: u64 = u64::MAX;
 thread_local! {
     /// How many times this thread found the ring full and waited for room.
     pub(crate) static WAITS_FOR_ROOM: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// How many times this thread woke the consumers' sleepers.
+    pub(crate) static CONSUMER_WAKES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// The room a producer that found the ring full waits for before it puts
@@ -124,11 +126,12 @@ pub(crate) struct Side {
     streak: AtomicU64,
 }
 
-/// A count of sleepers, alone on its line: it changes only when someone
-/// sleeps, so reading it on every put or get costs no cache traffic.
+/// Whether the sleepers on a side's word are owed a wake-up (see
+/// [`owes_wake`]), alone on its line: it changes only when someone sleeps
+/// or is woken, so reading it on every put or get costs no cache traffic.
 #[repr(C, align(64))]
 pub(crate) struct Sleepers {
-    count: AtomicU32,
+    owed: AtomicU32,
 }
 
 /// Written once at creation, read by everyone.
@@ -392,21 +395,35 @@ impl<'a> Ring<'a> {
     /// Shuts the queue down and wakes everyone waiting on it.
     pub(crate) fn shut_down(&self, how: u32) {
         self.state.shutdown.state.fetch_max(how, Ordering::AcqRel);
-        crate::os::futex::wake_all(low32(&self.state.tail.word));
-        crate::os::futex::wake_all(low32(&self.state.head.word));
-    }
-
-    #[inline]
-    fn wake_consumers(&self) {
-        if self.state.consumers_waiting.count.load(Ordering::Acquire) > 0 {
-            crate::os::futex::wake_all(low32(&self.state.tail.word));
+        // Cleared, so that a sleeper about to sleep does not; then woken.
+        for sleepers in [&self.state.consumers_waiting, &self.state.producers_waiting] {
+            sleepers.owed.store(0, Ordering::SeqCst);
+            crate::os::futex::wake_all(&sleepers.owed);
         }
     }
 
     #[inline]
+    fn wake_consumers(&self) {
+        let sleepers = &self.state.consumers_waiting.owed;
+        if owes_wake(sleepers) {
+            #[cfg(test)]
+            CONSUMER_WAKES.with(|n| n.set(n.get() + 1));
+            crate::os::futex::wake_all(sleepers);
+        }
+    }
+
+    /// Whether a consumer has armed the consumers' sleepers word (it is
+    /// asleep, or about to be).
+    #[cfg(test)]
+    pub(crate) fn consumers_armed(&self) -> bool {
+        self.state.consumers_waiting.owed.load(Ordering::Acquire) & super::wait::ARMED != 0
+    }
+
+    #[inline]
     fn wake_producers(&self) {
-        if self.state.producers_waiting.count.load(Ordering::Acquire) > 0 {
-            crate::os::futex::wake_all(low32(&self.state.head.word));
+        let sleepers = &self.state.producers_waiting.owed;
+        if owes_wake(sleepers) {
+            crate::os::futex::wake_all(sleepers);
         }
     }
 
@@ -608,7 +625,7 @@ impl<'a> Ring<'a> {
             sleep_on(
                 &s.head.word,
                 head,
-                &s.producers_waiting.count,
+                &s.producers_waiting.owed,
                 deadline.deadline().min(Deadline::after(LIVENESS_SLICE)),
                 self.spin(),
                 &self.seen.budget,
@@ -823,7 +840,7 @@ impl<'a> Ring<'a> {
             if !sleep_on(
                 &s.tail.word,
                 seen_tail,
-                &s.consumers_waiting.count,
+                &s.consumers_waiting.owed,
                 deadline
                     .deadline()
                     .min(Deadline::after(idle_slice(idle_slices))),
