@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::SpscError;
-use super::layout::{low32, Header};
+use super::layout::Header;
 use super::segment::Segment;
 use crate::os::{futex, Deadline};
 use crate::shm::cell::ShmCell;
@@ -132,11 +132,10 @@ impl End {
             // its word before its look at our flag.
             std::sync::atomic::fence(Ordering::SeqCst);
             if word.load(Ordering::Acquire) == seen {
-                futex::wait(
-                    low32(word),
-                    seen as u32,
-                    deadline.min(Deadline::after(SLICE)),
-                );
+                // Asleep on the flag, not the word: a peer that clears it
+                // (its wake-up, paid once) after our look changes the value
+                // we sleep on, so we cannot sleep through that wake-up.
+                futex::wait(sleeping, 1, deadline.min(Deadline::after(SLICE)));
             }
             sleeping.store(0, Ordering::Relaxed);
             moved = word.load(Ordering::Acquire) != seen;

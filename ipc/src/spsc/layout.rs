@@ -88,12 +88,12 @@ impl Header {
     }
 }
 
-/// The low half of a 64-bit position word, which the futex watches.
-pub(crate) fn low32(word: &AtomicU64) -> &AtomicU32 {
-    // SAFETY: the low half of an 8-aligned AtomicU64 is a 4-aligned u32 on
-    // little-endian targets; the futex only reads it atomically.
-    unsafe { &*(word.as_ptr() as *const AtomicU32) }
+/// Whether an end that just published owes its sleeping peer a wake-up;
+/// if so, the peer's flag is now cleared (paid) and the caller wakes it.
+/// Until the peer raises the flag again, further records call no futex
+/// wake: a woken peer may not run for a while (on one CPU, not until the
+/// publisher stops), and every record until then paid one.
+#[inline]
+pub(crate) fn owes_wake(sleeping: &AtomicU32) -> bool {
+    sleeping.load(Ordering::Relaxed) != 0 && sleeping.swap(0, Ordering::AcqRel) != 0
 }
-
-#[cfg(not(target_endian = "little"))]
-compile_error!("the SPSC ring's futex watches the low half of a position word: little-endian only");

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::end::End;
 use super::error::SpscError;
-use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::layout::{owes_wake, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
 use super::record_size;
 use super::segment::Segment;
 use super::wire;
@@ -179,8 +179,8 @@ impl Receiver {
         let Ok(h) = self.header() else { return };
         h.head.0.store(self.head, Ordering::Release);
         std::sync::atomic::fence(Ordering::SeqCst);
-        if h.sender_sleeping.0.load(Ordering::Relaxed) != 0 {
-            futex::wake_all(low32(&h.head.0));
+        if owes_wake(&h.sender_sleeping.0) {
+            futex::wake_all(&h.sender_sleeping.0);
         }
     }
 
@@ -356,7 +356,8 @@ impl Drop for Receiver {
         }
         if let Ok(h) = self.header() {
             h.receiver.0.close();
-            futex::wake_all(low32(&h.head.0));
+            h.sender_sleeping.0.store(0, Ordering::SeqCst);
+            futex::wake_all(&h.sender_sleeping.0);
         }
     }
 }

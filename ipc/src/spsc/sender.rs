@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::end::End;
 use super::error::{SpscError, TrySendError};
-use super::layout::{low32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::layout::{owes_wake, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
 use super::segment::Segment;
 use super::wire;
 use super::{max_payload, record_size};
@@ -163,8 +163,10 @@ impl Sender {
         // Dekker with the receiver: our tail before its flag, its flag before
         // its look at our tail.
         std::sync::atomic::fence(Ordering::SeqCst);
-        if h.receiver_sleeping.0.load(Ordering::Relaxed) != 0 {
-            futex::wake_all(low32(&h.tail.0));
+        if owes_wake(&h.receiver_sleeping.0) {
+            #[cfg(test)]
+            super::tests::RECEIVER_WAKES.with(|n| n.set(n.get() + 1));
+            futex::wake_all(&h.receiver_sleeping.0);
         }
     }
 
@@ -281,8 +283,10 @@ impl Drop for Sender {
         }
         if let Ok(h) = self.header() {
             h.sender.0.close();
-            // A receiver asleep on the tail learns at once.
-            futex::wake_all(low32(&h.tail.0));
+            // A receiver asleep learns at once (cleared first: one about to
+            // sleep does not).
+            h.receiver_sleeping.0.store(0, Ordering::SeqCst);
+            futex::wake_all(&h.receiver_sleeping.0);
         }
     }
 }

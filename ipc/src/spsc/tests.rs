@@ -222,3 +222,67 @@ fn a_parked_end_refuses_until_opened_and_its_peer_sees_nothing_until_then() {
     assert!(rx.try_recv_into(&mut out).expect("receive"));
     assert_eq!(out, b"now");
 }
+
+thread_local! {
+    /// How many times this thread's sender woke a sleeping receiver.
+    pub(super) static RECEIVER_WAKES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A receiver that raised its flag and has not run since (woken, but on
+/// one CPU it runs only when the sender stops) costs its sender one
+/// wake-up call, not one per message. Played here by raising the flag as
+/// a receiver about to sleep does.
+#[test]
+fn a_receiver_slow_to_run_costs_its_sender_one_wake_up() {
+    const MESSAGES: u64 = 1_000;
+    let (mut tx, mut rx) = channel(64 * 1024, 0).expect("channel");
+    header(&tx).receiver_sleeping.0.store(1, Ordering::SeqCst);
+    let before = RECEIVER_WAKES.with(|n| n.get());
+    for n in 0..MESSAGES {
+        tx.try_send(&n.to_le_bytes()).expect("room");
+    }
+    let wakes = RECEIVER_WAKES.with(|n| n.get()) - before;
+    assert_eq!(wakes, 1, "{wakes} wake-ups for {MESSAGES} sends");
+    let mut out = Vec::new();
+    for n in 0..MESSAGES {
+        assert!(rx.try_recv_into(&mut out).expect("a message"));
+        assert_eq!(out, n.to_le_bytes());
+    }
+}
+
+/// A receiver asleep on an empty ring wakes for the next message, and for
+/// its sender's end, each time.
+#[test]
+fn a_sleeping_receiver_wakes_for_each_message_and_for_the_end() {
+    let (mut tx, mut rx) = channel(64 * 1024, 0).expect("channel");
+    let receiver = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match rx.recv_timeout_into(&mut out, Duration::from_secs(30)) {
+                Ok(true) => got.push(u64::from_le_bytes(out[..8].try_into().expect("8 bytes"))),
+                Ok(false) => return Err("timed out: a wake-up was missed".to_string()),
+                Err(SpscError::Disconnected) => return Ok(got),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    });
+    for n in 0..200u64 {
+        // Let the receiver fall asleep before each message.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while header(&tx).receiver_sleeping.0.load(Ordering::Acquire) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the receiver never slept"
+            );
+            std::thread::yield_now();
+        }
+        tx.try_send(&n.to_le_bytes()).expect("room");
+    }
+    drop(tx);
+    let got = receiver
+        .join()
+        .expect("the receiver")
+        .expect("every message, then the end");
+    assert_eq!(got, (0..200).collect::<Vec<u64>>());
+}
