@@ -20,15 +20,41 @@ fn broker_run(url: &str, job_id: &str, rest: &str) -> std::process::Command {
     ))
 }
 
-/// Waits until the job has at least `n` results.
-fn wait_for_results(redis: &RedisServer, job_id: &str, n: u64) {
+/// Waits until the job has at least `n` results. If instead a supervisor
+/// in `runs` exits, or the wait outlasts [`HANG`], every one is stopped and
+/// the panic says what each printed (a bare "never reached" said nothing
+/// about why).
+fn wait_for_results(redis: &RedisServer, job_id: &str, n: u64, runs: &mut [&mut Child]) {
     let key = format!("supervisor:{job_id}:results");
     let started = Instant::now();
-    while redis.number(&["HLEN", &key]) < n {
-        assert!(
-            started.elapsed() < HANG,
-            "the job never reached {n} results"
-        );
+    loop {
+        let have = redis.number(&["HLEN", &key]);
+        if have >= n {
+            return;
+        }
+        let exited = runs
+            .iter_mut()
+            .position(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if exited.is_some() || started.elapsed() > HANG {
+            let mut said = String::new();
+            for (i, child) in runs.iter_mut().enumerate() {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                let tail: String = stderr.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+                said.push_str(&format!(
+                    "\nsupervisor {i} ({status}), last lines reversed:\n{tail}"
+                ));
+            }
+            panic!(
+                "the job reached {have} of {n} results in {:.1?} (a supervisor exited: {}){said}",
+                started.elapsed(),
+                exited.is_some()
+            );
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -68,10 +94,15 @@ fn three_supervisors_one_sigkilled_the_answer_is_exact() {
     let job = "three-one-killed";
     let args = "-w 2 --job primes --limit 1e10 --chunk 1e8";
     let mut victim = spawn(&mut broker_run(&url, job, args));
-    let others: Vec<Child> = (0..2)
+    let mut others: Vec<Child> = (0..2)
         .map(|_| spawn(&mut broker_run(&url, job, args)))
         .collect();
-    wait_for_results(&redis, job, 15);
+    {
+        let mut all: Vec<&mut Child> = std::iter::once(&mut victim)
+            .chain(others.iter_mut())
+            .collect();
+        wait_for_results(&redis, job, 15, &mut all);
+    }
     let workers = workers_of(victim.id());
     signal(victim.id(), libc::SIGKILL);
     let _ = victim.wait();
@@ -136,12 +167,12 @@ fn the_broker_killed_and_restarted_mid_run_loses_nothing() {
     let mut redis = RedisServer::start().expect("the broker tests need redis-server");
     let url = redis.url();
     let job = "broker-restart";
-    let child = spawn(&mut broker_run(
+    let mut child = spawn(&mut broker_run(
         &url,
         job,
         "-w 2 --job primes --limit 1e10 --chunk 1e8",
     ));
-    wait_for_results(&redis, job, 20);
+    wait_for_results(&redis, job, 20, &mut [&mut child]);
     redis.kill();
     std::thread::sleep(Duration::from_millis(300));
     redis.restart().expect("restart redis-server");
@@ -301,10 +332,10 @@ fn a_broker_that_lost_the_job_gets_it_again_and_the_answer_is_exact() {
     let url = redis.url();
     let job = "wiped";
     let args = "-w 1 --job primes --limit 1e10 --chunk 1e8";
-    let runs: Vec<Child> = (0..2)
+    let mut runs: Vec<Child> = (0..2)
         .map(|_| spawn(&mut broker_run(&url, job, args)))
         .collect();
-    wait_for_results(&redis, job, 20);
+    wait_for_results(&redis, job, 20, &mut runs.iter_mut().collect::<Vec<_>>());
     redis.cli(&["FLUSHALL"]);
     let started = Instant::now();
     let finished: Vec<Run> = runs.into_iter().map(finish).collect();
