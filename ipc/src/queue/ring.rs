@@ -32,7 +32,7 @@ use crate::sync::robust::RobustMutex;
 
 use super::bias::{Bias, BiasState};
 use super::producers::Producers;
-use super::wait::{lock_side, owes_wake, sleep_on, Patience, DEFAULT_SPIN, LIVENESS_SLICE};
+use super::wait::{lock_side, sleep_on, Patience, DEFAULT_SPIN, LIVENESS_SLICE};
 
 /// Bits of a position word that hold the byte position. Positions run over
 /// two laps of the ring, `[0, 2 * capacity)`: an offset is then the
@@ -126,9 +126,9 @@ pub(crate) struct Side {
     streak: AtomicU64,
 }
 
-/// Whether the sleepers on a side's word are owed a wake-up (see
-/// [`owes_wake`]), alone on its line: it changes only when someone sleeps
-/// or is woken, so reading it on every put or get costs no cache traffic.
+/// A side's wake-once flag (see [`crate::os::futex::owes_wake`]), alone on
+/// its line: it changes only when someone sleeps or is woken, so reading it
+/// on every put or get costs no cache traffic.
 #[repr(C, align(64))]
 pub(crate) struct Sleepers {
     owed: AtomicU32,
@@ -405,7 +405,7 @@ impl<'a> Ring<'a> {
     #[inline]
     fn wake_consumers(&self) {
         let sleepers = &self.state.consumers_waiting.owed;
-        if owes_wake(sleepers) {
+        if crate::os::futex::owes_wake(sleepers) {
             #[cfg(test)]
             CONSUMER_WAKES.with(|n| n.set(n.get() + 1));
             crate::os::futex::wake_all(sleepers);
@@ -416,13 +416,13 @@ impl<'a> Ring<'a> {
     /// asleep, or about to be).
     #[cfg(test)]
     pub(crate) fn consumers_armed(&self) -> bool {
-        self.state.consumers_waiting.owed.load(Ordering::Acquire) & super::wait::ARMED != 0
+        self.state.consumers_waiting.owed.load(Ordering::Acquire) == super::wait::ARMED
     }
 
     #[inline]
     fn wake_producers(&self) {
         let sleepers = &self.state.producers_waiting.owed;
-        if owes_wake(sleepers) {
+        if crate::os::futex::owes_wake(sleepers) {
             crate::os::futex::wake_all(sleepers);
         }
     }

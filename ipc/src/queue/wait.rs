@@ -30,6 +30,9 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 /// made every blocking round trip 16 us slower.
 const UNFENCED_NAP: Duration = Duration::from_millis(2);
 
+/// What a sleeper raises its side's wake-once flag to.
+pub(super) const ARMED: u32 = 1;
+
 /// The longest pause between two looks while spinning (in `spin_loop` hints,
 /// each some tens of nanoseconds).
 const MAX_PAUSE: u32 = 64;
@@ -107,28 +110,12 @@ pub(crate) fn lock_side<'a>(
     }
 }
 
-/// Set in a side's sleepers word by each sleeper before it sleeps, cleared
-/// by the writer that wakes them all: until a sleeper sets it again, the
-/// writer's further records call no futex wake. A woken sleeper may not run
-/// for a while (on one CPU, not until the writer stops), and without the
-/// bit every record until then paid a wake-up call (one CPU, 64 B puts:
-/// 1.7 futex calls a message).
-pub(super) const ARMED: u32 = 1 << 31;
-
-/// Whether a writer that just moved its word owes the sleepers a wake-up;
-/// if so, it is now paid (the bit is cleared) and the caller wakes them.
-#[inline]
-pub(crate) fn owes_wake(waiting: &AtomicU32) -> bool {
-    waiting.load(Ordering::Acquire) & ARMED != 0
-        && waiting.fetch_and(!ARMED, Ordering::AcqRel) & ARMED != 0
-}
-
 /// Waits for `word` to move from `seen`: spins as `budget` allows within
 /// `spin` (not at all while the CPUs are oversubscribed), then sleeps at
 /// most until `deadline` (the caller's, capped at a liveness slice or so);
 /// records how long that took in `budget`. True
-/// if the word moved. `waiting`: the side's sleepers word, armed here and
-/// slept on (see [`ARMED`]). `writer_bias`: the bias of the side that moves
+/// if the word moved. `waiting`: the side's wake-once flag, raised here and
+/// slept on (see [`futex::owes_wake`](crate::os::futex::owes_wake)). `writer_bias`: the bias of the side that moves
 /// `word`, whose owner publishes and then checks for sleepers with no
 /// fence of its own.
 pub(crate) fn sleep_on(
@@ -168,41 +155,41 @@ pub(crate) fn sleep_on(
         }
     }
     let mut slice = deadline.remaining().unwrap_or(LIVENESS_SLICE);
-    // Armed: the writer's next record clears the bit and wakes everyone
-    // asleep on `waiting`. The futex is that word, not the position: a
-    // writer that clears the bit between our arming and our sleep changes
-    // the value we sleep on, so we cannot sleep through its wake-up. (A
-    // hostile value only costs wake-ups.)
-    let armed = waiting.fetch_or(ARMED, Ordering::AcqRel) | ARMED;
-    // Whether to stop waiting: the word moved, or someone cleared the bit
+    // Raised: the writer's next record clears it and wakes everyone asleep
+    // on it (see `futex::owes_wake`). The swap is a full fence: the look at
+    // `word` below is after it.
+    waiting.swap(ARMED, Ordering::SeqCst);
+    // Whether to stop waiting: the word moved, or someone cleared the flag
     // without moving it (a shutdown: the caller looks).
-    let done = || word.load(Ordering::Acquire) != seen || waiting.load(Ordering::Acquire) != armed;
+    let done = || word.load(Ordering::Acquire) != seen || waiting.load(Ordering::Acquire) != ARMED;
     if done() {
         slice = Duration::ZERO;
     } else if writer_bias.active() {
-        // The bias owner publishes and then reads the bit with no fence of
-        // its own, so in theory it can miss our arming. A first nap bounds
-        // what such a miss costs; only a wait that outlasts it pays for the
-        // membarrier that rules the miss out. That fence interrupts every
-        // CPU running one of our processes, the peer about to answer among
-        // them: on a VM, each such interrupt is tens of microseconds.
+        // The bias owner publishes and then reads the flag with no fence of
+        // its own, so in theory it can miss our raising it. A first nap
+        // bounds what such a miss costs; only a wait that outlasts it pays
+        // for the membarrier that rules the miss out. That fence interrupts
+        // every CPU running one of our processes, the peer about to answer
+        // among them: on a VM, each such interrupt is tens of microseconds.
         let nap = slice.min(UNFENCED_NAP);
-        crate::os::futex::wait(waiting, armed, Deadline::after(nap));
+        crate::os::futex::wait(waiting, ARMED, Deadline::after(nap));
         slice = slice.saturating_sub(nap);
         if done() {
             slice = Duration::ZERO;
-        } else if !slice.is_zero() && crate::os::membarrier::global_fence().is_err() {
+        } else if !slice.is_zero() {
             // (Nothing left to sleep, a short timeout: no fence either.)
-            // Either the owner sees us armed, or we see its new position.
+            // Either the owner sees the flag, or we see its new position.
             // If that cannot be made sure, sleep briefly instead.
-            slice = slice.min(Duration::from_millis(1));
-        }
-        if done() {
-            slice = Duration::ZERO;
+            if crate::os::membarrier::global_fence().is_err() {
+                slice = slice.min(Duration::from_millis(1));
+            }
+            if done() {
+                slice = Duration::ZERO;
+            }
         }
     }
     if !slice.is_zero() {
-        crate::os::futex::wait(waiting, armed, Deadline::after(slice));
+        crate::os::futex::wait(waiting, ARMED, Deadline::after(slice));
     }
     budget.record(started.elapsed());
     word.load(Ordering::Acquire) != seen

@@ -132,9 +132,7 @@ impl End {
             // its word before its look at our flag.
             std::sync::atomic::fence(Ordering::SeqCst);
             if word.load(Ordering::Acquire) == seen {
-                // Asleep on the flag, not the word: a peer that clears it
-                // (its wake-up, paid once) after our look changes the value
-                // we sleep on, so we cannot sleep through that wake-up.
+                // Asleep on the flag, not the word: see `futex::owes_wake`.
                 futex::wait(sleeping, 1, deadline.min(Deadline::after(SLICE)));
             }
             sleeping.store(0, Ordering::Relaxed);

@@ -87,13 +87,3 @@ impl Header {
         self.receiver.0.claim();
     }
 }
-
-/// Whether an end that just published owes its sleeping peer a wake-up;
-/// if so, the peer's flag is now cleared (paid) and the caller wakes it.
-/// Until the peer raises the flag again, further records call no futex
-/// wake: a woken peer may not run for a while (on one CPU, not until the
-/// publisher stops), and every record until then paid one.
-#[inline]
-pub(crate) fn owes_wake(sleeping: &AtomicU32) -> bool {
-    sleeping.load(Ordering::Relaxed) != 0 && sleeping.swap(0, Ordering::AcqRel) != 0
-}

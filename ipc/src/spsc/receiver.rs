@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::end::End;
 use super::error::SpscError;
-use super::layout::{owes_wake, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::layout::{Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
 use super::record_size;
 use super::segment::Segment;
 use super::wire;
@@ -179,7 +179,7 @@ impl Receiver {
         let Ok(h) = self.header() else { return };
         h.head.0.store(self.head, Ordering::Release);
         std::sync::atomic::fence(Ordering::SeqCst);
-        if owes_wake(&h.sender_sleeping.0) {
+        if futex::owes_wake(&h.sender_sleeping.0) {
             futex::wake_all(&h.sender_sleeping.0);
         }
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::end::End;
 use super::error::{SpscError, TrySendError};
-use super::layout::{owes_wake, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
+use super::layout::{Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
 use super::segment::Segment;
 use super::wire;
 use super::{max_payload, record_size};
@@ -163,7 +163,7 @@ impl Sender {
         // Dekker with the receiver: our tail before its flag, its flag before
         // its look at our tail.
         std::sync::atomic::fence(Ordering::SeqCst);
-        if owes_wake(&h.receiver_sleeping.0) {
+        if futex::owes_wake(&h.receiver_sleeping.0) {
             #[cfg(test)]
             super::tests::RECEIVER_WAKES.with(|n| n.set(n.get() + 1));
             futex::wake_all(&h.receiver_sleeping.0);
