@@ -205,9 +205,10 @@ impl RobustMutex {
         // The record is the holder's only if it names the same id (a
         // holder killed between winning the word and writing its record
         // leaves a record of someone else: judge by the id alone then).
-        let start = match self.owner_tid.load(Ordering::Relaxed) == tid {
-            true => self.owner_start.load(Ordering::Relaxed),
-            false => 0,
+        let start = if self.owner_tid.load(Ordering::Relaxed) == tid {
+            self.owner_start.load(Ordering::Relaxed)
+        } else {
+            0
         };
         // A thread pidfd after the first ask: /proc is dear for a waiter
         // just woken.
