@@ -101,7 +101,7 @@ fn run_job(config: &RunConfig, job: AnyJob, to: &ReportTo) -> ExitCode {
         }
     };
     let text = if config.json {
-        report.to_json()
+        serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     } else {
         report.to_string()
     };

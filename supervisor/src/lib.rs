@@ -57,13 +57,20 @@
 //! ## Features
 //!
 //! None is on by default; a program that uses only `Pool` or `Supervisor`
-//! compiles no terminal, HTTP or Redis code.
+//! compiles no terminal, HTTP, Redis or JSON code.
 //!
 //! | feature | what it adds |
 //! |---|---|
 //! | `progress` | a progress bar on a terminal while a run goes (indicatif) |
 //! | `metrics` | [`RunOptions::metrics`]: a Prometheus endpoint served by the run loop |
 //! | `broker` | `broker`: one job shared by many supervisors through Redis Streams (Rust 1.88, for redis) |
+//! | `control` | [`RunOptions::control`] and `control::client`: the control socket, JSON (serde_json) |
+//! | `worker-cmd` | the `worker-cmd` job: long-lived workers in any language, JSON lines (serde_json) |
+//!
+//! Without the two JSON features no serde_json is compiled, so adding
+//! outlast leaves the type inference of your own code as it was (serde_json's
+//! `impl PartialEq<Value> for u64` makes `assert_eq!(n, v.iter().sum())`
+//! ambiguous).
 //!
 //! The `supervisor` command (crate `outlast-cli`) is this library with every
 //! feature on.

@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// Where the run listens for `supervisor status`, `scale`, ... (off
     /// by default in the library; the command line's default is on).
+    /// Needs the crate's `control` feature; without it a run asked for a
+    /// socket fails at its start with [`RunError::Setup`](crate::run::RunError::Setup).
     pub control: crate::control::ControlAt,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (`None`: no).
     /// Needs the crate's `metrics` feature; without it a run asked to

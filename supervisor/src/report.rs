@@ -1,6 +1,7 @@
 //! The final report of a run: the answer, how long it took, what went
 //! through IPC, what crashed and what was given up on. Printed for people,
-//! or as one JSON object with `--json`; its outcome sets the exit code.
+//! or as one JSON object with `--json` (a [`RunReport`] is `Serialize`:
+//! `serde_json::to_string(&report)`); its outcome sets the exit code.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -160,12 +161,6 @@ pub struct RunReport {
     /// This supervisor's part of a broker job (`--broker`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<BrokerReport>,
-}
-
-impl RunReport {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
 }
 
 fn bytes(n: u64) -> String {

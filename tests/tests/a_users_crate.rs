@@ -7,13 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Crates only the `supervisor` binary (or an opt-in feature) may pull in.
-const BINARY_ONLY: [&str; 6] = [
+/// serde_json among them: its `impl PartialEq<Value> for u64` (and each
+/// number type) breaks type inference in the user's own code.
+const BINARY_ONLY: [&str; 7] = [
     "ratatui",
     "redis",
     "prometheus-client",
     "clap",
     "indicatif",
     "hdrhistogram",
+    "serde_json",
 ];
 
 const MAIN: &str = r#"use outlast::pool::Pool;
@@ -125,6 +128,8 @@ fn each_feature_brings_only_its_own_crate() {
         ("progress", "indicatif"),
         ("metrics", "prometheus-client"),
         ("broker", "redis"),
+        ("control", "serde_json"),
+        ("worker-cmd", "serde_json"),
     ] {
         let dir = users_crate(&format!(", features = [\"{feature}\"]"));
         let crates = tree(&dir);
@@ -137,6 +142,79 @@ fn each_feature_brings_only_its_own_crate() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Code that leaves a comparison's type to inference: it compiles with
+/// std alone, and must still compile once the program uses outlast (a
+/// crate anywhere in the dependency graph adds its trait impls to every
+/// such choice; serde_json's `PartialEq<Value>` for the number types made
+/// each line below ambiguous, E0283).
+const LEFT_TO_INFERENCE: &str = r#"use outlast::pool::Pool;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {
+    let pool = Pool::new(2).expect("a pool");
+    let squares = pool.map(square, 0..100u64).expect("map");
+    assert_eq!(squares.iter().sum::<u64>(), (0..100u64).map(square).sum());
+    let count: i32 = 42;
+    assert!(count == "42".parse().expect("a number"));
+    let mean: f64 = 2.5;
+    assert_eq!(mean, [2.0, 3.0].iter().sum::<f64>() / 2.0);
+    assert!(squares.len() == (100u8).into());
+    println!("inferred");
+}
+"#;
+
+#[test]
+fn code_left_to_inference_still_compiles_once_outlast_is_used() {
+    let dir = users_program("users_inference", "", "", LEFT_TO_INFERENCE);
+    assert_eq!(run_program(&dir).trim(), "inferred");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run asked for a control socket by a crate built without the
+/// `control` feature.
+const CONTROL_WITHOUT_ITS_FEATURE: &str = r#"use outlast::control::ControlAt;
+use outlast::{BadOutput, Job, JobOutcome, RunOptions, Supervisor, TaskContext};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+struct One;
+
+impl Job for One {
+    type Input = u64;
+    type Output = u64;
+    type Error = String;
+    fn describe(&self) -> String { "one task".into() }
+    fn task_count(&self) -> u64 { 1 }
+    fn input(&self, id: u64) -> u64 { id }
+    fn run(&self, x: u64, _: &mut TaskContext<'_>) -> Result<u64, String> { Ok(x) }
+    fn combine(&mut self, _id: u64, _y: u64) -> Result<(), BadOutput> { Ok(()) }
+    fn outcome(&self, _complete: bool) -> JobOutcome { JobOutcome::value(1) }
+}
+
+fn main() {
+    let options = RunOptions { control: ControlAt::Default, quiet: true, ..RunOptions::default() };
+    match Supervisor::new(One).options(options).run() {
+        Ok(_) => println!("ran"),
+        Err(e) => println!("{e}"),
+    }
+}
+"#;
+
+#[test]
+fn a_control_socket_without_its_feature_is_refused_in_words() {
+    let serde = "serde = { version = \"1\", features = [\"derive\"] }\n";
+    let dir = users_program("users_control", "", serde, CONTROL_WITHOUT_ITS_FEATURE);
+    let said = run_program(&dir);
+    assert!(
+        said.contains("outlast was built without its `control` feature"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A program that has threads before its pool, with no setup line and

@@ -266,7 +266,9 @@ impl TaskContext<'_> {
 
     /// The task's output passed `max` bytes (`len` seen) before it was
     /// whole: the task fails as too large, for good, as an output over
-    /// [`max_output`](Self::max_output) does.
+    /// [`max_output`](Self::max_output) does. (Only a streamed output,
+    /// the `worker-cmd` job's, can be refused before it is whole.)
+    #[cfg(feature = "worker-cmd")]
     pub(crate) fn refuse_as_too_large(&mut self, len: u64, max: u64) {
         self.too_large = Some((len, max));
     }

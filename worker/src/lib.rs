@@ -14,7 +14,8 @@
 //!   ([`AnyJob`](work::AnyJob)); *internal*: `runner` (the same for the
 //!   worker, bytes in and out) and `launch` (starting workers);
 //! * [`jobs`]: the built-in jobs `primes`, `sleep`, `echo`, `fault`, `exec`
-//!   and their registry;
+//!   (and `worker-cmd`, with the feature of that name: it brings
+//!   serde_json) and their registry;
 //! * *internal*: `runtime` (the worker loop), `protocol` (the messages
 //!   between supervisor and worker, which travel over a `link`: two
 //!   shared-memory rings and a doorbell), `heartbeat` (the slots in shared

@@ -10,9 +10,14 @@
 //! read gets an error reply, or, past the size limit or a deadline, a
 //! closed connection; nothing a client sends can stall or crash the run.
 
+#[cfg(feature = "control")]
 pub mod client;
 mod dir;
 mod protocol;
+#[cfg(feature = "control")]
+pub(crate) mod server;
+#[cfg(not(feature = "control"))]
+#[path = "server_off.rs"]
 pub(crate) mod server;
 
 pub use dir::{ours, DirError};
@@ -55,6 +60,7 @@ pub fn default_path(pid: u32) -> PathBuf {
 }
 
 /// A frame: the length, then the bytes.
+#[cfg(feature = "control")]
 fn frame(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + bytes.len());
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());

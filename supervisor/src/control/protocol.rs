@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A request: `{"version": 1, "command": "status"}`,
 /// `{"version": 1, "command": "scale", "workers": 4}`, ...
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "control"), allow(dead_code))]
 pub struct Request {
     pub version: u32,
     #[serde(flatten)]

@@ -34,6 +34,7 @@ mod journal;
 mod metrics;
 mod recovery;
 mod shutdown;
+mod status;
 
 use shutdown::Phase;
 mod traffic;

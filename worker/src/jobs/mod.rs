@@ -9,6 +9,7 @@ pub mod exec;
 pub mod fault;
 pub mod primes;
 pub mod sleep;
+#[cfg(feature = "worker-cmd")]
 pub mod worker_cmd;
 
 use crate::job::Job;
@@ -63,6 +64,7 @@ pub const REGISTRY: &[RegistryEntry] = &[
     RegistryEntry::of::<echo::Echo>(),
     RegistryEntry::of::<fault::Fault>(),
     RegistryEntry::of::<exec::Exec>(),
+    #[cfg(feature = "worker-cmd")]
     RegistryEntry::of::<worker_cmd::WorkerCmd>(),
 ];
 
