@@ -29,6 +29,7 @@ fn main() {
         writer_exit_drains_then_disconnects,
         timeouts_and_polls,
         send_timeout_on_a_full_pipe_keeps_frames_whole,
+        a_large_frame_left_unsent_goes_out_whole_in_many_writes,
         direction_and_size_errors,
         buffered_messages_travel_with_the_handle,
         try_recv_on_a_socket_takes_partial_frames_wild_lengths_and_death,
@@ -380,6 +381,32 @@ fn send_timeout_on_a_full_pipe_keeps_frames_whole() {
         tx.send(&message(sent)).expect("send after draining");
         assert_eq!(rx.recv::<Vec<u8>>().expect("last"), message(sent));
     }
+}
+
+/// A server's way of replying: never waiting, so a 6 MB frame goes out
+/// in many writes as a slow reader makes room, each from where the last
+/// stopped; the frame and the one after it arrive whole and in order.
+fn a_large_frame_left_unsent_goes_out_whole_in_many_writes() {
+    let (mut rx, mut tx) = Pipe::duplex().expect("pipe");
+    let large: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    tx.send_timeout(&large, Duration::ZERO).expect("started");
+    assert!(tx.has_unsent(), "6 MB fit a socket's buffer at once");
+    let reader = std::thread::spawn(move || {
+        let first: Vec<u8> = rx.recv_timeout(LONG).expect("the large frame");
+        let second: u32 = rx.recv_timeout(LONG).expect("the next frame");
+        (first, second)
+    });
+    let mut flushes = 0;
+    while tx.has_unsent() {
+        let _ = tx.flush_timeout(Duration::ZERO);
+        flushes += 1;
+        std::thread::sleep(Duration::from_micros(200));
+        assert!(flushes < 1_000_000, "the reader stopped reading");
+    }
+    tx.send(&7u32).expect("the next frame");
+    let (first, second) = reader.join().expect("reader");
+    assert!(first == large, "the large frame changed on the way");
+    assert_eq!(second, 7);
 }
 
 fn direction_and_size_errors() {

@@ -47,6 +47,10 @@ pub struct Connection {
     scratch: Vec<u8>,
     /// The tail of a frame whose `send_timeout` ran out after it had started.
     unsent: Vec<u8>,
+    /// How much of `unsent` has been written since (an offset, not a
+    /// drain: moving the rest to the front after every write made sending
+    /// a 100 MB reply to a slow reader quadratic).
+    unsent_at: usize,
     /// Frame tags, on a connection authenticated over TCP (see `mac`).
     mac: Option<Box<FrameMac>>,
 }
@@ -74,6 +78,7 @@ impl Connection {
             inbox: Inbox::new(),
             scratch: Vec::new(),
             unsent: Vec::new(),
+            unsent_at: 0,
             mac: None,
         })
     }
@@ -204,7 +209,7 @@ impl Connection {
 
     /// True while part of a message waits to be written (see [`send_timeout`](Self::send_timeout)).
     pub fn has_unsent(&self) -> bool {
-        !self.unsent.is_empty()
+        self.unsent_at < self.unsent.len()
     }
 
     fn send_deadline<T: Serialize + ?Sized>(
@@ -308,13 +313,15 @@ impl Connection {
 
     /// Writes what is left of an interrupted frame before anything else.
     fn flush_unsent(&mut self, deadline: Deadline) -> Result<(), WriteError> {
-        while !self.unsent.is_empty() {
+        while self.has_unsent() {
             let pending = std::mem::take(&mut self.unsent);
-            let result = self.write_once(&[&pending], deadline);
+            let result = self.write_once(&[&pending[self.unsent_at..]], deadline);
             self.unsent = pending;
-            let n = result?;
-            self.unsent.drain(..n);
+            self.unsent_at += result?;
         }
+        // All out: the buffer goes too (it held a large frame's tail).
+        self.unsent = Vec::new();
+        self.unsent_at = 0;
         Ok(())
     }
 
@@ -717,7 +724,7 @@ impl AsRawFd for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // Best effort, never blocking: push out the tail of a timed-out send.
-        if !self.unsent.is_empty() {
+        if self.has_unsent() {
             let _ = self.flush_unsent(Deadline::now());
         }
     }
@@ -775,7 +782,7 @@ impl Serialize for Connection {
             ));
         }
         // Both copies would write the tail of a timed-out send: refuse instead.
-        if !self.unsent.is_empty() {
+        if self.has_unsent() {
             return Err(S::Error::custom(
                 "this connection holds part of a timed-out send; flush_timeout() it before handing it to a process",
             ));
