@@ -33,7 +33,7 @@ impl Inbox {
         let end = bytes.len();
         let mut buf = bytes;
         if buf.len() < RESTING_CAPACITY {
-            buf.resize(RESTING_CAPACITY, 0);
+            grow_zeroed(&mut buf, RESTING_CAPACITY);
         }
         Inbox { buf, start: 0, end }
     }
@@ -74,7 +74,7 @@ impl Inbox {
         // Already received: room for all of it at once.
         if self.buf.len() - self.end < bytes.len() {
             let need = self.end + bytes.len();
-            self.buf.resize(need, 0);
+            grow_zeroed(&mut self.buf, need);
         }
         let _ = self.fill_with(want, |buf| {
             buf[..bytes.len()].copy_from_slice(bytes);
@@ -106,7 +106,7 @@ impl Inbox {
         // that announces a huge frame and sends little costs little.
         if self.buf.len() < want && self.buf.len() - self.end < MIN_READ {
             let grown = (self.buf.len() * 2).clamp(RESTING_CAPACITY, want.max(RESTING_CAPACITY));
-            self.buf.resize(grown, 0);
+            grow_zeroed(&mut self.buf, grown);
         }
         let n = read(&mut self.buf[self.end..])?;
         self.end += n;
@@ -114,9 +114,39 @@ impl Inbox {
     }
 }
 
+/// Lengthens `buf` to `len` with zeros. Not `resize`: a debug build
+/// compiles its fill as a loop a byte at a time (half of a 100 MB frame's
+/// receive); copies from a static block of zeros are `memcpy`s in any
+/// build, and the growth stays `realloc`'s (which moves large blocks
+/// without copying them).
+fn grow_zeroed(buf: &mut Vec<u8>, len: usize) {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    if len <= buf.len() {
+        return;
+    }
+    buf.reserve_exact(len - buf.len());
+    while buf.len() < len {
+        let n = (len - buf.len()).min(ZEROS.len());
+        buf.extend_from_slice(&ZEROS[..n]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growing_keeps_the_bytes_and_adds_zeros() {
+        let mut buf = vec![7u8; 3];
+        grow_zeroed(&mut buf, 3);
+        assert_eq!(buf, [7, 7, 7]);
+        grow_zeroed(&mut buf, 200_003);
+        assert_eq!(buf.len(), 200_003);
+        assert_eq!(buf[..3], [7, 7, 7]);
+        assert!(buf[3..].iter().all(|&b| b == 0));
+        grow_zeroed(&mut buf, 10);
+        assert_eq!(buf.len(), 200_003, "never shrinks");
+    }
 
     #[test]
     fn the_buffer_grows_with_bytes_received_not_announced() {
