@@ -48,7 +48,7 @@ pub enum Kind {
     /// One value.
     Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A fixed-length array of values.
-    Array(Vec<Vec<u8>>),
+    Array(#[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
     /// A type registered with the manager, by its name, from its initial
     /// state.
     User {
@@ -166,20 +166,22 @@ pub enum Op {
     Items,
     Clear,
     /// Adds to the `i64` at a key (0 when absent); gives the new value.
-    FetchAdd(Vec<u8>, i64),
+    FetchAdd(#[serde(with = "serde_bytes")] Vec<u8>, i64),
     /// Applies an update to the `i64` at a key (0 when absent); the new value.
-    UpdateWith(Vec<u8>, Update),
+    UpdateWith(#[serde(with = "serde_bytes")] Vec<u8>, Update),
     /// Sets the key to `new` (`None`: removes it) only if it holds
     /// `expected` (`None`: absent) now. Answered `Bool`.
     CompareAndSet {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
         new: Option<Vec<u8>>,
     },
     /// The object kept at a key of a dict (made of `kind` if the key is
     /// free): `Created(id)`.
-    NestedAt(Vec<u8>, Kind),
+    NestedAt(#[serde(with = "serde_bytes")] Vec<u8>, Kind),
     /// Python's `popitem()`: the key set last and its value, as `Items`
     /// (none: the dict is empty).
     PopItem,
@@ -187,10 +189,10 @@ pub enum Op {
     /// insertion order: `Entries`.
     Entries,
     /// A set's `intersection_update`: keeps only these keys (`Done`).
-    RetainKeys(Vec<Vec<u8>>),
+    RetainKeys(#[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
     /// A set's `symmetric_difference_update`: each of these keys is
     /// removed if there, added (with an empty value) if not (`Done`).
-    ToggleKeys(Vec<Vec<u8>>),
+    ToggleKeys(#[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
     /// One page of an iteration in insertion order: the keys after place
     /// `after` (`None`: from the first), with their values if `values`,
     /// while the dict is at `version` (`None`: the first page). `Page`, or
@@ -206,7 +208,7 @@ pub enum Op {
     /// (`None`: the last), `l[start:end]`, `remove(v)`, `index(v)`,
     /// `count(v)` (values compared as encoded bytes).
     Append(#[serde(with = "serde_bytes")] Vec<u8>),
-    Extend(Vec<Vec<u8>>),
+    Extend(#[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
     Insert(u64, #[serde(with = "serde_bytes")] Vec<u8>),
     At(u64),
     SetAt(u64, #[serde(with = "serde_bytes")] Vec<u8>),
@@ -219,7 +221,7 @@ pub enum Op {
     Snapshot,
     /// Replaces the whole list if its version is still `version`; `Bool`.
     /// (How `sort` stays atomic: sorted by the client, swapped in whole.)
-    ReplaceIf(u64, Vec<Vec<u8>>),
+    ReplaceIf(u64, #[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
 
     // ---- locks, semaphores, conditions ----
     /// Answered `Acquired` or, past the deadline, `Bool(false)`.
@@ -313,21 +315,22 @@ pub enum Reply {
     Int(i64),
     Len(u64),
     Bool(bool),
-    Keys(Vec<Vec<u8>>),
-    Items(Vec<(Vec<u8>, Vec<u8>)>),
-    Versioned(u64, Vec<Vec<u8>>),
+    Keys(#[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
+    Items(#[serde(with = "super::byte_lists::pairs")] Vec<(Vec<u8>, Vec<u8>)>),
+    Versioned(u64, #[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
     /// A page of an iteration: the dict's version, the place of the last
     /// key given (`None`: no more), and the keys with their values (`None`
     /// for a nested object, or when values were not asked for).
     Page {
         version: u64,
         last: Option<u64>,
+        #[serde(with = "super::byte_lists::pairs_maybe")]
         items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     },
     /// The dict changed size since the iteration began.
     Changed,
     /// A dict's keys with what each holds.
-    Entries(Vec<(Vec<u8>, KeyHolds)>),
+    Entries(#[serde(with = "super::byte_lists::keyed")] Vec<(Vec<u8>, KeyHolds)>),
     /// A store past the manager's byte budget, or past this client's share
     /// of it, was refused; nothing changed.
     OverBudget(String),

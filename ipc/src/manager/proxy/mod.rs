@@ -31,12 +31,22 @@ use super::client::Link;
 use super::protocol::{Kind, Op, Reply, Request, MAX_BATCH};
 use super::ManagerError;
 
+/// A key's or a value's postcard bytes (a `Vec<u8>` and the other bulk
+/// types copied whole, as a queue's items are: a debug build would take
+/// seconds over 100 MB one element at a time).
 pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ManagerError> {
-    postcard::to_allocvec(value).map_err(|e| ManagerError::Encode(e.to_string()))
+    let mut out = Vec::new();
+    crate::codec::encode_append(value, &mut out)
+        .map_err(|e| ManagerError::Encode(e.to_string()))?;
+    Ok(out)
 }
 
+/// The value at the front of `bytes` (what follows it is ignored, as
+/// postcard's `from_bytes` ignores it).
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ManagerError> {
-    postcard::from_bytes(bytes).map_err(|e| ManagerError::Encode(e.to_string()))
+    crate::codec::take_payload(bytes)
+        .map(|(value, _rest)| value)
+        .map_err(|e| ManagerError::Encode(e.to_string()))
 }
 
 pub(super) fn unexpected(reply: Reply) -> ManagerError {
