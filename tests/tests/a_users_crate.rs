@@ -237,10 +237,20 @@ fn main() {
 
 /// The same under tokio's multi-thread runtime, whose threads exist before
 /// the first line of `main`.
-const WITH_TOKIO: &str = r#"use outlast::pool::Pool;
+const WITH_TOKIO: &str = r#"use std::sync::Arc;
+
+use outlast::ipc::queue::Queue;
+use outlast::ipc::Process;
+use outlast::pool::Pool;
 
 fn square(x: u64) -> u64 {
     x * x
+}
+
+fn produce(q: Queue<u64>) {
+    for x in 0..1_000u64 {
+        q.put(&square(x)).expect("put");
+    }
 }
 
 #[tokio::main]
@@ -260,6 +270,24 @@ async fn main() {
         .expect("joined")
         .expect("map");
     println!("awaited: {}", sum + blocking.iter().sum::<u64>());
+    // A Queue fed by a Process: each blocking call in spawn_blocking.
+    let q = Arc::new(Queue::<u64>::new(0).expect("queue"));
+    let mut producer = Process::new(produce, q.try_clone().expect("clone"));
+    producer.start().expect("start");
+    q.close(); // this handle only takes: the end comes when the producer's does
+    let mut from_queue = 0;
+    loop {
+        let q = Arc::clone(&q);
+        match tokio::task::spawn_blocking(move || q.get()).await.expect("joined") {
+            Ok(x) => from_queue += x,
+            Err(_) => break,
+        }
+    }
+    tokio::task::spawn_blocking(move || producer.join())
+        .await
+        .expect("joined")
+        .expect("the producer ended well");
+    println!("from a queue: {from_queue}");
 }
 "#;
 
@@ -284,7 +312,7 @@ fn programs_with_threads_use_a_pool_with_default_options() {
     let dir = users_program("users_tokio", "", tokio, WITH_TOKIO);
     assert_eq!(
         run_program(&dir).trim(),
-        "sum of squares: 332833500\nawaited: 332833500"
+        "sum of squares: 332833500\nawaited: 332833500\nfrom a queue: 332833500"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
