@@ -180,14 +180,7 @@ mod tests {
         child.kill().expect("the child is killed");
         // A zombie until reaped: exited all the same. Its pidfd turns
         // readable as soon as the kernel has it exit.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while process_alive(pid, start) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "still alive after a SIGKILL"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        wait_until_ended(|| process_alive(pid, start), "still alive after a SIGKILL");
         assert!(!process_alive(pid, 0));
         let _ = child.wait();
         assert!(!process_alive(pid, start), "reaped");
@@ -211,16 +204,19 @@ mod tests {
         thread.join().expect("the thread ends");
         // A join returns when the thread's id is cleared, a moment before
         // the kernel has it exit: ask until then.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while thread_alive(tid, start) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "an ended thread lives on"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        wait_until_ended(|| thread_alive(tid, start), "an ended thread lives on");
         assert!(!thread_alive(tid, 0), "ended, any start time");
         assert!(!thread_alive(0, 0));
+    }
+
+    /// Asks `alive` every millisecond until it says no; fails with
+    /// `still` after 10 s.
+    fn wait_until_ended(alive: impl Fn() -> bool, still: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while alive() {
+            assert!(std::time::Instant::now() < deadline, "{still}");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Forks a child that looks at the inherited table: its exit code.
