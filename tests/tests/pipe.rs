@@ -30,6 +30,7 @@ fn main() {
         timeouts_and_polls,
         send_timeout_on_a_full_pipe_keeps_frames_whole,
         a_large_frame_left_unsent_goes_out_whole_in_many_writes,
+        a_connection_keeps_no_large_buffer_once_a_frame_is_out,
         direction_and_size_errors,
         buffered_messages_travel_with_the_handle,
         try_recv_on_a_socket_takes_partial_frames_wild_lengths_and_death,
@@ -407,6 +408,36 @@ fn a_large_frame_left_unsent_goes_out_whole_in_many_writes() {
     let (first, second) = reader.join().expect("reader");
     assert!(first == large, "the large frame changed on the way");
     assert_eq!(second, 7);
+}
+
+/// After a 20 MB message has gone out (whole, or through a timed-out send
+/// and its flush), the sending connection holds no buffer of that size.
+fn a_connection_keeps_no_large_buffer_once_a_frame_is_out() {
+    let (mut rx, mut tx) = Pipe::duplex().expect("pipe");
+    let reader = std::thread::spawn(move || {
+        // Each as raw bytes: a value's encoding adds its length (4 bytes).
+        for extra in [4, 4, 0, 4] {
+            let got = rx.recv_bytes().expect("a message");
+            assert_eq!(got.len(), (20 << 20) + extra);
+        }
+    });
+    let before = peak_alloc::held();
+    for value in [true, false] {
+        // As a value (encoded into the connection's buffer) and as bytes.
+        let message = vec![9u8; 20 << 20];
+        if value {
+            tx.send(&message).expect("sent whole");
+        } else {
+            tx.send_bytes(&message).expect("sent whole");
+        }
+        tx.send_timeout(&message, Duration::ZERO).expect("started");
+        while tx.has_unsent() {
+            let _ = tx.flush_timeout(Duration::from_millis(10));
+        }
+    }
+    let kept = peak_alloc::held() - before;
+    assert!(kept < 1 << 20, "the connection kept {kept} bytes");
+    reader.join().expect("reader");
 }
 
 fn direction_and_size_errors() {

@@ -29,6 +29,10 @@ use crate::os::{self, Deadline};
 /// Payloads up to this size are copied next to their header and written with
 /// one plain `write`; larger ones go out with `writev` and no copy.
 const COPY_THRESHOLD: usize = 16 * 1024;
+/// The encoding buffer is kept for the next frame up to this size; past
+/// it, it goes once its frame is out (one 100 MB message would otherwise
+/// stay allocated as long as the connection lives).
+const SCRATCH_KEPT: usize = 4 << 20;
 
 /// One end of a pipe. Send and receive serde values (`send`/`recv`) or raw
 /// byte messages (`send_bytes`/`recv_bytes`); each has `try_`/`_timeout` forms.
@@ -227,11 +231,12 @@ impl Connection {
             let header = codec::encode_header(len, self.max_frame_size).map_err(SendError::from)?;
             self.scratch[..HEADER_LEN].copy_from_slice(&header);
         }
-        self.flush_unsent(deadline).map_err(Self::timeout_error)?;
         let frame = std::mem::take(&mut self.scratch);
-        let result = self.write_frame(&[&frame], deadline);
-        self.scratch = frame;
-        result
+        if let Err(e) = self.flush_unsent(deadline) {
+            self.reuse_scratch(frame);
+            return Err(Self::timeout_error(e));
+        }
+        self.write_owned_frame(frame, deadline)
     }
 
     fn send_bytes_deadline(
@@ -243,7 +248,7 @@ impl Connection {
         if self.mac.is_some() {
             let frame = self.sealed_frame(bytes)?;
             self.flush_unsent(deadline).map_err(Self::timeout_error)?;
-            return self.write_frame(&[&frame], deadline);
+            return self.write_owned_frame(frame, deadline);
         }
         let header =
             codec::encode_header(bytes.len(), self.max_frame_size).map_err(SendError::from)?;
@@ -253,9 +258,7 @@ impl Connection {
             frame.clear();
             frame.extend_from_slice(&header);
             frame.extend_from_slice(bytes);
-            let result = self.write_frame(&[&frame], deadline);
-            self.scratch = frame;
-            result
+            self.write_owned_frame(frame, deadline)
         } else {
             self.write_frame(&[&header, bytes], deadline)
         }
@@ -281,6 +284,43 @@ impl Connection {
             Ok(())
         } else {
             Err(SendError::NotWritable)
+        }
+    }
+
+    /// Writes `frame`, a whole frame in a buffer of this connection's. If
+    /// the deadline passes after the first byte, the buffer itself becomes
+    /// `unsent` (its tail is not copied) and this succeeds.
+    fn write_owned_frame(
+        &mut self,
+        frame: Vec<u8>,
+        deadline: Deadline,
+    ) -> Result<(), SendTimeoutError> {
+        let mut written = 0;
+        let ended = loop {
+            if written == frame.len() {
+                break Ok(());
+            }
+            match self.write_once(&[&frame[written..]], deadline) {
+                Ok(n) => written += n,
+                Err(WriteError::Timeout) if written == 0 => break Err(SendTimeoutError::Timeout),
+                Err(WriteError::Timeout) => {
+                    // `flush_unsent` ran before this frame: nothing else waits.
+                    self.unsent = frame;
+                    self.unsent_at = written;
+                    return Ok(());
+                }
+                Err(other) => break Err(Self::timeout_error(other)),
+            }
+        };
+        self.reuse_scratch(frame);
+        ended
+    }
+
+    /// Keeps `frame`'s buffer for the next frame, unless it is large.
+    fn reuse_scratch(&mut self, mut frame: Vec<u8>) {
+        if frame.capacity() <= SCRATCH_KEPT {
+            frame.clear();
+            self.scratch = frame;
         }
     }
 
