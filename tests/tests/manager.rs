@@ -28,6 +28,7 @@ fn main() {
         a_batch_larger_than_one_round_trip_is_split,
         a_reply_over_the_frame_cap_is_an_error_and_the_client_stays,
         a_request_over_the_frame_cap_is_refused_in_words_and_100_mb_fits,
+        byte_vectors_larger_than_a_lane_go_there_and_back_exactly,
         a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout,
         silent_clients_filling_the_manager_make_room_for_a_new_one,
         stores_past_the_byte_budget_are_refused_and_room_comes_back,
@@ -484,6 +485,43 @@ fn a_request_over_the_frame_cap_is_refused_in_words_and_100_mb_fits() {
     let item = serde_bytes::ByteBuf::from(vec![9u8; 100 << 20]);
     d.set(&1, &item).unwrap();
     assert_eq!(d.get(&1).unwrap().map(|b| b.len()), Some(100 << 20));
+}
+
+/// `Vec<u8>` values past a lane's ring (copied whole, over the socket, the
+/// reply's buffer kept as the value), in a dict and a list, one by one
+/// and in `items()`, `values()` and `to_vec()`.
+fn byte_vectors_larger_than_a_lane_go_there_and_back_exactly() {
+    let manager = Manager::start().unwrap();
+    let pattern = |seed: u8, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    };
+    let d = manager.dict::<String, Vec<u8>>().unwrap();
+    let values = [pattern(1, 3 << 20), Vec::new(), pattern(2, 700_000)];
+    for (k, v) in values.iter().enumerate() {
+        d.set(&k.to_string(), v).unwrap();
+    }
+    for (k, v) in values.iter().enumerate() {
+        assert!(
+            d.get(&k.to_string()).unwrap().as_ref() == Some(v),
+            "value {k}"
+        );
+    }
+    let items = d.items().unwrap();
+    assert_eq!(items.len(), 3);
+    for (k, v) in values.iter().enumerate() {
+        assert!(items[k] == (k.to_string(), v.clone()), "item {k}");
+    }
+    assert!(d.values().unwrap() == values, "values()");
+    let l = manager.list::<Vec<u8>>().unwrap();
+    l.extend(values.iter()).unwrap();
+    l.append(&pattern(3, 2 << 20)).unwrap();
+    let all = l.to_vec().unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all[..3] == values, "the list's first three");
+    assert!(all[3] == pattern(3, 2 << 20), "the appended one");
+    assert!(l.pop().unwrap() == Some(pattern(3, 2 << 20)), "popped");
 }
 
 fn a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout() {

@@ -127,6 +127,35 @@ pub(crate) fn try_take<T>(payload: &[u8]) -> Option<Result<(T, &[u8]), DecodeErr
     None
 }
 
+/// `payload`, a whole payload the caller owns, as a `T` if `T` is
+/// `Vec<u8>`: its own buffer with the length prefix cut off in place (a
+/// move within memory already touched, where a copy would fault in a new
+/// buffer page by page). Bytes after the announced length are dropped,
+/// as [`try_take`]'s caller ignores them. `Err(payload)` back for any
+/// other `T`.
+pub(crate) fn try_own<T>(mut payload: Vec<u8>) -> Result<Result<T, DecodeError>, Vec<u8>> {
+    if const { std::mem::size_of::<T>() != std::mem::size_of::<Vec<u8>>() } || !same::<T, Vec<u8>>()
+    {
+        return Err(payload);
+    }
+    let malformed = DecodeError::Malformed(postcard::Error::DeserializeUnexpectedEnd);
+    let Some((count, rest)) = read_varint(&payload) else {
+        return Ok(Err(malformed));
+    };
+    let prefix = payload.len() - rest.len();
+    let Some(end) = usize::try_from(count)
+        .ok()
+        .and_then(|n| prefix.checked_add(n))
+        .filter(|&end| end <= payload.len())
+    else {
+        return Ok(Err(malformed));
+    };
+    payload.truncate(end);
+    payload.drain(..prefix);
+    // SAFETY: `T` is `Vec<u8>` (checked above).
+    Ok(Ok(unsafe { into::<Vec<u8>, T>(payload) }))
+}
+
 /// A length-prefixed run of `E`s, copied out whole.
 fn take_elements<E: bytemuck::Pod>(payload: &[u8]) -> Result<(Vec<E>, &[u8]), DecodeError> {
     let malformed = || DecodeError::Malformed(postcard::Error::DeserializeUnexpectedEnd);
@@ -186,6 +215,31 @@ mod tests {
         check(vec![-1i8, 0, 127, -128]);
         check(vec![1.5f64, -0.0, f64::MAX, 1e-300]);
         check(vec![2.5f32; 200]);
+    }
+
+    #[test]
+    fn an_owned_payload_becomes_the_vec_it_holds() {
+        let value: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let mut payload = postcard::to_allocvec(&value).expect("postcard");
+        let owned: Vec<u8> = try_own(payload.clone())
+            .expect("a Vec<u8>")
+            .expect("decodes");
+        assert_eq!(owned, value);
+        payload.push(0xee);
+        let owned: Vec<u8> = try_own(payload.clone())
+            .expect("a Vec<u8>")
+            .expect("decodes");
+        assert_eq!(owned, value, "what follows the value is dropped");
+        payload.truncate(100);
+        assert!(
+            try_own::<Vec<u8>>(payload).expect("a Vec<u8>").is_err(),
+            "cut short"
+        );
+        assert!(try_own::<Vec<u8>>(vec![0xff; 11])
+            .expect("a Vec<u8>")
+            .is_err());
+        assert!(try_own::<Vec<i8>>(vec![0]).is_err(), "not for other types");
+        assert!(try_own::<u64>(vec![0]).is_err());
     }
 
     #[test]

@@ -201,9 +201,19 @@ impl Link {
                             Err(e) => return Err(ManagerError::Protocol(e.to_string())),
                         }
                     }
-                    // Too big for the ring: the socket carries it.
+                    // Too big for the ring: the socket carries it, as
+                    // encoded already (a frame's payload is the request's
+                    // postcard bytes either way; no second 100 MB copy).
                     Err(LaneError::TooLarge) => {
-                        socket_exchange(&mut open.conn, &open.budget, request, &left)?
+                        match left() {
+                            None => open.conn.send_bytes(&bytes).map_err(send_error),
+                            Some(t) => open
+                                .conn
+                                .send_bytes_timeout(&bytes, t)
+                                .map_err(send_timeout_error),
+                        }?;
+                        drop(bytes);
+                        socket_reply(&mut open.conn, &open.budget, &left)?
                     }
                     Err(e) => return Err(lane_error(e)),
                 }

@@ -280,7 +280,9 @@ fn expect_done(reply: Reply) -> Result<(), ManagerError> {
 fn expect_value<T: DeserializeOwned>(reply: Reply) -> Result<Option<T>, ManagerError> {
     match reply {
         Reply::Value(None) => Ok(None),
-        Reply::Value(Some(bytes)) => decode(&bytes).map(Some),
+        Reply::Value(Some(bytes)) => crate::codec::take_owned_payload(bytes)
+            .map(Some)
+            .map_err(|e| ManagerError::Encode(e.to_string())),
         Reply::Error(why) => Err(ManagerError::Server(why)),
         Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
         other => Err(unexpected(other)),
