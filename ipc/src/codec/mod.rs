@@ -164,7 +164,7 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeEr
 /// Decodes a value from the front of `payload`, which the caller gives
 /// up: a `Vec<u8>` keeps `payload`'s own buffer (no copy); anything else
 /// is [`take_payload`]'s, with the bytes after the value ignored.
-pub fn take_owned_payload<T: DeserializeOwned>(payload: Vec<u8>) -> Result<T, DecodeError> {
+pub(crate) fn take_owned_payload<T: DeserializeOwned>(payload: Vec<u8>) -> Result<T, DecodeError> {
     match bulk::try_own(payload) {
         Ok(owned) => owned,
         Err(payload) => take_payload(&payload).map(|(value, _rest)| value),
