@@ -90,7 +90,8 @@ impl Map {
         self.bytes = self.bytes.saturating_add(added);
     }
 
-    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Step {
+    /// `d[key] = value`; a new key past the most a dict holds is refused.
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Step {
         if self.entries.len() >= MAX_ITEMS && !self.entries.contains_key(&key) {
             return refuse(format!("a dict holds at most {MAX_ITEMS} keys"));
         }
