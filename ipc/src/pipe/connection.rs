@@ -59,6 +59,13 @@ pub struct Connection {
     mac: Option<Box<FrameMac>>,
 }
 
+/// How far a frame's write got before its deadline.
+enum Wrote {
+    Whole,
+    /// This many bytes, then the deadline passed.
+    Part(usize),
+}
+
 /// How a raw write attempt ended.
 enum WriteError {
     Timeout,
@@ -295,25 +302,18 @@ impl Connection {
         frame: Vec<u8>,
         deadline: Deadline,
     ) -> Result<(), SendTimeoutError> {
-        let mut written = 0;
-        let ended = loop {
-            if written == frame.len() {
-                break Ok(());
+        match self.write_parts(&[&frame], deadline) {
+            Ok(Wrote::Part(written)) => {
+                // `flush_unsent` ran before this frame: nothing else waits.
+                self.unsent = frame;
+                self.unsent_at = written;
+                Ok(())
             }
-            match self.write_once(&[&frame[written..]], deadline) {
-                Ok(n) => written += n,
-                Err(WriteError::Timeout) if written == 0 => break Err(SendTimeoutError::Timeout),
-                Err(WriteError::Timeout) => {
-                    // `flush_unsent` ran before this frame: nothing else waits.
-                    self.unsent = frame;
-                    self.unsent_at = written;
-                    return Ok(());
-                }
-                Err(other) => break Err(Self::timeout_error(other)),
+            ended => {
+                self.reuse_scratch(frame);
+                ended.map(|_| ())
             }
-        };
-        self.reuse_scratch(frame);
-        ended
+        }
     }
 
     /// Keeps `frame`'s buffer for the next frame, unless it is large.
@@ -327,6 +327,21 @@ impl Connection {
     /// Writes a whole frame given as up to two parts. If the deadline passes
     /// after the first byte, the remainder moves to `unsent` and this succeeds.
     fn write_frame(&mut self, parts: &[&[u8]], deadline: Deadline) -> Result<(), SendTimeoutError> {
+        if let Wrote::Part(written) = self.write_parts(parts, deadline)? {
+            let (first, second) = remaining_parts(parts, written);
+            self.unsent.extend_from_slice(first);
+            self.unsent.extend_from_slice(second);
+        }
+        Ok(())
+    }
+
+    /// Writes up to two parts until all are out or the deadline passes:
+    /// `Timeout` if nothing went, `Part` if some did.
+    fn write_parts(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: Deadline,
+    ) -> Result<Wrote, SendTimeoutError> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut written = 0;
         while written < total {
@@ -339,16 +354,11 @@ impl Connection {
             match self.write_once(bufs, deadline) {
                 Ok(n) => written += n,
                 Err(WriteError::Timeout) if written == 0 => return Err(SendTimeoutError::Timeout),
-                Err(WriteError::Timeout) => {
-                    let (first, second) = remaining_parts(parts, written);
-                    self.unsent.extend_from_slice(first);
-                    self.unsent.extend_from_slice(second);
-                    return Ok(());
-                }
+                Err(WriteError::Timeout) => return Ok(Wrote::Part(written)),
                 Err(other) => return Err(Self::timeout_error(other)),
             }
         }
-        Ok(())
+        Ok(Wrote::Whole)
     }
 
     /// Writes what is left of an interrupted frame before anything else.
