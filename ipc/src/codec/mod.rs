@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod bulk;
+mod de;
+mod ser;
 
 /// Default maximum payload size of one frame: 1 GiB. A receiver's buffer
 /// grows with the bytes that arrive, not with the length announced.
@@ -41,6 +43,11 @@ pub enum DecodeError {
     /// The payload is not a valid postcard encoding of the expected type.
     #[error("undecodable frame payload: {0}")]
     Malformed(postcard::Error),
+    /// The value is nested (a recursive type: a list, a tree) deeper than
+    /// the decoding thread's stack can hold; decoding it would overflow
+    /// the stack, which aborts the process.
+    #[error("undecodable frame payload: a value nested more than {depth} levels deep, more than this thread's stack can decode")]
+    TooDeep { depth: usize },
     /// The payload decoded, but bytes were left over: the stream is garbage.
     #[error("undecodable frame payload: {extra} trailing bytes after the value")]
     TrailingBytes { extra: usize },
@@ -49,56 +56,19 @@ pub enum DecodeError {
 /// Appends the postcard bytes of `value` to `out`; on an error `out` is
 /// left as it was.
 ///
-/// Each byte goes straight into `out` (one `push`), not through an
-/// iterator as postcard's `to_extend` does: in a debug build, where every
-/// layer of a per-byte call costs, that makes large values several times
-/// faster to encode. A `Vec<u8>`, `Vec<i8>`, `Vec<f32>` or `Vec<f64>` is
-/// copied whole (the same bytes).
+/// The codec's own encoder writes them (the same bytes as postcard's): a
+/// vector or slice of `u8`, `i8`, `f32` or `f64` anywhere in the value is
+/// copied whole, also in a debug build.
 pub fn encode_append<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), postcard::Error> {
-    if bulk::try_append(value, out) {
-        return Ok(());
-    }
     let at = out.len();
-    let encoded = postcard::serialize_with_flavor(value, Append(out));
+    let encoded = value.serialize(&mut ser::Encoder::new(out));
     if encoded.is_err() {
         out.truncate(at);
     }
     encoded
-}
-
-/// A postcard output that appends to a borrowed `Vec`.
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-
-    #[inline]
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte);
-        Ok(())
-    }
-
-    #[inline]
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        // Varints (1 to 10 bytes) come here: a byte loop beats a call to
-        // memcpy for them (a no-op Pool item spent 5 % of its time there).
-        if bytes.len() <= 16 {
-            self.0.reserve(bytes.len());
-            for &b in bytes {
-                self.0.push(b);
-            }
-        } else {
-            self.0.extend_from_slice(bytes);
-        }
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
 }
 
 /// Serializes `value` as one frame (header + payload) into `out`, replacing its contents.
@@ -172,12 +142,16 @@ pub(crate) fn take_owned_payload<T: DeserializeOwned>(payload: Vec<u8>) -> Resul
 }
 
 /// Decodes a value from the front of `payload`: the value and the bytes
-/// after it (postcard's `take_from_bytes`, with a `Vec<u8>`, `Vec<i8>`,
-/// `Vec<f32>` or `Vec<f64>` copied whole).
+/// after it (postcard's `take_from_bytes`, with a vector of `u8`, `i8`,
+/// `f32` or `f64` anywhere in the value copied whole, and a value nested
+/// deeper than this thread's stack allows refused as
+/// [`DecodeError::TooDeep`]).
 pub fn take_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, &[u8]), DecodeError> {
-    match bulk::try_take(payload) {
-        Some(taken) => taken,
-        None => postcard::take_from_bytes(payload).map_err(DecodeError::Malformed),
+    let mut decoder = de::Decoder::new(payload);
+    match T::deserialize(&mut decoder) {
+        Ok(value) => Ok((value, decoder.rest())),
+        Err(de::Fault::Format(e)) => Err(DecodeError::Malformed(e)),
+        Err(de::Fault::TooDeep { depth }) => Err(DecodeError::TooDeep { depth }),
     }
 }
 

@@ -40,6 +40,7 @@ pub mod procfs;
 pub mod random;
 pub mod rights;
 pub mod signals;
+pub mod stack;
 pub mod stderr;
 pub(crate) mod thread_id;
 

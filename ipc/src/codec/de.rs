@@ -1,0 +1,516 @@
+//! postcard's format, read by the codec itself: what `postcard::take_from_bytes`
+//! accepts and refuses, with two differences.
+//!
+//! - A `Vec` of `u8`, `i8`, `f32` or `f64` anywhere in a value is copied
+//!   out whole when serde's own visitor for that vector asks for it (see
+//!   [`bulk`]), instead of one element at a time: seconds for 100 MB in a
+//!   debug build, a `memcpy` here.
+//! - A value nested deeper than the calling thread's stack can hold is
+//!   refused ([`Fault::TooDeep`]) before the stack overflows. A recursive
+//!   type (`enum Tree { Leaf, Node(Box<Tree>) }`) lets a peer nest as deep
+//!   as its bytes go, and an overflow aborts the whole process.
+//!
+//! Everything else follows postcard rule for rule, down to the error each
+//! malformed input gives; a unit test decodes the same bytes both ways.
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+
+use super::bulk;
+use crate::os::stack;
+
+/// Stack kept free below the deepest level decoded: room for the
+/// deserialization code of one level (unoptimised, in a debug build) and
+/// for the way back with the error.
+const STACK_RESERVE: usize = 256 * 1024;
+
+/// Sequences shorter than this are read member by member whatever their
+/// type: finding whether a sequence is a bulk vector costs a few calls.
+const BULK_FROM: usize = 16;
+
+/// Levels entered before the stack is looked at: most values are shallower,
+/// and pay nothing. Each level takes well under 1 KiB of stack, even
+/// unoptimised, so these fit in the reserve.
+const UNCHECKED_LEVELS: usize = 32;
+
+/// Why a value could not be read.
+#[derive(Debug)]
+pub(super) enum Fault {
+    /// What postcard would say of these bytes.
+    Format(postcard::Error),
+    /// Nested `depth` levels deep, the stack had no room for one more.
+    TooDeep { depth: usize },
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Format(e) => e.fmt(f),
+            Fault::TooDeep { depth } => {
+                write!(f, "value nested more than {depth} levels deep")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
+
+impl de::Error for Fault {
+    fn custom<T: std::fmt::Display>(_msg: T) -> Fault {
+        // As postcard: its error has no room for the message.
+        Fault::Format(postcard::Error::SerdeDeCustom)
+    }
+}
+
+impl From<postcard::Error> for Fault {
+    fn from(e: postcard::Error) -> Fault {
+        Fault::Format(e)
+    }
+}
+
+/// The deserializer: reads from the front of a byte slice.
+pub(super) struct Decoder<'de> {
+    input: &'de [u8],
+    depth: usize,
+    /// Below this stack address, no deeper level is entered; `None` until
+    /// a value nests deeper than [`UNCHECKED_LEVELS`].
+    floor: Option<usize>,
+}
+
+impl<'de> Decoder<'de> {
+    pub(super) fn new(input: &'de [u8]) -> Decoder<'de> {
+        Decoder {
+            input,
+            depth: 0,
+            floor: None,
+        }
+    }
+
+    /// The bytes not read yet.
+    pub(super) fn rest(&self) -> &'de [u8] {
+        self.input
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Result<u8, Fault> {
+        let (&byte, rest) = self
+            .input
+            .split_first()
+            .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+        self.input = rest;
+        Ok(byte)
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'de [u8], Fault> {
+        if self.input.len() < n {
+            return Err(postcard::Error::DeserializeUnexpectedEnd.into());
+        }
+        let (taken, rest) = self.input.split_at(n);
+        self.input = rest;
+        Ok(taken)
+    }
+
+    /// A LEB128 number of at most `max_bytes` bytes, the last of which may
+    /// be at most `last_max` (postcard's check that it fits the type).
+    #[inline]
+    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Result<u64, Fault> {
+        let mut n = 0u64;
+        for i in 0..max_bytes {
+            let byte = self.pop()?;
+            n |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if i == max_bytes - 1 && byte > last_max {
+                    break;
+                }
+                return Ok(n);
+            }
+        }
+        Err(postcard::Error::DeserializeBadVarint.into())
+    }
+
+    fn varint_u128(&mut self) -> Result<u128, Fault> {
+        let mut n = 0u128;
+        for i in 0..19 {
+            let byte = self.pop()?;
+            n |= u128::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if i == 18 && byte > 0b11 {
+                    break;
+                }
+                return Ok(n);
+            }
+        }
+        Err(postcard::Error::DeserializeBadVarint.into())
+    }
+
+    #[inline]
+    fn u16(&mut self) -> Result<u16, Fault> {
+        self.varint(3, 0b11).map(|n| n as u16)
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Result<u32, Fault> {
+        self.varint(5, 0b1111).map(|n| n as u32)
+    }
+
+    #[inline]
+    fn u64(&mut self) -> Result<u64, Fault> {
+        self.varint(10, 0b1)
+    }
+
+    /// A length: a `usize` as postcard writes it (a `u64` here).
+    #[inline]
+    fn length(&mut self) -> Result<usize, Fault> {
+        let n = self.u64()?;
+        usize::try_from(n).map_err(|_| postcard::Error::DeserializeBadVarint.into())
+    }
+
+    /// Enters one level deeper, if the stack has room for it; each
+    /// successful call is paired with a [`leave`](Self::leave).
+    #[inline]
+    fn enter(&mut self) -> Result<(), Fault> {
+        if self.depth >= UNCHECKED_LEVELS {
+            let floor = *self
+                .floor
+                .get_or_insert_with(|| stack::limit(STACK_RESERVE));
+            if stack::here() < floor {
+                return Err(Fault::TooDeep { depth: self.depth });
+            }
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    #[inline]
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    fn members<V: Visitor<'de>>(&mut self, left: usize, visitor: V) -> Result<V::Value, Fault> {
+        self.enter()?;
+        let value = visitor.visit_seq(Members {
+            decoder: &mut *self,
+            left,
+        });
+        self.leave();
+        value
+    }
+}
+
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
+impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
+    type Error = Fault;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    /// postcard does not describe itself: every reader must know the type.
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
+        Err(postcard::Error::WontImplement.into())
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        match self.pop()? {
+            0 => visitor.visit_bool(false),
+            1 => visitor.visit_bool(true),
+            _ => Err(postcard::Error::DeserializeBadBool.into()),
+        }
+    }
+
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        visitor.visit_i8(self.pop()? as i8)
+    }
+
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let n = self.u16()?;
+        visitor.visit_i16(unzigzag(n.into()) as i16)
+    }
+
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let n = self.u32()?;
+        visitor.visit_i32(unzigzag(n.into()) as i32)
+    }
+
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let n = self.u64()?;
+        visitor.visit_i64(unzigzag(n))
+    }
+
+    fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let n = self.varint_u128()?;
+        visitor.visit_i128(((n >> 1) as i128) ^ -((n & 1) as i128))
+    }
+
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        visitor.visit_u8(self.pop()?)
+    }
+
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        visitor.visit_u16(self.u16()?)
+    }
+
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        visitor.visit_u32(self.u32()?)
+    }
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        visitor.visit_u64(self.u64()?)
+    }
+
+    fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        visitor.visit_u128(self.varint_u128()?)
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let mut bits = [0u8; 4];
+        bits.copy_from_slice(self.take(4)?);
+        visitor.visit_f32(f32::from_le_bytes(bits))
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let mut bits = [0u8; 8];
+        bits.copy_from_slice(self.take(8)?);
+        visitor.visit_f64(f64::from_le_bytes(bits))
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let len = self.length()?;
+        if len > 4 {
+            return Err(postcard::Error::DeserializeBadChar.into());
+        }
+        let c = std::str::from_utf8(self.take(len)?)
+            .ok()
+            .and_then(|s| s.chars().next())
+            .ok_or(postcard::Error::DeserializeBadChar)?;
+        visitor.visit_char(c)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let len = self.length()?;
+        let s = std::str::from_utf8(self.take(len)?)
+            .map_err(|_| postcard::Error::DeserializeBadUtf8)?;
+        visitor.visit_borrowed_str(s)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let len = self.length()?;
+        let s = std::str::from_utf8(self.take(len)?)
+            .map_err(|_| postcard::Error::DeserializeBadUtf8)?;
+        visitor.visit_str(s)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let len = self.length()?;
+        visitor.visit_borrowed_bytes(self.take(len)?)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let len = self.length()?;
+        visitor.visit_bytes(self.take(len)?)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        match self.pop()? {
+            0 => visitor.visit_none(),
+            1 => {
+                self.enter()?;
+                let value = visitor.visit_some(&mut *self);
+                self.leave();
+                value
+            }
+            _ => Err(postcard::Error::DeserializeBadOption.into()),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Fault> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Fault> {
+        self.enter()?;
+        let value = visitor.visit_newtype_struct(&mut *self);
+        self.leave();
+        value
+    }
+
+    /// A vector of bytes or floats is copied whole; any other sequence is
+    /// read member by member.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let len = self.length()?;
+        // A short vector costs little either way; a check costs every time.
+        if len < BULK_FROM {
+            return self.members(len, visitor);
+        }
+        if let Some(taken) = bulk::take_vec::<V>(len, self.input) {
+            let (value, rest) = taken?;
+            self.input = rest;
+            return Ok(value);
+        }
+        self.members(len, visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Fault> {
+        self.members(len, visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Fault> {
+        self.members(len, visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
+        let left = self.length()?;
+        self.enter()?;
+        let value = visitor.visit_map(Entries {
+            decoder: &mut *self,
+            left,
+        });
+        self.leave();
+        value
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Fault> {
+        self.members(fields.len(), visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Fault> {
+        self.enter()?;
+        let value = visitor.visit_enum(&mut *self);
+        self.leave();
+        value
+    }
+
+    /// postcard writes no field or variant names.
+    fn deserialize_identifier<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
+        Err(postcard::Error::WontImplement.into())
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
+        Err(postcard::Error::WontImplement.into())
+    }
+}
+
+/// The members of a sequence, tuple or struct: `left` more to read.
+struct Members<'a, 'de> {
+    decoder: &'a mut Decoder<'de>,
+    left: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for Members<'_, 'de> {
+    type Error = Fault;
+
+    #[inline]
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Fault> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.decoder).map(Some)
+    }
+
+    /// The announced count only when the bytes left could hold it, so
+    /// that a reader sizing its buffer from the hint sizes it from what
+    /// arrived, not from what was announced.
+    fn size_hint(&self) -> Option<usize> {
+        (self.decoder.input.len() >= self.left).then_some(self.left)
+    }
+}
+
+/// The entries of a map: `left` more keys, each followed by its value.
+struct Entries<'a, 'de> {
+    decoder: &'a mut Decoder<'de>,
+    left: usize,
+}
+
+impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
+    type Error = Fault;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Fault> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.decoder).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Fault> {
+        seed.deserialize(&mut *self.decoder)
+    }
+
+    /// As for a sequence.
+    fn size_hint(&self) -> Option<usize> {
+        (self.decoder.input.len() >= self.left).then_some(self.left)
+    }
+}
+
+impl<'de> de::EnumAccess<'de> for &mut Decoder<'de> {
+    type Error = Fault;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Fault> {
+        let index = self.u32()?;
+        let index: de::value::U32Deserializer<Fault> = index.into_deserializer();
+        let variant = seed.deserialize(index)?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for &mut Decoder<'de> {
+    type Error = Fault;
+
+    fn unit_variant(self) -> Result<(), Fault> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Fault> {
+        seed.deserialize(self)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Fault> {
+        self.members(len, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Fault> {
+        self.members(fields.len(), visitor)
+    }
+}
