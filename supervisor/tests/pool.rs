@@ -28,6 +28,7 @@ fn main() {
         map_is_exact_while_workers_and_their_fork_server_are_killed,
         an_item_that_segfaults_is_an_error_alone,
         a_panicking_item_gives_its_message_and_the_pool_goes_on,
+        a_result_nested_past_the_stack_fails_alone_instead_of_aborting,
         imap_over_an_endless_iterator_takes_what_it_needs,
         imap_unordered_gives_every_item_once,
         initializer_runs_in_every_worker_and_recycling_replaces_them,
@@ -222,6 +223,70 @@ fn a_panicking_item_gives_its_message_and_the_pool_goes_on() {
     // A panic is not a crash: no worker was replaced.
     assert_eq!(pool.workers_started(), 2);
     assert_eq!(pool.map(panic_on_7, [1, 2, 3]).expect("map"), [1, 2, 3]);
+}
+
+/// A recursive result type, as a user may have. `Forged(n)` is a worker
+/// lying: it writes the bytes of a chain `n` links deep, flat, without
+/// building one, and a reader that recursed once per link would overflow
+/// its stack on them.
+#[derive(Debug, Deserialize)]
+enum Chain {
+    End,
+    Link(Box<Chain>),
+    #[serde(skip_deserializing)]
+    Forged(usize),
+}
+
+impl Serialize for Chain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut links = 0;
+        let mut at = self;
+        while let Chain::Link(next) = at {
+            links += 1;
+            at = next;
+        }
+        if let Chain::Forged(n) = at {
+            links += n;
+        }
+        // postcard: a variant is its index, a tuple its members in a row.
+        let mut t = s.serialize_tuple(links + 1)?;
+        for _ in 0..links {
+            t.serialize_element(&1u8)?;
+        }
+        t.serialize_element(&0u8)?;
+        t.end()
+    }
+}
+
+fn forge_chain(links: usize) -> Chain {
+    Chain::Forged(links)
+}
+
+fn chain_length(mut chain: &Chain) -> usize {
+    let mut n = 0;
+    while let Chain::Link(next) = chain {
+        n += 1;
+        chain = next;
+    }
+    n
+}
+
+fn a_result_nested_past_the_stack_fails_alone_instead_of_aborting() {
+    let pool = Pool::new(2).expect("pool");
+    let results: Vec<_> = pool.imap(forge_chain, [10, 5_000_000, 20]).collect();
+    match &results[1] {
+        Err(TaskError::Failed(why)) => assert!(why.contains("nested more than"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let lengths: Vec<_> = [&results[0], &results[2]]
+        .iter()
+        .map(|r| r.as_ref().map(chain_length).expect("a short chain decodes"))
+        .collect();
+    assert_eq!(lengths, [10, 20]);
+    // The worker is not blamed, and the pool goes on.
+    assert_eq!(pool.workers_started(), 2);
+    assert_eq!(pool.map(double, [1, 2]).expect("map"), [2, 4]);
 }
 
 fn double(x: u64) -> u64 {

@@ -47,9 +47,12 @@ impl<J: Job + Clone> Runner for Typed<J> {
     }
 
     fn run_task(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {
-        let input: J::Input = postcard::from_bytes(input)
+        let (input, _): (J::Input, _) = outlast_ipc::codec::take_payload(input)
             .map_err(|e| format!("cannot decode the task's input: {e}"))?;
         let output = self.0.run(input, ctx).map_err(|e| e.to_string())?;
-        postcard::to_allocvec(&output).map_err(|e| format!("cannot encode the task's output: {e}"))
+        let mut encoded = Vec::new();
+        outlast_ipc::codec::encode_append(&output, &mut encoded)
+            .map_err(|e| format!("cannot encode the task's output: {e}"))?;
+        Ok(encoded)
     }
 }

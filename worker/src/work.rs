@@ -147,14 +147,12 @@ impl<J: Job> Work for JobWork<J> {
     }
 
     fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), Refused> {
-        let output: J::Output = postcard::from_bytes(output)
-            .map_err(|e| format!("bad output: undecodable output: {e}"))?;
+        let output = decode_output::<J>(output)?;
         self.0.combine(id, output).map_err(Refused::from)
     }
 
     fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), Refused> {
-        let output: J::Output = postcard::from_bytes(output)
-            .map_err(|e| format!("bad output: undecodable output: {e}"))?;
+        let output = decode_output::<J>(output)?;
         self.0.resume(id, output).map_err(Refused::from)
     }
 
@@ -180,6 +178,15 @@ impl<J: Job> Work for JobWork<J> {
 }
 
 /// Appends the postcard bytes of `value` to `out`.
+/// A task's output as a worker (or the journal) sent it: through the
+/// codec, which copies byte vectors whole and refuses a value nested
+/// deeper than this thread's stack can decode.
+fn decode_output<J: Job>(output: &[u8]) -> Result<J::Output, String> {
+    outlast_ipc::codec::take_payload(output)
+        .map(|(output, _)| output)
+        .map_err(|e| format!("bad output: undecodable output: {e}"))
+}
+
 pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
     outlast_ipc::codec::encode_append(value, out)
         .map_err(|e| format!("cannot encode a task's input: {e}"))

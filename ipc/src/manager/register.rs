@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::codec;
 use crate::process::CodeRef;
 
 /// A type a manager can keep and serve (see [`crate::manager::Shared`]).
@@ -55,10 +56,12 @@ struct Held<T>(T);
 
 impl<T: SharedType> ErasedShared for Held<T> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, String> {
-        let request: T::Request = postcard::from_bytes(request)
+        let (request, _): (T::Request, _) = codec::take_payload(request)
             .map_err(|e| format!("a request for `{}` that does not decode: {e}", T::NAME))?;
         let reply = self.0.handle(request);
-        postcard::to_allocvec(&reply).map_err(|e| e.to_string())
+        let mut encoded = Vec::new();
+        codec::encode_append(&reply, &mut encoded).map_err(|e| e.to_string())?;
+        Ok(encoded)
     }
 }
 
@@ -66,7 +69,7 @@ impl<T: SharedType> ErasedShared for Held<T> {
 type Factory = fn(&[u8]) -> Result<Box<dyn ErasedShared>, String>;
 
 fn make<T: SharedType>(state: &[u8]) -> Result<Box<dyn ErasedShared>, String> {
-    let value: T = postcard::from_bytes(state)
+    let (value, _): (T, _) = codec::take_payload(state)
         .map_err(|e| format!("a `{}` state that does not decode: {e}", T::NAME))?;
     Ok(Box::new(Held(value)))
 }

@@ -138,6 +138,7 @@ pub fn typed_work<J: crate::Job + Clone>(
     _name: &str,
     bytes: &[u8],
 ) -> Result<Box<dyn outlast_worker::work::Work>, String> {
-    let job: J = postcard::from_bytes(bytes).map_err(|e| format!("undecodable job: {e}"))?;
+    let (job, _): (J, _) =
+        outlast_ipc::codec::take_payload(bytes).map_err(|e| format!("undecodable job: {e}"))?;
     Ok(outlast_worker::work::AnyJob::new(job).work)
 }

@@ -163,7 +163,7 @@ where
     // SAFETY: `func` came from `Call::two::<A, B, R>`, which took it from
     // a `fn(A, B) -> R` and paired it with this very instantiation.
     let f = unsafe { std::mem::transmute::<*const (), fn(A, B) -> R>(func) };
-    let reply = match postcard::take_from_bytes::<(A, B)>(args) {
+    let reply = match outlast_ipc::codec::take_payload::<(A, B)>(args) {
         Ok(((a, b), rest)) => {
             *args = rest;
             guarded(move || f(a, b))
@@ -199,7 +199,7 @@ macro_rules! star_calls {
             // from a function of exactly these argument and result types and
             // paired it with this very instantiation.
             let f = unsafe { std::mem::transmute::<*const (), fn($($arg),+) -> R>(func) };
-            let reply = match postcard::take_from_bytes::<($($arg,)+)>(args) {
+            let reply = match outlast_ipc::codec::take_payload::<($($arg,)+)>(args) {
                 Ok((($($var,)+), rest)) => {
                     *args = rest;
                     guarded(move || f($($var),+))

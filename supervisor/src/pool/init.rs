@@ -56,8 +56,10 @@ impl InitCall {
         A: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let encode: Encode = Arc::new(move || {
-            postcard::to_allocvec(&args)
-                .map_err(|e| format!("cannot encode the initializer's arguments: {e}"))
+            let mut encoded = Vec::new();
+            outlast_ipc::codec::encode_append(&args, &mut encoded)
+                .map_err(|e| format!("cannot encode the initializer's arguments: {e}"))?;
+            Ok(encoded)
         });
         InitCall {
             prepare: CodeRef::new(prepare::<A> as Prepare as *const ()),
@@ -131,7 +133,7 @@ fn prepare<A: DeserializeOwned + Send + 'static>(
     // SAFETY: `func` came from `InitCall::new::<A>`, which took it from a
     // `fn(A)` and paired it with this very instantiation.
     let f = unsafe { std::mem::transmute::<*const (), fn(A)>(func) };
-    let args: A = postcard::from_bytes(args)
+    let (args, _): (A, _) = outlast_ipc::codec::take_payload(args)
         .map_err(|e| format!("cannot decode the initializer's arguments: {e}"))?;
     Ok(Box::new(move || match guarded(move || f(args)) {
         Reply::Returned(()) => Ok(()),

@@ -43,8 +43,8 @@ impl RegistryEntry {
 }
 
 fn from_spec<J: BuiltinJob>(bytes: &[u8]) -> Result<AnyJob, String> {
-    let job: J =
-        postcard::from_bytes(bytes).map_err(|e| format!("undecodable {} job: {e}", J::NAME))?;
+    let (job, _): (J, _) = outlast_ipc::codec::take_payload(bytes)
+        .map_err(|e| format!("undecodable {} job: {e}", J::NAME))?;
     Ok(named(job))
 }
 
