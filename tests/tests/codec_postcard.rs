@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use outlast_ipc::codec::{encode_append, take_payload, DecodeError};
+use outlast_ipc::codec::{encode_append, take_payload, DecodeError, EncodeError};
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,9 @@ fn same_reading<T: DeserializeOwned + std::fmt::Debug>(bytes: &[u8]) -> Result<(
             Ok(())
         }
         (Err(DecodeError::Malformed(a)), Err(b)) if a == b => Ok(()),
+        // postcard drops the words of serde's and the type's refusals.
+        (Err(DecodeError::Refused(_)), Err(postcard::Error::SerdeDeCustom)) => Ok(()),
+        (Err(DecodeError::SelfDescribing), Err(postcard::Error::WontImplement)) => Ok(()),
         (ours, theirs) => Err(format!("ours {ours:?}, postcard's {theirs:?}")),
     }
 }
@@ -262,4 +265,140 @@ fn varint_edges_read_as_postcard_reads_them() {
     check::<u128>(19);
     check::<i128>(19);
     check::<Variant>(5);
+}
+
+/// A type that refuses some values in its own words.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+struct Name(String);
+
+impl TryFrom<String> for Name {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Name, String> {
+        if s.contains(' ') {
+            return Err(format!("a name has no spaces: {s:?}"));
+        }
+        Ok(Name(s))
+    }
+}
+
+#[test]
+fn a_types_refusal_keeps_its_words_within_a_bound() {
+    let refused = |bytes: &[u8]| match take_payload::<Name>(bytes) {
+        Err(DecodeError::Refused(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    let why = refused(&ours(&"two words".to_string()));
+    assert_eq!(why, r#"a name has no spaces: "two words""#);
+    // The peer chooses what the refusal quotes: a megabyte of it is cut.
+    let long = format!(" {}", "é".repeat(500_000));
+    let why = refused(&ours(&long));
+    assert!(
+        why.len() <= 243 && why.ends_with("..."),
+        "{} bytes",
+        why.len()
+    );
+    assert!(take_payload::<Name>(&ours(&"one".to_string())).is_ok());
+    // serde's own words: a variant index past the type's.
+    let e = take_payload::<Variant>(&[9]).expect_err("no variant 9");
+    assert!(e.to_string().contains("variant index"), "{e}");
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+enum Tagged {
+    Circle { r: f64 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Flattened {
+    #[serde(flatten)]
+    inner: Newtype,
+    name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Untagged {
+    Number(u32),
+}
+
+/// What serde's self-describing representations meet: words that name
+/// them and say what to do, not postcard's "will never implement".
+#[test]
+fn self_describing_representations_are_refused_in_words_that_name_them() {
+    let words = take_payload::<Tagged>(&ours(&Tagged::Circle { r: 1.0 }))
+        .expect_err("tag = kind")
+        .to_string();
+    assert!(
+        words.contains("self-describing") && words.contains("#[serde(tag"),
+        "{words}"
+    );
+    let e = take_payload::<Untagged>(&ours(&Untagged::Number(3))).expect_err("untagged");
+    assert!(matches!(e, DecodeError::SelfDescribing), "{e:?}");
+    let flattened = Flattened {
+        inner: Newtype(1),
+        name: "x".into(),
+    };
+    let e = encode_append(&flattened, &mut Vec::new()).expect_err("flatten");
+    assert!(matches!(e, EncodeError::UnknownLength), "{e:?}");
+    assert!(e.to_string().contains("flatten"), "{e}");
+}
+
+/// A `Serialize` that refuses, in its own words.
+struct Unwritable;
+
+impl Serialize for Unwritable {
+    fn serialize<S: serde::Serializer>(&self, _s: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this value stays here"))
+    }
+}
+
+#[test]
+fn a_serialize_refusal_keeps_its_words_and_writes_nothing() {
+    let mut out = vec![7u8];
+    let e = encode_append(&(1u8, Unwritable), &mut out).expect_err("refused");
+    assert!(
+        matches!(&e, EncodeError::Refused(why) if why == "this value stays here"),
+        "{e:?}"
+    );
+    assert_eq!(out, [7], "the partial encoding is taken back");
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Sparse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<u8>,
+    count: u8,
+    total: u8,
+}
+
+/// postcard writes nothing for a skipped field, and its reader takes the
+/// next field's bytes for it: `{None, 1, 5}` would come back as
+/// `{Some(5), ..}` or garbage. The codec refuses to write it.
+#[test]
+fn a_field_skipped_when_written_is_refused_before_it_is_misread() {
+    let sparse = Sparse {
+        note: None,
+        count: 1,
+        total: 5,
+    };
+    let theirs = postcard::to_allocvec(&sparse).expect("postcard writes it");
+    assert_eq!(theirs, [1, 5], "postcard leaves the field out");
+    assert!(matches!(
+        postcard::from_bytes::<Sparse>(&theirs),
+        Err(_) | Ok(Sparse { note: Some(5), .. })
+    ));
+    let e = encode_append(&sparse, &mut Vec::new()).expect_err("refused");
+    assert!(
+        matches!(e, EncodeError::SkippedField { field: "note" }),
+        "{e:?}"
+    );
+    let written = Sparse {
+        note: Some(2),
+        ..sparse
+    };
+    let (back, _) = take_payload::<Sparse>(&ours(&written)).expect("a field present is fine");
+    assert_eq!((back.note, back.count, back.total), (Some(2), 1, 5));
 }

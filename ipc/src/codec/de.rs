@@ -11,7 +11,9 @@
 //!   as its bytes go, and an overflow aborts the whole process.
 //!
 //! Everything else follows postcard rule for rule, down to the error each
-//! malformed input gives; a unit test decodes the same bytes both ways.
+//! malformed input gives (where postcard drops the words of an error
+//! raised by serde or by the type, they are kept); a property test decodes
+//! the same bytes both ways.
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
@@ -37,6 +39,14 @@ const UNCHECKED_LEVELS: usize = 32;
 pub(super) enum Fault {
     /// What postcard would say of these bytes.
     Format(postcard::Error),
+    /// The bytes are well formed, but the type refused what they hold:
+    /// serde's words (an unknown variant index, a length a fixed-size
+    /// array cannot take) or the type's own (a `try_from` that failed),
+    /// cut to 240 bytes. postcard keeps none of them.
+    Invalid(String),
+    /// The type asked what comes next (`deserialize_any`, or a field's or
+    /// variant's name), which postcard does not write.
+    SelfDescribing,
     /// Nested `depth` levels deep, the stack had no room for one more.
     TooDeep { depth: usize },
 }
@@ -45,6 +55,8 @@ impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fault::Format(e) => e.fmt(f),
+            Fault::Invalid(why) => f.write_str(why),
+            Fault::SelfDescribing => f.write_str("the type reads a self-describing format"),
             Fault::TooDeep { depth } => {
                 write!(f, "value nested more than {depth} levels deep")
             }
@@ -55,9 +67,8 @@ impl std::fmt::Display for Fault {
 impl std::error::Error for Fault {}
 
 impl de::Error for Fault {
-    fn custom<T: std::fmt::Display>(_msg: T) -> Fault {
-        // As postcard: its error has no room for the message.
-        Fault::Format(postcard::Error::SerdeDeCustom)
+    fn custom<T: std::fmt::Display>(msg: T) -> Fault {
+        Fault::Invalid(super::words::capped(msg))
     }
 }
 
@@ -210,7 +221,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
 
     /// postcard does not describe itself: every reader must know the type.
     fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
-        Err(postcard::Error::WontImplement.into())
+        Err(Fault::SelfDescribing)
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
@@ -412,11 +423,11 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
 
     /// postcard writes no field or variant names.
     fn deserialize_identifier<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
-        Err(postcard::Error::WontImplement.into())
+        Err(Fault::SelfDescribing)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
-        Err(postcard::Error::WontImplement.into())
+        Err(Fault::SelfDescribing)
     }
 }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 mod bulk;
 mod de;
 mod ser;
+mod words;
 
 /// Default maximum payload size of one frame: 1 GiB. A receiver's buffer
 /// grows with the bytes that arrive, not with the length announced.
@@ -26,9 +27,20 @@ pub enum EncodeError {
     /// The serialized value is longer than the connection's maximum frame size.
     #[error("message of {len} bytes exceeds the maximum frame size of {max} bytes")]
     TooLarge { len: usize, max: usize },
-    /// serde/postcard refused the value (for example a map with an unknown length).
+    /// A sequence or map began without its length (`#[serde(flatten)]`
+    /// writes a struct so, as does a `collect_seq` of an iterator without
+    /// an exact size); the wire format writes each length first.
+    #[error("cannot serialize message: a sequence or map of unknown length (as `#[serde(flatten)]` writes a struct), and the wire format (postcard) writes each length first")]
+    UnknownLength,
+    /// The value's own `Serialize` refused, in these words (at most 240
+    /// bytes).
     #[error("cannot serialize message: {0}")]
-    Serialize(#[from] postcard::Error),
+    Refused(String),
+    /// A struct left a field out (`#[serde(skip_serializing_if)]`): the
+    /// wire format has no field names, so a reader would take the next
+    /// field's bytes for the missing one.
+    #[error("cannot serialize message: field `{field}` was skipped (`#[serde(skip_serializing_if)]`), and the wire format (postcard) has no field names to tell the reader; drop the attribute (a `None` takes one byte)")]
+    SkippedField { field: &'static str },
 }
 
 /// Why bytes could not be turned back into a value.
@@ -43,6 +55,17 @@ pub enum DecodeError {
     /// The payload is not a valid postcard encoding of the expected type.
     #[error("undecodable frame payload: {0}")]
     Malformed(postcard::Error),
+    /// The payload is well formed, but the expected type refused what it
+    /// holds, in these words (serde's, such as an unknown variant index,
+    /// or the type's own, such as a failed `try_from`; at most 240 bytes).
+    #[error("undecodable frame payload: {0}")]
+    Refused(String),
+    /// The type reads itself by asking what comes next (serde's
+    /// `deserialize_any`: `#[serde(tag = "...")]`, `#[serde(untagged)]`,
+    /// `#[serde(flatten)]`, `serde_json::Value`), and postcard, the wire
+    /// format, writes no field names or types to answer with.
+    #[error("undecodable frame payload: the type reads a self-describing format (as `#[serde(tag = \"...\")]`, `#[serde(untagged)]`, `#[serde(flatten)]` and `serde_json::Value` do), and the wire format (postcard) writes no names or types: use serde's default representation, or carry the value as JSON text")]
+    SelfDescribing,
     /// The value is nested (a recursive type: a list, a tree) deeper than
     /// the decoding thread's stack can hold; decoding it would overflow
     /// the stack, which aborts the process.
@@ -62,13 +85,19 @@ pub enum DecodeError {
 pub fn encode_append<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
-) -> Result<(), postcard::Error> {
+) -> Result<(), EncodeError> {
     let at = out.len();
-    let encoded = value.serialize(&mut ser::Encoder::new(out));
-    if encoded.is_err() {
-        out.truncate(at);
+    match value.serialize(&mut ser::Encoder::new(out)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            out.truncate(at);
+            Err(match e {
+                ser::Fault::UnknownLength => EncodeError::UnknownLength,
+                ser::Fault::Refused(why) => EncodeError::Refused(why),
+                ser::Fault::SkippedField(field) => EncodeError::SkippedField { field },
+            })
+        }
     }
-    encoded
 }
 
 /// Serializes `value` as one frame (header + payload) into `out`, replacing its contents.
@@ -151,6 +180,8 @@ pub fn take_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, &[u8]), D
     match T::deserialize(&mut decoder) {
         Ok(value) => Ok((value, decoder.rest())),
         Err(de::Fault::Format(e)) => Err(DecodeError::Malformed(e)),
+        Err(de::Fault::Invalid(why)) => Err(DecodeError::Refused(why)),
+        Err(de::Fault::SelfDescribing) => Err(DecodeError::SelfDescribing),
         Err(de::Fault::TooDeep { depth }) => Err(DecodeError::TooDeep { depth }),
     }
 }

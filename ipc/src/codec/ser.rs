@@ -17,6 +17,39 @@ use serde::ser::{self, Serialize};
 
 use super::bulk;
 
+/// Why a value could not be written.
+#[derive(Debug)]
+pub(super) enum Fault {
+    /// A sequence or map began without its length, which postcard writes
+    /// first.
+    UnknownLength,
+    /// The value's own `Serialize` refused, in these words (cut to 240
+    /// bytes).
+    Refused(String),
+    /// A struct left this field out (`#[serde(skip_serializing_if)]`):
+    /// with no field names on the wire, the reader would take the next
+    /// field's bytes for it.
+    SkippedField(&'static str),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::UnknownLength => f.write_str("a sequence or map of unknown length"),
+            Fault::Refused(why) => f.write_str(why),
+            Fault::SkippedField(field) => write!(f, "field `{field}` skipped"),
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
+
+impl ser::Error for Fault {
+    fn custom<T: std::fmt::Display>(msg: T) -> Fault {
+        Fault::Refused(super::words::capped(msg))
+    }
+}
+
 /// The serializer: appends to the buffer it holds.
 pub(super) struct Encoder<'a> {
     out: &'a mut Vec<u8>,
@@ -42,8 +75,8 @@ impl<'a> Encoder<'a> {
     }
 
     #[inline]
-    fn length(&mut self, len: Option<usize>) -> Result<(), postcard::Error> {
-        let len = len.ok_or(postcard::Error::SerializeSeqLengthUnknown)?;
+    fn length(&mut self, len: Option<usize>) -> Result<(), Fault> {
+        let len = len.ok_or(Fault::UnknownLength)?;
         self.varint(len as u64);
         Ok(())
     }
@@ -56,7 +89,7 @@ fn zigzag(n: i64) -> u64 {
 
 impl ser::Serializer for &mut Encoder<'_> {
     type Ok = ();
-    type Error = postcard::Error;
+    type Error = Fault;
     type SerializeSeq = Self;
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
@@ -70,116 +103,116 @@ impl ser::Serializer for &mut Encoder<'_> {
     }
 
     #[inline]
-    fn serialize_bool(self, v: bool) -> Result<(), postcard::Error> {
+    fn serialize_bool(self, v: bool) -> Result<(), Fault> {
         self.out.push(u8::from(v));
         Ok(())
     }
 
     #[inline]
-    fn serialize_i8(self, v: i8) -> Result<(), postcard::Error> {
+    fn serialize_i8(self, v: i8) -> Result<(), Fault> {
         self.out.push(v as u8);
         Ok(())
     }
 
     #[inline]
-    fn serialize_i16(self, v: i16) -> Result<(), postcard::Error> {
+    fn serialize_i16(self, v: i16) -> Result<(), Fault> {
         self.varint(zigzag(v.into()));
         Ok(())
     }
 
     #[inline]
-    fn serialize_i32(self, v: i32) -> Result<(), postcard::Error> {
+    fn serialize_i32(self, v: i32) -> Result<(), Fault> {
         self.varint(zigzag(v.into()));
         Ok(())
     }
 
     #[inline]
-    fn serialize_i64(self, v: i64) -> Result<(), postcard::Error> {
+    fn serialize_i64(self, v: i64) -> Result<(), Fault> {
         self.varint(zigzag(v));
         Ok(())
     }
 
-    fn serialize_i128(self, v: i128) -> Result<(), postcard::Error> {
+    fn serialize_i128(self, v: i128) -> Result<(), Fault> {
         self.varint_u128(((v << 1) ^ (v >> 127)) as u128);
         Ok(())
     }
 
     #[inline]
-    fn serialize_u8(self, v: u8) -> Result<(), postcard::Error> {
+    fn serialize_u8(self, v: u8) -> Result<(), Fault> {
         self.out.push(v);
         Ok(())
     }
 
     #[inline]
-    fn serialize_u16(self, v: u16) -> Result<(), postcard::Error> {
+    fn serialize_u16(self, v: u16) -> Result<(), Fault> {
         self.varint(v.into());
         Ok(())
     }
 
     #[inline]
-    fn serialize_u32(self, v: u32) -> Result<(), postcard::Error> {
+    fn serialize_u32(self, v: u32) -> Result<(), Fault> {
         self.varint(v.into());
         Ok(())
     }
 
     #[inline]
-    fn serialize_u64(self, v: u64) -> Result<(), postcard::Error> {
+    fn serialize_u64(self, v: u64) -> Result<(), Fault> {
         self.varint(v);
         Ok(())
     }
 
-    fn serialize_u128(self, v: u128) -> Result<(), postcard::Error> {
+    fn serialize_u128(self, v: u128) -> Result<(), Fault> {
         self.varint_u128(v);
         Ok(())
     }
 
     #[inline]
-    fn serialize_f32(self, v: f32) -> Result<(), postcard::Error> {
+    fn serialize_f32(self, v: f32) -> Result<(), Fault> {
         self.out.extend_from_slice(&v.to_le_bytes());
         Ok(())
     }
 
     #[inline]
-    fn serialize_f64(self, v: f64) -> Result<(), postcard::Error> {
+    fn serialize_f64(self, v: f64) -> Result<(), Fault> {
         self.out.extend_from_slice(&v.to_le_bytes());
         Ok(())
     }
 
-    fn serialize_char(self, v: char) -> Result<(), postcard::Error> {
+    fn serialize_char(self, v: char) -> Result<(), Fault> {
         self.serialize_str(v.encode_utf8(&mut [0u8; 4]))
     }
 
     #[inline]
-    fn serialize_str(self, v: &str) -> Result<(), postcard::Error> {
+    fn serialize_str(self, v: &str) -> Result<(), Fault> {
         self.serialize_bytes(v.as_bytes())
     }
 
     #[inline]
-    fn serialize_bytes(self, v: &[u8]) -> Result<(), postcard::Error> {
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Fault> {
         self.varint(v.len() as u64);
         self.out.extend_from_slice(v);
         Ok(())
     }
 
     #[inline]
-    fn serialize_none(self) -> Result<(), postcard::Error> {
+    fn serialize_none(self) -> Result<(), Fault> {
         self.out.push(0);
         Ok(())
     }
 
     #[inline]
-    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), postcard::Error> {
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), Fault> {
         self.out.push(1);
         value.serialize(self)
     }
 
     #[inline]
-    fn serialize_unit(self) -> Result<(), postcard::Error> {
+    fn serialize_unit(self) -> Result<(), Fault> {
         Ok(())
     }
 
     #[inline]
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), postcard::Error> {
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Fault> {
         Ok(())
     }
 
@@ -189,7 +222,7 @@ impl ser::Serializer for &mut Encoder<'_> {
         _name: &'static str,
         variant_index: u32,
         _variant: &'static str,
-    ) -> Result<(), postcard::Error> {
+    ) -> Result<(), Fault> {
         self.varint(variant_index.into());
         Ok(())
     }
@@ -199,7 +232,7 @@ impl ser::Serializer for &mut Encoder<'_> {
         self,
         _name: &'static str,
         value: &T,
-    ) -> Result<(), postcard::Error> {
+    ) -> Result<(), Fault> {
         value.serialize(self)
     }
 
@@ -210,28 +243,24 @@ impl ser::Serializer for &mut Encoder<'_> {
         variant_index: u32,
         _variant: &'static str,
         value: &T,
-    ) -> Result<(), postcard::Error> {
+    ) -> Result<(), Fault> {
         self.varint(variant_index.into());
         value.serialize(self)
     }
 
     #[inline]
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self, postcard::Error> {
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self, Fault> {
         self.length(len)?;
         Ok(self)
     }
 
     #[inline]
-    fn serialize_tuple(self, _len: usize) -> Result<Self, postcard::Error> {
+    fn serialize_tuple(self, _len: usize) -> Result<Self, Fault> {
         Ok(self)
     }
 
     #[inline]
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self, postcard::Error> {
+    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self, Fault> {
         Ok(self)
     }
 
@@ -242,19 +271,19 @@ impl ser::Serializer for &mut Encoder<'_> {
         variant_index: u32,
         _variant: &'static str,
         _len: usize,
-    ) -> Result<Self, postcard::Error> {
+    ) -> Result<Self, Fault> {
         self.varint(variant_index.into());
         Ok(self)
     }
 
     #[inline]
-    fn serialize_map(self, len: Option<usize>) -> Result<Self, postcard::Error> {
+    fn serialize_map(self, len: Option<usize>) -> Result<Self, Fault> {
         self.length(len)?;
         Ok(self)
     }
 
     #[inline]
-    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, postcard::Error> {
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, Fault> {
         Ok(self)
     }
 
@@ -265,14 +294,14 @@ impl ser::Serializer for &mut Encoder<'_> {
         variant_index: u32,
         _variant: &'static str,
         _len: usize,
-    ) -> Result<Self, postcard::Error> {
+    ) -> Result<Self, Fault> {
         self.varint(variant_index.into());
         Ok(self)
     }
 
     /// A vector or slice of a bulk element type is its length and its
     /// elements' bytes, copied whole; any other sequence is serde's default.
-    fn collect_seq<I>(self, items: I) -> Result<(), postcard::Error>
+    fn collect_seq<I>(self, items: I) -> Result<(), Fault>
     where
         I: IntoIterator,
         I::Item: Serialize,
@@ -295,7 +324,7 @@ impl ser::Serializer for &mut Encoder<'_> {
     }
 
     /// Formatted once into a string (postcard formats twice, to count first).
-    fn collect_str<T: ?Sized + std::fmt::Display>(self, value: &T) -> Result<(), postcard::Error> {
+    fn collect_str<T: ?Sized + std::fmt::Display>(self, value: &T) -> Result<(), Fault> {
         self.serialize_str(&value.to_string())
     }
 }
@@ -305,15 +334,15 @@ macro_rules! members {
     ($($trait:ident :: $method:ident),* $(,)?) => {$(
         impl ser::$trait for &mut Encoder<'_> {
             type Ok = ();
-            type Error = postcard::Error;
+            type Error = Fault;
 
             #[inline]
-            fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), postcard::Error> {
+            fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Fault> {
                 value.serialize(&mut **self)
             }
 
             #[inline]
-            fn end(self) -> Result<(), postcard::Error> {
+            fn end(self) -> Result<(), Fault> {
                 Ok(())
             }
         }
@@ -329,20 +358,20 @@ members!(
 
 impl ser::SerializeMap for &mut Encoder<'_> {
     type Ok = ();
-    type Error = postcard::Error;
+    type Error = Fault;
 
     #[inline]
-    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), postcard::Error> {
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Fault> {
         key.serialize(&mut **self)
     }
 
     #[inline]
-    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), postcard::Error> {
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Fault> {
         value.serialize(&mut **self)
     }
 
     #[inline]
-    fn end(self) -> Result<(), postcard::Error> {
+    fn end(self) -> Result<(), Fault> {
         Ok(())
     }
 }
@@ -351,19 +380,26 @@ macro_rules! fields {
     ($($trait:ident),* $(,)?) => {$(
         impl ser::$trait for &mut Encoder<'_> {
             type Ok = ();
-            type Error = postcard::Error;
+            type Error = Fault;
 
             #[inline]
             fn serialize_field<T: ?Sized + Serialize>(
                 &mut self,
                 _key: &'static str,
                 value: &T,
-            ) -> Result<(), postcard::Error> {
+            ) -> Result<(), Fault> {
                 value.serialize(&mut **self)
             }
 
+            /// postcard (and serde's default) writes nothing for a skipped
+            /// field, and its reader then misreads the rest: refused here,
+            /// where the sender can still hear of it.
+            fn skip_field(&mut self, key: &'static str) -> Result<(), Fault> {
+                Err(Fault::SkippedField(key))
+            }
+
             #[inline]
-            fn end(self) -> Result<(), postcard::Error> {
+            fn end(self) -> Result<(), Fault> {
                 Ok(())
             }
         }
