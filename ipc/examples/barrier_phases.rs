@@ -42,8 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let barrier = Barrier::new(PARTIES as u32)?;
     let mut parties = Vec::new();
     for me in 0..PARTIES {
-        let mut p = Process::new(phases, (me, data.try_clone()?, barrier.try_clone()?))
-            .start_method(method);
+        let mut p = Process::new(phases, (me, data.clone(), barrier.clone())).start_method(method);
         p.start()?;
         parties.push(p);
     }

@@ -76,12 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         RawValue::new(0u64)?,
         RawValue::new(0u64)?,
     );
-    let theirs = (
-        buf.0.try_clone()?,
-        buf.1.try_clone()?,
-        buf.2.try_clone()?,
-        buf.3.try_clone()?,
-    );
+    let theirs = (buf.0.clone(), buf.1.clone(), buf.2.clone(), buf.3.clone());
     let mut child = Process::new(consumer, theirs).start_method(method);
     child.start()?;
     for item in 1..=ITEMS {

@@ -30,8 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = Value::new(0u64)?;
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let mut p =
-            Process::new(worker, (tasks.try_clone()?, total.try_clone()?)).start_method(method);
+        let mut p = Process::new(worker, (tasks.clone(), total.clone())).start_method(method);
         p.start()?;
         workers.push(p);
     }

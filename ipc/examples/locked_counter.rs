@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let counter = Value::new(0u64)?;
     let mut children = Vec::new();
     for _ in 0..PROCESSES {
-        let mut p = Process::new(increment, counter.try_clone()?).start_method(method);
+        let mut p = Process::new(increment, counter.clone()).start_method(method);
         p.start()?;
         children.push(p);
     }

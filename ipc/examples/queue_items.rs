@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|m| m.parse().ok())
         .unwrap_or_default();
     let q = Queue::<Option<String>>::new(0)?;
-    let mut p = Process::new(producer, q.try_clone()?).start_method(method);
+    let mut p = Process::new(producer, q.clone()).start_method(method);
     p.start()?;
     let mut consumed = 0;
     while let Some(item) = q.get()? {

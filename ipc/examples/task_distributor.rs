@@ -57,8 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let results = Queue::<Done>::new(0)?;
     let mut workers = Vec::new();
     for me in 0..WORKERS {
-        let mut p = Process::new(worker, (me, tasks.try_clone()?, results.try_clone()?))
-            .start_method(method);
+        let mut p = Process::new(worker, (me, tasks.clone(), results.clone())).start_method(method);
         p.start()?;
         workers.push(p);
     }

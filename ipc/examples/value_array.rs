@@ -30,8 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let numbers = Array::new(5, 0i32)?;
     let mut children = Vec::new();
     for _ in 0..5 {
-        let mut p = Process::new(add_one, (counter.try_clone()?, numbers.try_clone()?))
-            .start_method(method);
+        let mut p = Process::new(add_one, (counter.clone(), numbers.clone())).start_method(method);
         p.start()?;
         children.push(p);
     }

@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default();
     let num = Value::new(0.0f64)?;
     let arr = Array::from_iter(0..10i32)?;
-    let mut p = Process::new(f, (num.try_clone()?, arr.try_clone()?)).start_method(method);
+    let mut p = Process::new(f, (num.clone(), arr.clone())).start_method(method);
     p.start()?;
     p.join()?;
     println!("{}", num.get()?);

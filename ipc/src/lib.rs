@@ -34,6 +34,7 @@
 //! |---|---|
 //! | `if __name__ == '__main__':` guard | nothing: a child never runs `main` (it is taken over before it) |
 //! | `Process(target=f, args=(x,), name="bob")` | `Process::new(f, x).named("bob")` (`f` is a plain `fn(A) -> R`) |
+//! | `Process(target=f, args=(q, v, lock))`, then go on using them | `Process::new(f, (q.clone(), v.clone(), lock.clone()))`: handles are `Clone`, sharing this process's mapping |
 //! | `get_context("fork")` | `.start_method(StartMethod::Fork)` per process |
 //! | `set_start_method("forkserver")`, `get_start_method()`, `get_all_start_methods()` | [`set_start_method`], [`get_start_method`], [`get_all_start_methods`] |
 //! | `p.start()`, `p.join()`, `p.join(timeout)` | `p.start()?`, `p.join()?` (gives `f`'s return value), `p.join_timeout(d)` |

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use outlast_ipc::queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, SimpleQueue,
 };
+use outlast_ipc::sync::Lock;
 use outlast_ipc::value::{Array, Value};
 use outlast_ipc::{Process, StartMethod};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ fn main() {
     outlast_ipc::init();
     harness::run(cases![
         close_lets_consumers_drain_then_disconnect,
+        handles_clone_like_pythons_objects_share_and_cost_no_descriptor,
         a_child_counts_as_a_producer_before_it_runs,
         a_dead_producer_disconnects_after_draining,
         full_oversized_and_timeouts_are_typed_errors,
@@ -46,6 +48,68 @@ fn produce_items((q, n): (Queue<String>, usize)) {
         }
     }
     q.close();
+}
+
+fn descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Adds `n` to the counter under the lock, and puts a word on the queue.
+fn add_under_lock((q, total, lock, n): (Queue<String>, Value<u64>, Lock, u64)) {
+    for _ in 0..n {
+        let _held = lock.lock().expect("the lock");
+        total.store(total.load() + 1);
+    }
+    let _ = q.put(&format!("added {n}"));
+}
+
+/// Python passes `q` to `Process(args=(q,))` and goes on using it; here
+/// `q.clone()` does the same (it was `try_clone()?`, and `clone` did not
+/// exist: the compiler suggested `close`).
+fn handles_clone_like_pythons_objects_share_and_cost_no_descriptor() {
+    let q: Queue<String> = Queue::new(0).expect("queue");
+    let total = Value::<u64>::new(0).expect("value");
+    let lock = Lock::new().expect("lock");
+    let mut children: Vec<_> = (0..3)
+        .map(|_| {
+            let mut child = Process::new(
+                add_under_lock,
+                (q.clone(), total.clone(), lock.clone(), 500),
+            );
+            child.start().expect("start");
+            child
+        })
+        .collect();
+    for child in &mut children {
+        child.join().expect("joined");
+    }
+    assert_eq!(total.load(), 1500, "every child added under one lock");
+    let words: Vec<String> = (0..3).map(|_| q.get().expect("a word")).collect();
+    assert_eq!(words, ["added 500"; 3]);
+
+    // A clone in this process shares the mapping: no descriptor, and it
+    // still counts as a producer of its own until it is closed.
+    let before = descriptors();
+    let clones: Vec<Queue<String>> = (0..100).map(|_| q.clone()).collect();
+    let values: Vec<Value<u64>> = (0..100).map(|_| total.clone()).collect();
+    assert_eq!(
+        descriptors(),
+        before,
+        "100 clones of each took no descriptor"
+    );
+    drop(values);
+    q.close();
+    for clone in &clones[1..] {
+        clone.close();
+    }
+    assert!(
+        matches!(q.try_get(), Err(GetTimeoutError::Empty)),
+        "one clone is still open: not disconnected"
+    );
+    clones[0].put(&"last".into()).expect("the open clone puts");
+    drop(clones);
+    assert_eq!(q.get().expect("drained"), "last");
+    assert!(matches!(q.get(), Err(GetError::Disconnected)));
 }
 
 fn drain(q: &Queue<String>) -> (Vec<String>, bool) {

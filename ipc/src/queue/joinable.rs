@@ -35,6 +35,15 @@ pub struct JoinableQueue<T> {
     queue: Queue<T>,
 }
 
+/// Another handle on the same queue (see [`Queue`]'s `Clone`).
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
 impl<T> Deref for JoinableQueue<T> {
     type Target = Queue<T>;
     fn deref(&self) -> &Queue<T> {
@@ -87,9 +96,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         }
     }
 
+    /// The same as [`clone`](Clone::clone), which cannot fail.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(JoinableQueue {
-            queue: self.queue.try_clone()?,
-        })
+        Ok(self.clone())
     }
 }

@@ -126,7 +126,8 @@ thread_local! {
 /// Python's `multiprocessing.Queue`, in shared memory.
 pub struct Queue<T> {
     cell: ShmCell<QueueState>,
-    spill: SpillSocket,
+    /// Shared by this process's handles, as the cell's mapping is.
+    spill: std::sync::Arc<SpillSocket>,
     max_message: AtomicUsize,
     producer: AtomicUsize,
     seen: LocalView,
@@ -159,7 +160,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let spill = SpillSocket::new()?;
         let slot = cell.state().ring.producers.register();
-        Ok(Queue::registered(cell, spill, slot))
+        Ok(Queue::registered(cell, spill.into(), slot))
     }
 
     fn ring(&self) -> Ring<'_> {
@@ -595,22 +596,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.ring().shutdown_state() != 0
     }
 
-    /// A second handle on the same queue (for another process); a producer
-    /// until it is closed or dropped, like every handle.
+    /// A second handle on the same queue.
+    ///
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        let cell = self.cell.try_clone()?;
-        let spill = self.spill.try_clone()?;
-        let slot = cell.state().ring.producers.register();
-        let queue = Queue::registered(cell, spill, slot);
-        queue.set_max_message_bytes(self.max_message_bytes());
-        Ok(queue)
+        Ok(self.clone())
     }
 }
 
 impl<T> Queue<T> {
     /// A handle on `cell` registered as a producer (or untracked if the
     /// table is full, which also stops consumers from judging disconnection).
-    fn registered(cell: ShmCell<QueueState>, spill: SpillSocket, slot: Option<usize>) -> Self {
+    fn registered(
+        cell: ShmCell<QueueState>,
+        spill: std::sync::Arc<SpillSocket>,
+        slot: Option<usize>,
+    ) -> Self {
         Queue {
             producer: AtomicUsize::new(slot.unwrap_or(UNTRACKED)),
             spill,
@@ -619,6 +622,21 @@ impl<T> Queue<T> {
             seen: LocalView::default(),
             _t: PhantomData,
         }
+    }
+}
+
+/// Another handle on the same queue, in this process: a producer of its
+/// own until it is closed or dropped, like every handle (so closing one
+/// clone does not close the others). Put it in a `Process`'s arguments
+/// to give the child its own.
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        let slot = self.cell.state().ring.producers.register();
+        let queue = Queue::registered(self.cell.clone(), std::sync::Arc::clone(&self.spill), slot);
+        queue
+            .max_message
+            .store(self.max_message.load(Ordering::Relaxed), Ordering::Relaxed);
+        queue
     }
 }
 
@@ -652,7 +670,7 @@ impl<T> Serialize for Queue<T> {
         };
         QueueWire {
             cell: &self.cell,
-            spill: &self.spill,
+            spill: &*self.spill,
             reserved,
             max_message: self.max_message.load(Ordering::Relaxed) as u64,
         }
@@ -672,7 +690,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
             Some(index) => producers.adopt(index as usize),
             None => None,
         };
-        let queue = Queue::registered(cell, wire.spill, slot);
+        let queue = Queue::registered(cell, wire.spill.into(), slot);
         queue.max_message.store(
             usize::try_from(wire.max_message).unwrap_or(usize::MAX),
             Ordering::Relaxed,

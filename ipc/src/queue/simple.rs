@@ -25,6 +25,15 @@ pub struct SimpleQueue<T> {
     queue: Queue<T>,
 }
 
+/// Another handle on the same queue (see [`Queue`]'s `Clone`).
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     pub fn new() -> Result<Self, ShmError> {
         Ok(SimpleQueue {
@@ -52,9 +61,8 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.queue.close()
     }
 
+    /// The same as [`clone`](Clone::clone), which cannot fail.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(SimpleQueue {
-            queue: self.queue.try_clone()?,
-        })
+        Ok(self.clone())
     }
 }

@@ -58,13 +58,6 @@ impl SpillSocket {
         Ok(SpillSocket { tx, rx })
     }
 
-    pub(crate) fn try_clone(&self) -> io::Result<Self> {
-        Ok(SpillSocket {
-            tx: self.tx.try_clone()?,
-            rx: self.rx.try_clone()?,
-        })
-    }
-
     /// Hands `memfd` over tagged `tag`, without waiting: `WouldBlock` when
     /// the socket is full (consumers have many spilled messages to take).
     pub(crate) fn hand_over(&self, memfd: &OwnedFd, tag: u64) -> io::Result<()> {

@@ -5,6 +5,7 @@
 //! something else gets an error instead of misreading it.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -21,9 +22,23 @@ pub(crate) trait ShmState {
 }
 
 /// A state struct `S` in shared memory, with `extra` bytes after it.
+///
+/// Handles in one process share one mapping: a clone costs a reference
+/// count, not a descriptor and a mapping, so it cannot fail (which lets
+/// every object built on a cell be `Clone`, as Python's are shared by
+/// reference). A child gets its own mapping when a handle is handed over.
 pub(crate) struct ShmCell<S> {
-    shm: SharedMemory,
+    shm: Arc<SharedMemory>,
     _state: PhantomData<S>,
+}
+
+impl<S> Clone for ShmCell<S> {
+    fn clone(&self) -> Self {
+        ShmCell {
+            shm: Arc::clone(&self.shm),
+            _state: PhantomData,
+        }
+    }
 }
 
 impl<S: ShmState> ShmCell<S> {
@@ -51,7 +66,7 @@ impl<S: ShmState> ShmCell<S> {
             });
         }
         let cell = ShmCell {
-            shm,
+            shm: Arc::new(shm),
             _state: PhantomData,
         };
         init(cell.state(), cell.extra_ptr());
@@ -93,14 +108,6 @@ impl<S: ShmState> ShmCell<S> {
         unsafe { &*(self.shm.as_ptr().add(HEADER) as *const S) }
     }
 
-    /// A second handle on the same state (for a child).
-    pub(crate) fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(ShmCell {
-            shm: self.shm.try_clone()?,
-            _state: PhantomData,
-        })
-    }
-
     /// Wraps a segment that must already hold an `S`.
     pub(crate) fn from_segment(shm: SharedMemory) -> Result<Self, ShmError> {
         if shm.len() < Self::state_end() {
@@ -110,7 +117,7 @@ impl<S: ShmState> ShmCell<S> {
             });
         }
         let cell = ShmCell {
-            shm,
+            shm: Arc::new(shm),
             _state: PhantomData,
         };
         let tag = cell.tag_word().load(std::sync::atomic::Ordering::Acquire);
@@ -124,8 +131,13 @@ impl<S: ShmState> ShmCell<S> {
         &self.shm
     }
 
-    pub(crate) fn into_segment(self) -> SharedMemory {
-        self.shm
+    /// The segment itself: this cell's mapping if no other handle shares
+    /// it, or else a mapping of its own.
+    pub(crate) fn into_segment(self) -> Result<SharedMemory, ShmError> {
+        match Arc::try_unwrap(self.shm) {
+            Ok(shm) => Ok(shm),
+            Err(shared) => shared.try_clone(),
+        }
     }
 }
 

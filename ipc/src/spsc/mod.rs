@@ -86,7 +86,7 @@ pub fn channel_parked(
         h.init(cap, aux_bytes);
     })?;
     init_aux(end::aux_words(&cell, aux_bytes));
-    let parked = cell.into_segment().unmap();
+    let parked = cell.into_segment()?.unmap();
     let theirs = parked.try_clone()?;
     let sender = Sender::new(segment::Segment::Parked(parked), cap, aux_bytes);
     let receiver = Receiver::new(segment::Segment::Parked(theirs), cap, aux_bytes);

@@ -61,6 +61,7 @@ fn generation_bit(generation: u32) -> u64 {
     1 << (generation % 64)
 }
 
+#[derive(Clone)]
 pub struct Barrier {
     cell: ShmCell<BarrierState>,
     /// Run by the last party to arrive, before the others go.
@@ -300,12 +301,11 @@ impl Barrier {
         Ok(())
     }
 
-    /// A second handle on the same barrier (for another process), with
-    /// the same action.
+    /// A second handle on the same barrier, with the same action.
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(Barrier {
-            cell: self.cell.try_clone()?,
-            action: self.action,
-        })
+        Ok(self.clone())
     }
 }

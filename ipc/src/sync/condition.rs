@@ -43,7 +43,7 @@ impl ShmState for ConditionState {
     const TAG: u64 = 0x4950_4343_4f4e_4402; // "IPCCOND" v2
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Condition {
     cell: ShmCell<ConditionState>,
 }
@@ -161,11 +161,12 @@ impl Condition {
         self.state().waiters.wake(u32::MAX)
     }
 
-    /// A second handle on the same condition (for another process).
+    /// A second handle on the same condition.
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(Condition {
-            cell: self.cell.try_clone()?,
-        })
+        Ok(self.clone())
     }
 }
 

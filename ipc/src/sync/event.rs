@@ -30,7 +30,7 @@ impl ShmState for EventState {
     const TAG: u64 = 0x4950_4345_5645_4e01; // "IPCEVEN" v1
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     cell: ShmCell<EventState>,
 }
@@ -80,10 +80,11 @@ impl Event {
         true
     }
 
-    /// A second handle on the same event (for another process).
+    /// A second handle on the same event.
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(Event {
-            cell: self.cell.try_clone()?,
-        })
+        Ok(self.clone())
     }
 }

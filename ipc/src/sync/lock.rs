@@ -62,7 +62,7 @@ pub(crate) fn guard_or_error<G>(
 macro_rules! define_lock {
     ($(#[$doc:meta])* $name:ident, $guard:ident, $tag:ident, $recursive:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Serialize, Deserialize)]
         pub struct $name {
             cell: ShmCell<Tagged<$tag>>,
         }
@@ -129,11 +129,12 @@ macro_rules! define_lock {
                 guard_or_error(mutex.lock(deadline), || $guard { mutex })
             }
 
-            /// A second handle on the same lock (for another process).
+            /// A second handle on the same lock.
+            /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+            /// one process share a mapping. Kept for code from when a handle had
+            /// its own.
             pub fn try_clone(&self) -> Result<Self, ShmError> {
-                Ok($name {
-                    cell: self.cell.try_clone()?,
-                })
+                Ok(self.clone())
             }
         }
     };
@@ -159,7 +160,7 @@ define_lock!(
 /// A [`Lock`] or an [`RLock`], given to a `Value` or an `Array` to guard it
 /// (Python's `Value('i', 0, lock=RLock())`): several objects can share one
 /// lock this way.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SharedLock {
     Lock(Lock),
     RLock(RLock),
@@ -174,11 +175,11 @@ impl SharedLock {
     }
 
     /// A second handle on the same lock.
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(match self {
-            SharedLock::Lock(l) => SharedLock::Lock(l.try_clone()?),
-            SharedLock::RLock(l) => SharedLock::RLock(l.try_clone()?),
-        })
+        Ok(self.clone())
     }
 }
 

@@ -37,7 +37,7 @@ impl ShmState for SemaphoreState {
 }
 
 /// The shared part of both semaphores.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Counter {
     cell: ShmCell<SemaphoreState>,
 }
@@ -100,7 +100,7 @@ impl Counter {
 macro_rules! define_semaphore {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Serialize, Deserialize)]
         pub struct $name {
             counter: Counter,
         }
@@ -126,13 +126,12 @@ macro_rules! define_semaphore {
                 self.counter.value()
             }
 
-            /// A second handle on the same semaphore (for another process).
+            /// A second handle on the same semaphore.
+            /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+            /// one process share a mapping. Kept for code from when a handle had
+            /// its own.
             pub fn try_clone(&self) -> Result<Self, ShmError> {
-                Ok($name {
-                    counter: Counter {
-                        cell: self.counter.cell.try_clone()?,
-                    },
-                })
+                Ok(self.clone())
             }
         }
     };

@@ -16,7 +16,7 @@ use crate::sync::{guard_or_error, LockError, LockResult, SharedLock};
 
 /// Python's `multiprocessing.Array(typecode, values)`: elements behind a
 /// robust lock, their own or one given ([`with_lock`](Self::with_lock)).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound = "T: Pod")]
 pub struct Array<T> {
     elements: Elements<T>,
@@ -171,12 +171,12 @@ impl<T: Pod> Array<T> {
         Ok(n)
     }
 
-    /// A second handle on the same elements (for another process).
+    /// A second handle on the same elements.
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(Array {
-            elements: self.elements.try_clone()?,
-            lock: self.lock.as_ref().map(SharedLock::try_clone).transpose()?,
-        })
+        Ok(self.clone())
     }
 
     /// Elements guarded by `lock` (a [`Lock`](crate::sync::Lock) or an
@@ -224,7 +224,7 @@ impl<T: AtomicInt> Array<T> {
 
 /// Python's `RawArray`: the same elements without a lock. Reads and writes
 /// are plain copies: concurrent writers may interleave (as in Python).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound = "T: Pod")]
 pub struct RawArray<T> {
     elements: Elements<T>,
@@ -270,9 +270,11 @@ impl<T: Pod> RawArray<T> {
         (0..self.elements.len).filter_map(|i| self.get(i)).collect()
     }
 
+    /// A second handle on the same elements.
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(RawArray {
-            elements: self.elements.try_clone()?,
-        })
+        Ok(self.clone())
     }
 }

@@ -56,6 +56,16 @@ pub(crate) struct Elements<T> {
     _t: PhantomData<T>,
 }
 
+impl<T> Clone for Elements<T> {
+    fn clone(&self) -> Self {
+        Elements {
+            cell: self.cell.clone(),
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
+}
+
 // SAFETY: the elements are plain data in shared memory; access from any
 // thread goes through the mutex or through raw volatile copies.
 unsafe impl<T: Pod> Send for Elements<T> {}
@@ -145,14 +155,6 @@ impl<T: Pod> Elements<T> {
 
     fn mutex(&self) -> &RobustMutex {
         &self.cell.state().mutex
-    }
-
-    fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(Elements {
-            cell: self.cell.try_clone()?,
-            len: self.len,
-            _t: PhantomData,
-        })
     }
 
     fn segment(&self) -> &SharedMemory {

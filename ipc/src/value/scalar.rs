@@ -13,7 +13,7 @@ use crate::shm::ShmError;
 use crate::sync::{LockError, LockResult, OwnerDied, SharedLock};
 
 /// One `T` behind a robust lock.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound = "T: Pod")]
 pub struct Value<T> {
     array: Array<T>,
@@ -104,10 +104,12 @@ impl<T: Pod> Value<T> {
         Ok(())
     }
 
+    /// A second handle on the same value.
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(Value {
-            array: self.array.try_clone()?,
-        })
+        Ok(self.clone())
     }
 }
 
@@ -139,7 +141,7 @@ impl<T: AtomicInt> Value<T> {
 }
 
 /// One `T` without a lock (Python's `RawValue`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound = "T: Pod")]
 pub struct RawValue<T> {
     array: RawArray<T>,
@@ -161,9 +163,11 @@ impl<T: Pod> RawValue<T> {
         self.array.set(0, value);
     }
 
+    /// A second handle on the same value.
+    /// The same as [`clone`](Clone::clone), which cannot fail: handles in
+    /// one process share a mapping. Kept for code from when a handle had
+    /// its own.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        Ok(RawValue {
-            array: self.array.try_clone()?,
-        })
+        Ok(self.clone())
     }
 }
