@@ -272,7 +272,7 @@ async fn main() {
     println!("awaited: {}", sum + blocking.iter().sum::<u64>());
     // A Queue fed by a Process: each blocking call in spawn_blocking.
     let q = Arc::new(Queue::<u64>::new(0).expect("queue"));
-    let mut producer = Process::new(produce, q.try_clone().expect("clone"));
+    let mut producer = Process::new(produce, Queue::clone(&q));
     producer.start().expect("start");
     q.close(); // this handle only takes: the end comes when the producer's does
     let mut from_queue = 0;
