@@ -42,8 +42,11 @@ pub(super) enum Fault {
     /// The bytes are well formed, but the type refused what they hold:
     /// serde's words (an unknown variant index, a length a fixed-size
     /// array cannot take) or the type's own (a `try_from` that failed),
-    /// cut to 240 bytes. postcard keeps none of them.
-    Invalid(String),
+    /// cut to 240 bytes. postcard keeps none of them. Boxed: every
+    /// reader's result is as large as this error (one pointer, where a
+    /// `String` is three or a `Box<str>` two).
+    #[allow(clippy::box_collection)]
+    Invalid(Box<String>),
     /// The type asked what comes next (`deserialize_any`, or a field's or
     /// variant's name), which postcard does not write.
     SelfDescribing,
@@ -68,7 +71,7 @@ impl std::error::Error for Fault {}
 
 impl de::Error for Fault {
     fn custom<T: std::fmt::Display>(msg: T) -> Fault {
-        Fault::Invalid(super::words::capped(msg))
+        Fault::Invalid(Box::new(super::words::capped(msg)))
     }
 }
 
@@ -96,13 +99,16 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    // The readers below fail with postcard's own (one-byte) error: a
+    // `Fault` is larger, and every byte read would carry its size.
+
     /// The bytes not read yet.
     pub(super) fn rest(&self) -> &'de [u8] {
         self.input
     }
 
     #[inline]
-    fn pop(&mut self) -> Result<u8, Fault> {
+    fn pop(&mut self) -> Result<u8, postcard::Error> {
         let (&byte, rest) = self
             .input
             .split_first()
@@ -112,9 +118,9 @@ impl<'de> Decoder<'de> {
     }
 
     #[inline]
-    fn take(&mut self, n: usize) -> Result<&'de [u8], Fault> {
+    fn take(&mut self, n: usize) -> Result<&'de [u8], postcard::Error> {
         if self.input.len() < n {
-            return Err(postcard::Error::DeserializeUnexpectedEnd.into());
+            return Err(postcard::Error::DeserializeUnexpectedEnd);
         }
         let (taken, rest) = self.input.split_at(n);
         self.input = rest;
@@ -124,7 +130,7 @@ impl<'de> Decoder<'de> {
     /// A LEB128 number of at most `max_bytes` bytes, the last of which may
     /// be at most `last_max` (postcard's check that it fits the type).
     #[inline]
-    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Result<u64, Fault> {
+    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Result<u64, postcard::Error> {
         let mut n = 0u64;
         for i in 0..max_bytes {
             let byte = self.pop()?;
@@ -136,10 +142,11 @@ impl<'de> Decoder<'de> {
                 return Ok(n);
             }
         }
-        Err(postcard::Error::DeserializeBadVarint.into())
+        Err(postcard::Error::DeserializeBadVarint)
     }
 
-    fn varint_u128(&mut self) -> Result<u128, Fault> {
+    #[inline]
+    fn varint_u128(&mut self) -> Result<u128, postcard::Error> {
         let mut n = 0u128;
         for i in 0..19 {
             let byte = self.pop()?;
@@ -151,29 +158,29 @@ impl<'de> Decoder<'de> {
                 return Ok(n);
             }
         }
-        Err(postcard::Error::DeserializeBadVarint.into())
+        Err(postcard::Error::DeserializeBadVarint)
     }
 
     #[inline]
-    fn u16(&mut self) -> Result<u16, Fault> {
+    fn u16(&mut self) -> Result<u16, postcard::Error> {
         self.varint(3, 0b11).map(|n| n as u16)
     }
 
     #[inline]
-    fn u32(&mut self) -> Result<u32, Fault> {
+    fn u32(&mut self) -> Result<u32, postcard::Error> {
         self.varint(5, 0b1111).map(|n| n as u32)
     }
 
     #[inline]
-    fn u64(&mut self) -> Result<u64, Fault> {
+    fn u64(&mut self) -> Result<u64, postcard::Error> {
         self.varint(10, 0b1)
     }
 
     /// A length: a `usize` as postcard writes it (a `u64` here).
     #[inline]
-    fn length(&mut self) -> Result<usize, Fault> {
+    fn length(&mut self) -> Result<usize, postcard::Error> {
         let n = self.u64()?;
-        usize::try_from(n).map_err(|_| postcard::Error::DeserializeBadVarint.into())
+        usize::try_from(n).map_err(|_| postcard::Error::DeserializeBadVarint)
     }
 
     /// Enters one level deeper, if the stack has room for it; each
@@ -197,6 +204,7 @@ impl<'de> Decoder<'de> {
         self.depth -= 1;
     }
 
+    #[inline]
     fn members<V: Visitor<'de>>(&mut self, left: usize, visitor: V) -> Result<V::Value, Fault> {
         self.enter()?;
         let value = visitor.visit_seq(Members {
@@ -220,10 +228,12 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     /// postcard does not describe itself: every reader must know the type.
+    #[inline]
     fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
         Err(Fault::SelfDescribing)
     }
 
+    #[inline]
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         match self.pop()? {
             0 => visitor.visit_bool(false),
@@ -232,62 +242,75 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         }
     }
 
+    #[inline]
     fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         visitor.visit_i8(self.pop()? as i8)
     }
 
+    #[inline]
     fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let n = self.u16()?;
         visitor.visit_i16(unzigzag(n.into()) as i16)
     }
 
+    #[inline]
     fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let n = self.u32()?;
         visitor.visit_i32(unzigzag(n.into()) as i32)
     }
 
+    #[inline]
     fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let n = self.u64()?;
         visitor.visit_i64(unzigzag(n))
     }
 
+    #[inline]
     fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let n = self.varint_u128()?;
         visitor.visit_i128(((n >> 1) as i128) ^ -((n & 1) as i128))
     }
 
+    #[inline]
     fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         visitor.visit_u8(self.pop()?)
     }
 
+    #[inline]
     fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         visitor.visit_u16(self.u16()?)
     }
 
+    #[inline]
     fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         visitor.visit_u32(self.u32()?)
     }
 
+    #[inline]
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         visitor.visit_u64(self.u64()?)
     }
 
+    #[inline]
     fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         visitor.visit_u128(self.varint_u128()?)
     }
 
+    #[inline]
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let mut bits = [0u8; 4];
         bits.copy_from_slice(self.take(4)?);
         visitor.visit_f32(f32::from_le_bytes(bits))
     }
 
+    #[inline]
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let mut bits = [0u8; 8];
         bits.copy_from_slice(self.take(8)?);
         visitor.visit_f64(f64::from_le_bytes(bits))
     }
 
+    #[inline]
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let len = self.length()?;
         if len > 4 {
@@ -300,6 +323,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_char(c)
     }
 
+    #[inline]
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let len = self.length()?;
         let s = std::str::from_utf8(self.take(len)?)
@@ -307,6 +331,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_borrowed_str(s)
     }
 
+    #[inline]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let len = self.length()?;
         let s = std::str::from_utf8(self.take(len)?)
@@ -314,16 +339,19 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_str(s)
     }
 
+    #[inline]
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let len = self.length()?;
         visitor.visit_borrowed_bytes(self.take(len)?)
     }
 
+    #[inline]
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let len = self.length()?;
         visitor.visit_bytes(self.take(len)?)
     }
 
+    #[inline]
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         match self.pop()? {
             0 => visitor.visit_none(),
@@ -337,10 +365,12 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         }
     }
 
+    #[inline]
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         visitor.visit_unit()
     }
 
+    #[inline]
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -349,6 +379,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_unit()
     }
 
+    #[inline]
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -362,6 +393,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
 
     /// A vector of bytes or floats is copied whole; any other sequence is
     /// read member by member.
+    #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let len = self.length()?;
         // A short vector costs little either way; a check costs every time.
@@ -376,10 +408,12 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         self.members(len, visitor)
     }
 
+    #[inline]
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Fault> {
         self.members(len, visitor)
     }
 
+    #[inline]
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -389,6 +423,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         self.members(len, visitor)
     }
 
+    #[inline]
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let left = self.length()?;
         self.enter()?;
@@ -400,6 +435,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         value
     }
 
+    #[inline]
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -409,6 +445,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         self.members(fields.len(), visitor)
     }
 
+    #[inline]
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -422,10 +459,12 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     /// postcard writes no field or variant names.
+    #[inline]
     fn deserialize_identifier<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
         Err(Fault::SelfDescribing)
     }
 
+    #[inline]
     fn deserialize_ignored_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Fault> {
         Err(Fault::SelfDescribing)
     }
@@ -455,6 +494,7 @@ impl<'de> de::SeqAccess<'de> for Members<'_, 'de> {
     /// The announced count only when the bytes left could hold it, so
     /// that a reader sizing its buffer from the hint sizes it from what
     /// arrived, not from what was announced.
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         (self.decoder.input.len() >= self.left).then_some(self.left)
     }
@@ -469,6 +509,7 @@ struct Entries<'a, 'de> {
 impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
     type Error = Fault;
 
+    #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
@@ -480,11 +521,13 @@ impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
         seed.deserialize(&mut *self.decoder).map(Some)
     }
 
+    #[inline]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Fault> {
         seed.deserialize(&mut *self.decoder)
     }
 
     /// As for a sequence.
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         (self.decoder.input.len() >= self.left).then_some(self.left)
     }
@@ -494,6 +537,7 @@ impl<'de> de::EnumAccess<'de> for &mut Decoder<'de> {
     type Error = Fault;
     type Variant = Self;
 
+    #[inline]
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Fault> {
         let index = self.u32()?;
         let index: de::value::U32Deserializer<Fault> = index.into_deserializer();
@@ -505,18 +549,22 @@ impl<'de> de::EnumAccess<'de> for &mut Decoder<'de> {
 impl<'de> de::VariantAccess<'de> for &mut Decoder<'de> {
     type Error = Fault;
 
+    #[inline]
     fn unit_variant(self) -> Result<(), Fault> {
         Ok(())
     }
 
+    #[inline]
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Fault> {
         seed.deserialize(self)
     }
 
+    #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Fault> {
         self.members(len, visitor)
     }
 
+    #[inline]
     fn struct_variant<V: Visitor<'de>>(
         self,
         fields: &'static [&'static str],

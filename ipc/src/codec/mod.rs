@@ -180,7 +180,7 @@ pub fn take_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, &[u8]), D
     match T::deserialize(&mut decoder) {
         Ok(value) => Ok((value, decoder.rest())),
         Err(de::Fault::Format(e)) => Err(DecodeError::Malformed(e)),
-        Err(de::Fault::Invalid(why)) => Err(DecodeError::Refused(why)),
+        Err(de::Fault::Invalid(why)) => Err(DecodeError::Refused(*why)),
         Err(de::Fault::SelfDescribing) => Err(DecodeError::SelfDescribing),
         Err(de::Fault::TooDeep { depth }) => Err(DecodeError::TooDeep { depth }),
     }
