@@ -427,7 +427,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fault> {
         let left = self.length()?;
         self.enter()?;
-        let value = visitor.visit_map(Entries {
+        let value = visitor.visit_map(Members {
             decoder: &mut *self,
             left,
         });
@@ -470,20 +470,16 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 }
 
-/// The members of a sequence, tuple or struct: `left` more to read.
+/// The members of a sequence, tuple or struct, or the entries of a map
+/// (each a key, then its value): `left` more to read.
 struct Members<'a, 'de> {
     decoder: &'a mut Decoder<'de>,
     left: usize,
 }
 
-impl<'de> de::SeqAccess<'de> for Members<'_, 'de> {
-    type Error = Fault;
-
+impl<'de> Members<'_, 'de> {
     #[inline]
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Fault> {
+    fn next<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Fault> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -495,18 +491,29 @@ impl<'de> de::SeqAccess<'de> for Members<'_, 'de> {
     /// that a reader sizing its buffer from the hint sizes it from what
     /// arrived, not from what was announced.
     #[inline]
-    fn size_hint(&self) -> Option<usize> {
+    fn plausible_count(&self) -> Option<usize> {
         (self.decoder.input.len() >= self.left).then_some(self.left)
     }
 }
 
-/// The entries of a map: `left` more keys, each followed by its value.
-struct Entries<'a, 'de> {
-    decoder: &'a mut Decoder<'de>,
-    left: usize,
+impl<'de> de::SeqAccess<'de> for Members<'_, 'de> {
+    type Error = Fault;
+
+    #[inline]
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Fault> {
+        self.next(seed)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> Option<usize> {
+        self.plausible_count()
+    }
 }
 
-impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
+impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
     type Error = Fault;
 
     #[inline]
@@ -514,11 +521,7 @@ impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Fault> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        self.left -= 1;
-        seed.deserialize(&mut *self.decoder).map(Some)
+        self.next(seed)
     }
 
     #[inline]
@@ -526,10 +529,9 @@ impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
         seed.deserialize(&mut *self.decoder)
     }
 
-    /// As for a sequence.
     #[inline]
     fn size_hint(&self) -> Option<usize> {
-        (self.decoder.input.len() >= self.left).then_some(self.left)
+        self.plausible_count()
     }
 }
 
