@@ -402,3 +402,31 @@ fn a_field_skipped_when_written_is_refused_before_it_is_misread() {
     let (back, _) = take_payload::<Sparse>(&ours(&written)).expect("a field present is fine");
     assert_eq!((back.note, back.count, back.total), (Some(2), 1, 5));
 }
+
+/// A value whose `Display` fails, written through `collect_str` (as
+/// serde writes `IpAddr`, or a type with `serialize_with = collect_str`).
+struct BrokenDisplay;
+
+impl std::fmt::Display for BrokenDisplay {
+    fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Err(std::fmt::Error)
+    }
+}
+
+impl Serialize for BrokenDisplay {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[test]
+fn a_display_that_fails_is_a_refusal_not_a_panic() {
+    let e = encode_append(&BrokenDisplay, &mut Vec::new()).expect_err("refused");
+    assert!(
+        matches!(&e, EncodeError::Refused(why) if why.contains("Display")),
+        "{e:?}"
+    );
+    let addr: std::net::IpAddr = [10, 0, 0, 1].into();
+    let (back, _) = take_payload::<std::net::IpAddr>(&ours(&addr)).expect("an address");
+    assert_eq!(back, addr);
+}

@@ -323,9 +323,15 @@ impl ser::Serializer for &mut Encoder<'_> {
         ser::SerializeSeq::end(seq)
     }
 
-    /// Formatted once into a string (postcard formats twice, to count first).
+    /// Formatted once into a string (postcard formats twice, to count
+    /// first). A `Display` that fails is a refusal, not a panic (which
+    /// `to_string` would make of it).
     fn collect_str<T: ?Sized + std::fmt::Display>(self, value: &T) -> Result<(), Fault> {
-        self.serialize_str(&value.to_string())
+        use std::fmt::Write;
+        let mut text = String::new();
+        write!(text, "{value}")
+            .map_err(|_| Fault::Refused("its `Display` implementation failed".into()))?;
+        self.serialize_str(&text)
     }
 }
 
