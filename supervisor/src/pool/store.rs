@@ -74,7 +74,8 @@ pub(crate) struct Encoded {
 
 impl Encoded {
     pub(crate) fn push<T: serde::Serialize>(&mut self, item: &T) -> Result<(), String> {
-        outlast_worker::work::encode_into(item, &mut self.buf)
+        // The codec's words name the cause; one prefix says where.
+        outlast_ipc::codec::encode_append(item, &mut self.buf)
             .map_err(|e| format!("cannot encode the item: {e}"))?;
         self.ends.push(self.buf.len());
         Ok(())
