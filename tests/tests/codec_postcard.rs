@@ -41,6 +41,8 @@ struct Everything {
     maybe: Option<Vec<u8>>,
     nested: Vec<Vec<u8>>,
     words: Vec<u16>,
+    counts: (Vec<u32>, Vec<u64>, Vec<usize>),
+    signed_counts: (Vec<i16>, Vec<i32>, Vec<i64>, Vec<isize>),
     map: BTreeMap<String, Vec<f64>>,
     tuple: (u8, Vec<u8>, Unit),
     newtype: Newtype,
@@ -76,7 +78,20 @@ fn everything() -> impl Strategy<Value = Everything> {
         prop::collection::vec(any::<u8>(), 0..50),
         prop::option::of(prop::collection::vec(any::<u8>(), 0..50)),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 0..5),
-        prop::collection::vec(any::<u16>(), 0..20),
+        prop::collection::vec(any::<u16>(), 0..40),
+    );
+    let integers = (
+        (
+            prop::collection::vec(any::<u32>(), 0..40),
+            prop::collection::vec(any::<u64>(), 0..40),
+            prop::collection::vec(any::<usize>(), 0..40),
+        ),
+        (
+            prop::collection::vec(any::<i16>(), 0..40),
+            prop::collection::vec(any::<i32>(), 0..40),
+            prop::collection::vec(any::<i64>(), 0..40),
+            prop::collection::vec(any::<isize>(), 0..40),
+        ),
     );
     let rest = (
         prop::collection::btree_map(".{0,8}", prop::collection::vec(any::<f64>(), 0..5), 0..4),
@@ -85,10 +100,11 @@ fn everything() -> impl Strategy<Value = Everything> {
         prop::collection::vec(variant(), 0..5),
         prop::collection::vec(any::<u8>(), 0..30),
     );
-    (numbers, vectors, rest).prop_map(
+    (numbers, vectors, integers, rest).prop_map(
         |(
             (flag, signed, unsigned, floats, letter, text),
             (bytes, small, singles, doubles, boxed, maybe, nested, words),
+            (counts, signed_counts),
             (map, (t0, t1), newtype, variants, buf),
         )| Everything {
             flag,
@@ -105,6 +121,8 @@ fn everything() -> impl Strategy<Value = Everything> {
             maybe,
             nested,
             words,
+            counts,
+            signed_counts,
             map,
             tuple: (t0, t1, Unit),
             newtype: Newtype(newtype),
@@ -169,6 +187,13 @@ proptest! {
         prop_assert_eq!(same_reading::<Everything>(&bytes), Ok(()));
         prop_assert_eq!(same_reading::<Vec<Variant>>(&bytes), Ok(()));
         prop_assert_eq!(same_reading::<(Vec<f64>, Vec<u8>, String)>(&bytes), Ok(()));
+        // Integer vectors long enough to be read in one loop.
+        let mut long = vec![20u8];
+        long.extend_from_slice(&bytes);
+        prop_assert_eq!(same_reading::<Vec<u16>>(&long), Ok(()));
+        prop_assert_eq!(same_reading::<Vec<i32>>(&long), Ok(()));
+        prop_assert_eq!(same_reading::<Vec<u64>>(&long), Ok(()));
+        prop_assert_eq!(same_reading::<Vec<isize>>(&long), Ok(()));
         prop_assert_eq!(same_reading::<(u16, i128, u128, char, bool, Option<u32>)>(&bytes), Ok(()));
     }
 }

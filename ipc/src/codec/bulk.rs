@@ -110,22 +110,48 @@ pub(super) fn sequence_bytes<I>(items: &I) -> Option<(usize, &[u8])> {
 /// A value read whole, and the bytes after it.
 type Taken<'de, T> = Result<(T, &'de [u8]), postcard::Error>;
 
-/// The element types read whole, in the order of [`VISITORS`].
+/// The element types whose vectors the decoder reads in one loop: the
+/// first four as bytes in a row (copied whole), the rest as varints in a
+/// row (decoded by the decoder itself, not through serde per element).
 #[derive(Clone, Copy)]
-enum Element {
+pub(super) enum Element {
     U8,
     I8,
     F32,
     F64,
+    U16,
+    U32,
+    U64,
+    Usize,
+    I16,
+    I32,
+    I64,
+    Isize,
 }
 
-/// The type of the visitor serde's `Deserialize for Vec<E>` hands the
-/// decoder's `deserialize_seq`, for each [`Element`]; `None` if serde
-/// does not ask for a sequence.
-static VISITORS: OnceLock<[Option<TypeId>; 4]> = OnceLock::new();
+/// Every [`Element`], in the order of [`VISITORS`].
+const ELEMENTS: [Element; 12] = [
+    Element::U8,
+    Element::I8,
+    Element::F32,
+    Element::F64,
+    Element::U16,
+    Element::U32,
+    Element::U64,
+    Element::Usize,
+    Element::I16,
+    Element::I32,
+    Element::I64,
+    Element::Isize,
+];
 
-/// Which bulk vector `V` is serde's visitor for, if any.
-fn vec_visitor<'de, V: Visitor<'de>>() -> Option<Element> {
+/// The type of the visitor serde's `Deserialize for Vec<E>` hands the
+/// decoder's `deserialize_seq`, for each of [`ELEMENTS`]; `None` if serde
+/// does not ask for a sequence.
+static VISITORS: OnceLock<[Option<TypeId>; 12]> = OnceLock::new();
+
+/// Which vector of an [`Element`] `V` is serde's visitor for, if any.
+pub(super) fn vec_element<'de, V: Visitor<'de>>() -> Option<Element> {
     // serde's visitor for a `Vec` holds nothing: for any other size, no
     // type-id call.
     if const { std::mem::size_of::<V>() != 0 } {
@@ -137,35 +163,53 @@ fn vec_visitor<'de, V: Visitor<'de>>() -> Option<Element> {
             visitor_of::<Vec<i8>>(),
             visitor_of::<Vec<f32>>(),
             visitor_of::<Vec<f64>>(),
+            visitor_of::<Vec<u16>>(),
+            visitor_of::<Vec<u32>>(),
+            visitor_of::<Vec<u64>>(),
+            visitor_of::<Vec<usize>>(),
+            visitor_of::<Vec<i16>>(),
+            visitor_of::<Vec<i32>>(),
+            visitor_of::<Vec<i64>>(),
+            visitor_of::<Vec<isize>>(),
         ]
     });
     let id = Some(typeid::of::<V>());
-    // Plain comparisons, not an iterator chain: calls in a debug build.
-    if visitors[0] == id {
-        Some(Element::U8)
-    } else if visitors[1] == id {
-        Some(Element::I8)
-    } else if visitors[2] == id {
-        Some(Element::F32)
-    } else if visitors[3] == id {
-        Some(Element::F64)
-    } else {
-        None
+    // A plain loop, not an iterator chain: calls in a debug build.
+    for i in 0..ELEMENTS.len() {
+        if visitors[i] == id {
+            return Some(ELEMENTS[i]);
+        }
     }
+    None
 }
 
-/// If `V` is serde's visitor for a bulk vector: that vector, `count`
-/// elements copied whole from the front of `input`, as the `V::Value` it
-/// is, and the bytes after them; `None` for any other visitor. Nothing is
-/// allocated unless `input` holds the elements announced.
-pub(super) fn take_vec<'de, V: Visitor<'de>>(
+/// Whether `T` is `Vec<E>`.
+pub(super) fn is_vec_of<T, E>() -> bool {
+    same::<T, Vec<E>>()
+}
+
+/// `elements` as the `T` it is, if `T` is `Vec<E>`.
+pub(super) fn vec_as<E, T>(elements: Vec<E>) -> Option<T> {
+    if !is_vec_of::<T, E>() {
+        return None;
+    }
+    // SAFETY: `T` is `Vec<E>` (checked just above).
+    Some(unsafe { into::<Vec<E>, T>(elements) })
+}
+
+/// If `element` is laid out in a row (bytes, or little-endian floats) and
+/// `T` is a vector of it: `count` elements copied whole from the front of
+/// `input`, as the `T` it is, and the bytes after them; `None` otherwise.
+/// Nothing is allocated unless `input` holds the elements announced.
+pub(super) fn take_in_a_row<T>(
+    element: Element,
     count: usize,
-    input: &'de [u8],
-) -> Option<Taken<'de, V::Value>> {
-    fn cast<E: bytemuck::Pod, T>(count: usize, input: &[u8]) -> Option<Taken<'_, T>> {
+    input: &[u8],
+) -> Option<Taken<'_, T>> {
+    fn take<E: bytemuck::Pod, T>(count: usize, input: &[u8]) -> Option<Taken<'_, T>> {
         // The visitor's value is the vector itself, checked here rather
         // than inferred from serde's code.
-        if !same::<T, Vec<E>>() {
+        if !is_vec_of::<T, E>() {
             return None;
         }
         Some(take_counted::<E>(count, input).map(|(elements, rest)| {
@@ -173,12 +217,13 @@ pub(super) fn take_vec<'de, V: Visitor<'de>>(
             (unsafe { into::<Vec<E>, T>(elements) }, rest)
         }))
     }
-    match vec_visitor::<V>()? {
-        Element::U8 => cast::<u8, V::Value>(count, input),
-        Element::I8 => cast::<i8, V::Value>(count, input),
-        Element::F32 if cfg!(target_endian = "little") => cast::<f32, V::Value>(count, input),
-        Element::F64 if cfg!(target_endian = "little") => cast::<f64, V::Value>(count, input),
-        Element::F32 | Element::F64 => None,
+    let floats_in_a_row = cfg!(target_endian = "little");
+    match element {
+        Element::U8 => take::<u8, T>(count, input),
+        Element::I8 => take::<i8, T>(count, input),
+        Element::F32 if floats_in_a_row => take::<f32, T>(count, input),
+        Element::F64 if floats_in_a_row => take::<f64, T>(count, input),
+        _ => None,
     }
 }
 
@@ -322,7 +367,7 @@ mod tests {
             sequence_bytes(&vec![1u8]).is_none(),
             "serde passes a reference"
         );
-        assert!(vec_visitor::<serde::de::IgnoredAny>().is_none());
+        assert!(vec_element::<serde::de::IgnoredAny>().is_none());
     }
 
     #[test]
