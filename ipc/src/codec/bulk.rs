@@ -129,6 +129,26 @@ pub(super) enum Element {
     Isize,
 }
 
+impl Element {
+    /// The type of serde's visitor for a `Vec` of this element.
+    fn visitor(self) -> Option<TypeId> {
+        match self {
+            Element::U8 => visitor_of::<Vec<u8>>(),
+            Element::I8 => visitor_of::<Vec<i8>>(),
+            Element::F32 => visitor_of::<Vec<f32>>(),
+            Element::F64 => visitor_of::<Vec<f64>>(),
+            Element::U16 => visitor_of::<Vec<u16>>(),
+            Element::U32 => visitor_of::<Vec<u32>>(),
+            Element::U64 => visitor_of::<Vec<u64>>(),
+            Element::Usize => visitor_of::<Vec<usize>>(),
+            Element::I16 => visitor_of::<Vec<i16>>(),
+            Element::I32 => visitor_of::<Vec<i32>>(),
+            Element::I64 => visitor_of::<Vec<i64>>(),
+            Element::Isize => visitor_of::<Vec<isize>>(),
+        }
+    }
+}
+
 /// Every [`Element`], in the order of [`VISITORS`].
 const ELEMENTS: [Element; 12] = [
     Element::U8,
@@ -157,22 +177,7 @@ pub(super) fn vec_element<'de, V: Visitor<'de>>() -> Option<Element> {
     if const { std::mem::size_of::<V>() != 0 } {
         return None;
     }
-    let visitors = VISITORS.get_or_init(|| {
-        [
-            visitor_of::<Vec<u8>>(),
-            visitor_of::<Vec<i8>>(),
-            visitor_of::<Vec<f32>>(),
-            visitor_of::<Vec<f64>>(),
-            visitor_of::<Vec<u16>>(),
-            visitor_of::<Vec<u32>>(),
-            visitor_of::<Vec<u64>>(),
-            visitor_of::<Vec<usize>>(),
-            visitor_of::<Vec<i16>>(),
-            visitor_of::<Vec<i32>>(),
-            visitor_of::<Vec<i64>>(),
-            visitor_of::<Vec<isize>>(),
-        ]
-    });
+    let visitors = VISITORS.get_or_init(|| ELEMENTS.map(Element::visitor));
     let id = Some(typeid::of::<V>());
     // A plain loop, not an iterator chain: calls in a debug build.
     for i in 0..ELEMENTS.len() {
