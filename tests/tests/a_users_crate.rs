@@ -400,3 +400,81 @@ fn a_users_job_with_a_journal_resumes_after_kills_with_the_exact_answer() {
     assert!(resumed > 0, "{stdout}: nothing resumed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A program built with `panic = "abort"` (a common release profile): a
+/// panic cannot be caught, and the process ends in the panic hook.
+const WITH_PANIC_ABORT: &str = r#"use outlast::ipc::Process;
+use outlast::pool::{Pool, PoolError, TaskError};
+
+fn checked_double(x: u64) -> u64 {
+    if x % 97 == 13 {
+        panic!("bad item {x}");
+    }
+    x * 2
+}
+
+fn child(x: u64) -> u64 {
+    if x == 1 {
+        panic!("the child says no");
+    }
+    x
+}
+
+fn main() {
+    let pool = Pool::new(2).expect("a pool");
+    let mut panicked = Vec::new();
+    let mut sum = 0;
+    for (i, outcome) in pool.imap(checked_double, 0..5000u64).enumerate() {
+        match outcome {
+            Ok(y) => sum += y,
+            Err(TaskError::Panicked { message, location }) => {
+                let line = location.unwrap_or_default();
+                assert_eq!(message, format!("bad item {i}"));
+                assert!(line.starts_with("src/main.rs:6:"), "{line}");
+                panicked.push(i);
+            }
+            Err(other) => panic!("item {i}: {other:?}"),
+        }
+    }
+    println!("panicked: {panicked:?}");
+    println!("sum of the others: {sum}");
+    match pool.map(checked_double, 0..100u64) {
+        Err(PoolError::Task { index, error: TaskError::Panicked { message, .. } }) => {
+            println!("map: item {index} panicked: {message}")
+        }
+        other => println!("map: {other:?}"),
+    }
+    let mut p = Process::new(child, 1u64);
+    p.start().expect("start");
+    println!("join: {:?}", p.join());
+}
+"#;
+
+#[test]
+fn under_panic_abort_a_panicking_item_is_its_own_answer_and_join_says_panicked() {
+    let abort = "\n[profile.dev]\npanic = \"abort\"\n";
+    let dir = users_program("users_panic_abort", "", abort, WITH_PANIC_ABORT);
+    let out = cargo(&dir, &["run", "--quiet"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 52 panics, each ending a worker: more than the restart limit's 20,
+    // which such deaths do not count toward.
+    let panicking: Vec<u64> = (0..5000).filter(|x| x % 97 == 13).collect();
+    let others: u64 = (0..5000u64).filter(|x| x % 97 != 13).map(|x| x * 2).sum();
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            format!("panicked: {panicking:?}"),
+            format!("sum of the others: {others}"),
+            "map: item 13 panicked: bad item 13".to_string(),
+            "join: Err(Panicked { message: \"the child says no\" })".to_string(),
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

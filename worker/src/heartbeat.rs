@@ -43,6 +43,9 @@ pub enum WorkerState {
     Idle = 1,
     Busy = 2,
     Stopping = 3,
+    /// Its task's panic was answered from the panic hook (an aborting
+    /// build: see `last_words`) and the process is ending.
+    Aborting = 4,
 }
 
 impl WorkerState {
@@ -52,6 +55,7 @@ impl WorkerState {
             1 => WorkerState::Idle,
             2 => WorkerState::Busy,
             3 => WorkerState::Stopping,
+            4 => WorkerState::Aborting,
             _ => return None,
         })
     }

@@ -219,7 +219,7 @@ pub struct TaskContext<'a> {
     pub(crate) id: u64,
     pub(crate) attempt: u32,
     pub(crate) worker: u32,
-    pub(crate) link: &'a mut crate::link::WorkerLink,
+    pub(crate) link: &'a std::cell::RefCell<crate::link::WorkerLink>,
     /// Set by a built-in job whose output was over a cap before it was
     /// whole (a worker program's frame): `(bytes seen, the cap)`.
     pub(crate) too_large: Option<(u64, u64)>,
@@ -248,12 +248,12 @@ impl TaskContext<'_> {
     /// for good, so a task that gathers output (a command's) can stop
     /// reading there instead of holding more.
     pub fn max_output(&self) -> u64 {
-        self.link.max_message
+        self.link.borrow().max_message
     }
 
     /// Tells the supervisor this worker is alive and working.
     pub fn beat(&self) {
-        self.link.heartbeat().touch();
+        self.link.borrow().heartbeat().touch();
     }
 
     /// Tells the supervisor that a program this worker runs for its tasks
@@ -261,7 +261,7 @@ impl TaskContext<'_> {
     /// does): the run's report counts these under `restarts.programs`,
     /// beside the workers replaced.
     pub fn count_program_restart(&self) {
-        self.link.heartbeat().add_program_replaced();
+        self.link.borrow().heartbeat().add_program_replaced();
     }
 
     /// The task's output passed `max` bytes (`len` seen) before it was
@@ -277,6 +277,9 @@ impl TaskContext<'_> {
     /// results ring: only the built-in `fault` job does this, to test the
     /// supervisor, so it is not public.
     pub(crate) fn write_garbage(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.link.send_raw(bytes).map_err(|e| e.to_string())
+        self.link
+            .borrow_mut()
+            .send_raw(bytes)
+            .map_err(|e| e.to_string())
     }
 }

@@ -16,7 +16,8 @@
 //! * [`jobs`]: the built-in jobs `primes`, `sleep`, `echo`, `fault`, `exec`
 //!   (and `worker-cmd`, with the feature of that name: it brings
 //!   serde_json) and their registry;
-//! * *internal*: `runtime` (the worker loop), `protocol` (the messages
+//! * *internal*: `runtime` (the worker loop), `last_words` (a task's
+//!   output sent from a panic hook under `panic = "abort"`), `protocol` (the messages
 //!   between supervisor and worker, which travel over a `link`: two
 //!   shared-memory rings and a doorbell), `heartbeat` (the slots in shared
 //!   memory);
@@ -42,6 +43,8 @@
 pub mod heartbeat;
 pub mod job;
 pub mod jobs;
+#[doc(hidden)]
+pub mod last_words;
 #[doc(hidden)]
 pub mod launch;
 #[doc(hidden)]

@@ -12,6 +12,7 @@
 //! supervisor decides what it means. `SIGHUP`, `SIGTTIN` and `SIGTTOU` are the
 //! supervisor's control signals and are ignored here too.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,12 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::heartbeat::{monotonic_ns, WorkerState};
 use crate::job::TaskContext;
+use crate::last_words;
 use crate::link::{LinkSendError, WorkerLink};
 use crate::protocol::{FromWorker, Task, TaskOutput, TaskResult, ToWorker, PROTOCOL_VERSION};
 use crate::runner::Runner;
 
 /// How often an idle worker beats (and a worker waiting for room to send).
-const IDLE_BEAT: Duration = Duration::from_millis(100);
+pub(crate) const IDLE_BEAT: Duration = Duration::from_millis(100);
 /// How long a worker waits for room in its results ring before it gives up.
 const SEND_PATIENCE: Duration = Duration::from_secs(3600);
 /// Results are sent at least this often while tasks run back to back.
@@ -96,22 +98,29 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
     install_signal_handling();
     let WorkerArgs {
         runner: mut job,
-        mut link,
+        link,
         worker,
     } = args;
+    // Shared, not owned, while a task runs: a runner's panic hook may send
+    // the task's last words through it (see `last_words`).
+    let link = RefCell::new(link);
     name_this_process(worker, &job.name());
     if let Err(e) = job.start() {
         outlast_ipc::os::stderr::line(format_args!("worker {worker}: cannot start: {e}"));
         std::process::exit(EXIT_START_FAILED);
     }
     let pid = std::process::id();
-    link.heartbeat().set_pid(pid);
-    link.heartbeat().beat(WorkerState::Idle, None);
+    link.borrow().heartbeat().set_pid(pid);
+    link.borrow().heartbeat().beat(WorkerState::Idle, None);
     let ready = FromWorker::Ready {
         protocol: PROTOCOL_VERSION,
         pid,
     };
-    if link.send(&ready, IDLE_BEAT, SEND_PATIENCE).is_err() {
+    if link
+        .borrow_mut()
+        .send(&ready, IDLE_BEAT, SEND_PATIENCE)
+        .is_err()
+    {
         std::process::exit(EXIT_CHANNEL);
     }
 
@@ -132,8 +141,8 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
 
     loop {
         if TERM_REQUESTED.load(Ordering::Relaxed) {
-            link.heartbeat().beat(WorkerState::Stopping, None);
-            let _ = report(&mut link, &mut results);
+            link.borrow().heartbeat().beat(WorkerState::Stopping, None);
+            let _ = report(&link, &mut results);
             return finish("SIGTERM", tasks_run);
         }
         // Take in whatever the supervisor sent, waiting only with nothing to
@@ -146,7 +155,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         while look || held.is_empty() {
             let idle = held.is_empty() && results.is_empty() && !stop_when_idle;
             let wait = if idle { IDLE_BEAT } else { Duration::ZERO };
-            let received = link.receive(wait);
+            let received = link.borrow_mut().receive(wait);
             if !wait.is_zero() {
                 clock = monotonic_ns();
             }
@@ -154,7 +163,9 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     if idle {
-                        link.heartbeat().beat_at(WorkerState::Idle, None, clock);
+                        link.borrow()
+                            .heartbeat()
+                            .beat_at(WorkerState::Idle, None, clock);
                     }
                     break;
                 }
@@ -169,40 +180,43 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
             }
         }
         let Some(task) = held.pop_front() else {
-            if report(&mut link, &mut results).is_err() {
+            if report(&link, &mut results).is_err() {
                 return finish("supervisor gone", tasks_run);
             }
             if stop_when_idle {
-                link.heartbeat().beat(WorkerState::Stopping, None);
+                link.borrow().heartbeat().beat(WorkerState::Stopping, None);
                 return finish("stop message", tasks_run);
             }
             continue;
         };
 
         let task_id = task.id;
-        link.heartbeat()
+        link.borrow()
+            .heartbeat()
             .beat_at(WorkerState::Busy, Some(task.id), clock);
         let started = clock;
         let mut ctx = TaskContext {
             id: task.id,
             attempt: task.attempt,
             worker,
-            link: &mut link,
+            link: &link,
             too_large: None,
         };
-        let output = job.run_task(&task.input, &mut ctx);
+        let output = last_words::lend(&link, task_id, || job.run_task(&task.input, &mut ctx));
         let too_large = ctx.too_large;
         drop(task);
         tasks_run += 1;
-        link.heartbeat().add_done(1);
+        link.borrow().heartbeat().add_done(1);
         // An output over the link's cap is that task's error, final: the
         // supervisor would refuse it, and running it again changes nothing.
         let output = match (too_large, output) {
             (Some((len, max)), _) => TaskOutput::TooLarge { len, max },
-            (None, Ok(bytes)) if bytes.len() as u64 > link.max_message => TaskOutput::TooLarge {
-                len: bytes.len() as u64,
-                max: link.max_message,
-            },
+            (None, Ok(bytes)) if bytes.len() as u64 > link.borrow().max_message => {
+                TaskOutput::TooLarge {
+                    len: bytes.len() as u64,
+                    max: link.borrow().max_message,
+                }
+            }
             (None, other) => TaskOutput::from(other),
         };
         let size = match &output {
@@ -211,9 +225,9 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         };
         // Results gathered go in one ring record; one too large for the
         // ring goes alone (spilled), so send those before it first.
-        let max = link.results.max_message();
+        let max = link.borrow().results.max_message();
         if pending_bytes + size > max && !results.is_empty() {
-            if report(&mut link, &mut results).is_err() {
+            if report(&link, &mut results).is_err() {
                 return finish("supervisor gone", tasks_run);
             }
             pending_bytes = 0;
@@ -226,7 +240,9 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         // Idle before the result can reach the supervisor: once it has
         // counted the task, the slot never claims it again.
         clock = monotonic_ns();
-        link.heartbeat().beat_at(WorkerState::Idle, None, clock);
+        link.borrow()
+            .heartbeat()
+            .beat_at(WorkerState::Idle, None, clock);
         let now = clock;
         let every = REPORT_EVERY.as_nanos() as u64;
         let long_task = now.saturating_sub(started) >= every;
@@ -240,7 +256,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
             || results.len() >= REPORT_BATCH
             || now.saturating_sub(last_report) >= every
         {
-            if report(&mut link, &mut results).is_err() {
+            if report(&link, &mut results).is_err() {
                 return finish("supervisor gone", tasks_run);
             }
             last_report = now;
@@ -250,12 +266,12 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
 }
 
 /// Sends the results gathered so far, if any.
-fn report(link: &mut WorkerLink, results: &mut Vec<TaskResult>) -> Result<(), LinkSendError> {
+fn report(link: &RefCell<WorkerLink>, results: &mut Vec<TaskResult>) -> Result<(), LinkSendError> {
     if results.is_empty() {
         return Ok(());
     }
     let batch = FromWorker::Results(std::mem::take(results));
-    link.send(&batch, IDLE_BEAT, SEND_PATIENCE)
+    link.borrow_mut().send(&batch, IDLE_BEAT, SEND_PATIENCE)
 }
 
 /// Names the worker's process: `w3 primes` (its slot and job; the kernel

@@ -1,9 +1,16 @@
 //! The child's side of every start method, once it knows what to run: call the
 //! entry through its trampoline, write the report frame, and leave with `_exit`
 //! (no destructors or atexit handlers of the parent's state run twice).
+//!
+//! Under `panic = "abort"` a panic never reaches the trampoline's
+//! `catch_unwind`: the process aborts right after the panic hook. So in such
+//! a build the child's hook writes the report itself (the panic's message),
+//! and `join` says `Panicked` as it does in an unwinding build, rather than
+//! "killed by SIGABRT".
 
 use std::io::Write;
 use std::os::fd::{OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use super::entry::{ChildReport, Trampoline};
 use super::EXIT_CHILD_FAILED;
@@ -16,24 +23,57 @@ pub(crate) fn run_entry_and_exit(
     args: &[u8],
     fds: Vec<OwnedFd>,
 ) -> ! {
+    if cfg!(panic = "abort") {
+        report_panics_before_abort(report);
+    }
     let outcome = trampoline(entry, args, fds);
     exit_with_report(report, &outcome)
 }
 
-/// Writes `outcome` in the report file and exits with the matching code:
-/// 0 for a return, 1 for a panic (Python's code for an uncaught exception).
-pub(crate) fn exit_with_report(report: RawFd, outcome: &ChildReport) -> ! {
+/// The report file, for the panic hook of an aborting build.
+static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
+/// Set by whoever writes the report first: the entry's end or a panic
+/// hook. Two writers would interleave their frames in one file.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Puts a panic hook in front of the one in place (which still runs: the
+/// default prints the panic on stderr, as in an unwinding build) that
+/// writes the first panic, on any thread, as this child's report.
+fn report_panics_before_abort(report: RawFd) {
+    REPORT_FD.store(report, Ordering::Relaxed);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let report = ChildReport::Panicked(super::entry::panic_message(info.payload()));
+        let _ = write_report_once(REPORT_FD.load(Ordering::Relaxed), &report);
+        previous(info);
+    }));
+}
+
+/// Writes `outcome` as the report, unless one was written already
+/// (`None`). One too large for the parent gives way to a `Failed` saying
+/// so. The exit code that goes with what was written.
+fn write_report_once(report: RawFd, outcome: &ChildReport) -> Option<i32> {
+    if report < 0 || REPORTED.swap(true, Ordering::AcqRel) {
+        return None;
+    }
     if let Ok(frame) = codec::encode_frame(outcome, usize::MAX) {
         if let Err(e) = super::report::write(report, &frame) {
-            // Too large for the parent: say so instead, if that fits.
             let failed = ChildReport::Failed(e.to_string());
             if let Ok(frame) = codec::encode_frame(&failed, usize::MAX) {
                 let _ = super::report::write(report, &frame);
             }
-            exit_now(exit_code_of(&failed));
+            return Some(exit_code_of(&failed));
         }
     }
-    exit_now(exit_code_of(outcome))
+    Some(exit_code_of(outcome))
+}
+
+/// Writes `outcome` in the report file and exits with the matching code:
+/// 0 for a return, 1 for a panic (Python's code for an uncaught exception).
+/// If a panic on another thread wrote the report first, the process is
+/// aborting, and leaves with 1.
+pub(crate) fn exit_with_report(report: RawFd, outcome: &ChildReport) -> ! {
+    exit_now(write_report_once(report, outcome).unwrap_or(1))
 }
 
 fn exit_code_of(outcome: &ChildReport) -> i32 {

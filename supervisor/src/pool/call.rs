@@ -9,9 +9,17 @@
 //! A chunk's input: `Call`, the item count (varint), each item's postcard
 //! bytes. Its output: each item's reply as a little-endian `u32` length
 //! and its bytes.
+//!
+//! Under `panic = "abort"` a panic cannot be caught: the worker ends right
+//! after the panic hook. The hook then appends the item's `Panicked` reply
+//! to the chunk's output so far and sends that, short, as the chunk's
+//! output ([`outlast_worker::last_words`]); the pool settles the items it
+//! answers and runs the rest again. A panicking item is its own answer in
+//! either build, and the others are unaffected; an aborting build pays
+//! for a new worker.
 
-use std::cell::RefCell;
-use std::panic::{self, AssertUnwindSafe};
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
 
 use outlast_ipc::process::CodeRef;
 use outlast_worker::job::TaskContext;
@@ -20,8 +28,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Calls the function at `func` on the item at the front of `args`
-/// (moving past it) and appends its framed [`Reply`] to `out`.
-pub(crate) type Trampoline = fn(func: *const (), args: &mut &[u8], out: &mut Vec<u8>);
+/// (moving past it) and appends its framed [`Reply`] to the chunk's output.
+pub(crate) type Trampoline = fn(func: *const (), args: &mut &[u8], out: &ChunkOutput);
 
 /// What a pool's worker gives back for one item.
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,6 +94,65 @@ pub(crate) struct PoolRunner {
 thread_local! {
     /// Where the last panic happened, for its item's error.
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The output of the chunk this thread runs, if it runs one.
+    static CHUNK_OUTPUT: ChunkOutput = const { ChunkOutput::new() };
+}
+
+/// A chunk's replies so far. Borrowed only while a reply is appended,
+/// never while the item's function runs, so a panic hook can take it.
+pub(crate) struct ChunkOutput {
+    bytes: RefCell<Vec<u8>>,
+    /// Whether a chunk is running.
+    open: Cell<bool>,
+}
+
+impl ChunkOutput {
+    const fn new() -> Self {
+        ChunkOutput {
+            bytes: RefCell::new(Vec::new()),
+            open: Cell::new(false),
+        }
+    }
+
+    /// Appends `reply`, framed.
+    fn append<R: Serialize>(&self, reply: &Reply<R>) {
+        if let Ok(mut out) = self.bytes.try_borrow_mut() {
+            append_reply(reply, &mut out);
+        }
+    }
+}
+
+/// The panic hook of a pool's worker. An unwinding build notes where the
+/// panic happened, for `guarded` to put beside the message. An aborting
+/// build cannot return to `guarded`: the hook sends the chunk's replies
+/// so far and this item's `Panicked` as the chunk's (short) output; if
+/// that cannot be done (the panic is not an item's), `fallback` runs (the
+/// process's own hook, which reports the panic as the worker's death).
+fn on_panic(info: &PanicHookInfo<'_>, fallback: &(dyn Fn(&PanicHookInfo<'_>) + Sync + Send)) {
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    if !cfg!(panic = "abort") {
+        PANIC_LOCATION.with(|slot| *slot.borrow_mut() = location);
+        return;
+    }
+    let message = panic_text(info.payload());
+    let reply = Reply::<()>::Panicked { message, location };
+    let partial = CHUNK_OUTPUT.try_with(|chunk| {
+        if !chunk.open.get() {
+            return None;
+        }
+        let mut out = chunk.bytes.try_borrow_mut().ok()?;
+        append_reply(&reply, &mut out);
+        Some(std::mem::take(&mut *out))
+    });
+    let sent = match partial {
+        Ok(Some(output)) => outlast_worker::last_words::send(output).is_ok(),
+        _ => false,
+    };
+    if !sent {
+        fallback(info);
+    }
 }
 
 impl Runner for PoolRunner {
@@ -102,12 +169,8 @@ impl Runner for PoolRunner {
 
     fn start(&mut self) -> Result<(), String> {
         // A panicking item is an answer sent back, not noise on stderr.
-        panic::set_hook(Box::new(|info| {
-            let at = info
-                .location()
-                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-            PANIC_LOCATION.with(|slot| *slot.borrow_mut() = at);
-        }));
+        let fallback = panic::take_hook();
+        panic::set_hook(Box::new(move |info| on_panic(info, &*fallback)));
         match &self.init {
             Some(init) => init.run(),
             None => Ok(()),
@@ -125,21 +188,25 @@ impl Runner for PoolRunner {
             unsafe { std::mem::transmute::<*const (), Trampoline>(call.trampoline.address()) };
         // SAFETY: as above; the trampoline casts it back to its own type.
         let func = unsafe { call.func.address() };
-        let mut out = Vec::with_capacity(args.len() + 16);
-        for i in 0..count {
-            trampoline(func, &mut args, &mut out);
-            if i % 64 == 63 {
-                ctx.beat();
+        CHUNK_OUTPUT.with(|out| {
+            *out.bytes.borrow_mut() = Vec::with_capacity(args.len() + 16);
+            out.open.set(true);
+            for i in 0..count {
+                trampoline(func, &mut args, out);
+                if i % 64 == 63 {
+                    ctx.beat();
+                }
             }
-        }
-        Ok(out)
+            out.open.set(false);
+            Ok(std::mem::take(&mut *out.bytes.borrow_mut()))
+        })
     }
 }
 
 fn call_one<T: DeserializeOwned, R: Serialize>(
     func: *const (),
     args: &mut &[u8],
-    out: &mut Vec<u8>,
+    out: &ChunkOutput,
 ) {
     // SAFETY: `func` came from `Call::one::<T, R>`, which took it from a
     // `fn(T) -> R` and paired it with this very instantiation.
@@ -151,10 +218,10 @@ fn call_one<T: DeserializeOwned, R: Serialize>(
         }
         Err(e) => Reply::Failed(format!("cannot decode the item: {e}")),
     };
-    append_reply(&reply, out);
+    out.append(&reply);
 }
 
-fn call_two<A, B, R>(func: *const (), args: &mut &[u8], out: &mut Vec<u8>)
+fn call_two<A, B, R>(func: *const (), args: &mut &[u8], out: &ChunkOutput)
 where
     A: DeserializeOwned,
     B: DeserializeOwned,
@@ -170,7 +237,7 @@ where
         }
         Err(e) => Reply::Failed(format!("cannot decode the item: {e}")),
     };
-    append_reply(&reply, out);
+    out.append(&reply);
 }
 
 /// `Call` constructors and trampolines for functions of 1 and 3 to 6
@@ -193,7 +260,7 @@ macro_rules! star_calls {
         fn $trampoline<$($arg: DeserializeOwned,)+ R: Serialize>(
             func: *const (),
             args: &mut &[u8],
-            out: &mut Vec<u8>,
+            out: &ChunkOutput,
         ) {
             // SAFETY: `func` came from the constructor above, which took it
             // from a function of exactly these argument and result types and
@@ -206,7 +273,7 @@ macro_rules! star_calls {
                 }
                 Err(e) => Reply::Failed(format!("cannot decode the item: {e}")),
             };
-            append_reply(&reply, out);
+            out.append(&reply);
         }
     )+};
 }
@@ -224,16 +291,21 @@ pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Reply<R> {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Reply::Returned(value),
         Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "(a panic with a non-string payload)".to_string()
-            };
+            let message = panic_text(payload.as_ref());
             let location = PANIC_LOCATION.with(|slot| slot.borrow_mut().take());
             Reply::Panicked { message, location }
         }
+    }
+}
+
+/// What `panic!` was given, as text.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic with a non-string payload)".to_string()
     }
 }
 
@@ -282,12 +354,13 @@ pub(crate) fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
     None
 }
 
-/// Where each framed reply of a chunk's output lies in it, one per item;
-/// `None` if the output does not hold exactly `count` of them.
+/// Where each framed reply of a chunk's output lies in it, in item order:
+/// at most `count` of them, filling the output exactly, or `None`. Fewer
+/// than `count` is a short output (see [`answers_short`]).
 pub(crate) fn split_replies(output: &[u8], count: usize) -> Option<Vec<std::ops::Range<usize>>> {
     let mut replies = Vec::with_capacity(count);
     let mut at = 0usize;
-    while replies.len() < count {
+    while replies.len() < count && at < output.len() {
         let len = output.get(at..at.checked_add(4)?)?;
         let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
         let start = at + 4;
@@ -299,6 +372,22 @@ pub(crate) fn split_replies(output: &[u8], count: usize) -> Option<Vec<std::ops:
         at = end;
     }
     (at == output.len()).then_some(replies)
+}
+
+/// Whether `replies` (of `output`) may answer only the first items of a
+/// chunk of `count`: some but not all, the last a panic (an aborting
+/// build's last words; the items after it did not run).
+pub(crate) fn answers_short(
+    output: &[u8],
+    replies: &[std::ops::Range<usize>],
+    count: usize,
+) -> bool {
+    // Reply::Panicked is variant 1: its first byte.
+    let last_panicked = replies
+        .last()
+        .and_then(|r| output.get(r.clone()))
+        .is_some_and(|reply| reply.first() == Some(&1));
+    !replies.is_empty() && replies.len() < count && last_panicked
 }
 
 #[cfg(test)]
@@ -321,11 +410,21 @@ mod tests {
             postcard::from_bytes(&out[replies[0].clone()]),
             Ok(Reply::Returned(7u32))
         ));
-        assert!(split_replies(&out, 3).is_none(), "too few");
+        assert_eq!(split_replies(&out, 3).map(|r| r.len()), Some(2), "short");
+        assert!(!answers_short(&out, &replies, 3), "not ended by a panic");
         assert!(split_replies(&out, 1).is_none(), "too many");
         assert!(
             split_replies(&[0xff; 11], 1).is_none(),
             "a length past the end"
         );
+        let panicked = Reply::<u32>::Panicked {
+            message: "no".into(),
+            location: None,
+        };
+        append_reply(&panicked, &mut out);
+        let replies = split_replies(&out, 5).expect("three replies");
+        assert!(answers_short(&out, &replies, 5), "ended by a panic");
+        assert!(!answers_short(&out, &replies, 3), "not short");
+        assert!(!answers_short(&[], &[], 5), "nothing answered");
     }
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 use outlast_worker::job::JobOutcome;
 use outlast_worker::work::{GaveUp, Refused, Work};
 
-use super::call::{split_replies, Call};
+use super::call::{answers_short, split_replies, Call};
 use super::error::TaskError;
 
 /// A result: the encoded reply, or why there is none.
@@ -689,21 +689,25 @@ impl Store {
     }
 
     /// Chunk `task`'s output: one reply per item, all or nothing (a short
-    /// or long output settles no item).
+    /// or long output settles no item), except a short one that ends with
+    /// a panic (an aborting build's last words): its items are settled,
+    /// and the ones after it go again in a new chunk, uncharged.
     fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), String> {
-        let (items, cut_at) = self
+        let (call, items, cut_at) = self
             .chunk(task)
-            .map(|c| (c.items.clone(), c.cut_at))
+            .map(|c| (c.call, c.items.clone(), c.cut_at))
             .ok_or_else(|| format!("bad output: no chunk {task}"))?;
         let count = (items.end - items.start) as usize;
         let replies = split_replies(output, count)
+            .filter(|r| r.len() == count || answers_short(output, r, count))
             .ok_or_else(|| format!("bad output: not {count} replies"))?;
+        let answered = replies.len();
         let home = self.outputs.push(Output {
             buf: output.into(),
             replies,
             live: 0,
         });
-        for (slot, id) in items.enumerate() {
+        for (slot, id) in items.clone().take(answered).enumerate() {
             self.reply(id, home, slot as u32);
         }
         // Every item was abandoned: nothing will read these replies, even
@@ -712,7 +716,13 @@ impl Store {
             output.free_if_unread();
         }
         self.close_chunk(task);
-        self.learn(count, cut_at.elapsed().as_secs_f64());
+        if answered < count {
+            // They run next, in order, in chunks cut as any others.
+            let rest = items.start + answered as u64..items.end;
+            self.unchunked.push_front((call, rest));
+        } else {
+            self.learn(count, cut_at.elapsed().as_secs_f64());
+        }
         self.compact();
         Ok(())
     }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use outlast_worker::heartbeat::{self, monotonic_ns, Verdict as Heartbeat};
+use outlast_worker::heartbeat::{self, monotonic_ns, Verdict as Heartbeat, WorkerState};
 
 use super::shutdown::Phase;
 use super::{send_stop, Engine, SlotHistory};
@@ -220,6 +220,17 @@ impl Engine {
         // and the restart limit ends a run whose workers never start.
         let could_not_start = w.killed_because.is_none()
             && ending.exit_code == Some(outlast_worker::runtime::EXIT_START_FAILED);
+        // A pool's worker in a `panic = "abort"` build answers a panicking
+        // item from its panic hook, then aborts: the death is that
+        // answer's cost, not a crash, so it is kept out of the restart
+        // limit. Only a worker with a task accepted may claim so: each
+        // excused death took an answer with it, so a worker lying about it
+        // cannot keep the fleet restarting.
+        let answered_panic = w.killed_because.is_none()
+            && ending.exit_code == Some(-libc::SIGABRT)
+            && w.completed > 0
+            && WorkerState::from_word(w.link.heartbeat().read().state)
+                == Some(WorkerState::Aborting);
         let blamed = if planned || ends_run || could_not_start {
             None
         } else {
@@ -308,6 +319,10 @@ impl Engine {
                 self.start_in(index, Some(replacing));
             }
             _ if could_not_start && running => self.after_start_failure(index, what),
+            _ if answered_panic => {
+                let replacing = planned_replacement(format!("{what} (its task's panic answered)"));
+                self.start_in(index, Some(replacing));
+            }
             _ => self.after_crash(index, what),
         }
     }
