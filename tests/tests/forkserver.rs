@@ -31,6 +31,7 @@ fn main() {
         the_default_start_method_is_set_once,
         a_stopped_server_does_not_stop_join,
         a_child_killed_with_its_server_is_gone_when_join_returns,
+        a_child_runs_where_its_creator_is_now_with_its_variables,
     ]);
 }
 
@@ -483,4 +484,48 @@ fn a_child_killed_with_its_server_is_gone_when_join_returns() {
             "round {round}: join returned while the child {child} still ran"
         );
     }
+}
+
+/// Where a child runs and what `OUTLAST_TEST_SETTING` says there.
+fn whereabouts(_: ()) -> (String, Option<String>) {
+    let cwd = std::env::current_dir().map_or_else(|e| e.to_string(), |d| d.display().to_string());
+    (cwd, std::env::var("OUTLAST_TEST_SETTING").ok())
+}
+
+/// A creator that starts its server, then moves and changes a variable
+/// (after the server started, as a program does once its pool runs), and
+/// starts a second child: what each child saw.
+fn moving_creator(dir: String) -> Vec<(String, Option<String>)> {
+    let see = || {
+        let mut p = Process::new(whereabouts, ()).start_method(FS);
+        p.start().expect("start");
+        p.join().expect("join")
+    };
+    std::env::set_var("OUTLAST_TEST_SETTING", "before");
+    let first = see();
+    std::env::set_current_dir(&dir).expect("move");
+    std::env::set_var("OUTLAST_TEST_SETTING", "after");
+    let second = see();
+    std::env::remove_var("OUTLAST_TEST_SETTING");
+    vec![first, second, see()]
+}
+
+fn a_child_runs_where_its_creator_is_now_with_its_variables() {
+    // The creator is a spawned process of its own, with a server of its
+    // own: this test process keeps its directory.
+    let dir = std::env::temp_dir().canonicalize().expect("the temp dir");
+    let here = std::env::current_dir().expect("cwd").display().to_string();
+    let dir = dir.display().to_string();
+    assert_ne!(here, dir, "the test must move somewhere else");
+    let mut creator = Process::new(moving_creator, dir.clone()).start_method(StartMethod::Spawn);
+    creator.start().expect("start the creator");
+    let seen = creator.join().expect("the creator's report");
+    assert_eq!(
+        seen,
+        [
+            (here, Some("before".to_string())),
+            (dir.clone(), Some("after".to_string())),
+            (dir, None),
+        ]
+    );
 }

@@ -12,6 +12,7 @@ use super::protocol::{
     Hello, RequestFrame, StartReply, StartRequest, FIXED_FDS, INLINE_REQUEST_MAX, PROTOCOL_VERSION,
 };
 use super::server::SERVER_ENV;
+use super::surroundings::Surroundings;
 use super::ForkServerError;
 use crate::os::{self, Deadline};
 use crate::pipe::{Connection, RecvTimeoutError, SendError, SendTimeoutError};
@@ -82,6 +83,7 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
     let request = StartRequest {
         entry: PortableEntry::of(plan),
         die_with_parent: plan.die_with_parent,
+        surroundings: Surroundings::here(),
     };
     let encode = |frame: &RequestFrame| {
         postcard::to_allocvec(frame).map_err(|e| StartError::Args(e.to_string()))

@@ -31,9 +31,8 @@
 //! * **What travels.** The entry (as a code offset, as for spawn), the
 //!   arguments, and every handle in them (pipe ends, queue and shared-memory
 //!   descriptors) go to the server with `SCM_RIGHTS`, with the caller's
-//!   stdout and stderr as they are at that moment. The child's environment
-//!   and working directory are the server's: this process's when the server
-//!   started.
+//!   stdout and stderr, working directory and environment as they are at
+//!   that moment (as a forked or spawned child gets them).
 //! * **Parenthood.** The child is the server's. Its exit status comes back on
 //!   a pipe of its own and its pidfd with the reply, so `join`, `exit_code`,
 //!   `is_alive`, `terminate`, `kill` and [`wait`](crate::wait) work as for
@@ -47,6 +46,7 @@
 mod client;
 mod protocol;
 mod server;
+mod surroundings;
 
 pub(crate) use client::start_child;
 pub use client::{pid, start, stop};

@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::surroundings::Surroundings;
 use crate::process::entry::PortableEntry;
 
 /// Bumped whenever a message changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// The server's first message, once it runs its loop.
 #[derive(Debug, Serialize, Deserialize)]
@@ -26,6 +27,7 @@ pub(crate) enum Hello {
 pub(crate) struct StartRequest {
     pub entry: PortableEntry,
     pub die_with_parent: bool,
+    pub surroundings: Surroundings,
 }
 
 /// What a request's frame holds: the request, or word that it is in a
