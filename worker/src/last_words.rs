@@ -3,7 +3,7 @@
 //! loop, and whatever the task had done dies with it. A runner whose task
 //! holds many items (a pool's chunk) can still send what it has, from its
 //! panic hook, through [`send`]: the worker loop lends its link for the
-//! length of each task ([`lend`]), on the thread that runs it.
+//! length of each task (`lend`), on the thread that runs it.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
