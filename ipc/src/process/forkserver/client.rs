@@ -83,7 +83,7 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
     let request = StartRequest {
         entry: PortableEntry::of(plan),
         die_with_parent: plan.die_with_parent,
-        surroundings: Surroundings::here(),
+        surroundings: Surroundings::changed_since_launch(),
     };
     let encode = |frame: &RequestFrame| {
         postcard::to_allocvec(frame).map_err(|e| StartError::Args(e.to_string()))
@@ -236,6 +236,7 @@ impl ServerLink {
 fn launch() -> Result<ServerLink, ForkServerError> {
     let (ours, theirs) = os::fd::socketpair_cloexec()?;
     let their_fd = theirs.as_raw_fd();
+    Surroundings::note_launch();
     let mut command = Command::new("/proc/self/exe");
     if let Some(argv0) = std::env::args_os().next() {
         command.arg0(argv0);

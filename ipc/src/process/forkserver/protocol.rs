@@ -27,7 +27,9 @@ pub(crate) enum Hello {
 pub(crate) struct StartRequest {
     pub entry: PortableEntry,
     pub die_with_parent: bool,
-    pub surroundings: Surroundings,
+    /// The creator's working directory and environment, if they are no
+    /// longer the server's.
+    pub surroundings: Option<Surroundings>,
 }
 
 /// What a request's frame holds: the request, or word that it is in a

@@ -241,7 +241,9 @@ fn run_child(request: StartRequest, fds: Vec<OwnedFd>, server: i32) -> ! {
         libc::dup2(stderr.as_raw_fd(), 2);
     }
     drop((status_tx, stdout, stderr));
-    request.surroundings.enter();
+    if let Some(surroundings) = &request.surroundings {
+        surroundings.enter();
+    }
     let handles: Vec<OwnedFd> = fds.collect();
     let mut keep: Vec<RawFd> = handles.iter().map(|fd| fd.as_raw_fd()).collect();
     keep.push(report.as_raw_fd());
