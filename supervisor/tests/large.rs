@@ -13,6 +13,7 @@ fn main() {
     tests::harness::run(tests::cases![
         an_item_just_over_the_ring_round_trips_ten_times_in_each_start_method,
         a_hundred_megabyte_argument_and_result,
+        a_hundred_megabyte_item_is_not_kept_once_it_is_done,
         an_input_over_the_cap_fails_alone_at_once,
         a_result_over_the_cap_fails_alone_after_one_run,
         a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk,
@@ -88,6 +89,40 @@ fn a_hundred_megabyte_argument_and_result() {
         assert_eq!(back.len(), N, "{method:?}");
         assert!(all_are(&back, 3), "{method:?}");
     }
+}
+
+/// In a process of its own (so no other test's memory counts): this
+/// process's resident kilobytes before and after a pool takes a 100 MB
+/// item, then each of four small ones.
+fn resident_around_a_big_item(_: ()) -> (u64, u64) {
+    let resident = || outlast_ipc::os::procfs::resident_kb(std::process::id()).unwrap_or(0);
+    let pool = Pool::new(1).expect("pool");
+    assert_eq!(
+        pool.apply(total, ByteBuf::from(vec![2u8; 10])).ok(),
+        Some((10, true))
+    );
+    let before = resident();
+    let got = pool.apply(total, ByteBuf::from(vec![2u8; 100_000_000]));
+    assert_eq!(got.ok(), Some((100_000_000, true)));
+    for _ in 0..4 {
+        assert_eq!(
+            pool.apply(total, ByteBuf::from(vec![2u8; 10])).ok(),
+            Some((10, true))
+        );
+    }
+    (before, resident())
+}
+
+fn a_hundred_megabyte_item_is_not_kept_once_it_is_done() {
+    let mut p =
+        outlast_ipc::Process::new(resident_around_a_big_item, ()).start_method(StartMethod::Spawn);
+    p.start().expect("start");
+    let (before, after) = p.join().expect("join");
+    // The pool's buffers grown for it held some 290 MB for good.
+    assert!(
+        after < before + 30_000,
+        "resident {before} kB before a 100 MB item, {after} kB after it"
+    );
 }
 
 /// Each run appends a line to `log` (a file, so runs in any worker and

@@ -38,33 +38,69 @@ pub enum ToWorker {
 
 /// Writes a `ToWorker::Tasks` batch into a reused buffer, byte for byte
 /// as postcard would encode it, with each input written in place by its
-/// job: no `Task` and no input `Vec` per task.
+/// job: no `Task`, no input `Vec` per task, and no second copy of an
+/// input (a 100 MB one was copied three times: into a scratch buffer, the
+/// batch, and the message). Room for the message's head is kept at the
+/// front, and [`finish`](Self::finish) fills it in.
 #[derive(Default)]
 pub struct TaskBatch {
     body: Vec<u8>,
-    scratch: Vec<u8>,
     count: usize,
 }
 
+/// The message's head: the variant (one byte) and the task count, a
+/// varint of at most 3 bytes below 2^21 tasks.
+const HEAD_ROOM: usize = 4;
+
+/// A buffer grown past this (by a batch too large for a ring, spilled) is
+/// let go once used: kept, one 100 MB item held 100 MB for the life of
+/// the run.
+const KEEP_AT_MOST: usize = 4 << 20;
+
 impl TaskBatch {
+    /// Starts a new batch (and lets go of a buffer grown large).
     pub fn clear(&mut self) {
+        if self.body.capacity() > KEEP_AT_MOST {
+            self.body = Vec::new();
+        }
         self.body.clear();
         self.count = 0;
     }
 
-    /// Adds task `id`, whose input `write` appends to the buffer it is given.
+    /// Adds task `id`, whose input `write` appends to the buffer it is
+    /// given (and nothing else: what it appended is the input).
     pub fn push<E>(
         &mut self,
         id: u64,
         attempt: u32,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.scratch.clear();
-        write(&mut self.scratch)?;
+        if self.body.len() < HEAD_ROOM {
+            self.body.resize(HEAD_ROOM, 0);
+        }
+        let start = self.body.len();
         varint(id, &mut self.body);
         varint(u64::from(attempt), &mut self.body);
-        varint(self.scratch.len() as u64, &mut self.body);
-        self.body.extend_from_slice(&self.scratch);
+        // The input's length goes before it: one byte is kept for it, and
+        // the input moved along in the rare case its length needs more.
+        let len_at = self.body.len();
+        self.body.push(0);
+        if let Err(e) = write(&mut self.body) {
+            self.body.truncate(start);
+            return Err(e);
+        }
+        let end = self.body.len();
+        let len = (end - len_at - 1) as u64;
+        if len < 0x80 {
+            self.body[len_at] = len as u8;
+        } else {
+            let mut prefix = Vec::with_capacity(10);
+            varint(len, &mut prefix);
+            self.body.resize(end + prefix.len() - 1, 0);
+            self.body
+                .copy_within(len_at + 1..end, len_at + prefix.len());
+            self.body[len_at..len_at + prefix.len()].copy_from_slice(&prefix);
+        }
         self.count += 1;
         Ok(())
     }
@@ -77,12 +113,24 @@ impl TaskBatch {
         self.count == 0
     }
 
-    /// The whole message, written over `out`.
-    pub fn finish_into(&self, out: &mut Vec<u8>) {
-        out.clear();
-        varint(0, out); // ToWorker::Tasks
-        varint(self.count as u64, out);
-        out.extend_from_slice(&self.body);
+    /// The whole message: the head written into the room kept for it
+    /// (moving the tasks along only past 2^21 of them).
+    pub fn finish(&mut self) -> &[u8] {
+        if self.body.len() < HEAD_ROOM {
+            self.body.resize(HEAD_ROOM, 0);
+        }
+        let mut head = vec![0]; // ToWorker::Tasks
+        varint(self.count as u64, &mut head);
+        match HEAD_ROOM.checked_sub(head.len()) {
+            Some(at) => {
+                self.body[at..HEAD_ROOM].copy_from_slice(&head);
+                &self.body[at..]
+            }
+            None => {
+                self.body.splice(0..HEAD_ROOM, head);
+                &self.body
+            }
+        }
     }
 }
 
@@ -162,27 +210,47 @@ mod tests {
                 input: vec![7; 200],
             },
             Task {
+                id: 301,
+                attempt: 1,
+                input: vec![8; 20_000],
+            },
+            Task {
                 id: u64::MAX,
                 attempt: u32::MAX,
                 input: b"abc".to_vec(),
             },
         ];
         let mut batch = TaskBatch::default();
-        for t in &tasks {
-            batch
-                .push::<()>(t.id, t.attempt, |out| {
-                    out.extend_from_slice(&t.input);
-                    Ok(())
-                })
-                .unwrap();
+        for round in 0..2 {
+            batch.clear();
+            for t in &tasks {
+                batch
+                    .push::<()>(t.id, t.attempt, |out| {
+                        out.extend_from_slice(&t.input);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            // One that fails leaves nothing behind.
+            assert_eq!(
+                batch.push(9, 1, |out| {
+                    out.push(1);
+                    Err(())
+                }),
+                Err(())
+            );
+            let ours = batch.finish().to_vec();
+            let theirs = postcard::to_allocvec(&ToWorker::Tasks(tasks.clone())).unwrap();
+            assert_eq!(ours, theirs, "round {round}");
+            assert_eq!(
+                postcard::from_bytes::<ToWorker>(&ours).unwrap(),
+                ToWorker::Tasks(tasks.clone())
+            );
         }
-        let mut ours = Vec::new();
-        batch.finish_into(&mut ours);
-        let theirs = postcard::to_allocvec(&ToWorker::Tasks(tasks.clone())).unwrap();
-        assert_eq!(ours, theirs);
+        batch.clear();
         assert_eq!(
-            postcard::from_bytes::<ToWorker>(&ours).unwrap(),
-            ToWorker::Tasks(tasks)
+            batch.finish(),
+            postcard::to_allocvec(&ToWorker::Tasks(vec![])).unwrap()
         );
     }
 }

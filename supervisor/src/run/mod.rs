@@ -169,7 +169,6 @@ pub(crate) struct Engine {
     rng: u64,
     buf: Vec<u8>,
     /// Where task batches are encoded, reused.
-    encoded: Vec<u8>,
     batch: outlast_worker::protocol::TaskBatch,
     /// The loop is over: every worker is gone.
     over: bool,
@@ -291,7 +290,6 @@ impl Engine {
             all_ready_after: None,
             rng: seed(),
             buf: Vec::new(),
-            encoded: Vec::new(),
             batch: outlast_worker::protocol::TaskBatch::default(),
             over: false,
             told_stopping: false,

@@ -312,15 +312,18 @@ impl Engine {
                 self.batch = batch;
                 continue;
             }
-            // Written into buffers kept from batch to batch: fresh ones
+            // Written into a buffer kept from batch to batch: fresh ones
             // per batch faulted their pages in every time.
-            let mut bytes = std::mem::take(&mut self.encoded);
-            batch.finish_into(&mut bytes);
+            let bytes = batch.finish();
+            let sent = send_tasks(w, bytes, leases.len());
+            let sent_bytes = bytes.len() as u64 + 8;
+            // (A large one is let go now, not at the next batch.)
+            batch.clear();
             self.batch = batch;
-            match send_tasks(w, &bytes, leases.len()) {
+            match sent {
                 Ok(()) => {
                     self.traffic.sent += 1;
-                    self.traffic.bytes_sent += bytes.len() as u64 + 8;
+                    self.traffic.bytes_sent += sent_bytes;
                 }
                 // Its ring is full: it is behind, stopped or dying; the
                 // tasks wait here instead.
@@ -346,7 +349,6 @@ impl Engine {
                     w.kill(KillCause::CorruptedLink(why));
                 }
             }
-            self.encoded = bytes;
         }
         for (dead, failure) in dead_now {
             self.gave_up(&dead, &failure);
