@@ -241,10 +241,13 @@ impl WorkerLink {
         match self.tasks.recv_value_in_place_timeout(timeout)? {
             Some(ToWorker::Spilled { len }) => {
                 let bytes = self.spill.take(len, u64::MAX)?;
-                match postcard::from_bytes::<ToWorker>(&bytes) {
-                    Ok(ToWorker::Spilled { .. }) => Err(LinkRecvError::NestedSpill),
-                    Ok(message) => Ok(Some(message)),
-                    Err(e) => Err(LinkRecvError::Decode(e.to_string())),
+                // Decoded in place too: each input stays in the mapping.
+                match crate::protocol::decode_spilled(bytes) {
+                    Some(ToWorker::Spilled { .. }) => Err(LinkRecvError::NestedSpill),
+                    Some(message) => Ok(Some(message)),
+                    None => Err(LinkRecvError::Decode(
+                        "a spilled message does not decode".into(),
+                    )),
                 }
             }
             other => Ok(other),

@@ -6,6 +6,10 @@
 //! no-op tasks reach millions per second without the user choosing a chunk
 //! size. The supervisor's ledger still knows each task by id.
 
+use std::ops::Range;
+use std::sync::Arc;
+
+use outlast_ipc::spsc::spill::Spilled;
 use serde::{Deserialize, Serialize};
 
 /// Sent in [`FromWorker::Ready`]; the supervisor refuses a worker speaking another version.
@@ -20,8 +24,102 @@ pub struct Task {
     pub attempt: u32,
     /// Job-defined input (for `primes`, the range). Encoded as one byte
     /// string (a copy), not byte by byte.
-    #[serde(with = "serde_bytes")]
-    pub input: Vec<u8>,
+    pub input: TaskInput,
+}
+
+/// A task's input: bytes of its own, or a piece of the spilled message it
+/// came in, read where it lies (a 100 MB input is not copied out of its
+/// mapping before the job decodes it).
+#[derive(Clone)]
+pub enum TaskInput {
+    Owned(Vec<u8>),
+    Mapped {
+        message: Arc<Spilled>,
+        range: Range<usize>,
+    },
+}
+
+impl std::ops::Deref for TaskInput {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            TaskInput::Owned(bytes) => bytes,
+            TaskInput::Mapped { message, range } => message.get(range.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for TaskInput {
+    fn from(bytes: Vec<u8>) -> Self {
+        TaskInput::Owned(bytes)
+    }
+}
+
+impl PartialEq for TaskInput {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for TaskInput {}
+
+impl std::fmt::Debug for TaskInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskInput({} bytes)", self.len())
+    }
+}
+
+impl Serialize for TaskInput {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_bytes::ByteBuf::deserialize(deserializer).map(|b| TaskInput::Owned(b.into_vec()))
+    }
+}
+
+/// A spilled `ToWorker`, decoded where it lies: each task's input a range
+/// of the mapping. `None` if it does not decode as a `ToWorker`.
+pub fn decode_spilled(message: Spilled) -> Option<ToWorker> {
+    /// `ToWorker`, its variants in the same order, inputs borrowed.
+    #[derive(Deserialize)]
+    enum Borrowed<'a> {
+        Tasks(#[serde(borrow)] Vec<BorrowedTask<'a>>),
+        Stop,
+        Spilled { len: u64 },
+    }
+    #[derive(Deserialize)]
+    struct BorrowedTask<'a> {
+        id: u64,
+        attempt: u32,
+        #[serde(borrow)]
+        input: &'a [u8],
+    }
+    let message = Arc::new(message);
+    let base = message.as_ptr() as usize;
+    Some(match postcard::from_bytes::<Borrowed<'_>>(&message).ok()? {
+        Borrowed::Tasks(tasks) => ToWorker::Tasks(
+            tasks
+                .into_iter()
+                .map(|t| {
+                    let start = t.input.as_ptr() as usize - base;
+                    Task {
+                        id: t.id,
+                        attempt: t.attempt,
+                        input: TaskInput::Mapped {
+                            message: Arc::clone(&message),
+                            range: start..start + t.input.len(),
+                        },
+                    }
+                })
+                .collect(),
+        ),
+        Borrowed::Stop => ToWorker::Stop,
+        Borrowed::Spilled { len } => ToWorker::Spilled { len },
+    })
 }
 
 /// Supervisor to worker.
@@ -202,22 +300,22 @@ mod tests {
             Task {
                 id: 0,
                 attempt: 1,
-                input: vec![],
+                input: vec![].into(),
             },
             Task {
                 id: 300,
                 attempt: 2,
-                input: vec![7; 200],
+                input: vec![7; 200].into(),
             },
             Task {
                 id: 301,
                 attempt: 1,
-                input: vec![8; 20_000],
+                input: vec![8; 20_000].into(),
             },
             Task {
                 id: u64::MAX,
                 attempt: u32::MAX,
-                input: b"abc".to_vec(),
+                input: b"abc".to_vec().into(),
             },
         ];
         let mut batch = TaskBatch::default();
@@ -252,5 +350,48 @@ mod tests {
             batch.finish(),
             postcard::to_allocvec(&ToWorker::Tasks(vec![])).unwrap()
         );
+    }
+
+    #[test]
+    fn a_spilled_batch_decodes_in_place_as_postcard_decodes_it() {
+        let tasks = vec![
+            Task {
+                id: 7,
+                attempt: 1,
+                input: vec![1; 3].into(),
+            },
+            Task {
+                id: 8,
+                attempt: 3,
+                input: vec![9; 2_000_000].into(),
+            },
+        ];
+        let (ours, theirs) = outlast_ipc::spsc::spill::ports().expect("ports");
+        for message in [
+            ToWorker::Tasks(tasks),
+            ToWorker::Stop,
+            ToWorker::Spilled { len: 5 },
+        ] {
+            let bytes = postcard::to_allocvec(&message).unwrap();
+            ours.send(&bytes).unwrap();
+            let spilled = theirs.take(bytes.len() as u64, u64::MAX).unwrap();
+            let decoded = decode_spilled(spilled).expect("decodes");
+            assert_eq!(decoded, message);
+            if let ToWorker::Tasks(tasks) = decoded {
+                assert!(tasks
+                    .iter()
+                    .all(|t| matches!(t.input, TaskInput::Mapped { .. })));
+            }
+        }
+        // Cut short, it is refused (and nothing past it is read).
+        let bytes = postcard::to_allocvec(&ToWorker::Tasks(vec![Task {
+            id: 1,
+            attempt: 1,
+            input: vec![5; 100].into(),
+        }]))
+        .unwrap();
+        ours.send(&bytes[..50]).unwrap();
+        let spilled = theirs.take(50, u64::MAX).unwrap();
+        assert_eq!(decode_spilled(spilled), None);
     }
 }
