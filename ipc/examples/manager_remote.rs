@@ -66,7 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("a client failed: {status}").into());
         }
     }
-    let items = results.items()?;
+    // In order of the job, not of arrival (two clients race).
+    let mut items = results.items()?;
+    items.sort_by_key(|(n, _)| *n);
     let sum: u64 = items.iter().map(|(_, (square, _))| square).sum();
     let mut by_client: Vec<u32> = items.iter().map(|(_, (_, pid))| *pid).collect();
     by_client.sort();
