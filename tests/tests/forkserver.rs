@@ -32,6 +32,7 @@ fn main() {
         a_stopped_server_does_not_stop_join,
         a_child_killed_with_its_server_is_gone_when_join_returns,
         a_child_runs_where_its_creator_is_now_with_its_variables,
+        large_arguments_travel_apart_with_their_handles,
     ]);
 }
 
@@ -528,4 +529,27 @@ fn a_child_runs_where_its_creator_is_now_with_its_variables() {
             (dir, None),
         ]
     );
+}
+
+/// Sends the sum of `bytes` on `conn`; returns their count.
+fn sum_over_the_pipe((mut conn, bytes): (Connection, Vec<u8>)) -> usize {
+    let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+    conn.send(&sum).expect("send the sum");
+    bytes.len()
+}
+
+fn large_arguments_travel_apart_with_their_handles() {
+    // Either side of the size past which arguments go in a memfd of their
+    // own (256 KiB), and far past it; with a handle beside them, so the
+    // descriptors' order is checked too.
+    for len in [(256 << 10) - 64, 256 << 10, 3_000_000] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let expected: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+        let (mut ours, theirs) = Pipe::duplex().expect("pipe");
+        let mut p = Process::new(sum_over_the_pipe, (theirs, bytes)).start_method(FS);
+        p.start().expect("start");
+        let sum: u64 = ours.recv().expect("the sum");
+        assert_eq!(sum, expected, "{len} bytes");
+        assert_eq!(p.join().expect("join"), len);
+    }
 }

@@ -99,19 +99,34 @@ pub(crate) struct PortableEntry {
 impl PortableEntry {
     /// In the parent: the plan's entry, as offsets this binary's children resolve.
     pub(crate) fn of(plan: &super::ChildPlan<'_>) -> Self {
+        let mut entry = Self::without_args(plan);
+        entry.args = plan.args.to_vec();
+        entry
+    }
+
+    /// The same, but for the arguments, which go another way (a large
+    /// one, to the fork server, in a memfd of its own: not copied into
+    /// the request first).
+    pub(crate) fn without_args(plan: &super::ChildPlan<'_>) -> Self {
         PortableEntry {
             name: plan.name.to_string(),
             parent_pid: std::process::id() as i32,
             parent_name: plan.parent_name.clone(),
             trampoline_offset: code_offset(plan.trampoline as usize),
             entry_offset: code_offset(plan.entry),
-            args: plan.args.to_vec(),
+            args: Vec::new(),
         }
     }
 
     /// In the child, which runs the parent's very executable (the caller
     /// made sure): takes its name and parent, runs the entry, and exits.
-    pub(crate) fn run(self, report: std::os::fd::RawFd, fds: Vec<OwnedFd>) -> ! {
+    pub(crate) fn run(mut self, report: std::os::fd::RawFd, fds: Vec<OwnedFd>) -> ! {
+        let args = std::mem::take(&mut self.args);
+        self.run_with(&args, report, fds)
+    }
+
+    /// [`run`](Self::run), with the arguments given apart.
+    pub(crate) fn run_with(self, args: &[u8], report: std::os::fd::RawFd, fds: Vec<OwnedFd>) -> ! {
         super::family::become_child(self.parent_pid, self.parent_name);
         super::current::set_current_name(&self.name);
         let trampoline_addr = code_address(self.trampoline_offset);
@@ -120,6 +135,6 @@ impl PortableEntry {
         let trampoline: Trampoline =
             unsafe { std::mem::transmute::<*const (), Trampoline>(trampoline_addr as *const ()) };
         let entry = code_address(self.entry_offset);
-        super::child::run_entry_and_exit(report, trampoline, entry, &self.args, fds)
+        super::child::run_entry_and_exit(report, trampoline, entry, args, fds)
     }
 }

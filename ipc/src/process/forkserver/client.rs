@@ -9,7 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::protocol::{
-    Hello, RequestFrame, StartReply, StartRequest, FIXED_FDS, INLINE_REQUEST_MAX, PROTOCOL_VERSION,
+    Hello, RequestFrame, StartReply, StartRequest, ARGS_APART_MIN, FIXED_FDS, INLINE_REQUEST_MAX,
+    PROTOCOL_VERSION,
 };
 use super::server::SERVER_ENV;
 use super::surroundings::Surroundings;
@@ -71,8 +72,10 @@ pub fn stop() {
 
 /// Asks the server for a child running `plan`.
 pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> {
-    // (One descriptor more may carry the request itself.)
-    let most = os::rights::MAX_FDS - FIXED_FDS - 1;
+    // (One descriptor more may carry the request itself, and one the
+    // arguments.)
+    let args_apart = plan.args.len() >= ARGS_APART_MIN;
+    let most = os::rights::MAX_FDS - FIXED_FDS - 1 - usize::from(args_apart);
     if plan.handle_fds.len() > most {
         return Err(ForkServerError::TooManyHandles {
             handles: plan.handle_fds.len(),
@@ -81,9 +84,21 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
         .into());
     }
     let request = StartRequest {
-        entry: PortableEntry::of(plan),
+        entry: if args_apart {
+            PortableEntry::without_args(plan)
+        } else {
+            PortableEntry::of(plan)
+        },
+        args_apart: args_apart.then_some(plan.args.len() as u64),
         die_with_parent: plan.die_with_parent,
         surroundings: Surroundings::changed_since_launch(),
+    };
+    let args_memfd = match args_apart {
+        true => Some(os::memory::sealed_memfd_with(
+            c"ipc-forkserver-args",
+            plan.args,
+        )?),
+        false => None,
     };
     let encode = |frame: &RequestFrame| {
         postcard::to_allocvec(frame).map_err(|e| StartError::Args(e.to_string()))
@@ -112,6 +127,7 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
             stderr.as_raw(),
         ];
         fds.extend_from_slice(plan.handle_fds);
+        fds.extend(args_memfd.as_ref().map(|fd| fd.as_raw_fd()));
         fds.extend(memfd.as_ref().map(|fd| fd.as_raw_fd()));
         match link
             .conn

@@ -32,7 +32,9 @@
 //!   arguments, and every handle in them (pipe ends, queue and shared-memory
 //!   descriptors) go to the server with `SCM_RIGHTS`, with the caller's
 //!   stdout and stderr, working directory and environment as they are at
-//!   that moment (as a forked or spawned child gets them).
+//!   that moment (as a forked or spawned child gets them). Arguments past
+//!   256 KiB go in a sealed memfd of their own, which the server maps and
+//!   its child reads in place: written once, never copied again.
 //! * **Parenthood.** The child is the server's. Its exit status comes back on
 //!   a pipe of its own and its pidfd with the reply, so `join`, `exit_code`,
 //!   `is_alive`, `terminate`, `kill` and [`wait`](crate::wait) work as for

@@ -7,7 +7,7 @@ use super::surroundings::Surroundings;
 use crate::process::entry::PortableEntry;
 
 /// Bumped whenever a message changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 /// The server's first message, once it runs its loop.
 #[derive(Debug, Serialize, Deserialize)]
@@ -22,10 +22,16 @@ pub(crate) enum Hello {
 
 /// Fork one child. Descriptors, in order: the report file, the
 /// status pipe's write end, the creator's stdout and stderr, then the
-/// handles of the arguments in slot order.
+/// handles of the arguments in slot order; then, if `args_apart`, a
+/// sealed memfd of exactly that many bytes holding the arguments (the
+/// entry's own are empty); then, for `RequestFrame::InMemfd`, the request.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StartRequest {
     pub entry: PortableEntry,
+    /// Arguments this large travel in a memfd of their own, written once
+    /// and mapped by the server: not copied into the request, nor read
+    /// out of it.
+    pub args_apart: Option<u64>,
     pub die_with_parent: bool,
     /// The creator's working directory and environment, if they are no
     /// longer the server's.
@@ -43,6 +49,9 @@ pub(crate) enum RequestFrame {
 
 /// Requests above this many bytes travel in a memfd.
 pub(crate) const INLINE_REQUEST_MAX: usize = 1 << 20;
+
+/// Arguments above this many bytes travel apart, in a memfd.
+pub(crate) const ARGS_APART_MIN: usize = 256 << 10;
 
 /// The descriptors in a request before its handles.
 pub(crate) const FIXED_FDS: usize = 4;

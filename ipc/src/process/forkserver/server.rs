@@ -14,6 +14,7 @@ use super::protocol::{Hello, RequestFrame, StartReply, StartRequest, FIXED_FDS, 
 use crate::os::{self, Deadline};
 use crate::pipe::{Connection, RecvError, RecvTimeoutError};
 use crate::process::{child, EXIT_CHILD_FAILED};
+use crate::spsc::spill::Spilled;
 
 /// Names the server's end of the creator's socketpair in a fork server.
 pub(crate) const SERVER_ENV: &str = "IPC_FORKSERVER";
@@ -176,6 +177,17 @@ fn start_child(
             read_request(memfd)?
         }
     };
+    let args = match request.args_apart {
+        Some(len) => {
+            let memfd = fds
+                .pop()
+                .ok_or("arguments apart came without their memfd")?;
+            let mapped = crate::spsc::spill::checked_message(1, vec![memfd], len, u64::MAX)
+                .map_err(|e| format!("the arguments' memfd: {e}"))?;
+            Some(mapped)
+        }
+        None => None,
+    };
     if fds.len() < FIXED_FDS {
         return Err(format!(
             "a request carries {} descriptors, fewer than {FIXED_FDS}",
@@ -189,7 +201,7 @@ fn start_child(
         return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
     }
     if pid == 0 {
-        run_child(request, fds, me);
+        run_child(request, args, fds, me);
     }
     let pidfd = os::process::pidfd_open(pid).unwrap_or(None);
     let mut fds = fds.into_iter();
@@ -216,8 +228,9 @@ fn read_request(memfd: OwnedFd) -> Result<StartRequest, String> {
     postcard::from_bytes(&bytes).map_err(|e| format!("undecodable request: {e}"))
 }
 
-/// In the forked child: never returns.
-fn run_child(request: StartRequest, fds: Vec<OwnedFd>, server: i32) -> ! {
+/// In the forked child: never returns. `args`: the arguments, mapped,
+/// when they came apart from the request.
+fn run_child(request: StartRequest, args: Option<Spilled>, fds: Vec<OwnedFd>, server: i32) -> ! {
     if request.die_with_parent {
         // Dies with the server; the server dies with the creator.
         let _ = os::process::set_parent_death_signal(libc::SIGKILL);
@@ -253,5 +266,8 @@ fn run_child(request: StartRequest, fds: Vec<OwnedFd>, server: i32) -> ! {
     os::fd::close_fds_except(&keep);
     // The server is an exec of the creator's `/proc/self/exe`: the
     // creator's offsets are this binary's.
-    request.entry.run(report.as_raw_fd(), handles)
+    match args {
+        Some(args) => request.entry.run_with(&args, report.as_raw_fd(), handles),
+        None => request.entry.run(report.as_raw_fd(), handles),
+    }
 }
