@@ -34,6 +34,9 @@ use serde::{Deserialize, Serialize};
 use crate::heartbeat::{self, Heartbeat};
 use crate::protocol::{FromWorker, ToWorker};
 
+/// The most a worker's encoding buffer keeps between messages.
+const SCRATCH_KEPT: usize = 4 << 20;
+
 /// The supervisor's end of a link.
 #[derive(Debug)]
 pub struct SupervisorLink {
@@ -169,7 +172,10 @@ impl WorkerLink {
     ) -> Result<(), LinkSendError> {
         let mut bytes = std::mem::take(&mut self.scratch);
         bytes.clear();
-        let bytes = postcard::to_extend(message, bytes)
+        // The codec, not postcard's `to_extend`: that one appends a byte
+        // at a time, which a user's debug build leaves unoptimised (0.4 s
+        // of a 100 MB result's 0.67 s).
+        outlast_ipc::codec::encode_append(message, &mut bytes)
             .map_err(|e| LinkSendError::Broken(e.to_string()))?;
         let sent = if bytes.len() <= self.results.max_message() {
             self.send_bytes(&bytes, beat_every, patience)
@@ -186,7 +192,10 @@ impl WorkerLink {
                     self.send_bytes(&record, beat_every, patience)
                 })
         };
-        self.scratch = bytes;
+        // Kept for the next message, unless a large one grew it.
+        if bytes.capacity() <= SCRATCH_KEPT {
+            self.scratch = bytes;
+        }
         sent
     }
 

@@ -232,10 +232,12 @@ impl Sender {
     ) -> Result<(), TrySendError> {
         let mut buf = std::mem::take(&mut self.end.scratch);
         buf.clear();
-        let encoded =
-            postcard::to_extend(value, buf).map_err(|e| TrySendError::Encode(e.to_string()))?;
-        let result = self.send_timeout(&encoded, timeout);
-        self.end.scratch = encoded;
+        // (The codec: postcard's `to_extend` appends a byte at a time in
+        // a debug build.)
+        crate::codec::encode_append(value, &mut buf)
+            .map_err(|e| TrySendError::Encode(e.to_string()))?;
+        let result = self.send_timeout(&buf, timeout);
+        self.end.scratch = buf;
         result
     }
 
