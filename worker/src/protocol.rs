@@ -294,29 +294,21 @@ pub enum FromWorker {
 mod tests {
     use super::*;
 
+    fn task(id: u64, attempt: u32, input: Vec<u8>) -> Task {
+        Task {
+            id,
+            attempt,
+            input: input.into(),
+        }
+    }
+
     #[test]
     fn a_task_batch_is_what_postcard_writes() {
         let tasks = vec![
-            Task {
-                id: 0,
-                attempt: 1,
-                input: vec![].into(),
-            },
-            Task {
-                id: 300,
-                attempt: 2,
-                input: vec![7; 200].into(),
-            },
-            Task {
-                id: 301,
-                attempt: 1,
-                input: vec![8; 20_000].into(),
-            },
-            Task {
-                id: u64::MAX,
-                attempt: u32::MAX,
-                input: b"abc".to_vec().into(),
-            },
+            task(0, 1, vec![]),
+            task(300, 2, vec![7; 200]),
+            task(301, 1, vec![8; 20_000]),
+            task(u64::MAX, u32::MAX, b"abc".to_vec()),
         ];
         let mut batch = TaskBatch::default();
         for round in 0..2 {
@@ -354,18 +346,7 @@ mod tests {
 
     #[test]
     fn a_spilled_batch_decodes_in_place_as_postcard_decodes_it() {
-        let tasks = vec![
-            Task {
-                id: 7,
-                attempt: 1,
-                input: vec![1; 3].into(),
-            },
-            Task {
-                id: 8,
-                attempt: 3,
-                input: vec![9; 2_000_000].into(),
-            },
-        ];
+        let tasks = vec![task(7, 1, vec![1; 3]), task(8, 3, vec![9; 2_000_000])];
         let (ours, theirs) = outlast_ipc::spsc::spill::ports().expect("ports");
         for message in [
             ToWorker::Tasks(tasks),
@@ -384,12 +365,8 @@ mod tests {
             }
         }
         // Cut short, it is refused (and nothing past it is read).
-        let bytes = postcard::to_allocvec(&ToWorker::Tasks(vec![Task {
-            id: 1,
-            attempt: 1,
-            input: vec![5; 100].into(),
-        }]))
-        .unwrap();
+        let bytes =
+            postcard::to_allocvec(&ToWorker::Tasks(vec![task(1, 1, vec![5; 100])])).unwrap();
         ours.send(&bytes[..50]).unwrap();
         let spilled = theirs.take(50, u64::MAX).unwrap();
         assert_eq!(decode_spilled(spilled), None);
