@@ -420,6 +420,10 @@ fn child(x: u64) -> u64 {
     x
 }
 
+fn no_database(_: u64) {
+    panic!("no database here");
+}
+
 fn main() {
     let pool = Pool::new(2).expect("a pool");
     let mut panicked = Vec::new();
@@ -447,6 +451,11 @@ fn main() {
     let mut p = Process::new(child, 1u64);
     p.start().expect("start");
     println!("join: {:?}", p.join());
+    let failing = Pool::builder(2).initializer(no_database, 0).build().expect("a pool");
+    match failing.map(checked_double, 0..10u64) {
+        Err(PoolError::Task { error: TaskError::Lost(why), .. }) => println!("initializer: {why}"),
+        other => println!("initializer: {other:?}"),
+    }
 }
 "#;
 
@@ -454,13 +463,17 @@ fn main() {
 fn under_panic_abort_a_panicking_item_is_its_own_answer_and_join_says_panicked() {
     let abort = "\n[profile.dev]\npanic = \"abort\"\n";
     let dir = users_program("users_panic_abort", "", abort, WITH_PANIC_ABORT);
-    let stdout = run_program(&dir);
+    let out = cargo(&dir, &["run", "--quiet"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
     // 52 panics, each ending a worker: more than the restart limit's 20,
     // which such deaths do not count toward.
     let panicking: Vec<u64> = (0..5000).filter(|x| x % 97 == 13).collect();
     let others: u64 = (0..5000u64).filter(|x| x % 97 != 13).map(|x| x * 2).sum();
+    let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
+        lines[..4],
         [
             format!("panicked: {panicking:?}"),
             format!("sum of the others: {others}"),
@@ -468,5 +481,21 @@ fn under_panic_abort_a_panicking_item_is_its_own_answer_and_join_says_panicked()
             "join: Err(Panicked { message: \"the child says no\" })".to_string(),
         ]
     );
+    // A panicking initializer is a worker that could not start, as it is
+    // when the panic unwinds (not a crash each time, with no reason given).
+    let initializer = lines.get(4).copied().unwrap_or_default();
+    assert!(
+        initializer.starts_with(
+            "initializer: workers could not start 21 times in a row, more than the restart limit of 20; last: worker "
+        ) && initializer.ends_with("exited with code 78: it could not start (why: its `cannot start` line on stderr)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.lines().any(|line| line.ends_with(
+            ": cannot start: the initializer panicked at src/main.rs:19:5: no database here"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(lines.len(), 5, "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }

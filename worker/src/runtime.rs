@@ -14,7 +14,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,19 @@ pub struct WorkerExit {
 
 static TERM_REQUESTED: AtomicBool = AtomicBool::new(false);
 
+/// This worker's number in the fleet, for [`exit_cannot_start`]'s line.
+static WORKER_NUMBER: AtomicU32 = AtomicU32::new(0);
+
+/// Ends this worker as one that could not start: a line on stderr saying
+/// `why`, then [`EXIT_START_FAILED`]. For a runner that finds out where it
+/// cannot return an error (in a panic hook under `panic = "abort"`, or
+/// when the program it starts for its first task fails).
+pub fn exit_cannot_start(why: impl Display) -> ! {
+    let worker = WORKER_NUMBER.load(Ordering::Relaxed);
+    outlast_ipc::os::stderr::line(format_args!("worker {worker}: cannot start: {why}"));
+    std::process::exit(EXIT_START_FAILED)
+}
+
 extern "C" fn on_sigterm(_: libc::c_int) {
     TERM_REQUESTED.store(true, Ordering::Relaxed);
 }
@@ -104,10 +118,10 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
     // Shared, not owned, while a task runs: a runner's panic hook may send
     // the task's last words through it (see `last_words`).
     let link = RefCell::new(link);
+    WORKER_NUMBER.store(worker, Ordering::Relaxed);
     name_this_process(worker, &job.name());
     if let Err(e) = job.start() {
-        outlast_ipc::os::stderr::line(format_args!("worker {worker}: cannot start: {e}"));
-        std::process::exit(EXIT_START_FAILED);
+        exit_cannot_start(e);
     }
     let pid = std::process::id();
     link.borrow().heartbeat().set_pid(pid);

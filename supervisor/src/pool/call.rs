@@ -96,6 +96,8 @@ thread_local! {
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
     /// The output of the chunk this thread runs, if it runs one.
     static CHUNK_OUTPUT: ChunkOutput = const { ChunkOutput::new() };
+    /// Whether this thread runs the pool's initializer.
+    static INITIALIZING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A chunk's replies so far. Borrowed only while a reply is appended,
@@ -125,9 +127,11 @@ impl ChunkOutput {
 /// The panic hook of a pool's worker. An unwinding build notes where the
 /// panic happened, for `guarded` to put beside the message. An aborting
 /// build cannot return to `guarded`: the hook sends the chunk's replies
-/// so far and this item's `Panicked` as the chunk's (short) output; if
-/// that cannot be done (the panic is not an item's), `fallback` runs (the
-/// process's own hook, which reports the panic as the worker's death).
+/// so far and this item's `Panicked` as the chunk's (short) output; a
+/// panicking initializer ends the worker as one that could not start, as
+/// it does when it unwinds; any other panic (not an item's) is left to
+/// `fallback` (the process's own hook, which reports it as the worker's
+/// death).
 fn on_panic(info: &PanicHookInfo<'_>, fallback: &(dyn Fn(&PanicHookInfo<'_>) + Sync + Send)) {
     let location = info
         .location()
@@ -137,6 +141,12 @@ fn on_panic(info: &PanicHookInfo<'_>, fallback: &(dyn Fn(&PanicHookInfo<'_>) + S
         return;
     }
     let message = panic_text(info.payload());
+    if INITIALIZING.try_with(Cell::get).unwrap_or(false) {
+        outlast_worker::runtime::exit_cannot_start(super::init::initializer_panicked(
+            &message,
+            location.as_deref(),
+        ));
+    }
     let reply = Reply::<()>::Panicked { message, location };
     let partial = CHUNK_OUTPUT.try_with(|chunk| {
         if !chunk.open.get() {
@@ -171,10 +181,13 @@ impl Runner for PoolRunner {
         // A panicking item is an answer sent back, not noise on stderr.
         let fallback = panic::take_hook();
         panic::set_hook(Box::new(move |info| on_panic(info, &*fallback)));
-        match &self.init {
-            Some(init) => init.run(),
-            None => Ok(()),
-        }
+        let Some(init) = &self.init else {
+            return Ok(());
+        };
+        INITIALIZING.with(|flag| flag.set(true));
+        let ran = init.run();
+        INITIALIZING.with(|flag| flag.set(false));
+        ran
     }
 
     fn run_task(&self, input: &[u8], ctx: &mut TaskContext<'_>) -> Result<Vec<u8>, String> {

@@ -137,10 +137,15 @@ fn prepare<A: DeserializeOwned + Send + 'static>(
         .map_err(|e| format!("cannot decode the initializer's arguments: {e}"))?;
     Ok(Box::new(move || match guarded(move || f(args)) {
         Reply::Returned(()) => Ok(()),
-        Reply::Panicked { message, location } => Err(format!(
-            "the initializer panicked{}: {message}",
-            location.map(|l| format!(" at {l}")).unwrap_or_default()
-        )),
+        Reply::Panicked { message, location } => {
+            Err(initializer_panicked(&message, location.as_deref()))
+        }
         Reply::Failed(why) => Err(why),
     }))
+}
+
+/// Why a worker whose initializer panicked could not start.
+pub(crate) fn initializer_panicked(message: &str, location: Option<&str>) -> String {
+    let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
+    format!("the initializer panicked{at}: {message}")
 }

@@ -264,8 +264,7 @@ impl Job for WorkerCmd {
                 // start, so the run's restart limit stops a run whose program
                 // never starts, instead of each task failing in turn with the
                 // program's complaint printed for every attempt.
-                outlast_ipc::os::stderr::line(format_args!("worker {slot}: cannot start: {why}"));
-                std::process::exit(crate::runtime::EXIT_START_FAILED);
+                crate::runtime::exit_cannot_start(why);
             }
         }
         let mut held = self.program.borrow_mut();
