@@ -47,6 +47,7 @@ fn main() {
         an_initializer_hands_a_shared_counter_to_every_worker,
         as_completed_misses_nothing_that_settles_while_it_starts,
         a_failing_initializer_ends_the_map_with_its_cause_not_a_hang,
+        workers_are_named_after_the_program_in_every_start_method,
     ]);
 }
 
@@ -631,6 +632,54 @@ fn a_quick_result_arrives_while_its_worker_runs_a_long_item() {
     );
     assert_eq!((done.len(), pending.len()), (1, 1));
     pool.terminate();
+}
+
+/// `ps` and `top` show a pool's workers as this program's: `w1 pool`, and
+/// the title `<program>: worker 1 (pool)`; never `exe` (what the kernel
+/// names a process exec'd as `/proc/self/exe`), nor another program's name.
+fn workers_are_named_after_the_program_in_every_start_method() {
+    let exe = std::fs::read_link("/proc/self/exe").expect("exe");
+    let program = exe
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    for method in StartMethod::ALL {
+        let pool = Pool::builder(2).start_method(method).build().expect("pool");
+        assert_eq!(pool.map(double, 0..10u64).expect("map")[9], 18);
+        let expected = [
+            ("w1 pool".to_string(), format!("{program}: worker 1 (pool)")),
+            ("w2 pool".to_string(), format!("{program}: worker 2 (pool)")),
+        ];
+        // One worker may still be starting (it names itself first thing).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut names = worker_names(&pool);
+        while names != expected && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            names = worker_names(&pool);
+        }
+        assert_eq!(names, expected, "{method:?}");
+        pool.terminate();
+    }
+}
+
+/// (comm, title) of each of `pool`'s workers, in slot order.
+fn worker_names(pool: &Pool) -> Vec<(String, String)> {
+    let mut names: Vec<(String, String)> = pool
+        .worker_pids()
+        .into_iter()
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let title = String::from_utf8_lossy(&title);
+            (
+                comm.trim_end().to_string(),
+                title.trim_end_matches('\0').to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 fn a_pool_is_a_handle_that_threads_share() {

@@ -211,9 +211,17 @@ fn join_timeout_times_out_then_joins() {
     assert_eq!(p.join_timeout(Duration::from_secs(60)).expect("join"), 300);
 }
 
-fn whoami(_: ()) -> (String, u32, u32) {
+/// What the kernel calls this process (`ps -o comm`, `top`, `pgrep`).
+fn kernel_name() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
+}
+
+fn whoami(_: ()) -> (String, u32, u32, String) {
     let me = outlast_ipc::current_process();
-    (me.name, me.pid, me.parent_pid)
+    (me.name, me.pid, me.parent_pid, kernel_name())
 }
 
 fn child_sees_its_name_and_parent() {
@@ -221,10 +229,13 @@ fn child_sees_its_name_and_parent() {
         let mut p = Process::new(whoami, ()).named("bob").start_method(method);
         p.start().expect("start");
         let pid = p.pid().expect("pid");
-        let (name, child_pid, parent_pid) = p.join().expect("join");
+        let (name, child_pid, parent_pid, comm) = p.join().expect("join");
         assert_eq!(name, "bob");
         assert_eq!(child_pid, pid);
         assert_eq!(parent_pid, std::process::id());
+        // The program's name, in every start method: not `exe`, the name
+        // of the `/proc/self/exe` that spawn and the fork server exec.
+        assert_eq!(comm, kernel_name(), "{method:?}");
     }
     assert_eq!(outlast_ipc::current_process().name, "MainProcess");
 }

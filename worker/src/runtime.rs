@@ -290,17 +290,15 @@ fn report(link: &RefCell<WorkerLink>, results: &mut Vec<TaskResult>) -> Result<(
 
 /// Names the worker's process: `w3 primes` (its slot and job; the kernel
 /// keeps 15 bytes) for `ps -o comm` and `top`, and the title `supervisor:
-/// worker 3 (primes)` for `ps` (over its own copy of the command line),
-/// so workers are told from the supervisor in fork and spawn mode alike.
+/// worker 3 (primes)` for `ps` (over its own copy of the command line, so
+/// as long as that is), so workers are told from the supervisor in fork
+/// and spawn mode alike.
 fn name_this_process(worker: u32, job: &str) {
-    let mut name = format!("w{worker} {job}").into_bytes();
-    name.truncate(15);
-    name.retain(|&b| b != 0);
-    name.push(0);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
-    // bytes from a valid buffer, which `name` is.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
-    set_title(&format!("supervisor: worker {worker} ({job})"));
+    outlast_ipc::os::process::set_name(&format!("w{worker} {job}"));
+    // The program's own name first: a user's program's workers are its
+    // (`myapp: worker 1 (pool)`), as the supervisor's are its own.
+    let program = outlast_ipc::os::process::program_name().unwrap_or_else(|| "worker".into());
+    set_title(&format!("{program}: worker {worker} ({job})"));
 }
 
 extern "C" {

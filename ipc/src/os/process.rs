@@ -160,6 +160,27 @@ pub fn parent_pid() -> i32 {
     nix::unistd::getppid().as_raw()
 }
 
+/// The name of the running executable's file (`/proc/self/exe`), as the
+/// kernel names a process it starts: what a process exec'd through
+/// `/proc/self/exe` calls itself, so that `ps`, `top` and `pgrep` show the
+/// program's name for it rather than `exe`.
+pub fn program_name() -> Option<String> {
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    let name = exe.file_name()?.to_string_lossy().into_owned();
+    // A binary replaced since it started (a rebuild) reads `name (deleted)`.
+    Some(name.strip_suffix(" (deleted)").unwrap_or(&name).to_string())
+}
+
+/// Sets the calling thread's name (the process's, from its main thread):
+/// what `ps -o comm`, `top` and `pgrep` show. The kernel keeps 15 bytes.
+pub fn set_name(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).take(15).collect();
+    bytes.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes from a valid buffer, which `bytes` is.
+    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
 /// (device, inode) of the running executable: a spawned child checks that it
 /// runs the very binary its parent runs before trusting code addresses.
 pub fn exe_identity() -> io::Result<(u64, u64)> {

@@ -103,6 +103,10 @@ pub(crate) fn run_if_spawned() {
     // Perhaps before Rust's main (see `take_over_before_main`): ignore
     // SIGPIPE as that main would, so a write to a closed pipe is an error.
     os::signals::ignore_default_sigpipe();
+    // Exec'd as `/proc/self/exe`, the kernel named it `exe`.
+    if let Some(name) = os::process::program_name() {
+        os::process::set_name(&name);
+    }
     // SAFETY: the parent left exactly this descriptor open for us, and nothing
     // else in this fresh process refers to it.
     let memfd = unsafe { std::fs::File::from_raw_fd(fd) };

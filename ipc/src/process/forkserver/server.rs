@@ -37,6 +37,11 @@ pub(crate) fn run_if_server() {
     // Perhaps before Rust's main (see `take_over_before_main`): ignore
     // SIGPIPE as that main would, so a write to a closed pipe is an error.
     os::signals::ignore_default_sigpipe();
+    // Exec'd as `/proc/self/exe`, the kernel named it `exe`; its children
+    // inherit the name.
+    if let Some(name) = os::process::program_name() {
+        os::process::set_name(&name);
+    }
     let _ = os::fd::set_cloexec(fd, true);
     // SAFETY: the creator left exactly this descriptor open for us, and
     // nothing else in this fresh process refers to it.
