@@ -7,6 +7,7 @@
 //! not decode is an error.
 
 use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -58,7 +59,15 @@ impl<T: SharedType> ErasedShared for Held<T> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, String> {
         let (request, _): (T::Request, _) = codec::take_payload(request)
             .map_err(|e| format!("a request for `{}` that does not decode: {e}", T::NAME))?;
-        let reply = self.0.handle(request);
+        // A handler that panics is an error reply in words, its object
+        // left as the panic left it (under `panic = "abort"` the server
+        // ends here instead: nothing can be caught).
+        let reply = panic::catch_unwind(AssertUnwindSafe(|| self.0.handle(request))).map_err(
+            |payload| {
+                let message = crate::process::panic_message(payload.as_ref());
+                format!("`{}`'s handler panicked: {message}", T::NAME)
+            },
+        )?;
         let mut encoded = Vec::new();
         codec::encode_append(&reply, &mut encoded).map_err(|e| e.to_string())?;
         Ok(encoded)

@@ -5,7 +5,6 @@
 //! back first). A client that disconnects gives back what it held.
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,17 +55,16 @@ pub(super) struct UserCall {
 }
 
 impl UserCall {
-    /// Makes the call; a handler that panics is an error reply, and its
-    /// object stays as the panic left it.
+    /// Makes the call; a handler that panics is an error reply (see
+    /// `register`), and its object stays as the panic left it.
     pub fn run(self) -> Reply {
         let mut object = self
             .object
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match catch_unwind(AssertUnwindSafe(|| object.call(&self.request))) {
-            Ok(Ok(reply)) => Reply::Value(Some(reply)),
-            Ok(Err(why)) => Reply::Error(why),
-            Err(_) => Reply::Error("the registered type's handler panicked".into()),
+        match object.call(&self.request) {
+            Ok(reply) => Reply::Value(Some(reply)),
+            Err(why) => Reply::Error(why),
         }
     }
 }
