@@ -424,13 +424,15 @@ impl Pool {
         let items = items.into_iter();
         let mut out = Vec::with_capacity(items.size_hint().0);
         let mut failed = None;
-        for (index, result) in Imap::new(self.clone(), call, items).enumerate() {
+        let mut index = 0;
+        Imap::new(self.clone(), call, items).for_each_result(|result| {
             match result {
                 Ok(value) => out.push(value),
                 Err(error) if failed.is_none() => failed = Some(PoolError::Task { index, error }),
                 Err(_) => {}
             }
-        }
+            index += 1;
+        });
         match failed {
             Some(e) => Err(e),
             None => Ok(out),
