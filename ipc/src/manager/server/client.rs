@@ -42,7 +42,12 @@ pub(super) struct Client {
     /// to a parked request, goes back the same way.
     via_lane: bool,
     buf: Vec<u8>,
+    /// A reply encoded for the lane (kept for the next while small).
+    out: Vec<u8>,
 }
+
+/// The most bytes `Client::out` keeps between replies.
+const OUT_KEPT: usize = 1 << 20;
 
 impl Client {
     pub fn new(
@@ -66,6 +71,7 @@ impl Client {
             may_open_lane,
             via_lane: false,
             buf: Vec::new(),
+            out: Vec::new(),
         }
     }
 
@@ -145,8 +151,25 @@ impl Client {
     pub fn reply(&mut self, reply: &Reply) -> Result<(), Leaving> {
         if self.via_lane {
             if let Some(lane) = self.lane.as_mut() {
-                let bytes = postcard::to_allocvec(reply).map_err(|_| Leaving::Garbage)?;
-                match lane.replies.try_send(&bytes) {
+                // Sized first: one too large for the ring is encoded once,
+                // for the socket (a 100 MB value was encoded twice).
+                let len = postcard::experimental::serialized_size(reply).map_err(|_| Leaving::Garbage)?;
+                let sent = if len <= lane.replies.max_message() {
+                    self.out.clear();
+                    self.out.resize(len, 0);
+                    postcard::to_slice(reply, &mut self.out).map_err(|_| Leaving::Garbage)?;
+                    let sent = lane.replies.try_send(&self.out);
+                    if self.out.capacity() > OUT_KEPT {
+                        self.out = Vec::new();
+                    }
+                    sent
+                } else {
+                    Err(TrySendError::TooLarge {
+                        len,
+                        max: lane.replies.max_message(),
+                    })
+                };
+                match sent {
                     Ok(()) => return Ok(()),
                     Err(TrySendError::TooLarge { .. }) => {
                         let marker = postcard::to_allocvec(&Reply::OnSocket)
