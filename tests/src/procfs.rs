@@ -36,3 +36,17 @@ pub fn rss_kb(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
 }
+
+/// Minor page faults of process `pid` so far (field 10 of its `stat`):
+/// pages it touched for the first time, such as a fresh buffer's.
+pub fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // After the command name (in parentheses, perhaps with spaces): the
+    // state is field 3, so field 10 is the eighth.
+    let (_, after_name) = stat.rsplit_once(')').expect("a stat line");
+    after_name
+        .split_whitespace()
+        .nth(7)
+        .and_then(|f| f.parse().ok())
+        .expect("minflt")
+}

@@ -7,8 +7,10 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::{ByteBuf, Bytes};
 
+use super::Payload;
+
 /// Keys with their values.
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+type Pairs = Vec<(Vec<u8>, Payload)>;
 /// Keys with their values, if asked for.
 type MaybePairs = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
@@ -26,11 +28,11 @@ pub(super) mod list {
     }
 }
 
-/// `Vec<(Vec<u8>, Vec<u8>)>`.
+/// `Vec<(Vec<u8>, Payload)>`.
 pub(super) mod pairs {
     use super::*;
 
-    pub fn serialize<S: Serializer>(pairs: &[(Vec<u8>, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(pairs: &[(Vec<u8>, Payload)], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(pairs.iter().map(|(k, v)| (Bytes::new(k), Bytes::new(v))))
     }
 
@@ -38,7 +40,7 @@ pub(super) mod pairs {
         let pairs = Vec::<(ByteBuf, ByteBuf)>::deserialize(d)?;
         Ok(pairs
             .into_iter()
-            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .map(|(k, v)| (k.into_vec(), Payload::from(v.into_vec())))
             .collect())
     }
 }
@@ -95,7 +97,7 @@ mod tests {
         #[serde(with = "list")]
         list: Vec<Vec<u8>>,
         #[serde(with = "pairs")]
-        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        pairs: Vec<(Vec<u8>, Payload)>,
         #[serde(with = "pairs_maybe")]
         maybe: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         #[serde(with = "keyed")]
@@ -121,7 +123,11 @@ mod tests {
         };
         let fast = Fast {
             list: plain.list.clone(),
-            pairs: plain.pairs.clone(),
+            pairs: plain
+                .pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), Payload::from(v.clone())))
+                .collect(),
             maybe: plain.maybe.clone(),
             keyed: plain.keyed.clone(),
         };

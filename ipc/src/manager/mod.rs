@@ -61,11 +61,13 @@
 mod byte_lists;
 mod client;
 mod lane;
+mod payload;
 mod protocol;
 mod proxy;
 mod register;
 mod server;
 
+pub use payload::Payload;
 pub use protocol::{KeyHolds, Kind, Op, Reply, Request, Update, MAX_BATCH};
 pub use proxy::{
     Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, DictItems, DictKeys, Entry,

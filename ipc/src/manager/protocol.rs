@@ -10,6 +10,8 @@ use std::cell::Cell;
 use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::payload::Payload;
+
 /// The most requests (or replies) one batch may hold. Checked while it is
 /// decoded, so a frame of a million empty requests is refused before it
 /// becomes a million decoded ones.
@@ -311,12 +313,12 @@ pub enum KeyHolds {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     Created(u64),
-    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
+    Value(Option<Payload>),
     Int(i64),
     Len(u64),
     Bool(bool),
     Keys(#[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
-    Items(#[serde(with = "super::byte_lists::pairs")] Vec<(Vec<u8>, Vec<u8>)>),
+    Items(#[serde(with = "super::byte_lists::pairs")] Vec<(Vec<u8>, Payload)>),
     Versioned(u64, #[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
     /// A page of an iteration: the dict's version, the place of the last
     /// key given (`None`: no more), and the keys with their values (`None`

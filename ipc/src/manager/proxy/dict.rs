@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::super::protocol::{KeyHolds, Kind, Op, Reply, Update};
 use super::super::ManagerError;
-use super::{decode, encode, expect_done, expect_value, proxy, unexpected, List, Made, Target};
+use super::{
+    decode, decode_owned, encode, expect_done, expect_value, proxy, unexpected, List, Made, Target,
+};
 
 proxy! {
     custom_debug
@@ -142,8 +144,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// dict is empty, where Python raises `KeyError`).
     pub fn popitem(&self) -> Result<Option<(K, V)>, ManagerError> {
         match self.target.call(Op::PopItem)? {
-            Reply::Items(items) => match items.first() {
-                Some((k, v)) => Ok(Some((decode(k)?, decode(v)?))),
+            Reply::Items(items) => match items.into_iter().next() {
+                Some((k, v)) => Ok(Some((decode(&k)?, decode_owned(v)?))),
                 None => Ok(None),
             },
             other => Err(unexpected(other)),
@@ -195,8 +197,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
         match self.target.call(Op::Items)? {
             Reply::Items(items) => items
-                .iter()
-                .map(|(k, v)| Ok((decode(k)?, decode(v)?)))
+                .into_iter()
+                .map(|(k, v)| Ok((decode(&k)?, decode_owned(v)?)))
                 .collect(),
             other => Err(unexpected(other)),
         }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::client::Link;
 use super::protocol::{Kind, Op, Reply, Request, MAX_BATCH};
 use super::ManagerError;
+use super::Payload;
 
 /// A key's or a value's postcard bytes (a `Vec<u8>` and the other bulk
 /// types copied whole, as a queue's items are: a debug build would take
@@ -46,6 +47,13 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Manage
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ManagerError> {
     crate::codec::take_payload(bytes)
         .map(|(value, _rest)| value)
+        .map_err(|e| ManagerError::Encode(e.to_string()))
+}
+
+/// [`decode`] of a payload the caller gives up: a `Vec<u8>` value keeps
+/// its bytes (no copy of a 100 MB value).
+pub(super) fn decode_owned<T: DeserializeOwned>(bytes: Payload) -> Result<T, ManagerError> {
+    crate::codec::take_owned_payload(bytes.into_vec())
         .map_err(|e| ManagerError::Encode(e.to_string()))
 }
 
@@ -280,9 +288,7 @@ fn expect_done(reply: Reply) -> Result<(), ManagerError> {
 fn expect_value<T: DeserializeOwned>(reply: Reply) -> Result<Option<T>, ManagerError> {
     match reply {
         Reply::Value(None) => Ok(None),
-        Reply::Value(Some(bytes)) => crate::codec::take_owned_payload(bytes)
-            .map(Some)
-            .map_err(|e| ManagerError::Encode(e.to_string())),
+        Reply::Value(Some(bytes)) => decode_owned(bytes).map(Some),
         Reply::Error(why) => Err(ManagerError::Server(why)),
         Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
         other => Err(unexpected(other)),

@@ -153,7 +153,8 @@ impl Client {
             if let Some(lane) = self.lane.as_mut() {
                 // Sized first: one too large for the ring is encoded once,
                 // for the socket (a 100 MB value was encoded twice).
-                let len = postcard::experimental::serialized_size(reply).map_err(|_| Leaving::Garbage)?;
+                let len =
+                    postcard::experimental::serialized_size(reply).map_err(|_| Leaving::Garbage)?;
                 let sent = if len <= lane.replies.max_message() {
                     self.out.clear();
                     self.out.resize(len, 0);

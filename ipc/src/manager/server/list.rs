@@ -3,6 +3,7 @@
 //! with its version, swap in the result only if nobody changed it since.
 
 use super::super::protocol::{Op, Reply};
+use super::super::Payload;
 use super::step::{refuse, Step};
 use super::MAX_ITEMS;
 
@@ -92,7 +93,7 @@ impl List {
                 self.items.insert(at, v.clone());
                 Reply::Done.into()
             }
-            Op::At(i) => Reply::Value(index(*i).map(|i| self.items[i].clone())).into(),
+            Op::At(i) => Reply::Value(index(*i).map(|i| self.items[i].clone().into())).into(),
             Op::SetAt(i, v) => match index(*i) {
                 Some(i) => {
                     self.bytes = self.bytes.saturating_sub(self.items[i].len()) + v.len();
@@ -109,7 +110,7 @@ impl List {
                 if let Some(v) = &popped {
                     self.bytes = self.bytes.saturating_sub(v.len());
                 }
-                Reply::Value(popped).into()
+                Reply::Value(popped.map(Payload::from)).into()
             }
             Op::Slice(start, end) => {
                 let start = usize::try_from(*start).unwrap_or(len).min(len);

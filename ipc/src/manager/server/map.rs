@@ -9,13 +9,16 @@
 //! order, so a removal costs a logarithm, not a shift of every later key.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::super::protocol::{Op, Reply, Update};
 use super::step::{refuse, Step};
 use super::MAX_ITEMS;
 
 pub(super) enum Slot {
-    Value(Vec<u8>),
+    /// Shared with the replies that carry it: a `get` sends the value
+    /// itself rather than a copy.
+    Value(Arc<Vec<u8>>),
     /// The id of an object kept at this key.
     Nested(u64),
 }
@@ -49,7 +52,7 @@ impl Map {
     /// A single value (`manager.value(v)`): the empty key.
     pub fn cell(value: Vec<u8>) -> Self {
         let mut map = Map::default();
-        map.put(Vec::new(), Slot::Value(value));
+        map.put(Vec::new(), Slot::Value(Arc::new(value)));
         map
     }
 
@@ -95,7 +98,7 @@ impl Map {
         if self.entries.len() >= MAX_ITEMS && !self.entries.contains_key(&key) {
             return refuse(format!("a dict holds at most {MAX_ITEMS} keys"));
         }
-        self.put(key, Slot::Value(value));
+        self.put(key, Slot::Value(Arc::new(value)));
         Reply::Done.into()
     }
 
@@ -124,7 +127,7 @@ impl Map {
             return refuse("the last key holds a nested object (pop it with its proxy)");
         }
         match self.remove(&key) {
-            Some(Slot::Value(v)) => Reply::Items(vec![(key, v)]).into(),
+            Some(Slot::Value(v)) => Reply::Items(vec![(key, v.into())]).into(),
             _ => Reply::Items(Vec::new()).into(),
         }
     }
@@ -145,7 +148,7 @@ impl Map {
                 break;
             }
             let value = match self.slot(key) {
-                Some(Slot::Value(v)) if with_values => Some(v.clone()),
+                Some(Slot::Value(v)) if with_values => Some(v.to_vec()),
                 _ => None,
             };
             bytes += key.len() + value.as_ref().map_or(0, Vec::len);
@@ -164,32 +167,35 @@ impl Map {
         match op {
             Op::Get(key) => match self.slot(key) {
                 None => Reply::Value(None).into(),
-                Some(Slot::Value(v)) => Reply::Value(Some(v.clone())).into(),
+                Some(Slot::Value(v)) => Reply::Value(Some(v.clone().into())).into(),
                 Some(Slot::Nested(_)) => refuse(NESTED),
             },
             Op::Set(key, value) => self.insert(key.clone(), value.clone()),
             Op::Pop(key) => match self.slot(key) {
                 Some(Slot::Nested(_)) => refuse(NESTED),
                 _ => match self.remove(key) {
-                    Some(Slot::Value(v)) => Reply::Value(Some(v)).into(),
+                    Some(Slot::Value(v)) => Reply::Value(Some(v.into())).into(),
                     _ => Reply::Value(None).into(),
                 },
             },
             Op::Contains(key) => Reply::Bool(self.entries.contains_key(key)).into(),
             Op::SetDefault(key, value) => match self.slot(key) {
-                Some(Slot::Value(v)) => Reply::Value(Some(v.clone())).into(),
+                Some(Slot::Value(v)) => Reply::Value(Some(v.clone().into())).into(),
                 Some(Slot::Nested(_)) => refuse(NESTED),
                 None => match self.insert(key.clone(), value.clone()) {
-                    Step::Reply(Reply::Done) => Reply::Value(Some(value.clone())).into(),
+                    Step::Reply(Reply::Done) => Reply::Value(Some(value.clone().into())).into(),
                     other => other,
                 },
             },
             Op::Len => Reply::Len(self.entries.len() as u64).into(),
             Op::Keys => Reply::Keys(self.order.values().cloned().collect()).into(),
-            Op::Values => Reply::Keys(self.values().map(|(_, v)| v.clone()).collect()).into(),
-            Op::Items => {
-                Reply::Items(self.values().map(|(k, v)| (k.clone(), v.clone())).collect()).into()
-            }
+            Op::Values => Reply::Keys(self.values().map(|(_, v)| v.to_vec()).collect()).into(),
+            Op::Items => Reply::Items(
+                self.values()
+                    .map(|(k, v)| (k.clone(), v.clone().into()))
+                    .collect(),
+            )
+            .into(),
             Op::Clear => {
                 self.orphans.extend(self.nested());
                 self.entries.clear();
@@ -243,7 +249,7 @@ impl Map {
             Op::CompareAndSet { key, expected, new } => {
                 let now = match self.slot(key) {
                     None => None,
-                    Some(Slot::Value(v)) => Some(v),
+                    Some(Slot::Value(v)) => Some(&**v),
                     Some(Slot::Nested(_)) => return refuse(NESTED),
                 };
                 if now != expected.as_ref() {
@@ -287,7 +293,7 @@ impl Map {
     }
 
     /// The plain values, with their keys (nested objects are not values).
-    fn values(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
+    fn values(&self) -> impl Iterator<Item = (&Vec<u8>, &Arc<Vec<u8>>)> {
         self.in_order().filter_map(|(k, slot)| match slot {
             Slot::Value(v) => Some((k, v)),
             Slot::Nested(_) => None,

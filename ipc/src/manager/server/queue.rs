@@ -56,7 +56,7 @@ impl Queue {
             Op::Take(wait_ms) => match self.items.pop_front() {
                 Some(item) => {
                     self.bytes = self.bytes.saturating_sub(item.len());
-                    Reply::Value(Some(item)).into()
+                    Reply::Value(Some(item.into())).into()
                 }
                 None if *wait_ms == Some(0) => Reply::Value(None).into(),
                 None => Step::Wait,

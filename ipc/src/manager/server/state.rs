@@ -63,7 +63,7 @@ impl UserCall {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match object.call(&self.request) {
-            Ok(reply) => Reply::Value(Some(reply)),
+            Ok(reply) => Reply::Value(Some(reply.into())),
             Err(why) => Reply::Error(why),
         }
     }
@@ -358,7 +358,7 @@ impl State {
             .in_order_slots()
             .filter_map(|(key, slot)| {
                 let held = match slot {
-                    Slot::Value(v) => KeyHolds::Value(v.clone()),
+                    Slot::Value(v) => KeyHolds::Value(v.to_vec()),
                     Slot::Nested(n) => KeyHolds::Nested(*n, self.objects.get(n)?.0.clone()),
                 };
                 Some((key.clone(), held))
