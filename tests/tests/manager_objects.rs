@@ -879,8 +879,9 @@ fn values_larger_than_the_lane_travel_on_the_socket() {
 /// A dict's 64 MiB value is sent from where the server keeps it: each get
 /// touches one fresh 64 MiB on the server (the reply's frame), not three
 /// (a copy of the value to reply with, an encoding of the reply for the
-/// lane it does not fit, and another for the socket). Counted in page
-/// faults, so it holds however loaded the machine is.
+/// lane it does not fit, and another for the socket); a list's items
+/// likewise. Counted in page faults, so it holds however loaded the
+/// machine is.
 fn a_large_value_is_sent_from_where_the_server_keeps_it() {
     const LEN: usize = 64 << 20;
     let manager = Manager::start().unwrap();
@@ -905,6 +906,30 @@ fn a_large_value_is_sent_from_where_the_server_keeps_it() {
     // `items()` and `pop` hand the value over the same way.
     assert_eq!(d.items().unwrap()[0].1.len(), LEN);
     assert_eq!(d.pop(&1).unwrap().map(|v| v.len()), Some(LEN));
+
+    // A list's item likewise, and an append moves it in: the request
+    // is received (one fresh 64 MiB) and decoded (another), not copied
+    // a third time to be kept.
+    let l = manager.list::<Vec<u8>>().unwrap();
+    let before = tests::procfs::minor_faults(server);
+    for _ in 0..2 {
+        l.append(&vec![7u8; LEN]).unwrap();
+    }
+    let touched = tests::procfs::minor_faults(server) - before;
+    assert!(
+        touched < 2 * pages_per_value * 5 / 2,
+        "2 appends touched {touched} pages on the server ({pages_per_value} an item)"
+    );
+    let before = tests::procfs::minor_faults(server);
+    for _ in 0..4 {
+        let items = l.to_vec().unwrap();
+        assert!(items.len() == 2 && items.iter().all(|v| v.len() == LEN));
+    }
+    let touched = tests::procfs::minor_faults(server) - before;
+    assert!(
+        touched < 8 * pages_per_value * 3 / 2,
+        "4 reads of 2 items touched {touched} pages on the server ({pages_per_value} an item)"
+    );
 }
 
 // ---- mixed batches ------------------------------------------------------------

@@ -14,17 +14,19 @@ type Pairs = Vec<(Vec<u8>, Payload)>;
 /// Keys with their values, if asked for.
 type MaybePairs = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// `Vec<Vec<u8>>`.
+/// `Vec<Vec<u8>>` (a request's) or `Vec<Payload>` (a reply's).
 pub(super) mod list {
     use super::*;
 
-    pub fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(list.iter().map(|b| Bytes::new(b)))
+    pub fn serialize<S: Serializer, B: AsRef<[u8]>>(list: &[B], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|b| Bytes::new(b.as_ref())))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, B: From<Vec<u8>>>(
+        d: D,
+    ) -> Result<Vec<B>, D::Error> {
         let list = Vec::<ByteBuf>::deserialize(d)?;
-        Ok(list.into_iter().map(ByteBuf::into_vec).collect())
+        Ok(list.into_iter().map(|b| B::from(b.into_vec())).collect())
     }
 }
 

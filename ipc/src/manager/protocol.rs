@@ -317,9 +317,9 @@ pub enum Reply {
     Int(i64),
     Len(u64),
     Bool(bool),
-    Keys(#[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
+    Keys(#[serde(with = "super::byte_lists::list")] Vec<Payload>),
     Items(#[serde(with = "super::byte_lists::pairs")] Vec<(Vec<u8>, Payload)>),
-    Versioned(u64, #[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
+    Versioned(u64, #[serde(with = "super::byte_lists::list")] Vec<Payload>),
     /// A page of an iteration: the dict's version, the place of the last
     /// key given (`None`: no more), and the keys with their values (`None`
     /// for a nested object, or when values were not asked for).

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
-use super::{decode, encode, proxy, unexpected};
+use super::{decode_owned, encode, proxy, unexpected};
 
 proxy! {
     /// Python's `manager.list()`, typed: items `T`. Values are compared as
@@ -121,8 +121,8 @@ impl<T: Serialize + DeserializeOwned> List<T> {
                 other => return Err(unexpected(other)),
             };
             let mut items = bytes
-                .iter()
-                .map(|b| decode(b))
+                .into_iter()
+                .map(decode_owned)
                 .collect::<Result<Vec<T>, _>>()?;
             change(&mut items);
             let bytes = items.iter().map(encode).collect::<Result<Vec<_>, _>>()?;

@@ -270,7 +270,7 @@ impl Target {
 
     fn list<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, ManagerError> {
         match self.call(op)? {
-            Reply::Keys(items) => items.iter().map(|b| decode(b)).collect(),
+            Reply::Keys(items) => items.into_iter().map(decode_owned).collect(),
             other => Err(unexpected(other)),
         }
     }

@@ -1,6 +1,10 @@
 //! Lists and fixed-length arrays on the server. Every change bumps a
 //! version, so a client can sort (or rewrite) a list atomically: read it
 //! with its version, swap in the result only if nobody changed it since.
+//! Items are moved in from the request that brings them and shared with
+//! the replies that read them: a 100 MB item is not copied on the server.
+
+use std::sync::Arc;
 
 use super::super::protocol::{Op, Reply};
 use super::super::Payload;
@@ -8,7 +12,7 @@ use super::step::{refuse, Step};
 use super::MAX_ITEMS;
 
 pub(super) struct List {
-    items: Vec<Vec<u8>>,
+    items: Vec<Arc<Vec<u8>>>,
     /// Bytes of its items (the server's byte budget counts them).
     bytes: usize,
     version: u64,
@@ -18,6 +22,7 @@ pub(super) struct List {
 
 impl List {
     pub fn new(items: Vec<Vec<u8>>, fixed: bool) -> Self {
+        let items: Vec<Arc<Vec<u8>>> = items.into_iter().map(Arc::new).collect();
         List {
             bytes: total(&items),
             items,
@@ -36,10 +41,12 @@ impl List {
         usize::try_from(i)
             .ok()
             .and_then(|i| self.items.get(i))
-            .map_or(0, Vec::len)
+            .map_or(0, |item| item.len())
     }
 
-    pub fn op(&mut self, op: &Op) -> Step {
+    /// Carries `op` out, moving the items it brings out of it: a list
+    /// never waits, so the op is not needed again.
+    pub fn op(&mut self, op: &mut Op) -> Step {
         let step = self.apply(op);
         let reads = matches!(
             op,
@@ -54,7 +61,7 @@ impl List {
         step
     }
 
-    fn apply(&mut self, op: &Op) -> Step {
+    fn apply(&mut self, op: &mut Op) -> Step {
         let len = self.items.len();
         let index = |i: u64| usize::try_from(i).ok().filter(|&i| i < len);
         let resizes = matches!(
@@ -79,25 +86,26 @@ impl List {
             }
             Op::Append(v) => {
                 self.bytes = self.bytes.saturating_add(v.len());
-                self.items.push(v.clone());
+                self.items.push(Arc::new(std::mem::take(v)));
                 Reply::Done.into()
             }
             Op::Extend(vs) => {
-                self.bytes = self.bytes.saturating_add(total(vs));
-                self.items.extend(vs.iter().cloned());
+                self.bytes = vs.iter().fold(self.bytes, |n, v| n.saturating_add(v.len()));
+                self.items
+                    .extend(std::mem::take(vs).into_iter().map(Arc::new));
                 Reply::Done.into()
             }
             Op::Insert(i, v) => {
                 let at = usize::try_from(*i).unwrap_or(usize::MAX).min(len);
                 self.bytes = self.bytes.saturating_add(v.len());
-                self.items.insert(at, v.clone());
+                self.items.insert(at, Arc::new(std::mem::take(v)));
                 Reply::Done.into()
             }
             Op::At(i) => Reply::Value(index(*i).map(|i| self.items[i].clone().into())).into(),
             Op::SetAt(i, v) => match index(*i) {
                 Some(i) => {
                     self.bytes = self.bytes.saturating_sub(self.items[i].len()) + v.len();
-                    self.items[i] = v.clone();
+                    self.items[i] = Arc::new(std::mem::take(v));
                     Reply::Done.into()
                 }
                 None => refuse(format!("index {i} out of range")),
@@ -115,9 +123,16 @@ impl List {
             Op::Slice(start, end) => {
                 let start = usize::try_from(*start).unwrap_or(len).min(len);
                 let end = usize::try_from(*end).unwrap_or(len).clamp(start, len);
-                Reply::Keys(self.items[start..end].to_vec()).into()
+                Reply::Keys(
+                    self.items[start..end]
+                        .iter()
+                        .cloned()
+                        .map(Payload::from)
+                        .collect(),
+                )
+                .into()
             }
-            Op::Remove(v) => match self.items.iter().position(|x| x == v) {
+            Op::Remove(v) => match self.items.iter().position(|x| **x == *v) {
                 Some(i) => {
                     let removed = self.items.remove(i);
                     self.bytes = self.bytes.saturating_sub(removed.len());
@@ -125,18 +140,24 @@ impl List {
                 }
                 None => Reply::Bool(false).into(),
             },
-            Op::IndexOf(v) => match self.items.iter().position(|x| x == v) {
+            Op::IndexOf(v) => match self.items.iter().position(|x| **x == *v) {
                 Some(i) => Reply::Int(i as i64).into(),
                 None => Reply::Int(-1).into(),
             },
-            Op::Count(v) => Reply::Len(self.items.iter().filter(|x| *x == v).count() as u64).into(),
+            Op::Count(v) => {
+                Reply::Len(self.items.iter().filter(|x| ***x == *v).count() as u64).into()
+            }
             Op::Len => Reply::Len(len as u64).into(),
             Op::Clear => {
                 self.items.clear();
                 self.bytes = 0;
                 Reply::Done.into()
             }
-            Op::Snapshot => Reply::Versioned(self.version, self.items.clone()).into(),
+            Op::Snapshot => Reply::Versioned(
+                self.version,
+                self.items.iter().cloned().map(Payload::from).collect(),
+            )
+            .into(),
             Op::ReplaceIf(version, items) => {
                 if *version != self.version {
                     return Reply::Bool(false).into();
@@ -144,7 +165,7 @@ impl List {
                 if items.len() > MAX_ITEMS || (self.fixed && items.len() != len) {
                     return refuse("the new contents do not fit");
                 }
-                self.items = items.clone();
+                self.items = std::mem::take(items).into_iter().map(Arc::new).collect();
                 self.bytes = total(&self.items);
                 Reply::Bool(true).into()
             }
@@ -154,6 +175,6 @@ impl List {
 }
 
 /// Bytes of `items`.
-fn total(items: &[Vec<u8>]) -> usize {
-    items.iter().map(Vec::len).sum()
+fn total(items: &[Arc<Vec<u8>>]) -> usize {
+    items.iter().map(|item| item.len()).sum()
 }

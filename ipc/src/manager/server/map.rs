@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::super::protocol::{Op, Reply, Update};
+use super::super::Payload;
 use super::step::{refuse, Step};
 use super::MAX_ITEMS;
 
@@ -188,8 +189,12 @@ impl Map {
                 },
             },
             Op::Len => Reply::Len(self.entries.len() as u64).into(),
-            Op::Keys => Reply::Keys(self.order.values().cloned().collect()).into(),
-            Op::Values => Reply::Keys(self.values().map(|(_, v)| v.to_vec()).collect()).into(),
+            Op::Keys => {
+                Reply::Keys(self.order.values().cloned().map(Payload::from).collect()).into()
+            }
+            Op::Values => {
+                Reply::Keys(self.values().map(|(_, v)| v.clone().into()).collect()).into()
+            }
             Op::Items => Reply::Items(
                 self.values()
                     .map(|(k, v)| (k.clone(), v.clone().into()))

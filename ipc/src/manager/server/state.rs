@@ -321,6 +321,8 @@ impl State {
                     (Object::Map(map), Op::Set(key, value)) => {
                         map.insert(std::mem::take(key), std::mem::take(value))
                     }
+                    // Likewise the items a list op brings.
+                    (Object::List(list), op) => list.op(op),
                     (object, op) => attempt(object, client, op),
                 };
                 let after = bytes_of(object);
@@ -658,7 +660,9 @@ fn freed_bytes(object: &Object, op: &Op) -> usize {
 fn attempt(object: &mut Object, client: ClientId, op: &Op) -> Step {
     match object {
         Object::Map(map) => map.op(op),
-        Object::List(list) => list.op(op),
+        // Never parked (a list does not wait), so never retried: a copy
+        // of the op is made only to keep this total.
+        Object::List(list) => list.op(&mut op.clone()),
         Object::Lock(lock) => lock
             .op(client, op)
             .unwrap_or_else(|| refuse("not an operation on a lock")),
