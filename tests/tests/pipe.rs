@@ -35,6 +35,7 @@ fn main() {
         buffered_messages_travel_with_the_handle,
         try_recv_on_a_socket_takes_partial_frames_wild_lengths_and_death,
         recv_bytes_into_a_slice_at_an_offset_as_pythons,
+        a_large_frame_asks_for_a_large_send_buffer,
     ]);
 }
 
@@ -384,14 +385,14 @@ fn send_timeout_on_a_full_pipe_keeps_frames_whole() {
     }
 }
 
-/// A server's way of replying: never waiting, so a 6 MB frame goes out
+/// A server's way of replying: never waiting, so a 24 MB frame goes out
 /// in many writes as a slow reader makes room, each from where the last
 /// stopped; the frame and the one after it arrive whole and in order.
 fn a_large_frame_left_unsent_goes_out_whole_in_many_writes() {
     let (mut rx, mut tx) = Pipe::duplex().expect("pipe");
-    let large: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    let large: Vec<u8> = (0..24_000_000u32).map(|i| (i % 253) as u8).collect();
     tx.send_timeout(&large, Duration::ZERO).expect("started");
-    assert!(tx.has_unsent(), "6 MB fit a socket's buffer at once");
+    assert!(tx.has_unsent(), "24 MB fit a socket's buffer at once");
     let reader = std::thread::spawn(move || {
         let first: Vec<u8> = rx.recv_timeout(LONG).expect("the large frame");
         let second: u32 = rx.recv_timeout(LONG).expect("the next frame");
@@ -535,4 +536,54 @@ fn try_recv_on_a_socket_takes_partial_frames_wild_lengths_and_death() {
         )))
     ));
     assert!(peak_alloc::peak() <= 1 << 20);
+}
+
+/// The socket's send buffer in bytes, as the kernel reports it.
+fn send_buffer(conn: &Connection) -> usize {
+    let mut size: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `size`, an int.
+    let rc = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut size as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt");
+    usize::try_from(size).expect("a size")
+}
+
+/// With the default send buffer (about 200 KiB) a 100 MB frame crossed a
+/// socket in some 500 turns of writer and reader waking each other; the
+/// first frame of 1 MiB or more asks for 4 MiB (capped by the kernel at
+/// `net.core.wmem_max`, then doubled, as it reports it), small ones
+/// leave the default alone.
+fn a_large_frame_asks_for_a_large_send_buffer() {
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .expect("wmem_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    let (mut ours, theirs) = Pipe::duplex().unwrap();
+    let default = send_buffer(&ours);
+    let mut reader = Process::new(count_bytes, theirs);
+    reader.start().unwrap();
+    ours.send_bytes(&vec![1u8; 1000]).unwrap();
+    assert_eq!(send_buffer(&ours), default, "a small frame changes nothing");
+    ours.send_bytes(&vec![2u8; 8 << 20]).unwrap();
+    assert_eq!(send_buffer(&ours), 2 * wmem_max.min(4 << 20));
+    drop(ours);
+    assert_eq!(reader.join().unwrap(), 1000 + (8 << 20));
+}
+
+/// Bytes of every message until the other end closes.
+fn count_bytes(mut conn: Connection) -> usize {
+    let mut total = 0;
+    while let Ok(m) = conn.recv_bytes() {
+        total += m.len();
+    }
+    total
 }

@@ -51,6 +51,14 @@ pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Asks for a send buffer of `bytes` on socket `fd` (the kernel caps it
+/// at `net.core.wmem_max`): fewer wake-ups of both ends per large message.
+pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let fd = borrowed(fd);
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &bytes)?;
+    Ok(())
+}
+
 /// Async-signal-safe (two fcntl calls): usable between fork and exec.
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     let fd = borrowed(fd);

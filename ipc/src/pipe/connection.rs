@@ -34,6 +34,14 @@ const COPY_THRESHOLD: usize = 16 * 1024;
 /// stay allocated as long as the connection lives).
 const SCRATCH_KEPT: usize = 4 << 20;
 
+/// A frame this large makes its socket ask for a send buffer of
+/// [`LARGE_SEND_BUFFER`] (the kernel caps it at `net.core.wmem_max`). With
+/// the default (about 200 KiB) a 100 MB frame crossed in some 500 turns of
+/// writer and reader waking each other: a Manager's `items()` of one 100 MB
+/// value took 0.38-0.41 s (median) on a 2-CPU VM, and 0.19 s with 4 MiB.
+const LARGE_FRAME: usize = 1 << 20;
+const LARGE_SEND_BUFFER: usize = 4 << 20;
+
 /// One end of a pipe. Send and receive serde values (`send`/`recv`) or raw
 /// byte messages (`send_bytes`/`recv_bytes`); each has `try_`/`_timeout` forms.
 ///
@@ -57,6 +65,8 @@ pub struct Connection {
     unsent_at: usize,
     /// Frame tags, on a connection authenticated over TCP (see `mac`).
     mac: Option<Box<FrameMac>>,
+    /// Whether a large frame has asked for a larger send buffer yet.
+    send_buffer_asked: bool,
 }
 
 /// How far a frame's write got before its deadline.
@@ -91,6 +101,7 @@ impl Connection {
             unsent: Vec::new(),
             unsent_at: 0,
             mac: None,
+            send_buffer_asked: false,
         })
     }
 
@@ -343,6 +354,13 @@ impl Connection {
         deadline: Deadline,
     ) -> Result<Wrote, SendTimeoutError> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total >= LARGE_FRAME && !self.send_buffer_asked {
+            self.send_buffer_asked = true;
+            if self.is_socket {
+                // Only fewer wake-ups are lost if the kernel says no.
+                let _ = os::fd::set_send_buffer(self.fd.as_raw_fd(), LARGE_SEND_BUFFER);
+            }
+        }
         let mut written = 0;
         while written < total {
             let (first, second) = remaining_parts(parts, written);
