@@ -59,6 +59,13 @@ pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether `fd` is a Unix domain socket (a TCP socket's buffers tune
+/// themselves, and a size set by hand would stop that).
+pub fn is_unix_socket(fd: RawFd) -> bool {
+    use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+    getsockname::<SockaddrStorage>(fd).is_ok_and(|addr| addr.family() == Some(AddressFamily::Unix))
+}
+
 /// Async-signal-safe (two fcntl calls): usable between fork and exec.
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     let fd = borrowed(fd);

@@ -34,7 +34,7 @@ const COPY_THRESHOLD: usize = 16 * 1024;
 /// stay allocated as long as the connection lives).
 const SCRATCH_KEPT: usize = 4 << 20;
 
-/// A frame this large makes its socket ask for a send buffer of
+/// A frame this large makes its Unix socket ask for a send buffer of
 /// [`LARGE_SEND_BUFFER`] (the kernel caps it at `net.core.wmem_max`). With
 /// the default (about 200 KiB) a 100 MB frame crossed in some 500 turns of
 /// writer and reader waking each other: a Manager's `items()` of one 100 MB
@@ -356,9 +356,11 @@ impl Connection {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total >= LARGE_FRAME && !self.send_buffer_asked {
             self.send_buffer_asked = true;
-            if self.is_socket {
-                // Only fewer wake-ups are lost if the kernel says no.
-                let _ = os::fd::set_send_buffer(self.fd.as_raw_fd(), LARGE_SEND_BUFFER);
+            let fd = self.fd.as_raw_fd();
+            // A Unix socket only: TCP sizes its own buffers as it goes.
+            // Only fewer wake-ups are lost if the kernel says no.
+            if self.is_socket && os::fd::is_unix_socket(fd) {
+                let _ = os::fd::set_send_buffer(fd, LARGE_SEND_BUFFER);
             }
         }
         let mut written = 0;
