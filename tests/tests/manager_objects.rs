@@ -880,8 +880,8 @@ fn values_larger_than_the_lane_travel_on_the_socket() {
 /// touches one fresh 64 MiB on the server (the reply's frame), not three
 /// (a copy of the value to reply with, an encoding of the reply for the
 /// lane it does not fit, and another for the socket); a list's items
-/// likewise. Counted in page faults, so it holds however loaded the
-/// machine is.
+/// likewise; and a client's set encodes the value once. Counted in page
+/// faults, so it holds however loaded the machine is.
 fn a_large_value_is_sent_from_where_the_server_keeps_it() {
     const LEN: usize = 64 << 20;
     let manager = Manager::start().unwrap();
@@ -930,6 +930,21 @@ fn a_large_value_is_sent_from_where_the_server_keeps_it() {
         touched < 8 * pages_per_value * 3 / 2,
         "4 reads of 2 items touched {touched} pages on the server ({pages_per_value} an item)"
     );
+
+    // The client sends a value as encoded, behind its request's first
+    // bytes: one fresh 64 MiB a set (the encoding), not two.
+    let value = vec![7u8; LEN];
+    let me = std::process::id();
+    let before = tests::procfs::minor_faults(me);
+    for _ in 0..4 {
+        d.set(&2, &value).unwrap();
+    }
+    let touched = tests::procfs::minor_faults(me) - before;
+    assert!(
+        touched < 4 * pages_per_value * 3 / 2,
+        "4 sets touched {touched} pages in the client ({pages_per_value} a value)"
+    );
+    assert_eq!(d.get(&2).unwrap().map(|v| v.len()), Some(LEN));
 }
 
 // ---- mixed batches ------------------------------------------------------------

@@ -185,8 +185,16 @@ impl Link {
         request: &Request,
         left: impl Fn() -> Option<Duration>,
     ) -> Result<Reply, ManagerError> {
-        let reply = match open.lane.as_mut() {
-            Some(lane) => {
+        let reply = match (split_large_value(request), open.lane.as_mut()) {
+            // A large value goes on the socket behind its request's first
+            // bytes, as it is: not copied into the request's encoding.
+            (Some((head, value)), _) => {
+                open.conn
+                    .send_bytes_in_two(&head, value, left())
+                    .map_err(send_timeout_error)?;
+                socket_reply(&mut open.conn, &open.budget, &left)?
+            }
+            (None, Some(lane)) => {
                 let bytes = postcard::to_allocvec(request)
                     .map_err(|e| ManagerError::Encode(e.to_string()))?;
                 match lane.send(&bytes, left()) {
@@ -218,7 +226,7 @@ impl Link {
                     Err(e) => return Err(lane_error(e)),
                 }
             }
-            None => socket_exchange(&mut open.conn, &open.budget, request, &left)?,
+            (None, None) => socket_exchange(&mut open.conn, &open.budget, request, &left)?,
         };
         // Only a connection whose last reply came back in full is kept.
         self.put_back(open);
@@ -271,6 +279,42 @@ impl Link {
     fn put_back(&self, open: Open) {
         CONNECTIONS.with(|c| c.borrow_mut().insert(self.clone(), open));
     }
+}
+
+/// Values at least this large travel apart from their request's first
+/// bytes (far more than a lane carries: they go on the socket anyway).
+const LARGE_VALUE: usize = 1 << 20;
+
+/// A request that ends with a large value (a set, an append, an insert,
+/// a set at an index): its encoding up to the value, the value's length
+/// included, and the value. The two together are exactly the request's
+/// encoding (postcard writes a value last as its length then its bytes).
+fn split_large_value(request: &Request) -> Option<(Vec<u8>, &[u8])> {
+    let Request::On { id, op } = request else {
+        return None;
+    };
+    let (shell, value) = match op {
+        Op::Set(key, value) => (Op::Set(key.clone(), Vec::new()), value),
+        Op::Append(value) => (Op::Append(Vec::new()), value),
+        Op::Insert(at, value) => (Op::Insert(*at, Vec::new()), value),
+        Op::SetAt(at, value) => (Op::SetAt(*at, Vec::new()), value),
+        _ => return None,
+    };
+    if value.len() < LARGE_VALUE {
+        return None;
+    }
+    let mut head = postcard::to_allocvec(&Request::On { id: *id, op: shell }).ok()?;
+    // The empty value was written last: its length, a single zero.
+    if head.pop() != Some(0) {
+        return None;
+    }
+    let mut len = value.len();
+    while len >= 0x80 {
+        head.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    head.push(len as u8);
+    Some((head, value))
 }
 
 /// Tells the manager which process this connection belongs to.
@@ -413,5 +457,38 @@ fn recv_timeout_error(e: RecvTimeoutError) -> ManagerError {
     match e {
         RecvTimeoutError::Timeout => ManagerError::Timeout,
         RecvTimeoutError::Recv(e) => recv_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_value_split_off_its_request_is_the_requests_encoding() {
+        let value: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        let ops = [
+            Op::Set(b"key".to_vec(), value.clone()),
+            Op::Append(value.clone()),
+            Op::Insert(u64::MAX, value.clone()),
+            Op::SetAt(300, value.clone()),
+        ];
+        for op in ops {
+            let request = Request::On { id: 1 << 40, op };
+            let (head, tail) = split_large_value(&request).expect("split");
+            assert_eq!(
+                [head.as_slice(), tail].concat(),
+                postcard::to_allocvec(&request).unwrap(),
+                "{:?}",
+                &head
+            );
+        }
+        // Small values, and other requests, go whole.
+        let small = Request::On {
+            id: 1,
+            op: Op::Append(vec![1; 1000]),
+        };
+        assert!(split_large_value(&small).is_none());
+        assert!(split_large_value(&Request::Objects).is_none());
     }
 }

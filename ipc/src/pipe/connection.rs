@@ -189,6 +189,35 @@ impl Connection {
         self.send_bytes_deadline(bytes, Deadline::after(timeout))
     }
 
+    /// One byte message made of `head` then `tail`, written as they are
+    /// (a large `tail`, a manager's 100 MB value, is not copied next to
+    /// its request's first bytes), waiting at most `timeout` for room
+    /// (`None`: as long as it takes). Received as one message.
+    pub(crate) fn send_bytes_in_two(
+        &mut self,
+        head: &[u8],
+        tail: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<(), SendTimeoutError> {
+        let deadline = timeout.map_or_else(Deadline::never, Deadline::after);
+        self.check_writable()?;
+        if self.mac.is_some() {
+            // Sealed over the whole payload: in one buffer.
+            return self.send_bytes_deadline(&[head, tail].concat(), deadline);
+        }
+        let header =
+            codec::encode_header(head.len().saturating_add(tail.len()), self.max_frame_size)
+                .map_err(SendError::from)?;
+        self.flush_unsent(deadline).map_err(Self::timeout_error)?;
+        let mut first = std::mem::take(&mut self.scratch);
+        first.clear();
+        first.extend_from_slice(&header);
+        first.extend_from_slice(head);
+        let wrote = self.write_frame(&[&first, tail], deadline);
+        self.reuse_scratch(first);
+        wrote
+    }
+
     /// Sends a byte message with descriptors attached (`SCM_RIGHTS`; a Unix
     /// socket only), waiting at most `timeout` for room. The receiver takes
     /// both with [`recv_bytes_with_fds`](Self::recv_bytes_with_fds).
