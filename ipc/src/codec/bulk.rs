@@ -306,7 +306,7 @@ fn take_counted<E: bytemuck::Pod>(
 }
 
 /// LEB128, as postcard writes lengths.
-pub(super) fn write_varint(mut n: u64, out: &mut Vec<u8>) {
+pub(crate) fn write_varint(mut n: u64, out: &mut Vec<u8>) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod bulk;
+pub(crate) use bulk::write_varint;
 mod de;
 mod ser;
 mod words;

@@ -308,12 +308,7 @@ fn split_large_value(request: &Request) -> Option<(Vec<u8>, &[u8])> {
     if head.pop() != Some(0) {
         return None;
     }
-    let mut len = value.len();
-    while len >= 0x80 {
-        head.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    head.push(len as u8);
+    crate::codec::write_varint(value.len() as u64, &mut head);
     Some((head, value))
 }
 
