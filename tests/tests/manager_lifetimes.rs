@@ -21,6 +21,8 @@ fn main() {
         a_thread_that_ends_takes_nothing_with_it,
         nested_objects_go_with_their_key_and_named_ones_when_deleted,
         a_million_objects_made_and_dropped_leave_the_memory_bounded,
+        managers_used_in_turn_leave_no_descriptor_behind,
+        out_of_descriptors_is_said_and_passes,
     ]);
 }
 
@@ -273,4 +275,121 @@ fn a_million_objects_made_and_dropped_leave_the_memory_bounded() {
         "{at_the_end} kB at the end against {after_ten_thousand} kB after 10,000"
     );
     assert_eq!(manager.object_count().unwrap(), 0);
+}
+
+/// This process's open descriptors.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Lowers this process's descriptor limit to `n` (as `ulimit -n`).
+fn limit_descriptors(n: u64) -> Result<(), String> {
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let mut old = limit;
+    // SAFETY: reads this process's limit into a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let limit = libc::rlimit {
+        rlim_max: old.rlim_max,
+        ..limit
+    };
+    // SAFETY: lowers the soft limit only, below the hard one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    Ok(())
+}
+
+/// In a process limited to 64 descriptors, starts, uses and stops
+/// `count` managers one after another: the descriptors open after the
+/// first and after the last, or the first failure in words.
+fn use_managers_in_turn(count: u32) -> Result<(usize, usize), String> {
+    limit_descriptors(64)?;
+    let mut after_the_first = 0;
+    for i in 0..count {
+        let manager = Manager::start().map_err(|e| format!("manager {i}: {e}"))?;
+        let d = manager
+            .dict::<String, u64>()
+            .map_err(|e| format!("manager {i}'s dict: {e}"))?;
+        d.set(&"n".to_string(), &u64::from(i))
+            .map_err(|e| format!("manager {i}'s set: {e}"))?;
+        if d.get(&"n".to_string()).map_err(|e| e.to_string())? != Some(u64::from(i)) {
+            return Err(format!("manager {i} lost its value"));
+        }
+        drop(d);
+        drop(manager);
+        if i == 0 {
+            after_the_first = open_descriptors();
+        }
+    }
+    Ok((after_the_first, open_descriptors()))
+}
+
+/// A thread's kept connection to a manager that ended is closed: before,
+/// each kept its socket, its lane's two rings and a pipe, and a process
+/// limited to 1,024 descriptors could not reach its 254th manager (here,
+/// limited to 64, the 15th).
+fn managers_used_in_turn_leave_no_descriptor_behind() {
+    let mut child = Process::new(use_managers_in_turn, 100);
+    child.start().unwrap();
+    let (after_the_first, after_the_last) = child.join().unwrap().unwrap();
+    assert_eq!(
+        after_the_first, after_the_last,
+        "descriptors open after the first manager and after the hundredth"
+    );
+}
+
+/// With no descriptor left, a new connection to a live manager fails: what
+/// it said, and whether the manager answered once descriptors were freed.
+fn connect_with_no_descriptor_left(_: ()) -> Result<(String, bool), String> {
+    let manager = Manager::start().map_err(|e| e.to_string())?;
+    limit_descriptors(64)?;
+    let before = open_descriptors();
+    // Each try leaves room for a few descriptors: the socket, or the
+    // socket and some of the lane's three.
+    let mut said = Vec::new();
+    for room in 0..4 {
+        let mut files = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            files.push(f);
+        }
+        files.truncate(files.len().saturating_sub(room));
+        // A thread of its own, so no kept connection serves the call.
+        let outcome = std::thread::scope(|s| {
+            s.spawn(|| manager.dict::<u32, u32>().map(drop))
+                .join()
+                .map_err(|_| "the thread panicked".to_string())
+        })?;
+        drop(files);
+        match outcome {
+            Err(ManagerError::Local(e)) => said.push(e.to_string()),
+            other => return Err(format!("with room for {room}: {other:?}")),
+        }
+    }
+    said.dedup();
+    // Descriptors that arrived before the kernel cut the rest off are
+    // closed with the failure.
+    if open_descriptors() != before {
+        return Err(format!(
+            "{} descriptors open, {before} before",
+            open_descriptors()
+        ));
+    }
+    let answers = manager.dict::<u32, u32>().is_ok();
+    Ok((said.join(" | "), answers))
+}
+
+/// Out of descriptors is said as such, not as a gone manager or a
+/// garbled answer ("No buffer space available" when the lane's
+/// descriptors were cut off, and those that did arrive were never closed).
+fn out_of_descriptors_is_said_and_passes() {
+    let mut child = Process::new(connect_with_no_descriptor_left, ());
+    child.start().unwrap();
+    let (said, answers) = child.join().unwrap().unwrap();
+    assert_eq!(said, "Too many open files (os error 24)");
+    assert!(answers, "the manager answers once descriptors are freed");
 }

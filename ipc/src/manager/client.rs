@@ -68,6 +68,64 @@ pub(super) fn dropped(link: &Link, id: u64) {
     }
 }
 
+/// Forgets this thread's connection to `link` and the drops untold to it:
+/// its manager has ended (the handle that started it stopped it), and what
+/// was kept for it would only hold descriptors and rings.
+pub(super) fn forget(link: &Link) {
+    let pid = crate::os::thread_id::process_id();
+    if let Some(open) = CONNECTIONS.with(|c| c.borrow_mut().remove(link)) {
+        release(open, pid);
+    }
+    forget_dropped(|gone| gone == link);
+}
+
+/// Closes this thread's kept connections whose manager has closed its end
+/// (it ended, was killed, or let an idle connection go). Run before a new
+/// connection is opened: a thread that uses managers one after another
+/// (each a new address) keeps nothing of those that ended. Before, each
+/// kept its socket, lane rings and pipe, and the 254th manager of a
+/// process limited to 1,024 descriptors could not be reached. (Untold
+/// drops stay: a manager that let an idle connection go still holds this
+/// process's references.)
+fn close_stale_connections() {
+    let pid = crate::os::thread_id::process_id();
+    let stale: Vec<Open> = CONNECTIONS.with(|c| {
+        let mut connections = c.borrow_mut();
+        let gone: Vec<Link> = connections
+            .iter_mut()
+            // A kept connection has nothing to read: anything readable is
+            // its end of file (or bytes nobody asked for).
+            .filter(|(_, open)| open.pid == pid)
+            .filter_map(|(link, open)| {
+                let closed = !matches!(open.conn.poll(Duration::ZERO), Ok(false));
+                closed.then(|| link.clone())
+            })
+            .collect();
+        gone.into_iter()
+            .filter_map(|link| connections.remove(&link))
+            .collect()
+    });
+    for open in stale {
+        release(open, pid);
+    }
+}
+
+/// Drops `open`, or, if it was inherited through fork, leaves it alone:
+/// its descriptor is the parent's to use, and its lane's rings are not
+/// mapped here (kept out of forks).
+fn release(open: Open, pid: u32) {
+    if open.pid != pid {
+        std::mem::forget(open);
+    }
+}
+
+/// Forgets the untold drops of this process for the managers `gone` picks.
+fn forget_dropped(gone: impl Fn(&Link) -> bool) {
+    if let Ok(mut dropped) = DROPPED.try_lock() {
+        dropped.retain(|(_, link, _)| !gone(link));
+    }
+}
+
 /// This process's name at its managers (see `Request::Owner`): random,
 /// and made again in a forked child.
 fn process_token() -> u64 {
@@ -245,10 +303,9 @@ impl Link {
             if open.pid == pid {
                 return Ok((open, true));
             }
-            // Inherited through fork: its descriptor is not ours to use, and
-            // its lane's rings are not mapped here (kept out of forks).
-            std::mem::forget(open);
+            release(open, pid);
         }
+        close_stale_connections();
         let address: Address = self
             .address
             .parse()
@@ -257,6 +314,7 @@ impl Link {
         let mut conn = net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
             NetError::Auth(auth) => ManagerError::Auth(auth),
             NetError::Timeout(_) => ManagerError::Timeout,
+            NetError::Io(e) if out_of_descriptors(&e) => ManagerError::Local(e),
             // No socket, or nobody behind it: the manager is gone.
             NetError::Io(_) => ManagerError::Disconnected,
         })?;
@@ -441,9 +499,15 @@ fn send_timeout_error(e: SendTimeoutError) -> ManagerError {
     }
 }
 
+/// Whether `e` is this process (or the system) out of descriptors.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
 fn recv_error(e: RecvError) -> ManagerError {
     match e {
         RecvError::Disconnected => ManagerError::Disconnected,
+        RecvError::Io(e) if out_of_descriptors(&e) => ManagerError::Local(e),
         other => ManagerError::Protocol(other.to_string()),
     }
 }

@@ -136,6 +136,12 @@ pub enum ManagerError {
     Encode(String),
     #[error("cannot start the manager: {0}")]
     Start(String),
+    /// This process could not open what a connection to the manager needs:
+    /// it is at its limit of open descriptors (`ulimit -n`) or of the
+    /// system's. The manager may be well; the call can be made again once
+    /// descriptors are closed.
+    #[error("this process cannot connect to the manager: {0}")]
+    Local(std::io::Error),
 }
 
 /// What the server process is given.
@@ -569,6 +575,7 @@ impl Manager {
         if let Some(dir) = &server.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+        client::forget(&self.link);
     }
 }
 
