@@ -135,6 +135,7 @@ pub mod sync;
 pub mod value;
 mod wait;
 
+pub use codec::Described;
 pub use handle::HandleError;
 pub use pipe::{
     Connection, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,

@@ -499,3 +499,132 @@ fn under_panic_abort_a_panicking_item_is_its_own_answer_and_join_says_panicked()
     assert_eq!(lines.len(), 5, "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A user's types as they are in a codebase that also speaks JSON: an
+/// internally tagged enum, a field left out when empty, a
+/// `serde_json::Value`. Plain, postcard cannot read them back; wrapped in
+/// `Described`, they travel through a `Pool`, a `Queue` and a `Manager`.
+const WITH_SERDE_ATTRIBUTES: &str = r#"use outlast::ipc::{manager::Manager, queue::Queue, Described, Pipe};
+use outlast::pool::Pool;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Shape {
+    Circle { r: f64 },
+    Square { side: f64 },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Order {
+    id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    shape: Shape,
+    #[serde(default)]
+    extra: serde_json::Value,
+}
+
+fn area(order: Described<Order>) -> f64 {
+    match order.shape {
+        Shape::Circle { r } => 3.0 * r * r,
+        Shape::Square { side } => side * side,
+    }
+}
+
+fn plain_area(order: Order) -> f64 {
+    area(Described(order))
+}
+
+fn relabel(order: Described<Order>) -> Described<Order> {
+    let mut order = order.into_inner();
+    order.extra = serde_json::json!({ "relabelled": true, "was": order.id });
+    order.note = None;
+    Described(order)
+}
+
+/// Reads `Option<Box<Self>>` from anything but null by recursing forever.
+#[derive(Serialize, Deserialize, Debug)]
+struct Link(Option<Box<Link>>);
+
+fn main() {
+    let orders: Vec<Order> = (0..2000u64)
+        .map(|i| Order {
+            id: i,
+            note: (i % 3 == 0).then(|| format!("note {i}")),
+            shape: if i % 2 == 0 {
+                Shape::Circle { r: (i % 5) as f64 }
+            } else {
+                Shape::Square { side: (i % 7) as f64 }
+            },
+            extra: if i % 4 == 0 { serde_json::json!({ "rush": i % 8 == 0 }) } else { serde_json::Value::Null },
+        })
+        .collect();
+    let pool = Pool::new(2).expect("a pool");
+    match pool.map(plain_area, orders.clone()) {
+        Ok(_) => println!("plain: accepted"),
+        Err(e) => println!("plain: {e}"),
+    }
+    let areas = pool
+        .map(area, orders.iter().cloned().map(Described))
+        .expect("described items");
+    let expected: f64 = orders.iter().cloned().map(Described).map(area).sum();
+    println!("areas: {} of {}, total matches: {}", areas.len(), orders.len(), areas.iter().sum::<f64>() == expected);
+    let back = pool
+        .map(relabel, orders.iter().cloned().map(Described))
+        .expect("described results");
+    let relabelled = back
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| o.extra["relabelled"] == true && o.extra["was"] == *i as u64 && o.note.is_none())
+        .count();
+    println!("relabelled: {relabelled}");
+    let queue = Queue::<Described<Order>>::new(0).expect("a queue");
+    for order in &orders[..10] {
+        queue.put(&Described(order.clone())).expect("put");
+    }
+    let same = (0..10).filter(|i| queue.get().expect("get").into_inner() == orders[*i]).count();
+    println!("queue: {same} of 10 the same");
+    let manager = Manager::start().expect("a manager");
+    let dict = manager.dict::<u64, Described<Order>>().expect("a dict");
+    dict.set(&4, &Described(orders[4].clone())).expect("set");
+    let got = dict.get(&4).expect("get").map(Described::into_inner);
+    println!("manager: the same: {}", got.as_ref() == Some(&orders[4]));
+    let (mut ours, mut theirs) = Pipe::duplex().expect("a pipe");
+    let mut hostile = vec![0x81u8; 100_000];
+    hostile.push(0x80);
+    ours.send(&hostile).expect("send");
+    match theirs.recv::<Described<Link>>() {
+        Ok(_) => println!("hostile: read"),
+        Err(e) => println!("hostile: {e}"),
+    }
+}
+"#;
+
+#[test]
+fn a_users_types_with_serde_attributes_travel_described() {
+    let dependencies = "serde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\n";
+    let dir = users_program("users_described", "", dependencies, WITH_SERDE_ATTRIBUTES);
+    let out = cargo(&dir, &["run", "--quiet"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("plain: item 0: ")
+            && lines[0].contains("wrap the value in `Described` (`outlast_ipc::Described`, or `outlast::ipc::Described`)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "areas: 2000 of 2000, total matches: true",
+            "relabelled: 2000",
+            "queue: 10 of 10 the same",
+            "manager: the same: true",
+            "hostile: undecodable frame payload: a described value that does not read back: a value nested deeper than this thread's stack can read",
+        ],
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,7 +12,10 @@ use serde::Serialize;
 mod bulk;
 pub(crate) use bulk::write_varint;
 mod de;
+mod described;
+pub use described::Described;
 mod ser;
+mod stack_guard;
 mod words;
 
 /// Default maximum payload size of one frame: 1 GiB. A receiver's buffer
@@ -31,7 +34,7 @@ pub enum EncodeError {
     /// A sequence or map began without its length (`#[serde(flatten)]`
     /// writes a struct so, as does a `collect_seq` of an iterator without
     /// an exact size); the wire format writes each length first.
-    #[error("cannot serialize message: a sequence or map of unknown length (as `#[serde(flatten)]` writes a struct), and the wire format (postcard) writes each length first")]
+    #[error("cannot serialize message: a sequence or map of unknown length (as `#[serde(flatten)]` writes a struct), and the wire format (postcard) writes each length first; wrap the value in `Described` (`outlast_ipc::Described`, or `outlast::ipc::Described`) to send it with its names and types")]
     UnknownLength,
     /// The value's own `Serialize` refused, in these words (at most 240
     /// bytes).
@@ -40,7 +43,7 @@ pub enum EncodeError {
     /// A struct left a field out (`#[serde(skip_serializing_if)]`): the
     /// wire format has no field names, so a reader would take the next
     /// field's bytes for the missing one.
-    #[error("cannot serialize message: field `{field}` was skipped (`#[serde(skip_serializing_if)]`), and the wire format (postcard) has no field names to tell the reader; drop the attribute (a `None` takes one byte)")]
+    #[error("cannot serialize message: field `{field}` was skipped (`#[serde(skip_serializing_if)]`), and the wire format (postcard) has no field names to tell the reader; drop the attribute (a `None` takes one byte), or wrap the value in `Described` (`outlast_ipc::Described`, or `outlast::ipc::Described`) to send it with its names")]
     SkippedField { field: &'static str },
 }
 
@@ -65,7 +68,7 @@ pub enum DecodeError {
     /// `deserialize_any`: `#[serde(tag = "...")]`, `#[serde(untagged)]`,
     /// `#[serde(flatten)]`, `serde_json::Value`), and postcard, the wire
     /// format, writes no field names or types to answer with.
-    #[error("undecodable frame payload: the type reads a self-describing format (as `#[serde(tag = \"...\")]`, `#[serde(untagged)]`, `#[serde(flatten)]` and `serde_json::Value` do), and the wire format (postcard) writes no names or types: use serde's default representation, or carry the value as JSON text")]
+    #[error("undecodable frame payload: the type reads a self-describing format (as `#[serde(tag = \"...\")]`, `#[serde(untagged)]`, `#[serde(flatten)]` and `serde_json::Value` do), and the wire format (postcard) writes no names or types: wrap the value in `Described` (`outlast_ipc::Described`, or `outlast::ipc::Described`), on both sides, to send it with its names and types, or use serde's default representation")]
     SelfDescribing,
     /// The value is nested (a recursive type: a list, a tree) deeper than
     /// the decoding thread's stack can hold; decoding it would overflow
