@@ -12,6 +12,7 @@ use serde::Serialize;
 mod bulk;
 pub(crate) use bulk::write_varint;
 mod de;
+pub(crate) mod debug;
 mod described;
 pub use described::Described;
 mod ser;
@@ -26,7 +27,7 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 30;
 pub const HEADER_LEN: usize = 4;
 
 /// Why a value could not be turned into a frame.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum EncodeError {
     /// The serialized value is longer than the connection's maximum frame size.
     #[error("message of {len} bytes exceeds the maximum frame size of {max} bytes")]
@@ -48,7 +49,7 @@ pub enum EncodeError {
 }
 
 /// Why bytes could not be turned back into a value.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum DecodeError {
     /// The header announces more bytes than the maximum frame size allows.
     #[error("frame header announces {len} bytes, above the maximum frame size of {max} bytes")]

@@ -1,11 +1,14 @@
 //! Errors of starting and joining a [`Process`](super::Process).
 
+use std::fmt;
 use std::io;
 
 use super::exit::ExitStatus;
+use crate::codec::debug::Why;
 
-/// Why `start` failed. No child is running afterwards.
-#[derive(Debug, thiserror::Error)]
+/// Why `start` failed. No child is running afterwards. Its `Debug` says
+/// what the error means too.
+#[derive(thiserror::Error)]
 pub enum StartError {
     #[error("the process was already started")]
     AlreadyStarted,
@@ -26,6 +29,23 @@ pub enum StartError {
     ForkServer(#[from] super::forkserver::ForkServerError),
     #[error("cannot start the process: {0}")]
     Os(#[from] io::Error),
+}
+
+/// The variant, and for `ThreadsPresent` what to do instead.
+impl fmt::Debug for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::AlreadyStarted => f.write_str("AlreadyStarted"),
+            StartError::ThreadsPresent { threads } => f
+                .debug_struct("ThreadsPresent")
+                .field("threads", threads)
+                .field("why", &Why(self))
+                .finish(),
+            StartError::Args(words) => f.debug_tuple("Args").field(words).finish(),
+            StartError::ForkServer(e) => f.debug_tuple("ForkServer").field(e).finish(),
+            StartError::Os(e) => f.debug_tuple("Os").field(e).finish(),
+        }
+    }
 }
 
 /// Why `join` did not produce the child's return value.
@@ -80,5 +100,23 @@ impl JoinError {
             JoinError::Panicked { .. } => Some(ExitStatus::Exited(1)),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `unwrap()` prints on a refused fork says what to use instead.
+    #[test]
+    fn a_refused_fork_says_what_to_use_in_debug_too() {
+        let start = format!("{:?}", StartError::ThreadsPresent { threads: 2 });
+        assert!(
+            start.starts_with(
+                "ThreadsPresent { threads: 2, why: \"refusing to fork: this process has 2 threads"
+            ),
+            "{start}"
+        );
+        assert!(start.contains("use StartMethod::ForkServer"), "{start}");
     }
 }
