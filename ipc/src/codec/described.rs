@@ -30,7 +30,10 @@ use crate::os::stack;
 ///
 /// A described value is larger than a plain one (its field names travel)
 /// and slower to write and read; a plain type is the better choice
-/// wherever it works.
+/// wherever it works. A large vector inside one goes element by element
+/// (10 MB of `Vec<u8>`: 2.8 s in a debug build, where a plain one is a
+/// copy): carry it beside the described part, as in
+/// `(Described(header), bytes)`.
 ///
 /// ```
 /// use outlast_ipc::Described;
