@@ -22,9 +22,13 @@ use crate::os::stack;
 /// What the adapter says when it stops.
 const TOO_DEEP: &str = "a value nested deeper than this thread's stack can read";
 
-/// Whether the stack has room for another level above `floor`.
-fn room(floor: usize) -> bool {
-    stack::here() >= floor
+/// Refuses another level once the stack is below `floor`.
+fn deeper<E: de::Error>(floor: usize) -> Result<(), E> {
+    if stack::here() >= floor {
+        Ok(())
+    } else {
+        Err(E::custom(TOO_DEEP))
+    }
 }
 
 /// Wraps `de`; nothing is read deeper than `floor` (a stack address, from
@@ -144,9 +148,7 @@ impl<'de, V: de::Visitor<'de>> de::Visitor<'de> for Visitor<V> {
     }
 
     fn visit_some<D: de::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        if !room(self.floor) {
-            return Err(de::Error::custom(TOO_DEEP));
-        }
+        deeper(self.floor)?;
         self.delegate.visit_some(Deserializer::new(de, self.floor))
     }
 
@@ -154,17 +156,13 @@ impl<'de, V: de::Visitor<'de>> de::Visitor<'de> for Visitor<V> {
         self,
         de: D,
     ) -> Result<Self::Value, D::Error> {
-        if !room(self.floor) {
-            return Err(de::Error::custom(TOO_DEEP));
-        }
+        deeper(self.floor)?;
         self.delegate
             .visit_newtype_struct(Deserializer::new(de, self.floor))
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        if !room(self.floor) {
-            return Err(de::Error::custom(TOO_DEEP));
-        }
+        deeper(self.floor)?;
         self.delegate.visit_seq(Access {
             delegate: seq,
             floor: self.floor,
@@ -172,9 +170,7 @@ impl<'de, V: de::Visitor<'de>> de::Visitor<'de> for Visitor<V> {
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        if !room(self.floor) {
-            return Err(de::Error::custom(TOO_DEEP));
-        }
+        deeper(self.floor)?;
         self.delegate.visit_map(Access {
             delegate: map,
             floor: self.floor,
@@ -182,9 +178,7 @@ impl<'de, V: de::Visitor<'de>> de::Visitor<'de> for Visitor<V> {
     }
 
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        if !room(self.floor) {
-            return Err(de::Error::custom(TOO_DEEP));
-        }
+        deeper(self.floor)?;
         self.delegate.visit_enum(Access {
             delegate: data,
             floor: self.floor,
