@@ -31,6 +31,7 @@ fn main() {
         second_join_says_already_joined,
         children_die_with_their_parent,
         spawn_without_init_runs_only_the_entry,
+        a_process_that_ignores_sigchld_still_joins_its_children,
     ]);
 }
 
@@ -368,4 +369,46 @@ fn spawn_without_init_runs_only_the_entry() {
         "stdout: {stdout}\nstderr: {stderr}"
     );
     assert!(stdout.contains("exit code: Some(0)"), "{stdout}");
+}
+
+/// Ignores SIGCHLD (as daemons do: the kernel then reaps children as they
+/// end), and joins a child that returns and one that exits, in `fork` and
+/// `spawn`: what each join said, and each child's exit code.
+fn join_with_sigchld_ignored(_: ()) -> Vec<String> {
+    // SAFETY: sets one signal's disposition in this (single-threaded) child.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let mut said = Vec::new();
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let mut returns = Process::new(add_one, 1).start_method(method);
+        let joined = match returns.start().map(|()| returns.join()) {
+            Ok(Ok(value)) => value.to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("start: {e}"),
+        };
+        said.push(format!("{joined} (code {:?})", returns.exit_code()));
+        let mut exits = Process::new(exit_three, ()).start_method(method);
+        let joined = match exits.start().map(|()| exits.join()) {
+            Ok(Ok(())) => "()".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("start: {e}"),
+        };
+        said.push(format!("{joined} (code {:?})", exits.exit_code()));
+    }
+    said
+}
+
+/// With SIGCHLD ignored, no `waitpid` can see how a child ended. The
+/// child's result still comes back, and a child that gave none is said to
+/// have ended in a way nobody could see, instead of "No child processes".
+fn a_process_that_ignores_sigchld_still_joins_its_children() {
+    let mut p = Process::new(join_with_sigchld_ignored, ());
+    p.start().expect("start");
+    let said = p.join().expect("join");
+    let unseen = "the process was ended, but how is not known: this process ignores SIGCHLD, \
+                  so the kernel reaped the child at once (leave SIGCHLD at its default, or \
+                  use the forkserver start method) (code Some(-1))";
+    assert_eq!(
+        said,
+        ["2 (code Some(-1))", unseen, "2 (code Some(-1))", unseen]
+    );
 }

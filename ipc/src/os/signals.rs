@@ -50,6 +50,19 @@ pub fn unblock_all() -> io::Result<()> {
     Ok(())
 }
 
+/// Whether this process has the kernel reap its children as they end
+/// (`SIGCHLD` ignored, or `SA_NOCLDWAIT`, as daemons often set): then no
+/// `waitpid` can learn how a child ended.
+pub fn children_reaped_by_kernel() -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-buffer; a null new action
+    // only queries the current one.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut current) == 0
+            && (current.sa_sigaction == libc::SIG_IGN || current.sa_flags & libc::SA_NOCLDWAIT != 0)
+    }
+}
+
 /// Pipes raise `SIGPIPE` on a write to a closed reader. Rust binaries ignore
 /// it already; a library cannot assume that, so the first pipe we make sets it
 /// to ignored if (and only if) it still has the default, killing disposition.

@@ -21,6 +21,10 @@ pub enum ExitStatus {
     /// how (the server was stopped): its pidfd showed the end, and its
     /// report, if it wrote one, still gives its result.
     NotRelayed,
+    /// A `fork` or `spawn` child of a process that ignores `SIGCHLD` (or
+    /// set `SA_NOCLDWAIT`): the kernel reaped it as it ended, so how is not
+    /// known; its report, if it wrote one, still gives its result.
+    ReapedUnseen,
 }
 
 impl ExitStatus {
@@ -45,7 +49,7 @@ impl ExitStatus {
                 -libc::SIGKILL
             }
             // Python's `exitcode` would be None; -1 is no signal's number.
-            ExitStatus::NotRelayed => -1,
+            ExitStatus::NotRelayed | ExitStatus::ReapedUnseen => -1,
         }
     }
 
@@ -86,6 +90,12 @@ impl fmt::Display for ExitStatus {
                     "ended, but its fork server (not answering) did not say how"
                 )
             }
+            ExitStatus::ReapedUnseen => write!(
+                f,
+                "ended, but how is not known: this process ignores SIGCHLD, so the \
+                 kernel reaped the child at once (leave SIGCHLD at its default, or use \
+                 the forkserver start method)"
+            ),
         }
     }
 }

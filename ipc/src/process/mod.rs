@@ -384,8 +384,18 @@ impl Child {
     /// The child's exit status if it has ended (`block`: wait for it).
     fn collect_status(&mut self, block: bool) -> std::io::Result<Option<ExitStatus>> {
         let Some(rx) = &self.status_rx else {
-            let status = os::process::reap(self.pid, block)?;
-            return Ok(status.map(|s| self.named(s)));
+            return match os::process::reap(self.pid, block) {
+                Ok(status) => Ok(status.map(|s| self.named(s))),
+                // Reaped by the kernel as it ended (SIGCHLD ignored here):
+                // ended, and how is lost, but its report still stands.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ECHILD)
+                        && os::signals::children_reaped_by_kernel() =>
+                {
+                    Ok(self.has_gone().then_some(ExitStatus::ReapedUnseen))
+                }
+                Err(e) => Err(e),
+            };
         };
         let deadline = if block {
             Deadline::after(RELAY_GRACE)
@@ -433,6 +443,17 @@ impl Child {
                 ExitStatus::KilledWithStartingThread
             }
             _ => status,
+        }
+    }
+
+    /// Whether a child nobody can wait for any more has ended: its pidfd
+    /// says so (its pid may be another process's by now), or without one,
+    /// nothing answers at its pid.
+    fn has_gone(&self) -> bool {
+        match &self.pidfd {
+            Some(pidfd) => os::poll::poll_one(pidfd.as_raw_fd(), libc::POLLIN, Deadline::now())
+                .map_or(true, |ready| ready.any()),
+            None => os::process::has_exited(self.pid),
         }
     }
 
