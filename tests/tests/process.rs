@@ -32,6 +32,7 @@ fn main() {
         children_die_with_their_parent,
         spawn_without_init_runs_only_the_entry,
         a_process_that_ignores_sigchld_still_joins_its_children,
+        children_start_with_no_signal_blocked,
     ]);
 }
 
@@ -411,4 +412,67 @@ fn a_process_that_ignores_sigchld_still_joins_its_children() {
         said,
         ["2 (code Some(-1))", unseen, "2 (code Some(-1))", unseen]
     );
+}
+
+/// The signals `pid` blocks (its `SigBlk` in /proc), or the error.
+fn blocked_signals(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("SigBlk:"))
+                .unwrap_or("none")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|e| e.to_string())
+}
+
+/// Blocks what a signalfd user blocks (TERM, INT, HUP, CHLD), then, in
+/// each start method, starts a child that sleeps, terminates it, and
+/// joins it: the signals the child blocked, and what the join said.
+fn terminate_with_signals_blocked(_: ()) -> Vec<String> {
+    // SAFETY: an emptied sigset_t with four members added, and this (only)
+    // thread's mask set from it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let mut said = Vec::new();
+    for method in METHODS {
+        let (mut ours, theirs) = Pipe::duplex().expect("a pipe");
+        let mut p = Process::new(say_ready_then_sleep, theirs).start_method(method);
+        if let Err(e) = p.start() {
+            said.push(format!("{method:?}: start: {e}"));
+            continue;
+        }
+        let _ = ours.recv_timeout::<u8>(Duration::from_secs(20));
+        let blocked = p.pid().map_or("no pid".to_string(), blocked_signals);
+        let _ = p.terminate();
+        let joined = match p.join_timeout(Duration::from_secs(20)) {
+            Ok(ms) => format!("returned {ms}"),
+            Err(e) => e.to_string(),
+        };
+        said.push(format!("{method:?}: blocked {blocked}; {joined}"));
+    }
+    said
+}
+
+/// A child starts with no signal blocked, as `std::process::Command`'s
+/// do, whatever its parent blocks: the mask survives fork and exec, and a
+/// parent blocking SIGTERM left children `terminate()` could not end (and,
+/// blocking SIGCHLD, a fork server that never heard its children end).
+fn children_start_with_no_signal_blocked() {
+    let mut p = Process::new(terminate_with_signals_blocked, ());
+    p.start().expect("start");
+    let said = p.join().expect("join");
+    let expected: Vec<String> = METHODS
+        .iter()
+        .map(|m| format!("{m:?}: blocked 0000000000000000; the process was killed by SIGTERM"))
+        .collect();
+    assert_eq!(said, expected);
 }

@@ -23,6 +23,11 @@ pub(crate) fn run_entry_and_exit(
     args: &[u8],
     fds: Vec<OwnedFd>,
 ) -> ! {
+    // A child starts with no signal blocked, as `std::process::Command`'s
+    // do. The mask survives fork and exec: a parent that blocks SIGTERM (to
+    // read it from a signalfd, or on a runtime's signal thread) left a
+    // child that `terminate()` could not end.
+    let _ = crate::os::signals::unblock_all();
     if cfg!(panic = "abort") {
         report_panics_before_abort(report);
     }

@@ -69,6 +69,10 @@ fn serve(mut conn: Connection) -> i32 {
     // Ctrl-C goes to the whole process group: the creator decides what it
     // means; the server must not die of it and take every child along.
     let _ = os::signals::ignore(libc::SIGINT);
+    // The creator's mask came through exec: one that blocks SIGCHLD (a
+    // signalfd user's) would keep the server from hearing its children
+    // end, and every join would wait for a relay that never comes.
+    let _ = os::signals::unblock_all();
     let sigchld = match os::signals::SelfPipe::install(&[libc::SIGCHLD]) {
         Ok(pipe) => pipe,
         Err(e) => {
