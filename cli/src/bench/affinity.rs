@@ -40,6 +40,13 @@ pub fn set(set: &libc::cpu_set_t) -> Result<(), String> {
     Ok(())
 }
 
+/// A CPU of `set` other than `cpu`, if it has one.
+pub fn another_cpu(set: &libc::cpu_set_t, cpu: usize) -> Option<usize> {
+    (0..8 * std::mem::size_of::<libc::cpu_set_t>())
+        // SAFETY: CPU_ISSET reads a bit of `set`; `c` is inside it.
+        .find(|&c| c != cpu && unsafe { libc::CPU_ISSET(c, set) })
+}
+
 /// Runs this thread on `cpu` only (`None`: leaves it as it is).
 pub fn pin(cpu: Option<usize>) -> Result<(), String> {
     let Some(cpu) = cpu else {

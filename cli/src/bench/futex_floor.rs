@@ -61,7 +61,7 @@ fn answer((shm, rounds, cpu): (SharedMemory, u32, Option<usize>)) -> Result<(), 
 }
 
 /// Round trips through two futex words between this process and a child
-/// (both on `cpu` if given, the caller pinned there already): (p50, p99)
+/// (the child on `cpu` if given; the caller placed itself already): (p50, p99)
 /// in microseconds.
 pub fn round_trip(rounds: u32, cpu: Option<usize>) -> Result<(f64, f64), String> {
     let shm = SharedMemory::anonymous(4096).map_err(|e| e.to_string())?;

@@ -89,14 +89,23 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     // their medians compared. (Right after a busy benchmark the CPUs are
     // not yet idle and a wake-up is several times cheaper: in turns, both
     // see the same.) Then again with both processes on one CPU, where a
-    // wake-up is a context switch rather than an idle CPU's.
-    rows.extend(blocking_rows(rounds, None)?);
+    // wake-up is a context switch rather than an idle CPU's, and with each
+    // on a CPU of its own, where it is always an idle CPU's (left to the
+    // scheduler, the bare futexes often land on one CPU and the queue's
+    // pair on two, and the first comparison reads 20x).
+    rows.extend(blocking_rows(rounds, None, None)?);
     let mine = super::affinity::get()?;
     let cpu = super::affinity::current_cpu();
     super::affinity::pin(cpu)?;
-    let pinned = blocking_rows(rounds, cpu);
+    let pinned = blocking_rows(rounds, cpu, cpu);
+    let apart = cpu
+        .and_then(|c| super::affinity::another_cpu(&mine, c))
+        .map(|other| blocking_rows(rounds, cpu, Some(other)));
     super::affinity::set(&mine)?;
     rows.extend(pinned?);
+    if let Some(apart) = apart {
+        rows.extend(apart?);
+    }
     for (mode, spin) in [
         ("default (20 us spin)", outlast_ipc::queue::DEFAULT_SPIN),
         ("spin-then-park (1 ms)", Duration::from_millis(1)),
@@ -201,9 +210,19 @@ fn two_to_two(size: usize, count: u64, ring: usize) -> Result<f64, String> {
 }
 
 /// The blocking ping-pong and, in turns with it, the futex floor: two
-/// rows; both processes on `cpu` if given (the caller pinned there).
-fn blocking_rows(rounds: usize, cpu: Option<usize>) -> Result<Vec<Row>, String> {
-    let place = if cpu.is_some() { ", one CPU" } else { "" };
+/// rows; this process on `ours` if given (the caller pinned it there), the
+/// other on `theirs`.
+fn blocking_rows(
+    rounds: usize,
+    ours: Option<usize>,
+    theirs: Option<usize>,
+) -> Result<Vec<Row>, String> {
+    let cpu = theirs;
+    let place = match (ours, theirs) {
+        (Some(a), Some(b)) if a == b => ", one CPU",
+        (Some(_), Some(_)) => ", two CPUs",
+        _ => "",
+    };
     let mut rows = Vec::new();
     let mut floors = Vec::new();
     let mut floor_tails = Vec::new();
@@ -228,9 +247,9 @@ fn blocking_rows(rounds: usize, cpu: Option<usize>) -> Result<Vec<Row>, String> 
         vs_baseline: Some(p50 / floor_p50.max(1e-3)),
         baseline: Some(format!(
             "the futex floor (round trip p50 {p50:.2} us, p99 {p99:.2} us){}",
-            match cpu {
-                None => super::futex_floor::halt_polling_note(),
-                Some(_) => String::new(),
+            match place {
+                ", one CPU" => String::new(),
+                _ => super::futex_floor::halt_polling_note(),
             }
         )),
         runs: 3,
