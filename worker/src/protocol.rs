@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use outlast_ipc::codec::write_varint;
 use outlast_ipc::spsc::spill::Spilled;
 use serde::{Deserialize, Serialize};
 
@@ -177,8 +178,8 @@ impl TaskBatch {
             self.body.resize(HEAD_ROOM, 0);
         }
         let start = self.body.len();
-        varint(id, &mut self.body);
-        varint(u64::from(attempt), &mut self.body);
+        write_varint(id, &mut self.body);
+        write_varint(u64::from(attempt), &mut self.body);
         // The input's length goes before it: one byte is kept for it, and
         // the input moved along in the rare case its length needs more.
         let len_at = self.body.len();
@@ -193,7 +194,7 @@ impl TaskBatch {
             self.body[len_at] = len as u8;
         } else {
             let mut prefix = Vec::with_capacity(10);
-            varint(len, &mut prefix);
+            write_varint(len, &mut prefix);
             self.body.resize(end + prefix.len() - 1, 0);
             self.body
                 .copy_within(len_at + 1..end, len_at + prefix.len());
@@ -218,7 +219,7 @@ impl TaskBatch {
             self.body.resize(HEAD_ROOM, 0);
         }
         let mut head = vec![0]; // ToWorker::Tasks
-        varint(self.count as u64, &mut head);
+        write_varint(self.count as u64, &mut head);
         match HEAD_ROOM.checked_sub(head.len()) {
             Some(at) => {
                 self.body[at..HEAD_ROOM].copy_from_slice(&head);
@@ -230,15 +231,6 @@ impl TaskBatch {
             }
         }
     }
-}
-
-/// LEB128, as postcard writes integers and lengths.
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
 }
 
 /// What became of one task.

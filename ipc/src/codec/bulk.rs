@@ -305,8 +305,10 @@ fn take_counted<E: bytemuck::Pod>(
     Ok((out, &input[need..]))
 }
 
-/// LEB128, as postcard writes lengths.
-pub(crate) fn write_varint(mut n: u64, out: &mut Vec<u8>) {
+/// Appends `n` as LEB128, as postcard writes lengths and integers: for
+/// code that writes the wire format's bytes by hand (a frame's value
+/// behind a header of its own, as `outlast`'s pool does).
+pub fn write_varint(mut n: u64, out: &mut Vec<u8>) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -314,8 +316,9 @@ pub(crate) fn write_varint(mut n: u64, out: &mut Vec<u8>) {
     out.push(n as u8);
 }
 
-/// A LEB128 `u64` and the bytes after it; `None` if cut short or too long.
-fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+/// A LEB128 `u64` at the front of `bytes`, and the bytes after it; `None`
+/// if cut short or longer than a `u64` takes.
+pub fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
     let mut n = 0u64;
     for (i, &b) in bytes.iter().enumerate().take(MAX_VARINT) {
         n |= u64::from(b & 0x7f).checked_shl(7 * i as u32)?;

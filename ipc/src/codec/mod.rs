@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod bulk;
-pub(crate) use bulk::write_varint;
+pub use bulk::{read_varint, write_varint};
 mod de;
 pub(crate) mod debug;
 mod described;

@@ -58,8 +58,10 @@ pub(crate) fn trampoline<A: DeserializeOwned, R: Serialize>(
     }
 }
 
-/// The text of a panic payload (what `panic!` was given).
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The text of a panic payload (what `panic!` was given), as `join`
+/// reports a child's panic: for code that catches panics itself
+/// (`std::panic::catch_unwind`) and wants the same words.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -50,6 +50,7 @@ mod start_method;
 
 pub use code_ref::CodeRef;
 pub use current::{current_process, ProcessInfo};
+pub use entry::panic_message;
 pub use error::{JoinError, JoinTimeoutError, StartError};
 pub use exit::{signal_name, ExitStatus};
 pub use family::{active_children, parent_process, ChildInfo, ParentProcess};
@@ -58,7 +59,7 @@ pub use start_method::{
     StartMethodAlreadySet, UnknownStartMethod,
 };
 
-pub(crate) use entry::{code_address, code_offset, panic_message};
+pub(crate) use entry::{code_address, code_offset};
 pub(crate) use spawn::run_if_spawned;
 
 use std::marker::PhantomData;

@@ -21,6 +21,7 @@
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
 
+use outlast_ipc::codec::{read_varint, write_varint};
 use outlast_ipc::process::CodeRef;
 use outlast_worker::job::TaskContext;
 use outlast_worker::runner::Runner;
@@ -140,7 +141,7 @@ fn on_panic(info: &PanicHookInfo<'_>, fallback: &(dyn Fn(&PanicHookInfo<'_>) + S
         PANIC_LOCATION.with(|slot| *slot.borrow_mut() = location);
         return;
     }
-    let message = panic_text(info.payload());
+    let message = outlast_ipc::process::panic_message(info.payload());
     if INITIALIZING.try_with(Cell::get).unwrap_or(false) {
         outlast_worker::runtime::exit_cannot_start(super::init::initializer_panicked(
             &message,
@@ -304,21 +305,10 @@ pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Reply<R> {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Reply::Returned(value),
         Err(payload) => {
-            let message = panic_text(payload.as_ref());
+            let message = outlast_ipc::process::panic_message(payload.as_ref());
             let location = PANIC_LOCATION.with(|slot| slot.borrow_mut().take());
             Reply::Panicked { message, location }
         }
-    }
-}
-
-/// What `panic!` was given, as text.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a panic with a non-string payload)".to_string()
     }
 }
 
@@ -344,27 +334,6 @@ fn append_reply<R: Serialize>(reply: &Reply<R>, out: &mut Vec<u8>) {
     }
     let len = (out.len() - at - 4) as u32;
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-}
-
-/// LEB128, as postcard writes lengths.
-pub(crate) fn write_varint(mut n: u64, out: &mut Vec<u8>) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// A LEB128 number at the front of `bytes`, and what follows it.
-pub(crate) fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut n = 0u64;
-    for (i, &b) in bytes.iter().enumerate().take(10) {
-        n |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((n, &bytes[i + 1..]));
-        }
-    }
-    None
 }
 
 /// Where each framed reply of a chunk's output lies in it, in item order:

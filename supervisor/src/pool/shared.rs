@@ -283,11 +283,7 @@ fn publish(inner: &Inner, engine: &Engine, over: Option<String>) {
 /// Runs a done callback; one that panics is reported, and the pool goes on.
 pub(crate) fn run_callback(callback: Callback) {
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)) {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(not a string)".into());
+        let message = outlast_ipc::process::panic_message(panic.as_ref());
         outlast_ipc::os::stderr::line(format_args!(
             "outlast: a pool's done callback panicked: {message}"
         ));
