@@ -38,6 +38,7 @@ fn main() {
         beside_busy_loops_a_ping_pong_loses_no_wake_up,
         a_consumer_fed_slowly_learns_not_to_spin,
         beside_busy_loops_the_cpus_count_as_oversubscribed,
+        a_child_that_put_its_items_joins_before_they_are_taken,
     ]);
 }
 
@@ -952,5 +953,33 @@ fn beside_busy_loops_the_cpus_count_as_oversubscribed() {
             outlast_ipc::os::contention::runnable()
         );
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Puts three 15 MB items and returns.
+fn put_three_large(q: Queue<Vec<u8>>) {
+    for n in 0..3u8 {
+        let _ = q.put(&vec![n; 15 << 20]);
+    }
+}
+
+/// Python's documented deadlock, "joining processes that use queues": a
+/// child that put items cannot end until its feeder thread has written
+/// them, so joining it before draining the queue hangs. Here a put that
+/// returned is in shared memory (items within the ring's room), and the
+/// child ends at once: joined before any get, in every start method.
+fn a_child_that_put_its_items_joins_before_they_are_taken() {
+    for method in StartMethod::ALL {
+        let q = Queue::<Vec<u8>>::new(0).expect("a queue");
+        let mut child =
+            Process::new(put_three_large, q.try_clone().expect("a clone")).start_method(method);
+        child.start().expect("start");
+        child
+            .join_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{method:?}: joined before the items were taken: {e}"));
+        for n in 0..3u8 {
+            let item = q.get_timeout(Duration::from_secs(10)).expect("an item");
+            assert_eq!((item.len(), item[0]), (15 << 20, n), "{method:?}");
+        }
     }
 }
