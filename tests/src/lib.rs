@@ -7,6 +7,7 @@
 //! on the main thread, and prints libtest's summary line.
 
 pub mod attack;
+pub mod executor;
 pub mod harness;
 pub mod load;
 pub mod peak_alloc;

@@ -49,7 +49,7 @@ const LARGE_SEND_BUFFER: usize = 4 << 20;
 /// never a hang and never a `SIGPIPE`.
 #[derive(Debug)]
 pub struct Connection {
-    fd: OwnedFd,
+    pub(super) fd: OwnedFd,
     is_socket: bool,
     readable: bool,
     writable: bool,
@@ -67,6 +67,8 @@ pub struct Connection {
     mac: Option<Box<FrameMac>>,
     /// Whether a large frame has asked for a larger send buffer yet.
     send_buffer_asked: bool,
+    /// The threads that wait for this connection's futures (see `future`).
+    pub(super) watches: super::future::Watches,
 }
 
 /// How far a frame's write got before its deadline.
@@ -102,6 +104,7 @@ impl Connection {
             unsent_at: 0,
             mac: None,
             send_buffer_asked: false,
+            watches: Default::default(),
         })
     }
 

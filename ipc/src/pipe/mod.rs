@@ -15,6 +15,7 @@
 
 mod connection;
 mod error;
+mod future;
 mod inbox;
 pub(crate) mod mac;
 
@@ -22,6 +23,7 @@ pub use connection::Connection;
 pub use error::{
     RecvError, RecvIntoError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
 };
+pub use future::{RecvBytesFuture, RecvFuture, SendFuture};
 
 use std::io;
 

@@ -49,6 +49,7 @@
 
 mod bias;
 mod error;
+mod future;
 mod joinable;
 mod producers;
 mod ring;
@@ -57,6 +58,7 @@ mod spill;
 mod wait;
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
+pub use future::{GetFuture, PutFuture};
 pub use joinable::JoinableQueue;
 pub use simple::SimpleQueue;
 pub use wait::DEFAULT_SPIN;
@@ -131,6 +133,9 @@ pub struct Queue<T> {
     max_message: AtomicUsize,
     producer: AtomicUsize,
     seen: LocalView,
+    /// The threads that wait for this process's futures (see `future`),
+    /// shared by the handles cloned from one another.
+    watches: std::sync::Arc<future::Watches>,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -160,7 +165,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let spill = SpillSocket::new()?;
         let slot = cell.state().ring.producers.register();
-        Ok(Queue::registered(cell, spill.into(), slot))
+        Ok(Queue::registered(
+            cell,
+            spill.into(),
+            Default::default(),
+            slot,
+        ))
     }
 
     fn ring(&self) -> Ring<'_> {
@@ -612,11 +622,13 @@ impl<T> Queue<T> {
     fn registered(
         cell: ShmCell<QueueState>,
         spill: std::sync::Arc<SpillSocket>,
+        watches: std::sync::Arc<future::Watches>,
         slot: Option<usize>,
     ) -> Self {
         Queue {
             producer: AtomicUsize::new(slot.unwrap_or(UNTRACKED)),
             spill,
+            watches,
             max_message: AtomicUsize::new(DEFAULT_MAX_MESSAGE_BYTES),
             cell,
             seen: LocalView::default(),
@@ -632,7 +644,12 @@ impl<T> Queue<T> {
 impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
         let slot = self.cell.state().ring.producers.register();
-        let queue = Queue::registered(self.cell.clone(), std::sync::Arc::clone(&self.spill), slot);
+        let queue = Queue::registered(
+            self.cell.clone(),
+            std::sync::Arc::clone(&self.spill),
+            std::sync::Arc::clone(&self.watches),
+            slot,
+        );
         queue
             .max_message
             .store(self.max_message.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -690,7 +707,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
             Some(index) => producers.adopt(index as usize),
             None => None,
         };
-        let queue = Queue::registered(cell, wire.spill.into(), slot);
+        let queue = Queue::registered(cell, wire.spill.into(), Default::default(), slot);
         queue.max_message.store(
             usize::try_from(wire.max_message).unwrap_or(usize::MAX),
             Ordering::Relaxed,

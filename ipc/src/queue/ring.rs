@@ -427,6 +427,47 @@ impl<'a> Ring<'a> {
         }
     }
 
+    // ---- for futures (see `crate::watch`) -------------------------------------
+
+    /// The tail word: moves with every message put.
+    pub(crate) fn tail_word(&self) -> u64 {
+        self.state.tail.word.load(Ordering::Acquire)
+    }
+
+    /// The head word: moves with every message taken.
+    pub(crate) fn head_word(&self) -> u64 {
+        self.state.head.word.load(Ordering::Acquire)
+    }
+
+    /// Sleeps, without spinning, until the tail moves from `seen`, a
+    /// shutdown, or `slice` passes; true if the tail moved.
+    pub(crate) fn sleep_until_tail_moves(&self, seen: u64, slice: Duration) -> bool {
+        let s = self.state;
+        sleep_on(
+            &s.tail.word,
+            seen,
+            &s.consumers_waiting.owed,
+            Deadline::after(slice),
+            Duration::ZERO,
+            &self.seen.budget,
+            &self.tail_bias(),
+        )
+    }
+
+    /// [`sleep_until_tail_moves`](Self::sleep_until_tail_moves), for the head.
+    pub(crate) fn sleep_until_head_moves(&self, seen: u64, slice: Duration) -> bool {
+        let s = self.state;
+        sleep_on(
+            &s.head.word,
+            seen,
+            &s.producers_waiting.owed,
+            Deadline::after(slice),
+            Duration::ZERO,
+            &self.seen.budget,
+            &self.head_bias(),
+        )
+    }
+
     // ---- putting ----------------------------------------------------------
 
     /// The shared tail, for a caller holding the producers' side. If some

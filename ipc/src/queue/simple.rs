@@ -53,6 +53,16 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.queue.get_timeout(timeout)
     }
 
+    /// [`get`](Self::get) as a future (see [`Queue::get_async`]).
+    pub fn get_async(&self) -> super::GetFuture<'_, T> {
+        self.queue.get_async()
+    }
+
+    /// [`put`](Self::put) as a future (see [`Queue::put_async`]).
+    pub fn put_async(&self, item: &T) -> super::PutFuture<'_, T> {
+        self.queue.put_async(item)
+    }
+
     pub fn empty(&self) -> bool {
         self.queue.is_empty()
     }

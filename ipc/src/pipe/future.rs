@@ -1,0 +1,371 @@
+//! A connection's receives and sends as `std::future::Future`s, for any
+//! executor: [`Connection::recv_async`], [`Connection::recv_bytes_async`],
+//! [`Connection::send_async`] and [`Connection::send_bytes_async`].
+//!
+//! A future tries the non-waiting call each time it is polled, in the
+//! polling thread (a whole frame may already sit in our buffer, where no
+//! reactor would see it); when that cannot go on, it leaves its waker with
+//! the connection's [`Watch`], whose thread polls a duplicate of the
+//! descriptor and wakes it once the descriptor is ready. The thread ends
+//! a second after the last wait, and at once when the connection is
+//! dropped, closing its duplicate (so the peer sees the end of file then).
+//!
+//! Cancel-safe: a receive dropped before it is ready has taken no message
+//! (a frame read in part stays buffered for the next receive); a send
+//! dropped before it is ready has sent nothing, or, if it had started, its
+//! rest goes out before the next message, as after a `send_timeout`.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::os::Deadline;
+use crate::watch::{Ticket, Watch, Watched};
+
+use super::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
+
+/// A connection's two watches, started on first use.
+#[derive(Debug, Default)]
+pub(super) struct Watches {
+    readable: Option<Arc<Watch>>,
+    writable: Option<Arc<Watch>>,
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        // The threads' duplicates must not outlive the connection.
+        for watch in [&self.readable, &self.writable].into_iter().flatten() {
+            watch.stop();
+        }
+    }
+}
+
+/// A duplicate of a connection's descriptor, polled for one direction,
+/// and an eventfd that interrupts the poll when the connection goes.
+struct Descriptor {
+    fd: OwnedFd,
+    events: i16,
+    interrupt: OwnedFd,
+}
+
+impl Descriptor {
+    fn new(connection: &Connection, events: i16) -> io::Result<Descriptor> {
+        let fd = connection.fd.try_clone()?;
+        // SAFETY: eventfd takes no pointers; the result is checked below.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let interrupt = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Descriptor {
+            fd,
+            events,
+            interrupt,
+        })
+    }
+}
+
+impl Watched for Descriptor {
+    fn epoch(&self) -> u64 {
+        // Readiness is the descriptor's level, not a count: `sleep` sees it.
+        0
+    }
+
+    fn ready_now(&self) -> bool {
+        false
+    }
+
+    fn sleep(&self, _seen: u64, slice: Duration) -> bool {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: self.events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.interrupt.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // An error (ENOMEM) reads as ready: the future's own call says why.
+        crate::os::poll::poll_many(&mut fds, Deadline::after(slice)).map_or(true, |n| n > 0)
+    }
+
+    fn interrupt(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our own eventfd; a
+        // full counter (EAGAIN) has interrupted the poll already.
+        unsafe { libc::write(self.interrupt.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
+
+impl Connection {
+    /// Receives one serde value, as a future: [`recv`](Self::recv) for
+    /// async code, with no runtime of ours (any executor polls it). While
+    /// it waits, a thread of this connection polls the descriptor, not the
+    /// executor's. Cancel-safe: dropped before it is ready, it has taken
+    /// no message.
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::task::{Context, Poll, Waker};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut a, mut b) = outlast_ipc::Pipe::duplex()?;
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut recv = std::pin::pin!(b.recv_async::<String>());
+    /// assert!(recv.as_mut().poll(&mut cx).is_pending());
+    /// a.send("hello")?;
+    /// // Each poll tries again, in the polling thread.
+    /// assert!(matches!(recv.as_mut().poll(&mut cx), Poll::Ready(Ok(s)) if s == "hello"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Under an executor: `let reply: String = conn.recv_async().await?;`.
+    pub fn recv_async<T: DeserializeOwned>(&mut self) -> RecvFuture<'_, T> {
+        RecvFuture {
+            connection: self,
+            waiting: None,
+            _value: std::marker::PhantomData,
+        }
+    }
+
+    /// Receives one byte message, as a future ([`recv_bytes`](Self::recv_bytes)
+    /// for async code; see [`recv_async`](Self::recv_async)).
+    pub fn recv_bytes_async(&mut self) -> RecvBytesFuture<'_> {
+        RecvBytesFuture {
+            connection: self,
+            waiting: None,
+        }
+    }
+
+    /// Sends a serde value, as a future: [`send`](Self::send) for async
+    /// code. The value is encoded now; the future is ready once the whole
+    /// message is written. Dropped before that, it has sent nothing, or
+    /// its rest goes out before the next message.
+    pub fn send_async<T: Serialize + ?Sized>(&mut self, value: &T) -> SendFuture<'_> {
+        let mut payload = Vec::new();
+        let payload = crate::codec::encode_append(value, &mut payload)
+            .map(|()| payload)
+            .map_err(SendError::from);
+        SendFuture {
+            connection: self,
+            payload: Some(payload),
+            started: false,
+            waiting: None,
+        }
+    }
+
+    /// Sends a byte message, as a future ([`send_bytes`](Self::send_bytes)
+    /// for async code; see [`send_async`](Self::send_async)).
+    pub fn send_bytes_async(&mut self, bytes: &[u8]) -> SendFuture<'_> {
+        SendFuture {
+            connection: self,
+            payload: Some(Ok(bytes.to_vec())),
+            started: false,
+            waiting: None,
+        }
+    }
+
+    /// The watch of this connection's descriptor for `events`, started on
+    /// first use.
+    fn watch(&mut self, events: i16) -> io::Result<Arc<Watch>> {
+        let existing = match events {
+            libc::POLLOUT => &self.watches.writable,
+            _ => &self.watches.readable,
+        };
+        if let Some(watch) = existing {
+            return Ok(Arc::clone(watch));
+        }
+        let (object, name) = match events {
+            libc::POLLOUT => (Descriptor::new(self, libc::POLLOUT)?, "ipc-pipe-send"),
+            _ => (Descriptor::new(self, libc::POLLIN)?, "ipc-pipe-recv"),
+        };
+        let watch = Watch::new(Arc::new(object), name);
+        match events {
+            libc::POLLOUT => self.watches.writable = Some(Arc::clone(&watch)),
+            _ => self.watches.readable = Some(Arc::clone(&watch)),
+        }
+        Ok(watch)
+    }
+}
+
+/// A future's wait on its connection's descriptor.
+struct Waiting {
+    watch: Arc<Watch>,
+    ticket: Ticket,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.watch.forget(&self.ticket);
+    }
+}
+
+/// Leaves `cx`'s waker with `connection`'s watch for `events`.
+fn wait_for(
+    connection: &mut Connection,
+    events: i16,
+    waiting: &mut Option<Waiting>,
+    cx: &mut Context<'_>,
+) -> io::Result<()> {
+    if waiting.is_none() {
+        let watch = connection.watch(events)?;
+        let ticket = watch.ticket();
+        *waiting = Some(Waiting { watch, ticket });
+    }
+    match waiting {
+        Some(w) => w.watch.wait(&w.ticket, 0, cx.waker()),
+        None => Ok(()),
+    }
+}
+
+/// The future of [`Connection::recv_async`].
+#[must_use = "a future receives nothing unless it is awaited"]
+pub struct RecvFuture<'a, T> {
+    connection: &'a mut Connection,
+    waiting: Option<Waiting>,
+    _value: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for RecvFuture<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvFuture").finish_non_exhaustive()
+    }
+}
+
+impl<T: DeserializeOwned> Future for RecvFuture<'_, T> {
+    type Output = Result<T, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.connection.try_recv::<T>() {
+            Ok(value) => Poll::Ready(Ok(value)),
+            Err(TryRecvError::Recv(e)) => Poll::Ready(Err(e)),
+            Err(TryRecvError::Empty) => {
+                match wait_for(this.connection, libc::POLLIN, &mut this.waiting, cx) {
+                    Ok(()) => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(RecvError::Io(e))),
+                }
+            }
+        }
+    }
+}
+
+/// The future of [`Connection::recv_bytes_async`].
+#[must_use = "a future receives nothing unless it is awaited"]
+pub struct RecvBytesFuture<'a> {
+    connection: &'a mut Connection,
+    waiting: Option<Waiting>,
+}
+
+impl std::fmt::Debug for RecvBytesFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBytesFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for RecvBytesFuture<'_> {
+    type Output = Result<Vec<u8>, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.connection.recv_bytes_timeout(Duration::ZERO) {
+            Ok(bytes) => Poll::Ready(Ok(bytes)),
+            Err(RecvTimeoutError::Recv(e)) => Poll::Ready(Err(e)),
+            Err(RecvTimeoutError::Timeout) => {
+                match wait_for(this.connection, libc::POLLIN, &mut this.waiting, cx) {
+                    Ok(()) => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(RecvError::Io(e))),
+                }
+            }
+        }
+    }
+}
+
+/// The future of [`Connection::send_async`] and [`Connection::send_bytes_async`].
+#[must_use = "a future sends nothing unless it is awaited"]
+pub struct SendFuture<'a> {
+    connection: &'a mut Connection,
+    /// The message's payload (or why it has none); taken once ready.
+    payload: Option<Result<Vec<u8>, SendError>>,
+    /// Part of the message is written; its rest waits in the connection.
+    started: bool,
+    waiting: Option<Waiting>,
+}
+
+impl std::fmt::Debug for SendFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendFuture")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SendFuture<'_> {
+    /// One non-waiting step: `Ok(true)` once the whole message is out.
+    fn step(&mut self) -> Result<bool, SendError> {
+        let connection = &mut *self.connection;
+        let flushed = |c: &mut Connection| match c.flush_timeout(Duration::ZERO) {
+            Ok(()) => Ok(true),
+            Err(SendTimeoutError::Timeout) => Ok(false),
+            Err(SendTimeoutError::Send(e)) => Err(e),
+        };
+        if self.started {
+            return flushed(connection);
+        }
+        // An earlier message's rest first, as `send` writes it.
+        if connection.has_unsent() && !flushed(connection)? {
+            return Ok(false);
+        }
+        let payload = match self.payload.as_ref() {
+            Some(Ok(payload)) => payload,
+            Some(Err(_)) => match self.payload.take() {
+                Some(Err(e)) => return Err(e),
+                _ => return Err(SendError::Io(io::ErrorKind::InvalidInput.into())),
+            },
+            None => return Err(SendError::Io(io::ErrorKind::InvalidInput.into())),
+        };
+        match connection.send_bytes_timeout(payload, Duration::ZERO) {
+            // Written in part, the rest kept in the connection: it started.
+            Ok(()) if connection.has_unsent() => {
+                self.started = true;
+                Ok(false)
+            }
+            Ok(()) => Ok(true),
+            Err(SendTimeoutError::Timeout) => Ok(false),
+            Err(SendTimeoutError::Send(e)) => Err(e),
+        }
+    }
+}
+
+impl Future for SendFuture<'_> {
+    type Output = Result<(), SendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.step() {
+            Ok(true) => {
+                this.payload = None;
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => {
+                this.payload = None;
+                Poll::Ready(Err(e))
+            }
+            Ok(false) => match wait_for(this.connection, libc::POLLOUT, &mut this.waiting, cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(SendError::Io(e))),
+            },
+        }
+    }
+}

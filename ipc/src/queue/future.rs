@@ -1,0 +1,318 @@
+//! [`Queue::get_async`] and [`Queue::put_async`]: a get and a put as
+//! `std::future::Future`s, for any executor.
+//!
+//! A future tries the non-waiting get (or put) each time it is polled, in
+//! the polling thread; when that finds the queue empty (or full) it leaves
+//! its waker with the queue's [`Watch`](crate::watch::Watch), whose thread
+//! sleeps on the ring's futex for every future of this process waiting on
+//! that side, and wakes them when a message comes (or room is made). A
+//! dropped future has taken nothing: cancelling one loses no message.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::shm::cell::ShmCell;
+use crate::watch::{Ticket, Watch, Watched};
+
+use super::ring::{LocalView, Ring};
+use super::wait::Patience;
+use super::{GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueState};
+
+/// How many times a future that failed only because another thread held
+/// the side for a moment tries again at once (through its executor)
+/// before it waits for the watch.
+const QUICK_RETRIES: u32 = 8;
+
+/// The two watches of a queue in this process, started on first use and
+/// shared by the handles cloned from one another.
+#[derive(Default)]
+pub(super) struct Watches {
+    taking: OnceLock<Arc<Watch>>,
+    putting: OnceLock<Arc<Watch>>,
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        // The last handle of this process is gone: the threads let go of
+        // the mapping now, not after their idle wait.
+        for watch in [self.taking.get(), self.putting.get()]
+            .into_iter()
+            .flatten()
+        {
+            watch.stop();
+        }
+    }
+}
+
+/// One side of a queue, as its watch sees it.
+struct Side {
+    cell: ShmCell<QueueState>,
+    /// The watch's own view: its waits teach nothing to the handles'.
+    seen: LocalView,
+    putting: bool,
+}
+
+impl Side {
+    fn ring(&self) -> Ring<'_> {
+        Ring::new(
+            &self.cell.state().ring,
+            self.cell.extra_ptr(),
+            self.cell.extra_len(),
+            &self.seen,
+        )
+    }
+}
+
+impl Watched for Side {
+    fn epoch(&self) -> u64 {
+        match self.putting {
+            true => self.ring().head_word(),
+            false => self.ring().tail_word(),
+        }
+    }
+
+    fn ready_now(&self) -> bool {
+        let ring = self.ring();
+        ring.shutdown_state() != 0
+            || (!self.putting && (ring.len() > 0 || ring.state.producers.all_gone(false)))
+    }
+
+    fn sleep(&self, seen: u64, slice: Duration) -> bool {
+        match self.putting {
+            true => self.ring().sleep_until_head_moves(seen, slice),
+            false => self.ring().sleep_until_tail_moves(seen, slice),
+        }
+    }
+
+    fn look_harder(&self) -> bool {
+        // A producer SIGKILLed never closed its handle: only its death tells.
+        !self.putting && self.ring().state.producers.all_gone(true)
+    }
+}
+
+impl<T> Queue<T> {
+    /// The watch of this queue's `putting` (or taking) side.
+    fn watch(&self, putting: bool) -> &Arc<Watch> {
+        let (cell, name) = match putting {
+            true => (&self.watches.putting, "ipc-queue-put"),
+            false => (&self.watches.taking, "ipc-queue-get"),
+        };
+        cell.get_or_init(|| {
+            let side = Side {
+                cell: self.cell.clone(),
+                seen: LocalView::default(),
+                putting,
+            };
+            Watch::new(Arc::new(side), name)
+        })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Takes a message, as a future: [`get`](Self::get) for async code,
+    /// with no runtime of ours (any executor polls it). The waiting
+    /// thread is not the executor's: a thread of this queue, shared by
+    /// every future of this process waiting to get from it, sleeps on the
+    /// queue and wakes them. Cancel-safe: a future dropped before it is
+    /// ready (a `tokio::time::timeout` that ran out) has taken nothing.
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::task::{Context, Poll, Waker};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let q = outlast_ipc::queue::Queue::<u32>::new(0)?;
+    /// let mut get = std::pin::pin!(q.get_async());
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(get.as_mut().poll(&mut cx).is_pending());
+    /// q.put(&7)?;
+    /// // Each poll tries again, in the polling thread.
+    /// assert!(matches!(get.as_mut().poll(&mut cx), Poll::Ready(Ok(7))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Under an executor: `let item = q.get_async().await?;`.
+    pub fn get_async(&self) -> GetFuture<'_, T> {
+        GetFuture {
+            queue: self,
+            waiting: None,
+            retries: 0,
+        }
+    }
+
+    /// Puts a message, as a future: [`put`](Self::put) for async code, as
+    /// [`get_async`](Self::get_async) is `get`'s. The item is encoded now;
+    /// the future is ready once it is in the queue. Dropped before that,
+    /// it has put nothing.
+    pub fn put_async(&self, item: &T) -> PutFuture<'_, T> {
+        let mut encoded = Vec::new();
+        let encoded = crate::codec::encode_append(item, &mut encoded)
+            .map(|()| encoded)
+            .map_err(|e| PutError::Encode(e.to_string()));
+        PutFuture {
+            queue: self,
+            encoded: Some(encoded),
+            waiting: None,
+            retries: 0,
+        }
+    }
+}
+
+/// A future's wait on one side of a queue.
+struct Waiting {
+    watch: Arc<Watch>,
+    ticket: Ticket,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.watch.forget(&self.ticket);
+    }
+}
+
+/// Leaves `cx`'s waker with the `putting` side's watch, to be woken once
+/// the side moves from `seen`; or has it polled again at once while the
+/// failed try was only another thread's moment on the side (`held`).
+fn wait_for<T>(
+    queue: &Queue<T>,
+    putting: bool,
+    waiting: &mut Option<Waiting>,
+    retries: &mut u32,
+    seen: u64,
+    held: bool,
+    cx: &mut Context<'_>,
+) -> std::io::Result<()> {
+    if held && *retries < QUICK_RETRIES {
+        *retries += 1;
+        cx.waker().wake_by_ref();
+        return Ok(());
+    }
+    *retries = 0;
+    let waiting = waiting.get_or_insert_with(|| {
+        let watch = Arc::clone(queue.watch(putting));
+        let ticket = watch.ticket();
+        Waiting { watch, ticket }
+    });
+    waiting.watch.wait(&waiting.ticket, seen, cx.waker())
+}
+
+/// The future of [`Queue::get_async`]: a message, or why there is none.
+#[must_use = "a future takes nothing unless it is awaited"]
+pub struct GetFuture<'a, T> {
+    queue: &'a Queue<T>,
+    waiting: Option<Waiting>,
+    retries: u32,
+}
+
+impl<T> std::fmt::Debug for GetFuture<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetFuture")
+            .field("queue", self.queue)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
+    type Output = Result<T, GetError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // Before the try: a message put after it moves the tail from this.
+        let seen = this.queue.ring().tail_word();
+        match this.queue.try_get() {
+            Ok(item) => Poll::Ready(Ok(item)),
+            Err(GetTimeoutError::Get(e)) => Poll::Ready(Err(e)),
+            Err(GetTimeoutError::Empty) => {
+                let held = !this.queue.is_empty();
+                let queue = this.queue;
+                match wait_for(
+                    queue,
+                    false,
+                    &mut this.waiting,
+                    &mut this.retries,
+                    seen,
+                    held,
+                    cx,
+                ) {
+                    Ok(()) => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(GetError::Os(e))),
+                }
+            }
+        }
+    }
+}
+
+/// The future of [`Queue::put_async`].
+#[must_use = "a future puts nothing unless it is awaited"]
+pub struct PutFuture<'a, T> {
+    queue: &'a Queue<T>,
+    /// The item's bytes; taken once the future is ready.
+    encoded: Option<Result<Vec<u8>, PutError>>,
+    waiting: Option<Waiting>,
+    retries: u32,
+}
+
+impl<T> std::fmt::Debug for PutFuture<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutFuture")
+            .field("queue", self.queue)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
+    type Output = Result<(), PutError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let bytes = match this.encoded.as_ref() {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(_)) => match this.encoded.take() {
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                _ => return Poll::Ready(Err(PutError::Encode("polled again".into()))),
+            },
+            None => return Poll::Ready(Err(PutError::Encode("polled after it was ready".into()))),
+        };
+        let queue = this.queue;
+        // Before the try: room made after it moves the head from this.
+        let seen = queue.ring().head_word();
+        // A message beside the ring is copied into a memfd at every try:
+        // not while the ring has no room even for its record.
+        let spilled = bytes.len() > queue.ring_message_bytes();
+        let outcome = match spilled && queue.is_full() {
+            true => Err(PutTimeoutError::Full),
+            false => queue.put_bytes_deadline(bytes, Patience::now()),
+        };
+        match outcome {
+            Ok(()) => {
+                this.encoded = None;
+                Poll::Ready(Ok(()))
+            }
+            Err(PutTimeoutError::Put(e)) => {
+                this.encoded = None;
+                Poll::Ready(Err(e))
+            }
+            Err(PutTimeoutError::Full) => {
+                let held = !spilled && !queue.is_full();
+                match wait_for(
+                    queue,
+                    true,
+                    &mut this.waiting,
+                    &mut this.retries,
+                    seen,
+                    held,
+                    cx,
+                ) {
+                    Ok(()) => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(PutError::Os(e))),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! [`Watch`]: a thread that waits for one object (a queue's side, a pipe's
+//! descriptor) on behalf of the futures pending on it, and wakes them when
+//! the object may be ready.
+//!
+//! Our futures need no runtime: a queue's messages move through shared
+//! memory with a futex to sleep on, which no executor's reactor can watch,
+//! and a pipe's frames may already sit whole in our own buffer. So a
+//! future never blocks and never takes anything in another thread: it
+//! tries the non-waiting operation itself, and only when that finds
+//! nothing does it leave its waker here, with the object's *epoch* (a word
+//! that moves whenever a waiter may have become ready, such as a ring's
+//! position) read before it tried. The watch's thread wakes every future
+//! whose epoch moved, sleeps on the object otherwise, and ends after a
+//! while with nothing to watch. A future dropped mid-wait has taken
+//! nothing, so cancelling one (`tokio::time::timeout`, `select!`) loses no
+//! message, unlike a blocking call moved to another thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::Duration;
+
+/// What a [`Watch`] waits for.
+pub(crate) trait Watched: Send + Sync + 'static {
+    /// A word that moves whenever a waiter may have become ready; read by
+    /// a future before it tries, and by the watch before it looks.
+    fn epoch(&self) -> u64;
+    /// Ready whatever the epoch (a shutdown, nobody left to put), looked
+    /// at after [`epoch`](Self::epoch).
+    fn ready_now(&self) -> bool;
+    /// Sleeps until the epoch moves from `seen`, or the object may be ready
+    /// for another reason, or `slice` passes; true unless the slice passed
+    /// with nothing seen.
+    fn sleep(&self, seen: u64, slice: Duration) -> bool;
+    /// After a long wait with nothing seen: the costly look (are the
+    /// processes that could make it ready still alive?). True if ready.
+    fn look_harder(&self) -> bool {
+        false
+    }
+    /// Ends a [`sleep`](Self::sleep) in progress early, if it can: the
+    /// watch is stopping.
+    fn interrupt(&self) {}
+}
+
+/// The longest the watch sleeps in one go: also how often it takes the
+/// costly look, and how late a future learns of readiness its epoch did
+/// not show (another future's brief hold of a lock).
+const SLICE: Duration = Duration::from_millis(10);
+
+/// Slices between two costly looks.
+const SLICES_PER_LOOK: u32 = 5;
+
+/// How long the thread stays with nothing to watch before it ends.
+const IDLE_EXIT: Duration = Duration::from_secs(1);
+
+/// A future's place in the watch, freed when the future is dropped.
+#[derive(Debug)]
+pub(crate) struct Ticket(u64);
+
+/// The futures waiting on one object, and the thread that watches it.
+pub(crate) struct Watch {
+    object: Arc<dyn Watched>,
+    name: &'static str,
+    state: Mutex<Waiting>,
+    /// Told when a future waits while the thread idles.
+    arrived: Condvar,
+    next_ticket: AtomicU64,
+    /// The object's handles are gone: the thread ends.
+    stopped: AtomicBool,
+}
+
+#[derive(Default)]
+struct Waiting {
+    futures: Vec<Waiter>,
+    thread_running: bool,
+}
+
+struct Waiter {
+    ticket: u64,
+    seen: u64,
+    waker: Waker,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").field("name", &self.name).finish()
+    }
+}
+
+impl Watch {
+    /// A watch over `object`; its thread, named `name`, starts with the
+    /// first future that waits.
+    pub(crate) fn new(object: Arc<dyn Watched>, name: &'static str) -> Arc<Watch> {
+        Arc::new(Watch {
+            object,
+            name,
+            state: Mutex::new(Waiting::default()),
+            arrived: Condvar::new(),
+            next_ticket: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// A place for one future.
+    pub(crate) fn ticket(&self) -> Ticket {
+        Ticket(self.next_ticket.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Wakes `waker` once the object may be ready after `seen` (its epoch
+    /// before the failed try). An error only if the thread cannot start.
+    pub(crate) fn wait(
+        self: &Arc<Self>,
+        ticket: &Ticket,
+        seen: u64,
+        waker: &Waker,
+    ) -> std::io::Result<()> {
+        let mut state = self.lock();
+        match state.futures.iter_mut().find(|w| w.ticket == ticket.0) {
+            Some(waiter) => {
+                waiter.seen = seen;
+                waiter.waker.clone_from(waker);
+            }
+            None => state.futures.push(Waiter {
+                ticket: ticket.0,
+                seen,
+                waker: waker.clone(),
+            }),
+        }
+        if state.thread_running {
+            self.arrived.notify_one();
+            return Ok(());
+        }
+        let watch = Arc::clone(self);
+        let started = std::thread::Builder::new()
+            .name(self.name.into())
+            .stack_size(256 * 1024)
+            .spawn(move || watch.run());
+        match started {
+            Ok(_) => {
+                state.thread_running = true;
+                Ok(())
+            }
+            Err(e) => {
+                state.futures.retain(|w| w.ticket != ticket.0);
+                Err(e)
+            }
+        }
+    }
+
+    /// The future holding `ticket` waits no more (it is ready, or dropped).
+    pub(crate) fn forget(&self, ticket: &Ticket) {
+        self.lock().futures.retain(|w| w.ticket != ticket.0);
+    }
+
+    /// Ends the thread (and so its hold on the object) now rather than
+    /// after its idle wait: the handles on the object are gone, and with
+    /// them any future that could wait.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _state = self.lock();
+        self.arrived.notify_all();
+        self.object.interrupt();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        // A panic cannot leave `Waiting` half-changed: go on with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The thread: wakes the futures whose epoch moved, sleeps otherwise.
+    fn run(self: Arc<Self>) {
+        let mut quiet_slices = 0u32;
+        loop {
+            let mut state = self.lock();
+            if self.stopped.load(Ordering::SeqCst) {
+                state.thread_running = false;
+                wake_where(&mut state.futures, |_| true);
+                return;
+            }
+            if state.futures.is_empty() {
+                state = self
+                    .arrived
+                    .wait_timeout(state, IDLE_EXIT)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                if state.futures.is_empty() || self.stopped.load(Ordering::SeqCst) {
+                    state.thread_running = false;
+                    wake_where(&mut state.futures, |_| true);
+                    return;
+                }
+            }
+            // Epoch first: a move after this read ends the sleep below.
+            let epoch = self.object.epoch();
+            let ready = self.object.ready_now();
+            let before = state.futures.len();
+            wake_where(&mut state.futures, |w| ready || w.seen != epoch);
+            let woke = state.futures.len() < before;
+            drop(state);
+            if ready {
+                // Futures that find nothing though it looks ready (another
+                // holds a lock they need) wait again: let them try again
+                // shortly, not in a loop with us.
+                std::thread::sleep(SLICE / 10);
+                continue;
+            }
+            if woke {
+                quiet_slices = 0;
+                continue;
+            }
+            if self.object.sleep(epoch, SLICE) {
+                quiet_slices = 0;
+                let mut state = self.lock();
+                wake_where(&mut state.futures, |_| true);
+                continue;
+            }
+            quiet_slices += 1;
+            if quiet_slices >= SLICES_PER_LOOK {
+                quiet_slices = 0;
+                if self.object.look_harder() {
+                    let mut state = self.lock();
+                    wake_where(&mut state.futures, |_| true);
+                }
+            }
+        }
+    }
+}
+
+/// Wakes and removes the waiters that `due` picks.
+fn wake_where(futures: &mut Vec<Waiter>, due: impl Fn(&Waiter) -> bool) {
+    futures.retain(|w| {
+        if due(w) {
+            w.waker.wake_by_ref();
+            false
+        } else {
+            true
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Wake;
+
+    /// An epoch moved by hand, slept on with a condvar.
+    #[derive(Default)]
+    struct Counter {
+        epoch: Mutex<u64>,
+        moved: Condvar,
+        ready: AtomicBool,
+    }
+
+    impl Counter {
+        fn bump(&self) {
+            *self.epoch.lock().expect("unpoisoned") += 1;
+            self.moved.notify_all();
+        }
+    }
+
+    impl Watched for Counter {
+        fn epoch(&self) -> u64 {
+            *self.epoch.lock().expect("unpoisoned")
+        }
+        fn ready_now(&self) -> bool {
+            self.ready.load(Ordering::SeqCst)
+        }
+        fn sleep(&self, seen: u64, slice: Duration) -> bool {
+            let epoch = self.epoch.lock().expect("unpoisoned");
+            let (epoch, _) = self
+                .moved
+                .wait_timeout_while(epoch, slice, |e| *e == seen)
+                .expect("unpoisoned");
+            *epoch != seen
+        }
+    }
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn until(what: impl Fn() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn a_future_is_woken_when_the_epoch_moves_and_not_before() {
+        let counter = Arc::new(Counter::default());
+        let watch = Watch::new(counter.clone(), "test-watch");
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        let ticket = watch.ticket();
+        watch
+            .wait(&ticket, counter.epoch(), &waker)
+            .expect("a thread");
+        std::thread::sleep(SLICE * 3);
+        assert!(!flag.0.load(Ordering::SeqCst), "woken with nothing moved");
+        counter.bump();
+        assert!(until(|| flag.0.load(Ordering::SeqCst)), "never woken");
+    }
+
+    #[test]
+    fn a_future_that_saw_an_older_epoch_is_woken_at_once() {
+        let counter = Arc::new(Counter::default());
+        let watch = Watch::new(counter.clone(), "test-watch");
+        let seen = counter.epoch();
+        counter.bump(); // between the future's try and its wait
+        let flag = Arc::new(Flag::default());
+        let ticket = watch.ticket();
+        watch
+            .wait(&ticket, seen, &Waker::from(flag.clone()))
+            .expect("a thread");
+        assert!(until(|| flag.0.load(Ordering::SeqCst)), "never woken");
+    }
+
+    #[test]
+    fn a_forgotten_future_is_not_woken_and_the_thread_ends() {
+        let counter = Arc::new(Counter::default());
+        let watch = Watch::new(counter.clone(), "test-watch");
+        let flag = Arc::new(Flag::default());
+        let ticket = watch.ticket();
+        watch
+            .wait(&ticket, counter.epoch(), &Waker::from(flag.clone()))
+            .expect("a thread");
+        watch.forget(&ticket);
+        counter.bump();
+        assert!(
+            until(|| !watch.lock().thread_running),
+            "the thread stayed with nothing to watch"
+        );
+        assert!(
+            !flag.0.load(Ordering::SeqCst),
+            "a forgotten future was woken"
+        );
+        // And it starts again for the next one.
+        counter.ready.store(true, Ordering::SeqCst);
+        let ticket = watch.ticket();
+        watch
+            .wait(&ticket, counter.epoch(), &Waker::from(flag.clone()))
+            .expect("a thread");
+        assert!(until(|| flag.0.load(Ordering::SeqCst)), "never woken");
+    }
+}

@@ -1,0 +1,309 @@
+//! End-to-end tests of the futures of `Queue` (`get_async`, `put_async`)
+//! and `Connection` (`recv_async`, `send_async` and their byte forms),
+//! with real processes, polled by a minimal executor of the tests' own
+//! (`tests::executor`; the user-crate test runs them under tokio): exact
+//! counts across processes, cancellation that loses nothing (Python's
+//! `run_in_executor(None, q.get)` under `wait_for` loses the item), a
+//! SIGKILLed producer seen by a waiting future, 100 MB frames, a frame
+//! cut in half by its writer, no polling in a loop while waiting, and
+//! little CPU while idle.
+
+use std::os::fd::AsRawFd;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use outlast_ipc::queue::{GetError, Queue};
+use outlast_ipc::{Connection, Pipe, Process};
+use tests::executor::{block_on, join_all, poll_once, Task};
+use tests::{cases, harness};
+
+fn main() {
+    outlast_ipc::init();
+    harness::run(cases![
+        awaited_gets_take_every_item_of_four_producers_exactly_once,
+        a_get_cancelled_while_waiting_takes_nothing,
+        a_waiting_get_learns_that_its_producer_was_killed,
+        a_waiting_put_goes_in_once_there_is_room_and_a_cancelled_one_puts_nothing,
+        awaited_pipe_messages_cross_whole_both_ways_up_to_100_mb,
+        a_receive_cancelled_inside_a_frame_keeps_its_first_half,
+        a_connection_dropped_after_a_wait_shows_its_end_at_once,
+        idle_waits_leave_the_cpu_alone,
+    ]);
+}
+
+/// How long any future here may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Puts `n` numbers from `from`, resting a moment every thousand, so
+/// consumers catch up and wait.
+fn produce((q, from, n): (Queue<u64>, u64, u64)) {
+    for x in from..from + n {
+        q.put(&x).expect("room in the queue");
+        if x % 1_000 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Eight futures on one thread take 200,000 numbers from four producer
+/// processes: each exactly once, then every future sees the end; and
+/// while they wait they are woken, not polled in a loop.
+fn awaited_gets_take_every_item_of_four_producers_exactly_once() {
+    const EACH: u64 = 50_000;
+    const PRODUCERS: u64 = 4;
+    let q = Queue::<u64>::new(0).expect("a queue");
+    let mut producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| Process::new(produce, (q.clone(), p * EACH, EACH)))
+        .collect();
+    for p in &mut producers {
+        p.start().expect("a producer starts");
+    }
+    q.close(); // this handle only takes
+    let consumers: Vec<Task<'_, Vec<u64>>> = (0..8)
+        .map(|_| {
+            let q = &q;
+            let task: Task<'_, Vec<u64>> = Box::pin(async move {
+                let mut got = Vec::new();
+                loop {
+                    match q.get_async().await {
+                        Ok(x) => got.push(x),
+                        Err(GetError::Disconnected) => return got,
+                        Err(e) => panic!("a get failed: {e}"),
+                    }
+                }
+            });
+            task
+        })
+        .collect();
+    let joined = join_all(consumers, PATIENCE);
+    let mut all: Vec<u64> = joined
+        .outputs
+        .into_iter()
+        .flat_map(|got| got.expect("every consumer saw the end"))
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all.len() as u64, PRODUCERS * EACH);
+    assert!(all.iter().copied().eq(0..PRODUCERS * EACH), "each once");
+    // Each item costs a poll or two; a future that woke itself in a loop
+    // while waiting would cost millions.
+    assert!(
+        joined.polls < 4 * PRODUCERS * EACH,
+        "{} polls for {} items",
+        joined.polls,
+        PRODUCERS * EACH
+    );
+    for mut p in producers {
+        p.join().expect("a producer ended well");
+    }
+}
+
+/// Puts 42 after a pause.
+fn put_later((q, pause): (Queue<u64>, Duration)) {
+    std::thread::sleep(pause);
+    q.put(&42).expect("room");
+}
+
+/// A get dropped while it waits (a timeout ran out) takes nothing: the
+/// item put later is there for the next get. (Python's usual answer,
+/// `run_in_executor(None, q.get)` under `wait_for`, leaves a thread
+/// blocked in `get` that takes it.)
+fn a_get_cancelled_while_waiting_takes_nothing() {
+    let q = Queue::<u64>::new(0).expect("a queue");
+    let mut producer = Process::new(put_later, (q.clone(), Duration::from_millis(300)));
+    producer.start().expect("start");
+    q.close();
+    {
+        let mut get = q.get_async();
+        assert!(poll_once(&mut get).is_pending(), "nothing put yet");
+        // Dropped here: its wait with it.
+    }
+    let timed_out = block_on(q.get_async(), Duration::from_millis(50));
+    assert!(timed_out.is_none(), "nothing put yet: {timed_out:?}");
+    producer.join().expect("the producer ended well");
+    assert_eq!(
+        block_on(q.get_async(), PATIENCE).map(|r| r.ok()),
+        Some(Some(42)),
+        "the item waited for the next get"
+    );
+    let end = block_on(q.get_async(), PATIENCE).expect("ready");
+    assert!(matches!(end, Err(GetError::Disconnected)), "{end:?}");
+}
+
+/// Puts three, then waits to be killed.
+fn put_three_then_hang(q: Queue<u64>) {
+    for x in 0..3 {
+        q.put(&x).expect("room");
+    }
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// A producer SIGKILLed never closes its handle: a future waiting on the
+/// emptied queue still ends, with `Disconnected`.
+fn a_waiting_get_learns_that_its_producer_was_killed() {
+    let q = Queue::<u64>::new(0).expect("a queue");
+    let mut producer = Process::new(put_three_then_hang, q.clone());
+    producer.start().expect("start");
+    q.close();
+    let got: Vec<u64> = (0..3)
+        .map(|_| {
+            block_on(q.get_async(), PATIENCE)
+                .expect("in time")
+                .expect("an item")
+        })
+        .collect();
+    assert_eq!(got, [0, 1, 2]);
+    let mut waiting = Box::pin(q.get_async());
+    assert!(matches!(poll_once(&mut waiting), Poll::Pending));
+    producer.kill().expect("SIGKILL");
+    let _ = producer.join();
+    let end = block_on(waiting, PATIENCE).expect("the waiting get ended");
+    assert!(matches!(end, Err(GetError::Disconnected)), "{end:?}");
+}
+
+/// Takes `n` items after a pause, and returns them.
+fn take_later((q, n, pause): (Queue<u64>, usize, Duration)) -> Vec<u64> {
+    std::thread::sleep(pause);
+    (0..n).map(|_| q.get().expect("an item")).collect()
+}
+
+/// On a full queue (maxsize 2), a put dropped while it waits puts
+/// nothing; a put awaited goes in once a consumer process makes room.
+fn a_waiting_put_goes_in_once_there_is_room_and_a_cancelled_one_puts_nothing() {
+    let q = Queue::<u64>::new(2).expect("a queue");
+    q.put(&1).expect("room");
+    q.put(&2).expect("room");
+    {
+        let mut cancelled = q.put_async(&99);
+        assert!(poll_once(&mut cancelled).is_pending(), "the queue is full");
+    }
+    let mut consumer = Process::new(take_later, (q.clone(), 3, Duration::from_millis(200)));
+    consumer.start().expect("start");
+    block_on(q.put_async(&3), PATIENCE)
+        .expect("in time")
+        .expect("the put went in");
+    assert_eq!(consumer.join().expect("the consumer"), [1, 2, 3]);
+    assert!(q.is_empty(), "the cancelled put left nothing: {}", q.len());
+}
+
+/// Echoes every byte message back until the other end goes.
+fn echo(mut conn: Connection) {
+    while let Ok(message) = conn.recv_bytes() {
+        if conn.send_bytes(&message).is_err() {
+            return;
+        }
+    }
+}
+
+/// With a child that echoes: 2,000 values and then a 100 MB message
+/// (larger than any socket buffer: its send waits for the child to read,
+/// and the echo for its reply) come back whole, one future at a time.
+fn awaited_pipe_messages_cross_whole_both_ways_up_to_100_mb() {
+    let (mut ours, theirs) = Pipe::duplex().expect("a pipe");
+    let mut child = Process::new(echo, theirs);
+    child.start().expect("start");
+    let round_trips = async {
+        for n in 0..2_000u64 {
+            ours.send_async(&(n, format!("message {n}")))
+                .await
+                .expect("sent");
+            let back: (u64, String) = ours.recv_async().await.expect("echoed");
+            assert_eq!(back, (n, format!("message {n}")));
+        }
+        let big: Vec<u8> = (0..100u32 << 20).map(|i| (i % 251) as u8).collect();
+        ours.send_bytes_async(&big).await.expect("100 MB sent");
+        let back = ours.recv_bytes_async().await.expect("100 MB echoed");
+        assert!(back == big, "the 100 MB came back changed");
+    };
+    block_on(round_trips, PATIENCE).expect("in time");
+    drop(ours);
+    child.join().expect("the echo ended");
+}
+
+/// Writes half a frame of `len` bytes by hand, pauses, then the rest.
+fn write_in_halves((conn, len, pause): (Connection, usize, Duration)) {
+    let mut frame = Vec::with_capacity(len + 16);
+    frame.extend_from_slice(&outlast_ipc::codec::encode_header(len, usize::MAX).expect("a header"));
+    frame.extend((0..len).map(|i| (i % 253) as u8));
+    let half = frame.len() / 2;
+    write_all(conn.as_raw_fd(), &frame[..half]);
+    std::thread::sleep(pause);
+    write_all(conn.as_raw_fd(), &frame[half..]);
+}
+
+fn write_all(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: writes from a live buffer to a descriptor this process owns.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        assert!(n > 0, "write: {}", std::io::Error::last_os_error());
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// A receive dropped after it had read half a frame loses nothing: the
+/// half stays buffered, and the next receive returns the whole message.
+fn a_receive_cancelled_inside_a_frame_keeps_its_first_half() {
+    const LEN: usize = 1 << 20;
+    let (mut ours, theirs) = Pipe::duplex().expect("a pipe");
+    let mut writer = Process::new(write_in_halves, (theirs, LEN, Duration::from_millis(300)));
+    writer.start().expect("start");
+    // Until the first half is in: then the future reads it and waits.
+    let deadline = Instant::now() + PATIENCE;
+    while !ours.poll(Duration::from_millis(10)).expect("poll") {
+        assert!(Instant::now() < deadline, "the first half never came");
+    }
+    {
+        let mut recv = ours.recv_bytes_async();
+        assert!(poll_once(&mut recv).is_pending(), "only half is there");
+    }
+    let whole = block_on(ours.recv_bytes_async(), PATIENCE)
+        .expect("in time")
+        .expect("the whole message");
+    assert_eq!(whole.len(), LEN);
+    assert!(whole.iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+    writer.join().expect("the writer ended well");
+}
+
+/// A connection whose receive waited (so a thread polled a duplicate of
+/// its descriptor) and is then dropped: the peer sees the end of file at
+/// once, not when that thread would have ended on its own (a second).
+fn a_connection_dropped_after_a_wait_shows_its_end_at_once() {
+    let (mut ours, mut theirs) = Pipe::duplex().expect("a pipe");
+    {
+        let mut recv = ours.recv_async::<u64>();
+        assert!(poll_once(&mut recv).is_pending());
+    }
+    drop(ours);
+    let end = theirs.recv_timeout::<u64>(Duration::from_millis(500));
+    assert!(
+        matches!(&end, Err(e) if e.is_disconnected()),
+        "the peer did not see the end at once: {end:?}"
+    );
+}
+
+/// A future waiting 2 s on an empty queue and one on a silent pipe (each
+/// with a thread of its handle asleep for it) cost this process little
+/// CPU: the threads sleep in the kernel, they do not spin.
+fn idle_waits_leave_the_cpu_alone() {
+    let q = Queue::<u64>::new(0).expect("a queue");
+    let (mut ours, _theirs) = Pipe::duplex().expect("a pipe");
+    let me = std::process::id();
+    let before = tests::load::process_cpu(me);
+    let waiting: Vec<Task<'_, bool>> = vec![
+        Box::pin(async { q.get_async().await.is_ok() }),
+        Box::pin(async { ours.recv_async::<u64>().await.is_ok() }),
+    ];
+    let started = Instant::now();
+    let joined = join_all(waiting, Duration::from_secs(2));
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let used = Duration::from_nanos(tests::load::process_cpu(me) - before);
+    eprintln!(
+        "two futures waiting 2 s: {used:?} on a CPU, {} polls",
+        joined.polls
+    );
+    assert!(joined.outputs.iter().all(Option::is_none), "nothing came");
+    assert!(joined.polls < 50, "{} polls while waiting", joined.polls);
+    assert!(
+        used < Duration::from_millis(100),
+        "two waiting futures were on a CPU for {used:?} of 2 s"
+    );
+}
