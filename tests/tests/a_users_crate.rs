@@ -237,10 +237,10 @@ fn main() {
 
 /// The same under tokio's multi-thread runtime, whose threads exist before
 /// the first line of `main`.
-const WITH_TOKIO: &str = r#"use std::sync::Arc;
+const WITH_TOKIO: &str = r#"use std::time::Duration;
 
 use outlast::ipc::queue::Queue;
-use outlast::ipc::Process;
+use outlast::ipc::{Connection, Pipe, Process};
 use outlast::pool::Pool;
 
 fn square(x: u64) -> u64 {
@@ -250,6 +250,19 @@ fn square(x: u64) -> u64 {
 fn produce(q: Queue<u64>) {
     for x in 0..1_000u64 {
         q.put(&square(x)).expect("put");
+    }
+}
+
+fn put_later(q: Queue<u64>) {
+    std::thread::sleep(Duration::from_millis(300));
+    q.put(&42).expect("put");
+}
+
+fn echo(mut conn: Connection) {
+    while let Ok(x) = conn.recv::<u64>() {
+        if conn.send(&x).is_err() {
+            break;
+        }
     }
 }
 
@@ -270,24 +283,48 @@ async fn main() {
         .expect("joined")
         .expect("map");
     println!("awaited: {}", sum + blocking.iter().sum::<u64>());
-    // A Queue fed by a Process: each blocking call in spawn_blocking.
-    let q = Arc::new(Queue::<u64>::new(0).expect("queue"));
-    let mut producer = Process::new(produce, Queue::clone(&q));
+    // A Queue fed by a Process, awaited; the join in spawn_blocking.
+    let q = Queue::<u64>::new(0).expect("queue");
+    let mut producer = Process::new(produce, q.clone());
     producer.start().expect("start");
     q.close(); // this handle only takes: the end comes when the producer's does
     let mut from_queue = 0;
-    loop {
-        let q = Arc::clone(&q);
-        match tokio::task::spawn_blocking(move || q.get()).await.expect("joined") {
-            Ok(x) => from_queue += x,
-            Err(_) => break,
-        }
+    while let Ok(x) = q.get_async().await {
+        from_queue += x;
     }
     tokio::task::spawn_blocking(move || producer.join())
         .await
         .expect("joined")
         .expect("the producer ended well");
     println!("from a queue: {from_queue}");
+    // A timeout that runs out takes nothing: the late item is still there.
+    let q = Queue::<u64>::new(0).expect("queue");
+    let mut late = Process::new(put_later, q.clone());
+    late.start().expect("start");
+    q.close();
+    let timed_out = tokio::time::timeout(Duration::from_millis(50), q.get_async()).await.is_err();
+    let then = q.get_async().await.expect("the late item");
+    println!("timed out: {timed_out}, then {then}");
+    // A pipe to a child, awaited from a task of its own (the futures are Send).
+    let (mut ours, theirs) = Pipe::duplex().expect("pipe");
+    let mut child = Process::new(echo, theirs);
+    child.start().expect("start");
+    let echoed = tokio::spawn(async move {
+        let mut n = 0;
+        for x in 0..100u64 {
+            ours.send_async(&x).await.expect("sent");
+            n += (ours.recv_async::<u64>().await.expect("echoed") == x) as u64;
+        }
+        n
+    })
+    .await
+    .expect("the task");
+    println!("echoed: {echoed}");
+    tokio::task::spawn_blocking(move || (late.join(), child.join()))
+        .await
+        .expect("joined")
+        .1
+        .expect("the echo ended well");
 }
 "#;
 
@@ -308,11 +345,13 @@ fn programs_with_threads_use_a_pool_with_default_options() {
     let dir = users_program("users_threads", "", "", WITH_THREADS);
     assert_eq!(run_program(&dir).trim(), "sum of squares: 332833500");
     let _ = std::fs::remove_dir_all(&dir);
-    let tokio = "tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }\n";
+    let tokio =
+        "tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\", \"time\"] }\n";
     let dir = users_program("users_tokio", "", tokio, WITH_TOKIO);
     assert_eq!(
         run_program(&dir).trim(),
-        "sum of squares: 332833500\nawaited: 332833500\nfrom a queue: 332833500"
+        "sum of squares: 332833500\nawaited: 332833500\nfrom a queue: 332833500\n\
+         timed out: true, then 42\nechoed: 100"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
