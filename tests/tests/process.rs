@@ -33,6 +33,8 @@ fn main() {
         spawn_without_init_runs_only_the_entry,
         a_process_that_ignores_sigchld_still_joins_its_children,
         children_start_with_no_signal_blocked,
+        a_forked_child_that_uses_a_handle_it_was_not_given_says_so,
+        a_forked_childs_stack_overflow_is_still_said_by_std,
     ]);
 }
 
@@ -475,4 +477,102 @@ fn children_start_with_no_signal_blocked() {
         .map(|m| format!("{m:?}: blocked 0000000000000000; the process was killed by SIGTERM"))
         .collect();
     assert_eq!(said, expected);
+}
+
+/// A queue and a value in statics, as Python programs keep them in
+/// globals: a forked child has copies of the handles, not their mappings.
+static PARENTS_QUEUE: std::sync::OnceLock<outlast_ipc::queue::Queue<u64>> =
+    std::sync::OnceLock::new();
+static PARENTS_VALUE: std::sync::OnceLock<outlast_ipc::value::Value<u64>> =
+    std::sync::OnceLock::new();
+
+/// Sends its stderr into `err`, then touches the static `which`.
+fn touch_a_parents_handle((err, which): (outlast_ipc::Connection, String)) -> u64 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto this process's own stderr.
+    unsafe { libc::dup2(err.as_raw_fd(), 2) };
+    match which.as_str() {
+        "queue" => PARENTS_QUEUE.get().map_or(0, |q| q.len() as u64),
+        _ => PARENTS_VALUE.get().map_or(0, |v| v.load()),
+    }
+}
+
+/// All a child wrote to `err` until it ended.
+fn read_to_end(err: &outlast_ipc::Connection) -> String {
+    use std::os::fd::AsRawFd;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reads into a live buffer from our own descriptor.
+        let n = unsafe { libc::read(err.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return String::from_utf8_lossy(&all).into_owned();
+        }
+        all.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+/// A forked child has only the handles in its arguments; one that uses
+/// a copy of another (kept in a static) ends by SIGSEGV, but says why on
+/// its stderr first (before, the parent saw a bare signal 11).
+fn a_forked_child_that_uses_a_handle_it_was_not_given_says_so() {
+    PARENTS_QUEUE.get_or_init(|| outlast_ipc::queue::Queue::new(0).expect("a queue"));
+    PARENTS_VALUE.get_or_init(|| outlast_ipc::value::Value::new(5).expect("a value"));
+    for which in ["queue", "value"] {
+        let (read_end, write_end) = Pipe::simplex().expect("a pipe");
+        let mut p = Process::new(touch_a_parents_handle, (write_end, which.to_string()))
+            .start_method(StartMethod::Fork);
+        p.start().expect("a forked child");
+        let said = read_to_end(&read_end);
+        match p.join() {
+            Err(JoinError::Signaled(status)) => {
+                assert_eq!(status.code(), -libc::SIGSEGV, "{which}: {said}")
+            }
+            other => panic!("{which}: {other:?}, stderr: {said}"),
+        }
+        assert!(
+            said.contains("used shared memory of a handle it was not given"),
+            "{which}: stderr said: {said:?}"
+        );
+    }
+    // Under the other start methods the static is empty in the child: it
+    // runs no `main`.
+    let (_read_end, write_end) = Pipe::simplex().expect("a pipe");
+    let mut p = Process::new(touch_a_parents_handle, (write_end, "queue".to_string()))
+        .start_method(StartMethod::ForkServer);
+    p.start().expect("a child");
+    assert_eq!(p.join().expect("it returned"), 0);
+}
+
+/// Recurses until the stack runs out.
+fn overflow(depth: u64) -> u64 {
+    let pad = std::hint::black_box([depth; 64]);
+    if depth == u64::MAX {
+        return pad[0];
+    }
+    overflow(depth + 1).wrapping_add(pad[1])
+}
+
+/// Overflows its stack, its stderr into `err`.
+fn overflow_the_stack(err: outlast_ipc::Connection) -> u64 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto this process's own stderr.
+    unsafe { libc::dup2(err.as_raw_fd(), 2) };
+    overflow(0)
+}
+
+/// Faults that are not the parent's mappings go to the handler that was
+/// there before ours: std's stack overflow report still comes.
+fn a_forked_childs_stack_overflow_is_still_said_by_std() {
+    PARENTS_QUEUE.get_or_init(|| outlast_ipc::queue::Queue::new(0).expect("a queue"));
+    let (read_end, write_end) = Pipe::simplex().expect("a pipe");
+    let mut p = Process::new(overflow_the_stack, write_end).start_method(StartMethod::Fork);
+    p.start().expect("a forked child");
+    let said = read_to_end(&read_end);
+    assert!(matches!(p.join(), Err(JoinError::Signaled(_))));
+    assert!(
+        said.contains("has overflowed its stack"),
+        "stderr said: {said:?}"
+    );
+    assert!(!said.contains("not given"), "stderr said: {said:?}");
 }

@@ -50,7 +50,10 @@ pub(crate) fn forget_parent_mappings() {
             // use: nothing in the child refers to it but parent objects
             // that the child neither uses nor drops.
             unsafe { crate::os::memory::unmap(start as *mut u8, len) };
+            super::forgotten::remember(start, len);
         }
     }
     table.clear();
+    // A later touch of one of them is said in words before the signal.
+    super::forgotten::install_handler();
 }
