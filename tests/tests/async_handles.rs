@@ -28,6 +28,7 @@ fn main() {
         a_receive_cancelled_inside_a_frame_keeps_its_first_half,
         a_connection_dropped_after_a_wait_shows_its_end_at_once,
         idle_waits_leave_the_cpu_alone,
+        an_awaited_join_gives_the_result_in_every_start_method,
     ]);
 }
 
@@ -306,4 +307,53 @@ fn idle_waits_leave_the_cpu_alone() {
         used < Duration::from_millis(100),
         "two waiting futures were on a CPU for {used:?} of 2 s"
     );
+}
+
+/// Returns `x + 1` after a pause.
+fn add_one_later((x, pause): (u64, Duration)) -> u64 {
+    std::thread::sleep(pause);
+    x + 1
+}
+
+/// An awaited join gives the child's result once it ends, in each start
+/// method; one dropped while the child runs changes nothing; a killed
+/// child's join says so.
+fn an_awaited_join_gives_the_result_in_every_start_method() {
+    use outlast_ipc::{JoinError, StartMethod};
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
+        // (This test's own waiting threads may still be there: fork
+        // would refuse a process with threads.)
+        let mut child = Process::new(add_one_later, (41, Duration::from_millis(300)))
+            .start_method(method)
+            .allow_threads(true);
+        child.start().expect("start");
+        {
+            let mut join = child.join_async();
+            assert!(
+                poll_once(&mut join).is_pending(),
+                "{method:?}: still running"
+            );
+        }
+        let got = block_on(child.join_async(), PATIENCE).expect("in time");
+        assert_eq!(got.ok(), Some(42), "{method:?}");
+
+        let mut doomed = Process::new(add_one_later, (0, Duration::from_secs(600)))
+            .start_method(method)
+            .allow_threads(true);
+        doomed.start().expect("start");
+        let pid = doomed.pid().expect("a pid") as i32;
+        let mut join = Box::pin(doomed.join_async());
+        assert!(poll_once(&mut join).is_pending());
+        // SAFETY: a signal to our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let end = block_on(join, PATIENCE).expect("in time");
+        assert!(
+            matches!(&end, Err(JoinError::Signaled(s)) if s.code() == -9),
+            "{method:?}: {end:?}"
+        );
+    }
 }

@@ -17,7 +17,6 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,8 +25,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::os::Deadline;
-use crate::watch::{Ticket, Watch, Watched};
+use crate::watch::{Descriptor, Ticket, Watch};
 
 use super::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
 
@@ -44,67 +42,6 @@ impl Drop for Watches {
         for watch in [&self.readable, &self.writable].into_iter().flatten() {
             watch.stop();
         }
-    }
-}
-
-/// A duplicate of a connection's descriptor, polled for one direction,
-/// and an eventfd that interrupts the poll when the connection goes.
-struct Descriptor {
-    fd: OwnedFd,
-    events: i16,
-    interrupt: OwnedFd,
-}
-
-impl Descriptor {
-    fn new(connection: &Connection, events: i16) -> io::Result<Descriptor> {
-        let fd = connection.fd.try_clone()?;
-        // SAFETY: eventfd takes no pointers; the result is checked below.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a new descriptor that nothing else owns.
-        let interrupt = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(Descriptor {
-            fd,
-            events,
-            interrupt,
-        })
-    }
-}
-
-impl Watched for Descriptor {
-    fn epoch(&self) -> u64 {
-        // Readiness is the descriptor's level, not a count: `sleep` sees it.
-        0
-    }
-
-    fn ready_now(&self) -> bool {
-        false
-    }
-
-    fn sleep(&self, _seen: u64, slice: Duration) -> bool {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: self.events,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.interrupt.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // An error (ENOMEM) reads as ready: the future's own call says why.
-        crate::os::poll::poll_many(&mut fds, Deadline::after(slice)).map_or(true, |n| n > 0)
-    }
-
-    fn interrupt(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live buffer to our own eventfd; a
-        // full counter (EAGAIN) has interrupted the poll already.
-        unsafe { libc::write(self.interrupt.as_raw_fd(), one.as_ptr().cast(), one.len()) };
     }
 }
 
@@ -187,8 +124,8 @@ impl Connection {
             return Ok(Arc::clone(watch));
         }
         let (object, name) = match events {
-            libc::POLLOUT => (Descriptor::new(self, libc::POLLOUT)?, "ipc-pipe-send"),
-            _ => (Descriptor::new(self, libc::POLLIN)?, "ipc-pipe-recv"),
+            libc::POLLOUT => (Descriptor::new(&self.fd, libc::POLLOUT)?, "ipc-pipe-send"),
+            _ => (Descriptor::new(&self.fd, libc::POLLIN)?, "ipc-pipe-recv"),
         };
         let watch = Watch::new(Arc::new(object), name);
         match events {

@@ -44,6 +44,7 @@ mod exit;
 mod family;
 mod fork;
 pub mod forkserver;
+mod join_future;
 mod report;
 mod spawn;
 mod start_method;
@@ -54,6 +55,7 @@ pub use entry::panic_message;
 pub use error::{JoinError, JoinTimeoutError, StartError};
 pub use exit::{signal_name, ExitStatus};
 pub use family::{active_children, parent_process, ChildInfo, ParentProcess};
+pub use join_future::JoinFuture;
 pub use start_method::{
     force_start_method, get_all_start_methods, get_start_method, set_start_method, StartMethod,
     StartMethodAlreadySet, UnknownStartMethod,
@@ -97,6 +99,8 @@ pub struct Process<A, R> {
     /// What the arguments lent the child (manager references), kept until
     /// the child is joined or this is dropped.
     lent: Vec<crate::lend::Lent>,
+    /// The thread that waits for `join_async` (see `join_future`).
+    exit_watch: join_future::ExitWatch,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -165,6 +169,7 @@ where
             max_result_size: DEFAULT_MAX_FRAME_SIZE,
             child: None,
             lent: Vec::new(),
+            exit_watch: Default::default(),
             _result: PhantomData,
         }
     }

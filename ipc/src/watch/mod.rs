@@ -15,6 +15,10 @@
 //! nothing, so cancelling one (`tokio::time::timeout`, `select!`) loses no
 //! message, unlike a blocking call moved to another thread.
 
+mod descriptor;
+
+pub(crate) use descriptor::Descriptor;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;

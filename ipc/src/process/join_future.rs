@@ -1,0 +1,140 @@
+//! [`Process::join_async`]: `join` as a `std::future::Future`, for any
+//! executor.
+//!
+//! The future tries a non-waiting join each time it is polled; while the
+//! child runs, it leaves its waker with the process's
+//! [`Watch`](crate::watch::Watch), whose thread polls a duplicate of the
+//! child's pidfd (or, for a fork server's child, of the pipe its status
+//! comes through) and wakes it when the child ends. Dropped before then,
+//! it has changed nothing: the child runs on, and a later join gets it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::watch::{Descriptor, Ticket, Watch, Watched};
+
+use super::{JoinError, JoinTimeoutError, Process};
+
+/// The watch of a process's end, started on first use; stopped with the
+/// process (its thread lets go of the duplicate descriptor).
+#[derive(Debug, Default)]
+pub(super) struct ExitWatch(Option<Arc<Watch>>);
+
+impl Drop for ExitWatch {
+    fn drop(&mut self) {
+        if let Some(watch) = &self.0 {
+            watch.stop();
+        }
+    }
+}
+
+/// A child with nothing to poll (a kernel without pidfds): looked at
+/// again every slice.
+struct Ticking;
+
+impl Watched for Ticking {
+    fn epoch(&self) -> u64 {
+        0
+    }
+    fn ready_now(&self) -> bool {
+        false
+    }
+    fn sleep(&self, _seen: u64, slice: Duration) -> bool {
+        std::thread::sleep(slice);
+        true
+    }
+}
+
+impl<A, R> Process<A, R>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    /// Waits for the child to end and gives its entry's return value, as
+    /// a future: [`join`](Self::join) for async code, with no runtime of
+    /// ours. While it waits, a thread of this process's handle polls the
+    /// child's pidfd, not the executor's thread. Dropped before it is
+    /// ready, it has changed nothing (the child runs on).
+    pub fn join_async(&mut self) -> JoinFuture<'_, A, R> {
+        JoinFuture {
+            process: self,
+            waiting: None,
+        }
+    }
+
+    /// The watch of the child's end.
+    fn exit_watch_for_futures(&mut self) -> std::io::Result<Arc<Watch>> {
+        if let Some(watch) = &self.exit_watch.0 {
+            return Ok(Arc::clone(watch));
+        }
+        let fd = self.child.as_ref().and_then(|c| c.exit_watch());
+        let object: Arc<dyn Watched> = match fd {
+            Some(fd) => Arc::new(Descriptor::new(fd, libc::POLLIN)?),
+            None => Arc::new(Ticking),
+        };
+        let watch = Watch::new(object, "ipc-process-join");
+        self.exit_watch.0 = Some(Arc::clone(&watch));
+        Ok(watch)
+    }
+}
+
+/// The future of [`Process::join_async`].
+#[must_use = "a future joins nothing unless it is awaited"]
+pub struct JoinFuture<'a, A, R> {
+    process: &'a mut Process<A, R>,
+    waiting: Option<(Arc<Watch>, Ticket)>,
+}
+
+impl<A, R> std::fmt::Debug for JoinFuture<'_, A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinFuture").finish_non_exhaustive()
+    }
+}
+
+impl<A, R> Drop for JoinFuture<'_, A, R> {
+    fn drop(&mut self) {
+        if let Some((watch, ticket)) = &self.waiting {
+            watch.forget(ticket);
+        }
+    }
+}
+
+impl<A, R> Future for JoinFuture<'_, A, R>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    type Output = Result<R, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.process.join_timeout(Duration::ZERO) {
+            Ok(value) => Poll::Ready(Ok(value)),
+            Err(JoinTimeoutError::Join(e)) => Poll::Ready(Err(e)),
+            Err(JoinTimeoutError::Timeout) => {
+                if this.waiting.is_none() {
+                    match this.process.exit_watch_for_futures() {
+                        Ok(watch) => {
+                            let ticket = watch.ticket();
+                            this.waiting = Some((watch, ticket));
+                        }
+                        Err(e) => return Poll::Ready(Err(JoinError::Io(e))),
+                    }
+                }
+                match &this.waiting {
+                    Some((watch, ticket)) => match watch.wait(ticket, 0, cx.waker()) {
+                        Ok(()) => Poll::Pending,
+                        Err(e) => Poll::Ready(Err(JoinError::Io(e))),
+                    },
+                    None => Poll::Pending,
+                }
+            }
+        }
+    }
+}
