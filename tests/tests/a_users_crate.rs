@@ -283,7 +283,7 @@ async fn main() {
         .expect("joined")
         .expect("map");
     println!("awaited: {}", sum + blocking.iter().sum::<u64>());
-    // A Queue fed by a Process, awaited; the join in spawn_blocking.
+    // A Queue fed by a Process, awaited, and the Process too.
     let q = Queue::<u64>::new(0).expect("queue");
     let mut producer = Process::new(produce, q.clone());
     producer.start().expect("start");
@@ -292,10 +292,7 @@ async fn main() {
     while let Ok(x) = q.get_async().await {
         from_queue += x;
     }
-    tokio::task::spawn_blocking(move || producer.join())
-        .await
-        .expect("joined")
-        .expect("the producer ended well");
+    producer.join_async().await.expect("the producer ended well");
     println!("from a queue: {from_queue}");
     // A timeout that runs out takes nothing: the late item is still there.
     let q = Queue::<u64>::new(0).expect("queue");
@@ -320,11 +317,8 @@ async fn main() {
     .await
     .expect("the task");
     println!("echoed: {echoed}");
-    tokio::task::spawn_blocking(move || (late.join(), child.join()))
-        .await
-        .expect("joined")
-        .1
-        .expect("the echo ended well");
+    late.join_async().await.expect("the late producer ended well");
+    child.join_async().await.expect("the echo ended well");
 }
 "#;
 
