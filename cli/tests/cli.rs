@@ -151,6 +151,32 @@ fn bench_sync_measures_locks_counters_and_copies() {
 }
 
 #[test]
+fn bench_async_measures_awaiting_beside_blocking() {
+    let rows = bench_json("async");
+    let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "Queue get, blocking",
+            "Queue get_async",
+            "Queue round trip, blocking",
+            "Queue round trip, awaited",
+            "Pipe round trip, blocking",
+            "Pipe round trip, awaited",
+        ]
+    );
+    for row in &rows[..2] {
+        assert!(row["msgs_per_s"].as_f64().is_some_and(|v| v > 0.0), "{row}");
+    }
+    for row in &rows[2..] {
+        assert!(row["median_ms"].as_f64().is_some_and(|v| v > 0.0), "{row}");
+    }
+    // Each awaited row is read against its blocking twin.
+    let compared = rows.iter().filter(|r| r["vs_baseline"].is_number()).count();
+    assert_eq!(compared, 3);
+}
+
+#[test]
 fn bench_queue_measures_sizes_batches_and_ping_pong() {
     let rows = bench_json("queue");
     // With two CPUs or more, the blocking rows once more with each process

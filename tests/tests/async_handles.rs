@@ -32,6 +32,18 @@ fn main() {
     ]);
 }
 
+/// Every future here can move to another thread of a runtime (tokio's
+/// `spawn` asks for `Send`): checked when this file compiles.
+#[allow(dead_code)]
+fn futures_are_send(q: &Queue<u64>, conn: &mut Connection, p: &mut Process<u64, u64>) {
+    fn send<T: Send>(_: T) {}
+    send(q.get_async());
+    send(q.put_async(&1));
+    send(conn.recv_async::<u64>());
+    send(conn.send_async(&1u64));
+    send(p.join_async());
+}
+
 /// How long any future here may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
 

@@ -2,6 +2,7 @@
 //! with a baseline measured in the same run so that ratios survive noise.
 
 mod affinity;
+mod awaited;
 mod broker;
 mod control;
 mod dispatch;
@@ -56,6 +57,9 @@ pub enum Bench {
     /// redis-server started here), beside the same without; three
     /// supervisors sharing one job.
     Broker,
+    /// Awaiting beside blocking: a Queue stream taken by get and by
+    /// get_async; Queue and Pipe round trips with a child, both ways.
+    Async,
 }
 
 /// Options shared by every benchmark.
@@ -99,6 +103,7 @@ pub fn run(bench: Bench, options: &BenchOptions) -> Result<Vec<Row>, String> {
         Bench::Control => control::run(runs, options.quick)?,
         Bench::Broker => broker::run(runs, options.quick)?,
         Bench::Journal => journal::run(runs, options.quick)?,
+        Bench::Async => awaited::run(runs, options.quick)?,
         Bench::Sieve => {
             let limit = if options.quick {
                 options.limit.min(10_000_000)
