@@ -332,16 +332,21 @@ fn add_one_later((x, pause): (u64, Duration)) -> u64 {
 /// child's join says so.
 fn an_awaited_join_gives_the_result_in_every_start_method() {
     use outlast_ipc::{JoinError, StartMethod};
+    // A future that waited leaves its waiting thread for a second: fork
+    // does not count it (it refused before).
+    let q = Queue::<u64>::new(0).expect("a queue");
+    let waited_just_now = || {
+        assert!(poll_once(&mut q.get_async()).is_pending());
+        assert!(waiting_threads() > 0, "a waiting thread is there");
+    };
     for method in [
         StartMethod::Fork,
         StartMethod::Spawn,
         StartMethod::ForkServer,
     ] {
-        // (This test's own waiting threads may still be there: fork
-        // would refuse a process with threads.)
-        let mut child = Process::new(add_one_later, (41, Duration::from_millis(300)))
-            .start_method(method)
-            .allow_threads(true);
+        let mut child =
+            Process::new(add_one_later, (41, Duration::from_millis(300))).start_method(method);
+        waited_just_now();
         child.start().expect("start");
         {
             let mut join = child.join_async();
@@ -353,9 +358,9 @@ fn an_awaited_join_gives_the_result_in_every_start_method() {
         let got = block_on(child.join_async(), PATIENCE).expect("in time");
         assert_eq!(got.ok(), Some(42), "{method:?}");
 
-        let mut doomed = Process::new(add_one_later, (0, Duration::from_secs(600)))
-            .start_method(method)
-            .allow_threads(true);
+        let mut doomed =
+            Process::new(add_one_later, (0, Duration::from_secs(600))).start_method(method);
+        waited_just_now();
         doomed.start().expect("start");
         let pid = doomed.pid().expect("a pid") as i32;
         let mut join = Box::pin(doomed.join_async());
@@ -368,4 +373,15 @@ fn an_awaited_join_gives_the_result_in_every_start_method() {
             "{method:?}: {end:?}"
         );
     }
+}
+
+/// This process's threads that wait for futures (named `ipcw-...`).
+fn waiting_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.starts_with("ipcw-"))
+        })
+        .count()
 }

@@ -12,6 +12,21 @@ pub fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
+/// How many of this process's threads are alive and have a name that
+/// does not start with `prefix`. A thread that ends while it is counted
+/// (its name can no longer be read) is not.
+pub fn threads_not_named(prefix: &str) -> io::Result<usize> {
+    let mut others = 0;
+    for task in std::fs::read_dir("/proc/self/task")?.flatten() {
+        let mut buf = [0u8; 32];
+        let path = format!("{}/comm", task.path().display());
+        if read_small(&path, &mut buf).is_some_and(|name| !name.starts_with(prefix)) {
+            others += 1;
+        }
+    }
+    Ok(others)
+}
+
 /// Whether thread `tid` of this process still exists.
 pub fn thread_exists(tid: u32) -> bool {
     std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()

@@ -124,8 +124,8 @@ impl Connection {
             return Ok(Arc::clone(watch));
         }
         let (object, name) = match events {
-            libc::POLLOUT => (Descriptor::new(&self.fd, libc::POLLOUT)?, "ipc-pipe-send"),
-            _ => (Descriptor::new(&self.fd, libc::POLLIN)?, "ipc-pipe-recv"),
+            libc::POLLOUT => (Descriptor::new(&self.fd, libc::POLLOUT)?, "pipe-send"),
+            _ => (Descriptor::new(&self.fd, libc::POLLIN)?, "pipe-recv"),
         };
         let watch = Watch::new(Arc::new(object), name);
         match events {

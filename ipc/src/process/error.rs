@@ -14,6 +14,8 @@ pub enum StartError {
     AlreadyStarted,
     /// `fork` with other threads alive could copy a lock (the allocator's, stdout's)
     /// held by a thread that does not exist in the child, which then deadlocks.
+    /// (The threads that wait for this crate's futures do not count: they
+    /// are kept out of any code of yours at the instant of the fork.)
     #[error(
         "refusing to fork: this process has {threads} threads, and a forked child \
          could deadlock on a lock held by one of them (the allocator's, stdout's); \

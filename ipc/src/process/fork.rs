@@ -10,8 +10,11 @@ use super::{child, current, ChildPlan, Launched};
 use crate::os;
 
 pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched, StartError> {
+    // The threads that wait for our futures hold nothing a child needs
+    // once they are kept out of wakers: they do not count.
+    let watch_threads_quiet = crate::watch::quiet_for_fork();
     if !allow_threads {
-        let threads = os::procfs::thread_count()?;
+        let threads = os::procfs::threads_not_named(crate::watch::THREAD_PREFIX)?;
         if threads > 1 {
             return Err(StartError::ThreadsPresent { threads });
         }
@@ -25,6 +28,8 @@ pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched
     // SAFETY: fork is safe here because this process is single-threaded (checked
     // above) unless the caller explicitly took responsibility with allow_threads.
     let pid = unsafe { libc::fork() };
+    // (In the child too: its copy of the gate is this thread's to release.)
+    drop(watch_threads_quiet);
     if pid < 0 {
         return Err(StartError::Os(std::io::Error::last_os_error()));
     }

@@ -78,7 +78,7 @@ where
             Some(fd) => Arc::new(Descriptor::new(fd, libc::POLLIN)?),
             None => Arc::new(Ticking),
         };
-        let watch = Watch::new(object, "ipc-process-join");
+        let watch = Watch::new(object, "join");
         self.exit_watch.0 = Some(Arc::clone(&watch));
         Ok(watch)
     }

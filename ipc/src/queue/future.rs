@@ -100,8 +100,8 @@ impl<T> Queue<T> {
     /// The watch of this queue's `putting` (or taking) side.
     fn watch(&self, putting: bool) -> &Arc<Watch> {
         let (cell, name) = match putting {
-            true => (&self.watches.putting, "ipc-queue-put"),
-            false => (&self.watches.taking, "ipc-queue-get"),
+            true => (&self.watches.putting, "queue-put"),
+            false => (&self.watches.taking, "queue-get"),
         };
         cell.get_or_init(|| {
             let side = Side {

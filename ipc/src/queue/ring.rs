@@ -439,8 +439,9 @@ impl<'a> Ring<'a> {
         self.state.head.word.load(Ordering::Acquire)
     }
 
-    /// Sleeps, without spinning, until the tail moves from `seen`, a
-    /// shutdown, or `slice` passes; true if the tail moved.
+    /// Sleeps until the tail moves from `seen`, a shutdown, or `slice`
+    /// passes (first spinning as this view's budget says pays, as a
+    /// blocking get does); true if the tail moved.
     pub(crate) fn sleep_until_tail_moves(&self, seen: u64, slice: Duration) -> bool {
         let s = self.state;
         sleep_on(
@@ -448,7 +449,7 @@ impl<'a> Ring<'a> {
             seen,
             &s.consumers_waiting.owed,
             Deadline::after(slice),
-            Duration::ZERO,
+            self.spin(),
             &self.seen.budget,
             &self.tail_bias(),
         )
@@ -462,7 +463,7 @@ impl<'a> Ring<'a> {
             seen,
             &s.producers_waiting.owed,
             Deadline::after(slice),
-            Duration::ZERO,
+            self.spin(),
             &self.seen.budget,
             &self.head_bias(),
         )

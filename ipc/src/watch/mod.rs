@@ -20,7 +20,7 @@ mod descriptor;
 pub(crate) use descriptor::Descriptor;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockWriteGuard};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -56,6 +56,23 @@ const SLICES_PER_LOOK: u32 = 5;
 
 /// How long the thread stays with nothing to watch before it ends.
 const IDLE_EXIT: Duration = Duration::from_secs(1);
+
+/// What every watch thread's name starts with. `fork` does not count
+/// them among the threads that could hold a lock its child needs: they run
+/// no code of anyone else's but wakers, and never while [`FORK_GATE`] is
+/// held (nor do they once they are ending).
+pub(crate) const THREAD_PREFIX: &str = "ipcw-";
+
+/// Read-held by a watch thread while it calls wakers (a runtime's code,
+/// which may take that runtime's locks); write-held by `fork` across the
+/// fork, so no watch thread is inside a waker at that instant.
+static FORK_GATE: RwLock<()> = RwLock::new(());
+
+/// Holds every watch thread out of wakers until dropped (across a fork;
+/// the child drops its copy too).
+pub(crate) fn quiet_for_fork() -> RwLockWriteGuard<'static, ()> {
+    FORK_GATE.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A future's place in the watch, freed when the future is dropped.
 #[derive(Debug)]
@@ -118,6 +135,13 @@ impl Watch {
         seen: u64,
         waker: &Waker,
     ) -> std::io::Result<()> {
+        if self.object.epoch() != seen {
+            // It moved since the future's try: no need to wait for the
+            // thread, which may be asleep on the newer epoch.
+            self.forget(ticket);
+            waker.wake_by_ref();
+            return Ok(());
+        }
         let mut state = self.lock();
         match state.futures.iter_mut().find(|w| w.ticket == ticket.0) {
             Some(waiter) => {
@@ -135,10 +159,17 @@ impl Watch {
             return Ok(());
         }
         let watch = Arc::clone(self);
+        let name = format!("{THREAD_PREFIX}{}", self.name);
+        // A fork waits for this: the new thread is never without its name
+        // (which it would only take on itself once it runs).
+        let _named_before_any_fork = FORK_GATE.read().unwrap_or_else(PoisonError::into_inner);
         let started = std::thread::Builder::new()
-            .name(self.name.into())
+            .name(name.clone())
             .stack_size(256 * 1024)
             .spawn(move || watch.run());
+        if let Ok(thread) = &started {
+            name_now(thread, &name);
+        }
         match started {
             Ok(_) => {
                 state.thread_running = true;
@@ -174,6 +205,9 @@ impl Watch {
     /// The thread: wakes the futures whose epoch moved, sleeps otherwise.
     fn run(self: Arc<Self>) {
         let mut quiet_slices = 0u32;
+        // The epoch at which the futures were last woken for a readiness
+        // their epoch did not show.
+        let mut woken_ready_at = None;
         loop {
             let mut state = self.lock();
             if self.stopped.load(Ordering::SeqCst) {
@@ -196,18 +230,21 @@ impl Watch {
             // Epoch first: a move after this read ends the sleep below.
             let epoch = self.object.epoch();
             let ready = self.object.ready_now();
+            if ready && woken_ready_at == Some(epoch) {
+                // Woken for this same readiness, they are back: they found
+                // nothing though it looks ready (another holds a lock they
+                // need). They try again shortly, not in a loop with us.
+                drop(state);
+                std::thread::sleep(SLICE / 10);
+                woken_ready_at = None;
+                continue;
+            }
             let before = state.futures.len();
             wake_where(&mut state.futures, |w| ready || w.seen != epoch);
             let woke = state.futures.len() < before;
+            woken_ready_at = ready.then_some(epoch);
             drop(state);
-            if ready {
-                // Futures that find nothing though it looks ready (another
-                // holds a lock they need) wait again: let them try again
-                // shortly, not in a loop with us.
-                std::thread::sleep(SLICE / 10);
-                continue;
-            }
-            if woke {
+            if woke || ready {
                 quiet_slices = 0;
                 continue;
             }
@@ -229,8 +266,19 @@ impl Watch {
     }
 }
 
+/// Gives `thread` its `name` from this side.
+fn name_now(thread: &std::thread::JoinHandle<()>, name: &str) {
+    use std::os::unix::thread::JoinHandleExt;
+    if let Ok(name) = std::ffi::CString::new(name) {
+        // SAFETY: a live thread's handle (it is not joined or detached
+        // before this returns) and a NUL-terminated name under 16 bytes.
+        unsafe { libc::pthread_setname_np(thread.as_pthread_t(), name.as_ptr()) };
+    }
+}
+
 /// Wakes and removes the waiters that `due` picks.
 fn wake_where(futures: &mut Vec<Waiter>, due: impl Fn(&Waiter) -> bool) {
+    let _not_while_forking = FORK_GATE.read().unwrap_or_else(PoisonError::into_inner);
     futures.retain(|w| {
         if due(w) {
             w.waker.wake_by_ref();
@@ -325,7 +373,9 @@ mod tests {
         watch
             .wait(&ticket, seen, &Waker::from(flag.clone()))
             .expect("a thread");
-        assert!(until(|| flag.0.load(Ordering::SeqCst)), "never woken");
+        // At once, in the call: the thread may be asleep on the newer epoch.
+        assert!(flag.0.load(Ordering::SeqCst), "not woken in the call");
+        assert!(!watch.lock().thread_running, "a thread for nothing");
     }
 
     #[test]
