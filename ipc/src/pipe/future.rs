@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::watch::{Descriptor, Ticket, Watch};
+use crate::watch::{Descriptor, Registration, Watch};
 
 use super::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
 
@@ -136,32 +136,18 @@ impl Connection {
     }
 }
 
-/// A future's wait on its connection's descriptor.
-struct Waiting {
-    watch: Arc<Watch>,
-    ticket: Ticket,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.watch.forget(&self.ticket);
-    }
-}
-
 /// Leaves `cx`'s waker with `connection`'s watch for `events`.
 fn wait_for(
     connection: &mut Connection,
     events: i16,
-    waiting: &mut Option<Waiting>,
+    waiting: &mut Option<Registration>,
     cx: &mut Context<'_>,
 ) -> io::Result<()> {
     if waiting.is_none() {
-        let watch = connection.watch(events)?;
-        let ticket = watch.ticket();
-        *waiting = Some(Waiting { watch, ticket });
+        *waiting = Some(Registration::new(connection.watch(events)?));
     }
     match waiting {
-        Some(w) => w.watch.wait(&w.ticket, 0, cx.waker()),
+        Some(registration) => registration.wait(0, cx.waker()),
         None => Ok(()),
     }
 }
@@ -170,7 +156,7 @@ fn wait_for(
 #[must_use = "a future receives nothing unless it is awaited"]
 pub struct RecvFuture<'a, T> {
     connection: &'a mut Connection,
-    waiting: Option<Waiting>,
+    waiting: Option<Registration>,
     _value: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -202,7 +188,7 @@ impl<T: DeserializeOwned> Future for RecvFuture<'_, T> {
 #[must_use = "a future receives nothing unless it is awaited"]
 pub struct RecvBytesFuture<'a> {
     connection: &'a mut Connection,
-    waiting: Option<Waiting>,
+    waiting: Option<Registration>,
 }
 
 impl std::fmt::Debug for RecvBytesFuture<'_> {
@@ -237,7 +223,7 @@ pub struct SendFuture<'a> {
     payload: Option<Result<Vec<u8>, SendError>>,
     /// Part of the message is written; its rest waits in the connection.
     started: bool,
-    waiting: Option<Waiting>,
+    waiting: Option<Registration>,
 }
 
 impl std::fmt::Debug for SendFuture<'_> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::watch::{Descriptor, Ticket, Watch, Watched};
+use crate::watch::{Descriptor, Registration, Watch, Watched};
 
 use super::{JoinError, JoinTimeoutError, Process};
 
@@ -88,20 +88,12 @@ where
 #[must_use = "a future joins nothing unless it is awaited"]
 pub struct JoinFuture<'a, A, R> {
     process: &'a mut Process<A, R>,
-    waiting: Option<(Arc<Watch>, Ticket)>,
+    waiting: Option<Registration>,
 }
 
 impl<A, R> std::fmt::Debug for JoinFuture<'_, A, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JoinFuture").finish_non_exhaustive()
-    }
-}
-
-impl<A, R> Drop for JoinFuture<'_, A, R> {
-    fn drop(&mut self) {
-        if let Some((watch, ticket)) = &self.waiting {
-            watch.forget(ticket);
-        }
     }
 }
 
@@ -120,15 +112,12 @@ where
             Err(JoinTimeoutError::Timeout) => {
                 if this.waiting.is_none() {
                     match this.process.exit_watch_for_futures() {
-                        Ok(watch) => {
-                            let ticket = watch.ticket();
-                            this.waiting = Some((watch, ticket));
-                        }
+                        Ok(watch) => this.waiting = Some(Registration::new(watch)),
                         Err(e) => return Poll::Ready(Err(JoinError::Io(e))),
                     }
                 }
                 match &this.waiting {
-                    Some((watch, ticket)) => match watch.wait(ticket, 0, cx.waker()) {
+                    Some(registration) => match registration.wait(0, cx.waker()) {
                         Ok(()) => Poll::Pending,
                         Err(e) => Poll::Ready(Err(JoinError::Io(e))),
                     },

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::shm::cell::ShmCell;
-use crate::watch::{Ticket, Watch, Watched};
+use crate::watch::{Registration, Watch, Watched};
 
 use super::ring::{LocalView, Ring};
 use super::wait::Patience;
@@ -60,12 +60,7 @@ struct Side {
 
 impl Side {
     fn ring(&self) -> Ring<'_> {
-        Ring::new(
-            &self.cell.state().ring,
-            self.cell.extra_ptr(),
-            self.cell.extra_len(),
-            &self.seen,
-        )
+        super::ring_in(&self.cell, &self.seen)
     }
 }
 
@@ -164,25 +159,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
-/// A future's wait on one side of a queue.
-struct Waiting {
-    watch: Arc<Watch>,
-    ticket: Ticket,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.watch.forget(&self.ticket);
-    }
-}
-
 /// Leaves `cx`'s waker with the `putting` side's watch, to be woken once
 /// the side moves from `seen`; or has it polled again at once while the
 /// failed try was only another thread's moment on the side (`held`).
 fn wait_for<T>(
     queue: &Queue<T>,
     putting: bool,
-    waiting: &mut Option<Waiting>,
+    waiting: &mut Option<Registration>,
     retries: &mut u32,
     seen: u64,
     held: bool,
@@ -194,19 +177,16 @@ fn wait_for<T>(
         return Ok(());
     }
     *retries = 0;
-    let waiting = waiting.get_or_insert_with(|| {
-        let watch = Arc::clone(queue.watch(putting));
-        let ticket = watch.ticket();
-        Waiting { watch, ticket }
-    });
-    waiting.watch.wait(&waiting.ticket, seen, cx.waker())
+    waiting
+        .get_or_insert_with(|| Registration::new(Arc::clone(queue.watch(putting))))
+        .wait(seen, cx.waker())
 }
 
 /// The future of [`Queue::get_async`]: a message, or why there is none.
 #[must_use = "a future takes nothing unless it is awaited"]
 pub struct GetFuture<'a, T> {
     queue: &'a Queue<T>,
-    waiting: Option<Waiting>,
+    waiting: Option<Registration>,
     retries: u32,
 }
 
@@ -254,7 +234,7 @@ pub struct PutFuture<'a, T> {
     queue: &'a Queue<T>,
     /// The item's bytes; taken once the future is ready.
     encoded: Option<Result<Vec<u8>, PutError>>,
-    waiting: Option<Waiting>,
+    waiting: Option<Registration>,
     retries: u32,
 }
 

@@ -174,12 +174,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn ring(&self) -> Ring<'_> {
-        Ring::new(
-            &self.cell.state().ring,
-            self.cell.extra_ptr(),
-            self.cell.extra_len(),
-            &self.seen,
-        )
+        ring_in(&self.cell, &self.seen)
     }
 
     pub(crate) fn state(&self) -> &QueueState {
@@ -733,6 +728,12 @@ impl<T> crate::wait::Waitable for Queue<T> {
         // A get would not wait: a message, a shutdown, or nobody left to put.
         ring.len() > 0 || ring.shutdown_state() != 0 || ring.state.producers.all_gone(false)
     }
+}
+
+/// The ring in `cell`, as `seen` (a handle's view, or a watch's) sees it.
+#[inline]
+fn ring_in<'a>(cell: &'a ShmCell<QueueState>, seen: &'a LocalView) -> Ring<'a> {
+    Ring::new(&cell.state().ring, cell.extra_ptr(), cell.extra_len(), seen)
 }
 
 /// A ring error of a put, in the queue's words.

@@ -76,7 +76,36 @@ pub(crate) fn quiet_for_fork() -> RwLockWriteGuard<'static, ()> {
 
 /// A future's place in the watch, freed when the future is dropped.
 #[derive(Debug)]
-pub(crate) struct Ticket(u64);
+struct Ticket(u64);
+
+/// One future's wait on a [`Watch`]: forgotten when dropped (the future
+/// is ready, or dropped).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    watch: Arc<Watch>,
+    ticket: Ticket,
+}
+
+impl Registration {
+    /// A place for one future in `watch`.
+    pub(crate) fn new(watch: Arc<Watch>) -> Registration {
+        let ticket = Ticket(watch.next_ticket.fetch_add(1, Ordering::Relaxed));
+        Registration { watch, ticket }
+    }
+
+    /// Wakes `waker` once the object may be ready after `seen` (its
+    /// epoch before the failed try). An error only if the thread cannot
+    /// start.
+    pub(crate) fn wait(&self, seen: u64, waker: &Waker) -> std::io::Result<()> {
+        self.watch.wait(&self.ticket, seen, waker)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.watch.forget(&self.ticket);
+    }
+}
 
 /// The futures waiting on one object, and the thread that watches it.
 pub(crate) struct Watch {
@@ -122,19 +151,8 @@ impl Watch {
         })
     }
 
-    /// A place for one future.
-    pub(crate) fn ticket(&self) -> Ticket {
-        Ticket(self.next_ticket.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// Wakes `waker` once the object may be ready after `seen` (its epoch
-    /// before the failed try). An error only if the thread cannot start.
-    pub(crate) fn wait(
-        self: &Arc<Self>,
-        ticket: &Ticket,
-        seen: u64,
-        waker: &Waker,
-    ) -> std::io::Result<()> {
+    /// See [`Registration::wait`].
+    fn wait(self: &Arc<Self>, ticket: &Ticket, seen: u64, waker: &Waker) -> std::io::Result<()> {
         if self.object.epoch() != seen {
             // It moved since the future's try: no need to wait for the
             // thread, which may be asleep on the newer epoch.
@@ -183,7 +201,7 @@ impl Watch {
     }
 
     /// The future holding `ticket` waits no more (it is ready, or dropped).
-    pub(crate) fn forget(&self, ticket: &Ticket) {
+    fn forget(&self, ticket: &Ticket) {
         self.lock().futures.retain(|w| w.ticket != ticket.0);
     }
 
@@ -352,10 +370,8 @@ mod tests {
         let watch = Watch::new(counter.clone(), "test-watch");
         let flag = Arc::new(Flag::default());
         let waker = Waker::from(flag.clone());
-        let ticket = watch.ticket();
-        watch
-            .wait(&ticket, counter.epoch(), &waker)
-            .expect("a thread");
+        let future = Registration::new(Arc::clone(&watch));
+        future.wait(counter.epoch(), &waker).expect("a thread");
         std::thread::sleep(SLICE * 3);
         assert!(!flag.0.load(Ordering::SeqCst), "woken with nothing moved");
         counter.bump();
@@ -369,9 +385,9 @@ mod tests {
         let seen = counter.epoch();
         counter.bump(); // between the future's try and its wait
         let flag = Arc::new(Flag::default());
-        let ticket = watch.ticket();
-        watch
-            .wait(&ticket, seen, &Waker::from(flag.clone()))
+        let future = Registration::new(Arc::clone(&watch));
+        future
+            .wait(seen, &Waker::from(flag.clone()))
             .expect("a thread");
         // At once, in the call: the thread may be asleep on the newer epoch.
         assert!(flag.0.load(Ordering::SeqCst), "not woken in the call");
@@ -383,11 +399,11 @@ mod tests {
         let counter = Arc::new(Counter::default());
         let watch = Watch::new(counter.clone(), "test-watch");
         let flag = Arc::new(Flag::default());
-        let ticket = watch.ticket();
-        watch
-            .wait(&ticket, counter.epoch(), &Waker::from(flag.clone()))
+        let future = Registration::new(Arc::clone(&watch));
+        future
+            .wait(counter.epoch(), &Waker::from(flag.clone()))
             .expect("a thread");
-        watch.forget(&ticket);
+        drop(future);
         counter.bump();
         assert!(
             until(|| !watch.lock().thread_running),
@@ -399,9 +415,9 @@ mod tests {
         );
         // And it starts again for the next one.
         counter.ready.store(true, Ordering::SeqCst);
-        let ticket = watch.ticket();
-        watch
-            .wait(&ticket, counter.epoch(), &Waker::from(flag.clone()))
+        let future = Registration::new(Arc::clone(&watch));
+        future
+            .wait(counter.epoch(), &Waker::from(flag.clone()))
             .expect("a thread");
         assert!(until(|| flag.0.load(Ordering::SeqCst)), "never woken");
     }
