@@ -22,7 +22,7 @@ pub(crate) use descriptor::Descriptor;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockWriteGuard};
 use std::task::Waker;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a [`Watch`] waits for.
 pub(crate) trait Watched: Send + Sync + 'static {
@@ -226,6 +226,8 @@ impl Watch {
         // The epoch at which the futures were last woken for a readiness
         // their epoch did not show.
         let mut woken_ready_at = None;
+        // Since when nothing has waited.
+        let mut idle_since: Option<Instant> = None;
         loop {
             let mut state = self.lock();
             if self.stopped.load(Ordering::SeqCst) {
@@ -234,17 +236,22 @@ impl Watch {
                 return;
             }
             if state.futures.is_empty() {
-                state = self
-                    .arrived
-                    .wait_timeout(state, IDLE_EXIT)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-                if state.futures.is_empty() || self.stopped.load(Ordering::SeqCst) {
+                // Ends after a whole second with nothing to watch, not at a
+                // wake-up whose future had already gone again.
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                let left = IDLE_EXIT.saturating_sub(since.elapsed());
+                if left.is_zero() {
                     state.thread_running = false;
-                    wake_where(&mut state.futures, |_| true);
                     return;
                 }
+                drop(
+                    self.arrived
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
+                continue;
             }
+            idle_since = None;
             // Epoch first: a move after this read ends the sleep below.
             let epoch = self.object.epoch();
             let ready = self.object.ready_now();
@@ -392,6 +399,25 @@ mod tests {
         // At once, in the call: the thread may be asleep on the newer epoch.
         assert!(flag.0.load(Ordering::SeqCst), "not woken in the call");
         assert!(!watch.lock().thread_running, "a thread for nothing");
+    }
+
+    #[test]
+    fn a_future_that_comes_and_goes_does_not_end_the_idle_thread() {
+        let counter = Arc::new(Counter::default());
+        let watch = Watch::new(counter.clone(), "test-watch");
+        let come_and_go = || {
+            let future = Registration::new(Arc::clone(&watch));
+            future
+                .wait(counter.epoch(), Waker::noop())
+                .expect("a thread");
+        };
+        come_and_go();
+        std::thread::sleep(SLICE * 5);
+        // Its arrival wakes the idle thread, which found it gone: before,
+        // the thread ended there, and the next wait started another.
+        come_and_go();
+        std::thread::sleep(SLICE * 5);
+        assert!(watch.lock().thread_running, "the thread ended early");
     }
 
     #[test]
