@@ -136,8 +136,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn get_async(&self) -> GetFuture<'_, T> {
         GetFuture {
             queue: self,
-            waiting: None,
-            retries: 0,
+            waiting: Waiting::default(),
         }
     }
 
@@ -153,41 +152,49 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         PutFuture {
             queue: self,
             encoded: Some(encoded),
-            waiting: None,
-            retries: 0,
+            waiting: Waiting::default(),
         }
     }
 }
 
-/// Leaves `cx`'s waker with the `putting` side's watch, to be woken once
-/// the side moves from `seen`; or has it polled again at once while the
-/// failed try was only another thread's moment on the side (`held`).
-fn wait_for<T>(
-    queue: &Queue<T>,
-    putting: bool,
-    waiting: &mut Option<Registration>,
-    retries: &mut u32,
-    seen: u64,
-    held: bool,
-    cx: &mut Context<'_>,
-) -> std::io::Result<()> {
-    if held && *retries < QUICK_RETRIES {
-        *retries += 1;
-        cx.waker().wake_by_ref();
-        return Ok(());
+/// A future's waiting: its place in the side's watch, once it has one,
+/// and its immediate re-polls in a row.
+#[derive(Debug, Default)]
+struct Waiting {
+    registration: Option<Registration>,
+    retries: u32,
+}
+
+impl Waiting {
+    /// Leaves `cx`'s waker with the `putting` side's watch of `queue`, to
+    /// be woken once the side moves from `seen`; or has it polled again at
+    /// once while the failed try was only another thread's moment on the
+    /// side (`held`).
+    fn wait_for<T>(
+        &mut self,
+        queue: &Queue<T>,
+        putting: bool,
+        seen: u64,
+        held: bool,
+        cx: &mut Context<'_>,
+    ) -> std::io::Result<()> {
+        if held && self.retries < QUICK_RETRIES {
+            self.retries += 1;
+            cx.waker().wake_by_ref();
+            return Ok(());
+        }
+        self.retries = 0;
+        self.registration
+            .get_or_insert_with(|| Registration::new(Arc::clone(queue.watch(putting))))
+            .wait(seen, cx.waker())
     }
-    *retries = 0;
-    waiting
-        .get_or_insert_with(|| Registration::new(Arc::clone(queue.watch(putting))))
-        .wait(seen, cx.waker())
 }
 
 /// The future of [`Queue::get_async`]: a message, or why there is none.
 #[must_use = "a future takes nothing unless it is awaited"]
 pub struct GetFuture<'a, T> {
     queue: &'a Queue<T>,
-    waiting: Option<Registration>,
-    retries: u32,
+    waiting: Waiting,
 }
 
 impl<T> std::fmt::Debug for GetFuture<'_, T> {
@@ -210,16 +217,7 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
             Err(GetTimeoutError::Get(e)) => Poll::Ready(Err(e)),
             Err(GetTimeoutError::Empty) => {
                 let held = !this.queue.is_empty();
-                let queue = this.queue;
-                match wait_for(
-                    queue,
-                    false,
-                    &mut this.waiting,
-                    &mut this.retries,
-                    seen,
-                    held,
-                    cx,
-                ) {
+                match this.waiting.wait_for(this.queue, false, seen, held, cx) {
                     Ok(()) => Poll::Pending,
                     Err(e) => Poll::Ready(Err(GetError::Os(e))),
                 }
@@ -234,8 +232,7 @@ pub struct PutFuture<'a, T> {
     queue: &'a Queue<T>,
     /// The item's bytes; taken once the future is ready.
     encoded: Option<Result<Vec<u8>, PutError>>,
-    waiting: Option<Registration>,
-    retries: u32,
+    waiting: Waiting,
 }
 
 impl<T> std::fmt::Debug for PutFuture<'_, T> {
@@ -253,11 +250,12 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
         let this = self.get_mut();
         let bytes = match this.encoded.as_ref() {
             Some(Ok(bytes)) => bytes,
-            Some(Err(_)) => match this.encoded.take() {
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-                _ => return Poll::Ready(Err(PutError::Encode("polled again".into()))),
-            },
-            None => return Poll::Ready(Err(PutError::Encode("polled after it was ready".into()))),
+            _ => {
+                let why = this.encoded.take().and_then(Result::err);
+                let why =
+                    why.unwrap_or_else(|| PutError::Encode("polled after it was ready".into()));
+                return Poll::Ready(Err(why));
+            }
         };
         let queue = this.queue;
         // Before the try: room made after it moves the head from this.
@@ -280,15 +278,7 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
             }
             Err(PutTimeoutError::Full) => {
                 let held = !spilled && !queue.is_full();
-                match wait_for(
-                    queue,
-                    true,
-                    &mut this.waiting,
-                    &mut this.retries,
-                    seen,
-                    held,
-                    cx,
-                ) {
+                match this.waiting.wait_for(queue, true, seen, held, cx) {
                     Ok(()) => Poll::Pending,
                     Err(e) => Poll::Ready(Err(PutError::Os(e))),
                 }
