@@ -32,6 +32,7 @@ fn main() {
         a_stopped_server_does_not_stop_join,
         a_child_killed_with_its_server_is_gone_when_join_returns,
         a_child_runs_where_its_creator_is_now_with_its_variables,
+        a_child_takes_its_creators_mask_limits_affinity_nice_signals_and_user,
         large_arguments_travel_apart_with_their_handles,
     ]);
 }
@@ -529,6 +530,177 @@ fn a_child_runs_where_its_creator_is_now_with_its_variables() {
             (dir, None),
         ]
     );
+}
+
+/// What a process is, besides where it runs: what a spawned child takes
+/// from the thread that starts it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Traits {
+    umask: String,
+    open_files: (u64, u64),
+    core_size: (u64, u64),
+    cpus: Vec<usize>,
+    nice: i32,
+    hup_ignored: bool,
+    term_default: bool,
+    /// Real, effective and saved.
+    uids: [u32; 3],
+    gids: [u32; 3],
+    groups: Vec<u32>,
+}
+
+fn limit_of(resource: libc::__rlimit_resource_t) -> (u64, u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: writes one rlimit into a live local.
+    assert_eq!(unsafe { libc::getrlimit(resource, &mut l) }, 0);
+    (l.rlim_cur, l.rlim_max)
+}
+
+fn disposition(signal: i32) -> libc::sighandler_t {
+    // SAFETY: a null new action only queries into a zeroed out-buffer.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut current), 0);
+        current.sa_sigaction
+    }
+}
+
+fn traits(_: ()) -> Traits {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .expect("Umask");
+    // SAFETY: plain queries into live locals.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+            0
+        );
+        let cpus = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect();
+        let (mut uids, mut gids) = ([0; 3], [0; 3]);
+        libc::getresuid(&mut uids[0], &mut uids[1], &mut uids[2]);
+        libc::getresgid(&mut gids[0], &mut gids[1], &mut gids[2]);
+        let mut groups = vec![0; 1024];
+        let n = libc::getgroups(1024, groups.as_mut_ptr());
+        groups.truncate(n.max(0) as usize);
+        Traits {
+            umask: umask.trim().to_string(),
+            open_files: limit_of(libc::RLIMIT_NOFILE),
+            core_size: limit_of(libc::RLIMIT_CORE),
+            cpus,
+            nice: libc::getpriority(libc::PRIO_PROCESS, 0),
+            hup_ignored: disposition(libc::SIGHUP) == libc::SIG_IGN,
+            term_default: disposition(libc::SIGTERM) == libc::SIG_DFL,
+            uids,
+            gids,
+            groups,
+        }
+    }
+}
+
+extern "C" fn on_term(_: libc::c_int) {}
+
+/// The traits a child started by `method` has.
+fn childs_traits(method: StartMethod) -> Traits {
+    let mut p = Process::new(traits, ()).start_method(method);
+    p.start().expect("start");
+    p.join().expect("join")
+}
+
+/// A creator whose server started before it changed its umask, two
+/// resource limits, its CPUs, its nice value and two signals' dispositions
+/// and (as root) its user and groups, as a daemon does once it runs: what
+/// it was before the change, a child of each start method, and what it
+/// is then. A child after the change of user is checked in the creator.
+fn changing_creator(_: ()) -> (Traits, Vec<(StartMethod, Traits)>, Traits) {
+    outlast_ipc::forkserver::start().expect("the server, before the change");
+    let before = traits(());
+    let open_files = limit_of(libc::RLIMIT_NOFILE);
+    let cpus = &before.cpus;
+    // SAFETY: plain calls that change this process (a child of the test).
+    unsafe {
+        libc::umask(0o027);
+        let l = libc::rlimit {
+            rlim_cur: open_files.0.min(512) - 11,
+            rlim_max: open_files.1,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &l), 0);
+        let l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 4096,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_CORE, &l), 0);
+        // One CPU of those it had (the same one if it had one).
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[cpus.len() - 1], &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0
+        );
+        assert_eq!(libc::setpriority(libc::PRIO_PROCESS, 0, before.nice + 3), 0);
+    }
+    outlast_ipc::os::signals::ignore(libc::SIGHUP).expect("ignore HUP");
+    outlast_ipc::os::signals::set_handler(libc::SIGTERM, on_term).expect("handle TERM");
+    let mut children = Vec::new();
+    for method in [StartMethod::Fork, StartMethod::Spawn, FS] {
+        children.push((method, childs_traits(method)));
+    }
+    let now = traits(());
+    // As root: a daemon that drops to `nobody` after its server started.
+    if before.uids[1] == 0 {
+        // SAFETY: plain calls that change this process's user for good.
+        unsafe {
+            assert_eq!(libc::setgroups(1, [65533].as_ptr()), 0);
+            assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
+            assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
+        }
+        let nobody = traits(());
+        assert_eq!(nobody.uids, [65534; 3]);
+        assert_eq!(nobody.groups, [65533]);
+        for method in [StartMethod::Fork, FS] {
+            let expected = Traits {
+                term_default: method != StartMethod::Fork,
+                ..nobody.clone()
+            };
+            assert_eq!(
+                childs_traits(method),
+                expected,
+                "{method:?} after dropping root"
+            );
+        }
+    }
+    (before, children, now)
+}
+
+fn a_child_takes_its_creators_mask_limits_affinity_nice_signals_and_user() {
+    // The creator is a spawned process of its own, with a server of its
+    // own: this test process keeps its traits.
+    let mut creator = Process::new(changing_creator, ()).start_method(StartMethod::Spawn);
+    creator.start().expect("start the creator");
+    let (before, children, now) = creator.join().expect("the creator's report");
+    // Each trait did change, so the comparison below means something.
+    assert_eq!(now.umask, "0027");
+    assert_ne!(now.open_files, before.open_files);
+    assert_eq!(now.core_size, (0, 4096));
+    assert_eq!(now.cpus.len(), 1);
+    assert_eq!(now.nice, before.nice + 3);
+    assert!(now.hup_ignored && !now.term_default);
+    for (method, child) in children {
+        // A child's SIGTERM handler is its own: exec (spawn) and the fork
+        // server give it the default, fork keeps the creator's.
+        let expected = Traits {
+            term_default: method != StartMethod::Fork,
+            ..now.clone()
+        };
+        assert_eq!(child, expected, "{method:?}");
+    }
 }
 
 /// Sends the sum of `bytes` on `conn`; returns their count.

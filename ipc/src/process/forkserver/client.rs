@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::attributes;
 use super::protocol::{
     Hello, RequestFrame, StartReply, StartRequest, ARGS_APART_MIN, FIXED_FDS, INLINE_REQUEST_MAX,
     PROTOCOL_VERSION,
@@ -92,6 +93,7 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
         args_apart: args_apart.then_some(plan.args.len() as u64),
         die_with_parent: plan.die_with_parent,
         surroundings: Surroundings::changed_since_launch(),
+        attributes: attributes::changes_since_launch(),
     };
     let args_memfd = match args_apart {
         true => Some(os::memory::sealed_memfd_with(
@@ -109,7 +111,7 @@ pub(crate) fn start_child(plan: &ChildPlan<'_>) -> Result<Launched, StartError> 
         (encode(&RequestFrame::InMemfd)?, Some(memfd))
     } else {
         drop(whole);
-        (encode(&RequestFrame::Inline(request))?, None)
+        (encode(&RequestFrame::Inline(Box::new(request)))?, None)
     };
     let stdout = stdio_or_devnull(1)?;
     let stderr = stdio_or_devnull(2)?;
@@ -253,6 +255,7 @@ fn launch() -> Result<ServerLink, ForkServerError> {
     let (ours, theirs) = os::fd::socketpair_cloexec()?;
     let their_fd = theirs.as_raw_fd();
     Surroundings::note_launch();
+    attributes::note_launch();
     let mut command = Command::new("/proc/self/exe");
     if let Some(argv0) = std::env::args_os().next() {
         command.arg0(argv0);

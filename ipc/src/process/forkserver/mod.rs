@@ -31,8 +31,10 @@
 //! * **What travels.** The entry (as a code offset, as for spawn), the
 //!   arguments, and every handle in them (pipe ends, queue and shared-memory
 //!   descriptors) go to the server with `SCM_RIGHTS`, with the caller's
-//!   stdout and stderr, working directory and environment as they are at
-//!   that moment (as a forked or spawned child gets them). Arguments past
+//!   stdout and stderr, working directory, environment, umask, resource
+//!   limits, CPU affinity, nice value, user and groups, and ignored signals
+//!   as they are at that moment (as a forked or spawned child gets them;
+//!   only what changed since the server started travels). Arguments past
 //!   256 KiB go in a sealed memfd of their own, which the server maps and
 //!   its child reads in place: written once, never copied again.
 //! * **Parenthood.** The child is the server's. Its exit status comes back on
@@ -45,6 +47,7 @@
 //!   them and exits. A server that was killed is noticed at the next start
 //!   and replaced.
 
+mod attributes;
 mod client;
 mod protocol;
 mod server;

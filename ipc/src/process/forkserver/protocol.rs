@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::attributes::Changes;
 use super::surroundings::Surroundings;
 use crate::process::entry::PortableEntry;
 
@@ -36,6 +37,9 @@ pub(crate) struct StartRequest {
     /// The creator's working directory and environment, if they are no
     /// longer the server's.
     pub surroundings: Option<Surroundings>,
+    /// The creator's umask, limits, affinity, nice value, user and ignored
+    /// signals, where they differ from the server's.
+    pub attributes: Changes,
 }
 
 /// What a request's frame holds: the request, or word that it is in a
@@ -43,7 +47,7 @@ pub(crate) struct StartRequest {
 /// argument, which would otherwise be one huge frame through the socket).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum RequestFrame {
-    Inline(StartRequest),
+    Inline(Box<StartRequest>),
     InMemfd,
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::protocol::{Hello, RequestFrame, StartReply, StartRequest, FIXED_FDS, PROTOCOL_VERSION};
 use crate::os::{self, Deadline};
 use crate::pipe::{Connection, RecvError, RecvTimeoutError};
+use crate::process::entry::ChildReport;
 use crate::process::{child, EXIT_CHILD_FAILED};
 use crate::spsc::spill::Spilled;
 
@@ -180,7 +181,7 @@ fn start_child(
     let frame: RequestFrame =
         crate::codec::decode_payload(bytes).map_err(|e| format!("undecodable request: {e}"))?;
     let request = match frame {
-        RequestFrame::Inline(request) => request,
+        RequestFrame::Inline(request) => *request,
         RequestFrame::InMemfd => {
             let memfd = fds.pop().ok_or("a request in a memfd came without it")?;
             read_request(memfd)?
@@ -240,15 +241,6 @@ fn read_request(memfd: OwnedFd) -> Result<StartRequest, String> {
 /// In the forked child: never returns. `args`: the arguments, mapped,
 /// when they came apart from the request.
 fn run_child(request: StartRequest, args: Option<Spilled>, fds: Vec<OwnedFd>, server: i32) -> ! {
-    if request.die_with_parent {
-        // Dies with the server; the server dies with the creator.
-        let _ = os::process::set_parent_death_signal(libc::SIGKILL);
-        if os::process::parent_pid() != server {
-            child::exit_now(1);
-        }
-    }
-    let _ = os::signals::set_default(libc::SIGINT);
-    let _ = os::signals::set_default(libc::SIGCHLD);
     let mut fds = fds.into_iter();
     let (Some(report), Some(status_tx), Some(stdout), Some(stderr)) =
         (fds.next(), fds.next(), fds.next(), fds.next())
@@ -265,6 +257,17 @@ fn run_child(request: StartRequest, args: Option<Spilled>, fds: Vec<OwnedFd>, se
     drop((status_tx, stdout, stderr));
     if let Some(surroundings) = &request.surroundings {
         surroundings.enter();
+    }
+    if let Err(why) = request.attributes.enter() {
+        child::exit_with_report(report.as_raw_fd(), &ChildReport::Failed(why));
+    }
+    // After the user is set: a change of user clears the parent-death signal.
+    if request.die_with_parent {
+        // Dies with the server; the server dies with the creator.
+        let _ = os::process::set_parent_death_signal(libc::SIGKILL);
+        if os::process::parent_pid() != server {
+            child::exit_now(1);
+        }
     }
     let handles: Vec<OwnedFd> = fds.collect();
     let mut keep: Vec<RawFd> = handles.iter().map(|fd| fd.as_raw_fd()).collect();
