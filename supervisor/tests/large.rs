@@ -7,11 +7,13 @@
 use outlast::pool::{Pool, PoolError, TaskError};
 use outlast_ipc::StartMethod;
 use serde_bytes::ByteBuf;
+use std::time::Duration;
 
 fn main() {
     outlast_ipc::init();
     tests::harness::run(tests::cases![
         an_item_just_over_the_ring_round_trips_ten_times_in_each_start_method,
+        items_and_results_over_half_the_ring_go_wherever_the_ring_stands,
         a_hundred_megabyte_argument_and_result,
         a_hundred_megabyte_item_is_not_kept_once_it_is_done,
         an_input_over_the_cap_fails_alone_at_once,
@@ -63,6 +65,40 @@ fn an_item_just_over_the_ring_round_trips_ten_times_in_each_start_method() {
         let sums = pool.map(checksum, items.clone()).expect("map");
         let want: Vec<_> = items.into_iter().map(checksum).collect();
         assert_eq!(sums, want, "{method:?}");
+    }
+}
+
+/// Its input's checksum, and a pattern of `len` bytes.
+fn checksum_and_pattern((input, len): (Vec<u8>, usize)) -> ((usize, u64), Vec<u8>) {
+    (checksum(input), pattern(len))
+}
+
+/// A message larger than half a worker's ring (1 MiB here) that had to
+/// start a new lap behind a smaller one waited for room that even an
+/// empty ring could not give: a `map` whose results were 300 KB, then
+/// 900 KB, hung for good. Inputs and results of sizes that put the ring's
+/// position everywhere, one worker, one item per chunk, each with a
+/// deadline (a hang fails in words).
+fn items_and_results_over_half_the_ring_go_wherever_the_ring_stands() {
+    let sizes = [
+        300_000, 900_000, 600_000, 1_000_000, 10, 700_000, 550_000, 1_040_000,
+    ];
+    let pool = Pool::builder(1).chunksize(1).build().expect("pool");
+    let mut handles = Vec::new();
+    for (i, &len) in sizes.iter().enumerate() {
+        let input = pattern(sizes[(i + 3) % sizes.len()]);
+        let handle = pool
+            .submit(checksum_and_pattern, (input, len))
+            .expect("submit");
+        handles.push(handle);
+    }
+    for (i, handle) in handles.iter().enumerate() {
+        let input = pattern(sizes[(i + 3) % sizes.len()]);
+        let (sum, back) = handle
+            .get_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("item {i}: {e}"));
+        assert_eq!(sum, checksum(input), "item {i}'s input");
+        assert!(back == pattern(sizes[i]), "item {i}'s result differs");
     }
 }
 

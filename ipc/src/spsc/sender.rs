@@ -129,31 +129,35 @@ impl Sender {
     }
 
     /// Writes one record at our tail if it fits; false if the ring is full.
+    /// A record that must start a new lap and cannot fit behind this lap's
+    /// end (one larger than half the ring, say) would never fit where it
+    /// stands, even in an empty ring: the lap's end is skipped now, with a
+    /// wrap record of its own (published with the next publish), and the
+    /// record waits for room at the start.
     fn place(&mut self, ring: *mut u8, message: &[u8], head: u64) -> bool {
         let need = record_size(message.len());
-        let at = (self.tail as usize) & (self.end.cap - 1);
-        let contiguous = self.end.cap - at;
-        let free = self.end.cap - (self.tail - head) as usize;
-        if need <= contiguous {
-            if free < need {
+        loop {
+            let at = (self.tail as usize) & (self.end.cap - 1);
+            let contiguous = self.end.cap - at;
+            let free = self.end.cap - (self.tail - head) as usize;
+            if need <= contiguous {
+                if free < need {
+                    return false;
+                }
+                // SAFETY: `at + need <= cap`: inside the ring, and free.
+                unsafe { write_record(ring, at, message) };
+                self.tail += need as u64;
+                return true;
+            }
+            if free < contiguous {
                 return false;
             }
-            // SAFETY: `at + need <= cap`: inside the ring, and free.
-            unsafe { write_record(ring, at, message) };
-            self.tail += need as u64;
-        } else {
-            if free < contiguous + need {
-                return false;
-            }
-            // SAFETY: `at` is 8-aligned with `contiguous >= 8` bytes left;
-            // then `need <= cap` bytes from the start; all of it free.
-            unsafe {
-                write_header(ring, at, 0, KIND_WRAP);
-                write_record(ring, 0, message);
-            }
-            self.tail += (contiguous + need) as u64;
+            // SAFETY: `at` is 8-aligned with `contiguous >= 8` bytes left,
+            // all of them free.
+            unsafe { write_header(ring, at, 0, KIND_WRAP) };
+            self.tail += contiguous as u64;
+            // Now at the start, where `need <= cap` bytes are contiguous.
         }
-        true
     }
 
     /// Makes what was placed visible and wakes a sleeping receiver.
@@ -189,6 +193,7 @@ impl Sender {
         }
         let head = self.checked_head()?;
         let ring = self.ring()?;
+        let tail = self.tail;
         let mut sent = 0;
         for message in messages {
             if !self.place(ring, message, head) {
@@ -196,7 +201,9 @@ impl Sender {
             }
             sent += 1;
         }
-        if sent > 0 {
+        // Also a lap's end skipped with nothing sent: the receiver must
+        // take it to free the room the record waits for.
+        if self.tail != tail {
             self.publish();
         }
         Ok(sent)

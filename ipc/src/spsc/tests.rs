@@ -41,6 +41,35 @@ fn messages_of_every_size_come_back_intact_over_many_laps() {
     assert!(!rx.try_recv_into(&mut out).expect("empty"));
 }
 
+/// A record larger than half the ring, where it would have to start a
+/// new lap that it cannot fit behind: before, it waited for room that an
+/// empty ring could never give (a pool's 900 KB result after a 300 KB
+/// one hung for good). Now the lap's end is skipped and the record goes
+/// once the receiver has taken the skip, at every position in the ring.
+#[test]
+fn a_record_over_half_the_ring_goes_from_any_position() {
+    let (mut tx, mut rx) = channel(1024, 0).expect("channel");
+    let mut out = Vec::new();
+    for first in (0..1000).step_by(8) {
+        // Somewhere in the ring, then empty again.
+        tx.try_send(&vec![1u8; first]).expect("room");
+        assert!(rx.try_recv_into(&mut out).expect("receive"));
+        for big in [520, 900, 1016] {
+            let message: Vec<u8> = (0..big).map(|i| i as u8).collect();
+            let mut tries = 0;
+            while let Err(e) = tx.try_send(&message) {
+                assert!(matches!(e, TrySendError::Full), "{e:?}");
+                tries += 1;
+                assert!(tries <= 1, "{big} B after {first} B: never fits");
+                // Takes the skipped lap's end: no message there.
+                assert!(!rx.try_recv_into(&mut out).expect("the skip"));
+            }
+            assert!(rx.try_recv_into(&mut out).expect("receive"));
+            assert_eq!(out, message, "{big} B after {first} B");
+        }
+    }
+}
+
 #[test]
 fn a_full_ring_says_full_and_a_huge_message_too_large() {
     let (mut tx, mut rx) = channel(256, 0).expect("channel");
