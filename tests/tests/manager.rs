@@ -29,6 +29,7 @@ fn main() {
         a_reply_over_the_frame_cap_is_an_error_and_the_client_stays,
         a_request_over_the_frame_cap_is_refused_in_words_and_100_mb_fits,
         byte_vectors_larger_than_a_lane_go_there_and_back_exactly,
+        values_near_a_lanes_size_go_wherever_its_rings_stand,
         a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout,
         silent_clients_filling_the_manager_make_room_for_a_new_one,
         stores_past_the_byte_budget_are_refused_and_room_comes_back,
@@ -522,6 +523,29 @@ fn byte_vectors_larger_than_a_lane_go_there_and_back_exactly() {
     assert!(all[..3] == values, "the list's first three");
     assert!(all[3] == pattern(3, 2 << 20), "the appended one");
     assert!(l.pop().unwrap() == Some(pattern(3, 2 << 20)), "popped");
+}
+
+/// Values a little under or over half a lane's ring (256 KiB), after
+/// others that leave its rings anywhere: before, a 200 KB `set` after a
+/// 100 KB one waited for good for room its ring could never give, and a
+/// reply in the same spot dropped the client as one that "does not read
+/// its replies". Each value comes back exactly, in the same connection.
+fn values_near_a_lanes_size_go_wherever_its_rings_stand() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u32, Vec<u8>>().unwrap();
+    let sizes = [
+        100_000, 200_000, 150_000, 250_000, 10, 240_000, 131_000, 127_000, 129_000, 60_000,
+        131_072, 262_000, 90_000,
+    ];
+    for round in 0..3u32 {
+        for (i, &len) in sizes.iter().enumerate() {
+            let key = round * 100 + i as u32;
+            let value: Vec<u8> = (0..len).map(|b| (b as u32 ^ key) as u8).collect();
+            d.set(&key, &value).unwrap();
+            assert!(d.get(&key).unwrap() == Some(value), "value {key} ({len} B)");
+        }
+    }
+    assert_eq!(d.len().unwrap(), 3 * sizes.len() as u64);
 }
 
 fn a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout() {

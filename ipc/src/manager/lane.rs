@@ -23,8 +23,16 @@ use crate::spin::{yield_pays, YIELDS};
 use crate::spsc::doorbell::{self, Heard, Listener, Ringer};
 use crate::spsc::{self, Receiver, Sender, SpscError, TrySendError};
 
-/// Each ring's size: a reply larger than fits goes over the socket.
+/// Each ring's size.
 const RING_BYTES: usize = 256 << 10;
+
+/// The largest request or reply a lane carries; a larger one goes over
+/// the socket. Half the ring (less a record's header and padding): a
+/// record must start a new lap when it does not fit before the ring's
+/// end, and one this size always fits at the start of an empty ring. So a
+/// lone message never waits for room, and the server, which cannot wait,
+/// finds room for every reply while its client reads them.
+pub(super) const MAX_ON_LANE: usize = RING_BYTES / 2 - 16;
 
 /// The requests ring's aux words: the bell (the client sets it, the server
 /// clears it), and how many threads are busy with the manager (the server
@@ -114,11 +122,14 @@ impl ClientLane {
     /// Publishes a request, waiting at most `timeout` (`None`: as long as
     /// the server lives) for room, and rings if the server may sleep.
     pub fn send(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), LaneError> {
-        if bytes.len() > self.requests.max_message() {
+        if bytes.len() > MAX_ON_LANE {
             return Err(LaneError::TooLarge);
         }
         let sent = match self.requests.try_send(bytes) {
             Err(TrySendError::Full) => {
+                // The server must take what is there to make room: it may
+                // sleep with nothing rung (a lap's end skipped alone).
+                self.ring_bell();
                 // Slices of a second: the server's death shows between them.
                 let mut left = timeout;
                 loop {
@@ -143,6 +154,12 @@ impl ClientLane {
             Err(TrySendError::Failed(e)) => return Err(e.into()),
             Err(other) => return Err(LaneError::Broken(other.to_string())),
         }
+        self.ring_bell();
+        Ok(())
+    }
+
+    /// Rings unless a ring is pending: the server looks at the ring.
+    fn ring_bell(&mut self) {
         fence(Ordering::SeqCst);
         if let Some(bell) = self.requests.aux().get(BELL_WORD) {
             if bell
@@ -152,7 +169,6 @@ impl ClientLane {
                 self.doorbell.ring();
             }
         }
-        Ok(())
     }
 
     /// How many threads the server says are busy with the manager lately

@@ -155,7 +155,7 @@ impl Client {
                 // for the socket (a 100 MB value was encoded twice).
                 let len =
                     postcard::experimental::serialized_size(reply).map_err(|_| Leaving::Garbage)?;
-                let sent = if len <= lane.replies.max_message() {
+                let sent = if len <= lane::MAX_ON_LANE {
                     self.out.clear();
                     self.out.resize(len, 0);
                     postcard::to_slice(reply, &mut self.out).map_err(|_| Leaving::Garbage)?;
@@ -167,7 +167,7 @@ impl Client {
                 } else {
                     Err(TrySendError::TooLarge {
                         len,
-                        max: lane.replies.max_message(),
+                        max: lane::MAX_ON_LANE,
                     })
                 };
                 match sent {
