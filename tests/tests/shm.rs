@@ -22,6 +22,7 @@ fn main() {
         bad_names_missing_segments_and_wrong_types_are_typed_errors,
         a_forked_child_maps_only_the_segments_it_was_given,
         segments_cannot_be_resized_by_any_holder,
+        a_dev_shm_without_room_is_an_error_not_a_sigbus,
     ]);
 }
 
@@ -222,4 +223,106 @@ fn bad_names_missing_segments_and_wrong_types_are_typed_errors() {
         SharedMemory::create(&unique("zero"), 0),
         Err(ShmError::Empty)
     ));
+}
+
+/// In this process only: `/dev/shm` as a container has it, a 64 MB tmpfs
+/// (a mount namespace of its own; through a user namespace when not root).
+fn a_small_dev_shm_of_our_own() -> Result<(), String> {
+    // SAFETY: plain calls on this single-threaded child process.
+    unsafe {
+        let uid = libc::geteuid();
+        let gid = libc::getegid();
+        if uid != 0 {
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+            }
+            let _ = std::fs::write("/proc/self/setgroups", "deny");
+            std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
+                .map_err(|e| e.to_string())?;
+            std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
+                .map_err(|e| e.to_string())?;
+        } else if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+        }
+        let none = c"none";
+        let root = c"/";
+        if libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(format!(
+                "make / private: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let tmpfs = c"tmpfs";
+        let dev_shm = c"/dev/shm";
+        let size = c"size=64m";
+        if libc::mount(
+            tmpfs.as_ptr(),
+            dev_shm.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            size.as_ptr().cast(),
+        ) != 0
+        {
+            return Err(format!("mount: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// What a 64 MB `/dev/shm` says to: a 100 MB segment made here, a 10 MB
+/// one, and a 100 MB one made sparse by someone else (as Python's
+/// `SharedMemory(create=True)` makes them) and opened here.
+fn in_a_small_dev_shm(_: ()) -> Result<(String, usize, String), String> {
+    a_small_dev_shm_of_our_own()?;
+    let name = format!("ipc-test-room-{}", std::process::id());
+    let big = match SharedMemory::create(&name, 100 << 20) {
+        Err(e @ ShmError::NoSpace { .. }) => e.to_string(),
+        Err(e) => return Err(format!("another error: {e}")),
+        Ok(_) => return Err("100 MB made in 64".into()),
+    };
+    if SharedMemory::open(&name).is_ok() {
+        return Err("the refused segment's name stayed".into());
+    }
+    let small = SharedMemory::create(&name, 10 << 20).map_err(|e| e.to_string())?;
+    // SAFETY: our own mapping of `len` bytes: every page is there.
+    unsafe { std::ptr::write_bytes(small.as_ptr(), 7, small.len()) };
+    let small_len = small.len();
+    small.unlink().map_err(|e| e.to_string())?;
+    let sparse = format!("{name}-sparse");
+    let path = format!("/dev/shm/{sparse}");
+    let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    file.set_len(100 << 20).map_err(|e| e.to_string())?;
+    let opened = match SharedMemory::open(&sparse) {
+        Err(e @ ShmError::NoSpace { .. }) => e.to_string(),
+        Err(e) => return Err(format!("another error on open: {e}")),
+        Ok(_) => return Err("a sparse 100 MB opened in 64".into()),
+    };
+    let _ = std::fs::remove_file(&path);
+    Ok((big, small_len, opened))
+}
+
+/// A container's `/dev/shm` is 64 MB: a larger named segment was made
+/// (its size only set), and the first write past the room ended the
+/// process with SIGBUS (Python's `SharedMemory` does the same). Now its
+/// pages are reserved when it is made or opened, and no room is
+/// `ShmError::NoSpace`, in words.
+fn a_dev_shm_without_room_is_an_error_not_a_sigbus() {
+    let mut p = Process::new(in_a_small_dev_shm, ()).start_method(StartMethod::Spawn);
+    p.start().expect("start");
+    let (big, small, opened) = p.join().expect("no signal").expect("the checks");
+    for said in [&big, &opened] {
+        assert!(
+            said.contains("/dev/shm has no room for the 104857600 bytes"),
+            "{said}"
+        );
+        assert!(said.contains("SIGBUS"), "{said}");
+    }
+    assert_eq!(small, 10 << 20);
 }

@@ -90,6 +90,42 @@ pub fn set_len(fd: &impl AsFd, len: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives the first `len` bytes of `fd` their pages now (`fallocate`), so
+/// that a file system without room says so here (`ENOSPC`) rather than
+/// with a `SIGBUS` at the first touch of a page it cannot give: a
+/// container's `/dev/shm` is 64 MB unless told otherwise. Where the file
+/// system cannot reserve (`EOPNOTSUPP`), nothing is reserved.
+pub fn reserve(fd: &impl AsRawFd, len: usize) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: takes a descriptor and numbers; mode 0 keeps the file's
+        // contents (zeros stay zeros) and grows it only past its end.
+        match unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) } {
+            0 => return Ok(()),
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => return Ok(()),
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// The bytes free for an unprivileged writer in the file system of `fd`.
+pub fn free_bytes(fd: &impl AsRawFd) -> io::Result<u64> {
+    // SAFETY: statvfs is plain numbers; zeroed is a valid out-buffer.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: writes one statvfs into `stat`.
+    if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// Maps `len` bytes of `fd` shared, readable and writable.
 pub fn map_shared(fd: &impl AsRawFd, len: usize) -> io::Result<NonNull<u8>> {
     // SAFETY: a fresh shared mapping chosen by the kernel; it aliases no

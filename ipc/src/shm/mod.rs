@@ -100,6 +100,15 @@ pub enum ShmError {
     /// An `Array<T>` opened with a `T` of another size than it was made with.
     #[error("the segment holds elements of {found} bytes, not {expected}")]
     WrongType { expected: usize, found: usize },
+    /// The file system of named segments (`/dev/shm`) has no room for
+    /// the segment's pages. Without this check, the first touch of a page
+    /// it cannot give would kill the process with `SIGBUS`.
+    #[error("/dev/shm has no room for the {len} bytes of segment `{name}` ({available} bytes free; a container's /dev/shm is 64 MB unless `--shm-size` gives more), and touching its pages would end this process with SIGBUS")]
+    NoSpace {
+        name: String,
+        len: usize,
+        available: u64,
+    },
     #[error("cannot create or map shared memory: {0}")]
     Os(#[from] io::Error),
 }

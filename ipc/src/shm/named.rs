@@ -19,6 +19,19 @@ fn shm_path(name: &str) -> Result<CString, ShmError> {
     CString::new(format!("/{name}")).map_err(|_| bad())
 }
 
+/// Gives the segment's pages now: no room is an error here, not a
+/// `SIGBUS` at the first touch.
+fn reserve(fd: &std::os::fd::OwnedFd, name: &str, len: usize) -> Result<(), ShmError> {
+    os::memory::reserve(fd, len).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSPC) => ShmError::NoSpace {
+            name: name.to_string(),
+            len,
+            available: os::memory::free_bytes(fd).unwrap_or(0),
+        },
+        _ => ShmError::Os(e),
+    })
+}
+
 impl SharedMemory {
     /// Creates the segment `name` of `len` zeroed bytes. The resource tracker
     /// unlinks it when this process is gone, unless [`unlink`](Self::unlink)
@@ -59,6 +72,7 @@ impl SharedMemory {
         })?;
         let sized = os::memory::set_len(&fd, len)
             .map_err(ShmError::from)
+            .and_then(|()| reserve(&fd, name, len))
             .and_then(|()| SharedMemory::map(fd, len));
         let mut shm = sized.inspect_err(|_| {
             let _ = os::memory::shm_unlink(&path);
@@ -78,6 +92,8 @@ impl SharedMemory {
         if len == 0 {
             return Err(ShmError::Empty);
         }
+        // Its creator may not have reserved its pages (Python does not).
+        reserve(&fd, name, len)?;
         let mut shm = SharedMemory::map(fd, len)?;
         shm.name = Some(name.to_string());
         Ok(shm)
