@@ -29,6 +29,7 @@ fn main() {
         a_connection_dropped_after_a_wait_shows_its_end_at_once,
         idle_waits_leave_the_cpu_alone,
         an_awaited_join_gives_the_result_in_every_start_method,
+        an_event_set_by_another_process_wakes_every_waiting_future,
     ]);
 }
 
@@ -42,6 +43,8 @@ fn futures_are_send(q: &Queue<u64>, conn: &mut Connection, p: &mut Process<u64, 
     send(conn.recv_async::<u64>());
     send(conn.send_async(&1u64));
     send(p.join_async());
+    let event = outlast_ipc::sync::Event::new().expect("an event");
+    send(event.wait_async());
 }
 
 /// How long any future here may take before the test fails.
@@ -384,4 +387,52 @@ fn waiting_threads() -> usize {
             std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.starts_with("ipcw-"))
         })
         .count()
+}
+
+/// Sets `event` after `after`, from another process.
+fn set_later((event, after): (outlast_ipc::sync::Event, Duration)) {
+    std::thread::sleep(after);
+    event.set();
+}
+
+/// Eight futures wait on an event that a child process sets: each is
+/// ready, after few polls (each wait leaves its waker, none polls in a
+/// loop); one dropped while waiting changes nothing; a cleared event makes
+/// a new future wait again, and a set from a thread wakes it.
+fn an_event_set_by_another_process_wakes_every_waiting_future() {
+    use outlast_ipc::sync::Event;
+    let stop = Event::new().expect("an event");
+    {
+        let mut early = stop.wait_async();
+        assert!(poll_once(&mut early).is_pending(), "nothing set yet");
+    }
+    let mut setter = Process::new(set_later, (stop.clone(), Duration::from_millis(300)));
+    setter.start().expect("start");
+    let futures: Vec<Task<'_, std::io::Result<()>>> = (0..8)
+        .map(|_| -> Task<'_, std::io::Result<()>> { Box::pin(stop.wait_async()) })
+        .collect();
+    let joined = join_all(futures, PATIENCE);
+    setter.join().expect("the setter ended well");
+    assert!(
+        joined.outputs.iter().all(|o| matches!(o, Some(Ok(())))),
+        "{:?}",
+        joined.outputs
+    );
+    // Each polled once before the set, once after (a spurious wake-up
+    // of the watch thread may add a round).
+    assert!(
+        joined.polls <= 8 * 4,
+        "{} polls for 8 futures",
+        joined.polls
+    );
+    assert!(stop.is_set());
+    stop.clear();
+    let again = stop.clone();
+    let waiter = std::thread::scope(|s| {
+        let waiter = s.spawn(|| block_on(again.wait_async(), PATIENCE));
+        std::thread::sleep(Duration::from_millis(100));
+        stop.set();
+        waiter.join().expect("the waiting thread")
+    });
+    assert!(matches!(waiter, Some(Ok(()))), "{waiter:?}");
 }

@@ -12,6 +12,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,18 +22,31 @@ use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
 
+use super::event_future::EventWatch;
+
 #[repr(C)]
 pub(crate) struct EventState {
-    flag: AtomicU32,
+    pub(super) flag: AtomicU32,
 }
 
 impl ShmState for EventState {
     const TAG: u64 = 0x4950_4345_5645_4e01; // "IPCEVEN" v1
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Event {
-    cell: ShmCell<EventState>,
+    pub(super) cell: ShmCell<EventState>,
+    /// The thread that `wait_async` futures leave their wakers with.
+    #[serde(skip)]
+    pub(super) watch: Arc<EventWatch>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("cell", &self.cell)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Event {
@@ -40,10 +54,11 @@ impl Event {
     pub fn new() -> Result<Self, ShmError> {
         Ok(Event {
             cell: ShmCell::new(0, |_, _| {})?,
+            watch: Arc::default(),
         })
     }
 
-    fn flag(&self) -> &AtomicU32 {
+    pub(super) fn flag(&self) -> &AtomicU32 {
         &self.cell.state().flag
     }
 

@@ -13,6 +13,7 @@ mod barrier;
 mod condition;
 mod error;
 mod event;
+mod event_future;
 mod lock;
 pub(crate) mod robust;
 mod semaphore;
@@ -22,6 +23,7 @@ pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use error::{BarrierError, LockError, LockResult, OwnerDied, ReleaseError};
 pub use event::Event;
+pub use event_future::WaitFuture;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard, SharedLock};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 

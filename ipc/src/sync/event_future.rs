@@ -1,0 +1,132 @@
+//! [`Event::wait_async`]: an event's wait as a `std::future::Future`, for
+//! any executor (a shutdown flag that worker processes set, awaited in a
+//! `select!`).
+//!
+//! The future looks at the flag each time it is polled; while it is
+//! clear, it leaves its waker with the event's [`Watch`], whose thread
+//! sleeps on the flag's futex for every future of this process waiting on
+//! that event (`set` wakes every sleeper), and wakes them. A dropped future
+//! has changed nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::os::{futex, Deadline};
+use crate::shm::cell::ShmCell;
+use crate::watch::{Registration, Watch, Watched};
+
+use super::event::{Event, EventState};
+
+/// An event's watch in this process, started by the first future that
+/// waits and shared by the handles cloned from one another.
+#[derive(Default)]
+pub(super) struct EventWatch(OnceLock<Arc<Watch>>);
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        // The last handle of this process is gone: the thread lets go of
+        // the mapping now, not after its idle wait.
+        if let Some(watch) = self.0.get() {
+            watch.stop();
+        }
+    }
+}
+
+/// The flag, as the watch sees it: its value is the epoch.
+struct Flag(ShmCell<EventState>);
+
+impl Watched for Flag {
+    fn epoch(&self) -> u64 {
+        u64::from(self.0.state().flag.load(Ordering::Acquire))
+    }
+
+    fn ready_now(&self) -> bool {
+        self.epoch() != 0
+    }
+
+    fn sleep(&self, seen: u64, slice: Duration) -> bool {
+        let flag = &self.0.state().flag;
+        // A set wakes every sleeper on the flag; a set then cleared before
+        // this look still ends the sleep (the futures look, find it clear,
+        // and wait again, as a blocking wait may miss such a pulse too).
+        futex::wait(flag, seen as u32, Deadline::after(slice))
+            || u64::from(flag.load(Ordering::Acquire)) != seen
+    }
+}
+
+impl Event {
+    /// Waits until the flag is set, as a future: [`wait`](Self::wait)
+    /// for async code, with no runtime of ours (any executor polls it).
+    /// While it waits, a thread of this event (one per event in a process,
+    /// shared by every future waiting on it) sleeps on the flag, not the
+    /// executor's. Cancel-safe: dropped, it has changed nothing. An error
+    /// only if that thread cannot start.
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::task::{Context, Poll, Waker};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let stop = outlast_ipc::sync::Event::new()?;
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut wait = std::pin::pin!(stop.wait_async());
+    /// assert!(wait.as_mut().poll(&mut cx).is_pending());
+    /// stop.set(); // as a worker process would
+    /// assert!(matches!(wait.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Under an executor: `stop.wait_async().await?`, or a branch of a
+    /// `select!` beside the work.
+    pub fn wait_async(&self) -> WaitFuture<'_> {
+        WaitFuture {
+            event: self,
+            waiting: None,
+        }
+    }
+
+    /// This event's watch, started on first use.
+    fn watch(&self) -> &Arc<Watch> {
+        self.watch
+            .0
+            .get_or_init(|| Watch::new(Arc::new(Flag(self.cell.clone())), "event"))
+    }
+}
+
+/// The future of [`Event::wait_async`].
+#[must_use = "a future waits for nothing unless it is awaited"]
+pub struct WaitFuture<'a> {
+    event: &'a Event,
+    waiting: Option<Registration>,
+}
+
+impl std::fmt::Debug for WaitFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for WaitFuture<'_> {
+    type Output = std::io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // The flag before the look: a set after it shows as a moved epoch.
+        let seen = u64::from(this.event.flag().load(Ordering::Acquire));
+        if seen != 0 {
+            this.waiting = None;
+            return Poll::Ready(Ok(()));
+        }
+        let registration = this
+            .waiting
+            .get_or_insert_with(|| Registration::new(Arc::clone(this.event.watch())));
+        match registration.wait(seen, cx.waker()) {
+            Ok(()) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
