@@ -240,6 +240,7 @@ fn main() {
 const WITH_TOKIO: &str = r#"use std::time::Duration;
 
 use outlast::ipc::queue::Queue;
+use outlast::ipc::sync::Event;
 use outlast::ipc::{Connection, Pipe, Process};
 use outlast::pool::Pool;
 
@@ -264,6 +265,11 @@ fn echo(mut conn: Connection) {
             break;
         }
     }
+}
+
+fn stop_later(stop: Event) {
+    std::thread::sleep(Duration::from_millis(200));
+    stop.set();
 }
 
 #[tokio::main]
@@ -319,6 +325,16 @@ async fn main() {
     println!("echoed: {echoed}");
     late.join_async().await.expect("the late producer ended well");
     child.join_async().await.expect("the echo ended well");
+    // A stop flag that a worker process sets, awaited beside a timer.
+    let stop = Event::new().expect("event");
+    let mut worker = Process::new(stop_later, stop.clone());
+    worker.start().expect("start");
+    let stopped = tokio::select! {
+        waited = stop.wait_async() => waited.is_ok(),
+        _ = tokio::time::sleep(Duration::from_secs(60)) => false,
+    };
+    worker.join_async().await.expect("the worker ended well");
+    println!("stopped: {stopped}");
 }
 "#;
 
@@ -345,7 +361,7 @@ fn programs_with_threads_use_a_pool_with_default_options() {
     assert_eq!(
         run_program(&dir).trim(),
         "sum of squares: 332833500\nawaited: 332833500\nfrom a queue: 332833500\n\
-         timed out: true, then 42\nechoed: 100"
+         timed out: true, then 42\nechoed: 100\nstopped: true"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
