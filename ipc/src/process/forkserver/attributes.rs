@@ -28,8 +28,8 @@ static AT_LAUNCH: Mutex<Option<Attributes>> = Mutex::new(None);
 /// Resource limits, as `getrlimit` numbers them (`RLIMIT_NLIMITS`).
 const LIMITS: u32 = 16;
 
-/// Signals whose disposition a child takes: every standard one but
-/// `SIGKILL` and `SIGSTOP`, which cannot be ignored.
+/// Signals whose disposition a child takes: the standard ones (but
+/// `SIGKILL` and `SIGSTOP`, which cannot be set).
 const SIGNALS: std::ops::Range<i32> = 1..32;
 
 /// Signals the server sets for itself (ignores `SIGINT` and `SIGPIPE`,
@@ -38,8 +38,9 @@ const SERVERS_OWN: [i32; 3] = [libc::SIGINT, libc::SIGPIPE, libc::SIGCHLD];
 
 /// The attributes of the calling thread's process (of the thread itself,
 /// for the nice value and the CPU affinity, which Linux keeps per thread
-/// and a new process takes from the thread that made it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// and a new process takes from the thread that made it). In
+/// [`Changes`], a `None` (and a limit left out) is one that did not change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Attributes {
     /// `None` where `/proc` cannot say.
     umask: Option<u32>,
@@ -72,15 +73,10 @@ struct Credentials {
 /// server started, and the ignored signals.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Changes {
-    umask: Option<u32>,
-    limits: Vec<Limit>,
-    affinity: Option<Vec<u64>>,
-    nice: Option<i32>,
-    credentials: Option<Credentials>,
-    /// The creator's ignored signals now (bit `n` for signal `n`), and
-    /// those whose disposition the child must look at: changed since the
+    /// The attributes that changed, and every ignored signal now.
+    to_set: Attributes,
+    /// The signals whose disposition the child sets: changed since the
     /// launch, or set by the server for itself.
-    ignored: u64,
     signals_to_set: u64,
 }
 
@@ -94,19 +90,8 @@ pub(crate) fn note_launch() {
 pub(crate) fn changes_since_launch() -> Changes {
     let now = Attributes::here();
     let at_launch = AT_LAUNCH.lock().unwrap_or_else(|p| p.into_inner());
-    match at_launch.as_ref() {
-        Some(then) => now.changes_since(then),
-        // Unknown (cannot happen: the server was launched through us):
-        // everything travels.
-        None => now.changes_since(&Attributes {
-            umask: None,
-            limits: Vec::new(),
-            affinity: None,
-            nice: None,
-            credentials: None,
-            ignored: !now.ignored,
-        }),
-    }
+    // No server yet: the one this start launches takes them as they are.
+    now.changes_since(at_launch.as_ref().unwrap_or(&now))
 }
 
 impl Attributes {
@@ -127,17 +112,19 @@ impl Attributes {
             signals_to_set |= 1 << signal;
         }
         Changes {
-            umask: changed(&self.umask, &then.umask),
-            limits: self
-                .limits
-                .iter()
-                .filter(|now| !then.limits.contains(now))
-                .copied()
-                .collect(),
-            affinity: changed(&self.affinity, &then.affinity),
-            nice: changed(&self.nice, &then.nice),
-            credentials: changed(&self.credentials, &then.credentials),
-            ignored: self.ignored,
+            to_set: Attributes {
+                umask: changed(&self.umask, &then.umask),
+                limits: self
+                    .limits
+                    .iter()
+                    .filter(|now| !then.limits.contains(now))
+                    .copied()
+                    .collect(),
+                affinity: changed(&self.affinity, &then.affinity),
+                nice: changed(&self.nice, &then.nice),
+                credentials: changed(&self.credentials, &then.credentials),
+                ignored: self.ignored,
+            },
             signals_to_set,
         }
     }
@@ -148,23 +135,23 @@ impl Changes {
     /// is. The user and groups go last, since dropping them may take the
     /// right to set the rest. An error names what could not be taken.
     pub(crate) fn enter(&self) -> Result<(), String> {
-        for signal in SIGNALS.filter(|&s| self.signals_to_set & (1 << s) != 0) {
-            let result = match self.ignored & (1 << signal) != 0 {
+        let to = &self.to_set;
+        let settable = |&s: &i32| s != libc::SIGKILL && s != libc::SIGSTOP;
+        for signal in SIGNALS
+            .filter(settable)
+            .filter(|&s| self.signals_to_set & (1 << s) != 0)
+        {
+            let result = match to.ignored & (1 << signal) != 0 {
                 true => crate::os::signals::ignore(signal),
                 false => crate::os::signals::set_default(signal),
             };
-            // SIGKILL and SIGSTOP refuse, as they should.
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                result.map_err(|e| {
-                    format!("cannot set signal {signal} as its creator has it: {e}")
-                })?;
-            }
+            result.map_err(|e| format!("cannot set signal {signal} as its creator has it: {e}"))?;
         }
-        if let Some(mask) = self.umask {
+        if let Some(mask) = to.umask {
             // SAFETY: umask takes a number and cannot fail.
             unsafe { libc::umask(mask as libc::mode_t) };
         }
-        for limit in &self.limits {
+        for limit in &to.limits {
             set_limit(limit).map_err(|e| {
                 format!(
                     "cannot take its creator's resource limit {} (soft {}, hard {}): {e}",
@@ -172,15 +159,15 @@ impl Changes {
                 )
             })?;
         }
-        if let Some(words) = &self.affinity {
+        if let Some(words) = &to.affinity {
             set_affinity(words)
                 .map_err(|e| format!("cannot take its creator's CPU affinity: {e}"))?;
         }
-        if let Some(nice) = self.nice {
+        if let Some(nice) = to.nice {
             set_nice(nice)
                 .map_err(|e| format!("cannot take its creator's nice value {nice}: {e}"))?;
         }
-        if let Some(credentials) = &self.credentials {
+        if let Some(credentials) = &to.credentials {
             set_credentials(credentials).map_err(|e| {
                 format!(
                     "cannot become its creator's user {} and group {}: {e}",
@@ -355,14 +342,13 @@ mod tests {
     fn nothing_changed_sends_only_the_signals_the_server_sets() {
         let here = Attributes::here();
         let changes = here.changes_since(&here);
-        assert_eq!(changes.umask, None);
-        assert!(changes.limits.is_empty());
-        assert_eq!(changes.affinity, None);
-        assert_eq!(changes.nice, None);
-        assert_eq!(changes.credentials, None);
         let own = SERVERS_OWN.iter().fold(0u64, |m, &s| m | 1 << s);
         assert_eq!(changes.signals_to_set, own);
-        assert_eq!(changes.ignored, here.ignored);
+        let expected = Attributes {
+            ignored: here.ignored,
+            ..Attributes::default()
+        };
+        assert_eq!(changes.to_set, expected);
     }
 
     #[test]
@@ -373,9 +359,9 @@ mod tests {
         now.limits[0].soft /= 2;
         now.ignored ^= 1 << libc::SIGHUP;
         let changes = now.changes_since(&then);
-        assert_eq!(changes.umask, Some(0o077));
-        assert_eq!(changes.limits, [now.limits[0]]);
-        assert_eq!(changes.affinity, None);
+        assert_eq!(changes.to_set.umask, Some(0o077));
+        assert_eq!(changes.to_set.limits, [now.limits[0]]);
+        assert_eq!(changes.to_set.affinity, None);
         assert!(changes.signals_to_set & (1 << libc::SIGHUP) != 0);
     }
 
