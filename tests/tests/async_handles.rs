@@ -30,6 +30,7 @@ fn main() {
         idle_waits_leave_the_cpu_alone,
         an_awaited_join_gives_the_result_in_every_start_method,
         an_event_set_by_another_process_wakes_every_waiting_future,
+        awaited_acquires_take_each_released_unit_once,
     ]);
 }
 
@@ -45,6 +46,8 @@ fn futures_are_send(q: &Queue<u64>, conn: &mut Connection, p: &mut Process<u64, 
     send(p.join_async());
     let event = outlast_ipc::sync::Event::new().expect("an event");
     send(event.wait_async());
+    let semaphore = outlast_ipc::sync::Semaphore::new(1).expect("a semaphore");
+    send(semaphore.acquire_async());
 }
 
 /// How long any future here may take before the test fails.
@@ -435,4 +438,54 @@ fn an_event_set_by_another_process_wakes_every_waiting_future() {
         waiter.join().expect("the waiting thread")
     });
     assert!(matches!(waiter, Some(Ok(()))), "{waiter:?}");
+}
+
+/// Releases `units` of `semaphore` from another process, one at a time.
+fn release_units((semaphore, units): (outlast_ipc::sync::Semaphore, u32)) {
+    for _ in 0..units {
+        std::thread::sleep(Duration::from_millis(20));
+        semaphore.release();
+    }
+}
+
+/// Six futures wait on an empty semaphore; a child process releases six
+/// units one by one: each future takes one, none is left over, and a
+/// future dropped while waiting took nothing. Then, while a future waits
+/// (its watch thread asleep on the count), a thread blocked in `acquire`
+/// still gets the unit a release gives, though the future is never polled
+/// again: a release wakes every sleeper while a watch thread sleeps.
+fn awaited_acquires_take_each_released_unit_once() {
+    use outlast_ipc::sync::Semaphore;
+    let units = Semaphore::new(0).expect("a semaphore");
+    {
+        let mut early = units.acquire_async();
+        assert!(poll_once(&mut early).is_pending(), "no unit yet");
+    }
+    let mut releaser = Process::new(release_units, (units.clone(), 6));
+    releaser.start().expect("start");
+    let futures: Vec<Task<'_, std::io::Result<()>>> = (0..6)
+        .map(|_| -> Task<'_, std::io::Result<()>> { Box::pin(units.acquire_async()) })
+        .collect();
+    let joined = join_all(futures, PATIENCE);
+    releaser.join().expect("the releaser ended well");
+    assert!(
+        joined.outputs.iter().all(|o| matches!(o, Some(Ok(())))),
+        "{:?}",
+        joined.outputs
+    );
+    assert_eq!(units.value(), 0, "a unit left over, or taken twice");
+    // A future waits, never polled again; a thread blocks; one release.
+    let mut waiting = units.acquire_async();
+    assert!(poll_once(&mut waiting).is_pending());
+    std::thread::sleep(Duration::from_millis(50));
+    let blocked = units.clone();
+    let got = std::thread::scope(|s| {
+        let blocked = s.spawn(move || blocked.acquire_timeout(PATIENCE));
+        std::thread::sleep(Duration::from_millis(50));
+        units.release();
+        blocked.join().expect("the blocked thread")
+    });
+    drop(waiting);
+    assert!(got, "the blocked acquirer missed the released unit");
+    assert_eq!(units.value(), 0);
 }

@@ -22,7 +22,7 @@ use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
 
-use super::event_future::EventWatch;
+use crate::watch::LazyWatch;
 
 #[repr(C)]
 pub(crate) struct EventState {
@@ -38,7 +38,7 @@ pub struct Event {
     pub(super) cell: ShmCell<EventState>,
     /// The thread that `wait_async` futures leave their wakers with.
     #[serde(skip)]
-    pub(super) watch: Arc<EventWatch>,
+    pub(super) watch: Arc<LazyWatch>,
 }
 
 impl std::fmt::Debug for Event {

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,21 +20,6 @@ use crate::shm::cell::ShmCell;
 use crate::watch::{Registration, Watch, Watched};
 
 use super::event::{Event, EventState};
-
-/// An event's watch in this process, started by the first future that
-/// waits and shared by the handles cloned from one another.
-#[derive(Default)]
-pub(super) struct EventWatch(OnceLock<Arc<Watch>>);
-
-impl Drop for EventWatch {
-    fn drop(&mut self) {
-        // The last handle of this process is gone: the thread lets go of
-        // the mapping now, not after its idle wait.
-        if let Some(watch) = self.0.get() {
-            watch.stop();
-        }
-    }
-}
 
 /// The flag, as the watch sees it: its value is the epoch.
 struct Flag(ShmCell<EventState>);
@@ -92,8 +77,7 @@ impl Event {
     /// This event's watch, started on first use.
     fn watch(&self) -> &Arc<Watch> {
         self.watch
-            .0
-            .get_or_init(|| Watch::new(Arc::new(Flag(self.cell.clone())), "event"))
+            .get_or_init("event", || Arc::new(Flag(self.cell.clone())))
     }
 }
 

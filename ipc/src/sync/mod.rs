@@ -17,6 +17,7 @@ mod event_future;
 mod lock;
 pub(crate) mod robust;
 mod semaphore;
+mod semaphore_future;
 mod waiters;
 
 pub use barrier::Barrier;
@@ -26,5 +27,6 @@ pub use event::Event;
 pub use event_future::WaitFuture;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard, SharedLock};
 pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use semaphore_future::AcquireFuture;
 
 pub(crate) use lock::guard_or_error;

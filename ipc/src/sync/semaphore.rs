@@ -15,6 +15,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,22 +25,40 @@ use crate::os::futex;
 use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
+use crate::watch::LazyWatch;
 
 #[repr(C)]
 pub(crate) struct SemaphoreState {
-    value: AtomicU32,
+    pub(super) value: AtomicU32,
     /// 0: unbounded.
     bound: AtomicU32,
+    /// Watch threads (of `acquire_async` futures, in any process) asleep
+    /// on `value`, or about to be. While there are any, a release wakes
+    /// every sleeper: one woken watch thread whose futures were all
+    /// dropped would otherwise take the only wake, and a blocking
+    /// acquirer would sleep on beside a free unit.
+    pub(super) watchers: AtomicU32,
 }
 
 impl ShmState for SemaphoreState {
-    const TAG: u64 = 0x4950_4353_454d_4101; // "IPCSEMA" v1
+    const TAG: u64 = 0x4950_4353_454d_4102; // "IPCSEMA" v2
 }
 
 /// The shared part of both semaphores.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Counter {
-    cell: ShmCell<SemaphoreState>,
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct Counter {
+    pub(super) cell: ShmCell<SemaphoreState>,
+    /// The thread that `acquire_async` futures leave their wakers with.
+    #[serde(skip)]
+    pub(super) watch: Arc<LazyWatch>,
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counter")
+            .field("cell", &self.cell)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Counter {
@@ -48,10 +67,13 @@ impl Counter {
             s.value.store(value, Ordering::Release);
             s.bound.store(bound, Ordering::Release);
         })?;
-        Ok(Counter { cell })
+        Ok(Counter {
+            cell,
+            watch: Arc::default(),
+        })
     }
 
-    fn acquire(&self, deadline: Deadline) -> bool {
+    pub(super) fn acquire(&self, deadline: Deadline) -> bool {
         let value = &self.cell.state().value;
         loop {
             let v = value.load(Ordering::Acquire);
@@ -88,7 +110,13 @@ impl Counter {
                 Err(now) => v = now,
             }
         }
-        futex::wake(&state.value, 1);
+        // After the new value, in one total order with a watch thread's
+        // count before its sleep: either the count is seen here, or the
+        // watch thread sees the new value and does not sleep.
+        match state.watchers.load(Ordering::SeqCst) {
+            0 => futex::wake(&state.value, 1),
+            _ => futex::wake_all(&state.value),
+        }
         Ok(())
     }
 
@@ -119,6 +147,18 @@ macro_rules! define_semaphore {
             /// Waits at most `timeout` for a unit; false if none came.
             pub fn acquire_timeout(&self, timeout: Duration) -> bool {
                 self.counter.acquire(Deadline::after(timeout))
+            }
+
+            /// Takes a unit, as a future: [`acquire`](Self::acquire) for
+            /// async code, with no runtime of ours (any executor polls
+            /// it). While it waits, a thread of this semaphore (one per
+            /// semaphore in a process, shared by every future waiting on
+            /// it) sleeps on the count, not the executor's. Cancel-safe:
+            /// dropped before it is ready, it has taken nothing. An error
+            /// only if that thread cannot start. Give the unit back with
+            /// `release`, as after `acquire`.
+            pub fn acquire_async(&self) -> super::semaphore_future::AcquireFuture<'_> {
+                super::semaphore_future::AcquireFuture::new(&self.counter)
             }
 
             /// Units free now.

@@ -74,6 +74,32 @@ pub(crate) fn quiet_for_fork() -> RwLockWriteGuard<'static, ()> {
     FORK_GATE.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The watch of one object in this process, started by the first future
+/// that waits on it and shared by the handles cloned from one another;
+/// stopped when the last of them is dropped (its thread lets go of the
+/// object then, not after its idle wait).
+#[derive(Default)]
+pub(crate) struct LazyWatch(std::sync::OnceLock<Arc<Watch>>);
+
+impl LazyWatch {
+    /// The watch, made with `object` and `name` on first use.
+    pub(crate) fn get_or_init(
+        &self,
+        name: &'static str,
+        object: impl FnOnce() -> Arc<dyn Watched>,
+    ) -> &Arc<Watch> {
+        self.0.get_or_init(|| Watch::new(object(), name))
+    }
+}
+
+impl Drop for LazyWatch {
+    fn drop(&mut self) {
+        if let Some(watch) = self.0.get() {
+            watch.stop();
+        }
+    }
+}
+
 /// A future's place in the watch, freed when the future is dropped.
 #[derive(Debug)]
 struct Ticket(u64);
