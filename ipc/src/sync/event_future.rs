@@ -13,35 +13,11 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use crate::os::{futex, Deadline};
-use crate::shm::cell::ShmCell;
-use crate::watch::{Registration, Watch, Watched};
+use crate::watch::{Registration, Watch};
 
 use super::event::{Event, EventState};
-
-/// The flag, as the watch sees it: its value is the epoch.
-struct Flag(ShmCell<EventState>);
-
-impl Watched for Flag {
-    fn epoch(&self) -> u64 {
-        u64::from(self.0.state().flag.load(Ordering::Acquire))
-    }
-
-    fn ready_now(&self) -> bool {
-        self.epoch() != 0
-    }
-
-    fn sleep(&self, seen: u64, slice: Duration) -> bool {
-        let flag = &self.0.state().flag;
-        // A set wakes every sleeper on the flag; a set then cleared before
-        // this look still ends the sleep (the futures look, find it clear,
-        // and wait again, as a blocking wait may miss such a pulse too).
-        futex::wait(flag, seen as u32, Deadline::after(slice))
-            || u64::from(flag.load(Ordering::Acquire)) != seen
-    }
-}
+use super::word_watch::{self, Word};
 
 impl Event {
     /// Waits until the flag is set, as a future: [`wait`](Self::wait)
@@ -76,8 +52,13 @@ impl Event {
 
     /// This event's watch, started on first use.
     fn watch(&self) -> &Arc<Watch> {
-        self.watch
-            .get_or_init("event", || Arc::new(Flag(self.cell.clone())))
+        self.watch.get_or_init("event", || {
+            Arc::new(Word {
+                cell: self.cell.clone(),
+                word: |state: &EventState| &state.flag,
+                watchers: None,
+            })
+        })
     }
 }
 
@@ -105,12 +86,6 @@ impl Future for WaitFuture<'_> {
             this.waiting = None;
             return Poll::Ready(Ok(()));
         }
-        let registration = this
-            .waiting
-            .get_or_insert_with(|| Registration::new(Arc::clone(this.event.watch())));
-        match registration.wait(seen, cx.waker()) {
-            Ok(()) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        word_watch::wait(&mut this.waiting, this.event.watch(), seen, cx)
     }
 }

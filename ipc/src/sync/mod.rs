@@ -19,6 +19,7 @@ pub(crate) mod robust;
 mod semaphore;
 mod semaphore_future;
 mod waiters;
+mod word_watch;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};

@@ -16,40 +16,23 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use crate::os::{futex, Deadline};
-use crate::shm::cell::ShmCell;
-use crate::watch::{Registration, Watch, Watched};
+use crate::os::Deadline;
+use crate::watch::{Registration, Watch};
 
 use super::semaphore::{Counter, SemaphoreState};
-
-/// The count, as the watch sees it: its value is the epoch.
-struct Count(ShmCell<SemaphoreState>);
-
-impl Watched for Count {
-    fn epoch(&self) -> u64 {
-        u64::from(self.0.state().value.load(Ordering::Acquire))
-    }
-
-    fn ready_now(&self) -> bool {
-        self.epoch() != 0
-    }
-
-    fn sleep(&self, seen: u64, slice: Duration) -> bool {
-        let state = self.0.state();
-        // Counted before the sleep (see `SemaphoreState::watchers`).
-        state.watchers.fetch_add(1, Ordering::SeqCst);
-        let woken = futex::wait(&state.value, seen as u32, Deadline::after(slice));
-        state.watchers.fetch_sub(1, Ordering::SeqCst);
-        woken || u64::from(state.value.load(Ordering::Acquire)) != seen
-    }
-}
+use super::word_watch::{self, Word};
 
 impl Counter {
     fn watch(&self) -> &Arc<Watch> {
-        self.watch
-            .get_or_init("semaphore", || Arc::new(Count(self.cell.clone())))
+        self.watch.get_or_init("semaphore", || {
+            Arc::new(Word {
+                cell: self.cell.clone(),
+                word: |state: &SemaphoreState| &state.value,
+                // A release wakes one sleeper unless watch threads sleep too.
+                watchers: Some(|state: &SemaphoreState| &state.watchers),
+            })
+        })
     }
 }
 
@@ -86,12 +69,6 @@ impl Future for AcquireFuture<'_> {
             this.waiting = None;
             return Poll::Ready(Ok(()));
         }
-        let registration = this
-            .waiting
-            .get_or_insert_with(|| Registration::new(Arc::clone(this.counter.watch())));
-        match registration.wait(seen, cx.waker()) {
-            Ok(()) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        word_watch::wait(&mut this.waiting, this.counter.watch(), seen, cx)
     }
 }
