@@ -10,7 +10,8 @@
 //! * [`clock`]: deadlines, the monotonic clocks (precise and coarse);
 //! * [`fd`]: pipes, socketpairs, descriptor flags, reads and writes,
 //!   descriptor hygiene for children;
-//! * [`poll`]: `poll(2)` with a deadline;
+//! * [`poll`]: `poll(2)` with a deadline; `epoll`: one thread waiting on
+//!   many descriptors (crate-internal);
 //! * [`process`]: pidfds, `waitpid`, signals to children, the parent-death
 //!   signal, the executable's identity;
 //! * [`liveness`]: whether a process named by pid and start time still
@@ -28,6 +29,7 @@
 
 pub mod clock;
 pub mod contention;
+pub(crate) mod epoll;
 pub mod fd;
 pub mod futex;
 pub mod limits;

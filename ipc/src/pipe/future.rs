@@ -5,10 +5,11 @@
 //! A future tries the non-waiting call each time it is polled, in the
 //! polling thread (a whole frame may already sit in our buffer, where no
 //! reactor would see it); when that cannot go on, it leaves its waker with
-//! the connection's [`Watch`], whose thread polls a duplicate of the
-//! descriptor and wakes it once the descriptor is ready. The thread ends
-//! a second after the last wait, and at once when the connection is
-//! dropped, closing its duplicate (so the peer sees the end of file then).
+//! the connection's [`Source`] in this process's reactor (one thread, one
+//! `epoll`, for every awaited descriptor), which wakes it once the
+//! descriptor is ready. The source holds a duplicate of the descriptor,
+//! closed when the connection is dropped (so the peer sees the end of file
+//! then).
 //!
 //! Cancel-safe: a receive dropped before it is ready has taken no message
 //! (a frame read in part stays buffered for the next receive); a send
@@ -25,31 +26,23 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::watch::{Descriptor, Registration, Watch};
+use crate::watch::{Readiness, Registration, Source};
 
 use super::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
 
-/// A connection's two watches, started on first use.
+/// A connection's descriptor in the reactor, for each way, added on
+/// first use (their duplicates close with the connection).
 #[derive(Debug, Default)]
 pub(super) struct Watches {
-    readable: Option<Arc<Watch>>,
-    writable: Option<Arc<Watch>>,
-}
-
-impl Drop for Watches {
-    fn drop(&mut self) {
-        // The threads' duplicates must not outlive the connection.
-        for watch in [&self.readable, &self.writable].into_iter().flatten() {
-            watch.stop();
-        }
-    }
+    readable: Option<Arc<Source>>,
+    writable: Option<Arc<Source>>,
 }
 
 impl Connection {
     /// Receives one serde value, as a future: [`recv`](Self::recv) for
     /// async code, with no runtime of ours (any executor polls it). While
-    /// it waits, a thread of this connection polls the descriptor, not the
-    /// executor's. Cancel-safe: dropped before it is ready, it has taken
+    /// it waits, this process's reactor thread (one for every awaited
+    /// descriptor) watches the descriptor, not the executor. Cancel-safe: dropped before it is ready, it has taken
     /// no message.
     ///
     /// ```
@@ -113,38 +106,31 @@ impl Connection {
         }
     }
 
-    /// The watch of this connection's descriptor for `events`, started on
-    /// first use.
-    fn watch(&mut self, events: i16) -> io::Result<Arc<Watch>> {
-        let existing = match events {
-            libc::POLLOUT => &self.watches.writable,
-            _ => &self.watches.readable,
+    /// This connection's descriptor in the reactor for `readiness`, added
+    /// on first use.
+    fn source(&mut self, readiness: Readiness) -> io::Result<Arc<Source>> {
+        let slot = match readiness {
+            Readiness::Writable => &mut self.watches.writable,
+            Readiness::Readable => &mut self.watches.readable,
         };
-        if let Some(watch) = existing {
-            return Ok(Arc::clone(watch));
+        if let Some(source) = slot {
+            return Ok(Arc::clone(source));
         }
-        let (object, name) = match events {
-            libc::POLLOUT => (Descriptor::new(&self.fd, libc::POLLOUT)?, "pipe-send"),
-            _ => (Descriptor::new(&self.fd, libc::POLLIN)?, "pipe-recv"),
-        };
-        let watch = Watch::new(Arc::new(object), name);
-        match events {
-            libc::POLLOUT => self.watches.writable = Some(Arc::clone(&watch)),
-            _ => self.watches.readable = Some(Arc::clone(&watch)),
-        }
-        Ok(watch)
+        let source = Source::new(&self.fd, readiness)?;
+        *slot = Some(Arc::clone(&source));
+        Ok(source)
     }
 }
 
-/// Leaves `cx`'s waker with `connection`'s watch for `events`.
+/// Leaves `cx`'s waker with `connection`'s source for `readiness`.
 fn wait_for(
     connection: &mut Connection,
-    events: i16,
+    readiness: Readiness,
     waiting: &mut Option<Registration>,
     cx: &mut Context<'_>,
 ) -> io::Result<()> {
     if waiting.is_none() {
-        *waiting = Some(Registration::new(connection.watch(events)?));
+        *waiting = Some(Registration::new(connection.source(readiness)?));
     }
     match waiting {
         Some(registration) => registration.wait(0, cx.waker()),
@@ -175,7 +161,7 @@ impl<T: DeserializeOwned> Future for RecvFuture<'_, T> {
             Ok(value) => Poll::Ready(Ok(value)),
             Err(TryRecvError::Recv(e)) => Poll::Ready(Err(e)),
             Err(TryRecvError::Empty) => {
-                match wait_for(this.connection, libc::POLLIN, &mut this.waiting, cx) {
+                match wait_for(this.connection, Readiness::Readable, &mut this.waiting, cx) {
                     Ok(()) => Poll::Pending,
                     Err(e) => Poll::Ready(Err(RecvError::Io(e))),
                 }
@@ -206,7 +192,7 @@ impl Future for RecvBytesFuture<'_> {
             Ok(bytes) => Poll::Ready(Ok(bytes)),
             Err(RecvTimeoutError::Recv(e)) => Poll::Ready(Err(e)),
             Err(RecvTimeoutError::Timeout) => {
-                match wait_for(this.connection, libc::POLLIN, &mut this.waiting, cx) {
+                match wait_for(this.connection, Readiness::Readable, &mut this.waiting, cx) {
                     Ok(()) => Poll::Pending,
                     Err(e) => Poll::Ready(Err(RecvError::Io(e))),
                 }
@@ -285,10 +271,12 @@ impl Future for SendFuture<'_> {
                 this.payload = None;
                 Poll::Ready(Err(e))
             }
-            Ok(false) => match wait_for(this.connection, libc::POLLOUT, &mut this.waiting, cx) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(SendError::Io(e))),
-            },
+            Ok(false) => {
+                match wait_for(this.connection, Readiness::Writable, &mut this.waiting, cx) {
+                    Ok(()) => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(SendError::Io(e))),
+                }
+            }
         }
     }
 }

@@ -2,11 +2,12 @@
 //! executor.
 //!
 //! The future tries a non-waiting join each time it is polled; while the
-//! child runs, it leaves its waker with the process's
-//! [`Watch`](crate::watch::Watch), whose thread polls a duplicate of the
-//! child's pidfd (or, for a fork server's child, of the pipe its status
-//! comes through) and wakes it when the child ends. Dropped before then,
-//! it has changed nothing: the child runs on, and a later join gets it.
+//! child runs, it leaves its waker with this process's reactor (one
+//! thread, one `epoll`, for every awaited descriptor), which watches a
+//! duplicate of the child's pidfd (or, for a fork server's child, of the
+//! pipe its status comes through) and wakes it when the child ends.
+//! Dropped before then, it has changed nothing: the child runs on, and a
+//! later join gets it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,18 +18,18 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::watch::{Descriptor, Registration, Watch, Watched};
+use crate::watch::{Readiness, Registration, Source, WaitOn, Watch, Watched};
 
 use super::{JoinError, JoinTimeoutError, Process};
 
-/// The watch of a process's end, started on first use; stopped with the
-/// process (its thread lets go of the duplicate descriptor).
+/// What a process's awaited end waits on, made on first use; let go
+/// with the process (the reactor closes its duplicate descriptor then).
 #[derive(Debug, Default)]
-pub(super) struct ExitWatch(Option<Arc<Watch>>);
+pub(super) struct ExitWatch(Option<WaitOn>);
 
 impl Drop for ExitWatch {
     fn drop(&mut self) {
-        if let Some(watch) = &self.0 {
+        if let Some(WaitOn::Watch(watch)) = &self.0 {
             watch.stop();
         }
     }
@@ -58,8 +59,8 @@ where
 {
     /// Waits for the child to end and gives its entry's return value, as
     /// a future: [`join`](Self::join) for async code, with no runtime of
-    /// ours. While it waits, a thread of this process's handle polls the
-    /// child's pidfd, not the executor's thread. Dropped before it is
+    /// ours. While it waits, this process's reactor thread (one for every
+    /// awaited descriptor) watches the child's pidfd, not the executor. Dropped before it is
     /// ready, it has changed nothing (the child runs on).
     pub fn join_async(&mut self) -> JoinFuture<'_, A, R> {
         JoinFuture {
@@ -68,19 +69,18 @@ where
         }
     }
 
-    /// The watch of the child's end.
-    fn exit_watch_for_futures(&mut self) -> std::io::Result<Arc<Watch>> {
-        if let Some(watch) = &self.exit_watch.0 {
-            return Ok(Arc::clone(watch));
+    /// What the child's end is awaited on.
+    fn exit_watch_for_futures(&mut self) -> std::io::Result<WaitOn> {
+        if let Some(on) = &self.exit_watch.0 {
+            return Ok(on.clone());
         }
         let fd = self.child.as_ref().and_then(|c| c.exit_watch());
-        let object: Arc<dyn Watched> = match fd {
-            Some(fd) => Arc::new(Descriptor::new(fd, libc::POLLIN)?),
-            None => Arc::new(Ticking),
+        let on = match fd {
+            Some(fd) => WaitOn::Descriptor(Source::new(fd, Readiness::Readable)?),
+            None => WaitOn::Watch(Watch::new(Arc::new(Ticking), "join")),
         };
-        let watch = Watch::new(object, "join");
-        self.exit_watch.0 = Some(Arc::clone(&watch));
-        Ok(watch)
+        self.exit_watch.0 = Some(on.clone());
+        Ok(on)
     }
 }
 

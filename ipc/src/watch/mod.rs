@@ -1,6 +1,8 @@
-//! [`Watch`]: a thread that waits for one object (a queue's side, a pipe's
-//! descriptor) on behalf of the futures pending on it, and wakes them when
-//! the object may be ready.
+//! [`Watch`]: a thread that waits for one object (a queue's side, an
+//! event's word) on behalf of the futures pending on it, and wakes them
+//! when the object may be ready; and the [`reactor`], one thread that does
+//! the same for every awaited descriptor of the process (a pipe's end, a
+//! child's pidfd).
 //!
 //! Our futures need no runtime: a queue's messages move through shared
 //! memory with a futex to sleep on, which no executor's reactor can watch,
@@ -15,9 +17,9 @@
 //! nothing, so cancelling one (`tokio::time::timeout`, `select!`) loses no
 //! message, unlike a blocking call moved to another thread.
 
-mod descriptor;
+mod reactor;
 
-pub(crate) use descriptor::Descriptor;
+pub(crate) use reactor::{Readiness, Source};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockWriteGuard};
@@ -74,6 +76,45 @@ pub(crate) fn quiet_for_fork() -> RwLockWriteGuard<'static, ()> {
     FORK_GATE.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Holds off any fork until dropped.
+fn fork_gate_read() -> std::sync::RwLockReadGuard<'static, ()> {
+    FORK_GATE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts a watch thread named `name` (after [`THREAD_PREFIX`]) running `run`.
+fn spawn_named(name: &str, run: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    let name = format!("{THREAD_PREFIX}{name}");
+    // A fork waits for this: the new thread is never without its name
+    // (which it would only take on itself once it runs).
+    let _named_before_any_fork = fork_gate_read();
+    let thread = std::thread::Builder::new()
+        .name(name.clone())
+        .stack_size(256 * 1024)
+        .spawn(run)?;
+    name_now(&thread, &name);
+    Ok(())
+}
+
+/// What a future waits on: an object's own watch thread, or a descriptor
+/// in the process's reactor.
+#[derive(Clone, Debug)]
+pub(crate) enum WaitOn {
+    Watch(Arc<Watch>),
+    Descriptor(Arc<Source>),
+}
+
+impl From<Arc<Watch>> for WaitOn {
+    fn from(watch: Arc<Watch>) -> WaitOn {
+        WaitOn::Watch(watch)
+    }
+}
+
+impl From<Arc<Source>> for WaitOn {
+    fn from(source: Arc<Source>) -> WaitOn {
+        WaitOn::Descriptor(source)
+    }
+}
+
 /// The watch of one object in this process, started by the first future
 /// that waits on it and shared by the handles cloned from one another;
 /// stopped when the last of them is dropped (its thread lets go of the
@@ -104,32 +145,44 @@ impl Drop for LazyWatch {
 #[derive(Debug)]
 struct Ticket(u64);
 
-/// One future's wait on a [`Watch`]: forgotten when dropped (the future
-/// is ready, or dropped).
+/// Tickets of every registration in this process.
+static NEXT_TICKET: AtomicU64 = AtomicU64::new(0);
+
+/// One future's wait on a [`Watch`] or a [`Source`]: forgotten when
+/// dropped (the future is ready, or dropped).
 #[derive(Debug)]
 pub(crate) struct Registration {
-    watch: Arc<Watch>,
+    on: WaitOn,
     ticket: Ticket,
 }
 
 impl Registration {
-    /// A place for one future in `watch`.
-    pub(crate) fn new(watch: Arc<Watch>) -> Registration {
-        let ticket = Ticket(watch.next_ticket.fetch_add(1, Ordering::Relaxed));
-        Registration { watch, ticket }
+    /// A place for one future in `on`.
+    pub(crate) fn new(on: impl Into<WaitOn>) -> Registration {
+        let ticket = Ticket(NEXT_TICKET.fetch_add(1, Ordering::Relaxed));
+        Registration {
+            on: on.into(),
+            ticket,
+        }
     }
 
     /// Wakes `waker` once the object may be ready after `seen` (its
-    /// epoch before the failed try). An error only if the thread cannot
-    /// start.
+    /// epoch before the failed try; a descriptor has none). An error only
+    /// if the thread cannot start (or the descriptor cannot be armed).
     pub(crate) fn wait(&self, seen: u64, waker: &Waker) -> std::io::Result<()> {
-        self.watch.wait(&self.ticket, seen, waker)
+        match &self.on {
+            WaitOn::Watch(watch) => watch.wait(&self.ticket, seen, waker),
+            WaitOn::Descriptor(source) => source.wait(self.ticket.0, waker),
+        }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.watch.forget(&self.ticket);
+        match &self.on {
+            WaitOn::Watch(watch) => watch.forget(&self.ticket),
+            WaitOn::Descriptor(source) => source.forget(self.ticket.0),
+        }
     }
 }
 
@@ -140,7 +193,6 @@ pub(crate) struct Watch {
     state: Mutex<Waiting>,
     /// Told when a future waits while the thread idles.
     arrived: Condvar,
-    next_ticket: AtomicU64,
     /// The object's handles are gone: the thread ends.
     stopped: AtomicBool,
 }
@@ -172,7 +224,6 @@ impl Watch {
             name,
             state: Mutex::new(Waiting::default()),
             arrived: Condvar::new(),
-            next_ticket: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
         })
     }
@@ -203,18 +254,7 @@ impl Watch {
             return Ok(());
         }
         let watch = Arc::clone(self);
-        let name = format!("{THREAD_PREFIX}{}", self.name);
-        // A fork waits for this: the new thread is never without its name
-        // (which it would only take on itself once it runs).
-        let _named_before_any_fork = FORK_GATE.read().unwrap_or_else(PoisonError::into_inner);
-        let started = std::thread::Builder::new()
-            .name(name.clone())
-            .stack_size(256 * 1024)
-            .spawn(move || watch.run());
-        if let Ok(thread) = &started {
-            name_now(thread, &name);
-        }
-        match started {
+        match spawn_named(self.name, move || watch.run()) {
             Ok(_) => {
                 state.thread_running = true;
                 Ok(())
@@ -327,9 +367,20 @@ fn name_now(thread: &std::thread::JoinHandle<()>, name: &str) {
     }
 }
 
+/// Wakes `waiters` (taken out of their lists, whose lock is let go).
+fn wake_all(waiters: Vec<Waiter>) {
+    if waiters.is_empty() {
+        return;
+    }
+    let _not_while_forking = fork_gate_read();
+    for waiter in waiters {
+        waiter.waker.wake();
+    }
+}
+
 /// Wakes and removes the waiters that `due` picks.
 fn wake_where(futures: &mut Vec<Waiter>, due: impl Fn(&Waiter) -> bool) {
-    let _not_while_forking = FORK_GATE.read().unwrap_or_else(PoisonError::into_inner);
+    let _not_while_forking = fork_gate_read();
     futures.retain(|w| {
         if due(w) {
             w.waker.wake_by_ref();

@@ -1,0 +1,390 @@
+//! The reactor: one thread per process that waits, in one `epoll`, on
+//! every descriptor a future waits for (a connection's end, a child's
+//! pidfd or status pipe), and wakes the futures of each one that is ready.
+//!
+//! A thousand awaited connections or processes cost one thread, asleep
+//! in the kernel until one of them moves (a thread each, polling every
+//! 10 ms, before). Each [`Source`] holds a duplicate of its descriptor,
+//! armed one shot whenever a future waits on it; dropping the source
+//! takes the duplicate out and closes it at once, so the peer sees the
+//! end then. The thread starts with the first wait and ends after a
+//! second with none.
+//!
+//! A forked child does not use its copy of its parent's reactor (whose
+//! descriptors it closed, and whose locks another thread may have held at
+//! the fork): the reactor knows its process, and a child makes its own.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crate::os::epoll::{self, Epoll};
+use crate::os::Deadline;
+
+use super::{spawn_named, wake_all, Waiter, IDLE_EXIT};
+
+/// What a source waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Something to read, or the end (`POLLIN`).
+    Readable,
+    /// Room to write, or the end (`POLLOUT`).
+    Writable,
+}
+
+impl Readiness {
+    fn epoll_events(self) -> u32 {
+        match self {
+            Readiness::Readable => libc::EPOLLIN as u32,
+            Readiness::Writable => libc::EPOLLOUT as u32,
+        }
+    }
+}
+
+/// The thread's name (after the watch threads' prefix).
+const NAME: &str = "reactor";
+
+/// This process's reactor, made by the first source.
+static CURRENT: Mutex<Option<Arc<Reactor>>> = Mutex::new(None);
+
+/// One descriptor that futures wait on, in this process's reactor; taken
+/// out and closed when dropped.
+#[derive(Debug)]
+pub(crate) struct Source {
+    key: u64,
+    reactor: Arc<Reactor>,
+}
+
+impl Source {
+    /// Watches a duplicate of `fd` (its owner may close its own) for `readiness`.
+    pub(crate) fn new(fd: impl AsFd, readiness: Readiness) -> io::Result<Arc<Source>> {
+        let fd = fd.as_fd().try_clone_to_owned()?;
+        let reactor = Reactor::of_this_process()?;
+        let key = {
+            let mut state = reactor.lock();
+            let key = state.next_key;
+            state.next_key += 1;
+            state.sources.insert(
+                key,
+                Entry {
+                    fd,
+                    events: readiness.epoll_events(),
+                    added: false,
+                    armed: false,
+                    waiters: Vec::new(),
+                },
+            );
+            key
+        };
+        Ok(Arc::new(Source { key, reactor }))
+    }
+
+    /// Wakes `waker` once the descriptor is ready (at once if it is now).
+    /// An error if it cannot be armed or the thread cannot start.
+    pub(crate) fn wait(&self, ticket: u64, waker: &Waker) -> io::Result<()> {
+        let reactor = &self.reactor;
+        let mut state = reactor.lock();
+        let Reactors { sources, .. } = &mut *state;
+        let Some(entry) = sources.get_mut(&self.key) else {
+            // Gone only once dropped: no future of ours can be here.
+            waker.wake_by_ref();
+            return Ok(());
+        };
+        if !entry.armed {
+            let raw = entry.fd.as_raw_fd();
+            reactor
+                .epoll
+                .arm(raw, entry.events, self.key, !entry.added)?;
+            entry.added = true;
+            entry.armed = true;
+        }
+        let added = match entry.waiters.iter_mut().find(|w| w.ticket == ticket) {
+            Some(waiter) => {
+                waiter.waker.clone_from(waker);
+                false
+            }
+            None => {
+                entry.waiters.push(Waiter {
+                    ticket,
+                    seen: 0,
+                    waker: waker.clone(),
+                });
+                true
+            }
+        };
+        if added {
+            state.waiting += 1;
+        }
+        if state.thread_running {
+            return Ok(());
+        }
+        let thread = Arc::clone(reactor);
+        match spawn_named(NAME, move || thread.run()) {
+            Ok(()) => {
+                state.thread_running = true;
+                Ok(())
+            }
+            Err(e) => {
+                drop(state);
+                self.forget(ticket);
+                Err(e)
+            }
+        }
+    }
+
+    /// The future holding `ticket` waits no more.
+    pub(crate) fn forget(&self, ticket: u64) {
+        let mut state = self.reactor.lock();
+        let Reactors {
+            sources, waiting, ..
+        } = &mut *state;
+        if let Some(entry) = sources.get_mut(&self.key) {
+            let before = entry.waiters.len();
+            entry.waiters.retain(|w| w.ticket != ticket);
+            *waiting -= before - entry.waiters.len();
+        }
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let entry = {
+            let mut state = self.reactor.lock();
+            let entry = state.sources.remove(&self.key);
+            if let Some(entry) = &entry {
+                state.waiting -= entry.waiters.len();
+                if entry.added {
+                    self.reactor.epoll.remove(entry.fd.as_raw_fd());
+                }
+            }
+            entry
+        };
+        // Its duplicate closes here, and any future still waiting (none
+        // can be: they borrow the handle that owned this) is told to look.
+        if let Some(entry) = entry {
+            wake_all(entry.waiters);
+        }
+    }
+}
+
+/// One process's epoll and the descriptors in it.
+struct Reactor {
+    /// The process it belongs to: a forked child makes its own.
+    pid: u32,
+    epoll: Epoll,
+    state: Mutex<Reactors>,
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor").field("pid", &self.pid).finish()
+    }
+}
+
+/// What the reactor's lock guards.
+struct Reactors {
+    sources: HashMap<u64, Entry>,
+    next_key: u64,
+    /// Futures waiting, over every source: the thread ends only at none.
+    waiting: usize,
+    thread_running: bool,
+}
+
+/// One source's descriptor and the futures waiting on it.
+struct Entry {
+    fd: OwnedFd,
+    events: u32,
+    /// In the epoll (armed or not).
+    added: bool,
+    /// Will be reported once when ready (one shot, not yet reported).
+    armed: bool,
+    waiters: Vec<Waiter>,
+}
+
+/// Reports taken from the kernel in one go.
+const REPORTS_PER_WAIT: usize = 64;
+
+impl Reactor {
+    /// This process's reactor, made on first use (and again in a forked child).
+    fn of_this_process() -> io::Result<Arc<Reactor>> {
+        // No fork while the slot is locked: a child finds it free.
+        let _no_fork_now = super::fork_gate_read();
+        let mut current = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
+        let pid = std::process::id();
+        if let Some(reactor) = current.as_ref().filter(|r| r.pid == pid) {
+            return Ok(Arc::clone(reactor));
+        }
+        let reactor = Arc::new(Reactor {
+            pid,
+            epoll: Epoll::new()?,
+            state: Mutex::new(Reactors {
+                sources: HashMap::new(),
+                next_key: 0,
+                waiting: 0,
+                thread_running: false,
+            }),
+        });
+        // A parent's copy, in a forked child: never touched again (its
+        // descriptors were closed at the fork, their numbers may be
+        // another's now, and its lock may have been held), so never dropped.
+        if let Some(parents) = current.replace(Arc::clone(&reactor)) {
+            std::mem::forget(parents);
+        }
+        Ok(reactor)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Reactors> {
+        // A panic cannot leave `Reactors` half-changed: go on with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The thread: waits for reports, wakes the futures of each reported
+    /// source, and ends after [`IDLE_EXIT`] with no future waiting.
+    fn run(self: Arc<Self>) {
+        let mut reports = [epoll::NO_REPORT; REPORTS_PER_WAIT];
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let deadline = {
+                let mut state = self.lock();
+                if state.waiting > 0 {
+                    idle_since = None;
+                    Deadline::never()
+                } else {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    let left = IDLE_EXIT.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        state.thread_running = false;
+                        return;
+                    }
+                    Deadline::after(left)
+                }
+            };
+            let reported = match self.epoll.wait(&mut reports, deadline) {
+                Ok(n) => n,
+                Err(_) => {
+                    // Cannot wait (ENOMEM): every future looks for itself,
+                    // and waits again, a moment later.
+                    self.wake_everyone();
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            let mut due = Vec::new();
+            {
+                let mut state = self.lock();
+                let Reactors {
+                    sources, waiting, ..
+                } = &mut *state;
+                for report in &reports[..reported] {
+                    if let Some(entry) = sources.get_mut(&epoll::key_of(report)) {
+                        entry.armed = false;
+                        *waiting -= entry.waiters.len();
+                        due.append(&mut entry.waiters);
+                    }
+                }
+            }
+            wake_all(due);
+        }
+    }
+
+    /// Wakes every waiting future (each tries its call again).
+    fn wake_everyone(&self) {
+        let mut due = Vec::new();
+        {
+            let mut state = self.lock();
+            for entry in state.sources.values_mut() {
+                entry.armed = false;
+                due.append(&mut entry.waiters);
+            }
+            state.waiting = 0;
+        }
+        wake_all(due);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn until(what: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        crate::os::fd::pipe_cloexec().expect("a pipe")
+    }
+
+    #[test]
+    fn a_waiter_is_woken_when_its_descriptor_is_ready_and_not_before() {
+        let (read, write) = pipe();
+        let source = Source::new(&read, Readiness::Readable).expect("a source");
+        let flag = Arc::new(Flag::default());
+        source.wait(1, &Waker::from(flag.clone())).expect("armed");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!flag.0.load(Ordering::SeqCst), "woken with nothing to read");
+        crate::os::fd::write_all_blocking(write.as_raw_fd(), b"x").expect("written");
+        assert!(until(|| flag.0.load(Ordering::SeqCst)), "never woken");
+        // Armed again by the next wait: still readable, so woken again.
+        let again = Arc::new(Flag::default());
+        source.wait(2, &Waker::from(again.clone())).expect("armed");
+        assert!(until(|| again.0.load(Ordering::SeqCst)), "not woken again");
+    }
+
+    #[test]
+    fn a_forgotten_waiter_is_not_woken() {
+        let (read, write) = pipe();
+        let source = Source::new(&read, Readiness::Readable).expect("a source");
+        let gone = Arc::new(Flag::default());
+        let stays = Arc::new(Flag::default());
+        source.wait(1, &Waker::from(gone.clone())).expect("armed");
+        source.wait(2, &Waker::from(stays.clone())).expect("armed");
+        source.forget(1);
+        crate::os::fd::write_all_blocking(write.as_raw_fd(), b"x").expect("written");
+        assert!(until(|| stays.0.load(Ordering::SeqCst)), "never woken");
+        assert!(
+            !gone.0.load(Ordering::SeqCst),
+            "a forgotten waiter was woken"
+        );
+    }
+
+    #[test]
+    fn a_dropped_source_closes_its_duplicate_at_once() {
+        let (read, write) = pipe();
+        let source = Source::new(&read, Readiness::Readable).expect("a source");
+        source.wait(1, Waker::noop()).expect("armed");
+        drop(read);
+        drop(source);
+        // No reader is left, the duplicate included: the write end says
+        // so at once (not a second later, when the thread would end).
+        let mut probe = [libc::pollfd {
+            fd: write.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        }];
+        let n = crate::os::poll::poll_many(&mut probe, Deadline::after(Duration::from_secs(5)))
+            .expect("polled");
+        assert_eq!(n, 1, "the write end saw no reader leave");
+        assert_ne!(probe[0].revents & libc::POLLERR, 0);
+    }
+}
