@@ -41,6 +41,7 @@ fn main() {
         a_quick_result_arrives_while_its_worker_runs_a_long_item,
         a_pool_is_a_handle_that_threads_share,
         a_result_is_a_future_an_executor_awaits,
+        awaited_imap_results_come_once_each_and_a_dropped_wait_takes_none,
         done_callbacks_run_once_each_and_cannot_wait_on_their_pool,
         imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel,
         starmap_takes_tuples_of_one_to_six,
@@ -747,6 +748,70 @@ fn a_result_is_a_future_an_executor_awaits() {
             ..
         })
     ));
+}
+
+/// `imap(..).next_async()` and `imap_unordered(..).next_async()` under an
+/// executor: every result once (in order for `imap`), each future woken
+/// rather than polled in a loop; a wait dropped before its result came
+/// has taken nothing; and a pool terminated under a waiting future ends
+/// that wait with the cause.
+fn awaited_imap_results_come_once_each_and_a_dropped_wait_takes_none() {
+    let pool = Pool::builder(2).chunksize(7).build().expect("pool");
+    let mut ordered = pool.imap(double, 0..5_000u64);
+    let mut got = Vec::new();
+    let mut polls = 0;
+    loop {
+        let (next, p) = block_on(ordered.next_async());
+        polls += p;
+        match next {
+            Some(result) => got.push(result.expect("an item")),
+            None => break,
+        }
+    }
+    assert!(
+        got.iter().copied().eq((0..5_000).map(|x| x * 2)),
+        "in order"
+    );
+    assert!(polls < 3 * 5_000, "{polls} polls for 5,000 results");
+
+    let mut unordered = pool.imap_unordered(double, 0..2_000u64);
+    let mut got = Vec::new();
+    while let (Some(result), _) = block_on(unordered.next_async()) {
+        got.push(result.expect("an item"));
+    }
+    got.sort_unstable();
+    assert!(
+        got.iter().copied().eq((0..2_000).map(|x| x * 2)),
+        "each once"
+    );
+
+    // Pending, then dropped: the result is the next call's.
+    let mut slow = pool.imap(sleep_ms, [300u64, 1]);
+    {
+        let mut next = std::pin::pin!(slow.next_async());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled = std::future::Future::poll(next.as_mut(), &mut cx);
+        assert!(polled.is_pending(), "300 ms to go");
+    }
+    assert_eq!(slow.next().map(|r| r.ok()), Some(Some(300)));
+    assert_eq!(block_on(slow.next_async()).0.map(|r| r.ok()), Some(Some(1)));
+    assert!(block_on(slow.next_async()).0.is_none());
+
+    // A pool terminated while a future waits: the wait ends, with why.
+    let mut endless = pool.imap_unordered(sleep_ms, std::iter::repeat(60_000u64));
+    let terminator = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            pool.terminate();
+        })
+    };
+    let (next, _) = block_on(endless.next_async());
+    terminator.join().expect("terminated");
+    assert!(
+        matches!(&next, Some(Err(TaskError::Lost(why))) if !why.is_empty()),
+        "{next:?}"
+    );
 }
 
 fn done_callbacks_run_once_each_and_cannot_wait_on_their_pool() {

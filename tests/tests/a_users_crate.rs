@@ -289,6 +289,26 @@ async fn main() {
         .expect("joined")
         .expect("map");
     println!("awaited: {}", sum + blocking.iter().sum::<u64>());
+    // A lazy map's results as they come, in order, awaited.
+    let mut results = pool.imap(square, 0..1_000u64);
+    let mut streamed = 0;
+    while let Some(result) = results.next_async().await {
+        streamed += result.expect("an item");
+    }
+    println!("streamed: {streamed}");
+    // Fifty children awaited at once, each in a task of its own.
+    let children: Vec<_> = (0..50u64)
+        .map(|x| {
+            let mut child = Process::new(square, x);
+            child.start().expect("start");
+            tokio::spawn(async move { child.join_async().await.expect("a child's square") })
+        })
+        .collect();
+    let mut from_children = 0;
+    for child in children {
+        from_children += child.await.expect("the task");
+    }
+    println!("children: {from_children}");
     // A Queue fed by a Process, awaited, and the Process too.
     let q = Queue::<u64>::new(0).expect("queue");
     let mut producer = Process::new(produce, q.clone());
@@ -360,7 +380,8 @@ fn programs_with_threads_use_a_pool_with_default_options() {
     let dir = users_program("users_tokio", "", tokio, WITH_TOKIO);
     assert_eq!(
         run_program(&dir).trim(),
-        "sum of squares: 332833500\nawaited: 332833500\nfrom a queue: 332833500\n\
+        "sum of squares: 332833500\nawaited: 332833500\nstreamed: 332833500\n\
+         children: 40425\nfrom a queue: 332833500\n\
          timed out: true, then 42\nechoed: 100\nstopped: true"
     );
     let _ = std::fs::remove_dir_all(&dir);

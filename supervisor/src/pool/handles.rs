@@ -168,10 +168,11 @@ impl<R: DeserializeOwned> std::future::Future for AsyncResult<R> {
             return Poll::Ready(Err(PoolError::Stopped(why.clone())));
         }
         // (The pool's thread wakes it once the item settles or the pool stops.)
-        match state.wakers.iter_mut().find(|(id, _)| *id == self.id) {
-            Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => state.wakers.push((self.id, cx.waker().clone())),
-        }
+        super::shared::wait_for(
+            &mut state,
+            super::shared::Awaited::Item(self.id),
+            cx.waker(),
+        );
         Poll::Pending
     }
 }

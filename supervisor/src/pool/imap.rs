@@ -5,11 +5,13 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::task::{Poll, Waker};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::call::Call;
+use super::shared::{wait_for, Awaited};
 use super::store::{Encoded, Settled};
 use super::{decode, Pool, PoolError, TaskError};
 
@@ -166,6 +168,45 @@ where
     }
 }
 
+impl<T, R, I> Imap<T, R, I>
+where
+    T: Serialize,
+    R: DeserializeOwned,
+    I: Iterator<Item = T>,
+{
+    /// The next result in order if it is there; otherwise `waker` is left
+    /// with the pool's thread, which wakes it once it is (or the pool
+    /// stops). Takes nothing when pending.
+    pub(super) fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>> {
+        if let Some(settled) = self.taken.pop_front() {
+            return Poll::Ready(Some(decode(settled)));
+        }
+        match self.feed.refill(self.in_flight.len()) {
+            Ok(ids) => self.in_flight.extend(ids),
+            Err(e) => return Poll::Ready(Some(Err(e))),
+        }
+        let Some(&id) = self.in_flight.front() else {
+            return Poll::Ready(None);
+        };
+        let mut state = self.feed.pool.state();
+        if state.store.is_settled(id) {
+            state
+                .store
+                .take_run(&mut self.in_flight, id, &mut self.taken);
+            drop(state);
+            return Poll::Ready(self.taken.pop_front().map(decode));
+        }
+        if let Some(why) = &state.stopped {
+            let stopped = PoolError::Stopped(why.clone());
+            drop(state);
+            self.in_flight.pop_front();
+            return Poll::Ready(Some(Err(lost(stopped))));
+        }
+        wait_for(&mut state, Awaited::Item(id), waker);
+        Poll::Pending
+    }
+}
+
 impl<T, R, I> Drop for Imap<T, R, I> {
     fn drop(&mut self) {
         let mut state = self.feed.pool.state();
@@ -265,6 +306,41 @@ where
         let settled = state.store.take(id);
         drop(state);
         Ok(Some(decode(settled)))
+    }
+}
+
+impl<T, R, I> ImapUnordered<T, R, I>
+where
+    T: Serialize,
+    R: DeserializeOwned,
+    I: Iterator<Item = T>,
+{
+    /// The next result to finish if one has; otherwise `waker` is left
+    /// with the pool's thread, which wakes it once one does (or the pool
+    /// stops). Takes nothing when pending.
+    pub(super) fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>> {
+        match self.feed.refill(self.in_flight) {
+            Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,
+            Err(e) => return Poll::Ready(Some(Err(e))),
+        }
+        if self.in_flight == 0 {
+            return Poll::Ready(None);
+        }
+        let mut state = self.feed.pool.state();
+        if let Some(id) = state.store.next_of_group(self.group) {
+            self.in_flight -= 1;
+            let settled = state.store.take(id);
+            drop(state);
+            return Poll::Ready(Some(decode(settled)));
+        }
+        if let Some(why) = &state.stopped {
+            let stopped = PoolError::Stopped(why.clone());
+            drop(state);
+            self.in_flight -= 1;
+            return Poll::Ready(Some(Err(lost(stopped))));
+        }
+        wait_for(&mut state, Awaited::Group(self.group), waker);
+        Poll::Pending
     }
 }
 

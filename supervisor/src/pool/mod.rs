@@ -66,6 +66,7 @@ mod call;
 mod error;
 mod handles;
 mod imap;
+mod imap_future;
 mod init;
 mod shared;
 mod store;
@@ -73,6 +74,7 @@ mod store;
 pub use error::{PoolError, TaskError};
 pub use handles::{as_completed, wait, AsCompleted, AsyncResult, Future, ReturnWhen};
 pub use imap::{Imap, ImapUnordered};
+pub use imap_future::{ImapNext, ImapUnorderedNext};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -54,10 +54,37 @@ pub(crate) struct State {
     /// The engine's workers as of its last turn.
     pub(crate) pids: Vec<u32>,
     pub(crate) started: u64,
-    /// Futures waiting for an item, by item id.
-    pub(crate) wakers: Vec<(u64, Waker)>,
+    /// Futures waiting for an item to settle, or for any of a group's.
+    pub(crate) wakers: Vec<(Awaited, Waker)>,
     /// Done callbacks waiting for an item, by item id.
     pub(crate) callbacks: Vec<(u64, Callback)>,
+}
+
+/// What a waiting future waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Awaited {
+    /// This item to settle (an `AsyncResult`, an ordered map's next).
+    Item(u64),
+    /// Any item of this unordered map's group to settle.
+    Group(u64),
+}
+
+impl Awaited {
+    fn is_due(self, store: &Store) -> bool {
+        match self {
+            Awaited::Item(id) => store.is_settled(id),
+            Awaited::Group(group) => store.peek_group(group).is_some(),
+        }
+    }
+}
+
+/// Leaves `waker` in `state` until `awaited` is due (replacing the one a
+/// future left for the same before).
+pub(crate) fn wait_for(state: &mut State, awaited: Awaited, waker: &Waker) {
+    match state.wakers.iter_mut().find(|(a, _)| *a == awaited) {
+        Some((_, existing)) => existing.clone_from(waker),
+        None => state.wakers.push((awaited, waker.clone())),
+    }
 }
 
 /// The shared part: the state, its condition variable, the doorbell.
@@ -264,7 +291,7 @@ fn publish(inner: &Inner, engine: &Engine, over: Option<String>) {
     let everything = state.stopped.is_some();
     let (wake, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut state.wakers)
         .into_iter()
-        .partition(|(id, _)| everything || state.store.is_settled(*id));
+        .partition(|(awaited, _)| everything || awaited.is_due(&state.store));
     state.wakers = wait;
     let (run, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut state.callbacks)
         .into_iter()
