@@ -508,3 +508,52 @@ fn a_timed_out_command_is_logged_and_printed_as_gnu_parallel_does() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A command with shell syntax outside quotes (a pipe, `;`, a
+/// redirection, a glob) runs under `sh -c`, as GNU parallel runs every
+/// command: the same output as GNU's on the same inputs. Split into words
+/// (before, and now with `--no-shell`), `echo {} | tr 1 X` printed
+/// `1 | tr 1 X` and every command "succeeded".
+#[test]
+fn a_command_with_shell_syntax_runs_under_a_shell_as_in_gnu_parallel() {
+    let dir = temp_dir("shell-syntax");
+    std::fs::write(dir.join("a.tmp"), "").expect("a file");
+    std::fs::write(dir.join("b.tmp"), "").expect("a file");
+    let command = "echo {} | tr 1 X; ls *.tmp | wc -l; test {} -ne 2 && echo {} > out-{}";
+    let out = supervisor(&dir, &["--keep-order", "--exec", command], "1\n2\n3\n");
+    assert_eq!(out.status.code(), Some(3), "task 2 failed: a dead letter");
+    let ours = stdout(&out);
+    assert_eq!(ours, "X\n2\n2\n2\n3\n2\n");
+    for (file, expected) in [
+        ("out-1", Some("1\n")),
+        ("out-2", None),
+        ("out-3", Some("3\n")),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(file)).ok().as_deref(),
+            expected
+        );
+    }
+    let gnu_installed = Command::new("parallel").arg("--version").output().is_ok();
+    if gnu_installed {
+        let gnu = common::with_stdin(
+            Command::new("parallel")
+                .current_dir(&dir)
+                .args(["--will-cite", "-k", command]),
+            "1\n2\n3\n",
+        );
+        assert_eq!(stdout(&gnu), ours, "GNU parallel's output");
+    }
+    // Quoted, the same characters are an argument's; --no-shell splits
+    // the command into words whatever it holds.
+    let quoted = supervisor(&dir, &["--exec", "echo '{} | x;' \"*\"", ":::", "1"], "");
+    assert_eq!(stdout(&quoted), "1 | x; *\n");
+    let words = supervisor(
+        &dir,
+        &["--no-shell", "--exec", "echo {} | x;", ":::", "1"],
+        "",
+    );
+    assert_eq!(words.status.code(), Some(0));
+    assert_eq!(stdout(&words), "1 | x;\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

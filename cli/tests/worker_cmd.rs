@@ -504,3 +504,23 @@ fn every_start_failure_follows(stderr: &str, last: &str) {
         }
     }
 }
+
+/// A worker program given with shell syntax (`cd DIR && ...`, a
+/// redirection) runs under `sh -c`: split into words, its first word was
+/// `cd`, which is no program, and no worker could start.
+#[test]
+fn a_program_with_shell_syntax_runs_under_a_shell() {
+    let dir = temp_dir("shell-syntax");
+    python_worker(&dir, SQUARES);
+    let cmd = format!("cd {} && python3 worker.py 2>/dev/null", dir.display());
+    let out = run(&dir, &cmd, &numbers(20), &["--workers", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<u64> = (1..=20).map(sum_of_squares_below).collect();
+    assert_eq!(outputs(&out), expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}

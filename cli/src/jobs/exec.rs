@@ -35,9 +35,15 @@ pub struct ExecArgs {
     /// TABs, as GNU parallel: `{1}`, `{2}`, ...
     #[arg(long, value_name = "REGEX", value_parser = column_separator)]
     pub colsep: Option<Regex>,
-    /// Run the command with `sh -c` (replacements are shell-quoted).
+    /// Run the command with `sh -c` (replacements are shell-quoted): the
+    /// default when it has shell syntax outside quotes (`|`, `;`, `&`,
+    /// `<`, `>`, `$`, a backquote, parentheses, a glob), as GNU parallel.
     #[arg(long)]
     pub shell: bool,
+    /// Split the command into words even when it has shell syntax (a `|`
+    /// or `;` outside quotes is then an argument, as with `xargs`).
+    #[arg(long, conflicts_with = "shell")]
+    pub no_shell: bool,
     /// Print outputs in input order (each waits for the ones before it).
     #[arg(long)]
     pub keep_order: bool,
@@ -115,8 +121,13 @@ impl CliJob for Exec {
                 )
             }
         };
-        Ok(Exec::with_args(&args.exec, inputs)?
-            .shell(args.shell)
+        let exec = Exec::with_args(&args.exec, inputs)?;
+        let exec = match (args.shell, args.no_shell) {
+            (true, _) => exec.shell(true),
+            (_, true) => exec.shell(false),
+            _ => exec,
+        };
+        Ok(exec
             .keep_order(args.keep_order)
             .tag(args.tag)
             .results(args.results)

@@ -20,9 +20,13 @@ pub struct WorkerCmdArgs {
     /// Read the tasks' inputs, one a line, from this file [default: standard input].
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Run PROGRAM with `sh -c`.
+    /// Run PROGRAM with `sh -c`: the default when it has shell syntax
+    /// outside quotes (`2>/dev/null`, `cd dir && ...`, `$VAR`).
     #[arg(long)]
     pub shell: bool,
+    /// Split PROGRAM into words even when it has shell syntax.
+    #[arg(long, conflicts_with = "shell")]
+    pub no_shell: bool,
     /// Print outputs (one JSON value a line) in input order.
     #[arg(long)]
     pub keep_order: bool,
@@ -50,7 +54,10 @@ impl CliJob for WorkerCmd {
 
     fn build(args: WorkerCmdArgs, _run: &super::RunContext) -> Result<WorkerCmd, String> {
         let lines = super::exec::input_lines(args.input.as_deref())?;
-        Ok(WorkerCmd::new(&args.worker_cmd, args.shell, lines)?
+        let shell = args.shell
+            || (!args.no_shell
+                && outlast_worker::jobs::exec::shell_syntax(&args.worker_cmd).is_some());
+        Ok(WorkerCmd::new(&args.worker_cmd, shell, lines)?
             .keep_order(args.keep_order)
             .results(args.results)
             .task_timeout(args.task_timeout)

@@ -22,8 +22,9 @@
 //! their results and replaces workers that die: results arrive while the
 //! caller does something else. A `Pool` is a handle, `Send + Sync` and
 //! cheap to clone: share it between threads, move it into
-//! `spawn_blocking`, or `.await` an item's [`AsyncResult`], which is a
-//! [`std::future::Future`] under any executor.
+//! `spawn_blocking`, `.await` an item's [`AsyncResult`], which is a
+//! [`std::future::Future`] under any executor, or await a lazy map's
+//! results one by one ([`Imap::next_async`], [`ImapUnordered::next_async`]).
 //!
 //! # Sizes
 //!
@@ -31,9 +32,10 @@
 //! worker's ring (about 1 MiB) goes through it, anything larger in a sealed
 //! memfd. [`PoolBuilder::max_message_bytes`] (1 GiB by default) caps what
 //! a worker may send back; an item or result over it is that item's
-//! [`TaskError::TooLarge`], after one attempt. Pass bytes as
-//! `serde_bytes::ByteBuf`: serde encodes a `Vec<u8>` element by element,
-//! which an unoptimised (debug) build pays for byte by byte.
+//! [`TaskError::TooLarge`], after one attempt. A `Vec<u8>`, `Vec<i8>`,
+//! `Vec<f32>` or `Vec<f64>` anywhere in an item or result is copied whole,
+//! even in a debug build (serde alone would hand it over element by
+//! element).
 //!
 //! # Closures
 //!

@@ -2,6 +2,7 @@
 //! an input line (or its `--colsep` columns, or one combination of the
 //! `:::` sources); the command is run once per task with GNU parallel's
 //! replacement strings filled in ([`template`]), without a shell unless
+//! it has shell syntax (a pipe, `;`, a redirection, `$`, a glob) or
 //! `--shell`. A non-zero exit, a signal or a `--task-timeout` (the command
 //! is killed) fails it: run again up to [`Exec::retries`] times (1, as GNU
 //! parallel), then a dead letter with its status and the tail of its
@@ -34,7 +35,7 @@ use crate::work::GaveUp;
 
 pub use command::run_command;
 use output::{HaltOn, HaltRule, Joblog};
-pub use template::{command_for, shell_quote, ExecInput};
+pub use template::{command_for, shell_quote, shell_syntax, ExecInput};
 
 /// What a command gave, and how it ended.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -133,7 +134,8 @@ impl Exec {
         }
         Ok(Exec {
             template: template.to_string(),
-            shell: false,
+            // As GNU parallel (always a shell) where it would matter.
+            shell: template::shell_syntax(template).is_some(),
             task_timeout: None,
             inputs,
             keep_order: false,
@@ -151,7 +153,9 @@ impl Exec {
         })
     }
 
-    /// Runs through `sh -c`.
+    /// Runs through `sh -c` (`true`), or split into words (`false`). By
+    /// default, through `sh -c` when the template has shell syntax outside
+    /// quotes ([`shell_syntax`]).
     pub fn shell(mut self, shell: bool) -> Self {
         self.shell = shell;
         self
@@ -305,11 +309,15 @@ impl Job for Exec {
     }
 
     fn describe(&self) -> String {
+        let how = match (self.shell, template::shell_syntax(&self.template)) {
+            (true, Some(c)) => format!(" (with sh -c, for its `{}`)", c.escape_default()),
+            (true, None) => " (with sh -c)".to_string(),
+            (false, _) => String::new(),
+        };
         format!(
-            "`{}` for each of {}{}",
+            "`{}` for each of {}{how}",
             self.template,
             plural(self.inputs.len() as u64, "line"),
-            if self.shell { " (with sh -c)" } else { "" }
         )
     }
 

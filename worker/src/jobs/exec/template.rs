@@ -10,10 +10,13 @@
 //! | `{%}` | the worker's slot, from 1: no two commands running at once share one |
 //!
 //! A template with none of them gets the arguments as its last words.
-//! Without `--shell` the template is split into words as `sh` would
-//! (quotes, backslashes; no expansions) and each word is filled in, so an
-//! argument never becomes two words. With it, each argument is
-//! shell-quoted into the script.
+//! A template without shell syntax is split into words as `sh` would
+//! (quotes, backslashes) and each word is filled in, so an argument never
+//! becomes two words. One with shell syntax outside quotes (a pipe, `;`,
+//! a redirection, `$`, a glob: [`shell_syntax`]) runs under `sh -c`, as
+//! GNU parallel runs every command and as GNU make and Ruby's `system` run
+//! a command that needs it; each argument is then shell-quoted into the
+//! script. (Split into words, `echo {} | tr 1 X` printed `1 | tr 1 X`.)
 
 use serde::{Deserialize, Serialize};
 
@@ -177,6 +180,70 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The first character of `template` outside quotes that only a shell
+/// gives a meaning to: `|`, `&`, `;`, `<`, `>`, `(`, `)`, `$`, a backquote,
+/// a newline, the globs `*`, `?` and `[`, and `~` or `#` at the start of a
+/// word. Replacement strings (`{}`, `{1.}`, `{#}`, ...) are not shell
+/// syntax. `None`: the command means the same split into words.
+pub fn shell_syntax(template: &str) -> Option<char> {
+    let mut chars = template.chars().peekable();
+    let mut word_start = true;
+    while let Some(c) = chars.next() {
+        let at_start = std::mem::replace(&mut word_start, false);
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '\'' => {
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        // Expansions happen inside double quotes too.
+                        '$' | '`' => return Some(c),
+                        '\\' => {
+                            chars.next();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            '{' => {
+                // A replacement string is ours: skipped whole.
+                let inner: String = chars.clone().take_while(|&c| c != '}').collect();
+                let closed = chars.clone().nth(inner.chars().count()) == Some('}');
+                if closed && is_replacement(&inner) {
+                    for _ in 0..=inner.chars().count() {
+                        chars.next();
+                    }
+                }
+            }
+            '|' | '&' | ';' | '<' | '>' | '(' | ')' | '$' | '`' | '\n' | '*' | '?' | '[' => {
+                return Some(c)
+            }
+            '~' | '#' if at_start => return Some(c),
+            c if c.is_whitespace() => word_start = true,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether `{inner}` is a replacement string.
+fn is_replacement(inner: &str) -> bool {
+    if inner == "#" || inner == "%" {
+        return true;
+    }
+    let digits = inner.bytes().take_while(u8::is_ascii_digit).count();
+    Part::SUFFIXES.iter().any(|(s, _)| *s == &inner[digits..])
+}
+
 /// Splits a command into words as `sh` would for plain words, quotes and
 /// backslashes (no expansions).
 pub fn split_words(text: &str) -> Result<Vec<String>, String> {
@@ -246,6 +313,30 @@ mod tests {
         ExecInput {
             seq: 1,
             args: vec![s.to_string()],
+        }
+    }
+
+    #[test]
+    fn shell_syntax_outside_quotes_is_seen_and_replacements_are_not() {
+        for (template, found) in [
+            ("echo {} | tr 1 X", Some('|')),
+            ("test {} -ne 2; echo done", Some(';')),
+            ("gzip -c {} > {}.gz", Some('>')),
+            ("echo $HOME/{}", Some('$')),
+            ("echo \"$(date) {}\"", Some('$')),
+            ("rm {//}/*.tmp", Some('*')),
+            ("~/bin/tool {}", Some('~')),
+            ("cmd {} # a comment", Some('#')),
+            ("sleep 1 && echo {}", Some('&')),
+            ("convert {} {.}.png {/} {//} {/.}", None),
+            ("echo {#} {%} {1} {2.} {}", None),
+            ("echo 'a|b; c > d' \"e & f\" g\\;h", None),
+            ("echo a~b c#d x=y", None),
+            ("printf '%s\\n' {}", None),
+            ("echo {unclosed", None),
+            ("{ echo a; }", Some(';')),
+        ] {
+            assert_eq!(shell_syntax(template), found, "{template}");
         }
     }
 
