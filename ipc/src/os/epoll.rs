@@ -1,5 +1,5 @@
 //! `epoll(7)` for the one thread per process that waits on every awaited
-//! descriptor (`watch::reactor`).
+//! descriptor (`watch::reactor`), and the eventfd that rings that thread.
 //!
 //! Descriptors are armed one shot at a time (`EPOLLONESHOT`): a report
 //! disarms its descriptor until a future waits on it again, so a level
@@ -60,6 +60,21 @@ impl Epoll {
         Ok(())
     }
 
+    /// Reports `fd`, with `key`, whenever it is readable (level-triggered,
+    /// never disarmed): for a [`Bell`].
+    pub(crate) fn add_readable(&self, fd: RawFd, key: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: key,
+        };
+        // SAFETY: a live epoll descriptor and a live event for the call.
+        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Takes `fd` out (before it is closed: a duplicate elsewhere would
     /// keep it in).
     pub(crate) fn remove(&self, fd: RawFd) {
@@ -97,5 +112,45 @@ impl Epoll {
                 return Err(e);
             }
         }
+    }
+}
+
+/// An eventfd (close-on-exec, non-blocking): readable once rung, until
+/// quieted.
+#[derive(Debug)]
+pub(crate) struct Bell {
+    fd: OwnedFd,
+}
+
+impl Bell {
+    pub(crate) fn new() -> io::Result<Bell> {
+        // SAFETY: eventfd takes no pointers; the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Bell { fd })
+    }
+
+    pub(crate) fn ring(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our own eventfd; a
+        // full counter (EAGAIN) is rung already.
+        unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    pub(crate) fn quiet(&self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer; not rung
+        // (EAGAIN) leaves it as it is.
+        unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+    }
+}
+
+impl AsRawFd for Bell {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }

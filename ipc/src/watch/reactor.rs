@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::os::epoll::{self, Epoll};
+use crate::os::epoll::{self, Bell, Epoll};
 use crate::os::Deadline;
 
 use super::{spawn_named, wake_all, Waiter, IDLE_EXIT};
@@ -119,6 +119,16 @@ impl Source {
             state.waiting += 1;
         }
         if state.thread_running {
+            // Wakes the thread, which has nothing to do yet, as the watch
+            // threads were woken: on an idle machine a reply that finds it
+            // long asleep wakes it slowly. Measured on this VM (tokio's
+            // current-thread runtime, a round trip through a Pipe with a
+            // child, medians): 52-57 us without the ring, 5-6 us with it,
+            // as before the reactor; with a busy process per CPU, 5 us
+            // either way.
+            if added && std::mem::replace(&mut state.asleep, false) {
+                reactor.bell.ring();
+            }
             return Ok(());
         }
         let thread = Arc::clone(reactor);
@@ -175,8 +185,14 @@ struct Reactor {
     /// The process it belongs to: a forked child makes its own.
     pid: u32,
     epoll: Epoll,
+    /// Rung when a future starts to wait while the thread sleeps (key
+    /// [`BELL_KEY`]); see [`Source::wait`].
+    bell: Bell,
     state: Mutex<Reactors>,
 }
+
+/// The bell's key in the epoll (sources count up from 0).
+const BELL_KEY: u64 = u64::MAX;
 
 impl std::fmt::Debug for Reactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,6 +207,8 @@ struct Reactors {
     /// Futures waiting, over every source: the thread ends only at none.
     waiting: usize,
     thread_running: bool,
+    /// The thread is in (or about to enter) its wait, and nobody rang.
+    asleep: bool,
 }
 
 /// One source's descriptor and the futures waiting on it.
@@ -217,14 +235,19 @@ impl Reactor {
         if let Some(reactor) = current.as_ref().filter(|r| r.pid == pid) {
             return Ok(Arc::clone(reactor));
         }
+        let epoll = Epoll::new()?;
+        let bell = Bell::new()?;
+        epoll.add_readable(bell.as_raw_fd(), BELL_KEY)?;
         let reactor = Arc::new(Reactor {
             pid,
-            epoll: Epoll::new()?,
+            epoll,
+            bell,
             state: Mutex::new(Reactors {
                 sources: HashMap::new(),
                 next_key: 0,
                 waiting: 0,
                 thread_running: false,
+                asleep: false,
             }),
         });
         // A parent's copy, in a forked child: never touched again (its
@@ -249,6 +272,7 @@ impl Reactor {
         loop {
             let deadline = {
                 let mut state = self.lock();
+                state.asleep = true;
                 if state.waiting > 0 {
                     idle_since = None;
                     Deadline::never()
@@ -276,9 +300,17 @@ impl Reactor {
             {
                 let mut state = self.lock();
                 let Reactors {
-                    sources, waiting, ..
+                    sources,
+                    waiting,
+                    asleep,
+                    ..
                 } = &mut *state;
+                *asleep = false;
                 for report in &reports[..reported] {
+                    if epoll::key_of(report) == BELL_KEY {
+                        self.bell.quiet();
+                        continue;
+                    }
                     if let Some(entry) = sources.get_mut(&epoll::key_of(report)) {
                         entry.armed = false;
                         *waiting -= entry.waiters.len();
