@@ -339,21 +339,31 @@ fn append_reply<R: Serialize>(reply: &Reply<R>, out: &mut Vec<u8>) {
 /// Where each framed reply of a chunk's output lies in it, in item order:
 /// at most `count` of them, filling the output exactly, or `None`. Fewer
 /// than `count` is a short output (see [`answers_short`]).
+///
+/// Plain indexing and arithmetic: a debug build pays for each helper
+/// called per reply (this ran for every item of a `map`).
 pub(crate) fn split_replies(output: &[u8], count: usize) -> Option<Vec<std::ops::Range<usize>>> {
     let mut replies = Vec::with_capacity(count);
+    let total = output.len();
+    let mut found = 0;
     let mut at = 0usize;
-    while replies.len() < count && at < output.len() {
-        let len = output.get(at..at.checked_add(4)?)?;
-        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-        let start = at + 4;
-        let end = start.checked_add(len)?;
-        if end > output.len() {
+    while found < count && at < total {
+        if total - at < 4 {
             return None;
         }
-        replies.push(start..end);
-        at = end;
+        let len = output[at] as usize
+            | (output[at + 1] as usize) << 8
+            | (output[at + 2] as usize) << 16
+            | (output[at + 3] as usize) << 24;
+        let start = at + 4;
+        if len > total - start {
+            return None;
+        }
+        replies.push(start..start + len);
+        found += 1;
+        at = start + len;
     }
-    (at == output.len()).then_some(replies)
+    (at == total).then_some(replies)
 }
 
 /// Whether `replies` (of `output`) may answer only the first items of a
@@ -399,6 +409,14 @@ mod tests {
             split_replies(&[0xff; 11], 1).is_none(),
             "a length past the end"
         );
+        // Cut anywhere, the replies no longer fill the output: refused.
+        for cut in 0..out.len() {
+            let whole = split_replies(&out[..cut], 2).is_some_and(|r| r.len() == 2);
+            assert!(!whole, "cut at {cut}");
+        }
+        assert!(split_replies(&[1, 0, 0], 1).is_none(), "a length cut short");
+        let empty = split_replies(&[0, 0, 0, 0], 1).expect("one empty reply");
+        assert_eq!((empty.len(), empty[0].clone()), (1, 4..4));
         let panicked = Reply::<u32>::Panicked {
             message: "no".into(),
             location: None,
