@@ -21,6 +21,8 @@
 //! * [`memory`]: memfds, seals, shared mappings, `MADV_DONTFORK`;
 //! * [`futex`]: shared futex words; `membarrier` fences (crate-internal);
 //! * [`signals`]: signal dispositions and the self-pipe of an event loop;
+//! * [`spawn`]: a program started as `posix_spawn` starts one (no fork),
+//!   in its own process group, with the parent-death signal;
 //! * [`limits`]: resource limits (descriptors, processes);
 //! * [`contention`]: whether more threads are runnable than CPUs (spinning
 //!   cannot pay);
@@ -42,6 +44,7 @@ pub mod procfs;
 pub mod random;
 pub mod rights;
 pub mod signals;
+pub mod spawn;
 pub mod stack;
 pub mod stderr;
 pub(crate) mod thread_id;

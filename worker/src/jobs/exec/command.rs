@@ -6,7 +6,6 @@
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use outlast_ipc::os::process::has_exited;
@@ -40,38 +39,33 @@ pub fn run_command(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let started = Instant::now();
-    let (program, rest) = argv.split_first().ok_or("an empty command")?;
-    let mut command = contained(program, rest);
-    command.stdin(Stdio::null());
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    let program = argv.first().ok_or("an empty command")?;
+    // Started without a fork (see `outlast_ipc::os::spawn`): a forked
+    // worker paid for copying itself at every command.
+    let (pid, stdout, stderr) = outlast_ipc::os::spawn::spawn_contained(argv)
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?
+        .into_files();
+    let child = Running { pid };
     let deadline = timeout.map(|t| Instant::now() + t);
-    let collected = collect(&mut child, deadline, max_output, beat);
+    let collected = collect(stdout, stderr, deadline, max_output, beat);
     let (exit_code, signal, stdout, stderr) = match collected {
         Ok(Collected::Ended(stdout, stderr)) => {
-            let status = child
+            let (code, signal) = child
                 .wait()
                 .map_err(|e| format!("cannot wait for it: {e}"))?;
-            use std::os::unix::process::ExitStatusExt;
-            (
-                status.code().unwrap_or(0),
-                status.signal().unwrap_or(0),
-                stdout,
-                stderr,
-            )
+            (code, signal, stdout, stderr)
         }
         Ok(Collected::TimedOut(stdout, stderr)) => {
-            let signal = terminate_group(&mut child);
+            let signal = terminate_group(&child);
             (TIMED_OUT, signal, stdout, stderr)
         }
         Ok(Collected::TooMuch(stdout, stderr)) => {
-            kill_group(&child);
+            child.kill_group();
             let _ = child.wait();
             (0, libc::SIGKILL, stdout, stderr)
         }
         Err(e) => {
-            kill_group(&child);
+            child.kill_group();
             let _ = child.wait();
             return Err(e);
         }
@@ -101,21 +95,26 @@ enum Collected {
     TooMuch(Vec<u8>, Vec<u8>),
 }
 
-/// `program rest...` with its stdout and stderr piped, in a process group
-/// of its own (so the group can be killed whole), and SIGKILLed when the
-/// worker that starts it dies.
-pub(crate) fn contained(program: &str, rest: &[String]) -> Command {
-    let mut command = Command::new(program);
-    command
-        .args(rest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    {
-        use std::os::unix::process::CommandExt;
-        command.process_group(0);
+/// A command started by [`run_command`], the leader of its process group.
+struct Running {
+    pid: i32,
+}
+
+impl Running {
+    /// Waits for it to end: its exit code and the signal that ended it.
+    fn wait(&self) -> std::io::Result<(i32, i32)> {
+        use outlast_ipc::ExitStatus;
+        Ok(match outlast_ipc::os::process::reap(self.pid, true)? {
+            Some(ExitStatus::Exited(code)) => (code, 0),
+            Some(ExitStatus::Signaled { signal, .. }) => (0, signal),
+            _ => (0, 0),
+        })
     }
-    die_with_parent(&mut command);
-    command
+
+    /// Kills its whole process group.
+    fn kill_group(&self) {
+        let _ = outlast_ipc::os::process::send_signal(-self.pid, libc::SIGKILL);
+    }
 }
 
 /// `how`, followed by the end of `stderr` if there is any.
@@ -145,10 +144,8 @@ const TERM_SEQUENCE: [(i32, Duration); 4] = [
 /// job ([`TERM_SEQUENCE`]), so a command may clean up on SIGTERM; what is
 /// left of the group then gets SIGKILL. Gives the signal the command
 /// died of (0 when it exited by itself).
-fn terminate_group(child: &mut Child) -> i32 {
-    let Ok(pid) = i32::try_from(child.id()) else {
-        return 0;
-    };
+fn terminate_group(child: &Running) -> i32 {
+    let pid = child.pid;
     for (signal, grace) in TERM_SEQUENCE {
         let _ = outlast_ipc::os::process::send_signal(-pid, signal);
         let until = Instant::now() + grace;
@@ -160,49 +157,20 @@ fn terminate_group(child: &mut Child) -> i32 {
         }
     }
     // Before the leader is reaped, so the group id is still its.
-    kill_group(child);
-    use std::os::unix::process::ExitStatusExt;
-    child
-        .wait()
-        .map_or(libc::SIGKILL, |status| status.signal().unwrap_or(0))
-}
-
-/// Kills the command's whole process group.
-pub(crate) fn kill_group(child: &Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = outlast_ipc::os::process::send_signal(-pid, libc::SIGKILL);
-    }
-}
-
-/// The command gets SIGKILL when the worker that started it dies.
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    let parent = std::process::id() as i32;
-    // SAFETY: the closure runs in the child between fork and exec and
-    // calls only async-signal-safe functions (prctl, getppid, _exit).
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The worker died before the prctl: do not run orphaned.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
+    child.kill_group();
+    child.wait().map_or(libc::SIGKILL, |(_, signal)| signal)
 }
 
 /// Reads the command's stdout and stderr to their ends, by `deadline`.
 fn collect(
-    child: &mut Child,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
     deadline: Option<Instant>,
     max_output: u64,
     beat: &mut dyn FnMut(),
 ) -> Result<Collected, String> {
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
+    let mut stdout = Some(stdout);
+    let mut stderr = Some(stderr);
     for fd in [
         stdout.as_ref().map(|s| s.as_raw_fd()),
         stderr.as_ref().map(|s| s.as_raw_fd()),

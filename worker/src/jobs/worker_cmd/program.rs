@@ -8,11 +8,10 @@
 
 use std::io::{BufRead, Read, Write};
 use std::os::fd::AsRawFd;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::protocol::{parse_frame, task_frame, Frame, PROTOCOL};
-use crate::jobs::exec::command::{contained, kill_group};
 
 /// How often a worker waiting on its program beats.
 const BEAT_EVERY: Duration = Duration::from_millis(100);
@@ -351,5 +350,49 @@ fn forward_stderr(stderr: ChildStderr, slot: u32) -> Option<std::thread::JoinHan
             ));
             None
         }
+    }
+}
+
+/// `program rest...` with its stdout and stderr piped, in a process group
+/// of its own (so the group can be killed whole), and SIGKILLed when the
+/// worker that starts it dies.
+fn contained(program: &str, rest: &[String]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(rest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    die_with_parent(&mut command);
+    command
+}
+
+/// Kills the command's whole process group.
+fn kill_group(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = outlast_ipc::os::process::send_signal(-pid, libc::SIGKILL);
+    }
+}
+
+/// The command gets SIGKILL when the worker that started it dies.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as i32;
+    // SAFETY: the closure runs in the child between fork and exec and
+    // calls only async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The worker died before the prctl: do not run orphaned.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
