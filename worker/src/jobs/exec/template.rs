@@ -182,10 +182,23 @@ pub fn shell_quote(s: &str) -> String {
 
 /// The first character of `template` outside quotes that only a shell
 /// gives a meaning to: `|`, `&`, `;`, `<`, `>`, `(`, `)`, `$`, a backquote,
-/// a newline, the globs `*`, `?` and `[`, and `~` or `#` at the start of a
-/// word. Replacement strings (`{}`, `{1.}`, `{#}`, ...) are not shell
+/// a newline, the globs `*`, `?` and `[`, `~` or `#` at the start of a
+/// word, and a first word that assigns a variable (`LC_ALL=C sort {}`).
+/// Replacement strings (`{}`, `{1.}`, `{#}`, ...) are not shell
 /// syntax. `None`: the command means the same split into words.
 pub fn shell_syntax(template: &str) -> Option<char> {
+    // `NAME=value program ...`: an assignment for the program's
+    // environment, which only a shell makes.
+    let first = template.split_whitespace().next().unwrap_or("");
+    if let Some((name, _)) = first.split_once('=') {
+        let mut name_chars = name.chars();
+        let starts_well = name_chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if starts_well && name_chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Some('=');
+        }
+    }
     let mut chars = template.chars().peekable();
     let mut word_start = true;
     while let Some(c) = chars.next() {
@@ -332,6 +345,10 @@ mod tests {
             ("echo {#} {%} {1} {2.} {}", None),
             ("echo 'a|b; c > d' \"e & f\" g\\;h", None),
             ("echo a~b c#d x=y", None),
+            ("LC_ALL=C sort {}", Some('=')),
+            ("_X1=a env", Some('=')),
+            ("./run --level=3 {}", None),
+            ("1x=y cmd", None),
             ("printf '%s\\n' {}", None),
             ("echo {unclosed", None),
             ("{ echo a; }", Some(';')),
