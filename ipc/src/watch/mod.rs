@@ -391,10 +391,41 @@ fn wake_where(futures: &mut Vec<Waiter>, due: impl Fn(&Waiter) -> bool) {
     });
 }
 
+/// What the tests of the watch and the reactor share.
+#[cfg(test)]
+mod test_support {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+    use std::time::{Duration, Instant};
+
+    /// A waker that records it was called.
+    #[derive(Default)]
+    pub(super) struct Flag(pub(super) AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether `what` comes true within 20 s.
+    pub(super) fn until(what: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::{until, Flag};
     use super::*;
-    use std::task::Wake;
 
     /// An epoch moved by hand, slept on with a condvar.
     #[derive(Default)]
@@ -426,26 +457,6 @@ mod tests {
                 .expect("unpoisoned");
             *epoch != seen
         }
-    }
-
-    #[derive(Default)]
-    struct Flag(AtomicBool);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn until(what: impl Fn() -> bool) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if what() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        false
     }
 
     #[test]

@@ -339,29 +339,9 @@ impl Reactor {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{until, Flag};
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::task::Wake;
-
-    #[derive(Default)]
-    struct Flag(AtomicBool);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn until(what: impl Fn() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if what() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        false
-    }
+    use std::sync::atomic::Ordering;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         crate::os::fd::pipe_cloexec().expect("a pipe")
