@@ -138,46 +138,37 @@ where
         }
     }
 
+    /// The next result in order, waiting until `deadline` (`None`: for
+    /// good): [`try_next`](Self::try_next), then a wait for the pool's
+    /// thread to settle the item in line, until it is there.
     fn next_until(
         &mut self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {
-        if let Some(settled) = self.taken.pop_front() {
-            return Ok(Some(decode(settled)));
-        }
-        match self.feed.refill(self.in_flight.len()) {
-            Ok(ids) => self.in_flight.extend(ids),
-            Err(e) => return Ok(Some(Err(e))),
-        }
-        let Some(&id) = self.in_flight.front() else {
-            return Ok(None);
-        };
-        let pool = &self.feed.pool;
-        match pool.pump(deadline, |store| store.is_settled(id)) {
-            Err(PoolError::Timeout) => return Err(PoolError::Timeout),
-            Err(e) => {
-                self.in_flight.pop_front();
-                return Ok(Some(Err(lost(e))));
+        loop {
+            if let Poll::Ready(next) = self.try_next(None) {
+                return Ok(next);
             }
-            Ok(()) => {}
+            let Some(&id) = self.in_flight.front() else {
+                return Ok(None);
+            };
+            match self.feed.pool.pump(deadline, |store| store.is_settled(id)) {
+                Err(PoolError::Timeout) => return Err(PoolError::Timeout),
+                // The next try takes it, or says the pool stopped.
+                Ok(()) | Err(PoolError::Stopped(_)) => {}
+                Err(e) => {
+                    self.in_flight.pop_front();
+                    return Ok(Some(Err(lost(e))));
+                }
+            }
         }
-        pool.state()
-            .store
-            .take_run(&mut self.in_flight, id, &mut self.taken);
-        Ok(self.taken.pop_front().map(decode))
     }
-}
 
-impl<T, R, I> Imap<T, R, I>
-where
-    T: Serialize,
-    R: DeserializeOwned,
-    I: Iterator<Item = T>,
-{
-    /// The next result in order if it is there; otherwise `waker` is left
-    /// with the pool's thread, which wakes it once it is (or the pool
+    /// The next result in order if it is there (and, with the pool
+    /// stopped, the item in line's loss); otherwise `waker`, if any, is
+    /// left with the pool's thread, which wakes it once it is (or the pool
     /// stops). Takes nothing when pending.
-    pub(super) fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>> {
+    pub(super) fn try_next(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>> {
         if let Some(settled) = self.taken.pop_front() {
             return Poll::Ready(Some(decode(settled)));
         }
@@ -190,6 +181,7 @@ where
         };
         let mut state = self.feed.pool.state();
         if state.store.is_settled(id) {
+            // Every settled one after it too, under the same lock.
             state
                 .store
                 .take_run(&mut self.in_flight, id, &mut self.taken);
@@ -202,7 +194,9 @@ where
             self.in_flight.pop_front();
             return Poll::Ready(Some(Err(lost(stopped))));
         }
-        wait_for(&mut state, Awaited::Item(id), waker);
+        if let Some(waker) = waker {
+            wait_for(&mut state, Awaited::Item(id), waker);
+        }
         Poll::Pending
     }
 }
@@ -276,49 +270,39 @@ where
         self.next_until(Some(std::time::Instant::now() + timeout))
     }
 
+    /// The next result to finish, waiting until `deadline` (`None`: for
+    /// good): [`try_next`](Self::try_next), then a wait for the pool's
+    /// thread to settle one of this map's items, until one is there.
     fn next_until(
         &mut self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {
-        match self.feed.refill(self.in_flight) {
-            Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,
-            Err(e) => return Ok(Some(Err(e))),
-        }
-        if self.in_flight == 0 {
-            return Ok(None);
-        }
         let group = self.group;
-        let pool = &self.feed.pool;
-        // (pump lends the store; the pop happens below.)
-        match pool.pump(deadline, |store| store.peek_group(group).is_some()) {
-            Err(PoolError::Timeout) => return Err(PoolError::Timeout),
-            Err(e) => {
-                self.in_flight -= 1;
-                return Ok(Some(Err(lost(e))));
+        loop {
+            if let Poll::Ready(next) = self.try_next(None) {
+                return Ok(next);
             }
-            Ok(()) => {}
+            match self
+                .feed
+                .pool
+                .pump(deadline, |store| store.peek_group(group).is_some())
+            {
+                Err(PoolError::Timeout) => return Err(PoolError::Timeout),
+                // The next try takes it, or says the pool stopped.
+                Ok(()) | Err(PoolError::Stopped(_)) => {}
+                Err(e) => {
+                    self.in_flight -= 1;
+                    return Ok(Some(Err(lost(e))));
+                }
+            }
         }
-        let mut state = pool.state();
-        let Some(id) = state.store.next_of_group(group) else {
-            return Ok(None);
-        };
-        self.in_flight -= 1;
-        let settled = state.store.take(id);
-        drop(state);
-        Ok(Some(decode(settled)))
     }
-}
 
-impl<T, R, I> ImapUnordered<T, R, I>
-where
-    T: Serialize,
-    R: DeserializeOwned,
-    I: Iterator<Item = T>,
-{
-    /// The next result to finish if one has; otherwise `waker` is left
-    /// with the pool's thread, which wakes it once one does (or the pool
-    /// stops). Takes nothing when pending.
-    pub(super) fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>> {
+    /// The next result to finish if one has (and, with the pool stopped,
+    /// an item's loss); otherwise `waker`, if any, is left with the pool's
+    /// thread, which wakes it once one does (or the pool stops). Takes
+    /// nothing when pending.
+    pub(super) fn try_next(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>> {
         match self.feed.refill(self.in_flight) {
             Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,
             Err(e) => return Poll::Ready(Some(Err(e))),
@@ -339,7 +323,9 @@ where
             self.in_flight -= 1;
             return Poll::Ready(Some(Err(lost(stopped))));
         }
-        wait_for(&mut state, Awaited::Group(self.group), waker);
+        if let Some(waker) = waker {
+            wait_for(&mut state, Awaited::Group(self.group), waker);
+        }
         Poll::Pending
     }
 }

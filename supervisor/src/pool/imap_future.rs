@@ -87,7 +87,7 @@ where
     type Output = Option<Result<R, TaskError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().imap.poll_next(cx.waker())
+        self.get_mut().imap.try_next(Some(cx.waker()))
     }
 }
 
@@ -100,7 +100,7 @@ where
     type Output = Option<Result<R, TaskError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().imap.poll_next(cx.waker())
+        self.get_mut().imap.try_next(Some(cx.waker()))
     }
 }
 
