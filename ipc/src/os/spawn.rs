@@ -86,27 +86,34 @@ pub fn spawn_contained(argv: &[String]) -> io::Result<Contained> {
         errno: 0,
     };
     let stack = Stack::new()?;
-    let pid = {
+    let started = {
         let _blocked = BlockedSignals::all()?;
         // SAFETY: `child` runs on `stack` (live, CHILD_STACK bytes; the
         // pointer is its top, 16-aligned) with `plan`, which outlives the
         // call: CLONE_VFORK suspends us until the child execs or exits.
         // The child calls only system calls and writes only `plan.errno`.
-        unsafe {
+        let pid = unsafe {
             libc::clone(
                 child,
                 stack.top(),
                 libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
                 (&mut plan as *mut Plan).cast(),
             )
+        };
+        // (errno before the mask is restored.)
+        if pid < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(pid)
         }
     };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if plan.errno != 0 {
+    let pid = started?;
+    // SAFETY: `plan` is ours again (the child has exec'd or exited); read
+    // as memory another task wrote, not as what we last stored.
+    let errno = unsafe { std::ptr::read_volatile(&plan.errno) };
+    if errno != 0 {
         let _ = super::process::reap(pid, true);
-        return Err(io::Error::from_raw_os_error(plan.errno));
+        return Err(io::Error::from_raw_os_error(errno));
     }
     Ok(Contained {
         pid,
