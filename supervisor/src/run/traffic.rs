@@ -161,13 +161,14 @@ impl Engine {
 
     pub(super) fn on_results(&mut self, w: &mut Worker, results: Vec<TaskResult>) {
         for result in results {
-            if !self.ledger.holds(w.id, result.id) {
+            // (One look at what it holds: whether, and in which attempt.)
+            let Some(attempt) = self.ledger.attempt_of(w.id, result.id) else {
                 w.kill(KillCause::ProtocolViolation(format!(
                     "sent a result for task {}, which it does not hold",
                     result.id
                 )));
                 return;
-            }
+            };
             let failure = match result.output {
                 TaskOutput::TooLarge { len, max } => {
                     // Final: another run would make the same output.
@@ -191,7 +192,6 @@ impl Engine {
                 }
                 TaskOutput::Done(output) => match self.work.accept(result.id, &output) {
                     Ok(()) => {
-                        let attempt = self.ledger.attempt_of(w.id, result.id).unwrap_or(1);
                         if self.ledger.complete(w.id, result.id) == Completion::NotHeld {
                             continue;
                         }
