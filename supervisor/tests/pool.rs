@@ -43,6 +43,9 @@ fn main() {
         a_result_is_a_future_an_executor_awaits,
         awaited_imap_results_come_once_each_and_a_dropped_wait_takes_none,
         done_callbacks_run_once_each_and_cannot_wait_on_their_pool,
+        callbacks_of_dropped_handles_still_get_their_values,
+        map_async_gives_the_whole_list_later_with_a_timeout_a_future_or_a_callback,
+        join_timeout_leaves_a_busy_pool_running,
         imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel,
         starmap_takes_tuples_of_one_to_six,
         an_initializer_hands_a_shared_counter_to_every_worker,
@@ -900,6 +903,151 @@ fn done_callbacks_run_once_each_and_cannot_wait_on_their_pool() {
     );
     drop(r);
     other.terminate();
+}
+
+/// Python's usual callback use drops the handle at once:
+/// `pool.apply_async(f, (x,), callback=results.append)`, then `close`,
+/// `join`. Each callback still gets its value (the results are kept for
+/// them), and no value is kept once they ran.
+fn callbacks_of_dropped_handles_still_get_their_values() {
+    use std::sync::mpsc;
+    let pool = Pool::new(2).expect("pool");
+    let (tx, rx) = mpsc::channel();
+    for x in 0..200u32 {
+        let (ok, failed) = (tx.clone(), tx.clone());
+        // The handle is dropped here, before its item settles.
+        pool.apply_async_with(
+            panic_on_7,
+            x,
+            move |v| ok.send(Ok(v)).expect("send"),
+            move |e| failed.send(Err(e.to_string())).expect("send"),
+        )
+        .expect("apply_async_with");
+    }
+    let (ok, failed) = (tx.clone(), tx.clone());
+    pool.map_async_with(
+        double,
+        0..1_000u64,
+        move |v| ok.send(Ok(v.iter().sum::<u64>() as u32)).expect("send"),
+        move |e| failed.send(Err(e.to_string())).expect("send"),
+    )
+    .expect("map_async_with");
+    drop(tx);
+    pool.close();
+    pool.join_timeout(Duration::from_secs(60)).expect("join");
+    let got: Vec<Result<u32, String>> = rx.iter().collect();
+    assert_eq!(got.len(), 201, "each callback once");
+    let mut values: Vec<u32> = got.iter().filter_map(|r| r.clone().ok()).collect();
+    values.sort_unstable();
+    let mut want: Vec<u32> = (0..200).filter(|&x| x != 7).collect();
+    want.push(999_000);
+    want.sort_unstable();
+    assert_eq!(values, want, "every value, the map's sum among them");
+    let errors: Vec<String> = got.into_iter().filter_map(Result::err).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("panicked"), "{errors:?}");
+}
+
+fn map_async_gives_the_whole_list_later_with_a_timeout_a_future_or_a_callback() {
+    use outlast::pool::PoolError;
+    let pool = Pool::new(2).expect("pool");
+    // The whole list, as often as asked; ready and successful say so.
+    let doubled = pool.map_async(double, 0..20_000u64).expect("map_async");
+    assert_eq!(doubled.len(), 20_000);
+    let want: Vec<u64> = (0..20_000u64).map(|x| x * 2).collect();
+    assert_eq!(doubled.get().expect("get"), want);
+    assert!(doubled.ready());
+    assert_eq!(doubled.successful(), Some(true));
+    assert_eq!(doubled.get().expect("again"), want, "kept for a second get");
+    // A map that cannot be done in 100 ms: a timeout, the map goes on,
+    // and a later get has every value.
+    let slow = pool
+        .map_async(sleep_ms, [400u64, 400, 1, 2])
+        .expect("map_async");
+    let early = slow.get_timeout(Duration::from_millis(100));
+    assert!(matches!(early, Err(PoolError::Timeout)), "{early:?}");
+    assert!(!slow.ready());
+    assert_eq!(slow.successful(), None, "not ready yet");
+    assert!(!slow.wait_timeout(Duration::from_millis(10)));
+    assert_eq!(
+        slow.get_timeout(Duration::from_secs(60)).expect("later"),
+        [400, 400, 1, 2]
+    );
+    // The first failed item in input order is the error; the others ran.
+    let failing = pool.map_async(panic_on_7, 0..20u32).expect("map_async");
+    failing.wait();
+    assert_eq!(failing.successful(), Some(false));
+    match failing.get() {
+        Err(PoolError::Task {
+            index: 7,
+            error: TaskError::Panicked { message, .. },
+        }) => {
+            assert!(message.contains("seven"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // starmap_async, and an empty map (ready at once).
+    let sums = pool
+        .starmap_async(add, (0..100u64).map(|x| (x, 1000)))
+        .expect("starmap_async");
+    let empty = pool.map_async(double, Vec::<u64>::new()).expect("empty");
+    assert!(empty.is_empty() && empty.ready());
+    assert_eq!(empty.get().expect("empty"), Vec::<u64>::new());
+    // Awaited: the executor's thread is not blocked meanwhile.
+    let (awaited, polls) = block_on(sums);
+    assert_eq!(
+        awaited.expect("awaited"),
+        (1000..1100u64).collect::<Vec<_>>()
+    );
+    // Woken as items settle, not polled in a loop.
+    assert!((1..=110).contains(&polls), "polled {polls} times");
+    // A terminated pool ends a waiting map with why, and refuses new ones.
+    let endless = pool
+        .map_async(sleep_ms, [60_000u64, 60_000])
+        .expect("map_async");
+    let terminator = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            pool.terminate();
+        })
+    };
+    let ended = endless.get_timeout(Duration::from_secs(60));
+    terminator.join().expect("terminator");
+    assert!(
+        matches!(
+            &ended,
+            Err(PoolError::Task {
+                error: TaskError::Lost(_),
+                ..
+            }) | Err(PoolError::Stopped(_))
+        ),
+        "{ended:?}"
+    );
+    assert!(matches!(
+        pool.map_async(double, [1u64]),
+        Err(PoolError::Closed)
+    ));
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+/// `join_timeout` on a pool whose items outlast it: a timeout, the items
+/// still settle, and a later join ends the pool.
+fn join_timeout_leaves_a_busy_pool_running() {
+    use outlast::pool::PoolError;
+    let pool = Pool::new(1).expect("pool");
+    let busy = pool.submit(sleep_ms, 500).expect("submit");
+    let early = pool.join_timeout(Duration::from_millis(10));
+    assert!(matches!(early, Err(PoolError::StillRunning)), "{early:?}");
+    pool.close();
+    let early = pool.join_timeout(Duration::from_millis(50));
+    assert!(matches!(early, Err(PoolError::Timeout)), "{early:?}");
+    assert_eq!(busy.get().expect("still settles"), 500);
+    pool.join_timeout(Duration::from_secs(60)).expect("join");
+    assert!(matches!(pool.map(double, [1u64]), Err(PoolError::Closed)));
 }
 
 fn imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel() {

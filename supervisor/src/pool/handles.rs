@@ -5,6 +5,7 @@
 
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -17,12 +18,23 @@ use super::{decode, succeeded, Pool, PoolError};
 /// `Send + Sync`; `.await` gives the same as [`get`](Self::get) without
 /// blocking the executor's thread.
 pub struct AsyncResult<R> {
+    claim: Arc<Claim>,
+    _result: PhantomData<fn() -> R>,
+}
+
+/// What keeps an item's result in the pool: shared by the caller's handle
+/// and its done callbacks' views, so that a handle dropped at once (as
+/// Python's `apply_async(f, args, callback=cb)` is used) still has its
+/// callbacks called with the value. The last one gone frees the result.
+struct Claim {
     pool: Pool,
     id: u64,
-    /// The handle the caller got (its drop frees the result); a done
-    /// callback's view of it is not.
-    owner: bool,
-    _result: PhantomData<fn() -> R>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.pool.state().store.abandon(self.id);
+    }
 }
 
 /// `concurrent.futures.Future`: the same handle.
@@ -31,9 +43,7 @@ pub type Future<R> = AsyncResult<R>;
 impl<R: DeserializeOwned> AsyncResult<R> {
     pub(super) fn new(pool: Pool, id: u64) -> Self {
         AsyncResult {
-            pool,
-            id,
-            owner: true,
+            claim: Arc::new(Claim { pool, id }),
             _result: PhantomData,
         }
     }
@@ -80,10 +90,11 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         if !self.ready() {
             return None;
         }
-        self.pool
+        self.claim
+            .pool
             .state()
             .store
-            .result(self.id)
+            .result(self.claim.id)
             .as_ref()
             .map(succeeded)
     }
@@ -93,10 +104,10 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     /// [`TaskError::Cancelled`](super::TaskError::Cancelled). False if it
     /// already runs or is done.
     pub fn cancel(&self) -> bool {
-        let cancelled = self.pool.state().store.cancel(self.id);
+        let cancelled = self.claim.pool.state().store.cancel(self.claim.id);
         if cancelled {
             // Its callbacks and awaiting tasks learn at the next turn.
-            self.pool.shared.inner.wake_engine();
+            self.claim.pool.shared.inner.wake_engine();
         }
         cancelled
     }
@@ -104,7 +115,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     /// `Future.cancelled()`.
     pub fn cancelled(&self) -> bool {
         matches!(
-            self.pool.state().store.result(self.id),
+            self.claim.pool.state().store.result(self.claim.id),
             Some(Err(e)) if matches!(*e, super::TaskError::Cancelled)
         )
     }
@@ -125,33 +136,31 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         R: 'static,
     {
         let view = AsyncResult::<R> {
-            pool: self.pool.clone(),
-            id: self.id,
-            owner: false,
+            claim: Arc::clone(&self.claim),
             _result: PhantomData,
         };
         let callback: super::shared::Callback = Box::new(move || f(&view));
-        let mut state = self.pool.state();
-        if state.store.is_settled(self.id) || state.stopped.is_some() {
+        let mut state = self.claim.pool.state();
+        if state.store.is_settled(self.claim.id) || state.stopped.is_some() {
             drop(state);
             super::shared::run_callback(callback);
         } else {
-            state.callbacks.push((self.id, callback));
+            state.callbacks.push((self.claim.id, callback));
         }
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<(), PoolError> {
-        let id = self.id;
-        self.pool.pump(deadline, |store| store.is_settled(id))
+        let id = self.claim.id;
+        self.claim.pool.pump(deadline, |store| store.is_settled(id))
     }
 
     fn decoded(&self) -> Result<R, PoolError> {
-        let settled = self.pool.state().store.result(self.id);
+        let settled = self.claim.pool.state().store.result(self.claim.id);
         decode(settled).map_err(|error| PoolError::Task { index: 0, error })
     }
 
     fn is_settled(&self) -> bool {
-        self.pool.state().store.is_settled(self.id)
+        self.claim.pool.state().store.is_settled(self.claim.id)
     }
 }
 
@@ -159,8 +168,8 @@ impl<R: DeserializeOwned> std::future::Future for AsyncResult<R> {
     type Output = Result<R, PoolError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.pool.state();
-        if state.store.is_settled(self.id) {
+        let mut state = self.claim.pool.state();
+        if state.store.is_settled(self.claim.id) {
             drop(state);
             return Poll::Ready(self.decoded());
         }
@@ -170,18 +179,10 @@ impl<R: DeserializeOwned> std::future::Future for AsyncResult<R> {
         // (The pool's thread wakes it once the item settles or the pool stops.)
         super::shared::wait_for(
             &mut state,
-            super::shared::Awaited::Item(self.id),
+            super::shared::Awaited::Item(self.claim.id),
             cx.waker(),
         );
         Poll::Pending
-    }
-}
-
-impl<R> Drop for AsyncResult<R> {
-    fn drop(&mut self) {
-        if self.owner {
-            self.pool.state().store.abandon(self.id);
-        }
     }
 }
 
@@ -189,7 +190,7 @@ impl<R> Drop for AsyncResult<R> {
 pub fn as_completed<R: DeserializeOwned>(futures: &[AsyncResult<R>]) -> AsCompleted<'_, R> {
     let mut ready = std::collections::VecDeque::new();
     let mut waiting = std::collections::HashMap::new();
-    let pool = futures.first().map(|f| f.pool.clone());
+    let pool = futures.first().map(|f| f.claim.pool.clone());
     let mut cursor = 0;
     if let Some(pool) = &pool {
         // One look, under one lock: the pool's thread settles items
@@ -199,10 +200,10 @@ pub fn as_completed<R: DeserializeOwned>(futures: &[AsyncResult<R>]) -> AsComple
         let store = &mut state.store;
         store.log_readers += 1;
         for (index, future) in futures.iter().enumerate() {
-            if store.is_settled(future.id) {
+            if store.is_settled(future.claim.id) {
                 ready.push_back(index);
             } else {
-                waiting.insert(future.id, index);
+                waiting.insert(future.claim.id, index);
             }
         }
         cursor = store.log.len();
@@ -321,12 +322,12 @@ pub fn wait<R: DeserializeOwned>(
             (0..futures.len()).partition(|&i| futures[i].is_settled());
         (done, pending)
     };
-    let Some(pool) = futures.first().map(|f| f.pool.clone()) else {
+    let Some(pool) = futures.first().map(|f| f.claim.pool.clone()) else {
         return (Vec::new(), Vec::new());
     };
     let deadline = timeout.map(|t| Instant::now() + t);
     let _ = pool.pump(deadline, |store| {
-        let settled = |f: &AsyncResult<R>| store.is_settled(f.id);
+        let settled = |f: &AsyncResult<R>| store.is_settled(f.claim.id);
         match when {
             ReturnWhen::FirstCompleted => futures.iter().any(settled),
             ReturnWhen::AllCompleted => futures.iter().all(settled),
@@ -334,7 +335,7 @@ pub fn wait<R: DeserializeOwned>(
                 futures.iter().all(settled)
                     || futures
                         .iter()
-                        .any(|f| store.result(f.id).is_some_and(|r| !succeeded(&r)))
+                        .any(|f| store.result(f.claim.id).is_some_and(|r| !succeeded(&r)))
             }
         }
     });

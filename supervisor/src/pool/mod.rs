@@ -70,6 +70,7 @@ mod handles;
 mod imap;
 mod imap_future;
 mod init;
+mod map_result;
 mod shared;
 mod store;
 
@@ -77,6 +78,7 @@ pub use error::{PoolError, TaskError};
 pub use handles::{as_completed, wait, AsCompleted, AsyncResult, Future, ReturnWhen};
 pub use imap::{Imap, ImapUnordered};
 pub use imap_future::{ImapNext, ImapUnorderedNext};
+pub use map_result::MapResult;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -443,6 +445,78 @@ impl Pool {
         }
     }
 
+    /// `map_async(f, items)`: every item is encoded and submitted now (as
+    /// Python's `map_async` lists its input first); the handle gives the
+    /// whole list later, as [`map`](Self::map) would, with a timeout if
+    /// asked ([`MapResult::get_timeout`]) or awaited. For an input too
+    /// large to hold, or endless, [`imap`](Self::imap) takes it lazily.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = outlast::pool::Pool::new(2)?;
+    /// let squares = pool.map_async(square, 0..1000)?;
+    /// // ... something else meanwhile ...
+    /// let all = squares.get_timeout(Duration::from_secs(60))?;
+    /// assert_eq!(all[999], 998_001);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn map_async<T, R>(
+        &self,
+        f: fn(T) -> R,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<MapResult<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        MapResult::submit(self, Call::one(f), items)
+    }
+
+    /// `starmap_async(f, pairs)`: [`map_async`](Self::map_async) of a
+    /// two-argument function over pairs.
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<MapResult<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        MapResult::submit(self, Call::two(f), items)
+    }
+
+    /// `map_async(f, items, callback=..., error_callback=...)`: once every
+    /// item is settled, `callback` gets the whole list or `error_callback`
+    /// the first failed item's error, exactly one of them, once, on the
+    /// pool's thread (see [`AsyncResult::add_done_callback`]).
+    pub fn map_async_with<T, R>(
+        &self,
+        f: fn(T) -> R,
+        items: impl IntoIterator<Item = T>,
+        callback: impl FnOnce(Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(PoolError) + Send + 'static,
+    ) -> Result<MapResult<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let result = self.map_async(f, items)?;
+        result.when_done(move |done| match done.collect() {
+            Ok(values) => callback(values),
+            Err(e) => error_callback(e),
+        });
+        Ok(result)
+    }
+
     /// `f(arg)` in a worker, waiting for it.
     pub fn apply<T, R>(&self, f: fn(T) -> R, arg: T) -> Result<R, PoolError>
     where
@@ -531,6 +605,10 @@ impl Pool {
     /// After [`close`](Self::close): waits for every item, then for every
     /// worker to exit.
     pub fn join(&self) -> Result<(), PoolError> {
+        self.join_until(None)
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<(), PoolError> {
         if !self.state().closed {
             return Err(PoolError::StillRunning);
         }
@@ -538,7 +616,10 @@ impl Pool {
             // A done callback: the thread it runs on is the one to stop.
             return Err(PoolError::WouldDeadlock);
         }
-        let outcome = self.pump(None, |store| store.unsettled() == 0);
+        let outcome = self.pump(deadline, |store| store.unsettled() == 0);
+        if let Err(PoolError::Timeout) = outcome {
+            return outcome;
+        }
         self.shared.inner.command(Command::Finish);
         self.shared.inner.wait_stopped();
         self.shared.join_thread();
@@ -547,6 +628,13 @@ impl Pool {
             Err(PoolError::Stopped(_)) if self.state().store.unsettled() == 0 => Ok(()),
             other => other,
         }
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout` for the items:
+    /// `PoolError::Timeout` if some are still unsettled then (the pool
+    /// goes on; join again, or [`terminate`](Self::terminate)).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), PoolError> {
+        self.join_until(Some(Instant::now() + timeout))
     }
 
     /// Kills every worker now; unfinished items are lost. From a done

@@ -582,12 +582,20 @@ impl Store {
 
     /// Nobody will read `id`'s result.
     pub(crate) fn abandon(&mut self, id: u64) {
-        let Some(entry) = self.entry_mut(id) else {
-            return;
-        };
-        entry.abandoned = true;
-        if matches!(entry.phase, Phase::Ready | Phase::Failed) {
-            self.consume(id);
+        self.abandon_all(std::iter::once(id));
+    }
+
+    /// Nobody will read the results of `ids` (a dropped map's): as
+    /// [`abandon`](Self::abandon) for each, compacting once.
+    pub(crate) fn abandon_all(&mut self, ids: impl Iterator<Item = u64>) {
+        for id in ids {
+            let Some(entry) = self.entry_mut(id) else {
+                continue;
+            };
+            entry.abandoned = true;
+            if matches!(entry.phase, Phase::Ready | Phase::Failed) {
+                self.consume(id);
+            }
         }
         self.compact();
     }
