@@ -50,3 +50,128 @@ pub fn wake_all(word: &AtomicU32) {
 pub(crate) fn owes_wake(flag: &AtomicU32) -> bool {
     flag.load(Ordering::Acquire) != 0 && flag.swap(0, Ordering::AcqRel) != 0
 }
+
+/// One word of a [`wait_any`]: sleep while it holds `expected`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AnyWord<'a> {
+    pub word: &'a AtomicU32,
+    pub expected: u32,
+}
+
+/// The most words one [`wait_any`] takes (the kernel's limit).
+pub(crate) const MAX_WAIT_ANY: usize = 128;
+
+/// Whether this kernel has `futex_waitv` (Linux 5.16 and later).
+pub(crate) fn can_wait_any() -> bool {
+    static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAN.get_or_init(|| {
+        // An empty list is refused with EINVAL where the call exists.
+        !matches!(
+            futex::waitv(
+                &[],
+                futex::WaitvFlags::empty(),
+                None,
+                futex::ClockId::Monotonic
+            ),
+            Err(rustix::io::Errno::NOSYS)
+        )
+    })
+}
+
+/// Waits while every word of `words` (at most [`MAX_WAIT_ANY`]) holds its
+/// value, until one of them is woken, a signal, or `deadline`: the index
+/// of the woken word, or `None` (a word had moved already, the deadline
+/// passed, a signal). Needs [`can_wait_any`]; spurious returns are
+/// possible, as with [`wait`].
+pub(crate) fn wait_any(words: &[AnyWord<'_>], deadline: Deadline) -> Option<usize> {
+    let waits: Vec<futex::Wait> = words
+        .iter()
+        .take(MAX_WAIT_ANY)
+        .map(|w| {
+            let mut wait = futex::Wait::new();
+            wait.val = u64::from(w.expected);
+            wait.uaddr = futex::WaitPtr::new(w.word.as_ptr().cast());
+            // Shared, as every other wait and wake here.
+            wait.flags = futex::WaitFlags::SIZE_U32;
+            wait
+        })
+        .collect();
+    // The timeout is a moment on the monotonic clock, not a span.
+    let timeout = match deadline.remaining() {
+        None => None,
+        Some(left) if left.is_zero() => return None,
+        Some(left) => {
+            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(
+                libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                |t| *t.as_ref(),
+            );
+            let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+            Some(futex::Timespec {
+                tv_sec: now
+                    .tv_sec
+                    .saturating_add(left.as_secs().min(i64::MAX as u64 / 2) as i64)
+                    .saturating_add((nanos / 1_000_000_000) as i64),
+                tv_nsec: (nanos % 1_000_000_000) as i64,
+            })
+        }
+    };
+    futex::waitv(
+        &waits,
+        futex::WaitvFlags::empty(),
+        timeout.as_ref(),
+        futex::ClockId::Monotonic,
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn wait_any_sleeps_until_its_deadline_or_a_wake() {
+        if !can_wait_any() {
+            return;
+        }
+        let (a, b) = (AtomicU32::new(0), AtomicU32::new(7));
+        let words = [
+            AnyWord {
+                word: &a,
+                expected: 0,
+            },
+            AnyWord {
+                word: &b,
+                expected: 7,
+            },
+        ];
+        let started = Instant::now();
+        assert_eq!(
+            wait_any(&words, Deadline::after(Duration::from_millis(50))),
+            None
+        );
+        let slept = started.elapsed();
+        assert!(slept >= Duration::from_millis(50), "woke early: {slept:?}");
+        // A word that moved already: back at once.
+        b.store(8, Ordering::SeqCst);
+        assert_eq!(
+            wait_any(&words, Deadline::after(Duration::from_secs(60))),
+            None
+        );
+        b.store(7, Ordering::SeqCst);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                b.store(9, Ordering::SeqCst);
+                wake(&b, 1);
+            });
+            assert_eq!(
+                wait_any(&words, Deadline::after(Duration::from_secs(60))),
+                Some(1)
+            );
+        });
+    }
+}

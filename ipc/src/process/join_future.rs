@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::watch::{Readiness, Registration, Source, WaitOn, Watch, Watched};
+use crate::watch::{Arm, Readiness, Registration, Source, WaitOn, Watch, Watched};
 
 use super::{JoinError, JoinTimeoutError, Process};
 
@@ -46,9 +46,8 @@ impl Watched for Ticking {
     fn ready_now(&self) -> bool {
         false
     }
-    fn sleep(&self, _seen: u64, slice: Duration) -> bool {
-        std::thread::sleep(slice);
-        true
+    fn arm(&self, _seen: u64) -> Arm<'_> {
+        Arm::Poll
     }
 }
 

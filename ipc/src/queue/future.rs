@@ -3,22 +3,22 @@
 //!
 //! A future tries the non-waiting get (or put) each time it is polled, in
 //! the polling thread; when that finds the queue empty (or full) it leaves
-//! its waker with the queue's [`Watch`](crate::watch::Watch), whose thread
-//! sleeps on the ring's futex for every future of this process waiting on
-//! that side, and wakes them when a message comes (or room is made). A
-//! dropped future has taken nothing: cancelling one loses no message.
+//! its waker with the queue's [`Watch`](crate::watch::Watch); a watcher
+//! thread of this process sleeps on the ring's futex (with up to 126 other
+//! objects' words) for every future waiting on that side, and wakes them
+//! when a message comes (or room is made). A dropped future has taken
+//! nothing: cancelling one loses no message.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::shm::cell::ShmCell;
-use crate::watch::{Registration, Watch, Watched};
+use crate::watch::{Arm, Registration, Watch, Watched};
 
 use super::ring::{LocalView, Ring};
 use super::wait::Patience;
@@ -78,10 +78,10 @@ impl Watched for Side {
             || (!self.putting && (ring.len() > 0 || ring.state.producers.all_gone(false)))
     }
 
-    fn sleep(&self, seen: u64, slice: Duration) -> bool {
+    fn arm(&self, seen: u64) -> Arm<'_> {
         match self.putting {
-            true => self.ring().sleep_until_head_moves(seen, slice),
-            false => self.ring().sleep_until_tail_moves(seen, slice),
+            true => self.ring().arm_for_head(seen),
+            false => self.ring().arm_for_tail(seen),
         }
     }
 
@@ -112,9 +112,9 @@ impl<T> Queue<T> {
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Takes a message, as a future: [`get`](Self::get) for async code,
     /// with no runtime of ours (any executor polls it). The waiting
-    /// thread is not the executor's: a thread of this queue, shared by
-    /// every future of this process waiting to get from it, sleeps on the
-    /// queue and wakes them. Cancel-safe: a future dropped before it is
+    /// thread is not the executor's: a watcher thread of this process
+    /// (one for up to 127 awaited queue sides, events and semaphores)
+    /// sleeps on the queue and wakes them. Cancel-safe: a future dropped before it is
     /// ready (a `tokio::time::timeout` that ran out) has taken nothing.
     ///
     /// ```

@@ -55,7 +55,7 @@ mod producers;
 mod ring;
 mod simple;
 mod spill;
-mod wait;
+pub(crate) mod wait;
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
 pub use future::{GetFuture, PutFuture};

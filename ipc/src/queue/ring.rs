@@ -29,10 +29,11 @@ use crate::os::thread_id::thread_id;
 use crate::os::Deadline;
 use crate::spin::SpinBudget;
 use crate::sync::robust::RobustMutex;
+use crate::watch::Arm;
 
 use super::bias::{Bias, BiasState};
 use super::producers::Producers;
-use super::wait::{lock_side, sleep_on, Patience, DEFAULT_SPIN, LIVENESS_SLICE};
+use super::wait::{arm_on, lock_side, sleep_on, Patience, DEFAULT_SPIN, LIVENESS_SLICE};
 
 /// Bits of a position word that hold the byte position. Positions run over
 /// two laps of the ring, `[0, 2 * capacity)`: an offset is then the
@@ -439,32 +440,25 @@ impl<'a> Ring<'a> {
         self.state.head.word.load(Ordering::Acquire)
     }
 
-    /// Sleeps until the tail moves from `seen`, a shutdown, or `slice`
-    /// passes (first spinning as this view's budget says pays, as a
-    /// blocking get does); true if the tail moved.
-    pub(crate) fn sleep_until_tail_moves(&self, seen: u64, slice: Duration) -> bool {
+    /// What a watcher sleeps on until the tail moves from `seen` (the
+    /// consumers' wake-once flag, raised here; see [`arm_on`]).
+    pub(crate) fn arm_for_tail(&self, seen: u64) -> Arm<'a> {
         let s = self.state;
-        sleep_on(
+        arm_on(
             &s.tail.word,
             seen,
             &s.consumers_waiting.owed,
-            Deadline::after(slice),
-            self.spin(),
-            &self.seen.budget,
             &self.tail_bias(),
         )
     }
 
-    /// [`sleep_until_tail_moves`](Self::sleep_until_tail_moves), for the head.
-    pub(crate) fn sleep_until_head_moves(&self, seen: u64, slice: Duration) -> bool {
+    /// [`arm_for_tail`](Self::arm_for_tail), for the head.
+    pub(crate) fn arm_for_head(&self, seen: u64) -> Arm<'a> {
         let s = self.state;
-        sleep_on(
+        arm_on(
             &s.head.word,
             seen,
             &s.producers_waiting.owed,
-            Deadline::after(slice),
-            self.spin(),
-            &self.seen.budget,
             &self.head_bias(),
         )
     }

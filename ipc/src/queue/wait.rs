@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::os::Deadline;
 use crate::spin::SpinBudget;
 use crate::sync::robust::{Acquired, NotAcquired, RobustMutex};
+use crate::watch::Arm;
 
 use super::bias::Bias;
 use super::ring::RingError;
@@ -28,7 +29,7 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 /// on what a missed wake-up would cost. Not shorter: on a VM (measured here,
 /// Firecracker, one CPU), a futex timeout under about half a millisecond
 /// made every blocking round trip 16 us slower.
-const UNFENCED_NAP: Duration = Duration::from_millis(2);
+pub(crate) const UNFENCED_NAP: Duration = Duration::from_millis(2);
 
 /// What a sleeper raises its side's wake-once flag to.
 pub(super) const ARMED: u32 = 1;
@@ -193,6 +194,30 @@ pub(crate) fn sleep_on(
     }
     budget.record(started.elapsed());
     word.load(Ordering::Acquire) != seen
+}
+
+/// Raises `waiting` (the side's wake-once flag) for a watcher about to
+/// sleep until `word` moves from `seen`: the flag, with `ARMED`, to sleep
+/// on; `Moved` if the word moved or the flag was cleared meanwhile (a
+/// shutdown). As [`sleep_on`] without the sleep, which the watcher takes
+/// for many objects at once; `unfenced` while the writer has a bias owner
+/// (see there).
+pub(crate) fn arm_on<'a>(
+    word: &AtomicU64,
+    seen: u64,
+    waiting: &'a AtomicU32,
+    writer_bias: &Bias<'_>,
+) -> Arm<'a> {
+    // A full fence: the look at `word` below is after it.
+    waiting.swap(ARMED, Ordering::SeqCst);
+    if word.load(Ordering::Acquire) != seen || waiting.load(Ordering::Acquire) != ARMED {
+        return Arm::Moved;
+    }
+    Arm::Word {
+        word: waiting,
+        value: ARMED,
+        unfenced: writer_bias.active(),
+    }
 }
 
 #[cfg(test)]

@@ -22,9 +22,9 @@ use super::word_watch::{self, Word};
 impl Event {
     /// Waits until the flag is set, as a future: [`wait`](Self::wait)
     /// for async code, with no runtime of ours (any executor polls it).
-    /// While it waits, a thread of this event (one per event in a process,
-    /// shared by every future waiting on it) sleeps on the flag, not the
-    /// executor's. Cancel-safe: dropped, it has changed nothing. An error
+    /// While it waits, a watcher thread of this process (one for up to 127
+    /// awaited events, semaphores and queue sides) sleeps on the flag, not
+    /// the executor's. Cancel-safe: dropped, it has changed nothing. An error
     /// only if that thread cannot start.
     ///
     /// ```

@@ -151,9 +151,9 @@ macro_rules! define_semaphore {
 
             /// Takes a unit, as a future: [`acquire`](Self::acquire) for
             /// async code, with no runtime of ours (any executor polls
-            /// it). While it waits, a thread of this semaphore (one per
-            /// semaphore in a process, shared by every future waiting on
-            /// it) sleeps on the count, not the executor's. Cancel-safe:
+            /// it). While it waits, a watcher thread of this process (one
+            /// for up to 127 awaited semaphores, events and queue sides)
+            /// sleeps on the count, not the executor's. Cancel-safe:
             /// dropped before it is ready, it has taken nothing. An error
             /// only if that thread cannot start. Give the unit back with
             /// `release`, as after `acquire`.

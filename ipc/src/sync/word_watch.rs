@@ -6,11 +6,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use crate::os::{futex, Deadline};
 use crate::shm::cell::{ShmCell, ShmState};
-use crate::watch::{Registration, Watch, Watched};
+use crate::watch::{Arm, Registration, Watch, Watched};
 
 /// One futex word of the state in `cell`.
 pub(super) struct Word<S> {
@@ -31,21 +29,25 @@ impl<S: ShmState + Send + Sync + 'static> Watched for Word<S> {
         self.epoch() != 0
     }
 
-    fn sleep(&self, seen: u64, slice: Duration) -> bool {
+    fn arm(&self, seen: u64) -> Arm<'_> {
         let state = self.cell.state();
-        let word = (self.word)(state);
-        let watchers = self.watchers.map(|w| w(state));
-        if let Some(count) = watchers {
+        if let Some(count) = self.watchers.map(|w| w(state)) {
             count.fetch_add(1, Ordering::SeqCst);
         }
         // A wake of the word ends the sleep; so does a value that moved
-        // and moved back before this look (the futures look, find nothing,
+        // and moved back before the sleep (the futures look, find nothing,
         // and wait again, as a blocking wait may miss such a pulse too).
-        let woken = futex::wait(word, seen as u32, Deadline::after(slice));
-        if let Some(count) = watchers {
+        Arm::Word {
+            word: (self.word)(state),
+            value: seen as u32,
+            unfenced: false,
+        }
+    }
+
+    fn disarm(&self) {
+        if let Some(count) = self.watchers.map(|w| w(self.cell.state())) {
             count.fetch_sub(1, Ordering::SeqCst);
         }
-        woken || u64::from(word.load(Ordering::Acquire)) != seen
     }
 }
 

@@ -1,8 +1,9 @@
-//! [`Watch`]: a thread that waits for one object (a queue's side, an
-//! event's word) on behalf of the futures pending on it, and wakes them
-//! when the object may be ready; and the [`reactor`], one thread that does
-//! the same for every awaited descriptor of the process (a pipe's end, a
-//! child's pidfd).
+//! [`Watch`]: the futures waiting on one object (a queue's side, an
+//! event's word), and the [`watcher`] threads that wait for every watched
+//! object of the process at once (up to 127 each, in one `futex_waitv`)
+//! and wake the futures of each one that moves; and the [`reactor`], one
+//! thread that does the same for every awaited descriptor of the process
+//! (a pipe's end, a child's pidfd).
 //!
 //! Our futures need no runtime: a queue's messages move through shared
 //! memory with a futex to sleep on, which no executor's reactor can watch,
@@ -11,52 +12,75 @@
 //! tries the non-waiting operation itself, and only when that finds
 //! nothing does it leave its waker here, with the object's *epoch* (a word
 //! that moves whenever a waiter may have become ready, such as a ring's
-//! position) read before it tried. The watch's thread wakes every future
-//! whose epoch moved, sleeps on the object otherwise, and ends after a
-//! while with nothing to watch. A future dropped mid-wait has taken
-//! nothing, so cancelling one (`tokio::time::timeout`, `select!`) loses no
-//! message, unlike a blocking call moved to another thread.
+//! position) read before it tried. The watcher wakes every future whose
+//! epoch moved, sleeps on the objects otherwise, and ends after a while
+//! with nothing to watch. A future dropped mid-wait has taken nothing, so
+//! cancelling one (`tokio::time::timeout`, `select!`) loses no message,
+//! unlike a blocking call moved to another thread.
 
 mod reactor;
+mod watcher;
 
 pub(crate) use reactor::{Readiness, Source};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockWriteGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
+
+use crate::os::futex::AnyWord;
+use watcher::Watcher;
 
 /// What a [`Watch`] waits for.
 pub(crate) trait Watched: Send + Sync + 'static {
     /// A word that moves whenever a waiter may have become ready; read by
-    /// a future before it tries, and by the watch before it looks.
+    /// a future before it tries, and by the watcher before it looks.
     fn epoch(&self) -> u64;
     /// Ready whatever the epoch (a shutdown, nobody left to put), looked
     /// at after [`epoch`](Self::epoch).
     fn ready_now(&self) -> bool;
-    /// Sleeps until the epoch moves from `seen`, or the object may be ready
-    /// for another reason, or `slice` passes; true unless the slice passed
-    /// with nothing seen.
-    fn sleep(&self, seen: u64, slice: Duration) -> bool;
+    /// Gets ready to sleep until the epoch moves from `seen`: raises or
+    /// counts whatever makes the next mover wake the word it returns.
+    /// [`disarm`](Self::disarm) follows every call, after the sleep.
+    fn arm(&self, seen: u64) -> Arm<'_>;
+    /// After the sleep that [`arm`](Self::arm) prepared.
+    fn disarm(&self) {}
     /// After a long wait with nothing seen: the costly look (are the
     /// processes that could make it ready still alive?). True if ready.
     fn look_harder(&self) -> bool {
         false
     }
-    /// Ends a [`sleep`](Self::sleep) in progress early, if it can: the
-    /// watch is stopping.
-    fn interrupt(&self) {}
 }
 
-/// The longest the watch sleeps in one go: also how often it takes the
-/// costly look, and how late a future learns of readiness its epoch did
-/// not show (another future's brief hold of a lock).
+/// What to sleep on until a watched object's epoch moves.
+pub(crate) enum Arm<'a> {
+    /// This word, while it holds `value`. `unfenced`: its mover may not
+    /// see the flag just raised until a global memory barrier (a queue
+    /// side's bias owner publishes with no fence of its own), so the sleep
+    /// is short until one was made.
+    Word {
+        word: &'a AtomicU32,
+        value: u32,
+        unfenced: bool,
+    },
+    /// It moved already: look again now.
+    Moved,
+    /// Nothing to sleep on: look again after a slice.
+    Poll,
+}
+
+/// The longest the watcher sleeps on an object that gives no word to
+/// sleep on ([`Arm::Poll`]); a tenth of it is how soon futures that were
+/// woken for a readiness their epoch did not show, and found nothing
+/// (another future's brief hold of a lock), are woken again.
 const SLICE: Duration = Duration::from_millis(10);
 
-/// Slices between two costly looks.
-const SLICES_PER_LOOK: u32 = 5;
+/// How often the costly look ([`Watched::look_harder`]) is taken while
+/// futures wait and nothing moves: as often as a blocking wait checks
+/// that its peers live.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
 
-/// How long the thread stays with nothing to watch before it ends.
+/// How long a watcher thread stays with nothing to watch before it ends.
 const IDLE_EXIT: Duration = Duration::from_secs(1);
 
 /// What every watch thread's name starts with. `fork` does not count
@@ -186,21 +210,29 @@ impl Drop for Registration {
     }
 }
 
-/// The futures waiting on one object, and the thread that watches it.
+/// The futures waiting on one object; a member of one [`Watcher`] of
+/// this process from its first wait until it is stopped.
 pub(crate) struct Watch {
     object: Arc<dyn Watched>,
     name: &'static str,
     state: Mutex<Waiting>,
-    /// Told when a future waits while the thread idles.
-    arrived: Condvar,
-    /// The object's handles are gone: the thread ends.
+    /// The object's handles are gone: the watcher lets go of it.
     stopped: AtomicBool,
+    /// The watcher this watch belongs to, from its first wait.
+    watcher: OnceLock<Arc<Watcher>>,
 }
 
 #[derive(Default)]
 struct Waiting {
     futures: Vec<Waiter>,
-    thread_running: bool,
+    /// The epoch at which the futures were last woken for a readiness
+    /// their epoch did not show.
+    woken_ready_at: Option<u64>,
+    /// When the costly look was last taken (or the futures began to wait).
+    looked: Option<Instant>,
+    /// A global fence has made sure, since the flag was raised for this
+    /// epoch, that the mover sees it: the sleep may be long.
+    fenced_at: Option<u64>,
 }
 
 struct Waiter {
@@ -215,16 +247,34 @@ impl std::fmt::Debug for Watch {
     }
 }
 
+/// What the watcher is to do about one watch after a look.
+enum Look<'a> {
+    /// No future waits on it.
+    Idle,
+    /// Look again at once (futures were woken, or the epoch moved).
+    Again,
+    /// Sleep until `word` is woken (if any) or `until`.
+    Sleep {
+        word: Option<AnyWord<'a>>,
+        until: Instant,
+        /// The word's mover may miss the flag until a global fence.
+        unfenced: bool,
+        epoch: u64,
+        /// The object was armed: disarm it after the sleep.
+        armed: bool,
+    },
+}
+
 impl Watch {
-    /// A watch over `object`; its thread, named `name`, starts with the
-    /// first future that waits.
+    /// A watch over `object` (`name` says what it is, in debug output);
+    /// its watcher starts with the first future that waits.
     pub(crate) fn new(object: Arc<dyn Watched>, name: &'static str) -> Arc<Watch> {
         Arc::new(Watch {
             object,
             name,
             state: Mutex::new(Waiting::default()),
-            arrived: Condvar::new(),
             stopped: AtomicBool::new(false),
+            watcher: OnceLock::new(),
         })
     }
 
@@ -232,35 +282,37 @@ impl Watch {
     fn wait(self: &Arc<Self>, ticket: &Ticket, seen: u64, waker: &Waker) -> std::io::Result<()> {
         if self.object.epoch() != seen {
             // It moved since the future's try: no need to wait for the
-            // thread, which may be asleep on the newer epoch.
+            // watcher, which may be asleep on the newer epoch.
             self.forget(ticket);
             waker.wake_by_ref();
             return Ok(());
         }
-        let mut state = self.lock();
-        match state.futures.iter_mut().find(|w| w.ticket == ticket.0) {
-            Some(waiter) => {
-                waiter.seen = seen;
-                waiter.waker.clone_from(waker);
+        let added = {
+            let mut state = self.lock();
+            match state.futures.iter_mut().find(|w| w.ticket == ticket.0) {
+                Some(waiter) => {
+                    waiter.seen = seen;
+                    waiter.waker.clone_from(waker);
+                    false
+                }
+                None => {
+                    if state.futures.is_empty() {
+                        state.looked = Some(Instant::now());
+                    }
+                    state.futures.push(Waiter {
+                        ticket: ticket.0,
+                        seen,
+                        waker: waker.clone(),
+                    });
+                    true
+                }
             }
-            None => state.futures.push(Waiter {
-                ticket: ticket.0,
-                seen,
-                waker: waker.clone(),
-            }),
-        }
-        if state.thread_running {
-            self.arrived.notify_one();
-            return Ok(());
-        }
-        let watch = Arc::clone(self);
-        match spawn_named(self.name, move || watch.run()) {
-            Ok(_) => {
-                state.thread_running = true;
-                Ok(())
-            }
+        };
+        let watcher = self.watcher.get_or_init(|| Watcher::adopt(self));
+        match watcher.arrived(added) {
+            Ok(()) => Ok(()),
             Err(e) => {
-                state.futures.retain(|w| w.ticket != ticket.0);
+                self.forget(ticket);
                 Err(e)
             }
         }
@@ -271,14 +323,17 @@ impl Watch {
         self.lock().futures.retain(|w| w.ticket != ticket.0);
     }
 
-    /// Ends the thread (and so its hold on the object) now rather than
-    /// after its idle wait: the handles on the object are gone, and with
-    /// them any future that could wait.
+    /// Lets go of the object now: its handles are gone, and with them any
+    /// future that could wait. The watcher drops it at its next turn.
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        let _state = self.lock();
-        self.arrived.notify_all();
-        self.object.interrupt();
+        if let Some(watcher) = self.watcher.get() {
+            watcher.release(self);
+        }
+    }
+
+    fn has_futures(&self) -> bool {
+        !self.lock().futures.is_empty()
     }
 
     fn lock(&self) -> MutexGuard<'_, Waiting> {
@@ -286,74 +341,99 @@ impl Watch {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The thread: wakes the futures whose epoch moved, sleeps otherwise.
-    fn run(self: Arc<Self>) {
-        let mut quiet_slices = 0u32;
-        // The epoch at which the futures were last woken for a readiness
-        // their epoch did not show.
-        let mut woken_ready_at = None;
-        // Since when nothing has waited.
-        let mut idle_since: Option<Instant> = None;
-        loop {
-            let mut state = self.lock();
-            if self.stopped.load(Ordering::SeqCst) {
-                state.thread_running = false;
+    /// Whether a watcher thread runs for this watch now (for tests).
+    #[cfg(test)]
+    fn watched_now(&self) -> bool {
+        self.watcher.get().is_some_and(|w| w.running())
+    }
+
+    /// Wakes the futures whose epoch moved (all of them if the object is
+    /// ready), takes the costly look when it is due, and otherwise arms
+    /// the object: what the watcher is to do about it now.
+    fn look(&self, now: Instant, fence_works: bool) -> Look<'_> {
+        let mut state = self.lock();
+        if state.futures.is_empty() || self.stopped.load(Ordering::SeqCst) {
+            return Look::Idle;
+        }
+        // Epoch first: a move after this read ends the sleep on the word.
+        let epoch = self.object.epoch();
+        let ready = self.object.ready_now();
+        if ready && state.woken_ready_at == Some(epoch) {
+            // Woken for this same readiness, they are back: they found
+            // nothing though it looks ready (another holds a lock they
+            // need). They are woken again shortly, not in a loop with us.
+            state.woken_ready_at = None;
+            return Look::Sleep {
+                word: None,
+                until: now + SLICE / 10,
+                unfenced: false,
+                epoch,
+                armed: false,
+            };
+        }
+        let before = state.futures.len();
+        wake_where(&mut state.futures, |w| ready || w.seen != epoch);
+        state.woken_ready_at = ready.then_some(epoch);
+        if ready || state.futures.len() < before {
+            return Look::Again;
+        }
+        let looked = *state.looked.get_or_insert(now);
+        if now.saturating_duration_since(looked) >= LOOK_EVERY {
+            state.looked = Some(now);
+            if self.object.look_harder() {
                 wake_where(&mut state.futures, |_| true);
-                return;
+                return Look::Again;
             }
-            if state.futures.is_empty() {
-                // Ends after a whole second with nothing to watch, not at a
-                // wake-up whose future had already gone again.
-                let since = *idle_since.get_or_insert_with(Instant::now);
-                let left = IDLE_EXIT.saturating_sub(since.elapsed());
-                if left.is_zero() {
-                    state.thread_running = false;
-                    return;
-                }
-                drop(
-                    self.arrived
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(PoisonError::into_inner),
-                );
-                continue;
+        }
+        let until = state.looked.unwrap_or(now) + LOOK_EVERY;
+        let fenced = state.fenced_at == Some(epoch);
+        drop(state);
+        match self.object.arm(epoch) {
+            Arm::Moved => {
+                self.object.disarm();
+                Look::Again
             }
-            idle_since = None;
-            // Epoch first: a move after this read ends the sleep below.
-            let epoch = self.object.epoch();
-            let ready = self.object.ready_now();
-            if ready && woken_ready_at == Some(epoch) {
-                // Woken for this same readiness, they are back: they found
-                // nothing though it looks ready (another holds a lock they
-                // need). They try again shortly, not in a loop with us.
-                drop(state);
-                std::thread::sleep(SLICE / 10);
-                woken_ready_at = None;
-                continue;
-            }
-            let before = state.futures.len();
-            wake_where(&mut state.futures, |w| ready || w.seen != epoch);
-            let woke = state.futures.len() < before;
-            woken_ready_at = ready.then_some(epoch);
-            drop(state);
-            if woke || ready {
-                quiet_slices = 0;
-                continue;
-            }
-            if self.object.sleep(epoch, SLICE) {
-                quiet_slices = 0;
-                let mut state = self.lock();
-                wake_where(&mut state.futures, |_| true);
-                continue;
-            }
-            quiet_slices += 1;
-            if quiet_slices >= SLICES_PER_LOOK {
-                quiet_slices = 0;
-                if self.object.look_harder() {
-                    let mut state = self.lock();
-                    wake_where(&mut state.futures, |_| true);
+            Arm::Poll => Look::Sleep {
+                word: None,
+                until: until.min(now + SLICE),
+                unfenced: false,
+                epoch,
+                armed: true,
+            },
+            Arm::Word {
+                word,
+                value,
+                unfenced,
+            } => {
+                let unfenced = unfenced && !fenced;
+                Look::Sleep {
+                    word: Some(AnyWord {
+                        word,
+                        expected: value,
+                    }),
+                    // Without a fence to rule out a missed wake-up, a
+                    // short sleep bounds what one would cost.
+                    until: match unfenced && !fence_works {
+                        true => until.min(now + Duration::from_millis(1)),
+                        false => until,
+                    },
+                    unfenced,
+                    epoch,
+                    armed: true,
                 }
             }
         }
+    }
+
+    /// A global fence was made after this watch was armed at `epoch`.
+    fn fenced(&self, epoch: u64) {
+        self.lock().fenced_at = Some(epoch);
+    }
+
+    /// Its word was woken: every future looks again (a wake can mean a
+    /// readiness its epoch does not show).
+    fn woken(&self) {
+        wake_where(&mut self.lock().futures, |_| true);
     }
 }
 
@@ -427,35 +507,39 @@ mod tests {
     use super::test_support::{until, Flag};
     use super::*;
 
-    /// An epoch moved by hand, slept on with a condvar.
+    /// An epoch moved by hand, a futex word as the watcher sleeps on.
     #[derive(Default)]
     struct Counter {
-        epoch: Mutex<u64>,
-        moved: Condvar,
+        epoch: AtomicU32,
         ready: AtomicBool,
+        /// Arms not yet disarmed.
+        armed: AtomicU32,
     }
 
     impl Counter {
         fn bump(&self) {
-            *self.epoch.lock().expect("unpoisoned") += 1;
-            self.moved.notify_all();
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            crate::os::futex::wake_all(&self.epoch);
         }
     }
 
     impl Watched for Counter {
         fn epoch(&self) -> u64 {
-            *self.epoch.lock().expect("unpoisoned")
+            u64::from(self.epoch.load(Ordering::SeqCst))
         }
         fn ready_now(&self) -> bool {
             self.ready.load(Ordering::SeqCst)
         }
-        fn sleep(&self, seen: u64, slice: Duration) -> bool {
-            let epoch = self.epoch.lock().expect("unpoisoned");
-            let (epoch, _) = self
-                .moved
-                .wait_timeout_while(epoch, slice, |e| *e == seen)
-                .expect("unpoisoned");
-            *epoch != seen
+        fn arm(&self, seen: u64) -> Arm<'_> {
+            self.armed.fetch_add(1, Ordering::SeqCst);
+            Arm::Word {
+                word: &self.epoch,
+                value: seen as u32,
+                unfenced: false,
+            }
+        }
+        fn disarm(&self) {
+            self.armed.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -486,7 +570,7 @@ mod tests {
             .expect("a thread");
         // At once, in the call: the thread may be asleep on the newer epoch.
         assert!(flag.0.load(Ordering::SeqCst), "not woken in the call");
-        assert!(!watch.lock().thread_running, "a thread for nothing");
+        assert!(!watch.watched_now(), "a thread for nothing");
     }
 
     #[test]
@@ -505,7 +589,7 @@ mod tests {
         // the thread ended there, and the next wait started another.
         come_and_go();
         std::thread::sleep(SLICE * 5);
-        assert!(watch.lock().thread_running, "the thread ended early");
+        assert!(watch.watched_now(), "the thread ended early");
     }
 
     #[test]
@@ -520,7 +604,7 @@ mod tests {
         drop(future);
         counter.bump();
         assert!(
-            until(|| !watch.lock().thread_running),
+            until(|| !watch.watched_now()),
             "the thread stayed with nothing to watch"
         );
         assert!(
