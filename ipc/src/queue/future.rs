@@ -85,6 +85,10 @@ impl Watched for Side {
         }
     }
 
+    fn has_costly_look(&self) -> bool {
+        !self.putting
+    }
+
     fn look_harder(&self) -> bool {
         // A producer SIGKILLed never closed its handle: only its death tells.
         !self.putting && self.ring().state.producers.all_gone(true)

@@ -50,6 +50,12 @@ pub(crate) trait Watched: Send + Sync + 'static {
     fn look_harder(&self) -> bool {
         false
     }
+    /// Whether [`look_harder`](Self::look_harder) can find anything: if
+    /// not, the watcher takes no look, and sleeps on the object's word
+    /// for as long as [`NOTHING_TO_LOOK_FOR`].
+    fn has_costly_look(&self) -> bool {
+        false
+    }
 }
 
 /// What to sleep on until a watched object's epoch moves.
@@ -79,6 +85,10 @@ const SLICE: Duration = Duration::from_millis(10);
 /// futures wait and nothing moves: as often as a blocking wait checks
 /// that its peers live.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// The longest the watcher sleeps on an object with no costly look: a
+/// bound, should a wake-up ever be missed, on how long its futures wait.
+const NOTHING_TO_LOOK_FOR: Duration = Duration::from_secs(1);
 
 /// How long a watcher thread stays with nothing to watch before it ends.
 const IDLE_EXIT: Duration = Duration::from_secs(1);
@@ -377,15 +387,20 @@ impl Watch {
         if ready || state.futures.len() < before {
             return Look::Again;
         }
-        let looked = *state.looked.get_or_insert(now);
-        if now.saturating_duration_since(looked) >= LOOK_EVERY {
-            state.looked = Some(now);
-            if self.object.look_harder() {
-                wake_where(&mut state.futures, |_| true);
-                return Look::Again;
+        let until = match self.object.has_costly_look() {
+            true => {
+                let looked = *state.looked.get_or_insert(now);
+                if now.saturating_duration_since(looked) >= LOOK_EVERY {
+                    state.looked = Some(now);
+                    if self.object.look_harder() {
+                        wake_where(&mut state.futures, |_| true);
+                        return Look::Again;
+                    }
+                }
+                state.looked.unwrap_or(now) + LOOK_EVERY
             }
-        }
-        let until = state.looked.unwrap_or(now) + LOOK_EVERY;
+            false => now + NOTHING_TO_LOOK_FOR,
+        };
         let fenced = state.fenced_at == Some(epoch);
         drop(state);
         match self.object.arm(epoch) {
