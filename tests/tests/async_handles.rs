@@ -427,6 +427,33 @@ fn wakeups_since(before: &std::collections::HashMap<std::path::PathBuf, u64>) ->
         .sum()
 }
 
+/// Joins `tasks` while another thread lets them wait half a second, then
+/// counts the threads that wait for futures and their wake-ups over a
+/// second with nothing moving, then calls `answer` to make every task
+/// ready: each task's output, the threads, the wake-ups.
+fn idle_second_then<T>(
+    tasks: Vec<Task<'_, T>>,
+    answer: impl FnOnce() + Send + 'static,
+) -> (Vec<T>, usize, u64) {
+    let looker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        let threads = waiting_threads();
+        let before = waiting_threads_wakeups();
+        std::thread::sleep(Duration::from_secs(1));
+        let wakeups = wakeups_since(&before);
+        answer();
+        (threads, wakeups)
+    });
+    let joined = join_all(tasks, PATIENCE);
+    let (threads, wakeups) = looker.join().expect("the looker ended well");
+    let outputs = joined
+        .outputs
+        .into_iter()
+        .map(|v| v.expect("every future ready"))
+        .collect();
+    (outputs, threads, wakeups)
+}
+
 /// Waits for one number on `conn` and returns it plus one.
 fn answer_plus_one(mut conn: Connection) -> u64 {
     conn.recv::<u64>().expect("a number") + 1
@@ -471,27 +498,14 @@ fn many_awaited_connections_and_children_share_one_sleeping_thread() {
         }));
     }
     // Another thread looks while every future waits, then answers all.
-    let looker = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
-        let threads = waiting_threads();
-        let before = waiting_threads_wakeups();
-        std::thread::sleep(Duration::from_secs(1));
-        let wakeups = wakeups_since(&before);
+    let (got, threads, wakeups) = idle_second_then(tasks, move || {
         for (i, mut conn) in ours.into_iter().enumerate() {
             conn.send(&(i as u64)).expect("sent");
         }
         for (i, mut conn) in to_children.into_iter().enumerate() {
             conn.send(&(1_000 + i as u64)).expect("sent to a child");
         }
-        (threads, wakeups)
     });
-    let joined = join_all(tasks, PATIENCE);
-    let (threads, wakeups) = looker.join().expect("the looker ended well");
-    let got: Vec<u64> = joined
-        .outputs
-        .into_iter()
-        .map(|v| v.expect("every future ready"))
-        .collect();
     let expected: Vec<u64> = (0..CONNECTIONS)
         .chain((0..CHILDREN).map(|i| 1_001 + i))
         .collect();
@@ -577,26 +591,13 @@ fn many_awaited_queues_events_and_semaphores_share_few_sleeping_threads() {
             Vec::new(),
         ));
     }
-    let looker = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
-        let threads = waiting_threads();
-        let before = waiting_threads_wakeups();
-        std::thread::sleep(Duration::from_secs(1));
-        let wakeups = wakeups_since(&before);
+    let (got, threads, wakeups) = idle_second_then(tasks, move || {
         for answer in answers {
             let mut answerer = Process::new(answer_every_object, answer);
             answerer.start().expect("an answering process starts");
             answerer.join().expect("it answered");
         }
-        (threads, wakeups)
     });
-    let joined = join_all(tasks, PATIENCE);
-    let (threads, wakeups) = looker.join().expect("the looker ended well");
-    let got: Vec<u64> = joined
-        .outputs
-        .into_iter()
-        .map(|v| v.expect("every future ready"))
-        .collect();
     let expected: Vec<u64> = (0..QUEUES as u64)
         .map(|i| 1_000 + i)
         .chain(std::iter::repeat_n(1, OTHERS))

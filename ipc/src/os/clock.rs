@@ -64,8 +64,18 @@ impl Deadline {
     }
     /// The same moment on the `CLOCK_REALTIME` clock, as `mq_timedsend` wants.
     pub fn as_realtime(&self) -> Option<libc::timespec> {
+        self.on_clock(ClockId::CLOCK_REALTIME)
+    }
+
+    /// The same moment on the `CLOCK_MONOTONIC` clock, as `futex_waitv` wants.
+    pub(crate) fn as_monotonic(&self) -> Option<libc::timespec> {
+        self.on_clock(ClockId::CLOCK_MONOTONIC)
+    }
+
+    /// The same moment on `clock`; `None` for never.
+    fn on_clock(&self, clock: ClockId) -> Option<libc::timespec> {
         let left = self.remaining()?;
-        let now = clock_gettime(ClockId::CLOCK_REALTIME).map_or(
+        let now = clock_gettime(clock).map_or(
             libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 0,

@@ -97,27 +97,13 @@ pub(crate) fn wait_any(words: &[AnyWord<'_>], deadline: Deadline) -> Option<usiz
         })
         .collect();
     // The timeout is a moment on the monotonic clock, not a span.
-    let timeout = match deadline.remaining() {
-        None => None,
-        Some(left) if left.is_zero() => return None,
-        Some(left) => {
-            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(
-                libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-                |t| *t.as_ref(),
-            );
-            let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
-            Some(futex::Timespec {
-                tv_sec: now
-                    .tv_sec
-                    .saturating_add(left.as_secs().min(i64::MAX as u64 / 2) as i64)
-                    .saturating_add((nanos / 1_000_000_000) as i64),
-                tv_nsec: (nanos % 1_000_000_000) as i64,
-            })
-        }
-    };
+    if deadline.remaining().is_some_and(|left| left.is_zero()) {
+        return None;
+    }
+    let timeout = deadline.as_monotonic().map(|at| futex::Timespec {
+        tv_sec: at.tv_sec,
+        tv_nsec: at.tv_nsec,
+    });
     futex::waitv(
         &waits,
         futex::WaitvFlags::empty(),
