@@ -46,6 +46,7 @@ fn main() {
         callbacks_of_dropped_handles_still_get_their_values,
         map_async_gives_the_whole_list_later_with_a_timeout_a_future_or_a_callback,
         join_timeout_leaves_a_busy_pool_running,
+        a_fallible_functions_err_is_its_items_error_in_words,
         imap_and_as_completed_wait_at_most_a_timeout_and_queued_items_cancel,
         starmap_takes_tuples_of_one_to_six,
         an_initializer_hands_a_shared_counter_to_every_worker,
@@ -1028,6 +1029,108 @@ fn map_async_gives_the_whole_list_later_with_a_timeout_a_future_or_a_callback() 
         pool.map_async(double, [1u64]),
         Err(PoolError::Closed)
     ));
+}
+
+/// A function as a user writes it: `io::Result`, `?` inside.
+fn file_len(path: String) -> std::io::Result<u64> {
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// An `anyhow` function with context, and a panic for 13.
+fn checked_half(x: u64) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    if x == 13 {
+        panic!("thirteen");
+    }
+    let even = if x % 2 == 0 { Some(x / 2) } else { None };
+    even.with_context(|| format!("halving {x}"))
+        .context("the checked half")
+}
+
+/// `try_map` and the other `try_` forms take functions that return
+/// `io::Result` or `anyhow::Result`, whose errors cannot cross processes
+/// as they are: an `Err` is that item's `TaskError::Returned` with the
+/// error's words (an anyhow chain included), every other item runs, and a
+/// panic stays a panic.
+fn a_fallible_functions_err_is_its_items_error_in_words() {
+    use outlast::pool::PoolError;
+    let pool = Pool::new(2).expect("pool");
+    let dir = std::env::temp_dir().join(format!("outlast-try-map-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let present = dir.join("five");
+    std::fs::write(&present, b"12345").expect("a file");
+    let present = present.to_string_lossy().into_owned();
+    let missing = dir.join("missing").to_string_lossy().into_owned();
+    assert_eq!(
+        pool.try_map(file_len, [present.clone(), present.clone()])
+            .expect("both"),
+        [5, 5]
+    );
+    match pool.try_map(
+        file_len,
+        [present.clone(), missing.clone(), present.clone()],
+    ) {
+        Err(PoolError::Task {
+            index: 1,
+            error: TaskError::Returned(why),
+        }) => {
+            assert!(why.contains("No such file or directory"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Each item's own outcome, lazily and as they finish.
+    let halves: Vec<Result<u64, TaskError>> = pool.try_imap(checked_half, 0..6u64).collect();
+    assert_eq!(halves.len(), 6);
+    for (x, half) in halves.iter().enumerate() {
+        match half {
+            Ok(h) => assert_eq!(*h, x as u64 / 2),
+            Err(TaskError::Returned(why)) => {
+                assert!(x % 2 == 1, "{x}: {why}");
+                assert_eq!(why, &format!("the checked half: halving {x}"));
+            }
+            other => panic!("{x}: {other:?}"),
+        }
+    }
+    let mut unordered: Vec<u64> = pool
+        .try_imap_unordered(checked_half, (0..100u64).map(|x| x * 2))
+        .map(|r| r.expect("even"))
+        .collect();
+    unordered.sort_unstable();
+    assert_eq!(unordered, (0..100).collect::<Vec<u64>>());
+    // A panic is still a panic; one item's error and a whole map's.
+    let panicked = pool
+        .try_apply_async(checked_half, 13)
+        .expect("submit")
+        .get();
+    assert!(
+        matches!(&panicked, Err(PoolError::Task { error: TaskError::Panicked { message, .. }, .. }) if message.contains("thirteen")),
+        "{panicked:?}"
+    );
+    let odd = pool.try_apply_async(checked_half, 7).expect("submit").get();
+    assert!(
+        matches!(
+            &odd,
+            Err(PoolError::Task {
+                error: TaskError::Returned(_),
+                ..
+            })
+        ),
+        "{odd:?}"
+    );
+    let later = pool
+        .try_map_async(checked_half, [2u64, 4, 5])
+        .expect("map_async");
+    assert!(
+        matches!(
+            later.get(),
+            Err(PoolError::Task {
+                index: 2,
+                error: TaskError::Returned(_)
+            })
+        ),
+        "the third item's error"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn add(a: u64, b: u64) -> u64 {

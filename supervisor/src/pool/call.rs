@@ -42,6 +42,9 @@ pub(crate) enum Reply<R> {
     },
     /// The item could not be decoded or its result encoded.
     Failed(String),
+    /// The function returned `Err`: its error, as text (`{:#}`, which
+    /// shows an `anyhow` error's chain).
+    Err(String),
 }
 
 /// The head of every pool task's input: which function, through which
@@ -74,6 +77,19 @@ impl Call {
     {
         Call {
             trampoline: CodeRef::new(call_two::<A, B, R> as Trampoline as *const ()),
+            func: CodeRef::new(f as *const ()),
+        }
+    }
+
+    /// `f(T) -> Result<R, E>`: an `Err` is the item's error, as text.
+    pub(crate) fn fallible<T, R, E>(f: fn(T) -> Result<R, E>) -> Self
+    where
+        T: DeserializeOwned,
+        R: Serialize,
+        E: std::fmt::Display,
+    {
+        Call {
+            trampoline: CodeRef::new(call_fallible::<T, R, E> as Trampoline as *const ()),
             func: CodeRef::new(f as *const ()),
         }
     }
@@ -229,6 +245,31 @@ fn call_one<T: DeserializeOwned, R: Serialize>(
         Ok((item, rest)) => {
             *args = rest;
             guarded(move || f(item))
+        }
+        Err(e) => Reply::Failed(format!("cannot decode the item: {e}")),
+    };
+    out.append(&reply);
+}
+
+fn call_fallible<T: DeserializeOwned, R: Serialize, E: std::fmt::Display>(
+    func: *const (),
+    args: &mut &[u8],
+    out: &ChunkOutput,
+) {
+    // SAFETY: `func` came from `Call::fallible::<T, R, E>`, which took it
+    // from a `fn(T) -> Result<R, E>` and paired it with this very
+    // instantiation.
+    let f = unsafe { std::mem::transmute::<*const (), fn(T) -> Result<R, E>>(func) };
+    let reply = match outlast_ipc::codec::take_payload::<T>(args) {
+        Ok((item, rest)) => {
+            *args = rest;
+            match guarded(move || f(item)) {
+                Reply::Returned(Ok(value)) => Reply::Returned(value),
+                Reply::Returned(Err(e)) => Reply::Err(format!("{e:#}")),
+                Reply::Panicked { message, location } => Reply::Panicked { message, location },
+                Reply::Failed(why) => Reply::Failed(why),
+                Reply::Err(why) => Reply::Err(why),
+            }
         }
         Err(e) => Reply::Failed(format!("cannot decode the item: {e}")),
     };

@@ -26,6 +26,10 @@ pub enum TaskError {
     /// ([`PoolBuilder::max_message_bytes`](super::PoolBuilder::max_message_bytes)).
     /// Not retried: it would end the same way.
     TooLarge { len: u64, max: u64 },
+    /// The function returned `Err` (one given to a `try_` method, such as
+    /// [`Pool::try_map`](super::Pool::try_map)): its error, as text
+    /// (`{:#}`: an `anyhow` error with its chain of causes).
+    Returned(String),
     /// The item could not be encoded or decoded, or its result not used.
     Failed(String),
     /// The pool stopped (terminated, or its workers kept dying at start)
@@ -59,6 +63,7 @@ impl fmt::Display for TaskError {
                 f,
                 "{len} bytes, over the largest message allowed ({max} bytes; see max_message_bytes)"
             ),
+            TaskError::Returned(why) => write!(f, "returned an error: {why}"),
             TaskError::Failed(why) => write!(f, "{why}"),
             TaskError::Lost(why) => write!(f, "lost: {why}"),
             TaskError::Cancelled => write!(f, "cancelled"),

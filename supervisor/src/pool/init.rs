@@ -140,7 +140,7 @@ fn prepare<A: DeserializeOwned + Send + 'static>(
         Reply::Panicked { message, location } => {
             Err(initializer_panicked(&message, location.as_deref()))
         }
-        Reply::Failed(why) => Err(why),
+        Reply::Failed(why) | Reply::Err(why) => Err(why),
     }))
 }
 

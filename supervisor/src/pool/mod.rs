@@ -37,6 +37,17 @@
 //! even in a debug build (serde alone would hand it over element by
 //! element).
 //!
+//! # Errors
+//!
+//! A function that returns `std::io::Result<R>` or `anyhow::Result<R>`
+//! cannot go to [`map`](Pool::map) (its error is not a serde type): give
+//! it to [`try_map`](Pool::try_map), [`try_imap`](Pool::try_imap),
+//! [`try_imap_unordered`](Pool::try_imap_unordered),
+//! [`try_apply_async`](Pool::try_apply_async) or
+//! [`try_map_async`](Pool::try_map_async). An `Err` it returns is that
+//! item's [`TaskError::Returned`], with the error's text (`{:#}`: an
+//! anyhow error's causes too); a panic is [`TaskError::Panicked`].
+//!
 //! # Closures
 //!
 //! The function runs in another process, so it is a plain `fn`: a closure
@@ -416,6 +427,46 @@ impl Pool {
         self.map_call(Call::six(f), items)
     }
 
+    /// [`map`](Self::map) of a fallible function, such as one that returns
+    /// `std::io::Result<R>` or `anyhow::Result<R>` (whose errors cannot
+    /// travel between processes as they are): the first item whose call
+    /// returned `Err`, in input order, is the error, as
+    /// [`TaskError::Returned`] with the error's text (every other item still
+    /// ran), as an exception raised in a worker is Python's.
+    ///
+    /// ```
+    /// use outlast::pool::{Pool, PoolError, TaskError};
+    ///
+    /// fn file_len(path: String) -> std::io::Result<u64> {
+    ///     Ok(std::fs::metadata(path)?.len())
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::new(2)?;
+    /// let lens = pool.try_map(file_len, ["/proc/self/status".to_string()])?;
+    /// assert_eq!(lens.len(), 1);
+    /// match pool.try_map(file_len, ["/etc".into(), "/no/such/file".into()]) {
+    ///     Err(PoolError::Task { index: 1, error: TaskError::Returned(why) }) => {
+    ///         assert!(why.contains("No such file"), "{why}")
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_map<T, R, E>(
+        &self,
+        f: fn(T) -> Result<R, E>,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        E: std::fmt::Display,
+    {
+        self.map_call(Call::fallible(f), items)
+    }
+
     /// A map is an [`Imap`] collected: items are encoded while workers
     /// run the ones before, and memory holds only the window and results.
     fn map_call<T: Serialize, R: DeserializeOwned>(
@@ -477,6 +528,21 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         MapResult::submit(self, Call::one(f), items)
+    }
+
+    /// [`map_async`](Self::map_async) of a fallible function (see
+    /// [`try_map`](Self::try_map)).
+    pub fn try_map_async<T, R, E>(
+        &self,
+        f: fn(T) -> Result<R, E>,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<MapResult<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        E: std::fmt::Display,
+    {
+        MapResult::submit(self, Call::fallible(f), items)
     }
 
     /// `starmap_async(f, pairs)`: [`map_async`](Self::map_async) of a
@@ -561,6 +627,25 @@ impl Pool {
         Ok(result)
     }
 
+    /// [`apply_async`](Self::apply_async) of a fallible function (see
+    /// [`try_map`](Self::try_map)): an `Err` it returns is the result's
+    /// [`TaskError::Returned`].
+    pub fn try_apply_async<T, R, E>(
+        &self,
+        f: fn(T) -> Result<R, E>,
+        arg: T,
+    ) -> Result<AsyncResult<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        E: std::fmt::Display,
+    {
+        let mut input = Encoded::default();
+        input.push(&arg).map_err(PoolError::Encode)?;
+        let id = self.submit_items(Call::fallible(f), input, None)?;
+        Ok(AsyncResult::new(self.clone(), id))
+    }
+
     /// `ProcessPoolExecutor.submit`: the same as [`apply_async`](Self::apply_async).
     pub fn submit<T, R>(&self, f: fn(T) -> R, arg: T) -> Result<Future<R>, PoolError>
     where
@@ -580,6 +665,40 @@ impl Pool {
         I: IntoIterator<Item = T>,
     {
         Imap::new(self.clone(), Call::one(f), items.into_iter())
+    }
+
+    /// [`imap`](Self::imap) of a fallible function (see
+    /// [`try_map`](Self::try_map)): an item whose call returned `Err` is
+    /// `Err(TaskError::Returned(..))`.
+    pub fn try_imap<T, R, E, I>(
+        &self,
+        f: fn(T) -> Result<R, E>,
+        items: I,
+    ) -> Imap<T, R, I::IntoIter>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        E: std::fmt::Display,
+        I: IntoIterator<Item = T>,
+    {
+        Imap::new(self.clone(), Call::fallible(f), items.into_iter())
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) of a fallible function
+    /// (see [`try_imap`](Self::try_imap)).
+    pub fn try_imap_unordered<T, R, E, I>(
+        &self,
+        f: fn(T) -> Result<R, E>,
+        items: I,
+    ) -> ImapUnordered<T, R, I::IntoIter>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        E: std::fmt::Display,
+        I: IntoIterator<Item = T>,
+    {
+        let group = self.shared.next_group.fetch_add(1, Ordering::Relaxed);
+        ImapUnordered::new(self.clone(), Call::fallible(f), items.into_iter(), group)
     }
 
     /// As [`imap`](Self::imap), in the order items finish.
@@ -745,6 +864,7 @@ fn decode<R: DeserializeOwned>(settled: Option<Settled>) -> Result<R, TaskError>
                 Err(TaskError::Panicked { message, location })
             }
             Ok(Reply::Failed(why)) => Err(TaskError::Failed(why)),
+            Ok(Reply::Err(why)) => Err(TaskError::Returned(why)),
             Err(e) => Err(TaskError::Failed(format!(
                 "its worker sent an undecodable result: {e}"
             ))),
