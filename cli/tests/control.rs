@@ -219,7 +219,15 @@ fn a_peer_of_another_uid_is_refused_by_its_credentials() {
     );
     let child = supervisor(&args).spawn().expect("start");
     let started = Instant::now();
-    while !path.exists() {
+    // Opened up only once the run has made it its owner's alone (bind,
+    // then chmod 0600): opened before, the run's chmod closed it again,
+    // and nobody's connect was refused by the file's mode instead.
+    let owner_only = || {
+        std::fs::metadata(&path).is_ok_and(|m| {
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777 == 0o600
+        })
+    };
+    while !owner_only() {
         assert!(started.elapsed() < HANG, "no socket");
         std::thread::sleep(Duration::from_millis(10));
     }
