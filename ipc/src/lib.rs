@@ -32,6 +32,7 @@
 //!
 //! | Python `multiprocessing` | `outlast_ipc` |
 //! |---|---|
+//! | `from multiprocessing import Queue, Lock, Value, Manager` | `use outlast_ipc::{Queue, Lock, Value, Manager};` (each also in its module) |
 //! | `if __name__ == '__main__':` guard | nothing: a child never runs `main` (it is taken over before it) |
 //! | `Process(target=f, args=(x,), name="bob")` | `Process::new(f, x).named("bob")` (`f` is a plain `fn(A) -> R`) |
 //! | `Process(target=f, args=(q, v, lock))`, then go on using them | `Process::new(f, (q.clone(), v.clone(), lock.clone()))`: handles are `Clone`, sharing this process's mapping |
@@ -150,6 +151,15 @@ pub use process::{
     StartMethodAlreadySet, UnknownStartMethod, EXIT_CHILD_FAILED, EXIT_INIT_MISSING,
 };
 pub use wait::{wait, Readable, Waitable};
+
+// Python's top-level names (`multiprocessing.Queue`, `.Lock`, `.Value`,
+// `.Manager`, ...), so `use outlast_ipc::{Queue, Lock}` works as a Python
+// user first writes it; each stays in its module too.
+pub use manager::Manager;
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use shm::SharedMemory;
+pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
+pub use value::{Array, RawArray, RawValue, Value};
 
 /// What makes a spawned child or the fork server take over: done before
 /// `main` by a constructor, so calling it is optional.

@@ -122,4 +122,6 @@ pub use outlast_ipc as ipc;
 pub use outlast_worker as worker;
 pub use outlast_worker::job::{BadOutput, Job, JobOutcome, TaskContext};
 pub use outlast_worker::work::AnyJob;
+/// Python's `multiprocessing.Pool`, at the top as there.
+pub use pool::Pool;
 pub use supervise::Supervisor;

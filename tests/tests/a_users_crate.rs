@@ -387,6 +387,58 @@ fn programs_with_threads_use_a_pool_with_default_options() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A program written as Python's `from multiprocessing import Queue, Lock,
+/// Value, Manager, Pool` reads: the names at the crates' roots.
+const PYTHONS_NAMES: &str = r#"use outlast::ipc::{Lock, Manager, Process, Queue, Value};
+use outlast::Pool;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn add((q, total, lock): (Queue<u64>, Value<u64>, Lock)) {
+    // Only takes: its handle would otherwise hold off `Disconnected`.
+    q.close();
+    while let Ok(n) = q.get() {
+        let _held = lock.lock().expect("the lock");
+        *total.lock().expect("the value") += n;
+    }
+}
+
+fn main() {
+    let pool = Pool::new(2).expect("a pool");
+    let squares = pool.map(square, 0..1_000u64).expect("map");
+    let q = Queue::new(0).expect("a queue");
+    let total = Value::new(0u64).expect("a value");
+    let lock = Lock::new().expect("a lock");
+    let mut children: Vec<_> = (0..2)
+        .map(|_| Process::new(add, (q.clone(), total.clone(), lock.clone())))
+        .collect();
+    for child in &mut children {
+        child.start().expect("start");
+    }
+    for n in &squares {
+        q.put(n).expect("put");
+    }
+    q.close();
+    for child in &mut children {
+        child.join().expect("join");
+    }
+    let manager = Manager::start().expect("a manager");
+    let dict = manager.dict::<String, u64>().expect("a dict");
+    dict.set(&"total".into(), &*total.lock().expect("the value")).expect("set");
+    println!("total: {:?}", dict.get(&"total".into()).expect("get"));
+}
+"#;
+
+#[test]
+fn pythons_top_level_names_are_at_the_crates_roots() {
+    let dir = users_program("users_python_names", "", "", PYTHONS_NAMES);
+    // sum of x^2 for x < 1,000, through a queue, a lock and a value.
+    assert_eq!(run_program(&dir).trim(), "total: Some(332833500)");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A user's own `Job` with a journal: SIGKILLed while it runs, started
 /// again, it finishes with the exact answer and says what it resumed.
 const WITH_A_JOURNAL: &str = r#"use outlast::journal::JournalOptions;
