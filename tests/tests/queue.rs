@@ -39,6 +39,7 @@ fn main() {
         a_consumer_fed_slowly_learns_not_to_spin,
         beside_busy_loops_the_cpus_count_as_oversubscribed,
         a_child_that_put_its_items_joins_before_they_are_taken,
+        consumers_that_keep_their_handles_open_are_told_why_nothing_ends,
     ]);
 }
 
@@ -982,4 +983,55 @@ fn a_child_that_put_its_items_joins_before_they_are_taken() {
             assert_eq!((item.len(), item[0]), (15 << 20, n), "{method:?}");
         }
     }
+}
+
+/// The program a user writes first: consumer processes `while let Ok(n) =
+/// q.get()`, the parent puts and closes. Each consumer's own handle still
+/// counts as a producer, so no get ends; past ten seconds one consumer says
+/// so on stderr, once, naming `close` and `shutdown` (Python hangs without
+/// a word). A run where an open handle is merely slow to put (the parent
+/// sleeps 12 s first) says nothing and ends with the exact sum.
+fn consumers_that_keep_their_handles_open_are_told_why_nothing_ends() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let program = env!("CARGO_BIN_EXE_consumers_left_open");
+    let slow = Command::new(program)
+        .arg("slow")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the slow program");
+    let mut stuck = Command::new(program)
+        .arg("stuck")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the stuck program");
+    let stderr = stuck.stderr.take().expect("its stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let hint = lines.recv_timeout(Duration::from_secs(60));
+    let waited = started.elapsed();
+    // Once: the other consumer, as stuck, says nothing more.
+    let second = lines.recv_timeout(Duration::from_secs(3));
+    // (Its fork server then ends its consumers.)
+    let _ = stuck.kill();
+    let _ = stuck.wait();
+    let hint = hint.expect("a line on stderr within a minute");
+    assert!(
+        hint.contains("every handle still open on that queue is itself waiting in a get")
+            && hint.contains("close()")
+            && hint.contains("shutdown(false)"),
+        "{hint}"
+    );
+    assert!(waited >= Duration::from_secs(10), "said after {waited:?}");
+    assert!(second.is_err(), "a second line: {second:?}");
+    let out = slow.wait_with_output().expect("the slow program ends");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sum: 6");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

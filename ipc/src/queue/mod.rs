@@ -55,6 +55,7 @@ mod producers;
 mod ring;
 mod simple;
 mod spill;
+mod stuck;
 pub(crate) mod wait;
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
@@ -239,7 +240,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// This handle will put no more (Python's `close()`). Consumers get
     /// `Disconnected` once every handle has closed (or been dropped, or its
     /// process died) and the queue is empty: a process that only consumes
-    /// closes its handle first.
+    /// closes its handle first. (A blocking `get` that waits 10 s while
+    /// every open handle is itself waiting in a get says so once per queue
+    /// on stderr: nothing can come then.)
     pub fn close(&self) {
         let previous = self.producer.swap(CLOSED, Ordering::AcqRel);
         if previous < UNTRACKED {
@@ -537,25 +540,30 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> Result<usize, GetTimeoutError> {
         let mut shown = 0;
         let mut failed = None;
-        let taken = self
-            .ring()
-            .get_many(max.max(1), deadline, &mut |record| match record {
-                Record::Inline(bytes) => {
-                    shown += 1;
-                    each(bytes);
-                }
-                Record::Spilled { tag, len } => {
-                    match self.spill.take(tag, len, self.cap() as u64) {
-                        Ok(message) => {
+        let taken =
+            self.ring()
+                .get_many(
+                    max.max(1),
+                    deadline,
+                    Some(&self.producer),
+                    &mut |record| match record {
+                        Record::Inline(bytes) => {
                             shown += 1;
-                            each(&message);
+                            each(bytes);
                         }
-                        Err(e) => {
-                            failed.get_or_insert(e);
+                        Record::Spilled { tag, len } => {
+                            match self.spill.take(tag, len, self.cap() as u64) {
+                                Ok(message) => {
+                                    shown += 1;
+                                    each(&message);
+                                }
+                                Err(e) => {
+                                    failed.get_or_insert(e);
+                                }
+                            }
                         }
-                    }
-                }
-            });
+                    },
+                );
         match (taken, failed) {
             (Ok(_), Some(e)) if shown == 0 => Err(GetError::from(e).into()),
             (Ok(_), _) => Ok(shown),
@@ -586,7 +594,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     self.spill.discard(tag);
                 }
             };
-            while let Ok(n) = ring.get_many(usize::MAX, Patience::now(), &mut drop_record) {
+            while let Ok(n) = ring.get_many(usize::MAX, Patience::now(), None, &mut drop_record) {
                 dropped += n as u64;
             }
             self.state()
@@ -609,6 +617,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn try_clone(&self) -> Result<Self, ShmError> {
         Ok(self.clone())
     }
+}
+
+/// The producer slot a handle's `producer` word names, while it has one open.
+fn open_slot(producer: &AtomicUsize) -> Option<usize> {
+    Some(producer.load(Ordering::Relaxed)).filter(|&slot| slot < UNTRACKED)
 }
 
 impl<T> Queue<T> {

@@ -24,6 +24,9 @@ pub(crate) struct ProducerSlot {
     /// reservation lapses (monotonic ns). A child killed before it ran would
     /// otherwise keep the queue open for as long as its parent lives.
     reserved_until: AtomicU64,
+    /// Gets through this handle now waiting for a record: while every open
+    /// handle waits so, none of them is putting (see `all_open_are_getting`).
+    getting: AtomicU32,
 }
 
 /// How long a child has to adopt the producer slot reserved for it.
@@ -35,6 +38,8 @@ pub(crate) struct Producers {
     ever: AtomicU32,
     /// The table was full once: stop judging disconnection (never wrongly).
     overflowed: AtomicU32,
+    /// A get said that nothing can answer it (`stuck`): said once per queue.
+    hinted: AtomicU32,
     slots: [ProducerSlot; SLOTS],
 }
 
@@ -50,6 +55,7 @@ impl Producers {
                 .is_ok()
             {
                 slot.start_time.store(start, Ordering::Release);
+                slot.getting.store(0, Ordering::Release);
                 slot.open.store(1, Ordering::Release);
                 // Only now: a consumer must never see "someone produced" and no one open.
                 self.ever.store(1, Ordering::Release);
@@ -108,6 +114,46 @@ impl Producers {
             slot.reserved_until.store(0, Ordering::Release);
             slot.pid.store(0, Ordering::Release);
         }
+    }
+
+    /// A get through the handle of slot `index` starts (`true`) or stops
+    /// waiting for a record.
+    pub(crate) fn getting(&self, index: usize, waits: bool) {
+        if let Some(slot) = self.slots.get(index) {
+            if waits {
+                slot.getting.fetch_add(1, Ordering::AcqRel);
+            } else {
+                // Never below zero: a slot freed and taken again meanwhile
+                // started again from zero.
+                let _ = slot
+                    .getting
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            }
+        }
+    }
+
+    /// True when some handle is open and every open one has a get waiting
+    /// on it: no put can come through any of them while that lasts (unless
+    /// another thread puts through a handle it shares with a waiting one).
+    /// False when the table overflowed (it does not know every handle).
+    pub(crate) fn all_open_are_getting(&self) -> bool {
+        if self.overflowed.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let mut open = self.slots.iter().filter(|slot| {
+            slot.pid.load(Ordering::Acquire) != 0 && slot.open.load(Ordering::Acquire) != 0
+        });
+        let mut any = false;
+        let all = open.all(|slot| {
+            any = true;
+            slot.getting.load(Ordering::Acquire) > 0
+        });
+        any && all
+    }
+
+    /// True the first time it is asked, of every process sharing the queue.
+    pub(crate) fn first_to_hint(&self) -> bool {
+        self.hinted.swap(1, Ordering::AcqRel) == 0
     }
 
     /// True once someone produced and no producer is open and alive. Without

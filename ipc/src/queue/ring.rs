@@ -22,12 +22,14 @@
 //! value written into the segment by anyone can make a put write, or a get
 //! read, outside the ring: such a value is `RingError::Corrupted`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::os::thread_id::thread_id;
 use crate::os::Deadline;
 use crate::spin::SpinBudget;
+
+use super::stuck::WaitingGet;
 use crate::sync::robust::RobustMutex;
 use crate::watch::Arm;
 
@@ -797,10 +799,12 @@ impl<'a> Ring<'a> {
     /// Takes up to `max` messages, waiting for the first until `deadline`;
     /// `each` sees every payload (in the shared memory, before it is freed).
     #[inline(always)]
+    /// (`me`: the getting handle's producer word, read only if it waits.)
     pub(crate) fn get_many<F: FnMut(Record<'_>)>(
         &self,
         max: usize,
         deadline: Patience,
+        me: Option<&AtomicUsize>,
         each: &mut F,
     ) -> Result<usize, RingError> {
         let thread = thread_id();
@@ -823,7 +827,7 @@ impl<'a> Ring<'a> {
                 Err(e) => return add_up(taken, Err(e)),
             }
         }
-        self.get_locked(max, deadline, each, thread)
+        self.get_locked(max, deadline, me, each, thread)
     }
 
     /// The slow path: under the consumers' mutex, waiting for a record as
@@ -832,10 +836,14 @@ impl<'a> Ring<'a> {
         &self,
         max: usize,
         mut deadline: Patience,
+        me: Option<&AtomicUsize>,
         each: &mut F,
         thread: u32,
     ) -> Result<usize, RingError> {
         let s = self.state;
+        // Counted from its first sleep past a slice, so that a get nothing
+        // can answer is told apart (and one that waits little pays nothing).
+        let mut waiting: Option<WaitingGet<'_>> = None;
         let bias = self.head_bias();
         let mine = self.seen.head_token.load(Ordering::Relaxed);
         let mut locked = lock_side(&s.head.lock, &mut deadline)?;
@@ -868,6 +876,11 @@ impl<'a> Ring<'a> {
             drop(locked);
             self.wake_producers();
             let seen_tail = self.seen.tail.load(Ordering::Relaxed);
+            if idle_slices > 0 {
+                waiting
+                    .get_or_insert_with(|| WaitingGet::new(&s.producers, me))
+                    .sleeps();
+            }
             // A wait that outlasted a whole slice is not one a spin can cut.
             let spin = match idle_slices {
                 0 => self.spin(),
@@ -885,6 +898,10 @@ impl<'a> Ring<'a> {
                 &self.tail_bias(),
             ) {
                 idle_slices += 1;
+                if let Some(waiting) = &waiting {
+                    let tail = pos(s.tail.word.load(Ordering::Acquire));
+                    waiting.look(tail, tail == pos(s.head.word.load(Ordering::Acquire)));
+                }
             }
             self.seen.last_found.store(AFTER_WAIT, Ordering::Relaxed);
             locked = lock_side(&s.head.lock, &mut deadline)?;

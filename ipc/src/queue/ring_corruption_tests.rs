@@ -63,8 +63,12 @@ fn put(g: &Guarded, message: &[u8]) -> Result<usize, RingError> {
 
 fn get(g: &Guarded) -> Result<usize, RingError> {
     let view = LocalView::default();
-    g.ring(&view)
-        .get_many(8, Patience::after(Duration::from_millis(30)), &mut |_| {})
+    g.ring(&view).get_many(
+        8,
+        Patience::after(Duration::from_millis(30)),
+        None,
+        &mut |_| {},
+    )
 }
 
 #[test]

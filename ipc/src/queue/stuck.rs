@@ -1,0 +1,91 @@
+//! A get that nothing can answer: every handle still open on the queue is
+//! itself waiting in a get, so no put can come through any of them. The
+//! usual cause is a consumer process that kept its handle open (each handle
+//! counts as a producer until `close`), waiting for the `Disconnected` its
+//! own handle holds off. Python's `Queue` hangs silently there; this says
+//! so once per queue, on stderr, and waits on (another thread may yet put through a
+//! handle it shares with a waiting get: only the program knows).
+
+use std::cell::Cell;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use super::producers::Producers;
+
+/// How long a get waits before it looks for the cause: far past any
+/// hand-off, short enough that a stuck program says why while its user
+/// still looks at it.
+pub(crate) const HINT_AFTER: Duration = Duration::from_secs(10);
+
+/// A get through the handle of producer slot `index` (if it has one)
+/// that may have to wait; counted as waiting from its first sleep until
+/// dropped (a get that finds its record at once costs nothing here).
+pub(crate) struct WaitingGet<'a> {
+    producers: &'a Producers,
+    index: Option<usize>,
+    /// When it first slept (and was counted).
+    since: Cell<Option<Instant>>,
+    /// The tail position at the last look that found the queue stuck: the
+    /// next such look says so only if no put came between (the tail did
+    /// not move), so a get about to return with the last item, whose
+    /// process then puts again, is not taken for a stuck one.
+    stuck_at: Cell<Option<u64>>,
+}
+
+impl<'a> WaitingGet<'a> {
+    /// (`producer`: the getting handle's producer word.)
+    #[cold]
+    pub(crate) fn new(producers: &'a Producers, producer: Option<&AtomicUsize>) -> Self {
+        WaitingGet {
+            producers,
+            index: producer.and_then(super::open_slot),
+            since: Cell::new(None),
+            stuck_at: Cell::new(None),
+        }
+    }
+
+    /// The get is about to sleep: from now on it counts as waiting.
+    pub(crate) fn sleeps(&self) {
+        if let (Some(index), None) = (self.index, self.since.get()) {
+            self.producers.getting(index, true);
+            self.since.set(Some(Instant::now()));
+        }
+    }
+
+    /// Called after each empty slice with the ring's tail position and
+    /// whether the ring is empty: says, once per queue, what keeps every
+    /// open handle waiting, when two looks past [`HINT_AFTER`] found it so
+    /// with no put between.
+    pub(crate) fn look(&self, tail: u64, empty: bool) {
+        let Some(since) = self.since.get() else {
+            return;
+        };
+        if since.elapsed() < HINT_AFTER {
+            return;
+        }
+        if !empty || !self.producers.all_open_are_getting() {
+            self.stuck_at.set(None);
+            return;
+        }
+        if self.stuck_at.replace(Some(tail)) != Some(tail) || !self.producers.first_to_hint() {
+            return;
+        }
+        crate::os::stderr::line(format_args!(
+            "outlast: a Queue get (pid {}) has waited {} s, and every handle still open on \
+             that queue is itself waiting in a get: no put can come, and no get ends with \
+             Disconnected while they stay open. A process that only takes items should \
+             close() its handle first (every open handle counts as a producer), or the \
+             producer should shutdown(false) the queue once all is put.",
+            std::process::id(),
+            since.elapsed().as_secs()
+        ));
+    }
+}
+
+impl Drop for WaitingGet<'_> {
+    fn drop(&mut self) {
+        if let (Some(index), Some(_)) = (self.index, self.since.get()) {
+            self.producers.getting(index, false);
+        }
+    }
+}
