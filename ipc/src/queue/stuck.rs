@@ -3,8 +3,8 @@
 //! usual cause is a consumer process that kept its handle open (each handle
 //! counts as a producer until `close`), waiting for the `Disconnected` its
 //! own handle holds off. Python's `Queue` hangs silently there; this says
-//! so once per queue, on stderr, and waits on (another thread may yet put through a
-//! handle it shares with a waiting get: only the program knows).
+//! so once per queue, on stderr, and waits on (another thread may yet put
+//! through a handle it shares with a waiting get: only the program knows).
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
