@@ -25,6 +25,7 @@ fn main() {
         a_waiting_get_learns_that_its_producer_was_killed,
         a_waiting_put_goes_in_once_there_is_room_and_a_cancelled_one_puts_nothing,
         awaited_pipe_messages_cross_whole_both_ways_up_to_100_mb,
+        awaited_sends_of_every_task_before_any_result_do_not_wait_for_each_other,
         a_receive_cancelled_inside_a_frame_keeps_its_first_half,
         a_connection_dropped_after_a_wait_shows_its_end_at_once,
         idle_waits_leave_the_cpu_alone,
@@ -237,6 +238,46 @@ fn awaited_pipe_messages_cross_whole_both_ways_up_to_100_mb() {
         assert!(back == big, "the 100 MB came back changed");
     };
     block_on(round_trips, PATIENCE).expect("in time");
+    drop(ours);
+    child.join().expect("the echo ended");
+}
+
+/// Sends back each number it receives, doubled, until the end of file,
+/// through a second handle: a cloned end takes nothing in while its send
+/// waits, so only our side can undo the wait.
+fn echo_doubled(mut conn: Connection) {
+    let Ok(mut sender) = conn.try_clone() else {
+        return;
+    };
+    while let Ok(n) = conn.recv::<u64>() {
+        if sender.send(&(n * 2)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Every task sent, then every result read, awaited: past the sockets'
+/// buffers the child's sends wait for ours to be read and ours for the
+/// child's; an awaited send takes the results in while it waits, as a
+/// blocking one does.
+fn awaited_sends_of_every_task_before_any_result_do_not_wait_for_each_other() {
+    let (mut ours, theirs) = Pipe::duplex().expect("a pipe");
+    let mut child = Process::new(echo_doubled, theirs);
+    child.start().expect("start");
+    let n = 300_000u64;
+    let tasks_then_results = async {
+        for i in 0..n {
+            ours.send_async(&i).await.expect("sent");
+        }
+        let mut total = 0u64;
+        for i in 0..n {
+            let got: u64 = ours.recv_async().await.expect("a result");
+            assert_eq!(got, i * 2, "in order");
+            total += got;
+        }
+        total
+    };
+    assert_eq!(block_on(tasks_then_results, PATIENCE), Some(n * (n - 1)));
     drop(ours);
     child.join().expect("the echo ended");
 }

@@ -36,6 +36,10 @@ fn main() {
         try_recv_on_a_socket_takes_partial_frames_wild_lengths_and_death,
         recv_bytes_into_a_slice_at_an_offset_as_pythons,
         a_large_frame_asks_for_a_large_send_buffer,
+        ends_that_send_everything_before_they_receive_do_not_wait_for_each_other,
+        two_ends_that_send_100_mb_at_once_both_get_through,
+        a_cloned_end_takes_in_nothing_while_it_waits_to_send,
+        a_waiting_send_takes_in_a_bounded_amount,
     ]);
 }
 
@@ -595,4 +599,146 @@ fn count_bytes(mut conn: Connection) -> usize {
         total += m.len();
     }
     total
+}
+
+/// Sends back each number it receives, doubled, until the end of file.
+fn echo_doubled(mut conn: Connection) {
+    while let Ok(n) = conn.recv::<u64>() {
+        if conn.send(&(n * 2)).is_err() {
+            break;
+        }
+    }
+}
+
+/// A first program's shape: every task sent, then every result read. Past
+/// the sockets' buffers each side waited for the other to read (Python's
+/// pipes still do); a waiting send now takes the results in meanwhile.
+fn ends_that_send_everything_before_they_receive_do_not_wait_for_each_other() {
+    let (mut ours, theirs) = Pipe::duplex().expect("pipe");
+    let mut p = Process::new(echo_doubled, theirs);
+    p.start().expect("start");
+    // About 2 MB each way, ten times the sockets' buffers.
+    let n = 300_000u64;
+    for i in 0..n {
+        ours.send(&i).expect("send");
+    }
+    let mut total = 0u64;
+    for i in 0..n {
+        let got: u64 = ours.recv_timeout(LONG).expect("a result");
+        assert_eq!(got, i * 2, "in order");
+        total += got;
+    }
+    assert_eq!(total, n * (n - 1));
+    drop(ours);
+    p.join().expect("join");
+}
+
+const SWAPPED: usize = 100 << 20;
+
+/// Sends `SWAPPED` bytes of `fill`, then receives the other side's: true
+/// if they are all `!fill`.
+fn swap_big((mut conn, fill): (Connection, u8)) -> bool {
+    if conn.send_bytes(&vec![fill; SWAPPED]).is_err() {
+        return false;
+    }
+    conn.recv_bytes()
+        .is_ok_and(|got| got.len() == SWAPPED && got.iter().all(|&b| b == !fill))
+}
+
+/// Both ends send a 100 MB message before either receives: each send
+/// takes the other's frame in whole (a frame that has begun is not cut at
+/// the bound), so both finish.
+fn two_ends_that_send_100_mb_at_once_both_get_through() {
+    let (ours, theirs) = Pipe::duplex().expect("pipe");
+    let mut p = Process::new(swap_big, (theirs, 0x0f));
+    p.start().expect("start");
+    assert!(swap_big((ours, 0xf0)), "ours arrived whole");
+    assert!(p.join().expect("join"), "theirs arrived whole");
+}
+
+/// With a second handle on the same end, a waiting send takes nothing in:
+/// what it took would be the other handle's to receive. One thread sends
+/// every task through one handle while another reads every result through
+/// its clone.
+fn a_cloned_end_takes_in_nothing_while_it_waits_to_send() {
+    let (mut ours, theirs) = Pipe::duplex().expect("pipe");
+    let mut reader = ours.try_clone().expect("clone");
+    let mut p = Process::new(echo_doubled, theirs);
+    p.start().expect("start");
+    let n = 300_000u64;
+    let results = std::thread::spawn(move || {
+        let mut total = 0u64;
+        for _ in 0..n {
+            match reader.recv_timeout::<u64>(LONG) {
+                Ok(got) => total += got,
+                Err(e) => return Err(format!("after {total}: {e}")),
+            }
+        }
+        Ok(total)
+    });
+    for i in 0..n {
+        ours.send(&i).expect("send");
+    }
+    assert_eq!(results.join().expect("reader"), Ok(n * (n - 1)));
+    drop(ours);
+    p.join().expect("join");
+}
+
+/// Writes numbered 1 MiB frames straight to the socket until its peer is
+/// gone; never receives (a `Connection` that waits to send would take in).
+fn flood(conn: Connection) {
+    use std::io::Write;
+    let Ok(fd) = nix::unistd::dup(&conn) else {
+        return;
+    };
+    let mut socket = std::os::unix::net::UnixStream::from(fd);
+    for i in 0u32.. {
+        let mut frame = vec![0u8; 4 + (1 << 20)];
+        frame[..4].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        frame[4..8].copy_from_slice(&i.to_le_bytes());
+        if socket.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
+/// A peer that sends without end and never reads: a waiting send takes in
+/// at most 64 MiB (and the frame that has begun), then only waits, and
+/// what it took comes out of the next receives whole and in order.
+fn a_waiting_send_takes_in_a_bounded_amount() {
+    let (mut ours, theirs) = Pipe::duplex().expect("pipe");
+    let mut p = Process::new(flood, theirs);
+    p.start().expect("start");
+    let message = vec![1u8; 16 << 20];
+    let before = peak_alloc::held();
+    // It never reads: the send runs out of time, with its tail kept.
+    let sent = ours.send_bytes_timeout(&message, Duration::from_secs(3));
+    assert!(
+        matches!(sent, Ok(()) | Err(SendTimeoutError::Timeout)),
+        "{sent:?}"
+    );
+    // The inbox, and the message's tail if part of it went.
+    let held = peak_alloc::held() - before;
+    assert!(
+        (32 << 20..(81 << 20)).contains(&held),
+        "took in {held} bytes"
+    );
+    p.kill().expect("kill");
+    let _ = p.join();
+    // What was taken in, then what the kernel still held, then the end.
+    let mut received = 0u32;
+    loop {
+        match ours.recv_bytes_timeout(LONG) {
+            Ok(got) => {
+                assert_eq!(got.len(), 1 << 20);
+                assert_eq!(got[..4], received.to_le_bytes(), "whole and in order");
+                received += 1;
+            }
+            Err(e) => {
+                assert!(e.is_disconnected(), "{e:?}");
+                break;
+            }
+        }
+    }
+    assert!((40..90).contains(&received), "{received} messages");
 }

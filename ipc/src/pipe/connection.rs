@@ -8,9 +8,18 @@
 //! blocking and a socket write uses `MSG_DONTWAIT`, so a deadline is kept.
 //! One reader and one writer per end, as with Python's pipes: a second process
 //! reading the same end could take the data `poll` announced.
+//!
+//! A send that waits for room on a duplex end takes in what the peer sends
+//! meanwhile (up to [`ABSORB_LIMIT`], or the whole frame that has begun),
+//! for its next receives. Two processes that each send everything before
+//! they receive (a parent that sends all its tasks, then reads the
+//! results) would otherwise each wait for the other to read, forever, as
+//! Python's pipes do. An end that was cloned does not: what it took in
+//! might be another handle's to receive.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -42,6 +51,10 @@ const SCRATCH_KEPT: usize = 4 << 20;
 const LARGE_FRAME: usize = 1 << 20;
 const LARGE_SEND_BUFFER: usize = 4 << 20;
 
+/// What a waiting send takes in from its peer at most, beyond the rest of
+/// a frame that has begun (which the next receive would buffer anyway).
+pub(crate) const ABSORB_LIMIT: usize = 64 << 20;
+
 /// One end of a pipe. Send and receive serde values (`send`/`recv`) or raw
 /// byte messages (`send_bytes`/`recv_bytes`); each has `try_`/`_timeout` forms.
 ///
@@ -67,6 +80,9 @@ pub struct Connection {
     mac: Option<Box<FrameMac>>,
     /// Whether a large frame has asked for a larger send buffer yet.
     send_buffer_asked: bool,
+    /// Another handle may read this end (it was cloned, here or before it
+    /// was handed over): a waiting send then takes nothing in.
+    shared: AtomicBool,
     /// The threads that wait for this connection's futures (see `future`).
     pub(super) watches: super::future::Watches,
 }
@@ -104,6 +120,7 @@ impl Connection {
             unsent_at: 0,
             mac: None,
             send_buffer_asked: false,
+            shared: AtomicBool::new(false),
             watches: Default::default(),
         })
     }
@@ -132,8 +149,10 @@ impl Connection {
                 "an authenticated connection cannot be shared: its frame counters are its own",
             ));
         }
-        let mut copy = Connection::new(self.fd.try_clone()?, self.readable, self.writable)?;
+        let copy = Connection::new(self.fd.try_clone()?, self.readable, self.writable)?;
+        let mut copy = copy.shared_with(true);
         copy.max_frame_size = self.max_frame_size;
+        self.shared.store(true, Ordering::Relaxed);
         Ok(copy)
     }
 
@@ -159,6 +178,25 @@ impl Connection {
     // ---- sending ------------------------------------------------------------
 
     /// Sends a serde value as one message, waiting while the pipe is full.
+    /// Meanwhile a duplex end that was not cloned takes in what its peer
+    /// sends (up to 64 MiB beyond a frame that has begun) for its next
+    /// receives, so two ends that both send before they receive do not
+    /// wait for each other:
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut a, mut b) = outlast_ipc::Pipe::duplex()?;
+    /// let big = vec![7u8; 8 << 20]; // far more than a socket holds
+    /// let other = std::thread::spawn(move || -> Result<usize, outlast_ipc::pipe::RecvError> {
+    ///     b.send_bytes(&[1u8; 8 << 20]).ok();
+    ///     Ok(b.recv_bytes()?.len())
+    /// });
+    /// a.send_bytes(&big)?;
+    /// assert_eq!(a.recv_bytes()?.len(), 8 << 20);
+    /// assert_eq!(other.join().map_err(|_| "panicked")??, 8 << 20);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SendError> {
         self.send_deadline(value, Deadline::never())
             .map_err(Self::expect_no_timeout)
@@ -435,10 +473,7 @@ impl Connection {
         let bufs = if timed {
             // Wait for room first. Then a pipe takes PIPE_BUF bytes without
             // blocking, and a socket write is made non-blocking by MSG_DONTWAIT.
-            if !self
-                .wait_ready(libc::POLLOUT, deadline)
-                .map_err(WriteError::Io)?
-            {
+            if !self.wait_writable(deadline).map_err(WriteError::Io)? {
                 return Err(WriteError::Timeout);
             }
             if self.is_socket {
@@ -449,15 +484,14 @@ impl Connection {
         } else {
             bufs
         };
+        // An end that takes in while it waits must not wait inside the write.
+        let dont_wait = timed || self.absorbs();
         loop {
-            match os::fd::write_some(fd, bufs, self.is_socket, timed) {
+            match os::fd::write_some(fd, bufs, self.is_socket, dont_wait) {
                 Ok(0) => return Err(WriteError::Disconnected),
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !self
-                        .wait_ready(libc::POLLOUT, deadline)
-                        .map_err(WriteError::Io)?
-                    {
+                    if !self.wait_writable(deadline).map_err(WriteError::Io)? {
                         return Err(WriteError::Timeout);
                     }
                 }
@@ -465,6 +499,83 @@ impl Connection {
                 Err(e) => return Err(WriteError::Io(e)),
             }
         }
+    }
+
+    /// Whether a send that waits takes in what arrives (see the module docs).
+    fn absorbs(&self) -> bool {
+        self.is_socket && self.readable && !self.shared.load(Ordering::Relaxed)
+    }
+
+    /// Waits for room to write (or a hang-up, which the write turns into an
+    /// error); false when the deadline passes first. Meanwhile an end that
+    /// [`absorbs`](Self::absorbs) moves what its peer sends into the inbox,
+    /// up to [`absorb_room`](Self::absorb_room). A send that may not wait
+    /// (a server's, with no time) takes nothing in.
+    fn wait_writable(&mut self, deadline: Deadline) -> io::Result<bool> {
+        let fd = self.fd.as_raw_fd();
+        let mut taking_in = self.absorbs();
+        loop {
+            let events = if taking_in && !deadline.passed() && self.absorb_room() > 0 {
+                libc::POLLOUT | libc::POLLIN
+            } else {
+                libc::POLLOUT
+            };
+            let ready = os::poll::poll_one(fd, events, deadline)?;
+            if ready.writable || ready.hangup {
+                return Ok(true);
+            }
+            if !ready.readable {
+                return Ok(false);
+            }
+            taking_in = self.absorb_now();
+        }
+    }
+
+    /// Moves what has arrived into the inbox, without waiting, for a send
+    /// that cannot go on (see [`wait_writable`](Self::wait_writable); an
+    /// awaited send calls it too). True while this end takes in and has
+    /// room for more: the caller may wait for the peer's bytes as well. The
+    /// end of file and errors stay in the socket for a receive to find.
+    pub(super) fn absorb_now(&mut self) -> bool {
+        if !self.absorbs() {
+            return false;
+        }
+        let fd = self.fd.as_raw_fd();
+        loop {
+            let room = self.absorb_room();
+            if room == 0 {
+                return false;
+            }
+            match self
+                .inbox
+                .fill_from_socket_now(fd, self.inbox.buffered() + room)
+            {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// How much more a waiting send may take in: up to [`ABSORB_LIMIT`]
+    /// buffered, or to the end of the (valid) frame at the inbox's head.
+    fn absorb_room(&self) -> usize {
+        let head_frame = self
+            .inbox
+            .available()
+            .first_chunk::<HEADER_LEN>()
+            .and_then(|h| codec::decode_header(*h, self.max_frame_size).ok())
+            .map_or(0, |len| HEADER_LEN + len);
+        ABSORB_LIMIT
+            .max(head_frame)
+            .saturating_sub(self.inbox.buffered())
+    }
+
+    /// This connection, marked as read through other handles too (or not).
+    fn shared_with(self, shared: bool) -> Self {
+        self.shared.store(shared, Ordering::Relaxed);
+        self
     }
 
     /// Waits for `events` (or a hang-up, which the next I/O turns into an error).
@@ -817,6 +928,12 @@ impl Connection {
     }
 }
 
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl AsRawFd for Connection {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -873,6 +990,8 @@ struct ConnectionWire {
     max_frame_size: u64,
     /// Bytes this copy had received but not yet handed out.
     buffered: Vec<u8>,
+    /// Whether other handles may read the same end.
+    shared: bool,
 }
 
 impl Serialize for Connection {
@@ -896,6 +1015,7 @@ impl Serialize for Connection {
             writable: self.writable,
             max_frame_size: self.max_frame_size as u64,
             buffered: self.inbox.available().to_vec(),
+            shared: self.shared.load(Ordering::Relaxed),
         }
         .serialize(serializer)
     }
@@ -905,8 +1025,9 @@ impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = ConnectionWire::deserialize(deserializer)?;
         let fd = handle::import_fd(wire.slot).map_err(D::Error::custom)?;
-        let mut conn =
-            Connection::new(fd, wire.readable, wire.writable).map_err(D::Error::custom)?;
+        let mut conn = Connection::new(fd, wire.readable, wire.writable)
+            .map_err(D::Error::custom)?
+            .shared_with(wire.shared);
         conn.max_frame_size = usize::try_from(wire.max_frame_size).unwrap_or(usize::MAX);
         conn.inbox = Inbox::with_contents(wire.buffered);
         Ok(conn)

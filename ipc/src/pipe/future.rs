@@ -11,6 +11,9 @@
 //! closed when the connection is dropped (so the peer sees the end of file
 //! then).
 //!
+//! An awaited send on a duplex end takes in what the peer sends while it
+//! waits for room, as a blocking one does (see `connection`).
+//!
 //! Cancel-safe: a receive dropped before it is ready has taken no message
 //! (a frame read in part stays buffered for the next receive); a send
 //! dropped before it is ready has sent nothing, or, if it had started, its
@@ -92,6 +95,7 @@ impl Connection {
             payload: Some(payload),
             started: false,
             waiting: None,
+            taking_in: None,
         }
     }
 
@@ -103,6 +107,7 @@ impl Connection {
             payload: Some(Ok(bytes.to_vec())),
             started: false,
             waiting: None,
+            taking_in: None,
         }
     }
 
@@ -210,6 +215,10 @@ pub struct SendFuture<'a> {
     /// Part of the message is written; its rest waits in the connection.
     started: bool,
     waiting: Option<Registration>,
+    /// Woken by the peer's bytes too, which a duplex end takes in while
+    /// it waits, as a blocking send does (two ends that both send first
+    /// would otherwise wait for each other).
+    taking_in: Option<Registration>,
 }
 
 impl std::fmt::Debug for SendFuture<'_> {
@@ -272,7 +281,17 @@ impl Future for SendFuture<'_> {
                 Poll::Ready(Err(e))
             }
             Ok(false) => {
-                match wait_for(this.connection, Readiness::Writable, &mut this.waiting, cx) {
+                let mut waited =
+                    wait_for(this.connection, Readiness::Writable, &mut this.waiting, cx);
+                if waited.is_ok() && this.connection.absorb_now() {
+                    waited = wait_for(
+                        this.connection,
+                        Readiness::Readable,
+                        &mut this.taking_in,
+                        cx,
+                    );
+                }
+                match waited {
                     Ok(()) => Poll::Pending,
                     Err(e) => Poll::Ready(Err(SendError::Io(e))),
                 }
