@@ -985,53 +985,70 @@ fn a_child_that_put_its_items_joins_before_they_are_taken() {
     }
 }
 
-/// The program a user writes first: consumer processes `while let Ok(n) =
-/// q.get()`, the parent puts and closes. Each consumer's own handle still
-/// counts as a producer, so no get ends; past ten seconds one consumer says
-/// so on stderr, once, naming `close` and `shutdown` (Python hangs without
-/// a word). A run where an open handle is merely slow to put (the parent
-/// sleeps 12 s first) says nothing and ends with the exact sum.
+/// Consumers that loop `while let Ok(n) = q.get()` and a parent that
+/// puts, in the two ways a first program hangs (Python's hang without a
+/// word): the parent closes, but each consumer's own handle still counts
+/// as a producer; or the parent waits in `join()` with no end marker.
+/// Past ten seconds one consumer says so on stderr, once, naming what to
+/// do. Two runs where an open handle is merely slow to put (the parent
+/// sleeps 12 s first; the parent waits in `join()` for a producer child
+/// that sleeps 12 s) say nothing and end with the exact sum.
 fn consumers_that_keep_their_handles_open_are_told_why_nothing_ends() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::{Child, Command, Stdio};
     let program = env!("CARGO_BIN_EXE_consumers_left_open");
-    let slow = Command::new(program)
-        .arg("slow")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the slow program");
-    let mut stuck = Command::new(program)
-        .arg("stuck")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the stuck program");
-    let stderr = stuck.stderr.take().expect("its stderr");
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let started = Instant::now();
-    let hint = lines.recv_timeout(Duration::from_secs(60));
-    let waited = started.elapsed();
-    // Once: the other consumer, as stuck, says nothing more.
-    let second = lines.recv_timeout(Duration::from_secs(3));
-    // (Its fork server then ends its consumers.)
-    let _ = stuck.kill();
-    let _ = stuck.wait();
-    let hint = hint.expect("a line on stderr within a minute");
+    let start = move |mode: &str| {
+        Command::new(program)
+            .arg(mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the program")
+    };
+    let slow = start("slow");
+    let joins_producer = start("joins-producer");
+    let hint_of = |mut stuck: Child| {
+        use std::io::{BufRead, BufReader};
+        let stderr = stuck.stderr.take().expect("its stderr");
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let started = Instant::now();
+        let hint = lines.recv_timeout(Duration::from_secs(60));
+        let waited = started.elapsed();
+        // Once: the other consumer, as stuck, says nothing more.
+        let second = lines.recv_timeout(Duration::from_secs(3));
+        // (Its fork server then ends its consumers.)
+        let _ = stuck.kill();
+        let _ = stuck.wait();
+        let hint = hint.expect("a line on stderr within a minute");
+        assert!(waited >= Duration::from_secs(10), "said after {waited:?}");
+        assert!(second.is_err(), "a second line: {second:?}");
+        hint
+    };
+    let stuck = std::thread::spawn(move || hint_of(start("stuck")));
+    let joined = start("joined");
+    let joiner = joined.id();
+    let joined = hint_of(joined);
+    let stuck = stuck.join().expect("the stuck run");
     assert!(
-        hint.contains("every handle still open on that queue is itself waiting in a get")
-            && hint.contains("close()")
-            && hint.contains("shutdown(false)"),
-        "{hint}"
+        stuck.contains("every handle still open on that queue is itself waiting in a get")
+            && stuck.contains("close()")
+            && stuck.contains("shutdown(false)"),
+        "{stuck}"
     );
-    assert!(waited >= Duration::from_secs(10), "said after {waited:?}");
-    assert!(second.is_err(), "a second line: {second:?}");
-    let out = slow.wait_with_output().expect("the slow program ends");
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sum: 6");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(
+        joined.contains(&format!("waiting in join() (pid {joiner})"))
+            && joined.contains("end marker for each consumer")
+            && joined.contains("shutdown(false)"),
+        "{joined}"
+    );
+    for run in [slow, joins_producer] {
+        let out = run.wait_with_output().expect("the program ends");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sum: 6");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    }
 }

@@ -292,7 +292,12 @@ where
         if let (true, Some(status)) = (child.joined, child.status) {
             return Err(JoinError::AlreadyJoined(status).into());
         }
-        if !child.wait(deadline).map_err(JoinError::Io)? {
+        // Queues' stuck gets can tell a consumer waiting for this join's
+        // end marker (see `queue::joining`).
+        let joining = child.status.is_none().then(crate::queue::Joining::start);
+        let ended = child.wait(deadline).map_err(JoinError::Io)?;
+        drop(joining);
+        if !ended {
             return Err(JoinTimeoutError::Timeout);
         }
         child.joined = true;

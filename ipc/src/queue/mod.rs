@@ -51,6 +51,7 @@ mod bias;
 mod error;
 mod future;
 mod joinable;
+mod joining;
 mod producers;
 mod ring;
 mod simple;
@@ -61,6 +62,7 @@ pub(crate) mod wait;
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
 pub use future::{GetFuture, PutFuture};
 pub use joinable::JoinableQueue;
+pub(crate) use joining::Joining;
 pub use simple::SimpleQueue;
 pub use wait::DEFAULT_SPIN;
 
@@ -241,12 +243,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// `Disconnected` once every handle has closed (or been dropped, or its
     /// process died) and the queue is empty: a process that only consumes
     /// closes its handle first. (A blocking `get` that waits 10 s while
-    /// every open handle is itself waiting in a get says so once per queue
-    /// on stderr: nothing can come then.)
+    /// every open handle is itself waiting in a get, or held by a process
+    /// waiting in `Process::join`, says so once per queue on stderr:
+    /// nothing can come then.)
     pub fn close(&self) {
         let previous = self.producer.swap(CLOSED, Ordering::AcqRel);
         if previous < UNTRACKED {
-            self.state().ring.producers.close(previous);
+            let producers = &self.state().ring.producers;
+            joining::forget(producers, previous);
+            producers.close(previous);
         }
     }
 
@@ -633,6 +638,9 @@ impl<T> Queue<T> {
         watches: std::sync::Arc<future::Watches>,
         slot: Option<usize>,
     ) -> Self {
+        if let Some(index) = slot {
+            joining::remember(&cell.state().ring.producers, index);
+        }
         Queue {
             producer: AtomicUsize::new(slot.unwrap_or(UNTRACKED)),
             spill,
@@ -669,7 +677,9 @@ impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         let slot = self.producer.swap(CLOSED, Ordering::AcqRel);
         if slot < UNTRACKED {
-            self.cell.state().ring.producers.close(slot);
+            let producers = &self.cell.state().ring.producers;
+            joining::forget(producers, slot);
+            producers.close(slot);
         }
     }
 }

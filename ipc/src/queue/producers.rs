@@ -25,8 +25,20 @@ pub(crate) struct ProducerSlot {
     /// otherwise keep the queue open for as long as its parent lives.
     reserved_until: AtomicU64,
     /// Gets through this handle now waiting for a record: while every open
-    /// handle waits so, none of them is putting (see `all_open_are_getting`).
+    /// handle waits so, none of them is putting (see `all_open_waiting`).
     getting: AtomicU32,
+    /// Non-zero while a thread of the handle's process waits in a join
+    /// (see `joining`).
+    joining: AtomicU32,
+}
+
+/// Why every open handle of a queue waits (see `all_open_waiting`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AllWaiting {
+    /// Each in a get.
+    InGets,
+    /// Each in a get, or in a process waiting in a join (this pid's, first found).
+    SomeInJoin(u32),
 }
 
 /// How long a child has to adopt the producer slot reserved for it.
@@ -56,6 +68,7 @@ impl Producers {
             {
                 slot.start_time.store(start, Ordering::Release);
                 slot.getting.store(0, Ordering::Release);
+                slot.joining.store(0, Ordering::Release);
                 slot.open.store(1, Ordering::Release);
                 // Only now: a consumer must never see "someone produced" and no one open.
                 self.ever.store(1, Ordering::Release);
@@ -132,23 +145,45 @@ impl Producers {
         }
     }
 
-    /// True when some handle is open and every open one has a get waiting
-    /// on it: no put can come through any of them while that lasts (unless
-    /// another thread puts through a handle it shares with a waiting one).
-    /// False when the table overflowed (it does not know every handle).
-    pub(crate) fn all_open_are_getting(&self) -> bool {
-        if self.overflowed.load(Ordering::Acquire) != 0 {
-            return false;
+    /// The handle of slot `index` belongs to a process with a thread
+    /// waiting in a join (`true`), or no longer.
+    pub(crate) fn joining(&self, index: usize, joins: bool) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.joining.store(u32::from(joins), Ordering::Release);
         }
-        let mut open = self.slots.iter().filter(|slot| {
-            slot.pid.load(Ordering::Acquire) != 0 && slot.open.load(Ordering::Acquire) != 0
-        });
-        let mut any = false;
-        let all = open.all(|slot| {
-            any = true;
-            slot.getting.load(Ordering::Acquire) > 0
-        });
-        any && all
+    }
+
+    /// `Some` when some handle is open and every open one has a get
+    /// waiting on it, or is held by a process waiting in a join: no put
+    /// can come through any of them while that lasts (unless another
+    /// thread puts through a handle it shares with a waiting one). `None`
+    /// otherwise, and when the table overflowed (it does not know every
+    /// handle).
+    pub(crate) fn all_open_waiting(&self) -> Option<AllWaiting> {
+        if self.overflowed.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let mut any_getting = false;
+        let mut in_join = None;
+        for slot in &self.slots {
+            let pid = slot.pid.load(Ordering::Acquire);
+            if pid == 0 || slot.open.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            if slot.getting.load(Ordering::Acquire) > 0 {
+                any_getting = true;
+            } else if slot.joining.load(Ordering::Acquire) != 0 {
+                in_join.get_or_insert(pid);
+            } else {
+                return None;
+            }
+        }
+        // Someone must be in a get: a join among joins alone is not ours.
+        match (any_getting, in_join) {
+            (false, _) => None,
+            (true, None) => Some(AllWaiting::InGets),
+            (true, Some(pid)) => Some(AllWaiting::SomeInJoin(pid)),
+        }
     }
 
     /// True the first time it is asked, of every process sharing the queue.

@@ -2,15 +2,17 @@
 //! itself waiting in a get, so no put can come through any of them. The
 //! usual cause is a consumer process that kept its handle open (each handle
 //! counts as a producer until `close`), waiting for the `Disconnected` its
-//! own handle holds off. Python's `Queue` hangs silently there; this says
-//! so once per queue, on stderr, and waits on (another thread may yet put
-//! through a handle it shares with a waiting get: only the program knows).
+//! own handle holds off; or a parent that waits in `join()` for consumers
+//! that wait for its end marker (see `joining`). Python's `Queue` hangs
+//! silently there; this says so once per queue, on stderr, and waits on
+//! (another thread may yet put through a handle it shares with a waiting
+//! get: only the program knows).
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use super::producers::Producers;
+use super::producers::{AllWaiting, Producers};
 
 /// How long a get waits before it looks for the cause: far past any
 /// hand-off, short enough that a stuck program says why while its user
@@ -63,22 +65,34 @@ impl<'a> WaitingGet<'a> {
         if since.elapsed() < HINT_AFTER {
             return;
         }
-        if !empty || !self.producers.all_open_are_getting() {
-            self.stuck_at.set(None);
-            return;
-        }
+        let waiting = match self.producers.all_open_waiting() {
+            Some(waiting) if empty => waiting,
+            _ => {
+                self.stuck_at.set(None);
+                return;
+            }
+        };
         if self.stuck_at.replace(Some(tail)) != Some(tail) || !self.producers.first_to_hint() {
             return;
         }
-        crate::os::stderr::line(format_args!(
-            "outlast: a Queue get (pid {}) has waited {} s, and every handle still open on \
-             that queue is itself waiting in a get: no put can come, and no get ends with \
-             Disconnected while they stay open. A process that only takes items should \
-             close() its handle first (every open handle counts as a producer), or the \
-             producer should shutdown(false) the queue once all is put.",
-            std::process::id(),
-            since.elapsed().as_secs()
-        ));
+        let me = std::process::id();
+        let waited = since.elapsed().as_secs();
+        match waiting {
+            AllWaiting::InGets => crate::os::stderr::line(format_args!(
+                "outlast: a Queue get (pid {me}) has waited {waited} s, and every handle still \
+                 open on that queue is itself waiting in a get: no put can come, and no get \
+                 ends with Disconnected while they stay open. A process that only takes items \
+                 should close() its handle first (every open handle counts as a producer), or \
+                 the producer should shutdown(false) the queue once all is put."
+            )),
+            AllWaiting::SomeInJoin(joiner) => crate::os::stderr::line(format_args!(
+                "outlast: a Queue get (pid {me}) has waited {waited} s; every handle still open \
+                 on that queue is waiting in a get, or held by a process waiting in join() \
+                 (pid {joiner}): no put can come, so the join waits for a get that waits for \
+                 it. Before join(), put an end marker for each consumer, or shutdown(false) the \
+                 queue (its gets then end with ShutDown once it is drained)."
+            )),
+        }
     }
 }
 
