@@ -784,7 +784,10 @@ impl Connection {
     /// Receives one byte message and the descriptors sent with it (see
     /// [`send_bytes_with_fds`](Self::send_bytes_with_fds)), waiting at most
     /// `timeout`. Descriptors come with the first byte of a message, so this
-    /// must be called with nothing of it received yet.
+    /// must be called with nothing of it received yet: a message that a
+    /// receive read ahead, or that a waiting send on this end took in (see
+    /// [`send`](Self::send)), comes without its descriptors (the kernel
+    /// closes them). Exchange descriptors as request and reply.
     pub fn recv_bytes_with_fds(
         &mut self,
         timeout: Duration,
