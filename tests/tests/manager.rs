@@ -36,6 +36,7 @@ fn main() {
         one_client_cannot_take_the_whole_byte_budget,
         an_idle_manager_with_three_idle_clients_uses_no_cpu,
         beside_busy_loops_every_request_is_answered_exactly,
+        a_ctrl_c_leaves_the_server_to_the_program,
     ]);
 }
 
@@ -732,4 +733,34 @@ fn add_a_thousand(ns: Namespace) -> Result<(), String> {
         ns.fetch_add("count", 1).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// A terminal's Ctrl-C reaches the whole process group, the manager's
+/// server too. A program that catches it (to save its work, then stop)
+/// still has its objects: the server ignores `SIGINT`, as Python's does
+/// since bpo-36368. Ours died of it, and the program's next call was
+/// `Disconnected`.
+fn a_ctrl_c_leaves_the_server_to_the_program() {
+    for method in [
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+        StartMethod::Fork,
+    ] {
+        let manager = Manager::start_with(method).unwrap();
+        let results = manager.dict::<String, u64>().unwrap();
+        results.set(&"done".to_string(), &1).unwrap();
+        let server = manager.pid().expect("a server process");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        // Delivered before the server can answer this: it would die first.
+        results
+            .set(&"saved".to_string(), &2)
+            .unwrap_or_else(|e| panic!("{method:?}: the server did not outlive a Ctrl-C: {e}"));
+        assert_eq!(results.get(&"done".to_string()).unwrap(), Some(1));
+        assert_eq!(results.len().unwrap(), 2, "{method:?}");
+        manager.shutdown();
+    }
 }

@@ -588,6 +588,10 @@ impl Drop for Manager {
 /// What the server process runs: binds, says where (or why not) on the
 /// control pipe, serves until that pipe closes.
 fn serve_in_child((address, key, registry, options, mut control): ServerArgs) {
+    // A terminal's Ctrl-C reaches the whole process group: the program may
+    // catch it and still want its objects (save, then stop). The server
+    // goes when the program does, or when told (Python's, since bpo-36368).
+    let _ = crate::os::signals::ignore(libc::SIGINT);
     let bound = address
         .parse::<Address>()
         .map_err(|e| e.to_string())
