@@ -37,8 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for n in 1..=100 {
         tasks.put(&n)?;
     }
-    if !tasks.join_timeout(Duration::from_secs(60)) {
-        return Err(format!("{} tasks never finished", tasks.unfinished()).into());
+    // A worker killed with a task in hand is told here, not waited for.
+    if let Err(e) = tasks.join_timeout(Duration::from_secs(60)) {
+        return Err(format!("{} tasks never finished: {e}", tasks.unfinished()).into());
     }
     println!(
         "all tasks done: total {} (unfinished {})",

@@ -458,7 +458,7 @@ fn queue_test_task_done() {
         for i in 0..10 {
             q.put(&Some(i)).expect("put");
         }
-        assert!(q.join_timeout(PATIENCE), "every task is done");
+        assert_eq!(q.join_timeout(PATIENCE), Ok(()), "every task is done");
         for _ in &workers {
             q.put(&None).expect("put");
         }
@@ -479,7 +479,7 @@ fn queue_test_closed_queue_put_get_exceptions() {
 }
 
 fn join_queue(q: JoinableQueue<String>) -> bool {
-    q.join_timeout(PATIENCE)
+    q.join_timeout(PATIENCE).is_ok()
 }
 
 fn get_one(q: Queue<String>) -> Result<String, String> {

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use outlast_ipc::queue::{
-    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, SimpleQueue,
+    GetError, GetTimeoutError, JoinQueueTimeoutError, JoinableQueue, LostItems, PutError,
+    PutTimeoutError, Queue, SimpleQueue,
 };
 use outlast_ipc::sync::Lock;
 use outlast_ipc::value::{Array, Value};
@@ -24,6 +25,7 @@ fn main() {
         full_oversized_and_timeouts_are_typed_errors,
         messages_of_every_size_cross_in_both_methods,
         joinable_queue_join_waits_for_task_done,
+        join_reports_items_whose_taker_died_once_the_rest_are_done,
         a_producer_killed_inside_put_leaves_join_working,
         simple_queue_round_trip,
         posix_message_queue_orders_by_priority_across_processes,
@@ -424,7 +426,7 @@ fn a_producer_killed_inside_put_leaves_join_working() {
         }
         assert!(next > 0, "round {round}: the producer put nothing");
         assert!(
-            q.join_timeout(Duration::from_secs(5)),
+            q.join_timeout(Duration::from_secs(5)).is_ok(),
             "round {round}: join stuck with {} unfinished after {next} items",
             q.unfinished()
         );
@@ -445,7 +447,7 @@ fn joinable_queue_join_waits_for_task_done() {
         q.put(&i).expect("put");
     }
     assert!(
-        q.join_timeout(Duration::from_secs(30)),
+        q.join_timeout(Duration::from_secs(30)).is_ok(),
         "join timed out with {} unfinished",
         q.unfinished()
     );
@@ -1051,4 +1053,85 @@ fn consumers_that_keep_their_handles_open_are_told_why_nothing_ends() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sum: 6");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     }
+}
+
+/// Takes `n` items, then dies by `SIGKILL` before marking any done.
+fn take_then_die((q, n): (JoinableQueue<u32>, usize)) {
+    for _ in 0..n {
+        let _ = q.get();
+    }
+    // SAFETY: signals this very process.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
+/// Takes `n` items, then panics before marking any done.
+fn take_then_panic((q, n): (JoinableQueue<u32>, usize)) {
+    for _ in 0..n {
+        let _ = q.get();
+    }
+    panic!("a consumer's bug");
+}
+
+/// Marks each item done, slowly, and counts them; takes them through one
+/// handle and marks them through another (a second thread's, say).
+fn work_slowly((q, done): (JoinableQueue<u32>, Value<u32>)) {
+    let marker = q.clone();
+    while let Ok(_item) = q.get_timeout(Duration::from_millis(500)) {
+        std::thread::sleep(Duration::from_millis(20));
+        done.fetch_add(1);
+        marker.task_done().expect("task_done");
+    }
+}
+
+/// Python's `join` waits forever for an item whose consumer died before
+/// `task_done`. Here `join` waits for every other item, then says how many
+/// were lost and by whom, once (they count as done from then on), and a
+/// later `join` waits for what was put since. A consumer that panicked
+/// (its handle dropped) loses its items the same way; items taken through
+/// one handle and marked through another are not lost.
+fn join_reports_items_whose_taker_died_once_the_rest_are_done() {
+    let q = JoinableQueue::<u32>::new(0).expect("queue");
+    for i in 0..10 {
+        q.put(&i).expect("put");
+    }
+    let mut killed = Process::new(take_then_die, (q.clone(), 3));
+    killed.start().expect("start");
+    let killed_pid = killed.pid().expect("a pid");
+    assert!(killed.join().is_err(), "it was killed");
+    let done = Value::new(0u32).expect("a value");
+    let mut slow = Process::new(work_slowly, (q.clone(), done.clone()));
+    slow.start().expect("start");
+    // Only once the seven others are done.
+    assert_eq!(
+        q.join(),
+        Err(LostItems {
+            items: 3,
+            pid: killed_pid
+        })
+    );
+    assert_eq!(done.load(), 7, "join returned before the rest were done");
+    assert_eq!(q.unfinished(), 0);
+    assert_eq!(q.join(), Ok(()), "reported once");
+    slow.join().expect("the slow consumer");
+
+    // A panic drops the handle: its items are lost too.
+    for i in 0..4 {
+        q.put(&i).expect("put");
+    }
+    let mut panicked = Process::new(take_then_panic, (q.clone(), 1));
+    panicked.start().expect("start");
+    let panicked_pid = panicked.pid().expect("a pid");
+    assert!(panicked.join().is_err());
+    let mut slow = Process::new(work_slowly, (q.clone(), done.clone()));
+    slow.start().expect("start");
+    assert_eq!(
+        q.join_timeout(Duration::from_secs(60)),
+        Err(JoinQueueTimeoutError::Lost(LostItems {
+            items: 1,
+            pid: panicked_pid
+        }))
+    );
+    assert_eq!(done.load(), 10);
+    slow.join().expect("the slow consumer");
+    assert_eq!(q.join_timeout(Duration::ZERO), Ok(()));
 }

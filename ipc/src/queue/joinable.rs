@@ -2,16 +2,18 @@
 //! one, `task_done` takes one away, `join` waits until none are left. An
 //! item counts once its `put` has committed it, from the ring's own count
 //! of messages, so a producer SIGKILLed in the middle of a put leaves the
-//! count right.
+//! count right. Each handle counts what it took and has not marked done,
+//! so items held by a process that dies are known: `join` says so instead
+//! of waiting for them forever.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let q = outlast_ipc::queue::JoinableQueue::<u32>::new(0)?;
 //! q.put(&7)?;
-//! assert!(!q.join_timeout(std::time::Duration::from_millis(1)));
+//! assert!(q.join_timeout(std::time::Duration::from_millis(1)).is_err());
 //! assert_eq!(q.get()?, 7);
 //! q.task_done()?;
-//! assert!(q.join_timeout(std::time::Duration::ZERO));
+//! q.join()?;
 //! # Ok(())
 //! # }
 //! ```
@@ -23,11 +25,39 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{Queue, TaskDoneError};
+use crate::os::Deadline;
 use crate::shm::ShmError;
 
 /// How often `join` re-reads the count (no futex: the count is 64-bit and
 /// changes on every put; a short sleep keeps it simple and cheap).
 const JOIN_POLL: Duration = Duration::from_millis(1);
+
+/// How often a waiting `join` looks for holders that died.
+const LOOK_FOR_THE_DEAD: Duration = Duration::from_millis(100);
+
+/// Items taken that will never be marked done: the process that took them
+/// died (or let its last handle go) before its `task_done`. `join` counts
+/// them as done and says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{items} item(s) taken from the queue will never be marked done: \
+     process {pid} died (or dropped its handle) before task_done(); every other item is done"
+)]
+pub struct LostItems {
+    /// How many.
+    pub items: u64,
+    /// The process that took the last of them.
+    pub pid: u32,
+}
+
+/// Why [`JoinableQueue::join_timeout`] returned before every item was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinQueueTimeoutError {
+    #[error("items are still being worked on")]
+    Timeout,
+    #[error(transparent)]
+    Lost(#[from] LostItems),
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -57,7 +87,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     }
 
     pub fn with_ring_bytes(maxsize: usize, ring_bytes: usize) -> Result<Self, ShmError> {
-        let queue = Queue::with_ring_bytes(maxsize, ring_bytes)?;
+        let mut queue = Queue::with_ring_bytes(maxsize, ring_bytes)?;
+        queue.count_takes();
         Ok(JoinableQueue { queue })
     }
 
@@ -75,24 +106,50 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         }
     }
 
-    /// Waits until every item put has been marked done.
-    pub fn join(&self) {
-        while self.unfinished() > 0 {
-            std::thread::sleep(JOIN_POLL);
+    /// Waits until every item put has been marked done (Python's `join`).
+    ///
+    /// An item taken by a process that died (or dropped its last handle)
+    /// before its `task_done` will never be done: Python's `join` then
+    /// waits forever. Here, once every other item is done, `join` counts
+    /// those as done and returns [`LostItems`] (once: a `join` after it
+    /// waits for what was put since).
+    pub fn join(&self) -> Result<(), LostItems> {
+        match self.join_deadline(Deadline::never()) {
+            Err(JoinQueueTimeoutError::Lost(lost)) => Err(lost),
+            _ => Ok(()),
         }
     }
 
-    /// Waits at most `timeout`; true if every item was done.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
+    /// [`join`](Self::join), waiting at most `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinQueueTimeoutError> {
+        self.join_deadline(Deadline::after(timeout))
+    }
+
+    fn join_deadline(&self, deadline: Deadline) -> Result<(), JoinQueueTimeoutError> {
+        let mut looked = Instant::now();
         loop {
-            if self.unfinished() <= 0 {
-                return true;
+            let lost = self.queue.lost();
+            if self.queue.unfinished() <= lost {
+                match self.queue.write_off_lost() {
+                    Some((items, pid)) => return Err(LostItems { items, pid }.into()),
+                    // None left, or another join reported them.
+                    None if self.queue.unfinished() == 0 => return Ok(()),
+                    None => continue,
+                }
             }
-            if Instant::now() >= end {
-                return false;
+            if deadline.passed() {
+                return Err(JoinQueueTimeoutError::Timeout);
             }
-            std::thread::sleep(JOIN_POLL.min(end.saturating_duration_since(Instant::now())));
+            // The processes that hold items are not asked at every turn:
+            // reading /proc costs microseconds per handle.
+            if looked.elapsed() >= LOOK_FOR_THE_DEAD {
+                self.queue.find_dead_holders();
+                looked = Instant::now();
+            }
+            let nap = deadline
+                .remaining()
+                .map_or(JOIN_POLL, |left| left.min(JOIN_POLL));
+            std::thread::sleep(nap);
         }
     }
 

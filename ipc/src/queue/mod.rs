@@ -61,14 +61,14 @@ pub(crate) mod wait;
 
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError};
 pub use future::{GetFuture, PutFuture};
-pub use joinable::JoinableQueue;
+pub use joinable::{JoinQueueTimeoutError, JoinableQueue, LostItems};
 pub(crate) use joining::Joining;
 pub use simple::SimpleQueue;
 pub use wait::DEFAULT_SPIN;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -113,10 +113,13 @@ pub(crate) struct SpillTags {
 #[repr(C, align(64))]
 pub(crate) struct Joinable {
     done: AtomicU64,
+    /// Non-zero for a `JoinableQueue`: each handle counts what it takes
+    /// and has not marked done (see `Producers::took`).
+    counts_takes: AtomicU32,
 }
 
 impl ShmState for QueueState {
-    const TAG: u64 = 0x4950_4351_5545_5505; // "IPCQUEU" v5
+    const TAG: u64 = 0x4950_4351_5545_5506; // "IPCQUEU" v6
 }
 
 /// This handle's producer registration.
@@ -135,6 +138,8 @@ pub struct Queue<T> {
     spill: std::sync::Arc<SpillSocket>,
     max_message: AtomicUsize,
     producer: AtomicUsize,
+    /// A `JoinableQueue`'s handle: what it takes counts as held until done.
+    counts_takes: bool,
     seen: LocalView,
     /// The threads that wait for this process's futures (see `future`),
     /// shared by the handles cloned from one another.
@@ -450,10 +455,50 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 return false;
             }
             match done.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.state()
+                        .ring
+                        .producers
+                        .done_through(open_slot(&self.producer));
+                    return true;
+                }
                 Err(seen) => now = seen,
             }
         }
+    }
+
+    /// Makes this queue a `JoinableQueue`'s: from now on every handle
+    /// counts what it takes until it is marked done.
+    pub(crate) fn count_takes(&mut self) {
+        self.state()
+            .joinable
+            .counts_takes
+            .store(1, Ordering::Release);
+        self.counts_takes = true;
+    }
+
+    /// Items taken by handles whose process died (or let the handle go)
+    /// before marking them done, not yet reported.
+    pub(crate) fn lost(&self) -> u64 {
+        self.state().ring.producers.lost()
+    }
+
+    /// Looks for dead processes among the handles (reading `/proc`): what
+    /// they held is lost from then on.
+    pub(crate) fn find_dead_holders(&self) {
+        let _ = self.state().ring.producers.all_gone(true);
+    }
+
+    /// Reports the lost items once, and counts them as done (they never
+    /// will be): how many, and the process that lost the last of them.
+    pub(crate) fn write_off_lost(&self) -> Option<(u64, u32)> {
+        let (lost, pid) = self.state().ring.producers.take_lost()?;
+        let items = lost.min(self.unfinished());
+        self.state()
+            .joinable
+            .done
+            .fetch_add(items, Ordering::AcqRel);
+        Some((items, pid))
     }
 
     // ---- getting --------------------------------------------------------------
@@ -545,13 +590,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> Result<usize, GetTimeoutError> {
         let mut shown = 0;
         let mut failed = None;
+        // Counted as each record is seen, before the take commits.
+        let holder = self
+            .counts_takes
+            .then(|| open_slot(&self.producer))
+            .flatten();
+        let producers = &self.state().ring.producers;
         let taken =
             self.ring()
-                .get_many(
-                    max.max(1),
-                    deadline,
-                    Some(&self.producer),
-                    &mut |record| match record {
+                .get_many(max.max(1), deadline, Some(&self.producer), &mut |record| {
+                    if let Some(index) = holder {
+                        producers.took(index, 1);
+                    }
+                    match record {
                         Record::Inline(bytes) => {
                             shown += 1;
                             each(bytes);
@@ -567,8 +618,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                                 }
                             }
                         }
-                    },
-                );
+                    }
+                });
         match (taken, failed) {
             (Ok(_), Some(e)) if shown == 0 => Err(GetError::from(e).into()),
             (Ok(_), _) => Ok(shown),
@@ -641,7 +692,9 @@ impl<T> Queue<T> {
         if let Some(index) = slot {
             joining::remember(&cell.state().ring.producers, index);
         }
+        let counts_takes = cell.state().joinable.counts_takes.load(Ordering::Acquire) != 0;
         Queue {
+            counts_takes,
             producer: AtomicUsize::new(slot.unwrap_or(UNTRACKED)),
             spill,
             watches,

@@ -30,6 +30,9 @@ pub(crate) struct ProducerSlot {
     /// Non-zero while a thread of the handle's process waits in a join
     /// (see `joining`).
     joining: AtomicU32,
+    /// Items of a `JoinableQueue` taken through this handle and not yet
+    /// marked done: lost, for `join` to report, if its process dies.
+    held: AtomicU64,
 }
 
 /// Why every open handle of a queue waits (see `all_open_waiting`).
@@ -52,6 +55,11 @@ pub(crate) struct Producers {
     overflowed: AtomicU32,
     /// A get said that nothing can answer it (`stuck`): said once per queue.
     hinted: AtomicU32,
+    /// Items taken and never to be marked done (their handle's process
+    /// died, or let the handle go first), not yet reported by a `join`.
+    lost: AtomicU64,
+    /// The last process that lost some.
+    lost_by: AtomicU32,
     slots: [ProducerSlot; SLOTS],
 }
 
@@ -69,6 +77,7 @@ impl Producers {
                 slot.start_time.store(start, Ordering::Release);
                 slot.getting.store(0, Ordering::Release);
                 slot.joining.store(0, Ordering::Release);
+                slot.held.store(0, Ordering::Release);
                 slot.open.store(1, Ordering::Release);
                 // Only now: a consumer must never see "someone produced" and no one open.
                 self.ever.store(1, Ordering::Release);
@@ -119,14 +128,78 @@ impl Producers {
         Some(index)
     }
 
-    /// Closes a slot taken by `register`.
+    /// Closes a slot taken by `register`. Items it holds go to another
+    /// open handle of this process (whose `task_done` may yet mark them),
+    /// or are lost.
     pub(crate) fn close(&self, index: usize) {
         if let Some(slot) = self.slots.get(index) {
+            let held = slot.held.swap(0, Ordering::AcqRel);
+            if held > 0 {
+                let me = std::process::id();
+                let heir = self.slots.iter().enumerate().find(|(i, other)| {
+                    *i != index
+                        && other.pid.load(Ordering::Acquire) == me
+                        && other.open.load(Ordering::Acquire) != 0
+                });
+                match heir {
+                    Some((_, heir)) => {
+                        heir.held.fetch_add(held, Ordering::AcqRel);
+                    }
+                    None => self.lose(held, me),
+                }
+            }
             slot.open.store(0, Ordering::Release);
             slot.start_time.store(0, Ordering::Release);
             slot.reserved_until.store(0, Ordering::Release);
             slot.pid.store(0, Ordering::Release);
         }
+    }
+
+    /// `n` items of a `JoinableQueue` are taken through the handle of slot
+    /// `index` (counted before the take commits: a death in between counts
+    /// one too many, never one too few, so a `join` never waits for it).
+    pub(crate) fn took(&self, index: usize, n: u64) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.held.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+
+    /// One item is marked done through the handle of slot `index` (if it
+    /// has one): taken off its count, or off another handle's of this
+    /// process (taken by one thread, marked by another).
+    pub(crate) fn done_through(&self, index: Option<usize>) {
+        let take_one = |slot: &ProducerSlot| {
+            slot.held
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if index.and_then(|i| self.slots.get(i)).is_some_and(take_one) {
+            return;
+        }
+        let me = std::process::id();
+        let _ = self
+            .slots
+            .iter()
+            .filter(|slot| slot.pid.load(Ordering::Acquire) == me)
+            .any(take_one);
+    }
+
+    /// Counts `n` items that will never be marked done, taken by `pid`.
+    fn lose(&self, n: u64, pid: u32) {
+        self.lost_by.store(pid, Ordering::Release);
+        self.lost.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Items lost and not yet reported.
+    pub(crate) fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Takes the lost items to report them: how many, and who lost the
+    /// last of them (`None` if none, or another `join` took them first).
+    pub(crate) fn take_lost(&self) -> Option<(u64, u32)> {
+        let n = self.lost.swap(0, Ordering::AcqRel);
+        (n > 0).then(|| (n, self.lost_by.load(Ordering::Acquire)))
     }
 
     /// A get through the handle of slot `index` starts (`true`) or stops
@@ -216,7 +289,12 @@ impl Producers {
             if alive {
                 any_alive = true;
             } else {
-                // Free it for others; a racing re-registration wins the CAS.
+                // What it held is lost; then the slot is free for others
+                // (a racing re-registration wins the CAS).
+                let held = slot.held.swap(0, Ordering::AcqRel);
+                if held > 0 {
+                    self.lose(held, pid);
+                }
                 let _ = slot
                     .pid
                     .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire);
