@@ -136,10 +136,12 @@ impl Producers {
             let held = slot.held.swap(0, Ordering::AcqRel);
             if held > 0 {
                 let me = std::process::id();
+                // Not a slot reserved for a child: the child adopts it.
                 let heir = self.slots.iter().enumerate().find(|(i, other)| {
                     *i != index
                         && other.pid.load(Ordering::Acquire) == me
                         && other.open.load(Ordering::Acquire) != 0
+                        && other.reserved_until.load(Ordering::Acquire) == 0
                 });
                 match heir {
                     Some((_, heir)) => {
@@ -180,7 +182,10 @@ impl Producers {
         let _ = self
             .slots
             .iter()
-            .filter(|slot| slot.pid.load(Ordering::Acquire) == me)
+            .filter(|slot| {
+                slot.pid.load(Ordering::Acquire) == me
+                    && slot.reserved_until.load(Ordering::Acquire) == 0
+            })
             .any(take_one);
     }
 
