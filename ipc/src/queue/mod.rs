@@ -590,36 +590,40 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> Result<usize, GetTimeoutError> {
         let mut shown = 0;
         let mut failed = None;
-        // Counted as each record is seen, before the take commits.
-        let holder = self
-            .counts_takes
-            .then(|| open_slot(&self.producer))
-            .flatten();
-        let producers = &self.state().ring.producers;
-        let taken =
-            self.ring()
-                .get_many(max.max(1), deadline, Some(&self.producer), &mut |record| {
-                    if let Some(index) = holder {
-                        producers.took(index, 1);
-                    }
-                    match record {
-                        Record::Inline(bytes) => {
-                            shown += 1;
-                            each(bytes);
-                        }
-                        Record::Spilled { tag, len } => {
-                            match self.spill.take(tag, len, self.cap() as u64) {
-                                Ok(message) => {
-                                    shown += 1;
-                                    each(&message);
-                                }
-                                Err(e) => {
-                                    failed.get_or_insert(e);
-                                }
-                            }
-                        }
-                    }
-                });
+        let mut show = |record: Record<'_>| match record {
+            Record::Inline(bytes) => {
+                shown += 1;
+                each(bytes);
+            }
+            Record::Spilled { tag, len } => match self.spill.take(tag, len, self.cap() as u64) {
+                Ok(message) => {
+                    shown += 1;
+                    each(&message);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            },
+        };
+        let ring = self.ring();
+        let max = max.max(1);
+        let me = Some(&self.producer);
+        let holder = match self.counts_takes {
+            true => open_slot(&self.producer),
+            false => None,
+        };
+        let taken = match holder {
+            None => ring.get_many(max, deadline, me, &mut show),
+            // A JoinableQueue's: counted as each record is seen, before
+            // the take commits (a plain queue's gets pay nothing for it).
+            Some(index) => {
+                let producers = &self.state().ring.producers;
+                ring.get_many(max, deadline, me, &mut |record| {
+                    producers.took(index, 1);
+                    show(record);
+                })
+            }
+        };
         match (taken, failed) {
             (Ok(_), Some(e)) if shown == 0 => Err(GetError::from(e).into()),
             (Ok(_), _) => Ok(shown),
