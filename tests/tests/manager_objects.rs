@@ -29,6 +29,7 @@ fn main() {
         a_queue_carries_items_in_order_between_processes,
         a_bounded_queue_is_full_and_an_empty_one_times_out,
         a_joinable_queue_joins_when_every_item_is_done,
+        a_joinable_queues_join_reports_what_a_killed_consumer_held,
         a_consumer_blocked_on_a_killed_manager_is_disconnected,
         a_value_and_an_array_are_shared,
         compare_and_set_from_four_processes_counts_exactly,
@@ -622,6 +623,42 @@ fn a_joinable_queue_joins_when_every_item_is_done() {
     let total: u64 = workers.iter_mut().map(|w| w.join().unwrap().unwrap()).sum();
     assert_eq!(total, 5050);
     assert!(matches!(q.task_done(), Err(ManagerError::Server(_))));
+}
+
+/// Takes `n` items, then dies by `SIGKILL` before marking any done.
+fn take_then_die((q, n): (JoinableQueue<u64>, usize)) {
+    for _ in 0..n {
+        let _ = q.get();
+    }
+    // SAFETY: signals this very process.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
+/// A consumer killed with two items in hand: Python's `join` waits for
+/// them forever. The manager's waits for the three others, then says so
+/// once (they count as done), and the next `join` returns at once.
+fn a_joinable_queues_join_reports_what_a_killed_consumer_held() {
+    let manager = Manager::start().unwrap();
+    let q = manager.joinable_queue::<u64>().unwrap();
+    for n in 1..=5 {
+        q.put(&n).unwrap();
+    }
+    let mut killed = Process::new(take_then_die, (q.clone(), 2));
+    killed.start().unwrap();
+    assert!(killed.join().is_err(), "it was killed");
+    // The other three are not done yet: join keeps waiting for them.
+    assert!(!q.join_timeout(Duration::from_millis(200)).unwrap());
+    let mut worker = Process::new(work_off, q.clone());
+    worker.start().unwrap();
+    match q.join_timeout(PATIENCE) {
+        Err(ManagerError::Server(why)) => assert!(
+            why.starts_with("2 item(s) taken from the queue will never be marked done"),
+            "{why}"
+        ),
+        other => panic!("expected the lost items, got {other:?}"),
+    }
+    assert_eq!(worker.join().unwrap(), Ok(3 + 4 + 5));
+    assert!(q.join_timeout(Duration::ZERO).unwrap(), "reported once");
 }
 
 fn block_on_get((q, ready): (Queue<u32>, Event)) -> String {

@@ -168,7 +168,8 @@ impl Producers {
 
     /// One item is marked done through the handle of slot `index` (if it
     /// has one): taken off its count, or off another handle's of this
-    /// process (taken by one thread, marked by another).
+    /// process (taken by one thread, marked by another), or else off the
+    /// lost ones.
     pub(crate) fn done_through(&self, index: Option<usize>) {
         let take_one = |slot: &ProducerSlot| {
             slot.held
@@ -179,7 +180,7 @@ impl Producers {
             return;
         }
         let me = std::process::id();
-        let _ = self
+        let ours = self
             .slots
             .iter()
             .filter(|slot| {
@@ -187,6 +188,13 @@ impl Producers {
                     && slot.reserved_until.load(Ordering::Acquire) == 0
             })
             .any(take_one);
+        if !ours {
+            // Taken elsewhere: perhaps one counted lost (its taker's handle
+            // went) that was done after all.
+            let _ = self
+                .lost
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
     }
 
     /// Counts `n` items that will never be marked done, taken by `pid`.

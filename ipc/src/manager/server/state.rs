@@ -243,10 +243,14 @@ impl State {
         self.stored = self.stored.saturating_add(bytes_of(&object));
         let id = self.next_id;
         self.next_id += 1;
-        if matches!(
-            object,
-            Object::Lock(_) | Object::Semaphore(_) | Object::Condition(_) | Object::Barrier(_)
-        ) {
+        let holdable = match &object {
+            Object::Lock(_) | Object::Semaphore(_) | Object::Condition(_) | Object::Barrier(_) => {
+                true
+            }
+            Object::Queue(q) => q.is_joinable(),
+            _ => false,
+        };
+        if holdable {
             self.holdable.push(id);
         }
         // Kept without their initial contents: only the kind is compared.
@@ -547,6 +551,7 @@ impl State {
                 Some((_, Object::Semaphore(s))) => s.gone(client),
                 Some((_, Object::Condition(c))) => c.gone(client),
                 Some((_, Object::Barrier(b))) => b.gone(client),
+                Some((_, Object::Queue(q))) => q.gone(client),
                 _ => false,
             };
             if gave_back {
@@ -571,12 +576,14 @@ impl State {
             .any(|q| q.iter().any(|p| p.client == client))
     }
 
-    /// Whether `client` holds a lock, a semaphore's unit or a condition.
+    /// Whether `client` holds a lock, a semaphore's unit, a condition or
+    /// a joinable queue's items.
     pub fn holds(&self, client: ClientId) -> bool {
         self.holdable.iter().any(|id| match self.objects.get(id) {
             Some((_, Object::Lock(lock))) => lock.holder == Some(client),
             Some((_, Object::Semaphore(s))) => s.holds(client),
             Some((_, Object::Condition(c))) => c.holds(client),
+            Some((_, Object::Queue(q))) => q.holds(client),
             _ => false,
         })
     }
@@ -670,7 +677,7 @@ fn attempt(object: &mut Object, client: ClientId, op: &Op) -> Step {
         Object::Condition(c) => c.op(client, op),
         Object::Event(e) => e.op(op),
         Object::Barrier(b) => b.op(client, op),
-        Object::Queue(q) => q.op(op),
+        Object::Queue(q) => q.op(client, op),
         Object::User(user) => match op {
             Op::Call(request) => Step::Reply(
                 UserCall {
