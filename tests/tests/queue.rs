@@ -26,6 +26,7 @@ fn main() {
         messages_of_every_size_cross_in_both_methods,
         joinable_queue_join_waits_for_task_done,
         join_reports_items_whose_taker_died_once_the_rest_are_done,
+        a_put_that_nobody_can_take_from_says_why,
         a_producer_killed_inside_put_leaves_join_working,
         simple_queue_round_trip,
         posix_message_queue_orders_by_priority_across_processes,
@@ -1055,8 +1056,10 @@ fn consumers_that_keep_their_handles_open_are_told_why_nothing_ends() {
     }
 }
 
-/// Takes `n` items, then dies by `SIGKILL` before marking any done.
+/// Closes its handle (it only takes), takes `n` items, then dies by
+/// `SIGKILL` before marking any done.
 fn take_then_die((q, n): (JoinableQueue<u32>, usize)) {
+    q.close();
     for _ in 0..n {
         let _ = q.get();
     }
@@ -1134,4 +1137,52 @@ fn join_reports_items_whose_taker_died_once_the_rest_are_done() {
     assert_eq!(done.load(), 10);
     slow.join().expect("the slow consumer");
     assert_eq!(q.join_timeout(Duration::ZERO), Ok(()));
+}
+
+/// A producer whose consumers panicked (their handles went with them):
+/// its put into the full queue waits forever, as Python's does; past ten
+/// seconds it says, once, that nobody can take. A consumer that is merely
+/// slow to start (its handle open) gets no such line, and the sum is exact.
+fn a_put_that_nobody_can_take_from_says_why() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let program = env!("CARGO_BIN_EXE_producer_left_alone");
+    let slow = Command::new(program)
+        .arg("slow")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the slow program");
+    let mut gone = Command::new(program)
+        .arg("gone")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    let stderr = gone.stderr.take().expect("its stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // The consumers' panics come first.
+            if line.starts_with("outlast: a Queue put") {
+                let _ = lines_tx.send(line);
+            }
+        }
+    });
+    let started = Instant::now();
+    let hint = lines.recv_timeout(Duration::from_secs(60));
+    let waited = started.elapsed();
+    let second = lines.recv_timeout(Duration::from_secs(3));
+    let _ = gone.kill();
+    let _ = gone.wait();
+    let hint = hint.expect("a line on stderr within a minute");
+    assert!(
+        hint.contains("nobody can take") && hint.contains("put_timeout()"),
+        "{hint}"
+    );
+    assert!(waited >= Duration::from_secs(10), "said after {waited:?}");
+    assert!(second.is_err(), "a second line: {second:?}");
+    let out = slow.wait_with_output().expect("the slow program ends");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sum: 55");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

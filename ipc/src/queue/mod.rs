@@ -137,7 +137,11 @@ pub struct Queue<T> {
     /// Shared by this process's handles, as the cell's mapping is.
     spill: std::sync::Arc<SpillSocket>,
     max_message: AtomicUsize,
+    /// The slot while this handle may put; `CLOSED` once it may not.
     producer: AtomicUsize,
+    /// The slot this handle holds until it is dropped, closed or not (a
+    /// closed handle still takes: see `Producers::close`).
+    slot: AtomicUsize,
     /// A `JoinableQueue`'s handle: what it takes counts as held until done.
     counts_takes: bool,
     seen: LocalView,
@@ -250,13 +254,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// closes its handle first. (A blocking `get` that waits 10 s while
     /// every open handle is itself waiting in a get, or held by a process
     /// waiting in `Process::join`, says so once per queue on stderr:
-    /// nothing can come then.)
+    /// nothing can come then; so does a `put` into a full queue that only
+    /// processes waiting to put still hold.) A closed handle still takes,
+    /// and its process still counts as one that may.
     pub fn close(&self) {
         let previous = self.producer.swap(CLOSED, Ordering::AcqRel);
         if previous < UNTRACKED {
-            let producers = &self.state().ring.producers;
-            joining::forget(producers, previous);
-            producers.close(previous);
+            self.state().ring.producers.close(previous);
         }
     }
 
@@ -459,7 +463,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     self.state()
                         .ring
                         .producers
-                        .done_through(open_slot(&self.producer));
+                        .done_through(open_slot(&self.slot));
                     return true;
                 }
                 Err(seen) => now = seen,
@@ -609,7 +613,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let max = max.max(1);
         let me = Some(&self.producer);
         let holder = match self.counts_takes {
-            true => open_slot(&self.producer),
+            true => open_slot(&self.slot),
             false => None,
         };
         let taken = match holder {
@@ -700,6 +704,7 @@ impl<T> Queue<T> {
         Queue {
             counts_takes,
             producer: AtomicUsize::new(slot.unwrap_or(UNTRACKED)),
+            slot: AtomicUsize::new(slot.unwrap_or(UNTRACKED)),
             spill,
             watches,
             max_message: AtomicUsize::new(DEFAULT_MAX_MESSAGE_BYTES),
@@ -732,11 +737,12 @@ impl<T> Clone for Queue<T> {
 
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
-        let slot = self.producer.swap(CLOSED, Ordering::AcqRel);
+        self.producer.store(CLOSED, Ordering::Release);
+        let slot = self.slot.swap(UNTRACKED, Ordering::AcqRel);
         if slot < UNTRACKED {
             let producers = &self.cell.state().ring.producers;
             joining::forget(producers, slot);
-            producers.close(slot);
+            producers.free(slot);
         }
     }
 }
@@ -750,21 +756,26 @@ struct QueueWire<C, P> {
     spill: P,
     reserved: Option<u32>,
     max_message: u64,
+    /// The handle may not put (its slot is reserved closed).
+    closed: bool,
 }
 
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // A closed handle hands over a closed one; otherwise the child is a
-        // producer from now, held by this process until the child adopts it.
-        let reserved = match self.producer.load(Ordering::Acquire) {
-            CLOSED => None,
-            _ => self.cell.state().ring.producers.reserve().map(|s| s as u32),
-        };
+        // The child holds a slot from now (held by this process until the
+        // child adopts it): a producer, or a closed one that only takes.
+        let producers = &self.cell.state().ring.producers;
+        let reserved = producers.reserve();
+        let closed = self.producer.load(Ordering::Acquire) == CLOSED;
+        if let (Some(index), true) = (reserved, closed) {
+            producers.close(index);
+        }
         QueueWire {
             cell: &self.cell,
             spill: &*self.spill,
-            reserved,
+            reserved: reserved.map(|s| s as u32),
             max_message: self.max_message.load(Ordering::Relaxed) as u64,
+            closed,
         }
         .serialize(serializer)
     }
@@ -787,8 +798,12 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
             usize::try_from(wire.max_message).unwrap_or(usize::MAX),
             Ordering::Relaxed,
         );
-        if wire.reserved.is_none() {
-            queue.producer.store(CLOSED, Ordering::Release);
+        if wire.closed {
+            // (Also when the reservation had lapsed and a slot was taken afresh.)
+            let previous = queue.producer.swap(CLOSED, Ordering::AcqRel);
+            if previous < UNTRACKED {
+                queue.cell.state().ring.producers.close(previous);
+            }
         }
         Ok(queue)
     }

@@ -33,13 +33,17 @@ pub(crate) struct ProducerSlot {
     /// Items of a `JoinableQueue` taken through this handle and not yet
     /// marked done: lost, for `join` to report, if its process dies.
     held: AtomicU64,
+    /// Puts of this handle's process now waiting for room (counted on one
+    /// of its slots: see `nothing_can_take`).
+    putting: AtomicU32,
 }
 
-/// Why every open handle of a queue waits (see `all_open_waiting`).
+/// Why every open handle of a queue waits (see `all_open_waiting` and
+/// `nothing_can_take`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AllWaiting {
-    /// Each in a get.
-    InGets,
+    /// Each in a get (or to put).
+    NoneInJoin,
     /// Each in a get, or in a process waiting in a join (this pid's, first found).
     SomeInJoin(u32),
 }
@@ -55,6 +59,8 @@ pub(crate) struct Producers {
     overflowed: AtomicU32,
     /// A get said that nothing can answer it (`stuck`): said once per queue.
     hinted: AtomicU32,
+    /// A put said that nothing can take (`stuck`): said once per queue.
+    put_hinted: AtomicU32,
     /// Items taken and never to be marked done (their handle's process
     /// died, or let the handle go first), not yet reported by a `join`.
     lost: AtomicU64,
@@ -78,6 +84,7 @@ impl Producers {
                 slot.getting.store(0, Ordering::Release);
                 slot.joining.store(0, Ordering::Release);
                 slot.held.store(0, Ordering::Release);
+                slot.putting.store(0, Ordering::Release);
                 slot.open.store(1, Ordering::Release);
                 // Only now: a consumer must never see "someone produced" and no one open.
                 self.ever.store(1, Ordering::Release);
@@ -112,7 +119,7 @@ impl Producers {
         let me = std::process::id();
         let start = crate::os::procfs::own_start_time();
         let owner = slot.pid.load(Ordering::Acquire);
-        if owner == 0 || slot.open.load(Ordering::Acquire) == 0 {
+        if owner == 0 || slot.reserved_until.load(Ordering::Acquire) == 0 {
             return None;
         }
         // The reserving parent's pid becomes ours; the start time with it.
@@ -128,10 +135,19 @@ impl Producers {
         Some(index)
     }
 
-    /// Closes a slot taken by `register`. Items it holds go to another
-    /// open handle of this process (whose `task_done` may yet mark them),
-    /// or are lost.
+    /// The handle of slot `index` will put no more; it keeps the slot
+    /// (it may still take, and its process counts as one that may) until
+    /// [`free`](Self::free).
     pub(crate) fn close(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.open.store(0, Ordering::Release);
+        }
+    }
+
+    /// Lets go of a slot taken by `register` (its handle is dropped).
+    /// Items it holds go to another handle of this process (whose
+    /// `task_done` may yet mark them), or are lost.
+    pub(crate) fn free(&self, index: usize) {
         if let Some(slot) = self.slots.get(index) {
             let held = slot.held.swap(0, Ordering::AcqRel);
             if held > 0 {
@@ -140,7 +156,6 @@ impl Producers {
                 let heir = self.slots.iter().enumerate().find(|(i, other)| {
                     *i != index
                         && other.pid.load(Ordering::Acquire) == me
-                        && other.open.load(Ordering::Acquire) != 0
                         && other.reserved_until.load(Ordering::Acquire) == 0
                 });
                 match heir {
@@ -267,7 +282,7 @@ impl Producers {
         // Someone must be in a get: a join among joins alone is not ours.
         match (any_getting, in_join) {
             (false, _) => None,
-            (true, None) => Some(AllWaiting::InGets),
+            (true, None) => Some(AllWaiting::NoneInJoin),
             (true, Some(pid)) => Some(AllWaiting::SomeInJoin(pid)),
         }
     }
@@ -275,6 +290,70 @@ impl Producers {
     /// True the first time it is asked, of every process sharing the queue.
     pub(crate) fn first_to_hint(&self) -> bool {
         self.hinted.swap(1, Ordering::AcqRel) == 0
+    }
+
+    /// [`first_to_hint`](Self::first_to_hint), for a put that nothing can answer.
+    pub(crate) fn first_to_hint_put(&self) -> bool {
+        self.put_hinted.swap(1, Ordering::AcqRel) == 0
+    }
+
+    /// A put of this process starts waiting for room: counted on one of
+    /// its open slots, whose index is returned to [`put_ends`](Self::put_ends).
+    pub(crate) fn put_waits(&self) -> Option<usize> {
+        let me = std::process::id();
+        let (index, slot) = self.slots.iter().enumerate().find(|(_, slot)| {
+            slot.pid.load(Ordering::Acquire) == me
+                && slot.open.load(Ordering::Acquire) != 0
+                && slot.reserved_until.load(Ordering::Acquire) == 0
+        })?;
+        slot.putting.fetch_add(1, Ordering::AcqRel);
+        Some(index)
+    }
+
+    /// The put counted by [`put_waits`](Self::put_waits) stops waiting.
+    pub(crate) fn put_ends(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index) {
+            let _ = slot
+                .putting
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
+    /// `Some` when every handle still held, closed or not (after the dead
+    /// are let go), belongs to a process with a put waiting for room, or to
+    /// one waiting in a join: nobody can take from the full ring then (unless another
+    /// thread gets through one of those handles). `None` otherwise, and
+    /// when the table overflowed.
+    pub(crate) fn nothing_can_take(&self) -> Option<AllWaiting> {
+        let _ = self.all_gone(true);
+        if self.overflowed.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        // Every handle, closed or not: a closed one may still take.
+        let open = |slot: &&ProducerSlot| slot.pid.load(Ordering::Acquire) != 0;
+        let putters: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(open)
+            .filter(|slot| slot.putting.load(Ordering::Acquire) > 0)
+            .map(|slot| slot.pid.load(Ordering::Acquire))
+            .collect();
+        if putters.is_empty() {
+            return None;
+        }
+        let mut in_join = None;
+        for slot in self.slots.iter().filter(open) {
+            let pid = slot.pid.load(Ordering::Acquire);
+            if putters.contains(&pid) {
+                continue;
+            }
+            if slot.joining.load(Ordering::Acquire) != 0 {
+                in_join.get_or_insert(pid);
+                continue;
+            }
+            return None;
+        }
+        Some(in_join.map_or(AllWaiting::NoneInJoin, AllWaiting::SomeInJoin))
     }
 
     /// True once someone produced and no producer is open and alive. Without
@@ -290,17 +369,19 @@ impl Producers {
             });
         }
         let mut any_alive = false;
+        // Closed slots too: a dead process's are let go here as well.
         for slot in &self.slots {
             let pid = slot.pid.load(Ordering::Acquire);
-            if pid == 0 || slot.open.load(Ordering::Acquire) == 0 {
+            if pid == 0 {
                 continue;
             }
+            let open = slot.open.load(Ordering::Acquire) != 0;
             let registered = slot.start_time.load(Ordering::Acquire);
             let reserved_until = slot.reserved_until.load(Ordering::Acquire);
             let lapsed = reserved_until != 0 && monotonic_ns() > reserved_until;
             let alive = !lapsed && process_alive(pid, registered);
             if alive {
-                any_alive = true;
+                any_alive |= open;
             } else {
                 // What it held is lost; then the slot is free for others
                 // (a racing re-registration wins the CAS).

@@ -29,7 +29,7 @@ use crate::os::thread_id::thread_id;
 use crate::os::Deadline;
 use crate::spin::SpinBudget;
 
-use super::stuck::WaitingGet;
+use super::stuck::{WaitingGet, WaitingPut};
 use crate::sync::robust::RobustMutex;
 use crate::watch::Arm;
 
@@ -600,6 +600,10 @@ impl<'a> Ring<'a> {
         bias.settle(mine, thread, &mut deadline)?;
         let mut written = 0;
         let mut tail = self.load_tail_to_put()?;
+        // Counted from its second wait for room, so that a put nobody can
+        // take from is told apart (and one that waits little pays nothing).
+        let mut waiting: Option<WaitingPut<'_>> = None;
+        let mut waits = 0u32;
         let result = loop {
             if from + written == n {
                 break Ok(());
@@ -622,6 +626,12 @@ impl<'a> Ring<'a> {
             }
             drop(locked);
             self.wake_consumers();
+            if waits > 0 {
+                waiting
+                    .get_or_insert_with(|| WaitingPut::new(&s.producers))
+                    .look(head);
+            }
+            waits += 1;
             self.wait_for_room(head, &mut deadline);
             let again = lock_side(&s.tail.lock, &mut deadline)
                 .and_then(|l| bias.settle(mine, thread, &mut deadline).map(|()| l));

@@ -7,6 +7,10 @@
 //! silently there; this says so once per queue, on stderr, and waits on
 //! (another thread may yet put through a handle it shares with a waiting
 //! get: only the program knows).
+//!
+//! The other way round: a put that waits for room in a full ring while
+//! every handle still open belongs to a process that is itself waiting to
+//! put (or in a join): its consumers ended or died. That is said once too.
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
@@ -78,7 +82,7 @@ impl<'a> WaitingGet<'a> {
         let me = std::process::id();
         let waited = since.elapsed().as_secs();
         match waiting {
-            AllWaiting::InGets => crate::os::stderr::line(format_args!(
+            AllWaiting::NoneInJoin => crate::os::stderr::line(format_args!(
                 "outlast: a Queue get (pid {me}) has waited {waited} s, and every handle still \
                  open on that queue is itself waiting in a get: no put can come, and no get \
                  ends with Disconnected while they stay open. A process that only takes items \
@@ -100,6 +104,72 @@ impl Drop for WaitingGet<'_> {
     fn drop(&mut self) {
         if let (Some(index), Some(_)) = (self.index, self.since.get()) {
             self.producers.getting(index, false);
+        }
+    }
+}
+
+/// How often a stuck put looks again (each look reads `/proc` for every
+/// open handle, to let the dead go).
+const PUT_LOOKS_EVERY: Duration = Duration::from_millis(800);
+
+/// A put waiting for room in a full ring; counted on one of this
+/// process's slots from its first sleep until dropped.
+pub(crate) struct WaitingPut<'a> {
+    producers: &'a Producers,
+    index: Option<usize>,
+    since: Instant,
+    looked: Cell<Instant>,
+    /// The head position at the last look that found nobody to take.
+    stuck_at: Cell<Option<u64>>,
+}
+
+impl<'a> WaitingPut<'a> {
+    #[cold]
+    pub(crate) fn new(producers: &'a Producers) -> Self {
+        let now = Instant::now();
+        WaitingPut {
+            producers,
+            index: producers.put_waits(),
+            since: now,
+            looked: Cell::new(now),
+            stuck_at: Cell::new(None),
+        }
+    }
+
+    /// Called after each wait for room that freed none, with the ring's
+    /// head position: says, once per queue, that nobody can take, when two
+    /// looks past [`HINT_AFTER`] found it so with no get between.
+    pub(crate) fn look(&self, head: u64) {
+        if self.since.elapsed() < HINT_AFTER || self.looked.get().elapsed() < PUT_LOOKS_EVERY {
+            return;
+        }
+        self.looked.set(Instant::now());
+        let Some(waiting) = self.producers.nothing_can_take() else {
+            self.stuck_at.set(None);
+            return;
+        };
+        if self.stuck_at.replace(Some(head)) != Some(head) || !self.producers.first_to_hint_put() {
+            return;
+        }
+        let me = std::process::id();
+        let waited = self.since.elapsed().as_secs();
+        let joiner = match waiting {
+            AllWaiting::SomeInJoin(pid) => format!(", or in join() (pid {pid})"),
+            AllWaiting::NoneInJoin => String::new(),
+        };
+        crate::os::stderr::line(format_args!(
+            "outlast: a Queue put (pid {me}) has waited {waited} s for room, and every handle \
+             still open on that queue belongs to a process waiting to put{joiner}: nobody can \
+             take. Its consumers have ended or died. put_timeout() bounds the wait, and \
+             shutdown(true) ends it."
+        ));
+    }
+}
+
+impl Drop for WaitingPut<'_> {
+    fn drop(&mut self) {
+        if let Some(index) = self.index {
+            self.producers.put_ends(index);
         }
     }
 }
