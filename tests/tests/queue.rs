@@ -988,6 +988,33 @@ fn a_child_that_put_its_items_joins_before_they_are_taken() {
     }
 }
 
+/// The line starting with `prefix` that a stuck program prints on stderr:
+/// it must come within a minute and not before ten seconds, and no second
+/// one may follow within three. The program is killed then (its fork
+/// server ends its children).
+fn the_one_hint(mut stuck: std::process::Child, prefix: &'static str) -> String {
+    use std::io::{BufRead, BufReader};
+    let stderr = stuck.stderr.take().expect("its stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with(prefix) {
+                let _ = lines_tx.send(line);
+            }
+        }
+    });
+    let started = Instant::now();
+    let hint = lines.recv_timeout(Duration::from_secs(60));
+    let waited = started.elapsed();
+    let second = lines.recv_timeout(Duration::from_secs(3));
+    let _ = stuck.kill();
+    let _ = stuck.wait();
+    let hint = hint.expect("a line on stderr within a minute");
+    assert!(waited >= Duration::from_secs(10), "said after {waited:?}");
+    assert!(second.is_err(), "a second line: {second:?}");
+    hint
+}
+
 /// Consumers that loop `while let Ok(n) = q.get()` and a parent that
 /// puts, in the two ways a first program hangs (Python's hang without a
 /// word): the parent closes, but each consumer's own handle still counts
@@ -997,7 +1024,7 @@ fn a_child_that_put_its_items_joins_before_they_are_taken() {
 /// sleeps 12 s first; the parent waits in `join()` for a producer child
 /// that sleeps 12 s) say nothing and end with the exact sum.
 fn consumers_that_keep_their_handles_open_are_told_why_nothing_ends() {
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
     let program = env!("CARGO_BIN_EXE_consumers_left_open");
     let start = move |mode: &str| {
         Command::new(program)
@@ -1009,32 +1036,10 @@ fn consumers_that_keep_their_handles_open_are_told_why_nothing_ends() {
     };
     let slow = start("slow");
     let joins_producer = start("joins-producer");
-    let hint_of = |mut stuck: Child| {
-        use std::io::{BufRead, BufReader};
-        let stderr = stuck.stderr.take().expect("its stderr");
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
-        let started = Instant::now();
-        let hint = lines.recv_timeout(Duration::from_secs(60));
-        let waited = started.elapsed();
-        // Once: the other consumer, as stuck, says nothing more.
-        let second = lines.recv_timeout(Duration::from_secs(3));
-        // (Its fork server then ends its consumers.)
-        let _ = stuck.kill();
-        let _ = stuck.wait();
-        let hint = hint.expect("a line on stderr within a minute");
-        assert!(waited >= Duration::from_secs(10), "said after {waited:?}");
-        assert!(second.is_err(), "a second line: {second:?}");
-        hint
-    };
-    let stuck = std::thread::spawn(move || hint_of(start("stuck")));
+    let stuck = std::thread::spawn(move || the_one_hint(start("stuck"), "outlast:"));
     let joined = start("joined");
     let joiner = joined.id();
-    let joined = hint_of(joined);
+    let joined = the_one_hint(joined, "outlast:");
     let stuck = stuck.join().expect("the stuck run");
     assert!(
         stuck.contains("every handle still open on that queue is itself waiting in a get")
@@ -1144,7 +1149,6 @@ fn join_reports_items_whose_taker_died_once_the_rest_are_done() {
 /// seconds it says, once, that nobody can take. A consumer that is merely
 /// slow to start (its handle open) gets no such line, and the sum is exact.
 fn a_put_that_nobody_can_take_from_says_why() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let program = env!("CARGO_BIN_EXE_producer_left_alone");
     let slow = Command::new(program)
@@ -1153,34 +1157,17 @@ fn a_put_that_nobody_can_take_from_says_why() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the slow program");
-    let mut gone = Command::new(program)
+    let gone = Command::new(program)
         .arg("gone")
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the program");
-    let stderr = gone.stderr.take().expect("its stderr");
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // The consumers' panics come first.
-            if line.starts_with("outlast: a Queue put") {
-                let _ = lines_tx.send(line);
-            }
-        }
-    });
-    let started = Instant::now();
-    let hint = lines.recv_timeout(Duration::from_secs(60));
-    let waited = started.elapsed();
-    let second = lines.recv_timeout(Duration::from_secs(3));
-    let _ = gone.kill();
-    let _ = gone.wait();
-    let hint = hint.expect("a line on stderr within a minute");
+    // (The consumers' panics come first, on the same stderr.)
+    let hint = the_one_hint(gone, "outlast: a Queue put");
     assert!(
         hint.contains("nobody can take") && hint.contains("put_timeout()"),
         "{hint}"
     );
-    assert!(waited >= Duration::from_secs(10), "said after {waited:?}");
-    assert!(second.is_err(), "a second line: {second:?}");
     let out = slow.wait_with_output().expect("the slow program ends");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sum: 55");
