@@ -28,11 +28,8 @@ use super::{Queue, TaskDoneError};
 use crate::os::Deadline;
 use crate::shm::ShmError;
 
-/// How often `join` re-reads the count (no futex: the count is 64-bit and
-/// changes on every put; a short sleep keeps it simple and cheap).
-const JOIN_POLL: Duration = Duration::from_millis(1);
-
-/// How often a waiting `join` looks for holders that died.
+/// How often a waiting `join` looks for holders that died (between
+/// those looks it sleeps until a `task_done` may have finished the work).
 const LOOK_FOR_THE_DEAD: Duration = Duration::from_millis(100);
 
 /// Items taken that will never be marked done: the process that took them
@@ -140,16 +137,15 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
             if deadline.passed() {
                 return Err(JoinQueueTimeoutError::Timeout);
             }
-            // The processes that hold items are not asked at every turn:
-            // reading /proc costs microseconds per handle.
+            // The processes that hold items are asked every so often (a
+            // death moves nothing another process could wake us for).
             if looked.elapsed() >= LOOK_FOR_THE_DEAD {
                 self.queue.find_dead_holders();
                 looked = Instant::now();
             }
-            let nap = deadline
-                .remaining()
-                .map_or(JOIN_POLL, |left| left.min(JOIN_POLL));
-            std::thread::sleep(nap);
+            let ready = || self.queue.unfinished() <= self.queue.lost();
+            let until = deadline.min(Deadline::after(LOOK_FOR_THE_DEAD));
+            self.queue.sleep_until_done_moves(ready, until);
         }
     }
 

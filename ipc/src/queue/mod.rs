@@ -116,6 +116,11 @@ pub(crate) struct Joinable {
     /// Non-zero for a `JoinableQueue`: each handle counts what it takes
     /// and has not marked done (see `Producers::took`).
     counts_takes: AtomicU32,
+    /// Moves when a `task_done` (or a write-off) may have let a `join`
+    /// return: the futex word joins sleep on.
+    done_seq: AtomicU32,
+    /// Joins asleep on `done_seq` (none: nobody is woken).
+    joiners: AtomicU32,
 }
 
 impl ShmState for QueueState {
@@ -460,10 +465,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             match done.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    self.state()
-                        .ring
-                        .producers
-                        .done_through(open_slot(&self.slot));
+                    let producers = &self.state().ring.producers;
+                    producers.done_through(open_slot(&self.slot));
+                    // Joins wait until what is left is what was lost.
+                    if self.ring().unfinished_since(now + 1) <= producers.lost() {
+                        self.done_moved();
+                    }
                     return true;
                 }
                 Err(seen) => now = seen,
@@ -502,7 +509,34 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .joinable
             .done
             .fetch_add(items, Ordering::AcqRel);
+        self.done_moved();
         Some((items, pid))
+    }
+
+    /// Wakes the joins asleep (see [`sleep_until_done_moves`](Self::sleep_until_done_moves)).
+    fn done_moved(&self) {
+        let joinable = &self.state().joinable;
+        joinable.done_seq.fetch_add(1, Ordering::SeqCst);
+        if joinable.joiners.load(Ordering::SeqCst) > 0 {
+            crate::os::futex::wake_all(&joinable.done_seq);
+        }
+    }
+
+    /// Sleeps until a `task_done` may have let a join return, or `until`;
+    /// `ready` is looked at once more after this join is counted, so a
+    /// `task_done` in between is not slept through.
+    pub(crate) fn sleep_until_done_moves(
+        &self,
+        ready: impl Fn() -> bool,
+        until: crate::os::Deadline,
+    ) {
+        let joinable = &self.state().joinable;
+        joinable.joiners.fetch_add(1, Ordering::SeqCst);
+        let seen = joinable.done_seq.load(Ordering::SeqCst);
+        if !ready() {
+            crate::os::futex::wait(&joinable.done_seq, seen, until);
+        }
+        joinable.joiners.fetch_sub(1, Ordering::SeqCst);
     }
 
     // ---- getting --------------------------------------------------------------
@@ -665,6 +699,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .joinable
                 .done
                 .fetch_add(dropped, Ordering::AcqRel);
+            self.done_moved();
         }
     }
 
