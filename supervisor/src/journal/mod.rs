@@ -69,14 +69,14 @@
 //!
 //! [`Job::resume`]: outlast_worker::job::Job::resume
 
+mod lock;
 pub(crate) mod record;
 mod scan;
 mod summary;
 pub(crate) mod writer;
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub use record::JobIdentity;
@@ -84,6 +84,7 @@ pub use scan::Dropped;
 pub use summary::{summary, JournalDeadLetter, JournalSummary};
 pub use writer::{BATCH_INTERVAL, BATCH_RECORDS};
 
+use lock::lock;
 use record::{encode_frame, header, Record};
 use writer::JournalWriter;
 
@@ -275,36 +276,6 @@ pub(crate) fn open(
         writer: JournalWriter::new(path, file, options.sync),
         existed,
         dropped: scanned.dropped,
-    })
-}
-
-/// Takes the run's exclusive lock on the journal, or says who holds it.
-fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
-    // SAFETY: flock on a descriptor `file` owns; the lock goes with it.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(JournalError::InUse {
-            path: path.to_path_buf(),
-            holder: lock_holder(path).unwrap_or_else(|| "unknown".into()),
-        });
-    }
-    Err(JournalError::io(path, "lock", e))
-}
-
-/// The pid holding a lock on `path`, from /proc/locks.
-fn lock_holder(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let inode = std::fs::metadata(path).ok()?.ino();
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|line| {
-        // `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let pid = fields.get(4)?;
-        let ino = fields.get(5)?.rsplit(':').next()?;
-        (ino.parse::<u64>().ok()? == inode).then(|| pid.to_string())
     })
 }
 
