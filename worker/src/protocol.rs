@@ -145,6 +145,8 @@ pub enum ToWorker {
 pub struct TaskBatch {
     body: Vec<u8>,
     count: usize,
+    /// Where the last task pushed begins, to take it out again (once).
+    last_start: Option<usize>,
 }
 
 /// The message's head: the variant (one byte) and the task count, a
@@ -164,6 +166,7 @@ impl TaskBatch {
         }
         self.body.clear();
         self.count = 0;
+        self.last_start = None;
     }
 
     /// Adds task `id`, whose input `write` appends to the buffer it is
@@ -201,7 +204,34 @@ impl TaskBatch {
             self.body[len_at..len_at + prefix.len()].copy_from_slice(&prefix);
         }
         self.count += 1;
+        self.last_start = Some(start);
         Ok(())
+    }
+
+    /// Takes the last task pushed out again (it made the batch too large
+    /// for the ring; it goes in a batch of its own).
+    pub fn drop_last(&mut self) {
+        if let Some(start) = self.last_start.take() {
+            self.body.truncate(start);
+            self.count -= 1;
+        }
+    }
+
+    /// The bytes the tasks take so far (the message is at most
+    /// `HEAD_ROOM` more).
+    pub fn size(&self) -> usize {
+        self.body.len().saturating_sub(HEAD_ROOM)
+    }
+
+    /// The bytes of a batch of one task, `id` at `attempt`, that come
+    /// before its input of `len` bytes: the input itself may then be
+    /// written straight to where the message goes.
+    pub fn head_of_one(id: u64, attempt: u32, len: usize) -> Vec<u8> {
+        let mut head = vec![0, 1]; // ToWorker::Tasks, one task
+        write_varint(id, &mut head);
+        write_varint(u64::from(attempt), &mut head);
+        write_varint(len as u64, &mut head);
+        head
     }
 
     pub fn len(&self) -> usize {
@@ -334,6 +364,41 @@ mod tests {
             batch.finish(),
             postcard::to_allocvec(&ToWorker::Tasks(vec![])).unwrap()
         );
+    }
+
+    #[test]
+    fn a_head_of_one_and_its_input_are_what_postcard_writes() {
+        for (id, attempt, len) in [(0, 1, 0), (300, 2, 127), (u64::MAX, u32::MAX, 70_000)] {
+            let t = task(id, attempt, vec![3; len]);
+            let mut ours = TaskBatch::head_of_one(id, attempt, len);
+            ours.extend_from_slice(&t.input);
+            assert_eq!(
+                ours,
+                postcard::to_allocvec(&ToWorker::Tasks(vec![t])).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn the_last_task_taken_out_leaves_the_batch_of_the_others() {
+        let tasks = [task(1, 1, vec![5; 10]), task(2, 1, vec![6; 300])];
+        let mut batch = TaskBatch::default();
+        for t in tasks.iter().chain([&task(3, 1, vec![7; 100_000])]) {
+            batch
+                .push::<()>(t.id, t.attempt, |out| {
+                    out.extend_from_slice(&t.input);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert!(batch.size() > 100_000);
+        batch.drop_last();
+        // Only the last one: a second call takes nothing more.
+        batch.drop_last();
+        assert_eq!(batch.len(), 2);
+        assert!(batch.size() < 400);
+        let theirs = postcard::to_allocvec(&ToWorker::Tasks(tasks.to_vec())).unwrap();
+        assert_eq!(batch.finish(), theirs);
     }
 
     #[test]

@@ -74,6 +74,22 @@ pub trait Work {
     fn task_count(&self) -> u64;
     /// Appends the encoded input of task `id` to `out`.
     fn input(&mut self, id: u64, out: &mut Vec<u8>) -> Result<(), String>;
+    /// How many bytes [`input`](Work::input) would append for task `id`,
+    /// if that is known without encoding it (`None`: not known). A batch
+    /// of tasks stops before an input that would take it past a worker's
+    /// ring, rather than copying the input in and out again.
+    fn input_len(&mut self, _id: u64) -> Option<usize> {
+        None
+    }
+    /// Writes what [`input`](Work::input) appends for task `id` to `out`:
+    /// an input too large for a worker's ring, whose length
+    /// [`input_len`](Work::input_len) gave, goes straight into the memfd
+    /// that carries it. By default it is encoded into a buffer first.
+    fn write_input(&mut self, id: u64, out: &mut dyn std::io::Write) -> Result<(), String> {
+        let mut input = Vec::new();
+        self.input(id, &mut input)?;
+        out.write_all(&input).map_err(|e| e.to_string())
+    }
     /// Roughly how many bytes an input takes (sizes the rings).
     fn input_size_hint(&mut self) -> usize;
     /// The output of task `id`, once per id; `Err` fails the attempt,

@@ -1,7 +1,8 @@
 //! `supervisor bench large`: one `Pool::apply` round trip with a 100 MB
-//! argument (a byte buffer, as Python's `bytes`), and one with a 100 MB
-//! result, with 2 workers in the default start method. Python's rows
-//! (`Pool.apply` with a 100 MB `bytes` each way) come from
+//! argument (a byte buffer, as Python's `bytes`), one with a 100 MB
+//! result, and a `Pool::map` over four 100 MB arguments, with 2 workers
+//! in the default start method. Python's rows (`Pool.apply` with a 100 MB
+//! `bytes` each way, `Pool.map` over four) come from
 //! `scripts/compare-python`.
 
 use std::time::Instant;
@@ -32,6 +33,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     pool.apply(give, 1000).map_err(|e| e.to_string())?;
     let mut argument_ms = Vec::new();
     let mut result_ms = Vec::new();
+    let mut map_ms = Vec::new();
     for _ in 0..runs {
         let data = ByteBuf::from(vec![1u8; size]);
         let started = Instant::now();
@@ -45,6 +47,14 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         result_ms.push(started.elapsed().as_secs_f64() * 1e3);
         if back.len() != size || back.last() != Some(&7) {
             return Err("the result came back wrong".into());
+        }
+        drop(back);
+        let four: Vec<ByteBuf> = (0..4).map(|_| ByteBuf::from(vec![1u8; size])).collect();
+        let started = Instant::now();
+        let got = pool.map(take, four).map_err(|e| e.to_string())?;
+        map_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        if got != [(size, 1, 1); 4] {
+            return Err(format!("the map's arguments arrived as {got:?}"));
         }
     }
     let mb = size as f64 / 1e6;
@@ -64,6 +74,15 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             size_bytes: Some(size),
             median_ms: Some(median(&result_ms)),
             mb_per_s: Some(mb / (median(&result_ms) / 1e3)),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "large",
+            subject: format!("Pool::map, four {mb:.0} MB arguments"),
+            size_bytes: Some(size),
+            median_ms: Some(median(&map_ms)),
+            mb_per_s: Some(4.0 * mb / (median(&map_ms) / 1e3)),
             runs,
             ..Row::default()
         },

@@ -43,10 +43,20 @@ pub fn is_sealed_against_shrinking(fd: &impl AsFd) -> bool {
 /// An anonymous file holding `bytes`, positioned at the start, sealed
 /// against writes and resizing (a spawned child's bootstrap).
 pub fn sealed_memfd_with(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
-    use std::io::{Seek, Write};
+    use std::io::Write;
+    sealed_memfd_written(name, |file| file.write_all(bytes))
+}
+
+/// An anonymous file holding what `write` wrote to it, positioned at the
+/// start, sealed against writes and resizing.
+pub fn sealed_memfd_written(
+    name: &CStr,
+    write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+) -> io::Result<OwnedFd> {
+    use std::io::Seek;
     let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
     let mut file = std::fs::File::from(fd);
-    file.write_all(bytes)?;
+    write(&mut file)?;
     file.rewind()?;
     let fd = OwnedFd::from(file);
     fcntl(

@@ -93,6 +93,24 @@ impl SpillPort {
     /// peer finds the descriptor when it reads the record.
     pub fn send(&self, message: &[u8]) -> Result<(), SpillError> {
         let memfd = os::memory::sealed_memfd_with(c"ipc-spilled-message", message)?;
+        self.hand_over(&memfd)
+    }
+
+    /// Puts what `write` writes in a new sealed memfd and hands it to the
+    /// peer, as [`send`](Self::send) does, with no buffer in between: the
+    /// message's parts may be written from wherever they lie. Returns the
+    /// message's length, for the record that announces it.
+    pub fn send_written(
+        &self,
+        write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+    ) -> Result<u64, SpillError> {
+        let memfd = os::memory::sealed_memfd_written(c"ipc-spilled-message", write)?;
+        let len = os::fd::file_size(&memfd)?;
+        self.hand_over(&memfd)?;
+        Ok(len)
+    }
+
+    fn hand_over(&self, memfd: &OwnedFd) -> Result<(), SpillError> {
         let deadline = Deadline::after(SEND_PATIENCE);
         loop {
             match rights::send_with_fds(self.fd.as_raw_fd(), &[1], &[memfd.as_raw_fd()]) {

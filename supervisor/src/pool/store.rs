@@ -716,6 +716,48 @@ impl Store {
         Ok(())
     }
 
+    /// What [`chunk_input`](Self::chunk_input) appends for chunk `task`,
+    /// written to `out` from where the items lie (no copy in between).
+    fn write_chunk_input(&self, task: u64, out: &mut dyn std::io::Write) -> Result<(), String> {
+        let chunk = self.chunk(task).ok_or_else(|| format!("no chunk {task}"))?;
+        let mut head = Vec::new();
+        chunk
+            .call
+            .write_head((chunk.items.end - chunk.items.start) as usize, &mut head)?;
+        let written = |e: std::io::Error| e.to_string();
+        out.write_all(&head).map_err(written)?;
+        if let Some(whole) = self.side_by_side(&chunk.items) {
+            return out.write_all(whole).map_err(written);
+        }
+        for id in chunk.items.clone() {
+            let (submission, range) = self
+                .entry(id)
+                .and_then(|e| self.input(e))
+                .ok_or_else(|| format!("item {id} has no input"))?;
+            out.write_all(submission.buf.get(range).unwrap_or_default())
+                .map_err(written)?;
+        }
+        Ok(())
+    }
+
+    /// How many bytes [`chunk_input`](Self::chunk_input) writes for chunk
+    /// `task`, found without copying its items.
+    fn chunk_input_len(&self, task: u64) -> Option<usize> {
+        let chunk = self.chunk(task)?;
+        let mut head = Vec::new();
+        chunk
+            .call
+            .write_head((chunk.items.end - chunk.items.start) as usize, &mut head)
+            .ok()?;
+        if let Some(whole) = self.side_by_side(&chunk.items) {
+            return Some(head.len() + whole.len());
+        }
+        chunk.items.clone().try_fold(head.len(), |len, id| {
+            let (_, range) = self.entry(id).and_then(|e| self.input(e))?;
+            Some(len + range.len())
+        })
+    }
+
     /// The inputs of `items` as one slice when they all lie side by side
     /// in one submission (the usual chunk): its first and last are, and
     /// ids and slots count up together there. One look at two entries
@@ -798,6 +840,14 @@ impl Work for PoolWork {
 
     fn input(&mut self, task: u64, out: &mut Vec<u8>) -> Result<(), String> {
         self.shared.lock().store.chunk_input(task, out)
+    }
+
+    fn input_len(&mut self, task: u64) -> Option<usize> {
+        self.shared.lock().store.chunk_input_len(task)
+    }
+
+    fn write_input(&mut self, task: u64, out: &mut dyn std::io::Write) -> Result<(), String> {
+        self.shared.lock().store.write_chunk_input(task, out)
     }
 
     fn input_size_hint(&mut self) -> usize {

@@ -11,17 +11,19 @@
 
 use outlast_ipc::spsc::doorbell::Heard;
 use outlast_ipc::spsc::TrySendError;
+use std::io::{Seek, Write};
+
 use outlast_worker::protocol::{
-    spilled_limit, FromWorker, TaskOutput, TaskResult, ToWorker, PROTOCOL_VERSION,
+    spilled_limit, FromWorker, TaskBatch, TaskOutput, TaskResult, ToWorker, PROTOCOL_VERSION,
 };
 
 use outlast_worker::numbers::plural;
-use outlast_worker::work::{GaveUp, Oversize, Refused};
+use outlast_worker::work::{GaveUp, Oversize, Refused, Work};
 
 use super::{send_stop, Engine};
 use crate::fleet::{Slot, StopReason, Worker};
 use crate::kill::KillCause;
-use crate::ledger::{Completion, Failure, WorkerId};
+use crate::ledger::{Completion, Failure, Lease, WorkerId};
 
 /// The most records taken from one worker's results ring in one turn.
 const RECORDS_PER_TURN: usize = 64;
@@ -265,8 +267,42 @@ impl Engine {
             batch.clear();
             let mut failed: Vec<(u64, Failure)> = Vec::new();
             let cap = w.link.max_message;
-            for l in &leases {
+            let ring = w.link.tasks.max_message();
+            // Where the batch stopped because the next input would take it
+            // past the ring: those tasks go back, for a batch of their own.
+            let mut cut = None;
+            // A first task too large for the ring, whose length is known:
+            // it goes alone, its input written straight into its memfd.
+            let mut alone = None;
+            for (at, l) in leases.iter().enumerate() {
                 let work = &mut self.work;
+                let known = work.input_len(l.id);
+                if let Some(len) =
+                    known.filter(|len| batch.size() + BATCH_HEAD + TASK_HEAD + len > ring)
+                {
+                    if !batch.is_empty() {
+                        cut = Some(at);
+                        break;
+                    }
+                    let len64 = len as u64;
+                    if len64 > cap {
+                        failed.push((
+                            l.id,
+                            Failure {
+                                cause: too_large("input", len64, cap),
+                                exit_code: None,
+                                oversize: Some(Oversize {
+                                    len: len64,
+                                    max: cap,
+                                }),
+                            },
+                        ));
+                        continue;
+                    }
+                    alone = Some((*l, len));
+                    cut = Some(at + 1);
+                    break;
+                }
                 let pushed = batch.push(l.id, l.attempt, |out| {
                     work.input(l.id, out).map_err(|cause| Failure {
                         cause,
@@ -285,8 +321,21 @@ impl Engine {
                 });
                 if let Err(failure) = pushed {
                     failed.push((l.id, failure));
+                } else if batch.len() > 1 && batch.size() + BATCH_HEAD > ring {
+                    // Its length was not known before: copied in for
+                    // nothing, but only once.
+                    batch.drop_last();
+                    cut = Some(at);
+                    break;
                 }
             }
+            let leases = match cut {
+                Some(at) => {
+                    self.ledger.untake(w.id, &leases[at..]);
+                    leases[..at].to_vec()
+                }
+                None => leases,
+            };
             // (Rare) inputs that failed to encode, or are over the cap,
             // leave the batch and fail alone: not this worker's fault. One
             // over the cap fails for good: every attempt would.
@@ -308,22 +357,39 @@ impl Engine {
                     .filter(|l| !failed.iter().any(|(id, _)| *id == l.id))
                     .collect()
             };
-            if batch.is_empty() {
-                self.batch = batch;
-                continue;
-            }
-            // Written into a buffer kept from batch to batch: fresh ones
-            // per batch faulted their pages in every time.
-            let bytes = batch.finish();
-            let sent = send_tasks(w, bytes, leases.len());
-            let sent_bytes = bytes.len() as u64 + 8;
-            // (A large one is let go now, not at the next batch.)
-            batch.clear();
+            let sent = match alone {
+                Some((lease, len)) => send_alone(w, &mut self.work, lease, len),
+                None if batch.is_empty() => {
+                    self.batch = batch;
+                    continue;
+                }
+                None => {
+                    // Written into a buffer kept from batch to batch: fresh
+                    // ones per batch faulted their pages in every time.
+                    let bytes = batch.finish();
+                    let sent = send_tasks(w, bytes, leases.len()).map(|()| bytes.len() as u64);
+                    // (A large one is let go now, not at the next batch.)
+                    batch.clear();
+                    sent
+                }
+            };
             self.batch = batch;
             match sent {
-                Ok(()) => {
+                Ok(bytes) => {
                     self.traffic.sent += 1;
-                    self.traffic.bytes_sent += sent_bytes;
+                    self.traffic.bytes_sent += bytes + 8;
+                }
+                // Its input could not be written: this attempt fails, as
+                // one that fails to encode in a batch does.
+                Err(Unsent::Input(cause)) => {
+                    let failure = Failure {
+                        cause,
+                        exit_code: None,
+                        oversize: None,
+                    };
+                    if let Some(released) = self.ledger.fail(w.id, leases[0].id, &failure) {
+                        dead_now.push((released.dead, failure));
+                    }
                 }
                 // Its ring is full: it is behind, stopped or dying; the
                 // tasks wait here instead.
@@ -394,6 +460,11 @@ impl Engine {
     }
 }
 
+/// The most a batch's variant and task count add to its tasks.
+const BATCH_HEAD: usize = 4;
+/// The most a task's id, attempt and input length add to its input.
+const TASK_HEAD: usize = 10 + 5 + 10;
+
 /// Sends one batch of `count` tasks: in the ring when it fits there;
 /// a single task too large for the ring is spilled (handed over, then
 /// announced in the ring); one over the cap is refused.
@@ -428,8 +499,59 @@ fn send_tasks(w: &mut Worker, bytes: &[u8], count: usize) -> Result<(), Unsent> 
     w.link.tasks.try_send(&record).map_err(|e| broken(&e))
 }
 
+/// Sends task `lease` alone, its input of `len` bytes (too large for the
+/// ring) written by the work straight into the memfd that carries it,
+/// then announced in the ring. The bytes sent, or why not.
+fn send_alone(
+    w: &mut Worker,
+    work: &mut Box<dyn Work>,
+    lease: Lease,
+    len: usize,
+) -> Result<u64, Unsent> {
+    let broken = |e: &dyn std::fmt::Display| Unsent::Broken(e.to_string());
+    let head = TaskBatch::head_of_one(lease.id, lease.attempt, len);
+    let total = (head.len() + len) as u64;
+    // The record's room first: once the memfd is handed over, the record
+    // announcing it must follow.
+    let record =
+        postcard::to_allocvec(&ToWorker::Spilled { len: total }).map_err(|e| broken(&e))?;
+    match w.link.tasks.has_room_for(record.len()) {
+        Ok(true) => {}
+        Ok(false) => return Err(Unsent::Full),
+        Err(e) => return Err(broken(&e)),
+    }
+    let mut refused = None;
+    let written = w.link.spill.send_written(|file| {
+        file.write_all(&head)?;
+        work.write_input(lease.id, file).map_err(|cause| {
+            refused = Some(cause);
+            std::io::Error::other("the input was not written")
+        })?;
+        // What the record announces is what the work said it would write.
+        match file.stream_position()? == total {
+            true => Ok(()),
+            false => {
+                refused = Some(format!("its input was not the {len} bytes announced"));
+                Err(std::io::Error::other("the input's length changed"))
+            }
+        }
+    });
+    match (written, refused) {
+        (_, Some(cause)) => Err(Unsent::Input(cause)),
+        (Ok(_), None) => w
+            .link
+            .tasks
+            .try_send(&record)
+            .map(|()| total)
+            .map_err(|e| broken(&e)),
+        (Err(e), None) => Err(broken(&e)),
+    }
+}
+
 /// Why a batch of tasks did not go to a worker.
 enum Unsent {
+    /// A task's input could not be written (its work's words).
+    Input(String),
     Full,
     TooManyForRing,
     OverCap(Oversize),
