@@ -22,6 +22,7 @@ fn main() {
         a_hundred_megabyte_item_is_not_kept_once_it_is_done,
         a_map_of_big_items_hands_each_over_without_a_copy_in_a_batch,
         a_jobs_big_inputs_are_encoded_at_most_twice_each,
+        a_big_result_goes_from_the_worker_without_a_copy_in_a_buffer,
         an_input_over_the_cap_fails_alone_at_once,
         a_result_over_the_cap_fails_alone_after_one_run,
         a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk,
@@ -238,6 +239,34 @@ fn a_map_of_big_items_hands_each_over_without_a_copy_in_a_batch() {
     assert!(
         faults < pages + pages / 2,
         "{faults} pages written for {pages} pages of items"
+    );
+}
+
+/// Process `pid`'s minor page faults so far, from `/proc/PID/stat`.
+fn minor_faults_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis: state is the
+    // first, minflt the eighth.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn a_big_result_goes_from_the_worker_without_a_copy_in_a_buffer() {
+    let pool = Pool::new(1).expect("pool");
+    assert_eq!(pool.apply(fill, 10).map(|b| b.len()).ok(), Some(10));
+    let worker = pool.worker_pids()[0];
+    let faults = minor_faults_of(worker);
+    let back = pool.apply(fill, SIZE).expect("result");
+    assert!(back.len() == SIZE && all_are(&back, 3));
+    let faults = minor_faults_of(worker) - faults;
+    // The function's vector and its encoding are the worker's only fresh
+    // pages (19,534 faults measured). The message was encoded into a
+    // buffer of its own before it went into its memfd (29,299).
+    let pages = SIZE as u64 / 4096;
+    assert!(
+        faults < 2 * pages + pages / 2,
+        "the worker wrote {faults} fresh pages for a result of {pages} pages"
     );
 }
 

@@ -64,6 +64,20 @@ pub struct WorkerLink {
     scratch: Vec<u8>,
 }
 
+/// The bytes of a message's task outputs: its encoding is longer.
+fn payload_bytes(message: &FromWorker) -> usize {
+    match message {
+        FromWorker::Results(results) => results
+            .iter()
+            .map(|r| match &r.output {
+                crate::protocol::TaskOutput::Done(bytes) => bytes.len(),
+                _ => 0,
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
 /// Why a link could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -170,6 +184,9 @@ impl WorkerLink {
         beat_every: Duration,
         patience: Duration,
     ) -> Result<(), LinkSendError> {
+        if payload_bytes(message) > self.results.max_message() {
+            return self.spill_straight(message, beat_every, patience);
+        }
         let mut bytes = std::mem::take(&mut self.scratch);
         bytes.clear();
         // The codec, not postcard's `to_extend`: that one appends a byte
@@ -197,6 +214,31 @@ impl WorkerLink {
             self.scratch = bytes;
         }
         sent
+    }
+
+    /// Sends a message whose outputs alone are too large for the ring:
+    /// encoded straight into the memfd that carries it (a 100 MB output
+    /// is not copied into a buffer first), handed over, then announced.
+    fn spill_straight(
+        &mut self,
+        message: &FromWorker,
+        beat_every: Duration,
+        patience: Duration,
+    ) -> Result<(), LinkSendError> {
+        use std::io::Write;
+        let len = self
+            .spill
+            .send_written(|file| {
+                // Outputs pass through whole; the small fields around
+                // them are gathered into few writes.
+                let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
+                postcard::to_io(message, &mut out).map_err(std::io::Error::other)?;
+                out.flush()
+            })
+            .map_err(LinkSendError::from)?;
+        let record = postcard::to_allocvec(&FromWorker::Spilled { len })
+            .map_err(|e| LinkSendError::Broken(e.to_string()))?;
+        self.send_bytes(&record, beat_every, patience)
     }
 
     /// Writes one record, waiting for room as [`send`](Self::send) does.
