@@ -84,6 +84,7 @@ fn command_line_inputs_sequence_numbers_and_slots() {
         "",
     );
     assert_eq!(stdout(&out), "1a\n2a\n1b\n2b\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -107,6 +108,7 @@ fn slots_are_never_shared_by_two_running_commands() {
     let out = supervisor(&dir, &args, "");
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(!stdout(&out).contains("clash"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -7,11 +7,30 @@ use std::path::{Path, PathBuf};
 use super::record::{JobIdentity, Record};
 use super::{open, JournalError, JournalOptions, Replayed, SyncPolicy};
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("outlast-journal-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temp dir");
-    dir.join("journal")
+/// A directory of this test's own, removed (with what it holds) when the
+/// test ends; a failing test's stays, to be looked at.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("outlast-journal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        Scratch(dir)
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.0.join("journal")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 fn job(tasks: u64) -> JobIdentity {
@@ -60,7 +79,8 @@ fn written(path: &Path, n: u64) -> Vec<u64> {
 
 #[test]
 fn a_journal_cut_at_every_byte_of_its_last_three_records_keeps_the_records_before() {
-    let path = temp("cut");
+    let scratch = Scratch::new("cut");
+    let path = scratch.journal();
     let ends = written(&path, 10);
     let whole = std::fs::read(&path).expect("read");
     assert_eq!(whole.len() as u64, ends[9]);
@@ -91,7 +111,8 @@ fn a_journal_cut_at_every_byte_of_its_last_three_records_keeps_the_records_befor
 
 #[test]
 fn garbage_after_the_last_record_is_dropped_and_said() {
-    let path = temp("garbage");
+    let scratch = Scratch::new("garbage");
+    let path = scratch.journal();
     let ends = written(&path, 5);
     let mut bytes = std::fs::read(&path).expect("read");
     let garbage = b"\xff\xff\xff\x7fnot a record at all, and more of it";
@@ -115,7 +136,8 @@ fn garbage_after_the_last_record_is_dropped_and_said() {
 
 #[test]
 fn a_flipped_byte_ends_the_valid_prefix_at_its_record() {
-    let path = temp("flip");
+    let scratch = Scratch::new("flip");
+    let path = scratch.journal();
     let ends = written(&path, 6);
     let mut bytes = std::fs::read(&path).expect("read");
     // A byte of record 3's payload (records 0..=2 end at ends[2]).
@@ -128,7 +150,8 @@ fn a_flipped_byte_ends_the_valid_prefix_at_its_record() {
     assert_eq!(dropped.at, ends[2]);
     assert_eq!(dropped.why, "a checksum mismatch");
     // And a flipped length byte: the checksum covers it too.
-    let path = temp("flip-len");
+    let scratch = Scratch::new("flip-len");
+    let path = scratch.journal();
     let ends = written(&path, 6);
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[ends[3] as usize] ^= 0x01;
@@ -140,7 +163,8 @@ fn a_flipped_byte_ends_the_valid_prefix_at_its_record() {
 
 #[test]
 fn another_jobs_journal_is_refused_and_left_alone() {
-    let path = temp("other");
+    let scratch = Scratch::new("other");
+    let path = scratch.journal();
     written(&path, 3);
     let before = std::fs::read(&path).expect("read");
     let err = open(&JournalOptions::new(&path), &job(99), &mut |_| {})
@@ -153,7 +177,8 @@ fn another_jobs_journal_is_refused_and_left_alone() {
 
 #[test]
 fn a_new_description_of_the_same_job_is_the_same_job() {
-    let path = temp("describe");
+    let scratch = Scratch::new("describe");
+    let path = scratch.journal();
     written(&path, 3);
     let mut same = job(100);
     same.describe = "squares below 100, started at 10:02".into();
@@ -164,7 +189,8 @@ fn a_new_description_of_the_same_job_is_the_same_job() {
 
 #[test]
 fn a_file_that_is_not_a_journal_is_refused_and_left_alone() {
-    let path = temp("notours");
+    let scratch = Scratch::new("notours");
+    let path = scratch.journal();
     std::fs::write(&path, "precious data\n").expect("write");
     let err = reopen(&path).err().expect("refused");
     assert!(matches!(err, JournalError::NotAJournal(_)), "{err}");
@@ -176,7 +202,8 @@ fn a_file_that_is_not_a_journal_is_refused_and_left_alone() {
 
 #[test]
 fn one_run_writes_a_journal_at_a_time() {
-    let path = temp("locked");
+    let scratch = Scratch::new("locked");
+    let path = scratch.journal();
     let (_, _, first) = reopen(&path).expect("opens");
     let err = reopen(&path).err().expect("a second writer is refused");
     match &err {
@@ -191,7 +218,8 @@ fn one_run_writes_a_journal_at_a_time() {
 
 #[test]
 fn batched_sync_syncs_at_most_every_interval_and_always_every_turn() {
-    let path = temp("sync");
+    let scratch = Scratch::new("sync");
+    let path = scratch.journal();
     let mut ops = JournalOptions::new(&path).sync(SyncPolicy::Always);
     let mut opened = open(&ops, &job(100), &mut |_| {}).expect("opens");
     for id in 0..5 {
