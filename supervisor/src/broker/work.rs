@@ -104,6 +104,18 @@ impl Work for BrokerWork {
         self.inner.input(task, out)
     }
 
+    fn input_len(&mut self, id: u64) -> Option<usize> {
+        let task = self.task_of(id)?;
+        self.inner.input_len(task)
+    }
+
+    fn write_input(&mut self, id: u64, out: &mut dyn std::io::Write) -> Result<(), String> {
+        let task = self
+            .task_of(id)
+            .ok_or("a task the broker work does not hold")?;
+        self.inner.write_input(task, out)
+    }
+
     fn input_size_hint(&mut self) -> usize {
         self.inner.input_size_hint()
     }
