@@ -95,6 +95,12 @@ pub trait Work {
     /// The output of task `id`, once per id; `Err` fails the attempt,
     /// with its cause (`bad output: ...`).
     fn accept(&mut self, id: u64, output: &[u8]) -> Result<(), Refused>;
+    /// [`accept`](Work::accept), given the output to keep (a run with no
+    /// journal needs it no more): a work that keeps outputs takes them
+    /// without a copy.
+    fn accept_owned(&mut self, id: u64, output: Vec<u8>) -> Result<(), Refused> {
+        self.accept(id, &output)
+    }
     /// The output of task `id` read back from a journal, once per id,
     /// before any task runs (default: [`accept`](Work::accept)).
     fn resume(&mut self, id: u64, output: &[u8]) -> Result<(), Refused> {

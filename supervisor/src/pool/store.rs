@@ -29,8 +29,14 @@ pub(crate) type Settled = Result<Bytes, Box<TaskError>>;
 /// chunk's output.
 #[derive(Clone, Debug)]
 pub(crate) enum Bytes {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Shared { buf: Arc<[u8]>, range: Range<usize> },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
+    Shared {
+        buf: Arc<Vec<u8>>,
+        range: Range<usize>,
+    },
 }
 
 /// The longest reply handed out in place.
@@ -38,7 +44,7 @@ const INLINE: usize = 22;
 
 impl Bytes {
     /// `range` of `buf`: copied if short, else shared.
-    fn piece(buf: &Arc<[u8]>, range: Range<usize>) -> Self {
+    fn piece(buf: &Arc<Vec<u8>>, range: Range<usize>) -> Self {
         match buf.get(range.clone()) {
             Some(part) if part.len() <= INLINE => {
                 let mut bytes = [0; INLINE];
@@ -156,7 +162,9 @@ impl Submission {
 
 /// The output of one chunk: its items' replies, kept until each is taken.
 struct Output {
-    buf: Arc<[u8]>,
+    /// As the worker's message held it (kept, not copied: a 100 MB
+    /// reply was copied here under the pool's lock).
+    buf: Arc<Vec<u8>>,
     replies: Vec<Range<usize>>,
     /// Its replies not taken or dropped yet; at 0 the bytes are freed.
     live: usize,
@@ -166,7 +174,7 @@ impl Output {
     /// Frees the bytes once no reply is left to read.
     fn free_if_unread(&mut self) {
         if self.live == 0 {
-            self.buf = Arc::from([]);
+            self.buf = Arc::new(Vec::new());
             self.replies = Vec::new();
         }
     }
@@ -778,18 +786,18 @@ impl Store {
     /// or long output settles no item), except a short one that ends with
     /// a panic (an aborting build's last words): its items are settled,
     /// and the ones after it go again in a new chunk, uncharged.
-    fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), String> {
+    fn accept(&mut self, task: u64, output: Vec<u8>) -> Result<(), String> {
         let (call, items, cut_at) = self
             .chunk(task)
             .map(|c| (c.call, c.items.clone(), c.cut_at))
             .ok_or_else(|| format!("bad output: no chunk {task}"))?;
         let count = (items.end - items.start) as usize;
-        let replies = split_replies(output, count)
-            .filter(|r| r.len() == count || answers_short(output, r, count))
+        let replies = split_replies(&output, count)
+            .filter(|r| r.len() == count || answers_short(&output, r, count))
             .ok_or_else(|| format!("bad output: not {count} replies"))?;
         let answered = replies.len();
         let home = self.outputs.push(Output {
-            buf: output.into(),
+            buf: Arc::new(output),
             replies,
             live: 0,
         });
@@ -855,6 +863,11 @@ impl Work for PoolWork {
     }
 
     fn accept(&mut self, task: u64, output: &[u8]) -> Result<(), Refused> {
+        self.shared.lock().store.accept(task, output.to_vec())?;
+        Ok(())
+    }
+
+    fn accept_owned(&mut self, task: u64, output: Vec<u8>) -> Result<(), Refused> {
         self.shared.lock().store.accept(task, output)?;
         Ok(())
     }
@@ -957,7 +970,7 @@ mod tests {
     fn accept_all(store: &mut Store, tasks: Range<u64>) {
         for task in tasks {
             let output = output_of(store, task);
-            store.accept(task, &output).unwrap();
+            store.accept(task, output.clone()).unwrap();
         }
     }
 
@@ -1030,11 +1043,11 @@ mod tests {
     fn replies_nobody_will_read_are_freed_behind_a_kept_one() {
         let mut store = store_with(1);
         let output = output_of(&store, 0);
-        store.accept(0, &output).unwrap();
+        store.accept(0, output.clone()).unwrap();
         store.abandon(3);
         store.abandon(4);
         let late = output_of(&store, 1);
-        store.accept(1, &late).unwrap();
+        store.accept(1, late.clone()).unwrap();
         assert_eq!(store.outputs.items.len(), 2);
         assert_eq!(held_bytes(&store), output.len());
     }
@@ -1045,7 +1058,7 @@ mod tests {
         // Item 3 is abandoned before its chunk (items 3 and 4) comes back.
         store.abandon(3);
         let output = output_of(&store, 1);
-        store.accept(1, &output).unwrap();
+        store.accept(1, output.clone()).unwrap();
         // Chunk 0 (items 0-2) is sent again, as after its worker died:
         // its inputs are still there though others of theirs settled.
         let mut again = Vec::new();

@@ -192,12 +192,14 @@ impl Engine {
                     }
                     continue;
                 }
-                TaskOutput::Done(output) => match self.work.accept(result.id, &output) {
-                    Ok(()) => {
+                TaskOutput::Done(output) => match self.accept(result.id, output) {
+                    Ok(journaled) => {
                         if self.ledger.complete(w.id, result.id) == Completion::NotHeld {
                             continue;
                         }
-                        self.journal_done(result.id, attempt, &output);
+                        if let Some(output) = journaled {
+                            self.journal_done(result.id, attempt, &output);
+                        }
                         w.completed += 1;
                         self.crashes_in_a_row[w.slot] = 0;
                         self.start_failures_in_a_row = 0;
@@ -232,6 +234,15 @@ impl Engine {
             if w.completed >= quota && w.stopping.is_none() {
                 send_stop(w, StopReason::Recycle);
             }
+        }
+    }
+
+    /// Gives task `id`'s output to the work: whole, unless a journal
+    /// keeps it too (then it comes back, for the journal).
+    fn accept(&mut self, id: u64, output: Vec<u8>) -> Result<Option<Vec<u8>>, Refused> {
+        match self.journal.is_some() {
+            true => self.work.accept(id, &output).map(|()| Some(output)),
+            false => self.work.accept_owned(id, output).map(|()| None),
         }
     }
 
