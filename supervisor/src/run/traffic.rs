@@ -9,10 +9,10 @@
 //! `RECORDS_PER_TURN` records from one worker, so a flood from one cannot
 //! keep the supervisor from the others.
 
-use outlast_ipc::spsc::doorbell::Heard;
-use outlast_ipc::spsc::TrySendError;
 use std::io::{Seek, Write};
 
+use outlast_ipc::spsc::doorbell::Heard;
+use outlast_ipc::spsc::TrySendError;
 use outlast_worker::protocol::{
     spilled_limit, FromWorker, TaskBatch, TaskOutput, TaskResult, ToWorker, PROTOCOL_VERSION,
 };
