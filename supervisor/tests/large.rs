@@ -12,6 +12,7 @@ use outlast_ipc::StartMethod;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::time::Duration;
+use tests::procfs;
 
 fn main() {
     outlast_ipc::init();
@@ -203,15 +204,10 @@ fn peak_around_a_map_of_big_items(_: ()) -> (u64, u64, u64) {
     (before, status_kb("VmHWM:"), minor_faults() - faults)
 }
 
-/// This process's minor page faults so far (every thread's), from
-/// `/proc/self/stat`: a page of fresh memory written is one.
+/// This process's minor page faults so far (every thread's): a page of
+/// fresh memory written is one.
 fn minor_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command's closing parenthesis: state is the
-    // first, minflt the eighth.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok())
-        .unwrap_or(0)
+    procfs::minor_faults(std::process::id())
 }
 
 const SIZE: usize = 40_000_000;
@@ -242,27 +238,17 @@ fn a_map_of_big_items_hands_each_over_without_a_copy_in_a_batch() {
     );
 }
 
-/// Process `pid`'s minor page faults so far, from `/proc/PID/stat`.
-fn minor_faults_of(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command's closing parenthesis: state is the
-    // first, minflt the eighth.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// In a process of its own: the fresh pages (minor faults) a 40 MB
 /// result cost its worker, and this process, the pool's.
 fn faults_around_a_big_result(_: ()) -> (u64, u64) {
     let pool = Pool::new(1).expect("pool");
     assert_eq!(pool.apply(fill, 10).map(|b| b.len()).ok(), Some(10));
     let worker = pool.worker_pids()[0];
-    let (theirs, ours) = (minor_faults_of(worker), minor_faults());
+    let (theirs, ours) = (procfs::minor_faults(worker), minor_faults());
     let back = pool.apply(fill, SIZE).expect("result");
     let ours = minor_faults() - ours;
     assert!(back.len() == SIZE && all_are(&back, 3));
-    (minor_faults_of(worker) - theirs, ours)
+    (procfs::minor_faults(worker) - theirs, ours)
 }
 
 fn a_big_result_goes_from_the_worker_without_a_copy_in_a_buffer() {
