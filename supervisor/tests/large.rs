@@ -24,6 +24,7 @@ fn main() {
         a_map_of_big_items_hands_each_over_without_a_copy_in_a_batch,
         a_jobs_big_inputs_are_encoded_at_most_twice_each,
         a_big_result_goes_from_the_worker_without_a_copy_in_a_buffer,
+        a_lazy_map_of_big_items_pulls_a_bounded_number_ahead,
         an_input_over_the_cap_fails_alone_at_once,
         a_result_over_the_cap_fails_alone_after_one_run,
         a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk,
@@ -271,6 +272,31 @@ fn a_big_result_goes_from_the_worker_without_a_copy_in_a_buffer() {
         pool < 2 * pages + pages / 2,
         "the pool wrote {pool} fresh pages for a result of {pages} pages"
     );
+}
+
+fn a_lazy_map_of_big_items_pulls_a_bounded_number_ahead() {
+    const ITEM: usize = 8_000_000;
+    let pool = Pool::new(2).expect("pool");
+    for unordered in [false, true] {
+        let pulled = AtomicU64::new(0);
+        let items = (0..100).map(|_| {
+            pulled.fetch_add(1, Ordering::Relaxed);
+            ByteBuf::from(vec![2u8; ITEM])
+        });
+        let first: Vec<_> = match unordered {
+            false => pool.imap(total, items).take(3).collect(),
+            true => pool.imap_unordered(total, items).take(3).collect(),
+        };
+        assert_eq!(first, vec![Ok((ITEM, true)); 3]);
+        // 256 MiB of encoded items in flight: 33 of 8 MB (34 measured).
+        // The window was 65,536 items whatever their size: all 100 were
+        // taken (and an endless input of 50 MB items ran out of memory).
+        let pulled = pulled.load(Ordering::Relaxed);
+        assert!(
+            pulled <= 48,
+            "unordered {unordered}: {pulled} items of 8 MB pulled for 3 results"
+        );
+    }
 }
 
 /// How many times [`BigInputs::input`] ran (in the supervisor: this

@@ -656,8 +656,9 @@ impl Pool {
     }
 
     /// `f(x)` for each item, in order, lazily: items are taken from `items`
-    /// as workers free up, with a bounded number in flight, so an endless
-    /// iterator works in bounded memory.
+    /// as workers free up, with a bounded number in flight (and at most
+    /// about 256 MiB of them, encoded, beyond two per worker), so an
+    /// endless iterator works in bounded memory.
     pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Imap<T, R, I::IntoIter>
     where
         T: Serialize + DeserializeOwned,

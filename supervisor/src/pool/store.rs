@@ -99,6 +99,11 @@ impl Encoded {
     pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
+
+    /// The bytes the items take, encoded.
+    pub(crate) fn bytes(&self) -> usize {
+        self.buf.len()
+    }
 }
 
 /// A chunk's items stop growing past this many input bytes.
