@@ -24,7 +24,7 @@ fn main() {
         a_map_of_big_items_hands_each_over_without_a_copy_in_a_batch,
         a_jobs_big_inputs_are_encoded_at_most_twice_each,
         a_big_result_goes_from_the_worker_without_a_copy_in_a_buffer,
-        a_lazy_map_of_big_items_pulls_a_bounded_number_ahead,
+        a_lazy_map_of_big_items_or_results_pulls_a_bounded_number_ahead,
         an_input_over_the_cap_fails_alone_at_once,
         a_result_over_the_cap_fails_alone_after_one_run,
         a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk,
@@ -274,7 +274,7 @@ fn a_big_result_goes_from_the_worker_without_a_copy_in_a_buffer() {
     );
 }
 
-fn a_lazy_map_of_big_items_pulls_a_bounded_number_ahead() {
+fn a_lazy_map_of_big_items_or_results_pulls_a_bounded_number_ahead() {
     const ITEM: usize = 8_000_000;
     let pool = Pool::new(2).expect("pool");
     for unordered in [false, true] {
@@ -295,6 +295,26 @@ fn a_lazy_map_of_big_items_pulls_a_bounded_number_ahead() {
         assert!(
             pulled <= 48,
             "unordered {unordered}: {pulled} items of 8 MB pulled for 3 results"
+        );
+        // Small items whose results are 8 MB: as few ahead, by the
+        // results' size (34 measured; all 100 were, as many 8 MB results
+        // waiting for a reader that takes them one by one).
+        let pulled = AtomicU64::new(0);
+        let items = (0..100u64).map(|_| {
+            pulled.fetch_add(1, Ordering::Relaxed);
+            ITEM
+        });
+        let first: Vec<_> = match unordered {
+            false => pool.imap(fill, items).take(3).collect(),
+            true => pool.imap_unordered(fill, items).take(3).collect(),
+        };
+        assert!(first
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|b| b.len() == ITEM)));
+        let pulled = pulled.load(Ordering::Relaxed);
+        assert!(
+            pulled <= 48,
+            "unordered {unordered}: {pulled} items pulled for 3 results of 8 MB"
         );
     }
 }

@@ -23,14 +23,17 @@ struct Feed<T, R, I> {
     /// The unordered stream the items belong to, if any.
     group: Option<u64>,
     exhausted: bool,
-    /// Encoded so far, to size the window in bytes.
+    /// Inputs encoded and results taken so far, to size the window in
+    /// bytes.
     encoded: Average,
+    results: Average,
     _types: PhantomData<fn(T) -> R>,
 }
 
-/// The encoded inputs a lazy map keeps in flight, at most (and at least
-/// two items per worker): the window in items alone (65,536 on 2
-/// workers) held an endless input of 50 MB items until memory ran out.
+/// The encoded inputs, or results, a lazy map keeps in flight, at most
+/// (and at least two items per worker): the window in items alone
+/// (65,536 on 2 workers) held an endless input of 50 MB items until
+/// memory ran out, and, behind a slow reader, as many 50 MB results.
 const BYTES_IN_FLIGHT: usize = 256 << 20;
 
 /// Items encoded so far and their bytes.
@@ -45,6 +48,14 @@ impl Average {
     fn item_bytes(&self) -> usize {
         self.bytes.checked_div(self.items).unwrap_or(1).max(1)
     }
+
+    /// Counts the replies among `settled`.
+    fn note<'a>(&mut self, settled: impl Iterator<Item = &'a Option<Settled>>) {
+        for reply in settled.flatten().flatten() {
+            self.items += 1;
+            self.bytes += reply.as_slice().len();
+        }
+    }
 }
 
 impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
@@ -56,10 +67,16 @@ impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
     /// turns: 13.1-16.6 M items/s before, 13.8-17.5 M after).
     fn refill(&mut self, in_flight: usize) -> Result<Range<u64>, TaskError> {
         let shared = &self.pool.shared;
-        let item_bytes = self.encoded.item_bytes();
-        let window = shared
+        let item_bytes = self.encoded.item_bytes().max(self.results.item_bytes());
+        let least = 2 * shared.workers;
+        let mut window = shared
             .window()
-            .min((BYTES_IN_FLIGHT / item_bytes).max(2 * shared.workers));
+            .min((BYTES_IN_FLIGHT / item_bytes).max(least));
+        if self.results.items == 0 {
+            // How large a result is, nobody knows before the first: the
+            // items out meanwhile will all make theirs.
+            window = window.min(least);
+        }
         if self.exhausted || in_flight > window - window / 16 {
             return Ok(0..0);
         }
@@ -112,6 +129,7 @@ where
                 group: None,
                 exhausted: false,
                 encoded: Average::default(),
+                results: Average::default(),
                 _types: PhantomData,
             },
             in_flight: VecDeque::new(),
@@ -216,6 +234,8 @@ where
                 .store
                 .take_run(&mut self.in_flight, id, &mut self.taken);
             drop(state);
+            // (Only these: it was empty.)
+            self.feed.results.note(self.taken.iter());
             return Poll::Ready(self.taken.pop_front().map(decode));
         }
         if let Some(why) = &state.stopped {
@@ -262,6 +282,7 @@ where
                 group: Some(group),
                 exhausted: false,
                 encoded: Average::default(),
+                results: Average::default(),
                 _types: PhantomData,
             },
             group,
@@ -346,6 +367,7 @@ where
             self.in_flight -= 1;
             let settled = state.store.take(id);
             drop(state);
+            self.feed.results.note(std::iter::once(&settled));
             return Poll::Ready(Some(decode(settled)));
         }
         if let Some(why) = &state.stopped {

@@ -657,8 +657,8 @@ impl Pool {
 
     /// `f(x)` for each item, in order, lazily: items are taken from `items`
     /// as workers free up, with a bounded number in flight (and at most
-    /// about 256 MiB of them, encoded, beyond two per worker), so an
-    /// endless iterator works in bounded memory.
+    /// about 256 MiB of them, or of their results, beyond two per
+    /// worker), so an endless iterator works in bounded memory.
     pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Imap<T, R, I::IntoIter>
     where
         T: Serialize + DeserializeOwned,
