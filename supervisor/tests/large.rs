@@ -170,22 +170,6 @@ fn a_hundred_megabyte_item_is_not_kept_once_it_is_done() {
     );
 }
 
-/// A line of this process's `/proc/self/status`, in kB.
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(field))?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 /// In a process of its own: the resident kB before a `map` over four
 /// items of `SIZE` bytes (after they are made), the most resident during
 /// it, and the pages of fresh memory it wrote (minor faults).
@@ -198,11 +182,15 @@ fn peak_around_a_map_of_big_items(_: ()) -> (u64, u64, u64) {
     let items: Vec<ByteBuf> = (0..4).map(|_| ByteBuf::from(vec![2u8; SIZE])).collect();
     // The peak starts again from here (`clear_refs`, Linux 4.0).
     std::fs::write("/proc/self/clear_refs", "5").expect("clear_refs");
-    let before = status_kb("VmHWM:");
+    let before = procfs::status_kb(std::process::id(), "VmHWM");
     let faults = minor_faults();
     let got = pool.map(total, items);
     assert_eq!(got.ok(), Some(vec![(SIZE, true); 4]));
-    (before, status_kb("VmHWM:"), minor_faults() - faults)
+    (
+        before,
+        procfs::status_kb(std::process::id(), "VmHWM"),
+        minor_faults() - faults,
+    )
 }
 
 /// This process's minor page faults so far (every thread's): a page of

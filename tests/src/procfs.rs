@@ -29,12 +29,17 @@ pub fn is_running(pid: u32) -> bool {
 
 /// Resident memory of process `pid`, in kB (`VmRSS`).
 pub fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS")
+}
+
+/// A kB line of process `pid`'s `status` (`VmRSS`, `VmHWM`, ...).
+pub fn status_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+        .expect(field)
 }
 
 /// Minor page faults of process `pid` so far (field 10 of its `stat`):

@@ -12,6 +12,7 @@
 use std::io::{Seek, Write};
 
 use outlast_ipc::spsc::doorbell::Heard;
+use outlast_ipc::spsc::spill::SpillPort;
 use outlast_ipc::spsc::TrySendError;
 use outlast_worker::protocol::{
     spilled_limit, FromWorker, TaskBatch, TaskOutput, TaskResult, ToWorker, PROTOCOL_VERSION,
@@ -498,6 +499,17 @@ fn send_tasks(w: &mut Worker, bytes: &[u8], count: usize) -> Result<(), Unsent> 
             max: w.link.max_message,
         }));
     }
+    spill(w, len, |port| port.send(bytes).map_err(|e| broken(&e)))
+}
+
+/// Hands a message of `len` bytes over the link's spill port
+/// (`hand_over`), then announces it in the ring.
+fn spill(
+    w: &mut Worker,
+    len: u64,
+    hand_over: impl FnOnce(&SpillPort) -> Result<(), Unsent>,
+) -> Result<(), Unsent> {
+    let broken = |e: &dyn std::fmt::Display| Unsent::Broken(e.to_string());
     let record = postcard::to_allocvec(&ToWorker::Spilled { len }).map_err(|e| broken(&e))?;
     // Room for the record first: once the message is handed over, the
     // record announcing it must follow.
@@ -506,7 +518,7 @@ fn send_tasks(w: &mut Worker, bytes: &[u8], count: usize) -> Result<(), Unsent> 
         Ok(false) => return Err(Unsent::Full),
         Err(e) => return Err(broken(&e)),
     }
-    w.link.spill.send(bytes).map_err(|e| broken(&e))?;
+    hand_over(&w.link.spill)?;
     w.link.tasks.try_send(&record).map_err(|e| broken(&e))
 }
 
@@ -519,44 +531,32 @@ fn send_alone(
     lease: Lease,
     len: usize,
 ) -> Result<u64, Unsent> {
-    let broken = |e: &dyn std::fmt::Display| Unsent::Broken(e.to_string());
     let head = TaskBatch::head_of_one(lease.id, lease.attempt, len);
     let total = (head.len() + len) as u64;
-    // The record's room first: once the memfd is handed over, the record
-    // announcing it must follow.
-    let record =
-        postcard::to_allocvec(&ToWorker::Spilled { len: total }).map_err(|e| broken(&e))?;
-    match w.link.tasks.has_room_for(record.len()) {
-        Ok(true) => {}
-        Ok(false) => return Err(Unsent::Full),
-        Err(e) => return Err(broken(&e)),
-    }
-    let mut refused = None;
-    let written = w.link.spill.send_written(|file| {
-        file.write_all(&head)?;
-        work.write_input(lease.id, file).map_err(|cause| {
-            refused = Some(cause);
-            std::io::Error::other("the input was not written")
-        })?;
-        // What the record announces is what the work said it would write.
-        match file.stream_position()? == total {
-            true => Ok(()),
-            false => {
-                refused = Some(format!("its input was not the {len} bytes announced"));
-                Err(std::io::Error::other("the input's length changed"))
+    spill(w, total, |port| {
+        let mut refused = None;
+        let written = port.send_written(|file| {
+            file.write_all(&head)?;
+            work.write_input(lease.id, file).map_err(|cause| {
+                refused = Some(cause);
+                std::io::Error::other("the input was not written")
+            })?;
+            // What the record announces is what the work said it would write.
+            match file.stream_position()? == total {
+                true => Ok(()),
+                false => {
+                    refused = Some(format!("its input was not the {len} bytes announced"));
+                    Err(std::io::Error::other("the input's length changed"))
+                }
             }
+        });
+        match (written, refused) {
+            (_, Some(cause)) => Err(Unsent::Input(cause)),
+            (Ok(_), None) => Ok(()),
+            (Err(e), None) => Err(Unsent::Broken(e.to_string())),
         }
-    });
-    match (written, refused) {
-        (_, Some(cause)) => Err(Unsent::Input(cause)),
-        (Ok(_), None) => w
-            .link
-            .tasks
-            .try_send(&record)
-            .map(|()| total)
-            .map_err(|e| broken(&e)),
-        (Err(e), None) => Err(broken(&e)),
-    }
+    })
+    .map(|()| total)
 }
 
 /// Why a batch of tasks did not go to a worker.
