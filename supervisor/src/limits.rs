@@ -105,7 +105,7 @@ impl fmt::Display for Binding {
         match self {
             Binding::Descriptors { limit } => write!(
                 f,
-                "each worker takes {FDS_PER_WORKER} descriptors of the supervisor's limit of {limit} (ulimit -n, raised to the hard limit)"
+                "each worker takes {FDS_PER_WORKER} descriptors of this process's limit of {limit} (ulimit -n, raised to the hard limit)"
             ),
             Binding::Processes { free, what } => {
                 write!(f, "{what} leaves room for {free} more processes")
@@ -123,9 +123,10 @@ impl fmt::Display for Binding {
     }
 }
 
-/// `--workers N` beyond what the machine holds.
+/// More workers than the machine holds (`--workers N`, `Pool::new(N)`).
+/// Its words name no flag: a library's caller passed no `--workers`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--workers {asked} is more than this machine can hold: {binding}; at most {max} workers")]
+#[error("{asked} workers are more than this machine can hold: {binding}; it holds at most {max}")]
 pub struct TooManyWorkers {
     pub asked: u64,
     pub max: u64,
@@ -157,7 +158,11 @@ mod tests {
         assert!(capacity.check(2).is_ok());
         let refused = capacity.check(1 << 40).expect_err("a trillion workers");
         let text = refused.to_string();
-        assert!(text.contains("--workers 1099511627776"), "{text}");
+        assert!(
+            text.starts_with("1099511627776 workers are more than this machine can hold"),
+            "{text}"
+        );
+        assert!(!text.contains("--workers"), "a library's words: {text}");
         assert!(text.contains("at most"), "{text}");
     }
 }
