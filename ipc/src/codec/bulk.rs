@@ -267,7 +267,13 @@ fn visitor_of<T: for<'de> Deserialize<'de>>() -> Option<TypeId> {
 /// buffer page by page). Bytes after the announced length are dropped,
 /// as [`try_take`]'s caller ignores them. `Err(payload)` back for any
 /// other `T`.
-pub(crate) fn try_own<T>(mut payload: Vec<u8>) -> Result<Result<T, DecodeError>, Vec<u8>> {
+///
+/// With `exact`, bytes after the announced length are an error
+/// ([`DecodeError::TrailingBytes`]), as [`super::decode_payload`] says.
+pub(crate) fn try_own<T>(
+    mut payload: Vec<u8>,
+    exact: bool,
+) -> Result<Result<T, DecodeError>, Vec<u8>> {
     if const { std::mem::size_of::<T>() != std::mem::size_of::<Vec<u8>>() } || !same::<T, Vec<u8>>()
     {
         return Err(payload);
@@ -284,6 +290,11 @@ pub(crate) fn try_own<T>(mut payload: Vec<u8>) -> Result<Result<T, DecodeError>,
     else {
         return Ok(Err(malformed));
     };
+    if exact && end < payload.len() {
+        return Ok(Err(DecodeError::TrailingBytes {
+            extra: payload.len() - end,
+        }));
+    }
     payload.truncate(end);
     payload.drain(..prefix);
     // SAFETY: `T` is `Vec<u8>` (checked above).
@@ -382,25 +393,37 @@ mod tests {
     fn an_owned_payload_becomes_the_vec_it_holds() {
         let value: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
         let mut payload = postcard::to_allocvec(&value).expect("postcard");
-        let owned: Vec<u8> = try_own(payload.clone())
+        let owned: Vec<u8> = try_own(payload.clone(), true)
             .expect("a Vec<u8>")
             .expect("decodes");
         assert_eq!(owned, value);
         payload.push(0xee);
-        let owned: Vec<u8> = try_own(payload.clone())
+        let owned: Vec<u8> = try_own(payload.clone(), false)
             .expect("a Vec<u8>")
             .expect("decodes");
         assert_eq!(owned, value, "what follows the value is dropped");
+        assert!(
+            matches!(
+                try_own::<Vec<u8>>(payload.clone(), true).expect("a Vec<u8>"),
+                Err(DecodeError::TrailingBytes { extra: 1 })
+            ),
+            "exact: what follows the value is an error"
+        );
         payload.truncate(100);
         assert!(
-            try_own::<Vec<u8>>(payload).expect("a Vec<u8>").is_err(),
+            try_own::<Vec<u8>>(payload, false)
+                .expect("a Vec<u8>")
+                .is_err(),
             "cut short"
         );
-        assert!(try_own::<Vec<u8>>(vec![0xff; 11])
+        assert!(try_own::<Vec<u8>>(vec![0xff; 11], false)
             .expect("a Vec<u8>")
             .is_err());
-        assert!(try_own::<Vec<i8>>(vec![0]).is_err(), "not for other types");
-        assert!(try_own::<u64>(vec![0]).is_err());
+        assert!(
+            try_own::<Vec<i8>>(vec![0], false).is_err(),
+            "not for other types"
+        );
+        assert!(try_own::<u64>(vec![0], false).is_err());
     }
 
     #[test]

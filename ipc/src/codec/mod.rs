@@ -169,9 +169,18 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeEr
 /// up: a `Vec<u8>` keeps `payload`'s own buffer (no copy); anything else
 /// is [`take_payload`]'s, with the bytes after the value ignored.
 pub(crate) fn take_owned_payload<T: DeserializeOwned>(payload: Vec<u8>) -> Result<T, DecodeError> {
-    match bulk::try_own(payload) {
+    match bulk::try_own(payload, false) {
         Ok(owned) => owned,
         Err(payload) => take_payload(&payload).map(|(value, _rest)| value),
+    }
+}
+
+/// [`decode_payload`] of a payload the caller gives up: a `Vec<u8>` keeps
+/// `payload`'s own buffer (no copy). Every byte must belong to the value.
+pub(crate) fn take_owned_exact<T: DeserializeOwned>(payload: Vec<u8>) -> Result<T, DecodeError> {
+    match bulk::try_own(payload, true) {
+        Ok(owned) => owned,
+        Err(payload) => decode_payload(&payload),
     }
 }
 

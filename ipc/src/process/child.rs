@@ -61,16 +61,31 @@ fn write_report_once(report: RawFd, outcome: &ChildReport) -> Option<i32> {
     if report < 0 || REPORTED.swap(true, Ordering::AcqRel) {
         return None;
     }
-    if let Ok(frame) = codec::encode_frame(outcome, usize::MAX) {
-        if let Err(e) = super::report::write(report, &frame) {
-            let failed = ChildReport::Failed(e.to_string());
-            if let Ok(frame) = codec::encode_frame(&failed, usize::MAX) {
-                let _ = super::report::write(report, &frame);
-            }
-            return Some(exit_code_of(&failed));
+    let written = match outcome {
+        ChildReport::Returned(value) => {
+            let prefix = ChildReport::returned_prefix(value.len());
+            super::report::write(report, &[&prefix, value])
         }
+        other => match encoded(other) {
+            Some(payload) => super::report::write(report, &[&payload]),
+            None => Ok(()),
+        },
+    };
+    if let Err(e) = written {
+        let failed = ChildReport::Failed(e.to_string());
+        if let Some(payload) = encoded(&failed) {
+            let _ = super::report::write(report, &[&payload]);
+        }
+        return Some(exit_code_of(&failed));
     }
     Some(exit_code_of(outcome))
+}
+
+/// A report's payload (a panic's message, a failure's words).
+fn encoded(report: &ChildReport) -> Option<Vec<u8>> {
+    let mut payload = Vec::new();
+    codec::encode_append(report, &mut payload).ok()?;
+    Some(payload)
 }
 
 /// Writes `outcome` in the report file and exits with the matching code:

@@ -27,6 +27,35 @@ pub(crate) enum ChildReport {
     Failed(String),
 }
 
+/// `ChildReport::Returned`'s variant index, as postcard writes it.
+const RETURNED_VARIANT: u8 = 0;
+
+impl ChildReport {
+    /// The bytes that come before a returned value of `len` bytes in the
+    /// encoding of `Returned`: the report is written as these, then the
+    /// value as the child encoded it, so a large value is not copied into
+    /// a frame first.
+    pub(crate) fn returned_prefix(len: usize) -> Vec<u8> {
+        let mut prefix = vec![RETURNED_VARIANT];
+        codec::write_varint(len as u64, &mut prefix);
+        prefix
+    }
+
+    /// In the first bytes of a report's payload of `payload_len` bytes: if
+    /// it is a `Returned`, where its value starts and how long it is, so
+    /// the parent reads the value alone (not the frame, then a copy).
+    pub(crate) fn returned_span(head: &[u8], payload_len: usize) -> Option<(usize, usize)> {
+        let (&variant, rest) = head.split_first()?;
+        if variant != RETURNED_VARIANT {
+            return None;
+        }
+        let (len, after) = codec::read_varint(rest)?;
+        let start = head.len() - after.len();
+        let len = usize::try_from(len).ok()?;
+        (start.checked_add(len)? == payload_len).then_some((start, len))
+    }
+}
+
 /// A monomorphized runner: decodes `A` (taking handles from `fds`), calls the
 /// entry at address `entry`, and encodes the outcome.
 pub(crate) type Trampoline = fn(entry: usize, args: &[u8], fds: Vec<OwnedFd>) -> ChildReport;
@@ -138,5 +167,42 @@ impl PortableEntry {
             unsafe { std::mem::transmute::<*const (), Trampoline>(trampoline_addr as *const ()) };
         let entry = code_address(self.entry_offset);
         super::child::run_entry_and_exit(report, trampoline, entry, args, fds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_returned_value_written_behind_its_prefix_is_the_reports_encoding() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let value: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut encoded = Vec::new();
+            codec::encode_append(&ChildReport::Returned(value.clone()), &mut encoded)
+                .expect("encode");
+            let mut by_parts = ChildReport::returned_prefix(len);
+            let start = by_parts.len();
+            by_parts.extend_from_slice(&value);
+            assert_eq!(encoded, by_parts, "{len} bytes");
+            let head = &encoded[..encoded.len().min(16)];
+            assert_eq!(
+                ChildReport::returned_span(head, encoded.len()),
+                Some((start, len))
+            );
+        }
+    }
+
+    #[test]
+    fn other_reports_and_inconsistent_lengths_have_no_returned_span() {
+        let mut panicked = Vec::new();
+        codec::encode_append(&ChildReport::Panicked("boom".into()), &mut panicked).expect("encode");
+        assert_eq!(ChildReport::returned_span(&panicked, panicked.len()), None);
+        let prefix = ChildReport::returned_prefix(10);
+        // A length that does not end where the payload does.
+        assert_eq!(ChildReport::returned_span(&prefix, prefix.len() + 9), None);
+        assert_eq!(ChildReport::returned_span(&prefix, prefix.len() + 11), None);
+        assert_eq!(ChildReport::returned_span(&[0, 0xff, 0xff], 100), None);
+        assert_eq!(ChildReport::returned_span(&[], 0), None);
     }
 }

@@ -554,9 +554,13 @@ impl Child {
         let Some(status) = self.status else {
             return Err(JoinError::NotStarted);
         };
-        let report = match report::read(&self.report, max_report) {
-            Ok(Some(report)) => report,
-            Ok(None) => {
+        let payload = match report::read(&self.report, max_report) {
+            Ok(report::Report::Returned(value)) => {
+                return codec::take_owned_exact::<R>(value)
+                    .map_err(|e| JoinError::BadReport(e.to_string()));
+            }
+            Ok(report::Report::Other(payload)) => payload,
+            Ok(report::Report::Nothing) => {
                 return Err(match status {
                     ExitStatus::Exited(EXIT_INIT_MISSING) => JoinError::InitMissing,
                     ExitStatus::Exited(code) => JoinError::Exited { code },
@@ -565,13 +569,12 @@ impl Child {
             }
             Err(why) => return Err(JoinError::BadReport(why)),
         };
-        let decoded = codec::decode_frame::<ChildReport>(&report, max_report + 16);
-        match decoded {
-            Ok((ChildReport::Returned(bytes), _)) => {
+        match codec::decode_payload::<ChildReport>(&payload) {
+            Ok(ChildReport::Returned(bytes)) => {
                 codec::decode_payload(&bytes).map_err(|e| JoinError::BadReport(e.to_string()))
             }
-            Ok((ChildReport::Panicked(message), _)) => Err(JoinError::Panicked { message }),
-            Ok((ChildReport::Failed(message), _)) => Err(JoinError::ChildFailed { message }),
+            Ok(ChildReport::Panicked(message)) => Err(JoinError::Panicked { message }),
+            Ok(ChildReport::Failed(message)) => Err(JoinError::ChildFailed { message }),
             // A report cut short by a signal says nothing; the signal does.
             Err(_) if !matches!(status, ExitStatus::Exited(0)) => Err(match status {
                 ExitStatus::Exited(code) => JoinError::Exited { code },

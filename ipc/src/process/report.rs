@@ -7,10 +7,16 @@
 //! exited: unlike a pipe, the child never waits for the parent to read, so
 //! the parent sleeps once per child (until its exit), and a child cannot
 //! make it hold more than the limit.
+//!
+//! A returned value goes in as the child encoded it, behind the few bytes
+//! of its report's encoding that come before it, and the parent reads it
+//! out alone: a 100 MB result is not copied into a frame on one side, nor
+//! out of the report's decoding on the other.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::entry::ChildReport;
 use crate::codec::{self, HEADER_LEN};
 use crate::os;
 
@@ -22,43 +28,71 @@ pub(crate) fn create(max_result: usize) -> io::Result<OwnedFd> {
     os::memory::sealed_memfd(c"ipc-child-report", max_result.saturating_add(FRAMING))
 }
 
-/// In the child: writes `frame` (header and payload), header last. A frame
-/// larger than the file is an error (the parent's limit).
-pub(crate) fn write(fd: RawFd, frame: &[u8]) -> io::Result<()> {
-    let (header, payload) = frame.split_at(HEADER_LEN.min(frame.len()));
-    match write_all_at(fd, payload, HEADER_LEN as u64) {
-        // The seal refuses growth past the parent's limit.
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            let size = os::fd::file_size(&fd)?;
-            return Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!(
-                    "the result takes {} bytes, more than the parent's limit of {}",
-                    frame.len(),
-                    size.saturating_sub(FRAMING as u64)
-                ),
-            ));
+/// In the child: writes a payload made of `parts`, one after another,
+/// behind its header, header last. A payload larger than the file is an
+/// error (the parent's limit), and so is one past a frame's largest.
+pub(crate) fn write(fd: RawFd, parts: &[&[u8]]) -> io::Result<()> {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>();
+    let header = codec::encode_header(len, usize::MAX)
+        .map_err(|e| io::Error::new(io::ErrorKind::FileTooLarge, e.to_string()))?;
+    let mut offset = HEADER_LEN as u64;
+    for part in parts {
+        match write_all_at(fd, part, offset) {
+            // The seal refuses growth past the parent's limit.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                let size = os::fd::file_size(&fd)?;
+                return Err(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    format!(
+                        "the result takes {} bytes, more than the parent's limit of {}",
+                        HEADER_LEN + len,
+                        size.saturating_sub(FRAMING as u64)
+                    ),
+                ));
+            }
+            other => other?,
         }
-        other => other?,
+        offset += part.len() as u64;
     }
-    write_all_at(fd, header, 0)
+    write_all_at(fd, &header, 0)
 }
 
-/// In the parent, once the child has exited: the frame it wrote, or
-/// `None` if it wrote none. An announced length past the limit is an error.
-pub(crate) fn read(fd: &OwnedFd, max_result: usize) -> Result<Option<Vec<u8>>, String> {
+/// What the parent finds in a report file.
+pub(crate) enum Report {
+    /// The child wrote nothing.
+    Nothing,
+    /// A `Returned`: the value's bytes alone, read straight from the file.
+    Returned(Vec<u8>),
+    /// Any other report: its payload, to decode whole.
+    Other(Vec<u8>),
+}
+
+/// Bytes read first, to find where a returned value starts.
+const HEAD: usize = 16;
+
+/// In the parent, once the child has exited: what it wrote. An announced
+/// length past the limit is an error.
+pub(crate) fn read(fd: &OwnedFd, max_result: usize) -> Result<Report, String> {
     let mut header = [0u8; HEADER_LEN];
     read_exact_at(fd.as_raw_fd(), &mut header, 0).map_err(|e| e.to_string())?;
     if header == [0; HEADER_LEN] {
-        return Ok(None);
+        return Ok(Report::Nothing);
     }
     let len = codec::decode_header(header, max_result + FRAMING - HEADER_LEN)
         .map_err(|e| e.to_string())?;
-    let mut frame = vec![0u8; HEADER_LEN + len];
-    frame[..HEADER_LEN].copy_from_slice(&header);
-    read_exact_at(fd.as_raw_fd(), &mut frame[HEADER_LEN..], HEADER_LEN as u64)
+    let mut head = [0u8; HEAD];
+    let head = &mut head[..len.min(HEAD)];
+    read_exact_at(fd.as_raw_fd(), head, HEADER_LEN as u64).map_err(|e| e.to_string())?;
+    let (start, value_len) =
+        ChildReport::returned_span(head, len).map_or((0, len), |(start, n)| (start, n));
+    let mut bytes = vec![0u8; value_len];
+    read_exact_at(fd.as_raw_fd(), &mut bytes, (HEADER_LEN + start) as u64)
         .map_err(|e| e.to_string())?;
-    Ok(Some(frame))
+    Ok(if start > 0 {
+        Report::Returned(bytes)
+    } else {
+        Report::Other(bytes)
+    })
 }
 
 fn write_all_at(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
