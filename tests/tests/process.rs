@@ -35,6 +35,7 @@ fn main() {
         children_start_with_no_signal_blocked,
         a_forked_child_that_uses_a_handle_it_was_not_given_says_so,
         a_forked_childs_stack_overflow_is_still_said_by_std,
+        a_forged_report_is_a_bad_report_in_words,
     ]);
 }
 
@@ -575,4 +576,74 @@ fn a_forked_childs_stack_overflow_is_still_said_by_std() {
         "stderr said: {said:?}"
     );
     assert!(!said.contains("not given"), "stderr said: {said:?}");
+}
+
+/// A hostile child: writes `frame` over its own report file (found among
+/// its descriptors by the memfd's name) and leaves at once with code 0,
+/// as if it had returned.
+fn forge_report(frame: Vec<u8>) -> Vec<String> {
+    for entry in std::fs::read_dir("/proc/self/fd").expect("fds").flatten() {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if !target.to_string_lossy().contains("ipc-child-report") {
+            continue;
+        }
+        let fd: i32 = entry.file_name().to_string_lossy().parse().expect("fd");
+        // SAFETY: `frame` is valid for reads of its length; `fd` is ours.
+        let n = unsafe { libc::pwrite(fd, frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(n, frame.len() as isize, "pwrite");
+        // SAFETY: leaves before the real report is written.
+        unsafe { libc::_exit(0) };
+    }
+    panic!("no report file among the child's descriptors");
+}
+
+/// A report frame: its header (the payload's length, as announced) and
+/// the payload.
+fn frame(announced: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = announced.to_le_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    frame
+}
+
+fn a_forged_report_is_a_bad_report_in_words() {
+    let mut garbage_value = vec![0u8, 18];
+    garbage_value.extend_from_slice(&[0xff; 18]);
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        // Past the parent's limit (1 MiB here): refused from the header.
+        (
+            "announced past the limit",
+            frame(64 << 20, &[0, 0x80, 0x80, 0x40]),
+            "above the maximum",
+        ),
+        // A returned value of the right length whose bytes are no Vec<String>.
+        (
+            "a value that does not decode",
+            frame(20, &garbage_value),
+            "varint",
+        ),
+        // A returned value's length that does not end where the payload does.
+        (
+            "a value's length past the payload",
+            frame(20, &[0, 200, 1]),
+            "end of buffer",
+        ),
+        // A whole payload of zeros: a returned empty value, then trailing bytes.
+        ("trailing bytes", frame(1000, &[]), "998 trailing bytes"),
+        // An unknown report kind.
+        ("an unknown kind", frame(3, &[9, 1, 2]), "variant index"),
+    ];
+    for method in METHODS {
+        for (what, forged, words) in &cases {
+            let mut p = Process::new(forge_report, forged.clone())
+                .start_method(method)
+                .max_result_size(1 << 20);
+            p.start().expect("start");
+            match p.join() {
+                Err(JoinError::BadReport(why)) => {
+                    assert!(why.contains(words), "{method:?}, {what}: {why}")
+                }
+                other => panic!("{method:?}, {what}: {other:?}"),
+            }
+        }
+    }
 }

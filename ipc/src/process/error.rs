@@ -76,7 +76,7 @@ pub enum JoinError {
     /// The child could not decode its arguments or encode its result.
     #[error("the child could not run its entry: {message}")]
     ChildFailed { message: String },
-    /// The child's report could not be decoded (it wrote garbage on its report pipe).
+    /// The child's report could not be decoded (it wrote garbage in its report file).
     #[error("the child's report is garbage: {0}")]
     BadReport(String),
     #[error("waiting for the process failed: {0}")]
