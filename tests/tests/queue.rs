@@ -22,6 +22,7 @@ fn main() {
         handles_clone_like_pythons_objects_share_and_cost_no_descriptor,
         a_child_counts_as_a_producer_before_it_runs,
         a_dead_producer_disconnects_after_draining,
+        a_queue_that_outlived_hundreds_of_killed_producers_still_disconnects,
         full_oversized_and_timeouts_are_typed_errors,
         messages_of_every_size_cross_in_both_methods,
         joinable_queue_join_waits_for_task_done,
@@ -181,6 +182,33 @@ fn a_dead_producer_disconnects_after_draining() {
     let (got, disconnected) = drain(&q);
     assert_eq!(got, ["Item-1", "Item-2"]);
     assert!(disconnected);
+}
+
+fn put_one_then_hang(q: Queue<u64>) {
+    let _ = q.put(&1);
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+fn a_queue_that_outlived_hundreds_of_killed_producers_still_disconnects() {
+    // More killed producers than the table has slots (256), none of whose
+    // deaths a waiting get noticed: each item was there when asked for.
+    let q = Queue::<u64>::new(0).expect("queue");
+    let mut got = 0;
+    for _ in 0..300 {
+        let mut p = Process::new(put_one_then_hang, q.try_clone().expect("clone"));
+        p.start().expect("start");
+        got += q.get_timeout(Duration::from_secs(30)).expect("its item");
+        p.kill().expect("kill");
+        let _ = p.join();
+    }
+    assert_eq!(got, 300);
+    q.close();
+    // Every producer is dead: the get says so. With the table full of the
+    // dead (freed only while a get waited), it waited out its timeout.
+    match q.get_timeout(Duration::from_secs(20)) {
+        Err(GetTimeoutError::Get(GetError::Disconnected)) => {}
+        other => panic!("after 300 killed producers: {other:?}"),
+    }
 }
 
 fn full_oversized_and_timeouts_are_typed_errors() {

@@ -48,6 +48,10 @@ pub(crate) enum AllWaiting {
     SomeInJoin(u32),
 }
 
+/// A slot's pid while a dead process's slot is being cleared: no process
+/// has it, and nobody may take it yet.
+const FREEING: u32 = u32::MAX;
+
 /// How long a child has to adopt the producer slot reserved for it.
 const RESERVATION: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -70,10 +74,30 @@ pub(crate) struct Producers {
 }
 
 impl Producers {
-    /// Registers this process; the slot index, or `None` if the table is full.
+    /// Registers this process; the slot index, or `None` if the table is
+    /// full. A full table is first rid of dead processes' slots: a queue
+    /// that outlives hundreds of killed producers still tells when the
+    /// last one is gone (their slots were freed only while a consumer
+    /// waited, so a consumer that never waited long saw the table fill,
+    /// and its gets waited forever once every producer was dead).
     pub(crate) fn register(&self) -> Option<usize> {
         let pid = std::process::id();
         let start = crate::os::procfs::own_start_time();
+        for attempt in 0..2 {
+            if let Some(index) = self.claim_free(pid, start) {
+                return Some(index);
+            }
+            if attempt == 0 {
+                self.free_dead();
+            }
+        }
+        self.overflowed.store(1, Ordering::Release);
+        self.ever.store(1, Ordering::Release);
+        None
+    }
+
+    /// Takes a free slot for `pid`, started at `start`.
+    fn claim_free(&self, pid: u32, start: u64) -> Option<usize> {
         for (i, slot) in self.slots.iter().enumerate() {
             if slot
                 .pid
@@ -91,8 +115,6 @@ impl Producers {
                 return Some(i);
             }
         }
-        self.overflowed.store(1, Ordering::Release);
-        self.ever.store(1, Ordering::Release);
         None
     }
 
@@ -119,7 +141,7 @@ impl Producers {
         let me = std::process::id();
         let start = crate::os::procfs::own_start_time();
         let owner = slot.pid.load(Ordering::Acquire);
-        if owner == 0 || slot.reserved_until.load(Ordering::Acquire) == 0 {
+        if owner == 0 || owner == FREEING || slot.reserved_until.load(Ordering::Acquire) == 0 {
             return None;
         }
         // The reserving parent's pid becomes ours; the start time with it.
@@ -368,11 +390,17 @@ impl Producers {
                 slot.pid.load(Ordering::Acquire) != 0 && slot.open.load(Ordering::Acquire) != 0
             });
         }
+        !self.free_dead()
+    }
+
+    /// Frees the slots of dead processes and of lapsed reservations (what
+    /// they held is lost); whether an open slot of a live process remains.
+    fn free_dead(&self) -> bool {
         let mut any_alive = false;
         // Closed slots too: a dead process's are let go here as well.
         for slot in &self.slots {
             let pid = slot.pid.load(Ordering::Acquire);
-            if pid == 0 {
+            if pid == 0 || pid == FREEING {
                 continue;
             }
             let open = slot.open.load(Ordering::Acquire) != 0;
@@ -382,18 +410,29 @@ impl Producers {
             let alive = !lapsed && process_alive(pid, registered);
             if alive {
                 any_alive |= open;
-            } else {
-                // What it held is lost; then the slot is free for others
-                // (a racing re-registration wins the CAS).
-                let held = slot.held.swap(0, Ordering::AcqRel);
-                if held > 0 {
-                    self.lose(held, pid);
-                }
-                let _ = slot
-                    .pid
-                    .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire);
+                continue;
             }
+            // Ours to free (a racing re-registration or freeing wins the
+            // CAS instead). The slot is cleared before it is free: a
+            // process that takes it next must not be judged, for a moment,
+            // by the dead one's start time.
+            if slot
+                .pid
+                .compare_exchange(pid, FREEING, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            slot.open.store(0, Ordering::Release);
+            // What it held is lost.
+            let held = slot.held.swap(0, Ordering::AcqRel);
+            if held > 0 {
+                self.lose(held, pid);
+            }
+            slot.start_time.store(0, Ordering::Release);
+            slot.reserved_until.store(0, Ordering::Release);
+            slot.pid.store(0, Ordering::Release);
         }
-        !any_alive
+        any_alive
     }
 }
