@@ -36,6 +36,7 @@ fn main() {
         a_forked_child_that_uses_a_handle_it_was_not_given_says_so,
         a_forked_childs_stack_overflow_is_still_said_by_std,
         a_forged_report_is_a_bad_report_in_words,
+        results_of_every_size_around_the_first_read_come_back_whole,
     ]);
 }
 
@@ -644,6 +645,48 @@ fn a_forged_report_is_a_bad_report_in_words() {
                 }
                 other => panic!("{method:?}, {what}: {other:?}"),
             }
+        }
+    }
+}
+
+fn numbered_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn results_of_every_size_around_the_first_read_come_back_whole() {
+    // The parent reads a report's header and first 4 KiB at once, and the
+    // rest of a larger value apart; the child gathers a small one into one
+    // write. Sizes on both sides of each edge, the value's length prefix
+    // taking one, two and three bytes.
+    let sizes = [
+        0,
+        1,
+        127,
+        128,
+        4000,
+        4088,
+        4089,
+        4090,
+        4091,
+        4092,
+        4093,
+        4094,
+        4095,
+        4096,
+        4097,
+        8192,
+        16_383,
+        16_384,
+        1 << 20,
+    ];
+    for method in [StartMethod::Fork, StartMethod::ForkServer] {
+        for n in sizes {
+            let mut p = Process::new(numbered_bytes, n).start_method(method);
+            p.start().expect("start");
+            let back = p
+                .join()
+                .unwrap_or_else(|e| panic!("{method:?}, {n} bytes: {e}"));
+            assert_eq!(back, numbered_bytes(n), "{method:?}, {n} bytes");
         }
     }
 }

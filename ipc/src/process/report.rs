@@ -28,6 +28,11 @@ pub(crate) fn create(max_result: usize) -> io::Result<OwnedFd> {
     os::memory::sealed_memfd(c"ipc-child-report", max_result.saturating_add(FRAMING))
 }
 
+/// A payload up to this size is gathered into one write, and read with
+/// its header in one read: a small result costs one system call a side
+/// more than none, not one per part.
+const SMALL: usize = 4096;
+
 /// In the child: writes a payload made of `parts`, one after another,
 /// behind its header, header last. A payload larger than the file is an
 /// error (the parent's limit), and so is one past a frame's largest.
@@ -35,6 +40,15 @@ pub(crate) fn write(fd: RawFd, parts: &[&[u8]]) -> io::Result<()> {
     let len = parts.iter().map(|p| p.len()).sum::<usize>();
     let header = codec::encode_header(len, usize::MAX)
         .map_err(|e| io::Error::new(io::ErrorKind::FileTooLarge, e.to_string()))?;
+    let gathered;
+    let whole;
+    let parts = if len <= SMALL && parts.len() > 1 {
+        gathered = parts.concat();
+        whole = [gathered.as_slice()];
+        &whole[..]
+    } else {
+        parts
+    };
     let mut offset = HEADER_LEN as u64;
     for part in parts {
         match write_all_at(fd, part, offset) {
@@ -67,27 +81,33 @@ pub(crate) enum Report {
     Other(Vec<u8>),
 }
 
-/// Bytes read first, to find where a returned value starts.
-const HEAD: usize = 16;
-
 /// In the parent, once the child has exited: what it wrote. An announced
 /// length past the limit is an error.
 pub(crate) fn read(fd: &OwnedFd, max_result: usize) -> Result<Report, String> {
-    let mut header = [0u8; HEADER_LEN];
-    read_exact_at(fd.as_raw_fd(), &mut header, 0).map_err(|e| e.to_string())?;
+    // The header and the payload's first bytes (all of a small one): the
+    // file is never shorter than this (it is made at the limit's size).
+    let mut first = [0u8; HEADER_LEN + SMALL];
+    let first = &mut first[..HEADER_LEN + SMALL.min(max_result + FRAMING - HEADER_LEN)];
+    read_exact_at(fd.as_raw_fd(), first, 0).map_err(|e| e.to_string())?;
+    let (header, read) = first.split_at(HEADER_LEN);
+    let header: [u8; HEADER_LEN] = header.try_into().map_err(|_| "a short header")?;
     if header == [0; HEADER_LEN] {
         return Ok(Report::Nothing);
     }
     let len = codec::decode_header(header, max_result + FRAMING - HEADER_LEN)
         .map_err(|e| e.to_string())?;
-    let mut head = [0u8; HEAD];
-    let head = &mut head[..len.min(HEAD)];
-    read_exact_at(fd.as_raw_fd(), head, HEADER_LEN as u64).map_err(|e| e.to_string())?;
+    let head = &read[..len.min(read.len())];
     let (start, value_len) =
         ChildReport::returned_span(head, len).map_or((0, len), |(start, n)| (start, n));
-    let mut bytes = vec![0u8; value_len];
-    read_exact_at(fd.as_raw_fd(), &mut bytes, (HEADER_LEN + start) as u64)
-        .map_err(|e| e.to_string())?;
+    let bytes = match head.get(start..start + value_len) {
+        Some(whole) => whole.to_vec(),
+        None => {
+            let mut bytes = vec![0u8; value_len];
+            read_exact_at(fd.as_raw_fd(), &mut bytes, (HEADER_LEN + start) as u64)
+                .map_err(|e| e.to_string())?;
+            bytes
+        }
+    };
     Ok(if start > 0 {
         Report::Returned(bytes)
     } else {
