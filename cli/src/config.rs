@@ -180,6 +180,8 @@ impl RunConfig {
             max_restarts: self.max_restarts,
             restart_window: self.restart_window,
             worker_timeout: self.worker_timeout,
+            // gunicorn's timeout: a task silent past it is a hang.
+            long_tasks_allowed: false,
             graceful_timeout: self.graceful_timeout,
             max_tasks_per_child: (self.max_tasks_per_child > 0).then_some(self.max_tasks_per_child),
             max_worker_memory: self.max_worker_memory,

@@ -28,6 +28,11 @@ pub struct RunOptions {
     pub restart_window: Duration,
     /// A worker silent this long is killed and replaced.
     pub worker_timeout: Duration,
+    /// A worker silent past `worker_timeout` while it runs a task is left
+    /// to run (a long task, as a Python `Pool`'s item may be) unless its
+    /// process is stopped (`SIGSTOP`): a `Pool`'s default.
+    /// Off, the supervisor's: such a worker is hung (gunicorn's timeout).
+    pub long_tasks_allowed: bool,
     /// After TERM/INT, how long in-flight tasks get to finish.
     pub graceful_timeout: Duration,
     /// Replace a worker after it has run this many tasks (`None`: never).
@@ -85,6 +90,7 @@ impl Default for RunOptions {
             max_restarts: 20,
             restart_window: Duration::from_secs(10),
             worker_timeout: Duration::from_secs(30),
+            long_tasks_allowed: false,
             graceful_timeout: Duration::from_secs(30),
             max_tasks_per_child: None,
             max_worker_memory: None,

@@ -53,6 +53,8 @@ fn main() {
         as_completed_misses_nothing_that_settles_while_it_starts,
         a_failing_initializer_ends_the_map_with_its_cause_not_a_hang,
         workers_are_named_after_the_program_in_every_start_method,
+        an_item_may_run_past_the_worker_timeout_unless_an_item_timeout_bounds_it,
+        a_worker_stopped_in_a_long_item_is_replaced_and_the_item_runs_again,
     ]);
 }
 
@@ -1358,4 +1360,71 @@ fn a_failing_initializer_ends_the_map_with_its_cause_not_a_hang() {
     };
     assert!(why.contains("could not start"), "{why}");
     assert!(started.elapsed() < Duration::from_secs(60), "{why}");
+}
+
+/// Sleeps `ms`, then says which attempt this is by the worker's pid.
+fn sleep_then_pid(ms: u64) -> (u64, u32) {
+    std::thread::sleep(Duration::from_millis(ms));
+    (ms, std::process::id())
+}
+
+fn an_item_may_run_past_the_worker_timeout_unless_an_item_timeout_bounds_it() {
+    // An item that runs four worker timeouts: Python's Pool waits for it,
+    // and so does ours. It was killed as hung, three times, and failed.
+    let pool = Pool::builder(1)
+        .worker_timeout(Duration::from_millis(500))
+        .build()
+        .expect("pool");
+    let (ms, _) = pool
+        .apply(sleep_then_pid, 2_000)
+        .expect("a long item is no hang");
+    assert_eq!(ms, 2_000);
+    assert_eq!(pool.workers_started(), 1, "its worker was never replaced");
+    // Bounded on purpose: the worker is killed, the item charged.
+    let bounded = Pool::builder(1)
+        .item_timeout(Duration::from_millis(500))
+        .max_attempts(2)
+        .build()
+        .expect("pool");
+    match bounded.map(sleep_then_pid, [2_000]) {
+        Err(outlast::pool::PoolError::Task {
+            error: TaskError::WorkerDied {
+                attempts, cause, ..
+            },
+            ..
+        }) => {
+            assert_eq!(attempts, 2);
+            assert!(cause.contains("no heartbeat"), "{cause}");
+        }
+        other => panic!("an item past its item timeout: {other:?}"),
+    }
+    // Short items are untouched by it.
+    assert_eq!(
+        bounded.map(sleep_then_pid, [1, 2]).map(|r| r.len()).ok(),
+        Some(2)
+    );
+}
+
+fn a_worker_stopped_in_a_long_item_is_replaced_and_the_item_runs_again() {
+    let pool = Pool::builder(1)
+        .worker_timeout(Duration::from_millis(500))
+        .build()
+        .expect("pool");
+    assert_eq!(
+        pool.apply(sleep_then_pid, 1).map(|(ms, _)| ms).ok(),
+        Some(1)
+    );
+    let first = pool.worker_pids()[0];
+    let result = pool.apply_async(sleep_then_pid, 1_500).expect("submit");
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: a signal to our own worker.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGSTOP) }, 0);
+    // Stopped, it beats no more and runs nothing: replaced after the
+    // worker timeout, and the item runs again on the new worker.
+    let (ms, ran_in) = result
+        .get_timeout(Duration::from_secs(30))
+        .expect("the item, on a replacement");
+    assert_eq!(ms, 1_500);
+    assert_ne!(ran_in, first, "finished by the replacement");
+    assert_eq!(pool.workers_started(), 2);
 }

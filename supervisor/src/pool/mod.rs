@@ -177,10 +177,25 @@ impl PoolBuilder {
         self
     }
 
-    /// A worker silent this long (an item stuck in a loop) is killed and
-    /// replaced, and its item charged an attempt (default 30 s).
+    /// A worker stopped this long (`SIGSTOP`) while it runs an item, or
+    /// silent this long between items, is killed and replaced,
+    /// and its item charged an attempt (default 30 s). An item itself may
+    /// run as long as it needs, as in Python's `Pool`: bound it with
+    /// [`item_timeout`](Self::item_timeout).
     pub fn worker_timeout(mut self, timeout: Duration) -> Self {
         self.options.worker_timeout = timeout;
+        self
+    }
+
+    /// An item still running after `timeout` (for a chunk of small items:
+    /// 64 items in a row) has its worker killed and replaced, and is
+    /// charged an attempt, as if it had killed the worker: after
+    /// `max_attempts` it is that item's `TaskError::WorkerDied`. This is
+    /// also the worker timeout. Default: none; an item runs as long as it
+    /// needs.
+    pub fn item_timeout(mut self, timeout: Duration) -> Self {
+        self.options.worker_timeout = timeout;
+        self.options.long_tasks_allowed = false;
         self
     }
 
@@ -311,6 +326,8 @@ impl Pool {
                 // Tasks are chunks: a worker holding more than its share
                 // would leave the others idle.
                 max_window: Some(store::OPEN_PER_WORKER),
+                // An item may run for minutes, as in Python's Pool.
+                long_tasks_allowed: true,
                 ..RunOptions::default()
             },
             init: None,

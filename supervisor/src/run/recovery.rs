@@ -383,9 +383,11 @@ impl Engine {
     }
 
     /// Judges every live worker's heartbeat claim: silent past the
-    /// timeout, or forged, gets it killed (and replaced).
+    /// timeout, or forged, gets it killed (and replaced). With long tasks
+    /// allowed, a worker silent in a task is killed only if it is stopped.
     pub(super) fn check_heartbeats(&mut self) {
         let timeout = self.options.worker_timeout;
+        let long_tasks_allowed = self.options.long_tasks_allowed;
         let ledger = &self.ledger;
         for slot in &mut self.slots {
             let Slot::Live(w) = slot else { continue };
@@ -407,6 +409,14 @@ impl Engine {
             let verdict = heartbeat::judge(&claim, w.pid, now, timeout, |task| {
                 same_task || ledger.holds(id, task)
             });
+            let verdict = match verdict {
+                Heartbeat::Silent(beat)
+                    if long_tasks_allowed && beat.current_task.is_some() && !is_stopped(w.pid) =>
+                {
+                    Heartbeat::Alive(beat)
+                }
+                other => other,
+            };
             match verdict {
                 Heartbeat::Alive(beat) => {
                     let seen = w.programs_replaced;
@@ -427,6 +437,14 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether process `pid` is stopped (`SIGSTOP`, `SIGTSTP`), as `/proc`
+/// says: it runs no task, however long it waits. One held by a debugger
+/// (`t`) is someone looking at it, and one that cannot be read (it just
+/// ended) is seen ending anyway: neither is.
+fn is_stopped(pid: u32) -> bool {
+    outlast_ipc::os::procfs::task_stat(pid).is_some_and(|stat| stat.state == 'T')
 }
 
 /// Programs started again since `seen`, as a worker claims it: a count
