@@ -1369,24 +1369,24 @@ fn sleep_then_pid(ms: u64) -> (u64, u32) {
 }
 
 fn an_item_may_run_past_the_worker_timeout_unless_an_item_timeout_bounds_it() {
-    // An item that runs four worker timeouts: Python's Pool waits for it,
+    // An item that runs three worker timeouts: Python's Pool waits for it,
     // and so does ours. It was killed as hung, three times, and failed.
     let pool = Pool::builder(1)
-        .worker_timeout(Duration::from_millis(500))
+        .worker_timeout(Duration::from_secs(1))
         .build()
         .expect("pool");
     let (ms, _) = pool
-        .apply(sleep_then_pid, 2_000)
+        .apply(sleep_then_pid, 3_000)
         .expect("a long item is no hang");
-    assert_eq!(ms, 2_000);
+    assert_eq!(ms, 3_000);
     assert_eq!(pool.workers_started(), 1, "its worker was never replaced");
     // Bounded on purpose: the worker is killed, the item charged.
     let bounded = Pool::builder(1)
-        .item_timeout(Duration::from_millis(500))
+        .item_timeout(Duration::from_secs(1))
         .max_attempts(2)
         .build()
         .expect("pool");
-    match bounded.map(sleep_then_pid, [2_000]) {
+    match bounded.map(sleep_then_pid, [3_000]) {
         Err(outlast::pool::PoolError::Task {
             error: TaskError::WorkerDied {
                 attempts, cause, ..
@@ -1407,7 +1407,7 @@ fn an_item_may_run_past_the_worker_timeout_unless_an_item_timeout_bounds_it() {
 
 fn a_worker_stopped_in_a_long_item_is_replaced_and_the_item_runs_again() {
     let pool = Pool::builder(1)
-        .worker_timeout(Duration::from_millis(500))
+        .worker_timeout(Duration::from_secs(1))
         .build()
         .expect("pool");
     assert_eq!(
