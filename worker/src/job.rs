@@ -163,7 +163,11 @@ pub trait Job: Serialize + DeserializeOwned + 'static {
     fn task_count(&self) -> u64;
     /// The input of task `id`.
     fn input(&self, id: u64) -> Self::Input;
-    /// Runs one task inside a worker.
+    /// Runs one task inside a worker. A task that may run longer than the
+    /// worker timeout (30 s by default) calls [`TaskContext::beat`] now and
+    /// then, as the built-in `primes` job does after each segment: a worker
+    /// silent that long is taken for hung, killed and replaced (gunicorn's
+    /// timeout).
     fn run(
         &self,
         input: Self::Input,
