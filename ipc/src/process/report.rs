@@ -28,9 +28,9 @@ pub(crate) fn create(max_result: usize) -> io::Result<OwnedFd> {
     os::memory::sealed_memfd(c"ipc-child-report", max_result.saturating_add(FRAMING))
 }
 
-/// A payload up to this size is gathered into one write, and read with
-/// its header in one read: a small result costs one system call a side
-/// more than none, not one per part.
+/// A payload up to this size is gathered into one write (then the
+/// header's), and read with its header in one read: a small report costs
+/// the child two writes and the parent one read, not one per part.
 const SMALL: usize = 4096;
 
 /// In the child: writes a payload made of `parts`, one after another,
