@@ -117,6 +117,10 @@ thread_local! {
     static INITIALIZING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// A chunk's output is sent once it holds this many bytes, with the
+/// items answered so far; the pool runs the rest in other chunks.
+pub(crate) const CHUNK_OUTPUT_BYTES: usize = 4 << 20;
+
 /// A chunk's replies so far. Borrowed only while a reply is appended,
 /// never while the item's function runs, so a panic hook can take it.
 pub(crate) struct ChunkOutput {
@@ -225,6 +229,13 @@ impl Runner for PoolRunner {
                 trampoline(func, &mut args, out);
                 if i % 64 == 63 {
                     ctx.beat();
+                }
+                // Answers so far, the rest to run in chunks of their own:
+                // a chunk sized on small results held all its large ones
+                // (hundreds of 5 MB results, 1.8 GB, in the worker and
+                // then the pool, each result waiting for the last).
+                if i + 1 < count && out.bytes.borrow().len() >= CHUNK_OUTPUT_BYTES {
+                    break;
                 }
             }
             out.open.set(false);
@@ -408,8 +419,10 @@ pub(crate) fn split_replies(output: &[u8], count: usize) -> Option<Vec<std::ops:
 }
 
 /// Whether `replies` (of `output`) may answer only the first items of a
-/// chunk of `count`: some but not all, the last a panic (an aborting
-/// build's last words; the items after it did not run).
+/// chunk of `count`: some but not all, and either the last a panic (an
+/// aborting build's last words; the items after it did not run) or the
+/// output grown to [`CHUNK_OUTPUT_BYTES`] (sent early, the rest to run in
+/// other chunks).
 pub(crate) fn answers_short(
     output: &[u8],
     replies: &[std::ops::Range<usize>],
@@ -420,7 +433,8 @@ pub(crate) fn answers_short(
         .last()
         .and_then(|r| output.get(r.clone()))
         .is_some_and(|reply| reply.first() == Some(&1));
-    !replies.is_empty() && replies.len() < count && last_panicked
+    let full = output.len() >= CHUNK_OUTPUT_BYTES;
+    !replies.is_empty() && replies.len() < count && (last_panicked || full)
 }
 
 #[cfg(test)]
@@ -467,5 +481,16 @@ mod tests {
         assert!(answers_short(&out, &replies, 5), "ended by a panic");
         assert!(!answers_short(&out, &replies, 3), "not short");
         assert!(!answers_short(&[], &[], 5), "nothing answered");
+        // Sent early for its size: two replies of a chunk of five.
+        let mut full = Vec::new();
+        let big = Reply::Returned(vec![9u8; CHUNK_OUTPUT_BYTES / 2]);
+        append_reply(&big, &mut full);
+        append_reply(&big, &mut full);
+        let replies = split_replies(&full, 5).expect("two replies");
+        assert!(answers_short(&full, &replies, 5), "a full output");
+        out.clear();
+        append_reply(&Reply::Returned(vec![9u8; 100]), &mut out);
+        let replies = split_replies(&out, 5).expect("one reply");
+        assert!(!answers_short(&out, &replies, 5), "short of a full output");
     }
 }

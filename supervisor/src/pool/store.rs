@@ -819,9 +819,10 @@ impl Store {
             // They run next, in order, in chunks cut as any others.
             let rest = items.start + answered as u64..items.end;
             self.unchunked.push_front((call, rest));
-        } else {
-            self.learn(count, cut_at.elapsed().as_secs_f64());
         }
+        // (Answered short, the pace is of the items answered: a chunk
+        // sent early for its output's size cuts the next ones smaller.)
+        self.learn(answered, cut_at.elapsed().as_secs_f64());
         self.compact();
         Ok(())
     }
