@@ -83,7 +83,9 @@ impl fmt::Display for KillCause {
                 if let Some(task) = task {
                     write!(f, " during task {task}")?;
                 }
-                write!(f, " (--worker-timeout)")
+                // Named for both: a command line's `--worker-timeout`, a
+                // program's `worker_timeout` or `item_timeout`.
+                write!(f, " (the worker timeout)")
             }
             KillCause::ForgedHeartbeat(why) => write!(f, "killed: {why}"),
             KillCause::CorruptedLink(why) => write!(f, "killed: corrupted its link ({why})"),
@@ -136,7 +138,7 @@ mod tests {
                 task: Some(7)
             }
             .to_string(),
-            "killed: no heartbeat for 30.5 s during task 7 (--worker-timeout)"
+            "killed: no heartbeat for 30.5 s during task 7 (the worker timeout)"
         );
     }
 }
