@@ -97,8 +97,7 @@ pub(crate) fn read(fd: &OwnedFd, max_result: usize) -> Result<Report, String> {
     let len = codec::decode_header(header, max_result + FRAMING - HEADER_LEN)
         .map_err(|e| e.to_string())?;
     let head = &read[..len.min(read.len())];
-    let (start, value_len) =
-        ChildReport::returned_span(head, len).map_or((0, len), |(start, n)| (start, n));
+    let (start, value_len) = ChildReport::returned_span(head, len).unwrap_or((0, len));
     let bytes = match head.get(start..start + value_len) {
         Some(whole) => whole.to_vec(),
         None => {
