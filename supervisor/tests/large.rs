@@ -26,6 +26,8 @@ fn main() {
         a_big_result_goes_from_the_worker_without_a_copy_in_a_buffer,
         a_lazy_map_of_big_items_or_results_pulls_a_bounded_number_ahead,
         a_chunk_sized_on_small_results_sends_its_large_ones_as_they_come,
+        a_lazy_map_whose_results_turn_large_runs_a_bounded_way_past_its_reader,
+        a_lazy_map_nobody_reads_holds_nothing_back_from_join,
         an_input_over_the_cap_fails_alone_at_once,
         a_result_over_the_cap_fails_alone_after_one_run,
         a_result_that_cannot_be_encoded_spoils_no_other_item_of_its_chunk,
@@ -291,6 +293,81 @@ fn a_chunk_sized_on_small_results_sends_its_large_ones_as_they_come() {
             "worker {pid} held {peak_kb} kB at its peak for 2 MB results"
         );
     }
+}
+
+/// [`small_then_large`], each large result's run logged in `log`.
+fn small_then_large_logged((i, log): (u64, String)) -> ByteBuf {
+    if i >= 3_000 {
+        count_run(&log);
+    }
+    small_then_large(i)
+}
+
+/// Waits until `log` has not grown for a second (at most a minute); its
+/// runs then.
+fn runs_once_quiet(log: &str) -> usize {
+    let mut last = usize::MAX;
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = runs_in(log);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+fn a_lazy_map_whose_results_turn_large_runs_a_bounded_way_past_its_reader() {
+    let pool = Pool::new(2).expect("pool");
+    for unordered in [false, true] {
+        let log = run_log(&format!("ahead-{unordered}"));
+        let items = (0..3_300u64).map(|i| (i, log.clone()));
+        let mut results: Box<dyn Iterator<Item = Result<ByteBuf, TaskError>>> = match unordered {
+            false => Box::new(pool.imap(small_then_large_logged, items)),
+            true => Box::new(pool.imap_unordered(small_then_large_logged, items)),
+        };
+        // The reader takes the 3,000 small results and a large one, then
+        // stops for a while.
+        let mut large = 0;
+        for result in results.by_ref().take(3_001) {
+            large += usize::from(result.expect("result").len() > 10);
+        }
+        assert!(large >= 1);
+        // 64 MiB of 2 MB results past the reader, and what the chunks
+        // already cut make (43 ran ordered, 40 unordered). The window of
+        // 65,536 items, sized on the small results, sent all 300 to run:
+        // 600 MB waited for the reader.
+        let ran = runs_once_quiet(&log);
+        assert!(
+            ran <= 100,
+            "unordered {unordered}: {ran} of 300 large items ran with the reader {large} in"
+        );
+        // Reading on lets the rest go; every result comes, whole.
+        let mut count = 3_001;
+        for result in results {
+            let bytes = result.expect("result");
+            assert!(all_are(&bytes, 6));
+            count += 1;
+        }
+        assert_eq!(count, 3_300, "unordered {unordered}");
+        assert_eq!(runs_in(&log), 300, "unordered {unordered}");
+        let _ = std::fs::remove_file(&log);
+    }
+}
+
+fn a_lazy_map_nobody_reads_holds_nothing_back_from_join() {
+    let pool = Pool::new(2).expect("pool");
+    let log = run_log("join");
+    let items = (0..3_300u64).map(|i| (i, log.clone()));
+    let mut results = pool.imap(small_then_large_logged, items);
+    assert_eq!(results.by_ref().take(3_000).count(), 3_000);
+    // As Python's: join waits for every item submitted, read or not.
+    pool.close();
+    pool.join().expect("join");
+    assert_eq!(runs_in(&log), 300);
+    assert_eq!(results.filter(|r| r.is_ok()).count(), 300);
+    let _ = std::fs::remove_file(&log);
 }
 
 fn a_lazy_map_of_big_items_or_results_pulls_a_bounded_number_ahead() {

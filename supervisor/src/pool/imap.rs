@@ -1,6 +1,8 @@
 //! [`Imap`] and [`ImapUnordered`]: lazy maps. Items are pulled from the
 //! input only to keep a bounded number in flight, so an endless iterator
-//! runs in bounded memory; each yields every item's own outcome.
+//! runs in bounded memory; each yields every item's own outcome. Each
+//! is a stream in the store, which holds back its items while the reader
+//! lags far behind (see `stream.rs`).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -13,6 +15,7 @@ use serde::Serialize;
 use super::call::Call;
 use super::shared::{wait_for, Awaited};
 use super::store::{Encoded, Settled};
+use super::stream::StreamId;
 use super::{decode, Pool, PoolError, TaskError};
 
 /// The input side both maps share: pulls items and submits them.
@@ -20,8 +23,8 @@ struct Feed<T, R, I> {
     pool: Pool,
     call: Call,
     items: I,
-    /// The unordered stream the items belong to, if any.
-    group: Option<u64>,
+    /// The map's name in the store.
+    stream: StreamId,
     exhausted: bool,
     /// Inputs encoded and results taken so far, to size the window in
     /// bytes.
@@ -98,7 +101,7 @@ impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
         let n = inputs.len() as u64;
         let first = self
             .pool
-            .submit_items(self.call, inputs, self.group)
+            .submit_items(self.call, inputs, Some(self.stream))
             .map_err(|e| TaskError::Lost(e.to_string()))?;
         Ok(first..first + n)
     }
@@ -121,12 +124,13 @@ where
     I: Iterator<Item = T>,
 {
     pub(super) fn new(pool: Pool, call: Call, items: I) -> Self {
+        let stream = pool.new_stream(false);
         Imap {
             feed: Feed {
                 pool,
                 call,
                 items,
-                group: None,
+                stream,
                 exhausted: false,
                 encoded: Average::default(),
                 results: Average::default(),
@@ -233,7 +237,7 @@ where
             state
                 .store
                 .take_run(&mut self.in_flight, id, &mut self.taken);
-            drop(state);
+            self.feed.pool.wake_if_released(state);
             // (Only these: it was empty.)
             self.feed.results.note(self.taken.iter());
             return Poll::Ready(self.taken.pop_front().map(decode));
@@ -254,16 +258,14 @@ where
 impl<T, R, I> Drop for Imap<T, R, I> {
     fn drop(&mut self) {
         let mut state = self.feed.pool.state();
-        for &id in &self.in_flight {
-            state.store.abandon(id);
-        }
+        state.store.abandon_all(self.in_flight.iter().copied());
+        state.store.close_stream(self.feed.stream);
     }
 }
 
 /// `Pool.imap_unordered`: results as items finish.
 pub struct ImapUnordered<T, R, I> {
     feed: Feed<T, R, I>,
-    group: u64,
     in_flight: usize,
 }
 
@@ -273,19 +275,19 @@ where
     R: DeserializeOwned,
     I: Iterator<Item = T>,
 {
-    pub(super) fn new(pool: Pool, call: Call, items: I, group: u64) -> Self {
+    pub(super) fn new(pool: Pool, call: Call, items: I) -> Self {
+        let stream = pool.new_stream(true);
         ImapUnordered {
             feed: Feed {
                 pool,
                 call,
                 items,
-                group: Some(group),
+                stream,
                 exhausted: false,
                 encoded: Average::default(),
                 results: Average::default(),
                 _types: PhantomData,
             },
-            group,
             in_flight: 0,
         }
     }
@@ -329,7 +331,7 @@ where
         &mut self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {
-        let group = self.group;
+        let stream = self.feed.stream;
         loop {
             if let Poll::Ready(next) = self.try_next(None) {
                 return Ok(next);
@@ -337,7 +339,7 @@ where
             match self
                 .feed
                 .pool
-                .pump(deadline, |store| store.peek_group(group).is_some())
+                .pump(deadline, |store| store.peek_group(stream).is_some())
             {
                 Err(PoolError::Timeout) => return Err(PoolError::Timeout),
                 // The next try takes it, or says the pool stopped.
@@ -363,10 +365,10 @@ where
             return Poll::Ready(None);
         }
         let mut state = self.feed.pool.state();
-        if let Some(id) = state.store.next_of_group(self.group) {
+        if let Some(id) = state.store.next_of_group(self.feed.stream) {
             self.in_flight -= 1;
             let settled = state.store.take(id);
-            drop(state);
+            self.feed.pool.wake_if_released(state);
             self.feed.results.note(std::iter::once(&settled));
             return Poll::Ready(Some(decode(settled)));
         }
@@ -377,7 +379,7 @@ where
             return Poll::Ready(Some(Err(lost(stopped))));
         }
         if let Some(waker) = waker {
-            wait_for(&mut state, Awaited::Group(self.group), waker);
+            wait_for(&mut state, Awaited::Group(self.feed.stream), waker);
         }
         Poll::Pending
     }
@@ -385,7 +387,7 @@ where
 
 impl<T, R, I> Drop for ImapUnordered<T, R, I> {
     fn drop(&mut self) {
-        self.feed.pool.state().store.abandon_group(self.group);
+        self.feed.pool.state().store.close_stream(self.feed.stream);
     }
 }
 

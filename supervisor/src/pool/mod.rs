@@ -84,6 +84,7 @@ mod init;
 mod map_result;
 mod shared;
 mod store;
+mod stream;
 
 pub use error::{PoolError, TaskError};
 pub use handles::{as_completed, wait, AsCompleted, AsyncResult, Future, ReturnWhen};
@@ -104,6 +105,7 @@ use call::{Call, Reply};
 use init::InitCall;
 use shared::{Command, Inner, State};
 use store::{Encoded, Settled, Store};
+use stream::StreamId;
 
 /// How to build a [`Pool`].
 pub struct PoolBuilder {
@@ -249,7 +251,7 @@ impl PoolBuilder {
                 inner,
                 thread: Mutex::new(Some(thread)),
                 workers: self.workers as usize,
-                next_group: AtomicU64::new(0),
+                next_stream: AtomicU64::new(0),
             }),
         })
     }
@@ -270,7 +272,7 @@ struct Shared {
     inner: Arc<Inner>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     workers: usize,
-    next_group: AtomicU64,
+    next_stream: AtomicU64,
 }
 
 impl Shared {
@@ -675,7 +677,9 @@ impl Pool {
     /// `f(x)` for each item, in order, lazily: items are taken from `items`
     /// as workers free up, with a bounded number in flight (and at most
     /// about 256 MiB of them, or of their results, beyond two per
-    /// worker), so an endless iterator works in bounded memory.
+    /// worker), so an endless iterator works in bounded memory. Items
+    /// whose results would lie more than about 64 MiB past the one read
+    /// next wait for the reader, until [`close`](Self::close).
     pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Imap<T, R, I::IntoIter>
     where
         T: Serialize + DeserializeOwned,
@@ -715,8 +719,7 @@ impl Pool {
         E: std::fmt::Display,
         I: IntoIterator<Item = T>,
     {
-        let group = self.shared.next_group.fetch_add(1, Ordering::Relaxed);
-        ImapUnordered::new(self.clone(), Call::fallible(f), items.into_iter(), group)
+        ImapUnordered::new(self.clone(), Call::fallible(f), items.into_iter())
     }
 
     /// As [`imap`](Self::imap), in the order items finish.
@@ -730,13 +733,18 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = T>,
     {
-        let group = self.shared.next_group.fetch_add(1, Ordering::Relaxed);
-        ImapUnordered::new(self.clone(), Call::one(f), items.into_iter(), group)
+        ImapUnordered::new(self.clone(), Call::one(f), items.into_iter())
     }
 
     /// No more submissions; workers stay until [`join`](Self::join).
     pub fn close(&self) {
-        self.state().closed = true;
+        let mut state = self.state();
+        state.closed = true;
+        // A lazy map nobody reads holds no item back now: `join` waits
+        // for every item, as Python's does.
+        state.store.lift_holds();
+        drop(state);
+        self.shared.inner.wake_engine();
     }
 
     /// After [`close`](Self::close): waits for every item, then for every
@@ -806,7 +814,7 @@ impl Pool {
         &self,
         call: Call,
         inputs: Encoded,
-        group: Option<u64>,
+        stream: Option<StreamId>,
     ) -> Result<u64, PoolError> {
         let first = {
             let mut state = self.state();
@@ -816,10 +824,28 @@ impl Pool {
             if let Some(why) = &state.stopped {
                 return Err(PoolError::Stopped(why.clone()));
             }
-            state.store.submit(call, inputs, group)
+            state.store.submit(call, inputs, stream)
         };
         self.shared.inner.wake_engine();
         Ok(first)
+    }
+
+    /// A new lazy map's name in the store.
+    fn new_stream(&self, unordered: bool) -> StreamId {
+        StreamId {
+            number: self.shared.next_stream.fetch_add(1, Ordering::Relaxed),
+            unordered,
+        }
+    }
+
+    /// Wakes the pool's thread if a take let a lazy map's held items go.
+    fn wake_if_released(&self, state: MutexGuard<'_, State>) {
+        let mut state = state;
+        let released = state.store.take_released();
+        drop(state);
+        if released {
+            self.shared.inner.wake_engine();
+        }
     }
 
     /// Waits until `done` holds, `deadline` passes, or the pool stops.

@@ -25,6 +25,7 @@ use outlast_worker::work::AnyJob;
 use super::call::PoolRunner;
 use super::init::InitCall;
 use super::store::{PoolWork, Store};
+use super::stream::StreamId;
 use super::PoolError;
 use crate::options::RunOptions;
 use crate::run::Engine;
@@ -65,8 +66,8 @@ pub(crate) struct State {
 pub(crate) enum Awaited {
     /// This item to settle (an `AsyncResult`, an ordered map's next).
     Item(u64),
-    /// Any item of this unordered map's group to settle.
-    Group(u64),
+    /// Any item of this unordered map to settle.
+    Group(StreamId),
 }
 
 impl Awaited {

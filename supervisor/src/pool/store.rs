@@ -20,6 +20,8 @@ use outlast_worker::work::{GaveUp, Refused, Work};
 
 use super::call::{answers_short, split_replies, Call};
 use super::error::TaskError;
+use super::stream::{Stream, StreamId};
+use crate::id_hash::IdMap;
 
 /// A result: the encoded reply, or why there is none.
 pub(crate) type Settled = Result<Bytes, Box<TaskError>>;
@@ -125,8 +127,9 @@ struct Entry {
     phase: Phase,
     /// Its handle is gone: its result is dropped on arrival.
     abandoned: bool,
-    /// The unordered stream it belongs to, plus one (0: none).
-    group: u32,
+    /// The lazy map it belongs to ([`StreamId::key`]; 0: none), kept
+    /// until its result is taken: the map counts the bytes it holds.
+    stream: u32,
     /// Waiting: its submission's number; ready: its chunk output's number
     /// (the low 32 bits: fewer than 2^32 of either are ever kept at once).
     home: u32,
@@ -225,9 +228,19 @@ impl<T> Numbered<T> {
     }
 }
 
-/// One engine task: consecutive items of one call.
+/// Consecutive items of one call and stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    call: Call,
+    /// Its [`StreamId::key`], 0 for none.
+    stream: u32,
+    items: Range<u64>,
+}
+
+/// One engine task: a run of items.
 struct Chunk {
     call: Call,
+    stream: u32,
     items: Range<u64>,
     done: bool,
     cut_at: Instant,
@@ -248,15 +261,21 @@ pub(crate) struct Store {
     next_item: u64,
     /// Items not settled yet.
     pending: usize,
-    /// Submitted items not in a chunk yet, runs per call.
-    unchunked: VecDeque<(Call, Range<u64>)>,
+    /// Submitted items not in a chunk yet.
+    unchunked: VecDeque<Run>,
     /// The engine task id of `chunks[0]`.
     chunk_base: u64,
     chunks: VecDeque<Chunk>,
     /// Chunks cut and not yet done.
     open_chunks: usize,
-    /// Each unordered stream's settled items in order of arrival.
-    finished: HashMap<u64, VecDeque<u64>>,
+    /// The lazy maps alive, by [`StreamId::key`].
+    streams: IdMap<u32, Stream>,
+    /// A take let a stream's held items go: the pool's thread is to cut
+    /// chunks of them.
+    released: bool,
+    /// The pool is closed: nothing is held any more (`join` waits for
+    /// every item, read or not).
+    holds_lifted: bool,
     /// Every item settled while someone reads this log (`as_completed`).
     pub(crate) log: Vec<u64>,
     pub(crate) log_readers: usize,
@@ -282,7 +301,9 @@ impl Store {
             chunk_base: 0,
             chunks: VecDeque::new(),
             open_chunks: 0,
-            finished: HashMap::new(),
+            streams: IdMap::default(),
+            released: false,
+            holds_lifted: false,
             log: Vec::new(),
             log_readers: 0,
             done: 0,
@@ -330,9 +351,9 @@ impl Store {
         }
     }
 
-    /// New items of `call`, in order; the first's id. `group` puts them
-    /// in an unordered stream.
-    pub(crate) fn submit(&mut self, call: Call, inputs: Encoded, group: Option<u64>) -> u64 {
+    /// New items of `call`, in order; the first's id. `stream` names the
+    /// lazy map they belong to.
+    pub(crate) fn submit(&mut self, call: Call, inputs: Encoded, stream: Option<StreamId>) -> u64 {
         let first = self.next_item;
         let count = inputs.ends.len();
         let home = self.submissions.push(Submission {
@@ -340,13 +361,18 @@ impl Store {
             ends: inputs.ends,
             live: count,
         });
-        let group = group.map_or(0, |g| g as u32 + 1);
+        let stream = stream.map_or(0, |id| {
+            self.streams
+                .entry(id.key())
+                .or_insert_with(|| Stream::new(id, first));
+            id.key()
+        });
         let mut failed = inputs.failed.into_iter().peekable();
         for index in 0..count {
             self.entries.push_back(Entry {
                 phase: Phase::Waiting,
                 abandoned: false,
-                group,
+                stream,
                 home,
                 slot: index as u32,
             });
@@ -358,11 +384,17 @@ impl Store {
                 self.fail(id, Box::new(TaskError::Failed(why)));
                 continue;
             }
-            // Right after earlier items of the same call (one submit after
-            // another): one run, so they can share chunks.
+            // Right after earlier items of the same call and stream (one
+            // submit after another): one run, so they can share chunks.
             match self.unchunked.back_mut() {
-                Some((last, run)) if *last == call && run.end == id => run.end = id + 1,
-                _ => self.unchunked.push_back((call, id..id + 1)),
+                Some(run) if run.call == call && run.stream == stream && run.items.end == id => {
+                    run.items.end = id + 1
+                }
+                _ => self.unchunked.push_back(Run {
+                    call,
+                    stream,
+                    items: id..id + 1,
+                }),
             }
         }
         first
@@ -388,13 +420,23 @@ impl Store {
 
     /// Cuts chunks from the items waiting for one, while fewer than
     /// `OPEN_PER_WORKER` chunks per worker are open: each is cut at the
-    /// size the latest rate calls for.
-    fn cut_chunks(&mut self) -> Vec<(Call, Range<u64>)> {
+    /// size the latest rate calls for. Runs their stream holds wait.
+    fn cut_chunks(&mut self) -> Vec<Run> {
         let size = self.chunk_size();
         let mut cut = Vec::new();
         let room = (self.workers * OPEN_PER_WORKER).saturating_sub(self.open_chunks);
-        while cut.len() < room {
-            let Some((call, items)) = self.unchunked.pop_front() else {
+        let mut at = 0;
+        while cut.len() < room && at < self.unchunked.len() {
+            if self.held_back(at) {
+                at += 1;
+                continue;
+            }
+            let Some(Run {
+                call,
+                stream,
+                items,
+            }) = self.unchunked.remove(at)
+            else {
                 break;
             };
             let mut end = items.start;
@@ -406,23 +448,63 @@ impl Store {
                     .map_or(0, |(_, range)| range.len());
                 end += 1;
             }
-            cut.push((call, items.start..end));
+            cut.push(Run {
+                call,
+                stream,
+                items: items.start..end,
+            });
             if end < items.end {
-                self.unchunked.push_front((call, end..items.end));
+                let rest = Run {
+                    call,
+                    stream,
+                    items: end..items.end,
+                };
+                self.unchunked.insert(at, rest);
             }
         }
         cut
     }
 
+    /// Whether the run `at` waits for its stream's reader to take results.
+    fn held_back(&mut self, at: usize) -> bool {
+        let Some(run) = self.unchunked.get(at) else {
+            return false;
+        };
+        if self.holds_lifted || run.stream == 0 {
+            return false;
+        }
+        let (start, least) = (run.items.start, 2 * self.workers);
+        self.streams
+            .get_mut(&run.stream)
+            .is_some_and(|stream| stream.holds(start, least))
+    }
+
+    /// The pool is closed: every item runs, read or not.
+    pub(crate) fn lift_holds(&mut self) {
+        self.holds_lifted = true;
+    }
+
+    /// Whether a take let held items go since the last call: the pool's
+    /// thread is to be woken to cut chunks of them.
+    pub(crate) fn take_released(&mut self) -> bool {
+        std::mem::take(&mut self.released)
+    }
+
     /// The chunks `cut` are engine tasks from `first` on.
-    fn chunks_added(&mut self, first: u64, cut: Vec<(Call, Range<u64>)>) {
+    fn chunks_added(&mut self, first: u64, cut: Vec<Run>) {
         if self.chunks.is_empty() {
             self.chunk_base = first;
         }
         self.open_chunks += cut.len();
-        for (call, items) in cut {
+        for Run {
+            call,
+            stream,
+            items,
+        } in cut
+        {
             self.chunks.push_back(Chunk {
                 call,
+                stream,
                 items,
                 done: false,
                 cut_at: Instant::now(),
@@ -477,26 +559,31 @@ impl Store {
 
     /// `id`'s result, taken: it is not kept any more.
     pub(crate) fn take(&mut self, id: u64) -> Option<Settled> {
-        let taken = self.take_one(id);
+        let taken = self.take_one(id, true);
         self.compact();
         taken
     }
 
     /// (One look at the entry and one at its output: what `result` then
     /// `consume` do, which a debug build paid for twice per item.)
-    fn take_one(&mut self, id: u64) -> Option<Settled> {
+    /// `counted`: its stream counts the bytes it holds (an unordered one;
+    /// an ordered map's take is not worth the look-up).
+    fn take_one(&mut self, id: u64, counted: bool) -> Option<Settled> {
         let entry = self.entry_mut(id)?;
         match entry.phase {
             Phase::Ready => {
                 entry.phase = Phase::Consumed;
-                let (home, slot) = (entry.home, entry.slot);
+                let (home, slot, stream) = (entry.home, entry.slot, entry.stream);
                 let output = self.outputs.get_mut(home)?;
-                let taken = output
-                    .replies
-                    .get(slot as usize)
-                    .map(|range| Ok(Bytes::piece(&output.buf, range.clone())));
+                let range = output.replies.get(slot as usize).cloned();
+                let taken = range
+                    .clone()
+                    .map(|range| Ok(Bytes::piece(&output.buf, range)));
                 output.live -= 1;
                 output.free_if_unread();
+                if counted {
+                    self.let_go(stream, range.map_or(0, |r| r.len()));
+                }
                 taken
             }
             Phase::Failed => {
@@ -513,14 +600,17 @@ impl Store {
         let Some(entry) = self.entry_mut(id) else {
             return;
         };
-        let (phase, home) = (entry.phase, entry.home);
+        let (phase, home, slot, stream) = (entry.phase, entry.home, entry.slot, entry.stream);
         entry.phase = Phase::Consumed;
         match phase {
             Phase::Ready => {
+                let mut bytes = 0;
                 if let Some(output) = self.outputs.get_mut(home) {
+                    bytes = output.replies.get(slot as usize).map_or(0, |r| r.len());
                     output.live -= 1;
                     output.free_if_unread();
                 }
+                self.let_go(stream, bytes);
             }
             Phase::Failed => {
                 self.errors.remove(&id);
@@ -538,37 +628,62 @@ impl Store {
         first: u64,
         out: &mut VecDeque<Option<Settled>>,
     ) {
+        let stream = self.entry(first).map_or(0, |e| e.stream);
         while let Some(&id) = ids.front() {
             if id != first && !self.is_settled(id) {
                 break;
             }
             ids.pop_front();
-            out.push_back(self.take_one(id));
+            // (An ordered map's stream counts no bytes: no look-up.)
+            out.push_back(self.take_one(id, false));
+        }
+        if let Some(stream) = self.streams.get_mut(&stream) {
+            self.released |= stream.reads_next(ids.front().copied());
         }
         self.compact();
     }
 
-    /// The next settled item of `group`.
-    pub(crate) fn next_of_group(&mut self, group: u64) -> Option<u64> {
-        self.finished.get_mut(&group)?.pop_front()
+    /// A result of `bytes` of stream `key` (0: none) was taken or dropped.
+    fn let_go(&mut self, key: u32, bytes: usize) {
+        if key == 0 {
+            return;
+        }
+        if let Some(stream) = self.streams.get_mut(&key) {
+            self.released |= stream.let_go(bytes);
+        }
     }
 
-    /// The next settled item of `group`, left in place.
-    pub(crate) fn peek_group(&self, group: u64) -> Option<u64> {
-        self.finished.get(&group)?.front().copied()
+    /// The next settled item of unordered stream `id`.
+    pub(crate) fn next_of_group(&mut self, id: StreamId) -> Option<u64> {
+        self.streams.get_mut(&id.key())?.finished.pop_front()
     }
 
-    /// Nobody will read the results of `group`'s items.
-    pub(crate) fn abandon_group(&mut self, group: u64) {
-        if let Some(done) = self.finished.remove(&group) {
-            for id in done {
-                self.abandon(id);
-            }
+    /// The next settled item of unordered stream `id`, left in place.
+    pub(crate) fn peek_group(&self, id: StreamId) -> Option<u64> {
+        self.streams.get(&id.key())?.finished.front().copied()
+    }
+
+    /// Nobody will read the results of stream `id`'s items: those settled
+    /// are dropped, the others as they settle (an ordered map's handle
+    /// abandons its items itself first: it knows which they are).
+    pub(crate) fn close_stream(&mut self, id: StreamId) {
+        let key = id.key();
+        if let Some(done) = self
+            .streams
+            .get_mut(&key)
+            .map(|s| std::mem::take(&mut s.finished))
+        {
+            self.abandon_all(done.into_iter());
+        }
+        self.streams.remove(&key);
+        if !id.unordered {
+            // An ordered map abandons what it waits for itself.
+            return;
         }
         for entry in self.entries.iter_mut() {
-            if entry.group == group as u32 + 1 && entry.phase == Phase::Waiting {
+            if entry.stream == key && entry.phase == Phase::Waiting {
                 entry.abandoned = true;
-                entry.group = 0;
+                entry.stream = 0;
             }
         }
     }
@@ -576,18 +691,36 @@ impl Store {
     /// Cancels item `id` if no chunk holds it yet (it waits behind busy
     /// workers): it settles as [`TaskError::Cancelled`]; true if so.
     pub(crate) fn cancel(&mut self, id: u64) -> bool {
-        let Some(at) = self.unchunked.iter().position(|(_, run)| run.contains(&id)) else {
+        let Some(at) = self
+            .unchunked
+            .iter()
+            .position(|run| run.items.contains(&id))
+        else {
             return false;
         };
-        let Some((call, run)) = self.unchunked.remove(at) else {
+        let Some(run) = self.unchunked.remove(at) else {
             return false;
         };
         // The run without it: what came after, then what came before.
-        if id + 1 < run.end {
-            self.unchunked.insert(at, (call, id + 1..run.end));
+        if id + 1 < run.items.end {
+            let after = id + 1..run.items.end;
+            self.unchunked.insert(
+                at,
+                Run {
+                    items: after,
+                    ..run.clone()
+                },
+            );
         }
-        if run.start < id {
-            self.unchunked.insert(at, (call, run.start..id));
+        if run.items.start < id {
+            let before = run.items.start..id;
+            self.unchunked.insert(
+                at,
+                Run {
+                    items: before,
+                    ..run
+                },
+            );
         }
         self.fail(id, Box::new(TaskError::Cancelled));
         true
@@ -619,18 +752,26 @@ impl Store {
     }
 
     /// Settles waiting item `id` with its reply, `slot` of output `home`.
-    fn reply(&mut self, id: u64, home: u32, slot: u32) {
-        if self.settle(id, Phase::Ready, home, slot) {
+    /// True if the result is kept (its stream's [`Stream::settled`] is
+    /// the caller's: once per chunk, not per item, it looks the stream up).
+    fn reply(&mut self, id: u64, home: u32, slot: u32) -> bool {
+        let kept = self.settle(id, Phase::Ready, home, slot);
+        if kept {
             if let Some(output) = self.outputs.get_mut(home) {
                 output.live += 1;
             }
         }
+        kept
     }
 
     /// Settles waiting item `id` with `error`.
     fn fail(&mut self, id: u64, error: Box<TaskError>) {
+        let stream = self.entry(id).map_or(0, |e| e.stream);
         if self.settle(id, Phase::Failed, 0, 0) {
             self.errors.insert(id, error);
+            if let Some(stream) = self.streams.get_mut(&stream) {
+                stream.settled(id, 0);
+            }
         }
     }
 
@@ -649,9 +790,6 @@ impl Store {
         entry.phase = if kept { phase } else { Phase::Consumed };
         entry.home = home;
         entry.slot = slot;
-        let group = std::mem::take(&mut entry.group)
-            .checked_sub(1)
-            .map(u64::from);
         if let Some(submission) = self.submissions.get_mut(submission) {
             submission.live -= 1;
             if submission.live == 0 {
@@ -663,9 +801,6 @@ impl Store {
         self.done += 1;
         if self.log_readers > 0 {
             self.log.push(id);
-        }
-        if let Some(group) = group {
-            self.finished.entry(group).or_default().push_back(id);
         }
         kept
     }
@@ -792,9 +927,9 @@ impl Store {
     /// a panic (an aborting build's last words): its items are settled,
     /// and the ones after it go again in a new chunk, uncharged.
     fn accept(&mut self, task: u64, output: Vec<u8>) -> Result<(), String> {
-        let (call, items, cut_at) = self
+        let (call, stream, items, cut_at) = self
             .chunk(task)
-            .map(|c| (c.call, c.items.clone(), c.cut_at))
+            .map(|c| (c.call, c.stream, c.items.clone(), c.cut_at))
             .ok_or_else(|| format!("bad output: no chunk {task}"))?;
         let count = (items.end - items.start) as usize;
         let replies = split_replies(&output, count)
@@ -806,8 +941,24 @@ impl Store {
             replies,
             live: 0,
         });
+        // (Out of the map while its items settle: one look-up a chunk.)
+        let mut stream_state = match stream {
+            0 => None,
+            key => self.streams.remove(&key),
+        };
         for (slot, id) in items.clone().take(answered).enumerate() {
-            self.reply(id, home, slot as u32);
+            let kept = self.reply(id, home, slot as u32);
+            if let Some(stream) = stream_state.as_mut().filter(|_| kept) {
+                let bytes = self
+                    .outputs
+                    .get(home)
+                    .and_then(|o| o.replies.get(slot))
+                    .map_or(0, |r| r.len());
+                stream.settled(id, bytes);
+            }
+        }
+        if let Some(state) = stream_state {
+            self.streams.insert(stream, state);
         }
         // Every item was abandoned: nothing will read these replies, even
         // while an older output ahead of this one is kept.
@@ -818,7 +969,11 @@ impl Store {
         if answered < count {
             // They run next, in order, in chunks cut as any others.
             let rest = items.start + answered as u64..items.end;
-            self.unchunked.push_front((call, rest));
+            self.unchunked.push_front(Run {
+                call,
+                stream,
+                items: rest,
+            });
         }
         // (Answered short, the pace is of the items answered: a chunk
         // sent early for its output's size cuts the next ones smaller.)
@@ -884,13 +1039,17 @@ impl Work for PoolWork {
         let Some(chunk) = store.chunk(task) else {
             return;
         };
-        let (call, items) = (chunk.call, chunk.items.clone());
+        let (call, stream, items) = (chunk.call, chunk.stream, chunk.items.clone());
         store.close_chunk(task);
         if items.end - items.start > 1 {
             // Which item killed the workers is not known: each goes again
             // alone, with attempts of its own.
             for id in items {
-                store.unchunked.push_back((call, id..id + 1));
+                store.unchunked.push_back(Run {
+                    call,
+                    stream,
+                    items: id..id + 1,
+                });
             }
         } else {
             let error = match why.oversize {
