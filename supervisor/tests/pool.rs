@@ -31,6 +31,7 @@ fn main() {
         a_result_nested_past_the_stack_fails_alone_instead_of_aborting,
         imap_over_an_endless_iterator_takes_what_it_needs,
         imap_unordered_gives_every_item_once,
+        a_dropped_lazy_map_runs_none_of_its_items_no_worker_started,
         initializer_runs_in_every_worker_and_recycling_replaces_them,
         submit_as_completed_and_wait,
         dropping_a_pool_mid_flight_leaves_no_process,
@@ -325,6 +326,59 @@ fn imap_unordered_gives_every_item_once() {
         .collect();
     got.sort_unstable();
     assert_eq!(got, (0..5000).map(|x| x * 2).collect::<Vec<_>>());
+}
+
+/// Sleeps 20 ms, then appends a line to `log` (a file: runs in any
+/// worker show in the test).
+fn slow_logged((x, log): (u64, String)) -> u64 {
+    use std::io::Write;
+    std::thread::sleep(Duration::from_millis(20));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&log)
+    {
+        let _ = f.write_all(b"run\n");
+    }
+    x
+}
+
+fn a_dropped_lazy_map_runs_none_of_its_items_no_worker_started() {
+    for unordered in [false, true] {
+        let pool = Pool::new(2).expect("pool");
+        let log = std::env::temp_dir().join(format!(
+            "outlast-dropped-map-{}-{unordered}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&log);
+        let items = (0..1_000u64).map(|x| (x, log.to_string_lossy().into_owned()));
+        let first: Vec<u64> = match unordered {
+            false => pool
+                .imap(slow_logged, items)
+                .take(3)
+                .map(Result::unwrap)
+                .collect(),
+            true => pool
+                .imap_unordered(slow_logged, items)
+                .take(3)
+                .map(Result::unwrap)
+                .collect(),
+        };
+        assert_eq!(first.len(), 3);
+        // The pool goes on with other work at once.
+        assert_eq!(pool.map(double, 0..100u64).expect("map").len(), 100);
+        pool.close();
+        pool.join().expect("join");
+        // What workers had started (a chunk of one 20 ms item each, four
+        // open per worker) ran; the rest of the window did not. All
+        // 1,000 were pulled and ran, 10 s of work nobody would read.
+        let ran = std::fs::read_to_string(&log).map_or(0, |s| s.lines().count());
+        assert!(
+            (3..=3 + 2 * 8).contains(&ran),
+            "unordered {unordered}: {ran} items ran for 3 taken"
+        );
+        let _ = std::fs::remove_file(&log);
+    }
 }
 
 static FACTOR: AtomicU64 = AtomicU64::new(0);

@@ -679,7 +679,8 @@ impl Pool {
     /// about 256 MiB of them, or of their results, beyond two per
     /// worker), so an endless iterator works in bounded memory. Items
     /// whose results would lie more than about 64 MiB past the one read
-    /// next wait for the reader, until [`close`](Self::close).
+    /// next wait for the reader, until [`close`](Self::close). Dropped
+    /// before its end, the map drops its items that no worker started.
     pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Imap<T, R, I::IntoIter>
     where
         T: Serialize + DeserializeOwned,

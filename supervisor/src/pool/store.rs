@@ -664,8 +664,11 @@ impl Store {
     }
 
     /// Nobody will read the results of stream `id`'s items: those settled
-    /// are dropped, the others as they settle (an ordered map's handle
-    /// abandons its items itself first: it knows which they are).
+    /// are dropped, those no chunk holds yet are dropped unrun (as
+    /// `concurrent.futures`' `Executor.map` cancels its pending futures
+    /// when its iterator is closed), and the others' results as they
+    /// settle. (An ordered map's handle abandons its items itself first:
+    /// it knows which they are.)
     pub(crate) fn close_stream(&mut self, id: StreamId) {
         let key = id.key();
         if let Some(done) = self
@@ -676,16 +679,27 @@ impl Store {
             self.abandon_all(done.into_iter());
         }
         self.streams.remove(&key);
-        if !id.unordered {
-            // An ordered map abandons what it waits for itself.
-            return;
-        }
-        for entry in self.entries.iter_mut() {
-            if entry.stream == key && entry.phase == Phase::Waiting {
-                entry.abandoned = true;
-                entry.stream = 0;
+        if id.unordered {
+            for entry in self.entries.iter_mut() {
+                if entry.stream == key && entry.phase == Phase::Waiting {
+                    entry.abandoned = true;
+                    entry.stream = 0;
+                }
             }
         }
+        let mut unrun = Vec::new();
+        self.unchunked.retain(|run| {
+            let theirs = run.stream == key;
+            if theirs {
+                unrun.push(run.items.clone());
+            }
+            !theirs
+        });
+        for id in unrun.into_iter().flatten() {
+            // Abandoned: settled as consumed, its input freed.
+            self.settle(id, Phase::Consumed, 0, 0);
+        }
+        self.compact();
     }
 
     /// Cancels item `id` if no chunk holds it yet (it waits behind busy
