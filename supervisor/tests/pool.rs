@@ -43,6 +43,7 @@ fn main() {
         a_pool_is_a_handle_that_threads_share,
         a_result_is_a_future_an_executor_awaits,
         awaited_imap_results_come_once_each_and_a_dropped_wait_takes_none,
+        a_large_awaited_result_is_decoded_off_the_polling_thread,
         done_callbacks_run_once_each_and_cannot_wait_on_their_pool,
         callbacks_of_dropped_handles_still_get_their_values,
         map_async_gives_the_whole_list_later_with_a_timeout_a_future_or_a_callback,
@@ -815,6 +816,100 @@ fn a_result_is_a_future_an_executor_awaits() {
 /// rather than polled in a loop; a wait dropped before its result came
 /// has taken nothing; and a pool terminated under a waiting future ends
 /// that wait with the cause.
+/// Bytes that remember the thread that decoded them.
+struct Traced {
+    bytes: serde_bytes::ByteBuf,
+    decoded_on: String,
+}
+
+impl serde::Serialize for Traced {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.bytes.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Traced {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        let decoded_on = std::thread::current().name().unwrap_or("").to_string();
+        Ok(Traced { bytes, decoded_on })
+    }
+}
+
+fn traced(len: usize) -> Traced {
+    Traced {
+        bytes: serde_bytes::ByteBuf::from(vec![5u8; len]),
+        decoded_on: String::new(),
+    }
+}
+
+fn a_large_awaited_result_is_decoded_off_the_polling_thread() {
+    const LARGE: usize = 2 << 20;
+    let here = std::thread::current().name().unwrap_or("").to_string();
+    let pool = Pool::new(2).expect("pool");
+    // A result of a megabyte or more is decoded on a thread of its own:
+    // a 100 MB one held a current-thread tokio runtime for 61-64 ms.
+    let (large, _) = block_on(pool.submit(traced, LARGE).expect("submit"));
+    let large = large.expect("result");
+    assert_eq!(large.bytes.len(), LARGE);
+    assert!(large.bytes.iter().all(|&b| b == 5));
+    assert_eq!(large.decoded_on, "outlast-decode");
+    let (small, _) = block_on(pool.submit(traced, 10).expect("submit"));
+    assert_eq!(small.expect("result").decoded_on, here);
+    // Lazy maps' awaited results alike, in order and as they finish.
+    let sizes = [10, LARGE, 20, LARGE + 1];
+    let mut ordered = pool.imap(traced, sizes);
+    for size in sizes {
+        let (next, _) = block_on(ordered.next_async());
+        let next = next.expect("a result").expect("an item");
+        assert_eq!(next.bytes.len(), size);
+        let thread = if size >= LARGE {
+            "outlast-decode"
+        } else {
+            &here
+        };
+        assert_eq!(next.decoded_on, thread, "a result of {size} bytes");
+    }
+    assert!(block_on(ordered.next_async()).0.is_none());
+    let mut unordered = pool.imap_unordered(traced, sizes);
+    let mut lens = Vec::new();
+    while let (Some(next), _) = block_on(unordered.next_async()) {
+        let next = next.expect("an item");
+        assert_eq!(
+            next.decoded_on == "outlast-decode",
+            next.bytes.len() >= LARGE
+        );
+        lens.push(next.bytes.len());
+    }
+    lens.sort_unstable();
+    assert_eq!(lens, [10, 20, LARGE, LARGE + 1]);
+    // A wait dropped while its result is decoded takes nothing: the next
+    // call gives that result (whole, decoded where it is asked for).
+    let mut ordered = pool.imap(traced, [LARGE, 30]);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    // The first poll submits the items, the second (once they ran)
+    // starts the decoding.
+    for poll in 0..2 {
+        let mut next = std::pin::pin!(ordered.next_async());
+        let polled = std::future::Future::poll(next.as_mut(), &mut cx);
+        assert!(polled.is_pending(), "poll {poll}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let first = ordered.next().expect("a result").expect("an item");
+    assert_eq!(first.bytes.len(), LARGE);
+    assert!(first.bytes.iter().all(|&b| b == 5));
+    assert_eq!(
+        ordered
+            .next()
+            .expect("a result")
+            .expect("an item")
+            .bytes
+            .len(),
+        30
+    );
+    assert!(ordered.next().is_none());
+}
+
 fn awaited_imap_results_come_once_each_and_a_dropped_wait_takes_none() {
     let pool = Pool::builder(2).chunksize(7).build().expect("pool");
     let mut ordered = pool.imap(double, 0..5_000u64);

@@ -30,6 +30,7 @@ fn main() {
         a_connection_dropped_after_a_wait_shows_its_end_at_once,
         idle_waits_leave_the_cpu_alone,
         an_awaited_join_gives_the_result_in_every_start_method,
+        a_large_awaited_join_is_read_off_the_polling_thread,
         an_event_set_by_another_process_wakes_every_waiting_future,
         awaited_acquires_take_each_released_unit_once,
         many_awaited_connections_and_children_share_one_sleeping_thread,
@@ -375,6 +376,69 @@ fn idle_waits_leave_the_cpu_alone() {
 fn add_one_later((x, pause): (u64, Duration)) -> u64 {
     std::thread::sleep(pause);
     x + 1
+}
+
+/// Bytes that remember the thread that decoded them.
+struct Traced {
+    bytes: serde_bytes::ByteBuf,
+    decoded_on: String,
+}
+
+impl serde::Serialize for Traced {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.bytes.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Traced {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        let decoded_on = std::thread::current().name().unwrap_or("").to_string();
+        Ok(Traced { bytes, decoded_on })
+    }
+}
+
+fn traced(len: usize) -> Traced {
+    Traced {
+        bytes: serde_bytes::ByteBuf::from(vec![5u8; len]),
+        decoded_on: String::new(),
+    }
+}
+
+/// A report of a megabyte or more, awaited, is read and decoded on a
+/// thread of its own (a 100 MB one held a current-thread tokio runtime
+/// for 54-78 ms); a join future dropped meanwhile takes nothing.
+fn a_large_awaited_join_is_read_off_the_polling_thread() {
+    use outlast_ipc::{JoinError, StartMethod};
+    const LARGE: usize = 2 << 20;
+    let here = std::thread::current().name().unwrap_or("").to_string();
+    for method in StartMethod::ALL {
+        let mut child = Process::new(traced, LARGE).start_method(method);
+        child.start().expect("start");
+        let got = block_on(child.join_async(), PATIENCE).expect("in time");
+        let got = got.expect("its result");
+        assert_eq!(got.bytes.len(), LARGE, "{method:?}");
+        assert!(got.bytes.iter().all(|&b| b == 5));
+        assert_eq!(got.decoded_on, "outlast-join", "{method:?}");
+        assert!(matches!(child.join(), Err(JoinError::AlreadyJoined(_))));
+
+        let mut child = Process::new(traced, 10).start_method(method);
+        child.start().expect("start");
+        let got = block_on(child.join_async(), PATIENCE).expect("in time");
+        assert_eq!(got.expect("its result").decoded_on, here, "{method:?}");
+    }
+    let mut child = Process::new(traced, LARGE);
+    child.start().expect("start");
+    while child.is_alive() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    {
+        let mut join = child.join_async();
+        assert!(poll_once(&mut join).is_pending(), "reading on its thread");
+    }
+    let got = child.join().expect("the result is still there");
+    assert_eq!(got.bytes.len(), LARGE);
+    assert_eq!(got.decoded_on, here);
 }
 
 /// An awaited join gives the child's result once it ends, in each start

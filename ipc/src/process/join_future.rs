@@ -6,8 +6,10 @@
 //! thread, one `epoll`, for every awaited descriptor), which watches a
 //! duplicate of the child's pidfd (or, for a fork server's child, of the
 //! pipe its status comes through) and wakes it when the child ends.
-//! Dropped before then, it has changed nothing: the child runs on, and a
-//! later join gets it.
+//! A report of a megabyte or more is then read and decoded on a thread of
+//! its own (see `off_thread`), so the executor's thread stays free.
+//! Dropped before it is ready, it has changed nothing: the child runs on
+//! (or its report stays), and a later join gets it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +22,8 @@ use serde::Serialize;
 
 use crate::watch::{Arm, Readiness, Registration, Source, WaitOn, Watch, Watched};
 
-use super::{JoinError, JoinTimeoutError, Process};
+use super::off_thread::OffThread;
+use super::{outcome_of, JoinError, JoinTimeoutError, Process};
 
 /// What a process's awaited end waits on, made on first use; let go
 /// with the process (the reactor closes its duplicate descriptor then).
@@ -59,12 +62,16 @@ where
     /// Waits for the child to end and gives its entry's return value, as
     /// a future: [`join`](Self::join) for async code, with no runtime of
     /// ours. While it waits, this process's reactor thread (one for every
-    /// awaited descriptor) watches the child's pidfd, not the executor. Dropped before it is
-    /// ready, it has changed nothing (the child runs on).
+    /// awaited descriptor) watches the child's pidfd, not the executor; a
+    /// result of a megabyte or more is then read and decoded on a thread
+    /// of its own (awaiting asks `R: Send + 'static`). Dropped before it
+    /// is ready, it has changed nothing (the child runs on, or its result
+    /// waits for the next join).
     pub fn join_async(&mut self) -> JoinFuture<'_, A, R> {
         JoinFuture {
             process: self,
             waiting: None,
+            reading: None,
         }
     }
 
@@ -88,6 +95,8 @@ where
 pub struct JoinFuture<'a, A, R> {
     process: &'a mut Process<A, R>,
     waiting: Option<Registration>,
+    /// A large report being read and decoded off the executor's thread.
+    reading: Option<OffThread<Result<R, JoinError>>>,
 }
 
 impl<A, R> std::fmt::Debug for JoinFuture<'_, A, R> {
@@ -99,12 +108,35 @@ impl<A, R> std::fmt::Debug for JoinFuture<'_, A, R> {
 impl<A, R> Future for JoinFuture<'_, A, R>
 where
     A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + 'static,
 {
     type Output = Result<R, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let Some(reading) = &this.reading {
+            let read = std::task::ready!(reading.poll(cx.waker()));
+            this.reading = None;
+            this.process.joined_elsewhere();
+            return Poll::Ready(read.unwrap_or_else(|_| {
+                Err(JoinError::BadReport(
+                    "decoding the result panicked (see the message above)".into(),
+                ))
+            }));
+        }
+        match this.process.ended_with_large_report() {
+            Ok(Some((status, report))) => {
+                let max = this.process.max_result_size;
+                let read = move || outcome_of::<R>(status, &report, max);
+                // (No thread to be had: read here, as a join does.)
+                if let Ok(reading) = OffThread::spawn("outlast-join", read, cx.waker()) {
+                    this.reading = Some(reading);
+                    return Poll::Pending;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Poll::Ready(Err(JoinError::Io(e))),
+        }
         match this.process.join_timeout(Duration::ZERO) {
             Ok(value) => Poll::Ready(Ok(value)),
             Err(JoinTimeoutError::Join(e)) => Poll::Ready(Err(e)),

@@ -45,6 +45,7 @@ mod family;
 mod fork;
 pub mod forkserver;
 mod join_future;
+mod off_thread;
 mod report;
 mod spawn;
 mod start_method;
@@ -305,6 +306,35 @@ where
         Ok(child.outcome::<R>(max)?)
     }
 
+    /// How the child ended and a duplicate of its report, if it has ended,
+    /// is not joined yet, and wrote a report of [`OFF_THREAD_REPORT`] bytes
+    /// or more: [`join_async`](Self::join_async) reads that one off the
+    /// executor's thread.
+    fn ended_with_large_report(&mut self) -> std::io::Result<Option<(ExitStatus, OwnedFd)>> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        if child.joined || !child.wait(Deadline::now())? {
+            return Ok(None);
+        }
+        let Some(status) = child.status else {
+            return Ok(None);
+        };
+        if report::announced_len(&child.report) < OFF_THREAD_REPORT {
+            return Ok(None);
+        }
+        Ok(Some((status, child.report.try_clone()?)))
+    }
+
+    /// Its join's result was worked out from its report elsewhere (see
+    /// [`ended_with_large_report`](Self::ended_with_large_report)) and given.
+    fn joined_elsewhere(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            child.joined = true;
+        }
+        self.lent.clear();
+    }
+
     /// A descriptor that becomes readable (`POLLIN`) when the child exits: its
     /// pidfd, for event loops that watch many children. `None` before start,
     /// after the child was reaped, or on kernels without pidfds (use `SIGCHLD`).
@@ -554,34 +584,47 @@ impl Child {
         let Some(status) = self.status else {
             return Err(JoinError::NotStarted);
         };
-        let payload = match report::read(&self.report, max_report) {
-            Ok(report::Report::Returned(value)) => {
-                return codec::take_owned_exact::<R>(value)
-                    .map_err(|e| JoinError::BadReport(e.to_string()));
-            }
-            Ok(report::Report::Other(payload)) => payload,
-            Ok(report::Report::Nothing) => {
-                return Err(match status {
-                    ExitStatus::Exited(EXIT_INIT_MISSING) => JoinError::InitMissing,
-                    ExitStatus::Exited(code) => JoinError::Exited { code },
-                    signaled => JoinError::Signaled(signaled),
-                })
-            }
-            Err(why) => return Err(JoinError::BadReport(why)),
-        };
-        match codec::decode_payload::<ChildReport>(&payload) {
-            Ok(ChildReport::Returned(bytes)) => {
-                codec::decode_payload(&bytes).map_err(|e| JoinError::BadReport(e.to_string()))
-            }
-            Ok(ChildReport::Panicked(message)) => Err(JoinError::Panicked { message }),
-            Ok(ChildReport::Failed(message)) => Err(JoinError::ChildFailed { message }),
-            // A report cut short by a signal says nothing; the signal does.
-            Err(_) if !matches!(status, ExitStatus::Exited(0)) => Err(match status {
+        outcome_of(status, &self.report, max_report)
+    }
+}
+
+/// An awaited join reads a report this long or longer (a megabyte: under
+/// a millisecond) on a thread of its own.
+const OFF_THREAD_REPORT: usize = 1 << 20;
+
+/// A child that ended with `status` and wrote `report`: the join result.
+fn outcome_of<R: DeserializeOwned>(
+    status: ExitStatus,
+    report: &OwnedFd,
+    max_report: usize,
+) -> Result<R, JoinError> {
+    let payload = match report::read(report, max_report) {
+        Ok(report::Report::Returned(value)) => {
+            return codec::take_owned_exact::<R>(value)
+                .map_err(|e| JoinError::BadReport(e.to_string()));
+        }
+        Ok(report::Report::Other(payload)) => payload,
+        Ok(report::Report::Nothing) => {
+            return Err(match status {
+                ExitStatus::Exited(EXIT_INIT_MISSING) => JoinError::InitMissing,
                 ExitStatus::Exited(code) => JoinError::Exited { code },
                 signaled => JoinError::Signaled(signaled),
-            }),
-            Err(e) => Err(JoinError::BadReport(e.to_string())),
+            })
         }
+        Err(why) => return Err(JoinError::BadReport(why)),
+    };
+    match codec::decode_payload::<ChildReport>(&payload) {
+        Ok(ChildReport::Returned(bytes)) => {
+            codec::decode_payload(&bytes).map_err(|e| JoinError::BadReport(e.to_string()))
+        }
+        Ok(ChildReport::Panicked(message)) => Err(JoinError::Panicked { message }),
+        Ok(ChildReport::Failed(message)) => Err(JoinError::ChildFailed { message }),
+        // A report cut short by a signal says nothing; the signal does.
+        Err(_) if !matches!(status, ExitStatus::Exited(0)) => Err(match status {
+            ExitStatus::Exited(code) => JoinError::Exited { code },
+            signaled => JoinError::Signaled(signaled),
+        }),
+        Err(e) => Err(JoinError::BadReport(e.to_string())),
     }
 }
 

@@ -114,6 +114,17 @@ pub(crate) fn read(fd: &OwnedFd, max_result: usize) -> Result<Report, String> {
     })
 }
 
+/// In the parent, once the child has exited: the payload's length its
+/// header announces (0 if it wrote none, or none that reads as one): about
+/// what a [`read`] of it will take.
+pub(crate) fn announced_len(fd: &OwnedFd) -> usize {
+    let mut header = [0u8; HEADER_LEN];
+    if read_exact_at(fd.as_raw_fd(), &mut header, 0).is_err() {
+        return 0;
+    }
+    codec::decode_header(header, usize::MAX).unwrap_or(0)
+}
+
 fn write_all_at(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         // SAFETY: `buf` is valid for reads of its length.

@@ -11,14 +11,18 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::offload::Decoding;
 use super::{decode, succeeded, Pool, PoolError};
 
 /// The result of an item submitted with `apply_async` or `submit`.
 ///
 /// `Send + Sync`; `.await` gives the same as [`get`](Self::get) without
-/// blocking the executor's thread.
+/// blocking the executor's thread (a result of a megabyte or more is
+/// decoded on a thread of its own).
 pub struct AsyncResult<R> {
     claim: Arc<Claim>,
+    /// Awaited, a large result being decoded off the executor's thread.
+    decoding: Option<Decoding>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -44,6 +48,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     pub(super) fn new(pool: Pool, id: u64) -> Self {
         AsyncResult {
             claim: Arc::new(Claim { pool, id }),
+            decoding: None,
             _result: PhantomData,
         }
     }
@@ -137,6 +142,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     {
         let view = AsyncResult::<R> {
             claim: Arc::clone(&self.claim),
+            decoding: None,
             _result: PhantomData,
         };
         let callback: super::shared::Callback = Box::new(move || f(&view));
@@ -164,14 +170,29 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 }
 
-impl<R: DeserializeOwned> std::future::Future for AsyncResult<R> {
+impl<R: DeserializeOwned + Send + 'static> std::future::Future for AsyncResult<R> {
     type Output = Result<R, PoolError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.claim.pool.state();
-        if state.store.is_settled(self.claim.id) {
+        let this = self.get_mut();
+        if let Some(decoding) = &this.decoding {
+            let decoded = std::task::ready!(decoding.poll::<R>(cx.waker()));
+            this.decoding = None;
+            return Poll::Ready(decoded.map_err(|error| PoolError::Task { index: 0, error }));
+        }
+        let mut state = this.claim.pool.state();
+        if state.store.is_settled(this.claim.id) {
+            let settled = state.store.result(this.claim.id);
             drop(state);
-            return Poll::Ready(self.decoded());
+            return match Decoding::start::<R>(settled, cx.waker()) {
+                Ok(decoding) => {
+                    this.decoding = Some(decoding);
+                    Poll::Pending
+                }
+                Err(settled) => Poll::Ready(
+                    decode(settled).map_err(|error| PoolError::Task { index: 0, error }),
+                ),
+            };
         }
         if let Some(why) = &state.stopped {
             return Poll::Ready(Err(PoolError::Stopped(why.clone())));
@@ -179,7 +200,7 @@ impl<R: DeserializeOwned> std::future::Future for AsyncResult<R> {
         // (The pool's thread wakes it once the item settles or the pool stops.)
         super::shared::wait_for(
             &mut state,
-            super::shared::Awaited::Item(self.claim.id),
+            super::shared::Awaited::Item(this.claim.id),
             cx.waker(),
         );
         Poll::Pending

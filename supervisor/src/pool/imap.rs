@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::call::Call;
+use super::offload::{self, Offloaded};
 use super::shared::{wait_for, Awaited};
 use super::store::{Encoded, Settled};
 use super::stream::StreamId;
@@ -115,6 +116,8 @@ pub struct Imap<T, R, I> {
     /// once the first in line is settled, every settled one after it is
     /// taken under the same lock (one lock per run, not two per item).
     taken: VecDeque<Option<Settled>>,
+    /// The next result, being decoded off an executor's thread.
+    offloaded: Option<Offloaded>,
 }
 
 impl<T, R, I> Imap<T, R, I>
@@ -138,6 +141,7 @@ where
             },
             in_flight: VecDeque::new(),
             taken: VecDeque::new(),
+            offloaded: None,
         }
     }
 }
@@ -178,6 +182,9 @@ where
     /// not handed out through `next` one item at a time (in a debug
     /// build, that hand-out cost more than the decoding).
     pub(super) fn for_each_result(&mut self, mut f: impl FnMut(Result<R, TaskError>)) {
+        if let Some(left) = offload::take_left(&mut self.offloaded) {
+            f(left);
+        }
         loop {
             for settled in self.taken.drain(..) {
                 f(decode(settled));
@@ -221,12 +228,33 @@ where
     /// left with the pool's thread, which wakes it once it is (or the pool
     /// stops). Takes nothing when pending.
     pub(super) fn try_next(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>> {
+        if let Some(left) = offload::take_left(&mut self.offloaded) {
+            return Poll::Ready(Some(left));
+        }
+        self.try_next_settled(waker).map(|next| next.map(decode))
+    }
+
+    /// An awaited next result: as [`try_next`](Self::try_next), a large
+    /// one decoded off the executor's thread.
+    pub(super) fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>>
+    where
+        R: Send + 'static,
+    {
+        let mut offloaded = self.offloaded.take();
+        let next = offload::poll_next(&mut offloaded, || self.try_next_settled(Some(waker)), waker);
+        self.offloaded = offloaded;
+        next
+    }
+
+    /// [`try_next`](Self::try_next) before the decoding: the next result
+    /// as the pool keeps it (an error made here is one too).
+    fn try_next_settled(&mut self, waker: Option<&Waker>) -> Poll<Option<Option<Settled>>> {
         if let Some(settled) = self.taken.pop_front() {
-            return Poll::Ready(Some(decode(settled)));
+            return Poll::Ready(Some(settled));
         }
         match self.feed.refill(self.in_flight.len()) {
             Ok(ids) => self.in_flight.extend(ids),
-            Err(e) => return Poll::Ready(Some(Err(e))),
+            Err(e) => return Poll::Ready(Some(Some(Err(Box::new(e))))),
         }
         let Some(&id) = self.in_flight.front() else {
             return Poll::Ready(None);
@@ -240,13 +268,13 @@ where
             self.feed.pool.wake_if_released(state);
             // (Only these: it was empty.)
             self.feed.results.note(self.taken.iter());
-            return Poll::Ready(self.taken.pop_front().map(decode));
+            return Poll::Ready(self.taken.pop_front());
         }
         if let Some(why) = &state.stopped {
             let stopped = PoolError::Stopped(why.clone());
             drop(state);
             self.in_flight.pop_front();
-            return Poll::Ready(Some(Err(lost(stopped))));
+            return Poll::Ready(Some(Some(Err(Box::new(lost(stopped))))));
         }
         if let Some(waker) = waker {
             wait_for(&mut state, Awaited::Item(id), waker);
@@ -267,6 +295,8 @@ impl<T, R, I> Drop for Imap<T, R, I> {
 pub struct ImapUnordered<T, R, I> {
     feed: Feed<T, R, I>,
     in_flight: usize,
+    /// The next result, being decoded off an executor's thread.
+    offloaded: Option<Offloaded>,
 }
 
 impl<T, R, I> ImapUnordered<T, R, I>
@@ -289,6 +319,7 @@ where
                 _types: PhantomData,
             },
             in_flight: 0,
+            offloaded: None,
         }
     }
 }
@@ -357,9 +388,30 @@ where
     /// thread, which wakes it once one does (or the pool stops). Takes
     /// nothing when pending.
     pub(super) fn try_next(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>> {
+        if let Some(left) = offload::take_left(&mut self.offloaded) {
+            return Poll::Ready(Some(left));
+        }
+        self.try_next_settled(waker).map(|next| next.map(decode))
+    }
+
+    /// An awaited next result: as [`try_next`](Self::try_next), a large
+    /// one decoded off the executor's thread.
+    pub(super) fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>>
+    where
+        R: Send + 'static,
+    {
+        let mut offloaded = self.offloaded.take();
+        let next = offload::poll_next(&mut offloaded, || self.try_next_settled(Some(waker)), waker);
+        self.offloaded = offloaded;
+        next
+    }
+
+    /// [`try_next`](Self::try_next) before the decoding: the next result
+    /// as the pool keeps it (an error made here is one too).
+    fn try_next_settled(&mut self, waker: Option<&Waker>) -> Poll<Option<Option<Settled>>> {
         match self.feed.refill(self.in_flight) {
             Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,
-            Err(e) => return Poll::Ready(Some(Err(e))),
+            Err(e) => return Poll::Ready(Some(Some(Err(Box::new(e))))),
         }
         if self.in_flight == 0 {
             return Poll::Ready(None);
@@ -370,13 +422,13 @@ where
             let settled = state.store.take(id);
             self.feed.pool.wake_if_released(state);
             self.feed.results.note(std::iter::once(&settled));
-            return Poll::Ready(Some(decode(settled)));
+            return Poll::Ready(Some(settled));
         }
         if let Some(why) = &state.stopped {
             let stopped = PoolError::Stopped(why.clone());
             drop(state);
             self.in_flight -= 1;
-            return Poll::Ready(Some(Err(lost(stopped))));
+            return Poll::Ready(Some(Some(Err(Box::new(lost(stopped))))));
         }
         if let Some(waker) = waker {
             wait_for(&mut state, Awaited::Group(self.feed.stream), waker);

@@ -1,8 +1,9 @@
 //! [`Imap::next_async`] and [`ImapUnordered::next_async`]: a lazy map's
 //! next result as a `std::future::Future`, for any executor.
 //!
-//! The future takes the result if it is there, in the polling thread;
-//! otherwise it leaves its waker with the pool, whose thread wakes it
+//! The future takes the result if it is there, in the polling thread (a
+//! result of a megabyte or more is decoded on a thread of its own, see
+//! `offload`); otherwise it leaves its waker with the pool, whose thread wakes it
 //! when that result settles (or any of an unordered map's does), as it
 //! wakes an awaited [`AsyncResult`](super::AsyncResult). It pulls input
 //! items as `next` does, keeping the same bounded window in flight.
@@ -81,26 +82,26 @@ pub struct ImapUnorderedNext<'a, T, R, I> {
 impl<T, R, I> Future for ImapNext<'_, T, R, I>
 where
     T: Serialize,
-    R: DeserializeOwned,
+    R: DeserializeOwned + Send + 'static,
     I: Iterator<Item = T>,
 {
     type Output = Option<Result<R, TaskError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().imap.try_next(Some(cx.waker()))
+        self.get_mut().imap.poll_next(cx.waker())
     }
 }
 
 impl<T, R, I> Future for ImapUnorderedNext<'_, T, R, I>
 where
     T: Serialize,
-    R: DeserializeOwned,
+    R: DeserializeOwned + Send + 'static,
     I: Iterator<Item = T>,
 {
     type Output = Option<Result<R, TaskError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().imap.try_next(Some(cx.waker()))
+        self.get_mut().imap.poll_next(cx.waker())
     }
 }
 

@@ -82,6 +82,7 @@ mod imap;
 mod imap_future;
 mod init;
 mod map_result;
+mod offload;
 mod shared;
 mod store;
 mod stream;

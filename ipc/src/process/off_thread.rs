@@ -1,0 +1,74 @@
+//! Work a future hands to a thread of its own: reading and decoding a
+//! large result, which, done where the future is polled, held a
+//! current-thread tokio runtime for tens of milliseconds (a 100 MB
+//! `Process` result: 54-78 ms), where an executor's thread should never
+//! wait more than some microseconds. The thread wakes the future when it
+//! is done; starting it costs tens of microseconds.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+
+/// What the thread and the future share.
+struct Slot<T> {
+    /// The work's output, or its panic.
+    done: Option<std::thread::Result<T>>,
+    /// Woken once `done` is there.
+    waker: Option<Waker>,
+}
+
+/// Work running on a thread of its own, awaited.
+pub(super) struct OffThread<T> {
+    slot: Arc<Mutex<Slot<T>>>,
+}
+
+fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
+    // (Nothing is left half-done under this lock: a poisoned one is fine.)
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T: Send + 'static> OffThread<T> {
+    /// Runs `work` on a new thread named `name`, which wakes `waker` when
+    /// it is done.
+    pub(super) fn spawn(
+        name: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+        waker: &Waker,
+    ) -> std::io::Result<Self> {
+        let slot = Arc::new(Mutex::new(Slot {
+            done: None,
+            waker: Some(waker.clone()),
+        }));
+        let theirs = Arc::clone(&slot);
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let done = std::panic::catch_unwind(AssertUnwindSafe(work));
+                let waker = {
+                    let mut slot = lock(&theirs);
+                    slot.done = Some(done);
+                    slot.waker.take()
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            })?;
+        Ok(OffThread { slot })
+    }
+
+    /// The work's output (`Err`: it panicked) once it is done; else
+    /// `waker` is woken then.
+    pub(super) fn poll(&self, waker: &Waker) -> Poll<std::thread::Result<T>> {
+        let mut slot = lock(&self.slot);
+        match slot.done.take() {
+            Some(done) => Poll::Ready(done),
+            None => {
+                match &mut slot.waker {
+                    Some(kept) => kept.clone_from(waker),
+                    None => slot.waker = Some(waker.clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
