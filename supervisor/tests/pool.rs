@@ -15,6 +15,7 @@ use outlast_ipc::value::Value;
 use outlast_ipc::{Process, StartMethod};
 use serde::{Deserialize, Serialize};
 use tests::procfs;
+use tests::traced::traced;
 
 fn main() {
     outlast_ipc::init();
@@ -811,41 +812,12 @@ fn a_result_is_a_future_an_executor_awaits() {
     ));
 }
 
-/// `imap(..).next_async()` and `imap_unordered(..).next_async()` under an
-/// executor: every result once (in order for `imap`), each future woken
-/// rather than polled in a loop; a wait dropped before its result came
-/// has taken nothing; and a pool terminated under a waiting future ends
-/// that wait with the cause.
-/// Bytes that remember the thread that decoded them.
-struct Traced {
-    bytes: serde_bytes::ByteBuf,
-    decoded_on: String,
-}
-
-impl serde::Serialize for Traced {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.bytes.serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Traced {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
-        let decoded_on = std::thread::current().name().unwrap_or("").to_string();
-        Ok(Traced { bytes, decoded_on })
-    }
-}
-
-fn traced(len: usize) -> Traced {
-    Traced {
-        bytes: serde_bytes::ByteBuf::from(vec![5u8; len]),
-        decoded_on: String::new(),
-    }
-}
-
+/// An awaited result of a megabyte or more (an item's, a lazy map's) is
+/// decoded on a thread of its own, a smaller one where it is awaited; a
+/// wait dropped while its result is decoded takes nothing.
 fn a_large_awaited_result_is_decoded_off_the_polling_thread() {
     const LARGE: usize = 2 << 20;
-    let here = std::thread::current().name().unwrap_or("").to_string();
+    let here = tests::traced::this_thread();
     let pool = Pool::new(2).expect("pool");
     // A result of a megabyte or more is decoded on a thread of its own:
     // a 100 MB one held a current-thread tokio runtime for 61-64 ms.
@@ -910,6 +882,11 @@ fn a_large_awaited_result_is_decoded_off_the_polling_thread() {
     assert!(ordered.next().is_none());
 }
 
+/// `imap(..).next_async()` and `imap_unordered(..).next_async()` under an
+/// executor: every result once (in order for `imap`), each future woken
+/// rather than polled in a loop; a wait dropped before its result came
+/// has taken nothing; and a pool terminated under a waiting future ends
+/// that wait with the cause.
 fn awaited_imap_results_come_once_each_and_a_dropped_wait_takes_none() {
     let pool = Pool::builder(2).chunksize(7).build().expect("pool");
     let mut ordered = pool.imap(double, 0..5_000u64);

@@ -12,6 +12,7 @@ pub mod harness;
 pub mod load;
 pub mod peak_alloc;
 pub mod procfs;
+pub mod traced;
 
 use std::path::PathBuf;
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use outlast_ipc::queue::{GetError, Queue};
 use outlast_ipc::{Connection, Pipe, Process};
 use tests::executor::{block_on, join_all, poll_once, Task};
+use tests::traced::traced;
 use tests::{cases, harness};
 
 fn main() {
@@ -378,40 +379,13 @@ fn add_one_later((x, pause): (u64, Duration)) -> u64 {
     x + 1
 }
 
-/// Bytes that remember the thread that decoded them.
-struct Traced {
-    bytes: serde_bytes::ByteBuf,
-    decoded_on: String,
-}
-
-impl serde::Serialize for Traced {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.bytes.serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Traced {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
-        let decoded_on = std::thread::current().name().unwrap_or("").to_string();
-        Ok(Traced { bytes, decoded_on })
-    }
-}
-
-fn traced(len: usize) -> Traced {
-    Traced {
-        bytes: serde_bytes::ByteBuf::from(vec![5u8; len]),
-        decoded_on: String::new(),
-    }
-}
-
 /// A report of a megabyte or more, awaited, is read and decoded on a
 /// thread of its own (a 100 MB one held a current-thread tokio runtime
 /// for 54-78 ms); a join future dropped meanwhile takes nothing.
 fn a_large_awaited_join_is_read_off_the_polling_thread() {
     use outlast_ipc::{JoinError, StartMethod};
     const LARGE: usize = 2 << 20;
-    let here = std::thread::current().name().unwrap_or("").to_string();
+    let here = tests::traced::this_thread();
     for method in StartMethod::ALL {
         let mut child = Process::new(traced, LARGE).start_method(method);
         child.start().expect("start");

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::call::Call;
-use super::offload::{self, Offloaded};
+use super::offload::{NextResult, Offloaded};
 use super::shared::{wait_for, Awaited};
 use super::store::{Encoded, Settled};
 use super::stream::StreamId;
@@ -182,8 +182,11 @@ where
     /// not handed out through `next` one item at a time (in a debug
     /// build, that hand-out cost more than the decoding).
     pub(super) fn for_each_result(&mut self, mut f: impl FnMut(Result<R, TaskError>)) {
-        if let Some(left) = offload::take_left(&mut self.offloaded) {
-            f(left);
+        // What a dropped future left comes before what was taken after it.
+        if self.offloaded.is_some() {
+            if let Poll::Ready(Some(left)) = self.try_next(None) {
+                f(left);
+            }
         }
         loop {
             for settled in self.taken.drain(..) {
@@ -222,32 +225,21 @@ where
             }
         }
     }
+}
+
+impl<T, R, I> NextResult<R> for Imap<T, R, I>
+where
+    T: Serialize,
+    I: Iterator<Item = T>,
+{
+    fn offloaded(&mut self) -> &mut Option<Offloaded> {
+        &mut self.offloaded
+    }
 
     /// The next result in order if it is there (and, with the pool
     /// stopped, the item in line's loss); otherwise `waker`, if any, is
     /// left with the pool's thread, which wakes it once it is (or the pool
     /// stops). Takes nothing when pending.
-    pub(super) fn try_next(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>> {
-        if let Some(left) = offload::take_left(&mut self.offloaded) {
-            return Poll::Ready(Some(left));
-        }
-        self.try_next_settled(waker).map(|next| next.map(decode))
-    }
-
-    /// An awaited next result: as [`try_next`](Self::try_next), a large
-    /// one decoded off the executor's thread.
-    pub(super) fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>>
-    where
-        R: Send + 'static,
-    {
-        let mut offloaded = self.offloaded.take();
-        let next = offload::poll_next(&mut offloaded, || self.try_next_settled(Some(waker)), waker);
-        self.offloaded = offloaded;
-        next
-    }
-
-    /// [`try_next`](Self::try_next) before the decoding: the next result
-    /// as the pool keeps it (an error made here is one too).
     fn try_next_settled(&mut self, waker: Option<&Waker>) -> Poll<Option<Option<Settled>>> {
         if let Some(settled) = self.taken.pop_front() {
             return Poll::Ready(Some(settled));
@@ -382,32 +374,21 @@ where
             }
         }
     }
+}
+
+impl<T, R, I> NextResult<R> for ImapUnordered<T, R, I>
+where
+    T: Serialize,
+    I: Iterator<Item = T>,
+{
+    fn offloaded(&mut self) -> &mut Option<Offloaded> {
+        &mut self.offloaded
+    }
 
     /// The next result to finish if one has (and, with the pool stopped,
     /// an item's loss); otherwise `waker`, if any, is left with the pool's
     /// thread, which wakes it once one does (or the pool stops). Takes
     /// nothing when pending.
-    pub(super) fn try_next(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>> {
-        if let Some(left) = offload::take_left(&mut self.offloaded) {
-            return Poll::Ready(Some(left));
-        }
-        self.try_next_settled(waker).map(|next| next.map(decode))
-    }
-
-    /// An awaited next result: as [`try_next`](Self::try_next), a large
-    /// one decoded off the executor's thread.
-    pub(super) fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>>
-    where
-        R: Send + 'static,
-    {
-        let mut offloaded = self.offloaded.take();
-        let next = offload::poll_next(&mut offloaded, || self.try_next_settled(Some(waker)), waker);
-        self.offloaded = offloaded;
-        next
-    }
-
-    /// [`try_next`](Self::try_next) before the decoding: the next result
-    /// as the pool keeps it (an error made here is one too).
     fn try_next_settled(&mut self, waker: Option<&Waker>) -> Poll<Option<Option<Settled>>> {
         match self.feed.refill(self.in_flight) {
             Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::imap::{Imap, ImapUnordered};
+use super::offload::NextResult;
 use super::TaskError;
 
 impl<T, R, I> Imap<T, R, I>

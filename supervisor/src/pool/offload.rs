@@ -122,37 +122,51 @@ pub(crate) struct Offloaded {
     kept: Settled,
 }
 
-/// A lazy map's next result, awaited: the one decoding, if any, then the
-/// next from `next` (`None` inside: nothing to decode but an error; the
-/// outer `None`: the map is over), decoded off this thread if large.
-pub(crate) fn poll_next<R: DeserializeOwned + Send + 'static>(
-    offloaded: &mut Option<Offloaded>,
-    next: impl FnOnce() -> Poll<Option<Option<Settled>>>,
-    waker: &Waker,
-) -> Poll<Option<Result<R, TaskError>>> {
-    if let Some(pending) = offloaded {
-        let decoded = std::task::ready!(pending.decoding.poll::<R>(waker));
-        *offloaded = None;
-        return Poll::Ready(Some(decoded));
-    }
-    let Some(settled) = std::task::ready!(next()) else {
-        return Poll::Ready(None);
-    };
-    let Some(kept) = settled.as_ref().filter(|_| is_large(&settled)).cloned() else {
-        return Poll::Ready(Some(decode(settled)));
-    };
-    match Decoding::start::<R>(settled, waker) {
-        Ok(decoding) => {
-            *offloaded = Some(Offloaded { decoding, kept });
-            Poll::Pending
-        }
-        Err(settled) => Poll::Ready(Some(decode(settled))),
-    }
-}
+/// A lazy map's next result: taken as the pool keeps it, then decoded
+/// where it is asked for or, awaited, off the executor's thread.
+pub(crate) trait NextResult<R> {
+    /// Its result being decoded off an executor's thread, if any.
+    fn offloaded(&mut self) -> &mut Option<Offloaded>;
 
-/// What a dropped future left: decoded here, now.
-pub(crate) fn take_left<R: DeserializeOwned>(
-    offloaded: &mut Option<Offloaded>,
-) -> Option<Result<R, TaskError>> {
-    offloaded.take().map(|left| decode(Some(left.kept)))
+    /// The next result as the pool keeps it (`None` inside: an error made
+    /// here; the outer `None`: the map is over), or `waker`, if any, left
+    /// to be woken once there is one. Takes nothing when pending.
+    fn try_next_settled(&mut self, waker: Option<&Waker>) -> Poll<Option<Option<Settled>>>;
+
+    /// The next result, decoded here: what a dropped future left first.
+    fn try_next(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>>
+    where
+        R: DeserializeOwned,
+    {
+        if let Some(left) = self.offloaded().take() {
+            return Poll::Ready(Some(decode(Some(left.kept))));
+        }
+        self.try_next_settled(waker).map(|next| next.map(decode))
+    }
+
+    /// The next result, awaited: the one decoding first, if any; a large
+    /// one decoded off this thread.
+    fn poll_next(&mut self, waker: &Waker) -> Poll<Option<Result<R, TaskError>>>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        if let Some(pending) = self.offloaded() {
+            let decoded = std::task::ready!(pending.decoding.poll::<R>(waker));
+            *self.offloaded() = None;
+            return Poll::Ready(Some(decoded));
+        }
+        let Some(settled) = std::task::ready!(self.try_next_settled(Some(waker))) else {
+            return Poll::Ready(None);
+        };
+        let Some(kept) = settled.as_ref().filter(|_| is_large(&settled)).cloned() else {
+            return Poll::Ready(Some(decode(settled)));
+        };
+        match Decoding::start::<R>(settled, waker) {
+            Ok(decoding) => {
+                *self.offloaded() = Some(Offloaded { decoding, kept });
+                Poll::Pending
+            }
+            Err(settled) => Poll::Ready(Some(decode(settled))),
+        }
+    }
 }
