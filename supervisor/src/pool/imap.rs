@@ -362,7 +362,7 @@ where
             match self
                 .feed
                 .pool
-                .pump(deadline, |store| store.peek_group(stream).is_some())
+                .pump(deadline, |store| store.peek_stream(stream).is_some())
             {
                 Err(PoolError::Timeout) => return Err(PoolError::Timeout),
                 // The next try takes it, or says the pool stopped.
@@ -398,7 +398,7 @@ where
             return Poll::Ready(None);
         }
         let mut state = self.feed.pool.state();
-        if let Some(id) = state.store.next_of_group(self.feed.stream) {
+        if let Some(id) = state.store.next_of_stream(self.feed.stream) {
             self.in_flight -= 1;
             let settled = state.store.take(id);
             self.feed.pool.wake_if_released(state);
@@ -412,7 +412,7 @@ where
             return Poll::Ready(Some(Some(Err(Box::new(lost(stopped))))));
         }
         if let Some(waker) = waker {
-            wait_for(&mut state, Awaited::Group(self.feed.stream), waker);
+            wait_for(&mut state, Awaited::Stream(self.feed.stream), waker);
         }
         Poll::Pending
     }

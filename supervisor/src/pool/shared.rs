@@ -55,7 +55,7 @@ pub(crate) struct State {
     /// The engine's workers as of its last turn.
     pub(crate) pids: Vec<u32>,
     pub(crate) started: u64,
-    /// Futures waiting for an item to settle, or for any of a group's.
+    /// Futures waiting for an item to settle, or for any of a stream's.
     pub(crate) wakers: Vec<(Awaited, Waker)>,
     /// Done callbacks waiting for an item, by item id.
     pub(crate) callbacks: Vec<(u64, Callback)>,
@@ -67,14 +67,14 @@ pub(crate) enum Awaited {
     /// This item to settle (an `AsyncResult`, an ordered map's next).
     Item(u64),
     /// Any item of this unordered map to settle.
-    Group(StreamId),
+    Stream(StreamId),
 }
 
 impl Awaited {
     fn is_due(self, store: &Store) -> bool {
         match self {
             Awaited::Item(id) => store.is_settled(id),
-            Awaited::Group(group) => store.peek_group(group).is_some(),
+            Awaited::Stream(stream) => store.peek_stream(stream).is_some(),
         }
     }
 }

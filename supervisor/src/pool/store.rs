@@ -229,8 +229,8 @@ impl<T> Numbered<T> {
 }
 
 /// Consecutive items of one call and stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Run {
+#[derive(Clone)]
+struct Run {
     call: Call,
     /// Its [`StreamId::key`], 0 for none.
     stream: u32,
@@ -654,12 +654,12 @@ impl Store {
     }
 
     /// The next settled item of unordered stream `id`.
-    pub(crate) fn next_of_group(&mut self, id: StreamId) -> Option<u64> {
+    pub(crate) fn next_of_stream(&mut self, id: StreamId) -> Option<u64> {
         self.streams.get_mut(&id.key())?.finished.pop_front()
     }
 
     /// The next settled item of unordered stream `id`, left in place.
-    pub(crate) fn peek_group(&self, id: StreamId) -> Option<u64> {
+    pub(crate) fn peek_stream(&self, id: StreamId) -> Option<u64> {
         self.streams.get(&id.key())?.finished.front().copied()
     }
 
