@@ -6,7 +6,10 @@
 //! called), as any runtime's would be: what is measured is the future and
 //! the thread that wakes it, not a runtime. Python's figure in
 //! `scripts/compare-python --only async` awaits the same through
-//! `loop.run_in_executor`.
+//! `loop.run_in_executor`. Then 100 MB results awaited (a `Process`'s,
+//! a `Pool` item's, a `Queue` item from a child): the longest single
+//! poll, which is how long the executor's thread was held at once (its
+//! other tasks waited that long), beside the blocking call's whole wait.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +17,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use outlast::pool::Pool;
 use outlast_ipc::queue::Queue;
-use outlast_ipc::{Connection, Pipe, Process};
+use outlast_ipc::{Connection, Pipe, Process, StartMethod};
 
 use super::report::Row;
 use super::stats::{median, quantile};
@@ -82,7 +86,109 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             });
         }
     }
+
+    let big = 100_000_000 / scale;
+    for (what, measure) in [
+        (
+            "Process result, join",
+            large_process_result as fn(usize, bool) -> Result<f64, String>,
+        ),
+        ("Pool result, get", large_pool_result),
+        ("Queue item from a child, get", large_queue_item),
+    ] {
+        let (mut blocking, mut awaited) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            blocking.push(measure(big, false)?);
+            awaited.push(measure(big, true)?);
+        }
+        for (how, samples) in [
+            ("blocking: the whole wait", &blocking),
+            ("awaited: the longest poll", &awaited),
+        ] {
+            rows.push(Row {
+                bench: "async",
+                subject: format!("{} MB {what}, {how}", big / 1_000_000),
+                size_bytes: Some(big),
+                median_ms: Some(median(samples)),
+                runs,
+                ..Row::default()
+            });
+        }
+    }
     Ok(rows)
+}
+
+/// `n` zero bytes.
+fn make(n: usize) -> Vec<u8> {
+    vec![0u8; n]
+}
+
+/// A child returning `n` bytes, joined: the blocking join's whole time,
+/// or the awaited join's longest poll (ms).
+fn large_process_result(n: usize, awaited: bool) -> Result<f64, String> {
+    let mut child = Process::new(make, n);
+    child.start().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let (result, ms) = match awaited {
+        true => block_on_timed(child.join_async())?,
+        false => (child.join(), started.elapsed().as_secs_f64() * 1e3),
+    };
+    match result.map_err(|e| e.to_string())?.len() == n {
+        true => Ok(ms),
+        false => Err("a short result".into()),
+    }
+}
+
+/// The same through a pool of one worker (a new one each time; its start
+/// is not measured: a first `apply` waits for it).
+fn large_pool_result(n: usize, awaited: bool) -> Result<f64, String> {
+    // (The fork server: this process's awaited futures left threads.)
+    let pool = Pool::builder(1)
+        .start_method(StartMethod::ForkServer)
+        .build()
+        .map_err(|e| e.to_string())?;
+    pool.apply(make, 1).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let (result, ms) = match awaited {
+        true => {
+            let item = pool.submit(make, n).map_err(|e| e.to_string())?;
+            block_on_timed(item)?
+        }
+        false => (pool.apply(make, n), started.elapsed().as_secs_f64() * 1e3),
+    };
+    match result.map_err(|e| e.to_string())?.len() == n {
+        true => Ok(ms),
+        false => Err("a short result".into()),
+    }
+}
+
+/// Puts `n` bytes once.
+fn put_made((q, n): (Queue<Vec<u8>>, usize)) -> bool {
+    q.put(&make(n)).is_ok()
+}
+
+/// The same as a queue item put by a child.
+fn large_queue_item(n: usize, awaited: bool) -> Result<f64, String> {
+    let q = Queue::<Vec<u8>>::new(0).map_err(|e| e.to_string())?;
+    let mut child = Process::new(put_made, (q.clone(), n));
+    child.start().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let (item, ms) = match awaited {
+        true => {
+            let (item, ms) = block_on_timed(q.get_async())?;
+            (item.map_err(|e| e.to_string()), ms)
+        }
+        false => (
+            q.get_timeout(PATIENCE).map_err(|e| e.to_string()),
+            started.elapsed().as_secs_f64() * 1e3,
+        ),
+    };
+    let item = item.map_err(|e| e.to_string())?;
+    child.join().map_err(|e| e.to_string())?;
+    match item.len() == n {
+        true => Ok(ms),
+        false => Err("a short item".into()),
+    }
 }
 
 /// Puts `n` items of 64 B.
@@ -212,6 +318,12 @@ impl Wake for Unpark {
 /// Polls `future` on this thread, parked between wake-ups, for at most
 /// [`PATIENCE`].
 fn block_on<T>(future: impl Future<Output = T>) -> Result<T, String> {
+    block_on_timed(future).map(|(value, _)| value)
+}
+
+/// [`block_on`], and the longest single poll (ms): how long the future
+/// held this thread at once.
+fn block_on_timed<T>(future: impl Future<Output = T>) -> Result<(T, f64), String> {
     let unpark = Arc::new(Unpark {
         woken: AtomicBool::new(false),
         thread: std::thread::current(),
@@ -220,9 +332,13 @@ fn block_on<T>(future: impl Future<Output = T>) -> Result<T, String> {
     let mut cx = Context::from_waker(&waker);
     let mut future = std::pin::pin!(future);
     let deadline = Instant::now() + PATIENCE;
+    let mut longest: f64 = 0.0;
     loop {
-        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
-            return Ok(value);
+        let polled = Instant::now();
+        let poll = future.as_mut().poll(&mut cx);
+        longest = longest.max(polled.elapsed().as_secs_f64() * 1e3);
+        if let Poll::Ready(value) = poll {
+            return Ok((value, longest));
         }
         while !unpark.woken.swap(false, Ordering::Acquire) {
             let now = Instant::now();
