@@ -125,6 +125,7 @@ mod lend;
 pub mod manager;
 pub mod mq;
 pub mod net;
+mod off_thread;
 pub mod os;
 pub mod pipe;
 mod prefetch;

@@ -32,6 +32,7 @@ fn main() {
         idle_waits_leave_the_cpu_alone,
         an_awaited_join_gives_the_result_in_every_start_method,
         a_large_awaited_join_is_read_off_the_polling_thread,
+        a_large_awaited_queue_item_is_decoded_off_the_polling_thread,
         an_event_set_by_another_process_wakes_every_waiting_future,
         awaited_acquires_take_each_released_unit_once,
         many_awaited_connections_and_children_share_one_sleeping_thread,
@@ -413,6 +414,45 @@ fn a_large_awaited_join_is_read_off_the_polling_thread() {
     let got = child.join().expect("the result is still there");
     assert_eq!(got.bytes.len(), LARGE);
     assert_eq!(got.decoded_on, here);
+}
+
+/// Puts a large item, then a small one.
+fn put_large_then_small((q, len): (Queue<tests::traced::Traced>, usize)) -> bool {
+    q.put(&traced(len)).is_ok() && q.put(&traced(10)).is_ok()
+}
+
+/// A queue item too large for the ring, awaited, is decoded on a thread
+/// of its own (a 100 MB one held the polling thread for 70 ms); a get
+/// future dropped meanwhile leaves it to the handle's next get, in order.
+fn a_large_awaited_queue_item_is_decoded_off_the_polling_thread() {
+    const LARGE: usize = 2 << 20;
+    let here = tests::traced::this_thread();
+    let q = Queue::<tests::traced::Traced>::with_ring_bytes(0, 64 * 1024).expect("a queue");
+    let mut producer = Process::new(put_large_then_small, (q.clone(), LARGE));
+    producer.start().expect("start");
+    let large = block_on(q.get_async(), PATIENCE).expect("in time");
+    let large = large.expect("an item");
+    assert_eq!(large.bytes.len(), LARGE);
+    assert!(large.bytes.iter().all(|&b| b == 5));
+    assert_eq!(large.decoded_on, "outlast-decode");
+    let small = block_on(q.get_async(), PATIENCE).expect("in time");
+    assert_eq!(small.expect("an item").decoded_on, here);
+    assert!(producer.join().expect("join"));
+
+    let mut producer = Process::new(put_large_then_small, (q.clone(), LARGE));
+    producer.start().expect("start");
+    assert!(producer.join().expect("join"), "both are in");
+    {
+        let mut get = q.get_async();
+        assert!(poll_once(&mut get).is_pending(), "decoding on its thread");
+    }
+    let first = q
+        .get_timeout(PATIENCE)
+        .expect("the large item is still there");
+    assert_eq!(first.bytes.len(), LARGE);
+    assert!(first.bytes.iter().all(|&b| b == 5));
+    let second = q.get_timeout(PATIENCE).expect("then the small one");
+    assert_eq!(second.bytes.len(), 10);
 }
 
 /// An awaited join gives the child's result once it ends, in each start

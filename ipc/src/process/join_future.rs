@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use crate::watch::{Arm, Readiness, Registration, Source, WaitOn, Watch, Watched};
 
-use super::off_thread::OffThread;
 use super::{outcome_of, JoinError, JoinTimeoutError, Process};
+use crate::off_thread::OffThread;
 
 /// What a process's awaited end waits on, made on first use; let go
 /// with the process (the reactor closes its duplicate descriptor then).

@@ -45,7 +45,6 @@ mod family;
 mod fork;
 pub mod forkserver;
 mod join_future;
-mod off_thread;
 mod report;
 mod spawn;
 mod start_method;

@@ -8,6 +8,12 @@
 //! objects' words) for every future waiting on that side, and wakes them
 //! when a message comes (or room is made). A dropped future has taken
 //! nothing: cancelling one loses no message.
+//!
+//! A message too large for the ring (it travels in a memfd of its own) is
+//! decoded on a thread of its own, which wakes the future: a 100 MB one,
+//! decoded where the future was polled, held the executor's thread for
+//! 70 ms. A future dropped meanwhile leaves the message to the handle's
+//! next get.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,12 +23,14 @@ use std::task::{Context, Poll};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::off_thread::OffThread;
 use crate::shm::cell::ShmCell;
+use crate::spsc::spill::Spilled;
 use crate::watch::{Arm, Registration, Watch, Watched};
 
 use super::ring::{LocalView, Ring};
 use super::wait::Patience;
-use super::{GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueState};
+use super::{GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueState, Taken};
 
 /// How many times a future that failed only because another thread held
 /// the side for a moment tries again at once (through its executor)
@@ -141,6 +149,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         GetFuture {
             queue: self,
             waiting: Waiting::default(),
+            decoding: None,
         }
     }
 
@@ -199,6 +208,23 @@ impl Waiting {
 pub struct GetFuture<'a, T> {
     queue: &'a Queue<T>,
     waiting: Waiting,
+    /// A spilled message taken, being decoded on a thread of its own.
+    decoding: Option<Decoding<T>>,
+}
+
+/// A spilled message and its decoding off the executor's thread.
+struct Decoding<T> {
+    message: Arc<Spilled>,
+    decoded: OffThread<Result<T, crate::codec::DecodeError>>,
+}
+
+impl<T> Drop for GetFuture<'_, T> {
+    fn drop(&mut self) {
+        // Taken, not given: the handle's next get gives it.
+        if let Some(decoding) = self.decoding.take() {
+            self.queue.leave(decoding.message);
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for GetFuture<'_, T> {
@@ -209,15 +235,40 @@ impl<T> std::fmt::Debug for GetFuture<'_, T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
+impl<T: Serialize + DeserializeOwned + Send + 'static> Future for GetFuture<'_, T> {
     type Output = Result<T, GetError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let Some(decoding) = &this.decoding {
+            let decoded = std::task::ready!(decoding.decoded.poll(cx.waker()));
+            this.decoding = None;
+            return Poll::Ready(match decoded {
+                Ok(decoded) => decoded.map_err(GetError::Decode),
+                Err(_) => Err(GetError::Decode(crate::codec::DecodeError::Refused(
+                    "decoding the message panicked (see the message above)".into(),
+                ))),
+            });
+        }
         // Before the try: a message put after it moves the tail from this.
         let seen = this.queue.ring().tail_word();
-        match this.queue.try_get() {
-            Ok(item) => Poll::Ready(Ok(item)),
+        match this.queue.try_take() {
+            Ok(Taken::Item(item)) => Poll::Ready(Ok(item)),
+            Ok(Taken::Spilled(message)) => {
+                let message = Arc::new(message);
+                let theirs = Arc::clone(&message);
+                let decode = move || crate::codec::decode_payload::<T>(&theirs);
+                match OffThread::spawn("outlast-decode", decode, cx.waker()) {
+                    Ok(decoded) => {
+                        this.decoding = Some(Decoding { message, decoded });
+                        Poll::Pending
+                    }
+                    // No thread to be had: decoded here, as a get does.
+                    Err(_) => Poll::Ready(
+                        crate::codec::decode_payload::<T>(&message).map_err(GetError::Decode),
+                    ),
+                }
+            }
             Err(GetTimeoutError::Get(e)) => Poll::Ready(Err(e)),
             Err(GetTimeoutError::Empty) => {
                 let held = !this.queue.is_empty();

@@ -1,9 +1,10 @@
 //! Work a future hands to a thread of its own: reading and decoding a
-//! large result, which, done where the future is polled, held a
-//! current-thread tokio runtime for tens of milliseconds (a 100 MB
-//! `Process` result: 54-78 ms), where an executor's thread should never
-//! wait more than some microseconds. The thread wakes the future when it
-//! is done; starting it costs tens of microseconds.
+//! large result or message, which, done where the future is polled, held
+//! a current-thread tokio runtime for tens of milliseconds (a 100 MB
+//! `Process` result: 54-78 ms; a 100 MB queue item: 70 ms), where an
+//! executor's thread should never wait more than some microseconds. The
+//! thread wakes the future when it is done; starting it costs tens of
+//! microseconds.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -18,7 +19,7 @@ struct Slot<T> {
 }
 
 /// Work running on a thread of its own, awaited.
-pub(super) struct OffThread<T> {
+pub(crate) struct OffThread<T> {
     slot: Arc<Mutex<Slot<T>>>,
 }
 
@@ -30,7 +31,7 @@ fn lock<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
 impl<T: Send + 'static> OffThread<T> {
     /// Runs `work` on a new thread named `name`, which wakes `waker` when
     /// it is done.
-    pub(super) fn spawn(
+    pub(crate) fn spawn(
         name: &str,
         work: impl FnOnce() -> T + Send + 'static,
         waker: &Waker,
@@ -58,7 +59,7 @@ impl<T: Send + 'static> OffThread<T> {
 
     /// The work's output (`Err`: it panicked) once it is done; else
     /// `waker` is woken then.
-    pub(super) fn poll(&self, waker: &Waker) -> Poll<std::thread::Result<T>> {
+    pub(crate) fn poll(&self, waker: &Waker) -> Poll<std::thread::Result<T>> {
         let mut slot = lock(&self.slot);
         match slot.done.take() {
             Some(done) => Poll::Ready(done),
