@@ -126,8 +126,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// with no runtime of ours (any executor polls it). The waiting
     /// thread is not the executor's: a watcher thread of this process
     /// (one for up to 127 awaited queue sides, events and semaphores)
-    /// sleeps on the queue and wakes them. Cancel-safe: a future dropped before it is
-    /// ready (a `tokio::time::timeout` that ran out) has taken nothing.
+    /// sleeps on the queue and wakes them. A message too large for the
+    /// ring is decoded on a thread of its own (awaiting asks `T: Send +
+    /// 'static`). Cancel-safe: a future dropped before it is ready (a
+    /// `tokio::time::timeout` that ran out) has taken nothing, or leaves
+    /// the large message it was decoding to this handle's next get.
     ///
     /// ```
     /// use std::future::Future;
