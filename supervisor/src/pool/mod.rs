@@ -841,8 +841,7 @@ impl Pool {
     }
 
     /// Wakes the pool's thread if a take let a lazy map's held items go.
-    fn wake_if_released(&self, state: MutexGuard<'_, State>) {
-        let mut state = state;
+    fn wake_if_released(&self, mut state: MutexGuard<'_, State>) {
         let released = state.store.take_released();
         drop(state);
         if released {
