@@ -163,6 +163,12 @@ fn bench_async_measures_awaiting_beside_blocking() {
             "Queue round trip, awaited",
             "Pipe round trip, blocking",
             "Pipe round trip, awaited",
+            "5 MB Process result, join, blocking: the whole wait",
+            "5 MB Process result, join, awaited: the longest poll",
+            "5 MB Pool result, get, blocking: the whole wait",
+            "5 MB Pool result, get, awaited: the longest poll",
+            "5 MB Queue item from a child, get, blocking: the whole wait",
+            "5 MB Queue item from a child, get, awaited: the longest poll",
         ]
     );
     for row in &rows[..2] {

@@ -126,7 +126,9 @@ fn make(n: usize) -> Vec<u8> {
 /// A child returning `n` bytes, joined: the blocking join's whole time,
 /// or the awaited join's longest poll (ms).
 fn large_process_result(n: usize, awaited: bool) -> Result<f64, String> {
-    let mut child = Process::new(make, n);
+    // (The fork server: by now this process has threads, the awaited
+    // futures' watcher and decoding threads, and fork refuses it.)
+    let mut child = Process::new(make, n).start_method(StartMethod::ForkServer);
     child.start().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let (result, ms) = match awaited {
@@ -142,7 +144,7 @@ fn large_process_result(n: usize, awaited: bool) -> Result<f64, String> {
 /// The same through a pool of one worker (a new one each time; its start
 /// is not measured: a first `apply` waits for it).
 fn large_pool_result(n: usize, awaited: bool) -> Result<f64, String> {
-    // (The fork server: this process's awaited futures left threads.)
+    // (The fork server, as for the children above.)
     let pool = Pool::builder(1)
         .start_method(StartMethod::ForkServer)
         .build()
@@ -170,7 +172,7 @@ fn put_made((q, n): (Queue<Vec<u8>>, usize)) -> bool {
 /// The same as a queue item put by a child.
 fn large_queue_item(n: usize, awaited: bool) -> Result<f64, String> {
     let q = Queue::<Vec<u8>>::new(0).map_err(|e| e.to_string())?;
-    let mut child = Process::new(put_made, (q.clone(), n));
+    let mut child = Process::new(put_made, (q.clone(), n)).start_method(StartMethod::ForkServer);
     child.start().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let (item, ms) = match awaited {
