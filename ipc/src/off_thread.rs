@@ -1,10 +1,11 @@
 //! Work a future hands to a thread of its own: reading and decoding a
-//! large result or message, which, done where the future is polled, held
-//! a current-thread tokio runtime for tens of milliseconds (a 100 MB
-//! `Process` result: 54-78 ms; a 100 MB queue item: 70 ms), where an
-//! executor's thread should never wait more than some microseconds. The
-//! thread wakes the future when it is done; starting it costs tens of
-//! microseconds.
+//! large `Process` result, which, done where the future is polled, held
+//! a current-thread tokio runtime for tens of milliseconds (100 MB: 54-78
+//! ms), where an executor's thread should never wait more than some
+//! microseconds. The thread wakes the future when it is done; starting it
+//! costs tens of microseconds. (A queue's large messages have a handoff
+//! of their own, which a dropped future leaves to the next get: see
+//! `queue::left`.)
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

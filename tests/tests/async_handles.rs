@@ -33,6 +33,7 @@ fn main() {
         an_awaited_join_gives_the_result_in_every_start_method,
         a_large_awaited_join_is_read_off_the_polling_thread,
         a_large_awaited_queue_item_is_decoded_off_the_polling_thread,
+        awaited_gets_dropped_in_the_middle_of_large_items_lose_and_reorder_nothing,
         an_event_set_by_another_process_wakes_every_waiting_future,
         awaited_acquires_take_each_released_unit_once,
         many_awaited_connections_and_children_share_one_sleeping_thread,
@@ -421,38 +422,113 @@ fn put_large_then_small((q, len): (Queue<tests::traced::Traced>, usize)) -> bool
     q.put(&traced(len)).is_ok() && q.put(&traced(10)).is_ok()
 }
 
-/// A queue item too large for the ring, awaited, is decoded on a thread
-/// of its own (a 100 MB one held the polling thread for 70 ms); a get
-/// future dropped meanwhile leaves it to the handle's next get, in order.
+/// A large queue item, awaited, is decoded on a thread of its own, both
+/// one too large for the ring (it comes in a memfd of its own; a 100 MB
+/// one held the polling thread for 70 ms) and one inside the ring (a
+/// 50 MB one held it for 30 ms); a get future dropped meanwhile leaves it
+/// to the handle's next get, in order, whether that get blocks or awaits.
 fn a_large_awaited_queue_item_is_decoded_off_the_polling_thread() {
     const LARGE: usize = 2 << 20;
     let here = tests::traced::this_thread();
-    let q = Queue::<tests::traced::Traced>::with_ring_bytes(0, 64 * 1024).expect("a queue");
-    let mut producer = Process::new(put_large_then_small, (q.clone(), LARGE));
-    producer.start().expect("start");
-    let large = block_on(q.get_async(), PATIENCE).expect("in time");
-    let large = large.expect("an item");
-    assert_eq!(large.bytes.len(), LARGE);
-    assert!(large.bytes.iter().all(|&b| b == 5));
-    assert_eq!(large.decoded_on, "outlast-decode");
-    let small = block_on(q.get_async(), PATIENCE).expect("in time");
-    assert_eq!(small.expect("an item").decoded_on, here);
-    assert!(producer.join().expect("join"));
+    for (ring, travels) in [(64 * 1024, "beside the ring"), (16 << 20, "in the ring")] {
+        let q = Queue::<tests::traced::Traced>::with_ring_bytes(0, ring).expect("a queue");
+        let mut producer = Process::new(put_large_then_small, (q.clone(), LARGE));
+        producer.start().expect("start");
+        let large = block_on(q.get_async(), PATIENCE).expect("in time");
+        let large = large.expect("an item");
+        assert_eq!(large.bytes.len(), LARGE, "{travels}");
+        assert!(large.bytes.iter().all(|&b| b == 5), "{travels}");
+        assert_eq!(large.decoded_on, "outlast-decode", "{travels}");
+        let small = block_on(q.get_async(), PATIENCE).expect("in time");
+        assert_eq!(small.expect("an item").decoded_on, here, "{travels}");
+        assert!(producer.join().expect("join"));
 
-    let mut producer = Process::new(put_large_then_small, (q.clone(), LARGE));
-    producer.start().expect("start");
-    assert!(producer.join().expect("join"), "both are in");
-    {
-        let mut get = q.get_async();
-        assert!(poll_once(&mut get).is_pending(), "decoding on its thread");
+        for next_get_awaits in [false, true] {
+            let mut producer = Process::new(put_large_then_small, (q.clone(), LARGE));
+            producer.start().expect("start");
+            assert!(producer.join().expect("join"), "both are in");
+            {
+                let mut get = q.get_async();
+                assert!(
+                    poll_once(&mut get).is_pending(),
+                    "{travels}: decoding on its thread"
+                );
+            }
+            let (first, second) = match next_get_awaits {
+                false => (q.get_timeout(PATIENCE), q.get_timeout(PATIENCE)),
+                true => {
+                    let first = block_on(q.get_async(), PATIENCE).expect("in time");
+                    let second = block_on(q.get_async(), PATIENCE).expect("in time");
+                    (
+                        Ok(first.expect("the large item")),
+                        Ok(second.expect("then the small one")),
+                    )
+                }
+            };
+            let first = first.expect("the large item is still there");
+            assert_eq!(first.bytes.len(), LARGE, "{travels}");
+            assert!(first.bytes.iter().all(|&b| b == 5), "{travels}");
+            if next_get_awaits {
+                assert_eq!(first.decoded_on, "outlast-decode", "{travels}");
+            }
+            let second = second.expect("then the small one");
+            assert_eq!(second.bytes.len(), 10, "{travels}");
+        }
     }
-    let first = q
-        .get_timeout(PATIENCE)
-        .expect("the large item is still there");
-    assert_eq!(first.bytes.len(), LARGE);
-    assert!(first.bytes.iter().all(|&b| b == 5));
-    let second = q.get_timeout(PATIENCE).expect("then the small one");
-    assert_eq!(second.bytes.len(), 10);
+}
+
+/// Puts `n` items, numbered in their first bytes, every third one large.
+fn put_numbered((q, n): (Queue<tests::traced::Traced>, usize)) -> bool {
+    (0..n).all(|i| {
+        let mut item = traced(if i % 3 == 0 { 1 << 20 } else { 16 });
+        item.bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        q.put(&item).is_ok()
+    })
+}
+
+/// Large and small items in the ring, taken by awaited gets of which
+/// every other one is dropped after its first poll (while its thread may
+/// still be taking the item), and by blocking gets: every item exactly
+/// once, in the order put.
+fn awaited_gets_dropped_in_the_middle_of_large_items_lose_and_reorder_nothing() {
+    const ITEMS: usize = 60;
+    let q = Queue::<tests::traced::Traced>::with_ring_bytes(0, 64 << 20).expect("a queue");
+    let mut producer = Process::new(put_numbered, (q.clone(), ITEMS));
+    producer.start().expect("start");
+    // All in first (20 MiB), so each get finds its item at hand.
+    assert!(producer.join().expect("join"));
+    let number = |item: &tests::traced::Traced| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&item.bytes[..8]);
+        u64::from_le_bytes(b) as usize
+    };
+    let mut got = Vec::new();
+    let mut dropped_while_taking = 0;
+    for turn in 0.. {
+        if got.len() == ITEMS {
+            break;
+        }
+        assert!(turn < 100 * ITEMS, "the items stopped coming: {got:?}");
+        match turn % 4 {
+            0 | 2 => {
+                let mut get = q.get_async();
+                match poll_once(&mut get) {
+                    Poll::Ready(item) => got.push(number(&item.expect("an item"))),
+                    Poll::Pending => dropped_while_taking += 1,
+                }
+            }
+            1 => {
+                let item = block_on(q.get_async(), PATIENCE).expect("in time");
+                got.push(number(&item.expect("an item")));
+            }
+            _ => got.push(number(&q.get_timeout(PATIENCE).expect("an item"))),
+        }
+    }
+    assert_eq!(got, (0..ITEMS).collect::<Vec<_>>());
+    assert!(
+        dropped_while_taking > 0,
+        "no get was dropped with an item at hand"
+    );
 }
 
 /// An awaited join gives the child's result once it ends, in each start

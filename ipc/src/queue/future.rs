@@ -9,25 +9,27 @@
 //! when a message comes (or room is made). A dropped future has taken
 //! nothing: cancelling one loses no message.
 //!
-//! A message too large for the ring (it travels in a memfd of its own) is
-//! decoded on a thread of its own, which wakes the future: a 100 MB one,
-//! decoded where the future was polled, held the executor's thread for
-//! 70 ms. A future dropped meanwhile leaves the message to the handle's
-//! next get.
+//! A message of a megabyte or more is taken and decoded on a thread of
+//! its own, which wakes the future: where the future was polled, a 50 MB
+//! one in the ring held the executor's thread 30 ms, and a 100 MB one too
+//! large for the ring (it travels in a memfd of its own) 70 ms, 7 ms of
+//! which only to map it. A future dropped meanwhile leaves the message to
+//! the handle's next get, first and in order (see `left`).
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::off_thread::OffThread;
 use crate::shm::cell::ShmCell;
-use crate::spsc::spill::Spilled;
 use crate::watch::{Arm, Registration, Watch, Watched};
 
+use super::left::{Bytes, Handoff, Outcome};
 use super::ring::{LocalView, Ring};
 use super::wait::Patience;
 use super::{GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueState, Taken};
@@ -36,6 +38,11 @@ use super::{GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueSt
 /// the side for a moment tries again at once (through its executor)
 /// before it waits for the watch.
 const QUICK_RETRIES: u32 = 8;
+
+/// From this size on, a message is taken and decoded off the executor's
+/// thread (starting a thread costs tens of microseconds; a
+/// megabyte decodes in about half a millisecond to a few).
+const OFF_THREAD_BYTES: u64 = 1 << 20;
 
 /// The two watches of a queue in this process, started on first use and
 /// shared by the handles cloned from one another.
@@ -126,11 +133,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// with no runtime of ours (any executor polls it). The waiting
     /// thread is not the executor's: a watcher thread of this process
     /// (one for up to 127 awaited queue sides, events and semaphores)
-    /// sleeps on the queue and wakes them. A message too large for the
-    /// ring is decoded on a thread of its own (awaiting asks `T: Send +
-    /// 'static`). Cancel-safe: a future dropped before it is ready (a
-    /// `tokio::time::timeout` that ran out) has taken nothing, or leaves
-    /// the large message it was decoding to this handle's next get.
+    /// sleeps on the queue and wakes them. A message of a megabyte or
+    /// more is taken and decoded on a thread of its own (awaiting asks
+    /// `T: Send + 'static`; a `JoinableQueue`'s is decoded where the
+    /// future is polled, unless it is larger than the ring). Cancel-safe:
+    /// a future dropped before it is ready (a `tokio::time::timeout` that
+    /// ran out) has taken nothing, or leaves the large message it was
+    /// taking to this handle's next get, first and in order.
     ///
     /// ```
     /// use std::future::Future;
@@ -152,7 +161,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         GetFuture {
             queue: self,
             waiting: Waiting::default(),
-            decoding: None,
+            off_thread: None,
         }
     }
 
@@ -211,21 +220,17 @@ impl Waiting {
 pub struct GetFuture<'a, T> {
     queue: &'a Queue<T>,
     waiting: Waiting,
-    /// A spilled message taken, being decoded on a thread of its own.
-    decoding: Option<Decoding<T>>,
-}
-
-/// A spilled message and its decoding off the executor's thread.
-struct Decoding<T> {
-    message: Arc<Spilled>,
-    decoded: OffThread<Result<T, crate::codec::DecodeError>>,
+    /// A thread of ours taking a large message out of the ring, or
+    /// decoding a whole one (spilled, or left by a dropped future).
+    off_thread: Option<Arc<Handoff>>,
 }
 
 impl<T> Drop for GetFuture<'_, T> {
     fn drop(&mut self) {
         // Taken, not given: the handle's next get gives it.
-        if let Some(decoding) = self.decoding.take() {
-            self.queue.leave(decoding.message);
+        if let Some(handoff) = self.off_thread.take() {
+            handoff.abandon();
+            self.queue.left.leave(handoff);
         }
     }
 }
@@ -243,45 +248,173 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Future for GetFuture<'_, 
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(decoding) = &this.decoding {
-            let decoded = std::task::ready!(decoding.decoded.poll(cx.waker()));
-            this.decoding = None;
-            return Poll::Ready(match decoded {
-                Ok(decoded) => decoded.map_err(GetError::Decode),
-                Err(_) => Err(GetError::Decode(crate::codec::DecodeError::Refused(
-                    "decoding the message panicked (see the message above)".into(),
-                ))),
-            });
+        // A thread that found its message gone hands the next take back
+        // to this thread (no second thread for the same look).
+        let mut take_here = false;
+        if let Some(handoff) = &this.off_thread {
+            let outcome = std::task::ready!(handoff.poll(cx.waker()));
+            this.off_thread = None;
+            match outcome {
+                Outcome::Item(item) => {
+                    return Poll::Ready(item.downcast::<T>().map(|item| *item).map_err(|_| {
+                        GetError::Decode(crate::codec::DecodeError::Refused(
+                            "a message taken for this get came back as another type".into(),
+                        ))
+                    }))
+                }
+                // (Only a dropped future's thread keeps the bytes.)
+                Outcome::Bytes(message) => return this.decode_off_thread(message, cx),
+                Outcome::Failed(e) => return Poll::Ready(Err(e)),
+                Outcome::Empty => take_here = true,
+            }
+        }
+        let queue = this.queue;
+        if queue.left.any() {
+            match queue.left.poll_pop(cx.waker()) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(message))) => return this.decode_off_thread(message, cx),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => {}
+            }
         }
         // Before the try: a message put after it moves the tail from this.
-        let seen = this.queue.ring().tail_word();
-        match this.queue.try_take() {
-            Ok(Taken::Item(item)) => Poll::Ready(Ok(item)),
-            Ok(Taken::Spilled(message)) => {
-                let message = Arc::new(message);
-                let theirs = Arc::clone(&message);
-                let decode = move || crate::codec::decode_payload::<T>(&theirs);
-                match OffThread::spawn("outlast-decode", decode, cx.waker()) {
-                    Ok(decoded) => {
-                        this.decoding = Some(Decoding { message, decoded });
-                        Poll::Pending
-                    }
-                    // No thread to be had: decoded here, as a get does.
-                    Err(_) => Poll::Ready(
-                        crate::codec::decode_payload::<T>(&message).map_err(GetError::Decode),
-                    ),
+        let seen = queue.ring().tail_word();
+        if !take_here && !queue.counts_takes {
+            let len = queue.ring().next_message_len().unwrap_or(0);
+            if len >= OFF_THREAD_BYTES {
+                let taker = queue.taker();
+                let take = move |handoff: &Handoff| take_for(&taker, handoff);
+                if let Ok(handoff) = spawn::<T>(take, cx.waker()) {
+                    this.off_thread = Some(handoff);
+                    return Poll::Pending;
                 }
             }
+        }
+        match queue.try_take() {
+            Ok(Taken::Item(item)) => Poll::Ready(Ok(item)),
+            Ok(Taken::Spilled(message)) => this.decode_off_thread(Arc::new(message), cx),
             Err(GetTimeoutError::Get(e)) => Poll::Ready(Err(e)),
             Err(GetTimeoutError::Empty) => {
-                let held = !this.queue.is_empty();
-                match this.waiting.wait_for(this.queue, false, seen, held, cx) {
+                let held = !queue.is_empty();
+                match this.waiting.wait_for(queue, false, seen, held, cx) {
                     Ok(()) => Poll::Pending,
                     Err(e) => Poll::Ready(Err(GetError::Os(e))),
                 }
             }
         }
     }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> GetFuture<'_, T> {
+    /// Decodes a whole message this future took on a thread of its own
+    /// (here if no thread can be had, as a get does).
+    fn decode_off_thread(
+        &mut self,
+        message: Bytes,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, GetError>> {
+        // Handed over through a cell, so a thread that never started
+        // leaves the message here.
+        let cell = Arc::new(Mutex::new(Some(message)));
+        let theirs = Arc::clone(&cell);
+        let decode = move |handoff: &Handoff| {
+            let message = theirs.lock().ok().and_then(|mut m| m.take());
+            message.map_or(Outcome::Empty, |m| decode_for::<T>(m, handoff))
+        };
+        match spawn::<T>(decode, cx.waker()) {
+            Ok(handoff) => {
+                self.off_thread = Some(handoff);
+                Poll::Pending
+            }
+            Err(_) => Poll::Ready(match cell.lock().ok().and_then(|mut m| m.take()) {
+                Some(message) => {
+                    crate::codec::decode_payload::<T>(&message).map_err(GetError::Decode)
+                }
+                None => Err(panicked()),
+            }),
+        }
+    }
+}
+
+/// Runs `work` on a thread of its own, which hands its outcome over and
+/// wakes `waker`.
+fn spawn<T: Serialize + 'static>(
+    work: impl FnOnce(&Handoff) -> Outcome + Send + 'static,
+    waker: &Waker,
+) -> std::io::Result<Arc<Handoff>> {
+    let handoff = Handoff::new(waker, reencode::<T>);
+    let theirs = Arc::clone(&handoff);
+    std::thread::Builder::new()
+        .name("outlast-decode".into())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&theirs)))
+                .unwrap_or_else(|_| Outcome::Failed(panicked()));
+            theirs.finish(outcome);
+        })?;
+    Ok(handoff)
+}
+
+/// Takes the next message, if one is there now, and decodes it where it
+/// is (in the ring, or in its memfd's mapping); copied instead if the
+/// future was dropped already. A plain queue's only: a `JoinableQueue`'s
+/// takes count in the taking handle's slot.
+fn take_for<T: Serialize + DeserializeOwned + Send + 'static>(
+    taker: &Queue<T>,
+    handoff: &Handoff,
+) -> Outcome {
+    let mut outcome = Outcome::Empty;
+    let mut show = |bytes: &[u8]| {
+        let copy = || Outcome::Bytes(Arc::new(bytes.to_vec()));
+        outcome = match handoff.abandoned() {
+            true => copy(),
+            false => match crate::codec::decode_payload::<T>(bytes) {
+                Ok(item) => Outcome::Item(Box::new(item)),
+                Err(_) if handoff.abandoned() => copy(),
+                Err(e) => Outcome::Failed(GetError::Decode(e)),
+            },
+        };
+    };
+    match taker.take_many::<false>(1, Patience::now(), &mut show, &mut |_| {}) {
+        Ok(_) => outcome,
+        // The future looks again itself, and finds why.
+        Err(GetTimeoutError::Empty | GetTimeoutError::Get(GetError::Disconnected))
+        | Err(GetTimeoutError::Get(GetError::ShutDown)) => Outcome::Empty,
+        Err(GetTimeoutError::Get(e)) => Outcome::Failed(e),
+    }
+}
+
+/// Decodes a whole message, which is then let go on this thread too
+/// (unmapping a 100 MB one takes milliseconds); kept whole if the future
+/// was dropped.
+fn decode_for<T: DeserializeOwned + Send + 'static>(message: Bytes, handoff: &Handoff) -> Outcome {
+    if handoff.abandoned() {
+        return Outcome::Bytes(message);
+    }
+    match crate::codec::decode_payload::<T>(&message) {
+        Ok(item) => Outcome::Item(Box::new(item)),
+        Err(_) if handoff.abandoned() => Outcome::Bytes(message),
+        Err(e) => Outcome::Failed(GetError::Decode(e)),
+    }
+}
+
+/// A dropped future's decoded message, as bytes again for the next get.
+fn reencode<T: Serialize + 'static>(item: Box<dyn Any + Send>) -> Outcome {
+    let Ok(item) = item.downcast::<T>() else {
+        return Outcome::Failed(panicked());
+    };
+    let mut bytes = Vec::new();
+    match crate::codec::encode_append(&*item, &mut bytes) {
+        Ok(()) => Outcome::Bytes(Arc::new(bytes)),
+        Err(e) => Outcome::Failed(GetError::Decode(crate::codec::DecodeError::Refused(
+            format!("a message left by a dropped get could not be kept: {e}"),
+        ))),
+    }
+}
+
+fn panicked() -> GetError {
+    GetError::Decode(crate::codec::DecodeError::Refused(
+        "decoding the message panicked (see the message above)".into(),
+    ))
 }
 
 /// The future of [`Queue::put_async`].

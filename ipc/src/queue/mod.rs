@@ -52,6 +52,7 @@ mod error;
 mod future;
 mod joinable;
 mod joining;
+mod left;
 mod producers;
 mod ring;
 mod simple;
@@ -67,10 +68,8 @@ pub use simple::SimpleQueue;
 pub use wait::DEFAULT_SPIN;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -158,8 +157,7 @@ pub struct Queue<T> {
     watches: std::sync::Arc<future::Watches>,
     /// Large messages `get_async` futures took and were dropped before
     /// they had decoded: this handle's next gets give them first.
-    left: Mutex<VecDeque<Arc<Spilled>>>,
-    has_left: AtomicBool,
+    left: left::LeftMessages,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -670,8 +668,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         each: &mut dyn FnMut(&[u8]),
         spilled_out: &mut dyn FnMut(Spilled),
     ) -> Result<usize, GetTimeoutError> {
-        if self.has_left.load(Ordering::Acquire) && self.give_left(each) {
-            return Ok(1);
+        if self.left.any() {
+            if let Some(given) = self.give_left(each) {
+                return given;
+            }
         }
         let mut shown = 0;
         let mut failed = None;
@@ -782,29 +782,31 @@ fn open_slot(producer: &AtomicUsize) -> Option<usize> {
 }
 
 impl<T> Queue<T> {
-    /// Shows the oldest message a dropped future left to `each`; false if
-    /// there was none.
+    /// Shows the oldest message a dropped future left to `each` (waiting
+    /// for a thread of ours that is still taking it); `None` if none is
+    /// left.
     #[cold]
     #[inline(never)]
-    fn give_left(&self, each: &mut dyn FnMut(&[u8])) -> bool {
-        let mut left = self.left.lock().unwrap_or_else(PoisonError::into_inner);
-        let message = left.pop_front();
-        self.has_left.store(!left.is_empty(), Ordering::Release);
-        drop(left);
-        match message {
-            Some(message) => {
+    fn give_left(&self, each: &mut dyn FnMut(&[u8])) -> Option<Result<usize, GetTimeoutError>> {
+        Some(match self.left.pop_waiting()? {
+            Ok(message) => {
                 each(&message);
-                true
+                Ok(1)
             }
-            None => false,
-        }
+            Err(e) => Err(e.into()),
+        })
     }
 
-    /// A spilled message a dropped future took: the next get gives it.
-    fn leave(&self, message: Arc<Spilled>) {
-        let mut left = self.left.lock().unwrap_or_else(PoisonError::into_inner);
-        left.push_back(message);
-        self.has_left.store(true, Ordering::Release);
+    /// A handle for one take by a thread of ours: the same queue, no
+    /// producer slot (it never puts, and counts for nothing), no messages
+    /// left.
+    fn taker(&self) -> Queue<T> {
+        Queue::registered(
+            self.cell.clone(),
+            std::sync::Arc::clone(&self.spill),
+            std::sync::Arc::clone(&self.watches),
+            None,
+        )
     }
 
     /// A handle on `cell` registered as a producer (or untracked if the
@@ -828,8 +830,7 @@ impl<T> Queue<T> {
             max_message: AtomicUsize::new(DEFAULT_MAX_MESSAGE_BYTES),
             cell,
             seen: LocalView::default(),
-            left: Mutex::new(VecDeque::new()),
-            has_left: AtomicBool::new(false),
+            left: left::LeftMessages::default(),
             _t: PhantomData,
         }
     }

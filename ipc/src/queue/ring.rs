@@ -378,6 +378,43 @@ impl<'a> Ring<'a> {
         count(tail).wrapping_sub(done) & COUNT_MASK
     }
 
+    /// The length of the oldest message, if one is published (a spilled
+    /// one's as announced): a look without the consumers' side, so another
+    /// consumer may take it first. For choosing how to take a message,
+    /// never for reading one.
+    pub(crate) fn next_message_len(&self) -> Option<u64> {
+        let head = self.checked(self.state.head.word.load(Ordering::Acquire), "head");
+        let tail = self.checked(self.state.tail.word.load(Ordering::Acquire), "tail");
+        let (head, tail) = (head.ok()?, tail.ok()?);
+        if pos(head) == pos(tail) {
+            return None;
+        }
+        let mut at = self.offset(pos(head));
+        // SAFETY: `at` is 8-aligned inside the ring (a checked position).
+        let (mut len, mut kind) = unsafe { self.read_header(at) };
+        if kind == KIND_WRAP {
+            at = 0;
+            // SAFETY: the start of the ring. (A lone wrap's next record may
+            // not be published yet: then this reads a stale header, which
+            // only misleads the choice.)
+            (len, kind) = unsafe { self.read_header(0) };
+        }
+        match kind {
+            KIND_MESSAGE => Some(len.into()),
+            KIND_SPILLED
+                if len as usize == SPILLED_RECORD && at + record_size(len as usize) <= self.cap =>
+            {
+                // SAFETY: the record's payload lies inside the ring (checked
+                // just above); its second word is the announced length.
+                let announced = unsafe {
+                    (self.data.add(at + RECORD_HEADER + 8) as *const u64).read_volatile()
+                };
+                Some(u64::from_le(announced))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         let max = self.state.config.max_count.load(Ordering::Acquire);
         (max > 0 && self.len() >= max) || self.free_bytes() < record_size(0) as u64
