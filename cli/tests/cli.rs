@@ -171,6 +171,8 @@ fn bench_async_measures_awaiting_beside_blocking() {
             "5 MB Queue item from a child, get, awaited: the longest poll",
             "2 MB Queue item from a child, in the ring, get, blocking: the whole wait",
             "2 MB Queue item from a child, in the ring, get, awaited: the longest poll",
+            "2 MB Pipe frame from a child, recv, blocking: the whole wait",
+            "2 MB Pipe frame from a child, recv, awaited: the longest poll",
         ]
     );
     for row in &rows[..2] {
