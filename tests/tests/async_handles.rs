@@ -34,6 +34,7 @@ fn main() {
         a_large_awaited_join_is_read_off_the_polling_thread,
         a_large_awaited_queue_item_is_decoded_off_the_polling_thread,
         awaited_gets_dropped_in_the_middle_of_large_items_lose_and_reorder_nothing,
+        a_large_awaited_frame_is_decoded_off_the_polling_thread,
         an_event_set_by_another_process_wakes_every_waiting_future,
         awaited_acquires_take_each_released_unit_once,
         many_awaited_connections_and_children_share_one_sleeping_thread,
@@ -474,6 +475,83 @@ fn a_large_awaited_queue_item_is_decoded_off_the_polling_thread() {
             let second = second.expect("then the small one");
             assert_eq!(second.bytes.len(), 10, "{travels}");
         }
+    }
+}
+
+/// Two connected ends: a pipe's, or an authenticated loopback TCP
+/// connection's (whose frames carry tags).
+fn connected(transport: &str) -> (Connection, Connection) {
+    if transport == "pipe" {
+        return Pipe::duplex().expect("a pipe");
+    }
+    let address = "127.0.0.1:0".parse().expect("an address");
+    let listener = outlast_ipc::net::Listener::bind(&address, b"key").expect("a listener");
+    let address = listener.address().clone();
+    let connecting = std::thread::spawn(move || outlast_ipc::net::connect(&address, b"key"));
+    let ours = listener.accept_timeout(PATIENCE).expect("accepted");
+    let theirs = connecting.join().expect("no panic").expect("connected");
+    (ours, theirs)
+}
+
+/// A large frame, awaited, is opened and decoded on a thread of its own
+/// (a 50 MB one held the polling thread 30 ms), on a pipe and on an
+/// authenticated TCP connection; a receive dropped meanwhile leaves the
+/// frame for the next receive, in order, and the tags' count stays right.
+fn a_large_awaited_frame_is_decoded_off_the_polling_thread() {
+    use tests::traced::Traced;
+    const LARGE: usize = 2 << 20;
+    let here = tests::traced::this_thread();
+    for transport in ["pipe", "tcp"] {
+        let (mut ours, mut theirs) = connected(transport);
+        let (all_of_the_second_sent, sent) = std::sync::mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            let send = |theirs: &mut Connection, len: usize| theirs.send(&traced(len));
+            send(&mut theirs, LARGE).expect("sent");
+            send(&mut theirs, 10).expect("sent");
+            send(&mut theirs, LARGE).expect("sent");
+            let _ = all_of_the_second_sent.send(());
+            send(&mut theirs, 10).expect("sent");
+            theirs.send_bytes(&vec![7u8; LARGE]).expect("sent");
+            send(&mut theirs, 10).expect("sent");
+            theirs
+        });
+        let large = block_on(ours.recv_async::<Traced>(), PATIENCE).expect("in time");
+        let large = large.expect("a frame");
+        assert_eq!(large.bytes.len(), LARGE, "{transport}");
+        assert!(large.bytes.iter().all(|&b| b == 5), "{transport}");
+        assert_eq!(large.decoded_on, "outlast-decode", "{transport}");
+        let small = block_on(ours.recv_async::<Traced>(), PATIENCE).expect("in time");
+        assert_eq!(small.expect("a frame").decoded_on, here, "{transport}");
+
+        // Receives dropped after one poll: once the whole second frame is
+        // sent, the next poll finds it whole and starts its thread.
+        loop {
+            let whole = sent.try_recv().is_ok();
+            let mut recv = ours.recv_async::<Traced>();
+            assert!(
+                poll_once(&mut recv).is_pending(),
+                "{transport}: a thread reads it"
+            );
+            drop(recv);
+            if whole {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let second = ours
+            .recv_timeout::<Traced>(PATIENCE)
+            .expect("the large one, left");
+        assert_eq!(second.bytes.len(), LARGE, "{transport}");
+        assert!(second.bytes.iter().all(|&b| b == 5), "{transport}");
+        let small = ours
+            .recv_timeout::<Traced>(PATIENCE)
+            .expect("then the small one");
+        assert_eq!(small.bytes.len(), 10, "{transport}");
+        let bytes = block_on(ours.recv_bytes_async(), PATIENCE).expect("in time");
+        assert!(bytes.expect("a frame") == vec![7u8; LARGE], "{transport}");
+        let last = block_on(ours.recv_async::<Traced>(), PATIENCE).expect("in time");
+        assert_eq!(last.expect("the last frame").bytes.len(), 10, "{transport}");
+        drop(sender.join().expect("the sender ended"));
     }
 }
 

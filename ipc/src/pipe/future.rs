@@ -14,24 +14,46 @@
 //! An awaited send on a duplex end takes in what the peer sends while it
 //! waits for room, as a blocking one does (see `connection`).
 //!
+//! A large frame is read a megabyte per poll, then opened (its tag
+//! checked, on an authenticated connection) and decoded on a thread of its
+//! own, which wakes the future: a 50 MB frame held the executor's thread
+//! 22 ms to read and as long again to decode. Awaiting a receive asks
+//! `T: Send + 'static`.
+//!
 //! Cancel-safe: a receive dropped before it is ready has taken no message
-//! (a frame read in part stays buffered for the next receive); a send
+//! (a frame read in part, or whole and being decoded, stays buffered for
+//! the next receive); a send
 //! dropped before it is ready has sent nothing, or, if it had started, its
 //! rest goes out before the next message, as after a `send_timeout`.
 
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::{self, HEADER_LEN};
+use crate::off_thread::OffThread;
 use crate::watch::{Readiness, Registration, Source};
 
+use super::connection::FrameNow;
+use super::inbox::Taken;
+use super::mac::FrameOpener;
 use super::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError};
+
+/// From this payload size on, a frame is opened and read off the
+/// executor's thread (starting a thread costs tens of microseconds; a
+/// megabyte decodes in about half a millisecond to a few).
+const OFF_THREAD_BYTES: usize = 1 << 20;
+
+/// The most one poll reads before it lets the executor's other tasks run
+/// (about a tenth of a millisecond).
+const READ_PER_POLL: usize = 1 << 20;
 
 /// A connection's descriptor in the reactor, for each way, added on
 /// first use (their duplicates close with the connection).
@@ -45,8 +67,10 @@ impl Connection {
     /// Receives one serde value, as a future: [`recv`](Self::recv) for
     /// async code, with no runtime of ours (any executor polls it). While
     /// it waits, this process's reactor thread (one for every awaited
-    /// descriptor) watches the descriptor, not the executor. Cancel-safe: dropped before it is ready, it has taken
-    /// no message.
+    /// descriptor) watches the descriptor, not the executor. A frame of a
+    /// megabyte or more is read a megabyte per poll and decoded on a
+    /// thread of its own (awaiting asks `T: Send + 'static`). Cancel-safe:
+    /// dropped before it is ready, it has taken no message.
     ///
     /// ```
     /// use std::future::Future;
@@ -68,7 +92,7 @@ impl Connection {
         RecvFuture {
             connection: self,
             waiting: None,
-            _value: std::marker::PhantomData,
+            opening: None,
         }
     }
 
@@ -78,6 +102,7 @@ impl Connection {
         RecvBytesFuture {
             connection: self,
             waiting: None,
+            opening: None,
         }
     }
 
@@ -148,7 +173,8 @@ fn wait_for(
 pub struct RecvFuture<'a, T> {
     connection: &'a mut Connection,
     waiting: Option<Registration>,
-    _value: std::marker::PhantomData<fn() -> T>,
+    /// A large frame, being opened and decoded on a thread of its own.
+    opening: Option<Opening<T>>,
 }
 
 impl<T> std::fmt::Debug for RecvFuture<'_, T> {
@@ -157,11 +183,34 @@ impl<T> std::fmt::Debug for RecvFuture<'_, T> {
     }
 }
 
-impl<T: DeserializeOwned> Future for RecvFuture<'_, T> {
+impl<T> Drop for RecvFuture<'_, T> {
+    fn drop(&mut self) {
+        if let Some(opening) = self.opening.take() {
+            opening.give_back(self.connection);
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Future for RecvFuture<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if this.opening.is_some() {
+            return Opening::poll(&mut this.opening, this.connection, cx.waker());
+        }
+        let decode = |payload: &[u8]| codec::decode_payload::<T>(payload).map_err(RecvError::from);
+        match this.connection.frame_now(READ_PER_POLL) {
+            Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
+                this.opening = Opening::start(this.connection, len, decode, cx.waker());
+                if this.opening.is_some() {
+                    return Poll::Pending;
+                }
+            }
+            Ok(FrameNow::MoreToRead) => return read_on(cx),
+            Ok(_) => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
         match this.connection.try_recv::<T>() {
             Ok(value) => Poll::Ready(Ok(value)),
             Err(TryRecvError::Recv(e)) => Poll::Ready(Err(e)),
@@ -180,6 +229,8 @@ impl<T: DeserializeOwned> Future for RecvFuture<'_, T> {
 pub struct RecvBytesFuture<'a> {
     connection: &'a mut Connection,
     waiting: Option<Registration>,
+    /// A large frame, being opened and copied on a thread of its own.
+    opening: Option<Opening<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for RecvBytesFuture<'_> {
@@ -188,11 +239,34 @@ impl std::fmt::Debug for RecvBytesFuture<'_> {
     }
 }
 
+impl Drop for RecvBytesFuture<'_> {
+    fn drop(&mut self) {
+        if let Some(opening) = self.opening.take() {
+            opening.give_back(self.connection);
+        }
+    }
+}
+
 impl Future for RecvBytesFuture<'_> {
     type Output = Result<Vec<u8>, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if this.opening.is_some() {
+            return Opening::poll(&mut this.opening, this.connection, cx.waker());
+        }
+        match this.connection.frame_now(READ_PER_POLL) {
+            Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
+                let copy = |payload: &[u8]| Ok(payload.to_vec());
+                this.opening = Opening::start(this.connection, len, copy, cx.waker());
+                if this.opening.is_some() {
+                    return Poll::Pending;
+                }
+            }
+            Ok(FrameNow::MoreToRead) => return read_on(cx),
+            Ok(_) => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
         match this.connection.recv_bytes_timeout(Duration::ZERO) {
             Ok(bytes) => Poll::Ready(Ok(bytes)),
             Err(RecvTimeoutError::Recv(e)) => Poll::Ready(Err(e)),
@@ -204,6 +278,113 @@ impl Future for RecvBytesFuture<'_> {
             }
         }
     }
+}
+
+/// A poll that read its share of a large frame: the executor polls again
+/// at once (its other tasks first), and the next poll reads on.
+fn read_on<R>(cx: &mut Context<'_>) -> Poll<R> {
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
+/// A whole frame taken out of the connection's inbox, opened (its tag
+/// checked, on an authenticated connection) and read on a thread of its
+/// own, which wakes the future.
+struct Opening<R> {
+    frame: Arc<Taken>,
+    /// Whether the tag was right (the connection counts the frame then),
+    /// and what was read.
+    done: OffThread<(bool, Result<R, RecvError>)>,
+}
+
+impl<R: Send + 'static> Opening<R> {
+    /// Takes the frame of payload length `len` at the head of
+    /// `connection` to a thread that reads its payload with `read`; `None`
+    /// (the frame left in place) if no thread can be had.
+    fn start(
+        connection: &mut Connection,
+        len: usize,
+        read: impl FnOnce(&[u8]) -> Result<R, RecvError> + Send + 'static,
+        waker: &Waker,
+    ) -> Option<Self> {
+        let (frame, opener) = connection.take_frame(len);
+        let frame = Arc::new(frame);
+        let theirs = Arc::clone(&frame);
+        let work = move || open_and_read(&theirs, opener, read);
+        match OffThread::spawn("outlast-decode", work, waker) {
+            Ok(done) => Some(Opening { frame, done }),
+            Err(_) => {
+                connection.put_frame_back(unshared(frame));
+                None
+            }
+        }
+    }
+
+    /// What was read, once the thread is done (`slot` is emptied then);
+    /// the frame is let go on a thread of its own (freeing 100 MB takes
+    /// milliseconds).
+    fn poll(
+        slot: &mut Option<Self>,
+        connection: &mut Connection,
+        waker: &Waker,
+    ) -> Poll<Result<R, RecvError>> {
+        let done = match slot {
+            Some(opening) => std::task::ready!(opening.done.poll(waker)),
+            None => return Poll::Ready(Err(panicked())),
+        };
+        if let Some(Opening { frame, .. }) = slot.take() {
+            let _ = std::thread::Builder::new()
+                .name("outlast-free".into())
+                .spawn(move || drop(frame));
+        }
+        Poll::Ready(match done {
+            Ok((opened, read)) => {
+                if opened {
+                    connection.frame_opened();
+                }
+                read
+            }
+            Err(_) => Err(panicked()),
+        })
+    }
+}
+
+impl<R> Opening<R> {
+    /// The future was dropped: the frame goes back to the head of the
+    /// inbox, for the next receive (a copy, while the thread still reads
+    /// it).
+    fn give_back(self, connection: &mut Connection) {
+        connection.put_frame_back(unshared(self.frame));
+    }
+}
+
+/// The frame itself if nobody else holds it, else a copy.
+fn unshared(frame: Arc<Taken>) -> Taken {
+    Arc::try_unwrap(frame).unwrap_or_else(|shared| shared.copied())
+}
+
+/// Checks `frame`'s tag with `opener` (if any), then reads its payload.
+fn open_and_read<R>(
+    frame: &[u8],
+    opener: Option<FrameOpener>,
+    read: impl FnOnce(&[u8]) -> Result<R, RecvError>,
+) -> (bool, Result<R, RecvError>) {
+    let payload = frame.get(HEADER_LEN..).unwrap_or_default();
+    let len = match opener {
+        None => payload.len(),
+        Some(opener) => match opener.open(payload) {
+            Some(len) => len,
+            None => return (false, Err(RecvError::Forged)),
+        },
+    };
+    let read = std::panic::catch_unwind(AssertUnwindSafe(|| read(&payload[..len])));
+    (true, read.unwrap_or_else(|_| Err(panicked())))
+}
+
+fn panicked() -> RecvError {
+    RecvError::Frame(codec::DecodeError::Refused(
+        "decoding the message panicked (see the message above)".into(),
+    ))
 }
 
 /// The future of [`Connection::send_async`] and [`Connection::send_bytes_async`].

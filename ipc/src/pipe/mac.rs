@@ -69,13 +69,42 @@ impl FrameMac {
     /// length if the tag is right. A frame that fails is not counted, but
     /// the connection is not to be trusted after it.
     pub fn open(&mut self, frame: &[u8]) -> Option<usize> {
+        let len = self.opener().open(frame)?;
+        self.opened_one();
+        Some(len)
+    }
+
+    /// What checks the next frame's tag, for another thread.
+    pub fn opener(&self) -> FrameOpener {
+        FrameOpener {
+            mac: self.recv.clone(),
+            counter: self.received,
+        }
+    }
+
+    /// The next frame was opened by its [`opener`](Self::opener).
+    pub fn opened_one(&mut self) {
+        self.received = self.received.wrapping_add(1);
+    }
+}
+
+/// The check of one frame's tag, made apart from the connection (a large
+/// frame is opened off the executor's thread); the connection counts the
+/// frame once it is opened.
+pub struct FrameOpener {
+    mac: HmacSha256,
+    counter: u64,
+}
+
+impl FrameOpener {
+    /// The payload's length if `frame`'s tag is right.
+    pub fn open(self, frame: &[u8]) -> Option<usize> {
         let len = frame.len().checked_sub(TAG_LEN)?;
         let (payload, tag) = frame.split_at(len);
-        let mut mac = self.recv.clone();
-        mac.update(&self.received.to_le_bytes());
+        let mut mac = self.mac;
+        mac.update(&self.counter.to_le_bytes());
         mac.update(payload);
         mac.verify_truncated_left(tag).ok()?;
-        self.received = self.received.wrapping_add(1);
         Some(len)
     }
 }
