@@ -272,6 +272,20 @@ fn stop_later(stop: Event) {
     stop.set();
 }
 
+const LARGE: usize = 4 << 20;
+
+fn put_large(q: Queue<Vec<u8>>) {
+    for i in 0..2u8 {
+        q.put(&vec![i; LARGE]).expect("put");
+    }
+}
+
+fn send_large(mut conn: Connection) {
+    for i in 0..2u8 {
+        conn.send(&vec![i; LARGE]).expect("sent");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let pool = Pool::new(2).expect("a pool under tokio");
@@ -355,6 +369,34 @@ async fn main() {
     };
     worker.join_async().await.expect("the worker ended well");
     println!("stopped: {stopped}");
+    // Large items are decoded off the runtime's threads; a timeout that
+    // runs out in the middle of one loses nothing and reorders nothing.
+    let q = Queue::<Vec<u8>>::new(0).expect("queue");
+    let mut large = Process::new(put_large, q.clone());
+    large.start().expect("start");
+    large.join_async().await.expect("both in");
+    let mut items = Vec::new();
+    if let Ok(item) = tokio::time::timeout(Duration::from_micros(1), q.get_async()).await {
+        items.push(item.expect("a large item"));
+    }
+    while items.len() < 2 {
+        items.push(q.get_async().await.expect("a large item"));
+    }
+    let (mut ours, theirs) = Pipe::duplex().expect("pipe");
+    let mut sender = Process::new(send_large, theirs);
+    sender.start().expect("start");
+    let mut frames = Vec::new();
+    if let Ok(frame) = tokio::time::timeout(Duration::from_micros(1), ours.recv_async()).await {
+        frames.push(frame.expect("a large frame"));
+    }
+    while frames.len() < 2 {
+        frames.push(ours.recv_async::<Vec<u8>>().await.expect("a large frame"));
+    }
+    sender.join_async().await.expect("the sender ended well");
+    let whole = |all: &[Vec<u8>]| {
+        all.iter().enumerate().all(|(i, v)| v.len() == LARGE && v.iter().all(|&b| b == i as u8))
+    };
+    println!("large, in order: {} {}", whole(&items), whole(&frames));
 }
 "#;
 
@@ -382,7 +424,8 @@ fn programs_with_threads_use_a_pool_with_default_options() {
         run_program(&dir).trim(),
         "sum of squares: 332833500\nawaited: 332833500\nstreamed: 332833500\n\
          children: 40425\nfrom a queue: 332833500\n\
-         timed out: true, then 42\nechoed: 100\nstopped: true"
+         timed out: true, then 42\nechoed: 100\nstopped: true\n\
+         large, in order: true true"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
