@@ -10,7 +10,10 @@
 //! a `Pool` item's, a `Queue` item from a child): the longest single
 //! poll, which is how long the executor's thread was held at once (its
 //! other tasks waited that long), beside the blocking call's whole wait;
-//! and 50 MB through a queue (inside its ring) and through a pipe.
+//! and 50 MB through a queue (inside its ring) and through a pipe. Last,
+//! a loop of awaits each ready at once (a queue's items already there, a
+//! lazy map's results) beside another task of the same thread: the
+//! longest that task waited for its turn.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,7 +149,100 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             });
         }
     }
+    // A loop of awaits each ready at once, beside another task of the
+    // same thread: how long that task waited at most for its turn.
+    let many = 1_000_000 / scale;
+    for (what, measure) in [
+        (
+            "Queue, items already there, a get_async loop",
+            queue_drain as fn(usize) -> Result<f64, String>,
+        ),
+        ("Pool imap, a next_async loop", imap_drain),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            samples.push(measure(many)?);
+        }
+        rows.push(Row {
+            bench: "async",
+            subject: format!("{what} of {many}: the other task's longest wait"),
+            median_ms: Some(median(&samples)),
+            runs,
+            ..Row::default()
+        });
+    }
     Ok(rows)
+}
+
+/// `n` items put, then taken by awaited gets beside another task: that
+/// task's longest wait (ms).
+fn queue_drain(n: usize) -> Result<f64, String> {
+    let q = Queue::<u64>::new(0).map_err(|e| e.to_string())?;
+    for x in 0..n as u64 {
+        q.put(&x).map_err(|e| e.to_string())?;
+    }
+    let drain = async {
+        let mut sum = 0u64;
+        for _ in 0..n {
+            sum = sum.wrapping_add(q.get_async().await.map_err(|e| e.to_string())?);
+        }
+        Ok::<u64, String>(sum)
+    };
+    let (sum, longest) = longest_wait_beside(drain)?;
+    match sum? == (n as u64) * (n as u64 - 1) / 2 {
+        true => Ok(longest),
+        false => Err("items went missing".into()),
+    }
+}
+
+/// A no-op's results through a lazy map, awaited beside another task:
+/// that task's longest wait (ms).
+fn imap_drain(n: usize) -> Result<f64, String> {
+    // (The fork server, as for the children above.)
+    let pool = Pool::builder(2)
+        .start_method(StartMethod::ForkServer)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut results = pool.imap(std::convert::identity::<u64>, 0..n as u64);
+    let drain = async {
+        let mut count = 0;
+        while let Some(result) = results.next_async().await {
+            result.map_err(|e| e.to_string())?;
+            count += 1;
+        }
+        Ok::<usize, String>(count)
+    };
+    let (count, longest) = longest_wait_beside(drain)?;
+    match count? == n {
+        true => Ok(longest),
+        false => Err("results went missing".into()),
+    }
+}
+
+/// Polls `work` on this thread, taking turns with a task that only asks
+/// to be polled again (as a ticker does), until `work` is ready: its
+/// output, and the longest time (ms) the other task waited for its turn.
+fn longest_wait_beside<T>(work: impl Future<Output = T>) -> Result<(T, f64), String> {
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut work = std::pin::pin!(work);
+    let deadline = Instant::now() + PATIENCE;
+    let mut last_turn = Instant::now();
+    let mut longest: f64 = 0.0;
+    loop {
+        if let Poll::Ready(value) = work.as_mut().poll(&mut cx) {
+            // The other task's turn comes now.
+            longest = longest.max(last_turn.elapsed().as_secs_f64() * 1e3);
+            return Ok((value, longest));
+        }
+        // The other task's turn.
+        let now = Instant::now();
+        longest = longest.max((now - last_turn).as_secs_f64() * 1e3);
+        last_turn = now;
+        if now >= deadline {
+            return Err("the work was not done in time".into());
+        }
+    }
 }
 
 /// `n` zero bytes.
