@@ -120,6 +120,7 @@
 //! and the stream goes on with the next frame.
 
 pub mod codec;
+pub mod coop;
 mod handle;
 mod lend;
 pub mod manager;

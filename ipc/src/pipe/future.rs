@@ -196,31 +196,34 @@ impl<T: DeserializeOwned + Send + 'static> Future for RecvFuture<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.opening.is_some() {
-            return Opening::poll(&mut this.opening, this.connection, cx.waker());
-        }
-        let decode = |payload: &[u8]| codec::decode_payload::<T>(payload).map_err(RecvError::from);
-        match this.connection.frame_now(READ_PER_POLL) {
-            Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
-                this.opening = Opening::start(this.connection, len, decode, cx.waker());
-                if this.opening.is_some() {
-                    return Poll::Pending;
+        crate::coop::cooperative(cx, |cx| {
+            if this.opening.is_some() {
+                return Opening::poll(&mut this.opening, this.connection, cx.waker());
+            }
+            let decode =
+                |payload: &[u8]| codec::decode_payload::<T>(payload).map_err(RecvError::from);
+            match this.connection.frame_now(READ_PER_POLL) {
+                Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
+                    this.opening = Opening::start(this.connection, len, decode, cx.waker());
+                    if this.opening.is_some() {
+                        return Poll::Pending;
+                    }
+                }
+                Ok(FrameNow::MoreToRead) => return read_on(cx),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            match this.connection.try_recv::<T>() {
+                Ok(value) => Poll::Ready(Ok(value)),
+                Err(TryRecvError::Recv(e)) => Poll::Ready(Err(e)),
+                Err(TryRecvError::Empty) => {
+                    match wait_for(this.connection, Readiness::Readable, &mut this.waiting, cx) {
+                        Ok(()) => Poll::Pending,
+                        Err(e) => Poll::Ready(Err(RecvError::Io(e))),
+                    }
                 }
             }
-            Ok(FrameNow::MoreToRead) => return read_on(cx),
-            Ok(_) => {}
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-        match this.connection.try_recv::<T>() {
-            Ok(value) => Poll::Ready(Ok(value)),
-            Err(TryRecvError::Recv(e)) => Poll::Ready(Err(e)),
-            Err(TryRecvError::Empty) => {
-                match wait_for(this.connection, Readiness::Readable, &mut this.waiting, cx) {
-                    Ok(()) => Poll::Pending,
-                    Err(e) => Poll::Ready(Err(RecvError::Io(e))),
-                }
-            }
-        }
+        })
     }
 }
 
@@ -252,31 +255,33 @@ impl Future for RecvBytesFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.opening.is_some() {
-            return Opening::poll(&mut this.opening, this.connection, cx.waker());
-        }
-        match this.connection.frame_now(READ_PER_POLL) {
-            Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
-                let copy = |payload: &[u8]| Ok(payload.to_vec());
-                this.opening = Opening::start(this.connection, len, copy, cx.waker());
-                if this.opening.is_some() {
-                    return Poll::Pending;
+        crate::coop::cooperative(cx, |cx| {
+            if this.opening.is_some() {
+                return Opening::poll(&mut this.opening, this.connection, cx.waker());
+            }
+            match this.connection.frame_now(READ_PER_POLL) {
+                Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
+                    let copy = |payload: &[u8]| Ok(payload.to_vec());
+                    this.opening = Opening::start(this.connection, len, copy, cx.waker());
+                    if this.opening.is_some() {
+                        return Poll::Pending;
+                    }
+                }
+                Ok(FrameNow::MoreToRead) => return read_on(cx),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            match this.connection.recv_bytes_timeout(Duration::ZERO) {
+                Ok(bytes) => Poll::Ready(Ok(bytes)),
+                Err(RecvTimeoutError::Recv(e)) => Poll::Ready(Err(e)),
+                Err(RecvTimeoutError::Timeout) => {
+                    match wait_for(this.connection, Readiness::Readable, &mut this.waiting, cx) {
+                        Ok(()) => Poll::Pending,
+                        Err(e) => Poll::Ready(Err(RecvError::Io(e))),
+                    }
                 }
             }
-            Ok(FrameNow::MoreToRead) => return read_on(cx),
-            Ok(_) => {}
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-        match this.connection.recv_bytes_timeout(Duration::ZERO) {
-            Ok(bytes) => Poll::Ready(Ok(bytes)),
-            Err(RecvTimeoutError::Recv(e)) => Poll::Ready(Err(e)),
-            Err(RecvTimeoutError::Timeout) => {
-                match wait_for(this.connection, Readiness::Readable, &mut this.waiting, cx) {
-                    Ok(()) => Poll::Pending,
-                    Err(e) => Poll::Ready(Err(RecvError::Io(e))),
-                }
-            }
-        }
+        })
     }
 }
 
@@ -452,7 +457,7 @@ impl Future for SendFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        match this.step() {
+        crate::coop::cooperative(cx, |cx| match this.step() {
             Ok(true) => {
                 this.payload = None;
                 Poll::Ready(Ok(()))
@@ -477,6 +482,6 @@ impl Future for SendFuture<'_> {
                     Err(e) => Poll::Ready(Err(SendError::Io(e))),
                 }
             }
-        }
+        })
     }
 }

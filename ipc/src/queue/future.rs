@@ -248,60 +248,62 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Future for GetFuture<'_, 
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        // A thread that found its message gone hands the next take back
-        // to this thread (no second thread for the same look).
-        let mut take_here = false;
-        if let Some(handoff) = &this.off_thread {
-            let outcome = std::task::ready!(handoff.poll(cx.waker()));
-            this.off_thread = None;
-            match outcome {
-                Outcome::Item(item) => {
-                    return Poll::Ready(item.downcast::<T>().map(|item| *item).map_err(|_| {
-                        GetError::Decode(crate::codec::DecodeError::Refused(
-                            "a message taken for this get came back as another type".into(),
-                        ))
-                    }))
-                }
-                // (Only a dropped future's thread keeps the bytes.)
-                Outcome::Bytes(message) => return this.decode_off_thread(message, cx),
-                Outcome::Failed(e) => return Poll::Ready(Err(e)),
-                Outcome::Empty => take_here = true,
-            }
-        }
-        let queue = this.queue;
-        if queue.left.any() {
-            match queue.left.poll_pop(cx.waker()) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(message))) => return this.decode_off_thread(message, cx),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => {}
-            }
-        }
-        // Before the try: a message put after it moves the tail from this.
-        let seen = queue.ring().tail_word();
-        if !take_here && !queue.counts_takes {
-            let len = queue.ring().next_message_len().unwrap_or(0);
-            if len >= OFF_THREAD_BYTES {
-                let taker = queue.taker();
-                let take = move |handoff: &Handoff| take_for(&taker, handoff);
-                if let Ok(handoff) = spawn::<T>(take, cx.waker()) {
-                    this.off_thread = Some(handoff);
-                    return Poll::Pending;
+        crate::coop::cooperative(cx, |cx| {
+            // A thread that found its message gone hands the next take back
+            // to this thread (no second thread for the same look).
+            let mut take_here = false;
+            if let Some(handoff) = &this.off_thread {
+                let outcome = std::task::ready!(handoff.poll(cx.waker()));
+                this.off_thread = None;
+                match outcome {
+                    Outcome::Item(item) => {
+                        return Poll::Ready(item.downcast::<T>().map(|item| *item).map_err(|_| {
+                            GetError::Decode(crate::codec::DecodeError::Refused(
+                                "a message taken for this get came back as another type".into(),
+                            ))
+                        }))
+                    }
+                    // (Only a dropped future's thread keeps the bytes.)
+                    Outcome::Bytes(message) => return this.decode_off_thread(message, cx),
+                    Outcome::Failed(e) => return Poll::Ready(Err(e)),
+                    Outcome::Empty => take_here = true,
                 }
             }
-        }
-        match queue.try_take() {
-            Ok(Taken::Item(item)) => Poll::Ready(Ok(item)),
-            Ok(Taken::Spilled(message)) => this.decode_off_thread(Arc::new(message), cx),
-            Err(GetTimeoutError::Get(e)) => Poll::Ready(Err(e)),
-            Err(GetTimeoutError::Empty) => {
-                let held = !queue.is_empty();
-                match this.waiting.wait_for(queue, false, seen, held, cx) {
-                    Ok(()) => Poll::Pending,
-                    Err(e) => Poll::Ready(Err(GetError::Os(e))),
+            let queue = this.queue;
+            if queue.left.any() {
+                match queue.left.poll_pop(cx.waker()) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(message))) => return this.decode_off_thread(message, cx),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                    Poll::Ready(None) => {}
                 }
             }
-        }
+            // Before the try: a message put after it moves the tail from this.
+            let seen = queue.ring().tail_word();
+            if !take_here && !queue.counts_takes {
+                let len = queue.ring().next_message_len().unwrap_or(0);
+                if len >= OFF_THREAD_BYTES {
+                    let taker = queue.taker();
+                    let take = move |handoff: &Handoff| take_for(&taker, handoff);
+                    if let Ok(handoff) = spawn::<T>(take, cx.waker()) {
+                        this.off_thread = Some(handoff);
+                        return Poll::Pending;
+                    }
+                }
+            }
+            match queue.try_take() {
+                Ok(Taken::Item(item)) => Poll::Ready(Ok(item)),
+                Ok(Taken::Spilled(message)) => this.decode_off_thread(Arc::new(message), cx),
+                Err(GetTimeoutError::Get(e)) => Poll::Ready(Err(e)),
+                Err(GetTimeoutError::Empty) => {
+                    let held = !queue.is_empty();
+                    match this.waiting.wait_for(queue, false, seen, held, cx) {
+                        Ok(()) => Poll::Pending,
+                        Err(e) => Poll::Ready(Err(GetError::Os(e))),
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -439,41 +441,43 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let bytes = match this.encoded.as_ref() {
-            Some(Ok(bytes)) => bytes,
-            _ => {
-                let why = this.encoded.take().and_then(Result::err);
-                let why =
-                    why.unwrap_or_else(|| PutError::Encode("polled after it was ready".into()));
-                return Poll::Ready(Err(why));
-            }
-        };
-        let queue = this.queue;
-        // Before the try: room made after it moves the head from this.
-        let seen = queue.ring().head_word();
-        // A message beside the ring is copied into a memfd at every try:
-        // not while the ring has no room even for its record.
-        let spilled = bytes.len() > queue.ring_message_bytes();
-        let outcome = match spilled && queue.is_full() {
-            true => Err(PutTimeoutError::Full),
-            false => queue.put_bytes_deadline(bytes, Patience::now()),
-        };
-        match outcome {
-            Ok(()) => {
-                this.encoded = None;
-                Poll::Ready(Ok(()))
-            }
-            Err(PutTimeoutError::Put(e)) => {
-                this.encoded = None;
-                Poll::Ready(Err(e))
-            }
-            Err(PutTimeoutError::Full) => {
-                let held = !spilled && !queue.is_full();
-                match this.waiting.wait_for(queue, true, seen, held, cx) {
-                    Ok(()) => Poll::Pending,
-                    Err(e) => Poll::Ready(Err(PutError::Os(e))),
+        crate::coop::cooperative(cx, |cx| {
+            let bytes = match this.encoded.as_ref() {
+                Some(Ok(bytes)) => bytes,
+                _ => {
+                    let why = this.encoded.take().and_then(Result::err);
+                    let why =
+                        why.unwrap_or_else(|| PutError::Encode("polled after it was ready".into()));
+                    return Poll::Ready(Err(why));
+                }
+            };
+            let queue = this.queue;
+            // Before the try: room made after it moves the head from this.
+            let seen = queue.ring().head_word();
+            // A message beside the ring is copied into a memfd at every try:
+            // not while the ring has no room even for its record.
+            let spilled = bytes.len() > queue.ring_message_bytes();
+            let outcome = match spilled && queue.is_full() {
+                true => Err(PutTimeoutError::Full),
+                false => queue.put_bytes_deadline(bytes, Patience::now()),
+            };
+            match outcome {
+                Ok(()) => {
+                    this.encoded = None;
+                    Poll::Ready(Ok(()))
+                }
+                Err(PutTimeoutError::Put(e)) => {
+                    this.encoded = None;
+                    Poll::Ready(Err(e))
+                }
+                Err(PutTimeoutError::Full) => {
+                    let held = !spilled && !queue.is_full();
+                    match this.waiting.wait_for(queue, true, seen, held, cx) {
+                        Ok(()) => Poll::Pending,
+                        Err(e) => Poll::Ready(Err(PutError::Os(e))),
+                    }
                 }
             }
-        }
+        })
     }
 }

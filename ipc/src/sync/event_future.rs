@@ -80,12 +80,14 @@ impl Future for WaitFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        // The flag before the look: a set after it shows as a moved epoch.
-        let seen = u64::from(this.event.flag().load(Ordering::Acquire));
-        if seen != 0 {
-            this.waiting = None;
-            return Poll::Ready(Ok(()));
-        }
-        word_watch::wait(&mut this.waiting, this.event.watch(), seen, cx)
+        crate::coop::cooperative(cx, |cx| {
+            // The flag before the look: a set after it shows as a moved epoch.
+            let seen = u64::from(this.event.flag().load(Ordering::Acquire));
+            if seen != 0 {
+                this.waiting = None;
+                return Poll::Ready(Ok(()));
+            }
+            word_watch::wait(&mut this.waiting, this.event.watch(), seen, cx)
+        })
     }
 }

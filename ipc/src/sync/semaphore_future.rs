@@ -63,12 +63,14 @@ impl Future for AcquireFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        // The count before the try: a release after it shows as a move.
-        let seen = u64::from(this.counter.cell.state().value.load(Ordering::Acquire));
-        if this.counter.acquire(Deadline::now()) {
-            this.waiting = None;
-            return Poll::Ready(Ok(()));
-        }
-        word_watch::wait(&mut this.waiting, this.counter.watch(), seen, cx)
+        crate::coop::cooperative(cx, |cx| {
+            // The count before the try: a release after it shows as a move.
+            let seen = u64::from(this.counter.cell.state().value.load(Ordering::Acquire));
+            if this.counter.acquire(Deadline::now()) {
+                this.waiting = None;
+                return Poll::Ready(Ok(()));
+            }
+            word_watch::wait(&mut this.waiting, this.counter.watch(), seen, cx)
+        })
     }
 }

@@ -175,35 +175,37 @@ impl<R: DeserializeOwned + Send + 'static> std::future::Future for AsyncResult<R
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(decoding) = &this.decoding {
-            let decoded = std::task::ready!(decoding.poll::<R>(cx.waker()));
-            this.decoding = None;
-            return Poll::Ready(decoded.map_err(|error| PoolError::Task { index: 0, error }));
-        }
-        let mut state = this.claim.pool.state();
-        if state.store.is_settled(this.claim.id) {
-            let settled = state.store.result(this.claim.id);
-            drop(state);
-            return match Decoding::start::<R>(settled, cx.waker()) {
-                Ok(decoding) => {
-                    this.decoding = Some(decoding);
-                    Poll::Pending
-                }
-                Err(settled) => Poll::Ready(
-                    decode(settled).map_err(|error| PoolError::Task { index: 0, error }),
-                ),
-            };
-        }
-        if let Some(why) = &state.stopped {
-            return Poll::Ready(Err(PoolError::Stopped(why.clone())));
-        }
-        // (The pool's thread wakes it once the item settles or the pool stops.)
-        super::shared::wait_for(
-            &mut state,
-            super::shared::Awaited::Item(this.claim.id),
-            cx.waker(),
-        );
-        Poll::Pending
+        outlast_ipc::coop::cooperative(cx, |cx| {
+            if let Some(decoding) = &this.decoding {
+                let decoded = std::task::ready!(decoding.poll::<R>(cx.waker()));
+                this.decoding = None;
+                return Poll::Ready(decoded.map_err(|error| PoolError::Task { index: 0, error }));
+            }
+            let mut state = this.claim.pool.state();
+            if state.store.is_settled(this.claim.id) {
+                let settled = state.store.result(this.claim.id);
+                drop(state);
+                return match Decoding::start::<R>(settled, cx.waker()) {
+                    Ok(decoding) => {
+                        this.decoding = Some(decoding);
+                        Poll::Pending
+                    }
+                    Err(settled) => Poll::Ready(
+                        decode(settled).map_err(|error| PoolError::Task { index: 0, error }),
+                    ),
+                };
+            }
+            if let Some(why) = &state.stopped {
+                return Poll::Ready(Err(PoolError::Stopped(why.clone())));
+            }
+            // (The pool's thread wakes it once the item settles or the pool stops.)
+            super::shared::wait_for(
+                &mut state,
+                super::shared::Awaited::Item(this.claim.id),
+                cx.waker(),
+            );
+            Poll::Pending
+        })
     }
 }
 

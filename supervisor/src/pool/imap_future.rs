@@ -89,7 +89,8 @@ where
     type Output = Option<Result<R, TaskError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().imap.poll_next(cx.waker())
+        let imap = &mut self.get_mut().imap;
+        outlast_ipc::coop::cooperative(cx, |cx| imap.poll_next(cx.waker()))
     }
 }
 
@@ -102,7 +103,8 @@ where
     type Output = Option<Result<R, TaskError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().imap.poll_next(cx.waker())
+        let imap = &mut self.get_mut().imap;
+        outlast_ipc::coop::cooperative(cx, |cx| imap.poll_next(cx.waker()))
     }
 }
 
