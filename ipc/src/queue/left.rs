@@ -2,12 +2,10 @@
 //! handle's next gets give them first, in the order they were taken, so
 //! cancelling a get loses nothing and reorders nothing.
 //!
-//! A large message is taken off the executor's thread (see `future`): a
-//! message too large for the ring is mapped where the future is polled and
-//! decoded on a thread of ours; one inside the ring is taken and decoded
-//! by a thread of ours. A future dropped meanwhile leaves that thread's
-//! [`Handoff`] here: the thread, told, keeps the message whole (a mapping
-//! or a copy) rather than as a value only that future could read.
+//! A large message is taken and decoded off the executor's thread, by a
+//! thread of ours (see `future`). A future dropped meanwhile leaves that
+//! thread's [`Handoff`] here: the thread, told, keeps the message whole (a
+//! mapping or a copy) rather than as a value only that future could read.
 
 use std::any::Any;
 use std::collections::VecDeque;
