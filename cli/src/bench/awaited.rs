@@ -91,49 +91,26 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         }
     }
 
-    let big = 100_000_000 / scale;
-    for (what, measure) in [
+    // 100 MB results; then 50 MB through a queue (a message that fits the
+    // ring, 64 MiB by default, is taken out of the ring itself, not out of
+    // a memfd of its own) and through a pipe (into the connection's buffer).
+    let (big, half) = (100_000_000 / scale, 50_000_000 / scale);
+    let large: [(usize, &str, LargeMeasure); 5] = [
+        (big, "Process result, join", large_process_result),
+        (big, "Pool result, get", large_pool_result),
+        (big, "Queue item from a child, get", large_queue_item),
         (
-            "Process result, join",
-            large_process_result as fn(usize, bool) -> Result<f64, String>,
-        ),
-        ("Pool result, get", large_pool_result),
-        ("Queue item from a child, get", large_queue_item),
-    ] {
-        let (mut blocking, mut awaited) = (Vec::new(), Vec::new());
-        for _ in 0..runs {
-            blocking.push(measure(big, false)?);
-            awaited.push(measure(big, true)?);
-        }
-        for (how, samples) in [
-            ("blocking: the whole wait", &blocking),
-            ("awaited: the longest poll", &awaited),
-        ] {
-            rows.push(Row {
-                bench: "async",
-                subject: format!("{} MB {what}, {how}", big / 1_000_000),
-                size_bytes: Some(big),
-                median_ms: Some(median(samples)),
-                runs,
-                ..Row::default()
-            });
-        }
-    }
-    // A message that fits the queue's ring (64 MiB by default) is taken
-    // out of the ring itself, not out of a memfd of its own; a frame comes
-    // through the socket into the connection's buffer.
-    let half = 50_000_000 / scale;
-    for (what, measure) in [
-        (
+            half,
             "Queue item from a child, in the ring, get",
-            large_queue_item as fn(usize, bool) -> Result<f64, String>,
+            large_queue_item,
         ),
-        ("Pipe frame from a child, recv", large_pipe_frame),
-    ] {
+        (half, "Pipe frame from a child, recv", large_pipe_frame),
+    ];
+    for (size, what, measure) in large {
         let (mut blocking, mut awaited) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            blocking.push(measure(half, false)?);
-            awaited.push(measure(half, true)?);
+            blocking.push(measure(size, false)?);
+            awaited.push(measure(size, true)?);
         }
         for (how, samples) in [
             ("blocking: the whole wait", &blocking),
@@ -141,8 +118,8 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         ] {
             rows.push(Row {
                 bench: "async",
-                subject: format!("{} MB {what}, {how}", half / 1_000_000),
-                size_bytes: Some(half),
+                subject: format!("{} MB {what}, {how}", size / 1_000_000),
+                size_bytes: Some(size),
                 median_ms: Some(median(samples)),
                 runs,
                 ..Row::default()
@@ -244,6 +221,10 @@ fn longest_wait_beside<T>(work: impl Future<Output = T>) -> Result<(T, f64), Str
         }
     }
 }
+
+/// One large value's measure: blocking (`false`) or awaited (`true`), its
+/// figure in ms.
+type LargeMeasure = fn(usize, bool) -> Result<f64, String>;
 
 /// `n` zero bytes.
 fn make(n: usize) -> Vec<u8> {
