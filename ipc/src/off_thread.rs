@@ -65,12 +65,18 @@ impl<T: Send + 'static> OffThread<T> {
         match slot.done.take() {
             Some(done) => Poll::Ready(done),
             None => {
-                match &mut slot.waker {
-                    Some(kept) => kept.clone_from(waker),
-                    None => slot.waker = Some(waker.clone()),
-                }
+                keep_waker(&mut slot.waker, waker);
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Keeps `waker` in `kept`, to be woken once work is done (reusing the
+/// one kept when it wakes the same task).
+pub(crate) fn keep_waker(kept: &mut Option<Waker>, waker: &Waker) {
+    match kept {
+        Some(kept) => kept.clone_from(waker),
+        None => *kept = Some(waker.clone()),
     }
 }

@@ -197,32 +197,15 @@ impl<T: DeserializeOwned + Send + 'static> Future for RecvFuture<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         crate::coop::cooperative(cx, |cx| {
-            if this.opening.is_some() {
-                return Opening::poll(&mut this.opening, this.connection, cx.waker());
-            }
             let decode =
                 |payload: &[u8]| codec::decode_payload::<T>(payload).map_err(RecvError::from);
-            match this.connection.frame_now(READ_PER_POLL) {
-                Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
-                    this.opening = Opening::start(this.connection, len, decode, cx.waker());
-                    if this.opening.is_some() {
-                        return Poll::Pending;
-                    }
-                }
-                Ok(FrameNow::MoreToRead) => return read_on(cx),
-                Ok(_) => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            match this.connection.try_recv::<T>() {
-                Ok(value) => Poll::Ready(Ok(value)),
-                Err(TryRecvError::Recv(e)) => Poll::Ready(Err(e)),
-                Err(TryRecvError::Empty) => {
-                    match wait_for(this.connection, Readiness::Readable, &mut this.waiting, cx) {
-                        Ok(()) => Poll::Pending,
-                        Err(e) => Poll::Ready(Err(RecvError::Io(e))),
-                    }
-                }
-            }
+            let now = |c: &mut Connection| match c.try_recv::<T>() {
+                Ok(value) => Ok(Some(value)),
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(TryRecvError::Recv(e)) => Err(e),
+            };
+            let (connection, waiting) = (&mut *this.connection, &mut this.waiting);
+            poll_receive(connection, waiting, &mut this.opening, cx, decode, now)
         })
     }
 }
@@ -256,32 +239,63 @@ impl Future for RecvBytesFuture<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         crate::coop::cooperative(cx, |cx| {
-            if this.opening.is_some() {
-                return Opening::poll(&mut this.opening, this.connection, cx.waker());
-            }
-            match this.connection.frame_now(READ_PER_POLL) {
-                Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
-                    let copy = |payload: &[u8]| Ok(payload.to_vec());
-                    this.opening = Opening::start(this.connection, len, copy, cx.waker());
-                    if this.opening.is_some() {
-                        return Poll::Pending;
-                    }
-                }
-                Ok(FrameNow::MoreToRead) => return read_on(cx),
-                Ok(_) => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            match this.connection.recv_bytes_timeout(Duration::ZERO) {
-                Ok(bytes) => Poll::Ready(Ok(bytes)),
-                Err(RecvTimeoutError::Recv(e)) => Poll::Ready(Err(e)),
-                Err(RecvTimeoutError::Timeout) => {
-                    match wait_for(this.connection, Readiness::Readable, &mut this.waiting, cx) {
-                        Ok(()) => Poll::Pending,
-                        Err(e) => Poll::Ready(Err(RecvError::Io(e))),
-                    }
-                }
-            }
+            let copy = |payload: &[u8]| Ok(payload.to_vec());
+            let now = |c: &mut Connection| match c.recv_bytes_timeout(Duration::ZERO) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(RecvTimeoutError::Timeout) => Ok(None),
+                Err(RecvTimeoutError::Recv(e)) => Err(e),
+            };
+            let (connection, waiting) = (&mut *this.connection, &mut this.waiting);
+            poll_receive(connection, waiting, &mut this.opening, cx, copy, now)
         })
+    }
+}
+
+/// One poll of a receive: a whole frame of a megabyte or more goes to a
+/// thread that reads its payload with `read`; a smaller one is received
+/// here by `now` (the non-waiting receive of the frame already buffered);
+/// with none, the wait is left with the reactor.
+fn poll_receive<R: Send + 'static>(
+    connection: &mut Connection,
+    waiting: &mut Option<Registration>,
+    opening: &mut Option<Opening<R>>,
+    cx: &mut Context<'_>,
+    read: impl FnOnce(&[u8]) -> Result<R, RecvError> + Send + 'static,
+    now: impl FnOnce(&mut Connection) -> Result<Option<R>, RecvError>,
+) -> Poll<Result<R, RecvError>> {
+    if opening.is_some() {
+        return Opening::poll(opening, connection, cx.waker());
+    }
+    match connection.frame_now(READ_PER_POLL) {
+        Ok(FrameNow::Whole(len)) if len >= OFF_THREAD_BYTES => {
+            *opening = Opening::start(connection, len, read, cx.waker());
+            if opening.is_some() {
+                return Poll::Pending;
+            }
+        }
+        Ok(FrameNow::Whole(_)) => {}
+        Ok(FrameNow::MoreToRead) => return read_on(cx),
+        // Not `now`: it would read what came since, and a large frame
+        // completed by that read would be decoded here.
+        Ok(FrameNow::NotYet) => return wait_readable(connection, waiting, cx),
+        Err(e) => return Poll::Ready(Err(e)),
+    }
+    match now(connection) {
+        Ok(Some(value)) => Poll::Ready(Ok(value)),
+        Err(e) => Poll::Ready(Err(e)),
+        Ok(None) => wait_readable(connection, waiting, cx),
+    }
+}
+
+/// Leaves the wait for bytes with the reactor.
+fn wait_readable<R>(
+    connection: &mut Connection,
+    waiting: &mut Option<Registration>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<R, RecvError>> {
+    match wait_for(connection, Readiness::Readable, waiting, cx) {
+        Ok(()) => Poll::Pending,
+        Err(e) => Poll::Ready(Err(RecvError::Io(e))),
     }
 }
 

@@ -16,6 +16,7 @@ use std::task::{Poll, Waker};
 
 use super::GetError;
 use crate::codec::DecodeError;
+use crate::off_thread::keep_waker;
 
 /// A whole message's bytes: a spilled message's mapping, or a copy.
 pub(super) type Bytes = Arc<dyn Deref<Target = [u8]> + Send + Sync>;
@@ -160,10 +161,7 @@ impl Handoff {
         match state.outcome.take() {
             Some(outcome) => Poll::Ready(outcome),
             None => {
-                match &mut state.waker {
-                    Some(kept) => kept.clone_from(waker),
-                    None => state.waker = Some(waker.clone()),
-                }
+                keep_waker(&mut state.waker, waker);
                 Poll::Pending
             }
         }
@@ -202,7 +200,7 @@ impl Handoff {
         match state.outcome.take() {
             Some(outcome) => Poll::Ready(left_message(outcome)),
             None => {
-                state.waker = Some(waker.clone());
+                keep_waker(&mut state.waker, waker);
                 Poll::Pending
             }
         }
