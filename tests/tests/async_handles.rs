@@ -38,6 +38,8 @@ fn main() {
         a_loop_of_ready_gets_lets_the_other_tasks_of_its_thread_run,
         an_event_set_by_another_process_wakes_every_waiting_future,
         awaited_acquires_take_each_released_unit_once,
+        awaited_locks_exclude_processes_and_take_over_a_killed_holders_lock,
+        awaited_barrier_waits_meet_processes_and_a_dropped_one_leaves,
         many_awaited_connections_and_children_share_one_sleeping_thread,
         many_awaited_queues_events_and_semaphores_share_few_sleeping_threads,
         a_forked_child_awaits_with_a_reactor_of_its_own,
@@ -58,6 +60,10 @@ fn futures_are_send(q: &Queue<u64>, conn: &mut Connection, p: &mut Process<u64, 
     send(event.wait_async());
     let semaphore = outlast_ipc::sync::Semaphore::new(1).expect("a semaphore");
     send(semaphore.acquire_async());
+    let lock = outlast_ipc::sync::Lock::new().expect("a lock");
+    send(lock.lock_async());
+    let barrier = outlast_ipc::sync::Barrier::new(2).expect("a barrier");
+    send(barrier.wait_async());
 }
 
 /// How long any future here may take before the test fails.
@@ -1053,4 +1059,199 @@ fn a_forked_child_awaits_with_a_reactor_of_its_own() {
         assert_eq!(got.ok(), Some(42 + 2 * round), "round {round}");
     }
     assert!(poll_once(&mut waiting).is_pending(), "nothing was sent");
+}
+
+/// Ready at its second poll: gives the executor its turn, as an `.await`
+/// inside a critical section would.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Adds one to `counter` `n` times, each under `lock`, with a yield
+/// between the read and the write (a lost update shows in the total).
+fn add_under_lock(
+    (lock, counter, n): (
+        outlast_ipc::sync::Lock,
+        outlast_ipc::value::RawValue<u64>,
+        u64,
+    ),
+) {
+    for _ in 0..n {
+        let held = lock.lock().map_err(|e| e.to_string()).expect("the lock");
+        let seen = counter.get();
+        std::thread::yield_now();
+        counter.set(seen + 1);
+        drop(held);
+    }
+}
+
+/// Takes `lock`, says so on `conn`, and holds it until killed.
+fn hold_until_killed((lock, mut conn): (outlast_ipc::sync::Lock, Connection)) {
+    let held = lock.lock().map_err(|e| e.to_string()).expect("the lock");
+    conn.send(&1u8).expect("tell the parent");
+    std::thread::sleep(Duration::from_secs(600));
+    drop(held);
+}
+
+/// Two processes add under a lock with the blocking `lock` while four
+/// futures of this thread add under the same lock with `lock_async`, each
+/// holding it across an `.await`: the total is exact (no update lost
+/// between processes or between tasks of one thread). A future dropped
+/// while waiting took nothing. Then a child takes the lock and is
+/// `SIGKILL`ed while an awaited lock waits: the future gets `OwnerDied`
+/// with the lock held (the watch's look at the holder), where it waited
+/// forever before.
+fn awaited_locks_exclude_processes_and_take_over_a_killed_holders_lock() {
+    use outlast_ipc::sync::{Lock, LockError};
+    use outlast_ipc::value::RawValue;
+    const EACH: u64 = 300;
+    let lock = Lock::new().expect("a lock");
+    let counter = RawValue::new(0u64).expect("a counter");
+    {
+        let held = lock.lock().map_err(|e| e.to_string()).expect("the lock");
+        let mut early = lock.lock_async();
+        assert!(poll_once(&mut early).is_pending(), "held: the future waits");
+        drop(early);
+        drop(held);
+        assert!(!lock.is_locked(), "a dropped future took the lock");
+    }
+    let mut adders: Vec<Process<_, ()>> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(add_under_lock, (lock.clone(), counter.clone(), EACH));
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    let futures: Vec<Task<'_, u64>> = (0..4)
+        .map(|_| -> Task<'_, u64> {
+            let (lock, counter) = (&lock, &counter);
+            Box::pin(async move {
+                let mut added = 0;
+                for _ in 0..EACH {
+                    let held = lock.lock_async().await.map_err(|e| e.to_string());
+                    let held = held.expect("the lock");
+                    let seen = counter.get();
+                    YieldOnce(false).await;
+                    counter.set(seen + 1);
+                    drop(held);
+                    added += 1;
+                }
+                added
+            })
+        })
+        .collect();
+    let joined = join_all(futures, PATIENCE);
+    for p in &mut adders {
+        p.join().expect("an adder ended well");
+    }
+    assert!(
+        joined.outputs.iter().all(|o| *o == Some(EACH)),
+        "{:?}",
+        joined.outputs
+    );
+    assert_eq!(counter.get(), 6 * EACH, "an update was lost");
+    assert!(!lock.is_locked());
+
+    let (mut ours, theirs) = Pipe::duplex().expect("a pipe");
+    let mut holder = Process::new(hold_until_killed, (lock.clone(), theirs));
+    holder.start().expect("start");
+    let _: u8 = ours.recv().expect("the holder has the lock");
+    let got = std::thread::scope(|s| {
+        let waiter = s.spawn(|| block_on(lock.lock_async(), PATIENCE));
+        std::thread::sleep(Duration::from_millis(200));
+        holder.kill().expect("kill the holder");
+        waiter.join().expect("the waiting thread")
+    });
+    let _ = holder.join();
+    match got {
+        Some(Err(LockError::OwnerDied(held))) => drop(held.into_inner()),
+        Some(other) => panic!("expected OwnerDied, got {:?}", other.map(|_| ())),
+        None => panic!("the awaited lock still waits for a killed holder"),
+    }
+    assert!(!lock.is_locked(), "the taken-over lock was not released");
+}
+
+/// Waits at `barrier` `rounds` times; the arrival indices.
+fn wait_rounds((barrier, rounds): (outlast_ipc::sync::Barrier, u32)) -> Vec<u32> {
+    (0..rounds)
+        .map(|_| barrier.wait().expect("every round passes"))
+        .collect()
+}
+
+/// Waits at `barrier` once, at most `PATIENCE`; the arrival index.
+fn wait_once(barrier: outlast_ipc::sync::Barrier) -> Option<u32> {
+    barrier.wait_timeout(PATIENCE).ok()
+}
+
+/// Two processes wait at a barrier of three with the blocking `wait` for
+/// 40 rounds while this thread awaits `wait_async`: each round passes,
+/// with the indices 0, 1 and 2 given once each. A future dropped after it
+/// was counted in leaves: the barrier still waits for two more parties
+/// (before, a child's single wait passed at once, with the dropped
+/// party's place). An `abort` from another thread ends a waiting future
+/// with `Broken`.
+fn awaited_barrier_waits_meet_processes_and_a_dropped_one_leaves() {
+    use outlast_ipc::sync::{Barrier, BarrierError};
+    const ROUNDS: u32 = 40;
+    let barrier = Barrier::new(3).expect("a barrier");
+    let mut parties: Vec<Process<_, Vec<u32>>> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(wait_rounds, (barrier.clone(), ROUNDS));
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    let ours = block_on(
+        async {
+            let mut indices = Vec::new();
+            for _ in 0..ROUNDS {
+                indices.push(barrier.wait_async().await.expect("the round passes"));
+            }
+            indices
+        },
+        PATIENCE,
+    )
+    .expect("every round passed in time");
+    let theirs: Vec<Vec<u32>> = parties
+        .iter_mut()
+        .map(|p| p.join().expect("a party ended well"))
+        .collect();
+    for round in 0..ROUNDS as usize {
+        let mut met = vec![ours[round], theirs[0][round], theirs[1][round]];
+        met.sort_unstable();
+        assert_eq!(met, [0, 1, 2], "round {round}");
+    }
+
+    let pair = Barrier::new(2).expect("a barrier");
+    {
+        let mut left = pair.wait_async();
+        assert!(poll_once(&mut left).is_pending(), "one of two: it waits");
+        assert_eq!(pair.n_waiting(), 1);
+    }
+    assert_eq!(pair.n_waiting(), 0, "the dropped party is still counted");
+    let mut other = Process::new(wait_once, pair.clone());
+    other.start().expect("start");
+    let mine = pair.wait_timeout(PATIENCE);
+    let theirs = other.join().expect("the other party ended well");
+    let mut met = vec![mine.expect("this party passes"), theirs.expect("it passes")];
+    met.sort_unstable();
+    assert_eq!(met, [0, 1]);
+
+    let got = std::thread::scope(|s| {
+        let waiter = s.spawn(|| block_on(pair.wait_async(), PATIENCE));
+        std::thread::sleep(Duration::from_millis(100));
+        pair.abort();
+        waiter.join().expect("the waiting thread")
+    });
+    assert_eq!(got, Some(Err(BarrierError::Broken)));
 }

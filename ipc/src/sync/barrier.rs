@@ -25,6 +25,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,7 @@ use crate::os::futex;
 use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
+use crate::watch::LazyWatch;
 
 #[repr(C)]
 pub(crate) struct BarrierState {
@@ -53,8 +55,28 @@ pub(crate) struct BarrierState {
     default_timeout_ns: AtomicU64,
 }
 
+impl BarrierState {
+    /// The word waiters sleep on: it moves on every change.
+    pub(super) fn epoch(&self) -> &AtomicU32 {
+        &self.epoch
+    }
+}
+
 impl ShmState for BarrierState {
     const TAG: u64 = 0x4950_4342_4152_5204; // "IPCBARR" v4
+}
+
+/// How long a dropped future's party waits for the barrier's lock to
+/// leave its generation before it breaks the barrier instead: the lock is
+/// held for a few instructions, or while the last party's action runs.
+const LEAVE_WAIT: Duration = Duration::from_millis(100);
+
+/// Where a party stands once counted in.
+pub(super) enum Arrival {
+    /// It was the last: everyone passes; its arrival index.
+    Passed(u32),
+    /// It waits for the generation to end.
+    Waiting { generation: u32, index: u32 },
 }
 
 fn generation_bit(generation: u32) -> u64 {
@@ -63,9 +85,11 @@ fn generation_bit(generation: u32) -> u64 {
 
 #[derive(Clone)]
 pub struct Barrier {
-    cell: ShmCell<BarrierState>,
+    pub(super) cell: ShmCell<BarrierState>,
     /// Run by the last party to arrive, before the others go.
     action: Option<fn()>,
+    /// The thread that `wait_async` futures leave their wakers with.
+    pub(super) watch: Arc<LazyWatch>,
 }
 
 impl std::fmt::Debug for Barrier {
@@ -109,6 +133,7 @@ impl<'de> Deserialize<'de> for Barrier {
         Ok(Barrier {
             cell: wire.cell,
             action,
+            watch: Arc::default(),
         })
     }
 }
@@ -123,7 +148,11 @@ impl Barrier {
         })?;
         match failed {
             Some(e) => Err(e.into()),
-            None => Ok(Barrier { cell, action: None }),
+            None => Ok(Barrier {
+                cell,
+                action: None,
+                watch: Arc::default(),
+            }),
         }
     }
 
@@ -183,6 +212,28 @@ impl Barrier {
     }
 
     fn wait_deadline(&self, deadline: Deadline) -> Result<u32, BarrierError> {
+        let (generation, index) = match self.arrive(deadline)? {
+            Arrival::Passed(index) => return Ok(index),
+            Arrival::Waiting { generation, index } => (generation, index),
+        };
+        let s = self.state();
+        loop {
+            let epoch = s.epoch.load(Ordering::Acquire);
+            if let Some(done) = self.outcome(generation, index) {
+                return done;
+            }
+            if !futex::wait(&s.epoch, epoch, deadline) {
+                if let Some(done) = self.ended(generation, index) {
+                    return done;
+                }
+                return Err(self.break_for_timeout());
+            }
+        }
+    }
+
+    /// Counts this party in, taking the barrier's lock until `deadline`:
+    /// the last party runs the action and releases the others.
+    pub(super) fn arrive(&self, deadline: Deadline) -> Result<Arrival, BarrierError> {
         let s = self.state();
         match s.mutex.lock(deadline) {
             Ok(Acquired::Clean) => {}
@@ -218,24 +269,48 @@ impl Barrier {
             s.epoch.fetch_add(1, Ordering::AcqRel);
             futex::wake_all(&s.epoch);
             s.mutex.unlock();
-            return Ok(index);
+            return Ok(Arrival::Passed(index));
         }
         s.mutex.unlock();
-        loop {
-            let epoch = s.epoch.load(Ordering::Acquire);
-            if let Some(done) = self.ended(generation, index) {
-                return done;
+        Ok(Arrival::Waiting { generation, index })
+    }
+
+    /// How a party waiting in `generation` stands: `None` while it waits.
+    pub(super) fn outcome(&self, generation: u32, index: u32) -> Option<Result<u32, BarrierError>> {
+        if let Some(done) = self.ended(generation, index) {
+            return Some(done);
+        }
+        self.is_broken().then_some(Err(BarrierError::Broken))
+    }
+
+    /// A party that arrived in `generation` and will not wait after all
+    /// (its future was dropped): it leaves, as if it never came, unless
+    /// the generation has ended. If the lock cannot be had, the barrier
+    /// breaks instead, so nobody waits for a party that left.
+    pub(super) fn leave(&self, generation: u32) {
+        let s = self.state();
+        match s.mutex.lock(Deadline::after(LEAVE_WAIT)) {
+            Ok(Acquired::Clean) => {}
+            Ok(Acquired::OwnerDied) => {
+                self.break_locked();
+                s.mutex.unlock();
+                return;
             }
-            if self.is_broken() {
-                return Err(BarrierError::Broken);
-            }
-            if !futex::wait(&s.epoch, epoch, deadline) {
-                if let Some(done) = self.ended(generation, index) {
-                    return done;
-                }
-                return Err(self.break_for_timeout());
+            Err(_) => {
+                self.abort();
+                return;
             }
         }
+        if s.generation.load(Ordering::Acquire) == generation && !self.is_broken() {
+            let count = s.count.load(Ordering::Acquire);
+            s.count.store(count.saturating_sub(1), Ordering::Release);
+        }
+        s.mutex.unlock();
+    }
+
+    /// The word waiters sleep on: it moves on every change.
+    pub(super) fn epoch_word(&self) -> &AtomicU32 {
+        self.state().epoch()
     }
 
     /// How a wait in `generation` ended, once it has: passed, or reset.

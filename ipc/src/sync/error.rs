@@ -106,4 +106,8 @@ pub enum BarrierError {
     /// broken for everyone (Python re-raises the action's exception).
     #[error("the barrier's action panicked: {0}; the barrier is now broken")]
     ActionPanicked(String),
+    /// An awaited wait could not be left with a thread of this process
+    /// (it could not start); the party has left the barrier.
+    #[error("could not wait for the barrier: {0}")]
+    Os(String),
 }

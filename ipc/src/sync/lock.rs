@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use super::robust::{Acquired, NotAcquired, RobustMutex};
 use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
+use crate::watch::LazyWatch;
 
 #[repr(C)]
 pub(crate) struct MutexState {
@@ -38,6 +40,12 @@ pub(crate) struct RLockTag;
 /// The layout stored: a mutex; the tag type only names the kind.
 #[repr(C)]
 pub(crate) struct Tagged<T>(std::marker::PhantomData<T>, MutexState);
+
+impl<T> Tagged<T> {
+    pub(crate) fn mutex(&self) -> &RobustMutex {
+        &self.1.mutex
+    }
+}
 
 impl ShmState for Tagged<LockTag> {
     const TAG: u64 = 0x4950_434c_4f43_4b02; // "IPCLOCK" v2
@@ -60,11 +68,24 @@ pub(crate) fn guard_or_error<G>(
 }
 
 macro_rules! define_lock {
-    ($(#[$doc:meta])* $name:ident, $guard:ident, $tag:ident, $recursive:expr) => {
+    ($(#[$doc:meta])* $name:ident, $guard:ident, $tag:ident, $recursive:expr $(, $watch:ident)?) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[derive(Clone, Serialize, Deserialize)]
         pub struct $name {
-            cell: ShmCell<Tagged<$tag>>,
+            pub(super) cell: ShmCell<Tagged<$tag>>,
+            $(
+                /// The thread that `lock_async` futures leave their wakers with.
+                #[serde(skip)]
+                pub(super) $watch: Arc<LazyWatch>,
+            )?
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("cell", &self.cell)
+                    .finish_non_exhaustive()
+            }
         }
 
         /// Holds the lock until dropped.
@@ -88,7 +109,10 @@ macro_rules! define_lock {
                 })?;
                 match failed {
                     Some(e) => Err(e.into()),
-                    None => Ok($name { cell }),
+                    None => Ok($name {
+                        cell,
+                        $($watch: Arc::default(),)?
+                    }),
                 }
             }
 
@@ -145,8 +169,16 @@ define_lock!(
     Lock,
     LockGuard,
     LockTag,
-    false
+    false,
+    watch
 );
+
+impl<'a> LockGuard<'a> {
+    /// The guard of a lock its future took.
+    pub(super) fn new(mutex: &'a RobustMutex) -> Self {
+        LockGuard { mutex }
+    }
+}
 
 define_lock!(
     /// A lock the holding thread may take again (Python's `RLock`); it is

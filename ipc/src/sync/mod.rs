@@ -10,11 +10,13 @@
 //! waiting is on futex words, which a dead waiter cannot leave blocked.
 
 mod barrier;
+mod barrier_future;
 mod condition;
 mod error;
 mod event;
 mod event_future;
 mod lock;
+mod lock_future;
 pub(crate) mod robust;
 mod semaphore;
 mod semaphore_future;
@@ -22,11 +24,13 @@ mod waiters;
 mod word_watch;
 
 pub use barrier::Barrier;
+pub use barrier_future::BarrierWaitFuture;
 pub use condition::{Condition, ConditionGuard};
 pub use error::{BarrierError, LockError, LockResult, OwnerDied, ReleaseError};
 pub use event::Event;
 pub use event_future::WaitFuture;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard, SharedLock};
+pub use lock_future::LockFuture;
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore_future::AcquireFuture;
 

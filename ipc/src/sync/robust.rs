@@ -215,6 +215,61 @@ impl RobustMutex {
         liveness::thread_alive(tid, start)
     }
 
+    /// The lock word, for a future's watch: it moves whenever the lock is
+    /// taken or freed.
+    pub(crate) fn lock_word(&self) -> &AtomicU32 {
+        &self.word
+    }
+
+    /// After a try that found the lock held, with the word at `held`:
+    /// raises the mark that makes the unlock wake a sleeper, so a watch
+    /// thread may sleep on the word. The word it may sleep on, or `None`
+    /// if the word moved meanwhile (try again).
+    pub(crate) fn mark_waiting(&self, held: u32) -> Option<u32> {
+        if held & WAITERS != 0 {
+            return Some(held);
+        }
+        self.word
+            .compare_exchange(held, held | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+            .ok()
+            .map(|_| held | WAITERS)
+    }
+
+    /// A try by a waiter that was asleep: it keeps the mark, as the
+    /// blocking lock does, since others may sleep still.
+    pub(crate) fn try_lock_marked(&self) -> Result<Acquired, NotAcquired> {
+        let tid = thread_id();
+        match self
+            .word
+            .compare_exchange(0, tid | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                self.took(tid);
+                Ok(Acquired::Clean)
+            }
+            Err(held) => self.held_by_caller(held, tid, true),
+        }
+    }
+
+    /// Whether the word `held` names a holder that is gone (the costly
+    /// look: `/proc` the first time, a thread pidfd after).
+    pub(crate) fn holder_gone(&self, held: u32) -> bool {
+        held & TID_MASK == 0 || !self.holder_alive(held & TID_MASK)
+    }
+
+    /// Takes over the word `held`, judged to name a dead holder; anyone
+    /// faster wins (then `None`).
+    pub(crate) fn take_over(&self, held: u32) -> Option<Acquired> {
+        let tid = thread_id();
+        self.word
+            .compare_exchange(held, tid | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+            .ok()
+            .map(|_| {
+                self.took(tid);
+                Acquired::OwnerDied
+            })
+    }
+
     /// Whether someone holds the lock now (Python's `locked()`).
     pub(crate) fn is_locked(&self) -> bool {
         self.word.load(Ordering::Acquire) & TID_MASK != 0
