@@ -239,8 +239,11 @@ fn main() {
 /// the first line of `main`.
 const WITH_TOKIO: &str = r#"use std::time::Duration;
 
+use std::sync::Arc;
+
 use outlast::ipc::queue::Queue;
-use outlast::ipc::sync::Event;
+use outlast::ipc::sync::{Barrier, Event, Lock};
+use outlast::ipc::value::RawValue;
 use outlast::ipc::{Connection, Pipe, Process};
 use outlast::pool::Pool;
 
@@ -284,6 +287,19 @@ fn send_large(mut conn: Connection) {
     for i in 0..2u8 {
         conn.send(&vec![i; LARGE]).expect("sent");
     }
+}
+
+fn add_locked((lock, total): (Lock, RawValue<u64>)) {
+    for _ in 0..200 {
+        let _held = lock.lock().expect("the lock");
+        let seen = total.get();
+        std::thread::yield_now();
+        total.set(seen + 1);
+    }
+}
+
+fn meet(barrier: Barrier) -> u32 {
+    (0..10).map(|_| barrier.wait().expect("a round")).sum()
 }
 
 #[tokio::main]
@@ -397,6 +413,54 @@ async fn main() {
         all.iter().enumerate().all(|(i, v)| v.len() == LARGE && v.iter().all(|&b| b == i as u8))
     };
     println!("large, in order: {} {}", whole(&items), whole(&frames));
+    // A lock shared with two processes, held by eight tasks across an
+    // await (each may resume on another thread of the runtime).
+    let lock = Arc::new(Lock::new().expect("lock"));
+    let total = Arc::new(RawValue::new(0u64).expect("value"));
+    let adders: Vec<_> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(add_locked, ((*lock).clone(), (*total).clone()));
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (lock, total) = (Arc::clone(&lock), Arc::clone(&total));
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let _held = lock.lock_async().await.expect("the lock");
+                    let seen = total.get();
+                    tokio::task::yield_now().await;
+                    total.set(seen + 1);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("the task");
+    }
+    for mut p in adders {
+        p.join_async().await.expect("an adder ended well");
+    }
+    println!("locked total: {}", total.get());
+    // A barrier met by two processes and this task, ten rounds.
+    let barrier = Barrier::new(3).expect("barrier");
+    let parties: Vec<_> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(meet, barrier.clone());
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    let mut indices = 0;
+    for _ in 0..10 {
+        indices += barrier.wait_async().await.expect("a round");
+    }
+    for mut p in parties {
+        indices += p.join_async().await.expect("a party ended well");
+    }
+    println!("barrier indices: {indices}");
 }
 "#;
 
@@ -425,7 +489,7 @@ fn programs_with_threads_use_a_pool_with_default_options() {
         "sum of squares: 332833500\nawaited: 332833500\nstreamed: 332833500\n\
          children: 40425\nfrom a queue: 332833500\n\
          timed out: true, then 42\nechoed: 100\nstopped: true\n\
-         large, in order: true true"
+         large, in order: true true\nlocked total: 800\nbarrier indices: 30"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
