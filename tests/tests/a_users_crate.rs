@@ -242,7 +242,7 @@ const WITH_TOKIO: &str = r#"use std::time::Duration;
 use std::sync::Arc;
 
 use outlast::ipc::queue::Queue;
-use outlast::ipc::sync::{Barrier, Event, Lock};
+use outlast::ipc::sync::{Barrier, Condition, Event, Lock};
 use outlast::ipc::value::RawValue;
 use outlast::ipc::{Connection, Pipe, Process};
 use outlast::pool::Pool;
@@ -296,6 +296,13 @@ fn add_locked((lock, total): (Lock, RawValue<u64>)) {
         std::thread::yield_now();
         total.set(seen + 1);
     }
+}
+
+fn ready_later((cond, ready): (Condition, RawValue<u64>)) {
+    std::thread::sleep(Duration::from_millis(100));
+    let _held = cond.lock().expect("the lock");
+    ready.set(7);
+    cond.notify_all();
 }
 
 fn meet(barrier: Barrier) -> u32 {
@@ -461,6 +468,18 @@ async fn main() {
         indices += p.join_async().await.expect("a party ended well");
     }
     println!("barrier indices: {indices}");
+    // A condition notified by a process, waited for by a task.
+    let cond = Condition::new().expect("condition");
+    let ready = RawValue::new(0u64).expect("value");
+    let mut notifier = Process::new(ready_later, (cond.clone(), ready.clone()));
+    notifier.start().expect("start");
+    let mut held = cond.lock_async().await.expect("the lock");
+    while ready.get() == 0 {
+        held = cond.wait_async(held).await.expect("notified");
+    }
+    drop(held);
+    notifier.join_async().await.expect("the notifier ended well");
+    println!("condition: {}", ready.get());
 }
 "#;
 
@@ -489,7 +508,7 @@ fn programs_with_threads_use_a_pool_with_default_options() {
         "sum of squares: 332833500\nawaited: 332833500\nstreamed: 332833500\n\
          children: 40425\nfrom a queue: 332833500\n\
          timed out: true, then 42\nechoed: 100\nstopped: true\n\
-         large, in order: true true\nlocked total: 800\nbarrier indices: 30"
+         large, in order: true true\nlocked total: 800\nbarrier indices: 30\ncondition: 7"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

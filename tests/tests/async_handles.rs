@@ -40,6 +40,7 @@ fn main() {
         awaited_acquires_take_each_released_unit_once,
         awaited_locks_exclude_processes_and_take_over_a_killed_holders_lock,
         awaited_barrier_waits_meet_processes_and_a_dropped_one_leaves,
+        awaited_condition_waits_take_each_notify_once_and_pass_on_a_dropped_ones,
         many_awaited_connections_and_children_share_one_sleeping_thread,
         many_awaited_queues_events_and_semaphores_share_few_sleeping_threads,
         a_forked_child_awaits_with_a_reactor_of_its_own,
@@ -64,6 +65,10 @@ fn futures_are_send(q: &Queue<u64>, conn: &mut Connection, p: &mut Process<u64, 
     send(lock.lock_async());
     let barrier = outlast_ipc::sync::Barrier::new(2).expect("a barrier");
     send(barrier.wait_async());
+    let cond = outlast_ipc::sync::Condition::new().expect("a condition");
+    send(cond.lock_async());
+    let held = cond.lock().map_err(|e| e.to_string()).expect("the lock");
+    send(cond.wait_async(held));
 }
 
 /// How long any future here may take before the test fails.
@@ -1254,4 +1259,110 @@ fn awaited_barrier_waits_meet_processes_and_a_dropped_one_leaves() {
         waiter.join().expect("the waiting thread")
     });
     assert_eq!(got, Some(Err(BarrierError::Broken)));
+}
+
+/// Puts `n` items one at a time (a count under `cond`'s lock), notifying
+/// one waiter each, then says it is done and notifies everyone.
+fn produce_under_condition(
+    (cond, items, done, n): (
+        outlast_ipc::sync::Condition,
+        outlast_ipc::value::RawValue<u64>,
+        outlast_ipc::value::RawValue<u64>,
+        u64,
+    ),
+) {
+    for i in 0..n {
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let held = cond.lock().map_err(|e| e.to_string()).expect("the lock");
+        items.set(items.get() + 1);
+        cond.notify(1);
+        drop(held);
+    }
+    let held = cond.lock().map_err(|e| e.to_string()).expect("the lock");
+    done.set(1);
+    cond.notify_all();
+    drop(held);
+}
+
+/// Four futures of this thread consume what a child process produces
+/// under a `Condition`, each waiting with `wait_async` while nothing is
+/// there: every item is taken exactly once. Then a notify given to the
+/// oldest of two waiting futures, which is dropped before it is polled
+/// again, goes on to the other (before, it was spent on the one that
+/// left, and the other waited on); a future dropped before any notify
+/// left its place (a notify then finds nobody); and the guard given to a
+/// wait never polled is let go with it.
+fn awaited_condition_waits_take_each_notify_once_and_pass_on_a_dropped_ones() {
+    use outlast_ipc::sync::Condition;
+    use outlast_ipc::value::RawValue;
+    const ITEMS: u64 = 200;
+    let cond = Condition::new().expect("a condition");
+    let items = RawValue::new(0u64).expect("a count");
+    let done = RawValue::new(0u64).expect("a flag");
+    let mut producer = Process::new(
+        produce_under_condition,
+        (cond.clone(), items.clone(), done.clone(), ITEMS),
+    );
+    producer.start().expect("start");
+    let consumers: Vec<Task<'_, u64>> = (0..4)
+        .map(|_| -> Task<'_, u64> {
+            let (cond, items, done) = (&cond, &items, &done);
+            Box::pin(async move {
+                let mut taken = 0;
+                loop {
+                    let mut held = cond.lock_async().await.map_err(|e| e.to_string());
+                    while items.get() == 0 && done.get() == 0 {
+                        let guard = held.expect("the lock");
+                        held = cond.wait_async(guard).await.map_err(|e| e.to_string());
+                    }
+                    let held = held.expect("the lock");
+                    if items.get() == 0 {
+                        return taken;
+                    }
+                    items.set(items.get() - 1);
+                    taken += 1;
+                    drop(held);
+                    YieldOnce(false).await;
+                }
+            })
+        })
+        .collect();
+    let joined = join_all(consumers, PATIENCE);
+    producer.join().expect("the producer ended well");
+    let taken: Vec<u64> = joined
+        .outputs
+        .iter()
+        .map(|o| o.expect("a consumer ended in time"))
+        .collect();
+    assert_eq!(taken.iter().sum::<u64>(), ITEMS, "{taken:?}");
+    assert_eq!(items.get(), 0);
+
+    let guard = cond.lock().map_err(|e| e.to_string()).expect("the lock");
+    let mut first = Box::pin(cond.wait_async(guard));
+    assert!(poll_once(&mut first).is_pending());
+    let guard = cond.lock().map_err(|e| e.to_string()).expect("the lock");
+    let mut second = Box::pin(cond.wait_async(guard));
+    assert!(poll_once(&mut second).is_pending());
+    assert_eq!(cond.notify(1), 1, "the oldest waiter is chosen");
+    drop(first);
+    match poll_once(&mut second) {
+        Poll::Ready(Ok(held)) => drop(held),
+        Poll::Ready(Err(e)) => panic!("{e}"),
+        Poll::Pending => panic!("the dropped waiter's notify was not passed on"),
+    }
+    drop(second);
+
+    let guard = cond.lock().map_err(|e| e.to_string()).expect("the lock");
+    let mut left = Box::pin(cond.wait_async(guard));
+    assert!(poll_once(&mut left).is_pending());
+    drop(left);
+    assert_eq!(cond.notify(1), 0, "a dropped waiter still holds a place");
+    let guard = cond.lock().map_err(|e| e.to_string()).expect("the lock");
+    drop(cond.wait_async(guard));
+    assert!(
+        cond.lock_timeout(Duration::ZERO).is_ok(),
+        "an unpolled wait kept the lock"
+    );
 }

@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,7 @@ use super::waiters::Waiters;
 use crate::os::Deadline;
 use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
+use crate::watch::LazyWatch;
 
 #[repr(C)]
 pub(crate) struct ConditionState {
@@ -39,19 +41,48 @@ pub(crate) struct ConditionState {
     waiters: Waiters,
 }
 
+impl ConditionState {
+    pub(super) fn mutex(&self) -> &RobustMutex {
+        &self.mutex
+    }
+
+    pub(super) fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+}
+
 impl ShmState for ConditionState {
     const TAG: u64 = 0x4950_4343_4f4e_4402; // "IPCCOND" v2
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Condition {
-    cell: ShmCell<ConditionState>,
+    pub(super) cell: ShmCell<ConditionState>,
+    /// The thread that `lock_async` and `wait_async` futures leave their
+    /// wakers with while they wait for the lock.
+    #[serde(skip)]
+    pub(super) watch: Arc<LazyWatch>,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Condition")
+            .field("cell", &self.cell)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Holds the condition's lock until dropped.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
+}
+
+impl<'a> ConditionGuard<'a> {
+    /// The guard of a lock a future took.
+    pub(super) fn new(cond: &'a Condition) -> Self {
+        ConditionGuard { cond }
+    }
 }
 
 impl Drop for ConditionGuard<'_> {
@@ -69,11 +100,14 @@ impl Condition {
         })?;
         match failed {
             Some(e) => Err(e.into()),
-            None => Ok(Condition { cell }),
+            None => Ok(Condition {
+                cell,
+                watch: Arc::default(),
+            }),
         }
     }
 
-    fn state(&self) -> &ConditionState {
+    pub(super) fn state(&self) -> &ConditionState {
         self.cell.state()
     }
 

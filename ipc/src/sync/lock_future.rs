@@ -17,26 +17,28 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::shm::cell::ShmCell;
+use crate::shm::cell::{ShmCell, ShmState};
 use crate::watch::{Arm, Registration, Watch, Watched};
 
 use super::lock::{guard_or_error, LockTag, Tagged};
-use super::robust::{NotAcquired, RobustMutex};
+use super::robust::{Acquired, NotAcquired, RobustMutex};
 use super::{Lock, LockGuard, LockResult};
 
-/// The lock word as the watch sees it: its value is the epoch; it is
-/// ready when free; the costly look asks whether the holder lives.
-struct LockWord {
-    cell: ShmCell<Tagged<LockTag>>,
+/// A lock word as the watch sees it: its value is the epoch; it is
+/// ready when free; the costly look asks whether the holder lives. Any
+/// state in shared memory with a lock in it (a `Lock`'s, a `Condition`'s).
+pub(super) struct MutexWord<S> {
+    pub cell: ShmCell<S>,
+    pub mutex: fn(&S) -> &RobustMutex,
 }
 
-impl LockWord {
+impl<S: ShmState + Send + Sync + 'static> MutexWord<S> {
     fn mutex(&self) -> &RobustMutex {
-        self.cell.state().mutex()
+        (self.mutex)(self.cell.state())
     }
 }
 
-impl Watched for LockWord {
+impl<S: ShmState + Send + Sync + 'static> Watched for MutexWord<S> {
     fn epoch(&self) -> u64 {
         u64::from(self.mutex().lock_word().load(Ordering::Acquire))
     }
@@ -62,6 +64,63 @@ impl Watched for LockWord {
 
     fn has_costly_look(&self) -> bool {
         true
+    }
+}
+
+/// A future's taking of a lock: its tries, and its wait with the lock's
+/// watch between them.
+#[derive(Default)]
+pub(super) struct Locking {
+    /// The word it last slept on: a wake with the word still there came
+    /// from the watch's look at the holder.
+    seen: Option<u32>,
+    waiting: Option<Registration>,
+}
+
+impl Locking {
+    /// Tries `mutex`; when it is held, leaves `cx`'s waker with `watch`
+    /// (the lock's) until it moves or its holder is found gone.
+    pub(super) fn poll(
+        &mut self,
+        mutex: &RobustMutex,
+        watch: &Arc<Watch>,
+        cx: &Context<'_>,
+    ) -> Poll<Result<Acquired, NotAcquired>> {
+        loop {
+            // Once asleep, a take keeps the mark: others may sleep still.
+            let tried = match self.seen {
+                Some(_) => mutex.try_lock_marked(),
+                None => mutex.try_lock(),
+            };
+            if !matches!(tried, Err(NotAcquired::Timeout)) {
+                self.waiting = None;
+                return Poll::Ready(tried);
+            }
+            let held = mutex.lock_word().load(Ordering::Acquire);
+            if held == 0 {
+                continue;
+            }
+            // Woken with the word unmoved: the watch found the holder
+            // gone. Judged again here, then the exact word is taken over.
+            if self.seen == Some(held) && mutex.holder_gone(held) {
+                if let Some(taken) = mutex.take_over(held) {
+                    self.waiting = None;
+                    return Poll::Ready(Ok(taken));
+                }
+                continue;
+            }
+            let Some(marked) = mutex.mark_waiting(held) else {
+                continue;
+            };
+            self.seen = Some(marked);
+            let registration = self
+                .waiting
+                .get_or_insert_with(|| Registration::new(Arc::clone(watch)));
+            return match registration.wait(u64::from(marked), cx.waker()) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(NotAcquired::Os(e))),
+            };
+        }
     }
 }
 
@@ -100,16 +159,16 @@ impl Lock {
     pub fn lock_async(&self) -> LockFuture<'_> {
         LockFuture {
             lock: self,
-            seen: None,
-            waiting: None,
+            locking: Locking::default(),
         }
     }
 
     /// This lock's watch, started on first use.
     fn watch(&self) -> &Arc<Watch> {
         self.watch.get_or_init("lock", || {
-            Arc::new(LockWord {
+            Arc::new(MutexWord {
                 cell: self.cell.clone(),
+                mutex: Tagged::<LockTag>::mutex,
             })
         })
     }
@@ -119,10 +178,7 @@ impl Lock {
 #[must_use = "a future takes nothing unless it is awaited"]
 pub struct LockFuture<'a> {
     lock: &'a Lock,
-    /// The word it last slept on: a wake with the word still there came
-    /// from the watch's look at the holder.
-    seen: Option<u32>,
-    waiting: Option<Registration>,
+    locking: Locking,
 }
 
 impl std::fmt::Debug for LockFuture<'_> {
@@ -138,40 +194,9 @@ impl<'a> Future for LockFuture<'a> {
         let this = self.get_mut();
         let lock = this.lock;
         let mutex = lock.raw_mutex();
-        crate::coop::cooperative(cx, |cx| loop {
-            // Once asleep, a take keeps the mark: others may sleep still.
-            let tried = match this.seen {
-                Some(_) => mutex.try_lock_marked(),
-                None => mutex.try_lock(),
-            };
-            if !matches!(tried, Err(NotAcquired::Timeout)) {
-                this.waiting = None;
-                return Poll::Ready(guard_or_error(tried, || LockGuard::new(mutex)));
-            }
-            let held = mutex.lock_word().load(Ordering::Acquire);
-            if held == 0 {
-                continue;
-            }
-            // Woken with the word unmoved: the watch found the holder
-            // gone. Judged again here, then the exact word is taken over.
-            if this.seen == Some(held) && mutex.holder_gone(held) {
-                if let Some(taken) = mutex.take_over(held) {
-                    this.waiting = None;
-                    return Poll::Ready(guard_or_error(Ok(taken), || LockGuard::new(mutex)));
-                }
-                continue;
-            }
-            let Some(marked) = mutex.mark_waiting(held) else {
-                continue;
-            };
-            this.seen = Some(marked);
-            let registration = this
-                .waiting
-                .get_or_insert_with(|| Registration::new(Arc::clone(lock.watch())));
-            return match registration.wait(u64::from(marked), cx.waker()) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(super::LockError::Os(e))),
-            };
+        crate::coop::cooperative(cx, |cx| {
+            let taken = std::task::ready!(this.locking.poll(mutex, lock.watch(), cx));
+            Poll::Ready(guard_or_error(taken, || LockGuard::new(mutex)))
         })
     }
 }

@@ -12,6 +12,7 @@
 mod barrier;
 mod barrier_future;
 mod condition;
+mod condition_future;
 mod error;
 mod event;
 mod event_future;
@@ -26,6 +27,7 @@ mod word_watch;
 pub use barrier::Barrier;
 pub use barrier_future::BarrierWaitFuture;
 pub use condition::{Condition, ConditionGuard};
+pub use condition_future::{ConditionLockFuture, ConditionWaitFuture};
 pub use error::{BarrierError, LockError, LockResult, OwnerDied, ReleaseError};
 pub use event::Event;
 pub use event_future::WaitFuture;

@@ -49,6 +49,7 @@ pub(crate) struct Waiters {
 }
 
 /// Where a waiter waits.
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Place {
     Slot(usize),
     /// No free slot: on the overflow sequence, as it was when read.
@@ -124,6 +125,70 @@ impl Waiters {
                 };
                 self.overflow_waiting.fetch_sub(1, Ordering::AcqRel);
                 in_time
+            }
+        }
+    }
+
+    /// The word a future waiting in `place` sleeps on, and the value it
+    /// holds until a notify comes.
+    pub(crate) fn word(&self, place: &Place) -> Option<(&AtomicU32, u32)> {
+        match *place {
+            Place::Slot(i) => self.slots.get(i).map(|slot| (&slot.state, WAITING)),
+            Place::Overflow(seen) => Some((&self.overflow_sequence, seen)),
+        }
+    }
+
+    /// Whether a notify has come to `place`, without sleeping; if it has,
+    /// the place is left.
+    pub(crate) fn take_wake(&self, place: &Place) -> bool {
+        match *place {
+            Place::Slot(i) => {
+                let Some(slot) = self.slots.get(i) else {
+                    return true;
+                };
+                let signaled = slot.state.load(Ordering::Acquire) == SIGNALED;
+                if signaled {
+                    slot.state.store(FREE, Ordering::Release);
+                }
+                signaled
+            }
+            Place::Overflow(seen) => {
+                let moved = self.overflow_sequence.load(Ordering::Acquire) != seen;
+                if moved {
+                    self.overflow_waiting.fetch_sub(1, Ordering::AcqRel);
+                }
+                moved
+            }
+        }
+    }
+
+    /// A waiter that will not wait after all (its future was dropped)
+    /// leaves `place`; true if a notify had chosen it already, which the
+    /// caller passes on, so that no notify is spent on a waiter that left.
+    pub(crate) fn abandon(&self, place: &Place) -> bool {
+        match *place {
+            Place::Slot(i) => {
+                let Some(slot) = self.slots.get(i) else {
+                    return false;
+                };
+                match slot.state.compare_exchange(
+                    WAITING,
+                    FREE,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => false,
+                    Err(SIGNALED) => {
+                        slot.state.store(FREE, Ordering::Release);
+                        true
+                    }
+                    // Freed as a dead waiter's meanwhile: nothing was given.
+                    Err(_) => false,
+                }
+            }
+            Place::Overflow(seen) => {
+                self.overflow_waiting.fetch_sub(1, Ordering::AcqRel);
+                self.overflow_sequence.load(Ordering::Acquire) != seen
             }
         }
     }
