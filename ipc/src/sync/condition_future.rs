@@ -98,9 +98,19 @@ impl Condition {
     /// # }
     /// ```
     ///
-    /// Under an executor:
-    /// `let mut held = cond.lock_async().await?;`
-    /// `while !ready() { held = cond.wait_async(held).await?; }`.
+    /// Under an executor, with a timeout (the guard went with the
+    /// future, so a wait that timed out takes the lock again itself, as
+    /// asyncio's `wait_for(cond.wait(), t)` does):
+    ///
+    /// ```text
+    /// let mut held = cond.lock_async().await?;
+    /// while !ready() {
+    ///     held = match tokio::time::timeout(d, cond.wait_async(held)).await {
+    ///         Ok(woken) => woken?,
+    ///         Err(_) => cond.lock_async().await?,
+    ///     };
+    /// }
+    /// ```
     pub fn wait_async<'a>(&'a self, guard: ConditionGuard<'a>) -> ConditionWaitFuture<'a> {
         ConditionWaitFuture {
             cond: self,
