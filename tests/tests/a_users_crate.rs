@@ -305,6 +305,12 @@ fn ready_later((cond, ready): (Condition, RawValue<u64>)) {
     cond.notify_all();
 }
 
+fn count_blocking(counts: outlast::ipc::manager::Dict<String, i64>) {
+    for _ in 0..100 {
+        counts.fetch_add(&"all".to_string(), 1).expect("an add");
+    }
+}
+
 fn meet(barrier: Barrier) -> u32 {
     (0..10).map(|_| barrier.wait().expect("a round")).sum()
 }
@@ -497,6 +503,28 @@ async fn main() {
     drop(held);
     notifier.join_async().await.expect("the notifier ended well");
     println!("condition: {}", ready.get());
+    // A manager's dict, awaited from eight tasks beside a child's blocking calls.
+    let manager = outlast::ipc::Manager::start().expect("manager");
+    let counts = manager.dict::<String, i64>().expect("dict");
+    let mut child = Process::new(count_blocking, counts.clone());
+    child.start().expect("start");
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    counts.fetch_add_async(&"all".to_string(), 1).await.expect("an add");
+                    counts.set_async(&format!("{t}-{i}"), &i).await.expect("a set");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("the task");
+    }
+    child.join_async().await.expect("the counter ended well");
+    let all = counts.get_async(&"all".to_string()).await.expect("a get");
+    println!("manager: {:?} {}", all, counts.len_async().await.expect("a len"));
 }
 "#;
 
@@ -525,7 +553,7 @@ fn programs_with_threads_use_a_pool_with_default_options() {
         "sum of squares: 332833500\nawaited: 332833500\nstreamed: 332833500\n\
          children: 40425\nfrom a queue: 332833500\n\
          timed out: true, then 42\nechoed: 100\nstopped: true\n\
-         large, in order: true true\nlocked total: 1200\nbarrier indices: 30\ncondition: 7"
+         large, in order: true true\nlocked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -41,6 +41,7 @@ fn main() {
         awaited_locks_exclude_processes_and_take_over_a_killed_holders_lock,
         awaited_barrier_waits_meet_processes_and_a_dropped_one_leaves,
         awaited_condition_waits_take_each_notify_once_and_pass_on_a_dropped_ones,
+        awaited_manager_calls_stay_in_step_when_dropped_and_end_with_the_manager,
         many_awaited_connections_and_children_share_one_sleeping_thread,
         many_awaited_queues_events_and_semaphores_share_few_sleeping_threads,
         a_forked_child_awaits_with_a_reactor_of_its_own,
@@ -69,6 +70,23 @@ fn futures_are_send(q: &Queue<u64>, conn: &mut Connection, p: &mut Process<u64, 
     send(cond.lock_async());
     let held = cond.lock().map_err(|e| e.to_string()).expect("the lock");
     send(cond.wait_async(held));
+}
+
+/// The same for a manager's awaited calls (each borrows its proxy).
+#[allow(dead_code)]
+fn manager_futures_are_send(
+    d: &outlast_ipc::manager::Dict<String, u64>,
+    l: &outlast_ipc::manager::List<u64>,
+) {
+    fn send<T: Send>(_: T) {}
+    let key = String::new();
+    send(d.get_async(&key));
+    send(d.set_async(&key, &1));
+    send(d.update_async([(&key, &1)]));
+    send(l.append_async(&1));
+    send(l.to_vec_async());
+    send(d.items_async());
+    send(d.len_async());
 }
 
 /// How long any future here may take before the test fails.
@@ -1364,5 +1382,136 @@ fn awaited_condition_waits_take_each_notify_once_and_pass_on_a_dropped_ones() {
     assert!(
         cond.lock_timeout(Duration::ZERO).is_ok(),
         "an unpolled wait kept the lock"
+    );
+}
+
+/// Adds 1 to `counter` in `d` `n` times with the blocking call.
+fn add_blocking((d, n): (outlast_ipc::manager::Dict<String, i64>, u64)) -> Result<(), String> {
+    for _ in 0..n {
+        d.fetch_add(&"counter".to_string(), 1)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A manager's proxies, awaited: four futures of this thread set, get and
+/// count on one dict while a child process counts there with blocking
+/// calls (the count is exact, every key reads back); a hundred calls at
+/// once open a bounded number of connections; 300 calls dropped
+/// after a few polls each, some with their request out, leave the replies
+/// of the calls after them in step (a reply owed to a dropped call is read
+/// and dropped, not given to the next); the calls reach a manager over
+/// loopback TCP; and once the manager is killed, an awaited call says
+/// `Disconnected` instead of waiting.
+fn awaited_manager_calls_stay_in_step_when_dropped_and_end_with_the_manager() {
+    use outlast_ipc::manager::{Manager, ManagerError};
+    const EACH: u64 = 200;
+    let manager = Manager::start().expect("a manager");
+    let d = manager.dict::<String, i64>().expect("a dict");
+    let counter = "counter".to_string();
+    let mut adder = Process::new(add_blocking, (d.clone(), EACH));
+    adder.start().expect("start");
+    let futures: Vec<Task<'_, Result<u64, ManagerError>>> = (0..4u64)
+        .map(|task| -> Task<'_, Result<u64, ManagerError>> {
+            let (d, counter) = (&d, &counter);
+            Box::pin(async move {
+                let mut read_back = 0;
+                for i in 0..EACH {
+                    let key = format!("{task}-{i}");
+                    d.set_async(&key, &(i as i64)).await?;
+                    d.fetch_add_async(counter, 1).await?;
+                    if d.get_async(&key).await? == Some(i as i64) {
+                        read_back += 1;
+                    }
+                }
+                Ok(read_back)
+            })
+        })
+        .collect();
+    let joined = join_all(futures, PATIENCE);
+    adder
+        .join()
+        .expect("the adder ended")
+        .expect("its calls worked");
+    for out in &joined.outputs {
+        assert!(matches!(out, Some(Ok(n)) if *n == EACH), "{out:?}");
+    }
+    let total = d.get(&counter).expect("a get");
+    assert_eq!(total, Some(5 * EACH as i64));
+    assert_eq!(d.len().expect("a len"), 4 * EACH + 1);
+
+    // A hundred calls at once share at most sixteen connections (each
+    // awaited one also has a duplicate in the reactor meanwhile).
+    let open_fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let before = open_fds();
+    let key = "0-0".to_string();
+    let many: Vec<Task<'_, Result<Option<i64>, ManagerError>>> = (0..100)
+        .map(|_| -> Task<'_, Result<Option<i64>, ManagerError>> { Box::pin(d.get_async(&key)) })
+        .collect();
+    let joined = join_all(many, PATIENCE);
+    assert!(
+        joined
+            .outputs
+            .iter()
+            .all(|o| matches!(o, Some(Ok(Some(0))))),
+        "{:?}",
+        joined.outputs
+    );
+    let grew = open_fds().saturating_sub(before);
+    assert!(grew <= 40, "{grew} descriptors for 100 calls at once");
+
+    // Dropped calls: each polled 0 to 3 times, with a short rest between.
+    let mut started = 0;
+    for i in 0..300u32 {
+        let mut call = Box::pin(d.fetch_add_async(&counter, 1));
+        for _ in 0..i % 4 {
+            if poll_once(&mut call).is_ready() {
+                break;
+            }
+            started += 1;
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    assert!(started > 0);
+    let after_drops = d.get(&counter).expect("a get").expect("a count");
+    assert!((5 * EACH as i64..=5 * EACH as i64 + 300).contains(&after_drops));
+    let in_step = block_on(
+        async {
+            d.set_async(&"x".to_string(), &7).await?;
+            let x = d.get_async(&"x".to_string()).await?;
+            let n = d.fetch_add_async(&counter, 0).await?;
+            let keys = d.len_async().await?;
+            Ok::<_, ManagerError>((x, n, keys))
+        },
+        PATIENCE,
+    )
+    .expect("in time")
+    .expect("the calls after the dropped ones");
+    let settled = d.get(&counter).expect("a get").expect("a count");
+    assert_eq!(in_step, (Some(7), settled, 4 * EACH + 2));
+
+    let address = "127.0.0.1:0".parse().expect("an address");
+    let remote = Manager::serve(&address, b"a key of ours").expect("a TCP manager");
+    let list = remote.list::<u64>().expect("a list");
+    let got = block_on(
+        async {
+            for x in 0..10u64 {
+                list.append_async(&x).await?;
+            }
+            Ok::<_, ManagerError>((list.len_async().await?, list.to_vec_async().await?))
+        },
+        PATIENCE,
+    )
+    .expect("in time")
+    .expect("the calls over TCP");
+    assert_eq!(got, (10, (0..10).collect::<Vec<u64>>()));
+
+    let pid = manager.pid().expect("the manager's pid") as i32;
+    // SAFETY: kill has no memory arguments.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let after = block_on(d.get_async(&"x".to_string()), PATIENCE);
+    assert!(
+        matches!(after, Some(Err(ManagerError::Disconnected))),
+        "{after:?}"
     );
 }

@@ -76,6 +76,7 @@ pub(super) fn forget(link: &Link) {
     if let Some(open) = CONNECTIONS.with(|c| c.borrow_mut().remove(link)) {
         release(open, pid);
     }
+    super::awaited::forget(link);
     forget_dropped(|gone| gone == link);
 }
 
@@ -143,7 +144,7 @@ fn process_token() -> u64 {
 
 /// Whether `request` may ride in a batch (one that cannot wait, and no
 /// registered type's call, which would run under the objects' lock).
-fn batchable(request: &Request) -> bool {
+pub(super) fn batchable(request: &Request) -> bool {
     match request {
         Request::Create(_) | Request::Open { .. } => true,
         Request::On { op, .. } => !op.may_wait() && !matches!(op, Op::Call(_)),
@@ -186,7 +187,7 @@ impl Link {
     }
 
     /// The objects of this manager whose proxies this process dropped.
-    fn take_dropped(&self) -> Vec<u64> {
+    pub(super) fn take_dropped(&self) -> Vec<u64> {
         let Ok(mut dropped) = DROPPED.try_lock() else {
             return Vec::new();
         };
@@ -306,19 +307,7 @@ impl Link {
             release(open, pid);
         }
         close_stale_connections();
-        let address: Address = self
-            .address
-            .parse()
-            .map_err(|e: net::BadAddress| ManagerError::Server(e.to_string()))?;
-        let timeout = timeout.unwrap_or(net::HANDSHAKE_TIMEOUT);
-        let mut conn = net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
-            NetError::Auth(auth) => ManagerError::Auth(auth),
-            NetError::Timeout(_) => ManagerError::Timeout,
-            NetError::Io(e) if out_of_descriptors(&e) => ManagerError::Local(e),
-            // No socket, or nobody behind it: the manager is gone.
-            NetError::Io(_) => ManagerError::Disconnected,
-        })?;
-        announce(&mut conn)?;
+        let (address, mut conn) = self.connect(timeout)?;
         let lane = match address {
             Address::Unix(_) | Address::Abstract(_) => open_lane(&mut conn)?,
             Address::Tcp(_) => None,
@@ -332,6 +321,28 @@ impl Link {
             },
             false,
         ))
+    }
+
+    /// A new connection to the manager, authenticated and announced as
+    /// this process's, within `timeout` (`None`: the handshake's own).
+    pub(super) fn connect(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(Address, Connection), ManagerError> {
+        let address: Address = self
+            .address
+            .parse()
+            .map_err(|e: net::BadAddress| ManagerError::Server(e.to_string()))?;
+        let timeout = timeout.unwrap_or(net::HANDSHAKE_TIMEOUT);
+        let mut conn = net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
+            NetError::Auth(auth) => ManagerError::Auth(auth),
+            NetError::Timeout(_) => ManagerError::Timeout,
+            NetError::Io(e) if out_of_descriptors(&e) => ManagerError::Local(e),
+            // No socket, or nobody behind it: the manager is gone.
+            NetError::Io(_) => ManagerError::Disconnected,
+        })?;
+        announce(&mut conn)?;
+        Ok((address, conn))
     }
 
     fn put_back(&self, open: Open) {
@@ -482,7 +493,7 @@ fn spin_for_reply(
     }
 }
 
-fn send_error(e: SendError) -> ManagerError {
+pub(super) fn send_error(e: SendError) -> ManagerError {
     match e {
         SendError::Disconnected => ManagerError::Disconnected,
         SendError::Encode(crate::codec::EncodeError::TooLarge { len, max }) => {
@@ -504,7 +515,7 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
-fn recv_error(e: RecvError) -> ManagerError {
+pub(super) fn recv_error(e: RecvError) -> ManagerError {
     match e {
         RecvError::Disconnected => ManagerError::Disconnected,
         RecvError::Io(e) if out_of_descriptors(&e) => ManagerError::Local(e),

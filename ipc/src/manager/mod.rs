@@ -58,6 +58,7 @@
 //! [`Manager::connect`] reaches it from another machine, and both sides
 //! share objects by name ([`Manager::open`]).
 
+mod awaited;
 mod byte_lists;
 mod client;
 mod lane;

@@ -4,6 +4,7 @@
 //! sees (the answer to `d['k'].append(x)` changing a copy).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
@@ -12,7 +13,8 @@ use serde::Serialize;
 use super::super::protocol::{KeyHolds, Kind, Op, Reply, Update};
 use super::super::ManagerError;
 use super::{
-    decode, decode_owned, encode, expect_done, expect_value, proxy, unexpected, List, Made, Target,
+    decode, decode_owned, encode, expect_bool, expect_count, expect_done, expect_int, expect_list,
+    expect_value, proxy, unexpected, List, Made, Target,
 };
 
 proxy! {
@@ -80,6 +82,31 @@ impl Namespace {
         self.target
             .int(Op::UpdateWith(name.as_bytes().to_vec(), update))
     }
+
+    /// [`get`](Self::get), awaited (see [`Dict::get_async`]).
+    pub fn get_async<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<T>, ManagerError>> + Send + '_ {
+        let op = Op::Get(name.as_bytes().to_vec());
+        async move { expect_value(self.target.call_async(op).await?) }
+    }
+
+    /// [`set`](Self::set), awaited (see [`Dict::get_async`]).
+    pub fn set_async<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
+        let op = encode(value).map(|v| Op::Set(name.as_bytes().to_vec(), v));
+        async move { expect_done(self.target.call_async(op?).await?) }
+    }
+
+    /// [`fetch_add`](Self::fetch_add), awaited (see [`Dict::get_async`]).
+    pub async fn fetch_add_async(&self, name: &str, delta: i64) -> Result<i64, ManagerError> {
+        let op = Op::FetchAdd(name.as_bytes().to_vec(), delta);
+        expect_int(self.target.call_async(op).await?)
+    }
 }
 
 proxy! {
@@ -91,7 +118,147 @@ proxy! {
     Dict [K, V] = Kind::Dict
 }
 
+/// The futures of a proxy's `_async` calls: a round trip on a connection
+/// of the process's own for awaited calls, opened on a thread of ours, so
+/// the executor's thread never waits for the manager (see the README's
+/// Async). Only calls that do not wait on the server have them: a queue's
+/// `get`, a lock's `acquire` block (call them in `spawn_blocking`).
+/// Cancel-safe: dropped before its request went out, a call did nothing;
+/// after, the manager carries it out (a `set` is made, a `pop`'s value is
+/// gone), as any request already sent. The proxy's `with_timeout` does not
+/// bound them: put them in the executor's timeout.
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
+    /// `d.get(key)`, awaited: [`get`](Self::get) for async code, with no
+    /// runtime of ours (any executor polls it).
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let manager = outlast_ipc::manager::Manager::start()?;
+    /// let d = manager.dict::<String, u64>()?;
+    /// d.set(&"a".into(), &1)?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(waker);
+    /// let mut get = std::pin::pin!(d.get_async(&"a".into()));
+    /// // Under an executor: `d.get_async(&key).await?`.
+    /// let got = loop {
+    ///     if let std::task::Poll::Ready(got) = get.as_mut().poll(&mut cx) {
+    ///         break got?;
+    ///     }
+    ///     std::thread::sleep(std::time::Duration::from_millis(1));
+    /// };
+    /// assert_eq!(got, Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_async(
+        &self,
+        key: &K,
+    ) -> impl Future<Output = Result<Option<V>, ManagerError>> + Send + '_ {
+        let op = encode(key).map(Op::Get);
+        async move { expect_value(self.target.call_async(op?).await?) }
+    }
+
+    /// `d[key] = value`, awaited (see [`get_async`](Self::get_async)).
+    pub fn set_async(
+        &self,
+        key: &K,
+        value: &V,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
+        let op = encode(key).and_then(|k| Ok(Op::Set(k, encode(value)?)));
+        async move { expect_done(self.target.call_async(op?).await?) }
+    }
+
+    /// `d.pop(key, None)`, awaited (see [`get_async`](Self::get_async)).
+    pub fn pop_async(
+        &self,
+        key: &K,
+    ) -> impl Future<Output = Result<Option<V>, ManagerError>> + Send + '_ {
+        let op = encode(key).map(Op::Pop);
+        async move { expect_value(self.target.call_async(op?).await?) }
+    }
+
+    /// `key in d`, awaited (see [`get_async`](Self::get_async)).
+    pub fn contains_async(
+        &self,
+        key: &K,
+    ) -> impl Future<Output = Result<bool, ManagerError>> + Send + '_ {
+        let op = encode(key).map(Op::Contains);
+        async move { expect_bool(self.target.call_async(op?).await?) }
+    }
+
+    /// `len(d)`, awaited (see [`get_async`](Self::get_async)).
+    pub async fn len_async(&self) -> Result<u64, ManagerError> {
+        expect_count(self.target.call_async(Op::Len).await?)
+    }
+
+    /// `list(d.keys())`, awaited (see [`get_async`](Self::get_async)).
+    pub async fn keys_async(&self) -> Result<Vec<K>, ManagerError> {
+        expect_list(self.target.call_async(Op::Keys).await?)
+    }
+
+    /// `list(d.items())`, awaited (see [`get_async`](Self::get_async)).
+    pub async fn items_async(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        items_of(self.target.call_async(Op::Items).await?)
+    }
+
+    /// `d.update(items)`, awaited, in one round trip (see
+    /// [`get_async`](Self::get_async)).
+    pub fn update_async<'a>(
+        &'a self,
+        items: impl IntoIterator<Item = (&'a K, &'a V)>,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + 'a
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let ops = items
+            .into_iter()
+            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode(v)?)))
+            .collect::<Result<Vec<_>, ManagerError>>();
+        async move {
+            self.target
+                .batch_async(ops?)
+                .await?
+                .into_iter()
+                .try_for_each(expect_done)
+        }
+    }
+
+    /// Many `d.get(key)`, awaited, in one round trip (see
+    /// [`get_async`](Self::get_async)).
+    pub fn get_many_async<'a>(
+        &'a self,
+        keys: impl IntoIterator<Item = &'a K>,
+    ) -> impl Future<Output = Result<Vec<Option<V>>, ManagerError>> + Send + 'a
+    where
+        K: 'a,
+    {
+        let ops = keys
+            .into_iter()
+            .map(|k| Ok(Op::Get(encode(k)?)))
+            .collect::<Result<Vec<_>, ManagerError>>();
+        async move {
+            self.target
+                .batch_async(ops?)
+                .await?
+                .into_iter()
+                .map(expect_value)
+                .collect()
+        }
+    }
+
+    /// [`fetch_add`](Self::fetch_add), awaited (see
+    /// [`get_async`](Self::get_async)).
+    pub fn fetch_add_async(
+        &self,
+        key: &K,
+        delta: i64,
+    ) -> impl Future<Output = Result<i64, ManagerError>> + Send + '_ {
+        let op = encode(key).map(|k| Op::FetchAdd(k, delta));
+        async move { expect_int(self.target.call_async(op?).await?) }
+    }
+
     /// `d.get(key)`.
     pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
         self.target.value(Op::Get(encode(key)?))
@@ -195,13 +362,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// `list(d.items())`, in insertion order (nested objects are left out:
     /// [`entries`](Self::entries) has them).
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
-        match self.target.call(Op::Items)? {
-            Reply::Items(items) => items
-                .into_iter()
-                .map(|(k, v)| Ok((decode(&k)?, decode_owned(v)?)))
-                .collect(),
-            other => Err(unexpected(other)),
-        }
+        items_of(self.target.call(Op::Items)?)
     }
 
     /// `d.clear()`.
@@ -435,6 +596,19 @@ impl<K: DeserializeOwned, V: DeserializeOwned> Iterator for DictItems<'_, K, V> 
     }
 }
 
+/// The pairs an `Items` reply carries.
+fn items_of<K: DeserializeOwned, V: DeserializeOwned>(
+    reply: Reply,
+) -> Result<Vec<(K, V)>, ManagerError> {
+    match reply {
+        Reply::Items(items) => items
+            .into_iter()
+            .map(|(k, v)| Ok((decode(&k)?, decode_owned(v)?)))
+            .collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
 proxy! {
     /// Python's `manager.Value(typecode, v)`, typed: one value of type `T`.
     Value [T] = Kind::Value(Vec::new())
@@ -451,6 +625,21 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     /// `v.value = x`.
     pub fn set(&self, value: &T) -> Result<(), ManagerError> {
         self.target.done(Op::Set(Vec::new(), encode(value)?))
+    }
+
+    /// [`get`](Self::get), awaited (see [`Dict::get_async`]).
+    pub async fn get_async(&self) -> Result<T, ManagerError> {
+        expect_value(self.target.call_async(Op::Get(Vec::new())).await?)?
+            .ok_or_else(|| ManagerError::Server("the value was never set".into()))
+    }
+
+    /// [`set`](Self::set), awaited (see [`Dict::get_async`]).
+    pub fn set_async(
+        &self,
+        value: &T,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
+        let op = encode(value).map(|v| Op::Set(Vec::new(), v));
+        async move { expect_done(self.target.call_async(op?).await?) }
     }
 
     /// Sets it to `new` only if it is `expected` now; whether it did.
@@ -472,5 +661,14 @@ impl Value<i64> {
     /// Applies `update` on the server, atomically; the new value.
     pub fn update_with(&self, update: Update) -> Result<i64, ManagerError> {
         self.target.int(Op::UpdateWith(Vec::new(), update))
+    }
+
+    /// [`fetch_add`](Self::fetch_add), awaited (see [`Dict::get_async`]).
+    pub async fn fetch_add_async(&self, delta: i64) -> Result<i64, ManagerError> {
+        expect_int(
+            self.target
+                .call_async(Op::FetchAdd(Vec::new(), delta))
+                .await?,
+        )
     }
 }

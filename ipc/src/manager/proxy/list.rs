@@ -2,12 +2,16 @@
 //! its version, sorted here by `T`'s own order, and swapped back only if
 //! nobody changed it meanwhile (else read again).
 
+use std::future::Future;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
-use super::{decode_owned, encode, proxy, unexpected};
+use super::{
+    decode_owned, encode, expect_count, expect_done, expect_list, expect_value, proxy, unexpected,
+};
 
 proxy! {
     /// Python's `manager.list()`, typed: items `T`. Values are compared as
@@ -19,6 +23,35 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// `l.append(v)`.
     pub fn append(&self, value: &T) -> Result<(), ManagerError> {
         self.target.done(Op::Append(encode(value)?))
+    }
+
+    /// `l.append(v)`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
+    pub fn append_async(
+        &self,
+        value: &T,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
+        let op = encode(value).map(Op::Append);
+        async move { expect_done(self.target.call_async(op?).await?) }
+    }
+
+    /// `l[i]`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
+    pub async fn get_async(&self, index: u64) -> Result<Option<T>, ManagerError> {
+        expect_value(self.target.call_async(Op::At(index)).await?)
+    }
+
+    /// `l.pop()`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
+    pub async fn pop_async(&self) -> Result<Option<T>, ManagerError> {
+        expect_value(self.target.call_async(Op::PopAt(None)).await?)
+    }
+
+    /// `len(l)`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
+    pub async fn len_async(&self) -> Result<u64, ManagerError> {
+        expect_count(self.target.call_async(Op::Len).await?)
+    }
+
+    /// `list(l)`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
+    pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError> {
+        expect_list(self.target.call_async(Op::Slice(0, u64::MAX)).await?)
     }
 
     /// `l.extend(values)`, in one round trip.

@@ -181,6 +181,59 @@ impl Target {
         }
     }
 
+    /// [`hold`](Self::hold) for an awaited call.
+    async fn hold_async(&self) {
+        if !self.counted {
+            return;
+        }
+        let reference = self.reference.get_or_init(|| {
+            Arc::new(Reference {
+                link: self.link.clone(),
+                id: self.id,
+                pid: AtomicU32::new(0),
+            })
+        });
+        let me = crate::os::thread_id::process_id();
+        let had = reference.pid.load(Ordering::Acquire);
+        if had != me
+            && reference
+                .pid
+                .compare_exchange(had, me, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let _ = self.link.call_async(self.request(Op::IncRef)).await;
+        }
+    }
+
+    /// [`call`](Self::call), awaited: for operations that do not wait on
+    /// the server (see `awaited`). The proxy's timeout is the executor's
+    /// to keep (`tokio::time::timeout`).
+    async fn call_async(&self, op: Op) -> Result<Reply, ManagerError> {
+        self.hold_async().await;
+        self.link.call_async(self.request(op)).await
+    }
+
+    /// Several operations on this object, awaited, [`MAX_BATCH`] to a
+    /// round trip.
+    async fn batch_async(&self, ops: Vec<Op>) -> Result<Vec<Reply>, ManagerError> {
+        self.hold_async().await;
+        let mut all = Vec::with_capacity(ops.len());
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let requests: Vec<Request> = ops
+                .by_ref()
+                .take(MAX_BATCH)
+                .map(|op| self.request(op))
+                .collect();
+            let n = requests.len();
+            match self.link.call_async(Request::Batch(requests)).await? {
+                Reply::Batch(replies) if replies.len() == n => all.extend(replies),
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(all)
+    }
+
     fn request(&self, op: Op) -> Request {
         Request::On { id: self.id, op }
     }
@@ -248,31 +301,48 @@ impl Target {
     }
 
     fn boolean(&self, op: Op) -> Result<bool, ManagerError> {
-        match self.call(op)? {
-            Reply::Bool(b) => Ok(b),
-            other => Err(unexpected(other)),
-        }
+        expect_bool(self.call(op)?)
     }
 
     fn count(&self, op: Op) -> Result<u64, ManagerError> {
-        match self.call(op)? {
-            Reply::Len(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        expect_count(self.call(op)?)
     }
 
     fn int(&self, op: Op) -> Result<i64, ManagerError> {
-        match self.call(op)? {
-            Reply::Int(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        expect_int(self.call(op)?)
     }
 
     fn list<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, ManagerError> {
-        match self.call(op)? {
-            Reply::Keys(items) => items.into_iter().map(decode_owned).collect(),
-            other => Err(unexpected(other)),
-        }
+        expect_list(self.call(op)?)
+    }
+}
+
+/// What a reply carries, by the shape the operation gives.
+fn expect_bool(reply: Reply) -> Result<bool, ManagerError> {
+    match reply {
+        Reply::Bool(b) => Ok(b),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn expect_count(reply: Reply) -> Result<u64, ManagerError> {
+    match reply {
+        Reply::Len(n) => Ok(n),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn expect_int(reply: Reply) -> Result<i64, ManagerError> {
+    match reply {
+        Reply::Int(n) => Ok(n),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn expect_list<T: DeserializeOwned>(reply: Reply) -> Result<Vec<T>, ManagerError> {
+    match reply {
+        Reply::Keys(items) => items.into_iter().map(decode_owned).collect(),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -1,0 +1,356 @@
+//! Awaited calls to a manager (`Dict::get_async`, `List::append_async`,
+//! ...): a request and its reply as a `std::future::Future`, for any
+//! executor, so a proxy's call does not hold an executor's thread for a
+//! round trip (over TCP, a network's).
+//!
+//! A blocking call uses its thread's connection; a future may move
+//! between threads, so awaited calls have connections of their own, kept
+//! for the whole process and lent to one call at a time. They carry
+//! requests on the socket alone (no lane: a reply on the socket is what
+//! the reactor can wait for), and only requests that do not wait on the
+//! server (no queue's get, no lock's acquire), so such a connection never
+//! holds a lock or a waiting request. A new one is opened (authenticated,
+//! announced) on a thread of ours, not the executor's.
+//!
+//! Cancel-safe: a call dropped before it sent anything has done nothing;
+//! dropped once its request is out, the request is carried out and its
+//! reply is read and dropped by the connection's next call (the manager
+//! answers in order); dropped in the middle of sending, its connection is
+//! closed (the manager frees nothing: a connection of these holds
+//! nothing).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Poll, Waker};
+
+use super::client::{batchable, recv_error, send_error, Link};
+use super::protocol::{Op, Reply, Request};
+use super::ManagerError;
+use crate::off_thread::OffThread;
+use crate::pipe::Connection;
+
+/// The most connections one process keeps open to one manager for
+/// awaited calls: a call past it waits for one to be free (a thousand
+/// tasks each awaiting a `get` make sixteen connections, not a thousand).
+const MAX_OPEN: usize = 16;
+
+/// An idle connection for awaited calls.
+struct Kept {
+    conn: Connection,
+    /// Replies still to come for requests whose calls were dropped.
+    owed: u32,
+}
+
+/// A manager's connections for awaited calls in this process.
+#[derive(Default)]
+struct Pool {
+    /// The process these belong to (a forked child starts afresh).
+    pid: u32,
+    idle: Vec<Kept>,
+    /// Connections open or being opened, idle or lent: at most `MAX_OPEN`.
+    open: usize,
+    /// Calls waiting for a connection to be free.
+    waiting: Vec<Waker>,
+}
+
+impl Pool {
+    /// Wakes the calls waiting: one of them may have a connection now
+    /// (all, so that a dropped waiter cannot keep one from the others).
+    fn wake_waiting(&mut self) {
+        for waker in self.waiting.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+/// The pools by manager.
+static POOLS: Mutex<Option<HashMap<Link, Pool>>> = Mutex::new(None);
+
+/// `link`'s pool, under the pools' lock, made afresh in a new process.
+fn with_pool<R>(link: &Link, f: impl FnOnce(&mut Pool) -> R) -> R {
+    // (Nothing is left half-done under this lock: a poisoned one is fine.)
+    let mut pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
+    let pool = pools
+        .get_or_insert_with(HashMap::new)
+        .entry(link.clone())
+        .or_default();
+    let pid = crate::os::thread_id::process_id();
+    if pool.pid != pid {
+        // A parent's, inherited through fork: its descriptors are the
+        // parent's to use.
+        for k in pool.idle.drain(..) {
+            std::mem::forget(k);
+        }
+        *pool = Pool {
+            pid,
+            ..Pool::default()
+        };
+    }
+    f(pool)
+}
+
+/// Lets go of the connections kept for `link`: its manager has ended.
+pub(super) fn forget(link: &Link) {
+    let gone = POOLS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+        .and_then(|pools| pools.remove(link));
+    if let Some(mut pool) = gone {
+        pool.wake_waiting();
+        if pool.pid != crate::os::thread_id::process_id() {
+            for k in pool.idle.drain(..) {
+                std::mem::forget(k);
+            }
+        }
+    }
+}
+
+/// One of a manager's open connections, counted until dropped (unless
+/// its connection went back idle, still counted).
+struct Place<'a> {
+    link: &'a Link,
+    counted: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            with_pool(self.link, |pool| {
+                pool.open = pool.open.saturating_sub(1);
+                pool.wake_waiting();
+            });
+        }
+    }
+}
+
+/// How far a lent connection's call went: what its drop does with it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Nothing sent: kept as it was.
+    Idle,
+    /// A request in the middle of going out: closed.
+    Sending,
+    /// The request is out: kept, owing its reply.
+    Sent,
+    /// The connection failed: closed.
+    Broken,
+}
+
+/// A connection lent to one awaited call, given back (or closed) when
+/// the call ends or is dropped.
+struct Lease<'a> {
+    place: Place<'a>,
+    kept: Option<Kept>,
+    progress: Progress,
+    /// Kept from an earlier call (the manager may have closed it meanwhile).
+    reused: bool,
+}
+
+impl Lease<'_> {
+    fn conn(&mut self) -> Result<&mut Connection, ManagerError> {
+        self.kept
+            .as_mut()
+            .map(|k| &mut k.conn)
+            .ok_or(ManagerError::Disconnected)
+    }
+
+    /// Reads and drops the replies owed for dropped calls.
+    async fn settle(&mut self) -> Result<(), ManagerError> {
+        while self.kept.as_ref().is_some_and(|k| k.owed > 0) {
+            self.progress = Progress::Broken;
+            self.conn()?.recv_bytes_async().await.map_err(recv_error)?;
+            self.progress = Progress::Idle;
+            if let Some(k) = self.kept.as_mut() {
+                k.owed -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `request` and awaits its reply.
+    async fn exchange(&mut self, request: &Request) -> Result<Reply, ManagerError> {
+        self.settle().await?;
+        self.progress = Progress::Sending;
+        let sent = self.conn()?.send_async(request).await;
+        if let Err(e) = sent {
+            self.progress = Progress::Broken;
+            return Err(send_error(e));
+        }
+        self.progress = Progress::Sent;
+        let reply = self.conn()?.recv_async::<Reply>().await;
+        match reply {
+            Ok(reply) => {
+                self.progress = Progress::Idle;
+                Ok(reply)
+            }
+            Err(e) => {
+                self.progress = Progress::Broken;
+                Err(recv_error(e))
+            }
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(mut k) = self.kept.take() else {
+            return;
+        };
+        match self.progress {
+            // Closed: its place goes when `place` is dropped.
+            Progress::Sending | Progress::Broken => return,
+            Progress::Sent => k.owed += 1,
+            Progress::Idle => {}
+        }
+        with_pool(self.place.link, |pool| {
+            pool.idle.push(k);
+            pool.wake_waiting();
+        });
+        self.place.counted = false;
+    }
+}
+
+/// What a call found in the pool.
+enum Found {
+    Idle(Kept),
+    /// A place for a new connection.
+    Room,
+    Full,
+}
+
+/// A connection for one awaited call: an idle one, or a new one opened on
+/// a thread of ours, once fewer than [`MAX_OPEN`] are open.
+async fn lease(link: &Link) -> Result<Lease<'_>, ManagerError> {
+    loop {
+        let found = with_pool(link, |pool| match pool.idle.pop() {
+            Some(k) => Found::Idle(k),
+            None if pool.open < MAX_OPEN => {
+                pool.open += 1;
+                Found::Room
+            }
+            None => Found::Full,
+        });
+        match found {
+            Found::Idle(k) => {
+                return Ok(Lease {
+                    place: Place {
+                        link,
+                        counted: true,
+                    },
+                    kept: Some(k),
+                    progress: Progress::Idle,
+                    reused: true,
+                })
+            }
+            Found::Room => break,
+            Found::Full => {
+                std::future::poll_fn(|cx| {
+                    with_pool(link, |pool| {
+                        if !pool.idle.is_empty() || pool.open < MAX_OPEN {
+                            return Poll::Ready(());
+                        }
+                        if !pool.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                            pool.waiting.push(cx.waker().clone());
+                        }
+                        Poll::Pending
+                    })
+                })
+                .await
+            }
+        }
+    }
+    let place = Place {
+        link,
+        counted: true,
+    };
+    // The waker of the first poll: the thread wakes the latest one.
+    let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+    let theirs = link.clone();
+    let connecting = OffThread::spawn(
+        "outlast-connect",
+        move || theirs.connect(None).map(|(_, conn)| conn),
+        &waker,
+    )
+    .map_err(ManagerError::Local)?;
+    let opened = std::future::poll_fn(|cx| connecting.poll(cx.waker())).await;
+    let conn = opened.unwrap_or_else(|_| {
+        Err(ManagerError::Protocol(
+            "opening a connection panicked".into(),
+        ))
+    })?;
+    Ok(Lease {
+        place,
+        kept: Some(Kept { conn, owed: 0 }),
+        progress: Progress::Idle,
+        reused: false,
+    })
+}
+
+impl Link {
+    /// Sends `request` (one that does not wait on the server) and awaits
+    /// its reply; proxies dropped since the last call go with it, as with
+    /// [`call`](Self::call).
+    pub(super) async fn call_async(&self, request: Request) -> Result<Reply, ManagerError> {
+        let gone = self.take_dropped();
+        if gone.is_empty() {
+            return self.call_alone_async(&request).await;
+        }
+        let mut batch: Vec<Request> = gone
+            .into_iter()
+            .map(|id| Request::On { id, op: Op::DecRef })
+            .collect();
+        if !batchable(&request) {
+            let _ = self.call_alone_async(&Request::Batch(batch)).await;
+            return self.call_alone_async(&request).await;
+        }
+        batch.push(request);
+        match self.call_alone_async(&Request::Batch(batch)).await? {
+            Reply::Batch(mut replies) => match replies.pop() {
+                Some(Reply::Error(why)) => Err(ManagerError::Server(why)),
+                Some(Reply::OverBudget(why)) => Err(ManagerError::OverBudget(why)),
+                Some(reply) => Ok(reply),
+                None => Err(ManagerError::Protocol("an empty batch reply".into())),
+            },
+            other => Err(ManagerError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    async fn call_alone_async(&self, request: &Request) -> Result<Reply, ManagerError> {
+        let mut lease = lease(self).await?;
+        let reply = match lease.exchange(request).await {
+            // A kept connection the manager closed while it was idle (its
+            // idle timeout): once more on a fresh one. If the manager is
+            // gone, that fails too.
+            Err(ManagerError::Disconnected) if lease.reused => {
+                drop(lease);
+                lease = match fresh(self).await {
+                    Ok(lease) => lease,
+                    // A manager being killed may still take the connection
+                    // and then close it: gone, as the first try said.
+                    Err(ManagerError::Auth(crate::net::AuthError::Disconnected)) => {
+                        return Err(ManagerError::Disconnected)
+                    }
+                    Err(e) => return Err(e),
+                };
+                lease.exchange(request).await
+            }
+            outcome => outcome,
+        }?;
+        match reply {
+            Reply::Error(why) => Err(ManagerError::Server(why)),
+            Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
+            reply => Ok(reply),
+        }
+    }
+}
+
+/// A new connection, never an idle one (those may all be closed by now).
+async fn fresh(link: &Link) -> Result<Lease<'_>, ManagerError> {
+    let idle = with_pool(link, |pool| {
+        pool.open = pool.open.saturating_sub(pool.idle.len());
+        std::mem::take(&mut pool.idle)
+    });
+    drop(idle);
+    lease(link).await
+}
