@@ -1,7 +1,8 @@
 //! `supervisor bench async`: what awaiting costs beside blocking, with a
 //! producer or an echo in another process. A `Queue` stream of 64 B items
 //! taken by `get` and by `get_async`; a round trip with a child through
-//! two queues and through a `Pipe`, blocking and awaited. The futures are
+//! two queues and through a `Pipe`, and a `Manager` dict's `get`, blocking
+//! and awaited. The futures are
 //! polled by a minimal executor here (the thread parks until a waker is
 //! called), as any runtime's would be: what is measured is the future and
 //! the thread that wakes it, not a runtime. Python's figure in
@@ -69,6 +70,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             queue_round_trips as fn(usize, bool) -> Result<Vec<f64>, String>,
         ),
         ("Pipe", pipe_round_trips),
+        ("Manager dict get", manager_round_trips),
     ] {
         let (mut blocking, mut awaited) = (Vec::new(), Vec::new());
         for _ in 0..runs {
@@ -436,6 +438,31 @@ fn pipe_round_trips(rounds: usize, awaited: bool) -> Result<Vec<f64>, String> {
     }
     drop(ours);
     child.join().map_err(|e| e.to_string())?;
+    Ok(times)
+}
+
+/// Each `get` round trip's milliseconds, on a dict of a manager of its
+/// own: blocking (its thread's connection, with its lane) or awaited (a
+/// connection for awaited calls, its reply waited for by the reactor).
+fn manager_round_trips(rounds: usize, awaited: bool) -> Result<Vec<f64>, String> {
+    // Threads of ours run by now: the server is forked by the fork server.
+    let manager = outlast_ipc::manager::Manager::start_with(StartMethod::ForkServer)
+        .map_err(|e| e.to_string())?;
+    let d = manager.dict::<u64, u64>().map_err(|e| e.to_string())?;
+    d.set(&1, &2).map_err(|e| e.to_string())?;
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let got = match awaited {
+            true => block_on(d.get_async(&1))?,
+            false => d.get(&1),
+        }
+        .map_err(|e| e.to_string())?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        if got != Some(2) {
+            return Err(format!("got {got:?} for 2"));
+        }
+    }
     Ok(times)
 }
 
