@@ -27,6 +27,7 @@ fn main() {
         an_empty_key_is_refused,
         a_relay_cannot_inject_or_replay_a_frame_after_the_handshake,
         an_abstract_socket_serves_like_a_path_and_leaves_no_file,
+        a_send_that_timed_out_before_a_byte_left_keeps_the_next_frames_authentic,
     ]);
 }
 
@@ -357,4 +358,69 @@ fn an_abstract_socket_serves_like_a_path_and_leaves_no_file() {
         .open::<outlast_ipc::manager::Dict<u32, u32>>("d")
         .unwrap();
     assert_eq!(mine.get(&1).unwrap(), Some(2));
+}
+
+/// Connects to `address` with `key`, waits for the word on `go`, then
+/// reads byte frames until a 3-byte one: how many came, or why one failed.
+fn read_when_told(
+    (address, key, mut go): (String, Vec<u8>, outlast_ipc::Connection),
+) -> Result<usize, String> {
+    let address: Address = address.parse().map_err(|e| format!("{e}"))?;
+    let mut conn = connect(&address, &key).map_err(|e| e.to_string())?;
+    go.recv::<u8>().map_err(|e| e.to_string())?;
+    let mut n = 0;
+    loop {
+        let frame = conn
+            .recv_bytes_timeout(Duration::from_secs(30))
+            .map_err(|e| format!("after {n} frames: {e}"))?;
+        n += 1;
+        if frame.len() == 3 {
+            return Ok(n);
+        }
+    }
+}
+
+/// Over TCP, each frame carries a tag over a count both ends keep. A send
+/// that times out before a byte of its frame left (the peer not reading),
+/// blocking or awaited, takes its count back: the frames after it pass
+/// their check. Before, the sender's count ran one ahead, and every later
+/// frame failed its authentication at the peer ("injected, replayed or
+/// altered on the way"): the connection was lost.
+fn a_send_that_timed_out_before_a_byte_left_keeps_the_next_frames_authentic() {
+    use std::future::Future;
+    let key = b"a key of ours".to_vec();
+    let address: Address = "127.0.0.1:0".parse().expect("an address");
+    let listener = Listener::bind(&address, &key).expect("a listener");
+    let (mut go, theirs) = outlast_ipc::Pipe::duplex().expect("a pipe");
+    let mut reader = Process::new(
+        read_when_told,
+        (listener.address().to_string(), key.clone(), theirs),
+    );
+    reader.start().expect("start");
+    let mut conn = listener
+        .accept_timeout(Duration::from_secs(30))
+        .expect("accepted");
+    let frame = vec![1u8; 256 * 1024];
+    let (mut sent, mut timed_out) = (0, 0);
+    while timed_out < 3 && sent < 10_000 {
+        match conn.send_bytes_timeout(&frame, Duration::from_millis(1)) {
+            Ok(()) => sent += 1,
+            Err(_) => timed_out += 1,
+        }
+    }
+    assert_eq!(timed_out, 3, "the socket never filled");
+    // An awaited send finds it full too, and is dropped.
+    if !conn.has_unsent() {
+        let mut waiting = Box::pin(conn.send_async(&7u64));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            waiting.as_mut().poll(&mut cx).is_pending(),
+            "room after all"
+        );
+    }
+    go.send(&1u8).expect("told");
+    conn.send_bytes_timeout(b"end", Duration::from_secs(30))
+        .expect("the last frame");
+    let got = reader.join().expect("the reader ended");
+    assert_eq!(got, Ok(sent + 1));
 }

@@ -284,7 +284,10 @@ impl Connection {
         }
         let deadline = Deadline::after(timeout);
         let frame = self.sealed_frame(bytes)?;
-        self.flush_unsent(deadline).map_err(Self::timeout_error)?;
+        if let Err(e) = self.flush_unsent(deadline) {
+            self.take_back_seal();
+            return Err(Self::timeout_error(e));
+        }
         loop {
             match os::rights::send_with_fds(self.fd.as_raw_fd(), &frame, fds) {
                 // The descriptors went with the first byte; the rest is plain.
@@ -294,6 +297,7 @@ impl Connection {
                         .wait_ready(libc::POLLOUT, deadline)
                         .map_err(|e| SendTimeoutError::Send(SendError::Io(e)))?
                     {
+                        self.take_back_seal();
                         return Err(SendTimeoutError::Timeout);
                     }
                 }
@@ -326,15 +330,42 @@ impl Connection {
             let tag = mac.seal(&self.scratch[HEADER_LEN..]);
             self.scratch.extend_from_slice(&tag);
             let len = self.scratch.len() - HEADER_LEN;
-            let header = codec::encode_header(len, self.max_frame_size).map_err(SendError::from)?;
+            let header = match codec::encode_header(len, self.max_frame_size) {
+                Ok(header) => header,
+                Err(e) => {
+                    mac.unseal();
+                    return Err(SendError::from(e).into());
+                }
+            };
             self.scratch[..HEADER_LEN].copy_from_slice(&header);
         }
         let frame = std::mem::take(&mut self.scratch);
-        if let Err(e) = self.flush_unsent(deadline) {
-            self.reuse_scratch(frame);
-            return Err(Self::timeout_error(e));
+        self.write_sealed(frame, deadline)
+    }
+
+    /// Writes `frame` (sealed already, on an authenticated connection)
+    /// after what an earlier frame left unsent; if not a byte of it went
+    /// out, its seal is taken back.
+    fn write_sealed(&mut self, frame: Vec<u8>, deadline: Deadline) -> Result<(), SendTimeoutError> {
+        let wrote = match self.flush_unsent(deadline) {
+            Ok(()) => self.write_owned_frame(frame, deadline),
+            Err(e) => {
+                self.reuse_scratch(frame);
+                Err(Self::timeout_error(e))
+            }
+        };
+        if matches!(wrote, Err(SendTimeoutError::Timeout)) {
+            self.take_back_seal();
         }
-        self.write_owned_frame(frame, deadline)
+        wrote
+    }
+
+    /// On an authenticated connection, takes back the seal of a frame of
+    /// which not a byte went out.
+    fn take_back_seal(&mut self) {
+        if let Some(mac) = self.mac.as_mut() {
+            mac.unseal();
+        }
     }
 
     fn send_bytes_deadline(
@@ -345,8 +376,7 @@ impl Connection {
         self.check_writable()?;
         if self.mac.is_some() {
             let frame = self.sealed_frame(bytes)?;
-            self.flush_unsent(deadline).map_err(Self::timeout_error)?;
-            return self.write_owned_frame(frame, deadline);
+            return self.write_sealed(frame, deadline);
         }
         let header =
             codec::encode_header(bytes.len(), self.max_frame_size).map_err(SendError::from)?;
@@ -367,7 +397,13 @@ impl Connection {
     fn sealed_frame(&mut self, bytes: &[u8]) -> Result<Vec<u8>, SendError> {
         let tag = self.mac.as_mut().map(|mac| mac.seal(bytes));
         let len = bytes.len() + tag.map_or(0, |t| t.len());
-        let header = codec::encode_header(len, self.max_frame_size)?;
+        let header = match codec::encode_header(len, self.max_frame_size) {
+            Ok(header) => header,
+            Err(e) => {
+                self.take_back_seal();
+                return Err(e.into());
+            }
+        };
         let mut frame = Vec::with_capacity(HEADER_LEN + len);
         frame.extend_from_slice(&header);
         frame.extend_from_slice(bytes);

@@ -65,6 +65,14 @@ impl FrameMac {
         tag
     }
 
+    /// Takes the last seal back: not a byte of its frame went out (a send
+    /// that timed out first), so the next frame sent takes its place in
+    /// the count, which the peer expects. Before, the count ran one ahead
+    /// of the peer's, and every later frame failed its authentication.
+    pub fn unseal(&mut self) {
+        self.sent = self.sent.wrapping_sub(1);
+    }
+
     /// Checks the next received frame (payload then tag): its payload's
     /// length if the tag is right. A frame that fails is not counted, but
     /// the connection is not to be trusted after it.
