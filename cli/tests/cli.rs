@@ -175,6 +175,8 @@ fn bench_async_measures_awaiting_beside_blocking() {
             "2 MB Queue item from a child, in the ring, get, awaited: the longest poll",
             "2 MB Pipe frame from a child, recv, blocking: the whole wait",
             "2 MB Pipe frame from a child, recv, awaited: the longest poll",
+            "2 MB Pipe frame to a child, send, blocking: the whole wait",
+            "2 MB Pipe frame to a child, send, awaited: the longest poll",
             "Queue, items already there, a get_async loop of 50000: the other task's longest wait",
             "Pool imap, a next_async loop of 50000: the other task's longest wait",
         ]

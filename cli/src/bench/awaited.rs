@@ -11,7 +11,8 @@
 //! a `Pool` item's, a `Queue` item from a child): the longest single
 //! poll, which is how long the executor's thread was held at once (its
 //! other tasks waited that long), beside the blocking call's whole wait;
-//! and 50 MB through a queue (inside its ring) and through a pipe. Last,
+//! and 50 MB through a queue (inside its ring) and through a pipe, both
+//! ways. Last,
 //! a loop of awaits each ready at once (a queue's items already there, a
 //! lazy map's results) beside another task of the same thread: the
 //! longest that task waited for its turn.
@@ -97,7 +98,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     // ring, 64 MiB by default, is taken out of the ring itself, not out of
     // a memfd of its own) and through a pipe (into the connection's buffer).
     let (big, half) = (100_000_000 / scale, 50_000_000 / scale);
-    let large: [(usize, &str, LargeMeasure); 5] = [
+    let large: [(usize, &str, LargeMeasure); 6] = [
         (big, "Process result, join", large_process_result),
         (big, "Pool result, get", large_pool_result),
         (big, "Queue item from a child, get", large_queue_item),
@@ -107,6 +108,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             large_queue_item,
         ),
         (half, "Pipe frame from a child, recv", large_pipe_frame),
+        (half, "Pipe frame to a child, send", large_pipe_send),
     ];
     for (size, what, measure) in large {
         let (mut blocking, mut awaited) = (Vec::new(), Vec::new());
@@ -330,6 +332,36 @@ fn large_pipe_frame(n: usize, awaited: bool) -> Result<f64, String> {
     match frame.len() == n {
         true => Ok(ms),
         false => Err("a short frame".into()),
+    }
+}
+
+/// Receives one frame; its length.
+fn take_frame(mut conn: Connection) -> usize {
+    conn.recv::<Vec<u8>>().map_or(0, |frame| frame.len())
+}
+
+/// A frame of `n` bytes sent to a child through a pipe, which reads it
+/// as it comes.
+fn large_pipe_send(n: usize, awaited: bool) -> Result<f64, String> {
+    let (mut ours, theirs) = Pipe::duplex().map_err(|e| e.to_string())?;
+    let mut child = Process::new(take_frame, theirs).start_method(StartMethod::ForkServer);
+    child.start().map_err(|e| e.to_string())?;
+    let frame = make(n);
+    let started = Instant::now();
+    let ms = match awaited {
+        true => {
+            let (sent, ms) = block_on_timed(ours.send_async(&frame))?;
+            sent.map_err(|e| e.to_string())?;
+            ms
+        }
+        false => {
+            ours.send(&frame).map_err(|e| e.to_string())?;
+            started.elapsed().as_secs_f64() * 1e3
+        }
+    };
+    match child.join().map_err(|e| e.to_string())? == n {
+        true => Ok(ms),
+        false => Err("the child read a short frame".into()),
     }
 }
 

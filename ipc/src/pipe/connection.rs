@@ -104,6 +104,25 @@ enum Wrote {
     Part(usize),
 }
 
+/// What a write that does not wait, within a budget, left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Written {
+    All,
+    /// The peer takes no more now: wait until it does.
+    Blocked,
+    /// The budget is spent, and more would go: go on at the next turn.
+    Budget,
+}
+
+/// How the start of a frame went.
+pub(crate) enum Started {
+    Whole,
+    /// Some of it; its rest waits unsent.
+    Part(Written),
+    /// Not a byte: the frame, to try again.
+    Nothing(Vec<u8>),
+}
+
 /// How a raw write attempt ended.
 enum WriteError {
     Timeout,
@@ -313,6 +332,12 @@ impl Connection {
             .map_err(Self::timeout_error)
     }
 
+    /// How much of the frame that waits unsent is written already.
+    #[cfg(test)]
+    pub(crate) fn unsent_at_for_tests(&self) -> usize {
+        self.unsent_at
+    }
+
     /// True while part of a message waits to be written (see [`send_timeout`](Self::send_timeout)).
     pub fn has_unsent(&self) -> bool {
         self.unsent_at < self.unsent.len()
@@ -362,7 +387,7 @@ impl Connection {
 
     /// On an authenticated connection, takes back the seal of a frame of
     /// which not a byte went out.
-    fn take_back_seal(&mut self) {
+    pub(crate) fn take_back_seal(&mut self) {
         if let Some(mac) = self.mac.as_mut() {
             mac.unseal();
         }
@@ -470,15 +495,7 @@ impl Connection {
         deadline: Deadline,
     ) -> Result<Wrote, SendTimeoutError> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total >= LARGE_FRAME && !self.send_buffer_asked {
-            self.send_buffer_asked = true;
-            let fd = self.fd.as_raw_fd();
-            // A Unix socket only: TCP sizes its own buffers as it goes.
-            // Only fewer wake-ups are lost if the kernel says no.
-            if self.is_socket && os::fd::is_unix_socket(fd) {
-                let _ = os::fd::set_send_buffer(fd, LARGE_SEND_BUFFER);
-            }
-        }
+        self.ask_send_buffer(total);
         let mut written = 0;
         while written < total {
             let (first, second) = remaining_parts(parts, written);
@@ -495,6 +512,109 @@ impl Connection {
             }
         }
         Ok(Wrote::Whole)
+    }
+
+    /// An awaited send's frame, made once: `payload` has [`HEADER_LEN`]
+    /// bytes of room at its front for the header (no copy of a large
+    /// payload) and, on an authenticated connection, takes its tag at the
+    /// end, sealed now: [`take_back_seal`](Self::take_back_seal) if not a
+    /// byte of it goes out.
+    pub(crate) fn frame_in_place(&mut self, mut payload: Vec<u8>) -> Result<Vec<u8>, SendError> {
+        self.check_writable()?;
+        let body = payload.get(HEADER_LEN..).unwrap_or_default();
+        if let Some(mac) = self.mac.as_mut() {
+            let tag = mac.seal(body);
+            payload.extend_from_slice(&tag);
+        }
+        let len = payload.len().saturating_sub(HEADER_LEN);
+        let header = match codec::encode_header(len, self.max_frame_size) {
+            Ok(header) => header,
+            Err(e) => {
+                self.take_back_seal();
+                return Err(e.into());
+            }
+        };
+        if let Some(room) = payload.get_mut(..HEADER_LEN) {
+            room.copy_from_slice(&header);
+        }
+        Ok(payload)
+    }
+
+    /// Writes, without waiting, what an earlier frame left unsent, about
+    /// `budget` bytes at most: what became of it.
+    pub(crate) fn flush_some(&mut self, budget: usize) -> Result<Written, SendError> {
+        let mut wrote = 0;
+        while self.has_unsent() {
+            if wrote >= budget {
+                return Ok(Written::Budget);
+            }
+            let pending = std::mem::take(&mut self.unsent);
+            let end = pending.len().min(self.unsent_at + (budget - wrote));
+            let result = self.write_once(&[&pending[self.unsent_at..end]], Deadline::now());
+            self.unsent = pending;
+            match result {
+                Ok(n) => {
+                    self.unsent_at += n;
+                    wrote += n;
+                }
+                Err(WriteError::Timeout) => return Ok(Written::Blocked),
+                Err(e) => return Err(Self::expect_no_timeout(Self::timeout_error(e))),
+            }
+        }
+        self.unsent = Vec::new();
+        self.unsent_at = 0;
+        Ok(Written::All)
+    }
+
+    /// Writes the start of `frame` (made by
+    /// [`frame_in_place`](Self::frame_in_place)), without waiting, about
+    /// `budget` bytes at most, once nothing else waits unsent. Its rest
+    /// waits unsent (the buffer itself, not a copy); if not a byte went,
+    /// the frame comes back.
+    pub(crate) fn start_frame(
+        &mut self,
+        frame: Vec<u8>,
+        budget: usize,
+    ) -> Result<Started, SendError> {
+        self.ask_send_buffer(frame.len());
+        let mut wrote = 0;
+        let blocked = loop {
+            if wrote == frame.len() {
+                return Ok(Started::Whole);
+            }
+            if wrote >= budget {
+                break false;
+            }
+            let end = frame.len().min(budget);
+            match self.write_once(&[&frame[wrote..end]], Deadline::now()) {
+                Ok(n) => wrote += n,
+                Err(WriteError::Timeout) => break true,
+                Err(e) => return Err(Self::expect_no_timeout(Self::timeout_error(e))),
+            }
+        };
+        if wrote == 0 {
+            return Ok(Started::Nothing(frame));
+        }
+        self.unsent = frame;
+        self.unsent_at = wrote;
+        Ok(Started::Part(if blocked {
+            Written::Blocked
+        } else {
+            Written::Budget
+        }))
+    }
+
+    /// A Unix socket about to carry a large frame asks the kernel for a
+    /// larger buffer, once (TCP sizes its own).
+    fn ask_send_buffer(&mut self, total: usize) {
+        if total >= LARGE_FRAME && !self.send_buffer_asked {
+            self.send_buffer_asked = true;
+            let fd = self.fd.as_raw_fd();
+            // Only fewer wake-ups are lost if the kernel says no.
+            if self.is_socket && os::fd::is_unix_socket(fd) {
+                let _ = os::fd::set_send_buffer(fd, LARGE_SEND_BUFFER);
+            }
+        }
     }
 
     /// Writes what is left of an interrupted frame before anything else.
