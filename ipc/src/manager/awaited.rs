@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Poll, Waker};
 
-use super::client::{batchable, recv_error, send_error, Link};
-use super::protocol::{Op, Reply, Request};
+use super::client::{batchable, decrefs, last_of_batch, recv_error, send_error, Link};
+use super::protocol::{Reply, Request};
 use super::ManagerError;
 use crate::off_thread::OffThread;
 use crate::pipe::Connection;
@@ -296,24 +296,13 @@ impl Link {
         if gone.is_empty() {
             return self.call_alone_async(&request).await;
         }
-        let mut batch: Vec<Request> = gone
-            .into_iter()
-            .map(|id| Request::On { id, op: Op::DecRef })
-            .collect();
+        let mut batch = decrefs(gone);
         if !batchable(&request) {
             let _ = self.call_alone_async(&Request::Batch(batch)).await;
             return self.call_alone_async(&request).await;
         }
         batch.push(request);
-        match self.call_alone_async(&Request::Batch(batch)).await? {
-            Reply::Batch(mut replies) => match replies.pop() {
-                Some(Reply::Error(why)) => Err(ManagerError::Server(why)),
-                Some(Reply::OverBudget(why)) => Err(ManagerError::OverBudget(why)),
-                Some(reply) => Ok(reply),
-                None => Err(ManagerError::Protocol("an empty batch reply".into())),
-            },
-            other => Err(ManagerError::Protocol(format!("{other:?}"))),
-        }
+        last_of_batch(self.call_alone_async(&Request::Batch(batch)).await?)
     }
 
     async fn call_alone_async(&self, request: &Request) -> Result<Reply, ManagerError> {

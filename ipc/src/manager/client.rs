@@ -142,6 +142,26 @@ fn process_token() -> u64 {
     TOKEN.load(Ordering::Acquire)
 }
 
+/// The requests that tell a manager of proxies dropped (objects `gone`).
+pub(super) fn decrefs(gone: Vec<u64>) -> Vec<Request> {
+    gone.into_iter()
+        .map(|id| Request::On { id, op: Op::DecRef })
+        .collect()
+}
+
+/// The reply to a request sent last in a batch behind the drops told.
+pub(super) fn last_of_batch(reply: Reply) -> Result<Reply, ManagerError> {
+    match reply {
+        Reply::Batch(mut replies) => match replies.pop() {
+            Some(Reply::Error(why)) => Err(ManagerError::Server(why)),
+            Some(Reply::OverBudget(why)) => Err(ManagerError::OverBudget(why)),
+            Some(reply) => Ok(reply),
+            None => Err(ManagerError::Protocol("an empty batch reply".into())),
+        },
+        other => Err(ManagerError::Protocol(format!("{other:?}"))),
+    }
+}
+
 /// Whether `request` may ride in a batch (one that cannot wait, and no
 /// registered type's call, which would run under the objects' lock).
 pub(super) fn batchable(request: &Request) -> bool {
@@ -166,24 +186,13 @@ impl Link {
         if gone.is_empty() {
             return self.call_alone(request, timeout);
         }
-        let mut batch: Vec<Request> = gone
-            .into_iter()
-            .map(|id| Request::On { id, op: Op::DecRef })
-            .collect();
+        let mut batch = decrefs(gone);
         if !batchable(request) {
             let _ = self.call_alone(&Request::Batch(batch), timeout);
             return self.call_alone(request, timeout);
         }
         batch.push(request.clone());
-        match self.call_alone(&Request::Batch(batch), timeout)? {
-            Reply::Batch(mut replies) => match replies.pop() {
-                Some(Reply::Error(why)) => Err(ManagerError::Server(why)),
-                Some(Reply::OverBudget(why)) => Err(ManagerError::OverBudget(why)),
-                Some(reply) => Ok(reply),
-                None => Err(ManagerError::Protocol("an empty batch reply".into())),
-            },
-            other => Err(ManagerError::Protocol(format!("{other:?}"))),
-        }
+        last_of_batch(self.call_alone(&Request::Batch(batch), timeout)?)
     }
 
     /// The objects of this manager whose proxies this process dropped.

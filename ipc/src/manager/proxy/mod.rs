@@ -157,24 +157,7 @@ impl Target {
     /// Before a counted object's first call in this process: the manager
     /// counts this process's reference.
     fn hold(&self) {
-        if !self.counted {
-            return;
-        }
-        let reference = self.reference.get_or_init(|| {
-            Arc::new(Reference {
-                link: self.link.clone(),
-                id: self.id,
-                pid: AtomicU32::new(0),
-            })
-        });
-        let me = crate::os::thread_id::process_id();
-        let had = reference.pid.load(Ordering::Acquire);
-        if had != me
-            && reference
-                .pid
-                .compare_exchange(had, me, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if self.claim_reference() {
             // Refused only by a manager that is gone or full: the call
             // that follows says so.
             let _ = self.link.call(&self.request(Op::IncRef), self.timeout);
@@ -183,8 +166,16 @@ impl Target {
 
     /// [`hold`](Self::hold) for an awaited call.
     async fn hold_async(&self) {
+        if self.claim_reference() {
+            let _ = self.link.call_async(self.request(Op::IncRef)).await;
+        }
+    }
+
+    /// Whether this call is the first of this process through a counted
+    /// object's reference: the manager is to count it (`IncRef`).
+    fn claim_reference(&self) -> bool {
         if !self.counted {
-            return;
+            return false;
         }
         let reference = self.reference.get_or_init(|| {
             Arc::new(Reference {
@@ -195,14 +186,11 @@ impl Target {
         });
         let me = crate::os::thread_id::process_id();
         let had = reference.pid.load(Ordering::Acquire);
-        if had != me
+        had != me
             && reference
                 .pid
                 .compare_exchange(had, me, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-        {
-            let _ = self.link.call_async(self.request(Op::IncRef)).await;
-        }
     }
 
     /// [`call`](Self::call), awaited: for operations that do not wait on
@@ -218,20 +206,26 @@ impl Target {
     async fn batch_async(&self, ops: Vec<Op>) -> Result<Vec<Reply>, ManagerError> {
         self.hold_async().await;
         let mut all = Vec::with_capacity(ops.len());
-        let mut ops = ops.into_iter().peekable();
-        while ops.peek().is_some() {
-            let requests: Vec<Request> = ops
-                .by_ref()
-                .take(MAX_BATCH)
-                .map(|op| self.request(op))
-                .collect();
+        for requests in self.batches(ops) {
             let n = requests.len();
-            match self.link.call_async(Request::Batch(requests)).await? {
-                Reply::Batch(replies) if replies.len() == n => all.extend(replies),
-                other => return Err(unexpected(other)),
-            }
+            let replies = self.link.call_async(Request::Batch(requests)).await?;
+            all.extend(batch_replies(replies, n)?);
         }
         Ok(all)
+    }
+
+    /// `ops` on this object as batches of [`MAX_BATCH`] requests.
+    fn batches(&self, ops: Vec<Op>) -> impl Iterator<Item = Vec<Request>> + '_ {
+        let mut ops = ops.into_iter().peekable();
+        std::iter::from_fn(move || {
+            ops.peek()?;
+            Some(
+                ops.by_ref()
+                    .take(MAX_BATCH)
+                    .map(|op| self.request(op))
+                    .collect(),
+            )
+        })
     }
 
     fn request(&self, op: Op) -> Request {
@@ -257,18 +251,10 @@ impl Target {
     fn batch(&self, ops: Vec<Op>) -> Result<Vec<Reply>, ManagerError> {
         self.hold();
         let mut all = Vec::with_capacity(ops.len());
-        let mut ops = ops.into_iter().peekable();
-        while ops.peek().is_some() {
-            let requests: Vec<Request> = ops
-                .by_ref()
-                .take(MAX_BATCH)
-                .map(|op| self.request(op))
-                .collect();
+        for requests in self.batches(ops) {
             let n = requests.len();
-            match self.link.call(&Request::Batch(requests), self.timeout)? {
-                Reply::Batch(replies) if replies.len() == n => all.extend(replies),
-                other => return Err(unexpected(other)),
-            }
+            let replies = self.link.call(&Request::Batch(requests), self.timeout)?;
+            all.extend(batch_replies(replies, n)?);
         }
         Ok(all)
     }
@@ -314,6 +300,14 @@ impl Target {
 
     fn list<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, ManagerError> {
         expect_list(self.call(op)?)
+    }
+}
+
+/// The `n` replies of a batch.
+fn batch_replies(reply: Reply, n: usize) -> Result<Vec<Reply>, ManagerError> {
+    match reply {
+        Reply::Batch(replies) if replies.len() == n => Ok(replies),
+        other => Err(unexpected(other)),
     }
 }
 
