@@ -5,12 +5,13 @@
 //!
 //! A blocking call uses its thread's connection; a future may move
 //! between threads, so awaited calls have connections of their own, kept
-//! for the whole process and lent to one call at a time. They carry
-//! requests on the socket alone (no lane: a reply on the socket is what
-//! the reactor can wait for), and only requests that do not wait on the
+//! for the whole process and lent to one call at a time. A local
+//! manager's have a fast lane (see [`super::awaited_lane`]), which
+//! carries what fits it; the socket carries the rest, and a TCP
+//! manager's everything. They carry only requests that do not wait on the
 //! server (no queue's get, no lock's acquire), so such a connection never
 //! holds a lock or a waiting request. A new one is opened (authenticated,
-//! announced) on a thread of ours, not the executor's.
+//! announced, its lane received) on a thread of ours, not the executor's.
 //!
 //! Cancel-safe: a call dropped before it sent anything has done nothing;
 //! dropped once its request is out, the request is carried out and its
@@ -23,7 +24,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Poll, Waker};
 
-use super::client::{batchable, decrefs, last_of_batch, recv_error, send_error, Link};
+use super::awaited_lane::AwaitedLane;
+use super::client::{
+    batchable, decrefs, lane_error, last_of_batch, recv_error, send_error, split_large_value, Link,
+};
+use super::lane::LaneError;
 use super::protocol::{Reply, Request};
 use super::ManagerError;
 use crate::off_thread::OffThread;
@@ -37,8 +42,45 @@ const MAX_OPEN: usize = 16;
 /// An idle connection for awaited calls.
 struct Kept {
     conn: Connection,
-    /// Replies still to come for requests whose calls were dropped.
-    owed: u32,
+    lane: Option<AwaitedLane>,
+    /// Replies still to come for requests whose calls were dropped, on
+    /// the lane and on the socket. (Any order between the two will do:
+    /// each is read and dropped.)
+    owed_on_lane: u32,
+    owed_on_socket: u32,
+}
+
+impl Kept {
+    /// Whether replies of dropped calls are still to come.
+    fn owes(&self) -> bool {
+        self.owed_on_lane > 0 || self.owed_on_socket > 0
+    }
+
+    /// Reads and drops the replies owed on the lane for dropped calls; one
+    /// that did not fit the lane says so there, and is owed on the socket.
+    /// Cancel-safe: a reply is taken whole, and counted at once.
+    async fn settle_lane(&mut self) -> Result<(), ManagerError> {
+        let mut out = Vec::new();
+        while self.owed_on_lane > 0 {
+            let lane = self.lane.as_mut().ok_or(ManagerError::Disconnected)?;
+            lane.reply(&mut out).await?;
+            self.owed_on_lane -= 1;
+            if matches!(postcard::from_bytes::<Reply>(&out), Ok(Reply::OnSocket)) {
+                self.owed_on_socket += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and drops the replies owed on the socket (dropped meanwhile,
+    /// the connection is closed: a frame may be half read).
+    async fn settle_socket(&mut self) -> Result<(), ManagerError> {
+        while self.owed_on_socket > 0 {
+            self.conn.recv_bytes_async().await.map_err(recv_error)?;
+            self.owed_on_socket -= 1;
+        }
+        Ok(())
+    }
 }
 
 /// A manager's connections for awaited calls in this process.
@@ -131,10 +173,23 @@ enum Progress {
     Idle,
     /// A request in the middle of going out: closed.
     Sending,
-    /// The request is out: kept, owing its reply.
-    Sent,
+    /// The request is out: kept, owing its reply on the lane.
+    SentOnLane,
+    /// The request is out (or its reply comes on the socket): kept, owing
+    /// its reply on the socket.
+    SentOnSocket,
     /// The connection failed: closed.
     Broken,
+}
+
+/// Where a request goes.
+enum Route {
+    /// Published on the lane.
+    Lane,
+    /// On the socket, encoded already (too large for the lane).
+    Encoded(Vec<u8>),
+    /// On the socket.
+    Socket,
 }
 
 /// A connection lent to one awaited call, given back (or closed) when
@@ -148,37 +203,70 @@ struct Lease<'a> {
 }
 
 impl Lease<'_> {
-    fn conn(&mut self) -> Result<&mut Connection, ManagerError> {
-        self.kept
-            .as_mut()
-            .map(|k| &mut k.conn)
-            .ok_or(ManagerError::Disconnected)
-    }
-
-    /// Reads and drops the replies owed for dropped calls.
-    async fn settle(&mut self) -> Result<(), ManagerError> {
-        while self.kept.as_ref().is_some_and(|k| k.owed > 0) {
-            self.progress = Progress::Broken;
-            self.conn()?.recv_bytes_async().await.map_err(recv_error)?;
-            self.progress = Progress::Idle;
-            if let Some(k) = self.kept.as_mut() {
-                k.owed -= 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends `request` and awaits its reply.
+    /// Sends `request` and awaits its reply, after the replies owed.
     async fn exchange(&mut self, request: &Request) -> Result<Reply, ManagerError> {
-        self.settle().await?;
-        self.progress = Progress::Sending;
-        let sent = self.conn()?.send_async(request).await;
+        let kept = self.kept.as_mut().ok_or(ManagerError::Disconnected)?;
+        self.progress = Progress::Idle;
+        if let Err(e) = kept.settle_lane().await {
+            self.progress = Progress::Broken;
+            return Err(e);
+        }
+        self.progress = Progress::Broken;
+        kept.settle_socket().await?;
+        self.progress = Progress::Idle;
+        // What fits the lane goes there; the rest on the socket, a large
+        // value as it is (a blocking call's choice).
+        let route = match &mut kept.lane {
+            Some(lane) if split_large_value(request).is_none() => {
+                let bytes = postcard::to_allocvec(request)
+                    .map_err(|e| ManagerError::Encode(e.to_string()))?;
+                match lane.send(&bytes) {
+                    Ok(()) => Route::Lane,
+                    Err(LaneError::TooLarge) => Route::Encoded(bytes),
+                    Err(e) => {
+                        self.progress = Progress::Broken;
+                        return Err(lane_error(e));
+                    }
+                }
+            }
+            _ => Route::Socket,
+        };
+        let sent = match (route, &mut kept.lane) {
+            (Route::Lane, Some(lane)) => {
+                self.progress = Progress::SentOnLane;
+                let mut out = Vec::new();
+                if let Err(e) = lane.reply(&mut out).await {
+                    self.progress = Progress::Broken;
+                    return Err(e);
+                }
+                match postcard::from_bytes::<Reply>(&out) {
+                    // Too large for the ring: it comes on the socket.
+                    Ok(Reply::OnSocket) => Ok(()),
+                    Ok(reply) => {
+                        self.progress = Progress::Idle;
+                        return Ok(reply);
+                    }
+                    Err(e) => {
+                        self.progress = Progress::Broken;
+                        return Err(ManagerError::Protocol(e.to_string()));
+                    }
+                }
+            }
+            (Route::Encoded(bytes), _) => {
+                self.progress = Progress::Sending;
+                kept.conn.send_bytes_async(&bytes).await.map_err(send_error)
+            }
+            _ => {
+                self.progress = Progress::Sending;
+                kept.conn.send_async(request).await.map_err(send_error)
+            }
+        };
         if let Err(e) = sent {
             self.progress = Progress::Broken;
-            return Err(send_error(e));
+            return Err(e);
         }
-        self.progress = Progress::Sent;
-        let reply = self.conn()?.recv_async::<Reply>().await;
+        self.progress = Progress::SentOnSocket;
+        let reply = kept.conn.recv_async::<Reply>().await;
         match reply {
             Ok(reply) => {
                 self.progress = Progress::Idle;
@@ -200,7 +288,8 @@ impl Drop for Lease<'_> {
         match self.progress {
             // Closed: its place goes when `place` is dropped.
             Progress::Sending | Progress::Broken => return,
-            Progress::Sent => k.owed += 1,
+            Progress::SentOnLane => k.owed_on_lane += 1,
+            Progress::SentOnSocket => k.owed_on_socket += 1,
             Progress::Idle => {}
         }
         with_pool(self.place.link, |pool| {
@@ -211,7 +300,9 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// What a call found in the pool.
+/// What a call found in the pool (moved once, at once: its size costs
+/// nothing that a box would not).
+#[allow(clippy::large_enum_variant)]
 enum Found {
     Idle(Kept),
     /// A place for a new connection.
@@ -223,7 +314,19 @@ enum Found {
 /// a thread of ours, once fewer than [`MAX_OPEN`] are open.
 async fn lease(link: &Link) -> Result<Lease<'_>, ManagerError> {
     loop {
+        // The latest kept that owes nothing, else the latest.
         let found = with_pool(link, |pool| match pool.idle.pop() {
+            Some(k) if k.owes() => {
+                let clear = pool.idle.iter().rposition(|k| !k.owes());
+                match clear {
+                    Some(at) => {
+                        let clear = pool.idle.swap_remove(at);
+                        pool.idle.push(k);
+                        Found::Idle(clear)
+                    }
+                    None => Found::Idle(k),
+                }
+            }
             Some(k) => Found::Idle(k),
             None if pool.open < MAX_OPEN => {
                 pool.open += 1;
@@ -267,21 +370,23 @@ async fn lease(link: &Link) -> Result<Lease<'_>, ManagerError> {
     // The waker of the first poll: the thread wakes the latest one.
     let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
     let theirs = link.clone();
-    let connecting = OffThread::spawn(
-        "outlast-connect",
-        move || theirs.connect(None).map(|(_, conn)| conn),
-        &waker,
-    )
-    .map_err(ManagerError::Local)?;
+    let connecting = OffThread::spawn("outlast-connect", move || theirs.open(None), &waker)
+        .map_err(ManagerError::Local)?;
     let opened = std::future::poll_fn(|cx| connecting.poll(cx.waker())).await;
-    let conn = opened.unwrap_or_else(|_| {
+    let (conn, lane) = opened.unwrap_or_else(|_| {
         Err(ManagerError::Protocol(
             "opening a connection panicked".into(),
         ))
     })?;
+    let lane = lane.map(AwaitedLane::new).transpose()?;
     Ok(Lease {
         place,
-        kept: Some(Kept { conn, owed: 0 }),
+        kept: Some(Kept {
+            conn,
+            lane,
+            owed_on_lane: 0,
+            owed_on_socket: 0,
+        }),
         progress: Progress::Idle,
         reused: false,
     })

@@ -316,11 +316,7 @@ impl Link {
             release(open, pid);
         }
         close_stale_connections();
-        let (address, mut conn) = self.connect(timeout)?;
-        let lane = match address {
-            Address::Unix(_) | Address::Abstract(_) => open_lane(&mut conn)?,
-            Address::Tcp(_) => None,
-        };
+        let (conn, lane) = self.open(timeout)?;
         Ok((
             Open {
                 pid,
@@ -330,6 +326,20 @@ impl Link {
             },
             false,
         ))
+    }
+
+    /// A new connection to the manager (see [`connect`](Self::connect)),
+    /// with a fast lane when the manager is on this machine.
+    pub(super) fn open(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(Connection, Option<ClientLane>), ManagerError> {
+        let (address, mut conn) = self.connect(timeout)?;
+        let lane = match address {
+            Address::Unix(_) | Address::Abstract(_) => open_lane(&mut conn)?,
+            Address::Tcp(_) => None,
+        };
+        Ok((conn, lane))
     }
 
     /// A new connection to the manager, authenticated and announced as
@@ -367,7 +377,7 @@ const LARGE_VALUE: usize = 1 << 20;
 /// a set at an index): its encoding up to the value, the value's length
 /// included, and the value. The two together are exactly the request's
 /// encoding (postcard writes a value last as its length then its bytes).
-fn split_large_value(request: &Request) -> Option<(Vec<u8>, &[u8])> {
+pub(super) fn split_large_value(request: &Request) -> Option<(Vec<u8>, &[u8])> {
     let Request::On { id, op } = request else {
         return None;
     };
@@ -458,7 +468,7 @@ fn socket_reply(
     }
 }
 
-fn lane_error(e: LaneError) -> ManagerError {
+pub(super) fn lane_error(e: LaneError) -> ManagerError {
     match e {
         LaneError::Timeout => ManagerError::Timeout,
         LaneError::Gone => ManagerError::Disconnected,

@@ -158,6 +158,60 @@ impl ClientLane {
         Ok(())
     }
 
+    /// Publishes a request without waiting: an awaited call's, made when
+    /// every earlier request of its connection has been answered (so
+    /// read by the server), which leaves the ring room unless it broke.
+    pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), LaneError> {
+        if bytes.len() > MAX_ON_LANE {
+            return Err(LaneError::TooLarge);
+        }
+        match self.requests.try_send(bytes) {
+            Ok(()) => {}
+            Err(TrySendError::Full) => {
+                return Err(LaneError::Broken(
+                    "the lane's requests ring is full with no request out".into(),
+                ))
+            }
+            Err(TrySendError::TooLarge { .. }) => return Err(LaneError::TooLarge),
+            Err(TrySendError::Failed(e)) => return Err(e.into()),
+            Err(other) => return Err(LaneError::Broken(other.to_string())),
+        }
+        self.ring_bell();
+        Ok(())
+    }
+
+    /// The next reply into `out` if it is there (false: not yet); `Gone`
+    /// once the server closed its end with nothing left in the ring.
+    pub fn try_receive(&mut self, out: &mut Vec<u8>) -> Result<bool, LaneError> {
+        if self.replies.try_recv_into(out)? {
+            return Ok(true);
+        }
+        if self.replies.sender_gone(false) {
+            // Anything published before it closed is taken first.
+            return match self.replies.try_recv_into(out)? {
+                true => Ok(true),
+                false => Err(LaneError::Gone),
+            };
+        }
+        Ok(false)
+    }
+
+    /// Whether the server's process is gone (reads `/proc`: after a wait
+    /// that saw nothing, not on a quick look).
+    pub fn server_gone(&self) -> bool {
+        self.replies.sender_gone(true)
+    }
+
+    /// Moves with every reply published (see [`crate::watch::Watched::epoch`]).
+    pub fn reply_epoch(&self) -> u64 {
+        self.replies.tail_epoch()
+    }
+
+    /// The replies ring, for a watcher thread to sleep on.
+    pub fn reply_watch(&self) -> Result<crate::spsc::TailWatch, LaneError> {
+        Ok(self.replies.tail_watch()?)
+    }
+
     /// Rings unless a ring is pending: the server looks at the ring.
     fn ring_bell(&mut self) {
         fence(Ordering::SeqCst);

@@ -45,11 +45,13 @@ mod receiver;
 mod segment;
 mod sender;
 pub mod spill;
+mod tail_watch;
 mod wire;
 
 pub use error::{SpscError, TrySendError};
 pub use receiver::{Receiver, RecvValueError};
 pub use sender::Sender;
+pub(crate) use tail_watch::TailWatch;
 
 use crate::shm::cell::ShmCell;
 use crate::shm::ShmError;

@@ -86,6 +86,30 @@ impl Receiver {
         self.end.aux()
     }
 
+    /// The sender's published tail as it is now (unchecked): moves with
+    /// every record published, for a future's watch to compare.
+    pub(crate) fn tail_epoch(&self) -> u64 {
+        self.header()
+            .map_or(0, |h| h.tail.0.load(Ordering::Acquire))
+    }
+
+    /// This ring for a watcher thread to sleep on (see [`TailWatch`](super::TailWatch)).
+    pub(crate) fn tail_watch(&self) -> Result<super::TailWatch, SpscError> {
+        Ok(super::TailWatch {
+            cell: self.end.seg.cell()?.clone(),
+        })
+    }
+
+    /// Whether the sender closed its end or its process is gone (`look`:
+    /// read `/proc` for its liveness, microseconds; else only the cheap
+    /// closed flag).
+    pub(crate) fn sender_gone(&self, look: bool) -> bool {
+        self.header().map_or(true, |h| match look {
+            true => h.sender.0.gone(),
+            false => h.sender.0.closed(),
+        })
+    }
+
     /// Why this end refuses to work, once the peer broke the channel.
     pub fn broken(&self) -> Option<&SpscError> {
         self.end.broken.as_ref()
