@@ -36,7 +36,8 @@ use super::Payload;
 /// types copied whole, as a queue's items are: a debug build would take
 /// seconds over 100 MB one element at a time).
 pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ManagerError> {
-    let mut out = Vec::new();
+    // Room for a small key or value at once (it grew from nothing, twice).
+    let mut out = Vec::with_capacity(32);
     crate::codec::encode_append(value, &mut out)
         .map_err(|e| ManagerError::Encode(e.to_string()))?;
     Ok(out)
