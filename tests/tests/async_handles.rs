@@ -43,6 +43,7 @@ fn main() {
         awaited_barrier_waits_meet_processes_and_a_dropped_one_leaves,
         awaited_condition_waits_take_each_notify_once_and_pass_on_a_dropped_ones,
         awaited_manager_calls_stay_in_step_when_dropped_and_end_with_the_manager,
+        awaited_manager_queue_gets_dropped_while_waiting_lose_no_item,
         many_awaited_connections_and_children_share_one_sleeping_thread,
         many_awaited_queues_events_and_semaphores_share_few_sleeping_threads,
         a_forked_child_awaits_with_a_reactor_of_its_own,
@@ -1399,6 +1400,231 @@ fn poll_then_drop<F: Future>(call: F, polls: u32) -> u32 {
         std::thread::sleep(Duration::from_micros(50));
     }
     pending
+}
+
+/// Puts `0..n` on `q`, resting a millisecond every 50 items.
+fn put_numbers((q, n): (outlast_ipc::manager::Queue<u64>, u64)) -> Result<(), String> {
+    for i in 0..n {
+        q.put(&i).map_err(|e| e.to_string())?;
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(())
+}
+
+/// A manager queue's awaited gets and puts: a get dropped after the
+/// manager sent it an item gives the item back (the next get has it); one
+/// dropped while parked takes nothing (the next put goes to the next
+/// get); 500 dropped at once keep a few connections; 1,500 items a child puts are each taken exactly once by gets of
+/// which most are dropped after 0 to 3 polls; a joinable queue's
+/// `join_async` ends once a child marked every item done; and a hundred
+/// gets waiting at once leave the other awaited calls free.
+fn awaited_manager_queue_gets_dropped_while_waiting_lose_no_item() {
+    use outlast_ipc::manager::{JoinableQueue, Manager, ManagerError};
+    let manager = Manager::start().expect("a manager");
+    let q = manager.queue::<u64>().expect("a queue");
+
+    // A waiting get's connection, kept for the next one.
+    q.put(&6).expect("a put");
+    let first = block_on(q.get_async(), PATIENCE).expect("in time");
+    assert_eq!(first.expect("an item"), 6);
+
+    // The item comes while the get waits; the get is dropped unpolled.
+    let mut get = Box::pin(q.get_async());
+    assert!(poll_once(&mut get).is_pending());
+    std::thread::sleep(Duration::from_millis(20));
+    q.put(&7).expect("a put");
+    std::thread::sleep(Duration::from_millis(50));
+    drop(get);
+    assert_eq!(
+        q.get_timeout(PATIENCE).expect("a get"),
+        Some(7),
+        "the item sent to a dropped get"
+    );
+
+    // Dropped while parked: it takes nothing that comes after.
+    let mut get = Box::pin(q.get_async());
+    assert!(poll_once(&mut get).is_pending());
+    std::thread::sleep(Duration::from_millis(20));
+    drop(get);
+    std::thread::sleep(Duration::from_millis(50));
+    q.put(&8).expect("a put");
+    assert_eq!(q.get_timeout(PATIENCE).expect("a get"), Some(8));
+    assert_eq!(q.len().expect("a len"), 0);
+
+    // 500 gets dropped after one poll each, as a `select!` beside a short
+    // timer drops them (most while their connection opens or waits):
+    // a few connections, reused, not one a drop (a probe of that loop
+    // had the manager log "too many handshakes at once" and took 41-108 s
+    // for 10,000 items, 1 s after).
+    let open_fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let before = open_fds();
+    let mut most_cancel_threads = 0;
+    for _ in 0..500 {
+        poll_then_drop(q.get_async(), 1);
+        most_cancel_threads = most_cancel_threads.max(threads_named("outlast-cancel"));
+    }
+    assert!(
+        most_cancel_threads <= 1,
+        "{most_cancel_threads} threads reading cancels"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let grew = open_fds().saturating_sub(before);
+    assert!(grew <= 64, "{grew} descriptors after 500 dropped gets");
+    q.put(&9).expect("a put");
+    assert_eq!(q.get_timeout(PATIENCE).expect("a get"), Some(9));
+
+    // A child puts 1,500 items; gets, most of them dropped, take them.
+    const N: u64 = 1500;
+    let mut producer = Process::new(put_numbers, (q.clone(), N));
+    producer.start().expect("start");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut dropped = 0;
+    let mut turn = 0u64;
+    while (got.len() as u64) < N && started.elapsed() < PATIENCE {
+        turn += 1;
+        let mut get = Box::pin(q.get_async());
+        let mut done = false;
+        for _ in 0..turn % 4 {
+            match poll_once(&mut get) {
+                Poll::Ready(item) => {
+                    got.push(item.expect("an item"));
+                    done = true;
+                    break;
+                }
+                Poll::Pending => std::thread::sleep(Duration::from_micros(100)),
+            }
+        }
+        if !done {
+            dropped += 1;
+            drop(get);
+            // Now and then a get awaited to its end.
+            if turn % 7 == 0 {
+                let item = block_on(q.get_async(), PATIENCE).expect("in time");
+                got.push(item.expect("an item"));
+            }
+        }
+    }
+    producer
+        .join()
+        .expect("the producer ended")
+        .expect("its puts worked");
+    got.sort_unstable();
+    assert_eq!(got, (0..N).collect::<Vec<u64>>(), "each item exactly once");
+    assert!(dropped > 100, "{dropped} gets dropped");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(q.try_get().expect("a get"), None, "an item taken twice");
+
+    // join_async ends once a child marked every item done.
+    let jq: JoinableQueue<u64> = manager.joinable_queue().expect("a joinable queue");
+    for i in 0..20 {
+        jq.put(&i).expect("a put");
+    }
+    let mut joined = Box::pin(jq.join_async());
+    assert!(poll_once(&mut joined).is_pending());
+    let mut worker = Process::new(take_and_mark_done, (jq.clone(), 20));
+    worker.start().expect("start");
+    let joined = block_on(joined, PATIENCE).expect("in time");
+    assert!(joined.is_ok(), "{joined:?}");
+    worker.join().expect("ended").expect("its calls worked");
+
+    // A hundred gets waiting at once: the other awaited calls still go.
+    let many = manager.queue::<u64>().expect("a queue");
+    let d = manager.dict::<String, u64>().expect("a dict");
+    let mut tasks: Vec<Task<'_, Result<u64, ManagerError>>> = (0..100)
+        .map(|_| -> Task<'_, Result<u64, ManagerError>> { Box::pin(many.get_async()) })
+        .collect();
+    let (many_ref, d_ref) = (&many, &d);
+    tasks.push(Box::pin(async move {
+        // Behind the gets, which are polled first and wait for items.
+        for _ in 0..10 {
+            yield_once().await;
+        }
+        d_ref.set_async(&"k".to_string(), &1).await?;
+        for i in 0..100 {
+            many_ref.put_async(&i).await?;
+        }
+        Ok(u64::MAX)
+    }));
+    let joined = join_all(tasks, PATIENCE);
+    let mut items: Vec<u64> = joined
+        .outputs
+        .into_iter()
+        .map(|o| match o {
+            Some(Ok(item)) => item,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    items.sort_unstable();
+    let mut expected: Vec<u64> = (0..100).collect();
+    expected.push(u64::MAX);
+    assert_eq!(items, expected);
+
+    // Over loopback TCP (no lane: the cancel goes on the socket).
+    let address = "127.0.0.1:0".parse().expect("an address");
+    let remote = Manager::serve(&address, b"a key of ours").expect("a TCP manager");
+    let rq = remote.queue::<u64>().expect("a queue");
+    rq.put(&1).expect("a put");
+    let first = block_on(rq.get_async(), PATIENCE).expect("in time");
+    assert_eq!(first.expect("an item"), 1);
+    let mut get = Box::pin(rq.get_async());
+    assert!(poll_once(&mut get).is_pending());
+    std::thread::sleep(Duration::from_millis(20));
+    rq.put(&2).expect("a put");
+    std::thread::sleep(Duration::from_millis(50));
+    drop(get);
+    assert_eq!(rq.get_timeout(PATIENCE).expect("a get"), Some(2));
+
+    // A get waiting when its manager is killed says so.
+    let pid = manager.pid().expect("the manager's pid") as i32;
+    let mut get = Box::pin(q.get_async());
+    assert!(poll_once(&mut get).is_pending());
+    // SAFETY: kill has no memory arguments.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let after = block_on(get, PATIENCE);
+    assert!(
+        matches!(after, Some(Err(ManagerError::Disconnected))),
+        "{after:?}"
+    );
+}
+
+/// Pending once, then ready: lets the other tasks of a `join_all` run.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// How many threads of this process have this name.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |tasks| {
+        tasks
+            .filter_map(|t| t.ok())
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+            })
+            .count()
+    })
+}
+
+/// Takes `n` items from `q`, marking each done.
+fn take_and_mark_done(
+    (q, n): (outlast_ipc::manager::JoinableQueue<u64>, u64),
+) -> Result<(), String> {
+    for _ in 0..n {
+        q.get().map_err(|e| e.to_string())?;
+        q.task_done().map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Adds 1 to `counter` in `d` `n` times with the blocking call.

@@ -19,6 +19,17 @@
 //! answers in order); dropped in the middle of sending, its connection is
 //! closed (the manager frees nothing: a connection of these holds
 //! nothing).
+//!
+//! Calls that wait on the server (a manager queue's `get_async` and
+//! `put_async`, a joinable queue's `join_async`) have connections of
+//! their own, one per waiting call, uncapped (a thousand tasks waiting
+//! for items hold a thousand, as a thousand threads in Python would; the
+//! capped ones stay free for the calls that would end those waits). Such
+//! a call dropped while it waits tells the manager at once (`Cancel`, on
+//! the way its request went, never waiting to send it); a thread of ours
+//! then reads both replies, and an item the manager had already sent
+//! goes back to the front of its queue (`Unget`): a dropped get loses no
+//! item.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -39,15 +50,41 @@ use crate::pipe::Connection;
 /// tasks each awaiting a `get` make sixteen connections, not a thousand).
 const MAX_OPEN: usize = 16;
 
+/// The most connections one process opens to one manager at once for
+/// awaited calls: a hundred waiting gets started together opened a
+/// hundred, and the manager, which keeps 64 handshakes under way at most,
+/// dropped the oldest.
+const MAX_OPENING: usize = 8;
+
+/// What a waiting call's reply, come after the call was dropped, undoes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Undo {
+    /// Nothing: what was done stays done (a put that went in).
+    Nothing,
+    /// An item taken from queue `id` goes back to its front.
+    Unget(u64),
+}
+
+/// The way a request went, and its reply comes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Channel {
+    Lane,
+    Socket,
+}
+
 /// An idle connection for awaited calls.
-struct Kept {
-    conn: Connection,
-    lane: Option<AwaitedLane>,
+pub(super) struct Kept {
+    pub conn: Connection,
+    pub lane: Option<AwaitedLane>,
     /// Replies still to come for requests whose calls were dropped, on
     /// the lane and on the socket. (Any order between the two will do:
     /// each is read and dropped.)
     owed_on_lane: u32,
     owed_on_socket: u32,
+    /// The waiting call it carried was dropped and the manager told: its
+    /// reply and the cancel's are still to be read, the way the call's
+    /// request went, and what the reply did undone (see `awaited_cancel`).
+    pub cancelled: Option<(Channel, Undo)>,
 }
 
 impl Kept {
@@ -85,13 +122,19 @@ impl Kept {
 
 /// A manager's connections for awaited calls in this process.
 #[derive(Default)]
-struct Pool {
+pub(super) struct Pool {
     /// The process these belong to (a forked child starts afresh).
     pid: u32,
     idle: Vec<Kept>,
+    /// Idle connections for calls that wait on the server (uncapped),
+    /// cancelled ones among them until `awaited_cancel` has read them.
+    pub waiting_idle: Vec<Kept>,
     /// Connections open or being opened, idle or lent: at most `MAX_OPEN`.
     open: usize,
-    /// Calls waiting for a connection to be free.
+    /// Connections being opened now: at most `MAX_OPENING`.
+    opening: usize,
+    /// Calls waiting for a connection to be free, or for their turn to
+    /// open one.
     waiting: Vec<Waker>,
 }
 
@@ -108,8 +151,39 @@ impl Pool {
 /// The pools by manager.
 static POOLS: Mutex<Option<HashMap<Link, Pool>>> = Mutex::new(None);
 
+/// Keeps `k`, a waiting call's connection, idle for the next one; closes
+/// it if [`MAX_OPEN`] are idle already (waits that many at once may come
+/// again; more are opened as they come).
+pub(super) fn keep_idle(pool: &mut Pool, k: Kept) {
+    if pool.waiting_idle.len() < MAX_OPEN {
+        pool.waiting_idle.push(k);
+        pool.wake_waiting();
+    }
+}
+
+/// Takes, from every manager's pool of this process, the connections
+/// `pick` picks out of `waiting_idle`.
+pub(super) fn take_waiting_idle(pick: impl Fn(&Kept) -> bool) -> Vec<(Link, Kept)> {
+    let mut pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
+    let pid = crate::os::thread_id::process_id();
+    let mut taken = Vec::new();
+    for (link, pool) in pools.iter_mut().flat_map(|p| p.iter_mut()) {
+        if pool.pid != pid {
+            continue;
+        }
+        let mut at = 0;
+        while let Some(k) = pool.waiting_idle.get(at) {
+            match pick(k) {
+                true => taken.push((link.clone(), pool.waiting_idle.swap_remove(at))),
+                false => at += 1,
+            }
+        }
+    }
+    taken
+}
+
 /// `link`'s pool, under the pools' lock, made afresh in a new process.
-fn with_pool<R>(link: &Link, f: impl FnOnce(&mut Pool) -> R) -> R {
+pub(super) fn with_pool<R>(link: &Link, f: impl FnOnce(&mut Pool) -> R) -> R {
     // (Nothing is left half-done under this lock: a poisoned one is fine.)
     let mut pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
     let pool = pools
@@ -120,7 +194,7 @@ fn with_pool<R>(link: &Link, f: impl FnOnce(&mut Pool) -> R) -> R {
     if pool.pid != pid {
         // A parent's, inherited through fork: its descriptors are the
         // parent's to use.
-        for k in pool.idle.drain(..) {
+        for k in pool.idle.drain(..).chain(pool.waiting_idle.drain(..)) {
             std::mem::forget(k);
         }
         *pool = Pool {
@@ -141,7 +215,7 @@ pub(super) fn forget(link: &Link) {
     if let Some(mut pool) = gone {
         pool.wake_waiting();
         if pool.pid != crate::os::thread_id::process_id() {
-            for k in pool.idle.drain(..) {
+            for k in pool.idle.drain(..).chain(pool.waiting_idle.drain(..)) {
                 std::mem::forget(k);
             }
         }
@@ -200,6 +274,9 @@ struct Lease<'a> {
     progress: Progress,
     /// Kept from an earlier call (the manager may have closed it meanwhile).
     reused: bool,
+    /// A call that may wait on the server, and what its reply undoes if
+    /// the call is dropped: its connection is one of `waiting_idle`.
+    waiting: Option<Undo>,
 }
 
 impl Lease<'_> {
@@ -285,6 +362,25 @@ impl Drop for Lease<'_> {
         let Some(mut k) = self.kept.take() else {
             return;
         };
+        if let Some(undo) = self.waiting {
+            let channel = match self.progress {
+                Progress::Idle => {
+                    with_pool(self.place.link, |pool| keep_idle(pool, k));
+                    return;
+                }
+                // Closed: the manager lets go of the wait with it.
+                Progress::Sending | Progress::Broken => return,
+                Progress::SentOnLane => Channel::Lane,
+                Progress::SentOnSocket => Channel::Socket,
+            };
+            // Told now, read by a thread of ours (or dropped: closed).
+            if k.send_cancel(channel) {
+                k.cancelled = Some((channel, undo));
+                with_pool(self.place.link, |pool| pool.waiting_idle.push(k));
+                super::awaited_cancel::wake();
+            }
+            return;
+        }
         match self.progress {
             // Closed: its place goes when `place` is dropped.
             Progress::Sending | Progress::Broken => return,
@@ -344,6 +440,7 @@ async fn lease(link: &Link) -> Result<Lease<'_>, ManagerError> {
                     kept: Some(k),
                     progress: Progress::Idle,
                     reused: true,
+                    waiting: None,
                 })
             }
             Found::Room => break,
@@ -363,32 +460,110 @@ async fn lease(link: &Link) -> Result<Lease<'_>, ManagerError> {
             }
         }
     }
-    let place = Place {
+    open(Place {
         link,
         counted: true,
-    };
+    })
+    .await
+}
+
+/// One connection being opened, counted until dropped (by the thread
+/// that opens it: a future dropped meanwhile frees no turn).
+struct Opening(Link);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        with_pool(&self.0, |pool| {
+            pool.opening = pool.opening.saturating_sub(1);
+            pool.wake_waiting();
+        });
+    }
+}
+
+/// A connection opened by a thread of ours: the call's that asked for it,
+/// or, if that call was dropped meanwhile, the pool's (so a call dropped
+/// at every turn while its connection opens, a `select!` beside a short
+/// timer, does not open one a turn).
+struct Opened {
+    link: Link,
+    kept: Option<Kept>,
+    /// For a waiting call (else for the capped ones).
+    waiting: bool,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        let Some(k) = self.kept.take() else {
+            return;
+        };
+        with_pool(&self.link, |pool| {
+            if self.waiting {
+                keep_idle(pool, k);
+                return;
+            } else if pool.open < MAX_OPEN {
+                pool.open += 1;
+                pool.idle.push(k);
+            } else {
+                return;
+            }
+            pool.wake_waiting();
+        });
+    }
+}
+
+/// A new connection in `place`, opened on a thread of ours once fewer
+/// than [`MAX_OPENING`] are being opened.
+async fn open(place: Place<'_>) -> Result<Lease<'_>, ManagerError> {
+    let link = place.link;
+    std::future::poll_fn(|cx| {
+        with_pool(link, |pool| {
+            if pool.opening < MAX_OPENING {
+                pool.opening += 1;
+                return Poll::Ready(());
+            }
+            if !pool.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                pool.waiting.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    })
+    .await;
+    let opening = Opening(link.clone());
     // The waker of the first poll: the thread wakes the latest one.
     let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-    let theirs = link.clone();
-    let connecting = OffThread::spawn("outlast-connect", move || theirs.open(None), &waker)
-        .map_err(ManagerError::Local)?;
+    let waiting = !place.counted;
+    let work = move || -> Result<Opened, ManagerError> {
+        let (conn, lane) = opening.0.open(None)?;
+        let lane = lane.map(AwaitedLane::new).transpose()?;
+        Ok(Opened {
+            link: opening.0.clone(),
+            kept: Some(Kept {
+                conn,
+                lane,
+                owed_on_lane: 0,
+                owed_on_socket: 0,
+                cancelled: None,
+            }),
+            waiting,
+        })
+    };
+    let connecting =
+        OffThread::spawn("outlast-connect", work, &waker).map_err(ManagerError::Local)?;
     let opened = std::future::poll_fn(|cx| connecting.poll(cx.waker())).await;
-    let (conn, lane) = opened.unwrap_or_else(|_| {
-        Err(ManagerError::Protocol(
-            "opening a connection panicked".into(),
-        ))
-    })?;
-    let lane = lane.map(AwaitedLane::new).transpose()?;
+    let kept = opened
+        .unwrap_or_else(|_| {
+            Err(ManagerError::Protocol(
+                "opening a connection panicked".into(),
+            ))
+        })?
+        .kept
+        .take();
     Ok(Lease {
         place,
-        kept: Some(Kept {
-            conn,
-            lane,
-            owed_on_lane: 0,
-            owed_on_socket: 0,
-        }),
+        kept,
         progress: Progress::Idle,
         reused: false,
+        waiting: None,
     })
 }
 
@@ -437,6 +612,73 @@ impl Link {
             reply => Ok(reply),
         }
     }
+}
+
+impl Link {
+    /// Sends `request`, one that may wait on the server, and awaits its
+    /// reply on a connection of its own; dropped while it waits, the
+    /// manager is told, and what its reply did is undone as `undo` says.
+    pub(super) async fn call_waiting_async(
+        &self,
+        request: Request,
+        undo: Undo,
+    ) -> Result<Reply, ManagerError> {
+        let gone = self.take_dropped();
+        if !gone.is_empty() {
+            let _ = self.call_alone_async(&Request::Batch(decrefs(gone))).await;
+        }
+        let mut lease = lease_waiting(self, undo).await?;
+        let reply = match lease.exchange(&request).await {
+            // As in `call_alone_async`: a kept connection closed meanwhile.
+            Err(ManagerError::Disconnected) if lease.reused => {
+                drop(lease);
+                let idle = with_pool(self, |pool| std::mem::take(&mut pool.waiting_idle));
+                drop(idle);
+                lease = match lease_waiting(self, undo).await {
+                    Ok(lease) => lease,
+                    Err(ManagerError::Auth(crate::net::AuthError::Disconnected)) => {
+                        return Err(ManagerError::Disconnected)
+                    }
+                    Err(e) => return Err(e),
+                };
+                lease.exchange(&request).await
+            }
+            outcome => outcome,
+        }?;
+        match reply {
+            Reply::Error(why) => Err(ManagerError::Server(why)),
+            Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
+            reply => Ok(reply),
+        }
+    }
+}
+
+/// A connection for one waiting call: an idle one of those, or a new one.
+async fn lease_waiting(link: &Link, undo: Undo) -> Result<Lease<'_>, ManagerError> {
+    let place = Place {
+        link,
+        counted: false,
+    };
+    // One not cancelled (a cancelled one is being read by our thread).
+    let idle = with_pool(link, |pool| {
+        let at = pool
+            .waiting_idle
+            .iter()
+            .rposition(|k| k.cancelled.is_none())?;
+        Some(pool.waiting_idle.swap_remove(at))
+    });
+    let mut lease = match idle {
+        Some(k) => Lease {
+            place,
+            kept: Some(k),
+            progress: Progress::Idle,
+            reused: true,
+            waiting: None,
+        },
+        None => open(place).await?,
+    };
+    lease.waiting = Some(undo);
+    Ok(lease)
 }
 
 /// A new connection, never an idle one (those may all be closed by now).

@@ -59,6 +59,7 @@
 //! share objects by name ([`Manager::open`]).
 
 mod awaited;
+mod awaited_cancel;
 mod awaited_lane;
 mod byte_lists;
 mod client;

@@ -118,6 +118,13 @@ pub enum Request {
     /// are that process's, and outlive this one connection. Answered
     /// `Len`: the largest request frame the server takes.
     Owner(u64),
+    /// Ends the wait of this connection's parked request, if one is
+    /// parked, as its deadline would (a queue's `Take` gets `Value(None)`,
+    /// a `Put` or a lock's `Acquire` `Bool(false)`); a condition's wait
+    /// and a barrier's arrival are left to wait. That reply comes first,
+    /// then this one's: `Done`. (How an awaited call that was dropped
+    /// stops waiting; not in a batch.)
+    Cancel,
 }
 
 /// An atomic update of an `i64` on the server (`update_with`).
@@ -279,6 +286,13 @@ pub enum Op {
     // ---- registered user types ----
     /// A request for a user type, in its own encoding.
     Call(#[serde(with = "serde_bytes")] Vec<u8>),
+
+    // ---- queues, continued ----
+    /// Puts back at the front an item this connection took but will not
+    /// use (its awaited get was dropped after the item was sent): `Done`.
+    /// A joinable queue's item is no longer this connection's to mark
+    /// done.
+    Unget(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl Op {

@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::awaited::Undo;
 use super::client::Link;
 use super::protocol::{Kind, Op, Reply, Request, MAX_BATCH};
 use super::ManagerError;
@@ -200,6 +201,14 @@ impl Target {
     async fn call_async(&self, op: Op) -> Result<Reply, ManagerError> {
         self.hold_async().await;
         self.link.call_async(self.request(op)).await
+    }
+
+    /// An operation that may wait on the server, awaited on a connection
+    /// of its own (see `awaited`); dropped while it waits, the manager
+    /// is told, and what its reply did is undone as `undo` says.
+    async fn call_waiting_async(&self, op: Op, undo: Undo) -> Result<Reply, ManagerError> {
+        self.hold_async().await;
+        self.link.call_waiting_async(self.request(op), undo).await
     }
 
     /// Several operations on this object, awaited, [`MAX_BATCH`] to a

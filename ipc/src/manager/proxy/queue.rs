@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::super::awaited::Undo;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{encode, expect_value, proxy, unexpected, wait_ms, Target};
@@ -54,6 +55,44 @@ macro_rules! queue_methods {
             /// Takes the oldest item if there is one now (`get_nowait`).
             pub fn try_get(&self) -> Result<Option<T>, ManagerError> {
                 take(&self.target, Some(Duration::ZERO))
+            }
+
+            /// Takes the oldest item, waiting for one, as a future: [`get`](Self::get)
+            /// for async code, with no runtime of ours (any executor polls
+            /// it). The wait is on a connection of its own, so a thousand
+            /// tasks waiting hold a thousand connections (as a thousand
+            /// Python threads would) and the proxies' other awaited calls
+            /// stay free. Cancel-safe: dropped while it waits (a
+            /// `tokio::time::timeout` that ran out), the manager is told at
+            /// once, and an item it had already sent goes back to the
+            /// front of the queue: no item is lost.
+            ///
+            /// ```no_run
+            /// # async fn f() -> Result<(), outlast_ipc::manager::ManagerError> {
+            /// let manager = outlast_ipc::manager::Manager::start()?;
+            /// let q = manager.queue::<String>()?;
+            /// let line: String = q.get_async().await?;
+            /// # Ok(()) }
+            /// ```
+            pub async fn get_async(&self) -> Result<T, ManagerError> {
+                let reply = self
+                    .target
+                    .call_waiting_async(Op::Take(None), Undo::Unget(self.target.id))
+                    .await?;
+                expect_value(reply)?
+                    .ok_or(ManagerError::Protocol("a wait without end ended".into()))
+            }
+
+            /// Puts `item`, waiting while the queue is full, as a future
+            /// ([`get_async`](Self::get_async) is `get`'s). The item is
+            /// encoded now. Dropped while it waits for room, it has put
+            /// nothing, unless the item went in meanwhile (it then stays).
+            pub async fn put_async(&self, item: &T) -> Result<(), ManagerError> {
+                let op = Op::Put(encode(item)?, None);
+                match self.target.call_waiting_async(op, Undo::Nothing).await? {
+                    Reply::Done => Ok(()),
+                    other => Err(unexpected(other)),
+                }
             }
 
             /// `qsize()`: exact, as the manager keeps the queue.
@@ -104,6 +143,28 @@ impl<T> JoinableQueue<T> {
     /// Waits until every item put has been marked done.
     pub fn join(&self) -> Result<(), ManagerError> {
         self.join_wait(None).map(|_| ())
+    }
+
+    /// Marks one item taken as done, as a future.
+    pub async fn task_done_async(&self) -> Result<(), ManagerError> {
+        match self.target.call_async(Op::TaskDone).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits until every item put has been marked done, as a future
+    /// ([`get_async`](Self::get_async) says how it waits; dropped, it
+    /// stops waiting).
+    pub async fn join_async(&self) -> Result<(), ManagerError> {
+        match self
+            .target
+            .call_waiting_async(Op::Join(None), Undo::Nothing)
+            .await?
+        {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// [`join`](Self::join) for at most `timeout`; whether all were done.

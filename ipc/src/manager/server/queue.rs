@@ -76,6 +76,16 @@ impl Queue {
         }
     }
 
+    /// One item `client` took is back in the queue: not its to mark done.
+    fn give_back(&mut self, client: ClientId) {
+        if let Some(held) = self.holders.get_mut(&client) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.holders.remove(&client);
+            }
+        }
+    }
+
     /// Bytes of its items.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -111,6 +121,16 @@ impl Queue {
                 None if *wait_ms == Some(0) => Reply::Value(None).into(),
                 None => Step::Wait,
             },
+            Op::Unget(item) => {
+                // Back where it was taken from, even past `maxsize`: it was
+                // in the queue a moment ago.
+                self.items.push_front(item.clone());
+                self.bytes = self.bytes.saturating_add(item.len());
+                if self.joinable {
+                    self.give_back(client);
+                }
+                Reply::Done.into()
+            }
             Op::Len => Reply::Len(self.items.len() as u64).into(),
             Op::IsFull => Reply::Bool(self.is_full()).into(),
             Op::TaskDone if !self.joinable => refuse("task_done on a queue that is not joinable"),

@@ -175,6 +175,12 @@ impl State {
             Request::On { id, op } => return self.on(client, id, op),
             // The loop opens lanes; one asked for where none can be.
             Request::OpenLane => Reply::Error("no lane here".into()),
+            // Both replies owed, in order: the parked request's, then this.
+            Request::Cancel => {
+                self.cancel(client);
+                self.owed.push((client, Reply::Done));
+                return None;
+            }
             Request::Batch(requests) if requests.len() > MAX_BATCH => {
                 Reply::Error(format!("a batch holds at most {MAX_BATCH} requests"))
             }
@@ -183,7 +189,7 @@ impl State {
                     .into_iter()
                     .map(|r| match r {
                         Request::Batch(_) => Reply::Error("batches do not nest".into()),
-                        Request::OpenLane | Request::Owner(_) => {
+                        Request::OpenLane | Request::Owner(_) | Request::Cancel => {
                             Reply::Error("not in a batch".into())
                         }
                         Request::On { ref op, .. } if may_wait(op) => {
@@ -437,6 +443,24 @@ impl State {
         if queue.is_empty() {
             self.parked.remove(&id);
         }
+    }
+
+    /// Ends the waits of `client`'s parked requests as their deadlines
+    /// would, but a condition's wait and a barrier's arrival (whose
+    /// deadlines do more than say no).
+    fn cancel(&mut self, client: ClientId) {
+        let owed = &mut self.owed;
+        for queue in self.parked.values_mut() {
+            queue.retain(|p| {
+                let ends =
+                    p.client == client && !matches!(p.op, Op::Wait { .. } | Op::Arrive { .. });
+                if ends {
+                    owed.push((client, timed_out(&p.op)));
+                }
+                !ends
+            });
+        }
+        self.parked.retain(|_, q| !q.is_empty());
     }
 
     /// The earliest deadline of a parked request.
