@@ -311,6 +311,12 @@ fn count_blocking(counts: outlast::ipc::manager::Dict<String, i64>) {
     }
 }
 
+fn put_jobs(jobs: outlast::ipc::manager::Queue<u64>) {
+    for job in 0..200 {
+        jobs.put(&job).expect("a put");
+    }
+}
+
 fn meet(barrier: Barrier) -> u32 {
     (0..10).map(|_| barrier.wait().expect("a round")).sum()
 }
@@ -525,6 +531,35 @@ async fn main() {
     child.join_async().await.expect("the counter ended well");
     let all = counts.get_async(&"all".to_string()).await.expect("a get");
     println!("manager: {:?} {}", all, counts.len_async().await.expect("a len"));
+    // A manager's queue fed by a child, taken by four tasks whose waits
+    // are cut short by timeouts: each job exactly once.
+    let jobs = manager.queue::<u64>().expect("queue");
+    let mut feeder = Process::new(put_jobs, jobs.clone());
+    feeder.start().expect("start");
+    let takers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let jobs = jobs.clone();
+            tokio::spawn(async move {
+                let mut taken = Vec::new();
+                let mut turn = t;
+                while taken.len() < 50 {
+                    turn += 1;
+                    let wait = Duration::from_micros(turn * 37 % 300);
+                    if let Ok(job) = tokio::time::timeout(wait, jobs.get_async()).await {
+                        taken.push(job.expect("a job"));
+                    }
+                }
+                taken
+            })
+        })
+        .collect();
+    let mut all_jobs = Vec::new();
+    for taker in takers {
+        all_jobs.extend(taker.await.expect("the taker"));
+    }
+    feeder.join_async().await.expect("the feeder ended well");
+    all_jobs.sort_unstable();
+    println!("jobs once each: {}", all_jobs == (0..200).collect::<Vec<u64>>());
 }
 "#;
 
@@ -553,7 +588,8 @@ fn programs_with_threads_use_a_pool_with_default_options() {
         "sum of squares: 332833500\nawaited: 332833500\nstreamed: 332833500\n\
          children: 40425\nfrom a queue: 332833500\n\
          timed out: true, then 42\nechoed: 100\nstopped: true\n\
-         large, in order: true true\nlocked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201"
+         large, in order: true true\nlocked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201\n\
+         jobs once each: true"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
