@@ -632,8 +632,16 @@ impl Link {
             // As in `call_alone_async`: a kept connection closed meanwhile.
             Err(ManagerError::Disconnected) if lease.reused => {
                 drop(lease);
-                let idle = with_pool(self, |pool| std::mem::take(&mut pool.waiting_idle));
-                drop(idle);
+                // The clean ones (a cancelled one holds what our thread
+                // is still to read and give back).
+                let idle = with_pool(self, |pool| {
+                    let (cancelled, clean) = std::mem::take(&mut pool.waiting_idle)
+                        .into_iter()
+                        .partition(|k| k.cancelled.is_some());
+                    pool.waiting_idle = cancelled;
+                    clean
+                });
+                drop::<Vec<Kept>>(idle);
                 lease = match lease_waiting(self, undo).await {
                     Ok(lease) => lease,
                     Err(ManagerError::Auth(crate::net::AuthError::Disconnected)) => {
