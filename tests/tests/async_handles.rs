@@ -1517,6 +1517,22 @@ fn awaited_manager_queue_gets_dropped_while_waiting_lose_no_item() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(q.try_get().expect("a get"), None, "an item taken twice");
 
+    // A bounded queue's put waits for room: dropped while it waits, it
+    // puts nothing; awaited, it goes in once a get makes room.
+    let bounded = manager.bounded_queue::<u64>(1).expect("a bounded queue");
+    bounded.put(&1).expect("a put");
+    let warm = block_on(bounded.put_async(&2), Duration::from_millis(50));
+    assert!(warm.is_none(), "a put into a full queue: {warm:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(bounded.len().expect("a len"), 1, "a dropped put went in");
+    let mut put = Box::pin(bounded.put_async(&3));
+    assert!(poll_once(&mut put).is_pending());
+    assert_eq!(bounded.get().expect("a get"), 1);
+    let put = block_on(put, PATIENCE);
+    assert!(matches!(put, Some(Ok(()))), "{put:?}");
+    assert_eq!(bounded.get().expect("a get"), 3);
+    assert_eq!(bounded.len().expect("a len"), 0);
+
     // join_async ends once a child marked every item done.
     let jq: JoinableQueue<u64> = manager.joinable_queue().expect("a joinable queue");
     for i in 0..20 {
