@@ -1533,6 +1533,34 @@ fn awaited_manager_queue_gets_dropped_while_waiting_lose_no_item() {
     assert_eq!(bounded.get().expect("a get"), 3);
     assert_eq!(bounded.len().expect("a len"), 0);
 
+    // A manager's event: waits awaited, one dropped, the others woken
+    // when a child sets it.
+    let event = manager.event().expect("an event");
+    let mut dropped_wait = Box::pin(event.wait_async());
+    assert!(poll_once(&mut dropped_wait).is_pending());
+    drop(dropped_wait);
+    let mut setter = Process::new(set_manager_event_later, event.clone());
+    setter.start().expect("start");
+    let waits: Vec<Task<'_, Result<(), ManagerError>>> = (0..3)
+        .map(|_| -> Task<'_, Result<(), ManagerError>> { Box::pin(event.wait_async()) })
+        .collect();
+    let woken = join_all(waits, PATIENCE);
+    assert!(
+        woken.outputs.iter().all(|o| matches!(o, Some(Ok(())))),
+        "{:?}",
+        woken.outputs
+    );
+    setter.join().expect("the setter ended");
+    let flags = block_on(
+        async {
+            let set = event.is_set_async().await?;
+            event.clear_async().await?;
+            Ok::<_, ManagerError>((set, event.is_set_async().await?))
+        },
+        PATIENCE,
+    );
+    assert!(matches!(flags, Some(Ok((true, false)))), "{flags:?}");
+
     // join_async ends once a child marked every item done.
     let jq: JoinableQueue<u64> = manager.joinable_queue().expect("a joinable queue");
     for i in 0..20 {
@@ -1630,6 +1658,14 @@ fn threads_named(name: &str) -> usize {
             })
             .count()
     })
+}
+
+/// Sets a manager's `event` after a moment.
+fn set_manager_event_later(event: outlast_ipc::manager::Event) {
+    std::thread::sleep(Duration::from_millis(50));
+    if let Err(e) = event.set() {
+        panic!("a set: {e}");
+    }
 }
 
 /// Takes `n` items from `q`, marking each done.

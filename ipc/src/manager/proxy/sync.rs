@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use super::super::awaited::Undo;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{expect_done, proxy, unexpected, wait_ms, Target};
@@ -271,6 +272,35 @@ impl Event {
     /// Waits at most `timeout`: whether it is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
         self.wait_set(Some(timeout))
+    }
+
+    /// [`set`](Self::set), as a future.
+    pub async fn set_async(&self) -> Result<(), ManagerError> {
+        expect_done(self.target.call_async(Op::SetFlag).await?)
+    }
+
+    /// [`clear`](Self::clear), as a future.
+    pub async fn clear_async(&self) -> Result<(), ManagerError> {
+        expect_done(self.target.call_async(Op::ClearFlag).await?)
+    }
+
+    /// [`is_set`](Self::is_set), as a future.
+    pub async fn is_set_async(&self) -> Result<bool, ManagerError> {
+        match self.target.call_async(Op::IsSet).await? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits until it is set, as a future: [`wait`](Self::wait) for async
+    /// code, on a connection of its own (as a manager queue's
+    /// `get_async`). Dropped while it waits, the manager is told at once.
+    pub async fn wait_async(&self) -> Result<(), ManagerError> {
+        let op = Op::WaitSet { wait_ms: None };
+        match self.target.call_waiting_async(op, Undo::Nothing).await? {
+            Reply::Bool(true) => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 }
 
