@@ -79,8 +79,17 @@ fn futures_are_send(q: &Queue<u64>, conn: &mut Connection, p: &mut Process<u64, 
 fn manager_futures_are_send(
     d: &outlast_ipc::manager::Dict<String, u64>,
     l: &outlast_ipc::manager::List<u64>,
+    q: &outlast_ipc::manager::Queue<u64>,
+    jq: &outlast_ipc::manager::JoinableQueue<u64>,
+    e: &outlast_ipc::manager::Event,
 ) {
     fn send<T: Send>(_: T) {}
+    send(q.get_async());
+    send(q.put_async(&1));
+    send(jq.join_async());
+    send(jq.task_done_async());
+    send(e.wait_async());
+    send(e.set_async());
     let key = String::new();
     send(d.get_async(&key));
     send(d.set_async(&key, &1));
