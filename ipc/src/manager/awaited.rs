@@ -586,6 +586,7 @@ impl Link {
     }
 
     async fn call_alone_async(&self, request: &Request) -> Result<Reply, ManagerError> {
+        let_others_run().await;
         let mut lease = lease(self).await?;
         let reply = match lease.exchange(request).await {
             // A kept connection the manager closed while it was idle (its
@@ -627,6 +628,7 @@ impl Link {
         if !gone.is_empty() {
             let _ = self.call_alone_async(&Request::Batch(decrefs(gone))).await;
         }
+        let_others_run().await;
         let mut lease = lease_waiting(self, undo).await?;
         let reply = match lease.exchange(&request).await {
             // As in `call_alone_async`: a kept connection closed meanwhile.
@@ -659,6 +661,18 @@ impl Link {
             reply => Ok(reply),
         }
     }
+}
+
+/// Before a call, nothing sent yet: gives the executor its thread back
+/// once if this thread's futures have been ready for a while (see
+/// [`crate::coop`]). A loop of awaited calls answered at once (a reply
+/// within the lane's spin) held a current-thread runtime for 16 ms.
+async fn let_others_run() {
+    std::future::poll_fn(|cx| match crate::coop::yield_now_costly(cx) {
+        true => Poll::Pending,
+        false => Poll::Ready(()),
+    })
+    .await
 }
 
 /// A connection for one waiting call: an idle one of those, or a new one.

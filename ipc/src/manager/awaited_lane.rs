@@ -84,6 +84,8 @@ impl AwaitedLane {
                 .get_or_insert_with(|| Registration::new(self.watch.clone()))
                 .wait(seen, cx.waker())
                 .map_err(ManagerError::Local)?;
+            // A wait: the executor has its thread back (see `crate::coop`).
+            crate::coop::waited();
             Poll::Pending
         })
         .await
