@@ -594,24 +594,31 @@ impl Link {
             // gone, that fails too.
             Err(ManagerError::Disconnected) if lease.reused => {
                 drop(lease);
-                lease = match fresh(self).await {
-                    Ok(lease) => lease,
-                    // A manager being killed may still take the connection
-                    // and then close it: gone, as the first try said.
-                    Err(ManagerError::Auth(crate::net::AuthError::Disconnected)) => {
-                        return Err(ManagerError::Disconnected)
-                    }
-                    Err(e) => return Err(e),
-                };
+                lease = fresh(self).await.map_err(gone_again)?;
                 lease.exchange(request).await
             }
             outcome => outcome,
         }?;
-        match reply {
-            Reply::Error(why) => Err(ManagerError::Server(why)),
-            Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
-            reply => Ok(reply),
-        }
+        refused_as_error(reply)
+    }
+}
+
+/// A fresh connection's failure after a kept one found the manager gone:
+/// a manager being killed may still take the connection and then close
+/// it, gone as the first try said.
+fn gone_again(e: ManagerError) -> ManagerError {
+    match e {
+        ManagerError::Auth(crate::net::AuthError::Disconnected) => ManagerError::Disconnected,
+        e => e,
+    }
+}
+
+/// A reply that refuses the call, as the error it is.
+fn refused_as_error(reply: Reply) -> Result<Reply, ManagerError> {
+    match reply {
+        Reply::Error(why) => Err(ManagerError::Server(why)),
+        Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
+        reply => Ok(reply),
     }
 }
 
@@ -644,22 +651,12 @@ impl Link {
                     clean
                 });
                 drop::<Vec<Kept>>(idle);
-                lease = match lease_waiting(self, undo).await {
-                    Ok(lease) => lease,
-                    Err(ManagerError::Auth(crate::net::AuthError::Disconnected)) => {
-                        return Err(ManagerError::Disconnected)
-                    }
-                    Err(e) => return Err(e),
-                };
+                lease = lease_waiting(self, undo).await.map_err(gone_again)?;
                 lease.exchange(&request).await
             }
             outcome => outcome,
         }?;
-        match reply {
-            Reply::Error(why) => Err(ManagerError::Server(why)),
-            Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
-            reply => Ok(reply),
-        }
+        refused_as_error(reply)
     }
 }
 
