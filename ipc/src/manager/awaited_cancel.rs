@@ -33,11 +33,15 @@ const IDLE_EXIT: Duration = Duration::from_secs(1);
 /// Whether the thread runs, and whether a connection was marked since it
 /// last looked.
 struct Janitor {
+    /// The process whose thread it runs in (a forked child's copy says
+    /// running, of a thread the child does not have).
+    pid: u32,
     running: bool,
     marked: bool,
 }
 
 static JANITOR: Mutex<Janitor> = Mutex::new(Janitor {
+    pid: 0,
     running: false,
     marked: false,
 });
@@ -49,6 +53,11 @@ static MARKED: Condvar = Condvar::new();
 pub(super) fn wake() {
     let mut janitor = JANITOR.lock().unwrap_or_else(PoisonError::into_inner);
     janitor.marked = true;
+    let pid = crate::os::thread_id::process_id();
+    if janitor.pid != pid {
+        janitor.pid = pid;
+        janitor.running = false;
+    }
     if janitor.running {
         MARKED.notify_one();
         return;
