@@ -92,7 +92,7 @@ pub fn yield_now(cx: &mut Context<'_>) -> bool {
 
 /// [`yield_now`] for a future each of whose polls costs microseconds (a
 /// round trip to a manager): looks at the clock at every poll, not every
-/// [`POLLS_PER_LOOK`]. (Counted by the look, a loop of awaited manager
+/// 64th. (Counted by the look, a loop of awaited manager
 /// calls gave the thread back every 1.4 ms or so, not every [`SLICE`].)
 #[inline]
 pub fn yield_now_costly(cx: &mut Context<'_>) -> bool {

@@ -63,7 +63,7 @@
 //! | `Queue(maxsize)`: `put`, `get`, `get(timeout=)`, `put_nowait` | `queue::Queue::new(maxsize)?`: `put`, `get`, `get_timeout`, `try_put`, plus `put_many` / `get_many` |
 //! | a Queue corrupted by a killed process (Python's docs warn) | kill-safe: nothing half-written is ever visible, nobody blocks on the dead |
 //! | `q.close()`; consumers of a dead producer wait forever | `q.close()`; once every producer closed or died, `get` drains then gives `Disconnected` |
-//! | `await loop.run_in_executor(None, q.get)` (a cancelled wait's thread still takes the next item) | `q.get_async().await?`, `q.put_async(&x).await?`, `conn.recv_async::<T>().await?`, `conn.send_async(&x).await?`, `p.join_async().await?`, `lock.lock_async().await`, `cond.wait_async(held).await`, `barrier.wait_async().await?`: any executor, cancel-safe |
+//! | `await loop.run_in_executor(None, q.get)` (a cancelled wait's thread still takes the next item) | `q.get_async().await?`, `q.put_async(&x).await?`, `conn.recv_async::<T>().await?`, `conn.send_async(&x).await?`, `p.join_async().await?`, `lock.lock_async().await`, `cond.wait_async(held).await`, `barrier.wait_async().await?`, a manager queue's `mq.get_async().await?`: any executor, cancel-safe |
 //! | `JoinableQueue`: `task_done`, `join` (forever, if a consumer died holding an item) | `queue::JoinableQueue`: `task_done()?`, `join()?` (`LostItems` once the rest are done), `join_timeout(d)` |
 //! | `q.shutdown(immediate)`, `ShutDown` (3.13) | `q.shutdown(immediate)`, `PutError::ShutDown`, `GetError::ShutDown` |
 //! | `Barrier(n, action, timeout)` | `sync::Barrier::new(n)?.with_action(f).with_timeout(t)` |

@@ -57,6 +57,15 @@
 //! Remote: [`Manager::serve`] listens on TCP with a key of your choosing,
 //! [`Manager::connect`] reaches it from another machine, and both sides
 //! share objects by name ([`Manager::open`]).
+//!
+//! Async code awaits a [`Dict`]'s, [`Namespace`]'s, [`Value`]'s and
+//! [`List`]'s calls (`d.get_async(&k).await?`, ...), a [`Queue`]'s
+//! `get_async` and `put_async` and an [`Event`]'s `wait_async`, with any
+//! executor; a waiting call dropped (a timeout, a `select!`) tells the
+//! manager at once, and an item already sent to it goes back to the
+//! front of its queue ([`Queue::get_async`]). Locks, semaphores,
+//! conditions, barriers and sets block: call them in the runtime's
+//! `spawn_blocking`.
 
 mod awaited;
 mod awaited_cancel;
