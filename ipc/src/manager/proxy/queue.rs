@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::super::awaited::Undo;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
-use super::{encode, expect_value, proxy, unexpected, wait_ms, Target};
+use super::{encode, expect_done, expect_value, proxy, unexpected, wait_ms, Target};
 
 fn put(target: &Target, item: Vec<u8>, wait: Option<Duration>) -> Result<bool, ManagerError> {
     match target.call_waiting(Op::Put(item, wait_ms(wait)), wait)? {
@@ -89,10 +89,7 @@ macro_rules! queue_methods {
             /// nothing, unless the item went in meanwhile (it then stays).
             pub async fn put_async(&self, item: &T) -> Result<(), ManagerError> {
                 let op = Op::Put(encode(item)?, None);
-                match self.target.call_waiting_async(op, Undo::Nothing).await? {
-                    Reply::Done => Ok(()),
-                    other => Err(unexpected(other)),
-                }
+                expect_done(self.target.call_waiting_async(op, Undo::Nothing).await?)
             }
 
             /// `qsize()`: exact, as the manager keeps the queue.
@@ -147,24 +144,17 @@ impl<T> JoinableQueue<T> {
 
     /// Marks one item taken as done, as a future.
     pub async fn task_done_async(&self) -> Result<(), ManagerError> {
-        match self.target.call_async(Op::TaskDone).await? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        expect_done(self.target.call_async(Op::TaskDone).await?)
     }
 
     /// Waits until every item put has been marked done, as a future
     /// ([`get_async`](Self::get_async) says how it waits; dropped, it
     /// stops waiting).
     pub async fn join_async(&self) -> Result<(), ManagerError> {
-        match self
+        let joined = self
             .target
-            .call_waiting_async(Op::Join(None), Undo::Nothing)
-            .await?
-        {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+            .call_waiting_async(Op::Join(None), Undo::Nothing);
+        expect_done(joined.await?)
     }
 
     /// [`join`](Self::join) for at most `timeout`; whether all were done.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::super::awaited::Undo;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
-use super::{expect_done, proxy, unexpected, wait_ms, Target};
+use super::{expect_bool, expect_done, proxy, unexpected, wait_ms, Target};
 
 /// A manager lock or semaphore was taken (a condition's `wait` took its
 /// lock back).
@@ -286,10 +286,7 @@ impl Event {
 
     /// [`is_set`](Self::is_set), as a future.
     pub async fn is_set_async(&self) -> Result<bool, ManagerError> {
-        match self.target.call_async(Op::IsSet).await? {
-            Reply::Bool(b) => Ok(b),
-            other => Err(unexpected(other)),
-        }
+        expect_bool(self.target.call_async(Op::IsSet).await?)
     }
 
     /// Waits until it is set, as a future: [`wait`](Self::wait) for async
