@@ -55,3 +55,27 @@ pub fn minor_faults(pid: u32) -> u64 {
         .and_then(|f| f.parse().ok())
         .expect("minflt")
 }
+
+/// Bytes this thread has written with `write` and its kin so far (`wchar`
+/// of `/proc/thread-self/io`): a copy into a file or a memfd counts here,
+/// on the thread that made it.
+pub fn this_thread_written() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").expect("io");
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wchar")
+}
+
+/// Minor page faults of this thread so far (field 10 of
+/// `/proc/thread-self/stat`): pages it touched for the first time, such
+/// as those of a fresh copy.
+pub fn this_thread_minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+    let (_, after_name) = stat.rsplit_once(')').expect("a stat line");
+    after_name
+        .split_whitespace()
+        .nth(7)
+        .and_then(|f| f.parse().ok())
+        .expect("minflt")
+}

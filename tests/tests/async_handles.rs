@@ -34,6 +34,7 @@ fn main() {
         an_awaited_join_gives_the_result_in_every_start_method,
         a_large_awaited_join_is_read_off_the_polling_thread,
         a_large_awaited_queue_item_is_decoded_off_the_polling_thread,
+        a_large_awaited_put_is_copied_off_the_polling_thread_once,
         awaited_gets_dropped_in_the_middle_of_large_items_lose_and_reorder_nothing,
         a_large_awaited_frame_is_decoded_off_the_polling_thread,
         a_loop_of_ready_gets_lets_the_other_tasks_of_its_thread_run,
@@ -518,6 +519,116 @@ fn a_large_awaited_queue_item_is_decoded_off_the_polling_thread() {
             assert_eq!(second.bytes.len(), 10, "{travels}");
         }
     }
+}
+
+/// Takes `n` items, the first after `pause`: their lengths and whether
+/// each was all fives.
+fn take_traced(
+    (q, n, pause): (Queue<tests::traced::Traced>, usize, Duration),
+) -> Vec<(usize, bool)> {
+    std::thread::sleep(pause);
+    (0..n)
+        .map(|_| q.get_timeout(PATIENCE).expect("an item"))
+        .map(|item| (item.bytes.len(), item.bytes.iter().all(|&b| b == 5)))
+        .collect()
+}
+
+/// An awaited put of an item too large for the ring copies it into its
+/// memfd on a thread of its own, once, even while the queue is full: the
+/// polling thread writes none of its bytes (each poll of a full queue
+/// wrote all 8 MB again, and a 100 MB one held the executor 50 ms longer
+/// than its encoding). Dropped before it is in, it puts nothing; a closed
+/// handle and a message over the cap are refused before any copy.
+fn a_large_awaited_put_is_copied_off_the_polling_thread_once() {
+    use tests::procfs::this_thread_written;
+    const LARGE: usize = 8 << 20;
+    let q = Queue::<tests::traced::Traced>::with_ring_bytes(1, 64 * 1024).expect("a queue");
+    let item = traced(LARGE);
+
+    // Into a queue with room; a child takes it.
+    let mut taker = Process::new(take_traced, (q.clone(), 1, Duration::ZERO));
+    taker.start().expect("start");
+    let put = q.put_async(&item);
+    let before = this_thread_written();
+    block_on(put, PATIENCE).expect("in time").expect("put");
+    let written = this_thread_written() - before;
+    assert!(
+        written < 1 << 20,
+        "the polling thread wrote {written} bytes"
+    );
+    assert_eq!(taker.join().expect("join"), [(LARGE, true)]);
+
+    // Into a full queue (`maxsize` 1): it waits, polled again and again,
+    // and goes in after the small item is taken.
+    q.put(&traced(10)).expect("room");
+    let mut taker = Process::new(take_traced, (q.clone(), 2, Duration::from_millis(300)));
+    taker.start().expect("start");
+    let mut put = std::pin::pin!(q.put_async(&item));
+    let before = this_thread_written();
+    let mut polls = 0;
+    let deadline = Instant::now() + PATIENCE;
+    let put = loop {
+        polls += 1;
+        if let Poll::Ready(put) = poll_once(&mut put) {
+            break put;
+        }
+        assert!(Instant::now() < deadline, "the put never went in");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    put.expect("put once there was room");
+    let written = this_thread_written() - before;
+    assert!(polls > 3, "the queue was full for {polls} polls");
+    assert!(
+        written < 1 << 20,
+        "the polling thread wrote {written} bytes"
+    );
+    assert_eq!(taker.join().expect("join"), [(10, true), (LARGE, true)]);
+
+    // Dropped while its copy is made (unless the copy was done by the
+    // first poll's end: then it is in), and while the queue is full.
+    let went_in = match poll_once(&mut q.put_async(&item)) {
+        Poll::Pending => false,
+        Poll::Ready(put) => put.is_ok(),
+    };
+    if went_in {
+        let got = q.get_timeout(PATIENCE).expect("the put that went in");
+        assert_eq!(got.bytes.len(), LARGE);
+    }
+    q.put(&traced(10)).expect("room");
+    {
+        let mut put = q.put_async(&item);
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < deadline {
+            assert!(poll_once(&mut put).is_pending(), "the queue is full");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert_eq!(
+        q.get_timeout(PATIENCE).expect("the small item").bytes.len(),
+        10
+    );
+    assert!(
+        matches!(
+            q.get_timeout(Duration::from_millis(300)),
+            Err(outlast_ipc::queue::GetTimeoutError::Empty)
+        ),
+        "the dropped puts put nothing"
+    );
+
+    // Refused before a copy.
+    q.set_max_message_bytes(LARGE / 2);
+    let refused = block_on(q.put_async(&item), PATIENCE).expect("in time");
+    assert!(
+        matches!(refused, Err(outlast_ipc::queue::PutError::TooLarge { .. })),
+        "{refused:?}"
+    );
+    q.set_max_message_bytes(LARGE * 2);
+    q.close();
+    let refused = block_on(q.put_async(&item), PATIENCE).expect("in time");
+    assert!(
+        matches!(refused, Err(outlast_ipc::queue::PutError::Closed)),
+        "{refused:?}"
+    );
 }
 
 /// Two connected ends: a pipe's, or an authenticated loopback TCP

@@ -14,7 +14,9 @@
 //! one in the ring held the executor's thread 30 ms, and a 100 MB one too
 //! large for the ring (it travels in a memfd of its own) 70 ms, 7 ms of
 //! which only to map it. A future dropped meanwhile leaves the message to
-//! the handle's next get, first and in order (see `left`).
+//! the handle's next get, first and in order (see `left`). A put's
+//! message too large for the ring is copied into its memfd on a thread
+//! of its own too (see `awaited_spill`).
 
 use std::any::Any;
 use std::future::Future;
@@ -29,6 +31,7 @@ use serde::Serialize;
 use crate::shm::cell::ShmCell;
 use crate::watch::{Arm, Registration, Watch, Watched};
 
+use super::awaited_spill::Spill;
 use super::left::{Bytes, Handoff, Outcome};
 use super::ring::{LocalView, Ring};
 use super::wait::Patience;
@@ -166,9 +169,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts a message, as a future: [`put`](Self::put) for async code, as
-    /// [`get_async`](Self::get_async) is `get`'s. The item is encoded now;
-    /// the future is ready once it is in the queue. Dropped before that,
-    /// it has put nothing.
+    /// [`get_async`](Self::get_async) is `get`'s. The item is encoded now,
+    /// where this is called (a 100 MB one takes some 50 ms); a message too
+    /// large for the ring is then copied into the memfd it travels in on a
+    /// thread of its own, once. The future is ready once it is in the
+    /// queue. Dropped before that, it has put nothing.
     pub fn put_async(&self, item: &T) -> PutFuture<'_, T> {
         let mut encoded = Vec::new();
         let encoded = crate::codec::encode_append(item, &mut encoded)
@@ -177,6 +182,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         PutFuture {
             queue: self,
             encoded: Some(encoded),
+            spill: None,
             waiting: Waiting::default(),
         }
     }
@@ -425,7 +431,54 @@ pub struct PutFuture<'a, T> {
     queue: &'a Queue<T>,
     /// The item's bytes; taken once the future is ready.
     encoded: Option<Result<Vec<u8>, PutError>>,
+    /// A message too large for the ring, once its bytes went to their
+    /// memfd (see `awaited_spill`).
+    spill: Option<Spill>,
     waiting: Waiting,
+}
+
+impl<T: Serialize + DeserializeOwned> PutFuture<'_, T> {
+    /// The put of a message too large for the ring, once started (and it
+    /// is started here, unless no thread can be had for its copy); `None`
+    /// for a message that goes in the ring.
+    fn poll_spill(&mut self, cx: &mut Context<'_>) -> Option<Poll<Result<(), PutError>>> {
+        let queue = self.queue;
+        if self.spill.is_none() {
+            let len = match &self.encoded {
+                Some(Ok(bytes)) if queue.spills(bytes.len()) => bytes.len(),
+                _ => return None,
+            };
+            // Refused now, not after a copy of its bytes.
+            if let Err(e) = queue.check_spill(len) {
+                self.encoded = None;
+                return Some(Poll::Ready(Err(e)));
+            }
+            let Some(Ok(bytes)) = self.encoded.take() else {
+                return None;
+            };
+            match Spill::start(bytes, cx.waker()) {
+                Ok(spill) => self.spill = Some(spill),
+                Err(bytes) => {
+                    self.encoded = Some(Ok(bytes));
+                    return None;
+                }
+            }
+        }
+        let spill = self.spill.as_mut()?;
+        Some(match spill.poll_put(queue, cx.waker()) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(Some(seen))) => {
+                match self.waiting.wait_for(queue, true, seen, false, cx) {
+                    Ok(()) => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(PutError::Os(e))),
+                }
+            }
+            Poll::Ready(done) => {
+                self.spill = None;
+                Poll::Ready(done.map(drop))
+            }
+        })
+    }
 }
 
 impl<T> std::fmt::Debug for PutFuture<'_, T> {
@@ -442,6 +495,9 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         crate::coop::cooperative(cx, |cx| {
+            if let Some(put) = this.poll_spill(cx) {
+                return put;
+            }
             let bytes = match this.encoded.as_ref() {
                 Some(Ok(bytes)) => bytes,
                 _ => {
@@ -454,9 +510,10 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
             let queue = this.queue;
             // Before the try: room made after it moves the head from this.
             let seen = queue.ring().head_word();
-            // A message beside the ring is copied into a memfd at every try:
+            // (Here only if no thread could be had for the copy.) A
+            // message beside the ring is copied into a memfd at every try:
             // not while the ring has no room even for its record.
-            let spilled = bytes.len() > queue.ring_message_bytes();
+            let spilled = queue.spills(bytes.len());
             let outcome = match spilled && queue.is_full() {
                 true => Err(PutTimeoutError::Full),
                 false => queue.put_bytes_deadline(bytes, Patience::now()),

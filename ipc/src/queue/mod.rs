@@ -47,6 +47,7 @@
 //! # }
 //! ```
 
+mod awaited_spill;
 mod bias;
 mod error;
 mod future;
@@ -425,13 +426,25 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// One message too large for the ring: into a sealed memfd, handed
     /// over beside the ring, announced by a record in it.
     fn put_spilled(&self, message: &[u8], deadline: &mut Patience) -> Result<(), PutTimeoutError> {
-        let memfd = crate::os::memory::sealed_memfd_with(c"ipc-queue-message", message)
-            .map_err(PutError::Os)?;
+        let memfd = spill_memfd(message).map_err(PutError::Os)?;
+        self.publish_spilled(&memfd, message.len(), deadline)
+    }
+
+    /// Announces a message of `len` bytes already in `memfd` (see
+    /// [`spill_memfd`]), waiting until `deadline` for room: the memfd is
+    /// still the caller's to try again with if the queue is full.
+    pub(crate) fn publish_spilled(
+        &self,
+        memfd: &std::os::fd::OwnedFd,
+        len: usize,
+        deadline: &mut Patience,
+    ) -> Result<(), PutTimeoutError> {
+        self.check_spill(len)?;
         let ring = self.ring();
         let tags = &self.state().spill_tags.next;
-        let len = message.len() as u64;
+        let len = len as u64;
         loop {
-            let mut hand_over = |tag| self.spill.hand_over(&memfd, tag);
+            let mut hand_over = |tag| self.spill.hand_over(memfd, tag);
             match ring.put_spilled(len, tags, &mut hand_over, *deadline) {
                 Ok(()) => return Ok(()),
                 Err(RingError::Spill(e)) if socket_full(&e) => {
@@ -451,6 +464,23 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 Err(e) => return Err(put_error(e)),
             }
+        }
+    }
+
+    /// Whether a put of `len` encoded bytes travels beside the ring, in a
+    /// memfd of its own.
+    pub(crate) fn spills(&self, len: usize) -> bool {
+        len > self.ring_message_bytes()
+    }
+
+    /// Why a message of `len` bytes beside the ring could not be put, if
+    /// it could not: checked before it is copied into its memfd.
+    pub(crate) fn check_spill(&self, len: usize) -> Result<(), PutError> {
+        self.ensure_producer()?;
+        let cap = self.cap();
+        match len > cap {
+            true => Err(PutError::TooLarge { len, max: cap }),
+            false => Ok(()),
         }
     }
 
@@ -866,6 +896,13 @@ impl<T> Drop for Queue<T> {
             producers.free(slot);
         }
     }
+}
+
+/// A message too large for the ring, in the sealed memfd it travels in:
+/// the one copy a spilled put makes, which an awaited put makes on a
+/// thread of its own.
+pub(crate) fn spill_memfd(message: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    crate::os::memory::sealed_memfd_with(c"ipc-queue-message", message)
 }
 
 /// A queue inside a serialized Process argument: its segment, its spill
