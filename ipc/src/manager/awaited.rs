@@ -292,9 +292,10 @@ impl Lease<'_> {
         kept.settle_socket().await?;
         self.progress = Progress::Idle;
         // What fits the lane goes there; the rest on the socket, a large
-        // value as it is (a blocking call's choice).
+        // value as it is, from where it lies (a blocking call's choice).
+        let large = split_large_value(request);
         let route = match &mut kept.lane {
-            Some(lane) if split_large_value(request).is_none() => {
+            Some(lane) if large.is_none() => {
                 let bytes = postcard::to_allocvec(request)
                     .map_err(|e| ManagerError::Encode(e.to_string()))?;
                 match lane.send(&bytes) {
@@ -335,7 +336,11 @@ impl Lease<'_> {
             }
             _ => {
                 self.progress = Progress::Sending;
-                kept.conn.send_async(request).await.map_err(send_error)
+                match &large {
+                    Some((head, value)) => kept.conn.send_bytes_in_two_async(head, value).await,
+                    None => kept.conn.send_async(request).await,
+                }
+                .map_err(send_error)
             }
         };
         if let Err(e) = sent {

@@ -270,22 +270,12 @@ impl Connection {
         timeout: Option<Duration>,
     ) -> Result<(), SendTimeoutError> {
         let deadline = timeout.map_or_else(Deadline::never, Deadline::after);
-        self.check_writable()?;
-        if self.mac.is_some() {
+        let Some(first) = self.frame_head(head, tail)? else {
             // Sealed over the whole payload: in one buffer.
             return self.send_bytes_deadline(&[head, tail].concat(), deadline);
-        }
-        let header =
-            codec::encode_header(head.len().saturating_add(tail.len()), self.max_frame_size)
-                .map_err(SendError::from)?;
+        };
         self.flush_unsent(deadline).map_err(Self::timeout_error)?;
-        let mut first = std::mem::take(&mut self.scratch);
-        first.clear();
-        first.extend_from_slice(&header);
-        first.extend_from_slice(head);
-        let wrote = self.write_frame(&[&first, tail], deadline);
-        self.reuse_scratch(first);
-        wrote
+        self.write_frame(&[&first, tail], deadline)
     }
 
     /// Sends a byte message with descriptors attached (`SCM_RIGHTS`; a Unix
@@ -538,6 +528,66 @@ impl Connection {
             room.copy_from_slice(&header);
         }
         Ok(payload)
+    }
+
+    /// The first part of a frame of `head` then `tail` (see
+    /// [`send_bytes_in_two`](Self::send_bytes_in_two)): its header, then
+    /// `head`; `None` on an authenticated connection, whose tag is sealed
+    /// over the whole payload in one buffer.
+    pub(crate) fn frame_head(
+        &self,
+        head: &[u8],
+        tail: &[u8],
+    ) -> Result<Option<Vec<u8>>, SendError> {
+        self.check_writable()?;
+        if self.mac.is_some() {
+            return Ok(None);
+        }
+        let len = head.len().saturating_add(tail.len());
+        let header = codec::encode_header(len, self.max_frame_size)?;
+        let mut first = Vec::with_capacity(HEADER_LEN + head.len());
+        first.extend_from_slice(&header);
+        first.extend_from_slice(head);
+        Ok(Some(first))
+    }
+
+    /// Writes, without waiting, about `budget` bytes at most of a frame
+    /// made of `parts`, from byte `at` on: how many went, and whether the
+    /// descriptor then had no room (`false`: the budget ran out, or all
+    /// went).
+    pub(crate) fn write_parts_now(
+        &mut self,
+        parts: [&[u8]; 2],
+        at: usize,
+        budget: usize,
+    ) -> Result<(usize, bool), SendError> {
+        self.ask_send_buffer(parts[0].len().saturating_add(parts[1].len()));
+        let mut wrote = 0;
+        loop {
+            let (first, second) = remaining_parts(&parts, at + wrote);
+            if first.is_empty() || wrote >= budget {
+                return Ok((wrote, false));
+            }
+            let mut clipped: [&[u8]; 2] = [&[], &[]];
+            let bufs = clip(&[first, second], budget - wrote, &mut clipped);
+            match self.write_once(bufs, Deadline::now()) {
+                Ok(n) => wrote += n,
+                Err(WriteError::Timeout) => return Ok((wrote, true)),
+                Err(e) => return Err(Self::expect_no_timeout(Self::timeout_error(e))),
+            }
+        }
+    }
+
+    /// What is left of a frame made of `parts` after byte `at`, kept to go
+    /// out before the next message (a send dropped in its middle).
+    pub(crate) fn leave_unsent(&mut self, parts: [&[u8]; 2], at: usize) {
+        let (first, second) = remaining_parts(&parts, at);
+        let mut rest = std::mem::take(&mut self.unsent);
+        rest.drain(..self.unsent_at.min(rest.len()));
+        rest.extend_from_slice(first);
+        rest.extend_from_slice(second);
+        self.unsent = rest;
+        self.unsent_at = 0;
     }
 
     /// Writes, without waiting, what an earlier frame left unsent, about

@@ -146,7 +146,7 @@ impl Connection {
 }
 
 /// Leaves `cx`'s waker with `connection`'s source for `readiness`.
-fn wait_for(
+pub(super) fn wait_for(
     connection: &mut Connection,
     readiness: Readiness,
     waiting: &mut Option<Registration>,
@@ -402,7 +402,7 @@ fn panicked() -> RecvError {
 /// How much an awaited send writes in one poll: past it, the future wakes
 /// itself and gives the executor its thread back (a 50 MB message to a
 /// reader that kept up was written in one poll of 30-60 ms).
-const WRITE_PER_POLL: usize = 1 << 20;
+pub(super) const WRITE_PER_POLL: usize = 1 << 20;
 
 /// The future of [`Connection::send_async`] and [`Connection::send_bytes_async`].
 #[must_use = "a future sends nothing unless it is awaited"]
@@ -431,7 +431,7 @@ impl std::fmt::Debug for SendFuture<'_> {
 }
 
 impl<'a> SendFuture<'a> {
-    fn new(connection: &'a mut Connection, payload: Result<Vec<u8>, SendError>) -> Self {
+    pub(super) fn new(connection: &'a mut Connection, payload: Result<Vec<u8>, SendError>) -> Self {
         SendFuture {
             connection,
             payload: Some(payload),

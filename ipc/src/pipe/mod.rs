@@ -18,6 +18,7 @@ mod error;
 mod future;
 mod inbox;
 pub(crate) mod mac;
+mod send_in_two;
 
 pub use connection::Connection;
 pub use error::{
