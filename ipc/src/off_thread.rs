@@ -72,6 +72,47 @@ impl<T: Send + 'static> OffThread<T> {
     }
 }
 
+/// `work` on a thread of its own named `name`, awaited; here, where it
+/// is awaited, if no thread can be had. `Err`: it panicked. Dropped
+/// before it is done, the work still ends on its thread, its output
+/// dropped there.
+pub(crate) async fn run_off_thread<T, F>(name: &str, work: F) -> std::thread::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    // Handed over through a cell, so a thread that never started leaves
+    // the work here.
+    let cell = Arc::new(Mutex::new(Some(work)));
+    let mut running: Option<OffThread<Option<T>>> = None;
+    std::future::poll_fn(|cx| {
+        if running.is_none() {
+            let theirs = Arc::clone(&cell);
+            let taken = move || theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
+            match OffThread::spawn(name, move || taken().map(|work| work()), cx.waker()) {
+                Ok(started) => running = Some(started),
+                Err(_) => {
+                    let work = cell.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    let here = std::panic::catch_unwind(AssertUnwindSafe(|| work.map(|w| w())));
+                    return Poll::Ready(here.and_then(|out| out.ok_or_else(gone)));
+                }
+            }
+        }
+        match &running {
+            Some(started) => started
+                .poll(cx.waker())
+                .map(|done| done.and_then(|out| out.ok_or_else(gone))),
+            None => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// The outcome of work that was never there (taken twice): as a panic.
+fn gone() -> Box<dyn std::any::Any + Send> {
+    Box::new("the work was taken twice")
+}
+
 /// Keeps `waker` in `kept`, to be woken once work is done (reusing the
 /// one kept when it wakes the same task).
 pub(crate) fn keep_waker(kept: &mut Option<Waker>, waker: &Waker) {

@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::super::protocol::{KeyHolds, Kind, Op, Reply, Update};
 use super::super::ManagerError;
 use super::{
-    decode, decode_owned, encode, expect_bool, expect_count, expect_done, expect_int, expect_list,
-    expect_value, proxy, unexpected, List, Made, Target,
+    decode, decode_owned, encode, expect_bool, expect_count, expect_done, expect_int,
+    expect_kept_value, expect_list, expect_value, proxy, unexpected, List, Made, Target,
 };
 
 proxy! {
@@ -84,12 +84,12 @@ impl Namespace {
     }
 
     /// [`get`](Self::get), awaited (see [`Dict::get_async`]).
-    pub fn get_async<T: DeserializeOwned>(
+    pub fn get_async<T: DeserializeOwned + Send + 'static>(
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<T>, ManagerError>> + Send + '_ {
         let op = Op::Get(name.as_bytes().to_vec());
-        async move { expect_value(self.target.call_async(op).await?) }
+        async move { expect_kept_value(self.target.call_async(op).await?).await }
     }
 
     /// [`set`](Self::set), awaited (see [`Dict::get_async`]).
@@ -126,7 +126,11 @@ proxy! {
 /// Cancel-safe: dropped before its request went out, a call did nothing;
 /// after, the manager carries it out (a `set` is made, a `pop`'s value is
 /// gone), as any request already sent. The proxy's `with_timeout` does not
-/// bound them: put them in the executor's timeout.
+/// bound them: put them in the executor's timeout. A value is encoded
+/// where its call is made; a large one then goes out from where it lies,
+/// and one of a megabyte or more that a `get_async` reads is decoded on a
+/// thread of its own (a `pop_async`'s, taken out of the manager, is
+/// decoded where the future is polled, so that no drop loses it).
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
     /// `d.get(key)`, awaited: [`get`](Self::get) for async code, with no
     /// runtime of ours (any executor polls it).
@@ -154,9 +158,12 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     pub fn get_async(
         &self,
         key: &K,
-    ) -> impl Future<Output = Result<Option<V>, ManagerError>> + Send + '_ {
+    ) -> impl Future<Output = Result<Option<V>, ManagerError>> + Send + '_
+    where
+        V: Send + 'static,
+    {
         let op = encode(key).map(Op::Get);
-        async move { expect_value(self.target.call_async(op?).await?) }
+        async move { expect_kept_value(self.target.call_async(op?).await?).await }
     }
 
     /// `d[key] = value`, awaited (see [`get_async`](Self::get_async)).
@@ -628,8 +635,12 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     }
 
     /// [`get`](Self::get), awaited (see [`Dict::get_async`]).
-    pub async fn get_async(&self) -> Result<T, ManagerError> {
-        expect_value(self.target.call_async(Op::Get(Vec::new())).await?)?
+    pub async fn get_async(&self) -> Result<T, ManagerError>
+    where
+        T: Send + 'static,
+    {
+        expect_kept_value(self.target.call_async(Op::Get(Vec::new())).await?)
+            .await?
             .ok_or_else(|| ManagerError::Server("the value was never set".into()))
     }
 

@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{
-    decode_owned, encode, expect_count, expect_done, expect_list, expect_value, proxy, unexpected,
+    decode_owned, encode, expect_count, expect_done, expect_kept_value, expect_list, expect_value,
+    proxy, unexpected,
 };
 
 proxy! {
@@ -35,8 +36,11 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     }
 
     /// `l[i]`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
-    pub async fn get_async(&self, index: u64) -> Result<Option<T>, ManagerError> {
-        expect_value(self.target.call_async(Op::At(index)).await?)
+    pub async fn get_async(&self, index: u64) -> Result<Option<T>, ManagerError>
+    where
+        T: Send + 'static,
+    {
+        expect_kept_value(self.target.call_async(Op::At(index)).await?).await
     }
 
     /// `l.pop()`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
