@@ -8,11 +8,12 @@
 //! the thread that wakes it, not a runtime. Python's figure in
 //! `scripts/compare-python --only async` awaits the same through
 //! `loop.run_in_executor`. Then 100 MB results awaited (a `Process`'s,
-//! a `Pool` item's, a `Queue` item from a child): the longest single
-//! poll, which is how long the executor's thread was held at once (its
-//! other tasks waited that long), beside the blocking call's whole wait;
-//! and 50 MB through a queue (inside its ring) and through a pipe, both
-//! ways. Last,
+//! a `Pool` item's, a `Queue` item from a child) and sent (a `Queue`
+//! item to a child, a `Manager` dict's value set and read back): the
+//! longest single poll, which is how long the executor's thread was held
+//! at once (its other tasks waited that long), beside the blocking call's
+//! whole wait; and 50 MB through a queue (inside its ring) and through a
+//! pipe, both ways. Last,
 //! a loop of awaits each ready at once (a queue's items already there, a
 //! lazy map's results) beside another task of the same thread: the
 //! longest that task waited for its turn.
@@ -98,10 +99,21 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     // ring, 64 MiB by default, is taken out of the ring itself, not out of
     // a memfd of its own) and through a pipe (into the connection's buffer).
     let (big, half) = (100_000_000 / scale, 50_000_000 / scale);
-    let large: [(usize, &str, LargeMeasure); 6] = [
+    let large: [(usize, &str, LargeMeasure); 9] = [
         (big, "Process result, join", large_process_result),
         (big, "Pool result, get", large_pool_result),
         (big, "Queue item from a child, get", large_queue_item),
+        (
+            big,
+            "Queue item to a child, put (encoding included)",
+            large_queue_put,
+        ),
+        (
+            big,
+            "Manager dict value, set (encoding included)",
+            large_manager_set,
+        ),
+        (big, "Manager dict value, get", large_manager_get),
         (
             half,
             "Queue item from a child, in the ring, get",
@@ -302,6 +314,98 @@ fn large_queue_item(n: usize, awaited: bool) -> Result<f64, String> {
     match item.len() == n {
         true => Ok(ms),
         false => Err("a short item".into()),
+    }
+}
+
+/// Takes one item: its length.
+fn take_item(q: Queue<Vec<u8>>) -> usize {
+    q.get_timeout(PATIENCE).map_or(0, |item| item.len())
+}
+
+/// The same as a queue item put for a child, which takes it. The awaited
+/// put's longest poll includes the item's encoding (done where
+/// `put_async` is called, on the executor's thread).
+fn large_queue_put(n: usize, awaited: bool) -> Result<f64, String> {
+    let q = Queue::<Vec<u8>>::new(0).map_err(|e| e.to_string())?;
+    let mut child = Process::new(take_item, q.clone()).start_method(StartMethod::ForkServer);
+    child.start().map_err(|e| e.to_string())?;
+    let item = make(n);
+    let started = Instant::now();
+    let ms = match awaited {
+        true => {
+            let (put, ms) = block_on_timed(async { q.put_async(&item).await })?;
+            put.map_err(|e| e.to_string())?;
+            ms
+        }
+        false => {
+            q.put(&item).map_err(|e| e.to_string())?;
+            started.elapsed().as_secs_f64() * 1e3
+        }
+    };
+    match child.join().map_err(|e| e.to_string())? == n {
+        true => Ok(ms),
+        false => Err("the child took a short item".into()),
+    }
+}
+
+/// A dict of a manager of its own, for values of bytes (a `ByteBuf` is
+/// decoded by a copy, as most values are; a `Vec<u8>` keeps its bytes).
+fn manager_dict() -> Result<
+    (
+        outlast_ipc::manager::Manager,
+        outlast_ipc::manager::Dict<u64, serde_bytes::ByteBuf>,
+    ),
+    String,
+> {
+    let manager = outlast_ipc::manager::Manager::start_with(StartMethod::ForkServer)
+        .map_err(|e| e.to_string())?;
+    let d = manager.dict().map_err(|e| e.to_string())?;
+    Ok((manager, d))
+}
+
+/// A value of `n` bytes set in a manager's dict; the awaited set's
+/// longest poll includes the value's encoding.
+fn large_manager_set(n: usize, awaited: bool) -> Result<f64, String> {
+    let (_manager, d) = manager_dict()?;
+    // A call on a connection already open, as most of a program's are.
+    let warm = serde_bytes::ByteBuf::from(vec![1]);
+    match awaited {
+        true => block_on(d.set_async(&0, &warm))?,
+        false => d.set(&0, &warm),
+    }
+    .map_err(|e| e.to_string())?;
+    let value = serde_bytes::ByteBuf::from(make(n));
+    let started = Instant::now();
+    let ms = match awaited {
+        true => {
+            let (set, ms) = block_on_timed(async { d.set_async(&1, &value).await })?;
+            set.map_err(|e| e.to_string())?;
+            ms
+        }
+        false => {
+            d.set(&1, &value).map_err(|e| e.to_string())?;
+            started.elapsed().as_secs_f64() * 1e3
+        }
+    };
+    match d.len().map_err(|e| e.to_string())? {
+        2 => Ok(ms),
+        len => Err(format!("{len} values after two sets")),
+    }
+}
+
+/// A value of `n` bytes read from a manager's dict.
+fn large_manager_get(n: usize, awaited: bool) -> Result<f64, String> {
+    let (_manager, d) = manager_dict()?;
+    d.set(&1, &serde_bytes::ByteBuf::from(make(n)))
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let (got, ms) = match awaited {
+        true => block_on_timed(d.get_async(&1))?,
+        false => (d.get(&1), started.elapsed().as_secs_f64() * 1e3),
+    };
+    match got.map_err(|e| e.to_string())? {
+        Some(value) if value.len() == n => Ok(ms),
+        _ => Err("a short value".into()),
     }
 }
 
