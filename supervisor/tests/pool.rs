@@ -44,6 +44,7 @@ fn main() {
         a_pool_is_a_handle_that_threads_share,
         a_result_is_a_future_an_executor_awaits,
         awaited_imap_results_come_once_each_and_a_dropped_wait_takes_none,
+        an_awaited_lazy_map_pulls_a_bounded_batch_of_its_input_per_poll,
         a_large_awaited_result_is_decoded_off_the_polling_thread,
         done_callbacks_run_once_each_and_cannot_wait_on_their_pool,
         callbacks_of_dropped_handles_still_get_their_values,
@@ -880,6 +881,50 @@ fn a_large_awaited_result_is_decoded_off_the_polling_thread() {
         30
     );
     assert!(ordered.next().is_none());
+}
+
+/// An awaited lazy map pulls and submits at most a sixteenth of its
+/// window of input items in one poll (4,096 with two workers), as a
+/// blocking one does once running: its first fill pulled the whole
+/// window (65,532 items) in one poll and held the executor's thread
+/// 0.8-1.8 ms. Every result still comes, in order.
+fn an_awaited_lazy_map_pulls_a_bounded_batch_of_its_input_per_poll() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const ITEMS: u64 = 200_000;
+    let pool = Pool::new(2).expect("pool");
+    let pulled = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&pulled);
+    let input = (0..ITEMS).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut map = pool.imap(double, input);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let (mut most, mut next_expected) = (0, 0u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let before = pulled.load(Ordering::Relaxed);
+        let polled = {
+            let mut next = std::pin::pin!(map.next_async());
+            std::future::Future::poll(next.as_mut(), &mut cx)
+        };
+        most = most.max(pulled.load(Ordering::Relaxed) - before);
+        match polled {
+            std::task::Poll::Ready(Some(result)) => {
+                assert_eq!(result.expect("an item"), next_expected * 2);
+                next_expected += 1;
+            }
+            std::task::Poll::Ready(None) => break,
+            std::task::Poll::Pending => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "stuck at {next_expected}"
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+    assert_eq!(next_expected, ITEMS, "every result, in order");
+    assert!(most <= 4096, "one poll pulled {most} input items");
 }
 
 /// `imap(..).next_async()` and `imap_unordered(..).next_async()` under an

@@ -68,8 +68,11 @@ impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
     /// store's lock briefly: a batch of half the window (32,768 items on 2
     /// workers) held it for most of a millisecond while the pool's thread
     /// waited to hand out chunks (`Pool::map` of 1 M no-ops, two builds in
-    /// turns: 13.1-16.6 M items/s before, 13.8-17.5 M after).
-    fn refill(&mut self, in_flight: usize) -> Result<Range<u64>, TaskError> {
+    /// turns: 13.1-16.6 M items/s before, 13.8-17.5 M after). Awaited, a
+    /// sixteenth at most: the first fill, once the first result gave the
+    /// items' size, took the whole window at once, and held the
+    /// executor's thread 0.8-1.8 ms.
+    fn refill(&mut self, in_flight: usize, awaited: bool) -> Result<Range<u64>, TaskError> {
         let shared = &self.pool.shared;
         let item_bytes = self.encoded.item_bytes().max(self.results.item_bytes());
         let least = 2 * shared.workers;
@@ -86,8 +89,12 @@ impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
         }
         // Before the sizes are known, the bytes bound this refill too.
         let room = BYTES_IN_FLIGHT.saturating_sub(in_flight.saturating_mul(item_bytes));
+        let batch = match awaited {
+            true => (window - in_flight).min((window / 16).max(least)),
+            false => window - in_flight,
+        };
         let mut inputs = Encoded::default();
-        while inputs.len() < window - in_flight && (inputs.len() == 0 || inputs.bytes() < room) {
+        while inputs.len() < batch && (inputs.len() == 0 || inputs.bytes() < room) {
             let Some(item) = self.items.next() else {
                 self.exhausted = true;
                 break;
@@ -244,7 +251,7 @@ where
         if let Some(settled) = self.taken.pop_front() {
             return Poll::Ready(Some(settled));
         }
-        match self.feed.refill(self.in_flight.len()) {
+        match self.feed.refill(self.in_flight.len(), waker.is_some()) {
             Ok(ids) => self.in_flight.extend(ids),
             Err(e) => return Poll::Ready(Some(Some(Err(Box::new(e))))),
         }
@@ -253,10 +260,15 @@ where
         };
         let mut state = self.feed.pool.state();
         if state.store.is_settled(id) {
-            // Every settled one after it too, under the same lock.
+            // Every settled one after it too, under the same lock (awaited:
+            // a bounded run, so that one poll stays short).
+            let max_run = match waker {
+                Some(_) => super::store::MAX_AWAITED_RUN,
+                None => usize::MAX,
+            };
             state
                 .store
-                .take_run(&mut self.in_flight, id, &mut self.taken);
+                .take_run(&mut self.in_flight, id, &mut self.taken, max_run);
             self.feed.pool.wake_if_released(state);
             // (Only these: it was empty.)
             self.feed.results.note(self.taken.iter());
@@ -390,7 +402,7 @@ where
     /// thread, which wakes it once one does (or the pool stops). Takes
     /// nothing when pending.
     fn try_next_settled(&mut self, waker: Option<&Waker>) -> Poll<Option<Option<Settled>>> {
-        match self.feed.refill(self.in_flight) {
+        match self.feed.refill(self.in_flight, waker.is_some()) {
             Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,
             Err(e) => return Poll::Ready(Some(Some(Err(Box::new(e))))),
         }
