@@ -289,6 +289,15 @@ fn send_large(mut conn: Connection) {
     }
 }
 
+/// Takes two large items: each one's length and whether all its bytes
+/// are its first.
+fn take_large(q: Queue<Vec<u8>>) -> Vec<(usize, u8, bool)> {
+    (0..2)
+        .map(|_| q.get().expect("a large item"))
+        .map(|v| (v.len(), v[0], v.iter().all(|&b| b == v[0])))
+        .collect()
+}
+
 fn add_locked((lock, total): (Lock, RawValue<u64>)) {
     for _ in 0..200 {
         let _held = lock.lock().expect("the lock");
@@ -432,6 +441,18 @@ async fn main() {
         all.iter().enumerate().all(|(i, v)| v.len() == LARGE && v.iter().all(|&b| b == i as u8))
     };
     println!("large, in order: {} {}", whole(&items), whole(&frames));
+    // Large items the other way, into a queue whose ring they do not
+    // fit: a put cut by a timeout has put nothing and is made again.
+    let q = Queue::<Vec<u8>>::with_ring_bytes(0, 64 * 1024).expect("queue");
+    let mut taker = Process::new(take_large, q.clone());
+    taker.start().expect("start");
+    let first = vec![9u8; LARGE];
+    if tokio::time::timeout(Duration::from_micros(1), q.put_async(&first)).await.is_err() {
+        q.put_async(&first).await.expect("a large put");
+    }
+    q.put_async(&vec![10u8; LARGE]).await.expect("a large put");
+    let took = taker.join_async().await.expect("the taker ended well");
+    println!("large puts: {took:?}");
     // A lock shared with two processes, held by eight tasks across an
     // await (each may resume on another thread of the runtime); half the
     // tries run under a timeout that may cut them, taking nothing.
@@ -531,6 +552,11 @@ async fn main() {
     child.join_async().await.expect("the counter ended well");
     let all = counts.get_async(&"all".to_string()).await.expect("a get");
     println!("manager: {:?} {}", all, counts.len_async().await.expect("a len"));
+    let blobs = manager.dict::<String, Vec<u8>>().expect("dict");
+    let blob: Vec<u8> = (0..LARGE as u32).map(|i| (i % 251) as u8).collect();
+    blobs.set_async(&"blob".to_string(), &blob).await.expect("a large set");
+    let back = blobs.get_async(&"blob".to_string()).await.expect("a large get");
+    println!("manager, large: {}", back == Some(blob));
     // A manager's queue fed by a child, taken by four tasks whose waits
     // are cut short by timeouts: each job exactly once.
     let jobs = manager.queue::<u64>().expect("queue");
@@ -588,8 +614,9 @@ fn programs_with_threads_use_a_pool_with_default_options() {
         "sum of squares: 332833500\nawaited: 332833500\nstreamed: 332833500\n\
          children: 40425\nfrom a queue: 332833500\n\
          timed out: true, then 42\nechoed: 100\nstopped: true\n\
-         large, in order: true true\nlocked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201\n\
-         jobs once each: true"
+         large, in order: true true\nlarge puts: [(4194304, 9, true), (4194304, 10, true)]\n\
+         locked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201\n\
+         manager, large: true\njobs once each: true"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
