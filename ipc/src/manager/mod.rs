@@ -63,9 +63,11 @@
 //! `get_async` and `put_async` and an [`Event`]'s `wait_async`, with any
 //! executor; a waiting call dropped (a timeout, a `select!`) tells the
 //! manager at once, and an item already sent to it goes back to the
-//! front of its queue ([`Queue::get_async`]). Locks, semaphores,
-//! conditions, barriers and sets block: call them in the runtime's
-//! `spawn_blocking`.
+//! front of its queue ([`Queue::get_async`]). A large value set goes
+//! out from where it lies, and one of a megabyte or more that a
+//! `get_async` reads is decoded on a thread of its own, not the
+//! executor's. Locks, semaphores, conditions, barriers and sets block:
+//! call them in the runtime's `spawn_blocking`.
 
 mod awaited;
 mod awaited_cancel;
