@@ -45,7 +45,12 @@ pub fn status_kb(pid: u32, field: &str) -> u64 {
 /// Minor page faults of process `pid` so far (field 10 of its `stat`):
 /// pages it touched for the first time, such as a fresh buffer's.
 pub fn minor_faults(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    minor_faults_in(&format!("/proc/{pid}/stat"))
+}
+
+/// Field 10 of the `stat` file at `path`: its minor page faults.
+fn minor_faults_in(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).expect("stat");
     // After the command name (in parentheses, perhaps with spaces): the
     // state is field 3, so field 10 is the eighth.
     let (_, after_name) = stat.rsplit_once(')').expect("a stat line");
@@ -71,11 +76,5 @@ pub fn this_thread_written() -> u64 {
 /// `/proc/thread-self/stat`): pages it touched for the first time, such
 /// as those of a fresh copy.
 pub fn this_thread_minor_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
-    let (_, after_name) = stat.rsplit_once(')').expect("a stat line");
-    after_name
-        .split_whitespace()
-        .nth(7)
-        .and_then(|f| f.parse().ok())
-        .expect("minflt")
+    minor_faults_in("/proc/thread-self/stat")
 }
