@@ -44,12 +44,18 @@ use crate::watch::{Readiness, Registration, Source};
 use super::connection::{FrameNow, Started, Written};
 use super::inbox::Taken;
 use super::mac::FrameOpener;
+use super::send_in_two::Parts;
 use super::{Connection, RecvError, RecvTimeoutError, SendError, TryRecvError};
 
 /// From this payload size on, a frame is opened and read off the
 /// executor's thread (starting a thread costs tens of microseconds; a
 /// megabyte decodes in about half a millisecond to a few).
 const OFF_THREAD_BYTES: usize = 1 << 20;
+
+/// From this size on, an awaited byte message is written from where it
+/// lies: copied into a frame of its own, a 100 MB one held the executor's
+/// thread some 50 ms.
+const BORROWED_BYTES: usize = 1 << 20;
 
 /// The most one poll reads before it lets the executor's other tasks run
 /// (about a tenth of a millisecond).
@@ -121,8 +127,14 @@ impl Connection {
     }
 
     /// Sends a byte message, as a future ([`send_bytes`](Self::send_bytes)
-    /// for async code; see [`send_async`](Self::send_async)).
-    pub fn send_bytes_async(&mut self, bytes: &[u8]) -> SendFuture<'_> {
+    /// for async code; see [`send_async`](Self::send_async)). A message of
+    /// a megabyte or more is written from where it lies (on an
+    /// authenticated connection, whose tag covers it whole, it is copied
+    /// first); a smaller one is copied now.
+    pub fn send_bytes_async<'a>(&'a mut self, bytes: &'a [u8]) -> SendFuture<'a> {
+        if bytes.len() >= BORROWED_BYTES {
+            return self.send_bytes_in_two_async(&[], bytes);
+        }
         let mut payload = Vec::with_capacity(HEADER_LEN + bytes.len());
         payload.extend_from_slice(&[0; HEADER_LEN]);
         payload.extend_from_slice(bytes);
@@ -146,7 +158,7 @@ impl Connection {
 }
 
 /// Leaves `cx`'s waker with `connection`'s source for `readiness`.
-pub(super) fn wait_for(
+fn wait_for(
     connection: &mut Connection,
     readiness: Readiness,
     waiting: &mut Option<Registration>,
@@ -406,7 +418,53 @@ pub(super) const WRITE_PER_POLL: usize = 1 << 20;
 
 /// The future of [`Connection::send_async`] and [`Connection::send_bytes_async`].
 #[must_use = "a future sends nothing unless it is awaited"]
-pub struct SendFuture<'a> {
+pub struct SendFuture<'a>(How<'a>);
+
+/// How a send's frame is written.
+enum How<'a> {
+    /// From one buffer of its own.
+    Frame(FrameSend<'a>),
+    /// From a small first part of its own and a large borrowed second
+    /// (see `send_in_two`).
+    Parts(Parts<'a>),
+}
+
+impl<'a> SendFuture<'a> {
+    pub(super) fn new(connection: &'a mut Connection, payload: Result<Vec<u8>, SendError>) -> Self {
+        SendFuture(How::Frame(FrameSend::new(connection, payload)))
+    }
+
+    pub(super) fn in_parts(parts: Parts<'a>) -> Self {
+        SendFuture(How::Parts(parts))
+    }
+}
+
+impl Future for SendFuture<'_> {
+    type Output = Result<(), SendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            How::Frame(frame) => Pin::new(frame).poll(cx),
+            How::Parts(parts) => Pin::new(parts).poll(cx),
+        }
+    }
+}
+
+impl std::fmt::Debug for SendFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (how, started) = match &self.0 {
+            How::Frame(frame) => ("one buffer", frame.started),
+            How::Parts(parts) => ("two parts", parts.started()),
+        };
+        f.debug_struct("SendFuture")
+            .field("how", &how)
+            .field("started", &started)
+            .finish()
+    }
+}
+
+/// A send from one buffer: the frame, made (and sealed) from its payload.
+pub(super) struct FrameSend<'a> {
     connection: &'a mut Connection,
     /// The message's payload, with room for its header in front (or why
     /// it has none); taken when its frame is made.
@@ -422,17 +480,9 @@ pub struct SendFuture<'a> {
     taking_in: Option<Registration>,
 }
 
-impl std::fmt::Debug for SendFuture<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendFuture")
-            .field("started", &self.started)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> SendFuture<'a> {
-    pub(super) fn new(connection: &'a mut Connection, payload: Result<Vec<u8>, SendError>) -> Self {
-        SendFuture {
+impl<'a> FrameSend<'a> {
+    fn new(connection: &'a mut Connection, payload: Result<Vec<u8>, SendError>) -> Self {
+        FrameSend {
             connection,
             payload: Some(payload),
             frame: None,
@@ -478,7 +528,7 @@ impl<'a> SendFuture<'a> {
     }
 }
 
-impl Drop for SendFuture<'_> {
+impl Drop for FrameSend<'_> {
     fn drop(&mut self) {
         // Made and sealed, but not a byte went: the count takes it back.
         if self.frame.take().is_some() {
@@ -487,7 +537,7 @@ impl Drop for SendFuture<'_> {
     }
 }
 
-impl Future for SendFuture<'_> {
+impl Future for FrameSend<'_> {
     type Output = Result<(), SendError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -510,22 +560,29 @@ impl Future for SendFuture<'_> {
                 Poll::Pending
             }
             Ok(Written::Blocked) => {
-                let mut waited =
-                    wait_for(this.connection, Readiness::Writable, &mut this.waiting, cx);
-                if waited.is_ok() && this.connection.absorb_now() {
-                    waited = wait_for(
-                        this.connection,
-                        Readiness::Readable,
-                        &mut this.taking_in,
-                        cx,
-                    );
-                }
-                match waited {
-                    Ok(()) => Poll::Pending,
-                    Err(e) => Poll::Ready(Err(SendError::Io(e))),
-                }
+                wait_for_room(this.connection, &mut this.waiting, &mut this.taking_in, cx)
             }
         })
+    }
+}
+
+/// Leaves `cx`'s waker with `connection`'s source until it has room to
+/// write; a duplex end takes in what its peer sends meanwhile, and is
+/// woken by that too (two ends that both send first would otherwise wait
+/// for each other).
+pub(super) fn wait_for_room<T>(
+    connection: &mut Connection,
+    waiting: &mut Option<Registration>,
+    taking_in: &mut Option<Registration>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, SendError>> {
+    let mut waited = wait_for(connection, Readiness::Writable, waiting, cx);
+    if waited.is_ok() && connection.absorb_now() {
+        waited = wait_for(connection, Readiness::Readable, taking_in, cx);
+    }
+    match waited {
+        Ok(()) => Poll::Pending,
+        Err(e) => Poll::Ready(Err(SendError::Io(e))),
     }
 }
 

@@ -1,5 +1,6 @@
 //! [`Connection::send_bytes_in_two_async`]: one frame made of a small
-//! first part and a large borrowed second, awaited, written as they are.
+//! first part and a large borrowed second, awaited, written as they are
+//! (and so [`Connection::send_bytes_async`] of a large message).
 //!
 //! A manager's awaited set of a large value encoded its whole request
 //! again to send it: the value was copied where the future was polled (a
@@ -7,7 +8,7 @@
 //! and took 100 MB more memory meanwhile). Its blocking call already
 //! wrote the value from where it lay (`send_bytes_in_two`).
 //!
-//! Cancel-safe as [`SendFuture`] is: dropped before a byte went, it has
+//! Cancel-safe as any [`SendFuture`] is: dropped before a byte went, it has
 //! sent nothing; dropped in the middle, its rest (copied then) goes out
 //! before the next message.
 
@@ -16,10 +17,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::codec::HEADER_LEN;
-use crate::watch::{Readiness, Registration};
+use crate::watch::Registration;
 
 use super::connection::Written;
-use super::future::{wait_for, SendFuture, WRITE_PER_POLL};
+use super::future::{wait_for_room, SendFuture, WRITE_PER_POLL};
 use super::{Connection, SendError};
 
 impl Connection {
@@ -31,37 +32,30 @@ impl Connection {
         &'a mut self,
         head: &[u8],
         tail: &'a [u8],
-    ) -> SendInTwo<'a> {
+    ) -> SendFuture<'a> {
         match self.frame_head(head, tail) {
-            Ok(Some(first)) => SendInTwo::Parts(Parts {
+            Ok(Some(first)) => SendFuture::in_parts(Parts {
                 connection: self,
                 first,
                 tail,
                 at: 0,
                 waiting: None,
+                taking_in: None,
             }),
             Ok(None) => {
                 let mut payload = Vec::with_capacity(HEADER_LEN + head.len() + tail.len());
                 payload.extend_from_slice(&[0; HEADER_LEN]);
                 payload.extend_from_slice(head);
                 payload.extend_from_slice(tail);
-                SendInTwo::Whole(SendFuture::new(self, Ok(payload)))
+                SendFuture::new(self, Ok(payload))
             }
-            Err(e) => SendInTwo::Whole(SendFuture::new(self, Err(e))),
+            Err(e) => SendFuture::new(self, Err(e)),
         }
     }
 }
 
-/// The future of [`Connection::send_bytes_in_two_async`].
-#[must_use = "a future sends nothing unless it is awaited"]
-pub(crate) enum SendInTwo<'a> {
-    /// In one buffer (an authenticated connection's, or a refused one).
-    Whole(SendFuture<'a>),
-    Parts(Parts<'a>),
-}
-
 /// A frame written from its two parts.
-pub(crate) struct Parts<'a> {
+pub(super) struct Parts<'a> {
     connection: &'a mut Connection,
     /// The frame's header, then the message's first part.
     first: Vec<u8>,
@@ -69,11 +63,18 @@ pub(crate) struct Parts<'a> {
     /// How many of the frame's bytes went.
     at: usize,
     waiting: Option<Registration>,
+    /// Woken by the peer's bytes too (see `wait_for_room`).
+    taking_in: Option<Registration>,
 }
 
 impl Parts<'_> {
     fn total(&self) -> usize {
         self.first.len() + self.tail.len()
+    }
+
+    /// Whether a byte of the frame went.
+    pub(super) fn started(&self) -> bool {
+        self.at > 0
     }
 
     /// Writes on without waiting, at most [`WRITE_PER_POLL`] bytes.
@@ -107,14 +108,11 @@ impl Drop for Parts<'_> {
     }
 }
 
-impl Future for SendInTwo<'_> {
+impl Future for Parts<'_> {
     type Output = Result<(), SendError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let parts = match self.get_mut() {
-            SendInTwo::Whole(whole) => return Pin::new(whole).poll(cx),
-            SendInTwo::Parts(parts) => parts,
-        };
+        let parts = self.get_mut();
         crate::coop::cooperative(cx, |cx| match parts.step() {
             Ok(Written::All) => Poll::Ready(Ok(())),
             Ok(Written::Budget) => {
@@ -123,24 +121,11 @@ impl Future for SendInTwo<'_> {
                 Poll::Pending
             }
             Ok(Written::Blocked) => {
-                match wait_for(
-                    parts.connection,
-                    Readiness::Writable,
-                    &mut parts.waiting,
-                    cx,
-                ) {
-                    Ok(()) => Poll::Pending,
-                    Err(e) => Poll::Ready(Err(SendError::Io(e))),
-                }
+                let (waiting, taking_in) = (&mut parts.waiting, &mut parts.taking_in);
+                wait_for_room(parts.connection, waiting, taking_in, cx)
             }
             Err(e) => Poll::Ready(Err(e)),
         })
-    }
-}
-
-impl std::fmt::Debug for SendInTwo<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendInTwo").finish_non_exhaustive()
     }
 }
 
