@@ -27,6 +27,7 @@ fn main() {
         child_sees_its_name_and_parent,
         pipe_end_as_argument_in_both_methods,
         fork_refuses_with_threads_unless_allowed,
+        a_fork_waits_for_a_passing_thread_of_ours_to_end,
         dropping_a_running_process_kills_and_reaps_it,
         second_join_says_already_joined,
         children_die_with_their_parent,
@@ -277,6 +278,41 @@ fn pipe_end_as_argument_in_both_methods() {
             "{method:?}"
         );
     }
+}
+
+/// A thread of ours that ends once its one piece of work is done (an
+/// awaited large join's reader, a decode, a free) does not make a fork
+/// fail: the fork waits for it to end. A fork right after an awaited large
+/// join failed with `ThreadsPresent` now and then, its reader not yet
+/// gone. Any other thread still refuses it at once.
+fn a_fork_waits_for_a_passing_thread_of_ours_to_end() {
+    for name in ["outlast-join", "outlast-decode", "outlast-free"] {
+        // (Its name is set once it runs.)
+        let (running, started) = std::sync::mpsc::channel::<()>();
+        let passing = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _ = running.send(());
+                std::thread::sleep(Duration::from_millis(30));
+            })
+            .expect("a thread");
+        started.recv().expect("the thread runs");
+        let mut p = Process::new(add_one, 1).start_method(StartMethod::Fork);
+        p.start().unwrap_or_else(|e| panic!("beside {name}: {e}"));
+        assert_eq!(p.join().expect("join"), 2);
+        passing.join().expect("the thread");
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::Builder::new()
+        .name("user-work".into())
+        .spawn(move || {
+            let _ = rx.recv();
+        })
+        .expect("a thread");
+    let mut p = Process::new(add_one, 1).start_method(StartMethod::Fork);
+    assert!(matches!(p.start(), Err(StartError::ThreadsPresent { .. })));
+    drop(tx);
+    other.join().expect("the thread");
 }
 
 fn fork_refuses_with_threads_unless_allowed() {

@@ -17,14 +17,21 @@ pub fn thread_count() -> io::Result<usize> {
 /// (its name can no longer be read) is not.
 pub fn threads_not_named(prefix: &str) -> io::Result<usize> {
     let mut others = 0;
+    each_thread_name(|name| others += usize::from(!name.starts_with(prefix)))?;
+    Ok(others)
+}
+
+/// Shows `each` the name of every thread of this process alive now (one
+/// that ends meanwhile, whose name can no longer be read, is left out).
+pub fn each_thread_name(mut each: impl FnMut(&str)) -> io::Result<()> {
     for task in std::fs::read_dir("/proc/self/task")?.flatten() {
         let mut buf = [0u8; 32];
         let path = format!("{}/comm", task.path().display());
-        if read_small(&path, &mut buf).is_some_and(|name| !name.starts_with(prefix)) {
-            others += 1;
+        if let Some(name) = read_small(&path, &mut buf) {
+            each(name.trim_end());
         }
     }
-    Ok(others)
+    Ok(())
 }
 
 /// Whether thread `tid` of this process still exists.

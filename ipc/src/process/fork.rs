@@ -9,12 +9,48 @@ use super::error::StartError;
 use super::{child, current, ChildPlan, Launched};
 use crate::os;
 
+/// Threads of ours that end by themselves once their one piece of work
+/// is done (a large result decoded or read, a large buffer copied or
+/// freed, a connection opened): a fork waits a little for them rather
+/// than refusing. One that had just woken its future and not yet ended
+/// made a fork right after an awaited large join fail with
+/// `ThreadsPresent` now and then.
+const PASSING: [&str; 5] = [
+    "outlast-join",
+    "outlast-decode",
+    "outlast-free",
+    "outlast-spill",
+    "outlast-connect",
+];
+
+/// How long a fork waits for [`PASSING`] threads to end.
+const WAIT_FOR_PASSING: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// This process's threads, those that wait for our futures left out, once
+/// the passing ones among them have ended (or [`WAIT_FOR_PASSING`] has
+/// passed: then they count too).
+fn threads_but_passing_ones() -> std::io::Result<usize> {
+    let deadline = std::time::Instant::now() + WAIT_FOR_PASSING;
+    loop {
+        let (mut threads, mut passing) = (0, 0);
+        os::procfs::each_thread_name(|name| {
+            threads += usize::from(!name.starts_with(crate::watch::THREAD_PREFIX));
+            passing += usize::from(PASSING.contains(&name));
+        })?;
+        let others = threads.saturating_sub(passing);
+        if threads <= 1 || others > 1 || std::time::Instant::now() >= deadline {
+            return Ok(threads);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 pub(crate) fn start(plan: ChildPlan<'_>, allow_threads: bool) -> Result<Launched, StartError> {
     // The threads that wait for our futures hold nothing a child needs
     // once they are kept out of wakers: they do not count.
     let watch_threads_quiet = crate::watch::quiet_for_fork();
     if !allow_threads {
-        let threads = os::procfs::threads_not_named(crate::watch::THREAD_PREFIX)?;
+        let threads = threads_but_passing_ones()?;
         if threads > 1 {
             return Err(StartError::ThreadsPresent { threads });
         }
