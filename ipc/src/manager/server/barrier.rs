@@ -1,7 +1,8 @@
 //! Events and barriers on the server. A barrier breaks, as Python's does,
 //! when a waiter times out or it is aborted; and here also when a waiting
 //! party's process dies, since it can never arrive: the others are told
-//! `Broken` instead of waiting for ever.
+//! `Broken` instead of waiting for ever. A party whose awaited wait is
+//! cancelled only leaves the round, as in Python's asyncio.
 
 use std::collections::{HashMap, HashSet};
 
@@ -119,6 +120,13 @@ impl Barrier {
         self.break_it();
         self.broken_for.remove(&client);
         Reply::Broken
+    }
+
+    /// A waiting party stopped waiting (its call was cancelled): it leaves
+    /// this round, which it never filled, without breaking it; the next
+    /// arrivals take its place.
+    pub fn leave(&mut self, client: ClientId) {
+        self.arrived.retain(|&c| c != client);
     }
 
     pub fn gone(&mut self, client: ClientId) -> bool {

@@ -100,6 +100,20 @@ impl Condition {
         }
     }
 
+    /// A waiter's awaited wait was dropped: it stops waiting for a notify
+    /// and still takes its lock back before it is answered (its client
+    /// then releases it). A notify it was given and has not used goes on
+    /// to the next waiter, as in Python's asyncio (3.13), so that no
+    /// notify is lost with a cancelled waiter.
+    pub fn cancel(&mut self, client: ClientId) {
+        self.expire(client);
+        if let Some((notified, _)) = self.woken.get_mut(&client) {
+            if std::mem::take(notified) {
+                self.wake(1);
+            }
+        }
+    }
+
     pub fn gone(&mut self, client: ClientId) -> bool {
         self.waiting.retain(|w| w.0 != client);
         self.woken.remove(&client);

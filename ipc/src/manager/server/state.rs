@@ -73,6 +73,19 @@ struct Parked {
     client: ClientId,
     op: Op,
     deadline: Option<Instant>,
+    /// Its client cancelled it (a condition's wait, which still takes its
+    /// lock back): the cancel's `Done` follows its reply.
+    then_done: bool,
+}
+
+impl Parked {
+    /// Owes `reply` to its client, and the cancel's `Done` after it.
+    fn answer(&self, owed: &mut Vec<(ClientId, Reply)>, reply: Reply) {
+        owed.push((self.client, reply));
+        if self.then_done {
+            owed.push((self.client, Reply::Done));
+        }
+    }
 }
 
 pub(super) struct State {
@@ -178,7 +191,6 @@ impl State {
             // Both replies owed, in order: the parked request's, then this.
             Request::Cancel => {
                 self.cancel(client);
-                self.owed.push((client, Reply::Done));
                 return None;
             }
             Request::Batch(requests) if requests.len() > MAX_BATCH => {
@@ -353,6 +365,7 @@ impl State {
                     client,
                     op,
                     deadline,
+                    then_done: false,
                 });
                 None
             }
@@ -429,7 +442,7 @@ impl State {
                 charge(&mut self.stored_by, queue[i].client, before, after);
                 if let Step::Reply(reply) = step {
                     if let Some(done) = queue.remove(i) {
-                        self.owed.push((done.client, reply));
+                        done.answer(&mut self.owed, reply);
                     }
                     progress = true;
                 } else {
@@ -446,21 +459,51 @@ impl State {
     }
 
     /// Ends the waits of `client`'s parked requests as their deadlines
-    /// would, but a condition's wait and a barrier's arrival (whose
-    /// deadlines do more than say no).
+    /// would, and owes the cancel's `Done` after their replies. A
+    /// condition's wait stops waiting for a notify but still takes its
+    /// lock back before it is answered (as Python's asyncio `Condition`
+    /// does when its waiter is cancelled); a barrier's party leaves the
+    /// round without breaking it (as asyncio's `Barrier` does), where a
+    /// deadline breaks it.
     fn cancel(&mut self, client: ClientId) {
-        let owed = &mut self.owed;
-        for queue in self.parked.values_mut() {
-            queue.retain(|p| {
-                let ends =
-                    p.client == client && !matches!(p.op, Op::Wait { .. } | Op::Arrive { .. });
-                if ends {
-                    owed.push((client, timed_out(&p.op)));
+        let mut left_behind = Vec::new();
+        for (&id, queue) in self.parked.iter_mut() {
+            let mut object = self.objects.get_mut(&id).map(|(_, o)| o);
+            let owed = &mut self.owed;
+            queue.retain_mut(|p| {
+                if p.client != client {
+                    return true;
                 }
-                !ends
+                match (&mut object, &p.op) {
+                    (Some(Object::Condition(c)), Op::Wait { .. }) => {
+                        c.cancel(client);
+                        p.deadline = None;
+                        p.then_done = true;
+                        left_behind.push(id);
+                        true
+                    }
+                    (Some(Object::Barrier(b)), Op::Arrive { .. }) => {
+                        b.leave(client);
+                        owed.push((client, Reply::Broken));
+                        false
+                    }
+                    _ => {
+                        owed.push((client, timed_out(&p.op)));
+                        false
+                    }
+                }
             });
         }
         self.parked.retain(|_, q| !q.is_empty());
+        match left_behind.is_empty() {
+            true => self.owed.push((client, Reply::Done)),
+            // Answered (its `Done` after) once it has its lock back.
+            false => {
+                for id in left_behind {
+                    self.retry(id);
+                }
+            }
+        }
     }
 
     /// The earliest deadline of a parked request.
@@ -489,17 +532,18 @@ impl State {
                 if p.deadline.is_none_or(|d| d > now) {
                     return true;
                 }
-                let answer = match object {
+                let answer = match (&mut *object, &p.op) {
                     // Still to take its lock back: stays parked, without deadline.
-                    Object::Condition(c) => {
+                    (Object::Condition(c), Op::Wait { .. }) => {
                         c.expire(p.client);
                         p.deadline = None;
                         return true;
                     }
-                    Object::Barrier(b) => b.expire(p.client),
+                    (Object::Barrier(b), _) => b.expire(p.client),
+                    // (A condition's acquire says no, as a lock's does.)
                     _ => timed_out(&p.op),
                 };
-                self.owed.push((p.client, answer));
+                p.answer(&mut self.owed, answer);
                 false
             });
             self.retry(id);
@@ -537,8 +581,10 @@ impl State {
             }
             if let Some(parked) = self.parked.remove(&id) {
                 for p in parked {
-                    self.owed
-                        .push((p.client, Reply::Error(format!("object {id} was freed"))));
+                    p.answer(
+                        &mut self.owed,
+                        Reply::Error(format!("object {id} was freed")),
+                    );
                 }
             }
             self.holdable.retain(|&h| h != id);
