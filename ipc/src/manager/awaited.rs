@@ -63,6 +63,14 @@ pub(super) enum Undo {
     Nothing,
     /// An item taken from queue `id` goes back to its front.
     Unget(u64),
+    /// Lock, semaphore or condition `id`, which the call's connection
+    /// holds afterwards (it took it, took it back, or kept holding it),
+    /// is released; not when the reply says it was not taken.
+    Release(u64),
+    /// Condition `id`'s lock, which the connection's dropped wait took
+    /// back, is released, and a notify that wait received goes on to the
+    /// next waiter first (nobody saw it: as in Python's asyncio).
+    PassOnAndRelease(u64),
 }
 
 /// The way a request went, and its reply comes.
@@ -79,8 +87,8 @@ pub(super) struct Kept {
     /// Replies still to come for requests whose calls were dropped, on
     /// the lane and on the socket. (Any order between the two will do:
     /// each is read and dropped.)
-    owed_on_lane: u32,
-    owed_on_socket: u32,
+    pub owed_on_lane: u32,
+    pub owed_on_socket: u32,
     /// The waiting call it carried was dropped and the manager told: its
     /// reply and the cancel's are still to be read, the way the call's
     /// request went, and what the reply did undone (see `awaited_cancel`).
@@ -224,8 +232,8 @@ pub(super) fn forget(link: &Link) {
 
 /// One of a manager's open connections, counted until dropped (unless
 /// its connection went back idle, still counted).
-struct Place<'a> {
-    link: &'a Link,
+pub(super) struct Place<'a> {
+    pub link: &'a Link,
     counted: bool,
 }
 
@@ -242,7 +250,7 @@ impl Drop for Place<'_> {
 
 /// How far a lent connection's call went: what its drop does with it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Progress {
+pub(super) enum Progress {
     /// Nothing sent: kept as it was.
     Idle,
     /// A request in the middle of going out: closed.
@@ -268,20 +276,20 @@ enum Route {
 
 /// A connection lent to one awaited call, given back (or closed) when
 /// the call ends or is dropped.
-struct Lease<'a> {
-    place: Place<'a>,
-    kept: Option<Kept>,
-    progress: Progress,
+pub(super) struct Lease<'a> {
+    pub place: Place<'a>,
+    pub kept: Option<Kept>,
+    pub progress: Progress,
     /// Kept from an earlier call (the manager may have closed it meanwhile).
     reused: bool,
     /// A call that may wait on the server, and what its reply undoes if
     /// the call is dropped: its connection is one of `waiting_idle`.
-    waiting: Option<Undo>,
+    pub waiting: Option<Undo>,
 }
 
 impl Lease<'_> {
     /// Sends `request` and awaits its reply, after the replies owed.
-    async fn exchange(&mut self, request: &Request) -> Result<Reply, ManagerError> {
+    pub async fn exchange(&mut self, request: &Request) -> Result<Reply, ManagerError> {
         let kept = self.kept.as_mut().ok_or(ManagerError::Disconnected)?;
         self.progress = Progress::Idle;
         if let Err(e) = kept.settle_lane().await {
@@ -619,7 +627,7 @@ fn gone_again(e: ManagerError) -> ManagerError {
 }
 
 /// A reply that refuses the call, as the error it is.
-fn refused_as_error(reply: Reply) -> Result<Reply, ManagerError> {
+pub(super) fn refused_as_error(reply: Reply) -> Result<Reply, ManagerError> {
     match reply {
         Reply::Error(why) => Err(ManagerError::Server(why)),
         Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
@@ -636,6 +644,19 @@ impl Link {
         request: Request,
         undo: Undo,
     ) -> Result<Reply, ManagerError> {
+        self.call_waiting_leased(request, undo)
+            .await
+            .map(|(reply, _)| reply)
+    }
+
+    /// [`call_waiting_async`](Self::call_waiting_async), with the
+    /// connection it went on, for a call whose reply leaves that
+    /// connection holding something (see `awaited_hold`).
+    pub(super) async fn call_waiting_leased(
+        &self,
+        request: Request,
+        undo: Undo,
+    ) -> Result<(Reply, Lease<'_>), ManagerError> {
         let gone = self.take_dropped();
         if !gone.is_empty() {
             let _ = self.call_alone_async(&Request::Batch(decrefs(gone))).await;
@@ -661,7 +682,7 @@ impl Link {
             }
             outcome => outcome,
         }?;
-        refused_as_error(reply)
+        Ok((refused_as_error(reply)?, lease))
     }
 }
 

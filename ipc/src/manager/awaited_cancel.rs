@@ -5,8 +5,10 @@
 //! such connection is left and ended once none has come for a second,
 //! reads each marked connection's two replies (the call's, then the
 //! cancel's `Done`), gives back an item the manager had already sent
-//! (`Unget`, to the front of its queue), and unmarks the connection for
-//! the next waiting call.
+//! (`Unget`, to the front of its queue) or a lock the connection holds
+//! (`Release`: one an awaited acquire took as it was dropped, or a
+//! condition's lock that a dropped wait took back), and unmarks the
+//! connection for the next waiting call.
 //!
 //! One thread for them all, not one per drop: a consumer that waits for
 //! an item in `select!` beside a timer of a few hundred microseconds
@@ -129,8 +131,22 @@ async fn settle(mut kept: Kept) -> Option<Kept> {
     if kept.next_reply(channel).await.ok()? != Reply::Done {
         return None;
     }
-    if let (Undo::Unget(id), Reply::Value(Some(item))) = (undo, first) {
-        kept.give_back(id, item.into_vec()).await.ok()?;
+    // (A reply other than `Done` closes the connection, which gives back
+    // what it holds, as a dead holder's.)
+    match (undo, first) {
+        (Undo::Unget(id), Reply::Value(Some(item))) => {
+            kept.on(id, Op::Unget(item.into_vec())).await?;
+        }
+        (Undo::Release(id), Reply::Acquired { .. } | Reply::Notified { .. } | Reply::Done) => {
+            kept.release(id).await?
+        }
+        (Undo::PassOnAndRelease(id), Reply::Notified { notified, .. }) => {
+            if notified {
+                kept.on(id, Op::Notify(1)).await?;
+            }
+            kept.release(id).await?;
+        }
+        _ => {}
     }
     kept.cancelled = None;
     Some(kept)
@@ -152,6 +168,19 @@ impl Kept {
         }
     }
 
+    /// Sends `request`, a small one, without waiting (from a drop): the
+    /// way it went, or `None` if it could not go (the connection is to
+    /// be closed). On the socket first, so that a close which may follow
+    /// (a pool with enough idle connections) reaches the manager after it.
+    pub(super) fn send_now(&mut self, request: &Request) -> Option<Channel> {
+        let bytes = postcard::to_allocvec(request).ok()?;
+        if self.conn.send_bytes_timeout(&bytes, Duration::ZERO).is_ok() {
+            return Some(Channel::Socket);
+        }
+        let lane = self.lane.as_mut()?;
+        lane.send(&bytes).ok().map(|()| Channel::Lane)
+    }
+
     /// The next reply that comes the way `channel` says (on the lane, one
     /// too large for it comes on the socket).
     async fn next_reply(&mut self, channel: Channel) -> Result<Reply, ManagerError> {
@@ -167,15 +196,23 @@ impl Kept {
         self.conn.recv_async::<Reply>().await.map_err(recv_error)
     }
 
-    /// Puts `item` back at the front of queue `id`, which this connection
-    /// took it from.
-    async fn give_back(&mut self, id: u64, item: Vec<u8>) -> Result<(), ManagerError> {
-        let request = Request::On {
-            id,
-            op: Op::Unget(item),
-        };
+    /// `op` on object `id` (an `Unget` of an item this connection took,
+    /// a `Notify` or `Release` by the holder); `None` unless `Done`.
+    async fn on(&mut self, id: u64, op: Op) -> Option<()> {
+        let reply = self.exchange_now(&Request::On { id, op }).await;
+        (reply.ok()? == Reply::Done).then_some(())
+    }
+
+    /// Gives back lock, semaphore unit or condition `id`, which this
+    /// connection holds.
+    async fn release(&mut self, id: u64) -> Option<()> {
+        self.on(id, Op::Release).await
+    }
+
+    /// Sends `request` and awaits its reply.
+    async fn exchange_now(&mut self, request: &Request) -> Result<Reply, ManagerError> {
         let bytes =
-            postcard::to_allocvec(&request).map_err(|e| ManagerError::Encode(e.to_string()))?;
+            postcard::to_allocvec(request).map_err(|e| ManagerError::Encode(e.to_string()))?;
         let channel = match self.lane.as_mut().map(|lane| lane.send(&bytes)) {
             Some(Ok(())) => Channel::Lane,
             Some(Err(LaneError::TooLarge)) | None => {
@@ -187,9 +224,6 @@ impl Kept {
             }
             Some(Err(e)) => return Err(lane_error(e)),
         };
-        match self.next_reply(channel).await? {
-            Reply::Done => Ok(()),
-            other => Err(ManagerError::Protocol(format!("{other:?}"))),
-        }
+        self.next_reply(channel).await
     }
 }

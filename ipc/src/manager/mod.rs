@@ -71,6 +71,7 @@
 
 mod awaited;
 mod awaited_cancel;
+mod awaited_hold;
 mod awaited_lane;
 mod byte_lists;
 mod client;
@@ -85,8 +86,8 @@ pub use payload::Payload;
 pub use protocol::{KeyHolds, Kind, Op, Reply, Request, Update, MAX_BATCH};
 pub use proxy::{
     Acquired, Array, Barrier, Batch, BatchReplies, Condition, Dict, DictItems, DictKeys, Entry,
-    Event, Held, JoinableQueue, List, Lock, Namespace, Nested, Proxy, Queue, Semaphore, Set,
-    Shared, Ticket, Value,
+    Event, Held, HeldAsync, JoinableQueue, List, Lock, Namespace, Nested, Proxy, Queue, Semaphore,
+    Set, Shared, Ticket, Value,
 };
 pub use register::SharedType;
 pub use server::ServeOptions;
@@ -138,6 +139,10 @@ pub enum ManagerError {
     /// A member or key that is not there (Python's `KeyError`).
     #[error("no such member")]
     NotFound,
+    /// A condition's awaited wait or notify was given the guard of another
+    /// lock (see [`HeldAsync`]).
+    #[error("that guard holds another lock than this condition's")]
+    WrongGuard,
     /// A name is taken by an object of another kind, or (opened with
     /// [`Manager::open_as`]) made with other parameters.
     #[error("{0}")]

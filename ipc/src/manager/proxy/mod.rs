@@ -18,7 +18,7 @@ pub use list::{Array, List};
 pub use queue::{JoinableQueue, Queue};
 pub use set::Set;
 pub use shared::Shared;
-pub use sync::{Acquired, Barrier, Condition, Event, Held, Lock, Semaphore};
+pub use sync::{Acquired, Barrier, Condition, Event, Held, HeldAsync, Lock, Semaphore};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::awaited::Undo;
+use super::awaited_hold::Holding;
 use super::client::Link;
 use super::protocol::{Kind, Op, Reply, Request, MAX_BATCH};
 use super::ManagerError;
@@ -209,6 +210,19 @@ impl Target {
     async fn call_waiting_async(&self, op: Op, undo: Undo) -> Result<Reply, ManagerError> {
         self.hold_async().await;
         self.link.call_waiting_async(self.request(op), undo).await
+    }
+
+    /// An acquire, awaited on a connection of its own, which holds what it
+    /// took: the reply, and that connection if it holds something now
+    /// (see `awaited_hold`). Dropped while it waits, the manager is told,
+    /// and what it took meanwhile is released.
+    async fn call_holding_async(&self, op: Op) -> Result<(Reply, Holding<'_>), ManagerError> {
+        self.hold_async().await;
+        let (reply, lease) = self
+            .link
+            .call_waiting_leased(self.request(op), Undo::Release(self.id))
+            .await?;
+        Ok((reply, Holding::new(lease, self.id)))
     }
 
     /// Several operations on this object, awaited, [`MAX_BATCH`] to a

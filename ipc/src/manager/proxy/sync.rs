@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::super::awaited::Undo;
+use super::super::awaited_hold::Holding;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{expect_bool, expect_done, proxy, unexpected, wait_ms, Target};
@@ -69,6 +70,85 @@ impl Drop for Held<'_> {
     }
 }
 
+/// A manager lock, semaphore unit or condition's lock taken by an awaited
+/// call ([`Lock::lock_async`], [`Semaphore::acquire_async`],
+/// [`Condition::acquire_async`]): held until this guard is dropped, or
+/// [`release`](HeldAsync::release)d with the manager's answer.
+///
+/// The manager knows holders by connection, and a future may move
+/// between threads: the guard keeps the connection the acquire went on
+/// (one of its own, not its thread's). So an awaited hold is not
+/// reentrant with another (an `RLock` taken by two awaited calls is taken
+/// twice over, the second waiting for the first), nor with a blocking
+/// hold on the same thread; a condition's awaited wait and notify take
+/// this guard. Dropped, it releases without waiting (the release goes out
+/// at once); dropped while an acquire or a wait is under way, the manager
+/// is told, and a thread of ours releases what was taken meanwhile: a
+/// cancelled future (`tokio::time::timeout`, `select!`) leaves nothing
+/// held. A process that dies holding one gives it back through the
+/// server, and the next taker is told (`previous_owner_died`).
+#[must_use = "the manager lock is released as soon as this guard is dropped"]
+pub struct HeldAsync<'a> {
+    holding: Holding<'a>,
+    previous_owner_died: bool,
+}
+
+impl std::fmt::Debug for HeldAsync<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldAsync")
+            .field("object", &self.holding.id())
+            .field("previous_owner_died", &self.previous_owner_died)
+            .finish()
+    }
+}
+
+impl HeldAsync<'_> {
+    /// Its previous holder's process died holding it: what it guarded may
+    /// be half-updated.
+    pub fn previous_owner_died(&self) -> bool {
+        self.previous_owner_died
+    }
+
+    /// Releases it now and awaits the manager's answer (a drop releases
+    /// too, but cannot say that the manager was gone, or that a bounded
+    /// semaphore was released past its bound).
+    pub async fn release(self) -> Result<(), ManagerError> {
+        self.holding.release().await
+    }
+
+    /// Whether it holds `target`'s object (a condition's wait and notify
+    /// take only their own lock's guard).
+    fn holds(&self, target: &Target) -> bool {
+        self.holding.id() == target.id && *self.holding.link() == target.link
+    }
+}
+
+/// `acquire` awaited, without end (`None`) or at most `wait` (kept by the
+/// manager; `Some(ZERO)`: a try).
+async fn take_async(
+    target: &Target,
+    wait: Option<Duration>,
+) -> Result<Option<HeldAsync<'_>>, ManagerError> {
+    let op = Op::Acquire {
+        wait_ms: wait_ms(wait),
+    };
+    match target.call_holding_async(op).await? {
+        (Reply::Acquired { owner_died }, holding) => Ok(Some(HeldAsync {
+            holding,
+            previous_owner_died: owner_died,
+        })),
+        (Reply::Bool(false), holding) => {
+            holding.holds_nothing();
+            Ok(None)
+        }
+        (other, holding) => {
+            // Whatever it is, nothing was taken by it.
+            holding.holds_nothing();
+            Err(unexpected(other))
+        }
+    }
+}
+
 /// `acquire` in its three forms, for locks, semaphores and conditions.
 fn take(target: &Target, wait: Option<Duration>) -> Result<Option<Held<'_>>, ManagerError> {
     let op = Op::Acquire {
@@ -116,6 +196,30 @@ macro_rules! acquire_release {
             pub fn release(&self) -> Result<(), ManagerError> {
                 self.target.done(Op::Release)
             }
+
+            /// [`acquire`](Self::acquire) as a future, for async code (on
+            /// a connection of its own, which the guard keeps: see
+            /// [`HeldAsync`]). Cancel-safe: dropped while it waits, it
+            /// takes nothing. Bound it with the executor's timeout, or
+            /// with [`acquire_timeout_async`](Self::acquire_timeout_async).
+            pub async fn acquire_async(&self) -> Result<HeldAsync<'_>, ManagerError> {
+                let taken = take_async(&self.target, None).await?;
+                taken.ok_or(ManagerError::Protocol("a wait without end ended".into()))
+            }
+
+            /// [`try_acquire`](Self::try_acquire) as a future.
+            pub async fn try_acquire_async(&self) -> Result<Option<HeldAsync<'_>>, ManagerError> {
+                take_async(&self.target, Some(Duration::ZERO)).await
+            }
+
+            /// [`acquire_timeout`](Self::acquire_timeout) as a future (the
+            /// manager keeps the deadline).
+            pub async fn acquire_timeout_async(
+                &self,
+                timeout: Duration,
+            ) -> Result<Option<HeldAsync<'_>>, ManagerError> {
+                take_async(&self.target, Some(timeout)).await
+            }
         }
     };
 }
@@ -143,6 +247,32 @@ impl Lock {
     /// [`acquire_timeout`](Self::acquire_timeout).
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<Held<'_>>, ManagerError> {
         self.acquire_timeout(timeout)
+    }
+
+    /// [`acquire_async`](Self::acquire_async): the lock as a future.
+    ///
+    /// ```no_run
+    /// # async fn run(lock: &outlast_ipc::manager::Lock) -> Result<(), outlast_ipc::manager::ManagerError> {
+    /// let held = lock.lock_async().await?;
+    /// // ... what the lock guards, in any process ...
+    /// held.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock_async(&self) -> Result<HeldAsync<'_>, ManagerError> {
+        self.acquire_async().await
+    }
+
+    /// [`try_acquire_async`](Self::try_acquire_async).
+    pub async fn try_lock_async(&self) -> Result<Option<HeldAsync<'_>>, ManagerError> {
+        self.try_acquire_async().await
+    }
+
+    /// [`acquire_timeout_async`](Self::acquire_timeout_async).
+    pub async fn lock_timeout_async(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<HeldAsync<'_>>, ManagerError> {
+        self.acquire_timeout_async(timeout).await
     }
 }
 
@@ -233,6 +363,85 @@ impl Condition {
     /// Wakes every waiter.
     pub fn notify_all(&self) -> Result<(), ManagerError> {
         self.target.done(Op::NotifyAll)
+    }
+
+    /// Checks that `held` holds this condition's lock.
+    fn own<'h, 'a>(
+        &self,
+        held: &'h mut HeldAsync<'a>,
+    ) -> Result<&'h mut Holding<'a>, ManagerError> {
+        match held.holds(&self.target) {
+            true => Ok(&mut held.holding),
+            false => Err(ManagerError::WrongGuard),
+        }
+    }
+
+    /// An awaited wait, `wait` long at most (`None`: without end): the
+    /// guard back, and whether a notify came.
+    async fn wait_for_notify_async<'a>(
+        &self,
+        mut held: HeldAsync<'a>,
+        wait: Option<Duration>,
+    ) -> Result<(HeldAsync<'a>, bool), ManagerError> {
+        let op = Op::Wait {
+            wait_ms: wait_ms(wait),
+        };
+        match self.own(&mut held)?.wait(op).await? {
+            Reply::Notified {
+                notified,
+                owner_died,
+            } => {
+                held.previous_owner_died = owner_died;
+                Ok((held, notified))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`wait`](Self::wait) as a future: gives up the lock `held` holds
+    /// (taken with [`acquire_async`](Self::acquire_async)), waits for a
+    /// notify, and gives the guard back once the lock is taken again
+    /// (its `previous_owner_died` says whether someone died holding it
+    /// meanwhile). Dropped while it waits, the lock is still taken back
+    /// and then released, by a thread of ours.
+    ///
+    /// ```no_run
+    /// # async fn run(
+    /// #     cond: &outlast_ipc::manager::Condition,
+    /// #     ready: &outlast_ipc::manager::Value<bool>,
+    /// # ) -> Result<(), outlast_ipc::manager::ManagerError> {
+    /// let mut held = cond.acquire_async().await?;
+    /// while !ready.get_async().await? {
+    ///     held = cond.wait_async(held).await?;
+    /// }
+    /// held.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_async<'a>(&self, held: HeldAsync<'a>) -> Result<HeldAsync<'a>, ManagerError> {
+        self.wait_for_notify_async(held, None)
+            .await
+            .map(|(held, _)| held)
+    }
+
+    /// [`wait_async`](Self::wait_async) for at most `timeout` (the manager
+    /// keeps the deadline): the guard back, with the lock taken again, and
+    /// whether a notify came (Python's `wait(timeout)`).
+    pub async fn wait_timeout_async<'a>(
+        &self,
+        held: HeldAsync<'a>,
+        timeout: Duration,
+    ) -> Result<(HeldAsync<'a>, bool), ManagerError> {
+        self.wait_for_notify_async(held, Some(timeout)).await
+    }
+
+    /// [`notify`](Self::notify) as a future, by the holder of `held`.
+    pub async fn notify_async(&self, held: &mut HeldAsync<'_>, n: u64) -> Result<(), ManagerError> {
+        expect_done(self.own(held)?.call(Op::Notify(n)).await?)
+    }
+
+    /// [`notify_all`](Self::notify_all) as a future, by the holder of `held`.
+    pub async fn notify_all_async(&self, held: &mut HeldAsync<'_>) -> Result<(), ManagerError> {
+        expect_done(self.own(held)?.call(Op::NotifyAll).await?)
     }
 }
 
@@ -332,6 +541,38 @@ impl Barrier {
     /// Breaks it: every waiter, and every later one, gets `BrokenBarrier`.
     pub fn abort(&self) -> Result<(), ManagerError> {
         self.target.done(Op::Abort)
+    }
+
+    /// An awaited arrival, `wait` long at most (`None`: without end).
+    async fn arrive_async(&self, wait: Option<Duration>) -> Result<u64, ManagerError> {
+        let op = Op::Arrive {
+            wait_ms: wait_ms(wait),
+        };
+        match self.target.call_waiting_async(op, Undo::Nothing).await? {
+            Reply::Int(i) => Ok(i as u64),
+            Reply::Broken => Err(ManagerError::BrokenBarrier),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`wait`](Self::wait) as a future (on a connection of its own).
+    /// Dropped while it waits, this party leaves the round without
+    /// breaking it, as in Python's asyncio (a later arrival takes its
+    /// place); a deadline ([`wait_timeout_async`](Self::wait_timeout_async))
+    /// breaks it, as in Python's `threading`.
+    pub async fn wait_async(&self) -> Result<u64, ManagerError> {
+        self.arrive_async(None).await
+    }
+
+    /// [`wait_timeout`](Self::wait_timeout) as a future: past `timeout`
+    /// the barrier breaks (the manager keeps the deadline).
+    pub async fn wait_timeout_async(&self, timeout: Duration) -> Result<u64, ManagerError> {
+        self.arrive_async(Some(timeout)).await
+    }
+
+    /// [`abort`](Self::abort) as a future.
+    pub async fn abort_async(&self) -> Result<(), ManagerError> {
+        expect_done(self.target.call_async(Op::Abort).await?)
     }
 
     /// Back to its first state (waiters now get `BrokenBarrier`).

@@ -1,0 +1,580 @@
+//! A manager's locks, semaphores, conditions and barriers awaited
+//! (`lock_async`, `acquire_async`, `Condition::wait_async`,
+//! `Barrier::wait_async`) beside real processes that use the blocking
+//! calls: exact counts under the lock, futures dropped while they wait
+//! (or while they are granted) that leave nothing held, a dropped wait's
+//! notify passed on, a dropped barrier party that leaves its round, and a
+//! holder killed while a future waits.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use outlast_ipc::manager::{Barrier, Condition, Lock, Manager, ManagerError, Semaphore};
+use outlast_ipc::value::{RawValue, Value};
+use outlast_ipc::{Connection, Pipe, Process};
+use tests::executor::{block_on, join_all, poll_once, Task};
+use tests::{cases, harness};
+
+fn main() {
+    outlast_ipc::init();
+    harness::run(cases![
+        awaited_manager_locks_exclude_tasks_and_processes,
+        awaited_acquires_dropped_at_any_point_leave_nothing_held,
+        a_dropped_guard_releases_and_an_explicit_release_answers,
+        awaited_semaphore_units_are_never_over_given_nor_lost,
+        awaited_condition_waits_take_each_notify_once_and_pass_on_a_dropped_ones,
+        an_awaited_condition_wait_times_out_holding_its_lock,
+        awaited_barrier_waits_meet_processes_and_a_dropped_party_leaves,
+        an_awaited_lock_takes_over_from_a_killed_holder,
+    ]);
+}
+
+/// Each future here can move to another thread of a runtime (tokio's
+/// `spawn` asks for `Send`): checked when this file compiles.
+#[allow(dead_code)]
+fn futures_are_send(lock: &Lock, s: &Semaphore, c: &Condition, b: &Barrier) {
+    fn send<T: Send>(_: T) {}
+    send(lock.lock_async());
+    send(lock.try_lock_async());
+    send(s.acquire_async());
+    send(c.acquire_async());
+    send(b.wait_async());
+    send(async {
+        let mut held = c.acquire_async().await?;
+        c.notify_async(&mut held, 1).await?;
+        let held = c.wait_async(held).await?;
+        held.release().await
+    });
+}
+
+/// How long any future here may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Gives the executor its thread back once (another task runs between a
+/// read and a write, where a lost update would show).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// Polls `call` up to `polls` times (a short rest between) and drops it.
+fn poll_then_drop<F: Future>(call: F, polls: u32) {
+    let mut call = Box::pin(call);
+    for _ in 0..polls {
+        if poll_once(&mut call).is_ready() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+/// Adds one to `counter` `n` times under the manager `lock` (blocking),
+/// with a yield between the read and the write.
+fn add_under_lock((lock, counter, n): (Lock, RawValue<u64>, u64)) -> Result<(), String> {
+    for _ in 0..n {
+        let held = lock.lock().map_err(|e| e.to_string())?;
+        let seen = counter.get();
+        std::thread::yield_now();
+        counter.set(seen + 1);
+        held.release().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Two processes add under a manager lock with the blocking `lock` while
+/// four futures of this thread add under it with `lock_async`, each
+/// holding it across an `.await` (and releasing by drop or by `release`,
+/// in turns): the total is exact.
+fn awaited_manager_locks_exclude_tasks_and_processes() {
+    const EACH: u64 = 150;
+    let manager = Manager::start().expect("a manager");
+    let lock = manager.lock().expect("a lock");
+    let counter = RawValue::new(0u64).expect("a counter");
+    let mut adders: Vec<Process<_, Result<(), String>>> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(add_under_lock, (lock.clone(), counter.clone(), EACH));
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    let futures: Vec<Task<'_, Result<u64, String>>> = (0..4)
+        .map(|_| -> Task<'_, Result<u64, String>> {
+            let (lock, counter) = (&lock, &counter);
+            Box::pin(async move {
+                for i in 0..EACH {
+                    let held = lock.lock_async().await.map_err(|e| e.to_string())?;
+                    let seen = counter.get();
+                    yield_once().await;
+                    counter.set(seen + 1);
+                    match i % 2 {
+                        0 => drop(held),
+                        _ => held.release().await.map_err(|e| e.to_string())?,
+                    }
+                }
+                Ok(EACH)
+            })
+        })
+        .collect();
+    let joined = join_all(futures, PATIENCE);
+    for p in &mut adders {
+        assert_eq!(p.join().expect("an adder ended"), Ok(()));
+    }
+    for output in &joined.outputs {
+        assert_eq!(output, &Some(Ok(EACH)), "{:?}", joined.outputs);
+    }
+    assert_eq!(counter.get(), 6 * EACH, "an update was lost");
+    let held = lock
+        .lock_timeout(Duration::from_secs(10))
+        .expect("the manager");
+    let held = held.expect("the lock is free at the end");
+    assert!(!held.previous_owner_died());
+}
+
+/// Takes and gives back `lock` `n` times as fast as it can (blocking);
+/// how many takes waited out ten seconds (none, unless a dropped future
+/// kept the lock).
+fn churn_lock((lock, n): (Lock, u32)) -> Result<u32, String> {
+    let mut stuck = 0;
+    for _ in 0..n {
+        match lock.lock_timeout(Duration::from_secs(10)) {
+            Ok(Some(held)) => held.release().map_err(|e| e.to_string())?,
+            Ok(None) => stuck += 1,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(stuck)
+}
+
+/// Awaited acquires dropped after 0 to 3 polls, hundreds of times, while a
+/// child takes and gives back the same lock in a loop (so some are
+/// dropped while parked, some just as the manager grants them): the
+/// child's takes never wait out their time, and at the end the lock is
+/// free, its last holder not dead. A try that finds it taken takes
+/// nothing; one dropped while the lock is free is released by our thread.
+fn awaited_acquires_dropped_at_any_point_leave_nothing_held() {
+    const DROPS: u32 = 400;
+    let manager = Manager::start().expect("a manager");
+    let lock = manager.lock().expect("a lock");
+    let mut churn = Process::new(churn_lock, (lock.clone(), 4_000));
+    churn.start().expect("start");
+    for i in 0..DROPS {
+        poll_then_drop(lock.lock_async(), i % 4);
+    }
+    assert_eq!(churn.join().expect("the churn ended"), Ok(0));
+
+    let held = lock.lock().expect("the lock");
+    let tried = block_on(lock.try_lock_async(), PATIENCE).expect("in time");
+    assert!(
+        tried.expect("the manager").is_none(),
+        "a taken lock was tried"
+    );
+    drop(held);
+    // One granted at once, dropped unread: our thread gives it back.
+    for polls in [1, 2] {
+        poll_then_drop(lock.lock_async(), polls);
+        let held = lock
+            .lock_timeout(Duration::from_secs(10))
+            .expect("the manager");
+        let held = held.expect("a dropped acquire kept the lock");
+        assert!(
+            !held.previous_owner_died(),
+            "released by a close, not a release"
+        );
+    }
+}
+
+/// A guard dropped inside a task releases without waiting (a blocking
+/// taker in another process gets it), and `release` answers with the
+/// manager's word: a bounded semaphore released past its bound says so.
+fn a_dropped_guard_releases_and_an_explicit_release_answers() {
+    let manager = Manager::start().expect("a manager");
+    let lock = manager.lock().expect("a lock");
+    let held = block_on(lock.lock_async(), PATIENCE)
+        .expect("in time")
+        .expect("the lock");
+    assert!(!held.previous_owner_died());
+    let mut taker = Process::new(churn_lock, (lock.clone(), 1));
+    taker.start().expect("start");
+    std::thread::sleep(Duration::from_millis(100));
+    drop(held);
+    assert_eq!(taker.join().expect("the taker ended"), Ok(0));
+
+    let bounded = manager.bounded_semaphore(1).expect("a semaphore");
+    let held = block_on(bounded.acquire_async(), PATIENCE)
+        .expect("in time")
+        .expect("a unit");
+    bounded.release().expect("a release by another hand");
+    let answered = block_on(held.release(), PATIENCE).expect("in time");
+    assert!(
+        matches!(answered, Err(ManagerError::Server(_))),
+        "a release past the bound: {answered:?}"
+    );
+    assert_eq!(bounded.value().expect("the value"), 1);
+}
+
+/// Takes a unit of `s` and gives it back `n` times (blocking); the most
+/// units that `inside` counted taken at once.
+fn churn_units((s, inside, n): (Semaphore, Value<i64>, u32)) -> Result<i64, String> {
+    let mut most = 0;
+    for _ in 0..n {
+        let held = s
+            .acquire_timeout(Duration::from_secs(10))
+            .map_err(|e| e.to_string())?
+            .ok_or("a unit was kept by someone")?;
+        let now = inside.fetch_add(1) + 1;
+        most = most.max(now);
+        std::thread::yield_now();
+        inside.fetch_add(-1);
+        held.release().map_err(|e| e.to_string())?;
+    }
+    Ok(most)
+}
+
+/// A semaphore of two units, taken by a child in a loop and by six
+/// futures that hold a unit across an `.await`: never more than two
+/// holders at once, and after hundreds of acquires dropped at any point
+/// the count is two again, not one (a unit lost) nor three (a unit given
+/// back twice).
+fn awaited_semaphore_units_are_never_over_given_nor_lost() {
+    const EACH: u64 = 100;
+    let manager = Manager::start().expect("a manager");
+    let s = manager.semaphore(2).expect("a semaphore");
+    let inside = Value::new(0i64).expect("a count");
+    let mut child = Process::new(churn_units, (s.clone(), inside.clone(), 1_000));
+    child.start().expect("start");
+    let most = AtomicI64::new(0);
+    let futures: Vec<Task<'_, Result<(), String>>> = (0..6)
+        .map(|t| -> Task<'_, Result<(), String>> {
+            let (s, inside, most) = (&s, &inside, &most);
+            Box::pin(async move {
+                for i in 0..EACH {
+                    if (i + t) % 3 == 0 {
+                        poll_then_drop(s.acquire_async(), (i % 4) as u32);
+                        continue;
+                    }
+                    let held = s.acquire_async().await.map_err(|e| e.to_string())?;
+                    let now = inside.fetch_add(1) + 1;
+                    most.fetch_max(now, Ordering::Relaxed);
+                    yield_once().await;
+                    inside.fetch_add(-1);
+                    drop(held);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let joined = join_all(futures, PATIENCE);
+    for output in &joined.outputs {
+        assert_eq!(output, &Some(Ok(())), "{:?}", joined.outputs);
+    }
+    let child_most = child.join().expect("the child ended").expect("its units");
+    assert!(
+        most.load(Ordering::Relaxed) <= 2 && child_most <= 2,
+        "more holders than units: {} here, {child_most} in the child",
+        most.load(Ordering::Relaxed)
+    );
+    // Releases by drop go out without waiting for their answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.value().expect("the value") != 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(s.value().expect("the value"), 2, "units lost or doubled");
+    let two = (
+        s.try_acquire().expect("a try"),
+        s.try_acquire().expect("a try"),
+    );
+    assert!(two.0.is_some() && two.1.is_some());
+    assert!(s.try_acquire().expect("a try").is_none(), "a third unit");
+}
+
+/// Produces `n` items under `cond` (blocking): one at a time, a notify
+/// each, then the end with a notify to all.
+fn produce_under_condition(
+    (cond, items, done, n): (Condition, RawValue<u64>, RawValue<u64>, u64),
+) -> Result<(), String> {
+    for i in 0..n {
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let held = cond.acquire().map_err(|e| e.to_string())?;
+        items.set(items.get() + 1);
+        cond.notify(1).map_err(|e| e.to_string())?;
+        held.release().map_err(|e| e.to_string())?;
+    }
+    let held = cond.acquire().map_err(|e| e.to_string())?;
+    done.set(1);
+    cond.notify_all().map_err(|e| e.to_string())?;
+    held.release().map_err(|e| e.to_string())
+}
+
+/// Four futures consume what a child produces under a manager
+/// `Condition`, each waiting with `wait_async` while nothing is there:
+/// every item is taken exactly once. Then a notify given to the older of
+/// two waiting futures, which is dropped before it is answered, goes on to
+/// the other; a wait dropped before any notify leaves nothing held.
+fn awaited_condition_waits_take_each_notify_once_and_pass_on_a_dropped_ones() {
+    const ITEMS: u64 = 200;
+    let manager = Manager::start().expect("a manager");
+    let cond = manager.condition().expect("a condition");
+    let items = RawValue::new(0u64).expect("a count");
+    let done = RawValue::new(0u64).expect("a flag");
+    let mut producer = Process::new(
+        produce_under_condition,
+        (cond.clone(), items.clone(), done.clone(), ITEMS),
+    );
+    producer.start().expect("start");
+    let consumers: Vec<Task<'_, Result<u64, String>>> = (0..4)
+        .map(|_| -> Task<'_, Result<u64, String>> {
+            let (cond, items, done) = (&cond, &items, &done);
+            Box::pin(async move {
+                let mut taken = 0;
+                loop {
+                    let mut held = cond.acquire_async().await.map_err(|e| e.to_string())?;
+                    while items.get() == 0 && done.get() == 0 {
+                        held = cond.wait_async(held).await.map_err(|e| e.to_string())?;
+                    }
+                    if items.get() == 0 {
+                        return Ok(taken);
+                    }
+                    items.set(items.get() - 1);
+                    taken += 1;
+                    drop(held);
+                    yield_once().await;
+                }
+            })
+        })
+        .collect();
+    let joined = join_all(consumers, PATIENCE);
+    assert_eq!(producer.join().expect("the producer ended"), Ok(()));
+    let taken: Vec<u64> = joined
+        .outputs
+        .iter()
+        .map(|o| o.clone().expect("in time").expect("a consumer"))
+        .collect();
+    assert_eq!(taken.iter().sum::<u64>(), ITEMS, "{taken:?}");
+    assert_eq!(items.get(), 0);
+
+    // Two waiting futures; the notify goes to the older, which is dropped.
+    let block = |f| block_on(f, PATIENCE).expect("in time");
+    let held = block(cond.acquire_async()).expect("the lock");
+    let mut first = Box::pin(cond.wait_async(held));
+    let held = wait_until_parked(&mut first, &cond);
+    let mut second = Box::pin(cond.wait_async(held));
+    drop(wait_until_parked(&mut second, &cond));
+    {
+        let held = cond.acquire().expect("the lock");
+        cond.notify(1).expect("a notify");
+        held.release().expect("a release");
+    }
+    drop(first);
+    let held = block_on(second, PATIENCE).expect("the dropped waiter's notify was passed on");
+    let held = held.expect("the lock");
+    assert!(!held.previous_owner_died());
+    drop(held);
+
+    // A wait dropped before any notify: the lock is taken back by our
+    // thread and released, not left to a close.
+    let held = block(cond.acquire_async()).expect("the lock");
+    poll_then_drop(cond.wait_async(held), 3);
+    let held = cond
+        .acquire_timeout(Duration::from_secs(10))
+        .expect("the manager");
+    let held = held.expect("a dropped wait kept the lock");
+    assert!(!held.previous_owner_died());
+}
+
+/// Polls `wait` until the manager has parked it (it gave its lock up: an
+/// awaited try takes the lock), and gives back that try's guard.
+fn wait_until_parked<'a, F>(
+    wait: &mut std::pin::Pin<Box<F>>,
+    cond: &'a Condition,
+) -> outlast_ipc::manager::HeldAsync<'a>
+where
+    F: Future<Output = Result<outlast_ipc::manager::HeldAsync<'a>, ManagerError>>,
+{
+    assert!(
+        poll_once(wait).is_pending(),
+        "a wait without a notify ended"
+    );
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            poll_once(wait).is_pending(),
+            "a wait without a notify ended"
+        );
+        let tried = block_on(cond.try_acquire_async(), PATIENCE).expect("in time");
+        if let Some(held) = tried.expect("the manager") {
+            return held;
+        }
+        assert!(Instant::now() < deadline, "the wait never gave its lock up");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A holder in another process waits with a timeout: `wait_timeout_async`
+/// gives the guard back with the lock taken again (a child's try fails
+/// meanwhile) and says that no notify came.
+fn an_awaited_condition_wait_times_out_holding_its_lock() {
+    let manager = Manager::start().expect("a manager");
+    let cond = manager.condition().expect("a condition");
+    let held = block_on(cond.acquire_async(), PATIENCE)
+        .expect("in time")
+        .expect("the lock");
+    let waited = block_on(
+        cond.wait_timeout_async(held, Duration::from_millis(100)),
+        PATIENCE,
+    )
+    .expect("in time");
+    let (held, notified) = waited.expect("the wait");
+    assert!(!notified, "no one notified");
+    let mut other = Process::new(try_condition, cond.clone());
+    other.start().expect("start");
+    assert_eq!(
+        other.join().expect("the child"),
+        Ok(false),
+        "the lock was not held"
+    );
+    drop(held);
+    let mut other = Process::new(try_condition, cond.clone());
+    other.start().expect("start");
+    assert_eq!(
+        other.join().expect("the child"),
+        Ok(true),
+        "a dropped guard kept it"
+    );
+
+    let lock = manager.lock().expect("another lock");
+    let mut guard = block_on(lock.lock_async(), PATIENCE)
+        .expect("in time")
+        .expect("a lock");
+    let wrong = block_on(cond.notify_async(&mut guard, 1), PATIENCE).expect("in time");
+    assert!(matches!(wrong, Err(ManagerError::WrongGuard)), "{wrong:?}");
+}
+
+/// Whether `cond`'s lock could be taken within a second.
+fn try_condition(cond: Condition) -> Result<bool, String> {
+    match cond.acquire_timeout(Duration::from_secs(1)) {
+        Ok(Some(held)) => held.release().map(|()| true).map_err(|e| e.to_string()),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Waits at `barrier` `rounds` times (blocking); the arrival indices.
+fn barrier_rounds((barrier, rounds): (Barrier, u32)) -> Result<Vec<u64>, String> {
+    (0..rounds)
+        .map(|_| barrier.wait().map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Three parties, two processes and this thread's future, meet 30 rounds:
+/// each round's indices are 0, 1 and 2. Then on a barrier of two, a wait
+/// dropped while it waits leaves the round (nobody counted waiting, not
+/// broken) and a child and a second future meet; a wait past its
+/// deadline breaks it, as Python's does.
+fn awaited_barrier_waits_meet_processes_and_a_dropped_party_leaves() {
+    const ROUNDS: u32 = 30;
+    let manager = Manager::start().expect("a manager");
+    let barrier = manager.barrier(3).expect("a barrier");
+    let mut children: Vec<Process<_, Result<Vec<u64>, String>>> = (0..2)
+        .map(|_| {
+            let mut p = Process::new(barrier_rounds, (barrier.clone(), ROUNDS));
+            p.start().expect("start");
+            p
+        })
+        .collect();
+    let ours = block_on(
+        async {
+            let mut indices = Vec::new();
+            for _ in 0..ROUNDS {
+                indices.push(barrier.wait_async().await?);
+            }
+            Ok::<_, ManagerError>(indices)
+        },
+        PATIENCE,
+    )
+    .expect("in time")
+    .expect("every round passed");
+    let theirs: Vec<Vec<u64>> = children
+        .iter_mut()
+        .map(|c| c.join().expect("a child").expect("its rounds"))
+        .collect();
+    for round in 0..ROUNDS as usize {
+        let mut seen = [ours[round], theirs[0][round], theirs[1][round]];
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2], "round {round}");
+    }
+
+    let pair = manager.barrier(2).expect("a barrier");
+    let mut left = Box::pin(pair.wait_async());
+    assert!(poll_once(&mut left).is_pending());
+    let deadline = Instant::now() + PATIENCE;
+    while pair.n_waiting().expect("waiting") != 1 {
+        assert!(Instant::now() < deadline, "the arrival never counted");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(left);
+    while pair.n_waiting().expect("waiting") != 0 {
+        assert!(Instant::now() < deadline, "a dropped party still waits");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!pair.broken().expect("broken"), "a dropped party broke it");
+    let mut child = Process::new(barrier_rounds, (pair.clone(), 1));
+    child.start().expect("start");
+    let index = block_on(pair.wait_async(), PATIENCE).expect("in time");
+    let index = index.expect("the round passes");
+    let theirs = child.join().expect("the child").expect("its round");
+    let mut both = [index, theirs[0]];
+    both.sort_unstable();
+    assert_eq!(both, [0, 1]);
+
+    let late = block_on(pair.wait_timeout_async(Duration::from_millis(50)), PATIENCE);
+    assert!(
+        matches!(late, Some(Err(ManagerError::BrokenBarrier))),
+        "{late:?}"
+    );
+    assert!(pair.broken().expect("broken"));
+}
+
+/// Takes `lock`, says so on `conn`, and holds it until killed.
+fn hold_until_killed((lock, mut conn): (Lock, Connection)) -> Result<(), String> {
+    let held = lock.lock().map_err(|e| e.to_string())?;
+    conn.send(&1u8).map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(600));
+    held.release().map_err(|e| e.to_string())
+}
+
+/// A child holds the manager lock and is `SIGKILL`ed while a future of
+/// this thread waits for it: the future gets the lock, told that its
+/// previous holder died.
+fn an_awaited_lock_takes_over_from_a_killed_holder() {
+    let manager = Manager::start().expect("a manager");
+    let lock = manager.lock().expect("a lock");
+    let (mut ours, theirs) = Pipe::duplex().expect("a pipe");
+    let mut holder = Process::new(hold_until_killed, (lock.clone(), theirs));
+    holder.start().expect("start");
+    let _: u8 = ours.recv().expect("the holder has the lock");
+    let got = std::thread::scope(|s| {
+        let waiter = s.spawn(|| block_on(lock.lock_async(), PATIENCE));
+        std::thread::sleep(Duration::from_millis(200));
+        holder.kill().expect("kill the holder");
+        waiter.join().expect("the waiting thread")
+    });
+    let _ = holder.join();
+    let held = got.expect("in time").expect("the lock");
+    assert!(held.previous_owner_died(), "not told of the holder's death");
+    drop(held);
+    let again = lock
+        .lock_timeout(Duration::from_secs(10))
+        .expect("the manager");
+    assert!(!again.expect("free again").previous_owner_died());
+}
