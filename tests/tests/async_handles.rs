@@ -46,6 +46,7 @@ fn main() {
         awaited_manager_calls_stay_in_step_when_dropped_and_end_with_the_manager,
         large_awaited_manager_values_are_neither_copied_nor_decoded_on_the_polling_thread,
         awaited_manager_queue_gets_dropped_while_waiting_lose_no_item,
+        awaited_set_calls_meet_a_childs_blocking_ones,
         a_loop_of_awaited_manager_calls_lets_the_other_tasks_of_its_thread_run,
         many_awaited_connections_and_children_share_one_sleeping_thread,
         many_awaited_queues_events_and_semaphores_share_few_sleeping_threads,
@@ -85,6 +86,7 @@ fn manager_futures_are_send(
     q: &outlast_ipc::manager::Queue<u64>,
     jq: &outlast_ipc::manager::JoinableQueue<u64>,
     e: &outlast_ipc::manager::Event,
+    set: &outlast_ipc::manager::Set<u64>,
 ) {
     fn send<T: Send>(_: T) {}
     send(q.get_async());
@@ -101,6 +103,8 @@ fn manager_futures_are_send(
     send(l.to_vec_async());
     send(d.items_async());
     send(d.len_async());
+    send(set.add_async(&1));
+    send(set.members_async());
 }
 
 /// How long any future here may take before the test fails.
@@ -1616,6 +1620,62 @@ fn awaited_condition_waits_take_each_notify_once_and_pass_on_a_dropped_ones() {
         cond.lock_timeout(Duration::ZERO).is_ok(),
         "an unpolled wait kept the lock"
     );
+}
+
+/// Adds `from..to` to `s` with the blocking calls.
+fn add_members((s, from, to): (outlast_ipc::manager::Set<u64>, u64, u64)) -> Result<(), String> {
+    (from..to).try_for_each(|m| s.add(&m).map_err(|e| e.to_string()))
+}
+
+/// A manager set filled by a child's blocking `add`s and four tasks'
+/// `add_async`s at once holds each member once; the awaited reads, a
+/// discard, a remove of what is not there (`NotFound`), an update of
+/// 70,000 members (two batches) and a clear say what the blocking ones
+/// would.
+fn awaited_set_calls_meet_a_childs_blocking_ones() {
+    use outlast_ipc::manager::{Manager, ManagerError};
+    let manager = Manager::start().expect("a manager");
+    let s = manager.set::<u64>().expect("a set");
+    let mut child = Process::new(add_members, (s.clone(), 0, 500));
+    child.start().expect("start");
+    let adders: Vec<Task<'_, Result<(), ManagerError>>> = (0..4u64)
+        .map(|t| -> Task<'_, Result<(), ManagerError>> {
+            let s = &s;
+            Box::pin(async move {
+                for m in (500 + t * 125)..(500 + (t + 1) * 125) {
+                    s.add_async(&m).await?;
+                    assert!(s.contains_async(&m).await?, "{m} just added");
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let joined = join_all(adders, PATIENCE);
+    assert!(joined.outputs.iter().all(|o| matches!(o, Some(Ok(())))));
+    assert_eq!(child.join().expect("the child"), Ok(()));
+    let checks = async {
+        let mut members = s.members_async().await?;
+        members.sort_unstable();
+        assert_eq!(members, (0..1_000).collect::<Vec<u64>>());
+        assert_eq!(s.len_async().await?, 1_000);
+        assert!(s.discard_async(&7).await?);
+        assert!(!s.discard_async(&7).await?);
+        assert!(matches!(
+            s.remove_async(&7).await,
+            Err(ManagerError::NotFound)
+        ));
+        s.remove_async(&8).await?;
+        let many: Vec<u64> = (500..70_500).collect();
+        s.update_async(&many).await?;
+        assert_eq!(s.len_async().await?, 70_500 - 2);
+        s.clear_async().await?;
+        assert_eq!(s.len_async().await?, 0);
+        Ok::<_, ManagerError>(())
+    };
+    block_on(checks, PATIENCE)
+        .expect("in time")
+        .expect("the checks");
+    assert_eq!(s.len().expect("a len"), 0);
 }
 
 /// Polls `call` up to `polls` times (a short rest between) and drops it;

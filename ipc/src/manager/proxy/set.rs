@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::dict::{DictKeys, Pages};
-use super::{encode, expect_done, proxy, unexpected};
+use super::{encode, expect_bool, expect_count, expect_done, expect_list, proxy, unexpected};
 
 proxy! {
     /// Python's `manager.set()`, typed: members `T`, compared as their
@@ -193,5 +193,74 @@ impl<T: Serialize + DeserializeOwned> Set<T> {
     /// meanwhile ends it with [`ManagerError::ChangedDuringIteration`].
     pub fn iter(&self) -> DictKeys<'_, T> {
         DictKeys::new(Pages::new(&self.target, false))
+    }
+}
+
+/// The same calls awaited, for async code: each goes on one of the
+/// process's connections for awaited calls (see
+/// [`Dict::get_async`](super::Dict::get_async)), so a round trip never
+/// holds the executor's thread. A member is encoded where the call is
+/// first polled.
+impl<T: Serialize + DeserializeOwned> Set<T> {
+    /// [`add`](Self::add), awaited.
+    pub async fn add_async(&self, member: &T) -> Result<(), ManagerError> {
+        let op = Op::Set(encode(member)?, Vec::new());
+        expect_done(self.target.call_async(op).await?)
+    }
+
+    /// [`discard`](Self::discard), awaited: whether it was a member.
+    pub async fn discard_async(&self, member: &T) -> Result<bool, ManagerError> {
+        match self.target.call_async(Op::Pop(encode(member)?)).await? {
+            Reply::Value(was) => Ok(was.is_some()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`remove`](Self::remove), awaited.
+    pub async fn remove_async(&self, member: &T) -> Result<(), ManagerError> {
+        match self.discard_async(member).await? {
+            true => Ok(()),
+            false => Err(ManagerError::NotFound),
+        }
+    }
+
+    /// [`contains`](Self::contains), awaited.
+    pub async fn contains_async(&self, member: &T) -> Result<bool, ManagerError> {
+        let op = Op::Contains(encode(member)?);
+        expect_bool(self.target.call_async(op).await?)
+    }
+
+    /// [`len`](Self::len), awaited.
+    pub async fn len_async(&self) -> Result<u64, ManagerError> {
+        expect_count(self.target.call_async(Op::Len).await?)
+    }
+
+    /// [`clear`](Self::clear), awaited.
+    pub async fn clear_async(&self) -> Result<(), ManagerError> {
+        expect_done(self.target.call_async(Op::Clear).await?)
+    }
+
+    /// [`members`](Self::members), awaited.
+    pub async fn members_async(&self) -> Result<Vec<T>, ManagerError> {
+        expect_list(self.target.call_async(Op::Keys).await?)
+    }
+
+    /// [`update`](Self::update), awaited, 64 Ki members to a round trip.
+    pub async fn update_async<'a>(
+        &self,
+        members: impl IntoIterator<Item = &'a T>,
+    ) -> Result<(), ManagerError>
+    where
+        T: 'a,
+    {
+        let ops = members
+            .into_iter()
+            .map(|m| Ok(Op::Set(encode(m)?, Vec::new())))
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        self.target
+            .batch_async(ops)
+            .await?
+            .into_iter()
+            .try_for_each(expect_done)
     }
 }
