@@ -320,6 +320,16 @@ fn count_blocking(counts: outlast::ipc::manager::Dict<String, i64>) {
     }
 }
 
+fn add_under_manager_lock((lock, total): (outlast::ipc::manager::Lock, RawValue<u64>)) {
+    for _ in 0..100 {
+        let held = lock.lock().expect("the manager lock");
+        let seen = total.get();
+        std::thread::yield_now();
+        total.set(seen + 1);
+        held.release().expect("a release");
+    }
+}
+
 fn put_jobs(jobs: outlast::ipc::manager::Queue<u64>) {
     for job in 0..200 {
         jobs.put(&job).expect("a put");
@@ -557,6 +567,49 @@ async fn main() {
     blobs.set_async(&"blob".to_string(), &blob).await.expect("a large set");
     let back = blobs.get_async(&"blob".to_string()).await.expect("a large get");
     println!("manager, large: {}", back == Some(blob));
+    // A manager's lock, taken by a child's blocking calls and by eight
+    // tasks, half of whose takes are cut short by timeouts: exact.
+    let mlock = manager.lock().expect("lock");
+    let mtotal = RawValue::new(0u64).expect("value");
+    let mut adder = Process::new(add_under_manager_lock, (mlock.clone(), mtotal.clone()));
+    adder.start().expect("start");
+    let tasks: Vec<_> = (0..8u64)
+        .map(|k| {
+            let (lock, total) = (mlock.clone(), mtotal.clone());
+            tokio::spawn(async move {
+                let mut cut = 0;
+                for i in 0..50u64 {
+                    let patience = Duration::from_micros((k * 7 + i * 13) % 400);
+                    let held = match i % 2 {
+                        0 => lock.lock_async().await.expect("the manager lock"),
+                        _ => match tokio::time::timeout(patience, lock.lock_async()).await {
+                            Ok(held) => held.expect("the manager lock"),
+                            Err(_) => {
+                                cut += 1;
+                                continue;
+                            }
+                        },
+                    };
+                    let seen = total.get();
+                    tokio::task::yield_now().await;
+                    total.set(seen + 1);
+                    if i % 4 == 0 {
+                        held.release().await.expect("a release");
+                    }
+                }
+                cut
+            })
+        })
+        .collect();
+    let mut cut = 0;
+    for task in tasks {
+        cut += task.await.expect("the task");
+    }
+    adder.join_async().await.expect("the adder ended well");
+    // (A guard's drop sends its release without waiting for the answer.)
+    let free = mlock.lock_timeout_async(Duration::from_secs(10)).await.expect("a take");
+    let free = free.is_some_and(|held| !held.previous_owner_died());
+    println!("manager lock total: {}, free: {free}", mtotal.get() + cut);
     // A manager's queue fed by a child, taken by four tasks whose waits
     // are cut short by timeouts: each job exactly once.
     let jobs = manager.queue::<u64>().expect("queue");
@@ -616,7 +669,7 @@ fn programs_with_threads_use_a_pool_with_default_options() {
          timed out: true, then 42\nechoed: 100\nstopped: true\n\
          large, in order: true true\nlarge puts: [(4194304, 9, true), (4194304, 10, true)]\n\
          locked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201\n\
-         manager, large: true\njobs once each: true"
+         manager, large: true\nmanager lock total: 500, free: true\njobs once each: true"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,8 +21,8 @@
 //! nothing).
 //!
 //! Calls that wait on the server (a manager queue's `get_async` and
-//! `put_async`, a joinable queue's `join_async`) have connections of
-//! their own, one per waiting call, uncapped (a thousand tasks waiting
+//! `put_async`, a joinable queue's `join_async`, an event's, a barrier's
+//! and a condition's waits, an acquire) have connections of their own, one per waiting call, uncapped (a thousand tasks waiting
 //! for items hold a thousand, as a thousand threads in Python would; the
 //! capped ones stay free for the calls that would end those waits). Such
 //! a call dropped while it waits tells the manager at once (`Cancel`, on

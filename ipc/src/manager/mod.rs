@@ -66,8 +66,12 @@
 //! front of its queue ([`Queue::get_async`]). A large value set goes
 //! out from where it lies, and one of a megabyte or more that a
 //! `get_async` reads is decoded on a thread of its own, not the
-//! executor's. Locks, semaphores, conditions, barriers and sets block:
-//! call them in the runtime's `spawn_blocking`.
+//! executor's. A [`Set`]'s calls are awaited the same way. A [`Lock`],
+//! [`Semaphore`] or [`Condition`] is taken as a future
+//! (`lock.lock_async().await?`) into a [`HeldAsync`] guard, which keeps
+//! the connection that holds it; a condition's `wait_async` takes that
+//! guard, and a [`Barrier`]'s party waits with `wait_async`. A dropped
+//! acquire or wait leaves nothing held.
 
 mod awaited;
 mod awaited_cancel;

@@ -121,8 +121,8 @@ proxy! {
 /// The futures of a proxy's `_async` calls: a round trip on a connection
 /// of the process's own for awaited calls, opened on a thread of ours, so
 /// the executor's thread never waits for the manager (see the README's
-/// Async). Only calls that do not wait on the server have them: a queue's
-/// `get`, a lock's `acquire` block (call them in `spawn_blocking`).
+/// Async). Calls that wait on the server (a queue's `get`, a lock's
+/// `acquire`) go on connections of their own.
 /// Cancel-safe: dropped before its request went out, a call did nothing;
 /// after, the manager carries it out (a `set` is made, a `pop`'s value is
 /// gone), as any request already sent. The proxy's `with_timeout` does not
