@@ -122,8 +122,8 @@ pub(crate) fn keep_waker(kept: &mut Option<Waker>, waker: &Waker) {
     }
 }
 
-/// Wakes a thread blocked in [`block_on_for`].
-struct Unpark(std::thread::Thread);
+/// A waker that unparks a thread of ours which polls futures itself.
+pub(crate) struct Unpark(pub std::thread::Thread);
 
 impl std::task::Wake for Unpark {
     fn wake(self: Arc<Self>) {
@@ -132,28 +132,5 @@ impl std::task::Wake for Unpark {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.unpark();
-    }
-}
-
-/// Runs `future` to its end on this thread (one of ours, not an
-/// executor's), for at most `patience`: `None` if it was not done by then.
-pub(crate) fn block_on_for<F: std::future::Future>(
-    future: F,
-    patience: std::time::Duration,
-) -> Option<F::Output> {
-    let deadline = std::time::Instant::now() + patience;
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return Some(out);
-        }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        // A wake before the park leaves its token: the park returns at once.
-        std::thread::park_timeout(left);
     }
 }

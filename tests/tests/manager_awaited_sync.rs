@@ -28,6 +28,7 @@ fn main() {
         an_awaited_condition_wait_times_out_holding_its_lock,
         awaited_barrier_waits_meet_processes_and_a_dropped_party_leaves,
         an_awaited_lock_takes_over_from_a_killed_holder,
+        a_dropped_wait_long_for_its_lock_holds_up_no_other_drop,
     ]);
 }
 
@@ -577,4 +578,72 @@ fn an_awaited_lock_takes_over_from_a_killed_holder() {
         .lock_timeout(Duration::from_secs(10))
         .expect("the manager");
     assert!(!again.expect("free again").previous_owner_died());
+}
+
+/// Takes `cond`'s lock, says so on `conn`, and holds it until `conn`
+/// says to let go.
+fn hold_condition((cond, mut conn): (Condition, Connection)) -> Result<(), String> {
+    let held = cond.acquire().map_err(|e| e.to_string())?;
+    conn.send(&1u8).map_err(|e| e.to_string())?;
+    let _: u8 = conn.recv().map_err(|e| e.to_string())?;
+    held.release().map_err(|e| e.to_string())
+}
+
+/// A condition wait dropped while a child holds the lock it must take
+/// back waits, on our cancel thread, until the child lets go; meanwhile a
+/// manager queue's get dropped with its item is read by that thread at
+/// once, and the item is taken again while the child still holds the
+/// lock (before, the thread read its connections a batch at a time, and
+/// the get's item waited for the condition's lock, up to 30 s). Once the
+/// child lets go, the condition's lock is taken back and released.
+fn a_dropped_wait_long_for_its_lock_holds_up_no_other_drop() {
+    let manager = Manager::start().expect("a manager");
+    let cond = manager.condition().expect("a condition");
+    let q = manager.queue::<u64>().expect("a queue");
+    let held = block_on(cond.acquire_async(), PATIENCE)
+        .expect("in time")
+        .expect("the lock");
+    let mut wait = Box::pin(cond.wait_async(held));
+    drop(wait_until_parked(&mut wait, &cond));
+    let (mut ours, theirs) = Pipe::duplex().expect("a pipe");
+    let mut holder = Process::new(hold_condition, (cond.clone(), theirs));
+    holder.start().expect("start");
+    let _: u8 = ours.recv().expect("the child holds the lock");
+    // The wait is cancelled; taking its lock back waits for the child.
+    drop(wait);
+
+    // A get parked on the empty queue is sent the item a put brings, and
+    // dropped unread (its first polls may not have sent it yet: then the
+    // item stays in the queue, and the round is tried again).
+    let mut handed = false;
+    for _ in 0..50 {
+        let mut get = Box::pin(q.get_async());
+        for _ in 0..20 {
+            assert!(
+                poll_once(&mut get).is_pending(),
+                "a get of an empty queue ended"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        q.put(&42).expect("a put");
+        handed = q.len().expect("a length") == 0;
+        drop(get);
+        let again = block_on(q.get_async(), Duration::from_secs(10));
+        assert_eq!(
+            again.map(|got| got.map_err(|e| e.to_string())),
+            Some(Ok(42)),
+            "the dropped get's item did not come back while the condition's lock was held"
+        );
+        if handed {
+            break;
+        }
+    }
+    assert!(handed, "no get was sent the item in 50 rounds");
+    ours.send(&1u8).expect("tell the child to let go");
+    assert_eq!(holder.join().expect("the child"), Ok(()));
+    let held = cond
+        .acquire_timeout(Duration::from_secs(10))
+        .expect("the manager");
+    let held = held.expect("the dropped wait's lock was not released");
+    assert!(!held.previous_owner_died());
 }

@@ -15,15 +15,18 @@
 //! drops a get at every turn (a probe did 500,000 in a minute), and a
 //! thread and a connection per drop flooded the manager with handshakes.
 
-use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
 
 use super::awaited::{keep_idle, take_waiting_idle, with_pool, Channel, Kept, Undo};
 use super::client::{lane_error, recv_error, send_error};
 use super::lane::LaneError;
 use super::protocol::{Op, Reply, Request};
 use super::ManagerError;
-use crate::off_thread::block_on_for;
+use crate::off_thread::Unpark;
 
 /// How long our thread waits for the manager to answer one connection's
 /// cancel before it closes that connection (which ends the wait too).
@@ -40,12 +43,15 @@ struct Janitor {
     pid: u32,
     running: bool,
     marked: bool,
+    /// The thread, to unpark while it reads other connections.
+    thread: Option<std::thread::Thread>,
 }
 
 static JANITOR: Mutex<Janitor> = Mutex::new(Janitor {
     pid: 0,
     running: false,
     marked: false,
+    thread: None,
 });
 static MARKED: Condvar = Condvar::new();
 
@@ -61,21 +67,43 @@ pub(super) fn wake() {
         janitor.running = false;
     }
     if janitor.running {
+        // Asleep with nothing to read, or parked while it reads others.
         MARKED.notify_one();
+        if let Some(thread) = &janitor.thread {
+            thread.unpark();
+        }
         return;
     }
     let started = std::thread::Builder::new()
         .name("outlast-cancel".into())
         .spawn(run);
     janitor.running = started.is_ok();
+    janitor.thread = started.ok().map(|handle| handle.thread().clone());
 }
 
-/// The thread: reads every marked connection, until none has come for
-/// [`IDLE_EXIT`].
+/// A marked connection being read, and when our thread gives up on it.
+type Settling = (Instant, Pin<Box<dyn Future<Output = ()>>>);
+
+/// The thread: reads every marked connection, each for at most
+/// [`PATIENCE`], taking in connections marked meanwhile (a dropped
+/// condition wait may wait long for its lock; the gets dropped after it
+/// give back their items at once), until none has come for [`IDLE_EXIT`].
 fn run() {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut settling: Vec<Settling> = Vec::new();
     loop {
-        let marked = take_waiting_idle(|k| k.cancelled.is_some());
-        if marked.is_empty() {
+        let now = Instant::now();
+        for (link, kept) in take_waiting_idle(|k| k.cancelled.is_some()) {
+            let read = async move {
+                // Unread in time, or out of step: closed.
+                if let Some(kept) = settle(kept).await {
+                    with_pool(&link, |pool| keep_idle(pool, kept));
+                }
+            };
+            settling.push((now + PATIENCE, Box::pin(read)));
+        }
+        if settling.is_empty() {
             let mut janitor = JANITOR.lock().unwrap_or_else(PoisonError::into_inner);
             if !janitor.marked {
                 janitor = MARKED
@@ -84,43 +112,22 @@ fn run() {
                     .0;
                 if !janitor.marked {
                     janitor.running = false;
+                    janitor.thread = None;
                     return;
                 }
             }
             janitor.marked = false;
             continue;
         }
-        // All at once: each waits a round trip or so, and a consumer
-        // dropping a get at every turn marks one each time.
-        let settling = marked.into_iter().map(|(link, kept)| async move {
-            // Unread in time, or out of step: closed.
-            if let Some(kept) = settle(kept).await {
-                with_pool(&link, |pool| keep_idle(pool, kept));
-            }
-        });
-        block_on_for(join_all(settling.collect()), PATIENCE);
+        // Done, or past its time (dropped: its connection closes, which
+        // ends the wait on the manager's side too).
+        settling
+            .retain_mut(|(until, read)| read.as_mut().poll(&mut cx).is_pending() && *until > now);
+        if let Some(first) = settling.iter().map(|(until, _)| *until).min() {
+            // A wake, or a mark, before the park leaves its token.
+            std::thread::park_timeout(first.saturating_duration_since(now));
+        }
     }
-}
-
-/// Runs `futures` to their ends together.
-async fn join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
-    std::future::poll_fn(|cx| {
-        let mut left = false;
-        for slot in &mut futures {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(()) => *slot = None,
-                    std::task::Poll::Pending => left = true,
-                }
-            }
-        }
-        match left {
-            true => std::task::Poll::Pending,
-            false => std::task::Poll::Ready(()),
-        }
-    })
-    .await
 }
 
 /// Reads a cancelled call's reply and its cancel's, and gives back what
