@@ -165,6 +165,8 @@ fn bench_async_measures_awaiting_beside_blocking() {
             "Pipe round trip, awaited",
             "Manager dict get round trip, blocking",
             "Manager dict get round trip, awaited",
+            "Manager lock take and release round trip, blocking",
+            "Manager lock take and release round trip, awaited",
             "5 MB Process result, join, blocking: the whole wait",
             "5 MB Process result, join, awaited: the longest poll",
             "5 MB Pool result, get, blocking: the whole wait",
@@ -195,7 +197,7 @@ fn bench_async_measures_awaiting_beside_blocking() {
     }
     // Each awaited row is read against its blocking twin.
     let compared = rows.iter().filter(|r| r["vs_baseline"].is_number()).count();
-    assert_eq!(compared, 4);
+    assert_eq!(compared, 5);
 }
 
 #[test]

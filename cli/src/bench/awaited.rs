@@ -73,6 +73,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         ),
         ("Pipe", pipe_round_trips),
         ("Manager dict get", manager_round_trips),
+        ("Manager lock take and release", manager_lock_round_trips),
     ] {
         let (mut blocking, mut awaited) = (Vec::new(), Vec::new());
         for _ in 0..runs {
@@ -598,6 +599,28 @@ fn manager_round_trips(rounds: usize, awaited: bool) -> Result<Vec<f64>, String>
         if got != Some(2) {
             return Err(format!("got {got:?} for 2"));
         }
+    }
+    Ok(times)
+}
+
+/// A manager lock taken and released, `rounds` times: the time of each.
+/// Awaited, the guard keeps its connection; its release is awaited too.
+fn manager_lock_round_trips(rounds: usize, awaited: bool) -> Result<Vec<f64>, String> {
+    let manager = outlast_ipc::manager::Manager::start_with(StartMethod::ForkServer)
+        .map_err(|e| e.to_string())?;
+    let lock = manager.lock().map_err(|e| e.to_string())?;
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        match awaited {
+            true => block_on(async {
+                let held = lock.lock_async().await?;
+                held.release().await
+            })?,
+            false => lock.lock().and_then(|held| held.release()),
+        }
+        .map_err(|e| e.to_string())?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
     }
     Ok(times)
 }
