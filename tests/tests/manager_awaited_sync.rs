@@ -29,6 +29,7 @@ fn main() {
         awaited_barrier_waits_meet_processes_and_a_dropped_party_leaves,
         an_awaited_lock_takes_over_from_a_killed_holder,
         a_dropped_wait_long_for_its_lock_holds_up_no_other_drop,
+        awaited_locks_over_tcp_exclude_and_dropped_acquires_leave_nothing_held,
     ]);
 }
 
@@ -646,4 +647,53 @@ fn a_dropped_wait_long_for_its_lock_holds_up_no_other_drop() {
         .expect("the manager");
     let held = held.expect("the dropped wait's lock was not released");
     assert!(!held.previous_owner_died());
+}
+
+/// The same over loopback TCP (no shared-memory lane: every request,
+/// release and cancel goes on the socket, each frame with its tag): four
+/// futures and a child add under one lock, exactly; 100 acquires dropped
+/// after 0 to 3 polls while the child takes and gives back the lock leave
+/// it free, its last holder not dead.
+fn awaited_locks_over_tcp_exclude_and_dropped_acquires_leave_nothing_held() {
+    const EACH: u64 = 50;
+    let address = "127.0.0.1:0".parse().expect("an address");
+    let remote = Manager::serve(&address, b"a key of ours").expect("a TCP manager");
+    let lock = remote.lock().expect("a lock");
+    let counter = RawValue::new(0u64).expect("a counter");
+    let mut adder = Process::new(add_under_lock, (lock.clone(), counter.clone(), EACH));
+    adder.start().expect("start");
+    let futures: Vec<Task<'_, Result<(), String>>> = (0..4)
+        .map(|_| -> Task<'_, Result<(), String>> {
+            let (lock, counter) = (&lock, &counter);
+            Box::pin(async move {
+                for _ in 0..EACH {
+                    let held = lock.lock_async().await.map_err(|e| e.to_string())?;
+                    let seen = counter.get();
+                    yield_once().await;
+                    counter.set(seen + 1);
+                    drop(held);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let joined = join_all(futures, PATIENCE);
+    assert!(
+        joined.outputs.iter().all(|o| o == &Some(Ok(()))),
+        "{:?}",
+        joined.outputs
+    );
+    assert_eq!(adder.join().expect("the adder"), Ok(()));
+    assert_eq!(counter.get(), 5 * EACH, "an update was lost");
+
+    let mut churn = Process::new(churn_lock, (lock.clone(), 1_000));
+    churn.start().expect("start");
+    for i in 0..100 {
+        poll_then_drop(lock.lock_async(), i % 4);
+    }
+    assert_eq!(churn.join().expect("the churn ended"), Ok(0));
+    let held = lock
+        .lock_timeout(Duration::from_secs(10))
+        .expect("the manager");
+    assert!(!held.expect("the lock is free").previous_owner_died());
 }
