@@ -219,3 +219,16 @@ fn manager_remote_clients_share_a_job_queue_and_a_results_dict_over_tcp() {
     assert!(out.contains("  3^2 = 9\n"), "{out}");
     assert!(out.contains("a wrong key: the manager refused us"), "{out}");
 }
+
+#[test]
+fn async_manager_adds_exactly_from_tasks_and_processes_under_one_lock() {
+    for method in ["fork", "spawn", "forkserver"] {
+        let out = run_example("async_manager", method);
+        assert!(
+            out.contains("a take timed out while the lock was held: true\n"),
+            "{out}"
+        );
+        assert!(out.contains("barrier passed"), "{out}");
+        assert!(out.contains("count: 600\n"), "{out}");
+    }
+}
