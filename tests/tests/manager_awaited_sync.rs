@@ -289,7 +289,8 @@ fn awaited_semaphore_units_are_never_over_given_nor_lost() {
     while s.value().expect("the value") != 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(s.value().expect("the value"), 2, "units lost or doubled");
+    let value = block_on(s.value_async(), PATIENCE).expect("in time");
+    assert_eq!(value.expect("the value"), 2, "units lost or doubled");
     let two = (
         s.try_acquire().expect("a try"),
         s.try_acquire().expect("a try"),
@@ -529,7 +530,18 @@ fn awaited_barrier_waits_meet_processes_and_a_dropped_party_leaves() {
         assert!(Instant::now() < deadline, "a dropped party still waits");
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(!pair.broken().expect("broken"), "a dropped party broke it");
+    let awaited = block_on(
+        async {
+            let counts = (pair.parties_async().await?, pair.n_waiting_async().await?);
+            Ok::<_, ManagerError>((counts, pair.broken_async().await?))
+        },
+        PATIENCE,
+    );
+    assert_eq!(
+        awaited.map(|r| r.map_err(|e| e.to_string())),
+        Some(Ok(((2, 0), false))),
+        "a dropped party broke it, or still counts"
+    );
     let mut child = Process::new(barrier_rounds, (pair.clone(), 1));
     child.start().expect("start");
     let index = block_on(pair.wait_async(), PATIENCE).expect("in time");
@@ -545,6 +557,9 @@ fn awaited_barrier_waits_meet_processes_and_a_dropped_party_leaves() {
         "{late:?}"
     );
     assert!(pair.broken().expect("broken"));
+    let reset = block_on(pair.reset_async(), PATIENCE).expect("in time");
+    assert!(reset.is_ok(), "{reset:?}");
+    assert!(!pair.broken().expect("broken"), "a reset left it broken");
 }
 
 /// Takes `lock`, says so on `conn`, and holds it until killed.

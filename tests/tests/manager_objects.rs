@@ -1139,6 +1139,30 @@ fn a_registered_type_round_trips_in_fork_and_spawn() {
         assert_eq!(total, 110);
         assert_eq!(names.len(), 21);
         assert_eq!(names.iter().filter(|n| *n == "spawn").count(), 10);
+        // Awaited: four futures of this thread add beside each other.
+        let adders: Vec<tests::executor::Task<'_, Result<(), ManagerError>>> = (0..4)
+            .map(|i| -> tests::executor::Task<'_, Result<(), ManagerError>> {
+                let tally = &tally;
+                Box::pin(async move {
+                    for n in 1..=10 {
+                        tally
+                            .call_async(&TallyRequest::Add(format!("task {i}"), n))
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let joined = tests::executor::join_all(adders, Duration::from_secs(60));
+        assert!(joined.outputs.iter().all(|o| matches!(o, Some(Ok(())))));
+        let report = tests::executor::block_on(
+            tally.call_async(&TallyRequest::Report),
+            Duration::from_secs(60),
+        );
+        let Some(Ok(TallyReply::Report { names, total })) = report else {
+            panic!("not a report: {report:?}");
+        };
+        assert_eq!((total, names.len()), (110 + 4 * 55, 21 + 40));
         // Opened by name, the same object.
         let again = manager
             .open_shared(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::super::protocol::Op;
 use super::super::register::SharedType;
 use super::super::ManagerError;
-use super::{encode, Target};
+use super::{encode, expect_value, Target};
 
 /// An object of a type registered with the manager
 /// ([`crate::manager::ManagerBuilder::register`]), made by
@@ -50,5 +50,15 @@ impl<T: SharedType> Shared<T> {
         self.target
             .value(Op::Call(encode(request)?))?
             .ok_or_else(|| ManagerError::Protocol("a call gave nothing".into()))
+    }
+
+    /// [`call`](Self::call), awaited (on one of the process's connections
+    /// for awaited calls, as [`Dict::get_async`](super::Dict::get_async)):
+    /// a handler that takes long holds that connection, not the
+    /// executor's thread. Dropped once the request is out, the handler
+    /// still runs, and its reply is read and dropped.
+    pub async fn call_async(&self, request: &T::Request) -> Result<T::Reply, ManagerError> {
+        let reply = self.target.call_async(Op::Call(encode(request)?)).await?;
+        expect_value(reply)?.ok_or_else(|| ManagerError::Protocol("a call gave nothing".into()))
     }
 }

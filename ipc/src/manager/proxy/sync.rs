@@ -10,7 +10,7 @@ use super::super::awaited::Undo;
 use super::super::awaited_hold::Holding;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
-use super::{expect_bool, expect_done, proxy, unexpected, wait_ms, Target};
+use super::{expect_bool, expect_count, expect_done, proxy, unexpected, wait_ms, Target};
 
 /// A manager lock or semaphore was taken (a condition's `wait` took its
 /// lock back).
@@ -287,6 +287,11 @@ impl Semaphore {
     /// The units free now (Python's `get_value()`).
     pub fn value(&self) -> Result<u64, ManagerError> {
         self.target.count(Op::Len)
+    }
+
+    /// [`value`](Self::value), awaited.
+    pub async fn value_async(&self) -> Result<u64, ManagerError> {
+        expect_count(self.target.call_async(Op::Len).await?)
     }
 }
 
@@ -573,6 +578,26 @@ impl Barrier {
     /// [`abort`](Self::abort) as a future.
     pub async fn abort_async(&self) -> Result<(), ManagerError> {
         expect_done(self.target.call_async(Op::Abort).await?)
+    }
+
+    /// [`reset`](Self::reset) as a future.
+    pub async fn reset_async(&self) -> Result<(), ManagerError> {
+        expect_done(self.target.call_async(Op::Reset).await?)
+    }
+
+    /// [`parties`](Self::parties) as a future.
+    pub async fn parties_async(&self) -> Result<u64, ManagerError> {
+        expect_count(self.target.call_async(Op::Len).await?)
+    }
+
+    /// [`n_waiting`](Self::n_waiting) as a future.
+    pub async fn n_waiting_async(&self) -> Result<u64, ManagerError> {
+        expect_count(self.target.call_async(Op::Waiting).await?)
+    }
+
+    /// [`broken`](Self::broken) as a future.
+    pub async fn broken_async(&self) -> Result<bool, ManagerError> {
+        expect_bool(self.target.call_async(Op::IsBroken).await?)
     }
 
     /// Back to its first state (waiters now get `BrokenBarrier`).
