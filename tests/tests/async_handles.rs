@@ -47,6 +47,7 @@ fn main() {
         large_awaited_manager_values_are_neither_copied_nor_decoded_on_the_polling_thread,
         awaited_manager_queue_gets_dropped_while_waiting_lose_no_item,
         awaited_set_calls_meet_a_childs_blocking_ones,
+        awaited_list_array_and_dict_calls_say_what_blocking_ones_say,
         a_loop_of_awaited_manager_calls_lets_the_other_tasks_of_its_thread_run,
         many_awaited_connections_and_children_share_one_sleeping_thread,
         many_awaited_queues_events_and_semaphores_share_few_sleeping_threads,
@@ -1676,6 +1677,73 @@ fn awaited_set_calls_meet_a_childs_blocking_ones() {
         .expect("in time")
         .expect("the checks");
     assert_eq!(s.len().expect("a len"), 0);
+}
+
+/// Extends `l` with `0..n` (blocking).
+fn extend_list((l, n): (outlast_ipc::manager::List<u64>, u64)) -> Result<(), String> {
+    let items: Vec<u64> = (0..n).collect();
+    l.extend(&items).map_err(|e| e.to_string())
+}
+
+/// Every awaited call of a manager list, array and dict, each checked
+/// against what the blocking calls then read, on objects a child filled.
+fn awaited_list_array_and_dict_calls_say_what_blocking_ones_say() {
+    use outlast_ipc::manager::{Manager, ManagerError};
+    let manager = Manager::start().expect("a manager");
+    let l = manager.list::<u64>().expect("a list");
+    let mut child = Process::new(extend_list, (l.clone(), 10));
+    child.start().expect("start");
+    assert_eq!(child.join().expect("the child"), Ok(()));
+    let a = manager.array(&[0u64; 4]).expect("an array");
+    let d = manager.dict::<String, u64>().expect("a dict");
+    let key = |k: &str| k.to_string();
+    let calls = async {
+        l.extend_async(&[10, 11]).await?;
+        l.insert_async(0, &100).await?;
+        l.set_async(1, &70).await?;
+        assert_eq!(l.pop_at_async(2).await?, Some(1));
+        assert_eq!(l.slice_async(0..3).await?, vec![100, 70, 2]);
+        assert!(l.remove_async(&70).await?);
+        assert!(!l.remove_async(&70).await?);
+        assert_eq!(l.index_async(&11).await?, Some(10));
+        assert_eq!(l.index_async(&99).await?, None);
+        assert_eq!(l.count_async(&100).await?, 1);
+        a.set_async(2, &5).await?;
+        assert_eq!(a.get_async(2).await?, Some(5));
+        assert_eq!(a.get_async(9).await?, None);
+        assert_eq!(a.len_async().await?, 4);
+        assert_eq!(a.slice_async(1..3).await?, vec![0, 5]);
+        assert_eq!(a.to_vec_async().await?, vec![0, 0, 5, 0]);
+        assert_eq!(d.setdefault_async(&key("x"), &1).await?, 1);
+        assert_eq!(d.setdefault_async(&key("x"), &2).await?, 1);
+        assert!(
+            !d.compare_and_set_async(&key("x"), Some(&9), Some(&3))
+                .await?
+        );
+        assert!(
+            d.compare_and_set_async(&key("x"), Some(&1), Some(&3))
+                .await?
+        );
+        assert!(d.compare_and_set_async(&key("y"), None, Some(&4)).await?);
+        assert_eq!(d.values_async().await?, vec![3, 4]);
+        assert_eq!(d.popitem_async().await?, Some((key("y"), 4)));
+        d.clear_async().await?;
+        assert_eq!(d.popitem_async().await?, None);
+        Ok::<_, ManagerError>(())
+    };
+    block_on(calls, PATIENCE)
+        .expect("in time")
+        .expect("the calls");
+    assert_eq!(
+        l.to_vec().expect("the list"),
+        vec![100, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    );
+    block_on(l.clear_async(), PATIENCE)
+        .expect("in time")
+        .expect("a clear");
+    assert_eq!(l.len().expect("a len"), 0);
+    assert_eq!(a.to_vec().expect("the array"), vec![0, 0, 5, 0]);
+    assert_eq!(d.len().expect("a len"), 0);
 }
 
 /// Polls `call` up to `polls` times (a short rest between) and drops it;

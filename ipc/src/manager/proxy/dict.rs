@@ -199,6 +199,57 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         expect_count(self.target.call_async(Op::Len).await?)
     }
 
+    /// `d.setdefault(key, value)`, awaited: the value now at `key`.
+    pub fn setdefault_async(
+        &self,
+        key: &K,
+        value: &V,
+    ) -> impl Future<Output = Result<V, ManagerError>> + Send + '_ {
+        let op = encode(key).and_then(|k| Ok(Op::SetDefault(k, encode(value)?)));
+        async move {
+            expect_value(self.target.call_async(op?).await?)?
+                .ok_or_else(|| ManagerError::Protocol("setdefault gave nothing".into()))
+        }
+    }
+
+    /// [`compare_and_set`](Self::compare_and_set), awaited.
+    pub fn compare_and_set_async(
+        &self,
+        key: &K,
+        expected: Option<&V>,
+        new: Option<&V>,
+    ) -> impl Future<Output = Result<bool, ManagerError>> + Send + '_ {
+        let op = (|| {
+            Ok(Op::CompareAndSet {
+                key: encode(key)?,
+                expected: expected.map(encode).transpose()?,
+                new: new.map(encode).transpose()?,
+            })
+        })();
+        async move { expect_bool(self.target.call_async(op?).await?) }
+    }
+
+    /// `list(d.values())`, awaited.
+    pub async fn values_async(&self) -> Result<Vec<V>, ManagerError> {
+        expect_list(self.target.call_async(Op::Values).await?)
+    }
+
+    /// [`popitem`](Self::popitem), awaited.
+    pub async fn popitem_async(&self) -> Result<Option<(K, V)>, ManagerError> {
+        match self.target.call_async(Op::PopItem).await? {
+            Reply::Items(items) => match items.into_iter().next() {
+                Some((k, v)) => Ok(Some((decode(&k)?, decode_owned(v)?))),
+                None => Ok(None),
+            },
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `d.clear()`, awaited.
+    pub async fn clear_async(&self) -> Result<(), ManagerError> {
+        expect_done(self.target.call_async(Op::Clear).await?)
+    }
+
     /// `list(d.keys())`, awaited (see [`get_async`](Self::get_async)).
     pub async fn keys_async(&self) -> Result<Vec<K>, ManagerError> {
         expect_list(self.target.call_async(Op::Keys).await?)

@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{
-    decode_owned, encode, expect_count, expect_done, expect_kept_value, expect_list, expect_value,
-    proxy, unexpected,
+    decode_owned, encode, expect_bool, expect_count, expect_done, expect_int, expect_kept_value,
+    expect_list, expect_value, proxy, unexpected,
 };
 
 proxy! {
@@ -56,6 +56,92 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// `list(l)`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
     pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError> {
         expect_list(self.target.call_async(Op::Slice(0, u64::MAX)).await?)
+    }
+
+    /// `l.extend(values)`, awaited, in one round trip (each value encoded
+    /// where it is called).
+    pub fn extend_async<'a>(
+        &self,
+        values: impl IntoIterator<Item = &'a T>,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_
+    where
+        T: 'a,
+    {
+        let op = values
+            .into_iter()
+            .map(encode)
+            .collect::<Result<_, _>>()
+            .map(Op::Extend);
+        async move { expect_done(self.target.call_async(op?).await?) }
+    }
+
+    /// `l.insert(i, v)`, awaited.
+    pub fn insert_async(
+        &self,
+        index: u64,
+        value: &T,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
+        let op = encode(value).map(|v| Op::Insert(index, v));
+        async move { expect_done(self.target.call_async(op?).await?) }
+    }
+
+    /// `l[i] = v`, awaited.
+    pub fn set_async(
+        &self,
+        index: u64,
+        value: &T,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
+        let op = encode(value).map(|v| Op::SetAt(index, v));
+        async move { expect_done(self.target.call_async(op?).await?) }
+    }
+
+    /// `l.pop(i)`, awaited.
+    pub async fn pop_at_async(&self, index: u64) -> Result<Option<T>, ManagerError> {
+        expect_value(self.target.call_async(Op::PopAt(Some(index))).await?)
+    }
+
+    /// `l[range]`, awaited.
+    pub async fn slice_async(&self, range: std::ops::Range<u64>) -> Result<Vec<T>, ManagerError> {
+        expect_list(
+            self.target
+                .call_async(Op::Slice(range.start, range.end))
+                .await?,
+        )
+    }
+
+    /// `l.remove(v)`, awaited: whether it was there.
+    pub fn remove_async(
+        &self,
+        value: &T,
+    ) -> impl Future<Output = Result<bool, ManagerError>> + Send + '_ {
+        let op = encode(value).map(Op::Remove);
+        async move { expect_bool(self.target.call_async(op?).await?) }
+    }
+
+    /// `l.index(v)`, awaited.
+    pub fn index_async(
+        &self,
+        value: &T,
+    ) -> impl Future<Output = Result<Option<u64>, ManagerError>> + Send + '_ {
+        let op = encode(value).map(Op::IndexOf);
+        async move {
+            let i = expect_int(self.target.call_async(op?).await?)?;
+            Ok(u64::try_from(i).ok())
+        }
+    }
+
+    /// `l.count(v)`, awaited.
+    pub fn count_async(
+        &self,
+        value: &T,
+    ) -> impl Future<Output = Result<u64, ManagerError>> + Send + '_ {
+        let op = encode(value).map(Op::Count);
+        async move { expect_count(self.target.call_async(op?).await?) }
+    }
+
+    /// `l.clear()`, awaited.
+    pub async fn clear_async(&self) -> Result<(), ManagerError> {
+        expect_done(self.target.call_async(Op::Clear).await?)
     }
 
     /// `l.extend(values)`, in one round trip.
@@ -204,5 +290,42 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
     /// `a[:]`.
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
         self.slice(0..u64::MAX)
+    }
+
+    /// `a[i]`, awaited (a large item decoded off the executor's thread).
+    pub async fn get_async(&self, index: u64) -> Result<Option<T>, ManagerError>
+    where
+        T: Send + 'static,
+    {
+        expect_kept_value(self.target.call_async(Op::At(index)).await?).await
+    }
+
+    /// `a[i] = v`, awaited.
+    pub fn set_async(
+        &self,
+        index: u64,
+        value: &T,
+    ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
+        let op = encode(value).map(|v| Op::SetAt(index, v));
+        async move { expect_done(self.target.call_async(op?).await?) }
+    }
+
+    /// `len(a)`, awaited.
+    pub async fn len_async(&self) -> Result<u64, ManagerError> {
+        expect_count(self.target.call_async(Op::Len).await?)
+    }
+
+    /// `a[range]`, awaited.
+    pub async fn slice_async(&self, range: std::ops::Range<u64>) -> Result<Vec<T>, ManagerError> {
+        expect_list(
+            self.target
+                .call_async(Op::Slice(range.start, range.end))
+                .await?,
+        )
+    }
+
+    /// `a[:]`, awaited.
+    pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError> {
+        self.slice_async(0..u64::MAX).await
     }
 }
