@@ -30,7 +30,7 @@ use super::error::{
     RecvError, RecvIntoError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
 };
 use super::inbox::{Inbox, Taken};
-use super::mac::{FrameMac, FrameOpener};
+use super::mac::{FrameMac, FrameOpener, Sealing, TAG_LEN};
 use crate::codec::{self, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
 use crate::handle;
 use crate::os::{self, Deadline};
@@ -551,6 +551,30 @@ impl Connection {
         Ok(Some(first))
     }
 
+    /// The first part of an awaited frame of `head` then `tail`: its
+    /// header, then `head`; on an authenticated connection, with the tag's
+    /// making begun (its place in the count taken: [`take_back_seal`]
+    /// (Self::take_back_seal) if not a byte goes out), the tag to follow
+    /// `tail` once made.
+    pub(crate) fn frame_head_sealing(
+        &mut self,
+        head: &[u8],
+        tail: &[u8],
+    ) -> Result<(Vec<u8>, Option<Sealing>), SendError> {
+        self.check_writable()?;
+        let tag_len = if self.mac.is_some() { TAG_LEN } else { 0 };
+        let len = head
+            .len()
+            .saturating_add(tail.len())
+            .saturating_add(tag_len);
+        let header = codec::encode_header(len, self.max_frame_size)?;
+        let mut first = Vec::with_capacity(HEADER_LEN + head.len());
+        first.extend_from_slice(&header);
+        first.extend_from_slice(head);
+        let sealing = self.mac.as_mut().map(|mac| mac.begin_seal());
+        Ok((first, sealing))
+    }
+
     /// Writes, without waiting, about `budget` bytes at most of a frame
     /// made of `parts`, from byte `at` on: how many went, and whether the
     /// descriptor then had no room (`false`: the budget ran out, or all
@@ -588,6 +612,12 @@ impl Connection {
         rest.extend_from_slice(second);
         self.unsent = rest;
         self.unsent_at = 0;
+    }
+
+    /// `bytes` to go out after what [`leave_unsent`](Self::leave_unsent)
+    /// left (a dropped sealed frame's tag).
+    pub(crate) fn leave_unsent_too(&mut self, bytes: &[u8]) {
+        self.unsent.extend_from_slice(bytes);
     }
 
     /// Writes, without waiting, what an earlier frame left unsent, about

@@ -437,6 +437,15 @@ impl<'a> SendFuture<'a> {
     pub(super) fn in_parts(parts: Parts<'a>) -> Self {
         SendFuture(How::Parts(parts))
     }
+
+    /// Its frame in two parts, if it is written so.
+    #[cfg(test)]
+    pub(super) fn parts(&self) -> Option<&Parts<'a>> {
+        match &self.0 {
+            How::Parts(parts) => Some(parts),
+            How::Frame(_) => None,
+        }
+    }
 }
 
 impl Future for SendFuture<'_> {

@@ -48,21 +48,23 @@ impl FrameMac {
         }
     }
 
-    fn tag(mac: &HmacSha256, counter: u64, payload: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = mac.clone();
-        mac.update(&counter.to_le_bytes());
-        mac.update(payload);
-        let full = mac.finalize().into_bytes();
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&full[..TAG_LEN]);
-        tag
-    }
-
     /// The tag for the next frame sent with `payload`.
     pub fn seal(&mut self, payload: &[u8]) -> [u8; TAG_LEN] {
-        let tag = Self::tag(&self.send, self.sent, payload);
+        let mut sealing = self.begin_seal();
+        sealing.update(payload);
+        sealing.finish()
+    }
+
+    /// The tag for the next frame sent, made as its payload is given (a
+    /// large awaited frame is hashed a part at a time, as it is written,
+    /// not all at once where its future is first polled). Its place in
+    /// the count is taken now: [`unseal`](Self::unseal) if not a byte of
+    /// the frame goes out.
+    pub fn begin_seal(&mut self) -> Sealing {
+        let mut mac = self.send.clone();
+        mac.update(&self.sent.to_le_bytes());
         self.sent = self.sent.wrapping_add(1);
-        tag
+        Sealing { mac }
     }
 
     /// Takes the last seal back: not a byte of its frame went out (a send
@@ -93,6 +95,32 @@ impl FrameMac {
     /// The next frame was opened by its [`opener`](Self::opener).
     pub fn opened_one(&mut self) {
         self.received = self.received.wrapping_add(1);
+    }
+}
+
+/// One frame's tag in the making (see [`FrameMac::begin_seal`]).
+pub struct Sealing {
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for Sealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealing").finish_non_exhaustive()
+    }
+}
+
+impl Sealing {
+    /// The payload's next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.mac.update(bytes);
+    }
+
+    /// The tag, once the whole payload was given.
+    pub fn finish(self) -> [u8; TAG_LEN] {
+        let full = self.mac.finalize().into_bytes();
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&full[..TAG_LEN]);
+        tag
     }
 }
 
