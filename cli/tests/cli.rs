@@ -177,6 +177,8 @@ fn bench_async_measures_awaiting_beside_blocking() {
             "5 MB Queue item to a child, put (encoding included), awaited: the longest poll",
             "5 MB Manager dict value, set (encoding included), blocking: the whole wait",
             "5 MB Manager dict value, set (encoding included), awaited: the longest poll",
+            "5 MB Manager dict value over TCP, set (encoding included), blocking: the whole wait",
+            "5 MB Manager dict value over TCP, set (encoding included), awaited: the longest poll",
             "5 MB Manager dict value, get, blocking: the whole wait",
             "5 MB Manager dict value, get, awaited: the longest poll",
             "2 MB Queue item from a child, in the ring, get, blocking: the whole wait",

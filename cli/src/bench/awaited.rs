@@ -100,7 +100,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     // ring, 64 MiB by default, is taken out of the ring itself, not out of
     // a memfd of its own) and through a pipe (into the connection's buffer).
     let (big, half) = (100_000_000 / scale, 50_000_000 / scale);
-    let large: [(usize, &str, LargeMeasure); 9] = [
+    let large: [(usize, &str, LargeMeasure); 10] = [
         (big, "Process result, join", large_process_result),
         (big, "Pool result, get", large_pool_result),
         (big, "Queue item from a child, get", large_queue_item),
@@ -113,6 +113,11 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             big,
             "Manager dict value, set (encoding included)",
             large_manager_set,
+        ),
+        (
+            big,
+            "Manager dict value over TCP, set (encoding included)",
+            large_tcp_manager_set,
         ),
         (big, "Manager dict value, get", large_manager_get),
         (
@@ -368,6 +373,29 @@ fn manager_dict() -> Result<
 /// longest poll includes the value's encoding.
 fn large_manager_set(n: usize, awaited: bool) -> Result<f64, String> {
     let (_manager, d) = manager_dict()?;
+    set_large(&d, n, awaited)
+}
+
+/// [`large_manager_set`] over loopback TCP, where each frame carries a tag
+/// made over the whole value.
+fn large_tcp_manager_set(n: usize, awaited: bool) -> Result<f64, String> {
+    let address = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+    let manager = outlast_ipc::manager::Manager::builder()
+        .start_method(StartMethod::ForkServer)
+        .listen(address)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let d = manager.dict().map_err(|e| e.to_string())?;
+    set_large(&d, n, awaited)
+}
+
+/// Sets a small value, then one of `n` bytes, in `d`: the second's time
+/// (awaited: its longest poll).
+fn set_large(
+    d: &outlast_ipc::manager::Dict<u64, serde_bytes::ByteBuf>,
+    n: usize,
+    awaited: bool,
+) -> Result<f64, String> {
     // A call on a connection already open, as most of a program's are.
     let warm = serde_bytes::ByteBuf::from(vec![1]);
     match awaited {
