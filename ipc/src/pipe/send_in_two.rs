@@ -224,12 +224,36 @@ mod tests {
     use super::*;
     use std::task::Waker;
 
+    /// Reads a message, a `u64`, and a message from `theirs`, on a thread.
+    fn read_three(mut theirs: Connection) -> std::thread::JoinHandle<(Vec<u8>, u64, Vec<u8>)> {
+        std::thread::spawn(move || {
+            let patience = std::time::Duration::from_secs(20);
+            let first = theirs.recv_bytes_timeout(patience).expect("a message");
+            let second = theirs.recv_timeout::<u64>(patience).expect("the next one");
+            let third = theirs.recv_bytes_timeout(patience).expect("a third");
+            (first, second, third)
+        })
+    }
+
+    /// Polls `send` until it is done.
+    fn send_whole(send: SendFuture<'_>) {
+        let mut send = std::pin::pin!(send);
+        let mut cx = Context::from_waker(Waker::noop());
+        let sent = loop {
+            if let Poll::Ready(sent) = send.as_mut().poll(&mut cx) {
+                break sent;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        sent.expect("sent");
+    }
+
     /// A frame written from two parts is received as one message, a
     /// megabyte per poll; dropped in its middle, its rest goes out whole
     /// before the next message.
     #[test]
     fn a_frame_in_two_parts_arrives_whole_even_when_dropped_in_its_middle() {
-        let (mut ours, mut theirs) = crate::Pipe::duplex().expect("a pipe");
+        let (mut ours, theirs) = crate::Pipe::duplex().expect("a pipe");
         let head = b"head:".to_vec();
         let tail: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
         let mut cx = Context::from_waker(Waker::noop());
@@ -240,26 +264,9 @@ mod tests {
                 "a megabyte per poll"
             );
         }
-        let reader = std::thread::spawn(move || {
-            let patience = std::time::Duration::from_secs(20);
-            let first = theirs
-                .recv_bytes_timeout(patience)
-                .expect("the message in two parts");
-            let second = theirs.recv_timeout::<u64>(patience).expect("the next one");
-            let third = theirs
-                .recv_bytes_timeout(patience)
-                .expect("another in two parts");
-            (first, second, third)
-        });
+        let reader = read_three(theirs);
         ours.send(&5u64).expect("the next message, after the rest");
-        let mut send = std::pin::pin!(ours.send_bytes_in_two_async(b"", &tail[..10]));
-        let sent = loop {
-            if let Poll::Ready(sent) = send.as_mut().poll(&mut cx) {
-                break sent;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        };
-        sent.expect("sent");
+        send_whole(ours.send_bytes_in_two_async(b"", &tail[..10]));
         let (first, second, third) = reader.join().expect("the reader");
         assert!(first == [head.as_slice(), tail.as_slice()].concat());
         assert_eq!(second, 5);
@@ -298,24 +305,9 @@ mod tests {
                 _ => panic!("the whole message was hashed at the first poll"),
             }
         }
-        let reader = std::thread::spawn(move || {
-            let patience = std::time::Duration::from_secs(20);
-            let first = theirs
-                .recv_bytes_timeout(patience)
-                .expect("the cut message");
-            let second = theirs.recv_timeout::<u64>(patience).expect("the next one");
-            let third = theirs.recv_bytes_timeout(patience).expect("a whole one");
-            (first, second, third)
-        });
+        let reader = read_three(theirs);
         ours.send(&5u64).expect("the next message, after the rest");
-        let mut send = std::pin::pin!(ours.send_bytes_in_two_async(&head, &tail));
-        let sent = loop {
-            if let Poll::Ready(sent) = send.as_mut().poll(&mut cx) {
-                break sent;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        };
-        sent.expect("sent");
+        send_whole(ours.send_bytes_in_two_async(&head, &tail));
         let (first, second, third) = reader.join().expect("the reader");
         let whole = [head.as_slice(), tail.as_slice()].concat();
         assert!(first == whole, "the cut message came in changed");

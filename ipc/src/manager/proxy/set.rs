@@ -77,10 +77,7 @@ impl<T: Serialize + DeserializeOwned> Set<T> {
     where
         T: 'a,
     {
-        let ops = members
-            .into_iter()
-            .map(|m| Ok(Op::Set(encode(m)?, Vec::new())))
-            .collect::<Result<Vec<_>, ManagerError>>()?;
+        let ops = additions(members)?;
         self.target
             .batch(ops)?
             .into_iter()
@@ -253,14 +250,21 @@ impl<T: Serialize + DeserializeOwned> Set<T> {
     where
         T: 'a,
     {
-        let ops = members
-            .into_iter()
-            .map(|m| Ok(Op::Set(encode(m)?, Vec::new())))
-            .collect::<Result<Vec<_>, ManagerError>>()?;
+        let ops = additions(members)?;
         self.target
             .batch_async(ops)
             .await?
             .into_iter()
             .try_for_each(expect_done)
     }
+}
+
+/// The ops that add `members`.
+fn additions<'a, T: Serialize + 'a>(
+    members: impl IntoIterator<Item = &'a T>,
+) -> Result<Vec<Op>, ManagerError> {
+    members
+        .into_iter()
+        .map(|m| Ok(Op::Set(encode(m)?, Vec::new())))
+        .collect()
 }
