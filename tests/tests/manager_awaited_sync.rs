@@ -455,12 +455,49 @@ fn an_awaited_condition_wait_times_out_holding_its_lock() {
         "a dropped guard kept it"
     );
 
+    // Python's `wait_for`: a predicate that never holds runs out its time
+    // with the lock held; one a child makes true ends the wait.
+    let held = block_on(cond.acquire_async(), PATIENCE)
+        .expect("in time")
+        .expect("the lock");
+    let waited = block_on(
+        cond.wait_for_async(held, || false, Some(Duration::from_millis(100))),
+        PATIENCE,
+    )
+    .expect("in time");
+    let (held, ready) = waited.expect("the wait");
+    assert!(!ready, "a predicate that never holds");
+    let flag = RawValue::new(0u64).expect("a flag");
+    let mut setter = Process::new(set_flag_and_notify, (cond.clone(), flag.clone()));
+    setter.start().expect("start");
+    let waited = block_on(
+        cond.wait_for_async(held, || flag.get() == 1, None),
+        PATIENCE,
+    );
+    let (held, ready) = waited.expect("in time").expect("the wait");
+    assert!(ready);
+    drop(held);
+    assert_eq!(setter.join().expect("the setter"), Ok(()));
+
     let lock = manager.lock().expect("another lock");
     let mut guard = block_on(lock.lock_async(), PATIENCE)
         .expect("in time")
         .expect("a lock");
     let wrong = block_on(cond.notify_async(&mut guard, 1), PATIENCE).expect("in time");
     assert!(matches!(wrong, Err(ManagerError::WrongGuard)), "{wrong:?}");
+}
+
+/// Sets `flag` under `cond`'s lock, notifying every waiter, a few times
+/// (the first notifies may come before the waiter waits).
+fn set_flag_and_notify((cond, flag): (Condition, RawValue<u64>)) -> Result<(), String> {
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(20));
+        let held = cond.acquire().map_err(|e| e.to_string())?;
+        flag.set(1);
+        cond.notify_all().map_err(|e| e.to_string())?;
+        held.release().map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Whether `cond`'s lock could be taken within a second.

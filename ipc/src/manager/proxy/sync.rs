@@ -439,6 +439,29 @@ impl Condition {
         self.wait_for_notify_async(held, Some(timeout)).await
     }
 
+    /// Python's `await cond.wait_for(predicate)`, as a future: waits
+    /// (giving up the lock `held` holds) until `ready()` holds, checked
+    /// with the lock held, at most `timeout` in all (`None`: without end);
+    /// the guard back, with the lock held, and `ready()`'s last answer.
+    pub async fn wait_for_async<'a>(
+        &self,
+        mut held: HeldAsync<'a>,
+        mut ready: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(HeldAsync<'a>, bool), ManagerError> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if ready() {
+                return Ok((held, true));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
+                return Ok((held, false));
+            }
+            held = self.wait_for_notify_async(held, left).await?.0;
+        }
+    }
+
     /// [`notify`](Self::notify) as a future, by the holder of `held`.
     pub async fn notify_async(&self, held: &mut HeldAsync<'_>, n: u64) -> Result<(), ManagerError> {
         expect_done(self.own(held)?.call(Op::Notify(n)).await?)
