@@ -558,9 +558,12 @@ fn awaited_barrier_waits_meet_processes_and_a_dropped_party_leaves() {
     let mut left = Box::pin(pair.wait_async());
     assert!(poll_once(&mut left).is_pending());
     let deadline = Instant::now() + PATIENCE;
+    // Polled on until its request is out (a first poll may only start the
+    // opening of its connection, on a thread of ours).
     while pair.n_waiting().expect("waiting") != 1 {
         assert!(Instant::now() < deadline, "the arrival never counted");
         std::thread::sleep(Duration::from_millis(1));
+        assert!(poll_once(&mut left).is_pending(), "a party alone passed");
     }
     drop(left);
     while pair.n_waiting().expect("waiting") != 0 {
