@@ -1692,7 +1692,7 @@ fn extend_list((l, n): (outlast_ipc::manager::List<u64>, u64)) -> Result<(), Str
     l.extend(&items).map_err(|e| e.to_string())
 }
 
-/// Every awaited call of a manager list, array and dict, each checked
+/// Every awaited call of a manager list, array, dict and namespace, each checked
 /// against what the blocking calls then read, on objects a child filled.
 fn awaited_list_array_and_dict_calls_say_what_blocking_ones_say() {
     use outlast_ipc::manager::{Manager, ManagerError};
@@ -1703,6 +1703,7 @@ fn awaited_list_array_and_dict_calls_say_what_blocking_ones_say() {
     assert_eq!(child.join().expect("the child"), Ok(()));
     let a = manager.array(&[0u64; 4]).expect("an array");
     let d = manager.dict::<String, u64>().expect("a dict");
+    let ns = manager.namespace().expect("a namespace");
     let key = |k: &str| k.to_string();
     let calls = async {
         l.extend_async(&[10, 11]).await?;
@@ -1736,6 +1737,11 @@ fn awaited_list_array_and_dict_calls_say_what_blocking_ones_say() {
         assert_eq!(d.popitem_async().await?, Some((key("y"), 4)));
         d.clear_async().await?;
         assert_eq!(d.popitem_async().await?, None);
+        ns.set_async("a", &1u8).await?;
+        ns.set_async("b", &2u8).await?;
+        assert_eq!(ns.fields_async().await?, ["a", "b"]);
+        assert!(ns.delete_async("a").await?);
+        assert!(!ns.delete_async("a").await?);
         Ok::<_, ManagerError>(())
     };
     block_on(calls, PATIENCE)
@@ -1751,6 +1757,7 @@ fn awaited_list_array_and_dict_calls_say_what_blocking_ones_say() {
     assert_eq!(l.len().expect("a len"), 0);
     assert_eq!(a.to_vec().expect("the array"), vec![0, 0, 5, 0]);
     assert_eq!(d.len().expect("a len"), 0);
+    assert_eq!(ns.fields().expect("the fields"), ["b"]);
 }
 
 /// Polls `call` up to `polls` times (a short rest between) and drops it;

@@ -38,25 +38,46 @@ impl std::fmt::Debug for Namespace {
     }
 }
 
+/// A namespace's field names, from their bytes.
+fn field_names(reply: Reply) -> Result<Vec<String>, ManagerError> {
+    match reply {
+        Reply::Keys(keys) => Ok(keys
+            .into_iter()
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
+            .collect()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Whether a `Pop` took something out.
+fn was_there(reply: Reply) -> Result<bool, ManagerError> {
+    match reply {
+        Reply::Value(v) => Ok(v.is_some()),
+        other => Err(unexpected(other)),
+    }
+}
+
 impl Namespace {
     /// The names of the fields set, in the order they were first set.
     pub fn fields(&self) -> Result<Vec<String>, ManagerError> {
-        match self.target.call(Op::Keys)? {
-            Reply::Keys(keys) => Ok(keys
-                .into_iter()
-                .map(|k| String::from_utf8_lossy(&k).into_owned())
-                .collect()),
-            other => Err(unexpected(other)),
-        }
+        field_names(self.target.call(Op::Keys)?)
+    }
+
+    /// [`fields`](Self::fields), awaited.
+    pub async fn fields_async(&self) -> Result<Vec<String>, ManagerError> {
+        field_names(self.target.call_async(Op::Keys).await?)
     }
 
     /// `del ns.name`: whether it was set (Python raises `AttributeError`
     /// when it was not).
     pub fn delete(&self, name: &str) -> Result<bool, ManagerError> {
-        match self.target.call(Op::Pop(name.as_bytes().to_vec()))? {
-            Reply::Value(v) => Ok(v.is_some()),
-            other => Err(unexpected(other)),
-        }
+        was_there(self.target.call(Op::Pop(name.as_bytes().to_vec()))?)
+    }
+
+    /// [`delete`](Self::delete), awaited.
+    pub async fn delete_async(&self, name: &str) -> Result<bool, ManagerError> {
+        let op = Op::Pop(name.as_bytes().to_vec());
+        was_there(self.target.call_async(op).await?)
     }
 
     /// The field `name`, if set.
