@@ -195,8 +195,9 @@ fn awaited_acquires_dropped_at_any_point_leave_nothing_held() {
 }
 
 /// A guard dropped inside a task releases without waiting (a blocking
-/// taker in another process gets it), and `release` answers with the
-/// manager's word: a bounded semaphore released past its bound says so.
+/// taker in another process gets it); an owned guard is released from
+/// another thread; and `release` answers with the manager's word: a
+/// bounded semaphore released past its bound says so.
 fn a_dropped_guard_releases_and_an_explicit_release_answers() {
     let manager = Manager::start().expect("a manager");
     let lock = manager.lock().expect("a lock");
@@ -210,6 +211,21 @@ fn a_dropped_guard_releases_and_an_explicit_release_answers() {
     drop(held);
     assert_eq!(taker.join().expect("the taker ended"), Ok(0));
 
+    // An owned guard moves to another thread, its proxy staying here.
+    let owned = block_on(lock.lock_async(), PATIENCE)
+        .expect("in time")
+        .expect("the lock")
+        .into_owned();
+    let mut taker = Process::new(try_lock, lock.clone());
+    taker.start().expect("start");
+    assert_eq!(taker.join().expect("the taker"), Ok(false), "not held");
+    let released = std::thread::spawn(move || block_on(owned.release(), PATIENCE));
+    let released = released.join().expect("the thread").expect("in time");
+    assert!(released.is_ok(), "{released:?}");
+    let mut taker = Process::new(try_lock, lock.clone());
+    taker.start().expect("start");
+    assert_eq!(taker.join().expect("the taker"), Ok(true), "still held");
+
     let bounded = manager.bounded_semaphore(1).expect("a semaphore");
     let held = block_on(bounded.acquire_async(), PATIENCE)
         .expect("in time")
@@ -221,6 +237,15 @@ fn a_dropped_guard_releases_and_an_explicit_release_answers() {
         "a release past the bound: {answered:?}"
     );
     assert_eq!(bounded.value().expect("the value"), 1);
+}
+
+/// Whether `lock` could be taken within a second (given back at once).
+fn try_lock(lock: Lock) -> Result<bool, String> {
+    match lock.lock_timeout(Duration::from_secs(1)) {
+        Ok(Some(held)) => held.release().map(|()| true).map_err(|e| e.to_string()),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Takes a unit of `s` and gives it back `n` times (blocking); the most

@@ -233,14 +233,16 @@ pub(super) fn forget(link: &Link) {
 /// One of a manager's open connections, counted until dropped (unless
 /// its connection went back idle, still counted).
 pub(super) struct Place<'a> {
-    pub link: &'a Link,
+    /// Borrowed from the proxy that made the call; owned by a guard that
+    /// outlives its proxy (see `HeldAsync::into_owned`).
+    pub link: std::borrow::Cow<'a, Link>,
     counted: bool,
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         if self.counted {
-            with_pool(self.link, |pool| {
+            with_pool(&self.link, |pool| {
                 pool.open = pool.open.saturating_sub(1);
                 pool.wake_waiting();
             });
@@ -370,6 +372,23 @@ impl Lease<'_> {
     }
 }
 
+impl Lease<'_> {
+    /// This lease, owning its manager's link rather than borrowing it
+    /// from a proxy; this one is left empty (its drop does nothing).
+    pub fn detach(&mut self) -> Lease<'static> {
+        Lease {
+            place: Place {
+                link: std::borrow::Cow::Owned(self.place.link.clone().into_owned()),
+                counted: std::mem::replace(&mut self.place.counted, false),
+            },
+            kept: self.kept.take(),
+            progress: self.progress,
+            reused: self.reused,
+            waiting: self.waiting,
+        }
+    }
+}
+
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         let Some(mut k) = self.kept.take() else {
@@ -378,7 +397,7 @@ impl Drop for Lease<'_> {
         if let Some(undo) = self.waiting {
             let channel = match self.progress {
                 Progress::Idle => {
-                    with_pool(self.place.link, |pool| keep_idle(pool, k));
+                    with_pool(&self.place.link, |pool| keep_idle(pool, k));
                     return;
                 }
                 // Closed: the manager lets go of the wait with it.
@@ -389,7 +408,7 @@ impl Drop for Lease<'_> {
             // Told now, read by a thread of ours (or dropped: closed).
             if k.send_cancel(channel) {
                 k.cancelled = Some((channel, undo));
-                with_pool(self.place.link, |pool| pool.waiting_idle.push(k));
+                with_pool(&self.place.link, |pool| pool.waiting_idle.push(k));
                 super::awaited_cancel::wake();
             }
             return;
@@ -401,7 +420,7 @@ impl Drop for Lease<'_> {
             Progress::SentOnSocket => k.owed_on_socket += 1,
             Progress::Idle => {}
         }
-        with_pool(self.place.link, |pool| {
+        with_pool(&self.place.link, |pool| {
             pool.idle.push(k);
             pool.wake_waiting();
         });
@@ -447,7 +466,7 @@ async fn lease(link: &Link) -> Result<Lease<'_>, ManagerError> {
             Found::Idle(k) => {
                 return Ok(Lease {
                     place: Place {
-                        link,
+                        link: std::borrow::Cow::Borrowed(link),
                         counted: true,
                     },
                     kept: Some(k),
@@ -474,7 +493,7 @@ async fn lease(link: &Link) -> Result<Lease<'_>, ManagerError> {
         }
     }
     open(Place {
-        link,
+        link: std::borrow::Cow::Borrowed(link),
         counted: true,
     })
     .await
@@ -527,7 +546,8 @@ impl Drop for Opened {
 /// A new connection in `place`, opened on a thread of ours once fewer
 /// than [`MAX_OPENING`] are being opened.
 async fn open(place: Place<'_>) -> Result<Lease<'_>, ManagerError> {
-    let link = place.link;
+    let link = place.link.clone().into_owned();
+    let link = &link;
     std::future::poll_fn(|cx| {
         with_pool(link, |pool| {
             if pool.opening < MAX_OPENING {
@@ -701,7 +721,7 @@ async fn let_others_run() {
 /// A connection for one waiting call: an idle one of those, or a new one.
 async fn lease_waiting(link: &Link, undo: Undo) -> Result<Lease<'_>, ManagerError> {
     let place = Place {
-        link,
+        link: std::borrow::Cow::Borrowed(link),
         counted: false,
     };
     // One not cancelled (a cancelled one is being read by our thread).

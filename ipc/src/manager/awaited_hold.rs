@@ -42,6 +42,18 @@ impl<'a> Holding<'a> {
         self.released = true;
     }
 
+    /// This hold, owning its manager's link (not borrowing its proxy's);
+    /// this one is left holding nothing.
+    pub fn into_owned(mut self) -> Holding<'static> {
+        let lease = self.lease.detach();
+        self.released = true;
+        Holding {
+            lease,
+            id: self.id,
+            released: false,
+        }
+    }
+
     /// The object it holds.
     pub fn id(&self) -> u64 {
         self.id
@@ -49,7 +61,7 @@ impl<'a> Holding<'a> {
 
     /// The manager it holds something of.
     pub fn link(&self) -> &super::client::Link {
-        self.lease.place.link
+        &self.lease.place.link
     }
 
     /// `op` on the object it holds, on the holding connection (a notify).
@@ -124,6 +136,6 @@ impl Drop for Holding<'_> {
             Some(Channel::Socket) => kept.owed_on_socket += 1,
             None => return,
         }
-        with_pool(self.lease.place.link, |pool| keep_idle(pool, kept));
+        with_pool(&self.lease.place.link, |pool| keep_idle(pool, kept));
     }
 }

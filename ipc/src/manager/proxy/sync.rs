@@ -116,6 +116,28 @@ impl HeldAsync<'_> {
         self.holding.release().await
     }
 
+    /// The same hold, no longer borrowing the proxy it was taken through:
+    /// a guard to move into a spawned task (`tokio::spawn` asks
+    /// `'static`) or keep in a struct, as tokio's `lock_owned` gives. (An
+    /// object made anonymously lives while a proxy to it does: keep one.)
+    ///
+    /// ```no_run
+    /// # async fn run(lock: &outlast_ipc::manager::Lock) -> Result<(), outlast_ipc::manager::ManagerError> {
+    /// let held: outlast_ipc::manager::HeldAsync<'static> = lock.lock_async().await?.into_owned();
+    /// let worker = std::thread::spawn(move || {
+    ///     // ... what the lock guards, still held here ...
+    ///     drop(held);
+    /// });
+    /// # let _ = worker;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_owned(self) -> HeldAsync<'static> {
+        HeldAsync {
+            holding: self.holding.into_owned(),
+            previous_owner_died: self.previous_owner_died,
+        }
+    }
+
     /// Whether it holds `target`'s object (a condition's wait and notify
     /// take only their own lock's guard).
     fn holds(&self, target: &Target) -> bool {
