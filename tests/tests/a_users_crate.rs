@@ -610,6 +610,10 @@ async fn main() {
     let free = mlock.lock_timeout_async(Duration::from_secs(10)).await.expect("a take");
     let free = free.is_some_and(|held| !held.previous_owner_died());
     println!("manager lock total: {}, free: {free}", mtotal.get() + cut);
+    // A guard that does not borrow its proxy, released in another task.
+    let owned = mlock.lock_async().await.expect("the manager lock").into_owned();
+    let released = tokio::spawn(async move { owned.release().await.is_ok() });
+    println!("owned guard released in a task: {}", released.await.expect("the task"));
     // A manager's queue fed by a child, taken by four tasks whose waits
     // are cut short by timeouts: each job exactly once.
     let jobs = manager.queue::<u64>().expect("queue");
@@ -669,7 +673,7 @@ fn programs_with_threads_use_a_pool_with_default_options() {
          timed out: true, then 42\nechoed: 100\nstopped: true\n\
          large, in order: true true\nlarge puts: [(4194304, 9, true), (4194304, 10, true)]\n\
          locked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201\n\
-         manager, large: true\nmanager lock total: 500, free: true\njobs once each: true"
+         manager, large: true\nmanager lock total: 500, free: true\nowned guard released in a task: true\njobs once each: true"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
