@@ -29,6 +29,7 @@ fn main() {
         a_reply_over_the_frame_cap_is_an_error_and_the_client_stays,
         a_request_over_the_frame_cap_is_refused_in_words_and_100_mb_fits,
         byte_vectors_larger_than_a_lane_go_there_and_back_exactly,
+        a_large_value_set_over_tcp_is_sealed_where_it_lies,
         values_near_a_lanes_size_go_wherever_its_rings_stand,
         a_stopped_lock_holder_loses_the_lock_after_the_holder_timeout,
         silent_clients_filling_the_manager_make_room_for_a_new_one,
@@ -346,6 +347,37 @@ fn a_batch_is_one_round_trip_of_many_operations() {
     assert_eq!(got[63].as_deref(), Some("v63"));
     assert_eq!(got[64], None);
     assert_eq!(d.len().unwrap(), 64);
+}
+
+/// A 40 MB value set over loopback TCP, where each frame carries a tag
+/// over its whole payload, is hashed where it lies: the calling thread
+/// touches the fresh pages of the value's encoding only (10,241 of them;
+/// it copied the request twice more to seal it: 30,723), and the value
+/// arrives whole, then a small set after it (the frames' count in step).
+fn a_large_value_set_over_tcp_is_sealed_where_it_lies() {
+    const LARGE: usize = 40 << 20;
+    let (manager, _) = tcp_manager(b"a key of ours");
+    let d = manager
+        .dict::<String, serde_bytes::ByteBuf>()
+        .expect("a dict");
+    // A connection open already, as most of a program's are.
+    d.set(&"small".into(), &serde_bytes::ByteBuf::from(vec![1]))
+        .expect("a set");
+    let value = serde_bytes::ByteBuf::from(vec![9u8; LARGE]);
+    let before = tests::procfs::this_thread_minor_faults();
+    d.set(&"large".into(), &value).expect("a large set");
+    let faults = tests::procfs::this_thread_minor_faults() - before;
+    let pages = (LARGE / 4096) as u64;
+    // The value's encoding is one fresh copy; sealing made two more.
+    assert!(
+        faults < pages * 3 / 2,
+        "the set touched {faults} fresh pages sending {pages}"
+    );
+    d.set(&"after".into(), &serde_bytes::ByteBuf::from(vec![2]))
+        .expect("a set after");
+    let back = d.get(&"large".into()).expect("a get").expect("the value");
+    assert!(back.len() == LARGE && back.iter().all(|&b| b == 9));
+    assert_eq!(d.len().expect("a len"), 3);
 }
 
 /// A manager on loopback TCP, its address and its key.

@@ -270,12 +270,36 @@ impl Connection {
         timeout: Option<Duration>,
     ) -> Result<(), SendTimeoutError> {
         let deadline = timeout.map_or_else(Deadline::never, Deadline::after);
-        let Some(first) = self.frame_head(head, tail)? else {
-            // Sealed over the whole payload: in one buffer.
-            return self.send_bytes_deadline(&[head, tail].concat(), deadline);
+        let (first, sealing) = self.frame_head(head, tail)?;
+        // On an authenticated connection the tag covers both parts, hashed
+        // where they lie (they were copied into one buffer first).
+        let tag = sealing.map(|mut sealing| {
+            sealing.update(head);
+            sealing.update(tail);
+            sealing.finish()
+        });
+        let wrote = match self.flush_unsent(deadline) {
+            Ok(()) => self.write_frame(&[&first, tail], deadline),
+            Err(e) => Err(Self::timeout_error(e)),
         };
-        self.flush_unsent(deadline).map_err(Self::timeout_error)?;
-        self.write_frame(&[&first, tail], deadline)
+        match (wrote, tag) {
+            // Not a byte of it went: its place in the count is given back.
+            (Err(SendTimeoutError::Timeout), Some(_)) => {
+                self.take_back_seal();
+                Err(SendTimeoutError::Timeout)
+            }
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Ok(()),
+            // The tag follows the message, now or, past the deadline, as
+            // the rest of a frame does: before the next message.
+            (Ok(()), Some(tag)) => {
+                self.leave_unsent_too(&tag);
+                match self.flush_unsent(deadline) {
+                    Ok(()) | Err(WriteError::Timeout) => Ok(()),
+                    Err(e) => Err(Self::timeout_error(e)),
+                }
+            }
+        }
     }
 
     /// Sends a byte message with descriptors attached (`SCM_RIGHTS`; a Unix
@@ -530,33 +554,13 @@ impl Connection {
         Ok(payload)
     }
 
-    /// The first part of a frame of `head` then `tail` (see
-    /// [`send_bytes_in_two`](Self::send_bytes_in_two)): its header, then
-    /// `head`; `None` on an authenticated connection, whose tag is sealed
-    /// over the whole payload in one buffer.
-    pub(crate) fn frame_head(
-        &self,
-        head: &[u8],
-        tail: &[u8],
-    ) -> Result<Option<Vec<u8>>, SendError> {
-        self.check_writable()?;
-        if self.mac.is_some() {
-            return Ok(None);
-        }
-        let len = head.len().saturating_add(tail.len());
-        let header = codec::encode_header(len, self.max_frame_size)?;
-        let mut first = Vec::with_capacity(HEADER_LEN + head.len());
-        first.extend_from_slice(&header);
-        first.extend_from_slice(head);
-        Ok(Some(first))
-    }
-
-    /// The first part of an awaited frame of `head` then `tail`: its
+    /// The first part of a frame of `head` then `tail`, written as they
+    /// lie (see [`send_bytes_in_two`](Self::send_bytes_in_two)): its
     /// header, then `head`; on an authenticated connection, with the tag's
-    /// making begun (its place in the count taken: [`take_back_seal`]
-    /// (Self::take_back_seal) if not a byte goes out), the tag to follow
-    /// `tail` once made.
-    pub(crate) fn frame_head_sealing(
+    /// making begun, the tag to follow `tail` once made (its place in the
+    /// count is taken now: [`take_back_seal`](Self::take_back_seal) if not
+    /// a byte goes out).
+    pub(crate) fn frame_head(
         &mut self,
         head: &[u8],
         tail: &[u8],

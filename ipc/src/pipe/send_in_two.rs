@@ -34,7 +34,7 @@ impl Connection {
         head: &[u8],
         tail: &'a [u8],
     ) -> SendFuture<'a> {
-        match self.frame_head_sealing(head, tail) {
+        match self.frame_head(head, tail) {
             Ok((first, sealing)) => SendFuture::in_parts(Parts {
                 connection: self,
                 seal: sealing.map(|sealing| Seal::Making {
@@ -271,6 +271,43 @@ mod tests {
         assert!(first == [head.as_slice(), tail.as_slice()].concat());
         assert_eq!(second, 5);
         assert_eq!(third, &tail[..10]);
+    }
+
+    /// The blocking two-part send on an authenticated connection, cut by
+    /// its deadline with the peer not reading, then once more with
+    /// nothing of it able to go: the cut frame's rest and tag go out
+    /// before the next message, the refused one gives back its place in
+    /// the count, and every frame the peer reads checks.
+    #[test]
+    fn a_sealed_blocking_send_in_two_cut_by_its_deadline_keeps_the_count() {
+        use crate::pipe::mac::FrameMac;
+        use crate::pipe::SendTimeoutError;
+        use std::time::Duration;
+        let (mut ours, mut theirs) = crate::Pipe::duplex().expect("a pipe");
+        let (a, b) = ([3u8; 32], [4u8; 32]);
+        ours.set_mac(FrameMac::new(&a, &b));
+        theirs.set_mac(FrameMac::new(&b, &a));
+        let tail: Vec<u8> = (0..8u32 << 20).map(|i| (i % 253) as u8).collect();
+        let cut = ours.send_bytes_in_two(b"cut:", &tail, Some(Duration::from_millis(20)));
+        assert!(cut.is_ok(), "part of it went: {cut:?}");
+        assert!(ours.has_unsent(), "8 MB went into a pipe nobody reads");
+        // Nothing more can go while the rest waits: refused whole.
+        let refused = ours.send_bytes_in_two(b"no:", &tail[..10], Some(Duration::ZERO));
+        assert!(
+            matches!(refused, Err(SendTimeoutError::Timeout)),
+            "{refused:?}"
+        );
+        let reader = read_three(theirs);
+        ours.send(&5u64).expect("the next message, after the rest");
+        ours.send_bytes_in_two(b"last:", &tail[..10], None)
+            .expect("a last one");
+        let (first, second, third) = reader.join().expect("the reader");
+        assert!(
+            first == [b"cut:".as_slice(), &tail].concat(),
+            "the cut one changed"
+        );
+        assert_eq!(second, 5);
+        assert_eq!(third, [b"last:".as_slice(), &tail[..10]].concat());
     }
 
     /// On an authenticated connection a large frame's tag is made a part
