@@ -546,8 +546,7 @@ impl Drop for Opened {
 /// A new connection in `place`, opened on a thread of ours once fewer
 /// than [`MAX_OPENING`] are being opened.
 async fn open(place: Place<'_>) -> Result<Lease<'_>, ManagerError> {
-    let link = place.link.clone().into_owned();
-    let link = &link;
+    let link: &Link = &place.link;
     std::future::poll_fn(|cx| {
         with_pool(link, |pool| {
             if pool.opening < MAX_OPENING {
