@@ -16,6 +16,8 @@ pub(crate) mod debug;
 mod described;
 pub use described::Described;
 mod ser;
+mod sink;
+pub(crate) use sink::Sink;
 mod stack_guard;
 mod words;
 
@@ -92,17 +94,26 @@ pub fn encode_append<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let at = out.len();
-    match value.serialize(&mut ser::Encoder::new(out)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            out.truncate(at);
-            Err(match e {
-                ser::Fault::UnknownLength => EncodeError::UnknownLength,
-                ser::Fault::Refused(why) => EncodeError::Refused(why),
-                ser::Fault::SkippedField(field) => EncodeError::SkippedField { field },
-            })
-        }
+    let encoded = encode_to(value, out);
+    if encoded.is_err() {
+        out.truncate(at);
     }
+    encoded
+}
+
+/// Writes the postcard bytes of `value` into `sink`; on an error, what was
+/// written so far stays there (the caller throws it away).
+pub(crate) fn encode_to<T: Serialize + ?Sized, S: Sink + ?Sized>(
+    value: &T,
+    sink: &mut S,
+) -> Result<(), EncodeError> {
+    value
+        .serialize(&mut ser::Encoder::new(sink))
+        .map_err(|e| match e {
+            ser::Fault::UnknownLength => EncodeError::UnknownLength,
+            ser::Fault::Refused(why) => EncodeError::Refused(why),
+            ser::Fault::SkippedField(field) => EncodeError::SkippedField { field },
+        })
 }
 
 /// Serializes `value` as one frame (header + payload) into `out`, replacing its contents.

@@ -16,6 +16,7 @@
 use serde::ser::{self, Serialize};
 
 use super::bulk;
+use super::sink::Sink;
 
 /// Why a value could not be written.
 #[derive(Debug)]
@@ -50,19 +51,23 @@ impl ser::Error for Fault {
     }
 }
 
-/// The serializer: appends to the buffer it holds.
-pub(super) struct Encoder<'a> {
-    out: &'a mut Vec<u8>,
+/// The serializer: appends to the sink it holds.
+pub(super) struct Encoder<'a, S: Sink + ?Sized = Vec<u8>> {
+    out: &'a mut S,
 }
 
-impl<'a> Encoder<'a> {
-    pub(super) fn new(out: &'a mut Vec<u8>) -> Encoder<'a> {
+impl<'a, S: Sink + ?Sized> Encoder<'a, S> {
+    pub(super) fn new(out: &'a mut S) -> Encoder<'a, S> {
         Encoder { out }
     }
 
     #[inline]
-    fn varint(&mut self, n: u64) {
-        bulk::write_varint(n, self.out);
+    fn varint(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.out.push(n as u8);
     }
 
     #[inline]
@@ -87,7 +92,7 @@ fn zigzag(n: i64) -> u64 {
     ((n << 1) ^ (n >> 63)) as u64
 }
 
-impl ser::Serializer for &mut Encoder<'_> {
+impl<S: Sink + ?Sized> ser::Serializer for &mut Encoder<'_, S> {
     type Ok = ();
     type Error = Fault;
     type SerializeSeq = Self;
@@ -338,7 +343,7 @@ impl ser::Serializer for &mut Encoder<'_> {
 /// Every compound's member is the member's encoding, one after the other.
 macro_rules! members {
     ($($trait:ident :: $method:ident),* $(,)?) => {$(
-        impl ser::$trait for &mut Encoder<'_> {
+        impl<S: Sink + ?Sized> ser::$trait for &mut Encoder<'_, S> {
             type Ok = ();
             type Error = Fault;
 
@@ -362,7 +367,7 @@ members!(
     SerializeTupleVariant::serialize_field,
 );
 
-impl ser::SerializeMap for &mut Encoder<'_> {
+impl<S: Sink + ?Sized> ser::SerializeMap for &mut Encoder<'_, S> {
     type Ok = ();
     type Error = Fault;
 
@@ -384,7 +389,7 @@ impl ser::SerializeMap for &mut Encoder<'_> {
 
 macro_rules! fields {
     ($($trait:ident),* $(,)?) => {$(
-        impl ser::$trait for &mut Encoder<'_> {
+        impl<S: Sink + ?Sized> ser::$trait for &mut Encoder<'_, S> {
             type Ok = ();
             type Error = Fault;
 

@@ -1,0 +1,23 @@
+//! Where the encoder writes: a `Vec<u8>` (every frame and message), or a
+//! sink of the caller's that does not keep the whole value in memory (a
+//! queue's message too large for its ring goes straight into the memfd it
+//! travels in; see `queue::spill_sink`).
+
+/// What the encoder appends to. It never reads back or rewrites what it
+/// wrote (postcard writes every length before what it counts).
+pub(crate) trait Sink {
+    fn push(&mut self, byte: u8);
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte)
+    }
+
+    #[inline]
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes)
+    }
+}
