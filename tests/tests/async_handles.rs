@@ -34,7 +34,7 @@ fn main() {
         an_awaited_join_gives_the_result_in_every_start_method,
         a_large_awaited_join_is_read_off_the_polling_thread,
         a_large_awaited_queue_item_is_decoded_off_the_polling_thread,
-        a_large_awaited_put_is_copied_off_the_polling_thread_once,
+        a_large_awaited_put_is_written_into_its_memfd_once,
         awaited_gets_dropped_in_the_middle_of_large_items_lose_and_reorder_nothing,
         a_large_awaited_frame_is_decoded_off_the_polling_thread,
         a_loop_of_ready_gets_lets_the_other_tasks_of_its_thread_run,
@@ -545,13 +545,13 @@ fn take_traced(
         .collect()
 }
 
-/// An awaited put of an item too large for the ring copies it into its
-/// memfd on a thread of its own, once, even while the queue is full: the
-/// polling thread writes none of its bytes (each poll of a full queue
-/// wrote all 8 MB again, and a 100 MB one held the executor 50 ms longer
-/// than its encoding). Dropped before it is in, it puts nothing; a closed
-/// handle and a message over the cap are refused before any copy.
-fn a_large_awaited_put_is_copied_off_the_polling_thread_once() {
+/// An awaited put of an item too large for the ring writes it into its
+/// memfd once, as `put_async` encodes it, even while the queue is full:
+/// the polls write none of its bytes (each poll of a full queue wrote all
+/// 8 MB again, and a 100 MB one held the executor 50 ms longer than its
+/// encoding). Dropped before it is in, it puts nothing; a closed handle
+/// and a message over the cap are refused.
+fn a_large_awaited_put_is_written_into_its_memfd_once() {
     use tests::procfs::this_thread_written;
     const LARGE: usize = 8 << 20;
     let q = Queue::<tests::traced::Traced>::with_ring_bytes(1, 64 * 1024).expect("a queue");
@@ -596,8 +596,8 @@ fn a_large_awaited_put_is_copied_off_the_polling_thread_once() {
     );
     assert_eq!(taker.join().expect("join"), [(10, true), (LARGE, true)]);
 
-    // Dropped while its copy is made (unless the copy was done by the
-    // first poll's end: then it is in), and while the queue is full.
+    // Dropped at its first poll (unless that put it in), and while the
+    // queue is full.
     let went_in = match poll_once(&mut q.put_async(&item)) {
         Poll::Pending => false,
         Poll::Ready(put) => put.is_ok(),

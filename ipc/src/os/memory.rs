@@ -53,10 +53,22 @@ pub fn sealed_memfd_written(
     name: &CStr,
     write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
 ) -> io::Result<OwnedFd> {
-    use std::io::Seek;
-    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
-    let mut file = std::fs::File::from(fd);
+    let mut file = sealable_memfd(name)?;
     write(&mut file)?;
+    seal_written(file)
+}
+
+/// An empty anonymous file that can be sealed once written
+/// ([`seal_written`]).
+pub fn sealable_memfd(name: &CStr) -> io::Result<std::fs::File> {
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// `file` (from [`sealable_memfd`]), positioned at the start, sealed
+/// against writes and resizing.
+pub fn seal_written(mut file: std::fs::File) -> io::Result<OwnedFd> {
+    use std::io::Seek;
     file.rewind()?;
     let fd = OwnedFd::from(file);
     fcntl(

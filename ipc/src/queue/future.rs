@@ -15,8 +15,9 @@
 //! large for the ring (it travels in a memfd of its own) 70 ms, 7 ms of
 //! which only to map it. A future dropped meanwhile leaves the message to
 //! the handle's next get, first and in order (see `left`). A put's
-//! message too large for the ring is copied into its memfd on a thread
-//! of its own too (see `awaited_spill`).
+//! message too large for the ring is encoded straight into its memfd
+//! where `put_async` is called (see `spill_sink`), and the future only
+//! announces it (see `awaited_spill`).
 
 use std::any::Any;
 use std::future::Future;
@@ -34,6 +35,7 @@ use crate::watch::{Arm, Registration, Watch, Watched};
 use super::awaited_spill::Spill;
 use super::left::{Bytes, Handoff, Outcome};
 use super::ring::{LocalView, Ring};
+use super::spill_sink::{Encoded, SpillSink};
 use super::wait::Patience;
 use super::{GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueState, Taken};
 
@@ -170,19 +172,23 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts a message, as a future: [`put`](Self::put) for async code, as
     /// [`get_async`](Self::get_async) is `get`'s. The item is encoded now,
-    /// where this is called (a 100 MB one takes some 50 ms); a message too
-    /// large for the ring is then copied into the memfd it travels in on a
-    /// thread of its own, once. The future is ready once it is in the
-    /// queue. Dropped before that, it has put nothing.
+    /// where this is called; a message too large for the ring is encoded
+    /// straight into the memfd it travels in (a 100 MB one takes some 40
+    /// ms). The future is ready once it is in the queue. Dropped before
+    /// that, it has put nothing.
     pub fn put_async(&self, item: &T) -> PutFuture<'_, T> {
         let mut encoded = Vec::new();
-        let encoded = crate::codec::encode_append(item, &mut encoded)
-            .map(|()| encoded)
-            .map_err(|e| PutError::Encode(e.to_string()));
+        let mut sink = SpillSink::new(&mut encoded, self.ring_message_bytes(), self.cap());
+        let outcome = crate::codec::encode_to(item, &mut sink);
+        let (encoded, spill) = match sink.finish(outcome) {
+            Ok(Encoded::Inline) => (Some(Ok(encoded)), None),
+            Ok(Encoded::Spilled { memfd, len }) => (None, Some(Spill { len, memfd })),
+            Err(e) => (Some(Err(e)), None),
+        };
         PutFuture {
             queue: self,
-            encoded: Some(encoded),
-            spill: None,
+            encoded,
+            spill,
             waiting: Waiting::default(),
         }
     }
@@ -431,49 +437,23 @@ pub struct PutFuture<'a, T> {
     queue: &'a Queue<T>,
     /// The item's bytes; taken once the future is ready.
     encoded: Option<Result<Vec<u8>, PutError>>,
-    /// A message too large for the ring, once its bytes went to their
-    /// memfd (see `awaited_spill`).
+    /// A message too large for the ring, in its memfd (see `awaited_spill`).
     spill: Option<Spill>,
     waiting: Waiting,
 }
 
 impl<T: Serialize + DeserializeOwned> PutFuture<'_, T> {
-    /// The put of a message too large for the ring, once started (and it
-    /// is started here, unless no thread can be had for its copy); `None`
-    /// for a message that goes in the ring.
+    /// The put of a message too large for the ring; `None` for a message
+    /// that goes in the ring.
     fn poll_spill(&mut self, cx: &mut Context<'_>) -> Option<Poll<Result<(), PutError>>> {
         let queue = self.queue;
-        if self.spill.is_none() {
-            let len = match &self.encoded {
-                Some(Ok(bytes)) if queue.spills(bytes.len()) => bytes.len(),
-                _ => return None,
-            };
-            // Refused now, not after a copy of its bytes.
-            if let Err(e) = queue.check_spill(len) {
-                self.encoded = None;
-                return Some(Poll::Ready(Err(e)));
-            }
-            let Some(Ok(bytes)) = self.encoded.take() else {
-                return None;
-            };
-            match Spill::start(bytes, cx.waker()) {
-                Ok(spill) => self.spill = Some(spill),
-                Err(bytes) => {
-                    self.encoded = Some(Ok(bytes));
-                    return None;
-                }
-            }
-        }
-        let spill = self.spill.as_mut()?;
-        Some(match spill.poll_put(queue, cx.waker()) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(Some(seen))) => {
-                match self.waiting.wait_for(queue, true, seen, false, cx) {
-                    Ok(()) => Poll::Pending,
-                    Err(e) => Poll::Ready(Err(PutError::Os(e))),
-                }
-            }
-            Poll::Ready(done) => {
+        let spill = self.spill.as_ref()?;
+        Some(match spill.try_put(queue) {
+            Ok(Some(seen)) => match self.waiting.wait_for(queue, true, seen, false, cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(PutError::Os(e))),
+            },
+            done => {
                 self.spill = None;
                 Poll::Ready(done.map(drop))
             }
@@ -510,14 +490,7 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
             let queue = this.queue;
             // Before the try: room made after it moves the head from this.
             let seen = queue.ring().head_word();
-            // (Here only if no thread could be had for the copy.) A
-            // message beside the ring is copied into a memfd at every try:
-            // not while the ring has no room even for its record.
-            let spilled = queue.spills(bytes.len());
-            let outcome = match spilled && queue.is_full() {
-                true => Err(PutTimeoutError::Full),
-                false => queue.put_bytes_deadline(bytes, Patience::now()),
-            };
+            let outcome = queue.put_bytes_deadline(bytes, Patience::now());
             match outcome {
                 Ok(()) => {
                     this.encoded = None;
@@ -528,7 +501,7 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
                     Poll::Ready(Err(e))
                 }
                 Err(PutTimeoutError::Full) => {
-                    let held = !spilled && !queue.is_full();
+                    let held = !queue.is_full();
                     match this.waiting.wait_for(queue, true, seen, held, cx) {
                         Ok(()) => Poll::Pending,
                         Err(e) => Poll::Ready(Err(PutError::Os(e))),

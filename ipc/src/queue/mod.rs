@@ -58,6 +58,7 @@ mod producers;
 mod ring;
 mod simple;
 mod spill;
+mod spill_sink;
 mod stuck;
 pub(crate) mod wait;
 
@@ -82,6 +83,7 @@ use crate::spsc::spill::Spilled;
 
 use ring::{LocalView, Record, Ring, RingError, RingState};
 use spill::SpillSocket;
+use spill_sink::{Encoded, SpillSink};
 use wait::Patience;
 
 /// The largest message a handle puts or takes unless told otherwise.
@@ -308,11 +310,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let mut buf = cell
                 .try_borrow_mut()
                 .map_err(|_| PutError::Encode("re-entrant put".into()))?;
-            buf.clear();
             let mut encoded = std::mem::take(&mut *buf);
-            crate::codec::encode_append(item, &mut encoded)
-                .map_err(|e| PutError::Encode(e.to_string()))?;
-            let result = self.put_bytes_deadline(&encoded, deadline);
+            let mut sink = SpillSink::new(&mut encoded, self.ring_message_bytes(), self.cap());
+            let outcome = crate::codec::encode_to(item, &mut sink);
+            let result = match sink.finish(outcome)? {
+                Encoded::Inline => self.put_bytes_deadline(&encoded, deadline),
+                Encoded::Spilled { memfd, len } => {
+                    self.publish_spilled(&memfd, len, &mut { deadline })
+                }
+            };
             if encoded.capacity() <= KEEP_ENCODE_BUFFER {
                 *buf = encoded;
             }
@@ -467,15 +473,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// Whether a put of `len` encoded bytes travels beside the ring, in a
-    /// memfd of its own.
-    pub(crate) fn spills(&self, len: usize) -> bool {
-        len > self.ring_message_bytes()
-    }
-
     /// Why a message of `len` bytes beside the ring could not be put, if
     /// it could not: checked before it is copied into its memfd.
-    pub(crate) fn check_spill(&self, len: usize) -> Result<(), PutError> {
+    fn check_spill(&self, len: usize) -> Result<(), PutError> {
         self.ensure_producer()?;
         let cap = self.cap();
         match len > cap {
