@@ -311,8 +311,17 @@ fn take_counted<E: bytemuck::Pod>(
         .checked_mul(std::mem::size_of::<E>())
         .filter(|&need| need <= input.len())
         .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
-    let mut out = vec![E::zeroed(); count];
-    bytemuck::cast_slice_mut::<E, u8>(&mut out).copy_from_slice(&input[..need]);
+    let mut out: Vec<E> = Vec::with_capacity(count);
+    let to = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    // A large vector is fresh pages: asked for in one call, not a fault each.
+    crate::os::memory::prefault_for_writing(to, need);
+    // SAFETY: `to` has room for `count` `E`s, which are `need` bytes; the
+    // input has at least `need` (checked) and is not `out`'s memory; every
+    // bit pattern is an `E` (`Pod`), so the `count` copied are initialised.
+    unsafe {
+        std::ptr::copy_nonoverlapping(input.as_ptr(), to, need);
+        out.set_len(count);
+    }
     Ok((out, &input[need..]))
 }
 
