@@ -18,6 +18,12 @@ impl Sink for Vec<u8> {
 
     #[inline]
     fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if bytes.len() >= crate::os::memory::PREFAULT_FROM {
+            // A long run (a large `Vec<u8>`): fresh pages, asked for at once.
+            self.reserve(bytes.len());
+            let spare = self.spare_capacity_mut();
+            crate::os::memory::prefault_for_writing(spare.as_mut_ptr().cast(), bytes.len());
+        }
         Vec::extend_from_slice(self, bytes)
     }
 }

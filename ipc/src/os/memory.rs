@@ -190,7 +190,7 @@ pub fn map_read_only(fd: &impl AsRawFd, len: usize) -> io::Result<NonNull<u8>> {
 }
 
 /// From this size on, [`prefault_for_writing`] asks for the pages.
-const PREFAULT_FROM: usize = 4 << 20;
+pub const PREFAULT_FROM: usize = 4 << 20;
 
 /// Asks the kernel for the pages of `ptr..ptr + len`, memory of the
 /// caller's about to be written whole, in one call (`MADV_POPULATE_WRITE`,
