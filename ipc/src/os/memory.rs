@@ -189,14 +189,16 @@ pub fn map_read_only(fd: &impl AsRawFd, len: usize) -> io::Result<NonNull<u8>> {
     NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))
 }
 
-/// From this size on, [`prefault_for_writing`] asks for the pages.
-pub const PREFAULT_FROM: usize = 4 << 20;
+/// From this size on, [`prefault_for_writing`] asks for the pages (a
+/// call for 256 pages or more, where each fault costs a microsecond or
+/// two on a VM).
+pub const PREFAULT_FROM: usize = 1 << 20;
 
 /// Asks the kernel for the pages of `ptr..ptr + len`, memory of the
 /// caller's about to be written whole, in one call (`MADV_POPULATE_WRITE`,
 /// Linux 5.14), where each first write would fault: a 100 MB copy into a
 /// fresh buffer took 57-59 ms with the faults, 43-45 ms with this (a VM).
-/// Below 4 MiB, or where the kernel refuses, the writes fault as usual;
+/// Below 1 MiB, or where the kernel refuses, the writes fault as usual;
 /// the memory's contents do not change either way.
 pub fn prefault_for_writing(ptr: *mut u8, len: usize) {
     const MADV_POPULATE_WRITE: libc::c_int = 23;

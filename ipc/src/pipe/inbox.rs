@@ -193,6 +193,9 @@ fn grow_zeroed(buf: &mut Vec<u8>, len: usize) {
         return;
     }
     buf.reserve_exact(len - buf.len());
+    // A large step is fresh pages: asked for at once, not a fault each.
+    let spare = buf.spare_capacity_mut();
+    crate::os::memory::prefault_for_writing(spare.as_mut_ptr().cast(), len - buf.len());
     while buf.len() < len {
         let n = (len - buf.len()).min(ZEROS.len());
         buf.extend_from_slice(&ZEROS[..n]);
