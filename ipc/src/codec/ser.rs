@@ -62,12 +62,8 @@ impl<'a, S: Sink + ?Sized> Encoder<'a, S> {
     }
 
     #[inline]
-    fn varint(&mut self, mut n: u64) {
-        while n >= 0x80 {
-            self.out.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        self.out.push(n as u8);
+    fn varint(&mut self, n: u64) {
+        self.out.varint(n);
     }
 
     #[inline]

@@ -8,12 +8,27 @@
 pub(crate) trait Sink {
     fn push(&mut self, byte: u8);
     fn extend_from_slice(&mut self, bytes: &[u8]);
+
+    /// `n` as LEB128 (postcard's lengths and integers).
+    #[inline]
+    fn varint(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.push(n as u8);
+    }
 }
 
 impl Sink for Vec<u8> {
     #[inline]
     fn push(&mut self, byte: u8) {
         Vec::push(self, byte)
+    }
+
+    #[inline]
+    fn varint(&mut self, n: u64) {
+        super::bulk::write_varint(n, self)
     }
 
     #[inline]

@@ -177,11 +177,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ms). The future is ready once it is in the queue. Dropped before
     /// that, it has put nothing.
     pub fn put_async(&self, item: &T) -> PutFuture<'_, T> {
-        let mut encoded = Vec::new();
-        let mut sink = SpillSink::new(&mut encoded, self.ring_message_bytes(), self.cap());
+        let inline = self.ring_message_bytes();
+        let mut sink = SpillSink::new(Vec::new(), inline, &self.max_message);
         let outcome = crate::codec::encode_to(item, &mut sink);
         let (encoded, spill) = match sink.finish(outcome) {
-            Ok(Encoded::Inline) => (Some(Ok(encoded)), None),
+            Ok(Encoded::Inline) => {
+                let mut encoded = Vec::new();
+                sink.give_back(&mut encoded, usize::MAX);
+                (Some(Ok(encoded)), None)
+            }
             Ok(Encoded::Spilled { memfd, len }) => (None, Some(Spill { len, memfd })),
             Err(e) => (Some(Err(e)), None),
         };
