@@ -281,6 +281,10 @@ mod tests {
             )
         };
         assert_ne!(addr, libc::MAP_FAILED);
+        // Pages of 4 KiB, even where transparent huge pages are always on
+        // (one write would bring in 512 pages).
+        // SAFETY: advice on our own fresh mapping.
+        unsafe { libc::madvise(addr, len, libc::MADV_NOHUGEPAGE) };
         let base = addr.cast::<u8>();
         // SAFETY: inside the mapping.
         unsafe { base.write(7) };
