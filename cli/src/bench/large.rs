@@ -1,8 +1,9 @@
 //! `supervisor bench large`: one `Pool::apply` round trip with a 100 MB
 //! argument (a byte buffer, as Python's `bytes`), one with a 100 MB
-//! result, and a `Pool::map` over four 100 MB arguments, with 2 workers
-//! in the default start method. Python's rows (`Pool.apply` with a 100 MB
-//! `bytes` each way, `Pool.map` over four) come from
+//! result, a `Pool::map` over four 100 MB arguments, with 2 workers in
+//! the default start method, and a 100 MB `Queue` item put here and taken
+//! by a child. Python's rows (`Pool.apply` with a 100 MB `bytes` each
+//! way, `Pool.map` over four, a `multiprocessing.Queue` item) come from
 //! `scripts/compare-python`.
 
 use std::time::Instant;
@@ -11,7 +12,12 @@ use serde_bytes::ByteBuf;
 
 use super::report::Row;
 use super::stats::median;
+use outlast::ipc::queue::Queue;
+use outlast::ipc::{Process, StartMethod};
 use outlast::pool::Pool;
+
+/// How long a child waits for an item before it gives up.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Checks the argument cheaply: its length and two bytes.
 fn take(bytes: ByteBuf) -> (usize, u8, u8) {
@@ -24,6 +30,42 @@ fn take(bytes: ByteBuf) -> (usize, u8, u8) {
 
 fn give(n: usize) -> ByteBuf {
     ByteBuf::from(vec![7u8; n])
+}
+
+/// Takes `n` items from `items`, answering each with its check on `acks`.
+fn take_items((items, acks, n): (Queue<ByteBuf>, Queue<(usize, u8, u8)>, usize)) {
+    for _ in 0..n {
+        let Ok(item) = items.get_timeout(PATIENCE) else {
+            return;
+        };
+        if acks.put(&take(item)).is_err() {
+            return;
+        }
+    }
+}
+
+/// A `size`-byte item put into a queue and taken by a child, `runs`
+/// times: from each put's start until the child says it has it (ms).
+fn queue_item_ms(size: usize, runs: usize) -> Result<Vec<f64>, String> {
+    let items = Queue::<ByteBuf>::new(0).map_err(|e| e.to_string())?;
+    let acks = Queue::<(usize, u8, u8)>::new(0).map_err(|e| e.to_string())?;
+    // (The fork server, as Python's side: the pool's threads keep fork out.)
+    let mut child = Process::new(take_items, (items.clone(), acks.clone(), runs))
+        .start_method(StartMethod::ForkServer);
+    child.start().map_err(|e| e.to_string())?;
+    let mut ms = Vec::new();
+    for _ in 0..runs {
+        let data = ByteBuf::from(vec![1u8; size]);
+        let started = Instant::now();
+        items.put(&data).map_err(|e| e.to_string())?;
+        let got = acks.get_timeout(PATIENCE).map_err(|e| e.to_string())?;
+        ms.push(started.elapsed().as_secs_f64() * 1e3);
+        if got != (size, 1, 1) {
+            return Err(format!("the queue item arrived as {got:?}"));
+        }
+    }
+    child.join().map_err(|e| e.to_string())?;
+    Ok(ms)
 }
 
 pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
@@ -57,6 +99,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             return Err(format!("the map's arguments arrived as {got:?}"));
         }
     }
+    let queue_ms = queue_item_ms(size, runs)?;
     let mb = size as f64 / 1e6;
     Ok(vec![
         Row {
@@ -83,6 +126,15 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             size_bytes: Some(size),
             median_ms: Some(median(&map_ms)),
             mb_per_s: Some(4.0 * mb / (median(&map_ms) / 1e3)),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "large",
+            subject: format!("Queue, a {mb:.0} MB item put here, taken by a child"),
+            size_bytes: Some(size),
+            median_ms: Some(median(&queue_ms)),
+            mb_per_s: Some(mb / (median(&queue_ms) / 1e3)),
             runs,
             ..Row::default()
         },

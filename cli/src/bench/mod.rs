@@ -45,7 +45,7 @@ pub enum Bench {
     Pool,
     /// outlast_ipc::manager dict round trips: 1 and 4 clients, batches of 64.
     Manager,
-    /// Pool::apply with a 100 MB argument, and with a 100 MB result.
+    /// Pool::apply with a 100 MB argument and with a 100 MB result; Pool::map over four; a 100 MB Queue item to a child.
     Large,
     /// A status request's latency while 2 workers sieve; primes with and
     /// without the control socket and metrics in use.
