@@ -136,6 +136,24 @@ fn bench_sieve_compares_the_supervisor_with_one_process() {
 }
 
 #[test]
+fn bench_large_measures_pool_arguments_results_and_a_queue_item() {
+    let rows = bench_json("large");
+    let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "Pool::apply, a 10 MB argument",
+            "Pool::apply, a 10 MB result",
+            "Pool::map, four 10 MB arguments",
+            "Queue, a 10 MB item put here, taken by a child",
+        ]
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r["median_ms"].as_f64().is_some_and(|t| t > 0.0)));
+}
+
+#[test]
 fn bench_sync_measures_locks_counters_and_copies() {
     let rows = bench_json("sync");
     assert_eq!(rows.len(), 6);
