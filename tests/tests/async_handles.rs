@@ -34,6 +34,7 @@ fn main() {
         an_awaited_join_gives_the_result_in_every_start_method,
         a_large_awaited_join_is_read_off_the_polling_thread,
         a_large_awaited_queue_item_is_decoded_off_the_polling_thread,
+        a_large_awaited_joinable_queue_item_is_decoded_off_the_polling_thread_and_counted,
         a_large_awaited_put_is_written_into_its_memfd_once,
         awaited_gets_dropped_in_the_middle_of_large_items_lose_and_reorder_nothing,
         a_large_awaited_frame_is_decoded_off_the_polling_thread,
@@ -543,6 +544,76 @@ fn take_traced(
         .map(|_| q.get_timeout(PATIENCE).expect("an item"))
         .map(|item| (item.bytes.len(), item.bytes.iter().all(|&b| b == 5)))
         .collect()
+}
+
+/// Puts a large item, then a small one, into a joinable queue.
+fn put_large_then_small_joinable(
+    (q, len): (
+        outlast_ipc::queue::JoinableQueue<tests::traced::Traced>,
+        usize,
+    ),
+) -> bool {
+    q.put(&traced(len)).is_ok() && q.put(&traced(10)).is_ok()
+}
+
+/// Awaits one item of a joinable queue, then dies by `SIGKILL` before
+/// marking it done.
+fn take_awaited_then_die(q: outlast_ipc::queue::JoinableQueue<tests::traced::Traced>) {
+    q.close();
+    let _taken = block_on(q.get_async(), PATIENCE);
+    // SAFETY: signals this very process.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
+/// A `JoinableQueue`'s large item inside its ring, awaited, is decoded on
+/// a thread of its own too (it was decoded where the future was polled:
+/// a 50 MB one held the executor 30 ms), and the take is counted: marked
+/// done, `join` finds nothing lost, also when the future was dropped
+/// while the item was decoded and the handle's next get gave it; taken so
+/// by a process killed before marking it, `join` says it was lost.
+fn a_large_awaited_joinable_queue_item_is_decoded_off_the_polling_thread_and_counted() {
+    use outlast_ipc::queue::{JoinQueueTimeoutError, JoinableQueue, LostItems};
+    const LARGE: usize = 2 << 20;
+    let here = tests::traced::this_thread();
+    let q = JoinableQueue::<tests::traced::Traced>::with_ring_bytes(0, 16 << 20).expect("a queue");
+    for dropped in [false, true] {
+        let mut producer = Process::new(put_large_then_small_joinable, (q.clone(), LARGE));
+        producer.start().expect("start");
+        assert!(producer.join().expect("join"), "both are in");
+        if dropped {
+            let mut get = q.get_async();
+            assert!(poll_once(&mut get).is_pending(), "decoding on its thread");
+        }
+        let large = block_on(q.get_async(), PATIENCE).expect("in time");
+        let large = large.expect("the large item");
+        assert_eq!(large.bytes.len(), LARGE, "dropped: {dropped}");
+        assert!(large.bytes.iter().all(|&b| b == 5), "dropped: {dropped}");
+        assert_eq!(large.decoded_on, "outlast-decode", "dropped: {dropped}");
+        let small = block_on(q.get_async(), PATIENCE).expect("in time");
+        let small = small.expect("the small item");
+        assert_eq!((small.bytes.len(), small.decoded_on), (10, here.clone()));
+        assert_eq!(q.unfinished(), 2, "dropped: {dropped}");
+        q.task_done().expect("the large one done");
+        q.task_done().expect("the small one done");
+        match q.join_timeout(PATIENCE) {
+            Ok(()) => {}
+            Err(e) => panic!("dropped: {dropped}: {e}"),
+        }
+        assert!(q.task_done().is_err(), "a third task_done was refused");
+    }
+
+    q.put(&traced(LARGE)).expect("put");
+    let mut killed = Process::new(take_awaited_then_die, q.clone());
+    killed.start().expect("start");
+    let killed_pid = killed.pid().expect("a pid");
+    assert!(killed.join().is_err(), "it was killed");
+    assert_eq!(
+        q.join_timeout(PATIENCE),
+        Err(JoinQueueTimeoutError::Lost(LostItems {
+            items: 1,
+            pid: killed_pid
+        }))
+    );
 }
 
 /// An awaited put of an item too large for the ring writes it into its

@@ -140,8 +140,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// (one for up to 127 awaited queue sides, events and semaphores)
     /// sleeps on the queue and wakes them. A message of a megabyte or
     /// more is taken and decoded on a thread of its own (awaiting asks
-    /// `T: Send + 'static`; a `JoinableQueue`'s is decoded where the
-    /// future is polled, unless it is larger than the ring). Cancel-safe:
+    /// `T: Send + 'static`). Cancel-safe:
     /// a future dropped before it is ready (a `tokio::time::timeout` that
     /// ran out) has taken nothing, or leaves the large message it was
     /// taking to this handle's next get, first and in order.
@@ -296,7 +295,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Future for GetFuture<'_, 
             }
             // Before the try: a message put after it moves the tail from this.
             let seen = queue.ring().tail_word();
-            if !take_here && !queue.counts_takes {
+            if !take_here {
                 let len = queue.ring().next_message_len().unwrap_or(0);
                 if len >= OFF_THREAD_BYTES {
                     let taker = queue.taker();
@@ -374,8 +373,7 @@ fn spawn<T: Serialize + 'static>(
 
 /// Takes the next message, if one is there now, and decodes it where it
 /// is (in the ring, or in its memfd's mapping); copied instead if the
-/// future was dropped already. A plain queue's only: a `JoinableQueue`'s
-/// takes count in the taking handle's slot.
+/// future was dropped already.
 fn take_for<T: Serialize + DeserializeOwned + Send + 'static>(
     taker: &Queue<T>,
     handoff: &Handoff,

@@ -272,10 +272,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// processes waiting to put still hold.) A closed handle still takes,
     /// and its process still counts as one that may.
     pub fn close(&self) {
-        let previous = self.producer.swap(CLOSED, Ordering::AcqRel);
-        if previous < UNTRACKED {
-            self.state().ring.producers.close(previous);
-        }
+        self.close_producer();
     }
 
     fn ensure_producer(&self) -> Result<(), PutError> {
@@ -859,10 +856,26 @@ impl<T> Queue<T> {
         })
     }
 
+    /// [`close`](Self::close).
+    fn close_producer(&self) {
+        let previous = self.producer.swap(CLOSED, Ordering::AcqRel);
+        if previous < UNTRACKED {
+            self.cell.state().ring.producers.close(previous);
+        }
+    }
+
     /// A handle for one take by a thread of ours: the same queue, no
-    /// producer slot (it never puts, and counts for nothing), no messages
-    /// left.
+    /// messages left. A plain queue's has no producer slot (it never puts,
+    /// and counts for nothing). A `JoinableQueue`'s counts its take in a
+    /// slot of its own, closed (it puts nothing): once it is dropped, what
+    /// it took is counted as held by another handle of this process, whose
+    /// `task_done` marks it, as when one thread takes and another marks.
     fn taker(&self) -> Queue<T> {
+        if self.counts_takes {
+            let taker = self.clone();
+            taker.close_producer();
+            return taker;
+        }
         Queue::registered(
             self.cell.clone(),
             std::sync::Arc::clone(&self.spill),
