@@ -60,14 +60,14 @@ pub fn sealed_memfd_written(
 
 /// An empty anonymous file that can be sealed once written
 /// ([`seal_written`]).
-pub fn sealable_memfd(name: &CStr) -> io::Result<std::fs::File> {
+pub(crate) fn sealable_memfd(name: &CStr) -> io::Result<std::fs::File> {
     let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
     Ok(std::fs::File::from(fd))
 }
 
 /// `file` (from [`sealable_memfd`]), positioned at the start, sealed
 /// against writes and resizing.
-pub fn seal_written(mut file: std::fs::File) -> io::Result<OwnedFd> {
+pub(crate) fn seal_written(mut file: std::fs::File) -> io::Result<OwnedFd> {
     use std::io::Seek;
     file.rewind()?;
     let fd = OwnedFd::from(file);
@@ -192,7 +192,7 @@ pub fn map_read_only(fd: &impl AsRawFd, len: usize) -> io::Result<NonNull<u8>> {
 /// From this size on, [`prefault_for_writing`] asks for the pages (a
 /// call for 256 pages or more, where each fault costs a microsecond or
 /// two on a VM).
-pub const PREFAULT_FROM: usize = 1 << 20;
+pub(crate) const PREFAULT_FROM: usize = 1 << 20;
 
 /// Asks the kernel for the pages of `ptr..ptr + len`, memory of the
 /// caller's about to be written whole, in one call (`MADV_POPULATE_WRITE`,
@@ -200,7 +200,7 @@ pub const PREFAULT_FROM: usize = 1 << 20;
 /// fresh buffer took 57-59 ms with the faults, 43-45 ms with this (a VM).
 /// Below 1 MiB, or where the kernel refuses, the writes fault as usual;
 /// the memory's contents do not change either way.
-pub fn prefault_for_writing(ptr: *mut u8, len: usize) {
+pub(crate) fn prefault_for_writing(ptr: *mut u8, len: usize) {
     const MADV_POPULATE_WRITE: libc::c_int = 23;
     if len < PREFAULT_FROM {
         return;

@@ -172,7 +172,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Puts a message, as a future: [`put`](Self::put) for async code, as
     /// [`get_async`](Self::get_async) is `get`'s. The item is encoded now,
     /// where this is called; a message too large for the ring is encoded
-    /// straight into the memfd it travels in (a 100 MB one takes some 40
+    /// straight into the memfd it travels in (a 100 MB one takes some 35
     /// ms). The future is ready once it is in the queue. Dropped before
     /// that, it has put nothing.
     pub fn put_async(&self, item: &T) -> PutFuture<'_, T> {
