@@ -110,7 +110,9 @@ impl SpillPort {
         Ok(len)
     }
 
-    fn hand_over(&self, memfd: &OwnedFd) -> Result<(), SpillError> {
+    /// Hands `memfd` (sealed against writing and resizing) to the peer,
+    /// waiting at most ten seconds for room.
+    pub(crate) fn hand_over(&self, memfd: &OwnedFd) -> Result<(), SpillError> {
         let deadline = Deadline::after(SEND_PATIENCE);
         loop {
             match rights::send_with_fds(self.fd.as_raw_fd(), &[1], &[memfd.as_raw_fd()]) {
@@ -129,11 +131,40 @@ impl SpillPort {
         }
     }
 
-    /// The next spilled message, which the ring announced as `announced`
-    /// bytes: checked (a sealed memfd of exactly that size, at most `max`)
-    /// and mapped read-only. Never waits: the sender handed it over before
-    /// it published the record.
-    pub fn take(&self, announced: u64, max: u64) -> Result<Spilled, SpillError> {
+    /// Hands `memfd` to the peer without waiting: a server's, which must
+    /// not wait for a client; `Stuck` when the socket is full (a peer that
+    /// takes nothing it is handed).
+    pub(crate) fn try_hand_over(&self, memfd: &OwnedFd) -> Result<(), SpillError> {
+        match rights::send_with_fds(self.fd.as_raw_fd(), &[1], &[memfd.as_raw_fd()]) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(SpillError::Stuck(Duration::ZERO))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => Err(SpillError::Disconnected),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The next memfd handed over, checked as [`take`](Self::take) checks
+    /// it, with its descriptor kept (to hand it on) beside its mapping.
+    /// Mapped without its pages when `lazily` (for a holder that may
+    /// never read it).
+    pub(crate) fn take_kept(
+        &self,
+        announced: u64,
+        max: u64,
+        lazily: bool,
+    ) -> Result<(OwnedFd, Spilled), SpillError> {
+        let memfd = self.take_memfd(announced, max)?;
+        let len = announced as usize;
+        let mapped = match lazily {
+            true => Spilled::map_lazily(&memfd, len)?,
+            false => Spilled::map(&memfd, len)?,
+        };
+        Ok((memfd, mapped))
+    }
+
+    fn take_memfd(&self, announced: u64, max: u64) -> Result<OwnedFd, SpillError> {
         if announced > max {
             return Err(SpillError::TooLarge {
                 len: announced,
@@ -146,7 +177,16 @@ impl SpillPort {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(SpillError::Missing),
             Err(e) => return Err(e.into()),
         };
-        checked_message(n, fds, announced, max)
+        checked_memfd(n, fds, announced, max)
+    }
+
+    /// The next spilled message, which the ring announced as `announced`
+    /// bytes: checked (a sealed memfd of exactly that size, at most `max`)
+    /// and mapped read-only. Never waits: the sender handed it over before
+    /// it published the record.
+    pub fn take(&self, announced: u64, max: u64) -> Result<Spilled, SpillError> {
+        let memfd = self.take_memfd(announced, max)?;
+        Spilled::map(&memfd, announced as usize)
     }
 
     /// The descriptor (to poll, or to tell ports apart).
@@ -163,6 +203,18 @@ pub(crate) fn checked_message(
     announced: u64,
     max: u64,
 ) -> Result<Spilled, SpillError> {
+    let memfd = checked_memfd(n, fds, announced, max)?;
+    Spilled::map(&memfd, announced as usize)
+}
+
+/// The one descriptor a message of `n` bytes brought, checked: a sealed
+/// memfd of exactly `announced` bytes, at most `max`.
+fn checked_memfd(
+    n: usize,
+    fds: Vec<OwnedFd>,
+    announced: u64,
+    max: u64,
+) -> Result<OwnedFd, SpillError> {
     let mut fds = fds.into_iter();
     let (Some(memfd), None) = (fds.next(), fds.next()) else {
         return Err(if n == 0 {
@@ -179,7 +231,7 @@ pub(crate) fn checked_message(
     if len != announced {
         return Err(SpillError::WrongSize { len, announced });
     }
-    Spilled::map(&memfd, len as usize)
+    Ok(memfd)
 }
 
 /// Sealed against writing, shrinking and growing: its bytes and size are
@@ -207,7 +259,7 @@ impl std::fmt::Debug for Spilled {
 }
 
 impl Spilled {
-    fn map(fd: &impl AsRawFd, len: usize) -> Result<Spilled, SpillError> {
+    pub(crate) fn map(fd: &impl AsRawFd, len: usize) -> Result<Spilled, SpillError> {
         if len == 0 {
             return Ok(Spilled {
                 ptr: NonNull::dangling(),
@@ -215,6 +267,14 @@ impl Spilled {
             });
         }
         let ptr = os::memory::map_read_only(fd, len)?;
+        Ok(Spilled { ptr, len })
+    }
+
+    pub(crate) fn map_lazily(fd: &impl AsRawFd, len: usize) -> Result<Spilled, SpillError> {
+        if len == 0 {
+            return Spilled::map(fd, 0);
+        }
+        let ptr = os::memory::map_read_only_lazily(fd, len)?;
         Ok(Spilled { ptr, len })
     }
 }
@@ -304,6 +364,30 @@ mod tests {
             b.take(10, 32),
             Err(SpillError::TooLarge { len: 64, max: 32 })
         ));
+    }
+
+    #[test]
+    fn a_kept_memfd_is_handed_on_as_it_is_and_a_full_port_does_not_wait() {
+        let (a, b) = ports().expect("ports");
+        let (c, d) = ports().expect("ports");
+        a.send(&[5u8; 3000]).expect("send");
+        // Kept by the middle (mapped lazily), handed on, read at the end.
+        let (memfd, mapped) = b.take_kept(3000, 4096, true).expect("take");
+        assert!(mapped.iter().all(|&x| x == 5));
+        c.try_hand_over(&memfd).expect("hand over");
+        assert!(d.take(3000, 4096).expect("take").iter().all(|&x| x == 5));
+        // Nobody takes from `d`: the port fills, and says so at once.
+        let started = std::time::Instant::now();
+        let stuck = loop {
+            match c.try_hand_over(&memfd) {
+                Ok(()) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(stuck, SpillError::Stuck(_)), "{stuck}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // What filled it is all there, in order, the same memfd each time.
+        assert!(d.take(3000, 4096).expect("take").iter().all(|&x| x == 5));
     }
 
     #[test]
