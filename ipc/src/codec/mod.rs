@@ -18,6 +18,7 @@ pub use described::Described;
 mod ser;
 mod sink;
 pub(crate) use sink::Sink;
+pub(crate) mod spill_sink;
 mod stack_guard;
 mod words;
 

@@ -1,8 +1,9 @@
-//! A put's encoding, written where its message will travel. A message
-//! that fits the ring is encoded into the caller's buffer, as before; one
-//! that turns out too large for it goes on into the sealed memfd it
-//! travels in, as the encoder makes it, a quarter megabyte at a time (a
-//! long run of bytes, such as a `Vec<u8>`, straight from the item).
+//! An encoding written where its message will travel. A message that
+//! fits a ring (a queue's, or what a manager keeps in memory) is encoded
+//! into the caller's buffer; one that turns out too large for it goes on
+//! into the sealed memfd it travels in, as the encoder makes it, a
+//! quarter megabyte at a time (a long run of bytes, such as a `Vec<u8>`,
+//! straight from the item). Used by a queue's put and a manager's store.
 //!
 //! Encoded whole into a fresh buffer first and then copied into its memfd,
 //! a 100 MB item first touched 25,600 fresh pages of the caller's (about
@@ -14,17 +15,29 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::codec::Sink;
+use std::ffi::CStr;
 
-use super::PutError;
+use super::Sink;
 
 /// Bytes gathered before they are written to the memfd.
 const STAGE: usize = 256 << 10;
 /// A run this long is written from where it lies, not gathered first.
 const DIRECT: usize = 64 << 10;
 
-/// Where a put's encoding ended up.
-pub(super) enum Encoded {
+/// Why an encoding went nowhere.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpillSinkError {
+    #[error("cannot encode the message: {0}")]
+    Encode(String),
+    /// Longer than the cap: `len` is the whole encoding's length.
+    #[error("a message of {len} bytes is over the cap of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("cannot write the message's memfd: {0}")]
+    Os(std::io::Error),
+}
+
+/// Where an encoding ended up.
+pub(crate) enum Encoded {
     /// In the caller's buffer: the message goes in the ring.
     Inline,
     /// In a sealed memfd of `len` bytes: the message travels beside the ring.
@@ -36,7 +49,7 @@ pub(super) enum Encoded {
 /// in a `Vec`; the rest is behind `spilling`, made when the message
 /// outgrows the ring (a first cut that kept it all inline cost typed
 /// puts of a `u64` a quarter of their rate).
-pub(super) struct SpillSink<'a> {
+pub(crate) struct SpillSink<'a> {
     /// The encoding while it fits the ring; then, the bytes gathered for
     /// the memfd's next write.
     buf: Vec<u8>,
@@ -45,6 +58,8 @@ pub(super) struct SpillSink<'a> {
     room: usize,
     /// The handle's cap, read when the message outgrows the ring.
     max_message: &'a AtomicUsize,
+    /// What the memfd is called.
+    name: &'static CStr,
     spilling: Option<Box<Spilling>>,
 }
 
@@ -52,6 +67,7 @@ pub(super) struct SpillSink<'a> {
 struct Spilling {
     /// Absent once the message goes nowhere (`failed`).
     file: Option<std::fs::File>,
+    name: &'static CStr,
     /// The largest message the handle puts.
     cap: usize,
     /// Bytes already written to the memfd.
@@ -69,21 +85,28 @@ enum Failed {
 impl<'a> SpillSink<'a> {
     /// A sink writing into `buf` (emptied first) while the encoding is at
     /// most `inline` bytes, into a memfd after that, and nowhere past the
-    /// cap `max_message` holds then (never below `inline`).
+    /// cap `max_message` holds then (never below `inline`); the memfd
+    /// is called `name`.
     #[inline]
-    pub(super) fn new(mut buf: Vec<u8>, inline: usize, max_message: &'a AtomicUsize) -> Self {
+    pub(crate) fn new(
+        mut buf: Vec<u8>,
+        inline: usize,
+        max_message: &'a AtomicUsize,
+        name: &'static CStr,
+    ) -> Self {
         buf.clear();
         SpillSink {
             buf,
             room: inline,
             max_message,
+            name,
             spilling: None,
         }
     }
 
     /// The encoding, if it stayed in the buffer (the ring carries it).
     #[inline(always)]
-    pub(super) fn inline(&self) -> Option<&[u8]> {
+    pub(crate) fn inline(&self) -> Option<&[u8]> {
         match self.spilling {
             None => Some(&self.buf),
             Some(_) => None,
@@ -93,7 +116,7 @@ impl<'a> SpillSink<'a> {
     /// Puts the buffer back in `slot` for the next put, unless it grew
     /// past `keep` bytes.
     #[inline(always)]
-    pub(super) fn give_back(self, slot: &mut Vec<u8>, keep: usize) {
+    pub(crate) fn give_back(self, slot: &mut Vec<u8>, keep: usize) {
         if self.buf.capacity() <= keep {
             *slot = self.buf;
         }
@@ -101,11 +124,11 @@ impl<'a> SpillSink<'a> {
 
     /// Where the encoding is, once the encoder is done (`encoded` is what
     /// it said): the buffer ([`inline`](Self::inline)), or a sealed memfd.
-    pub(super) fn finish(
+    pub(crate) fn finish(
         &mut self,
         encoded: Result<(), crate::codec::EncodeError>,
-    ) -> Result<Encoded, PutError> {
-        encoded.map_err(|e| PutError::Encode(e.to_string()))?;
+    ) -> Result<Encoded, SpillSinkError> {
+        encoded.map_err(|e| SpillSinkError::Encode(e.to_string()))?;
         match self.spilling.take() {
             None => Ok(Encoded::Inline),
             Some(spilling) => spilling.finish(&mut self.buf),
@@ -122,6 +145,7 @@ impl<'a> SpillSink<'a> {
         let spilling = self.spilling.get_or_insert_with(|| {
             Box::new(Spilling {
                 file: None,
+                name: self.name,
                 cap: self.max_message.load(Ordering::Relaxed).max(room),
                 flushed: 0,
                 len: 0,
@@ -160,10 +184,9 @@ impl Spilling {
     fn write_on(&mut self, buf: &mut Vec<u8>, bytes: &[u8]) -> std::io::Result<()> {
         let file = match &mut self.file {
             Some(file) => file,
-            // Named as every spilled message's memfd is.
             None => self
                 .file
-                .insert(crate::os::memory::sealable_memfd(c"ipc-queue-message")?),
+                .insert(crate::os::memory::sealable_memfd(self.name)?),
         };
         if !buf.is_empty() {
             file.write_all(buf)?;
@@ -180,21 +203,21 @@ impl Spilling {
     }
 
     /// The sealed memfd, with what is still gathered in `buf` written.
-    fn finish(self, buf: &mut Vec<u8>) -> Result<Encoded, PutError> {
+    fn finish(self, buf: &mut Vec<u8>) -> Result<Encoded, SpillSinkError> {
         let len = match self.failed {
             Some(_) => self.len,
             None => self.flushed + buf.len(),
         };
         match (self.failed, self.file) {
-            (Some(Failed::TooLarge), _) => Err(PutError::TooLarge { len, max: self.cap }),
-            (Some(Failed::Os(e)), _) => Err(PutError::Os(e)),
-            (None, None) => Err(PutError::Os(std::io::Error::other(
+            (Some(Failed::TooLarge), _) => Err(SpillSinkError::TooLarge { len, max: self.cap }),
+            (Some(Failed::Os(e)), _) => Err(SpillSinkError::Os(e)),
+            (None, None) => Err(SpillSinkError::Os(std::io::Error::other(
                 "a message past the ring's room had no memfd",
             ))),
             (None, Some(mut file)) => {
-                file.write_all(buf).map_err(PutError::Os)?;
+                file.write_all(buf).map_err(SpillSinkError::Os)?;
                 buf.clear();
-                let memfd = crate::os::memory::seal_written(file).map_err(PutError::Os)?;
+                let memfd = crate::os::memory::seal_written(file).map_err(SpillSinkError::Os)?;
                 Ok(Encoded::Spilled { memfd, len })
             }
         }
@@ -252,9 +275,9 @@ mod tests {
         value: &T,
         inline: usize,
         cap: usize,
-    ) -> (Vec<u8>, Result<Encoded, PutError>) {
+    ) -> (Vec<u8>, Result<Encoded, SpillSinkError>) {
         let cap = AtomicUsize::new(cap);
-        let mut sink = SpillSink::new(vec![9u8; 3], inline, &cap);
+        let mut sink = SpillSink::new(vec![9u8; 3], inline, &cap, c"test-message");
         let encoded = crate::codec::encode_to(value, &mut sink);
         let outcome = sink.finish(encoded);
         let mut buf = Vec::new();
@@ -319,7 +342,7 @@ mod tests {
         let expected = postcard(&value).len();
         let (_, outcome) = encode(&value, 1000, 2_000_000);
         match outcome {
-            Err(PutError::TooLarge { len, max }) => {
+            Err(SpillSinkError::TooLarge { len, max }) => {
                 assert_eq!((len, max), (expected, 2_000_000));
             }
             Err(e) => panic!("{e}"),
@@ -338,7 +361,7 @@ mod tests {
         let value = (vec![1u8; 500_000], Refuses);
         let (_, outcome) = encode(&value, 1000, 1 << 30);
         match outcome {
-            Err(PutError::Encode(why)) => assert!(why.contains("no, thanks"), "{why}"),
+            Err(SpillSinkError::Encode(why)) => assert!(why.contains("no, thanks"), "{why}"),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("encoded"),
         }

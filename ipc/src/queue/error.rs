@@ -107,3 +107,14 @@ pub enum TaskDoneError {
     #[error("task_done() called more times than there were items")]
     TooManyCalls,
 }
+
+impl From<crate::codec::spill_sink::SpillSinkError> for PutError {
+    fn from(e: crate::codec::spill_sink::SpillSinkError) -> Self {
+        use crate::codec::spill_sink::SpillSinkError;
+        match e {
+            SpillSinkError::Encode(why) => PutError::Encode(why),
+            SpillSinkError::TooLarge { len, max } => PutError::TooLarge { len, max },
+            SpillSinkError::Os(e) => PutError::Os(e),
+        }
+    }
+}

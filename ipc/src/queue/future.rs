@@ -35,9 +35,9 @@ use crate::watch::{Arm, Registration, Watch, Watched};
 use super::awaited_spill::Spill;
 use super::left::{Bytes, Handoff, Outcome};
 use super::ring::{LocalView, Ring};
-use super::spill_sink::{Encoded, SpillSink};
 use super::wait::Patience;
 use super::{GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueState, Taken};
+use crate::codec::spill_sink::{Encoded, SpillSink};
 
 /// How many times a future that failed only because another thread held
 /// the side for a moment tries again at once (through its executor)
@@ -177,7 +177,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// that, it has put nothing.
     pub fn put_async(&self, item: &T) -> PutFuture<'_, T> {
         let inline = self.ring_message_bytes();
-        let mut sink = SpillSink::new(Vec::new(), inline, &self.max_message);
+        let mut sink = SpillSink::new(Vec::new(), inline, &self.max_message, super::SPILLED_NAME);
         let outcome = crate::codec::encode_to(item, &mut sink);
         let (encoded, spill) = match sink.finish(outcome) {
             Ok(Encoded::Inline) => {
@@ -186,7 +186,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 (Some(Ok(encoded)), None)
             }
             Ok(Encoded::Spilled { memfd, len }) => (None, Some(Spill { len, memfd })),
-            Err(e) => (Some(Err(e)), None),
+            Err(e) => (Some(Err(e.into())), None),
         };
         PutFuture {
             queue: self,

@@ -59,7 +59,6 @@ mod producers;
 mod ring;
 mod simple;
 mod spill;
-mod spill_sink;
 mod stuck;
 pub(crate) mod wait;
 
@@ -82,9 +81,12 @@ use crate::shm::cell::{ShmCell, ShmState};
 use crate::shm::ShmError;
 use crate::spsc::spill::Spilled;
 
+use crate::codec::spill_sink::{Encoded, SpillSink};
 use ring::{LocalView, Record, Ring, RingError, RingState};
 use spill::SpillSocket;
-use spill_sink::{Encoded, SpillSink};
+
+/// What a message too large for the ring travels in (`/proc/<pid>/fd`).
+const SPILLED_NAME: &std::ffi::CStr = c"ipc-queue-message";
 use wait::Patience;
 
 /// The largest message a handle puts or takes unless told otherwise.
@@ -310,7 +312,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .map_err(|_| PutError::Encode("re-entrant put".into()))?;
             let ring = self.ring();
             let inline = ring.max_message();
-            let mut sink = SpillSink::new(std::mem::take(&mut *buf), inline, &self.max_message);
+            let mut sink = SpillSink::new(
+                std::mem::take(&mut *buf),
+                inline,
+                &self.max_message,
+                SPILLED_NAME,
+            );
             let outcome = crate::codec::encode_to(item, &mut sink);
             // (No tuple of the buffer and the outcome on this path: moving
             // one through the stack cost typed `u64` puts a sixth.)
@@ -334,7 +341,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         outcome: Result<(), crate::codec::EncodeError>,
         mut deadline: Patience,
     ) -> Result<(), PutTimeoutError> {
-        match sink.finish(outcome)? {
+        match sink.finish(outcome).map_err(PutError::from)? {
             Encoded::Inline => {
                 let encoded = sink.inline().unwrap_or_default();
                 self.put_bytes_deadline(encoded, deadline)
