@@ -251,7 +251,7 @@ fn a_million_objects_made_and_dropped_leave_the_memory_bounded() {
             .iter()
             .map(|&id| Request::On {
                 id,
-                op: Op::Set(vec![1], vec![7; 100]),
+                op: Op::Set(vec![1], vec![7; 100].into()),
             })
             .collect();
         assert!(call(Request::Batch(fill)).iter().all(|r| *r == Reply::Done));

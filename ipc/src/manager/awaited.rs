@@ -37,11 +37,12 @@ use std::task::{Poll, Waker};
 
 use super::awaited_lane::AwaitedLane;
 use super::client::{
-    batchable, decrefs, lane_error, last_of_batch, recv_error, send_error, split_large_value, Link,
+    batchable, decrefs, lane_error, large_value, last_of_batch, recv_error, sealed_error,
+    send_error, split_large_value, Link,
 };
 use super::lane::LaneError;
-use super::protocol::{Reply, Request};
-use super::ManagerError;
+use super::protocol::{Op, Reply, Request};
+use super::{ManagerError, Payload};
 use crate::off_thread::OffThread;
 use crate::pipe::Connection;
 
@@ -106,11 +107,13 @@ impl Kept {
     /// Cancel-safe: a reply is taken whole, and counted at once.
     async fn settle_lane(&mut self) -> Result<(), ManagerError> {
         let mut out = Vec::new();
+        let max = self.conn.max_frame_size();
         while self.owed_on_lane > 0 {
             let lane = self.lane.as_mut().ok_or(ManagerError::Disconnected)?;
             lane.reply(&mut out).await?;
             self.owed_on_lane -= 1;
-            if matches!(postcard::from_bytes::<Reply>(&out), Ok(Reply::OnSocket)) {
+            // (A sealed value is taken from beside the lane, and dropped.)
+            if lane.decode(&out, max)? == Reply::OnSocket {
                 self.owed_on_socket += 1;
             }
         }
@@ -301,11 +304,19 @@ impl Lease<'_> {
         self.progress = Progress::Broken;
         kept.settle_socket().await?;
         self.progress = Progress::Idle;
-        // What fits the lane goes there; the rest on the socket, a large
-        // value as it is, from where it lies (a blocking call's choice).
+        // What fits the lane goes there, a large value beside it, sealed;
+        // the rest on the socket, a large value as it is, from where it
+        // lies (a blocking call's choice).
         let large = split_large_value(request);
-        let route = match &mut kept.lane {
-            Some(lane) if large.is_none() => {
+        let route = match (&mut kept.lane, large_value(request)) {
+            (Some(lane), Some(sealed)) => match send_sealed(lane, sealed, &kept.conn) {
+                Ok(()) => Route::Lane,
+                Err(e) => {
+                    self.progress = Progress::Broken;
+                    return Err(e);
+                }
+            },
+            (Some(lane), None) if large.is_none() => {
                 let bytes = postcard::to_allocvec(request)
                     .map_err(|e| ManagerError::Encode(e.to_string()))?;
                 match lane.send(&bytes) {
@@ -327,7 +338,7 @@ impl Lease<'_> {
                     self.progress = Progress::Broken;
                     return Err(e);
                 }
-                match postcard::from_bytes::<Reply>(&out) {
+                match lane.decode(&out, kept.conn.max_frame_size()) {
                     // Too large for the ring: it comes on the socket.
                     Ok(Reply::OnSocket) => Ok(()),
                     Ok(reply) => {
@@ -336,7 +347,7 @@ impl Lease<'_> {
                     }
                     Err(e) => {
                         self.progress = Progress::Broken;
-                        return Err(ManagerError::Protocol(e.to_string()));
+                        return Err(e);
                     }
                 }
             }
@@ -703,6 +714,28 @@ impl Link {
         }?;
         Ok((refused_as_error(reply)?, lease))
     }
+}
+
+/// Hands a large value over beside the lane, then publishes the request
+/// that announces it (`OnSealed`): the value's memfd (its own, if it was
+/// encoded into one) goes as it is, no copy of it on the executor's thread.
+fn send_sealed(
+    lane: &mut AwaitedLane,
+    (id, op, value): (u64, Op, &Payload),
+    conn: &Connection,
+) -> Result<(), ManagerError> {
+    let max = conn.max_frame_size();
+    if value.len() > max {
+        return Err(ManagerError::TooLarge {
+            len: value.len(),
+            max,
+        });
+    }
+    lane.send_sealed(value).map_err(sealed_error)?;
+    let len = value.len() as u64;
+    let bytes = postcard::to_allocvec(&Request::OnSealed { id, op, len })
+        .map_err(|e| ManagerError::Encode(e.to_string()))?;
+    lane.send(&bytes).map_err(lane_error)
 }
 
 /// Before a call, nothing sent yet: gives the executor its thread back

@@ -194,10 +194,9 @@ impl Kept {
         if let (Channel::Lane, Some(lane)) = (channel, &mut self.lane) {
             let mut out = Vec::new();
             lane.reply(&mut out).await?;
-            match postcard::from_bytes::<Reply>(&out) {
-                Ok(Reply::OnSocket) => {}
-                Ok(reply) => return Ok(reply),
-                Err(e) => return Err(ManagerError::Protocol(e.to_string())),
+            match lane.decode(&out, self.conn.max_frame_size())? {
+                Reply::OnSocket => {}
+                reply => return Ok(reply),
             }
         }
         self.conn.recv_async::<Reply>().await.map_err(recv_error)

@@ -16,9 +16,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use super::client::lane_error;
+use super::client::{lane_error, sealed_reply};
 use super::lane::{ClientLane, LaneError};
-use super::ManagerError;
+use super::protocol::Reply;
+use super::{ManagerError, Payload};
+use crate::spsc::spill::SpillError;
 use crate::spin::SpinBudget;
 use crate::watch::{Registration, Watch};
 
@@ -47,9 +49,25 @@ impl AwaitedLane {
         })
     }
 
+    /// Hands a large value over beside the lane (see [`ClientLane::send_sealed`]).
+    pub fn send_sealed(&self, value: &Payload) -> Result<(), SpillError> {
+        self.lane.send_sealed(value)
+    }
+
     /// Publishes a request (one that fits: else `TooLarge`, for the socket).
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), LaneError> {
         self.lane.try_send(bytes)
+    }
+
+    /// The reply read into `out`: `OnSocket` as it is (it follows on the
+    /// socket), a sealed value taken from beside the lane (at most `max`
+    /// bytes) and given as `Value`.
+    pub fn decode(&self, out: &[u8], max: usize) -> Result<Reply, ManagerError> {
+        match postcard::from_bytes::<Reply>(out) {
+            Ok(Reply::SealedValue(len)) => sealed_reply(&self.lane, len, max),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(ManagerError::Protocol(e.to_string())),
+        }
     }
 
     /// The next reply, into `out`. Cancel-safe: dropped, it has taken

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use super::lane::{ClientLane, LaneError};
 use super::protocol::{Op, Reply, Request, MAX_BATCH};
 use super::ManagerError;
+use super::Payload;
 use crate::net::{self, Address, NetError};
 use crate::pipe::{Connection, RecvError, RecvTimeoutError, SendError, SendTimeoutError};
 use crate::spin::SpinBudget;
+use crate::spsc::spill::SpillError;
 
 /// How a proxy reaches its manager: plain data, so a proxy can travel
 /// into a child as any `Process` argument (the key is the manager's secret,
@@ -272,7 +274,50 @@ impl Link {
         request: &Request,
         left: impl Fn() -> Option<Duration>,
     ) -> Result<Reply, ManagerError> {
-        let reply = match (split_large_value(request), open.lane.as_mut()) {
+        let sealed = match open.lane {
+            Some(_) => large_value(request),
+            None => None,
+        };
+        let reply = match (sealed, open.lane.as_mut()) {
+            // A large value goes beside the lane in a sealed memfd, which
+            // the manager keeps as it is.
+            (Some((id, op, value)), Some(lane)) => {
+                let max = open.conn.max_frame_size();
+                if value.len() > max {
+                    return Err(ManagerError::TooLarge {
+                        len: value.len(),
+                        max,
+                    });
+                }
+                lane.send_sealed(value).map_err(sealed_error)?;
+                let len = value.len() as u64;
+                let bytes = postcard::to_allocvec(&Request::OnSealed { id, op, len })
+                    .map_err(|e| ManagerError::Encode(e.to_string()))?;
+                lane.send(&bytes, left()).map_err(lane_error)?;
+                let out = &mut open.reply_bytes;
+                lane.receive(out, left()).map_err(lane_error)?;
+                lane_reply(lane, &mut open.conn, out, &open.budget, &left)?
+            }
+            _ => self.exchange_unsealed(&mut open, request, &left)?,
+        };
+        // Only a connection whose last reply came back in full is kept.
+        self.put_back(open);
+        match reply {
+            Reply::Error(why) => Err(ManagerError::Server(why)),
+            Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// A request without a large value, or on a connection without a
+    /// lane: its reply.
+    fn exchange_unsealed(
+        &self,
+        open: &mut Open,
+        request: &Request,
+        left: &impl Fn() -> Option<Duration>,
+    ) -> Result<Reply, ManagerError> {
+        Ok(match (split_large_value(request), open.lane.as_mut()) {
             // A large value goes on the socket behind its request's first
             // bytes, as it is: not copied into the request's encoding.
             (Some((head, value)), _) => {
@@ -291,13 +336,7 @@ impl Link {
                         open.request_bytes = bytes;
                         let out = &mut open.reply_bytes;
                         lane.receive(out, left()).map_err(lane_error)?;
-                        match postcard::from_bytes::<Reply>(out) {
-                            Ok(Reply::OnSocket) => {
-                                socket_reply(&mut open.conn, &open.budget, &left)?
-                            }
-                            Ok(reply) => reply,
-                            Err(e) => return Err(ManagerError::Protocol(e.to_string())),
-                        }
+                        lane_reply(lane, &mut open.conn, out, &open.budget, left)?
                     }
                     // Too big for the ring: the socket carries it, as
                     // encoded already (a frame's payload is the request's
@@ -316,15 +355,8 @@ impl Link {
                     Err(e) => return Err(lane_error(e)),
                 }
             }
-            (None, None) => socket_exchange(&mut open.conn, &open.budget, request, &left)?,
-        };
-        // Only a connection whose last reply came back in full is kept.
-        self.put_back(open);
-        match reply {
-            Reply::Error(why) => Err(ManagerError::Server(why)),
-            Reply::OverBudget(why) => Err(ManagerError::OverBudget(why)),
-            reply => Ok(reply),
-        }
+            (None, None) => socket_exchange(&mut open.conn, &open.budget, request, left)?,
+        })
     }
 
     /// A connection, and whether it was kept from an earlier call.
@@ -402,31 +434,33 @@ impl Link {
 /// bytes (far more than a lane carries: they go on the socket anyway).
 const LARGE_VALUE: usize = 1 << 20;
 
-/// A request that ends with a large value (a set, an append, an insert,
-/// a set at an index): its encoding up to the value, the value's length
-/// included, and the value. The two together are exactly the request's
-/// encoding (postcard writes a value last as its length then its bytes).
-pub(super) fn split_large_value(request: &Request) -> Option<(Vec<u8>, &[u8])> {
+/// A request that brings a large value to store (a set, an append, an
+/// insert, a set at an index, a queue's put): its object, its op with the
+/// value left out, and the value.
+pub(super) fn large_value(request: &Request) -> Option<(u64, Op, &Payload)> {
     let Request::On { id, op } = request else {
         return None;
     };
-    let value = match op {
-        Op::Set(_, value) | Op::Append(value) | Op::Insert(_, value) | Op::SetAt(_, value) => value,
-        _ => return None,
-    };
+    let value = op.value()?;
     // (Looked at first: a small value's call made no shell, no copy of
     // its key.)
     if value.len() < LARGE_VALUE {
         return None;
     }
-    let shell = match op {
-        Op::Set(key, _) => Op::Set(key.clone(), Vec::new()),
-        Op::Append(_) => Op::Append(Vec::new()),
-        Op::Insert(at, _) => Op::Insert(*at, Vec::new()),
-        Op::SetAt(at, _) => Op::SetAt(*at, Vec::new()),
-        _ => return None,
-    };
-    let mut head = postcard::to_allocvec(&Request::On { id: *id, op: shell }).ok()?;
+    Some((*id, op.without_value()?, value))
+}
+
+/// A request that ends with a large value (a set, an append, an insert,
+/// a set at an index): its encoding up to the value, the value's length
+/// included, and the value. The two together are exactly the request's
+/// encoding (postcard writes a value last as its length then its bytes).
+pub(super) fn split_large_value(request: &Request) -> Option<(Vec<u8>, &[u8])> {
+    let (id, shell, value) = large_value(request)?;
+    // A put's value is not last: it is encoded with its request.
+    if matches!(shell, Op::Put(..)) {
+        return None;
+    }
+    let mut head = postcard::to_allocvec(&Request::On { id, op: shell }).ok()?;
     // The empty value was written last: its length, a single zero.
     if head.pop() != Some(0) {
         return None;
@@ -500,6 +534,41 @@ fn socket_reply(
             None => conn.recv::<Reply>().map_err(recv_error),
             Some(t) => conn.recv_timeout::<Reply>(t).map_err(recv_timeout_error),
         },
+    }
+}
+
+/// A reply read off the lane: one that did not fit follows on the
+/// socket, a large value comes sealed beside the lane.
+fn lane_reply(
+    lane: &ClientLane,
+    conn: &mut Connection,
+    out: &[u8],
+    budget: &SpinBudget,
+    left: &impl Fn() -> Option<Duration>,
+) -> Result<Reply, ManagerError> {
+    match postcard::from_bytes::<Reply>(out) {
+        Ok(Reply::OnSocket) => socket_reply(conn, budget, left),
+        Ok(Reply::SealedValue(len)) => sealed_reply(lane, len, conn.max_frame_size()),
+        Ok(reply) => Ok(reply),
+        Err(e) => Err(ManagerError::Protocol(e.to_string())),
+    }
+}
+
+/// The value a `Reply::SealedValue(len)` announced: taken from beside the
+/// lane (checked: sealed, that size, at most `max`) and mapped.
+pub(super) fn sealed_reply(lane: &ClientLane, len: u64, max: usize) -> Result<Reply, ManagerError> {
+    let value = lane
+        .take_sealed(len, max as u64)
+        .map_err(|e| ManagerError::Protocol(format!("a sealed value: {e}")))?;
+    Ok(Reply::Value(Some(Payload::Sealed(Arc::new(value)))))
+}
+
+/// Why a large value could not be handed over sealed.
+pub(super) fn sealed_error(e: SpillError) -> ManagerError {
+    match e {
+        SpillError::Disconnected => ManagerError::Disconnected,
+        SpillError::Io(e) => ManagerError::Local(e),
+        other => ManagerError::Protocol(other.to_string()),
     }
 }
 
@@ -592,10 +661,10 @@ mod tests {
     fn a_large_value_split_off_its_request_is_the_requests_encoding() {
         let value: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect();
         let ops = [
-            Op::Set(b"key".to_vec(), value.clone()),
-            Op::Append(value.clone()),
-            Op::Insert(u64::MAX, value.clone()),
-            Op::SetAt(300, value.clone()),
+            Op::Set(b"key".to_vec(), value.clone().into()),
+            Op::Append(value.clone().into()),
+            Op::Insert(u64::MAX, value.clone().into()),
+            Op::SetAt(300, value.clone().into()),
         ];
         for op in ops {
             let request = Request::On { id: 1 << 40, op };
@@ -610,9 +679,16 @@ mod tests {
         // Small values, and other requests, go whole.
         let small = Request::On {
             id: 1,
-            op: Op::Append(vec![1; 1000]),
+            op: Op::Append(vec![1; 1000].into()),
         };
         assert!(split_large_value(&small).is_none());
+        // A put's value is not last: it is encoded with its request.
+        let put = Request::On {
+            id: 1,
+            op: Op::Put(value.into(), None),
+        };
+        assert!(split_large_value(&put).is_none());
+        assert!(large_value(&put).is_some());
         assert!(split_large_value(&Request::Objects).is_none());
     }
 }

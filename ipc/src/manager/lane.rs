@@ -9,6 +9,9 @@
 //! the client publishes and copy each record out before it is decoded; a
 //! corrupted lane drops that client alone.
 //!
+//! A value of a megabyte or more goes beside the rings, as a sealed memfd
+//! on the lane's spill port (see [`super::sealed`]), announced in the ring.
+//!
 //! The bell word (the requests ring's first aux word) keeps rings rare: a
 //! client rings only when it turns the word from 0 to 1; the server
 //! clears it before it sleeps and then looks at the ring once more, so a
@@ -21,7 +24,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::spin::{yield_pays, YIELDS};
 use crate::spsc::doorbell::{self, Heard, Listener, Ringer};
+use crate::spsc::spill::{self, SpillError, SpillPort};
 use crate::spsc::{self, Receiver, Sender, SpscError, TrySendError};
+
+use super::sealed::{self, SealedValue};
+use super::Payload;
 
 /// Each ring's size.
 const RING_BYTES: usize = 256 << 10;
@@ -46,6 +53,8 @@ pub(super) struct ServerLane {
     pub requests: Receiver,
     pub replies: Sender,
     pub doorbell: Listener,
+    /// Where large values come and go as sealed memfds.
+    pub spill: SpillPort,
 }
 
 /// The client's end, as it travels over the socket.
@@ -54,6 +63,7 @@ pub(super) struct ClientLane {
     requests: Sender,
     replies: Receiver,
     doorbell: Ringer,
+    spill: SpillPort,
 }
 
 /// Why a lane could not be made.
@@ -61,16 +71,19 @@ pub(super) fn pair() -> Result<(ServerLane, ClientLane), String> {
     let (req_tx, req_rx) = spsc::channel(RING_BYTES, 2).map_err(|e| e.to_string())?;
     let (rep_tx, rep_rx) = spsc::channel(RING_BYTES, 0).map_err(|e| e.to_string())?;
     let (ringer, listener) = doorbell::doorbell().map_err(|e| e.to_string())?;
+    let (server_spill, client_spill) = spill::ports().map_err(|e| e.to_string())?;
     Ok((
         ServerLane {
             requests: req_rx,
             replies: rep_tx,
             doorbell: listener,
+            spill: server_spill,
         },
         ClientLane {
             requests: req_tx,
             replies: rep_rx,
             doorbell: ringer,
+            spill: client_spill,
         },
     ))
 }
@@ -119,6 +132,25 @@ impl From<SpscError> for LaneError {
 }
 
 impl ClientLane {
+    /// Hands a large value over in a sealed memfd (its own, if it was
+    /// encoded into one), before the request that announces it
+    /// (`Request::OnSealed`) is published.
+    pub fn send_sealed(&self, value: &Payload) -> Result<(), SpillError> {
+        match value {
+            Payload::Sealed(sealed) => sealed.hand_over(&self.spill),
+            bytes => {
+                let memfd = crate::os::memory::sealed_memfd_with(sealed::MEMFD_NAME, bytes)?;
+                self.spill.hand_over(&memfd)
+            }
+        }
+    }
+
+    /// The sealed value a `Reply::SealedValue(len)` announced, checked
+    /// against `max`.
+    pub fn take_sealed(&self, len: u64, max: u64) -> Result<SealedValue, SpillError> {
+        SealedValue::taken(&self.spill, len, max, false)
+    }
+
     /// Publishes a request, waiting at most `timeout` (`None`: as long as
     /// the server lives) for room, and rings if the server may sleep.
     pub fn send(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), LaneError> {

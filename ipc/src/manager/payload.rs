@@ -1,9 +1,10 @@
-//! A stored value's bytes as a reply carries them. On the server a dict
-//! keeps each value shared, so a reply holds the value itself, not a copy
-//! made to be sent (a 100 MB value cost a fresh 100 MB buffer per `get`);
-//! received, a payload is the bytes read off the wire, owned. Either way
-//! it is written as one byte string, as a `Vec<u8>` with `serde_bytes`
-//! was: the wire is unchanged.
+//! A value's bytes as a request or a reply carries them. On the server a
+//! dict keeps each value shared, so a reply holds the value itself, not a
+//! copy made to be sent (a 100 MB value cost a fresh 100 MB buffer per
+//! `get`); received, a payload is the bytes read off the wire, owned, or
+//! a large value's sealed memfd, mapped. On the wire it is written as one
+//! byte string, as a `Vec<u8>` with `serde_bytes` was: the wire is
+//! unchanged (a sealed value is announced apart, see [`super::sealed`]).
 
 use std::fmt;
 use std::ops::Deref;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
+use super::sealed::SealedValue;
+
 /// A value's encoded bytes in a [`Reply`](super::Reply).
 #[derive(Clone)]
 pub enum Payload {
@@ -19,6 +22,15 @@ pub enum Payload {
     Owned(Vec<u8>),
     /// Bytes the server also keeps.
     Shared(Arc<Vec<u8>>),
+    /// A large value in a sealed memfd, mapped (see [`super::sealed`]):
+    /// the server keeps it, a client reads it where it lies.
+    Sealed(Arc<SealedValue>),
+}
+
+impl Default for Payload {
+    fn default() -> Self {
+        Payload::Owned(Vec::new())
+    }
 }
 
 impl Payload {
@@ -30,6 +42,16 @@ impl Payload {
             Payload::Shared(bytes) => {
                 Arc::try_unwrap(bytes).unwrap_or_else(|bytes| (*bytes).clone())
             }
+            Payload::Sealed(value) => value.to_vec(),
+        }
+    }
+
+    /// As the server keeps it: shared with the replies that will carry it
+    /// (own bytes are moved behind an `Arc`, not copied).
+    pub(super) fn stored(self) -> Payload {
+        match self {
+            Payload::Owned(bytes) => Payload::Shared(Arc::new(bytes)),
+            kept => kept,
         }
     }
 }
@@ -41,6 +63,7 @@ impl Deref for Payload {
         match self {
             Payload::Owned(bytes) => bytes,
             Payload::Shared(bytes) => bytes,
+            Payload::Sealed(value) => value,
         }
     }
 }

@@ -125,6 +125,15 @@ pub enum Request {
     /// then this one's: `Done`. (How an awaited call that was dropped
     /// stops waiting; not in a batch.)
     Cancel,
+    /// `On { id, op }` whose op's value (left empty in `op`: a set's, an
+    /// append's, an insert's, a set at an index, a queue's put) is the
+    /// sealed memfd of `len` bytes handed over on the lane's spill port
+    /// just before (see [`super::sealed`]). Only on a lane.
+    OnSealed {
+        id: u64,
+        op: Op,
+        len: u64,
+    },
 }
 
 /// An atomic update of an `i64` on the server (`update_with`).
@@ -158,10 +167,7 @@ impl Update {
 pub enum Op {
     // ---- dicts, namespaces, values ----
     Get(#[serde(with = "serde_bytes")] Vec<u8>),
-    Set(
-        #[serde(with = "serde_bytes")] Vec<u8>,
-        #[serde(with = "serde_bytes")] Vec<u8>,
-    ),
+    Set(#[serde(with = "serde_bytes")] Vec<u8>, Payload),
     Pop(#[serde(with = "serde_bytes")] Vec<u8>),
     Contains(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `d.setdefault(k, v)`: the value there, after setting `v` if absent.
@@ -216,11 +222,11 @@ pub enum Op {
     /// `append`, `extend`, `insert(i, v)`, `l[i]`, `l[i] = v`, `pop(i)`
     /// (`None`: the last), `l[start:end]`, `remove(v)`, `index(v)`,
     /// `count(v)` (values compared as encoded bytes).
-    Append(#[serde(with = "serde_bytes")] Vec<u8>),
+    Append(Payload),
     Extend(#[serde(with = "super::byte_lists::list")] Vec<Vec<u8>>),
-    Insert(u64, #[serde(with = "serde_bytes")] Vec<u8>),
+    Insert(u64, Payload),
     At(u64),
-    SetAt(u64, #[serde(with = "serde_bytes")] Vec<u8>),
+    SetAt(u64, Payload),
     PopAt(Option<u64>),
     Slice(u64, u64),
     Remove(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -269,7 +275,7 @@ pub enum Op {
 
     // ---- queues ----
     /// `Done`, or `Bool(false)` if still full at the deadline.
-    Put(#[serde(with = "serde_bytes")] Vec<u8>, Option<u64>),
+    Put(Payload, Option<u64>),
     /// `Value(Some)`, or `Value(None)` if still empty at the deadline.
     Take(Option<u64>),
     IsFull,
@@ -312,6 +318,44 @@ impl Op {
     /// Whether it may end up parked on the server (batches refuse those).
     pub fn may_wait(&self) -> bool {
         matches!(self, Op::Wait { .. }) || self.wait_of().is_some_and(|w| w != Some(0))
+    }
+
+    /// The one value it brings to store, if it brings one: a set's, an
+    /// append's, an insert's, a set at an index, a queue's put.
+    pub fn value(&self) -> Option<&Payload> {
+        match self {
+            Op::Set(_, value)
+            | Op::Append(value)
+            | Op::Insert(_, value)
+            | Op::SetAt(_, value)
+            | Op::Put(value, _) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// It, with the value it brings left out (empty), if it brings one.
+    pub fn without_value(&self) -> Option<Op> {
+        let empty = Payload::default;
+        Some(match self {
+            Op::Set(key, _) => Op::Set(key.clone(), empty()),
+            Op::Append(_) => Op::Append(empty()),
+            Op::Insert(at, _) => Op::Insert(*at, empty()),
+            Op::SetAt(at, _) => Op::SetAt(*at, empty()),
+            Op::Put(_, wait_ms) => Op::Put(empty(), *wait_ms),
+            _ => return None,
+        })
+    }
+
+    /// The value it brings, to fill in (see [`value`](Self::value)).
+    pub fn value_mut(&mut self) -> Option<&mut Payload> {
+        match self {
+            Op::Set(_, value)
+            | Op::Append(value)
+            | Op::Insert(_, value)
+            | Op::SetAt(_, value)
+            | Op::Put(value, _) => Some(value),
+            _ => None,
+        }
     }
 }
 
@@ -375,6 +419,10 @@ pub enum Reply {
     /// The request could not be carried out (no such object, a value that
     /// is not a counter); the connection goes on.
     Error(String),
+    /// Sent on the lane: `Value(Some(..))`, the value being the sealed
+    /// memfd of `len` bytes handed over on the lane's spill port just
+    /// before.
+    SealedValue(u64),
 }
 
 thread_local! {

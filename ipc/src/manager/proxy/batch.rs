@@ -9,7 +9,10 @@ use serde::Serialize;
 use super::super::client::Link;
 use super::super::protocol::{Op, Reply, Request, MAX_BATCH};
 use super::super::ManagerError;
-use super::{encode, expect_done, expect_value, unexpected, Dict, List, Namespace, Queue, Target};
+use super::{
+    encode, encode_value, expect_done, expect_value, unexpected, Dict, List, Namespace, Queue,
+    Target,
+};
 
 /// A batch being filled ([`crate::manager::Manager::batch`]).
 ///
@@ -99,7 +102,7 @@ impl Batch {
     ) -> Result<Ticket<()>, ManagerError> {
         self.push(
             &d.target,
-            Op::Set(encode(key)?, encode(value)?),
+            Op::Set(encode(key)?, encode_value(value)?),
             expect_done,
         )
     }
@@ -134,7 +137,7 @@ impl Batch {
         l: &List<T>,
         value: &T,
     ) -> Result<Ticket<()>, ManagerError> {
-        self.push(&l.target, Op::Append(encode(value)?), expect_done)
+        self.push(&l.target, Op::Append(encode_value(value)?), expect_done)
     }
 
     /// Puts `item` if the queue has room now: whether it did.
@@ -143,7 +146,7 @@ impl Batch {
         q: &Queue<T>,
         item: &T,
     ) -> Result<Ticket<bool>, ManagerError> {
-        self.push(&q.target, Op::Put(encode(item)?, Some(0)), expect_put)
+        self.push(&q.target, Op::Put(encode_value(item)?, Some(0)), expect_put)
     }
 
     /// Takes the queue's oldest item if it has one now.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::super::protocol::{KeyHolds, Kind, Op, Reply, Update};
 use super::super::ManagerError;
 use super::{
-    decode, decode_owned, encode, expect_bool, expect_count, expect_done, expect_int,
+    decode, decode_owned, encode, encode_value, expect_bool, expect_count, expect_done, expect_int,
     expect_kept_value, expect_list, expect_value, proxy, unexpected, List, Made, Target,
 };
 
@@ -88,7 +88,7 @@ impl Namespace {
     /// Sets the field `name` (`ns.name = value`).
     pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
         self.target
-            .done(Op::Set(name.as_bytes().to_vec(), encode(value)?))
+            .done(Op::Set(name.as_bytes().to_vec(), encode_value(value)?))
     }
 
     /// Adds `delta` to the `i64` field `name` (0 if unset) on the server,
@@ -119,7 +119,7 @@ impl Namespace {
         name: &str,
         value: &T,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode(value).map(|v| Op::Set(name.as_bytes().to_vec(), v));
+        let op = encode_value(value).map(|v| Op::Set(name.as_bytes().to_vec(), v));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 
@@ -193,7 +193,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         key: &K,
         value: &V,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode(key).and_then(|k| Ok(Op::Set(k, encode(value)?)));
+        let op = encode(key).and_then(|k| Ok(Op::Set(k, encode_value(value)?)));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 
@@ -293,7 +293,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     {
         let ops = items
             .into_iter()
-            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode(v)?)))
+            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode_value(v)?)))
             .collect::<Result<Vec<_>, ManagerError>>();
         async move {
             self.target
@@ -345,7 +345,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// `d[key] = value`.
     pub fn set(&self, key: &K, value: &V) -> Result<(), ManagerError> {
-        self.target.done(Op::Set(encode(key)?, encode(value)?))
+        self.target
+            .done(Op::Set(encode(key)?, encode_value(value)?))
     }
 
     /// `d.pop(key, None)`.
@@ -460,7 +461,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     {
         let ops = items
             .into_iter()
-            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode(v)?)))
+            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode_value(v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
         self.target
             .batch(ops)?
@@ -703,7 +704,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
 
     /// `v.value = x`.
     pub fn set(&self, value: &T) -> Result<(), ManagerError> {
-        self.target.done(Op::Set(Vec::new(), encode(value)?))
+        self.target.done(Op::Set(Vec::new(), encode_value(value)?))
     }
 
     /// [`get`](Self::get), awaited (see [`Dict::get_async`]).
@@ -721,7 +722,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         &self,
         value: &T,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode(value).map(|v| Op::Set(Vec::new(), v));
+        let op = encode_value(value).map(|v| Op::Set(Vec::new(), v));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 

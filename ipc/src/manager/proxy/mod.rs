@@ -20,7 +20,7 @@ pub use set::Set;
 pub use shared::Shared;
 pub use sync::{Acquired, Barrier, Condition, Event, Held, HeldAsync, Lock, Semaphore};
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use super::awaited::Undo;
 use super::awaited_hold::Holding;
 use super::client::Link;
 use super::protocol::{Kind, Op, Reply, Request, MAX_BATCH};
+use super::sealed::{SealedValue, MEMFD_NAME, SEALED_FROM};
 use super::ManagerError;
 use super::Payload;
 
@@ -43,6 +44,29 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Manage
     crate::codec::encode_append(value, &mut out)
         .map_err(|e| ManagerError::Encode(e.to_string()))?;
     Ok(out)
+}
+
+/// A value to store, encoded: into a buffer, or from a megabyte on into
+/// the sealed memfd it travels in and the manager keeps (see
+/// `manager::sealed`), with no buffer of the whole value in between.
+pub(super) fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Payload, ManagerError> {
+    use crate::codec::spill_sink::{Encoded, SpillSink, SpillSinkError};
+    // The manager's own cap is checked as the value is sent.
+    static NO_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let mut sink = SpillSink::new(Vec::with_capacity(32), SEALED_FROM, &NO_CAP, MEMFD_NAME);
+    let encoded = crate::codec::encode_to(value, &mut sink);
+    match sink.finish(encoded) {
+        Ok(Encoded::Inline) => {
+            let mut bytes = Vec::new();
+            sink.give_back(&mut bytes, usize::MAX);
+            Ok(Payload::Owned(bytes))
+        }
+        Ok(Encoded::Spilled { memfd, len }) => SealedValue::ours(memfd, len)
+            .map(|sealed| Payload::Sealed(Arc::new(sealed)))
+            .map_err(super::client::sealed_error),
+        Err(SpillSinkError::Os(e)) => Err(ManagerError::Local(e)),
+        Err(e) => Err(ManagerError::Encode(e.to_string())),
+    }
 }
 
 /// The value at the front of `bytes` (what follows it is ignored, as

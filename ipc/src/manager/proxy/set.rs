@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
+use super::super::Payload;
 use super::dict::{DictKeys, Pages};
 use super::{encode, expect_bool, expect_count, expect_done, expect_list, proxy, unexpected};
 
@@ -20,7 +21,8 @@ proxy! {
 impl<T: Serialize + DeserializeOwned> Set<T> {
     /// `s.add(member)`.
     pub fn add(&self, member: &T) -> Result<(), ManagerError> {
-        self.target.done(Op::Set(encode(member)?, Vec::new()))
+        self.target
+            .done(Op::Set(encode(member)?, Payload::default()))
     }
 
     /// `s.discard(member)`: whether it was a member.
@@ -201,7 +203,7 @@ impl<T: Serialize + DeserializeOwned> Set<T> {
 impl<T: Serialize + DeserializeOwned> Set<T> {
     /// [`add`](Self::add), awaited.
     pub async fn add_async(&self, member: &T) -> Result<(), ManagerError> {
-        let op = Op::Set(encode(member)?, Vec::new());
+        let op = Op::Set(encode(member)?, Payload::default());
         expect_done(self.target.call_async(op).await?)
     }
 
@@ -265,6 +267,6 @@ fn additions<'a, T: Serialize + 'a>(
 ) -> Result<Vec<Op>, ManagerError> {
     members
         .into_iter()
-        .map(|m| Ok(Op::Set(encode(m)?, Vec::new())))
+        .map(|m| Ok(Op::Set(encode(m)?, Payload::default())))
         .collect()
 }

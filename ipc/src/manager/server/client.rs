@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::lane::{self, ServerLane};
-use super::super::protocol::{Reply, Request};
+use super::super::protocol::{Op, Reply, Request};
+use super::super::sealed::{self, SealedValue, SEALED_FROM};
+use super::super::Payload;
 use super::hub::{Hub, Presence};
 use super::state::Handled;
 use super::step::ClientId;
 use crate::codec::EncodeError;
 use crate::pipe::{Connection, RecvError, SendError, SendTimeoutError, TryRecvError};
+use crate::spsc::spill::SpillError;
 use crate::spsc::{SpscError, TrySendError};
 
 /// Why a client is dropped.
@@ -135,6 +138,16 @@ impl Client {
                 return Err(Leaving::Garbage);
             }
             self.via_lane = true;
+            let request = match request {
+                Request::OnSealed { id, op, len } => match self.with_sealed_value(op, len) {
+                    Ok(op) => Request::On { id, op },
+                    Err(why) => {
+                        self.reply(&Reply::Error(why))?;
+                        continue;
+                    }
+                },
+                request => request,
+            };
             if let Some(reply) = answer(hub, id, request) {
                 self.reply(&reply)?;
             }
@@ -146,10 +159,64 @@ impl Client {
         self.lane.as_ref().is_none_or(|l| l.heard())
     }
 
+    /// `op` with its value filled in: the sealed memfd of `len` bytes the
+    /// client handed over beside its lane (checked: sealed, that size, no
+    /// larger than a request may be). Past the descriptors this process
+    /// keeps, the value is copied into memory.
+    fn with_sealed_value(&mut self, mut op: Op, len: u64) -> Result<Op, String> {
+        let max = self.conn.max_frame_size() as u64;
+        let lane = self.lane.as_ref().ok_or("no lane")?;
+        let value = SealedValue::taken(&lane.spill, len, max, true)
+            .map_err(|e| format!("the value handed over: {e}"))?;
+        let slot = op
+            .value_mut()
+            .ok_or("a sealed value came with an operation that stores none")?;
+        *slot = if SealedValue::at_limit() {
+            Payload::from(value.to_vec())
+        } else {
+            Payload::Sealed(Arc::new(value))
+        };
+        Ok(op)
+    }
+
+    /// Hands a large value over beside the lane and announces it there:
+    /// `Ok(false)` if it could not be made into a memfd (it goes on the
+    /// socket instead).
+    fn reply_sealed(&mut self, value: &Payload) -> Result<bool, Leaving> {
+        let Some(lane) = self.lane.as_mut() else {
+            return Ok(false);
+        };
+        let handed = match value {
+            Payload::Sealed(sealed) => sealed.try_hand_over(&lane.spill),
+            bytes => match crate::os::memory::sealed_memfd_with(sealed::MEMFD_NAME, bytes) {
+                Ok(memfd) => lane.spill.try_hand_over(&memfd),
+                Err(_) => return Ok(false),
+            },
+        };
+        match handed {
+            Ok(()) => {}
+            Err(SpillError::Disconnected) => return Err(Leaving::Left),
+            Err(_) => return Err(Leaving::NotReading),
+        }
+        let marker = postcard::to_allocvec(&Reply::SealedValue(value.len() as u64))
+            .map_err(|_| Leaving::Garbage)?;
+        match lane.replies.try_send(&marker) {
+            Ok(()) => Ok(true),
+            Err(TrySendError::Full) => Err(Leaving::NotReading),
+            Err(_) => Err(Leaving::Left),
+        }
+    }
+
     /// Sends a reply the way its request came, without waiting: what does
-    /// not fit the lane goes on the socket, announced on the lane.
+    /// not fit the lane goes on the socket, announced on the lane; a large
+    /// value goes beside the lane, sealed.
     pub fn reply(&mut self, reply: &Reply) -> Result<(), Leaving> {
         if self.via_lane {
+            if let Reply::Value(Some(value)) = reply {
+                if value.len() >= SEALED_FROM && self.reply_sealed(value)? {
+                    return Ok(());
+                }
+            }
             if let Some(lane) = self.lane.as_mut() {
                 // Sized first: one too large for the ring is encoded once,
                 // for the socket (a 100 MB value was encoded twice).

@@ -4,15 +4,13 @@
 //! Items are moved in from the request that brings them and shared with
 //! the replies that read them: a 100 MB item is not copied on the server.
 
-use std::sync::Arc;
-
 use super::super::protocol::{Op, Reply};
 use super::super::Payload;
 use super::step::{refuse, Step};
 use super::MAX_ITEMS;
 
 pub(super) struct List {
-    items: Vec<Arc<Vec<u8>>>,
+    items: Vec<Payload>,
     /// Bytes of its items (the server's byte budget counts them).
     bytes: usize,
     version: u64,
@@ -22,7 +20,7 @@ pub(super) struct List {
 
 impl List {
     pub fn new(items: Vec<Vec<u8>>, fixed: bool) -> Self {
-        let items: Vec<Arc<Vec<u8>>> = items.into_iter().map(Arc::new).collect();
+        let items: Vec<Payload> = items.into_iter().map(stored).collect();
         List {
             bytes: total(&items),
             items,
@@ -86,26 +84,26 @@ impl List {
             }
             Op::Append(v) => {
                 self.bytes = self.bytes.saturating_add(v.len());
-                self.items.push(Arc::new(std::mem::take(v)));
+                self.items.push(std::mem::take(v).stored());
                 Reply::Done.into()
             }
             Op::Extend(vs) => {
                 self.bytes = vs.iter().fold(self.bytes, |n, v| n.saturating_add(v.len()));
                 self.items
-                    .extend(std::mem::take(vs).into_iter().map(Arc::new));
+                    .extend(std::mem::take(vs).into_iter().map(stored));
                 Reply::Done.into()
             }
             Op::Insert(i, v) => {
                 let at = usize::try_from(*i).unwrap_or(usize::MAX).min(len);
                 self.bytes = self.bytes.saturating_add(v.len());
-                self.items.insert(at, Arc::new(std::mem::take(v)));
+                self.items.insert(at, std::mem::take(v).stored());
                 Reply::Done.into()
             }
-            Op::At(i) => Reply::Value(index(*i).map(|i| self.items[i].clone().into())).into(),
+            Op::At(i) => Reply::Value(index(*i).map(|i| self.items[i].clone())).into(),
             Op::SetAt(i, v) => match index(*i) {
                 Some(i) => {
                     self.bytes = self.bytes.saturating_sub(self.items[i].len()) + v.len();
-                    self.items[i] = Arc::new(std::mem::take(v));
+                    self.items[i] = std::mem::take(v).stored();
                     Reply::Done.into()
                 }
                 None => refuse(format!("index {i} out of range")),
@@ -118,19 +116,12 @@ impl List {
                 if let Some(v) = &popped {
                     self.bytes = self.bytes.saturating_sub(v.len());
                 }
-                Reply::Value(popped.map(Payload::from)).into()
+                Reply::Value(popped).into()
             }
             Op::Slice(start, end) => {
                 let start = usize::try_from(*start).unwrap_or(len).min(len);
                 let end = usize::try_from(*end).unwrap_or(len).clamp(start, len);
-                Reply::Keys(
-                    self.items[start..end]
-                        .iter()
-                        .cloned()
-                        .map(Payload::from)
-                        .collect(),
-                )
-                .into()
+                Reply::Keys(self.items[start..end].to_vec()).into()
             }
             Op::Remove(v) => match self.items.iter().position(|x| **x == *v) {
                 Some(i) => {
@@ -153,11 +144,7 @@ impl List {
                 self.bytes = 0;
                 Reply::Done.into()
             }
-            Op::Snapshot => Reply::Versioned(
-                self.version,
-                self.items.iter().cloned().map(Payload::from).collect(),
-            )
-            .into(),
+            Op::Snapshot => Reply::Versioned(self.version, self.items.clone()).into(),
             Op::ReplaceIf(version, items) => {
                 if *version != self.version {
                     return Reply::Bool(false).into();
@@ -165,7 +152,7 @@ impl List {
                 if items.len() > MAX_ITEMS || (self.fixed && items.len() != len) {
                     return refuse("the new contents do not fit");
                 }
-                self.items = std::mem::take(items).into_iter().map(Arc::new).collect();
+                self.items = std::mem::take(items).into_iter().map(stored).collect();
                 self.bytes = total(&self.items);
                 Reply::Bool(true).into()
             }
@@ -175,6 +162,12 @@ impl List {
 }
 
 /// Bytes of `items`.
-fn total(items: &[Arc<Vec<u8>>]) -> usize {
+fn total(items: &[Payload]) -> usize {
     items.iter().map(|item| item.len()).sum()
+}
+
+/// Bytes brought by a request, as the list keeps them (shared with the
+/// replies that read them).
+fn stored(bytes: Vec<u8>) -> Payload {
+    Payload::from(bytes).stored()
 }

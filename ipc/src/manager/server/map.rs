@@ -9,7 +9,6 @@
 //! order, so a removal costs a logarithm, not a shift of every later key.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use super::super::protocol::{Op, Reply, Update};
 use super::super::Payload;
@@ -19,7 +18,7 @@ use super::MAX_ITEMS;
 pub(super) enum Slot {
     /// Shared with the replies that carry it: a `get` sends the value
     /// itself rather than a copy.
-    Value(Arc<Vec<u8>>),
+    Value(Payload),
     /// The id of an object kept at this key.
     Nested(u64),
 }
@@ -53,7 +52,7 @@ impl Map {
     /// A single value (`manager.value(v)`): the empty key.
     pub fn cell(value: Vec<u8>) -> Self {
         let mut map = Map::default();
-        map.put(Vec::new(), Slot::Value(Arc::new(value)));
+        map.put(Vec::new(), Slot::Value(Payload::from(value).stored()));
         map
     }
 
@@ -95,11 +94,11 @@ impl Map {
     }
 
     /// `d[key] = value`; a new key past the most a dict holds is refused.
-    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Step {
+    pub fn insert(&mut self, key: Vec<u8>, value: Payload) -> Step {
         if self.entries.len() >= MAX_ITEMS && !self.entries.contains_key(&key) {
             return refuse(format!("a dict holds at most {MAX_ITEMS} keys"));
         }
-        self.put(key, Slot::Value(Arc::new(value)));
+        self.put(key, Slot::Value(value.stored()));
         Reply::Done.into()
     }
 
@@ -128,7 +127,7 @@ impl Map {
             return refuse("the last key holds a nested object (pop it with its proxy)");
         }
         match self.remove(&key) {
-            Some(Slot::Value(v)) => Reply::Items(vec![(key, v.into())]).into(),
+            Some(Slot::Value(v)) => Reply::Items(vec![(key, v)]).into(),
             _ => Reply::Items(Vec::new()).into(),
         }
     }
@@ -168,22 +167,22 @@ impl Map {
         match op {
             Op::Get(key) => match self.slot(key) {
                 None => Reply::Value(None).into(),
-                Some(Slot::Value(v)) => Reply::Value(Some(v.clone().into())).into(),
+                Some(Slot::Value(v)) => Reply::Value(Some(v.clone())).into(),
                 Some(Slot::Nested(_)) => refuse(NESTED),
             },
             Op::Set(key, value) => self.insert(key.clone(), value.clone()),
             Op::Pop(key) => match self.slot(key) {
                 Some(Slot::Nested(_)) => refuse(NESTED),
                 _ => match self.remove(key) {
-                    Some(Slot::Value(v)) => Reply::Value(Some(v.into())).into(),
+                    Some(Slot::Value(v)) => Reply::Value(Some(v)).into(),
                     _ => Reply::Value(None).into(),
                 },
             },
             Op::Contains(key) => Reply::Bool(self.entries.contains_key(key)).into(),
             Op::SetDefault(key, value) => match self.slot(key) {
-                Some(Slot::Value(v)) => Reply::Value(Some(v.clone().into())).into(),
+                Some(Slot::Value(v)) => Reply::Value(Some(v.clone())).into(),
                 Some(Slot::Nested(_)) => refuse(NESTED),
-                None => match self.insert(key.clone(), value.clone()) {
+                None => match self.insert(key.clone(), value.clone().into()) {
                     Step::Reply(Reply::Done) => Reply::Value(Some(value.clone().into())).into(),
                     other => other,
                 },
@@ -192,15 +191,10 @@ impl Map {
             Op::Keys => {
                 Reply::Keys(self.order.values().cloned().map(Payload::from).collect()).into()
             }
-            Op::Values => {
-                Reply::Keys(self.values().map(|(_, v)| v.clone().into()).collect()).into()
+            Op::Values => Reply::Keys(self.values().map(|(_, v)| v.clone()).collect()).into(),
+            Op::Items => {
+                Reply::Items(self.values().map(|(k, v)| (k.clone(), v.clone())).collect()).into()
             }
-            Op::Items => Reply::Items(
-                self.values()
-                    .map(|(k, v)| (k.clone(), v.clone().into()))
-                    .collect(),
-            )
-            .into(),
             Op::Clear => {
                 self.orphans.extend(self.nested());
                 self.entries.clear();
@@ -235,7 +229,7 @@ impl Map {
                         }
                         None => {
                             if let Step::Reply(Reply::Error(e)) =
-                                self.insert(key.clone(), Vec::new())
+                                self.insert(key.clone(), Payload::default())
                             {
                                 return refuse(e);
                             }
@@ -257,7 +251,7 @@ impl Map {
                     Some(Slot::Value(v)) => Some(&**v),
                     Some(Slot::Nested(_)) => return refuse(NESTED),
                 };
-                if now != expected.as_ref() {
+                if now != expected.as_deref() {
                     return Reply::Bool(false).into();
                 }
                 match new {
@@ -265,7 +259,9 @@ impl Map {
                         self.remove(key);
                     }
                     Some(v) => {
-                        if let Step::Reply(Reply::Error(e)) = self.insert(key.clone(), v.clone()) {
+                        if let Step::Reply(Reply::Error(e)) =
+                            self.insert(key.clone(), v.clone().into())
+                        {
                             return refuse(e);
                         }
                     }
@@ -298,7 +294,7 @@ impl Map {
     }
 
     /// The plain values, with their keys (nested objects are not values).
-    fn values(&self) -> impl Iterator<Item = (&Vec<u8>, &Arc<Vec<u8>>)> {
+    fn values(&self) -> impl Iterator<Item = (&Vec<u8>, &Payload)> {
         self.in_order().filter_map(|(k, slot)| match slot {
             Slot::Value(v) => Some((k, v)),
             Slot::Nested(_) => None,
@@ -317,7 +313,7 @@ impl Map {
         };
         let new = update.apply(now);
         match postcard::to_allocvec(&new) {
-            Ok(bytes) => match self.insert(key.to_vec(), bytes) {
+            Ok(bytes) => match self.insert(key.to_vec(), bytes.into()) {
                 Step::Reply(Reply::Done) => Reply::Int(new).into(),
                 other => other,
             },

@@ -8,11 +8,12 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::super::protocol::{Op, Reply};
+use super::super::Payload;
 use super::step::{refuse, ClientId, Step};
 use super::MAX_ITEMS;
 
 pub(super) struct Queue {
-    items: VecDeque<Vec<u8>>,
+    items: VecDeque<Payload>,
     /// 0: unbounded (up to `MAX_ITEMS`).
     maxsize: u64,
     joinable: bool,
@@ -116,7 +117,7 @@ impl Queue {
                     if self.joinable {
                         *self.holders.entry(client).or_default() += 1;
                     }
-                    Reply::Value(Some(item.into())).into()
+                    Reply::Value(Some(item)).into()
                 }
                 None if *wait_ms == Some(0) => Reply::Value(None).into(),
                 None => Step::Wait,
@@ -124,7 +125,7 @@ impl Queue {
             Op::Unget(item) => {
                 // Back where it was taken from, even past `maxsize`: it was
                 // in the queue a moment ago.
-                self.items.push_front(item.clone());
+                self.items.push_front(Payload::from(item.clone()).stored());
                 self.bytes = self.bytes.saturating_add(item.len());
                 if self.joinable {
                     self.give_back(client);

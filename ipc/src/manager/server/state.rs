@@ -188,6 +188,10 @@ impl State {
             Request::On { id, op } => return self.on(client, id, op),
             // The loop opens lanes; one asked for where none can be.
             Request::OpenLane => Reply::Error("no lane here".into()),
+            // The lane's loop takes a sealed value and asks `On`.
+            Request::OnSealed { .. } => {
+                Reply::Error("a sealed value comes alone, on a lane".into())
+            }
             // Both replies owed, in order: the parked request's, then this.
             Request::Cancel => {
                 self.cancel(client);
@@ -333,6 +337,11 @@ impl State {
             .and_then(|()| self.admit_client(client, adds))
         {
             return Some(Reply::OverBudget(why));
+        }
+        // Shared from here on: a queue's put that waits, or an item a
+        // reply carries, is not copied.
+        if let Some(value) = op.value_mut() {
+            *value = std::mem::take(value).stored();
         }
         let step = match self.objects.get_mut(&id) {
             Some((_, object)) => {
@@ -707,7 +716,8 @@ fn bytes_of(object: &Object) -> usize {
 /// Bytes a request brings to store (at most: a replaced value frees some).
 fn incoming_bytes(op: &Op) -> usize {
     match op {
-        Op::Set(k, v) | Op::SetDefault(k, v) => k.len() + v.len(),
+        Op::Set(k, v) => k.len() + v.len(),
+        Op::SetDefault(k, v) => k.len() + v.len(),
         Op::Append(v) | Op::Insert(_, v) | Op::SetAt(_, v) | Op::Put(v, _) => v.len(),
         Op::Extend(vs) | Op::ReplaceIf(_, vs) | Op::ToggleKeys(vs) => vs.iter().map(Vec::len).sum(),
         Op::CompareAndSet {
