@@ -20,8 +20,8 @@ use super::client::{lane_error, sealed_reply};
 use super::lane::{ClientLane, LaneError};
 use super::protocol::Reply;
 use super::{ManagerError, Payload};
-use crate::spsc::spill::SpillError;
 use crate::spin::SpinBudget;
+use crate::spsc::spill::SpillError;
 use crate::watch::{Registration, Watch};
 
 /// The longest the poll that sent a request looks for its reply before it

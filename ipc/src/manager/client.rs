@@ -194,6 +194,13 @@ pub(super) fn batchable(request: &Request) -> bool {
 }
 
 impl Link {
+    /// Whether the manager is on this machine, at a Unix socket (as the
+    /// address is written: `unix:`, a path, `@name`, `\0name`; else TCP).
+    pub(super) fn is_local(&self) -> bool {
+        let a = &self.address;
+        a.starts_with("unix:") || a.starts_with(['/', '.', '@', '\0'])
+    }
+
     /// Sends `request` and waits for its reply, at most `timeout` (`None`:
     /// as long as the manager lives; its death is `Disconnected` at once).
     /// Proxies of this manager dropped since the last call are told first,

@@ -148,7 +148,7 @@ impl ClientLane {
     /// The sealed value a `Reply::SealedValue(len)` announced, checked
     /// against `max`.
     pub fn take_sealed(&self, len: u64, max: u64) -> Result<SealedValue, SpillError> {
-        SealedValue::taken(&self.spill, len, max, false)
+        SealedValue::taken(&self.spill, len, max)
     }
 
     /// Publishes a request, waiting at most `timeout` (`None`: as long as

@@ -42,15 +42,11 @@ pub struct SealedValue {
 
 impl SealedValue {
     /// The next value `port`'s peer handed over, announced as `len`
-    /// bytes, checked against `max`; its pages mapped now unless `kept`
-    /// (the manager's, which may never read it).
-    pub(super) fn taken(
-        port: &SpillPort,
-        len: u64,
-        max: u64,
-        kept: bool,
-    ) -> Result<SealedValue, SpillError> {
-        let (memfd, bytes) = port.take_kept(len, max, kept)?;
+    /// bytes, checked against `max`, mapped (its pages come as they are
+    /// read: the manager may never read it, and a client decodes a large
+    /// awaited value on a thread of its own).
+    pub(super) fn taken(port: &SpillPort, len: u64, max: u64) -> Result<SealedValue, SpillError> {
+        let (memfd, bytes) = port.take_kept(len, max)?;
         KEPT.fetch_add(1, Ordering::Relaxed);
         Ok(SealedValue { memfd, bytes })
     }

@@ -146,21 +146,16 @@ impl SpillPort {
     }
 
     /// The next memfd handed over, checked as [`take`](Self::take) checks
-    /// it, with its descriptor kept (to hand it on) beside its mapping.
-    /// Mapped without its pages when `lazily` (for a holder that may
-    /// never read it).
+    /// it, with its descriptor kept (to hand it on) beside its mapping,
+    /// which gets its pages as they are read (a holder may never read
+    /// it, or read it on another thread).
     pub(crate) fn take_kept(
         &self,
         announced: u64,
         max: u64,
-        lazily: bool,
     ) -> Result<(OwnedFd, Spilled), SpillError> {
         let memfd = self.take_memfd(announced, max)?;
-        let len = announced as usize;
-        let mapped = match lazily {
-            true => Spilled::map_lazily(&memfd, len)?,
-            false => Spilled::map(&memfd, len)?,
-        };
+        let mapped = Spilled::map_lazily(&memfd, announced as usize)?;
         Ok((memfd, mapped))
     }
 
@@ -372,7 +367,7 @@ mod tests {
         let (c, d) = ports().expect("ports");
         a.send(&[5u8; 3000]).expect("send");
         // Kept by the middle (mapped lazily), handed on, read at the end.
-        let (memfd, mapped) = b.take_kept(3000, 4096, true).expect("take");
+        let (memfd, mapped) = b.take_kept(3000, 4096).expect("take");
         assert!(mapped.iter().all(|&x| x == 5));
         c.try_hand_over(&memfd).expect("hand over");
         assert!(d.take(3000, 4096).expect("take").iter().all(|&x| x == 5));

@@ -9,10 +9,7 @@ use serde::Serialize;
 use super::super::client::Link;
 use super::super::protocol::{Op, Reply, Request, MAX_BATCH};
 use super::super::ManagerError;
-use super::{
-    encode, encode_value, expect_done, expect_value, unexpected, Dict, List, Namespace, Queue,
-    Target,
-};
+use super::{encode, expect_done, expect_value, unexpected, Dict, List, Namespace, Queue, Target};
 
 /// A batch being filled ([`crate::manager::Manager::batch`]).
 ///
@@ -102,7 +99,7 @@ impl Batch {
     ) -> Result<Ticket<()>, ManagerError> {
         self.push(
             &d.target,
-            Op::Set(encode(key)?, encode_value(value)?),
+            Op::Set(encode(key)?, encode(value)?.into()),
             expect_done,
         )
     }
@@ -137,7 +134,7 @@ impl Batch {
         l: &List<T>,
         value: &T,
     ) -> Result<Ticket<()>, ManagerError> {
-        self.push(&l.target, Op::Append(encode_value(value)?), expect_done)
+        self.push(&l.target, Op::Append(encode(value)?.into()), expect_done)
     }
 
     /// Puts `item` if the queue has room now: whether it did.
@@ -146,7 +143,11 @@ impl Batch {
         q: &Queue<T>,
         item: &T,
     ) -> Result<Ticket<bool>, ManagerError> {
-        self.push(&q.target, Op::Put(encode_value(item)?, Some(0)), expect_put)
+        self.push(
+            &q.target,
+            Op::Put(encode(item)?.into(), Some(0)),
+            expect_put,
+        )
     }
 
     /// Takes the queue's oldest item if it has one now.

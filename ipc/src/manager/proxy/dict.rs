@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::super::protocol::{KeyHolds, Kind, Op, Reply, Update};
 use super::super::ManagerError;
 use super::{
-    decode, decode_owned, encode, encode_value, expect_bool, expect_count, expect_done, expect_int,
+    decode, decode_owned, encode, expect_bool, expect_count, expect_done, expect_int,
     expect_kept_value, expect_list, expect_value, proxy, unexpected, List, Made, Target,
 };
 
@@ -87,8 +87,10 @@ impl Namespace {
 
     /// Sets the field `name` (`ns.name = value`).
     pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        self.target
-            .done(Op::Set(name.as_bytes().to_vec(), encode_value(value)?))
+        self.target.done(Op::Set(
+            name.as_bytes().to_vec(),
+            self.target.to_store(value)?,
+        ))
     }
 
     /// Adds `delta` to the `i64` field `name` (0 if unset) on the server,
@@ -119,7 +121,10 @@ impl Namespace {
         name: &str,
         value: &T,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode_value(value).map(|v| Op::Set(name.as_bytes().to_vec(), v));
+        let op = self
+            .target
+            .to_store(value)
+            .map(|v| Op::Set(name.as_bytes().to_vec(), v));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 
@@ -193,7 +198,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         key: &K,
         value: &V,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode(key).and_then(|k| Ok(Op::Set(k, encode_value(value)?)));
+        let op = encode(key).and_then(|k| Ok(Op::Set(k, self.target.to_store(value)?)));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 
@@ -293,7 +298,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     {
         let ops = items
             .into_iter()
-            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode_value(v)?)))
+            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode(v)?.into())))
             .collect::<Result<Vec<_>, ManagerError>>();
         async move {
             self.target
@@ -346,7 +351,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// `d[key] = value`.
     pub fn set(&self, key: &K, value: &V) -> Result<(), ManagerError> {
         self.target
-            .done(Op::Set(encode(key)?, encode_value(value)?))
+            .done(Op::Set(encode(key)?, self.target.to_store(value)?))
     }
 
     /// `d.pop(key, None)`.
@@ -461,7 +466,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     {
         let ops = items
             .into_iter()
-            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode_value(v)?)))
+            .map(|(k, v)| Ok(Op::Set(encode(k)?, encode(v)?.into())))
             .collect::<Result<Vec<_>, ManagerError>>()?;
         self.target
             .batch(ops)?
@@ -704,7 +709,8 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
 
     /// `v.value = x`.
     pub fn set(&self, value: &T) -> Result<(), ManagerError> {
-        self.target.done(Op::Set(Vec::new(), encode_value(value)?))
+        self.target
+            .done(Op::Set(Vec::new(), self.target.to_store(value)?))
     }
 
     /// [`get`](Self::get), awaited (see [`Dict::get_async`]).
@@ -722,7 +728,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         &self,
         value: &T,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode_value(value).map(|v| Op::Set(Vec::new(), v));
+        let op = self.target.to_store(value).map(|v| Op::Set(Vec::new(), v));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 

@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{
-    decode_owned, encode, encode_value, expect_bool, expect_count, expect_done, expect_int,
-    expect_kept_value, expect_list, expect_value, proxy, unexpected,
+    decode_owned, encode, expect_bool, expect_count, expect_done, expect_int, expect_kept_value,
+    expect_list, expect_value, proxy, unexpected,
 };
 
 proxy! {
@@ -23,7 +23,7 @@ proxy! {
 impl<T: Serialize + DeserializeOwned> List<T> {
     /// `l.append(v)`.
     pub fn append(&self, value: &T) -> Result<(), ManagerError> {
-        self.target.done(Op::Append(encode_value(value)?))
+        self.target.done(Op::Append(self.target.to_store(value)?))
     }
 
     /// `l.append(v)`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
@@ -31,7 +31,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         &self,
         value: &T,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode_value(value).map(Op::Append);
+        let op = self.target.to_store(value).map(Op::Append);
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 
@@ -81,7 +81,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         index: u64,
         value: &T,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode_value(value).map(|v| Op::Insert(index, v));
+        let op = self.target.to_store(value).map(|v| Op::Insert(index, v));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 
@@ -91,7 +91,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         index: u64,
         value: &T,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode_value(value).map(|v| Op::SetAt(index, v));
+        let op = self.target.to_store(value).map(|v| Op::SetAt(index, v));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 
@@ -155,7 +155,8 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// `l.insert(i, v)` (past the end: at the end).
     pub fn insert(&self, index: u64, value: &T) -> Result<(), ManagerError> {
-        self.target.done(Op::Insert(index, encode_value(value)?))
+        self.target
+            .done(Op::Insert(index, self.target.to_store(value)?))
     }
 
     /// `l[i]`, or `None` past the end.
@@ -165,7 +166,8 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// `l[i] = v` (an error past the end).
     pub fn set(&self, index: u64, value: &T) -> Result<(), ManagerError> {
-        self.target.done(Op::SetAt(index, encode_value(value)?))
+        self.target
+            .done(Op::SetAt(index, self.target.to_store(value)?))
     }
 
     /// `l.pop()`: the last item.
@@ -269,7 +271,8 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
 
     /// `a[i] = v` (an error past the end).
     pub fn set(&self, index: u64, value: &T) -> Result<(), ManagerError> {
-        self.target.done(Op::SetAt(index, encode_value(value)?))
+        self.target
+            .done(Op::SetAt(index, self.target.to_store(value)?))
     }
 
     /// `len(a)`.
@@ -306,7 +309,7 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
         index: u64,
         value: &T,
     ) -> impl Future<Output = Result<(), ManagerError>> + Send + '_ {
-        let op = encode_value(value).map(|v| Op::SetAt(index, v));
+        let op = self.target.to_store(value).map(|v| Op::SetAt(index, v));
         async move { expect_done(self.target.call_async(op?).await?) }
     }
 

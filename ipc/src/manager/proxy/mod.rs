@@ -46,11 +46,16 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Manage
     Ok(out)
 }
 
-/// A value to store, encoded: into a buffer, or from a megabyte on into
-/// the sealed memfd it travels in and the manager keeps (see
-/// `manager::sealed`), with no buffer of the whole value in between.
-pub(super) fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Payload, ManagerError> {
+/// A value to store, encoded: into a buffer, or, for a `local` manager,
+/// from a megabyte on into the sealed memfd it travels in and the manager
+/// keeps (see `manager::sealed`), with no buffer of the whole value in
+/// between. (Over TCP the bytes go on the socket: a memfd would be one
+/// more copy.)
+fn encode_value<T: Serialize + ?Sized>(value: &T, local: bool) -> Result<Payload, ManagerError> {
     use crate::codec::spill_sink::{Encoded, SpillSink, SpillSinkError};
+    if !local {
+        return encode(value).map(Payload::Owned);
+    }
     // The manager's own cap is checked as the value is sent.
     static NO_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
     let mut sink = SpillSink::new(Vec::with_capacity(32), SEALED_FROM, &NO_CAP, MEMFD_NAME);
@@ -154,6 +159,14 @@ impl Drop for Reference {
 }
 
 impl Target {
+    /// A value to store in this object, encoded (see [`encode_value`]).
+    pub(super) fn to_store<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<Payload, ManagerError> {
+        encode_value(value, self.link.is_local())
+    }
+
     /// A proxy to a named or nested object (not counted: it lives until it
     /// is deleted, or with its key).
     pub(super) fn new(link: Link, id: u64) -> Self {

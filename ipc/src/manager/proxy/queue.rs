@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::super::awaited::Undo;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::{ManagerError, Payload};
-use super::{encode_value, expect_done, expect_value, proxy, unexpected, wait_ms, Target};
+use super::{expect_done, expect_value, proxy, unexpected, wait_ms, Target};
 
 fn put(target: &Target, item: Payload, wait: Option<Duration>) -> Result<bool, ManagerError> {
     match target.call_waiting(Op::Put(item, wait_ms(wait)), wait)? {
@@ -33,12 +33,12 @@ macro_rules! queue_methods {
         impl<T: Serialize + DeserializeOwned> $name<T> {
             /// Puts `item`, waiting while the queue is full.
             pub fn put(&self, item: &T) -> Result<(), ManagerError> {
-                put(&self.target, encode_value(item)?, None).map(|_| ())
+                put(&self.target, self.target.to_store(item)?, None).map(|_| ())
             }
 
             /// Puts `item` if there is room within `timeout`; whether it did.
             pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool, ManagerError> {
-                put(&self.target, encode_value(item)?, Some(timeout))
+                put(&self.target, self.target.to_store(item)?, Some(timeout))
             }
 
             /// Takes the oldest item, waiting for one.
@@ -88,7 +88,7 @@ macro_rules! queue_methods {
             /// encoded now. Dropped while it waits for room, it has put
             /// nothing, unless the item went in meanwhile (it then stays).
             pub async fn put_async(&self, item: &T) -> Result<(), ManagerError> {
-                let op = Op::Put(encode_value(item)?, None);
+                let op = Op::Put(self.target.to_store(item)?, None);
                 expect_done(self.target.call_waiting_async(op, Undo::Nothing).await?)
             }
 

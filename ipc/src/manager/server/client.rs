@@ -166,7 +166,7 @@ impl Client {
     fn with_sealed_value(&mut self, mut op: Op, len: u64) -> Result<Op, String> {
         let max = self.conn.max_frame_size() as u64;
         let lane = self.lane.as_ref().ok_or("no lane")?;
-        let value = SealedValue::taken(&lane.spill, len, max, true)
+        let value = SealedValue::taken(&lane.spill, len, max)
             .map_err(|e| format!("the value handed over: {e}"))?;
         let slot = op
             .value_mut()
