@@ -136,7 +136,7 @@ fn bench_sieve_compares_the_supervisor_with_one_process() {
 }
 
 #[test]
-fn bench_large_measures_pool_arguments_results_and_a_queue_item() {
+fn bench_large_measures_pool_arguments_results_a_queue_item_and_a_manager_value() {
     let rows = bench_json("large");
     let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
     assert_eq!(
@@ -146,6 +146,7 @@ fn bench_large_measures_pool_arguments_results_and_a_queue_item() {
             "Pool::apply, a 10 MB result",
             "Pool::map, four 10 MB arguments",
             "Queue, a 10 MB item put here, taken by a child",
+            "Manager dict, a 10 MB value set here, read by a child",
         ]
     );
     assert!(rows

@@ -410,7 +410,8 @@ fn set_large(
         false => d.set(&0, &warm),
     }
     .map_err(|e| e.to_string())?;
-    let value = serde_bytes::ByteBuf::from(make(n));
+    // Written to, as a program's value is (see `made`).
+    let value = serde_bytes::ByteBuf::from(made(n));
     let started = Instant::now();
     let ms = match awaited {
         true => {

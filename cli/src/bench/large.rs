@@ -1,10 +1,11 @@
 //! `supervisor bench large`: one `Pool::apply` round trip with a 100 MB
 //! argument (a byte buffer, as Python's `bytes`), one with a 100 MB
 //! result, a `Pool::map` over four 100 MB arguments, with 2 workers in
-//! the default start method, and a 100 MB `Queue` item put here and taken
+//! the default start method, a 100 MB `Queue` item put here and taken
+//! by a child, and a 100 MB value set in a `Manager` dict here and read
 //! by a child. Python's rows (`Pool.apply` with a 100 MB `bytes` each
-//! way, `Pool.map` over four, a `multiprocessing.Queue` item) come from
-//! `scripts/compare-python`.
+//! way, `Pool.map` over four, a `multiprocessing.Queue` item, a
+//! `Manager().dict()` value) come from `scripts/compare-python`.
 
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use serde_bytes::ByteBuf;
 
 use super::report::Row;
 use super::stats::median;
+use outlast::ipc::manager::{Dict, Manager};
 use outlast::ipc::queue::Queue;
 use outlast::ipc::{Process, StartMethod};
 use outlast::pool::Pool;
@@ -68,6 +70,60 @@ fn queue_item_ms(size: usize, runs: usize) -> Result<Vec<f64>, String> {
     Ok(ms)
 }
 
+/// What a child reading a manager's values is handed.
+type Reader = (
+    Dict<u32, ByteBuf>,
+    Queue<u32>,
+    Queue<(usize, u8, u8)>,
+    usize,
+);
+
+/// Reads the value at each of the `n` keys `keys` names, answering each
+/// with its check.
+fn read_values((dict, keys, acks, n): Reader) {
+    for _ in 0..n {
+        let Ok(key) = keys.get_timeout(PATIENCE) else {
+            return;
+        };
+        let check = match dict.get(&key) {
+            Ok(Some(value)) => take(value),
+            _ => (0, 0, 0),
+        };
+        if acks.put(&check).is_err() {
+            return;
+        }
+    }
+}
+
+/// A `size`-byte value set in a manager's dict here and read by a child,
+/// `runs` times: from each set's start until the child says it has it
+/// (ms).
+fn manager_value_ms(size: usize, runs: usize) -> Result<Vec<f64>, String> {
+    let manager = Manager::start_with(StartMethod::ForkServer).map_err(|e| e.to_string())?;
+    let dict = manager.dict::<u32, ByteBuf>().map_err(|e| e.to_string())?;
+    let keys = Queue::<u32>::new(0).map_err(|e| e.to_string())?;
+    let acks = Queue::<(usize, u8, u8)>::new(0).map_err(|e| e.to_string())?;
+    let reader = (dict.clone(), keys.clone(), acks.clone(), runs);
+    let mut child = Process::new(read_values, reader).start_method(StartMethod::ForkServer);
+    child.start().map_err(|e| e.to_string())?;
+    let mut ms = Vec::new();
+    for run in 0..runs as u32 {
+        let data = ByteBuf::from(vec![1u8; size]);
+        let started = Instant::now();
+        dict.set(&run, &data).map_err(|e| e.to_string())?;
+        keys.put(&run).map_err(|e| e.to_string())?;
+        let got = acks.get_timeout(PATIENCE).map_err(|e| e.to_string())?;
+        ms.push(started.elapsed().as_secs_f64() * 1e3);
+        if got != (size, 1, 1) {
+            return Err(format!("the manager's value arrived as {got:?}"));
+        }
+        // One value kept at a time, as Python's side.
+        dict.clear().map_err(|e| e.to_string())?;
+    }
+    child.join().map_err(|e| e.to_string())?;
+    Ok(ms)
+}
+
 pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     let size: usize = if quick { 10_000_000 } else { 100_000_000 };
     let pool = Pool::new(2).map_err(|e| e.to_string())?;
@@ -100,6 +156,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         }
     }
     let queue_ms = queue_item_ms(size, runs)?;
+    let manager_ms = manager_value_ms(size, runs)?;
     let mb = size as f64 / 1e6;
     Ok(vec![
         Row {
@@ -135,6 +192,15 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             size_bytes: Some(size),
             median_ms: Some(median(&queue_ms)),
             mb_per_s: Some(mb / (median(&queue_ms) / 1e3)),
+            runs,
+            ..Row::default()
+        },
+        Row {
+            bench: "large",
+            subject: format!("Manager dict, a {mb:.0} MB value set here, read by a child"),
+            size_bytes: Some(size),
+            median_ms: Some(median(&manager_ms)),
+            mb_per_s: Some(mb / (median(&manager_ms) / 1e3)),
             runs,
             ..Row::default()
         },
