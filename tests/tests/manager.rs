@@ -596,7 +596,8 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 /// Values of a megabyte or more go beside a local client's lane in
 /// sealed memfds, which the manager keeps as they are and hands to each
 /// `get` (before, a 100 MB value crossed the socket both ways: set
-/// 150 ms and get 200 ms, now 40 ms and 120 ms). Stored by a child, read
+/// 163-221 ms and get 228-245 ms, now 47-53 ms and 83-103 ms, `bench
+/// async`). Stored by a child, read
 /// here exactly, blocking and awaited; the server holds one memfd per
 /// stored large value and lets each go when its value is replaced,
 /// popped, taken or cleared. Over TCP the bytes go on the socket.
