@@ -620,6 +620,16 @@ fn large_values_travel_and_stay_in_sealed_memfds() {
     assert!(l.get(0).unwrap() == Some(pattern(4, 1 << 20)), "l[0]");
     assert!(l.get(1).unwrap() == Some(pattern(3, 2 << 20)), "l[1]");
     assert!(q.get().unwrap() == pattern(5, 5 << 20), "the queue's item");
+    // Replies of many values, as large: beside the lane too, whole.
+    let items = d.items().unwrap();
+    assert!(
+        items == [(1, pattern(1, 8 << 20)), (2, pattern(2, 3 << 20))],
+        "items()"
+    );
+    assert!(
+        l.to_vec().unwrap() == [pattern(4, 1 << 20), pattern(3, 2 << 20)],
+        "to_vec()"
+    );
     // A small value stays in the manager's memory; a large one replaced.
     d.set(&2, &vec![7u8; 100]).unwrap();
     d.set(&1, &pattern(6, 4 << 20)).unwrap();

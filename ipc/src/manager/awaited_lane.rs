@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use super::client::{lane_error, sealed_reply};
+use super::client::{lane_error, sealed_reply, sealed_whole_reply};
 use super::lane::{ClientLane, LaneError};
 use super::protocol::Reply;
 use super::{ManagerError, Payload};
@@ -61,10 +61,11 @@ impl AwaitedLane {
 
     /// The reply read into `out`: `OnSocket` as it is (it follows on the
     /// socket), a sealed value taken from beside the lane (at most `max`
-    /// bytes) and given as `Value`.
+    /// bytes) and given as `Value`, a sealed reply taken and decoded.
     pub fn decode(&self, out: &[u8], max: usize) -> Result<Reply, ManagerError> {
         match postcard::from_bytes::<Reply>(out) {
             Ok(Reply::SealedValue(len)) => sealed_reply(&self.lane, len, max),
+            Ok(Reply::SealedReply(len)) => sealed_whole_reply(&self.lane, len, max),
             Ok(reply) => Ok(reply),
             Err(e) => Err(ManagerError::Protocol(e.to_string())),
         }

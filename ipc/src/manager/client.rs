@@ -556,8 +556,29 @@ fn lane_reply(
     match postcard::from_bytes::<Reply>(out) {
         Ok(Reply::OnSocket) => socket_reply(conn, budget, left),
         Ok(Reply::SealedValue(len)) => sealed_reply(lane, len, conn.max_frame_size()),
+        Ok(Reply::SealedReply(len)) => sealed_whole_reply(lane, len, conn.max_frame_size()),
         Ok(reply) => Ok(reply),
         Err(e) => Err(ManagerError::Protocol(e.to_string())),
+    }
+}
+
+/// The reply a `Reply::SealedReply(len)` announced: its encoding taken
+/// from beside the lane (checked: sealed, that size, at most `max`) and
+/// decoded where it lies.
+pub(super) fn sealed_whole_reply(
+    lane: &ClientLane,
+    len: u64,
+    max: usize,
+) -> Result<Reply, ManagerError> {
+    let sealed = lane
+        .take_sealed(len, max as u64)
+        .map_err(|e| ManagerError::Protocol(format!("a sealed reply: {e}")))?;
+    match postcard::from_bytes::<Reply>(&sealed) {
+        Ok(Reply::OnSocket | Reply::SealedValue(_) | Reply::SealedReply(_)) => Err(
+            ManagerError::Protocol("a sealed reply that points elsewhere".into()),
+        ),
+        Ok(reply) => Ok(reply),
+        Err(e) => Err(ManagerError::Protocol(format!("a sealed reply: {e}"))),
     }
 }
 

@@ -423,6 +423,10 @@ pub enum Reply {
     /// memfd of `len` bytes handed over on the lane's spill port just
     /// before.
     SealedValue(u64),
+    /// Sent on the lane: the reply, `len` bytes encoded, is in the sealed
+    /// memfd handed over on the lane's spill port just before (a large
+    /// one other than a single value: `items()`, a list's `to_vec()`).
+    SealedReply(u64),
 }
 
 thread_local! {

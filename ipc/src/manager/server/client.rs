@@ -239,6 +239,14 @@ impl Client {
                 };
                 match sent {
                     Ok(()) => return Ok(()),
+                    // Large (a page of `items()`, a list's `to_vec()`):
+                    // the whole reply beside the lane, sealed.
+                    Err(TrySendError::TooLarge { .. })
+                        if (SEALED_FROM..=self.conn.max_frame_size()).contains(&len)
+                            && reply_sealed_whole(lane, reply, len)? =>
+                    {
+                        return Ok(())
+                    }
                     Err(TrySendError::TooLarge { .. }) => {
                         let marker = postcard::to_allocvec(&Reply::OnSocket)
                             .map_err(|_| Leaving::Garbage)?;
@@ -296,6 +304,37 @@ impl Client {
     fn refuse_lane(&mut self, why: &str) -> Result<(), Leaving> {
         self.via_lane = false;
         self.reply(&Reply::Error(why.to_string()))
+    }
+}
+
+/// Writes `reply` (`len` bytes encoded) into a sealed memfd, hands it
+/// over beside `lane` and announces it there (`Reply::SealedReply`):
+/// `Ok(false)` if no memfd could be made (it goes on the socket instead).
+fn reply_sealed_whole(lane: &mut ServerLane, reply: &Reply, len: usize) -> Result<bool, Leaving> {
+    use crate::codec::spill_sink::{Encoded, SpillSink};
+    use std::sync::atomic::AtomicUsize;
+    static NO_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
+    // Nothing stays in the buffer: every byte goes to the memfd.
+    let mut sink = SpillSink::new(Vec::new(), 0, &NO_CAP, sealed::MEMFD_NAME);
+    let encoded = crate::codec::encode_to(reply, &mut sink);
+    let memfd = match sink.finish(encoded) {
+        Ok(Encoded::Spilled {
+            memfd,
+            len: written,
+        }) if written == len => memfd,
+        _ => return Ok(false),
+    };
+    match lane.spill.try_hand_over(&memfd) {
+        Ok(()) => {}
+        Err(SpillError::Disconnected) => return Err(Leaving::Left),
+        Err(_) => return Err(Leaving::NotReading),
+    }
+    let marker =
+        postcard::to_allocvec(&Reply::SealedReply(len as u64)).map_err(|_| Leaving::Garbage)?;
+    match lane.replies.try_send(&marker) {
+        Ok(()) => Ok(true),
+        Err(TrySendError::Full) => Err(Leaving::NotReading),
+        Err(_) => Err(Leaving::Left),
     }
 }
 
