@@ -22,7 +22,7 @@ pub enum Payload {
     Owned(Vec<u8>),
     /// Bytes the server also keeps.
     Shared(Arc<Vec<u8>>),
-    /// A large value in a sealed memfd, mapped (see [`super::sealed`]):
+    /// A large value in a sealed memfd, mapped (a local manager's):
     /// the server keeps it, a client reads it where it lies.
     Sealed(Arc<SealedValue>),
 }

@@ -128,7 +128,7 @@ pub enum Request {
     /// `On { id, op }` whose op's value (left empty in `op`: a set's, an
     /// append's, an insert's, a set at an index, a queue's put) is the
     /// sealed memfd of `len` bytes handed over on the lane's spill port
-    /// just before (see [`super::sealed`]). Only on a lane.
+    /// just before. Only on a lane.
     OnSealed {
         id: u64,
         op: Op,
