@@ -194,6 +194,7 @@ impl Spilling {
             buf.clear();
         }
         if bytes.len() >= DIRECT {
+            crate::os::memory::prefault_for_reading(bytes);
             file.write_all(bytes)?;
             self.flushed += bytes.len();
         } else {

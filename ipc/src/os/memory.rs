@@ -44,6 +44,7 @@ pub fn is_sealed_against_shrinking(fd: &impl AsFd) -> bool {
 /// against writes and resizing (a spawned child's bootstrap).
 pub fn sealed_memfd_with(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
     use std::io::Write;
+    prefault_for_reading(bytes);
     sealed_memfd_written(name, |file| file.write_all(bytes))
 }
 
@@ -232,6 +233,35 @@ pub(crate) fn prefault_for_writing(ptr: *mut u8, len: usize) {
     let _ = unsafe { libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE) };
 }
 
+/// Asks for the pages of `bytes`, about to be read whole (written into a
+/// file), in one call (`MADV_POPULATE_READ`, Linux 5.14) when they are not
+/// in memory yet: a buffer never written (`vec![0u8; n]`) written into a
+/// memfd faulted inside `write` twice a page (100 MB: 115-135 ms, then
+/// 56-57 ms with this call). A buffer that was written is left alone (the
+/// call would cost 4 ms per 100 MB): its first whole page is looked at.
+pub(crate) fn prefault_for_reading(bytes: &[u8]) {
+    const MADV_POPULATE_READ: libc::c_int = 22;
+    if bytes.len() < PREFAULT_FROM {
+        return;
+    }
+    let page = (super::procfs::page_size() as usize).max(1);
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end <= start {
+        return;
+    }
+    let mut first = 0u8;
+    // SAFETY: one whole page inside `bytes`, which is mapped; `first` has
+    // room for its one byte of answer.
+    let looked = unsafe { libc::mincore(start as *mut libc::c_void, page, &mut first) };
+    if looked == 0 && first & 1 == 1 {
+        return;
+    }
+    // SAFETY: whole pages inside memory the caller borrows; populating
+    // them readable changes no byte of it.
+    let _ = unsafe { libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_READ) };
+}
+
 /// Unmaps a mapping made by [`map_shared`] or [`map_read_only`].
 ///
 /// # Safety
@@ -317,6 +347,35 @@ mod tests {
         assert_eq!(resident_pages(base, len), len / page - 1);
         // SAFETY: inside the mapping.
         assert_eq!(unsafe { base.read() }, 7, "a byte changed");
+        // SAFETY: the mapping is ours and nothing uses it.
+        unsafe { unmap(base, len) };
+    }
+
+    #[test]
+    fn an_untouched_buffer_about_to_be_read_gets_its_pages_in_one_call() {
+        let len = 16 << 20;
+        // SAFETY: a fresh private anonymous mapping, unmapped below.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        // SAFETY: advice on our own fresh mapping.
+        unsafe { libc::madvise(addr, len, libc::MADV_NOHUGEPAGE) };
+        let base = addr.cast::<u8>();
+        assert_eq!(resident_pages(base, len), 0);
+        // SAFETY: the whole mapping, readable, ours.
+        let bytes = unsafe { std::slice::from_raw_parts(base, len) };
+        prefault_for_reading(bytes);
+        let page = procfs::page_size() as usize;
+        assert_eq!(resident_pages(base, len), len / page, "pages not asked for");
+        assert!(bytes.iter().all(|&b| b == 0));
         // SAFETY: the mapping is ours and nothing uses it.
         unsafe { unmap(base, len) };
     }
