@@ -37,7 +37,7 @@ use std::task::{Poll, Waker};
 
 use super::awaited_lane::AwaitedLane;
 use super::client::{
-    batchable, decrefs, lane_error, large_value, last_of_batch, recv_error, sealed_error,
+    batchable, decrefs, lane_error, large_value, last_of_batch, recv_error, sealed_request,
     send_error, split_large_value, Link,
 };
 use super::lane::LaneError;
@@ -721,20 +721,12 @@ impl Link {
 /// encoded into one) goes as it is, no copy of it on the executor's thread.
 fn send_sealed(
     lane: &mut AwaitedLane,
-    (id, op, value): (u64, Op, &Payload),
+    sealed: (u64, Op, &Payload),
     conn: &Connection,
 ) -> Result<(), ManagerError> {
-    let max = conn.max_frame_size();
-    if value.len() > max {
-        return Err(ManagerError::TooLarge {
-            len: value.len(),
-            max,
-        });
-    }
-    lane.send_sealed(value).map_err(sealed_error)?;
-    let len = value.len() as u64;
-    let bytes = postcard::to_allocvec(&Request::OnSealed { id, op, len })
-        .map_err(|e| ManagerError::Encode(e.to_string()))?;
+    let bytes = sealed_request(sealed, conn.max_frame_size(), |value| {
+        lane.send_sealed(value)
+    })?;
     lane.send(&bytes).map_err(lane_error)
 }
 

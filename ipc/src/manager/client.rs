@@ -288,18 +288,9 @@ impl Link {
         let reply = match (sealed, open.lane.as_mut()) {
             // A large value goes beside the lane in a sealed memfd, which
             // the manager keeps as it is.
-            (Some((id, op, value)), Some(lane)) => {
+            (Some(sealed), Some(lane)) => {
                 let max = open.conn.max_frame_size();
-                if value.len() > max {
-                    return Err(ManagerError::TooLarge {
-                        len: value.len(),
-                        max,
-                    });
-                }
-                lane.send_sealed(value).map_err(sealed_error)?;
-                let len = value.len() as u64;
-                let bytes = postcard::to_allocvec(&Request::OnSealed { id, op, len })
-                    .map_err(|e| ManagerError::Encode(e.to_string()))?;
+                let bytes = sealed_request(sealed, max, |value| lane.send_sealed(value))?;
                 lane.send(&bytes, left()).map_err(lane_error)?;
                 let out = &mut open.reply_bytes;
                 lane.receive(out, left()).map_err(lane_error)?;
@@ -542,6 +533,26 @@ fn socket_reply(
             Some(t) => conn.recv_timeout::<Reply>(t).map_err(recv_timeout_error),
         },
     }
+}
+
+/// A large value handed over beside a lane (by `hand_over`), and the
+/// request that announces it (`OnSealed`), encoded; a value over the
+/// manager's largest frame `max` is refused first, with nothing sent.
+pub(super) fn sealed_request(
+    (id, op, value): (u64, Op, &Payload),
+    max: usize,
+    hand_over: impl FnOnce(&Payload) -> Result<(), SpillError>,
+) -> Result<Vec<u8>, ManagerError> {
+    if value.len() > max {
+        return Err(ManagerError::TooLarge {
+            len: value.len(),
+            max,
+        });
+    }
+    hand_over(value).map_err(sealed_error)?;
+    let len = value.len() as u64;
+    postcard::to_allocvec(&Request::OnSealed { id, op, len })
+        .map_err(|e| ManagerError::Encode(e.to_string()))
 }
 
 /// A reply read off the lane: one that did not fit follows on the

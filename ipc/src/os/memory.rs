@@ -309,12 +309,11 @@ mod tests {
         vec.iter().filter(|&&b| b & 1 == 1).count()
     }
 
-    #[test]
-    fn a_large_buffer_about_to_be_written_gets_its_pages_in_one_call() {
-        let page = procfs::page_size() as usize;
-        // Fresh pages, aligned: a mapping of our own.
-        let len = 64 << 20;
-        // SAFETY: a fresh private anonymous mapping, unmapped below.
+    /// A fresh private mapping of `len` bytes, none of them in memory, in
+    /// pages of 4 KiB even where transparent huge pages are always on (one
+    /// write would bring in 512 pages). Unmapped by the caller.
+    fn fresh_pages(len: usize) -> *mut u8 {
+        // SAFETY: a fresh private anonymous mapping, unmapped by the caller.
         let addr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -326,11 +325,16 @@ mod tests {
             )
         };
         assert_ne!(addr, libc::MAP_FAILED);
-        // Pages of 4 KiB, even where transparent huge pages are always on
-        // (one write would bring in 512 pages).
         // SAFETY: advice on our own fresh mapping.
         unsafe { libc::madvise(addr, len, libc::MADV_NOHUGEPAGE) };
-        let base = addr.cast::<u8>();
+        addr.cast::<u8>()
+    }
+
+    #[test]
+    fn a_large_buffer_about_to_be_written_gets_its_pages_in_one_call() {
+        let page = procfs::page_size() as usize;
+        let len = 64 << 20;
+        let base = fresh_pages(len);
         // SAFETY: inside the mapping.
         unsafe { base.write(7) };
         assert!(resident_pages(base, len) < 8, "fresh pages were in memory");
@@ -354,21 +358,7 @@ mod tests {
     #[test]
     fn an_untouched_buffer_about_to_be_read_gets_its_pages_in_one_call() {
         let len = 16 << 20;
-        // SAFETY: a fresh private anonymous mapping, unmapped below.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(addr, libc::MAP_FAILED);
-        // SAFETY: advice on our own fresh mapping.
-        unsafe { libc::madvise(addr, len, libc::MADV_NOHUGEPAGE) };
-        let base = addr.cast::<u8>();
+        let base = fresh_pages(len);
         assert_eq!(resident_pages(base, len), 0);
         // SAFETY: the whole mapping, readable, ours.
         let bytes = unsafe { std::slice::from_raw_parts(base, len) };
