@@ -197,8 +197,7 @@ impl Link {
     /// Whether the manager is on this machine, at a Unix socket (as the
     /// address is written: `unix:`, a path, `@name`, `\0name`; else TCP).
     pub(super) fn is_local(&self) -> bool {
-        let a = &self.address;
-        a.starts_with("unix:") || a.starts_with(['/', '.', '@', '\0'])
+        net::names_unix_socket(&self.address)
     }
 
     /// Sends `request` and waits for its reply, at most `timeout` (`None`:

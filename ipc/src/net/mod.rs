@@ -115,6 +115,13 @@ impl FromStr for Address {
     }
 }
 
+/// Whether `text` names a Unix socket (a path or an abstract name) rather
+/// than a TCP address, as [`Address::from_str`] reads it, without parsing
+/// or resolving it (a manager's client asks this on every store).
+pub(crate) fn names_unix_socket(text: &str) -> bool {
+    text.starts_with("unix:") || text.starts_with(['/', '.', '@', '\0'])
+}
+
 /// Why a connection was not made or not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -399,4 +406,28 @@ fn seal_as_server(conn: &mut Connection, keys: &auth::FrameKeys) {
         &keys.server_to_client,
         &keys.client_to_server,
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_unix_socket_agrees_with_the_parser() {
+        for text in [
+            "unix:/run/x.sock",
+            "/run/x.sock",
+            "./x.sock",
+            "unix:@name",
+            "@name",
+            "\0name",
+            "127.0.0.1:9000",
+            "[::1]:9000",
+            "localhost:9000",
+        ] {
+            let parsed = text.parse::<Address>().expect("an address");
+            let unix = !matches!(parsed, Address::Tcp(_));
+            assert_eq!(names_unix_socket(text), unix, "{text:?}");
+        }
+    }
 }
