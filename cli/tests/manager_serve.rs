@@ -448,3 +448,100 @@ fn a_local_client_that_corrupts_its_lane_is_dropped_alone() {
     honest_round_trips(&honest, 20);
     let _ = std::fs::remove_file(&socket);
 }
+
+/// A client that stops reading (a large reply half sent, so the server
+/// reads no more of its socket), sends a semaphore's release and a queue
+/// get behind it, then closes everything, with and without a lane: the
+/// release still counts and the get takes nothing. Before, the release
+/// went with the connection, a unit lost for good (a dropped awaited guard
+/// releases this way just before its connection may close).
+#[test]
+fn a_gone_clients_last_release_counts_and_its_last_get_takes_nothing() {
+    use outlast_ipc::manager::{Kind, List, Op, Reply, Request, Semaphore};
+    let socket = std::env::temp_dir().join(format!("manager-gone-{}.sock", rand_tag()));
+    let server = Server::start_at(&format!("unix:{}", socket.display()), &[]);
+    let honest = server.connect();
+    let units = honest.open::<Semaphore>("units").unwrap();
+    let jobs = honest.open::<Queue<u64>>("jobs").unwrap();
+    jobs.put(&7).unwrap();
+    let big = honest.open::<List<Vec<u8>>>("big").unwrap();
+    big.append(&vec![1u8; 8 << 20]).unwrap();
+    for with_lane in [false, true] {
+        let mut rogue = outlast_ipc::net::connect(&server.address, &server.key).unwrap();
+        let mut call = |request: &Request| -> Reply {
+            rogue.send(request).unwrap();
+            rogue.recv_timeout(PATIENCE).unwrap()
+        };
+        let open = |name: &str, kind: Kind| Request::Open {
+            name: name.into(),
+            kind,
+            exact: false,
+        };
+        let Reply::Created(units_id) = call(&open(
+            "units",
+            Kind::Semaphore {
+                value: 1,
+                bounded: false,
+                owned: false,
+            },
+        )) else {
+            panic!("the semaphore by name")
+        };
+        let queue = Kind::Queue {
+            maxsize: 0,
+            joinable: false,
+        };
+        let Reply::Created(jobs_id) = call(&open("jobs", queue)) else {
+            panic!("the queue by name")
+        };
+        let Reply::Created(big_id) = call(&open("big", Kind::List)) else {
+            panic!("the list by name")
+        };
+        let take_unit = Request::On {
+            id: units_id,
+            op: Op::Acquire { wait_ms: Some(0) },
+        };
+        assert!(matches!(call(&take_unit), Reply::Acquired { .. }));
+        assert_eq!(units.value().unwrap(), 0, "the rogue holds the unit");
+        let mut lane_fds = Vec::new();
+        if with_lane {
+            rogue.send(&Request::OpenLane).unwrap();
+            let (_, fds) = rogue.recv_bytes_with_fds(PATIENCE).unwrap();
+            assert_eq!(fds.len(), 4, "two rings, a doorbell and a spill port");
+            lane_fds = fds;
+        }
+        // 8 MB the socket cannot take at once: the server stops reading.
+        let stall = Request::On {
+            id: big_id,
+            op: Op::Snapshot,
+        };
+        rogue.send(&stall).unwrap();
+        rogue
+            .send(&Request::On {
+                id: units_id,
+                op: Op::Release,
+            })
+            .unwrap();
+        rogue
+            .send(&Request::On {
+                id: jobs_id,
+                op: Op::Take(Some(0)),
+            })
+            .unwrap();
+        drop(lane_fds);
+        drop(rogue);
+        let deadline = Instant::now() + PATIENCE;
+        while units.value().unwrap() != 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            units.value().unwrap(),
+            1,
+            "the release counts (lane: {with_lane})"
+        );
+        assert_eq!(jobs.len().unwrap(), 1, "the item stays (lane: {with_lane})");
+    }
+    assert_eq!(jobs.get_timeout(Duration::ZERO).unwrap(), Some(7));
+    honest_round_trips(&honest, 30);
+    let _ = std::fs::remove_file(&socket);
+}

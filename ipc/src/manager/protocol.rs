@@ -320,6 +320,24 @@ impl Op {
         matches!(self, Op::Wait { .. }) || self.wait_of().is_some_and(|w| w != Some(0))
     }
 
+    /// Whether its answer hands the caller something that is then the
+    /// caller's: an item or entry taken out, a lock or a unit, a
+    /// condition's lock taken back, a barrier passed, a registered type's
+    /// result (which may be anything).
+    pub(crate) fn hands_over(&self) -> bool {
+        matches!(
+            self,
+            Op::Pop(_)
+                | Op::PopItem
+                | Op::PopAt(_)
+                | Op::Take(_)
+                | Op::Acquire { .. }
+                | Op::Wait { .. }
+                | Op::Arrive { .. }
+                | Op::Call(_)
+        )
+    }
+
     /// The one value it brings to store, if it brings one: a set's, an
     /// append's, an insert's, a set at an index, a queue's put.
     pub fn value(&self) -> Option<&Payload> {

@@ -47,6 +47,9 @@ pub(super) struct Client {
     buf: Vec<u8>,
     /// A reply encoded for the lane (kept for the next while small).
     out: Vec<u8>,
+    /// It is gone and its last requests are being answered: replies go
+    /// nowhere (see [`Client::last_words`]).
+    gone: bool,
 }
 
 /// The most bytes `Client::out` keeps between replies.
@@ -75,7 +78,50 @@ impl Client {
             via_lane: false,
             buf: Vec::new(),
             out: Vec::new(),
+            gone: false,
         }
+    }
+
+    /// `served`, unless it says the client left: then what the client
+    /// sent before it went, still in its socket or its lane, is answered
+    /// first (see [`last_words`](Self::last_words)), and why it leaves.
+    pub fn unless_gone(
+        &mut self,
+        hub: &Hub,
+        id: ClientId,
+        served: Result<(), Leaving>,
+    ) -> Result<(), Leaving> {
+        match served {
+            Err(Leaving::Left) => Err(self.last_words(hub, id)),
+            served => served,
+        }
+    }
+
+    /// The client is gone (a channel closed, or a reply found it gone):
+    /// the requests it sent before it went, already in its socket or its
+    /// lane, are answered into the void, so that a release sent just before
+    /// a close counts (a closed doorbell read before the socket lost a
+    /// semaphore's unit). Those that would hand it something (an item, a
+    /// unit, a lock) are not: it could not take them. Only what is there
+    /// already is read: a peer cannot keep us here.
+    pub fn last_words(&mut self, hub: &Hub, id: ClientId) -> Leaving {
+        self.gone = true;
+        let socket = self.serve_socket(hub, id);
+        let lane = self.serve_lane(hub, id);
+        match (socket, lane) {
+            (Err(why @ (Leaving::Garbage | Leaving::Corrupted(_))), _)
+            | (_, Err(why @ (Leaving::Garbage | Leaving::Corrupted(_)))) => why,
+            _ => Leaving::Left,
+        }
+    }
+
+    /// The answer to `request`, if it has one now; a gone client's request
+    /// that would hand it something is dropped unanswered.
+    fn answer(&self, hub: &Hub, id: ClientId, request: Request) -> Option<Reply> {
+        if self.gone && hands_over(&request) {
+            return None;
+        }
+        answer(hub, id, request)
     }
 
     /// It was just heard from.
@@ -93,6 +139,8 @@ impl Client {
     pub fn serve_socket(&mut self, hub: &Hub, id: ClientId) -> Result<(), Leaving> {
         loop {
             match self.conn.try_recv::<Request>() {
+                // Gone: nothing to open, nobody to own.
+                Ok(Request::OpenLane | Request::Owner(_)) if self.gone => {}
                 Ok(Request::OpenLane) => self.open_lane()?,
                 Ok(Request::Owner(token)) => {
                     self.via_lane = false;
@@ -106,9 +154,9 @@ impl Client {
                 }
                 Ok(request) => {
                     self.via_lane = false;
-                    if let Some(reply) = answer(hub, id, request) {
+                    if let Some(reply) = self.answer(hub, id, request) {
                         self.reply(&reply)?;
-                        if self.conn.has_unsent() {
+                        if !self.gone && self.conn.has_unsent() {
                             // Read no more until it has taken this one.
                             return Ok(());
                         }
@@ -148,7 +196,7 @@ impl Client {
                 },
                 request => request,
             };
-            if let Some(reply) = answer(hub, id, request) {
+            if let Some(reply) = self.answer(hub, id, request) {
                 self.reply(&reply)?;
             }
         }
@@ -211,6 +259,9 @@ impl Client {
     /// not fit the lane goes on the socket, announced on the lane; a large
     /// value goes beside the lane, sealed.
     pub fn reply(&mut self, reply: &Reply) -> Result<(), Leaving> {
+        if self.gone {
+            return Ok(());
+        }
         if self.via_lane {
             if let Reply::Value(Some(value)) = reply {
                 if value.len() >= SEALED_FROM && self.reply_sealed(value)? {
@@ -335,6 +386,16 @@ fn reply_sealed_whole(lane: &mut ServerLane, reply: &Reply, len: usize) -> Resul
         Ok(()) => Ok(true),
         Err(TrySendError::Full) => Err(Leaving::NotReading),
         Err(_) => Err(Leaving::Left),
+    }
+}
+
+/// Whether `request`'s answer (any in a batch) would hand its client
+/// something that is then its own (see `Op::hands_over`).
+fn hands_over(request: &Request) -> bool {
+    match request {
+        Request::On { op, .. } | Request::OnSealed { op, .. } => op.hands_over(),
+        Request::Batch(requests) => requests.iter().any(hands_over),
+        _ => false,
     }
 }
 

@@ -137,15 +137,18 @@ pub(super) fn serve(hub: &Hub, me: usize, front: Option<Front>, options: &ServeO
                     hub.stop();
                     return;
                 }
+                // Already gone (its socket and its bell both said so).
+                Ready::Socket(id) | Ready::Bell(id) if gone.contains(&id) => {}
                 Ready::Socket(id) | Ready::Bell(id) => {
                     let served = clients.get_mut(&id).map(|client| {
                         client.hear(hub, Instant::now());
-                        match source {
+                        let served = match source {
                             Ready::Socket(_) => client.serve_socket(hub, id),
                             _ if !client.heard() => Err(Leaving::Left),
                             // Served below, with every lane that holds requests.
                             _ => Ok(()),
-                        }
+                        };
+                        client.unless_gone(hub, id, served)
                     });
                     if let Some(Err(why)) = served {
                         dropped(id, why, &clients, &mut gone);
@@ -160,11 +163,11 @@ pub(super) fn serve(hub: &Hub, me: usize, front: Option<Front>, options: &ServeO
                         clients.insert(id, *client);
                     }
                     Message::Reply(id, reply) => {
-                        let sent = clients
-                            .get_mut(&id)
-                            .is_some_and(|c| c.reply(&reply).is_ok());
-                        if !sent {
-                            gone.push(id);
+                        if let Some(client) = clients.get_mut(&id) {
+                            let sent = client.reply(&reply);
+                            if let Err(why) = client.unless_gone(hub, id, sent) {
+                                dropped(id, why, &clients, &mut gone);
+                            }
                         }
                     }
                     Message::Evict(id) => gone.push(id),
@@ -187,7 +190,8 @@ pub(super) fn serve(hub: &Hub, me: usize, front: Option<Front>, options: &ServeO
                 if let Some(lane) = &client.lane {
                     lane.set_peers(peers);
                 }
-                if let Err(why) = client.serve_lane(hub, id) {
+                let served = client.serve_lane(hub, id);
+                if let Err(why) = client.unless_gone(hub, id, served) {
                     broken.push((id, why));
                 }
             }
@@ -223,13 +227,14 @@ pub(super) fn serve(hub: &Hub, me: usize, front: Option<Front>, options: &ServeO
             match client.conn.flush_timeout(Duration::ZERO) {
                 Ok(()) if !client.conn.has_unsent() => {
                     client.stuck_since = None;
-                    if let Err(why) = client.serve_socket(hub, id) {
+                    let served = client.serve_socket(hub, id);
+                    if let Err(why) = client.unless_gone(hub, id, served) {
                         stuck.push((id, why));
                     }
                 }
                 Ok(()) | Err(SendTimeoutError::Timeout) if now.duration_since(since) < STUCK => {}
                 Ok(()) | Err(SendTimeoutError::Timeout) => stuck.push((id, Leaving::NotReading)),
-                Err(_) => stuck.push((id, Leaving::Left)),
+                Err(_) => stuck.push((id, client.last_words(hub, id))),
             }
         }
         for (id, why) in stuck {
@@ -281,11 +286,11 @@ fn settle(hub: &Hub, me: usize, clients: &mut BTreeMap<ClientId, Client>, mut go
                 hub.send(id, Message::Reply(id, reply));
                 continue;
             }
-            let sent = clients
-                .get_mut(&id)
-                .is_some_and(|c| c.reply(&reply).is_ok());
-            if !sent {
-                gone.push(id);
+            if let Some(client) = clients.get_mut(&id) {
+                let sent = client.reply(&reply);
+                if client.unless_gone(hub, id, sent).is_err() {
+                    gone.push(id);
+                }
             }
         }
         if gone.is_empty() {
