@@ -177,15 +177,22 @@ impl Kept {
 
     /// Sends `request`, a small one, without waiting (from a drop): the
     /// way it went, or `None` if it could not go (the connection is to
-    /// be closed). On the socket first, so that a close which may follow
-    /// (a pool with enough idle connections) reaches the manager after it.
+    /// be closed). On the lane first: its reply is read whole or not at
+    /// all, so a next call dropped while it reads that reply keeps the
+    /// connection (one dropped mid-frame on the socket closes it). A close
+    /// that may follow (a pool with enough idle connections) loses nothing:
+    /// the manager answers what a gone client sent before it went.
     pub(super) fn send_now(&mut self, request: &Request) -> Option<Channel> {
         let bytes = postcard::to_allocvec(request).ok()?;
-        if self.conn.send_bytes_timeout(&bytes, Duration::ZERO).is_ok() {
-            return Some(Channel::Socket);
+        if let Some(lane) = self.lane.as_mut() {
+            if lane.send(&bytes).is_ok() {
+                return Some(Channel::Lane);
+            }
         }
-        let lane = self.lane.as_mut()?;
-        lane.send(&bytes).ok().map(|()| Channel::Lane)
+        self.conn
+            .send_bytes_timeout(&bytes, Duration::ZERO)
+            .ok()
+            .map(|()| Channel::Socket)
     }
 
     /// The next reply that comes the way `channel` says (on the lane, one
