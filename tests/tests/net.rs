@@ -31,10 +31,11 @@ fn main() {
     ]);
 }
 
+/// A socket path unique to this test process (our listeners remove their
+/// files when dropped; nothing is left in the temporary directory).
 fn socket_path(name: &str) -> Address {
-    let dir = std::env::temp_dir().join(format!("ipc-net-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    Address::Unix(dir.join(name))
+    let file = format!("ipc-net-{}-{name}", std::process::id());
+    Address::Unix(std::env::temp_dir().join(file))
 }
 
 /// A client in a child: connects with `key`, sends `n`, expects `n + 1`.
@@ -109,8 +110,11 @@ fn fake_server(version: u32) -> (Address, std::thread::JoinHandle<()>) {
     };
     let _ = std::fs::remove_file(path);
     let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let path = path.clone();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
+        // (A std listener leaves its file behind.)
+        let _ = std::fs::remove_file(&path);
         let mut hello = b"ipc-auth".to_vec();
         hello.extend_from_slice(&version.to_le_bytes());
         hello.extend_from_slice(&[7u8; 32]);
