@@ -289,32 +289,6 @@ fn bench_queue_measures_sizes_batches_and_ping_pong() {
 }
 
 #[test]
-fn the_ipc_channel_peer_example_measures_three_sizes() {
-    // Built by `cargo test --workspace`, which builds the `outlast` examples too.
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_supervisor"))
-        .parent()
-        .map(|dir| dir.join("examples").join("ipc_channel_peer"))
-        .expect("a target directory");
-    let out = Command::new(&exe)
-        .arg("--quick")
-        .output()
-        .expect("run the ipc-channel peer");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
-    assert_eq!(rows.len(), 3);
-    assert!(rows
-        .iter()
-        .all(|r| r["msgs_per_s"].as_f64().is_some_and(|v| v > 0.0)));
-}
-
-#[test]
 fn bench_startup_measures_workers_until_ready() {
     let rows = bench_json("startup");
     let ours: Vec<&serde_json::Value> = rows

@@ -1,6 +1,6 @@
 //! Runs every example of the `ipc` crate, with each start method (fork,
-//! spawn, forkserver), and checks
-//! what it prints. The examples are built by `cargo test --workspace`.
+//! spawn, forkserver), and `outlast`'s ipc-channel peer, and checks what
+//! they print. The examples are built by `cargo test --workspace`.
 
 use std::process::Command;
 
@@ -231,4 +231,34 @@ fn async_manager_adds_exactly_from_tasks_and_processes_under_one_lock() {
         assert!(out.contains("barrier passed"), "{out}");
         assert!(out.contains("count: 600\n"), "{out}");
     }
+}
+
+/// `outlast`'s comparison with the ipc-channel crate (here, not beside the
+/// `supervisor` binary's tests: a plain `cargo test` at the root tests the
+/// binary alone and builds no example of another crate).
+#[test]
+fn the_ipc_channel_peer_example_measures_three_sizes() {
+    let path = tests::example_path("ipc_channel_peer");
+    let out = Command::new(&path)
+        .arg("--quick")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (built by `cargo test --workspace`)",
+                path.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows
+        .iter()
+        .all(|r| r["msgs_per_s"].as_f64().is_some_and(|v| v > 0.0)));
 }
