@@ -545,3 +545,88 @@ fn a_gone_clients_last_release_counts_and_its_last_get_takes_nothing() {
     honest_round_trips(&honest, 30);
     let _ = std::fs::remove_file(&socket);
 }
+
+/// A client that stops reading, queues 3,000 releases of a semaphore on its
+/// socket, and closes its doorbell alone (its socket stays open): the
+/// manager reads its last words, 1,024 requests and no more, and drops it.
+#[test]
+fn a_gone_client_is_read_no_further_than_its_last_words() {
+    use outlast_ipc::manager::{Kind, List, Op, Reply, Request, Semaphore};
+    use std::os::fd::AsRawFd;
+    let socket = std::env::temp_dir().join(format!("manager-words-{}.sock", rand_tag()));
+    let server = Server::start_at(&format!("unix:{}", socket.display()), &[]);
+    let honest = server.connect();
+    let units = honest.open::<Semaphore>("units").unwrap();
+    let held = units.acquire().unwrap();
+    assert_eq!(units.value().unwrap(), 0);
+    let big = honest.open::<List<Vec<u8>>>("big").unwrap();
+    big.append(&vec![1u8; 8 << 20]).unwrap();
+    let mut rogue = outlast_ipc::net::connect(&server.address, &server.key).unwrap();
+    let open = |name: &str, kind: Kind| Request::Open {
+        name: name.into(),
+        kind,
+        exact: false,
+    };
+    let semaphore = Kind::Semaphore {
+        value: 1,
+        bounded: false,
+        owned: false,
+    };
+    rogue.send(&open("units", semaphore)).unwrap();
+    let Ok(Reply::Created(units_id)) = rogue.recv_timeout::<Reply>(PATIENCE) else {
+        panic!("the semaphore by name")
+    };
+    rogue.send(&open("big", Kind::List)).unwrap();
+    let Ok(Reply::Created(big_id)) = rogue.recv_timeout::<Reply>(PATIENCE) else {
+        panic!("the list by name")
+    };
+    rogue.send(&Request::OpenLane).unwrap();
+    let (_, fds) = rogue.recv_bytes_with_fds(PATIENCE).unwrap();
+    // 8 MB the socket cannot take at once: the server stops reading.
+    rogue
+        .send(&Request::On {
+            id: big_id,
+            op: Op::Snapshot,
+        })
+        .unwrap();
+    let release = Request::On {
+        id: units_id,
+        op: Op::Release,
+    };
+    // 3,000 frames in one write, straight to the socket (a waiting send of
+    // ours would take the stalled reply in; a Unix socket takes few small
+    // writes).
+    let frame = outlast_ipc::codec::encode_frame(&release, 1 << 20).unwrap();
+    let frames = frame.repeat(3000);
+    let mut written = 0;
+    while written < frames.len() {
+        let rest = &frames[written..];
+        // SAFETY: writes from a live buffer to a descriptor the rogue owns.
+        let n = unsafe { libc::write(rogue.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+        assert!(n > 0, "{}", std::io::Error::last_os_error());
+        written += n as usize;
+    }
+    // The doorbell's write end closed, the socket kept open.
+    let bell = fds.iter().position(|fd| {
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .is_ok_and(|t| t.to_string_lossy().starts_with("pipe:"))
+    });
+    let mut fds = fds;
+    drop(fds.remove(bell.expect("a lane has a doorbell pipe")));
+    // The manager closes the socket once it has read the last words. Its
+    // reply's start is left unread here: taken in, it would let the
+    // manager send the rest and read on while it is still a client.
+    let mut closed = libc::pollfd {
+        fd: rogue.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd.
+    let ready = unsafe { libc::poll(&mut closed, 1, 30_000) };
+    assert!(ready == 1 && closed.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0);
+    assert_eq!(units.value().unwrap(), 1024, "its last words, no more");
+    honest_round_trips(&honest, 40);
+    held.release().unwrap();
+    assert_eq!(units.value().unwrap(), 1025);
+    let _ = std::fs::remove_file(&socket);
+}

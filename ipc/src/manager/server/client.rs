@@ -47,10 +47,15 @@ pub(super) struct Client {
     buf: Vec<u8>,
     /// A reply encoded for the lane (kept for the next while small).
     out: Vec<u8>,
-    /// It is gone and its last requests are being answered: replies go
-    /// nowhere (see [`Client::last_words`]).
-    gone: bool,
+    /// It is gone, and how many more of its last requests are read;
+    /// replies go nowhere (see [`Client::last_words`]).
+    last_words: Option<u32>,
 }
+
+/// The most requests read from a gone client: what a dying client left
+/// is a few; a peer that closed its doorbell and floods its socket, with
+/// no reply to slow it down, does not keep this thread.
+const LAST_WORDS: u32 = 1024;
 
 /// The most bytes `Client::out` keeps between replies.
 const OUT_KEPT: usize = 1 << 20;
@@ -78,7 +83,7 @@ impl Client {
             via_lane: false,
             buf: Vec::new(),
             out: Vec::new(),
-            gone: false,
+            last_words: None,
         }
     }
 
@@ -105,7 +110,7 @@ impl Client {
     /// unit, a lock) are not: it could not take them. Only what is there
     /// already is read: a peer cannot keep us here.
     pub fn last_words(&mut self, hub: &Hub, id: ClientId) -> Leaving {
-        self.gone = true;
+        self.last_words.get_or_insert(LAST_WORDS);
         let socket = self.serve_socket(hub, id);
         let lane = self.serve_lane(hub, id);
         match (socket, lane) {
@@ -115,10 +120,28 @@ impl Client {
         }
     }
 
+    /// Whether it is gone (its last requests being read).
+    fn gone(&self) -> bool {
+        self.last_words.is_some()
+    }
+
+    /// Whether one more request may be read: always while it is here; a
+    /// gone client's, up to [`LAST_WORDS`].
+    fn may_read_on(&mut self) -> bool {
+        match &mut self.last_words {
+            None => true,
+            Some(0) => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+        }
+    }
+
     /// The answer to `request`, if it has one now; a gone client's request
     /// that would hand it something is dropped unanswered.
     fn answer(&self, hub: &Hub, id: ClientId, request: Request) -> Option<Reply> {
-        if self.gone && hands_over(&request) {
+        if self.gone() && hands_over(&request) {
             return None;
         }
         answer(hub, id, request)
@@ -138,9 +161,12 @@ impl Client {
     /// Answers every whole request on its socket.
     pub fn serve_socket(&mut self, hub: &Hub, id: ClientId) -> Result<(), Leaving> {
         loop {
+            if !self.may_read_on() {
+                return Err(Leaving::Left);
+            }
             match self.conn.try_recv::<Request>() {
                 // Gone: nothing to open, nobody to own.
-                Ok(Request::OpenLane | Request::Owner(_)) if self.gone => {}
+                Ok(Request::OpenLane | Request::Owner(_)) if self.gone() => {}
                 Ok(Request::OpenLane) => self.open_lane()?,
                 Ok(Request::Owner(token)) => {
                     self.via_lane = false;
@@ -156,7 +182,7 @@ impl Client {
                     self.via_lane = false;
                     if let Some(reply) = self.answer(hub, id, request) {
                         self.reply(&reply)?;
-                        if !self.gone && self.conn.has_unsent() {
+                        if !self.gone() && self.conn.has_unsent() {
                             // Read no more until it has taken this one.
                             return Ok(());
                         }
@@ -172,6 +198,9 @@ impl Client {
     /// Answers every request waiting in its lane.
     pub fn serve_lane(&mut self, hub: &Hub, id: ClientId) -> Result<(), Leaving> {
         loop {
+            if !self.may_read_on() {
+                return Err(Leaving::Left);
+            }
             let Some(lane) = self.lane.as_mut() else {
                 return Ok(());
             };
@@ -259,7 +288,7 @@ impl Client {
     /// not fit the lane goes on the socket, announced on the lane; a large
     /// value goes beside the lane, sealed.
     pub fn reply(&mut self, reply: &Reply) -> Result<(), Leaving> {
-        if self.gone {
+        if self.gone() {
             return Ok(());
         }
         if self.via_lane {
