@@ -4,6 +4,7 @@
 //! the default start method, with large items; nothing taken one at a
 //! time. Each checks an exact answer.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use outlast::ipc::manager::{Dict, Manager};
@@ -104,17 +105,23 @@ fn a_manager_filled_by_threads_is_read_whole_by_a_child() {
 fn a_semaphore_shared_by_threads_ends_with_its_units() {
     let manager = Manager::start().expect("a manager");
     let units = manager.semaphore(2).expect("a semaphore");
+    let (inside, most) = (AtomicU32::new(0), AtomicU32::new(0));
     std::thread::scope(|s| {
         for _ in 0..4 {
-            let units = units.clone();
+            let (units, inside, most) = (units.clone(), &inside, &most);
             s.spawn(move || {
                 for _ in 0..200 {
                     let held = units.acquire_timeout(Duration::from_secs(30));
-                    held.expect("the manager").expect("a unit in time");
+                    let held = held.expect("the manager").expect("a unit in time");
+                    most.fetch_max(inside.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                    std::thread::yield_now();
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    held.release().expect("given back");
                 }
             });
         }
     });
+    assert!(most.load(Ordering::SeqCst) <= 2, "more holders than units");
     let deadline = Instant::now() + Duration::from_secs(10);
     while units.value().expect("the value") != 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
