@@ -449,6 +449,88 @@ fn a_local_client_that_corrupts_its_lane_is_dropped_alone() {
     let _ = std::fs::remove_file(&socket);
 }
 
+/// A raw client of `server`'s for the hostile tests, with the ids of the
+/// honest client's "units" semaphore and "big" list (8 MB: a reply the
+/// socket cannot take at once).
+struct Rogue {
+    conn: outlast_ipc::Connection,
+    units: u64,
+    big: u64,
+}
+
+impl Rogue {
+    fn connect(server: &Server) -> Rogue {
+        use outlast_ipc::manager::Kind;
+        let conn = outlast_ipc::net::connect(&server.address, &server.key).unwrap();
+        let mut rogue = Rogue {
+            conn,
+            units: 0,
+            big: 0,
+        };
+        let one_unit = Kind::Semaphore {
+            value: 1,
+            bounded: false,
+            owned: false,
+        };
+        rogue.units = rogue.open("units", one_unit);
+        rogue.big = rogue.open("big", Kind::List);
+        rogue
+    }
+
+    /// Opens `name` (made as `kind` if new): its id.
+    fn open(&mut self, name: &str, kind: outlast_ipc::manager::Kind) -> u64 {
+        use outlast_ipc::manager::{Reply, Request};
+        let open = Request::Open {
+            name: name.into(),
+            kind,
+            exact: false,
+        };
+        self.conn.send(&open).unwrap();
+        match self.conn.recv_timeout::<Reply>(PATIENCE) {
+            Ok(Reply::Created(id)) => id,
+            other => panic!("{name} by name: {other:?}"),
+        }
+    }
+
+    /// Opens its lane: the lane's descriptors.
+    fn open_lane(&mut self) -> Vec<std::os::fd::OwnedFd> {
+        self.conn
+            .send(&outlast_ipc::manager::Request::OpenLane)
+            .unwrap();
+        let (_, fds) = self.conn.recv_bytes_with_fds(PATIENCE).unwrap();
+        assert_eq!(fds.len(), 4, "two rings, a doorbell and a spill port");
+        fds
+    }
+
+    /// Asks for the 8 MB list and reads nothing: the server, its reply
+    /// half sent, reads no more of this socket until it is read.
+    fn stall(&mut self) {
+        use outlast_ipc::manager::{Op, Request};
+        let snapshot = Request::On {
+            id: self.big,
+            op: Op::Snapshot,
+        };
+        self.conn.send(&snapshot).unwrap();
+    }
+}
+
+/// The server of the hostile tests, on a Unix socket (lanes are local),
+/// with an honest client that made the "units" semaphore (of one unit)
+/// and the 8 MB "big" list.
+fn server_with_units_and_a_big_list(tag: &str) -> (Server, PathBuf, Manager) {
+    let socket = std::env::temp_dir().join(format!("manager-{tag}-{}.sock", rand_tag()));
+    let server = Server::start_at(&format!("unix:{}", socket.display()), &[]);
+    let honest = server.connect();
+    honest
+        .open::<outlast_ipc::manager::Semaphore>("units")
+        .unwrap();
+    let big = honest
+        .open::<outlast_ipc::manager::List<Vec<u8>>>("big")
+        .unwrap();
+    big.append(&vec![1u8; 8 << 20]).unwrap();
+    (server, socket, honest)
+}
+
 /// A client that stops reading (a large reply half sent, so the server
 /// reads no more of its socket), sends a semaphore's release and a queue
 /// get behind it, then closes everything, with and without a lane: the
@@ -457,77 +539,44 @@ fn a_local_client_that_corrupts_its_lane_is_dropped_alone() {
 /// releases this way just before its connection may close).
 #[test]
 fn a_gone_clients_last_release_counts_and_its_last_get_takes_nothing() {
-    use outlast_ipc::manager::{Kind, List, Op, Reply, Request, Semaphore};
-    let socket = std::env::temp_dir().join(format!("manager-gone-{}.sock", rand_tag()));
-    let server = Server::start_at(&format!("unix:{}", socket.display()), &[]);
-    let honest = server.connect();
+    use outlast_ipc::manager::{Kind, Op, Reply, Request, Semaphore};
+    let (server, socket, honest) = server_with_units_and_a_big_list("gone");
     let units = honest.open::<Semaphore>("units").unwrap();
     let jobs = honest.open::<Queue<u64>>("jobs").unwrap();
     jobs.put(&7).unwrap();
-    let big = honest.open::<List<Vec<u8>>>("big").unwrap();
-    big.append(&vec![1u8; 8 << 20]).unwrap();
     for with_lane in [false, true] {
-        let mut rogue = outlast_ipc::net::connect(&server.address, &server.key).unwrap();
-        let mut call = |request: &Request| -> Reply {
-            rogue.send(request).unwrap();
-            rogue.recv_timeout(PATIENCE).unwrap()
-        };
-        let open = |name: &str, kind: Kind| Request::Open {
-            name: name.into(),
-            kind,
-            exact: false,
-        };
-        let Reply::Created(units_id) = call(&open(
-            "units",
-            Kind::Semaphore {
-                value: 1,
-                bounded: false,
-                owned: false,
-            },
-        )) else {
-            panic!("the semaphore by name")
-        };
+        let mut rogue = Rogue::connect(&server);
         let queue = Kind::Queue {
             maxsize: 0,
             joinable: false,
         };
-        let Reply::Created(jobs_id) = call(&open("jobs", queue)) else {
-            panic!("the queue by name")
-        };
-        let Reply::Created(big_id) = call(&open("big", Kind::List)) else {
-            panic!("the list by name")
-        };
+        let jobs_id = rogue.open("jobs", queue);
         let take_unit = Request::On {
-            id: units_id,
+            id: rogue.units,
             op: Op::Acquire { wait_ms: Some(0) },
         };
-        assert!(matches!(call(&take_unit), Reply::Acquired { .. }));
+        rogue.conn.send(&take_unit).unwrap();
+        assert!(matches!(
+            rogue.conn.recv_timeout::<Reply>(PATIENCE),
+            Ok(Reply::Acquired { .. })
+        ));
         assert_eq!(units.value().unwrap(), 0, "the rogue holds the unit");
-        let mut lane_fds = Vec::new();
-        if with_lane {
-            rogue.send(&Request::OpenLane).unwrap();
-            let (_, fds) = rogue.recv_bytes_with_fds(PATIENCE).unwrap();
-            assert_eq!(fds.len(), 4, "two rings, a doorbell and a spill port");
-            lane_fds = fds;
-        }
-        // 8 MB the socket cannot take at once: the server stops reading.
-        let stall = Request::On {
-            id: big_id,
-            op: Op::Snapshot,
+        let lane_fds = if with_lane {
+            rogue.open_lane()
+        } else {
+            Vec::new()
         };
-        rogue.send(&stall).unwrap();
-        rogue
-            .send(&Request::On {
-                id: units_id,
-                op: Op::Release,
-            })
-            .unwrap();
-        rogue
-            .send(&Request::On {
-                id: jobs_id,
-                op: Op::Take(Some(0)),
-            })
-            .unwrap();
+        rogue.stall();
+        let release = Request::On {
+            id: rogue.units,
+            op: Op::Release,
+        };
+        rogue.conn.send(&release).unwrap();
+        let take = Request::On {
+            id: jobs_id,
+            op: Op::Take(Some(0)),
+        };
+        rogue.conn.send(&take).unwrap();
         drop(lane_fds);
         drop(rogue);
         let deadline = Instant::now() + PATIENCE;
@@ -551,46 +600,17 @@ fn a_gone_clients_last_release_counts_and_its_last_get_takes_nothing() {
 /// manager reads its last words, 1,024 requests and no more, and drops it.
 #[test]
 fn a_gone_client_is_read_no_further_than_its_last_words() {
-    use outlast_ipc::manager::{Kind, List, Op, Reply, Request, Semaphore};
+    use outlast_ipc::manager::{Op, Request, Semaphore};
     use std::os::fd::AsRawFd;
-    let socket = std::env::temp_dir().join(format!("manager-words-{}.sock", rand_tag()));
-    let server = Server::start_at(&format!("unix:{}", socket.display()), &[]);
-    let honest = server.connect();
+    let (server, socket, honest) = server_with_units_and_a_big_list("words");
     let units = honest.open::<Semaphore>("units").unwrap();
     let held = units.acquire().unwrap();
     assert_eq!(units.value().unwrap(), 0);
-    let big = honest.open::<List<Vec<u8>>>("big").unwrap();
-    big.append(&vec![1u8; 8 << 20]).unwrap();
-    let mut rogue = outlast_ipc::net::connect(&server.address, &server.key).unwrap();
-    let open = |name: &str, kind: Kind| Request::Open {
-        name: name.into(),
-        kind,
-        exact: false,
-    };
-    let semaphore = Kind::Semaphore {
-        value: 1,
-        bounded: false,
-        owned: false,
-    };
-    rogue.send(&open("units", semaphore)).unwrap();
-    let Ok(Reply::Created(units_id)) = rogue.recv_timeout::<Reply>(PATIENCE) else {
-        panic!("the semaphore by name")
-    };
-    rogue.send(&open("big", Kind::List)).unwrap();
-    let Ok(Reply::Created(big_id)) = rogue.recv_timeout::<Reply>(PATIENCE) else {
-        panic!("the list by name")
-    };
-    rogue.send(&Request::OpenLane).unwrap();
-    let (_, fds) = rogue.recv_bytes_with_fds(PATIENCE).unwrap();
-    // 8 MB the socket cannot take at once: the server stops reading.
-    rogue
-        .send(&Request::On {
-            id: big_id,
-            op: Op::Snapshot,
-        })
-        .unwrap();
+    let mut rogue = Rogue::connect(&server);
+    let mut fds = rogue.open_lane();
+    rogue.stall();
     let release = Request::On {
-        id: units_id,
+        id: rogue.units,
         op: Op::Release,
     };
     // 3,000 frames in one write, straight to the socket (a waiting send of
@@ -602,7 +622,7 @@ fn a_gone_client_is_read_no_further_than_its_last_words() {
     while written < frames.len() {
         let rest = &frames[written..];
         // SAFETY: writes from a live buffer to a descriptor the rogue owns.
-        let n = unsafe { libc::write(rogue.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+        let n = unsafe { libc::write(rogue.conn.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
         assert!(n > 0, "{}", std::io::Error::last_os_error());
         written += n as usize;
     }
@@ -611,13 +631,12 @@ fn a_gone_client_is_read_no_further_than_its_last_words() {
         std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
             .is_ok_and(|t| t.to_string_lossy().starts_with("pipe:"))
     });
-    let mut fds = fds;
     drop(fds.remove(bell.expect("a lane has a doorbell pipe")));
     // The manager closes the socket once it has read the last words. Its
     // reply's start is left unread here: taken in, it would let the
     // manager send the rest and read on while it is still a client.
     let mut closed = libc::pollfd {
-        fd: rogue.as_raw_fd(),
+        fd: rogue.conn.as_raw_fd(),
         events: libc::POLLRDHUP,
         revents: 0,
     };
