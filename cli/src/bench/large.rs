@@ -57,17 +57,30 @@ fn queue_item_ms(size: usize, runs: usize) -> Result<Vec<f64>, String> {
     child.start().map_err(|e| e.to_string())?;
     let mut ms = Vec::new();
     for _ in 0..runs {
-        let data = ByteBuf::from(vec![1u8; size]);
-        let started = Instant::now();
-        items.put(&data).map_err(|e| e.to_string())?;
-        let got = acks.get_timeout(PATIENCE).map_err(|e| e.to_string())?;
-        ms.push(started.elapsed().as_secs_f64() * 1e3);
-        if got != (size, 1, 1) {
-            return Err(format!("the queue item arrived as {got:?}"));
-        }
+        let put = |data: &ByteBuf| items.put(data).map_err(|e| e.to_string());
+        ms.push(until_acked(size, "queue item", &acks, put)?);
     }
     child.join().map_err(|e| e.to_string())?;
     Ok(ms)
+}
+
+/// One round: `size` bytes of ones made, then from `send`'s start until
+/// `acks` says the child has them whole (ms).
+fn until_acked(
+    size: usize,
+    what: &str,
+    acks: &Queue<(usize, u8, u8)>,
+    send: impl FnOnce(&ByteBuf) -> Result<(), String>,
+) -> Result<f64, String> {
+    let data = ByteBuf::from(vec![1u8; size]);
+    let started = Instant::now();
+    send(&data)?;
+    let got = acks.get_timeout(PATIENCE).map_err(|e| e.to_string())?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    match got == (size, 1, 1) {
+        true => Ok(ms),
+        false => Err(format!("the {what} arrived as {got:?}")),
+    }
 }
 
 /// What a child reading a manager's values is handed.
@@ -108,15 +121,11 @@ fn manager_value_ms(size: usize, runs: usize) -> Result<Vec<f64>, String> {
     child.start().map_err(|e| e.to_string())?;
     let mut ms = Vec::new();
     for run in 0..runs as u32 {
-        let data = ByteBuf::from(vec![1u8; size]);
-        let started = Instant::now();
-        dict.set(&run, &data).map_err(|e| e.to_string())?;
-        keys.put(&run).map_err(|e| e.to_string())?;
-        let got = acks.get_timeout(PATIENCE).map_err(|e| e.to_string())?;
-        ms.push(started.elapsed().as_secs_f64() * 1e3);
-        if got != (size, 1, 1) {
-            return Err(format!("the manager's value arrived as {got:?}"));
-        }
+        let set = |data: &ByteBuf| {
+            dict.set(&run, data).map_err(|e| e.to_string())?;
+            keys.put(&run).map_err(|e| e.to_string())
+        };
+        ms.push(until_acked(size, "manager's value", &acks, set)?);
         // One value kept at a time, as Python's side.
         dict.clear().map_err(|e| e.to_string())?;
     }
@@ -158,51 +167,37 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     let queue_ms = queue_item_ms(size, runs)?;
     let manager_ms = manager_value_ms(size, runs)?;
     let mb = size as f64 / 1e6;
+    // One row: `moved` MB in each run of `ms`.
+    let row = |subject: String, ms: &[f64], moved: f64| Row {
+        bench: "large",
+        subject,
+        size_bytes: Some(size),
+        median_ms: Some(median(ms)),
+        mb_per_s: Some(moved / (median(ms) / 1e3)),
+        runs,
+        ..Row::default()
+    };
     Ok(vec![
-        Row {
-            bench: "large",
-            subject: format!("Pool::apply, a {mb:.0} MB argument"),
-            size_bytes: Some(size),
-            median_ms: Some(median(&argument_ms)),
-            mb_per_s: Some(mb / (median(&argument_ms) / 1e3)),
-            runs,
-            ..Row::default()
-        },
-        Row {
-            bench: "large",
-            subject: format!("Pool::apply, a {mb:.0} MB result"),
-            size_bytes: Some(size),
-            median_ms: Some(median(&result_ms)),
-            mb_per_s: Some(mb / (median(&result_ms) / 1e3)),
-            runs,
-            ..Row::default()
-        },
-        Row {
-            bench: "large",
-            subject: format!("Pool::map, four {mb:.0} MB arguments"),
-            size_bytes: Some(size),
-            median_ms: Some(median(&map_ms)),
-            mb_per_s: Some(4.0 * mb / (median(&map_ms) / 1e3)),
-            runs,
-            ..Row::default()
-        },
-        Row {
-            bench: "large",
-            subject: format!("Queue, a {mb:.0} MB item put here, taken by a child"),
-            size_bytes: Some(size),
-            median_ms: Some(median(&queue_ms)),
-            mb_per_s: Some(mb / (median(&queue_ms) / 1e3)),
-            runs,
-            ..Row::default()
-        },
-        Row {
-            bench: "large",
-            subject: format!("Manager dict, a {mb:.0} MB value set here, read by a child"),
-            size_bytes: Some(size),
-            median_ms: Some(median(&manager_ms)),
-            mb_per_s: Some(mb / (median(&manager_ms) / 1e3)),
-            runs,
-            ..Row::default()
-        },
+        row(
+            format!("Pool::apply, a {mb:.0} MB argument"),
+            &argument_ms,
+            mb,
+        ),
+        row(format!("Pool::apply, a {mb:.0} MB result"), &result_ms, mb),
+        row(
+            format!("Pool::map, four {mb:.0} MB arguments"),
+            &map_ms,
+            4.0 * mb,
+        ),
+        row(
+            format!("Queue, a {mb:.0} MB item put here, taken by a child"),
+            &queue_ms,
+            mb,
+        ),
+        row(
+            format!("Manager dict, a {mb:.0} MB value set here, read by a child"),
+            &manager_ms,
+            mb,
+        ),
     ])
 }
