@@ -475,9 +475,12 @@ fn announce(conn: &mut Connection) -> Result<(), ManagerError> {
         .map_err(recv_timeout_error)?
     {
         // A request over the server's largest frame is refused here, in
-        // words, instead of dropping the connection there.
+        // words, instead of dropping the connection there. Never above this
+        // end's own cap: the same number bounds the replies it takes, and
+        // a server may not raise what a client holds for it by announcing.
         Reply::Len(max_frame) => {
-            conn.set_max_frame_size(usize::try_from(max_frame).unwrap_or(usize::MAX));
+            let theirs = usize::try_from(max_frame).unwrap_or(usize::MAX);
+            conn.set_max_frame_size(theirs.min(conn.max_frame_size()));
             Ok(())
         }
         Reply::Error(why) => Err(ManagerError::Server(why)),
@@ -694,6 +697,58 @@ fn recv_timeout_error(e: RecvTimeoutError) -> ManagerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that knows the key but announces the largest frame there is,
+    /// then answers with a header of 1.5 GiB: the client holds it to its own
+    /// cap and refuses the header at once, typed. It used to take the
+    /// server's word, and waited to read all 1.5 GiB.
+    #[test]
+    fn a_server_cannot_announce_a_client_past_its_own_cap() {
+        use std::os::fd::AsRawFd;
+        const KEY: &[u8] = b"hostile";
+        let listener = net::Listener::bind(&"127.0.0.1:0".parse().expect("an address"), KEY)
+            .expect("a listener");
+        let address = listener.address().to_string();
+        let server = std::thread::spawn(move || {
+            let mut conn = listener.accept().expect("the client");
+            let answer = |conn: &mut Connection, reply: &Reply| {
+                let _request: Request = conn.recv_timeout(LANE_TIMEOUT).expect("a request");
+                conn.send_timeout(reply, LANE_TIMEOUT).expect("the reply");
+            };
+            answer(&mut conn, &Reply::Len(u64::MAX));
+            answer(&mut conn, &Reply::Batch(Vec::new()));
+            let _request: Request = conn.recv_timeout(LANE_TIMEOUT).expect("a request");
+            let header = (3u32 << 29).to_le_bytes();
+            // SAFETY: writes 4 bytes from a live array to a socket we own.
+            let written = unsafe { libc::write(conn.as_raw_fd(), header.as_ptr().cast(), 4) };
+            assert_eq!(written, 4);
+            // Long enough that a client reading the frame waits for it; then
+            // the client's end closes, and so does this one.
+            let mut rest = [0u8; 64];
+            // SAFETY: reads into a live buffer from a socket we own.
+            unsafe { libc::read(conn.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+        });
+        let link = Link {
+            address,
+            key: KEY.to_vec(),
+        };
+        match link.call(&Request::Batch(Vec::new()), Some(LANE_TIMEOUT)) {
+            Ok(Reply::Batch(_)) => {}
+            other => panic!("the handshake's batch: {other:?}"),
+        }
+        let outcome = link.call(&Request::Objects, Some(Duration::from_secs(10)));
+        forget(&link);
+        server.join().expect("the server");
+        match outcome {
+            Err(ManagerError::Protocol(why)) => {
+                assert!(
+                    why.contains("above the maximum frame size of 1073741824"),
+                    "{why}"
+                )
+            }
+            other => panic!("a 1.5 GiB header gave {other:?}"),
+        }
+    }
 
     #[test]
     fn a_large_value_split_off_its_request_is_the_requests_encoding() {

@@ -66,7 +66,9 @@ pub struct ServeOptions {
     /// The largest request frame, in bytes (256 MiB by default). Each
     /// client is told it when it connects and refuses a larger request
     /// itself (`ManagerError::TooLarge`); a peer that sends one anyway is
-    /// dropped.
+    /// dropped. A client takes no frame over its own cap, 1 GiB
+    /// ([`DEFAULT_MAX_FRAME_SIZE`](crate::codec::DEFAULT_MAX_FRAME_SIZE)),
+    /// whatever is set here: past it, neither requests nor replies go.
     pub max_frame: usize,
     /// The most bytes of keys, values and items the manager stores, all
     /// objects together (user-registered types aside): a request that would
