@@ -197,10 +197,13 @@ pub(super) fn take_waiting_idle(pick: impl Fn(&Kept) -> bool) -> Vec<(Link, Kept
 pub(super) fn with_pool<R>(link: &Link, f: impl FnOnce(&mut Pool) -> R) -> R {
     // (Nothing is left half-done under this lock: a poisoned one is fine.)
     let mut pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
-    let pool = pools
-        .get_or_insert_with(HashMap::new)
-        .entry(link.clone())
-        .or_default();
+    let pools = pools.get_or_insert_with(HashMap::new);
+    // Looked up before it is made: a clone of the link (two allocations)
+    // at every look was a good part of an awaited call's bookkeeping.
+    let pool = match pools.get_mut(link) {
+        Some(pool) => pool,
+        None => pools.entry(link.clone()).or_default(),
+    };
     let pid = crate::os::thread_id::process_id();
     if pool.pid != pid {
         // A parent's, inherited through fork: its descriptors are the
