@@ -643,6 +643,27 @@ async fn main() {
     feeder.join_async().await.expect("the feeder ended well");
     all_jobs.sort_unstable();
     println!("jobs once each: {}", all_jobs == (0..200).collect::<Vec<u64>>());
+    // A manager's semaphore as the rate limiter of two thousand tasks.
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    let limit = manager.semaphore(4).expect("semaphore");
+    let inside = std::sync::Arc::new(AtomicU64::new(0));
+    let most = std::sync::Arc::new(AtomicU64::new(0));
+    let limited: Vec<_> = (0..2000)
+        .map(|_| {
+            let (limit, inside, most) = (limit.clone(), inside.clone(), most.clone());
+            tokio::spawn(async move {
+                let held = limit.acquire_async().await.expect("a unit");
+                most.fetch_max(inside.fetch_add(1, SeqCst) + 1, SeqCst);
+                tokio::task::yield_now().await;
+                inside.fetch_sub(1, SeqCst);
+                held.release().await.expect("given back");
+            })
+        })
+        .collect();
+    for task in limited {
+        task.await.expect("a limited task");
+    }
+    println!("at most 4 at once: {}, free again: {}", most.load(SeqCst) <= 4, limit.value().expect("value"));
 }
 "#;
 
@@ -673,7 +694,8 @@ fn programs_with_threads_use_a_pool_with_default_options() {
          timed out: true, then 42\nechoed: 100\nstopped: true\n\
          large, in order: true true\nlarge puts: [(4194304, 9, true), (4194304, 10, true)]\n\
          locked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201\n\
-         manager, large: true\nmanager lock total: 500, free: true\nowned guard released in a task: true\njobs once each: true"
+         manager, large: true\nmanager lock total: 500, free: true\nowned guard released in a task: true\njobs once each: true\n\
+         at most 4 at once: true, free again: 4"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,9 +22,14 @@
 //!
 //! Calls that wait on the server (a manager queue's `get_async` and
 //! `put_async`, a joinable queue's `join_async`, an event's, a barrier's
-//! and a condition's waits, an acquire) have connections of their own, one per waiting call, uncapped (a thousand tasks waiting
-//! for items hold a thousand, as a thousand threads in Python would; the
-//! capped ones stay free for the calls that would end those waits). Such
+//! and a condition's waits, an acquire) have connections of their own,
+//! one per call waiting at the manager (the capped ones stay free for the
+//! calls that would end those waits). Untimed acquires, gets and puts wait
+//! at the manager at most eight at a time per object, the rest in line
+//! here (see [`super::awaited_gate`]): a thousand tasks waiting for one
+//! queue's items hold eight connections, not a thousand. A process's waits
+//! on one event, and its joins of one joinable queue, share one wait (see
+//! [`super::awaited_round`]). Such
 //! a call dropped while it waits tells the manager at once (`Cancel`, on
 //! the way its request went, never waiting to send it); a thread of ours
 //! then reads both replies, and an item the manager had already sent
@@ -147,6 +152,14 @@ pub(super) struct Pool {
     /// Calls waiting for a connection to be free, or for their turn to
     /// open one.
     waiting: Vec<Waker>,
+    /// Untimed waiting calls in line for their turn at an object.
+    pub gates: super::awaited_gate::Gates,
+    /// The awaited waits on each event, and on each joinable queue's
+    /// join (see `awaited_round`).
+    pub rounds: HashMap<
+        (u64, super::awaited_round::Until),
+        std::sync::Arc<super::awaited_round::RoundWaits>,
+    >,
 }
 
 impl Pool {
@@ -228,6 +241,7 @@ pub(super) fn forget(link: &Link) {
         .and_then(|pools| pools.remove(link));
     if let Some(mut pool) = gone {
         pool.wake_waiting();
+        pool.gates.wake_all();
         if pool.pid != crate::os::thread_id::process_id() {
             for k in pool.idle.drain(..).chain(pool.waiting_idle.drain(..)) {
                 std::mem::forget(k);
@@ -694,6 +708,11 @@ impl Link {
         if !gone.is_empty() {
             let _ = self.call_alone_async(&Request::Batch(decrefs(gone))).await;
         }
+        // Held until the wait at the manager ends (not with a lock taken).
+        let _turn = match super::awaited_gate::gated(&request) {
+            Some(id) => Some(super::awaited_gate::turn(self, id).await),
+            None => None,
+        };
         let_others_run().await;
         let mut lease = lease_waiting(self, undo).await?;
         let reply = match lease.exchange(&request).await {

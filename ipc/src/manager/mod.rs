@@ -79,8 +79,10 @@
 
 mod awaited;
 mod awaited_cancel;
+mod awaited_gate;
 mod awaited_hold;
 mod awaited_lane;
+mod awaited_round;
 mod byte_lists;
 mod client;
 mod lane;

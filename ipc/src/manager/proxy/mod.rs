@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::awaited::Undo;
 use super::awaited_hold::Holding;
+use super::awaited_round::Until;
 use super::client::Link;
 use super::protocol::{Kind, Op, Reply, Request, MAX_BATCH};
 use super::sealed::{SealedValue, MEMFD_NAME, SEALED_FROM};
@@ -252,6 +253,13 @@ impl Target {
     async fn call_waiting_async(&self, op: Op, undo: Undo) -> Result<Reply, ManagerError> {
         self.hold_async().await;
         self.link.call_waiting_async(self.request(op), undo).await
+    }
+
+    /// An event's untimed wait, or a joinable queue's join, awaited in
+    /// this process's round of such waits on it (see `awaited_round`).
+    async fn wait_round_async(&self, until: Until) -> Result<(), ManagerError> {
+        self.hold_async().await;
+        super::awaited_round::wait(&self.link, self.id, until).await
     }
 
     /// An acquire, awaited on a connection of its own, which holds what it

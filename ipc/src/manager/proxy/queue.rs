@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::super::awaited::Undo;
+use super::super::awaited_round::Until;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::{ManagerError, Payload};
 use super::{expect_done, expect_value, proxy, unexpected, wait_ms, Target};
@@ -59,10 +60,12 @@ macro_rules! queue_methods {
 
             /// Takes the oldest item, waiting for one, as a future: [`get`](Self::get)
             /// for async code, with no runtime of ours (any executor polls
-            /// it). The wait is on a connection of its own, so a thousand
-            /// tasks waiting hold a thousand connections (as a thousand
-            /// Python threads would) and the proxies' other awaited calls
-            /// stay free. Cancel-safe: dropped while it waits (a
+            /// it). The wait is on a connection of its own, so the
+            /// proxies' other awaited calls stay free; at most eight of
+            /// this process's gets on one queue wait at the manager at
+            /// once, and the rest here, in line (a thousand tasks
+            /// waiting hold eight connections). Cancel-safe: dropped
+            /// while it waits (a
             /// `tokio::time::timeout` that ran out), the manager is told at
             /// once, and an item it had already sent goes back to the
             /// front of the queue: no item is lost.
@@ -148,13 +151,10 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Waits until every item put has been marked done, as a future
-    /// ([`get_async`](Self::get_async) says how it waits; dropped, it
-    /// stops waiting).
+    /// (dropped, it stops waiting). The awaited joins of a process on one
+    /// queue share one wait at the manager, as an event's waits do.
     pub async fn join_async(&self) -> Result<(), ManagerError> {
-        let joined = self
-            .target
-            .call_waiting_async(Op::Join(None), Undo::Nothing);
-        expect_done(joined.await?)
+        self.target.wait_round_async(Until::Joined).await
     }
 
     /// [`join`](Self::join) for at most `timeout`; whether all were done.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::super::awaited::Undo;
 use super::super::awaited_hold::Holding;
+use super::super::awaited_round::Until;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{expect_bool, expect_count, expect_done, proxy, unexpected, wait_ms, Target};
@@ -221,9 +222,13 @@ macro_rules! acquire_release {
 
             /// [`acquire`](Self::acquire) as a future, for async code (on
             /// a connection of its own, which the guard keeps: see
-            /// [`HeldAsync`]). Cancel-safe: dropped while it waits, it
-            /// takes nothing. Bound it with the executor's timeout, or
-            /// with [`acquire_timeout_async`](Self::acquire_timeout_async).
+            /// [`HeldAsync`]). At most eight of this process's acquires
+            /// wait at the manager per object; the rest wait in line here,
+            /// so thousands of tasks can share a semaphore as a rate
+            /// limiter. Cancel-safe: dropped while it waits, it takes
+            /// nothing. Bound it with the executor's timeout (it stays in
+            /// line), or with
+            /// [`acquire_timeout_async`](Self::acquire_timeout_async).
             pub async fn acquire_async(&self) -> Result<HeldAsync<'_>, ManagerError> {
                 let taken = take_async(&self.target, None).await?;
                 taken.ok_or(ManagerError::Protocol("a wait without end ended".into()))
@@ -235,7 +240,10 @@ macro_rules! acquire_release {
             }
 
             /// [`acquire_timeout`](Self::acquire_timeout) as a future (the
-            /// manager keeps the deadline).
+            /// manager keeps the deadline). Not in line: each waits at the
+            /// manager on a connection of its own, five descriptors, so
+            /// for many tasks at once prefer the executor's timeout around
+            /// [`acquire_async`](Self::acquire_async).
             pub async fn acquire_timeout_async(
                 &self,
                 timeout: Duration,
@@ -549,14 +557,12 @@ impl Event {
     }
 
     /// Waits until it is set, as a future: [`wait`](Self::wait) for async
-    /// code, on a connection of its own (as a manager queue's
-    /// `get_async`). Dropped while it waits, the manager is told at once.
+    /// code. The awaited waits of a process on one event share one wait
+    /// at the manager, on a connection of its own (two thousand tasks
+    /// awaiting a shutdown event hold one); once all of them are
+    /// dropped, the manager is told at once.
     pub async fn wait_async(&self) -> Result<(), ManagerError> {
-        let op = Op::WaitSet { wait_ms: None };
-        match self.target.call_waiting_async(op, Undo::Nothing).await? {
-            Reply::Bool(true) => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.target.wait_round_async(Until::Set).await
     }
 }
 
