@@ -664,6 +664,41 @@ async fn main() {
         task.await.expect("a limited task");
     }
     println!("at most 4 at once: {}, free again: {}", most.load(SeqCst) <= 4, limit.value().expect("value"));
+    // The same with timed acquires, and tasks that give up on units that never come.
+    most.store(0, SeqCst);
+    let timed: Vec<_> = (0..2000)
+        .map(|_| {
+            let (limit, inside, most) = (limit.clone(), inside.clone(), most.clone());
+            tokio::spawn(async move {
+                let held = limit.acquire_timeout_async(Duration::from_secs(60)).await.expect("the manager");
+                let Some(held) = held else { return false };
+                most.fetch_max(inside.fetch_add(1, SeqCst) + 1, SeqCst);
+                tokio::task::yield_now().await;
+                inside.fetch_sub(1, SeqCst);
+                held.release().await.is_ok()
+            })
+        })
+        .collect();
+    let mut all_in = true;
+    for task in timed {
+        all_in &= task.await.expect("a timed task");
+    }
+    let never = manager.semaphore(0).expect("semaphore");
+    let giving_up: Vec<_> = (0..200)
+        .map(|_| {
+            let never = never.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let held = never.acquire_timeout_async(Duration::from_millis(50)).await.expect("the manager");
+                held.is_none() && started.elapsed() >= Duration::from_millis(50)
+            })
+        })
+        .collect();
+    let mut gave_up = 0;
+    for task in giving_up {
+        gave_up += u32::from(task.await.expect("a task"));
+    }
+    println!("timed: at most 4 at once: {}, all in: {all_in}, out of time: {gave_up}", most.load(SeqCst) <= 4);
 }
 "#;
 
@@ -695,7 +730,8 @@ fn programs_with_threads_use_a_pool_with_default_options() {
          large, in order: true true\nlarge puts: [(4194304, 9, true), (4194304, 10, true)]\n\
          locked total: 1200\nbarrier indices: 30\ncondition: 7\nmanager: Some(300) 201\n\
          manager, large: true\nmanager lock total: 500, free: true\nowned guard released in a task: true\njobs once each: true\n\
-         at most 4 at once: true, free again: 4"
+         at most 4 at once: true, free again: 4\n\
+         timed: at most 4 at once: true, all in: true, out of time: 200"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -31,6 +31,8 @@ fn main() {
         a_dropped_wait_long_for_its_lock_holds_up_no_other_drop,
         awaited_locks_over_tcp_exclude_and_dropped_acquires_leave_nothing_held,
         five_hundred_tasks_awaiting_two_units_wait_in_line_on_a_few_connections,
+        five_hundred_timed_acquires_wait_in_line_and_those_out_of_time_take_nothing,
+        a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there,
     ]);
 }
 
@@ -832,4 +834,165 @@ fn five_hundred_tasks_awaiting_two_units_wait_in_line_on_a_few_connections() {
         "{grew} descriptors opened for {TASKS} waiting tasks"
     );
     assert_eq!(s.value().expect("the value"), 2, "units lost or doubled");
+}
+
+/// The tasks of [`five_hundred_timed_acquires_wait_in_line_and_those_out_of_time_take_nothing`]:
+/// each acquires one of `s`'s units for at most `wait`, holds it across a
+/// yield, and says whether it got one; `inside`'s second counts the most
+/// holders at once, `most_fds` the most descriptors open.
+fn timed_takers<'a>(
+    s: &'a Semaphore,
+    n: usize,
+    wait: Duration,
+    inside: &'a (AtomicI64, AtomicI64),
+    most_fds: &'a std::sync::atomic::AtomicUsize,
+) -> Vec<Task<'a, Result<bool, String>>> {
+    (0..n)
+        .map(|_| -> Task<'a, Result<bool, String>> {
+            Box::pin(async move {
+                let started = Instant::now();
+                let taken = s
+                    .acquire_timeout_async(wait)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                most_fds.fetch_max(open_fds(), Ordering::SeqCst);
+                let Some(held) = taken else {
+                    if started.elapsed() < wait {
+                        return Err(format!("gave up after {:?}", started.elapsed()));
+                    }
+                    return Ok(false);
+                };
+                let now = inside.0.fetch_add(1, Ordering::SeqCst) + 1;
+                inside.1.fetch_max(now, Ordering::SeqCst);
+                yield_once().await;
+                inside.0.fetch_sub(1, Ordering::SeqCst);
+                held.release().await.map_err(|e| e.to_string())?;
+                Ok(true)
+            })
+        })
+        .collect()
+}
+
+/// Five hundred tasks take two units with `acquire_timeout_async`, then
+/// three hundred wait 300 ms for units that never come. Each timed
+/// acquire went to the manager at once, on a connection of its own
+/// (three descriptors each, and past a process's usual 1,024 most failed);
+/// they now wait in line here as the untimed ones do: every task of the
+/// first round gets its unit, never more than two at once, every one of
+/// the second gives up after its 300 ms having taken nothing, and the
+/// descriptors stay a handful.
+fn five_hundred_timed_acquires_wait_in_line_and_those_out_of_time_take_nothing() {
+    let manager = Manager::start().expect("a manager");
+    let s = manager.semaphore(2).expect("a semaphore");
+    let before = open_fds();
+    let most_fds = std::sync::atomic::AtomicUsize::new(before);
+    let inside = (AtomicI64::new(0), AtomicI64::new(0));
+    let joined = join_all(
+        timed_takers(&s, 500, PATIENCE, &inside, &most_fds),
+        PATIENCE,
+    );
+    let took = joined
+        .outputs
+        .iter()
+        .filter(|o| matches!(o, Some(Ok(true))))
+        .count();
+    assert_eq!(took, 500, "not every task took its unit: {:?}", {
+        let mut other = joined
+            .outputs
+            .iter()
+            .filter(|o| !matches!(o, Some(Ok(true))));
+        other.next()
+    });
+    assert!(
+        inside.1.load(Ordering::SeqCst) <= 2,
+        "more holders than units"
+    );
+    assert_eq!(s.value().expect("the value"), 2, "units lost or doubled");
+
+    let none = manager.semaphore(0).expect("a semaphore");
+    let joined = join_all(
+        timed_takers(&none, 300, Duration::from_millis(300), &inside, &most_fds),
+        PATIENCE,
+    );
+    let gave_up = joined
+        .outputs
+        .iter()
+        .filter(|o| matches!(o, Some(Ok(false))))
+        .count();
+    assert_eq!(gave_up, 300, "{:?}", {
+        let mut other = joined
+            .outputs
+            .iter()
+            .filter(|o| !matches!(o, Some(Ok(false))));
+        other.next()
+    });
+    assert_eq!(
+        none.value().expect("the value"),
+        0,
+        "a unit came from nowhere"
+    );
+    let grew = most_fds.load(Ordering::SeqCst).saturating_sub(before);
+    assert!(grew <= 200, "{grew} descriptors opened for timed acquires");
+}
+
+/// Eight untimed acquires wait at the manager for units nobody gives, so
+/// fifty timed ones wait in line here: their 200 ms run out there, and
+/// each says so without having gone to the manager (an alarm of ours ends
+/// the wait in line; without one they would wait for ever). The eight
+/// then take the units given them.
+fn a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there() {
+    const TIMED: usize = 50;
+    let manager = Manager::start().expect("a manager");
+    let s = manager.semaphore(0).expect("a semaphore");
+    let timed_out = std::sync::atomic::AtomicUsize::new(0);
+    let mut futures: Vec<Task<'_, Result<(), String>>> = (0..8)
+        .map(|_| -> Task<'_, Result<(), String>> {
+            let s = &s;
+            Box::pin(async move {
+                let held = s.acquire_async().await.map_err(|e| e.to_string())?;
+                held.release().await.map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let wait = Duration::from_millis(200);
+    futures.extend((0..TIMED).map(|_| -> Task<'_, Result<(), String>> {
+        let (s, timed_out) = (&s, &timed_out);
+        Box::pin(async move {
+            let started = Instant::now();
+            match s.acquire_timeout_async(wait).await {
+                Ok(None) if started.elapsed() >= wait => {
+                    timed_out.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+                other => Err(format!("after {:?}: {other:?}", started.elapsed())),
+            }
+        })
+    }));
+    let joined = std::thread::scope(|scope| {
+        // Once every timed one has given up, the eight get their units.
+        scope.spawn(|| {
+            let deadline = Instant::now() + PATIENCE;
+            while timed_out.load(Ordering::SeqCst) < TIMED && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for _ in 0..8 {
+                s.release().expect("a release");
+            }
+        });
+        join_all(futures, PATIENCE)
+    });
+    let failed: Vec<_> = joined
+        .outputs
+        .iter()
+        .filter(|o| !matches!(o, Some(Ok(()))))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} tasks failed (none: still waiting), the first: {:?}",
+        failed.len(),
+        8 + TIMED,
+        failed[0]
+    );
+    assert_eq!(timed_out.load(Ordering::SeqCst), TIMED);
+    assert_eq!(s.value().expect("the value"), 8, "units lost or doubled");
 }

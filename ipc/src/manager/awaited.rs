@@ -24,8 +24,8 @@
 //! `put_async`, a joinable queue's `join_async`, an event's, a barrier's
 //! and a condition's waits, an acquire) have connections of their own,
 //! one per call waiting at the manager (the capped ones stay free for the
-//! calls that would end those waits). Untimed acquires, gets and puts wait
-//! at the manager at most eight at a time per object, the rest in line
+//! calls that would end those waits). Acquires, untimed gets and untimed
+//! puts wait at the manager at most eight at a time per object, the rest in line
 //! here (see [`super::awaited_gate`]): a thousand tasks waiting for one
 //! queue's items hold eight connections, not a thousand. A process's waits
 //! on one event, and its joins of one joinable queue, share one wait (see
@@ -152,7 +152,7 @@ pub(super) struct Pool {
     /// Calls waiting for a connection to be free, or for their turn to
     /// open one.
     waiting: Vec<Waker>,
-    /// Untimed waiting calls in line for their turn at an object.
+    /// Waiting calls in line for their turn at an object.
     pub gates: super::awaited_gate::Gates,
     /// The awaited waits on each event, and on each joinable queue's
     /// join (see `awaited_round`).
@@ -309,7 +309,23 @@ pub(super) struct Lease<'a> {
     pub waiting: Option<Undo>,
 }
 
-impl Lease<'_> {
+impl<'a> Lease<'a> {
+    /// A lease of no connection: for a call that ended before it needed
+    /// one (a timed wait whose time ran out in line). Dropped, it does
+    /// nothing.
+    pub fn none(link: &'a Link) -> Self {
+        Lease {
+            place: Place {
+                link: std::borrow::Cow::Borrowed(link),
+                counted: false,
+            },
+            kept: None,
+            progress: Progress::Idle,
+            reused: false,
+            waiting: None,
+        }
+    }
+
     /// Sends `request` and awaits its reply, after the replies owed.
     pub async fn exchange(&mut self, request: &Request) -> Result<Reply, ManagerError> {
         let kept = self.kept.as_mut().ok_or(ManagerError::Disconnected)?;
@@ -701,18 +717,27 @@ impl Link {
     /// connection holding something (see `awaited_hold`).
     pub(super) async fn call_waiting_leased(
         &self,
-        request: Request,
+        mut request: Request,
         undo: Undo,
     ) -> Result<(Reply, Lease<'_>), ManagerError> {
+        use super::awaited_gate::{gated, timed_out, turn, with_time_left, Passage};
         let gone = self.take_dropped();
         if !gone.is_empty() {
             let _ = self.call_alone_async(&Request::Batch(decrefs(gone))).await;
         }
         // Held until the wait at the manager ends (not with a lock taken).
-        let _turn = match super::awaited_gate::gated(&request) {
-            Some(id) => Some(super::awaited_gate::turn(self, id).await),
-            None => None,
-        };
+        let mut _turn = None;
+        if let Some(gated) = gated(&request) {
+            match turn(self, gated).await {
+                Passage::Turn(t) => _turn = Some(t),
+                // No connection: it holds nothing.
+                Passage::TimedOut => return Ok((timed_out(), Lease::none(self))),
+                Passage::Unlined => {}
+            }
+            if let Some(until) = gated.until {
+                with_time_left(&mut request, until);
+            }
+        }
         let_others_run().await;
         let mut lease = lease_waiting(self, undo).await?;
         let reply = match lease.exchange(&request).await {

@@ -6,23 +6,28 @@
 //! process's 1,024 descriptors more than half failed, and past the
 //! manager's 1,024 clients it refused the rest.
 //!
-//! So at most [`AT_ONCE`] untimed acquires, gets and puts per object wait
-//! at the manager (each kind in a line of its own); the rest wait here, in
-//! the order they came, and each goes as one of those ends, that is, once
-//! the object moved. What a program can see is the order: this process's
-//! waiters beyond the first eight are served in the order they came, and
-//! those of other processes may be served before them. (Waits that every
-//! waiter must be at the manager for are not gated: a barrier's, a
-//! condition's; an event's and a join's share one wait instead, see
-//! [`super::awaited_round`]. Nor are timed ones, which have no clock here
-//! to end a wait in line.)
+//! So at most [`AT_ONCE`] acquires, untimed gets and untimed puts per
+//! object wait at the manager (each kind in a line of its own); the rest
+//! wait here, in the order they came, and each goes as one of those ends,
+//! that is, once the object moved. What a program can see is the order:
+//! this process's waiters beyond the first eight are served in the order
+//! they came, and those of other processes may be served before them. A
+//! timed acquire waits in line too, with an alarm (see
+//! [`crate::watch::Alarm`]) at its deadline: it goes to the manager with
+//! the time it has left, and one whose time runs out in line gives up
+//! there, having taken nothing, as the manager would have answered. (Waits
+//! that every waiter must be at the manager for are not gated: a
+//! barrier's, a condition's; an event's and a join's share one wait
+//! instead, see [`super::awaited_round`]. A try never waits: not gated.)
 
 use std::collections::{HashMap, VecDeque};
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use super::awaited::with_pool;
 use super::client::Link;
-use super::protocol::{Op, Request};
+use super::protocol::{Op, Reply, Request};
+use crate::watch::Alarm;
 
 /// Untimed waiting calls of one process on one object at the manager.
 pub(super) const AT_ONCE: usize = 8;
@@ -144,19 +149,57 @@ impl Gates {
     }
 }
 
+/// A waiting request's place in the gate: its line, and until when it
+/// waits (`None`: for ever).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Gated {
+    pub gate: Gate,
+    pub until: Option<Instant>,
+}
+
 /// The line a waiting request stands in, if it is one the gate counts:
-/// an untimed acquire, get or put.
-pub(super) fn gated(request: &Request) -> Option<Gate> {
+/// an acquire that waits (with a deadline or not), an untimed get or put.
+pub(super) fn gated(request: &Request) -> Option<Gated> {
     let Request::On { id, op } = request else {
         return None;
     };
-    let awaits = match op {
-        Op::Acquire { wait_ms: None } => Awaits::Acquire,
-        Op::Take(None) => Awaits::Item,
-        Op::Put(_, None) => Awaits::Room,
+    let (awaits, until) = match op {
+        Op::Acquire { wait_ms: None } => (Awaits::Acquire, None),
+        // (Past what an Instant holds, if ever: for ever.)
+        &Op::Acquire {
+            wait_ms: Some(ms @ 1..),
+        } => (
+            Awaits::Acquire,
+            Instant::now().checked_add(Duration::from_millis(ms)),
+        ),
+        Op::Take(None) => (Awaits::Item, None),
+        Op::Put(_, None) => (Awaits::Room, None),
         _ => return None,
     };
-    Some((*id, awaits))
+    Some(Gated {
+        gate: (*id, awaits),
+        until,
+    })
+}
+
+/// `request`, a timed acquire whose turn came, with the time it has left
+/// (none: a try).
+pub(super) fn with_time_left(request: &mut Request, until: Instant) {
+    if let Request::On {
+        op: Op::Acquire { wait_ms: Some(ms) },
+        ..
+    } = request
+    {
+        let left = until.saturating_duration_since(Instant::now());
+        // Rounded up: a wait with a moment left still waits that moment.
+        *ms = u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+    }
+}
+
+/// What the manager answers a timed acquire that took nothing: the answer
+/// of one whose time ran out in line.
+pub(super) fn timed_out() -> Reply {
+    Reply::Bool(false)
 }
 
 /// A turn to wait at the manager on one object; the next in line goes
@@ -181,37 +224,64 @@ struct InLine<'a> {
 
 impl Drop for InLine<'_> {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket {
+        if let Some(ticket) = self.ticket.take() {
             with_pool(self.link, |pool| pool.gates.give_up(self.id, ticket));
         }
     }
 }
 
+/// How a wait in line ended.
+pub(super) enum Passage<'a> {
+    /// Its turn came: it waits at the manager until this is dropped.
+    Turn(Turn<'a>),
+    /// Its time ran out in line: it took nothing.
+    TimedOut,
+    /// No alarm could be set for its deadline (the reactor's thread could
+    /// not start): it goes to the manager out of line, as before the gate.
+    Unlined,
+}
+
 /// Waits here until fewer than [`AT_ONCE`] of this process's calls wait
-/// at `link`'s manager in line `id`, first come first served.
-/// Cancel-safe: dropped, it leaves the line, having sent nothing.
-pub(super) async fn turn(link: &Link, id: Gate) -> Turn<'_> {
+/// at `link`'s manager in its line, first come first served, or until its
+/// deadline. Cancel-safe: dropped, it leaves the line, having sent
+/// nothing.
+pub(super) async fn turn(link: &Link, gated: Gated) -> Passage<'_> {
+    let id = gated.gate;
     let mut place = InLine {
         link,
         id,
         ticket: None,
     };
-    std::future::poll_fn(|cx| {
-        with_pool(link, |pool| {
-            match pool.gates.pass(id, place.ticket, cx.waker()) {
-                Ok(()) => {
-                    place.ticket = None;
-                    Poll::Ready(())
-                }
-                Err(ticket) => {
-                    place.ticket = Some(ticket);
-                    Poll::Pending
-                }
+    let mut alarm: Option<Alarm> = None;
+    let passage = std::future::poll_fn(|cx| {
+        let passed = with_pool(link, |pool| pool.gates.pass(id, place.ticket, cx.waker()));
+        let ticket = match passed {
+            Ok(()) => {
+                place.ticket = None;
+                return Poll::Ready(Passage::Turn(Turn { link, id }));
             }
-        })
+            Err(ticket) => ticket,
+        };
+        place.ticket = Some(ticket);
+        let Some(until) = gated.until else {
+            return Poll::Pending;
+        };
+        if Instant::now() >= until {
+            return Poll::Ready(Passage::TimedOut);
+        }
+        match &alarm {
+            Some(set) => set.set_waker(cx.waker()),
+            None => match Alarm::new(until, cx.waker()) {
+                Ok(set) => alarm = Some(set),
+                Err(_) => return Poll::Ready(Passage::Unlined),
+            },
+        }
+        Poll::Pending
     })
     .await;
-    Turn { link, id }
+    // Out of line, its turn passes on (`InLine`'s drop).
+    drop(place);
+    passage
 }
 
 #[cfg(test)]
@@ -283,6 +353,36 @@ mod tests {
     }
 
     #[test]
+    fn a_timed_acquire_goes_with_the_time_it_has_left() {
+        let mut request = Request::On {
+            id: 1,
+            op: Op::Acquire {
+                wait_ms: Some(5_000),
+            },
+        };
+        with_time_left(&mut request, Instant::now() + Duration::from_millis(1_500));
+        let Request::On {
+            op: Op::Acquire { wait_ms: Some(ms) },
+            ..
+        } = request
+        else {
+            panic!("not an acquire: {request:?}");
+        };
+        assert!((1_000..=1_500).contains(&ms), "{ms} ms left");
+        with_time_left(&mut request, Instant::now());
+        assert!(
+            matches!(
+                request,
+                Request::On {
+                    op: Op::Acquire { wait_ms: Some(0) },
+                    ..
+                }
+            ),
+            "a passed deadline is a try: {request:?}"
+        );
+    }
+
+    #[test]
     fn a_call_dropped_at_the_front_passes_its_turn_on() {
         let mut gates = Gates::default();
         let items = (1, Awaits::Item);
@@ -310,17 +410,27 @@ mod tests {
     }
 
     #[test]
-    fn only_untimed_acquires_gets_and_puts_are_gated() {
+    fn waiting_acquires_and_untimed_gets_and_puts_are_gated() {
         let on = |op| Request::On { id: 5, op };
+        let gate = |op| gated(&on(op)).map(|g| g.gate);
         assert_eq!(
             gated(&on(Op::Acquire { wait_ms: None })),
-            Some((5, Awaits::Acquire))
+            Some(Gated {
+                gate: (5, Awaits::Acquire),
+                until: None
+            })
         );
-        assert_eq!(gated(&on(Op::Take(None))), Some((5, Awaits::Item)));
-        assert_eq!(
-            gated(&on(Op::Put(vec![1].into(), None))),
-            Some((5, Awaits::Room))
-        );
+        let before = Instant::now();
+        let timed = gated(&on(Op::Acquire {
+            wait_ms: Some(2_000),
+        }))
+        .expect("a timed acquire is gated");
+        assert_eq!(timed.gate, (5, Awaits::Acquire));
+        let until = timed.until.expect("a deadline");
+        assert!(until >= before + Duration::from_millis(2_000));
+        assert!(until <= Instant::now() + Duration::from_millis(2_000));
+        assert_eq!(gate(Op::Take(None)), Some((5, Awaits::Item)));
+        assert_eq!(gate(Op::Put(vec![1].into(), None)), Some((5, Awaits::Room)));
         assert_eq!(gated(&on(Op::Acquire { wait_ms: Some(0) })), None);
         assert_eq!(gated(&on(Op::Take(Some(10)))), None);
         assert_eq!(gated(&on(Op::WaitSet { wait_ms: None })), None);

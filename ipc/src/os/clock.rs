@@ -26,6 +26,10 @@ impl Deadline {
     pub fn now() -> Self {
         Deadline(Some(Instant::now()))
     }
+    /// The moment `at`.
+    pub(crate) fn at(at: Instant) -> Self {
+        Deadline(Some(at))
+    }
     /// Milliseconds left for `poll(2)`: -1 for never, 0 when passed. Rounded up
     /// so a 0.5 ms remainder still waits instead of spinning.
     pub fn poll_millis(&self) -> i32 {

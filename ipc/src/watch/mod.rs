@@ -21,7 +21,7 @@
 mod reactor;
 mod watcher;
 
-pub(crate) use reactor::{Readiness, Source};
+pub(crate) use reactor::{Alarm, Readiness, Source};
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockWriteGuard};

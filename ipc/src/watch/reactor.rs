@@ -4,7 +4,9 @@
 //!
 //! A thousand awaited connections or processes cost one thread, asleep
 //! in the kernel until one of them moves (a thread each, polling every
-//! 10 ms, before). Each [`Source`] holds a duplicate of its descriptor,
+//! 10 ms, before). The same thread keeps [`Alarm`]s, wakers woken at a
+//! moment (a timed wait that waits in a line of ours, not in the kernel,
+//! has no other clock). Each [`Source`] holds a duplicate of its descriptor,
 //! armed one shot whenever a future waits on it; dropping the source
 //! takes the duplicate out and closes it at once, so the peer sees the
 //! end then. The thread starts with the first wait and ends after a
@@ -14,7 +16,7 @@
 //! descriptors it closed, and whose locks another thread may have held at
 //! the fork): the reactor knows its process, and a child makes its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -118,25 +120,11 @@ impl Source {
         if added {
             state.waiting += 1;
         }
-        if state.thread_running {
-            // Wakes the thread, which has nothing to do yet, as the watch
-            // threads were woken: on an idle machine a reply that finds it
-            // long asleep wakes it slowly. Measured on this VM (tokio's
-            // current-thread runtime, a round trip through a Pipe with a
-            // child, medians): 52-57 us without the ring, 5-6 us with it,
-            // as before the reactor; with a busy process per CPU, 5 us
-            // either way.
-            if added && std::mem::replace(&mut state.asleep, false) {
-                reactor.bell.ring();
-            }
+        if !added && state.thread_running {
             return Ok(());
         }
-        let thread = Arc::clone(reactor);
-        match spawn_named(NAME, move || thread.run()) {
-            Ok(()) => {
-                state.thread_running = true;
-                Ok(())
-            }
+        match reactor.stir(&mut state) {
+            Ok(()) => Ok(()),
             Err(e) => {
                 drop(state);
                 self.forget(ticket);
@@ -180,6 +168,47 @@ impl Drop for Source {
     }
 }
 
+/// A waker that this process's reactor wakes once `at` has passed (at
+/// most a millisecond late); dropped, it is forgotten.
+#[derive(Debug)]
+pub(crate) struct Alarm {
+    at: Instant,
+    key: u64,
+    reactor: Arc<Reactor>,
+}
+
+impl Alarm {
+    /// Wakes `waker` once `at` has passed. An error if the thread cannot
+    /// start.
+    pub(crate) fn new(at: Instant, waker: &Waker) -> io::Result<Alarm> {
+        let reactor = Reactor::of_this_process()?;
+        let mut state = reactor.lock();
+        let key = state.next_key;
+        state.next_key += 1;
+        state.alarms.insert((at, key), waker.clone());
+        if let Err(e) = reactor.stir(&mut state) {
+            state.alarms.remove(&(at, key));
+            return Err(e);
+        }
+        drop(state);
+        Ok(Alarm { at, key, reactor })
+    }
+
+    /// Wakes `waker` instead (a future polled by another task's waker).
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        if let Some(kept) = self.reactor.lock().alarms.get_mut(&(self.at, self.key)) {
+            kept.clone_from(waker);
+        }
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        // (Gone already if it went off.)
+        self.reactor.lock().alarms.remove(&(self.at, self.key));
+    }
+}
+
 /// One process's epoll and the descriptors in it.
 struct Reactor {
     /// The process it belongs to: a forked child makes its own.
@@ -204,8 +233,11 @@ impl std::fmt::Debug for Reactor {
 struct Reactors {
     sources: HashMap<u64, Entry>,
     next_key: u64,
-    /// Futures waiting, over every source: the thread ends only at none.
+    /// Futures waiting, over every source: the thread ends only at none
+    /// (and no alarm).
     waiting: usize,
+    /// Alarms by when they go off (then the order they were set).
+    alarms: BTreeMap<(Instant, u64), Waker>,
     thread_running: bool,
     /// The thread is in (or about to enter) its wait, and nobody rang.
     asleep: bool,
@@ -246,6 +278,7 @@ impl Reactor {
                 sources: HashMap::new(),
                 next_key: 0,
                 waiting: 0,
+                alarms: BTreeMap::new(),
                 thread_running: false,
                 asleep: false,
             }),
@@ -264,6 +297,26 @@ impl Reactor {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Something new to wait for: the thread starts, or, asleep, is woken
+    /// to wait for it too (an alarm sooner than its sleep, say). As the
+    /// watch threads were woken: on an idle machine a reply that finds it
+    /// long asleep wakes it slowly. Measured on this VM (tokio's
+    /// current-thread runtime, a round trip through a Pipe with a child,
+    /// medians): 52-57 us without the ring, 5-6 us with it, as before the
+    /// reactor; with a busy process per CPU, 5 us either way.
+    fn stir(self: &Arc<Self>, state: &mut Reactors) -> io::Result<()> {
+        if state.thread_running {
+            if std::mem::replace(&mut state.asleep, false) {
+                self.bell.ring();
+            }
+            return Ok(());
+        }
+        let thread = Arc::clone(self);
+        spawn_named(NAME, move || thread.run())?;
+        state.thread_running = true;
+        Ok(())
+    }
+
     /// The thread: waits for reports, wakes the futures of each reported
     /// source, and ends after [`IDLE_EXIT`] with no future waiting.
     fn run(self: Arc<Self>) {
@@ -273,9 +326,10 @@ impl Reactor {
             let deadline = {
                 let mut state = self.lock();
                 state.asleep = true;
-                if state.waiting > 0 {
+                let next_alarm = state.alarms.keys().next().map(|&(at, _)| at);
+                if state.waiting > 0 || next_alarm.is_some() {
                     idle_since = None;
-                    Deadline::never()
+                    next_alarm.map_or(Deadline::never(), Deadline::at)
                 } else {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     let left = IDLE_EXIT.saturating_sub(since.elapsed());
@@ -303,9 +357,21 @@ impl Reactor {
                     sources,
                     waiting,
                     asleep,
+                    alarms,
                     ..
                 } = &mut *state;
                 *asleep = false;
+                let now = Instant::now();
+                while let Some(alarm) = alarms.first_entry() {
+                    if alarm.key().0 > now {
+                        break;
+                    }
+                    due.push(Waiter {
+                        ticket: 0,
+                        seen: 0,
+                        waker: alarm.remove(),
+                    });
+                }
                 for report in &reports[..reported] {
                     if epoll::key_of(report) == BELL_KEY {
                         self.bell.quiet();
@@ -378,6 +444,44 @@ mod tests {
             !gone.0.load(Ordering::SeqCst),
             "a forgotten waiter was woken"
         );
+    }
+
+    /// An alarm goes off once its moment has passed, not before; a sooner
+    /// one set while the thread sleeps toward a later one goes off first;
+    /// a dropped one never does.
+    #[test]
+    fn alarms_go_off_at_their_moment_and_not_once_dropped() {
+        let now = Instant::now();
+        let late = Arc::new(Flag::default());
+        let _late = Alarm::new(now + Duration::from_secs(30), &Waker::from(late.clone()))
+            .expect("an alarm");
+        let dropped = Arc::new(Flag::default());
+        let gone = Alarm::new(
+            now + Duration::from_millis(150),
+            &Waker::from(dropped.clone()),
+        )
+        .expect("an alarm");
+        drop(gone);
+        // The thread is asleep toward the 30 s alarm now, or soon.
+        std::thread::sleep(Duration::from_millis(20));
+        let soon = Arc::new(Flag::default());
+        let set = Instant::now();
+        let _soon = Alarm::new(
+            set + Duration::from_millis(300),
+            &Waker::from(Arc::new(Flag::default())),
+        )
+        .expect("an alarm");
+        _soon.set_waker(&Waker::from(soon.clone()));
+        assert!(until(|| soon.0.load(Ordering::SeqCst)), "never went off");
+        assert!(
+            set.elapsed() >= Duration::from_millis(300),
+            "went off early"
+        );
+        assert!(
+            !dropped.0.load(Ordering::SeqCst),
+            "a dropped alarm went off"
+        );
+        assert!(!late.0.load(Ordering::SeqCst), "the 30 s alarm went off");
     }
 
     #[test]

@@ -226,9 +226,9 @@ macro_rules! acquire_release {
             /// wait at the manager per object; the rest wait in line here,
             /// so thousands of tasks can share a semaphore as a rate
             /// limiter. Cancel-safe: dropped while it waits, it takes
-            /// nothing. Bound it with the executor's timeout (it stays in
-            /// line), or with
-            /// [`acquire_timeout_async`](Self::acquire_timeout_async).
+            /// nothing. Bound it with the executor's timeout, or with
+            /// [`acquire_timeout_async`](Self::acquire_timeout_async)
+            /// (both wait in line).
             pub async fn acquire_async(&self) -> Result<HeldAsync<'_>, ManagerError> {
                 let taken = take_async(&self.target, None).await?;
                 taken.ok_or(ManagerError::Protocol("a wait without end ended".into()))
@@ -239,11 +239,12 @@ macro_rules! acquire_release {
                 take_async(&self.target, Some(Duration::ZERO)).await
             }
 
-            /// [`acquire_timeout`](Self::acquire_timeout) as a future (the
-            /// manager keeps the deadline). Not in line: each waits at the
-            /// manager on a connection of its own, five descriptors, so
-            /// for many tasks at once prefer the executor's timeout around
-            /// [`acquire_async`](Self::acquire_async).
+            /// [`acquire_timeout`](Self::acquire_timeout) as a future. It
+            /// waits in line as [`acquire_async`](Self::acquire_async)
+            /// does, and goes to the manager with the time it has left; one
+            /// whose time runs out in line gives up there (`Ok(None)`),
+            /// having taken nothing, woken by a thread of ours at its
+            /// deadline.
             pub async fn acquire_timeout_async(
                 &self,
                 timeout: Duration,
