@@ -723,9 +723,11 @@ fn a_large_awaited_put_is_written_into_its_memfd_once() {
 /// the polling thread; a
 /// 100 MB one held the executor 50 ms more than its encoding); one an
 /// awaited read gives (a dict's, a list's, a value's `get_async`) is
-/// decoded on a thread of its own (a 100 MB one held it 52 ms). A small
-/// one, and one a `pop` takes out (dropped while decoding elsewhere, it
-/// would be lost), are decoded where the future is polled.
+/// decoded on a thread of its own (a 100 MB one held it 52 ms), and so
+/// are large items that a dict's `items_async` or `keys_async`, a list's
+/// `to_vec_async` or an array's `slice_async` give. A small one, and one
+/// a `pop` takes out (dropped while decoding elsewhere, it would be
+/// lost), are decoded where the future is polled.
 fn large_awaited_manager_values_are_neither_copied_nor_decoded_on_the_polling_thread() {
     use outlast_ipc::manager::Manager;
     use tests::procfs::this_thread_minor_faults;
@@ -764,6 +766,31 @@ fn large_awaited_manager_values_are_neither_copied_nor_decoded_on_the_polling_th
     d.set(&"small".into(), &traced(10)).expect("set");
     let small = block_on(d.get_async(&"small".into()), PATIENCE).expect("in time");
     assert_eq!(small.expect("get").expect("the value").decoded_on, here);
+    // Every item of a large listing is decoded off the polling thread, the
+    // small one with the large (one thread for the whole reply).
+    let decoded_on = |items: Vec<Traced>| -> Vec<(usize, String)> {
+        let mut seen: Vec<_> = items
+            .into_iter()
+            .map(|t| (t.bytes.len(), t.decoded_on))
+            .collect();
+        seen.sort();
+        seen
+    };
+    let items = block_on(d.items_async(), PATIENCE).expect("in time");
+    let values = items.expect("items").into_iter().map(|(_, v)| v).collect();
+    let off = "outlast-decode".to_string();
+    assert_eq!(
+        decoded_on(values),
+        [(10, off.clone()), (LARGE, off.clone())]
+    );
+    let large_keys = manager.dict::<Traced, u8>().expect("a dict");
+    large_keys.set(&traced(LARGE), &1).expect("set");
+    let keys = block_on(large_keys.keys_async(), PATIENCE).expect("in time");
+    assert_eq!(decoded_on(keys.expect("keys")), [(LARGE, off.clone())]);
+    let small_items = manager.dict::<String, Traced>().expect("a dict");
+    small_items.set(&"small".into(), &traced(10)).expect("set");
+    let items = block_on(small_items.items_async(), PATIENCE).expect("in time");
+    assert_eq!(items.expect("items")[0].1.decoded_on, here);
 
     let l = manager.list::<Traced>().expect("a list");
     l.append(&traced(LARGE)).expect("append");
@@ -772,6 +799,18 @@ fn large_awaited_manager_values_are_neither_copied_nor_decoded_on_the_polling_th
         at.expect("get").expect("item 0").decoded_on,
         "outlast-decode"
     );
+    let all = block_on(l.to_vec_async(), PATIENCE).expect("in time");
+    assert_eq!(decoded_on(all.expect("to_vec")), [(LARGE, off.clone())]);
+    let a = manager
+        .array(&[traced(10), traced(LARGE)])
+        .expect("an array");
+    let both = block_on(a.slice_async(0..2), PATIENCE).expect("in time");
+    assert_eq!(
+        decoded_on(both.expect("slice")),
+        [(10, off.clone()), (LARGE, off.clone())]
+    );
+    let first = block_on(a.slice_async(0..1), PATIENCE).expect("in time");
+    assert_eq!(decoded_on(first.expect("slice")), [(10, here.clone())]);
     let popped = block_on(l.pop_async(), PATIENCE).expect("in time");
     let popped = popped.expect("pop").expect("the item");
     assert_eq!(

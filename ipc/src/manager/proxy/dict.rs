@@ -13,8 +13,9 @@ use serde::Serialize;
 use super::super::protocol::{KeyHolds, Kind, Op, Reply, Update};
 use super::super::ManagerError;
 use super::{
-    decode, decode_owned, encode, expect_bool, expect_count, expect_done, expect_int,
-    expect_kept_value, expect_list, expect_value, proxy, unexpected, List, Made, Target,
+    decode, decode_owned, decoded_off_thread, encode, expect_bool, expect_count, expect_done,
+    expect_int, expect_kept_list, expect_kept_value, expect_list, expect_value, proxy, unexpected,
+    List, Made, Target, OFF_THREAD_BYTES,
 };
 
 proxy! {
@@ -276,14 +277,31 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         expect_done(self.target.call_async(Op::Clear).await?)
     }
 
-    /// `list(d.keys())`, awaited (see [`get_async`](Self::get_async)).
-    pub async fn keys_async(&self) -> Result<Vec<K>, ManagerError> {
-        expect_list(self.target.call_async(Op::Keys).await?)
+    /// `list(d.keys())`, awaited (see [`get_async`](Self::get_async); keys
+    /// of a megabyte or more in all are decoded on a thread of ours).
+    pub async fn keys_async(&self) -> Result<Vec<K>, ManagerError>
+    where
+        K: Send + 'static,
+    {
+        expect_kept_list(self.target.call_async(Op::Keys).await?).await
     }
 
-    /// `list(d.items())`, awaited (see [`get_async`](Self::get_async)).
-    pub async fn items_async(&self) -> Result<Vec<(K, V)>, ManagerError> {
-        items_of(self.target.call_async(Op::Items).await?)
+    /// `list(d.items())`, awaited (see [`get_async`](Self::get_async);
+    /// items of a megabyte or more in all are decoded on a thread of ours).
+    pub async fn items_async(&self) -> Result<Vec<(K, V)>, ManagerError>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        match self.target.call_async(Op::Items).await? {
+            Reply::Items(items)
+                if items.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                    >= OFF_THREAD_BYTES =>
+            {
+                decoded_off_thread(move || items_of(Reply::Items(items))).await
+            }
+            reply => items_of(reply),
+        }
     }
 
     /// `d.update(items)`, awaited, in one round trip (see

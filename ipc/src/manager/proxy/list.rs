@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::super::protocol::{Kind, Op, Reply};
 use super::super::ManagerError;
 use super::{
-    decode_owned, encode, expect_bool, expect_count, expect_done, expect_int, expect_kept_value,
-    expect_list, expect_value, proxy, unexpected,
+    decode_owned, encode, expect_bool, expect_count, expect_done, expect_int, expect_kept_list,
+    expect_kept_value, expect_list, expect_value, proxy, unexpected,
 };
 
 proxy! {
@@ -53,9 +53,13 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         expect_count(self.target.call_async(Op::Len).await?)
     }
 
-    /// `list(l)`, awaited (see [`Dict::get_async`](super::Dict::get_async)).
-    pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError> {
-        expect_list(self.target.call_async(Op::Slice(0, u64::MAX)).await?)
+    /// `list(l)`, awaited (see [`Dict::get_async`](super::Dict::get_async);
+    /// items of a megabyte or more in all are decoded on a thread of ours).
+    pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError>
+    where
+        T: Send + 'static,
+    {
+        expect_kept_list(self.target.call_async(Op::Slice(0, u64::MAX)).await?).await
     }
 
     /// `l.extend(values)`, awaited, in one round trip (each value encoded
@@ -318,17 +322,21 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
         expect_count(self.target.call_async(Op::Len).await?)
     }
 
-    /// `a[range]`, awaited.
-    pub async fn slice_async(&self, range: std::ops::Range<u64>) -> Result<Vec<T>, ManagerError> {
-        expect_list(
-            self.target
-                .call_async(Op::Slice(range.start, range.end))
-                .await?,
-        )
+    /// `a[range]`, awaited (items of a megabyte or more in all are decoded
+    /// on a thread of ours).
+    pub async fn slice_async(&self, range: std::ops::Range<u64>) -> Result<Vec<T>, ManagerError>
+    where
+        T: Send + 'static,
+    {
+        let reply = self.target.call_async(Op::Slice(range.start, range.end));
+        expect_kept_list(reply.await?).await
     }
 
     /// `a[:]`, awaited.
-    pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError> {
+    pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError>
+    where
+        T: Send + 'static,
+    {
         self.slice_async(0..u64::MAX).await
     }
 }

@@ -449,15 +449,37 @@ async fn expect_kept_value<T: DeserializeOwned + Send + 'static>(
 ) -> Result<Option<T>, ManagerError> {
     match reply {
         Reply::Value(Some(bytes)) if bytes.len() >= OFF_THREAD_BYTES => {
-            let decode = move || decode_owned::<T>(bytes);
-            match crate::off_thread::run_off_thread("outlast-decode", decode).await {
-                Ok(value) => value.map(Some),
-                Err(_) => Err(ManagerError::Encode(
-                    "decoding the value panicked (see the message above)".into(),
-                )),
-            }
+            decoded_off_thread(move || decode_owned::<T>(bytes).map(Some)).await
         }
         reply => expect_value(reply),
+    }
+}
+
+/// [`expect_list`] of an awaited call that leaves the items where they
+/// are (`keys`, `to_vec`, a slice): as [`expect_kept_value`], items of
+/// [`OFF_THREAD_BYTES`] or more in all are decoded on a thread of their
+/// own (a list of ten 10 MB items held the executor as one 100 MB value
+/// did).
+async fn expect_kept_list<T: DeserializeOwned + Send + 'static>(
+    reply: Reply,
+) -> Result<Vec<T>, ManagerError> {
+    match reply {
+        Reply::Keys(items) if items.iter().map(|i| i.len()).sum::<usize>() >= OFF_THREAD_BYTES => {
+            decoded_off_thread(move || expect_list(Reply::Keys(items))).await
+        }
+        reply => expect_list(reply),
+    }
+}
+
+/// `decode()`'s result, from a thread of its own.
+async fn decoded_off_thread<T: Send + 'static>(
+    decode: impl FnOnce() -> Result<T, ManagerError> + Send + 'static,
+) -> Result<T, ManagerError> {
+    match crate::off_thread::run_off_thread("outlast-decode", decode).await {
+        Ok(decoded) => decoded,
+        Err(_) => Err(ManagerError::Encode(
+            "decoding the value panicked (see the message above)".into(),
+        )),
     }
 }
 
