@@ -938,8 +938,9 @@ fn five_hundred_timed_acquires_wait_in_line_and_those_out_of_time_take_nothing()
 /// Eight untimed acquires wait at the manager for units nobody gives, so
 /// fifty timed ones wait in line here: their 200 ms run out there, and
 /// each says so without having gone to the manager (an alarm of ours ends
-/// the wait in line; without one they would wait for ever). The eight
-/// then take the units given them.
+/// the wait in line; without one they would wait for ever). Twenty more,
+/// dropped in line before them, hold nobody up. The eight then take the
+/// units given them.
 fn a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there() {
     const TIMED: usize = 50;
     let manager = Manager::start().expect("a manager");
@@ -954,6 +955,16 @@ fn a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there() {
             })
         })
         .collect();
+    // The eight go to the manager; twenty timed ones stand in line, each
+    // with its alarm set, and are dropped there: they leave the line, and
+    // their alarms go with them.
+    for untimed in &mut futures {
+        assert!(poll_once(untimed).is_pending(), "a unit that nobody gave");
+    }
+    for _ in 0..20 {
+        let mut dropped = Box::pin(s.acquire_timeout_async(PATIENCE));
+        assert!(poll_once(&mut dropped).is_pending(), "not in line");
+    }
     let wait = Duration::from_millis(200);
     futures.extend((0..TIMED).map(|_| -> Task<'_, Result<(), String>> {
         let (s, timed_out) = (&s, &timed_out);
@@ -995,4 +1006,11 @@ fn a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there() {
     );
     assert_eq!(timed_out.load(Ordering::SeqCst), TIMED);
     assert_eq!(s.value().expect("the value"), 8, "units lost or doubled");
+    // Nobody dropped is left in line ahead of a newcomer.
+    let taken = block_on(s.acquire_timeout_async(Duration::from_secs(10)), PATIENCE);
+    let held = taken.expect("in time").expect("the manager");
+    assert!(
+        held.is_some(),
+        "a free unit not taken: the line kept the dropped"
+    );
 }
