@@ -69,13 +69,18 @@
 //! manager at once, and an item already sent to it goes back to the
 //! front of its queue ([`Queue::get_async`]). A large value set goes
 //! out from where it was encoded, and one of a megabyte or more that a
-//! `get_async` reads is decoded on a thread of its own, not the
+//! `get_async` reads (or a listing, `items_async`, `to_vec_async`, of a
+//! megabyte or more in all) is decoded on a thread of its own, not the
 //! executor's. A [`Set`]'s calls are awaited the same way. A [`Lock`],
 //! [`Semaphore`] or [`Condition`] is taken as a future
 //! (`lock.lock_async().await?`) into a [`HeldAsync`] guard, which keeps
 //! the connection that holds it; a condition's `wait_async` takes that
 //! guard, and a [`Barrier`]'s party waits with `wait_async`. A dropped
-//! acquire or wait leaves nothing held.
+//! acquire or wait leaves nothing held. Thousands of tasks may wait at
+//! once: past eight per object, a process's acquires (timed or not),
+//! gets and puts wait in line in the process, and its waits on one event
+//! share one wait at the manager, so they hold a few connections, not
+//! one each.
 
 mod awaited;
 mod awaited_cancel;
