@@ -33,6 +33,7 @@ fn main() {
         five_hundred_tasks_awaiting_two_units_wait_in_line_on_a_few_connections,
         five_hundred_timed_acquires_wait_in_line_and_those_out_of_time_take_nothing,
         a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there,
+        timed_and_untimed_acquires_in_line_cut_at_any_point_keep_the_count,
     ]);
 }
 
@@ -1013,4 +1014,70 @@ fn a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there() {
         held.is_some(),
         "a free unit not taken: the line kept the dropped"
     );
+}
+
+/// Twenty-four futures, three times the manager's share of one object, so
+/// most wait in line here, take a semaphore's two units beside a child's
+/// blocking takes: timed acquires that run out (in line or at the
+/// manager), timed and untimed acquires dropped at any point, and
+/// untimed ones held across an `.await`. Never more than two holders, and
+/// the count is two at the end.
+fn timed_and_untimed_acquires_in_line_cut_at_any_point_keep_the_count() {
+    const TASKS: u64 = 24;
+    const EACH: u64 = 40;
+    let manager = Manager::start().expect("a manager");
+    let s = manager.semaphore(2).expect("a semaphore");
+    let inside = Value::new(0i64).expect("a count");
+    let mut child = Process::new(churn_units, (s.clone(), inside.clone(), 500));
+    child.start().expect("start");
+    let most = AtomicI64::new(0);
+    let futures: Vec<Task<'_, Result<(), String>>> = (0..TASKS)
+        .map(|t| -> Task<'_, Result<(), String>> {
+            let (s, inside, most) = (&s, &inside, &most);
+            Box::pin(async move {
+                for i in 0..EACH {
+                    let held = match (i + t) % 4 {
+                        0 => {
+                            let wait = Duration::from_millis(1 + (i * 7 + t) % 4);
+                            s.acquire_timeout_async(wait).await
+                        }
+                        1 => {
+                            poll_then_drop(s.acquire_timeout_async(PATIENCE), (i % 4) as u32);
+                            continue;
+                        }
+                        2 => {
+                            poll_then_drop(s.acquire_async(), (i % 4) as u32);
+                            continue;
+                        }
+                        _ => s.acquire_async().await.map(Some),
+                    };
+                    let Some(held) = held.map_err(|e| e.to_string())? else {
+                        continue;
+                    };
+                    let now = inside.fetch_add(1) + 1;
+                    most.fetch_max(now, Ordering::Relaxed);
+                    yield_once().await;
+                    inside.fetch_add(-1);
+                    drop(held);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let joined = join_all(futures, PATIENCE);
+    for output in &joined.outputs {
+        assert_eq!(output, &Some(Ok(())), "{:?}", joined.outputs);
+    }
+    let child_most = child.join().expect("the child ended").expect("its units");
+    assert!(
+        most.load(Ordering::Relaxed) <= 2 && child_most <= 2,
+        "more holders than units: {} here, {child_most} in the child",
+        most.load(Ordering::Relaxed)
+    );
+    // Releases by drop go out without waiting for their answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.value().expect("the value") != 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(s.value().expect("the value"), 2, "units lost or doubled");
 }
