@@ -34,6 +34,7 @@ fn main() {
         five_hundred_timed_acquires_wait_in_line_and_those_out_of_time_take_nothing,
         a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there,
         timed_and_untimed_acquires_in_line_cut_at_any_point_keep_the_count,
+        waits_in_line_on_a_killed_manager_all_end_disconnected,
     ]);
 }
 
@@ -1080,4 +1081,45 @@ fn timed_and_untimed_acquires_in_line_cut_at_any_point_keep_the_count() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(s.value().expect("the value"), 2, "units lost or doubled");
+}
+
+/// A hundred tasks wait on a manager, most of them in this process's
+/// lines (acquires, timed and untimed, and queue gets), when the manager
+/// is SIGKILLed: every one ends, disconnected, and none waits out its
+/// deadline (two minutes, past the test's patience) in line.
+fn waits_in_line_on_a_killed_manager_all_end_disconnected() {
+    let manager = Manager::start().expect("a manager");
+    let s = manager.semaphore(0).expect("a semaphore");
+    let q = manager.queue::<u64>().expect("a queue");
+    let long = Duration::from_secs(120);
+    let mut futures: Vec<Task<'_, Result<(), ManagerError>>> = Vec::new();
+    for i in 0..100 {
+        let (s, q) = (&s, &q);
+        futures.push(match i % 3 {
+            0 => Box::pin(async move { s.acquire_async().await.map(drop) }),
+            1 => Box::pin(async move { s.acquire_timeout_async(long).await.map(drop) }),
+            _ => Box::pin(async move { q.get_async().await.map(drop) }),
+        });
+    }
+    let pid = manager.pid().expect("the manager's pid") as i32;
+    let joined = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            // SAFETY: kill has no memory arguments.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        });
+        join_all(futures, PATIENCE)
+    });
+    let other: Vec<_> = joined
+        .outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !matches!(o, Some(Err(ManagerError::Disconnected))))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "{} of 100 did not end disconnected (None: still waiting), the first: {:?}",
+        other.len(),
+        other[0]
+    );
 }
