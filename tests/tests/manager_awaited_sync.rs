@@ -35,6 +35,7 @@ fn main() {
         a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there,
         timed_and_untimed_acquires_in_line_cut_at_any_point_keep_the_count,
         waits_in_line_on_a_killed_manager_all_end_disconnected,
+        awaited_timed_waits_on_a_stopped_manager_are_timeouts_not_hangs,
     ]);
 }
 
@@ -1122,4 +1123,62 @@ fn waits_in_line_on_a_killed_manager_all_end_disconnected() {
         other.len(),
         other[0]
     );
+}
+
+/// The manager keeps a timed wait's deadline; one stopped (SIGSTOP) keeps
+/// none. An awaited timed acquire, a lock's and a barrier's timed waits
+/// then end `Timeout` after their slack, as the blocking ones do; they
+/// waited for ever. Once it runs again, nothing they asked for is held.
+fn awaited_timed_waits_on_a_stopped_manager_are_timeouts_not_hangs() {
+    let manager = Manager::start().expect("a manager");
+    let s = manager.semaphore(0).expect("a semaphore");
+    let lock = manager.lock().expect("a lock");
+    let barrier = manager.barrier(2).expect("a barrier");
+    // Connections for awaited calls, made while the manager answers.
+    let tried = block_on(s.try_acquire_async(), PATIENCE).expect("in time");
+    assert!(tried.expect("a try").is_none());
+    let held = lock.lock().expect("the lock");
+    let pid = manager.pid().expect("the manager's pid") as i32;
+    // SAFETY: kill has no memory arguments.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let wait = Duration::from_millis(200);
+    let futures: Vec<Task<'_, String>> = vec![
+        Box::pin(async {
+            format!(
+                "{:?}",
+                s.acquire_timeout_async(wait).await.map(|h| h.is_some())
+            )
+        }),
+        Box::pin(async {
+            format!(
+                "{:?}",
+                lock.lock_timeout_async(wait).await.map(|h| h.is_some())
+            )
+        }),
+        Box::pin(async { format!("{:?}", barrier.wait_timeout_async(wait).await) }),
+    ];
+    let joined = join_all(futures, PATIENCE);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let timeout = format!("{:?}", Err::<(), _>(ManagerError::Timeout));
+    for output in &joined.outputs {
+        assert_eq!(
+            output.as_deref(),
+            Some(timeout.as_str()),
+            "{:?}",
+            joined.outputs
+        );
+    }
+    drop(held);
+    // The acquires, told to stop once the manager reads them, took nothing.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let free = loop {
+        match lock.try_lock().expect("the manager") {
+            Some(taken) => break Some(taken),
+            None if Instant::now() > deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    assert!(free.is_some(), "the lock stayed taken");
+    assert_eq!(s.value().expect("the value"), 0, "a unit from nowhere");
 }

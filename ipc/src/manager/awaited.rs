@@ -39,6 +39,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use super::awaited_lane::AwaitedLane;
 use super::client::{
@@ -721,6 +722,18 @@ impl Link {
         undo: Undo,
     ) -> Result<(Reply, Lease<'_>), ManagerError> {
         use super::awaited_gate::{gated, timed_out, turn, with_time_left, Passage};
+        // A timed wait the manager keeps ends here too, its slack after
+        // (as a blocking one does): a manager that stopped (SIGSTOP) never
+        // answers.
+        let deadline = match &request {
+            Request::On { op, .. } => match op.wait_of() {
+                Some(Some(ms)) => Instant::now()
+                    .checked_add(Duration::from_millis(ms))
+                    .and_then(|at| at.checked_add(super::proxy::WAIT_SLACK)),
+                _ => None,
+            },
+            _ => None,
+        };
         let gone = self.take_dropped();
         if !gone.is_empty() {
             let _ = self.call_alone_async(&Request::Batch(decrefs(gone))).await;
@@ -738,28 +751,35 @@ impl Link {
                 with_time_left(&mut request, until);
             }
         }
-        let_others_run().await;
-        let mut lease = lease_waiting(self, undo).await?;
-        let reply = match lease.exchange(&request).await {
-            // As in `call_alone_async`: a kept connection closed meanwhile.
-            Err(ManagerError::Disconnected) if lease.reused => {
-                drop(lease);
-                // The clean ones (a cancelled one holds what our thread
-                // is still to read and give back).
-                let idle = with_pool(self, |pool| {
-                    let (cancelled, clean) = std::mem::take(&mut pool.waiting_idle)
-                        .into_iter()
-                        .partition(|k| k.cancelled.is_some());
-                    pool.waiting_idle = cancelled;
-                    clean
-                });
-                drop::<Vec<Kept>>(idle);
-                lease = lease_waiting(self, undo).await.map_err(gone_again)?;
-                lease.exchange(&request).await
-            }
-            outcome => outcome,
-        }?;
-        Ok((refused_as_error(reply)?, lease))
+        let call = async {
+            let_others_run().await;
+            let mut lease = lease_waiting(self, undo).await?;
+            let reply = match lease.exchange(&request).await {
+                // As in `call_alone_async`: a kept connection closed meanwhile.
+                Err(ManagerError::Disconnected) if lease.reused => {
+                    drop(std::mem::replace(&mut lease, Lease::none(self)));
+                    // The clean ones (a cancelled one holds what our thread
+                    // is still to read and give back).
+                    let idle = with_pool(self, |pool| {
+                        let (cancelled, clean) = std::mem::take(&mut pool.waiting_idle)
+                            .into_iter()
+                            .partition(|k| k.cancelled.is_some());
+                        pool.waiting_idle = cancelled;
+                        clean
+                    });
+                    drop::<Vec<Kept>>(idle);
+                    lease = lease_waiting(self, undo).await.map_err(gone_again)?;
+                    lease.exchange(&request).await
+                }
+                outcome => outcome,
+            }?;
+            Ok((refused_as_error(reply)?, lease))
+        };
+        // Past the deadline the call is dropped as any awaited call is: the
+        // manager is told, and what its reply held is undone.
+        crate::watch::within(deadline, call)
+            .await
+            .unwrap_or(Err(ManagerError::Timeout))
     }
 }
 

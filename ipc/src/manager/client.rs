@@ -407,8 +407,12 @@ impl Link {
             .map_err(|e: net::BadAddress| ManagerError::Server(e.to_string()))?;
         let timeout = timeout.unwrap_or(net::HANDSHAKE_TIMEOUT);
         let mut conn = net::connect_timeout(&address, &self.key, timeout).map_err(|e| match e {
+            // A manager that does not answer (stopped, or swamped) is late,
+            // not a stranger: the same error as a call that waits too long.
+            NetError::Timeout(_) | NetError::Auth(net::AuthError::Timeout(_)) => {
+                ManagerError::Timeout
+            }
             NetError::Auth(auth) => ManagerError::Auth(auth),
-            NetError::Timeout(_) => ManagerError::Timeout,
             NetError::Io(e) if out_of_descriptors(&e) => ManagerError::Local(e),
             // No socket, or nobody behind it: the manager is gone.
             NetError::Io(_) => ManagerError::Disconnected,

@@ -20,8 +20,10 @@
 
 mod reactor;
 mod watcher;
+mod within;
 
 pub(crate) use reactor::{Alarm, Readiness, Source};
+pub(crate) use within::within;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockWriteGuard};

@@ -2,7 +2,9 @@
 //! Cheap to clone, and plain data, so they travel into children. Every
 //! proxy has `with_timeout`, bounding each of its calls (`Timeout`);
 //! operations that wait have their own `_timeout` forms, whose deadline
-//! the manager keeps.
+//! the manager keeps. A manager that keeps none (stopped, `SIGSTOP`)
+//! makes them `Timeout` [`WAIT_SLACK`] after their deadline, blocking or
+//! awaited alike.
 
 mod batch;
 mod dict;
@@ -101,7 +103,7 @@ pub(super) fn unexpected(reply: Reply) -> ManagerError {
 
 /// How long past a wait's own deadline a call waits for the manager's
 /// answer (the manager keeps the deadline; this only bounds a lost reply).
-const WAIT_SLACK: Duration = Duration::from_secs(10);
+pub(super) const WAIT_SLACK: Duration = Duration::from_secs(10);
 
 /// What every proxy is: where its object lives, and its calls' timeout.
 #[derive(Clone, Debug, Deserialize)]

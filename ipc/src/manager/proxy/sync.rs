@@ -244,7 +244,9 @@ macro_rules! acquire_release {
             /// does, and goes to the manager with the time it has left; one
             /// whose time runs out in line gives up there (`Ok(None)`),
             /// having taken nothing, woken by a thread of ours at its
-            /// deadline.
+            /// deadline. A manager that does not answer (stopped) makes it
+            /// [`ManagerError::Timeout`] ten seconds after its deadline, as
+            /// the blocking form.
             pub async fn acquire_timeout_async(
                 &self,
                 timeout: Duration,
