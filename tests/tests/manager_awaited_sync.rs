@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use outlast_ipc::manager::{Barrier, Condition, Lock, Manager, ManagerError, Semaphore};
+use outlast_ipc::manager::{Barrier, Condition, HeldAsync, Lock, Manager, ManagerError, Semaphore};
 use outlast_ipc::value::{RawValue, Value};
 use outlast_ipc::{Connection, Pipe, Process};
 use tests::executor::{block_on, join_all, poll_once, Task};
@@ -272,6 +272,42 @@ fn churn_units((s, inside, n): (Semaphore, Value<i64>, u32)) -> Result<i64, Stri
     Ok(most)
 }
 
+/// Holds one of a semaphore's units across a yield, counted in `inside`
+/// (the most at once in `most`), then releases it by drop.
+async fn hold_across_a_yield(held: HeldAsync<'_>, inside: &Value<i64>, most: &AtomicI64) {
+    let now = inside.fetch_add(1) + 1;
+    most.fetch_max(now, Ordering::Relaxed);
+    yield_once().await;
+    inside.fetch_add(-1);
+    drop(held);
+}
+
+/// After tasks took `s`'s two units beside a child's `churn_units`: every
+/// task ended well, never more than two held a unit at once (here, at
+/// most `most`; in the child, what it says), and the count is two again
+/// once the releases sent without waiting have arrived.
+fn two_units_kept(
+    s: &Semaphore,
+    joined: tests::executor::Joined<Result<(), String>>,
+    most: &AtomicI64,
+    mut child: Process<(Semaphore, Value<i64>, u32), Result<i64, String>>,
+) {
+    for output in &joined.outputs {
+        assert_eq!(output, &Some(Ok(())), "{:?}", joined.outputs);
+    }
+    let child_most = child.join().expect("the child ended").expect("its units");
+    assert!(
+        most.load(Ordering::Relaxed) <= 2 && child_most <= 2,
+        "more holders than units: {} here, {child_most} in the child",
+        most.load(Ordering::Relaxed)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.value().expect("the value") != 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(s.value().expect("the value"), 2, "units lost or doubled");
+}
+
 /// A semaphore of two units, taken by a child in a loop and by six
 /// futures that hold a unit across an `.await`: never more than two
 /// holders at once, and after hundreds of acquires dropped at any point
@@ -295,31 +331,13 @@ fn awaited_semaphore_units_are_never_over_given_nor_lost() {
                         continue;
                     }
                     let held = s.acquire_async().await.map_err(|e| e.to_string())?;
-                    let now = inside.fetch_add(1) + 1;
-                    most.fetch_max(now, Ordering::Relaxed);
-                    yield_once().await;
-                    inside.fetch_add(-1);
-                    drop(held);
+                    hold_across_a_yield(held, inside, most).await;
                 }
                 Ok(())
             })
         })
         .collect();
-    let joined = join_all(futures, PATIENCE);
-    for output in &joined.outputs {
-        assert_eq!(output, &Some(Ok(())), "{:?}", joined.outputs);
-    }
-    let child_most = child.join().expect("the child ended").expect("its units");
-    assert!(
-        most.load(Ordering::Relaxed) <= 2 && child_most <= 2,
-        "more holders than units: {} here, {child_most} in the child",
-        most.load(Ordering::Relaxed)
-    );
-    // Releases by drop go out without waiting for their answers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.value().expect("the value") != 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    two_units_kept(&s, join_all(futures, PATIENCE), &most, child);
     let value = block_on(s.value_async(), PATIENCE).expect("in time");
     assert_eq!(value.expect("the value"), 2, "units lost or doubled");
     let two = (
@@ -819,17 +837,7 @@ fn five_hundred_tasks_awaiting_two_units_wait_in_line_on_a_few_connections() {
         })
         .collect();
     let joined = join_all(futures, PATIENCE);
-    let failed: Vec<_> = joined
-        .outputs
-        .iter()
-        .filter(|o| !matches!(o, Some(Ok(()))))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {TASKS} tasks failed, the first: {:?}",
-        failed.len(),
-        failed[0]
-    );
+    all_were(&joined, Result::is_ok, "ended well");
     assert!(most.load(Ordering::SeqCst) <= 2, "more holders than units");
     let grew = most_fds.load(Ordering::SeqCst).saturating_sub(before);
     assert!(
@@ -876,6 +884,26 @@ fn timed_takers<'a>(
         .collect()
 }
 
+/// That every one of `joined`'s tasks ended, and as `well` says (`what`).
+fn all_were<T: std::fmt::Debug>(
+    joined: &tests::executor::Joined<T>,
+    well: impl Fn(&T) -> bool,
+    what: &str,
+) {
+    let other: Vec<_> = joined
+        .outputs
+        .iter()
+        .filter(|o| !o.as_ref().is_some_and(&well))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "{} of {} tasks not {what} (None: still waiting), the first: {:?}",
+        other.len(),
+        joined.outputs.len(),
+        other[0]
+    );
+}
+
 /// Five hundred tasks take two units with `acquire_timeout_async`, then
 /// three hundred wait 300 ms for units that never come. Each timed
 /// acquire went to the manager at once, on a connection of its own
@@ -894,18 +922,7 @@ fn five_hundred_timed_acquires_wait_in_line_and_those_out_of_time_take_nothing()
         timed_takers(&s, 500, PATIENCE, &inside, &most_fds),
         PATIENCE,
     );
-    let took = joined
-        .outputs
-        .iter()
-        .filter(|o| matches!(o, Some(Ok(true))))
-        .count();
-    assert_eq!(took, 500, "not every task took its unit: {:?}", {
-        let mut other = joined
-            .outputs
-            .iter()
-            .filter(|o| !matches!(o, Some(Ok(true))));
-        other.next()
-    });
+    all_were(&joined, |o| o == &Ok(true), "with a unit");
     assert!(
         inside.1.load(Ordering::SeqCst) <= 2,
         "more holders than units"
@@ -917,18 +934,7 @@ fn five_hundred_timed_acquires_wait_in_line_and_those_out_of_time_take_nothing()
         timed_takers(&none, 300, Duration::from_millis(300), &inside, &most_fds),
         PATIENCE,
     );
-    let gave_up = joined
-        .outputs
-        .iter()
-        .filter(|o| matches!(o, Some(Ok(false))))
-        .count();
-    assert_eq!(gave_up, 300, "{:?}", {
-        let mut other = joined
-            .outputs
-            .iter()
-            .filter(|o| !matches!(o, Some(Ok(false))));
-        other.next()
-    });
+    all_were(&joined, |o| o == &Ok(false), "given up");
     assert_eq!(
         none.value().expect("the value"),
         0,
@@ -995,18 +1001,7 @@ fn a_timed_acquire_in_line_behind_waits_that_do_not_end_times_out_there() {
         });
         join_all(futures, PATIENCE)
     });
-    let failed: Vec<_> = joined
-        .outputs
-        .iter()
-        .filter(|o| !matches!(o, Some(Ok(()))))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} tasks failed (none: still waiting), the first: {:?}",
-        failed.len(),
-        8 + TIMED,
-        failed[0]
-    );
+    all_were(&joined, Result::is_ok, "ended well");
     assert_eq!(timed_out.load(Ordering::SeqCst), TIMED);
     assert_eq!(s.value().expect("the value"), 8, "units lost or doubled");
     // Nobody dropped is left in line ahead of a newcomer.
@@ -1056,32 +1051,13 @@ fn timed_and_untimed_acquires_in_line_cut_at_any_point_keep_the_count() {
                     let Some(held) = held.map_err(|e| e.to_string())? else {
                         continue;
                     };
-                    let now = inside.fetch_add(1) + 1;
-                    most.fetch_max(now, Ordering::Relaxed);
-                    yield_once().await;
-                    inside.fetch_add(-1);
-                    drop(held);
+                    hold_across_a_yield(held, inside, most).await;
                 }
                 Ok(())
             })
         })
         .collect();
-    let joined = join_all(futures, PATIENCE);
-    for output in &joined.outputs {
-        assert_eq!(output, &Some(Ok(())), "{:?}", joined.outputs);
-    }
-    let child_most = child.join().expect("the child ended").expect("its units");
-    assert!(
-        most.load(Ordering::Relaxed) <= 2 && child_most <= 2,
-        "more holders than units: {} here, {child_most} in the child",
-        most.load(Ordering::Relaxed)
-    );
-    // Releases by drop go out without waiting for their answers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.value().expect("the value") != 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(s.value().expect("the value"), 2, "units lost or doubled");
+    two_units_kept(&s, join_all(futures, PATIENCE), &most, child);
 }
 
 /// A hundred tasks wait on a manager, most of them in this process's

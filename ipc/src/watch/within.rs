@@ -46,13 +46,8 @@ mod tests {
     use std::time::Duration;
 
     fn block_on<F: Future>(future: F) -> F::Output {
-        struct Unpark(std::thread::Thread);
-        impl std::task::Wake for Unpark {
-            fn wake(self: std::sync::Arc<Self>) {
-                self.0.unpark();
-            }
-        }
-        let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let unpark = crate::off_thread::Unpark(std::thread::current());
+        let waker = std::task::Waker::from(std::sync::Arc::new(unpark));
         let mut cx = std::task::Context::from_waker(&waker);
         let mut future = pin!(future);
         loop {
