@@ -1103,16 +1103,20 @@ fn waits_in_line_on_a_killed_manager_all_end_disconnected() {
 
 /// The manager keeps a timed wait's deadline; one stopped (SIGSTOP) keeps
 /// none. An awaited timed acquire, a lock's and a barrier's timed waits
-/// then end `Timeout` after their slack, as the blocking ones do; they
-/// waited for ever. Once it runs again, nothing they asked for is held.
+/// and a condition's then end `Timeout` after their slack, as the
+/// blocking ones do; they waited for ever. Once it runs again, nothing
+/// they asked for is held.
 fn awaited_timed_waits_on_a_stopped_manager_are_timeouts_not_hangs() {
     let manager = Manager::start().expect("a manager");
     let s = manager.semaphore(0).expect("a semaphore");
     let lock = manager.lock().expect("a lock");
     let barrier = manager.barrier(2).expect("a barrier");
+    let cond = manager.condition().expect("a condition");
     // Connections for awaited calls, made while the manager answers.
     let tried = block_on(s.try_acquire_async(), PATIENCE).expect("in time");
     assert!(tried.expect("a try").is_none());
+    let in_cond = block_on(cond.acquire_async(), PATIENCE).expect("in time");
+    let in_cond = in_cond.expect("the condition's lock");
     let held = lock.lock().expect("the lock");
     let pid = manager.pid().expect("the manager's pid") as i32;
     // SAFETY: kill has no memory arguments.
@@ -1132,6 +1136,10 @@ fn awaited_timed_waits_on_a_stopped_manager_are_timeouts_not_hangs() {
             )
         }),
         Box::pin(async { format!("{:?}", barrier.wait_timeout_async(wait).await) }),
+        Box::pin(async {
+            let waited = cond.wait_timeout_async(in_cond, wait).await;
+            format!("{:?}", waited.map(|(_, notified)| notified))
+        }),
     ];
     let joined = join_all(futures, PATIENCE);
     // SAFETY: as above.
@@ -1156,5 +1164,15 @@ fn awaited_timed_waits_on_a_stopped_manager_are_timeouts_not_hangs() {
         }
     };
     assert!(free.is_some(), "the lock stayed taken");
+    // The condition's wait, dropped, took its lock back and released it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cond_free = loop {
+        match cond.try_acquire().expect("the manager") {
+            Some(taken) => break Some(taken),
+            None if Instant::now() > deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    assert!(cond_free.is_some(), "the condition's lock stayed taken");
     assert_eq!(s.value().expect("the value"), 0, "a unit from nowhere");
 }

@@ -722,16 +722,8 @@ impl Link {
         undo: Undo,
     ) -> Result<(Reply, Lease<'_>), ManagerError> {
         use super::awaited_gate::{gated, timed_out, turn, with_time_left, Passage};
-        // A timed wait the manager keeps ends here too, its slack after
-        // (as a blocking one does): a manager that stopped (SIGSTOP) never
-        // answers.
         let deadline = match &request {
-            Request::On { op, .. } => match op.wait_of() {
-                Some(Some(ms)) => Instant::now()
-                    .checked_add(Duration::from_millis(ms))
-                    .and_then(|at| at.checked_add(super::proxy::WAIT_SLACK)),
-                _ => None,
-            },
+            Request::On { op, .. } => given_up_at(op),
             _ => None,
         };
         let gone = self.take_dropped();
@@ -781,6 +773,17 @@ impl Link {
             .await
             .unwrap_or(Err(ManagerError::Timeout))
     }
+}
+
+/// When an awaited timed wait stops waiting for the manager's answer: a
+/// timed wait the manager keeps ends here too, its slack after (as a
+/// blocking one does), since a manager that stopped (SIGSTOP) never
+/// answers. `None` for a wait without end, or no wait.
+pub(super) fn given_up_at(op: &Op) -> Option<Instant> {
+    let ms = op.wait_of()??;
+    Instant::now()
+        .checked_add(Duration::from_millis(ms))?
+        .checked_add(super::proxy::WAIT_SLACK)
 }
 
 /// Hands a large value over beside the lane, then publishes the request

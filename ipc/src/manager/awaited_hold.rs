@@ -75,7 +75,12 @@ impl<'a> Holding<'a> {
     /// out, the lock is taken back and then released by our thread, and a
     /// notify it received meanwhile goes on to the next waiter.
     pub async fn wait(&mut self, op: Op) -> Result<Reply, ManagerError> {
-        self.call_undoing(op, Undo::PassOnAndRelease(self.id)).await
+        // Past its slack, dropped as a wait dropped by its caller is.
+        let deadline = super::awaited::given_up_at(&op);
+        let call = self.call_undoing(op, Undo::PassOnAndRelease(self.id));
+        crate::watch::within(deadline, call)
+            .await
+            .unwrap_or(Err(ManagerError::Timeout))
     }
 
     /// `op` on the holding connection; `undo`: what our thread does if the
