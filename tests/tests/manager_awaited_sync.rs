@@ -1155,24 +1155,23 @@ fn awaited_timed_waits_on_a_stopped_manager_are_timeouts_not_hangs() {
     }
     drop(held);
     // The acquires, told to stop once the manager reads them, took nothing.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let free = loop {
-        match lock.try_lock().expect("the manager") {
-            Some(taken) => break Some(taken),
-            None if Instant::now() > deadline => break None,
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
+    let free = within_20_s(|| lock.try_lock().expect("the manager"));
     assert!(free.is_some(), "the lock stayed taken");
     // The condition's wait, dropped, took its lock back and released it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let cond_free = loop {
-        match cond.try_acquire().expect("the manager") {
-            Some(taken) => break Some(taken),
-            None if Instant::now() > deadline => break None,
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
+    let cond_free = within_20_s(|| cond.try_acquire().expect("the manager"));
     assert!(cond_free.is_some(), "the condition's lock stayed taken");
     assert_eq!(s.value().expect("the value"), 0, "a unit from nowhere");
+}
+
+/// What `try_take` gives once it gives something, tried every 10 ms for
+/// 20 s at most (a release sent without waiting arrives a moment later).
+fn within_20_s<T>(mut try_take: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match try_take() {
+            Some(taken) => return Some(taken),
+            None if Instant::now() > deadline => return None,
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
 }

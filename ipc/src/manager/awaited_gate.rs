@@ -29,7 +29,8 @@ use super::client::Link;
 use super::protocol::{Op, Reply, Request};
 use crate::watch::Alarm;
 
-/// Untimed waiting calls of one process on one object at the manager.
+/// The waiting calls of one process that one line lets wait at the
+/// manager at once.
 pub(super) const AT_ONCE: usize = 8;
 
 /// What a gated call waits for. Each has its own line: a get in line
