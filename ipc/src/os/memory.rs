@@ -72,12 +72,34 @@ pub(crate) fn seal_written(mut file: std::fs::File) -> io::Result<OwnedFd> {
     use std::io::Seek;
     file.rewind()?;
     let fd = OwnedFd::from(file);
-    fcntl(
-        fd.as_fd(),
-        FcntlArg::F_ADD_SEALS(size_seals() | SealFlag::F_SEAL_WRITE),
-    )?;
-    Ok(fd)
+    // The kernel refuses the write seal (EBUSY) while a page of the file
+    // has a reference beyond the file's own (a page being migrated, or
+    // read into a pipe), after waiting about 150 ms itself: seen once in
+    // CI under load, a manager set failing `Local(EBUSY)`. Nothing is
+    // sealed then, so it is tried again, with pauses of up to a second
+    // in all, before the error goes out.
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let sealed = fcntl(
+            fd.as_fd(),
+            FcntlArg::F_ADD_SEALS(size_seals() | SealFlag::F_SEAL_WRITE),
+        );
+        match sealed {
+            Err(nix::errno::Errno::EBUSY) if pause <= SEAL_PATIENCE => {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            other => {
+                other?;
+                return Ok(fd);
+            }
+        }
+    }
 }
+
+/// The longest pause between tries of a write seal the kernel refused
+/// as busy (10, 20, ... 640 ms: 1.3 s of pauses in all).
+const SEAL_PATIENCE: std::time::Duration = std::time::Duration::from_millis(640);
 
 /// Opens (or with `create`, exclusively creates) the named segment
 /// `path` (`/name`), close-on-exec, mode 0600.
@@ -298,6 +320,42 @@ pub unsafe fn protect_none(ptr: *mut u8, len: usize) -> io::Result<()> {
 mod tests {
     use super::super::procfs;
     use super::*;
+
+    /// A page of the file held by a pipe (spliced into it) makes the
+    /// kernel refuse the write seal as busy, past its own wait of about
+    /// 150 ms; once the pipe is read, the page is free. The seal waits
+    /// for that (it failed `EBUSY` at once).
+    #[test]
+    fn a_write_seal_refused_as_busy_is_tried_again() {
+        use std::io::Write;
+        let mut file = sealable_memfd(c"busy").expect("a memfd");
+        file.write_all(&[7u8; 65536]).expect("written");
+        let (read, write) = crate::os::fd::pipe_cloexec().expect("a pipe");
+        let mut at: libc::loff_t = 0;
+        // SAFETY: splices from a file and into a pipe we own; `at` is live.
+        let spliced = unsafe {
+            libc::splice(
+                file.as_raw_fd(),
+                &mut at,
+                write.as_raw_fd(),
+                std::ptr::null_mut(),
+                4096,
+                0,
+            )
+        };
+        assert_eq!(spliced, 4096, "{}", io::Error::last_os_error());
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            let mut page = [0u8; 4096];
+            // SAFETY: reads into a live buffer from a pipe we own.
+            unsafe { libc::read(read.as_raw_fd(), page.as_mut_ptr().cast(), page.len()) };
+            page[0]
+        });
+        let sealed = seal_written(file).expect("sealed once the pipe let go");
+        assert_eq!(reader.join().expect("the reader"), 7);
+        let seals = fcntl(sealed.as_fd(), FcntlArg::F_GET_SEALS).expect("its seals");
+        assert!(SealFlag::from_bits_retain(seals).contains(SealFlag::F_SEAL_WRITE));
+    }
 
     /// Pages of `ptr..ptr + len` (page-aligned) the kernel has in memory.
     fn resident_pages(ptr: *mut u8, len: usize) -> usize {
