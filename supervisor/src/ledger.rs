@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+use crate::holdings::Holdings;
 use crate::id_hash::IdMap;
 
 use crate::settled::Settled;
@@ -75,7 +76,7 @@ pub struct Ledger {
     next_fresh: u64,
     /// Re-queued tasks with their next attempt number, dispatched first.
     retry: VecDeque<Lease>,
-    held: IdMap<WorkerId, VecDeque<Lease>>,
+    held: Holdings,
     /// Done or dead: a task is counted once, whatever comes back later.
     settled: Settled,
     done_count: u64,
@@ -95,7 +96,7 @@ impl Ledger {
             max_attempts: max_attempts.max(1),
             next_fresh: 0,
             retry: VecDeque::new(),
-            held: IdMap::default(),
+            held: Holdings::default(),
             settled: Settled::default(),
             done_count: 0,
             failures: IdMap::default(),
@@ -146,11 +147,12 @@ impl Ledger {
 
     /// The attempt `worker` holds task `id` in.
     pub fn attempt_of(&self, worker: WorkerId, id: u64) -> Option<u32> {
-        self.held
-            .get(&worker)?
-            .iter()
-            .find(|l| l.id == id)
-            .map(|l| l.attempt)
+        let held = self.held.get(worker)?;
+        // Results come back in dispatch order: nearly always the front.
+        match held.front() {
+            Some(first) if first.id == id => Some(first.attempt),
+            _ => held.iter().find(|l| l.id == id).map(|l| l.attempt),
+        }
     }
 
     pub fn total(&self) -> u64 {
@@ -196,13 +198,13 @@ impl Ledger {
     }
 
     pub fn held_by(&self, worker: WorkerId) -> usize {
-        self.held.get(&worker).map_or(0, VecDeque::len)
+        self.held.get(worker).map_or(0, VecDeque::len)
     }
 
     /// Whether `worker` holds task `id` now.
     pub fn holds(&self, worker: WorkerId, id: u64) -> bool {
         self.held
-            .get(&worker)
+            .get(worker)
             .is_some_and(|held| held.iter().any(|l| l.id == id))
     }
 
@@ -228,7 +230,7 @@ impl Ledger {
             }
         }
         if !leases.is_empty() {
-            self.held.entry(worker).or_default().extend(&leases);
+            self.held.entry(worker).extend(&leases);
         }
         leases
     }
@@ -236,7 +238,7 @@ impl Ledger {
     /// Takes back tasks that never reached the worker (the send did not
     /// start): they keep their attempt number and go to the front.
     pub fn untake(&mut self, worker: WorkerId, leases: &[Lease]) {
-        if let Some(held) = self.held.get_mut(&worker) {
+        if let Some(held) = self.held.get_mut(worker) {
             held.retain(|h| !leases.iter().any(|l| l.id == h.id));
         }
         for lease in leases.iter().rev() {
@@ -246,8 +248,11 @@ impl Ledger {
 
     /// Removes `id` from what `worker` holds; its lease if it was there.
     fn unhold(&mut self, worker: WorkerId, id: u64) -> Option<Lease> {
-        let held = self.held.get_mut(&worker)?;
+        let held = self.held.get_mut(worker)?;
         // Results come back in dispatch order, so this is nearly always the front.
+        if held.front().is_some_and(|first| first.id == id) {
+            return held.pop_front();
+        }
         let at = held.iter().position(|l| l.id == id)?;
         held.remove(at)
     }
@@ -314,7 +319,7 @@ impl Ledger {
         failure: &Failure,
     ) -> Released {
         let mut released = Released::default();
-        let held = self.held.remove(&worker).unwrap_or_default();
+        let held = self.held.remove(worker).unwrap_or_default();
         // Behind earlier retries, in dispatch order, so no retry starves.
         for lease in held {
             if Some(lease.id) == blamed {

@@ -91,6 +91,7 @@
 pub mod broker;
 pub mod control;
 mod fleet;
+mod holdings;
 mod id_hash;
 pub mod journal;
 mod kill;
