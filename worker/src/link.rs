@@ -24,6 +24,7 @@
 //! at every results ring on each turn, so a worker that never rings only
 //! delays itself.)
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use outlast_ipc::spsc::doorbell::{self, Listener, Ringer};
@@ -32,7 +33,7 @@ use outlast_ipc::spsc::{self, Receiver, RecvValueError, Sender, SpscError, TrySe
 use serde::{Deserialize, Serialize};
 
 use crate::heartbeat::{self, Heartbeat};
-use crate::protocol::{FromWorker, ToWorker};
+use crate::protocol::{FromWorker, Task, ToWorker};
 
 /// The most a worker's encoding buffer keeps between messages.
 const SCRATCH_KEPT: usize = 4 << 20;
@@ -296,22 +297,52 @@ impl WorkerLink {
     }
 
     /// The next message from the supervisor, waiting at most `timeout`:
-    /// `Ok(None)` if none came. Decoded in place: a worker trusts its
-    /// supervisor (the other way round, records are copied out first).
-    pub fn receive(&mut self, timeout: Duration) -> Result<Option<ToWorker>, LinkRecvError> {
-        match self.tasks.recv_value_in_place_timeout(timeout)? {
+    /// `Ok(None)` if none came. A batch's tasks are appended to `held`.
+    /// Decoded in place: a worker trusts its supervisor (the other way
+    /// round, records are copied out first).
+    pub fn receive(
+        &mut self,
+        held: &mut VecDeque<Task>,
+        timeout: Duration,
+    ) -> Result<Option<Received>, LinkRecvError> {
+        let before = held.len();
+        // (Batches of tasks are read by hand: see `protocol::hot_decode`.)
+        let message = self
+            .tasks
+            .recv_in_place_timeout(timeout, |payload| ToWorker::decode_appending(payload, held));
+        let message = match message {
+            Ok(Some(decoded)) => decoded.map_err(RecvValueError::from)?,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(RecvValueError::from(e).into()),
+        };
+        let message = match message {
+            None => return Ok(Some(Received::Tasks(held.len() - before))),
             Some(ToWorker::Spilled { len }) => {
                 let bytes = self.spill.take(len, u64::MAX)?;
                 // Decoded in place too: each input stays in the mapping.
-                match crate::protocol::decode_spilled(bytes) {
-                    Some(ToWorker::Spilled { .. }) => Err(LinkRecvError::NestedSpill),
-                    Some(message) => Ok(Some(message)),
-                    None => Err(LinkRecvError::Decode(
-                        "a spilled message does not decode".into(),
-                    )),
-                }
+                crate::protocol::decode_spilled(bytes).ok_or_else(|| {
+                    LinkRecvError::Decode("a spilled message does not decode".into())
+                })?
             }
-            other => Ok(other),
+            Some(message) => message,
+        };
+        match message {
+            ToWorker::Tasks(tasks) => {
+                let count = tasks.len();
+                held.extend(tasks);
+                Ok(Some(Received::Tasks(count)))
+            }
+            ToWorker::Stop => Ok(Some(Received::Stop)),
+            ToWorker::Spilled { .. } => Err(LinkRecvError::NestedSpill),
         }
     }
+}
+
+/// What [`WorkerLink::receive`] took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// This many tasks, appended to those held.
+    Tasks(usize),
+    /// Finish every task held, report, and exit.
+    Stop,
 }

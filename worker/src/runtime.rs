@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::heartbeat::{monotonic_ns, WorkerState};
 use crate::job::TaskContext;
 use crate::last_words;
-use crate::link::{LinkSendError, WorkerLink};
-use crate::protocol::{FromWorker, Task, TaskOutput, TaskResult, ToWorker, PROTOCOL_VERSION};
+use crate::link::{LinkSendError, Received, WorkerLink};
+use crate::protocol::{FromWorker, Task, TaskOutput, TaskResult, PROTOCOL_VERSION};
 use crate::runner::Runner;
 
 /// How often an idle worker beats (and a worker waiting for room to send).
@@ -169,7 +169,7 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
         while look || held.is_empty() {
             let idle = held.is_empty() && results.is_empty() && !stop_when_idle;
             let wait = if idle { IDLE_BEAT } else { Duration::ZERO };
-            let received = link.borrow_mut().receive(wait);
+            let received = link.borrow_mut().receive(&mut held, wait);
             if !wait.is_zero() {
                 clock = monotonic_ns();
             }
@@ -186,11 +186,8 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
                 // The supervisor is gone, or sent garbage.
                 Err(_) => std::process::exit(EXIT_CHANNEL),
             };
-            match message {
-                ToWorker::Tasks(tasks) => held.extend(tasks),
-                ToWorker::Stop => stop_when_idle = true,
-                // (`receive` takes a spilled message itself.)
-                ToWorker::Spilled { .. } => std::process::exit(EXIT_CHANNEL),
+            if message == Received::Stop {
+                stop_when_idle = true;
             }
         }
         let Some(task) = held.pop_front() else {
@@ -247,10 +244,13 @@ pub fn worker_main<W: Runner>(args: WorkerArgs<W>) -> WorkerExit {
             pending_bytes = 0;
         }
         pending_bytes += size;
-        results.push(TaskResult {
-            id: task_id,
-            output,
-        });
+        match output {
+            TaskOutput::Done(bytes) => TaskResult::push_done(&mut results, task_id, bytes),
+            output => results.push(TaskResult {
+                id: task_id,
+                output,
+            }),
+        }
         // Idle before the result can reach the supervisor: once it has
         // counted the task, the slot never claims it again.
         clock = monotonic_ns();
@@ -285,7 +285,14 @@ fn report(link: &RefCell<WorkerLink>, results: &mut Vec<TaskResult>) -> Result<(
         return Ok(());
     }
     let batch = FromWorker::Results(std::mem::take(results));
-    link.borrow_mut().send(&batch, IDLE_BEAT, SEND_PATIENCE)
+    let sent = link.borrow_mut().send(&batch, IDLE_BEAT, SEND_PATIENCE);
+    // The vector comes back for the next batch: a fresh one grew (and was
+    // copied) from nothing each time.
+    if let FromWorker::Results(mut sent_ones) = batch {
+        sent_ones.clear();
+        *results = sent_ones;
+    }
+    sent
 }
 
 /// Names the worker's process: `w3 primes` (its slot and job; the kernel

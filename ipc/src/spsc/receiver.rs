@@ -344,17 +344,32 @@ impl Receiver {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<T>, RecvValueError> {
+        match self.recv_in_place_timeout(timeout, crate::codec::decode_payload::<T>)? {
+            Some(value) => Ok(Some(value?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes one message and shows it to `read` where it lies in the ring
+    /// (a decoder of the caller's), waiting at most `timeout`; `Ok(None)`
+    /// if none came. For a receiver that trusts its sender (see
+    /// [`try_recv_in_place`](Self::try_recv_in_place)).
+    pub fn recv_in_place_timeout<R>(
+        &mut self,
+        timeout: Duration,
+        mut read: impl FnMut(&[u8]) -> R,
+    ) -> Result<Option<R>, SpscError> {
         let deadline = Deadline::after(timeout);
         let mut check_liveness = false;
         loop {
-            if let Some(value) = self.try_recv_in_place(crate::codec::decode_payload::<T>)? {
-                return Ok(Some(value?));
+            if let Some(value) = self.try_recv_in_place(&mut read)? {
+                return Ok(Some(value));
             }
             let sender = &self.header()?.sender.0;
             if sender.closed() || (check_liveness && sender.gone()) {
-                return match self.try_recv_in_place(crate::codec::decode_payload::<T>)? {
-                    Some(value) => Ok(Some(value?)),
-                    None => Err(SpscError::Disconnected.into()),
+                return match self.try_recv_in_place(&mut read)? {
+                    Some(value) => Ok(Some(value)),
+                    None => Err(SpscError::Disconnected),
                 };
             }
             if deadline.passed() {

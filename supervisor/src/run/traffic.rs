@@ -70,10 +70,7 @@ impl Engine {
             .results
             .drain(RECORDS_PER_TURN, &mut rings, &mut |payload| {
                 bytes += payload.len() as u64 + 8;
-                messages.push(
-                    outlast_ipc::codec::decode_payload::<FromWorker>(payload)
-                        .map_err(|e| e.to_string()),
-                );
+                messages.push(FromWorker::decode(payload).map_err(|e| e.to_string()));
             });
         self.buf = rings;
         match taken {
