@@ -45,7 +45,7 @@ pub struct RunOptions {
     /// not all recycle at once.
     pub max_tasks_jitter: u64,
     /// The most tasks a worker holds at once (`None`: adaptive, from 2,
-    /// doubling while it runs dry, up to 8192). A pool's `chunksize`.
+    /// doubling while it runs dry, up to 16,384 and to 256 KiB of inputs). A pool's `chunksize`.
     pub max_window: Option<usize>,
     /// No progress bar and no event lines.
     pub quiet: bool,
