@@ -29,6 +29,17 @@ use crate::ledger::{Completion, Failure, Lease, WorkerId};
 /// The most records taken from one worker's results ring in one turn.
 const RECORDS_PER_TURN: usize = 64;
 
+/// The most tasks held by all workers together (each is 16 bytes in the
+/// ledger): a thousand workers of no-op tasks, each at its window's cap of
+/// 15,420, would otherwise hold 15 M (250 MB).
+const MAX_IN_FLIGHT: usize = 1 << 20;
+
+/// The most tasks one of `live` workers may hold: its share of
+/// [`MAX_IN_FLIGHT`], and never less than a first window.
+fn in_flight_share(live: usize) -> usize {
+    (MAX_IN_FLIGHT / live.max(1)).max(crate::fleet::FIRST_WINDOW)
+}
+
 impl Engine {
     /// Reads every worker whose doorbell rang, that has records left from
     /// an earlier turn, or whose ring holds records though it did not ring.
@@ -246,6 +257,7 @@ impl Engine {
 
     pub(super) fn dispatch(&mut self) {
         let mut dead_now = Vec::new();
+        let share = in_flight_share(self.live_count());
         for index in 0..self.slots.len() {
             let Slot::Live(w) = &mut self.slots[index] else {
                 continue;
@@ -256,7 +268,7 @@ impl Engine {
             // (Ready implies an open link: its message was read there.)
             let held = self.ledger.held_by(w.id);
             // (A first window may be over a job's own cap.)
-            let window = w.window.min(self.max_window);
+            let window = w.window.min(self.max_window).min(share);
             if held > window / 2 {
                 continue;
             }
@@ -569,4 +581,25 @@ enum Unsent {
 /// A message over the link's cap, in words.
 fn too_large(what: &str, len: u64, max: u64) -> String {
     format!("its {what} of {len} bytes is over the largest message allowed ({max} bytes, max_message_bytes)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_workers_together_hold_at_most_a_million_tasks() {
+        // Two workers: far above any window, so nothing changes for them.
+        assert_eq!(in_flight_share(2), MAX_IN_FLIGHT / 2);
+        assert!(in_flight_share(2) > super::super::MAX_WINDOW);
+        for live in [1, 2, 64, 1000, 5000, 100_000] {
+            let share = in_flight_share(live);
+            assert!(share * live <= MAX_IN_FLIGHT || share == crate::fleet::FIRST_WINDOW);
+            assert!(share >= crate::fleet::FIRST_WINDOW);
+        }
+        assert_eq!(in_flight_share(1000), 1048);
+        // Past half a million workers, each still gets a first window.
+        assert_eq!(in_flight_share(1 << 21), crate::fleet::FIRST_WINDOW);
+        assert_eq!(in_flight_share(0), MAX_IN_FLIGHT);
+    }
 }
