@@ -140,6 +140,8 @@ fn bytes(input: &[u8]) -> Option<(&[u8], &[u8])> {
 /// A LEB128 number of at most four bytes (below 2^28: every id, attempt,
 /// count and length a batch in a ring has; a longer one is left to the
 /// generic decoder, with postcard's own checks of what fits a type).
+/// Not the codec's `read_varint`: its general loop, up to ten bytes with
+/// checked shifts, took a result from 3.8 ns to 6.8-9.4 ns here.
 #[inline]
 fn varint(input: &[u8]) -> Option<(u64, &[u8])> {
     let mut n = 0u64;
