@@ -17,7 +17,8 @@ use super::offload::{NextResult, Offloaded};
 use super::shared::{wait_for, Awaited};
 use super::store::{Encoded, Settled};
 use super::stream::StreamId;
-use super::{decode, Pool, PoolError, TaskError};
+use super::taken::Taken;
+use super::{Pool, PoolError, TaskError};
 
 /// The input side both maps share: pulls items and submits them.
 struct Feed<T, R, I> {
@@ -53,11 +54,16 @@ impl Average {
         self.bytes.checked_div(self.items).unwrap_or(1).max(1)
     }
 
-    /// Counts the replies among `settled`.
-    fn note<'a>(&mut self, settled: impl Iterator<Item = &'a Option<Settled>>) {
-        for reply in settled.flatten().flatten() {
-            self.items += 1;
-            self.bytes += reply.as_slice().len();
+    /// Counts `items` replies of `bytes` in all.
+    fn note(&mut self, (items, bytes): (usize, usize)) {
+        self.items += items;
+        self.bytes += bytes;
+    }
+
+    /// Counts `settled` if it is a reply.
+    fn note_settled(&mut self, settled: &Option<Settled>) {
+        if let Some(Ok(reply)) = settled {
+            self.note((1, reply.as_slice().len()));
         }
     }
 }
@@ -122,7 +128,7 @@ pub struct Imap<T, R, I> {
     /// Results already taken from the pool, in order, not yet yielded:
     /// once the first in line is settled, every settled one after it is
     /// taken under the same lock (one lock per run, not two per item).
-    taken: VecDeque<Option<Settled>>,
+    taken: Taken,
     /// The next result, being decoded off an executor's thread.
     offloaded: Option<Offloaded>,
 }
@@ -147,7 +153,7 @@ where
                 _types: PhantomData,
             },
             in_flight: VecDeque::new(),
-            taken: VecDeque::new(),
+            taken: Taken::default(),
             offloaded: None,
         }
     }
@@ -196,9 +202,7 @@ where
             }
         }
         loop {
-            for settled in self.taken.drain(..) {
-                f(decode(settled));
-            }
+            self.taken.drain_decoded(&mut f);
             match self.next_until(None) {
                 Ok(Some(result)) => f(result),
                 Ok(None) => return,
@@ -271,7 +275,7 @@ where
                 .take_run(&mut self.in_flight, id, &mut self.taken, max_run);
             self.feed.pool.wake_if_released(state);
             // (Only these: it was empty.)
-            self.feed.results.note(self.taken.iter());
+            self.feed.results.note(self.taken.reply_sizes());
             return Poll::Ready(self.taken.pop_front());
         }
         if let Some(why) = &state.stopped {
@@ -414,7 +418,7 @@ where
             self.in_flight -= 1;
             let settled = state.store.take(id);
             self.feed.pool.wake_if_released(state);
-            self.feed.results.note(std::iter::once(&settled));
+            self.feed.results.note_settled(&settled);
             return Poll::Ready(Some(settled));
         }
         if let Some(why) = &state.stopped {

@@ -86,6 +86,7 @@ mod offload;
 mod shared;
 mod store;
 mod stream;
+mod taken;
 
 pub use error::{PoolError, TaskError};
 pub use handles::{as_completed, wait, AsCompleted, AsyncResult, Future, ReturnWhen};
@@ -894,16 +895,19 @@ fn decode<R: DeserializeOwned>(settled: Option<Settled>) -> Result<R, TaskError>
     match settled {
         None => Err(TaskError::Failed("its result was already taken".into())),
         Some(Err(e)) => Err(*e),
+        Some(Ok(bytes)) => decode_reply(bytes.as_slice()),
+    }
+}
+
+/// An encoded [`Reply`] as its function's result.
+fn decode_reply<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
+    match bytes.split_first() {
         // Reply::Returned is variant 0 and then the value: decoded with
         // `take_payload`, which copies a byte vector whole.
-        Some(Ok(bytes)) if bytes.as_slice().first() == Some(&0) => {
-            outlast_ipc::codec::take_payload::<R>(&bytes.as_slice()[1..])
-                .map(|(value, _)| value)
-                .map_err(|e| {
-                    TaskError::Failed(format!("its worker sent an undecodable result: {e}"))
-                })
-        }
-        Some(Ok(bytes)) => match postcard::from_bytes::<Reply<R>>(bytes.as_slice()) {
+        Some((0, value)) => outlast_ipc::codec::take_payload::<R>(value)
+            .map(|(value, _)| value)
+            .map_err(|e| TaskError::Failed(format!("its worker sent an undecodable result: {e}"))),
+        _ => match postcard::from_bytes::<Reply<R>>(bytes) {
             Ok(Reply::Returned(value)) => Ok(value),
             Ok(Reply::Panicked { message, location }) => {
                 Err(TaskError::Panicked { message, location })

@@ -21,6 +21,7 @@ use outlast_worker::work::{GaveUp, Refused, Work};
 use super::call::{answers_short, split_replies, Call};
 use super::error::TaskError;
 use super::stream::{Stream, StreamId};
+use super::taken::Taken;
 use crate::id_hash::IdMap;
 
 /// A result: the encoded reply, or why there is none.
@@ -46,7 +47,7 @@ const INLINE: usize = 22;
 
 impl Bytes {
     /// `range` of `buf`: copied if short, else shared.
-    fn piece(buf: &Arc<Vec<u8>>, range: Range<usize>) -> Self {
+    pub(crate) fn piece(buf: &Arc<Vec<u8>>, range: Range<usize>) -> Self {
         match buf.get(range.clone()) {
             Some(part) if part.len() <= INLINE => {
                 let mut bytes = [0; INLINE];
@@ -564,16 +565,14 @@ impl Store {
 
     /// `id`'s result, taken: it is not kept any more.
     pub(crate) fn take(&mut self, id: u64) -> Option<Settled> {
-        let taken = self.take_one(id, true);
+        let taken = self.take_one(id);
         self.compact();
         taken
     }
 
     /// (One look at the entry and one at its output: what `result` then
     /// `consume` do, which a debug build paid for twice per item.)
-    /// `counted`: its stream counts the bytes it holds (an unordered one;
-    /// an ordered map's take is not worth the look-up).
-    fn take_one(&mut self, id: u64, counted: bool) -> Option<Settled> {
+    fn take_one(&mut self, id: u64) -> Option<Settled> {
         let entry = self.entry_mut(id)?;
         match entry.phase {
             Phase::Ready => {
@@ -586,9 +585,7 @@ impl Store {
                     .map(|range| Ok(Bytes::piece(&output.buf, range)));
                 output.live -= 1;
                 output.free_if_unread();
-                if counted {
-                    self.let_go(stream, range.map_or(0, |r| r.len()));
-                }
+                self.let_go(stream, range.map_or(0, |r| r.len()));
                 taken
             }
             Phase::Failed => {
@@ -631,7 +628,7 @@ impl Store {
         &mut self,
         ids: &mut VecDeque<u64>,
         first: u64,
-        out: &mut VecDeque<Option<Settled>>,
+        out: &mut Taken,
         max: usize,
     ) {
         let stream = self.entry(first).map_or(0, |e| e.stream);
@@ -642,13 +639,43 @@ impl Store {
             }
             taken += 1;
             ids.pop_front();
-            // (An ordered map's stream counts no bytes: no look-up.)
-            out.push_back(self.take_one(id, false));
+            self.take_into(id, out);
         }
         if let Some(stream) = self.streams.get_mut(&stream) {
             self.released |= stream.reads_next(ids.front().copied());
         }
         self.compact();
+    }
+
+    /// As [`take_one`](Self::take_one), into `out`, for an ordered map
+    /// (whose stream counts no bytes): a reply stays where it is.
+    fn take_into(&mut self, id: u64, out: &mut Taken) {
+        let Some(entry) = self.entry_mut(id) else {
+            return out.push_missing();
+        };
+        match entry.phase {
+            Phase::Ready => {
+                entry.phase = Phase::Consumed;
+                let (home, slot) = (entry.home, entry.slot);
+                let Some(output) = self.outputs.get_mut(home) else {
+                    return out.push_missing();
+                };
+                match output.replies.get(slot as usize) {
+                    Some(range) => out.push_reply(&output.buf, range.clone()),
+                    None => out.push_missing(),
+                }
+                output.live -= 1;
+                output.free_if_unread();
+            }
+            Phase::Failed => {
+                entry.phase = Phase::Consumed;
+                match self.errors.remove(&id) {
+                    Some(error) => out.push_error(error),
+                    None => out.push_missing(),
+                }
+            }
+            Phase::Waiting | Phase::Consumed => out.push_missing(),
+        }
     }
 
     /// A result of `bytes` of stream `key` (0: none) was taken or dropped.
@@ -1192,16 +1219,18 @@ mod tests {
         let mut store = store_with(2);
         accept_all(&mut store, 0..4);
         let mut ids: VecDeque<u64> = (0..10).collect();
-        let mut out = VecDeque::new();
+        let mut out = Taken::default();
         store.take_run(&mut ids, 0, &mut out, 4);
-        assert_eq!(out.len(), 4);
+        assert_eq!(out.reply_sizes().0, 4);
         assert_eq!(ids, (4..10).collect::<VecDeque<u64>>());
         store.take_run(&mut ids, 4, &mut out, usize::MAX);
         assert!(ids.is_empty());
-        for (id, reply) in out.into_iter().enumerate() {
-            let reply = reply.expect("settled").expect("a reply");
+        for id in 0..10 {
+            let reply = out.pop_front().expect("settled").expect("a reply");
+            let reply = reply.expect("a reply");
             assert_eq!(reply.as_slice(), vec![id as u8; id * 3], "item {id}");
         }
+        assert!(out.pop_front().is_none());
         assert_eq!(held_bytes(&store), 0);
     }
 
