@@ -218,6 +218,12 @@ where
         &mut self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {
+        // Taken already: decoded straight from where it is.
+        if self.offloaded.is_none() {
+            if let Some(next) = self.taken.pop_decoded() {
+                return Ok(Some(next));
+            }
+        }
         loop {
             if let Poll::Ready(next) = self.try_next(None) {
                 return Ok(next);

@@ -19,8 +19,9 @@ use serde::Serialize;
 
 use super::call::Call;
 use super::shared::{self, Awaited};
-use super::store::{Encoded, Settled, Store};
-use super::{decode, succeeded, Pool, PoolError};
+use super::store::{Encoded, Store};
+use super::taken::Taken;
+use super::{succeeded, Pool, PoolError};
 
 /// The results of a whole map, later: [`Pool::map_async`],
 /// [`Pool::starmap_async`].
@@ -198,18 +199,29 @@ impl<R: DeserializeOwned> MapResult<R> {
     /// (A done callback's view calls it without a wait: every item is
     /// settled then, or failed as lost when the pool stopped.)
     pub(super) fn collect(&self) -> Result<Vec<R>, PoolError> {
-        let settled: Vec<Option<Settled>> = {
+        let mut taken = Taken::default();
+        {
             let state = self.items.pool.state();
-            self.ids().map(|id| state.store.result(id)).collect()
-        };
-        let mut values = Vec::with_capacity(settled.len());
-        for (index, one) in settled.into_iter().enumerate() {
-            match decode::<R>(one) {
-                Ok(value) => values.push(value),
-                Err(error) => return Err(PoolError::Task { index, error }),
+            for id in self.ids() {
+                state.store.result_into(id, &mut taken);
             }
         }
-        Ok(values)
+        let (mut values, mut failed) = (Vec::new(), None);
+        values.reserve(taken.reply_sizes().0);
+        taken.drain_decoded::<R>(|result| match result {
+            _ if failed.is_some() => {}
+            Ok(value) => values.push(value),
+            Err(error) => {
+                failed = Some(PoolError::Task {
+                    index: values.len(),
+                    error,
+                })
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(values),
+        }
     }
 
     /// Calls `done` once every item is settled (or the pool stopped), on

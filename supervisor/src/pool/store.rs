@@ -563,6 +563,26 @@ impl Store {
         }
     }
 
+    /// `id`'s result, left in place, added to `out` (where a reply is
+    /// read in place).
+    pub(crate) fn result_into(&self, id: u64, out: &mut Taken) {
+        let entry = self.entry(id);
+        match entry.map(|e| (e.phase, e.home, e.slot)) {
+            Some((Phase::Ready, home, slot)) => {
+                let output = self.outputs.get(home);
+                match output.and_then(|o| Some((&o.buf, o.replies.get(slot as usize)?))) {
+                    Some((buf, range)) => out.push_reply(buf, range.clone()),
+                    None => out.push_missing(),
+                }
+            }
+            Some((Phase::Failed, ..)) => match self.errors.get(&id) {
+                Some(error) => out.push_error(error.clone()),
+                None => out.push_missing(),
+            },
+            _ => out.push_missing(),
+        }
+    }
+
     /// `id`'s result, taken: it is not kept any more.
     pub(crate) fn take(&mut self, id: u64) -> Option<Settled> {
         let taken = self.take_one(id);

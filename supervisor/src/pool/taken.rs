@@ -111,6 +111,22 @@ impl Taken {
         Some(settled)
     }
 
+    /// The first result decoded as an `R`, or `None` if there is none.
+    pub(crate) fn pop_decoded<R: DeserializeOwned>(&mut self) -> Option<Result<R, TaskError>> {
+        let place = self.places.pop_front()?;
+        if let Place::Reply { output, .. } = place {
+            // Outputs before this one are read for good.
+            while self.first_output < output && self.outputs.pop_front().is_some() {
+                self.first_output += 1;
+            }
+        }
+        let decoded = decoded(&self.outputs, self.first_output, &mut self.errors, place);
+        if self.places.is_empty() {
+            self.clear();
+        }
+        Some(decoded)
+    }
+
     /// Every result decoded as an `R`, in order, given to `f`; none is
     /// left.
     pub(crate) fn drain_decoded<R: DeserializeOwned>(
@@ -119,20 +135,12 @@ impl Taken {
     ) {
         // Read in place: a place moved out whole is read back wide.
         for place in &self.places {
-            f(match *place {
-                Place::Reply { output, start, end } => {
-                    let at = output.wrapping_sub(self.first_output) as usize;
-                    match self.outputs.get(at).and_then(|buf| buf.get(start..end)) {
-                        Some(bytes) => decode_reply(bytes),
-                        None => Err(TaskError::Failed(ALREADY_TAKEN.into())),
-                    }
-                }
-                Place::Failed => match self.errors.pop_front() {
-                    Some(error) => Err(*error),
-                    None => Err(TaskError::Failed(ALREADY_TAKEN.into())),
-                },
-                Place::Missing => Err(TaskError::Failed(ALREADY_TAKEN.into())),
-            });
+            f(decoded(
+                &self.outputs,
+                self.first_output,
+                &mut self.errors,
+                *place,
+            ));
         }
         self.clear();
     }
@@ -142,6 +150,28 @@ impl Taken {
         self.outputs.clear();
         self.errors.clear();
         self.first_output = 0;
+    }
+}
+
+/// The result at `place` decoded as an `R`: `outputs` begin with number
+/// `first_output`, and `errors` with the place's error if it is one.
+fn decoded<R: DeserializeOwned>(
+    outputs: &VecDeque<Arc<Vec<u8>>>,
+    first_output: u32,
+    errors: &mut VecDeque<Box<TaskError>>,
+    place: Place,
+) -> Result<R, TaskError> {
+    let missing = || TaskError::Failed(ALREADY_TAKEN.into());
+    match place {
+        Place::Reply { output, start, end } => {
+            let at = output.wrapping_sub(first_output) as usize;
+            match outputs.get(at).and_then(|buf| buf.get(start..end)) {
+                Some(bytes) => decode_reply(bytes),
+                None => Err(missing()),
+            }
+        }
+        Place::Failed => Err(errors.pop_front().map_or_else(missing, |e| *e)),
+        Place::Missing => Err(missing()),
     }
 }
 
@@ -192,6 +222,28 @@ mod tests {
         assert!(matches!(&got[6], Err(TaskError::Returned(w)) if w == "no"));
         assert!(matches!(&got[7], Err(TaskError::Failed(w)) if w == ALREADY_TAKEN));
         assert_eq!(*got[8].as_ref().unwrap(), 0);
+    }
+
+    #[test]
+    fn results_decoded_one_by_one_match_drained_ones_and_let_outputs_go() {
+        let (mut taken, bufs) = three_outputs();
+        let mut got = Vec::new();
+        while let Some(result) = taken.pop_decoded::<u64>() {
+            got.push(result);
+            if got.len() == 6 {
+                assert_eq!(
+                    Arc::strong_count(&bufs[0]),
+                    2,
+                    "ours and the second listing"
+                );
+            }
+        }
+        let (mut again, _) = three_outputs();
+        let mut drained = Vec::new();
+        again.drain_decoded::<u64>(|r| drained.push(r));
+        assert_eq!(format!("{got:?}"), format!("{drained:?}"));
+        assert_eq!(Arc::strong_count(&bufs[0]), 1);
+        assert_eq!(Arc::strong_count(&bufs[1]), 1);
     }
 
     #[test]
