@@ -59,13 +59,6 @@ impl Average {
         self.items += items;
         self.bytes += bytes;
     }
-
-    /// Counts `settled` if it is a reply.
-    fn note_settled(&mut self, settled: &Option<Settled>) {
-        if let Some(Ok(reply)) = settled {
-            self.note((1, reply.as_slice().len()));
-        }
-    }
 }
 
 impl<T: Serialize, R, I: Iterator<Item = T>> Feed<T, R, I> {
@@ -309,6 +302,9 @@ impl<T, R, I> Drop for Imap<T, R, I> {
 pub struct ImapUnordered<T, R, I> {
     feed: Feed<T, R, I>,
     in_flight: usize,
+    /// Results already taken from the pool, in order of arrival, not yet
+    /// yielded: every one settled is taken under the same lock.
+    taken: Taken,
     /// The next result, being decoded off an executor's thread.
     offloaded: Option<Offloaded>,
 }
@@ -333,6 +329,7 @@ where
                 _types: PhantomData,
             },
             in_flight: 0,
+            taken: Taken::default(),
             offloaded: None,
         }
     }
@@ -377,6 +374,12 @@ where
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {
         let stream = self.feed.stream;
+        // Taken already: decoded straight from where it is.
+        if self.offloaded.is_none() {
+            if let Some(next) = self.taken.pop_decoded() {
+                return Ok(Some(next));
+            }
+        }
         loop {
             if let Poll::Ready(next) = self.try_next(None) {
                 return Ok(next);
@@ -412,6 +415,9 @@ where
     /// thread, which wakes it once one does (or the pool stops). Takes
     /// nothing when pending.
     fn try_next_settled(&mut self, waker: Option<&Waker>) -> Poll<Option<Option<Settled>>> {
+        if let Some(settled) = self.taken.pop_front() {
+            return Poll::Ready(Some(settled));
+        }
         match self.feed.refill(self.in_flight, waker.is_some()) {
             Ok(ids) => self.in_flight += (ids.end - ids.start) as usize,
             Err(e) => return Poll::Ready(Some(Some(Err(Box::new(e))))),
@@ -420,12 +426,21 @@ where
             return Poll::Ready(None);
         }
         let mut state = self.feed.pool.state();
-        if let Some(id) = state.store.next_of_stream(self.feed.stream) {
-            self.in_flight -= 1;
-            let settled = state.store.take(id);
+        // Every one settled, under one lock (awaited: a bounded run, so
+        // that one poll stays short).
+        let max_run = match waker {
+            Some(_) => super::store::MAX_AWAITED_RUN,
+            None => usize::MAX,
+        };
+        let taken = state
+            .store
+            .take_finished(self.feed.stream, &mut self.taken, max_run);
+        if taken > 0 {
+            self.in_flight -= taken;
             self.feed.pool.wake_if_released(state);
-            self.feed.results.note_settled(&settled);
-            return Poll::Ready(Some(settled));
+            // (Only these: it was empty.)
+            self.feed.results.note(self.taken.reply_sizes());
+            return Poll::Ready(self.taken.pop_front());
         }
         if let Some(why) = &state.stopped {
             let stopped = PoolError::Stopped(why.clone());

@@ -583,39 +583,6 @@ impl Store {
         }
     }
 
-    /// `id`'s result, taken: it is not kept any more.
-    pub(crate) fn take(&mut self, id: u64) -> Option<Settled> {
-        let taken = self.take_one(id);
-        self.compact();
-        taken
-    }
-
-    /// (One look at the entry and one at its output: what `result` then
-    /// `consume` do, which a debug build paid for twice per item.)
-    fn take_one(&mut self, id: u64) -> Option<Settled> {
-        let entry = self.entry_mut(id)?;
-        match entry.phase {
-            Phase::Ready => {
-                entry.phase = Phase::Consumed;
-                let (home, slot, stream) = (entry.home, entry.slot, entry.stream);
-                let output = self.outputs.get_mut(home)?;
-                let range = output.replies.get(slot as usize).cloned();
-                let taken = range
-                    .clone()
-                    .map(|range| Ok(Bytes::piece(&output.buf, range)));
-                output.live -= 1;
-                output.free_if_unread();
-                self.let_go(stream, range.map_or(0, |r| r.len()));
-                taken
-            }
-            Phase::Failed => {
-                entry.phase = Phase::Consumed;
-                self.errors.remove(&id).map(Err)
-            }
-            Phase::Waiting | Phase::Consumed => None,
-        }
-    }
-
     /// `id` is settled and its result taken or dropped: what held the
     /// result is freed once nothing else needs it.
     fn consume(&mut self, id: u64) {
@@ -659,6 +626,7 @@ impl Store {
             }
             taken += 1;
             ids.pop_front();
+            // (An ordered map's stream counts no bytes: not told.)
             self.take_into(id, out);
         }
         if let Some(stream) = self.streams.get_mut(&stream) {
@@ -667,25 +635,53 @@ impl Store {
         self.compact();
     }
 
-    /// As [`take_one`](Self::take_one), into `out`, for an ordered map
-    /// (whose stream counts no bytes): a reply stays where it is.
-    fn take_into(&mut self, id: u64, out: &mut Taken) {
+    /// Takes up to `max` of unordered stream `id`'s settled items, in
+    /// order of arrival, into `out`, compacting once for the run; how many.
+    pub(crate) fn take_finished(&mut self, id: StreamId, out: &mut Taken, max: usize) -> usize {
+        let key = id.key();
+        let mut taken = 0;
+        let mut bytes = 0;
+        while taken < max {
+            let Some(item) = self.next_of_stream(id) else {
+                break;
+            };
+            taken += 1;
+            bytes += self.take_into(item, out);
+        }
+        // Its stream counts the bytes it holds: let them go in one step.
+        self.let_go(key, bytes);
+        self.compact();
+        taken
+    }
+
+    /// As [`take_one`](Self::take_one), into `out` (a reply stays where it
+    /// is), without telling its stream: the reply's bytes, if any.
+    fn take_into(&mut self, id: u64, out: &mut Taken) -> usize {
         let Some(entry) = self.entry_mut(id) else {
-            return out.push_missing();
+            out.push_missing();
+            return 0;
         };
         match entry.phase {
             Phase::Ready => {
                 entry.phase = Phase::Consumed;
                 let (home, slot) = (entry.home, entry.slot);
                 let Some(output) = self.outputs.get_mut(home) else {
-                    return out.push_missing();
+                    out.push_missing();
+                    return 0;
                 };
-                match output.replies.get(slot as usize) {
-                    Some(range) => out.push_reply(&output.buf, range.clone()),
-                    None => out.push_missing(),
-                }
+                let bytes = match output.replies.get(slot as usize) {
+                    Some(range) => {
+                        out.push_reply(&output.buf, range.clone());
+                        range.len()
+                    }
+                    None => {
+                        out.push_missing();
+                        0
+                    }
+                };
                 output.live -= 1;
                 output.free_if_unread();
+                bytes
             }
             Phase::Failed => {
                 entry.phase = Phase::Consumed;
@@ -693,8 +689,12 @@ impl Store {
                     Some(error) => out.push_error(error),
                     None => out.push_missing(),
                 }
+                0
             }
-            Phase::Waiting | Phase::Consumed => out.push_missing(),
+            Phase::Waiting | Phase::Consumed => {
+                out.push_missing();
+                0
+            }
         }
     }
 
@@ -1214,6 +1214,13 @@ mod tests {
         inputs + outputs
     }
 
+    /// `id`'s result, taken as an ordered map takes it.
+    fn take(store: &mut Store, id: u64) -> Option<Settled> {
+        let mut taken = Taken::default();
+        store.take_run(&mut VecDeque::from([id]), id, &mut taken, 1);
+        taken.pop_front().flatten()
+    }
+
     #[test]
     fn results_are_whole_and_free_their_bytes_once_taken() {
         let mut store = store_with(2);
@@ -1221,13 +1228,13 @@ mod tests {
         // Inputs are freed as their items settle; replies wait.
         assert!(store.submissions.items.iter().all(|s| s.buf.is_empty()));
         for id in 0..10u64 {
-            let reply = store.take(id).unwrap().unwrap();
+            let reply = take(&mut store, id).unwrap().unwrap();
             assert_eq!(
                 reply.as_slice(),
                 vec![id as u8; id as usize * 3],
                 "item {id}"
             );
-            assert!(store.take(id).is_none(), "item {id} taken twice");
+            assert!(take(&mut store, id).is_none(), "item {id} taken twice");
         }
         assert_eq!(held_bytes(&store), 0);
         assert!(store.entries.is_empty());
@@ -1252,6 +1259,42 @@ mod tests {
         }
         assert!(out.pop_front().is_none());
         assert_eq!(held_bytes(&store), 0);
+    }
+
+    #[test]
+    fn an_unordered_run_takes_what_settled_in_order_of_arrival_and_lets_its_bytes_go() {
+        let mut store = Store::new(1, Some(3));
+        let stream = StreamId {
+            number: 0,
+            unordered: true,
+        };
+        let mut inputs = Encoded::default();
+        for i in 0..6u64 {
+            inputs.push(&i).unwrap();
+        }
+        store.submit(Call::one(identity), inputs, Some(stream));
+        let cut = store.cut_chunks();
+        store.chunks_added(0, cut);
+        // Chunk 1 (items 3-5) comes back before chunk 0 (items 0-2).
+        accept_all(&mut store, 1..2);
+        accept_all(&mut store, 0..1);
+        let held = |store: &Store| store.streams.get(&stream.key()).map(|s| s.held());
+        let all: usize = (0..6).map(|id| id * 3).sum();
+        assert_eq!(held(&store), Some(all));
+        let mut taken = Taken::default();
+        assert_eq!(store.take_finished(stream, &mut taken, 4), 4);
+        // Items 3, 4, 5 and 0 (whose result is empty).
+        assert_eq!(held(&store), Some(all - (3 + 4 + 5) * 3));
+        assert_eq!(store.take_finished(stream, &mut taken, usize::MAX), 2);
+        assert_eq!(store.take_finished(stream, &mut taken, usize::MAX), 0);
+        assert_eq!(held(&store), Some(0));
+        for id in [3usize, 4, 5, 0, 1, 2] {
+            let reply = taken.pop_front().unwrap().unwrap().unwrap();
+            assert_eq!(reply.as_slice(), vec![id as u8; id * 3], "item {id}");
+        }
+        assert!(taken.pop_front().is_none());
+        assert_eq!(held_bytes(&store), 0);
+        assert!(store.entries.is_empty());
     }
 
     #[test]
@@ -1285,7 +1328,7 @@ mod tests {
                 kept.as_slice(),
                 store.result(id).unwrap().unwrap().as_slice()
             );
-            store.take(id).unwrap().unwrap();
+            take(&mut store, id).unwrap().unwrap();
         }
         assert_eq!(held_bytes(&store), output_of(&store_with(2), 0).len());
         store.abandon(0);
@@ -1321,13 +1364,21 @@ mod tests {
         store_with(1).chunk_input(0, &mut first).unwrap();
         assert_eq!(again, first);
         store.fail(0, Box::new(TaskError::Cancelled));
-        assert!(matches!(store.take(0), Some(Err(e)) if matches!(*e, TaskError::Cancelled)));
+        assert!(matches!(take(&mut store, 0), Some(Err(e)) if matches!(*e, TaskError::Cancelled)));
         assert!(store.errors.is_empty());
-        assert!(store.take(3).is_none(), "an abandoned result is dropped");
-        assert_eq!(store.take(4).unwrap().unwrap().as_slice(), vec![4u8; 12]);
+        assert!(
+            take(&mut store, 3).is_none(),
+            "an abandoned result is dropped"
+        );
+        assert_eq!(
+            take(&mut store, 4).unwrap().unwrap().as_slice(),
+            vec![4u8; 12]
+        );
         store.lose_all("over");
         for id in 1..3 {
-            assert!(matches!(store.take(id), Some(Err(e)) if matches!(*e, TaskError::Lost(_))));
+            assert!(
+                matches!(take(&mut store, id), Some(Err(e)) if matches!(*e, TaskError::Lost(_)))
+            );
         }
         assert_eq!(held_bytes(&store), 0);
         assert!(store.entries.is_empty() && store.errors.is_empty());

@@ -84,6 +84,12 @@ impl Stream {
         }
     }
 
+    /// Unordered: the bytes of its results settled and not taken yet.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
     /// A result of `bytes` was taken or dropped; true if that lets held
     /// items go.
     pub(crate) fn let_go(&mut self, bytes: usize) -> bool {
