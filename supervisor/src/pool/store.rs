@@ -124,6 +124,11 @@ pub(crate) const OPEN_PER_WORKER: usize = 4;
 /// items a second as before.)
 pub(crate) const MAX_AWAITED_RUN: usize = 1024;
 
+/// An unordered map's run of results taken under one lock ends once it
+/// holds this many bytes of replies (at least one reply: small results
+/// come by the hundred thousand, large ones one at a time).
+pub(crate) const MAX_RUN_BYTES: usize = 1 << 20;
+
 /// One item, from submission until its result is taken or abandoned. It
 /// names where its bytes are rather than holding them: 16 bytes, where a
 /// map keeps some 65,000 in flight and each is written by the caller's
@@ -637,11 +642,14 @@ impl Store {
 
     /// Takes up to `max` of unordered stream `id`'s settled items, in
     /// order of arrival, into `out`, compacting once for the run; how many.
+    /// The run ends once it holds [`MAX_RUN_BYTES`] of replies: what it
+    /// takes no longer counts against the stream's hold, and large
+    /// results taken in a run of their own stay bounded as before.
     pub(crate) fn take_finished(&mut self, id: StreamId, out: &mut Taken, max: usize) -> usize {
         let key = id.key();
         let mut taken = 0;
         let mut bytes = 0;
-        while taken < max {
+        while taken < max && bytes < MAX_RUN_BYTES {
             let Some(item) = self.next_of_stream(id) else {
                 break;
             };
@@ -1295,6 +1303,36 @@ mod tests {
         assert!(taken.pop_front().is_none());
         assert_eq!(held_bytes(&store), 0);
         assert!(store.entries.is_empty());
+    }
+
+    #[test]
+    fn an_unordered_run_ends_once_it_holds_a_megabyte() {
+        let mut store = Store::new(1, Some(2));
+        let stream = StreamId {
+            number: 0,
+            unordered: true,
+        };
+        let mut inputs = Encoded::default();
+        for i in 0..4u64 {
+            inputs.push(&i).unwrap();
+        }
+        store.submit(Call::one(identity), inputs, Some(stream));
+        let cut = store.cut_chunks();
+        store.chunks_added(0, cut);
+        // Four replies of 600 KB each, in two chunks.
+        for task in 0..2u64 {
+            let mut output = Vec::new();
+            for _ in 0..2 {
+                output.extend_from_slice(&600_000u32.to_le_bytes());
+                output.extend(std::iter::repeat_n(7u8, 600_000));
+            }
+            store.accept(task, output).unwrap();
+        }
+        let mut taken = Taken::default();
+        assert_eq!(store.take_finished(stream, &mut taken, usize::MAX), 2);
+        assert_eq!(taken.reply_sizes(), (2, 1_200_000));
+        assert_eq!(store.take_finished(stream, &mut taken, usize::MAX), 2);
+        assert_eq!(store.take_finished(stream, &mut taken, usize::MAX), 0);
     }
 
     #[test]
