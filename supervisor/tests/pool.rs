@@ -211,6 +211,39 @@ fn an_item_that_segfaults_is_an_error_alone() {
         Err(outlast::pool::PoolError::Task { index, .. }) => assert_eq!(index, 1),
         other => panic!("{other:?}"),
     }
+    // So does map_async, every time it is asked.
+    let later = pool
+        .map_async(segfault_on_13, [11, 12, 13, 14])
+        .expect("map_async");
+    for _ in 0..2 {
+        match later.get() {
+            Err(outlast::pool::PoolError::Task {
+                index,
+                error: TaskError::WorkerDied { .. },
+            }) => assert_eq!(index, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Unordered, the error comes once among the others' values (results
+    // are taken in runs: the pool's error must stay with its own item).
+    let mut values = Vec::new();
+    let mut died = 0;
+    for r in pool.imap_unordered(segfault_on_13, 0..50u64) {
+        match r {
+            Ok(v) => values.push(v),
+            Err(TaskError::WorkerDied { attempts: 3, .. }) => died += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    values.sort_unstable();
+    assert_eq!(died, 1);
+    assert_eq!(
+        values,
+        (0..50u64)
+            .filter(|&x| x != 13)
+            .map(|x| x + 1)
+            .collect::<Vec<_>>()
+    );
 }
 
 fn panic_on_7(x: u32) -> u32 {
