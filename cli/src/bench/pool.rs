@@ -1,5 +1,6 @@
 //! `supervisor bench pool`: `Pool` throughput with 2 workers: `map` of a
-//! no-op function over 1,000,000 and 200,000 items, `imap` over 1,000,000, `submit` +
+//! no-op function over 1,000,000 and 200,000 items, `imap` and
+//! `imap_unordered` over 1,000,000, `submit` +
 //! `as_completed`, the resident memory of this process across an `imap`
 //! over an endless iterator, and `--exec true` over 10,000 lines beside
 //! `xargs -P2 -n1 true` on the same lines. Python's rows come from
@@ -34,6 +35,7 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
     let mut map_rates = Vec::new();
     let mut fewer_rates = Vec::new();
     let mut imap_rates = Vec::new();
+    let mut unordered_rates = Vec::new();
     let mut submit_rates = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
@@ -55,6 +57,15 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
             }
         }
         imap_rates.push(items as f64 / started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let mut sum = 0u64;
+        for r in pool.imap_unordered(noop, 0..items) {
+            sum += r.map_err(|e| e.to_string())?;
+        }
+        unordered_rates.push(items as f64 / started.elapsed().as_secs_f64());
+        if sum != items * (items - 1) / 2 {
+            return Err("imap_unordered gave a wrong result".into());
+        }
         let started = Instant::now();
         let futures = (0..submits)
             .map(|x| pool.submit(noop, x))
@@ -81,6 +92,10 @@ pub fn run(runs: usize, quick: bool) -> Result<Vec<Row>, String> {
         (
             format!("Pool::imap no-op, {items} items, 2 workers"),
             &imap_rates,
+        ),
+        (
+            format!("Pool::imap_unordered no-op, {items} items, 2 workers"),
+            &unordered_rates,
         ),
     ] {
         let rate = median(rates);
