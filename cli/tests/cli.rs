@@ -103,6 +103,33 @@ fn bench_dispatch_runs_no_op_tasks_through_the_supervisor() {
 }
 
 #[test]
+fn bench_pool_measures_every_map_form_and_exec_beside_xargs() {
+    let rows = bench_json("pool");
+    let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
+    for form in [
+        "Pool::map no-op, 20000 items",
+        "Pool::map no-op, 4000 items",
+        "Pool::imap no-op",
+        "Pool::imap_unordered no-op",
+        "submit + as_completed",
+        "imap over an endless iterator",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["subject"].as_str().is_some_and(|s| s.starts_with(form)))
+            .unwrap_or_else(|| panic!("no {form} row in {subjects:?}"));
+        assert!(row["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0), "{row}");
+    }
+    for timed in ["supervisor --exec", "xargs"] {
+        let row = rows
+            .iter()
+            .find(|r| r["subject"].as_str().is_some_and(|s| s.starts_with(timed)))
+            .unwrap_or_else(|| panic!("no {timed} row in {subjects:?}"));
+        assert!(row["median_ms"].as_f64().is_some_and(|t| t > 0.0), "{row}");
+    }
+}
+
+#[test]
 fn bench_journal_compares_runs_with_and_without_a_journal() {
     let rows = bench_json("journal");
     let subjects: Vec<&str> = rows.iter().filter_map(|r| r["subject"].as_str()).collect();
