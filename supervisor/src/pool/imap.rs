@@ -211,12 +211,6 @@ where
         &mut self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {
-        // Taken already: decoded straight from where it is.
-        if self.offloaded.is_none() {
-            if let Some(next) = self.taken.pop_decoded() {
-                return Ok(Some(next));
-            }
-        }
         loop {
             if let Poll::Ready(next) = self.try_next(None) {
                 return Ok(next);
@@ -244,6 +238,10 @@ where
 {
     fn offloaded(&mut self) -> &mut Option<Offloaded> {
         &mut self.offloaded
+    }
+
+    fn taken(&mut self) -> &mut Taken {
+        &mut self.taken
     }
 
     /// The next result in order if it is there (and, with the pool
@@ -374,12 +372,6 @@ where
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {
         let stream = self.feed.stream;
-        // Taken already: decoded straight from where it is.
-        if self.offloaded.is_none() {
-            if let Some(next) = self.taken.pop_decoded() {
-                return Ok(Some(next));
-            }
-        }
         loop {
             if let Poll::Ready(next) = self.try_next(None) {
                 return Ok(next);
@@ -408,6 +400,10 @@ where
 {
     fn offloaded(&mut self) -> &mut Option<Offloaded> {
         &mut self.offloaded
+    }
+
+    fn taken(&mut self) -> &mut Taken {
+        &mut self.taken
     }
 
     /// The next result to finish if one has (and, with the pool stopped,

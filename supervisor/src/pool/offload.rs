@@ -15,6 +15,7 @@ use std::task::{Poll, Waker};
 use serde::de::DeserializeOwned;
 
 use super::store::Settled;
+use super::taken::Taken;
 use super::{decode, TaskError};
 
 /// An awaited result this long, encoded, or longer is decoded on a
@@ -128,6 +129,9 @@ pub(crate) trait NextResult<R> {
     /// Its result being decoded off an executor's thread, if any.
     fn offloaded(&mut self) -> &mut Option<Offloaded>;
 
+    /// Its results taken from the pool and not yet given out.
+    fn taken(&mut self) -> &mut Taken;
+
     /// The next result as the pool keeps it (`None` inside: an error made
     /// here; the outer `None`: the map is over), or `waker`, if any, left
     /// to be woken once there is one. Takes nothing when pending.
@@ -140,6 +144,10 @@ pub(crate) trait NextResult<R> {
     {
         if let Some(left) = self.offloaded().take() {
             return Poll::Ready(Some(decode(Some(left.kept))));
+        }
+        // Taken already: decoded straight from where it is.
+        if let Some(next) = self.taken().pop_decoded(usize::MAX) {
+            return Poll::Ready(Some(next));
         }
         self.try_next_settled(waker).map(|next| next.map(decode))
     }
@@ -154,6 +162,10 @@ pub(crate) trait NextResult<R> {
             let decoded = std::task::ready!(pending.decoding.poll::<R>(waker));
             *self.offloaded() = None;
             return Poll::Ready(Some(decoded));
+        }
+        // Taken already and small: decoded straight from where it is.
+        if let Some(next) = self.taken().pop_decoded(OFFLOAD_BYTES) {
+            return Poll::Ready(Some(next));
         }
         let Some(settled) = std::task::ready!(self.try_next_settled(Some(waker))) else {
             return Poll::Ready(None);

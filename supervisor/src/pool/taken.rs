@@ -111,9 +111,20 @@ impl Taken {
         Some(settled)
     }
 
-    /// The first result decoded as an `R`, or `None` if there is none.
-    pub(crate) fn pop_decoded<R: DeserializeOwned>(&mut self) -> Option<Result<R, TaskError>> {
-        let place = self.places.pop_front()?;
+    /// The first result decoded as an `R`, or `None` if there is none or
+    /// it is a reply of `below` bytes or more (left for a thread of its
+    /// own).
+    pub(crate) fn pop_decoded<R: DeserializeOwned>(
+        &mut self,
+        below: usize,
+    ) -> Option<Result<R, TaskError>> {
+        let place = *self.places.front()?;
+        if let Place::Reply { start, end, .. } = place {
+            if end - start >= below {
+                return None;
+            }
+        }
+        self.places.pop_front();
         if let Place::Reply { output, .. } = place {
             // Outputs before this one are read for good.
             while self.first_output < output && self.outputs.pop_front().is_some() {
@@ -228,7 +239,7 @@ mod tests {
     fn results_decoded_one_by_one_match_drained_ones_and_let_outputs_go() {
         let (mut taken, bufs) = three_outputs();
         let mut got = Vec::new();
-        while let Some(result) = taken.pop_decoded::<u64>() {
+        while let Some(result) = taken.pop_decoded::<u64>(usize::MAX) {
             got.push(result);
             if got.len() == 6 {
                 assert_eq!(
@@ -244,6 +255,16 @@ mod tests {
         assert_eq!(format!("{got:?}"), format!("{drained:?}"));
         assert_eq!(Arc::strong_count(&bufs[0]), 1);
         assert_eq!(Arc::strong_count(&bufs[1]), 1);
+    }
+
+    #[test]
+    fn a_reply_as_large_as_the_bound_is_left_in_place() {
+        let (mut taken, _bufs) = three_outputs();
+        // Each reply is 2 bytes (variant 0, then a one-byte varint).
+        assert!(taken.pop_decoded::<u64>(2).is_none());
+        assert_eq!(taken.pop_decoded::<u64>(3).unwrap().unwrap(), 0);
+        let left = taken.pop_front().unwrap().unwrap().unwrap();
+        assert_eq!(left.as_slice(), returned(1));
     }
 
     #[test]
