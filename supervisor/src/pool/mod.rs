@@ -900,6 +900,7 @@ fn decode<R: DeserializeOwned>(settled: Option<Settled>) -> Result<R, TaskError>
 }
 
 /// An encoded [`Reply`] as its function's result.
+#[inline(always)]
 fn decode_reply<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
     match bytes.split_first() {
         // Reply::Returned is variant 0 and then the value: decoded with

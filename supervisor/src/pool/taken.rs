@@ -166,6 +166,7 @@ impl Taken {
 
 /// The result at `place` decoded as an `R`: `outputs` begin with number
 /// `first_output`, and `errors` with the place's error if it is one.
+#[inline(always)]
 fn decoded<R: DeserializeOwned>(
     outputs: &VecDeque<Arc<Vec<u8>>>,
     first_output: u32,
