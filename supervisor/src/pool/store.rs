@@ -378,37 +378,44 @@ impl Store {
                 .or_insert_with(|| Stream::new(id, first));
             id.key()
         });
-        let mut failed = inputs.failed.into_iter().peekable();
-        for index in 0..count {
-            self.entries.push_back(Entry {
-                phase: Phase::Waiting,
-                abandoned: false,
-                stream,
-                home,
-                slot: index as u32,
-            });
-            let id = self.next_item;
-            self.next_item += 1;
-            self.pending += 1;
-            if let Some((_, why)) = failed.next_if(|(at, _)| *at == index) {
-                // Settled where it stands; it goes to no worker.
-                self.fail(id, Box::new(TaskError::Failed(why)));
-                continue;
-            }
-            // Right after earlier items of the same call and stream (one
-            // submit after another): one run, so they can share chunks.
-            match self.unchunked.back_mut() {
-                Some(run) if run.call == call && run.stream == stream && run.items.end == id => {
-                    run.items.end = id + 1
-                }
-                _ => self.unchunked.push_back(Run {
-                    call,
-                    stream,
-                    items: id..id + 1,
-                }),
-            }
+        self.entries.extend((0..count).map(|slot| Entry {
+            phase: Phase::Waiting,
+            abandoned: false,
+            stream,
+            home,
+            slot: slot as u32,
+        }));
+        self.next_item += count as u64;
+        self.pending += count;
+        // The items between those that could not be encoded go in runs;
+        // those settle where they stand and go to no worker.
+        let mut start = 0;
+        for (at, why) in inputs.failed {
+            self.add_run(call, stream, first + start as u64..first + at as u64);
+            self.fail(first + at as u64, Box::new(TaskError::Failed(why)));
+            start = at + 1;
         }
+        self.add_run(call, stream, first + start as u64..first + count as u64);
         first
+    }
+
+    /// Items `ids` of `call` and `stream` wait for a chunk: right after
+    /// earlier ones of the same call and stream (one submit after
+    /// another), in the same run, so that they can share chunks.
+    fn add_run(&mut self, call: Call, stream: u32, ids: Range<u64>) {
+        if ids.is_empty() {
+            return;
+        }
+        match self.unchunked.back_mut() {
+            Some(run) if run.call == call && run.stream == stream && run.items.end == ids.start => {
+                run.items.end = ids.end
+            }
+            _ => self.unchunked.push_back(Run {
+                call,
+                stream,
+                items: ids,
+            }),
+        }
     }
 
     /// Items per chunk now: the user's, or adapted (see [`Store::learn`]).
@@ -1333,6 +1340,54 @@ mod tests {
         assert_eq!(taken.reply_sizes(), (2, 1_200_000));
         assert_eq!(store.take_finished(stream, &mut taken, usize::MAX), 2);
         assert_eq!(store.take_finished(stream, &mut taken, usize::MAX), 0);
+    }
+
+    /// An item that cannot be encoded when it is 0, 4, 5 or 9.
+    struct Refused(u64);
+
+    impl serde::Serialize for Refused {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                0 | 4 | 5 | 9 => Err(serde::ser::Error::custom(format!("no {}", self.0))),
+                n => s.serialize_u64(n),
+            }
+        }
+    }
+
+    #[test]
+    fn items_that_cannot_be_encoded_settle_as_errors_and_the_rest_run_in_order() {
+        let mut store = Store::new(1, None);
+        let mut inputs = Encoded::default();
+        for i in 0..10 {
+            inputs.push_or_fail(&Refused(i));
+        }
+        assert_eq!(store.submit(Call::one(identity), inputs, None), 0);
+        // First, adjacent and last failures: the others in two runs.
+        let runs: Vec<Range<u64>> = store.unchunked.iter().map(|r| r.items.clone()).collect();
+        assert_eq!(runs, [1..4, 6..9]);
+        assert_eq!(store.pending, 6);
+        for id in 0..10 {
+            let refused = matches!(id, 0 | 4 | 5 | 9);
+            assert_eq!(store.is_settled(id), refused, "item {id}");
+            if refused {
+                match take(&mut store, id) {
+                    Some(Err(e)) => assert!(
+                        matches!(&*e, TaskError::Failed(why) if why.contains(&format!("no {id}"))),
+                        "item {id}: {e:?}"
+                    ),
+                    other => panic!("item {id}: {other:?}"),
+                }
+            }
+        }
+        // Past the refused 9, a new run; a next submission of the same
+        // call then goes on it.
+        for id in [10u64, 11] {
+            let mut more = Encoded::default();
+            more.push(&id).unwrap();
+            assert_eq!(store.submit(Call::one(identity), more, None), id);
+        }
+        let runs: Vec<Range<u64>> = store.unchunked.iter().map(|r| r.items.clone()).collect();
+        assert_eq!(runs, [1..4, 6..9, 10..12]);
     }
 
     #[test]
