@@ -504,7 +504,7 @@ fn open_lane(conn: &mut Connection) -> Result<Option<ClientLane>, ManagerError> 
             let lane = crate::handle::providing_handles(fds, || {
                 postcard::from_bytes::<ClientLane>(&encoded)
             });
-            lane.map(Some)
+            lane.map(|lane| Some(lane.for_client()))
                 .map_err(|e| ManagerError::Protocol(format!("a lane that does not decode: {e}")))
         }
         Ok(_) => Ok(None),

@@ -35,6 +35,8 @@ pub(super) struct End {
     /// The last wait saw the peer move: spin before sleeping next time.
     pub(super) streaming: bool,
     budget: SpinBudget,
+    /// The longest it spins ([`SPIN`] unless its owner says otherwise).
+    spin_bound: Duration,
     liveness_checked: Option<Instant>,
 }
 
@@ -49,8 +51,15 @@ impl End {
             scratch: Vec::new(),
             streaming: false,
             budget: SpinBudget::default(),
+            spin_bound: SPIN,
             liveness_checked: None,
         }
+    }
+
+    /// Spins up to `bound` (still only as recent waits say pays, and not
+    /// while the CPUs are oversubscribed) before it sleeps.
+    pub(super) fn set_spin_bound(&mut self, bound: Duration) {
+        self.spin_bound = bound;
     }
 
     pub(super) fn header(&self) -> Result<&Header, SpscError> {
@@ -113,7 +122,7 @@ impl End {
         let mut moved = false;
         let started = Instant::now();
         let spin = if self.streaming {
-            self.budget.limit(SPIN)
+            self.budget.limit(self.spin_bound)
         } else {
             Duration::ZERO
         };

@@ -86,6 +86,14 @@ impl Receiver {
         self.end.aux()
     }
 
+    /// Waits spin up to `bound` before they sleep, rather than 20 us: for
+    /// a peer whose answers take longer than that but less than a
+    /// sleeper's wake-up (the spin is still learnt from recent waits, and
+    /// skipped while the CPUs are oversubscribed).
+    pub(crate) fn set_spin_bound(&mut self, bound: std::time::Duration) {
+        self.end.set_spin_bound(bound);
+    }
+
     /// The sender's published tail as it is now (unchecked): moves with
     /// every record published, for a future's watch to compare.
     pub(crate) fn tail_epoch(&self) -> u64 {
