@@ -47,8 +47,7 @@ pub(super) const MAX_ON_LANE: usize = RING_BYTES / 2 - 16;
 /// us on an idle VM) made each round trip about twice as long: batches of
 /// 64 sets and 64 gets ran at 1.2-1.3 M operations/s, and at 2.4-2.5 M
 /// with 100 us. Past the wake-up's cost, spinning no longer pays.
-const REPLY_SPIN: Duration = Duration::from_micros(REPLY_SPIN_US);
-const REPLY_SPIN_US: u64 = 100;
+const REPLY_SPIN: Duration = Duration::from_micros(100);
 
 /// The requests ring's aux words: the bell (the client sets it, the server
 /// clears it), and how many threads are busy with the manager (the server
