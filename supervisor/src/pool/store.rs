@@ -1276,20 +1276,27 @@ mod tests {
         assert_eq!(held_bytes(&store), 0);
     }
 
-    #[test]
-    fn an_unordered_run_takes_what_settled_in_order_of_arrival_and_lets_its_bytes_go() {
-        let mut store = Store::new(1, Some(3));
+    /// A store of one worker with an unordered map of items `0..items`,
+    /// cut in chunks of `chunk`.
+    fn unordered_store(items: u64, chunk: usize) -> (Store, StreamId) {
+        let mut store = Store::new(1, Some(chunk));
         let stream = StreamId {
             number: 0,
             unordered: true,
         };
         let mut inputs = Encoded::default();
-        for i in 0..6u64 {
+        for i in 0..items {
             inputs.push(&i).unwrap();
         }
         store.submit(Call::one(identity), inputs, Some(stream));
         let cut = store.cut_chunks();
         store.chunks_added(0, cut);
+        (store, stream)
+    }
+
+    #[test]
+    fn an_unordered_run_takes_what_settled_in_order_of_arrival_and_lets_its_bytes_go() {
+        let (mut store, stream) = unordered_store(6, 3);
         // Chunk 1 (items 3-5) comes back before chunk 0 (items 0-2).
         accept_all(&mut store, 1..2);
         accept_all(&mut store, 0..1);
@@ -1314,18 +1321,7 @@ mod tests {
 
     #[test]
     fn an_unordered_run_ends_once_it_holds_a_megabyte() {
-        let mut store = Store::new(1, Some(2));
-        let stream = StreamId {
-            number: 0,
-            unordered: true,
-        };
-        let mut inputs = Encoded::default();
-        for i in 0..4u64 {
-            inputs.push(&i).unwrap();
-        }
-        store.submit(Call::one(identity), inputs, Some(stream));
-        let cut = store.cut_chunks();
-        store.chunks_added(0, cut);
+        let (mut store, stream) = unordered_store(4, 2);
         // Four replies of 600 KB each, in two chunks.
         for task in 0..2u64 {
             let mut output = Vec::new();
