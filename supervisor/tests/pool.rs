@@ -211,7 +211,10 @@ fn an_item_that_segfaults_is_an_error_alone() {
         Err(outlast::pool::PoolError::Task { index, .. }) => assert_eq!(index, 1),
         other => panic!("{other:?}"),
     }
-    // So does map_async, every time it is asked.
+    // So does map_async, every time it is asked. (A pool of its own: each
+    // map above cost up to six crashes, and a pool that sees more than 20
+    // within 10 s stops.)
+    let pool = Pool::builder(2).max_attempts(3).build().expect("pool");
     let later = pool
         .map_async(segfault_on_13, [11, 12, 13, 14])
         .expect("map_async");
@@ -226,6 +229,7 @@ fn an_item_that_segfaults_is_an_error_alone() {
     }
     // Unordered, the error comes once among the others' values (results
     // are taken in runs: the pool's error must stay with its own item).
+    let pool = Pool::builder(2).max_attempts(3).build().expect("pool");
     let mut values = Vec::new();
     let mut died = 0;
     for r in pool.imap_unordered(segfault_on_13, 0..50u64) {
