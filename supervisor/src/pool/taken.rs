@@ -93,10 +93,7 @@ impl Taken {
         let place = self.places.pop_front()?;
         let settled = match place {
             Place::Reply { output, start, end } => {
-                // Outputs before this one are read for good.
-                while self.first_output < output && self.outputs.pop_front().is_some() {
-                    self.first_output += 1;
-                }
+                self.let_go_before(output);
                 let at = output.wrapping_sub(self.first_output) as usize;
                 self.outputs
                     .get(at)
@@ -126,10 +123,7 @@ impl Taken {
         }
         self.places.pop_front();
         if let Place::Reply { output, .. } = place {
-            // Outputs before this one are read for good.
-            while self.first_output < output && self.outputs.pop_front().is_some() {
-                self.first_output += 1;
-            }
+            self.let_go_before(output);
         }
         let decoded = decoded(&self.outputs, self.first_output, &mut self.errors, place);
         if self.places.is_empty() {
@@ -154,6 +148,13 @@ impl Taken {
             ));
         }
         self.clear();
+    }
+
+    /// Outputs before number `output` are read for good: let them go.
+    fn let_go_before(&mut self, output: u32) {
+        while self.first_output < output && self.outputs.pop_front().is_some() {
+            self.first_output += 1;
+        }
     }
 
     fn clear(&mut self) {
